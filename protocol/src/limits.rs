@@ -1,0 +1,43 @@
+//! Every named bound of the protocol. Exceeding one of these from remote input is a typed
+//! error, never a panic or unbounded growth.
+
+/// Largest group size `g` (and so largest threshold `t`).
+pub const MAX_GROUP_SIZE: u8 = 32;
+/// Largest number of field elements in one contribution vector.
+pub const MAX_VECTOR_LEN: u32 = 1 << 22;
+/// Largest encoded message, in bytes (a full vector of `MAX_VECTOR_LEN` elements plus headers).
+pub const MAX_MESSAGE_BYTES: usize = (MAX_VECTOR_LEN as usize) * 8 + 64 * 1024;
+/// Largest number of groups in one tree plan.
+pub const MAX_PLAN_GROUPS: u32 = 1 << 20;
+/// Largest fan-in of an inner group (children per group).
+pub const MAX_FAN_IN: u32 = 1024;
+/// Largest number of ordered backups per position.
+pub const MAX_BACKUPS: u8 = 8;
+/// Largest number of items (contributors or child versions) one manifest or report may list.
+pub const MAX_MANIFEST_ITEMS: usize = 1 << 16;
+/// Largest number of distinct contributors one leaf member accepts shares from.
+pub const MAX_CONTRIBUTORS_PER_LEAF: usize = MAX_MANIFEST_ITEMS;
+/// Largest number of distinct versions of one child group a member keeps.
+pub const MAX_VERSIONS_PER_CHILD: usize = 4;
+/// Largest number of computations a node holds state for at once.
+pub const MAX_COMPUTATIONS: usize = 1024;
+/// Largest number of messages buffered for computations whose request has not arrived yet.
+pub const MAX_EARLY_MESSAGES: usize = 4096;
+/// Largest number of request ids remembered for replay protection.
+pub const MAX_SEEN_REQUESTS: usize = 1 << 16;
+/// Largest number of heal attempts a member makes for one missing child.
+pub const MAX_HEAL_ATTEMPTS: u32 = 6;
+/// Largest number of pending heal queries one member keeps per role.
+pub const MAX_PENDING_HEAL_QUERIES: usize = 1024;
+/// Largest number of agreement rounds (leader elections) per group.
+pub const MAX_AGREE_ROUNDS: u32 = 64;
+/// Largest length of the declarative query text in a request, in bytes.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// Largest number of bound ranges in a contribution spec.
+pub const MAX_BOUND_RANGES: usize = 4096;
+/// Largest decimal scale exponent of fixed-point values.
+pub const MAX_SCALE_DIGITS: u8 = 12;
+/// How far in the future a request's creation time may be, in microseconds (clock skew).
+pub const MAX_CLOCK_SKEW_MICROS: u64 = 60 * 1_000_000;
+/// Longest lifetime of a computation (deadline minus creation), in microseconds.
+pub const MAX_COMPUTATION_LIFETIME_MICROS: u64 = 7 * 24 * 3600 * 1_000_000;

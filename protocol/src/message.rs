@@ -1,0 +1,227 @@
+//! What travels between nodes. Every message carries its computation id and a round; what a
+//! round means depends on the body (the agreement round for reports and manifests, the attempt
+//! for heals, zero otherwise).
+
+use crate::field::FieldVec;
+use crate::ids::{ComputationId, Digest, GroupId, NodeId, Position, Version};
+use crate::request::SignedRequest;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub computation: ComputationId,
+    pub round: u32,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Body {
+    /// A signed computation request, spread to every node.
+    Request(SignedRequest),
+    /// A contributor's share for one position of its leaf group, sealed to that member.
+    Share(ShareMsg),
+    /// A member's partial sum, sent to the same position of the parent group.
+    Partial(PartialMsg),
+    /// A member's report of what it holds, sent to the leader of the round.
+    Report(ReportMsg),
+    /// A new leader asks every member for its report of this round.
+    Solicit(SolicitMsg),
+    /// The leader's manifest: the exact set every member sums.
+    Manifest(ManifestMsg),
+    /// A parent member that misses a child's partial sum asks the child's members for help.
+    HealQuery(HealQueryMsg),
+    /// A child member's answer: the version it can heal from.
+    HealOffer(HealOfferMsg),
+    /// The parent member picks `t` helpers and a version for one attempt.
+    HealGo(HealGoMsg),
+    /// One helper's masked Lagrange term.
+    HealPart(HealPartMsg),
+    /// A root member tells the commissioner which version and count it holds.
+    RootReady(RootReadyMsg),
+    /// The commissioner asks a root member for its share of the chosen version.
+    ReleaseAsk(ReleaseAskMsg),
+    /// A root member's share of the result, sent only to the commissioner.
+    ReleaseShare(ReleaseShareMsg),
+    /// The commissioner's signed note that the computation is over.
+    Finish(FinishMsg),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShareMsg {
+    pub group: GroupId,
+    pub position: Position,
+    pub contributor: NodeId,
+    /// `seal::seal` of postcard(`SharePayload`).
+    pub sealed: Vec<u8>,
+}
+
+/// The plaintext inside a sealed share.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SharePayload {
+    pub computation: ComputationId,
+    pub group: GroupId,
+    pub position: Position,
+    pub contributor: NodeId,
+    pub share: crate::sharing::CompressedShare,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartialMsg {
+    pub child: GroupId,
+    pub position: Position,
+    pub version: Version,
+    pub sum: FieldVec,
+}
+
+/// An item a group can sum: a contributor's share (leaf groups) or a child's partial sum of
+/// one version (inner groups).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Item {
+    Contributor(NodeId),
+    Child { group: GroupId, version: Version },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Sorted, no duplicates, at most one version per child.
+    pub items: Vec<Item>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportMsg {
+    pub group: GroupId,
+    pub position: Position,
+    pub items: Vec<Item>,
+    /// A manifest this member already adopted, if any: a new leader must keep it.
+    pub adopted: Option<Manifest>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SolicitMsg {
+    pub group: GroupId,
+    pub leader: Position,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestMsg {
+    pub group: GroupId,
+    pub leader: Position,
+    pub manifest: Manifest,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealQueryMsg {
+    pub child: GroupId,
+    pub target: Position,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealOfferMsg {
+    pub child: GroupId,
+    pub target: Position,
+    pub helper: Position,
+    pub version: Version,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealGoMsg {
+    pub child: GroupId,
+    pub target: Position,
+    pub version: Digest,
+    /// Exactly `t` distinct positions of the child group, sorted.
+    pub helpers: Vec<Position>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealPartMsg {
+    pub child: GroupId,
+    pub target: Position,
+    pub helper: Position,
+    pub version: Digest,
+    pub value: FieldVec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RootReadyMsg {
+    pub position: Position,
+    pub version: Version,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseAskMsg {
+    pub version: Digest,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseShareMsg {
+    pub position: Position,
+    pub version: Digest,
+    pub share: FieldVec,
+}
+
+/// Signed by the commissioner over `hash_parts("grove/finish/v1", [computation id])`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinishMsg {
+    pub signature: Vec<u8>,
+}
+
+impl Message {
+    /// Checks every count and length against `limits` (the codec calls this after decoding).
+    /// Vector lengths against the request's spec are checked by the engine.
+    pub fn check_limits(&self) -> Result<(), String> {
+        use crate::limits::*;
+        let vec_ok = |v: &FieldVec| v.0.len() <= MAX_VECTOR_LEN as usize;
+        let pos_ok = |p: Position| (1..=MAX_GROUP_SIZE).contains(&p);
+        let ok = match &self.body {
+            Body::Request(r) => r.request.query.len() <= MAX_QUERY_BYTES && r.signature.len() == 64,
+            Body::Share(m) => pos_ok(m.position) && m.sealed.len() <= MAX_MESSAGE_BYTES,
+            Body::Partial(m) => pos_ok(m.position) && vec_ok(&m.sum),
+            Body::Report(m) => {
+                pos_ok(m.position)
+                    && m.items.len() <= MAX_MANIFEST_ITEMS
+                    && m.adopted
+                        .as_ref()
+                        .is_none_or(|a| a.items.len() <= MAX_MANIFEST_ITEMS)
+            }
+            Body::Solicit(m) => pos_ok(m.leader),
+            Body::Manifest(m) => pos_ok(m.leader) && m.manifest.items.len() <= MAX_MANIFEST_ITEMS,
+            Body::HealQuery(m) => pos_ok(m.target),
+            Body::HealOffer(m) => pos_ok(m.target) && pos_ok(m.helper),
+            Body::HealGo(m) => {
+                pos_ok(m.target)
+                    && m.helpers.len() <= MAX_GROUP_SIZE as usize
+                    && m.helpers.iter().all(|p| pos_ok(*p))
+            }
+            Body::HealPart(m) => pos_ok(m.target) && pos_ok(m.helper) && vec_ok(&m.value),
+            Body::RootReady(m) => pos_ok(m.position),
+            Body::ReleaseAsk(_) => true,
+            Body::ReleaseShare(m) => pos_ok(m.position) && vec_ok(&m.share),
+            Body::Finish(m) => m.signature.len() == 64,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{} message out of bounds", self.kind()))
+        }
+    }
+
+    /// A short name of the body, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match &self.body {
+            Body::Request(_) => "request",
+            Body::Share(_) => "share",
+            Body::Partial(_) => "partial",
+            Body::Report(_) => "report",
+            Body::Solicit(_) => "solicit",
+            Body::Manifest(_) => "manifest",
+            Body::HealQuery(_) => "heal-query",
+            Body::HealOffer(_) => "heal-offer",
+            Body::HealGo(_) => "heal-go",
+            Body::HealPart(_) => "heal-part",
+            Body::RootReady(_) => "root-ready",
+            Body::ReleaseAsk(_) => "release-ask",
+            Body::ReleaseShare(_) => "release-share",
+            Body::Finish(_) => "finish",
+        }
+    }
+}

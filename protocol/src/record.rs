@@ -1,0 +1,1 @@
+//! Records a node persists (defined with the engine).
