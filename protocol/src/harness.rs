@@ -1,1 +1,717 @@
-//! Cluster harness.
+//! The cluster harness: N real engines, a virtual clock, per-link latency, message loss, and
+//! crash and restart-from-persisted-records of any node at any moment, including in the middle
+//! of draining its outputs. Every message goes through the real codec. A privacy checker
+//! watches every delivery; the result checker compares the released sum with the plaintext
+//! sum over the exact contributor set the result reports.
+//!
+//! Enabled by the `test-util` feature; the simulator builds its models on top of the same idea.
+
+use crate::codec;
+use crate::encoding::ContributionSpec;
+use crate::engine::{finish_signing_bytes, Command, Engine, Event, Failure, Identity, Output, Released};
+use crate::field::{add_assign_vec, Fp};
+use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
+use crate::message::{Body, Item, Manifest, Message};
+use crate::plan::{CachedPlans, Plan, PlanProvider, SortedDirectory};
+use crate::record::Record;
+use crate::request::{CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams};
+use crate::seal;
+use ed25519_dalek::{Signer, SigningKey};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use sha2::{Digest as _, Sha256};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
+
+/// Network of the harness.
+#[derive(Clone, Debug)]
+pub struct HarnessConfig {
+    pub nodes: usize,
+    pub seed: u64,
+    /// One-way latency of each message, uniform in `[min, max]` microseconds.
+    pub latency_min: u64,
+    pub latency_max: u64,
+    /// Probability that a message is lost.
+    pub loss: f64,
+}
+
+impl HarnessConfig {
+    pub fn new(nodes: usize, seed: u64) -> HarnessConfig {
+        HarnessConfig {
+            nodes,
+            seed,
+            latency_min: 5_000,
+            latency_max: 40_000,
+            loss: 0.0,
+        }
+    }
+}
+
+/// What a test asks the commissioner to compute.
+#[derive(Clone, Debug)]
+pub struct LaunchParams {
+    pub g: u8,
+    pub t: u8,
+    pub k_min: u64,
+    pub leaf_groups: u32,
+    pub fan_in: u32,
+    pub spec: ContributionSpec,
+    pub max_contributors: u64,
+    pub timeouts: Timeouts,
+    pub lifetime: u64,
+}
+
+impl LaunchParams {
+    /// Timeouts fitted to the harness's default latencies (5 to 40 ms).
+    pub fn default_timeouts() -> Timeouts {
+        Timeouts {
+            share_window: 400_000,
+            collect_window: 300_000,
+            level_span: 3_000_000,
+            report_window: 150_000,
+            manifest_timeout: 500_000,
+            heal_attempt: 300_000,
+            release_window: 200_000,
+        }
+    }
+
+    pub fn new(g: u8, t: u8, leaf_groups: u32, fan_in: u32, vector_len: u32) -> LaunchParams {
+        LaunchParams {
+            g,
+            t,
+            k_min: 1,
+            leaf_groups,
+            fan_in,
+            spec: ContributionSpec::uniform(vector_len, -1_000_000.0, 1_000_000.0, 0),
+            max_contributors: 1 << 20,
+            timeouts: LaunchParams::default_timeouts(),
+            lifetime: 120_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Deliver { to: usize, from: usize, msg: usize },
+    Timer { node: usize, at: Micros },
+    Crash { node: usize },
+    Restart { node: usize },
+}
+
+struct Slot {
+    identity: Identity,
+    engine: Option<Engine>,
+    durable: Vec<Record>,
+    timer: Option<Micros>,
+    restarts: u32,
+    /// Shares this node sent as a contributor, per computation.
+    shares_sent: BTreeMap<ComputationId, usize>,
+    /// Sends counted for crash triggers, by message kind.
+    sends_by_kind: BTreeMap<&'static str, usize>,
+}
+
+/// A subject whose shares must never gather `t` at one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    Contributor(ComputationId, NodeId),
+    Subtree(ComputationId, GroupId, Digest),
+}
+
+/// Counters of what crossed the network.
+#[derive(Clone, Debug, Default)]
+pub struct Traffic {
+    pub messages: u64,
+    pub bytes: u64,
+    pub by_kind: BTreeMap<&'static str, (u64, u64)>,
+    pub lost: u64,
+    pub dropped_at_dead_nodes: u64,
+}
+
+/// What a run produced for one computation, checked against the plaintext.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub released: Option<Released>,
+    pub failures: Vec<Failure>,
+    /// Contributors the result covers (expanded from its version).
+    pub included: BTreeSet<NodeId>,
+    /// Contributors that were asked to contribute.
+    pub contributors: BTreeSet<NodeId>,
+    /// Contributors that sent all `g` shares.
+    pub finished_sending: BTreeSet<NodeId>,
+}
+
+impl Outcome {
+    /// Included contributors over contributors that finished sending.
+    pub fn completeness(&self) -> f64 {
+        if self.finished_sending.is_empty() {
+            return 1.0;
+        }
+        let n = self.finished_sending.intersection(&self.included).count();
+        n as f64 / self.finished_sending.len() as f64
+    }
+}
+
+/// N engines on a virtual network.
+pub struct Cluster {
+    pub now: Micros,
+    cfg: HarnessConfig,
+    nodes: Vec<Slot>,
+    index: BTreeMap<NodeId, usize>,
+    queue: BinaryHeap<Reverse<(Micros, u64, Action)>>,
+    in_flight: BTreeMap<usize, Vec<u8>>,
+    next_msg: usize,
+    seq: u64,
+    rng: ChaCha20Rng,
+    plans: Arc<CachedPlans<SortedDirectory>>,
+    commissioner_key: SigningKey,
+    contributions: BTreeMap<usize, Vec<f64>>,
+    requests: BTreeMap<ComputationId, Request>,
+    launched_by: BTreeMap<ComputationId, usize>,
+    /// Every event, with when and where it happened.
+    pub events: Vec<(Micros, usize, Event)>,
+    versions: BTreeMap<Digest, Manifest>,
+    crash_after: BTreeMap<(usize, &'static str), usize>,
+    holdings: BTreeMap<usize, BTreeMap<Subject, BTreeSet<Position>>>,
+    privacy_violations: Vec<String>,
+    pub traffic: Traffic,
+    trace: Sha256,
+    steps: u64,
+}
+
+impl Cluster {
+    pub fn new(cfg: HarnessConfig) -> Cluster {
+        let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
+        let mut nodes = Vec::with_capacity(cfg.nodes);
+        let mut peers = Vec::with_capacity(cfg.nodes);
+        for i in 0..cfg.nodes {
+            let secret = hash_parts("harness/x25519", &[&cfg.seed.to_le_bytes(), &(i as u64).to_le_bytes()]);
+            let public = seal::x25519_public(&secret);
+            let node = NodeId::from_public_bytes(&public);
+            peers.push((node, public));
+            nodes.push(Slot {
+                identity: Identity {
+                    node,
+                    x25519_secret: secret,
+                },
+                engine: None,
+                durable: Vec::new(),
+                timer: None,
+                restarts: 0,
+                shares_sent: BTreeMap::new(),
+                sends_by_kind: BTreeMap::new(),
+            });
+        }
+        let index = peers.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+        let plans = Arc::new(CachedPlans::new(Arc::new(SortedDirectory::new(peers))));
+        let mut key_seed = [0u8; 32];
+        rng.fill_bytes(&mut key_seed);
+        let commissioner_key = SigningKey::from_bytes(&key_seed);
+        let mut cluster = Cluster {
+            now: Micros(1_000_000),
+            cfg,
+            nodes,
+            index,
+            queue: BinaryHeap::new(),
+            in_flight: BTreeMap::new(),
+            next_msg: 0,
+            seq: 0,
+            rng,
+            plans,
+            commissioner_key,
+            contributions: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            launched_by: BTreeMap::new(),
+            events: Vec::new(),
+            versions: BTreeMap::new(),
+            crash_after: BTreeMap::new(),
+            holdings: BTreeMap::new(),
+            privacy_violations: Vec::new(),
+            traffic: Traffic::default(),
+            trace: Sha256::new(),
+            steps: 0,
+        };
+        for i in 0..cluster.nodes.len() {
+            let seed = cluster.engine_seed(i);
+            let engine = Engine::new(cluster.nodes[i].identity.clone(), seed, cluster.plans.clone());
+            cluster.nodes[i].engine = Some(engine);
+        }
+        cluster
+    }
+
+    fn engine_seed(&mut self, i: usize) -> [u8; 32] {
+        hash_parts(
+            "harness/engine",
+            &[&self.cfg.seed.to_le_bytes(), &(i as u64).to_le_bytes(), &self.nodes[i].restarts.to_le_bytes()],
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn node_id(&self, i: usize) -> NodeId {
+        self.nodes[i].identity.node
+    }
+
+    pub fn index_of(&self, id: &NodeId) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.nodes[i].engine.is_some()
+    }
+
+    /// The harness's deterministic randomness, for tests that draw crash times or values.
+    pub fn rng(&mut self) -> &mut ChaCha20Rng {
+        &mut self.rng
+    }
+
+    /// Node `i` contributes `values` to every computation it hears of.
+    pub fn set_contribution(&mut self, i: usize, values: Vec<f64>) {
+        self.contributions.insert(i, values);
+    }
+
+    /// Builds, signs and launches a request from node `commissioner`.
+    pub fn launch(&mut self, commissioner: usize, p: &LaunchParams) -> ComputationId {
+        let mut id = [0u8; 32];
+        self.rng.fill_bytes(&mut id);
+        let request = Request {
+            id: ComputationId(id),
+            commissioner: CommissionerKey(self.commissioner_key.verifying_key().to_bytes()),
+            commissioner_node: self.node_id(commissioner),
+            created_at: self.now,
+            deadline: self.now.plus(p.lifetime),
+            query: String::new(),
+            contribution: p.spec.clone(),
+            max_contributors: p.max_contributors,
+            privacy: PrivacyParams {
+                g: p.g,
+                t: p.t,
+                k_min: p.k_min,
+            },
+            tree: TreeParams {
+                leaf_groups: p.leaf_groups,
+                fan_in: p.fan_in,
+                backups: 2,
+                timeouts: p.timeouts,
+            },
+        };
+        self.launch_request(commissioner, request)
+    }
+
+    /// Launches an already built request (tests that forge or tweak requests use this).
+    pub fn launch_request(&mut self, commissioner: usize, request: Request) -> ComputationId {
+        let id = request.id;
+        let signed = SignedRequest::sign(request.clone(), &self.commissioner_key);
+        let finish_signature = self.commissioner_key.sign(&finish_signing_bytes(&id)).to_bytes().to_vec();
+        self.requests.insert(id, request);
+        self.launched_by.insert(id, commissioner);
+        let now = self.now;
+        if let Some(engine) = self.nodes[commissioner].engine.as_mut() {
+            if let Err(e) = engine.handle_command(
+                now,
+                Command::Launch {
+                    request: signed,
+                    finish_signature,
+                },
+            ) {
+                self.events.push((now, commissioner, Event::MessageRejected {
+                    from: self.nodes[commissioner].identity.node,
+                    kind: "launch",
+                    reason: e.to_string(),
+                }));
+            }
+        }
+        self.drain(commissioner);
+        id
+    }
+
+    /// The commissioner's signing key (tests that build their own requests use it).
+    pub fn commissioner_key(&self) -> &SigningKey {
+        &self.commissioner_key
+    }
+
+    /// Delivers a message to node `to` as if sent by node `from` (hostile-input tests).
+    pub fn inject(&mut self, from: usize, to: usize, message: &Message, delay: u64) {
+        if let Ok(bytes) = codec::encode(message) {
+            self.schedule_bytes(from, to, bytes, delay);
+        }
+    }
+
+    pub fn plan(&self, id: &ComputationId) -> Option<Arc<Plan>> {
+        self.requests.get(id).and_then(|r| self.plans.plan_for(r).ok())
+    }
+
+    pub fn crash_at(&mut self, node: usize, at: Micros) {
+        self.schedule(at, Action::Crash { node });
+    }
+
+    pub fn restart_at(&mut self, node: usize, at: Micros) {
+        self.schedule(at, Action::Restart { node });
+    }
+
+    /// Crashes `node` right after its `count`-th send of messages of `kind` (for example
+    /// `"share"` or `"manifest"`), in the middle of draining its outputs.
+    pub fn crash_after_sends(&mut self, node: usize, kind: &'static str, count: usize) {
+        self.crash_after.insert((node, kind), count);
+    }
+
+    fn schedule(&mut self, at: Micros, action: Action) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, action)));
+    }
+
+    fn schedule_bytes(&mut self, from: usize, to: usize, bytes: Vec<u8>, delay: u64) {
+        let msg = self.next_msg;
+        self.next_msg += 1;
+        self.in_flight.insert(msg, bytes);
+        self.schedule(self.now.plus(delay), Action::Deliver { to, from, msg });
+    }
+
+    fn latency(&mut self) -> u64 {
+        let span = self.cfg.latency_max.saturating_sub(self.cfg.latency_min) + 1;
+        self.cfg.latency_min + self.rng.next_u64() % span
+    }
+
+    fn lost(&mut self) -> bool {
+        self.cfg.loss > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.cfg.loss
+    }
+
+    /// Runs events until the queue is empty or `until` is reached.
+    pub fn run_until(&mut self, until: Micros) {
+        while let Some(Reverse((at, _, _))) = self.queue.peek() {
+            if *at > until {
+                break;
+            }
+            let Some(Reverse((at, _, action))) = self.queue.pop() else {
+                break;
+            };
+            self.now = self.now.max(at);
+            self.step(action);
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs until nothing is scheduled before `limit` (every computation finished or expired).
+    pub fn run(&mut self, limit: Micros) {
+        self.run_until(limit);
+    }
+
+    fn step(&mut self, action: Action) {
+        self.steps += 1;
+        match action {
+            Action::Deliver { to, from, msg } => {
+                let Some(bytes) = self.in_flight.remove(&msg) else {
+                    return;
+                };
+                self.trace.update(self.now.0.to_le_bytes());
+                self.trace.update((from as u64).to_le_bytes());
+                self.trace.update((to as u64).to_le_bytes());
+                self.trace.update(&bytes);
+                let now = self.now;
+                let from_id = self.nodes[from].identity.node;
+                let Some(engine) = self.nodes[to].engine.as_mut() else {
+                    self.traffic.dropped_at_dead_nodes += 1;
+                    return;
+                };
+                match codec::decode(&bytes) {
+                    Ok(message) => {
+                        let subject = self.observe_delivery(to, &message);
+                        let engine = self.nodes[to].engine.as_mut().expect("checked alive above");
+                        engine.handle_message(now, from_id, message);
+                        if let Some((s, p)) = subject {
+                            self.hold(to, s, p);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = engine;
+                        self.events.push((now, to, Event::MessageRejected {
+                            from: from_id,
+                            kind: "bytes",
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+                self.drain(to);
+            }
+            Action::Timer { node, at } => {
+                if self.nodes[node].timer != Some(at) {
+                    return;
+                }
+                self.nodes[node].timer = None;
+                let Some(engine) = self.nodes[node].engine.as_mut() else {
+                    return;
+                };
+                engine.handle_timeout(at);
+                self.drain(node);
+            }
+            Action::Crash { node } => self.crash(node),
+            Action::Restart { node } => {
+                if self.nodes[node].engine.is_some() {
+                    return;
+                }
+                self.nodes[node].restarts += 1;
+                let seed = self.engine_seed(node);
+                let engine = Engine::restore(
+                    self.nodes[node].identity.clone(),
+                    seed,
+                    self.plans.clone(),
+                    self.nodes[node].durable.clone(),
+                    self.now,
+                );
+                self.nodes[node].engine = Some(engine);
+                self.drain(node);
+            }
+        }
+    }
+
+    fn crash(&mut self, node: usize) {
+        self.nodes[node].engine = None;
+        self.nodes[node].timer = None;
+    }
+
+    /// What the receiver learns from a message, for the privacy checker.
+    fn observe_delivery(&self, to: usize, m: &Message) -> Option<(Subject, Position)> {
+        match &m.body {
+            Body::Share(s) => Some((Subject::Contributor(m.computation, s.contributor), s.position)),
+            Body::Partial(p) => Some((Subject::Subtree(m.computation, p.child, p.version.digest), p.position)),
+            Body::HealPart(h) => Some((Subject::Subtree(m.computation, h.child, h.version), h.target)),
+            Body::ReleaseShare(r) => {
+                // The commissioner is meant to reconstruct the root: that is the result.
+                if self.launched_by.get(&m.computation) == Some(&to) {
+                    None
+                } else {
+                    let plan = self.plan(&m.computation)?;
+                    Some((Subject::Subtree(m.computation, plan.root(), r.version), r.position))
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn hold(&mut self, node: usize, subject: Subject, position: Position) {
+        let t = match subject {
+            Subject::Contributor(c, _) | Subject::Subtree(c, _, _) => self.requests.get(&c).map(|r| r.privacy.t),
+        };
+        let held = self.holdings.entry(node).or_default().entry(subject).or_default();
+        held.insert(position);
+        if let Some(t) = t {
+            if held.len() >= t as usize {
+                self.privacy_violations.push(format!(
+                    "node {node} holds {} shares of {subject:?}: {held:?}",
+                    held.len()
+                ));
+            }
+        }
+    }
+
+    fn drain(&mut self, n: usize) {
+        loop {
+            let Some(engine) = self.nodes[n].engine.as_mut() else {
+                return;
+            };
+            match engine.poll_output() {
+                Output::Idle { next_deadline } => {
+                    if let Some(d) = next_deadline {
+                        let d = d.max(self.now);
+                        if self.nodes[n].timer != Some(d) {
+                            self.nodes[n].timer = Some(d);
+                            self.schedule(d, Action::Timer { node: n, at: d });
+                        }
+                    }
+                    return;
+                }
+                Output::Persist(record) => self.nodes[n].durable.push(record),
+                Output::Send { to, message } => {
+                    let kind = message.kind();
+                    if let Body::Share(_) = message.body {
+                        *self.nodes[n].shares_sent.entry(message.computation).or_default() += 1;
+                    }
+                    if let Some(&to_i) = self.index.get(&to) {
+                        self.transmit(n, to_i, &message);
+                    }
+                    let count = self.nodes[n].sends_by_kind.entry(kind).or_default();
+                    *count += 1;
+                    if self.crash_after.get(&(n, kind)) == Some(count) {
+                        self.crash(n);
+                        return;
+                    }
+                }
+                Output::Broadcast { message } => {
+                    for to in 0..self.nodes.len() {
+                        if to != n {
+                            self.transmit(n, to, &message);
+                        }
+                    }
+                }
+                Output::Event(event) => self.on_event(n, event),
+            }
+        }
+    }
+
+    fn transmit(&mut self, from: usize, to: usize, message: &Message) {
+        let bytes = match codec::encode(message) {
+            Ok(b) => b,
+            Err(e) => {
+                self.privacy_violations.push(format!("node {from} produced an unencodable message: {e}"));
+                return;
+            }
+        };
+        self.traffic.messages += 1;
+        self.traffic.bytes += bytes.len() as u64;
+        let e = self.traffic.by_kind.entry(message.kind()).or_default();
+        e.0 += 1;
+        e.1 += bytes.len() as u64;
+        if self.lost() {
+            self.traffic.lost += 1;
+            return;
+        }
+        let delay = self.latency();
+        self.schedule_bytes(from, to, bytes, delay);
+    }
+
+    fn on_event(&mut self, n: usize, event: Event) {
+        match &event {
+            Event::RequestAccepted { computation, .. } => {
+                if let Some(values) = self.contributions.get(&n).cloned() {
+                    let now = self.now;
+                    if let Some(engine) = self.nodes[n].engine.as_mut() {
+                        if let Err(e) = engine.handle_command(
+                            now,
+                            Command::Contribute {
+                                computation: *computation,
+                                values,
+                            },
+                        ) {
+                            let me = self.nodes[n].identity.node;
+                            self.events.push((now, n, Event::MessageRejected {
+                                from: me,
+                                kind: "contribute",
+                                reason: e.to_string(),
+                            }));
+                        }
+                    }
+                }
+            }
+            Event::ManifestAdopted {
+                computation,
+                group,
+                position,
+                version,
+                manifest,
+                complete,
+            } => {
+                self.versions.insert(version.digest, manifest.clone());
+                if *complete {
+                    self.hold(n, Subject::Subtree(*computation, *group, version.digest), *position);
+                }
+            }
+            _ => {}
+        }
+        self.events.push((self.now, n, event));
+    }
+
+    /// Contributors covered by a version, expanded through the manifests seen.
+    pub fn expand(&self, digest: &Digest) -> BTreeSet<NodeId> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![*digest];
+        while let Some(d) = stack.pop() {
+            if let Some(m) = self.versions.get(&d) {
+                for item in &m.items {
+                    match item {
+                        Item::Contributor(c) => {
+                            out.insert(*c);
+                        }
+                        Item::Child { version, .. } => stack.push(version.digest),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn privacy_violations(&self) -> &[String] {
+        &self.privacy_violations
+    }
+
+    /// Hash of every delivery so far (time, endpoints, bytes): equal seeds give equal hashes.
+    pub fn trace_hash(&self) -> [u8; 32] {
+        self.trace.clone().finalize().into()
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The outcome of a computation. Fails if the result is not exactly the plaintext sum over
+    /// the contributor set its version names, or if that set's size is not the reported count.
+    pub fn outcome(&self, id: &ComputationId) -> Result<Outcome, String> {
+        let request = self.requests.get(id).ok_or("unknown computation")?;
+        let mut released = None;
+        let mut failures = Vec::new();
+        for (_, _, e) in &self.events {
+            match e {
+                Event::Released(r) if r.computation == *id => {
+                    if released.is_some() {
+                        return Err("released twice".into());
+                    }
+                    released = Some((**r).clone());
+                }
+                Event::Failed { computation, reason } if computation == id => failures.push(reason.clone()),
+                _ => {}
+            }
+        }
+        let mut contributors = BTreeSet::new();
+        let mut finished_sending = BTreeSet::new();
+        for (&i, _) in &self.contributions {
+            let node = self.nodes[i].identity.node;
+            contributors.insert(node);
+            if self.nodes[i].shares_sent.get(id).copied().unwrap_or(0) >= request.privacy.g as usize {
+                finished_sending.insert(node);
+            }
+        }
+        let mut included = BTreeSet::new();
+        if let Some(r) = &released {
+            included = self.expand(&r.version.digest);
+            if included.len() as u64 != r.version.count {
+                return Err(format!(
+                    "version counts {} contributors but expands to {}",
+                    r.version.count,
+                    included.len()
+                ));
+            }
+            let mut expected = vec![Fp::ZERO; request.contribution.length as usize];
+            for c in &included {
+                let i = *self.index.get(c).ok_or("included a node outside the cluster")?;
+                let values = self.contributions.get(&i).ok_or("included a node that did not contribute")?;
+                let v = request.contribution.encode(values).map_err(|e| e.to_string())?;
+                add_assign_vec(&mut expected, &v);
+            }
+            if expected != r.sum {
+                return Err("released sum differs from the plaintext sum over the reported set".into());
+            }
+        }
+        Ok(Outcome {
+            released,
+            failures,
+            included,
+            contributors,
+            finished_sending,
+        })
+    }
+
+    /// Records node `n` persisted so far.
+    pub fn durable(&self, n: usize) -> &[Record] {
+        &self.nodes[n].durable
+    }
+
+    /// Events of one kind at one node, for assertions.
+    pub fn events_at(&self, n: usize) -> impl Iterator<Item = &Event> {
+        self.events.iter().filter(move |(_, i, _)| *i == n).map(|(_, _, e)| e)
+    }
+}

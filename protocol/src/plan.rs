@@ -1,1 +1,462 @@
-//! Tree plan.
+//! The tree plan: a deterministic function of the request and a peer directory.
+//!
+//! Groups sit at `(level, index)`; level 0 holds the leaf groups and the top level the single
+//! root group. Level `l + 1` has `ceil(groups(l) / fan_in)` groups and the parent of `(l, x)` is
+//! `(l + 1, x / fan_in)`. The member at position `i` of group `(l, x)` is the peer closest (XOR
+//! distance) to `H(request id, l, x, i)` that the plan has not used yet, visiting groups level by
+//! level and positions in order; the next closest unused peers are its ordered backups. A
+//! contributor's leaf group is `H(request id, contributor id) mod leaf_groups`.
+
+use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
+use crate::limits::{MAX_BACKUPS, MAX_PLAN_GROUPS};
+use crate::request::Request;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("the directory has too few peers for the plan: {needed} positions, found only {found} distinct peers")]
+    NotEnoughPeers { needed: usize, found: usize },
+    #[error("tree parameters are invalid: {0}")]
+    InvalidTree(String),
+    #[error("peer {0} has no X25519 key in the directory")]
+    MissingKey(NodeId),
+}
+
+/// The source of candidate peers: the node answers from its DHT view, the harness and the
+/// simulator from a global table.
+pub trait PeerDirectory: Send + Sync {
+    /// Visits peers in increasing XOR distance from `key` until `visit` returns `false`.
+    fn for_each_closest(&self, key: &[u8; 32], visit: &mut dyn FnMut(NodeId) -> bool);
+    /// The static X25519 key a peer receives sealed shares under.
+    fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]>;
+}
+
+/// Gives engines the plan of a request. Implementations cache plans so that the engines of one
+/// process (the harness, the simulator) share one copy.
+pub trait PlanProvider: Send + Sync {
+    fn plan_for(&self, request: &Request) -> Result<Arc<Plan>, PlanError>;
+}
+
+/// A directory held entirely in memory, sorted by id, with an XOR-closest walk in
+/// `O(log n + visited)`.
+#[derive(Debug, Clone, Default)]
+pub struct SortedDirectory {
+    /// Sorted by id, unique.
+    peers: Vec<(NodeId, [u8; 32])>,
+}
+
+impl SortedDirectory {
+    pub fn new(mut peers: Vec<(NodeId, [u8; 32])>) -> SortedDirectory {
+        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        peers.dedup_by(|a, b| a.0 == b.0);
+        SortedDirectory { peers }
+    }
+
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Walks the implicit binary trie of the sorted ids: at each bit, the half of the range
+    /// that agrees with `key` comes first, which is exactly increasing XOR distance.
+    fn walk(
+        &self,
+        key: &[u8; 32],
+        lo: usize,
+        hi: usize,
+        bit: usize,
+        visit: &mut dyn FnMut(NodeId) -> bool,
+    ) -> bool {
+        if lo >= hi {
+            return true;
+        }
+        if bit == 256 || hi - lo == 1 {
+            for (id, _) in &self.peers[lo..hi] {
+                if !visit(*id) {
+                    return false;
+                }
+            }
+            return true;
+        }
+        let byte = bit / 8;
+        let mask = 0x80u8 >> (bit % 8);
+        // Within [lo, hi) all ids share the first `bit` bits, so the ones with this bit clear
+        // come first.
+        let split = lo + self.peers[lo..hi].partition_point(|(id, _)| id.0[byte] & mask == 0);
+        let (first, second) = if key[byte] & mask == 0 {
+            ((lo, split), (split, hi))
+        } else {
+            ((split, hi), (lo, split))
+        };
+        self.walk(key, first.0, first.1, bit + 1, visit)
+            && self.walk(key, second.0, second.1, bit + 1, visit)
+    }
+}
+
+impl PeerDirectory for SortedDirectory {
+    fn for_each_closest(&self, key: &[u8; 32], visit: &mut dyn FnMut(NodeId) -> bool) {
+        self.walk(key, 0, self.peers.len(), 0, visit);
+    }
+
+    fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]> {
+        self.peers
+            .binary_search_by(|(id, _)| id.cmp(node))
+            .ok()
+            .map(|i| self.peers[i].1)
+    }
+}
+
+/// Number of groups per level, leaves first, root last.
+pub fn level_sizes(leaf_groups: u32, fan_in: u32) -> Result<Vec<u32>, PlanError> {
+    if leaf_groups == 0 {
+        return Err(PlanError::InvalidTree("no leaf groups".into()));
+    }
+    if fan_in < 2 {
+        return Err(PlanError::InvalidTree("fan-in below 2".into()));
+    }
+    let mut sizes = vec![leaf_groups];
+    let mut total = leaf_groups as u64;
+    while *sizes.last().unwrap_or(&1) > 1 {
+        let next = sizes[sizes.len() - 1].div_ceil(fan_in);
+        total += next as u64;
+        sizes.push(next);
+    }
+    if total > MAX_PLAN_GROUPS as u64 {
+        return Err(PlanError::InvalidTree(format!(
+            "{total} groups exceed the limit of {MAX_PLAN_GROUPS}"
+        )));
+    }
+    if sizes.len() > u8::MAX as usize {
+        return Err(PlanError::InvalidTree("tree too deep".into()));
+    }
+    Ok(sizes)
+}
+
+/// The tree of one computation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub computation: ComputationId,
+    pub g: u8,
+    pub t: u8,
+    pub fan_in: u32,
+    /// Groups per level, leaves first; the last level has one group, the root.
+    pub level_sizes: Vec<u32>,
+    /// Flat index of the first group of each level.
+    level_offsets: Vec<u32>,
+    /// `members[flat(group) * g + position - 1]`.
+    members: Vec<NodeId>,
+    backups_per_position: u8,
+    /// `backups[(flat(group) * g + position - 1) * backups_per_position + k]`.
+    backups: Vec<NodeId>,
+    /// X25519 keys of every member and backup.
+    keys: BTreeMap<NodeId, [u8; 32]>,
+    /// Every (group, position) each peer holds, members only.
+    roles: BTreeMap<NodeId, Vec<(GroupId, Position)>>,
+}
+
+impl Plan {
+    /// Builds the plan of `request` from `directory`.
+    pub fn build(request: &Request, directory: &dyn PeerDirectory) -> Result<Plan, PlanError> {
+        let g = request.privacy.g;
+        let t = request.privacy.t;
+        if t == 0 || t > g {
+            return Err(PlanError::InvalidTree(format!("g = {g}, t = {t}")));
+        }
+        let backups_per_position = request.tree.backups.min(MAX_BACKUPS);
+        let level_sizes = level_sizes(request.tree.leaf_groups, request.tree.fan_in)?;
+        let mut level_offsets = Vec::with_capacity(level_sizes.len());
+        let mut total = 0u32;
+        for s in &level_sizes {
+            level_offsets.push(total);
+            total += s;
+        }
+        let positions = total as usize * g as usize;
+        let mut used: HashSet<NodeId> = HashSet::with_capacity(positions);
+        let mut members = Vec::with_capacity(positions);
+        let mut backups = Vec::with_capacity(positions * backups_per_position as usize);
+        let id = request.id;
+        for (level, &size) in level_sizes.iter().enumerate() {
+            for index in 0..size {
+                for position in 1..=g {
+                    let key = position_key(&id, GroupId { level: level as u8, index }, position);
+                    let mut chosen = None;
+                    let mut alternates = Vec::with_capacity(backups_per_position as usize);
+                    directory.for_each_closest(&key, &mut |peer| {
+                        if used.contains(&peer) {
+                            return true;
+                        }
+                        if chosen.is_none() {
+                            chosen = Some(peer);
+                            backups_per_position > 0
+                        } else {
+                            alternates.push(peer);
+                            alternates.len() < backups_per_position as usize
+                        }
+                    });
+                    let Some(member) = chosen else {
+                        return Err(PlanError::NotEnoughPeers {
+                            needed: positions,
+                            found: used.len(),
+                        });
+                    };
+                    used.insert(member);
+                    members.push(member);
+                    // Backups are listed, not reserved: a backup may also be a member elsewhere.
+                    alternates.resize(backups_per_position as usize, member);
+                    backups.extend(alternates);
+                }
+            }
+        }
+        let mut keys = BTreeMap::new();
+        for peer in members.iter().chain(backups.iter()) {
+            if !keys.contains_key(peer) {
+                let key = directory
+                    .x25519_key(peer)
+                    .ok_or(PlanError::MissingKey(*peer))?;
+                keys.insert(*peer, key);
+            }
+        }
+        let mut roles: BTreeMap<NodeId, Vec<(GroupId, Position)>> = BTreeMap::new();
+        for (flat, chunk) in members.chunks(g as usize).enumerate() {
+            let group = group_of_flat(&level_offsets, &level_sizes, flat as u32);
+            for (i, peer) in chunk.iter().enumerate() {
+                roles.entry(*peer).or_default().push((group, i as u8 + 1));
+            }
+        }
+        Ok(Plan {
+            computation: id,
+            g,
+            t,
+            fan_in: request.tree.fan_in,
+            level_sizes,
+            level_offsets,
+            members,
+            backups_per_position,
+            backups,
+            keys,
+            roles,
+        })
+    }
+
+    pub fn depth(&self) -> u8 {
+        self.level_sizes.len() as u8
+    }
+
+    pub fn root(&self) -> GroupId {
+        GroupId {
+            level: self.depth() - 1,
+            index: 0,
+        }
+    }
+
+    pub fn is_root(&self, group: GroupId) -> bool {
+        group == self.root()
+    }
+
+    pub fn leaf_groups(&self) -> u32 {
+        self.level_sizes[0]
+    }
+
+    /// Whether `group` exists in this plan.
+    pub fn contains(&self, group: GroupId) -> bool {
+        (group.level as usize) < self.level_sizes.len()
+            && group.index < self.level_sizes[group.level as usize]
+    }
+
+    fn flat(&self, group: GroupId) -> usize {
+        (self.level_offsets[group.level as usize] + group.index) as usize
+    }
+
+    /// The member at `position` (1-based) of `group`. Callers check `contains` and the
+    /// position range first.
+    pub fn member(&self, group: GroupId, position: Position) -> NodeId {
+        self.members[self.flat(group) * self.g as usize + position as usize - 1]
+    }
+
+    /// All members of `group`, position 1 first.
+    pub fn members(&self, group: GroupId) -> &[NodeId] {
+        let start = self.flat(group) * self.g as usize;
+        &self.members[start..start + self.g as usize]
+    }
+
+    /// The ordered backups of one position.
+    pub fn backups(&self, group: GroupId, position: Position) -> &[NodeId] {
+        let b = self.backups_per_position as usize;
+        let start = (self.flat(group) * self.g as usize + position as usize - 1) * b;
+        &self.backups[start..start + b]
+    }
+
+    pub fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]> {
+        self.keys.get(node).copied()
+    }
+
+    /// The (group, position) pairs `node` holds, in plan order.
+    pub fn roles_of(&self, node: &NodeId) -> &[(GroupId, Position)] {
+        self.roles.get(node).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn parent(&self, group: GroupId) -> Option<GroupId> {
+        if self.is_root(group) {
+            None
+        } else {
+            Some(GroupId {
+                level: group.level + 1,
+                index: group.index / self.fan_in,
+            })
+        }
+    }
+
+    /// Children of an inner group, in index order (empty for a leaf group).
+    pub fn children(&self, group: GroupId) -> Vec<GroupId> {
+        if group.level == 0 {
+            return Vec::new();
+        }
+        let below = self.level_sizes[group.level as usize - 1];
+        let start = group.index * self.fan_in;
+        let end = (start + self.fan_in).min(below);
+        (start..end)
+            .map(|index| GroupId {
+                level: group.level - 1,
+                index,
+            })
+            .collect()
+    }
+
+    /// Whether `child` is a child of `group`.
+    pub fn is_child_of(&self, child: GroupId, group: GroupId) -> bool {
+        self.contains(child) && self.parent(child) == Some(group)
+    }
+
+    /// The leaf group a contributor sends its shares to.
+    pub fn leaf_of(&self, contributor: &NodeId) -> GroupId {
+        let h = hash_parts("grove/leaf", &[&self.computation.0, &contributor.0]);
+        let x = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+        GroupId {
+            level: 0,
+            index: (x % self.level_sizes[0] as u64) as u32,
+        }
+    }
+
+    /// Every group, leaves first.
+    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.level_sizes
+            .iter()
+            .enumerate()
+            .flat_map(|(level, &size)| {
+                (0..size).map(move |index| GroupId {
+                    level: level as u8,
+                    index,
+                })
+            })
+    }
+}
+
+fn group_of_flat(offsets: &[u32], sizes: &[u32], flat: u32) -> GroupId {
+    let level = offsets.partition_point(|&o| o <= flat) - 1;
+    debug_assert!(flat - offsets[level] < sizes[level]);
+    GroupId {
+        level: level as u8,
+        index: flat - offsets[level],
+    }
+}
+
+/// The DHT key of one position of one group.
+pub fn position_key(id: &ComputationId, group: GroupId, position: Position) -> [u8; 32] {
+    hash_parts(
+        "grove/position",
+        &[
+            &id.0,
+            &[group.level],
+            &group.index.to_le_bytes(),
+            &[position],
+        ],
+    )
+}
+
+/// A plan provider over a fixed directory that builds each computation's plan once.
+pub struct CachedPlans<D: PeerDirectory> {
+    directory: Arc<D>,
+    cache: Mutex<BTreeMap<ComputationId, Arc<Plan>>>,
+}
+
+impl<D: PeerDirectory> CachedPlans<D> {
+    pub fn new(directory: Arc<D>) -> CachedPlans<D> {
+        CachedPlans {
+            directory,
+            cache: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn directory(&self) -> &Arc<D> {
+        &self.directory
+    }
+}
+
+impl<D: PeerDirectory> PlanProvider for CachedPlans<D> {
+    fn plan_for(&self, request: &Request) -> Result<Arc<Plan>, PlanError> {
+        // A poisoned lock only means another thread panicked while inserting; the map itself
+        // is still consistent (insertions are atomic), so recover it.
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(plan) = cache.get(&request.id) {
+            return Ok(plan.clone());
+        }
+        let plan = Arc::new(Plan::build(request, self.directory.as_ref())?);
+        cache.insert(request.id, plan.clone());
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<(NodeId, [u8; 32])> {
+        (0..n)
+            .map(|i| {
+                (
+                    NodeId(hash_parts("test", &[&(i as u64).to_le_bytes()])),
+                    [i as u8; 32],
+                )
+            })
+            .collect()
+    }
+
+    fn xor(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for i in 0..32 {
+            out[i] = a[i] ^ b[i];
+        }
+        out
+    }
+
+    #[test]
+    fn closest_walk_visits_in_increasing_xor_distance() {
+        let dir = SortedDirectory::new(ids(500));
+        for k in 0..20u64 {
+            let key = hash_parts("key", &[&k.to_le_bytes()]);
+            let mut seen = Vec::new();
+            dir.for_each_closest(&key, &mut |id| {
+                seen.push(id);
+                true
+            });
+            assert_eq!(seen.len(), 500);
+            let mut sorted = seen.clone();
+            sorted.sort_by_key(|id| xor(&id.0, &key));
+            assert_eq!(seen, sorted);
+        }
+    }
+
+    #[test]
+    fn level_sizes_shrink_to_one_root() {
+        assert_eq!(level_sizes(512, 8).unwrap(), vec![512, 64, 8, 1]);
+        assert_eq!(level_sizes(1, 8).unwrap(), vec![1]);
+        assert_eq!(level_sizes(9, 8).unwrap(), vec![9, 2, 1]);
+        assert!(level_sizes(0, 8).is_err());
+        assert!(level_sizes(4, 1).is_err());
+    }
+}

@@ -1,1 +1,81 @@
-//! Records a node persists (defined with the engine).
+//! What a node persists so that it can resume its roles after a crash.
+//!
+//! The engine emits a [`Record`] as [`crate::engine::Output::Persist`] *before* any send that
+//! depends on it; the driver makes it durable before it performs a later send. An engine
+//! rebuilt with [`crate::engine::Engine::restore`] from the records, in order, resumes every
+//! role: it applies them through the same function the live engine uses, then re-sends what
+//! its state implies (receivers ignore duplicates).
+
+use crate::field::FieldVec;
+use crate::ids::{ComputationId, GroupId, Micros, NodeId, Position, Version};
+use crate::message::Manifest;
+use crate::request::SignedRequest;
+use crate::sharing::CompressedShare;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Record {
+    /// This node accepted a request (as a possible contributor and for its aggregator roles).
+    Accepted { request: SignedRequest },
+    /// This node launched a request as its commissioner.
+    Launched {
+        request: SignedRequest,
+        finish_signature: Vec<u8>,
+    },
+    /// This node contributes: the encoded vector and the seed of its sharing polynomial, so a
+    /// re-sent share is identical to the first.
+    Contribution {
+        computation: ComputationId,
+        seed: [u8; 32],
+        vector: FieldVec,
+    },
+    /// A leaf member received a contributor's share.
+    ShareHeld {
+        computation: ComputationId,
+        group: GroupId,
+        position: Position,
+        contributor: NodeId,
+        share: CompressedShare,
+    },
+    /// An inner member received (or healed) a child's partial sum of one version.
+    ChildHeld {
+        computation: ComputationId,
+        group: GroupId,
+        position: Position,
+        child: GroupId,
+        version: Version,
+        sum: FieldVec,
+    },
+    /// A member adopted its group's manifest; it sums exactly these items from now on.
+    ManifestAdopted {
+        computation: ComputationId,
+        group: GroupId,
+        position: Position,
+        manifest: Manifest,
+    },
+    /// The commissioner reconstructed the result.
+    Released {
+        computation: ComputationId,
+        version: Version,
+        sum: FieldVec,
+    },
+    /// The computation is over for this node (finished or expired); its state can go.
+    Closed {
+        computation: ComputationId,
+        deadline: Micros,
+    },
+}
+
+impl Record {
+    pub fn computation(&self) -> ComputationId {
+        match self {
+            Record::Accepted { request } | Record::Launched { request, .. } => request.request.id,
+            Record::Contribution { computation, .. }
+            | Record::ShareHeld { computation, .. }
+            | Record::ChildHeld { computation, .. }
+            | Record::ManifestAdopted { computation, .. }
+            | Record::Released { computation, .. }
+            | Record::Closed { computation, .. } => *computation,
+        }
+    }
+}
