@@ -1,5 +1,9 @@
 //! Arithmetic in the Mersenne prime field GF(2^61 - 1).
-//! STUB: to be implemented (see the API below; keep every signature).
+//!
+//! Elements are kept canonical (`< P`) at all times. Products go through a `u128` and are
+//! reduced with the Mersenne fold `(x & P) + (x >> 61)`; additions and subtractions use
+//! branch-free corrections built only from add, subtract, shift and mask so that the vector
+//! helpers ([`add_assign_vec`], [`sub_assign_vec`]) vectorise even on baseline x86-64.
 
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
@@ -8,68 +12,158 @@ use serde::{Deserialize, Serialize};
 pub const P: u64 = (1u64 << 61) - 1;
 
 /// A field element, always canonical (`< P`).
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
-)]
+///
+/// Deserialisation rejects non-canonical values with a serde error.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize)]
 pub struct Fp(u64);
+
+/// `x - P` if `x >= P`, else `x`; valid for `x < 2^63` (so `x < 2P` gives a canonical result).
+#[inline(always)]
+fn sub_p_if_ge(x: u64) -> u64 {
+    let r = x.wrapping_sub(P);
+    // Top bit of `r` is set exactly when `x < P` (because `x < 2^63`).
+    let mask = (r >> 63).wrapping_neg();
+    r.wrapping_add(mask & P)
+}
+
+/// Sum of two canonical values, canonical.
+#[inline(always)]
+fn add_raw(a: u64, b: u64) -> u64 {
+    sub_p_if_ge(a + b)
+}
+
+/// Difference of two canonical values, canonical.
+#[inline(always)]
+fn sub_raw(a: u64, b: u64) -> u64 {
+    let d = a.wrapping_sub(b);
+    // Top bit of `d` is set exactly when `a < b` (both are < 2^61).
+    let mask = (d >> 63).wrapping_neg();
+    d.wrapping_add(mask & P)
+}
+
+/// Reduces any `u128` to a canonical value.
+#[inline(always)]
+fn reduce128(x: u128) -> u64 {
+    // x = a + 2^61 b + 2^122 c and 2^61 = 1 (mod P).
+    let a = (x as u64) & P;
+    let b = ((x >> 61) as u64) & P;
+    let c = (x >> 122) as u64;
+    // a + b + c < 2^62 + 64: fold once more, then one conditional subtraction.
+    let s = a + b + c;
+    sub_p_if_ge((s & P) + (s >> 61))
+}
+
+/// Reduces a product of two canonical values (`< 2^122`) to a canonical value.
+#[inline(always)]
+fn reduce_product(x: u128) -> u64 {
+    let s = ((x as u64) & P) + ((x >> 61) as u64);
+    // s < 2^62 and so (s & P) + (s >> 61) <= P + 1.
+    sub_p_if_ge((s & P) + (s >> 61))
+}
 
 impl Fp {
     pub const ZERO: Fp = Fp(0);
     pub const ONE: Fp = Fp(1);
     /// Reduces any u64 into the field.
-    pub fn new(_x: u64) -> Fp {
-        todo!()
+    #[inline]
+    pub fn new(x: u64) -> Fp {
+        // (x & P) + (x >> 61) <= P + 7 < 2P.
+        Fp(sub_p_if_ge((x & P) + (x >> 61)))
     }
     /// `Some` only for canonical values (`< P`); used on decoding remote input.
-    pub fn from_canonical(_x: u64) -> Option<Fp> {
-        todo!()
+    #[inline]
+    pub fn from_canonical(x: u64) -> Option<Fp> {
+        if x < P {
+            Some(Fp(x))
+        } else {
+            None
+        }
     }
+    #[inline]
     pub fn value(self) -> u64 {
         self.0
     }
     /// Signed integers map to `x mod P` (negative values wrap to the top half).
-    pub fn from_i64(_x: i64) -> Fp {
-        todo!()
+    #[inline]
+    pub fn from_i64(x: i64) -> Fp {
+        let m = Fp::new(x.unsigned_abs());
+        if x < 0 {
+            -m
+        } else {
+            m
+        }
     }
     /// Inverse of `from_i64` for values in `(-P/2, P/2]`.
+    ///
+    /// Canonical values `0..=(P-1)/2` map to themselves, values above to `value - P`, so the
+    /// result lies in `[-(P-1)/2, (P-1)/2]`.
+    #[inline]
     pub fn to_i64_centered(self) -> i64 {
-        todo!()
+        if self.0 > P / 2 {
+            self.0 as i64 - P as i64
+        } else {
+            self.0 as i64
+        }
     }
-    pub fn pow(self, _e: u64) -> Fp {
-        todo!()
+    pub fn pow(self, mut e: u64) -> Fp {
+        let mut base = self;
+        let mut acc = Fp::ONE;
+        while e > 0 {
+            if e & 1 == 1 {
+                acc *= base;
+            }
+            base *= base;
+            e >>= 1;
+        }
+        acc
     }
     /// `None` for zero.
     pub fn inv(self) -> Option<Fp> {
-        todo!()
+        if self.0 == 0 {
+            None
+        } else {
+            // Fermat: x^(P-2) = x^-1.
+            Some(self.pow(P - 2))
+        }
     }
     /// Uniform element (rejection sampling on 61 bits).
-    pub fn random(_rng: &mut impl RngCore) -> Fp {
-        todo!()
+    #[inline]
+    pub fn random(rng: &mut impl RngCore) -> Fp {
+        loop {
+            let v = rng.next_u64() & P;
+            if v != P {
+                return Fp(v);
+            }
+        }
     }
 }
 
 impl std::ops::Add for Fp {
     type Output = Fp;
-    fn add(self, _o: Fp) -> Fp {
-        todo!()
+    #[inline(always)]
+    fn add(self, o: Fp) -> Fp {
+        Fp(add_raw(self.0, o.0))
     }
 }
 impl std::ops::Sub for Fp {
     type Output = Fp;
-    fn sub(self, _o: Fp) -> Fp {
-        todo!()
+    #[inline(always)]
+    fn sub(self, o: Fp) -> Fp {
+        Fp(sub_raw(self.0, o.0))
     }
 }
 impl std::ops::Mul for Fp {
     type Output = Fp;
-    fn mul(self, _o: Fp) -> Fp {
-        todo!()
+    #[inline(always)]
+    fn mul(self, o: Fp) -> Fp {
+        Fp(reduce_product(self.0 as u128 * o.0 as u128))
     }
 }
 impl std::ops::Neg for Fp {
     type Output = Fp;
+    #[inline(always)]
     fn neg(self) -> Fp {
-        todo!()
+        Fp(sub_raw(0, self.0))
     }
 }
 impl std::ops::AddAssign for Fp {
@@ -88,21 +182,104 @@ impl std::ops::MulAssign for Fp {
     }
 }
 
+impl std::iter::Sum for Fp {
+    fn sum<I: Iterator<Item = Fp>>(iter: I) -> Fp {
+        iter.fold(Fp::ZERO, |a, b| a + b)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FpVisitor;
+        impl<'de> serde::de::Visitor<'de> for FpVisitor {
+            type Value = Fp;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a canonical element of GF(2^61 - 1)")
+            }
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Fp, D::Error> {
+                let v = u64::deserialize(d)?;
+                Fp::from_canonical(v)
+                    .ok_or_else(|| serde::de::Error::custom("non-canonical field element"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Fp, E> {
+                Fp::from_canonical(v).ok_or_else(|| E::custom("non-canonical field element"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Fp, A::Error> {
+                let v: u64 = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                Fp::from_canonical(v)
+                    .ok_or_else(|| serde::de::Error::custom("non-canonical field element"))
+            }
+        }
+        d.deserialize_newtype_struct("Fp", FpVisitor)
+    }
+}
+
 /// `acc[i] += x[i]`. Panics if lengths differ (callers check lengths first).
-pub fn add_assign_vec(_acc: &mut [Fp], _x: &[Fp]) {
-    todo!()
+pub fn add_assign_vec(acc: &mut [Fp], x: &[Fp]) {
+    assert_eq!(acc.len(), x.len(), "add_assign_vec: length mismatch");
+    for (a, b) in acc.iter_mut().zip(x) {
+        a.0 = add_raw(a.0, b.0);
+    }
 }
 /// `acc[i] -= x[i]`.
-pub fn sub_assign_vec(_acc: &mut [Fp], _x: &[Fp]) {
-    todo!()
+pub fn sub_assign_vec(acc: &mut [Fp], x: &[Fp]) {
+    assert_eq!(acc.len(), x.len(), "sub_assign_vec: length mismatch");
+    for (a, b) in acc.iter_mut().zip(x) {
+        a.0 = sub_raw(a.0, b.0);
+    }
 }
 /// `acc[i] += c * x[i]`.
-pub fn mul_add_assign_vec(_acc: &mut [Fp], _c: Fp, _x: &[Fp]) {
-    todo!()
+pub fn mul_add_assign_vec(acc: &mut [Fp], c: Fp, x: &[Fp]) {
+    assert_eq!(acc.len(), x.len(), "mul_add_assign_vec: length mismatch");
+    let c = c.0 as u128;
+    for (a, b) in acc.iter_mut().zip(x) {
+        // c * b + a < 2^122 + 2^61: the three-part fold handles it.
+        a.0 = reduce128(c * b.0 as u128 + a.0 as u128);
+    }
 }
-/// A vector of `len` uniform elements drawn from `rng`.
-pub fn random_vec(_rng: &mut impl RngCore, _len: usize) -> Vec<Fp> {
-    todo!()
+
+/// How many words [`fill_random`] draws from the generator at once.
+const RANDOM_CHUNK: usize = 256;
+
+/// Fills `out` with uniform elements drawn from `rng`.
+///
+/// The draw is defined element by element, exactly like repeated [`Fp::random`] on a byte
+/// stream: every element takes the next 8 little-endian bytes, masks them to 61 bits and
+/// rejects the single value `P`. Randomness is drawn in bulk with `fill_bytes`, always in
+/// multiples of 8 bytes, so filling a slice in pieces gives the same result as filling it at
+/// once (for generators whose `fill_bytes` is a plain stream, such as ChaCha).
+pub fn fill_random(rng: &mut impl RngCore, out: &mut [Fp]) {
+    let mut buf = [0u8; RANDOM_CHUNK * 8];
+    let mut filled = 0;
+    while filled < out.len() {
+        let n = (out.len() - filled).min(RANDOM_CHUNK);
+        let bytes = &mut buf[..n * 8];
+        rng.fill_bytes(bytes);
+        let dst = &mut out[filled..filled + n];
+        let mut w = 0;
+        for word in bytes.chunks_exact(8) {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(word);
+            let v = u64::from_le_bytes(le) & P;
+            // `w <= index of this word < n`, so the write is in bounds; a rejected draw is
+            // overwritten by the next accepted one.
+            dst[w] = Fp(v);
+            w += (v != P) as usize;
+        }
+        filled += w;
+    }
+}
+
+/// A vector of `len` uniform elements drawn from `rng` (see [`fill_random`]).
+pub fn random_vec(rng: &mut impl RngCore, len: usize) -> Vec<Fp> {
+    let mut v = vec![Fp::ZERO; len];
+    fill_random(rng, &mut v);
+    v
 }
 
 /// A vector of field elements whose serde form is a byte string of 8 little-endian bytes per
@@ -110,13 +287,224 @@ pub fn random_vec(_rng: &mut impl RngCore, _len: usize) -> Vec<Fp> {
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct FieldVec(pub Vec<Fp>);
 
-impl Serialize for FieldVec {
-    fn serialize<S: serde::Serializer>(&self, _s: S) -> Result<S::Ok, S::Error> {
-        todo!()
+impl FieldVec {
+    /// Little-endian bytes, 8 per element.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.len() * 8);
+        for x in &self.0 {
+            out.extend_from_slice(&x.0.to_le_bytes());
+        }
+        out
+    }
+    /// Parses 8 little-endian bytes per element; `None` for a length that is not a multiple
+    /// of 8 or a non-canonical element.
+    pub fn from_bytes(bytes: &[u8]) -> Option<FieldVec> {
+        if bytes.len() % 8 != 0 {
+            return None;
+        }
+        let mut out = Vec::with_capacity(bytes.len() / 8);
+        for word in bytes.chunks_exact(8) {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(word);
+            out.push(Fp::from_canonical(u64::from_le_bytes(le))?);
+        }
+        Some(FieldVec(out))
     }
 }
+
+impl From<Vec<Fp>> for FieldVec {
+    fn from(v: Vec<Fp>) -> FieldVec {
+        FieldVec(v)
+    }
+}
+
+impl Serialize for FieldVec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.to_bytes())
+    }
+}
+
+struct FieldVecVisitor;
+
+impl FieldVecVisitor {
+    fn parse<E: serde::de::Error>(bytes: &[u8]) -> Result<FieldVec, E> {
+        if bytes.len() % 8 != 0 {
+            return Err(E::invalid_length(
+                bytes.len(),
+                &"a multiple of 8 bytes (8 little-endian bytes per element)",
+            ));
+        }
+        FieldVec::from_bytes(bytes).ok_or_else(|| E::custom("non-canonical field element"))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldVecVisitor {
+    type Value = FieldVec;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a byte string of 8 little-endian bytes per field element")
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<FieldVec, E> {
+        Self::parse(v)
+    }
+    fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<FieldVec, E> {
+        Self::parse(v)
+    }
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<FieldVec, E> {
+        Self::parse(&v)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<FieldVec, A::Error> {
+        // Bounded preallocation: never trust a remote size hint beyond the protocol limit.
+        let cap = seq
+            .size_hint()
+            .unwrap_or(0)
+            .min(crate::limits::MAX_MESSAGE_BYTES);
+        let mut bytes = Vec::with_capacity(cap);
+        while let Some(b) = seq.next_element::<u8>()? {
+            bytes.push(b);
+        }
+        Self::parse(&bytes)
+    }
+}
+
 impl<'de> Deserialize<'de> for FieldVec {
-    fn deserialize<D: serde::Deserializer<'de>>(_d: D) -> Result<Self, D::Error> {
-        todo!()
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_bytes(FieldVecVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges() {
+        assert_eq!(Fp::new(P), Fp::ZERO);
+        assert_eq!(Fp::new(P + 1), Fp::ONE);
+        assert_eq!(Fp::new(u64::MAX), Fp::new(u64::MAX % P));
+        assert_eq!(Fp::from_canonical(P), None);
+        assert_eq!(Fp::from_canonical(P - 1), Some(Fp(P - 1)));
+        let m1 = Fp(P - 1);
+        assert_eq!(m1 + Fp::ONE, Fp::ZERO);
+        assert_eq!(m1 + m1, Fp(P - 2));
+        assert_eq!(Fp::ZERO - Fp::ONE, m1);
+        assert_eq!(-Fp::ZERO, Fp::ZERO);
+        assert_eq!(-Fp::ONE, m1);
+        assert_eq!(m1 * m1, Fp::ONE);
+        assert_eq!(Fp::ZERO * m1, Fp::ZERO);
+        assert_eq!(Fp::ZERO.inv(), None);
+        assert_eq!(m1.inv(), Some(m1));
+        // 2^61 = 1, so 2^122 = 1 and 2^60 * 2 = 1.
+        assert_eq!(Fp(1 << 60) * Fp(2), Fp::ONE);
+        assert_eq!(Fp(2).pow(61), Fp::ONE);
+        assert_eq!(Fp(3).pow(P - 1), Fp::ONE);
+        assert_eq!(Fp(3).pow(0), Fp::ONE);
+    }
+
+    #[test]
+    fn reductions_match_naive() {
+        let samples = [
+            0u64,
+            1,
+            2,
+            P - 2,
+            P - 1,
+            1 << 60,
+            (1 << 60) - 1,
+            12345678901234567,
+        ];
+        for &a in &samples {
+            for &b in &samples {
+                let naive = ((a as u128 * b as u128) % P as u128) as u64;
+                assert_eq!((Fp(a) * Fp(b)).0, naive);
+                assert_eq!(
+                    (Fp(a) + Fp(b)).0,
+                    ((a as u128 + b as u128) % P as u128) as u64
+                );
+                assert_eq!(
+                    (Fp(a) - Fp(b)).0,
+                    ((a as u128 + P as u128 - b as u128) % P as u128) as u64
+                );
+                let mut acc = [Fp(a)];
+                mul_add_assign_vec(&mut acc, Fp(b), &[Fp(b)]);
+                let naive = ((a as u128 + b as u128 * b as u128) % P as u128) as u64;
+                assert_eq!(acc[0].0, naive);
+            }
+        }
+        assert_eq!(reduce128(u128::MAX), (u128::MAX % P as u128) as u64);
+        assert_eq!(reduce128((P as u128) << 64), 0);
+    }
+
+    #[test]
+    fn small_inverses() {
+        for x in 1..=2000u64 {
+            let f = Fp::new(x);
+            assert_eq!(f * f.inv().unwrap(), Fp::ONE, "x = {x}");
+            let g = Fp(P - x);
+            assert_eq!(g * g.inv().unwrap(), Fp::ONE);
+        }
+    }
+
+    #[test]
+    fn signed_roundtrip() {
+        let half = (P / 2) as i64; // 2^60 - 1
+        for x in [0i64, 1, -1, 42, -42, half, -half, half - 1, -(half - 1)] {
+            assert_eq!(Fp::from_i64(x).to_i64_centered(), x, "x = {x}");
+        }
+        assert_eq!(Fp::from_i64(half + 1).to_i64_centered(), -half);
+        assert_eq!(Fp::from_i64(-1), Fp(P - 1));
+        // Outside the representable range the mapping is still x mod P.
+        assert_eq!(Fp::from_i64(i64::MAX).0, (i64::MAX as u64) % P);
+        assert_eq!(
+            Fp::from_i64(i64::MIN).0,
+            ((P as i128 + (i64::MIN as i128 % P as i128)) % P as i128) as u64
+        );
+        assert_eq!(Fp::from_i64(i64::MIN) + Fp::from_i64(i64::MAX), -Fp::ONE);
+    }
+
+    struct Constant(u64);
+    impl RngCore for Constant {
+        fn next_u32(&mut self) -> u32 {
+            self.0 as u32
+        }
+        fn next_u64(&mut self) -> u64 {
+            let v = self.0;
+            self.0 = self.0.wrapping_add(1);
+            v
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            for c in dest.chunks_mut(8) {
+                let v = self.next_u64().to_le_bytes();
+                c.copy_from_slice(&v[..c.len()]);
+            }
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn random_rejects_p() {
+        // The first draw masks to P and must be rejected.
+        let mut rng = Constant(P);
+        assert_eq!(Fp::random(&mut rng), Fp(0));
+        let mut rng = Constant(P - 1);
+        let v = random_vec(&mut rng, 4);
+        assert_eq!(v, vec![Fp(P - 1), Fp(0), Fp(1), Fp(2)]);
+    }
+
+    #[test]
+    fn random_vec_is_chunk_independent() {
+        use rand_chacha::rand_core::SeedableRng;
+        let mut a = rand_chacha::ChaCha20Rng::from_seed([7; 32]);
+        let whole = random_vec(&mut a, 1000);
+        let mut b = rand_chacha::ChaCha20Rng::from_seed([7; 32]);
+        let mut parts = random_vec(&mut b, 3);
+        parts.extend(random_vec(&mut b, 500));
+        parts.extend(random_vec(&mut b, 497));
+        assert_eq!(whole, parts);
+        let mut c = rand_chacha::ChaCha20Rng::from_seed([7; 32]);
+        let single: Vec<Fp> = (0..1000).map(|_| Fp::random(&mut c)).collect();
+        assert_eq!(whole, single);
     }
 }

@@ -1,5 +1,4 @@
 //! The signed computation request and its validation.
-//! STUB parts marked todo!() are to be implemented (keep every signature and type).
 
 use crate::encoding::ContributionSpec;
 use crate::ids::{ComputationId, Micros, NodeId};
@@ -95,22 +94,127 @@ pub enum RequestError {
 impl Request {
     /// The bytes the commissioner signs.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        todo!()
+        let body = postcard::to_allocvec(self).expect("a request always serializes");
+        crate::ids::hash_parts(SIGNING_DOMAIN, &[&body]).to_vec()
     }
     /// Checks every parameter against its limit (g, t, k_min, tree shape, timeouts,
     /// contribution spec and overflow budget, query size, lifetime).
     pub fn validate_params(&self) -> Result<(), RequestError> {
-        todo!()
+        use crate::limits::*;
+        let bad = |what: String| Err(RequestError::Malformed(what));
+        let PrivacyParams { g, t, k_min } = self.privacy;
+        if !(1 <= t && t <= g && g <= MAX_GROUP_SIZE) {
+            return bad(format!(
+                "privacy: need 1 <= t <= g <= {MAX_GROUP_SIZE}, got g = {g}, t = {t}"
+            ));
+        }
+        if k_min < 1 {
+            return bad("privacy: k_min must be at least 1".into());
+        }
+        if self.max_contributors < 1 {
+            return bad("max_contributors must be at least 1".into());
+        }
+        let tree = &self.tree;
+        if tree.leaf_groups < 1 {
+            return bad("tree: leaf_groups must be at least 1".into());
+        }
+        if !(2..=MAX_FAN_IN).contains(&tree.fan_in) {
+            return bad(format!(
+                "tree: fan_in must be in 2..={MAX_FAN_IN}, got {}",
+                tree.fan_in
+            ));
+        }
+        if tree.backups > MAX_BACKUPS {
+            return bad(format!(
+                "tree: at most {MAX_BACKUPS} backups, got {}",
+                tree.backups
+            ));
+        }
+        match plan_group_count(tree.leaf_groups, tree.fan_in) {
+            Some(n) if n <= u64::from(MAX_PLAN_GROUPS) => {}
+            _ => {
+                return bad(format!(
+                    "tree: more than {MAX_PLAN_GROUPS} groups ({} leaf groups, fan-in {})",
+                    tree.leaf_groups, tree.fan_in
+                ))
+            }
+        }
+        let to = &tree.timeouts;
+        for (name, value) in [
+            ("share_window", to.share_window),
+            ("collect_window", to.collect_window),
+            ("level_span", to.level_span),
+            ("report_window", to.report_window),
+            ("manifest_timeout", to.manifest_timeout),
+            ("heal_attempt", to.heal_attempt),
+            ("release_window", to.release_window),
+        ] {
+            if value == 0 {
+                return bad(format!("timeouts: {name} must be positive"));
+            }
+        }
+        if self.deadline <= self.created_at {
+            return bad(format!(
+                "deadline {:?} is not after created_at {:?}",
+                self.deadline, self.created_at
+            ));
+        }
+        let lifetime = self.deadline.0 - self.created_at.0;
+        if lifetime > MAX_COMPUTATION_LIFETIME_MICROS {
+            return bad(format!(
+                "lifetime of {lifetime} us is over the limit of {MAX_COMPUTATION_LIFETIME_MICROS} us"
+            ));
+        }
+        if self.query.len() > MAX_QUERY_BYTES {
+            return bad(format!(
+                "query of {} bytes is over the limit of {MAX_QUERY_BYTES} bytes",
+                self.query.len()
+            ));
+        }
+        self.contribution
+            .validate(self.max_contributors)
+            .map_err(|e| RequestError::Malformed(e.to_string()))
     }
 }
 
+/// The domain tag of request signatures.
+pub const SIGNING_DOMAIN: &str = "grove/request/v1";
+
+/// Number of groups of a tree with `leaf_groups` leaves and the given fan-in: the levels hold
+/// `leaf_groups`, then `ceil(previous / fan_in)` groups, up to a single root. `None` if
+/// `fan_in < 2` or `leaf_groups == 0` (no such tree).
+pub fn plan_group_count(leaf_groups: u32, fan_in: u32) -> Option<u64> {
+    if fan_in < 2 || leaf_groups == 0 {
+        return None;
+    }
+    let mut level = u64::from(leaf_groups);
+    let mut total = level;
+    while level > 1 {
+        level = level.div_ceil(u64::from(fan_in));
+        total += level;
+    }
+    Some(total)
+}
+
 impl SignedRequest {
-    pub fn sign(_request: Request, _key: &ed25519_dalek::SigningKey) -> SignedRequest {
-        todo!()
+    pub fn sign(request: Request, key: &ed25519_dalek::SigningKey) -> SignedRequest {
+        use ed25519_dalek::Signer as _;
+        let signature = key.sign(&request.signing_bytes()).to_bytes().to_vec();
+        SignedRequest { request, signature }
     }
     /// Signature and parameters; no time or replay checks.
     pub fn verify_signature(&self) -> Result<(), RequestError> {
-        todo!()
+        let signature: [u8; 64] = self
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| RequestError::BadSignature)?;
+        let signature = ed25519_dalek::Signature::from_bytes(&signature);
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.request.commissioner.0)
+            .map_err(|_| RequestError::BadSignature)?;
+        key.verify_strict(&self.request.signing_bytes(), &signature)
+            .map_err(|_| RequestError::BadSignature)?;
+        self.request.validate_params()
     }
 }
 
@@ -127,9 +231,37 @@ impl RequestValidator {
     }
     /// Full check of a fresh request: signature, parameters, creation time within the clock
     /// skew, not expired, not seen before. On success the id is remembered.
-    pub fn accept(&mut self, _signed: &SignedRequest, _now: Micros) -> Result<(), RequestError> {
-        let _ = &self.seen;
-        todo!()
+    pub fn accept(&mut self, signed: &SignedRequest, now: Micros) -> Result<(), RequestError> {
+        signed.verify_signature()?;
+        let request = &signed.request;
+        if request.created_at > now.plus(crate::limits::MAX_CLOCK_SKEW_MICROS) {
+            return Err(RequestError::FromTheFuture {
+                created_at: request.created_at,
+                now,
+            });
+        }
+        if now >= request.deadline {
+            return Err(RequestError::Expired {
+                deadline: request.deadline,
+                now,
+            });
+        }
+        if self.seen.contains_key(&request.id) {
+            return Err(RequestError::Replayed(request.id));
+        }
+        self.seen.retain(|_, deadline| *deadline > now);
+        if self.seen.len() >= crate::limits::MAX_SEEN_REQUESTS {
+            let earliest = self
+                .seen
+                .iter()
+                .min_by_key(|(id, deadline)| (**deadline, **id))
+                .map(|(id, _)| *id);
+            if let Some(id) = earliest {
+                self.seen.remove(&id);
+            }
+        }
+        self.seen.insert(request.id, request.deadline);
+        Ok(())
     }
     /// Whether the id was accepted before (and is not yet expired).
     pub fn seen(&self, id: &ComputationId) -> bool {
@@ -138,5 +270,413 @@ impl RequestValidator {
     /// Remembers an id without checks (used when an engine is restored from its records).
     pub fn remember(&mut self, id: ComputationId, deadline: Micros) {
         self.seen.insert(id, deadline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::BoundRange;
+    use crate::limits::*;
+    use ed25519_dalek::SigningKey;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    fn request() -> Request {
+        let key = key();
+        Request {
+            id: ComputationId([1u8; 32]),
+            commissioner: CommissionerKey(key.verifying_key().to_bytes()),
+            commissioner_node: NodeId([2u8; 32]),
+            created_at: Micros(100_000_000),
+            deadline: Micros(160_000_000),
+            query: "SELECT avg(x) FROM local".into(),
+            contribution: ContributionSpec {
+                length: 4,
+                bounds: vec![
+                    BoundRange {
+                        count: 3,
+                        min: 0.0,
+                        max: 1.0,
+                    },
+                    BoundRange {
+                        count: 1,
+                        min: -5.0,
+                        max: 5.0,
+                    },
+                ],
+                scale_digits: 3,
+            },
+            max_contributors: 1000,
+            privacy: PrivacyParams {
+                g: 5,
+                t: 3,
+                k_min: 10,
+            },
+            tree: TreeParams {
+                leaf_groups: 16,
+                fan_in: 4,
+                backups: 2,
+                timeouts: Timeouts {
+                    share_window: 5_000_000,
+                    collect_window: 1_000_000,
+                    level_span: 3_000_000,
+                    report_window: 1_000_000,
+                    manifest_timeout: 2_000_000,
+                    heal_attempt: 2_000_000,
+                    release_window: 1_000_000,
+                },
+            },
+        }
+    }
+
+    fn signed() -> SignedRequest {
+        SignedRequest::sign(request(), &key())
+    }
+
+    fn malformed(r: Request) -> bool {
+        matches!(r.validate_params(), Err(RequestError::Malformed(_)))
+    }
+
+    #[test]
+    fn signing_bytes_are_a_domain_separated_hash() {
+        let r = request();
+        let bytes = r.signing_bytes();
+        assert_eq!(bytes.len(), 32);
+        let expected =
+            crate::ids::hash_parts("grove/request/v1", &[&postcard::to_allocvec(&r).unwrap()]);
+        assert_eq!(bytes, expected.to_vec());
+        let mut other = r.clone();
+        other.max_contributors += 1;
+        assert_ne!(other.signing_bytes(), bytes);
+    }
+
+    #[test]
+    fn sign_verify_round_trip() {
+        let s = signed();
+        assert_eq!(s.signature.len(), 64);
+        assert_eq!(s.verify_signature(), Ok(()));
+        // Deterministic (ed25519 signatures are).
+        assert_eq!(s, signed());
+        // Survives a postcard round trip.
+        let bytes = postcard::to_allocvec(&s).unwrap();
+        let back: SignedRequest = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.verify_signature(), Ok(()));
+    }
+
+    #[test]
+    fn any_flipped_byte_of_the_request_breaks_the_signature() {
+        // Flip every byte of the serialized request that still decodes to a different request
+        // whose parameters are valid: the signature must not verify.
+        let s = signed();
+        let bytes = postcard::to_allocvec(&s.request).unwrap();
+        let mut checked = 0;
+        for i in 0..bytes.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut b = bytes.clone();
+                b[i] ^= bit;
+                let Ok((r, rest)) = postcard::take_from_bytes::<Request>(&b) else {
+                    continue;
+                };
+                if !rest.is_empty() || r == s.request {
+                    continue;
+                }
+                let tampered = SignedRequest {
+                    request: r,
+                    signature: s.signature.clone(),
+                };
+                assert_eq!(
+                    tampered.verify_signature(),
+                    Err(RequestError::BadSignature),
+                    "byte {i} bit {bit:#x}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > bytes.len() / 2,
+            "only {checked} tampered requests decoded"
+        );
+    }
+
+    #[test]
+    fn every_field_is_covered_by_the_signature() {
+        let s = signed();
+        let tamper: Vec<fn(&mut Request)> = vec![
+            |r| r.id.0[31] ^= 1,
+            |r| r.commissioner_node.0[0] ^= 1,
+            |r| r.created_at.0 += 1,
+            |r| r.deadline.0 += 1,
+            |r| r.query.push(' '),
+            |r| r.contribution.scale_digits += 1,
+            |r| r.contribution.bounds[0].max = 2.0,
+            |r| r.max_contributors += 1,
+            |r| r.privacy.k_min += 1,
+            |r| r.privacy.t -= 1,
+            |r| r.tree.leaf_groups += 1,
+            |r| r.tree.fan_in += 1,
+            |r| r.tree.backups += 1,
+            |r| r.tree.timeouts.release_window += 1,
+        ];
+        for (i, f) in tamper.iter().enumerate() {
+            let mut t = s.clone();
+            f(&mut t.request);
+            assert_eq!(t.verify_signature(), Err(RequestError::BadSignature), "{i}");
+        }
+        // The commissioner key itself: another valid key, or bytes that are not a key.
+        let mut t = s.clone();
+        t.request.commissioner = CommissionerKey(
+            SigningKey::from_bytes(&[8u8; 32])
+                .verifying_key()
+                .to_bytes(),
+        );
+        assert_eq!(t.verify_signature(), Err(RequestError::BadSignature));
+        let mut t = s.clone();
+        t.request.commissioner.0[0] ^= 1;
+        assert_eq!(t.verify_signature(), Err(RequestError::BadSignature));
+    }
+
+    #[test]
+    fn flipped_signature_bytes_are_rejected() {
+        let s = signed();
+        for i in 0..64 {
+            for bit in [0x01u8, 0x10, 0x80] {
+                let mut t = s.clone();
+                t.signature[i] ^= bit;
+                assert_eq!(t.verify_signature(), Err(RequestError::BadSignature));
+            }
+        }
+        for len in [0, 32, 63, 65, 128] {
+            let mut t = s.clone();
+            t.signature.resize(len, 0);
+            assert_eq!(t.verify_signature(), Err(RequestError::BadSignature));
+        }
+    }
+
+    #[test]
+    fn signature_by_another_key_is_rejected() {
+        let other = SigningKey::from_bytes(&[9u8; 32]);
+        // Signed by another key but claiming the commissioner's key.
+        let s = SignedRequest::sign(request(), &other);
+        assert_eq!(s.verify_signature(), Err(RequestError::BadSignature));
+        // Signature copied from another key's request.
+        let mut s = signed();
+        s.signature = SignedRequest::sign(request(), &other).signature;
+        assert_eq!(s.verify_signature(), Err(RequestError::BadSignature));
+    }
+
+    #[test]
+    fn accept_checks_time_and_replay() {
+        let s = signed();
+        let r = &s.request;
+        // Expired: now at or past the deadline.
+        let mut v = RequestValidator::new();
+        assert_eq!(
+            v.accept(&s, r.deadline),
+            Err(RequestError::Expired {
+                deadline: r.deadline,
+                now: r.deadline
+            })
+        );
+        assert_eq!(
+            v.accept(&s, r.deadline.plus(1)),
+            Err(RequestError::Expired {
+                deadline: r.deadline,
+                now: r.deadline.plus(1)
+            })
+        );
+        // From the future: more than the clock skew ahead.
+        let now = Micros(r.created_at.0 - MAX_CLOCK_SKEW_MICROS - 1);
+        assert_eq!(
+            v.accept(&s, now),
+            Err(RequestError::FromTheFuture {
+                created_at: r.created_at,
+                now
+            })
+        );
+        assert!(!v.seen(&r.id));
+        // Exactly at the skew bound is fine.
+        let mut v2 = RequestValidator::new();
+        assert_eq!(
+            v2.accept(&s, Micros(r.created_at.0 - MAX_CLOCK_SKEW_MICROS)),
+            Ok(())
+        );
+        // Fresh, then replayed.
+        assert_eq!(v.accept(&s, r.created_at), Ok(()));
+        assert!(v.seen(&r.id));
+        assert_eq!(
+            v.accept(&s, r.created_at.plus(1)),
+            Err(RequestError::Replayed(r.id))
+        );
+        // Same id, different (validly signed) content: still a replay.
+        let mut changed = request();
+        changed.query = "something else".into();
+        let changed = SignedRequest::sign(changed, &key());
+        assert_eq!(
+            v.accept(&changed, r.created_at.plus(2)),
+            Err(RequestError::Replayed(r.id))
+        );
+        // A bad signature is reported before anything else, and not remembered.
+        let mut bad = request();
+        bad.id = ComputationId([3u8; 32]);
+        let mut bad = SignedRequest::sign(bad, &key());
+        bad.signature[0] ^= 1;
+        assert_eq!(
+            v.accept(&bad, r.created_at),
+            Err(RequestError::BadSignature)
+        );
+        assert!(!v.seen(&bad.request.id));
+    }
+
+    #[test]
+    fn accept_prunes_expired_and_stays_bounded() {
+        let mut v = RequestValidator::new();
+        // Fill the map with ids remembered without checks.
+        for i in 0..MAX_SEEN_REQUESTS as u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            id[31] = 0xff;
+            // Two of them expire before the request below is accepted.
+            let deadline = if i < 2 {
+                Micros(500_000)
+            } else {
+                Micros(200_000_000 + u64::from(i))
+            };
+            v.remember(ComputationId(id), deadline);
+        }
+        let s = signed();
+        assert_eq!(v.accept(&s, s.request.created_at), Ok(()));
+        assert_eq!(v.seen.len(), MAX_SEEN_REQUESTS - 1);
+        // At capacity, the earliest deadline is evicted.
+        let mut id2 = request();
+        id2.id = ComputationId([4u8; 32]);
+        let s2 = SignedRequest::sign(id2, &key());
+        assert_eq!(v.accept(&s2, s.request.created_at), Ok(()));
+        assert_eq!(v.seen.len(), MAX_SEEN_REQUESTS);
+        let mut id3 = request();
+        id3.id = ComputationId([5u8; 32]);
+        let s3 = SignedRequest::sign(id3, &key());
+        assert_eq!(v.accept(&s3, s.request.created_at), Ok(()));
+        assert_eq!(v.seen.len(), MAX_SEEN_REQUESTS);
+        // s, s2 and s3 share the earliest deadline (160 s); the one with the smallest id went.
+        assert!(!v.seen(&s.request.id));
+        assert!(v.seen(&s2.request.id));
+        assert!(v.seen(&s3.request.id));
+    }
+
+    #[test]
+    fn valid_params_pass() {
+        assert_eq!(request().validate_params(), Ok(()));
+        let mut r = request();
+        r.privacy = PrivacyParams {
+            g: MAX_GROUP_SIZE,
+            t: MAX_GROUP_SIZE,
+            k_min: 1,
+        };
+        r.tree.fan_in = MAX_FAN_IN;
+        r.tree.backups = MAX_BACKUPS;
+        r.tree.leaf_groups = 1;
+        r.query = "q".repeat(MAX_QUERY_BYTES);
+        r.deadline = r.created_at.plus(MAX_COMPUTATION_LIFETIME_MICROS);
+        assert_eq!(r.validate_params(), Ok(()));
+        let mut r = request();
+        r.privacy.g = 1;
+        r.privacy.t = 1;
+        r.tree.fan_in = 2;
+        assert_eq!(r.validate_params(), Ok(()));
+    }
+
+    #[test]
+    fn malformed_params_are_rejected() {
+        let with = |f: &dyn Fn(&mut Request)| {
+            let mut r = request();
+            f(&mut r);
+            r
+        };
+        // g, t
+        assert!(malformed(with(&|r| r.privacy.t = 0)));
+        assert!(malformed(with(&|r| r.privacy.t = r.privacy.g + 1)));
+        assert!(malformed(with(&|r| {
+            r.privacy.g = 0;
+            r.privacy.t = 0
+        })));
+        assert!(malformed(with(&|r| {
+            r.privacy.g = MAX_GROUP_SIZE + 1;
+            r.privacy.t = 2
+        })));
+        // k_min, max_contributors
+        assert!(malformed(with(&|r| r.privacy.k_min = 0)));
+        assert!(malformed(with(&|r| r.max_contributors = 0)));
+        // tree shape
+        assert!(malformed(with(&|r| r.tree.leaf_groups = 0)));
+        assert!(malformed(with(&|r| r.tree.fan_in = 0)));
+        assert!(malformed(with(&|r| r.tree.fan_in = 1)));
+        assert!(malformed(with(&|r| r.tree.fan_in = MAX_FAN_IN + 1)));
+        assert!(malformed(with(&|r| r.tree.backups = MAX_BACKUPS + 1)));
+        assert!(malformed(with(&|r| r.tree.leaf_groups = MAX_PLAN_GROUPS)));
+        assert!(malformed(with(&|r| r.tree.leaf_groups = u32::MAX)));
+        // timeouts
+        for i in 0..7 {
+            assert!(malformed(with(&|r| {
+                let t = &mut r.tree.timeouts;
+                *[
+                    &mut t.share_window,
+                    &mut t.collect_window,
+                    &mut t.level_span,
+                    &mut t.report_window,
+                    &mut t.manifest_timeout,
+                    &mut t.heal_attempt,
+                    &mut t.release_window,
+                ]
+                .into_iter()
+                .nth(i)
+                .unwrap() = 0;
+            })));
+        }
+        // lifetime
+        assert!(malformed(with(&|r| r.deadline = r.created_at)));
+        assert!(malformed(
+            with(&|r| r.deadline = Micros(r.created_at.0 - 1))
+        ));
+        assert!(malformed(with(&|r| {
+            r.deadline = r.created_at.plus(MAX_COMPUTATION_LIFETIME_MICROS + 1)
+        })));
+        // query
+        assert!(malformed(with(
+            &|r| r.query = "q".repeat(MAX_QUERY_BYTES + 1)
+        )));
+        // contribution spec (validated by encoding.rs)
+        assert!(malformed(with(&|r| r.contribution.length = 5)));
+        assert!(malformed(with(&|r| {
+            r.contribution.bounds[0].min = 2.0;
+        })));
+        assert!(malformed(with(&|r| {
+            r.contribution.bounds[1].max = f64::NAN;
+        })));
+        assert!(malformed(with(&|r| {
+            r.max_contributors = u64::MAX;
+            r.contribution.scale_digits = MAX_SCALE_DIGITS;
+            r.contribution.bounds[1].max = 1e12;
+        })));
+        // Malformed parameters fail verification even with a valid signature.
+        let s = SignedRequest::sign(with(&|r| r.privacy.k_min = 0), &key());
+        assert!(matches!(
+            s.verify_signature(),
+            Err(RequestError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn plan_group_count_sums_the_levels() {
+        assert_eq!(plan_group_count(1, 2), Some(1));
+        assert_eq!(plan_group_count(2, 2), Some(3));
+        assert_eq!(plan_group_count(16, 4), Some(16 + 4 + 1));
+        assert_eq!(plan_group_count(17, 4), Some(17 + 5 + 2 + 1));
+        assert_eq!(plan_group_count(1000, 1024), Some(1001));
+        assert_eq!(plan_group_count(0, 4), None);
+        assert_eq!(plan_group_count(4, 1), None);
+        assert_eq!(plan_group_count(u32::MAX, 2), Some(2 * u64::from(u32::MAX)));
     }
 }

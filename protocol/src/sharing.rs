@@ -1,9 +1,24 @@
 //! Vector Shamir sharing over GF(2^61 - 1) with seed-compressed shares.
-//! STUB: to be implemented (keep every signature).
 //!
 //! Shares sit at evaluation points `1..=g` (the positions); the secret is the value at 0.
+//!
+//! Every element of a shared vector gets its own polynomial of degree `t - 1`. Rather than
+//! evaluating the polynomials with multiplications, the sharing works with finite differences
+//! at consecutive integer points, so that walking from one position to the next costs `t - 1`
+//! field additions per element, all done as vector passes over cache-sized chunks:
+//!
+//! - [`share_vector`] draws the `t - 1` backward differences `∇^k f(0)` (`k = 1..t-1`) of
+//!   each element's polynomial uniformly at random. These are the coefficients of `f` in a
+//!   Newton basis, an invertible linear image of the monomial coefficients, so the polynomial
+//!   is uniform among those of degree `< t` with `f(0) = secret`, exactly as with random
+//!   monomial coefficients.
+//! - [`share_vector_compressed`] fixes `f(1..t-1)` to pseudo-random vectors expanded from
+//!   per-position seeds, then extends `f(0..t-1)` to positions `t..=g` (Lagrange
+//!   interpolation through those `t` points, computed as a difference table).
 
-use crate::field::{FieldVec, Fp};
+use crate::field::{add_assign_vec, fill_random, FieldVec, Fp};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -26,9 +41,23 @@ pub enum SharingError {
 }
 
 impl SharingParams {
-    pub fn new(_g: u8, _t: u8) -> Result<SharingParams, SharingError> {
-        todo!()
+    pub fn new(g: u8, t: u8) -> Result<SharingParams, SharingError> {
+        if t == 0 || t > g || g > crate::limits::MAX_GROUP_SIZE {
+            return Err(SharingError::InvalidParams { g, t });
+        }
+        Ok(SharingParams { g, t })
     }
+}
+
+/// Domain of the per-position seeds of compressed shares.
+const SHARE_SEED_DOMAIN: &str = "grove/share-seed";
+
+/// Elements processed per pass; `t` working vectors of this size stay in the L1/L2 cache.
+const CHUNK: usize = 1024;
+
+/// The seed of position `position` (`1..t`) of a compressed sharing under `seed`.
+pub fn share_sub_seed(seed: &[u8; 32], position: u8) -> [u8; 32] {
+    crate::ids::hash_parts(SHARE_SEED_DOMAIN, &[seed, &[position]])
 }
 
 /// One position's share as it travels: positions `1..t-1` may carry only a 32-byte seed from
@@ -41,34 +70,279 @@ pub enum CompressedShare {
 
 impl CompressedShare {
     /// The share as a vector of `len` elements.
-    pub fn expand(&self, _len: usize) -> Vec<Fp> {
-        todo!()
+    ///
+    /// A `Seed` expands to `len` uniform elements drawn from `ChaCha20Rng::from_seed(seed)`
+    /// with [`crate::field::random_vec`]. A `Full` share is returned as it is: its length is
+    /// NOT checked against `len`, callers that take shares from the network must compare it
+    /// themselves.
+    pub fn expand(&self, len: usize) -> Vec<Fp> {
+        match self {
+            CompressedShare::Seed(s) => {
+                let mut rng = ChaCha20Rng::from_seed(*s);
+                crate::field::random_vec(&mut rng, len)
+            }
+            CompressedShare::Full(v) => v.0.clone(),
+        }
     }
 }
 
+/// Panics on parameters that [`SharingParams::new`] would reject; public functions take
+/// `SharingParams` by value and its fields are public, so check once at the entry.
+fn check_params(params: SharingParams) {
+    assert!(
+        SharingParams::new(params.g, params.t).is_ok(),
+        "invalid sharing parameters {params:?}"
+    );
+}
+
 /// Shares `secret` into `g` full vectors (index 0 is position 1). Deterministic in `seed`.
-pub fn share_vector(_secret: &[Fp], _params: SharingParams, _seed: [u8; 32]) -> Vec<Vec<Fp>> {
-    todo!()
+///
+/// Panics if `params` are invalid (see [`SharingParams::new`]).
+pub fn share_vector(secret: &[Fp], params: SharingParams, seed: [u8; 32]) -> Vec<Vec<Fp>> {
+    check_params(params);
+    let g = params.g as usize;
+    let t = params.t as usize;
+    let n = secret.len();
+    let mut out = vec![vec![Fp::ZERO; n]; g];
+    if t == 1 {
+        for s in &mut out {
+            s.copy_from_slice(secret);
+        }
+        return out;
+    }
+    let mut rng = ChaCha20Rng::from_seed(seed);
+    // diffs[k] = ∇^(t-1-k) f(x) for k = 0..t-1, and diffs[t-1] = f(x).
+    let mut diffs = vec![vec![Fp::ZERO; CHUNK]; t];
+    let mut start = 0;
+    while start < n {
+        let len = (n - start).min(CHUNK);
+        for d in &mut diffs[..t - 1] {
+            fill_random(&mut rng, &mut d[..len]);
+        }
+        diffs[t - 1][..len].copy_from_slice(&secret[start..start + len]);
+        for share in out.iter_mut() {
+            step(&mut diffs, len);
+            share[start..start + len].copy_from_slice(&diffs[t - 1][..len]);
+        }
+        start += len;
+    }
+    out
+}
+
+/// Advances a backward-difference table by one point: `diffs[k] = ∇^(t-1-k) f(x)` becomes
+/// `∇^(t-1-k) f(x+1)` (the top difference is constant).
+#[inline]
+fn step(diffs: &mut [Vec<Fp>], len: usize) {
+    for k in 1..diffs.len() {
+        let (lo, hi) = diffs.split_at_mut(k);
+        add_assign_vec(&mut hi[0][..len], &lo[k - 1][..len]);
+    }
 }
 
 /// Shares `secret` into `g` compressed shares (index 0 is position 1): positions `1..t-1` get
 /// seeds, positions `t..=g` full vectors. Deterministic in `seed`; every share expands to the
 /// value of one degree `t-1` polynomial with the secret at 0.
+///
+/// Position `i < t` carries `share_sub_seed(seed, i)`; its vector is the expansion of that
+/// seed (see [`CompressedShare::expand`]). Panics if `params` are invalid.
 pub fn share_vector_compressed(
-    _secret: &[Fp],
-    _params: SharingParams,
-    _seed: [u8; 32],
+    secret: &[Fp],
+    params: SharingParams,
+    seed: [u8; 32],
 ) -> Vec<CompressedShare> {
-    todo!()
+    check_params(params);
+    let g = params.g as usize;
+    let t = params.t as usize;
+    let n = secret.len();
+    let seeds: Vec<[u8; 32]> = (1..t as u8).map(|i| share_sub_seed(&seed, i)).collect();
+    let mut rngs: Vec<ChaCha20Rng> = seeds.iter().map(|s| ChaCha20Rng::from_seed(*s)).collect();
+    let mut full = vec![vec![Fp::ZERO; n]; g + 1 - t];
+    // diffs[k] starts as f(k) for k = 0..t-1 and is turned into diffs[k] = ∇^(t-1-k) f(t-1).
+    let mut diffs = vec![vec![Fp::ZERO; CHUNK]; t];
+    let mut start = 0;
+    while start < n {
+        let len = (n - start).min(CHUNK);
+        diffs[0][..len].copy_from_slice(&secret[start..start + len]);
+        for (d, rng) in diffs[1..].iter_mut().zip(rngs.iter_mut()) {
+            fill_random(rng, &mut d[..len]);
+        }
+        // Forward differences, keeping the last entry of every level:
+        // after level k, diffs[i] = Δ^k f(i) for i <= t-1-k.
+        for k in 1..t {
+            for i in 0..t - k {
+                let (lo, hi) = diffs.split_at_mut(i + 1);
+                rsub_assign(&mut lo[i][..len], &hi[0][..len]);
+            }
+        }
+        for share in full.iter_mut() {
+            // The first full share is at position t, one step after t-1.
+            step(&mut diffs, len);
+            share[start..start + len].copy_from_slice(&diffs[t - 1][..len]);
+        }
+        start += len;
+    }
+    let mut out: Vec<CompressedShare> = seeds.into_iter().map(CompressedShare::Seed).collect();
+    out.extend(full.into_iter().map(|v| CompressedShare::Full(FieldVec(v))));
+    out
+}
+
+/// `a[i] = b[i] - a[i]`.
+fn rsub_assign(a: &mut [Fp], b: &[Fp]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = *y - *x;
+    }
 }
 
 /// Lagrange coefficients that carry the values at `points` to the value at `target`
 /// (`target = 0` reconstructs the secret). Points must be distinct and non-zero.
-pub fn lagrange_coefficients(_points: &[u8], _target: u8) -> Result<Vec<Fp>, SharingError> {
-    todo!()
+pub fn lagrange_coefficients(points: &[u8], target: u8) -> Result<Vec<Fp>, SharingError> {
+    let mut seen = [false; 256];
+    for &p in points {
+        if p == 0 || seen[p as usize] {
+            return Err(SharingError::BadPoint(p));
+        }
+        seen[p as usize] = true;
+    }
+    let tx = Fp::new(target as u64);
+    let mut out = Vec::with_capacity(points.len());
+    for (i, &pi) in points.iter().enumerate() {
+        let xi = Fp::new(pi as u64);
+        let mut num = Fp::ONE;
+        let mut den = Fp::ONE;
+        for (j, &pj) in points.iter().enumerate() {
+            if i != j {
+                let xj = Fp::new(pj as u64);
+                num *= tx - xj;
+                den *= xi - xj;
+            }
+        }
+        // Distinct points below P make every factor of `den` non-zero.
+        let inv = den.inv().ok_or(SharingError::BadPoint(pi))?;
+        out.push(num * inv);
+    }
+    Ok(out)
 }
 
 /// Reconstructs the secret from exactly the given `(position, share)` pairs (at least `t`).
-pub fn reconstruct(_shares: &[(u8, &[Fp])], _t: u8) -> Result<Vec<Fp>, SharingError> {
-    todo!()
+///
+/// Uses the first `t` pairs; their positions must be distinct and non-zero and their lengths
+/// equal. `t = 0` is rejected as invalid parameters.
+pub fn reconstruct(shares: &[(u8, &[Fp])], t: u8) -> Result<Vec<Fp>, SharingError> {
+    if t == 0 || t > crate::limits::MAX_GROUP_SIZE {
+        return Err(SharingError::InvalidParams {
+            g: shares.len().min(u8::MAX as usize) as u8,
+            t,
+        });
+    }
+    let t = t as usize;
+    if shares.len() < t {
+        return Err(SharingError::NotEnoughShares {
+            needed: t,
+            got: shares.len(),
+        });
+    }
+    let used = &shares[..t];
+    let n = used[0].1.len();
+    if used.iter().any(|(_, s)| s.len() != n) {
+        return Err(SharingError::LengthMismatch);
+    }
+    let points: Vec<u8> = used.iter().map(|(p, _)| *p).collect();
+    let coeffs = lagrange_coefficients(&points, 0)?;
+    let mut out = vec![Fp::ZERO; n];
+    for ((_, s), c) in used.iter().zip(&coeffs) {
+        crate::field::mul_add_assign_vec(&mut out, *c, s);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(n: usize) -> Vec<Fp> {
+        (0..n as u64).map(|i| Fp::new(i * 1_000_003 + 7)).collect()
+    }
+
+    #[test]
+    fn params() {
+        assert!(SharingParams::new(1, 1).is_ok());
+        assert!(SharingParams::new(32, 32).is_ok());
+        assert!(SharingParams::new(33, 3).is_err());
+        assert!(SharingParams::new(3, 0).is_err());
+        assert!(SharingParams::new(3, 4).is_err());
+    }
+
+    #[test]
+    fn t1_shares_equal_secret() {
+        let s = secret(10);
+        let p = SharingParams::new(4, 1).unwrap();
+        for sh in share_vector(&s, p, [1; 32]) {
+            assert_eq!(sh, s);
+        }
+        for sh in share_vector_compressed(&s, p, [1; 32]) {
+            assert_eq!(sh, CompressedShare::Full(FieldVec(s.clone())));
+        }
+    }
+
+    #[test]
+    fn long_vector_crosses_chunks() {
+        let s = secret(3 * CHUNK + 17);
+        let p = SharingParams::new(7, 5).unwrap();
+        let shares = share_vector(&s, p, [3; 32]);
+        let pairs: Vec<(u8, &[Fp])> = shares
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, v)| (i as u8 + 1, v.as_slice()))
+            .collect();
+        assert_eq!(reconstruct(&pairs, 5).unwrap(), s);
+        let comp = share_vector_compressed(&s, p, [3; 32]);
+        let exp: Vec<Vec<Fp>> = comp.iter().map(|c| c.expand(s.len())).collect();
+        let pairs: Vec<(u8, &[Fp])> = exp
+            .iter()
+            .enumerate()
+            .skip(2)
+            .map(|(i, v)| (i as u8 + 1, v.as_slice()))
+            .collect();
+        assert_eq!(reconstruct(&pairs, 5).unwrap(), s);
+    }
+
+    #[test]
+    fn errors() {
+        let a = vec![Fp::ONE; 3];
+        let b = vec![Fp::ONE; 4];
+        assert_eq!(
+            reconstruct(&[(1, &a)], 2),
+            Err(SharingError::NotEnoughShares { needed: 2, got: 1 })
+        );
+        assert_eq!(
+            reconstruct(&[(1, &a), (2, &b)], 2),
+            Err(SharingError::LengthMismatch)
+        );
+        assert_eq!(
+            reconstruct(&[(1, &a), (1, &a)], 2),
+            Err(SharingError::BadPoint(1))
+        );
+        assert_eq!(
+            reconstruct(&[(0, &a), (1, &a)], 2),
+            Err(SharingError::BadPoint(0))
+        );
+        assert_eq!(
+            lagrange_coefficients(&[1, 2, 2], 0),
+            Err(SharingError::BadPoint(2))
+        );
+        assert_eq!(
+            lagrange_coefficients(&[1, 2, 3], 2).unwrap(),
+            vec![Fp::ZERO, Fp::ONE, Fp::ZERO]
+        );
+    }
+
+    #[test]
+    fn sub_seeds_distinct() {
+        let a = share_sub_seed(&[0; 32], 1);
+        let b = share_sub_seed(&[0; 32], 2);
+        let c = share_sub_seed(&[1; 32], 1);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+    }
 }
