@@ -1,0 +1,254 @@
+//! Scenario tests of the engine on the cluster harness. Each asserts the exact result over the
+//! contributor set the result reports (the harness checks the released field sum against the
+//! plaintext sum over that set), the completeness it expects, and the privacy checker.
+
+use grove_protocol::engine::{Event, Failure};
+use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams, Outcome};
+use grove_protocol::ids::{ComputationId, GroupId, NodeId};
+use rand_chacha::rand_core::RngCore;
+use std::collections::BTreeSet;
+
+const COMMISSIONER: usize = 0;
+
+/// `nodes` nodes; nodes `1..=contributors` contribute vectors of `len` integers in
+/// [-1000, 1000].
+fn setup(nodes: usize, contributors: usize, len: usize, seed: u64) -> Cluster {
+    let mut c = Cluster::new(HarnessConfig::new(nodes, seed));
+    for i in 1..=contributors {
+        let values: Vec<f64> = (0..len)
+            .map(|_| (c.rng().next_u64() % 2001) as f64 - 1000.0)
+            .collect();
+        c.set_contribution(i, values);
+    }
+    c
+}
+
+/// g = 5, t = 3, 4 leaf groups under fan-in 2: levels of 4, 2 and 1 groups.
+fn small_params() -> LaunchParams {
+    LaunchParams::new(5, 3, 4, 2, 6)
+}
+
+fn run(c: &mut Cluster, id: &ComputationId) -> Outcome {
+    c.run(c.now.plus(60_000_000));
+    let outcome = c.outcome(id).unwrap_or_else(|e| panic!("result check failed: {e}"));
+    assert!(c.privacy_violations().is_empty(), "privacy: {:?}", c.privacy_violations());
+    outcome
+}
+
+fn member(c: &Cluster, id: &ComputationId, group: GroupId, position: u8) -> usize {
+    let plan = c.plan(id).expect("plan");
+    c.index_of(&plan.member(group, position)).expect("member in cluster")
+}
+
+fn leaf_contributors(c: &Cluster, id: &ComputationId, leaf: GroupId, all: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+    let plan = c.plan(id).expect("plan");
+    all.iter().copied().filter(|n| plan.leaf_of(n) == leaf).collect()
+}
+
+fn leaf(index: u32) -> GroupId {
+    GroupId { level: 0, index }
+}
+
+fn released(o: &Outcome) -> &grove_protocol::engine::Released {
+    o.released.as_ref().expect("a result was released")
+}
+
+#[test]
+fn all_honest_nodes_release_the_exact_sum_over_every_contributor() {
+    let mut c = setup(60, 40, 6, 1);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let o = run(&mut c, &id);
+    assert_eq!(released(&o).version.count, 40);
+    assert_eq!(o.included, o.contributors);
+    assert!(o.failures.is_empty());
+}
+
+#[test]
+fn a_leaf_member_crashing_before_agreement_is_healed_and_nothing_is_lost() {
+    let mut c = setup(60, 40, 6, 2);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let victim = member(&c, &id, leaf(0), 2);
+    // Shares arrive within 40 ms; the leaf collects for 400 ms.
+    c.crash_at(victim, c.now.plus(200_000));
+    let o = run(&mut c, &id);
+    // The victim may itself have been a contributor: it finished sending before it died.
+    assert_eq!(o.included, o.finished_sending);
+    assert!(c.events.iter().any(|(_, _, e)| matches!(e, Event::HealDone { child, target: 2, .. } if *child == leaf(0))));
+}
+
+#[test]
+fn a_member_crashing_at_each_level_is_healed() {
+    let mut c = setup(60, 40, 6, 3);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let plan = c.plan(&id).unwrap();
+    let at_leaf = member(&c, &id, leaf(1), 1);
+    let at_inner = member(&c, &id, GroupId { level: 1, index: 0 }, 4);
+    let at_root = member(&c, &id, plan.root(), 5);
+    c.crash_at(at_leaf, c.now.plus(300_000));
+    c.crash_at(at_inner, c.now.plus(350_000));
+    c.crash_at(at_root, c.now.plus(380_000));
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.finished_sending);
+    assert!(!o.included.is_empty());
+}
+
+#[test]
+fn the_leader_crashing_while_sending_the_manifest_is_replaced() {
+    let mut c = setup(60, 40, 6, 4);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let leader = member(&c, &id, leaf(2), 1);
+    // The leader sends its manifest to two of the four other members, then dies.
+    c.crash_after_sends(leader, "manifest", 2);
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.finished_sending);
+    let expected: BTreeSet<_> = leaf_contributors(&c, &id, leaf(2), &o.finished_sending);
+    assert!(expected.is_subset(&o.included));
+}
+
+#[test]
+fn a_leader_crashing_before_any_manifest_is_replaced_by_the_next_position() {
+    let mut c = setup(60, 40, 6, 5);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let leader = member(&c, &id, leaf(3), 1);
+    c.crash_at(leader, c.now.plus(390_000));
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.finished_sending);
+}
+
+#[test]
+fn a_contributor_crashing_after_some_shares_is_included_only_if_t_members_hold_it() {
+    let mut c = setup(60, 40, 6, 6);
+    // Contributor 1 sends 2 shares (< t = 3), contributor 2 sends 3 (= t).
+    c.crash_after_sends(1, "share", 2);
+    c.crash_after_sends(2, "share", 3);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let o = run(&mut c, &id);
+    let one = c.node_id(1);
+    let two = c.node_id(2);
+    assert!(!o.included.contains(&one));
+    assert!(o.included.contains(&two));
+    let mut expected = o.contributors.clone();
+    expected.remove(&one);
+    assert_eq!(o.included, expected);
+}
+
+#[test]
+fn a_node_crashing_and_restarting_from_its_records_resumes_its_roles() {
+    let mut c = setup(60, 40, 6, 7);
+    let id = c.launch(COMMISSIONER, &small_params());
+    // A leaf member that holds shares, and an inner member, both restart.
+    let a = member(&c, &id, leaf(0), 3);
+    let b = member(&c, &id, GroupId { level: 1, index: 1 }, 2);
+    c.crash_at(a, c.now.plus(150_000));
+    c.restart_at(a, c.now.plus(250_000));
+    c.crash_at(b, c.now.plus(420_000));
+    c.restart_at(b, c.now.plus(700_000));
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.contributors);
+    // The restarted leaf member resumed with the shares it persisted before the crash.
+    assert!(c.durable(a).iter().any(|r| matches!(r, grove_protocol::record::Record::ShareHeld { .. })));
+    assert!(c.durable(a).iter().any(|r| matches!(r, grove_protocol::record::Record::ManifestAdopted { .. })));
+}
+
+#[test]
+fn a_contributor_restarting_resends_identical_shares() {
+    let mut c = setup(60, 40, 6, 8);
+    // Contributor 3 dies after two shares, then comes back and re-sends all of them.
+    c.crash_after_sends(3, "share", 2);
+    c.restart_at(3, c.now.plus(100_000));
+    let id = c.launch(COMMISSIONER, &small_params());
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.contributors);
+}
+
+#[test]
+fn more_than_g_minus_t_failures_in_one_group_exclude_only_that_subtree() {
+    let mut c = setup(60, 40, 6, 9);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let victims: Vec<usize> = (1..=3).map(|p| member(&c, &id, leaf(1), p)).collect();
+    for v in &victims {
+        c.crash_at(*v, c.now.plus(100_000));
+    }
+    let o = run(&mut c, &id);
+    let lost = leaf_contributors(&c, &id, leaf(1), &o.contributors);
+    assert!(!lost.is_empty());
+    let expected: BTreeSet<_> = o.finished_sending.difference(&lost).copied().collect();
+    assert_eq!(o.included, expected);
+    assert_eq!(released(&o).version.count, expected.len() as u64);
+}
+
+#[test]
+fn k_min_not_met_releases_nothing_to_anyone() {
+    let mut c = setup(60, 40, 6, 10);
+    let mut p = small_params();
+    p.k_min = 41;
+    let id = c.launch(COMMISSIONER, &p);
+    let o = run(&mut c, &id);
+    assert!(o.released.is_none());
+    assert_eq!(o.failures, vec![Failure::KMinNotMet { count: 40, k_min: 41 }]);
+    assert!(!c.traffic.by_kind.contains_key("release-ask"));
+    assert!(!c.traffic.by_kind.contains_key("release-share"));
+}
+
+#[test]
+fn a_heal_helper_dying_mid_heal_is_retried_with_other_helpers() {
+    let mut c = setup(60, 40, 6, 11);
+    let id = c.launch(COMMISSIONER, &small_params());
+    // Position 2 of leaf 0 dies early, so the parent's position 2 must heal leaf 0.
+    let missing = member(&c, &id, leaf(0), 2);
+    c.crash_at(missing, c.now.plus(50_000));
+    // The first helper chosen (the lowest position that offers) dies right after offering.
+    let helper = member(&c, &id, leaf(0), 1);
+    c.crash_after_sends(helper, "heal-offer", 1);
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.finished_sending);
+    let heals: Vec<_> = c
+        .events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::HealDone { child, target: 2, .. } if *child == leaf(0)))
+        .collect();
+    assert_eq!(heals.len(), 1);
+    // Two attempts: the first named the dead helper.
+    assert!(c.traffic.by_kind["heal-go"].0 >= 6);
+}
+
+#[test]
+fn forged_and_replayed_requests_are_refused_and_nothing_is_sent() {
+    use grove_protocol::engine::RefusalKind;
+    use grove_protocol::message::{Body, Message};
+    use grove_protocol::request::SignedRequest;
+    let mut c = setup(20, 10, 3, 12);
+    let id = c.launch(COMMISSIONER, &LaunchParams::new(3, 2, 2, 2, 3));
+    c.run(c.now.plus(60_000_000));
+    let o = c.outcome(&id).unwrap();
+    assert!(o.released.is_some());
+    let shares_before = c.traffic.by_kind["share"].0;
+    // Replay the same signed request to a node after the computation closed: refused.
+    let replay = c
+        .durable(1)
+        .iter()
+        .find_map(|r| match r {
+            grove_protocol::record::Record::Accepted { request } => Some(request.clone()),
+            _ => None,
+        })
+        .expect("node 1 accepted the request");
+    let msg = Message { computation: id, round: 0, body: Body::Request(replay.clone()) };
+    c.inject(COMMISSIONER, 5, &msg, 1000);
+    // A forged request: same content under a new id, with the old signature.
+    let mut forged: SignedRequest = replay;
+    forged.request.id = ComputationId([9; 32]);
+    let msg = Message { computation: forged.request.id, round: 0, body: Body::Request(forged) };
+    c.inject(COMMISSIONER, 6, &msg, 1000);
+    c.run(c.now.plus(1_000_000));
+    let refused: Vec<RefusalKind> = c
+        .events
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            Event::RequestRefused { reason, .. } => Some(reason.kind),
+            _ => None,
+        })
+        .collect();
+    assert!(refused.contains(&RefusalKind::BadSignature), "{refused:?}");
+    assert!(refused.contains(&RefusalKind::Replayed), "{refused:?}");
+    assert_eq!(c.traffic.by_kind["share"].0, shares_before);
+}
