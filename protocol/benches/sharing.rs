@@ -55,3 +55,10 @@ fn reconstruct_secret(b: Bencher, gt: (u8, u8)) {
         .collect();
     b.bench(|| reconstruct(black_box(&pairs), gt.1).unwrap());
 }
+
+/// Expanding a seed-compressed share (ChaCha20 keystream to field elements).
+#[divan::bench]
+fn expand_seed(b: Bencher) {
+    let share = grove_protocol::sharing::CompressedShare::Seed([3; 32]);
+    b.bench(|| black_box(&share).expand(LEN));
+}

@@ -243,6 +243,62 @@ pub fn mul_add_assign_vec(acc: &mut [Fp], c: Fp, x: &[Fp]) {
     }
 }
 
+/// Elements per block of [`linear_combination`] (its `u128` accumulators stay in L1).
+const LINCOMB_BLOCK: usize = 512;
+
+/// `sum_i coeffs[i] * vecs[i]`, element-wise, in one pass over the output.
+///
+/// Products are accumulated unreduced in `u128` (up to 32 terms of `< 2^122` each) and
+/// reduced once per element. Panics if `coeffs` and `vecs` differ in length or the vectors
+/// differ in length. An empty combination is an empty vector.
+pub fn linear_combination(coeffs: &[Fp], vecs: &[&[Fp]]) -> Vec<Fp> {
+    assert_eq!(
+        coeffs.len(),
+        vecs.len(),
+        "linear_combination: arity mismatch"
+    );
+    let Some(first) = vecs.first() else {
+        return Vec::new();
+    };
+    let n = first.len();
+    assert!(
+        vecs.iter().all(|v| v.len() == n),
+        "linear_combination: length mismatch"
+    );
+    let mut out = Vec::with_capacity(n);
+    let mut acc = [0u128; LINCOMB_BLOCK];
+    let mut start = 0;
+    while start < n {
+        let len = (n - start).min(LINCOMB_BLOCK);
+        let acc = &mut acc[..len];
+        let c0 = coeffs[0].0 as u128;
+        for (a, x) in acc.iter_mut().zip(&first[start..start + len]) {
+            *a = c0 * x.0 as u128;
+        }
+        for (i, (c, v)) in coeffs.iter().zip(vecs).enumerate().skip(1) {
+            if i % 32 == 0 {
+                // 32 products of < 2^122 sum below 2^127: fold before adding more.
+                for a in acc.iter_mut() {
+                    *a = reduce128(*a) as u128;
+                }
+            }
+            let c = c.0 as u128;
+            for (a, x) in acc.iter_mut().zip(&v[start..start + len]) {
+                *a += c * x.0 as u128;
+            }
+        }
+        out.extend(acc.iter().map(|a| Fp(reduce128(*a))));
+        start += len;
+    }
+    out
+}
+
+/// `out.extend(a[i] + b[i])`: writes each sum once (no zero-fill first).
+pub fn extend_sum(out: &mut Vec<Fp>, a: &[Fp], b: &[Fp]) {
+    assert_eq!(a.len(), b.len(), "extend_sum: length mismatch");
+    out.extend(a.iter().zip(b).map(|(x, y)| Fp(add_raw(x.0, y.0))));
+}
+
 /// How many words [`fill_random`] draws from the generator at once.
 const RANDOM_CHUNK: usize = 256;
 
@@ -491,6 +547,44 @@ mod tests {
         let mut rng = Constant(P - 1);
         let v = random_vec(&mut rng, 4);
         assert_eq!(v, vec![Fp(P - 1), Fp(0), Fp(1), Fp(2)]);
+    }
+
+    #[test]
+    fn linear_combination_matches_mul_add() {
+        use rand_chacha::rand_core::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([9; 32]);
+        // More than 32 terms (exercises the intermediate fold) and more than one block;
+        // extreme coefficients and values.
+        for (terms, n) in [(1usize, 0usize), (3, 5), (40, 1100), (70, 600)] {
+            let vecs: Vec<Vec<Fp>> = (0..terms)
+                .map(|k| {
+                    if k % 3 == 0 {
+                        vec![Fp(P - 1); n]
+                    } else {
+                        random_vec(&mut rng, n)
+                    }
+                })
+                .collect();
+            let coeffs: Vec<Fp> = (0..terms)
+                .map(|k| {
+                    if k % 2 == 0 {
+                        Fp(P - 1)
+                    } else {
+                        Fp::random(&mut rng)
+                    }
+                })
+                .collect();
+            let refs: Vec<&[Fp]> = vecs.iter().map(|v| v.as_slice()).collect();
+            let mut expect = vec![Fp::ZERO; n];
+            for (c, v) in coeffs.iter().zip(&vecs) {
+                mul_add_assign_vec(&mut expect, *c, v);
+            }
+            assert_eq!(linear_combination(&coeffs, &refs), expect);
+        }
+        assert!(linear_combination(&[], &[]).is_empty());
+        let mut out = vec![Fp::ONE];
+        extend_sum(&mut out, &[Fp(P - 1), Fp(5)], &[Fp(1), Fp(P - 2)]);
+        assert_eq!(out, vec![Fp::ONE, Fp::ZERO, Fp(3)]);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //!   per-position seeds, then extends `f(0..t-1)` to positions `t..=g` (Lagrange
 //!   interpolation through those `t` points, computed as a difference table).
 
-use crate::field::{add_assign_vec, fill_random, FieldVec, Fp};
+use crate::field::{add_assign_vec, extend_sum, fill_random, linear_combination, FieldVec, Fp};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
@@ -103,34 +103,39 @@ pub fn share_vector(secret: &[Fp], params: SharingParams, seed: [u8; 32]) -> Vec
     let g = params.g as usize;
     let t = params.t as usize;
     let n = secret.len();
-    let mut out = vec![vec![Fp::ZERO; n]; g];
     if t == 1 {
-        for s in &mut out {
-            s.copy_from_slice(secret);
-        }
-        return out;
+        return vec![secret.to_vec(); g];
     }
+    let mut out: Vec<Vec<Fp>> = (0..g).map(|_| Vec::with_capacity(n)).collect();
     let mut rng = ChaCha20Rng::from_seed(seed);
-    // diffs[k] = ∇^(t-1-k) f(x) for k = 0..t-1, and diffs[t-1] = f(x).
-    let mut diffs = vec![vec![Fp::ZERO; CHUNK]; t];
+    // diffs[k] = ∇^(t-1-k) f(x) for k = 0..t-1 (so diffs[t-2] = ∇f(x)); the values f(x)
+    // themselves are the shares.
+    let mut diffs = vec![vec![Fp::ZERO; CHUNK]; t - 1];
     let mut start = 0;
     while start < n {
         let len = (n - start).min(CHUNK);
-        for d in &mut diffs[..t - 1] {
+        let end = start + len;
+        for d in &mut diffs {
             fill_random(&mut rng, &mut d[..len]);
         }
-        diffs[t - 1][..len].copy_from_slice(&secret[start..start + len]);
-        for share in out.iter_mut() {
+        for x in 0..g {
+            // From point x to x + 1.
             step(&mut diffs, len);
-            share[start..start + len].copy_from_slice(&diffs[t - 1][..len]);
+            let (done, rest) = out.split_at_mut(x);
+            let prev = match done.last() {
+                Some(p) => &p[start..end],
+                None => &secret[start..end],
+            };
+            extend_sum(&mut rest[0], prev, &diffs[t - 2][..len]);
         }
-        start += len;
+        start = end;
     }
     out
 }
 
-/// Advances a backward-difference table by one point: `diffs[k] = ∇^(t-1-k) f(x)` becomes
-/// `∇^(t-1-k) f(x+1)` (the top difference is constant).
+/// Advances the differences of a backward-difference table by one point:
+/// `diffs[k] = ∇^(m-k) f(x)` becomes `∇^(m-k) f(x+1)`, where `m = diffs.len()` and the top
+/// difference `diffs[0]` is constant. The caller then adds `diffs[m-1] = ∇f(x+1)` to `f(x)`.
 #[inline]
 fn step(diffs: &mut [Vec<Fp>], len: usize) {
     for k in 1..diffs.len() {
@@ -154,15 +159,19 @@ pub fn share_vector_compressed(
     let g = params.g as usize;
     let t = params.t as usize;
     let n = secret.len();
+    if t == 1 {
+        return vec![CompressedShare::Full(FieldVec(secret.to_vec())); g];
+    }
     let seeds: Vec<[u8; 32]> = (1..t as u8).map(|i| share_sub_seed(&seed, i)).collect();
     let mut rngs: Vec<ChaCha20Rng> = seeds.iter().map(|s| ChaCha20Rng::from_seed(*s)).collect();
-    let mut full = vec![vec![Fp::ZERO; n]; g + 1 - t];
+    let mut full: Vec<Vec<Fp>> = (t..=g).map(|_| Vec::with_capacity(n)).collect();
     // diffs[k] starts as f(k) for k = 0..t-1 and is turned into diffs[k] = ∇^(t-1-k) f(t-1).
     let mut diffs = vec![vec![Fp::ZERO; CHUNK]; t];
     let mut start = 0;
     while start < n {
         let len = (n - start).min(CHUNK);
-        diffs[0][..len].copy_from_slice(&secret[start..start + len]);
+        let end = start + len;
+        diffs[0][..len].copy_from_slice(&secret[start..end]);
         for (d, rng) in diffs[1..].iter_mut().zip(rngs.iter_mut()) {
             fill_random(rng, &mut d[..len]);
         }
@@ -174,12 +183,18 @@ pub fn share_vector_compressed(
                 rsub_assign(&mut lo[i][..len], &hi[0][..len]);
             }
         }
-        for share in full.iter_mut() {
-            // The first full share is at position t, one step after t-1.
-            step(&mut diffs, len);
-            share[start..start + len].copy_from_slice(&diffs[t - 1][..len]);
+        let (table, value) = diffs.split_at_mut(t - 1);
+        for j in 0..full.len() {
+            // From point t-1+j to t+j.
+            step(table, len);
+            let (done, rest) = full.split_at_mut(j);
+            let prev = match done.last() {
+                Some(p) => &p[start..end],
+                None => &value[0][..len],
+            };
+            extend_sum(&mut rest[0], prev, &table[t - 2][..len]);
         }
-        start += len;
+        start = end;
     }
     let mut out: Vec<CompressedShare> = seeds.into_iter().map(CompressedShare::Seed).collect();
     out.extend(full.into_iter().map(|v| CompressedShare::Full(FieldVec(v))));
@@ -248,11 +263,8 @@ pub fn reconstruct(shares: &[(u8, &[Fp])], t: u8) -> Result<Vec<Fp>, SharingErro
     }
     let points: Vec<u8> = used.iter().map(|(p, _)| *p).collect();
     let coeffs = lagrange_coefficients(&points, 0)?;
-    let mut out = vec![Fp::ZERO; n];
-    for ((_, s), c) in used.iter().zip(&coeffs) {
-        crate::field::mul_add_assign_vec(&mut out, *c, s);
-    }
-    Ok(out)
+    let vecs: Vec<&[Fp]> = used.iter().map(|(_, s)| *s).collect();
+    Ok(linear_combination(&coeffs, &vecs))
 }
 
 #[cfg(test)]
