@@ -258,6 +258,8 @@ struct HealAttempt {
 }
 
 struct Heal {
+    /// The version to heal, once a manifest names it; before that, any version `t` offer.
+    want: Option<Digest>,
     attempt: u32,
     since: Micros,
     offers: BTreeMap<Position, Version>,
@@ -278,6 +280,8 @@ struct Role {
     leader: Option<Leadership>,
     pending_queries: BTreeSet<Position>,
     adopted: Option<Adopted>,
+    /// A missing manifest item was healed after adoption: the sum is ready to send up.
+    completed_late: bool,
 }
 
 struct Commissioner {
@@ -949,6 +953,7 @@ impl Role {
             leader: None,
             pending_queries: BTreeSet::new(),
             adopted: None,
+            completed_late: false,
         }
     }
 
@@ -1012,7 +1017,18 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
                 },
             );
             if let Some(heal) = role.heals.get_mut(child) {
-                heal.state = HealState::Done;
+                if heal.want.is_none_or(|w| w == version.digest) {
+                    heal.state = HealState::Done;
+                }
+            }
+            if let Some(adopted) = role.adopted.as_ref().filter(|a| a.sum.is_none()) {
+                let sum = sum_items(role, &adopted.manifest, len);
+                if sum.is_some() {
+                    role.completed_late = true;
+                    if let Some(a) = role.adopted.as_mut() {
+                        a.sum = sum;
+                    }
+                }
             }
         }
         Record::ManifestAdopted {
@@ -1094,11 +1110,21 @@ fn role_deadline(comp: &Computation, role: &Role) -> Option<Micros> {
                 }
             }
         }
-        Stage::Reporting { since } => consider(since.plus(to.manifest_timeout)),
-        Stage::Adopted => {}
+        Stage::Reporting { since } => {
+            if role.round + 1 < MAX_AGREE_ROUNDS {
+                consider(since.plus(to.manifest_timeout));
+            }
+        }
+        Stage::Adopted => {
+            for heal in role.heals.values() {
+                if heal.state == HealState::Running {
+                    consider(heal.since.plus(to.heal_attempt));
+                }
+            }
+        }
     }
     if let Some(l) = &role.leader {
-        if role.adopted.is_none() && !l.window_over {
+        if role.adopted.is_none() && !l.window_over && l.reports.contains_key(&role.position) {
             consider(l.since.plus(to.report_window));
         }
     }
@@ -1147,6 +1173,7 @@ fn advance_role(
                     role.heals.insert(
                         *child,
                         Heal {
+                            want: None,
                             attempt: 0,
                             since: now,
                             offers: BTreeMap::new(),
@@ -1197,6 +1224,29 @@ fn advance_role(
         }
     }
 
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    if role.stage == Stage::Adopted {
+        if std::mem::take(&mut role.completed_late) {
+            if let Some(adopted) = &role.adopted {
+                ctx.event(Event::ManifestAdopted {
+                    computation: id,
+                    group: key.0,
+                    position: key.1,
+                    version: adopted.version,
+                    manifest: adopted.manifest.clone(),
+                    complete: true,
+                });
+            }
+            send_up(comp, key, ctx);
+            return;
+        }
+        heal_missing_items(comp, key, ctx);
+        drive_heal_timeouts(comp, key, ctx);
+        return;
+    }
+
     // Leadership: fix the manifest once the reports are in.
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
@@ -1237,6 +1287,60 @@ fn advance_role(
         .collect();
     if let Some(manifest) = choose_manifest(&reports, t) {
         pending.push(Pending::Adopt { id, key, manifest });
+    }
+}
+
+/// An adopted member that lacks child versions the manifest names heals exactly those
+/// versions, then sends up (instead of staying silent and leaving the heal to the parent).
+fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+    let id = comp.id();
+    let plan = comp.plan.clone();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    let Some(adopted) = role.adopted.as_ref().filter(|a| a.sum.is_none()) else {
+        return;
+    };
+    let mut start = Vec::new();
+    for item in &adopted.manifest.items {
+        if let Item::Child { group, version } = item {
+            let held = role
+                .children
+                .get(group)
+                .is_some_and(|v| v.contains_key(&version.digest));
+            let healing = role
+                .heals
+                .get(group)
+                .is_some_and(|h| h.want == Some(version.digest));
+            if !held && !healing {
+                start.push((*group, version.digest));
+            }
+        }
+    }
+    for (child, version) in start {
+        role.heals.insert(
+            child,
+            Heal {
+                want: Some(version),
+                attempt: 0,
+                since: ctx.now,
+                offers: BTreeMap::new(),
+                go: None,
+                excluded: BTreeSet::new(),
+                state: HealState::Running,
+            },
+        );
+        for member in plan.members(child) {
+            ctx.send(
+                *member,
+                id,
+                0,
+                Body::HealQuery(HealQueryMsg {
+                    child,
+                    target: key.1,
+                }),
+            );
+        }
     }
 }
 
@@ -1461,8 +1565,14 @@ fn on_partial(
     }
     let key = (parent, m.position);
     let role = comp.roles.get_mut(&key).ok_or("partial for a role this node does not hold")?;
-    if role.adopted.is_some() {
-        return Ok(()); // too late to matter
+    if let Some(adopted) = &role.adopted {
+        let wanted = Item::Child {
+            group: m.child,
+            version: m.version,
+        };
+        if adopted.sum.is_some() || !adopted.manifest.items.contains(&wanted) {
+            return Ok(()); // too late to matter
+        }
     }
     let versions = role.children.entry(m.child).or_default();
     if versions.contains_key(&m.version.digest) {
@@ -1689,8 +1799,8 @@ fn on_heal_query(comp: &mut Computation, from: NodeId, m: HealQueryMsg, ctx: &mu
                 version: *version,
             }),
         ),
-        Some(_) => {} // incomplete: cannot help
-        None => {
+        // Not ready (or lacking an item it is healing): answer once the sum is ready.
+        _ => {
             if role.pending_queries.len() < MAX_PENDING_HEAL_QUERIES {
                 role.pending_queries.insert(m.target);
             }
@@ -1739,7 +1849,7 @@ fn try_heal_go(comp: &mut Computation, key: (GroupId, Position), child: GroupId,
     }
     let mut by_version: BTreeMap<Version, Vec<Position>> = BTreeMap::new();
     for (p, v) in &heal.offers {
-        if !heal.excluded.contains(p) {
+        if !heal.excluded.contains(p) && heal.want.is_none_or(|w| w == v.digest) {
             by_version.entry(*v).or_default().push(*p);
         }
     }

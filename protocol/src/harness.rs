@@ -24,6 +24,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
+/// Upper bound on events one harness run may process.
+pub const MAX_STEPS: u64 = 200_000_000;
+
 /// Network of the harness.
 #[derive(Clone, Debug)]
 pub struct HarnessConfig {
@@ -172,11 +175,14 @@ pub struct Cluster {
     pub events: Vec<(Micros, usize, Event)>,
     versions: BTreeMap<Digest, Manifest>,
     crash_after: BTreeMap<(usize, &'static str), usize>,
+    crash_on_receive: Option<(BTreeSet<usize>, &'static str)>,
     holdings: BTreeMap<usize, BTreeMap<Subject, BTreeSet<Position>>>,
     privacy_violations: Vec<String>,
     pub traffic: Traffic,
     trace: Sha256,
     steps: u64,
+    /// Print every delivery to stderr (set `GROVE_TRACE=1`).
+    trace_deliveries: bool,
 }
 
 impl Cluster {
@@ -225,11 +231,13 @@ impl Cluster {
             events: Vec::new(),
             versions: BTreeMap::new(),
             crash_after: BTreeMap::new(),
+            crash_on_receive: None,
             holdings: BTreeMap::new(),
             privacy_violations: Vec::new(),
             traffic: Traffic::default(),
             trace: Sha256::new(),
             steps: 0,
+            trace_deliveries: std::env::var_os("GROVE_TRACE").is_some(),
         };
         for i in 0..cluster.nodes.len() {
             let seed = cluster.engine_seed(i);
@@ -361,6 +369,12 @@ impl Cluster {
         self.crash_after.insert((node, kind), count);
     }
 
+    /// The first of `nodes` to receive a message of `kind` crashes as it arrives, before
+    /// handling it (for example a heal helper dying mid-heal).
+    pub fn crash_first_receiver(&mut self, nodes: impl IntoIterator<Item = usize>, kind: &'static str) {
+        self.crash_on_receive = Some((nodes.into_iter().collect(), kind));
+    }
+
     fn schedule(&mut self, at: Micros, action: Action) {
         self.seq += 1;
         self.queue.push(Reverse((at, self.seq, action)));
@@ -404,6 +418,8 @@ impl Cluster {
 
     fn step(&mut self, action: Action) {
         self.steps += 1;
+        // A livelock (a deadline that never makes progress) must fail loudly, not hang.
+        assert!(self.steps < MAX_STEPS, "harness exceeded {MAX_STEPS} steps at {:?}: livelock", self.now);
         match action {
             Action::Deliver { to, from, msg } => {
                 let Some(bytes) = self.in_flight.remove(&msg) else {
@@ -421,6 +437,16 @@ impl Cluster {
                 };
                 match codec::decode(&bytes) {
                     Ok(message) => {
+                        if let Some((nodes, kind)) = &self.crash_on_receive {
+                            if *kind == message.kind() && nodes.contains(&to) {
+                                self.crash_on_receive = None;
+                                self.crash(to);
+                                return;
+                            }
+                        }
+                        if self.trace_deliveries {
+                            eprintln!("{:>12} {from:>5} -> {to:<5} r{} {:?}", now.0, message.round, message.body);
+                        }
                         let subject = self.observe_delivery(to, &message);
                         let engine = self.nodes[to].engine.as_mut().expect("checked alive above");
                         engine.handle_message(now, from_id, message);
