@@ -124,7 +124,7 @@ pub fn sample_messages() -> Vec<Message> {
         ],
     };
     let bodies = vec![
-        Body::Request(SignedRequest::sign(request, &key)),
+        Body::Request(Box::new(SignedRequest::sign(request, &key))),
         Body::Share(ShareMsg {
             group: leaf,
             position: 1,

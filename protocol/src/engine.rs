@@ -11,16 +11,16 @@ pub mod manifest;
 use crate::codec;
 use crate::encoding::EncodingError;
 use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
-use crate::ids::{
-    hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version,
-};
+use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
 use crate::limits::*;
 use crate::message::*;
 use crate::plan::{Plan, PlanError, PlanProvider};
 use crate::record::Record;
 use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
 use crate::seal;
-use crate::sharing::{lagrange_coefficients, reconstruct, share_vector_compressed, CompressedShare, SharingParams};
+use crate::sharing::{
+    lagrange_coefficients, reconstruct, share_vector_compressed, CompressedShare, SharingParams,
+};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -38,7 +38,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("node", &self.node).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,7 +51,7 @@ pub enum Command {
     /// signature of the completion note (`finish_signing_bytes`), made by the driver that holds
     /// the key.
     Launch {
-        request: SignedRequest,
+        request: Box<SignedRequest>,
         finish_signature: Vec<u8>,
     },
     /// Contribute these values (the owner consented) to a known computation.
@@ -193,13 +195,20 @@ pub enum Event {
 /// One effect for the driver to carry out.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
-    Send { to: NodeId, message: Message },
+    Send {
+        to: NodeId,
+        message: Message,
+    },
     /// Spread to every node (gossip).
-    Broadcast { message: Message },
+    Broadcast {
+        message: Message,
+    },
     Persist(Record),
     Event(Event),
     /// Nothing more until the next input; call `handle_timeout` at `next_deadline`.
-    Idle { next_deadline: Option<Micros> },
+    Idle {
+        next_deadline: Option<Micros>,
+    },
 }
 
 /// The bytes a commissioner signs to close a computation.
@@ -334,9 +343,6 @@ impl Ctx<'_> {
             },
         });
     }
-    fn persist(&mut self, record: Record) {
-        self.out.push_back(Output::Persist(record));
-    }
     fn event(&mut self, event: Event) {
         self.out.push_back(Output::Event(event));
     }
@@ -438,7 +444,7 @@ impl Engine {
             Command::Launch {
                 request,
                 finish_signature,
-            } => self.launch(request, finish_signature),
+            } => self.launch(*request, finish_signature),
             Command::Contribute {
                 computation,
                 values,
@@ -453,7 +459,7 @@ impl Engine {
         self.now = self.now.max(now);
         let id = message.computation;
         if let Body::Request(signed) = message.body {
-            self.on_request(from, signed);
+            self.on_request(from, *signed);
             self.advance_all();
             return;
         }
@@ -475,11 +481,11 @@ impl Engine {
     /// emitted) and on restore, so both paths build the same state.
     fn apply_record(&mut self, record: &Record) -> Result<(), String> {
         match record {
-            Record::Accepted { request } => self.install(request.clone(), None),
+            Record::Accepted { request } => self.install((**request).clone(), None),
             Record::Launched {
                 request,
                 finish_signature,
-            } => self.install(request.clone(), Some(finish_signature.clone())),
+            } => self.install((**request).clone(), Some(finish_signature.clone())),
             Record::Closed {
                 computation,
                 deadline,
@@ -503,7 +509,8 @@ impl Engine {
         self.validator.remember(id, signed.request.deadline);
         if let Some(comp) = self.computations.get_mut(&id) {
             if let Some(sig) = finish {
-                comp.commissioner.get_or_insert_with(|| Commissioner::new(sig));
+                comp.commissioner
+                    .get_or_insert_with(|| Commissioner::new(sig));
             }
             return Ok(());
         }
@@ -545,7 +552,11 @@ impl Engine {
         }
     }
 
-    fn launch(&mut self, signed: SignedRequest, finish_signature: Vec<u8>) -> Result<(), CommandError> {
+    fn launch(
+        &mut self,
+        signed: SignedRequest,
+        finish_signature: Vec<u8>,
+    ) -> Result<(), CommandError> {
         let id = signed.request.id;
         if self.computations.len() >= MAX_COMPUTATIONS {
             return Err(CommandError::Refused(Refusal {
@@ -560,7 +571,7 @@ impl Engine {
             .plan_for(&signed.request)
             .map_err(|e| CommandError::Refused(e.into()))?;
         self.record(Record::Launched {
-            request: signed.clone(),
+            request: Box::new(signed.clone()),
             finish_signature,
         });
         let roles = self.computations.get(&id).map_or(0, |c| c.roles.len());
@@ -568,7 +579,7 @@ impl Engine {
             message: Message {
                 computation: id,
                 round: 0,
-                body: Body::Request(signed),
+                body: Body::Request(Box::new(signed)),
             },
         });
         self.out.push_back(Output::Event(Event::RequestAccepted {
@@ -605,7 +616,9 @@ impl Engine {
             }));
             return;
         }
-        self.record(Record::Accepted { request: signed });
+        self.record(Record::Accepted {
+            request: Box::new(signed),
+        });
         let roles = self.computations.get(&id).map_or(0, |c| c.roles.len());
         self.out.push_back(Output::Event(Event::RequestAccepted {
             computation: id,
@@ -615,7 +628,8 @@ impl Engine {
     }
 
     fn replay_early(&mut self, id: ComputationId) {
-        let (mine, rest): (Vec<_>, Vec<_>) = self.early.drain(..).partition(|(_, m)| m.computation == id);
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            self.early.drain(..).partition(|(_, m)| m.computation == id);
         self.early = rest.into();
         for (from, message) in mine {
             self.dispatch(from, message);
@@ -1346,7 +1360,12 @@ fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
 
 /// Sends this member's report to the leader of its round (or files it locally when it is the
 /// leader), and makes it leader when the round says so.
-fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx, _pending: &mut Vec<Pending>) {
+fn send_report(
+    comp: &mut Computation,
+    key: (GroupId, Position),
+    ctx: &mut Ctx,
+    _pending: &mut Vec<Pending>,
+) {
     let id = comp.id();
     let g = comp.plan.g;
     let Some(role) = comp.roles.get_mut(&key) else {
@@ -1504,7 +1523,10 @@ fn on_share(
     }
     let len = comp.len();
     let id = comp.id();
-    let role = comp.roles.get_mut(&key).ok_or("share for a role this node does not hold")?;
+    let role = comp
+        .roles
+        .get_mut(&key)
+        .ok_or("share for a role this node does not hold")?;
     if role.shares.contains_key(&m.contributor) {
         return Ok(()); // a re-sent share
     }
@@ -1558,13 +1580,19 @@ fn on_partial(
         return Err("partial not sent by the member at its position".into());
     }
     if m.sum.0.len() != len {
-        return Err(format!("partial has {} elements, expected {len}", m.sum.0.len()));
+        return Err(format!(
+            "partial has {} elements, expected {len}",
+            m.sum.0.len()
+        ));
     }
     if m.version.count > max {
         return Err("partial covers more contributors than the request allows".into());
     }
     let key = (parent, m.position);
-    let role = comp.roles.get_mut(&key).ok_or("partial for a role this node does not hold")?;
+    let role = comp
+        .roles
+        .get_mut(&key)
+        .ok_or("partial for a role this node does not hold")?;
     if let Some(adopted) = &role.adopted {
         let wanted = Item::Child {
             group: m.child,
@@ -1677,9 +1705,17 @@ fn on_report(
     Ok(())
 }
 
-fn on_solicit(comp: &mut Computation, from: NodeId, round: u32, m: SolicitMsg, ctx: &mut Ctx) -> Result<(), String> {
+fn on_solicit(
+    comp: &mut Computation,
+    from: NodeId,
+    round: u32,
+    m: SolicitMsg,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
     check_position(comp, m.leader)?;
-    if group_member_position(comp, m.group, from) != Some(m.leader) || leader_of(round, comp.plan.g) != m.leader {
+    if group_member_position(comp, m.group, from) != Some(m.leader)
+        || leader_of(round, comp.plan.g) != m.leader
+    {
         return Err("solicit not sent by the leader of its round".into());
     }
     let id = comp.id();
@@ -1774,10 +1810,19 @@ fn on_manifest(
     Ok(())
 }
 
-fn on_heal_query(comp: &mut Computation, from: NodeId, m: HealQueryMsg, ctx: &mut Ctx) -> Result<(), String> {
+fn on_heal_query(
+    comp: &mut Computation,
+    from: NodeId,
+    m: HealQueryMsg,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
     check_position(comp, m.target)?;
     let id = comp.id();
-    let parent = comp.plan.parent(m.child).filter(|_| comp.plan.contains(m.child)).ok_or("no parent")?;
+    let parent = comp
+        .plan
+        .parent(m.child)
+        .filter(|_| comp.plan.contains(m.child))
+        .ok_or("no parent")?;
     if comp.plan.member(parent, m.target) != from {
         return Err("heal query not sent by the parent member at its target".into());
     }
@@ -1809,18 +1854,30 @@ fn on_heal_query(comp: &mut Computation, from: NodeId, m: HealQueryMsg, ctx: &mu
     Ok(())
 }
 
-fn my_role_as_parent_of(comp: &Computation, child: GroupId, target: Position) -> Option<(GroupId, Position)> {
+fn my_role_as_parent_of(
+    comp: &Computation,
+    child: GroupId,
+    target: Position,
+) -> Option<(GroupId, Position)> {
     let parent = comp.plan.parent(child)?;
-    comp.roles.contains_key(&(parent, target)).then_some((parent, target))
+    comp.roles
+        .contains_key(&(parent, target))
+        .then_some((parent, target))
 }
 
-fn on_heal_offer(comp: &mut Computation, from: NodeId, m: HealOfferMsg, ctx: &mut Ctx) -> Result<(), String> {
+fn on_heal_offer(
+    comp: &mut Computation,
+    from: NodeId,
+    m: HealOfferMsg,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
     check_position(comp, m.helper)?;
     check_position(comp, m.target)?;
     if group_member_position(comp, m.child, from) != Some(m.helper) {
         return Err("heal offer not sent by the child member at its position".into());
     }
-    let key = my_role_as_parent_of(comp, m.child, m.target).ok_or("heal offer for a role this node does not hold")?;
+    let key = my_role_as_parent_of(comp, m.child, m.target)
+        .ok_or("heal offer for a role this node does not hold")?;
     let role = comp.roles.get_mut(&key).ok_or("no role")?;
     let Some(heal) = role.heals.get_mut(&m.child) else {
         return Ok(());
@@ -1857,7 +1914,13 @@ fn try_heal_go(comp: &mut Computation, key: (GroupId, Position), child: GroupId,
     let Some((version, helpers)) = by_version
         .into_iter()
         .filter(|(_, ps)| ps.len() >= t)
-        .max_by(|a, b| (a.1.len(), a.0.count, std::cmp::Reverse(a.0.digest)).cmp(&(b.1.len(), b.0.count, std::cmp::Reverse(b.0.digest))))
+        .max_by(|a, b| {
+            (a.1.len(), a.0.count, std::cmp::Reverse(a.0.digest)).cmp(&(
+                b.1.len(),
+                b.0.count,
+                std::cmp::Reverse(b.0.digest),
+            ))
+        })
     else {
         return;
     };
@@ -1961,12 +2024,22 @@ fn heal_mask_seed(
     )
 }
 
-fn on_heal_go(comp: &mut Computation, from: NodeId, attempt: u32, m: HealGoMsg, ctx: &mut Ctx) -> Result<(), String> {
+fn on_heal_go(
+    comp: &mut Computation,
+    from: NodeId,
+    attempt: u32,
+    m: HealGoMsg,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
     check_position(comp, m.target)?;
     let id = comp.id();
     let t = comp.plan.t as usize;
     let len = comp.len();
-    let parent = comp.plan.parent(m.child).filter(|_| comp.plan.contains(m.child)).ok_or("no parent")?;
+    let parent = comp
+        .plan
+        .parent(m.child)
+        .filter(|_| comp.plan.contains(m.child))
+        .ok_or("no parent")?;
     if comp.plan.member(parent, m.target) != from {
         return Err("heal go not sent by the parent member at its target".into());
     }
@@ -2012,7 +2085,9 @@ fn on_heal_go(comp: &mut Computation, from: NodeId, attempt: u32, m: HealGoMsg, 
                 s
             }
         };
-        let seed = heal_mask_seed(&shared, &id, m.child, m.target, &m.version, attempt, &m.helpers);
+        let seed = heal_mask_seed(
+            &shared, &id, m.child, m.target, &m.version, attempt, &m.helpers,
+        );
         let mask = random_vec(&mut ChaCha20Rng::from_seed(seed), len);
         if key.1 < *other {
             add_assign_vec(&mut value, &mask);
@@ -2053,7 +2128,8 @@ fn on_heal_part(
     if m.value.0.len() != len {
         return Err("heal part has the wrong length".into());
     }
-    let key = my_role_as_parent_of(comp, m.child, m.target).ok_or("heal part for a role this node does not hold")?;
+    let key = my_role_as_parent_of(comp, m.child, m.target)
+        .ok_or("heal part for a role this node does not hold")?;
     let role = comp.roles.get_mut(&key).ok_or("no role")?;
     let Some(heal) = role.heals.get_mut(&m.child) else {
         return Ok(());
@@ -2112,9 +2188,13 @@ fn best_version(ready: &BTreeMap<Position, Version>) -> Option<(Version, usize)>
     for v in ready.values() {
         *holders.entry(*v).or_default() += 1;
     }
-    holders
-        .into_iter()
-        .max_by(|a, b| (a.1, a.0.count, std::cmp::Reverse(a.0.digest)).cmp(&(b.1, b.0.count, std::cmp::Reverse(b.0.digest))))
+    holders.into_iter().max_by(|a, b| {
+        (a.1, a.0.count, std::cmp::Reverse(a.0.digest)).cmp(&(
+            b.1,
+            b.0.count,
+            std::cmp::Reverse(b.0.digest),
+        ))
+    })
 }
 
 fn advance_commissioner(comp: &mut Computation, ctx: &mut Ctx, pending: &mut Vec<Pending>) {
@@ -2186,7 +2266,12 @@ fn finish(comp: &mut Computation, ctx: &mut Ctx, pending: &mut Vec<Pending>) {
     pending.push(Pending::Close { id });
 }
 
-fn on_release_ask(comp: &mut Computation, from: NodeId, m: ReleaseAskMsg, ctx: &mut Ctx) -> Result<(), String> {
+fn on_release_ask(
+    comp: &mut Computation,
+    from: NodeId,
+    m: ReleaseAskMsg,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
     if from != comp.request().commissioner_node {
         return Err("release asked by a node that is not the commissioner".into());
     }
@@ -2266,9 +2351,15 @@ fn on_release_share(
     Ok(())
 }
 
-fn on_finish(comp: &mut Computation, _from: NodeId, m: FinishMsg, records: &mut Vec<Pending>) -> Result<(), String> {
+fn on_finish(
+    comp: &mut Computation,
+    _from: NodeId,
+    m: FinishMsg,
+    records: &mut Vec<Pending>,
+) -> Result<(), String> {
     use ed25519_dalek::{Signature, VerifyingKey};
-    let key = VerifyingKey::from_bytes(&comp.request().commissioner.0).map_err(|_| "bad commissioner key")?;
+    let key = VerifyingKey::from_bytes(&comp.request().commissioner.0)
+        .map_err(|_| "bad commissioner key")?;
     let sig = Signature::from_slice(&m.signature).map_err(|_| "malformed finish signature")?;
     key.verify_strict(&finish_signing_bytes(&comp.id()), &sig)
         .map_err(|_| "finish signature does not verify")?;

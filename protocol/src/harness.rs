@@ -8,13 +8,17 @@
 
 use crate::codec;
 use crate::encoding::ContributionSpec;
-use crate::engine::{finish_signing_bytes, Command, Engine, Event, Failure, Identity, Output, Released};
+use crate::engine::{
+    finish_signing_bytes, Command, Engine, Event, Failure, Identity, Output, Released,
+};
 use crate::field::{add_assign_vec, Fp};
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use crate::message::{Body, Item, Manifest, Message};
 use crate::plan::{CachedPlans, Plan, PlanProvider, SortedDirectory};
 use crate::record::Record;
-use crate::request::{CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams};
+use crate::request::{
+    CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
+};
 use crate::seal;
 use ed25519_dalek::{Signer, SigningKey};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -191,7 +195,10 @@ impl Cluster {
         let mut nodes = Vec::with_capacity(cfg.nodes);
         let mut peers = Vec::with_capacity(cfg.nodes);
         for i in 0..cfg.nodes {
-            let secret = hash_parts("harness/x25519", &[&cfg.seed.to_le_bytes(), &(i as u64).to_le_bytes()]);
+            let secret = hash_parts(
+                "harness/x25519",
+                &[&cfg.seed.to_le_bytes(), &(i as u64).to_le_bytes()],
+            );
             let public = seal::x25519_public(&secret);
             let node = NodeId::from_public_bytes(&public);
             peers.push((node, public));
@@ -208,7 +215,11 @@ impl Cluster {
                 sends_by_kind: BTreeMap::new(),
             });
         }
-        let index = peers.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+        let index = peers
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
         let plans = Arc::new(CachedPlans::new(Arc::new(SortedDirectory::new(peers))));
         let mut key_seed = [0u8; 32];
         rng.fill_bytes(&mut key_seed);
@@ -241,7 +252,11 @@ impl Cluster {
         };
         for i in 0..cluster.nodes.len() {
             let seed = cluster.engine_seed(i);
-            let engine = Engine::new(cluster.nodes[i].identity.clone(), seed, cluster.plans.clone());
+            let engine = Engine::new(
+                cluster.nodes[i].identity.clone(),
+                seed,
+                cluster.plans.clone(),
+            );
             cluster.nodes[i].engine = Some(engine);
         }
         cluster
@@ -250,7 +265,11 @@ impl Cluster {
     fn engine_seed(&mut self, i: usize) -> [u8; 32] {
         hash_parts(
             "harness/engine",
-            &[&self.cfg.seed.to_le_bytes(), &(i as u64).to_le_bytes(), &self.nodes[i].restarts.to_le_bytes()],
+            &[
+                &self.cfg.seed.to_le_bytes(),
+                &(i as u64).to_le_bytes(),
+                &self.nodes[i].restarts.to_le_bytes(),
+            ],
         )
     }
 
@@ -316,7 +335,11 @@ impl Cluster {
     pub fn launch_request(&mut self, commissioner: usize, request: Request) -> ComputationId {
         let id = request.id;
         let signed = SignedRequest::sign(request.clone(), &self.commissioner_key);
-        let finish_signature = self.commissioner_key.sign(&finish_signing_bytes(&id)).to_bytes().to_vec();
+        let finish_signature = self
+            .commissioner_key
+            .sign(&finish_signing_bytes(&id))
+            .to_bytes()
+            .to_vec();
         self.requests.insert(id, request);
         self.launched_by.insert(id, commissioner);
         let now = self.now;
@@ -324,15 +347,19 @@ impl Cluster {
             if let Err(e) = engine.handle_command(
                 now,
                 Command::Launch {
-                    request: signed,
+                    request: Box::new(signed),
                     finish_signature,
                 },
             ) {
-                self.events.push((now, commissioner, Event::MessageRejected {
-                    from: self.nodes[commissioner].identity.node,
-                    kind: "launch",
-                    reason: e.to_string(),
-                }));
+                self.events.push((
+                    now,
+                    commissioner,
+                    Event::MessageRejected {
+                        from: self.nodes[commissioner].identity.node,
+                        kind: "launch",
+                        reason: e.to_string(),
+                    },
+                ));
             }
         }
         self.drain(commissioner);
@@ -352,7 +379,9 @@ impl Cluster {
     }
 
     pub fn plan(&self, id: &ComputationId) -> Option<Arc<Plan>> {
-        self.requests.get(id).and_then(|r| self.plans.plan_for(r).ok())
+        self.requests
+            .get(id)
+            .and_then(|r| self.plans.plan_for(r).ok())
     }
 
     pub fn crash_at(&mut self, node: usize, at: Micros) {
@@ -371,7 +400,11 @@ impl Cluster {
 
     /// The first of `nodes` to receive a message of `kind` crashes as it arrives, before
     /// handling it (for example a heal helper dying mid-heal).
-    pub fn crash_first_receiver(&mut self, nodes: impl IntoIterator<Item = usize>, kind: &'static str) {
+    pub fn crash_first_receiver(
+        &mut self,
+        nodes: impl IntoIterator<Item = usize>,
+        kind: &'static str,
+    ) {
         self.crash_on_receive = Some((nodes.into_iter().collect(), kind));
     }
 
@@ -419,7 +452,11 @@ impl Cluster {
     fn step(&mut self, action: Action) {
         self.steps += 1;
         // A livelock (a deadline that never makes progress) must fail loudly, not hang.
-        assert!(self.steps < MAX_STEPS, "harness exceeded {MAX_STEPS} steps at {:?}: livelock", self.now);
+        assert!(
+            self.steps < MAX_STEPS,
+            "harness exceeded {MAX_STEPS} steps at {:?}: livelock",
+            self.now
+        );
         match action {
             Action::Deliver { to, from, msg } => {
                 let Some(bytes) = self.in_flight.remove(&msg) else {
@@ -445,7 +482,10 @@ impl Cluster {
                             }
                         }
                         if self.trace_deliveries {
-                            eprintln!("{:>12} {from:>5} -> {to:<5} r{} {:?}", now.0, message.round, message.body);
+                            eprintln!(
+                                "{:>12} {from:>5} -> {to:<5} r{} {:?}",
+                                now.0, message.round, message.body
+                            );
                         }
                         let subject = self.observe_delivery(to, &message);
                         let engine = self.nodes[to].engine.as_mut().expect("checked alive above");
@@ -456,11 +496,15 @@ impl Cluster {
                     }
                     Err(e) => {
                         let _ = engine;
-                        self.events.push((now, to, Event::MessageRejected {
-                            from: from_id,
-                            kind: "bytes",
-                            reason: e.to_string(),
-                        }));
+                        self.events.push((
+                            now,
+                            to,
+                            Event::MessageRejected {
+                                from: from_id,
+                                kind: "bytes",
+                                reason: e.to_string(),
+                            },
+                        ));
                     }
                 }
                 self.drain(to);
@@ -504,16 +548,28 @@ impl Cluster {
     /// What the receiver learns from a message, for the privacy checker.
     fn observe_delivery(&self, to: usize, m: &Message) -> Option<(Subject, Position)> {
         match &m.body {
-            Body::Share(s) => Some((Subject::Contributor(m.computation, s.contributor), s.position)),
-            Body::Partial(p) => Some((Subject::Subtree(m.computation, p.child, p.version.digest), p.position)),
-            Body::HealPart(h) => Some((Subject::Subtree(m.computation, h.child, h.version), h.target)),
+            Body::Share(s) => Some((
+                Subject::Contributor(m.computation, s.contributor),
+                s.position,
+            )),
+            Body::Partial(p) => Some((
+                Subject::Subtree(m.computation, p.child, p.version.digest),
+                p.position,
+            )),
+            Body::HealPart(h) => Some((
+                Subject::Subtree(m.computation, h.child, h.version),
+                h.target,
+            )),
             Body::ReleaseShare(r) => {
                 // The commissioner is meant to reconstruct the root: that is the result.
                 if self.launched_by.get(&m.computation) == Some(&to) {
                     None
                 } else {
                     let plan = self.plan(&m.computation)?;
-                    Some((Subject::Subtree(m.computation, plan.root(), r.version), r.position))
+                    Some((
+                        Subject::Subtree(m.computation, plan.root(), r.version),
+                        r.position,
+                    ))
                 }
             }
             _ => None,
@@ -522,9 +578,16 @@ impl Cluster {
 
     fn hold(&mut self, node: usize, subject: Subject, position: Position) {
         let t = match subject {
-            Subject::Contributor(c, _) | Subject::Subtree(c, _, _) => self.requests.get(&c).map(|r| r.privacy.t),
+            Subject::Contributor(c, _) | Subject::Subtree(c, _, _) => {
+                self.requests.get(&c).map(|r| r.privacy.t)
+            }
         };
-        let held = self.holdings.entry(node).or_default().entry(subject).or_default();
+        let held = self
+            .holdings
+            .entry(node)
+            .or_default()
+            .entry(subject)
+            .or_default();
         held.insert(position);
         if let Some(t) = t {
             if held.len() >= t as usize {
@@ -556,7 +619,10 @@ impl Cluster {
                 Output::Send { to, message } => {
                     let kind = message.kind();
                     if let Body::Share(_) = message.body {
-                        *self.nodes[n].shares_sent.entry(message.computation).or_default() += 1;
+                        *self.nodes[n]
+                            .shares_sent
+                            .entry(message.computation)
+                            .or_default() += 1;
                     }
                     if let Some(&to_i) = self.index.get(&to) {
                         self.transmit(n, to_i, &message);
@@ -584,7 +650,8 @@ impl Cluster {
         let bytes = match codec::encode(message) {
             Ok(b) => b,
             Err(e) => {
-                self.privacy_violations.push(format!("node {from} produced an unencodable message: {e}"));
+                self.privacy_violations
+                    .push(format!("node {from} produced an unencodable message: {e}"));
                 return;
             }
         };
@@ -615,11 +682,15 @@ impl Cluster {
                             },
                         ) {
                             let me = self.nodes[n].identity.node;
-                            self.events.push((now, n, Event::MessageRejected {
-                                from: me,
-                                kind: "contribute",
-                                reason: e.to_string(),
-                            }));
+                            self.events.push((
+                                now,
+                                n,
+                                Event::MessageRejected {
+                                    from: me,
+                                    kind: "contribute",
+                                    reason: e.to_string(),
+                                },
+                            ));
                         }
                     }
                 }
@@ -634,7 +705,11 @@ impl Cluster {
             } => {
                 self.versions.insert(version.digest, manifest.clone());
                 if *complete {
-                    self.hold(n, Subject::Subtree(*computation, *group, version.digest), *position);
+                    self.hold(
+                        n,
+                        Subject::Subtree(*computation, *group, version.digest),
+                        *position,
+                    );
                 }
             }
             _ => {}
@@ -688,16 +763,20 @@ impl Cluster {
                     }
                     released = Some((**r).clone());
                 }
-                Event::Failed { computation, reason } if computation == id => failures.push(reason.clone()),
+                Event::Failed {
+                    computation,
+                    reason,
+                } if computation == id => failures.push(reason.clone()),
                 _ => {}
             }
         }
         let mut contributors = BTreeSet::new();
         let mut finished_sending = BTreeSet::new();
-        for (&i, _) in &self.contributions {
+        for &i in self.contributions.keys() {
             let node = self.nodes[i].identity.node;
             contributors.insert(node);
-            if self.nodes[i].shares_sent.get(id).copied().unwrap_or(0) >= request.privacy.g as usize {
+            if self.nodes[i].shares_sent.get(id).copied().unwrap_or(0) >= request.privacy.g as usize
+            {
                 finished_sending.insert(node);
             }
         }
@@ -713,13 +792,24 @@ impl Cluster {
             }
             let mut expected = vec![Fp::ZERO; request.contribution.length as usize];
             for c in &included {
-                let i = *self.index.get(c).ok_or("included a node outside the cluster")?;
-                let values = self.contributions.get(&i).ok_or("included a node that did not contribute")?;
-                let v = request.contribution.encode(values).map_err(|e| e.to_string())?;
+                let i = *self
+                    .index
+                    .get(c)
+                    .ok_or("included a node outside the cluster")?;
+                let values = self
+                    .contributions
+                    .get(&i)
+                    .ok_or("included a node that did not contribute")?;
+                let v = request
+                    .contribution
+                    .encode(values)
+                    .map_err(|e| e.to_string())?;
                 add_assign_vec(&mut expected, &v);
             }
             if expected != r.sum {
-                return Err("released sum differs from the plaintext sum over the reported set".into());
+                return Err(
+                    "released sum differs from the plaintext sum over the reported set".into(),
+                );
             }
         }
         Ok(Outcome {
@@ -738,6 +828,9 @@ impl Cluster {
 
     /// Events of one kind at one node, for assertions.
     pub fn events_at(&self, n: usize) -> impl Iterator<Item = &Event> {
-        self.events.iter().filter(move |(_, i, _)| *i == n).map(|(_, _, e)| e)
+        self.events
+            .iter()
+            .filter(move |(_, i, _)| *i == n)
+            .map(|(_, _, e)| e)
     }
 }

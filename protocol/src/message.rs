@@ -17,7 +17,7 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Body {
     /// A signed computation request, spread to every node.
-    Request(SignedRequest),
+    Request(Box<SignedRequest>),
     /// A contributor's share for one position of its leaf group, sealed to that member.
     Share(ShareMsg),
     /// A member's partial sum, sent to the same position of the parent group.

@@ -49,7 +49,7 @@ pub struct SortedDirectory {
 
 impl SortedDirectory {
     pub fn new(mut peers: Vec<(NodeId, [u8; 32])>) -> SortedDirectory {
-        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        peers.sort_by_key(|a| a.0);
         peers.dedup_by(|a, b| a.0 == b.0);
         SortedDirectory { peers }
     }
@@ -183,7 +183,14 @@ impl Plan {
         for (level, &size) in level_sizes.iter().enumerate() {
             for index in 0..size {
                 for position in 1..=g {
-                    let key = position_key(&id, GroupId { level: level as u8, index }, position);
+                    let key = position_key(
+                        &id,
+                        GroupId {
+                            level: level as u8,
+                            index,
+                        },
+                        position,
+                    );
                     let mut chosen = None;
                     let mut alternates = Vec::with_capacity(backups_per_position as usize);
                     directory.for_each_closest(&key, &mut |peer| {

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     /// This node accepted a request (as a possible contributor and for its aggregator roles).
-    Accepted { request: SignedRequest },
+    Accepted { request: Box<SignedRequest> },
     /// This node launched a request as its commissioner.
     Launched {
-        request: SignedRequest,
+        request: Box<SignedRequest>,
         finish_signature: Vec<u8>,
     },
     /// This node contributes: the encoded vector and the seed of its sharing polynomial, so a

@@ -30,19 +30,34 @@ fn small_params() -> LaunchParams {
 
 fn run(c: &mut Cluster, id: &ComputationId) -> Outcome {
     c.run(c.now.plus(60_000_000));
-    let outcome = c.outcome(id).unwrap_or_else(|e| panic!("result check failed: {e}"));
-    assert!(c.privacy_violations().is_empty(), "privacy: {:?}", c.privacy_violations());
+    let outcome = c
+        .outcome(id)
+        .unwrap_or_else(|e| panic!("result check failed: {e}"));
+    assert!(
+        c.privacy_violations().is_empty(),
+        "privacy: {:?}",
+        c.privacy_violations()
+    );
     outcome
 }
 
 fn member(c: &Cluster, id: &ComputationId, group: GroupId, position: u8) -> usize {
     let plan = c.plan(id).expect("plan");
-    c.index_of(&plan.member(group, position)).expect("member in cluster")
+    c.index_of(&plan.member(group, position))
+        .expect("member in cluster")
 }
 
-fn leaf_contributors(c: &Cluster, id: &ComputationId, leaf: GroupId, all: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+fn leaf_contributors(
+    c: &Cluster,
+    id: &ComputationId,
+    leaf: GroupId,
+    all: &BTreeSet<NodeId>,
+) -> BTreeSet<NodeId> {
     let plan = c.plan(id).expect("plan");
-    all.iter().copied().filter(|n| plan.leaf_of(n) == leaf).collect()
+    all.iter()
+        .copied()
+        .filter(|n| plan.leaf_of(n) == leaf)
+        .collect()
 }
 
 fn leaf(index: u32) -> GroupId {
@@ -73,7 +88,9 @@ fn a_leaf_member_crashing_before_agreement_is_healed_and_nothing_is_lost() {
     let o = run(&mut c, &id);
     // The victim may itself have been a contributor: it finished sending before it died.
     assert_eq!(o.included, o.finished_sending);
-    assert!(c.events.iter().any(|(_, _, e)| matches!(e, Event::HealDone { child, target: 2, .. } if *child == leaf(0))));
+    assert!(c.events.iter().any(
+        |(_, _, e)| matches!(e, Event::HealDone { child, target: 2, .. } if *child == leaf(0))
+    ));
 }
 
 #[test]
@@ -146,8 +163,14 @@ fn a_node_crashing_and_restarting_from_its_records_resumes_its_roles() {
     let o = run(&mut c, &id);
     assert_eq!(o.included, o.contributors);
     // The restarted leaf member resumed with the shares it persisted before the crash.
-    assert!(c.durable(a).iter().any(|r| matches!(r, grove_protocol::record::Record::ShareHeld { .. })));
-    assert!(c.durable(a).iter().any(|r| matches!(r, grove_protocol::record::Record::ManifestAdopted { .. })));
+    assert!(c
+        .durable(a)
+        .iter()
+        .any(|r| matches!(r, grove_protocol::record::Record::ShareHeld { .. })));
+    assert!(c
+        .durable(a)
+        .iter()
+        .any(|r| matches!(r, grove_protocol::record::Record::ManifestAdopted { .. })));
 }
 
 #[test]
@@ -185,7 +208,13 @@ fn k_min_not_met_releases_nothing_to_anyone() {
     let id = c.launch(COMMISSIONER, &p);
     let o = run(&mut c, &id);
     assert!(o.released.is_none());
-    assert_eq!(o.failures, vec![Failure::KMinNotMet { count: 40, k_min: 41 }]);
+    assert_eq!(
+        o.failures,
+        vec![Failure::KMinNotMet {
+            count: 40,
+            k_min: 41
+        }]
+    );
     assert!(!c.traffic.by_kind.contains_key("release-ask"));
     assert!(!c.traffic.by_kind.contains_key("release-share"));
 }
@@ -203,14 +232,19 @@ fn a_heal_helper_dying_mid_heal_is_retried_with_other_helpers() {
     let missing = member(&c, &id, leaf(0), 2);
     c.crash_at(missing, c.now.plus(50_000));
     // The first helper to be asked for its masked term dies as the request arrives.
-    let helpers: Vec<usize> = [1, 3, 4, 5].iter().map(|p| member(&c, &id, leaf(0), *p)).collect();
+    let helpers: Vec<usize> = [1, 3, 4, 5]
+        .iter()
+        .map(|p| member(&c, &id, leaf(0), *p))
+        .collect();
     c.crash_first_receiver(helpers, "heal-go");
     let o = run(&mut c, &id);
     assert_eq!(o.included, o.finished_sending);
     let heals: Vec<_> = c
         .events
         .iter()
-        .filter(|(_, _, e)| matches!(e, Event::HealDone { child, target: 2, .. } if *child == leaf(0)))
+        .filter(
+            |(_, _, e)| matches!(e, Event::HealDone { child, target: 2, .. } if *child == leaf(0)),
+        )
         .collect();
     assert_eq!(heals.len(), 1);
     // Two attempts: the first named the dead helper.
@@ -233,16 +267,24 @@ fn forged_and_replayed_requests_are_refused_and_nothing_is_sent() {
         .durable(1)
         .iter()
         .find_map(|r| match r {
-            grove_protocol::record::Record::Accepted { request } => Some(request.clone()),
+            grove_protocol::record::Record::Accepted { request } => Some((**request).clone()),
             _ => None,
         })
         .expect("node 1 accepted the request");
-    let msg = Message { computation: id, round: 0, body: Body::Request(replay.clone()) };
+    let msg = Message {
+        computation: id,
+        round: 0,
+        body: Body::Request(Box::new(replay.clone())),
+    };
     c.inject(COMMISSIONER, 5, &msg, 1000);
     // A forged request: same content under a new id, with the old signature.
     let mut forged: SignedRequest = replay;
     forged.request.id = ComputationId([9; 32]);
-    let msg = Message { computation: forged.request.id, round: 0, body: Body::Request(forged) };
+    let msg = Message {
+        computation: forged.request.id,
+        round: 0,
+        body: Body::Request(Box::new(forged)),
+    };
     c.inject(COMMISSIONER, 6, &msg, 1000);
     c.run(c.now.plus(1_000_000));
     let refused: Vec<RefusalKind> = c

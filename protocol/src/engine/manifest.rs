@@ -25,7 +25,8 @@ pub fn choose_manifest(reports: &[(Position, &[Item])], t: usize) -> Option<Mani
         }
     }
     // One version per child: the most held.
-    let mut best_child: BTreeMap<GroupId, (usize, u64, std::cmp::Reverse<Digest>)> = BTreeMap::new();
+    let mut best_child: BTreeMap<GroupId, (usize, u64, std::cmp::Reverse<Digest>)> =
+        BTreeMap::new();
     for (item, hs) in &holders {
         if let Item::Child { group, version } = item {
             let rank = (hs.len(), version.count, std::cmp::Reverse(version.digest));
@@ -86,7 +87,12 @@ pub fn version_of(computation: &ComputationId, group: GroupId, manifest: &Manife
     Version {
         digest: Digest(hash_parts(
             "grove/version",
-            &[&computation.0, &[group.level], &group.index.to_le_bytes(), &bytes],
+            &[
+                &computation.0,
+                &[group.level],
+                &group.index.to_le_bytes(),
+                &bytes,
+            ],
         )),
         count,
     }
@@ -138,8 +144,11 @@ mod tests {
                 v
             })
             .collect();
-        let reports: Vec<(Position, &[Item])> =
-            r.iter().enumerate().map(|(i, v)| (i as u8 + 1, v.as_slice())).collect();
+        let reports: Vec<(Position, &[Item])> = r
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u8 + 1, v.as_slice()))
+            .collect();
         let m = choose_manifest(&reports, 5).unwrap();
         assert_eq!(m.items, vec![c(1), c(9)]);
     }
@@ -147,10 +156,22 @@ mod tests {
     #[test]
     fn one_version_per_child_the_most_held() {
         let g = GroupId { level: 0, index: 0 };
-        let v1 = Version { digest: Digest([1; 32]), count: 3 };
-        let v2 = Version { digest: Digest([2; 32]), count: 4 };
-        let a = [Item::Child { group: g, version: v1 }];
-        let b = [Item::Child { group: g, version: v2 }];
+        let v1 = Version {
+            digest: Digest([1; 32]),
+            count: 3,
+        };
+        let v2 = Version {
+            digest: Digest([2; 32]),
+            count: 4,
+        };
+        let a = [Item::Child {
+            group: g,
+            version: v1,
+        }];
+        let b = [Item::Child {
+            group: g,
+            version: v2,
+        }];
         let m = choose_manifest(&[(1, &a), (2, &a), (3, &b)], 2).unwrap();
         assert_eq!(m.items, a.to_vec());
     }
