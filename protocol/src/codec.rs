@@ -173,6 +173,7 @@ pub fn sample_messages() -> Vec<Message> {
             target: 2,
             version: digest,
             helpers: vec![1, 3, 4],
+            helper_nodes: vec![NodeId([5; 32]), NodeId([6; 32]), NodeId([7; 32])],
         }),
         Body::HealPart(HealPartMsg {
             child: leaf,
@@ -202,6 +203,10 @@ pub fn sample_messages() -> Vec<Message> {
             computation,
             round: i as u32,
             body,
+            to: (i % 2 == 0).then_some(crate::message::Slot {
+                group: crate::ids::GroupId { level: 1, index: 2 },
+                position: 3,
+            }),
         })
         .collect()
 }

@@ -261,8 +261,11 @@ enum HealState {
 }
 
 struct HealAttempt {
+    /// Unique id of this attempt (the round of its messages).
+    id: u32,
     version: Version,
     helpers: Vec<Position>,
+    helper_nodes: Vec<NodeId>,
     parts: BTreeMap<Position, Vec<Fp>>,
 }
 
@@ -271,7 +274,8 @@ struct Heal {
     want: Option<Digest>,
     attempt: u32,
     since: Micros,
-    offers: BTreeMap<Position, Version>,
+    /// Offers by helper position: the version and the node serving that position.
+    offers: BTreeMap<Position, (Version, NodeId)>,
     go: Option<HealAttempt>,
     excluded: BTreeSet<Position>,
     state: HealState,
@@ -287,7 +291,8 @@ struct Role {
     children: BTreeMap<GroupId, BTreeMap<Digest, HeldPartial>>,
     heals: BTreeMap<GroupId, Heal>,
     leader: Option<Leadership>,
-    pending_queries: BTreeSet<Position>,
+    /// Heal queries to answer once this member's sum is ready: target position -> requester.
+    pending_queries: BTreeMap<Position, NodeId>,
     adopted: Option<Adopted>,
     /// A missing manifest item was healed after adoption: the sum is ready to send up.
     completed_late: bool,
@@ -296,6 +301,8 @@ struct Role {
 struct Commissioner {
     finish_signature: Vec<u8>,
     ready: BTreeMap<Position, Version>,
+    /// The node that reported each root position.
+    ready_from: BTreeMap<Position, NodeId>,
     first_ready: Option<Micros>,
     window_over: bool,
     chosen: Option<Version>,
@@ -311,6 +318,8 @@ struct Computation {
     commissioner: Option<Commissioner>,
     /// X25519 shared secrets with other members, for heal masks.
     dh: BTreeMap<NodeId, [u8; 32]>,
+    /// Positions this node failed over: index into the position's candidates.
+    servers: BTreeMap<Slot, usize>,
 }
 
 impl Computation {
@@ -325,6 +334,18 @@ impl Computation {
     }
 }
 
+/// The node serving `slot` as far as this node knows.
+fn server_of(plan: &Plan, servers: &BTreeMap<Slot, usize>, slot: Slot) -> NodeId {
+    let rank = servers.get(&slot).copied().unwrap_or(0);
+    plan.candidates(slot.group, slot.position)
+        .nth(rank)
+        .unwrap_or_else(|| plan.member(slot.group, slot.position))
+}
+
+fn slot(group: GroupId, position: Position) -> Slot {
+    Slot { group, position }
+}
+
 /// Output sink and clock for one input.
 struct Ctx<'a> {
     me: &'a Identity,
@@ -333,15 +354,43 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Sends to a node, for replies and messages to the commissioner.
     fn send(&mut self, to: NodeId, computation: ComputationId, round: u32, body: Body) {
+        self.send_to(to, computation, round, body, None);
+    }
+
+    fn send_to(
+        &mut self,
+        to: NodeId,
+        computation: ComputationId,
+        round: u32,
+        body: Body,
+        slot: Option<Slot>,
+    ) {
         self.out.push_back(Output::Send {
             to,
             message: Message {
                 computation,
                 round,
                 body,
+                to: slot,
             },
         });
+    }
+
+    /// Sends to whoever currently serves a position: its member, or the backup this node
+    /// failed over to after the member was unreachable.
+    fn send_slot(
+        &mut self,
+        plan: &Plan,
+        servers: &BTreeMap<Slot, usize>,
+        computation: ComputationId,
+        slot: Slot,
+        round: u32,
+        body: Body,
+    ) {
+        let to = server_of(plan, servers, slot);
+        self.send_to(to, computation, round, body, Some(slot));
     }
     fn event(&mut self, event: Event) {
         self.out.push_back(Output::Event(event));
@@ -424,8 +473,16 @@ impl Engine {
 
     /// The next effect, or `Idle` with the next deadline once everything is drained.
     pub fn poll_output(&mut self) -> Output {
-        if let Some(o) = self.out.pop_front() {
-            return o;
+        while let Some(o) = self.out.pop_front() {
+            match o {
+                // A node may serve a position it also sends to (a contributor that is a backup
+                // of its own leaf): deliver locally, drivers never see a send to themselves.
+                Output::Send { to, message } if to == self.identity.node => {
+                    let now = self.now;
+                    self.handle_message(now, to, message);
+                }
+                other => return other,
+            }
         }
         Output::Idle {
             next_deadline: self.next_deadline(),
@@ -474,6 +531,41 @@ impl Engine {
             return;
         }
         self.dispatch(from, message);
+        self.advance(id);
+    }
+
+    /// A message this node sent could not be delivered to `to` (the transport reports a dial
+    /// failure, a closed connection or a timeout). A message for a position goes to the next
+    /// candidate of that position (its backups, in plan order); this node remembers the switch
+    /// for every later message to that position.
+    pub fn handle_unreachable(&mut self, now: Micros, to: NodeId, message: Message) {
+        self.now = self.now.max(now);
+        let id = message.computation;
+        let Some(slot) = message.to else {
+            return; // addressed to a node (the commissioner, a reply): nothing to fail over to
+        };
+        let Some(comp) = self.computations.get_mut(&id) else {
+            return;
+        };
+        let Some(rank) = comp.plan.candidate_rank(slot.group, slot.position, &to) else {
+            return;
+        };
+        let current = comp.servers.get(&slot).copied().unwrap_or(0);
+        let next = current.max(rank + 1);
+        let Some(server) = comp.plan.candidates(slot.group, slot.position).nth(next) else {
+            // Every candidate failed: the position is lost to this node; the protocol heals it.
+            return;
+        };
+        comp.servers.insert(slot, next);
+        if let Body::Share(_) = message.body {
+            // A share is sealed to one node's key: seal it again for the new server.
+            self.send_shares_to(id, Some(slot.position));
+        } else {
+            self.out.push_back(Output::Send {
+                to: server,
+                message,
+            });
+        }
         self.advance(id);
     }
 
@@ -531,6 +623,7 @@ impl Engine {
                 roles,
                 commissioner: finish.map(Commissioner::new),
                 dh: BTreeMap::new(),
+                servers: BTreeMap::new(),
             },
         );
         Ok(())
@@ -580,6 +673,7 @@ impl Engine {
                 computation: id,
                 round: 0,
                 body: Body::Request(Box::new(signed)),
+                to: None,
             },
         });
         self.out.push_back(Output::Event(Event::RequestAccepted {
@@ -658,6 +752,11 @@ impl Engine {
 
     /// Sends (or re-sends, identically) this node's shares to its leaf group.
     fn send_shares(&mut self, id: ComputationId) {
+        self.send_shares_to(id, None);
+    }
+
+    /// Sends this node's share for one position (or all), sealed to the node serving it.
+    fn send_shares_to(&mut self, id: ComputationId, only: Option<Position>) {
         let Some(comp) = self.computations.get(&id) else {
             return;
         };
@@ -679,7 +778,10 @@ impl Engine {
         };
         for (i, share) in shares.into_iter().enumerate() {
             let position = i as u8 + 1;
-            let member = plan.member(leaf, position);
+            if only.is_some_and(|o| o != position) {
+                continue;
+            }
+            let member = server_of(plan, &comp.servers, slot(leaf, position));
             let payload = SharePayload {
                 computation: id,
                 group: leaf,
@@ -692,9 +794,12 @@ impl Engine {
             let Some(key) = plan.x25519_key(&member) else {
                 continue;
             };
-            let eph = hash_parts("grove/share-ephemeral", &[&contribution.seed, &[position]]);
+            let eph = hash_parts(
+                "grove/share-ephemeral",
+                &[&contribution.seed, &[position], &member.0],
+            );
             match seal::seal(&key, &bytes, eph) {
-                Ok(sealed) => ctx.send(
+                Ok(sealed) => ctx.send_to(
                     member,
                     id,
                     0,
@@ -704,14 +809,17 @@ impl Engine {
                         contributor: me,
                         sealed,
                     }),
+                    Some(slot(leaf, position)),
                 ),
                 Err(e) => ctx.reject(me, "share", format!("cannot seal share: {e}")),
             }
         }
-        ctx.event(Event::Contributed {
-            computation: id,
-            group: leaf,
-        });
+        if only.is_none() {
+            ctx.event(Event::Contributed {
+                computation: id,
+                group: leaf,
+            });
+        }
     }
 
     /// Re-sends after a restore what the persisted state implies.
@@ -738,6 +846,32 @@ impl Engine {
 
     fn dispatch(&mut self, from: NodeId, message: Message) {
         let id = message.computation;
+        let me = self.identity.node;
+        if let Some(to) = message.to {
+            let Some(comp) = self.computations.get(&id) else {
+                return;
+            };
+            match comp.plan.candidate_rank(to.group, to.position, &me) {
+                None => {
+                    self.out.push_back(Output::Event(Event::MessageRejected {
+                        from,
+                        kind: message.kind(),
+                        reason: "addressed to a position this node cannot serve".into(),
+                    }));
+                    return;
+                }
+                // A backup takes the position over when a message for it arrives: a sender
+                // found the member (or an earlier backup) unreachable.
+                Some(rank) if rank > 0 && !comp.roles.contains_key(&(to.group, to.position)) => {
+                    self.record(Record::Takeover {
+                        computation: id,
+                        group: to.group,
+                        position: to.position,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         let Some(comp) = self.computations.get_mut(&id) else {
             return;
         };
@@ -944,6 +1078,7 @@ impl Commissioner {
         Commissioner {
             finish_signature,
             ready: BTreeMap::new(),
+            ready_from: BTreeMap::new(),
             first_ready: None,
             window_over: false,
             chosen: None,
@@ -965,7 +1100,7 @@ impl Role {
             children: BTreeMap::new(),
             heals: BTreeMap::new(),
             leader: None,
-            pending_queries: BTreeSet::new(),
+            pending_queries: BTreeMap::new(),
             adopted: None,
             completed_late: false,
         }
@@ -1069,6 +1204,16 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             if let Some(c) = comp.commissioner.as_mut() {
                 c.done = true;
             }
+        }
+        Record::Takeover {
+            group, position, ..
+        } => {
+            if !comp.plan.contains(*group) || *position == 0 || *position > comp.plan.g {
+                return Err("takeover of a position outside the plan".into());
+            }
+            comp.roles
+                .entry((*group, *position))
+                .or_insert_with(|| Role::new(*group, *position));
         }
         Record::Accepted { .. } | Record::Launched { .. } | Record::Closed { .. } => {}
     }
@@ -1196,17 +1341,18 @@ fn advance_role(
                             state: HealState::Running,
                         },
                     );
-                    for (i, member) in comp.plan.members(*child).iter().enumerate() {
-                        ctx.send(
-                            *member,
+                    for p in 1..=g {
+                        ctx.send_slot(
+                            &comp.plan,
+                            &comp.servers,
                             id,
+                            slot(*child, p),
                             0,
                             Body::HealQuery(HealQueryMsg {
                                 child: *child,
                                 target: key.1,
                             }),
                         );
-                        let _ = i;
                     }
                 }
             }
@@ -1332,11 +1478,13 @@ fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
         }
     }
     for (child, version) in start {
+        // Attempt numbers keep counting across the replaced heal, so go ids never repeat.
+        let attempt = role.heals.get(&child).map_or(0, |h| h.attempt + 1);
         role.heals.insert(
             child,
             Heal {
                 want: Some(version),
-                attempt: 0,
+                attempt,
                 since: ctx.now,
                 offers: BTreeMap::new(),
                 go: None,
@@ -1344,10 +1492,12 @@ fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
                 state: HealState::Running,
             },
         );
-        for member in plan.members(child) {
-            ctx.send(
-                *member,
+        for p in 1..=plan.g {
+            ctx.send_slot(
+                &plan,
+                &comp.servers,
                 id,
+                slot(child, p),
                 0,
                 Body::HealQuery(HealQueryMsg {
                     child,
@@ -1388,12 +1538,13 @@ fn send_report(
         }
         lead.reports.insert(key.1, (items, None));
         if round > 0 {
-            for (i, member) in comp.plan.members(key.0).iter().enumerate() {
-                let p = i as u8 + 1;
+            for p in 1..=g {
                 if p != key.1 {
-                    ctx.send(
-                        *member,
+                    ctx.send_slot(
+                        &comp.plan,
+                        &comp.servers,
                         id,
+                        slot(key.0, p),
                         round,
                         Body::Solicit(SolicitMsg {
                             group: key.0,
@@ -1404,10 +1555,11 @@ fn send_report(
             }
         }
     } else {
-        let to = comp.plan.member(key.0, leader);
-        ctx.send(
-            to,
+        ctx.send_slot(
+            &comp.plan,
+            &comp.servers,
             id,
+            slot(key.0, leader),
             round,
             Body::Report(ReportMsg {
                 group: key.0,
@@ -1426,12 +1578,13 @@ fn broadcast_manifest(comp: &Computation, key: (GroupId, Position), round: u32, 
     let Some(adopted) = &role.adopted else {
         return;
     };
-    for (i, member) in comp.plan.members(key.0).iter().enumerate() {
-        let p = i as u8 + 1;
+    for p in 1..=comp.plan.g {
         if p != key.1 {
-            ctx.send(
-                *member,
+            ctx.send_slot(
+                &comp.plan,
+                &comp.servers,
                 comp.id(),
+                slot(key.0, p),
                 round,
                 Body::Manifest(ManifestMsg {
                     group: key.0,
@@ -1460,10 +1613,11 @@ fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
     };
     match plan.parent(key.0) {
         Some(parent) => {
-            let to = plan.member(parent, key.1);
-            ctx.send(
-                to,
+            ctx.send_slot(
+                &plan,
+                &comp.servers,
                 id,
+                slot(parent, key.1),
                 0,
                 Body::Partial(PartialMsg {
                     child: key.0,
@@ -1472,9 +1626,9 @@ fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
                     sum: FieldVec(sum.clone()),
                 }),
             );
-            for target in std::mem::take(&mut role.pending_queries) {
-                ctx.send(
-                    plan.member(parent, target),
+            for (target, requester) in std::mem::take(&mut role.pending_queries) {
+                ctx.send_to(
+                    requester,
                     id,
                     0,
                     Body::HealOffer(HealOfferMsg {
@@ -1483,6 +1637,7 @@ fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
                         helper: key.1,
                         version: adopted.version,
                     }),
+                    Some(slot(parent, target)),
                 );
             }
         }
@@ -1576,7 +1731,7 @@ fn on_partial(
         .parent(m.child)
         .filter(|_| comp.plan.contains(m.child))
         .ok_or("partial from a group with no parent")?;
-    if comp.plan.member(m.child, m.position) != from {
+    if !is_candidate(comp, m.child, m.position, &from) {
         return Err("partial not sent by the member at its position".into());
     }
     if m.sum.0.len() != len {
@@ -1623,15 +1778,17 @@ fn on_partial(
     Ok(())
 }
 
+/// The position of `group` that `from` may serve (as its member or one of its backups). A
+/// node is a candidate for at most one position per group.
 fn group_member_position(comp: &Computation, group: GroupId, from: NodeId) -> Option<Position> {
     if !comp.plan.contains(group) {
         return None;
     }
-    comp.plan
-        .members(group)
-        .iter()
-        .position(|m| *m == from)
-        .map(|i| i as u8 + 1)
+    (1..=comp.plan.g).find(|p| comp.plan.candidate_rank(group, *p, &from).is_some())
+}
+
+fn is_candidate(comp: &Computation, group: GroupId, position: Position, from: &NodeId) -> bool {
+    comp.plan.candidate_rank(group, position, from).is_some()
 }
 
 fn my_role_in(comp: &Computation, group: GroupId) -> Option<(GroupId, Position)> {
@@ -1659,7 +1816,7 @@ fn on_report(
     let role = comp.roles.get_mut(&key).ok_or("no role")?;
     if let Some(adopted) = &role.adopted {
         // Already agreed: tell the sender.
-        ctx.send(
+        ctx.send_to(
             from,
             id,
             round,
@@ -1668,6 +1825,7 @@ fn on_report(
                 leader: key.1,
                 manifest: adopted.manifest.clone(),
             }),
+            Some(slot(key.0, m.position)),
         );
         return Ok(());
     }
@@ -1722,7 +1880,7 @@ fn on_solicit(
     let key = my_role_in(comp, m.group).ok_or("solicit for a group this node is not in")?;
     let role = comp.roles.get_mut(&key).ok_or("no role")?;
     if let Some(adopted) = &role.adopted {
-        ctx.send(
+        ctx.send_to(
             from,
             id,
             round,
@@ -1732,6 +1890,7 @@ fn on_solicit(
                 items: role.items(),
                 adopted: Some(adopted.manifest.clone()),
             }),
+            Some(slot(key.0, m.leader)),
         );
         return Ok(());
     }
@@ -1739,7 +1898,7 @@ fn on_solicit(
         role.round = round;
         if let Stage::Reporting { .. } = role.stage {
             role.stage = Stage::Reporting { since: ctx.now };
-            ctx.send(
+            ctx.send_to(
                 from,
                 id,
                 round,
@@ -1749,6 +1908,7 @@ fn on_solicit(
                     items: role.items(),
                     adopted: None,
                 }),
+                Some(slot(key.0, m.leader)),
             );
         }
     }
@@ -1823,7 +1983,7 @@ fn on_heal_query(
         .parent(m.child)
         .filter(|_| comp.plan.contains(m.child))
         .ok_or("no parent")?;
-    if comp.plan.member(parent, m.target) != from {
+    if !is_candidate(comp, parent, m.target, &from) {
         return Err("heal query not sent by the parent member at its target".into());
     }
     let key = my_role_in(comp, m.child).ok_or("heal query for a group this node is not in")?;
@@ -1833,7 +1993,7 @@ fn on_heal_query(
             version,
             sum: Some(_),
             ..
-        }) => ctx.send(
+        }) => ctx.send_to(
             from,
             id,
             0,
@@ -1843,11 +2003,12 @@ fn on_heal_query(
                 helper: key.1,
                 version: *version,
             }),
+            Some(slot(parent, m.target)),
         ),
         // Not ready (or lacking an item it is healing): answer once the sum is ready.
         _ => {
             if role.pending_queries.len() < MAX_PENDING_HEAL_QUERIES {
-                role.pending_queries.insert(m.target);
+                role.pending_queries.insert(m.target, from);
             }
         }
     }
@@ -1885,7 +2046,7 @@ fn on_heal_offer(
     if heal.state != HealState::Running {
         return Ok(());
     }
-    heal.offers.insert(m.helper, m.version);
+    heal.offers.insert(m.helper, (m.version, from));
     try_heal_go(comp, key, m.child, ctx);
     Ok(())
 }
@@ -1905,7 +2066,7 @@ fn try_heal_go(comp: &mut Computation, key: (GroupId, Position), child: GroupId,
         return;
     }
     let mut by_version: BTreeMap<Version, Vec<Position>> = BTreeMap::new();
-    for (p, v) in &heal.offers {
+    for (p, (v, _)) in &heal.offers {
         if !heal.excluded.contains(p) && heal.want.is_none_or(|w| w == v.digest) {
             by_version.entry(*v).or_default().push(*p);
         }
@@ -1925,23 +2086,38 @@ fn try_heal_go(comp: &mut Computation, key: (GroupId, Position), child: GroupId,
         return;
     };
     let helpers: Vec<Position> = helpers.into_iter().take(t).collect();
+    let helper_nodes: Vec<NodeId> = helpers
+        .iter()
+        .map(|p| {
+            heal.offers
+                .get(p)
+                .map_or_else(|| plan.member(child, *p), |o| o.1)
+        })
+        .collect();
     heal.since = ctx.now;
-    for p in &helpers {
-        ctx.send(
-            plan.member(child, *p),
+    // Every attempt gets its own id, carried as the round of the go and of its parts: parts of
+    // an earlier attempt (other helpers, other masks), even from before a restart, never mix in.
+    let go_id = heal_go_id(ctx.me.node, &id, child, key.1, heal.attempt, ctx.now);
+    for (p, node) in helpers.iter().zip(&helper_nodes) {
+        ctx.send_to(
+            *node,
             id,
-            heal.attempt,
+            go_id,
             Body::HealGo(HealGoMsg {
                 child,
                 target: key.1,
                 version: version.digest,
                 helpers: helpers.clone(),
+                helper_nodes: helper_nodes.clone(),
             }),
+            Some(slot(child, *p)),
         );
     }
     heal.go = Some(HealAttempt {
+        id: go_id,
         version,
         helpers,
+        helper_nodes,
         parts: BTreeMap::new(),
     });
 }
@@ -1979,12 +2155,13 @@ fn drive_heal_timeouts(comp: &mut Computation, key: (GroupId, Position), ctx: &m
             continue;
         }
         // Ask again everyone not excluded: members may have become ready since.
-        for (i, member) in plan.members(*child).iter().enumerate() {
-            let p = i as u8 + 1;
+        for p in 1..=plan.g {
             if !heal.excluded.contains(&p) {
-                ctx.send(
-                    *member,
+                ctx.send_slot(
+                    &plan,
+                    &comp.servers,
                     id,
+                    slot(*child, p),
                     heal.attempt,
                     Body::HealQuery(HealQueryMsg {
                         child: *child,
@@ -1998,6 +2175,29 @@ fn drive_heal_timeouts(comp: &mut Computation, key: (GroupId, Position), ctx: &m
     for child in retry {
         try_heal_go(comp, key, child, ctx);
     }
+}
+
+fn heal_go_id(
+    me: NodeId,
+    id: &ComputationId,
+    child: GroupId,
+    target: Position,
+    attempt: u32,
+    now: Micros,
+) -> u32 {
+    let h = hash_parts(
+        "grove/heal-go-id",
+        &[
+            &me.0,
+            &id.0,
+            &[child.level],
+            &child.index.to_le_bytes(),
+            &[target],
+            &attempt.to_le_bytes(),
+            &now.0.to_le_bytes(),
+        ],
+    );
+    u32::from_le_bytes([h[0], h[1], h[2], h[3]])
 }
 
 fn heal_mask_seed(
@@ -2040,11 +2240,19 @@ fn on_heal_go(
         .parent(m.child)
         .filter(|_| comp.plan.contains(m.child))
         .ok_or("no parent")?;
-    if comp.plan.member(parent, m.target) != from {
+    if !is_candidate(comp, parent, m.target, &from) {
         return Err("heal go not sent by the parent member at its target".into());
     }
-    if m.helpers.len() != t || !m.helpers.windows(2).all(|w| w[0] < w[1]) {
+    if m.helpers.len() != t
+        || m.helper_nodes.len() != t
+        || !m.helpers.windows(2).all(|w| w[0] < w[1])
+    {
         return Err("heal go must name exactly t distinct sorted helpers".into());
+    }
+    for (p, node) in m.helpers.iter().zip(&m.helper_nodes) {
+        if !is_candidate(comp, m.child, *p, node) {
+            return Err("heal go names a helper that cannot serve its position".into());
+        }
     }
     for p in &m.helpers {
         check_position(comp, *p)?;
@@ -2053,6 +2261,9 @@ fn on_heal_go(
     let Some(index) = m.helpers.iter().position(|p| *p == key.1) else {
         return Err("heal go does not name this member".into());
     };
+    if m.helper_nodes[index] != ctx.me.node {
+        return Err("heal go names another node for this position".into());
+    }
     let plan = comp.plan.clone();
     let role = comp.roles.get(&key).ok_or("no role")?;
     let Some(Adopted {
@@ -2069,11 +2280,11 @@ fn on_heal_go(
     let lambdas = lagrange_coefficients(&m.helpers, m.target).map_err(|e| e.to_string())?;
     let mut value = vec![Fp::ZERO; len];
     mul_add_assign_vec(&mut value, lambdas[index], sum);
-    for other in &m.helpers {
+    for (other, peer) in m.helpers.iter().zip(&m.helper_nodes) {
         if *other == key.1 {
             continue;
         }
-        let peer = plan.member(m.child, *other);
+        let peer = *peer;
         let shared = match comp.dh.get(&peer) {
             Some(s) => *s,
             None => {
@@ -2095,7 +2306,7 @@ fn on_heal_go(
             sub_assign_vec(&mut value, &mask);
         }
     }
-    ctx.send(
+    ctx.send_to(
         from,
         id,
         attempt,
@@ -2106,6 +2317,7 @@ fn on_heal_go(
             version: m.version,
             value: FieldVec(value),
         }),
+        Some(slot(parent, m.target)),
     );
     Ok(())
 }
@@ -2134,13 +2346,21 @@ fn on_heal_part(
     let Some(heal) = role.heals.get_mut(&m.child) else {
         return Ok(());
     };
-    if heal.state != HealState::Running || heal.attempt != attempt {
-        return Ok(()); // a stale attempt
+    if heal.state != HealState::Running {
+        return Ok(());
     }
     let Some(go) = heal.go.as_mut() else {
         return Ok(());
     };
-    if go.version.digest != m.version || !go.helpers.contains(&m.helper) {
+    if go.id != attempt {
+        return Ok(()); // a part of another attempt
+    }
+    let named = go
+        .helpers
+        .iter()
+        .zip(&go.helper_nodes)
+        .any(|(p, n)| *p == m.helper && *n == from);
+    if go.version.digest != m.version || !named {
         return Ok(());
     }
     go.parts.insert(m.helper, m.value.0);
@@ -2173,13 +2393,14 @@ fn on_heal_part(
 fn on_root_ready(comp: &mut Computation, from: NodeId, m: RootReadyMsg) -> Result<(), String> {
     check_position(comp, m.position)?;
     let root = comp.plan.root();
-    if comp.plan.member(root, m.position) != from {
+    if !is_candidate(comp, root, m.position, &from) {
         return Err("root report not sent by the root member at its position".into());
     }
     let Some(c) = comp.commissioner.as_mut() else {
         return Err("root report to a node that is not the commissioner".into());
     };
     c.ready.entry(m.position).or_insert(m.version);
+    c.ready_from.entry(m.position).or_insert(from);
     Ok(())
 }
 
@@ -2237,13 +2458,19 @@ fn advance_commissioner(comp: &mut Computation, ctx: &mut Ctx, pending: &mut Vec
     c.chosen = Some(version);
     for (p, v) in &c.ready {
         if *v == version {
-            ctx.send(
-                plan.member(root, *p),
+            let to = c
+                .ready_from
+                .get(p)
+                .copied()
+                .unwrap_or_else(|| plan.member(root, *p));
+            ctx.send_to(
+                to,
                 id,
                 0,
                 Body::ReleaseAsk(ReleaseAskMsg {
                     version: version.digest,
                 }),
+                Some(slot(root, *p)),
             );
         }
     }
@@ -2261,6 +2488,7 @@ fn finish(comp: &mut Computation, ctx: &mut Ctx, pending: &mut Vec<Pending>) {
             body: Body::Finish(FinishMsg {
                 signature: c.finish_signature.clone(),
             }),
+            to: None,
         },
     });
     pending.push(Pending::Close { id });
@@ -2313,7 +2541,7 @@ fn on_release_share(
     let t = comp.plan.t;
     let len = comp.len();
     let root = comp.plan.root();
-    if comp.plan.member(root, m.position) != from {
+    if !is_candidate(comp, root, m.position, &from) {
         return Err("release share not sent by the root member at its position".into());
     }
     if m.share.0.len() != len {

@@ -41,6 +41,9 @@ pub struct HarnessConfig {
     pub latency_max: u64,
     /// Probability that a message is lost.
     pub loss: f64,
+    /// How long a sender takes to learn that a message could not be delivered to a crashed
+    /// node (a refused or reset connection), in microseconds.
+    pub unreachable_delay: u64,
 }
 
 impl HarnessConfig {
@@ -51,6 +54,7 @@ impl HarnessConfig {
             latency_min: 5_000,
             latency_max: 40_000,
             loss: 0.0,
+            unreachable_delay: 100_000,
         }
     }
 }
@@ -100,10 +104,26 @@ impl LaunchParams {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
-    Deliver { to: usize, from: usize, msg: usize },
-    Timer { node: usize, at: Micros },
-    Crash { node: usize },
-    Restart { node: usize },
+    Deliver {
+        to: usize,
+        from: usize,
+        msg: usize,
+    },
+    Unreachable {
+        sender: usize,
+        dead: usize,
+        msg: usize,
+    },
+    Timer {
+        node: usize,
+        at: Micros,
+    },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
 }
 
 struct Slot {
@@ -112,7 +132,7 @@ struct Slot {
     durable: Vec<Record>,
     timer: Option<Micros>,
     restarts: u32,
-    /// Shares this node sent as a contributor, per computation.
+    /// Computations this node finished sending all its shares to.
     shares_sent: BTreeMap<ComputationId, usize>,
     /// Sends counted for crash triggers, by message kind.
     sends_by_kind: BTreeMap<&'static str, usize>,
@@ -470,6 +490,19 @@ impl Cluster {
                 let from_id = self.nodes[from].identity.node;
                 let Some(engine) = self.nodes[to].engine.as_mut() else {
                     self.traffic.dropped_at_dead_nodes += 1;
+                    // The sender's transport notices the dead peer and hands the message back.
+                    let msg = self.next_msg;
+                    self.next_msg += 1;
+                    self.in_flight.insert(msg, bytes);
+                    let at = self.now.plus(self.cfg.unreachable_delay);
+                    self.schedule(
+                        at,
+                        Action::Unreachable {
+                            sender: from,
+                            dead: to,
+                            msg,
+                        },
+                    );
                     return;
                 };
                 match codec::decode(&bytes) {
@@ -508,6 +541,20 @@ impl Cluster {
                     }
                 }
                 self.drain(to);
+            }
+            Action::Unreachable { sender, dead, msg } => {
+                let Some(bytes) = self.in_flight.remove(&msg) else {
+                    return;
+                };
+                let now = self.now;
+                let dead_id = self.nodes[dead].identity.node;
+                let Some(engine) = self.nodes[sender].engine.as_mut() else {
+                    return;
+                };
+                if let Ok(message) = codec::decode(&bytes) {
+                    engine.handle_unreachable(now, dead_id, message);
+                    self.drain(sender);
+                }
             }
             Action::Timer { node, at } => {
                 if self.nodes[node].timer != Some(at) {
@@ -618,12 +665,6 @@ impl Cluster {
                 Output::Persist(record) => self.nodes[n].durable.push(record),
                 Output::Send { to, message } => {
                     let kind = message.kind();
-                    if let Body::Share(_) = message.body {
-                        *self.nodes[n]
-                            .shares_sent
-                            .entry(message.computation)
-                            .or_default() += 1;
-                    }
                     if let Some(&to_i) = self.index.get(&to) {
                         self.transmit(n, to_i, &message);
                     }
@@ -670,6 +711,10 @@ impl Cluster {
 
     fn on_event(&mut self, n: usize, event: Event) {
         match &event {
+            // Emitted after the contributor's last share left (a crash mid-drain cuts it off).
+            Event::Contributed { computation, .. } => {
+                *self.nodes[n].shares_sent.entry(*computation).or_default() += 1;
+            }
             Event::RequestAccepted { computation, .. } => {
                 if let Some(values) = self.contributions.get(&n).cloned() {
                     let now = self.now;
@@ -775,8 +820,7 @@ impl Cluster {
         for &i in self.contributions.keys() {
             let node = self.nodes[i].identity.node;
             contributors.insert(node);
-            if self.nodes[i].shares_sent.get(id).copied().unwrap_or(0) >= request.privacy.g as usize
-            {
+            if self.nodes[i].shares_sent.get(id).copied().unwrap_or(0) > 0 {
                 finished_sending.insert(node);
             }
         }

@@ -12,6 +12,16 @@ pub struct Message {
     pub computation: ComputationId,
     pub round: u32,
     pub body: Body,
+    /// The position the message is for, when it is for a position of the plan rather than a
+    /// node (a backup that serves the position receives it when the member is unreachable).
+    pub to: Option<Slot>,
+}
+
+/// One position of one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Slot {
+    pub group: GroupId,
+    pub position: Position,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,6 +140,8 @@ pub struct HealGoMsg {
     pub version: Digest,
     /// Exactly `t` distinct positions of the child group, sorted.
     pub helpers: Vec<Position>,
+    /// The node serving each helper position (a member or a backup), for the pairwise masks.
+    pub helper_nodes: Vec<NodeId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,6 +184,9 @@ impl Message {
         use crate::limits::*;
         let vec_ok = |v: &FieldVec| v.0.len() <= MAX_VECTOR_LEN as usize;
         let pos_ok = |p: Position| (1..=MAX_GROUP_SIZE).contains(&p);
+        if self.to.is_some_and(|s| !pos_ok(s.position)) {
+            return Err("message addressed to an invalid position".into());
+        }
         let ok = match &self.body {
             Body::Request(r) => r.request.query.len() <= MAX_QUERY_BYTES && r.signature.len() == 64,
             Body::Share(m) => pos_ok(m.position) && m.sealed.len() <= MAX_MESSAGE_BYTES,
@@ -190,6 +205,7 @@ impl Message {
             Body::HealGo(m) => {
                 pos_ok(m.target)
                     && m.helpers.len() <= MAX_GROUP_SIZE as usize
+                    && m.helper_nodes.len() == m.helpers.len()
                     && m.helpers.iter().all(|p| pos_ok(*p))
             }
             Body::HealPart(m) => pos_ok(m.target) && pos_ok(m.helper) && vec_ok(&m.value),

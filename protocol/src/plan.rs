@@ -157,6 +157,8 @@ pub struct Plan {
     keys: BTreeMap<NodeId, [u8; 32]>,
     /// Every (group, position) each peer holds, members only.
     roles: BTreeMap<NodeId, Vec<(GroupId, Position)>>,
+    /// Every (group, position) each peer is a backup for.
+    backup_roles: BTreeMap<NodeId, Vec<(GroupId, Position)>>,
 }
 
 impl Plan {
@@ -192,18 +194,12 @@ impl Plan {
                         position,
                     );
                     let mut chosen = None;
-                    let mut alternates = Vec::with_capacity(backups_per_position as usize);
                     directory.for_each_closest(&key, &mut |peer| {
                         if used.contains(&peer) {
                             return true;
                         }
-                        if chosen.is_none() {
-                            chosen = Some(peer);
-                            backups_per_position > 0
-                        } else {
-                            alternates.push(peer);
-                            alternates.len() < backups_per_position as usize
-                        }
+                        chosen = Some(peer);
+                        false
                     });
                     let Some(member) = chosen else {
                         return Err(PlanError::NotEnoughPeers {
@@ -213,8 +209,67 @@ impl Plan {
                     };
                     used.insert(member);
                     members.push(member);
-                    // Backups are listed, not reserved: a backup may also be a member elsewhere.
-                    alternates.resize(backups_per_position as usize, member);
+                }
+            }
+        }
+        // Backups: the next closest peers to each position's key that are not members or
+        // backups of the same group, nor members of its parent or children (so serving a
+        // position never hands a node a second share of one subject). Peers that are members
+        // nowhere are preferred; backups are listed, not reserved.
+        let flat_of = |gr: GroupId| (level_offsets[gr.level as usize] + gr.index) as usize;
+        let members_of =
+            |gr: GroupId| &members[flat_of(gr) * g as usize..(flat_of(gr) + 1) * g as usize];
+        for (level, &size) in level_sizes.iter().enumerate() {
+            for index in 0..size {
+                let group = GroupId {
+                    level: level as u8,
+                    index,
+                };
+                let mut excluded: HashSet<NodeId> = members_of(group).iter().copied().collect();
+                if level + 1 < level_sizes.len() {
+                    let parent = GroupId {
+                        level: group.level + 1,
+                        index: index / request.tree.fan_in,
+                    };
+                    excluded.extend(members_of(parent).iter().copied());
+                }
+                if level > 0 {
+                    let below = level_sizes[level - 1];
+                    let start = index * request.tree.fan_in;
+                    for child in start..(start + request.tree.fan_in).min(below) {
+                        let child = GroupId {
+                            level: group.level - 1,
+                            index: child,
+                        };
+                        excluded.extend(members_of(child).iter().copied());
+                    }
+                }
+                for position in 1..=g {
+                    let key = position_key(&id, group, position);
+                    let want = backups_per_position as usize;
+                    let mut alternates: Vec<NodeId> = Vec::with_capacity(want);
+                    for allow_members in [false, true] {
+                        if alternates.len() >= want {
+                            break;
+                        }
+                        directory.for_each_closest(&key, &mut |peer| {
+                            if excluded.contains(&peer)
+                                || (!allow_members && used.contains(&peer))
+                                || alternates.contains(&peer)
+                            {
+                                return true;
+                            }
+                            alternates.push(peer);
+                            alternates.len() < want
+                        });
+                    }
+                    if alternates.len() < want {
+                        return Err(PlanError::NotEnoughPeers {
+                            needed: positions + want,
+                            found: alternates.len(),
+                        });
+                    }
+                    excluded.extend(alternates.iter().copied());
                     backups.extend(alternates);
                 }
             }
@@ -235,6 +290,19 @@ impl Plan {
                 roles.entry(*peer).or_default().push((group, i as u8 + 1));
             }
         }
+        let mut backup_roles: BTreeMap<NodeId, Vec<(GroupId, Position)>> = BTreeMap::new();
+        if backups_per_position > 0 {
+            for (slot, chunk) in backups.chunks(backups_per_position as usize).enumerate() {
+                let group = group_of_flat(&level_offsets, &level_sizes, (slot / g as usize) as u32);
+                let position = (slot % g as usize) as u8 + 1;
+                for peer in chunk {
+                    backup_roles
+                        .entry(*peer)
+                        .or_default()
+                        .push((group, position));
+                }
+            }
+        }
         Ok(Plan {
             computation: id,
             g,
@@ -247,6 +315,7 @@ impl Plan {
             backups,
             keys,
             roles,
+            backup_roles,
         })
     }
 
@@ -296,6 +365,37 @@ impl Plan {
         let b = self.backups_per_position as usize;
         let start = (self.flat(group) * self.g as usize + position as usize - 1) * b;
         &self.backups[start..start + b]
+    }
+
+    /// Who may serve a position, in order: the member, then its backups.
+    pub fn candidates(
+        &self,
+        group: GroupId,
+        position: Position,
+    ) -> impl Iterator<Item = NodeId> + '_ {
+        std::iter::once(self.member(group, position))
+            .chain(self.backups(group, position).iter().copied())
+    }
+
+    /// The rank of `node` among the candidates of a position (0 for the member).
+    pub fn candidate_rank(
+        &self,
+        group: GroupId,
+        position: Position,
+        node: &NodeId,
+    ) -> Option<usize> {
+        if !self.contains(group) || position == 0 || position > self.g {
+            return None;
+        }
+        self.candidates(group, position).position(|c| c == *node)
+    }
+
+    /// The positions `node` is a backup for.
+    pub fn backup_roles_of(&self, node: &NodeId) -> &[(GroupId, Position)] {
+        self.backup_roles
+            .get(node)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]> {

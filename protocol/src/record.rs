@@ -53,6 +53,12 @@ pub enum Record {
         position: Position,
         manifest: Manifest,
     },
+    /// This node, a backup, took over a position after a sender found its member unreachable.
+    Takeover {
+        computation: ComputationId,
+        group: GroupId,
+        position: Position,
+    },
     /// The commissioner reconstructed the result.
     Released {
         computation: ComputationId,
@@ -74,6 +80,7 @@ impl Record {
             | Record::ShareHeld { computation, .. }
             | Record::ChildHeld { computation, .. }
             | Record::ManifestAdopted { computation, .. }
+            | Record::Takeover { computation, .. }
             | Record::Released { computation, .. }
             | Record::Closed { computation, .. } => *computation,
         }

@@ -275,6 +275,7 @@ fn forged_and_replayed_requests_are_refused_and_nothing_is_sent() {
         computation: id,
         round: 0,
         body: Body::Request(Box::new(replay.clone())),
+        to: None,
     };
     c.inject(COMMISSIONER, 5, &msg, 1000);
     // A forged request: same content under a new id, with the old signature.
@@ -284,6 +285,7 @@ fn forged_and_replayed_requests_are_refused_and_nothing_is_sent() {
         computation: forged.request.id,
         round: 0,
         body: Body::Request(Box::new(forged)),
+        to: None,
     };
     c.inject(COMMISSIONER, 6, &msg, 1000);
     c.run(c.now.plus(1_000_000));
