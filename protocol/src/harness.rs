@@ -323,6 +323,11 @@ impl Cluster {
         self.contributions.insert(i, values);
     }
 
+    /// The values node `i` contributes, if it does.
+    pub fn contribution(&self, i: usize) -> Option<&[f64]> {
+        self.contributions.get(&i).map(Vec::as_slice)
+    }
+
     /// Builds, signs and launches a request from node `commissioner`.
     pub fn launch(&mut self, commissioner: usize, p: &LaunchParams) -> ComputationId {
         let mut id = [0u8; 32];

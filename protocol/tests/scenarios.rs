@@ -301,3 +301,52 @@ fn forged_and_replayed_requests_are_refused_and_nothing_is_sent() {
     assert!(refused.contains(&RefusalKind::Replayed), "{refused:?}");
     assert_eq!(c.traffic.by_kind["share"].0, shares_before);
 }
+
+#[test]
+fn the_same_seed_gives_the_same_trace_and_another_seed_does_not() {
+    let trace = |seed: u64| {
+        let mut c = setup(40, 25, 3, seed);
+        let victim = 7;
+        c.crash_at(victim, c.now.plus(250_000));
+        let id = c.launch(COMMISSIONER, &LaunchParams::new(5, 3, 3, 2, 3));
+        c.run(c.now.plus(60_000_000));
+        assert!(c.outcome(&id).unwrap().released.is_some());
+        c.trace_hash()
+    };
+    assert_eq!(trace(21), trace(21));
+    assert_ne!(trace(21), trace(22));
+}
+
+#[test]
+fn hostile_messages_from_a_member_never_panic_and_never_corrupt_the_result() {
+    use grove_protocol::codec;
+    use grove_protocol::message::Message;
+    let mut c = setup(60, 40, 6, 13);
+    let id = c.launch(COMMISSIONER, &small_params());
+    // A curious-but-broken node (a contributor) sends well-formed but meaningless messages of
+    // every kind, aimed at the right computation, to every node, throughout the run.
+    let evil = 5;
+    let samples = codec::sample_messages();
+    let mut k = 0u64;
+    for round in 0..4u64 {
+        for sample in &samples {
+            for to in 0..c.len() {
+                if to == evil {
+                    continue;
+                }
+                let mut m: Message = sample.clone();
+                m.computation = id;
+                k += 1;
+                c.inject(evil, to, &m, 50_000 * round + (k % 40_000));
+            }
+        }
+    }
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.finished_sending);
+    let rejected = c
+        .events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::MessageRejected { .. }))
+        .count();
+    assert!(rejected > 0);
+}
