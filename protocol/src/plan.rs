@@ -558,6 +558,123 @@ mod tests {
         }
     }
 
+    fn request(id: u8, leaf_groups: u32, fan_in: u32, g: u8, t: u8, backups: u8) -> Request {
+        use crate::encoding::ContributionSpec;
+        use crate::ids::Micros;
+        use crate::request::{CommissionerKey, PrivacyParams, Timeouts, TreeParams};
+        Request {
+            id: ComputationId([id; 32]),
+            commissioner: CommissionerKey([1; 32]),
+            commissioner_node: NodeId([2; 32]),
+            created_at: Micros(0),
+            deadline: Micros(1_000_000),
+            query: String::new(),
+            contribution: ContributionSpec::uniform(1, 0.0, 1.0, 0),
+            max_contributors: 100,
+            privacy: PrivacyParams { g, t, k_min: 1 },
+            tree: TreeParams {
+                leaf_groups,
+                fan_in,
+                backups,
+                timeouts: Timeouts {
+                    share_window: 1,
+                    collect_window: 1,
+                    level_span: 1,
+                    report_window: 1,
+                    manifest_timeout: 1,
+                    heal_attempt: 1,
+                    release_window: 1,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn the_plan_is_deterministic_and_every_position_has_a_distinct_member() {
+        let dir = SortedDirectory::new(ids(400));
+        let req = request(3, 10, 3, 7, 5, 2);
+        let a = Plan::build(&req, &dir).unwrap();
+        let b = Plan::build(
+            &req,
+            &SortedDirectory::new(ids(400).into_iter().rev().collect()),
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.level_sizes, vec![10, 4, 2, 1]);
+        let all: Vec<NodeId> = a.groups().flat_map(|g| a.members(g).to_vec()).collect();
+        let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+        assert_eq!(all.len(), distinct.len());
+        assert_eq!(all.len(), 17 * 7);
+        // Another computation id gives another plan.
+        assert_ne!(
+            a.members(a.root()),
+            Plan::build(&request(4, 10, 3, 7, 5, 2), &dir)
+                .unwrap()
+                .members(a.root())
+        );
+    }
+
+    #[test]
+    fn backups_never_sit_in_the_same_group_its_parent_or_its_children() {
+        let dir = SortedDirectory::new(ids(300));
+        let plan = Plan::build(&request(5, 9, 3, 5, 3, 3), &dir).unwrap();
+        for group in plan.groups() {
+            let mut near: Vec<NodeId> = plan.members(group).to_vec();
+            if let Some(p) = plan.parent(group) {
+                near.extend_from_slice(plan.members(p));
+            }
+            for c in plan.children(group) {
+                near.extend_from_slice(plan.members(c));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for position in 1..=plan.g {
+                let backups = plan.backups(group, position);
+                assert_eq!(backups.len(), 3);
+                for b in backups {
+                    assert!(!near.contains(b), "{group:?} backup is a nearby member");
+                    assert!(
+                        seen.insert(*b),
+                        "{group:?} backup listed twice in the group"
+                    );
+                    assert_eq!(
+                        plan.candidate_rank(group, position, b).map(|r| r > 0),
+                        Some(true)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parents_children_and_leaves_are_consistent() {
+        let dir = SortedDirectory::new(ids(300));
+        let plan = Plan::build(&request(6, 11, 4, 3, 2, 1), &dir).unwrap();
+        for group in plan.groups() {
+            for c in plan.children(group) {
+                assert_eq!(plan.parent(c), Some(group));
+                assert!(plan.is_child_of(c, group));
+            }
+            for (p, m) in plan.members(group).iter().enumerate() {
+                assert!(plan.roles_of(m).contains(&(group, p as u8 + 1)));
+            }
+        }
+        assert_eq!(plan.parent(plan.root()), None);
+        for (id, _) in ids(50) {
+            let leaf = plan.leaf_of(&id);
+            assert_eq!(leaf.level, 0);
+            assert!(leaf.index < plan.leaf_groups());
+        }
+    }
+
+    #[test]
+    fn too_few_peers_is_an_error_not_a_panic() {
+        let dir = SortedDirectory::new(ids(20));
+        assert!(matches!(
+            Plan::build(&request(7, 8, 2, 5, 3, 1), &dir),
+            Err(PlanError::NotEnoughPeers { .. })
+        ));
+    }
+
     #[test]
     fn level_sizes_shrink_to_one_root() {
         assert_eq!(level_sizes(512, 8).unwrap(), vec![512, 64, 8, 1]);

@@ -350,3 +350,24 @@ fn hostile_messages_from_a_member_never_panic_and_never_corrupt_the_result() {
         .count();
     assert!(rejected > 0);
 }
+
+#[test]
+fn with_lost_messages_the_result_stays_exact_over_its_reported_set() {
+    // 2% of all messages vanish silently (no unreachable notice): heals, re-election and
+    // solicitation must still produce an exact result over the set it reports.
+    let mut cfg = HarnessConfig::new(60, 14);
+    cfg.loss = 0.02;
+    let mut c = Cluster::new(cfg);
+    for i in 1..=40 {
+        let values: Vec<f64> = (0..6)
+            .map(|_| (c.rng().next_u64() % 2001) as f64 - 1000.0)
+            .collect();
+        c.set_contribution(i, values);
+    }
+    let id = c.launch(COMMISSIONER, &small_params());
+    let o = run(&mut c, &id);
+    assert!(c.traffic.lost > 0);
+    let r = released(&o);
+    assert_eq!(r.version.count as usize, o.included.len());
+    assert!(o.completeness() >= 0.8, "completeness {}", o.completeness());
+}
