@@ -8,7 +8,6 @@
 
 pub mod manifest;
 
-use crate::codec;
 use crate::encoding::EncodingError;
 use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
@@ -1369,7 +1368,7 @@ fn advance_role(
         };
         if role.heals.values().all(|h| h.state != HealState::Running) {
             role.stage = Stage::Reporting { since: now };
-            send_report(comp, key, ctx, pending);
+            send_report(comp, key, ctx);
         }
     }
 
@@ -1380,7 +1379,7 @@ fn advance_role(
         if now >= since.plus(to.manifest_timeout) && role.round + 1 < MAX_AGREE_ROUNDS {
             role.round += 1;
             role.stage = Stage::Reporting { since: now };
-            send_report(comp, key, ctx, pending);
+            send_report(comp, key, ctx);
         }
     }
 
@@ -1510,12 +1509,7 @@ fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
 
 /// Sends this member's report to the leader of its round (or files it locally when it is the
 /// leader), and makes it leader when the round says so.
-fn send_report(
-    comp: &mut Computation,
-    key: (GroupId, Position),
-    ctx: &mut Ctx,
-    _pending: &mut Vec<Pending>,
-) {
+fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
     let id = comp.id();
     let g = comp.plan.g;
     let Some(role) = comp.roles.get_mut(&key) else {
@@ -2593,9 +2587,4 @@ fn on_finish(
         .map_err(|_| "finish signature does not verify")?;
     records.push(Pending::Close { id: comp.id() });
     Ok(())
-}
-
-/// Encodes a message, for drivers that move bytes.
-pub fn encode_message(message: &Message) -> Result<Vec<u8>, codec::CodecError> {
-    codec::encode(message)
 }
