@@ -16,7 +16,7 @@ use crate::message::*;
 use crate::plan::{Plan, PlanError, PlanProvider};
 use crate::record::Record;
 use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
-use crate::seal;
+use crate::seal::{self, Envelope, NoiseEnvelope};
 use crate::sharing::{
     lagrange_coefficients, reconstruct, share_vector_compressed, CompressedShare, SharingParams,
 };
@@ -348,6 +348,7 @@ fn slot(group: GroupId, position: Position) -> Slot {
 /// Output sink and clock for one input.
 struct Ctx<'a> {
     me: &'a Identity,
+    envelope: &'a dyn Envelope,
     now: Micros,
     out: &'a mut VecDeque<Output>,
 }
@@ -413,6 +414,7 @@ pub struct Engine {
     early: VecDeque<(NodeId, Message)>,
     out: VecDeque<Output>,
     now: Micros,
+    envelope: Arc<dyn Envelope>,
 }
 
 impl Engine {
@@ -427,7 +429,15 @@ impl Engine {
             early: VecDeque::new(),
             out: VecDeque::new(),
             now: Micros::ZERO,
+            envelope: Arc::new(NoiseEnvelope),
         }
+    }
+
+    /// Replaces how shares are sealed (the simulator's size-only mode); nodes keep the default
+    /// Noise envelope.
+    pub fn with_envelope(mut self, envelope: Arc<dyn Envelope>) -> Engine {
+        self.envelope = envelope;
+        self
     }
 
     /// Rebuilds an engine from its persisted records (in the order they were emitted) and
@@ -772,6 +782,7 @@ impl Engine {
         let shares = share_vector_compressed(&contribution.vector, params, contribution.seed);
         let mut ctx = Ctx {
             me: &self.identity,
+            envelope: self.envelope.as_ref(),
             now: self.now,
             out: &mut self.out,
         };
@@ -797,7 +808,7 @@ impl Engine {
                 "grove/share-ephemeral",
                 &[&contribution.seed, &[position], &member.0],
             );
-            match seal::seal(&key, &bytes, eph) {
+            match self.envelope.seal(&key, &bytes, eph) {
                 Ok(sealed) => ctx.send_to(
                     member,
                     id,
@@ -829,6 +840,7 @@ impl Engine {
         };
         let mut ctx = Ctx {
             me: &self.identity,
+            envelope: self.envelope.as_ref(),
             now: self.now,
             out: &mut self.out,
         };
@@ -876,6 +888,7 @@ impl Engine {
         };
         let mut ctx = Ctx {
             me: &self.identity,
+            envelope: self.envelope.as_ref(),
             now: self.now,
             out: &mut self.out,
         };
@@ -939,6 +952,7 @@ impl Engine {
         };
         let mut ctx = Ctx {
             me: &self.identity,
+            envelope: self.envelope.as_ref(),
             now: self.now,
             out: &mut self.out,
         };
@@ -1018,6 +1032,7 @@ impl Engine {
             };
             let mut ctx = Ctx {
                 me: &self.identity,
+                envelope: self.envelope.as_ref(),
                 now: self.now,
                 out: &mut self.out,
             };
@@ -1685,7 +1700,10 @@ fn on_share(
     if role.shares.len() >= MAX_CONTRIBUTORS_PER_LEAF {
         return Err("leaf member is full".into());
     }
-    let bytes = seal::open(&ctx.me.x25519_secret, &m.sealed).map_err(|e| e.to_string())?;
+    let bytes = ctx
+        .envelope
+        .open(&ctx.me.x25519_secret, &m.sealed)
+        .map_err(|e| e.to_string())?;
     let payload: SharePayload = postcard::from_bytes(&bytes).map_err(|e| e.to_string())?;
     if payload.computation != id
         || payload.group != m.group

@@ -19,7 +19,7 @@ use crate::record::Record;
 use crate::request::{
     CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
 };
-use crate::seal;
+use crate::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope};
 use ed25519_dalek::{Signer, SigningKey};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -44,6 +44,8 @@ pub struct HarnessConfig {
     /// How long a sender takes to learn that a message could not be delivered to a crashed
     /// node (a refused or reset connection), in microseconds.
     pub unreachable_delay: u64,
+    /// Seal shares with the simulation-only plain envelope instead of Noise (large runs).
+    pub plain_envelope: bool,
 }
 
 impl HarnessConfig {
@@ -55,6 +57,7 @@ impl HarnessConfig {
             latency_max: 40_000,
             loss: 0.0,
             unreachable_delay: 100_000,
+            plain_envelope: false,
         }
     }
 }
@@ -276,10 +279,19 @@ impl Cluster {
                 cluster.nodes[i].identity.clone(),
                 seed,
                 cluster.plans.clone(),
-            );
+            )
+            .with_envelope(cluster.envelope());
             cluster.nodes[i].engine = Some(engine);
         }
         cluster
+    }
+
+    fn envelope(&self) -> Arc<dyn Envelope> {
+        if self.cfg.plain_envelope {
+            Arc::new(PlainEnvelope)
+        } else {
+            Arc::new(NoiseEnvelope)
+        }
     }
 
     fn engine_seed(&mut self, i: usize) -> [u8; 32] {
@@ -585,7 +597,8 @@ impl Cluster {
                     self.plans.clone(),
                     self.nodes[node].durable.clone(),
                     self.now,
-                );
+                )
+                .with_envelope(self.envelope());
                 self.nodes[node].engine = Some(engine);
                 self.drain(node);
             }

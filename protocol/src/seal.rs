@@ -223,6 +223,68 @@ pub fn open(recipient_secret: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, SealE
     Ok(out)
 }
 
+/// How the engine seals shares. Nodes always use [`NoiseEnvelope`]; the simulator may use
+/// [`PlainEnvelope`] (feature `test-util`) in its size-only mode, where it charges the cost of
+/// sealing through its CPU model instead. Sealing never changes a protocol decision.
+pub trait Envelope: Send + Sync {
+    fn seal(
+        &self,
+        recipient_public: &[u8; 32],
+        plaintext: &[u8],
+        ephemeral_seed: [u8; 32],
+    ) -> Result<Vec<u8>, SealError>;
+    fn open(&self, recipient_secret: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, SealError>;
+}
+
+/// The real envelope: Noise `N` to the recipient's static key.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoiseEnvelope;
+
+impl Envelope for NoiseEnvelope {
+    fn seal(
+        &self,
+        recipient_public: &[u8; 32],
+        plaintext: &[u8],
+        ephemeral_seed: [u8; 32],
+    ) -> Result<Vec<u8>, SealError> {
+        seal(recipient_public, plaintext, ephemeral_seed)
+    }
+    fn open(&self, recipient_secret: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        open(recipient_secret, sealed)
+    }
+}
+
+/// For simulation only: the plaintext with the recipient's public key in front, so that a
+/// share still opens only at the node it was meant for. Provides no confidentiality.
+#[cfg(feature = "test-util")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlainEnvelope;
+
+#[cfg(feature = "test-util")]
+impl Envelope for PlainEnvelope {
+    fn seal(
+        &self,
+        recipient_public: &[u8; 32],
+        plaintext: &[u8],
+        _ephemeral_seed: [u8; 32],
+    ) -> Result<Vec<u8>, SealError> {
+        if plaintext.len() > MAX_PLAINTEXT_BYTES {
+            return Err(SealError::TooLarge);
+        }
+        let mut out = Vec::with_capacity(32 + plaintext.len());
+        out.extend_from_slice(recipient_public);
+        out.extend_from_slice(plaintext);
+        Ok(out)
+    }
+    fn open(&self, recipient_secret: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let (key, body) = sealed.split_at_checked(32).ok_or(SealError::Malformed)?;
+        if key != x25519_public(recipient_secret) {
+            return Err(SealError::Decrypt);
+        }
+        Ok(body.to_vec())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

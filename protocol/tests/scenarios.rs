@@ -371,3 +371,21 @@ fn with_lost_messages_the_result_stays_exact_over_its_reported_set() {
     assert_eq!(r.version.count as usize, o.included.len());
     assert!(o.completeness() >= 0.8, "completeness {}", o.completeness());
 }
+
+#[test]
+fn the_plain_simulation_envelope_changes_no_protocol_decision() {
+    let run_with = |plain: bool| {
+        let mut cfg = HarnessConfig::new(60, 15);
+        cfg.plain_envelope = plain;
+        let mut c = Cluster::new(cfg);
+        for i in 1..=40 {
+            c.set_contribution(i, vec![i as f64; 6]);
+        }
+        c.crash_at(9, c.now.plus(200_000));
+        let id = c.launch(COMMISSIONER, &small_params());
+        let o = run(&mut c, &id);
+        let r = released(&o).clone();
+        (r.version, r.at, r.sum, o.included, c.traffic.messages)
+    };
+    assert_eq!(run_with(false), run_with(true));
+}
