@@ -1,0 +1,796 @@
+//! The aggregator role: collect, report, agree on a manifest, send the partial sum up.
+
+use super::*;
+
+pub(super) struct HeldPartial {
+    pub(super) version: Version,
+    pub(super) sum: Vec<Fp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Receiving shares or partial sums.
+    Collecting,
+    /// Waiting for heals of missing children.
+    Healing,
+    /// Report sent to the leader of `round`, waiting for a manifest since `since`.
+    Reporting { since: Micros },
+    /// Manifest adopted: the member's part in agreement is over.
+    Adopted,
+}
+
+pub(super) struct Adopted {
+    pub(super) manifest: Manifest,
+    pub(super) version: Version,
+    /// The member's share of the group's sum; `None` when it lacks a manifest item.
+    pub(super) sum: Option<Vec<Fp>>,
+}
+
+pub(super) struct Leadership {
+    pub(super) round: u32,
+    pub(super) since: Micros,
+    pub(super) reports: BTreeMap<Position, (Vec<Item>, Option<Manifest>)>,
+    /// The report window passed without `t` reports: fix as soon as `t` arrive.
+    pub(super) window_over: bool,
+}
+
+pub(super) struct Role {
+    pub(super) group: GroupId,
+    pub(super) position: Position,
+    pub(super) stage: Stage,
+    pub(super) round: u32,
+    pub(super) first_item_at: Option<Micros>,
+    pub(super) shares: BTreeMap<NodeId, CompressedShare>,
+    pub(super) children: BTreeMap<GroupId, BTreeMap<Digest, HeldPartial>>,
+    pub(super) heals: BTreeMap<GroupId, Heal>,
+    pub(super) leader: Option<Leadership>,
+    /// Heal queries to answer once this member's sum is ready: target position -> requester.
+    pub(super) pending_queries: BTreeMap<Position, NodeId>,
+    pub(super) adopted: Option<Adopted>,
+    /// A missing manifest item was healed after adoption: the sum is ready to send up.
+    pub(super) completed_late: bool,
+}
+
+impl Role {
+    pub(super) fn new(group: GroupId, position: Position) -> Role {
+        Role {
+            group,
+            position,
+            stage: Stage::Collecting,
+            round: 0,
+            first_item_at: None,
+            shares: BTreeMap::new(),
+            children: BTreeMap::new(),
+            heals: BTreeMap::new(),
+            leader: None,
+            pending_queries: BTreeMap::new(),
+            adopted: None,
+            completed_late: false,
+        }
+    }
+
+    /// What this member holds, as report items.
+    pub(super) fn items(&self) -> Vec<Item> {
+        if self.group.level == 0 {
+            self.shares.keys().map(|c| Item::Contributor(*c)).collect()
+        } else {
+            self.children
+                .iter()
+                .flat_map(|(group, versions)| {
+                    versions.values().map(move |h| Item::Child {
+                        group: *group,
+                        version: h.version,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// The member's sum over exactly the manifest's items, or `None` if it lacks one.
+pub(super) fn sum_items(role: &Role, manifest: &Manifest, len: usize) -> Option<Vec<Fp>> {
+    let mut acc = vec![Fp::ZERO; len];
+    for item in &manifest.items {
+        match item {
+            Item::Contributor(c) => {
+                let share = role.shares.get(c)?;
+                match share {
+                    CompressedShare::Full(v) if v.0.len() == len => add_assign_vec(&mut acc, &v.0),
+                    CompressedShare::Full(_) => return None,
+                    CompressedShare::Seed(_) => add_assign_vec(&mut acc, &share.expand(len)),
+                }
+            }
+            Item::Child { group, version } => {
+                let held = role.children.get(group)?.get(&version.digest)?;
+                add_assign_vec(&mut acc, &held.sum);
+            }
+        }
+    }
+    Some(acc)
+}
+
+pub(super) fn leader_of(round: u32, g: u8) -> Position {
+    (round % g as u32) as u8 + 1
+}
+
+pub(super) fn role_deadline(comp: &Computation, role: &Role) -> Option<Micros> {
+    let req = comp.request();
+    let to = req.tree.timeouts;
+    let mut next: Option<Micros> = None;
+    let mut consider = |d: Micros| next = Some(next.map_or(d, |n: Micros| n.min(d)));
+    match role.stage {
+        Stage::Collecting => {
+            if role.group.level == 0 {
+                consider(req.created_at.plus(to.share_window));
+            } else {
+                consider(level_deadline(req, role.group.level));
+                if let Some(first) = role.first_item_at {
+                    consider(first.plus(to.collect_window));
+                }
+            }
+        }
+        Stage::Healing => {
+            for heal in role.heals.values() {
+                if heal.state == HealState::Running {
+                    consider(heal.since.plus(to.heal_attempt));
+                }
+            }
+        }
+        Stage::Reporting { since } => {
+            if role.round + 1 < MAX_AGREE_ROUNDS {
+                consider(since.plus(to.manifest_timeout));
+            }
+        }
+        Stage::Adopted => {
+            for heal in role.heals.values() {
+                if heal.state == HealState::Running {
+                    consider(heal.since.plus(to.heal_attempt));
+                }
+            }
+        }
+    }
+    if let Some(l) = &role.leader {
+        if role.adopted.is_none() && !l.window_over && l.reports.contains_key(&role.position) {
+            consider(l.since.plus(to.report_window));
+        }
+    }
+    next
+}
+
+pub(super) fn level_deadline(req: &Request, level: u8) -> Micros {
+    let to = req.tree.timeouts;
+    req.created_at
+        .plus(to.share_window)
+        .plus(to.level_span.saturating_mul(level as u64))
+}
+
+pub(super) fn advance_role(
+    comp: &mut Computation,
+    key: (GroupId, Position),
+    ctx: &mut Ctx,
+    pending: &mut Vec<Pending>,
+) {
+    let id = comp.id();
+    let now = ctx.now;
+    let to = comp.request().tree.timeouts;
+    let g = comp.plan.g;
+    let t = comp.plan.t as usize;
+    let leaf_deadline = comp.request().created_at.plus(to.share_window);
+    let level_cap = level_deadline(comp.request(), key.0.level);
+    let children = comp.plan.children(key.0);
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+
+    if role.stage == Stage::Collecting {
+        let done = if key.0.level == 0 {
+            now >= leaf_deadline
+        } else {
+            let all = children.iter().all(|c| role.children.contains_key(c));
+            all || now >= level_cap
+                || role
+                    .first_item_at
+                    .is_some_and(|f| now >= f.plus(to.collect_window))
+        };
+        if done {
+            role.stage = Stage::Healing;
+            for child in &children {
+                if !role.children.contains_key(child) {
+                    role.heals.insert(
+                        *child,
+                        Heal {
+                            want: None,
+                            attempt: 0,
+                            since: now,
+                            offers: BTreeMap::new(),
+                            go: None,
+                            excluded: BTreeSet::new(),
+                            state: HealState::Running,
+                        },
+                    );
+                    for p in 1..=g {
+                        ctx.send_slot(
+                            &comp.plan,
+                            &comp.servers,
+                            id,
+                            slot(*child, p),
+                            0,
+                            Body::HealQuery(HealQueryMsg {
+                                child: *child,
+                                target: key.1,
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    if role.stage == Stage::Healing {
+        drive_heal_timeouts(comp, key, ctx);
+        let Some(role) = comp.roles.get_mut(&key) else {
+            return;
+        };
+        if role.heals.values().all(|h| h.state != HealState::Running) {
+            role.stage = Stage::Reporting { since: now };
+            send_report(comp, key, ctx);
+        }
+    }
+
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    if let Stage::Reporting { since } = role.stage {
+        if now >= since.plus(to.manifest_timeout) && role.round + 1 < MAX_AGREE_ROUNDS {
+            role.round += 1;
+            role.stage = Stage::Reporting { since: now };
+            send_report(comp, key, ctx);
+        }
+    }
+
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    if role.stage == Stage::Adopted {
+        if std::mem::take(&mut role.completed_late) {
+            if let Some(adopted) = &role.adopted {
+                ctx.event(Event::ManifestAdopted {
+                    computation: id,
+                    group: key.0,
+                    position: key.1,
+                    version: adopted.version,
+                    manifest: adopted.manifest.clone(),
+                    complete: true,
+                });
+            }
+            send_up(comp, key, ctx);
+            return;
+        }
+        heal_missing_items(comp, key, ctx);
+        drive_heal_timeouts(comp, key, ctx);
+        return;
+    }
+
+    // Leadership: fix the manifest once the reports are in.
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    if role.adopted.is_some() {
+        return;
+    }
+    let Some(lead) = role.leader.as_mut() else {
+        return;
+    };
+    if !lead.reports.contains_key(&key.1) {
+        return; // the leader's own report is not ready yet
+    }
+    let all_in = lead.reports.len() == g as usize;
+    if !all_in && now < lead.since.plus(to.report_window) {
+        return;
+    }
+    if let Some(adopted) = lead
+        .reports
+        .values()
+        .find_map(|(_, adopted)| adopted.clone())
+    {
+        pending.push(Pending::Adopt {
+            id,
+            key,
+            manifest: adopted,
+        });
+        return;
+    }
+    if lead.reports.len() < t {
+        lead.window_over = true;
+        return;
+    }
+    let reports: Vec<(Position, &[Item])> = lead
+        .reports
+        .iter()
+        .map(|(p, (items, _))| (*p, items.as_slice()))
+        .collect();
+    if let Some(manifest) = choose_manifest(&reports, t) {
+        pending.push(Pending::Adopt { id, key, manifest });
+    }
+}
+
+/// Sends this member's report to the leader of its round (or files it locally when it is the
+/// leader), and makes it leader when the round says so.
+pub(super) fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+    let id = comp.id();
+    let g = comp.plan.g;
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    let round = role.round;
+    let leader = leader_of(round, g);
+    let items = role.items();
+    if leader == key.1 {
+        let lead = role.leader.get_or_insert_with(|| Leadership {
+            round,
+            since: ctx.now,
+            reports: BTreeMap::new(),
+            window_over: false,
+        });
+        if lead.round < round {
+            lead.round = round;
+            lead.since = ctx.now;
+            lead.window_over = false;
+        }
+        lead.reports.insert(key.1, (items, None));
+        if round > 0 {
+            for p in 1..=g {
+                if p != key.1 {
+                    ctx.send_slot(
+                        &comp.plan,
+                        &comp.servers,
+                        id,
+                        slot(key.0, p),
+                        round,
+                        Body::Solicit(SolicitMsg {
+                            group: key.0,
+                            leader: key.1,
+                        }),
+                    );
+                }
+            }
+        }
+    } else {
+        ctx.send_slot(
+            &comp.plan,
+            &comp.servers,
+            id,
+            slot(key.0, leader),
+            round,
+            Body::Report(ReportMsg {
+                group: key.0,
+                position: key.1,
+                items,
+                adopted: None,
+            }),
+        );
+    }
+}
+
+pub(super) fn broadcast_manifest(
+    comp: &Computation,
+    key: (GroupId, Position),
+    round: u32,
+    ctx: &mut Ctx,
+) {
+    let Some(role) = comp.roles.get(&key) else {
+        return;
+    };
+    let Some(adopted) = &role.adopted else {
+        return;
+    };
+    for p in 1..=comp.plan.g {
+        if p != key.1 {
+            ctx.send_slot(
+                &comp.plan,
+                &comp.servers,
+                comp.id(),
+                slot(key.0, p),
+                round,
+                Body::Manifest(ManifestMsg {
+                    group: key.0,
+                    leader: key.1,
+                    manifest: adopted.manifest.clone(),
+                }),
+            );
+        }
+    }
+}
+
+/// After adoption: a complete member sends its partial sum to the same position of the parent
+/// (or its readiness to the commissioner, at the root) and answers pending heal queries.
+pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+    let id = comp.id();
+    let plan = comp.plan.clone();
+    let commissioner = comp.request().commissioner_node;
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    let Some(adopted) = &role.adopted else {
+        return;
+    };
+    let Some(sum) = &adopted.sum else {
+        return; // lacks an item: stays silent; the parent heals this position
+    };
+    match plan.parent(key.0) {
+        Some(parent) => {
+            ctx.send_slot(
+                &plan,
+                &comp.servers,
+                id,
+                slot(parent, key.1),
+                0,
+                Body::Partial(PartialMsg {
+                    child: key.0,
+                    position: key.1,
+                    version: adopted.version,
+                    sum: FieldVec(sum.clone()),
+                }),
+            );
+            for (target, requester) in std::mem::take(&mut role.pending_queries) {
+                ctx.send_to(
+                    requester,
+                    id,
+                    0,
+                    Body::HealOffer(HealOfferMsg {
+                        child: key.0,
+                        target,
+                        helper: key.1,
+                        version: adopted.version,
+                    }),
+                    Some(slot(parent, target)),
+                );
+            }
+        }
+        None => ctx.send(
+            commissioner,
+            id,
+            0,
+            Body::RootReady(RootReadyMsg {
+                position: key.1,
+                version: adopted.version,
+            }),
+        ),
+    }
+}
+
+pub(super) fn check_position(comp: &Computation, p: Position) -> Result<(), String> {
+    if p == 0 || p > comp.plan.g {
+        Err(format!("position {p} outside 1..={}", comp.plan.g))
+    } else {
+        Ok(())
+    }
+}
+
+pub(super) fn on_share(
+    comp: &mut Computation,
+    from: NodeId,
+    m: ShareMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), String> {
+    check_position(comp, m.position)?;
+    let key = (m.group, m.position);
+    if from != m.contributor {
+        return Err("share not sent by its contributor".into());
+    }
+    if !comp.plan.contains(m.group) || comp.plan.leaf_of(&m.contributor) != m.group {
+        return Err("share for a group that is not the contributor's leaf".into());
+    }
+    let len = comp.len();
+    let id = comp.id();
+    let role = comp
+        .roles
+        .get_mut(&key)
+        .ok_or("share for a role this node does not hold")?;
+    if role.shares.contains_key(&m.contributor) {
+        return Ok(()); // a re-sent share
+    }
+    if role.stage != Stage::Collecting {
+        return Err("share arrived after collection ended".into());
+    }
+    if role.shares.len() >= MAX_CONTRIBUTORS_PER_LEAF {
+        return Err("leaf member is full".into());
+    }
+    let bytes = ctx
+        .envelope
+        .open(&ctx.me.x25519_secret, &m.sealed)
+        .map_err(|e| e.to_string())?;
+    let payload: SharePayload = postcard::from_bytes(&bytes).map_err(|e| e.to_string())?;
+    if payload.computation != id
+        || payload.group != m.group
+        || payload.position != m.position
+        || payload.contributor != m.contributor
+    {
+        return Err("sealed share does not match its envelope".into());
+    }
+    if let CompressedShare::Full(v) = &payload.share {
+        if v.0.len() != len {
+            return Err(format!("share has {} elements, expected {len}", v.0.len()));
+        }
+    }
+    records.push(Pending::Record(Record::ShareHeld {
+        computation: id,
+        group: m.group,
+        position: m.position,
+        contributor: m.contributor,
+        share: payload.share,
+    }));
+    Ok(())
+}
+
+pub(super) fn on_partial(
+    comp: &mut Computation,
+    from: NodeId,
+    m: PartialMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), String> {
+    check_position(comp, m.position)?;
+    let id = comp.id();
+    let len = comp.len();
+    let max = comp.request().max_contributors;
+    let parent = comp
+        .plan
+        .parent(m.child)
+        .filter(|_| comp.plan.contains(m.child))
+        .ok_or("partial from a group with no parent")?;
+    if !is_candidate(comp, m.child, m.position, &from) {
+        return Err("partial not sent by the member at its position".into());
+    }
+    if m.sum.0.len() != len {
+        return Err(format!(
+            "partial has {} elements, expected {len}",
+            m.sum.0.len()
+        ));
+    }
+    if m.version.count > max {
+        return Err("partial covers more contributors than the request allows".into());
+    }
+    let key = (parent, m.position);
+    let role = comp
+        .roles
+        .get_mut(&key)
+        .ok_or("partial for a role this node does not hold")?;
+    if let Some(adopted) = &role.adopted {
+        let wanted = Item::Child {
+            group: m.child,
+            version: m.version,
+        };
+        if adopted.sum.is_some() || !adopted.manifest.items.contains(&wanted) {
+            return Ok(()); // too late to matter
+        }
+    }
+    let versions = role.children.entry(m.child).or_default();
+    if versions.contains_key(&m.version.digest) {
+        return Ok(());
+    }
+    if versions.len() >= MAX_VERSIONS_PER_CHILD {
+        return Err("too many versions of one child".into());
+    }
+    if role.first_item_at.is_none() {
+        role.first_item_at = Some(ctx.now);
+    }
+    records.push(Pending::Record(Record::ChildHeld {
+        computation: id,
+        group: parent,
+        position: m.position,
+        child: m.child,
+        version: m.version,
+        sum: m.sum,
+    }));
+    Ok(())
+}
+
+/// The position of `group` that `from` may serve (as its member or one of its backups). A
+/// node is a candidate for at most one position per group.
+pub(super) fn group_member_position(
+    comp: &Computation,
+    group: GroupId,
+    from: NodeId,
+) -> Option<Position> {
+    if !comp.plan.contains(group) {
+        return None;
+    }
+    (1..=comp.plan.g).find(|p| comp.plan.candidate_rank(group, *p, &from).is_some())
+}
+
+pub(super) fn is_candidate(
+    comp: &Computation,
+    group: GroupId,
+    position: Position,
+    from: &NodeId,
+) -> bool {
+    comp.plan.candidate_rank(group, position, from).is_some()
+}
+
+pub(super) fn my_role_in(comp: &Computation, group: GroupId) -> Option<(GroupId, Position)> {
+    comp.roles.keys().find(|(g, _)| *g == group).copied()
+}
+
+pub(super) fn on_report(
+    comp: &mut Computation,
+    from: NodeId,
+    round: u32,
+    m: ReportMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), String> {
+    check_position(comp, m.position)?;
+    if group_member_position(comp, m.group, from) != Some(m.position) {
+        return Err("report not sent by the member at its position".into());
+    }
+    if m.items.len() > MAX_MANIFEST_ITEMS {
+        return Err("report too long".into());
+    }
+    let id = comp.id();
+    let g = comp.plan.g;
+    let key = my_role_in(comp, m.group).ok_or("report for a group this node is not in")?;
+    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    if let Some(adopted) = &role.adopted {
+        // Already agreed: tell the sender.
+        ctx.send_to(
+            from,
+            id,
+            round,
+            Body::Manifest(ManifestMsg {
+                group: key.0,
+                leader: key.1,
+                manifest: adopted.manifest.clone(),
+            }),
+            Some(slot(key.0, m.position)),
+        );
+        return Ok(());
+    }
+    if let Some(manifest) = m.adopted.clone() {
+        check_manifest(comp, key.0, &manifest)?;
+        records.push(Pending::Adopt { id, key, manifest });
+        return Ok(());
+    }
+    if leader_of(round, g) != key.1 {
+        return Ok(()); // a report for another round's leader: stale, harmless
+    }
+    let lead = role.leader.get_or_insert_with(|| Leadership {
+        round,
+        since: ctx.now,
+        reports: BTreeMap::new(),
+        window_over: false,
+    });
+    if round > lead.round {
+        lead.round = round;
+        lead.since = ctx.now;
+        lead.window_over = false;
+    }
+    lead.reports.insert(m.position, (m.items, None));
+    // A member that is already reporting to an older round follows the leader's round.
+    if round > role.round {
+        role.round = round;
+        if let Stage::Reporting { .. } = role.stage {
+            role.stage = Stage::Reporting { since: ctx.now };
+            let own = role.items();
+            if let Some(lead) = role.leader.as_mut() {
+                lead.reports.insert(key.1, (own, None));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn on_solicit(
+    comp: &mut Computation,
+    from: NodeId,
+    round: u32,
+    m: SolicitMsg,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
+    check_position(comp, m.leader)?;
+    if group_member_position(comp, m.group, from) != Some(m.leader)
+        || leader_of(round, comp.plan.g) != m.leader
+    {
+        return Err("solicit not sent by the leader of its round".into());
+    }
+    let id = comp.id();
+    let key = my_role_in(comp, m.group).ok_or("solicit for a group this node is not in")?;
+    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    if let Some(adopted) = &role.adopted {
+        ctx.send_to(
+            from,
+            id,
+            round,
+            Body::Report(ReportMsg {
+                group: key.0,
+                position: key.1,
+                items: role.items(),
+                adopted: Some(adopted.manifest.clone()),
+            }),
+            Some(slot(key.0, m.leader)),
+        );
+        return Ok(());
+    }
+    if round > role.round {
+        role.round = round;
+        if let Stage::Reporting { .. } = role.stage {
+            role.stage = Stage::Reporting { since: ctx.now };
+            ctx.send_to(
+                from,
+                id,
+                round,
+                Body::Report(ReportMsg {
+                    group: key.0,
+                    position: key.1,
+                    items: role.items(),
+                    adopted: None,
+                }),
+                Some(slot(key.0, m.leader)),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn check_manifest(
+    comp: &Computation,
+    group: GroupId,
+    manifest: &Manifest,
+) -> Result<(), String> {
+    if manifest.items.len() > MAX_MANIFEST_ITEMS {
+        return Err("manifest too long".into());
+    }
+    if !manifest.items.windows(2).all(|w| w[0] < w[1]) {
+        return Err("manifest items not sorted and unique".into());
+    }
+    let mut last_child = None;
+    for item in &manifest.items {
+        match item {
+            Item::Contributor(c) => {
+                if group.level != 0 || comp.plan.leaf_of(c) != group {
+                    return Err("manifest lists a contributor of another group".into());
+                }
+            }
+            Item::Child { group: child, .. } => {
+                if !comp.plan.is_child_of(*child, group) {
+                    return Err("manifest lists a group that is not a child".into());
+                }
+                if last_child == Some(*child) {
+                    return Err("manifest lists two versions of one child".into());
+                }
+                last_child = Some(*child);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn on_manifest(
+    comp: &mut Computation,
+    from: NodeId,
+    m: ManifestMsg,
+    _ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), String> {
+    check_position(comp, m.leader)?;
+    if group_member_position(comp, m.group, from) != Some(m.leader) {
+        return Err("manifest not sent by a member of the group".into());
+    }
+    check_manifest(comp, m.group, &m.manifest)?;
+    let id = comp.id();
+    let key = my_role_in(comp, m.group).ok_or("manifest for a group this node is not in")?;
+    let role = comp.roles.get(&key).ok_or("no role")?;
+    if role.adopted.is_some() {
+        return Ok(());
+    }
+    records.push(Pending::Adopt {
+        id,
+        key,
+        manifest: m.manifest,
+    });
+    Ok(())
+}

@@ -1,0 +1,515 @@
+//! Healing: rebuilding a parent position's missing value from `t` masked Lagrange terms of
+//! the child's members.
+
+use super::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum HealState {
+    Running,
+    Done,
+    GaveUp,
+}
+
+pub(super) struct HealAttempt {
+    /// Unique id of this attempt (the round of its messages).
+    pub(super) id: u32,
+    pub(super) version: Version,
+    pub(super) helpers: Vec<Position>,
+    pub(super) helper_nodes: Vec<NodeId>,
+    pub(super) parts: BTreeMap<Position, Vec<Fp>>,
+}
+
+pub(super) struct Heal {
+    /// The version to heal, once a manifest names it; before that, any version `t` offer.
+    pub(super) want: Option<Digest>,
+    pub(super) attempt: u32,
+    pub(super) since: Micros,
+    /// Offers by helper position: the version and the node serving that position.
+    pub(super) offers: BTreeMap<Position, (Version, NodeId)>,
+    pub(super) go: Option<HealAttempt>,
+    pub(super) excluded: BTreeSet<Position>,
+    pub(super) state: HealState,
+}
+
+/// An adopted member that lacks child versions the manifest names heals exactly those
+/// versions, then sends up (instead of staying silent and leaving the heal to the parent).
+pub(super) fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+    let id = comp.id();
+    let plan = comp.plan.clone();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    let Some(adopted) = role.adopted.as_ref().filter(|a| a.sum.is_none()) else {
+        return;
+    };
+    let mut start = Vec::new();
+    for item in &adopted.manifest.items {
+        if let Item::Child { group, version } = item {
+            let held = role
+                .children
+                .get(group)
+                .is_some_and(|v| v.contains_key(&version.digest));
+            let healing = role
+                .heals
+                .get(group)
+                .is_some_and(|h| h.want == Some(version.digest));
+            if !held && !healing {
+                start.push((*group, version.digest));
+            }
+        }
+    }
+    for (child, version) in start {
+        // Attempt numbers keep counting across the replaced heal, so go ids never repeat.
+        let attempt = role.heals.get(&child).map_or(0, |h| h.attempt + 1);
+        role.heals.insert(
+            child,
+            Heal {
+                want: Some(version),
+                attempt,
+                since: ctx.now,
+                offers: BTreeMap::new(),
+                go: None,
+                excluded: BTreeSet::new(),
+                state: HealState::Running,
+            },
+        );
+        for p in 1..=plan.g {
+            ctx.send_slot(
+                &plan,
+                &comp.servers,
+                id,
+                slot(child, p),
+                0,
+                Body::HealQuery(HealQueryMsg {
+                    child,
+                    target: key.1,
+                }),
+            );
+        }
+    }
+}
+
+pub(super) fn on_heal_query(
+    comp: &mut Computation,
+    from: NodeId,
+    m: HealQueryMsg,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
+    check_position(comp, m.target)?;
+    let id = comp.id();
+    let parent = comp
+        .plan
+        .parent(m.child)
+        .filter(|_| comp.plan.contains(m.child))
+        .ok_or("no parent")?;
+    if !is_candidate(comp, parent, m.target, &from) {
+        return Err("heal query not sent by the parent member at its target".into());
+    }
+    let key = my_role_in(comp, m.child).ok_or("heal query for a group this node is not in")?;
+    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    match &role.adopted {
+        Some(Adopted {
+            version,
+            sum: Some(_),
+            ..
+        }) => ctx.send_to(
+            from,
+            id,
+            0,
+            Body::HealOffer(HealOfferMsg {
+                child: m.child,
+                target: m.target,
+                helper: key.1,
+                version: *version,
+            }),
+            Some(slot(parent, m.target)),
+        ),
+        // Not ready (or lacking an item it is healing): answer once the sum is ready.
+        _ => {
+            if role.pending_queries.len() < MAX_PENDING_HEAL_QUERIES {
+                role.pending_queries.insert(m.target, from);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn my_role_as_parent_of(
+    comp: &Computation,
+    child: GroupId,
+    target: Position,
+) -> Option<(GroupId, Position)> {
+    let parent = comp.plan.parent(child)?;
+    comp.roles
+        .contains_key(&(parent, target))
+        .then_some((parent, target))
+}
+
+pub(super) fn on_heal_offer(
+    comp: &mut Computation,
+    from: NodeId,
+    m: HealOfferMsg,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
+    check_position(comp, m.helper)?;
+    check_position(comp, m.target)?;
+    if group_member_position(comp, m.child, from) != Some(m.helper) {
+        return Err("heal offer not sent by the child member at its position".into());
+    }
+    let key = my_role_as_parent_of(comp, m.child, m.target)
+        .ok_or("heal offer for a role this node does not hold")?;
+    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let Some(heal) = role.heals.get_mut(&m.child) else {
+        return Ok(());
+    };
+    if heal.state != HealState::Running {
+        return Ok(());
+    }
+    heal.offers.insert(m.helper, (m.version, from));
+    try_heal_go(comp, key, m.child, ctx);
+    Ok(())
+}
+
+/// Starts a heal attempt when `t` helpers offer one version.
+pub(super) fn try_heal_go(
+    comp: &mut Computation,
+    key: (GroupId, Position),
+    child: GroupId,
+    ctx: &mut Ctx,
+) {
+    let id = comp.id();
+    let t = comp.plan.t as usize;
+    let plan = comp.plan.clone();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    let Some(heal) = role.heals.get_mut(&child) else {
+        return;
+    };
+    if heal.go.is_some() || heal.state != HealState::Running {
+        return;
+    }
+    let mut by_version: BTreeMap<Version, Vec<Position>> = BTreeMap::new();
+    for (p, (v, _)) in &heal.offers {
+        if !heal.excluded.contains(p) && heal.want.is_none_or(|w| w == v.digest) {
+            by_version.entry(*v).or_default().push(*p);
+        }
+    }
+    // The version offered by the most helpers; ties go to the larger count, then the digest.
+    let Some((version, helpers)) = by_version
+        .into_iter()
+        .filter(|(_, ps)| ps.len() >= t)
+        .max_by(|a, b| {
+            (a.1.len(), a.0.count, std::cmp::Reverse(a.0.digest)).cmp(&(
+                b.1.len(),
+                b.0.count,
+                std::cmp::Reverse(b.0.digest),
+            ))
+        })
+    else {
+        return;
+    };
+    let helpers: Vec<Position> = helpers.into_iter().take(t).collect();
+    let helper_nodes: Vec<NodeId> = helpers
+        .iter()
+        .map(|p| {
+            heal.offers
+                .get(p)
+                .map_or_else(|| plan.member(child, *p), |o| o.1)
+        })
+        .collect();
+    heal.since = ctx.now;
+    // Every attempt gets its own id, carried as the round of the go and of its parts: parts of
+    // an earlier attempt (other helpers, other masks), even from before a restart, never mix in.
+    let go_id = heal_go_id(ctx.me.node, &id, child, key.1, heal.attempt, ctx.now);
+    for (p, node) in helpers.iter().zip(&helper_nodes) {
+        ctx.send_to(
+            *node,
+            id,
+            go_id,
+            Body::HealGo(HealGoMsg {
+                child,
+                target: key.1,
+                version: version.digest,
+                helpers: helpers.clone(),
+                helper_nodes: helper_nodes.clone(),
+            }),
+            Some(slot(child, *p)),
+        );
+    }
+    heal.go = Some(HealAttempt {
+        id: go_id,
+        version,
+        helpers,
+        helper_nodes,
+        parts: BTreeMap::new(),
+    });
+}
+
+/// Retries timed-out heal attempts with fresh masks and other helpers, or gives up.
+pub(super) fn drive_heal_timeouts(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+    let id = comp.id();
+    let to = comp.request().tree.timeouts;
+    let plan = comp.plan.clone();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    let mut retry = Vec::new();
+    for (child, heal) in role.heals.iter_mut() {
+        if heal.state != HealState::Running || ctx.now < heal.since.plus(to.heal_attempt) {
+            continue;
+        }
+        if let Some(go) = heal.go.take() {
+            for p in &go.helpers {
+                if !go.parts.contains_key(p) {
+                    heal.excluded.insert(*p);
+                    heal.offers.remove(p);
+                }
+            }
+        }
+        heal.attempt += 1;
+        heal.since = ctx.now;
+        if heal.attempt >= MAX_HEAL_ATTEMPTS {
+            heal.state = HealState::GaveUp;
+            ctx.event(Event::HealGaveUp {
+                computation: id,
+                child: *child,
+                target: key.1,
+            });
+            continue;
+        }
+        // Ask again everyone not excluded: members may have become ready since.
+        for p in 1..=plan.g {
+            if !heal.excluded.contains(&p) {
+                ctx.send_slot(
+                    &plan,
+                    &comp.servers,
+                    id,
+                    slot(*child, p),
+                    heal.attempt,
+                    Body::HealQuery(HealQueryMsg {
+                        child: *child,
+                        target: key.1,
+                    }),
+                );
+            }
+        }
+        retry.push(*child);
+    }
+    for child in retry {
+        try_heal_go(comp, key, child, ctx);
+    }
+}
+
+pub(super) fn heal_go_id(
+    me: NodeId,
+    id: &ComputationId,
+    child: GroupId,
+    target: Position,
+    attempt: u32,
+    now: Micros,
+) -> u32 {
+    let h = hash_parts(
+        "grove/heal-go-id",
+        &[
+            &me.0,
+            &id.0,
+            &[child.level],
+            &child.index.to_le_bytes(),
+            &[target],
+            &attempt.to_le_bytes(),
+            &now.0.to_le_bytes(),
+        ],
+    );
+    u32::from_le_bytes([h[0], h[1], h[2], h[3]])
+}
+
+pub(super) fn heal_mask_seed(
+    shared: &[u8; 32],
+    id: &ComputationId,
+    child: GroupId,
+    target: Position,
+    version: &Digest,
+    attempt: u32,
+    helpers: &[Position],
+) -> [u8; 32] {
+    hash_parts(
+        "grove/heal-mask",
+        &[
+            shared,
+            &id.0,
+            &[child.level],
+            &child.index.to_le_bytes(),
+            &[target],
+            &version.0,
+            &attempt.to_le_bytes(),
+            helpers,
+        ],
+    )
+}
+
+pub(super) fn on_heal_go(
+    comp: &mut Computation,
+    from: NodeId,
+    attempt: u32,
+    m: HealGoMsg,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
+    check_position(comp, m.target)?;
+    let id = comp.id();
+    let t = comp.plan.t as usize;
+    let len = comp.len();
+    let parent = comp
+        .plan
+        .parent(m.child)
+        .filter(|_| comp.plan.contains(m.child))
+        .ok_or("no parent")?;
+    if !is_candidate(comp, parent, m.target, &from) {
+        return Err("heal go not sent by the parent member at its target".into());
+    }
+    if m.helpers.len() != t
+        || m.helper_nodes.len() != t
+        || !m.helpers.windows(2).all(|w| w[0] < w[1])
+    {
+        return Err("heal go must name exactly t distinct sorted helpers".into());
+    }
+    for (p, node) in m.helpers.iter().zip(&m.helper_nodes) {
+        if !is_candidate(comp, m.child, *p, node) {
+            return Err("heal go names a helper that cannot serve its position".into());
+        }
+    }
+    for p in &m.helpers {
+        check_position(comp, *p)?;
+    }
+    let key = my_role_in(comp, m.child).ok_or("heal go for a group this node is not in")?;
+    let Some(index) = m.helpers.iter().position(|p| *p == key.1) else {
+        return Err("heal go does not name this member".into());
+    };
+    if m.helper_nodes[index] != ctx.me.node {
+        return Err("heal go names another node for this position".into());
+    }
+    let plan = comp.plan.clone();
+    let role = comp.roles.get(&key).ok_or("no role")?;
+    let Some(Adopted {
+        version,
+        sum: Some(sum),
+        ..
+    }) = &role.adopted
+    else {
+        return Ok(()); // nothing to heal from (yet)
+    };
+    if version.digest != m.version {
+        return Ok(()); // another version: cannot help this attempt
+    }
+    let lambdas = lagrange_coefficients(&m.helpers, m.target).map_err(|e| e.to_string())?;
+    let mut value = vec![Fp::ZERO; len];
+    mul_add_assign_vec(&mut value, lambdas[index], sum);
+    for (other, peer) in m.helpers.iter().zip(&m.helper_nodes) {
+        if *other == key.1 {
+            continue;
+        }
+        let peer = *peer;
+        let shared = match comp.dh.get(&peer) {
+            Some(s) => *s,
+            None => {
+                let Some(public) = plan.x25519_key(&peer) else {
+                    return Err("no key for a helper".into());
+                };
+                let s = seal::x25519_shared(&ctx.me.x25519_secret, &public);
+                comp.dh.insert(peer, s);
+                s
+            }
+        };
+        let seed = heal_mask_seed(
+            &shared, &id, m.child, m.target, &m.version, attempt, &m.helpers,
+        );
+        let mask = random_vec(&mut ChaCha20Rng::from_seed(seed), len);
+        if key.1 < *other {
+            add_assign_vec(&mut value, &mask);
+        } else {
+            sub_assign_vec(&mut value, &mask);
+        }
+    }
+    ctx.send_to(
+        from,
+        id,
+        attempt,
+        Body::HealPart(HealPartMsg {
+            child: m.child,
+            target: m.target,
+            helper: key.1,
+            version: m.version,
+            value: FieldVec(value),
+        }),
+        Some(slot(parent, m.target)),
+    );
+    Ok(())
+}
+
+pub(super) fn on_heal_part(
+    comp: &mut Computation,
+    from: NodeId,
+    attempt: u32,
+    m: HealPartMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), String> {
+    check_position(comp, m.helper)?;
+    check_position(comp, m.target)?;
+    let id = comp.id();
+    let len = comp.len();
+    if group_member_position(comp, m.child, from) != Some(m.helper) {
+        return Err("heal part not sent by the child member at its position".into());
+    }
+    if m.value.0.len() != len {
+        return Err("heal part has the wrong length".into());
+    }
+    let key = my_role_as_parent_of(comp, m.child, m.target)
+        .ok_or("heal part for a role this node does not hold")?;
+    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let Some(heal) = role.heals.get_mut(&m.child) else {
+        return Ok(());
+    };
+    if heal.state != HealState::Running {
+        return Ok(());
+    }
+    let Some(go) = heal.go.as_mut() else {
+        return Ok(());
+    };
+    if go.id != attempt {
+        return Ok(()); // a part of another attempt
+    }
+    let named = go
+        .helpers
+        .iter()
+        .zip(&go.helper_nodes)
+        .any(|(p, n)| *p == m.helper && *n == from);
+    if go.version.digest != m.version || !named {
+        return Ok(());
+    }
+    go.parts.insert(m.helper, m.value.0);
+    if go.parts.len() < go.helpers.len() {
+        return Ok(());
+    }
+    let mut sum = vec![Fp::ZERO; len];
+    for part in go.parts.values() {
+        add_assign_vec(&mut sum, part);
+    }
+    let version = go.version;
+    heal.state = HealState::Done;
+    ctx.event(Event::HealDone {
+        computation: id,
+        child: m.child,
+        target: m.target,
+        version,
+    });
+    records.push(Pending::Record(Record::ChildHeld {
+        computation: id,
+        group: key.0,
+        position: key.1,
+        child: m.child,
+        version,
+        sum: FieldVec(sum),
+    }));
+    Ok(())
+}
