@@ -263,6 +263,19 @@ fn slot(group: GroupId, position: Position) -> Slot {
     Slot { group, position }
 }
 
+/// The output sink of the engine for one input, borrowing only the fields it needs (so a
+/// computation can be borrowed mutably beside it).
+macro_rules! ctx {
+    ($engine:expr) => {
+        Ctx {
+            me: &$engine.identity,
+            envelope: $engine.envelope.as_ref(),
+            now: $engine.now,
+            out: &mut $engine.out,
+        }
+    };
+}
+
 /// Output sink and clock for one input.
 struct Ctx<'a> {
     me: &'a Identity,
@@ -698,12 +711,7 @@ impl Engine {
             t: plan.t,
         };
         let shares = share_vector_compressed(&contribution.vector, params, contribution.seed);
-        let mut ctx = Ctx {
-            me: &self.identity,
-            envelope: self.envelope.as_ref(),
-            now: self.now,
-            out: &mut self.out,
-        };
+        let mut ctx = ctx!(self);
         for (i, share) in shares.into_iter().enumerate() {
             let position = i as u8 + 1;
             if only.is_some_and(|o| o != position) {
@@ -756,12 +764,7 @@ impl Engine {
         let Some(comp) = self.computations.get_mut(&id) else {
             return;
         };
-        let mut ctx = Ctx {
-            me: &self.identity,
-            envelope: self.envelope.as_ref(),
-            now: self.now,
-            out: &mut self.out,
-        };
+        let mut ctx = ctx!(self);
         let keys: Vec<_> = comp.roles.keys().copied().collect();
         for key in keys {
             let Some(role) = comp.roles.get(&key) else {
@@ -804,12 +807,7 @@ impl Engine {
         let Some(comp) = self.computations.get_mut(&id) else {
             return;
         };
-        let mut ctx = Ctx {
-            me: &self.identity,
-            envelope: self.envelope.as_ref(),
-            now: self.now,
-            out: &mut self.out,
-        };
+        let mut ctx = ctx!(self);
         let round = message.round;
         let kind = message.kind();
         let mut records = Vec::new();
@@ -868,23 +866,9 @@ impl Engine {
         let Some(comp) = self.computations.get_mut(&id) else {
             return;
         };
-        let mut ctx = Ctx {
-            me: &self.identity,
-            envelope: self.envelope.as_ref(),
-            now: self.now,
-            out: &mut self.out,
-        };
-        if let Some(role) = comp.roles.get(&key) {
-            if let Some(adopted) = &role.adopted {
-                ctx.event(Event::ManifestAdopted {
-                    computation: id,
-                    group: key.0,
-                    position: key.1,
-                    version: adopted.version,
-                    manifest: adopted.manifest.clone(),
-                    complete: adopted.sum.is_some(),
-                });
-            }
+        let mut ctx = ctx!(self);
+        if let Some(adopted) = comp.roles.get(&key).and_then(|r| r.adopted.as_ref()) {
+            ctx.event(adopted.event(id, key));
         }
         // A leader passes the manifest on to every other member.
         let lead = comp
@@ -948,12 +932,7 @@ impl Engine {
             let Some(comp) = self.computations.get_mut(&id) else {
                 return;
             };
-            let mut ctx = Ctx {
-                me: &self.identity,
-                envelope: self.envelope.as_ref(),
-                now: self.now,
-                out: &mut self.out,
-            };
+            let mut ctx = ctx!(self);
             let mut pending = Vec::new();
             let keys: Vec<_> = comp.roles.keys().copied().collect();
             for key in keys {

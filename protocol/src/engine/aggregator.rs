@@ -26,6 +26,20 @@ pub(super) struct Adopted {
     pub(super) sum: Option<Vec<Fp>>,
 }
 
+impl Adopted {
+    /// The event that tells the driver (and the harness's version map) about this adoption.
+    pub(super) fn event(&self, computation: ComputationId, key: (GroupId, Position)) -> Event {
+        Event::ManifestAdopted {
+            computation,
+            group: key.0,
+            position: key.1,
+            version: self.version,
+            manifest: self.manifest.clone(),
+            complete: self.sum.is_some(),
+        }
+    }
+}
+
 pub(super) struct Leadership {
     pub(super) round: u32,
     pub(super) since: Micros,
@@ -257,14 +271,7 @@ pub(super) fn advance_role(
     if role.stage == Stage::Adopted {
         if std::mem::take(&mut role.completed_late) {
             if let Some(adopted) = &role.adopted {
-                ctx.event(Event::ManifestAdopted {
-                    computation: id,
-                    group: key.0,
-                    position: key.1,
-                    version: adopted.version,
-                    manifest: adopted.manifest.clone(),
-                    complete: true,
-                });
+                ctx.event(adopted.event(id, key));
             }
             send_up(comp, key, ctx);
             return;
@@ -603,6 +610,22 @@ pub(super) fn group_member_position(
     (1..=comp.plan.g).find(|p| comp.plan.candidate_rank(group, *p, &from).is_some())
 }
 
+/// Checks that `from` serves `position` of `group` (as its member or one of its backups).
+pub(super) fn check_sender(
+    comp: &Computation,
+    group: GroupId,
+    position: Position,
+    from: NodeId,
+    what: &str,
+) -> Result<(), String> {
+    check_position(comp, position)?;
+    if group_member_position(comp, group, from) == Some(position) {
+        Ok(())
+    } else {
+        Err(format!("{what} not sent by a node serving its position"))
+    }
+}
+
 pub(super) fn is_candidate(
     comp: &Computation,
     group: GroupId,
@@ -624,10 +647,7 @@ pub(super) fn on_report(
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), String> {
-    check_position(comp, m.position)?;
-    if group_member_position(comp, m.group, from) != Some(m.position) {
-        return Err("report not sent by the member at its position".into());
-    }
+    check_sender(comp, m.group, m.position, from, "report")?;
     if m.items.len() > MAX_MANIFEST_ITEMS {
         return Err("report too long".into());
     }
@@ -776,10 +796,7 @@ pub(super) fn on_manifest(
     _ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), String> {
-    check_position(comp, m.leader)?;
-    if group_member_position(comp, m.group, from) != Some(m.leader) {
-        return Err("manifest not sent by a member of the group".into());
-    }
+    check_sender(comp, m.group, m.leader, from, "manifest")?;
     check_manifest(comp, m.group, &m.manifest)?;
     let id = comp.id();
     let key = my_role_in(comp, m.group).ok_or("manifest for a group this node is not in")?;

@@ -153,9 +153,7 @@ pub(super) fn on_heal_offer(
 ) -> Result<(), String> {
     check_position(comp, m.helper)?;
     check_position(comp, m.target)?;
-    if group_member_position(comp, m.child, from) != Some(m.helper) {
-        return Err("heal offer not sent by the child member at its position".into());
-    }
+    check_sender(comp, m.child, m.helper, from, "heal offer")?;
     let key = my_role_as_parent_of(comp, m.child, m.target)
         .ok_or("heal offer for a role this node does not hold")?;
     let role = comp.roles.get_mut(&key).ok_or("no role")?;
@@ -458,9 +456,7 @@ pub(super) fn on_heal_part(
     check_position(comp, m.target)?;
     let id = comp.id();
     let len = comp.len();
-    if group_member_position(comp, m.child, from) != Some(m.helper) {
-        return Err("heal part not sent by the child member at its position".into());
-    }
+    check_sender(comp, m.child, m.helper, from, "heal part")?;
     if m.value.0.len() != len {
         return Err("heal part has the wrong length".into());
     }
