@@ -12,6 +12,7 @@
 //! - [`ids`]: identifiers and domain-separated hashing.
 //! - [`request`]: the signed computation request and its validation.
 //! - [`plan`]: the deterministic tree of groups derived from a request and a peer directory.
+//! - [`planner`]: chooses group size, threshold, fan-in and timeouts from network conditions.
 //! - [`message`], [`codec`], [`seal`]: what travels between nodes, and how it is framed and sealed.
 //! - [`record`]: what a node persists so that it can resume after a crash.
 //! - [`engine`]: the state machine of every role (contributor, aggregator, commissioner).
@@ -25,6 +26,7 @@ pub mod ids;
 pub mod limits;
 pub mod message;
 pub mod plan;
+pub mod planner;
 pub mod record;
 pub mod request;
 pub mod seal;

@@ -1,0 +1,403 @@
+//! The adaptive planner: chooses the group size `g`, the threshold `t`, the fan-in, the number of
+//! leaf groups and every timeout of a computation from the conditions it will run under.
+//!
+//! Model (section 4 of the design). Let `V` be the bytes of one vector, `B` the per-node
+//! bandwidth, `L` the one-way latency, `c` the compute cost per kB and `k` the cost of one
+//! cryptographic operation (a seal, an open, a signature check).
+//!
+//! - A contributor shares its vector (`g` evaluations), seals `g` envelopes and uploads
+//!   `g - t + 1` full vectors (seed-compressed shares): `g·c·V + g·k + (g - t + 1)·V/B + L`.
+//! - A leaf member receives up to `leaf_size` shares: `leaf_size·(V/B + c·V + k)`.
+//! - One level of agreement and sending up: report and manifest (`2L` plus small messages), the
+//!   sum over `fan_in` items (`fan_in·c·V`), and one vector up (`V/B + L`); an inner member first
+//!   downloads `fan_in` vectors (`fan_in·V/B`).
+//! - Release: the commissioner downloads `t` vectors and reconstructs (`t·(V/B + c·V)`).
+//!
+//! Failures: each node fails at rate `λ` per second. A position is lost if its node fails while
+//! it holds data that has not moved up, a window of about one level's duration `w`, so with
+//! `q = 1 - e^{-λw}` a group survives with probability `P[Bin(g, q) <= g - t]`. A contributor is
+//! included if every group on its path survives: completeness is the product over levels.
+//! The planner enumerates `g` from `t` to `t + 4`, fan-ins and leaf sizes, and keeps the
+//! fastest choice whose predicted completeness meets the target (or the most complete one if
+//! none does).
+
+use crate::limits::{MAX_FAN_IN, MAX_GROUP_SIZE};
+use crate::request::{PrivacyParams, Timeouts, TreeParams};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The conditions a computation will run under.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conditions {
+    /// Network size times selectivity.
+    pub expected_contributors: u64,
+    /// Nodes available to serve positions (the network size).
+    pub available_nodes: u64,
+    /// Elements per contribution vector.
+    pub vector_len: u32,
+    /// One-way link latency, microseconds.
+    pub latency_us: u64,
+    /// Bandwidth, kB per second (1 kB = 1,000 bytes): of each node's link, or of each link
+    /// between two nodes, as `link_model` says.
+    pub bandwidth_kb_per_s: f64,
+    pub link_model: LinkModel,
+    /// Compute cost, microseconds per kB of vector handled.
+    pub compute_us_per_kb: f64,
+    /// Cost of one cryptographic operation, microseconds.
+    pub crypto_us: f64,
+    /// Node failure rate, fraction of nodes per second.
+    pub failure_per_s: f64,
+    /// The required collusion threshold: the smallest acceptable `t`.
+    pub min_threshold: u8,
+    /// The completeness the plan must reach (for example 0.99).
+    pub completeness_target: f64,
+    /// Minimum contributors for a release.
+    pub k_min: u64,
+}
+
+/// How bandwidth is shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkModel {
+    /// Each node has one link: what it receives (or sends) is serialised on it. Realistic for
+    /// home connections.
+    PerNode,
+    /// Each pair of nodes has its own link: a node receives from several peers at full speed
+    /// in parallel (the model DISSEC's published simulation results fit).
+    PerLink,
+}
+
+/// The planner's choice and its predictions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub privacy: PrivacyParams,
+    pub tree: TreeParams,
+    pub depth: u8,
+    pub leaf_size: u32,
+    /// Predicted request-to-result latency without failures, microseconds.
+    pub predicted_latency_us: u64,
+    /// Predicted fraction of contributors included.
+    pub predicted_completeness: f64,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum PlannerError {
+    #[error("conditions are invalid: {0}")]
+    Invalid(String),
+    #[error("no plan fits: {0}")]
+    NoPlan(String),
+}
+
+const LEAF_SIZES: [u32; 6] = [4, 8, 16, 32, 64, 128];
+const FAN_INS: [u32; 7] = [2, 4, 8, 16, 32, 64, 128];
+/// Timeouts are the predicted duration of their phase times this factor (and at least
+/// `MIN_TIMEOUT_US`), so that ordinary jitter never fires them.
+const TIMEOUT_SAFETY: f64 = 2.0;
+const MIN_TIMEOUT_US: f64 = 20_000.0;
+
+/// Times of the phases of one plan, microseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PhaseTimes {
+    pub contributor: f64,
+    pub leaf_collect: f64,
+    pub agree: f64,
+    pub inner_collect: f64,
+    pub send_up: f64,
+    pub release: f64,
+}
+
+impl Conditions {
+    fn validate(&self) -> Result<(), PlannerError> {
+        let bad = |m: &str| Err(PlannerError::Invalid(m.into()));
+        if self.expected_contributors == 0 {
+            return bad("no expected contributors");
+        }
+        if self.vector_len == 0 {
+            return bad("empty vector");
+        }
+        if !self.bandwidth_kb_per_s.is_finite() || self.bandwidth_kb_per_s <= 0.0 {
+            return bad("bandwidth must be positive");
+        }
+        for (v, name) in [
+            (self.compute_us_per_kb, "compute cost"),
+            (self.crypto_us, "crypto cost"),
+            (self.failure_per_s, "failure rate"),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return bad(&format!("{name} must be finite and non-negative"));
+            }
+        }
+        if self.min_threshold == 0 || self.min_threshold > MAX_GROUP_SIZE {
+            return bad("threshold outside 1..=32");
+        }
+        if self.completeness_target.is_nan()
+            || self.completeness_target <= 0.0
+            || self.completeness_target > 1.0
+        {
+            return bad("completeness target outside (0, 1]");
+        }
+        Ok(())
+    }
+
+    fn vector_kb(&self) -> f64 {
+        self.vector_len as f64 * 8.0 / 1000.0
+    }
+
+    fn transfer_us(&self) -> f64 {
+        self.vector_kb() / self.bandwidth_kb_per_s * 1e6
+    }
+
+    fn compute_us(&self) -> f64 {
+        self.vector_kb() * self.compute_us_per_kb
+    }
+
+    /// Phase times of a plan with these parameters.
+    pub fn phase_times(&self, g: u8, t: u8, fan_in: u32, leaf_size: u32) -> PhaseTimes {
+        let g = g as f64;
+        let t = t as f64;
+        let lat = self.latency_us as f64;
+        let x = self.transfer_us();
+        let c = self.compute_us();
+        let k = self.crypto_us;
+        // Uploads from one contributor (and downloads into one member) share its link when
+        // links are per node; with per-pair links they proceed in parallel.
+        let (up, down_leaf, down_inner) = match self.link_model {
+            LinkModel::PerNode => ((g - t + 1.0) * x, leaf_size as f64 * x, fan_in as f64 * x),
+            LinkModel::PerLink => (x, x, x),
+        };
+        let contributor = g * c + g * k + up + lat;
+        let leaf_collect = down_leaf + leaf_size as f64 * (c + k);
+        let agree = 2.0 * lat + 2.0 * k;
+        let inner_collect = down_inner + fan_in as f64 * c;
+        let send_up = x + lat + k;
+        let release = t * (x + c) + lat;
+        PhaseTimes {
+            contributor,
+            leaf_collect,
+            agree,
+            inner_collect,
+            send_up,
+            release,
+        }
+    }
+
+    /// Predicted failure-free latency and completeness of one plan shape.
+    pub fn predict(&self, g: u8, t: u8, fan_in: u32, leaf_size: u32) -> (f64, f64, u8) {
+        let p = self.phase_times(g, t, fan_in, leaf_size);
+        let leaves = self.expected_contributors.div_ceil(leaf_size as u64).max(1);
+        let mut depth = 1u8;
+        let mut groups = leaves;
+        while groups > 1 {
+            groups = groups.div_ceil(fan_in as u64);
+            depth += 1;
+        }
+        let level = p.agree + p.send_up;
+        let latency = p.contributor
+            + p.leaf_collect
+            + level
+            + (depth as f64 - 1.0) * (p.inner_collect + level)
+            + p.release;
+        // Exposure of one group: its own level's duration (collect, agree, send up).
+        let window_s = |collect: f64| (collect + level) / 1e6;
+        let survive = |window: f64| {
+            let q = 1.0 - (-self.failure_per_s * window).exp();
+            binomial_cdf(g as u32, q, (g - t) as u32)
+        };
+        let leaf_survival = survive(window_s(p.leaf_collect));
+        let inner_survival = survive(window_s(p.inner_collect));
+        let completeness = leaf_survival * inner_survival.powi(depth as i32 - 1);
+        (latency, completeness, depth)
+    }
+}
+
+/// `P[Bin(n, q) <= k]`.
+fn binomial_cdf(n: u32, q: f64, k: u32) -> f64 {
+    let mut total = 0.0;
+    let mut coef = 1.0f64;
+    for i in 0..=k.min(n) {
+        if i > 0 {
+            coef = coef * (n - i + 1) as f64 / i as f64;
+        }
+        total += coef * q.powi(i as i32) * (1.0 - q).powi((n - i) as i32);
+    }
+    total.min(1.0)
+}
+
+/// Chooses the plan for `conditions`.
+pub fn plan(conditions: &Conditions) -> Result<Choice, PlannerError> {
+    conditions.validate()?;
+    let t = conditions.min_threshold;
+    let mut best: Option<(bool, f64, f64, u8, u32, u32, u8)> = None;
+    for g in t..=(t.saturating_add(4)).min(MAX_GROUP_SIZE) {
+        for &fan_in in FAN_INS.iter().filter(|f| **f <= MAX_FAN_IN) {
+            for &leaf_size in &LEAF_SIZES {
+                let (latency, completeness, depth) = conditions.predict(g, t, fan_in, leaf_size);
+                let leaves = conditions.expected_contributors.div_ceil(leaf_size as u64);
+                let groups = total_groups(leaves, fan_in as u64);
+                // Members must be distinct, and every position needs a backup outside its
+                // neighbourhood: keep the plan within half of the available nodes.
+                if groups.saturating_mul(g as u64) * 2 > conditions.available_nodes.max(1) {
+                    continue;
+                }
+                let meets = completeness >= conditions.completeness_target;
+                let candidate = (meets, latency, completeness, g, fan_in, leaf_size, depth);
+                let better = match &best {
+                    None => true,
+                    Some(b) => match (meets, b.0) {
+                        (true, false) => true,
+                        (false, true) => false,
+                        (true, true) => latency < b.1,
+                        (false, false) => completeness > b.2,
+                    },
+                };
+                if better {
+                    best = Some(candidate);
+                }
+            }
+        }
+    }
+    let Some((_, latency, completeness, g, fan_in, leaf_size, depth)) = best else {
+        return Err(PlannerError::NoPlan(format!(
+            "{} available nodes cannot hold even the smallest tree",
+            conditions.available_nodes
+        )));
+    };
+    let p = conditions.phase_times(g, t, fan_in, leaf_size);
+    let timeout = |us: f64| (us * TIMEOUT_SAFETY).max(MIN_TIMEOUT_US) as u64;
+    let level = p.agree + p.send_up;
+    let timeouts = Timeouts {
+        share_window: timeout(p.contributor + p.leaf_collect),
+        collect_window: timeout(p.inner_collect + conditions.latency_us as f64),
+        level_span: timeout(p.inner_collect + level + p.agree),
+        report_window: timeout(conditions.latency_us as f64 + conditions.crypto_us),
+        manifest_timeout: timeout(p.agree + conditions.latency_us as f64),
+        heal_attempt: timeout(p.agree + p.send_up),
+        release_window: timeout(p.release),
+    };
+    let leaf_groups = conditions
+        .expected_contributors
+        .div_ceil(leaf_size as u64)
+        .max(1);
+    Ok(Choice {
+        privacy: PrivacyParams {
+            g,
+            t,
+            k_min: conditions.k_min,
+        },
+        tree: TreeParams {
+            leaf_groups: leaf_groups.min(u32::MAX as u64) as u32,
+            fan_in,
+            backups: 2,
+            timeouts,
+        },
+        depth,
+        leaf_size,
+        predicted_latency_us: latency as u64,
+        predicted_completeness: completeness,
+    })
+}
+
+fn total_groups(leaves: u64, fan_in: u64) -> u64 {
+    let mut total = leaves;
+    let mut level = leaves;
+    while level > 1 {
+        level = level.div_ceil(fan_in);
+        total += level;
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dissec() -> Conditions {
+        Conditions {
+            expected_contributors: 4096,
+            available_nodes: 20_000,
+            vector_len: 128_000,
+            latency_us: 33_000,
+            bandwidth_kb_per_s: 6_000.0,
+            link_model: LinkModel::PerNode,
+            compute_us_per_kb: 50.0,
+            crypto_us: 10_000.0,
+            failure_per_s: 0.0025,
+            min_threshold: 5,
+            completeness_target: 0.995,
+            k_min: 100,
+        }
+    }
+
+    #[test]
+    fn binomial_cdf_is_a_distribution() {
+        assert!((binomial_cdf(7, 0.1, 7) - 1.0).abs() < 1e-12);
+        assert!((binomial_cdf(7, 0.0, 0) - 1.0).abs() < 1e-12);
+        let p0 = 0.9f64.powi(7);
+        assert!((binomial_cdf(7, 0.1, 0) - p0).abs() < 1e-12);
+        assert!(binomial_cdf(7, 0.1, 2) > binomial_cdf(7, 0.1, 1));
+    }
+
+    #[test]
+    fn the_plan_meets_the_threshold_and_the_target_when_it_can() {
+        let c = dissec();
+        let choice = plan(&c).unwrap();
+        assert_eq!(choice.privacy.t, 5);
+        assert!(choice.privacy.g >= 5);
+        assert!(choice.predicted_completeness >= 0.995, "{choice:?}");
+        let t = choice.tree.timeouts;
+        assert!(t.share_window > 0 && t.heal_attempt > 0 && t.release_window > 0);
+    }
+
+    #[test]
+    fn without_failures_the_fastest_plan_uses_g_equal_t() {
+        let mut c = dissec();
+        c.failure_per_s = 0.0;
+        let choice = plan(&c).unwrap();
+        assert_eq!(choice.privacy.g, choice.privacy.t);
+        assert!((choice.predicted_completeness - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn more_failures_never_lower_the_group_size_or_redundancy() {
+        let mut c = dissec();
+        let mut last = 0u8;
+        for rate in [0.0, 0.0025, 0.01, 0.05] {
+            c.failure_per_s = rate;
+            let choice = plan(&c).unwrap();
+            assert!(choice.privacy.g - choice.privacy.t >= last.saturating_sub(1));
+            last = choice.privacy.g - choice.privacy.t;
+        }
+        assert!(last >= 1);
+    }
+
+    #[test]
+    fn bigger_vectors_take_longer() {
+        let mut c = dissec();
+        let small = plan(&c).unwrap().predicted_latency_us;
+        c.vector_len *= 4;
+        let big = plan(&c).unwrap().predicted_latency_us;
+        assert!(big > small);
+    }
+
+    #[test]
+    fn parallel_links_make_wide_trees_cheaper() {
+        let mut c = dissec();
+        let serial = plan(&c).unwrap();
+        c.link_model = LinkModel::PerLink;
+        let parallel = plan(&c).unwrap();
+        assert!(parallel.predicted_latency_us < serial.predicted_latency_us);
+        assert!(parallel.tree.fan_in >= serial.tree.fan_in);
+    }
+
+    #[test]
+    fn invalid_conditions_are_errors() {
+        let mut c = dissec();
+        c.bandwidth_kb_per_s = 0.0;
+        assert!(plan(&c).is_err());
+        let mut c = dissec();
+        c.min_threshold = 0;
+        assert!(plan(&c).is_err());
+        let mut c = dissec();
+        c.available_nodes = 3;
+        assert!(matches!(plan(&c), Err(PlannerError::NoPlan(_))));
+    }
+}
