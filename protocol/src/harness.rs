@@ -90,6 +90,21 @@ impl LaunchParams {
         }
     }
 
+    /// The parameters the adaptive planner chose.
+    pub fn from_choice(choice: &crate::planner::Choice, spec: ContributionSpec) -> LaunchParams {
+        LaunchParams {
+            g: choice.privacy.g,
+            t: choice.privacy.t,
+            k_min: choice.privacy.k_min,
+            leaf_groups: choice.tree.leaf_groups,
+            fan_in: choice.tree.fan_in,
+            spec,
+            max_contributors: 1 << 20,
+            timeouts: choice.tree.timeouts,
+            lifetime: 120_000_000,
+        }
+    }
+
     pub fn new(g: u8, t: u8, leaf_groups: u32, fan_in: u32, vector_len: u32) -> LaunchParams {
         LaunchParams {
             g,

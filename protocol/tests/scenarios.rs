@@ -389,3 +389,39 @@ fn the_plain_simulation_envelope_changes_no_protocol_decision() {
     };
     assert_eq!(run_with(false), run_with(true));
 }
+
+#[test]
+fn the_planners_choice_runs_exactly_under_crashes() {
+    use grove_protocol::encoding::ContributionSpec;
+    use grove_protocol::planner::{plan, Conditions, LinkModel};
+    // The harness's links: 5 to 40 ms, no bandwidth limit; one seal costs about 100 us.
+    let choice = plan(&Conditions {
+        expected_contributors: 300,
+        available_nodes: 400,
+        vector_len: 6,
+        latency_us: 40_000,
+        bandwidth_kb_per_s: 1e9,
+        link_model: LinkModel::PerLink,
+        compute_us_per_kb: 1.0,
+        crypto_us: 100.0,
+        failure_per_s: 0.05,
+        min_threshold: 3,
+        completeness_target: 0.99,
+        k_min: 10,
+    })
+    .expect("a plan");
+    let mut c = setup(400, 300, 6, 16);
+    let params = LaunchParams::from_choice(&choice, ContributionSpec::uniform(6, -1e6, 1e6, 0));
+    let start = c.now;
+    for k in 0..20u64 {
+        let victim = 1 + (k as usize * 37) % 399;
+        c.crash_at(victim, start.plus(50_000 + k * 60_000));
+    }
+    let id = c.launch(COMMISSIONER, &params);
+    let o = run(&mut c, &id);
+    assert!(
+        o.completeness() >= 0.99,
+        "{:.4} with {choice:?}",
+        o.completeness()
+    );
+}
