@@ -187,6 +187,7 @@ pub fn sample_messages() -> Vec<Message> {
             version,
         }),
         Body::ReleaseAsk(ReleaseAskMsg { version: digest }),
+        Body::RootQuery,
         Body::ReleaseShare(ReleaseShareMsg {
             position: 5,
             version: digest,
@@ -222,7 +223,7 @@ mod tests {
         let samples = sample_messages();
         let mut kinds: Vec<&str> = samples.iter().map(|m| m.kind()).collect();
         kinds.dedup();
-        assert_eq!(kinds.len(), 14, "one sample of every body kind");
+        assert_eq!(kinds.len(), 15, "one sample of every body kind");
         for m in &samples {
             let bytes = encode(m).unwrap();
             assert_eq!(bytes[..4], MAGIC);

@@ -774,6 +774,20 @@ impl Engine {
                 send_up(comp, key, &mut ctx);
             }
         }
+        // A commissioner without a result lost the root reports it had: ask for them again.
+        if comp.commissioner.as_ref().is_some_and(|c| !c.done) {
+            let root = comp.plan.root();
+            for p in 1..=comp.plan.g {
+                ctx.send_slot(
+                    &comp.plan,
+                    &comp.servers,
+                    id,
+                    slot(root, p),
+                    0,
+                    Body::RootQuery,
+                );
+            }
+        }
     }
 
     fn dispatch(&mut self, from: NodeId, message: Message) {
@@ -824,6 +838,7 @@ impl Engine {
             Body::HealPart(m) => on_heal_part(comp, from, round, m, &mut ctx, &mut records),
             Body::RootReady(m) => on_root_ready(comp, from, m),
             Body::ReleaseAsk(m) => on_release_ask(comp, from, m, &mut ctx),
+            Body::RootQuery => on_root_query(comp, from, &mut ctx),
             Body::ReleaseShare(m) => on_release_share(comp, from, m, &mut ctx, &mut records),
             Body::Finish(m) => on_finish(comp, from, m, &mut records),
         };

@@ -50,6 +50,8 @@ pub enum Body {
     RootReady(RootReadyMsg),
     /// The commissioner asks a root member for its share of the chosen version.
     ReleaseAsk(ReleaseAskMsg),
+    /// A commissioner that restarted asks the root positions to report their version again.
+    RootQuery,
     /// A root member's share of the result, sent only to the commissioner.
     ReleaseShare(ReleaseShareMsg),
     /// The commissioner's signed note that the computation is over.
@@ -210,7 +212,7 @@ impl Message {
             }
             Body::HealPart(m) => pos_ok(m.target) && pos_ok(m.helper) && vec_ok(&m.value),
             Body::RootReady(m) => pos_ok(m.position),
-            Body::ReleaseAsk(_) => true,
+            Body::ReleaseAsk(_) | Body::RootQuery => true,
             Body::ReleaseShare(m) => pos_ok(m.position) && vec_ok(&m.share),
             Body::Finish(m) => m.signature.len() == 64,
         };
@@ -236,6 +238,7 @@ impl Message {
             Body::HealPart(_) => "heal-part",
             Body::RootReady(_) => "root-ready",
             Body::ReleaseAsk(_) => "release-ask",
+            Body::RootQuery => "root-query",
             Body::ReleaseShare(_) => "release-share",
             Body::Finish(_) => "finish",
         }

@@ -425,3 +425,16 @@ fn the_planners_choice_runs_exactly_under_crashes() {
         o.completeness()
     );
 }
+
+#[test]
+fn a_commissioner_restarting_mid_release_still_gets_its_result() {
+    let mut c = setup(60, 40, 6, 17);
+    let id = c.launch(COMMISSIONER, &small_params());
+    // Root reports reach the commissioner at about 1 s here: it dies just after asking for the
+    // shares and comes back from its records.
+    c.crash_after_sends(COMMISSIONER, "release-ask", 1);
+    c.restart_at(COMMISSIONER, c.now.plus(3_000_000));
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.contributors);
+    assert!(c.traffic.by_kind.contains_key("root-query"));
+}

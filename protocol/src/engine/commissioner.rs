@@ -242,3 +242,24 @@ pub(super) fn on_finish(
     records.push(Pending::Close { id: comp.id() });
     Ok(())
 }
+
+/// A restarted commissioner asks again: a complete root member repeats its report.
+pub(super) fn on_root_query(
+    comp: &mut Computation,
+    from: NodeId,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
+    if from != comp.request().commissioner_node {
+        return Err("root query from a node that is not the commissioner".into());
+    }
+    let root = comp.plan.root();
+    let key = my_role_in(comp, root).ok_or("root query to a node not in the root group")?;
+    if comp
+        .roles
+        .get(&key)
+        .is_some_and(|r| r.adopted.as_ref().is_some_and(|a| a.sum.is_some()))
+    {
+        send_up(comp, key, ctx);
+    }
+    Ok(())
+}
