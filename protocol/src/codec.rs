@@ -131,6 +131,10 @@ pub fn sample_messages() -> Vec<Message> {
             contributor: NodeId([4u8; 32]),
             sealed: vec![0xAA; 40],
         }),
+        Body::ShareQuery(ShareQueryMsg {
+            group: leaf,
+            position: 4,
+        }),
         Body::Partial(PartialMsg {
             child: leaf,
             position: 2,
@@ -223,7 +227,7 @@ mod tests {
         let samples = sample_messages();
         let mut kinds: Vec<&str> = samples.iter().map(|m| m.kind()).collect();
         kinds.dedup();
-        assert_eq!(kinds.len(), 15, "one sample of every body kind");
+        assert_eq!(kinds.len(), 16, "one sample of every body kind");
         for m in &samples {
             let bytes = encode(m).unwrap();
             assert_eq!(bytes[..4], MAGIC);
@@ -308,15 +312,23 @@ mod tests {
 
     #[test]
     fn non_canonical_field_elements_are_rejected() {
-        let mut m = sample_messages().remove(2);
+        let mut m = sample_messages()
+            .into_iter()
+            .find(|m| m.kind() == "partial")
+            .expect("a partial sample");
         let Body::Partial(p) = &mut m.body else {
-            panic!("sample 2 is a partial")
+            unreachable!("found by kind")
         };
-        p.sum = FieldVec(vec![crate::field::Fp::ONE]);
+        let marker = 0x0123_4567_89ab_cdefu64;
+        p.sum = FieldVec(vec![crate::field::Fp::new(marker)]);
         let mut bytes = encode(&m).unwrap();
-        // The element is the last 8 bytes; set it to P (non-canonical).
-        let n = bytes.len();
-        bytes[n - 8..].copy_from_slice(&crate::field::P.to_le_bytes());
+        assert_eq!(decode(&bytes), Ok(m.clone()));
+        // Find the element's 8 bytes and set them to P (non-canonical).
+        let at = bytes
+            .windows(8)
+            .rposition(|w| w == marker.to_le_bytes())
+            .expect("the element is in the encoding");
+        bytes[at..at + 8].copy_from_slice(&crate::field::P.to_le_bytes());
         assert!(matches!(decode(&bytes), Err(CodecError::Malformed(_))));
     }
 }

@@ -758,6 +758,35 @@ impl Engine {
         }
     }
 
+    /// A node serving a position of this contributor's leaf group (a backup that took it over
+    /// after the member died holding shares) asks for this node's share again.
+    fn on_share_query(
+        &mut self,
+        from: NodeId,
+        id: ComputationId,
+        m: &ShareQueryMsg,
+    ) -> Result<(), String> {
+        let me = self.identity.node;
+        let comp = self
+            .computations
+            .get_mut(&id)
+            .ok_or("share query for an unknown computation")?;
+        if comp.contribution.is_none() {
+            return Err("share query to a node that did not contribute".into());
+        }
+        if comp.plan.leaf_of(&me) != m.group {
+            return Err("share query for another leaf group".into());
+        }
+        let rank = comp
+            .plan
+            .candidate_rank(m.group, m.position, &from)
+            .ok_or("share query from a node that cannot serve the position")?;
+        // The asker serves the position now: seal the share to it, and keep sending there.
+        comp.servers.insert(slot(m.group, m.position), rank);
+        self.send_shares_to(id, Some(m.position));
+        Ok(())
+    }
+
     /// Re-sends after a restore what the persisted state implies.
     fn resume(&mut self, id: ComputationId) {
         self.send_shares(id);
@@ -793,6 +822,16 @@ impl Engine {
     fn dispatch(&mut self, from: NodeId, message: Message) {
         let id = message.computation;
         let me = self.identity.node;
+        if let Body::ShareQuery(m) = &message.body {
+            if let Err(reason) = self.on_share_query(from, id, m) {
+                self.out.push_back(Output::Event(Event::MessageRejected {
+                    from,
+                    kind: "share-query",
+                    reason,
+                }));
+            }
+            return;
+        }
         if let Some(to) = message.to {
             let Some(comp) = self.computations.get(&id) else {
                 return;
@@ -826,7 +865,7 @@ impl Engine {
         let kind = message.kind();
         let mut records = Vec::new();
         let result = match message.body {
-            Body::Request(_) => Ok(()),
+            Body::Request(_) | Body::ShareQuery(_) => Ok(()),
             Body::Share(m) => on_share(comp, from, m, &mut ctx, &mut records),
             Body::Partial(m) => on_partial(comp, from, m, &mut ctx, &mut records),
             Body::Report(m) => on_report(comp, from, round, m, &mut ctx, &mut records),
@@ -1020,6 +1059,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
                 .get_mut(&(*group, *position))
                 .ok_or("share for a role this node does not hold")?;
             role.shares.insert(*contributor, share.clone());
+            role.complete_if_possible(len);
         }
         Record::ChildHeld {
             group,
@@ -1045,15 +1085,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
                     heal.state = HealState::Done;
                 }
             }
-            if let Some(adopted) = role.adopted.as_ref().filter(|a| a.sum.is_none()) {
-                let sum = sum_items(role, &adopted.manifest, len);
-                if sum.is_some() {
-                    role.completed_late = true;
-                    if let Some(a) = role.adopted.as_mut() {
-                        a.sum = sum;
-                    }
-                }
-            }
+            role.complete_if_possible(len);
         }
         Record::ManifestAdopted {
             group,

@@ -30,6 +30,9 @@ pub enum Body {
     Request(Box<SignedRequest>),
     /// A contributor's share for one position of its leaf group, sealed to that member.
     Share(ShareMsg),
+    /// A leaf position's server (a backup that took over) asks a contributor the manifest
+    /// names to send its share for that position again, sealed to the asker.
+    ShareQuery(ShareQueryMsg),
     /// A member's partial sum, sent to the same position of the parent group.
     Partial(PartialMsg),
     /// A member's report of what it holds, sent to the leader of the round.
@@ -75,6 +78,12 @@ pub struct SharePayload {
     pub position: Position,
     pub contributor: NodeId,
     pub share: crate::sharing::CompressedShare,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShareQueryMsg {
+    pub group: GroupId,
+    pub position: Position,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -192,6 +201,7 @@ impl Message {
         let ok = match &self.body {
             Body::Request(r) => r.request.query.len() <= MAX_QUERY_BYTES && r.signature.len() == 64,
             Body::Share(m) => pos_ok(m.position) && m.sealed.len() <= MAX_MESSAGE_BYTES,
+            Body::ShareQuery(m) => pos_ok(m.position),
             Body::Partial(m) => pos_ok(m.position) && vec_ok(&m.sum),
             Body::Report(m) => {
                 pos_ok(m.position)
@@ -228,6 +238,7 @@ impl Message {
         match &self.body {
             Body::Request(_) => "request",
             Body::Share(_) => "share",
+            Body::ShareQuery(_) => "share-query",
             Body::Partial(_) => "partial",
             Body::Report(_) => "report",
             Body::Solicit(_) => "solicit",

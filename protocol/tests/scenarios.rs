@@ -79,7 +79,7 @@ fn all_honest_nodes_release_the_exact_sum_over_every_contributor() {
 }
 
 #[test]
-fn a_leaf_member_crashing_before_agreement_is_healed_and_nothing_is_lost() {
+fn a_leaf_member_crashing_before_agreement_is_replaced_and_nothing_is_lost() {
     let mut c = setup(60, 40, 6, 2);
     let id = c.launch(COMMISSIONER, &small_params());
     let victim = member(&c, &id, leaf(0), 2);
@@ -88,9 +88,21 @@ fn a_leaf_member_crashing_before_agreement_is_healed_and_nothing_is_lost() {
     let o = run(&mut c, &id);
     // The victim may itself have been a contributor: it finished sending before it died.
     assert_eq!(o.included, o.finished_sending);
-    assert!(c.events.iter().any(
-        |(_, _, e)| matches!(e, Event::HealDone { child, target: 2, .. } if *child == leaf(0))
-    ));
+    // Its position was recovered: a backup took it over (persisted), asked the contributors to
+    // send their shares again, and sent the position's sum up complete.
+    let plan = c.plan(&id).unwrap();
+    let took_over = plan.backups(leaf(0), 2).iter().any(|b| {
+        let i = c.index_of(b).unwrap();
+        let persisted = c.durable(i).iter().any(|r| {
+            matches!(r, grove_protocol::record::Record::Takeover { group, position: 2, .. } if *group == leaf(0))
+        });
+        let complete = c.events_at(i).any(|e| {
+            matches!(e, Event::ManifestAdopted { group, position: 2, complete: true, .. } if *group == leaf(0))
+        });
+        persisted && complete
+    });
+    assert!(took_over);
+    assert!(c.traffic.by_kind.contains_key("share-query"));
 }
 
 #[test]

@@ -63,6 +63,8 @@ pub(super) struct Role {
     pub(super) adopted: Option<Adopted>,
     /// A missing manifest item was healed after adoption: the sum is ready to send up.
     pub(super) completed_late: bool,
+    /// A leaf position's server asked the manifest's contributors for the shares it lacks.
+    pub(super) asked_contributors: bool,
 }
 
 impl Role {
@@ -80,6 +82,22 @@ impl Role {
             pending_queries: BTreeMap::new(),
             adopted: None,
             completed_late: false,
+            asked_contributors: false,
+        }
+    }
+
+    /// After a late item arrived: if the adopted manifest's sum can now be computed, compute it
+    /// and mark it ready to send up.
+    pub(super) fn complete_if_possible(&mut self, len: usize) {
+        let Some(adopted) = self.adopted.as_ref().filter(|a| a.sum.is_none()) else {
+            return;
+        };
+        let sum = sum_items(self, &adopted.manifest, len);
+        if sum.is_some() {
+            self.completed_late = true;
+            if let Some(a) = self.adopted.as_mut() {
+                a.sum = sum;
+            }
         }
     }
 
@@ -276,8 +294,12 @@ pub(super) fn advance_role(
             send_up(comp, key, ctx);
             return;
         }
-        heal_missing_items(comp, key, ctx);
-        drive_heal_timeouts(comp, key, ctx);
+        if key.0.level == 0 {
+            ask_contributors(comp, key, ctx);
+        } else {
+            heal_missing_items(comp, key, ctx);
+            drive_heal_timeouts(comp, key, ctx);
+        }
         return;
     }
 
@@ -321,6 +343,39 @@ pub(super) fn advance_role(
         .collect();
     if let Some(manifest) = choose_manifest(&reports, t) {
         pending.push(Pending::Adopt { id, key, manifest });
+    }
+}
+
+/// A leaf member that adopted a manifest naming contributors whose shares it lacks (a backup
+/// that took the position over after its member died holding them) asks those contributors
+/// once to send their share for this position again. Contributors that went offline do not
+/// answer; the position then stays silent and the parent heals it if it can.
+fn ask_contributors(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+    let id = comp.id();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    if role.asked_contributors {
+        return;
+    }
+    let Some(adopted) = role.adopted.as_ref().filter(|a| a.sum.is_none()) else {
+        return;
+    };
+    role.asked_contributors = true;
+    for item in &adopted.manifest.items {
+        if let Item::Contributor(c) = item {
+            if !role.shares.contains_key(c) {
+                ctx.send(
+                    *c,
+                    id,
+                    0,
+                    Body::ShareQuery(ShareQueryMsg {
+                        group: key.0,
+                        position: key.1,
+                    }),
+                );
+            }
+        }
     }
 }
 
@@ -501,7 +556,10 @@ pub(super) fn on_share(
     if role.shares.contains_key(&m.contributor) {
         return Ok(()); // a re-sent share
     }
-    if role.stage != Stage::Collecting {
+    let wanted = role.adopted.as_ref().is_some_and(|a| {
+        a.sum.is_none() && a.manifest.items.contains(&Item::Contributor(m.contributor))
+    });
+    if role.stage != Stage::Collecting && !wanted {
         return Err("share arrived after collection ended".into());
     }
     if role.shares.len() >= MAX_CONTRIBUTORS_PER_LEAF {
