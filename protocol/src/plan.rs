@@ -407,8 +407,9 @@ impl Plan {
         self.roles.get(node).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// The parent of a group of this plan (`None` for the root and for groups outside the plan).
     pub fn parent(&self, group: GroupId) -> Option<GroupId> {
-        if self.is_root(group) {
+        if self.is_root(group) || !self.contains(group) {
             None
         } else {
             Some(GroupId {
@@ -420,7 +421,7 @@ impl Plan {
 
     /// Children of an inner group, in index order (empty for a leaf group).
     pub fn children(&self, group: GroupId) -> Vec<GroupId> {
-        if group.level == 0 {
+        if group.level == 0 || !self.contains(group) {
             return Vec::new();
         }
         let below = self.level_sizes[group.level as usize - 1];

@@ -450,3 +450,59 @@ fn a_commissioner_restarting_mid_release_still_gets_its_result() {
     assert_eq!(o.included, o.contributors);
     assert!(c.traffic.by_kind.contains_key("root-query"));
 }
+
+#[test]
+fn messages_naming_groups_and_positions_outside_the_plan_are_rejected_not_fatal() {
+    use grove_protocol::codec;
+    use grove_protocol::message::{Body, Message, Slot};
+    let mut c = setup(60, 40, 6, 18);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let extreme_groups = [
+        GroupId {
+            level: 255,
+            index: u32::MAX,
+        },
+        GroupId {
+            level: 0,
+            index: u32::MAX,
+        },
+        GroupId { level: 2, index: 7 },
+        GroupId { level: 1, index: 1 },
+    ];
+    let mut k = 0u64;
+    for sample in codec::sample_messages() {
+        for group in extreme_groups {
+            for position in [1u8, 5, 6, 32] {
+                let mut m: Message = sample.clone();
+                m.computation = id;
+                // Half go without a destination, so the handlers themselves see them.
+                m.to = (k % 2 == 0).then_some(Slot { group, position });
+                match &mut m.body {
+                    Body::Share(x) => (x.group, x.position) = (group, position),
+                    Body::ShareQuery(x) => (x.group, x.position) = (group, position),
+                    Body::Partial(x) => (x.child, x.position) = (group, position),
+                    Body::Report(x) => (x.group, x.position) = (group, position),
+                    Body::Solicit(x) => (x.group, x.leader) = (group, position),
+                    Body::Manifest(x) => (x.group, x.leader) = (group, position),
+                    Body::HealQuery(x) => (x.child, x.target) = (group, position),
+                    Body::HealOffer(x) => {
+                        (x.child, x.target, x.helper) = (group, position, position)
+                    }
+                    Body::HealGo(x) => (x.child, x.target) = (group, position),
+                    Body::HealPart(x) => {
+                        (x.child, x.target, x.helper) = (group, position, position)
+                    }
+                    Body::RootReady(x) => x.position = position,
+                    Body::ReleaseShare(x) => x.position = position,
+                    _ => {}
+                }
+                k += 1;
+                let to = 1 + (k as usize % 59);
+                c.inject(3, to, &m, 10_000 + k * 997 % 900_000);
+            }
+        }
+    }
+    let o = run(&mut c, &id);
+    assert!(o.released.is_some());
+    assert_eq!(o.included, o.finished_sending);
+}
