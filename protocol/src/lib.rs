@@ -11,6 +11,8 @@
 //! - [`sharing`]: vector Shamir sharing, seed-compressed shares, Lagrange coefficients.
 //! - [`ids`]: identifiers and domain-separated hashing.
 //! - [`request`]: the signed computation request and its validation.
+//! - [`query`]: the declarative query language: parser, printer, layout, local evaluation,
+//!   decoding of the result.
 //! - [`plan`]: the deterministic tree of groups derived from a request and a peer directory.
 //! - [`message`], [`codec`], [`seal`]: what travels between nodes, and how it is framed and sealed.
 //! - [`record`]: what a node persists so that it can resume after a crash.
@@ -25,6 +27,7 @@ pub mod ids;
 pub mod limits;
 pub mod message;
 pub mod plan;
+pub mod query;
 pub mod record;
 pub mod request;
 pub mod seal;
