@@ -684,12 +684,12 @@ fn naive(q: &Query, contributors: &[Vec<Record>]) -> Vec<Vec<Cell>> {
 
 /// Runs the protocol's path: evaluate per contributor, encode, sum in the field, decode.
 fn through_the_field(c: &CompiledQuery, contributors: &[Vec<Record>]) -> ResultTable {
-    let mut sum = vec![Fp::default(); c.spec.length as usize];
+    let mut sum = vec![Fp::default(); c.spec().length as usize];
     for records in contributors {
         let v = c.evaluate(records);
-        assert_eq!(v.len(), c.spec.length as usize);
+        assert_eq!(v.len(), c.spec().length as usize);
         for (k, x) in v.iter().enumerate() {
-            let col = &c.columns[k % c.columns.len()];
+            let col = &c.columns()[k % c.columns().len()];
             assert!(
                 *x >= col.min && *x <= col.max,
                 "element {k} = {x} outside the per-contributor bounds [{}, {}]",
@@ -697,12 +697,12 @@ fn through_the_field(c: &CompiledQuery, contributors: &[Vec<Record>]) -> ResultT
                 col.max
             );
         }
-        let encoded = c.spec.encode(&v).expect("evaluate gives finite values");
+        let encoded = c.spec().encode(&v).expect("evaluate gives finite values");
         for (s, e) in sum.iter_mut().zip(encoded) {
             *s += e;
         }
     }
-    let decoded = c.spec.decode_sum(&sum);
+    let decoded = c.spec().decode_sum(&sum);
     c.decode(&decoded, contributors.len() as u64)
 }
 
@@ -714,7 +714,7 @@ fn close(expected: f64, got: f64, tol: f64) -> bool {
 /// hold something other than zero or null (so that a test can show it is not vacuous).
 fn compare_with_naive(q: &Query, contributors: &[Vec<Record>]) -> Result<usize, String> {
     let c = q.compile().map_err(|e| e.to_string())?;
-    c.spec
+    c.spec()
         .validate(contributors.len() as u64)
         .map_err(|e| e.to_string())?;
     let table = through_the_field(&c, contributors);
@@ -723,13 +723,13 @@ fn compare_with_naive(q: &Query, contributors: &[Vec<Record>]) -> Result<usize, 
         return Err(format!("shape differs: {table}"));
     }
     // One contributor's rounding is at most half a unit of the last digit.
-    let unit = 10f64.powi(-i32::from(c.spec.scale_digits));
+    let unit = 10f64.powi(-i32::from(c.spec().scale_digits));
     let t_sum = contributors.len() as f64 * unit / 2.0;
     let mut nonzero = 0;
-    for (row, exp) in table.rows.iter().zip(&expected) {
+    for (g, (row, exp)) in table.rows.iter().zip(&expected).enumerate() {
         for ((a, got), want) in q.aggregates.iter().zip(&row.cells).zip(exp) {
             // Counts (and so the divisors below) are exact.
-            let count = |f: &str| expected_count(q, contributors, row, &c, f);
+            let count = |f: &str| expected_count(q, contributors, g, f);
             let tol = match a {
                 Aggregate::Sum(_) | Aggregate::SumVector { .. } => t_sum,
                 Aggregate::Avg(f) => t_sum / count(f),
@@ -823,22 +823,8 @@ fn clip_of(q: &Query, f: &str) -> (f64, f64) {
         .expect("a clip for every summed field")
 }
 
-/// The number of records of the row's group whose field `f` is a number (naively).
-fn expected_count(
-    q: &Query,
-    contributors: &[Vec<Record>],
-    row: &ResultRow,
-    c: &CompiledQuery,
-    f: &str,
-) -> f64 {
-    let g = match &row.group {
-        None => 0,
-        Some(label) => c
-            .groups
-            .iter()
-            .position(|l| l == label)
-            .expect("row labels come from the groups"),
-    };
+/// The number of records of group `g` whose field `f` is a number (naively).
+fn expected_count(q: &Query, contributors: &[Vec<Record>], g: usize, f: &str) -> f64 {
     let limit = q.limit_per_contributor.unwrap_or(1000) as usize;
     contributors
         .iter()
@@ -864,11 +850,11 @@ fn the_budget_refuses_queries_whose_sums_could_wrap() {
     )
     .unwrap();
     let c = q.compile().unwrap();
-    assert_eq!(c.columns[1].kind, ColumnKind::SumOfSquares);
-    assert_eq!(c.columns[1].max, 1e15);
-    assert_eq!(c.spec.validate(11), Ok(()));
+    assert_eq!(c.columns()[1].kind, ColumnKind::SumOfSquares);
+    assert_eq!(c.columns()[1].max, 1e15);
+    assert_eq!(c.spec().validate(11), Ok(()));
     assert_eq!(
-        c.spec.validate(12),
+        c.spec().validate(12),
         Err(EncodingError::OverflowBudget {
             index: 1,
             max_contributors: 12
@@ -881,14 +867,14 @@ fn the_budget_refuses_queries_whose_sums_could_wrap() {
     let v = c.evaluate(&worst);
     assert_eq!(v, vec![1e9, 1e15, 1000.0]);
     let sum_of = |k: usize| {
-        let e = c.spec.encode(&v).unwrap();
+        let e = c.spec().encode(&v).unwrap();
         let mut s = vec![Fp::default(); 3];
         for _ in 0..k {
             for (a, b) in s.iter_mut().zip(&e) {
                 *a += *b;
             }
         }
-        c.spec.decode_sum(&s)
+        c.spec().decode_sum(&s)
     };
     assert_eq!(sum_of(11)[1], 1.1e16);
     assert!(sum_of(12)[1] < 0.0, "the field sum wrapped");
@@ -897,13 +883,13 @@ fn the_budget_refuses_queries_whose_sums_could_wrap() {
         "SELECT var(amount) FROM t CLIP amount TO [0, 1000000] LIMIT PER CONTRIBUTOR 10",
     )
     .unwrap();
-    assert!(q.compile().unwrap().spec.validate(1100).is_ok());
+    assert!(q.compile().unwrap().spec().validate(1100).is_ok());
     // So does a coarser scale, and a narrower clip.
     let q = Query::parse(
         "SELECT var(amount) FROM t CLIP amount TO [0, 1000000] LIMIT PER CONTRIBUTOR 1000 SCALE 0",
     )
     .unwrap();
-    assert!(q.compile().unwrap().spec.validate(1100).is_ok());
+    assert!(q.compile().unwrap().spec().validate(1100).is_ok());
     // A bound too large for even one contributor is refused when compiling.
     let q = Query::parse(
         "SELECT var(amount) FROM t CLIP amount TO [0, 1e9] LIMIT PER CONTRIBUTOR 1000000 SCALE 6",

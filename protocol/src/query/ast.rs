@@ -3,7 +3,9 @@
 //! [`Query`]'s `Display` is canonical: keywords in capitals, function names in lower case, one
 //! clause per line, numbers in Rust's shortest round-trip form, text literals in single quotes
 //! with `''` for a quote, parentheses only where precedence needs them. For every query `q`
-//! that [`Query::parse`](crate::query::Query::parse) accepts, `parse(q.to_string()) == q`.
+//! that [`Query::parse`](crate::query::Query::parse) accepts, `parse(q.to_string()) == q`
+//! (provided the printed text is itself within `MAX_QUERY_BYTES`: the printer adds spaces, so
+//! a query written densely near the limit can print longer).
 
 use std::fmt;
 
@@ -156,9 +158,17 @@ impl GroupBy {
     }
 }
 
-/// Writes a number so that the lexer reads back the same `f64` (shortest round trip).
+/// Writes a number so that the lexer reads back the same `f64`, in Rust's shortest round-trip
+/// form: plain (`1500`, `0.25`), or with an exponent (`1e300`, `5e-324`) when the plain form
+/// would take more than 16 characters and the exponent form is shorter.
 pub(crate) fn write_number(f: &mut fmt::Formatter<'_>, x: f64) -> fmt::Result {
-    write!(f, "{x}")
+    let plain = format!("{x}");
+    let exponent = format!("{x:e}");
+    f.write_str(if plain.len() > 16 && exponent.len() < plain.len() {
+        &exponent
+    } else {
+        &plain
+    })
 }
 
 pub(crate) fn write_text(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {

@@ -6,6 +6,7 @@ use super::value::{cmp_f64, Date, Record, Value};
 use super::{QueryError, DEFAULT_RECORDS_PER_CONTRIBUTOR, DEFAULT_SCALE_DIGITS};
 use crate::encoding::{BoundRange, ContributionSpec};
 use crate::limits;
+use crate::request::Request;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
@@ -40,20 +41,17 @@ pub struct Column {
     pub max: f64,
 }
 
-/// A query with its layout. The contribution vector has `groups.len()` blocks of
-/// `columns.len()` elements each, group after group: element `g * columns.len() + c` holds
-/// column `c` of group `g`.
+/// A query with its layout. The contribution vector has `groups().len()` blocks of
+/// `columns().len()` elements each, group after group: element `g * columns().len() + c`
+/// holds column `c` of group `g`. Only [`Query::compile`] makes one, so the parts always
+/// agree with each other.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompiledQuery {
-    pub query: Query,
-    /// The request's contribution spec: length, run-length bounds, scale.
-    pub spec: ContributionSpec,
-    /// At most this many records of one contributor are used (`LIMIT PER CONTRIBUTOR`).
-    pub records_per_contributor: u32,
-    /// One label per group (`[""]` without `GROUP BY`).
-    pub groups: Vec<String>,
-    /// The block of one group.
-    pub columns: Vec<Column>,
+    query: Query,
+    spec: ContributionSpec,
+    records_per_contributor: u32,
+    groups: Vec<String>,
+    columns: Vec<Column>,
 }
 
 fn layout_error(message: String) -> QueryError {
@@ -71,7 +69,9 @@ impl Query {
     /// checked by [`ContributionSpec::validate`] on `spec`.
     pub fn compile(&self) -> Result<CompiledQuery, QueryError> {
         let text = self.to_string();
-        let reparsed = Query::parse(&text)?;
+        // Without the length limit: a query accepted from text near the limit may print a
+        // little longer (the printer adds spaces).
+        let reparsed = super::parser::parse(&text, false)?;
         if reparsed != *self {
             return Err(layout_error(format!(
                 "the query does not survive printing and parsing; it prints as:\n{text}"
@@ -368,6 +368,41 @@ fn clip_norm(v: &mut [f64], bound: f64) {
 }
 
 impl CompiledQuery {
+    /// The query as compiled.
+    pub fn query(&self) -> &Query {
+        &self.query
+    }
+    /// The request's contribution spec: length, run-length bounds, scale.
+    pub fn spec(&self) -> &ContributionSpec {
+        &self.spec
+    }
+    /// At most this many records of one contributor are used (`LIMIT PER CONTRIBUTOR`).
+    pub fn records_per_contributor(&self) -> u32 {
+        self.records_per_contributor
+    }
+    /// One label per group (one empty label without `GROUP BY`).
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+    /// The columns of one group's block, with their per-contributor bounds.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Parses and compiles a request's query, and checks that the request's contribution
+    /// spec is exactly the one the query compiles to (a node evaluates a request only
+    /// through this). A mismatch is reported at line 1, column 1. The overflow budget for the
+    /// request's `max_contributors` is checked by `Request::validate_params`.
+    pub fn for_request(request: &Request) -> Result<CompiledQuery, QueryError> {
+        let compiled = Query::parse(&request.query)?.compile()?;
+        if compiled.spec != request.contribution {
+            return Err(layout_error(
+                "the request's contribution spec differs from the one its query compiles to".into(),
+            ));
+        }
+        Ok(compiled)
+    }
+
     /// The group a record falls in, if it is used at all (passes `WHERE`, and its key is one
     /// of the declared keys or falls in a bucket).
     pub fn group_of(&self, r: &Record) -> Option<usize> {

@@ -89,7 +89,7 @@ impl Query {
     /// Parses and checks a query: syntax, named limits, bounds for every aggregate that needs
     /// them, and no unused `CLIP`. Never panics.
     pub fn parse(text: &str) -> Result<Query, QueryError> {
-        parser::parse(text)
+        parser::parse(text, true)
     }
 }
 

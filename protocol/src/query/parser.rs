@@ -38,8 +38,10 @@ pub(crate) fn is_keyword(s: &str) -> bool {
     KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(s))
 }
 
-pub(crate) fn parse(text: &str) -> Result<Query, QueryError> {
-    if text.len() > limits::MAX_QUERY_BYTES {
+/// Parses `text`; `bounded` applies `MAX_QUERY_BYTES` (off only for re-reading the printed
+/// form of a query, whose size the count limits bound).
+pub(crate) fn parse(text: &str, bounded: bool) -> Result<Query, QueryError> {
+    if bounded && text.len() > limits::MAX_QUERY_BYTES {
         return Err(QueryError::new(
             1,
             1,

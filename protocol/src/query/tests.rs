@@ -158,23 +158,23 @@ fn compile_layout_and_bounds() {
     let q = Query::parse(EXAMPLE).unwrap();
     let c = q.compile().unwrap();
     // count 1, sum 1, avg 2, var 3, stddev 3, histogram 4, distinct 1, vector 3 = 18 per group.
-    assert_eq!(c.columns.len(), 18);
-    assert_eq!(c.groups, vec!["2026-01", "2026-02", "2026-03"]);
-    assert_eq!(c.spec.length, 54);
-    assert_eq!(c.spec.scale_digits, DEFAULT_SCALE_DIGITS);
-    assert_eq!(c.records_per_contributor, DEFAULT_RECORDS_PER_CONTRIBUTOR);
+    assert_eq!(c.columns().len(), 18);
+    assert_eq!(c.groups(), vec!["2026-01", "2026-02", "2026-03"]);
+    assert_eq!(c.spec().length, 54);
+    assert_eq!(c.spec().scale_digits, DEFAULT_SCALE_DIGITS);
+    assert_eq!(c.records_per_contributor(), DEFAULT_RECORDS_PER_CONTRIBUTOR);
     let n = DEFAULT_RECORDS_PER_CONTRIBUTOR as f64;
-    assert_eq!((c.columns[0].min, c.columns[0].max), (0.0, n));
-    assert_eq!((c.columns[1].min, c.columns[1].max), (0.0, n * 1000.0));
-    assert_eq!(c.columns[5].kind, ColumnKind::SumOfSquares);
-    assert_eq!(c.columns[5].max, n * 1e6);
-    assert_eq!(c.columns[14].kind, ColumnKind::Contributor);
-    assert_eq!((c.columns[17].min, c.columns[17].max), (-5.0, 5.0));
-    let total: u32 = c.spec.bounds.iter().map(|b| b.count).sum();
+    assert_eq!((c.columns()[0].min, c.columns()[0].max), (0.0, n));
+    assert_eq!((c.columns()[1].min, c.columns()[1].max), (0.0, n * 1000.0));
+    assert_eq!(c.columns()[5].kind, ColumnKind::SumOfSquares);
+    assert_eq!(c.columns()[5].max, n * 1e6);
+    assert_eq!(c.columns()[14].kind, ColumnKind::Contributor);
+    assert_eq!((c.columns()[17].min, c.columns()[17].max), (-5.0, 5.0));
+    let total: u32 = c.spec().bounds.iter().map(|b| b.count).sum();
     assert_eq!(total, 54);
-    c.spec.validate(10_000).unwrap();
+    c.spec().validate(10_000).unwrap();
     // 1000 records * 1e6 * 100 (scale) = 1e11 per contributor: 2e7 contributors would wrap.
-    assert!(c.spec.validate(20_000_000).is_err());
+    assert!(c.spec().validate(20_000_000).is_err());
 }
 
 #[test]
@@ -217,7 +217,7 @@ fn evaluate_and_decode() {
         ]),
     ];
     let v = c.evaluate(&records);
-    let w = c.columns.len();
+    let w = c.columns().len();
     assert_eq!(w, 1 + 2 + 3 + 2 + 1 + 2);
     // Group 2026-01: 2 records, sum 70, squares 400 + 2500, histogram [0, 2], vector (6, 8)
     // clipped again to (3, 4).
@@ -244,7 +244,7 @@ fn evaluate_and_decode() {
     let text = t.to_string();
     assert!(text.contains("month(date)"), "{text}");
     assert!(text.contains("(2 contributors)"), "{text}");
-    let empty = c.decode(&vec![0.0; c.spec.length as usize], 0);
+    let empty = c.decode(&vec![0.0; c.spec().length as usize], 0);
     assert_eq!(empty.rows[0].cells[1], Cell::Null);
     let short = c.decode(&[1.0], 1);
     assert_eq!(short.rows[0].cells[0], Cell::Number(1.0));
@@ -292,7 +292,7 @@ fn buckets() {
     .unwrap()
     .compile()
     .unwrap();
-    assert_eq!(c.groups, vec!["[0, 18)", "[18, 30)", "[30, 120]"]);
+    assert_eq!(c.groups(), vec!["[0, 18)", "[18, 30)", "[30, 120]"]);
     let ages = [-1.0, 0.0, 17.9, 18.0, 30.0, 120.0, 120.5];
     let records: Vec<Record> = ages
         .iter()
@@ -329,4 +329,89 @@ fn built_queries_are_checked_through_the_parser() {
     )
     .unwrap();
     assert!(huge.compile().unwrap_err().message.contains("limit"));
+}
+
+#[test]
+fn a_request_must_carry_the_spec_its_query_compiles_to() {
+    use crate::ids::{ComputationId, Micros, NodeId};
+    use crate::request::*;
+    let text = "SELECT avg(amount) FROM bank.operations CLIP amount TO [0, 100]";
+    let compiled = Query::parse(text).unwrap().compile().unwrap();
+    let mut request = Request {
+        id: ComputationId([1; 32]),
+        commissioner: CommissionerKey([2; 32]),
+        commissioner_node: NodeId([3; 32]),
+        created_at: Micros(1),
+        deadline: Micros(2),
+        query: text.into(),
+        contribution: compiled.spec().clone(),
+        max_contributors: 1000,
+        privacy: PrivacyParams {
+            g: 5,
+            t: 3,
+            k_min: 10,
+        },
+        tree: TreeParams {
+            leaf_groups: 1,
+            fan_in: 2,
+            backups: 0,
+            timeouts: Timeouts {
+                share_window: 1,
+                collect_window: 1,
+                level_span: 1,
+                report_window: 1,
+                manifest_timeout: 1,
+                heal_attempt: 1,
+                release_window: 1,
+            },
+        },
+    };
+    assert_eq!(CompiledQuery::for_request(&request), Ok(compiled));
+    request.contribution.scale_digits = 3;
+    assert!(CompiledQuery::for_request(&request)
+        .unwrap_err()
+        .message
+        .contains("differs"));
+    request.query = "SELECT avg(amount) FROM t".into();
+    assert_eq!(CompiledQuery::for_request(&request).unwrap_err().column, 8);
+}
+
+#[test]
+fn numbers_print_short_and_exact() {
+    for x in [
+        0.0,
+        -0.0,
+        1500.0,
+        0.1,
+        1e300,
+        -1e-300,
+        5e-324,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        123456789.123,
+    ] {
+        let q = Query::parse(&format!(
+            "SELECT count(*) FROM t WHERE a = {x:e} AND b = {x}"
+        ))
+        .unwrap();
+        let text = q.to_string();
+        assert!(text.len() < 100, "{text}");
+        assert_eq!(Query::parse(&text).unwrap(), q);
+        let Some(Predicate::And(items)) = &q.filter else {
+            panic!()
+        };
+        let value = |p: &Predicate| match p {
+            Predicate::Compare { value, .. } => value.clone(),
+            _ => panic!(),
+        };
+        assert_eq!(value(&items[0]), value(&items[1]));
+    }
+    // A dense query near the length limit prints longer, yet compiles.
+    let dense = format!(
+        "SELECT count(*) FROM t WHERE {}",
+        vec!["a=1"; 200].join(" OR ")
+    );
+    let q = Query::parse(&dense).unwrap();
+    assert!(q.to_string().len() > dense.len());
+    assert!(q.compile().is_ok());
 }
