@@ -46,8 +46,8 @@ pub const MAX_COMPUTATION_LIFETIME_MICROS: u64 = 7 * 24 * 3600 * 1_000_000;
 
 /// Largest number of aggregates in a query's `SELECT` list (and of `CLIP` rules).
 pub const MAX_QUERY_AGGREGATES: usize = 64;
-/// Largest number of groups a `GROUP BY` declares (keys, or buckets).
-pub const MAX_QUERY_GROUPS: usize = 1024;
+/// Largest number of rows a `GROUP BY` declares (keys, or buckets).
+pub const MAX_QUERY_ROWS: usize = 1024;
 /// Largest number of edges of a `histogram` or `bucket` (one more than its buckets).
 pub const MAX_QUERY_EDGES: usize = 257;
 /// Largest dimension of a `sum_vector` aggregate.

@@ -577,30 +577,30 @@ fn shrink_to(v: Vec<f64>, bound: f64) -> Vec<f64> {
     }
 }
 
-/// The expected table: for each group, for each aggregate, a cell.
+/// The expected table: for each row, for each aggregate, a cell.
 fn naive(q: &Query, contributors: &[Vec<Record>]) -> Vec<Vec<Cell>> {
-    let groups = match &q.group_by {
+    let rows = match &q.group_by {
         None => 1,
         Some(GroupBy::Keys { keys, .. }) => keys.len(),
         Some(GroupBy::Buckets { edges, .. }) => edges.len() - 1,
     };
     let limit = q.limit_per_contributor.unwrap_or(1000) as usize;
-    // used[c][g]: the records contributor c uses in group g.
+    // used[c][g]: the records contributor c uses in row g.
     let used: Vec<Vec<Vec<&Record>>> = contributors
         .iter()
         .map(|records| {
-            let mut by_group = vec![Vec::new(); groups];
+            let mut by_row = vec![Vec::new(); rows];
             for (g, r) in records
                 .iter()
                 .filter_map(|r| naive_group(q, r).map(|g| (g, r)))
                 .take(limit)
             {
-                by_group[g].push(r);
+                by_row[g].push(r);
             }
-            by_group
+            by_row
         })
         .collect();
-    (0..groups)
+    (0..rows)
         .map(|g| {
             let all: Vec<&Record> = used.iter().flat_map(|c| c[g].iter().copied()).collect();
             q.aggregates
@@ -823,7 +823,7 @@ fn clip_of(q: &Query, f: &str) -> (f64, f64) {
         .expect("a clip for every summed field")
 }
 
-/// The number of records of group `g` whose field `f` is a number (naively).
+/// The number of records of row `g` whose field `f` is a number (naively).
 fn expected_count(q: &Query, contributors: &[Vec<Record>], g: usize, f: &str) -> f64 {
     let limit = q.limit_per_contributor.unwrap_or(1000) as usize;
     contributors
@@ -914,8 +914,8 @@ fn result_table_serializes_and_prints() {
             "group_by": "category",
             "columns": ["count(*)", "avg(amount)", "histogram(amount, [0, 10, 100])"],
             "rows": [
-                {"group": "food", "cells": [3.0, 10.0, [1.0, 2.0]]},
-                {"group": "rent", "cells": [0.0, null, [0.0, 0.0]]},
+                {"key": "food", "cells": [3.0, 10.0, [1.0, 2.0]]},
+                {"key": "rent", "cells": [0.0, null, [0.0, 0.0]]},
             ],
             "contributors": 7,
         })

@@ -48,7 +48,7 @@ pub enum Aggregate {
     },
 }
 
-/// What a predicate or a group key reads from a record.
+/// What a predicate or a `GROUP BY` key reads from a record.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Expr {
     Field(String),
@@ -109,9 +109,9 @@ pub enum Predicate {
 /// `GROUP BY`: always over declared keys or buckets.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GroupBy {
-    /// `GROUP BY expr IN (k1, k2, ...)`: one group per key, in this order.
+    /// `GROUP BY expr IN (k1, k2, ...)`: one row per key, in this order.
     Keys { expr: Expr, keys: Vec<Literal> },
-    /// `GROUP BY bucket(field, [e0, ..., ek])`: `k` groups `[e_i, e_{i+1})`, the last closed.
+    /// `GROUP BY bucket(field, [e0, ..., ek])`: `k` rows `[e_i, e_{i+1})`, the last closed.
     Buckets { field: String, edges: Vec<f64> },
 }
 
@@ -146,7 +146,7 @@ impl Aggregate {
 }
 
 impl GroupBy {
-    /// Number of groups.
+    /// Number of rows it makes.
     pub fn len(&self) -> usize {
         match self {
             GroupBy::Keys { keys, .. } => keys.len(),

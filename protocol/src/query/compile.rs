@@ -10,12 +10,12 @@ use crate::request::Request;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-/// What one element of a group's block holds, for one contributor.
+/// What one element of a row's block holds, for one contributor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColumnKind {
-    /// Records used in the group (`count(*)`).
+    /// Records used in the row (`count(*)`).
     Records,
-    /// 1 if the contributor used any record in the group, else 0.
+    /// 1 if the contributor used any record in the row, else 0.
     Contributor,
     /// Sum of the clipped field over the records where it is a number.
     Sum,
@@ -29,7 +29,7 @@ pub enum ColumnKind {
     Coordinate(u32),
 }
 
-/// One element of a group's block: which aggregate it serves, what it holds, and the bounds
+/// One element of a row's block: which aggregate it serves, what it holds, and the bounds
 /// of one contributor's value, `[min, max]` (the overflow budget multiplies these by the
 /// number of contributors).
 #[derive(Clone, Debug, PartialEq)]
@@ -41,16 +41,17 @@ pub struct Column {
     pub max: f64,
 }
 
-/// A query with its layout. The contribution vector has `groups().len()` blocks of
-/// `columns().len()` elements each, group after group: element `g * columns().len() + c`
-/// holds column `c` of group `g`. Only [`Query::compile`] makes one, so the parts always
+/// A query with its layout. The contribution vector has `rows().len()` blocks of
+/// `columns().len()` elements each, row after row: element `r * columns().len() + c` holds
+/// column `c` of row `r`. (A `GROUP BY` key or bucket makes a *row* of the result; the word
+/// *group* is kept for the protocol's groups of positions.) Only [`Query::compile`] makes one, so the parts always
 /// agree with each other.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompiledQuery {
     query: Query,
     spec: ContributionSpec,
     records_per_contributor: u32,
-    groups: Vec<String>,
+    rows: Vec<String>,
     columns: Vec<Column>,
 }
 
@@ -81,7 +82,7 @@ impl Query {
             .limit_per_contributor
             .unwrap_or(DEFAULT_RECORDS_PER_CONTRIBUTOR);
         let nf = f64::from(n);
-        let groups: Vec<String> = match &self.group_by {
+        let rows: Vec<String> = match &self.group_by {
             None => vec![String::new()],
             Some(GroupBy::Keys { keys, .. }) => keys.iter().map(key_label).collect(),
             Some(GroupBy::Buckets { edges, .. }) => bucket_labels(edges),
@@ -97,12 +98,12 @@ impl Query {
                 Aggregate::SumVector { dimension, .. } => u64::from(*dimension),
             };
         }
-        let length = width * groups.len() as u64;
+        let length = width * rows.len() as u64;
         if length > u64::from(limits::MAX_VECTOR_LEN) {
             return Err(layout_error(format!(
-                "the contribution vector would hold {length} elements ({} groups of {width}), \
+                "the contribution vector would hold {length} elements ({} rows of {width}), \
                  over the limit of {}",
-                groups.len(),
+                rows.len(),
                 limits::MAX_VECTOR_LEN
             )));
         }
@@ -176,7 +177,7 @@ impl Query {
             }
         }
         let mut bounds: Vec<BoundRange> = Vec::new();
-        for _ in &groups {
+        for _ in &rows {
             for c in &columns {
                 match bounds.last_mut() {
                     Some(b) if b.min == c.min && b.max == c.max => b.count += 1,
@@ -184,7 +185,7 @@ impl Query {
                         if bounds.len() == limits::MAX_BOUND_RANGES {
                             return Err(layout_error(format!(
                                 "the layout needs more than {} runs of bounds; use fewer \
-                                 groups or aggregates",
+                                 rows or aggregates",
                                 limits::MAX_BOUND_RANGES
                             )));
                         }
@@ -210,7 +211,7 @@ impl Query {
             query: self.clone(),
             spec,
             records_per_contributor: n,
-            groups,
+            rows,
             columns,
         })
     }
@@ -380,11 +381,12 @@ impl CompiledQuery {
     pub fn records_per_contributor(&self) -> u32 {
         self.records_per_contributor
     }
-    /// One label per group (one empty label without `GROUP BY`).
-    pub fn groups(&self) -> &[String] {
-        &self.groups
+    /// One label per row: the `GROUP BY` key as text, or the bucket as `[lo, hi)` (one empty
+    /// label without `GROUP BY`).
+    pub fn rows(&self) -> &[String] {
+        &self.rows
     }
-    /// The columns of one group's block, with their per-contributor bounds.
+    /// The columns of one row's block, with their per-contributor bounds.
     pub fn columns(&self) -> &[Column] {
         &self.columns
     }
@@ -403,9 +405,9 @@ impl CompiledQuery {
         Ok(compiled)
     }
 
-    /// The group a record falls in, if it is used at all (passes `WHERE`, and its key is one
+    /// The row a record falls in, if it is used at all (passes `WHERE`, and its key is one
     /// of the declared keys or falls in a bucket).
-    pub fn group_of(&self, r: &Record) -> Option<usize> {
+    pub fn row_of(&self, r: &Record) -> Option<usize> {
         if let Some(p) = &self.query.filter {
             if truth(p, r) != Some(true) {
                 return None;
@@ -441,7 +443,7 @@ impl CompiledQuery {
             if used >= self.records_per_contributor {
                 break;
             }
-            let Some(g) = self.group_of(r) else {
+            let Some(g) = self.row_of(r) else {
                 continue;
             };
             used += 1;
@@ -493,12 +495,12 @@ impl CompiledQuery {
                 }
             }
         }
-        // A contributor's sum of vectors is clipped again, so one contributor moves the
+        // A contributor's sum of vectors in a row is clipped again, so one contributor moves the
         // result by at most the norm bound.
         for (i, a) in self.query.aggregates.iter().enumerate() {
             if let Aggregate::SumVector { field, dimension } = a {
                 let bound = self.norm(field);
-                for g in 0..self.groups.len() {
+                for g in 0..self.rows.len() {
                     let start = g * width + offsets[i];
                     clip_norm(&mut out[start..start + *dimension as usize], bound);
                 }
@@ -548,7 +550,7 @@ impl CompiledQuery {
             offsets[col.aggregate] = c;
         }
         let rows = self
-            .groups
+            .rows
             .iter()
             .enumerate()
             .map(|(g, label)| {
@@ -589,7 +591,7 @@ impl CompiledQuery {
                     })
                     .collect();
                 ResultRow {
-                    group: self.query.group_by.as_ref().map(|_| label.clone()),
+                    key: self.query.group_by.as_ref().map(|_| label.clone()),
                     cells,
                 }
             })

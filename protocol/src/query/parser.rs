@@ -437,10 +437,10 @@ impl Parser {
                 self.punct(Tok::Comma)?;
                 let at = self.here();
                 let edges = self.edges()?;
-                if edges.len() - 1 > limits::MAX_QUERY_GROUPS {
+                if edges.len() - 1 > limits::MAX_QUERY_ROWS {
                     return self.err_at(
                         at,
-                        format!("at most {} groups are allowed", limits::MAX_QUERY_GROUPS),
+                        format!("GROUP BY makes at most {} rows", limits::MAX_QUERY_ROWS),
                     );
                 }
                 self.punct(Tok::RParen)?;
@@ -454,11 +454,11 @@ impl Parser {
                  or buckets, `bucket(field, [e0, e1, ...])`)",
             );
         }
-        let list = self.literal_list(limits::MAX_QUERY_GROUPS)?;
+        let list = self.literal_list(limits::MAX_QUERY_ROWS)?;
         let mut keys: Vec<Literal> = Vec::with_capacity(list.len());
         for (k, at) in list {
             if keys.contains(&k) {
-                return self.err_at(at, format!("group key {k} is listed twice"));
+                return self.err_at(at, format!("GROUP BY key {k} is listed twice"));
             }
             keys.push(k);
         }

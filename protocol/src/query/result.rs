@@ -1,4 +1,4 @@
-//! The decoded result of a query: one row per group, one cell per aggregate.
+//! The decoded result of a query: one row per `GROUP BY` key or bucket, one cell per aggregate.
 
 use serde::Serialize;
 use std::fmt;
@@ -16,13 +16,13 @@ pub enum Cell {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ResultRow {
-    /// The group's key or bucket; `None` without `GROUP BY`.
-    pub group: Option<String>,
+    /// The row's `GROUP BY` key or bucket; `None` without `GROUP BY`.
+    pub key: Option<String>,
     pub cells: Vec<Cell>,
 }
 
 /// A decoded result. `Display` prints an aligned text table; `Serialize` gives
-/// `{"group_by": .., "columns": [..], "rows": [{"group": .., "cells": [..]}], "contributors": n}`.
+/// `{"group_by": .., "columns": [..], "rows": [{"key": .., "cells": [..]}], "contributors": n}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ResultTable {
     /// The `GROUP BY` expression, if any.
@@ -84,7 +84,7 @@ impl fmt::Display for ResultTable {
             .map(|r| {
                 let mut cells = Vec::new();
                 if grouped {
-                    cells.push(r.group.clone().unwrap_or_default());
+                    cells.push(r.key.clone().unwrap_or_default());
                 }
                 cells.extend(r.cells.iter().map(|c| c.to_string()));
                 cells

@@ -159,7 +159,7 @@ fn compile_layout_and_bounds() {
     let c = q.compile().unwrap();
     // count 1, sum 1, avg 2, var 3, stddev 3, histogram 4, distinct 1, vector 3 = 18 per group.
     assert_eq!(c.columns().len(), 18);
-    assert_eq!(c.groups(), vec!["2026-01", "2026-02", "2026-03"]);
+    assert_eq!(c.rows(), vec!["2026-01", "2026-02", "2026-03"]);
     assert_eq!(c.spec().length, 54);
     assert_eq!(c.spec().scale_digits, DEFAULT_SCALE_DIGITS);
     assert_eq!(c.records_per_contributor(), DEFAULT_RECORDS_PER_CONTRIBUTOR);
@@ -233,7 +233,7 @@ fn evaluate_and_decode() {
     let sums: Vec<f64> = v.iter().map(|x| 2.0 * x).collect();
     let t = c.decode(&sums, 2);
     assert_eq!(t.rows.len(), 2);
-    assert_eq!(t.rows[0].group.as_deref(), Some("2026-01"));
+    assert_eq!(t.rows[0].key.as_deref(), Some("2026-01"));
     assert_eq!(t.rows[0].cells[0], Cell::Number(4.0));
     assert_eq!(t.rows[0].cells[1], Cell::Number(35.0));
     assert_eq!(t.rows[0].cells[2], Cell::Number(225.0));
@@ -292,7 +292,7 @@ fn buckets() {
     .unwrap()
     .compile()
     .unwrap();
-    assert_eq!(c.groups(), vec!["[0, 18)", "[18, 30)", "[30, 120]"]);
+    assert_eq!(c.rows(), vec!["[0, 18)", "[18, 30)", "[30, 120]"]);
     let ages = [-1.0, 0.0, 17.9, 18.0, 30.0, 120.0, 120.5];
     let records: Vec<Record> = ages
         .iter()
