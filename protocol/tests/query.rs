@@ -251,16 +251,19 @@ proptest! {
     fn a_stray_character_is_reported_where_it_stands(q in query(), at in any::<prop::sample::Index>()) {
         let text = q.to_string();
         // Char offsets outside text literals (a quote toggles; the middle of `''` counts as
-        // outside, and there a stray character is indeed out of the literal), and not just
-        // after a '!' (which is then itself the error, being no operator without its '=').
+        // outside, and there a stray character is indeed out of the literal), not just after
+        // a '!' (which is then itself the error, being no operator without its '='), and not
+        // inside a number's exponent (`1e#5` is a malformed number, reported where it starts).
         let mut outside = Vec::new();
         let mut inside = false;
-        let mut previous = ' ';
+        let (mut before, mut previous) = (' ', ' ');
         for (i, c) in text.chars().enumerate() {
-            if !inside && previous != '!' {
+            let in_exponent = (previous == 'e' && (before.is_ascii_digit() || before == '.'))
+                || (previous == '-' && before == 'e');
+            if !inside && previous != '!' && !in_exponent {
                 outside.push(i);
             }
-            previous = c;
+            (before, previous) = (previous, c);
             if c == '\'' {
                 inside = !inside;
             }

@@ -4,7 +4,8 @@ use super::ast::*;
 use super::result::{Cell, ResultRow, ResultTable};
 use super::value::{cmp_f64, Date, Record, Value};
 use super::{QueryError, DEFAULT_RECORDS_PER_CONTRIBUTOR, DEFAULT_SCALE_DIGITS};
-use crate::encoding::{BoundRange, ContributionSpec};
+use crate::encoding::{BoundRange, ContributionSpec, EncodingError};
+use crate::field::Fp;
 use crate::limits;
 use crate::request::Request;
 use std::borrow::Cow;
@@ -84,7 +85,7 @@ impl Query {
         let nf = f64::from(n);
         let rows: Vec<String> = match &self.group_by {
             None => vec![String::new()],
-            Some(GroupBy::Keys { keys, .. }) => keys.iter().map(key_label).collect(),
+            Some(GroupBy::Keys { keys, .. }) => key_labels(keys),
             Some(GroupBy::Buckets { edges, .. }) => bucket_labels(edges),
         };
         // Count the block before building it: a wild dimension must not allocate.
@@ -217,11 +218,25 @@ impl Query {
     }
 }
 
-fn key_label(k: &Literal) -> String {
-    match k {
-        Literal::Text(s) => s.clone(),
-        Literal::Number(x) => format!("{x}"),
-        Literal::Bool(b) => b.to_string(),
+/// Row labels of declared keys: texts as they are, numbers and booleans printed; if two keys
+/// would then read the same (`1` and `'1'`), every key is labelled as the query writes it
+/// (`1` and `'1'`), which is unambiguous because the keys are distinct.
+fn key_labels(keys: &[Literal]) -> Vec<String> {
+    let plain: Vec<String> = keys
+        .iter()
+        .map(|k| match k {
+            Literal::Text(s) => s.clone(),
+            Literal::Number(x) => format!("{x}"),
+            Literal::Bool(b) => b.to_string(),
+        })
+        .collect();
+    let mut sorted: Vec<&String> = plain.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() == plain.len() {
+        plain
+    } else {
+        keys.iter().map(|k| k.to_string()).collect()
     }
 }
 
@@ -389,6 +404,17 @@ impl CompiledQuery {
     /// The columns of one row's block, with their per-contributor bounds.
     pub fn columns(&self) -> &[Column] {
         &self.columns
+    }
+
+    /// What a contributor sends before sharing: [`evaluate`](Self::evaluate), then
+    /// `spec.encode` (fixed point, in the field).
+    pub fn contribution(&self, records: &[Record]) -> Result<Vec<Fp>, EncodingError> {
+        self.spec.encode(&self.evaluate(records))
+    }
+
+    /// [`decode`](Self::decode) of a released field sum.
+    pub fn decode_field(&self, sum: &[Fp], contributors: u64) -> ResultTable {
+        self.decode(&self.spec.decode_sum(sum), contributors)
     }
 
     /// Parses and compiles a request's query, and checks that the request's contribution

@@ -415,3 +415,38 @@ fn numbers_print_short_and_exact() {
     assert!(q.to_string().len() > dense.len());
     assert!(q.compile().is_ok());
 }
+
+#[test]
+fn row_labels_stay_distinct() {
+    let c = Query::parse("SELECT count(*) FROM t GROUP BY k IN (1, '1', TRUE)")
+        .unwrap()
+        .compile()
+        .unwrap();
+    assert_eq!(c.rows(), vec!["1", "'1'", "TRUE"]);
+    let c = Query::parse("SELECT count(*) FROM t GROUP BY k IN (1.5, 'a', FALSE)")
+        .unwrap()
+        .compile()
+        .unwrap();
+    assert_eq!(c.rows(), vec!["1.5", "a", "false"]);
+}
+
+#[test]
+fn contribution_and_field_decoding() {
+    let c = Query::parse("SELECT count(*), avg(x) FROM t CLIP x TO [-1, 1] SCALE 3")
+        .unwrap()
+        .compile()
+        .unwrap();
+    let records = vec![
+        rec(&[("x", Value::Number(0.25))]),
+        rec(&[("x", Value::Number(-7.0))]),
+    ];
+    let mine = c.contribution(&records).unwrap();
+    let ints: Vec<i64> = mine.iter().map(|x| x.to_i64_centered()).collect();
+    assert_eq!(ints, vec![2000, -750, 2000]);
+    let sum: Vec<crate::field::Fp> = mine.iter().map(|x| *x + *x).collect();
+    let t = c.decode_field(&sum, 2);
+    assert_eq!(
+        t.rows[0].cells,
+        vec![Cell::Number(4.0), Cell::Number(-0.375)]
+    );
+}
