@@ -11,6 +11,8 @@
 //! - [`sharing`]: vector Shamir sharing, seed-compressed shares, Lagrange coefficients.
 //! - [`ids`]: identifiers and domain-separated hashing.
 //! - [`request`]: the signed computation request and its validation.
+//! - [`query`]: the declarative query language: parser, printer, layout, local evaluation,
+//!   decoding of the result.
 //! - [`plan`]: the deterministic tree of groups derived from a request and a peer directory.
 //! - [`planner`]: chooses group size, threshold, fan-in and timeouts from network conditions.
 //! - [`message`], [`codec`], [`seal`]: what travels between nodes, and how it is framed and sealed.
@@ -27,6 +29,7 @@ pub mod limits;
 pub mod message;
 pub mod plan;
 pub mod planner;
+pub mod query;
 pub mod record;
 pub mod request;
 pub mod seal;

@@ -41,3 +41,26 @@ pub const MAX_SCALE_DIGITS: u8 = 12;
 pub const MAX_CLOCK_SKEW_MICROS: u64 = 60 * 1_000_000;
 /// Longest lifetime of a computation (deadline minus creation), in microseconds.
 pub const MAX_COMPUTATION_LIFETIME_MICROS: u64 = 7 * 24 * 3600 * 1_000_000;
+
+// The declarative query language (`query`).
+
+/// Largest number of aggregates in a query's `SELECT` list (and of `CLIP` rules).
+pub const MAX_QUERY_AGGREGATES: usize = 64;
+/// Largest number of rows a `GROUP BY` declares (keys, or buckets).
+pub const MAX_QUERY_ROWS: usize = 1024;
+/// Largest number of edges of a `histogram` or `bucket` (one more than its buckets).
+pub const MAX_QUERY_EDGES: usize = 257;
+/// Largest dimension of a `sum_vector` aggregate.
+pub const MAX_QUERY_VECTOR_DIMENSION: u32 = 1 << 20;
+/// Deepest nesting of parentheses and `NOT`s in a `WHERE` clause.
+pub const MAX_QUERY_NESTING: usize = 32;
+/// Largest number of conditions (comparisons, `IN`, `BETWEEN`, `LIKE`) in a `WHERE` clause.
+pub const MAX_QUERY_CONDITIONS: usize = 256;
+/// Largest number of values in a `WHERE ... IN (...)` list.
+pub const MAX_QUERY_LIST: usize = 1024;
+/// Longest identifier (field, collection segment, keyword), in bytes.
+pub const MAX_QUERY_IDENTIFIER_BYTES: usize = 128;
+/// Longest text literal, in bytes.
+pub const MAX_QUERY_TEXT_BYTES: usize = 1024;
+/// Largest `LIMIT PER CONTRIBUTOR`: records one contributor may feed into one computation.
+pub const MAX_RECORDS_PER_CONTRIBUTOR: u32 = 1_000_000;
