@@ -1,0 +1,100 @@
+//! Seeded simulator tests: determinism, checkers, a small failure sweep and the latency model.
+
+use grove_sim::config::{LatencyModel, PayloadMode, SimConfig};
+use grove_sim::run_one;
+
+fn small() -> SimConfig {
+    let text = include_str!("../../configs/sim/small.toml");
+    // Invariant: the shipped config parses (this is what the test checks first).
+    SimConfig::from_toml(text).expect("configs/sim/small.toml parses")
+}
+
+#[test]
+fn same_seed_same_trace_hash_and_different_seed_different_hash() {
+    let cfg = small();
+    let a = run_one(&cfg, 11);
+    let b = run_one(&cfg, 11);
+    let c = run_one(&cfg, 12);
+    assert!(a.released && c.released, "{:?} {:?}", a.failure, c.failure);
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.latency_s, b.latency_s);
+    assert_ne!(a.trace_hash, c.trace_hash);
+}
+
+#[test]
+fn checkers_pass_on_a_small_full_vector_run() {
+    let cfg = small();
+    let r = run_one(&cfg, 3);
+    assert!(r.released, "{:?}", r.failure);
+    assert_eq!(r.checks.sum_ok, Some(true));
+    assert!(r.checks.privacy_checked);
+    assert!(r.checks.violations.is_empty(), "{:?}", r.checks.violations);
+    assert_eq!(r.completeness, 1.0);
+    assert_eq!(r.included, r.contributors);
+}
+
+#[test]
+fn size_only_mode_makes_the_same_decisions_as_full_mode() {
+    // The same declared length in both modes: arrival times come from the charged sizes, so
+    // the runs see the same events at the same times and reach the same result set.
+    let mut full = small();
+    full.payload.vector_len = 64;
+    let mut size_only = full.clone();
+    size_only.payload.mode = PayloadMode::SizeOnly;
+    let a = run_one(&full, 5);
+    let b = run_one(&size_only, 5);
+    assert!(a.ok() && b.ok(), "{:?} {:?}", a.checks, b.checks);
+    assert_eq!(a.latency_s, b.latency_s);
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.included, b.included);
+    assert_eq!(a.summary.messages, b.summary.messages);
+    // Charged bytes agree to within the varint prefixes of the sealed shares.
+    let (x, y) = (a.summary.bytes as f64, b.summary.bytes as f64);
+    assert!((x - y).abs() / x < 0.01, "{x} vs {y}");
+}
+
+#[test]
+fn a_small_failure_sweep_stays_correct() {
+    let mut cfg = small();
+    for (rate, seed) in [(0.5, 21), (2.0, 22), (5.0, 23)] {
+        cfg.failures.uniform.rate_percent_per_s = rate;
+        let r = run_one(&cfg, seed);
+        assert!(r.ok(), "rate {rate}: {:?}", r.checks.violations);
+        if r.released {
+            assert!(r.completeness > 0.5, "rate {rate}: {}", r.completeness);
+        }
+    }
+}
+
+#[test]
+fn a_killed_leaf_member_is_healed() {
+    let mut cfg = small();
+    cfg.failures.kill = vec![grove_sim::config::KillConfig {
+        level: 0,
+        index: 0,
+        position: 1,
+        at_ms: None,
+        after_send: Some("partial".into()),
+    }];
+    let r = run_one(&cfg, 4);
+    assert!(r.ok(), "{:?}", r.checks.violations);
+    assert!(r.released, "{:?}", r.failure);
+    assert_eq!(r.summary.crashes, 1);
+}
+
+#[test]
+fn failure_free_latency_fits_the_latency_model() {
+    // Fixed 33 ms links, no CPU cost: a result needs at least one hop per level plus the
+    // contributor's hop and the release round trip, and should not take hundreds of hops.
+    let mut cfg = small();
+    cfg.latency = LatencyModel::Fixed { ms: 33.0 };
+    cfg.cpu.crypto_ms_per_message = 0.0;
+    cfg.cpu.compute_us_per_kb = 0.0;
+    let r = run_one(&cfg, 6);
+    let latency = r.latency_s.expect("a failure-free run releases");
+    // The plan of `small` has 15 leaf groups and fan-in 4: depth 3.
+    let depth = 3.0;
+    assert!(latency > (depth + 1.0) * 0.033, "latency {latency}");
+    assert!(latency < 100.0 * 0.033, "latency {latency}");
+}
