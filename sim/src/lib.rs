@@ -43,15 +43,25 @@ pub fn run_one_with_progress(
     }
 }
 
+/// Live counters of running simulations, for progress bars.
+#[derive(Default)]
+pub struct Progress {
+    /// Events processed by all runs so far.
+    pub events: AtomicU64,
+    /// The latest simulated time any run reached, in microseconds after the launch.
+    pub sim_us: AtomicU64,
+}
+
 /// Runs seeds `cfg.seed .. cfg.seed + count` on up to `threads` threads; reports come back in
-/// seed order whatever the threads' timing. `events` counts events of all runs as they go.
+/// seed order whatever the threads' timing.
 pub fn run_seeds(
     cfg: &SimConfig,
     count: u64,
     threads: usize,
-    events: &AtomicU64,
+    progress: &Progress,
     mut on_done: impl FnMut(&RunReport) + Send,
 ) -> Vec<RunReport> {
+    let events = &progress.events;
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<RunReport>>> = Mutex::new(vec![None; count as usize]);
     let on_done = Mutex::new(&mut on_done);
@@ -64,9 +74,11 @@ pub fn run_seeds(
                     break;
                 }
                 let mut last = 0;
-                let report = run_one_with_progress(cfg, cfg.seed + k as u64, |e, _| {
+                let report = run_one_with_progress(cfg, cfg.seed + k as u64, |e, now| {
                     events.fetch_add(e - last, Ordering::Relaxed);
                     last = e;
+                    let sim_us = now.0.saturating_sub(sim::LAUNCH_AT.0);
+                    progress.sim_us.fetch_max(sim_us, Ordering::Relaxed);
                 });
                 events.fetch_add(report.events.saturating_sub(last), Ordering::Relaxed);
                 // A poisoned lock only means another run panicked; the data is still sound.

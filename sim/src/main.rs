@@ -5,9 +5,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use grove_sim::config::SimConfig;
 use grove_sim::report::{csv_row, human, Aggregate, RunReport, CSV_HEADER};
+use grove_sim::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Simulates Grove computations with the real protocol engine.
@@ -69,7 +70,7 @@ fn threads(opt: Option<usize>) -> usize {
 
 /// Runs seeds with a progress bar (events so far) on standard error.
 fn run_with_bar(cfg: &SimConfig, seeds: u64, threads: usize, label: &str) -> Vec<RunReport> {
-    let events = AtomicU64::new(0);
+    let progress = Progress::default();
     let bar = ProgressBar::new(seeds);
     bar.set_style(
         ProgressStyle::with_template(
@@ -82,14 +83,29 @@ fn run_with_bar(cfg: &SimConfig, seeds: u64, threads: usize, label: &str) -> Vec
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let ticker = s.spawn(|| {
+            let mut ticks = 0u64;
             while !done.load(Ordering::Relaxed) {
-                let e = events.load(Ordering::Relaxed);
-                bar.set_message(format!("{e} events"));
+                let e = progress.events.load(Ordering::Relaxed);
+                let sim_s = progress.sim_us.load(Ordering::Relaxed) as f64 / 1e6;
+                bar.set_message(format!(
+                    "{e} events, simulated {sim_s:.2} s, peak {:.0} MiB",
+                    grove_sim::report::peak_rss_mib()
+                ));
                 bar.tick();
+                ticks += 1;
+                if bar.is_hidden() && ticks % 50 == 0 {
+                    // Not a terminal (a log file): a plain line every ten seconds.
+                    eprintln!(
+                        "[{:.0} s] {label}: seeds {}/{seeds}, {e} events, simulated {sim_s:.2} s, peak {:.0} MiB",
+                        bar.elapsed().as_secs_f64(),
+                        bar.position(),
+                        grove_sim::report::peak_rss_mib()
+                    );
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        let reports = grove_sim::run_seeds(cfg, seeds, threads, &events, |_| bar.inc(1));
+        let reports = grove_sim::run_seeds(cfg, seeds, threads, &progress, |_| bar.inc(1));
         done.store(true, Ordering::Relaxed);
         let _ = ticker.join();
         bar.finish_and_clear();

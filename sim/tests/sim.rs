@@ -98,3 +98,31 @@ fn failure_free_latency_fits_the_latency_model() {
     assert!(latency > (depth + 1.0) * 0.033, "latency {latency}");
     assert!(latency < 100.0 * 0.033, "latency {latency}");
 }
+
+#[test]
+fn shipped_configs_parse_and_have_the_documented_shape() {
+    let dissec =
+        SimConfig::from_toml(include_str!("../../configs/sim/dissec-2023.toml")).expect("parses");
+    assert_eq!(dissec.contributors(), 4096);
+    assert_eq!(dissec.leaf_groups(), 512);
+    assert_eq!((dissec.protocol.g, dissec.protocol.t), (7, 5));
+    assert_eq!(dissec.payload.vector_len * 8, 1024 * 1024);
+    let scale =
+        SimConfig::from_toml(include_str!("../../configs/sim/scale-1m.toml")).expect("parses");
+    assert_eq!(scale.contributors(), 1_000_000);
+    assert_eq!(scale.payload.mode, PayloadMode::SizeOnly);
+}
+
+#[test]
+fn sweep_parameters_are_set_by_dotted_path() {
+    let mut value: toml::Value =
+        toml::from_str(include_str!("../../configs/sim/small.toml")).expect("parses");
+    SimConfig::set_param(&mut value, "failures.uniform.rate_percent_per_s", "0.25")
+        .expect("known option");
+    SimConfig::set_param(&mut value, "network.nodes", "300").expect("known option");
+    let cfg = SimConfig::from_value(value.clone()).expect("still valid");
+    assert_eq!(cfg.failures.uniform.rate_percent_per_s, 0.25);
+    assert_eq!(cfg.network.nodes, 300);
+    assert!(SimConfig::set_param(&mut value, "network.nope", "1").is_err());
+    assert!(SimConfig::set_param(&mut value, "network.nodes", "many").is_err());
+}
