@@ -56,6 +56,13 @@ enum Cmd {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Time the engine's per-message cryptography on this machine (one core): sealing and
+    /// opening a share envelope, an X25519 public key, a request signature check. These run
+    /// inside the real engine in every simulation, so they bound its speed at scale.
+    CryptoCost {
+        #[arg(long, default_value_t = 2000)]
+        iterations: u32,
+    },
 }
 
 fn load(path: &Path) -> Result<toml::Value> {
@@ -116,6 +123,7 @@ fn run_with_bar(cfg: &SimConfig, seeds: u64, threads: usize, label: &str) -> Vec
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Cmd::CryptoCost { iterations } => crypto_cost(iterations.max(1)),
         Cmd::Run {
             config,
             seeds,
@@ -266,4 +274,77 @@ fn plot_sweep(path: &Path, param: &str, points: &[(f64, f64, Option<f64>)]) -> R
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
+}
+
+/// Microseconds per call of the engine's cryptographic steps, measured here.
+fn crypto_cost(iterations: u32) {
+    use grove_protocol::ids::hash_parts;
+    use grove_protocol::seal;
+    use std::time::Instant;
+    let secret = hash_parts("grove-sim/crypto-cost", &[b"recipient"]);
+    let public = seal::x25519_public(&secret);
+    // A share payload of a length-1 vector is about 100 bytes.
+    let payload = vec![7u8; 100];
+    let time = |f: &mut dyn FnMut(u32)| {
+        let start = Instant::now();
+        for i in 0..iterations {
+            f(i);
+        }
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
+    };
+    let mut sealed = Vec::new();
+    let seal_us = time(&mut |i| {
+        let eph = hash_parts("grove-sim/crypto-cost", &[&i.to_le_bytes()]);
+        sealed = seal::seal(&public, &payload, eph).unwrap_or_default();
+    });
+    let open_us = time(&mut |_| {
+        let _ = std::hint::black_box(seal::open(&secret, &sealed));
+    });
+    let x25519_us = time(&mut |i| {
+        let s = hash_parts("grove-sim/crypto-cost", &[&i.to_le_bytes()]);
+        std::hint::black_box(seal::x25519_public(&s));
+    });
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let signed = grove_protocol::request::SignedRequest::sign(sample_request(&key), &key);
+    let verify_us = time(&mut |_| {
+        let _ = std::hint::black_box(signed.verify_signature());
+    });
+    println!("seal (share envelope, 100 B)   {seal_us:>8.1} us");
+    println!("open (share envelope, 100 B)   {open_us:>8.1} us");
+    println!("x25519 public key              {x25519_us:>8.1} us");
+    println!("request signature check        {verify_us:>8.1} us");
+    let g = 7.0;
+    let per_contributor_s = g * (seal_us + open_us) / 1e6;
+    println!(
+        "per contributor at g = 7 (7 seals, 7 opens): {:.2} ms; a million contributors: {:.0} s of one core",
+        per_contributor_s * 1e3,
+        per_contributor_s * 1e6
+    );
+}
+
+fn sample_request(key: &ed25519_dalek::SigningKey) -> grove_protocol::request::Request {
+    use grove_protocol::encoding::ContributionSpec;
+    use grove_protocol::ids::{ComputationId, Micros, NodeId};
+    use grove_protocol::request::*;
+    Request {
+        id: ComputationId([1; 32]),
+        commissioner: CommissionerKey(key.verifying_key().to_bytes()),
+        commissioner_node: NodeId([2; 32]),
+        created_at: Micros(1_000_000),
+        deadline: Micros(100_000_000),
+        query: String::new(),
+        contribution: ContributionSpec::uniform(1, -1.0, 1.0, 0),
+        max_contributors: 1000,
+        privacy: PrivacyParams {
+            g: 7,
+            t: 5,
+            k_min: 1,
+        },
+        tree: TreeParams {
+            leaf_groups: 10,
+            fan_in: 8,
+            backups: 2,
+            timeouts: grove_protocol::harness::LaunchParams::default_timeouts(),
+        },
+    }
 }

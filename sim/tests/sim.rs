@@ -126,3 +126,19 @@ fn sweep_parameters_are_set_by_dotted_path() {
     assert!(SimConfig::set_param(&mut value, "network.nope", "1").is_err());
     assert!(SimConfig::set_param(&mut value, "network.nodes", "many").is_err());
 }
+
+#[test]
+fn churn_with_rejoin_restores_engines_and_stays_correct() {
+    let mut cfg = small();
+    cfg.failures.churn.mean_up_s = 10.0;
+    cfg.failures.churn.rejoin = true;
+    cfg.failures.churn.mean_down_s = 0.3;
+    let r = run_one(&cfg, 9);
+    assert!(
+        r.summary.crashes > 0 && r.summary.rejoins > 0,
+        "{:?}",
+        r.summary
+    );
+    assert!(r.ok(), "{:?}", r.checks.violations);
+    assert!(r.released, "{:?}", r.failure);
+}
