@@ -60,6 +60,10 @@ pub struct RunReport {
     pub summary: Summary,
     pub by_kind: BTreeMap<String, RoleTraffic>,
     pub by_role: BTreeMap<String, RoleTraffic>,
+    /// When the last share's last byte left its contributor (seconds after the launch).
+    pub last_share_sent_s: f64,
+    /// First and last manifest adoption per level, leaves first (seconds after the launch).
+    pub manifests_adopted_s: Vec<(f64, f64)>,
     /// CPU busy time over the nodes that did any work.
     pub busy_ms_mean: f64,
     pub busy_ms_median: f64,
@@ -164,6 +168,20 @@ pub fn human(name: &str, mode: &str, runs: &[RunReport]) -> String {
                 .as_ref()
                 .map_or(String::new(), |f| format!(", FAILED: {f}")),
         );
+        if !r.manifests_adopted_s.is_empty() {
+            let levels: Vec<String> = r
+                .manifests_adopted_s
+                .iter()
+                .enumerate()
+                .map(|(l, (a, b))| format!("L{l} {a:.2}-{b:.2}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "    timeline (s): last share sent {:.2}; manifests adopted {}",
+                r.last_share_sent_s,
+                levels.join(", ")
+            );
+        }
         for v in r.checks.violations.iter().take(5) {
             let _ = writeln!(s, "    VIOLATION: {v}");
         }
@@ -237,6 +255,8 @@ impl RunReport {
             failure: Some(error.clone()),
             latency_s: None,
             sim_end_s: 0.0,
+            last_share_sent_s: 0.0,
+            manifests_adopted_s: Vec::new(),
             summary: Summary::default(),
             by_kind: BTreeMap::new(),
             by_role: BTreeMap::new(),

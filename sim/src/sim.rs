@@ -137,6 +137,10 @@ struct Counters {
     heals_given_up: u64,
     rejected: u64,
     rejected_samples: Vec<String>,
+    /// First and last time a manifest was adopted, per level.
+    adopted_at: BTreeMap<u8, (Micros, Micros)>,
+    /// When the last byte of the last share left its contributor.
+    last_share_sent: Micros,
 }
 
 /// One simulation run.
@@ -531,6 +535,7 @@ impl Simulator {
     fn count_share_sent(&mut self, f: &InFlight) {
         if f.kind == "share" && !self.sender_died_mid_send(f) {
             self.nodes[f.from as usize].shares_sent += 1;
+            self.counters.last_share_sent = self.counters.last_share_sent.max(f.up_end);
         }
     }
 
@@ -789,6 +794,13 @@ impl Simulator {
                 complete,
                 ..
             } => {
+                let now = self.now;
+                let span = self
+                    .counters
+                    .adopted_at
+                    .entry(group.level)
+                    .or_insert((now, now));
+                span.1 = span.1.max(now);
                 self.versions.insert(version.digest, manifest);
                 if complete {
                     self.hold(node, Subject::Subtree(group, version.digest), position);
@@ -1028,6 +1040,19 @@ impl Simulator {
             },
             by_kind,
             by_role,
+            last_share_sent_s: self.counters.last_share_sent.as_secs_f64()
+                - LAUNCH_AT.as_secs_f64(),
+            manifests_adopted_s: self
+                .counters
+                .adopted_at
+                .values()
+                .map(|(a, b)| {
+                    (
+                        a.as_secs_f64() - LAUNCH_AT.as_secs_f64(),
+                        b.as_secs_f64() - LAUNCH_AT.as_secs_f64(),
+                    )
+                })
+                .collect(),
             busy_ms_mean: if busy.is_empty() {
                 0.0
             } else {
