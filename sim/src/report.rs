@@ -36,7 +36,7 @@ pub struct Checks {
     /// or the check is off).
     pub sum_ok: Option<bool>,
     pub privacy_checked: bool,
-    /// Every violation found (privacy, result, setup); empty on a clean run.
+    /// Every violation found (privacy, agreement, result, setup); empty on a clean run.
     pub violations: Vec<String>,
 }
 

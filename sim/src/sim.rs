@@ -160,8 +160,10 @@ pub struct Simulator {
     request: Option<Request>,
     plan: Option<Arc<Plan>>,
     versions: HashMap<Digest, Manifest>,
+    /// The version each group's members adopted: every position must agree.
+    adopted: HashMap<GroupId, Digest>,
     holdings: HashMap<Ix, HashMap<Subject, u32>>,
-    privacy_violations: Vec<String>,
+    violations: Vec<String>,
     released: Option<grove_protocol::engine::Released>,
     failure: Option<String>,
     counters: Counters,
@@ -270,8 +272,9 @@ impl Simulator {
             request: None,
             plan: None,
             versions: HashMap::new(),
+            adopted: HashMap::new(),
             holdings: HashMap::new(),
-            privacy_violations: Vec::new(),
+            violations: Vec::new(),
             released: None,
             failure: None,
             counters: Counters::default(),
@@ -687,7 +690,7 @@ impl Simulator {
         match codec::encode(message) {
             Ok(b) => Some(b),
             Err(e) => {
-                self.privacy_violations
+                self.violations
                     .push(format!("node {node} produced an unencodable message: {e}"));
                 None
             }
@@ -801,6 +804,13 @@ impl Simulator {
                     .entry(group.level)
                     .or_insert((now, now));
                 span.1 = span.1.max(now);
+                let first = *self.adopted.entry(group).or_insert(version.digest);
+                if first != version.digest && self.violations.len() < 100 {
+                    self.violations.push(format!(
+                        "agreement: position {position} of {group:?} adopted {:?}, another position {first:?}",
+                        version.digest
+                    ));
+                }
                 self.versions.insert(version.digest, manifest);
                 if complete {
                     self.hold(node, Subject::Subtree(group, version.digest), position);
@@ -907,9 +917,9 @@ impl Simulator {
             .entry(subject)
             .or_default();
         *held |= 1 << (position - 1);
-        if held.count_ones() >= t && self.privacy_violations.len() < 100 {
+        if held.count_ones() >= t && self.violations.len() < 100 {
             let count = held.count_ones();
-            self.privacy_violations
+            self.violations
                 .push(format!("node {node} holds {count} shares of {subject:?}"));
         }
     }
@@ -949,7 +959,7 @@ impl Simulator {
         let mut checks = Checks {
             sum_ok: None,
             privacy_checked: self.cfg.checks.privacy,
-            violations: self.privacy_violations.clone(),
+            violations: self.violations.clone(),
         };
         if let Some(e) = &setup_error {
             checks.violations.push(format!("setup: {e}"));

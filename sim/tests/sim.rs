@@ -142,3 +142,27 @@ fn churn_with_rejoin_restores_engines_and_stays_correct() {
     assert!(r.ok(), "{:?}", r.checks.violations);
     assert!(r.released, "{:?}", r.failure);
 }
+
+/// The DISSEC settings over a few seeds at each of DISSEC's failure rates. Takes minutes in
+/// release mode: runs only with `GROVE_SIM_LARGE=1` (seeds from `GROVE_SIM_SEEDS`, default 2).
+#[test]
+fn dissec_settings_over_seeds_when_asked() {
+    if std::env::var_os("GROVE_SIM_LARGE").is_none() {
+        return;
+    }
+    let seeds: u64 = std::env::var("GROVE_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let mut cfg =
+        SimConfig::from_toml(include_str!("../../configs/sim/dissec-2023.toml")).expect("parses");
+    for rate in [0.0, 0.25, 1.0] {
+        cfg.failures.uniform.rate_percent_per_s = rate;
+        let progress = grove_sim::Progress::default();
+        let runs = grove_sim::run_seeds(&cfg, seeds, 2, &progress, |_| {});
+        let agg = grove_sim::report::Aggregate::of(&runs);
+        eprintln!("rate {rate} %/s: {agg:?}");
+        assert_eq!(agg.violations, 0, "rate {rate}");
+        assert_eq!(agg.released, agg.runs, "rate {rate}");
+    }
+}
