@@ -30,6 +30,9 @@ enum Cmd {
         /// Print the reports as JSON instead of the human summary.
         #[arg(long)]
         json: bool,
+        /// Also write one CSV row per seed here (the sweep's columns).
+        #[arg(long)]
+        csv: Option<PathBuf>,
         /// Worker threads (default: every core).
         #[arg(long)]
         threads: Option<usize>,
@@ -128,6 +131,7 @@ fn main() -> Result<()> {
             config,
             seeds,
             json,
+            csv,
             threads: t,
         } => {
             let value = load(&config)?;
@@ -144,6 +148,12 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print!("{}", human(&name, &cfg.payload.mode.to_string(), &reports));
+            }
+            if let Some(path) = csv {
+                let mut rows = vec![CSV_HEADER.to_string()];
+                rows.extend(reports.iter().map(|r| csv_row("-", "-", r)));
+                std::fs::write(&path, rows.join("\n") + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             if reports.iter().any(|r| !r.ok()) {
                 bail!("checker violations (see the report)");

@@ -389,7 +389,9 @@ impl Simulator {
                 return Err(format!("kill: no position {} of {group:?}", kill.position));
             }
             let member = plan.member(group, kill.position);
-            let node = self.index[&member];
+            let Some(&node) = self.index.get(&member) else {
+                return Err(format!("kill: plan member {member} is not in the network"));
+            };
             if let Some(at_ms) = kill.at_ms {
                 self.schedule(
                     LAUNCH_AT.plus((at_ms * 1000.0) as u64),
