@@ -966,6 +966,9 @@ impl Simulator {
         if let Some(e) = &setup_error {
             checks.violations.push(format!("setup: {e}"));
         }
+        if let Some(v) = self.liveness_violation() {
+            checks.violations.push(v);
+        }
         let mut included_finished = 0u64;
         let mut included = 0u64;
         let mut latency_s = None;
@@ -1079,6 +1082,38 @@ impl Simulator {
             trace_hash: grove_protocol::ids::hex(&self.trace.clone().finalize()),
             checks,
         }
+    }
+
+    /// Liveness: if no group of the plan lost more than `g - t` members (counting every member
+    /// that crashed at any time, which only makes the premise harder to meet), the computation
+    /// must release, once it is over (failed, or simulated past its deadline).
+    fn liveness_violation(&self) -> Option<String> {
+        let (plan, request) = (self.plan.as_ref()?, self.request.as_ref()?);
+        let over = self.failure.is_some() || self.now >= request.deadline;
+        if self.released.is_some() || !over {
+            return None;
+        }
+        let tolerated = usize::from(plan.g - plan.t);
+        let worst = plan
+            .groups()
+            .map(|group| {
+                plan.members(group)
+                    .iter()
+                    .filter(|m| {
+                        self.index
+                            .get(*m)
+                            .is_some_and(|&i| self.nodes[i as usize].last_crash.is_some())
+                    })
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        (worst <= tolerated).then(|| {
+            format!(
+                "liveness: no result although no group lost more than {tolerated} members (worst lost {worst}); {}",
+                self.failure.as_deref().unwrap_or("no failure reported")
+            )
+        })
     }
 
     /// The released sum against the plaintext sum over the reported set.
