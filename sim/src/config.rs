@@ -100,9 +100,15 @@ pub enum LatencyModel {
     Fixed {
         ms: f64,
     },
-    /// Rayleigh with the given mean (DISSEC's model): `sigma = mean / sqrt(pi / 2)`.
+    /// Rayleigh with the given mean: `sigma = mean / sqrt(pi / 2)`.
     Rayleigh {
         mean_ms: f64,
+    },
+    /// Rayleigh with the given median, capped at `max_ms`, as DISSEC's simulator draws it
+    /// (`sigma = median / sqrt(2 ln 2)`, then `min(draw, average * maxToAverageRatio)`).
+    RayleighMedian {
+        median_ms: f64,
+        max_ms: f64,
     },
     /// `exp(N(ln median, sigma^2))`.
     LogNormal {
@@ -288,6 +294,8 @@ impl SimConfig {
         match self.latency {
             LatencyModel::Fixed { ms } if ms >= 0.0 => {}
             LatencyModel::Rayleigh { mean_ms } if mean_ms >= 0.0 => {}
+            LatencyModel::RayleighMedian { median_ms, max_ms }
+                if median_ms >= 0.0 && max_ms >= 0.0 => {}
             LatencyModel::LogNormal { median_ms, sigma } if median_ms > 0.0 && sigma >= 0.0 => {}
             other => return Err(format!("latency parameters out of range: {other:?}")),
         }

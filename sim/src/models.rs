@@ -52,6 +52,10 @@ impl SimRng {
                 let sigma = mean_ms / (std::f64::consts::PI / 2.0).sqrt();
                 sigma * (-2.0 * self.open_unit().ln()).sqrt()
             }
+            LatencyModel::RayleighMedian { median_ms, max_ms } => {
+                let sigma = median_ms / (2.0 * std::f64::consts::LN_2).sqrt();
+                (sigma * (-2.0 * self.open_unit().ln()).sqrt()).min(max_ms)
+            }
             LatencyModel::LogNormal { median_ms, sigma } => {
                 (median_ms.ln() + sigma * self.normal()).exp()
             }
@@ -155,6 +159,20 @@ mod tests {
         draws.sort_unstable();
         let median_ms = draws[50_000] as f64 / 1000.0;
         assert!((median_ms - 20.0).abs() < 0.4, "median {median_ms}");
+    }
+
+    #[test]
+    fn rayleigh_median_matches_and_is_capped() {
+        let mut rng = SimRng::new(9);
+        let model = LatencyModel::RayleighMedian {
+            median_ms: 33.0,
+            max_ms: 80.0,
+        };
+        let mut draws: Vec<u64> = (0..100_001).map(|_| rng.latency_us(&model)).collect();
+        draws.sort_unstable();
+        let median_ms = draws[50_000] as f64 / 1000.0;
+        assert!((median_ms - 33.0).abs() < 0.4, "median {median_ms}");
+        assert_eq!(draws[100_000], 80_000);
     }
 
     #[test]

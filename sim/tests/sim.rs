@@ -166,3 +166,18 @@ fn dissec_settings_over_seeds_when_asked() {
         assert_eq!(agg.released, agg.runs, "rate {rate}");
     }
 }
+
+#[test]
+fn parallel_seeds_match_sequential_runs() {
+    let mut cfg = small();
+    cfg.seed = 40;
+    let progress = grove_sim::Progress::default();
+    let parallel = grove_sim::run_seeds(&cfg, 3, 2, &progress, |_| {});
+    let hashes: Vec<&str> = parallel.iter().map(|r| r.trace_hash.as_str()).collect();
+    let sequential: Vec<String> = (40..43).map(|s| run_one(&cfg, s).trace_hash).collect();
+    assert_eq!(hashes, sequential);
+    assert_eq!(
+        parallel.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        vec![40, 41, 42]
+    );
+}
