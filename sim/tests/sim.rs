@@ -181,3 +181,18 @@ fn parallel_seeds_match_sequential_runs() {
         vec![40, 41, 42]
     );
 }
+
+#[test]
+fn the_privacy_checker_catches_a_threshold_of_one() {
+    // With t = 1 every share is the contribution itself: the checker must say so.
+    let mut cfg = small();
+    cfg.protocol.g = 3;
+    cfg.protocol.t = 1;
+    let r = run_one(&cfg, 2);
+    assert!(!r.ok());
+    assert!(r
+        .checks
+        .violations
+        .iter()
+        .any(|v| v.contains("holds 1 shares")));
+}
