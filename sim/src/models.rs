@@ -1,0 +1,183 @@
+//! Random draws and cost models. Every draw comes from the run's single ChaCha20 stream.
+
+use crate::config::{CpuConfig, CryptoOn, LatencyModel, PayloadConfig, PayloadMode};
+use grove_protocol::message::{Body, Message};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+/// The run's one source of randomness.
+pub struct SimRng(ChaCha20Rng);
+
+impl SimRng {
+    pub fn new(seed: u64) -> SimRng {
+        SimRng(ChaCha20Rng::seed_from_u64(seed))
+    }
+
+    /// Uniform in `[0, 1)`, 53 bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `(0, 1]`, safe under a logarithm.
+    pub fn open_unit(&mut self) -> f64 {
+        1.0 - self.unit()
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
+    pub fn fill(&mut self, out: &mut [u8]) {
+        self.0.fill_bytes(out)
+    }
+
+    /// Standard normal (Box-Muller, one of the pair).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.open_unit();
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// Exponential with the given mean.
+    pub fn exponential(&mut self, mean: f64) -> f64 {
+        -mean * self.open_unit().ln()
+    }
+
+    /// One latency draw, in microseconds.
+    pub fn latency_us(&mut self, model: &LatencyModel) -> u64 {
+        let ms = match *model {
+            LatencyModel::Fixed { ms } => ms,
+            LatencyModel::Rayleigh { mean_ms } => {
+                // Mean of Rayleigh(sigma) is sigma * sqrt(pi / 2).
+                let sigma = mean_ms / (std::f64::consts::PI / 2.0).sqrt();
+                sigma * (-2.0 * self.open_unit().ln()).sqrt()
+            }
+            LatencyModel::RayleighMedian { median_ms, max_ms } => {
+                let sigma = median_ms / (2.0 * std::f64::consts::LN_2).sqrt();
+                (sigma * (-2.0 * self.open_unit().ln()).sqrt()).min(max_ms)
+            }
+            LatencyModel::LogNormal { median_ms, sigma } => {
+                (median_ms.ln() + sigma * self.normal()).exp()
+            }
+        };
+        (ms * 1000.0).round().max(0.0) as u64
+    }
+}
+
+/// Microseconds to move `bytes` at `kb_per_s` (1 kB = 1,024 bytes), rounded up.
+pub fn transfer_us(bytes: u64, kb_per_s: f64) -> u64 {
+    (bytes as f64 * 1e6 / (kb_per_s * 1024.0)).ceil() as u64
+}
+
+/// Bytes of a postcard varint holding `n`.
+fn varint_len(n: u64) -> u64 {
+    let mut len = 1;
+    let mut n = n >> 7;
+    while n > 0 {
+        len += 1;
+        n >>= 7;
+    }
+    len
+}
+
+/// How many vectors of the contribution's length a message carries: a share at a position
+/// `>= t` carries a full vector (positions below `t` carry a 32-byte seed), partial sums, heal
+/// parts and release shares carry one; everything else none.
+pub fn vectors_carried(message: &Message, t: u8) -> u64 {
+    match &message.body {
+        Body::Share(s) if t == 1 || s.position >= t => 1,
+        Body::Partial(_) | Body::HealPart(_) | Body::ReleaseShare(_) => 1,
+        _ => 0,
+    }
+}
+
+/// The bytes a message is charged on the links: its real encoded length, plus in size-only
+/// mode the bytes of the declared vectors it stands for (the engine carries length-1 vectors).
+pub fn charged_bytes(message: &Message, encoded_len: u64, t: u8, payload: &PayloadConfig) -> u64 {
+    match payload.mode {
+        PayloadMode::Full => encoded_len,
+        PayloadMode::SizeOnly => {
+            let vectors = vectors_carried(message, t);
+            if vectors == 0 {
+                return encoded_len;
+            }
+            let declared = u64::from(payload.vector_len) * 8;
+            // The vector's length prefix grows with it; a sealed share has a second prefix.
+            let mut extra = declared - 8 + varint_len(declared) - varint_len(8);
+            if let Body::Share(_) = message.body {
+                extra += varint_len(declared + 64) - varint_len(72);
+            }
+            encoded_len + vectors * extra
+        }
+    }
+}
+
+/// Whether a message pays the crypto cost.
+pub fn pays_crypto(message: &Message, cpu: &CpuConfig) -> bool {
+    match cpu.crypto_on {
+        CryptoOn::All => true,
+        CryptoOn::Payload => matches!(
+            message.body,
+            Body::Share(_) | Body::Partial(_) | Body::HealPart(_) | Body::ReleaseShare(_)
+        ),
+    }
+}
+
+/// CPU time to produce (send) or consume (receive) one message, in microseconds.
+pub fn cpu_us(message: &Message, charged: u64, cpu: &CpuConfig) -> u64 {
+    let crypto = if pays_crypto(message, cpu) {
+        cpu.crypto_ms_per_message * 1000.0
+    } else {
+        0.0
+    };
+    let compute = cpu.compute_us_per_kb * charged as f64 / 1024.0;
+    (crypto + compute).round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rayleigh_mean_matches() {
+        let mut rng = SimRng::new(7);
+        let model = LatencyModel::Rayleigh { mean_ms: 33.0 };
+        let n = 200_000;
+        let sum: u64 = (0..n).map(|_| rng.latency_us(&model)).sum();
+        let mean_ms = sum as f64 / n as f64 / 1000.0;
+        assert!((mean_ms - 33.0).abs() < 0.3, "mean {mean_ms}");
+    }
+
+    #[test]
+    fn lognormal_median_matches() {
+        let mut rng = SimRng::new(8);
+        let model = LatencyModel::LogNormal {
+            median_ms: 20.0,
+            sigma: 0.5,
+        };
+        let mut draws: Vec<u64> = (0..100_001).map(|_| rng.latency_us(&model)).collect();
+        draws.sort_unstable();
+        let median_ms = draws[50_000] as f64 / 1000.0;
+        assert!((median_ms - 20.0).abs() < 0.4, "median {median_ms}");
+    }
+
+    #[test]
+    fn rayleigh_median_matches_and_is_capped() {
+        let mut rng = SimRng::new(9);
+        let model = LatencyModel::RayleighMedian {
+            median_ms: 33.0,
+            max_ms: 80.0,
+        };
+        let mut draws: Vec<u64> = (0..100_001).map(|_| rng.latency_us(&model)).collect();
+        draws.sort_unstable();
+        let median_ms = draws[50_000] as f64 / 1000.0;
+        assert!((median_ms - 33.0).abs() < 0.4, "median {median_ms}");
+        assert_eq!(draws[100_000], 80_000);
+    }
+
+    #[test]
+    fn transfer_time() {
+        // 6,000 kB at 6,000 kB/s is one second.
+        assert_eq!(transfer_us(6000 * 1024, 6000.0), 1_000_000);
+    }
+}

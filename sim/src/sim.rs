@@ -1,0 +1,1203 @@
+//! The discrete-event core: one binary heap of events ordered by `(time, sequence)`, the real
+//! Grove engine at every node driven by the drain rule, and the network, CPU and failure
+//! models around it.
+//!
+//! The life of a message: the sender's engine emits `Output::Send` while it is being drained;
+//! the message first costs the sender CPU time (crypto and per-kB compute), then waits for the
+//! sender's uplink (messages leave one after the other), then travels for one latency draw. Its
+//! first byte reaches the receiver's downlink (`Arrive`), which also takes messages one after
+//! the other; once the last byte is in (`Received`) the message waits in the receiver's CPU
+//! queue, costs CPU time, and only then is handed to the receiver's engine (`CpuDone`). Timer
+//! expiries go through the same CPU queue at no cost, so a busy node also handles its timers
+//! late, like a real single-threaded node.
+
+use crate::config::{PayloadMode, SimConfig};
+use crate::models::{charged_bytes, cpu_us, transfer_us, SimRng};
+use crate::report::{Checks, RoleTraffic, RunReport, Summary};
+use ed25519_dalek::{Signer, SigningKey};
+use grove_protocol::codec;
+use grove_protocol::encoding::ContributionSpec;
+use grove_protocol::engine::{finish_signing_bytes, Command, Engine, Event, Identity, Output};
+use grove_protocol::field::{add_assign_vec, Fp};
+use grove_protocol::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
+use grove_protocol::message::{Body, Item, Manifest, Message};
+use grove_protocol::plan::{CachedPlans, Plan, PlanProvider, SortedDirectory};
+use grove_protocol::record::Record;
+use grove_protocol::request::{
+    CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
+};
+use grove_protocol::seal;
+use sha2::{Digest as _, Sha256};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// When the commissioner launches, in virtual time.
+pub const LAUNCH_AT: Micros = Micros(1_000_000);
+
+/// Index of a node in the simulation.
+type Ix = u32;
+
+/// The commissioner is always node 0: it never contributes and never fails.
+const COMMISSIONER: Ix = 0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Launch,
+    /// The first byte of message `msg` reaches the downlink of its receiver.
+    Arrive {
+        msg: u32,
+    },
+    /// The last byte of message `msg` is in: it joins the receiver's CPU queue.
+    Received {
+        msg: u32,
+    },
+    /// The node finished the CPU work of the input at the head of its queue.
+    CpuDone {
+        node: Ix,
+        incarnation: u32,
+    },
+    /// The node finished the CPU work of producing its sends.
+    CpuFree {
+        node: Ix,
+        incarnation: u32,
+    },
+    Timer {
+        node: Ix,
+        at: Micros,
+        incarnation: u32,
+    },
+    Crash {
+        node: Ix,
+    },
+    Rejoin {
+        node: Ix,
+    },
+}
+
+/// One message on its way.
+struct InFlight {
+    from: Ix,
+    to: Ix,
+    /// The real codec encoding (shared between the receivers of a broadcast).
+    bytes: Arc<[u8]>,
+    /// Bytes charged on the links (the declared vector length in size-only mode).
+    charged: u64,
+    /// When the sender handed it to its uplink, and when its last byte left.
+    queued_at: Micros,
+    up_end: Micros,
+    /// When its last byte would be in at the receiver if the downlink were free.
+    wire_end: Micros,
+    kind: &'static str,
+}
+
+enum Input {
+    Message { from: Ix, message: Message },
+    Timer,
+}
+
+struct SimNode {
+    identity: Identity,
+    engine: Option<Engine>,
+    incarnation: u32,
+    /// Records persisted so far (kept only when nodes may rejoin).
+    durable: Vec<Record>,
+    timer: Option<Micros>,
+    inbox: VecDeque<(Input, u64)>,
+    current: Option<Input>,
+    cpu_busy: bool,
+    uplink_free: Micros,
+    downlink_free: Micros,
+    last_crash: Option<Micros>,
+    busy_us: u64,
+    shares_sent: u32,
+    contribution: Option<Vec<f64>>,
+    kill_after_send: Option<String>,
+}
+
+/// A subject whose shares must never gather `t` at one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Subject {
+    Contributor(NodeId),
+    Subtree(GroupId, Digest),
+}
+
+/// Counters of one run.
+#[derive(Default)]
+struct Counters {
+    events: u64,
+    by_kind: BTreeMap<&'static str, (u64, u64)>,
+    dropped_at_dead: u64,
+    dropped_sender_died: u64,
+    unreachable_notices: u64,
+    crashes: u64,
+    rejoins: u64,
+    heals_done: u64,
+    heals_given_up: u64,
+    rejected: u64,
+    rejected_samples: Vec<String>,
+    /// First and last time a manifest was adopted, per level.
+    adopted_at: BTreeMap<u8, (Micros, Micros)>,
+    /// When the last byte of the last share left its contributor.
+    last_share_sent: Micros,
+}
+
+/// One simulation run.
+pub struct Simulator {
+    cfg: SimConfig,
+    seed: u64,
+    now: Micros,
+    queue: BinaryHeap<Reverse<(Micros, u64, Action)>>,
+    seq: u64,
+    rng: SimRng,
+    nodes: Vec<SimNode>,
+    index: HashMap<NodeId, Ix>,
+    plans: Arc<CachedPlans<SortedDirectory>>,
+    in_flight: Vec<Option<InFlight>>,
+    free_slots: Vec<u32>,
+    commissioner_key: SigningKey,
+    request: Option<Request>,
+    plan: Option<Arc<Plan>>,
+    versions: HashMap<Digest, Manifest>,
+    /// The version each group's members adopted: every position must agree.
+    adopted: HashMap<GroupId, Digest>,
+    holdings: HashMap<Ix, HashMap<Subject, u32>>,
+    violations: Vec<String>,
+    released: Option<grove_protocol::engine::Released>,
+    failure: Option<String>,
+    counters: Counters,
+    trace: Sha256,
+    keep_records: bool,
+    gossip_hops: u32,
+    /// Engine vector length: the declared one, or 1 in size-only mode.
+    engine_len: u32,
+}
+
+impl Simulator {
+    /// Builds the network: identities, the directory and one engine per node.
+    pub fn new(cfg: &SimConfig, seed: u64) -> Result<Simulator, String> {
+        cfg.check()?;
+        let mut rng = SimRng::new(seed);
+        let n = cfg.network.nodes as usize;
+        let peers = identities(seed, n);
+        let index: HashMap<NodeId, Ix> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _, _))| (*id, i as Ix))
+            .collect();
+        if index.len() != n {
+            return Err("two nodes drew the same id".into());
+        }
+        let mut key_seed = [0u8; 32];
+        rng.fill(&mut key_seed);
+        let commissioner_key = SigningKey::from_bytes(&key_seed);
+        let plans = Arc::new(CachedPlans::new(Arc::new(SortedDirectory::new(
+            peers.iter().map(|(id, public, _)| (*id, *public)).collect(),
+        ))));
+        let keep_records = cfg.failures.churn.mean_up_s > 0.0 && cfg.failures.churn.rejoin;
+        let mut nodes = Vec::with_capacity(n);
+        for (i, (node, _, secret)) in peers.into_iter().enumerate() {
+            let identity = Identity {
+                node,
+                x25519_secret: secret,
+            };
+            let engine = Engine::new(identity.clone(), engine_seed(seed, i, 0), plans.clone());
+            nodes.push(SimNode {
+                identity,
+                engine: Some(engine),
+                incarnation: 0,
+                durable: Vec::new(),
+                timer: None,
+                inbox: VecDeque::new(),
+                current: None,
+                cpu_busy: false,
+                uplink_free: Micros::ZERO,
+                downlink_free: Micros::ZERO,
+                last_crash: None,
+                busy_us: 0,
+                shares_sent: 0,
+                contribution: None,
+                kill_after_send: None,
+            });
+        }
+        let engine_len = match cfg.payload.mode {
+            PayloadMode::Full => cfg.payload.vector_len,
+            PayloadMode::SizeOnly => 1,
+        };
+        // Contributors: an exact count, drawn without replacement among nodes 1..n.
+        let mut others: Vec<Ix> = (1..n as Ix).collect();
+        let k = cfg.contributors() as usize;
+        for i in 0..k {
+            let j = i + (rng.next_u64() % (others.len() - i) as u64) as usize;
+            others.swap(i, j);
+        }
+        // Values come from their own stream (derived from the same seed), so that the other
+        // draws do not depend on the vector length and both payload modes see the same
+        // latencies and failures.
+        let max_abs = cfg.payload.value_max_abs.floor().max(0.0);
+        let mut values_rng = SimRng::new(u64::from_le_bytes(
+            hash_parts("grove-sim/values", &[&seed.to_le_bytes()])[..8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        ));
+        for &c in &others[..k] {
+            let values = (0..engine_len)
+                .map(|_| (values_rng.unit() * (2.0 * max_abs + 1.0)).floor() - max_abs)
+                .collect();
+            nodes[c as usize].contribution = Some(values);
+        }
+        let gossip_hops = {
+            let mut hops = 1u32;
+            let mut reach = u64::from(cfg.gossip.fanout);
+            while reach < n as u64 {
+                reach = reach.saturating_mul(u64::from(cfg.gossip.fanout));
+                hops += 1;
+            }
+            hops
+        };
+        let mut sim = Simulator {
+            cfg: cfg.clone(),
+            seed,
+            now: Micros::ZERO,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            rng,
+            nodes,
+            index,
+            plans,
+            in_flight: Vec::new(),
+            free_slots: Vec::new(),
+            commissioner_key,
+            request: None,
+            plan: None,
+            versions: HashMap::new(),
+            adopted: HashMap::new(),
+            holdings: HashMap::new(),
+            violations: Vec::new(),
+            released: None,
+            failure: None,
+            counters: Counters::default(),
+            trace: Sha256::new(),
+            keep_records,
+            gossip_hops,
+            engine_len,
+        };
+        sim.schedule(LAUNCH_AT, Action::Launch);
+        sim.schedule_failures();
+        Ok(sim)
+    }
+
+    fn schedule(&mut self, at: Micros, action: Action) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, action)));
+    }
+
+    fn horizon(&self) -> Micros {
+        LAUNCH_AT.plus((self.cfg.run.max_sim_s * 1e6) as u64)
+    }
+
+    /// Draws every failure of the run up front, from the run's one random stream.
+    fn schedule_failures(&mut self) {
+        let horizon = self.horizon();
+        let uniform = self.cfg.failures.uniform;
+        if uniform.rate_percent_per_s > 0.0 {
+            let window_us = 100.0 / uniform.rate_percent_per_s * 1e6;
+            for node in 1..self.nodes.len() as Ix {
+                if self.rng.unit() < uniform.probability {
+                    let at = LAUNCH_AT.plus((self.rng.unit() * window_us) as u64);
+                    if at <= horizon {
+                        self.schedule(at, Action::Crash { node });
+                    }
+                }
+            }
+        }
+        let churn = self.cfg.failures.churn;
+        if churn.mean_up_s > 0.0 {
+            for node in 1..self.nodes.len() as Ix {
+                let mut at = LAUNCH_AT;
+                loop {
+                    at = at.plus((self.rng.exponential(churn.mean_up_s) * 1e6) as u64);
+                    if at > horizon {
+                        break;
+                    }
+                    self.schedule(at, Action::Crash { node });
+                    if !churn.rejoin {
+                        break;
+                    }
+                    at = at.plus((self.rng.exponential(churn.mean_down_s) * 1e6) as u64);
+                    if at > horizon {
+                        break;
+                    }
+                    self.schedule(at, Action::Rejoin { node });
+                }
+            }
+        }
+    }
+
+    fn build_request(&mut self) -> Request {
+        let p = &self.cfg.protocol;
+        let ms = |v: f64| (v * 1000.0).round() as u64;
+        let to = &p.timeouts;
+        let mut id = [0u8; 32];
+        self.rng.fill(&mut id);
+        let max_contributors = u64::from(self.cfg.contributors()).max(1);
+        let bound = self.cfg.payload.value_max_abs.max(1.0);
+        Request {
+            id: ComputationId(id),
+            commissioner: CommissionerKey(self.commissioner_key.verifying_key().to_bytes()),
+            commissioner_node: self.nodes[COMMISSIONER as usize].identity.node,
+            created_at: self.now,
+            deadline: self.now.plus((p.lifetime_s * 1e6) as u64),
+            query: String::new(),
+            contribution: ContributionSpec::uniform(self.engine_len, -bound, bound, 0),
+            max_contributors,
+            privacy: PrivacyParams {
+                g: p.g,
+                t: p.t,
+                k_min: p.k_min,
+            },
+            tree: TreeParams {
+                leaf_groups: self.cfg.leaf_groups(),
+                fan_in: p.fan_in,
+                backups: p.backups,
+                timeouts: Timeouts {
+                    share_window: ms(to.share_window_ms),
+                    collect_window: ms(to.collect_window_ms),
+                    level_span: ms(to.level_span_ms),
+                    report_window: ms(to.report_window_ms),
+                    manifest_timeout: ms(to.manifest_timeout_ms),
+                    heal_attempt: ms(to.heal_attempt_ms),
+                    release_window: ms(to.release_window_ms),
+                },
+            },
+        }
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let request = self.build_request();
+        let plan = self
+            .plans
+            .plan_for(&request)
+            .map_err(|e| format!("plan: {e}"))?;
+        for kill in self.cfg.failures.kill.clone() {
+            let group = GroupId {
+                level: kill.level,
+                index: kill.index,
+            };
+            if !plan.contains(group) || kill.position == 0 || kill.position > plan.g {
+                return Err(format!("kill: no position {} of {group:?}", kill.position));
+            }
+            let member = plan.member(group, kill.position);
+            let Some(&node) = self.index.get(&member) else {
+                return Err(format!("kill: plan member {member} is not in the network"));
+            };
+            if let Some(at_ms) = kill.at_ms {
+                self.schedule(
+                    LAUNCH_AT.plus((at_ms * 1000.0) as u64),
+                    Action::Crash { node },
+                );
+            } else {
+                self.nodes[node as usize].kill_after_send = kill.after_send.clone();
+            }
+        }
+        self.plan = Some(plan);
+        let id = request.id;
+        let signed = SignedRequest::sign(request.clone(), &self.commissioner_key);
+        let finish_signature = self
+            .commissioner_key
+            .sign(&finish_signing_bytes(&id))
+            .to_bytes()
+            .to_vec();
+        self.request = Some(request);
+        let now = self.now;
+        let engine = self.nodes[COMMISSIONER as usize]
+            .engine
+            .as_mut()
+            .ok_or("the commissioner is down at launch")?;
+        engine
+            .handle_command(
+                now,
+                Command::Launch {
+                    request: Box::new(signed),
+                    finish_signature,
+                },
+            )
+            .map_err(|e| format!("launch refused: {e}"))?;
+        self.drain(COMMISSIONER, now);
+        Ok(())
+    }
+
+    /// Runs to the end and reports.
+    pub fn run(mut self, mut progress: impl FnMut(u64, Micros)) -> RunReport {
+        let wall = Instant::now();
+        let horizon = self.horizon();
+        let mut setup_error = None;
+        while let Some(Reverse((at, _, action))) = self.queue.pop() {
+            if at > horizon {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.counters.events += 1;
+            if self.counters.events % 65_536 == 0 {
+                progress(self.counters.events, self.now);
+            }
+            if self.counters.events > self.cfg.run.max_events {
+                self.failure = Some(format!(
+                    "stopped after {} events (run.max_events): livelock?",
+                    self.cfg.run.max_events
+                ));
+                break;
+            }
+            if let Err(e) = self.step(action) {
+                setup_error = Some(e);
+                break;
+            }
+            if self.cfg.run.stop_after_result && (self.released.is_some() || self.failure.is_some())
+            {
+                break;
+            }
+        }
+        let wall_s = wall.elapsed().as_secs_f64();
+        self.report(wall_s, setup_error)
+    }
+
+    fn step(&mut self, action: Action) -> Result<(), String> {
+        match action {
+            Action::Launch => self.launch()?,
+            Action::Arrive { msg } => self.arrive(msg),
+            Action::Received { msg } => self.received(msg),
+            Action::CpuDone { node, incarnation } => {
+                if self.nodes[node as usize].incarnation == incarnation {
+                    self.cpu_done(node);
+                }
+            }
+            Action::CpuFree { node, incarnation } => {
+                if self.nodes[node as usize].incarnation == incarnation {
+                    self.nodes[node as usize].cpu_busy = false;
+                    self.start_next(node);
+                }
+            }
+            Action::Timer {
+                node,
+                at,
+                incarnation,
+            } => {
+                let n = &mut self.nodes[node as usize];
+                if n.incarnation == incarnation && n.timer == Some(at) && n.engine.is_some() {
+                    n.timer = None;
+                    self.enqueue(node, Input::Timer, 0);
+                }
+            }
+            Action::Crash { node } => self.crash(node),
+            Action::Rejoin { node } => self.rejoin(node),
+        }
+        Ok(())
+    }
+
+    fn slot(&mut self, flight: InFlight) -> u32 {
+        if let Some(i) = self.free_slots.pop() {
+            self.in_flight[i as usize] = Some(flight);
+            i
+        } else {
+            self.in_flight.push(Some(flight));
+            (self.in_flight.len() - 1) as u32
+        }
+    }
+
+    fn take(&mut self, msg: u32) -> Option<InFlight> {
+        let f = self.in_flight[msg as usize].take();
+        self.free_slots.push(msg);
+        f
+    }
+
+    fn arrive(&mut self, msg: u32) {
+        let Some(f) = self.in_flight[msg as usize].as_ref() else {
+            return;
+        };
+        let to = f.to as usize;
+        if self.nodes[to].engine.is_none() {
+            // >>> Failure notice: the engine API will gain
+            // `Engine::handle_unreachable(now, to, message)`. Once it exists, schedule its
+            // delivery to the sender `f.from` at `now + failures.detection_delay_ms` here.
+            // Until then the notice is only counted.
+            let f = self.take(msg);
+            if let Some(f) = f {
+                self.counters.dropped_at_dead += 1;
+                self.counters.unreachable_notices += 1;
+                self.count_share_sent(&f);
+            }
+            return;
+        }
+        let down = transfer_us(f.charged, self.cfg.bandwidth.download_kb_per_s);
+        let start = self.now.max(self.nodes[to].downlink_free);
+        let end = start.plus(down).max(f.wire_end);
+        self.nodes[to].downlink_free = end;
+        self.schedule(end, Action::Received { msg });
+    }
+
+    /// Counts a contributor's share as sent once its last byte left a live sender.
+    fn count_share_sent(&mut self, f: &InFlight) {
+        if f.kind == "share" && !self.sender_died_mid_send(f) {
+            self.nodes[f.from as usize].shares_sent += 1;
+            self.counters.last_share_sent = self.counters.last_share_sent.max(f.up_end);
+        }
+    }
+
+    fn sender_died_mid_send(&self, f: &InFlight) -> bool {
+        self.nodes[f.from as usize]
+            .last_crash
+            .is_some_and(|c| c >= f.queued_at && c < f.up_end)
+    }
+
+    fn received(&mut self, msg: u32) {
+        let Some(f) = self.take(msg) else {
+            return;
+        };
+        self.count_share_sent(&f);
+        if self.sender_died_mid_send(&f) {
+            self.counters.dropped_sender_died += 1;
+            return;
+        }
+        if self.nodes[f.to as usize].engine.is_none() {
+            // >>> Failure notice (see `arrive`): the receiver died while the message came in.
+            self.counters.dropped_at_dead += 1;
+            self.counters.unreachable_notices += 1;
+            return;
+        }
+        self.trace.update(self.now.0.to_le_bytes());
+        self.trace.update(f.from.to_le_bytes());
+        self.trace.update(f.to.to_le_bytes());
+        self.trace.update(&f.bytes[..]);
+        match codec::decode(&f.bytes) {
+            Ok(message) => {
+                let cost = cpu_us(&message, f.charged, &self.cfg.cpu);
+                let input = Input::Message {
+                    from: f.from,
+                    message,
+                };
+                self.enqueue(f.to, input, cost);
+            }
+            Err(e) => self.reject(format!("node {}: undecodable bytes: {e}", f.to)),
+        }
+    }
+
+    fn enqueue(&mut self, node: Ix, input: Input, cost_us: u64) {
+        self.nodes[node as usize].inbox.push_back((input, cost_us));
+        if !self.nodes[node as usize].cpu_busy {
+            self.start_next(node);
+        }
+    }
+
+    fn start_next(&mut self, node: Ix) {
+        let n = &mut self.nodes[node as usize];
+        let Some((input, cost)) = n.inbox.pop_front() else {
+            return;
+        };
+        n.cpu_busy = true;
+        n.current = Some(input);
+        n.busy_us += cost;
+        let incarnation = n.incarnation;
+        self.schedule(self.now.plus(cost), Action::CpuDone { node, incarnation });
+    }
+
+    fn cpu_done(&mut self, node: Ix) {
+        let now = self.now;
+        let Some(input) = self.nodes[node as usize].current.take() else {
+            return;
+        };
+        match input {
+            Input::Timer => {
+                if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
+                    engine.handle_timeout(now);
+                }
+            }
+            Input::Message { from, message } => {
+                let subject = self.observe(node, &message);
+                let from_id = self.nodes[from as usize].identity.node;
+                if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
+                    engine.handle_message(now, from_id, message);
+                }
+                if let Some((s, p)) = subject {
+                    self.hold(node, s, p);
+                }
+            }
+        }
+        let free_at = self.drain(node, now);
+        let n = &mut self.nodes[node as usize];
+        if n.engine.is_none() {
+            return;
+        }
+        if free_at > now {
+            let incarnation = n.incarnation;
+            self.schedule(free_at, Action::CpuFree { node, incarnation });
+        } else {
+            n.cpu_busy = false;
+            self.start_next(node);
+        }
+    }
+
+    /// Drains the node's engine (the drain rule). Sends cost CPU one after the other from
+    /// `now`; returns when the node's CPU is free again.
+    fn drain(&mut self, node: Ix, now: Micros) -> Micros {
+        let mut cpu_at = now;
+        loop {
+            let Some(engine) = self.nodes[node as usize].engine.as_mut() else {
+                return cpu_at;
+            };
+            match engine.poll_output() {
+                Output::Idle { next_deadline } => {
+                    if let Some(d) = next_deadline {
+                        let d = d.max(now);
+                        let n = &mut self.nodes[node as usize];
+                        if n.timer != Some(d) {
+                            n.timer = Some(d);
+                            let incarnation = n.incarnation;
+                            self.schedule(
+                                d,
+                                Action::Timer {
+                                    node,
+                                    at: d,
+                                    incarnation,
+                                },
+                            );
+                        }
+                    }
+                    return cpu_at;
+                }
+                Output::Persist(record) => {
+                    if self.keep_records {
+                        self.nodes[node as usize].durable.push(record);
+                    }
+                }
+                Output::Send { to, message } => {
+                    let kind = message.kind();
+                    match self.index.get(&to) {
+                        Some(&to) => cpu_at = self.transmit(node, to, &message, cpu_at),
+                        None => self.reject(format!("node {node} sent to an unknown node")),
+                    }
+                    if self.nodes[node as usize].kill_after_send.as_deref() == Some(kind) {
+                        self.nodes[node as usize].kill_after_send = None;
+                        self.crash(node);
+                        return cpu_at;
+                    }
+                }
+                Output::Broadcast { message } => self.broadcast(node, &message),
+                Output::Event(event) => self.on_event(node, event),
+            }
+        }
+    }
+
+    fn encode(&mut self, node: Ix, message: &Message) -> Option<Vec<u8>> {
+        match codec::encode(message) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                self.violations
+                    .push(format!("node {node} produced an unencodable message: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Queues one message on the sender's CPU and uplink; returns when the CPU is free.
+    fn transmit(&mut self, from: Ix, to: Ix, message: &Message, cpu_at: Micros) -> Micros {
+        let Some(bytes) = self.encode(from, message) else {
+            return cpu_at;
+        };
+        let t = self.cfg.protocol.t;
+        let charged = charged_bytes(message, bytes.len() as u64, t, &self.cfg.payload);
+        let kind = message.kind();
+        let e = self.counters.by_kind.entry(kind).or_default();
+        e.0 += 1;
+        e.1 += charged;
+        let cost = cpu_us(message, charged, &self.cfg.cpu);
+        let ready = cpu_at.plus(cost);
+        self.nodes[from as usize].busy_us += cost;
+        let (queued_at, up_end, first_byte, wire_end) = if from == to {
+            (ready, ready, ready, ready)
+        } else {
+            let up = transfer_us(charged, self.cfg.bandwidth.upload_kb_per_s);
+            let start = ready.max(self.nodes[from as usize].uplink_free);
+            let up_end = start.plus(up);
+            self.nodes[from as usize].uplink_free = up_end;
+            let latency = self.rng.latency_us(&self.cfg.latency);
+            (ready, up_end, start.plus(latency), up_end.plus(latency))
+        };
+        let msg = self.slot(InFlight {
+            from,
+            to,
+            bytes: bytes.into(),
+            charged,
+            queued_at,
+            up_end,
+            wire_end,
+            kind,
+        });
+        self.schedule(first_byte, Action::Arrive { msg });
+        ready
+    }
+
+    /// Gossip: every other node gets the message after `gossip_hops` latency draws; no uplink
+    /// is charged (the spreading load is shared by the whole network).
+    fn broadcast(&mut self, from: Ix, message: &Message) {
+        let Some(bytes) = self.encode(from, message) else {
+            return;
+        };
+        let bytes: Arc<[u8]> = bytes.into();
+        let charged = bytes.len() as u64;
+        let kind = message.kind();
+        let n = self.nodes.len() as Ix;
+        let e = self.counters.by_kind.entry(kind).or_default();
+        e.0 += u64::from(n - 1);
+        e.1 += charged * u64::from(n - 1);
+        for to in 0..n {
+            if to == from {
+                continue;
+            }
+            let mut delay = 0;
+            for _ in 0..self.gossip_hops {
+                delay += self.rng.latency_us(&self.cfg.latency);
+            }
+            let at = self.now.plus(delay);
+            let msg = self.slot(InFlight {
+                from,
+                to,
+                bytes: bytes.clone(),
+                charged,
+                queued_at: self.now,
+                up_end: self.now,
+                wire_end: at,
+                kind,
+            });
+            self.schedule(at, Action::Arrive { msg });
+        }
+    }
+
+    fn on_event(&mut self, node: Ix, event: Event) {
+        match event {
+            Event::RequestAccepted { computation, .. } => {
+                if let Some(values) = self.nodes[node as usize].contribution.clone() {
+                    let now = self.now;
+                    if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
+                        if let Err(e) = engine.handle_command(
+                            now,
+                            Command::Contribute {
+                                computation,
+                                values,
+                            },
+                        ) {
+                            self.reject(format!("node {node}: contribute: {e}"));
+                        }
+                    }
+                }
+            }
+            Event::ManifestAdopted {
+                group,
+                position,
+                version,
+                manifest,
+                complete,
+                ..
+            } => {
+                let now = self.now;
+                let span = self
+                    .counters
+                    .adopted_at
+                    .entry(group.level)
+                    .or_insert((now, now));
+                span.1 = span.1.max(now);
+                let first = *self.adopted.entry(group).or_insert(version.digest);
+                if first != version.digest && self.violations.len() < 100 {
+                    self.violations.push(format!(
+                        "agreement: position {position} of {group:?} adopted {:?}, another position {first:?}",
+                        version.digest
+                    ));
+                }
+                self.versions.insert(version.digest, manifest);
+                if complete {
+                    self.hold(node, Subject::Subtree(group, version.digest), position);
+                }
+            }
+            Event::HealDone { .. } => self.counters.heals_done += 1,
+            Event::HealGaveUp { .. } => self.counters.heals_given_up += 1,
+            Event::Released(r) => {
+                if node == COMMISSIONER && self.released.is_none() {
+                    self.released = Some(*r);
+                } else {
+                    self.reject(format!("node {node} released a result"));
+                }
+            }
+            Event::Failed { reason, .. } => {
+                if node == COMMISSIONER {
+                    self.failure = Some(format!("{reason:?}"));
+                }
+            }
+            Event::MessageRejected { kind, reason, .. } => {
+                self.reject(format!("node {node}: {kind}: {reason}"))
+            }
+            Event::RequestRefused { reason, .. } => {
+                self.reject(format!("node {node}: request refused: {reason}"))
+            }
+            Event::Contributed { .. } | Event::Closed { .. } => {}
+        }
+    }
+
+    fn reject(&mut self, what: String) {
+        self.counters.rejected += 1;
+        if self.counters.rejected_samples.len() < 8 {
+            self.counters.rejected_samples.push(what);
+        }
+    }
+
+    fn crash(&mut self, node: Ix) {
+        let n = &mut self.nodes[node as usize];
+        if n.engine.is_none() {
+            return;
+        }
+        n.engine = None;
+        n.incarnation += 1;
+        n.timer = None;
+        n.inbox.clear();
+        n.current = None;
+        n.cpu_busy = false;
+        n.last_crash = Some(self.now);
+        n.uplink_free = self.now;
+        n.downlink_free = self.now;
+        self.counters.crashes += 1;
+    }
+
+    fn rejoin(&mut self, node: Ix) {
+        let i = node as usize;
+        if self.nodes[i].engine.is_some() {
+            return;
+        }
+        let seed = engine_seed(self.seed, i, self.nodes[i].incarnation);
+        let engine = Engine::restore(
+            self.nodes[i].identity.clone(),
+            seed,
+            self.plans.clone(),
+            self.nodes[i].durable.clone(),
+            self.now,
+        );
+        self.nodes[i].engine = Some(engine);
+        self.counters.rejoins += 1;
+        let now = self.now;
+        let free_at = self.drain(node, now);
+        if free_at > now {
+            self.nodes[i].cpu_busy = true;
+            let incarnation = self.nodes[i].incarnation;
+            self.schedule(free_at, Action::CpuFree { node, incarnation });
+        }
+    }
+
+    /// What the receiver learns from a message, for the privacy checker.
+    fn observe(&self, to: Ix, m: &Message) -> Option<(Subject, Position)> {
+        if !self.cfg.checks.privacy {
+            return None;
+        }
+        match &m.body {
+            Body::Share(s) => Some((Subject::Contributor(s.contributor), s.position)),
+            Body::Partial(p) => Some((Subject::Subtree(p.child, p.version.digest), p.position)),
+            Body::HealPart(h) => Some((Subject::Subtree(h.child, h.version), h.target)),
+            Body::ReleaseShare(r) if to != COMMISSIONER => {
+                let root = self.plan.as_ref()?.root();
+                Some((Subject::Subtree(root, r.version), r.position))
+            }
+            _ => None,
+        }
+    }
+
+    fn hold(&mut self, node: Ix, subject: Subject, position: Position) {
+        if !self.cfg.checks.privacy || position == 0 || position > 32 {
+            return;
+        }
+        let t = u32::from(self.cfg.protocol.t);
+        let held = self
+            .holdings
+            .entry(node)
+            .or_default()
+            .entry(subject)
+            .or_default();
+        *held |= 1 << (position - 1);
+        if held.count_ones() >= t && self.violations.len() < 100 {
+            let count = held.count_ones();
+            self.violations
+                .push(format!("node {node} holds {count} shares of {subject:?}"));
+        }
+    }
+
+    /// Contributors covered by a version, expanded through the adopted manifests.
+    fn expand(&self, digest: &Digest) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        let mut stack = vec![*digest];
+        while let Some(d) = stack.pop() {
+            if let Some(m) = self.versions.get(&d) {
+                for item in &m.items {
+                    match item {
+                        Item::Contributor(c) => out.push(*c),
+                        Item::Child { version, .. } => stack.push(version.digest),
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn report(self, wall_s: f64, setup_error: Option<String>) -> RunReport {
+        let contributors = self
+            .nodes
+            .iter()
+            .filter(|n| n.contribution.is_some())
+            .count() as u64;
+        let g = u32::from(self.cfg.protocol.g);
+        let finished: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.contribution.is_some() && n.shares_sent >= g)
+            .map(|n| n.identity.node)
+            .collect();
+        let mut checks = Checks {
+            sum_ok: None,
+            privacy_checked: self.cfg.checks.privacy,
+            violations: self.violations.clone(),
+        };
+        if let Some(e) = &setup_error {
+            checks.violations.push(format!("setup: {e}"));
+        }
+        if let Some(v) = self.liveness_violation() {
+            checks.violations.push(v);
+        }
+        let mut included_finished = 0u64;
+        let mut included = 0u64;
+        let mut latency_s = None;
+        if let Some(r) = &self.released {
+            let set = self.expand(&r.version.digest);
+            included = set.len() as u64;
+            if included != r.version.count {
+                checks.violations.push(format!(
+                    "version counts {} contributors but expands to {included}",
+                    r.version.count
+                ));
+            }
+            let mut finished_sorted = finished.clone();
+            finished_sorted.sort_unstable();
+            included_finished = set
+                .iter()
+                .filter(|c| finished_sorted.binary_search(c).is_ok())
+                .count() as u64;
+            latency_s = Some(r.at.as_secs_f64() - LAUNCH_AT.as_secs_f64());
+            if self.cfg.checks.sum {
+                checks.sum_ok = Some(self.sum_matches(&set, &r.sum, &mut checks.violations));
+            }
+        }
+        let completeness = if finished.is_empty() {
+            if self.released.is_some() {
+                1.0
+            } else {
+                0.0
+            }
+        } else {
+            included_finished as f64 / finished.len() as f64
+        };
+        let mut busy: Vec<u64> = self
+            .nodes
+            .iter()
+            .map(|n| n.busy_us)
+            .filter(|&b| b > 0)
+            .collect();
+        busy.sort_unstable();
+        let by_kind: BTreeMap<String, RoleTraffic> = self
+            .counters
+            .by_kind
+            .iter()
+            .map(|(k, (m, b))| {
+                (
+                    k.to_string(),
+                    RoleTraffic {
+                        messages: *m,
+                        bytes: *b,
+                    },
+                )
+            })
+            .collect();
+        let mut by_role: BTreeMap<String, RoleTraffic> = BTreeMap::new();
+        for (k, (m, b)) in &self.counters.by_kind {
+            let e = by_role.entry(role_of_kind(k).to_string()).or_default();
+            e.messages += m;
+            e.bytes += b;
+        }
+        let events = self.counters.events;
+        RunReport {
+            seed: self.seed,
+            nodes: self.nodes.len() as u64,
+            contributors,
+            finished_sending: finished.len() as u64,
+            included,
+            completeness,
+            released: self.released.is_some(),
+            failure: self.failure.clone().or(setup_error),
+            latency_s,
+            sim_end_s: self.now.as_secs_f64() - LAUNCH_AT.as_secs_f64(),
+            summary: Summary {
+                messages: by_kind.values().map(|t| t.messages).sum(),
+                bytes: by_kind.values().map(|t| t.bytes).sum(),
+                dropped_at_dead: self.counters.dropped_at_dead,
+                dropped_sender_died: self.counters.dropped_sender_died,
+                unreachable_notices: self.counters.unreachable_notices,
+                crashes: self.counters.crashes,
+                rejoins: self.counters.rejoins,
+                heals_done: self.counters.heals_done,
+                heals_given_up: self.counters.heals_given_up,
+                rejected: self.counters.rejected,
+                rejected_samples: self.counters.rejected_samples.clone(),
+            },
+            by_kind,
+            by_role,
+            last_share_sent_s: self.counters.last_share_sent.as_secs_f64()
+                - LAUNCH_AT.as_secs_f64(),
+            manifests_adopted_s: self
+                .counters
+                .adopted_at
+                .values()
+                .map(|(a, b)| {
+                    (
+                        a.as_secs_f64() - LAUNCH_AT.as_secs_f64(),
+                        b.as_secs_f64() - LAUNCH_AT.as_secs_f64(),
+                    )
+                })
+                .collect(),
+            busy_ms_mean: if busy.is_empty() {
+                0.0
+            } else {
+                busy.iter().sum::<u64>() as f64 / busy.len() as f64 / 1000.0
+            },
+            busy_ms_median: busy.get(busy.len() / 2).map_or(0.0, |b| *b as f64 / 1000.0),
+            busy_ms_max: busy.last().map_or(0.0, |b| *b as f64 / 1000.0),
+            events,
+            wall_s,
+            events_per_s: events as f64 / wall_s.max(1e-9),
+            peak_rss_mib: crate::report::peak_rss_mib(),
+            trace_hash: grove_protocol::ids::hex(&self.trace.clone().finalize()),
+            checks,
+        }
+    }
+
+    /// Liveness: if no group of the plan lost more than `g - t` members (counting every member
+    /// that crashed at any time, which only makes the premise harder to meet), the computation
+    /// must release, once it is over (failed, or simulated past its deadline).
+    fn liveness_violation(&self) -> Option<String> {
+        let (plan, request) = (self.plan.as_ref()?, self.request.as_ref()?);
+        let over = self.failure.is_some() || self.now >= request.deadline;
+        if self.released.is_some() || !over {
+            return None;
+        }
+        let tolerated = usize::from(plan.g - plan.t);
+        let worst = plan
+            .groups()
+            .map(|group| {
+                plan.members(group)
+                    .iter()
+                    .filter(|m| {
+                        self.index
+                            .get(*m)
+                            .is_some_and(|&i| self.nodes[i as usize].last_crash.is_some())
+                    })
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        (worst <= tolerated).then(|| {
+            format!(
+                "liveness: no result although no group lost more than {tolerated} members (worst lost {worst}); {}",
+                self.failure.as_deref().unwrap_or("no failure reported")
+            )
+        })
+    }
+
+    /// The released sum against the plaintext sum over the reported set.
+    fn sum_matches(&self, set: &[NodeId], sum: &[Fp], violations: &mut Vec<String>) -> bool {
+        let Some(request) = &self.request else {
+            return false;
+        };
+        let mut expected = vec![Fp::ZERO; request.contribution.length as usize];
+        for c in set {
+            let Some(values) = self
+                .index
+                .get(c)
+                .and_then(|&i| self.nodes[i as usize].contribution.as_ref())
+            else {
+                violations.push(format!("the result includes {c}, who did not contribute"));
+                return false;
+            };
+            match request.contribution.encode(values) {
+                Ok(v) => add_assign_vec(&mut expected, &v),
+                Err(e) => {
+                    violations.push(format!("cannot encode a contribution: {e}"));
+                    return false;
+                }
+            }
+        }
+        if expected != sum {
+            violations
+                .push("released sum differs from the plaintext sum over the reported set".into());
+            return false;
+        }
+        true
+    }
+}
+
+/// Which role sends messages of a kind.
+pub fn role_of_kind(kind: &str) -> &'static str {
+    match kind {
+        "share" => "contributor",
+        "partial" | "report" | "solicit" | "manifest" | "heal-query" | "heal-offer" | "heal-go"
+        | "heal-part" => "aggregator",
+        "root-ready" | "release-share" => "root",
+        "request" | "release-ask" | "finish" => "commissioner",
+        _ => "other",
+    }
+}
+
+/// The engine seed of node `i` in incarnation `incarnation`.
+fn engine_seed(seed: u64, i: usize, incarnation: u32) -> [u8; 32] {
+    hash_parts(
+        "grove-sim/engine",
+        &[
+            &seed.to_le_bytes(),
+            &(i as u64).to_le_bytes(),
+            &incarnation.to_le_bytes(),
+        ],
+    )
+}
+
+/// Node ids, X25519 public keys and secrets, derived from the seed. The scalar
+/// multiplications run on every core (the result does not depend on how they are split).
+fn identities(seed: u64, n: usize) -> Vec<(NodeId, [u8; 32], [u8; 32])> {
+    let one = |i: usize| {
+        let secret = hash_parts(
+            "grove-sim/x25519",
+            &[&seed.to_le_bytes(), &(i as u64).to_le_bytes()],
+        );
+        let public = seal::x25519_public(&secret);
+        (NodeId::from_public_bytes(&public), public, secret)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
+    if n < 4096 || threads < 2 {
+        return (0..n).map(one).collect();
+    }
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| s.spawn(move || (k * chunk..((k + 1) * chunk).min(n)).map(one).collect()))
+            .collect();
+        let mut out: Vec<(NodeId, [u8; 32], [u8; 32])> = Vec::with_capacity(n);
+        for h in handles {
+            // Invariant: the closure above does not panic (hashing and a scalar multiplication).
+            let part: Vec<_> = h.join().expect("identity thread panicked");
+            out.extend(part);
+        }
+        out
+    })
+}

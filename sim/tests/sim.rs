@@ -1,0 +1,198 @@
+//! Seeded simulator tests: determinism, checkers, a small failure sweep and the latency model.
+
+use grove_sim::config::{LatencyModel, PayloadMode, SimConfig};
+use grove_sim::run_one;
+
+fn small() -> SimConfig {
+    let text = include_str!("../../configs/sim/small.toml");
+    // Invariant: the shipped config parses (this is what the test checks first).
+    SimConfig::from_toml(text).expect("configs/sim/small.toml parses")
+}
+
+#[test]
+fn same_seed_same_trace_hash_and_different_seed_different_hash() {
+    let cfg = small();
+    let a = run_one(&cfg, 11);
+    let b = run_one(&cfg, 11);
+    let c = run_one(&cfg, 12);
+    assert!(a.released && c.released, "{:?} {:?}", a.failure, c.failure);
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.latency_s, b.latency_s);
+    assert_ne!(a.trace_hash, c.trace_hash);
+}
+
+#[test]
+fn checkers_pass_on_a_small_full_vector_run() {
+    let cfg = small();
+    let r = run_one(&cfg, 3);
+    assert!(r.released, "{:?}", r.failure);
+    assert_eq!(r.checks.sum_ok, Some(true));
+    assert!(r.checks.privacy_checked);
+    assert!(r.checks.violations.is_empty(), "{:?}", r.checks.violations);
+    assert_eq!(r.completeness, 1.0);
+    assert_eq!(r.included, r.contributors);
+}
+
+#[test]
+fn size_only_mode_makes_the_same_decisions_as_full_mode() {
+    // The same declared length in both modes: arrival times come from the charged sizes, so
+    // the runs see the same events at the same times and reach the same result set.
+    let mut full = small();
+    full.payload.vector_len = 64;
+    let mut size_only = full.clone();
+    size_only.payload.mode = PayloadMode::SizeOnly;
+    let a = run_one(&full, 5);
+    let b = run_one(&size_only, 5);
+    assert!(a.ok() && b.ok(), "{:?} {:?}", a.checks, b.checks);
+    assert_eq!(a.latency_s, b.latency_s);
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.included, b.included);
+    assert_eq!(a.summary.messages, b.summary.messages);
+    // Charged bytes agree to within the varint prefixes of the sealed shares.
+    let (x, y) = (a.summary.bytes as f64, b.summary.bytes as f64);
+    assert!((x - y).abs() / x < 0.01, "{x} vs {y}");
+}
+
+#[test]
+fn a_small_failure_sweep_stays_correct() {
+    let mut cfg = small();
+    for (rate, seed) in [(0.5, 21), (2.0, 22), (5.0, 23)] {
+        cfg.failures.uniform.rate_percent_per_s = rate;
+        let r = run_one(&cfg, seed);
+        assert!(r.ok(), "rate {rate}: {:?}", r.checks.violations);
+        if r.released {
+            assert!(r.completeness > 0.5, "rate {rate}: {}", r.completeness);
+        }
+    }
+}
+
+#[test]
+fn a_killed_leaf_member_is_healed() {
+    let mut cfg = small();
+    cfg.failures.kill = vec![grove_sim::config::KillConfig {
+        level: 0,
+        index: 0,
+        position: 1,
+        at_ms: None,
+        after_send: Some("partial".into()),
+    }];
+    let r = run_one(&cfg, 4);
+    assert!(r.ok(), "{:?}", r.checks.violations);
+    assert!(r.released, "{:?}", r.failure);
+    assert_eq!(r.summary.crashes, 1);
+}
+
+#[test]
+fn failure_free_latency_fits_the_latency_model() {
+    // Fixed 33 ms links, no CPU cost: a result needs at least one hop per level plus the
+    // contributor's hop and the release round trip, and should not take hundreds of hops.
+    let mut cfg = small();
+    cfg.latency = LatencyModel::Fixed { ms: 33.0 };
+    cfg.cpu.crypto_ms_per_message = 0.0;
+    cfg.cpu.compute_us_per_kb = 0.0;
+    let r = run_one(&cfg, 6);
+    let latency = r.latency_s.expect("a failure-free run releases");
+    // The plan of `small` has 15 leaf groups and fan-in 4: depth 3.
+    let depth = 3.0;
+    assert!(latency > (depth + 1.0) * 0.033, "latency {latency}");
+    assert!(latency < 100.0 * 0.033, "latency {latency}");
+}
+
+#[test]
+fn shipped_configs_parse_and_have_the_documented_shape() {
+    let dissec =
+        SimConfig::from_toml(include_str!("../../configs/sim/dissec-2023.toml")).expect("parses");
+    assert_eq!(dissec.contributors(), 4096);
+    assert_eq!(dissec.leaf_groups(), 512);
+    assert_eq!((dissec.protocol.g, dissec.protocol.t), (7, 5));
+    assert_eq!(dissec.payload.vector_len * 8, 1024 * 1024);
+    let scale =
+        SimConfig::from_toml(include_str!("../../configs/sim/scale-1m.toml")).expect("parses");
+    assert_eq!(scale.contributors(), 1_000_000);
+    assert_eq!(scale.payload.mode, PayloadMode::SizeOnly);
+}
+
+#[test]
+fn sweep_parameters_are_set_by_dotted_path() {
+    let mut value: toml::Value =
+        toml::from_str(include_str!("../../configs/sim/small.toml")).expect("parses");
+    SimConfig::set_param(&mut value, "failures.uniform.rate_percent_per_s", "0.25")
+        .expect("known option");
+    SimConfig::set_param(&mut value, "network.nodes", "300").expect("known option");
+    let cfg = SimConfig::from_value(value.clone()).expect("still valid");
+    assert_eq!(cfg.failures.uniform.rate_percent_per_s, 0.25);
+    assert_eq!(cfg.network.nodes, 300);
+    assert!(SimConfig::set_param(&mut value, "network.nope", "1").is_err());
+    assert!(SimConfig::set_param(&mut value, "network.nodes", "many").is_err());
+}
+
+#[test]
+fn churn_with_rejoin_restores_engines_and_stays_correct() {
+    let mut cfg = small();
+    cfg.failures.churn.mean_up_s = 10.0;
+    cfg.failures.churn.rejoin = true;
+    cfg.failures.churn.mean_down_s = 0.3;
+    let r = run_one(&cfg, 9);
+    assert!(
+        r.summary.crashes > 0 && r.summary.rejoins > 0,
+        "{:?}",
+        r.summary
+    );
+    assert!(r.ok(), "{:?}", r.checks.violations);
+    assert!(r.released, "{:?}", r.failure);
+}
+
+/// The DISSEC settings over a few seeds at each of DISSEC's failure rates. Takes minutes in
+/// release mode: runs only with `GROVE_SIM_LARGE=1` (seeds from `GROVE_SIM_SEEDS`, default 2).
+#[test]
+fn dissec_settings_over_seeds_when_asked() {
+    if std::env::var_os("GROVE_SIM_LARGE").is_none() {
+        return;
+    }
+    let seeds: u64 = std::env::var("GROVE_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let mut cfg =
+        SimConfig::from_toml(include_str!("../../configs/sim/dissec-2023.toml")).expect("parses");
+    for rate in [0.0, 0.25, 1.0] {
+        cfg.failures.uniform.rate_percent_per_s = rate;
+        let progress = grove_sim::Progress::default();
+        let runs = grove_sim::run_seeds(&cfg, seeds, 2, &progress, |_| {});
+        let agg = grove_sim::report::Aggregate::of(&runs);
+        eprintln!("rate {rate} %/s: {agg:?}");
+        assert_eq!(agg.violations, 0, "rate {rate}");
+        assert_eq!(agg.released, agg.runs, "rate {rate}");
+    }
+}
+
+#[test]
+fn parallel_seeds_match_sequential_runs() {
+    let mut cfg = small();
+    cfg.seed = 40;
+    let progress = grove_sim::Progress::default();
+    let parallel = grove_sim::run_seeds(&cfg, 3, 2, &progress, |_| {});
+    let hashes: Vec<&str> = parallel.iter().map(|r| r.trace_hash.as_str()).collect();
+    let sequential: Vec<String> = (40..43).map(|s| run_one(&cfg, s).trace_hash).collect();
+    assert_eq!(hashes, sequential);
+    assert_eq!(
+        parallel.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        vec![40, 41, 42]
+    );
+}
+
+#[test]
+fn the_privacy_checker_catches_a_threshold_of_one() {
+    // With t = 1 every share is the contribution itself: the checker must say so.
+    let mut cfg = small();
+    cfg.protocol.g = 3;
+    cfg.protocol.t = 1;
+    let r = run_one(&cfg, 2);
+    assert!(!r.ok());
+    assert!(r
+        .checks
+        .violations
+        .iter()
+        .any(|v| v.contains("holds 1 shares")));
+}
