@@ -223,6 +223,17 @@ fn kill_group(pid: u32) {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill_all();
+        if std::thread::panicking() {
+            // A failing test: show the end of every daemon's log before the dirs go.
+            for i in 0..self.nodes.len() {
+                let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("---- node {i} log (last 15 lines)");
+                for l in &lines[lines.len().saturating_sub(15)..] {
+                    eprintln!("{l}");
+                }
+            }
+        }
         // `root` (a TempDir) is removed when the fields drop, after every process is dead.
     }
 }
