@@ -92,7 +92,7 @@ pub enum ControlReply {
 
 #[derive(Debug, Error)]
 pub enum ControlError {
-    #[error("the daemon is not reachable at {path}: {source} (is `grove daemon` running?)")]
+    #[error("the daemon is not reachable at {path} (is `grove daemon` running?)")]
     Unreachable {
         path: PathBuf,
         source: std::io::Error,

@@ -201,10 +201,15 @@ fn parse_ndjson(text: &str) -> Result<Vec<Object>, ImportError> {
                 })
             }
             Err(e) => {
+                // serde_json counts lines inside this one line; keep only its column.
+                let text = e.to_string();
+                let text = text
+                    .rsplit_once(" at line ")
+                    .map_or(text.as_str(), |(head, _)| head);
                 return Err(ImportError::AtLine {
                     line,
-                    message: e.to_string(),
-                })
+                    message: format!("{text} (column {})", e.column()),
+                });
             }
         }
     }
