@@ -163,7 +163,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         now_micros(),
     );
 
-    let mut swarm = build_swarm(keys.libp2p.clone())?;
+    let mut swarm = net::build_swarm(keys.libp2p.clone()).map_err(|e| anyhow::anyhow!(e))?;
     let listen = if args.listen.is_empty() {
         config.listen.clone()
     } else {
@@ -245,22 +245,6 @@ fn known(request: &SignedRequest) -> KnownRequest {
         commissioner: hex(&request.request.commissioner.0),
         query: request.request.query.clone(),
     }
-}
-
-fn build_swarm(key: libp2p::identity::Keypair) -> anyhow::Result<Swarm<Behaviour>> {
-    let builder = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )?;
-    #[cfg(feature = "quic")]
-    let builder = builder.with_quic();
-    Ok(builder
-        .with_behaviour(|key| Behaviour::new(key).map_err(Into::into))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build())
 }
 
 /// Resolves when standard input reaches end of file (the parent that spawned us is gone).

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use grove_protocol::limits::MAX_MESSAGE_BYTES;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{gossipsub, identify, identity, kad, request_response, StreamProtocol};
+use libp2p::{gossipsub, identify, identity, kad, request_response, StreamProtocol, Swarm};
 use std::io;
 use std::time::Duration;
 
@@ -33,6 +33,25 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest number of concurrent streams per connection for protocol messages.
 pub const MAX_CONCURRENT_STREAMS: usize = 256;
 const ACK: u8 = 1;
+
+/// The swarm of a Grove node (also used by tests that play a hostile peer).
+pub fn build_swarm(
+    key: libp2p::identity::Keypair,
+) -> Result<Swarm<Behaviour>, Box<dyn std::error::Error + Send + Sync>> {
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )?;
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic();
+    Ok(builder
+        .with_behaviour(|key| Behaviour::new(key).map_err(Into::into))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build())
+}
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
