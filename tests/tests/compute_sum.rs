@@ -1,4 +1,4 @@
-//! Twelve separate daemons compute an exact sum over their records.
+//! Twenty-five separate daemons compute an exact sum over their records.
 
 use grove_e2e::{ctl, grove_node, start_network, sum_params};
 use grove_node::control::ControlRequest;
@@ -6,10 +6,10 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
-const NODES: usize = 12;
+const NODES: usize = 25;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twelve_processes_compute_an_exact_sum() -> anyhow::Result<()> {
+async fn twenty_five_processes_compute_an_exact_sum() -> anyhow::Result<()> {
     let cluster = start_network(Path::new(EXE), NODES).await?;
     let mut plain_sum = 0i64;
     let mut plain_records = 0u64;
