@@ -140,8 +140,12 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let plans = Arc::new(NodePlans::new(directory.clone(), store.clone()));
     let records = store.engine_records()?;
     let mut known_requests = BTreeMap::new();
+    let mut contributed = std::collections::BTreeSet::new();
     for r in &records {
         match r {
+            Record::Contribution { computation, .. } => {
+                contributed.insert(*computation);
+            }
             Record::Accepted { request } | Record::Launched { request, .. } => {
                 known_requests.insert(request.request.id, known(request));
             }
@@ -230,6 +234,18 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         shutdown: false,
     };
     node.drain()?;
+    // A crash between accepting a request and contributing to it leaves no contribution
+    // record: decide on consent again for every open computation without one.
+    let open: Vec<ComputationId> = node
+        .engine
+        .computations()
+        .filter(|c| !contributed.contains(*c) && node.known_requests.contains_key(*c))
+        .copied()
+        .collect();
+    for id in open {
+        node.consent(id);
+        node.drain()?;
+    }
     let result = node.run(ctl_rx, args.exit_on_stdin_eof).await;
     let _ = std::fs::remove_file(control::socket_path(&node.data_dir));
     result
