@@ -53,6 +53,8 @@ pub enum Cmd {
     Status,
     /// Every computation this node took part in or declined, and why (never values).
     Audit,
+    /// Stop the running daemon.
+    Stop,
     /// As commissioner: compute the sum of a numeric field over every consenting node.
     Compute {
         /// The numeric field to sum.
@@ -326,6 +328,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     d["received"],
                 )
             });
+            Ok(())
+        }
+        Cmd::Stop => {
+            let d = call(&cli, ControlRequest::Shutdown).await?;
+            print(&cli, &d, |_| "the daemon is stopping".into());
             Ok(())
         }
         Cmd::Audit => {

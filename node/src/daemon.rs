@@ -330,6 +330,10 @@ impl Node {
             }
             self.run_loopback()?;
         }
+        if self.shutdown {
+            // Let the control connection that asked for the stop write its answer.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Ok(())
     }
 
