@@ -276,6 +276,125 @@ async fn stdin_closed() {
     }
 }
 
+/// Where the drain puts the engine's effects.
+pub trait Effects {
+    /// Makes records durable (in order) before returning.
+    fn persist(&mut self, records: &[Record]) -> anyhow::Result<()>;
+    fn send(&mut self, to: NodeId, message: Message);
+    fn broadcast(&mut self, message: Message);
+}
+
+/// The drain rule: polls the engine until `Idle`, committing every pending `Persist` record
+/// (consecutive ones together) before the next `Send` or `Broadcast` and at idle, and
+/// collecting events for the caller. Returns the next deadline. A failure to persist stops
+/// the drain: nothing that depends on an unwritten record may leave.
+pub fn drain_engine(
+    engine: &mut Engine,
+    effects: &mut impl Effects,
+    events: &mut Vec<Event>,
+) -> anyhow::Result<Option<Micros>> {
+    let mut persist: Vec<Record> = Vec::new();
+    loop {
+        match engine.poll_output() {
+            Output::Persist(record) => persist.push(record),
+            Output::Send { to, message } => {
+                flush(effects, &mut persist)?;
+                effects.send(to, message);
+            }
+            Output::Broadcast { message } => {
+                flush(effects, &mut persist)?;
+                effects.broadcast(message);
+            }
+            Output::Event(event) => events.push(event),
+            Output::Idle { next_deadline } => {
+                flush(effects, &mut persist)?;
+                return Ok(next_deadline);
+            }
+        }
+    }
+}
+
+fn flush(effects: &mut impl Effects, persist: &mut Vec<Record>) -> anyhow::Result<()> {
+    if !persist.is_empty() {
+        effects
+            .persist(persist)
+            .context("cannot persist engine records; stopping before any dependent send")?;
+        persist.clear();
+    }
+    Ok(())
+}
+
+/// The daemon's effects: the store, the swarm and the loopback queue.
+struct NodeEffects<'a> {
+    me: NodeId,
+    store: &'a Store,
+    swarm: &'a mut Swarm<Behaviour>,
+    directory: &'a Mutex<Directory>,
+    pending_sends: &'a mut HashMap<OutboundRequestId, (NodeId, Vec<u8>)>,
+    loopback: &'a mut VecDeque<Message>,
+    sent_by_kind: &'a mut BTreeMap<&'static str, u64>,
+    /// Sends that could not be attempted, for the unreachable hook after the drain.
+    unreachable: &'a mut Vec<(NodeId, Message, String)>,
+}
+
+impl Effects for NodeEffects<'_> {
+    fn persist(&mut self, records: &[Record]) -> anyhow::Result<()> {
+        Ok(self.store.append_engine_records(records)?)
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) {
+        *self.sent_by_kind.entry(message.kind()).or_default() += 1;
+        if to == self.me {
+            if self.loopback.len() >= MAX_LOOPBACK {
+                tracing::warn!("loopback queue full; dropping a {} message", message.kind());
+                return;
+            }
+            self.loopback.push_back(message);
+            return;
+        }
+        let bytes = match codec::encode(&message) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("cannot encode a {} message: {e}", message.kind());
+                return;
+            }
+        };
+        let peer = lock(self.directory).get(&to).map(|p| p.peer_id);
+        let Some(peer) = peer else {
+            self.unreachable
+                .push((to, message, "the node is not in the directory".into()));
+            return;
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .messages
+            .send_request(&peer, bytes.clone());
+        if self.pending_sends.len() < MAX_PENDING_SENDS {
+            self.pending_sends.insert(id, (to, bytes));
+        }
+    }
+
+    fn broadcast(&mut self, message: Message) {
+        *self.sent_by_kind.entry(message.kind()).or_default() += 1;
+        let bytes = match codec::encode(&message) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("cannot encode a {} broadcast: {e}", message.kind());
+                return;
+            }
+        };
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(net::TOPIC_BROADCAST), bytes)
+        {
+            tracing::warn!("cannot broadcast a {} message: {e}", message.kind());
+        }
+    }
+}
+
 impl Node {
     async fn run(
         &mut self,
@@ -351,75 +470,33 @@ impl Node {
         *self.received_by_kind.entry(message.kind()).or_default() += 1;
     }
 
-    /// The drain rule. A failure to persist stops the daemon: nothing that depends on an
-    /// unwritten record may be sent.
+    /// The drain rule (see [`drain_engine`]), then the events it collected, in order; an
+    /// event may lead to a command (consent) whose outputs are drained in turn. Sends that
+    /// could not even be attempted go to the unreachable hook afterwards.
     fn drain(&mut self) -> anyhow::Result<()> {
-        let mut persist: Vec<Record> = Vec::new();
         loop {
-            match self.engine.poll_output() {
-                Output::Persist(record) => persist.push(record),
-                Output::Send { to, message } => {
-                    self.flush(&mut persist)?;
-                    self.send(to, message);
-                }
-                Output::Broadcast { message } => {
-                    self.flush(&mut persist)?;
-                    self.broadcast(message);
-                }
-                Output::Event(event) => {
-                    // Events may lead to commands (consent) whose outputs join this drain.
-                    self.flush(&mut persist)?;
-                    self.on_event(event)?;
-                }
-                Output::Idle { next_deadline } => {
-                    self.flush(&mut persist)?;
-                    self.next_deadline = next_deadline;
-                    return Ok(());
-                }
+            let mut events = Vec::new();
+            let mut unreachable = Vec::new();
+            let mut effects = NodeEffects {
+                me: self.me,
+                store: &self.store,
+                swarm: &mut self.swarm,
+                directory: &self.directory,
+                pending_sends: &mut self.pending_sends,
+                loopback: &mut self.loopback,
+                sent_by_kind: &mut self.sent_by_kind,
+                unreachable: &mut unreachable,
+            };
+            self.next_deadline = drain_engine(&mut self.engine, &mut effects, &mut events)?;
+            for (to, message, why) in unreachable {
+                self.on_unreachable(to, message, &why);
             }
-        }
-    }
-
-    fn flush(&mut self, persist: &mut Vec<Record>) -> anyhow::Result<()> {
-        if persist.is_empty() {
-            return Ok(());
-        }
-        self.store
-            .append_engine_records(persist)
-            .context("cannot persist engine records; stopping before any dependent send")?;
-        persist.clear();
-        Ok(())
-    }
-
-    fn send(&mut self, to: NodeId, message: Message) {
-        *self.sent_by_kind.entry(message.kind()).or_default() += 1;
-        if to == self.me {
-            if self.loopback.len() >= MAX_LOOPBACK {
-                tracing::warn!("loopback queue full; dropping a {} message", message.kind());
-                return;
+            if events.is_empty() {
+                return Ok(());
             }
-            self.loopback.push_back(message);
-            return;
-        }
-        let bytes = match codec::encode(&message) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!("cannot encode a {} message: {e}", message.kind());
-                return;
+            for event in events {
+                self.on_event(event)?;
             }
-        };
-        let peer = lock(&self.directory).get(&to).map(|p| p.peer_id);
-        let Some(peer) = peer else {
-            self.on_unreachable(to, message, "the node is not in the directory");
-            return;
-        };
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .messages
-            .send_request(&peer, bytes.clone());
-        if self.pending_sends.len() < MAX_PENDING_SENDS {
-            self.pending_sends.insert(id, (to, bytes));
         }
     }
 
@@ -433,25 +510,6 @@ impl Node {
             message.kind(),
             message.computation
         );
-    }
-
-    fn broadcast(&mut self, message: Message) {
-        *self.sent_by_kind.entry(message.kind()).or_default() += 1;
-        let bytes = match codec::encode(&message) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!("cannot encode a {} broadcast: {e}", message.kind());
-                return;
-            }
-        };
-        if let Err(e) = self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(IdentTopic::new(net::TOPIC_BROADCAST), bytes)
-        {
-            tracing::warn!("cannot broadcast a {} message: {e}", message.kind());
-        }
     }
 
     fn maybe_announce(&mut self) {
@@ -1120,4 +1178,193 @@ fn parse_commissioner_key(key: &str) -> Result<String, String> {
     ed25519_dalek::VerifyingKey::from_bytes(&bytes)
         .map_err(|_| format!("{key:?} is not a valid ed25519 key"))?;
     Ok(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::ComputeParams;
+    use grove_protocol::plan::{CachedPlans, SortedDirectory};
+
+    /// What a drain did, in order.
+    #[derive(Debug, PartialEq)]
+    enum Effect {
+        /// A send or broadcast, with the number of records durable when it left.
+        Out { kind: &'static str, durable: usize },
+    }
+
+    #[derive(Default)]
+    struct Fake {
+        durable: Vec<Record>,
+        log: Vec<Effect>,
+        to_self: VecDeque<Message>,
+        fail_persist: bool,
+    }
+
+    impl Effects for Fake {
+        fn persist(&mut self, records: &[Record]) -> anyhow::Result<()> {
+            anyhow::ensure!(!self.fail_persist, "disk full");
+            self.durable.extend_from_slice(records);
+            Ok(())
+        }
+        fn send(&mut self, _to: NodeId, message: Message) {
+            self.log.push(Effect::Out {
+                kind: message.kind(),
+                durable: self.durable.len(),
+            });
+            self.to_self.push_back(message);
+        }
+        fn broadcast(&mut self, message: Message) {
+            self.log.push(Effect::Out {
+                kind: message.kind(),
+                durable: self.durable.len(),
+            });
+        }
+    }
+
+    /// A one-node network: the node is the commissioner, the whole plan and the contributor.
+    fn engine() -> (Engine, SignedRequest, Vec<u8>) {
+        let secret = [3u8; 32];
+        let node = NodeId([5u8; 32]);
+        let directory = SortedDirectory::new(vec![(node, seal::x25519_public(&secret))]);
+        let plans = Arc::new(CachedPlans::new(Arc::new(directory)));
+        let engine = Engine::new(
+            Identity {
+                node,
+                x25519_secret: secret,
+            },
+            [1u8; 32],
+            plans,
+        );
+        let key = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
+        let params = ComputeParams {
+            collection: "c".into(),
+            field: "f".into(),
+            g: 1,
+            t: 1,
+            k_min: 1,
+            leaf_groups: Some(1),
+            fan_in: 2,
+            bound: 1000.0,
+            max_records: 1000,
+            scale_digits: 0,
+            max_contributors: 10,
+            share_window_ms: 100,
+            lifetime_secs: 60,
+        };
+        let id = ComputationId([6u8; 32]);
+        let request = query::build_request(
+            &params,
+            id,
+            CommissionerKey(key.verifying_key().to_bytes()),
+            node,
+            Micros(1_000_000),
+            1,
+        );
+        let finish = key.sign(&finish_signing_bytes(&id)).to_bytes().to_vec();
+        (engine, SignedRequest::sign(request, &key), finish)
+    }
+
+    /// One drain: the next deadline and the messages the node sent (all to itself).
+    type Drain<'a> = &'a mut dyn FnMut(&mut Engine) -> (Option<Micros>, Vec<Message>);
+
+    /// Runs the computation to its end through `drain`, feeding sends back to the node.
+    fn run(drain: Drain) -> bool {
+        let (mut engine, request, finish) = engine();
+        let node = engine.node_id();
+        let mut now = Micros(1_000_000);
+        let _ = engine.handle_command(
+            now,
+            Command::Launch {
+                request: Box::new(request.clone()),
+                finish_signature: finish,
+            },
+        );
+        let (mut next, mut inbox) = drain(&mut engine);
+        let _ = engine.handle_command(
+            now,
+            Command::Contribute {
+                computation: request.request.id,
+                values: vec![7.0, 1.0],
+            },
+        );
+        for _ in 0..200 {
+            let (n, more) = drain(&mut engine);
+            next = n.or(next);
+            inbox.extend(more);
+            if let Some(m) = inbox.pop() {
+                engine.handle_message(now, node, m);
+            } else if let Some(d) = next.take() {
+                now = now.max(d);
+                engine.handle_timeout(now);
+            } else {
+                return engine.computations().next().is_none();
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn every_send_leaves_after_the_records_emitted_before_it() {
+        // The raw output sequence of the engine, by hand.
+        let mut raw = Vec::new();
+        let mut persisted = 0usize;
+        let finished = run(&mut |engine| {
+            let mut to_self = Vec::new();
+            loop {
+                match engine.poll_output() {
+                    Output::Persist(_) => persisted += 1,
+                    Output::Send { message, .. } => {
+                        raw.push(Effect::Out {
+                            kind: message.kind(),
+                            durable: persisted,
+                        });
+                        to_self.push(message);
+                    }
+                    Output::Broadcast { message } => raw.push(Effect::Out {
+                        kind: message.kind(),
+                        durable: persisted,
+                    }),
+                    Output::Event(_) => {}
+                    Output::Idle { next_deadline } => return (next_deadline, to_self),
+                }
+            }
+        });
+        assert!(finished, "the one-node computation did not finish");
+        // The same run through the daemon's drain.
+        let mut fake = Fake::default();
+        let finished = run(&mut |engine| {
+            let mut events = Vec::new();
+            let next = drain_engine(engine, &mut fake, &mut events).expect("persist succeeds");
+            (next, fake.to_self.drain(..).collect())
+        });
+        assert!(finished);
+        assert!(raw.len() >= 5, "{raw:?}");
+        assert_eq!(
+            fake.log, raw,
+            "a send left before the records emitted ahead of it"
+        );
+        assert_eq!(fake.durable.len(), persisted);
+    }
+
+    #[test]
+    fn a_failed_persist_stops_the_drain_before_any_send() {
+        let (mut engine, request, finish) = engine();
+        engine
+            .handle_command(
+                Micros(1_000_000),
+                Command::Launch {
+                    request: Box::new(request),
+                    finish_signature: finish,
+                },
+            )
+            .expect("the launch is valid");
+        let mut fake = Fake {
+            fail_persist: true,
+            ..Fake::default()
+        };
+        let mut events = Vec::new();
+        assert!(drain_engine(&mut engine, &mut fake, &mut events).is_err());
+        assert!(fake.log.is_empty(), "{:?}", fake.log);
+    }
 }
