@@ -7,6 +7,15 @@
 //! dir when dropped, so a failing test cleans up too; daemons also exit when the test process
 //! dies (they watch their standard input). Every daemon listens on an ephemeral port of
 //! 127.0.0.1.
+//!
+//! The tests (each its own binary, so cargo runs them one after another):
+//! - `import_crash`: SIGKILL during a stream of imports; every acknowledged record survives.
+//! - `compute_sum`: 25 processes compute an exact sum.
+//! - `kill_restart`: aggregators SIGKILLed mid-computation, one restarted from its data dir;
+//!   the result is exact over the contributor set it reports.
+//! - `untrusted`: nodes that do not trust the commissioner send no share and audit why.
+//! - `hostile_requests`: forged, expired and future requests from a hostile libp2p peer are
+//!   refused and audited.
 
 use grove_node::control::{self, ComputeParams, ControlRequest};
 use grove_node::procs::Cluster;
