@@ -1,18 +1,13 @@
-//! `grove`: the Grove node daemon and CLI. The daemon, the libp2p adapter and the redb store
-//! arrive with the node issue; until then this binary only reports its version.
+//! `grove`: the Grove node daemon and CLI. See `grove --help` and the crate docs.
 
-use clap::Parser;
+use std::process::ExitCode;
 
-/// Grove: statistics over personal data that never leaves its owners.
-#[derive(Parser, Debug)]
-#[command(name = "grove", version, about)]
-struct Cli {}
-
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    println!(
-        "grove {}: the node daemon is not built yet; see README.md",
-        env!("CARGO_PKG_VERSION")
-    );
-    Ok(())
+fn main() -> ExitCode {
+    match grove_node::cli::main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

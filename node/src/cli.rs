@@ -1,0 +1,453 @@
+//! The command line. Every command but `init`, `daemon` and `demo` talks to the running
+//! daemon over its control socket.
+
+use crate::control::{self, ComputeParams, ControlRequest};
+use crate::import::{self, Format};
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Grove: statistics over personal data that never leaves its owners.
+#[derive(Parser, Debug)]
+#[command(name = "grove", version, about)]
+pub struct Cli {
+    /// The node's data directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a node: identity keys, a commented config file and the store.
+    Init,
+    /// Run the node.
+    Daemon {
+        /// Listen multiaddr (repeatable); overrides the config file.
+        #[arg(long, value_name = "ADDR")]
+        listen: Vec<String>,
+        /// Peer to contact first (repeatable), added to the config file's list.
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
+        /// Exit when standard input closes (used by `grove demo` and the tests, so that no
+        /// daemon outlives the process that started it).
+        #[arg(long, hide = true)]
+        exit_on_stdin_eof: bool,
+    },
+    /// The owner's records.
+    Records {
+        #[command(subcommand)]
+        command: RecordsCmd,
+    },
+    /// Commissioners this node contributes to.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCmd,
+    },
+    /// Peers, directory and computations in flight.
+    Status,
+    /// Every computation this node took part in or declined, and why (never values).
+    Audit,
+    /// Stop the running daemon.
+    Stop,
+    /// As commissioner: compute the sum of a numeric field over every consenting node.
+    Compute {
+        /// The numeric field to sum.
+        #[arg(long, value_name = "FIELD")]
+        sum: String,
+        #[arg(long)]
+        collection: String,
+        /// Group size.
+        #[arg(long, default_value_t = 5)]
+        g: u8,
+        /// Threshold: shares needed to reconstruct.
+        #[arg(long, default_value_t = 3)]
+        t: u8,
+        /// Fewest contributors a result may cover.
+        #[arg(long, default_value_t = 1)]
+        k_min: u64,
+        /// Children per inner group.
+        #[arg(long, default_value_t = 2)]
+        fan_in: u32,
+        /// Leaf groups (default: as many as the directory can fill).
+        #[arg(long)]
+        leaf_groups: Option<u32>,
+        /// Largest absolute value of one node's sum (larger sums are clipped).
+        #[arg(long, default_value_t = 1e9)]
+        bound: f64,
+        /// Decimal digits kept of each value.
+        #[arg(long, default_value_t = 2)]
+        scale: u8,
+        /// How long leaf groups collect shares, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        share_window_ms: u64,
+        /// Lifetime of the computation, in seconds.
+        #[arg(long, default_value_t = 60)]
+        lifetime_secs: u64,
+    },
+    /// Start a local network of separate grove processes and run a computation on it.
+    Demo {
+        #[arg(long, default_value_t = 20)]
+        nodes: usize,
+        /// Aggregators to SIGKILL in the middle of the computation.
+        #[arg(long, default_value_t = 0)]
+        kill: usize,
+        #[arg(long, default_value_t = 5)]
+        g: u8,
+        #[arg(long, default_value_t = 3)]
+        t: u8,
+        /// Seed of the synthetic records.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 2000)]
+        share_window_ms: u64,
+        /// Keep the data dirs (and daemon logs) after the demo.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RecordsCmd {
+    /// Import a CSV (with header), JSON (array of objects) or NDJSON file. A file with an error
+    /// imports nothing.
+    Import {
+        #[arg(long)]
+        collection: String,
+        /// Format (default: from the file extension).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        file: PathBuf,
+    },
+    /// List collections, or the records of one.
+    List {
+        #[arg(long)]
+        collection: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrustCmd {
+    /// Trust a commissioner key (64 hex digits).
+    Add {
+        key: String,
+        /// Collections it may compute over (comma separated; default: all).
+        #[arg(long, value_delimiter = ',')]
+        collections: Vec<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    List,
+    Remove {
+        key: String,
+    },
+}
+
+fn data_dir(cli: &Cli) -> anyhow::Result<&Path> {
+    cli.data_dir
+        .as_deref()
+        .context("--data-dir DIR is required for this command")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("grove_node=info,warn"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the command line.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Cmd::Init => {
+            let dir = data_dir(&cli)?;
+            let keys = crate::config::init(dir)?;
+            let peer = keys.libp2p.public().to_peer_id();
+            let commissioner =
+                grove_protocol::ids::hex(&keys.commissioner.verifying_key().to_bytes());
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"data_dir": dir, "peer_id": peer.to_base58(), "commissioner_key": commissioner})
+                );
+            } else {
+                println!("created a Grove node in {}", dir.display());
+                println!("peer id:          {peer}");
+                println!("commissioner key: {commissioner}");
+                println!(
+                    "config:           {}",
+                    crate::config::config_path(dir).display()
+                );
+            }
+            Ok(())
+        }
+        Cmd::Daemon {
+            listen,
+            bootstrap,
+            exit_on_stdin_eof,
+        } => {
+            init_tracing();
+            crate::daemon::run(crate::daemon::DaemonArgs {
+                data_dir: data_dir(&cli)?.to_path_buf(),
+                listen: listen.clone(),
+                bootstrap: bootstrap.clone(),
+                exit_on_stdin_eof: *exit_on_stdin_eof,
+            })
+            .await
+        }
+        Cmd::Records { command } => match command {
+            RecordsCmd::Import {
+                collection,
+                format,
+                file,
+            } => {
+                let format = format.or_else(|| Format::from_path(file)).context(
+                    "cannot tell the format from the file name: pass --format csv|json|ndjson",
+                )?;
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let records = import::parse(&text, format).map_err(|e| {
+                    anyhow::anyhow!("{}: {e}; nothing was imported", file.display())
+                })?;
+                let data = call(
+                    &cli,
+                    ControlRequest::Import {
+                        collection: collection.clone(),
+                        records,
+                    },
+                )
+                .await?;
+                print(&cli, &data, |d| {
+                    format!(
+                        "imported {} records into collection {}",
+                        d["imported"], d["collection"]
+                    )
+                });
+                Ok(())
+            }
+            RecordsCmd::List { collection } => {
+                let data = call(
+                    &cli,
+                    ControlRequest::ListRecords {
+                        collection: collection.clone(),
+                    },
+                )
+                .await?;
+                print(&cli, &data, |d| {
+                    if let Some(cs) = d["collections"].as_array() {
+                        if cs.is_empty() {
+                            return "no records".into();
+                        }
+                        cs.iter()
+                            .map(|c| format!("{}\t{} records", str_of(&c["name"]), c["records"]))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    } else {
+                        let rows: Vec<String> = d["records"]
+                            .as_array()
+                            .map(|r| r.iter().map(|x| x.to_string()).collect())
+                            .unwrap_or_default();
+                        format!("{}\n({} records)", rows.join("\n"), d["total"])
+                    }
+                });
+                Ok(())
+            }
+        },
+        Cmd::Trust { command } => {
+            let request = match command {
+                TrustCmd::Add {
+                    key,
+                    collections,
+                    label,
+                } => ControlRequest::TrustAdd {
+                    key: key.clone(),
+                    collections: collections.clone(),
+                    label: label.clone(),
+                },
+                TrustCmd::List => ControlRequest::TrustList,
+                TrustCmd::Remove { key } => ControlRequest::TrustRemove { key: key.clone() },
+            };
+            let data = call(&cli, request).await?;
+            print(&cli, &data, |d| {
+                if let Some(list) = d["trusted"].as_array() {
+                    if list.is_empty() {
+                        return "no trusted commissioners".into();
+                    }
+                    list.iter()
+                        .map(|e| {
+                            let cs = e["collections"]
+                                .as_array()
+                                .filter(|a| !a.is_empty())
+                                .map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(","))
+                                .unwrap_or_else(|| "all collections".into());
+                            format!("{}\t{}\t{}", str_of(&e["key"]), cs, str_of(&e["label"]))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                } else if let Some(k) = d["removed"].as_str() {
+                    format!("no longer trusted: {k}")
+                } else {
+                    format!("trusted: {}", str_of(&d["key"]))
+                }
+            });
+            Ok(())
+        }
+        Cmd::Status => {
+            let d = call(&cli, ControlRequest::Status).await?;
+            print(&cli, &d, |d| {
+                let inflight = d["computations_in_flight"]
+                    .as_array()
+                    .map_or(0, |a| a.len());
+                format!(
+                    "peer id:            {}\nnode id:            {}\nlisten:             {}\nconnected peers:    {}\ndirectory peers:    {}\ncomputations:       {inflight} in flight\ncommissioner key:   {}\nmessages sent:      {}\nmessages received:  {}",
+                    str_of(&d["peer_id"]),
+                    str_of(&d["node_id"]),
+                    d["listen"].as_array().map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+                    d["connected_peers"],
+                    d["directory_peers"],
+                    str_of(&d["commissioner_key"]),
+                    d["sent"],
+                    d["received"],
+                )
+            });
+            Ok(())
+        }
+        Cmd::Stop => {
+            let d = call(&cli, ControlRequest::Shutdown).await?;
+            print(&cli, &d, |_| "the daemon is stopping".into());
+            Ok(())
+        }
+        Cmd::Audit => {
+            let d = call(&cli, ControlRequest::Audit).await?;
+            print(&cli, &d, |d| {
+                d["entries"]
+                    .as_array()
+                    .map(|es| {
+                        es.iter()
+                            .map(|e| {
+                                format!(
+                                    "{}\t{}\t{}\t{}",
+                                    e["at_micros"],
+                                    str_of(&e["kind"]),
+                                    str_of(&e["computation"]),
+                                    str_of(&e["detail"])
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default()
+            });
+            Ok(())
+        }
+        Cmd::Compute {
+            sum,
+            collection,
+            g,
+            t,
+            k_min,
+            fan_in,
+            leaf_groups,
+            bound,
+            scale,
+            share_window_ms,
+            lifetime_secs,
+        } => {
+            let params = ComputeParams {
+                collection: collection.clone(),
+                field: sum.clone(),
+                g: *g,
+                t: *t,
+                k_min: *k_min,
+                leaf_groups: *leaf_groups,
+                fan_in: *fan_in,
+                bound: *bound,
+                max_records: 1_000_000,
+                scale_digits: *scale,
+                max_contributors: 100_000,
+                share_window_ms: *share_window_ms,
+                lifetime_secs: *lifetime_secs,
+            };
+            let json = cli.json;
+            let dir = data_dir(&cli)?;
+            let d = control::call(dir, &ControlRequest::Compute(params), |m, _| {
+                if !json {
+                    eprintln!("{m}");
+                }
+            })
+            .await?;
+            print(&cli, &d, |d| {
+                format!(
+                    "sum of {sum} over collection {collection}: {}\nrecords counted: {}\ncontributors included: {}\ncomputation {} took {} ms",
+                    d["sum"], d["records"], d["contributors"], str_of(&d["computation"]), d["elapsed_ms"]
+                )
+            });
+            Ok(())
+        }
+        Cmd::Demo {
+            nodes,
+            kill,
+            g,
+            t,
+            seed,
+            share_window_ms,
+            keep,
+        } => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_tracing();
+            }
+            crate::demo::run(crate::demo::DemoArgs {
+                nodes: *nodes,
+                kill: *kill,
+                json: cli.json,
+                seed: *seed,
+                g: *g,
+                t: *t,
+                share_window_ms: *share_window_ms,
+                keep: *keep,
+            })
+            .await
+        }
+    }
+}
+
+fn str_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn call(cli: &Cli, request: ControlRequest) -> anyhow::Result<Value> {
+    let dir = data_dir(cli)?;
+    if !dir.exists() {
+        bail!("{} does not exist (run `grove init` first)", dir.display());
+    }
+    Ok(control::call(dir, &request, |m, _| eprintln!("{m}")).await?)
+}
+
+fn print(cli: &Cli, data: &Value, text: impl FnOnce(&Value) -> String) {
+    if cli.json {
+        println!("{data}");
+    } else {
+        println!("{}", text(data));
+    }
+}

@@ -1,0 +1,177 @@
+//! The data dir: its layout, `grove init`, the config file and the node's keys.
+//!
+//! ```text
+//! DIR/              mode 0700
+//!   config.toml     commented; every option written out
+//!   store.redb      keys, records, trust, engine log, directory, audit
+//!   control.sock    the daemon's local control socket (mode 0600), while it runs
+//! ```
+//!
+//! Keys come from the operating system's randomness and live in the store's `keys` table:
+//! the libp2p ed25519 keypair, the static X25519 secret of share envelopes, and the ed25519
+//! commissioner key this node signs its own computation requests with.
+
+use crate::store::{Store, StoreError};
+use anyhow::{bail, Context};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const STORE_FILE: &str = "store.redb";
+const KEY_LIBP2P: &str = "libp2p_keypair";
+const KEY_X25519: &str = "x25519_secret";
+const KEY_COMMISSIONER: &str = "commissioner_secret";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    #[serde(default = "default_announce_interval")]
+    pub announce_interval_secs: u64,
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["/ip4/127.0.0.1/tcp/0".into()]
+}
+
+fn default_announce_interval() -> u64 {
+    30
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: default_listen(),
+            bootstrap: Vec::new(),
+            announce_interval_secs: default_announce_interval(),
+        }
+    }
+}
+
+const CONFIG_TEMPLATE: &str = r#"# Grove node configuration, written by `grove init`. Every option is listed with its default.
+# Command-line flags of `grove daemon` override the values here.
+
+# Multiaddrs the daemon listens on for other Grove nodes. Port 0 picks a free port; the
+# address actually bound is shown by `grove status`. Loopback only by default: use
+# "/ip4/0.0.0.0/tcp/4001" to accept peers from other machines.
+listen = ["/ip4/127.0.0.1/tcp/0"]
+
+# Peers to contact when the daemon starts (multiaddrs, best ending in /p2p/<peer id>).
+bootstrap = []
+
+# Seconds between re-announcements of this node in the peer directory (it also announces
+# when it starts and whenever it learns of a new peer).
+announce_interval_secs = 30
+"#;
+
+pub fn config_path(dir: &Path) -> PathBuf {
+    dir.join(CONFIG_FILE)
+}
+
+pub fn store_path(dir: &Path) -> PathBuf {
+    dir.join(STORE_FILE)
+}
+
+pub fn load_config(dir: &Path) -> anyhow::Result<Config> {
+    let path = config_path(dir);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {} (run `grove init` first)", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))
+}
+
+/// The node's keys, loaded from the store.
+pub struct Keys {
+    pub libp2p: libp2p::identity::Keypair,
+    pub x25519_secret: [u8; 32],
+    pub commissioner: ed25519_dalek::SigningKey,
+}
+
+fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// Creates the data dir, its config file and the keys. Refuses to overwrite an existing node.
+pub fn init(dir: &Path) -> anyhow::Result<Keys> {
+    use std::os::unix::fs::PermissionsExt;
+    if store_path(dir).exists() {
+        bail!("{} already holds a Grove node", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let store = Store::open(&store_path(dir))?;
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let encoded = keypair
+        .to_protobuf_encoding()
+        .context("cannot encode the libp2p key")?;
+    store.put_key_if_absent(KEY_LIBP2P, &encoded)?;
+    store.put_key_if_absent(KEY_X25519, &random32())?;
+    store.put_key_if_absent(KEY_COMMISSIONER, &random32())?;
+    let path = config_path(dir);
+    if !path.exists() {
+        std::fs::write(&path, CONFIG_TEMPLATE)?;
+    }
+    load_keys(&store)
+}
+
+pub fn load_keys(store: &Store) -> anyhow::Result<Keys> {
+    let missing = || anyhow::anyhow!("the store has no keys (run `grove init` first)");
+    let lp = store.key(KEY_LIBP2P)?.ok_or_else(missing)?;
+    let libp2p = libp2p::identity::Keypair::from_protobuf_encoding(&lp)
+        .context("the stored libp2p key is corrupt")?;
+    let x: [u8; 32] = store
+        .key(KEY_X25519)?
+        .ok_or_else(missing)?
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("x25519 secret is not 32 bytes".into()))?;
+    let c: [u8; 32] = store
+        .key(KEY_COMMISSIONER)?
+        .ok_or_else(missing)?
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("commissioner secret is not 32 bytes".into()))?;
+    Ok(Keys {
+        libp2p,
+        x25519_secret: x,
+        commissioner: ed25519_dalek::SigningKey::from_bytes(&c),
+    })
+}
+
+pub fn engine_seed() -> [u8; 32] {
+    random32()
+}
+
+pub fn random_id() -> [u8; 32] {
+    random32()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_parses_to_the_defaults() {
+        let c: Config = toml::from_str(CONFIG_TEMPLATE).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn init_creates_keys_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("n");
+        let keys = init(&node).unwrap();
+        assert!(init(&node).is_err());
+        let store = Store::open(&store_path(&node)).unwrap();
+        let again = load_keys(&store).unwrap();
+        assert_eq!(
+            again.libp2p.public().to_peer_id(),
+            keys.libp2p.public().to_peer_id()
+        );
+        assert_eq!(again.x25519_secret, keys.x25519_secret);
+        assert_eq!(load_config(&node).unwrap(), Config::default());
+    }
+}

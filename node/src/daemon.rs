@@ -1,0 +1,1370 @@
+//! `grove daemon`: one tokio event loop that owns the engine, the libp2p swarm and the store.
+//!
+//! The drain rule: after each input (a message, a timer expiry, a command) the loop drains
+//! `Engine::poll_output` until `Output::Idle`. `Persist` records are appended to the store's
+//! engine log and committed before any later `Send` or `Broadcast` is performed (consecutive
+//! records are committed together, right before the next send or at idle). The next deadline
+//! is a tokio sleep. Time given to the engine is microseconds since the Unix epoch.
+//!
+//! Routing only: the loop maps `NodeId`s to `PeerId`s through the peer directory, carries
+//! `Send`s by request-response and `Broadcast`s by gossipsub, and never interprets protocol
+//! messages beyond that, except to read a request's commissioner and query when it passes by,
+//! which the owner's consent policy needs (see `consent`).
+
+use crate::config::{self, Keys};
+use crate::control::{self, ComputeParams, ControlReply, ControlRequest, Incoming};
+use crate::directory::{self, node_id_of, Announcement, Directory, NodePlans, Peer};
+use crate::import::sum_field;
+use crate::net::{self, Behaviour, BehaviourEvent};
+use crate::query::{self, SumQuery};
+use crate::store::{validate_collection_name, AuditEntry, Store, TrustEntry};
+use anyhow::Context;
+use ed25519_dalek::Signer;
+use futures::StreamExt;
+use grove_protocol::codec;
+use grove_protocol::engine::{
+    finish_signing_bytes, Command, Engine, Event, Failure, Identity, Output,
+};
+use grove_protocol::ids::{hex, ComputationId, Micros, NodeId};
+use grove_protocol::message::{Body, Message};
+use grove_protocol::record::Record;
+use grove_protocol::request::{CommissionerKey, SignedRequest};
+use grove_protocol::seal;
+use libp2p::gossipsub::IdentTopic;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify, kad, Multiaddr, PeerId, Swarm};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Largest number of sends awaiting their ack that the loop remembers (for the unreachable
+/// hook); beyond it, a failure is only logged.
+pub const MAX_PENDING_SENDS: usize = 16_384;
+/// Largest number of messages the node queues to itself.
+pub const MAX_LOOPBACK: usize = 4096;
+/// Largest number of requests remembered for the consent decision.
+pub const MAX_KNOWN_REQUESTS: usize = grove_protocol::limits::MAX_COMPUTATIONS;
+/// Largest number of records returned by `records list --collection`.
+pub const MAX_LISTED_RECORDS: usize = 10_000;
+/// How often the loop checks whether to announce itself.
+const ANNOUNCE_TICK: Duration = Duration::from_millis(250);
+/// Shortest gap between two announcements.
+const ANNOUNCE_MIN_GAP: Duration = Duration::from_millis(500);
+/// How often the DHT is refreshed.
+const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
+
+pub struct DaemonArgs {
+    pub data_dir: PathBuf,
+    pub listen: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub exit_on_stdin_eof: bool,
+}
+
+pub fn now_micros() -> Micros {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    Micros(d.as_micros() as u64)
+}
+
+/// What the consent decision needs to know of a request: read as it passes by.
+#[derive(Clone, Debug)]
+struct KnownRequest {
+    commissioner: String,
+    query: String,
+}
+
+struct Waiter {
+    reply: mpsc::Sender<ControlReply>,
+    started: Instant,
+}
+
+struct Node {
+    data_dir: PathBuf,
+    engine: Engine,
+    swarm: Swarm<Behaviour>,
+    store: Arc<Store>,
+    directory: Arc<Mutex<Directory>>,
+    plans: Arc<NodePlans>,
+    keys: Keys,
+    me: NodeId,
+    peer_id: PeerId,
+    x25519_public: [u8; 32],
+    known_requests: BTreeMap<ComputationId, KnownRequest>,
+    waiters: BTreeMap<ComputationId, Waiter>,
+    pending_sends: HashMap<OutboundRequestId, (NodeId, Vec<u8>)>,
+    loopback: VecDeque<Message>,
+    sent_by_kind: BTreeMap<&'static str, u64>,
+    received_by_kind: BTreeMap<&'static str, u64>,
+    next_deadline: Option<Micros>,
+    listen_addrs: Vec<Multiaddr>,
+    announce_due: bool,
+    last_announce: Option<Instant>,
+    announce_interval: Duration,
+    started: Instant,
+    shutdown: bool,
+}
+
+pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    let dir = args.data_dir.clone();
+    let config = config::load_config(&dir)?;
+    let store = Arc::new(
+        Store::open(&config::store_path(&dir))
+            .with_context(|| format!("cannot open the store in {}", dir.display()))?,
+    );
+    let keys = config::load_keys(&store)?;
+    let peer_id = keys.libp2p.public().to_peer_id();
+    let me = node_id_of(&peer_id);
+    let x25519_public = seal::x25519_public(&keys.x25519_secret);
+
+    let directory = Arc::new(Mutex::new(Directory::default()));
+    {
+        let mut d = lock(&directory);
+        for bytes in store.announcements()? {
+            if let Ok(peer) = directory::verify_announcement(&bytes) {
+                d.insert(peer);
+            }
+        }
+        d.insert(Peer {
+            peer_id,
+            node: me,
+            x25519_public,
+            addrs: Vec::new(),
+            issued_at_micros: now_micros().0,
+        });
+    }
+    let plans = Arc::new(NodePlans::new(directory.clone(), store.clone()));
+    let records = store.engine_records()?;
+    let mut known_requests = BTreeMap::new();
+    let mut contributed = std::collections::BTreeSet::new();
+    for r in &records {
+        match r {
+            Record::Contribution { computation, .. } => {
+                contributed.insert(*computation);
+            }
+            Record::Accepted { request } | Record::Launched { request, .. } => {
+                known_requests.insert(request.request.id, known(request));
+            }
+            Record::Closed { computation, .. } => {
+                known_requests.remove(computation);
+            }
+            _ => {}
+        }
+    }
+    let restored = records.len();
+    let engine = Engine::restore(
+        Identity {
+            node: me,
+            x25519_secret: keys.x25519_secret,
+        },
+        config::engine_seed(),
+        plans.clone(),
+        records,
+        now_micros(),
+    );
+
+    let mut swarm = net::build_swarm(keys.libp2p.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let listen = if args.listen.is_empty() {
+        config.listen.clone()
+    } else {
+        args.listen.clone()
+    };
+    for a in &listen {
+        let addr: Multiaddr = a
+            .parse()
+            .with_context(|| format!("bad listen address {a}"))?;
+        swarm.listen_on(addr)?;
+    }
+    for topic in [net::TOPIC_BROADCAST, net::TOPIC_DIRECTORY] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&IdentTopic::new(topic))?;
+    }
+    let mut bootstrap = config.bootstrap.clone();
+    bootstrap.extend(args.bootstrap.iter().cloned());
+    for b in &bootstrap {
+        let addr: Multiaddr = b
+            .parse()
+            .with_context(|| format!("bad bootstrap address {b}"))?;
+        if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            swarm.add_peer_address(peer, addr.clone());
+        }
+        if let Err(e) = swarm.dial(addr) {
+            tracing::warn!("cannot dial bootstrap peer {b}: {e}");
+        }
+    }
+
+    let listener = control::bind(&dir)
+        .with_context(|| format!("cannot bind the control socket in {}", dir.display()))?;
+    let (ctl_tx, ctl_rx) = mpsc::channel(control::REQUEST_QUEUE);
+    tokio::spawn(control::serve(listener, ctl_tx));
+
+    tracing::info!(
+        "grove daemon {peer_id} (node {me}) started; {restored} engine records restored"
+    );
+    let mut node = Node {
+        data_dir: dir,
+        engine,
+        swarm,
+        store,
+        directory,
+        plans,
+        keys,
+        me,
+        peer_id,
+        x25519_public,
+        known_requests,
+        waiters: BTreeMap::new(),
+        pending_sends: HashMap::new(),
+        loopback: VecDeque::new(),
+        sent_by_kind: BTreeMap::new(),
+        received_by_kind: BTreeMap::new(),
+        next_deadline: None,
+        listen_addrs: Vec::new(),
+        announce_due: true,
+        last_announce: None,
+        announce_interval: Duration::from_secs(config.announce_interval_secs.max(1)),
+        started: Instant::now(),
+        shutdown: false,
+    };
+    node.drain()?;
+    // A crash between accepting a request and contributing to it leaves no contribution
+    // record: decide on consent again for every open computation without one.
+    let open: Vec<ComputationId> = node
+        .engine
+        .computations()
+        .filter(|c| !contributed.contains(*c) && node.known_requests.contains_key(*c))
+        .copied()
+        .collect();
+    for id in open {
+        node.consent(id);
+        node.drain()?;
+    }
+    let result = node.run(ctl_rx, args.exit_on_stdin_eof).await;
+    let _ = std::fs::remove_file(control::socket_path(&node.data_dir));
+    result
+}
+
+fn lock(d: &Mutex<Directory>) -> std::sync::MutexGuard<'_, Directory> {
+    // A poisoned lock only means a panic elsewhere while the map was consistent.
+    d.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn known(request: &SignedRequest) -> KnownRequest {
+    KnownRequest {
+        commissioner: hex(&request.request.commissioner.0),
+        query: request.request.query.clone(),
+    }
+}
+
+/// Resolves when standard input reaches end of file (the parent that spawned us is gone).
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    loop {
+        match stdin.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Where the drain puts the engine's effects.
+pub trait Effects {
+    /// Makes records durable (in order) before returning.
+    fn persist(&mut self, records: &[Record]) -> anyhow::Result<()>;
+    fn send(&mut self, to: NodeId, message: Message);
+    fn broadcast(&mut self, message: Message);
+}
+
+/// The drain rule: polls the engine until `Idle`, committing every pending `Persist` record
+/// (consecutive ones together) before the next `Send` or `Broadcast` and at idle, and
+/// collecting events for the caller. Returns the next deadline. A failure to persist stops
+/// the drain: nothing that depends on an unwritten record may leave.
+pub fn drain_engine(
+    engine: &mut Engine,
+    effects: &mut impl Effects,
+    events: &mut Vec<Event>,
+) -> anyhow::Result<Option<Micros>> {
+    let mut persist: Vec<Record> = Vec::new();
+    loop {
+        match engine.poll_output() {
+            Output::Persist(record) => persist.push(record),
+            Output::Send { to, message } => {
+                flush(effects, &mut persist)?;
+                effects.send(to, message);
+            }
+            Output::Broadcast { message } => {
+                flush(effects, &mut persist)?;
+                effects.broadcast(message);
+            }
+            Output::Event(event) => events.push(event),
+            Output::Idle { next_deadline } => {
+                flush(effects, &mut persist)?;
+                return Ok(next_deadline);
+            }
+        }
+    }
+}
+
+fn flush(effects: &mut impl Effects, persist: &mut Vec<Record>) -> anyhow::Result<()> {
+    if !persist.is_empty() {
+        effects
+            .persist(persist)
+            .context("cannot persist engine records; stopping before any dependent send")?;
+        persist.clear();
+    }
+    Ok(())
+}
+
+/// The daemon's effects: the store, the swarm and the loopback queue.
+struct NodeEffects<'a> {
+    me: NodeId,
+    store: &'a Store,
+    swarm: &'a mut Swarm<Behaviour>,
+    directory: &'a Mutex<Directory>,
+    pending_sends: &'a mut HashMap<OutboundRequestId, (NodeId, Vec<u8>)>,
+    loopback: &'a mut VecDeque<Message>,
+    sent_by_kind: &'a mut BTreeMap<&'static str, u64>,
+    /// Sends that could not be attempted, for the unreachable hook after the drain.
+    unreachable: &'a mut Vec<(NodeId, Message, String)>,
+}
+
+impl Effects for NodeEffects<'_> {
+    fn persist(&mut self, records: &[Record]) -> anyhow::Result<()> {
+        Ok(self.store.append_engine_records(records)?)
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) {
+        *self.sent_by_kind.entry(message.kind()).or_default() += 1;
+        if to == self.me {
+            if self.loopback.len() >= MAX_LOOPBACK {
+                tracing::warn!("loopback queue full; dropping a {} message", message.kind());
+                return;
+            }
+            self.loopback.push_back(message);
+            return;
+        }
+        let bytes = match codec::encode(&message) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("cannot encode a {} message: {e}", message.kind());
+                return;
+            }
+        };
+        let peer = lock(self.directory).get(&to).map(|p| p.peer_id);
+        let Some(peer) = peer else {
+            self.unreachable
+                .push((to, message, "the node is not in the directory".into()));
+            return;
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .messages
+            .send_request(&peer, bytes.clone());
+        if self.pending_sends.len() < MAX_PENDING_SENDS {
+            self.pending_sends.insert(id, (to, bytes));
+        }
+    }
+
+    fn broadcast(&mut self, message: Message) {
+        *self.sent_by_kind.entry(message.kind()).or_default() += 1;
+        let bytes = match codec::encode(&message) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("cannot encode a {} broadcast: {e}", message.kind());
+                return;
+            }
+        };
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(net::TOPIC_BROADCAST), bytes)
+        {
+            tracing::warn!("cannot broadcast a {} message: {e}", message.kind());
+        }
+    }
+}
+
+impl Node {
+    async fn run(
+        &mut self,
+        mut ctl_rx: mpsc::Receiver<Incoming>,
+        exit_on_stdin_eof: bool,
+    ) -> anyhow::Result<()> {
+        let mut announce_tick = tokio::time::interval(ANNOUNCE_TICK);
+        let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_INTERVAL);
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stdin_eof = async {
+            if exit_on_stdin_eof {
+                stdin_closed().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::pin!(stdin_eof);
+        while !self.shutdown {
+            let sleep = match self.next_deadline {
+                Some(d) => {
+                    let wait = d.0.saturating_sub(now_micros().0);
+                    tokio::time::sleep(Duration::from_micros(wait))
+                }
+                None => tokio::time::sleep(Duration::from_secs(3600)),
+            };
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event)?,
+                Some(incoming) = ctl_rx.recv() => self.on_control(incoming)?,
+                _ = sleep => {
+                    if self.next_deadline.is_some() {
+                        self.engine.handle_timeout(now_micros());
+                        self.drain()?;
+                    }
+                }
+                _ = announce_tick.tick() => self.maybe_announce(),
+                _ = kad_tick.tick() => {
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("interrupted; shutting down");
+                    break;
+                }
+                _ = sigterm.recv() => {
+                    tracing::info!("terminated; shutting down");
+                    break;
+                }
+                _ = &mut stdin_eof => {
+                    tracing::info!("standard input closed; shutting down");
+                    break;
+                }
+            }
+            self.run_loopback()?;
+        }
+        if self.shutdown {
+            // Let the control connection that asked for the stop write its answer.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Messages the engine sent to this very node, handled like any other input.
+    fn run_loopback(&mut self) -> anyhow::Result<()> {
+        while let Some(message) = self.loopback.pop_front() {
+            self.count_received(&message);
+            self.engine.handle_message(now_micros(), self.me, message);
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    fn count_received(&mut self, message: &Message) {
+        *self.received_by_kind.entry(message.kind()).or_default() += 1;
+    }
+
+    /// The drain rule (see [`drain_engine`]), then the events it collected, in order; an
+    /// event may lead to a command (consent) whose outputs are drained in turn. Sends that
+    /// could not even be attempted go to the unreachable hook afterwards.
+    fn drain(&mut self) -> anyhow::Result<()> {
+        loop {
+            let mut events = Vec::new();
+            let mut unreachable = Vec::new();
+            let mut effects = NodeEffects {
+                me: self.me,
+                store: &self.store,
+                swarm: &mut self.swarm,
+                directory: &self.directory,
+                pending_sends: &mut self.pending_sends,
+                loopback: &mut self.loopback,
+                sent_by_kind: &mut self.sent_by_kind,
+                unreachable: &mut unreachable,
+            };
+            self.next_deadline = drain_engine(&mut self.engine, &mut effects, &mut events)?;
+            for (to, message, why) in unreachable {
+                self.on_unreachable(to, message, &why);
+            }
+            if events.is_empty() {
+                return Ok(());
+            }
+            for event in events {
+                self.on_event(event)?;
+            }
+        }
+    }
+
+    /// THE place where a `Send` that could not be delivered ends up (request-response
+    /// `OutboundFailure`, or a node missing from the directory). When the engine gains
+    /// `Engine::handle_unreachable(now, to, message)`, wire it here:
+    /// `self.engine.handle_unreachable(now_micros(), to, message); self.drain()?;`
+    fn on_unreachable(&mut self, to: NodeId, message: Message, why: &str) {
+        tracing::warn!(
+            "cannot deliver a {} message of computation {} to node {to}: {why}",
+            message.kind(),
+            message.computation
+        );
+    }
+
+    fn maybe_announce(&mut self) {
+        let since = self.last_announce.map(|t| t.elapsed());
+        let periodic = since.is_none_or(|s| s >= self.announce_interval);
+        let allowed = since.is_none_or(|s| s >= ANNOUNCE_MIN_GAP);
+        if (self.announce_due || periodic) && allowed {
+            self.announce();
+        }
+    }
+
+    fn announce(&mut self) {
+        let now = now_micros().0;
+        let announcement = Announcement {
+            peer: self.peer_id.to_bytes(),
+            x25519_public: self.x25519_public,
+            addrs: self
+                .listen_addrs
+                .iter()
+                .take(directory::MAX_ANNOUNCED_ADDRS)
+                .map(|a| a.to_string())
+                .collect(),
+            issued_at_micros: now,
+        };
+        lock(&self.directory).insert(Peer {
+            peer_id: self.peer_id,
+            node: self.me,
+            x25519_public: self.x25519_public,
+            addrs: self.listen_addrs.clone(),
+            issued_at_micros: now,
+        });
+        let bytes = match directory::sign_announcement(&self.keys.libp2p, &announcement) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("cannot sign the announcement: {e}");
+                return;
+            }
+        };
+        self.last_announce = Some(Instant::now());
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(net::TOPIC_DIRECTORY), bytes)
+        {
+            Ok(_) => self.announce_due = false,
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                self.announce_due = true;
+            }
+            Err(e) => {
+                tracing::debug!("announcement not published: {e}");
+                self.announce_due = true;
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> anyhow::Result<()> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!("listening on {address}/p2p/{}", self.peer_id);
+                self.listen_addrs.push(address);
+                self.announce_due = true;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.on_gossip(e)?,
+            SwarmEvent::Behaviour(BehaviourEvent::Messages(e)) => self.on_messages(e)?,
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, ..
+            })) => {
+                tracing::debug!("kademlia routing table now has {peer}");
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                tracing::debug!("connected to {peer_id}");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                tracing::debug!("connection to {peer_id} closed: {cause:?}");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) -> anyhow::Result<()> {
+        match event {
+            gossipsub::Event::Message { message, .. } => {
+                let directory_topic = IdentTopic::new(net::TOPIC_DIRECTORY).hash();
+                if message.topic == directory_topic {
+                    self.on_announcement(&message.data);
+                    return Ok(());
+                }
+                let Some(source) = message.source else {
+                    return Ok(());
+                };
+                match codec::decode(&message.data) {
+                    Ok(m) => {
+                        if let Body::Request(signed) = &m.body {
+                            self.remember_request(signed);
+                        }
+                        self.count_received(&m);
+                        self.engine
+                            .handle_message(now_micros(), node_id_of(&source), m);
+                        self.drain()?;
+                    }
+                    Err(e) => tracing::debug!("undecodable broadcast from {source}: {e}"),
+                }
+            }
+            // A newcomer on the directory topic learns of us at our next tick.
+            gossipsub::Event::Subscribed { topic, .. }
+                if topic == IdentTopic::new(net::TOPIC_DIRECTORY).hash() =>
+            {
+                self.announce_due = true;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn remember_request(&mut self, signed: &SignedRequest) {
+        let id = signed.request.id;
+        if !self.known_requests.contains_key(&id) && self.known_requests.len() >= MAX_KNOWN_REQUESTS
+        {
+            if let Some(first) = self.known_requests.keys().next().copied() {
+                self.known_requests.remove(&first);
+            }
+        }
+        self.known_requests.insert(id, known(signed));
+    }
+
+    fn on_announcement(&mut self, bytes: &[u8]) {
+        let peer = match directory::verify_announcement(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("rejected an announcement: {e}");
+                return;
+            }
+        };
+        if peer.peer_id == self.peer_id {
+            return;
+        }
+        for addr in &peer.addrs {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer.peer_id, addr.clone());
+            self.swarm.add_peer_address(peer.peer_id, addr.clone());
+        }
+        let id = peer.peer_id;
+        let new = lock(&self.directory).insert(peer);
+        if new {
+            tracing::info!(
+                "directory: {id} joined ({} peers)",
+                lock(&self.directory).len()
+            );
+            // Tell the newcomer about us (it may have missed our last announcement).
+            self.announce_due = true;
+        }
+        if let Err(e) = self.store.put_announcement(&id.to_base58(), bytes) {
+            tracing::warn!("cannot store an announcement: {e}");
+        }
+    }
+
+    fn on_messages(&mut self, event: request_response::Event<Vec<u8>, ()>) -> anyhow::Result<()> {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    match codec::decode(&request) {
+                        Ok(m) => {
+                            self.count_received(&m);
+                            self.engine
+                                .handle_message(now_micros(), node_id_of(&peer), m);
+                            self.drain()?;
+                        }
+                        Err(e) => tracing::debug!("undecodable message from {peer}: {e}"),
+                    }
+                    // Acknowledged once handled (and whatever it caused is persisted).
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .messages
+                        .send_response(channel, ());
+                }
+                request_response::Message::Response { request_id, .. } => {
+                    self.pending_sends.remove(&request_id);
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => match self.pending_sends.remove(&request_id) {
+                Some((to, bytes)) => match codec::decode(&bytes) {
+                    Ok(message) => self.on_unreachable(to, message, &format!("{peer}: {error}")),
+                    Err(e) => tracing::warn!("send to {peer} failed ({error}); {e}"),
+                },
+                None => tracing::warn!("a send to {peer} failed: {error}"),
+            },
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!("inbound message from {peer} failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn audit(&self, computation: Option<&ComputationId>, kind: &str, detail: String) {
+        let entry = AuditEntry {
+            at_micros: now_micros().0,
+            computation: computation.map(|c| c.to_string()).unwrap_or_default(),
+            kind: kind.to_string(),
+            detail,
+        };
+        if let Err(e) = self.store.audit(&entry) {
+            tracing::warn!("cannot write the audit log: {e}");
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> anyhow::Result<()> {
+        match event {
+            Event::RequestAccepted { computation, roles } => {
+                let commissioner = self
+                    .known_requests
+                    .get(&computation)
+                    .map(|k| k.commissioner.clone())
+                    .unwrap_or_default();
+                self.audit(
+                    Some(&computation),
+                    "accepted",
+                    format!("request from commissioner {commissioner}; {roles} aggregator positions here"),
+                );
+                self.consent(computation);
+            }
+            Event::RequestRefused {
+                computation,
+                reason,
+            } => {
+                self.audit(Some(&computation), "refused", reason.to_string());
+                if let Some(w) = self.waiters.remove(&computation) {
+                    let _ = w.reply.try_send(ControlReply::Error {
+                        message: format!("the request was refused: {reason}"),
+                    });
+                }
+            }
+            Event::Contributed { computation, group } => {
+                tracing::info!(
+                    "computation {computation}: shares sent to leaf group {}",
+                    group.index
+                );
+            }
+            Event::MessageRejected { from, kind, reason } => {
+                tracing::debug!("rejected a {kind} message from {from}: {reason}");
+            }
+            Event::ManifestAdopted {
+                computation,
+                group,
+                position,
+                version,
+                ..
+            } => {
+                tracing::debug!(
+                    "computation {computation}: group ({}, {}) position {position} adopted a manifest of {} contributors",
+                    group.level, group.index, version.count
+                );
+            }
+            Event::HealDone {
+                computation,
+                child,
+                target,
+                ..
+            } => tracing::info!(
+                "computation {computation}: healed position {target} of group ({}, {})",
+                child.level,
+                child.index
+            ),
+            Event::HealGaveUp {
+                computation,
+                child,
+                target,
+            } => tracing::warn!(
+                "computation {computation}: gave up healing position {target} of group ({}, {})",
+                child.level,
+                child.index
+            ),
+            Event::Released(r) => {
+                let values = r.values.clone();
+                let contributors = r.version.count;
+                self.audit(
+                    Some(&r.computation),
+                    "released",
+                    format!("result released over {contributors} contributors"),
+                );
+                if let Some(w) = self.waiters.remove(&r.computation) {
+                    let data = json!({
+                        "computation": r.computation.to_string(),
+                        "sum": values.first().copied().unwrap_or(0.0),
+                        "records": values.get(1).copied().unwrap_or(0.0),
+                        "contributors": contributors,
+                        "version": r.version.digest.to_string(),
+                        "elapsed_ms": w.started.elapsed().as_millis() as u64,
+                    });
+                    let _ = w.reply.try_send(ControlReply::Ok { data });
+                }
+            }
+            Event::Failed {
+                computation,
+                reason,
+            } => {
+                let why = match reason {
+                    Failure::KMinNotMet { count, k_min } => format!(
+                        "only {count} contributors were included, fewer than k_min = {k_min}: nothing released"
+                    ),
+                    Failure::NoQuorum { best_holders } => format!(
+                        "no version reached the threshold of root positions before the deadline (best: {best_holders})"
+                    ),
+                };
+                self.audit(Some(&computation), "failed", why.clone());
+                if let Some(w) = self.waiters.remove(&computation) {
+                    let _ = w.reply.try_send(ControlReply::Error { message: why });
+                }
+            }
+            Event::Closed { computation } => {
+                self.known_requests.remove(&computation);
+                tracing::info!("computation {computation} closed");
+            }
+        }
+        Ok(())
+    }
+
+    /// The owner's policy: contribute only to a trusted commissioner, to a collection the
+    /// trust allows, with records to contribute. Every decision goes to the audit log;
+    /// values never do.
+    fn consent(&mut self, computation: ComputationId) {
+        let Some(known) = self.known_requests.get(&computation).cloned() else {
+            self.audit(
+                Some(&computation),
+                "declined",
+                "the request's details are unknown to this node".into(),
+            );
+            return;
+        };
+        let decline = |node: &Node, why: String| node.audit(Some(&computation), "declined", why);
+        let Some(query) = SumQuery::parse(&known.query) else {
+            decline(self, "the query is not understood by this node".into());
+            return;
+        };
+        let trust = match self.store.trust_get(&known.commissioner) {
+            Ok(t) => t,
+            Err(e) => {
+                decline(self, format!("the trust list is unreadable: {e}"));
+                return;
+            }
+        };
+        let Some(trust) = trust else {
+            decline(
+                self,
+                format!(
+                    "commissioner {} is not trusted: no share was sent",
+                    known.commissioner
+                ),
+            );
+            return;
+        };
+        if !trust.collections.is_empty() && !trust.collections.contains(&query.collection) {
+            decline(
+                self,
+                format!(
+                    "commissioner {} is not trusted with collection {:?}: no share was sent",
+                    known.commissioner, query.collection
+                ),
+            );
+            return;
+        }
+        let records = match self.store.records(&query.collection) {
+            Ok(r) => r,
+            Err(e) => {
+                decline(self, format!("records unreadable: {e}"));
+                return;
+            }
+        };
+        if records.is_empty() {
+            decline(
+                self,
+                format!("no records in collection {:?}", query.collection),
+            );
+            return;
+        }
+        let (sum, count) = sum_field(&records, &query.field);
+        match self.engine.handle_command(
+            now_micros(),
+            Command::Contribute {
+                computation,
+                values: vec![sum, count as f64],
+            },
+        ) {
+            Ok(()) => self.audit(
+                Some(&computation),
+                "contributed",
+                format!(
+                    "sum of field {:?} over {count} records of collection {:?}",
+                    query.field, query.collection
+                ),
+            ),
+            Err(e) => decline(self, format!("cannot contribute: {e}")),
+        }
+    }
+
+    fn on_control(&mut self, incoming: Incoming) -> anyhow::Result<()> {
+        let Incoming { request, reply } = incoming;
+        let answer = |data: serde_json::Value| ControlReply::Ok { data };
+        let fail = |message: String| ControlReply::Error { message };
+        let result = match request {
+            ControlRequest::Import {
+                collection,
+                records,
+            } => match self.store.import_records(&collection, &records) {
+                Ok(n) => {
+                    self.audit(
+                        None,
+                        "imported",
+                        format!("{n} records into collection {collection:?}"),
+                    );
+                    answer(json!({ "imported": n, "collection": collection }))
+                }
+                Err(e) => fail(e.to_string()),
+            },
+            ControlRequest::ListRecords { collection } => match collection {
+                Some(c) => match self.store.records(&c) {
+                    Ok(r) => {
+                        let total = r.len();
+                        let shown: Vec<_> = r.into_iter().take(MAX_LISTED_RECORDS).collect();
+                        answer(json!({ "collection": c, "total": total, "records": shown }))
+                    }
+                    Err(e) => fail(e.to_string()),
+                },
+                None => match self.store.collections() {
+                    Ok(cs) => answer(json!({
+                        "collections": cs.iter().map(|(n, c)| json!({"name": n, "records": c})).collect::<Vec<_>>()
+                    })),
+                    Err(e) => fail(e.to_string()),
+                },
+            },
+            ControlRequest::TrustAdd {
+                key,
+                collections,
+                label,
+            } => match parse_commissioner_key(&key) {
+                Err(e) => fail(e),
+                Ok(key) => {
+                    for c in &collections {
+                        if let Err(e) = validate_collection_name(c) {
+                            return self.reply(reply, fail(e.to_string()));
+                        }
+                    }
+                    let entry = TrustEntry {
+                        key: key.clone(),
+                        collections,
+                        label,
+                        added_at_micros: now_micros().0,
+                    };
+                    match self.store.trust_add(&entry) {
+                        Ok(()) => {
+                            self.audit(None, "trust", format!("trusted commissioner {key}"));
+                            answer(serde_json::to_value(&entry).unwrap_or_default())
+                        }
+                        Err(e) => fail(e.to_string()),
+                    }
+                }
+            },
+            ControlRequest::TrustList => match self.store.trust_list() {
+                Ok(list) => answer(json!({ "trusted": list })),
+                Err(e) => fail(e.to_string()),
+            },
+            ControlRequest::TrustRemove { key } => match self.store.trust_remove(&key) {
+                Ok(true) => {
+                    self.audit(
+                        None,
+                        "trust",
+                        format!("no longer trusts commissioner {key}"),
+                    );
+                    answer(json!({ "removed": key }))
+                }
+                Ok(false) => fail(format!("commissioner {key} was not trusted")),
+                Err(e) => fail(e.to_string()),
+            },
+            ControlRequest::Status => answer(self.status()),
+            ControlRequest::Audit => match self.store.audit_entries() {
+                Ok(entries) => answer(json!({ "entries": entries })),
+                Err(e) => fail(e.to_string()),
+            },
+            ControlRequest::Compute(params) => return self.on_compute(params, reply),
+            ControlRequest::Shutdown => {
+                self.shutdown = true;
+                answer(json!({ "shutting_down": true }))
+            }
+        };
+        self.reply(reply, result)
+    }
+
+    fn reply(&self, reply: mpsc::Sender<ControlReply>, r: ControlReply) -> anyhow::Result<()> {
+        // The connection may be gone; its reply channel is never full for a single answer.
+        let _ = reply.try_send(r);
+        Ok(())
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let dir = lock(&self.directory);
+        let listen: Vec<String> = self
+            .listen_addrs
+            .iter()
+            .map(|a| format!("{a}/p2p/{}", self.peer_id))
+            .collect();
+        let computations: Vec<String> = self.engine.computations().map(|c| c.to_string()).collect();
+        json!({
+            "peer_id": self.peer_id.to_base58(),
+            "node_id": self.me.to_string(),
+            "listen": listen,
+            "connected_peers": self.swarm.connected_peers().count(),
+            "directory_peers": dir.len(),
+            "computations_in_flight": computations,
+            "commissioner_key": hex(&self.keys.commissioner.verifying_key().to_bytes()),
+            "sent": self.sent_by_kind,
+            "received": self.received_by_kind,
+            "uptime_ms": self.started.elapsed().as_millis() as u64,
+        })
+    }
+
+    fn on_compute(
+        &mut self,
+        params: ComputeParams,
+        reply: mpsc::Sender<ControlReply>,
+    ) -> anyhow::Result<()> {
+        if let Err(e) = validate_collection_name(&params.collection) {
+            return self.reply(
+                reply,
+                ControlReply::Error {
+                    message: e.to_string(),
+                },
+            );
+        }
+        if self.waiters.len() >= MAX_KNOWN_REQUESTS {
+            return self.reply(
+                reply,
+                ControlReply::Error {
+                    message: "too many computations are waiting for results".into(),
+                },
+            );
+        }
+        let id = ComputationId(config::random_id());
+        let directory_size = lock(&self.directory).len();
+        let request = query::build_request(
+            &params,
+            id,
+            CommissionerKey(self.keys.commissioner.verifying_key().to_bytes()),
+            self.me,
+            now_micros(),
+            directory_size,
+        );
+        let signed = SignedRequest::sign(request, &self.keys.commissioner);
+        let finish_signature = self
+            .keys
+            .commissioner
+            .sign(&finish_signing_bytes(&id))
+            .to_bytes()
+            .to_vec();
+        self.remember_request(&signed);
+        let plan_info = match grove_protocol::plan::PlanProvider::plan_for(
+            self.plans.as_ref(),
+            &signed.request,
+        ) {
+            Ok(plan) => {
+                let dir = lock(&self.directory);
+                let groups: Vec<serde_json::Value> = plan
+                    .groups()
+                    .map(|g| {
+                        let members: Vec<String> = plan
+                            .members(g)
+                            .iter()
+                            .map(|n| {
+                                dir.get(n)
+                                    .map(|p| p.peer_id.to_base58())
+                                    .unwrap_or_default()
+                            })
+                            .collect();
+                        json!({"level": g.level, "index": g.index, "members": members})
+                    })
+                    .collect();
+                json!({
+                    "computation": id.to_string(),
+                    "g": plan.g, "t": plan.t,
+                    "leaf_groups": plan.leaf_groups(),
+                    "depth": plan.depth(),
+                    "directory_peers": directory_size,
+                    "groups": groups,
+                })
+            }
+            Err(e) => {
+                return self.reply(
+                    reply,
+                    ControlReply::Error {
+                        message: format!("no plan for this request: {e}"),
+                    },
+                )
+            }
+        };
+        match self.engine.handle_command(
+            now_micros(),
+            Command::Launch {
+                request: Box::new(signed),
+                finish_signature,
+            },
+        ) {
+            Ok(()) => {
+                self.audit(
+                    Some(&id),
+                    "launched",
+                    format!(
+                        "sum of {:?} over collection {:?} (g = {}, t = {}, k_min = {})",
+                        params.field, params.collection, params.g, params.t, params.k_min
+                    ),
+                );
+                let _ = reply.try_send(ControlReply::Progress {
+                    message: format!(
+                        "launched computation {id} over a directory of {directory_size} peers"
+                    ),
+                    data: Some(plan_info),
+                });
+                self.waiters.insert(
+                    id,
+                    Waiter {
+                        reply,
+                        started: Instant::now(),
+                    },
+                );
+            }
+            Err(e) => {
+                let _ = reply.try_send(ControlReply::Error {
+                    message: format!("cannot launch: {e}"),
+                });
+            }
+        }
+        self.drain()
+    }
+}
+
+fn parse_commissioner_key(key: &str) -> Result<String, String> {
+    let k = key.trim().to_ascii_lowercase();
+    let bytes: Vec<u8> = (0..k.len())
+        .step_by(2)
+        .filter_map(|i| k.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect();
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .ok()
+        .filter(|_| k.len() == 64)
+        .ok_or_else(|| format!("{key:?} is not a commissioner key (64 hex digits)"))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| format!("{key:?} is not a valid ed25519 key"))?;
+    Ok(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::ComputeParams;
+    use grove_protocol::plan::{CachedPlans, SortedDirectory};
+
+    /// What a drain did, in order.
+    #[derive(Debug, PartialEq)]
+    enum Effect {
+        /// A send or broadcast, with the number of records durable when it left.
+        Out { kind: &'static str, durable: usize },
+    }
+
+    #[derive(Default)]
+    struct Fake {
+        durable: Vec<Record>,
+        log: Vec<Effect>,
+        to_self: VecDeque<Message>,
+        fail_persist: bool,
+    }
+
+    impl Effects for Fake {
+        fn persist(&mut self, records: &[Record]) -> anyhow::Result<()> {
+            anyhow::ensure!(!self.fail_persist, "disk full");
+            self.durable.extend_from_slice(records);
+            Ok(())
+        }
+        fn send(&mut self, _to: NodeId, message: Message) {
+            self.log.push(Effect::Out {
+                kind: message.kind(),
+                durable: self.durable.len(),
+            });
+            self.to_self.push_back(message);
+        }
+        fn broadcast(&mut self, message: Message) {
+            self.log.push(Effect::Out {
+                kind: message.kind(),
+                durable: self.durable.len(),
+            });
+        }
+    }
+
+    /// A one-node network: the node is the commissioner, the whole plan and the contributor.
+    fn engine() -> (Engine, SignedRequest, Vec<u8>) {
+        let secret = [3u8; 32];
+        let node = NodeId([5u8; 32]);
+        let directory = SortedDirectory::new(vec![(node, seal::x25519_public(&secret))]);
+        let plans = Arc::new(CachedPlans::new(Arc::new(directory)));
+        let engine = Engine::new(
+            Identity {
+                node,
+                x25519_secret: secret,
+            },
+            [1u8; 32],
+            plans,
+        );
+        let key = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
+        let params = ComputeParams {
+            collection: "c".into(),
+            field: "f".into(),
+            g: 1,
+            t: 1,
+            k_min: 1,
+            leaf_groups: Some(1),
+            fan_in: 2,
+            bound: 1000.0,
+            max_records: 1000,
+            scale_digits: 0,
+            max_contributors: 10,
+            share_window_ms: 100,
+            lifetime_secs: 60,
+        };
+        let id = ComputationId([6u8; 32]);
+        let request = query::build_request(
+            &params,
+            id,
+            CommissionerKey(key.verifying_key().to_bytes()),
+            node,
+            Micros(1_000_000),
+            1,
+        );
+        let finish = key.sign(&finish_signing_bytes(&id)).to_bytes().to_vec();
+        (engine, SignedRequest::sign(request, &key), finish)
+    }
+
+    /// One drain: the next deadline and the messages the node sent (all to itself).
+    type Drain<'a> = &'a mut dyn FnMut(&mut Engine) -> (Option<Micros>, Vec<Message>);
+
+    /// Runs the computation to its end through `drain`, feeding sends back to the node.
+    fn run(drain: Drain) -> bool {
+        let (mut engine, request, finish) = engine();
+        let node = engine.node_id();
+        let mut now = Micros(1_000_000);
+        let _ = engine.handle_command(
+            now,
+            Command::Launch {
+                request: Box::new(request.clone()),
+                finish_signature: finish,
+            },
+        );
+        let (mut next, mut inbox) = drain(&mut engine);
+        let _ = engine.handle_command(
+            now,
+            Command::Contribute {
+                computation: request.request.id,
+                values: vec![7.0, 1.0],
+            },
+        );
+        for _ in 0..200 {
+            let (n, more) = drain(&mut engine);
+            next = n.or(next);
+            inbox.extend(more);
+            if let Some(m) = inbox.pop() {
+                engine.handle_message(now, node, m);
+            } else if let Some(d) = next.take() {
+                now = now.max(d);
+                engine.handle_timeout(now);
+            } else {
+                return engine.computations().next().is_none();
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn every_send_leaves_after_the_records_emitted_before_it() {
+        // The raw output sequence of the engine, by hand.
+        let mut raw = Vec::new();
+        let mut persisted = 0usize;
+        let finished = run(&mut |engine| {
+            let mut to_self = Vec::new();
+            loop {
+                match engine.poll_output() {
+                    Output::Persist(_) => persisted += 1,
+                    Output::Send { message, .. } => {
+                        raw.push(Effect::Out {
+                            kind: message.kind(),
+                            durable: persisted,
+                        });
+                        to_self.push(message);
+                    }
+                    Output::Broadcast { message } => raw.push(Effect::Out {
+                        kind: message.kind(),
+                        durable: persisted,
+                    }),
+                    Output::Event(_) => {}
+                    Output::Idle { next_deadline } => return (next_deadline, to_self),
+                }
+            }
+        });
+        assert!(finished, "the one-node computation did not finish");
+        // The same run through the daemon's drain.
+        let mut fake = Fake::default();
+        let finished = run(&mut |engine| {
+            let mut events = Vec::new();
+            let next = drain_engine(engine, &mut fake, &mut events).expect("persist succeeds");
+            (next, fake.to_self.drain(..).collect())
+        });
+        assert!(finished);
+        assert!(raw.len() >= 5, "{raw:?}");
+        assert_eq!(
+            fake.log, raw,
+            "a send left before the records emitted ahead of it"
+        );
+        assert_eq!(fake.durable.len(), persisted);
+    }
+
+    #[test]
+    fn a_failed_persist_stops_the_drain_before_any_send() {
+        let (mut engine, request, finish) = engine();
+        engine
+            .handle_command(
+                Micros(1_000_000),
+                Command::Launch {
+                    request: Box::new(request),
+                    finish_signature: finish,
+                },
+            )
+            .expect("the launch is valid");
+        let mut fake = Fake {
+            fail_persist: true,
+            ..Fake::default()
+        };
+        let mut events = Vec::new();
+        assert!(drain_engine(&mut engine, &mut fake, &mut events).is_err());
+        assert!(fake.log.is_empty(), "{:?}", fake.log);
+    }
+}

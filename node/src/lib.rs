@@ -1,0 +1,29 @@
+//! # grove-node
+//!
+//! The `grove` binary's library: the daemon's event loop (one tokio loop that owns the engine,
+//! the libp2p swarm and the redb store), its adapters, the local control socket and the CLI.
+//! The adapters only move bytes and store them; every protocol decision is the engine's
+//! (`grove_protocol`). The node adds the owner's policy: consent to trusted commissioners.
+//!
+//! - [`cli`]: the command line (thin `main.rs` calls [`cli::main`]).
+//! - [`config`]: the data dir, `grove init`, keys.
+//! - [`store`]: redb tables.
+//! - [`net`]: the libp2p behaviour and byte codec.
+//! - [`directory`]: signed peer announcements and the plan provider.
+//! - [`daemon`]: the event loop and the drain rule.
+//! - [`control`]: newline-delimited JSON over a Unix socket.
+//! - [`import`]: CSV / JSON / NDJSON record files.
+//! - [`query`]: the interim sum query and the request it becomes.
+//! - [`procs`], [`demo`]: local clusters of real processes.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
+pub mod directory;
+pub mod import;
+pub mod net;
+pub mod procs;
+pub mod query;
+pub mod store;

@@ -1,0 +1,169 @@
+//! The libp2p adapter: the composed behaviour and the request-response codec that carries the
+//! protocol codec's bytes. It moves bytes only; the event loop decodes them.
+//!
+//! - TCP + Noise + Yamux transport (QUIC and NAT traversal behind the `nat` cargo feature).
+//! - Kademlia for discovery and routing, fed by identify.
+//! - gossipsub for the engine's broadcasts (requests, completion notes) and for the peer
+//!   directory's announcements.
+//! - request-response for every point-to-point protocol message (`Output::Send`): the request
+//!   is one encoded `grove_protocol::message::Message`, the response a one-byte ack.
+
+use async_trait::async_trait;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use grove_protocol::limits::MAX_MESSAGE_BYTES;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{gossipsub, identify, identity, kad, request_response, StreamProtocol, Swarm};
+use std::io;
+use std::time::Duration;
+
+/// The request-response protocol of Grove messages.
+pub const MESSAGE_PROTOCOL: StreamProtocol = StreamProtocol::new("/grove/message/1");
+/// Kademlia protocol name (a private DHT, not the public IPFS one).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/grove/kad/1.0.0");
+/// identify protocol version string.
+pub const IDENTIFY_VERSION: &str = "/grove/id/1";
+/// gossipsub topic of engine broadcasts (requests and completion notes).
+pub const TOPIC_BROADCAST: &str = "grove/broadcast/1";
+/// gossipsub topic of peer directory announcements.
+pub const TOPIC_DIRECTORY: &str = "grove/directory/1";
+/// Largest gossipsub message (a request is a few kilobytes; an announcement less).
+pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
+/// How long one request-response exchange may take before it counts as failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest number of concurrent streams per connection for protocol messages.
+pub const MAX_CONCURRENT_STREAMS: usize = 256;
+const ACK: u8 = 1;
+
+/// The swarm of a Grove node (also used by tests that play a hostile peer).
+pub fn build_swarm(
+    key: libp2p::identity::Keypair,
+) -> Result<Swarm<Behaviour>, Box<dyn std::error::Error + Send + Sync>> {
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )?;
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic();
+    Ok(builder
+        .with_behaviour(|key| Behaviour::new(key).map_err(Into::into))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build())
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub messages: request_response::Behaviour<BytesCodec>,
+}
+
+impl Behaviour {
+    pub fn new(key: &identity::Keypair) -> Result<Behaviour, String> {
+        let peer_id = key.public().to_peer_id();
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config.set_query_timeout(Duration::from_secs(30));
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        // Local networks have no confirmed external address; answer DHT queries anyway.
+        kad.set_mode(Some(kad::Mode::Server));
+        let identify = identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_VERSION.to_string(),
+            key.public(),
+        ));
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_millis(500))
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(MAX_GOSSIP_BYTES)
+            .build()
+            .map_err(|e| format!("gossipsub config: {e}"))?;
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config,
+        )
+        .map_err(|e| format!("gossipsub: {e}"))?;
+        let messages = request_response::Behaviour::new(
+            [(MESSAGE_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(REQUEST_TIMEOUT)
+                .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+        );
+        Ok(Behaviour {
+            kad,
+            identify,
+            gossipsub,
+            messages,
+        })
+    }
+}
+
+/// Length-prefixed raw bytes: a `u32` little-endian length, then the protocol codec's bytes.
+/// The length is checked against `MAX_MESSAGE_BYTES` before anything is allocated.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BytesCodec;
+
+#[async_trait]
+impl request_response::Codec for BytesCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_MESSAGE_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("message of {len} bytes is over the limit"),
+            ));
+        }
+        let mut buf = vec![0u8; len];
+        io.read_exact(&mut buf).await?;
+        Ok(buf)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut ack = [0u8; 1];
+        io.read_exact(&mut ack).await?;
+        if ack[0] != ACK {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "bad ack"));
+        }
+        Ok(())
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let len = u32::try_from(req.len())
+            .ok()
+            .filter(|l| *l as usize <= MAX_MESSAGE_BYTES)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
+        io.write_all(&len.to_le_bytes()).await?;
+        io.write_all(&req).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, _: ()) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&[ACK]).await?;
+        io.close().await
+    }
+}

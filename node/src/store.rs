@@ -1,0 +1,451 @@
+//! The node's redb store: keys, records by collection, trusted commissioners, the engine's
+//! append-only record log, plan directory snapshots, peer announcements and the audit log.
+//!
+//! Every write is one redb write transaction committed (durably: redb's default immediate
+//! durability fsyncs on commit) before the method returns, so a caller that acknowledges after
+//! a successful return never acknowledges something a crash could lose.
+
+use grove_protocol::ids::{ComputationId, NodeId};
+use grove_protocol::record::Record;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use thiserror::Error;
+
+/// Key material by name (`libp2p_keypair`, `x25519_secret`, `commissioner_secret`).
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+/// `(collection, sequence) -> record as JSON object text`.
+const RECORDS: TableDefinition<(&str, u64), &str> = TableDefinition::new("records");
+/// Commissioner public key (hex) -> trust entry as JSON.
+const TRUST: TableDefinition<&str, &str> = TableDefinition::new("trust");
+/// Sequence -> postcard bytes of one `grove_protocol::record::Record`, in emission order.
+const ENGINE_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("engine_log");
+/// Computation id -> postcard bytes of the directory snapshot its plan was built from.
+const PLAN_SNAPSHOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("plan_snapshots");
+/// PeerId (base58) -> the peer's signed announcement bytes, as received.
+const DIRECTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("directory");
+/// Sequence -> audit entry as JSON.
+const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
+/// Counters (`records_next`).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Largest number of records one import may carry.
+pub const MAX_IMPORT_RECORDS: usize = 1_000_000;
+/// Longest collection name, in bytes.
+pub const MAX_COLLECTION_NAME_BYTES: usize = 128;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Redb(Box<redb::Error>),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> StoreError {
+                StoreError::Redb(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A trusted commissioner and the limits of that trust.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustEntry {
+    /// ed25519 verifying key, hex.
+    pub key: String,
+    /// Collections this commissioner may compute over; empty means every collection.
+    pub collections: Vec<String>,
+    pub label: String,
+    pub added_at_micros: u64,
+}
+
+/// One line of the audit log. Never holds a value from the owner's records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at_micros: u64,
+    /// Hex computation id (empty for entries about no computation).
+    pub computation: String,
+    /// `accepted`, `contributed`, `declined`, `refused`, `launched`, `released`, `failed`,
+    /// `closed`, `imported`, `trust`.
+    pub kind: String,
+    pub detail: String,
+}
+
+pub struct Store {
+    db: Database,
+}
+
+/// A directory snapshot: every peer's node id and X25519 public key.
+pub type Snapshot = Vec<(NodeId, [u8; 32])>;
+
+pub fn validate_collection_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > MAX_COLLECTION_NAME_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "collection names have 1 to {MAX_COLLECTION_NAME_BYTES} bytes"
+        )));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
+        return Err(StoreError::Invalid(format!(
+            "collection name {name:?} may only hold ASCII letters, digits, '_', '-' and '.'"
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (or creates) the store and makes sure every table exists.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(KEYS)?;
+            txn.open_table(RECORDS)?;
+            txn.open_table(TRUST)?;
+            txn.open_table(ENGINE_LOG)?;
+            txn.open_table(PLAN_SNAPSHOTS)?;
+            txn.open_table(DIRECTORY)?;
+            txn.open_table(AUDIT)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        Ok(Store { db })
+    }
+
+    // ---- keys
+
+    pub fn key(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(KEYS)?;
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Stores a key only if none of that name exists; returns whether it was stored.
+    pub fn put_key_if_absent(&self, name: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let stored = {
+            let mut table = txn.open_table(KEYS)?;
+            if table.get(name)?.is_some() {
+                false
+            } else {
+                table.insert(name, bytes)?;
+                true
+            }
+        };
+        txn.commit()?;
+        Ok(stored)
+    }
+
+    // ---- records
+
+    /// Appends records (JSON objects) to a collection in one committed transaction.
+    pub fn import_records(
+        &self,
+        collection: &str,
+        records: &[serde_json::Map<String, serde_json::Value>],
+    ) -> Result<u64, StoreError> {
+        validate_collection_name(collection)?;
+        if records.len() > MAX_IMPORT_RECORDS {
+            return Err(StoreError::Invalid(format!(
+                "{} records in one import exceed the limit of {MAX_IMPORT_RECORDS}",
+                records.len()
+            )));
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut next = meta.get("records_next")?.map(|v| v.value()).unwrap_or(0);
+            let mut table = txn.open_table(RECORDS)?;
+            for r in records {
+                let text = serde_json::to_string(r)
+                    .map_err(|e| StoreError::Invalid(format!("record does not serialise: {e}")))?;
+                table.insert((collection, next), text.as_str())?;
+                next += 1;
+            }
+            meta.insert("records_next", next)?;
+        }
+        txn.commit()?;
+        Ok(records.len() as u64)
+    }
+
+    /// Every record of one collection, in import order.
+    pub fn records(
+        &self,
+        collection: &str,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RECORDS)?;
+        let mut out = Vec::new();
+        for row in table.range((collection, 0u64)..=(collection, u64::MAX))? {
+            let (_, v) = row?;
+            let map = serde_json::from_str(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("record is not JSON: {e}")))?;
+            out.push(map);
+        }
+        Ok(out)
+    }
+
+    /// Collections and their record counts, by name.
+    pub fn collections(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RECORDS)?;
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for row in table.iter()? {
+            let (k, _) = row?;
+            let (name, _) = k.value();
+            match out.last_mut() {
+                Some((last, n)) if last == name => *n += 1,
+                _ => out.push((name.to_string(), 1)),
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- trust
+
+    pub fn trust_add(&self, entry: &TrustEntry) -> Result<(), StoreError> {
+        let text = serde_json::to_string(entry)
+            .map_err(|e| StoreError::Invalid(format!("trust entry: {e}")))?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(TRUST)?
+            .insert(entry.key.as_str(), text.as_str())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn trust_remove(&self, key: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let removed = txn.open_table(TRUST)?.remove(key)?.is_some();
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    pub fn trust_get(&self, key: &str) -> Result<Option<TrustEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TRUST)?;
+        match table.get(key)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_str(v.value())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("trust entry: {e}"))),
+        }
+    }
+
+    pub fn trust_list(&self) -> Result<Vec<TrustEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TRUST)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(
+                serde_json::from_str(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("trust entry: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    // ---- engine log
+
+    /// Appends engine records in order, in one committed transaction.
+    pub fn append_engine_records(&self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(ENGINE_LOG)?;
+            let first = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(0);
+            for (seq, r) in (first..).zip(records) {
+                let bytes = postcard::to_allocvec(r)
+                    .map_err(|e| StoreError::Invalid(format!("engine record: {e}")))?;
+                table.insert(seq, bytes.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn engine_records(&self) -> Result<Vec<Record>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENGINE_LOG)?;
+        let mut out = Vec::with_capacity(table.len()? as usize);
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let record = postcard::from_bytes(v.value()).map_err(|e| {
+                StoreError::Corrupt(format!("engine record {} does not decode: {e}", k.value()))
+            })?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    // ---- plan snapshots and directory
+
+    pub fn plan_snapshot(
+        &self,
+        computation: &ComputationId,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLAN_SNAPSHOTS)?;
+        match table.get(computation.0.as_slice())? {
+            None => Ok(None),
+            Some(v) => postcard::from_bytes(v.value())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("plan snapshot: {e}"))),
+        }
+    }
+
+    pub fn put_plan_snapshot(
+        &self,
+        computation: &ComputationId,
+        peers: &[(NodeId, [u8; 32])],
+    ) -> Result<(), StoreError> {
+        let bytes = postcard::to_allocvec(peers)
+            .map_err(|e| StoreError::Invalid(format!("plan snapshot: {e}")))?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(PLAN_SNAPSHOTS)?
+            .insert(computation.0.as_slice(), bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn put_announcement(&self, peer: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(DIRECTORY)?.insert(peer, bytes)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn announcements(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DIRECTORY)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    // ---- audit
+
+    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let text = serde_json::to_string(entry)
+            .map_err(|e| StoreError::Invalid(format!("audit entry: {e}")))?;
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(AUDIT)?;
+            let next = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(0);
+            table.insert(next, text.as_str())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(AUDIT)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(
+                serde_json::from_str(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grove_protocol::ids::Micros;
+
+    fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        match v {
+            serde_json::Value::Object(m) => m,
+            _ => panic!("test values are objects"),
+        }
+    }
+
+    #[test]
+    fn records_survive_reopening_and_stay_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .import_records(
+                    "steps",
+                    &[
+                        obj(serde_json::json!({"n": 1})),
+                        obj(serde_json::json!({"n": 2})),
+                    ],
+                )
+                .unwrap();
+            store
+                .import_records("other", &[obj(serde_json::json!({"x": "a"}))])
+                .unwrap();
+            store
+                .import_records("steps", &[obj(serde_json::json!({"n": 3}))])
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let steps = store.records("steps").unwrap();
+        let ns: Vec<i64> = steps.iter().map(|r| r["n"].as_i64().unwrap()).collect();
+        assert_eq!(ns, vec![1, 2, 3]);
+        assert_eq!(
+            store.collections().unwrap(),
+            vec![("other".to_string(), 1), ("steps".to_string(), 3)]
+        );
+        assert!(store.import_records("bad name", &[]).is_err());
+    }
+
+    #[test]
+    fn engine_log_keeps_emission_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let a = Record::Closed {
+            computation: ComputationId([1; 32]),
+            deadline: Micros(5),
+        };
+        let b = Record::Closed {
+            computation: ComputationId([2; 32]),
+            deadline: Micros(6),
+        };
+        store
+            .append_engine_records(std::slice::from_ref(&a))
+            .unwrap();
+        store
+            .append_engine_records(&[b.clone(), a.clone()])
+            .unwrap();
+        assert_eq!(store.engine_records().unwrap(), vec![a.clone(), b, a]);
+    }
+
+    #[test]
+    fn keys_are_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        assert!(store.put_key_if_absent("k", b"one").unwrap());
+        assert!(!store.put_key_if_absent("k", b"two").unwrap());
+        assert_eq!(store.key("k").unwrap().unwrap(), b"one");
+    }
+}

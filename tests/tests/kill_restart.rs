@@ -1,0 +1,122 @@
+//! Aggregators SIGKILLed in the middle of a computation, one of them restarted from its data
+//! dir: the result is exact over the contributor set it reports.
+//!
+//! Node `i` holds the value `2^i`, so the released sum names exactly which contributors it
+//! covers, and that set must have the reported count.
+
+use grove_e2e::{ctl, grove_node, start_network, sum_params};
+use grove_node::control::{self, ControlRequest};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
+const NODES: usize = 12;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_aggregators_and_a_restart_still_give_an_exact_result() -> anyhow::Result<()> {
+    let mut cluster = start_network(Path::new(EXE), NODES).await?;
+    for i in 0..NODES {
+        let record = match json!({"x": 1u64 << i}) {
+            Value::Object(m) => m,
+            _ => unreachable!("an object literal"),
+        };
+        ctl(
+            &cluster,
+            i,
+            ControlRequest::Import {
+                collection: "c".into(),
+                records: vec![record],
+            },
+        )
+        .await?;
+    }
+    let key = ctl(&cluster, 0, ControlRequest::Status).await?["commissioner_key"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    for i in 0..NODES {
+        ctl(
+            &cluster,
+            i,
+            ControlRequest::TrustAdd {
+                key: key.clone(),
+                collections: vec![],
+                label: String::new(),
+            },
+        )
+        .await?;
+    }
+
+    let params = sum_params("c", "x", 3, 2);
+    let share_window = Duration::from_millis(params.share_window_ms);
+    let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
+    let dir0 = cluster.dir(0).to_path_buf();
+    let compute = tokio::spawn(async move {
+        control::call(&dir0, &ControlRequest::Compute(params), |_, data| {
+            if let Some(d) = data {
+                let _ = plan_tx.try_send(d.clone());
+            }
+        })
+        .await
+    });
+    let plan = plan_rx
+        .recv()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no plan"))?;
+    // One member of each of the first two groups (never the commissioner, node 0).
+    let index_of = |peer: &str| {
+        cluster
+            .nodes
+            .iter()
+            .position(|n| n.peer_id.as_deref() == Some(peer))
+    };
+    let groups = plan["groups"].as_array().cloned().unwrap_or_default();
+    assert!(groups.len() >= 3, "expected an inner level: {plan}");
+    let mut victims = Vec::new();
+    for g in groups.iter().take(2) {
+        let member = g["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str().and_then(index_of))
+            .find(|&i| i != 0)
+            .ok_or_else(|| anyhow::anyhow!("no victim in {g}"))?;
+        victims.push(member);
+    }
+    tokio::time::sleep(share_window / 3).await;
+    for &v in &victims {
+        cluster.kill(v);
+    }
+    // The first victim comes back from its data dir while the computation is still on.
+    tokio::time::sleep(share_window / 3).await;
+    let boot = cluster.nodes[0].addr.clone().unwrap_or_default();
+    cluster.start(victims[0], &[boot])?;
+    cluster
+        .wait_ready(victims[0], Duration::from_secs(20))
+        .await?;
+
+    let result = compute.await??;
+    let sum = result["sum"].as_f64().unwrap_or(-1.0);
+    let contributors = result["contributors"].as_u64().unwrap_or(0);
+    assert!(
+        sum >= 0.0 && sum.fract() == 0.0 && sum < (1u64 << NODES) as f64,
+        "{result}"
+    );
+    let included = sum as u64;
+    assert_eq!(
+        u64::from(included.count_ones()),
+        contributors,
+        "the sum {included:#b} does not match the reported count {contributors}"
+    );
+    assert_eq!(result["records"].as_f64(), Some(contributors as f64));
+    assert!(
+        contributors >= (NODES - victims.len()) as u64,
+        "too few contributors: {result}"
+    );
+    eprintln!(
+        "killed {victims:?}, restarted {}: {contributors} of {NODES} included, set {included:#014b}",
+        victims[0]
+    );
+    Ok(())
+}

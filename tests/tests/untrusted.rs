@@ -1,0 +1,104 @@
+//! Nodes that do not trust the commissioner send no share, and their audit log says why;
+//! the result covers exactly the nodes that trust it.
+
+use grove_e2e::{ctl, grove_node, start_network, sum_params};
+use grove_node::control::ControlRequest;
+use serde_json::{json, Value};
+use std::path::Path;
+
+const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
+const NODES: usize = 8;
+const TRUSTING: [usize; 3] = [1, 2, 3];
+
+/// Distinctive values, so that a leak into the audit log would be visible.
+fn value_of(i: usize) -> i64 {
+    7_770_001 + 13 * i as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_commissioner_gets_no_share() -> anyhow::Result<()> {
+    let cluster = start_network(Path::new(EXE), NODES).await?;
+    let mut trusted_sum = 0i64;
+    for i in 0..NODES {
+        let v = value_of(i);
+        if TRUSTING.contains(&i) {
+            trusted_sum += v;
+        }
+        let record = match json!({"x": v}) {
+            Value::Object(m) => m,
+            _ => unreachable!("an object literal"),
+        };
+        ctl(
+            &cluster,
+            i,
+            ControlRequest::Import {
+                collection: "c".into(),
+                records: vec![record],
+            },
+        )
+        .await?;
+    }
+    let key = ctl(&cluster, 0, ControlRequest::Status).await?["commissioner_key"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    for &i in &TRUSTING {
+        ctl(
+            &cluster,
+            i,
+            ControlRequest::TrustAdd {
+                key: key.clone(),
+                collections: vec![],
+                label: String::new(),
+            },
+        )
+        .await?;
+    }
+    let result = ctl(
+        &cluster,
+        0,
+        ControlRequest::Compute(sum_params("c", "x", 3, 2)),
+    )
+    .await?;
+    assert_eq!(result["sum"].as_f64(), Some(trusted_sum as f64), "{result}");
+    assert_eq!(result["contributors"].as_u64(), Some(TRUSTING.len() as u64));
+    let computation = result["computation"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    for i in 0..NODES {
+        let status = ctl(&cluster, i, ControlRequest::Status).await?;
+        let shares = status["sent"]["share"].as_u64().unwrap_or(0);
+        let audit = ctl(&cluster, i, ControlRequest::Audit).await?;
+        let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+        let about = |kind: &str| {
+            entries
+                .iter()
+                .filter(|e| e["computation"] == computation.as_str() && e["kind"] == kind)
+                .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        };
+        if TRUSTING.contains(&i) {
+            assert_eq!(shares, 3, "node {i} contributes g = 3 shares");
+            assert_eq!(about("contributed").len(), 1, "node {i}: {entries:?}");
+        } else {
+            assert_eq!(shares, 0, "untrusting node {i} sent a share");
+            let declined = about("declined");
+            assert!(
+                declined.iter().any(|d| d.contains("is not trusted")),
+                "node {i} does not say why it declined: {entries:?}"
+            );
+            assert!(about("contributed").is_empty());
+        }
+        // The audit log never holds a value.
+        for e in &entries {
+            let detail = e["detail"].as_str().unwrap_or_default();
+            assert!(
+                !detail.contains(&value_of(i).to_string()),
+                "node {i} audit leaks its value: {detail}"
+            );
+        }
+    }
+    Ok(())
+}
