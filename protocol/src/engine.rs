@@ -130,6 +130,9 @@ pub enum Failure {
     KMinNotMet { count: u64, k_min: u64 },
     /// No version was held by `t` root positions before the deadline.
     NoQuorum { best_holders: usize },
+    /// A version held by `t` root positions was chosen, but fewer than `t` of its shares
+    /// arrived before the deadline, even after asking again.
+    SharesMissing { received: usize },
 }
 
 /// The result the commissioner reconstructs.
@@ -961,9 +964,15 @@ impl Engine {
                 if let Some(commissioner) = &comp.commissioner {
                     if !commissioner.done {
                         let best_holders = best_version(&commissioner.ready).map_or(0, |(_, h)| h);
+                        let reason = match commissioner.chosen {
+                            Some(_) => Failure::SharesMissing {
+                                received: commissioner.shares.len(),
+                            },
+                            None => Failure::NoQuorum { best_holders },
+                        };
                         self.out.push_back(Output::Event(Event::Failed {
                             computation: id,
-                            reason: Failure::NoQuorum { best_holders },
+                            reason,
                         }));
                     }
                 }
@@ -1014,9 +1023,15 @@ impl Engine {
                 }
             }
             if let Some(c) = &comp.commissioner {
+                let window = req.tree.timeouts.release_window;
                 if !c.done && c.chosen.is_none() && !c.window_over {
                     if let Some(first) = c.first_ready {
-                        consider(first.plus(req.tree.timeouts.release_window));
+                        consider(first.plus(window));
+                    }
+                }
+                if !c.done && c.chosen.is_some() {
+                    if let Some(asked) = c.asked_at {
+                        consider(asked.plus(window));
                     }
                 }
             }

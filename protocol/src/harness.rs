@@ -217,7 +217,7 @@ pub struct Cluster {
     pub events: Vec<(Micros, usize, Event)>,
     versions: BTreeMap<Digest, Manifest>,
     crash_after: BTreeMap<(usize, &'static str), usize>,
-    crash_on_receive: Option<(BTreeSet<usize>, &'static str)>,
+    crash_on_receive: Option<(BTreeSet<usize>, &'static str, usize)>,
     holdings: BTreeMap<usize, BTreeMap<Subject, BTreeSet<Position>>>,
     privacy_violations: Vec<String>,
     pub traffic: Traffic,
@@ -457,7 +457,17 @@ impl Cluster {
         nodes: impl IntoIterator<Item = usize>,
         kind: &'static str,
     ) {
-        self.crash_on_receive = Some((nodes.into_iter().collect(), kind));
+        self.crash_first_receivers(nodes, kind, 1);
+    }
+
+    /// The first `count` of `nodes` to receive a message of `kind` crash as it arrives.
+    pub fn crash_first_receivers(
+        &mut self,
+        nodes: impl IntoIterator<Item = usize>,
+        kind: &'static str,
+        count: usize,
+    ) {
+        self.crash_on_receive = Some((nodes.into_iter().collect(), kind, count));
     }
 
     fn schedule(&mut self, at: Micros, action: Action) {
@@ -539,9 +549,12 @@ impl Cluster {
                 };
                 match codec::decode(&bytes) {
                     Ok(message) => {
-                        if let Some((nodes, kind)) = &self.crash_on_receive {
-                            if *kind == message.kind() && nodes.contains(&to) {
-                                self.crash_on_receive = None;
+                        if let Some((nodes, kind, left)) = &mut self.crash_on_receive {
+                            if *kind == message.kind() && nodes.remove(&to) {
+                                *left -= 1;
+                                if *left == 0 {
+                                    self.crash_on_receive = None;
+                                }
                                 self.crash(to);
                                 return;
                             }

@@ -506,3 +506,28 @@ fn messages_naming_groups_and_positions_outside_the_plan_are_rejected_not_fatal(
     assert!(o.released.is_some());
     assert_eq!(o.included, o.finished_sending);
 }
+
+#[test]
+fn root_holders_dying_before_sending_their_shares_are_replaced_and_the_release_completes() {
+    let mut c = setup(60, 40, 6, 19);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let plan = c.plan(&id).unwrap();
+    let root: Vec<usize> = (1..=5).map(|p| member(&c, &id, plan.root(), p)).collect();
+    // Every root member reports its version; then three of the five die as the commissioner's
+    // request for their share arrives: only two shares come, fewer than t = 3.
+    c.crash_first_receivers(root.clone(), "release-ask", 3);
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.finished_sending);
+    // The commissioner asked again; the dead positions' backups took them over (healing the
+    // root's value from the level below) and sent their shares.
+    assert!(c.traffic.by_kind.contains_key("root-query"));
+    let took_over = (1..=5u8).any(|p| {
+        plan.backups(plan.root(), p).iter().any(|b| {
+            let i = c.index_of(b).unwrap();
+            c.durable(i)
+                .iter()
+                .any(|r| matches!(r, grove_protocol::record::Record::Takeover { .. }))
+        })
+    });
+    assert!(took_over);
+}

@@ -11,6 +11,8 @@ pub(super) struct Commissioner {
     pub(super) first_ready: Option<Micros>,
     pub(super) window_over: bool,
     pub(super) chosen: Option<Version>,
+    /// When the holders of the chosen version were last asked for their shares.
+    pub(super) asked_at: Option<Micros>,
     pub(super) shares: BTreeMap<Position, Vec<Fp>>,
     pub(super) done: bool,
 }
@@ -24,6 +26,7 @@ impl Commissioner {
             first_ready: None,
             window_over: false,
             chosen: None,
+            asked_at: None,
             shares: BTreeMap::new(),
             done: false,
         }
@@ -40,11 +43,17 @@ pub(super) fn on_root_ready(
     if !is_candidate(comp, root, m.position, &from) {
         return Err("root report not sent by the root member at its position".into());
     }
+    let rank = comp.plan.candidate_rank(root, m.position, &from);
     let Some(c) = comp.commissioner.as_mut() else {
         return Err("root report to a node that is not the commissioner".into());
     };
-    c.ready.entry(m.position).or_insert(m.version);
-    c.ready_from.entry(m.position).or_insert(from);
+    // The latest report of a position wins: a backup that took the position over reports
+    // after its member died. Later messages to the position go to whoever reported.
+    c.ready.insert(m.position, m.version);
+    c.ready_from.insert(m.position, from);
+    if let Some(rank) = rank {
+        comp.servers.insert(slot(root, m.position), rank);
+    }
     Ok(())
 }
 
@@ -77,7 +86,52 @@ pub(super) fn advance_commissioner(
     let Some(c) = comp.commissioner.as_mut() else {
         return;
     };
-    if c.done || c.chosen.is_some() || c.ready.is_empty() {
+    if c.done || c.ready.is_empty() {
+        return;
+    }
+    if let Some(chosen) = c.chosen {
+        // Shares missing after a release window: a holder died or lost the message. Ask the
+        // root positions to report again (dead members fail over to their backups, which take
+        // the positions over), and ask again every holder of the best version known now.
+        let Some(asked) = c.asked_at else {
+            return;
+        };
+        if ctx.now < asked.plus(window) {
+            return;
+        }
+        let best = best_version(&c.ready)
+            .filter(|(_, h)| *h >= t)
+            .map(|(v, _)| v);
+        let version = match best {
+            Some(v) if v != chosen && v.count >= k_min => {
+                c.shares.clear();
+                v
+            }
+            _ => chosen,
+        };
+        c.chosen = Some(version);
+        c.asked_at = Some(ctx.now);
+        let holders: Vec<Position> = c
+            .ready
+            .iter()
+            .filter(|(_, v)| **v == version)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in 1..=plan.g {
+            ctx.send_slot(&plan, &comp.servers, id, slot(root, p), 0, Body::RootQuery);
+        }
+        for p in holders {
+            ctx.send_slot(
+                &plan,
+                &comp.servers,
+                id,
+                slot(root, p),
+                0,
+                Body::ReleaseAsk(ReleaseAskMsg {
+                    version: version.digest,
+                }),
+            );
+        }
         return;
     }
     let first = *c.first_ready.get_or_insert(ctx.now);
@@ -104,6 +158,7 @@ pub(super) fn advance_commissioner(
         return;
     }
     c.chosen = Some(version);
+    c.asked_at = Some(ctx.now);
     for (p, v) in &c.ready {
         if *v == version {
             let to = c
