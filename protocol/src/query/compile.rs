@@ -108,26 +108,8 @@ impl Query {
                 limits::MAX_VECTOR_LEN
             )));
         }
-        let range_of = |field: &str| -> (f64, f64) {
-            self.clips
-                .iter()
-                .find_map(|c| match c {
-                    Clip::Range { field: f, min, max } if f == field => Some((*min, *max)),
-                    _ => None,
-                })
-                // The parser guarantees a CLIP for every field of sum, avg, var, stddev.
-                .unwrap_or((0.0, 0.0))
-        };
-        let norm_of = |field: &str| -> f64 {
-            self.clips
-                .iter()
-                .find_map(|c| match c {
-                    Clip::Norm { field: f, bound } if f == field => Some(*bound),
-                    _ => None,
-                })
-                // The parser guarantees a CLIP NORM for every field of sum_vector.
-                .unwrap_or(0.0)
-        };
+        let range_of = |field: &str| range_clip(self, field);
+        let norm_of = |field: &str| norm_clip(self, field);
         let mut columns = Vec::with_capacity(width as usize);
         for (i, a) in self.aggregates.iter().enumerate() {
             let mut push = |kind, min: f64, max: f64| {
@@ -368,6 +350,30 @@ pub(crate) fn truth(p: &Predicate, r: &Record) -> Option<bool> {
     }
 }
 
+/// The `CLIP field TO [min, max]` of a field. The parser guarantees one for every field of
+/// `sum`, `avg`, `var` and `stddev`, the only callers' fields; `(0, 0)` otherwise.
+fn range_clip(q: &Query, field: &str) -> (f64, f64) {
+    q.clips
+        .iter()
+        .find_map(|c| match c {
+            Clip::Range { field: f, min, max } if f == field => Some((*min, *max)),
+            _ => None,
+        })
+        .unwrap_or((0.0, 0.0))
+}
+
+/// The `CLIP NORM field TO bound` of a field. The parser guarantees one for every field of
+/// `sum_vector`, the only callers' fields; `0` otherwise.
+fn norm_clip(q: &Query, field: &str) -> f64 {
+    q.clips
+        .iter()
+        .find_map(|c| match c {
+            Clip::Norm { field: f, bound } if f == field => Some(*bound),
+            _ => None,
+        })
+        .unwrap_or(0.0)
+}
+
 fn clip(x: f64, min: f64, max: f64) -> f64 {
     x.max(min).min(max)
 }
@@ -542,27 +548,11 @@ impl CompiledQuery {
     }
 
     fn range(&self, field: &str) -> (f64, f64) {
-        self.query
-            .clips
-            .iter()
-            .find_map(|c| match c {
-                Clip::Range { field: f, min, max } if f == field => Some((*min, *max)),
-                _ => None,
-            })
-            // Compilation guarantees a CLIP for every summed field.
-            .unwrap_or((0.0, 0.0))
+        range_clip(&self.query, field)
     }
 
     fn norm(&self, field: &str) -> f64 {
-        self.query
-            .clips
-            .iter()
-            .find_map(|c| match c {
-                Clip::Norm { field: f, bound } if f == field => Some(*bound),
-                _ => None,
-            })
-            // Compilation guarantees a CLIP NORM for every sum_vector field.
-            .unwrap_or(0.0)
+        norm_clip(&self.query, field)
     }
 
     /// Turns the released sum (decoded to real units, `spec.decode_sum`) into a table:
