@@ -25,20 +25,29 @@ use config::SimConfig;
 use report::RunReport;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Runs one seed.
 pub fn run_one(cfg: &SimConfig, seed: u64) -> RunReport {
-    run_one_with_progress(cfg, seed, |_, _| {})
+    run_one_with_progress(cfg, seed, None, |_, _| {})
 }
 
-/// Runs one seed, calling `progress(events, simulated time)` every 65,536 events.
+/// Runs one seed, calling `progress(events, simulated time)` every 65,536 events, and stops
+/// once `wall_budget` (counted from the start of the setup) is spent.
 pub fn run_one_with_progress(
     cfg: &SimConfig,
     seed: u64,
+    wall_budget: Option<Duration>,
     progress: impl FnMut(u64, grove_protocol::ids::Micros),
 ) -> RunReport {
+    let start = Instant::now();
     match sim::Simulator::new(cfg, seed) {
-        Ok(s) => s.run(progress),
+        Ok(s) => {
+            let setup_s = start.elapsed().as_secs_f64();
+            let mut report = s.run(progress, wall_budget.map(|b| start + b));
+            report.setup_s = setup_s;
+            report
+        }
         Err(e) => RunReport::setup_failure(seed, e),
     }
 }
@@ -58,6 +67,7 @@ pub fn run_seeds(
     cfg: &SimConfig,
     count: u64,
     threads: usize,
+    wall_budget: Option<Duration>,
     progress: &Progress,
     mut on_done: impl FnMut(&RunReport) + Send,
 ) -> Vec<RunReport> {
@@ -74,12 +84,13 @@ pub fn run_seeds(
                     break;
                 }
                 let mut last = 0;
-                let report = run_one_with_progress(cfg, cfg.seed + k as u64, |e, now| {
-                    events.fetch_add(e - last, Ordering::Relaxed);
-                    last = e;
-                    let sim_us = now.0.saturating_sub(sim::LAUNCH_AT.0);
-                    progress.sim_us.fetch_max(sim_us, Ordering::Relaxed);
-                });
+                let report =
+                    run_one_with_progress(cfg, cfg.seed + k as u64, wall_budget, |e, now| {
+                        events.fetch_add(e - last, Ordering::Relaxed);
+                        last = e;
+                        let sim_us = now.0.saturating_sub(sim::LAUNCH_AT.0);
+                        progress.sim_us.fetch_max(sim_us, Ordering::Relaxed);
+                    });
                 events.fetch_add(report.events.saturating_sub(last), Ordering::Relaxed);
                 // A poisoned lock only means another run panicked; the data is still sound.
                 (on_done.lock().unwrap_or_else(|e| e.into_inner()))(&report);

@@ -30,6 +30,10 @@ enum Cmd {
         /// Print the reports as JSON instead of the human summary.
         #[arg(long)]
         json: bool,
+        /// Stop each run after this many wall-clock seconds (counted from its setup) and
+        /// report what it reached: how far a big run gets within a budget.
+        #[arg(long)]
+        max_wall_s: Option<f64>,
         /// Also write one CSV row per seed here (the sweep's columns).
         #[arg(long)]
         csv: Option<PathBuf>,
@@ -79,7 +83,13 @@ fn threads(opt: Option<usize>) -> usize {
 }
 
 /// Runs seeds with a progress bar (events so far) on standard error.
-fn run_with_bar(cfg: &SimConfig, seeds: u64, threads: usize, label: &str) -> Vec<RunReport> {
+fn run_with_bar(
+    cfg: &SimConfig,
+    seeds: u64,
+    threads: usize,
+    budget: Option<Duration>,
+    label: &str,
+) -> Vec<RunReport> {
     let progress = Progress::default();
     let bar = ProgressBar::new(seeds);
     bar.set_style(
@@ -115,7 +125,7 @@ fn run_with_bar(cfg: &SimConfig, seeds: u64, threads: usize, label: &str) -> Vec
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        let reports = grove_sim::run_seeds(cfg, seeds, threads, &progress, |_| bar.inc(1));
+        let reports = grove_sim::run_seeds(cfg, seeds, threads, budget, &progress, |_| bar.inc(1));
         done.store(true, Ordering::Relaxed);
         let _ = ticker.join();
         bar.finish_and_clear();
@@ -131,13 +141,15 @@ fn main() -> Result<()> {
             config,
             seeds,
             json,
+            max_wall_s,
             csv,
             threads: t,
         } => {
             let value = load(&config)?;
             let cfg = SimConfig::from_value(value).map_err(anyhow::Error::msg)?;
             let name = config.display().to_string();
-            let reports = run_with_bar(&cfg, seeds, threads(t), &name);
+            let budget = max_wall_s.map(Duration::from_secs_f64);
+            let reports = run_with_bar(&cfg, seeds, threads(t), budget, &name);
             if json {
                 let out = serde_json::json!({
                     "config": name,
@@ -181,7 +193,7 @@ fn main() -> Result<()> {
                 let mut value = base.clone();
                 SimConfig::set_param(&mut value, &param, v).map_err(anyhow::Error::msg)?;
                 let cfg = SimConfig::from_value(value).map_err(anyhow::Error::msg)?;
-                let reports = run_with_bar(&cfg, seeds, threads(t), &format!("{param}={v}"));
+                let reports = run_with_bar(&cfg, seeds, threads(t), None, &format!("{param}={v}"));
                 let agg = Aggregate::of(&reports);
                 violations += agg.violations;
                 for r in &reports {

@@ -57,6 +57,10 @@ pub struct RunReport {
     /// From the launch to the reconstruction at the commissioner.
     pub latency_s: Option<f64>,
     pub sim_end_s: f64,
+    /// Why the run stopped before its end, if it did (a wall-clock budget).
+    pub stopped: Option<String>,
+    /// Wall time spent building the network (identities, directory, engines).
+    pub setup_s: f64,
     pub summary: Summary,
     pub by_kind: BTreeMap<String, RoleTraffic>,
     pub by_role: BTreeMap<String, RoleTraffic>,
@@ -168,6 +172,14 @@ pub fn human(name: &str, mode: &str, runs: &[RunReport]) -> String {
                 .as_ref()
                 .map_or(String::new(), |f| format!(", FAILED: {f}")),
         );
+        let _ = writeln!(
+            s,
+            "    setup {:.1} s{}",
+            r.setup_s,
+            r.stopped
+                .as_ref()
+                .map_or(String::new(), |w| format!("; STOPPED: {w}"))
+        );
         if !r.manifests_adopted_s.is_empty() {
             let levels: Vec<String> = r
                 .manifests_adopted_s
@@ -255,6 +267,8 @@ impl RunReport {
             failure: Some(error.clone()),
             latency_s: None,
             sim_end_s: 0.0,
+            stopped: None,
+            setup_s: 0.0,
             last_share_sent_s: 0.0,
             manifests_adopted_s: Vec::new(),
             summary: Summary::default(),

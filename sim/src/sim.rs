@@ -429,10 +429,17 @@ impl Simulator {
     }
 
     /// Runs to the end and reports.
-    pub fn run(mut self, mut progress: impl FnMut(u64, Micros)) -> RunReport {
+    /// Runs to the end, or until the wall clock passes `wall_deadline` (then the report says
+    /// so in `stopped` and carries what was measured so far).
+    pub fn run(
+        mut self,
+        mut progress: impl FnMut(u64, Micros),
+        wall_deadline: Option<Instant>,
+    ) -> RunReport {
         let wall = Instant::now();
         let horizon = self.horizon();
         let mut setup_error = None;
+        let mut stopped = None;
         while let Some(Reverse((at, _, action))) = self.queue.pop() {
             if at > horizon {
                 break;
@@ -441,6 +448,13 @@ impl Simulator {
             self.counters.events += 1;
             if self.counters.events % 65_536 == 0 {
                 progress(self.counters.events, self.now);
+                if wall_deadline.is_some_and(|d| Instant::now() >= d) {
+                    stopped = Some(format!(
+                        "wall-clock budget spent at simulated {:.3} s",
+                        self.now.as_secs_f64() - LAUNCH_AT.as_secs_f64()
+                    ));
+                    break;
+                }
             }
             if self.counters.events > self.cfg.run.max_events {
                 self.failure = Some(format!(
@@ -459,7 +473,9 @@ impl Simulator {
             }
         }
         let wall_s = wall.elapsed().as_secs_f64();
-        self.report(wall_s, setup_error)
+        let mut report = self.report(wall_s, setup_error);
+        report.stopped = stopped;
+        report
     }
 
     fn step(&mut self, action: Action) -> Result<(), String> {
@@ -1040,6 +1056,8 @@ impl Simulator {
             failure: self.failure.clone().or(setup_error),
             latency_s,
             sim_end_s: self.now.as_secs_f64() - LAUNCH_AT.as_secs_f64(),
+            stopped: None,
+            setup_s: 0.0,
             summary: Summary {
                 messages: by_kind.values().map(|t| t.messages).sum(),
                 bytes: by_kind.values().map(|t| t.bytes).sum(),

@@ -159,7 +159,7 @@ fn dissec_settings_over_seeds_when_asked() {
     for rate in [0.0, 0.25, 1.0] {
         cfg.failures.uniform.rate_percent_per_s = rate;
         let progress = grove_sim::Progress::default();
-        let runs = grove_sim::run_seeds(&cfg, seeds, 2, &progress, |_| {});
+        let runs = grove_sim::run_seeds(&cfg, seeds, 2, None, &progress, |_| {});
         let agg = grove_sim::report::Aggregate::of(&runs);
         eprintln!("rate {rate} %/s: {agg:?}");
         assert_eq!(agg.violations, 0, "rate {rate}");
@@ -172,7 +172,7 @@ fn parallel_seeds_match_sequential_runs() {
     let mut cfg = small();
     cfg.seed = 40;
     let progress = grove_sim::Progress::default();
-    let parallel = grove_sim::run_seeds(&cfg, 3, 2, &progress, |_| {});
+    let parallel = grove_sim::run_seeds(&cfg, 3, 2, None, &progress, |_| {});
     let hashes: Vec<&str> = parallel.iter().map(|r| r.trace_hash.as_str()).collect();
     let sequential: Vec<String> = (40..43).map(|s| run_one(&cfg, s).trace_hash).collect();
     assert_eq!(hashes, sequential);

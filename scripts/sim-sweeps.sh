@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The standard simulator sweeps at DISSEC's settings: failure rate, depth, group size and vector
+# size, each with SEEDS seeds per point (default 20), written as CSV and SVG into OUT (default
+# sim-results/). Takes a long time at 20 seeds; try SEEDS=2 first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS="${SEEDS:-20}"
+OUT="${OUT:-sim-results}"
+CONFIG=configs/sim/dissec-2023.toml
+mkdir -p "$OUT"
+cargo build --release -p grove-sim
+SIM=target/release/grove-sim
+sweep() {
+    local name="$1" param="$2" values="$3"
+    echo "== $name: $param = $values"
+    "$SIM" sweep "$CONFIG" --param "$param" --values "$values" --seeds "$SEEDS" \
+        --csv "$OUT/$name.csv" --plot "$OUT/$name.svg"
+}
+# DISSEC's failure axis, in % of nodes per second.
+sweep failure-rate failures.uniform.rate_percent_per_s 0,0.1,0.25,0.5,1
+# Depth 3, 4 and 5 (512, 4,096 and 32,768 contributors at fan-in 8, 8 per leaf).
+sweep depth network.nodes 1025,8193,65537
+# Group size at threshold 5 (collusion resistance 4, as DISSEC's 5-of-5 groups).
+sweep group-size protocol.g 5,6,7,8,9
+# Vector length in elements of 8 bytes: 8 kB, 128 kB, 1,024 kB, 8,192 kB.
+sweep vector-size payload.vector_len 1024,16384,131072,1048576
