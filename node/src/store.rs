@@ -71,6 +71,13 @@ pub struct TrustEntry {
     pub collections: Vec<String>,
     pub label: String,
     pub added_at_micros: u64,
+    /// The smallest `k_min` (fewest contributors a result may cover) this node accepts.
+    #[serde(default = "one")]
+    pub min_contributors: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// One line of the audit log. Never holds a value from the owner's records.
