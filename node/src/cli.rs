@@ -141,6 +141,9 @@ pub enum TrustCmd {
         collections: Vec<String>,
         #[arg(long, default_value = "")]
         label: String,
+        /// Refuse requests whose k_min (fewest contributors a result may cover) is lower.
+        #[arg(long, default_value_t = 1)]
+        min_contributors: u64,
     },
     List,
     Remove {
@@ -277,10 +280,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     key,
                     collections,
                     label,
+                    min_contributors,
                 } => ControlRequest::TrustAdd {
                     key: key.clone(),
                     collections: collections.clone(),
                     label: label.clone(),
+                    min_contributors: *min_contributors,
                 },
                 TrustCmd::List => ControlRequest::TrustList,
                 TrustCmd::Remove { key } => ControlRequest::TrustRemove { key: key.clone() },
@@ -298,7 +303,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 .filter(|a| !a.is_empty())
                                 .map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(","))
                                 .unwrap_or_else(|| "all collections".into());
-                            format!("{}\t{}\t{}", str_of(&e["key"]), cs, str_of(&e["label"]))
+                            format!(
+                                "{}\t{}\tk_min >= {}\t{}",
+                                str_of(&e["key"]),
+                                cs,
+                                e["min_contributors"],
+                                str_of(&e["label"])
+                            )
                         })
                         .collect::<Vec<_>>()
                         .join("\n")
@@ -396,8 +407,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             print(&cli, &d, |d| {
                 format!(
-                    "sum of {sum} over collection {collection}: {}\nrecords counted: {}\ncontributors included: {}\ncomputation {} took {} ms",
-                    d["sum"], d["records"], d["contributors"], str_of(&d["computation"]), d["elapsed_ms"]
+                    "sum of {sum} over collection {collection}: {}\nrecords counted: {}\ncontributors included: {} (of {} nodes in the directory)\ncomputation {} took {} ms",
+                    d["sum"], d["records"], d["contributors"], d["directory_peers"], str_of(&d["computation"]), d["elapsed_ms"]
                 )
             });
             Ok(())

@@ -63,6 +63,9 @@ pub enum ControlRequest {
         key: String,
         collections: Vec<String>,
         label: String,
+        /// Refuse requests whose `k_min` is below this.
+        #[serde(default = "one")]
+        min_contributors: u64,
     },
     TrustList,
     TrustRemove {
@@ -72,6 +75,10 @@ pub enum ControlRequest {
     Audit,
     Compute(ComputeParams),
     Shutdown,
+}
+
+fn one() -> u64 {
+    1
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

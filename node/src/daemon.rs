@@ -76,6 +76,7 @@ pub fn now_micros() -> Micros {
 struct KnownRequest {
     commissioner: String,
     query: String,
+    k_min: u64,
 }
 
 struct Waiter {
@@ -260,6 +261,7 @@ fn known(request: &SignedRequest) -> KnownRequest {
     KnownRequest {
         commissioner: hex(&request.request.commissioner.0),
         query: request.request.query.clone(),
+        k_min: request.request.privacy.k_min,
     }
 }
 
@@ -817,6 +819,7 @@ impl Node {
                         "sum": values.first().copied().unwrap_or(0.0),
                         "records": values.get(1).copied().unwrap_or(0.0),
                         "contributors": contributors,
+                        "directory_peers": lock(&self.directory).len(),
                         "version": r.version.digest.to_string(),
                         "elapsed_ms": w.started.elapsed().as_millis() as u64,
                     });
@@ -888,6 +891,16 @@ impl Node {
                 format!(
                     "commissioner {} is not trusted with collection {:?}: no share was sent",
                     known.commissioner, query.collection
+                ),
+            );
+            return;
+        }
+        if known.k_min < trust.min_contributors {
+            decline(
+                self,
+                format!(
+                    "k_min = {} is below the {} contributors this node requires of commissioner {}: no share was sent",
+                    known.k_min, trust.min_contributors, known.commissioner
                 ),
             );
             return;
@@ -965,6 +978,7 @@ impl Node {
                 key,
                 collections,
                 label,
+                min_contributors,
             } => match parse_commissioner_key(&key) {
                 Err(e) => fail(e),
                 Ok(key) => {
@@ -978,6 +992,7 @@ impl Node {
                         collections,
                         label,
                         added_at_micros: now_micros().0,
+                        min_contributors: min_contributors.max(1),
                     };
                     match self.store.trust_add(&entry) {
                         Ok(()) => {

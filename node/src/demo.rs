@@ -126,6 +126,7 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
                 key: key.clone(),
                 collections: vec![COLLECTION.into()],
                 label: "demo commissioner".into(),
+                min_contributors: 1,
             },
             |_, _| {},
         )

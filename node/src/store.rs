@@ -71,6 +71,13 @@ pub struct TrustEntry {
     pub collections: Vec<String>,
     pub label: String,
     pub added_at_micros: u64,
+    /// The smallest `k_min` (fewest contributors a result may cover) this node accepts.
+    #[serde(default = "one")]
+    pub min_contributors: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// One line of the audit log. Never holds a value from the owner's records.
@@ -263,11 +270,18 @@ impl Store {
 
     // ---- engine log
 
-    /// Appends engine records in order, in one committed transaction.
+    /// Appends engine records in order, in one committed transaction. A `Closed` record
+    /// compacts the log in the same transaction: every other record of that computation, and
+    /// its plan snapshot, go (the `Closed` record stays, for replay protection on restore).
     pub fn append_engine_records(&self, records: &[Record]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
+        let closed: std::collections::BTreeSet<ComputationId> = records
+            .iter()
+            .filter(|r| matches!(r, Record::Closed { .. }))
+            .map(Record::computation)
+            .collect();
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(ENGINE_LOG)?;
@@ -276,6 +290,27 @@ impl Store {
                 let bytes = postcard::to_allocvec(r)
                     .map_err(|e| StoreError::Invalid(format!("engine record: {e}")))?;
                 table.insert(seq, bytes.as_slice())?;
+            }
+            if !closed.is_empty() {
+                let mut dead = Vec::new();
+                for row in table.iter()? {
+                    let (k, v) = row?;
+                    let record: Record = postcard::from_bytes(v.value()).map_err(|e| {
+                        StoreError::Corrupt(format!("engine record {}: {e}", k.value()))
+                    })?;
+                    if closed.contains(&record.computation())
+                        && !matches!(record, Record::Closed { .. })
+                    {
+                        dead.push(k.value());
+                    }
+                }
+                for k in dead {
+                    table.remove(k)?;
+                }
+                let mut snapshots = txn.open_table(PLAN_SNAPSHOTS)?;
+                for id in &closed {
+                    snapshots.remove(id.0.as_slice())?;
+                }
             }
         }
         txn.commit()?;
@@ -438,6 +473,35 @@ mod tests {
             .append_engine_records(&[b.clone(), a.clone()])
             .unwrap();
         assert_eq!(store.engine_records().unwrap(), vec![a.clone(), b, a]);
+    }
+
+    #[test]
+    fn closing_a_computation_compacts_its_records() {
+        use grove_protocol::field::FieldVec;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let (a, b) = (ComputationId([1; 32]), ComputationId([2; 32]));
+        let contribution = |c| Record::Contribution {
+            computation: c,
+            seed: [0; 32],
+            vector: FieldVec(vec![]),
+        };
+        store.put_plan_snapshot(&a, &[]).unwrap();
+        store
+            .append_engine_records(&[contribution(a), contribution(b)])
+            .unwrap();
+        let closed = Record::Closed {
+            computation: a,
+            deadline: Micros(9),
+        };
+        store
+            .append_engine_records(std::slice::from_ref(&closed))
+            .unwrap();
+        assert_eq!(
+            store.engine_records().unwrap(),
+            vec![contribution(b), closed]
+        );
+        assert_eq!(store.plan_snapshot(&a).unwrap(), None);
     }
 
     #[test]

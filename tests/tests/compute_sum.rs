@@ -47,6 +47,7 @@ async fn twenty_five_processes_compute_an_exact_sum() -> anyhow::Result<()> {
                 key: key.clone(),
                 collections: vec!["money".into()],
                 label: "test".into(),
+                min_contributors: 1,
             },
         )
         .await?;

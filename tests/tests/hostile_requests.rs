@@ -56,6 +56,7 @@ async fn forged_expired_and_future_requests_are_refused_and_audited() -> anyhow:
             key: hex(&trusted.verifying_key().to_bytes()),
             collections: vec![],
             label: "the real commissioner".into(),
+            min_contributors: 1,
         },
     )
     .await?;

@@ -43,6 +43,7 @@ async fn killed_aggregators_and_a_restart_still_give_an_exact_result() -> anyhow
                 key: key.clone(),
                 collections: vec![],
                 label: String::new(),
+                min_contributors: 1,
             },
         )
         .await?;

@@ -9,6 +9,8 @@ use std::path::Path;
 const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
 const NODES: usize = 8;
 const TRUSTING: [usize; 3] = [1, 2, 3];
+/// Trusts the commissioner only for k_min >= 5 (the request has k_min = 1).
+const STRICT: usize = 4;
 
 /// Distinctive values, so that a leak into the audit log would be visible.
 fn value_of(i: usize) -> i64 {
@@ -50,10 +52,23 @@ async fn untrusted_commissioner_gets_no_share() -> anyhow::Result<()> {
                 key: key.clone(),
                 collections: vec![],
                 label: String::new(),
+                min_contributors: 1,
             },
         )
         .await?;
     }
+    // Node 4 trusts the commissioner, but only with results over at least 5 contributors.
+    ctl(
+        &cluster,
+        STRICT,
+        ControlRequest::TrustAdd {
+            key: key.clone(),
+            collections: vec![],
+            label: String::new(),
+            min_contributors: 5,
+        },
+    )
+    .await?;
     let result = ctl(
         &cluster,
         0,
@@ -85,8 +100,13 @@ async fn untrusted_commissioner_gets_no_share() -> anyhow::Result<()> {
         } else {
             assert_eq!(shares, 0, "untrusting node {i} sent a share");
             let declined = about("declined");
+            let why = if i == STRICT {
+                "is below the 5 contributors"
+            } else {
+                "is not trusted"
+            };
             assert!(
-                declined.iter().any(|d| d.contains("is not trusted")),
+                declined.iter().any(|d| d.contains(why)),
                 "node {i} does not say why it declined: {entries:?}"
             );
             assert!(about("contributed").is_empty());
