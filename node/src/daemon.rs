@@ -490,10 +490,12 @@ impl Node {
                 unreachable: &mut unreachable,
             };
             self.next_deadline = drain_engine(&mut self.engine, &mut effects, &mut events)?;
+            // Failed sends go back to the engine (which fails over to backups): drain again.
+            let failed = !unreachable.is_empty();
             for (to, message, why) in unreachable {
                 self.on_unreachable(to, message, &why);
             }
-            if events.is_empty() {
+            if events.is_empty() && !failed {
                 return Ok(());
             }
             for event in events {
@@ -503,15 +505,15 @@ impl Node {
     }
 
     /// THE place where a `Send` that could not be delivered ends up (request-response
-    /// `OutboundFailure`, or a node missing from the directory). When the engine gains
-    /// `Engine::handle_unreachable(now, to, message)`, wire it here:
-    /// `self.engine.handle_unreachable(now_micros(), to, message); self.drain()?;`
+    /// `OutboundFailure`, or a node missing from the directory): the engine re-sends it to the
+    /// position's next candidate. The caller drains afterwards.
     fn on_unreachable(&mut self, to: NodeId, message: Message, why: &str) {
         tracing::warn!(
             "cannot deliver a {} message of computation {} to node {to}: {why}",
             message.kind(),
             message.computation
         );
+        self.engine.handle_unreachable(now_micros(), to, message);
     }
 
     fn maybe_announce(&mut self) {
@@ -714,7 +716,10 @@ impl Node {
                 ..
             } => match self.pending_sends.remove(&request_id) {
                 Some((to, bytes)) => match codec::decode(&bytes) {
-                    Ok(message) => self.on_unreachable(to, message, &format!("{peer}: {error}")),
+                    Ok(message) => {
+                        self.on_unreachable(to, message, &format!("{peer}: {error}"));
+                        self.drain()?;
+                    }
                     Err(e) => tracing::warn!("send to {peer} failed ({error}); {e}"),
                 },
                 None => tracing::warn!("a send to {peer} failed: {error}"),
@@ -836,6 +841,9 @@ impl Node {
                     ),
                     Failure::NoQuorum { best_holders } => format!(
                         "no version reached the threshold of root positions before the deadline (best: {best_holders})"
+                    ),
+                    Failure::SharesMissing { received } => format!(
+                        "the root agreed, but only {received} root shares arrived before the deadline, fewer than the threshold"
                     ),
                 };
                 self.audit(Some(&computation), "failed", why.clone());

@@ -53,6 +53,10 @@ enum Action {
     Received {
         msg: u32,
     },
+    /// The sender of message `msg` learns that its receiver is dead.
+    Notice {
+        msg: u32,
+    },
     /// The node finished the CPU work of the input at the head of its queue.
     CpuDone {
         node: Ix,
@@ -93,7 +97,15 @@ struct InFlight {
 }
 
 enum Input {
-    Message { from: Ix, message: Message },
+    Message {
+        from: Ix,
+        message: Message,
+    },
+    /// The transport tells the sender that `message` could not be delivered to `to`.
+    Unreachable {
+        to: Ix,
+        message: Message,
+    },
     Timer,
 }
 
@@ -483,6 +495,7 @@ impl Simulator {
             Action::Launch => self.launch()?,
             Action::Arrive { msg } => self.arrive(msg),
             Action::Received { msg } => self.received(msg),
+            Action::Notice { msg } => self.notice(msg),
             Action::CpuDone { node, incarnation } => {
                 if self.nodes[node as usize].incarnation == incarnation {
                     self.cpu_done(node);
@@ -533,16 +546,20 @@ impl Simulator {
         };
         let to = f.to as usize;
         if self.nodes[to].engine.is_none() {
-            // >>> Failure notice: the engine API will gain
-            // `Engine::handle_unreachable(now, to, message)`. Once it exists, schedule its
-            // delivery to the sender `f.from` at `now + failures.detection_delay_ms` here.
-            // Until then the notice is only counted.
-            let f = self.take(msg);
-            if let Some(f) = f {
-                self.counters.dropped_at_dead += 1;
-                self.counters.unreachable_notices += 1;
+            // Failure notice: the sender learns after the detection delay that the receiver is
+            // dead, and its engine fails the message over to the position's next candidate.
+            self.counters.dropped_at_dead += 1;
+            self.counters.unreachable_notices += 1;
+            // The share left its sender even though nobody received it.
+            if let Some(f) = self.in_flight[msg as usize].as_ref() {
+                let f = InFlight {
+                    bytes: f.bytes.clone(),
+                    ..*f
+                };
                 self.count_share_sent(&f);
             }
+            let delay = (self.cfg.failures.detection_delay_ms * 1000.0) as u64;
+            self.schedule(self.now.plus(delay), Action::Notice { msg });
             return;
         }
         let down = transfer_us(f.charged, self.cfg.bandwidth.download_kb_per_s);
@@ -576,9 +593,10 @@ impl Simulator {
             return;
         }
         if self.nodes[f.to as usize].engine.is_none() {
-            // >>> Failure notice (see `arrive`): the receiver died while the message came in.
+            // The receiver died while the message came in: a failure notice, as in `arrive`.
             self.counters.dropped_at_dead += 1;
             self.counters.unreachable_notices += 1;
+            self.notify_sender(f);
             return;
         }
         self.trace.update(self.now.0.to_le_bytes());
@@ -595,6 +613,26 @@ impl Simulator {
                 self.enqueue(f.to, input, cost);
             }
             Err(e) => self.reject(format!("node {}: undecodable bytes: {e}", f.to)),
+        }
+    }
+
+    fn notice(&mut self, msg: u32) {
+        if let Some(f) = self.take(msg) {
+            self.notify_sender(f);
+        }
+    }
+
+    /// Hands an undeliverable message back to its sender's engine (a broadcast needs no
+    /// failover: it is not addressed to a position).
+    fn notify_sender(&mut self, f: InFlight) {
+        if self.nodes[f.from as usize].engine.is_none() || f.kind == "request" || f.kind == "finish"
+        {
+            return;
+        }
+        if let Ok(message) = codec::decode(&f.bytes) {
+            if message.to.is_some() {
+                self.enqueue(f.from, Input::Unreachable { to: f.to, message }, 0);
+            }
         }
     }
 
@@ -626,6 +664,12 @@ impl Simulator {
             Input::Timer => {
                 if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
                     engine.handle_timeout(now);
+                }
+            }
+            Input::Unreachable { to, message } => {
+                let to_id = self.nodes[to as usize].identity.node;
+                if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
+                    engine.handle_unreachable(now, to_id, message);
                 }
             }
             Input::Message { from, message } => {
