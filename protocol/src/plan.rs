@@ -263,13 +263,12 @@ impl Plan {
                             alternates.len() < want
                         });
                     }
-                    if alternates.len() < want {
-                        return Err(PlanError::NotEnoughPeers {
-                            needed: positions + want,
-                            found: alternates.len(),
-                        });
-                    }
+                    // A small network may not have enough eligible peers: the position then
+                    // gets fewer backups (the list is padded with the member, which
+                    // `candidates` skips).
                     excluded.extend(alternates.iter().copied());
+                    let member = members[flat_of(group) * g as usize + position as usize - 1];
+                    alternates.resize(want, member);
                     backups.extend(alternates);
                 }
             }
@@ -360,7 +359,8 @@ impl Plan {
         &self.members[start..start + self.g as usize]
     }
 
-    /// The ordered backups of one position.
+    /// The ordered backups of one position (in a small network, padded with the member itself:
+    /// use [`Plan::candidates`] to walk who may serve a position).
     pub fn backups(&self, group: GroupId, position: Position) -> &[NodeId] {
         let b = self.backups_per_position as usize;
         let start = (self.flat(group) * self.g as usize + position as usize - 1) * b;
@@ -373,8 +373,13 @@ impl Plan {
         group: GroupId,
         position: Position,
     ) -> impl Iterator<Item = NodeId> + '_ {
-        std::iter::once(self.member(group, position))
-            .chain(self.backups(group, position).iter().copied())
+        let member = self.member(group, position);
+        std::iter::once(member).chain(
+            self.backups(group, position)
+                .iter()
+                .copied()
+                .filter(move |b| *b != member),
+        )
     }
 
     /// The rank of `node` among the candidates of a position (0 for the member).
@@ -665,6 +670,22 @@ mod tests {
             assert_eq!(leaf.level, 0);
             assert!(leaf.index < plan.leaf_groups());
         }
+    }
+
+    #[test]
+    fn a_small_network_gets_fewer_backups_not_an_error() {
+        let dir = SortedDirectory::new(ids(12));
+        let plan = Plan::build(&request(8, 2, 2, 3, 2, 2), &dir).unwrap();
+        for group in plan.groups() {
+            for position in 1..=plan.g {
+                let c: Vec<NodeId> = plan.candidates(group, position).collect();
+                assert!(!c.is_empty() && c.len() <= 3);
+                let distinct: std::collections::BTreeSet<_> = c.iter().collect();
+                assert_eq!(distinct.len(), c.len());
+            }
+        }
+        let root = plan.root();
+        assert!((1..=plan.g).any(|p| plan.candidates(root, p).count() < 3));
     }
 
     #[test]
