@@ -95,7 +95,12 @@ async fn untrusted_commissioner_gets_no_share() -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
         };
         if TRUSTING.contains(&i) {
-            assert_eq!(shares, 3, "node {i} contributes g = 3 shares");
+            // g = 3 shares, or g - 1 over the network when the contributor holds a position of
+            // its own leaf group (the engine delivers that share to itself).
+            assert!(
+                shares == 3 || shares == 2,
+                "node {i} sent {shares} shares, not g = 3 or g - 1"
+            );
             assert_eq!(about("contributed").len(), 1, "node {i}: {entries:?}");
         } else {
             assert_eq!(shares, 0, "untrusting node {i} sent a share");
