@@ -1362,7 +1362,10 @@ mod tests {
             (next, fake.to_self.drain(..).collect())
         });
         assert!(finished);
-        assert!(raw.len() >= 5, "{raw:?}");
+        // A one-node computation: the engine delivers the messages a node sends itself
+        // internally, so what leaves are the request and the completion note, each after the
+        // records emitted before it. (A multi-engine version of this test would see more.)
+        assert!(raw.len() >= 2, "{raw:?}");
         assert_eq!(
             fake.log, raw,
             "a send left before the records emitted ahead of it"
