@@ -19,12 +19,9 @@ use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::query::{self, SumQuery};
 use crate::store::{validate_collection_name, AuditEntry, Store, TrustEntry};
 use anyhow::Context;
-use ed25519_dalek::Signer;
 use futures::StreamExt;
 use grove_protocol::codec;
-use grove_protocol::engine::{
-    finish_signing_bytes, Command, Engine, Event, Failure, Identity, Output,
-};
+use grove_protocol::engine::{sign_finish, Command, Engine, Event, Failure, Identity, Output};
 use grove_protocol::ids::{hex, ComputationId, Micros, NodeId};
 use grove_protocol::message::{Body, Message};
 use grove_protocol::record::Record;
@@ -1101,12 +1098,7 @@ impl Node {
             directory_size,
         );
         let signed = SignedRequest::sign(request, &self.keys.commissioner);
-        let finish_signature = self
-            .keys
-            .commissioner
-            .sign(&finish_signing_bytes(&id))
-            .to_bytes()
-            .to_vec();
+        let finish_signature = sign_finish(&id, &self.keys.commissioner);
         self.remember_request(&signed);
         let plan_info = match grove_protocol::plan::PlanProvider::plan_for(
             self.plans.as_ref(),
@@ -1284,7 +1276,7 @@ mod tests {
             Micros(1_000_000),
             1,
         );
-        let finish = key.sign(&finish_signing_bytes(&id)).to_bytes().to_vec();
+        let finish = sign_finish(&id, &key);
         (engine, SignedRequest::sign(request, &key), finish)
     }
 

@@ -225,6 +225,14 @@ pub fn finish_signing_bytes(computation: &ComputationId) -> [u8; 32] {
     hash_parts("grove/finish/v1", &[&computation.0])
 }
 
+/// The commissioner's signature of a computation's completion note (`Command::Launch` carries it).
+pub fn sign_finish(computation: &ComputationId, key: &ed25519_dalek::SigningKey) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    key.sign(&finish_signing_bytes(computation))
+        .to_bytes()
+        .to_vec()
+}
+
 struct Contribution {
     seed: [u8; 32],
     vector: Vec<Fp>,

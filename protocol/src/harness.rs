@@ -8,9 +8,7 @@
 
 use crate::codec;
 use crate::encoding::ContributionSpec;
-use crate::engine::{
-    finish_signing_bytes, Command, Engine, Event, Failure, Identity, Output, Released,
-};
+use crate::engine::{sign_finish, Command, Engine, Event, Failure, Identity, Output, Released};
 use crate::field::{add_assign_vec, Fp};
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use crate::message::{Body, Item, Manifest, Message};
@@ -20,7 +18,7 @@ use crate::request::{
     CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
 };
 use crate::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope};
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest as _, Sha256};
@@ -387,11 +385,7 @@ impl Cluster {
     pub fn launch_request(&mut self, commissioner: usize, request: Request) -> ComputationId {
         let id = request.id;
         let signed = SignedRequest::sign(request.clone(), &self.commissioner_key);
-        let finish_signature = self
-            .commissioner_key
-            .sign(&finish_signing_bytes(&id))
-            .to_bytes()
-            .to_vec();
+        let finish_signature = sign_finish(&id, &self.commissioner_key);
         self.requests.insert(id, request);
         self.launched_by.insert(id, commissioner);
         let now = self.now;

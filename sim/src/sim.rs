@@ -14,10 +14,10 @@
 use crate::config::{PayloadMode, SimConfig};
 use crate::models::{charged_bytes, cpu_us, transfer_us, SimRng};
 use crate::report::{Checks, RoleTraffic, RunReport, Summary};
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use grove_protocol::codec;
 use grove_protocol::encoding::ContributionSpec;
-use grove_protocol::engine::{finish_signing_bytes, Command, Engine, Event, Identity, Output};
+use grove_protocol::engine::{sign_finish, Command, Engine, Event, Identity, Output};
 use grove_protocol::field::{add_assign_vec, Fp};
 use grove_protocol::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use grove_protocol::message::{Body, Item, Manifest, Message};
@@ -416,11 +416,7 @@ impl Simulator {
         self.plan = Some(plan);
         let id = request.id;
         let signed = SignedRequest::sign(request.clone(), &self.commissioner_key);
-        let finish_signature = self
-            .commissioner_key
-            .sign(&finish_signing_bytes(&id))
-            .to_bytes()
-            .to_vec();
+        let finish_signature = sign_finish(&id, &self.commissioner_key);
         self.request = Some(request);
         let now = self.now;
         let engine = self.nodes[COMMISSIONER as usize]

@@ -606,7 +606,6 @@ pub(super) fn on_partial(
     let parent = comp
         .plan
         .parent(m.child)
-        .filter(|_| comp.plan.contains(m.child))
         .ok_or("partial from a group with no parent")?;
     if !is_candidate(comp, m.child, m.position, &from) {
         return Err("partial not sent by the member at its position".into());
@@ -681,6 +680,25 @@ pub(super) fn check_sender(
         Ok(())
     } else {
         Err(format!("{what} not sent by a node serving its position"))
+    }
+}
+
+/// The parent of `child`, after checking that `from` serves position `target` of it.
+pub(super) fn check_parent_sender(
+    comp: &Computation,
+    child: GroupId,
+    target: Position,
+    from: &NodeId,
+    what: &str,
+) -> Result<GroupId, String> {
+    check_position(comp, target)?;
+    let parent = comp.plan.parent(child).ok_or("no parent")?;
+    if is_candidate(comp, parent, target, from) {
+        Ok(parent)
+    } else {
+        Err(format!(
+            "{what} not sent by the parent member at its target"
+        ))
     }
 }
 

@@ -95,16 +95,8 @@ pub(super) fn on_heal_query(
     m: HealQueryMsg,
     ctx: &mut Ctx,
 ) -> Result<(), String> {
-    check_position(comp, m.target)?;
     let id = comp.id();
-    let parent = comp
-        .plan
-        .parent(m.child)
-        .filter(|_| comp.plan.contains(m.child))
-        .ok_or("no parent")?;
-    if !is_candidate(comp, parent, m.target, &from) {
-        return Err("heal query not sent by the parent member at its target".into());
-    }
+    let parent = check_parent_sender(comp, m.child, m.target, &from, "heal query")?;
     let key = my_role_in(comp, m.child).ok_or("heal query for a group this node is not in")?;
     let role = comp.roles.get_mut(&key).ok_or("no role")?;
     match &role.adopted {
@@ -353,18 +345,10 @@ pub(super) fn on_heal_go(
     m: HealGoMsg,
     ctx: &mut Ctx,
 ) -> Result<(), String> {
-    check_position(comp, m.target)?;
     let id = comp.id();
     let t = comp.plan.t as usize;
     let len = comp.len();
-    let parent = comp
-        .plan
-        .parent(m.child)
-        .filter(|_| comp.plan.contains(m.child))
-        .ok_or("no parent")?;
-    if !is_candidate(comp, parent, m.target, &from) {
-        return Err("heal go not sent by the parent member at its target".into());
-    }
+    let parent = check_parent_sender(comp, m.child, m.target, &from, "heal go")?;
     if m.helpers.len() != t
         || m.helper_nodes.len() != t
         || !m.helpers.windows(2).all(|w| w[0] < w[1])
