@@ -2,7 +2,8 @@
 //! protocol codec's bytes. It moves bytes only; the event loop decodes them.
 //!
 //! - TCP + Noise + Yamux transport (QUIC and NAT traversal behind the `nat` cargo feature).
-//! - Kademlia for discovery and routing, fed by identify.
+//! - Kademlia for discovery and routing, fed by identify; it also stores the directory
+//!   snapshots requests are planned over and each commissioner's active requests.
 //! - gossipsub for the engine's broadcasts (requests, completion notes) and for the peer
 //!   directory's announcements.
 //! - request-response for every point-to-point protocol message (`Output::Send`): the request
@@ -30,6 +31,12 @@ pub const TOPIC_DIRECTORY: &str = "grove/directory/1";
 pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
 /// How long one request-response exchange may take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one Kademlia query may take.
+pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest Kademlia message and record value: a directory snapshot must fit.
+pub const MAX_KAD_PACKET_BYTES: usize = crate::directory::MAX_SNAPSHOT_BYTES + 64 * 1024;
+/// Largest number of records a node's DHT store keeps (others' snapshots and request lists).
+pub const MAX_KAD_RECORDS: usize = 128;
 /// Largest number of concurrent streams per connection for protocol messages.
 pub const MAX_CONCURRENT_STREAMS: usize = 256;
 const ACK: u8 = 1;
@@ -65,9 +72,18 @@ impl Behaviour {
     pub fn new(key: &identity::Keypair) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-        kad_config.set_query_timeout(Duration::from_secs(30));
-        let mut kad =
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
+        // Directory snapshots travel as DHT records (see `directory`).
+        kad_config.set_max_packet_size(MAX_KAD_PACKET_BYTES);
+        let store = kad::store::MemoryStore::with_config(
+            peer_id,
+            kad::store::MemoryStoreConfig {
+                max_records: MAX_KAD_RECORDS,
+                max_value_bytes: MAX_KAD_PACKET_BYTES,
+                ..Default::default()
+            },
+        );
+        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         // Local networks have no confirmed external address; answer DHT queries anyway.
         kad.set_mode(Some(kad::Mode::Server));
         let identify = identify::Behaviour::new(identify::Config::new(

@@ -77,6 +77,7 @@ pub fn build_request(
         id,
         commissioner,
         commissioner_node,
+        directory: None,
         created_at: now,
         deadline: now.plus(p.lifetime_secs.saturating_mul(1_000_000)),
         query: query.to_text(),
