@@ -331,13 +331,16 @@ impl Directory {
     }
 }
 
+/// A directory as the plan reads it: `(NodeId, X25519 key)` in node order.
+type Entries = Vec<(NodeId, [u8; 32])>;
+
 /// Plans from directory snapshots, each stored before its first use.
 pub struct NodePlans {
     directory: Arc<Mutex<Directory>>,
     store: Arc<Store>,
     cache: Mutex<BTreeMap<ComputationId, Arc<Plan>>>,
     /// Snapshots this node froze (as commissioner) or fetched, by digest.
-    snapshots: Mutex<BTreeMap<Digest, Vec<(NodeId, [u8; 32])>>>,
+    snapshots: Mutex<BTreeMap<Digest, Entries>>,
 }
 
 impl NodePlans {

@@ -61,6 +61,8 @@ pub struct State {
 pub struct Stats {
     /// Bytes of protocol messages this node sent (request-response payloads and broadcasts).
     pub bytes_sent: u64,
+    /// Of which shares (what the node uploaded as a contributor, sealed, with headers).
+    pub share_bytes_sent: u64,
     /// Bytes of protocol messages this node received.
     pub bytes_received: u64,
     pub snapshots_published: u64,
@@ -97,8 +99,12 @@ impl Node {
         let id = signed.request.id;
         self.remember_request(signed);
         self.mark_seen(id, signed.request.deadline);
+        // Only a request that could be accepted is worth a lookup; the engine refuses the others.
+        let plausible = signed.verify_signature().is_ok()
+            && signed.request.validate_params().is_ok()
+            && signed.request.deadline > now_micros();
         let digest = match signed.request.directory {
-            Some(d) if !self.plans.can_plan(&signed.request) => d,
+            Some(d) if plausible && !self.plans.can_plan(&signed.request) => d,
             _ => {
                 self.count_received(&message);
                 self.engine.handle_message(now_micros(), from, message);
