@@ -1,7 +1,8 @@
 //! The libp2p adapter: the composed behaviour and the request-response codec that carries the
 //! protocol codec's bytes. It moves bytes only; the event loop decodes them.
 //!
-//! - TCP + Noise + Yamux transport (QUIC and NAT traversal behind the `nat` cargo feature).
+//! - TCP + Noise + Yamux transport (QUIC behind the `quic` cargo feature, NAT traversal:
+//!   AutoNAT, relay client and server, DCUtR behind `nat`).
 //! - Kademlia for discovery and routing, fed by identify; it also stores the directory
 //!   snapshots requests are planned over and each commissioner's active requests.
 //! - gossipsub for the engine's broadcasts (requests, completion notes) and for the peer
@@ -42,6 +43,12 @@ pub const MAX_CONCURRENT_STREAMS: usize = 256;
 const ACK: u8 = 1;
 
 /// The swarm of a Grove node (also used by tests that play a hostile peer).
+///
+/// Cargo features, both off by default: `quic` adds the QUIC transport (listen on
+/// `/ip4/.../udp/0/quic-v1`); `nat` adds NAT traversal: AutoNAT (are my addresses reachable?),
+/// a relay client (listen on `.../p2p/RELAY/p2p-circuit` through a reachable node), a relay
+/// server (every node with the feature relays for others, within libp2p's default limits) and
+/// DCUtR (upgrade a relayed connection to a direct one by hole punching).
 pub fn build_swarm(
     key: libp2p::identity::Keypair,
 ) -> Result<Swarm<Behaviour>, Box<dyn std::error::Error + Send + Sync>> {
@@ -54,12 +61,20 @@ pub fn build_swarm(
         )?;
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();
+    #[cfg(feature = "nat")]
+    let builder = builder
+        .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client).map_err(Into::into)
+        })?;
+    #[cfg(not(feature = "nat"))]
+    let builder = builder.with_behaviour(|key| Behaviour::new(key).map_err(Into::into))?;
     Ok(builder
-        .with_behaviour(|key| Behaviour::new(key).map_err(Into::into))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build())
 }
 
+#[cfg(not(feature = "nat"))]
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -68,8 +83,64 @@ pub struct Behaviour {
     pub messages: request_response::Behaviour<BytesCodec>,
 }
 
+/// The same behaviour with NAT traversal (feature `nat`).
+#[cfg(feature = "nat")]
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub messages: request_response::Behaviour<BytesCodec>,
+    pub autonat: libp2p::autonat::Behaviour,
+    pub relay_client: libp2p::relay::client::Behaviour,
+    pub relay_server: libp2p::relay::Behaviour,
+    pub dcutr: libp2p::dcutr::Behaviour,
+}
+
 impl Behaviour {
+    #[cfg(not(feature = "nat"))]
     pub fn new(key: &identity::Keypair) -> Result<Behaviour, String> {
+        let (kad, identify, gossipsub, messages) = Self::core(key)?;
+        Ok(Behaviour {
+            kad,
+            identify,
+            gossipsub,
+            messages,
+        })
+    }
+
+    #[cfg(feature = "nat")]
+    pub fn new(
+        key: &identity::Keypair,
+        relay_client: libp2p::relay::client::Behaviour,
+    ) -> Result<Behaviour, String> {
+        let peer_id = key.public().to_peer_id();
+        let (kad, identify, gossipsub, messages) = Self::core(key)?;
+        Ok(Behaviour {
+            kad,
+            identify,
+            gossipsub,
+            messages,
+            autonat: libp2p::autonat::Behaviour::new(peer_id, Default::default()),
+            relay_client,
+            relay_server: libp2p::relay::Behaviour::new(peer_id, Default::default()),
+            dcutr: libp2p::dcutr::Behaviour::new(peer_id),
+        })
+    }
+
+    /// The behaviours every build has.
+    #[allow(clippy::type_complexity)]
+    fn core(
+        key: &identity::Keypair,
+    ) -> Result<
+        (
+            kad::Behaviour<kad::store::MemoryStore>,
+            identify::Behaviour,
+            gossipsub::Behaviour,
+            request_response::Behaviour<BytesCodec>,
+        ),
+        String,
+    > {
         let peer_id = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
@@ -107,12 +178,7 @@ impl Behaviour {
                 .with_request_timeout(REQUEST_TIMEOUT)
                 .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
         );
-        Ok(Behaviour {
-            kad,
-            identify,
-            gossipsub,
-            messages,
-        })
+        Ok((kad, identify, gossipsub, messages))
     }
 }
 
