@@ -14,7 +14,6 @@
 use crate::config::{self, Keys};
 use crate::control::{self, ComputeParams, ControlReply, ControlRequest, Incoming};
 use crate::directory::{self, node_id_of, Announcement, Directory, NodePlans, Peer};
-use crate::import::sum_field;
 use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::query::{self, SumQuery};
 use crate::store::{validate_collection_name, AuditEntry, Store, TrustEntry};
@@ -371,6 +370,9 @@ impl Effects for NodeEffects<'_> {
             return;
         };
         self.agreement.stats.bytes_sent += bytes.len() as u64;
+        if matches!(message.body, Body::Share(_)) {
+            self.agreement.stats.share_bytes_sent += bytes.len() as u64;
+        }
         let id = self
             .swarm
             .behaviour_mut()
@@ -831,7 +833,7 @@ impl Node {
                     format!("result released over {contributors} contributors"),
                 );
                 if let Some(w) = self.waiters.remove(&r.computation) {
-                    let data = json!({
+                    let mut data = json!({
                         "computation": r.computation.to_string(),
                         "sum": values.first().copied().unwrap_or(0.0),
                         "records": values.get(1).copied().unwrap_or(0.0),
@@ -840,6 +842,13 @@ impl Node {
                         "version": r.version.digest.to_string(),
                         "elapsed_ms": w.started.elapsed().as_millis() as u64,
                     });
+                    if values.len() > 2 {
+                        // A vector sum: its elements, then the record count.
+                        let (vector, count) = values.split_at(values.len() - 1);
+                        data["vector"] = json!(vector);
+                        data["records"] = json!(count[0]);
+                        data["sum"] = serde_json::Value::Null;
+                    }
                     let _ = w.reply.try_send(ControlReply::Ok { data });
                 }
             }
@@ -940,12 +949,13 @@ impl Node {
             );
             return;
         }
-        let (sum, count) = sum_field(&records, &query.field);
+        let values = query.contribution(&records);
+        let count = values.last().copied().unwrap_or(0.0);
         match self.engine.handle_command(
             now_micros(),
             Command::Contribute {
                 computation,
-                values: vec![sum, count as f64],
+                values,
             },
         ) {
             Ok(()) => self.audit(
@@ -1304,6 +1314,7 @@ mod tests {
             max_contributors: 10,
             share_window_ms: 100,
             lifetime_secs: 60,
+            dimension: None,
         };
         let id = ComputationId([6u8; 32]);
         let request = query::build_request(
