@@ -89,6 +89,9 @@ pub enum Cmd {
         /// Lifetime of the computation, in seconds.
         #[arg(long, default_value_t = 60)]
         lifetime_secs: u64,
+        /// Sum arrays of this many numbers element by element (the field holds arrays).
+        #[arg(long)]
+        dimension: Option<u32>,
     },
     /// Start a local network of separate grove processes and run a computation on it.
     Demo {
@@ -381,6 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             scale,
             share_window_ms,
             lifetime_secs,
+            dimension,
         } => {
             let params = ComputeParams {
                 collection: collection.clone(),
@@ -396,6 +400,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_contributors: 100_000,
                 share_window_ms: *share_window_ms,
                 lifetime_secs: *lifetime_secs,
+                dimension: *dimension,
             };
             let json = cli.json;
             let dir = data_dir(&cli)?;

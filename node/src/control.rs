@@ -47,6 +47,10 @@ pub struct ComputeParams {
     pub share_window_ms: u64,
     /// Lifetime of the computation, in seconds.
     pub lifetime_secs: u64,
+    /// When set, the field holds arrays of this many numbers, summed element by element
+    /// (each element of one node's sum clipped to `bound`).
+    #[serde(default)]
+    pub dimension: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,6 @@
 use crate::config::{self, Keys};
 use crate::control::{self, ComputeParams, ControlReply, ControlRequest, Incoming};
 use crate::directory::{self, node_id_of, Announcement, Directory, NodePlans, Peer};
-use crate::import::sum_field;
 use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::query::{self, SumQuery};
 use crate::store::{validate_collection_name, AuditEntry, Store, TrustEntry};
@@ -30,13 +29,15 @@ use grove_protocol::seal;
 use libp2p::gossipsub::IdentTopic;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{gossipsub, identify, kad, Multiaddr, PeerId, Swarm};
+use libp2p::{gossipsub, identify, Multiaddr, PeerId, Swarm};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
+
+mod agreement;
 
 /// Largest number of sends awaiting their ack that the loop remembers (for the unreachable
 /// hook); beyond it, a failure is only logged.
@@ -105,6 +106,8 @@ struct Node {
     announce_interval: Duration,
     started: Instant,
     shutdown: bool,
+    /// Directory agreement and late joining through Kademlia (`agreement`).
+    agreement: agreement::State,
 }
 
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
@@ -124,7 +127,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         let mut d = lock(&directory);
         for bytes in store.announcements()? {
             if let Ok(peer) = directory::verify_announcement(&bytes) {
-                d.insert(peer);
+                d.insert_signed(peer, bytes);
             }
         }
         d.insert(Peer {
@@ -230,6 +233,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         announce_interval: Duration::from_secs(config.announce_interval_secs.max(1)),
         started: Instant::now(),
         shutdown: false,
+        agreement: agreement::State::default(),
     };
     node.drain()?;
     // A crash between accepting a request and contributing to it leaves no contribution
@@ -334,6 +338,7 @@ struct NodeEffects<'a> {
     sent_by_kind: &'a mut BTreeMap<&'static str, u64>,
     /// Sends that could not be attempted, for the unreachable hook after the drain.
     unreachable: &'a mut Vec<(NodeId, Message, String)>,
+    agreement: &'a mut agreement::State,
 }
 
 impl Effects for NodeEffects<'_> {
@@ -364,6 +369,10 @@ impl Effects for NodeEffects<'_> {
                 .push((to, message, "the node is not in the directory".into()));
             return;
         };
+        self.agreement.stats.bytes_sent += bytes.len() as u64;
+        if matches!(message.body, Body::Share(_)) {
+            self.agreement.stats.share_bytes_sent += bytes.len() as u64;
+        }
         let id = self
             .swarm
             .behaviour_mut()
@@ -383,6 +392,8 @@ impl Effects for NodeEffects<'_> {
                 return;
             }
         };
+        self.agreement.stats.bytes_sent += bytes.len() as u64;
+        self.agreement.note_broadcast(&message, &bytes);
         if let Err(e) = self
             .swarm
             .behaviour_mut()
@@ -402,6 +413,7 @@ impl Node {
     ) -> anyhow::Result<()> {
         let mut announce_tick = tokio::time::interval(ANNOUNCE_TICK);
         let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_INTERVAL);
+        let mut requests_tick = tokio::time::interval(agreement::ACTIVE_REQUESTS_POLL);
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let stdin_eof = async {
@@ -432,7 +444,9 @@ impl Node {
                 _ = announce_tick.tick() => self.maybe_announce(),
                 _ = kad_tick.tick() => {
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    self.republish_requests();
                 }
+                _ = requests_tick.tick() => self.look_for_requests(),
                 _ = tokio::signal::ctrl_c() => {
                     tracing::info!("interrupted; shutting down");
                     break;
@@ -485,8 +499,10 @@ impl Node {
                 loopback: &mut self.loopback,
                 sent_by_kind: &mut self.sent_by_kind,
                 unreachable: &mut unreachable,
+                agreement: &mut self.agreement,
             };
             self.next_deadline = drain_engine(&mut self.engine, &mut effects, &mut events)?;
+            self.publish_outgoing_requests();
             // Failed sends go back to the engine (which fails over to backups): drain again.
             let failed = !unreachable.is_empty();
             for (to, message, why) in unreachable {
@@ -535,13 +551,6 @@ impl Node {
                 .collect(),
             issued_at_micros: now,
         };
-        lock(&self.directory).insert(Peer {
-            peer_id: self.peer_id,
-            node: self.me,
-            x25519_public: self.x25519_public,
-            addrs: self.listen_addrs.clone(),
-            issued_at_micros: now,
-        });
         let bytes = match directory::sign_announcement(&self.keys.libp2p, &announcement) {
             Ok(b) => b,
             Err(e) => {
@@ -549,6 +558,16 @@ impl Node {
                 return;
             }
         };
+        lock(&self.directory).insert_signed(
+            Peer {
+                peer_id: self.peer_id,
+                node: self.me,
+                x25519_public: self.x25519_public,
+                addrs: self.listen_addrs.clone(),
+                issued_at_micros: now,
+            },
+            bytes.clone(),
+        );
         self.last_announce = Some(Instant::now());
         match self
             .swarm
@@ -585,11 +604,7 @@ impl Node {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
-                peer, ..
-            })) => {
-                tracing::debug!("kademlia routing table now has {peer}");
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e)?,
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 tracing::debug!("connected to {peer_id}");
             }
@@ -612,11 +627,12 @@ impl Node {
                 let Some(source) = message.source else {
                     return Ok(());
                 };
+                self.agreement.stats.bytes_received += message.data.len() as u64;
                 match codec::decode(&message.data) {
+                    Ok(m) if matches!(m.body, Body::Request(_)) => {
+                        self.on_request_message(node_id_of(&source), m)?;
+                    }
                     Ok(m) => {
-                        if let Body::Request(signed) = &m.body {
-                            self.remember_request(signed);
-                        }
                         self.count_received(&m);
                         self.engine
                             .handle_message(now_micros(), node_id_of(&source), m);
@@ -666,7 +682,7 @@ impl Node {
             self.swarm.add_peer_address(peer.peer_id, addr.clone());
         }
         let id = peer.peer_id;
-        let new = lock(&self.directory).insert(peer);
+        let new = lock(&self.directory).insert_signed(peer, bytes.to_vec());
         if new {
             tracing::info!(
                 "directory: {id} joined ({} peers)",
@@ -686,6 +702,7 @@ impl Node {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    self.agreement.stats.bytes_received += request.len() as u64;
                     match codec::decode(&request) {
                         Ok(m) => {
                             self.count_received(&m);
@@ -816,7 +833,7 @@ impl Node {
                     format!("result released over {contributors} contributors"),
                 );
                 if let Some(w) = self.waiters.remove(&r.computation) {
-                    let data = json!({
+                    let mut data = json!({
                         "computation": r.computation.to_string(),
                         "sum": values.first().copied().unwrap_or(0.0),
                         "records": values.get(1).copied().unwrap_or(0.0),
@@ -825,6 +842,13 @@ impl Node {
                         "version": r.version.digest.to_string(),
                         "elapsed_ms": w.started.elapsed().as_millis() as u64,
                     });
+                    if values.len() > 2 {
+                        // A vector sum: its elements, then the record count.
+                        let (vector, count) = values.split_at(values.len() - 1);
+                        data["vector"] = json!(vector);
+                        data["records"] = json!(count[0]);
+                        data["sum"] = serde_json::Value::Null;
+                    }
                     let _ = w.reply.try_send(ControlReply::Ok { data });
                 }
             }
@@ -850,6 +874,7 @@ impl Node {
             }
             Event::Closed { computation } => {
                 self.known_requests.remove(&computation);
+                self.unpublish_request(&computation);
                 tracing::info!("computation {computation} closed");
             }
         }
@@ -924,12 +949,13 @@ impl Node {
             );
             return;
         }
-        let (sum, count) = sum_field(&records, &query.field);
+        let values = query.contribution(&records);
+        let count = values.last().copied().unwrap_or(0.0);
         match self.engine.handle_command(
             now_micros(),
             Command::Contribute {
                 computation,
-                values: vec![sum, count as f64],
+                values,
             },
         ) {
             Ok(()) => self.audit(
@@ -1002,6 +1028,8 @@ impl Node {
                     match self.store.trust_add(&entry) {
                         Ok(()) => {
                             self.audit(None, "trust", format!("trusted commissioner {key}"));
+                            // Its computations already under way may still take shares.
+                            self.look_for_requests();
                             answer(serde_json::to_value(&entry).unwrap_or_default())
                         }
                         Err(e) => fail(e.to_string()),
@@ -1061,6 +1089,8 @@ impl Node {
             "computations_in_flight": computations,
             "commissioner_key": hex(&self.keys.commissioner.verifying_key().to_bytes()),
             "sent": self.sent_by_kind,
+            "network": self.agreement.stats,
+            "directory_digest": dir.digest().to_string(),
             "received": self.received_by_kind,
             "uptime_ms": self.started.elapsed().as_millis() as u64,
         })
@@ -1088,8 +1118,16 @@ impl Node {
             );
         }
         let id = ComputationId(config::random_id());
-        let directory_size = lock(&self.directory).len();
-        let request = query::build_request(
+        // Plan over a frozen snapshot that every node can fetch by its digest.
+        if lock(&self.directory)
+            .get(&self.me)
+            .is_none_or(|p| p.addrs.is_empty())
+        {
+            self.announce();
+        }
+        let snapshot = lock(&self.directory).freeze();
+        let directory_size = snapshot.entries.len();
+        let mut request = query::build_request(
             &params,
             id,
             CommissionerKey(self.keys.commissioner.verifying_key().to_bytes()),
@@ -1097,6 +1135,16 @@ impl Node {
             now_micros(),
             directory_size,
         );
+        request.directory = Some(snapshot.digest);
+        if let Err(e) = self.publish_snapshot(&snapshot, request.deadline) {
+            return self.reply(
+                reply,
+                ControlReply::Error {
+                    message: e.to_string(),
+                },
+            );
+        }
+        self.plans.add_snapshot(&snapshot);
         let signed = SignedRequest::sign(request, &self.keys.commissioner);
         let finish_signature = sign_finish(&id, &self.keys.commissioner);
         self.remember_request(&signed);
@@ -1266,6 +1314,7 @@ mod tests {
             max_contributors: 10,
             share_window_ms: 100,
             lifetime_secs: 60,
+            dimension: None,
         };
         let id = ComputationId([6u8; 32]);
         let request = query::build_request(

@@ -151,6 +151,7 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
         max_contributors: 100_000,
         share_window_ms: args.share_window_ms,
         lifetime_secs: 60,
+        dimension: None,
     };
     let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
     let dir0 = cluster.dir(0).to_path_buf();

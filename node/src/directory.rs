@@ -1,21 +1,26 @@
-//! The peer directory and the node's plan provider.
+//! The peer directory, its frozen snapshots, and the node's plan provider.
 //!
 //! Each node announces `(PeerId, X25519 public key, listen addresses)` signed by its libp2p
 //! key on the directory gossipsub topic when it joins, when it learns of a new peer, and
 //! periodically. The directory is the set of valid announcements received (and the node's
 //! own), kept in memory and in the store.
 //!
-//! **Agreement caveat.** A plan is a function of the request *and the directory*: every node
-//! must hold the same directory when a request arrives, or their plans differ and the
-//! computation fails. That holds on a connected local network once announcements have spread
-//! (the demo and the tests wait for every node to see every other before computing). A
-//! DHT-based directory (closest-peer lookups per position, as the design says) is later work.
+//! **Agreement.** A plan is a function of the request *and the directory*, so every node must
+//! plan over the same directory. The commissioner freezes a snapshot of its directory (the
+//! signed announcements it holds), stores it in Kademlia under its digest
+//! ([`snapshot_record_key`]), and names the digest in the signed request
+//! (`Request::directory`). The digest covers only what the plan reads: the sorted
+//! `(NodeId, X25519 key)` pairs ([`snapshot_digest`]). A node whose own directory has that
+//! digest plans over it; any other node first fetches the snapshot from the DHT, checks every
+//! announcement's signature and the digest ([`verify_snapshot`]), adds the peers it lacked to
+//! its directory, and plans over the snapshot. A node that cannot fetch it declines and says
+//! why in its audit log.
 //!
-//! Each computation's plan is built once from a snapshot of the directory, and the snapshot is
-//! stored before the plan is used, so a restarted node rebuilds exactly the same plan.
+//! Each computation's plan is built once from a snapshot, and the snapshot is stored before
+//! the plan is used, so a restarted node rebuilds exactly the same plan.
 
 use crate::store::Store;
-use grove_protocol::ids::{ComputationId, NodeId};
+use grove_protocol::ids::{ComputationId, Digest, NodeId};
 use grove_protocol::plan::{Plan, PlanError, PlanProvider, SortedDirectory};
 use grove_protocol::request::Request;
 use libp2p::{identity, Multiaddr, PeerId};
@@ -34,6 +39,12 @@ pub const MAX_ANNOUNCED_ADDRS: usize = 16;
 pub const MAX_DIRECTORY_PEERS: usize = 100_000;
 /// Largest number of plans kept in memory.
 pub const MAX_CACHED_PLANS: usize = grove_protocol::limits::MAX_COMPUTATIONS;
+/// Largest encoded directory snapshot (about 250 bytes per peer: some 16,000 peers).
+pub const MAX_SNAPSHOT_BYTES: usize = 4 * 1024 * 1024;
+/// Largest number of fetched snapshots kept in memory (plans keep their own stored copy).
+pub const MAX_CACHED_SNAPSHOTS: usize = 64;
+/// Domain tag of snapshot digests.
+const SNAPSHOT_DOMAIN: &str = "grove/directory-snapshot/v1";
 
 #[derive(Debug, Error)]
 pub enum AnnouncementError {
@@ -135,27 +146,141 @@ pub fn verify_announcement(bytes: &[u8]) -> Result<Peer, AnnouncementError> {
     })
 }
 
+/// The digest of a directory as the plan sees it: the `(NodeId, X25519 key)` pairs in node
+/// order (the order of a `BTreeMap` over node ids, which [`Directory::snapshot`] returns).
+pub fn snapshot_digest(entries: &[(NodeId, [u8; 32])]) -> Digest {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(entries.len() * 2);
+    for (node, key) in entries {
+        parts.push(&node.0);
+        parts.push(key);
+    }
+    Digest::of(SNAPSHOT_DOMAIN, &parts)
+}
+
+/// The Kademlia key of the snapshot with this digest.
+pub fn snapshot_record_key(digest: &Digest) -> Vec<u8> {
+    let mut k = b"grove/directory-snapshot/".to_vec();
+    k.extend_from_slice(&digest.0);
+    k
+}
+
+/// The Kademlia key under which a commissioner keeps its active requests.
+pub fn active_requests_key(commissioner: &[u8; 32]) -> Vec<u8> {
+    let mut k = b"grove/active-requests/".to_vec();
+    k.extend_from_slice(commissioner);
+    k
+}
+
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("snapshot is malformed: {0}")]
+    Malformed(String),
+    #[error("snapshot holds an invalid announcement: {0}")]
+    BadAnnouncement(#[from] AnnouncementError),
+    #[error("snapshot has digest {found}, not the {expected} the request names")]
+    WrongDigest { expected: Digest, found: Digest },
+}
+
+/// A frozen directory: every peer's signed announcement, in node order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotBody {
+    pub announcements: Vec<Vec<u8>>,
+}
+
+/// A snapshot as a plan uses it, with the verified peers it was made of.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub digest: Digest,
+    pub entries: Vec<(NodeId, [u8; 32])>,
+    pub peers: Vec<(Peer, Vec<u8>)>,
+}
+
+impl Snapshot {
+    /// Encodes the snapshot for the DHT; `None` if it is over [`MAX_SNAPSHOT_BYTES`].
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let body = SnapshotBody {
+            announcements: self.peers.iter().map(|(_, b)| b.clone()).collect(),
+        };
+        postcard::to_allocvec(&body)
+            .ok()
+            .filter(|b| b.len() <= MAX_SNAPSHOT_BYTES)
+    }
+}
+
+/// Decodes a snapshot fetched from anyone, checks every announcement and that the snapshot
+/// has the `expected` digest.
+pub fn verify_snapshot(bytes: &[u8], expected: &Digest) -> Result<Snapshot, SnapshotError> {
+    if bytes.len() > MAX_SNAPSHOT_BYTES {
+        return Err(SnapshotError::Malformed("too large".into()));
+    }
+    let body: SnapshotBody =
+        postcard::from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    if body.announcements.len() > MAX_DIRECTORY_PEERS {
+        return Err(SnapshotError::Malformed("too many peers".into()));
+    }
+    let mut peers = BTreeMap::new();
+    for a in body.announcements {
+        let peer = verify_announcement(&a)?;
+        if peers.insert(peer.node, (peer, a)).is_some() {
+            return Err(SnapshotError::Malformed("a peer appears twice".into()));
+        }
+    }
+    let peers: Vec<(Peer, Vec<u8>)> = peers.into_values().collect();
+    let entries: Vec<(NodeId, [u8; 32])> = peers
+        .iter()
+        .map(|(p, _)| (p.node, p.x25519_public))
+        .collect();
+    let digest = snapshot_digest(&entries);
+    if digest != *expected {
+        return Err(SnapshotError::WrongDigest {
+            expected: *expected,
+            found: digest,
+        });
+    }
+    Ok(Snapshot {
+        digest,
+        entries,
+        peers,
+    })
+}
+
 /// The node's view of the directory, shared by the event loop and the plan provider.
 #[derive(Default)]
 pub struct Directory {
     peers: BTreeMap<NodeId, Peer>,
+    /// The signed announcement each peer's entry came from (the node's own once it signed one).
+    signed: BTreeMap<NodeId, Vec<u8>>,
 }
 
 impl Directory {
     /// Inserts or refreshes a peer; returns whether it was new.
     pub fn insert(&mut self, peer: Peer) -> bool {
-        match self.peers.get(&peer.node) {
-            Some(old) if old.issued_at_micros >= peer.issued_at_micros => false,
-            Some(_) => {
-                self.peers.insert(peer.node, peer);
-                false
+        self.insert_inner(peer, None)
+    }
+
+    /// Inserts or refreshes a peer from its signed announcement; returns whether it was new.
+    pub fn insert_signed(&mut self, peer: Peer, announcement: Vec<u8>) -> bool {
+        self.insert_inner(peer, Some(announcement))
+    }
+
+    fn insert_inner(&mut self, peer: Peer, announcement: Option<Vec<u8>>) -> bool {
+        let node = peer.node;
+        let new = match self.peers.get(&node) {
+            Some(old) if old.issued_at_micros >= peer.issued_at_micros => return false,
+            Some(_) => false,
+            None if self.peers.len() >= MAX_DIRECTORY_PEERS => return false,
+            None => true,
+        };
+        self.peers.insert(node, peer);
+        match announcement {
+            Some(a) => {
+                self.signed.insert(node, a);
             }
-            None if self.peers.len() >= MAX_DIRECTORY_PEERS => false,
             None => {
-                self.peers.insert(peer.node, peer);
-                true
+                self.signed.remove(&node);
             }
         }
+        new
     }
 
     pub fn len(&self) -> usize {
@@ -180,13 +305,42 @@ impl Directory {
             .map(|p| (p.node, p.x25519_public))
             .collect()
     }
+
+    /// The digest of [`Directory::snapshot`].
+    pub fn digest(&self) -> Digest {
+        snapshot_digest(&self.snapshot())
+    }
+
+    /// Freezes the peers whose signed announcement this directory holds (every peer but,
+    /// before its first announcement, the node itself).
+    pub fn freeze(&self) -> Snapshot {
+        let peers: Vec<(Peer, Vec<u8>)> = self
+            .peers
+            .values()
+            .filter_map(|p| self.signed.get(&p.node).map(|a| (p.clone(), a.clone())))
+            .collect();
+        let entries: Vec<(NodeId, [u8; 32])> = peers
+            .iter()
+            .map(|(p, _)| (p.node, p.x25519_public))
+            .collect();
+        Snapshot {
+            digest: snapshot_digest(&entries),
+            entries,
+            peers,
+        }
+    }
 }
+
+/// A directory as the plan reads it: `(NodeId, X25519 key)` in node order.
+type Entries = Vec<(NodeId, [u8; 32])>;
 
 /// Plans from directory snapshots, each stored before its first use.
 pub struct NodePlans {
     directory: Arc<Mutex<Directory>>,
     store: Arc<Store>,
     cache: Mutex<BTreeMap<ComputationId, Arc<Plan>>>,
+    /// Snapshots this node froze (as commissioner) or fetched, by digest.
+    snapshots: Mutex<BTreeMap<Digest, Entries>>,
 }
 
 impl NodePlans {
@@ -195,8 +349,48 @@ impl NodePlans {
             directory,
             store,
             cache: Mutex::new(BTreeMap::new()),
+            snapshots: Mutex::new(BTreeMap::new()),
         }
     }
+
+    /// Keeps a snapshot a request may name (the oldest one goes past the limit).
+    pub fn add_snapshot(&self, snapshot: &Snapshot) {
+        let mut s = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+        if s.len() >= MAX_CACHED_SNAPSHOTS && !s.contains_key(&snapshot.digest) {
+            if let Some(first) = s.keys().next().copied() {
+                s.remove(&first);
+            }
+        }
+        s.insert(snapshot.digest, snapshot.entries.clone());
+    }
+
+    /// Whether this node can plan the request now: it already has the request's plan
+    /// snapshot, the request names no directory, or the directory it names is here.
+    pub fn can_plan(&self, request: &Request) -> bool {
+        self.directory_for(request).is_some()
+            || matches!(self.store.plan_snapshot(&request.id), Ok(Some(_)))
+    }
+
+    /// The directory the request's plan is built over, if this node has it.
+    fn directory_for(&self, request: &Request) -> Option<Vec<(NodeId, [u8; 32])>> {
+        let own = lock_directory(&self.directory).snapshot();
+        let Some(digest) = request.directory else {
+            return Some(own);
+        };
+        if snapshot_digest(&own) == digest {
+            return Some(own);
+        }
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+            .cloned()
+    }
+}
+
+fn lock_directory(d: &Mutex<Directory>) -> std::sync::MutexGuard<'_, Directory> {
+    // A poisoned lock only means a panic elsewhere while the map was consistent.
+    d.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl PlanProvider for NodePlans {
@@ -213,11 +407,12 @@ impl PlanProvider for NodePlans {
         let snapshot = match stored {
             Some(s) => s,
             None => {
-                let s = self
-                    .directory
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .snapshot();
+                let s = self.directory_for(request).ok_or_else(|| {
+                    PlanError::InvalidTree(format!(
+                        "the directory snapshot {} the request names is not on this node",
+                        request.directory.unwrap_or_default()
+                    ))
+                })?;
                 self.store.put_plan_snapshot(&request.id, &s).map_err(|e| {
                     PlanError::InvalidTree(format!("plan snapshot unwritable: {e}"))
                 })?;

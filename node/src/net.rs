@@ -1,8 +1,10 @@
 //! The libp2p adapter: the composed behaviour and the request-response codec that carries the
 //! protocol codec's bytes. It moves bytes only; the event loop decodes them.
 //!
-//! - TCP + Noise + Yamux transport (QUIC and NAT traversal behind the `nat` cargo feature).
-//! - Kademlia for discovery and routing, fed by identify.
+//! - TCP + Noise + Yamux transport (QUIC behind the `quic` cargo feature, NAT traversal:
+//!   AutoNAT, relay client and server, DCUtR behind `nat`).
+//! - Kademlia for discovery and routing, fed by identify; it also stores the directory
+//!   snapshots requests are planned over and each commissioner's active requests.
 //! - gossipsub for the engine's broadcasts (requests, completion notes) and for the peer
 //!   directory's announcements.
 //! - request-response for every point-to-point protocol message (`Output::Send`): the request
@@ -30,11 +32,23 @@ pub const TOPIC_DIRECTORY: &str = "grove/directory/1";
 pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
 /// How long one request-response exchange may take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one Kademlia query may take.
+pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest Kademlia message and record value: a directory snapshot must fit.
+pub const MAX_KAD_PACKET_BYTES: usize = crate::directory::MAX_SNAPSHOT_BYTES + 64 * 1024;
+/// Largest number of records a node's DHT store keeps (others' snapshots and request lists).
+pub const MAX_KAD_RECORDS: usize = 128;
 /// Largest number of concurrent streams per connection for protocol messages.
 pub const MAX_CONCURRENT_STREAMS: usize = 256;
 const ACK: u8 = 1;
 
 /// The swarm of a Grove node (also used by tests that play a hostile peer).
+///
+/// Cargo features, both off by default: `quic` adds the QUIC transport (listen on
+/// `/ip4/.../udp/0/quic-v1`); `nat` adds NAT traversal: AutoNAT (are my addresses reachable?),
+/// a relay client (listen on `.../p2p/RELAY/p2p-circuit` through a reachable node), a relay
+/// server (every node with the feature relays for others, within libp2p's default limits) and
+/// DCUtR (upgrade a relayed connection to a direct one by hole punching).
 pub fn build_swarm(
     key: libp2p::identity::Keypair,
 ) -> Result<Swarm<Behaviour>, Box<dyn std::error::Error + Send + Sync>> {
@@ -47,12 +61,20 @@ pub fn build_swarm(
         )?;
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();
+    #[cfg(feature = "nat")]
+    let builder = builder
+        .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client).map_err(Into::into)
+        })?;
+    #[cfg(not(feature = "nat"))]
+    let builder = builder.with_behaviour(|key| Behaviour::new(key).map_err(Into::into))?;
     Ok(builder
-        .with_behaviour(|key| Behaviour::new(key).map_err(Into::into))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build())
 }
 
+#[cfg(not(feature = "nat"))]
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -61,13 +83,78 @@ pub struct Behaviour {
     pub messages: request_response::Behaviour<BytesCodec>,
 }
 
+/// The same behaviour with NAT traversal (feature `nat`).
+#[cfg(feature = "nat")]
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub messages: request_response::Behaviour<BytesCodec>,
+    pub autonat: libp2p::autonat::Behaviour,
+    pub relay_client: libp2p::relay::client::Behaviour,
+    pub relay_server: libp2p::relay::Behaviour,
+    pub dcutr: libp2p::dcutr::Behaviour,
+}
+
 impl Behaviour {
+    #[cfg(not(feature = "nat"))]
     pub fn new(key: &identity::Keypair) -> Result<Behaviour, String> {
+        let (kad, identify, gossipsub, messages) = Self::core(key)?;
+        Ok(Behaviour {
+            kad,
+            identify,
+            gossipsub,
+            messages,
+        })
+    }
+
+    #[cfg(feature = "nat")]
+    pub fn new(
+        key: &identity::Keypair,
+        relay_client: libp2p::relay::client::Behaviour,
+    ) -> Result<Behaviour, String> {
+        let peer_id = key.public().to_peer_id();
+        let (kad, identify, gossipsub, messages) = Self::core(key)?;
+        Ok(Behaviour {
+            kad,
+            identify,
+            gossipsub,
+            messages,
+            autonat: libp2p::autonat::Behaviour::new(peer_id, Default::default()),
+            relay_client,
+            relay_server: libp2p::relay::Behaviour::new(peer_id, Default::default()),
+            dcutr: libp2p::dcutr::Behaviour::new(peer_id),
+        })
+    }
+
+    /// The behaviours every build has.
+    #[allow(clippy::type_complexity)]
+    fn core(
+        key: &identity::Keypair,
+    ) -> Result<
+        (
+            kad::Behaviour<kad::store::MemoryStore>,
+            identify::Behaviour,
+            gossipsub::Behaviour,
+            request_response::Behaviour<BytesCodec>,
+        ),
+        String,
+    > {
         let peer_id = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-        kad_config.set_query_timeout(Duration::from_secs(30));
-        let mut kad =
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
+        // Directory snapshots travel as DHT records (see `directory`).
+        kad_config.set_max_packet_size(MAX_KAD_PACKET_BYTES);
+        let store = kad::store::MemoryStore::with_config(
+            peer_id,
+            kad::store::MemoryStoreConfig {
+                max_records: MAX_KAD_RECORDS,
+                max_value_bytes: MAX_KAD_PACKET_BYTES,
+                ..Default::default()
+            },
+        );
+        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         // Local networks have no confirmed external address; answer DHT queries anyway.
         kad.set_mode(Some(kad::Mode::Server));
         let identify = identify::Behaviour::new(identify::Config::new(
@@ -91,12 +178,7 @@ impl Behaviour {
                 .with_request_timeout(REQUEST_TIMEOUT)
                 .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
         );
-        Ok(Behaviour {
-            kad,
-            identify,
-            gossipsub,
-            messages,
-        })
+        Ok((kad, identify, gossipsub, messages))
     }
 }
 

@@ -1,20 +1,25 @@
 //! The interim query: the sum of one numeric field over one collection, carried as JSON in the
-//! request's query text. Each consenting node contributes `[sum, count]`. Declarative queries
-//! replace this in a later issue.
+//! request's query text. Each consenting node contributes `[sum, count]`; with a `dimension`
+//! (`op` `"sum_vector"`), the field holds arrays of that many numbers and a node contributes
+//! their element-wise sum followed by the count. Declarative queries replace this in a later
+//! issue.
 
 use crate::control::ComputeParams;
 use grove_protocol::encoding::{BoundRange, ContributionSpec};
 use grove_protocol::ids::{ComputationId, Micros, NodeId};
+use grove_protocol::limits::MAX_VECTOR_LEN;
 use grove_protocol::request::{CommissionerKey, PrivacyParams, Request, Timeouts, TreeParams};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SumQuery {
-    /// Always `"sum"` for now.
+    /// `"sum"`, or `"sum_vector"` with a dimension.
     pub op: String,
     pub collection: String,
     pub field: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimension: Option<u32>,
 }
 
 impl SumQuery {
@@ -26,7 +31,39 @@ impl SumQuery {
     pub fn parse(text: &str) -> Option<SumQuery> {
         serde_json::from_str::<SumQuery>(text)
             .ok()
-            .filter(|q| q.op == "sum")
+            .filter(|q| match q.dimension {
+                None => q.op == "sum",
+                Some(d) => q.op == "sum_vector" && (1..MAX_VECTOR_LEN).contains(&d),
+            })
+    }
+
+    /// What a node contributes: the sum (or element-wise sum of `dimension` numbers) of the
+    /// field over the records that have it, then the number of those records.
+    pub fn contribution(&self, records: &[serde_json::Map<String, serde_json::Value>]) -> Vec<f64> {
+        let Some(d) = self.dimension else {
+            let (sum, count) = crate::import::sum_field(records, &self.field);
+            return vec![sum, count as f64];
+        };
+        let mut out = vec![0.0; d as usize + 1];
+        for r in records {
+            let Some(serde_json::Value::Array(a)) = r.get(&self.field) else {
+                continue;
+            };
+            let values: Option<Vec<f64>> = a
+                .iter()
+                .map(|v| v.as_f64().filter(|v| v.is_finite()))
+                .collect();
+            match values {
+                Some(v) if v.len() == d as usize => {
+                    for (o, v) in out.iter_mut().zip(v) {
+                        *o += v;
+                    }
+                    out[d as usize] += 1.0;
+                }
+                _ => {}
+            }
+        }
+        out
     }
 }
 
@@ -66,10 +103,17 @@ pub fn build_request(
     directory_size: usize,
 ) -> Request {
     let query = SumQuery {
-        op: "sum".into(),
+        op: if p.dimension.is_some() {
+            "sum_vector"
+        } else {
+            "sum"
+        }
+        .into(),
         collection: p.collection.clone(),
         field: p.field.clone(),
+        dimension: p.dimension,
     };
+    let sums = p.dimension.unwrap_or(1);
     let leaf_groups = p
         .leaf_groups
         .unwrap_or_else(|| fitting_leaf_groups(directory_size, p.g, p.fan_in));
@@ -77,14 +121,15 @@ pub fn build_request(
         id,
         commissioner,
         commissioner_node,
+        directory: None,
         created_at: now,
         deadline: now.plus(p.lifetime_secs.saturating_mul(1_000_000)),
         query: query.to_text(),
         contribution: ContributionSpec {
-            length: 2,
+            length: sums.saturating_add(1),
             bounds: vec![
                 BoundRange {
-                    count: 1,
+                    count: sums,
                     min: -p.bound,
                     max: p.bound,
                 },
@@ -130,8 +175,40 @@ mod tests {
             op: "sum".into(),
             collection: "c".into(),
             field: "f".into(),
+            dimension: None,
         };
         assert_eq!(SumQuery::parse(&q.to_text()), Some(q));
         assert_eq!(SumQuery::parse("SELECT 1"), None);
+        let v = SumQuery {
+            op: "sum_vector".into(),
+            collection: "c".into(),
+            field: "v".into(),
+            dimension: Some(3),
+        };
+        assert_eq!(SumQuery::parse(&v.to_text()), Some(v));
+    }
+
+    #[test]
+    fn vector_contribution_sums_element_by_element() {
+        let q = SumQuery {
+            op: "sum_vector".into(),
+            collection: "c".into(),
+            field: "v".into(),
+            dimension: Some(3),
+        };
+        let records: Vec<serde_json::Map<String, serde_json::Value>> = [
+            serde_json::json!({"v": [1.0, 2.0, 3.0]}),
+            serde_json::json!({"v": [0.5, -2.0, 1.0]}),
+            serde_json::json!({"v": [9.0, 9.0]}),
+            serde_json::json!({"w": 1}),
+        ]
+        .into_iter()
+        .filter_map(|v| match v {
+            serde_json::Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+        // The short array and the record without the field are not used.
+        assert_eq!(q.contribution(&records), vec![1.5, 0.0, 4.0, 2.0]);
     }
 }

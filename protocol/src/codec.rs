@@ -76,6 +76,7 @@ pub fn sample_messages() -> Vec<Message> {
         id: computation,
         commissioner: CommissionerKey(key.verifying_key().to_bytes()),
         commissioner_node: NodeId([2u8; 32]),
+        directory: None,
         created_at: Micros(1_000_000),
         deadline: Micros(61_000_000),
         query: "SELECT sum(x) FROM local".into(),

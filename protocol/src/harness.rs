@@ -361,6 +361,7 @@ impl Cluster {
             id: ComputationId(id),
             commissioner: CommissionerKey(self.commissioner_key.verifying_key().to_bytes()),
             commissioner_node: self.node_id(commissioner),
+            directory: None,
             created_at: self.now,
             deadline: self.now.plus(p.lifetime),
             query: String::new(),

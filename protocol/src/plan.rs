@@ -572,6 +572,7 @@ mod tests {
             id: ComputationId([id; 32]),
             commissioner: CommissionerKey([1; 32]),
             commissioner_node: NodeId([2; 32]),
+            directory: None,
             created_at: Micros(0),
             deadline: Micros(1_000_000),
             query: String::new(),

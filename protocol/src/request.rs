@@ -1,7 +1,7 @@
 //! The signed computation request and its validation.
 
 use crate::encoding::ContributionSpec;
-use crate::ids::{ComputationId, Micros, NodeId};
+use crate::ids::{ComputationId, Digest, Micros, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -57,6 +57,10 @@ pub struct Request {
     pub commissioner: CommissionerKey,
     /// The node that receives root reports and releases the result.
     pub commissioner_node: NodeId,
+    /// The digest of the peer directory the commissioner planned over, if it names one: a
+    /// node whose own directory differs fetches that snapshot before building the plan. The
+    /// engine and the plan never read it (the plan takes the directory as an input).
+    pub directory: Option<Digest>,
     pub created_at: Micros,
     pub deadline: Micros,
     /// The declarative query text (empty for raw vector contributions).
@@ -290,6 +294,7 @@ mod tests {
             id: ComputationId([1u8; 32]),
             commissioner: CommissionerKey(key.verifying_key().to_bytes()),
             commissioner_node: NodeId([2u8; 32]),
+            directory: None,
             created_at: Micros(100_000_000),
             deadline: Micros(160_000_000),
             query: "SELECT avg(x) FROM local".into(),

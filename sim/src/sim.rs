@@ -359,6 +359,7 @@ impl Simulator {
             id: ComputationId(id),
             commissioner: CommissionerKey(self.commissioner_key.verifying_key().to_bytes()),
             commissioner_node: self.nodes[COMMISSIONER as usize].identity.node,
+            directory: None,
             created_at: self.now,
             deadline: self.now.plus((p.lifetime_s * 1e6) as u64),
             query: String::new(),

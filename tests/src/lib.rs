@@ -69,5 +69,6 @@ pub fn sum_params(collection: &str, field: &str, g: u8, t: u8) -> ComputeParams 
         max_contributors: 100_000,
         share_window_ms: 1500,
         lifetime_secs: 40,
+        dimension: None,
     }
 }

@@ -1,0 +1,448 @@
+//! Directory agreement and late joining through Kademlia (the design is in `directory`).
+//!
+//! - The commissioner stores the directory snapshot its request names under
+//!   `snapshot_record_key(digest)`, and its active requests (the very bytes it broadcast) under
+//!   `active_requests_key(commissioner key)`.
+//! - A request whose snapshot this node lacks is parked (not yet given to the engine, whose
+//!   replay check would refuse it later) while the snapshot is fetched; it is then handed to
+//!   the engine, or, if the snapshot cannot be fetched, declined with a reason in the audit log.
+//!   Messages of the computation that arrive meanwhile wait in the engine's early queue.
+//! - A node looks up the active requests of the commissioners it trusts when it starts, when
+//!   it trusts a new one, and every [`ACTIVE_REQUESTS_POLL`], so a node that starts after the
+//!   gossip broadcast still finds and joins a computation while its share window is open.
+//!   Kademlia values are not authenticated, but every request in them is signed and goes
+//!   through the engine's checks: a forged value can hide requests, never forge one.
+
+use super::{lock, now_micros, Node};
+use crate::directory::{self, Snapshot};
+use grove_protocol::codec;
+use grove_protocol::ids::{ComputationId, Digest, Micros, NodeId};
+use grove_protocol::message::{Body, Message};
+use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// Largest number of requests parked while their snapshot is fetched.
+pub const MAX_PARKED_REQUESTS: usize = 64;
+/// How many times a snapshot is looked up before the request is declined.
+pub const SNAPSHOT_FETCH_ATTEMPTS: u32 = 3;
+/// Largest number of active requests a commissioner keeps in its DHT record.
+pub const MAX_PUBLISHED_REQUESTS: usize = 64;
+/// Largest value of an active-requests record.
+pub const MAX_ACTIVE_REQUESTS_BYTES: usize = 4 * 1024 * 1024;
+/// Largest number of trusted commissioners looked up in one poll.
+pub const MAX_LOOKED_UP_COMMISSIONERS: usize = 16;
+/// Largest number of requests remembered as already handed to the engine.
+pub const MAX_SEEN_REQUESTS: usize = 4096;
+/// How often a node with trusted commissioners looks for their active requests.
+pub const ACTIVE_REQUESTS_POLL: Duration = Duration::from_secs(10);
+
+/// The node's Kademlia agreement state and its traffic counters.
+#[derive(Default)]
+pub struct State {
+    /// Snapshot lookups in flight: digest and attempt number.
+    fetches: HashMap<kad::QueryId, (Digest, u32)>,
+    /// Requests waiting for their snapshot, by digest: (sender, message).
+    parked: BTreeMap<Digest, Vec<(NodeId, Message)>>,
+    /// Active-request lookups in flight, by commissioner key.
+    lookups: HashMap<kad::QueryId, [u8; 32]>,
+    /// This node's own active requests (as commissioner): deadline and broadcast bytes.
+    published: BTreeMap<ComputationId, (Micros, Vec<u8>)>,
+    /// Requests this node broadcast in the last drain, to publish.
+    pub(super) outgoing: Vec<(ComputationId, Micros, Vec<u8>)>,
+    /// Requests already handed to the engine (or declined), with their deadline.
+    seen: BTreeMap<ComputationId, Micros>,
+    /// Whether the first lookup of active requests was made.
+    looked_up: bool,
+    pub(super) stats: Stats,
+}
+
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Stats {
+    /// Bytes of protocol messages this node sent (request-response payloads and broadcasts).
+    pub bytes_sent: u64,
+    /// Of which shares (what the node uploaded as a contributor, sealed, with headers).
+    pub share_bytes_sent: u64,
+    /// Bytes of protocol messages this node received.
+    pub bytes_received: u64,
+    pub snapshots_published: u64,
+    pub snapshots_fetched: u64,
+    pub snapshot_fetch_failures: u64,
+    /// Requests found in the DHT that this node had not received by gossip.
+    pub requests_found_in_dht: u64,
+}
+
+impl State {
+    pub(super) fn note_broadcast(&mut self, message: &Message, bytes: &[u8]) {
+        if let Body::Request(signed) = &message.body {
+            self.outgoing
+                .push((signed.request.id, signed.request.deadline, bytes.to_vec()));
+        }
+    }
+}
+
+fn expiry(deadline: Micros) -> Instant {
+    Instant::now() + Duration::from_micros(deadline.0.saturating_sub(now_micros().0))
+}
+
+impl Node {
+    /// A request broadcast (by gossip or found in the DHT): handed to the engine once this
+    /// node can plan it.
+    pub(super) fn on_request_message(
+        &mut self,
+        from: NodeId,
+        message: Message,
+    ) -> anyhow::Result<()> {
+        let Body::Request(signed) = &message.body else {
+            return Ok(());
+        };
+        let id = signed.request.id;
+        self.remember_request(signed);
+        self.mark_seen(id, signed.request.deadline);
+        // Only a request that could be accepted is worth a lookup; the engine refuses the others.
+        let plausible = signed.verify_signature().is_ok()
+            && signed.request.validate_params().is_ok()
+            && signed.request.deadline > now_micros();
+        let digest = match signed.request.directory {
+            Some(d) if plausible && !self.plans.can_plan(&signed.request) => d,
+            _ => {
+                self.count_received(&message);
+                self.engine.handle_message(now_micros(), from, message);
+                return self.drain();
+            }
+        };
+        let parked: usize = self.agreement.parked.values().map(Vec::len).sum();
+        if parked >= MAX_PARKED_REQUESTS {
+            self.audit(
+                Some(&id),
+                "declined",
+                format!(
+                    "too many requests wait for directory snapshots; snapshot {digest} not fetched"
+                ),
+            );
+            return Ok(());
+        }
+        tracing::info!("computation {id}: fetching directory snapshot {digest} from the DHT");
+        let first = !self.agreement.parked.contains_key(&digest);
+        self.agreement
+            .parked
+            .entry(digest)
+            .or_default()
+            .push((from, message));
+        if first {
+            self.fetch_snapshot(digest, 1);
+        }
+        Ok(())
+    }
+
+    fn mark_seen(&mut self, id: ComputationId, deadline: Micros) {
+        let now = now_micros();
+        self.agreement.seen.retain(|_, d| *d > now);
+        if self.agreement.seen.len() >= MAX_SEEN_REQUESTS {
+            if let Some(first) = self.agreement.seen.keys().next().copied() {
+                self.agreement.seen.remove(&first);
+            }
+        }
+        self.agreement.seen.insert(id, deadline);
+    }
+
+    fn fetch_snapshot(&mut self, digest: Digest, attempt: u32) {
+        let key = RecordKey::new(&directory::snapshot_record_key(&digest));
+        let q = self.swarm.behaviour_mut().kad.get_record(key);
+        self.agreement.fetches.insert(q, (digest, attempt));
+    }
+
+    /// Stores a frozen snapshot in the DHT (the node keeps it in its own record store too, so
+    /// it answers lookups even if no other peer took a copy).
+    pub(super) fn publish_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        deadline: Micros,
+    ) -> anyhow::Result<()> {
+        let bytes = snapshot.encode().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the directory snapshot of {} peers is over {} bytes",
+                snapshot.peers.len(),
+                directory::MAX_SNAPSHOT_BYTES
+            )
+        })?;
+        let mut record = Record::new(directory::snapshot_record_key(&snapshot.digest), bytes);
+        record.expires = Some(expiry(deadline));
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, Quorum::One)
+            .map_err(|e| anyhow::anyhow!("cannot store the directory snapshot: {e}"))?;
+        self.agreement.stats.snapshots_published += 1;
+        Ok(())
+    }
+
+    /// Publishes the requests this node broadcast in the last drain.
+    pub(super) fn publish_outgoing_requests(&mut self) {
+        if self.agreement.outgoing.is_empty() {
+            return;
+        }
+        let mine = self.keys.commissioner.verifying_key().to_bytes();
+        for (id, deadline, bytes) in std::mem::take(&mut self.agreement.outgoing) {
+            // Only this node's own requests: it may relay others' in the future.
+            let own = codec::decode(&bytes).is_ok_and(
+                |m| matches!(&m.body, Body::Request(s) if s.request.commissioner.0 == mine),
+            );
+            if own {
+                self.agreement.published.insert(id, (deadline, bytes));
+            }
+        }
+        self.republish_requests();
+    }
+
+    /// Drops a finished computation from this node's active requests.
+    pub(super) fn unpublish_request(&mut self, id: &ComputationId) {
+        if self.agreement.published.remove(id).is_some() {
+            self.republish_requests();
+        }
+    }
+
+    /// Puts this node's active requests in the DHT again (they change, and records expire).
+    pub(super) fn republish_requests(&mut self) {
+        let now = now_micros();
+        let published = &mut self.agreement.published;
+        published.retain(|_, (deadline, _)| *deadline > now);
+        while published.len() > MAX_PUBLISHED_REQUESTS {
+            // Keep the ones that end last.
+            if let Some(id) = published
+                .iter()
+                .min_by_key(|(_, (d, _))| *d)
+                .map(|(id, _)| *id)
+            {
+                published.remove(&id);
+            }
+        }
+        let mine = self.keys.commissioner.verifying_key().to_bytes();
+        let key = directory::active_requests_key(&mine);
+        let Some(last) = published.values().map(|(d, _)| *d).max() else {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .remove_record(&RecordKey::new(&key));
+            return;
+        };
+        let list: Vec<&Vec<u8>> = published.values().map(|(_, b)| b).collect();
+        let value = match postcard::to_allocvec(&list) {
+            Ok(v) if v.len() <= MAX_ACTIVE_REQUESTS_BYTES => v,
+            _ => {
+                tracing::warn!("the active requests do not fit a DHT record");
+                return;
+            }
+        };
+        let mut record = Record::new(key, value);
+        record.expires = Some(expiry(last));
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, Quorum::One)
+        {
+            tracing::warn!("cannot store the active requests: {e}");
+        }
+    }
+
+    /// Looks up the active requests of every commissioner this node trusts.
+    pub(super) fn look_for_requests(&mut self) {
+        let trusted = match self.store.trust_list() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("cannot read the trust list: {e}");
+                return;
+            }
+        };
+        for entry in trusted.iter().take(MAX_LOOKED_UP_COMMISSIONERS) {
+            let Some(key) = parse_key(&entry.key) else {
+                continue;
+            };
+            if self.agreement.lookups.values().any(|k| *k == key) {
+                continue;
+            }
+            let q = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .get_record(RecordKey::new(&directory::active_requests_key(&key)));
+            self.agreement.lookups.insert(q, key);
+        }
+        self.agreement.looked_up = true;
+    }
+
+    /// The first lookup of active requests happens once the routing table has a peer.
+    pub(super) fn on_routing_updated(&mut self) {
+        if !self.agreement.looked_up {
+            self.look_for_requests();
+        }
+    }
+
+    pub(super) fn on_kad(&mut self, event: kad::Event) -> anyhow::Result<()> {
+        match event {
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                QueryResult::GetRecord(result) => {
+                    if let Some((digest, attempt)) = self.agreement.fetches.get(&id).copied() {
+                        self.on_snapshot_progress(id, digest, attempt, result, step.last)?;
+                    } else if let Some(key) = self.agreement.lookups.get(&id).copied() {
+                        if let Ok(GetRecordOk::FoundRecord(r)) = result {
+                            self.on_active_requests(&key, &r.record.value)?;
+                        }
+                        if step.last {
+                            self.agreement.lookups.remove(&id);
+                        }
+                    }
+                }
+                QueryResult::PutRecord(Err(e)) => {
+                    // Quorum failures are expected on tiny networks: the node keeps its copy.
+                    tracing::debug!("a DHT record was not replicated: {e}");
+                }
+                _ => {}
+            },
+            kad::Event::RoutingUpdated { peer, .. } => {
+                tracing::debug!("kademlia routing table now has {peer}");
+                self.on_routing_updated();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_snapshot_progress(
+        &mut self,
+        id: kad::QueryId,
+        digest: Digest,
+        attempt: u32,
+        result: Result<GetRecordOk, kad::GetRecordError>,
+        last: bool,
+    ) -> anyhow::Result<()> {
+        let why = match result {
+            Ok(GetRecordOk::FoundRecord(r)) => {
+                match directory::verify_snapshot(&r.record.value, &digest) {
+                    Ok(snapshot) => {
+                        self.agreement.fetches.remove(&id);
+                        if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                            q.finish();
+                        }
+                        return self.on_snapshot(snapshot);
+                    }
+                    // Someone stored a bad copy: keep listening for a good one.
+                    Err(e) => format!("a copy was rejected: {e}"),
+                }
+            }
+            Ok(GetRecordOk::FinishedWithNoAdditionalRecord { .. }) => "no copy found".into(),
+            Err(e) => e.to_string(),
+        };
+        if !last {
+            tracing::debug!("snapshot {digest}: {why}");
+            return Ok(());
+        }
+        self.agreement.fetches.remove(&id);
+        if attempt < SNAPSHOT_FETCH_ATTEMPTS {
+            tracing::info!("snapshot {digest}: {why}; looking again");
+            self.fetch_snapshot(digest, attempt + 1);
+            return Ok(());
+        }
+        self.agreement.stats.snapshot_fetch_failures += 1;
+        for (_, message) in self.agreement.parked.remove(&digest).unwrap_or_default() {
+            self.audit(
+                Some(&message.computation),
+                "declined",
+                format!(
+                    "this node's directory differs from the snapshot {digest} the request was planned over, and the snapshot could not be fetched ({why}): no share was sent"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// A verified snapshot: its peers join the directory (with their addresses, so the node
+    /// can reach them), and the requests that waited for it go to the engine.
+    fn on_snapshot(&mut self, snapshot: Snapshot) -> anyhow::Result<()> {
+        self.agreement.stats.snapshots_fetched += 1;
+        tracing::info!(
+            "fetched directory snapshot {} ({} peers)",
+            snapshot.digest,
+            snapshot.peers.len()
+        );
+        for (peer, bytes) in &snapshot.peers {
+            if peer.peer_id == self.peer_id {
+                continue;
+            }
+            for addr in &peer.addrs {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer.peer_id, addr.clone());
+                self.swarm.add_peer_address(peer.peer_id, addr.clone());
+            }
+            if lock(&self.directory).insert_signed(peer.clone(), bytes.clone()) {
+                if let Err(e) = self
+                    .store
+                    .put_announcement(&peer.peer_id.to_base58(), bytes)
+                {
+                    tracing::warn!("cannot store an announcement: {e}");
+                }
+            }
+        }
+        self.plans.add_snapshot(&snapshot);
+        for (from, message) in self
+            .agreement
+            .parked
+            .remove(&snapshot.digest)
+            .unwrap_or_default()
+        {
+            self.count_received(&message);
+            self.engine.handle_message(now_micros(), from, message);
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    /// A commissioner's active requests: the ones this node has not seen go the gossip way.
+    fn on_active_requests(&mut self, commissioner: &[u8; 32], value: &[u8]) -> anyhow::Result<()> {
+        if value.len() > MAX_ACTIVE_REQUESTS_BYTES {
+            return Ok(());
+        }
+        let Ok(list) = postcard::from_bytes::<Vec<Vec<u8>>>(value) else {
+            tracing::debug!("an undecodable active-requests record");
+            return Ok(());
+        };
+        let now = now_micros();
+        for bytes in list.iter().take(MAX_PUBLISHED_REQUESTS) {
+            let Ok(message) = codec::decode(bytes) else {
+                continue;
+            };
+            let Body::Request(signed) = &message.body else {
+                continue;
+            };
+            let r = &signed.request;
+            if r.commissioner.0 != *commissioner
+                || r.deadline <= now
+                || self.agreement.seen.contains_key(&r.id)
+                || self.known_requests.contains_key(&r.id)
+            {
+                continue;
+            }
+            tracing::info!("computation {}: request found in the DHT", r.id);
+            self.agreement.stats.requests_found_in_dht += 1;
+            let from = r.commissioner_node;
+            self.on_request_message(from, message)?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_key(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

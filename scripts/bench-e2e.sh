@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: N real `grove` daemons on 127.0.0.1, each contributing one vector of
+# DIM elements (a `sum_vector` over collection `vec`), g = 5, t = 3. For each N it prints the
+# wall time from `compute` to the result (as the CLI sees it, and as the commissioner's daemon
+# measures it from launch to release), the contributors included, the bytes of protocol
+# messages each node sent on average (shares, partial sums, agreement, release), and the bytes
+# of shares one contributor uploaded per coordinate (from the daemons' status counters). It checks two elements of the
+# result against the plaintext sum.
+#
+#   scripts/bench-e2e.sh                 # N = 50 100 200
+#   scripts/bench-e2e.sh 20 50           # other sizes
+#   DIM=10000 SHARE_WINDOW_MS=500 scripts/bench-e2e.sh
+#   GROVE=target/debug/grove-e2e-node scripts/bench-e2e.sh 50   # a binary already built
+#
+# Every process (each daemon in its own process group) and every temporary directory is
+# removed when the script ends, fails or is interrupted. Not a test: figures depend on the load.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIM=${DIM:-10000}
+G=${G:-5}
+T=${T:-3}
+SHARE_WINDOW_MS=${SHARE_WINDOW_MS:-500}
+SIZES=("$@")
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(50 100 200)
+
+ROOT=$(mktemp -d -t grove-bench-XXXXXX)
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+    rm -rf "$ROOT"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# GROVE=path uses an already built grove CLI (any binary running grove_node::cli::main).
+if [ -z "${GROVE:-}" ]; then
+    echo "building grove (release)..." >&2
+    cargo build --release -q -p grove-node
+    GROVE=$(pwd)/target/release/grove
+fi
+[ -x "$GROVE" ] || { echo "no grove binary at $GROVE" >&2; exit 1; }
+
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
+
+printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %s\n' \
+    N dim cli_ms daemon_ms contributors "bytes_sent/node" "upload B/coord" "load"
+for N in "${SIZES[@]}"; do
+    RUN="$ROOT/n$N"
+    mkdir -p "$RUN"
+    for i in $(seq 0 $((N - 1))); do
+        "$GROVE" init --data-dir "$RUN/$i" >/dev/null
+    done
+    start() { # node index, bootstrap address (may be empty)
+        local args=(daemon --data-dir "$RUN/$1" --listen /ip4/127.0.0.1/tcp/0)
+        [ -n "${2:-}" ] && args+=(--bootstrap "$2")
+        setsid "$GROVE" "${args[@]}" >"$RUN/$1.log" 2>&1 </dev/null &
+        PIDS+=($!)
+    }
+    start 0 ""
+    BOOT=""
+    for _ in $(seq 1 300); do
+        BOOT=$("$GROVE" status --data-dir "$RUN/0" --json 2>/dev/null | json 'd["listen"][0]' 2>/dev/null || true)
+        [ -n "$BOOT" ] && break
+        sleep 0.1
+    done
+    [ -n "$BOOT" ] || { echo "node 0 did not start; see its log" >&2; cat "$RUN/0.log" >&2; exit 1; }
+    T0=$(date +%s.%N)
+    for i in $(seq 1 $((N - 1))); do start "$i" "$BOOT"; done
+    # Every directory must hold every node (the plan is over the commissioner's snapshot,
+    # but a node lacking peers would have to fetch it).
+    for _ in $(seq 1 600); do
+        lagging=0
+        for i in $(seq 0 $((N - 1))); do
+            p=$("$GROVE" status --data-dir "$RUN/$i" --json 2>/dev/null | json 'd["directory_peers"]' 2>/dev/null || echo 0)
+            [ "$p" -ge "$N" ] || lagging=$((lagging + 1))
+        done
+        [ "$lagging" -eq 0 ] && break
+        sleep 1
+    done
+    CONVERGED_S=$(python3 -c "import time; print(round(time.time() - $T0, 1))")
+    [ "$lagging" -eq 0 ] || echo "warning: $lagging directories still incomplete" >&2
+    KEY=$("$GROVE" status --data-dir "$RUN/0" --json | json 'd["commissioner_key"]')
+    # One record per node: a vector of DIM values in [-1, 1], seeded by the node's index.
+    python3 - "$RUN" "$N" "$DIM" <<'EOF'
+import json, random, sys
+run, n, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+first = last = 0.0
+for i in range(n):
+    rng = random.Random(i)
+    v = [round(rng.uniform(-1, 1), 2) for _ in range(dim)]
+    first += v[0]
+    last += v[-1]
+    with open(f"{run}/{i}.ndjson", "w") as f:
+        f.write(json.dumps({"v": v}) + "\n")
+with open(f"{run}/expected", "w") as f:
+    f.write(f"{first:.2f} {last:.2f}\n")
+EOF
+    for i in $(seq 0 $((N - 1))); do
+        "$GROVE" records import --data-dir "$RUN/$i" --collection vec "$RUN/$i.ndjson" >/dev/null
+        "$GROVE" trust add --data-dir "$RUN/$i" "$KEY" --collections vec >/dev/null
+    done
+    LOAD=$(cut -d' ' -f1 /proc/loadavg)
+    S=$(date +%s%N)
+    "$GROVE" compute --data-dir "$RUN/0" --json --sum v --collection vec --dimension "$DIM" \
+        --g "$G" --t "$T" --bound 1 --scale 2 --share-window-ms "$SHARE_WINDOW_MS" \
+        --lifetime-secs 120 >"$RUN/result.json"
+    E=$(date +%s%N)
+    CLI_MS=$(( (E - S) / 1000000 ))
+    DAEMON_MS=$(json 'd["elapsed_ms"]' <"$RUN/result.json")
+    COUNT=$(json 'd["contributors"]' <"$RUN/result.json")
+    GOT=$(json '"%.2f %.2f" % (d["vector"][0], d["vector"][-1])' <"$RUN/result.json")
+    read -r WANT_FIRST WANT_LAST <"$RUN/expected"
+    if [ "$COUNT" = "$N" ] && [ "$GOT" != "$WANT_FIRST $WANT_LAST" ]; then
+        echo "MISMATCH: result elements $GOT, plaintext $WANT_FIRST $WANT_LAST" >&2
+        exit 1
+    fi
+    TOTAL=0
+    SHARES=0
+    for i in $(seq 0 $((N - 1))); do
+        read -r b s < <("$GROVE" status --data-dir "$RUN/$i" --json |
+            json '"%d %d" % (d["network"]["bytes_sent"], d["network"]["share_bytes_sent"])')
+        TOTAL=$((TOTAL + b))
+        SHARES=$((SHARES + s))
+    done
+    PER_NODE=$((TOTAL / N))
+    PER_COORD=$(python3 -c "print(round($SHARES / $N / $DIM, 1))")
+    printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %s\n' \
+        "$N" "$DIM" "$CLI_MS" "$DAEMON_MS" "$COUNT/$N" "$PER_NODE" "$PER_COORD" \
+        "load $LOAD; directories converged in ${CONVERGED_S}s"
+    cleanup
+done

@@ -1,0 +1,107 @@
+//! A node that starts after the request was broadcast finds it in the DHT (its commissioner's
+//! active requests), fetches the directory snapshot the request was planned over (its own
+//! directory differs: it holds itself, the snapshot does not), and its contribution is
+//! included.
+//!
+//! Node `i` holds the value `2^i`, so the released sum names exactly which contributors it
+//! covers.
+
+use grove_e2e::{ctl, grove_node, start_network, sum_params};
+use grove_node::control::{self, ControlRequest};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
+/// Nodes present when the request is broadcast; one more joins later.
+const NODES: usize = 8;
+
+fn record(x: u64) -> serde_json::Map<String, Value> {
+    match json!({ "x": x }) {
+        Value::Object(m) => m,
+        _ => unreachable!("an object literal"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_after_the_broadcast_joins_through_the_dht() -> anyhow::Result<()> {
+    let mut cluster = start_network(Path::new(EXE), NODES).await?;
+    let late = cluster.add_node()?;
+    let key = ctl(&cluster, 0, ControlRequest::Status).await?["commissioner_key"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    let trust = ControlRequest::TrustAdd {
+        key,
+        collections: vec![],
+        label: String::new(),
+        min_contributors: 1,
+    };
+    for i in 0..NODES {
+        ctl(
+            &cluster,
+            i,
+            ControlRequest::Import {
+                collection: "c".into(),
+                records: vec![record(1 << i)],
+            },
+        )
+        .await?;
+        ctl(&cluster, i, trust.clone()).await?;
+    }
+
+    // A share window long enough for a process to start on a loaded machine.
+    let mut params = sum_params("c", "x", 3, 2);
+    params.share_window_ms = 15_000;
+    params.lifetime_secs = 90;
+    let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
+    let dir0 = cluster.dir(0).to_path_buf();
+    let compute = tokio::spawn(async move {
+        control::call(&dir0, &ControlRequest::Compute(params), |_, data| {
+            if let Some(d) = data {
+                let _ = plan_tx.try_send(d.clone());
+            }
+        })
+        .await
+    });
+    plan_rx
+        .recv()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the computation was not launched"))?;
+    // Past gossipsub's message history: the late node cannot get the request by gossip.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let boot = cluster.nodes[0].addr.clone().unwrap_or_default();
+    cluster.start(late, &[boot])?;
+    cluster.wait_ready(late, Duration::from_secs(30)).await?;
+    ctl(
+        &cluster,
+        late,
+        ControlRequest::Import {
+            collection: "c".into(),
+            records: vec![record(1 << late)],
+        },
+    )
+    .await?;
+    // Trusting the commissioner makes the node look up its active requests.
+    ctl(&cluster, late, trust).await?;
+
+    let result = compute.await??;
+    let status = ctl(&cluster, late, ControlRequest::Status).await?;
+    eprintln!("result {result}\nlate node {status}");
+    let sum = result["sum"].as_f64().unwrap_or(-1.0);
+    assert_eq!(sum, ((1u64 << (NODES + 1)) - 1) as f64, "{result}");
+    assert_eq!(result["contributors"].as_u64(), Some(NODES as u64 + 1));
+    let net = &status["network"];
+    assert!(net["requests_found_in_dht"].as_u64() >= Some(1), "{status}");
+    assert!(net["snapshots_fetched"].as_u64() >= Some(1), "{status}");
+    let audit = ctl(&cluster, late, ControlRequest::Audit).await?;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["kind"] == "contributed"),
+        "{audit}"
+    );
+    Ok(())
+}
