@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The standard simulator sweeps at DISSEC's settings: failure rate, depth, group size and vector
-# size, each with SEEDS seeds per point (default 20), written as CSV and SVG into OUT (default
+# size for Grove, and the failure rate for DISSEC's S&P and HighCmpl baselines run by the same
+# engine, each with SEEDS seeds per point (default 20), written as CSV and SVG into OUT (default
 # sim-results/). Takes a long time at 20 seeds; try SEEDS=2 first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +12,9 @@ mkdir -p "$OUT"
 cargo build --release -p grove-sim
 SIM=target/release/grove-sim
 sweep() {
-    local name="$1" param="$2" values="$3"
-    echo "== $name: $param = $values"
-    "$SIM" sweep "$CONFIG" --param "$param" --values "$values" --seeds "$SEEDS" \
+    local name="$1" param="$2" values="$3" config="${4:-$CONFIG}"
+    echo "== $name ($config): $param = $values"
+    "$SIM" sweep "$config" --param "$param" --values "$values" --seeds "$SEEDS" \
         --csv "$OUT/$name.csv" --plot "$OUT/$name.svg"
 }
 # DISSEC's failure axis, in % of nodes per second.
@@ -24,3 +25,8 @@ sweep depth network.nodes 1025,8193,65537
 sweep group-size protocol.g 5,6,7,8,9
 # Vector length in elements of 8 bytes: 8 kB, 128 kB, 1,024 kB, 8,192 kB.
 sweep vector-size payload.vector_len 1024,16384,131072,1048576
+# DISSEC's baselines through the same engine, on DISSEC's failure axis (sim/README.md,
+# "Baselines").
+sweep failure-rate-sp failures.uniform.rate_percent_per_s 0,0.1,0.25,0.5,1 configs/sim/dissec-sp.toml
+sweep failure-rate-highcmpl failures.uniform.rate_percent_per_s 0,0.1,0.25,0.5,1 \
+    configs/sim/dissec-highcmpl.toml

@@ -10,6 +10,7 @@ mod aggregator;
 mod commissioner;
 mod heal;
 pub mod manifest;
+mod strategy;
 
 use crate::encoding::EncodingError;
 use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use manifest::{choose_manifest, version_of};
+pub use strategy::{Strategy, StrategyKind};
 
 use aggregator::*;
 use commissioner::*;
@@ -248,6 +250,8 @@ struct Computation {
     dh: BTreeMap<NodeId, [u8; 32]>,
     /// Positions this node failed over: index into the position's candidates.
     servers: BTreeMap<Slot, usize>,
+    /// The engine's recovery strategy (Grove, or a DISSEC baseline in the simulator).
+    strategy: Strategy,
 }
 
 impl Computation {
@@ -357,6 +361,7 @@ pub struct Engine {
     out: VecDeque<Output>,
     now: Micros,
     envelope: Arc<dyn Envelope>,
+    strategy: Strategy,
 }
 
 impl Engine {
@@ -372,7 +377,18 @@ impl Engine {
             out: VecDeque::new(),
             now: Micros::ZERO,
             envelope: Arc::new(NoiseEnvelope),
+            strategy: Strategy::default(),
         }
+    }
+
+    /// Plays a baseline recovery strategy instead of Grove's (the simulator's comparison with
+    /// DISSEC); nodes keep the default. Applies to every computation, including restored ones.
+    pub fn with_strategy(mut self, strategy: Strategy) -> Engine {
+        for comp in self.computations.values_mut() {
+            comp.strategy = strategy.clone();
+        }
+        self.strategy = strategy;
+        self
     }
 
     /// Replaces how shares are sealed (the simulator's size-only mode); nodes keep the default
@@ -575,6 +591,7 @@ impl Engine {
                 commissioner: finish.map(Commissioner::new),
                 dh: BTreeMap::new(),
                 servers: BTreeMap::new(),
+                strategy: self.strategy.clone(),
             },
         );
         Ok(())

@@ -5,8 +5,12 @@
 //! bandwidth, `L` the one-way latency, `c` the compute cost per kB and `k` the cost of one
 //! cryptographic operation (a seal, an open, a signature check).
 //!
-//! - A contributor shares its vector (`g` evaluations), seals `g` envelopes and uploads
-//!   `g - t + 1` full vectors (seed-compressed shares): `g·c·V + g·k + (g - t + 1)·V/B + L`.
+//! - The request reaches a contributor after `h` gossip hops (`h·L`); the contributor shares
+//!   its vector (`g` evaluations), seals `g` envelopes and uploads `g - t + 1` full vectors
+//!   (seed-compressed shares): `h·L + g·c·V + g·k + (g - t + 1)·V/B + L`.
+//! - A leaf member cannot know who will contribute, so it collects for its whole share window
+//!   (the timeout below, twice the contributor and leaf phases): that window, not the phases,
+//!   counts in the predicted latency.
 //! - A leaf member receives up to `leaf_size` shares: `leaf_size·(V/B + c·V + k)`.
 //! - One level of agreement and sending up: report and manifest (`2L` plus small messages), the
 //!   sum over `fan_in` items (`fan_in·c·V`), and one vector up (`V/B + L`); an inner member first
@@ -37,6 +41,8 @@ pub struct Conditions {
     pub vector_len: u32,
     /// One-way link latency, microseconds.
     pub latency_us: u64,
+    /// Link latencies before a node hears the request (gossip hops; 1 for a direct send).
+    pub broadcast_hops: u32,
     /// Bandwidth, kB per second (1 kB = 1,000 bytes): of each node's link, or of each link
     /// between two nodes, as `link_model` says.
     pub bandwidth_kb_per_s: f64,
@@ -164,7 +170,8 @@ impl Conditions {
             LinkModel::PerNode => ((g - t + 1.0) * x, leaf_size as f64 * x, fan_in as f64 * x),
             LinkModel::PerLink => (x, x, x),
         };
-        let contributor = g * c + g * k + up + lat;
+        // The request first reaches the contributor, then its shares reach the leaf.
+        let contributor = self.broadcast_hops.max(1) as f64 * lat + g * c + g * k + up + lat;
         let leaf_collect = down_leaf + leaf_size as f64 * (c + k);
         let agree = 2.0 * lat + 2.0 * k;
         let inner_collect = down_inner + fan_in as f64 * c;
@@ -191,11 +198,10 @@ impl Conditions {
             depth += 1;
         }
         let level = p.agree + p.send_up;
-        let latency = p.contributor
-            + p.leaf_collect
-            + level
-            + (depth as f64 - 1.0) * (p.inner_collect + level)
-            + p.release;
+        // A leaf cannot know who will contribute: it collects for its whole share window.
+        let share_window = ((p.contributor + p.leaf_collect) * TIMEOUT_SAFETY).max(MIN_TIMEOUT_US);
+        let latency =
+            share_window + level + (depth as f64 - 1.0) * (p.inner_collect + level) + p.release;
         // Exposure of one group: its own level's duration (collect, agree, send up).
         let window_s = |collect: f64| (collect + level) / 1e6;
         let survive = |window: f64| {
@@ -255,45 +261,56 @@ pub fn plan(conditions: &Conditions) -> Result<Choice, PlannerError> {
             }
         }
     }
-    let Some((_, latency, completeness, g, fan_in, leaf_size, depth)) = best else {
+    let Some((_, _, _, g, fan_in, leaf_size, _)) = best else {
         return Err(PlannerError::NoPlan(format!(
             "{} available nodes cannot hold even the smallest tree",
             conditions.available_nodes
         )));
     };
-    let p = conditions.phase_times(g, t, fan_in, leaf_size);
-    let timeout = |us: f64| (us * TIMEOUT_SAFETY).max(MIN_TIMEOUT_US) as u64;
-    let level = p.agree + p.send_up;
-    let timeouts = Timeouts {
-        share_window: timeout(p.contributor + p.leaf_collect),
-        collect_window: timeout(p.inner_collect + conditions.latency_us as f64),
-        level_span: timeout(p.inner_collect + level + p.agree),
-        report_window: timeout(conditions.latency_us as f64 + conditions.crypto_us),
-        manifest_timeout: timeout(p.agree + conditions.latency_us as f64),
-        heal_attempt: timeout(p.agree + p.send_up),
-        release_window: timeout(p.release),
-    };
-    let leaf_groups = conditions
-        .expected_contributors
-        .div_ceil(leaf_size as u64)
-        .max(1);
-    Ok(Choice {
-        privacy: PrivacyParams {
-            g,
-            t,
-            k_min: conditions.k_min,
-        },
-        tree: TreeParams {
-            leaf_groups: leaf_groups.min(u32::MAX as u64) as u32,
-            fan_in,
-            backups: 2,
-            timeouts,
-        },
-        depth,
-        leaf_size,
-        predicted_latency_us: latency as u64,
-        predicted_completeness: completeness,
-    })
+    Ok(conditions.choice(g, t, fan_in, leaf_size))
+}
+
+impl Conditions {
+    /// The timeouts of one plan shape: each is its phase's predicted duration times
+    /// `TIMEOUT_SAFETY` (and at least `MIN_TIMEOUT_US`).
+    pub fn timeouts(&self, g: u8, t: u8, fan_in: u32, leaf_size: u32) -> Timeouts {
+        let p = self.phase_times(g, t, fan_in, leaf_size);
+        let timeout = |us: f64| (us * TIMEOUT_SAFETY).max(MIN_TIMEOUT_US) as u64;
+        let level = p.agree + p.send_up;
+        Timeouts {
+            share_window: timeout(p.contributor + p.leaf_collect),
+            collect_window: timeout(p.inner_collect + self.latency_us as f64),
+            level_span: timeout(p.inner_collect + level + p.agree),
+            report_window: timeout(self.latency_us as f64 + self.crypto_us),
+            manifest_timeout: timeout(p.agree + self.latency_us as f64),
+            heal_attempt: timeout(p.agree + p.send_up),
+            release_window: timeout(p.release),
+        }
+    }
+
+    /// The full choice (parameters, timeouts, predictions) for one plan shape: what `plan`
+    /// returns for the shape it picks, and what a grid search evaluates for every other.
+    pub fn choice(&self, g: u8, t: u8, fan_in: u32, leaf_size: u32) -> Choice {
+        let (latency, completeness, depth) = self.predict(g, t, fan_in, leaf_size);
+        let leaf_groups = self.expected_contributors.div_ceil(leaf_size as u64).max(1);
+        Choice {
+            privacy: PrivacyParams {
+                g,
+                t,
+                k_min: self.k_min,
+            },
+            tree: TreeParams {
+                leaf_groups: leaf_groups.min(u32::MAX as u64) as u32,
+                fan_in,
+                backups: 2,
+                timeouts: self.timeouts(g, t, fan_in, leaf_size),
+            },
+            depth,
+            leaf_size,
+            predicted_latency_us: latency as u64,
+            predicted_completeness: completeness,
+        }
+    }
 }
 
 fn total_groups(leaves: u64, fan_in: u64) -> u64 {
@@ -316,6 +333,7 @@ mod tests {
             available_nodes: 20_000,
             vector_len: 128_000,
             latency_us: 33_000,
+            broadcast_hops: 1,
             bandwidth_kb_per_s: 6_000.0,
             link_model: LinkModel::PerNode,
             compute_us_per_kb: 50.0,

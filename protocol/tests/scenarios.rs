@@ -412,6 +412,7 @@ fn the_planners_choice_runs_exactly_under_crashes() {
         available_nodes: 400,
         vector_len: 6,
         latency_us: 40_000,
+        broadcast_hops: 1,
         bandwidth_kb_per_s: 1e9,
         link_model: LinkModel::PerLink,
         compute_us_per_kb: 1.0,

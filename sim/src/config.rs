@@ -48,7 +48,46 @@ pub struct ProtocolConfig {
     pub backups: u8,
     /// Lifetime of the computation (deadline minus creation), in seconds.
     pub lifetime_s: f64,
+    /// Recovery strategy every engine plays: Grove's, or a DISSEC baseline.
+    pub strategy: StrategyName,
+    /// Leaf members know how many contributors their group has and stop collecting once
+    /// every share is in (DISSEC's leaf aggregators know their contributor list); otherwise
+    /// they wait for the share window.
+    pub leaf_roster: bool,
     pub timeouts: TimeoutsConfig,
+}
+
+/// The engine's recovery strategy (`grove_protocol::engine::StrategyKind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyName {
+    /// Heal missing children from the child group, re-collect leaf shares, collection window.
+    Grove,
+    /// DISSEC's S&P: cut the failed subtree (no heal, no re-collection), full synchronisation.
+    Sp,
+    /// DISSEC's HighCmpl: replace failed members, children re-send to the replacement.
+    Highcmpl,
+}
+
+impl StrategyName {
+    pub fn kind(self) -> grove_protocol::engine::StrategyKind {
+        use grove_protocol::engine::StrategyKind;
+        match self {
+            StrategyName::Grove => StrategyKind::Grove,
+            StrategyName::Sp => StrategyKind::SafePrecise,
+            StrategyName::Highcmpl => StrategyKind::HighCompleteness,
+        }
+    }
+}
+
+impl fmt::Display for StrategyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StrategyName::Grove => "grove",
+            StrategyName::Sp => "sp",
+            StrategyName::Highcmpl => "highcmpl",
+        })
+    }
 }
 
 /// The protocol's timers, in milliseconds (see `grove_protocol::request::Timeouts`).
@@ -124,6 +163,10 @@ pub struct BandwidthConfig {
     pub upload_kb_per_s: f64,
     /// Per-node downlink, in kB/s. Messages arrive one after the other.
     pub download_kb_per_s: f64,
+    /// Whether the downlink is charged at all. `false` is DISSEC's simulator's model: a
+    /// transfer costs only the sender's uplink time, and a node receives from several senders
+    /// in parallel.
+    pub charge_downlink: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

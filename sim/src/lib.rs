@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod models;
+pub mod plancheck;
 pub mod report;
 pub mod sim;
 

@@ -63,6 +63,28 @@ enum Cmd {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Validate the adaptive planner: for each set of network conditions (the base config with
+    /// one change each: latency, bandwidth, failure rate, network size), simulate the planner's
+    /// choice and a grid of plan shapes, and compare the planner's median latency with the
+    /// best of the grid that reaches the completeness target.
+    PlanCheck {
+        config: PathBuf,
+        /// Completeness target given to the planner and required of the grid.
+        #[arg(long, default_value_t = 0.99)]
+        target: f64,
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Only these scenarios (comma-separated names; default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// A small grid (g = t, fan-in 4 and 8, leaves of 4 and 8): a quick check.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Time the engine's per-message cryptography on this machine (one core): sealing and
     /// opening a share envelope, an X25519 public key, a request signature check. These run
     /// inside the real engine in every simulation, so they bound its speed at scale.
@@ -137,6 +159,56 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::CryptoCost { iterations } => crypto_cost(iterations.max(1)),
+        Cmd::PlanCheck {
+            config,
+            target,
+            seeds,
+            only,
+            quick,
+            json,
+            threads: t,
+        } => {
+            use grove_sim::plancheck::{self, Grid};
+            let base = load(&config)?;
+            let grid = if quick {
+                Grid {
+                    g_extra: vec![0],
+                    fan_ins: vec![4, 8],
+                    leaf_sizes: vec![4, 8],
+                }
+            } else {
+                Grid::standard()
+            };
+            let mut results = Vec::new();
+            for scenario in plancheck::default_scenarios() {
+                if !only.is_empty() && !only.contains(&scenario.name) {
+                    continue;
+                }
+                let result = plancheck::check(&base, &scenario, &grid, target, |cfg, label| {
+                    Aggregate::of(&run_with_bar(cfg, seeds, threads(t), None, label))
+                })
+                .map_err(anyhow::Error::msg)?;
+                if !json {
+                    eprintln!(
+                        "{}: planner {:?} s, best {:?} s, ratio {:?}",
+                        scenario.name,
+                        result.planner.latency_s_median,
+                        result.best.as_ref().and_then(|b| b.latency_s_median),
+                        result.ratio
+                    );
+                }
+                results.push(result);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                print!("{}", plancheck::table(&results));
+            }
+            let off = results.iter().filter(|r| !r.within_10_percent).count();
+            if off > 0 {
+                bail!("{off} scenario(s) where the planner is not within 10% of the grid's best");
+            }
+        }
         Cmd::Run {
             config,
             seeds,

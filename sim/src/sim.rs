@@ -11,13 +11,13 @@
 //! expiries go through the same CPU queue at no cost, so a busy node also handles its timers
 //! late, like a real single-threaded node.
 
-use crate::config::{PayloadMode, SimConfig};
+use crate::config::{PayloadMode, SimConfig, StrategyName};
 use crate::models::{charged_bytes, cpu_us, transfer_us, SimRng};
 use crate::report::{Checks, RoleTraffic, RunReport, Summary};
 use ed25519_dalek::SigningKey;
 use grove_protocol::codec;
 use grove_protocol::encoding::ContributionSpec;
-use grove_protocol::engine::{sign_finish, Command, Engine, Event, Identity, Output};
+use grove_protocol::engine::{sign_finish, Command, Engine, Event, Identity, Output, Strategy};
 use grove_protocol::field::{add_assign_vec, Fp};
 use grove_protocol::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use grove_protocol::message::{Body, Item, Manifest, Message};
@@ -184,6 +184,8 @@ pub struct Simulator {
     gossip_hops: u32,
     /// Engine vector length: the declared one, or 1 in size-only mode.
     engine_len: u32,
+    /// The recovery strategy every engine plays (set at launch, with the leaf rosters).
+    strategy: Strategy,
 }
 
 impl Simulator {
@@ -294,6 +296,7 @@ impl Simulator {
             keep_records,
             gossip_hops,
             engine_len,
+            strategy: Strategy::new(cfg.protocol.strategy.kind()),
         };
         sim.schedule(LAUNCH_AT, Action::Launch);
         sim.schedule_failures();
@@ -412,6 +415,22 @@ impl Simulator {
                 );
             } else {
                 self.nodes[node as usize].kill_after_send = kill.after_send.clone();
+            }
+        }
+        if self.cfg.protocol.leaf_roster {
+            // DISSEC's leaf aggregators know their contributor list: count each leaf's.
+            let mut roster = BTreeMap::new();
+            for n in self.nodes.iter().filter(|n| n.contribution.is_some()) {
+                *roster.entry(plan.leaf_of(&n.identity.node)).or_insert(0u32) += 1;
+            }
+            self.strategy = self.strategy.clone().with_leaf_roster(Arc::new(roster));
+        }
+        if self.strategy != Strategy::default() {
+            for n in &mut self.nodes {
+                n.engine = n
+                    .engine
+                    .take()
+                    .map(|e| e.with_strategy(self.strategy.clone()));
             }
         }
         self.plan = Some(plan);
@@ -557,6 +576,11 @@ impl Simulator {
             }
             let delay = (self.cfg.failures.detection_delay_ms * 1000.0) as u64;
             self.schedule(self.now.plus(delay), Action::Notice { msg });
+            return;
+        }
+        if !self.cfg.bandwidth.charge_downlink {
+            // DISSEC's model: the transfer cost only the sender's uplink.
+            self.schedule(f.wire_end, Action::Received { msg });
             return;
         }
         let down = transfer_us(f.charged, self.cfg.bandwidth.download_kb_per_s);
@@ -761,7 +785,12 @@ impl Simulator {
         let Some(bytes) = self.encode(from, message) else {
             return cpu_at;
         };
-        let t = self.cfg.protocol.t;
+        // DISSEC's baselines share additively: every share is a full vector (charged as if
+        // `t = 1`, in size-only mode); Grove's positions below `t` receive 32-byte seeds.
+        let t = match self.cfg.protocol.strategy {
+            StrategyName::Grove => self.cfg.protocol.t,
+            StrategyName::Sp | StrategyName::Highcmpl => 1,
+        };
         let charged = charged_bytes(message, bytes.len() as u64, t, &self.cfg.payload);
         let kind = message.kind();
         let e = self.counters.by_kind.entry(kind).or_default();
@@ -935,7 +964,8 @@ impl Simulator {
             self.plans.clone(),
             self.nodes[i].durable.clone(),
             self.now,
-        );
+        )
+        .with_strategy(self.strategy.clone());
         self.nodes[i].engine = Some(engine);
         self.counters.rejoins += 1;
         let now = self.now;

@@ -156,7 +156,10 @@ pub(super) fn role_deadline(comp: &Computation, role: &Role) -> Option<Micros> {
                 consider(req.created_at.plus(to.share_window));
             } else {
                 consider(level_deadline(req, role.group.level));
-                if let Some(first) = role.first_item_at {
+                if let Some(first) = role
+                    .first_item_at
+                    .filter(|_| comp.strategy.uses_collect_window())
+                {
                     consider(first.plus(to.collect_window));
                 }
             }
@@ -210,23 +213,26 @@ pub(super) fn advance_role(
     let leaf_deadline = comp.request().created_at.plus(to.share_window);
     let level_cap = level_deadline(comp.request(), key.0.level);
     let children = comp.plan.children(key.0);
+    let strategy = comp.strategy.clone();
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
 
     if role.stage == Stage::Collecting {
         let done = if key.0.level == 0 {
-            now >= leaf_deadline
+            now >= leaf_deadline || strategy.leaf_complete(key.0, role.shares.len())
         } else {
             let all = children.iter().all(|c| role.children.contains_key(c));
             all || now >= level_cap
-                || role
-                    .first_item_at
-                    .is_some_and(|f| now >= f.plus(to.collect_window))
+                || (strategy.uses_collect_window()
+                    && role
+                        .first_item_at
+                        .is_some_and(|f| now >= f.plus(to.collect_window)))
         };
         if done {
             role.stage = Stage::Healing;
-            for child in &children {
+            // Without heal (S&P), a missing child is cut: it stays out of the manifest.
+            for child in children.iter().filter(|_| strategy.heals()) {
                 if !role.children.contains_key(child) {
                     role.heals.insert(
                         *child,
@@ -295,8 +301,10 @@ pub(super) fn advance_role(
             return;
         }
         if key.0.level == 0 {
-            ask_contributors(comp, key, ctx);
-        } else {
+            if strategy.recollects_shares() {
+                ask_contributors(comp, key, ctx);
+            }
+        } else if strategy.heals() {
             heal_missing_items(comp, key, ctx);
             drive_heal_timeouts(comp, key, ctx);
         }

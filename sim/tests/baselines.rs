@@ -1,0 +1,75 @@
+//! DISSEC's baselines run by the same engine: their configs, and the one behaviour that tells
+//! them apart (S&P cuts a subtree with a failed position; HighCmpl replaces the member and gets
+//! its data again).
+
+use grove_sim::config::{KillConfig, SimConfig, StrategyName};
+use grove_sim::run_one;
+
+fn small_with(strategy: StrategyName) -> SimConfig {
+    let mut cfg =
+        SimConfig::from_toml(include_str!("../../configs/sim/small.toml")).expect("parses");
+    // DISSEC's groups are 5-of-5.
+    cfg.protocol.g = 5;
+    cfg.protocol.t = 5;
+    cfg.protocol.strategy = strategy;
+    cfg.protocol.leaf_roster = true;
+    // A leaf member dies right after it reported its shares, before it could send them up.
+    cfg.failures.kill = vec![KillConfig {
+        level: 0,
+        index: 0,
+        // Position 1 leads round 0 and files its own report; position 2 sends one.
+        position: 2,
+        at_ms: None,
+        after_send: Some("report".into()),
+    }];
+    cfg
+}
+
+#[test]
+fn the_baseline_configs_have_dissecs_settings() {
+    for (text, strategy) in [
+        (
+            include_str!("../../configs/sim/dissec-sp.toml"),
+            StrategyName::Sp,
+        ),
+        (
+            include_str!("../../configs/sim/dissec-highcmpl.toml"),
+            StrategyName::Highcmpl,
+        ),
+    ] {
+        let cfg = SimConfig::from_toml(text).expect("parses");
+        assert_eq!(cfg.protocol.strategy, strategy);
+        assert_eq!((cfg.protocol.g, cfg.protocol.t), (5, 5));
+        assert_eq!(cfg.contributors(), 4096);
+        assert_eq!((cfg.leaf_groups(), cfg.protocol.fan_in), (512, 8));
+        assert_eq!(cfg.payload.vector_len * 8, 1024 * 1024);
+        assert!(cfg.protocol.leaf_roster);
+        assert!(!cfg.bandwidth.charge_downlink);
+        assert_eq!(cfg.bandwidth.upload_kb_per_s, 6000.0);
+        assert_eq!(cfg.cpu.crypto_ms_per_message, 10.0);
+        assert_eq!(cfg.cpu.compute_us_per_kb, 50.0);
+    }
+}
+
+#[test]
+fn sp_cuts_the_failed_subtree_and_highcmpl_replaces_the_member() {
+    let sp = run_one(&small_with(StrategyName::Sp), 3);
+    let hc = run_one(&small_with(StrategyName::Highcmpl), 3);
+    for r in [&sp, &hc] {
+        assert!(r.ok(), "{:?}", r.checks.violations);
+        assert!(r.released, "{:?}", r.failure);
+        assert_eq!(r.summary.crashes, 1);
+    }
+    assert_eq!(sp.summary.heals_done, 0, "S&P never heals");
+    assert!(
+        sp.completeness < 1.0,
+        "S&P cuts leaf (0, 0): {}",
+        sp.completeness
+    );
+    assert!(
+        hc.completeness > sp.completeness,
+        "HighCmpl {} against S&P {}",
+        hc.completeness,
+        sp.completeness
+    );
+}
