@@ -760,8 +760,11 @@ impl Simulator {
         let Some(bytes) = self.encode(from, message) else {
             return cpu_at;
         };
-        let t = self.cfg.protocol.t;
-        let charged = charged_bytes(message, bytes.len() as u64, t, &self.cfg.payload);
+        let params = grove_protocol::sharing::SharingParams {
+            g: self.cfg.protocol.g,
+            t: self.cfg.protocol.t,
+        };
+        let charged = charged_bytes(message, bytes.len() as u64, params, &self.cfg.payload);
         let kind = message.kind();
         let e = self.counters.by_kind.entry(kind).or_default();
         e.0 += 1;
@@ -1210,8 +1213,8 @@ impl Simulator {
 pub fn role_of_kind(kind: &str) -> &'static str {
     match kind {
         "share" => "contributor",
-        "partial" | "report" | "solicit" | "manifest" | "heal-query" | "heal-offer" | "heal-go"
-        | "heal-part" => "aggregator",
+        "partial" | "report" | "solicit" | "manifest" | "vote" | "heal-query" | "heal-offer"
+        | "heal-go" | "heal-part" => "aggregator",
         "root-ready" | "release-share" => "root",
         "request" | "release-ask" | "finish" => "commissioner",
         _ => "other",
