@@ -511,21 +511,40 @@ fn count_vote(
 }
 
 /// Makes the member at `key` lead `round` (after promising it), keeping what it collected if it
-/// already leads that round, and files its own promise.
+/// already leads that round, and files its own promise. A leader that starts a round above 0
+/// (by its own timeout or because a member's report of that round reached it first) asks every
+/// acceptor for its promise.
 fn lead_round(comp: &mut Computation, key: (GroupId, Position), round: u32, ctx: &mut Ctx) {
     promise(comp, ctx, key.0, key.1, round);
     let (_, accepted) = acceptor_state(comp, key.0);
     let me = ctx.me.node;
+    let id = comp.id();
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
-    let lead = role
-        .leader
-        .get_or_insert_with(|| Leadership::new(round, ctx.now));
-    if lead.round < round {
-        *lead = Leadership::new(round, ctx.now);
+    let fresh = role.leader.as_ref().is_none_or(|l| l.round < round);
+    if fresh {
+        role.leader = Some(Leadership::new(round, ctx.now));
     }
-    lead.promises.insert(me, accepted);
+    if let Some(lead) = role.leader.as_mut() {
+        lead.promises.insert(me, accepted);
+    }
+    if fresh && round > 0 {
+        for node in acceptors(&comp.plan, key.0) {
+            if node != me {
+                ctx.send_to(
+                    node,
+                    id,
+                    round,
+                    Body::Solicit(SolicitMsg {
+                        group: key.0,
+                        leader: key.1,
+                    }),
+                    None,
+                );
+            }
+        }
+    }
 }
 
 /// A leaf member that adopted a manifest naming contributors whose shares it lacks (a backup
@@ -579,23 +598,6 @@ pub(super) fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx:
         lead_round(comp, key, round, ctx);
         if let Some(lead) = comp.roles.get_mut(&key).and_then(|r| r.leader.as_mut()) {
             lead.reports.insert(key.1, items);
-        }
-        if round > 0 {
-            let me = ctx.me.node;
-            for node in acceptors(&comp.plan, key.0) {
-                if node != me {
-                    ctx.send_to(
-                        node,
-                        id,
-                        round,
-                        Body::Solicit(SolicitMsg {
-                            group: key.0,
-                            leader: key.1,
-                        }),
-                        None,
-                    );
-                }
-            }
         }
         return;
     }
