@@ -145,13 +145,17 @@ pub fn sample_messages() -> Vec<Message> {
         Body::Report(ReportMsg {
             group: leaf,
             position: 3,
+            serving: true,
             items: manifest.items.clone(),
+            accepted: Some((2, manifest.clone())),
             adopted: Some(manifest.clone()),
         }),
         Body::Report(ReportMsg {
             group: inner,
             position: 32,
+            serving: false,
             items: vec![],
+            accepted: None,
             adopted: None,
         }),
         Body::Solicit(SolicitMsg {
@@ -161,6 +165,11 @@ pub fn sample_messages() -> Vec<Message> {
         Body::Manifest(ManifestMsg {
             group: inner,
             leader: 5,
+            manifest: manifest.clone(),
+        }),
+        Body::Vote(VoteMsg {
+            group: inner,
+            position: 6,
             manifest,
         }),
         Body::HealQuery(HealQueryMsg {
@@ -228,7 +237,7 @@ mod tests {
         let samples = sample_messages();
         let mut kinds: Vec<&str> = samples.iter().map(|m| m.kind()).collect();
         kinds.dedup();
-        assert_eq!(kinds.len(), 16, "one sample of every body kind");
+        assert_eq!(kinds.len(), 17, "one sample of every body kind");
         for m in &samples {
             let bytes = encode(m).unwrap();
             assert_eq!(bytes[..4], MAGIC);

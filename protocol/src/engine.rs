@@ -22,7 +22,8 @@ use crate::record::Record;
 use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
 use crate::seal::{self, Envelope, NoiseEnvelope};
 use crate::sharing::{
-    lagrange_coefficients, reconstruct, share_vector_compressed, CompressedShare, SharingParams,
+    lagrange_coefficients, reconstruct, rotation_of, share_vector_rotated, CompressedShare,
+    SharingParams,
 };
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -252,6 +253,8 @@ struct Computation {
     servers: BTreeMap<Slot, usize>,
     /// The engine's recovery strategy (Grove, or a DISSEC baseline in the simulator).
     strategy: Strategy,
+    /// This node's acceptor state in each group it is a candidate of (member or backup).
+    acceptors: BTreeMap<GroupId, Acceptor>,
 }
 
 impl Computation {
@@ -276,6 +279,18 @@ fn server_of(plan: &Plan, servers: &BTreeMap<Slot, usize>, slot: Slot) -> NodeId
 
 fn slot(group: GroupId, position: Position) -> Slot {
     Slot { group, position }
+}
+
+/// Applies a record of one computation and emits it at once, so that sends queued after it
+/// depend on durable state (the persist-before-send rule, for handlers that send).
+fn persist(comp: &mut Computation, ctx: &mut Ctx, record: Record) {
+    match apply_to_computation(comp, &record) {
+        Ok(()) => ctx.out.push_back(Output::Persist(record)),
+        Err(reason) => {
+            let me = ctx.me.node;
+            ctx.reject(me, "record", reason);
+        }
+    }
 }
 
 /// The output sink of the engine for one input, borrowing only the fields it needs (so a
@@ -579,7 +594,7 @@ impl Engine {
             .map_err(|e| e.to_string())?;
         let mut roles = BTreeMap::new();
         for &(group, position) in plan.roles_of(&self.identity.node) {
-            roles.insert((group, position), Role::new(group, position));
+            roles.insert((group, position), Role::new(group, position, true));
         }
         self.computations.insert(
             id,
@@ -592,6 +607,7 @@ impl Engine {
                 dh: BTreeMap::new(),
                 servers: BTreeMap::new(),
                 strategy: self.strategy.clone(),
+                acceptors: BTreeMap::new(),
             },
         );
         Ok(())
@@ -738,7 +754,10 @@ impl Engine {
             g: plan.g,
             t: plan.t,
         };
-        let shares = share_vector_compressed(&contribution.vector, params, contribution.seed);
+        // Which positions get seeds rotates with the contributor, spreading the full vectors.
+        let rotation = rotation_of(&me.0, plan.g);
+        let shares =
+            share_vector_rotated(&contribution.vector, params, contribution.seed, rotation);
         let mut ctx = ctx!(self);
         for (i, share) in shares.into_iter().enumerate() {
             let position = i as u8 + 1;
@@ -897,8 +916,8 @@ impl Engine {
             Body::Share(m) => on_share(comp, from, m, &mut ctx, &mut records),
             Body::Partial(m) => on_partial(comp, from, m, &mut ctx, &mut records),
             Body::Report(m) => on_report(comp, from, round, m, &mut ctx, &mut records),
-            Body::Solicit(m) => on_solicit(comp, from, round, m, &mut ctx),
-            Body::Manifest(m) => on_manifest(comp, from, m, &mut ctx, &mut records),
+            Body::Solicit(m) => on_solicit(comp, from, round, m, &mut ctx, &mut records),
+            Body::Manifest(m) => on_manifest(comp, from, round, m, &mut ctx, &mut records),
             Body::HealQuery(m) => on_heal_query(comp, from, m, &mut ctx),
             Body::HealOffer(m) => on_heal_offer(comp, from, m, &mut ctx),
             Body::HealGo(m) => on_heal_go(comp, from, round, m, &mut ctx),
@@ -908,6 +927,7 @@ impl Engine {
             Body::RootQuery => on_root_query(comp, from, &mut ctx),
             Body::ReleaseShare(m) => on_release_share(comp, from, m, &mut ctx, &mut records),
             Body::Finish(m) => on_finish(comp, from, m, &mut records),
+            Body::Vote(m) => on_vote(comp, from, round, m, &mut ctx, &mut records),
         };
         if let Err(reason) = result {
             ctx.reject(from, kind, reason);
@@ -951,14 +971,6 @@ impl Engine {
         let mut ctx = ctx!(self);
         if let Some(adopted) = comp.roles.get(&key).and_then(|r| r.adopted.as_ref()) {
             ctx.event(adopted.event(id, key));
-        }
-        // A leader passes the manifest on to every other member.
-        let lead = comp
-            .roles
-            .get(&key)
-            .and_then(|r| r.leader.as_ref().map(|l| l.round));
-        if let Some(round) = lead {
-            broadcast_manifest(comp, key, round, &mut ctx);
         }
         send_up(comp, key, &mut ctx);
     }
@@ -1078,6 +1090,15 @@ enum Pending {
     },
 }
 
+/// Agreement records are only ever about a group and position of the plan.
+fn check_acceptor(comp: &Computation, group: GroupId, position: Position) -> Result<(), String> {
+    if comp.plan.contains(group) && (1..=comp.plan.g).contains(&position) {
+        Ok(())
+    } else {
+        Err("agreement record for a position outside the plan".into())
+    }
+}
+
 fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), String> {
     let len = comp.len();
     match record {
@@ -1147,6 +1168,34 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             });
             role.stage = Stage::Adopted;
         }
+        Record::ManifestPromised {
+            group,
+            position,
+            round,
+            ..
+        } => {
+            check_acceptor(comp, *group, *position)?;
+            let a = comp.acceptors.entry(*group).or_default();
+            a.promised = a.promised.max(*round);
+            if let Some(role) = comp.roles.get_mut(&(*group, *position)) {
+                role.round = role.round.max(*round);
+            }
+        }
+        Record::ManifestAccepted {
+            group,
+            position,
+            round,
+            manifest,
+            ..
+        } => {
+            check_acceptor(comp, *group, *position)?;
+            let a = comp.acceptors.entry(*group).or_default();
+            a.promised = a.promised.max(*round);
+            a.accepted = Some((*round, manifest.clone()));
+            if let Some(role) = comp.roles.get_mut(&(*group, *position)) {
+                role.round = role.round.max(*round);
+            }
+        }
         Record::Released { .. } => {
             if let Some(c) = comp.commissioner.as_mut() {
                 c.done = true;
@@ -1160,7 +1209,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             }
             comp.roles
                 .entry((*group, *position))
-                .or_insert_with(|| Role::new(*group, *position));
+                .or_insert_with(|| Role::new(*group, *position, false));
         }
         Record::Accepted { .. } | Record::Launched { .. } | Record::Closed { .. } => {}
     }

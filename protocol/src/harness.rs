@@ -215,6 +215,7 @@ pub struct Cluster {
     pub events: Vec<(Micros, usize, Event)>,
     versions: BTreeMap<Digest, Manifest>,
     crash_after: BTreeMap<(usize, &'static str), usize>,
+    slow: BTreeMap<(usize, &'static str), u64>,
     crash_on_receive: Option<(BTreeSet<usize>, &'static str, usize)>,
     holdings: BTreeMap<usize, BTreeMap<Subject, BTreeSet<Position>>>,
     privacy_violations: Vec<String>,
@@ -278,6 +279,7 @@ impl Cluster {
             events: Vec::new(),
             versions: BTreeMap::new(),
             crash_after: BTreeMap::new(),
+            slow: BTreeMap::new(),
             crash_on_receive: None,
             holdings: BTreeMap::new(),
             privacy_violations: Vec::new(),
@@ -443,6 +445,12 @@ impl Cluster {
     /// `"share"` or `"manifest"`), in the middle of draining its outputs.
     pub fn crash_after_sends(&mut self, node: usize, kind: &'static str, count: usize) {
         self.crash_after.insert((node, kind), count);
+    }
+
+    /// Every message of `kind` that `node` sends takes `extra` more microseconds to arrive (a
+    /// slow or congested sender, for example a leader whose manifests arrive late).
+    pub fn slow_sends(&mut self, node: usize, kind: &'static str, extra: u64) {
+        self.slow.insert((node, kind), extra);
     }
 
     /// The first of `nodes` to receive a message of `kind` crashes as it arrives, before
@@ -746,7 +754,8 @@ impl Cluster {
             self.traffic.lost += 1;
             return;
         }
-        let delay = self.latency();
+        let extra = self.slow.get(&(from, message.kind())).copied().unwrap_or(0);
+        let delay = self.latency() + extra;
         self.schedule_bytes(from, to, bytes, delay);
     }
 
@@ -835,8 +844,9 @@ impl Cluster {
         self.steps
     }
 
-    /// The outcome of a computation. Fails if the result is not exactly the plaintext sum over
-    /// the contributor set its version names, or if that set's size is not the reported count.
+    /// The outcome of a computation. Fails if two positions of one group adopted different
+    /// manifests, if the result is not exactly the plaintext sum over the contributor set its
+    /// version names, or if that set's size is not the reported count.
     pub fn outcome(&self, id: &ComputationId) -> Result<Outcome, String> {
         let request = self.requests.get(id).ok_or("unknown computation")?;
         let mut released = None;
@@ -854,6 +864,28 @@ impl Cluster {
                     reason,
                 } if computation == id => failures.push(reason.clone()),
                 _ => {}
+            }
+        }
+        // Agreement: every position of a group that adopts a manifest adopts the same one.
+        let mut adopted: BTreeMap<GroupId, (Position, Digest)> = BTreeMap::new();
+        for (_, _, e) in &self.events {
+            if let Event::ManifestAdopted {
+                computation,
+                group,
+                position,
+                version,
+                ..
+            } = e
+            {
+                if computation != id {
+                    continue;
+                }
+                let (p0, first) = *adopted.entry(*group).or_insert((*position, version.digest));
+                if first != version.digest {
+                    return Err(format!(
+                        "agreement: positions {p0} and {position} of {group:?} adopted different manifests"
+                    ));
+                }
             }
         }
         let mut contributors = BTreeSet::new();

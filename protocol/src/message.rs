@@ -37,9 +37,10 @@ pub enum Body {
     Partial(PartialMsg),
     /// A member's report of what it holds, sent to the leader of the round.
     Report(ReportMsg),
-    /// A new leader asks every member for its report of this round.
+    /// A new leader asks every acceptor to promise its round and report (Paxos' prepare).
     Solicit(SolicitMsg),
-    /// The leader's manifest: the exact set every member sums.
+    /// The leader's proposal of the round: the manifest it asks every acceptor to accept
+    /// (Paxos' accept request). The leader accepted it itself before sending.
     Manifest(ManifestMsg),
     /// A parent member that misses a child's partial sum asks the child's members for help.
     HealQuery(HealQueryMsg),
@@ -59,6 +60,10 @@ pub enum Body {
     ReleaseShare(ReleaseShareMsg),
     /// The commissioner's signed note that the computation is over.
     Finish(FinishMsg),
+    /// An acceptor (a candidate of the group) accepted the round's manifest; sent to every
+    /// position, which adopts the manifest once a majority of acceptors voted for it in one
+    /// round.
+    Vote(VoteMsg),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,9 +116,17 @@ pub struct Manifest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReportMsg {
     pub group: GroupId,
+    /// The position the sender is a candidate of.
     pub position: Position,
+    /// The sender serves the position and `items` is what it holds; otherwise (a backup that
+    /// is only an acceptor) the report is its promise alone and `items` is empty.
+    pub serving: bool,
     pub items: Vec<Item>,
-    /// A manifest this member already adopted, if any: a new leader must keep it.
+    /// The manifest this acceptor accepted last and its round, if any: a leader must propose
+    /// the one of the highest round among a quorum of promises (Paxos' promise).
+    pub accepted: Option<(u32, Manifest)>,
+    /// The manifest this member adopted (a quorum accepted it in one round), if any: the
+    /// receiver may adopt it at once.
     pub adopted: Option<Manifest>,
 }
 
@@ -127,6 +140,14 @@ pub struct SolicitMsg {
 pub struct ManifestMsg {
     pub group: GroupId,
     pub leader: Position,
+    pub manifest: Manifest,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VoteMsg {
+    pub group: GroupId,
+    /// The position the voter is a candidate of.
+    pub position: Position,
     pub manifest: Manifest,
 }
 
@@ -209,6 +230,9 @@ impl Message {
                     && m.adopted
                         .as_ref()
                         .is_none_or(|a| a.items.len() <= MAX_MANIFEST_ITEMS)
+                    && m.accepted
+                        .as_ref()
+                        .is_none_or(|(_, a)| a.items.len() <= MAX_MANIFEST_ITEMS)
             }
             Body::Solicit(m) => pos_ok(m.leader),
             Body::Manifest(m) => pos_ok(m.leader) && m.manifest.items.len() <= MAX_MANIFEST_ITEMS,
@@ -225,6 +249,7 @@ impl Message {
             Body::ReleaseAsk(_) | Body::RootQuery => true,
             Body::ReleaseShare(m) => pos_ok(m.position) && vec_ok(&m.share),
             Body::Finish(m) => m.signature.len() == 64,
+            Body::Vote(m) => pos_ok(m.position) && m.manifest.items.len() <= MAX_MANIFEST_ITEMS,
         };
         if ok {
             Ok(())
@@ -252,6 +277,7 @@ impl Message {
             Body::RootQuery => "root-query",
             Body::ReleaseShare(_) => "release-share",
             Body::Finish(_) => "finish",
+            Body::Vote(_) => "vote",
         }
     }
 }

@@ -70,6 +70,24 @@ pub enum Record {
         computation: ComputationId,
         deadline: Micros,
     },
+    // Appended last so that the encoding of earlier records does not change.
+    /// A member promised the agreement round `round` of its group: it accepts no manifest of
+    /// an earlier round from now on.
+    ManifestPromised {
+        computation: ComputationId,
+        group: GroupId,
+        position: Position,
+        round: u32,
+    },
+    /// A member accepted the manifest its group's leader proposed in `round` (which implies the
+    /// promise of that round); a later leader that hears of it proposes it again.
+    ManifestAccepted {
+        computation: ComputationId,
+        group: GroupId,
+        position: Position,
+        round: u32,
+        manifest: Manifest,
+    },
 }
 
 impl Record {
@@ -80,6 +98,8 @@ impl Record {
             | Record::ShareHeld { computation, .. }
             | Record::ChildHeld { computation, .. }
             | Record::ManifestAdopted { computation, .. }
+            | Record::ManifestPromised { computation, .. }
+            | Record::ManifestAccepted { computation, .. }
             | Record::Takeover { computation, .. }
             | Record::Released { computation, .. }
             | Record::Closed { computation, .. } => *computation,

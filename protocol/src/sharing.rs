@@ -201,6 +201,88 @@ pub fn share_vector_compressed(
     out
 }
 
+/// Domain of a contributor's rotation of its seed positions.
+const ROTATION_DOMAIN: &str = "grove/share-rotation";
+
+/// The rotation of a contributor's compressed sharing in a group of `g`: which `t - 1`
+/// positions receive seeds (see [`share_vector_rotated`]). Derived from the contributor's id,
+/// so that every node computes it and the full vectors of a leaf's contributors spread over
+/// all its positions instead of always loading positions `t..=g`.
+pub fn rotation_of(contributor: &[u8; 32], g: u8) -> u8 {
+    crate::ids::hash_parts(ROTATION_DOMAIN, &[contributor])[0] % g.max(1)
+}
+
+/// Whether `position` receives a full vector (not a seed) under `rotation`: the seeds go to
+/// the `t - 1` positions starting at `rotation % g + 1`, cyclically.
+pub fn carries_full_vector(params: SharingParams, rotation: u8, position: u8) -> bool {
+    let g = params.g.max(1);
+    let offset = (position.wrapping_sub(1) % g + g - rotation % g) % g;
+    params.t <= 1 || offset >= params.t - 1
+}
+
+/// Value-at-`target` coefficients of the polynomial of degree `< points.len()` through
+/// `points` (distinct, zero allowed).
+fn interpolation_coefficients(points: &[u8], target: u8) -> Vec<Fp> {
+    let tx = Fp::new(target as u64);
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, &pi)| {
+            let xi = Fp::new(pi as u64);
+            let (mut num, mut den) = (Fp::ONE, Fp::ONE);
+            for (j, &pj) in points.iter().enumerate() {
+                if i != j {
+                    let xj = Fp::new(pj as u64);
+                    num *= tx - xj;
+                    den *= xi - xj;
+                }
+            }
+            // Distinct points below P: no factor of `den` is zero.
+            num * den.inv().unwrap_or(Fp::ZERO)
+        })
+        .collect()
+}
+
+/// [`share_vector_compressed`] with the seeds at the `t - 1` positions that `rotation` names
+/// ([`carries_full_vector`]) rather than at `1..t-1`; rotation 0 is exactly
+/// `share_vector_compressed`. Index 0 is position 1. The values at the seed positions are
+/// pseudo-random and the secret sits at 0, so the polynomial of degree `t - 1` through them is
+/// distributed as a random one with that secret, whichever positions hold the seeds.
+///
+/// Panics if `params` are invalid (see [`SharingParams::new`]).
+pub fn share_vector_rotated(
+    secret: &[Fp],
+    params: SharingParams,
+    seed: [u8; 32],
+    rotation: u8,
+) -> Vec<CompressedShare> {
+    check_params(params);
+    if params.t == 1 || rotation % params.g == 0 {
+        return share_vector_compressed(secret, params, seed);
+    }
+    let n = secret.len();
+    let seeded: Vec<u8> = (1..=params.g)
+        .filter(|p| !carries_full_vector(params, rotation, *p))
+        .collect();
+    let mut points = vec![0u8];
+    let mut values: Vec<Vec<Fp>> = vec![secret.to_vec()];
+    for &p in &seeded {
+        points.push(p);
+        values.push(CompressedShare::Seed(share_sub_seed(&seed, p)).expand(n));
+    }
+    let refs: Vec<&[Fp]> = values.iter().map(|v| v.as_slice()).collect();
+    (1..=params.g)
+        .map(|p| {
+            if seeded.contains(&p) {
+                CompressedShare::Seed(share_sub_seed(&seed, p))
+            } else {
+                let coeffs = interpolation_coefficients(&points, p);
+                CompressedShare::Full(FieldVec(linear_combination(&coeffs, &refs)))
+            }
+        })
+        .collect()
+}
+
 /// `a[i] = b[i] - a[i]`.
 fn rsub_assign(a: &mut [Fp], b: &[Fp]) {
     for (x, y) in a.iter_mut().zip(b) {
@@ -282,6 +364,55 @@ mod tests {
         assert!(SharingParams::new(33, 3).is_err());
         assert!(SharingParams::new(3, 0).is_err());
         assert!(SharingParams::new(3, 4).is_err());
+    }
+
+    #[test]
+    fn rotated_shares_reconstruct_from_any_t_and_put_seeds_where_announced() {
+        let s = secret(2_500);
+        let p = SharingParams::new(7, 5).unwrap();
+        for rotation in 0..7u8 {
+            let shares = share_vector_rotated(&s, p, [4; 32], rotation);
+            let mut seeds = 0;
+            for (i, sh) in shares.iter().enumerate() {
+                let full = carries_full_vector(p, rotation, i as u8 + 1);
+                assert_eq!(
+                    matches!(sh, CompressedShare::Full(_)),
+                    full,
+                    "{rotation} {i}"
+                );
+                seeds += usize::from(!full);
+            }
+            assert_eq!(seeds, 4);
+            let expanded: Vec<Vec<Fp>> = shares.iter().map(|sh| sh.expand(s.len())).collect();
+            // Every window of t consecutive positions, and the last t.
+            for first in 0..3usize {
+                let pairs: Vec<(u8, &[Fp])> = (first..first + 5)
+                    .map(|i| (i as u8 + 1, expanded[i].as_slice()))
+                    .collect();
+                assert_eq!(reconstruct(&pairs, 5).unwrap(), s, "rotation {rotation}");
+            }
+        }
+        // Rotation 0 is the plain compressed sharing.
+        assert_eq!(
+            share_vector_rotated(&s, p, [4; 32], 0),
+            share_vector_compressed(&s, p, [4; 32])
+        );
+    }
+
+    #[test]
+    fn rotations_spread_full_vectors_over_every_position() {
+        let p = SharingParams::new(7, 5).unwrap();
+        let mut full = [0usize; 7];
+        for c in 0..700u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&c.to_le_bytes());
+            let r = rotation_of(&id, 7);
+            for (i, f) in full.iter_mut().enumerate() {
+                *f += usize::from(carries_full_vector(p, r, i as u8 + 1));
+            }
+        }
+        // 3 of 7 positions per contributor: 300 per position on average.
+        assert!(full.iter().all(|f| (200..400).contains(f)), "{full:?}");
     }
 
     #[test]

@@ -134,6 +134,71 @@ fn the_leader_crashing_while_sending_the_manifest_is_replaced() {
     assert!(expected.is_subset(&o.included));
 }
 
+/// The interleaving that once split a group: the leader of round 0 fixes a manifest that
+/// counts a contributor only it and `t - 1` others hold, but its manifest and its reports are
+/// slow, so the other members time out, promise round 1 and agree without it on a manifest
+/// that leaves the contributor out. The slow leader's round-0 manifest then reaches members
+/// that promised round 1; they refuse it. Every position adopts the round-1 manifest.
+#[test]
+fn a_slow_leaders_late_manifest_never_splits_its_group() {
+    let mut c = setup(60, 40, 6, 21);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let plan = c.plan(&id).unwrap();
+    // A contributor whose shares reach only positions 1..=t of its leaf group.
+    let partial = (1..=40usize)
+        .find(|i| c.index_of(&plan.member(plan.leaf_of(&c.node_id(*i)), 1)) != Some(*i))
+        .expect("a contributor that is not its own leaf leader");
+    let group = plan.leaf_of(&c.node_id(partial));
+    c.crash_after_sends(partial, "share", 3);
+    let leader = member(&c, &id, group, 1);
+    // Later than the members' manifest timeout (500 ms) plus a round of agreement.
+    c.slow_sends(leader, "manifest", 1_200_000);
+    c.slow_sends(leader, "report", 1_200_000);
+    let o = run(&mut c, &id);
+    let adopted: BTreeSet<_> = c
+        .events
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            Event::ManifestAdopted {
+                group: g, version, ..
+            } if *g == group => Some(version.digest),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adopted.len(), 1, "the group adopted {adopted:?}");
+    // Every one of its five positions adopted, the slow leader included.
+    let positions: BTreeSet<_> = c
+        .events
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            Event::ManifestAdopted {
+                group: g, position, ..
+            } if *g == group => Some(*position),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(positions, (1..=5).collect());
+    // The leader did propose in round 0 a manifest counting the contributor (under the old
+    // rule it adopted that at once: a split), and that proposal was refused, not adopted.
+    let round0 = c
+        .durable(leader)
+        .iter()
+        .find_map(|r| match r {
+            grove_protocol::record::Record::ManifestAccepted {
+                round: 0, manifest, ..
+            } => Some(manifest.clone()),
+            _ => None,
+        })
+        .expect("the leader proposed in round 0");
+    assert!(round0
+        .items
+        .contains(&grove_protocol::message::Item::Contributor(
+            c.node_id(partial)
+        )));
+    assert!(!o.included.contains(&c.node_id(partial)));
+    assert!(o.released.is_some());
+}
+
 #[test]
 fn a_leader_crashing_before_any_manifest_is_replaced_by_the_next_position() {
     let mut c = setup(60, 40, 6, 5);
@@ -485,6 +550,7 @@ fn messages_naming_groups_and_positions_outside_the_plan_are_rejected_not_fatal(
                     Body::Report(x) => (x.group, x.position) = (group, position),
                     Body::Solicit(x) => (x.group, x.leader) = (group, position),
                     Body::Manifest(x) => (x.group, x.leader) = (group, position),
+                    Body::Vote(x) => (x.group, x.position) = (group, position),
                     Body::HealQuery(x) => (x.child, x.target) = (group, position),
                     Body::HealOffer(x) => {
                         (x.child, x.target, x.helper) = (group, position, position)

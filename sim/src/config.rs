@@ -161,7 +161,7 @@ pub enum LatencyModel {
 pub struct BandwidthConfig {
     /// Per-node uplink, in kB/s (1 kB = 1,024 bytes). Messages leave one after the other.
     pub upload_kb_per_s: f64,
-    /// Per-node downlink, in kB/s. Messages arrive one after the other.
+    /// Per-node downlink, in kB/s. Messages arrive one after the other. `inf`: not charged.
     pub download_kb_per_s: f64,
     /// Whether the downlink is charged at all. `false` is DISSEC's simulator's model: a
     /// transfer costs only the sender's uplink time, and a node receives from several senders
@@ -328,10 +328,13 @@ impl SimConfig {
             return Err("payload.vector_len must be positive".into());
         }
         positive("bandwidth.upload_kb_per_s", self.bandwidth.upload_kb_per_s)?;
-        positive(
-            "bandwidth.download_kb_per_s",
-            self.bandwidth.download_kb_per_s,
-        )?;
+        // `inf` leaves downlinks uncharged (DISSEC's simulator charges only the sender).
+        if self.bandwidth.download_kb_per_s != f64::INFINITY {
+            positive(
+                "bandwidth.download_kb_per_s",
+                self.bandwidth.download_kb_per_s,
+            )?;
+        }
         positive("protocol.lifetime_s", self.protocol.lifetime_s)?;
         positive("run.max_sim_s", self.run.max_sim_s)?;
         match self.latency {

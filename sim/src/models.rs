@@ -2,6 +2,7 @@
 
 use crate::config::{CpuConfig, CryptoOn, LatencyModel, PayloadConfig, PayloadMode};
 use grove_protocol::message::{Body, Message};
+use grove_protocol::sharing::{carries_full_vector, rotation_of, SharingParams};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -80,12 +81,16 @@ fn varint_len(n: u64) -> u64 {
     len
 }
 
-/// How many vectors of the contribution's length a message carries: a share at a position
-/// `>= t` carries a full vector (positions below `t` carry a 32-byte seed), partial sums, heal
-/// parts and release shares carry one; everything else none.
-pub fn vectors_carried(message: &Message, t: u8) -> u64 {
+/// How many vectors of the contribution's length a message carries: a share carries a full
+/// vector at the `g - t + 1` positions its contributor's rotation names (the others get a
+/// 32-byte seed), partial sums, heal parts and release shares carry one; everything else none.
+pub fn vectors_carried(message: &Message, params: SharingParams) -> u64 {
     match &message.body {
-        Body::Share(s) if t == 1 || s.position >= t => 1,
+        Body::Share(s)
+            if carries_full_vector(params, rotation_of(&s.contributor.0, params.g), s.position) =>
+        {
+            1
+        }
         Body::Partial(_) | Body::HealPart(_) | Body::ReleaseShare(_) => 1,
         _ => 0,
     }
@@ -93,11 +98,16 @@ pub fn vectors_carried(message: &Message, t: u8) -> u64 {
 
 /// The bytes a message is charged on the links: its real encoded length, plus in size-only
 /// mode the bytes of the declared vectors it stands for (the engine carries length-1 vectors).
-pub fn charged_bytes(message: &Message, encoded_len: u64, t: u8, payload: &PayloadConfig) -> u64 {
+pub fn charged_bytes(
+    message: &Message,
+    encoded_len: u64,
+    params: SharingParams,
+    payload: &PayloadConfig,
+) -> u64 {
     match payload.mode {
         PayloadMode::Full => encoded_len,
         PayloadMode::SizeOnly => {
-            let vectors = vectors_carried(message, t);
+            let vectors = vectors_carried(message, params);
             if vectors == 0 {
                 return encoded_len;
             }

@@ -791,7 +791,11 @@ impl Simulator {
             StrategyName::Grove => self.cfg.protocol.t,
             StrategyName::Sp | StrategyName::Highcmpl => 1,
         };
-        let charged = charged_bytes(message, bytes.len() as u64, t, &self.cfg.payload);
+        let params = grove_protocol::sharing::SharingParams {
+            g: self.cfg.protocol.g,
+            t,
+        };
+        let charged = charged_bytes(message, bytes.len() as u64, params, &self.cfg.payload);
         let kind = message.kind();
         let e = self.counters.by_kind.entry(kind).or_default();
         e.0 += 1;
@@ -1241,8 +1245,8 @@ impl Simulator {
 pub fn role_of_kind(kind: &str) -> &'static str {
     match kind {
         "share" => "contributor",
-        "partial" | "report" | "solicit" | "manifest" | "heal-query" | "heal-offer" | "heal-go"
-        | "heal-part" => "aggregator",
+        "partial" | "report" | "solicit" | "manifest" | "vote" | "heal-query" | "heal-offer"
+        | "heal-go" | "heal-part" => "aggregator",
         "root-ready" | "release-share" => "root",
         "request" | "release-ask" | "finish" => "commissioner",
         _ => "other",

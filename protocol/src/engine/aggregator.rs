@@ -40,12 +40,79 @@ impl Adopted {
     }
 }
 
+/// A node's acceptor state for one group (Paxos' acceptor): every candidate of the group, its
+/// members and their backups, is an acceptor, so that agreement survives members dying.
+#[derive(Default)]
+pub(super) struct Acceptor {
+    /// The highest round promised (persisted as `ManifestPromised`).
+    pub(super) promised: u32,
+    /// The manifest accepted last and its round (persisted as `ManifestAccepted`).
+    pub(super) accepted: Option<(u32, Manifest)>,
+}
+
+/// A member leading one agreement round (Paxos' proposer of that round).
 pub(super) struct Leadership {
     pub(super) round: u32,
     pub(super) since: Micros,
-    pub(super) reports: BTreeMap<Position, (Vec<Item>, Option<Manifest>)>,
-    /// The report window passed without `t` reports: fix as soon as `t` arrive.
+    /// What each position reported holding in this round.
+    pub(super) reports: BTreeMap<Position, Vec<Item>>,
+    /// Acceptors that promised this round, with the manifest each accepted last. A report of
+    /// another round is no promise of this one.
+    pub(super) promises: BTreeMap<NodeId, Option<(u32, Manifest)>>,
+    /// The report window passed without enough reports: propose as soon as they arrive.
     pub(super) window_over: bool,
+    /// The round's manifest was proposed (at most one per round).
+    pub(super) proposed: bool,
+}
+
+impl Leadership {
+    fn new(round: u32, since: Micros) -> Leadership {
+        Leadership {
+            round,
+            since,
+            reports: BTreeMap::new(),
+            promises: BTreeMap::new(),
+            window_over: false,
+            proposed: false,
+        }
+    }
+}
+
+/// Every acceptor of a group: the candidates (member, then backups) of each position.
+pub(super) fn acceptors(plan: &Plan, group: GroupId) -> Vec<NodeId> {
+    (1..=plan.g)
+        .flat_map(|p| plan.candidates(group, p).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Acceptors that must accept a manifest in one round before it is adopted: a majority of the
+/// group's acceptors, so that any two such sets share one.
+pub(super) fn quorum(plan: &Plan, group: GroupId) -> usize {
+    acceptors(plan, group).len() / 2 + 1
+}
+
+fn acceptor_state(comp: &Computation, group: GroupId) -> (u32, Option<(u32, Manifest)>) {
+    comp.acceptors
+        .get(&group)
+        .map_or((0, None), |a| (a.promised, a.accepted.clone()))
+}
+
+/// Persists this node's promise of `round` in `group` (at `position`, the one it is a
+/// candidate of) if it promised less so far.
+fn promise(comp: &mut Computation, ctx: &mut Ctx, group: GroupId, position: Position, round: u32) {
+    if round > acceptor_state(comp, group).0 {
+        let id = comp.id();
+        persist(
+            comp,
+            ctx,
+            Record::ManifestPromised {
+                computation: id,
+                group,
+                position,
+                round,
+            },
+        );
+    }
 }
 
 pub(super) struct Role {
@@ -58,6 +125,11 @@ pub(super) struct Role {
     pub(super) children: BTreeMap<GroupId, BTreeMap<Digest, HeldPartial>>,
     pub(super) heals: BTreeMap<GroupId, Heal>,
     pub(super) leader: Option<Leadership>,
+    /// This node is the position's member, which alone may lead its rounds (a backup serving
+    /// the position reports, accepts, learns and sends up, but never proposes).
+    pub(super) member: bool,
+    /// Votes heard, per round: the round's manifest and the acceptors that accepted it.
+    pub(super) votes: BTreeMap<u32, (Manifest, BTreeSet<NodeId>)>,
     /// Heal queries to answer once this member's sum is ready: target position -> requester.
     pub(super) pending_queries: BTreeMap<Position, NodeId>,
     pub(super) adopted: Option<Adopted>,
@@ -68,7 +140,7 @@ pub(super) struct Role {
 }
 
 impl Role {
-    pub(super) fn new(group: GroupId, position: Position) -> Role {
+    pub(super) fn new(group: GroupId, position: Position, member: bool) -> Role {
         Role {
             group,
             position,
@@ -79,6 +151,8 @@ impl Role {
             children: BTreeMap::new(),
             heals: BTreeMap::new(),
             leader: None,
+            member,
+            votes: BTreeMap::new(),
             pending_queries: BTreeMap::new(),
             adopted: None,
             completed_late: false,
@@ -185,7 +259,15 @@ pub(super) fn role_deadline(comp: &Computation, role: &Role) -> Option<Micros> {
         }
     }
     if let Some(l) = &role.leader {
-        if role.adopted.is_none() && !l.window_over && l.reports.contains_key(&role.position) {
+        if role.adopted.is_none()
+            && !l.window_over
+            && !l.proposed
+            && comp
+                .acceptors
+                .get(&role.group)
+                .is_none_or(|a| a.promised <= l.round)
+            && l.reports.contains_key(&role.position)
+        {
             consider(l.since.plus(to.report_window));
         }
     }
@@ -311,7 +393,9 @@ pub(super) fn advance_role(
         return;
     }
 
-    // Leadership: fix the manifest once the reports are in.
+    // Leadership: propose the round's manifest once the reports are in.
+    let (promised, own_accepted) = acceptor_state(comp, key.0);
+    let quorum = quorum(&comp.plan, key.0);
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
@@ -321,36 +405,153 @@ pub(super) fn advance_role(
     let Some(lead) = role.leader.as_mut() else {
         return;
     };
-    if !lead.reports.contains_key(&key.1) {
+    // A member that promised a later round may not propose in this one.
+    if lead.proposed || promised > lead.round || !lead.reports.contains_key(&key.1) {
         return; // the leader's own report is not ready yet
     }
+    let round = lead.round;
     let all_in = lead.reports.len() == g as usize;
     if !all_in && now < lead.since.plus(to.report_window) {
         return;
     }
-    if let Some(adopted) = lead
-        .reports
+    // The manifest of the highest round an acceptor of the quorum accepted, if any (Paxos'
+    // rule): it may have been adopted, so it is the only value this round may propose.
+    let prior = lead
+        .promises
         .values()
-        .find_map(|(_, adopted)| adopted.clone())
-    {
-        pending.push(Pending::Adopt {
-            id,
-            key,
-            manifest: adopted,
-        });
-        return;
-    }
-    if lead.reports.len() < t {
+        .flatten()
+        .max_by_key(|(r, _)| *r)
+        .map(|(_, m)| m.clone());
+    let manifest = match (own_accepted, prior) {
+        // Proposed in this round before a restart: the same manifest again.
+        (Some((r, m)), _) if r == round => Some(m),
+        // Round 0 is the first: nothing can have been accepted before it.
+        _ if round > 0 && lead.promises.len() < quorum => None,
+        (_, Some(m)) if round > 0 => Some(m),
+        _ if lead.reports.len() < t => None,
+        _ => {
+            let reports: Vec<(Position, &[Item])> = lead
+                .reports
+                .iter()
+                .map(|(p, items)| (*p, items.as_slice()))
+                .collect();
+            choose_manifest(&reports, t)
+        }
+    };
+    let Some(manifest) = manifest else {
         lead.window_over = true;
         return;
+    };
+    lead.proposed = true;
+    propose(comp, key, round, manifest, ctx, pending);
+}
+
+/// The leader of `round` accepts its proposal (persisted first), sends it to every other
+/// acceptor and counts its own vote.
+fn propose(
+    comp: &mut Computation,
+    key: (GroupId, Position),
+    round: u32,
+    manifest: Manifest,
+    ctx: &mut Ctx,
+    pending: &mut Vec<Pending>,
+) {
+    let id = comp.id();
+    persist(
+        comp,
+        ctx,
+        Record::ManifestAccepted {
+            computation: id,
+            group: key.0,
+            position: key.1,
+            round,
+            manifest: manifest.clone(),
+        },
+    );
+    let me = ctx.me.node;
+    for node in acceptors(&comp.plan, key.0) {
+        if node != me {
+            ctx.send_to(
+                node,
+                id,
+                round,
+                Body::Manifest(ManifestMsg {
+                    group: key.0,
+                    leader: key.1,
+                    manifest: manifest.clone(),
+                }),
+                None,
+            );
+        }
     }
-    let reports: Vec<(Position, &[Item])> = lead
-        .reports
-        .iter()
-        .map(|(p, (items, _))| (*p, items.as_slice()))
-        .collect();
-    if let Some(manifest) = choose_manifest(&reports, t) {
+    count_vote(comp, key, round, me, manifest, pending);
+}
+
+/// Files one acceptor's vote of `round`; adopts the round's manifest once a quorum voted.
+fn count_vote(
+    comp: &mut Computation,
+    key: (GroupId, Position),
+    round: u32,
+    voter: NodeId,
+    manifest: Manifest,
+    pending: &mut Vec<Pending>,
+) -> bool {
+    let id = comp.id();
+    let quorum = quorum(&comp.plan, key.0);
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return true;
+    };
+    if role.adopted.is_some() {
+        return true;
+    }
+    let (m, voters) = role
+        .votes
+        .entry(round)
+        .or_insert_with(|| (manifest.clone(), BTreeSet::new()));
+    if *m != manifest {
+        return false; // one proposal per round: only a broken acceptor votes otherwise
+    }
+    voters.insert(voter);
+    if voters.len() >= quorum {
         pending.push(Pending::Adopt { id, key, manifest });
+    }
+    true
+}
+
+/// Makes the member at `key` lead `round` (after promising it), keeping what it collected if it
+/// already leads that round, and files its own promise. A leader that starts a round above 0
+/// (by its own timeout or because a member's report of that round reached it first) asks every
+/// acceptor for its promise.
+fn lead_round(comp: &mut Computation, key: (GroupId, Position), round: u32, ctx: &mut Ctx) {
+    promise(comp, ctx, key.0, key.1, round);
+    let (_, accepted) = acceptor_state(comp, key.0);
+    let me = ctx.me.node;
+    let id = comp.id();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    let fresh = role.leader.as_ref().is_none_or(|l| l.round < round);
+    if fresh {
+        role.leader = Some(Leadership::new(round, ctx.now));
+    }
+    if let Some(lead) = role.leader.as_mut() {
+        lead.promises.insert(me, accepted);
+    }
+    if fresh && round > 0 {
+        for node in acceptors(&comp.plan, key.0) {
+            if node != me {
+                ctx.send_to(
+                    node,
+                    id,
+                    round,
+                    Body::Solicit(SolicitMsg {
+                        group: key.0,
+                        leader: key.1,
+                    }),
+                    None,
+                );
+            }
+        }
     }
 }
 
@@ -388,91 +589,46 @@ fn ask_contributors(comp: &mut Computation, key: (GroupId, Position), ctx: &mut 
 }
 
 /// Sends this member's report to the leader of its round (or files it locally when it is the
-/// leader), and makes it leader when the round says so.
+/// leader), after promising the round, and makes it leader when the round says so.
 pub(super) fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
     let id = comp.id();
     let g = comp.plan.g;
-    let Some(role) = comp.roles.get_mut(&key) else {
+    let Some(role) = comp.roles.get(&key) else {
         return;
     };
     let round = role.round;
     let leader = leader_of(round, g);
-    let items = role.items();
     if leader == key.1 {
-        let lead = role.leader.get_or_insert_with(|| Leadership {
-            round,
-            since: ctx.now,
-            reports: BTreeMap::new(),
-            window_over: false,
-        });
-        if lead.round < round {
-            lead.round = round;
-            lead.since = ctx.now;
-            lead.window_over = false;
+        if !role.member {
+            return; // a backup never leads: the round passes without a leader
         }
-        lead.reports.insert(key.1, (items, None));
-        if round > 0 {
-            for p in 1..=g {
-                if p != key.1 {
-                    ctx.send_slot(
-                        &comp.plan,
-                        &comp.servers,
-                        id,
-                        slot(key.0, p),
-                        round,
-                        Body::Solicit(SolicitMsg {
-                            group: key.0,
-                            leader: key.1,
-                        }),
-                    );
-                }
-            }
+        let items = role.items();
+        lead_round(comp, key, round, ctx);
+        if let Some(lead) = comp.roles.get_mut(&key).and_then(|r| r.leader.as_mut()) {
+            lead.reports.insert(key.1, items);
         }
-    } else {
-        ctx.send_slot(
-            &comp.plan,
-            &comp.servers,
-            id,
-            slot(key.0, leader),
-            round,
-            Body::Report(ReportMsg {
-                group: key.0,
-                position: key.1,
-                items,
-                adopted: None,
-            }),
-        );
+        return;
     }
-}
-
-pub(super) fn broadcast_manifest(
-    comp: &Computation,
-    key: (GroupId, Position),
-    round: u32,
-    ctx: &mut Ctx,
-) {
+    promise(comp, ctx, key.0, key.1, round);
+    let (_, accepted) = acceptor_state(comp, key.0);
     let Some(role) = comp.roles.get(&key) else {
         return;
     };
-    let Some(adopted) = &role.adopted else {
-        return;
-    };
-    for p in 1..=comp.plan.g {
-        if p != key.1 {
-            ctx.send_slot(
-                &comp.plan,
-                &comp.servers,
-                comp.id(),
-                slot(key.0, p),
-                round,
-                Body::Manifest(ManifestMsg {
-                    group: key.0,
-                    leader: key.1,
-                    manifest: adopted.manifest.clone(),
-                }),
-            );
-        }
-    }
+    ctx.send_slot(
+        &comp.plan,
+        &comp.servers,
+        id,
+        slot(key.0, leader),
+        round,
+        Body::Report(ReportMsg {
+            group: key.0,
+            position: key.1,
+            serving: true,
+            items: role.items(),
+            accepted,
+            adopted: None,
+        }),
+    );
 }
 
 /// After adoption: a complete member sends its partial sum to the same position of the parent
@@ -732,57 +888,70 @@ pub(super) fn on_report(
     records: &mut Vec<Pending>,
 ) -> Result<(), String> {
     check_sender(comp, m.group, m.position, from, "report")?;
-    if m.items.len() > MAX_MANIFEST_ITEMS {
+    if m.items.len() > MAX_MANIFEST_ITEMS || (!m.serving && !m.items.is_empty()) {
         return Err("report too long".into());
+    }
+    if round >= MAX_AGREE_ROUNDS {
+        return Err("report of a round past the limit".into());
     }
     let id = comp.id();
     let g = comp.plan.g;
     let key = my_role_in(comp, m.group).ok_or("report for a group this node is not in")?;
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let role = comp.roles.get(&key).ok_or("no role")?;
     if let Some(adopted) = &role.adopted {
-        // Already agreed: tell the sender.
-        ctx.send_to(
-            from,
-            id,
-            round,
-            Body::Manifest(ManifestMsg {
-                group: key.0,
-                leader: key.1,
-                manifest: adopted.manifest.clone(),
-            }),
-            Some(slot(key.0, m.position)),
-        );
+        // Already adopted: tell the sender, unless it told us (no echo between adopters).
+        if m.adopted.is_none() {
+            let (_, accepted) = acceptor_state(comp, key.0);
+            ctx.send_to(
+                from,
+                id,
+                round,
+                Body::Report(ReportMsg {
+                    group: key.0,
+                    position: key.1,
+                    serving: true,
+                    items: role.items(),
+                    accepted,
+                    adopted: Some(adopted.manifest.clone()),
+                }),
+                None,
+            );
+        }
         return Ok(());
     }
     if let Some(manifest) = m.adopted.clone() {
+        // A quorum accepted it in one round: it is the group's only manifest.
         check_manifest(comp, key.0, &manifest)?;
         records.push(Pending::Adopt { id, key, manifest });
         return Ok(());
     }
-    if leader_of(round, g) != key.1 {
-        return Ok(()); // a report for another round's leader: stale, harmless
+    if let Some((_, manifest)) = &m.accepted {
+        check_manifest(comp, key.0, manifest)?;
     }
-    let lead = role.leader.get_or_insert_with(|| Leadership {
-        round,
-        since: ctx.now,
-        reports: BTreeMap::new(),
-        window_over: false,
-    });
-    if round > lead.round {
-        lead.round = round;
-        lead.since = ctx.now;
-        lead.window_over = false;
+    let (promised, _) = acceptor_state(comp, key.0);
+    if leader_of(round, g) != key.1 || !role.member || round < promised {
+        return Ok(()); // for another round's leader, or a round this member promised past
     }
-    lead.reports.insert(m.position, (m.items, None));
-    // A member that is already reporting to an older round follows the leader's round.
-    if round > role.round {
-        role.round = round;
-        if let Stage::Reporting { .. } = role.stage {
-            role.stage = Stage::Reporting { since: ctx.now };
-            let own = role.items();
-            if let Some(lead) = role.leader.as_mut() {
-                lead.reports.insert(key.1, (own, None));
-            }
+    if role.leader.as_ref().is_some_and(|l| round < l.round) {
+        return Ok(()); // stale
+    }
+    let was = role.round;
+    lead_round(comp, key, round, ctx);
+    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    role.round = role.round.max(round);
+    let following = round > was && matches!(role.stage, Stage::Reporting { .. });
+    if following {
+        // A member that is already reporting to an older round follows the leader's round.
+        role.stage = Stage::Reporting { since: ctx.now };
+    }
+    let own = following.then(|| role.items());
+    if let Some(lead) = role.leader.as_mut() {
+        lead.promises.insert(from, m.accepted);
+        if m.serving {
+            lead.reports.insert(m.position, m.items);
+        }
+        if let Some(own) = own {
+            lead.reports.insert(key.1, own);
         }
     }
     Ok(())
@@ -794,47 +963,62 @@ pub(super) fn on_solicit(
     round: u32,
     m: SolicitMsg,
     ctx: &mut Ctx,
+    _records: &mut Vec<Pending>,
 ) -> Result<(), String> {
     check_position(comp, m.leader)?;
-    if group_member_position(comp, m.group, from) != Some(m.leader)
+    if !comp.plan.contains(m.group)
+        || comp.plan.member(m.group, m.leader) != from
         || leader_of(round, comp.plan.g) != m.leader
     {
         return Err("solicit not sent by the leader of its round".into());
     }
+    if round >= MAX_AGREE_ROUNDS {
+        return Err("solicit of a round past the limit".into());
+    }
     let id = comp.id();
-    let key = my_role_in(comp, m.group).ok_or("solicit for a group this node is not in")?;
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
-    if let Some(adopted) = &role.adopted {
-        ctx.send_to(
-            from,
-            id,
-            round,
-            Body::Report(ReportMsg {
-                group: key.0,
-                position: key.1,
-                items: role.items(),
-                adopted: Some(adopted.manifest.clone()),
-            }),
-            Some(slot(key.0, m.leader)),
+    let mine = group_member_position(comp, m.group, ctx.me.node)
+        .ok_or("solicit for a group this node is no candidate of")?;
+    let key = my_role_in(comp, m.group);
+    let role = key.and_then(|k| comp.roles.get(&k));
+    let (promised, accepted) = acceptor_state(comp, m.group);
+    let report = |items: Vec<Item>, serving: bool, accepted, adopted| {
+        Body::Report(ReportMsg {
+            group: m.group,
+            position: mine,
+            serving,
+            items,
+            accepted,
+            adopted,
+        })
+    };
+    if let Some(adopted) = role.and_then(|r| r.adopted.as_ref()) {
+        let body = report(
+            role.map(|r| r.items()).unwrap_or_default(),
+            true,
+            accepted,
+            Some(adopted.manifest.clone()),
         );
+        ctx.send_to(from, id, round, body, None);
         return Ok(());
     }
-    if round > role.round {
-        role.round = round;
-        if let Stage::Reporting { .. } = role.stage {
-            role.stage = Stage::Reporting { since: ctx.now };
-            ctx.send_to(
-                from,
-                id,
-                round,
-                Body::Report(ReportMsg {
-                    group: key.0,
-                    position: key.1,
-                    items: role.items(),
-                    adopted: None,
-                }),
-                Some(slot(key.0, m.leader)),
-            );
+    if round < promised {
+        return Ok(()); // promised a later round already
+    }
+    promise(comp, ctx, m.group, mine, round);
+    let (_, accepted) = acceptor_state(comp, m.group);
+    match key.and_then(|k| comp.roles.get_mut(&k)) {
+        // A backup that serves no position of the group: its promise only.
+        None => ctx.send_to(from, id, round, report(vec![], false, accepted, None), None),
+        Some(role) => {
+            let moved = round > role.round;
+            role.round = role.round.max(round);
+            if let Stage::Reporting { .. } = role.stage {
+                if moved {
+                    role.stage = Stage::Reporting { since: ctx.now };
+                }
+                let body = report(role.items(), true, accepted, None);
+                ctx.send_to(from, id, round, body, None);
+            }
         }
     }
     Ok(())
@@ -876,22 +1060,107 @@ pub(super) fn check_manifest(
 pub(super) fn on_manifest(
     comp: &mut Computation,
     from: NodeId,
+    round: u32,
     m: ManifestMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), String> {
+    check_position(comp, m.leader)?;
+    if !comp.plan.contains(m.group)
+        || comp.plan.member(m.group, m.leader) != from
+        || leader_of(round, comp.plan.g) != m.leader
+    {
+        return Err("manifest not sent by the leader of its round".into());
+    }
+    if round >= MAX_AGREE_ROUNDS {
+        return Err("manifest of a round past the limit".into());
+    }
+    check_manifest(comp, m.group, &m.manifest)?;
+    let id = comp.id();
+    let me = ctx.me.node;
+    let mine = group_member_position(comp, m.group, me)
+        .ok_or("manifest for a group this node is no candidate of")?;
+    let key = my_role_in(comp, m.group);
+    if let Some(key) = key {
+        let role = comp.roles.get(&key).ok_or("no role")?;
+        if let Some(adopted) = &role.adopted {
+            // Tell the leader what was adopted, so that it stops waiting.
+            let (_, accepted) = acceptor_state(comp, m.group);
+            ctx.send_to(
+                from,
+                id,
+                round,
+                Body::Report(ReportMsg {
+                    group: key.0,
+                    position: key.1,
+                    serving: true,
+                    items: role.items(),
+                    accepted,
+                    adopted: Some(adopted.manifest.clone()),
+                }),
+                None,
+            );
+            return Ok(());
+        }
+        // The leader's proposal is also its vote.
+        if !count_vote(comp, key, round, from, m.manifest.clone(), records) {
+            return Err("two manifests proposed in one round".into());
+        }
+    }
+    let (promised, accepted) = acceptor_state(comp, m.group);
+    let duplicate = accepted.as_ref().is_some_and(|(r, _)| *r == round);
+    if round < promised || duplicate {
+        return Ok(()); // a round this acceptor promised past, or a repeat
+    }
+    persist(
+        comp,
+        ctx,
+        Record::ManifestAccepted {
+            computation: id,
+            group: m.group,
+            position: mine,
+            round,
+            manifest: m.manifest.clone(),
+        },
+    );
+    for p in 1..=comp.plan.g {
+        if key.is_none_or(|k| k.1 != p) {
+            ctx.send_slot(
+                &comp.plan,
+                &comp.servers,
+                id,
+                slot(m.group, p),
+                round,
+                Body::Vote(VoteMsg {
+                    group: m.group,
+                    position: mine,
+                    manifest: m.manifest.clone(),
+                }),
+            );
+        }
+    }
+    if let Some(key) = key {
+        count_vote(comp, key, round, me, m.manifest, records);
+    }
+    Ok(())
+}
+
+pub(super) fn on_vote(
+    comp: &mut Computation,
+    from: NodeId,
+    round: u32,
+    m: VoteMsg,
     _ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), String> {
-    check_sender(comp, m.group, m.leader, from, "manifest")?;
-    check_manifest(comp, m.group, &m.manifest)?;
-    let id = comp.id();
-    let key = my_role_in(comp, m.group).ok_or("manifest for a group this node is not in")?;
-    let role = comp.roles.get(&key).ok_or("no role")?;
-    if role.adopted.is_some() {
-        return Ok(());
+    check_sender(comp, m.group, m.position, from, "vote")?;
+    if round >= MAX_AGREE_ROUNDS {
+        return Err("vote of a round past the limit".into());
     }
-    records.push(Pending::Adopt {
-        id,
-        key,
-        manifest: m.manifest,
-    });
+    check_manifest(comp, m.group, &m.manifest)?;
+    let key = my_role_in(comp, m.group).ok_or("vote for a group this node is not in")?;
+    if !count_vote(comp, key, round, from, m.manifest, records) {
+        return Err("a vote for another manifest than its round's".into());
+    }
     Ok(())
 }
