@@ -53,21 +53,64 @@ pub async fn ctl(cluster: &Cluster, i: usize, request: ControlRequest) -> anyhow
     Ok(control::call(cluster.dir(i), &request, |_, _| {}).await?)
 }
 
-/// Parameters of a quick sum computation on a small local network.
-pub fn sum_params(collection: &str, field: &str, g: u8, t: u8) -> ComputeParams {
+/// Parameters of a quick computation of `query` on a small local network.
+pub fn query_params(query: &str, g: u8, t: u8) -> ComputeParams {
     ComputeParams {
-        collection: collection.into(),
-        field: field.into(),
+        query: query.into(),
         g,
         t,
         k_min: 1,
         leaf_groups: None,
         fan_in: 2,
-        bound: 1e9,
-        max_records: 1_000_000,
-        scale_digits: 0,
-        max_contributors: 100_000,
+        max_contributors: None,
         share_window_ms: 1500,
         lifetime_secs: 40,
     }
+}
+
+/// Parameters of a quick `SELECT sum(field), count(*) FROM collection` (integers, values
+/// clipped to plus or minus 10^12).
+pub fn sum_params(collection: &str, field: &str, g: u8, t: u8) -> ComputeParams {
+    query_params(
+        &format!(
+            "SELECT sum({field}), count(*) FROM {collection} CLIP {field} TO [-1e12, 1e12] SCALE 0"
+        ),
+        g,
+        t,
+    )
+}
+
+/// The number in row `row`, column `column` of a `compute` result's table.
+pub fn cell(result: &Value, row: usize, column: usize) -> Option<f64> {
+    result["table"]["rows"][row]["cells"][column].as_f64()
+}
+
+/// Trust `key` at node `i` for `collections` (empty: all), with the default limits.
+pub async fn trust(
+    cluster: &Cluster,
+    i: usize,
+    key: &str,
+    collections: &[&str],
+) -> anyhow::Result<()> {
+    ctl(
+        cluster,
+        i,
+        ControlRequest::TrustAdd {
+            key: key.into(),
+            collections: collections.iter().map(|c| c.to_string()).collect(),
+            label: String::new(),
+            min_contributors: 1,
+            limits: Default::default(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Node `i`'s commissioner key.
+pub async fn commissioner_key(cluster: &Cluster, i: usize) -> anyhow::Result<String> {
+    ctl(cluster, i, ControlRequest::Status).await?["commissioner_key"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))
 }
