@@ -7,6 +7,7 @@
 
 use crate::query::fields_read;
 use crate::store::{ConsentEntry, TrustEntry};
+use grove_protocol::encoding::ContributionSpec;
 use grove_protocol::query::{CmpOp, Expr, Literal, Predicate, Query};
 use std::cmp::Ordering;
 
@@ -70,6 +71,8 @@ pub struct RequestInfo {
     /// Hex commissioner key.
     pub commissioner: String,
     pub query: String,
+    /// The request's contribution spec: it must be exactly what the query compiles to.
+    pub spec: ContributionSpec,
     pub k_min: u64,
     pub t: u8,
     /// When the node decides, in microseconds since the epoch.
@@ -115,7 +118,13 @@ pub fn decide(
         );
     };
     let query = match Query::parse(&request.query).and_then(|q| q.compile()) {
-        Ok(c) => c.query().clone(),
+        Ok(c) if c.spec() == &request.spec => c.query().clone(),
+        Ok(_) => {
+            return decline(
+                Rule::Query,
+                "the request's contribution spec is not the one its query compiles to".into(),
+            )
+        }
         Err(e) => return decline(Rule::Query, format!("the query is not valid here: {e}")),
     };
     if !trust.collections.is_empty() && !trust.collections.contains(&query.collection) {
@@ -467,10 +476,19 @@ mod tests {
     }
 
     fn request(query: &str, now: u64) -> RequestInfo {
+        let spec = Query::parse(query)
+            .and_then(|q| q.compile())
+            .map(|c| c.spec().clone())
+            .unwrap_or(ContributionSpec {
+                length: 0,
+                bounds: vec![],
+                scale_digits: 0,
+            });
         RequestInfo {
             computation: format!("c{now}"),
             commissioner: "k".into(),
             query: query.into(),
+            spec,
             k_min: 3,
             t: 2,
             now_micros: now,
@@ -495,6 +513,10 @@ mod tests {
             decide(r, t, h, false).rule
         };
         assert_eq!(rule(&request(&good, now), Some(&t), &[]), Rule::Trusted);
+        // A spec wider than the query's: refused.
+        let mut wide = request(&good, now);
+        wide.spec.bounds[0].max *= 10.0;
+        assert_eq!(rule(&wide, Some(&t), &[]), Rule::Query);
         assert_eq!(rule(&request(&good, now), None, &[]), Rule::Untrusted);
         assert_eq!(
             decide(&request(&good, now), Some(&t), &[], true).rule,

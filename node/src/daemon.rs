@@ -73,6 +73,7 @@ pub fn now_micros() -> Micros {
 struct KnownRequest {
     commissioner: String,
     query: String,
+    spec: grove_protocol::encoding::ContributionSpec,
     k_min: u64,
     t: u8,
 }
@@ -263,6 +264,7 @@ fn known(request: &SignedRequest) -> KnownRequest {
     KnownRequest {
         commissioner: hex(&request.request.commissioner.0),
         query: request.request.query.clone(),
+        spec: request.request.contribution.clone(),
         k_min: request.request.privacy.k_min,
         t: request.request.privacy.t,
     }
@@ -908,6 +910,7 @@ impl Node {
             computation: computation.to_string(),
             commissioner: known.commissioner.clone(),
             query: known.query.clone(),
+            spec: known.spec.clone(),
             k_min: known.k_min,
             t: known.t,
             now_micros: now_micros().0,

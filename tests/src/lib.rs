@@ -25,6 +25,8 @@ use std::time::Duration;
 
 pub use grove_node;
 
+pub mod oracle;
+
 /// Starts `n` daemons (node 0 first, the others bootstrapping from it) and waits until every
 /// directory holds all of them.
 pub async fn start_network(exe: &Path, n: usize) -> anyhow::Result<Cluster> {
