@@ -110,7 +110,7 @@ pub enum Cmd {
         keep: bool,
         /// The query to run over the synthetic collections bank.operations (date, category,
         /// amount), activity (date, age_band, steps) and model.updates (round, samples,
-        /// update: 8 numbers). Default: food spending by month.
+        /// update: 8 numbers). Default: spending by month.
         #[arg(long)]
         query: Option<String>,
         /// Read the query from this file.

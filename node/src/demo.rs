@@ -34,12 +34,13 @@ pub const MODEL_DIM: usize = 8;
 pub const CATEGORIES: [&str; 5] = ["food", "transport", "housing", "leisure", "health"];
 pub const AGE_BANDS: [&str; 4] = ["18-29", "30-44", "45-64", "65+"];
 
-/// Food spending by month: the demo's default query.
-pub const BANK_BY_MONTH: &str = "SELECT count(*), sum(amount), avg(amount)
+/// Spending by month (every operation but income): the demo's default query.
+pub const BANK_BY_MONTH: &str =
+    "SELECT count(DISTINCT CONTRIBUTOR), count(*), sum(amount), avg(amount)
 FROM bank.operations
-WHERE category = 'food' AND amount > 0
+WHERE category != 'income' AND amount > 0
 GROUP BY month(date) IN ('2026-01', '2026-02', '2026-03')
-CLIP amount TO [0, 500]";
+CLIP amount TO [0, 2000]";
 
 /// Daily steps by age band.
 pub const STEPS_BY_AGE: &str =

@@ -16,6 +16,10 @@
 //! - `untrusted`: nodes that do not trust the commissioner send no share and audit why.
 //! - `hostile_requests`: forged, expired and future requests from a hostile libp2p peer are
 //!   refused and audited.
+//! - `consent`: one node per consent rule (untrusted, collection, k_min, t, rate,
+//!   differencing) declines, sends no share and audits the rule.
+//! - `oracle` (protocol harness, real engines) and `oracle_processes` (real processes):
+//!   random queries over random records equal the reference evaluation of [`oracle`].
 
 use grove_node::control::{self, ComputeParams, ControlRequest};
 use grove_node::procs::Cluster;

@@ -18,7 +18,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -27,17 +27,17 @@ impl Rng {
     }
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
     /// Uniform in `[lo, hi]`, rounded to `digits` decimals.
     pub fn real(&mut self, lo: f64, hi: f64, digits: i32) -> f64 {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let p = 10f64.powi(digits);
         ((lo + u * (hi - lo)) * p).round() / p
     }
@@ -273,15 +273,15 @@ pub fn query(rng: &mut Rng) -> Q {
     let mut norm = None;
     for a in &aggregates {
         match a {
-            A::Sum(f) | A::Avg(f) | A::Var(f) | A::Stddev(f) => {
-                if !clips.iter().any(|c| c.0 == *f) {
-                    let (lo, hi) = if *f == "amount" {
-                        (rng.real(-40.0, 0.0, 0), rng.real(100.0, 550.0, 0))
-                    } else {
-                        (0.0, rng.real(5_000.0, 20_000.0, 0))
-                    };
-                    clips.push((f, lo, hi));
-                }
+            A::Sum(f) | A::Avg(f) | A::Var(f) | A::Stddev(f)
+                if !clips.iter().any(|c| c.0 == *f) =>
+            {
+                let (lo, hi) = if *f == "amount" {
+                    (rng.real(-40.0, 0.0, 0), rng.real(100.0, 550.0, 0))
+                } else {
+                    (0.0, rng.real(5_000.0, 20_000.0, 0))
+                };
+                clips.push((f, lo, hi));
             }
             A::Vector(_) => norm = Some(rng.real(0.5, 3.0, 1)),
             _ => {}
@@ -635,6 +635,9 @@ struct Acc {
     vector: Vec<f64>,
 }
 
+/// Sum, sum of squares and count of a field's clipped values.
+pub type Moments = (f64, f64, f64);
+
 /// One cell of the reference result.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {
@@ -649,7 +652,7 @@ pub struct Expected {
     pub rows: Vec<Vec<Cell>>,
     pub contributors: u64,
     /// Per row: `(field, (sum, sum of squares, count))` of the clipped values used.
-    pub moments: Vec<Vec<(&'static str, (f64, f64, f64))>>,
+    pub moments: Vec<Vec<(&'static str, Moments)>>,
 }
 
 /// Whether a node with these records uses at least one of them (and so contributes).
