@@ -1,7 +1,7 @@
 //! The command line. Every command but `init`, `daemon` and `demo` talks to the running
 //! daemon over its control socket.
 
-use crate::control::{self, ComputeParams, ControlRequest};
+use crate::control::{self, ComputeParams, ControlRequest, TrustLimits};
 use crate::import::{self, Format};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -55,13 +55,15 @@ pub enum Cmd {
     Audit,
     /// Stop the running daemon.
     Stop,
-    /// As commissioner: compute the sum of a numeric field over every consenting node.
+    /// As commissioner: run a query over every consenting node and print its result table.
     Compute {
-        /// The numeric field to sum.
-        #[arg(long, value_name = "FIELD")]
-        sum: String,
-        #[arg(long)]
-        collection: String,
+        /// The query text, e.g. "SELECT count(*), avg(steps) FROM activity CLIP steps TO
+        /// [0, 50000]" (or --file).
+        #[arg(value_name = "QUERY", required_unless_present = "file")]
+        query: Option<String>,
+        /// Read the query from this file.
+        #[arg(long, conflicts_with = "query")]
+        file: Option<PathBuf>,
         /// Group size.
         #[arg(long, default_value_t = 5)]
         g: u8,
@@ -77,21 +79,15 @@ pub enum Cmd {
         /// Leaf groups (default: as many as the directory can fill).
         #[arg(long)]
         leaf_groups: Option<u32>,
-        /// Largest absolute value of one node's sum (larger sums are clipped).
-        #[arg(long, default_value_t = 1e9)]
-        bound: f64,
-        /// Decimal digits kept of each value.
-        #[arg(long, default_value_t = 2)]
-        scale: u8,
+        /// Contributors the request allows (default: the most the query's bounds allow).
+        #[arg(long)]
+        max_contributors: Option<u64>,
         /// How long leaf groups collect shares, in milliseconds.
         #[arg(long, default_value_t = 2000)]
         share_window_ms: u64,
         /// Lifetime of the computation, in seconds.
         #[arg(long, default_value_t = 60)]
         lifetime_secs: u64,
-        /// Sum arrays of this many numbers element by element (the field holds arrays).
-        #[arg(long)]
-        dimension: Option<u32>,
     },
     /// Start a local network of separate grove processes and run a computation on it.
     Demo {
@@ -112,6 +108,14 @@ pub enum Cmd {
         /// Keep the data dirs (and daemon logs) after the demo.
         #[arg(long)]
         keep: bool,
+        /// The query to run over the synthetic collections bank.operations (date, category,
+        /// amount), activity (date, age_band, steps) and model.updates (round, samples,
+        /// update: 8 numbers). Default: spending by month.
+        #[arg(long)]
+        query: Option<String>,
+        /// Read the query from this file.
+        #[arg(long, conflicts_with = "query")]
+        query_file: Option<PathBuf>,
     },
 }
 
@@ -136,17 +140,31 @@ pub enum RecordsCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum TrustCmd {
-    /// Trust a commissioner key (64 hex digits).
+    /// Trust a commissioner key (64 hex digits), within limits. Without this, a node
+    /// declines every request.
     Add {
         key: String,
         /// Collections it may compute over (comma separated; default: all).
         #[arg(long, value_delimiter = ',')]
         collections: Vec<String>,
-        #[arg(long, default_value = "")]
-        label: String,
+        /// Fields its queries may read (comma separated; default: all).
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// A name for this commissioner.
+        #[arg(long, alias = "label", default_value = "")]
+        name: String,
         /// Refuse requests whose k_min (fewest contributors a result may cover) is lower.
+        #[arg(long, alias = "min-contributors", default_value_t = 1)]
+        min_k: u64,
+        /// Refuse requests whose group threshold t is lower.
         #[arg(long, default_value_t = 1)]
-        min_contributors: u64,
+        min_t: u8,
+        /// Computations per 24 hours this commissioner may have this node in.
+        #[arg(long, default_value_t = crate::consent::DEFAULT_MAX_PER_DAY)]
+        max_per_day: u32,
+        /// Window of the differencing rule, in seconds.
+        #[arg(long, default_value_t = crate::consent::DEFAULT_DIFFERENCING_WINDOW_SECS)]
+        differencing_window: u64,
     },
     List,
     Remove {
@@ -282,13 +300,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 TrustCmd::Add {
                     key,
                     collections,
-                    label,
-                    min_contributors,
+                    fields,
+                    name,
+                    min_k,
+                    min_t,
+                    max_per_day,
+                    differencing_window,
                 } => ControlRequest::TrustAdd {
                     key: key.clone(),
                     collections: collections.clone(),
-                    label: label.clone(),
-                    min_contributors: *min_contributors,
+                    label: name.clone(),
+                    min_contributors: *min_k,
+                    limits: TrustLimits {
+                        fields: fields.clone(),
+                        max_per_day: Some(*max_per_day),
+                        min_t: Some(*min_t),
+                        differencing_window_secs: Some(*differencing_window),
+                    },
                 },
                 TrustCmd::List => ControlRequest::TrustList,
                 TrustCmd::Remove { key } => ControlRequest::TrustRemove { key: key.clone() },
@@ -306,12 +334,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 .filter(|a| !a.is_empty())
                                 .map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(","))
                                 .unwrap_or_else(|| "all collections".into());
+                            let fs = e["fields"]
+                                .as_array()
+                                .filter(|a| !a.is_empty())
+                                .map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(","))
+                                .unwrap_or_else(|| "all fields".into());
                             format!(
-                                "{}\t{}\tk_min >= {}\t{}",
+                                "{}\t{}\t{}\t{}\tk_min >= {}\tt >= {}\t{} per day\tdifferencing window {} s",
                                 str_of(&e["key"]),
+                                str_of(&e["label"]),
                                 cs,
+                                fs,
                                 e["min_contributors"],
-                                str_of(&e["label"])
+                                e["min_t"],
+                                e["max_per_day"],
+                                e["differencing_window_secs"],
                             )
                         })
                         .collect::<Vec<_>>()
@@ -357,8 +394,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map(|es| {
                         es.iter()
                             .map(|e| {
+                                let rule = e["rule"]
+                                    .as_str()
+                                    .map(|r| format!(" [{r}]"))
+                                    .unwrap_or_default();
                                 format!(
-                                    "{}\t{}\t{}\t{}",
+                                    "{}\t{}{rule}\t{}\t{}",
                                     e["at_micros"],
                                     str_of(&e["kind"]),
                                     str_of(&e["computation"]),
@@ -373,34 +414,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Compute {
-            sum,
-            collection,
+            query,
+            file,
             g,
             t,
             k_min,
             fan_in,
             leaf_groups,
-            bound,
-            scale,
+            max_contributors,
             share_window_ms,
             lifetime_secs,
-            dimension,
         } => {
+            let query = match (query, file) {
+                (Some(q), _) => q.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read {}", f.display()))?,
+                (None, None) => bail!("give a query, or --file FILE"),
+            };
+            // Errors in the query are reported here, before anything is launched.
+            crate::query::compile(&query).map_err(|e| anyhow::anyhow!(e))?;
             let params = ComputeParams {
-                collection: collection.clone(),
-                field: sum.clone(),
+                query,
                 g: *g,
                 t: *t,
                 k_min: *k_min,
                 leaf_groups: *leaf_groups,
                 fan_in: *fan_in,
-                bound: *bound,
-                max_records: 1_000_000,
-                scale_digits: *scale,
-                max_contributors: 100_000,
+                max_contributors: *max_contributors,
                 share_window_ms: *share_window_ms,
                 lifetime_secs: *lifetime_secs,
-                dimension: *dimension,
             };
             let json = cli.json;
             let dir = data_dir(&cli)?;
@@ -410,12 +452,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })
             .await?;
-            print(&cli, &d, |d| {
-                format!(
-                    "sum of {sum} over collection {collection}: {}\nrecords counted: {}\ncontributors included: {} (of {} nodes in the directory)\ncomputation {} took {} ms",
-                    d["sum"], d["records"], d["contributors"], d["directory_peers"], str_of(&d["computation"]), d["elapsed_ms"]
-                )
-            });
+            print(&cli, &d, result_text);
             Ok(())
         }
         Cmd::Demo {
@@ -426,10 +463,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             share_window_ms,
             keep,
+            query,
+            query_file,
         } => {
             if std::env::var_os("RUST_LOG").is_some() {
                 init_tracing();
             }
+            let query = match (query, query_file) {
+                (Some(q), _) => Some(q.clone()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("cannot read {}", f.display()))?,
+                ),
+                (None, None) => None,
+            };
             crate::demo::run(crate::demo::DemoArgs {
                 nodes: *nodes,
                 kill: *kill,
@@ -439,10 +486,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 t: *t,
                 share_window_ms: *share_window_ms,
                 keep: *keep,
+                query,
             })
             .await
         }
     }
+}
+
+/// A released result as text: the table, then who it covers.
+pub fn result_text(d: &Value) -> String {
+    format!(
+        "{}\ncontributors included: {} of {} nodes in the directory (completeness {:.1}%)\ncomputation {} took {} ms",
+        str_of(&d["text"]),
+        d["contributors"],
+        d["directory_peers"],
+        d["completeness"].as_f64().unwrap_or(0.0) * 100.0,
+        str_of(&d["computation"]),
+        d["elapsed_ms"]
+    )
 }
 
 fn str_of(v: &Value) -> String {

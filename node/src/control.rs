@@ -26,31 +26,56 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_FILE)
 }
 
-/// The parameters of a `compute` of the sum of one numeric field.
+/// The parameters of a `compute`: a query and how to run it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ComputeParams {
-    pub collection: String,
-    pub field: String,
+    /// The query text (see ARCHITECTURE.md, "Declarative queries").
+    pub query: String,
     pub g: u8,
     pub t: u8,
     pub k_min: u64,
     /// Leaf groups; `None` picks the most the directory can fill.
     pub leaf_groups: Option<u32>,
     pub fan_in: u32,
-    /// Bound of one node's sum (absolute value); larger sums are clipped.
-    pub bound: f64,
-    /// Bound of one node's record count.
-    pub max_records: u64,
-    pub scale_digits: u8,
-    pub max_contributors: u64,
+    /// Contributors the request allows; `None` takes the most the query's overflow budget
+    /// allows.
+    #[serde(default)]
+    pub max_contributors: Option<u64>,
     /// How long leaf members collect shares after the request is created, in milliseconds.
     pub share_window_ms: u64,
     /// Lifetime of the computation, in seconds.
     pub lifetime_secs: u64,
-    /// When set, the field holds arrays of this many numbers, summed element by element
-    /// (each element of one node's sum clipped to `bound`).
-    #[serde(default)]
-    pub dimension: Option<u32>,
+}
+
+impl Default for ComputeParams {
+    fn default() -> ComputeParams {
+        ComputeParams {
+            query: String::new(),
+            g: 5,
+            t: 3,
+            k_min: 1,
+            leaf_groups: None,
+            fan_in: 2,
+            max_contributors: None,
+            share_window_ms: 2000,
+            lifetime_secs: 60,
+        }
+    }
+}
+
+/// The limits of a trust beyond its collections and `k_min` floor; `None` takes the node's
+/// default (see `consent`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrustLimits {
+    /// Fields a query may read; empty means every field.
+    pub fields: Vec<String>,
+    /// Computations per 24 hours.
+    pub max_per_day: Option<u32>,
+    /// Smallest group threshold `t` accepted.
+    pub min_t: Option<u8>,
+    /// The differencing rule's window, in seconds.
+    pub differencing_window_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,6 +95,8 @@ pub enum ControlRequest {
         /// Refuse requests whose `k_min` is below this.
         #[serde(default = "one")]
         min_contributors: u64,
+        #[serde(default)]
+        limits: TrustLimits,
     },
     TrustList,
     TrustRemove {

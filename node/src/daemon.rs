@@ -12,11 +12,12 @@
 //! which the owner's consent policy needs (see `consent`).
 
 use crate::config::{self, Keys};
+use crate::consent::{self, Decision, RequestInfo};
 use crate::control::{self, ComputeParams, ControlReply, ControlRequest, Incoming};
 use crate::directory::{self, node_id_of, Announcement, Directory, NodePlans, Peer};
 use crate::net::{self, Behaviour, BehaviourEvent};
-use crate::query::{self, SumQuery};
-use crate::store::{validate_collection_name, AuditEntry, Store, TrustEntry};
+use crate::query;
+use crate::store::{validate_collection_name, AuditEntry, ConsentEntry, Store, TrustEntry};
 use anyhow::Context;
 use futures::StreamExt;
 use grove_protocol::codec;
@@ -74,12 +75,18 @@ pub fn now_micros() -> Micros {
 struct KnownRequest {
     commissioner: String,
     query: String,
+    spec: grove_protocol::encoding::ContributionSpec,
     k_min: u64,
+    t: u8,
 }
 
 struct Waiter {
     reply: mpsc::Sender<ControlReply>,
     started: Instant,
+    /// The launched query, to decode the released sum into a table.
+    compiled: grove_protocol::query::CompiledQuery,
+    /// Peers in the directory the plan was built from.
+    directory_peers: usize,
 }
 
 struct Node {
@@ -262,7 +269,9 @@ fn known(request: &SignedRequest) -> KnownRequest {
     KnownRequest {
         commissioner: hex(&request.request.commissioner.0),
         query: request.request.query.clone(),
+        spec: request.request.contribution.clone(),
         k_min: request.request.privacy.k_min,
+        t: request.request.privacy.t,
     }
 }
 
@@ -747,10 +756,22 @@ impl Node {
     }
 
     fn audit(&self, computation: Option<&ComputationId>, kind: &str, detail: String) {
+        self.audit_rule(computation, kind, "", detail)
+    }
+
+    /// An audit entry that names the consent rule that decided.
+    fn audit_rule(
+        &self,
+        computation: Option<&ComputationId>,
+        kind: &str,
+        rule: &str,
+        detail: String,
+    ) {
         let entry = AuditEntry {
             at_micros: now_micros().0,
             computation: computation.map(|c| c.to_string()).unwrap_or_default(),
             kind: kind.to_string(),
+            rule: rule.to_string(),
             detail,
         };
         if let Err(e) = self.store.audit(&entry) {
@@ -825,7 +846,6 @@ impl Node {
                 child.index
             ),
             Event::Released(r) => {
-                let values = r.values.clone();
                 let contributors = r.version.count;
                 self.audit(
                     Some(&r.computation),
@@ -833,22 +853,24 @@ impl Node {
                     format!("result released over {contributors} contributors"),
                 );
                 if let Some(w) = self.waiters.remove(&r.computation) {
-                    let mut data = json!({
+                    let table = w.compiled.decode(&r.values, contributors);
+                    let completeness = if w.directory_peers == 0 {
+                        0.0
+                    } else {
+                        contributors as f64 / w.directory_peers as f64
+                    };
+                    let data = json!({
                         "computation": r.computation.to_string(),
-                        "sum": values.first().copied().unwrap_or(0.0),
-                        "records": values.get(1).copied().unwrap_or(0.0),
+                        "query": w.compiled.query().to_string(),
+                        "table": table,
+                        "text": table.to_string(),
+                        "values": r.values,
                         "contributors": contributors,
-                        "directory_peers": lock(&self.directory).len(),
+                        "directory_peers": w.directory_peers,
+                        "completeness": completeness,
                         "version": r.version.digest.to_string(),
                         "elapsed_ms": w.started.elapsed().as_millis() as u64,
                     });
-                    if values.len() > 2 {
-                        // A vector sum: its elements, then the record count.
-                        let (vector, count) = values.split_at(values.len() - 1);
-                        data["vector"] = json!(vector);
-                        data["records"] = json!(count[0]);
-                        data["sum"] = serde_json::Value::Null;
-                    }
                     let _ = w.reply.try_send(ControlReply::Ok { data });
                 }
             }
@@ -881,76 +903,91 @@ impl Node {
         Ok(())
     }
 
-    /// The owner's policy: contribute only to a trusted commissioner, to a collection the
-    /// trust allows, with records to contribute. Every decision goes to the audit log;
-    /// values never do.
+    /// The owner's policy (`consent::decide`): contribute only when every rule holds, and
+    /// record in the audit log which rule decided; values never go there. The consent history
+    /// entry is committed before the contribution's outputs are drained, so a node never
+    /// contributes twice to one computation (a crash in between errs towards not
+    /// contributing).
     fn consent(&mut self, computation: ComputationId) {
-        let Some(known) = self.known_requests.get(&computation).cloned() else {
-            self.audit(
+        let decline = |node: &Node, rule: &str, why: String| {
+            node.audit_rule(
                 Some(&computation),
                 "declined",
+                rule,
+                format!("{why}: no share was sent"),
+            )
+        };
+        let Some(known) = self.known_requests.get(&computation).cloned() else {
+            decline(
+                self,
+                "unknown",
                 "the request's details are unknown to this node".into(),
             );
             return;
         };
-        let decline = |node: &Node, why: String| node.audit(Some(&computation), "declined", why);
-        let Some(query) = SumQuery::parse(&known.query) else {
-            decline(self, "the query is not understood by this node".into());
-            return;
+        let info = RequestInfo {
+            computation: computation.to_string(),
+            commissioner: known.commissioner.clone(),
+            query: known.query.clone(),
+            spec: known.spec.clone(),
+            k_min: known.k_min,
+            t: known.t,
+            now_micros: now_micros().0,
         };
-        let trust = match self.store.trust_get(&known.commissioner) {
-            Ok(t) => t,
+        let lookups = (|| {
+            Ok::<_, crate::store::StoreError>((
+                self.store.trust_get(&known.commissioner)?,
+                self.store.consents(&known.commissioner)?,
+                self.store.consented_to(&info.computation)?,
+            ))
+        })();
+        let (trust, history, contributed) = match lookups {
+            Ok(x) => x,
             Err(e) => {
-                decline(self, format!("the trust list is unreadable: {e}"));
+                decline(
+                    self,
+                    "store",
+                    format!("the consent store is unreadable: {e}"),
+                );
                 return;
             }
         };
-        let Some(trust) = trust else {
-            decline(
-                self,
-                format!(
-                    "commissioner {} is not trusted: no share was sent",
-                    known.commissioner
-                ),
-            );
+        let Decision {
+            accept,
+            rule,
+            reason,
+        } = consent::decide(&info, trust.as_ref(), &history, contributed);
+        if !accept {
+            decline(self, rule.name(), reason);
             return;
+        }
+        // Accepted: `decide` compiled the query already.
+        let compiled = match query::compile(&known.query) {
+            Ok(c) => c,
+            Err(e) => return decline(self, "query", e),
         };
-        if !trust.collections.is_empty() && !trust.collections.contains(&query.collection) {
-            decline(
-                self,
-                format!(
-                    "commissioner {} is not trusted with collection {:?}: no share was sent",
-                    known.commissioner, query.collection
-                ),
-            );
-            return;
-        }
-        if known.k_min < trust.min_contributors {
-            decline(
-                self,
-                format!(
-                    "k_min = {} is below the {} contributors this node requires of commissioner {}: no share was sent",
-                    known.k_min, trust.min_contributors, known.commissioner
-                ),
-            );
-            return;
-        }
-        let records = match self.store.records(&query.collection) {
+        let collection = compiled.query().collection.clone();
+        let records = match self.store.records(&collection) {
             Ok(r) => r,
-            Err(e) => {
-                decline(self, format!("records unreadable: {e}"));
-                return;
-            }
+            Err(e) => return decline(self, "store", format!("records unreadable: {e}")),
         };
-        if records.is_empty() {
-            decline(
+        let (values, used) = query::contribution(&compiled, &records);
+        if used == 0 {
+            return decline(
                 self,
-                format!("no records in collection {:?}", query.collection),
+                "no_records",
+                format!("no record of collection {collection:?} matches the query"),
             );
-            return;
         }
-        let values = query.contribution(&records);
-        let count = values.last().copied().unwrap_or(0.0);
+        let entry = ConsentEntry {
+            computation: info.computation.clone(),
+            at_micros: info.now_micros,
+            query: known.query.clone(),
+        };
+        let keep = consent::MAX_DIFFERENCING_WINDOW_SECS.max(86_400) * 1_000_000;
+        if let Err(e) = self.store.consent_add(&known.commissioner, &entry, keep) {
+            return decline(self, "store", format!("cannot record the consent: {e}"));
+        }
         match self.engine.handle_command(
             now_micros(),
             Command::Contribute {
@@ -958,15 +995,13 @@ impl Node {
                 values,
             },
         ) {
-            Ok(()) => self.audit(
+            Ok(()) => self.audit_rule(
                 Some(&computation),
                 "contributed",
-                format!(
-                    "sum of field {:?} over {count} records of collection {:?}",
-                    query.field, query.collection
-                ),
+                rule.name(),
+                format!("{reason}; {used} records of collection {collection:?} used"),
             ),
-            Err(e) => decline(self, format!("cannot contribute: {e}")),
+            Err(e) => decline(self, "engine", format!("cannot contribute: {e}")),
         }
     }
 
@@ -1010,6 +1045,7 @@ impl Node {
                 collections,
                 label,
                 min_contributors,
+                limits,
             } => match parse_commissioner_key(&key) {
                 Err(e) => fail(e),
                 Ok(key) => {
@@ -1024,6 +1060,13 @@ impl Node {
                         label,
                         added_at_micros: now_micros().0,
                         min_contributors: min_contributors.max(1),
+                        fields: limits.fields,
+                        max_per_day: limits.max_per_day.unwrap_or(consent::DEFAULT_MAX_PER_DAY),
+                        min_t: limits.min_t.unwrap_or(1).max(1),
+                        differencing_window_secs: limits
+                            .differencing_window_secs
+                            .unwrap_or(consent::DEFAULT_DIFFERENCING_WINDOW_SECS)
+                            .min(consent::MAX_DIFFERENCING_WINDOW_SECS),
                     };
                     match self.store.trust_add(&entry) {
                         Ok(()) => {
@@ -1101,14 +1144,10 @@ impl Node {
         params: ComputeParams,
         reply: mpsc::Sender<ControlReply>,
     ) -> anyhow::Result<()> {
-        if let Err(e) = validate_collection_name(&params.collection) {
-            return self.reply(
-                reply,
-                ControlReply::Error {
-                    message: e.to_string(),
-                },
-            );
-        }
+        let compiled = match query::compile(&params.query) {
+            Ok(c) => c,
+            Err(message) => return self.reply(reply, ControlReply::Error { message }),
+        };
         if self.waiters.len() >= MAX_KNOWN_REQUESTS {
             return self.reply(
                 reply,
@@ -1127,14 +1166,17 @@ impl Node {
         }
         let snapshot = lock(&self.directory).freeze();
         let directory_size = snapshot.entries.len();
-        let mut request = query::build_request(
+        let mut request = match query::build_request(
             &params,
             id,
             CommissionerKey(self.keys.commissioner.verifying_key().to_bytes()),
             self.me,
             now_micros(),
             directory_size,
-        );
+        ) {
+            Ok(r) => r,
+            Err(message) => return self.reply(reply, ControlReply::Error { message }),
+        };
         request.directory = Some(snapshot.digest);
         if let Err(e) = self.publish_snapshot(&snapshot, request.deadline) {
             return self.reply(
@@ -1145,6 +1187,7 @@ impl Node {
             );
         }
         self.plans.add_snapshot(&snapshot);
+        let max_contributors = request.max_contributors;
         let signed = SignedRequest::sign(request, &self.keys.commissioner);
         let finish_signature = sign_finish(&id, &self.keys.commissioner);
         self.remember_request(&signed);
@@ -1199,8 +1242,8 @@ impl Node {
                     Some(&id),
                     "launched",
                     format!(
-                        "sum of {:?} over collection {:?} (g = {}, t = {}, k_min = {})",
-                        params.field, params.collection, params.g, params.t, params.k_min
+                        "query over collection {:?} (g = {}, t = {}, k_min = {}, at most {} contributors)",
+                        compiled.query().collection, params.g, params.t, params.k_min, max_contributors
                     ),
                 );
                 let _ = reply.try_send(ControlReply::Progress {
@@ -1214,6 +1257,8 @@ impl Node {
                     Waiter {
                         reply,
                         started: Instant::now(),
+                        compiled,
+                        directory_peers: directory_size,
                     },
                 );
             }
@@ -1301,20 +1346,15 @@ mod tests {
         );
         let key = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
         let params = ComputeParams {
-            collection: "c".into(),
-            field: "f".into(),
+            query: "SELECT sum(f), count(*) FROM c CLIP f TO [0, 1000] SCALE 0".into(),
             g: 1,
             t: 1,
             k_min: 1,
             leaf_groups: Some(1),
             fan_in: 2,
-            bound: 1000.0,
-            max_records: 1000,
-            scale_digits: 0,
-            max_contributors: 10,
+            max_contributors: Some(10),
             share_window_ms: 100,
             lifetime_secs: 60,
-            dimension: None,
         };
         let id = ComputationId([6u8; 32]);
         let request = query::build_request(
@@ -1324,7 +1364,8 @@ mod tests {
             node,
             Micros(1_000_000),
             1,
-        );
+        )
+        .expect("the query compiles");
         let finish = sign_finish(&id, &key);
         (engine, SignedRequest::sign(request, &key), finish)
     }

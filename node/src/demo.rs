@@ -19,24 +19,149 @@ pub struct DemoArgs {
     pub t: u8,
     pub share_window_ms: u64,
     pub keep: bool,
+    /// The query to run (default: [`BANK_BY_MONTH`]).
+    pub query: Option<String>,
 }
 
+/// The step-count collection.
 pub const COLLECTION: &str = "activity";
 pub const FIELD: &str = "steps";
+/// Bank operations: `date`, `category`, `amount` (spending is positive).
+pub const BANK: &str = "bank.operations";
+/// One local model update per node: `round`, `samples`, `update` (a vector of [`MODEL_DIM`]).
+pub const MODEL: &str = "model.updates";
+pub const MODEL_DIM: usize = 8;
+pub const CATEGORIES: [&str; 5] = ["food", "transport", "housing", "leisure", "health"];
+pub const AGE_BANDS: [&str; 4] = ["18-29", "30-44", "45-64", "65+"];
 
-/// Synthetic records of node `i`: a few days of step counts.
-pub fn synthetic_records(seed: u64, i: usize) -> Vec<serde_json::Map<String, Value>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9));
-    let days = rng.gen_range(3..=8);
-    (0..days)
-        .map(|d| {
-            let steps: i64 = rng.gen_range(500..=20_000);
-            match json!({ "day": d + 1, FIELD: steps }) {
-                Value::Object(m) => m,
-                _ => unreachable!("a JSON object literal"),
-            }
+/// Spending by month (every operation but income): the demo's default query.
+pub const BANK_BY_MONTH: &str =
+    "SELECT count(DISTINCT CONTRIBUTOR), count(*), sum(amount), avg(amount)
+FROM bank.operations
+WHERE category != 'income' AND amount > 0
+GROUP BY month(date) IN ('2026-01', '2026-02', '2026-03')
+CLIP amount TO [0, 2000]";
+
+/// Daily steps by age band.
+pub const STEPS_BY_AGE: &str =
+    "SELECT count(DISTINCT CONTRIBUTOR), count(*), avg(steps), stddev(steps)
+FROM activity
+WHERE date BETWEEN '2026-03-01' AND '2026-03-31'
+GROUP BY age_band IN ('18-29', '30-44', '45-64', '65+')
+CLIP steps TO [0, 40000]
+LIMIT PER CONTRIBUTOR 31";
+
+/// One FedAvg round: the sum of the clipped local updates and how many there are.
+pub const FEDAVG_ROUND: &str = "SELECT count(*), sum_vector(update, 8)
+FROM model.updates
+WHERE round = 1
+CLIP NORM update TO 1
+LIMIT PER CONTRIBUTOR 1
+SCALE 6";
+
+type Object = serde_json::Map<String, Value>;
+
+fn object(v: Value) -> Object {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+fn rng_for(seed: u64, i: usize, salt: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(
+        seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03),
+    )
+}
+
+/// Synthetic step counts of node `i`: March 2026 (and a few February days), each day
+/// with the owner's age band; daily steps around an owner's habit, lower with age.
+pub fn synthetic_records(seed: u64, i: usize) -> Vec<Object> {
+    let mut rng = rng_for(seed, i, 1);
+    let band = rng.gen_range(0..AGE_BANDS.len());
+    let habit = 9_500.0 - 1_300.0 * band as f64 + rng.gen_range(-2_500.0..2_500.0);
+    let first = rng.gen_range(20..=28u32);
+    let mut out = Vec::new();
+    for d in first..=28 {
+        out.push((2, d));
+    }
+    let days = rng.gen_range(10..=31u32);
+    for d in 1..=days {
+        out.push((3, d));
+    }
+    out.into_iter()
+        .map(|(m, d)| {
+            let steps = (habit * rng.gen_range(0.4..1.6f64)).round().max(0.0) as i64;
+            object(json!({
+                "date": format!("2026-{m:02}-{d:02}"),
+                "age_band": AGE_BANDS[band],
+                FIELD: steps,
+            }))
         })
         .collect()
+}
+
+/// Synthetic bank operations of node `i`, January to March 2026: groceries every few days,
+/// rent, transport, leisure, health, and a salary (a negative amount, category `income`).
+pub fn bank_records(seed: u64, i: usize) -> Vec<Object> {
+    let mut rng = rng_for(seed, i, 2);
+    let appetite = rng.gen_range(0.6..1.6f64);
+    let rent = (rng.gen_range(450.0..1_400.0f64) * 100.0).round() / 100.0;
+    let mut out = Vec::new();
+    for month in 1..=3u32 {
+        let days = [31u32, 28, 31][month as usize - 1];
+        out.push(object(json!({
+            "date": format!("2026-{month:02}-01"), "category": "housing", "amount": rent,
+        })));
+        out.push(object(json!({
+            "date": format!("2026-{month:02}-27"), "category": "income",
+            "amount": -((rng.gen_range(1_600.0..4_200.0f64) * 100.0).round() / 100.0),
+        })));
+        let operations = rng.gen_range(8..=20);
+        for _ in 0..operations {
+            let day = rng.gen_range(1..=days);
+            let category = CATEGORIES[rng.gen_range(0..CATEGORIES.len())];
+            let amount = match category {
+                "food" => rng.gen_range(8.0..140.0) * appetite,
+                "transport" => rng.gen_range(2.0..60.0),
+                "housing" => rng.gen_range(20.0..200.0),
+                "leisure" => rng.gen_range(5.0..250.0),
+                _ => rng.gen_range(10.0..90.0),
+            };
+            out.push(object(json!({
+                "date": format!("2026-{month:02}-{day:02}"),
+                "category": category,
+                "amount": (amount * 100.0f64).round() / 100.0,
+            })));
+        }
+    }
+    out
+}
+
+/// Node `i`'s local model update for round 1: a step of local training towards the node's
+/// own optimum (a shared direction plus the node's drift), after `samples` examples.
+pub fn model_records(seed: u64, i: usize) -> Vec<Object> {
+    let mut rng = rng_for(seed, i, 3);
+    let shared = [0.30, -0.20, 0.10, 0.05, -0.15, 0.25, 0.00, -0.05];
+    let update: Vec<f64> = shared
+        .iter()
+        .map(|s| ((s + rng.gen_range(-0.12..0.12f64)) * 1e6).round() / 1e6)
+        .collect();
+    vec![object(json!({
+        "round": 1,
+        "samples": rng.gen_range(40..400),
+        "update": update,
+    }))]
+}
+
+/// Every dataset of node `i`: `(collection, records)`.
+pub fn datasets(seed: u64, i: usize) -> Vec<(&'static str, Vec<Object>)> {
+    vec![
+        (BANK, bank_records(seed, i)),
+        (COLLECTION, synthetic_records(seed, i)),
+        (MODEL, model_records(seed, i)),
+    ]
 }
 
 fn say(json: bool, line: impl AsRef<str>) {
@@ -94,26 +219,42 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
         format!("network up: every node sees {n} peers ({network_ms} ms)"),
     );
 
-    // Records and the plaintext answer.
-    let mut plain_sum = 0i64;
-    let mut plain_records = 0u64;
+    // The query first: a mistake in it is reported before any import.
+    let query_text = args
+        .query
+        .clone()
+        .unwrap_or_else(|| BANK_BY_MONTH.to_string());
+    let compiled = crate::query::compile(&query_text).map_err(|e| anyhow::anyhow!(e))?;
+    // Records, and the plaintext answer: the same query over every node's records, summed
+    // in the clear.
+    let mut plain = vec![0.0; compiled.spec().length as usize];
+    let mut plain_contributors = 0u64;
+    let mut imported = 0usize;
     for i in 0..n {
-        let records = synthetic_records(args.seed, i);
-        for r in &records {
-            plain_sum += r[FIELD].as_i64().unwrap_or(0);
+        for (collection, records) in datasets(args.seed, i) {
+            if collection == compiled.query().collection {
+                let (values, used) = crate::query::contribution(&compiled, &records);
+                if used > 0 {
+                    plain_contributors += 1;
+                    for (p, v) in plain.iter_mut().zip(values) {
+                        *p += v;
+                    }
+                }
+            }
+            imported += records.len();
+            control::call(
+                cluster.dir(i),
+                &ControlRequest::Import {
+                    collection: collection.into(),
+                    records,
+                },
+                |_, _| {},
+            )
+            .await
+            .with_context(|| format!("import into node {i}"))?;
         }
-        plain_records += records.len() as u64;
-        control::call(
-            cluster.dir(i),
-            &ControlRequest::Import {
-                collection: COLLECTION.into(),
-                records,
-            },
-            |_, _| {},
-        )
-        .await
-        .with_context(|| format!("import into node {i}"))?;
     }
+    let plain_table = compiled.decode(&plain, plain_contributors);
     let status0 = control::call(cluster.dir(0), &ControlRequest::Status, |_, _| {}).await?;
     let key = status0["commissioner_key"]
         .as_str()
@@ -124,9 +265,10 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
             cluster.dir(i),
             &ControlRequest::TrustAdd {
                 key: key.clone(),
-                collections: vec![COLLECTION.into()],
+                collections: vec![BANK.into(), COLLECTION.into(), MODEL.into()],
                 label: "demo commissioner".into(),
                 min_contributors: 1,
+                limits: Default::default(),
             },
             |_, _| {},
         )
@@ -134,24 +276,15 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     }
     say(
         args.json,
-        format!("imported {plain_records} synthetic records; every node trusts the commissioner (node 0)"),
+        format!("imported {imported} synthetic records ({BANK}, {COLLECTION}, {MODEL}); every node trusts the commissioner (node 0)"),
     );
 
     let params = ComputeParams {
-        collection: COLLECTION.into(),
-        field: FIELD.into(),
+        query: query_text,
         g: args.g,
         t: args.t,
-        k_min: 1,
-        leaf_groups: None,
-        fan_in: 2,
-        bound: 1e9,
-        max_records: 1_000_000,
-        scale_digits: 0,
-        max_contributors: 100_000,
         share_window_ms: args.share_window_ms,
-        lifetime_secs: 60,
-        dimension: None,
+        ..ComputeParams::default()
     };
     let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
     let dir0 = cluster.dir(0).to_path_buf();
@@ -196,18 +329,30 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     let result = compute.await.context("the compute task failed")?;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let result = result.context("the computation failed")?;
-    let sum = result["sum"].as_f64().unwrap_or(f64::NAN);
-    let records = result["records"].as_f64().unwrap_or(f64::NAN);
     let contributors = result["contributors"].as_u64().unwrap_or(0);
-    let exact = sum == plain_sum as f64 && records == plain_records as f64;
+    let values: Vec<f64> = result["values"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
+        .unwrap_or_default();
+    // Exact up to the fixed-point resolution: each contributor's value is rounded once, to
+    // within half of 10^-scale.
+    let resolution = 10f64.powi(-(compiled.spec().scale_digits as i32));
+    let tolerance = 0.5 * resolution * plain_contributors.max(1) as f64;
+    let exact = contributors == plain_contributors
+        && values.len() == plain.len()
+        && values
+            .iter()
+            .zip(&plain)
+            .all(|(a, b)| (a - b).abs() <= tolerance);
     if args.json {
         println!(
             "{}",
             json!({
                 "nodes": n,
                 "killed": killed,
-                "result": {"sum": sum, "records": records, "contributors": contributors},
-                "plaintext": {"sum": plain_sum, "records": plain_records, "contributors": n},
+                "query": compiled.query().to_string(),
+                "result": result,
+                "plaintext": {"table": plain_table, "values": plain, "contributors": plain_contributors},
                 "exact": exact,
                 "compute_ms": elapsed_ms,
                 "network_ms": network_ms,
@@ -215,10 +360,23 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
             })
         );
     } else {
-        println!("result:    sum of {FIELD} = {sum}, over {records} records from {contributors} of {n} contributors");
-        println!("plaintext: sum of {FIELD} = {plain_sum}, over {plain_records} records from {n} contributors");
+        println!("{}\n", compiled.query());
+        println!("grove result:");
+        println!("{}", result["text"].as_str().unwrap_or_default());
+        if let Some(mean) = fedavg_mean(&compiled, &values) {
+            println!("FedAvg: mean update = {mean}");
+        }
         println!(
-            "{} (computed in {elapsed_ms} ms; total demo {} ms)",
+            "contributors included: {contributors} of {n} nodes (completeness {:.1}%)\n",
+            result["completeness"].as_f64().unwrap_or(0.0) * 100.0
+        );
+        println!("plaintext answer from the same records:");
+        println!("{plain_table}");
+        if let Some(mean) = fedavg_mean(&compiled, &plain) {
+            println!("FedAvg: mean update = {mean}");
+        }
+        println!(
+            "\n{} (computed in {elapsed_ms} ms; total demo {} ms)",
             if exact {
                 "exact: the aggregate equals the plaintext answer"
             } else {
@@ -228,6 +386,31 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// For a query of `count(*)` and `sum_vector` without `GROUP BY`: the mean vector (FedAvg's
+/// new update), formatted.
+fn fedavg_mean(compiled: &grove_protocol::query::CompiledQuery, values: &[f64]) -> Option<String> {
+    use grove_protocol::query::Aggregate;
+    let q = compiled.query();
+    if q.group_by.is_some() {
+        return None;
+    }
+    let count_at = q.aggregates.iter().position(|a| *a == Aggregate::Count)?;
+    let vector_at = q
+        .aggregates
+        .iter()
+        .position(|a| matches!(a, Aggregate::SumVector { .. }))?;
+    let table = compiled.decode(values, 0);
+    let count = match table.rows.first()?.cells.get(count_at)? {
+        grove_protocol::query::Cell::Number(c) if *c > 0.0 => *c,
+        _ => return None,
+    };
+    let grove_protocol::query::Cell::List(sum) = table.rows.first()?.cells.get(vector_at)? else {
+        return None;
+    };
+    let mean: Vec<String> = sum.iter().map(|x| format!("{:.4}", x / count)).collect();
+    Some(format!("[{}]", mean.join(", ")))
 }
 
 /// Up to `kill` aggregators other than the commissioner (node 0), at most `g - t` per group,

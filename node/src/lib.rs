@@ -13,11 +13,14 @@
 //! - [`daemon`]: the event loop and the drain rule.
 //! - [`control`]: newline-delimited JSON over a Unix socket.
 //! - [`import`]: CSV / JSON / NDJSON record files.
-//! - [`query`]: the interim sum query and the request it becomes.
+//! - [`query`]: declarative queries on the node: the request a query becomes, records as the
+//!   evaluator reads them.
+//! - [`consent`]: the owner's policy: which rule accepts or declines a request.
 //! - [`procs`], [`demo`]: local clusters of real processes.
 
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod control;
 pub mod daemon;
 pub mod demo;

@@ -1,71 +1,17 @@
-//! The interim query: the sum of one numeric field over one collection, carried as JSON in the
-//! request's query text. Each consenting node contributes `[sum, count]`; with a `dimension`
-//! (`op` `"sum_vector"`), the field holds arrays of that many numbers and a node contributes
-//! their element-wise sum followed by the count. Declarative queries replace this in a later
-//! issue.
+//! Declarative queries on the node: the request a commissioner's query text becomes, and a
+//! node's stored records (JSON objects) as the query evaluator reads them.
+//!
+//! The language itself (parser, compiler, evaluator, decoder) is `grove_protocol::query`; a
+//! node only converts its records and calls `CompiledQuery::evaluate` on them, in import order.
 
 use crate::control::ComputeParams;
-use grove_protocol::encoding::{BoundRange, ContributionSpec};
 use grove_protocol::ids::{ComputationId, Micros, NodeId};
-use grove_protocol::limits::MAX_VECTOR_LEN;
+use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 use grove_protocol::request::{CommissionerKey, PrivacyParams, Request, Timeouts, TreeParams};
-use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SumQuery {
-    /// `"sum"`, or `"sum_vector"` with a dimension.
-    pub op: String,
-    pub collection: String,
-    pub field: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dimension: Option<u32>,
-}
-
-impl SumQuery {
-    pub fn to_text(&self) -> String {
-        // Invariant: a struct of strings always serialises.
-        serde_json::to_string(self).expect("a SumQuery serialises")
-    }
-
-    pub fn parse(text: &str) -> Option<SumQuery> {
-        serde_json::from_str::<SumQuery>(text)
-            .ok()
-            .filter(|q| match q.dimension {
-                None => q.op == "sum",
-                Some(d) => q.op == "sum_vector" && (1..MAX_VECTOR_LEN).contains(&d),
-            })
-    }
-
-    /// What a node contributes: the sum (or element-wise sum of `dimension` numbers) of the
-    /// field over the records that have it, then the number of those records.
-    pub fn contribution(&self, records: &[serde_json::Map<String, serde_json::Value>]) -> Vec<f64> {
-        let Some(d) = self.dimension else {
-            let (sum, count) = crate::import::sum_field(records, &self.field);
-            return vec![sum, count as f64];
-        };
-        let mut out = vec![0.0; d as usize + 1];
-        for r in records {
-            let Some(serde_json::Value::Array(a)) = r.get(&self.field) else {
-                continue;
-            };
-            let values: Option<Vec<f64>> = a
-                .iter()
-                .map(|v| v.as_f64().filter(|v| v.is_finite()))
-                .collect();
-            match values {
-                Some(v) if v.len() == d as usize => {
-                    for (o, v) in out.iter_mut().zip(v) {
-                        *o += v;
-                    }
-                    out[d as usize] += 1.0;
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-}
+/// The most contributors a request declares when its commissioner names no number: the
+/// request declares the largest number its overflow budget allows, up to this.
+pub const DEFAULT_MAX_CONTRIBUTORS: u64 = 1_000_000;
 
 /// Timeouts scaled from the share window (every other phase is a fraction of it).
 pub fn timeouts(share_window_ms: u64) -> Timeouts {
@@ -94,6 +40,36 @@ pub fn fitting_leaf_groups(peers: usize, g: u8, fan_in: u32) -> u32 {
     best
 }
 
+/// Parses and compiles a query text; the error says where and what (line and column).
+pub fn compile(text: &str) -> Result<CompiledQuery, String> {
+    Query::parse(text)
+        .and_then(|q| q.compile())
+        .map_err(|e| format!("query error: {e}"))
+}
+
+/// The largest number of contributors, at most `cap`, whose sum stays within the field's
+/// overflow budget for `compiled`'s bounds (at least 1: `compile` checks that one fits).
+pub fn budget_contributors(compiled: &CompiledQuery, cap: u64) -> u64 {
+    let spec = compiled.spec();
+    if spec.validate(cap).is_ok() {
+        return cap;
+    }
+    let (mut lo, mut hi) = (1u64, cap);
+    // Invariant: lo fits, hi does not.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if spec.validate(mid).is_ok() {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Builds the request for `p.query`: its contribution spec is exactly what the query
+/// compiles to, and `max_contributors` is `p.max_contributors` or else the most the overflow
+/// budget allows (up to [`DEFAULT_MAX_CONTRIBUTORS`]).
 pub fn build_request(
     p: &ComputeParams,
     id: ComputationId,
@@ -101,47 +77,31 @@ pub fn build_request(
     commissioner_node: NodeId,
     now: Micros,
     directory_size: usize,
-) -> Request {
-    let query = SumQuery {
-        op: if p.dimension.is_some() {
-            "sum_vector"
-        } else {
-            "sum"
-        }
-        .into(),
-        collection: p.collection.clone(),
-        field: p.field.clone(),
-        dimension: p.dimension,
+) -> Result<Request, String> {
+    let compiled = compile(&p.query)?;
+    let max_contributors = match p.max_contributors {
+        Some(n) => n,
+        None => budget_contributors(&compiled, DEFAULT_MAX_CONTRIBUTORS),
     };
-    let sums = p.dimension.unwrap_or(1);
+    compiled.spec().validate(max_contributors).map_err(|e| {
+        format!(
+            "the query's bounds do not fit {max_contributors} contributors: {e} \
+             (narrow a CLIP, lower LIMIT PER CONTRIBUTOR or SCALE)"
+        )
+    })?;
     let leaf_groups = p
         .leaf_groups
         .unwrap_or_else(|| fitting_leaf_groups(directory_size, p.g, p.fan_in));
-    Request {
+    Ok(Request {
         id,
         commissioner,
         commissioner_node,
-        directory: None,
         created_at: now,
         deadline: now.plus(p.lifetime_secs.saturating_mul(1_000_000)),
-        query: query.to_text(),
-        contribution: ContributionSpec {
-            length: sums.saturating_add(1),
-            bounds: vec![
-                BoundRange {
-                    count: sums,
-                    min: -p.bound,
-                    max: p.bound,
-                },
-                BoundRange {
-                    count: 1,
-                    min: 0.0,
-                    max: p.max_records as f64,
-                },
-            ],
-            scale_digits: p.scale_digits,
-        },
-        max_contributors: p.max_contributors,
+        // The canonical form: every node parses exactly this text.
+        query: compiled.query().to_string(),
+        contribution: compiled.spec().clone(),
+        max_contributors,
         privacy: PrivacyParams {
             g: p.g,
             t: p.t,
@@ -153,12 +113,97 @@ pub fn build_request(
             backups: 2,
             timeouts: timeouts(p.share_window_ms),
         },
+        // The commissioner's daemon names its directory snapshot after building the request.
+        directory: None,
+    })
+}
+
+/// One stored JSON value as the evaluator reads it: numbers, text (dates are texts
+/// `YYYY-MM-DD...`), booleans, null, and arrays of numbers (vectors). Anything else (objects,
+/// mixed arrays) reads as `Null`, which the evaluator treats as unknown.
+pub fn value_of(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::Null,
+        J::Bool(b) => Value::Bool(*b),
+        J::Number(n) => n.as_f64().map_or(Value::Null, Value::Number),
+        J::String(s) => Value::Text(s.clone()),
+        J::Array(items) => items
+            .iter()
+            .map(|x| x.as_f64())
+            .collect::<Option<Vec<f64>>>()
+            .map_or(Value::Null, Value::NumberArray),
+        J::Object(_) => Value::Null,
     }
+}
+
+/// A stored record as the evaluator reads it.
+pub fn record_of(r: &serde_json::Map<String, serde_json::Value>) -> Record {
+    r.iter().map(|(k, v)| (k.clone(), value_of(v))).collect()
+}
+
+/// What this node contributes to `compiled` from its stored records (in import order), in
+/// real units, and how many records the query used.
+pub fn contribution(
+    compiled: &CompiledQuery,
+    records: &[serde_json::Map<String, serde_json::Value>],
+) -> (Vec<f64>, u64) {
+    let records: Vec<Record> = records.iter().map(record_of).collect();
+    let used = records
+        .iter()
+        .filter(|r| compiled.row_of(r).is_some())
+        .count()
+        .min(compiled.records_per_contributor() as usize) as u64;
+    (compiled.evaluate(&records), used)
+}
+
+/// Every field a query reads: its aggregates', `WHERE`'s and `GROUP BY`'s (sorted, distinct).
+pub fn fields_read(q: &Query) -> Vec<String> {
+    use grove_protocol::query::{Expr, GroupBy, Predicate};
+    fn expr_field(e: &Expr) -> &str {
+        match e {
+            Expr::Field(f) | Expr::Year(f) | Expr::Month(f) | Expr::Day(f) => f,
+        }
+    }
+    fn walk(p: &Predicate, out: &mut Vec<String>) {
+        match p {
+            Predicate::Compare { expr, .. }
+            | Predicate::In { expr, .. }
+            | Predicate::Between { expr, .. }
+            | Predicate::Like { expr, .. } => out.push(expr_field(expr).to_string()),
+            Predicate::Not(inner) => walk(inner, out),
+            Predicate::And(ps) | Predicate::Or(ps) => ps.iter().for_each(|p| walk(p, out)),
+        }
+    }
+    let mut out: Vec<String> = q
+        .aggregates
+        .iter()
+        .filter_map(|a| a.field().map(str::to_string))
+        .collect();
+    if let Some(p) = &q.filter {
+        walk(p, &mut out);
+    }
+    match &q.group_by {
+        Some(GroupBy::Keys { expr, .. }) => out.push(expr_field(expr).to_string()),
+        Some(GroupBy::Buckets { field, .. }) => out.push(field.clone()),
+        None => {}
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        match v {
+            serde_json::Value::Object(m) => m,
+            _ => panic!("test values are objects"),
+        }
+    }
 
     #[test]
     fn leaf_groups_fit_the_directory() {
@@ -170,45 +215,81 @@ mod tests {
     }
 
     #[test]
-    fn query_text_round_trips() {
-        let q = SumQuery {
-            op: "sum".into(),
-            collection: "c".into(),
-            field: "f".into(),
-            dimension: None,
-        };
-        assert_eq!(SumQuery::parse(&q.to_text()), Some(q));
-        assert_eq!(SumQuery::parse("SELECT 1"), None);
-        let v = SumQuery {
-            op: "sum_vector".into(),
-            collection: "c".into(),
-            field: "v".into(),
-            dimension: Some(3),
-        };
-        assert_eq!(SumQuery::parse(&v.to_text()), Some(v));
+    fn json_records_read_as_query_values() {
+        let r = record_of(&obj(json!({
+            "n": 2.5, "s": "2026-01-05", "b": true, "z": null,
+            "v": [1, 2.5], "mixed": [1, "a"], "o": {"a": 1}
+        })));
+        assert_eq!(r["n"], Value::Number(2.5));
+        assert_eq!(r["s"], Value::Text("2026-01-05".into()));
+        assert_eq!(r["b"], Value::Bool(true));
+        assert_eq!(r["z"], Value::Null);
+        assert_eq!(r["v"], Value::NumberArray(vec![1.0, 2.5]));
+        assert_eq!(r["mixed"], Value::Null);
+        assert_eq!(r["o"], Value::Null);
     }
 
     #[test]
-    fn vector_contribution_sums_element_by_element() {
-        let q = SumQuery {
-            op: "sum_vector".into(),
-            collection: "c".into(),
-            field: "v".into(),
-            dimension: Some(3),
-        };
-        let records: Vec<serde_json::Map<String, serde_json::Value>> = [
-            serde_json::json!({"v": [1.0, 2.0, 3.0]}),
-            serde_json::json!({"v": [0.5, -2.0, 1.0]}),
-            serde_json::json!({"v": [9.0, 9.0]}),
-            serde_json::json!({"w": 1}),
+    fn a_contribution_uses_the_first_records_that_match() {
+        let c = compile(
+            "SELECT count(*), sum(a) FROM c WHERE k = 'x' CLIP a TO [0, 10] LIMIT PER CONTRIBUTOR 2",
+        )
+        .unwrap();
+        let records: Vec<_> = [
+            json!({"k": "x", "a": 4}),
+            json!({"k": "y", "a": 100}),
+            json!({"k": "x", "a": 50}),
+            json!({"k": "x", "a": 1}),
         ]
         .into_iter()
-        .filter_map(|v| match v {
-            serde_json::Value::Object(m) => Some(m),
-            _ => None,
-        })
+        .map(obj)
         .collect();
-        // The short array and the record without the field are not used.
-        assert_eq!(q.contribution(&records), vec![1.5, 0.0, 4.0, 2.0]);
+        // The first two matching records: 4 and 50 (clipped to 10).
+        assert_eq!(contribution(&c, &records), (vec![2.0, 14.0], 2));
+    }
+
+    #[test]
+    fn requests_carry_the_canonical_query_and_a_budget_that_fits() {
+        let p = ComputeParams {
+            query: "select   sum(a) from c clip a to [0, 1e9]".into(),
+            ..ComputeParams::default()
+        };
+        let r = build_request(
+            &p,
+            ComputationId([1; 32]),
+            CommissionerKey([2; 32]),
+            NodeId([3; 32]),
+            Micros(0),
+            10,
+        )
+        .unwrap();
+        assert_eq!(r.query, "SELECT sum(a)\nFROM c\nCLIP a TO [0, 1000000000]");
+        assert!(r.max_contributors < DEFAULT_MAX_CONTRIBUTORS);
+        r.contribution.validate(r.max_contributors).unwrap();
+        assert!(r.contribution.validate(r.max_contributors + 1).is_err());
+        let bad = ComputeParams {
+            query: "SELECT summ(a) FROM c".into(),
+            ..ComputeParams::default()
+        };
+        let e = build_request(
+            &bad,
+            ComputationId([1; 32]),
+            CommissionerKey([2; 32]),
+            NodeId([3; 32]),
+            Micros(0),
+            10,
+        )
+        .unwrap_err();
+        assert!(e.contains("line 1, column 8"), "{e}");
+    }
+
+    #[test]
+    fn fields_read_cover_every_clause() {
+        let q = Query::parse(
+            "SELECT count(*), avg(a) FROM c WHERE NOT (b = 1 OR month(d) = '2026-01') \
+             GROUP BY bucket(e, [0, 1]) CLIP a TO [0, 1]",
+        )
+        .unwrap();
+        assert_eq!(fields_read(&q), vec!["a", "b", "d", "e"]);
     }
 }

@@ -26,7 +26,10 @@ const PLAN_SNAPSHOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("plan
 const DIRECTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("directory");
 /// Sequence -> audit entry as JSON.
 const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
-/// Counters (`records_next`).
+/// `(commissioner key hex, sequence) -> ConsentEntry` as JSON: every request this node
+/// contributed to, for the rate limit, the differencing rule and "never twice".
+const CONSENTS: TableDefinition<(&str, u64), &str> = TableDefinition::new("consents");
+/// Counters (`records_next`, `consents_next`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Largest number of records one import may carry.
@@ -74,10 +77,42 @@ pub struct TrustEntry {
     /// The smallest `k_min` (fewest contributors a result may cover) this node accepts.
     #[serde(default = "one")]
     pub min_contributors: u64,
+    /// Fields a query may read (aggregates, `WHERE`, `GROUP BY`); empty means every field.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Computations per 24 hours this commissioner may have this node contribute to.
+    #[serde(default = "default_max_per_day")]
+    pub max_per_day: u32,
+    /// The smallest group threshold `t` this node accepts.
+    #[serde(default = "one_u8")]
+    pub min_t: u8,
+    /// The differencing rule's window, in seconds.
+    #[serde(default = "default_window")]
+    pub differencing_window_secs: u64,
 }
 
 fn one() -> u64 {
     1
+}
+fn one_u8() -> u8 {
+    1
+}
+fn default_max_per_day() -> u32 {
+    crate::consent::DEFAULT_MAX_PER_DAY
+}
+fn default_window() -> u64 {
+    crate::consent::DEFAULT_DIFFERENCING_WINDOW_SECS
+}
+
+/// A request this node contributed to, kept for the consent rules (its own query text, never
+/// a value).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentEntry {
+    /// Hex computation id.
+    pub computation: String,
+    pub at_micros: u64,
+    /// The request's query text.
+    pub query: String,
 }
 
 /// One line of the audit log. Never holds a value from the owner's records.
@@ -89,6 +124,10 @@ pub struct AuditEntry {
     /// `accepted`, `contributed`, `declined`, `refused`, `launched`, `released`, `failed`,
     /// `closed`, `imported`, `trust`.
     pub kind: String,
+    /// For a consent decision (`contributed`, `declined`): the rule that decided
+    /// (`consent::Rule::name`); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rule: String,
     pub detail: String,
 }
 
@@ -130,6 +169,7 @@ impl Store {
             txn.open_table(DIRECTORY)?;
             txn.open_table(AUDIT)?;
             txn.open_table(META)?;
+            txn.open_table(CONSENTS)?;
         }
         txn.commit()?;
         Ok(Store { db })
@@ -266,6 +306,75 @@ impl Store {
             );
         }
         Ok(out)
+    }
+
+    // ---- consent history
+
+    /// Records that this node contributes to a request of `commissioner`, committed before
+    /// the contribution leaves. Entries older than `keep_micros` before `entry.at_micros` are
+    /// dropped in the same transaction.
+    pub fn consent_add(
+        &self,
+        commissioner: &str,
+        entry: &ConsentEntry,
+        keep_micros: u64,
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(entry)
+            .map_err(|e| StoreError::Invalid(format!("consent entry: {e}")))?;
+        let horizon = entry.at_micros.saturating_sub(keep_micros);
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let next = meta.get("consents_next")?.map(|v| v.value()).unwrap_or(0);
+            let mut table = txn.open_table(CONSENTS)?;
+            let mut stale = Vec::new();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                let old: ConsentEntry = serde_json::from_str(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("consent entry: {e}")))?;
+                if old.at_micros < horizon {
+                    let (c, s) = k.value();
+                    stale.push((c.to_string(), s));
+                }
+            }
+            for (c, s) in &stale {
+                table.remove((c.as_str(), *s))?;
+            }
+            table.insert((commissioner, next), text.as_str())?;
+            meta.insert("consents_next", next + 1)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The requests of `commissioner` this node contributed to (oldest first), as kept.
+    pub fn consents(&self, commissioner: &str) -> Result<Vec<ConsentEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CONSENTS)?;
+        let mut out = Vec::new();
+        for row in table.range((commissioner, 0u64)..=(commissioner, u64::MAX))? {
+            let (_, v) = row?;
+            out.push(
+                serde_json::from_str(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("consent entry: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Whether this node contributed to `computation` (hex id), for any commissioner.
+    pub fn consented_to(&self, computation: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CONSENTS)?;
+        for row in table.iter()? {
+            let (_, v) = row?;
+            let e: ConsentEntry = serde_json::from_str(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("consent entry: {e}")))?;
+            if e.computation == computation {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     // ---- engine log
@@ -502,6 +611,32 @@ mod tests {
             vec![contribution(b), closed]
         );
         assert_eq!(store.plan_snapshot(&a).unwrap(), None);
+    }
+
+    #[test]
+    fn consent_history_is_per_commissioner_and_forgets_old_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let entry = |c: &str, at| ConsentEntry {
+            computation: c.into(),
+            at_micros: at,
+            query: "SELECT count(*) FROM c".into(),
+        };
+        store.consent_add("a", &entry("1", 10), 1000).unwrap();
+        store.consent_add("b", &entry("2", 20), 1000).unwrap();
+        store.consent_add("a", &entry("3", 30), 1000).unwrap();
+        assert_eq!(
+            store.consents("a").unwrap(),
+            vec![entry("1", 10), entry("3", 30)]
+        );
+        assert!(store.consented_to("2").unwrap());
+        assert!(!store.consented_to("4").unwrap());
+        // 1015 - 1000 = 15: the entry at 10 goes.
+        store.consent_add("a", &entry("4", 1015), 1000).unwrap();
+        assert_eq!(
+            store.consents("a").unwrap(),
+            vec![entry("3", 30), entry("4", 1015)]
+        );
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //! - `untrusted`: nodes that do not trust the commissioner send no share and audit why.
 //! - `hostile_requests`: forged, expired and future requests from a hostile libp2p peer are
 //!   refused and audited.
+//! - `consent`: one node per consent rule (untrusted, collection, k_min, t, rate,
+//!   differencing) declines, sends no share and audits the rule.
+//! - `oracle` (protocol harness, real engines) and `oracle_processes` (real processes):
+//!   random queries over random records equal the reference evaluation of [`oracle`].
 
 use grove_node::control::{self, ComputeParams, ControlRequest};
 use grove_node::procs::Cluster;
@@ -24,6 +28,8 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use grove_node;
+
+pub mod oracle;
 
 /// Starts `n` daemons (node 0 first, the others bootstrapping from it) and waits until every
 /// directory holds all of them.
@@ -53,22 +59,64 @@ pub async fn ctl(cluster: &Cluster, i: usize, request: ControlRequest) -> anyhow
     Ok(control::call(cluster.dir(i), &request, |_, _| {}).await?)
 }
 
-/// Parameters of a quick sum computation on a small local network.
-pub fn sum_params(collection: &str, field: &str, g: u8, t: u8) -> ComputeParams {
+/// Parameters of a quick computation of `query` on a small local network.
+pub fn query_params(query: &str, g: u8, t: u8) -> ComputeParams {
     ComputeParams {
-        collection: collection.into(),
-        field: field.into(),
+        query: query.into(),
         g,
         t,
         k_min: 1,
         leaf_groups: None,
         fan_in: 2,
-        bound: 1e9,
-        max_records: 1_000_000,
-        scale_digits: 0,
-        max_contributors: 100_000,
+        max_contributors: None,
         share_window_ms: 1500,
         lifetime_secs: 40,
-        dimension: None,
     }
+}
+
+/// Parameters of a quick `SELECT sum(field), count(*) FROM collection` (integers, values
+/// clipped to plus or minus 10^12).
+pub fn sum_params(collection: &str, field: &str, g: u8, t: u8) -> ComputeParams {
+    query_params(
+        &format!(
+            "SELECT sum({field}), count(*) FROM {collection} CLIP {field} TO [-1e12, 1e12] SCALE 0"
+        ),
+        g,
+        t,
+    )
+}
+
+/// The number in row `row`, column `column` of a `compute` result's table.
+pub fn cell(result: &Value, row: usize, column: usize) -> Option<f64> {
+    result["table"]["rows"][row]["cells"][column].as_f64()
+}
+
+/// Trust `key` at node `i` for `collections` (empty: all), with the default limits.
+pub async fn trust(
+    cluster: &Cluster,
+    i: usize,
+    key: &str,
+    collections: &[&str],
+) -> anyhow::Result<()> {
+    ctl(
+        cluster,
+        i,
+        ControlRequest::TrustAdd {
+            key: key.into(),
+            collections: collections.iter().map(|c| c.to_string()).collect(),
+            label: String::new(),
+            min_contributors: 1,
+            limits: Default::default(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Node `i`'s commissioner key.
+pub async fn commissioner_key(cluster: &Cluster, i: usize) -> anyhow::Result<String> {
+    ctl(cluster, i, ControlRequest::Status).await?["commissioner_key"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))
 }

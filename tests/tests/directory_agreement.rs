@@ -100,6 +100,7 @@ async fn a_node_that_missed_a_peer_plans_over_the_commissioners_snapshot() -> an
                 collections: vec![],
                 label: String::new(),
                 min_contributors: 1,
+                limits: Default::default(),
             },
         )
         .await?;
@@ -111,7 +112,7 @@ async fn a_node_that_missed_a_peer_plans_over_the_commissioners_snapshot() -> an
     let status_w = ctl(&cluster, w, ControlRequest::Status).await?;
     eprintln!("result {result}\nW {status_w}");
 
-    let sum = result["sum"].as_f64().unwrap_or(-1.0);
+    let sum = grove_e2e::cell(&result, 0, 0).unwrap_or(-1.0);
     assert!(sum >= 0.0 && sum.fract() == 0.0, "{result}");
     let included = sum as u64;
     assert_eq!(
@@ -147,6 +148,7 @@ async fn a_request_whose_snapshot_cannot_be_fetched_is_declined_and_audited() ->
             collections: vec![],
             label: String::new(),
             min_contributors: 1,
+            limits: Default::default(),
         },
     )
     .await?;
@@ -158,7 +160,8 @@ async fn a_request_whose_snapshot_cannot_be_fetched_is_declined_and_audited() ->
         NodeId([0x42; 32]),
         grove_node::daemon::now_micros(),
         1,
-    );
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     // A snapshot nobody ever stored.
     request.directory = Some(Digest([0xab; 32]));
     let signed = SignedRequest::sign(request, &commissioner);

@@ -29,6 +29,7 @@ fn request(id: u8, commissioner: &SigningKey, now: Micros) -> Request {
         now,
         1,
     )
+    .expect("the query compiles")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,6 +58,7 @@ async fn forged_expired_and_future_requests_are_refused_and_audited() -> anyhow:
             collections: vec![],
             label: "the real commissioner".into(),
             min_contributors: 1,
+            limits: Default::default(),
         },
     )
     .await?;

@@ -1,0 +1,578 @@
+//! The owner's consent: whether this node contributes to a request, and which rule decided.
+//!
+//! Pure: the daemon passes the request, the commissioner's trust entry (if any) and the
+//! commissioner's recent history of requests this node contributed to, and gets a
+//! [`Decision`]. Rules are checked in the order of [`Rule`]; the first that fails declines.
+//! ARCHITECTURE.md ("Consent") states the rules, the differencing rule among them.
+
+use crate::query::fields_read;
+use crate::store::{ConsentEntry, TrustEntry};
+use grove_protocol::encoding::ContributionSpec;
+use grove_protocol::query::{CmpOp, Expr, Literal, Predicate, Query};
+use std::cmp::Ordering;
+
+/// Microseconds in a day: the rate limit's window.
+pub const DAY_MICROS: u64 = 86_400_000_000;
+/// Default differencing window of a trust entry, in seconds (one day).
+pub const DEFAULT_DIFFERENCING_WINDOW_SECS: u64 = 86_400;
+/// Default number of computations per day a trusted commissioner may have this node in.
+pub const DEFAULT_MAX_PER_DAY: u32 = 50;
+/// Longest differencing window, in seconds (30 days); the consent history keeps this long.
+pub const MAX_DIFFERENCING_WINDOW_SECS: u64 = 30 * 86_400;
+
+/// The rule that decided. Its `name` is what the audit log records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// The node already contributed to this computation.
+    Duplicate,
+    /// The commissioner's key is not in the trust list (default deny).
+    Untrusted,
+    /// The query text does not parse or compile on this node.
+    Query,
+    /// The query's collection is not one the trust allows.
+    Collection,
+    /// The query reads a field the trust does not allow.
+    Fields,
+    /// The request's `k_min` is below the trust's floor.
+    KMin,
+    /// The request's threshold `t` is below the trust's minimum.
+    Threshold,
+    /// The commissioner already had this node in `max_per_day` computations in the last day.
+    Rate,
+    /// The request differs from one this node contributed to, within the window, only by a
+    /// narrowing or widening `WHERE` (see [`differencing_pair`]).
+    Differencing,
+    /// Every rule passed.
+    Trusted,
+}
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Duplicate => "duplicate",
+            Rule::Untrusted => "untrusted",
+            Rule::Query => "query",
+            Rule::Collection => "collection",
+            Rule::Fields => "fields",
+            Rule::KMin => "k_min",
+            Rule::Threshold => "t",
+            Rule::Rate => "rate",
+            Rule::Differencing => "differencing",
+            Rule::Trusted => "trusted",
+        }
+    }
+}
+
+/// What the node knows of a request when it decides.
+#[derive(Clone, Debug)]
+pub struct RequestInfo {
+    /// Hex computation id.
+    pub computation: String,
+    /// Hex commissioner key.
+    pub commissioner: String,
+    pub query: String,
+    /// The request's contribution spec: it must be exactly what the query compiles to.
+    pub spec: ContributionSpec,
+    pub k_min: u64,
+    pub t: u8,
+    /// When the node decides, in microseconds since the epoch.
+    pub now_micros: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub accept: bool,
+    pub rule: Rule,
+    /// Why, in words; never a value of the owner's records.
+    pub reason: String,
+}
+
+fn decline(rule: Rule, reason: String) -> Decision {
+    Decision {
+        accept: false,
+        rule,
+        reason,
+    }
+}
+
+/// Decides on `request`. `history` holds this commissioner's requests this node contributed
+/// to (any order, any age); `contributed_here` says whether the node holds a contribution to
+/// this very computation (its engine log or its history).
+pub fn decide(
+    request: &RequestInfo,
+    trust: Option<&TrustEntry>,
+    history: &[ConsentEntry],
+    contributed_here: bool,
+) -> Decision {
+    let who = &request.commissioner;
+    if contributed_here || history.iter().any(|h| h.computation == request.computation) {
+        return decline(
+            Rule::Duplicate,
+            "this node already contributed to this computation".into(),
+        );
+    }
+    let Some(trust) = trust else {
+        return decline(
+            Rule::Untrusted,
+            format!("commissioner {who} is not trusted"),
+        );
+    };
+    let query = match Query::parse(&request.query).and_then(|q| q.compile()) {
+        Ok(c) if c.spec() == &request.spec => c.query().clone(),
+        Ok(_) => {
+            return decline(
+                Rule::Query,
+                "the request's contribution spec is not the one its query compiles to".into(),
+            )
+        }
+        Err(e) => return decline(Rule::Query, format!("the query is not valid here: {e}")),
+    };
+    if !trust.collections.is_empty() && !trust.collections.contains(&query.collection) {
+        return decline(
+            Rule::Collection,
+            format!(
+                "commissioner {who} is not trusted with collection {:?}",
+                query.collection
+            ),
+        );
+    }
+    if !trust.fields.is_empty() {
+        let denied: Vec<String> = fields_read(&query)
+            .into_iter()
+            .filter(|f| !trust.fields.contains(f))
+            .collect();
+        if !denied.is_empty() {
+            return decline(
+                Rule::Fields,
+                format!("commissioner {who} is not trusted with field(s) {denied:?}"),
+            );
+        }
+    }
+    if request.k_min < trust.min_contributors {
+        return decline(
+            Rule::KMin,
+            format!(
+                "k_min = {} is below the {} contributors this node requires of commissioner {who}",
+                request.k_min, trust.min_contributors
+            ),
+        );
+    }
+    if request.t < trust.min_t {
+        return decline(
+            Rule::Threshold,
+            format!(
+                "threshold t = {} is below the t >= {} this node requires of commissioner {who}",
+                request.t, trust.min_t
+            ),
+        );
+    }
+    let since_day = request.now_micros.saturating_sub(DAY_MICROS);
+    let today = history.iter().filter(|h| h.at_micros > since_day).count();
+    if today >= trust.max_per_day as usize {
+        return decline(
+            Rule::Rate,
+            format!(
+                "commissioner {who} already had this node in {today} computations in the last 24 h (limit {})",
+                trust.max_per_day
+            ),
+        );
+    }
+    let window = trust
+        .differencing_window_secs
+        .min(MAX_DIFFERENCING_WINDOW_SECS)
+        .saturating_mul(1_000_000);
+    let since = request.now_micros.saturating_sub(window);
+    for h in history.iter().filter(|h| h.at_micros > since) {
+        let Ok(earlier) = Query::parse(&h.query) else {
+            continue;
+        };
+        if differencing_pair(&earlier, &query) {
+            return decline(
+                Rule::Differencing,
+                format!(
+                    "differs from computation {} of {} s ago only by a narrower or wider WHERE \
+                     (window {} s)",
+                    h.computation,
+                    request.now_micros.saturating_sub(h.at_micros) / 1_000_000,
+                    trust.differencing_window_secs
+                ),
+            );
+        }
+    }
+    Decision {
+        accept: true,
+        rule: Rule::Trusted,
+        reason: format!("commissioner {who} is trusted and every limit holds"),
+    }
+}
+
+/// The differencing rule. Two queries form a differencing pair when
+/// 1. everything but `WHERE` is the same (collection, aggregates, `GROUP BY`, clips,
+///    `LIMIT PER CONTRIBUTOR`, `SCALE`: their canonical texts without `WHERE` are equal),
+/// 2. their `WHERE`s differ (canonical text; a missing `WHERE` is "true"), and
+/// 3. one `WHERE` implies the other ([`implies`]).
+///
+/// Then the difference of the two results is the same aggregate over the records (and the
+/// contributors) that one filter keeps and the other drops: the attack the rule refuses.
+pub fn differencing_pair(a: &Query, b: &Query) -> bool {
+    let rest = |q: &Query| {
+        Query {
+            filter: None,
+            ..q.clone()
+        }
+        .to_string()
+    };
+    let text = |q: &Query| q.filter.as_ref().map(|p| p.to_string()).unwrap_or_default();
+    if rest(a) != rest(b) || text(a) == text(b) {
+        return false;
+    }
+    let (ca, cb) = (conjuncts(a), conjuncts(b));
+    implies(&ca, &cb) || implies(&cb, &ca)
+}
+
+/// The top-level conjuncts of a query's `WHERE` (nested `AND`s flattened); none without one.
+fn conjuncts(q: &Query) -> Vec<&Predicate> {
+    fn flatten<'a>(p: &'a Predicate, out: &mut Vec<&'a Predicate>) {
+        match p {
+            Predicate::And(ps) => ps.iter().for_each(|p| flatten(p, out)),
+            other => out.push(other),
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(p) = &q.filter {
+        flatten(p, &mut out);
+    }
+    out
+}
+
+/// A sound, incomplete test of "every record the conjuncts `a` keep, the conjuncts `b` keep
+/// too": every conjunct of `b` is implied by some conjunct of `a` ([`implies_one`]). So a
+/// missing `WHERE` is implied by every `WHERE`, and adding a conjunct narrows.
+pub fn implies(a: &[&Predicate], b: &[&Predicate]) -> bool {
+    b.iter().all(|y| a.iter().any(|x| implies_one(x, y)))
+}
+
+/// `x` implies `y` when they print the same, or both constrain the same expression to a set
+/// of constants and `x`'s set is inside `y`'s: intervals from `<`, `<=`, `>`, `>=`, `=` and
+/// `BETWEEN` over constants of one kind (numbers, dates `YYYY-MM-DD`, other texts), lists
+/// from `IN` and `=`, and prefixes from `LIKE` (a longer prefix implies a shorter one).
+pub fn implies_one(x: &Predicate, y: &Predicate) -> bool {
+    if x.to_string() == y.to_string() {
+        return true;
+    }
+    if let (Some((ex, sx)), Some((ey, sy))) = (list_of(x), list_of(y)) {
+        if ex == ey && sx.iter().all(|v| sy.contains(v)) {
+            return true;
+        }
+    }
+    if let (
+        Predicate::Like {
+            expr: ex,
+            prefix: px,
+        },
+        Predicate::Like {
+            expr: ey,
+            prefix: py,
+        },
+    ) = (x, y)
+    {
+        return ex == ey && px.starts_with(py.as_str());
+    }
+    match (interval_of(x), interval_of(y)) {
+        (Some((ex, ix)), Some((ey, iy))) => ex == ey && ix.inside(&iy),
+        _ => false,
+    }
+}
+
+fn list_of(p: &Predicate) -> Option<(&Expr, Vec<String>)> {
+    match p {
+        Predicate::In { expr, values } => {
+            Some((expr, values.iter().map(|v| v.to_string()).collect()))
+        }
+        Predicate::Compare {
+            expr,
+            op: CmpOp::Eq,
+            value,
+        } => Some((expr, vec![value.to_string()])),
+        _ => None,
+    }
+}
+
+/// An ordered constant: a number, a date text, or another text.
+#[derive(Clone, Debug, PartialEq)]
+enum Key {
+    Number(f64),
+    Date(String),
+    Text(String),
+}
+
+impl Key {
+    fn of(l: &Literal) -> Option<Key> {
+        match l {
+            Literal::Number(x) => Some(Key::Number(*x)),
+            Literal::Text(t) if grove_protocol::query::Date::parse_iso(t).is_some() => {
+                Some(Key::Date(t.clone()))
+            }
+            Literal::Text(t) => Some(Key::Text(t.clone())),
+            Literal::Bool(_) => None,
+        }
+    }
+    fn kind(&self) -> u8 {
+        match self {
+            Key::Number(_) => 0,
+            Key::Date(_) => 1,
+            Key::Text(_) => 2,
+        }
+    }
+    fn cmp(&self, o: &Key) -> Option<Ordering> {
+        match (self, o) {
+            (Key::Number(a), Key::Number(b)) => a.partial_cmp(b),
+            (Key::Date(a), Key::Date(b)) | (Key::Text(a), Key::Text(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    }
+}
+
+/// One end of an interval: the constant and whether it is included.
+type End = Option<(Key, bool)>;
+
+struct Interval {
+    low: End,
+    high: End,
+}
+
+impl Interval {
+    /// Whether every constant in `self` is in `o` (`None` ends are unbounded; constants of
+    /// different kinds are never compared).
+    fn inside(&self, o: &Interval) -> bool {
+        let low_ok = match (&self.low, &o.low) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some((a, ai)), Some((b, bi))) => match a.cmp(b) {
+                Some(Ordering::Greater) => true,
+                Some(Ordering::Equal) => *bi || !*ai,
+                _ => false,
+            },
+        };
+        let high_ok = match (&self.high, &o.high) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some((a, ai)), Some((b, bi))) => match a.cmp(b) {
+                Some(Ordering::Less) => true,
+                Some(Ordering::Equal) => *bi || !*ai,
+                _ => false,
+            },
+        };
+        let kinds: Vec<u8> = [&self.low, &self.high, &o.low, &o.high]
+            .iter()
+            .filter_map(|e| e.as_ref().map(|(k, _)| k.kind()))
+            .collect();
+        let kinds_agree = kinds.windows(2).all(|w| w[0] == w[1]);
+        low_ok && high_ok && kinds_agree
+    }
+}
+
+fn interval_of(p: &Predicate) -> Option<(&Expr, Interval)> {
+    match p {
+        Predicate::Compare { expr, op, value } => {
+            let k = Key::of(value)?;
+            let i = match op {
+                CmpOp::Lt => Interval {
+                    low: None,
+                    high: Some((k, false)),
+                },
+                CmpOp::Le => Interval {
+                    low: None,
+                    high: Some((k, true)),
+                },
+                CmpOp::Gt => Interval {
+                    low: Some((k, false)),
+                    high: None,
+                },
+                CmpOp::Ge => Interval {
+                    low: Some((k, true)),
+                    high: None,
+                },
+                CmpOp::Eq => Interval {
+                    low: Some((k.clone(), true)),
+                    high: Some((k, true)),
+                },
+                CmpOp::Ne => return None,
+            };
+            Some((expr, i))
+        }
+        Predicate::Between { expr, low, high } => Some((
+            expr,
+            Interval {
+                low: Some((Key::of(low)?, true)),
+                high: Some((Key::of(high)?, true)),
+            },
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(text: &str) -> Query {
+        Query::parse(text).unwrap()
+    }
+
+    const BASE: &str = "SELECT sum(amount) FROM bank.operations";
+    const TAIL: &str = "CLIP amount TO [0, 1000]";
+
+    fn with(filter: &str) -> Query {
+        if filter.is_empty() {
+            q(&format!("{BASE} {TAIL}"))
+        } else {
+            q(&format!("{BASE} WHERE {filter} {TAIL}"))
+        }
+    }
+
+    #[test]
+    fn the_differencing_rule() {
+        let pair = |a: &str, b: &str| differencing_pair(&with(a), &with(b));
+        // The classic: everyone, then everyone but one person.
+        assert!(pair("", "name != 'bob'"));
+        assert!(pair("age >= 30", "age >= 30 AND name != 'bob'"));
+        assert!(pair("age >= 30 AND name != 'bob'", "age >= 30"));
+        // A range narrowed a little.
+        assert!(pair("amount < 1000", "amount < 999"));
+        assert!(pair(
+            "amount BETWEEN 0 AND 100",
+            "amount BETWEEN 0 AND 99.5"
+        ));
+        assert!(pair("date >= '2026-01-01'", "date >= '2026-01-02'"));
+        assert!(pair("city IN ('a', 'b')", "city = 'a'"));
+        assert!(pair("name LIKE 'bo%'", "name LIKE 'bob%'"));
+        // Not pairs: the same query, disjoint or unrelated filters, other aggregates.
+        assert!(!pair("amount < 1000", "amount < 1000"));
+        assert!(!pair("city = 'a'", "city = 'b'"));
+        assert!(!pair("amount < 10", "age < 10"));
+        assert!(!pair("amount < 10", "amount > 5"));
+        assert!(!pair("date >= '2026-01-01'", "date >= 'x'"));
+        assert!(!differencing_pair(
+            &with(""),
+            &q(&format!(
+                "SELECT avg(amount) FROM bank.operations WHERE name != 'bob' {TAIL}"
+            ))
+        ));
+    }
+
+    fn trust() -> TrustEntry {
+        TrustEntry {
+            key: "k".into(),
+            collections: vec!["bank.operations".into()],
+            label: String::new(),
+            added_at_micros: 0,
+            min_contributors: 3,
+            fields: vec![],
+            max_per_day: 2,
+            min_t: 2,
+            differencing_window_secs: 3600,
+        }
+    }
+
+    fn request(query: &str, now: u64) -> RequestInfo {
+        let spec = Query::parse(query)
+            .and_then(|q| q.compile())
+            .map(|c| c.spec().clone())
+            .unwrap_or(ContributionSpec {
+                length: 0,
+                bounds: vec![],
+                scale_digits: 0,
+            });
+        RequestInfo {
+            computation: format!("c{now}"),
+            commissioner: "k".into(),
+            query: query.into(),
+            spec,
+            k_min: 3,
+            t: 2,
+            now_micros: now,
+        }
+    }
+
+    fn earlier(query: &str, at: u64) -> ConsentEntry {
+        ConsentEntry {
+            computation: format!("c{at}"),
+            at_micros: at,
+            query: query.into(),
+        }
+    }
+
+    #[test]
+    fn each_rule_decides() {
+        let t = trust();
+        let good = format!("{BASE} {TAIL}");
+        let hour = 3_600_000_000u64;
+        let now = 100 * DAY_MICROS;
+        let rule = |r: &RequestInfo, t: Option<&TrustEntry>, h: &[ConsentEntry]| {
+            decide(r, t, h, false).rule
+        };
+        assert_eq!(rule(&request(&good, now), Some(&t), &[]), Rule::Trusted);
+        // A spec wider than the query's: refused.
+        let mut wide = request(&good, now);
+        wide.spec.bounds[0].max *= 10.0;
+        assert_eq!(rule(&wide, Some(&t), &[]), Rule::Query);
+        assert_eq!(rule(&request(&good, now), None, &[]), Rule::Untrusted);
+        assert_eq!(
+            decide(&request(&good, now), Some(&t), &[], true).rule,
+            Rule::Duplicate
+        );
+        assert_eq!(
+            rule(&request(&good, now), Some(&t), &[earlier(&good, now)]),
+            Rule::Duplicate
+        );
+        assert_eq!(
+            rule(&request("SELECT summ(x) FROM c", now), Some(&t), &[]),
+            Rule::Query
+        );
+        assert_eq!(
+            rule(&request("SELECT count(*) FROM health", now), Some(&t), &[]),
+            Rule::Collection
+        );
+        let fields = TrustEntry {
+            fields: vec!["amount".into()],
+            ..trust()
+        };
+        assert_eq!(
+            rule(&request(&good, now), Some(&fields), &[]),
+            Rule::Trusted
+        );
+        let q = format!("{BASE} WHERE name = 'x' {TAIL}");
+        assert_eq!(rule(&request(&q, now), Some(&fields), &[]), Rule::Fields);
+        let low_k = RequestInfo {
+            k_min: 2,
+            ..request(&good, now)
+        };
+        assert_eq!(rule(&low_k, Some(&t), &[]), Rule::KMin);
+        let low_t = RequestInfo {
+            t: 1,
+            ..request(&good, now)
+        };
+        assert_eq!(rule(&low_t, Some(&t), &[]), Rule::Threshold);
+        // Two computations in the last day: the third is declined; older ones do not count.
+        let other = "SELECT count(*) FROM bank.operations";
+        let two = [earlier(other, now - 2 * hour), earlier(other, now - hour)];
+        assert_eq!(rule(&request(&good, now), Some(&t), &two), Rule::Rate);
+        let old = [
+            earlier(other, now - DAY_MICROS - 1),
+            earlier(other, now - hour),
+        ];
+        assert_eq!(rule(&request(&good, now), Some(&t), &old), Rule::Trusted);
+        // Differencing within the window (one hour), not after it.
+        let narrow = format!("{BASE} WHERE name != 'bob' {TAIL}");
+        let recent = [earlier(&good, now - hour / 2)];
+        let d = decide(&request(&narrow, now), Some(&t), &recent, false);
+        assert_eq!(d.rule, Rule::Differencing);
+        assert!(!d.accept);
+        let stale = [earlier(&good, now - hour - 1)];
+        assert_eq!(
+            rule(&request(&narrow, now), Some(&t), &stale),
+            Rule::Trusted
+        );
+    }
+}
