@@ -13,17 +13,24 @@
 //! - [`daemon`]: the event loop and the drain rule.
 //! - [`control`]: newline-delimited JSON over a Unix socket.
 //! - [`import`]: CSV / JSON / NDJSON record files.
+//! - [`cozy`], [`webdav`], [`ical`], [`vcard`], [`ingest`]: personal-cloud connectors (a Cozy
+//!   export, a Nextcloud account over WebDAV, the local ingest endpoint).
 //! - [`query`]: the interim sum query and the request it becomes.
 //! - [`procs`], [`demo`]: local clusters of real processes.
 
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod cozy;
 pub mod daemon;
 pub mod demo;
 pub mod directory;
+pub mod ical;
 pub mod import;
+pub mod ingest;
 pub mod net;
 pub mod procs;
 pub mod query;
 pub mod store;
+pub mod vcard;
+pub mod webdav;
