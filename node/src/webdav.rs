@@ -126,6 +126,9 @@ struct FileState {
     error: Option<String>,
 }
 
+/// A listed entry: its path below the DAV root, whether it is a collection, its ETag.
+type Entry = (String, bool, Option<String>);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Table(Format),
@@ -249,11 +252,7 @@ impl Account {
 
     /// The entries of one collection (`(path, is collection, etag)`), without itself; `None`
     /// if it does not exist.
-    fn propfind(
-        &self,
-        agent: &ureq::Agent,
-        path: &str,
-    ) -> Result<Option<Vec<(String, bool, Option<String>)>>, SyncError> {
+    fn propfind(&self, agent: &ureq::Agent, path: &str) -> Result<Option<Vec<Entry>>, SyncError> {
         let request = ureq::http::Request::builder()
             .method("PROPFIND")
             .uri(self.url_of(path))
@@ -326,12 +325,10 @@ pub fn sync(
     account: &Account,
     call: &mut dyn FnMut(ControlRequest) -> anyhow::Result<serde_json::Value>,
     progress: &mut dyn FnMut(&str),
-) -> Result<SyncReport, (SyncError, SyncReport)> {
+) -> (SyncReport, Option<SyncError>) {
     let mut report = SyncReport::default();
-    match sync_inner(account, call, progress, &mut report) {
-        Ok(()) => Ok(report),
-        Err(e) => Err((e, report)),
-    }
+    let error = sync_inner(account, call, progress, &mut report).err();
+    (report, error)
 }
 
 fn sync_inner(
@@ -554,10 +551,7 @@ pub async fn sync_command(
         sync(&account, &mut call, &mut progress)
     })
     .await?;
-    let (report, error) = match outcome {
-        Ok(r) => (r, None),
-        Err((e, r)) => (r, Some(e)),
-    };
+    let (report, error) = outcome;
     if json {
         let mut v = serde_json::to_value(&report)?;
         v["error"] = error
@@ -611,7 +605,10 @@ pub fn spawn_periodic(
                         .map_err(anyhow::Error::from)
                 };
                 let mut progress = |line: &str| tracing::debug!("nextcloud sync: {line}");
-                sync(&account, &mut call, &mut progress).map_err(|(e, r)| format!("{e} ({r:?})"))
+                match sync(&account, &mut call, &mut progress) {
+                    (r, None) => Ok(r),
+                    (r, Some(e)) => Err(format!("{e} (before it: {r:?})")),
+                }
             })
             .await;
             match done {
@@ -675,7 +672,7 @@ fn dav_path(href: &str) -> Option<String> {
 
 /// `(href, is collection, etag)` of every response of a multistatus answer, from its
 /// `200` propstat.
-fn parse_multistatus(xml: &str) -> Result<Vec<(String, bool, Option<String>)>, String> {
+fn parse_multistatus(xml: &str) -> Result<Vec<Entry>, String> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut out = Vec::new();
@@ -728,11 +725,9 @@ fn parse_multistatus(xml: &str) -> Result<Vec<(String, bool, Option<String>)>, S
                 let name = local(e.name().as_ref());
                 stack.pop();
                 match name.as_str() {
-                    "propstat" => {
-                        if p_status.contains(" 200") {
-                            etag = p_etag.take().or(etag.take());
-                            dir |= p_dir;
-                        }
+                    "propstat" if p_status.contains(" 200") => {
+                        etag = p_etag.take().or(etag.take());
+                        dir |= p_dir;
                     }
                     "response" if !href.is_empty() => {
                         out.push((href.clone(), dir || href.ends_with('/'), etag.take()));
