@@ -16,6 +16,9 @@
 //! - `untrusted`: nodes that do not trust the commissioner send no share and audit why.
 //! - `hostile_requests`: forged, expired and future requests from a hostile libp2p peer are
 //!   refused and audited.
+//! - `cozy_import`, `webdav_sync`, `pdms_e2e`: a Cozy export, `grove sync` against a real
+//!   WebDAV server (wsgidav, see `tests/pdms_support`), and three nodes fed from Cozy,
+//!   Nextcloud and the ingest endpoint computing an exact sum.
 
 use grove_node::control::{self, ComputeParams, ControlRequest};
 use grove_node::procs::Cluster;
