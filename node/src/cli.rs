@@ -49,6 +49,22 @@ pub enum Cmd {
         #[command(subcommand)]
         command: TrustCmd,
     },
+    /// Pull records from a Nextcloud account over WebDAV: files of its Grove folder (CSV,
+    /// JSON), calendars (iCalendar) and contacts (vCard). Only files whose ETag changed are
+    /// downloaded. Flags override the config file's [nextcloud] table.
+    Sync {
+        /// The server, e.g. https://cloud.example.org.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        /// A file holding the app password (the password itself is never a flag).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// The account's folder whose files are imported (default Grove).
+        #[arg(long)]
+        folder: Option<String>,
+    },
     /// Peers, directory and computations in flight.
     Status,
     /// Every computation this node took part in or declined, and why (never values).
@@ -131,6 +147,11 @@ pub enum RecordsCmd {
         format: Option<Format>,
         file: PathBuf,
     },
+    /// Import a Cozy data export: a folder or a zip of JSON documents grouped by doctype
+    /// (io.cozy.bank.operations goes to the collection bank.operations). Documents are keyed
+    /// by _id: importing again changes nothing, a newer _rev replaces an older one. Malformed
+    /// files and documents are skipped and listed; the rest is imported.
+    ImportCozy { export: PathBuf },
     /// List collections, or the records of one.
     List {
         #[arg(long)]
@@ -238,6 +259,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Cmd::Records { command } => match command {
+            RecordsCmd::ImportCozy { export } => {
+                crate::cozy::import_command(data_dir(&cli)?, export, cli.json).await
+            }
             RecordsCmd::Import {
                 collection,
                 format,
@@ -360,6 +384,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             });
             Ok(())
+        }
+        Cmd::Sync {
+            url,
+            user,
+            password_file,
+            folder,
+        } => {
+            let flags = crate::webdav::SyncFlags {
+                url: url.clone(),
+                user: user.clone(),
+                password_file: password_file.clone(),
+                folder: folder.clone(),
+            };
+            crate::webdav::sync_command(data_dir(&cli)?, flags, cli.json).await
         }
         Cmd::Status => {
             let d = call(&cli, ControlRequest::Status).await?;

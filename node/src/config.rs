@@ -5,6 +5,8 @@
 //!   config.toml     commented; every option written out
 //!   store.redb      keys, records, trust, engine log, directory, audit
 //!   control.sock    the daemon's local control socket (mode 0600), while it runs
+//!   ingest.token    the ingest endpoint's bearer token (mode 0600), when it is on
+//!   ingest.addr     the address the ingest endpoint is bound to, while it runs
 //! ```
 //!
 //! Keys come from the operating system's randomness and live in the store's `keys` table:
@@ -32,6 +34,12 @@ pub struct Config {
     pub bootstrap: Vec<String>,
     #[serde(default = "default_announce_interval")]
     pub announce_interval_secs: u64,
+    /// Address of the local ingest endpoint (loopback only); `None` turns it off.
+    #[serde(default)]
+    pub ingest_listen: Option<String>,
+    /// A Nextcloud account to pull records from (`grove sync`, and every `interval_secs`).
+    #[serde(default)]
+    pub nextcloud: Option<crate::webdav::NextcloudConfig>,
 }
 
 fn default_listen() -> Vec<String> {
@@ -48,6 +56,8 @@ impl Default for Config {
             listen: default_listen(),
             bootstrap: Vec::new(),
             announce_interval_secs: default_announce_interval(),
+            ingest_listen: None,
+            nextcloud: None,
         }
     }
 }
@@ -66,6 +76,22 @@ bootstrap = []
 # Seconds between re-announcements of this node in the peer directory (it also announces
 # when it starts and whenever it learns of a new peer).
 announce_interval_secs = 30
+
+# The local ingest endpoint, where a personal-cloud app pushes records as JSON over HTTP with
+# the token in DIR/ingest.token (see the README). Loopback addresses only; off when absent.
+# The address actually bound is written to DIR/ingest.addr.
+# ingest_listen = "127.0.0.1:7380"
+
+# A Nextcloud account to pull records from: `grove sync` reads it, and the daemon syncs every
+# interval_secs (0: only on `grove sync`). The app password is read from password_file
+# (create one under Settings > Security > Devices & sessions). Files are taken from the
+# folder `folder` of the account; calendars and contacts are always taken.
+# [nextcloud]
+# url = "https://cloud.example.org"
+# user = "alice"
+# password_file = "/home/alice/.config/grove/nextcloud-app-password"
+# folder = "Grove"
+# interval_secs = 0
 "#;
 
 pub fn config_path(dir: &Path) -> PathBuf {

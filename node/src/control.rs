@@ -85,6 +85,17 @@ pub enum ControlRequest {
         collection: String,
         records: Vec<serde_json::Map<String, serde_json::Value>>,
     },
+    /// Keyed records (Cozy documents, synced files, ingested records) and the sync state
+    /// committed with them, in one transaction (`Store::upsert_sources`).
+    ImportSources {
+        items: Vec<crate::store::SourcedRecords>,
+        #[serde(default)]
+        sync: Vec<crate::store::SyncUpdate>,
+    },
+    /// The sync state of one account's files, by path.
+    SyncState {
+        account: String,
+    },
     ListRecords {
         collection: Option<String>,
     },
@@ -178,6 +189,27 @@ pub async fn call(
             ControlReply::Error { message } => return Err(ControlError::Daemon(message)),
         }
     }
+}
+
+/// Sends one request to the event loop from inside the daemon (the ingest endpoint, the
+/// periodic sync) and waits for its final answer.
+pub async fn call_local(
+    to_loop: &mpsc::Sender<Incoming>,
+    request: ControlRequest,
+) -> Result<serde_json::Value, ControlError> {
+    let (tx, mut rx) = mpsc::channel(REPLY_QUEUE);
+    to_loop
+        .send(Incoming { request, reply: tx })
+        .await
+        .map_err(|_| ControlError::Closed)?;
+    while let Some(reply) = rx.recv().await {
+        match reply {
+            ControlReply::Progress { .. } => {}
+            ControlReply::Ok { data } => return Ok(data),
+            ControlReply::Error { message } => return Err(ControlError::Daemon(message)),
+        }
+    }
+    Err(ControlError::Closed)
 }
 
 /// One request from a connection, with the channel its replies go back on.

@@ -211,6 +211,14 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let listener = control::bind(&dir)
         .with_context(|| format!("cannot bind the control socket in {}", dir.display()))?;
     let (ctl_tx, ctl_rx) = mpsc::channel(control::REQUEST_QUEUE);
+    // Personal-cloud connectors reach the store through the same queue as the control socket.
+    if let Some(listen) = &config.ingest_listen {
+        let addr = crate::ingest::start(&dir, listen, ctl_tx.clone()).await?;
+        tracing::info!("ingest endpoint on http://{addr}");
+    }
+    if let Some(nextcloud) = &config.nextcloud {
+        crate::webdav::spawn_periodic(nextcloud.clone(), ctl_tx.clone());
+    }
     tokio::spawn(control::serve(listener, ctl_tx));
 
     tracing::info!(
@@ -1022,6 +1030,30 @@ impl Node {
                     );
                     answer(json!({ "imported": n, "collection": collection }))
                 }
+                Err(e) => fail(e.to_string()),
+            },
+            ControlRequest::ImportSources { items, sync } => {
+                match self.store.upsert_sources(&items, &sync) {
+                    Ok(summary) => {
+                        if summary.records_written + summary.records_removed > 0 {
+                            self.audit(
+                                None,
+                                "imported",
+                                format!(
+                                    "{} records written, {} removed, from {} keyed sources",
+                                    summary.records_written,
+                                    summary.records_removed,
+                                    items.len()
+                                ),
+                            );
+                        }
+                        answer(serde_json::to_value(&summary).unwrap_or_default())
+                    }
+                    Err(e) => fail(e.to_string()),
+                }
+            }
+            ControlRequest::SyncState { account } => match self.store.sync_state(&account) {
+                Ok(files) => answer(json!({ "files": files })),
                 Err(e) => fail(e.to_string()),
             },
             ControlRequest::ListRecords { collection } => match collection {

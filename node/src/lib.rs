@@ -16,17 +16,24 @@
 //! - [`query`]: declarative queries on the node: the request a query becomes, records as the
 //!   evaluator reads them.
 //! - [`consent`]: the owner's policy: which rule accepts or declines a request.
+//! - [`cozy`], [`webdav`], [`ical`], [`vcard`], [`ingest`]: personal-cloud connectors (a Cozy
+//!   export, a Nextcloud account over WebDAV, the local ingest endpoint).
 //! - [`procs`], [`demo`]: local clusters of real processes.
 
 pub mod cli;
 pub mod config;
 pub mod consent;
 pub mod control;
+pub mod cozy;
 pub mod daemon;
 pub mod demo;
 pub mod directory;
+pub mod ical;
 pub mod import;
+pub mod ingest;
 pub mod net;
 pub mod procs;
 pub mod query;
 pub mod store;
+pub mod vcard;
+pub mod webdav;

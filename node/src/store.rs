@@ -29,6 +29,14 @@ const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
 /// `(commissioner key hex, sequence) -> ConsentEntry` as JSON: every request this node
 /// contributed to, for the rate limit, the differencing rule and "never twice".
 const CONSENTS: TableDefinition<(&str, u64), &str> = TableDefinition::new("consents");
+/// `(source, sequence) -> collection`: the records each keyed source wrote (a Cozy document,
+/// a synced file, an ingested record with an `_id`), so a new version replaces them.
+const SOURCE_RECORDS: TableDefinition<(&str, u64), &str> = TableDefinition::new("source_records");
+/// Source -> its revision (Cozy's `_rev`), for sources that carry one.
+const SOURCE_REVS: TableDefinition<&str, &str> = TableDefinition::new("source_revs");
+/// `(account, path) -> state` of a synced remote file (JSON text owned by the connector: its
+/// ETag, and why it was skipped if it was).
+const SYNC_STATE: TableDefinition<(&str, &str), &str> = TableDefinition::new("sync_state");
 /// Counters (`records_next`, `consents_next`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -135,6 +143,59 @@ pub struct Store {
     db: Database,
 }
 
+/// The records one keyed source holds now. A source's records replace what it wrote before
+/// (an empty list removes them), unless `revision` is not newer than the stored one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourcedRecords {
+    /// Stable key of the source, e.g. `cozy:io.cozy.bills/<_id>`.
+    pub source: String,
+    /// CouchDB-style revision `N-hash`; `None` always replaces.
+    #[serde(default)]
+    pub revision: Option<String>,
+    pub collection: String,
+    pub records: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A change of one synced file's state, committed with the records it brought.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncUpdate {
+    pub account: String,
+    pub path: String,
+    /// The new state; `None` forgets the file.
+    pub state: Option<String>,
+}
+
+/// What [`Store::upsert_sources`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpsertSummary {
+    /// Sources seen for the first time.
+    pub added: u64,
+    /// Sources whose records were replaced by a newer version.
+    pub replaced: u64,
+    /// Sources left alone: their stored revision is the same or newer.
+    pub unchanged: u64,
+    pub records_written: u64,
+    pub records_removed: u64,
+}
+
+/// Whether revision `new` supersedes `old`: CouchDB revisions `N-hash` compare by `N`, then by
+/// the hash (CouchDB's own winner rule); other texts compare as text.
+pub fn revision_is_newer(new: &str, old: &str) -> bool {
+    fn split(r: &str) -> (Option<u64>, &str) {
+        match r.split_once('-') {
+            Some((n, rest)) => match n.parse::<u64>() {
+                Ok(n) => (Some(n), rest),
+                Err(_) => (None, r),
+            },
+            None => (None, r),
+        }
+    }
+    match (split(new), split(old)) {
+        ((Some(a), ra), (Some(b), rb)) => (a, ra) > (b, rb),
+        _ => new > old,
+    }
+}
+
 /// A directory snapshot: every peer's node id and X25519 public key.
 pub type Snapshot = Vec<(NodeId, [u8; 32])>;
 
@@ -170,6 +231,9 @@ impl Store {
             txn.open_table(AUDIT)?;
             txn.open_table(META)?;
             txn.open_table(CONSENTS)?;
+            txn.open_table(SOURCE_RECORDS)?;
+            txn.open_table(SOURCE_REVS)?;
+            txn.open_table(SYNC_STATE)?;
         }
         txn.commit()?;
         Ok(Store { db })
@@ -229,6 +293,114 @@ impl Store {
         }
         txn.commit()?;
         Ok(records.len() as u64)
+    }
+
+    /// Writes keyed sources and sync state in one committed transaction: each source's
+    /// records replace the ones it wrote before, unless its revision is not newer than the
+    /// stored one. So importing the same export twice changes nothing, and a file's records and
+    /// its ETag are durable together or not at all.
+    pub fn upsert_sources(
+        &self,
+        items: &[SourcedRecords],
+        sync: &[SyncUpdate],
+    ) -> Result<UpsertSummary, StoreError> {
+        let total: usize = items.iter().map(|i| i.records.len()).sum();
+        if total > MAX_IMPORT_RECORDS {
+            return Err(StoreError::Invalid(format!(
+                "{total} records in one import exceed the limit of {MAX_IMPORT_RECORDS}"
+            )));
+        }
+        for item in items {
+            validate_collection_name(&item.collection)?;
+            if item.source.is_empty() {
+                return Err(StoreError::Invalid("a source key is empty".into()));
+            }
+        }
+        let mut summary = UpsertSummary::default();
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut next = meta.get("records_next")?.map(|v| v.value()).unwrap_or(0);
+            let mut records = txn.open_table(RECORDS)?;
+            let mut sources = txn.open_table(SOURCE_RECORDS)?;
+            let mut revs = txn.open_table(SOURCE_REVS)?;
+            for item in items {
+                let source = item.source.as_str();
+                let stored = revs.get(source)?.map(|v| v.value().to_string());
+                if let (Some(new), Some(old)) = (&item.revision, &stored) {
+                    if !revision_is_newer(new, old) {
+                        summary.unchanged += 1;
+                        continue;
+                    }
+                }
+                let mut old = Vec::new();
+                for row in sources.range((source, 0u64)..=(source, u64::MAX))? {
+                    let (k, v) = row?;
+                    old.push((k.value().1, v.value().to_string()));
+                }
+                if old.is_empty() && stored.is_none() {
+                    summary.added += 1;
+                } else {
+                    summary.replaced += 1;
+                }
+                for (seq, collection) in &old {
+                    records.remove((collection.as_str(), *seq))?;
+                    sources.remove((source, *seq))?;
+                    summary.records_removed += 1;
+                }
+                for r in &item.records {
+                    let text = serde_json::to_string(r).map_err(|e| {
+                        StoreError::Invalid(format!("record does not serialise: {e}"))
+                    })?;
+                    records.insert((item.collection.as_str(), next), text.as_str())?;
+                    sources.insert((source, next), item.collection.as_str())?;
+                    next += 1;
+                    summary.records_written += 1;
+                }
+                match &item.revision {
+                    Some(r) => {
+                        revs.insert(source, r.as_str())?;
+                    }
+                    None => {
+                        revs.remove(source)?;
+                    }
+                }
+            }
+            meta.insert("records_next", next)?;
+            let mut state = txn.open_table(SYNC_STATE)?;
+            for u in sync {
+                let key = (u.account.as_str(), u.path.as_str());
+                match &u.state {
+                    Some(s) => {
+                        state.insert(key, s.as_str())?;
+                    }
+                    None => {
+                        state.remove(key)?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(summary)
+    }
+
+    /// The sync state of every file of one account, by path.
+    pub fn sync_state(
+        &self,
+        account: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SYNC_STATE)?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in table.range((account, "")..)? {
+            let (k, v) = row?;
+            let (a, path) = k.value();
+            if a != account {
+                break;
+            }
+            out.insert(path.to_string(), v.value().to_string());
+        }
+        Ok(out)
     }
 
     /// Every record of one collection, in import order.
@@ -561,6 +733,85 @@ mod tests {
             vec![("other".to_string(), 1), ("steps".to_string(), 3)]
         );
         assert!(store.import_records("bad name", &[]).is_err());
+    }
+
+    fn sourced(source: &str, rev: Option<&str>, ns: &[i64]) -> SourcedRecords {
+        SourcedRecords {
+            source: source.into(),
+            revision: rev.map(str::to_string),
+            collection: "c".into(),
+            records: ns
+                .iter()
+                .map(|n| obj(serde_json::json!({ "n": n })))
+                .collect(),
+        }
+    }
+
+    fn ns(store: &Store) -> Vec<i64> {
+        let mut v: Vec<i64> = store
+            .records("c")
+            .unwrap()
+            .iter()
+            .map(|r| r["n"].as_i64().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn sources_replace_by_revision_and_keep_sync_state_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store
+            .import_records("c", &[obj(serde_json::json!({"n": 0}))])
+            .unwrap();
+        let s = store
+            .upsert_sources(
+                &[sourced("a", Some("2-b"), &[1]), sourced("f", None, &[2, 3])],
+                &[],
+            )
+            .unwrap();
+        assert_eq!((s.added, s.records_written), (2, 3));
+        // Same or older revision: ignored. Newer: replaces.
+        let s = store
+            .upsert_sources(
+                &[
+                    sourced("a", Some("2-b"), &[9]),
+                    sourced("a", Some("1-z"), &[9]),
+                ],
+                &[],
+            )
+            .unwrap();
+        assert_eq!(s.unchanged, 2);
+        assert_eq!(ns(&store), vec![0, 1, 2, 3]);
+        let update = SyncUpdate {
+            account: "acc".into(),
+            path: "x.csv".into(),
+            state: Some("etag1".into()),
+        };
+        store
+            .upsert_sources(
+                &[sourced("a", Some("10-a"), &[4]), sourced("f", None, &[5])],
+                std::slice::from_ref(&update),
+            )
+            .unwrap();
+        assert_eq!(ns(&store), vec![0, 4, 5]);
+        assert_eq!(store.sync_state("acc").unwrap()["x.csv"], "etag1");
+        assert!(store.sync_state("ac").unwrap().is_empty());
+        // An empty list removes a source's records; a None state forgets the file.
+        store
+            .upsert_sources(
+                &[sourced("f", None, &[])],
+                &[SyncUpdate {
+                    state: None,
+                    ..update
+                }],
+            )
+            .unwrap();
+        assert_eq!(ns(&store), vec![0, 4]);
+        assert!(store.sync_state("acc").unwrap().is_empty());
+        assert!(revision_is_newer("10-a", "9-z"));
+        assert!(!revision_is_newer("9-z", "10-a"));
     }
 
     #[test]

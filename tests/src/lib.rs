@@ -20,6 +20,9 @@
 //!   differencing) declines, sends no share and audits the rule.
 //! - `oracle` (protocol harness, real engines) and `oracle_processes` (real processes):
 //!   random queries over random records equal the reference evaluation of [`oracle`].
+//! - `cozy_import`, `webdav_sync`, `pdms_e2e`: a Cozy export, `grove sync` against a real
+//!   WebDAV server (wsgidav, see `tests/pdms_support`), and three nodes fed from Cozy,
+//!   Nextcloud and the ingest endpoint computing an exact sum.
 
 use grove_node::control::{self, ComputeParams, ControlRequest};
 use grove_node::procs::Cluster;
