@@ -3,8 +3,9 @@
 //! separate process.
 //!
 //! The server is `tests/fixtures/webdav/serve.py` run by the Python of `GROVE_WEBDAV_PYTHON`,
-//! else of the virtual environment `target/webdav-venv` that `.ci/run` makes, else `python3`.
-//! If wsgidav cannot be imported the test fails and says how to install it.
+//! else of the virtual environment `target/webdav-venv` (which `.ci/run` makes, and which the
+//! tests make themselves on a fresh checkout when python3 and PyPI are reachable), else
+//! `python3`. If wsgidav cannot be imported the test fails and says how to install it.
 
 #![allow(dead_code)]
 
@@ -36,12 +37,43 @@ pub fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pinned server packages, as `.ci/run` installs them.
+const WEBDAV_PACKAGES: [&str; 2] = ["wsgidav==4.4.0", "cheroot==11.1.2"];
+
+fn has_wsgidav(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import wsgidav, cheroot"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("GROVE_WEBDAV_PYTHON") {
         return PathBuf::from(p);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/webdav-venv/bin/python");
-    if venv.exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/webdav-venv");
+    let venv = root.join("bin/python");
+    // One installer per test process; test binaries run one after the other.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if has_wsgidav(&venv) {
+        return venv;
+    }
+    // A fresh checkout: make the virtual environment `.ci/run` would make (needs python3 with
+    // its venv module and access to PyPI). If that fails, `DavServer::start` says how to fix it.
+    eprintln!("installing the WebDAV test server into {}", root.display());
+    let made = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&root)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(root.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(WEBDAV_PACKAGES)
+            .status()
+            .is_ok_and(|s| s.success());
+    if made && has_wsgidav(&venv) {
         return venv;
     }
     PathBuf::from("python3")
