@@ -404,6 +404,13 @@ fn sync_inner(
                     continue;
                 }
             }
+            // A folder whose name is not a collection name is skipped, not fatal to the sync.
+            if let Err(e) = crate::store::validate_collection_name(&collection) {
+                report
+                    .skipped
+                    .push((path.clone(), format!("not imported: {e}")));
+                continue;
+            }
             let bytes = match account.get(&agent, &path)? {
                 Ok(b) => b,
                 Err(404) => continue,
