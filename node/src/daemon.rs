@@ -14,6 +14,7 @@
 use crate::config::{self, Keys};
 use crate::control::{self, ComputeParams, ControlReply, ControlRequest, Incoming};
 use crate::directory::{self, node_id_of, Announcement, Directory, NodePlans, Peer};
+use crate::hook;
 use crate::import::sum_field;
 use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::query::{self, SumQuery};
@@ -338,10 +339,15 @@ struct NodeEffects<'a> {
 
 impl Effects for NodeEffects<'_> {
     fn persist(&mut self, records: &[Record]) -> anyhow::Result<()> {
-        Ok(self.store.append_engine_records(records)?)
+        self.store.append_engine_records(records)?;
+        records
+            .iter()
+            .for_each(|r| hook::observe(hook::Effect::Persisted(r)));
+        Ok(())
     }
 
     fn send(&mut self, to: NodeId, message: Message) {
+        hook::observe(hook::Effect::Sending(&message));
         *self.sent_by_kind.entry(message.kind()).or_default() += 1;
         if to == self.me {
             if self.loopback.len() >= MAX_LOOPBACK {
@@ -688,6 +694,7 @@ impl Node {
                 } => {
                     match codec::decode(&request) {
                         Ok(m) => {
+                            hook::observe(hook::Effect::Received(&m));
                             self.count_received(&m);
                             self.engine
                                 .handle_message(now_micros(), node_id_of(&peer), m);
