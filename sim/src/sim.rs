@@ -318,17 +318,31 @@ impl Simulator {
     /// A simulator on a given network (see [`Fixture`]); every model and failure comes from
     /// `cfg` and `seed` as in [`Simulator::new`]. Needs `network.nodes` ids, `payload.mode =
     /// "full"`, and values of `payload.vector_len` elements.
-    pub fn with_fixture(cfg: &SimConfig, seed: u64, fixture: &Fixture) -> Result<Simulator, String> {
+    pub fn with_fixture(
+        cfg: &SimConfig,
+        seed: u64,
+        fixture: &Fixture,
+    ) -> Result<Simulator, String> {
         let mut sim = Simulator::new(cfg, seed)?;
         let n = sim.nodes.len();
         if fixture.nodes.len() != n || fixture.values.len() != n {
-            return Err(format!("the fixture must give {n} node ids and {n} contributions"));
+            return Err(format!(
+                "the fixture must give {n} node ids and {n} contributions"
+            ));
         }
         if fixture.values[0].is_some() {
             return Err("node 0 is the commissioner and never contributes".into());
         }
-        if fixture.values.iter().flatten().any(|v| v.len() != sim.engine_len as usize) {
-            return Err(format!("every contribution needs {} values", sim.engine_len));
+        if fixture
+            .values
+            .iter()
+            .flatten()
+            .any(|v| v.len() != sim.engine_len as usize)
+        {
+            return Err(format!(
+                "every contribution needs {} values",
+                sim.engine_len
+            ));
         }
         let mut directory = Vec::with_capacity(n);
         for (i, node) in fixture.nodes.iter().enumerate() {
