@@ -20,6 +20,9 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Runs of one phase when the commissioner happens to serve the slot to kill.
+const MAX_ATTEMPTS: u32 = 3;
+
 /// Nodes of each network: 3 leaf groups, 2 inner groups and the root, with `g = 3`, fill 18.
 pub const NODES: usize = 20;
 
@@ -71,7 +74,10 @@ pub async fn run_phases(exe: &Path, phases: Vec<Phase>) -> anyhow::Result<Vec<Ou
     seed_powers_of_two(&cluster).await?;
     let boot = boot_addr(&cluster)?;
     let mut outcomes = Vec::new();
-    for phase in phases {
+    let mut phases = phases.into_iter();
+    let mut next = phases.next();
+    let mut attempt = 1;
+    while let Some(phase) = next.take() {
         let names: Vec<String> = (0..phase.kills.len())
             .map(|k| format!("{}-{k}", phase.name))
             .collect();
@@ -110,6 +116,30 @@ pub async fn run_phases(exe: &Path, phases: Vec<Phase>) -> anyhow::Result<Vec<Ou
                 .with_context(|| format!("node {victim} did not die at {}", fired.effect))?;
             victims.push((victim, fired.effect));
         }
+        let plan = plan.unwrap_or_default();
+        // The commissioner (node 0) is never armed: if it serves every slot a kill point
+        // could match, this plan cannot reach it. Run the phase again (a new computation id
+        // draws a new plan).
+        let node0 = cluster.nodes[0].peer_id.clone().unwrap_or_default();
+        let blocked = phase
+            .kills
+            .iter()
+            .zip(&names)
+            .filter(|(_, name)| triggers.fired(name).is_none())
+            .any(|(spec, _)| only_node0_serves(&plan, spec, &node0));
+        if blocked && attempt < MAX_ATTEMPTS {
+            eprintln!(
+                "phase {}: the commissioner serves the slot to kill in this plan; again",
+                phase.name
+            );
+            attempt += 1;
+            for (v, _) in &victims {
+                cluster.start(*v, std::slice::from_ref(&boot))?;
+                cluster.wait_ready(*v, Duration::from_secs(30)).await?;
+            }
+            next = Some(phase);
+            continue;
+        }
         let result = result.with_context(|| {
             format!(
                 "phase {}: no result (victims {victims:?}, unreached kill points {unreached:?})",
@@ -121,7 +151,6 @@ pub async fn run_phases(exe: &Path, phases: Vec<Phase>) -> anyhow::Result<Vec<Ou
             "phase {}: kill points never reached: {unreached:?}",
             phase.name
         );
-        let plan = plan.unwrap_or_default();
         anyhow::ensure!(
             plan["depth"].as_u64() == Some(3),
             "expected three levels: {plan}"
@@ -153,8 +182,30 @@ pub async fn run_phases(exe: &Path, phases: Vec<Phase>) -> anyhow::Result<Vec<Ou
             included,
             elapsed,
         });
+        next = phases.next();
+        attempt = 1;
     }
     Ok(outcomes)
+}
+
+/// Whether every member slot `spec` could match is node 0's in the plan's description.
+fn only_node0_serves(plan: &Value, spec: &TriggerSpec, node0: &str) -> bool {
+    let mut slots = plan["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| spec.level.is_none_or(|l| g["level"] == u64::from(l)))
+        .flat_map(|g| {
+            g["members"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+        })
+        .filter(|(p, _)| spec.position.is_none_or(|q| *p + 1 == usize::from(q)))
+        .peekable();
+    slots.peek().is_some() && slots.all(|(_, m)| m == node0)
 }
 
 /// "member (level, index) position p" or "a backup" for a peer in the plan's description.
