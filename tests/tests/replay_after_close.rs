@@ -136,7 +136,7 @@ async fn a_request_replayed_after_close_is_refused_and_audited() -> anyhow::Resu
         .gossipsub
         .publish(topic.clone(), bytes)?;
     let start = Instant::now();
-    for i in 0..NODES {
+    for (i, (_, audit_before)) in before.iter().enumerate() {
         loop {
             let _ =
                 tokio::time::timeout(Duration::from_millis(100), swarm.select_next_some()).await;
@@ -148,7 +148,7 @@ async fn a_request_replayed_after_close_is_refused_and_audited() -> anyhow::Resu
                 assert!(detail.contains("Replayed"), "node {i}: {detail}");
                 assert_eq!(refused.len(), 1, "node {i}: {entries:?}");
                 // Nothing else new for this computation: no second acceptance or contribution.
-                let old = entries_for(&before[i].1, &id);
+                let old = entries_for(audit_before, &id);
                 assert_eq!(entries.len(), old.len() + 1, "node {i}: {entries:?}");
                 eprintln!("node {i}: refused the replay: {detail}");
                 break;
