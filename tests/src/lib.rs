@@ -225,8 +225,12 @@ impl Triggers {
         Ok(Triggers { dir })
     }
 
-    /// Arms trigger `name` (written aside, then renamed, so no daemon reads half a line).
+    /// Arms trigger `name` (written aside, then renamed, so no daemon reads half a line),
+    /// forgetting who claimed an earlier trigger of that name.
     pub fn arm(&self, name: &str, spec: &TriggerSpec) -> anyhow::Result<()> {
+        for stale in [format!("fired-{name}.who"), format!("fired-{name}")] {
+            let _ = std::fs::remove_file(self.dir.join(stale));
+        }
         let tmp = self.dir.join(format!("tmp-{name}"));
         std::fs::write(&tmp, spec.line())?;
         std::fs::rename(&tmp, self.dir.join(format!("kill-{name}")))?;
