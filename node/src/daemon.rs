@@ -15,6 +15,7 @@ use crate::config::{self, Keys};
 use crate::consent::{self, Decision, RequestInfo};
 use crate::control::{self, ComputeParams, ControlReply, ControlRequest, Incoming};
 use crate::directory::{self, node_id_of, Announcement, Directory, NodePlans, Peer};
+use crate::hook;
 use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::query;
 use crate::store::{validate_collection_name, AuditEntry, ConsentEntry, Store, TrustEntry};
@@ -360,10 +361,15 @@ struct NodeEffects<'a> {
 
 impl Effects for NodeEffects<'_> {
     fn persist(&mut self, records: &[Record]) -> anyhow::Result<()> {
-        Ok(self.store.append_engine_records(records)?)
+        self.store.append_engine_records(records)?;
+        records
+            .iter()
+            .for_each(|r| hook::observe(hook::Effect::Persisted(r)));
+        Ok(())
     }
 
     fn send(&mut self, to: NodeId, message: Message) {
+        hook::observe(hook::Effect::Sending(&message));
         *self.sent_by_kind.entry(message.kind()).or_default() += 1;
         if to == self.me {
             if self.loopback.len() >= MAX_LOOPBACK {
@@ -722,6 +728,7 @@ impl Node {
                     self.agreement.stats.bytes_received += request.len() as u64;
                     match codec::decode(&request) {
                         Ok(m) => {
+                            hook::observe(hook::Effect::Received(&m));
                             self.count_received(&m);
                             self.engine
                                 .handle_message(now_micros(), node_id_of(&peer), m);

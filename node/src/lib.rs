@@ -11,6 +11,7 @@
 //! - [`net`]: the libp2p behaviour and byte codec.
 //! - [`directory`]: signed peer announcements and the plan provider.
 //! - [`daemon`]: the event loop and the drain rule.
+//! - [`hook`]: an observer of the daemon's effects, for end-to-end tests.
 //! - [`control`]: newline-delimited JSON over a Unix socket.
 //! - [`import`]: CSV / JSON / NDJSON record files.
 //! - [`query`]: declarative queries on the node: the request a query becomes, records as the
@@ -28,6 +29,7 @@ pub mod cozy;
 pub mod daemon;
 pub mod demo;
 pub mod directory;
+pub mod hook;
 pub mod ical;
 pub mod import;
 pub mod ingest;

@@ -32,6 +32,8 @@ pub struct Slot {
     /// `peer multiaddr` once the daemon reported it.
     pub addr: Option<String>,
     pub peer_id: Option<String>,
+    /// Extra environment of the daemon, set at every start (tests arm kill points with it).
+    pub env: Vec<(String, String)>,
 }
 
 /// A guard over local daemons and their data dirs.
@@ -76,6 +78,7 @@ impl Cluster {
             running: None,
             addr: None,
             peer_id: None,
+            env: Vec::new(),
         });
         Ok(i)
     }
@@ -105,6 +108,7 @@ impl Cluster {
         for b in bootstrap {
             cmd.arg("--bootstrap").arg(b);
         }
+        cmd.envs(self.nodes[i].env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -126,6 +130,19 @@ impl Cluster {
 
     pub fn is_running(&self, i: usize) -> bool {
         self.nodes[i].running.is_some()
+    }
+
+    /// Whether node `i`'s daemon was started and has exited (by itself or by a signal it sent
+    /// itself); such a node is reaped and no longer running.
+    pub fn exited(&mut self, i: usize) -> bool {
+        let done = match self.nodes[i].running.as_mut() {
+            Some(r) => matches!(r.child.try_wait(), Ok(Some(_))),
+            None => false,
+        };
+        if done {
+            self.kill(i);
+        }
+        done
     }
 
     /// SIGKILLs node `i`'s process group and reaps it.

@@ -53,6 +53,16 @@ pub fn run_one_with_progress(
     }
 }
 
+/// Runs one seed on a given network: node ids, contributions and computation id from outside
+/// (see [`sim::Fixture`]); the report's `outcome` holds the released values and the contributors
+/// they cover.
+pub fn run_fixture(cfg: &SimConfig, seed: u64, fixture: &sim::Fixture) -> RunReport {
+    match sim::Simulator::with_fixture(cfg, seed, fixture) {
+        Ok(s) => s.run(|_, _| {}, None),
+        Err(e) => RunReport::setup_failure(seed, e),
+    }
+}
+
 /// Live counters of running simulations, for progress bars.
 #[derive(Default)]
 pub struct Progress {

@@ -79,6 +79,17 @@ pub struct RunReport {
     pub peak_rss_mib: f64,
     pub trace_hash: String,
     pub checks: Checks,
+    /// The released values and the contributors they cover (hex node ids, sorted); only for
+    /// runs on a given network (`sim::Fixture`), whose node ids mean something outside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+}
+
+/// What a run on a given network released.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub values: Vec<f64>,
+    pub included: Vec<String>,
 }
 
 impl RunReport {
@@ -257,6 +268,7 @@ impl RunReport {
     /// A run that could not even be set up (for example a plan that does not fit the network).
     pub fn setup_failure(seed: u64, error: String) -> RunReport {
         RunReport {
+            outcome: None,
             seed,
             nodes: 0,
             contributors: 0,

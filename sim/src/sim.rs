@@ -13,7 +13,7 @@
 
 use crate::config::{PayloadMode, SimConfig, StrategyName};
 use crate::models::{charged_bytes, cpu_us, transfer_us, SimRng};
-use crate::report::{Checks, RoleTraffic, RunReport, Summary};
+use crate::report::{Checks, Outcome, RoleTraffic, RunReport, Summary};
 use ed25519_dalek::SigningKey;
 use grove_protocol::codec;
 use grove_protocol::encoding::ContributionSpec;
@@ -186,6 +186,20 @@ pub struct Simulator {
     engine_len: u32,
     /// The recovery strategy every engine plays (set at launch, with the leaf rosters).
     strategy: Strategy,
+    /// The computation id of a run on a given network ([`Fixture`]).
+    fixed_id: Option<ComputationId>,
+}
+
+/// A network given from outside instead of drawn from the seed: the parity test runs the
+/// simulator on the node ids, contributions and computation id of a real network, so that the
+/// plan (a function of the ids and the request) and the contributor set are the same. Node 0 is
+/// the commissioner; the X25519 keys stay the seed's (the plan does not depend on them).
+#[derive(Clone, Debug)]
+pub struct Fixture {
+    pub nodes: Vec<NodeId>,
+    /// Each node's contribution (`payload.vector_len` values), `None` for non-contributors.
+    pub values: Vec<Option<Vec<f64>>>,
+    pub computation: ComputationId,
 }
 
 impl Simulator {
@@ -297,9 +311,68 @@ impl Simulator {
             gossip_hops,
             engine_len,
             strategy: Strategy::new(cfg.protocol.strategy.kind()),
+            fixed_id: None,
         };
         sim.schedule(LAUNCH_AT, Action::Launch);
         sim.schedule_failures();
+        Ok(sim)
+    }
+
+    /// A simulator on a given network (see [`Fixture`]); every model and failure comes from
+    /// `cfg` and `seed` as in [`Simulator::new`]. Needs `network.nodes` ids, `payload.mode =
+    /// "full"`, and values of `payload.vector_len` elements.
+    pub fn with_fixture(
+        cfg: &SimConfig,
+        seed: u64,
+        fixture: &Fixture,
+    ) -> Result<Simulator, String> {
+        let mut sim = Simulator::new(cfg, seed)?;
+        let n = sim.nodes.len();
+        if fixture.nodes.len() != n || fixture.values.len() != n {
+            return Err(format!(
+                "the fixture must give {n} node ids and {n} contributions"
+            ));
+        }
+        if fixture.values[0].is_some() {
+            return Err("node 0 is the commissioner and never contributes".into());
+        }
+        if fixture
+            .values
+            .iter()
+            .flatten()
+            .any(|v| v.len() != sim.engine_len as usize)
+        {
+            return Err(format!(
+                "every contribution needs {} values",
+                sim.engine_len
+            ));
+        }
+        let mut directory = Vec::with_capacity(n);
+        for (i, node) in fixture.nodes.iter().enumerate() {
+            sim.nodes[i].identity.node = *node;
+            let public = seal::x25519_public(&sim.nodes[i].identity.x25519_secret);
+            directory.push((*node, public));
+        }
+        sim.index = fixture
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as Ix))
+            .collect();
+        if sim.index.len() != n {
+            return Err("the fixture names a node twice".into());
+        }
+        sim.plans = Arc::new(CachedPlans::new(Arc::new(SortedDirectory::new(directory))));
+        for (i, values) in fixture.values.iter().enumerate() {
+            let engine = Engine::new(
+                sim.nodes[i].identity.clone(),
+                engine_seed(seed, i, 0),
+                sim.plans.clone(),
+            );
+            sim.nodes[i].engine = Some(engine);
+            sim.nodes[i].contribution = values.clone();
+        }
+        sim.fixed_id = Some(fixture.computation);
         Ok(sim)
     }
 
@@ -356,10 +429,11 @@ impl Simulator {
         let to = &p.timeouts;
         let mut id = [0u8; 32];
         self.rng.fill(&mut id);
+        let id = self.fixed_id.unwrap_or(ComputationId(id));
         let max_contributors = u64::from(self.cfg.contributors()).max(1);
         let bound = self.cfg.payload.value_max_abs.max(1.0);
         Request {
-            id: ComputationId(id),
+            id,
             commissioner: CommissionerKey(self.commissioner_key.verifying_key().to_bytes()),
             commissioner_node: self.nodes[COMMISSIONER as usize].identity.node,
             directory: None,
@@ -1063,8 +1137,15 @@ impl Simulator {
         let mut included_finished = 0u64;
         let mut included = 0u64;
         let mut latency_s = None;
+        let mut outcome = None;
         if let Some(r) = &self.released {
             let set = self.expand(&r.version.digest);
+            if self.fixed_id.is_some() {
+                outcome = Some(Outcome {
+                    values: r.values.clone(),
+                    included: set.iter().map(|c| c.to_string()).collect(),
+                });
+            }
             included = set.len() as u64;
             if included != r.version.count {
                 checks.violations.push(format!(
@@ -1121,6 +1202,7 @@ impl Simulator {
         }
         let events = self.counters.events;
         RunReport {
+            outcome,
             seed: self.seed,
             nodes: self.nodes.len() as u64,
             contributors,

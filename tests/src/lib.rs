@@ -13,6 +13,10 @@
 //! - `compute_sum`: 25 processes compute an exact sum.
 //! - `kill_restart`: aggregators SIGKILLed mid-computation, one restarted from its data dir;
 //!   the result is exact over the contributor set it reports.
+//! - `phase_kill_leaf`, `phase_kill_inner`, `phase_kill_root`: on 20 processes (three
+//!   levels), an aggregator of that level SIGKILLs itself at an exact point of collection,
+//!   agreement (leader and member) and heal ([`phase`]); every result is exact over the set
+//!   it reports, and its completeness is printed.
 //! - `untrusted`: nodes that do not trust the commissioner send no share and audit why.
 //! - `hostile_requests`: forged, expired and future requests from a hostile libp2p peer are
 //!   refused and audited.
@@ -23,16 +27,28 @@
 //! - `cozy_import`, `webdav_sync`, `pdms_e2e`: a Cozy export, `grove sync` against a real
 //!   WebDAV server (wsgidav, see `tests/pdms_support`), and three nodes fed from Cozy,
 //!   Nextcloud and the ingest endpoint computing an exact sum.
+//! - `replay_after_close`: a real request's bytes published again after the computation
+//!   closed are refused as a replay, audited, and cause no share.
+//! - `parity`: one seeded scenario with a kill gives the same result and included set in real
+//!   processes and in `grove-sim`.
+//! - `cleanup`: a test that panics while its daemons run leaves no process and no directory.
+//!
+//! Kill points: the e2e binary installs a `grove_node::hook` observer when
+//! [`TRIGGERS_ENV`] names a directory; a test arms a [`TriggerSpec`] there (`persist
+//! ManifestAdopted 0 3`: die right after persisting the adoption of a manifest at leaf
+//! position 3), and the first armed daemon to reach that point claims it and SIGKILLs itself.
+//! Kill points are read at every effect, so they can be armed while a computation runs.
 
 use grove_node::control::{self, ComputeParams, ControlRequest};
 use grove_node::procs::Cluster;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use grove_node;
 
 pub mod oracle;
+pub mod phase;
 
 /// Starts `n` daemons (node 0 first, the others bootstrapping from it) and waits until every
 /// directory holds all of them.
@@ -41,12 +57,33 @@ pub async fn start_network(exe: &Path, n: usize) -> anyhow::Result<Cluster> {
     for _ in 0..n {
         cluster.add_node()?;
     }
+    start_all(&mut cluster).await?;
+    Ok(cluster)
+}
+
+/// Like [`start_network`], with kill points: every node but node 0 (the commissioner of the
+/// tests) watches the returned [`Triggers`].
+pub async fn start_armed_network(exe: &Path, n: usize) -> anyhow::Result<(Cluster, Triggers)> {
+    let mut cluster = Cluster::new(exe)?;
+    let triggers = Triggers::new(cluster.root())?;
+    for i in 0..n {
+        cluster.add_node()?;
+        if i != 0 {
+            cluster.nodes[i].env.push((
+                TRIGGERS_ENV.to_string(),
+                triggers.dir.to_string_lossy().into_owned(),
+            ));
+        }
+    }
+    start_all(&mut cluster).await?;
+    Ok((cluster, triggers))
+}
+
+async fn start_all(cluster: &mut Cluster) -> anyhow::Result<()> {
+    let n = cluster.nodes.len();
     cluster.start(0, &[])?;
     cluster.wait_ready(0, Duration::from_secs(20)).await?;
-    let boot = cluster.nodes[0]
-        .addr
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("node 0 has no address"))?;
+    let boot = boot_addr(cluster)?;
     for i in 1..n {
         cluster.start(i, std::slice::from_ref(&boot))?;
     }
@@ -54,7 +91,15 @@ pub async fn start_network(exe: &Path, n: usize) -> anyhow::Result<Cluster> {
         cluster.wait_ready(i, Duration::from_secs(20)).await?;
     }
     cluster.wait_directory(n, Duration::from_secs(30)).await?;
-    Ok(cluster)
+    Ok(())
+}
+
+/// Node 0's address, to bootstrap from.
+pub fn boot_addr(cluster: &Cluster) -> anyhow::Result<String> {
+    cluster.nodes[0]
+        .addr
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("node 0 has no address"))
 }
 
 /// One control request to node `i`.
@@ -122,4 +167,232 @@ pub async fn commissioner_key(cluster: &Cluster, i: usize) -> anyhow::Result<Str
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("no commissioner key"))
+}
+
+/// The environment variable naming the trigger directory of a daemon of the e2e binary.
+pub const TRIGGERS_ENV: &str = "GROVE_E2E_TRIGGERS";
+
+/// A kill point: `WHEN KIND LEVEL [POSITION [PID]]` (see `src/bin/grove-e2e-node.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggerSpec {
+    /// `persist`, `send` or `recv`.
+    pub when: String,
+    /// A record kind (`ManifestAdopted`) or a message kind (`heal-go`).
+    pub kind: String,
+    /// The level of the group concerned; `None` matches any.
+    pub level: Option<u8>,
+    /// The position in that group; `None` matches any.
+    pub position: Option<u8>,
+    /// Only the daemon with this process id; `None`: any armed daemon.
+    pub pid: Option<u32>,
+}
+
+impl TriggerSpec {
+    pub fn new(when: &str, kind: &str, level: Option<u8>, position: Option<u8>) -> TriggerSpec {
+        TriggerSpec {
+            when: when.into(),
+            kind: kind.into(),
+            level,
+            position,
+            pid: None,
+        }
+    }
+
+    /// The same kill point, for one daemon only.
+    pub fn for_pid(self, pid: u32) -> TriggerSpec {
+        TriggerSpec {
+            pid: Some(pid),
+            ..self
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TriggerSpec> {
+        let mut words = text.split_whitespace();
+        let when = words.next()?;
+        let kind = words.next()?;
+        let level = match words.next()? {
+            "*" => None,
+            l => Some(l.parse().ok()?),
+        };
+        let position = match words.next() {
+            None | Some("*") => None,
+            Some(p) => Some(p.parse().ok()?),
+        };
+        let pid = match words.next() {
+            None | Some("*") => None,
+            Some(p) => Some(p.parse().ok()?),
+        };
+        if words.next().is_some() || !matches!(when, "persist" | "send" | "recv") {
+            return None;
+        }
+        Some(TriggerSpec {
+            pid,
+            ..TriggerSpec::new(when, kind, level, position)
+        })
+    }
+
+    pub fn line(&self) -> String {
+        let any = |v: Option<u32>| v.map_or("*".to_string(), |v| v.to_string());
+        format!(
+            "{} {} {} {} {}\n",
+            self.when,
+            self.kind,
+            any(self.level.map(u32::from)),
+            any(self.position.map(u32::from)),
+            any(self.pid)
+        )
+    }
+
+    /// Whether an effect of kind `kind` about `slot` (level, position) in process `pid`
+    /// matches.
+    pub fn matches(&self, pid: u32, when: &str, kind: &str, slot: Option<(u8, u8)>) -> bool {
+        let level = slot.map(|s| s.0);
+        let position = slot.map(|s| s.1);
+        self.pid.is_none_or(|p| p == pid)
+            && self.when == when
+            && self.kind == kind
+            && (self.level.is_none() || self.level == level)
+            && (self.position.is_none() || self.position == position)
+    }
+}
+
+/// The trigger directory the armed daemons watch.
+pub struct Triggers {
+    pub dir: PathBuf,
+}
+
+/// A trigger some daemon claimed before it killed itself.
+#[derive(Clone, Debug)]
+pub struct Fired {
+    pub pid: u32,
+    /// `WHEN KIND LEVEL` of the effect that matched.
+    pub effect: String,
+}
+
+impl Triggers {
+    pub fn new(root: &Path) -> anyhow::Result<Triggers> {
+        let dir = root.join("triggers");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Triggers { dir })
+    }
+
+    /// Arms trigger `name` (written aside, then renamed, so no daemon reads half a line),
+    /// forgetting who claimed an earlier trigger of that name.
+    pub fn arm(&self, name: &str, spec: &TriggerSpec) -> anyhow::Result<()> {
+        for stale in [format!("fired-{name}.who"), format!("fired-{name}")] {
+            let _ = std::fs::remove_file(self.dir.join(stale));
+        }
+        let tmp = self.dir.join(format!("tmp-{name}"));
+        std::fs::write(&tmp, spec.line())?;
+        std::fs::rename(&tmp, self.dir.join(format!("kill-{name}")))?;
+        Ok(())
+    }
+
+    /// Removes trigger `name` if no daemon claimed it; returns whether it was still armed.
+    pub fn disarm(&self, name: &str) -> bool {
+        std::fs::remove_file(self.dir.join(format!("kill-{name}"))).is_ok()
+    }
+
+    /// Who claimed trigger `name`, once it wrote down who it is.
+    pub fn fired(&self, name: &str) -> Option<Fired> {
+        let who = std::fs::read_to_string(self.dir.join(format!("fired-{name}.who"))).ok()?;
+        let mut lines = who.lines();
+        let pid = lines.next()?.trim().parse().ok()?;
+        let effect = lines.next()?.to_string();
+        Some(Fired { pid, effect })
+    }
+}
+
+/// Imports `{"x": 2^i}` into collection `c` of every node `i` and makes every node trust node
+/// 0's commissioner key: a released sum then names exactly the contributors it covers.
+pub async fn seed_powers_of_two(cluster: &Cluster) -> anyhow::Result<()> {
+    let n = cluster.nodes.len();
+    anyhow::ensure!(n <= 40, "2^i must stay exact in the sum");
+    let values: Vec<Option<u64>> = (0..n).map(|i| Some(1u64 << i)).collect();
+    import_and_trust(cluster, &values).await
+}
+
+/// Imports `{"x": values[i]}` into collection `c` of node `i` (none for `None`) and makes every
+/// node trust node 0's commissioner key (a node without records then declines to contribute).
+pub async fn import_and_trust(cluster: &Cluster, values: &[Option<u64>]) -> anyhow::Result<()> {
+    let key = ctl(cluster, 0, ControlRequest::Status).await?["commissioner_key"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    for (i, value) in values.iter().enumerate() {
+        if let Some(v) = value {
+            let mut record = serde_json::Map::new();
+            record.insert("x".into(), Value::from(*v));
+            ctl(
+                cluster,
+                i,
+                ControlRequest::Import {
+                    collection: "c".into(),
+                    records: vec![record],
+                },
+            )
+            .await?;
+        }
+        ctl(
+            cluster,
+            i,
+            ControlRequest::TrustAdd {
+                key: key.clone(),
+                collections: vec![],
+                label: String::new(),
+                min_contributors: 1,
+                limits: Default::default(),
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The contributors a result over [`seed_powers_of_two`] covers, as a bit set, after checking
+/// that the result is exact over them: the sum is a whole number below `2^nodes`, it has as
+/// many bits as the reported count of contributors, and the record count agrees.
+pub fn exact_set(result: &Value, nodes: usize) -> anyhow::Result<u64> {
+    let sum = cell(result, 0, 0).ok_or_else(|| anyhow::anyhow!("no sum in {result}"))?;
+    let contributors = result["contributors"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("no count in {result}"))?;
+    anyhow::ensure!(
+        sum >= 0.0 && sum.fract() == 0.0 && sum < (1u64 << nodes) as f64,
+        "the sum is not a set of these {nodes} contributors: {result}"
+    );
+    let set = sum as u64;
+    anyhow::ensure!(
+        u64::from(set.count_ones()) == contributors,
+        "the sum {set:#b} does not match the reported count {contributors}"
+    );
+    anyhow::ensure!(
+        cell(result, 0, 1) == Some(contributors as f64),
+        "the record count disagrees with the contributors: {result}"
+    );
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TriggerSpec;
+
+    #[test]
+    fn trigger_lines_round_trip_and_match() {
+        let spec = TriggerSpec::new("persist", "ManifestAdopted", Some(0), Some(3));
+        assert_eq!(TriggerSpec::parse(&spec.line()), Some(spec.clone()));
+        assert!(spec.matches(7, "persist", "ManifestAdopted", Some((0, 3))));
+        assert!(!spec.matches(7, "persist", "ManifestAdopted", Some((0, 1))));
+        assert!(!spec.matches(7, "persist", "ManifestAdopted", Some((1, 3))));
+        assert!(!spec.matches(7, "send", "ManifestAdopted", Some((0, 3))));
+        let one = spec.clone().for_pid(9);
+        assert_eq!(TriggerSpec::parse(&one.line()), Some(one.clone()));
+        assert!(one.matches(9, "persist", "ManifestAdopted", Some((0, 3))));
+        assert!(!one.matches(7, "persist", "ManifestAdopted", Some((0, 3))));
+        let any = TriggerSpec::parse("recv heal-go *").expect("a valid line");
+        assert!(any.matches(7, "recv", "heal-go", Some((2, 1))));
+        assert!(any.matches(7, "recv", "heal-go", None));
+        assert_eq!(TriggerSpec::parse("later heal-go 1"), None);
+        assert_eq!(TriggerSpec::parse("recv heal-go 1 2 3 4"), None);
+    }
 }

@@ -1,13 +1,71 @@
-//! The `grove` CLI, built inside this package for the end-to-end tests (see Cargo.toml).
+//! The `grove` CLI, built inside this package for the end-to-end tests (see Cargo.toml), with
+//! one addition: kill points.
+//!
+//! If `GROVE_E2E_TRIGGERS` names a directory, the daemon watches its effects
+//! (`grove_node::hook`) and, at each one, looks in that directory for armed triggers: files
+//! `kill-NAME` holding one line `WHEN KIND LEVEL [POSITION [PID]]`, where `WHEN` is `persist` (right after the
+//! record is durable), `send` (as the engine asks to send; the message never leaves) or
+//! `recv` (as a message arrives, before the engine sees it and before it is acknowledged),
+//! `KIND` is a record kind (`ShareHeld`, `ManifestAdopted`, ...) or a message kind
+//! (`partial`, `heal-go`, ...), and `LEVEL` and `POSITION` are the tree level and the
+//! position in its group of the slot the record is about or the message is addressed to
+//! (`*`, or no position: any), and `PID` restricts the trigger to one daemon. The first daemon to match claims the
+//! trigger by renaming it to `fired-NAME` (a rename succeeds for one process only), writes
+//! `fired-NAME.who` (`pid`, then the effect), and SIGKILLs itself. Triggers are read at each
+//! effect, so a test arms them while the network runs.
 
+use grove_e2e::grove_node::hook::{self, Effect};
+use grove_e2e::{TriggerSpec, TRIGGERS_ENV};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if let Some(dir) = std::env::var_os(TRIGGERS_ENV) {
+        let dir = PathBuf::from(dir);
+        hook::install(move |effect| check(&dir, effect));
+    }
     match grove_e2e::grove_node::cli::main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn check(dir: &std::path::Path, effect: Effect<'_>) {
+    let (when, kind, slot) = match effect {
+        Effect::Persisted(r) => ("persist", hook::record_kind(r), hook::record_slot(r)),
+        Effect::Sending(m) => ("send", m.kind(), m.to),
+        Effect::Received(m) => ("recv", m.kind(), m.to),
+    };
+    let slot = slot.map(|s| (s.group.level, s.position));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(name) = file.to_str().and_then(|f| f.strip_prefix("kill-")) else {
+            continue;
+        };
+        let Some(spec) = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|t| TriggerSpec::parse(&t))
+        else {
+            continue;
+        };
+        if !spec.matches(std::process::id(), when, kind, slot) {
+            continue;
+        }
+        let fired = dir.join(format!("fired-{name}"));
+        if std::fs::rename(entry.path(), &fired).is_err() {
+            continue; // another daemon claimed it first
+        }
+        let at = slot.map_or("*".to_string(), |(l, p)| format!("{l} {p}"));
+        let who = format!("{}\n{when} {kind} {at}\n", std::process::id());
+        let _ = std::fs::write(dir.join(format!("fired-{name}.who")), who);
+        let _ = kill(Pid::this(), Signal::SIGKILL);
     }
 }

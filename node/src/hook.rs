@@ -1,0 +1,85 @@
+//! An observer of the daemon's effects, for end-to-end tests that must act at an exact point
+//! of a computation (SIGKILL a node right after it persisted a given record, or as it is about
+//! to send or handle a given message).
+//!
+//! The `grove` binary never installs one, and then every call here is one atomic load. The
+//! end-to-end test binary (`tests/src/bin/grove-e2e-node.rs`) installs one before it runs the
+//! CLI. An observer runs inside the event loop, synchronously: what it does (for example kill
+//! the process) happens before the loop does anything else.
+
+use grove_protocol::message::{Message, Slot};
+use grove_protocol::record::Record;
+use std::sync::OnceLock;
+
+/// One effect of the daemon, as the observer sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Effect<'a> {
+    /// The record is durable (its transaction committed); nothing that follows it in the
+    /// drain has happened yet.
+    Persisted(&'a Record),
+    /// The engine asked to send this message; it has not left yet.
+    Sending(&'a Message),
+    /// This message arrived from another node; the engine has not seen it yet (and the sender
+    /// has no acknowledgement).
+    Received(&'a Message),
+}
+
+type Observer = Box<dyn Fn(Effect<'_>) + Send + Sync>;
+
+static OBSERVER: OnceLock<Observer> = OnceLock::new();
+
+/// Installs the process's observer; only the first call has an effect.
+pub fn install(observer: impl Fn(Effect<'_>) + Send + Sync + 'static) {
+    let _ = OBSERVER.set(Box::new(observer));
+}
+
+pub(crate) fn observe(effect: Effect<'_>) {
+    if let Some(o) = OBSERVER.get() {
+        o(effect);
+    }
+}
+
+/// The name of a record's kind (`"ShareHeld"`, `"ManifestAdopted"`, ...).
+pub fn record_kind(record: &Record) -> &'static str {
+    match record {
+        Record::Accepted { .. } => "Accepted",
+        Record::Launched { .. } => "Launched",
+        Record::Contribution { .. } => "Contribution",
+        Record::ShareHeld { .. } => "ShareHeld",
+        Record::ChildHeld { .. } => "ChildHeld",
+        Record::ManifestPromised { .. } => "ManifestPromised",
+        Record::ManifestAccepted { .. } => "ManifestAccepted",
+        Record::ManifestAdopted { .. } => "ManifestAdopted",
+        Record::Takeover { .. } => "Takeover",
+        Record::Released { .. } => "Released",
+        Record::Closed { .. } => "Closed",
+    }
+}
+
+/// The position (group and position in it) a record is about, if it is about one.
+pub fn record_slot(record: &Record) -> Option<Slot> {
+    match record {
+        Record::ShareHeld {
+            group, position, ..
+        }
+        | Record::ChildHeld {
+            group, position, ..
+        }
+        | Record::ManifestAdopted {
+            group, position, ..
+        }
+        | Record::ManifestPromised {
+            group, position, ..
+        }
+        | Record::ManifestAccepted {
+            group, position, ..
+        }
+        | Record::Takeover {
+            group, position, ..
+        } => Some(Slot {
+            group: *group,
+            position: *position,
+        }),
+        _ => None,
+    }
+}
