@@ -594,7 +594,7 @@ impl Engine {
             .map_err(|e| e.to_string())?;
         let mut roles = BTreeMap::new();
         for &(group, position) in plan.roles_of(&self.identity.node) {
-            roles.insert((group, position), Role::new(group, position, true));
+            roles.insert((group, position), Role::new(group, true));
         }
         self.computations.insert(
             id,
@@ -1209,7 +1209,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             }
             comp.roles
                 .entry((*group, *position))
-                .or_insert_with(|| Role::new(*group, *position, false));
+                .or_insert_with(|| Role::new(*group, false));
         }
         Record::Accepted { .. } | Record::Launched { .. } | Record::Closed { .. } => {}
     }

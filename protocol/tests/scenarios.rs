@@ -598,3 +598,64 @@ fn root_holders_dying_before_sending_their_shares_are_replaced_and_the_release_c
     });
     assert!(took_over);
 }
+
+/// The commissioner asks for shares as soon as `t` root positions report one version (the root
+/// group adopts one manifest, so no other version can appear): a root member whose report is
+/// slow does not hold the release back for the release window.
+#[test]
+fn a_slow_root_report_does_not_hold_the_release_back() {
+    let mut c = setup(60, 40, 6, 5);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let root = c.plan(&id).unwrap().root();
+    let slow = member(&c, &id, root, 5);
+    c.slow_sends(slow, "root-ready", 5_000_000);
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.finished_sending);
+    let first_root_adoption = c
+        .events
+        .iter()
+        .filter_map(|(at, _, e)| match e {
+            Event::ManifestAdopted { group, .. } if *group == root => Some(*at),
+            _ => None,
+        })
+        .min()
+        .expect("the root adopted");
+    // The harness's release window is 200 ms; waiting for it would release after
+    // `first_root_adoption + 200 ms` plus the share's round trip.
+    assert!(
+        released(&o).at < first_root_adoption.plus(200_000),
+        "released at {:?}, first root adoption at {first_root_adoption:?}",
+        released(&o).at
+    );
+}
+
+/// A leader still collecting (its child's partial at its position is late) does not hold its
+/// group back: it proposes from the other members' reports, adopts without that child, and
+/// completes its sum afterwards. Nothing is lost.
+#[test]
+fn a_leader_still_collecting_proposes_from_the_others_reports() {
+    let mut c = setup(60, 40, 6, 6);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let parent = GroupId { level: 1, index: 0 };
+    let late_child = member(&c, &id, leaf(0), 1);
+    c.slow_sends(late_child, "partial", 2_000_000);
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.finished_sending);
+    let leader = member(&c, &id, parent, 1);
+    let leader_adoptions: Vec<bool> = c
+        .events
+        .iter()
+        .filter_map(|(_, n, e)| match e {
+            Event::ManifestAdopted {
+                group,
+                position: 1,
+                complete,
+                ..
+            } if *group == parent && *n == leader => Some(*complete),
+            _ => None,
+        })
+        .collect();
+    // First adopted lacking the late child (the manifest came from the others' reports), then
+    // complete once the child's value reached it.
+    assert_eq!(leader_adoptions, vec![false, true]);
+}

@@ -117,7 +117,6 @@ fn promise(comp: &mut Computation, ctx: &mut Ctx, group: GroupId, position: Posi
 
 pub(super) struct Role {
     pub(super) group: GroupId,
-    pub(super) position: Position,
     pub(super) stage: Stage,
     pub(super) round: u32,
     pub(super) first_item_at: Option<Micros>,
@@ -140,10 +139,9 @@ pub(super) struct Role {
 }
 
 impl Role {
-    pub(super) fn new(group: GroupId, position: Position, member: bool) -> Role {
+    pub(super) fn new(group: GroupId, member: bool) -> Role {
         Role {
             group,
-            position,
             stage: Stage::Collecting,
             round: 0,
             first_item_at: None,
@@ -266,7 +264,6 @@ pub(super) fn role_deadline(comp: &Computation, role: &Role) -> Option<Micros> {
                 .acceptors
                 .get(&role.group)
                 .is_none_or(|a| a.promised <= l.round)
-            && l.reports.contains_key(&role.position)
         {
             consider(l.since.plus(to.report_window));
         }
@@ -405,9 +402,12 @@ pub(super) fn advance_role(
     let Some(lead) = role.leader.as_mut() else {
         return;
     };
-    // A member that promised a later round may not propose in this one.
-    if lead.proposed || promised > lead.round || !lead.reports.contains_key(&key.1) {
-        return; // the leader's own report is not ready yet
+    // A member that promised a later round may not propose in this one. A leader whose own
+    // report is not ready (it is still collecting or healing) does not hold its group back: it
+    // proposes from the others' reports once the window passed, as it would without a report
+    // of any other member, and heals what it lacks after adoption like any member.
+    if lead.proposed || promised > lead.round {
+        return;
     }
     let round = lead.round;
     let all_in = lead.reports.len() == g as usize;

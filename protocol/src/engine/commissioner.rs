@@ -13,6 +13,8 @@ pub(super) struct Commissioner {
     pub(super) chosen: Option<Version>,
     /// When the holders of the chosen version were last asked for their shares.
     pub(super) asked_at: Option<Micros>,
+    /// Root positions asked for their share of the chosen version since `asked_at`.
+    pub(super) asked: BTreeSet<Position>,
     pub(super) shares: BTreeMap<Position, Vec<Fp>>,
     pub(super) done: bool,
 }
@@ -27,6 +29,7 @@ impl Commissioner {
             window_over: false,
             chosen: None,
             asked_at: None,
+            asked: BTreeSet::new(),
             shares: BTreeMap::new(),
             done: false,
         }
@@ -90,6 +93,34 @@ pub(super) fn advance_commissioner(
         return;
     }
     if let Some(chosen) = c.chosen {
+        // A holder of the chosen version that reported after the choice is asked at once: its
+        // share may complete the `t` sooner than a slower holder's.
+        let late: Vec<(Position, NodeId)> = c
+            .ready
+            .iter()
+            .filter(|(p, v)| **v == chosen && !c.asked.contains(p) && !c.shares.contains_key(p))
+            .map(|(p, _)| {
+                (
+                    *p,
+                    c.ready_from
+                        .get(p)
+                        .copied()
+                        .unwrap_or_else(|| plan.member(root, *p)),
+                )
+            })
+            .collect();
+        for (p, to) in late {
+            c.asked.insert(p);
+            ctx.send_to(
+                to,
+                id,
+                0,
+                Body::ReleaseAsk(ReleaseAskMsg {
+                    version: chosen.digest,
+                }),
+                Some(slot(root, p)),
+            );
+        }
         // Shares missing after a release window: a holder died or lost the message. Ask the
         // root positions to report again (dead members fail over to their backups, which take
         // the positions over), and ask again every holder of the best version known now.
@@ -111,6 +142,7 @@ pub(super) fn advance_commissioner(
         };
         c.chosen = Some(version);
         c.asked_at = Some(ctx.now);
+        c.asked.clear();
         let holders: Vec<Position> = c
             .ready
             .iter()
@@ -121,6 +153,7 @@ pub(super) fn advance_commissioner(
             ctx.send_slot(&plan, &comp.servers, id, slot(root, p), 0, Body::RootQuery);
         }
         for p in holders {
+            c.asked.insert(p);
             ctx.send_slot(
                 &plan,
                 &comp.servers,
@@ -135,12 +168,15 @@ pub(super) fn advance_commissioner(
         return;
     }
     let first = *c.first_ready.get_or_insert(ctx.now);
-    if c.ready.len() < g && ctx.now < first.plus(window) && !c.window_over {
-        return;
-    }
     let Some((version, holders)) = best_version(&c.ready) else {
         return;
     };
+    // A root group adopts at most one manifest (Paxos), so a version that `t` positions report
+    // is the only one any position can report: waiting for the others (a straggler that is
+    // still healing, or a dead member's backup) cannot change the choice.
+    if holders < t && c.ready.len() < g && ctx.now < first.plus(window) && !c.window_over {
+        return;
+    }
     if holders < t {
         c.window_over = true;
         return;
@@ -161,6 +197,7 @@ pub(super) fn advance_commissioner(
     c.asked_at = Some(ctx.now);
     for (p, v) in &c.ready {
         if *v == version {
+            c.asked.insert(*p);
             let to = c
                 .ready_from
                 .get(p)
