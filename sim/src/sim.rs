@@ -26,7 +26,7 @@ use grove_protocol::record::Record;
 use grove_protocol::request::{
     CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
 };
-use grove_protocol::seal;
+use grove_protocol::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope, SealError};
 use sha2::{Digest as _, Sha256};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -184,6 +184,8 @@ pub struct Simulator {
     gossip_hops: u32,
     /// Engine vector length: the declared one, or 1 in size-only mode.
     engine_len: u32,
+    /// How every engine seals shares: Noise in full mode, [`SimEnvelope`] in size-only mode.
+    envelope: Arc<dyn Envelope>,
 }
 
 impl Simulator {
@@ -208,13 +210,20 @@ impl Simulator {
             peers.iter().map(|(id, public, _)| (*id, *public)).collect(),
         ))));
         let keep_records = cfg.failures.churn.mean_up_s > 0.0 && cfg.failures.churn.rejoin;
+        let envelope: Arc<dyn Envelope> = match cfg.payload.mode {
+            PayloadMode::Full => Arc::new(NoiseEnvelope),
+            PayloadMode::SizeOnly => Arc::new(SimEnvelope::new(
+                peers.iter().map(|(_, public, secret)| (*secret, *public)),
+            )),
+        };
         let mut nodes = Vec::with_capacity(n);
         for (i, (node, _, secret)) in peers.into_iter().enumerate() {
             let identity = Identity {
                 node,
                 x25519_secret: secret,
             };
-            let engine = Engine::new(identity.clone(), engine_seed(seed, i, 0), plans.clone());
+            let engine = Engine::new(identity.clone(), engine_seed(seed, i, 0), plans.clone())
+                .with_envelope(envelope.clone());
             nodes.push(SimNode {
                 identity,
                 engine: Some(engine),
@@ -294,6 +303,7 @@ impl Simulator {
             keep_records,
             gossip_hops,
             engine_len,
+            envelope,
         };
         sim.schedule(LAUNCH_AT, Action::Launch);
         sim.schedule_failures();
@@ -799,8 +809,13 @@ impl Simulator {
         let Some(bytes) = self.encode(from, message) else {
             return;
         };
+        let charged = charged_bytes(
+            message,
+            bytes.len() as u64,
+            self.cfg.protocol.t,
+            &self.cfg.payload,
+        );
         let bytes: Arc<[u8]> = bytes.into();
-        let charged = bytes.len() as u64;
         let kind = message.kind();
         let n = self.nodes.len() as Ix;
         let e = self.counters.by_kind.entry(kind).or_default();
@@ -934,7 +949,8 @@ impl Simulator {
             self.plans.clone(),
             self.nodes[i].durable.clone(),
             self.now,
-        );
+        )
+        .with_envelope(self.envelope.clone());
         self.nodes[i].engine = Some(engine);
         self.counters.rejoins += 1;
         let now = self.now;
@@ -1215,6 +1231,42 @@ pub fn role_of_kind(kind: &str) -> &'static str {
         "root-ready" | "release-share" => "root",
         "request" | "release-ask" | "finish" => "commissioner",
         _ => "other",
+    }
+}
+
+/// The size-only mode's share envelope: [`PlainEnvelope`], whose bytes have exactly the Noise
+/// envelope's length and framing (so the charged bytes do not change) and which opens only at
+/// its recipient, as Noise does, so no protocol decision changes either (a test compares with
+/// full mode's Noise). The CPU model charges the sealing and opening. To check the recipient
+/// it looks the receiver's public key up among the identities the simulator generated, where
+/// `PlainEnvelope` would compute it (one scalar multiplication per share).
+struct SimEnvelope {
+    /// (X25519 secret, public key), sorted by secret.
+    keys: Vec<([u8; 32], [u8; 32])>,
+}
+
+impl SimEnvelope {
+    fn new(keys: impl Iterator<Item = ([u8; 32], [u8; 32])>) -> SimEnvelope {
+        let mut keys: Vec<_> = keys.collect();
+        keys.sort_unstable();
+        SimEnvelope { keys }
+    }
+}
+
+impl Envelope for SimEnvelope {
+    fn seal(
+        &self,
+        recipient_public: &[u8; 32],
+        plaintext: &[u8],
+        ephemeral_seed: [u8; 32],
+    ) -> Result<Vec<u8>, SealError> {
+        PlainEnvelope.seal(recipient_public, plaintext, ephemeral_seed)
+    }
+    fn open(&self, recipient_secret: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        match self.keys.binary_search_by(|(s, _)| s.cmp(recipient_secret)) {
+            Ok(i) => PlainEnvelope::open_to(&self.keys[i].1, sealed),
+            Err(_) => PlainEnvelope.open(recipient_secret, sealed),
+        }
     }
 }
 
