@@ -382,6 +382,17 @@ impl Engine {
         self
     }
 
+    /// Shares one set of verified request signatures with the other engines of this process
+    /// (the simulator: every node checks the same signature); see
+    /// [`crate::request::VerifiedSignatures`]. Nodes do not call it.
+    pub fn with_verified_signatures(
+        mut self,
+        verified: Arc<crate::request::VerifiedSignatures>,
+    ) -> Engine {
+        self.validator.share_verified(verified);
+        self
+    }
+
     /// Rebuilds an engine from its persisted records (in the order they were emitted) and
     /// resumes its roles: it re-sends what its state implies and re-arms its timers. Drain
     /// `poll_output` afterwards. A record that no longer fits (for example a plan that cannot

@@ -25,6 +25,7 @@ use grove_protocol::plan::{CachedPlans, Plan, PlanProvider, SortedDirectory};
 use grove_protocol::record::Record;
 use grove_protocol::request::{
     CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
+    VerifiedSignatures,
 };
 use grove_protocol::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope, SealError};
 use sha2::{Digest as _, Sha256};
@@ -186,6 +187,8 @@ pub struct Simulator {
     engine_len: u32,
     /// How every engine seals shares: Noise in full mode, [`SimEnvelope`] in size-only mode.
     envelope: Arc<dyn Envelope>,
+    /// Request signatures the engines already checked (see `VerifiedSignatures`).
+    verified: Arc<VerifiedSignatures>,
 }
 
 impl Simulator {
@@ -216,6 +219,8 @@ impl Simulator {
                 peers.iter().map(|(_, public, secret)| (*secret, *public)),
             )),
         };
+        // Every engine checks the request's signature; the curve arithmetic runs once.
+        let verified = Arc::new(VerifiedSignatures::default());
         let mut nodes = Vec::with_capacity(n);
         for (i, (node, _, secret)) in peers.into_iter().enumerate() {
             let identity = Identity {
@@ -223,7 +228,8 @@ impl Simulator {
                 x25519_secret: secret,
             };
             let engine = Engine::new(identity.clone(), engine_seed(seed, i, 0), plans.clone())
-                .with_envelope(envelope.clone());
+                .with_envelope(envelope.clone())
+                .with_verified_signatures(verified.clone());
             nodes.push(SimNode {
                 identity,
                 engine: Some(engine),
@@ -304,6 +310,7 @@ impl Simulator {
             gossip_hops,
             engine_len,
             envelope,
+            verified,
         };
         sim.schedule(LAUNCH_AT, Action::Launch);
         sim.schedule_failures();
@@ -950,7 +957,8 @@ impl Simulator {
             self.nodes[i].durable.clone(),
             self.now,
         )
-        .with_envelope(self.envelope.clone());
+        .with_envelope(self.envelope.clone())
+        .with_verified_signatures(self.verified.clone());
         self.nodes[i].engine = Some(engine);
         self.counters.rejoins += 1;
         let now = self.now;
