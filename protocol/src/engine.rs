@@ -352,7 +352,8 @@ pub struct Engine {
     rng: ChaCha20Rng,
     plans: Arc<dyn PlanProvider>,
     validator: RequestValidator,
-    computations: BTreeMap<ComputationId, Computation>,
+    /// Boxed: a map node holds room for eleven entries, and most engines hold one.
+    computations: BTreeMap<ComputationId, Box<Computation>>,
     early: VecDeque<(NodeId, Message)>,
     out: VecDeque<Output>,
     now: Micros,
@@ -446,6 +447,9 @@ impl Engine {
                 other => return other,
             }
         }
+        // Drained: give the buffer back (an idle engine holds no output capacity; a simulator
+        // holds a million idle engines).
+        self.out = VecDeque::new();
         Output::Idle {
             next_deadline: self.next_deadline(),
         }
@@ -578,7 +582,7 @@ impl Engine {
         }
         self.computations.insert(
             id,
-            Computation {
+            Box::new(Computation {
                 signed: Arc::new(signed),
                 plan,
                 contribution: None,
@@ -586,7 +590,7 @@ impl Engine {
                 commissioner: finish.map(Commissioner::new),
                 dh: BTreeMap::new(),
                 servers: BTreeMap::new(),
-            },
+            }),
         );
         Ok(())
     }
