@@ -29,7 +29,6 @@ use grove_protocol::request::{
 };
 use grove_protocol::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope, SealError};
 use sha2::{Digest as _, Sha256};
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -68,9 +67,9 @@ enum Action {
         node: Ix,
         incarnation: u32,
     },
+    /// The node's timer, if it is still armed for this event's time.
     Timer {
         node: Ix,
-        at: Micros,
         incarnation: u32,
     },
     Crash {
@@ -79,6 +78,37 @@ enum Action {
     Rejoin {
         node: Ix,
     },
+}
+
+/// An event in the queue, ordered by `(at, seq)` alone (the sequence is unique) and
+/// earliest first. Kept small (32 bytes): a million-node run holds millions of them.
+struct Scheduled {
+    at: Micros,
+    seq: u64,
+    action: Action,
+}
+
+const _: () = assert!(std::mem::size_of::<Scheduled>() == 32);
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    /// Reversed, so that the max-heap pops the earliest event.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at.0, other.seq).cmp(&(self.at.0, self.seq))
+    }
 }
 
 /// One message on its way.
@@ -161,7 +191,7 @@ pub struct Simulator {
     cfg: SimConfig,
     seed: u64,
     now: Micros,
-    queue: BinaryHeap<Reverse<(Micros, u64, Action)>>,
+    queue: BinaryHeap<Scheduled>,
     seq: u64,
     rng: SimRng,
     nodes: Vec<SimNode>,
@@ -189,15 +219,18 @@ pub struct Simulator {
     envelope: Arc<dyn Envelope>,
     /// Request signatures the engines already checked (see `VerifiedSignatures`).
     verified: Arc<VerifiedSignatures>,
+    /// CPU time of `new`, over every thread it used.
+    setup_cpu_s: f64,
 }
 
 impl Simulator {
     /// Builds the network: identities, the directory and one engine per node.
     pub fn new(cfg: &SimConfig, seed: u64) -> Result<Simulator, String> {
         cfg.check()?;
+        let cpu = crate::report::thread_cpu_s();
         let mut rng = SimRng::new(seed);
         let n = cfg.network.nodes as usize;
-        let peers = identities(seed, n);
+        let (peers, helpers_cpu_s) = identities(seed, n);
         let index: HashMap<NodeId, Ix> = peers
             .iter()
             .enumerate()
@@ -311,15 +344,21 @@ impl Simulator {
             engine_len,
             envelope,
             verified,
+            setup_cpu_s: 0.0,
         };
         sim.schedule(LAUNCH_AT, Action::Launch);
         sim.schedule_failures();
+        sim.setup_cpu_s = crate::report::thread_cpu_s() - cpu + helpers_cpu_s;
         Ok(sim)
     }
 
     fn schedule(&mut self, at: Micros, action: Action) {
         self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, action)));
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            action,
+        });
     }
 
     fn horizon(&self) -> Micros {
@@ -462,10 +501,11 @@ impl Simulator {
         wall_deadline: Option<Instant>,
     ) -> RunReport {
         let wall = Instant::now();
+        let cpu = crate::report::thread_cpu_s();
         let horizon = self.horizon();
         let mut setup_error = None;
         let mut stopped = None;
-        while let Some(Reverse((at, _, action))) = self.queue.pop() {
+        while let Some(Scheduled { at, action, .. }) = self.queue.pop() {
             if at > horizon {
                 break;
             }
@@ -488,7 +528,7 @@ impl Simulator {
                 ));
                 break;
             }
-            if let Err(e) = self.step(action) {
+            if let Err(e) = self.step(action, at) {
                 setup_error = Some(e);
                 break;
             }
@@ -498,12 +538,17 @@ impl Simulator {
             }
         }
         let wall_s = wall.elapsed().as_secs_f64();
+        let cpu_s = crate::report::thread_cpu_s() - cpu;
+        let setup_cpu_s = self.setup_cpu_s;
         let mut report = self.report(wall_s, setup_error);
+        report.cpu_s = cpu_s;
+        report.events_per_cpu_s = report.events as f64 / cpu_s.max(1e-9);
+        report.setup_cpu_s = setup_cpu_s;
         report.stopped = stopped;
         report
     }
 
-    fn step(&mut self, action: Action) -> Result<(), String> {
+    fn step(&mut self, action: Action, at: Micros) -> Result<(), String> {
         match action {
             Action::Launch => self.launch()?,
             Action::Arrive { msg } => self.arrive(msg),
@@ -520,11 +565,7 @@ impl Simulator {
                     self.start_next(node);
                 }
             }
-            Action::Timer {
-                node,
-                at,
-                incarnation,
-            } => {
+            Action::Timer { node, incarnation } => {
                 let n = &mut self.nodes[node as usize];
                 if n.incarnation == incarnation && n.timer == Some(at) && n.engine.is_some() {
                     n.timer = None;
@@ -728,14 +769,7 @@ impl Simulator {
                         if n.timer != Some(d) {
                             n.timer = Some(d);
                             let incarnation = n.incarnation;
-                            self.schedule(
-                                d,
-                                Action::Timer {
-                                    node,
-                                    at: d,
-                                    incarnation,
-                                },
-                            );
+                            self.schedule(d, Action::Timer { node, incarnation });
                         }
                     }
                     return cpu_at;
@@ -1124,6 +1158,7 @@ impl Simulator {
             sim_end_s: self.now.as_secs_f64() - LAUNCH_AT.as_secs_f64(),
             stopped: None,
             setup_s: 0.0,
+            setup_cpu_s: 0.0,
             summary: Summary {
                 messages: by_kind.values().map(|t| t.messages).sum(),
                 bytes: by_kind.values().map(|t| t.bytes).sum(),
@@ -1162,6 +1197,8 @@ impl Simulator {
             events,
             wall_s,
             events_per_s: events as f64 / wall_s.max(1e-9),
+            cpu_s: 0.0,
+            events_per_cpu_s: 0.0,
             peak_rss_mib: crate::report::peak_rss_mib(),
             trace_hash: grove_protocol::ids::hex(&self.trace.clone().finalize()),
             checks,
@@ -1292,9 +1329,10 @@ fn engine_seed(seed: u64, i: usize, incarnation: u32) -> [u8; 32] {
     )
 }
 
-/// Node ids, X25519 public keys and secrets, derived from the seed. The scalar
-/// multiplications run on every core (the result does not depend on how they are split).
-fn identities(seed: u64, n: usize) -> Vec<(NodeId, [u8; 32], [u8; 32])> {
+/// Node ids, X25519 public keys and secrets, derived from the seed, and the CPU time of the
+/// helper threads. The scalar multiplications run on every core (the result does not depend
+/// on how they are split).
+fn identities(seed: u64, n: usize) -> (Vec<(NodeId, [u8; 32], [u8; 32])>, f64) {
     let one = |i: usize| {
         let secret = hash_parts(
             "grove-sim/x25519",
@@ -1305,19 +1343,26 @@ fn identities(seed: u64, n: usize) -> Vec<(NodeId, [u8; 32], [u8; 32])> {
     };
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
     if n < 4096 || threads < 2 {
-        return (0..n).map(one).collect();
+        return ((0..n).map(one).collect(), 0.0);
     }
     let chunk = n.div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
-            .map(|k| s.spawn(move || (k * chunk..((k + 1) * chunk).min(n)).map(one).collect()))
+            .map(|k| {
+                s.spawn(move || {
+                    let part: Vec<_> = (k * chunk..((k + 1) * chunk).min(n)).map(one).collect();
+                    (part, crate::report::thread_cpu_s())
+                })
+            })
             .collect();
         let mut out: Vec<(NodeId, [u8; 32], [u8; 32])> = Vec::with_capacity(n);
+        let mut cpu_s = 0.0;
         for h in handles {
             // Invariant: the closure above does not panic (hashing and a scalar multiplication).
-            let part: Vec<_> = h.join().expect("identity thread panicked");
+            let (part, cpu) = h.join().expect("identity thread panicked");
             out.extend(part);
+            cpu_s += cpu;
         }
-        out
+        (out, cpu_s)
     })
 }
