@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod models;
+pub mod queue;
 pub mod report;
 pub mod sim;
 

@@ -13,6 +13,7 @@
 
 use crate::config::{PayloadMode, SimConfig};
 use crate::models::{charged_bytes, cpu_us, transfer_us, SimRng};
+use crate::queue::RadixQueue;
 use crate::report::{Checks, RoleTraffic, RunReport, Summary};
 use ed25519_dalek::SigningKey;
 use grove_protocol::codec;
@@ -29,7 +30,7 @@ use grove_protocol::request::{
 };
 use grove_protocol::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope, SealError};
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -78,37 +79,6 @@ enum Action {
     Rejoin {
         node: Ix,
     },
-}
-
-/// An event in the queue, ordered by `(at, seq)` alone (the sequence is unique) and
-/// earliest first. Kept small (32 bytes): a million-node run holds millions of them.
-struct Scheduled {
-    at: Micros,
-    seq: u64,
-    action: Action,
-}
-
-const _: () = assert!(std::mem::size_of::<Scheduled>() == 32);
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Scheduled {}
-
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scheduled {
-    /// Reversed, so that the max-heap pops the earliest event.
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (other.at.0, other.seq).cmp(&(self.at.0, self.seq))
-    }
 }
 
 /// One message on its way.
@@ -191,7 +161,8 @@ pub struct Simulator {
     cfg: SimConfig,
     seed: u64,
     now: Micros,
-    queue: BinaryHeap<Scheduled>,
+    /// Events by `(time, sequence)`: the time in the key's high 64 bits.
+    queue: RadixQueue<Action>,
     seq: u64,
     rng: SimRng,
     nodes: Vec<SimNode>,
@@ -320,7 +291,7 @@ impl Simulator {
             cfg: cfg.clone(),
             seed,
             now: Micros::ZERO,
-            queue: BinaryHeap::new(),
+            queue: RadixQueue::default(),
             seq: 0,
             rng,
             nodes,
@@ -354,11 +325,8 @@ impl Simulator {
 
     fn schedule(&mut self, at: Micros, action: Action) {
         self.seq += 1;
-        self.queue.push(Scheduled {
-            at,
-            seq: self.seq,
-            action,
-        });
+        self.queue
+            .push(u128::from(at.0) << 64 | u128::from(self.seq), action);
     }
 
     fn horizon(&self) -> Micros {
@@ -505,7 +473,8 @@ impl Simulator {
         let horizon = self.horizon();
         let mut setup_error = None;
         let mut stopped = None;
-        while let Some(Scheduled { at, action, .. }) = self.queue.pop() {
+        while let Some((key, action)) = self.queue.pop() {
+            let at = Micros((key >> 64) as u64);
             if at > horizon {
                 break;
             }
