@@ -1298,10 +1298,13 @@ fn engine_seed(seed: u64, i: usize, incarnation: u32) -> [u8; 32] {
     )
 }
 
+/// A node's id, X25519 public key and secret.
+type Peer = (NodeId, [u8; 32], [u8; 32]);
+
 /// Node ids, X25519 public keys and secrets, derived from the seed, and the CPU time of the
 /// helper threads. The scalar multiplications run on every core (the result does not depend
 /// on how they are split).
-fn identities(seed: u64, n: usize) -> (Vec<(NodeId, [u8; 32], [u8; 32])>, f64) {
+fn identities(seed: u64, n: usize) -> (Vec<Peer>, f64) {
     let one = |i: usize| {
         let secret = hash_parts(
             "grove-sim/x25519",
@@ -1324,7 +1327,7 @@ fn identities(seed: u64, n: usize) -> (Vec<(NodeId, [u8; 32], [u8; 32])>, f64) {
                 })
             })
             .collect();
-        let mut out: Vec<(NodeId, [u8; 32], [u8; 32])> = Vec::with_capacity(n);
+        let mut out: Vec<Peer> = Vec::with_capacity(n);
         let mut cpu_s = 0.0;
         for h in handles {
             // Invariant: the closure above does not panic (hashing and a scalar multiplication).
