@@ -10,7 +10,7 @@
 use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
 use crate::limits::{MAX_BACKUPS, MAX_PLAN_GROUPS};
 use crate::request::Request;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
@@ -168,12 +168,14 @@ pub struct Plan {
     backups_per_position: u8,
     /// `backups[(flat(group) * g + position - 1) * backups_per_position + k]`.
     backups: Vec<NodeId>,
-    /// X25519 keys of every member and backup.
-    keys: BTreeMap<NodeId, [u8; 32]>,
+    /// X25519 keys of every member and backup. The maps keyed by node are only looked up,
+    /// never iterated, so their order never reaches an output; hashing beats a B-tree's
+    /// dozen 32-byte comparisons when a million engines share one plan.
+    keys: HashMap<NodeId, [u8; 32]>,
     /// Every (group, position) each peer holds, members only.
-    roles: BTreeMap<NodeId, Vec<(GroupId, Position)>>,
+    roles: HashMap<NodeId, Vec<(GroupId, Position)>>,
     /// Every (group, position) each peer is a backup for.
-    backup_roles: BTreeMap<NodeId, Vec<(GroupId, Position)>>,
+    backup_roles: HashMap<NodeId, Vec<(GroupId, Position)>>,
 }
 
 impl Plan {
@@ -288,7 +290,7 @@ impl Plan {
                 }
             }
         }
-        let mut keys = BTreeMap::new();
+        let mut keys = HashMap::new();
         for peer in members.iter().chain(backups.iter()) {
             if !keys.contains_key(peer) {
                 let key = directory
@@ -297,14 +299,14 @@ impl Plan {
                 keys.insert(*peer, key);
             }
         }
-        let mut roles: BTreeMap<NodeId, Vec<(GroupId, Position)>> = BTreeMap::new();
+        let mut roles: HashMap<NodeId, Vec<(GroupId, Position)>> = HashMap::new();
         for (flat, chunk) in members.chunks(g as usize).enumerate() {
             let group = group_of_flat(&level_offsets, &level_sizes, flat as u32);
             for (i, peer) in chunk.iter().enumerate() {
                 roles.entry(*peer).or_default().push((group, i as u8 + 1));
             }
         }
-        let mut backup_roles: BTreeMap<NodeId, Vec<(GroupId, Position)>> = BTreeMap::new();
+        let mut backup_roles: HashMap<NodeId, Vec<(GroupId, Position)>> = HashMap::new();
         if backups_per_position > 0 {
             for (slot, chunk) in backups.chunks(backups_per_position as usize).enumerate() {
                 let group = group_of_flat(&level_offsets, &level_sizes, (slot / g as usize) as u32);
