@@ -26,7 +26,8 @@ pub enum CodecError {
 pub const HEADER_LEN: usize = MAGIC.len() + 1;
 
 pub fn encode(message: &Message) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(HEADER_LEN + 64);
+    // Room for most messages (a share is about 250 bytes) without growing step by step.
+    let mut out = Vec::with_capacity(HEADER_LEN + 507);
     out.extend_from_slice(&MAGIC);
     out.push(WIRE_VERSION);
     let out =

@@ -371,7 +371,8 @@ pub struct Engine {
     rng: ChaCha20Rng,
     plans: Arc<dyn PlanProvider>,
     validator: RequestValidator,
-    computations: BTreeMap<ComputationId, Computation>,
+    /// Boxed: a map node holds room for eleven entries, and most engines hold one.
+    computations: BTreeMap<ComputationId, Box<Computation>>,
     early: VecDeque<(NodeId, Message)>,
     out: VecDeque<Output>,
     now: Micros,
@@ -410,6 +411,17 @@ impl Engine {
     /// Noise envelope.
     pub fn with_envelope(mut self, envelope: Arc<dyn Envelope>) -> Engine {
         self.envelope = envelope;
+        self
+    }
+
+    /// Shares one set of verified request signatures with the other engines of this process
+    /// (the simulator: every node checks the same signature); see
+    /// [`crate::request::VerifiedSignatures`]. Nodes do not call it.
+    pub fn with_verified_signatures(
+        mut self,
+        verified: Arc<crate::request::VerifiedSignatures>,
+    ) -> Engine {
+        self.validator.share_verified(verified);
         self
     }
 
@@ -466,6 +478,9 @@ impl Engine {
                 other => return other,
             }
         }
+        // Drained: give the buffer back (an idle engine holds no output capacity; a simulator
+        // holds a million idle engines).
+        self.out = VecDeque::new();
         Output::Idle {
             next_deadline: self.next_deadline(),
         }
@@ -598,7 +613,7 @@ impl Engine {
         }
         self.computations.insert(
             id,
-            Computation {
+            Box::new(Computation {
                 signed: Arc::new(signed),
                 plan,
                 contribution: None,
@@ -608,7 +623,7 @@ impl Engine {
                 servers: BTreeMap::new(),
                 strategy: self.strategy.clone(),
                 acceptors: BTreeMap::new(),
-            },
+            }),
         );
         Ok(())
     }

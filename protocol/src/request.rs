@@ -208,17 +208,60 @@ impl SignedRequest {
     }
     /// Signature and parameters; no time or replay checks.
     pub fn verify_signature(&self) -> Result<(), RequestError> {
+        self.verify_signature_with(None)
+    }
+
+    /// [`SignedRequest::verify_signature`], skipping the curve arithmetic if `verified`
+    /// already holds these exact bytes.
+    fn verify_signature_with(
+        &self,
+        verified: Option<&VerifiedSignatures>,
+    ) -> Result<(), RequestError> {
         let signature: [u8; 64] = self
             .signature
             .as_slice()
             .try_into()
             .map_err(|_| RequestError::BadSignature)?;
-        let signature = ed25519_dalek::Signature::from_bytes(&signature);
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.request.commissioner.0)
-            .map_err(|_| RequestError::BadSignature)?;
-        key.verify_strict(&self.request.signing_bytes(), &signature)
-            .map_err(|_| RequestError::BadSignature)?;
+        let digest = self.request.signing_bytes();
+        let entry = [&self.request.commissioner.0[..], &digest, &signature].concat();
+        if !verified.is_some_and(|v| v.contains(&entry)) {
+            let signature = ed25519_dalek::Signature::from_bytes(&signature);
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&self.request.commissioner.0)
+                .map_err(|_| RequestError::BadSignature)?;
+            key.verify_strict(&digest, &signature)
+                .map_err(|_| RequestError::BadSignature)?;
+            if let Some(v) = verified {
+                v.insert(entry);
+            }
+        }
         self.request.validate_params()
+    }
+}
+
+/// Request signatures already verified, shared by the engines of one process that all check
+/// the same request (the simulator runs one engine per node). An entry is the exact bytes a
+/// `verify_strict` accepted: the commissioner's key, the signed digest and the signature. The
+/// check is a pure function of those bytes, so a later check of the very same bytes can skip
+/// the curve arithmetic without changing any decision. Nodes do not use it. At most
+/// `MAX_VERIFIED_SIGNATURES` entries (the set is cleared when full).
+#[derive(Debug, Default)]
+pub struct VerifiedSignatures(std::sync::Mutex<std::collections::BTreeSet<Vec<u8>>>);
+
+/// Entries of a [`VerifiedSignatures`] set.
+const MAX_VERIFIED_SIGNATURES: usize = 1024;
+
+impl VerifiedSignatures {
+    fn contains(&self, entry: &[u8]) -> bool {
+        // A poisoned lock only means another thread panicked; the set is still sound.
+        let set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.contains(entry)
+    }
+    fn insert(&self, entry: Vec<u8>) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= MAX_VERIFIED_SIGNATURES {
+            set.clear();
+        }
+        set.insert(entry);
     }
 }
 
@@ -227,16 +270,21 @@ impl SignedRequest {
 #[derive(Debug, Default, Clone)]
 pub struct RequestValidator {
     seen: BTreeMap<ComputationId, Micros>,
+    verified: Option<std::sync::Arc<VerifiedSignatures>>,
 }
 
 impl RequestValidator {
     pub fn new() -> RequestValidator {
         RequestValidator::default()
     }
+    /// Shares a set of verified signatures with other validators of this process.
+    pub fn share_verified(&mut self, verified: std::sync::Arc<VerifiedSignatures>) {
+        self.verified = Some(verified);
+    }
     /// Full check of a fresh request: signature, parameters, creation time within the clock
     /// skew, not expired, not seen before. On success the id is remembered.
     pub fn accept(&mut self, signed: &SignedRequest, now: Micros) -> Result<(), RequestError> {
-        signed.verify_signature()?;
+        signed.verify_signature_with(self.verified.as_deref())?;
         let request = &signed.request;
         if request.created_at > now.plus(crate::limits::MAX_CLOCK_SKEW_MICROS) {
             return Err(RequestError::FromTheFuture {
@@ -356,6 +404,38 @@ mod tests {
         let mut other = r.clone();
         other.max_contributors += 1;
         assert_ne!(other.signing_bytes(), bytes);
+    }
+
+    #[test]
+    fn a_shared_verified_set_only_skips_the_very_same_bytes() {
+        let verified = std::sync::Arc::new(VerifiedSignatures::default());
+        let s = signed();
+        assert_eq!(s.verify_signature_with(Some(&verified)), Ok(()));
+        assert!(verified.0.lock().unwrap().len() == 1);
+        // A hit: the same bytes again.
+        assert_eq!(s.verify_signature_with(Some(&verified)), Ok(()));
+        // Any other bytes are checked in full and refused.
+        let mut bad_signature = s.clone();
+        bad_signature.signature[10] ^= 1;
+        let mut bad_request = s.clone();
+        bad_request.request.max_contributors += 1;
+        let mut bad_key = s.clone();
+        bad_key.request.commissioner.0[0] ^= 1;
+        for bad in [bad_signature, bad_request, bad_key] {
+            assert_eq!(
+                bad.verify_signature_with(Some(&verified)),
+                Err(RequestError::BadSignature)
+            );
+        }
+        assert!(verified.0.lock().unwrap().len() == 1);
+        // Validators sharing the set still remember their own ids.
+        let (mut a, mut b) = (RequestValidator::new(), RequestValidator::new());
+        a.share_verified(verified.clone());
+        b.share_verified(verified);
+        let now = s.request.created_at;
+        assert_eq!(a.accept(&s, now), Ok(()));
+        assert_eq!(b.accept(&s, now), Ok(()));
+        assert_eq!(a.accept(&s, now), Err(RequestError::Replayed(s.request.id)));
     }
 
     #[test]

@@ -254,11 +254,58 @@ impl Envelope for NoiseEnvelope {
     }
 }
 
-/// For simulation only: the plaintext with the recipient's public key in front, so that a
-/// share still opens only at the node it was meant for. Provides no confidentiality.
+/// Bytes of the envelope that seals `plaintext_len` bytes: the chunk count, then per frame a
+/// length and a tag, and the ephemeral key once.
+pub fn sealed_len(plaintext_len: usize) -> usize {
+    4 + DH_LEN + plaintext_len + chunk_count(plaintext_len) * (4 + TAG)
+}
+
+/// For simulation only: the Noise envelope's exact framing and length (so that every byte the
+/// simulator charges is the same), with the recipient's public key where the ephemeral key
+/// goes and zeros where the tags go. A share still opens only at the node it was meant for.
+/// Provides no confidentiality.
 #[cfg(feature = "test-util")]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PlainEnvelope;
+
+#[cfg(feature = "test-util")]
+impl PlainEnvelope {
+    /// Opens an envelope sealed to `recipient_public` (what [`Envelope::open`] does after
+    /// deriving the public key from the secret: a caller that already knows the key pair skips
+    /// that scalar multiplication).
+    pub fn open_to(recipient_public: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        if sealed.len() > sealed_len(MAX_PLAINTEXT_BYTES) {
+            return Err(SealError::TooLarge);
+        }
+        let mut input = sealed;
+        let chunks = take_u32(&mut input)?;
+        if chunks == 0 || chunks > MAX_CHUNKS {
+            return Err(SealError::Malformed);
+        }
+        let mut out = Vec::with_capacity(sealed.len());
+        for i in 0..chunks {
+            let frame = take_frame(&mut input, if i == 0 { DH_LEN + TAG } else { TAG })?;
+            let frame = if i == 0 {
+                let (key, rest) = frame.split_at(DH_LEN);
+                if key != recipient_public {
+                    return Err(SealError::Decrypt);
+                }
+                rest
+            } else {
+                frame
+            };
+            let (body, tag) = frame.split_at(frame.len() - TAG);
+            if tag != [0u8; TAG] {
+                return Err(SealError::Decrypt);
+            }
+            out.extend_from_slice(body);
+        }
+        if !input.is_empty() || chunks != chunk_count(out.len()) {
+            return Err(SealError::Malformed);
+        }
+        Ok(out)
+    }
+}
 
 #[cfg(feature = "test-util")]
 impl Envelope for PlainEnvelope {
@@ -271,17 +318,23 @@ impl Envelope for PlainEnvelope {
         if plaintext.len() > MAX_PLAINTEXT_BYTES {
             return Err(SealError::TooLarge);
         }
-        let mut out = Vec::with_capacity(32 + plaintext.len());
+        let chunks = chunk_count(plaintext.len());
+        let mut out = Vec::with_capacity(sealed_len(plaintext.len()));
+        out.extend_from_slice(&(chunks as u32).to_le_bytes());
+        let (first, rest) = plaintext.split_at(plaintext.len().min(FIRST_CHUNK_BYTES));
+        out.extend_from_slice(&((DH_LEN + first.len() + TAG) as u32).to_le_bytes());
         out.extend_from_slice(recipient_public);
-        out.extend_from_slice(plaintext);
+        out.extend_from_slice(first);
+        out.extend_from_slice(&[0u8; TAG]);
+        for chunk in rest.chunks(CHUNK_BYTES) {
+            out.extend_from_slice(&((chunk.len() + TAG) as u32).to_le_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(&[0u8; TAG]);
+        }
         Ok(out)
     }
     fn open(&self, recipient_secret: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        let (key, body) = sealed.split_at_checked(32).ok_or(SealError::Malformed)?;
-        if key != x25519_public(recipient_secret) {
-            return Err(SealError::Decrypt);
-        }
-        Ok(body.to_vec())
+        PlainEnvelope::open_to(&x25519_public(recipient_secret), sealed)
     }
 }
 
@@ -353,12 +406,43 @@ mod tests {
                 4 + len + chunks * (4 + TAG) + DH_LEN,
                 "len {len}"
             );
+            assert_eq!(sealed.len(), sealed_len(len), "len {len}");
+            let plain = PlainEnvelope.seal(&public(), &p, [i as u8; 32]).unwrap();
+            assert_eq!(plain.len(), sealed.len(), "len {len}");
+            assert_eq!(plain[..4], sealed[..4]);
+            assert_eq!(
+                PlainEnvelope.open(&SECRET, &plain),
+                Ok(p.clone()),
+                "len {len}"
+            );
             assert_eq!(open(&SECRET, &sealed), Ok(p), "len {len}");
         }
         assert_eq!(chunk_count(FIRST_CHUNK_BYTES), 1);
         assert_eq!(chunk_count(FIRST_CHUNK_BYTES + 1), 2);
         assert_eq!(chunk_count(FIRST_CHUNK_BYTES + CHUNK_BYTES), 2);
         assert_eq!(chunk_count(FIRST_CHUNK_BYTES + CHUNK_BYTES + 1), 3);
+    }
+
+    #[test]
+    fn the_plain_envelope_opens_only_at_its_recipient_and_only_whole() {
+        for len in [0, 50, FIRST_CHUNK_BYTES + 10] {
+            let sealed = PlainEnvelope
+                .seal(&public(), &payload(len), [3; 32])
+                .unwrap();
+            assert_eq!(
+                PlainEnvelope.open(&[0x43; 32], &sealed),
+                Err(SealError::Decrypt)
+            );
+            for cut in [0, 3, 4, 8, sealed.len() / 2, sealed.len() - 1] {
+                assert!(
+                    PlainEnvelope.open(&SECRET, &sealed[..cut]).is_err(),
+                    "cut {cut}"
+                );
+            }
+            let mut longer = sealed.clone();
+            longer.push(0);
+            assert!(PlainEnvelope.open(&SECRET, &longer).is_err());
+        }
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub fn share_vector(secret: &[Fp], params: SharingParams, seed: [u8; 32]) -> Vec
     let mut rng = ChaCha20Rng::from_seed(seed);
     // diffs[k] = ∇^(t-1-k) f(x) for k = 0..t-1 (so diffs[t-2] = ∇f(x)); the values f(x)
     // themselves are the shares.
-    let mut diffs = vec![vec![Fp::ZERO; CHUNK]; t - 1];
+    let mut diffs = vec![vec![Fp::ZERO; CHUNK.min(n)]; t - 1];
     let mut start = 0;
     while start < n {
         let len = (n - start).min(CHUNK);
@@ -166,7 +166,7 @@ pub fn share_vector_compressed(
     let mut rngs: Vec<ChaCha20Rng> = seeds.iter().map(|s| ChaCha20Rng::from_seed(*s)).collect();
     let mut full: Vec<Vec<Fp>> = (t..=g).map(|_| Vec::with_capacity(n)).collect();
     // diffs[k] starts as f(k) for k = 0..t-1 and is turned into diffs[k] = ∇^(t-1-k) f(t-1).
-    let mut diffs = vec![vec![Fp::ZERO; CHUNK]; t];
+    let mut diffs = vec![vec![Fp::ZERO; CHUNK.min(n)]; t];
     let mut start = 0;
     while start < n {
         let len = (n - start).min(CHUNK);

@@ -8,9 +8,10 @@
 //! seed, events are ordered by `(time, sequence)`, and no output depends on the iteration order
 //! of a hash map; the same seed and config give the same trace hash.
 //!
-//! Payload modes: in `full` mode the engines carry vectors of the declared length; in
-//! `size-only` mode they carry vectors of length 1 while the links and CPUs are charged as if
-//! the declared length were carried. No protocol decision changes between the two: the engine
+//! Payload modes: in `full` mode the engines carry vectors of the declared length and seal
+//! shares with Noise; in `size-only` mode they carry vectors of length 1 and seal with the
+//! plain envelope of Noise's exact length, while the links and CPUs are charged, byte for byte,
+//! as if the declared length were carried. No protocol decision changes between the two: the engine
 //! never looks at vector contents to decide anything (only at which messages arrived, and
 //! when), and the arrival times are computed from the charged sizes, which are the same in
 //! both modes. Only the values of the sums differ, which is why the sum checker still works
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod models;
 pub mod plancheck;
+pub mod queue;
 pub mod report;
 pub mod sim;
 

@@ -2,6 +2,7 @@
 
 use crate::config::{CpuConfig, CryptoOn, LatencyModel, PayloadConfig, PayloadMode};
 use grove_protocol::message::{Body, Message};
+use grove_protocol::seal;
 use grove_protocol::sharing::{carries_full_vector, rotation_of, SharingParams};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -97,29 +98,39 @@ pub fn vectors_carried(message: &Message, params: SharingParams) -> u64 {
 }
 
 /// The bytes a message is charged on the links: its real encoded length, plus in size-only
-/// mode the bytes of the declared vectors it stands for (the engine carries length-1 vectors).
+/// mode exactly the bytes the declared vector length adds to the encoding (the engine carries
+/// length-1 vectors): a vector's 8 bytes per element and its longer length prefix; for a
+/// sealed share also the envelope's extra Noise frames and the sealed bytes' longer prefix; for
+/// the request, the two length fields of its contribution spec. So a size-only run is charged
+/// byte for byte what a full run of the same declared length is.
 pub fn charged_bytes(
     message: &Message,
     encoded_len: u64,
     params: SharingParams,
     payload: &PayloadConfig,
 ) -> u64 {
-    match payload.mode {
-        PayloadMode::Full => encoded_len,
-        PayloadMode::SizeOnly => {
-            let vectors = vectors_carried(message, params);
-            if vectors == 0 {
-                return encoded_len;
-            }
-            let declared = u64::from(payload.vector_len) * 8;
-            // The vector's length prefix grows with it; a sealed share has a second prefix.
-            let mut extra = declared - 8 + varint_len(declared) - varint_len(8);
-            if let Body::Share(_) = message.body {
-                extra += varint_len(declared + 64) - varint_len(72);
-            }
-            encoded_len + vectors * extra
-        }
+    if payload.mode == PayloadMode::Full {
+        return encoded_len;
     }
+    let declared = u64::from(payload.vector_len) * 8;
+    // One vector: 8 bytes per element and its length prefix, against one element.
+    let vector_extra = declared - 8 + varint_len(declared) - varint_len(8);
+    let extra = match &message.body {
+        Body::Share(s) if vectors_carried(message, params) == 1 => {
+            // The engine's envelope holds one Noise frame; the declared one may hold several.
+            let sealed = s.sealed.len();
+            let plain = sealed.saturating_sub(seal::sealed_len(0)) as u64;
+            let declared_sealed = seal::sealed_len((plain + vector_extra) as usize) as u64;
+            declared_sealed - sealed as u64 + varint_len(declared_sealed)
+                - varint_len(sealed as u64)
+        }
+        Body::Request(_) => {
+            // `length` and the single bound range's `count` (`ContributionSpec::uniform`).
+            2 * (varint_len(u64::from(payload.vector_len)) - varint_len(1))
+        }
+        _ => vectors_carried(message, params) * vector_extra,
+    };
+    encoded_len + extra
 }
 
 /// Whether a message pays the crypto cost.

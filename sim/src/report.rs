@@ -61,6 +61,8 @@ pub struct RunReport {
     pub stopped: Option<String>,
     /// Wall time spent building the network (identities, directory, engines).
     pub setup_s: f64,
+    /// CPU time of that setup, over every thread it used.
+    pub setup_cpu_s: f64,
     pub summary: Summary,
     pub by_kind: BTreeMap<String, RoleTraffic>,
     pub by_role: BTreeMap<String, RoleTraffic>,
@@ -75,6 +77,10 @@ pub struct RunReport {
     pub events: u64,
     pub wall_s: f64,
     pub events_per_s: f64,
+    /// CPU time the event loop (one thread) used: on a machine shared with other work, wall
+    /// time measures the load as much as the simulator, CPU time does not.
+    pub cpu_s: f64,
+    pub events_per_cpu_s: f64,
     /// Peak resident memory of the whole process so far (all runs in it), from VmHWM.
     pub peak_rss_mib: f64,
     pub trace_hash: String,
@@ -96,6 +102,14 @@ impl RunReport {
     pub fn ok(&self) -> bool {
         self.checks.violations.is_empty() && self.checks.sum_ok != Some(false)
     }
+}
+
+/// CPU time the calling thread has used so far, in seconds (0 where `/proc` is missing).
+pub fn thread_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0.0, |ns| ns as f64 / 1e9)
 }
 
 /// Peak resident set size of this process, in MiB (0 where `/proc` is missing).
@@ -185,8 +199,12 @@ pub fn human(name: &str, mode: &str, runs: &[RunReport]) -> String {
         );
         let _ = writeln!(
             s,
-            "    setup {:.1} s{}",
+            "    setup {:.1} s ({:.1} s of CPU); event loop {:.1} s of CPU ({:.0} events/s of CPU); peak {:.0} MiB{}",
             r.setup_s,
+            r.setup_cpu_s,
+            r.cpu_s,
+            r.events_per_cpu_s,
+            r.peak_rss_mib,
             r.stopped
                 .as_ref()
                 .map_or(String::new(), |w| format!("; STOPPED: {w}"))
@@ -281,6 +299,7 @@ impl RunReport {
             sim_end_s: 0.0,
             stopped: None,
             setup_s: 0.0,
+            setup_cpu_s: 0.0,
             last_share_sent_s: 0.0,
             manifests_adopted_s: Vec::new(),
             summary: Summary::default(),
@@ -292,6 +311,8 @@ impl RunReport {
             events: 0,
             wall_s: 0.0,
             events_per_s: 0.0,
+            cpu_s: 0.0,
+            events_per_cpu_s: 0.0,
             peak_rss_mib: peak_rss_mib(),
             trace_hash: String::new(),
             checks: Checks {

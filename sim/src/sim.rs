@@ -13,6 +13,7 @@
 
 use crate::config::{PayloadMode, SimConfig, StrategyName};
 use crate::models::{charged_bytes, cpu_us, transfer_us, SimRng};
+use crate::queue::RadixQueue;
 use crate::report::{Checks, Outcome, RoleTraffic, RunReport, Summary};
 use ed25519_dalek::SigningKey;
 use grove_protocol::codec;
@@ -25,11 +26,11 @@ use grove_protocol::plan::{CachedPlans, Plan, PlanProvider, SortedDirectory};
 use grove_protocol::record::Record;
 use grove_protocol::request::{
     CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
+    VerifiedSignatures,
 };
-use grove_protocol::seal;
+use grove_protocol::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope, SealError};
 use sha2::{Digest as _, Sha256};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -67,9 +68,9 @@ enum Action {
         node: Ix,
         incarnation: u32,
     },
+    /// The node's timer, if it is still armed for this event's time.
     Timer {
         node: Ix,
-        at: Micros,
         incarnation: u32,
     },
     Crash {
@@ -160,7 +161,8 @@ pub struct Simulator {
     cfg: SimConfig,
     seed: u64,
     now: Micros,
-    queue: BinaryHeap<Reverse<(Micros, u64, Action)>>,
+    /// Events by `(time, sequence)`: the time in the key's high 64 bits.
+    queue: RadixQueue<Action>,
     seq: u64,
     rng: SimRng,
     nodes: Vec<SimNode>,
@@ -188,6 +190,12 @@ pub struct Simulator {
     strategy: Strategy,
     /// The computation id of a run on a given network ([`Fixture`]).
     fixed_id: Option<ComputationId>,
+    /// How every engine seals shares: Noise in full mode, [`SimEnvelope`] in size-only mode.
+    envelope: Arc<dyn Envelope>,
+    /// Request signatures the engines already checked (see `VerifiedSignatures`).
+    verified: Arc<VerifiedSignatures>,
+    /// CPU time of `new`, over every thread it used.
+    setup_cpu_s: f64,
 }
 
 /// A network given from outside instead of drawn from the seed: the parity test runs the
@@ -206,9 +214,10 @@ impl Simulator {
     /// Builds the network: identities, the directory and one engine per node.
     pub fn new(cfg: &SimConfig, seed: u64) -> Result<Simulator, String> {
         cfg.check()?;
+        let cpu = crate::report::thread_cpu_s();
         let mut rng = SimRng::new(seed);
         let n = cfg.network.nodes as usize;
-        let peers = identities(seed, n);
+        let (peers, helpers_cpu_s) = identities(seed, n);
         let index: HashMap<NodeId, Ix> = peers
             .iter()
             .enumerate()
@@ -224,13 +233,23 @@ impl Simulator {
             peers.iter().map(|(id, public, _)| (*id, *public)).collect(),
         ))));
         let keep_records = cfg.failures.churn.mean_up_s > 0.0 && cfg.failures.churn.rejoin;
+        let envelope: Arc<dyn Envelope> = match cfg.payload.mode {
+            PayloadMode::Full => Arc::new(NoiseEnvelope),
+            PayloadMode::SizeOnly => Arc::new(SimEnvelope::new(
+                peers.iter().map(|(_, public, secret)| (*secret, *public)),
+            )),
+        };
+        // Every engine checks the request's signature; the curve arithmetic runs once.
+        let verified = Arc::new(VerifiedSignatures::default());
         let mut nodes = Vec::with_capacity(n);
         for (i, (node, _, secret)) in peers.into_iter().enumerate() {
             let identity = Identity {
                 node,
                 x25519_secret: secret,
             };
-            let engine = Engine::new(identity.clone(), engine_seed(seed, i, 0), plans.clone());
+            let engine = Engine::new(identity.clone(), engine_seed(seed, i, 0), plans.clone())
+                .with_envelope(envelope.clone())
+                .with_verified_signatures(verified.clone());
             nodes.push(SimNode {
                 identity,
                 engine: Some(engine),
@@ -288,7 +307,7 @@ impl Simulator {
             cfg: cfg.clone(),
             seed,
             now: Micros::ZERO,
-            queue: BinaryHeap::new(),
+            queue: RadixQueue::default(),
             seq: 0,
             rng,
             nodes,
@@ -312,9 +331,13 @@ impl Simulator {
             engine_len,
             strategy: Strategy::new(cfg.protocol.strategy.kind()),
             fixed_id: None,
+            envelope,
+            verified,
+            setup_cpu_s: 0.0,
         };
         sim.schedule(LAUNCH_AT, Action::Launch);
         sim.schedule_failures();
+        sim.setup_cpu_s = crate::report::thread_cpu_s() - cpu + helpers_cpu_s;
         Ok(sim)
     }
 
@@ -378,7 +401,8 @@ impl Simulator {
 
     fn schedule(&mut self, at: Micros, action: Action) {
         self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, action)));
+        self.queue
+            .push(u128::from(at.0) << 64 | u128::from(self.seq), action);
     }
 
     fn horizon(&self) -> Micros {
@@ -539,10 +563,12 @@ impl Simulator {
         wall_deadline: Option<Instant>,
     ) -> RunReport {
         let wall = Instant::now();
+        let cpu = crate::report::thread_cpu_s();
         let horizon = self.horizon();
         let mut setup_error = None;
         let mut stopped = None;
-        while let Some(Reverse((at, _, action))) = self.queue.pop() {
+        while let Some((key, action)) = self.queue.pop() {
+            let at = Micros((key >> 64) as u64);
             if at > horizon {
                 break;
             }
@@ -565,7 +591,7 @@ impl Simulator {
                 ));
                 break;
             }
-            if let Err(e) = self.step(action) {
+            if let Err(e) = self.step(action, at) {
                 setup_error = Some(e);
                 break;
             }
@@ -575,12 +601,17 @@ impl Simulator {
             }
         }
         let wall_s = wall.elapsed().as_secs_f64();
+        let cpu_s = crate::report::thread_cpu_s() - cpu;
+        let setup_cpu_s = self.setup_cpu_s;
         let mut report = self.report(wall_s, setup_error);
+        report.cpu_s = cpu_s;
+        report.events_per_cpu_s = report.events as f64 / cpu_s.max(1e-9);
+        report.setup_cpu_s = setup_cpu_s;
         report.stopped = stopped;
         report
     }
 
-    fn step(&mut self, action: Action) -> Result<(), String> {
+    fn step(&mut self, action: Action, at: Micros) -> Result<(), String> {
         match action {
             Action::Launch => self.launch()?,
             Action::Arrive { msg } => self.arrive(msg),
@@ -597,11 +628,7 @@ impl Simulator {
                     self.start_next(node);
                 }
             }
-            Action::Timer {
-                node,
-                at,
-                incarnation,
-            } => {
+            Action::Timer { node, incarnation } => {
                 let n = &mut self.nodes[node as usize];
                 if n.incarnation == incarnation && n.timer == Some(at) && n.engine.is_some() {
                     n.timer = None;
@@ -741,6 +768,8 @@ impl Simulator {
     fn start_next(&mut self, node: Ix) {
         let n = &mut self.nodes[node as usize];
         let Some((input, cost)) = n.inbox.pop_front() else {
+            // Idle: give the queue's buffer back (most of a million nodes are idle).
+            n.inbox = VecDeque::new();
             return;
         };
         n.cpu_busy = true;
@@ -808,14 +837,7 @@ impl Simulator {
                         if n.timer != Some(d) {
                             n.timer = Some(d);
                             let incarnation = n.incarnation;
-                            self.schedule(
-                                d,
-                                Action::Timer {
-                                    node,
-                                    at: d,
-                                    incarnation,
-                                },
-                            );
+                            self.schedule(d, Action::Timer { node, incarnation });
                         }
                     }
                     return cpu_at;
@@ -907,8 +929,12 @@ impl Simulator {
         let Some(bytes) = self.encode(from, message) else {
             return;
         };
+        let params = grove_protocol::sharing::SharingParams {
+            g: self.cfg.protocol.g,
+            t: self.cfg.protocol.t,
+        };
+        let charged = charged_bytes(message, bytes.len() as u64, params, &self.cfg.payload);
         let bytes: Arc<[u8]> = bytes.into();
-        let charged = bytes.len() as u64;
         let kind = message.kind();
         let n = self.nodes.len() as Ix;
         let e = self.counters.by_kind.entry(kind).or_default();
@@ -1043,7 +1069,9 @@ impl Simulator {
             self.nodes[i].durable.clone(),
             self.now,
         )
-        .with_strategy(self.strategy.clone());
+        .with_strategy(self.strategy.clone())
+        .with_envelope(self.envelope.clone())
+        .with_verified_signatures(self.verified.clone());
         self.nodes[i].engine = Some(engine);
         self.counters.rejoins += 1;
         let now = self.now;
@@ -1215,6 +1243,7 @@ impl Simulator {
             sim_end_s: self.now.as_secs_f64() - LAUNCH_AT.as_secs_f64(),
             stopped: None,
             setup_s: 0.0,
+            setup_cpu_s: 0.0,
             summary: Summary {
                 messages: by_kind.values().map(|t| t.messages).sum(),
                 bytes: by_kind.values().map(|t| t.bytes).sum(),
@@ -1253,6 +1282,8 @@ impl Simulator {
             events,
             wall_s,
             events_per_s: events as f64 / wall_s.max(1e-9),
+            cpu_s: 0.0,
+            events_per_cpu_s: 0.0,
             peak_rss_mib: crate::report::peak_rss_mib(),
             trace_hash: grove_protocol::ids::hex(&self.trace.clone().finalize()),
             checks,
@@ -1335,6 +1366,42 @@ pub fn role_of_kind(kind: &str) -> &'static str {
     }
 }
 
+/// The size-only mode's share envelope: [`PlainEnvelope`], whose bytes have exactly the Noise
+/// envelope's length and framing (so the charged bytes do not change) and which opens only at
+/// its recipient, as Noise does, so no protocol decision changes either (a test compares with
+/// full mode's Noise). The CPU model charges the sealing and opening. To check the recipient
+/// it looks the receiver's public key up among the identities the simulator generated, where
+/// `PlainEnvelope` would compute it (one scalar multiplication per share).
+struct SimEnvelope {
+    /// (X25519 secret, public key), sorted by secret.
+    keys: Vec<([u8; 32], [u8; 32])>,
+}
+
+impl SimEnvelope {
+    fn new(keys: impl Iterator<Item = ([u8; 32], [u8; 32])>) -> SimEnvelope {
+        let mut keys: Vec<_> = keys.collect();
+        keys.sort_unstable();
+        SimEnvelope { keys }
+    }
+}
+
+impl Envelope for SimEnvelope {
+    fn seal(
+        &self,
+        recipient_public: &[u8; 32],
+        plaintext: &[u8],
+        ephemeral_seed: [u8; 32],
+    ) -> Result<Vec<u8>, SealError> {
+        PlainEnvelope.seal(recipient_public, plaintext, ephemeral_seed)
+    }
+    fn open(&self, recipient_secret: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        match self.keys.binary_search_by(|(s, _)| s.cmp(recipient_secret)) {
+            Ok(i) => PlainEnvelope::open_to(&self.keys[i].1, sealed),
+            Err(_) => PlainEnvelope.open(recipient_secret, sealed),
+        }
+    }
+}
+
 /// The engine seed of node `i` in incarnation `incarnation`.
 fn engine_seed(seed: u64, i: usize, incarnation: u32) -> [u8; 32] {
     hash_parts(
@@ -1347,9 +1414,13 @@ fn engine_seed(seed: u64, i: usize, incarnation: u32) -> [u8; 32] {
     )
 }
 
-/// Node ids, X25519 public keys and secrets, derived from the seed. The scalar
-/// multiplications run on every core (the result does not depend on how they are split).
-fn identities(seed: u64, n: usize) -> Vec<(NodeId, [u8; 32], [u8; 32])> {
+/// A node's id, X25519 public key and secret.
+type Peer = (NodeId, [u8; 32], [u8; 32]);
+
+/// Node ids, X25519 public keys and secrets, derived from the seed, and the CPU time of the
+/// helper threads. The scalar multiplications run on every core (the result does not depend
+/// on how they are split).
+fn identities(seed: u64, n: usize) -> (Vec<Peer>, f64) {
     let one = |i: usize| {
         let secret = hash_parts(
             "grove-sim/x25519",
@@ -1360,19 +1431,26 @@ fn identities(seed: u64, n: usize) -> Vec<(NodeId, [u8; 32], [u8; 32])> {
     };
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
     if n < 4096 || threads < 2 {
-        return (0..n).map(one).collect();
+        return ((0..n).map(one).collect(), 0.0);
     }
     let chunk = n.div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
-            .map(|k| s.spawn(move || (k * chunk..((k + 1) * chunk).min(n)).map(one).collect()))
+            .map(|k| {
+                s.spawn(move || {
+                    let part: Vec<_> = (k * chunk..((k + 1) * chunk).min(n)).map(one).collect();
+                    (part, crate::report::thread_cpu_s())
+                })
+            })
             .collect();
-        let mut out: Vec<(NodeId, [u8; 32], [u8; 32])> = Vec::with_capacity(n);
+        let mut out: Vec<Peer> = Vec::with_capacity(n);
+        let mut cpu_s = 0.0;
         for h in handles {
             // Invariant: the closure above does not panic (hashing and a scalar multiplication).
-            let part: Vec<_> = h.join().expect("identity thread panicked");
+            let (part, cpu) = h.join().expect("identity thread panicked");
             out.extend(part);
+            cpu_s += cpu;
         }
-        out
+        (out, cpu_s)
     })
 }

@@ -1,6 +1,6 @@
 //! Seeded simulator tests: determinism, checkers, a small failure sweep and the latency model.
 
-use grove_sim::config::{LatencyModel, PayloadMode, SimConfig};
+use grove_sim::config::{KillConfig, LatencyModel, PayloadMode, SimConfig};
 use grove_sim::run_one;
 
 fn small() -> SimConfig {
@@ -36,22 +36,51 @@ fn checkers_pass_on_a_small_full_vector_run() {
 
 #[test]
 fn size_only_mode_makes_the_same_decisions_as_full_mode() {
-    // The same declared length in both modes: arrival times come from the charged sizes, so
-    // the runs see the same events at the same times and reach the same result set.
+    // The same declared length in both modes; full mode seals shares with Noise, size-only
+    // mode with the plain envelope of the same length. Arrival times come from the charged
+    // sizes, which agree byte for byte, so the runs see the same events at the same times and
+    // reach the same result set. A lost member makes the runs heal and fail over, too.
     let mut full = small();
     full.payload.vector_len = 64;
+    full.failures.detection_delay_ms = 100.0;
+    full.failures.kill = vec![KillConfig {
+        level: 0,
+        index: 1,
+        position: 2,
+        at_ms: Some(300.0),
+        after_send: None,
+    }];
     let mut size_only = full.clone();
     size_only.payload.mode = PayloadMode::SizeOnly;
     let a = run_one(&full, 5);
     let b = run_one(&size_only, 5);
     assert!(a.ok() && b.ok(), "{:?} {:?}", a.checks, b.checks);
+    assert!(a.summary.crashes == 1 && a.summary.unreachable_notices > 0);
     assert_eq!(a.latency_s, b.latency_s);
     assert_eq!(a.events, b.events);
     assert_eq!(a.included, b.included);
     assert_eq!(a.summary.messages, b.summary.messages);
-    // Charged bytes agree to within the varint prefixes of the sealed shares.
-    let (x, y) = (a.summary.bytes as f64, b.summary.bytes as f64);
-    assert!((x - y).abs() / x < 0.01, "{x} vs {y}");
+    assert_eq!(a.summary.heals_done, b.summary.heals_done);
+    assert_eq!(a.manifests_adopted_s, b.manifests_adopted_s);
+    assert_eq!(a.busy_ms_mean, b.busy_ms_mean);
+    for (kind, traffic) in &a.by_kind {
+        assert_eq!(
+            (traffic.messages, traffic.bytes),
+            (b.by_kind[kind].messages, b.by_kind[kind].bytes),
+            "{kind}"
+        );
+    }
+    // With 160 kB vectors a share spans 3 Noise frames: still charged exactly.
+    let mut big = full.clone();
+    big.network.nodes = 60;
+    big.payload.vector_len = 20_000;
+    let mut big_size_only = big.clone();
+    big_size_only.payload.mode = PayloadMode::SizeOnly;
+    let (a, b) = (run_one(&big, 6), run_one(&big_size_only, 6));
+    assert!(a.ok() && b.ok(), "{:?} {:?}", a.checks, b.checks);
+    assert_eq!(a.latency_s, b.latency_s);
+    assert_eq!(a.summary.bytes, b.summary.bytes);
+    assert_eq!(a.events, b.events);
 }
 
 #[test]
