@@ -566,6 +566,96 @@ impl Engine {
         self.advance(id);
     }
 
+    /// A failure detector reports that `dead` has failed (DISSEC's simulator has such an
+    /// oracle; a deployment has none, and the simulator delivers these notices only when its
+    /// config asks for that model). What this node does depends on the strategy:
+    ///
+    /// - as a sender, every strategy but S&P re-sends what it had sent to a position `dead`
+    ///   served to the position's next candidate (a contributor its share, an aggregator its
+    ///   adopted partial): DISSEC's "children re-send to the replacement";
+    /// - as a waiter, S&P drops a child one of whose positions' servers died before its partial
+    ///   reached this node: with `t = g` the child can no longer agree, so the parent stops
+    ///   waiting for it (DISSEC's "drop").
+    pub fn handle_failure_notice(&mut self, now: Micros, dead: NodeId) {
+        self.now = self.now.max(now);
+        let ids: Vec<ComputationId> = self.computations.keys().copied().collect();
+        for id in ids {
+            let Some(comp) = self.computations.get_mut(&id) else {
+                continue;
+            };
+            let drops = !comp.strategy.heals();
+            let plan = comp.plan.clone();
+            // Slots this node sends to, served by `dead` as far as it knows.
+            let mut resend_shares = Vec::new();
+            let mut resend_up = Vec::new();
+            if !drops {
+                if comp.contribution.is_some() {
+                    let leaf = plan.leaf_of(&self.identity.node);
+                    for p in 1..=plan.g {
+                        if server_of(&plan, &comp.servers, slot(leaf, p)) == dead {
+                            resend_shares.push(slot(leaf, p));
+                        }
+                    }
+                }
+                for (key, role) in &comp.roles {
+                    let sends_up = role.adopted.as_ref().is_some_and(|a| a.sum.is_some());
+                    if let (true, Some(parent)) = (sends_up, plan.parent(key.0)) {
+                        if server_of(&plan, &comp.servers, slot(parent, key.1)) == dead {
+                            resend_up.push((*key, slot(parent, key.1)));
+                        }
+                    }
+                }
+            }
+            let failover = |comp: &mut Computation, s: Slot| -> bool {
+                let Some(rank) = plan.candidate_rank(s.group, s.position, &dead) else {
+                    return false;
+                };
+                let next = comp.servers.get(&s).copied().unwrap_or(0).max(rank + 1);
+                if plan.candidates(s.group, s.position).nth(next).is_none() {
+                    return false;
+                }
+                comp.servers.insert(s, next);
+                true
+            };
+            let moved: Vec<Slot> = resend_shares
+                .into_iter()
+                .filter(|s| failover(comp, *s))
+                .collect();
+            for s in moved {
+                self.send_shares_to(id, Some(s.position));
+            }
+            let Some(comp) = self.computations.get_mut(&id) else {
+                continue;
+            };
+            if !resend_up.is_empty() {
+                let mut ctx = ctx!(self);
+                for (key, s) in resend_up {
+                    if failover(comp, s) {
+                        send_up(comp, key, &mut ctx);
+                    }
+                }
+            }
+            let Some(comp) = self.computations.get_mut(&id) else {
+                continue;
+            };
+            if drops {
+                for (key, role) in comp.roles.iter_mut() {
+                    if key.0.level == 0 || role.stage != Stage::Collecting {
+                        continue;
+                    }
+                    for child in plan.children(key.0) {
+                        let lost = (1..=plan.g)
+                            .any(|p| server_of(&plan, &comp.servers, slot(child, p)) == dead);
+                        if lost && !role.children.contains_key(&child) {
+                            role.dropped.insert(child);
+                        }
+                    }
+                }
+            }
+            self.advance(id);
+        }
+    }
+
     /// Applies one persisted record to the state. Used live (right before the record is
     /// emitted) and on restore, so both paths build the same state.
     fn apply_record(&mut self, record: &Record) -> Result<(), String> {

@@ -207,6 +207,10 @@ pub struct FailureConfig {
     pub kill: Vec<KillConfig>,
     /// Delay after which a sender would learn that a message could not be delivered.
     pub detection_delay_ms: f64,
+    /// DISSEC's failure oracle: `detection_delay_ms` after a node dies, the nodes that wait on
+    /// it or sent to it learn it (`Engine::handle_failure_notice`). Only the DISSEC baseline
+    /// configs set it; a deployment has no such oracle.
+    pub oracle: bool,
 }
 
 /// DISSEC's model: each node dies with `probability` at a uniform time in `[0, W]` after the

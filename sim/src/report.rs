@@ -21,6 +21,8 @@ pub struct Summary {
     pub dropped_sender_died: u64,
     /// Failure notices that would go back to senders once the engine can take them.
     pub unreachable_notices: u64,
+    /// Failure notices the oracle (`failures.oracle`) delivered to live nodes.
+    pub oracle_notices: u64,
     pub crashes: u64,
     pub rejoins: u64,
     pub heals_done: u64,

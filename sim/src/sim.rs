@@ -79,6 +79,10 @@ enum Action {
     Rejoin {
         node: Ix,
     },
+    /// `failures.oracle`: the nodes that wait on `dead` learn that it failed.
+    Oracle {
+        dead: Ix,
+    },
 }
 
 /// One message on its way.
@@ -108,6 +112,10 @@ enum Input {
         message: Message,
     },
     Timer,
+    /// The failure oracle tells this node that `dead` failed.
+    FailureNotice {
+        dead: Ix,
+    },
 }
 
 struct SimNode {
@@ -144,6 +152,7 @@ struct Counters {
     dropped_at_dead: u64,
     dropped_sender_died: u64,
     unreachable_notices: u64,
+    oracle_notices: u64,
     crashes: u64,
     rejoins: u64,
     heals_done: u64,
@@ -196,6 +205,8 @@ pub struct Simulator {
     verified: Arc<VerifiedSignatures>,
     /// CPU time of `new`, over every thread it used.
     setup_cpu_s: f64,
+    /// Contributors per leaf group (for the failure oracle's notices).
+    leaf_contributors: HashMap<GroupId, Vec<Ix>>,
 }
 
 /// A network given from outside instead of drawn from the seed: the parity test runs the
@@ -318,6 +329,7 @@ impl Simulator {
             commissioner_key,
             request: None,
             plan: None,
+            leaf_contributors: HashMap::new(),
             versions: HashMap::new(),
             adopted: HashMap::new(),
             holdings: HashMap::new(),
@@ -531,6 +543,17 @@ impl Simulator {
                     .map(|e| e.with_strategy(self.strategy.clone()));
             }
         }
+        if self.cfg.failures.oracle {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if n.contribution.is_some() {
+                    let leaf = plan.leaf_of(&n.identity.node);
+                    self.leaf_contributors
+                        .entry(leaf)
+                        .or_default()
+                        .push(i as Ix);
+                }
+            }
+        }
         self.plan = Some(plan);
         let id = request.id;
         let signed = SignedRequest::sign(request.clone(), &self.commissioner_key);
@@ -637,6 +660,7 @@ impl Simulator {
             }
             Action::Crash { node } => self.crash(node),
             Action::Rejoin { node } => self.rejoin(node),
+            Action::Oracle { dead } => self.oracle(dead),
         }
         Ok(())
     }
@@ -788,6 +812,12 @@ impl Simulator {
             Input::Timer => {
                 if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
                     engine.handle_timeout(now);
+                }
+            }
+            Input::FailureNotice { dead } => {
+                let dead_id = self.nodes[dead as usize].identity.node;
+                if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
+                    engine.handle_failure_notice(now, dead_id);
                 }
             }
             Input::Unreachable { to, message } => {
@@ -1054,6 +1084,51 @@ impl Simulator {
         n.uplink_free = self.now;
         n.downlink_free = self.now;
         self.counters.crashes += 1;
+        if self.cfg.failures.oracle {
+            let delay = (self.cfg.failures.detection_delay_ms * 1000.0) as u64;
+            self.schedule(self.now.plus(delay), Action::Oracle { dead: node });
+        }
+    }
+
+    /// DISSEC's failure oracle: `detection_delay_ms` after a node died, every node that waits
+    /// on it or sends to it in the plan learns it: for each position it may serve, every
+    /// candidate of the parent group (they wait for its group's partials: DISSEC's local
+    /// failure propagation), the candidates of the same position in the child groups (they
+    /// sent it theirs) and a leaf's contributors (they sent it shares).
+    fn oracle(&mut self, dead: Ix) {
+        let Some(plan) = self.plan.clone() else {
+            return;
+        };
+        let id = self.nodes[dead as usize].identity.node;
+        let mut to: Vec<Ix> = Vec::new();
+        let slots = plan.roles_of(&id).iter().chain(plan.backup_roles_of(&id));
+        for &(group, position) in slots {
+            if let Some(parent) = plan.parent(group) {
+                for p in 1..=plan.g {
+                    to.extend(
+                        plan.candidates(parent, p)
+                            .filter_map(|n| self.index.get(&n).copied()),
+                    );
+                }
+            }
+            for child in plan.children(group) {
+                to.extend(
+                    plan.candidates(child, position)
+                        .filter_map(|n| self.index.get(&n).copied()),
+                );
+            }
+            if group.level == 0 {
+                to.extend(self.leaf_contributors.get(&group).into_iter().flatten());
+            }
+        }
+        to.sort_unstable();
+        to.dedup();
+        for node in to {
+            if node != dead && self.nodes[node as usize].engine.is_some() {
+                self.counters.oracle_notices += 1;
+                self.enqueue(node, Input::FailureNotice { dead }, 0);
+            }
+        }
     }
 
     fn rejoin(&mut self, node: Ix) {
@@ -1250,6 +1325,7 @@ impl Simulator {
                 dropped_at_dead: self.counters.dropped_at_dead,
                 dropped_sender_died: self.counters.dropped_sender_died,
                 unreachable_notices: self.counters.unreachable_notices,
+                oracle_notices: self.counters.oracle_notices,
                 crashes: self.counters.crashes,
                 rejoins: self.counters.rejoins,
                 heals_done: self.counters.heals_done,

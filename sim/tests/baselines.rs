@@ -73,3 +73,22 @@ fn sp_cuts_the_failed_subtree_and_highcmpl_replaces_the_member() {
         sp.completeness
     );
 }
+
+#[test]
+fn the_failure_oracle_lets_an_sp_parent_stop_waiting_for_a_dead_child() {
+    let without = small_with(StrategyName::Sp);
+    let mut with = without.clone();
+    with.failures.oracle = true;
+    let (a, b) = (run_one(&without, 3), run_one(&with, 3));
+    for r in [&a, &b] {
+        assert!(r.ok(), "{:?}", r.checks.violations);
+        assert!(r.released, "{:?}", r.failure);
+    }
+    assert_eq!(a.summary.oracle_notices, 0, "no oracle unless asked");
+    assert!(b.summary.oracle_notices > 0);
+    // The cut is the same (leaf (0, 0) cannot agree without its dead member) ...
+    assert_eq!(a.included, b.included);
+    // ... but the parent learns of it from the oracle instead of its level's deadline.
+    let (la, lb) = (a.latency_s.unwrap(), b.latency_s.unwrap());
+    assert!(lb < la, "with the oracle {lb} s, without {la} s");
+}

@@ -136,6 +136,9 @@ pub(super) struct Role {
     pub(super) completed_late: bool,
     /// A leaf position's server asked the manifest's contributors for the shares it lacks.
     pub(super) asked_contributors: bool,
+    /// Children given up on a failure notice (S&P drops a child whose server died): collection
+    /// no longer waits for them.
+    pub(super) dropped: BTreeSet<GroupId>,
 }
 
 impl Role {
@@ -155,6 +158,7 @@ impl Role {
             adopted: None,
             completed_late: false,
             asked_contributors: false,
+            dropped: BTreeSet::new(),
         }
     }
 
@@ -301,7 +305,9 @@ pub(super) fn advance_role(
         let done = if key.0.level == 0 {
             now >= leaf_deadline || strategy.leaf_complete(key.0, role.shares.len())
         } else {
-            let all = children.iter().all(|c| role.children.contains_key(c));
+            let all = children
+                .iter()
+                .all(|c| role.children.contains_key(c) || role.dropped.contains(c));
             all || now >= level_cap
                 || (strategy.uses_collect_window()
                     && role
