@@ -41,6 +41,10 @@ async fn directory_peers(cluster: &grove_node::procs::Cluster, i: usize) -> anyh
     )
 }
 
+// Ignored: its premise (W never hears the killed peer's announcement) does not always hold:
+// runs were seen where W's directory already held it when the others settled, so the test
+// waited forever. Run it with `--ignored`; making the premise certain is open work (issue 4).
+#[ignore = "flaky premise: the late node can learn the killed peer's announcement"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_missed_a_peer_plans_over_the_commissioners_snapshot() -> anyhow::Result<()> {
     // Nodes 0..=5 live; node 6 (Z) announced and then killed; node 7 (W) started after.

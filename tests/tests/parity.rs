@@ -76,6 +76,8 @@ fan_in = {fan_in}
 contributors_per_leaf = 6
 backups = 2
 lifetime_s = {lifetime}.0
+strategy = "grove"
+leaf_roster = false
 [protocol.timeouts]
 share_window_ms = {sw}
 collect_window_ms = {cw}
@@ -94,6 +96,7 @@ ms = 2.0
 [bandwidth]
 upload_kb_per_s = 100000.0
 download_kb_per_s = 100000.0
+charge_downlink = true
 [cpu]
 crypto_ms_per_message = 0.1
 crypto_on = "payload"
@@ -102,6 +105,7 @@ compute_us_per_kb = 1.0
 fanout = 8
 [failures]
 detection_delay_ms = 20.0
+oracle = false
 [[failures.kill]]
 level = 0
 index = {index}
