@@ -143,6 +143,21 @@ pub fn split_unescaped(s: &str, sep: char) -> Vec<String> {
 
 /// The components `BEGIN:kind` .. `END:kind` at any depth, as their own content lines
 /// (nested components excluded), checking that every `BEGIN` has its `END`.
+/// Sets `categories` to the values of every `CATEGORIES` line (comma-separated, unescaped),
+/// if there are any; shared by iCalendar events and vCards.
+pub fn insert_categories(r: &mut Object, props: &[ContentLine]) {
+    let categories: Vec<Value> = props
+        .iter()
+        .filter(|l| l.name == "CATEGORIES")
+        .flat_map(|l| split_unescaped(&l.value, ','))
+        .filter(|c| !c.is_empty())
+        .map(Value::String)
+        .collect();
+    if !categories.is_empty() {
+        r.insert("categories".into(), Value::Array(categories));
+    }
+}
+
 pub fn components(lines: &[ContentLine], kind: &str) -> Result<Vec<Vec<ContentLine>>, String> {
     let mut stack: Vec<(String, u64)> = Vec::new();
     let mut out = Vec::new();
@@ -330,16 +345,7 @@ pub fn parse(text: &str) -> Result<(Vec<Object>, Vec<String>), String> {
         if let Some(d) = duration {
             r.insert("duration_minutes".into(), Value::from(d));
         }
-        let categories: Vec<Value> = props
-            .iter()
-            .filter(|l| l.name == "CATEGORIES")
-            .flat_map(|l| split_unescaped(&l.value, ','))
-            .filter(|c| !c.is_empty())
-            .map(Value::String)
-            .collect();
-        if !categories.is_empty() {
-            r.insert("categories".into(), Value::Array(categories));
-        }
+        insert_categories(&mut r, &props);
         if let Some(l) = get("RRULE") {
             r.insert("recurrence".into(), Value::String(l.value.clone()));
         }

@@ -13,7 +13,9 @@
 //!
 //! A card with neither `FN` nor `N` is skipped and reported.
 
-use crate::ical::{components, content_lines, split_unescaped, unescape, Object};
+use crate::ical::{
+    components, content_lines, insert_categories, split_unescaped, unescape, Object,
+};
 use serde_json::{Map, Value};
 
 /// Parses a vCard file: its contacts, and one reason per card that was skipped.
@@ -89,16 +91,7 @@ pub fn parse(text: &str) -> Result<(Vec<Object>, Vec<String>), String> {
                 }
             }
         }
-        let categories: Vec<Value> = props
-            .iter()
-            .filter(|l| l.name == "CATEGORIES")
-            .flat_map(|l| split_unescaped(&l.value, ','))
-            .filter(|c| !c.is_empty())
-            .map(Value::String)
-            .collect();
-        if !categories.is_empty() {
-            r.insert("categories".into(), Value::Array(categories));
-        }
+        insert_categories(&mut r, &props);
         out.push(r);
     }
     Ok((out, skipped))

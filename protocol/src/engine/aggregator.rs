@@ -91,6 +91,25 @@ pub(super) fn quorum(plan: &Plan, group: GroupId) -> usize {
     acceptors(plan, group).len() / 2 + 1
 }
 
+/// The report of a position that already adopted: what it holds, what it accepted and the
+/// manifest it adopted, so that its reader stops waiting for it.
+fn adopted_report(
+    comp: &Computation,
+    key: (GroupId, Position),
+    role: &Role,
+    adopted: &Adopted,
+) -> Body {
+    let (_, accepted) = acceptor_state(comp, key.0);
+    Body::Report(ReportMsg {
+        group: key.0,
+        position: key.1,
+        serving: true,
+        items: role.items(),
+        accepted,
+        adopted: Some(adopted.manifest.clone()),
+    })
+}
+
 fn acceptor_state(comp: &Computation, group: GroupId) -> (u32, Option<(u32, Manifest)>) {
     comp.acceptors
         .get(&group)
@@ -907,19 +926,11 @@ pub(super) fn on_report(
     if let Some(adopted) = &role.adopted {
         // Already adopted: tell the sender, unless it told us (no echo between adopters).
         if m.adopted.is_none() {
-            let (_, accepted) = acceptor_state(comp, key.0);
             ctx.send_to(
                 from,
                 id,
                 round,
-                Body::Report(ReportMsg {
-                    group: key.0,
-                    position: key.1,
-                    serving: true,
-                    items: role.items(),
-                    accepted,
-                    adopted: Some(adopted.manifest.clone()),
-                }),
+                adopted_report(comp, key, role, adopted),
                 None,
             );
         }
@@ -1091,19 +1102,11 @@ pub(super) fn on_manifest(
         let role = comp.roles.get(&key).ok_or("no role")?;
         if let Some(adopted) = &role.adopted {
             // Tell the leader what was adopted, so that it stops waiting.
-            let (_, accepted) = acceptor_state(comp, m.group);
             ctx.send_to(
                 from,
                 id,
                 round,
-                Body::Report(ReportMsg {
-                    group: key.0,
-                    position: key.1,
-                    serving: true,
-                    items: role.items(),
-                    accepted,
-                    adopted: Some(adopted.manifest.clone()),
-                }),
+                adopted_report(comp, key, role, adopted),
                 None,
             );
             return Ok(());
