@@ -194,6 +194,21 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             .gossipsub
             .subscribe(&IdentTopic::new(topic))?;
     }
+    // A restarted node knows its peers from the stored directory: give the swarm their
+    // addresses before the restored roles send anything, or the first sends fail to dial and
+    // fail over away from live members.
+    for peer in lock(&directory).peers() {
+        if peer.peer_id == peer_id {
+            continue;
+        }
+        for addr in &peer.addrs {
+            swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer.peer_id, addr.clone());
+            swarm.add_peer_address(peer.peer_id, addr.clone());
+        }
+    }
     let mut bootstrap = config.bootstrap.clone();
     bootstrap.extend(args.bootstrap.iter().cloned());
     for b in &bootstrap {
@@ -370,6 +385,11 @@ impl Effects for NodeEffects<'_> {
 
     fn send(&mut self, to: NodeId, message: Message) {
         hook::observe(hook::Effect::Sending(&message));
+        tracing::debug!(
+            "send {} to {to}{}",
+            message.kind(),
+            slot_text(message.to.as_ref())
+        );
         *self.sent_by_kind.entry(message.kind()).or_default() += 1;
         if to == self.me {
             if self.loopback.len() >= MAX_LOOPBACK {
@@ -729,6 +749,12 @@ impl Node {
                     match codec::decode(&request) {
                         Ok(m) => {
                             hook::observe(hook::Effect::Received(&m));
+                            tracing::debug!(
+                                "received {} from {}{}",
+                                m.kind(),
+                                node_id_of(&peer),
+                                slot_text(m.to.as_ref())
+                            );
                             self.count_received(&m);
                             self.engine
                                 .handle_message(now_micros(), node_id_of(&peer), m);
@@ -1325,6 +1351,17 @@ fn parse_commissioner_key(key: &str) -> Result<String, String> {
     ed25519_dalek::VerifyingKey::from_bytes(&bytes)
         .map_err(|_| format!("{key:?} is not a valid ed25519 key"))?;
     Ok(k)
+}
+
+/// ` for (level, index) position p`, for debug traces of addressed messages.
+fn slot_text(slot: Option<&grove_protocol::message::Slot>) -> String {
+    slot.map(|s| {
+        format!(
+            " for ({}, {}) position {}",
+            s.group.level, s.group.index, s.position
+        )
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

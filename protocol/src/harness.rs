@@ -216,6 +216,7 @@ pub struct Cluster {
     versions: BTreeMap<Digest, Manifest>,
     crash_after: BTreeMap<(usize, &'static str), usize>,
     slow: BTreeMap<(usize, &'static str), u64>,
+    cut: BTreeSet<(usize, usize)>,
     crash_on_receive: Option<(BTreeSet<usize>, &'static str, usize)>,
     holdings: BTreeMap<usize, BTreeMap<Subject, BTreeSet<Position>>>,
     privacy_violations: Vec<String>,
@@ -280,6 +281,7 @@ impl Cluster {
             versions: BTreeMap::new(),
             crash_after: BTreeMap::new(),
             slow: BTreeMap::new(),
+            cut: BTreeSet::new(),
             crash_on_receive: None,
             holdings: BTreeMap::new(),
             privacy_violations: Vec::new(),
@@ -451,6 +453,12 @@ impl Cluster {
     /// slow or congested sender, for example a leader whose manifests arrive late).
     pub fn slow_sends(&mut self, node: usize, kind: &'static str, extra: u64) {
         self.slow.insert((node, kind), extra);
+    }
+
+    /// `from` cannot reach `to` although `to` is alive (a failed dial, a broken route): every
+    /// message it sends there comes back undelivered, as from a dead peer.
+    pub fn cut_link(&mut self, from: usize, to: usize) {
+        self.cut.insert((from, to));
     }
 
     /// The first of `nodes` to receive a message of `kind` crashes as it arrives, before
@@ -752,6 +760,21 @@ impl Cluster {
         e.1 += bytes.len() as u64;
         if self.lost() {
             self.traffic.lost += 1;
+            return;
+        }
+        if self.cut.contains(&(from, to)) {
+            let msg = self.next_msg;
+            self.next_msg += 1;
+            self.in_flight.insert(msg, bytes);
+            let at = self.now.plus(self.cfg.unreachable_delay);
+            self.schedule(
+                at,
+                Action::Unreachable {
+                    sender: from,
+                    dead: to,
+                    msg,
+                },
+            );
             return;
         }
         let extra = self.slow.get(&(from, message.kind())).copied().unwrap_or(0);

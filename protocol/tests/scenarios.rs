@@ -659,3 +659,47 @@ fn a_leader_still_collecting_proposes_from_the_others_reports() {
     // complete once the child's value reached it.
     assert_eq!(leader_adoptions, vec![false, true]);
 }
+
+/// Two candidates can serve one position: a contributor that cannot reach a live member fails
+/// over to that position's backup, which then holds only that contributor's share. The leader
+/// must build the manifest on the member's fuller report, whatever order the two reports
+/// arrive in. With g = 3, t = 2 and another member dead, letting the backup's late report replace the
+/// member's once cut the whole leaf down to the one contributor both held.
+#[test]
+fn a_backup_serving_one_failed_over_share_does_not_shrink_the_leaf() {
+    let mut c = setup(40, 30, 6, 11);
+    let id = c.launch(COMMISSIONER, &LaunchParams::new(3, 2, 4, 2, 6));
+    let plan = c.plan(&id).expect("plan");
+    let leaf0 = leaf(0);
+    let members: Vec<usize> = (1..=3).map(|p| member(&c, &id, leaf0, p)).collect();
+    let contributors: BTreeSet<NodeId> = (1..=30).map(|i| c.node_id(i)).collect();
+    let x = leaf_contributors(&c, &id, leaf0, &contributors)
+        .into_iter()
+        .filter_map(|n| c.index_of(&n))
+        .find(|i| !members.contains(i))
+        .expect("a leaf-0 contributor outside its group");
+    let backup = c
+        .index_of(&plan.candidates(leaf0, 3).nth(1).expect("a backup"))
+        .expect("backup in cluster");
+    assert!(backup != x && !members.contains(&backup));
+    // x cannot reach the position-3 member; its backup gets x's share alone and reports last.
+    c.cut_link(x, members[2]);
+    c.slow_sends(backup, "report", 50_000);
+    // The position-2 member dies after the shares arrived: positions 1 and 3 must carry it.
+    c.crash_at(members[1], c.now.plus(200_000));
+    let o = run(&mut c, &id);
+    // Only x may be missing: no single position-3 server holds x's share with the others'.
+    let mut leaf_set = leaf_contributors(&c, &id, leaf0, &o.finished_sending);
+    leaf_set.remove(&c.node_id(x));
+    assert!(
+        leaf_set.len() > 2,
+        "a leaf of {} contributors",
+        leaf_set.len()
+    );
+    assert!(
+        leaf_set.is_subset(&o.included),
+        "leaf 0 lost {} of its {} other contributors",
+        leaf_set.difference(&o.included).count(),
+        leaf_set.len()
+    );
+}

@@ -630,7 +630,7 @@ pub(super) fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx:
         let items = role.items();
         lead_round(comp, key, round, ctx);
         if let Some(lead) = comp.roles.get_mut(&key).and_then(|r| r.leader.as_mut()) {
-            lead.reports.insert(key.1, items);
+            keep_larger_report(&mut lead.reports, key.1, items);
         }
         return;
     }
@@ -900,6 +900,23 @@ pub(super) fn is_candidate(
     comp.plan.candidate_rank(group, position, from).is_some()
 }
 
+/// Records a position's report for the manifest. Two candidates can serve one position (a
+/// member, and a backup a contributor failed over to while the member looked unreachable);
+/// the manifest can only count on the one holding more, and a later, smaller report must not
+/// replace it: that once cut a whole leaf's contributors down to the backup's one share.
+fn keep_larger_report(
+    reports: &mut BTreeMap<Position, Vec<Item>>,
+    position: Position,
+    items: Vec<Item>,
+) {
+    match reports.get(&position) {
+        Some(held) if held.len() >= items.len() => {}
+        _ => {
+            reports.insert(position, items);
+        }
+    }
+}
+
 pub(super) fn my_role_in(comp: &Computation, group: GroupId) -> Option<(GroupId, Position)> {
     comp.roles.keys().find(|(g, _)| *g == group).copied()
 }
@@ -965,10 +982,10 @@ pub(super) fn on_report(
     if let Some(lead) = role.leader.as_mut() {
         lead.promises.insert(from, m.accepted);
         if m.serving {
-            lead.reports.insert(m.position, m.items);
+            keep_larger_report(&mut lead.reports, m.position, m.items);
         }
         if let Some(own) = own {
-            lead.reports.insert(key.1, own);
+            keep_larger_report(&mut lead.reports, key.1, own);
         }
     }
     Ok(())
