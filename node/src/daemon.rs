@@ -950,13 +950,21 @@ impl Node {
     /// contributes twice to one computation (a crash in between errs towards not
     /// contributing).
     fn consent(&mut self, computation: ComputationId) {
-        let decline = |node: &Node, rule: &str, why: String| {
+        // A declining node tells its leaf group (no value, only that it will not send), so
+        // the leaf stops collecting once every node it serves has sent shares or declined.
+        let decline = |node: &mut Node, rule: &str, why: String| {
             node.audit_rule(
                 Some(&computation),
                 "declined",
                 rule,
                 format!("{why}: no share was sent"),
-            )
+            );
+            if let Err(e) = node
+                .engine
+                .handle_command(now_micros(), Command::Decline { computation })
+            {
+                tracing::debug!("cannot tell the leaf group of {computation}: {e}");
+            }
         };
         let Some(known) = self.known_requests.get(&computation).cloned() else {
             decline(

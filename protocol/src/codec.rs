@@ -177,6 +177,7 @@ pub fn sample_messages() -> Vec<Message> {
             child: leaf,
             target: 2,
         }),
+        Body::Decline(DeclineMsg { group: leaf }),
         Body::HealOffer(HealOfferMsg {
             child: leaf,
             target: 2,
@@ -238,7 +239,7 @@ mod tests {
         let samples = sample_messages();
         let mut kinds: Vec<&str> = samples.iter().map(|m| m.kind()).collect();
         kinds.dedup();
-        assert_eq!(kinds.len(), 17, "one sample of every body kind");
+        assert_eq!(kinds.len(), 18, "one sample of every body kind");
         for m in &samples {
             let bytes = encode(m).unwrap();
             assert_eq!(bytes[..4], MAGIC);

@@ -68,6 +68,9 @@ pub enum Command {
         computation: ComputationId,
         values: Vec<f64>,
     },
+    /// This node will not contribute to a known computation: tell its leaf group, so that the
+    /// leaf need not wait for its share window.
+    Decline { computation: ComputationId },
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -503,6 +506,7 @@ impl Engine {
                 computation,
                 values,
             } => self.contribute(computation, &values),
+            Command::Decline { computation } => self.decline(computation),
         };
         self.advance_all();
         result
@@ -839,6 +843,32 @@ impl Engine {
         Ok(())
     }
 
+    /// Tells each position of this node's leaf group that it will not contribute. Nothing is
+    /// persisted: a lost decline only makes the leaf wait for its share window.
+    fn decline(&mut self, id: ComputationId) -> Result<(), CommandError> {
+        let comp = self
+            .computations
+            .get(&id)
+            .ok_or(CommandError::UnknownComputation(id))?;
+        if comp.contribution.is_some() {
+            return Ok(()); // it contributed: its shares speak for it
+        }
+        let plan = &comp.plan;
+        let leaf = plan.leaf_of(&self.identity.node);
+        let mut ctx = ctx!(self);
+        for position in 1..=plan.g {
+            let server = server_of(plan, &comp.servers, slot(leaf, position));
+            ctx.send_to(
+                server,
+                id,
+                0,
+                Body::Decline(DeclineMsg { group: leaf }),
+                None,
+            );
+        }
+        Ok(())
+    }
+
     /// Sends (or re-sends, identically) this node's shares to its leaf group.
     fn send_shares(&mut self, id: ComputationId) {
         self.send_shares_to(id, None);
@@ -1033,6 +1063,7 @@ impl Engine {
             Body::ReleaseShare(m) => on_release_share(comp, from, m, &mut ctx, &mut records),
             Body::Finish(m) => on_finish(comp, from, m, &mut records),
             Body::Vote(m) => on_vote(comp, from, round, m, &mut ctx, &mut records),
+            Body::Decline(m) => on_decline(comp, from, m),
         };
         if let Err(reason) = result {
             ctx.reject(from, kind, reason);

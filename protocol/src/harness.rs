@@ -789,16 +789,20 @@ impl Cluster {
                 *self.nodes[n].shares_sent.entry(*computation).or_default() += 1;
             }
             Event::RequestAccepted { computation, .. } => {
-                if let Some(values) = self.contributions.get(&n).cloned() {
+                // A node without a contribution declines, as a real node's owner would.
+                let command = match self.contributions.get(&n).cloned() {
+                    Some(values) => Command::Contribute {
+                        computation: *computation,
+                        values,
+                    },
+                    None => Command::Decline {
+                        computation: *computation,
+                    },
+                };
+                {
                     let now = self.now;
                     if let Some(engine) = self.nodes[n].engine.as_mut() {
-                        if let Err(e) = engine.handle_command(
-                            now,
-                            Command::Contribute {
-                                computation: *computation,
-                                values,
-                            },
-                        ) {
+                        if let Err(e) = engine.handle_command(now, command) {
                             let me = self.nodes[n].identity.node;
                             self.events.push((
                                 now,

@@ -64,6 +64,16 @@ pub enum Body {
     /// position, which adopts the manifest once a majority of acceptors voted for it in one
     /// round.
     Vote(VoteMsg),
+    /// A node that will not contribute (its owner declined, or it holds no matching records)
+    /// tells each member of its leaf group, so that the leaf stops collecting once every node
+    /// the directory maps to it has either sent its shares or declined.
+    Decline(DeclineMsg),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeclineMsg {
+    /// The sender's leaf group.
+    pub group: GroupId,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -250,6 +260,7 @@ impl Message {
             Body::ReleaseShare(m) => pos_ok(m.position) && vec_ok(&m.share),
             Body::Finish(m) => m.signature.len() == 64,
             Body::Vote(m) => pos_ok(m.position) && m.manifest.items.len() <= MAX_MANIFEST_ITEMS,
+            Body::Decline(_) => true,
         };
         if ok {
             Ok(())
@@ -278,6 +289,7 @@ impl Message {
             Body::ReleaseShare(_) => "release-share",
             Body::Finish(_) => "finish",
             Body::Vote(_) => "vote",
+            Body::Decline(_) => "decline",
         }
     }
 }

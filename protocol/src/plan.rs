@@ -176,6 +176,9 @@ pub struct Plan {
     roles: HashMap<NodeId, Vec<(GroupId, Position)>>,
     /// Every (group, position) each peer is a backup for.
     backup_roles: HashMap<NodeId, Vec<(GroupId, Position)>>,
+    /// How many directory peers each leaf group serves (`leaf_of` over the whole directory):
+    /// a leaf stops collecting once that many have sent shares or declined.
+    leaf_sizes: Vec<u32>,
 }
 
 impl Plan {
@@ -319,7 +322,7 @@ impl Plan {
                 }
             }
         }
-        Ok(Plan {
+        let mut plan = Plan {
             computation: id,
             g,
             t,
@@ -332,7 +335,26 @@ impl Plan {
             keys,
             roles,
             backup_roles,
-        })
+            leaf_sizes: Vec::new(),
+        };
+        let mut leaf_sizes = vec![0u32; plan.level_sizes[0] as usize];
+        directory.for_each_closest(&[0u8; 32], &mut |peer| {
+            leaf_sizes[plan.leaf_of(&peer).index as usize] += 1;
+            true
+        });
+        plan.leaf_sizes = leaf_sizes;
+        Ok(plan)
+    }
+
+    /// How many directory peers a leaf group serves (0 for a group that is not a leaf).
+    pub fn leaf_size(&self, group: GroupId) -> u32 {
+        if group.level != 0 {
+            return 0;
+        }
+        self.leaf_sizes
+            .get(group.index as usize)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn depth(&self) -> u8 {

@@ -83,8 +83,9 @@ fn a_leaf_member_crashing_before_agreement_is_replaced_and_nothing_is_lost() {
     let mut c = setup(60, 40, 6, 2);
     let id = c.launch(COMMISSIONER, &small_params());
     let victim = member(&c, &id, leaf(0), 2);
-    // Shares arrive within 40 ms; the leaf collects for 400 ms.
-    c.crash_at(victim, c.now.plus(200_000));
+    // It holds its shares and reported them (the leaf closed as soon as every node of the leaf
+    // had sent shares or declined), and dies as the leader's proposal reaches it.
+    c.crash_first_receiver([victim], "manifest");
     let o = run(&mut c, &id);
     // The victim may itself have been a contributor: it finished sending before it died.
     assert_eq!(o.included, o.finished_sending);
@@ -682,6 +683,15 @@ fn a_backup_serving_one_failed_over_share_does_not_shrink_the_leaf() {
         .index_of(&plan.candidates(leaf0, 3).nth(1).expect("a backup"))
         .expect("backup in cluster");
     assert!(backup != x && !members.contains(&backup));
+    // Another node of leaf 0 is down from the start, so the leaf waits for its share window
+    // rather than closing as soon as every node sent shares or declined.
+    let all: BTreeSet<NodeId> = (1..c.len()).map(|i| c.node_id(i)).collect();
+    let absent = leaf_contributors(&c, &id, leaf0, &all)
+        .into_iter()
+        .filter_map(|n| c.index_of(&n))
+        .find(|i| *i != x && *i != backup && !members.contains(i))
+        .expect("another node of leaf 0");
+    c.crash_at(absent, c.now);
     // x cannot reach the position-3 member; its backup gets x's share alone and reports last.
     c.cut_link(x, members[2]);
     c.slow_sends(backup, "report", 50_000);
@@ -702,4 +712,46 @@ fn a_backup_serving_one_failed_over_share_does_not_shrink_the_leaf() {
         leaf_set.difference(&o.included).count(),
         leaf_set.len()
     );
+}
+
+/// Nodes that will not contribute decline to their leaf group, so a leaf stops collecting as
+/// soon as every node the directory maps to it has sent shares or declined, long before its
+/// share window (400 ms here). A leaf with a node that never answers (down from the start)
+/// waits for the window, and nothing is lost either way.
+#[test]
+fn leaves_close_once_every_node_sent_or_declined() {
+    let mut c = setup(60, 40, 6, 12);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let all: BTreeSet<NodeId> = (1..c.len()).map(|i| c.node_id(i)).collect();
+    let plan = c.plan(&id).expect("plan");
+    let members: BTreeSet<NodeId> = (1..=plan.g).map(|p| plan.member(leaf(1), p)).collect();
+    let absent = leaf_contributors(&c, &id, leaf(1), &all)
+        .into_iter()
+        .find(|n| !members.contains(n))
+        .and_then(|n| c.index_of(&n))
+        .expect("a node of leaf 1 outside its group");
+    let start = c.now;
+    c.crash_at(absent, start);
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.finished_sending);
+    let first_adoption = |leaf_index: u32| {
+        c.events
+            .iter()
+            .filter_map(|(at, _, e)| match e {
+                Event::ManifestAdopted { group, .. } if *group == leaf(leaf_index) => Some(*at),
+                _ => None,
+            })
+            .min()
+            .expect("the leaf adopted")
+    };
+    let window = LaunchParams::default_timeouts().share_window;
+    for l in [0, 2, 3] {
+        assert!(
+            first_adoption(l) < start.plus(window / 2),
+            "leaf {l} adopted at {:?}",
+            first_adoption(l)
+        );
+    }
+    assert!(first_adoption(1) >= start.plus(window));
+    assert!(c.traffic.by_kind.contains_key("decline"));
 }

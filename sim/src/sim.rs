@@ -996,18 +996,18 @@ impl Simulator {
     fn on_event(&mut self, node: Ix, event: Event) {
         match event {
             Event::RequestAccepted { computation, .. } => {
-                if let Some(values) = self.nodes[node as usize].contribution.clone() {
-                    let now = self.now;
-                    if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
-                        if let Err(e) = engine.handle_command(
-                            now,
-                            Command::Contribute {
-                                computation,
-                                values,
-                            },
-                        ) {
-                            self.reject(format!("node {node}: contribute: {e}"));
-                        }
+                // A node that does not contribute declines, so its leaf need not wait for it.
+                let command = match self.nodes[node as usize].contribution.clone() {
+                    Some(values) => Command::Contribute {
+                        computation,
+                        values,
+                    },
+                    None => Command::Decline { computation },
+                };
+                let now = self.now;
+                if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
+                    if let Err(e) = engine.handle_command(now, command) {
+                        self.reject(format!("node {node}: contribute or decline: {e}"));
                     }
                 }
             }

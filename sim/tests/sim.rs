@@ -47,7 +47,7 @@ fn size_only_mode_makes_the_same_decisions_as_full_mode() {
         level: 0,
         index: 1,
         position: 2,
-        at_ms: Some(300.0),
+        at_ms: Some(120.0),
         after_send: None,
     }];
     let mut size_only = full.clone();

@@ -158,6 +158,9 @@ pub(super) struct Role {
     /// Children given up on a failure notice (S&P drops a child whose server died): collection
     /// no longer waits for them.
     pub(super) dropped: BTreeSet<GroupId>,
+    /// Nodes of this leaf that declined to contribute (never persisted: after a restart the
+    /// leaf waits for its share window).
+    pub(super) declined: BTreeSet<NodeId>,
 }
 
 impl Role {
@@ -178,7 +181,18 @@ impl Role {
             completed_late: false,
             asked_contributors: false,
             dropped: BTreeSet::new(),
+            declined: BTreeSet::new(),
         }
+    }
+
+    /// Whether every directory peer of this leaf has sent its share or declined.
+    pub(super) fn leaf_accounted(&self, leaf_size: u32) -> bool {
+        let declined = self
+            .declined
+            .iter()
+            .filter(|n| !self.shares.contains_key(n))
+            .count();
+        leaf_size > 0 && self.shares.len() + declined >= leaf_size as usize
     }
 
     /// After a late item arrived: if the adopted manifest's sum can now be computed, compute it
@@ -313,6 +327,7 @@ pub(super) fn advance_role(
     let g = comp.plan.g;
     let t = comp.plan.t as usize;
     let leaf_deadline = comp.request().created_at.plus(to.share_window);
+    let leaf_size = comp.plan.leaf_size(key.0);
     let level_cap = level_deadline(comp.request(), key.0.level);
     let children = comp.plan.children(key.0);
     let strategy = comp.strategy.clone();
@@ -322,7 +337,9 @@ pub(super) fn advance_role(
 
     if role.stage == Stage::Collecting {
         let done = if key.0.level == 0 {
-            now >= leaf_deadline || strategy.leaf_complete(key.0, role.shares.len())
+            now >= leaf_deadline
+                || strategy.leaf_complete(key.0, role.shares.len())
+                || role.leaf_accounted(leaf_size)
         } else {
             let all = children
                 .iter()
@@ -719,6 +736,33 @@ pub(super) fn check_position(comp: &Computation, p: Position) -> Result<(), Stri
     } else {
         Ok(())
     }
+}
+
+pub(super) fn on_decline(
+    comp: &mut Computation,
+    from: NodeId,
+    m: DeclineMsg,
+) -> Result<(), String> {
+    if m.group.level != 0 || !comp.plan.contains(m.group) || comp.plan.leaf_of(&from) != m.group {
+        return Err("decline for a group that is not the sender's leaf".into());
+    }
+    let keys: Vec<(GroupId, Position)> = comp
+        .roles
+        .keys()
+        .filter(|(g, _)| *g == m.group)
+        .copied()
+        .collect();
+    if keys.is_empty() {
+        return Err("decline for a group this node does not serve".into());
+    }
+    for key in keys {
+        if let Some(role) = comp.roles.get_mut(&key) {
+            if role.stage == Stage::Collecting && role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF {
+                role.declined.insert(from);
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn on_share(

@@ -18,8 +18,9 @@
 //!   window as in Grove.
 //!
 //! Either baseline may know its leaf rosters (DISSEC's leaf aggregators know their contributor
-//! list and stop collecting once every share is in); Grove cannot know who will contribute and
-//! waits for its share window.
+//! list and stop collecting once every share is in). Every strategy also stops once every node
+//! the directory maps to the leaf has sent shares or declined (`Body::Decline`); the roster is
+//! DISSEC's model of the same knowledge.
 
 use crate::ids::GroupId;
 use std::collections::BTreeMap;
