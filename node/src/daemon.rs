@@ -53,7 +53,7 @@ pub const MAX_LISTED_RECORDS: usize = 10_000;
 /// How often the loop checks whether to announce itself.
 const ANNOUNCE_TICK: Duration = Duration::from_millis(250);
 /// Shortest gap between two announcements.
-const ANNOUNCE_MIN_GAP: Duration = Duration::from_millis(500);
+const ANNOUNCE_MIN_GAP: Duration = Duration::from_secs(3);
 /// How often the DHT is refreshed.
 const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -575,6 +575,9 @@ impl Node {
     fn maybe_announce(&mut self) {
         let since = self.last_announce.map(|t| t.elapsed());
         let periodic = since.is_none_or(|s| s >= self.announce_interval);
+        // Every newcomer makes every node announce again (so that it learns them): coalesce
+        // those into one announcement per `ANNOUNCE_MIN_GAP`, or N joining nodes cost N^2
+        // broadcasts, each verified by all N.
         let allowed = since.is_none_or(|s| s >= ANNOUNCE_MIN_GAP);
         if (self.announce_due || periodic) && allowed {
             self.announce();
@@ -611,14 +614,18 @@ impl Node {
             },
             bytes.clone(),
         );
-        self.last_announce = Some(Instant::now());
         match self
             .swarm
             .behaviour_mut()
             .gossipsub
             .publish(IdentTopic::new(net::TOPIC_DIRECTORY), bytes)
         {
-            Ok(_) => self.announce_due = false,
+            Ok(_) => {
+                // Only a published announcement starts the gap: a node with no mesh peers yet
+                // retries at the next tick.
+                self.last_announce = Some(Instant::now());
+                self.announce_due = false;
+            }
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
                 self.announce_due = true;
             }
@@ -725,6 +732,15 @@ impl Node {
             self.swarm.add_peer_address(peer.peer_id, addr.clone());
         }
         let id = peer.peer_id;
+        // A periodic re-announcement with the same addresses and key changes nothing a restart
+        // needs: only a new or changed peer costs a durable write (each one an fsync, which at
+        // 100 nodes re-announcing to each other was most of a daemon's work).
+        let changed = {
+            let d = lock(&self.directory);
+            d.get(&peer.node).is_none_or(|old| {
+                old.addrs != peer.addrs || old.x25519_public != peer.x25519_public
+            })
+        };
         let new = lock(&self.directory).insert_signed(peer, bytes.to_vec());
         if new {
             tracing::info!(
@@ -734,8 +750,10 @@ impl Node {
             // Tell the newcomer about us (it may have missed our last announcement).
             self.announce_due = true;
         }
-        if let Err(e) = self.store.put_announcement(&id.to_base58(), bytes) {
-            tracing::warn!("cannot store an announcement: {e}");
+        if changed {
+            if let Err(e) = self.store.put_announcement(&id.to_base58(), bytes) {
+                tracing::warn!("cannot store an announcement: {e}");
+            }
         }
     }
 
