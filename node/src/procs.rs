@@ -240,16 +240,22 @@ fn kill_group(pid: u32) {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill_all();
-        if std::thread::panicking() {
-            // A failing test: keep every daemon's whole log where `GROVE_TEST_LOGS` says.
-            if let Some(keep) = std::env::var_os("GROVE_TEST_LOGS") {
-                let keep = PathBuf::from(keep);
-                let _ = std::fs::create_dir_all(&keep);
-                for i in 0..self.nodes.len() {
-                    let _ = std::fs::copy(self.log_path(i), keep.join(format!("node-{i}.log")));
-                }
+        // `GROVE_TEST_LOGS=DIR` keeps every daemon's whole log, in a folder named after the
+        // cluster's temporary root (several clusters may run in one test binary).
+        if let Some(keep) = std::env::var_os("GROVE_TEST_LOGS") {
+            let name = self
+                .root()
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            let keep = PathBuf::from(keep).join(name);
+            let _ = std::fs::create_dir_all(&keep);
+            for i in 0..self.nodes.len() {
+                let _ = std::fs::copy(self.log_path(i), keep.join(format!("node-{i}.log")));
             }
-            // And show the end of every daemon's log before the dirs go.
+        }
+        if std::thread::panicking() {
+            // A failing test: show the end of every daemon's log before the dirs go.
             for i in 0..self.nodes.len() {
                 let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
                 let lines: Vec<&str> = log.lines().collect();
