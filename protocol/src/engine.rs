@@ -1077,13 +1077,24 @@ impl Engine {
         for pending in records {
             match pending {
                 Pending::Record(r) => self.record(r),
-                Pending::Adopt { id, key, manifest } => self.adopt(id, key, manifest),
+                Pending::Adopt {
+                    id,
+                    key,
+                    manifest,
+                    announce,
+                } => self.adopt(id, key, manifest, announce),
                 Pending::Close { id } => self.close(id),
             }
         }
     }
 
-    fn adopt(&mut self, id: ComputationId, key: (GroupId, Position), manifest: Manifest) {
+    fn adopt(
+        &mut self,
+        id: ComputationId,
+        key: (GroupId, Position),
+        manifest: Manifest,
+        announce: bool,
+    ) {
         {
             let Some(comp) = self.computations.get(&id) else {
                 return;
@@ -1105,8 +1116,23 @@ impl Engine {
             return;
         };
         let mut ctx = ctx!(self);
-        if let Some(adopted) = comp.roles.get(&key).and_then(|r| r.adopted.as_ref()) {
-            ctx.event(adopted.event(id, key));
+        if let Some(role) = comp.roles.get(&key) {
+            if let Some(adopted) = role.adopted.as_ref() {
+                ctx.event(adopted.event(id, key));
+                if announce {
+                    let body = aggregator::announce_adoption(comp, key, role, adopted);
+                    for p in (1..=comp.plan.g).filter(|p| *p != key.1) {
+                        ctx.send_slot(
+                            &comp.plan,
+                            &comp.servers,
+                            id,
+                            slot(key.0, p),
+                            role.round,
+                            body.clone(),
+                        );
+                    }
+                }
+            }
         }
         send_up(comp, key, &mut ctx);
     }
@@ -1220,6 +1246,9 @@ enum Pending {
         id: ComputationId,
         key: (GroupId, Position),
         manifest: Manifest,
+        /// This position counted the quorum of votes itself (it leads the round): it tells
+        /// every other position, which adopts on its word.
+        announce: bool,
     },
     Close {
         id: ComputationId,

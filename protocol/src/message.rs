@@ -60,9 +60,9 @@ pub enum Body {
     ReleaseShare(ReleaseShareMsg),
     /// The commissioner's signed note that the computation is over.
     Finish(FinishMsg),
-    /// An acceptor (a candidate of the group) accepted the round's manifest; sent to every
-    /// position, which adopts the manifest once a majority of acceptors voted for it in one
-    /// round.
+    /// An acceptor (a candidate of the group) accepted the round's manifest; sent to the
+    /// round's leader, which adopts the manifest once a majority of acceptors voted for it in
+    /// one round and then tells every other position.
     Vote(VoteMsg),
     /// A node that will not contribute (its owner declined, or it holds no matching records)
     /// tells each member of its leaf group, so that the leaf stops collecting once every node
