@@ -493,6 +493,23 @@ impl Cluster {
         self.schedule(self.now.plus(delay), Action::Deliver { to, from, msg });
     }
 
+    /// `to` cannot be reached: after `unreachable_delay` the sender's engine gets the message
+    /// back through `handle_unreachable`.
+    fn hand_back(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
+        let msg = self.next_msg;
+        self.next_msg += 1;
+        self.in_flight.insert(msg, bytes);
+        let at = self.now.plus(self.cfg.unreachable_delay);
+        self.schedule(
+            at,
+            Action::Unreachable {
+                sender: from,
+                dead: to,
+                msg,
+            },
+        );
+    }
+
     fn latency(&mut self) -> u64 {
         let span = self.cfg.latency_max.saturating_sub(self.cfg.latency_min) + 1;
         self.cfg.latency_min + self.rng.next_u64() % span
@@ -544,18 +561,7 @@ impl Cluster {
                 let Some(engine) = self.nodes[to].engine.as_mut() else {
                     self.traffic.dropped_at_dead_nodes += 1;
                     // The sender's transport notices the dead peer and hands the message back.
-                    let msg = self.next_msg;
-                    self.next_msg += 1;
-                    self.in_flight.insert(msg, bytes);
-                    let at = self.now.plus(self.cfg.unreachable_delay);
-                    self.schedule(
-                        at,
-                        Action::Unreachable {
-                            sender: from,
-                            dead: to,
-                            msg,
-                        },
-                    );
+                    self.hand_back(from, to, bytes);
                     return;
                 };
                 match codec::decode(&bytes) {
@@ -763,18 +769,7 @@ impl Cluster {
             return;
         }
         if self.cut.contains(&(from, to)) {
-            let msg = self.next_msg;
-            self.next_msg += 1;
-            self.in_flight.insert(msg, bytes);
-            let at = self.now.plus(self.cfg.unreachable_delay);
-            self.schedule(
-                at,
-                Action::Unreachable {
-                    sender: from,
-                    dead: to,
-                    msg,
-                },
-            );
+            self.hand_back(from, to, bytes);
             return;
         }
         let extra = self.slow.get(&(from, message.kind())).copied().unwrap_or(0);
