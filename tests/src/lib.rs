@@ -333,18 +333,7 @@ pub async fn import_and_trust(cluster: &Cluster, values: &[Option<u64>]) -> anyh
             )
             .await?;
         }
-        ctl(
-            cluster,
-            i,
-            ControlRequest::TrustAdd {
-                key: key.clone(),
-                collections: vec![],
-                label: String::new(),
-                min_contributors: 1,
-                limits: Default::default(),
-            },
-        )
-        .await?;
+        trust(cluster, i, &key, &[]).await?;
     }
     Ok(())
 }

@@ -100,18 +100,7 @@ async fn a_node_that_missed_a_peer_plans_over_the_commissioners_snapshot() -> an
             },
         )
         .await?;
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::TrustAdd {
-                key: key.clone(),
-                collections: vec![],
-                label: String::new(),
-                min_contributors: 1,
-                limits: Default::default(),
-            },
-        )
-        .await?;
+        grove_e2e::trust(&cluster, i, &key, &[]).await?;
     }
     let mut params = sum_params("c", "x", 3, 2);
     params.share_window_ms = 4000;
@@ -148,16 +137,11 @@ async fn a_request_whose_snapshot_cannot_be_fetched_is_declined_and_audited() ->
 {
     let cluster = start_network(Path::new(EXE), 2).await?;
     let commissioner = SigningKey::from_bytes(&[9u8; 32]);
-    ctl(
+    grove_e2e::trust(
         &cluster,
         1,
-        ControlRequest::TrustAdd {
-            key: hex(&commissioner.verifying_key().to_bytes()),
-            collections: vec![],
-            label: String::new(),
-            min_contributors: 1,
-            limits: Default::default(),
-        },
+        &hex(&commissioner.verifying_key().to_bytes()),
+        &[],
     )
     .await?;
     let id = ComputationId([0x42; 32]);

@@ -36,18 +36,7 @@ async fn killed_aggregators_and_a_restart_still_give_an_exact_result() -> anyhow
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
     for i in 0..NODES {
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::TrustAdd {
-                key: key.clone(),
-                collections: vec![],
-                label: String::new(),
-                min_contributors: 1,
-                limits: Default::default(),
-            },
-        )
-        .await?;
+        grove_e2e::trust(&cluster, i, &key, &[]).await?;
     }
 
     let params = sum_params("c", "x", 3, 2);

@@ -45,18 +45,7 @@ async fn untrusted_commissioner_gets_no_share() -> anyhow::Result<()> {
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
     for &i in &TRUSTING {
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::TrustAdd {
-                key: key.clone(),
-                collections: vec![],
-                label: String::new(),
-                min_contributors: 1,
-                limits: Default::default(),
-            },
-        )
-        .await?;
+        grove_e2e::trust(&cluster, i, &key, &[]).await?;
     }
     // Node 4 trusts the commissioner, but only with results over at least 5 contributors.
     ctl(
