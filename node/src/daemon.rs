@@ -735,13 +735,13 @@ impl Node {
         // A periodic re-announcement with the same addresses and key changes nothing a restart
         // needs: only a new or changed peer costs a durable write (each one an fsync, which at
         // 100 nodes re-announcing to each other was most of a daemon's work).
-        let changed = {
-            let d = lock(&self.directory);
-            d.get(&peer.node).is_none_or(|old| {
+        let (changed, new) = {
+            let mut d = lock(&self.directory);
+            let changed = d.get(&peer.node).is_none_or(|old| {
                 old.addrs != peer.addrs || old.x25519_public != peer.x25519_public
-            })
+            });
+            (changed, d.insert_signed(peer, bytes.to_vec()))
         };
-        let new = lock(&self.directory).insert_signed(peer, bytes.to_vec());
         if new {
             tracing::info!(
                 "directory: {id} joined ({} peers)",

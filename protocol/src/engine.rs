@@ -1120,7 +1120,8 @@ impl Engine {
             if let Some(adopted) = role.adopted.as_ref() {
                 ctx.event(adopted.event(id, key));
                 if announce {
-                    let body = aggregator::announce_adoption(comp, key, role, adopted);
+                    // The leader counted the quorum: its adopted report makes the others adopt.
+                    let body = aggregator::adopted_report(comp, key, role, adopted);
                     for p in (1..=comp.plan.g).filter(|p| *p != key.1) {
                         ctx.send_slot(
                             &comp.plan,

@@ -93,18 +93,7 @@ pub(super) fn quorum(plan: &Plan, group: GroupId) -> usize {
 
 /// The report of a position that already adopted: what it holds, what it accepted and the
 /// manifest it adopted, so that its reader stops waiting for it.
-/// What the leader that counted a quorum sends every other position: its adopted report,
-/// on which the receiver adopts at once.
-pub(super) fn announce_adoption(
-    comp: &Computation,
-    key: (GroupId, Position),
-    role: &Role,
-    adopted: &Adopted,
-) -> Body {
-    adopted_report(comp, key, role, adopted)
-}
-
-fn adopted_report(
+pub(super) fn adopted_report(
     comp: &Computation,
     key: (GroupId, Position),
     role: &Role,
@@ -1215,7 +1204,7 @@ pub(super) fn on_manifest(
         },
     );
     // The vote goes to the round's leader alone, which counts the quorum and tells every
-    // other position (`announce_adoption`): 2g messages a round instead of g per acceptor.
+    // other position (its adopted report): 2g messages a round instead of g per acceptor.
     let leader = leader_of(round, comp.plan.g);
     if key.is_none_or(|k| k.1 != leader) {
         ctx.send_slot(
