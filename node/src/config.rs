@@ -34,6 +34,10 @@ pub struct Config {
     pub bootstrap: Vec<String>,
     #[serde(default = "default_announce_interval")]
     pub announce_interval_secs: u64,
+    /// Seconds between two pulls of the peer directory from a random connected peer, after
+    /// the two pulls at start; 0 turns pulls off.
+    #[serde(default = "default_directory_sync")]
+    pub directory_sync_secs: u64,
     /// Address of the local ingest endpoint (loopback only); `None` turns it off.
     #[serde(default)]
     pub ingest_listen: Option<String>,
@@ -47,6 +51,10 @@ fn default_listen() -> Vec<String> {
 }
 
 fn default_announce_interval() -> u64 {
+    1800
+}
+
+fn default_directory_sync() -> u64 {
     30
 }
 
@@ -56,6 +64,7 @@ impl Default for Config {
             listen: default_listen(),
             bootstrap: Vec::new(),
             announce_interval_secs: default_announce_interval(),
+            directory_sync_secs: default_directory_sync(),
             ingest_listen: None,
             nextcloud: None,
         }
@@ -73,9 +82,17 @@ listen = ["/ip4/127.0.0.1/tcp/0"]
 # Peers to contact when the daemon starts (multiaddrs, best ending in /p2p/<peer id>).
 bootstrap = []
 
-# Seconds between re-announcements of this node in the peer directory (it also announces
-# when it starts and whenever it learns of a new peer).
-announce_interval_secs = 30
+# Seconds between re-announcements of this node in the peer directory (each gap drawn
+# between 3/4 and 5/4 of it). It also announces when it starts and when its addresses change.
+# A re-announcement only repairs what gossip and directory pulls both lost, and every node
+# hears each one: at a few hundred nodes a short interval costs real CPU.
+announce_interval_secs = 1800
+
+# The daemon pulls the peer directory from a connected peer as soon as it has one, from
+# another 5 seconds later, then from a random one every directory_sync_secs (an answer is a
+# few bytes while both directories are the same). 0: no pulls; the node learns peers only from
+# announcements, which reach it only while it is connected.
+directory_sync_secs = 30
 
 # The local ingest endpoint, where a personal-cloud app pushes records as JSON over HTTP with
 # the token in DIR/ingest.token (see the README). Loopback addresses only; off when absent.

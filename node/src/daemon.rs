@@ -23,7 +23,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use grove_protocol::codec;
 use grove_protocol::engine::{sign_finish, Command, Engine, Event, Failure, Identity, Output};
-use grove_protocol::ids::{hex, ComputationId, Micros, NodeId};
+use grove_protocol::ids::{hex, ComputationId, Digest, Micros, NodeId};
 use grove_protocol::message::{Body, Message};
 use grove_protocol::record::Record;
 use grove_protocol::request::{CommissionerKey, SignedRequest};
@@ -54,8 +54,12 @@ pub const MAX_LISTED_RECORDS: usize = 10_000;
 const ANNOUNCE_TICK: Duration = Duration::from_millis(250);
 /// Shortest gap between two announcements.
 const ANNOUNCE_MIN_GAP: Duration = Duration::from_secs(3);
-/// How often the DHT is refreshed.
-const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
+/// How often a commissioner re-stores its active requests in the DHT. (Kademlia refreshes
+/// its routing table on its own, every 5 minutes: a bootstrap every 30 s by every node was
+/// most of an idle 40-node network's CPU.)
+const REPUBLISH_INTERVAL: Duration = Duration::from_secs(30);
+/// Shortest gap between two directory pulls.
+const SYNC_GAP: Duration = Duration::from_secs(5);
 
 pub struct DaemonArgs {
     pub data_dir: PathBuf,
@@ -112,10 +116,26 @@ struct Node {
     announce_due: bool,
     last_announce: Option<Instant>,
     announce_interval: Duration,
+    /// The gap before the next periodic announcement (`announce_interval`, jittered).
+    next_announce_gap: Duration,
+    /// Directory pulls made after the start.
+    sync: SyncState,
     started: Instant,
     shutdown: bool,
     /// Directory agreement and late joining through Kademlia (`agreement`).
     agreement: agreement::State,
+}
+
+/// The directory pulls of [`Node::maybe_sync`].
+#[derive(Default)]
+struct SyncState {
+    /// `directory_sync_secs`; `None`: no pulls.
+    every: Option<Duration>,
+    /// Pulls answered so far.
+    answered: u64,
+    /// The peer of the first pull (the second asks another).
+    first: Option<PeerId>,
+    last: Option<Instant>,
 }
 
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
@@ -262,6 +282,12 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         announce_due: true,
         last_announce: None,
         announce_interval: Duration::from_secs(config.announce_interval_secs.max(1)),
+        next_announce_gap: Duration::from_secs(config.announce_interval_secs.max(1)),
+        sync: SyncState {
+            every: (config.directory_sync_secs > 0)
+                .then(|| Duration::from_secs(config.directory_sync_secs)),
+            ..SyncState::default()
+        },
         started: Instant::now(),
         shutdown: false,
         agreement: agreement::State::default(),
@@ -455,7 +481,7 @@ impl Node {
         exit_on_stdin_eof: bool,
     ) -> anyhow::Result<()> {
         let mut announce_tick = tokio::time::interval(ANNOUNCE_TICK);
-        let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_INTERVAL);
+        let mut republish_tick = tokio::time::interval(REPUBLISH_INTERVAL);
         let mut requests_tick = tokio::time::interval(agreement::ACTIVE_REQUESTS_POLL);
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -484,11 +510,11 @@ impl Node {
                         self.drain()?;
                     }
                 }
-                _ = announce_tick.tick() => self.maybe_announce(),
-                _ = kad_tick.tick() => {
-                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
-                    self.republish_requests();
+                _ = announce_tick.tick() => {
+                    self.maybe_announce();
+                    self.maybe_sync();
                 }
+                _ = republish_tick.tick() => self.republish_requests(),
                 _ = requests_tick.tick() => self.look_for_requests(),
                 _ = tokio::signal::ctrl_c() => {
                     tracing::info!("interrupted; shutting down");
@@ -572,12 +598,18 @@ impl Node {
         self.engine.handle_unreachable(now_micros(), to, message);
     }
 
+    /// Announces at start, when the listen addresses change (both set `announce_due`) and
+    /// every `announce_interval`; at most once per [`ANNOUNCE_MIN_GAP`]. A newcomer learns the
+    /// others by pulling the directory ([`Node::maybe_sync`]), not by everyone re-announcing
+    /// to it: that cost N^2 broadcasts for N joining nodes, each received several times by
+    /// every node, and saturated two cores at 100 daemons.
+    ///
+    /// Each gap is drawn between 3/4 and 5/4 of the interval: nodes started together would
+    /// otherwise re-announce together, and every node hears every announcement (200 daemons
+    /// on two cores stalled for a minute, in the middle of a computation).
     fn maybe_announce(&mut self) {
         let since = self.last_announce.map(|t| t.elapsed());
-        let periodic = since.is_none_or(|s| s >= self.announce_interval);
-        // Every newcomer makes every node announce again (so that it learns them): coalesce
-        // those into one announcement per `ANNOUNCE_MIN_GAP`, or N joining nodes cost N^2
-        // broadcasts, each verified by all N.
+        let periodic = since.is_none_or(|s| s >= self.next_announce_gap);
         let allowed = since.is_none_or(|s| s >= ANNOUNCE_MIN_GAP);
         if (self.announce_due || periodic) && allowed {
             self.announce();
@@ -621,10 +653,14 @@ impl Node {
             .publish(IdentTopic::new(net::TOPIC_DIRECTORY), bytes)
         {
             Ok(_) => {
+                tracing::debug!("announced");
                 // Only a published announcement starts the gap: a node with no mesh peers yet
                 // retries at the next tick.
                 self.last_announce = Some(Instant::now());
                 self.announce_due = false;
+                self.next_announce_gap = self
+                    .announce_interval
+                    .mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.75..1.25));
             }
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
                 self.announce_due = true;
@@ -645,6 +681,7 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.on_gossip(e)?,
             SwarmEvent::Behaviour(BehaviourEvent::Messages(e)) => self.on_messages(e)?,
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -667,37 +704,29 @@ impl Node {
     }
 
     fn on_gossip(&mut self, event: gossipsub::Event) -> anyhow::Result<()> {
-        match event {
-            gossipsub::Event::Message { message, .. } => {
-                let directory_topic = IdentTopic::new(net::TOPIC_DIRECTORY).hash();
-                if message.topic == directory_topic {
-                    self.on_announcement(&message.data);
-                    return Ok(());
-                }
-                let Some(source) = message.source else {
-                    return Ok(());
-                };
-                self.agreement.stats.bytes_received += message.data.len() as u64;
-                match codec::decode(&message.data) {
-                    Ok(m) if matches!(m.body, Body::Request(_)) => {
-                        self.on_request_message(node_id_of(&source), m)?;
-                    }
-                    Ok(m) => {
-                        self.count_received(&m);
-                        self.engine
-                            .handle_message(now_micros(), node_id_of(&source), m);
-                        self.drain()?;
-                    }
-                    Err(e) => tracing::debug!("undecodable broadcast from {source}: {e}"),
-                }
+        let gossipsub::Event::Message { message, .. } = event else {
+            return Ok(());
+        };
+        let directory_topic = IdentTopic::new(net::TOPIC_DIRECTORY).hash();
+        if message.topic == directory_topic {
+            self.on_announcement(&message.data);
+            return Ok(());
+        }
+        let Some(source) = message.source else {
+            return Ok(());
+        };
+        self.agreement.stats.bytes_received += message.data.len() as u64;
+        match codec::decode(&message.data) {
+            Ok(m) if matches!(m.body, Body::Request(_)) => {
+                self.on_request_message(node_id_of(&source), m)?;
             }
-            // A newcomer on the directory topic learns of us at our next tick.
-            gossipsub::Event::Subscribed { topic, .. }
-                if topic == IdentTopic::new(net::TOPIC_DIRECTORY).hash() =>
-            {
-                self.announce_due = true;
+            Ok(m) => {
+                self.count_received(&m);
+                self.engine
+                    .handle_message(now_micros(), node_id_of(&source), m);
+                self.drain()?;
             }
-            _ => {}
+            Err(e) => tracing::debug!("undecodable broadcast from {source}: {e}"),
         }
         Ok(())
     }
@@ -714,46 +743,143 @@ impl Node {
     }
 
     fn on_announcement(&mut self, bytes: &[u8]) {
-        let peer = match directory::verify_announcement(bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!("rejected an announcement: {e}");
-                return;
+        match directory::verify_announcement(bytes) {
+            Ok(peer) => {
+                self.learn_peers(vec![(peer, bytes.to_vec())]);
             }
+            Err(e) => tracing::debug!("rejected an announcement: {e}"),
+        }
+    }
+
+    /// Adds verified peers (from an announcement, a directory pull or a fetched snapshot) to
+    /// the directory and to the swarm's address book. Only a new peer, or one whose addresses
+    /// or key changed, is written to the store, all in one transaction: a periodic
+    /// re-announcement changes nothing a restart needs. Returns how many peers were new.
+    pub(crate) fn learn_peers(&mut self, peers: Vec<(Peer, Vec<u8>)>) -> usize {
+        let mut to_store = Vec::new();
+        let mut new_peers = 0;
+        for (peer, bytes) in peers {
+            if peer.peer_id == self.peer_id {
+                continue;
+            }
+            for addr in &peer.addrs {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer.peer_id, addr.clone());
+                self.swarm.add_peer_address(peer.peer_id, addr.clone());
+            }
+            let id = peer.peer_id;
+            let mut d = lock(&self.directory);
+            let changed = d.get(&peer.node).is_some_and(|old| {
+                old.issued_at_micros < peer.issued_at_micros
+                    && (old.addrs != peer.addrs || old.x25519_public != peer.x25519_public)
+            });
+            let new = d.insert_signed(peer, bytes.clone());
+            if new {
+                new_peers += 1;
+                tracing::info!("directory: {id} joined ({} peers)", d.len());
+            }
+            if new || changed {
+                to_store.push((id.to_base58(), bytes));
+            }
+        }
+        if let Err(e) = self.store.put_announcements(&to_store) {
+            tracing::warn!("cannot store {} announcements: {e}", to_store.len());
+        }
+        new_peers
+    }
+
+    /// Pulls the directory from a connected peer: twice after the start, [`SYNC_GAP`] apart
+    /// and from different peers, then from a random one every `directory_sync_secs`. The
+    /// request carries this node's directory digest, so a pull between equal directories
+    /// costs a few bytes.
+    fn maybe_sync(&mut self) {
+        let Some(every) = self.sync.every else {
+            return;
         };
-        if peer.peer_id == self.peer_id {
+        let gap = if self.sync.answered < 2 {
+            SYNC_GAP
+        } else {
+            every
+        };
+        if self.sync.last.is_some_and(|t| t.elapsed() < gap) {
             return;
         }
-        for addr in &peer.addrs {
+        let peer = if self.sync.answered < 2 {
             self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer.peer_id, addr.clone());
-            self.swarm.add_peer_address(peer.peer_id, addr.clone());
-        }
-        let id = peer.peer_id;
-        // A periodic re-announcement with the same addresses and key changes nothing a restart
-        // needs: only a new or changed peer costs a durable write (each one an fsync, which at
-        // 100 nodes re-announcing to each other was most of a daemon's work).
-        let (changed, new) = {
-            let mut d = lock(&self.directory);
-            let changed = d.get(&peer.node).is_none_or(|old| {
-                old.addrs != peer.addrs || old.x25519_public != peer.x25519_public
-            });
-            (changed, d.insert_signed(peer, bytes.to_vec()))
+                .connected_peers()
+                .find(|p| self.sync.first != Some(**p))
+                .copied()
+        } else {
+            use rand::seq::IteratorRandom;
+            self.swarm
+                .connected_peers()
+                .choose(&mut rand::thread_rng())
+                .copied()
         };
-        if new {
-            tracing::info!(
-                "directory: {id} joined ({} peers)",
-                lock(&self.directory).len()
-            );
-            // Tell the newcomer about us (it may have missed our last announcement).
-            self.announce_due = true;
-        }
-        if changed {
-            if let Err(e) = self.store.put_announcement(&id.to_base58(), bytes) {
-                tracing::warn!("cannot store an announcement: {e}");
+        let Some(peer) = peer else {
+            return;
+        };
+        tracing::debug!("pulling the directory from {peer}");
+        let digest = lock(&self.directory).digest();
+        self.swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, digest.0);
+        self.sync.first.get_or_insert(peer);
+        self.sync.last = Some(Instant::now());
+    }
+
+    fn on_sync(&mut self, event: request_response::Event<[u8; 32], Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let body = directory::encode_for_sync(&lock(&self.directory), &Digest(request));
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, body);
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.sync.answered += 1;
+                    let announcements = match directory::decode_sync(&response) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!("bad directory from {peer}: {e}");
+                            return;
+                        }
+                    };
+                    let total = announcements.len();
+                    // Only what this node lacks is verified (a signature check each).
+                    let unknown: Vec<Vec<u8>> = {
+                        let d = lock(&self.directory);
+                        announcements
+                            .into_iter()
+                            .filter(|a| {
+                                directory::peek_announcement(a)
+                                    .is_none_or(|(node, at)| !d.holds(&node, at))
+                            })
+                            .collect()
+                    };
+                    let peers: Vec<(Peer, Vec<u8>)> = unknown
+                        .into_iter()
+                        .filter_map(|a| match directory::verify_announcement(&a) {
+                            Ok(p) => Some((p, a)),
+                            Err(e) => {
+                                tracing::debug!("rejected a pulled announcement: {e}");
+                                None
+                            }
+                        })
+                        .collect();
+                    let new = self.learn_peers(peers);
+                    tracing::debug!("pulled {total} peers from {peer}, {new} of them new");
+                }
+            },
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                // Another peer is asked at the next gap.
+                tracing::debug!("cannot pull the directory from {peer}: {error}");
             }
+            _ => {}
         }
     }
 

@@ -207,6 +207,46 @@ impl Snapshot {
     }
 }
 
+/// The answer to a directory pull from a node whose directory has digest `asker` (a
+/// [`SnapshotBody`]): every signed announcement this directory holds, or none when the
+/// digests are equal. Past [`MAX_SNAPSHOT_BYTES`] (some 20,000 peers) the answer is empty and
+/// the asking node learns peers from their announcements alone.
+pub fn encode_for_sync(directory: &Directory, asker: &Digest) -> Vec<u8> {
+    let empty = || {
+        postcard::to_allocvec(&SnapshotBody {
+            announcements: Vec::new(),
+        })
+        .unwrap_or_default()
+    };
+    if directory.digest() == *asker {
+        return empty();
+    }
+    directory.freeze().encode().unwrap_or_else(empty)
+}
+
+/// The node and issue time an announcement claims, read without checking its signature: only
+/// to skip verifying one the directory already holds (or a newer one).
+pub fn peek_announcement(bytes: &[u8]) -> Option<(NodeId, u64)> {
+    let signed: SignedAnnouncement = postcard::from_bytes(bytes).ok()?;
+    let a: Announcement = postcard::from_bytes(&signed.body).ok()?;
+    let peer_id = PeerId::from_bytes(&a.peer).ok()?;
+    Some((node_id_of(&peer_id), a.issued_at_micros))
+}
+
+/// The announcements of a directory pull's answer, not yet verified (each goes through
+/// [`verify_announcement`] like one heard on gossip).
+pub fn decode_sync(bytes: &[u8]) -> Result<Vec<Vec<u8>>, SnapshotError> {
+    if bytes.len() > MAX_SNAPSHOT_BYTES {
+        return Err(SnapshotError::Malformed("too large".into()));
+    }
+    let body: SnapshotBody =
+        postcard::from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    if body.announcements.len() > MAX_DIRECTORY_PEERS {
+        return Err(SnapshotError::Malformed("too many peers".into()));
+    }
+    Ok(body.announcements)
+}
+
 /// Decodes a snapshot fetched from anyone, checks every announcement and that the snapshot
 /// has the `expected` digest.
 pub fn verify_snapshot(bytes: &[u8], expected: &Digest) -> Result<Snapshot, SnapshotError> {
@@ -293,6 +333,13 @@ impl Directory {
 
     pub fn get(&self, node: &NodeId) -> Option<&Peer> {
         self.peers.get(node)
+    }
+
+    /// Whether this directory holds `node` as issued at `issued_at_micros` or later.
+    pub fn holds(&self, node: &NodeId, issued_at_micros: u64) -> bool {
+        self.peers
+            .get(node)
+            .is_some_and(|p| p.issued_at_micros >= issued_at_micros)
     }
 
     pub fn peers(&self) -> impl Iterator<Item = &Peer> {

@@ -9,6 +9,9 @@
 //!   directory's announcements.
 //! - request-response for every point-to-point protocol message (`Output::Send`): the request
 //!   is one encoded `grove_protocol::message::Message`, the response a one-byte ack.
+//! - request-response for the directory pull (`/grove/directory-sync/1`): a node asks a peer
+//!   for every signed announcement it holds (when it starts, and then now and then), instead
+//!   of every node re-announcing itself to each newcomer.
 
 use async_trait::async_trait;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -20,6 +23,8 @@ use std::time::Duration;
 
 /// The request-response protocol of Grove messages.
 pub const MESSAGE_PROTOCOL: StreamProtocol = StreamProtocol::new("/grove/message/1");
+/// The request-response protocol of the directory pull.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/grove/directory-sync/1");
 /// Kademlia protocol name (a private DHT, not the public IPFS one).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/grove/kad/1.0.0");
 /// identify protocol version string.
@@ -30,6 +35,12 @@ pub const TOPIC_BROADCAST: &str = "grove/broadcast/1";
 pub const TOPIC_DIRECTORY: &str = "grove/directory/1";
 /// Largest gossipsub message (a request is a few kilobytes; an announcement less).
 pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
+/// gossipsub's per-connection send queue, half for forwards and gossip (allocated up front)
+/// and half for our own publishes. The default of 5,000 preallocated 2,500 slots, some
+/// 0.6 MB per connection: 200 daemons on one machine, each connected to every other, needed
+/// 29 GB. Our broadcasts are few (requests, completion notes, announcements); a forward that
+/// finds the queue full is dropped, and gossip or a directory pull repairs it.
+pub const GOSSIP_QUEUE_LEN: usize = 256;
 /// How long one request-response exchange may take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one Kademlia query may take.
@@ -81,6 +92,7 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub messages: request_response::Behaviour<BytesCodec>,
+    pub sync: request_response::Behaviour<SyncCodec>,
 }
 
 /// The same behaviour with NAT traversal (feature `nat`).
@@ -91,6 +103,7 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub messages: request_response::Behaviour<BytesCodec>,
+    pub sync: request_response::Behaviour<SyncCodec>,
     pub autonat: libp2p::autonat::Behaviour,
     pub relay_client: libp2p::relay::client::Behaviour,
     pub relay_server: libp2p::relay::Behaviour,
@@ -100,12 +113,13 @@ pub struct Behaviour {
 impl Behaviour {
     #[cfg(not(feature = "nat"))]
     pub fn new(key: &identity::Keypair) -> Result<Behaviour, String> {
-        let (kad, identify, gossipsub, messages) = Self::core(key)?;
+        let (kad, identify, gossipsub, messages, sync) = Self::core(key)?;
         Ok(Behaviour {
             kad,
             identify,
             gossipsub,
             messages,
+            sync,
         })
     }
 
@@ -115,12 +129,13 @@ impl Behaviour {
         relay_client: libp2p::relay::client::Behaviour,
     ) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
-        let (kad, identify, gossipsub, messages) = Self::core(key)?;
+        let (kad, identify, gossipsub, messages, sync) = Self::core(key)?;
         Ok(Behaviour {
             kad,
             identify,
             gossipsub,
             messages,
+            sync,
             autonat: libp2p::autonat::Behaviour::new(peer_id, Default::default()),
             relay_client,
             relay_server: libp2p::relay::Behaviour::new(peer_id, Default::default()),
@@ -138,6 +153,7 @@ impl Behaviour {
             identify::Behaviour,
             gossipsub::Behaviour,
             request_response::Behaviour<BytesCodec>,
+            request_response::Behaviour<SyncCodec>,
         ),
         String,
     > {
@@ -165,6 +181,7 @@ impl Behaviour {
             .heartbeat_interval(Duration::from_millis(500))
             .validation_mode(gossipsub::ValidationMode::Strict)
             .max_transmit_size(MAX_GOSSIP_BYTES)
+            .connection_handler_queue_len(GOSSIP_QUEUE_LEN)
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
         let gossipsub = gossipsub::Behaviour::new(
@@ -178,7 +195,11 @@ impl Behaviour {
                 .with_request_timeout(REQUEST_TIMEOUT)
                 .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
         );
-        Ok((kad, identify, gossipsub, messages))
+        let sync = request_response::Behaviour::new(
+            [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+        );
+        Ok((kad, identify, gossipsub, messages, sync))
     }
 }
 
@@ -246,6 +267,92 @@ impl request_response::Codec for BytesCodec {
         T: AsyncWrite + Unpin + Send,
     {
         io.write_all(&[ACK]).await?;
+        io.close().await
+    }
+}
+
+/// The directory pull: the request is one version byte and the digest of the asker's
+/// directory (32 bytes), the response a `u32` little-endian length and a postcard
+/// `directory::SnapshotBody` of at most `MAX_SNAPSHOT_BYTES` (checked before anything is
+/// allocated), empty when both directories have the same digest.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncCodec;
+
+const SYNC_VERSION: u8 = 1;
+
+#[async_trait]
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = [u8; 32];
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<[u8; 32]>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut version = [0u8; 1];
+        io.read_exact(&mut version).await?;
+        if version[0] != SYNC_VERSION {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "directory sync version {} is not {SYNC_VERSION}",
+                    version[0]
+                ),
+            ));
+        }
+        let mut digest = [0u8; 32];
+        io.read_exact(&mut digest).await?;
+        Ok(digest)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > crate::directory::MAX_SNAPSHOT_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("directory of {len} bytes is over the limit"),
+            ));
+        }
+        let mut buf = vec![0u8; len];
+        io.read_exact(&mut buf).await?;
+        Ok(buf)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        digest: [u8; 32],
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&[SYNC_VERSION]).await?;
+        io.write_all(&digest).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        body: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let len = u32::try_from(body.len())
+            .ok()
+            .filter(|l| *l as usize <= crate::directory::MAX_SNAPSHOT_BYTES)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "directory too large"))?;
+        io.write_all(&len.to_le_bytes()).await?;
+        io.write_all(&body).await?;
         io.close().await
     }
 }

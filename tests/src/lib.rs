@@ -79,7 +79,33 @@ pub async fn start_armed_network(exe: &Path, n: usize) -> anyhow::Result<(Cluste
     Ok((cluster, triggers))
 }
 
-async fn start_all(cluster: &mut Cluster) -> anyhow::Result<()> {
+/// Sets `key = value` in node `i`'s config file, in place of the line `grove init` wrote.
+pub fn set_config(cluster: &Cluster, i: usize, key: &str, value: &str) -> anyhow::Result<()> {
+    let path = cluster.dir(i).join(grove_node::config::CONFIG_FILE);
+    let text = std::fs::read_to_string(&path)?;
+    let prefix = format!("{key} = ");
+    anyhow::ensure!(
+        text.lines().any(|l| l.starts_with(&prefix)),
+        "{} has no line `{key} = ...`",
+        path.display()
+    );
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with(&prefix) {
+                format!("{key} = {value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    Ok(())
+}
+
+/// Starts every node of the cluster: node 0 first, then the others with it as bootstrap;
+/// returns once every directory holds every node.
+pub async fn start_all(cluster: &mut Cluster) -> anyhow::Result<()> {
     let n = cluster.nodes.len();
     cluster.start(0, &[])?;
     cluster.wait_ready(0, Duration::from_secs(20)).await?;

@@ -1,7 +1,9 @@
 //! Directory agreement across real processes.
 //!
 //! - A node whose directory missed a peer: node Z is announced and then killed; node W starts
-//!   afterwards and never hears of Z, so W's directory differs from everyone else's. The
+//!   afterwards with directory pulls off (`directory_sync_secs = 0`) and never hears of Z, so
+//!   W's directory differs from everyone else's. (The live nodes re-announce every 4 s, which
+//!   is how W learns them.) The
 //!   request names the commissioner's snapshot (which holds Z); W fetches it from the DHT,
 //!   plans exactly like the others, and its contribution is included. Node `i` holds `2^i`, so
 //!   the sum names the included set.
@@ -9,7 +11,7 @@
 
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
-use grove_e2e::{ctl, grove_node, start_network, sum_params};
+use grove_e2e::{ctl, grove_node, set_config, start_all, start_network, sum_params};
 use grove_node::control::ControlRequest;
 use grove_node::net::{self, BehaviourEvent};
 use grove_node::query;
@@ -45,7 +47,13 @@ async fn directory_peers(cluster: &grove_node::procs::Cluster, i: usize) -> anyh
 async fn a_node_that_missed_a_peer_plans_over_the_commissioners_snapshot() -> anyhow::Result<()> {
     // Nodes 0..=5 live; node 6 (Z) announced and then killed; node 7 (W) started after.
     const LIVE: usize = 6;
-    let mut cluster = start_network(Path::new(EXE), LIVE + 1).await?;
+    let mut cluster = grove_node::procs::Cluster::new(Path::new(EXE))?;
+    for i in 0..=LIVE {
+        cluster.add_node()?;
+        // W pulls no directory, so it learns the live nodes from their re-announcements.
+        set_config(&cluster, i, "announce_interval_secs", "4")?;
+    }
+    start_all(&mut cluster).await?;
     let z = LIVE;
     cluster.kill(z);
     // Past gossipsub's message history, so that W cannot hear Z's last announcement. The
@@ -54,6 +62,8 @@ async fn a_node_that_missed_a_peer_plans_over_the_commissioners_snapshot() -> an
     // (the daemon logs showed W learning Z 5.5 s after Z started).
     tokio::time::sleep(Duration::from_secs(12)).await;
     let w = cluster.add_node()?;
+    // A pull would give W the whole directory, Z included.
+    set_config(&cluster, w, "directory_sync_secs", "0")?;
     let boot = cluster.nodes[0].addr.clone().unwrap_or_default();
     cluster.start(w, &[boot])?;
     cluster.wait_ready(w, Duration::from_secs(30)).await?;

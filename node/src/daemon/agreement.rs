@@ -13,7 +13,7 @@
 //!   Kademlia values are not authenticated, but every request in them is signed and goes
 //!   through the engine's checks: a forged value can hide requests, never forge one.
 
-use super::{lock, now_micros, Node};
+use super::{now_micros, Node};
 use crate::directory::{self, Snapshot};
 use grove_protocol::codec;
 use grove_protocol::ids::{ComputationId, Digest, Micros, NodeId};
@@ -368,26 +368,7 @@ impl Node {
             snapshot.digest,
             snapshot.peers.len()
         );
-        for (peer, bytes) in &snapshot.peers {
-            if peer.peer_id == self.peer_id {
-                continue;
-            }
-            for addr in &peer.addrs {
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer.peer_id, addr.clone());
-                self.swarm.add_peer_address(peer.peer_id, addr.clone());
-            }
-            if lock(&self.directory).insert_signed(peer.clone(), bytes.clone()) {
-                if let Err(e) = self
-                    .store
-                    .put_announcement(&peer.peer_id.to_base58(), bytes)
-                {
-                    tracing::warn!("cannot store an announcement: {e}");
-                }
-            }
-        }
+        self.learn_peers(snapshot.peers.clone());
         self.plans.add_snapshot(&snapshot);
         for (from, message) in self
             .agreement
