@@ -11,6 +11,7 @@
 #   scripts/bench-e2e.sh 20 50           # other sizes
 #   DIM=10000 SHARE_WINDOW_MS=500 scripts/bench-e2e.sh
 #   GROVE=target/debug/grove-e2e-node scripts/bench-e2e.sh 50   # a binary already built
+#   KEEP_LOGS=DIR scripts/bench-e2e.sh 50   # keep every daemon's log in DIR/nN/
 #
 # Every process (each daemon in its own process group) and every temporary directory is
 # removed when the script ends, fails or is interrupted. Not a test: figures depend on the load.
@@ -134,6 +135,10 @@ EOF
     done
     PER_NODE=$((TOTAL / N))
     PER_COORD=$(python3 -c "print(round($SHARES / $N / $DIM, 1))")
+    if [ -n "${KEEP_LOGS:-}" ]; then
+        mkdir -p "$KEEP_LOGS/n$N"
+        cp "$RUN"/*.log "$RUN/result.json" "$KEEP_LOGS/n$N/"
+    fi
     printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %s\n' \
         "$N" "$DIM" "$CLI_MS" "$DAEMON_MS" "$COUNT/$N" "$PER_NODE" "$PER_COORD" \
         "load $LOAD; directories converged in ${CONVERGED_S}s"

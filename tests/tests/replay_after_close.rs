@@ -53,6 +53,12 @@ async fn a_request_replayed_after_close_is_refused_and_audited() -> anyhow::Resu
             }
         }
     }
+    // Node 0 learns of our subscription from a message that may still be in flight (the full
+    // suite once published the request before it had): give it time, still driving the swarm.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(2) {
+        let _ = tokio::time::timeout(Duration::from_millis(100), swarm.select_next_some()).await;
+    }
 
     // A real computation, while the peer records the request's bytes as they pass by.
     let params = ComputeParams {
