@@ -5,8 +5,8 @@
 //! contributor set it reports; it prints the completeness and the victims' roles, then
 //! restarts the victims from their data dirs for the next phase.
 //!
-//! Completeness is reported, not asserted: which contributors make it depends on whether a
-//! recovery (a new agreement round, a heal, a backup taking over) finishes before the level
+//! Completeness is printed, and asserted only to be at least half: which contributors make it
+//! depends on whether a recovery (a new agreement round, a heal, a backup taking over) finishes before the level
 //! above closes its collection, which is a matter of timing on a loaded machine. (A leaf
 //! leader killed between persisting its manifest and sending it typically costs its group:
 //! the next round starts only after `manifest_timeout`.)
@@ -168,6 +168,15 @@ pub async fn run_phases(exe: &Path, phases: Vec<Phase>) -> anyhow::Result<Vec<Ou
             roles.join(", "),
             100.0 * count as f64 / NODES as f64,
             elapsed.as_millis()
+        );
+        // Each phase kills one node (two in the heal phase) of groups with g = 3, t = 2, which
+        // keep a quorum with one member down: losing more than half the contributors means a
+        // recovery failed. (All 20 were included in every phase of the runs we watched; fewer
+        // is a matter of timing, see the module's note.)
+        anyhow::ensure!(
+            count >= NODES / 2,
+            "phase {}: only {count} of {NODES} contributors included",
+            phase.name
         );
         // The next phase starts with every node up again.
         for (v, _) in &victims {
