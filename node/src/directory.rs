@@ -233,8 +233,8 @@ pub fn peek_announcement(bytes: &[u8]) -> Option<(NodeId, u64)> {
     Some((node_id_of(&peer_id), a.issued_at_micros))
 }
 
-/// The announcements of a directory pull's answer, not yet verified (each goes through
-/// [`verify_announcement`] like one heard on gossip).
+/// The announcements of a directory pull's answer or of a snapshot, within the size and
+/// count limits, not yet verified (each goes through [`verify_announcement`]).
 pub fn decode_sync(bytes: &[u8]) -> Result<Vec<Vec<u8>>, SnapshotError> {
     if bytes.len() > MAX_SNAPSHOT_BYTES {
         return Err(SnapshotError::Malformed("too large".into()));
@@ -250,16 +250,8 @@ pub fn decode_sync(bytes: &[u8]) -> Result<Vec<Vec<u8>>, SnapshotError> {
 /// Decodes a snapshot fetched from anyone, checks every announcement and that the snapshot
 /// has the `expected` digest.
 pub fn verify_snapshot(bytes: &[u8], expected: &Digest) -> Result<Snapshot, SnapshotError> {
-    if bytes.len() > MAX_SNAPSHOT_BYTES {
-        return Err(SnapshotError::Malformed("too large".into()));
-    }
-    let body: SnapshotBody =
-        postcard::from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
-    if body.announcements.len() > MAX_DIRECTORY_PEERS {
-        return Err(SnapshotError::Malformed("too many peers".into()));
-    }
     let mut peers = BTreeMap::new();
-    for a in body.announcements {
+    for a in decode_sync(bytes)? {
         let peer = verify_announcement(&a)?;
         if peers.insert(peer.node, (peer, a)).is_some() {
             return Err(SnapshotError::Malformed("a peer appears twice".into()));
@@ -511,5 +503,52 @@ mod tests {
             verify_announcement(&forged),
             Err(AnnouncementError::BadSignature)
         ));
+    }
+
+    fn signed_peer(x25519: u8, issued_at_micros: u64) -> (Peer, Vec<u8>) {
+        let key = identity::Keypair::generate_ed25519();
+        let a = Announcement {
+            peer: key.public().to_peer_id().to_bytes(),
+            x25519_public: [x25519; 32],
+            addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            issued_at_micros,
+        };
+        let bytes = sign_announcement(&key, &a).unwrap();
+        (verify_announcement(&bytes).unwrap(), bytes)
+    }
+
+    #[test]
+    fn a_pull_answers_everything_unless_the_digests_match() {
+        let mut full = Directory::default();
+        let mut partial = Directory::default();
+        let peers: Vec<(Peer, Vec<u8>)> = (1..=3).map(|i| signed_peer(i, 10)).collect();
+        for (p, b) in &peers {
+            full.insert_signed(p.clone(), b.clone());
+        }
+        partial.insert_signed(peers[0].0.clone(), peers[0].1.clone());
+
+        // A lagging asker gets every signed announcement, each one verifiable.
+        let answer = decode_sync(&encode_for_sync(&full, &partial.digest())).unwrap();
+        assert_eq!(answer.len(), 3);
+        for a in &answer {
+            let (node, at) = peek_announcement(a).unwrap();
+            assert_eq!(at, 10);
+            assert_eq!(verify_announcement(a).unwrap().node, node);
+        }
+        // What the asker holds (at that issue time or later) is skipped before verifying.
+        let unknown = answer
+            .iter()
+            .filter(|a| {
+                let (node, at) = peek_announcement(a).unwrap();
+                !partial.holds(&node, at)
+            })
+            .count();
+        assert_eq!(unknown, 2);
+        // An asker with the same directory gets nothing.
+        assert!(decode_sync(&encode_for_sync(&full, &full.digest()))
+            .unwrap()
+            .is_empty());
+        // Garbage is an error, not a panic.
+        assert!(decode_sync(&[0xff; 16]).is_err());
     }
 }
