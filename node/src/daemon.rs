@@ -851,16 +851,7 @@ impl Node {
                     };
                     let total = announcements.len();
                     // Only what this node lacks is verified (a signature check each).
-                    let unknown: Vec<Vec<u8>> = {
-                        let d = lock(&self.directory);
-                        announcements
-                            .into_iter()
-                            .filter(|a| {
-                                directory::peek_announcement(a)
-                                    .is_none_or(|(node, at)| !d.holds(&node, at))
-                            })
-                            .collect()
-                    };
+                    let unknown = lock(&self.directory).lacking(announcements);
                     let peers: Vec<(Peer, Vec<u8>)> = unknown
                         .into_iter()
                         .filter_map(|a| match directory::verify_announcement(&a) {

@@ -226,7 +226,7 @@ pub fn encode_for_sync(directory: &Directory, asker: &Digest) -> Vec<u8> {
 
 /// The node and issue time an announcement claims, read without checking its signature: only
 /// to skip verifying one the directory already holds (or a newer one).
-pub fn peek_announcement(bytes: &[u8]) -> Option<(NodeId, u64)> {
+fn peek_announcement(bytes: &[u8]) -> Option<(NodeId, u64)> {
     let signed: SignedAnnouncement = postcard::from_bytes(bytes).ok()?;
     let a: Announcement = postcard::from_bytes(&signed.body).ok()?;
     let peer_id = PeerId::from_bytes(&a.peer).ok()?;
@@ -332,6 +332,15 @@ impl Directory {
         self.peers
             .get(node)
             .is_some_and(|p| p.issued_at_micros >= issued_at_micros)
+    }
+
+    /// The announcements this directory lacks: those it does not hold as issued at the same
+    /// time or later, read without checking signatures, so that only these are verified.
+    pub fn lacking(&self, announcements: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        announcements
+            .into_iter()
+            .filter(|a| peek_announcement(a).is_none_or(|(node, at)| !self.holds(&node, at)))
+            .collect()
     }
 
     pub fn peers(&self) -> impl Iterator<Item = &Peer> {
@@ -536,13 +545,7 @@ mod tests {
             assert_eq!(verify_announcement(a).unwrap().node, node);
         }
         // What the asker holds (at that issue time or later) is skipped before verifying.
-        let unknown = answer
-            .iter()
-            .filter(|a| {
-                let (node, at) = peek_announcement(a).unwrap();
-                !partial.holds(&node, at)
-            })
-            .count();
+        let unknown = partial.lacking(answer).len();
         assert_eq!(unknown, 2);
         // An asker with the same directory gets nothing.
         assert!(decode_sync(&encode_for_sync(&full, &full.digest()))

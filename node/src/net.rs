@@ -203,6 +203,40 @@ impl Behaviour {
     }
 }
 
+/// Reads a `u32` little-endian length, checked against `limit` before anything is allocated,
+/// then that many bytes (`what` names them in the error).
+async fn read_framed<T>(io: &mut T, limit: usize, what: &str) -> io::Result<Vec<u8>>
+where
+    T: AsyncRead + Unpin + Send,
+{
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what} of {len} bytes is over the limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Writes `bytes` (at most `limit`) after their `u32` little-endian length, and closes.
+async fn write_framed<T>(io: &mut T, bytes: &[u8], limit: usize, what: &str) -> io::Result<()>
+where
+    T: AsyncWrite + Unpin + Send,
+{
+    let len = u32::try_from(bytes.len())
+        .ok()
+        .filter(|l| *l as usize <= limit)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} too large")))?;
+    io.write_all(&len.to_le_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
 /// Length-prefixed raw bytes: a `u32` little-endian length, then the protocol codec's bytes.
 /// The length is checked against `MAX_MESSAGE_BYTES` before anything is allocated.
 #[derive(Clone, Copy, Debug, Default)]
@@ -218,18 +252,7 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let mut len = [0u8; 4];
-        io.read_exact(&mut len).await?;
-        let len = u32::from_le_bytes(len) as usize;
-        if len > MAX_MESSAGE_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("message of {len} bytes is over the limit"),
-            ));
-        }
-        let mut buf = vec![0u8; len];
-        io.read_exact(&mut buf).await?;
-        Ok(buf)
+        read_framed(io, MAX_MESSAGE_BYTES, "message").await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
@@ -253,13 +276,7 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let len = u32::try_from(req.len())
-            .ok()
-            .filter(|l| *l as usize <= MAX_MESSAGE_BYTES)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
-        io.write_all(&len.to_le_bytes()).await?;
-        io.write_all(&req).await?;
-        io.close().await
+        write_framed(io, &req, MAX_MESSAGE_BYTES, "message").await
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, _: ()) -> io::Result<()>
@@ -310,18 +327,7 @@ impl request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let mut len = [0u8; 4];
-        io.read_exact(&mut len).await?;
-        let len = u32::from_le_bytes(len) as usize;
-        if len > crate::directory::MAX_SNAPSHOT_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("directory of {len} bytes is over the limit"),
-            ));
-        }
-        let mut buf = vec![0u8; len];
-        io.read_exact(&mut buf).await?;
-        Ok(buf)
+        read_framed(io, crate::directory::MAX_SNAPSHOT_BYTES, "directory").await
     }
 
     async fn write_request<T>(
@@ -347,12 +353,6 @@ impl request_response::Codec for SyncCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let len = u32::try_from(body.len())
-            .ok()
-            .filter(|l| *l as usize <= crate::directory::MAX_SNAPSHOT_BYTES)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "directory too large"))?;
-        io.write_all(&len.to_le_bytes()).await?;
-        io.write_all(&body).await?;
-        io.close().await
+        write_framed(io, &body, crate::directory::MAX_SNAPSHOT_BYTES, "directory").await
     }
 }

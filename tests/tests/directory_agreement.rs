@@ -2,10 +2,9 @@
 //!
 //! - A node whose directory missed a peer: node Z is announced and then killed; node W starts
 //!   afterwards with directory pulls off (`directory_sync_secs = 0`) and never hears of Z, so
-//!   W's directory differs from everyone else's. (The live nodes re-announce every 4 s, which
-//!   is how W learns them.) The
-//!   request names the commissioner's snapshot (which holds Z); W fetches it from the DHT,
-//!   plans exactly like the others, and its contribution is included. Node `i` holds `2^i`, so
+//!   W's directory differs from everyone else's (the live nodes re-announce every 4 s, which
+//!   is how W learns them). The request names the commissioner's snapshot (which holds Z); W
+//!   fetches it from the DHT, plans exactly like the others, and its contribution is included. Node `i` holds `2^i`, so
 //!   the sum names the included set.
 //! - A request naming a snapshot nobody stores is declined, and the audit log says why.
 
