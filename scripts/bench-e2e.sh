@@ -12,6 +12,7 @@
 #   DIM=10000 SHARE_WINDOW_MS=500 scripts/bench-e2e.sh
 #   GROVE=target/debug/grove-e2e-node scripts/bench-e2e.sh 50   # a binary already built
 #   KEEP_LOGS=DIR scripts/bench-e2e.sh 50   # keep every daemon's log in DIR/nN/
+#   PERF_OUT=DIR scripts/bench-e2e.sh 100   # `perf record -a -g` during the computation only
 #
 # Every process (each daemon in its own process group) and every temporary directory is
 # removed when the script ends, fails or is interrupted. Not a test: figures depend on the load.
@@ -114,6 +115,13 @@ EOF
         "$GROVE" trust add --data-dir "$RUN/$i" "$KEY" --collections vec >/dev/null
     done
     LOAD=$(cut -d' ' -f1 /proc/loadavg)
+    PERF_PID=""
+    if [ -n "${PERF_OUT:-}" ]; then
+        mkdir -p "$PERF_OUT"
+        perf record -q -a -g -o "$PERF_OUT/n$N.data" >/dev/null 2>&1 &
+        PERF_PID=$!
+        sleep 0.5
+    fi
     S=$(date +%s%N)
     # Each element is in [-1, 1], so a vector's L2 norm is at most sqrt(DIM): the clip keeps it.
     "$GROVE" compute --data-dir "$RUN/0" --json \
@@ -121,6 +129,10 @@ EOF
         --g "$G" --t "$T" --share-window-ms "$SHARE_WINDOW_MS" \
         --lifetime-secs 120 >"$RUN/result.json"
     E=$(date +%s%N)
+    if [ -n "$PERF_PID" ]; then
+        kill -INT "$PERF_PID"
+        wait "$PERF_PID" || true
+    fi
     CLI_MS=$(( (E - S) / 1000000 ))
     DAEMON_MS=$(json 'd["elapsed_ms"]' <"$RUN/result.json")
     COUNT=$(json 'd["contributors"]' <"$RUN/result.json")

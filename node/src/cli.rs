@@ -213,10 +213,19 @@ fn init_tracing() {
 /// Runs the command line.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    // A daemon is one event loop plus its connections' tasks; one thread runs them without
+    // the cross-thread wake-ups a work-stealing pool pays on every packet (many daemons may
+    // share a machine). The other commands keep a small pool.
+    let runtime = if matches!(cli.command, Cmd::Daemon { .. }) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(run(cli))
 }
 
