@@ -178,6 +178,17 @@ pub fn sample_messages() -> Vec<Message> {
             target: 2,
         }),
         Body::Decline(DeclineMsg { group: leaf }),
+        Body::PartialAhead(PartialMsg {
+            child: leaf,
+            position: 3,
+            version,
+            sum: vec3.clone(),
+        }),
+        Body::PartialConfirm(PartialConfirmMsg {
+            child: leaf,
+            position: 3,
+            version,
+        }),
         Body::HealOffer(HealOfferMsg {
             child: leaf,
             target: 2,
@@ -239,7 +250,7 @@ mod tests {
         let samples = sample_messages();
         let mut kinds: Vec<&str> = samples.iter().map(|m| m.kind()).collect();
         kinds.dedup();
-        assert_eq!(kinds.len(), 18, "one sample of every body kind");
+        assert_eq!(kinds.len(), 20, "one sample of every body kind");
         for m in &samples {
             let bytes = encode(m).unwrap();
             assert_eq!(bytes[..4], MAGIC);

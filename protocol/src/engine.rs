@@ -1064,6 +1064,8 @@ impl Engine {
             Body::Finish(m) => on_finish(comp, from, m, &mut records),
             Body::Vote(m) => on_vote(comp, from, round, m, &mut ctx, &mut records),
             Body::Decline(m) => on_decline(comp, from, m),
+            Body::PartialAhead(m) => on_partial_ahead(comp, from, m, &mut ctx, &mut records),
+            Body::PartialConfirm(m) => on_partial_confirm(comp, from, m, &mut ctx, &mut records),
         };
         if let Err(reason) = result {
             ctx.reject(from, kind, reason);

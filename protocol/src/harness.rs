@@ -662,7 +662,7 @@ impl Cluster {
                 Subject::Contributor(m.computation, s.contributor),
                 s.position,
             )),
-            Body::Partial(p) => Some((
+            Body::Partial(p) | Body::PartialAhead(p) => Some((
                 Subject::Subtree(m.computation, p.child, p.version.digest),
                 p.position,
             )),

@@ -68,6 +68,19 @@ pub enum Body {
     /// tells each member of its leaf group, so that the leaf stops collecting once every node
     /// the directory maps to it has either sent its shares or declined.
     Decline(DeclineMsg),
+    /// A member that holds every item of its group sends its partial sum over them to the same
+    /// position of the parent as soon as it reports, before agreement: the parent opens and
+    /// keeps it aside, and counts it only once a confirm names the same version.
+    PartialAhead(PartialMsg),
+    /// The group adopted the version of the partial sent ahead: the parent counts it as held.
+    PartialConfirm(PartialConfirmMsg),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartialConfirmMsg {
+    pub child: GroupId,
+    pub position: Position,
+    pub version: Version,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -233,7 +246,8 @@ impl Message {
             Body::Request(r) => r.request.query.len() <= MAX_QUERY_BYTES && r.signature.len() == 64,
             Body::Share(m) => pos_ok(m.position) && m.sealed.len() <= MAX_MESSAGE_BYTES,
             Body::ShareQuery(m) => pos_ok(m.position),
-            Body::Partial(m) => pos_ok(m.position) && vec_ok(&m.sum),
+            Body::Partial(m) | Body::PartialAhead(m) => pos_ok(m.position) && vec_ok(&m.sum),
+            Body::PartialConfirm(m) => pos_ok(m.position),
             Body::Report(m) => {
                 pos_ok(m.position)
                     && m.items.len() <= MAX_MANIFEST_ITEMS
@@ -290,6 +304,8 @@ impl Message {
             Body::Finish(_) => "finish",
             Body::Vote(_) => "vote",
             Body::Decline(_) => "decline",
+            Body::PartialAhead(_) => "partial-ahead",
+            Body::PartialConfirm(_) => "partial-confirm",
         }
     }
 }

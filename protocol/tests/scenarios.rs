@@ -547,7 +547,10 @@ fn messages_naming_groups_and_positions_outside_the_plan_are_rejected_not_fatal(
                 match &mut m.body {
                     Body::Share(x) => (x.group, x.position) = (group, position),
                     Body::ShareQuery(x) => (x.group, x.position) = (group, position),
-                    Body::Partial(x) => (x.child, x.position) = (group, position),
+                    Body::Partial(x) | Body::PartialAhead(x) => {
+                        (x.child, x.position) = (group, position)
+                    }
+                    Body::PartialConfirm(x) => (x.child, x.position) = (group, position),
                     Body::Report(x) => (x.group, x.position) = (group, position),
                     Body::Solicit(x) => (x.group, x.leader) = (group, position),
                     Body::Manifest(x) => (x.group, x.leader) = (group, position),
@@ -639,7 +642,10 @@ fn a_leader_still_collecting_proposes_from_the_others_reports() {
     let id = c.launch(COMMISSIONER, &small_params());
     let parent = GroupId { level: 1, index: 0 };
     let late_child = member(&c, &id, leaf(0), 1);
-    c.slow_sends(late_child, "partial", 2_000_000);
+    // Its value is late however it travels: sent ahead and confirmed, or sent after adoption.
+    for kind in ["partial", "partial-ahead", "partial-confirm"] {
+        c.slow_sends(late_child, kind, 2_000_000);
+    }
     let o = run(&mut c, &id);
     assert_eq!(o.included, o.finished_sending);
     let leader = member(&c, &id, parent, 1);

@@ -235,7 +235,8 @@ pub struct ChurnConfig {
 
 /// Kill the member at `position` of group `(level, index)`: at `at_ms` after the launch if set,
 /// else right after its first send of a message of kind `after_send` (for example "partial",
-/// "manifest", "report", "root-ready").
+/// "manifest", "report", "root-ready"; `a|b` matches either, as in "partial|partial-confirm":
+/// once the member handed its sum up, whether it sent it ahead of agreement or not).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KillConfig {

@@ -84,7 +84,8 @@ fn varint_len(n: u64) -> u64 {
 
 /// How many vectors of the contribution's length a message carries: a share carries a full
 /// vector at the `g - t + 1` positions its contributor's rotation names (the others get a
-/// 32-byte seed), partial sums, heal parts and release shares carry one; everything else none.
+/// 32-byte seed), partial sums (sent ahead or not), heal parts and release shares carry one;
+/// everything else none.
 pub fn vectors_carried(message: &Message, params: SharingParams) -> u64 {
     match &message.body {
         Body::Share(s)
@@ -92,7 +93,7 @@ pub fn vectors_carried(message: &Message, params: SharingParams) -> u64 {
         {
             1
         }
-        Body::Partial(_) | Body::HealPart(_) | Body::ReleaseShare(_) => 1,
+        Body::Partial(_) | Body::PartialAhead(_) | Body::HealPart(_) | Body::ReleaseShare(_) => 1,
         _ => 0,
     }
 }
@@ -139,7 +140,11 @@ pub fn pays_crypto(message: &Message, cpu: &CpuConfig) -> bool {
         CryptoOn::All => true,
         CryptoOn::Payload => matches!(
             message.body,
-            Body::Share(_) | Body::Partial(_) | Body::HealPart(_) | Body::ReleaseShare(_)
+            Body::Share(_)
+                | Body::Partial(_)
+                | Body::PartialAhead(_)
+                | Body::HealPart(_)
+                | Body::ReleaseShare(_)
         ),
     }
 }

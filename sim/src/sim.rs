@@ -192,6 +192,9 @@ pub struct Simulator {
     counters: Counters,
     trace: Sha256,
     keep_records: bool,
+    /// `GROVE_SIM_TRACE` set: every message but shares and declines, every crash and every
+    /// engine event goes to standard error, one line each (for following one seed by hand).
+    debug_trace: bool,
     gossip_hops: u32,
     /// Engine vector length: the declared one, or 1 in size-only mode.
     engine_len: u32,
@@ -339,6 +342,7 @@ impl Simulator {
             counters: Counters::default(),
             trace: Sha256::new(),
             keep_records,
+            debug_trace: std::env::var_os("GROVE_SIM_TRACE").is_some(),
             gossip_hops,
             engine_len,
             strategy: Strategy::new(cfg.protocol.strategy.kind()),
@@ -879,11 +883,20 @@ impl Simulator {
                 }
                 Output::Send { to, message } => {
                     let kind = message.kind();
+                    if self.debug_trace && kind != "share" && kind != "decline" {
+                        let to = self.index.get(&to);
+                        let at = self.now.0 as f64 / 1e6;
+                        eprintln!(
+                            "T {at:.3} {node} send {kind} to {to:?} slot {:?}",
+                            message.to
+                        );
+                    }
                     match self.index.get(&to) {
                         Some(&to) => cpu_at = self.transmit(node, to, &message, cpu_at),
                         None => self.reject(format!("node {node} sent to an unknown node")),
                     }
-                    if self.nodes[node as usize].kill_after_send.as_deref() == Some(kind) {
+                    let kill = self.nodes[node as usize].kill_after_send.as_deref();
+                    if kill.is_some_and(|k| k.split('|').any(|k| k == kind)) {
                         self.nodes[node as usize].kill_after_send = None;
                         self.crash(node);
                         return cpu_at;
@@ -994,6 +1007,14 @@ impl Simulator {
     }
 
     fn on_event(&mut self, node: Ix, event: Event) {
+        if self.debug_trace
+            && !matches!(
+                event,
+                Event::RequestAccepted { .. } | Event::Contributed { .. }
+            )
+        {
+            eprintln!("T {:.3} {node} event {event:?}", self.now.0 as f64 / 1e6);
+        }
         match event {
             Event::RequestAccepted { computation, .. } => {
                 // A node that does not contribute declines, so its leaf need not wait for it.
@@ -1073,6 +1094,9 @@ impl Simulator {
         let n = &mut self.nodes[node as usize];
         if n.engine.is_none() {
             return;
+        }
+        if self.debug_trace {
+            eprintln!("T {:.3} {node} crash", self.now.0 as f64 / 1e6);
         }
         n.engine = None;
         n.incarnation += 1;
@@ -1165,7 +1189,9 @@ impl Simulator {
         }
         match &m.body {
             Body::Share(s) => Some((Subject::Contributor(s.contributor), s.position)),
-            Body::Partial(p) => Some((Subject::Subtree(p.child, p.version.digest), p.position)),
+            Body::Partial(p) | Body::PartialAhead(p) => {
+                Some((Subject::Subtree(p.child, p.version.digest), p.position))
+            }
             Body::HealPart(h) => Some((Subject::Subtree(h.child, h.version), h.target)),
             Body::ReleaseShare(r) if to != COMMISSIONER => {
                 let root = self.plan.as_ref()?.root();
@@ -1434,8 +1460,8 @@ impl Simulator {
 pub fn role_of_kind(kind: &str) -> &'static str {
     match kind {
         "share" => "contributor",
-        "partial" | "report" | "solicit" | "manifest" | "vote" | "heal-query" | "heal-offer"
-        | "heal-go" | "heal-part" => "aggregator",
+        "partial" | "partial-ahead" | "partial-confirm" | "report" | "solicit" | "manifest"
+        | "vote" | "heal-query" | "heal-offer" | "heal-go" | "heal-part" => "aggregator",
         "root-ready" | "release-share" => "root",
         "request" | "release-ask" | "finish" => "commissioner",
         _ => "other",

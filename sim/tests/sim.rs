@@ -104,7 +104,7 @@ fn a_killed_leaf_member_is_healed() {
         index: 0,
         position: 1,
         at_ms: None,
-        after_send: Some("partial".into()),
+        after_send: Some("partial|partial-confirm".into()),
     }];
     let r = run_one(&cfg, 4);
     assert!(r.ok(), "{:?}", r.checks.violations);

@@ -203,7 +203,8 @@ pub const TRIGGERS_ENV: &str = "GROVE_E2E_TRIGGERS";
 pub struct TriggerSpec {
     /// `persist`, `send` or `recv`.
     pub when: String,
-    /// A record kind (`ManifestAdopted`) or a message kind (`heal-go`).
+    /// A record kind (`ManifestAdopted`) or a message kind (`heal-go`); `a|b` matches either
+    /// (`partial|partial-confirm`: once the member handed its sum up, sent ahead or not).
     pub kind: String,
     /// The level of the group concerned; `None` matches any.
     pub level: Option<u8>,
@@ -276,7 +277,7 @@ impl TriggerSpec {
         let position = slot.map(|s| s.1);
         self.pid.is_none_or(|p| p == pid)
             && self.when == when
-            && self.kind == kind
+            && self.kind.split('|').any(|k| k == kind)
             && (self.level.is_none() || self.level == level)
             && (self.position.is_none() || self.position == position)
     }

@@ -110,7 +110,7 @@ oracle = false
 level = 0
 index = {index}
 position = {position}
-after_send = "partial"
+after_send = "partial|partial-confirm"
 [failures.uniform]
 rate_percent_per_s = 0.0
 probability = 1.0
@@ -218,7 +218,7 @@ async fn the_simulator_and_real_processes_agree_on_one_seeded_scenario() -> anyh
     let pid = cluster.pid(victim).context("the victim runs")?;
     triggers.arm(
         "parity",
-        &TriggerSpec::new("send", "partial", Some(1), Some(position)).for_pid(pid),
+        &TriggerSpec::new("send", "partial|partial-confirm", Some(1), Some(position)).for_pid(pid),
     )?;
     let result = compute.await??;
     let fired = triggers

@@ -42,7 +42,7 @@ async fn inner_aggregators_killed_in_each_phase() -> anyhow::Result<()> {
         phases.push(Phase::new(
             "heal",
             &[
-                ("send", "partial", 1, Some(3)),
+                ("send", "partial|partial-confirm", 1, Some(3)),
                 ("recv", "heal-part", 1, None),
             ],
         ));

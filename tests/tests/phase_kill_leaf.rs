@@ -44,7 +44,7 @@ async fn leaf_aggregators_killed_in_each_phase() -> anyhow::Result<()> {
         phases.push(Phase::new(
             "heal",
             &[
-                ("send", "partial", 1, Some(3)),
+                ("send", "partial|partial-confirm", 1, Some(3)),
                 ("recv", "heal-query", 0, None),
             ],
         ));

@@ -39,8 +39,8 @@ async fn root_aggregators_killed_in_each_phase() -> anyhow::Result<()> {
             Phase {
                 name: "heal",
                 kills: vec![
-                    TriggerSpec::new("send", "partial", Some(2), Some(2)),
-                    TriggerSpec::new("send", "partial", Some(2), Some(3)),
+                    TriggerSpec::new("send", "partial|partial-confirm", Some(2), Some(2)),
+                    TriggerSpec::new("send", "partial|partial-confirm", Some(2), Some(3)),
                     TriggerSpec::new("send", "heal-query", None, None),
                 ],
             },

@@ -161,6 +161,14 @@ pub(super) struct Role {
     /// Nodes of this leaf that declined to contribute (never persisted: after a restart the
     /// leaf waits for its share window).
     pub(super) declined: BTreeSet<NodeId>,
+    /// The version this member sent ahead to its parent position, and the rank of the server
+    /// it went to (never persisted: after a restart the member sends the full partial).
+    pub(super) ahead_sent: Option<(Version, usize)>,
+    /// Partials children sent ahead of their agreement, one per child, not yet confirmed
+    /// (never persisted: lost on a restart, the child is then healed like a silent one).
+    pub(super) ahead: BTreeMap<GroupId, HeldPartial>,
+    /// Confirms that arrived before the partial they confirm.
+    pub(super) confirmed: BTreeMap<GroupId, Version>,
 }
 
 impl Role {
@@ -182,6 +190,9 @@ impl Role {
             asked_contributors: false,
             dropped: BTreeSet::new(),
             declined: BTreeSet::new(),
+            ahead_sent: None,
+            ahead: BTreeMap::new(),
+            confirmed: BTreeMap::new(),
         }
     }
 
@@ -396,6 +407,7 @@ pub(super) fn advance_role(
         if role.heals.values().all(|h| h.state != HealState::Running) {
             role.stage = Stage::Reporting { since: now };
             send_report(comp, key, ctx);
+            send_ahead(comp, key, ctx);
         }
     }
 
@@ -678,6 +690,67 @@ pub(super) fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx:
     );
 }
 
+/// Grove's send-ahead: a member that holds every item its group can expect (a leaf member every
+/// share or decline of its leaf, an inner member one version of every child) sends the sum of
+/// them to its parent position as it reports, before agreement. Without failures every member
+/// holds the same items, so the leader's manifest is exactly this set and, once the group adopts
+/// it, a small confirm replaces the partial: the transfer and the parent's opening of it overlap
+/// agreement instead of following it. The parent counts the partial only once confirmed; if the
+/// group adopts another version the member sends that partial as usual. The parent position
+/// learns at most one extra value, its own point of a subtree's sum, as it would from a heal.
+fn send_ahead(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+    if !comp.strategy.sends_ahead() {
+        return;
+    }
+    let Some(parent) = comp.plan.parent(key.0) else {
+        return;
+    };
+    let id = comp.id();
+    let len = comp.len();
+    let leaf_size = comp.plan.leaf_size(key.0);
+    let children = comp.plan.children(key.0);
+    let to = slot(parent, key.1);
+    let rank = comp.servers.get(&to).copied().unwrap_or(0);
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    if role.adopted.is_some() || role.ahead_sent.is_some() {
+        return;
+    }
+    let complete = if key.0.level == 0 {
+        !role.shares.is_empty() && role.leaf_accounted(leaf_size)
+    } else {
+        !children.is_empty()
+            && children
+                .iter()
+                .all(|c| role.children.get(c).is_some_and(|v| v.len() == 1))
+    };
+    if !complete {
+        return;
+    }
+    let mut items = role.items();
+    items.sort();
+    let manifest = Manifest { items };
+    let Some(sum) = sum_items(role, &manifest, len) else {
+        return;
+    };
+    let version = version_of(&id, key.0, &manifest);
+    role.ahead_sent = Some((version, rank));
+    ctx.send_slot(
+        &comp.plan,
+        &comp.servers,
+        id,
+        to,
+        0,
+        Body::PartialAhead(PartialMsg {
+            child: key.0,
+            position: key.1,
+            version,
+            sum: FieldVec(sum),
+        }),
+    );
+}
+
 /// After adoption: a complete member sends its partial sum to the same position of the parent
 /// (or its readiness to the commissioner, at the root) and answers pending heal queries.
 pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
@@ -695,19 +768,23 @@ pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
     };
     match plan.parent(key.0) {
         Some(parent) => {
-            ctx.send_slot(
-                &plan,
-                &comp.servers,
-                id,
-                slot(parent, key.1),
-                0,
+            // The same version went ahead to the server that serves the slot still: confirm it.
+            let rank = comp.servers.get(&slot(parent, key.1)).copied().unwrap_or(0);
+            let body = if role.ahead_sent.take() == Some((adopted.version, rank)) {
+                Body::PartialConfirm(PartialConfirmMsg {
+                    child: key.0,
+                    position: key.1,
+                    version: adopted.version,
+                })
+            } else {
                 Body::Partial(PartialMsg {
                     child: key.0,
                     position: key.1,
                     version: adopted.version,
                     sum: FieldVec(sum.clone()),
-                }),
-            );
+                })
+            };
+            ctx.send_slot(&plan, &comp.servers, id, slot(parent, key.1), 0, body);
             for (target, requester) in std::mem::take(&mut role.pending_queries) {
                 ctx.send_to(
                     requester,
@@ -837,8 +914,89 @@ pub(super) fn on_partial(
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), String> {
+    let key = check_partial(comp, from, &m)?;
+    hold_partial(comp, key, m, ctx, records)
+}
+
+/// A partial sent ahead of its group's agreement: kept aside until a confirm names its version
+/// (held at once if the confirm came first).
+pub(super) fn on_partial_ahead(
+    comp: &mut Computation,
+    from: NodeId,
+    m: PartialMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), String> {
+    let key = check_partial(comp, from, &m)?;
+    let role = comp
+        .roles
+        .get_mut(&key)
+        .ok_or("partial for a role this node does not hold")?;
+    if role.confirmed.get(&m.child) == Some(&m.version) {
+        role.confirmed.remove(&m.child);
+        return hold_partial(comp, key, m, ctx, records);
+    }
+    role.ahead.insert(
+        m.child,
+        HeldPartial {
+            version: m.version,
+            sum: m.sum.0,
+        },
+    );
+    Ok(())
+}
+
+/// The child adopted the version its member sent ahead: hold that partial now.
+pub(super) fn on_partial_confirm(
+    comp: &mut Computation,
+    from: NodeId,
+    m: PartialConfirmMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), String> {
     check_position(comp, m.position)?;
-    let id = comp.id();
+    let parent = comp
+        .plan
+        .parent(m.child)
+        .ok_or("confirm from a group with no parent")?;
+    if !is_candidate(comp, m.child, m.position, &from) {
+        return Err("confirm not sent by the member at its position".into());
+    }
+    if m.version.count > comp.request().max_contributors {
+        return Err("confirm covers more contributors than the request allows".into());
+    }
+    let key = (parent, m.position);
+    let role = comp
+        .roles
+        .get_mut(&key)
+        .ok_or("confirm for a role this node does not hold")?;
+    match role.ahead.remove(&m.child) {
+        Some(held) if held.version == m.version => hold_partial(
+            comp,
+            key,
+            PartialMsg {
+                child: m.child,
+                position: m.position,
+                version: m.version,
+                sum: FieldVec(held.sum),
+            },
+            ctx,
+            records,
+        ),
+        _ => {
+            role.confirmed.insert(m.child, m.version);
+            Ok(())
+        }
+    }
+}
+
+/// Checks a partial's sender, length and count; returns the role it is for.
+fn check_partial(
+    comp: &Computation,
+    from: NodeId,
+    m: &PartialMsg,
+) -> Result<(GroupId, Position), String> {
+    check_position(comp, m.position)?;
     let len = comp.len();
     let max = comp.request().max_contributors;
     let parent = comp
@@ -857,7 +1015,18 @@ pub(super) fn on_partial(
     if m.version.count > max {
         return Err("partial covers more contributors than the request allows".into());
     }
-    let key = (parent, m.position);
+    Ok((parent, m.position))
+}
+
+/// Holds a child's partial of one version (persisted first), unless it is too late to matter.
+fn hold_partial(
+    comp: &mut Computation,
+    key: (GroupId, Position),
+    m: PartialMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), String> {
+    let id = comp.id();
     let role = comp
         .roles
         .get_mut(&key)
@@ -883,8 +1052,8 @@ pub(super) fn on_partial(
     }
     records.push(Pending::Record(Record::ChildHeld {
         computation: id,
-        group: parent,
-        position: m.position,
+        group: key.0,
+        position: key.1,
         child: m.child,
         version: m.version,
         sum: m.sum,

@@ -66,6 +66,12 @@ impl Strategy {
         self.kind != StrategyKind::SafePrecise
     }
 
+    /// Whether a member holding every item of its group sends its partial sum ahead of
+    /// agreement (and only a confirm once the group adopts that version).
+    pub(super) fn sends_ahead(&self) -> bool {
+        self.kind == StrategyKind::Grove
+    }
+
     /// Whether a leaf position's server asks contributors again for shares it lacks.
     pub(super) fn recollects_shares(&self) -> bool {
         self.kind != StrategyKind::SafePrecise
