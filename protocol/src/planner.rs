@@ -8,14 +8,18 @@
 //! - The request reaches a contributor after `h` gossip hops (`h·L`); the contributor shares
 //!   its vector (`g` evaluations), seals `g` envelopes and uploads `g - t + 1` full vectors
 //!   (seed-compressed shares): `h·L + g·c·V + g·k + (g - t + 1)·V/B + L`.
-//! - A leaf member cannot know who will contribute, so it collects for its whole share window
-//!   (the timeout below, twice the contributor and leaf phases): that window, not the phases,
-//!   counts in the predicted latency.
-//! - A leaf member receives up to `leaf_size` shares: `leaf_size·(V/B + c·V + k)`.
-//! - One level of agreement and sending up: report and manifest (`2L` plus small messages), the
-//!   sum over `fan_in` items (`fan_in·c·V`), and one vector up (`V/B + L`); an inner member first
-//!   downloads `fan_in` vectors (`fan_in·V/B`).
-//! - Release: the commissioner downloads `t` vectors and reconstructs (`t·(V/B + c·V)`).
+//! - A leaf member receives up to `leaf_size` shares: `leaf_size·(V/B + c·V + k)`. It stops
+//!   collecting once every node it serves sent shares or declined, so the contributor and leaf
+//!   phases count, not the share window (the timeout below, twice them, bounds only a leaf that
+//!   waits on a late or dead contributor).
+//! - Agreement within a group: report and manifest (`2L` plus small messages), then the vote and
+//!   the leader's adopted report (`2L`).
+//! - One level up: a member sends its partial sum ahead as it reports (one vector, `V/B + L`),
+//!   and the parent member downloads `fan_in` of them (`fan_in·V/B`) and adds them up
+//!   (`fan_in·c·V`) while the child group agrees; the parent counts a child once its confirm
+//!   arrives (`L` after adoption). A level takes the longer of the two paths.
+//! - Release: the root group agrees, then the commissioner downloads `t` vectors and
+//!   reconstructs (`t·(V/B + c·V)`).
 //!
 //! Failures: each node fails at rate `λ` per second. A position is lost if its node fails while
 //! it holds data that has not moved up, a window of about one level's duration `w`, so with
@@ -172,7 +176,11 @@ impl Conditions {
         };
         // The request first reaches the contributor, then its shares reach the leaf.
         let contributor = self.broadcast_hops.max(1) as f64 * lat + g * c + g * k + up + lat;
-        let leaf_collect = down_leaf + leaf_size as f64 * (c + k);
+        // Seed compression: a position receives a full vector from `g - t + 1` of every `g`
+        // contributors (the rotation spreads them) and a 32-byte seed from the others, every
+        // one of them sealed.
+        let full = (g - t + 1.0) / g;
+        let leaf_collect = full * down_leaf + leaf_size as f64 * (full * c + k);
         let agree = 2.0 * lat + 2.0 * k;
         let inner_collect = down_inner + fan_in as f64 * c;
         let send_up = x + lat + k;
@@ -198,10 +206,32 @@ impl Conditions {
             depth += 1;
         }
         let level = p.agree + p.send_up;
-        // A leaf cannot know who will contribute: it collects for its whole share window.
-        let share_window = ((p.contributor + p.leaf_collect) * TIMEOUT_SAFETY).max(MIN_TIMEOUT_US);
-        let latency =
-            share_window + level + (depth as f64 - 1.0) * (p.inner_collect + level) + p.release;
+        let lat = self.latency_us as f64;
+        // Agreement runs beside the partials sent ahead, and a child counts once confirmed.
+        // The children finish at different times: the parent opens the others' partials while
+        // it waits for the slowest, whose lag over the first grows with their number (fitted
+        // on the simulator: about one latency per factor e of fan-in), then opens that one.
+        let agreed = p.agree + 2.0 * lat;
+        let one = self.compute_us() + self.crypto_us;
+        let down = match self.link_model {
+            LinkModel::PerNode => self.transfer_us(),
+            LinkModel::PerLink => 0.0,
+        };
+        // About half of a parent's downloading and opening overlaps the wait for its slowest
+        // child; with many children the rest of it sets the pace.
+        let step = |children: f64| {
+            let paced = p.send_up.max(agreed + lat) + one + lat * children.ln();
+            paced.max(0.5 * children * (down + one))
+        };
+        // Each level's real number of children (the top levels may have fewer than fan_in).
+        let mut inner = 0.0;
+        let mut groups = leaves;
+        while groups > 1 {
+            let parents = groups.div_ceil(fan_in as u64);
+            inner += step(groups as f64 / parents as f64);
+            groups = parents;
+        }
+        let latency = p.contributor + p.leaf_collect + inner + agreed + p.release;
         // Exposure of one group: its own level's duration (collect, agree, send up).
         let window_s = |collect: f64| (collect + level) / 1e6;
         let survive = |window: f64| {
