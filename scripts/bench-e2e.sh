@@ -4,8 +4,9 @@
 # wall time from `compute` to the result (as the CLI sees it, and as the commissioner's daemon
 # measures it from launch to release), the contributors included, the bytes of protocol
 # messages each node sent on average (shares, partial sums, agreement, release), and the bytes
-# of shares one contributor uploaded per coordinate (from the daemons' status counters). It checks two elements of the
-# result against the plaintext sum.
+# of shares one contributor uploaded per coordinate (from the daemons' status counters), and the
+# CPU time the daemons used during the computation, per node (user + system, from /proc). It
+# checks two elements of the result against the plaintext sum.
 #
 #   scripts/bench-e2e.sh                 # N = 50 100 200
 #   scripts/bench-e2e.sh 20 50           # other sizes
@@ -52,8 +53,8 @@ fi
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 
-printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %s\n' \
-    N dim cli_ms daemon_ms contributors "bytes_sent/node" "upload B/coord" "load"
+printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-14s %s\n' \
+    N dim cli_ms daemon_ms contributors "bytes_sent/node" "upload B/coord" "cpu ms/node" "load"
 for N in "${SIZES[@]}"; do
     RUN="$ROOT/n$N"
     mkdir -p "$RUN"
@@ -115,6 +116,16 @@ EOF
         "$GROVE" trust add --data-dir "$RUN/$i" "$KEY" --collections vec >/dev/null
     done
     LOAD=$(cut -d' ' -f1 /proc/loadavg)
+    # CPU time (user + system, clock ticks) of every daemon, before and after the computation.
+    cpu_ticks() {
+        local pid total=0
+        for pid in "${PIDS[@]}"; do
+            read -r -a f <"/proc/$pid/stat" 2>/dev/null || continue
+            total=$((total + f[13] + f[14]))
+        done
+        echo "$total"
+    }
+    CPU0=$(cpu_ticks)
     PERF_PID=""
     if [ -n "${PERF_OUT:-}" ]; then
         mkdir -p "$PERF_OUT"
@@ -129,11 +140,13 @@ EOF
         --g "$G" --t "$T" --share-window-ms "$SHARE_WINDOW_MS" \
         --lifetime-secs 120 >"$RUN/result.json"
     E=$(date +%s%N)
+    CPU1=$(cpu_ticks)
     if [ -n "$PERF_PID" ]; then
         kill -INT "$PERF_PID"
         wait "$PERF_PID" || true
     fi
     CLI_MS=$(( (E - S) / 1000000 ))
+    CPU_MS=$(( (CPU1 - CPU0) * 1000 / $(getconf CLK_TCK) ))
     DAEMON_MS=$(json 'd["elapsed_ms"]' <"$RUN/result.json")
     COUNT=$(json 'd["contributors"]' <"$RUN/result.json")
     GOT=$(json '"%.2f %.2f" % (d["values"][0], d["values"][-1])' <"$RUN/result.json")
@@ -156,8 +169,8 @@ EOF
         mkdir -p "$KEEP_LOGS/n$N"
         cp "$RUN"/*.log "$RUN/result.json" "$KEEP_LOGS/n$N/"
     fi
-    printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %s\n' \
+    printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-14s %s\n' \
         "$N" "$DIM" "$CLI_MS" "$DAEMON_MS" "$COUNT/$N" "$PER_NODE" "$PER_COORD" \
-        "load $LOAD; directories converged in ${CONVERGED_S}s"
+        "$((CPU_MS / N))" "load $LOAD; directories converged in ${CONVERGED_S}s"
     cleanup
 done
