@@ -432,8 +432,14 @@ impl Effects for NodeEffects<'_> {
                 return;
             }
         };
-        let peer = lock(self.directory).get(&to).map(|p| p.peer_id);
-        let Some(peer) = peer else {
+        // The directory's addresses go with the request: the swarm dials through its
+        // behaviours' address books, and Kademlia's routing table keeps only 20 peers per
+        // distance bucket, so in a network of a few hundred nodes it lacks most of them (at 200
+        // daemons, sends to never-met peers failed to dial and their slots failed over).
+        let peer = lock(self.directory)
+            .get(&to)
+            .map(|p| (p.peer_id, p.addrs.clone()));
+        let Some((peer, addrs)) = peer else {
             self.unreachable
                 .push((to, message, "the node is not in the directory".into()));
             return;
@@ -446,7 +452,7 @@ impl Effects for NodeEffects<'_> {
             .swarm
             .behaviour_mut()
             .messages
-            .send_request(&peer, bytes.clone());
+            .send_request_with_addresses(&peer, bytes.clone(), addrs);
         if self.pending_sends.len() < MAX_PENDING_SENDS {
             self.pending_sends.insert(id, (to, bytes));
         }
