@@ -667,6 +667,31 @@ fn a_leader_still_collecting_proposes_from_the_others_reports() {
     assert_eq!(leader_adoptions, vec![false, true]);
 }
 
+/// Send-ahead: without failures every complete member sends its partial sum ahead of
+/// agreement and only a confirm once its group adopted that version, and the parent counts it
+/// whichever arrives first. One leaf member's partials sent ahead travel 250 ms slower than
+/// its confirm (agreement takes at most about 200 ms at these latencies), so its parent gets
+/// the confirm first.
+#[test]
+fn partials_sent_ahead_count_once_confirmed_in_either_order() {
+    let mut c = setup(60, 40, 6, 6);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let slow = member(&c, &id, leaf(0), 2);
+    c.slow_sends(slow, "partial-ahead", 250_000);
+    let o = run(&mut c, &id);
+    assert_eq!(o.included, o.finished_sending);
+    let sent = |kind: &str| c.traffic.by_kind.get(kind).map_or(0, |k| k.0);
+    assert!(sent("partial-ahead") > 0);
+    assert_eq!(sent("partial-confirm"), sent("partial-ahead"));
+    assert_eq!(sent("partial"), 0, "{:?}", c.traffic.by_kind);
+    assert!(
+        !c.events
+            .iter()
+            .any(|(_, _, e)| matches!(e, Event::HealDone { .. } | Event::HealGaveUp { .. })),
+        "no child needed healing"
+    );
+}
+
 /// Two candidates can serve one position: a contributor that cannot reach a live member fails
 /// over to that position's backup, which then holds only that contributor's share. The leader
 /// must build the manifest on the member's fuller report, whatever order the two reports

@@ -954,18 +954,7 @@ pub(super) fn on_partial_confirm(
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), String> {
-    check_position(comp, m.position)?;
-    let parent = comp
-        .plan
-        .parent(m.child)
-        .ok_or("confirm from a group with no parent")?;
-    if !is_candidate(comp, m.child, m.position, &from) {
-        return Err("confirm not sent by the member at its position".into());
-    }
-    if m.version.count > comp.request().max_contributors {
-        return Err("confirm covers more contributors than the request allows".into());
-    }
-    let key = (parent, m.position);
+    let key = check_child_sender(comp, from, m.child, m.position, m.version)?;
     let role = comp
         .roles
         .get_mut(&key)
@@ -996,26 +985,38 @@ fn check_partial(
     from: NodeId,
     m: &PartialMsg,
 ) -> Result<(GroupId, Position), String> {
-    check_position(comp, m.position)?;
+    let key = check_child_sender(comp, from, m.child, m.position, m.version)?;
     let len = comp.len();
-    let max = comp.request().max_contributors;
-    let parent = comp
-        .plan
-        .parent(m.child)
-        .ok_or("partial from a group with no parent")?;
-    if !is_candidate(comp, m.child, m.position, &from) {
-        return Err("partial not sent by the member at its position".into());
-    }
     if m.sum.0.len() != len {
         return Err(format!(
             "partial has {} elements, expected {len}",
             m.sum.0.len()
         ));
     }
-    if m.version.count > max {
+    Ok(key)
+}
+
+/// Checks that `from` may speak for `position` of `child` and that `version` fits the
+/// request; returns the parent role a partial or confirm is for.
+fn check_child_sender(
+    comp: &Computation,
+    from: NodeId,
+    child: GroupId,
+    position: Position,
+    version: Version,
+) -> Result<(GroupId, Position), String> {
+    check_position(comp, position)?;
+    let parent = comp
+        .plan
+        .parent(child)
+        .ok_or("partial from a group with no parent")?;
+    if !is_candidate(comp, child, position, &from) {
+        return Err("partial not sent by the member at its position".into());
+    }
+    if version.count > comp.request().max_contributors {
         return Err("partial covers more contributors than the request allows".into());
     }
-    Ok((parent, m.position))
+    Ok((parent, position))
 }
 
 /// Holds a child's partial of one version (persisted first), unless it is too late to matter.
