@@ -199,12 +199,6 @@ impl Conditions {
     pub fn predict(&self, g: u8, t: u8, fan_in: u32, leaf_size: u32) -> (f64, f64, u8) {
         let p = self.phase_times(g, t, fan_in, leaf_size);
         let leaves = self.expected_contributors.div_ceil(leaf_size as u64).max(1);
-        let mut depth = 1u8;
-        let mut groups = leaves;
-        while groups > 1 {
-            groups = groups.div_ceil(fan_in as u64);
-            depth += 1;
-        }
         let level = p.agree + p.send_up;
         let lat = self.latency_us as f64;
         // Agreement runs beside the partials sent ahead, and a child counts once confirmed.
@@ -225,11 +219,13 @@ impl Conditions {
         };
         // Each level's real number of children (the top levels may have fewer than fan_in).
         let mut inner = 0.0;
+        let mut depth = 1u8;
         let mut groups = leaves;
         while groups > 1 {
             let parents = groups.div_ceil(fan_in as u64);
             inner += step(groups as f64 / parents as f64);
             groups = parents;
+            depth += 1;
         }
         let latency = p.contributor + p.leaf_collect + inner + agreed + p.release;
         // Exposure of one group: its own level's duration (collect, agree, send up).

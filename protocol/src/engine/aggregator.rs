@@ -161,9 +161,9 @@ pub(super) struct Role {
     /// Nodes of this leaf that declined to contribute (never persisted: after a restart the
     /// leaf waits for its share window).
     pub(super) declined: BTreeSet<NodeId>,
-    /// The version this member sent ahead to its parent position, and the rank of the server
-    /// it went to (never persisted: after a restart the member sends the full partial).
-    pub(super) ahead_sent: Option<(Version, usize)>,
+    /// The version this member sent ahead to its parent position, and the node serving that
+    /// position it went to (never persisted: after a restart the member sends the full partial).
+    pub(super) ahead_sent: Option<(Version, NodeId)>,
     /// Partials children sent ahead of their agreement, one per child, not yet confirmed
     /// (never persisted: lost on a restart, the child is then healed like a silent one).
     pub(super) ahead: BTreeMap<GroupId, HeldPartial>,
@@ -710,7 +710,7 @@ fn send_ahead(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
     let leaf_size = comp.plan.leaf_size(key.0);
     let children = comp.plan.children(key.0);
     let to = slot(parent, key.1);
-    let rank = comp.servers.get(&to).copied().unwrap_or(0);
+    let server = server_of(&comp.plan, &comp.servers, to);
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
@@ -735,7 +735,7 @@ fn send_ahead(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
         return;
     };
     let version = version_of(&id, key.0, &manifest);
-    role.ahead_sent = Some((version, rank));
+    role.ahead_sent = Some((version, server));
     ctx.send_slot(
         &comp.plan,
         &comp.servers,
@@ -768,9 +768,10 @@ pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
     };
     match plan.parent(key.0) {
         Some(parent) => {
-            // The same version went ahead to the server that serves the slot still: confirm it.
-            let rank = comp.servers.get(&slot(parent, key.1)).copied().unwrap_or(0);
-            let body = if role.ahead_sent.take() == Some((adopted.version, rank)) {
+            // The same version went ahead to the node that serves the slot still: confirm it.
+            let to = slot(parent, key.1);
+            let server = server_of(&plan, &comp.servers, to);
+            let body = if role.ahead_sent.take() == Some((adopted.version, server)) {
                 Body::PartialConfirm(PartialConfirmMsg {
                     child: key.0,
                     position: key.1,
@@ -784,7 +785,7 @@ pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
                     sum: FieldVec(sum.clone()),
                 })
             };
-            ctx.send_slot(&plan, &comp.servers, id, slot(parent, key.1), 0, body);
+            ctx.send_slot(&plan, &comp.servers, id, to, 0, body);
             for (target, requester) in std::mem::take(&mut role.pending_queries) {
                 ctx.send_to(
                     requester,
