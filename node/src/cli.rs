@@ -478,8 +478,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot read {}", f.display()))?,
                 (None, None) => bail!("give a query, or --file FILE"),
             };
-            // Errors in the query are reported here, before anything is launched.
+            // Errors in the query and the parameters are reported here, before anything is
+            // launched.
             crate::query::compile(&query).map_err(|e| anyhow::anyhow!(e))?;
+            crate::query::check_threshold(*g, *t).map_err(|e| anyhow::anyhow!(e))?;
             let params = ComputeParams {
                 query,
                 g: *g,

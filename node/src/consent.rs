@@ -479,11 +479,7 @@ mod tests {
         let spec = Query::parse(query)
             .and_then(|q| q.compile())
             .map(|c| c.spec().clone())
-            .unwrap_or(ContributionSpec {
-                length: 0,
-                bounds: vec![],
-                scale_digits: 0,
-            });
+            .unwrap_or(ContributionSpec::uniform(0, 0.0, 0.0, 0));
         RequestInfo {
             computation: format!("c{now}"),
             commissioner: "k".into(),

@@ -1035,7 +1035,16 @@ impl Node {
                     format!("result released over {contributors} contributors"),
                 );
                 if let Some(w) = self.waiters.remove(&r.computation) {
-                    let table = w.compiled.decode(&r.values, contributors);
+                    let table = w
+                        .compiled
+                        .decode_released(&r.values, &r.released, contributors);
+                    // A withheld element has no value: null.
+                    let values: Vec<Option<f64>> = r
+                        .values
+                        .iter()
+                        .zip(&r.released)
+                        .map(|(v, open)| open.then_some(*v))
+                        .collect();
                     let completeness = if w.directory_peers == 0 {
                         0.0
                     } else {
@@ -1046,7 +1055,7 @@ impl Node {
                         "query": w.compiled.query().to_string(),
                         "table": table,
                         "text": table.to_string(),
-                        "values": r.values,
+                        "values": values,
                         "contributors": contributors,
                         "directory_peers": w.directory_peers,
                         "completeness": completeness,
@@ -1061,8 +1070,8 @@ impl Node {
                 reason,
             } => {
                 let why = match reason {
-                    Failure::KMinNotMet { count, k_min } => format!(
-                        "only {count} contributors were included, fewer than k_min = {k_min}: nothing released"
+                    Failure::KMinNotMet { k_min, cells } => format!(
+                        "none of the {cells} cells of the result counts k_min = {k_min} contributors: the root group released nothing"
                     ),
                     Failure::NoQuorum { best_holders } => format!(
                         "no version reached the threshold of root positions before the deadline (best: {best_holders})"
@@ -1530,7 +1539,7 @@ mod tests {
     struct Fake {
         durable: Vec<Record>,
         log: Vec<Effect>,
-        to_self: VecDeque<Message>,
+        out: VecDeque<(NodeId, Message)>,
         fail_persist: bool,
     }
 
@@ -1540,12 +1549,12 @@ mod tests {
             self.durable.extend_from_slice(records);
             Ok(())
         }
-        fn send(&mut self, _to: NodeId, message: Message) {
+        fn send(&mut self, to: NodeId, message: Message) {
             self.log.push(Effect::Out {
                 kind: message.kind(),
                 durable: self.durable.len(),
             });
-            self.to_self.push_back(message);
+            self.out.push_back((to, message));
         }
         fn broadcast(&mut self, message: Message) {
             self.log.push(Effect::Out {
@@ -1555,25 +1564,34 @@ mod tests {
         }
     }
 
-    /// A one-node network: the node is the commissioner, the whole plan and the contributor.
-    fn engine() -> (Engine, SignedRequest, Vec<u8>) {
-        let secret = [3u8; 32];
-        let node = NodeId([5u8; 32]);
-        let directory = SortedDirectory::new(vec![(node, seal::x25519_public(&secret))]);
-        let plans = Arc::new(CachedPlans::new(Arc::new(directory)));
-        let engine = Engine::new(
-            Identity {
-                node,
-                x25519_secret: secret,
-            },
-            [1u8; 32],
-            plans,
+    /// A two-node network (requests refuse `t < 2`): node A is the commissioner, a member of
+    /// the one group and a contributor; node B the other member and a contributor.
+    fn engines() -> (Engine, Engine, SignedRequest, Vec<u8>) {
+        let secrets = [[3u8; 32], [8u8; 32]];
+        let nodes = [NodeId([5u8; 32]), NodeId([9u8; 32])];
+        let directory = SortedDirectory::new(
+            nodes
+                .iter()
+                .zip(&secrets)
+                .map(|(n, s)| (*n, seal::x25519_public(s)))
+                .collect(),
         );
+        let plans = Arc::new(CachedPlans::new(Arc::new(directory)));
+        let engine = |i: usize| {
+            Engine::new(
+                Identity {
+                    node: nodes[i],
+                    x25519_secret: secrets[i],
+                },
+                [1u8 + i as u8; 32],
+                plans.clone(),
+            )
+        };
         let key = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
         let params = ComputeParams {
             query: "SELECT sum(f), count(*) FROM c CLIP f TO [0, 1000] SCALE 0".into(),
-            g: 1,
-            t: 1,
+            g: 2,
+            t: 2,
             k_min: 1,
             leaf_groups: Some(1),
             fan_in: 2,
@@ -1586,49 +1604,95 @@ mod tests {
             &params,
             id,
             CommissionerKey(key.verifying_key().to_bytes()),
-            node,
+            nodes[0],
             Micros(1_000_000),
-            1,
+            2,
         )
         .expect("the query compiles");
         let finish = sign_finish(&id, &key);
-        (engine, SignedRequest::sign(request, &key), finish)
+        (
+            engine(0),
+            engine(1),
+            SignedRequest::sign(request, &key),
+            finish,
+        )
     }
 
-    /// One drain: the next deadline and the messages the node sent (all to itself).
-    type Drain<'a> = &'a mut dyn FnMut(&mut Engine) -> (Option<Micros>, Vec<Message>);
+    /// One drain: the next deadline and the messages the node sent, with their receivers.
+    type Drain<'a> = &'a mut dyn FnMut(&mut Engine) -> (Option<Micros>, Vec<(NodeId, Message)>);
 
-    /// Runs the computation to its end through `drain`, feeding sends back to the node.
+    /// Runs the computation to its end, draining node A through `drain` and node B by hand;
+    /// the request reaches B as the broadcast would. True once A closed it.
     fn run(drain: Drain) -> bool {
-        let (mut engine, request, finish) = engine();
-        let node = engine.node_id();
+        let (mut a, mut b, request, finish) = engines();
+        let (node_a, node_b) = (a.node_id(), b.node_id());
         let mut now = Micros(1_000_000);
-        let _ = engine.handle_command(
+        let _ = a.handle_command(
             now,
             Command::Launch {
                 request: Box::new(request.clone()),
                 finish_signature: finish,
             },
         );
-        let (mut next, mut inbox) = drain(&mut engine);
-        let _ = engine.handle_command(
+        let values = vec![7.0, 1.0, 1.0];
+        let id = request.request.id;
+        let drain_b = |b: &mut Engine| {
+            let mut sent = Vec::new();
+            loop {
+                match b.poll_output() {
+                    Output::Send { to, message } => sent.push((to, message)),
+                    Output::Idle { next_deadline } => return (next_deadline, sent),
+                    _ => {}
+                }
+            }
+        };
+        b.handle_message(
             now,
-            Command::Contribute {
-                computation: request.request.id,
-                values: vec![7.0, 1.0],
+            node_a,
+            Message {
+                computation: id,
+                round: 0,
+                body: Body::Request(Box::new(request)),
+                to: None,
             },
         );
-        for _ in 0..200 {
-            let (n, more) = drain(&mut engine);
-            next = n.or(next);
+        let _ = b.handle_command(
+            now,
+            Command::Contribute {
+                computation: id,
+                values: values.clone(),
+            },
+        );
+        let _ = a.handle_command(
+            now,
+            Command::Contribute {
+                computation: id,
+                values,
+            },
+        );
+        let (mut next_a, first) = drain(&mut a);
+        let mut inbox: VecDeque<(NodeId, Message)> = first.into();
+        let mut next_b = None;
+        for _ in 0..1000 {
+            let (n, more) = drain(&mut a);
+            next_a = n.or(next_a);
             inbox.extend(more);
-            if let Some(m) = inbox.pop() {
-                engine.handle_message(now, node, m);
-            } else if let Some(d) = next.take() {
+            let (n, more) = drain_b(&mut b);
+            next_b = n.or(next_b);
+            inbox.extend(more);
+            if let Some((to, m)) = inbox.pop_front() {
+                if to == node_b {
+                    b.handle_message(now, node_a, m);
+                } else {
+                    a.handle_message(now, node_b, m);
+                }
+            } else if let Some(d) = [next_a, next_b].into_iter().flatten().min() {
                 now = now.max(d);
-                engine.handle_timeout(now);
+                (next_a, next_b) = (None, None);
+                a.handle_timeout(now);
+                b.handle_timeout(now);
             } else {
-                return engine.computations().next().is_none();
+                return a.computations().next().is_none();
             }
         }
         false
@@ -1636,43 +1700,42 @@ mod tests {
 
     #[test]
     fn every_send_leaves_after_the_records_emitted_before_it() {
-        // The raw output sequence of the engine, by hand.
+        // The raw output sequence of node A's engine, by hand.
         let mut raw = Vec::new();
         let mut persisted = 0usize;
         let finished = run(&mut |engine| {
-            let mut to_self = Vec::new();
+            let mut sent = Vec::new();
             loop {
                 match engine.poll_output() {
                     Output::Persist(_) => persisted += 1,
-                    Output::Send { message, .. } => {
+                    Output::Send { to, message } => {
                         raw.push(Effect::Out {
                             kind: message.kind(),
                             durable: persisted,
                         });
-                        to_self.push(message);
+                        sent.push((to, message));
                     }
                     Output::Broadcast { message } => raw.push(Effect::Out {
                         kind: message.kind(),
                         durable: persisted,
                     }),
                     Output::Event(_) => {}
-                    Output::Idle { next_deadline } => return (next_deadline, to_self),
+                    Output::Idle { next_deadline } => return (next_deadline, sent),
                 }
             }
         });
-        assert!(finished, "the one-node computation did not finish");
+        assert!(finished, "the two-node computation did not finish");
         // The same run through the daemon's drain.
         let mut fake = Fake::default();
         let finished = run(&mut |engine| {
             let mut events = Vec::new();
             let next = drain_engine(engine, &mut fake, &mut events).expect("persist succeeds");
-            (next, fake.to_self.drain(..).collect())
+            (next, fake.out.drain(..).collect())
         });
         assert!(finished);
-        // A one-node computation: the engine delivers the messages a node sends itself
-        // internally, so what leaves are the request and the completion note, each after the
-        // records emitted before it. (A multi-engine version of this test would see more.)
-        assert!(raw.len() >= 2, "{raw:?}");
+        // Shares, reports, manifests, the root's count shares and release share, the request
+        // and the completion note: each after the records emitted before it.
+        assert!(raw.len() >= 6, "{raw:?}");
         assert_eq!(
             fake.log, raw,
             "a send left before the records emitted ahead of it"
@@ -1682,7 +1745,7 @@ mod tests {
 
     #[test]
     fn a_failed_persist_stops_the_drain_before_any_send() {
-        let (mut engine, request, finish) = engine();
+        let (mut engine, _, request, finish) = engines();
         engine
             .handle_command(
                 Micros(1_000_000),

@@ -409,7 +409,10 @@ fn fedavg_mean(compiled: &grove_protocol::query::CompiledQuery, values: &[f64]) 
     let grove_protocol::query::Cell::List(sum) = table.rows.first()?.cells.get(vector_at)? else {
         return None;
     };
-    let mean: Vec<String> = sum.iter().map(|x| format!("{:.4}", x / count)).collect();
+    let mean: Vec<String> = sum
+        .iter()
+        .map(|x| x.map_or("-".into(), |x| format!("{:.4}", x / count)))
+        .collect();
     Some(format!("[{}]", mean.join(", ")))
 }
 

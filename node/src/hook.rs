@@ -52,6 +52,7 @@ pub fn record_kind(record: &Record) -> &'static str {
         Record::ManifestAdopted { .. } => "ManifestAdopted",
         Record::Takeover { .. } => "Takeover",
         Record::Released { .. } => "Released",
+        Record::CountsOpened { .. } => "CountsOpened",
         Record::Closed { .. } => "Closed",
     }
 }
@@ -75,6 +76,9 @@ pub fn record_slot(record: &Record) -> Option<Slot> {
             group, position, ..
         }
         | Record::Takeover {
+            group, position, ..
+        }
+        | Record::CountsOpened {
             group, position, ..
         } => Some(Slot {
             group: *group,

@@ -67,6 +67,23 @@ pub fn budget_contributors(compiled: &CompiledQuery, cap: u64) -> u64 {
     lo
 }
 
+/// Refuses a threshold below 2 (every member would hold its contributors' values in the
+/// clear) or above the group size, with a message that says so.
+pub fn check_threshold(g: u8, t: u8) -> Result<(), String> {
+    if t < 2 {
+        return Err(format!(
+            "t = {t} is refused: a threshold below 2 would give every aggregator its \
+             contributors' values in the clear; use t >= 2 (for example --g 5 --t 3)"
+        ));
+    }
+    if t > g {
+        return Err(format!(
+            "t = {t} is above the group size g = {g}: no group could ever reconstruct"
+        ));
+    }
+    Ok(())
+}
+
 /// Builds the request for `p.query`: its contribution spec is exactly what the query
 /// compiles to, and `max_contributors` is `p.max_contributors` or else the most the overflow
 /// budget allows (up to [`DEFAULT_MAX_CONTRIBUTORS`]).
@@ -79,6 +96,7 @@ pub fn build_request(
     directory_size: usize,
 ) -> Result<Request, String> {
     let compiled = compile(&p.query)?;
+    check_threshold(p.g, p.t)?;
     let max_contributors = match p.max_contributors {
         Some(n) => n,
         None => budget_contributors(&compiled, DEFAULT_MAX_CONTRIBUTORS),
@@ -230,6 +248,31 @@ mod tests {
     }
 
     #[test]
+    fn a_threshold_below_two_is_refused_with_a_reason() {
+        for (g, t) in [(3, 1), (1, 1), (5, 0)] {
+            let e = check_threshold(g, t).unwrap_err();
+            assert!(e.contains("below 2") && e.contains("in the clear"), "{e}");
+            let p = ComputeParams {
+                query: "SELECT count(*) FROM c".into(),
+                g,
+                t,
+                ..ComputeParams::default()
+            };
+            let r = build_request(
+                &p,
+                ComputationId([1; 32]),
+                CommissionerKey([0; 32]),
+                NodeId([2; 32]),
+                Micros(1),
+                10,
+            );
+            assert!(r.is_err_and(|e| e.contains("below 2")));
+        }
+        assert!(check_threshold(3, 4).is_err());
+        assert_eq!(check_threshold(2, 2), Ok(()));
+    }
+
+    #[test]
     fn a_contribution_uses_the_first_records_that_match() {
         let c = compile(
             "SELECT count(*), sum(a) FROM c WHERE k = 'x' CLIP a TO [0, 10] LIMIT PER CONTRIBUTOR 2",
@@ -244,8 +287,8 @@ mod tests {
         .into_iter()
         .map(obj)
         .collect();
-        // The first two matching records: 4 and 50 (clipped to 10).
-        assert_eq!(contribution(&c, &records), (vec![2.0, 14.0], 2));
+        // The first two matching records: 4 and 50 (clipped to 10); then the row's indicator.
+        assert_eq!(contribution(&c, &records), (vec![2.0, 14.0, 1.0], 2));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use crate::message::Message;
 use thiserror::Error;
 
 pub const MAGIC: [u8; 4] = *b"GRV\0";
-pub const WIRE_VERSION: u8 = 1;
+/// 2: requests carry the cells of their contribution spec, root members open the cells'
+/// counts among themselves (`CountShare`), and release shares carry their cell mask.
+pub const WIRE_VERSION: u8 = 2;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CodecError {
@@ -65,7 +67,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, CodecError> {
 /// One small, valid message of every body kind (for tests, fuzz seeds and benchmarks).
 #[cfg(any(test, feature = "test-util"))]
 pub fn sample_messages() -> Vec<Message> {
-    use crate::encoding::{BoundRange, ContributionSpec};
+    use crate::encoding::{BoundRange, CellLayout, ContributionSpec, CountedCell};
     use crate::field::{FieldVec, Fp};
     use crate::ids::{ComputationId, Digest, GroupId, Micros, NodeId, Version};
     use crate::message::*;
@@ -83,12 +85,27 @@ pub fn sample_messages() -> Vec<Message> {
         query: "SELECT sum(x) FROM local".into(),
         contribution: ContributionSpec {
             length: 3,
-            bounds: vec![BoundRange {
-                count: 3,
-                min: -1.0,
-                max: 1.0,
-            }],
+            bounds: vec![
+                BoundRange {
+                    count: 1,
+                    min: 0.0,
+                    max: 1.0,
+                },
+                BoundRange {
+                    count: 2,
+                    min: -1.0,
+                    max: 1.0,
+                },
+            ],
             scale_digits: 3,
+            cells: CellLayout {
+                width: 3,
+                cells: vec![CountedCell {
+                    indicator: 0,
+                    start: 0,
+                    len: 3,
+                }],
+            },
         },
         max_contributors: 100,
         privacy: PrivacyParams {
@@ -218,7 +235,14 @@ pub fn sample_messages() -> Vec<Message> {
         Body::ReleaseShare(ReleaseShareMsg {
             position: 5,
             version: digest,
-            share: vec3,
+            released: vec![0b101],
+            share: vec3.clone(),
+        }),
+        Body::CountShare(CountShareMsg {
+            position: 4,
+            version: digest,
+            counts: vec3,
+            ask: true,
         }),
         Body::Finish(FinishMsg {
             signature: vec![0x55; 64],
@@ -250,7 +274,7 @@ mod tests {
         let samples = sample_messages();
         let mut kinds: Vec<&str> = samples.iter().map(|m| m.kind()).collect();
         kinds.dedup();
-        assert_eq!(kinds.len(), 20, "one sample of every body kind");
+        assert_eq!(kinds.len(), 21, "one sample of every body kind");
         for m in &samples {
             let bytes = encode(m).unwrap();
             assert_eq!(bytes[..4], MAGIC);
@@ -270,8 +294,11 @@ mod tests {
         b[0] = b'X';
         assert_eq!(decode(&b), Err(CodecError::BadMagic));
         let mut b = bytes.clone();
-        b[4] = 2;
-        assert_eq!(decode(&b), Err(CodecError::UnsupportedVersion(2)));
+        b[4] = WIRE_VERSION + 1;
+        assert_eq!(
+            decode(&b),
+            Err(CodecError::UnsupportedVersion(WIRE_VERSION + 1))
+        );
         assert!(matches!(decode(&bytes[..5]), Err(CodecError::Malformed(_))));
     }
 

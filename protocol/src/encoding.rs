@@ -21,19 +21,55 @@ pub struct BoundRange {
 }
 
 /// What each contributor sends: a vector of `length` values, each clipped to its bounds and
-/// encoded as `round(value * 10^scale_digits)` in the field.
+/// encoded as `round(value * 10^scale_digits)` in the field, and the cells the root group
+/// releases it by.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ContributionSpec {
     pub length: u32,
     /// Run-length bounds; the counts add up to `length`.
     pub bounds: Vec<BoundRange>,
     pub scale_digits: u8,
+    /// The cells of the released result, each with the element that counts its contributors.
+    pub cells: CellLayout,
+}
+
+/// One cell of the released result, as offsets in a block of the vector: `indicator` is the
+/// element each contributor sets to 1 if it is part of the cell and 0 otherwise (its bounds are
+/// `[0, 1]`), so the sum of that element is the cell's count of contributors; the cell governs
+/// its indicator and the `len` elements from `start`. The root group releases an element only
+/// if every cell that governs it counts at least `k_min` contributors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountedCell {
+    pub indicator: u32,
+    pub start: u32,
+    pub len: u32,
+}
+
+/// The cells of a contribution vector: the vector is `length / width` blocks of `width`
+/// elements (a query's rows), and every block holds the same `cells` at the same offsets.
+/// Cell `b * cells.len() + c` is cell `c` of block `b`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellLayout {
+    pub width: u32,
+    pub cells: Vec<CountedCell>,
+}
+
+impl CellLayout {
+    /// No cell: a spec for arithmetic alone, which no request may carry.
+    pub fn none(width: u32) -> CellLayout {
+        CellLayout {
+            width,
+            cells: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Error, PartialEq)]
 pub enum EncodingError {
     #[error("contribution spec is invalid: {0}")]
     InvalidSpec(String),
+    #[error("the cells of the contribution spec are invalid: {0}")]
+    InvalidCells(String),
     #[error("vector has {got} values, the spec declares {expected}")]
     WrongLength { expected: u32, got: usize },
     #[error("value at index {index} is not a finite number")]
@@ -53,7 +89,8 @@ fn scale_factor(digits: u8) -> f64 {
 }
 
 impl ContributionSpec {
-    /// One range of bounds for every element.
+    /// One range of bounds for every element, and no cell (arithmetic only: a request needs
+    /// cells, see [`ContributionSpec::counted`]).
     pub fn uniform(length: u32, min: f64, max: f64, scale_digits: u8) -> ContributionSpec {
         ContributionSpec {
             length,
@@ -63,7 +100,184 @@ impl ContributionSpec {
                 max,
             }],
             scale_digits,
+            cells: CellLayout::none(length.max(1)),
         }
+    }
+
+    /// A raw vector of `values` elements in `[min, max]` behind one indicator element: element
+    /// 0 is the contributor's indicator (`[0, 1]`, a contributor sends 1) and one cell covers
+    /// the whole vector, so the root releases it only if `k_min` contributors sent 1. Contribute
+    /// [`counted_values`](Self::counted_values) of the values.
+    pub fn counted(values: u32, min: f64, max: f64, scale_digits: u8) -> ContributionSpec {
+        let length = values.saturating_add(1);
+        let mut bounds = vec![BoundRange {
+            count: 1,
+            min: 0.0,
+            max: 1.0,
+        }];
+        if values > 0 {
+            bounds.push(BoundRange {
+                count: values,
+                min,
+                max,
+            });
+        }
+        ContributionSpec {
+            length,
+            bounds,
+            scale_digits,
+            cells: CellLayout {
+                width: length,
+                cells: vec![CountedCell {
+                    indicator: 0,
+                    start: 0,
+                    len: length,
+                }],
+            },
+        }
+    }
+
+    /// What a contributor sends for a [`counted`](Self::counted) spec: its indicator (1), then
+    /// its values.
+    pub fn counted_values(values: &[f64]) -> Vec<f64> {
+        let mut out = Vec::with_capacity(values.len() + 1);
+        out.push(1.0);
+        out.extend_from_slice(values);
+        out
+    }
+
+    /// Number of cells of the whole vector (every block's).
+    pub fn cell_count(&self) -> usize {
+        self.length.checked_div(self.cells.width).unwrap_or(0) as usize * self.cells.cells.len()
+    }
+
+    /// The element holding each cell's indicator, in cell order (block after block).
+    pub fn indicator_elements(&self) -> Vec<usize> {
+        let width = self.cells.width as usize;
+        let blocks = (self.length as usize).checked_div(width).unwrap_or(0);
+        let mut out = Vec::with_capacity(self.cell_count());
+        for b in 0..blocks {
+            for c in &self.cells.cells {
+                out.push(b * width + c.indicator as usize);
+            }
+        }
+        out
+    }
+
+    /// Which elements are released when the cells flagged in `cell_released` (one per cell,
+    /// in cell order) are: an element is released iff every cell governing it is. A short
+    /// mask suppresses the cells it does not name.
+    pub fn released_elements(&self, cell_released: &[bool]) -> Vec<bool> {
+        let width = self.cells.width as usize;
+        let mut out = vec![true; self.length as usize];
+        if width == 0 || self.cells.cells.is_empty() {
+            // No cell governs anything: nothing is released.
+            out.iter_mut().for_each(|x| *x = false);
+            return out;
+        }
+        let per_block = self.cells.cells.len();
+        for (b, block) in out.chunks_mut(width).enumerate() {
+            for (c, cell) in self.cells.cells.iter().enumerate() {
+                if cell_released.get(b * per_block + c) != Some(&true) {
+                    let start = cell.start as usize;
+                    let end = (start + cell.len as usize).min(block.len());
+                    block[start.min(end)..end]
+                        .iter_mut()
+                        .for_each(|x| *x = false);
+                    if let Some(x) = block.get_mut(cell.indicator as usize) {
+                        *x = false;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether a cell whose indicator sums to `count` (in the field) has at least `k_min`
+    /// contributors: the centered value is compared with `k_min * 10^scale` in integers.
+    pub fn cell_meets(&self, count: Fp, k_min: u64) -> bool {
+        let scale = 10i128.pow(u32::from(self.scale_digits.min(limits::MAX_SCALE_DIGITS)));
+        i128::from(count.to_i64_centered()) >= i128::from(k_min) * scale
+    }
+
+    /// Checks the cell layout: `width` divides `length`; every block has between 1 and
+    /// `width` cells, each inside the block, indicators distinct; every element of a block is
+    /// governed by some cell (its range or its indicator), and by at most
+    /// `MAX_CELLS_PER_ELEMENT` cells on average (the cells' lengths add up to at most that
+    /// many times `width`); every indicator element has bounds exactly `[0, 1]`. A request
+    /// carries only a spec that passes (see `Request::validate_params`).
+    pub fn validate_cells(&self) -> Result<(), EncodingError> {
+        let bad = |m: String| Err(EncodingError::InvalidCells(m));
+        let CellLayout { width, cells } = &self.cells;
+        let width = *width;
+        if width == 0 || self.length == 0 || self.length % width != 0 {
+            return bad(format!(
+                "a block of {width} elements does not divide a vector of {}",
+                self.length
+            ));
+        }
+        if cells.is_empty() || cells.len() > width as usize {
+            return bad(format!(
+                "{} cells in a block of {width} elements (need 1 to {width})",
+                cells.len()
+            ));
+        }
+        let mut covered: u64 = 0;
+        for (i, c) in cells.iter().enumerate() {
+            let end = u64::from(c.start) + u64::from(c.len);
+            if c.len == 0 || end > u64::from(width) || c.indicator >= width {
+                return bad(format!("cell {i} does not lie inside its block"));
+            }
+            covered += u64::from(c.len);
+        }
+        if covered > u64::from(width) * limits::MAX_CELLS_PER_ELEMENT {
+            return bad(format!(
+                "the cells cover {covered} elements of a block of {width}, over {} each",
+                limits::MAX_CELLS_PER_ELEMENT
+            ));
+        }
+        let mut indicators: Vec<u32> = cells.iter().map(|c| c.indicator).collect();
+        indicators.sort_unstable();
+        if indicators.windows(2).any(|w| w[0] == w[1]) {
+            return bad("two cells share an indicator".into());
+        }
+        // Every element of a block is governed: sweep the cells in order of their start.
+        let mut spans: Vec<(u32, u32)> = cells
+            .iter()
+            .flat_map(|c| [(c.start, c.start + c.len), (c.indicator, c.indicator + 1)])
+            .collect();
+        spans.sort_unstable();
+        let mut reach = 0u32;
+        for (start, end) in spans {
+            if start > reach {
+                return bad(format!("element {reach} of a block is in no cell"));
+            }
+            reach = reach.max(end);
+        }
+        if reach < width {
+            return bad(format!("element {reach} of a block is in no cell"));
+        }
+        // Indicator bounds: walk the runs once, in element order.
+        let mut wanted = self.indicator_elements();
+        wanted.sort_unstable();
+        let mut runs = self.bounds.iter();
+        let mut run_start = 0usize;
+        let mut run = runs.next();
+        for e in wanted {
+            while let Some(r) = run {
+                if e < run_start + r.count as usize {
+                    break;
+                }
+                run_start += r.count as usize;
+                run = runs.next();
+            }
+            match run {
+                Some(r) if r.min == 0.0 && r.max == 1.0 => {}
+                Some(_) => return bad(format!("indicator element {e} is not bounded to [0, 1]")),
+                None => return bad(format!("indicator element {e} has no bounds")),
+            }
+        }
+        Ok(())
     }
 
     /// Checks lengths, ranges (`min <= max`, finite), limits, and that the worst-case sum of
@@ -214,6 +428,7 @@ mod tests {
                 },
             ],
             scale_digits: 2,
+            cells: CellLayout::none(5),
         };
         spec.validate(1000).unwrap();
         let enc = spec.encode(&[-5.0, 0.125, -0.125, 1e9, 12.345]).unwrap();
@@ -250,6 +465,7 @@ mod tests {
                 max: 1.0,
             }],
             scale_digits: 0,
+            cells: CellLayout::none(3),
         };
         assert!(matches!(
             short.encode(&[0.0; 3]),
@@ -296,6 +512,7 @@ mod tests {
                 limits::MAX_BOUND_RANGES + 1
             ],
             scale_digits: 0,
+            cells: CellLayout::none(1),
         };
         assert!(many.validate(1).is_err());
     }
@@ -333,6 +550,7 @@ mod tests {
                 },
             ],
             scale_digits: 0,
+            cells: CellLayout::none(10),
         };
         assert!(spec.validate(500_000_000).is_ok()); // 1e18 < 1.15e18
         assert_eq!(
@@ -353,5 +571,109 @@ mod tests {
         assert!(ContributionSpec::uniform(1, -1e300, 1e300, 12)
             .validate(1)
             .is_err());
+    }
+
+    #[test]
+    fn cells_validate_and_mask() {
+        let spec = ContributionSpec::counted(3, -5.0, 5.0, 2);
+        assert_eq!(spec.length, 4);
+        assert_eq!(spec.validate_cells(), Ok(()));
+        assert_eq!(spec.cell_count(), 1);
+        assert_eq!(spec.indicator_elements(), vec![0]);
+        assert_eq!(spec.released_elements(&[true]), vec![true; 4]);
+        assert_eq!(spec.released_elements(&[false]), vec![false; 4]);
+        assert_eq!(spec.released_elements(&[]), vec![false; 4]);
+        // Counts compare in integers at the spec's scale: 3 contributors are 300 at scale 2.
+        assert!(spec.cell_meets(Fp::from_i64(300), 3));
+        assert!(!spec.cell_meets(Fp::from_i64(299), 3));
+        assert!(!spec.cell_meets(Fp::from_i64(-300), 1));
+        // No cell, or cells that leave an element ungoverned, or an indicator not in [0, 1].
+        assert!(ContributionSpec::uniform(3, 0.0, 1.0, 0)
+            .validate_cells()
+            .is_err());
+        let with = |f: &dyn Fn(&mut ContributionSpec)| {
+            let mut s = ContributionSpec::counted(3, -5.0, 5.0, 2);
+            f(&mut s);
+            s.validate_cells()
+        };
+        assert!(with(&|s| s.cells.cells[0].len = 3).is_err());
+        assert!(with(&|s| s.cells.cells[0].len = 5).is_err());
+        assert!(with(&|s| s.cells.cells[0].indicator = 1).is_err()); // bounds [-5, 5]
+        assert!(with(&|s| s.cells.cells[0].indicator = 4).is_err()); // outside the block
+        assert!(with(&|s| s.bounds[0].max = 2.0).is_err());
+        assert!(with(&|s| s.cells.width = 3).is_err());
+        assert!(with(&|s| s.cells.width = 0).is_err());
+        assert!(with(&|s| s.cells.cells.push(CountedCell {
+            indicator: 0,
+            start: 0,
+            len: 1
+        }))
+        .is_err());
+        // Two blocks of two cells each: a row cell and a bucket cell inside it.
+        let spec = ContributionSpec {
+            length: 8,
+            bounds: vec![
+                BoundRange {
+                    count: 2,
+                    min: 0.0,
+                    max: 1.0,
+                },
+                BoundRange {
+                    count: 2,
+                    min: 0.0,
+                    max: 9.0,
+                },
+                BoundRange {
+                    count: 2,
+                    min: 0.0,
+                    max: 1.0,
+                },
+                BoundRange {
+                    count: 2,
+                    min: 0.0,
+                    max: 9.0,
+                },
+            ],
+            scale_digits: 0,
+            cells: CellLayout {
+                width: 4,
+                cells: vec![
+                    CountedCell {
+                        indicator: 0,
+                        start: 0,
+                        len: 4,
+                    },
+                    CountedCell {
+                        indicator: 1,
+                        start: 1,
+                        len: 2,
+                    },
+                ],
+            },
+        };
+        assert_eq!(spec.validate_cells(), Ok(()));
+        assert_eq!(spec.indicator_elements(), vec![0, 1, 4, 5]);
+        assert_eq!(
+            spec.released_elements(&[true, false, false, true]),
+            vec![true, false, false, true, false, false, false, false]
+        );
+        // More cover than two cells per element is refused.
+        let mut wide = spec.clone();
+        wide.cells.cells[1] = CountedCell {
+            indicator: 1,
+            start: 0,
+            len: 4,
+        };
+        wide.cells.cells.push(CountedCell {
+            indicator: 2,
+            start: 0,
+            len: 4,
+        });
+        wide.bounds[1].max = 1.0;
+        wide.bounds[3].max = 1.0;
+        assert!(matches!(
+            wide.validate_cells(),
+            Err(EncodingError::InvalidCells(m)) if m.contains("cover")
+        ));
     }
 }

@@ -132,8 +132,9 @@ impl From<PlanError> for Refusal {
 /// Why the commissioner got no result.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// The root agreed on a version covering fewer contributors than `k_min`: nothing released.
-    KMinNotMet { count: u64, k_min: u64 },
+    /// No element of the result lies only in cells that count `k_min` contributors (for a
+    /// query: no row does): the root members released nothing of its `cells` cells.
+    KMinNotMet { k_min: u64, cells: usize },
     /// No version was held by `t` root positions before the deadline.
     NoQuorum { best_holders: usize },
     /// A version held by `t` root positions was chosen, but fewer than `t` of its shares
@@ -146,10 +147,14 @@ pub enum Failure {
 pub struct Released {
     pub computation: ComputationId,
     pub version: Version,
-    /// The exact field sum over the contributors of `version`.
+    /// The exact field sum over the contributors of `version`, at every released element
+    /// (zero where `released` is false).
     pub sum: Vec<Fp>,
-    /// The decoded sum, per element.
+    /// The decoded sum, per element (zero where `released` is false).
     pub values: Vec<f64>,
+    /// Which elements the root members released: those of cells that count at least
+    /// `k_min` contributors (see `ContributionSpec::cells`).
+    pub released: Vec<bool>,
     /// When the result was reconstructed.
     pub at: Micros,
 }
@@ -381,6 +386,9 @@ pub struct Engine {
     now: Micros,
     envelope: Arc<dyn Envelope>,
     strategy: Strategy,
+    /// The commissioner checks the counts of the cells it reconstructs (always, but in tests
+    /// that play a commissioner ignoring the rule: [`Engine::skipping_k_min_check`]).
+    check_k_min: bool,
 }
 
 impl Engine {
@@ -397,7 +405,16 @@ impl Engine {
             now: Micros::ZERO,
             envelope: Arc::new(NoiseEnvelope),
             strategy: Strategy::default(),
+            check_k_min: true,
         }
+    }
+
+    /// Test only: a commissioner that ignores `k_min` (it shows every cell it can
+    /// reconstruct). The root members' rule must still keep every cell below `k_min` from it.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn skipping_k_min_check(mut self) -> Engine {
+        self.check_k_min = false;
+        self
     }
 
     /// Plays a baseline recovery strategy instead of Grove's (the simulator's comparison with
@@ -466,6 +483,12 @@ impl Engine {
     /// Computations this node holds state for.
     pub fn computations(&self) -> impl Iterator<Item = &ComputationId> {
         self.computations.keys()
+    }
+
+    /// The signed request of a computation this engine accepted (signature, parameters,
+    /// clock and replay checked) and holds state for: what an owner's consent must read.
+    pub fn request(&self, id: &ComputationId) -> Option<&SignedRequest> {
+        self.computations.get(id).map(|c| c.signed.as_ref())
     }
 
     /// The next effect, or `Idle` with the next deadline once everything is drained.
@@ -978,9 +1001,11 @@ impl Engine {
         let mut ctx = ctx!(self);
         let keys: Vec<_> = comp.roles.keys().copied().collect();
         for key in keys {
-            let Some(role) = comp.roles.get(&key) else {
+            let Some(role) = comp.roles.get_mut(&key) else {
                 continue;
             };
+            // A root member that lost the count shares it held asks for them again.
+            role.counts_sent = true;
             if role.adopted.is_some() {
                 send_up(comp, key, &mut ctx);
             }
@@ -1042,6 +1067,7 @@ impl Engine {
         let Some(comp) = self.computations.get_mut(&id) else {
             return;
         };
+        let check_k_min = self.check_k_min;
         let mut ctx = ctx!(self);
         let round = message.round;
         let kind = message.kind();
@@ -1060,7 +1086,10 @@ impl Engine {
             Body::RootReady(m) => on_root_ready(comp, from, m),
             Body::ReleaseAsk(m) => on_release_ask(comp, from, m, &mut ctx),
             Body::RootQuery => on_root_query(comp, from, &mut ctx),
-            Body::ReleaseShare(m) => on_release_share(comp, from, m, &mut ctx, &mut records),
+            Body::ReleaseShare(m) => {
+                on_release_share(comp, from, m, &mut ctx, &mut records, check_k_min)
+            }
+            Body::CountShare(m) => on_count_share(comp, from, m, &mut ctx),
             Body::Finish(m) => on_finish(comp, from, m, &mut records),
             Body::Vote(m) => on_vote(comp, from, round, m, &mut ctx, &mut records),
             Body::Decline(m) => on_decline(comp, from, m),
@@ -1203,7 +1232,7 @@ impl Engine {
             for key in keys {
                 advance_role(comp, key, &mut ctx, &mut pending);
             }
-            advance_commissioner(comp, &mut ctx, &mut pending);
+            advance_commissioner(comp, &mut ctx);
             if pending.is_empty() {
                 return;
             }
@@ -1378,6 +1407,22 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             comp.roles
                 .entry((*group, *position))
                 .or_insert_with(|| Role::new(*group, false));
+        }
+        Record::CountsOpened {
+            group,
+            position,
+            version,
+            counts,
+            ..
+        } => {
+            if counts.0.len() != comp.request().contribution.cell_count() {
+                return Err("counts of the wrong number of cells".into());
+            }
+            let role = comp
+                .roles
+                .get_mut(&(*group, *position))
+                .ok_or("counts for a role this node does not hold")?;
+            role.counts = Some((*version, counts.0.clone()));
         }
         Record::Accepted { .. } | Record::Launched { .. } | Record::Closed { .. } => {}
     }

@@ -103,14 +103,16 @@ impl LaunchParams {
         }
     }
 
-    pub fn new(g: u8, t: u8, leaf_groups: u32, fan_in: u32, vector_len: u32) -> LaunchParams {
+    /// A raw vector of `values` elements in `[-10^6, 10^6]` behind one indicator (the spec is
+    /// [`ContributionSpec::counted`]: contributors use [`Cluster::set_counted_contribution`]).
+    pub fn new(g: u8, t: u8, leaf_groups: u32, fan_in: u32, values: u32) -> LaunchParams {
         LaunchParams {
             g,
             t,
             k_min: 1,
             leaf_groups,
             fan_in,
-            spec: ContributionSpec::uniform(vector_len, -1_000_000.0, 1_000_000.0, 0),
+            spec: ContributionSpec::counted(values, -1_000_000.0, 1_000_000.0, 0),
             max_contributors: 1 << 20,
             timeouts: LaunchParams::default_timeouts(),
             lifetime: 120_000_000,
@@ -220,6 +222,10 @@ pub struct Cluster {
     crash_on_receive: Option<(BTreeSet<usize>, &'static str, usize)>,
     holdings: BTreeMap<usize, BTreeMap<Subject, BTreeSet<Position>>>,
     privacy_violations: Vec<String>,
+    /// Nodes whose engine, as commissioner, ignores `k_min` (`Engine::skipping_k_min_check`).
+    skip_k_min: BTreeSet<usize>,
+    /// Child groups whose members all lie about their version's count (to this number).
+    count_lies: BTreeMap<GroupId, u64>,
     pub traffic: Traffic,
     trace: Sha256,
     steps: u64,
@@ -285,6 +291,8 @@ impl Cluster {
             crash_on_receive: None,
             holdings: BTreeMap::new(),
             privacy_violations: Vec::new(),
+            skip_k_min: BTreeSet::new(),
+            count_lies: BTreeMap::new(),
             traffic: Traffic::default(),
             trace: Sha256::new(),
             steps: 0,
@@ -301,6 +309,24 @@ impl Cluster {
             cluster.nodes[i].engine = Some(engine);
         }
         cluster
+    }
+
+    /// Node `i`'s engine, as commissioner, ignores `k_min`: it shows every cell it can
+    /// reconstruct (also after a restart). The root members must still keep every cell below
+    /// `k_min` from it; the privacy checker fails a run in which one reaches it.
+    pub fn skip_k_min_check(&mut self, i: usize) {
+        self.skip_k_min.insert(i);
+        if let Some(engine) = self.nodes[i].engine.take() {
+            self.nodes[i].engine = Some(engine.skipping_k_min_check());
+        }
+    }
+
+    /// Every member of `child` lies about its version's contributor count: every partial,
+    /// confirm and heal offer it sends names `count` instead (an inner leader's manifest then
+    /// carries it up to the root). Nothing released may change; the result check then does
+    /// not compare the released version's count with its contributors.
+    pub fn lie_about_count(&mut self, child: GroupId, count: u64) {
+        self.count_lies.insert(child, count);
     }
 
     fn envelope(&self) -> Arc<dyn Envelope> {
@@ -342,14 +368,26 @@ impl Cluster {
         self.nodes[i].engine.is_some()
     }
 
+    /// How many times node `i` restarted from its records.
+    pub fn restarts(&self, i: usize) -> u32 {
+        self.nodes[i].restarts
+    }
+
     /// The harness's deterministic randomness, for tests that draw crash times or values.
     pub fn rng(&mut self) -> &mut ChaCha20Rng {
         &mut self.rng
     }
 
-    /// Node `i` contributes `values` to every computation it hears of.
+    /// Node `i` contributes `values` to every computation it hears of (the whole vector, its
+    /// indicators included).
     pub fn set_contribution(&mut self, i: usize, values: Vec<f64>) {
         self.contributions.insert(i, values);
+    }
+
+    /// Node `i` contributes `values` behind an indicator of 1, for a
+    /// [`ContributionSpec::counted`] spec such as [`LaunchParams::new`]'s.
+    pub fn set_counted_contribution(&mut self, i: usize, values: &[f64]) {
+        self.set_contribution(i, ContributionSpec::counted_values(values));
     }
 
     /// The values node `i` contributes, if it does.
@@ -583,6 +621,9 @@ impl Cluster {
                             );
                         }
                         let subject = self.observe_delivery(to, &message);
+                        if self.launched_by.get(&message.computation) == Some(&to) {
+                            self.check_release_share(&message);
+                        }
                         let engine = self.nodes[to].engine.as_mut().expect("checked alive above");
                         engine.handle_message(now, from_id, message);
                         if let Some((s, p)) = subject {
@@ -636,7 +677,7 @@ impl Cluster {
                 }
                 self.nodes[node].restarts += 1;
                 let seed = self.engine_seed(node);
-                let engine = Engine::restore(
+                let mut engine = Engine::restore(
                     self.nodes[node].identity.clone(),
                     seed,
                     self.plans.clone(),
@@ -644,6 +685,9 @@ impl Cluster {
                     self.now,
                 )
                 .with_envelope(self.envelope());
+                if self.skip_k_min.contains(&node) {
+                    engine = engine.skipping_k_min_check();
+                }
                 self.nodes[node].engine = Some(engine);
                 self.drain(node);
             }
@@ -671,7 +715,8 @@ impl Cluster {
                 h.target,
             )),
             Body::ReleaseShare(r) => {
-                // The commissioner is meant to reconstruct the root: that is the result.
+                // The commissioner is meant to reconstruct the root: that is the result, of
+                // cells that count at least `k_min` contributors only.
                 if self.launched_by.get(&m.computation) == Some(&to) {
                     None
                 } else {
@@ -683,6 +728,54 @@ impl Cluster {
                 }
             }
             _ => None,
+        }
+    }
+
+    /// The true count of contributors of each cell of a version (from the plaintext
+    /// contributions of the contributors it expands to), as field sums of the indicators.
+    pub fn true_cell_counts(&self, id: &ComputationId, digest: &Digest) -> Option<Vec<Fp>> {
+        let request = self.requests.get(id)?;
+        let spec = &request.contribution;
+        let mut counts = vec![Fp::ZERO; spec.cell_count()];
+        let indicators = spec.indicator_elements();
+        for c in self.expand(digest) {
+            let values = self.contributions.get(self.index.get(&c)?)?;
+            let v = spec.encode(values).ok()?;
+            for (k, e) in indicators.iter().enumerate() {
+                counts[k] += v[*e];
+            }
+        }
+        Some(counts)
+    }
+
+    /// A release share reaching the commissioner: it must carry no cell below `k_min`.
+    fn check_release_share(&mut self, m: &Message) {
+        let Body::ReleaseShare(r) = &m.body else {
+            return;
+        };
+        let Some(request) = self.requests.get(&m.computation) else {
+            return;
+        };
+        let spec = request.contribution.clone();
+        let k_min = request.privacy.k_min;
+        let Some(cells) = crate::message::cell_flags(&r.released, spec.cell_count()) else {
+            return;
+        };
+        let Some(counts) = self.true_cell_counts(&m.computation, &r.version) else {
+            self.privacy_violations.push(format!(
+                "a release share of an unknown version {:?} reached the commissioner",
+                r.version
+            ));
+            return;
+        };
+        for (c, (released, count)) in cells.iter().zip(&counts).enumerate() {
+            if *released && !spec.cell_meets(*count, k_min) {
+                self.privacy_violations.push(format!(
+                    "the commissioner received root position {}'s share of cell {c}, which counts {} contributors, below k_min = {k_min}",
+                    r.position,
+                    count.to_i64_centered()
+                ));
+            }
         }
     }
 
@@ -751,6 +844,13 @@ impl Cluster {
     }
 
     fn transmit(&mut self, from: usize, to: usize, message: &Message) {
+        let lied;
+        let message = if self.count_lies.is_empty() {
+            message
+        } else {
+            lied = self.lie(message);
+            &lied
+        };
         let bytes = match codec::encode(message) {
             Ok(b) => b,
             Err(e) => {
@@ -775,6 +875,23 @@ impl Cluster {
         let extra = self.slow.get(&(from, message.kind())).copied().unwrap_or(0);
         let delay = self.latency() + extra;
         self.schedule_bytes(from, to, bytes, delay);
+    }
+
+    /// `message` as a lying child group's member sends it (see [`Cluster::lie_about_count`]).
+    fn lie(&self, message: &Message) -> Message {
+        let mut m = message.clone();
+        let lie = |child: &GroupId, version: &mut crate::ids::Version| {
+            if let Some(count) = self.count_lies.get(child) {
+                version.count = *count;
+            }
+        };
+        match &mut m.body {
+            Body::Partial(p) | Body::PartialAhead(p) => lie(&p.child, &mut p.version),
+            Body::PartialConfirm(p) => lie(&p.child, &mut p.version),
+            Body::HealOffer(h) => lie(&h.child, &mut h.version),
+            _ => {}
+        }
+        m
     }
 
     fn on_event(&mut self, n: usize, event: Event) {
@@ -910,6 +1027,27 @@ impl Cluster {
                 }
             }
         }
+        // Root members opened the true counts of their version's cells (their indicators'
+        // sums, and nothing else of the vector).
+        for (n, slot) in self.nodes.iter().enumerate() {
+            for r in &slot.durable {
+                if let Record::CountsOpened {
+                    computation,
+                    version,
+                    counts,
+                    ..
+                } = r
+                {
+                    if computation == id
+                        && self.true_cell_counts(id, version).as_ref() != Some(&counts.0)
+                    {
+                        return Err(format!(
+                            "node {n} opened counts that are not its version's cell counts"
+                        ));
+                    }
+                }
+            }
+        }
         let mut contributors = BTreeSet::new();
         let mut finished_sending = BTreeSet::new();
         for &i in self.contributions.keys() {
@@ -922,7 +1060,7 @@ impl Cluster {
         let mut included = BTreeSet::new();
         if let Some(r) = &released {
             included = self.expand(&r.version.digest);
-            if included.len() as u64 != r.version.count {
+            if included.len() as u64 != r.version.count && self.count_lies.is_empty() {
                 return Err(format!(
                     "version counts {} contributors but expands to {}",
                     r.version.count,
@@ -944,6 +1082,21 @@ impl Cluster {
                     .encode(values)
                     .map_err(|e| e.to_string())?;
                 add_assign_vec(&mut expected, &v);
+            }
+            // Released are exactly the cells that count `k_min` contributors, and each is exact.
+            let spec = &request.contribution;
+            let cells: Vec<bool> = spec
+                .indicator_elements()
+                .into_iter()
+                .map(|e| spec.cell_meets(expected[e], request.privacy.k_min))
+                .collect();
+            if spec.released_elements(&cells) != r.released {
+                return Err("released cells differ from the cells that count k_min".into());
+            }
+            for (x, open) in expected.iter_mut().zip(&r.released) {
+                if !*open {
+                    *x = Fp::ZERO;
+                }
             }
             if expected != r.sum {
                 return Err(

@@ -35,6 +35,9 @@ pub const MAX_AGREE_ROUNDS: u32 = 64;
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 /// Largest number of bound ranges in a contribution spec.
 pub const MAX_BOUND_RANGES: usize = 4096;
+/// How many cells may govern one element of a contribution vector, on average over a block
+/// (a query's row cell and a histogram bucket's cell: two). Bounds the work of masking.
+pub const MAX_CELLS_PER_ELEMENT: u64 = 2;
 /// Largest decimal scale exponent of fixed-point values.
 pub const MAX_SCALE_DIGITS: u8 = 12;
 /// How far in the future a request's creation time may be, in microseconds (clock skew).

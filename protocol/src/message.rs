@@ -74,6 +74,22 @@ pub enum Body {
     PartialAhead(PartialMsg),
     /// The group adopted the version of the partial sent ahead: the parent counts it as held.
     PartialConfirm(PartialConfirmMsg),
+    /// A root member's share of the cells' counts (the indicator elements of its sum, nothing
+    /// else), sent to every other root position: `t` of them open the counts, from which each
+    /// root member decides which cells it releases.
+    CountShare(CountShareMsg),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CountShareMsg {
+    /// The root position whose share this is.
+    pub position: Position,
+    /// The digest of the root's adopted version.
+    pub version: Digest,
+    /// The sender's share of each cell's indicator sum, in cell order.
+    pub counts: FieldVec,
+    /// The sender lacks the counts (it restarted, or shares were lost): answer with yours.
+    pub ask: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -223,7 +239,34 @@ pub struct ReleaseAskMsg {
 pub struct ReleaseShareMsg {
     pub position: Position,
     pub version: Digest,
+    /// Which cells the root member releases: bit `c % 8` of byte `c / 8` for cell `c`
+    /// ([`cell_bits`]). A cell below `k_min` is withheld, and so is every element it governs.
+    pub released: Vec<u8>,
+    /// The member's share of the released elements only, in element order.
     pub share: FieldVec,
+}
+
+/// Packs one flag per cell into bits (cell `c` is bit `c % 8` of byte `c / 8`).
+pub fn cell_bits(flags: &[bool]) -> Vec<u8> {
+    let mut out = vec![0u8; flags.len().div_ceil(8)];
+    for (c, f) in flags.iter().enumerate() {
+        if *f {
+            out[c / 8] |= 1 << (c % 8);
+        }
+    }
+    out
+}
+
+/// Unpacks the flags of `cells` cells; `None` unless `bits` has exactly the bytes they need
+/// and no bit set beyond them.
+pub fn cell_flags(bits: &[u8], cells: usize) -> Option<Vec<bool>> {
+    if bits.len() != cells.div_ceil(8) {
+        return None;
+    }
+    let flags: Vec<bool> = (0..cells)
+        .map(|c| bits[c / 8] & (1 << (c % 8)) != 0)
+        .collect();
+    (cell_bits(&flags) == bits).then_some(flags)
 }
 
 /// Signed by the commissioner over `hash_parts("grove/finish/v1", [computation id])`.
@@ -271,7 +314,12 @@ impl Message {
             Body::HealPart(m) => pos_ok(m.target) && pos_ok(m.helper) && vec_ok(&m.value),
             Body::RootReady(m) => pos_ok(m.position),
             Body::ReleaseAsk(_) | Body::RootQuery => true,
-            Body::ReleaseShare(m) => pos_ok(m.position) && vec_ok(&m.share),
+            Body::ReleaseShare(m) => {
+                pos_ok(m.position)
+                    && vec_ok(&m.share)
+                    && m.released.len() <= (MAX_VECTOR_LEN as usize).div_ceil(8)
+            }
+            Body::CountShare(m) => pos_ok(m.position) && vec_ok(&m.counts),
             Body::Finish(m) => m.signature.len() == 64,
             Body::Vote(m) => pos_ok(m.position) && m.manifest.items.len() <= MAX_MANIFEST_ITEMS,
             Body::Decline(_) => true,
@@ -306,6 +354,7 @@ impl Message {
             Body::Decline(_) => "decline",
             Body::PartialAhead(_) => "partial-ahead",
             Body::PartialConfirm(_) => "partial-confirm",
+            Body::CountShare(_) => "count-share",
         }
     }
 }

@@ -7,7 +7,7 @@
 //! its state implies (receivers ignore duplicates).
 
 use crate::field::FieldVec;
-use crate::ids::{ComputationId, GroupId, Micros, NodeId, Position, Version};
+use crate::ids::{ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
 use crate::message::Manifest;
 use crate::request::SignedRequest;
 use crate::sharing::CompressedShare;
@@ -88,6 +88,18 @@ pub enum Record {
         round: u32,
         manifest: Manifest,
     },
+    /// A root member opened the counts of the cells of its adopted version (from `t` root
+    /// members' shares of them): it releases exactly the cells that count `k_min`
+    /// contributors, also after a restart.
+    CountsOpened {
+        computation: ComputationId,
+        group: GroupId,
+        position: Position,
+        /// The digest of the version the counts are of.
+        version: Digest,
+        /// Each cell's indicator sum, in cell order.
+        counts: FieldVec,
+    },
 }
 
 impl Record {
@@ -100,6 +112,7 @@ impl Record {
             | Record::ManifestAdopted { computation, .. }
             | Record::ManifestPromised { computation, .. }
             | Record::ManifestAccepted { computation, .. }
+            | Record::CountsOpened { computation, .. }
             | Record::Takeover { computation, .. }
             | Record::Released { computation, .. }
             | Record::Closed { computation, .. } => *computation,

@@ -101,15 +101,16 @@ impl Request {
         let body = postcard::to_allocvec(self).expect("a request always serializes");
         crate::ids::hash_parts(SIGNING_DOMAIN, &[&body]).to_vec()
     }
-    /// Checks every parameter against its limit (g, t, k_min, tree shape, timeouts,
-    /// contribution spec and overflow budget, query size, lifetime).
+    /// Checks every parameter against its limit (`2 <= t <= g`, k_min, tree shape, timeouts,
+    /// contribution spec, its cells and overflow budget, query size, lifetime).
     pub fn validate_params(&self) -> Result<(), RequestError> {
         use crate::limits::*;
         let bad = |what: String| Err(RequestError::Malformed(what));
         let PrivacyParams { g, t, k_min } = self.privacy;
-        if !(1 <= t && t <= g && g <= MAX_GROUP_SIZE) {
+        // t = 1 would give every member the plaintext of what it holds.
+        if !(2 <= t && t <= g && g <= MAX_GROUP_SIZE) {
             return bad(format!(
-                "privacy: need 1 <= t <= g <= {MAX_GROUP_SIZE}, got g = {g}, t = {t}"
+                "privacy: need 2 <= t <= g <= {MAX_GROUP_SIZE}, got g = {g}, t = {t}"
             ));
         }
         if k_min < 1 {
@@ -177,6 +178,7 @@ impl Request {
         }
         self.contribution
             .validate(self.max_contributors)
+            .and_then(|()| self.contribution.validate_cells())
             .map_err(|e| RequestError::Malformed(e.to_string()))
     }
 }
@@ -328,7 +330,7 @@ impl RequestValidator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encoding::BoundRange;
+    use crate::encoding::{BoundRange, CellLayout, CountedCell};
     use crate::limits::*;
     use ed25519_dalek::SigningKey;
 
@@ -361,6 +363,14 @@ mod tests {
                     },
                 ],
                 scale_digits: 3,
+                cells: CellLayout {
+                    width: 4,
+                    cells: vec![CountedCell {
+                        indicator: 0,
+                        start: 0,
+                        len: 4,
+                    }],
+                },
             },
             max_contributors: 1000,
             privacy: PrivacyParams {
@@ -667,8 +677,8 @@ mod tests {
         r.deadline = r.created_at.plus(MAX_COMPUTATION_LIFETIME_MICROS);
         assert_eq!(r.validate_params(), Ok(()));
         let mut r = request();
-        r.privacy.g = 1;
-        r.privacy.t = 1;
+        r.privacy.g = 2;
+        r.privacy.t = 2;
         r.tree.fan_in = 2;
         assert_eq!(r.validate_params(), Ok(()));
     }
@@ -680,8 +690,13 @@ mod tests {
             f(&mut r);
             r
         };
-        // g, t
+        // g, t: t = 1 would hand every member the plaintext
         assert!(malformed(with(&|r| r.privacy.t = 0)));
+        assert!(malformed(with(&|r| r.privacy.t = 1)));
+        assert!(malformed(with(&|r| {
+            r.privacy.g = 1;
+            r.privacy.t = 1
+        })));
         assert!(malformed(with(&|r| r.privacy.t = r.privacy.g + 1)));
         assert!(malformed(with(&|r| {
             r.privacy.g = 0;
@@ -740,6 +755,12 @@ mod tests {
         assert!(malformed(with(&|r| {
             r.contribution.bounds[1].max = f64::NAN;
         })));
+        // cells: none, an element outside every cell, an indicator not bounded to [0, 1]
+        assert!(malformed(with(&|r| r.contribution.cells.cells.clear())));
+        assert!(malformed(with(&|r| r.contribution.cells.cells[0].len = 3)));
+        assert!(malformed(with(
+            &|r| r.contribution.cells.cells[0].indicator = 3
+        )));
         assert!(malformed(with(&|r| {
             r.max_contributors = u64::MAX;
             r.contribution.scale_digits = MAX_SCALE_DIGITS;

@@ -475,6 +475,7 @@ fn overflow_budget_rejects_wrapping_and_accepts_safe() {
             },
         ],
         scale_digits: 0,
+        cells: grove_protocol::encoding::CellLayout::none(7),
     };
     assert_eq!(
         mixed.validate(2),

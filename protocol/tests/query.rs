@@ -652,7 +652,7 @@ fn naive(q: &Query, contributors: &[Vec<Record>]) -> Vec<Vec<Cell>> {
                                     h[b] += 1.0;
                                 }
                             }
-                            Cell::List(h)
+                            Cell::List(h.into_iter().map(Some).collect())
                         }
                         Aggregate::SumVector { field, dimension } => {
                             let bound = norm_bound(q, field);
@@ -676,7 +676,7 @@ fn naive(q: &Query, contributors: &[Vec<Record>]) -> Vec<Vec<Cell>> {
                                     *t += x;
                                 }
                             }
-                            Cell::List(total)
+                            Cell::List(total.into_iter().map(Some).collect())
                         }
                     }
                 })
@@ -756,8 +756,12 @@ fn compare_with_naive(q: &Query, contributors: &[Vec<Record>]) -> Result<usize, 
                     close(*w, *g, tol)
                 }
                 (Cell::List(w), Cell::List(g)) => {
-                    nonzero += usize::from(w.iter().any(|x| *x != 0.0));
-                    w.len() == g.len() && w.iter().zip(g).all(|(w, g)| close(*w, *g, tol))
+                    nonzero += usize::from(w.iter().any(|x| *x != Some(0.0)));
+                    w.len() == g.len()
+                        && w.iter().zip(g).all(|(w, g)| match (w, g) {
+                            (Some(w), Some(g)) => close(*w, *g, tol),
+                            _ => false,
+                        })
                 }
                 _ => false,
             };
@@ -868,10 +872,11 @@ fn the_budget_refuses_queries_whose_sums_could_wrap() {
         .map(|_| Record::from([("amount".to_string(), Value::Number(5e6))]))
         .collect();
     let v = c.evaluate(&worst);
-    assert_eq!(v, vec![1e9, 1e15, 1000.0]);
+    // sum, sum of squares, count, and the row's hidden indicator.
+    assert_eq!(v, vec![1e9, 1e15, 1000.0, 1.0]);
     let sum_of = |k: usize| {
         let e = c.spec().encode(&v).unwrap();
-        let mut s = vec![Fp::default(); 3];
+        let mut s = vec![Fp::default(); 4];
         for _ in 0..k {
             for (a, b) in s.iter_mut().zip(&e) {
                 *a += *b;
@@ -909,7 +914,14 @@ fn result_table_serializes_and_prints() {
     )
     .unwrap();
     let c = q.compile().unwrap();
-    let t = c.decode(&[3.0, 30.0, 3.0, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0], 7);
+    // Per row: count, sum and count of avg, the histogram's counts and bucket indicators, the
+    // row's hidden indicator.
+    let t = c.decode(
+        &[
+            3.0, 30.0, 3.0, 1.0, 2.0, 1.0, 1.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        ],
+        7,
+    );
     let json = serde_json::to_value(&t).unwrap();
     assert_eq!(
         json,
@@ -917,8 +929,8 @@ fn result_table_serializes_and_prints() {
             "group_by": "category",
             "columns": ["count(*)", "avg(amount)", "histogram(amount, [0, 10, 100])"],
             "rows": [
-                {"key": "food", "cells": [3.0, 10.0, [1.0, 2.0]]},
-                {"key": "rent", "cells": [0.0, null, [0.0, 0.0]]},
+                {"key": "food", "suppressed": false, "cells": [3.0, 10.0, [1.0, 2.0]]},
+                {"key": "rent", "suppressed": false, "cells": [0.0, null, [0.0, 0.0]]},
             ],
             "contributors": 7,
         })

@@ -36,7 +36,7 @@ fn run_seed(
     let mut c = Cluster::new(HarnessConfig::new(nodes, seed));
     for i in 1..=contributors {
         let values: Vec<f64> = (0..4).map(|_| (c.rng().next_u64() % 1001) as f64).collect();
-        c.set_contribution(i, values);
+        c.set_counted_contribution(i, &values);
     }
     // About 16 contributors per leaf group, fan-in 8.
     let leaf_groups = (contributors as u32).div_ceil(16);

@@ -254,6 +254,10 @@ pub struct ChecksConfig {
     pub privacy: bool,
     /// Compare the released sum with the plaintext sum over the reported set.
     pub sum: bool,
+    /// Count a node's holding as an exposure from this many shares of one subject instead
+    /// of `t` (a test of the checker itself sets 1; requests refuse `t = 1`).
+    #[serde(default)]
+    pub exposure_shares: Option<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

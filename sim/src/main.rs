@@ -428,7 +428,7 @@ fn sample_request(key: &ed25519_dalek::SigningKey) -> grove_protocol::request::R
         created_at: Micros(1_000_000),
         deadline: Micros(100_000_000),
         query: String::new(),
-        contribution: ContributionSpec::uniform(1, -1.0, 1.0, 0),
+        contribution: ContributionSpec::counted(0, -1.0, 1.0, 0),
         max_contributors: 1000,
         privacy: PrivacyParams {
             g: 7,

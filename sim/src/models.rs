@@ -84,8 +84,9 @@ fn varint_len(n: u64) -> u64 {
 
 /// How many vectors of the contribution's length a message carries: a share carries a full
 /// vector at the `g - t + 1` positions its contributor's rotation names (the others get a
-/// 32-byte seed), partial sums (sent ahead or not), heal parts and release shares carry one;
-/// everything else none.
+/// 32-byte seed), partial sums (sent ahead or not), heal parts and release shares carry one (a
+/// release share none if the root withheld the vector's one cell); everything else none (a
+/// count share carries one count per cell, whatever the vector's length).
 pub fn vectors_carried(message: &Message, params: SharingParams) -> u64 {
     match &message.body {
         Body::Share(s)
@@ -93,7 +94,8 @@ pub fn vectors_carried(message: &Message, params: SharingParams) -> u64 {
         {
             1
         }
-        Body::Partial(_) | Body::PartialAhead(_) | Body::HealPart(_) | Body::ReleaseShare(_) => 1,
+        Body::Partial(_) | Body::PartialAhead(_) | Body::HealPart(_) => 1,
+        Body::ReleaseShare(r) => u64::from(!r.share.0.is_empty()),
         _ => 0,
     }
 }
@@ -126,8 +128,12 @@ pub fn charged_bytes(
                 - varint_len(sealed as u64)
         }
         Body::Request(_) => {
-            // `length` and the single bound range's `count` (`ContributionSpec::uniform`).
-            2 * (varint_len(u64::from(payload.vector_len)) - varint_len(1))
+            // The declared spec against the engine's one-element spec (`declared_spec`): the
+            // length, a second bound range, the cells' width and length.
+            // A second range is a varint count and two 8-byte floats.
+            let n = u64::from(payload.vector_len);
+            let second_range = if n > 1 { varint_len(n - 1) + 16 } else { 0 };
+            3 * (varint_len(n) - varint_len(1)) + second_range
         }
         _ => vectors_carried(message, params) * vector_extra,
     };

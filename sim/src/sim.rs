@@ -302,11 +302,12 @@ impl Simulator {
                 .try_into()
                 .unwrap_or([0; 8]),
         ));
+        // Element 0 is the contributor's indicator (`ContributionSpec::counted`): 1.
         for &c in &others[..k] {
-            let values = (0..engine_len)
+            let values: Vec<f64> = (1..engine_len)
                 .map(|_| (values_rng.unit() * (2.0 * max_abs + 1.0)).floor() - max_abs)
                 .collect();
-            nodes[c as usize].contribution = Some(values);
+            nodes[c as usize].contribution = Some(ContributionSpec::counted_values(&values));
         }
         let gossip_hops = {
             let mut hops = 1u32;
@@ -480,7 +481,7 @@ impl Simulator {
             created_at: self.now,
             deadline: self.now.plus((p.lifetime_s * 1e6) as u64),
             query: String::new(),
-            contribution: ContributionSpec::uniform(self.engine_len, -bound, bound, 0),
+            contribution: declared_spec(self.engine_len, bound),
             max_contributors,
             privacy: PrivacyParams {
                 g: p.g,
@@ -1205,7 +1206,12 @@ impl Simulator {
         if !self.cfg.checks.privacy || position == 0 || position > 32 {
             return;
         }
-        let t = u32::from(self.cfg.protocol.t);
+        let t = u32::from(
+            self.cfg
+                .checks
+                .exposure_shares
+                .unwrap_or(self.cfg.protocol.t),
+        );
         let held = self
             .holdings
             .entry(node)
@@ -1466,6 +1472,13 @@ pub fn role_of_kind(kind: &str) -> &'static str {
         "request" | "release-ask" | "finish" => "commissioner",
         _ => "other",
     }
+}
+
+/// The contribution spec of a simulated request of `length` elements: element 0 is the
+/// contributor's indicator and one cell covers the vector (`ContributionSpec::counted`), the
+/// others are integers in `[-bound, bound]`.
+pub fn declared_spec(length: u32, bound: f64) -> ContributionSpec {
+    ContributionSpec::counted(length.saturating_sub(1), -bound, bound, 0)
 }
 
 /// The size-only mode's share envelope: [`PlainEnvelope`], whose bytes have exactly the Noise

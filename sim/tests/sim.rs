@@ -213,10 +213,12 @@ fn parallel_seeds_match_sequential_runs() {
 
 #[test]
 fn the_privacy_checker_catches_a_threshold_of_one() {
-    // With t = 1 every share is the contribution itself: the checker must say so.
+    // With t = 1 every share would be the contribution itself: requests refuse it, so the
+    // checker is shown to count holdings by lowering its own threshold to one share.
     let mut cfg = small();
     cfg.protocol.g = 3;
-    cfg.protocol.t = 1;
+    cfg.protocol.t = 2;
+    cfg.checks.exposure_shares = Some(1);
     let r = run_one(&cfg, 2);
     assert!(!r.ok());
     assert!(r
@@ -224,4 +226,11 @@ fn the_privacy_checker_catches_a_threshold_of_one() {
         .violations
         .iter()
         .any(|v| v.contains("holds 1 shares")));
+    // And a request with t = 1 is refused: nothing is released.
+    let mut cfg = small();
+    cfg.protocol.g = 3;
+    cfg.protocol.t = 1;
+    let r = run_one(&cfg, 2);
+    assert!(!r.ok());
+    assert!(!r.released);
 }

@@ -632,6 +632,8 @@ struct Acc {
     /// Per field: (sum, sum of squares, count).
     moments: std::collections::BTreeMap<&'static str, (f64, f64, f64)>,
     hist: Vec<Vec<f64>>,
+    /// Per histogram and bucket: contributors with a used record in it.
+    hist_distinct: Vec<Vec<f64>>,
     vector: Vec<f64>,
 }
 
@@ -651,6 +653,11 @@ pub enum Cell {
 pub struct Expected {
     pub rows: Vec<Vec<Cell>>,
     pub contributors: u64,
+    /// Per row: the contributors with a used record in it (a row below `k_min` is withheld).
+    pub row_contributors: Vec<f64>,
+    /// Per row, per aggregate (empty but for histograms), per bucket: the contributors with a
+    /// used record in that bucket (a bucket below `k_min` is withheld).
+    pub bucket_contributors: Vec<Vec<Vec<f64>>>,
     /// Per row: `(field, (sum, sum of squares, count))` of the clipped values used.
     pub moments: Vec<Vec<(&'static str, Moments)>>,
 }
@@ -674,6 +681,7 @@ pub fn evaluate(q: &Q, contributors: &[Vec<Object>]) -> Expected {
     let mut acc: Vec<Acc> = (0..rows)
         .map(|_| Acc {
             hist: hist_len.iter().map(|&k| vec![0.0; k]).collect(),
+            hist_distinct: hist_len.iter().map(|&k| vec![0.0; k]).collect(),
             vector: vec![0.0; DIM as usize],
             ..Acc::default()
         })
@@ -692,6 +700,9 @@ pub fn evaluate(q: &Q, contributors: &[Vec<Object>]) -> Expected {
         included += 1;
         let mut mine: Vec<Vec<f64>> = vec![vec![0.0; DIM as usize]; rows];
         let mut seen = vec![false; rows];
+        let mut seen_bucket: Vec<Vec<Vec<bool>>> = (0..rows)
+            .map(|_| hist_len.iter().map(|&k| vec![false; k]).collect())
+            .collect();
         for (g, r) in used {
             seen[g] = true;
             let a = &mut acc[g];
@@ -710,6 +721,7 @@ pub fn evaluate(q: &Q, contributors: &[Vec<Object>]) -> Expected {
                 if let A::Hist(f, e) = agg {
                     if let Some(b) = number(r, f).and_then(|x| bucket(e, x)) {
                         a.hist[k][b] += 1.0;
+                        seen_bucket[g][k][b] = true;
                     }
                 }
             }
@@ -726,6 +738,13 @@ pub fn evaluate(q: &Q, contributors: &[Vec<Object>]) -> Expected {
         for g in 0..rows {
             if seen[g] {
                 acc[g].distinct += 1.0;
+            }
+            for (k, buckets) in seen_bucket[g].iter().enumerate() {
+                for (b, seen) in buckets.iter().enumerate() {
+                    if *seen {
+                        acc[g].hist_distinct[k][b] += 1.0;
+                    }
+                }
             }
             if let Some(c) = q.norm {
                 clip_norm(&mut mine[g], c);
@@ -771,6 +790,8 @@ pub fn evaluate(q: &Q, contributors: &[Vec<Object>]) -> Expected {
     Expected {
         rows,
         contributors: included,
+        row_contributors: acc.iter().map(|a| a.distinct).collect(),
+        bucket_contributors: acc.iter().map(|a| a.hist_distinct.clone()).collect(),
         moments: acc
             .iter()
             .map(|a| a.moments.iter().map(|(f, m)| (*f, *m)).collect())
@@ -778,14 +799,22 @@ pub fn evaluate(q: &Q, contributors: &[Vec<Object>]) -> Expected {
     }
 }
 
+/// Whether the reference withholds everything at `k_min`: no row counts `k_min`
+/// contributors (a row's cell governs every element of the row).
+pub fn all_withheld(expected: &Expected, k_min: u64) -> bool {
+    expected.row_contributors.iter().all(|c| *c < k_min as f64)
+}
+
 /// Compares a decoded Grove result (`table` as JSON: `rows[].cells[]`) with the reference,
-/// within the fixed-point resolution. Every contributor's element is rounded once, to within
+/// within the fixed-point resolution, at `k_min`: a row of fewer than `k_min` contributors
+/// must be withheld (`suppressed`, every cell null), and so must a histogram bucket of fewer
+/// (null in its list); every other cell must match. Every contributor's element is rounded once, to within
 /// `0.5 * 10^-scale`, so a sum, count or list element is off by at most `step =
 /// contributors * 0.5 * 10^-scale`; an average over `n` values by `step / n`; a variance by
 /// `e_q + 2 |mean| e_m + e_m^2` with `e_q = e_m = step / n`; a standard deviation `s` by
 /// that over `s` (or its square root when `s` is 0). Plus `1e-9` relative, for the order of
 /// floating-point additions. Returns the first mismatch.
-pub fn compare(q: &Q, expected: &Expected, table: &Value) -> Result<(), String> {
+pub fn compare(q: &Q, expected: &Expected, table: &Value, k_min: u64) -> Result<(), String> {
     let step = 0.5 * 10f64.powi(-(q.scale as i32)) * expected.contributors.max(1) as f64;
     let rows = table["rows"].as_array().ok_or("no rows")?;
     if rows.len() != expected.rows.len() {
@@ -803,6 +832,19 @@ pub fn compare(q: &Q, expected: &Expected, table: &Value) -> Result<(), String> 
                 cells.len(),
                 want.len()
             ));
+        }
+        let withheld = expected.row_contributors[g] < k_min as f64;
+        if row["suppressed"].as_bool() != Some(withheld) {
+            return Err(format!(
+                "row {g} of {} contributors: suppressed is {}, k_min = {k_min}",
+                expected.row_contributors[g], row["suppressed"]
+            ));
+        }
+        if withheld {
+            if cells.iter().any(|c| !c.is_null()) {
+                return Err(format!("row {g} is suppressed but shows a value: {row}"));
+            }
+            continue;
         }
         for (k, (got, want)) in cells.iter().zip(want).enumerate() {
             let bad = |t: f64| {
@@ -838,7 +880,20 @@ pub fn compare(q: &Q, expected: &Expected, table: &Value) -> Result<(), String> 
                     }
                 }
                 (Cell::List(w), Value::Array(xs)) if w.len() == xs.len() => {
-                    for (a, b) in w.iter().zip(xs) {
+                    let counts = expected.bucket_contributors[g]
+                        .get(k)
+                        .filter(|c| !c.is_empty());
+                    for (i, (a, b)) in w.iter().zip(xs).enumerate() {
+                        // A histogram bucket of fewer than k_min contributors is withheld.
+                        if counts.is_some_and(|c| c[i] < k_min as f64) {
+                            if !b.is_null() {
+                                return Err(format!(
+                                    "row {g}, column {k}: bucket {i} of {} contributors shows {b}",
+                                    counts.map_or(0.0, |c| c[i])
+                                ));
+                            }
+                            continue;
+                        }
                         let b = b.as_f64().unwrap_or(f64::NAN);
                         if (a - b).abs() > plain(*a) {
                             return Err(bad(plain(*a)));

@@ -155,7 +155,7 @@ async fn a_request_whose_snapshot_cannot_be_fetched_is_declined_and_audited() ->
     .await?;
     let id = ComputationId([0x42; 32]);
     let mut request = query::build_request(
-        &sum_params("c", "x", 1, 1),
+        &sum_params("c", "x", 2, 2),
         id,
         CommissionerKey(commissioner.verifying_key().to_bytes()),
         NodeId([0x42; 32]),

@@ -22,7 +22,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
 
 fn request(id: u8, commissioner: &SigningKey, now: Micros) -> Request {
     query::build_request(
-        &sum_params("c", "x", 1, 1),
+        &sum_params("c", "x", 2, 2),
         ComputationId([id; 32]),
         CommissionerKey(commissioner.verifying_key().to_bytes()),
         NodeId([id; 32]),

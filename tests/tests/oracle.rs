@@ -1,13 +1,15 @@
 //! The query oracle on the protocol harness: 40 contributors' random records (as a node
-//! stores them: JSON objects), 30 random queries of the grammar. Each query goes the node's
-//! way — `grove_node::query::build_request` makes the signed request, each contributor's
-//! vector comes from `grove_node::query::contribution` over its stored records (a node with
-//! no used record declines, as the daemon does), the real engines share, aggregate and
-//! release it on the harness's virtual network (every message through the real codec and
-//! Noise envelopes), and the commissioner decodes with the compiled query — and its table
-//! must equal the reference evaluation (`grove_e2e::oracle`) over the union of the
-//! contributors' records, within fixed-point resolution. `oracle_processes` runs a few of
-//! these queries through real `grove` processes.
+//! stores them: JSON objects), 30 random queries of the grammar, each at a random `k_min`.
+//! Each query goes the node's way — `grove_node::query::build_request` makes the signed
+//! request, each contributor's vector comes from `grove_node::query::contribution` over its
+//! stored records (a node with no used record sends zeros, as the daemon does), the real
+//! engines share, aggregate and release it on the harness's virtual network (every message
+//! through the real codec and Noise envelopes), and the commissioner decodes with the
+//! compiled query — and its table must equal the reference evaluation (`grove_e2e::oracle`)
+//! over the union of the contributors' records, within fixed-point resolution: every row and
+//! histogram bucket that counts fewer than `k_min` contributors in the reference suppressed,
+//! every other cell equal. `oracle_processes` runs a few of these queries through real
+//! `grove` processes.
 
 use grove_e2e::oracle::{self, Rng};
 use grove_node::query;
@@ -26,8 +28,12 @@ fn thirty_random_queries_over_forty_contributors_match_the_reference() {
         .map(|i| oracle::records(SEED, i))
         .collect();
     let mut rng = Rng::new(SEED);
+    // k_min from its own stream, so the queries are the ones drawn before k_min was.
+    let mut k_rng = Rng::new(SEED ^ 0x006b_5f6d_696e);
     let mut kinds = std::collections::BTreeSet::new();
     let (mut n, mut skipped) = (0, 0);
+    // Rows and buckets withheld and shown over the 30 queries, so the test is not vacuous.
+    let (mut rows_withheld, mut rows_shown, mut buckets_withheld) = (0, 0, 0);
     while n < QUERIES {
         let q = oracle::query(&mut rng);
         // A query no record matches releases nothing (no node contributes): draw another.
@@ -42,19 +48,22 @@ fn thirty_random_queries_over_forty_contributors_match_the_reference() {
             kinds.insert(name.split('(').next().unwrap_or_default().to_string());
         }
         let mut cluster = Cluster::new(HarnessConfig::new(NODES, SEED + n as u64));
-        // Node 0 commissions; nodes 1..=40 hold the records.
+        // Node 0 commissions; nodes 1..=40 hold the records. A node whose records match
+        // nothing contributes zeros, as a consenting daemon does.
         let mut contributing = Vec::new();
         for (i, r) in records.iter().enumerate() {
             let (values, used) = query::contribution(&compiled, r);
+            cluster.set_contribution(i + 1, values);
             if used > 0 {
-                cluster.set_contribution(i + 1, values);
                 contributing.push(r.clone());
             }
         }
+        let k_min = *k_rng.pick(&[1, 2, 3, 5, 8]);
         let params = grove_node::control::ComputeParams {
             query: text.clone(),
             g: 5,
             t: 3,
+            k_min,
             share_window_ms: 1000,
             ..Default::default()
         };
@@ -73,22 +82,50 @@ fn thirty_random_queries_over_forty_contributors_match_the_reference() {
         let outcome = cluster
             .outcome(&id)
             .unwrap_or_else(|e| panic!("query {n}: {e}"));
-        let released = outcome
-            .released
-            .unwrap_or_else(|| panic!("query {n}: nothing released: {:?}", outcome.failures));
-        let table = compiled.decode(&released.values, released.version.count);
         let expected = oracle::evaluate(&q, &contributing);
+        assert!(cluster.privacy_violations().is_empty());
+        let k = k_min as f64;
+        rows_withheld += expected.row_contributors.iter().filter(|c| **c < k).count();
+        rows_shown += expected
+            .row_contributors
+            .iter()
+            .filter(|c| **c >= k)
+            .count();
+        buckets_withheld += expected
+            .row_contributors
+            .iter()
+            .zip(&expected.bucket_contributors)
+            .filter(|(c, _)| **c >= k)
+            .flat_map(|(_, b)| b.iter().flatten())
+            .filter(|b| **b < k)
+            .count();
+        let Some(released) = outcome.released else {
+            // Nothing released: every row counts fewer than k_min contributors.
+            assert!(
+                oracle::all_withheld(&expected, k_min),
+                "query {n}: nothing released: {:?}",
+                outcome.failures
+            );
+            eprintln!("query {n}: no row of {k_min} contributors; nothing released");
+            n += 1;
+            continue;
+        };
+        let table =
+            compiled.decode_released(&released.values, &released.released, released.version.count);
+        // Every node consented: the version covers all of them, zeros included.
         assert_eq!(
-            released.version.count, expected.contributors,
+            released.version.count, CONTRIBUTORS as u64,
             "query {n}: contributors"
         );
         let json = serde_json::to_value(&table).expect("a table serialises");
-        if let Err(e) = oracle::compare(&q, &expected, &json) {
-            panic!("query {n}: {e}\n{}\n{table}", compiled.query());
+        if let Err(e) = oracle::compare(&q, &expected, &json, k_min) {
+            panic!(
+                "query {n} at k_min = {k_min}: {e}\n{}\n{table}",
+                compiled.query()
+            );
         }
-        assert!(cluster.privacy_violations().is_empty());
         eprintln!(
-            "query {n}: {} contributors, {} rows x {} aggregates match",
+            "query {n}: {} contributors, {} rows x {} aggregates match at k_min = {k_min}",
             expected.contributors,
             expected.rows.len(),
             q.aggregates.len()
@@ -96,6 +133,10 @@ fn thirty_random_queries_over_forty_contributors_match_the_reference() {
         n += 1;
     }
     assert!(skipped < QUERIES, "{skipped} queries matched no record");
+    assert!(
+        rows_withheld > 0 && rows_shown > 0 && buckets_withheld > 0,
+        "withheld rows {rows_withheld}, shown rows {rows_shown}, withheld buckets {buckets_withheld}"
+    );
     // The 30 queries used every aggregate of the grammar.
     assert_eq!(kinds.len(), 8, "aggregates used: {kinds:?}");
 }

@@ -88,7 +88,8 @@ heal_attempt_ms = {ha}
 release_window_ms = {rl}
 [payload]
 mode = "full"
-vector_len = 2
+# The sim's indicator, then the query's sum and count (its row indicator is the sim's).
+vector_len = 3
 value_max_abs = 1000000.0
 [latency]
 model = "fixed"
@@ -270,7 +271,7 @@ async fn the_simulator_and_real_processes_agree_on_one_seeded_scenario() -> anyh
         nodes: ids.clone(),
         values: values
             .iter()
-            .map(|v| v.map(|v| vec![v as f64, 1.0]))
+            .map(|v| v.map(|v| vec![1.0, v as f64, 1.0]))
             .collect(),
         computation,
     };
@@ -289,8 +290,12 @@ async fn the_simulator_and_real_processes_agree_on_one_seeded_scenario() -> anyh
         outcome.included.len(),
         report.latency_s
     );
+    // The real vector is (sum, count, the row's indicator); the sim's is (its indicator,
+    // sum, count): the same numbers in another order.
+    let sim = &outcome.values;
+    assert_eq!(sim.len(), 3, "{sim:?}");
     assert_eq!(
-        outcome.values,
+        vec![sim[1], sim[2], sim[0]],
         result["values"]
             .as_array()
             .map(|v| v.iter().filter_map(Value::as_f64).collect::<Vec<f64>>())

@@ -169,6 +169,18 @@ pub(super) struct Role {
     pub(super) ahead: BTreeMap<GroupId, HeldPartial>,
     /// Confirms that arrived before the partial they confirm.
     pub(super) confirmed: BTreeMap<GroupId, Version>,
+    /// Root members: the other root positions' shares of the cells' counts, one per position
+    /// with the version it is of (never persisted: after a restart the member asks again).
+    pub(super) count_shares: BTreeMap<Position, (Digest, Vec<Fp>)>,
+    /// Root members: the opened counts of each cell of a version (persisted as
+    /// `CountsOpened`); the member releases only the cells that count `k_min` contributors.
+    pub(super) counts: Option<(Digest, Vec<Fp>)>,
+    /// Root members: the commissioner asked for this member's share before its counts were
+    /// open; it answers once they are.
+    pub(super) release_asked: bool,
+    /// Root members: this member already sent its count share, so a later send asks the
+    /// others for theirs (it may have lost them, or they it).
+    pub(super) counts_sent: bool,
 }
 
 impl Role {
@@ -193,6 +205,10 @@ impl Role {
             ahead_sent: None,
             ahead: BTreeMap::new(),
             confirmed: BTreeMap::new(),
+            count_shares: BTreeMap::new(),
+            counts: None,
+            release_asked: false,
+            counts_sent: false,
         }
     }
 
@@ -801,15 +817,21 @@ pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
                 );
             }
         }
-        None => ctx.send(
-            commissioner,
-            id,
-            0,
-            Body::RootReady(RootReadyMsg {
-                position: key.1,
-                version: adopted.version,
-            }),
-        ),
+        None => {
+            ctx.send(
+                commissioner,
+                id,
+                0,
+                Body::RootReady(RootReadyMsg {
+                    position: key.1,
+                    version: adopted.version,
+                }),
+            );
+            // The root opens its cells' counts before it releases anything.
+            let ask = role.counts_sent;
+            send_count_share(comp, key, ctx, ask);
+            open_counts(comp, key, ctx);
+        }
     }
 }
 

@@ -1,5 +1,7 @@
-//! The commissioner role: pick the root version, check `k_min`, collect `t` root shares,
-//! reconstruct, and close the computation.
+//! Release. Root members open the counts of the cells among themselves, and each releases
+//! to the commissioner only its shares of the cells that count `k_min` contributors. The
+//! commissioner picks the root version, collects `t` root shares with one cell mask,
+//! reconstructs, checks the counts it received, and closes the computation.
 
 use super::*;
 
@@ -15,7 +17,8 @@ pub(super) struct Commissioner {
     pub(super) asked_at: Option<Micros>,
     /// Root positions asked for their share of the chosen version since `asked_at`.
     pub(super) asked: BTreeSet<Position>,
-    pub(super) shares: BTreeMap<Position, Vec<Fp>>,
+    /// Each root position's share of the released elements, with its cell mask.
+    pub(super) shares: BTreeMap<Position, (Vec<bool>, Vec<Fp>)>,
     pub(super) done: bool,
 }
 
@@ -74,15 +77,10 @@ pub(super) fn best_version(ready: &BTreeMap<Position, Version>) -> Option<(Versi
     })
 }
 
-pub(super) fn advance_commissioner(
-    comp: &mut Computation,
-    ctx: &mut Ctx,
-    pending: &mut Vec<Pending>,
-) {
+pub(super) fn advance_commissioner(comp: &mut Computation, ctx: &mut Ctx) {
     let id = comp.id();
     let g = comp.plan.g as usize;
     let t = comp.plan.t as usize;
-    let k_min = comp.request().privacy.k_min;
     let window = comp.request().tree.timeouts.release_window;
     let root = comp.plan.root();
     let plan = comp.plan.clone();
@@ -134,7 +132,7 @@ pub(super) fn advance_commissioner(
             .filter(|(_, h)| *h >= t)
             .map(|(v, _)| v);
         let version = match best {
-            Some(v) if v != chosen && v.count >= k_min => {
+            Some(v) if v != chosen => {
                 c.shares.clear();
                 v
             }
@@ -181,18 +179,8 @@ pub(super) fn advance_commissioner(
         c.window_over = true;
         return;
     }
-    if version.count < k_min {
-        c.done = true;
-        ctx.event(Event::Failed {
-            computation: id,
-            reason: Failure::KMinNotMet {
-                count: version.count,
-                k_min,
-            },
-        });
-        finish(comp, ctx, pending);
-        return;
-    }
+    // No check of `version.count` here: a manifest's count is an inner leader's word. The
+    // root members decide what is released, from the counts in the shared data.
     c.chosen = Some(version);
     c.asked_at = Some(ctx.now);
     for (p, v) in &c.ready {
@@ -234,6 +222,183 @@ pub(super) fn finish(comp: &mut Computation, ctx: &mut Ctx, pending: &mut Vec<Pe
     pending.push(Pending::Close { id });
 }
 
+/// This root member's share of the cells' counts (the indicator elements of its sum), if it
+/// holds the sum of an adopted version.
+fn own_count_share(comp: &Computation, key: (GroupId, Position)) -> Option<(Digest, Vec<Fp>)> {
+    let adopted = comp.roles.get(&key)?.adopted.as_ref()?;
+    let sum = adopted.sum.as_ref()?;
+    let counts = comp
+        .request()
+        .contribution
+        .indicator_elements()
+        .into_iter()
+        .map(|e| sum.get(e).copied().unwrap_or(Fp::ZERO))
+        .collect();
+    Some((adopted.version.digest, counts))
+}
+
+/// A root member sends its share of the cells' counts to every other root position (`ask`:
+/// and asks for theirs). Counts are what the root group opens, and only they.
+pub(super) fn send_count_share(
+    comp: &mut Computation,
+    key: (GroupId, Position),
+    ctx: &mut Ctx,
+    ask: bool,
+) {
+    let opened = comp.roles.get(&key).is_some_and(|r| r.counts.is_some());
+    let Some((version, counts)) = own_count_share(comp, key).filter(|_| !opened) else {
+        return;
+    };
+    let id = comp.id();
+    if let Some(role) = comp.roles.get_mut(&key) {
+        role.counts_sent = true;
+    }
+    let body = Body::CountShare(CountShareMsg {
+        position: key.1,
+        version,
+        counts: FieldVec(counts),
+        ask,
+    });
+    for p in (1..=comp.plan.g).filter(|p| *p != key.1) {
+        ctx.send_slot(
+            &comp.plan,
+            &comp.servers,
+            id,
+            slot(key.0, p),
+            0,
+            body.clone(),
+        );
+    }
+}
+
+/// Another root position's share of the counts: kept (one per position), answered if it asks,
+/// and the counts opened once `t` shares of this member's version are here.
+pub(super) fn on_count_share(
+    comp: &mut Computation,
+    from: NodeId,
+    m: CountShareMsg,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
+    let root = comp.plan.root();
+    check_sender(comp, root, m.position, from, "count share")?;
+    let key = my_role_in(comp, root).ok_or("count share to a node not in the root group")?;
+    if m.position == key.1 {
+        return Err("count share from this node's own position".into());
+    }
+    if m.counts.0.len() != comp.request().contribution.cell_count() {
+        return Err("count share has the wrong number of cells".into());
+    }
+    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    role.count_shares
+        .insert(m.position, (m.version, m.counts.0));
+    if m.ask {
+        if let Some((version, counts)) = own_count_share(comp, key) {
+            if version == m.version {
+                ctx.send_to(
+                    from,
+                    comp.id(),
+                    0,
+                    Body::CountShare(CountShareMsg {
+                        position: key.1,
+                        version,
+                        counts: FieldVec(counts),
+                        ask: false,
+                    }),
+                    Some(slot(root, m.position)),
+                );
+            }
+        }
+    }
+    open_counts(comp, key, ctx);
+    Ok(())
+}
+
+/// Opens the cells' counts once this member holds its own share and `t - 1` others of its
+/// version; persists them before anything that depends on them is sent (its release share).
+pub(super) fn open_counts(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+    let t = comp.plan.t;
+    let Some(role) = comp.roles.get(&key) else {
+        return;
+    };
+    if role.counts.is_some() {
+        return;
+    }
+    let Some((version, own)) = own_count_share(comp, key) else {
+        return;
+    };
+    let mut shares: Vec<(u8, &[Fp])> = vec![(key.1, own.as_slice())];
+    shares.extend(
+        role.count_shares
+            .iter()
+            .filter(|(p, (v, _))| **p != key.1 && *v == version)
+            .map(|(p, (_, c))| (*p, c.as_slice()))
+            .take(t as usize - 1),
+    );
+    if shares.len() < t as usize {
+        return;
+    }
+    let counts = match reconstruct(&shares, t) {
+        Ok(c) => c,
+        Err(e) => {
+            let me = ctx.me.node;
+            ctx.reject(me, "count-share", format!("cannot open the counts: {e}"));
+            return;
+        }
+    };
+    let id = comp.id();
+    persist(
+        comp,
+        ctx,
+        Record::CountsOpened {
+            computation: id,
+            group: key.0,
+            position: key.1,
+            version,
+            counts: FieldVec(counts),
+        },
+    );
+    if comp.roles.get(&key).is_some_and(|r| r.release_asked) {
+        send_release_share(comp, key, ctx);
+    }
+}
+
+/// Sends the commissioner this member's share of the cells that count at least `k_min`
+/// contributors, with the mask of those cells; nothing of a cell below `k_min` leaves. Sends
+/// nothing unless the counts of the member's adopted version are open.
+fn send_release_share(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+    let commissioner = comp.request().commissioner_node;
+    let k_min = comp.request().privacy.k_min;
+    let spec = &comp.signed.request.contribution;
+    let Some(role) = comp.roles.get(&key) else {
+        return;
+    };
+    let Some(adopted) = role.adopted.as_ref() else {
+        return;
+    };
+    let (Some(sum), Some((opened, counts))) = (adopted.sum.as_ref(), role.counts.as_ref()) else {
+        return;
+    };
+    if *opened != adopted.version.digest {
+        return;
+    }
+    let cells: Vec<bool> = counts.iter().map(|c| spec.cell_meets(*c, k_min)).collect();
+    let elements = spec.released_elements(&cells);
+    let share: Vec<Fp> = sum
+        .iter()
+        .zip(&elements)
+        .filter(|(_, r)| **r)
+        .map(|(x, _)| *x)
+        .collect();
+    let body = Body::ReleaseShare(ReleaseShareMsg {
+        position: key.1,
+        version: adopted.version.digest,
+        released: cell_bits(&cells),
+        share: FieldVec(share),
+    });
+    let id = comp.id();
+    ctx.send(commissioner, id, 0, body);
+}
+
 pub(super) fn on_release_ask(
     comp: &mut Computation,
     from: NodeId,
@@ -243,28 +408,23 @@ pub(super) fn on_release_ask(
     if from != comp.request().commissioner_node {
         return Err("release asked by a node that is not the commissioner".into());
     }
-    let id = comp.id();
     let root = comp.plan.root();
     let key = my_role_in(comp, root).ok_or("release asked of a node not in the root group")?;
-    let role = comp.roles.get(&key).ok_or("no role")?;
-    if let Some(Adopted {
-        version,
-        sum: Some(sum),
-        ..
-    }) = &role.adopted
-    {
-        if version.digest == m.version {
-            ctx.send(
-                from,
-                id,
-                0,
-                Body::ReleaseShare(ReleaseShareMsg {
-                    position: key.1,
-                    version: m.version,
-                    share: FieldVec(sum.clone()),
-                }),
-            );
-        }
+    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let holds = role
+        .adopted
+        .as_ref()
+        .is_some_and(|a| a.sum.is_some() && a.version.digest == m.version);
+    if !holds {
+        return Ok(());
+    }
+    if role.counts.is_some() {
+        send_release_share(comp, key, ctx);
+    } else {
+        // Not yet open (the member restarted, or shares were lost): answer once they are,
+        // and ask the other root positions for their count shares meanwhile.
+        role.release_asked = true;
+        send_count_share(comp, key, ctx, true);
     }
     Ok(())
 }
@@ -275,17 +435,21 @@ pub(super) fn on_release_share(
     m: ReleaseShareMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
+    check_k_min: bool,
 ) -> Result<(), String> {
     check_position(comp, m.position)?;
     let id = comp.id();
     let t = comp.plan.t;
-    let len = comp.len();
+    let k_min = comp.request().privacy.k_min;
     let root = comp.plan.root();
     if !is_candidate(comp, root, m.position, &from) {
         return Err("release share not sent by the root member at its position".into());
     }
-    if m.share.0.len() != len {
-        return Err("release share has the wrong length".into());
+    let spec = comp.signed.request.contribution.clone();
+    let cells = cell_flags(&m.released, spec.cell_count()).ok_or("malformed cell mask")?;
+    let elements = spec.released_elements(&cells);
+    if m.share.0.len() != elements.iter().filter(|r| **r).count() {
+        return Err("release share does not match its cell mask".into());
     }
     let Some(c) = comp.commissioner.as_mut() else {
         return Err("release share to a node that is not the commissioner".into());
@@ -296,18 +460,61 @@ pub(super) fn on_release_share(
     if c.done || version.digest != m.version {
         return Ok(());
     }
-    c.shares.insert(m.position, m.share.0);
-    if c.shares.len() < t as usize {
+    c.shares.insert(m.position, (cells.clone(), m.share.0));
+    // Honest root members open the same counts, so they send the same mask; `t` shares of one
+    // mask reconstruct.
+    let shares: Vec<(u8, &[Fp])> = c
+        .shares
+        .iter()
+        .filter(|(_, (mask, _))| *mask == cells)
+        .map(|(p, (_, s))| (*p, s.as_slice()))
+        .collect();
+    if shares.len() < t as usize {
         return Ok(());
     }
-    let shares: Vec<(u8, &[Fp])> = c.shares.iter().map(|(p, s)| (*p, s.as_slice())).collect();
-    let sum = reconstruct(&shares, t).map_err(|e| e.to_string())?;
-    let values = comp.request().contribution.decode_sum(&sum);
+    let opened = reconstruct(&shares, t).map_err(|e| e.to_string())?;
+    let mut sum = vec![Fp::ZERO; elements.len()];
+    let mut next = opened.into_iter();
+    for (x, released) in sum.iter_mut().zip(&elements) {
+        if *released {
+            *x = next.next().unwrap_or(Fp::ZERO);
+        }
+    }
+    // The commissioner's own check: a cell released with fewer than `k_min` contributors
+    // (root members that lie) is not shown. The root members' rule does not rest on it.
+    let mut cells = cells;
+    if check_k_min {
+        for (flag, e) in cells.iter_mut().zip(spec.indicator_elements()) {
+            if *flag && !spec.cell_meets(sum[e], k_min) {
+                *flag = false;
+            }
+        }
+    }
+    let released = spec.released_elements(&cells);
+    for (x, r) in sum.iter_mut().zip(&released) {
+        if !*r {
+            *x = Fp::ZERO;
+        }
+    }
+    c.done = true;
+    if !released.iter().any(|r| *r) {
+        ctx.event(Event::Failed {
+            computation: id,
+            reason: Failure::KMinNotMet {
+                k_min,
+                cells: cells.len(),
+            },
+        });
+        finish(comp, ctx, records);
+        return Ok(());
+    }
+    let values = spec.decode_sum(&sum);
     ctx.event(Event::Released(Box::new(Released {
         computation: id,
         version,
         sum: sum.clone(),
         values,
+        released,
         at: ctx.now,
     })));
     records.push(Pending::Record(Record::Released {

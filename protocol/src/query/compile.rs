@@ -4,7 +4,7 @@ use super::ast::*;
 use super::result::{Cell, ResultRow, ResultTable};
 use super::value::{cmp_f64, Date, Record, Value};
 use super::{QueryError, DEFAULT_RECORDS_PER_CONTRIBUTOR, DEFAULT_SCALE_DIGITS};
-use crate::encoding::{BoundRange, ContributionSpec, EncodingError};
+use crate::encoding::{BoundRange, CellLayout, ContributionSpec, CountedCell, EncodingError};
 use crate::field::Fp;
 use crate::limits;
 use crate::request::Request;
@@ -16,7 +16,8 @@ use std::cmp::Ordering;
 pub enum ColumnKind {
     /// Records used in the row (`count(*)`).
     Records,
-    /// 1 if the contributor used any record in the row, else 0.
+    /// 1 if the contributor used any record in the row, else 0 (`count(DISTINCT
+    /// CONTRIBUTOR)`, or the row's hidden indicator when the query does not select it).
     Contributor,
     /// Sum of the clipped field over the records where it is a number.
     Sum,
@@ -26,6 +27,9 @@ pub enum ColumnKind {
     Count,
     /// Records whose field falls in bucket `i` of a histogram.
     Bucket(u32),
+    /// 1 if any used record of the contributor falls in bucket `i` of a histogram, else 0
+    /// (hidden: it counts the bucket's contributors for release, and is not printed).
+    BucketContributor(u32),
     /// Coordinate `i` of a `sum_vector`.
     Coordinate(u32),
 }
@@ -35,8 +39,9 @@ pub enum ColumnKind {
 /// number of contributors).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Column {
-    /// Index into the query's aggregates.
-    pub aggregate: usize,
+    /// Index into the query's aggregates; `None` for the row's hidden indicator (a query that
+    /// does not select `count(DISTINCT CONTRIBUTOR)` still counts each row's contributors).
+    pub aggregate: Option<usize>,
     pub kind: ColumnKind,
     pub min: f64,
     pub max: f64,
@@ -47,6 +52,12 @@ pub struct Column {
 /// column `c` of row `r`. (A `GROUP BY` key or bucket makes a *row* of the result; the word
 /// *group* is kept for the protocol's groups of positions.) Only [`Query::compile`] makes one, so the parts always
 /// agree with each other.
+///
+/// Every row counts its contributors in one indicator column (the first `count(DISTINCT
+/// CONTRIBUTOR)`, or a hidden column at the end of the block), and every histogram bucket in
+/// one hidden column after the histogram's counts: these are the cells of the spec
+/// ([`CellLayout`]), which the root group releases only when they count `k_min`
+/// contributors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompiledQuery {
     query: Query,
@@ -54,6 +65,10 @@ pub struct CompiledQuery {
     records_per_contributor: u32,
     rows: Vec<String>,
     columns: Vec<Column>,
+    /// The block offset of the row's indicator column.
+    row_indicator: usize,
+    /// Per aggregate, the block offset of its first column.
+    offsets: Vec<usize>,
 }
 
 fn layout_error(message: String) -> QueryError {
@@ -95,9 +110,14 @@ impl Query {
                 Aggregate::Count | Aggregate::CountContributors | Aggregate::Sum(_) => 1,
                 Aggregate::Avg(_) => 2,
                 Aggregate::Var(_) | Aggregate::Stddev(_) => 3,
-                Aggregate::Histogram { edges, .. } => edges.len() as u64 - 1,
+                // A count and a hidden indicator per bucket.
+                Aggregate::Histogram { edges, .. } => 2 * (edges.len() as u64 - 1),
                 Aggregate::SumVector { dimension, .. } => u64::from(*dimension),
             };
+        }
+        let selects_contributors = self.aggregates.contains(&Aggregate::CountContributors);
+        if !selects_contributors {
+            width += 1; // the row's hidden indicator
         }
         let length = width * rows.len() as u64;
         if length > u64::from(limits::MAX_VECTOR_LEN) {
@@ -111,10 +131,12 @@ impl Query {
         let range_of = |field: &str| range_clip(self, field);
         let norm_of = |field: &str| norm_clip(self, field);
         let mut columns = Vec::with_capacity(width as usize);
+        let mut cells: Vec<CountedCell> = Vec::new();
         for (i, a) in self.aggregates.iter().enumerate() {
+            let first = columns.len() as u32;
             let mut push = |kind, min: f64, max: f64| {
                 columns.push(Column {
-                    aggregate: i,
+                    aggregate: Some(i),
                     kind,
                     min,
                     max,
@@ -147,8 +169,17 @@ impl Query {
                     push(ColumnKind::Count, 0.0, nf);
                 }
                 Aggregate::Histogram { edges, .. } => {
-                    for b in 0..edges.len() - 1 {
-                        push(ColumnKind::Bucket(b as u32), 0.0, nf);
+                    let k = edges.len() as u32 - 1;
+                    for b in 0..k {
+                        push(ColumnKind::Bucket(b), 0.0, nf);
+                    }
+                    for b in 0..k {
+                        push(ColumnKind::BucketContributor(b), 0.0, 1.0);
+                        cells.push(CountedCell {
+                            indicator: first + k + b,
+                            start: first + b,
+                            len: 1,
+                        });
                     }
                 }
                 Aggregate::SumVector { field, dimension } => {
@@ -157,6 +188,33 @@ impl Query {
                         push(ColumnKind::Coordinate(j), -c, c);
                     }
                 }
+            }
+        }
+        if !selects_contributors {
+            columns.push(Column {
+                aggregate: None,
+                kind: ColumnKind::Contributor,
+                min: 0.0,
+                max: 1.0,
+            });
+        }
+        let row_indicator = columns
+            .iter()
+            .position(|c| c.kind == ColumnKind::Contributor)
+            .unwrap_or(columns.len().saturating_sub(1));
+        // The row's cell first: it governs the whole block.
+        cells.insert(
+            0,
+            CountedCell {
+                indicator: row_indicator as u32,
+                start: 0,
+                len: width as u32,
+            },
+        );
+        let mut offsets = vec![0usize; self.aggregates.len()];
+        for (c, col) in columns.iter().enumerate().rev() {
+            if let Some(a) = col.aggregate {
+                offsets[a] = c;
             }
         }
         let mut bounds: Vec<BoundRange> = Vec::new();
@@ -186,16 +244,25 @@ impl Query {
             length: length as u32,
             bounds,
             scale_digits: self.scale.unwrap_or(DEFAULT_SCALE_DIGITS),
+            // At most MAX_VECTOR_LEN, checked above.
+            cells: CellLayout {
+                width: width as u32,
+                cells,
+            },
         };
         // Structure only (one contributor): bounds too large for a single value are refused
         // here; the request checks the budget for its max_contributors.
-        spec.validate(1).map_err(|e| layout_error(e.to_string()))?;
+        spec.validate(1)
+            .and_then(|()| spec.validate_cells())
+            .map_err(|e| layout_error(e.to_string()))?;
         Ok(CompiledQuery {
             query: self.clone(),
             spec,
             records_per_contributor: n,
             rows,
             columns,
+            row_indicator,
+            offsets,
         })
     }
 }
@@ -423,6 +490,20 @@ impl CompiledQuery {
         self.decode(&self.spec.decode_sum(sum), contributors)
     }
 
+    /// Which elements the root group releases from a plaintext sum in real units (as
+    /// `evaluate` sums give, or `spec.decode_sum`) at `k_min`: every cell whose indicator sums
+    /// to at least `k_min` contributors, and what only such cells govern. For plaintext
+    /// references (the demo, the oracle tests); the root group decides on shares, not on this.
+    pub fn released_at(&self, sums: &[f64], k_min: u64) -> Vec<bool> {
+        let cells: Vec<bool> = self
+            .spec
+            .indicator_elements()
+            .into_iter()
+            .map(|e| sums.get(e).is_some_and(|c| *c >= k_min as f64 - 0.5))
+            .collect();
+        self.spec.released_elements(&cells)
+    }
+
     /// Parses and compiles a request's query, and checks that the request's contribution
     /// spec is exactly the one the query compiles to (a node evaluates a request only
     /// through this). A mismatch is reported at line 1, column 1. The overflow budget for the
@@ -465,11 +546,7 @@ impl CompiledQuery {
         let width = self.columns.len();
         let mut out = vec![0.0; self.spec.length as usize];
         let mut used: u32 = 0;
-        // Per aggregate, the block offset of its first column.
-        let mut offsets = vec![0usize; self.query.aggregates.len()];
-        for (c, col) in self.columns.iter().enumerate().rev() {
-            offsets[col.aggregate] = c;
-        }
+        let offsets = &self.offsets;
         let mut scratch: Vec<f64> = Vec::new();
         for r in records {
             if used >= self.records_per_contributor {
@@ -480,6 +557,7 @@ impl CompiledQuery {
             };
             used += 1;
             let block = &mut out[g * width..(g + 1) * width];
+            block[self.row_indicator] = 1.0;
             for (i, a) in self.query.aggregates.iter().enumerate() {
                 let o = offsets[i];
                 let number = |f: &str| r.get(f).and_then(Value::as_number);
@@ -508,6 +586,7 @@ impl CompiledQuery {
                     Aggregate::Histogram { field, edges } => {
                         if let Some(b) = number(field).and_then(|x| bucket_of(edges, x)) {
                             block[o + b] += 1.0;
+                            block[o + edges.len() - 1 + b] = 1.0;
                         }
                     }
                     Aggregate::SumVector { field, dimension } => {
@@ -555,21 +634,41 @@ impl CompiledQuery {
         norm_clip(&self.query, field)
     }
 
+    /// Turns a plaintext sum (decoded to real units, `spec.decode_sum`), every cell of it
+    /// released, into a table; see [`decode_released`](Self::decode_released).
+    pub fn decode(&self, sums: &[f64], contributors: u64) -> ResultTable {
+        self.decode_released(sums, &vec![true; self.spec.length as usize], contributors)
+    }
+
     /// Turns the released sum (decoded to real units, `spec.decode_sum`) into a table:
     /// `avg = sum / count`, `var = max(0, E[x^2] - E[x]^2)` over records, `stddev = sqrt(var)`
-    /// (null over no record), `histogram` and `sum_vector` as lists. Elements past the end of
-    /// a short `sums` decode as null; extra elements are ignored.
-    pub fn decode(&self, sums: &[f64], contributors: u64) -> ResultTable {
+    /// (null over no record), `histogram` and `sum_vector` as lists. `released` says which
+    /// elements the root group released (one flag per element): a row whose indicator was
+    /// withheld is suppressed (every cell [`Cell::Suppressed`]), a histogram bucket withheld
+    /// reads `None` in its list. Elements past the end of a short `sums` decode as null; extra
+    /// elements are ignored.
+    pub fn decode_released(
+        &self,
+        sums: &[f64],
+        released: &[bool],
+        contributors: u64,
+    ) -> ResultTable {
         let width = self.columns.len();
-        let mut offsets = vec![0usize; self.query.aggregates.len()];
-        for (c, col) in self.columns.iter().enumerate().rev() {
-            offsets[col.aggregate] = c;
-        }
+        let offsets = &self.offsets;
         let rows = self
             .rows
             .iter()
             .enumerate()
             .map(|(g, label)| {
+                let key = self.query.group_by.as_ref().map(|_| label.clone());
+                let open = |k: usize| released.get(g * width + k) == Some(&true);
+                if !open(self.row_indicator) {
+                    return ResultRow {
+                        key,
+                        suppressed: true,
+                        cells: vec![Cell::Suppressed; self.query.aggregates.len()],
+                    };
+                }
                 let at = |k: usize| sums.get(g * width + k).copied();
                 let cells = self
                     .query
@@ -595,11 +694,11 @@ impl CompiledQuery {
                             Aggregate::Stddev(_) => moments(2)
                                 .map(|(m, q, _)| Cell::Number((q - m * m).max(0.0).sqrt())),
                             Aggregate::Histogram { edges, .. } => (0..edges.len() - 1)
-                                .map(|b| at(o + b))
+                                .map(|b| at(o + b).map(|x| open(o + b).then_some(x)))
                                 .collect::<Option<Vec<_>>>()
                                 .map(Cell::List),
                             Aggregate::SumVector { dimension, .. } => (0..*dimension as usize)
-                                .map(|j| at(o + j))
+                                .map(|j| at(o + j).map(Some))
                                 .collect::<Option<Vec<_>>>()
                                 .map(Cell::List),
                         };
@@ -607,7 +706,8 @@ impl CompiledQuery {
                     })
                     .collect();
                 ResultRow {
-                    key: self.query.group_by.as_ref().map(|_| label.clone()),
+                    key,
+                    suppressed: false,
                     cells,
                 }
             })

@@ -8,16 +8,23 @@ use std::fmt;
 #[serde(untagged)]
 pub enum Cell {
     Number(f64),
-    /// `histogram` (one count per bucket) and `sum_vector`.
-    List(Vec<f64>),
+    /// `histogram` (one count per bucket; `None`, printed `suppressed` and `null` in JSON,
+    /// for a bucket of fewer than `k_min` contributors) and `sum_vector`.
+    List(Vec<Option<f64>>),
     /// No value: `avg`, `var` or `stddev` over no record, or a sum vector too short.
     Null,
+    /// Withheld by the root group: the row counts fewer than `k_min` contributors (`null` in
+    /// JSON; the row says `suppressed`).
+    Suppressed,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ResultRow {
     /// The row's `GROUP BY` key or bucket; `None` without `GROUP BY`.
     pub key: Option<String>,
+    /// The row counts fewer than `k_min` contributors: the root group withheld all of it,
+    /// its count included.
+    pub suppressed: bool,
     pub cells: Vec<Cell>,
 }
 
@@ -61,11 +68,15 @@ impl fmt::Display for Cell {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    f.write_str(&format_number(*x))?;
+                    match x {
+                        Some(x) => f.write_str(&format_number(*x))?,
+                        None => f.write_str("suppressed")?,
+                    }
                 }
                 f.write_str("]")
             }
             Cell::Null => f.write_str("-"),
+            Cell::Suppressed => f.write_str("suppressed"),
         }
     }
 }

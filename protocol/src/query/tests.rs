@@ -157,10 +157,11 @@ fn rec(fields: &[(&str, Value)]) -> Record {
 fn compile_layout_and_bounds() {
     let q = Query::parse(EXAMPLE).unwrap();
     let c = q.compile().unwrap();
-    // count 1, sum 1, avg 2, var 3, stddev 3, histogram 4, distinct 1, vector 3 = 18 per group.
-    assert_eq!(c.columns().len(), 18);
+    // count 1, sum 1, avg 2, var 3, stddev 3, histogram 4 + 4 hidden indicators, distinct 1,
+    // vector 3 = 22 per group.
+    assert_eq!(c.columns().len(), 22);
     assert_eq!(c.rows(), vec!["2026-01", "2026-02", "2026-03"]);
-    assert_eq!(c.spec().length, 54);
+    assert_eq!(c.spec().length, 66);
     assert_eq!(c.spec().scale_digits, DEFAULT_SCALE_DIGITS);
     assert_eq!(c.records_per_contributor(), DEFAULT_RECORDS_PER_CONTRIBUTOR);
     let n = DEFAULT_RECORDS_PER_CONTRIBUTOR as f64;
@@ -168,10 +169,34 @@ fn compile_layout_and_bounds() {
     assert_eq!((c.columns()[1].min, c.columns()[1].max), (0.0, n * 1000.0));
     assert_eq!(c.columns()[5].kind, ColumnKind::SumOfSquares);
     assert_eq!(c.columns()[5].max, n * 1e6);
-    assert_eq!(c.columns()[14].kind, ColumnKind::Contributor);
-    assert_eq!((c.columns()[17].min, c.columns()[17].max), (-5.0, 5.0));
+    assert_eq!(c.columns()[14].kind, ColumnKind::BucketContributor(0));
+    assert_eq!((c.columns()[14].min, c.columns()[14].max), (0.0, 1.0));
+    assert_eq!(c.columns()[18].kind, ColumnKind::Contributor);
+    assert_eq!((c.columns()[21].min, c.columns()[21].max), (-5.0, 5.0));
     let total: u32 = c.spec().bounds.iter().map(|b| b.count).sum();
-    assert_eq!(total, 54);
+    assert_eq!(total, 66);
+    // The cells: per row, the row (its indicator is the selected count(DISTINCT
+    // CONTRIBUTOR)) and each histogram bucket (its hidden indicator, its count).
+    let cells = &c.spec().cells;
+    assert_eq!(cells.width, 22);
+    assert_eq!(cells.cells.len(), 5);
+    assert_eq!(
+        (
+            cells.cells[0].indicator,
+            cells.cells[0].start,
+            cells.cells[0].len
+        ),
+        (18, 0, 22)
+    );
+    assert_eq!(
+        (
+            cells.cells[2].indicator,
+            cells.cells[2].start,
+            cells.cells[2].len
+        ),
+        (15, 11, 1)
+    );
+    assert_eq!(c.spec().validate_cells(), Ok(()));
     c.spec().validate(10_000).unwrap();
     // 1000 records * 1e6 * 100 (scale) = 1e11 per contributor: 2e7 contributors would wrap.
     assert!(c.spec().validate(20_000_000).is_err());
@@ -218,16 +243,16 @@ fn evaluate_and_decode() {
     ];
     let v = c.evaluate(&records);
     let w = c.columns().len();
-    assert_eq!(w, 1 + 2 + 3 + 2 + 1 + 2);
-    // Group 2026-01: 2 records, sum 70, squares 400 + 2500, histogram [0, 2], vector (6, 8)
-    // clipped again to (3, 4).
+    assert_eq!(w, 1 + 2 + 3 + 2 * 2 + 1 + 2);
+    // Group 2026-01: 2 records, sum 70, squares 400 + 2500, histogram [0, 2] (its bucket
+    // indicators [0, 1]), vector (6, 8) clipped again to (3, 4).
     assert_eq!(
         &v[..w],
-        &[2.0, 70.0, 2.0, 70.0, 2900.0, 2.0, 0.0, 2.0, 1.0, 3.0, 4.0]
+        &[2.0, 70.0, 2.0, 70.0, 2900.0, 2.0, 0.0, 2.0, 0.0, 1.0, 1.0, 3.0, 4.0]
     );
     assert_eq!(
         &v[w..],
-        &[1.0, 5.0, 1.0, 5.0, 25.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+        &[1.0, 5.0, 1.0, 5.0, 25.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
     );
     // Two identical contributors.
     let sums: Vec<f64> = v.iter().map(|x| 2.0 * x).collect();
@@ -237,9 +262,9 @@ fn evaluate_and_decode() {
     assert_eq!(t.rows[0].cells[0], Cell::Number(4.0));
     assert_eq!(t.rows[0].cells[1], Cell::Number(35.0));
     assert_eq!(t.rows[0].cells[2], Cell::Number(225.0));
-    assert_eq!(t.rows[0].cells[3], Cell::List(vec![0.0, 4.0]));
+    assert_eq!(t.rows[0].cells[3], Cell::List(vec![Some(0.0), Some(4.0)]));
     assert_eq!(t.rows[0].cells[4], Cell::Number(2.0));
-    assert_eq!(t.rows[0].cells[5], Cell::List(vec![6.0, 8.0]));
+    assert_eq!(t.rows[0].cells[5], Cell::List(vec![Some(6.0), Some(8.0)]));
     assert_eq!(t.rows[1].cells[2], Cell::Number(0.0));
     let text = t.to_string();
     assert!(text.contains("month(date)"), "{text}");
@@ -249,6 +274,23 @@ fn evaluate_and_decode() {
     let short = c.decode(&[1.0], 1);
     assert_eq!(short.rows[0].cells[0], Cell::Number(1.0));
     assert_eq!(short.rows[1].cells[0], Cell::Null);
+    // At k_min = 2 the two contributors' rows are released, and the histogram's empty
+    // bucket 0 of row 2026-01 is not; at k_min = 3 nothing is.
+    let released = c.released_at(&sums, 2);
+    let t = c.decode_released(&sums, &released, 2);
+    assert!(!t.rows[0].suppressed && !t.rows[1].suppressed);
+    assert_eq!(t.rows[0].cells[3], Cell::List(vec![None, Some(4.0)]));
+    assert_eq!(t.rows[1].cells[3], Cell::List(vec![Some(2.0), None]));
+    assert!(t.to_string().contains("[suppressed, 4]"), "{t}");
+    let released = c.released_at(&sums, 3);
+    assert!(released.iter().all(|r| !r));
+    let t = c.decode_released(&sums, &released, 2);
+    assert!(t.rows.iter().all(|r| r.suppressed));
+    assert_eq!(t.rows[0].cells, vec![Cell::Suppressed; 6]);
+    assert!(t.to_string().contains("2026-01      suppressed"), "{t}");
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(json["rows"][0]["suppressed"], true);
+    assert!(json["rows"][0]["cells"][0].is_null());
 }
 
 #[test]
@@ -276,11 +318,12 @@ fn dates_texts_and_unknowns() {
         rec(&[("f", Value::Text("true".into()))]),
         rec(&[("d", Value::Null), ("s", Value::Number(f64::NAN))]),
     ];
+    // count(*), then the row's hidden indicator.
     for r in &yes {
-        assert_eq!(c.evaluate(std::slice::from_ref(r)), vec![1.0], "{r:?}");
+        assert_eq!(c.evaluate(std::slice::from_ref(r)), vec![1.0, 1.0], "{r:?}");
     }
     for r in &no {
-        assert_eq!(c.evaluate(std::slice::from_ref(r)), vec![0.0], "{r:?}");
+        assert_eq!(c.evaluate(std::slice::from_ref(r)), vec![0.0, 0.0], "{r:?}");
     }
 }
 
@@ -298,7 +341,8 @@ fn buckets() {
         .iter()
         .map(|a| rec(&[("age", Value::Number(*a))]))
         .collect();
-    assert_eq!(c.evaluate(&records), vec![2.0, 1.0, 2.0]);
+    // Per row, count(*) and the row's hidden indicator.
+    assert_eq!(c.evaluate(&records), vec![2.0, 1.0, 1.0, 1.0, 2.0, 1.0]);
 }
 
 #[test]
@@ -443,7 +487,8 @@ fn contribution_and_field_decoding() {
     ];
     let mine = c.contribution(&records).unwrap();
     let ints: Vec<i64> = mine.iter().map(|x| x.to_i64_centered()).collect();
-    assert_eq!(ints, vec![2000, -750, 2000]);
+    // count, sum, count of numbers, and the row's hidden indicator.
+    assert_eq!(ints, vec![2000, -750, 2000, 1000]);
     let sum: Vec<crate::field::Fp> = mine.iter().map(|x| *x + *x).collect();
     let t = c.decode_field(&sum, 2);
     assert_eq!(
