@@ -86,8 +86,9 @@ pub enum Cmd {
         /// Threshold: shares needed to reconstruct.
         #[arg(long, default_value_t = 3)]
         t: u8,
-        /// Fewest contributors a result may cover.
-        #[arg(long, default_value_t = 1)]
+        /// Fewest contributors a released cell (each GROUP BY row, each histogram bucket) may
+        /// count; the root group withholds the others.
+        #[arg(long, default_value_t = crate::consent::DEFAULT_MIN_K)]
         k_min: u64,
         /// Children per inner group.
         #[arg(long, default_value_t = 2)]
@@ -116,6 +117,10 @@ pub enum Cmd {
         g: u8,
         #[arg(long, default_value_t = 3)]
         t: u8,
+        /// The request's k_min and every node's floor: rows and histogram buckets of fewer
+        /// contributors are withheld (shown as suppressed).
+        #[arg(long, default_value_t = 5)]
+        k_min: u64,
         /// Seed of the synthetic records.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -174,11 +179,12 @@ pub enum TrustCmd {
         /// A name for this commissioner.
         #[arg(long, alias = "label", default_value = "")]
         name: String,
-        /// Refuse requests whose k_min (fewest contributors a result may cover) is lower.
-        #[arg(long, alias = "min-contributors", default_value_t = 1)]
+        /// Refuse requests whose k_min (fewest contributors a released cell may count) is
+        /// lower.
+        #[arg(long, alias = "min-contributors", default_value_t = crate::consent::DEFAULT_MIN_K)]
         min_k: u64,
-        /// Refuse requests whose group threshold t is lower.
-        #[arg(long, default_value_t = 1)]
+        /// Refuse requests whose group threshold t is lower (at least 2).
+        #[arg(long, default_value_t = crate::consent::DEFAULT_MIN_T)]
         min_t: u8,
         /// Computations per 24 hours this commissioner may have this node in.
         #[arg(long, default_value_t = crate::consent::DEFAULT_MAX_PER_DAY)]
@@ -186,11 +192,45 @@ pub enum TrustCmd {
         /// Window of the differencing rule, in seconds.
         #[arg(long, default_value_t = crate::consent::DEFAULT_DIFFERENCING_WINDOW_SECS)]
         differencing_window: u64,
+        /// Refuse queries that declare more GROUP BY keys (or buckets).
+        #[arg(long, default_value_t = crate::consent::DEFAULT_MAX_GROUP_KEYS)]
+        max_group_keys: u32,
+        /// Let the same query run again inside the differencing window (by default a repeat
+        /// is declined).
+        #[arg(long)]
+        allow_repeats: bool,
     },
     List,
     Remove {
         key: String,
     },
+}
+
+/// A stored trust entry's limits, one per line, as `grove trust add` and `list` show them.
+fn trust_limits(e: &serde_json::Value) -> Vec<String> {
+    let list = |v: &serde_json::Value, all: &str| {
+        v.as_array()
+            .filter(|a| !a.is_empty())
+            .map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(","))
+            .unwrap_or_else(|| all.into())
+    };
+    vec![
+        format!("collections: {}", list(&e["collections"], "all")),
+        format!("fields: {}", list(&e["fields"], "all")),
+        format!("k_min >= {}", e["min_contributors"]),
+        format!("t >= {}", e["min_t"]),
+        format!("GROUP BY keys <= {}", e["max_group_keys"]),
+        format!("computations per day <= {}", e["max_per_day"]),
+        format!("differencing window: {} s", e["differencing_window_secs"]),
+        format!(
+            "repeats: {}",
+            if e["allow_repeats"].as_bool() == Some(true) {
+                "allowed"
+            } else {
+                "declined"
+            }
+        ),
+    ]
 }
 
 fn data_dir(cli: &Cli) -> anyhow::Result<&Path> {
@@ -339,6 +379,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     min_t,
                     max_per_day,
                     differencing_window,
+                    max_group_keys,
+                    allow_repeats,
                 } => ControlRequest::TrustAdd {
                     key: key.clone(),
                     collections: collections.clone(),
@@ -349,6 +391,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         max_per_day: Some(*max_per_day),
                         min_t: Some(*min_t),
                         differencing_window_secs: Some(*differencing_window),
+                        max_group_keys: Some(*max_group_keys),
+                        allow_repeats: *allow_repeats,
                     },
                 },
                 TrustCmd::List => ControlRequest::TrustList,
@@ -362,26 +406,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     list.iter()
                         .map(|e| {
-                            let cs = e["collections"]
-                                .as_array()
-                                .filter(|a| !a.is_empty())
-                                .map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(","))
-                                .unwrap_or_else(|| "all collections".into());
-                            let fs = e["fields"]
-                                .as_array()
-                                .filter(|a| !a.is_empty())
-                                .map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(","))
-                                .unwrap_or_else(|| "all fields".into());
                             format!(
-                                "{}\t{}\t{}\t{}\tk_min >= {}\tt >= {}\t{} per day\tdifferencing window {} s",
+                                "{}\t{}\t{}",
                                 str_of(&e["key"]),
                                 str_of(&e["label"]),
-                                cs,
-                                fs,
-                                e["min_contributors"],
-                                e["min_t"],
-                                e["max_per_day"],
-                                e["differencing_window_secs"],
+                                trust_limits(e).join("; ")
                             )
                         })
                         .collect::<Vec<_>>()
@@ -389,7 +418,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else if let Some(k) = d["removed"].as_str() {
                     format!("no longer trusted: {k}")
                 } else {
-                    format!("trusted: {}", str_of(&d["key"]))
+                    // The limits as stored, defaults filled in.
+                    let mut out = format!("trusted: {}", str_of(&d["key"]));
+                    if let Some(label) = d["label"].as_str().filter(|l| !l.is_empty()) {
+                        out.push_str(&format!(" ({label})"));
+                    }
+                    for line in trust_limits(d) {
+                        out.push_str(&format!("\n  {line}"));
+                    }
+                    out
                 }
             });
             Ok(())
@@ -509,6 +546,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             kill,
             g,
             t,
+            k_min,
             seed,
             share_window_ms,
             keep,
@@ -533,6 +571,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seed: *seed,
                 g: *g,
                 t: *t,
+                k_min: *k_min,
                 share_window_ms: *share_window_ms,
                 keep: *keep,
                 query,

@@ -19,6 +19,12 @@ pub const DEFAULT_DIFFERENCING_WINDOW_SECS: u64 = 86_400;
 pub const DEFAULT_MAX_PER_DAY: u32 = 50;
 /// Longest differencing window, in seconds (30 days); the consent history keeps this long.
 pub const MAX_DIFFERENCING_WINDOW_SECS: u64 = 30 * 86_400;
+/// Default floor of a trust's `k_min`: the fewest contributors a released cell may count.
+pub const DEFAULT_MIN_K: u64 = 10;
+/// Default smallest threshold `t` a trust accepts.
+pub const DEFAULT_MIN_T: u8 = 3;
+/// Default most `GROUP BY` keys (or buckets) a trusted query may declare.
+pub const DEFAULT_MAX_GROUP_KEYS: u32 = 64;
 
 /// The rule that decided. Its `name` is what the audit log records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +39,17 @@ pub enum Rule {
     Collection,
     /// The query reads a field the trust does not allow.
     Fields,
+    /// The query declares more `GROUP BY` keys (or buckets) than the trust allows.
+    GroupKeys,
     /// The request's `k_min` is below the trust's floor.
     KMin,
     /// The request's threshold `t` is below the trust's minimum.
     Threshold,
     /// The commissioner already had this node in `max_per_day` computations in the last day.
     Rate,
+    /// The same query (canonical text) ran with this node's contribution inside the
+    /// differencing window, and the trust does not allow repeats.
+    Repeat,
     /// The request differs from one this node contributed to, within the window, only by a
     /// narrowing or widening `WHERE` (see [`differencing_pair`]).
     Differencing,
@@ -54,12 +65,44 @@ impl Rule {
             Rule::Query => "query",
             Rule::Collection => "collection",
             Rule::Fields => "fields",
+            Rule::GroupKeys => "group_keys",
             Rule::KMin => "k_min",
             Rule::Threshold => "t",
             Rule::Rate => "rate",
+            Rule::Repeat => "repeat",
             Rule::Differencing => "differencing",
             Rule::Trusted => "trusted",
         }
+    }
+}
+
+/// The trust entry `grove trust add` stores: the limits given, each missing one at its
+/// default (`k_min >= DEFAULT_MIN_K` is the control protocol's default, `t >= DEFAULT_MIN_T`,
+/// at most `DEFAULT_MAX_GROUP_KEYS` keys, repeats declined), `k_min` at least 1, `t` at least 2
+/// (requests refuse less anyway), the window at most `MAX_DIFFERENCING_WINDOW_SECS`.
+pub fn trust_entry(
+    key: String,
+    collections: Vec<String>,
+    label: String,
+    min_contributors: u64,
+    limits: crate::control::TrustLimits,
+    now_micros: u64,
+) -> TrustEntry {
+    TrustEntry {
+        key,
+        collections,
+        label,
+        added_at_micros: now_micros,
+        min_contributors: min_contributors.max(1),
+        fields: limits.fields,
+        max_per_day: limits.max_per_day.unwrap_or(DEFAULT_MAX_PER_DAY),
+        min_t: limits.min_t.unwrap_or(DEFAULT_MIN_T).max(2),
+        differencing_window_secs: limits
+            .differencing_window_secs
+            .unwrap_or(DEFAULT_DIFFERENCING_WINDOW_SECS)
+            .min(MAX_DIFFERENCING_WINDOW_SECS),
+        max_group_keys: limits.max_group_keys.unwrap_or(DEFAULT_MAX_GROUP_KEYS),
+        allow_repeats: limits.allow_repeats,
     }
 }
 
@@ -117,8 +160,8 @@ pub fn decide(
             format!("commissioner {who} is not trusted"),
         );
     };
-    let query = match Query::parse(&request.query).and_then(|q| q.compile()) {
-        Ok(c) if c.spec() == &request.spec => c.query().clone(),
+    let compiled = match Query::parse(&request.query).and_then(|q| q.compile()) {
+        Ok(c) if c.spec() == &request.spec => c,
         Ok(_) => {
             return decline(
                 Rule::Query,
@@ -127,6 +170,7 @@ pub fn decide(
         }
         Err(e) => return decline(Rule::Query, format!("the query is not valid here: {e}")),
     };
+    let query = compiled.query().clone();
     if !trust.collections.is_empty() && !trust.collections.contains(&query.collection) {
         return decline(
             Rule::Collection,
@@ -147,6 +191,20 @@ pub fn decide(
                 format!("commissioner {who} is not trusted with field(s) {denied:?}"),
             );
         }
+    }
+    let keys = if query.group_by.is_some() {
+        compiled.rows().len()
+    } else {
+        0
+    };
+    if keys > trust.max_group_keys as usize {
+        return decline(
+            Rule::GroupKeys,
+            format!(
+                "the query declares {keys} GROUP BY keys, more than the {} this node allows commissioner {who}",
+                trust.max_group_keys
+            ),
+        );
     }
     if request.k_min < trust.min_contributors {
         return decline(
@@ -182,10 +240,23 @@ pub fn decide(
         .min(MAX_DIFFERENCING_WINDOW_SECS)
         .saturating_mul(1_000_000);
     let since = request.now_micros.saturating_sub(window);
+    let canonical = query.to_string();
     for h in history.iter().filter(|h| h.at_micros > since) {
         let Ok(earlier) = Query::parse(&h.query) else {
             continue;
         };
+        if !trust.allow_repeats && earlier.to_string() == canonical {
+            return decline(
+                Rule::Repeat,
+                format!(
+                    "the same query ran as computation {} {} s ago (window {} s): a repeat \
+                     while membership changes isolates whoever joined or left",
+                    h.computation,
+                    request.now_micros.saturating_sub(h.at_micros) / 1_000_000,
+                    trust.differencing_window_secs
+                ),
+            );
+        }
         if differencing_pair(&earlier, &query) {
             return decline(
                 Rule::Differencing,
@@ -431,6 +502,56 @@ mod tests {
         }
     }
 
+    /// Safe defaults: a trust added without limits takes `k_min >= 10`, `t >= 3`, 64 keys and
+    /// no repeats, and a `t` floor below 2 is raised to 2.
+    #[test]
+    fn a_trust_without_limits_takes_the_safe_defaults() {
+        let request: crate::control::ControlRequest = serde_json::from_str(
+            r#"{"op": "trust_add", "key": "k", "collections": [], "label": ""}"#,
+        )
+        .unwrap();
+        let crate::control::ControlRequest::TrustAdd {
+            key,
+            collections,
+            label,
+            min_contributors,
+            limits,
+        } = request
+        else {
+            panic!("a trust_add");
+        };
+        let e = trust_entry(key, collections, label, min_contributors, limits, 1);
+        assert_eq!(
+            (
+                e.min_contributors,
+                e.min_t,
+                e.max_group_keys,
+                e.allow_repeats
+            ),
+            (10, 3, 64, false)
+        );
+        let low = crate::control::TrustLimits {
+            min_t: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            trust_entry(String::new(), vec![], String::new(), 0, low, 1).min_t,
+            2
+        );
+        assert_eq!(
+            trust_entry(
+                String::new(),
+                vec![],
+                String::new(),
+                0,
+                Default::default(),
+                1
+            )
+            .min_contributors,
+            1
+        );
+    }
+
     #[test]
     fn the_differencing_rule() {
         let pair = |a: &str, b: &str| differencing_pair(&with(a), &with(b));
@@ -472,6 +593,8 @@ mod tests {
             max_per_day: 2,
             min_t: 2,
             differencing_window_secs: 3600,
+            max_group_keys: 3,
+            allow_repeats: false,
         }
     }
 
@@ -569,6 +692,41 @@ mod tests {
         assert_eq!(
             rule(&request(&narrow, now), Some(&t), &stale),
             Rule::Trusted
+        );
+        // The same query again inside the window is a repeat, unless the trust allows them;
+        // outside the window it is not. Its canonical text decides, not its spelling.
+        let spelled = format!("select   sum(amount) from bank.operations {TAIL}");
+        assert_eq!(
+            rule(
+                &request(&good, now),
+                Some(&t),
+                &[earlier(&spelled, now - hour / 2)]
+            ),
+            Rule::Repeat
+        );
+        let repeats = TrustEntry {
+            allow_repeats: true,
+            ..trust()
+        };
+        assert_eq!(
+            rule(&request(&good, now), Some(&repeats), &recent),
+            Rule::Trusted
+        );
+        assert_eq!(rule(&request(&good, now), Some(&t), &stale), Rule::Trusted);
+        // GROUP BY keys: three allowed, four declined; buckets count as keys.
+        let keys = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| format!("'k{i}'")).collect();
+            format!("{BASE} GROUP BY name IN ({}) {TAIL}", list.join(", "))
+        };
+        assert_eq!(rule(&request(&keys(3), now), Some(&t), &[]), Rule::Trusted);
+        assert_eq!(
+            rule(&request(&keys(4), now), Some(&t), &[]),
+            Rule::GroupKeys
+        );
+        let buckets = format!("{BASE} GROUP BY bucket(age, [0, 1, 2, 3, 4]) {TAIL}");
+        assert_eq!(
+            rule(&request(&buckets, now), Some(&t), &[]),
+            Rule::GroupKeys
         );
     }
 }

@@ -53,7 +53,7 @@ impl Default for ComputeParams {
             query: String::new(),
             g: 5,
             t: 3,
-            k_min: 1,
+            k_min: crate::consent::DEFAULT_MIN_K,
             leaf_groups: None,
             fan_in: 2,
             max_contributors: None,
@@ -76,6 +76,10 @@ pub struct TrustLimits {
     pub min_t: Option<u8>,
     /// The differencing rule's window, in seconds.
     pub differencing_window_secs: Option<u64>,
+    /// Most `GROUP BY` keys (or buckets) a query may declare.
+    pub max_group_keys: Option<u32>,
+    /// The same query may run again inside the differencing window.
+    pub allow_repeats: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,8 +107,9 @@ pub enum ControlRequest {
         key: String,
         collections: Vec<String>,
         label: String,
-        /// Refuse requests whose `k_min` is below this.
-        #[serde(default = "one")]
+        /// Refuse requests whose `k_min` is below this (default
+        /// `consent::DEFAULT_MIN_K`).
+        #[serde(default = "default_min_k")]
         min_contributors: u64,
         #[serde(default)]
         limits: TrustLimits,
@@ -119,8 +124,8 @@ pub enum ControlRequest {
     Shutdown,
 }
 
-fn one() -> u64 {
-    1
+fn default_min_k() -> u64 {
+    crate::consent::DEFAULT_MIN_K
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use crate::directory::{self, node_id_of, Announcement, Directory, NodePlans, Pee
 use crate::hook;
 use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::query;
-use crate::store::{validate_collection_name, AuditEntry, ConsentEntry, Store, TrustEntry};
+use crate::store::{validate_collection_name, AuditEntry, ConsentEntry, Store};
 use anyhow::Context;
 use futures::StreamExt;
 use grove_protocol::codec;
@@ -46,8 +46,8 @@ mod agreement;
 pub const MAX_PENDING_SENDS: usize = 16_384;
 /// Largest number of messages the node queues to itself.
 pub const MAX_LOOPBACK: usize = 4096;
-/// Largest number of requests remembered for the consent decision.
-pub const MAX_KNOWN_REQUESTS: usize = grove_protocol::limits::MAX_COMPUTATIONS;
+/// Largest number of `compute` commands waiting for their result.
+pub const MAX_WAITERS: usize = grove_protocol::limits::MAX_COMPUTATIONS;
 /// Largest number of records returned by `records list --collection`.
 pub const MAX_LISTED_RECORDS: usize = 10_000;
 /// How often the loop checks whether to announce itself.
@@ -75,16 +75,6 @@ pub fn now_micros() -> Micros {
     Micros(d.as_micros() as u64)
 }
 
-/// What the consent decision needs to know of a request: read as it passes by.
-#[derive(Clone, Debug)]
-struct KnownRequest {
-    commissioner: String,
-    query: String,
-    spec: grove_protocol::encoding::ContributionSpec,
-    k_min: u64,
-    t: u8,
-}
-
 struct Waiter {
     reply: mpsc::Sender<ControlReply>,
     started: Instant,
@@ -105,7 +95,6 @@ struct Node {
     me: NodeId,
     peer_id: PeerId,
     x25519_public: [u8; 32],
-    known_requests: BTreeMap<ComputationId, KnownRequest>,
     waiters: BTreeMap<ComputationId, Waiter>,
     pending_sends: HashMap<OutboundRequestId, (NodeId, Vec<u8>)>,
     loopback: VecDeque<Message>,
@@ -168,20 +157,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     }
     let plans = Arc::new(NodePlans::new(directory.clone(), store.clone()));
     let records = store.engine_records()?;
-    let mut known_requests = BTreeMap::new();
     let mut contributed = std::collections::BTreeSet::new();
     for r in &records {
-        match r {
-            Record::Contribution { computation, .. } => {
-                contributed.insert(*computation);
-            }
-            Record::Accepted { request } | Record::Launched { request, .. } => {
-                known_requests.insert(request.request.id, known(request));
-            }
-            Record::Closed { computation, .. } => {
-                known_requests.remove(computation);
-            }
-            _ => {}
+        if let Record::Contribution { computation, .. } = r {
+            contributed.insert(*computation);
         }
     }
     let restored = records.len();
@@ -271,7 +250,6 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         me,
         peer_id,
         x25519_public,
-        known_requests,
         waiters: BTreeMap::new(),
         pending_sends: HashMap::new(),
         loopback: VecDeque::new(),
@@ -298,7 +276,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let open: Vec<ComputationId> = node
         .engine
         .computations()
-        .filter(|c| !contributed.contains(*c) && node.known_requests.contains_key(*c))
+        .filter(|c| !contributed.contains(*c))
         .copied()
         .collect();
     for id in open {
@@ -313,16 +291,6 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
 fn lock(d: &Mutex<Directory>) -> std::sync::MutexGuard<'_, Directory> {
     // A poisoned lock only means a panic elsewhere while the map was consistent.
     d.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn known(request: &SignedRequest) -> KnownRequest {
-    KnownRequest {
-        commissioner: hex(&request.request.commissioner.0),
-        query: request.request.query.clone(),
-        spec: request.request.contribution.clone(),
-        k_min: request.request.privacy.k_min,
-        t: request.request.privacy.t,
-    }
 }
 
 /// Resolves when standard input reaches end of file (the parent that spawned us is gone).
@@ -737,17 +705,6 @@ impl Node {
         Ok(())
     }
 
-    fn remember_request(&mut self, signed: &SignedRequest) {
-        let id = signed.request.id;
-        if !self.known_requests.contains_key(&id) && self.known_requests.len() >= MAX_KNOWN_REQUESTS
-        {
-            if let Some(first) = self.known_requests.keys().next().copied() {
-                self.known_requests.remove(&first);
-            }
-        }
-        self.known_requests.insert(id, known(signed));
-    }
-
     fn on_announcement(&mut self, bytes: &[u8]) {
         match directory::verify_announcement(bytes) {
             Ok(peer) => {
@@ -965,9 +922,9 @@ impl Node {
         match event {
             Event::RequestAccepted { computation, roles } => {
                 let commissioner = self
-                    .known_requests
-                    .get(&computation)
-                    .map(|k| k.commissioner.clone())
+                    .engine
+                    .request(&computation)
+                    .map(|s| hex(&s.request.commissioner.0))
                     .unwrap_or_default();
                 self.audit(
                     Some(&computation),
@@ -1086,7 +1043,6 @@ impl Node {
                 }
             }
             Event::Closed { computation } => {
-                self.known_requests.remove(&computation);
                 self.unpublish_request(&computation);
                 tracing::info!("computation {computation} closed");
             }
@@ -1094,14 +1050,19 @@ impl Node {
         Ok(())
     }
 
-    /// The owner's policy (`consent::decide`): contribute only when every rule holds, and
-    /// record in the audit log which rule decided; values never go there. The consent history
-    /// entry is committed before the contribution's outputs are drained, so a node never
-    /// contributes twice to one computation (a crash in between errs towards not
-    /// contributing).
+    /// The owner's policy (`consent::decide`) on the signed request the engine verified and
+    /// holds (never on a copy that merely passed by: a forged or replayed copy with the same
+    /// id changes nothing): contribute only when every rule holds, and record in the audit
+    /// log which rule decided; values never go there. A consenting node whose records match
+    /// nothing contributes a vector of zeros (zero indicators), which the network cannot tell
+    /// from a matching one; only a refusal by the owner's policy sends a `Decline` (it carries
+    /// no reason). The consent history entry is committed before the contribution's outputs
+    /// are drained, so a node never contributes twice to one computation (a crash in between
+    /// errs towards not contributing).
     fn consent(&mut self, computation: ComputationId) {
-        // A declining node tells its leaf group (no value, only that it will not send), so
-        // the leaf stops collecting once every node it serves has sent shares or declined.
+        // A declining node tells its leaf group (no value and no reason, only that it will
+        // not send), so the leaf stops collecting once every node it serves has sent shares
+        // or declined.
         let decline = |node: &mut Node, rule: &str, why: String| {
             node.audit_rule(
                 Some(&computation),
@@ -1116,27 +1077,26 @@ impl Node {
                 tracing::debug!("cannot tell the leaf group of {computation}: {e}");
             }
         };
-        let Some(known) = self.known_requests.get(&computation).cloned() else {
-            decline(
-                self,
-                "unknown",
-                "the request's details are unknown to this node".into(),
-            );
+        let Some(signed) = self.engine.request(&computation) else {
+            // The engine holds no state for it (closed or expired): nothing to decide.
+            tracing::debug!("computation {computation}: no request to decide on");
             return;
         };
+        let request = &signed.request;
+        let commissioner = hex(&request.commissioner.0);
         let info = RequestInfo {
             computation: computation.to_string(),
-            commissioner: known.commissioner.clone(),
-            query: known.query.clone(),
-            spec: known.spec.clone(),
-            k_min: known.k_min,
-            t: known.t,
+            commissioner: commissioner.clone(),
+            query: request.query.clone(),
+            spec: request.contribution.clone(),
+            k_min: request.privacy.k_min,
+            t: request.privacy.t,
             now_micros: now_micros().0,
         };
         let lookups = (|| {
             Ok::<_, crate::store::StoreError>((
-                self.store.trust_get(&known.commissioner)?,
-                self.store.consents(&known.commissioner)?,
+                self.store.trust_get(&commissioner)?,
+                self.store.consents(&commissioner)?,
                 self.store.consented_to(&info.computation)?,
             ))
         })();
@@ -1161,7 +1121,7 @@ impl Node {
             return;
         }
         // Accepted: `decide` compiled the query already.
-        let compiled = match query::compile(&known.query) {
+        let compiled = match query::compile(&info.query) {
             Ok(c) => c,
             Err(e) => return decline(self, "query", e),
         };
@@ -1170,21 +1130,16 @@ impl Node {
             Ok(r) => r,
             Err(e) => return decline(self, "store", format!("records unreadable: {e}")),
         };
+        // Zero used records give a vector of zeros: sent like any other, so the leaf learns
+        // nothing of whether this node's records match.
         let (values, used) = query::contribution(&compiled, &records);
-        if used == 0 {
-            return decline(
-                self,
-                "no_records",
-                format!("no record of collection {collection:?} matches the query"),
-            );
-        }
         let entry = ConsentEntry {
             computation: info.computation.clone(),
             at_micros: info.now_micros,
-            query: known.query.clone(),
+            query: info.query.clone(),
         };
         let keep = consent::MAX_DIFFERENCING_WINDOW_SECS.max(86_400) * 1_000_000;
-        if let Err(e) = self.store.consent_add(&known.commissioner, &entry, keep) {
+        if let Err(e) = self.store.consent_add(&commissioner, &entry, keep) {
             return decline(self, "store", format!("cannot record the consent: {e}"));
         }
         match self.engine.handle_command(
@@ -1194,6 +1149,14 @@ impl Node {
                 values,
             },
         ) {
+            Ok(()) if used == 0 => self.audit_rule(
+                Some(&computation),
+                "contributed",
+                rule.name(),
+                format!(
+                    "{reason}; no record of collection {collection:?} matches the query: sent zeros"
+                ),
+            ),
             Ok(()) => self.audit_rule(
                 Some(&computation),
                 "contributed",
@@ -1277,20 +1240,14 @@ impl Node {
                             return self.reply(reply, fail(e.to_string()));
                         }
                     }
-                    let entry = TrustEntry {
-                        key: key.clone(),
+                    let entry = consent::trust_entry(
+                        key.clone(),
                         collections,
                         label,
-                        added_at_micros: now_micros().0,
-                        min_contributors: min_contributors.max(1),
-                        fields: limits.fields,
-                        max_per_day: limits.max_per_day.unwrap_or(consent::DEFAULT_MAX_PER_DAY),
-                        min_t: limits.min_t.unwrap_or(1).max(1),
-                        differencing_window_secs: limits
-                            .differencing_window_secs
-                            .unwrap_or(consent::DEFAULT_DIFFERENCING_WINDOW_SECS)
-                            .min(consent::MAX_DIFFERENCING_WINDOW_SECS),
-                    };
+                        min_contributors,
+                        limits,
+                        now_micros().0,
+                    );
                     match self.store.trust_add(&entry) {
                         Ok(()) => {
                             self.audit(None, "trust", format!("trusted commissioner {key}"));
@@ -1371,7 +1328,7 @@ impl Node {
             Ok(c) => c,
             Err(message) => return self.reply(reply, ControlReply::Error { message }),
         };
-        if self.waiters.len() >= MAX_KNOWN_REQUESTS {
+        if self.waiters.len() >= MAX_WAITERS {
             return self.reply(
                 reply,
                 ControlReply::Error {
@@ -1413,7 +1370,6 @@ impl Node {
         let max_contributors = request.max_contributors;
         let signed = SignedRequest::sign(request, &self.keys.commissioner);
         let finish_signature = sign_finish(&id, &self.keys.commissioner);
-        self.remember_request(&signed);
         let plan_info = match grove_protocol::plan::PlanProvider::plan_for(
             self.plans.as_ref(),
             &signed.request,

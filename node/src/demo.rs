@@ -17,6 +17,9 @@ pub struct DemoArgs {
     pub seed: u64,
     pub g: u8,
     pub t: u8,
+    /// The request's `k_min`, and every node's floor: rows and buckets of fewer contributors
+    /// are withheld by the root group.
+    pub k_min: u64,
     pub share_window_ms: u64,
     pub keep: bool,
     /// The query to run (default: [`BANK_BY_MONTH`]).
@@ -226,19 +229,17 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| BANK_BY_MONTH.to_string());
     let compiled = crate::query::compile(&query_text).map_err(|e| anyhow::anyhow!(e))?;
     // Records, and the plaintext answer: the same query over every node's records, summed
-    // in the clear.
+    // in the clear. Every node trusts the commissioner, so every node contributes (zeros if
+    // none of its records match).
     let mut plain = vec![0.0; compiled.spec().length as usize];
-    let mut plain_contributors = 0u64;
+    let plain_contributors = n as u64;
     let mut imported = 0usize;
     for i in 0..n {
         for (collection, records) in datasets(args.seed, i) {
             if collection == compiled.query().collection {
-                let (values, used) = crate::query::contribution(&compiled, &records);
-                if used > 0 {
-                    plain_contributors += 1;
-                    for (p, v) in plain.iter_mut().zip(values) {
-                        *p += v;
-                    }
+                let (values, _) = crate::query::contribution(&compiled, &records);
+                for (p, v) in plain.iter_mut().zip(values) {
+                    *p += v;
                 }
             }
             imported += records.len();
@@ -254,7 +255,10 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("import into node {i}"))?;
         }
     }
-    let plain_table = compiled.decode(&plain, plain_contributors);
+    // What the root group releases of the plaintext at k_min: rows and buckets of fewer
+    // contributors are withheld.
+    let plain_released = compiled.released_at(&plain, args.k_min);
+    let plain_table = compiled.decode_released(&plain, &plain_released, plain_contributors);
     let status0 = control::call(cluster.dir(0), &ControlRequest::Status, |_, _| {}).await?;
     let key = status0["commissioner_key"]
         .as_str()
@@ -267,8 +271,11 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
                 key: key.clone(),
                 collections: vec![BANK.into(), COLLECTION.into(), MODEL.into()],
                 label: "demo commissioner".into(),
-                min_contributors: 1,
-                limits: Default::default(),
+                min_contributors: args.k_min,
+                limits: crate::control::TrustLimits {
+                    min_t: Some(args.t),
+                    ..Default::default()
+                },
             },
             |_, _| {},
         )
@@ -276,13 +283,14 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     }
     say(
         args.json,
-        format!("imported {imported} synthetic records ({BANK}, {COLLECTION}, {MODEL}); every node trusts the commissioner (node 0)"),
+        format!("imported {imported} synthetic records ({BANK}, {COLLECTION}, {MODEL}); every node trusts the commissioner (node 0) for k_min >= {}, t >= {}", args.k_min, args.t),
     );
 
     let params = ComputeParams {
         query: query_text,
         g: args.g,
         t: args.t,
+        k_min: args.k_min,
         share_window_ms: args.share_window_ms,
         ..ComputeParams::default()
     };
@@ -330,12 +338,14 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let result = result.context("the computation failed")?;
     let contributors = result["contributors"].as_u64().unwrap_or(0);
-    let values: Vec<f64> = result["values"]
+    // A withheld element is null.
+    let values: Vec<Option<f64>> = result["values"]
         .as_array()
-        .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
+        .map(|a| a.iter().map(|v| v.as_f64()).collect())
         .unwrap_or_default();
     // Exact up to the fixed-point resolution: each contributor's value is rounded once, to
-    // within half of 10^-scale.
+    // within half of 10^-scale; and withheld exactly where the plaintext counts fewer than
+    // k_min contributors.
     let resolution = 10f64.powi(-(compiled.spec().scale_digits as i32));
     let tolerance = 0.5 * resolution * plain_contributors.max(1) as f64;
     let exact = contributors == plain_contributors
@@ -343,7 +353,12 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
         && values
             .iter()
             .zip(&plain)
-            .all(|(a, b)| (a - b).abs() <= tolerance);
+            .zip(&plain_released)
+            .all(|((a, b), open)| match a {
+                Some(a) => *open && (a - b).abs() <= tolerance,
+                None => !*open,
+            });
+    let values: Vec<f64> = values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
     if args.json {
         println!(
             "{}",

@@ -97,6 +97,15 @@ pub struct TrustEntry {
     /// The differencing rule's window, in seconds.
     #[serde(default = "default_window")]
     pub differencing_window_secs: u64,
+    /// The most `GROUP BY` keys (or buckets) a query may declare. Entries stored before this
+    /// limit existed read the default.
+    #[serde(default = "default_max_group_keys")]
+    pub max_group_keys: u32,
+    /// Whether the same query may run again inside the differencing window (by default a
+    /// repeat is declined: re-running a query while membership changes isolates whoever
+    /// joined or left). Entries stored before this rule existed read `false`.
+    #[serde(default)]
+    pub allow_repeats: bool,
 }
 
 fn one() -> u64 {
@@ -110,6 +119,9 @@ fn default_max_per_day() -> u32 {
 }
 fn default_window() -> u64 {
     crate::consent::DEFAULT_DIFFERENCING_WINDOW_SECS
+}
+fn default_max_group_keys() -> u32 {
+    crate::consent::DEFAULT_MAX_GROUP_KEYS
 }
 
 /// A request this node contributed to, kept for the consent rules (its own query text, never
@@ -710,6 +722,38 @@ mod tests {
             serde_json::Value::Object(m) => m,
             _ => panic!("test values are objects"),
         }
+    }
+
+    /// A trust entry stored before `max_group_keys` and `allow_repeats` existed reads with
+    /// its limits intact and the new rules at their defaults.
+    #[test]
+    fn trust_entries_stored_by_an_older_version_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let old = r#"{"key":"ab","collections":["c"],"label":"old","added_at_micros":5,"min_contributors":7,"fields":["x"],"max_per_day":3,"min_t":4,"differencing_window_secs":60}"#;
+        {
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(TRUST).unwrap().insert("ab", old).unwrap();
+            txn.commit().unwrap();
+        }
+        let entry = store.trust_get("ab").unwrap().expect("the old entry");
+        assert_eq!(
+            entry,
+            TrustEntry {
+                key: "ab".into(),
+                collections: vec!["c".into()],
+                label: "old".into(),
+                added_at_micros: 5,
+                min_contributors: 7,
+                fields: vec!["x".into()],
+                max_per_day: 3,
+                min_t: 4,
+                differencing_window_secs: 60,
+                max_group_keys: crate::consent::DEFAULT_MAX_GROUP_KEYS,
+                allow_repeats: false,
+            }
+        );
+        assert_eq!(store.trust_list().unwrap(), vec![entry]);
     }
 
     #[test]

@@ -39,7 +39,7 @@
 //! position 3), and the first armed daemon to reach that point claims it and SIGKILLs itself.
 //! Kill points are read at every effect, so they can be armed while a computation runs.
 
-use grove_node::control::{self, ComputeParams, ControlRequest};
+use grove_node::control::{self, ComputeParams, ControlRequest, TrustLimits};
 use grove_node::procs::Cluster;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -165,7 +165,16 @@ pub fn cell(result: &Value, row: usize, column: usize) -> Option<f64> {
     result["table"]["rows"][row]["cells"][column].as_f64()
 }
 
-/// Trust `key` at node `i` for `collections` (empty: all), with the default limits.
+/// The trust limits of the tests' small networks: `k_min >= 1` and `t >= 2` (the requests use
+/// `g = 3, t = 2` and few contributors), every other limit at the node's default.
+pub fn test_limits() -> TrustLimits {
+    TrustLimits {
+        min_t: Some(2),
+        ..TrustLimits::default()
+    }
+}
+
+/// Trust `key` at node `i` for `collections` (empty: all), with [`test_limits`].
 pub async fn trust(
     cluster: &Cluster,
     i: usize,
@@ -180,7 +189,7 @@ pub async fn trust(
             collections: collections.iter().map(|c| c.to_string()).collect(),
             label: String::new(),
             min_contributors: 1,
-            limits: Default::default(),
+            limits: test_limits(),
         },
     )
     .await?;
@@ -341,6 +350,9 @@ pub async fn seed_powers_of_two(cluster: &Cluster) -> anyhow::Result<()> {
 
 /// Imports `{"x": values[i]}` into collection `c` of node `i` (none for `None`) and makes every
 /// node trust node 0's commissioner key (a node without records then declines to contribute).
+/// Node `i` imports `{"x": values[i]}` into collection `c` and trusts node 0, if it holds a
+/// value; a node without one trusts no one (so it declines, as a simulated non-contributor
+/// does, rather than sending zeros).
 pub async fn import_and_trust(cluster: &Cluster, values: &[Option<u64>]) -> anyhow::Result<()> {
     let key = ctl(cluster, 0, ControlRequest::Status).await?["commissioner_key"]
         .as_str()
@@ -359,8 +371,8 @@ pub async fn import_and_trust(cluster: &Cluster, values: &[Option<u64>]) -> anyh
                 },
             )
             .await?;
+            trust(cluster, i, &key, &[]).await?;
         }
-        trust(cluster, i, &key, &[]).await?;
     }
     Ok(())
 }

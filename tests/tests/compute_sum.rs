@@ -48,7 +48,7 @@ async fn twenty_five_processes_compute_an_exact_sum() -> anyhow::Result<()> {
                 collections: vec!["money".into()],
                 label: "test".into(),
                 min_contributors: 1,
-                limits: Default::default(),
+                limits: grove_e2e::test_limits(),
             },
         )
         .await?;

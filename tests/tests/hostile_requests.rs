@@ -58,7 +58,7 @@ async fn forged_expired_and_future_requests_are_refused_and_audited() -> anyhow:
             collections: vec![],
             label: "the real commissioner".into(),
             min_contributors: 1,
-            limits: Default::default(),
+            limits: grove_e2e::test_limits(),
         },
     )
     .await?;

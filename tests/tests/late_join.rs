@@ -36,7 +36,7 @@ async fn a_node_started_after_the_broadcast_joins_through_the_dht() -> anyhow::R
         collections: vec![],
         label: String::new(),
         min_contributors: 1,
-        limits: Default::default(),
+        limits: grove_e2e::test_limits(),
     };
     for i in 0..NODES {
         ctl(

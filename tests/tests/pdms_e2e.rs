@@ -142,7 +142,7 @@ async fn three_nodes_fed_from_cozy_nextcloud_and_the_ingest_api_sum_exactly() ->
                 collections: vec!["bank.operations".into()],
                 label: "household budget study".into(),
                 min_contributors: 1,
-                limits: Default::default(),
+                limits: grove_e2e::test_limits(),
             },
             |_, _| {},
         )

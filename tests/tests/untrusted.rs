@@ -56,7 +56,7 @@ async fn untrusted_commissioner_gets_no_share() -> anyhow::Result<()> {
             collections: vec![],
             label: String::new(),
             min_contributors: 5,
-            limits: Default::default(),
+            limits: grove_e2e::test_limits(),
         },
     )
     .await?;

@@ -97,12 +97,15 @@ impl Node {
             return Ok(());
         };
         let id = signed.request.id;
-        self.remember_request(signed);
-        self.mark_seen(id, signed.request.deadline);
         // Only a request that could be accepted is worth a lookup; the engine refuses the others.
+        // Nothing of a request is kept here: consent reads the request the engine accepted.
         let plausible = signed.verify_signature().is_ok()
             && signed.request.validate_params().is_ok()
             && signed.request.deadline > now_micros();
+        if plausible {
+            // Junk (a bad signature) never takes a place in the seen list.
+            self.mark_seen(id, signed.request.deadline);
+        }
         let digest = match signed.request.directory {
             Some(d) if plausible && !self.plans.can_plan(&signed.request) => d,
             _ => {
@@ -404,7 +407,7 @@ impl Node {
             if r.commissioner.0 != *commissioner
                 || r.deadline <= now
                 || self.agreement.seen.contains_key(&r.id)
-                || self.known_requests.contains_key(&r.id)
+                || self.engine.request(&r.id).is_some()
             {
                 continue;
             }
