@@ -164,7 +164,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         }
     }
     let restored = records.len();
-    let engine = Engine::restore(
+    let engine = hook::setup_engine(Engine::restore(
         Identity {
             node: me,
             x25519_secret: keys.x25519_secret,
@@ -173,7 +173,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         plans.clone(),
         records,
         now_micros(),
-    );
+    ));
 
     let mut swarm = net::build_swarm(keys.libp2p.clone()).map_err(|e| anyhow::anyhow!(e))?;
     let listen = if args.listen.is_empty() {

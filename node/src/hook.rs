@@ -7,6 +7,7 @@
 //! CLI. An observer runs inside the event loop, synchronously: what it does (for example kill
 //! the process) happens before the loop does anything else.
 
+use grove_protocol::engine::Engine;
 use grove_protocol::message::{Message, Slot};
 use grove_protocol::record::Record;
 use std::sync::OnceLock;
@@ -36,6 +37,25 @@ pub fn install(observer: impl Fn(Effect<'_>) + Send + Sync + 'static) {
 pub(crate) fn observe(effect: Effect<'_>) {
     if let Some(o) = OBSERVER.get() {
         o(effect);
+    }
+}
+
+type EngineSetup = Box<dyn Fn(Engine) -> Engine + Send + Sync>;
+
+static ENGINE_SETUP: OnceLock<EngineSetup> = OnceLock::new();
+
+/// Installs a change to the daemon's engine as the daemon builds it; only the first call has
+/// an effect. The `grove` binary never installs one; the end-to-end test binary makes a
+/// commissioner that ignores `k_min` with it, to show that the root group withholds what it
+/// must anyway.
+pub fn install_engine_setup(setup: impl Fn(Engine) -> Engine + Send + Sync + 'static) {
+    let _ = ENGINE_SETUP.set(Box::new(setup));
+}
+
+pub(crate) fn setup_engine(engine: Engine) -> Engine {
+    match ENGINE_SETUP.get() {
+        Some(setup) => setup(engine),
+        None => engine,
     }
 }
 

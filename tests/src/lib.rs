@@ -23,7 +23,14 @@
 //! - `consent`: one node per consent rule (untrusted, collection, k_min, t, rate,
 //!   differencing) declines, sends no share and audits the rule.
 //! - `oracle` (protocol harness, real engines) and `oracle_processes` (real processes):
-//!   random queries over random records equal the reference evaluation of [`oracle`].
+//!   random queries over random records equal the reference evaluation of [`oracle`], rows
+//!   and histogram buckets below `k_min` suppressed.
+//! - `release_rules`: owners at `--min-k 5` and a commissioner that ignores `k_min`
+//!   ([`SKIP_K_MIN_ENV`]): the `GROUP BY id` attack gets nothing, a row of one contributor is
+//!   suppressed beside an exact one, a node matching nothing sends zeros and says so, an
+//!   identical repeat is declined.
+//! - `forged_copy`: a forged gossip copy (same id, a trusted commissioner's key) of a request
+//!   waiting for its snapshot makes no node contribute.
 //! - `cozy_import`, `webdav_sync`, `pdms_e2e`: a Cozy export, `grove sync` against a real
 //!   WebDAV server (wsgidav, see `tests/pdms_support`), and three nodes fed from Cozy,
 //!   Nextcloud and the ingest endpoint computing an exact sum.
@@ -206,6 +213,10 @@ pub async fn commissioner_key(cluster: &Cluster, i: usize) -> anyhow::Result<Str
 
 /// The environment variable naming the trigger directory of a daemon of the e2e binary.
 pub const TRIGGERS_ENV: &str = "GROVE_E2E_TRIGGERS";
+
+/// Set (to anything) for a daemon of the e2e binary whose engine, as commissioner, ignores
+/// `k_min`: whatever the root group releases to it, it shows.
+pub const SKIP_K_MIN_ENV: &str = "GROVE_E2E_SKIP_K_MIN";
 
 /// A kill point: `WHEN KIND LEVEL [POSITION [PID]]` (see `src/bin/grove-e2e-node.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,9 +13,13 @@
 //! trigger by renaming it to `fired-NAME` (a rename succeeds for one process only), writes
 //! `fired-NAME.who` (`pid`, then the effect), and SIGKILLs itself. Triggers are read at each
 //! effect, so a test arms them while the network runs.
+//!
+//! If `GROVE_E2E_SKIP_K_MIN` is set, the daemon's engine, as commissioner, ignores `k_min`
+//! (`Engine::skipping_k_min_check`): it shows whatever it can reconstruct, so a test sees
+//! exactly what the root group released to it.
 
 use grove_e2e::grove_node::hook::{self, Effect};
-use grove_e2e::{TriggerSpec, TRIGGERS_ENV};
+use grove_e2e::{TriggerSpec, SKIP_K_MIN_ENV, TRIGGERS_ENV};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;
@@ -25,6 +29,9 @@ fn main() -> ExitCode {
     if let Some(dir) = std::env::var_os(TRIGGERS_ENV) {
         let dir = PathBuf::from(dir);
         hook::install(move |effect| check(&dir, effect));
+    }
+    if std::env::var_os(SKIP_K_MIN_ENV).is_some() {
+        hook::install_engine_setup(|engine| engine.skipping_k_min_check());
     }
     match grove_e2e::grove_node::cli::main() {
         Ok(()) => ExitCode::SUCCESS,
