@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         ..HarnessConfig::new(NODES, 1)
     });
     for i in 1..=12 {
-        c.set_contribution(i, vec![i as f64, -(i as f64)]);
+        c.set_counted_contribution(i, &[i as f64, -(i as f64)]);
     }
     let id = c.launch(0, &LaunchParams::new(3, 2, 2, 2, 2));
     let samples = codec::sample_messages();
