@@ -361,6 +361,27 @@ impl Ctx<'_> {
         let to = server_of(plan, servers, slot);
         self.send_to(to, computation, round, body, Some(slot));
     }
+
+    /// Sends `body` to every position of `key`'s group but `key`'s own, each to whoever
+    /// serves it.
+    fn send_to_group(
+        &mut self,
+        comp: &Computation,
+        key: (GroupId, Position),
+        round: u32,
+        body: Body,
+    ) {
+        for p in (1..=comp.plan.g).filter(|p| *p != key.1) {
+            self.send_slot(
+                &comp.plan,
+                &comp.servers,
+                comp.id(),
+                slot(key.0, p),
+                round,
+                body.clone(),
+            );
+        }
+    }
     fn event(&mut self, event: Event) {
         self.out.push_back(Output::Event(event));
     }
@@ -1153,16 +1174,7 @@ impl Engine {
                 if announce {
                     // The leader counted the quorum: its adopted report makes the others adopt.
                     let body = aggregator::adopted_report(comp, key, role, adopted);
-                    for p in (1..=comp.plan.g).filter(|p| *p != key.1) {
-                        ctx.send_slot(
-                            &comp.plan,
-                            &comp.servers,
-                            id,
-                            slot(key.0, p),
-                            role.round,
-                            body.clone(),
-                        );
-                    }
+                    ctx.send_to_group(comp, key, role.round, body);
                 }
             }
         }

@@ -1113,6 +1113,21 @@ impl Cluster {
         })
     }
 
+    /// Runs a minute of virtual time and returns the computation's outcome; panics if the
+    /// result check fails or the privacy checker saw a violation (the scenario tests' run).
+    pub fn run_checked(&mut self, id: &ComputationId) -> Outcome {
+        self.run(self.now.plus(60_000_000));
+        let outcome = self
+            .outcome(id)
+            .unwrap_or_else(|e| panic!("result check failed: {e}"));
+        assert!(
+            self.privacy_violations.is_empty(),
+            "privacy: {:?}",
+            self.privacy_violations
+        );
+        outcome
+    }
+
     /// Records node `n` persisted so far.
     pub fn durable(&self, n: usize) -> &[Record] {
         &self.nodes[n].durable

@@ -58,16 +58,7 @@ fn params(k_min: u64) -> LaunchParams {
 }
 
 fn run(c: &mut Cluster, id: &ComputationId) -> Outcome {
-    c.run(c.now.plus(60_000_000));
-    let outcome = c
-        .outcome(id)
-        .unwrap_or_else(|e| panic!("result check failed: {e}"));
-    assert!(
-        c.privacy_violations().is_empty(),
-        "privacy: {:?}",
-        c.privacy_violations()
-    );
-    outcome
+    c.run_checked(id)
 }
 
 /// Release shares that reached the commissioner.

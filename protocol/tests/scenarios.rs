@@ -29,16 +29,7 @@ fn small_params() -> LaunchParams {
 }
 
 fn run(c: &mut Cluster, id: &ComputationId) -> Outcome {
-    c.run(c.now.plus(60_000_000));
-    let outcome = c
-        .outcome(id)
-        .unwrap_or_else(|e| panic!("result check failed: {e}"));
-    assert!(
-        c.privacy_violations().is_empty(),
-        "privacy: {:?}",
-        c.privacy_violations()
-    );
-    outcome
+    c.run_checked(id)
 }
 
 fn member(c: &Cluster, id: &ComputationId, group: GroupId, position: u8) -> usize {

@@ -249,7 +249,6 @@ pub(super) fn send_count_share(
     let Some((version, counts)) = own_count_share(comp, key).filter(|_| !opened) else {
         return;
     };
-    let id = comp.id();
     if let Some(role) = comp.roles.get_mut(&key) {
         role.counts_sent = true;
     }
@@ -259,16 +258,7 @@ pub(super) fn send_count_share(
         counts: FieldVec(counts),
         ask,
     });
-    for p in (1..=comp.plan.g).filter(|p| *p != key.1) {
-        ctx.send_slot(
-            &comp.plan,
-            &comp.servers,
-            id,
-            slot(key.0, p),
-            0,
-            body.clone(),
-        );
-    }
+    ctx.send_to_group(comp, key, 0, body);
 }
 
 /// Another root position's share of the counts: kept (one per position), answered if it asks,
