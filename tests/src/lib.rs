@@ -172,11 +172,14 @@ pub fn cell(result: &Value, row: usize, column: usize) -> Option<f64> {
     result["table"]["rows"][row]["cells"][column].as_f64()
 }
 
-/// The trust limits of the tests' small networks: `k_min >= 1` and `t >= 2` (the requests use
-/// `g = 3, t = 2` and few contributors), every other limit at the node's default.
+/// The trust limits of the tests' small networks: `t >= 2` (the requests use `g = 3, t = 2`
+/// and few contributors) and repeats allowed (the phase tests run one query per phase on one
+/// network; `release_rules` tests the repeat rule with the CLI's defaults), every other limit
+/// at the node's default. (The trust helpers pass `k_min >= 1` themselves.)
 pub fn test_limits() -> TrustLimits {
     TrustLimits {
         min_t: Some(2),
+        allow_repeats: true,
         ..TrustLimits::default()
     }
 }
