@@ -159,6 +159,22 @@ pub struct Released {
     pub at: Micros,
 }
 
+/// What the commissioner of a computation knows of its progress ([`Engine::commissioner_progress`]):
+/// a driver shows it; no private value is in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommissionerProgress {
+    /// Root positions that reported a version.
+    pub root_reports: usize,
+    /// The most root positions that reported one same version.
+    pub best_version_holders: usize,
+    /// Whether the commissioner chose the version to release (and asked for its shares).
+    pub version_chosen: bool,
+    /// Root shares of the chosen version received so far.
+    pub root_shares: usize,
+    /// Whether the result was released (or the computation failed) and the commissioner is done.
+    pub done: bool,
+}
+
 /// Something the driver may want to know, show or audit. Events carry no private values,
 /// except the commissioner's released result.
 #[derive(Clone, Debug, PartialEq)]
@@ -510,6 +526,19 @@ impl Engine {
     /// clock and replay checked) and holds state for: what an owner's consent must read.
     pub fn request(&self, id: &ComputationId) -> Option<&SignedRequest> {
         self.computations.get(id).map(|c| c.signed.as_ref())
+    }
+
+    /// The commissioner's view of a computation this node launched; `None` if this node is not
+    /// its commissioner or holds no state for it. A getter: it changes nothing.
+    pub fn commissioner_progress(&self, id: &ComputationId) -> Option<CommissionerProgress> {
+        let c = self.computations.get(id)?.commissioner.as_ref()?;
+        Some(CommissionerProgress {
+            root_reports: c.ready.len(),
+            best_version_holders: commissioner::best_version(&c.ready).map_or(0, |(_, n)| n),
+            version_chosen: c.chosen.is_some(),
+            root_shares: c.shares.len(),
+            done: c.done,
+        })
     }
 
     /// The next effect, or `Idle` with the next deadline once everything is drained.
