@@ -38,6 +38,18 @@ pub enum Cmd {
         /// daemon outlives the process that started it).
         #[arg(long, hide = true)]
         exit_on_stdin_eof: bool,
+        /// Serve the owner's console on this loopback address (default 127.0.0.1:0, any free
+        /// port), overriding console_listen; `grove console` prints its login link.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+        console: Option<String>,
+    },
+    /// Print a one-time login link to the owner's console (the daemon must serve it:
+    /// console_listen in the config, or `grove daemon --console`).
+    Console,
+    /// Requests waiting for the owner's answer (commissioners trusted with --ask).
+    Requests {
+        #[command(subcommand)]
+        command: RequestsCmd,
     },
     /// The owner's records.
     Records {
@@ -137,6 +149,10 @@ pub enum Cmd {
         /// Read the query from this file.
         #[arg(long, conflicts_with = "query")]
         query_file: Option<PathBuf>,
+        /// Afterwards, keep the network running with node 0's console open (the commissioner)
+        /// and print its login link, until Ctrl-C.
+        #[arg(long)]
+        console: bool,
     },
 }
 
@@ -162,6 +178,16 @@ pub enum RecordsCmd {
         #[arg(long)]
         collection: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RequestsCmd {
+    /// Requests waiting for an answer.
+    List,
+    /// Contribute to a waiting request (if every limit of its trust still holds).
+    Approve { computation: String },
+    /// Decline a waiting request: no share is sent.
+    Decline { computation: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,6 +225,10 @@ pub enum TrustCmd {
         /// is declined).
         #[arg(long)]
         allow_repeats: bool,
+        /// Ask the owner before contributing: a request that passes every limit waits, within
+        /// its share window, for `grove requests approve` (or the console).
+        #[arg(long)]
+        ask: bool,
     },
     List,
     Remove {
@@ -230,6 +260,7 @@ fn trust_limits(e: &serde_json::Value) -> Vec<String> {
                 "declined"
             }
         ),
+        format!("mode: {}", e["mode"].as_str().unwrap_or("auto")),
     ]
 }
 
@@ -297,6 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             bootstrap,
             exit_on_stdin_eof,
+            console,
         } => {
             init_tracing();
             crate::daemon::run(crate::daemon::DaemonArgs {
@@ -304,8 +336,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 listen: listen.clone(),
                 bootstrap: bootstrap.clone(),
                 exit_on_stdin_eof: *exit_on_stdin_eof,
+                console: console.clone(),
             })
             .await
+        }
+        Cmd::Console => {
+            let d = call(&cli, ControlRequest::ConsoleLink).await?;
+            print(&cli, &d, |d| {
+                format!(
+                    "{}
+(open it in a browser on this machine; it works once, within 10 minutes)",
+                    str_of(&d["link"])
+                )
+            });
+            Ok(())
+        }
+        Cmd::Requests { command } => {
+            let request = match command {
+                RequestsCmd::List => ControlRequest::RequestsList,
+                RequestsCmd::Approve { computation } => ControlRequest::RequestAnswer {
+                    computation: computation.clone(),
+                    approve: true,
+                },
+                RequestsCmd::Decline { computation } => ControlRequest::RequestAnswer {
+                    computation: computation.clone(),
+                    approve: false,
+                },
+            };
+            let d = call(&cli, request).await?;
+            print(&cli, &d, requests_text);
+            Ok(())
         }
         Cmd::Records { command } => match command {
             RecordsCmd::ImportCozy { export } => {
@@ -381,6 +441,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     differencing_window,
                     max_group_keys,
                     allow_repeats,
+                    ask,
                 } => ControlRequest::TrustAdd {
                     key: key.clone(),
                     collections: collections.clone(),
@@ -393,6 +454,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         differencing_window_secs: Some(*differencing_window),
                         max_group_keys: Some(*max_group_keys),
                         allow_repeats: *allow_repeats,
+                        mode: Some(if *ask {
+                            crate::store::TrustMode::Ask
+                        } else {
+                            crate::store::TrustMode::Auto
+                        }),
                     },
                 },
                 TrustCmd::List => ControlRequest::TrustList,
@@ -552,6 +618,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             keep,
             query,
             query_file,
+            console,
         } => {
             if std::env::var_os("RUST_LOG").is_some() {
                 init_tracing();
@@ -575,10 +642,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 share_window_ms: *share_window_ms,
                 keep: *keep,
                 query,
+                console: *console,
             })
             .await
         }
     }
+}
+
+/// Waiting requests, or the outcome of an answer, as text.
+fn requests_text(d: &Value) -> String {
+    if let Some(outcome) = d["outcome"].as_str() {
+        return format!("{}: {outcome}", str_of(&d["computation"]));
+    }
+    let list = d["pending"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "no request waits for an answer".into();
+    }
+    let now = crate::daemon::now_micros().0;
+    list.iter()
+        .map(|p| {
+            format!(
+                "{}\tcommissioner {} ({})\t{} s left\tk_min {} t {}\t{}",
+                str_of(&p["computation"]),
+                str_of(&p["commissioner"]),
+                str_of(&p["label"]),
+                p["answer_by_micros"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .saturating_sub(now)
+                    / 1_000_000,
+                p["k_min"],
+                p["t"],
+                str_of(&p["query"]).replace('\n', " "),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A released result as text: the table, then who it covers.

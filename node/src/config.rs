@@ -7,6 +7,7 @@
 //!   control.sock    the daemon's local control socket (mode 0600), while it runs
 //!   ingest.token    the ingest endpoint's bearer token (mode 0600), when it is on
 //!   ingest.addr     the address the ingest endpoint is bound to, while it runs
+//!   console.addr    the address the owner's console is bound to, while it runs
 //! ```
 //!
 //! Keys come from the operating system's randomness and live in the store's `keys` table:
@@ -41,6 +42,9 @@ pub struct Config {
     /// Address of the local ingest endpoint (loopback only); `None` turns it off.
     #[serde(default)]
     pub ingest_listen: Option<String>,
+    /// Address of the owner's console (loopback only); `None` turns it off.
+    #[serde(default)]
+    pub console_listen: Option<String>,
     /// A Nextcloud account to pull records from (`grove sync`, and every `interval_secs`).
     #[serde(default)]
     pub nextcloud: Option<crate::webdav::NextcloudConfig>,
@@ -66,6 +70,7 @@ impl Default for Config {
             announce_interval_secs: default_announce_interval(),
             directory_sync_secs: default_directory_sync(),
             ingest_listen: None,
+            console_listen: None,
             nextcloud: None,
         }
     }
@@ -98,6 +103,12 @@ directory_sync_secs = 30
 # the token in DIR/ingest.token (see the README). Loopback addresses only; off when absent.
 # The address actually bound is written to DIR/ingest.addr.
 # ingest_listen = "127.0.0.1:7380"
+
+# The owner's console: a local web page to see the node, its records, trust and audit, to
+# answer requests that wait for the owner, and to run queries. Loopback addresses only; off
+# when absent (`grove daemon --console` turns it on for one run). `grove console` prints a
+# one-time login link. The address actually bound is written to DIR/console.addr.
+# console_listen = "127.0.0.1:7390"
 
 # A Nextcloud account to pull records from: `grove sync` reads it, and the daemon syncs every
 # interval_secs (0: only on `grove sync`). The app password is read from password_file

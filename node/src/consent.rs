@@ -103,6 +103,7 @@ pub fn trust_entry(
             .min(MAX_DIFFERENCING_WINDOW_SECS),
         max_group_keys: limits.max_group_keys.unwrap_or(DEFAULT_MAX_GROUP_KEYS),
         allow_repeats: limits.allow_repeats,
+        mode: limits.mode.unwrap_or_default(),
     }
 }
 
@@ -595,6 +596,7 @@ mod tests {
             differencing_window_secs: 3600,
             max_group_keys: 3,
             allow_repeats: false,
+            mode: Default::default(),
         }
     }
 

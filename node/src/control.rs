@@ -80,6 +80,8 @@ pub struct TrustLimits {
     pub max_group_keys: Option<u32>,
     /// The same query may run again inside the differencing window.
     pub allow_repeats: bool,
+    /// Answer at once (`auto`, the default) or ask the owner first (`ask`).
+    pub mode: Option<crate::store::TrustMode>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,6 +123,20 @@ pub enum ControlRequest {
     Status,
     Audit,
     Compute(ComputeParams),
+    /// What the commissioner knows of the progress of a computation it launched.
+    Progress {
+        computation: String,
+    },
+    /// Requests waiting for the owner's answer (trust mode "ask").
+    RequestsList,
+    /// The owner's answer to a waiting request: contribute (if every rule still holds) or
+    /// decline.
+    RequestAnswer {
+        computation: String,
+        approve: bool,
+    },
+    /// A one-time login link to the owner's console.
+    ConsoleLink,
     Shutdown,
 }
 

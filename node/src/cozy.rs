@@ -102,8 +102,17 @@ pub fn read(path: &Path) -> anyhow::Result<Export> {
     } else {
         let file = std::fs::File::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-        let mut zip = zip::ZipArchive::new(file)
+        export = read_zip(file)
             .map_err(|e| anyhow::anyhow!("{} is not a folder or a zip: {e}", path.display()))?;
+    }
+    Ok(export)
+}
+
+/// Reads an export from a zip (a file, or bytes uploaded to the console).
+pub fn read_zip(reader: impl std::io::Read + std::io::Seek) -> anyhow::Result<Export> {
+    let mut export = Export::default();
+    {
+        let mut zip = zip::ZipArchive::new(reader)?;
         let mut names: Vec<(String, usize)> = (0..zip.len())
             .filter_map(|i| {
                 let f = zip.by_index(i).ok()?;
@@ -293,11 +302,7 @@ pub async fn import_command(dir: &Path, export: &Path, json: bool) -> anyhow::Re
         )
         .await?;
         let s: crate::store::UpsertSummary = serde_json::from_value(data)?;
-        total.added += s.added;
-        total.replaced += s.replaced;
-        total.unchanged += s.unchanged;
-        total.records_written += s.records_written;
-        total.records_removed += s.records_removed;
+        total.add(&s);
     }
     let documents = read.items.len();
     if json {

@@ -18,7 +18,7 @@ use crate::directory::{self, node_id_of, Announcement, Directory, NodePlans, Pee
 use crate::hook;
 use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::query;
-use crate::store::{validate_collection_name, AuditEntry, ConsentEntry, Store};
+use crate::store::{AuditEntry, ConsentEntry, Store, TrustMode};
 use anyhow::Context;
 use futures::StreamExt;
 use grove_protocol::codec;
@@ -40,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 mod agreement;
+mod pending;
 
 /// Largest number of sends awaiting their ack that the loop remembers (for the unreachable
 /// hook); beyond it, a failure is only logged.
@@ -66,6 +67,8 @@ pub struct DaemonArgs {
     pub listen: Vec<String>,
     pub bootstrap: Vec<String>,
     pub exit_on_stdin_eof: bool,
+    /// Serve the owner's console on this loopback address (overrides `console_listen`).
+    pub console: Option<String>,
 }
 
 pub fn now_micros() -> Micros {
@@ -113,6 +116,11 @@ struct Node {
     shutdown: bool,
     /// Directory agreement and late joining through Kademlia (`agreement`).
     agreement: agreement::State,
+    /// Requests waiting for the owner (trust mode "ask", `pending`): end of each one's share
+    /// window. The store's pending table holds them across restarts.
+    pending: BTreeMap<ComputationId, Micros>,
+    /// The owner's console, when it is served (`crate::console`).
+    console: Option<crate::console::Console>,
 }
 
 /// The directory pulls of [`Node::maybe_sync`].
@@ -234,6 +242,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     if let Some(nextcloud) = &config.nextcloud {
         crate::webdav::spawn_periodic(nextcloud.clone(), ctl_tx.clone());
     }
+    // The owner's console: another client of the same queue (off unless asked for).
+    let console = match args.console.as_ref().or(config.console_listen.as_ref()) {
+        Some(listen) => Some(crate::console::start(&dir, listen, ctl_tx.clone()).await?),
+        None => None,
+    };
     tokio::spawn(control::serve(listener, ctl_tx));
 
     tracing::info!(
@@ -269,7 +282,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         started: Instant::now(),
         shutdown: false,
         agreement: agreement::State::default(),
+        pending: BTreeMap::new(),
+        console,
     };
+    node.load_pending()?;
     node.drain()?;
     // A crash between accepting a request and contributing to it leaves no contribution
     // record: decide on consent again for every open computation without one.
@@ -487,6 +503,7 @@ impl Node {
                 _ = announce_tick.tick() => {
                     self.maybe_announce();
                     self.maybe_sync();
+                    self.expire_pending()?;
                 }
                 _ = republish_tick.tick() => self.republish_requests(),
                 _ = requests_tick.tick() => self.look_for_requests(),
@@ -911,6 +928,10 @@ impl Node {
             computation: computation.map(|c| c.to_string()).unwrap_or_default(),
             kind: kind.to_string(),
             rule: rule.to_string(),
+            commissioner: computation
+                .and_then(|c| self.engine.request(c))
+                .map(|s| hex(&s.request.commissioner.0))
+                .unwrap_or_default(),
             detail,
         };
         if let Err(e) = self.store.audit(&entry) {
@@ -1043,6 +1064,7 @@ impl Node {
                 }
             }
             Event::Closed { computation } => {
+                self.forget_pending(&computation);
                 self.unpublish_request(&computation);
                 tracing::info!("computation {computation} closed");
             }
@@ -1060,6 +1082,12 @@ impl Node {
     /// are drained, so a node never contributes twice to one computation (a crash in between
     /// errs towards not contributing).
     fn consent(&mut self, computation: ComputationId) {
+        self.consent_as(computation, false)
+    }
+
+    /// [`Node::consent`]; `owner_approved`: the owner approved this request (trust mode
+    /// "ask"), so it is not parked again once every rule holds.
+    fn consent_as(&mut self, computation: ComputationId, owner_approved: bool) {
         // A declining node tells its leaf group (no value and no reason, only that it will
         // not send), so the leaf stops collecting once every node it serves has sent shares
         // or declined.
@@ -1133,6 +1161,11 @@ impl Node {
         // Zero used records give a vector of zeros: sent like any other, so the leaf learns
         // nothing of whether this node's records match.
         let (values, used) = query::contribution(&compiled, &records);
+        // Trust mode "ask": the owner answers first, whether or not records match (a node
+        // that waited only when they match would tell its leaf so by its delay).
+        if let Some(trust) = trust.filter(|t| t.mode == TrustMode::Ask && !owner_approved) {
+            return self.ask_owner(computation, &trust, &collection, used as u64);
+        }
         let entry = ConsentEntry {
             computation: info.computation.clone(),
             at_micros: info.now_micros,
@@ -1175,7 +1208,10 @@ impl Node {
             ControlRequest::Import {
                 collection,
                 records,
-            } => match self.store.import_records(&collection, &records) {
+            } => match self
+                .store
+                .import_records(&collection, &records, now_micros().0)
+            {
                 Ok(n) => {
                     self.audit(
                         None,
@@ -1187,7 +1223,7 @@ impl Node {
                 Err(e) => fail(e.to_string()),
             },
             ControlRequest::ImportSources { items, sync } => {
-                match self.store.upsert_sources(&items, &sync) {
+                match self.store.upsert_sources(&items, &sync, now_micros().0) {
                     Ok(summary) => {
                         if summary.records_written + summary.records_removed > 0 {
                             self.audit(
@@ -1219,10 +1255,8 @@ impl Node {
                     }
                     Err(e) => fail(e.to_string()),
                 },
-                None => match self.store.collections() {
-                    Ok(cs) => answer(json!({
-                        "collections": cs.iter().map(|(n, c)| json!({"name": n, "records": c})).collect::<Vec<_>>()
-                    })),
+                None => match self.store.collection_overview() {
+                    Ok(cs) => answer(json!({ "collections": cs })),
                     Err(e) => fail(e.to_string()),
                 },
             },
@@ -1232,33 +1266,35 @@ impl Node {
                 label,
                 min_contributors,
                 limits,
-            } => match parse_commissioner_key(&key) {
-                Err(e) => fail(e),
-                Ok(key) => {
-                    for c in &collections {
-                        if let Err(e) = validate_collection_name(c) {
-                            return self.reply(reply, fail(e.to_string()));
-                        }
-                    }
-                    let entry = consent::trust_entry(
-                        key.clone(),
-                        collections,
-                        label,
-                        min_contributors,
-                        limits,
-                        now_micros().0,
-                    );
-                    match self.store.trust_add(&entry) {
+            } => {
+                match crate::trust::entry(
+                    &key,
+                    collections,
+                    label,
+                    min_contributors,
+                    limits,
+                    now_micros().0,
+                ) {
+                    Err(e) => fail(e),
+                    Ok(entry) => match self.store.trust_add(&entry) {
                         Ok(()) => {
-                            self.audit(None, "trust", format!("trusted commissioner {key}"));
+                            self.audit(
+                                None,
+                                "trust",
+                                format!(
+                                    "trusted commissioner {} (mode {})",
+                                    entry.key,
+                                    entry.mode.name()
+                                ),
+                            );
                             // Its computations already under way may still take shares.
                             self.look_for_requests();
                             answer(serde_json::to_value(&entry).unwrap_or_default())
                         }
                         Err(e) => fail(e.to_string()),
-                    }
+                    },
                 }
-            },
+            }
             ControlRequest::TrustList => match self.store.trust_list() {
                 Ok(list) => answer(json!({ "trusted": list })),
                 Err(e) => fail(e.to_string()),
@@ -1281,6 +1317,30 @@ impl Node {
                 Err(e) => fail(e.to_string()),
             },
             ControlRequest::Compute(params) => return self.on_compute(params, reply),
+            ControlRequest::Progress { computation } => answer(self.progress(&computation)),
+            ControlRequest::RequestsList => match self.store.pending_list() {
+                Ok(list) => answer(json!({ "pending": list })),
+                Err(e) => fail(e.to_string()),
+            },
+            ControlRequest::RequestAnswer {
+                computation,
+                approve,
+            } => {
+                let result = match self.answer_pending(&computation, approve) {
+                    Ok(data) => answer(data),
+                    Err(e) => fail(e),
+                };
+                self.reply(reply, result)?;
+                return self.drain();
+            }
+            ControlRequest::ConsoleLink => match &self.console {
+                Some(console) => answer(json!({ "link": console.login_link() })),
+                None => fail(
+                    "the console is off: set console_listen in the config or start the daemon \
+                     with --console"
+                        .into(),
+                ),
+            },
             ControlRequest::Shutdown => {
                 self.shutdown = true;
                 answer(json!({ "shutting_down": true }))
@@ -1293,6 +1353,29 @@ impl Node {
         // The connection may be gone; its reply channel is never full for a single answer.
         let _ = reply.try_send(r);
         Ok(())
+    }
+
+    /// What this node, as commissioner, knows of a computation's progress (the console's
+    /// run page): the root's reports and shares; `in_flight` is false once it closed.
+    fn progress(&self, computation: &str) -> serde_json::Value {
+        let id = pending::parse_computation_id(computation);
+        let request = id
+            .and_then(|id| self.engine.request(&id))
+            .map(|s| &s.request);
+        let progress = id.and_then(|id| self.engine.commissioner_progress(&id));
+        json!({
+            "computation": computation,
+            "in_flight": progress.is_some(),
+            "root_reports": progress.as_ref().map_or(0, |p| p.root_reports),
+            "best_version_holders": progress.as_ref().map_or(0, |p| p.best_version_holders),
+            "version_chosen": progress.as_ref().is_some_and(|p| p.version_chosen),
+            "root_shares": progress.as_ref().map_or(0, |p| p.root_shares),
+            "done": progress.as_ref().is_some_and(|p| p.done),
+            "g": request.map(|r| r.privacy.g),
+            "t": request.map(|r| r.privacy.t),
+            "share_window_end_micros": request.map(|r| pending::share_window_end(r).0),
+            "now_micros": now_micros().0,
+        })
     }
 
     fn status(&self) -> serde_json::Value {
@@ -1449,22 +1532,6 @@ impl Node {
         }
         self.drain()
     }
-}
-
-fn parse_commissioner_key(key: &str) -> Result<String, String> {
-    let k = key.trim().to_ascii_lowercase();
-    let bytes: Vec<u8> = (0..k.len())
-        .step_by(2)
-        .filter_map(|i| k.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect();
-    let bytes: [u8; 32] = bytes
-        .try_into()
-        .ok()
-        .filter(|_| k.len() == 64)
-        .ok_or_else(|| format!("{key:?} is not a commissioner key (64 hex digits)"))?;
-    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-        .map_err(|_| format!("{key:?} is not a valid ed25519 key"))?;
-    Ok(k)
 }
 
 /// ` for (level, index) position p`, for debug traces of addressed messages.

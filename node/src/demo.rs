@@ -24,6 +24,8 @@ pub struct DemoArgs {
     pub keep: bool,
     /// The query to run (default: [`BANK_BY_MONTH`]).
     pub query: Option<String>,
+    /// Keep the network running afterwards with node 0's console open, until Ctrl-C.
+    pub console: bool,
 }
 
 /// The step-count collection.
@@ -181,7 +183,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut cluster = Cluster::new(&exe)?;
     let outcome = tokio::select! {
         r = demo(&mut cluster, &args) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = tokio::signal::ctrl_c() => if args.console {
+            eprintln!("stopping the demo network");
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("interrupted"))
+        },
     };
     if args.keep {
         if let Some(dir) = cluster.keep_dirs() {
@@ -202,6 +209,9 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     );
     for _ in 0..n {
         cluster.add_node()?;
+    }
+    if args.console {
+        cluster.nodes[0].args = vec!["--console".into(), "127.0.0.1:0".into()];
     }
     cluster.start(0, &[])?;
     cluster.wait_ready(0, Duration::from_secs(20)).await?;
@@ -399,6 +409,18 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
             },
             t0.elapsed().as_millis()
         );
+    }
+    if args.console {
+        let link = control::call(cluster.dir(0), &ControlRequest::ConsoleLink, |_, _| {}).await?;
+        let link = link["link"].as_str().unwrap_or_default();
+        if args.json {
+            println!("{}", json!({ "console": link }));
+        } else {
+            println!("\nnode 0's console (the commissioner; every node trusts it): {link}");
+            println!("the link works once; the network runs until Ctrl-C");
+        }
+        // Until Ctrl-C (`run` turns it into the end of the demo and cleans up).
+        std::future::pending::<()>().await;
     }
     Ok(())
 }

@@ -17,6 +17,8 @@
 //! - [`query`]: declarative queries on the node: the request a query becomes, records as the
 //!   evaluator reads them.
 //! - [`consent`]: the owner's policy: which rule accepts or declines a request.
+//! - [`trust`]: the validation of a trust entry, shared by the CLI and the console.
+//! - [`console`]: the owner's console, a local web page served by the daemon.
 //! - [`cozy`], [`webdav`], [`ical`], [`vcard`], [`ingest`]: personal-cloud connectors (a Cozy
 //!   export, a Nextcloud account over WebDAV, the local ingest endpoint).
 //! - [`procs`], [`demo`]: local clusters of real processes.
@@ -24,6 +26,7 @@
 pub mod cli;
 pub mod config;
 pub mod consent;
+pub mod console;
 pub mod control;
 pub mod cozy;
 pub mod daemon;
@@ -37,5 +40,6 @@ pub mod net;
 pub mod procs;
 pub mod query;
 pub mod store;
+pub mod trust;
 pub mod vcard;
 pub mod webdav;

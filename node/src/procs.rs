@@ -34,6 +34,8 @@ pub struct Slot {
     pub peer_id: Option<String>,
     /// Extra environment of the daemon, set at every start (tests arm kill points with it).
     pub env: Vec<(String, String)>,
+    /// Extra arguments of `grove daemon` at every start (`--console 127.0.0.1:0`).
+    pub args: Vec<String>,
 }
 
 /// A guard over local daemons and their data dirs.
@@ -79,6 +81,7 @@ impl Cluster {
             addr: None,
             peer_id: None,
             env: Vec::new(),
+            args: Vec::new(),
         });
         Ok(i)
     }
@@ -108,6 +111,7 @@ impl Cluster {
         for b in bootstrap {
             cmd.arg("--bootstrap").arg(b);
         }
+        cmd.args(&self.nodes[i].args);
         cmd.envs(self.nodes[i].env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::piped())
             .stdout(log.try_clone()?)

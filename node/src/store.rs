@@ -37,6 +37,11 @@ const SOURCE_REVS: TableDefinition<&str, &str> = TableDefinition::new("source_re
 /// `(account, path) -> state` of a synced remote file (JSON text owned by the connector: its
 /// ETag, and why it was skipped if it was).
 const SYNC_STATE: TableDefinition<(&str, &str), &str> = TableDefinition::new("sync_state");
+/// Computation id (hex) -> `PendingRequest` as JSON: requests of commissioners trusted in mode
+/// "ask" that wait for the owner's answer (kept across restarts).
+const PENDING: TableDefinition<&str, &str> = TableDefinition::new("pending");
+/// Collection -> `CollectionUpdate` as JSON: when its records last changed, and through what.
+const COLLECTION_UPDATES: TableDefinition<&str, &str> = TableDefinition::new("collection_updates");
 /// Counters (`records_next`, `consents_next`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -106,6 +111,76 @@ pub struct TrustEntry {
     /// joined or left). Entries stored before this rule existed read `false`.
     #[serde(default)]
     pub allow_repeats: bool,
+    /// Whether a request that passes every rule is answered at once or waits for the owner.
+    #[serde(default)]
+    pub mode: TrustMode,
+}
+
+/// How a trusted commissioner's requests are answered once every consent rule holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustMode {
+    /// Contribute at once.
+    #[default]
+    Auto,
+    /// Wait, within the request's share window, until the owner approves or declines it
+    /// (the console's requests page, `grove requests`).
+    Ask,
+}
+
+impl TrustMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrustMode::Auto => "auto",
+            TrustMode::Ask => "ask",
+        }
+    }
+}
+
+/// A request waiting for its owner's answer (trust mode "ask"). Holds what the owner needs to
+/// decide, never a value of the records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRequest {
+    /// Hex computation id.
+    pub computation: String,
+    /// Hex commissioner key, and the name the owner gave it.
+    pub commissioner: String,
+    pub label: String,
+    /// The request's query text (canonical).
+    pub query: String,
+    pub collection: String,
+    pub k_min: u64,
+    pub g: u8,
+    pub t: u8,
+    pub received_at_micros: u64,
+    /// The end of the request's share window: an answer after it could no longer reach the
+    /// leaf group, so the request is then declined.
+    pub answer_by_micros: u64,
+    /// Records of the collection the query would use.
+    pub records_used: u64,
+}
+
+/// When a collection's records last changed, and through what (`file`, `cozy`, `nextcloud`,
+/// `ingest`, ...: the first part of a source key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionUpdate {
+    pub at_micros: u64,
+    pub via: String,
+}
+
+/// One collection as the owner's console shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionInfo {
+    pub name: String,
+    pub records: u64,
+    /// Records by source kind (`cozy`, `nextcloud`, `ingest`, `file` for plain imports).
+    pub sources: std::collections::BTreeMap<String, u64>,
+    pub last_update: Option<CollectionUpdate>,
+}
+
+/// The kind of a keyed source: the part of its key before the first `:`.
+pub fn source_kind(source: &str) -> &str {
+    source.split_once(':').map_or(source, |(kind, _)| kind)
 }
 
 fn one() -> u64 {
@@ -148,6 +223,9 @@ pub struct AuditEntry {
     /// (`consent::Rule::name`); empty otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub rule: String,
+    /// Hex key of the commissioner of the computation, when the node knows it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub commissioner: String,
     pub detail: String,
 }
 
@@ -190,6 +268,17 @@ pub struct UpsertSummary {
     pub records_removed: u64,
 }
 
+impl UpsertSummary {
+    /// Adds what another import did (an import sent in several requests).
+    pub fn add(&mut self, other: &UpsertSummary) {
+        self.added += other.added;
+        self.replaced += other.replaced;
+        self.unchanged += other.unchanged;
+        self.records_written += other.records_written;
+        self.records_removed += other.records_removed;
+    }
+}
+
 /// Whether revision `new` supersedes `old`: CouchDB revisions `N-hash` compare by `N`, then by
 /// the hash (CouchDB's own winner rule); other texts compare as text.
 pub fn revision_is_newer(new: &str, old: &str) -> bool {
@@ -228,6 +317,23 @@ pub fn validate_collection_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Notes a change of `collection`'s records inside a write transaction.
+fn note_update(
+    txn: &redb::WriteTransaction,
+    collection: &str,
+    via: &str,
+    at_micros: u64,
+) -> Result<(), StoreError> {
+    let text = serde_json::to_string(&CollectionUpdate {
+        at_micros,
+        via: via.to_string(),
+    })
+    .map_err(|e| StoreError::Invalid(format!("collection update: {e}")))?;
+    txn.open_table(COLLECTION_UPDATES)?
+        .insert(collection, text.as_str())?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the store and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -246,6 +352,8 @@ impl Store {
             txn.open_table(SOURCE_RECORDS)?;
             txn.open_table(SOURCE_REVS)?;
             txn.open_table(SYNC_STATE)?;
+            txn.open_table(PENDING)?;
+            txn.open_table(COLLECTION_UPDATES)?;
         }
         txn.commit()?;
         Ok(Store { db })
@@ -277,11 +385,13 @@ impl Store {
 
     // ---- records
 
-    /// Appends records (JSON objects) to a collection in one committed transaction.
+    /// Appends records (JSON objects) to a collection in one committed transaction, noting
+    /// the time (`at_micros`) as the collection's last update.
     pub fn import_records(
         &self,
         collection: &str,
         records: &[serde_json::Map<String, serde_json::Value>],
+        at_micros: u64,
     ) -> Result<u64, StoreError> {
         validate_collection_name(collection)?;
         if records.len() > MAX_IMPORT_RECORDS {
@@ -302,6 +412,7 @@ impl Store {
                 next += 1;
             }
             meta.insert("records_next", next)?;
+            note_update(&txn, collection, "file", at_micros)?;
         }
         txn.commit()?;
         Ok(records.len() as u64)
@@ -315,6 +426,7 @@ impl Store {
         &self,
         items: &[SourcedRecords],
         sync: &[SyncUpdate],
+        at_micros: u64,
     ) -> Result<UpsertSummary, StoreError> {
         let total: usize = items.iter().map(|i| i.records.len()).sum();
         if total > MAX_IMPORT_RECORDS {
@@ -329,6 +441,7 @@ impl Store {
             }
         }
         let mut summary = UpsertSummary::default();
+        let mut changed = std::collections::BTreeSet::new();
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -359,7 +472,9 @@ impl Store {
                     records.remove((collection.as_str(), *seq))?;
                     sources.remove((source, *seq))?;
                     summary.records_removed += 1;
+                    changed.insert((collection.clone(), source_kind(source).to_string()));
                 }
+                changed.insert((item.collection.clone(), source_kind(source).to_string()));
                 for r in &item.records {
                     let text = serde_json::to_string(r).map_err(|e| {
                         StoreError::Invalid(format!("record does not serialise: {e}"))
@@ -379,6 +494,9 @@ impl Store {
                 }
             }
             meta.insert("records_next", next)?;
+            for (collection, via) in &changed {
+                note_update(&txn, collection, via, at_micros)?;
+            }
             let mut state = txn.open_table(SYNC_STATE)?;
             for u in sync {
                 let key = (u.account.as_str(), u.path.as_str());
@@ -444,6 +562,90 @@ impl Store {
                 Some((last, n)) if last == name => *n += 1,
                 _ => out.push((name.to_string(), 1)),
             }
+        }
+        Ok(out)
+    }
+
+    /// Every collection with its record count, its records by source kind and its last
+    /// update, by name (the console's records page).
+    pub fn collection_overview(&self) -> Result<Vec<CollectionInfo>, StoreError> {
+        let counts = self.collections()?;
+        let txn = self.db.begin_read()?;
+        let mut by_source: std::collections::BTreeMap<(String, String), u64> =
+            std::collections::BTreeMap::new();
+        for row in txn.open_table(SOURCE_RECORDS)?.iter()? {
+            let (k, v) = row?;
+            let (source, _) = k.value();
+            *by_source
+                .entry((v.value().to_string(), source_kind(source).to_string()))
+                .or_default() += 1;
+        }
+        let updates = txn.open_table(COLLECTION_UPDATES)?;
+        let mut out = Vec::with_capacity(counts.len());
+        for (name, records) in counts {
+            let mut sources: std::collections::BTreeMap<String, u64> = by_source
+                .range((name.clone(), String::new())..)
+                .take_while(|((c, _), _)| *c == name)
+                .map(|((_, kind), n)| (kind.clone(), *n))
+                .collect();
+            let keyed: u64 = sources.values().sum();
+            if records > keyed {
+                sources.insert("file".into(), records - keyed);
+            }
+            let last_update = match updates.get(name.as_str())? {
+                Some(v) => Some(
+                    serde_json::from_str(v.value())
+                        .map_err(|e| StoreError::Corrupt(format!("collection update: {e}")))?,
+                ),
+                None => None,
+            };
+            out.push(CollectionInfo {
+                name,
+                records,
+                sources,
+                last_update,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- requests waiting for the owner (trust mode "ask")
+
+    pub fn pending_put(&self, entry: &PendingRequest) -> Result<(), StoreError> {
+        let text = serde_json::to_string(entry)
+            .map_err(|e| StoreError::Invalid(format!("pending request: {e}")))?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(PENDING)?
+            .insert(entry.computation.as_str(), text.as_str())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Removes a waiting request; returns it if it was there.
+    pub fn pending_remove(&self, computation: &str) -> Result<Option<PendingRequest>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let removed = match txn.open_table(PENDING)?.remove(computation)? {
+            Some(v) => Some(
+                serde_json::from_str(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("pending request: {e}")))?,
+            ),
+            None => None,
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// Every waiting request, by computation id.
+    pub fn pending_list(&self) -> Result<Vec<PendingRequest>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PENDING)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(
+                serde_json::from_str(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("pending request: {e}")))?,
+            );
         }
         Ok(out)
     }
@@ -751,6 +953,7 @@ mod tests {
                 differencing_window_secs: 60,
                 max_group_keys: crate::consent::DEFAULT_MAX_GROUP_KEYS,
                 allow_repeats: false,
+                mode: TrustMode::Auto,
             }
         );
         assert_eq!(store.trust_list().unwrap(), vec![entry]);
@@ -769,13 +972,14 @@ mod tests {
                         obj(serde_json::json!({"n": 1})),
                         obj(serde_json::json!({"n": 2})),
                     ],
+                    1,
                 )
                 .unwrap();
             store
-                .import_records("other", &[obj(serde_json::json!({"x": "a"}))])
+                .import_records("other", &[obj(serde_json::json!({"x": "a"}))], 2)
                 .unwrap();
             store
-                .import_records("steps", &[obj(serde_json::json!({"n": 3}))])
+                .import_records("steps", &[obj(serde_json::json!({"n": 3}))], 3)
                 .unwrap();
         }
         let store = Store::open(&path).unwrap();
@@ -786,7 +990,7 @@ mod tests {
             store.collections().unwrap(),
             vec![("other".to_string(), 1), ("steps".to_string(), 3)]
         );
-        assert!(store.import_records("bad name", &[]).is_err());
+        assert!(store.import_records("bad name", &[], 4).is_err());
     }
 
     fn sourced(source: &str, rev: Option<&str>, ns: &[i64]) -> SourcedRecords {
@@ -817,12 +1021,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
         store
-            .import_records("c", &[obj(serde_json::json!({"n": 0}))])
+            .import_records("c", &[obj(serde_json::json!({"n": 0}))], 1)
             .unwrap();
         let s = store
             .upsert_sources(
                 &[sourced("a", Some("2-b"), &[1]), sourced("f", None, &[2, 3])],
                 &[],
+                2,
             )
             .unwrap();
         assert_eq!((s.added, s.records_written), (2, 3));
@@ -834,6 +1039,7 @@ mod tests {
                     sourced("a", Some("1-z"), &[9]),
                 ],
                 &[],
+                3,
             )
             .unwrap();
         assert_eq!(s.unchanged, 2);
@@ -847,6 +1053,7 @@ mod tests {
             .upsert_sources(
                 &[sourced("a", Some("10-a"), &[4]), sourced("f", None, &[5])],
                 std::slice::from_ref(&update),
+                4,
             )
             .unwrap();
         assert_eq!(ns(&store), vec![0, 4, 5]);
@@ -860,12 +1067,66 @@ mod tests {
                     state: None,
                     ..update
                 }],
+                5,
             )
             .unwrap();
         assert_eq!(ns(&store), vec![0, 4]);
         assert!(store.sync_state("acc").unwrap().is_empty());
         assert!(revision_is_newer("10-a", "9-z"));
         assert!(!revision_is_newer("9-z", "10-a"));
+    }
+
+    #[test]
+    fn the_overview_counts_records_by_source_kind_with_the_last_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store
+            .import_records("c", &[obj(serde_json::json!({"n": 0}))], 10)
+            .unwrap();
+        store
+            .upsert_sources(
+                &[
+                    sourced("cozy:io.cozy.x/1", Some("1-a"), &[1, 2]),
+                    sourced("ingest:c/7", None, &[3]),
+                ],
+                &[],
+                20,
+            )
+            .unwrap();
+        let overview = store.collection_overview().unwrap();
+        assert_eq!(overview.len(), 1);
+        let c = &overview[0];
+        assert_eq!((c.name.as_str(), c.records), ("c", 4));
+        let sources: Vec<(&str, u64)> = c.sources.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        assert_eq!(sources, vec![("cozy", 2), ("file", 1), ("ingest", 1)]);
+        let last = c.last_update.clone().unwrap();
+        assert_eq!(last.at_micros, 20);
+        assert!(last.via == "cozy" || last.via == "ingest", "{last:?}");
+    }
+
+    #[test]
+    fn pending_requests_survive_reopening_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let entry = PendingRequest {
+            computation: "ab".into(),
+            commissioner: "cd".into(),
+            label: "study".into(),
+            query: "SELECT count(*) FROM c".into(),
+            collection: "c".into(),
+            k_min: 3,
+            g: 5,
+            t: 3,
+            received_at_micros: 1,
+            answer_by_micros: 2,
+            records_used: 4,
+        };
+        Store::open(&path).unwrap().pending_put(&entry).unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.pending_list().unwrap(), vec![entry.clone()]);
+        assert_eq!(store.pending_remove("ab").unwrap(), Some(entry));
+        assert_eq!(store.pending_remove("ab").unwrap(), None);
+        assert!(store.pending_list().unwrap().is_empty());
     }
 
     #[test]
