@@ -54,6 +54,7 @@ use std::time::Duration;
 
 pub use grove_node;
 
+pub mod browser;
 pub mod oracle;
 pub mod phase;
 

@@ -7,7 +7,6 @@ mod pdms_support;
 use grove_e2e::grove_node::procs::Cluster;
 use pdms_support::*;
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,30 +24,6 @@ fn snapshot(dir: &Path) -> anyhow::Result<Vec<String>> {
     }
     out.sort();
     Ok(out)
-}
-
-fn zip_folder(from: &Path, to: &Path) -> anyhow::Result<()> {
-    fn add(zip: &mut zip::ZipWriter<std::fs::File>, root: &Path, dir: &Path) -> anyhow::Result<()> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let p = e.path();
-            let name = p.strip_prefix(root)?.to_string_lossy().to_string();
-            if e.file_type()?.is_dir() {
-                add(zip, root, &p)?;
-            } else {
-                let options = zip::write::SimpleFileOptions::default()
-                    .compression_method(zip::CompressionMethod::Deflated);
-                zip.start_file(format!("cozy-export/{name}"), options)?;
-                zip.write_all(&std::fs::read(&p)?)?;
-            }
-        }
-        Ok(())
-    }
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(to)?);
-    add(&mut zip, from, from)?;
-    zip.finish()?;
-    Ok(())
 }
 
 fn import(dir: &Path, path: &Path) -> anyhow::Result<Value> {

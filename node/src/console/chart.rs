@@ -4,7 +4,7 @@
 use grove_protocol::query::{Cell, ResultTable};
 
 /// Width of a chart, in SVG units.
-pub const WIDTH: f64 = 560.0;
+pub const WIDTH: f64 = 520.0;
 /// Width of the row labels on the left.
 const LABEL_WIDTH: f64 = 150.0;
 /// Width kept for the value written after a bar.

@@ -1368,21 +1368,28 @@ fn phases(
         Phase {
             name: "Groups agree and send up, level by level",
             state: state(levels_done, window_done),
-            detail: format!("{depth} levels from the leaves to the root"),
+            detail: match depth {
+                1 => "one level: the leaf group is the root".into(),
+                d => format!("{d} levels from the leaves to the root"),
+            },
         },
         Phase {
             name: "The root reports to the commissioner",
             state: state(root_done, levels_done),
-            detail: format!(
-                "{reports} of {g} root positions reported; the best version is held by {best} \
-                 (t = {t} needed)"
-            ),
+            detail: if finished {
+                format!("the root's {g} positions agreed on one version; {t} of them suffice")
+            } else {
+                format!(
+                    "{reports} of {g} root positions reported; the best version is held by \
+                     {best} (t = {t} needed)"
+                )
+            },
         },
         Phase {
             name: "Release: root shares reconstructed",
             state: state(finished && !failed, root_done),
             detail: if finished && !failed {
-                "released".into()
+                "released to this node only".into()
             } else {
                 format!("{shares} of {t} root shares received")
             },

@@ -111,8 +111,15 @@ impl Node {
     ) -> Result<Value, String> {
         let id = parse_computation_id(computation)
             .ok_or_else(|| format!("{computation:?} is not a computation id"))?;
-        if !self.pending.contains_key(&id) {
+        let Some(end) = self.pending.get(&id).copied() else {
             return Err(format!("no request {id} waits for an answer"));
+        };
+        if end <= now_micros() {
+            // The tick has not declined it yet; a share now would reach no leaf.
+            self.expire(id, "the owner's answer came after the share window closed");
+            return Err(format!(
+                "the share window of {id} closed before the answer: it was declined"
+            ));
         }
         self.pending.remove(&id);
         let removed = self.store.pending_remove(&id.to_string());
@@ -157,28 +164,39 @@ impl Node {
             return Ok(());
         }
         for id in expired {
-            self.pending.remove(&id);
-            if let Err(e) = self.store.pending_remove(&id.to_string()) {
-                tracing::warn!("cannot remove an expired pending request: {e}");
-            }
-            self.audit_rule(
-                Some(&id),
-                "declined",
-                "ask",
-                "the owner did not answer before the share window closed: no share was sent".into(),
+            self.expire(
+                id,
+                "the owner did not answer before the share window closed",
             );
-            self.tell_leaf(id);
         }
         self.drain()
     }
 
-    /// A closed computation waits for nothing any more.
+    /// A computation that closed (released, or its deadline passed) waits for nothing any
+    /// more: if it still waited for the owner, it is declined (it may close right after its
+    /// share window, before the next tick).
     pub(super) fn forget_pending(&mut self, computation: &ComputationId) {
-        if self.pending.remove(computation).is_some() {
-            if let Err(e) = self.store.pending_remove(&computation.to_string()) {
-                tracing::warn!("cannot remove a pending request: {e}");
-            }
+        if self.pending.contains_key(computation) {
+            self.expire(
+                *computation,
+                "the computation closed before the owner answered",
+            );
         }
+    }
+
+    /// Declines a waiting request the owner did not answer in time (rule `ask`).
+    fn expire(&mut self, id: ComputationId, why: &str) {
+        self.pending.remove(&id);
+        if let Err(e) = self.store.pending_remove(&id.to_string()) {
+            tracing::warn!("cannot remove an expired pending request: {e}");
+        }
+        self.audit_rule(
+            Some(&id),
+            "declined",
+            "ask",
+            format!("{why}: no share was sent"),
+        );
+        self.tell_leaf(id);
     }
 
     /// Tells the leaf group this node will not contribute (no value: only that no share

@@ -334,3 +334,28 @@ pub fn cozy_bank_amounts(export: &Path) -> anyhow::Result<Vec<i64>> {
     }
     Ok(best.values().map(|(_, a)| *a).collect())
 }
+
+/// Zips a folder (a Cozy export) under `cozy-export/`, deflated.
+pub fn zip_folder(from: &Path, to: &Path) -> anyhow::Result<()> {
+    fn add(zip: &mut zip::ZipWriter<std::fs::File>, root: &Path, dir: &Path) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let name = p.strip_prefix(root)?.to_string_lossy().to_string();
+            if e.file_type()?.is_dir() {
+                add(zip, root, &p)?;
+            } else {
+                let options = zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Deflated);
+                zip.start_file(format!("cozy-export/{name}"), options)?;
+                std::io::Write::write_all(zip, &std::fs::read(&p)?)?;
+            }
+        }
+        Ok(())
+    }
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(to)?);
+    add(&mut zip, from, from)?;
+    zip.finish()?;
+    Ok(())
+}
