@@ -39,6 +39,8 @@
 //! - `parity`: one seeded scenario with a kill gives the same result and included set in real
 //!   processes and in `grove-sim`.
 //! - `cleanup`: a test that panics while its daemons run leaves no process and no directory.
+//! - `console`: the owner's console in headless Chromium ([`browser`]): login, trust,
+//!   forged changes, the trust mode "ask", the audit, a query from the commissioner's page.
 //!
 //! Kill points: the e2e binary installs a `grove_node::hook` observer when
 //! [`TRIGGERS_ENV`] names a directory; a test arms a [`TriggerSpec`] there (`persist
