@@ -303,6 +303,29 @@ async fn the_owner_signs_in_once_and_forged_changes_change_nothing() -> anyhow::
     .await?;
     assert_eq!(status, 403, "a removal with a bad token");
     assert_eq!(cli(&dir, &["trust", "list"])?, before);
+    // An upload with a bad token imports nothing.
+    let records_before = grove_json(&dir, &["records", "list"])?;
+    let multipart = |csrf: &str| {
+        format!(
+            "--b\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+             --b\r\nContent-Disposition: form-data; name=\"collection\"\r\n\r\nforged\r\n\
+             --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.csv\"\r\n\
+             Content-Type: text/csv\r\n\r\nsteps\n1\n\r\n--b--\r\n"
+        )
+    };
+    let (status, _, _) = http(
+        &addr,
+        "POST",
+        "/records/import",
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "multipart/form-data; boundary=b"),
+        ],
+        &multipart("forged"),
+    )
+    .await?;
+    assert_eq!(status, 403, "an upload with a bad token");
+    assert_eq!(grove_json(&dir, &["records", "list"])?, records_before);
     // The right token from a client without a browser's Origin is a change: the token is
     // what lets it through (so the refusals above are the token's and the origin's doing).
     let (status, _, _) = http(
