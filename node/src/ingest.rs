@@ -76,6 +76,32 @@ pub fn ensure_token(dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// Binds a local endpoint of the daemon (the ingest endpoint, the console) on a loopback
+/// address only, and writes the address bound to `DIR/addr_file` (atomically). `what` names
+/// the setting in errors, `port` the example port.
+pub async fn bind_local(
+    dir: &Path,
+    listen: &str,
+    what: &str,
+    port: &str,
+    addr_file: &str,
+) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("{what} {listen:?} is not an address such as 127.0.0.1:{port}"))?;
+    if !addr.ip().is_loopback() {
+        bail!("{what} {listen:?} is not a loopback address: this endpoint is local only");
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({what})"))?;
+    let bound = listener.local_addr()?;
+    let tmp = dir.join(format!("{addr_file}.tmp"));
+    std::fs::write(&tmp, format!("{bound}\n"))?;
+    std::fs::rename(&tmp, dir.join(addr_file))?;
+    Ok((listener, bound))
+}
+
 /// Binds the endpoint (loopback addresses only), writes `ingest.addr` and serves in the
 /// background, handing records to the event loop through `to_loop`.
 pub async fn start(
@@ -83,22 +109,8 @@ pub async fn start(
     listen: &str,
     to_loop: mpsc::Sender<Incoming>,
 ) -> anyhow::Result<SocketAddr> {
-    let addr: SocketAddr = listen.parse().with_context(|| {
-        format!("ingest_listen {listen:?} is not an address such as 127.0.0.1:7380")
-    })?;
-    if !addr.ip().is_loopback() {
-        bail!(
-            "ingest_listen {listen:?} is not a loopback address: the ingest endpoint is local only"
-        );
-    }
     let token = ensure_token(dir)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for the ingest endpoint"))?;
-    let bound = listener.local_addr()?;
-    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{bound}\n"))?;
-    std::fs::rename(&tmp, dir.join(ADDR_FILE))?;
+    let (listener, bound) = bind_local(dir, listen, "ingest_listen", "7380", ADDR_FILE).await?;
     tokio::spawn(serve(listener, Arc::new(token), to_loop));
     Ok(bound)
 }

@@ -31,14 +31,12 @@ mod runs;
 mod time;
 
 use crate::control::Incoming;
-use anyhow::{bail, Context};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -116,19 +114,8 @@ pub async fn start(
     listen: &str,
     to_loop: mpsc::Sender<Incoming>,
 ) -> anyhow::Result<Console> {
-    let addr: SocketAddr = listen.parse().with_context(|| {
-        format!("console address {listen:?} is not an address such as 127.0.0.1:7390")
-    })?;
-    if !addr.ip().is_loopback() {
-        bail!("console address {listen:?} is not a loopback address: the console is local only");
-    }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for the console"))?;
-    let bound = listener.local_addr()?;
-    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{bound}\n"))?;
-    std::fs::rename(&tmp, dir.join(ADDR_FILE))?;
+    let (listener, bound) =
+        crate::ingest::bind_local(dir, listen, "console_listen", "7390", ADDR_FILE).await?;
     let hosts = vec![bound.to_string(), format!("localhost:{}", bound.port())];
     let shared = Arc::new(Shared {
         base_url: format!("http://{bound}"),

@@ -19,13 +19,26 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-type Shared_ = State<Arc<Shared>>;
+type App = State<Arc<Shared>>;
 
 /// One control request to the daemon's loop.
 async fn ask(shared: &Shared, request: ControlRequest) -> Result<Value, String> {
     control::call_local(&shared.to_loop, request)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The list under `key` in the answer to a control request, or the page that says why there
+/// is none.
+async fn list<T: serde::de::DeserializeOwned>(
+    shared: &Shared,
+    request: ControlRequest,
+    key: &str,
+) -> Result<Vec<T>, Box<Response>> {
+    match ask(shared, request).await {
+        Ok(d) => Ok(serde_json::from_value(d[key].clone()).unwrap_or_default()),
+        Err(e) => Err(Box::new(daemon_error(e))),
+    }
 }
 
 fn render(t: &impl Template) -> Response {
@@ -127,7 +140,7 @@ pub(super) struct LoginQuery {
     token: String,
 }
 
-pub(super) async fn login(State(shared): Shared_, Query(q): Query<LoginQuery>) -> Response {
+pub(super) async fn login(State(shared): App, Query(q): Query<LoginQuery>) -> Response {
     let Some(session) = lock(&shared.auth).redeem(&q.token, Instant::now()) else {
         return refusal(
             StatusCode::FORBIDDEN,
@@ -145,7 +158,7 @@ pub(super) async fn login(State(shared): Shared_, Query(q): Query<LoginQuery>) -
 #[derive(Deserialize)]
 pub(super) struct Empty {}
 
-pub(super) async fn logout(State(shared): Shared_, Change(owner, _): Change<Empty>) -> Response {
+pub(super) async fn logout(State(shared): App, Change(owner, _): Change<Empty>) -> Response {
     lock(&shared.auth).sign_out(&owner.session);
     let mut r = refusal(
         StatusCode::OK,
@@ -192,7 +205,7 @@ fn progress_text(p: &Value) -> String {
     )
 }
 
-pub(super) async fn node(State(shared): Shared_, owner: Owner) -> Response {
+pub(super) async fn node(State(shared): App, owner: Owner) -> Response {
     let status = match ask(&shared, ControlRequest::Status).await {
         Ok(s) => s,
         Err(e) => return daemon_error(e),
@@ -274,12 +287,16 @@ async fn records_page(
     message: Option<String>,
     error: Option<String>,
 ) -> Response {
-    let data = match ask(shared, ControlRequest::ListRecords { collection: None }).await {
-        Ok(d) => d,
-        Err(e) => return daemon_error(e),
+    let infos: Vec<CollectionInfo> = match list(
+        shared,
+        ControlRequest::ListRecords { collection: None },
+        "collections",
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(r) => return *r,
     };
-    let infos: Vec<CollectionInfo> =
-        serde_json::from_value(data["collections"].clone()).unwrap_or_default();
     let collections = infos
         .into_iter()
         .map(|c| CollectionRow {
@@ -313,7 +330,7 @@ async fn records_page(
     )
 }
 
-pub(super) async fn records(State(shared): Shared_, owner: Owner) -> Response {
+pub(super) async fn records(State(shared): App, owner: Owner) -> Response {
     records_page(&shared, &owner, None, None).await
 }
 
@@ -368,7 +385,7 @@ async fn read_upload(owner: &Owner, mut form: Multipart) -> Result<Upload, Box<R
     Ok(upload)
 }
 
-pub(super) async fn import_file(State(shared): Shared_, owner: Owner, form: Multipart) -> Response {
+pub(super) async fn import_file(State(shared): App, owner: Owner, form: Multipart) -> Response {
     let upload = match read_upload(&owner, form).await {
         Ok(u) => u,
         Err(r) => return *r,
@@ -423,7 +440,7 @@ pub(super) async fn import_file(State(shared): Shared_, owner: Owner, form: Mult
     }
 }
 
-pub(super) async fn import_cozy(State(shared): Shared_, owner: Owner, form: Multipart) -> Response {
+pub(super) async fn import_cozy(State(shared): App, owner: Owner, form: Multipart) -> Response {
     let upload = match read_upload(&owner, form).await {
         Ok(u) => u,
         Err(r) => return *r,
@@ -630,12 +647,10 @@ async fn trust_page(
     edit: &str,
     error: Option<String>,
 ) -> Response {
-    let data = match ask(shared, ControlRequest::TrustList).await {
-        Ok(d) => d,
-        Err(e) => return daemon_error(e),
+    let entries: Vec<TrustEntry> = match list(shared, ControlRequest::TrustList, "trusted").await {
+        Ok(l) => l,
+        Err(r) => return *r,
     };
-    let entries: Vec<TrustEntry> =
-        serde_json::from_value(data["trusted"].clone()).unwrap_or_default();
     let all = |v: &[String], what: &str| {
         if v.is_empty() {
             format!("all {what}")
@@ -688,7 +703,7 @@ async fn trust_page(
 }
 
 pub(super) async fn trust(
-    State(shared): Shared_,
+    State(shared): App,
     owner: Owner,
     Query(q): Query<TrustQuery>,
 ) -> Response {
@@ -696,7 +711,7 @@ pub(super) async fn trust(
 }
 
 pub(super) async fn trust_save(
-    State(shared): Shared_,
+    State(shared): App,
     Change(owner, form): Change<TrustForm>,
 ) -> Response {
     let result = match form.request() {
@@ -715,7 +730,7 @@ pub(super) struct KeyForm {
 }
 
 pub(super) async fn trust_remove(
-    State(shared): Shared_,
+    State(shared): App,
     Change(owner, form): Change<KeyForm>,
 ) -> Response {
     match ask(&shared, ControlRequest::TrustRemove { key: form.key }).await {
@@ -758,18 +773,17 @@ pub(super) struct RequestsQuery {
 }
 
 pub(super) async fn requests(
-    State(shared): Shared_,
+    State(shared): App,
     owner: Owner,
     Query(q): Query<RequestsQuery>,
 ) -> Response {
-    let data = match ask(&shared, ControlRequest::RequestsList).await {
-        Ok(d) => d,
-        Err(e) => return daemon_error(e),
-    };
-    let list: Vec<PendingRequest> =
-        serde_json::from_value(data["pending"].clone()).unwrap_or_default();
+    let waiting: Vec<PendingRequest> =
+        match list(&shared, ControlRequest::RequestsList, "pending").await {
+            Ok(l) => l,
+            Err(r) => return *r,
+        };
     let now = crate::daemon::now_micros().0;
-    let pending = list
+    let pending = waiting
         .into_iter()
         .map(|p| PendingRow {
             commissioner: short(&p.commissioner),
@@ -807,7 +821,7 @@ pub(super) struct AnswerForm {
 }
 
 pub(super) async fn requests_answer(
-    State(shared): Shared_,
+    State(shared): App,
     Change(_, form): Change<AnswerForm>,
 ) -> Response {
     let approve = match form.answer.as_str() {
@@ -876,16 +890,14 @@ struct AuditPage {
 }
 
 pub(super) async fn audit(
-    State(shared): Shared_,
+    State(shared): App,
     owner: Owner,
     Query(filter): Query<AuditFilter>,
 ) -> Response {
-    let data = match ask(&shared, ControlRequest::Audit).await {
-        Ok(d) => d,
-        Err(e) => return daemon_error(e),
+    let entries: Vec<AuditEntry> = match list(&shared, ControlRequest::Audit, "entries").await {
+        Ok(l) => l,
+        Err(r) => return *r,
     };
-    let entries: Vec<AuditEntry> =
-        serde_json::from_value(data["entries"].clone()).unwrap_or_default();
     let commissioners: Vec<String> = entries
         .iter()
         .filter(|e| !e.commissioner.is_empty())
@@ -1107,7 +1119,7 @@ pub(super) struct ComputeQuery {
 }
 
 pub(super) async fn compute(
-    State(shared): Shared_,
+    State(shared): App,
     owner: Owner,
     Query(q): Query<ComputeQuery>,
 ) -> Response {
@@ -1125,7 +1137,7 @@ pub(super) async fn compute(
 }
 
 pub(super) async fn compute_launch(
-    State(shared): Shared_,
+    State(shared): App,
     Change(owner, form): Change<ComputeForm>,
 ) -> Response {
     let frame = frame(&shared, &owner, "compute").await;
@@ -1187,7 +1199,7 @@ fn table_of(run: &runs::Run, data: &Value) -> ResultTable {
         .decode(&values, data["contributors"].as_u64().unwrap_or(0))
 }
 
-pub(super) async fn run(State(shared): Shared_, owner: Owner, Path(id): Path<String>) -> Response {
+pub(super) async fn run(State(shared): App, owner: Owner, Path(id): Path<String>) -> Response {
     let view = {
         let runs = lock(&shared.runs);
         let Some(run) = runs.get(&id) else {
@@ -1437,11 +1449,7 @@ pub(super) fn csv_of(table: &ResultTable) -> Result<Vec<u8>, String> {
     w.into_inner().map_err(|e| e.to_string())
 }
 
-pub(super) async fn run_csv(
-    State(shared): Shared_,
-    _owner: Owner,
-    Path(id): Path<String>,
-) -> Response {
+pub(super) async fn run_csv(State(shared): App, _owner: Owner, Path(id): Path<String>) -> Response {
     let (table, _) = match run_result(&shared, &id) {
         Ok(x) => x,
         Err(r) => return *r,
@@ -1457,7 +1465,7 @@ pub(super) async fn run_csv(
 }
 
 pub(super) async fn run_json(
-    State(shared): Shared_,
+    State(shared): App,
     _owner: Owner,
     Path(id): Path<String>,
 ) -> Response {
