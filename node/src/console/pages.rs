@@ -52,6 +52,15 @@ fn render(t: &impl Template) -> Response {
     }
 }
 
+/// A page that shows a form's error answers `400`.
+fn status_for(error: &Option<String>) -> StatusCode {
+    if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
 fn render_with(status: StatusCode, t: &impl Template) -> Response {
     let mut r = render(t);
     if r.status() == StatusCode::OK {
@@ -314,13 +323,8 @@ async fn records_page(
             records: c.records,
         })
         .collect();
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
     render_with(
-        status,
+        status_for(&error),
         &RecordsPage {
             frame: frame(shared, owner, "records").await,
             collections,
@@ -686,13 +690,8 @@ async fn trust_page(
             added: utc(e.added_at_micros),
         })
         .collect();
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
     render_with(
-        status,
+        status_for(&error),
         &TrustPage {
             frame: frame(shared, owner, "trust").await,
             trusted,
@@ -1090,13 +1089,8 @@ fn compute_page(
             launched: utc(r.launched_at_micros),
         })
         .collect();
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
     render_with(
-        status,
+        status_for(&error),
         &ComputePage {
             frame,
             form,
