@@ -1164,7 +1164,7 @@ impl Node {
         // Trust mode "ask": the owner answers first, whether or not records match (a node
         // that waited only when they match would tell its leaf so by its delay).
         if let Some(trust) = trust.filter(|t| t.mode == TrustMode::Ask && !owner_approved) {
-            return self.ask_owner(computation, &trust, &collection, used as u64);
+            return self.ask_owner(computation, &trust, &collection, used);
         }
         let entry = ConsentEntry {
             computation: info.computation.clone(),

@@ -74,6 +74,27 @@ fn squash(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Trust `key` at node `i` as the tests' small networks need it (`k_min >= 1`, `t >= 2`), and
+/// let it run the same query again (these tests do, on purpose).
+async fn trust_repeats(cluster: &Cluster, i: usize, key: &str) -> anyhow::Result<()> {
+    ctl(
+        cluster,
+        i,
+        ControlRequest::TrustAdd {
+            key: key.into(),
+            collections: Vec::new(),
+            label: String::new(),
+            min_contributors: 1,
+            limits: grove_node::control::TrustLimits {
+                allow_repeats: true,
+                ..grove_e2e::test_limits()
+            },
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 fn object(v: Value) -> serde_json::Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -182,6 +203,8 @@ async fn the_owner_signs_in_once_and_forged_changes_change_nothing() -> anyhow::
     browser.type_into(form, "min_t", "2").await?;
     browser.type_into(form, "max_per_day", "7").await?;
     browser.type_into(form, "window", "3600").await?;
+    browser.type_into(form, "max_group_keys", "12").await?;
+    browser.click("#trust-form [name='allow_repeats']").await?;
     browser
         .click("#trust-form [name='mode'][value='ask']")
         .await?;
@@ -189,7 +212,9 @@ async fn the_owner_signs_in_once_and_forged_changes_change_nothing() -> anyhow::
     browser.wait_for("#trusted", Duration::from_secs(5)).await?;
     let listed = cli(&dir, &["trust", "list"])?;
     let expected = format!(
-        "{key1}\tCity health study\tactivity\tdate,age_band,steps\tk_min >= 5\tt >= 2\t7 per day\tdifferencing window 3600 s\tmode ask"
+        "{key1}\tCity health study\tcollections: activity; fields: date,age_band,steps; \
+         k_min >= 5; t >= 2; GROUP BY keys <= 12; computations per day <= 7; \
+         differencing window: 3600 s; repeats: allowed; mode: ask"
     );
     assert_eq!(listed.trim(), expected);
 
@@ -199,7 +224,10 @@ async fn the_owner_signs_in_once_and_forged_changes_change_nothing() -> anyhow::
     browser.submit("#trust-save").await?;
     browser.wait_for("#trusted", Duration::from_secs(5)).await?;
     let listed = cli(&dir, &["trust", "list"])?;
-    assert_eq!(listed.trim(), expected.replace("7 per day", "9 per day"));
+    assert_eq!(
+        listed.trim(),
+        expected.replace("per day <= 7", "per day <= 9")
+    );
 
     // The same validation as the CLI: the very same error, and nothing trusted.
     browser.goto(&format!("{base}/trust")).await?;
@@ -258,7 +286,7 @@ async fn the_owner_signs_in_once_and_forged_changes_change_nothing() -> anyhow::
         .unwrap_or_default();
     let form_body = |csrf: &str| {
         format!(
-            "csrf={csrf}&key={key2}&label=forged&min_k=1&min_t=1&max_per_day=5&window=60&mode=auto"
+            "csrf={csrf}&key={key2}&label=forged&min_k=1&min_t=1&max_per_day=5&window=60&max_group_keys=64&mode=auto"
         )
     };
     let urlencoded = ("Content-Type", "application/x-www-form-urlencoded");
@@ -434,12 +462,24 @@ async fn the_owner_approves_one_request_and_declines_another() -> anyhow::Result
         .await?;
     }
     for i in 1..ASKING {
-        grove_e2e::trust(&cluster, i, &key, &[]).await?;
+        trust_repeats(&cluster, i, &key).await?;
     }
     let dir = cluster.dir(ASKING).to_path_buf();
     cli(
         &dir,
-        &["trust", "add", &key, "--name", "Node 0's study", "--ask"],
+        &[
+            "trust",
+            "add",
+            &key,
+            "--name",
+            "Node 0's study",
+            "--ask",
+            "--min-k",
+            "1",
+            "--min-t",
+            "2",
+            "--allow-repeats",
+        ],
     )?;
 
     // Unanswered within its share window: declined by the node itself.
@@ -586,7 +626,7 @@ async fn a_query_run_from_the_page_reads_as_the_cli_prints_it() -> anyhow::Resul
             )
             .await?;
         }
-        grove_e2e::trust(&cluster, i, &key, &[]).await?;
+        trust_repeats(&cluster, i, &key).await?;
     }
     let addr = console_addr(&dir)?;
     let base = format!("http://{addr}");
@@ -610,7 +650,12 @@ async fn a_query_run_from_the_page_reads_as_the_cli_prints_it() -> anyhow::Resul
 
     // A query from the examples, launched from the page.
     browser.goto(&format!("{base}/compute?example=0")).await?;
-    for (name, value) in [("g", "3"), ("t", "2"), ("share_window_ms", "1500")] {
+    for (name, value) in [
+        ("g", "3"),
+        ("t", "2"),
+        ("k_min", "2"),
+        ("share_window_ms", "1500"),
+    ] {
         browser.type_into("#compute-form", name, value).await?;
     }
     browser.screenshot("compute").await?;
@@ -637,6 +682,8 @@ async fn a_query_run_from_the_page_reads_as_the_cli_prints_it() -> anyhow::Resul
             "--g",
             "3",
             "--t",
+            "2",
+            "--k-min",
             "2",
             "--share-window-ms",
             "1500",
