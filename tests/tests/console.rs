@@ -74,27 +74,6 @@ fn squash(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Trust `key` at node `i` as the tests' small networks need it (`k_min >= 1`, `t >= 2`), and
-/// let it run the same query again (these tests do, on purpose).
-async fn trust_repeats(cluster: &Cluster, i: usize, key: &str) -> anyhow::Result<()> {
-    ctl(
-        cluster,
-        i,
-        ControlRequest::TrustAdd {
-            key: key.into(),
-            collections: Vec::new(),
-            label: String::new(),
-            min_contributors: 1,
-            limits: grove_node::control::TrustLimits {
-                allow_repeats: true,
-                ..grove_e2e::test_limits()
-            },
-        },
-    )
-    .await?;
-    Ok(())
-}
-
 fn object(v: Value) -> serde_json::Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -462,7 +441,7 @@ async fn the_owner_approves_one_request_and_declines_another() -> anyhow::Result
         .await?;
     }
     for i in 1..ASKING {
-        trust_repeats(&cluster, i, &key).await?;
+        grove_e2e::trust(&cluster, i, &key, &[]).await?;
     }
     let dir = cluster.dir(ASKING).to_path_buf();
     cli(
@@ -626,7 +605,7 @@ async fn a_query_run_from_the_page_reads_as_the_cli_prints_it() -> anyhow::Resul
             )
             .await?;
         }
-        trust_repeats(&cluster, i, &key).await?;
+        grove_e2e::trust(&cluster, i, &key, &[]).await?;
     }
     let addr = console_addr(&dir)?;
     let base = format!("http://{addr}");
