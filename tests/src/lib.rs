@@ -8,7 +8,8 @@
 //! dies (they watch their standard input). Every daemon listens on an ephemeral port of
 //! 127.0.0.1.
 //!
-//! The tests (each its own binary, so cargo runs them one after another):
+//! The tests, modules of one test binary (`tests/tests/e2e/`, libp2p and redb linked once),
+//! each holding [`serial`] so that one network runs at a time:
 //! - `import_crash`: SIGKILL during a stream of imports; every acknowledged record survives.
 //! - `compute_sum`: 25 processes compute an exact sum.
 //! - `kill_restart`: aggregators SIGKILLed mid-computation, one restarted from its data dir;
@@ -32,7 +33,7 @@
 //! - `forged_copy`: a forged gossip copy (same id, a trusted commissioner's key) of a request
 //!   waiting for its snapshot makes no node contribute.
 //! - `cozy_import`, `webdav_sync`, `pdms_e2e`: a Cozy export, `grove sync` against a real
-//!   WebDAV server (wsgidav, see `tests/pdms_support`), and three nodes fed from Cozy,
+//!   WebDAV server (wsgidav, see `tests/tests/e2e/pdms_support`), and three nodes fed from Cozy,
 //!   Nextcloud and the ingest endpoint computing an exact sum.
 //! - `replay_after_close`: a real request's bytes published again after the computation
 //!   closed are refused as a replay, audited, and cause no share.
@@ -59,6 +60,22 @@ pub use grove_node;
 pub mod browser;
 pub mod oracle;
 pub mod phase;
+
+/// One end-to-end test at a time. The tests are one binary whose harness runs tests on
+/// several threads; each test holds this lock while it runs, so that one network of daemons
+/// runs at a time on the machine, as when every test file was a binary and cargo ran them one
+/// after another (their timeouts were set for that load).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for the other end-to-end tests to end; the guard lets the next one start.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+/// [`serial`] for a test that is not async (it must not be called inside a runtime).
+pub fn serial_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.blocking_lock()
+}
 
 /// Starts `n` daemons (node 0 first, the others bootstrapping from it) and waits until every
 /// directory holds all of them.

@@ -13,6 +13,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
 
 #[test]
 fn a_test_that_panics_leaves_no_process_and_no_directory() {
+    let _serial = grove_e2e::serial_blocking();
     let (tx, rx) = std::sync::mpsc::channel::<(Vec<u32>, PathBuf)>();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -10,6 +10,7 @@ const NODES: usize = 25;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_five_processes_compute_an_exact_sum() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let cluster = start_network(Path::new(EXE), NODES).await?;
     let mut plain_sum = 0i64;
     let mut plain_records = 0u64;

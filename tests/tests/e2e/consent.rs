@@ -148,6 +148,7 @@ async fn run_and_check(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_consent_rule_keeps_shares_home_and_says_why() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let cluster = start_network(Path::new(EXE), NODES).await?;
     for i in 0..NODES {
         for (collection, record) in [

@@ -6,22 +6,19 @@
 //! the commissioner's page whose table is the one the CLI prints. Each page's screenshot goes
 //! to `target/console-screenshots/`.
 //!
-//! The three tests share one lock: each starts its own daemons and browser, one at a time.
+//! Each test starts its own daemons and browser and, like every end-to-end test, holds
+//! `grove_e2e::serial` while it runs.
 
-mod pdms_support;
-
+use crate::pdms_support::{fixtures, grove, grove_json, zip_folder, EXE};
 use anyhow::Context;
 use fantoccini::Locator;
 use grove_e2e::browser::{console_addr, http, Browser};
 use grove_e2e::{commissioner_key, ctl, query_params, start_all};
 use grove_node::control::ControlRequest;
 use grove_node::procs::Cluster;
-use pdms_support::{fixtures, grove, grove_json, zip_folder, EXE};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `n` daemons, those in `consoles` serving their console on a free loopback port.
 async fn network(n: usize, consoles: &[usize]) -> anyhow::Result<Cluster> {
@@ -83,7 +80,7 @@ fn object(v: Value) -> serde_json::Map<String, Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_signs_in_once_and_forged_changes_change_nothing() -> anyhow::Result<()> {
-    let _serial = SERIAL.lock().await;
+    let _serial = grove_e2e::serial().await;
     let Some(browser) = Browser::start().await? else {
         return Ok(());
     };
@@ -418,7 +415,7 @@ fn launch(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_approves_one_request_and_declines_another() -> anyhow::Result<()> {
-    let _serial = SERIAL.lock().await;
+    let _serial = grove_e2e::serial().await;
     let Some(browser) = Browser::start().await? else {
         return Ok(());
     };
@@ -586,7 +583,7 @@ async fn the_owner_approves_one_request_and_declines_another() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_run_from_the_page_reads_as_the_cli_prints_it() -> anyhow::Result<()> {
-    let _serial = SERIAL.lock().await;
+    let _serial = grove_e2e::serial().await;
     let Some(browser) = Browser::start().await? else {
         return Ok(());
     };

@@ -2,10 +2,8 @@
 //! with categories and amounts, bills, files metadata), as a folder and as a zip: the records,
 //! the skipped files with their reasons, idempotent re-imports and revisions.
 
-mod pdms_support;
-
+use crate::pdms_support::*;
 use grove_e2e::grove_node::procs::Cluster;
-use pdms_support::*;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -35,6 +33,7 @@ fn import(dir: &Path, path: &Path) -> anyhow::Result<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cozy_export_imports_once_from_a_folder_or_a_zip() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let mut cluster = Cluster::new(Path::new(EXE))?;
     cluster.add_node()?;
     cluster.add_node()?;

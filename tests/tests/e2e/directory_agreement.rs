@@ -44,6 +44,7 @@ async fn directory_peers(cluster: &grove_node::procs::Cluster, i: usize) -> anyh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_missed_a_peer_plans_over_the_commissioners_snapshot() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     // Nodes 0..=5 live; node 6 (Z) announced and then killed; node 7 (W) started after.
     const LIVE: usize = 6;
     let mut cluster = grove_node::procs::Cluster::new(Path::new(EXE))?;
@@ -144,6 +145,7 @@ async fn a_node_that_missed_a_peer_plans_over_the_commissioners_snapshot() -> an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_snapshot_cannot_be_fetched_is_declined_and_audited() -> anyhow::Result<()>
 {
+    let _serial = grove_e2e::serial().await;
     let cluster = start_network(Path::new(EXE), 2).await?;
     let commissioner = SigningKey::from_bytes(&[9u8; 32]);
     grove_e2e::trust(

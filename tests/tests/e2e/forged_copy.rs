@@ -36,6 +36,7 @@ const NODES: usize = 2;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_copy_naming_a_trusted_commissioner_makes_no_node_contribute() -> anyhow::Result<()>
 {
+    let _serial = grove_e2e::serial().await;
     let cluster = start_network(Path::new(EXE), NODES).await?;
     let trusted = SigningKey::from_bytes(&[9u8; 32]);
     let untrusted = SigningKey::from_bytes(&[7u8; 32]);

@@ -34,6 +34,7 @@ fn request(id: u8, commissioner: &SigningKey, now: Micros) -> Request {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_expired_and_future_requests_are_refused_and_audited() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let cluster = start_network(Path::new(EXE), 1).await?;
     let trusted = SigningKey::from_bytes(&[9u8; 32]);
     let impostor = SigningKey::from_bytes(&[7u8; 32]);

@@ -26,6 +26,7 @@ fn batch(b: u64) -> Vec<serde_json::Map<String, Value>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_record_survives_a_sigkill_during_import() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let mut cluster = Cluster::new(Path::new(EXE))?;
     cluster.add_node()?;
     cluster.start(0, &[])?;

@@ -15,6 +15,7 @@ const NODES: usize = 12;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_aggregators_and_a_restart_still_give_an_exact_result() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let mut cluster = start_network(Path::new(EXE), NODES).await?;
     for i in 0..NODES {
         let record = match json!({"x": 1u64 << i}) {

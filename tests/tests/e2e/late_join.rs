@@ -25,6 +25,7 @@ fn record(x: u64) -> serde_json::Map<String, Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_after_the_broadcast_joins_through_the_dht() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let mut cluster = start_network(Path::new(EXE), NODES).await?;
     let late = cluster.add_node()?;
     let key = ctl(&cluster, 0, ControlRequest::Status).await?["commissioner_key"]

@@ -24,6 +24,7 @@ const SEED: u64 = 0x6772_6f76_655f_6f72;
 
 #[test]
 fn thirty_random_queries_over_forty_contributors_match_the_reference() {
+    let _serial = grove_e2e::serial_blocking();
     let records: Vec<_> = (0..CONTRIBUTORS)
         .map(|i| oracle::records(SEED, i))
         .collect();

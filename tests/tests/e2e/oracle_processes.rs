@@ -17,6 +17,7 @@ const K_MIN: u64 = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_queries_through_real_processes_match_the_reference() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let cluster = start_network(Path::new(EXE), NODES).await?;
     let records: Vec<_> = (0..NODES).map(|i| oracle::records(SEED, i)).collect();
     let key = commissioner_key(&cluster, 0).await?;

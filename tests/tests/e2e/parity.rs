@@ -155,6 +155,7 @@ fn parse_id(hex: &str) -> anyhow::Result<[u8; 32]> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_and_real_processes_agree_on_one_seeded_scenario() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     // The scenario: a permutation of exponents, who contributes, which leaf position dies.
     let mut rng = Rng(SEED);
     let mut exponent: Vec<u32> = (0..NODES as u32).collect();

@@ -2,11 +2,9 @@
 //! `grove sync` from a WebDAV server, one through the local ingest endpoint — answer a spending
 //! query over `bank.operations` exactly: the result equals the plaintext sum read from the fixtures.
 
-mod pdms_support;
-
+use crate::pdms_support::*;
 use grove_e2e::grove_node::control::{self, ComputeParams, ControlRequest};
 use grove_e2e::grove_node::procs::Cluster;
-use pdms_support::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -37,6 +35,7 @@ fn post(addr: &str, path: &str, token: &str, body: &str) -> anyhow::Result<(u16,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_fed_from_cozy_nextcloud_and_the_ingest_api_sum_exactly() -> anyhow::Result<()>
 {
+    let _serial = grove_e2e::serial().await;
     let nc_root = tempfile::Builder::new().prefix("grove-nc-").tempdir()?;
     copy_tree(&fixtures().join("nextcloud"), nc_root.path())?;
     let server = DavServer::start(nc_root.path(), None)?;

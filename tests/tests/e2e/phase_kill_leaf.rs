@@ -29,6 +29,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaf_aggregators_killed_in_each_phase() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let mut phases = vec![
         Phase::new("collection", &[("persist", "ShareHeld", 0, None)]),
         Phase::new(

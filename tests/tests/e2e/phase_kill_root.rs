@@ -24,6 +24,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_aggregators_killed_in_each_phase() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let outcomes = run_phases(
         Path::new(EXE),
         vec![

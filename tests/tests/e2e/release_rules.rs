@@ -101,6 +101,7 @@ async fn shares_sent(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_floors_hold_at_the_root_against_a_commissioner_ignoring_them() -> anyhow::Result<()>
 {
+    let _serial = grove_e2e::serial().await;
     let mut cluster = Cluster::new(Path::new(EXE))?;
     for _ in 0..NODES {
         cluster.add_node()?;

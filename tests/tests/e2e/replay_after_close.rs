@@ -30,6 +30,7 @@ fn entries_for(audit: &Value, id: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_replayed_after_close_is_refused_and_audited() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let cluster = start_network(Path::new(EXE), NODES).await?;
     seed_powers_of_two(&cluster).await?;
 

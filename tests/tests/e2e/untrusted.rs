@@ -19,6 +19,7 @@ fn value_of(i: usize) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_commissioner_gets_no_share() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let cluster = start_network(Path::new(EXE), NODES).await?;
     let mut trusted_sum = 0i64;
     for i in 0..NODES {

@@ -2,10 +2,8 @@
 //! the records, idempotence, the incremental sync by ETag (GETs counted on the server), clear
 //! errors, and an interrupted sync that resumes without duplicates.
 
-mod pdms_support;
-
+use crate::pdms_support::*;
 use grove_e2e::grove_node::procs::Cluster;
-use pdms_support::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -42,6 +40,7 @@ fn bank_sum(dir: &Path) -> anyhow::Result<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_imports_the_account_then_only_what_changed() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let root = account_root()?;
     let server = DavServer::start(root.path(), None)?;
     let cluster = one_node().await?;
@@ -136,6 +135,7 @@ async fn sync_imports_the_account_then_only_what_changed() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_and_an_unreachable_server_are_clear_errors() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     let root = account_root()?;
     let server = DavServer::start(root.path(), None)?;
     let cluster = one_node().await?;
@@ -186,6 +186,7 @@ async fn bad_credentials_and_an_unreachable_server_are_clear_errors() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_sync_resumes_without_duplicates() -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
     const BEFORE_KILL: u32 = 3;
     let root = account_root()?;
     let server = DavServer::start(root.path(), Some(BEFORE_KILL))?;
