@@ -2,7 +2,7 @@
 //! daemon over its control socket.
 
 use crate::control::{self, ComputeParams, ControlRequest, TrustLimits};
-use crate::import::{self, Format};
+use crate::sources::import::{self, Format};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
@@ -100,7 +100,7 @@ pub enum Cmd {
         t: u8,
         /// Fewest contributors a released cell (each GROUP BY row, each histogram bucket) may
         /// count; the root group withholds the others.
-        #[arg(long, default_value_t = crate::consent::DEFAULT_MIN_K)]
+        #[arg(long, default_value_t = crate::owner::defaults::DEFAULT_MIN_K)]
         k_min: u64,
         /// Children per inner group.
         #[arg(long, default_value_t = 2)]
@@ -207,19 +207,19 @@ pub enum TrustCmd {
         name: String,
         /// Refuse requests whose k_min (fewest contributors a released cell may count) is
         /// lower.
-        #[arg(long, alias = "min-contributors", default_value_t = crate::consent::DEFAULT_MIN_K)]
+        #[arg(long, alias = "min-contributors", default_value_t = crate::owner::defaults::DEFAULT_MIN_K)]
         min_k: u64,
         /// Refuse requests whose group threshold t is lower (at least 2).
-        #[arg(long, default_value_t = crate::consent::DEFAULT_MIN_T)]
+        #[arg(long, default_value_t = crate::owner::defaults::DEFAULT_MIN_T)]
         min_t: u8,
         /// Computations per 24 hours this commissioner may have this node in.
-        #[arg(long, default_value_t = crate::consent::DEFAULT_MAX_PER_DAY)]
+        #[arg(long, default_value_t = crate::owner::defaults::DEFAULT_MAX_PER_DAY)]
         max_per_day: u32,
         /// Window of the differencing rule, in seconds.
-        #[arg(long, default_value_t = crate::consent::DEFAULT_DIFFERENCING_WINDOW_SECS)]
+        #[arg(long, default_value_t = crate::owner::defaults::DEFAULT_DIFFERENCING_WINDOW_SECS)]
         differencing_window: u64,
         /// Refuse queries that declare more GROUP BY keys (or buckets).
-        #[arg(long, default_value_t = crate::consent::DEFAULT_MAX_GROUP_KEYS)]
+        #[arg(long, default_value_t = crate::owner::defaults::DEFAULT_MAX_GROUP_KEYS)]
         max_group_keys: u32,
         /// Let the same query run again inside the differencing window (by default a repeat
         /// is declined).
@@ -369,7 +369,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Records { command } => match command {
             RecordsCmd::ImportCozy { export } => {
-                crate::cozy::import_command(data_dir(&cli)?, export, cli.json).await
+                crate::sources::cozy::import_command(data_dir(&cli)?, export, cli.json).await
             }
             RecordsCmd::Import {
                 collection,
@@ -503,13 +503,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             password_file,
             folder,
         } => {
-            let flags = crate::webdav::SyncFlags {
+            let flags = crate::sources::webdav::SyncFlags {
                 url: url.clone(),
                 user: user.clone(),
                 password_file: password_file.clone(),
                 folder: folder.clone(),
             };
-            crate::webdav::sync_command(data_dir(&cli)?, flags, cli.json).await
+            crate::sources::webdav::sync_command(data_dir(&cli)?, flags, cli.json).await
         }
         Cmd::Status => {
             let d = call(&cli, ControlRequest::Status).await?;
@@ -583,8 +583,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             // Errors in the query and the parameters are reported here, before anything is
             // launched.
-            crate::query::compile(&query).map_err(|e| anyhow::anyhow!(e))?;
-            crate::query::check_threshold(*g, *t).map_err(|e| anyhow::anyhow!(e))?;
+            crate::owner::query::compile(&query).map_err(|e| anyhow::anyhow!(e))?;
+            crate::owner::query::check_threshold(*g, *t).map_err(|e| anyhow::anyhow!(e))?;
             let params = ComputeParams {
                 query,
                 g: *g,
@@ -604,7 +604,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })
             .await?;
-            print(&cli, &d, result_text);
+            print(&cli, &d, control::result_text);
             Ok(())
         }
         Cmd::Demo {
@@ -658,7 +658,7 @@ fn requests_text(d: &Value) -> String {
     if list.is_empty() {
         return "no request waits for an answer".into();
     }
-    let now = crate::daemon::now_micros().0;
+    let now = crate::clock::now_micros().0;
     list.iter()
         .map(|p| {
             format!(
@@ -678,19 +678,6 @@ fn requests_text(d: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// A released result as text: the table, then who it covers.
-pub fn result_text(d: &Value) -> String {
-    format!(
-        "{}\ncontributors included: {} of {} nodes in the directory (completeness {:.1}%)\ncomputation {} took {} ms",
-        str_of(&d["text"]),
-        d["contributors"],
-        d["directory_peers"],
-        d["completeness"].as_f64().unwrap_or(0.0) * 100.0,
-        str_of(&d["computation"]),
-        d["elapsed_ms"]
-    )
 }
 
 fn str_of(v: &Value) -> String {

@@ -47,7 +47,7 @@ pub struct Config {
     pub console_listen: Option<String>,
     /// A Nextcloud account to pull records from (`grove sync`, and every `interval_secs`).
     #[serde(default)]
-    pub nextcloud: Option<crate::webdav::NextcloudConfig>,
+    pub nextcloud: Option<NextcloudConfig>,
 }
 
 fn default_listen() -> Vec<String> {
@@ -201,6 +201,29 @@ pub fn engine_seed() -> [u8; 32] {
 
 pub fn random_id() -> [u8; 32] {
     random32()
+}
+
+/// The `[nextcloud]` table of the config file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextcloudConfig {
+    /// The server's address, e.g. `https://cloud.example.org` (or with the sub-path Nextcloud
+    /// is installed under).
+    pub url: String,
+    pub user: String,
+    /// A file holding an app password (its first line is used).
+    pub password_file: PathBuf,
+    /// The folder of the account whose files are imported.
+    #[serde(default = "default_folder")]
+    pub folder: String,
+    /// Seconds between two syncs run by the daemon; 0 syncs only on `grove sync`.
+    #[serde(default)]
+    pub interval_secs: u64,
+}
+
+/// The account's folder when the config names none.
+pub fn default_folder() -> String {
+    "Grove".into()
 }
 
 #[cfg(test)]

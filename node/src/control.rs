@@ -53,7 +53,7 @@ impl Default for ComputeParams {
             query: String::new(),
             g: 5,
             t: 3,
-            k_min: crate::consent::DEFAULT_MIN_K,
+            k_min: crate::owner::defaults::DEFAULT_MIN_K,
             leaf_groups: None,
             fan_in: 2,
             max_contributors: None,
@@ -110,7 +110,7 @@ pub enum ControlRequest {
         collections: Vec<String>,
         label: String,
         /// Refuse requests whose `k_min` is below this (default
-        /// `consent::DEFAULT_MIN_K`).
+        /// `defaults::DEFAULT_MIN_K`).
         #[serde(default = "default_min_k")]
         min_contributors: u64,
         #[serde(default)]
@@ -141,7 +141,7 @@ pub enum ControlRequest {
 }
 
 fn default_min_k() -> u64 {
-    crate::consent::DEFAULT_MIN_K
+    crate::owner::defaults::DEFAULT_MIN_K
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -304,4 +304,23 @@ async fn connection(stream: UnixStream, to_loop: mpsc::Sender<Incoming>) -> std:
     }
     write.flush().await?;
     Ok(())
+}
+/// A released result as text: the table, then who it covers.
+pub fn result_text(d: &serde_json::Value) -> String {
+    format!(
+        "{}\ncontributors included: {} of {} nodes in the directory (completeness {:.1}%)\ncomputation {} took {} ms",
+        str_of(&d["text"]),
+        d["contributors"],
+        d["directory_peers"],
+        d["completeness"].as_f64().unwrap_or(0.0) * 100.0,
+        str_of(&d["computation"]),
+        d["elapsed_ms"]
+    )
+}
+
+fn str_of(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }

@@ -237,7 +237,7 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
         .query
         .clone()
         .unwrap_or_else(|| BANK_BY_MONTH.to_string());
-    let compiled = crate::query::compile(&query_text).map_err(|e| anyhow::anyhow!(e))?;
+    let compiled = crate::owner::query::compile(&query_text).map_err(|e| anyhow::anyhow!(e))?;
     // Records, and the plaintext answer: the same query over every node's records, summed
     // in the clear. Every node trusts the commissioner, so every node contributes (zeros if
     // none of its records match).
@@ -247,7 +247,7 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     for i in 0..n {
         for (collection, records) in datasets(args.seed, i) {
             if collection == compiled.query().collection {
-                let (values, _) = crate::query::contribution(&compiled, &records);
+                let (values, _) = crate::owner::query::contribution(&compiled, &records);
                 for (p, v) in plain.iter_mut().zip(values) {
                     *p += v;
                 }

@@ -5,41 +5,30 @@
 //! The adapters only move bytes and store them; every protocol decision is the engine's
 //! (`grove_protocol`). The node adds the owner's policy: consent to trusted commissioners.
 //!
-//! - [`cli`]: the command line (thin `main.rs` calls [`cli::main`]).
-//! - [`config`]: the data dir, `grove init`, keys.
-//! - [`store`]: redb tables.
-//! - [`net`]: the libp2p behaviour and byte codec.
-//! - [`directory`]: signed peer announcements and the plan provider.
-//! - [`daemon`]: the event loop and the drain rule.
-//! - [`hook`]: an observer of the daemon's effects, for end-to-end tests.
-//! - [`control`]: newline-delimited JSON over a Unix socket.
-//! - [`import`]: CSV / JSON / NDJSON record files.
-//! - [`query`]: declarative queries on the node: the request a query becomes, records as the
-//!   evaluator reads them.
-//! - [`consent`]: the owner's policy: which rule accepts or declines a request.
-//! - [`trust`]: the validation of a trust entry, shared by the CLI and the console.
+//! The folders, from the top of the import graph down (no module imports one above it):
+//! - [`cli`]: the command line (thin `main.rs` calls [`cli::main`]); [`demo`] and [`procs`]:
+//!   local clusters of real processes.
 //! - [`console`]: the owner's console, a local web page served by the daemon.
-//! - [`cozy`], [`webdav`], [`ical`], [`vcard`], [`ingest`]: personal-cloud connectors (a Cozy
-//!   export, a Nextcloud account over WebDAV, the local ingest endpoint).
-//! - [`procs`], [`demo`]: local clusters of real processes.
+//! - [`daemon`]: the event loop and the drain rule, with the libp2p behaviour
+//!   ([`daemon::net`]), signed peer announcements and the plan provider
+//!   ([`daemon::directory`]) and an observer of its effects for end-to-end tests
+//!   ([`daemon::hook`]).
+//! - [`sources`]: where records come from (files, a Cozy export, Nextcloud over WebDAV with
+//!   iCalendar and vCard, the local ingest endpoint).
+//! - [`owner`]: the owner's policy: trust, consent rules, defaults, queries on stored records.
+//! - [`control`]: newline-delimited JSON over a Unix socket, the local commands' wire.
+//! - [`config`]: the data dir, `grove init`, keys, the config file.
+//! - [`store`]: redb tables.
+//! - [`clock`]: the wall clock.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
-pub mod consent;
 pub mod console;
 pub mod control;
-pub mod cozy;
 pub mod daemon;
 pub mod demo;
-pub mod directory;
-pub mod hook;
-pub mod ical;
-pub mod import;
-pub mod ingest;
-pub mod net;
+pub mod owner;
 pub mod procs;
-pub mod query;
+pub mod sources;
 pub mod store;
-pub mod trust;
-pub mod vcard;
-pub mod webdav;

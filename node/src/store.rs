@@ -190,13 +190,13 @@ fn one_u8() -> u8 {
     1
 }
 fn default_max_per_day() -> u32 {
-    crate::consent::DEFAULT_MAX_PER_DAY
+    crate::owner::defaults::DEFAULT_MAX_PER_DAY
 }
 fn default_window() -> u64 {
-    crate::consent::DEFAULT_DIFFERENCING_WINDOW_SECS
+    crate::owner::defaults::DEFAULT_DIFFERENCING_WINDOW_SECS
 }
 fn default_max_group_keys() -> u32 {
-    crate::consent::DEFAULT_MAX_GROUP_KEYS
+    crate::owner::defaults::DEFAULT_MAX_GROUP_KEYS
 }
 
 /// A request this node contributed to, kept for the consent rules (its own query text, never
@@ -951,7 +951,7 @@ mod tests {
                 max_per_day: 3,
                 min_t: 4,
                 differencing_window_secs: 60,
-                max_group_keys: crate::consent::DEFAULT_MAX_GROUP_KEYS,
+                max_group_keys: crate::owner::defaults::DEFAULT_MAX_GROUP_KEYS,
                 allow_repeats: false,
                 mode: TrustMode::Auto,
             }

@@ -43,7 +43,7 @@
 //! - `console`: the owner's console in headless Chromium ([`browser`]): login, trust,
 //!   forged changes, the trust mode "ask", the audit, a query from the commissioner's page.
 //!
-//! Kill points: the e2e binary installs a `grove_node::hook` observer when
+//! Kill points: the e2e binary installs a `grove_node::daemon::hook` observer when
 //! [`TRIGGERS_ENV`] names a directory; a test arms a [`TriggerSpec`] there (`persist
 //! ManifestAdopted 0 3`: die right after persisting the adoption of a manifest at leaf
 //! position 3), and the first armed daemon to reach that point claims it and SIGKILLs itself.

@@ -4,7 +4,7 @@
 //! hash of the token, so a lookup's timing tells nothing about a valid token; a CSRF token is
 //! compared in constant time.
 
-use super::{lock, pages, Shared, LOGIN_LINK_TTL, MAX_LOGIN_LINKS, MAX_SESSIONS, SESSION_IDLE};
+use super::{lock, render, Shared, LOGIN_LINK_TTL, MAX_LOGIN_LINKS, MAX_SESSIONS, SESSION_IDLE};
 use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -147,7 +147,7 @@ impl FromRequestParts<Arc<Shared>> for Owner {
             .and_then(|s| lock(&shared.auth).session(s, Instant::now()));
         match (session, csrf) {
             (Some(session), Some(csrf)) => Ok(Owner { session, csrf }),
-            _ => Err(pages::refusal(
+            _ => Err(render::refusal(
                 StatusCode::UNAUTHORIZED,
                 "You are not signed in to this console. Run `grove console` for a login link.",
             )),
@@ -179,7 +179,7 @@ impl<F: DeserializeOwned + Send + 'static> FromRequest<Arc<Shared>> for Change<F
         let request = Request::from_parts(parts, body);
         let Form(WithCsrf { csrf, form }) = Form::<WithCsrf<F>>::from_request(request, shared)
             .await
-            .map_err(|e| pages::refusal(StatusCode::BAD_REQUEST, &format!("bad form: {e}")))?;
+            .map_err(|e| render::refusal(StatusCode::BAD_REQUEST, &format!("bad form: {e}")))?;
         owner.check_csrf(&csrf).map_err(|r| *r)?;
         Ok(Change(owner, form))
     }
@@ -191,7 +191,7 @@ impl Owner {
         if same(token.as_bytes(), self.csrf.as_bytes()) {
             Ok(())
         } else {
-            Err(Box::new(pages::refusal(
+            Err(Box::new(render::refusal(
                 StatusCode::FORBIDDEN,
                 "This form is stale or forged (its CSRF token is not this session's): nothing \
                  was changed.",

@@ -19,7 +19,7 @@
 //! - **One owner of the store.** The console reads and changes the node only through the
 //!   daemon's control requests (the same queue as the CLI and the ingest endpoint), so a
 //!   trust added here is validated by the very code `grove trust add` goes through
-//!   (`crate::trust`).
+//!   (`crate::owner::trust`).
 //!
 //! Pages are rendered on the server with askama templates (`templates/`), compiled into the
 //! binary; charts are SVG drawn on the server ([`chart`]).
@@ -27,6 +27,7 @@
 mod auth;
 mod chart;
 mod pages;
+mod render;
 mod runs;
 mod time;
 
@@ -115,7 +116,8 @@ pub async fn start(
     to_loop: mpsc::Sender<Incoming>,
 ) -> anyhow::Result<Console> {
     let (listener, bound) =
-        crate::ingest::bind_local(dir, listen, "console_listen", "7390", ADDR_FILE).await?;
+        crate::sources::ingest::bind_local(dir, listen, "console_listen", "7390", ADDR_FILE)
+            .await?;
     let hosts = vec![bound.to_string(), format!("localhost:{}", bound.port())];
     let shared = Arc::new(Shared {
         base_url: format!("http://{bound}"),
@@ -185,7 +187,7 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         .and_then(|h| h.to_str().ok())
         .is_some_and(|h| shared.hosts.iter().any(|a| a.eq_ignore_ascii_case(h)));
     let mut response = if !host_ok {
-        pages::refusal(
+        render::refusal(
             StatusCode::MISDIRECTED_REQUEST,
             "This console answers only at its own address.",
         )
@@ -193,7 +195,7 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         && request.method() != Method::HEAD
         && !origin_allowed(&shared, request.headers())
     {
-        pages::refusal(
+        render::refusal(
             StatusCode::FORBIDDEN,
             "This change does not come from the console's own page: nothing was changed.",
         )
@@ -204,7 +206,7 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
                 drop(permit);
                 response
             }
-            Err(_) => pages::refusal(
+            Err(_) => render::refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The console is busy; try again in a moment.",
             ),

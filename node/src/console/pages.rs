@@ -3,6 +3,7 @@
 
 use super::auth::{cleared_cookie, session_cookie, Change, Owner};
 use super::chart::{self, Chart};
+use super::render::{refusal, render, render_with};
 use super::runs;
 use super::time::{day_start, utc};
 use super::{lock, Shared, MAX_AUDIT_SHOWN};
@@ -11,7 +12,7 @@ use crate::store::{AuditEntry, CollectionInfo, PendingRequest, TrustEntry, Trust
 use askama::Template;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use grove_protocol::query::{Cell, Query as ParsedQuery, ResultTable};
 use serde::Deserialize;
 use serde_json::Value;
@@ -41,17 +42,6 @@ async fn list<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn render(t: &impl Template) -> Response {
-    match t.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the page could not be rendered: {e}"),
-        )
-            .into_response(),
-    }
-}
-
 /// A page that shows a form's error answers `400`.
 fn status_for(error: &Option<String>) -> StatusCode {
     if error.is_some() {
@@ -59,27 +49,6 @@ fn status_for(error: &Option<String>) -> StatusCode {
     } else {
         StatusCode::OK
     }
-}
-
-fn render_with(status: StatusCode, t: &impl Template) -> Response {
-    let mut r = render(t);
-    if r.status() == StatusCode::OK {
-        *r.status_mut() = status;
-    }
-    r
-}
-
-#[derive(Template)]
-#[template(path = "message.html")]
-struct MessagePage<'a> {
-    title: &'a str,
-    text: &'a str,
-}
-
-/// A page that says why a request was refused or failed, with its status.
-pub(super) fn refusal(status: StatusCode, text: &str) -> Response {
-    let title = status.canonical_reason().unwrap_or("Refused");
-    render_with(status, &MessagePage { title, text })
 }
 
 fn daemon_error(e: String) -> Response {
@@ -404,10 +373,10 @@ pub(super) async fn import_file(State(shared): App, owner: Owner, form: Multipar
     };
     let collection = field("collection");
     let format = match field("format").as_str() {
-        "csv" => Some(crate::import::Format::Csv),
-        "json" => Some(crate::import::Format::Json),
-        "ndjson" => Some(crate::import::Format::Ndjson),
-        _ => crate::import::Format::from_path(std::path::Path::new(&upload.file_name)),
+        "csv" => Some(crate::sources::import::Format::Csv),
+        "json" => Some(crate::sources::import::Format::Json),
+        "ndjson" => Some(crate::sources::import::Format::Ndjson),
+        _ => crate::sources::import::Format::from_path(std::path::Path::new(&upload.file_name)),
     };
     let fail = |e: String| records_page(&shared, &owner, None, Some(e));
     let Some(format) = format else {
@@ -420,7 +389,7 @@ pub(super) async fn import_file(State(shared): App, owner: Owner, form: Multipar
     let Ok(text) = String::from_utf8(upload.file) else {
         return fail(format!("{} is not UTF-8 text", upload.file_name)).await;
     };
-    let records = match crate::import::parse(&text, format) {
+    let records = match crate::sources::import::parse(&text, format) {
         Ok(r) => r,
         Err(e) => return fail(format!("{}: {e}; nothing was imported", upload.file_name)).await,
     };
@@ -449,7 +418,7 @@ pub(super) async fn import_cozy(State(shared): App, owner: Owner, form: Multipar
         Ok(u) => u,
         Err(r) => return *r,
     };
-    let export = match crate::cozy::read_zip(std::io::Cursor::new(upload.file)) {
+    let export = match crate::sources::cozy::read_zip(std::io::Cursor::new(upload.file)) {
         Ok(e) => e,
         Err(e) => {
             return records_page(
@@ -462,7 +431,7 @@ pub(super) async fn import_cozy(State(shared): App, owner: Owner, form: Multipar
         }
     };
     let mut total = crate::store::UpsertSummary::default();
-    for chunk in export.items.chunks(crate::cozy::ITEMS_PER_REQUEST) {
+    for chunk in export.items.chunks(crate::sources::cozy::ITEMS_PER_REQUEST) {
         let answer = ask(
             &shared,
             ControlRequest::ImportSources {
@@ -552,11 +521,11 @@ pub(super) struct TrustForm {
 impl TrustForm {
     fn blank() -> TrustForm {
         TrustForm {
-            min_k: crate::consent::DEFAULT_MIN_K.to_string(),
-            min_t: crate::consent::DEFAULT_MIN_T.to_string(),
-            max_per_day: crate::consent::DEFAULT_MAX_PER_DAY.to_string(),
-            window: crate::consent::DEFAULT_DIFFERENCING_WINDOW_SECS.to_string(),
-            max_group_keys: crate::consent::DEFAULT_MAX_GROUP_KEYS.to_string(),
+            min_k: crate::owner::defaults::DEFAULT_MIN_K.to_string(),
+            min_t: crate::owner::defaults::DEFAULT_MIN_T.to_string(),
+            max_per_day: crate::owner::defaults::DEFAULT_MAX_PER_DAY.to_string(),
+            window: crate::owner::defaults::DEFAULT_DIFFERENCING_WINDOW_SECS.to_string(),
+            max_group_keys: crate::owner::defaults::DEFAULT_MAX_GROUP_KEYS.to_string(),
             mode: "auto".into(),
             ..TrustForm::default()
         }
@@ -592,7 +561,7 @@ impl TrustForm {
     }
 
     /// The control request this form asks for; numbers that do not parse are the form's own
-    /// errors, everything else is the daemon's (`crate::trust::entry`).
+    /// errors, everything else is the daemon's (`crate::owner::trust::entry`).
     fn request(&self) -> Result<ControlRequest, String> {
         fn number<T: std::str::FromStr>(v: &str, what: &str) -> Result<T, String> {
             v.trim()
@@ -781,7 +750,7 @@ pub(super) async fn requests(
             Ok(l) => l,
             Err(r) => return *r,
         };
-    let now = crate::daemon::now_micros().0;
+    let now = crate::clock::now_micros().0;
     let pending = waiting
         .into_iter()
         .map(|p| PendingRow {
@@ -1136,7 +1105,7 @@ pub(super) async fn compute_launch(
 ) -> Response {
     let frame = frame(&shared, &owner, "compute").await;
     // The query first, with its line and column, exactly as `grove compute` reports it.
-    let compiled = match crate::query::compile(&form.query) {
+    let compiled = match crate::owner::query::compile(&form.query) {
         Ok(c) => c,
         Err(e) => return compute_page(frame, &shared, form, Some(e)),
     };
@@ -1220,7 +1189,7 @@ pub(super) async fn run(State(shared): App, owner: Owner, Path(id): Path<String>
                             )
                         })
                         .collect(),
-                    cli_text: crate::cli::result_text(data),
+                    cli_text: crate::control::result_text(data),
                     charts: chart::charts(&table),
                 })
             }
@@ -1231,7 +1200,7 @@ pub(super) async fn run(State(shared): App, owner: Owner, Path(id): Path<String>
             _ => None,
         };
         let p = &run.plan;
-        let timeouts = crate::query::timeouts(run.params.share_window_ms);
+        let timeouts = crate::owner::query::timeouts(run.params.share_window_ms);
         let plan = vec![
             ("g (group size)", text(&p["g"])),
             ("t (threshold)", text(&p["t"])),
@@ -1330,7 +1299,7 @@ fn phases(
     share_window_micros: u64,
     (g, t, depth): (u64, u64, u64),
 ) -> Vec<Phase> {
-    let now = crate::daemon::now_micros().0;
+    let now = crate::clock::now_micros().0;
     let window_end = launched_micros + share_window_micros;
     let reports = p["root_reports"].as_u64().unwrap_or(0);
     let best = p["best_version_holders"].as_u64().unwrap_or(0);

@@ -98,7 +98,7 @@ pub(super) async fn launch(
         computation: id.clone(),
         compiled,
         params,
-        launched_at_micros: crate::daemon::now_micros().0,
+        launched_at_micros: crate::clock::now_micros().0,
         plan,
         outcome: None,
     });
@@ -125,7 +125,7 @@ mod tests {
     fn run(id: &str, finished: bool) -> Run {
         Run {
             computation: id.into(),
-            compiled: crate::query::compile("SELECT count(*) FROM c").unwrap(),
+            compiled: crate::owner::query::compile("SELECT count(*) FROM c").unwrap(),
             params: ComputeParams::default(),
             launched_at_micros: 0,
             plan: Value::Null,

@@ -13,8 +13,9 @@
 //!   Kademlia values are not authenticated, but every request in them is signed and goes
 //!   through the engine's checks: a forged value can hide requests, never forge one.
 
-use super::{now_micros, Node};
-use crate::directory::{self, Snapshot};
+use super::Node;
+use crate::clock::now_micros;
+use crate::daemon::directory::{self, Snapshot};
 use grove_protocol::codec;
 use grove_protocol::ids::{ComputationId, Digest, Micros, NodeId};
 use grove_protocol::message::{Body, Message};

@@ -12,7 +12,8 @@
 //!   group a `Decline`, as any declined request does. Both are audited with the rule `owner`.
 //! - At most [`MAX_PENDING_REQUESTS`] wait; beyond, a request is declined at once.
 
-use super::{now_micros, Node};
+use super::Node;
+use crate::clock::now_micros;
 use crate::store::{PendingRequest, TrustEntry};
 use grove_protocol::engine::Command;
 use grove_protocol::ids::{ComputationId, Micros};

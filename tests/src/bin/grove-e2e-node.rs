@@ -2,7 +2,7 @@
 //! one addition: kill points.
 //!
 //! If `GROVE_E2E_TRIGGERS` names a directory, the daemon watches its effects
-//! (`grove_node::hook`) and, at each one, looks in that directory for armed triggers: files
+//! (`grove_node::daemon::hook`) and, at each one, looks in that directory for armed triggers: files
 //! `kill-NAME` holding one line `WHEN KIND LEVEL [POSITION [PID]]`, where `WHEN` is `persist` (right after the
 //! record is durable), `send` (as the engine asks to send; the message never leaves) or
 //! `recv` (as a message arrives, before the engine sees it and before it is acknowledged),
@@ -18,7 +18,7 @@
 //! (`Engine::skipping_k_min_check`): it shows whatever it can reconstruct, so a test sees
 //! exactly what the root group released to it.
 
-use grove_e2e::grove_node::hook::{self, Effect};
+use grove_e2e::grove_node::daemon::hook::{self, Effect};
 use grove_e2e::{TriggerSpec, SKIP_K_MIN_ENV, TRIGGERS_ENV};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

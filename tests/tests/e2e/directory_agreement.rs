@@ -12,8 +12,8 @@ use ed25519_dalek::SigningKey;
 use futures::StreamExt;
 use grove_e2e::{ctl, grove_node, set_config, start_all, start_network, sum_params};
 use grove_node::control::ControlRequest;
-use grove_node::net::{self, BehaviourEvent};
-use grove_node::query;
+use grove_node::daemon::net::{self, BehaviourEvent};
+use grove_node::owner::query;
 use grove_protocol::codec;
 use grove_protocol::ids::{hex, ComputationId, Digest, NodeId};
 use grove_protocol::message::{Body, Message};
@@ -161,7 +161,7 @@ async fn a_request_whose_snapshot_cannot_be_fetched_is_declined_and_audited() ->
         id,
         CommissionerKey(commissioner.verifying_key().to_bytes()),
         NodeId([0x42; 32]),
-        grove_node::daemon::now_micros(),
+        grove_node::clock::now_micros(),
         1,
     )
     .map_err(|e| anyhow::anyhow!(e))?;

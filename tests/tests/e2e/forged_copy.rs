@@ -13,9 +13,9 @@ use ed25519_dalek::SigningKey;
 use futures::StreamExt;
 use grove_e2e::{ctl, grove_node, start_network, sum_params};
 use grove_node::control::ControlRequest;
-use grove_node::directory::{self, Announcement, Directory};
-use grove_node::net::{self, BehaviourEvent};
-use grove_node::query;
+use grove_node::daemon::directory::{self, Announcement, Directory};
+use grove_node::daemon::net::{self, BehaviourEvent};
+use grove_node::owner::query;
 use grove_protocol::codec;
 use grove_protocol::ids::{hex, ComputationId, NodeId};
 use grove_protocol::message::{Body, Message};
@@ -77,7 +77,7 @@ async fn a_forged_copy_naming_a_trusted_commissioner_makes_no_node_contribute() 
         id,
         CommissionerKey(untrusted.verifying_key().to_bytes()),
         NodeId([0x5a; 32]),
-        grove_node::daemon::now_micros(),
+        grove_node::clock::now_micros(),
         snapshot.entries.len(),
     )
     .map_err(|e| anyhow::anyhow!(e))?;

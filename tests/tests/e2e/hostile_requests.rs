@@ -5,8 +5,8 @@ use ed25519_dalek::SigningKey;
 use futures::StreamExt;
 use grove_e2e::{ctl, grove_node, start_network, sum_params};
 use grove_node::control::ControlRequest;
-use grove_node::net::{self, BehaviourEvent};
-use grove_node::query;
+use grove_node::daemon::net::{self, BehaviourEvent};
+use grove_node::owner::query;
 use grove_protocol::codec;
 use grove_protocol::ids::{hex, ComputationId, Micros, NodeId};
 use grove_protocol::message::{Body, Message};
@@ -64,7 +64,7 @@ async fn forged_expired_and_future_requests_are_refused_and_audited() -> anyhow:
     )
     .await?;
 
-    let now = grove_node::daemon::now_micros();
+    let now = grove_node::clock::now_micros();
     // Claims to come from the trusted commissioner, signed by someone else.
     let mut forged = SignedRequest::sign(request(1, &impostor, now), &impostor);
     forged.request.commissioner = CommissionerKey(trusted.verifying_key().to_bytes());

@@ -1,7 +1,7 @@
 //! The query oracle on the protocol harness: 40 contributors' random records (as a node
 //! stores them: JSON objects), 30 random queries of the grammar, each at a random `k_min`.
-//! Each query goes the node's way — `grove_node::query::build_request` makes the signed
-//! request, each contributor's vector comes from `grove_node::query::contribution` over its
+//! Each query goes the node's way — `grove_node::owner::query::build_request` makes the signed
+//! request, each contributor's vector comes from `grove_node::owner::query::contribution` over its
 //! stored records (a node with no used record sends zeros, as the daemon does), the real
 //! engines share, aggregate and release it on the harness's virtual network (every message
 //! through the real codec and Noise envelopes), and the commissioner decodes with the
@@ -12,7 +12,7 @@
 //! `grove` processes.
 
 use grove_e2e::oracle::{self, Rng};
-use grove_node::query;
+use grove_node::owner::query;
 use grove_protocol::harness::{Cluster, HarnessConfig};
 use grove_protocol::ids::ComputationId;
 use grove_protocol::request::CommissionerKey;

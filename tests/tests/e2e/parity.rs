@@ -15,7 +15,7 @@ use grove_e2e::{
     ctl, exact_set, grove_node, import_and_trust, start_armed_network, sum_params, TriggerSpec,
 };
 use grove_node::control::{self, ComputeParams, ControlRequest};
-use grove_node::directory::node_id_of;
+use grove_node::daemon::directory::node_id_of;
 use grove_protocol::ids::{ComputationId, GroupId, Micros, NodeId};
 use grove_protocol::plan::{Plan, SortedDirectory};
 use grove_protocol::request::CommissionerKey;
@@ -56,10 +56,10 @@ fn params() -> ComputeParams {
 }
 
 /// The sim config of the same scenario: the real request's tree and timeouts
-/// (`grove_node::query::timeouts`), loopback-like links, the kill at `(0, index, position)`.
+/// (`grove_node::owner::query::timeouts`), loopback-like links, the kill at `(0, index, position)`.
 fn sim_config(index: u32, position: u8) -> anyhow::Result<SimConfig> {
     let p = params();
-    let t = grove_node::query::timeouts(p.share_window_ms);
+    let t = grove_node::owner::query::timeouts(p.share_window_ms);
     let ms = |us: u64| us as f64 / 1000.0;
     let text = format!(
         r#"
@@ -243,7 +243,7 @@ async fn the_simulator_and_real_processes_agree_on_one_seeded_scenario() -> anyh
     real_included.sort();
 
     // The plan is a function of the node ids and the request: rebuilt here, it is the real one.
-    let request = grove_node::query::build_request(
+    let request = grove_node::owner::query::build_request(
         &params(),
         computation,
         CommissionerKey([0; 32]),

@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use grove_e2e::{ctl, grove_node, seed_powers_of_two, start_network, sum_params};
 use grove_node::control::{self, ComputeParams, ControlRequest};
-use grove_node::net::{self, BehaviourEvent};
+use grove_node::daemon::net::{self, BehaviourEvent};
 use grove_protocol::codec;
 use grove_protocol::message::Body;
 use libp2p::gossipsub::{self, IdentTopic};

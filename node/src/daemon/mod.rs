@@ -11,15 +11,14 @@
 //! messages beyond that, except to read a request's commissioner and query when it passes by,
 //! which the owner's consent policy needs (see `consent`).
 
+use crate::clock::now_micros;
 use crate::config::{self, Keys};
-use crate::consent::{self, Decision, RequestInfo};
 use crate::control::{self, ComputeParams, ControlReply, ControlRequest, Incoming};
-use crate::directory::{self, node_id_of, Announcement, Directory, NodePlans, Peer};
-use crate::hook;
-use crate::net::{self, Behaviour, BehaviourEvent};
-use crate::query;
+use crate::owner::consent::{self, Decision, RequestInfo};
+use crate::owner::query;
 use crate::store::{AuditEntry, ConsentEntry, Store, TrustMode};
 use anyhow::Context;
+use directory::{node_id_of, Announcement, Directory, NodePlans, Peer};
 use futures::StreamExt;
 use grove_protocol::codec;
 use grove_protocol::engine::{sign_finish, Command, Engine, Event, Failure, Identity, Output};
@@ -32,14 +31,18 @@ use libp2p::gossipsub::IdentTopic;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, Multiaddr, PeerId, Swarm};
+use net::{Behaviour, BehaviourEvent};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 mod agreement;
+pub mod directory;
+pub mod hook;
+pub mod net;
 mod pending;
 
 /// Largest number of sends awaiting their ack that the loop remembers (for the unreachable
@@ -69,13 +72,6 @@ pub struct DaemonArgs {
     pub exit_on_stdin_eof: bool,
     /// Serve the owner's console on this loopback address (overrides `console_listen`).
     pub console: Option<String>,
-}
-
-pub fn now_micros() -> Micros {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    Micros(d.as_micros() as u64)
 }
 
 struct Waiter {
@@ -236,11 +232,11 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let (ctl_tx, ctl_rx) = mpsc::channel(control::REQUEST_QUEUE);
     // Personal-cloud connectors reach the store through the same queue as the control socket.
     if let Some(listen) = &config.ingest_listen {
-        let addr = crate::ingest::start(&dir, listen, ctl_tx.clone()).await?;
+        let addr = crate::sources::ingest::start(&dir, listen, ctl_tx.clone()).await?;
         tracing::info!("ingest endpoint on http://{addr}");
     }
     if let Some(nextcloud) = &config.nextcloud {
-        crate::webdav::spawn_periodic(nextcloud.clone(), ctl_tx.clone());
+        crate::sources::webdav::spawn_periodic(nextcloud.clone(), ctl_tx.clone());
     }
     // The owner's console: another client of the same queue (off unless asked for).
     let console = match args.console.as_ref().or(config.console_listen.as_ref()) {
@@ -1267,7 +1263,7 @@ impl Node {
                 min_contributors,
                 limits,
             } => {
-                match crate::trust::entry(
+                match crate::owner::trust::entry(
                     &key,
                     collections,
                     label,

@@ -46,7 +46,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one Kademlia query may take.
 pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest Kademlia message and record value: a directory snapshot must fit.
-pub const MAX_KAD_PACKET_BYTES: usize = crate::directory::MAX_SNAPSHOT_BYTES + 64 * 1024;
+pub const MAX_KAD_PACKET_BYTES: usize = crate::daemon::directory::MAX_SNAPSHOT_BYTES + 64 * 1024;
 /// Largest number of records a node's DHT store keeps (others' snapshots and request lists).
 pub const MAX_KAD_RECORDS: usize = 128;
 /// Largest number of concurrent streams per connection for protocol messages.
@@ -327,7 +327,12 @@ impl request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_framed(io, crate::directory::MAX_SNAPSHOT_BYTES, "directory").await
+        read_framed(
+            io,
+            crate::daemon::directory::MAX_SNAPSHOT_BYTES,
+            "directory",
+        )
+        .await
     }
 
     async fn write_request<T>(
@@ -353,6 +358,12 @@ impl request_response::Codec for SyncCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_framed(io, &body, crate::directory::MAX_SNAPSHOT_BYTES, "directory").await
+        write_framed(
+            io,
+            &body,
+            crate::daemon::directory::MAX_SNAPSHOT_BYTES,
+            "directory",
+        )
+        .await
     }
 }

@@ -3,8 +3,8 @@
 //! `ControlRequest::TrustAdd`; the daemon builds the entry here, so the two cannot disagree on
 //! what a valid trust is.
 
-use crate::consent;
 use crate::control::TrustLimits;
+use crate::owner::consent;
 use crate::store::{validate_collection_name, TrustEntry};
 
 /// Longest name an owner may give a commissioner, in bytes.
@@ -109,8 +109,8 @@ mod tests {
         .unwrap();
         assert_eq!(e.key, KEY);
         assert_eq!(e.min_contributors, 1);
-        assert_eq!(e.min_t, consent::DEFAULT_MIN_T);
-        assert_eq!(e.max_per_day, consent::DEFAULT_MAX_PER_DAY);
+        assert_eq!(e.min_t, crate::owner::defaults::DEFAULT_MIN_T);
+        assert_eq!(e.max_per_day, crate::owner::defaults::DEFAULT_MAX_PER_DAY);
         assert_eq!(e.mode, TrustMode::Auto);
         assert_eq!(e.added_at_micros, 7);
     }

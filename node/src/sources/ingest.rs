@@ -23,7 +23,7 @@
 //! it is bound to into `DIR/ingest.addr`.
 
 use crate::control::{self, ControlRequest, Incoming};
-use crate::import::{self, Format};
+use crate::sources::import::{self, Format};
 use crate::store::SourcedRecords;
 use anyhow::{bail, Context};
 use rand::RngCore;

@@ -6,8 +6,8 @@
 //! | root | files taken | collection |
 //! |---|---|---|
 //! | `files/<user>/<folder>/` | `.csv`, `.json`, `.ndjson`, `.jsonl` (the `records import` parsers) | the first folder below `<folder>` (`Grove/bank.operations/2024.csv` goes to `bank.operations`), or the file's name without extension for a file right in `<folder>` |
-//! | `calendars/<user>/` | `.ics` (iCalendar `VEVENT`s, see [`crate::ical`]) | `calendar.events` |
-//! | `addressbooks/users/<user>/` | `.vcf` (vCards, see [`crate::vcard`]) | `contacts` |
+//! | `calendars/<user>/` | `.ics` (iCalendar `VEVENT`s, see [`crate::sources::ical`]) | `calendar.events` |
+//! | `addressbooks/users/<user>/` | `.vcf` (vCards, see [`crate::sources::vcard`]) | `contacts` |
 //!
 //! Nextcloud's `inbox`, `outbox` and `trashbin` calendars and its generated address books
 //! (`z-server-generated--…`, `z-app-generated--…`) are not read. A missing root (404) is
@@ -26,8 +26,9 @@
 //! The app password is read from a file, never from the command line. Errors are plain:
 //! HTTP 401 names the user and the password file; a connection failure names the server.
 
+use crate::config::{default_folder, NextcloudConfig};
 use crate::control::ControlRequest;
-use crate::import::{self, Format};
+use crate::sources::import::{self, Format};
 use crate::store::{SourcedRecords, SyncUpdate};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,28 +49,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getetag/></d:prop></d:propfind>"#;
-
-/// The `[nextcloud]` table of the config file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NextcloudConfig {
-    /// The server's address, e.g. `https://cloud.example.org` (or with the sub-path Nextcloud
-    /// is installed under).
-    pub url: String,
-    pub user: String,
-    /// A file holding an app password (its first line is used).
-    pub password_file: PathBuf,
-    /// The folder of the account whose files are imported.
-    #[serde(default = "default_folder")]
-    pub folder: String,
-    /// Seconds between two syncs run by the daemon; 0 syncs only on `grove sync`.
-    #[serde(default)]
-    pub interval_secs: u64,
-}
-
-fn default_folder() -> String {
-    "Grove".into()
-}
 
 #[derive(Debug, Error)]
 pub enum SyncError {
@@ -429,8 +408,8 @@ fn sync_inner(
                     Kind::Table(format) => import::parse(&text, format)
                         .map(|r| (r, Vec::new()))
                         .map_err(|e| e.to_string()),
-                    Kind::Calendar => crate::ical::parse(&text),
-                    Kind::Contacts => crate::vcard::parse(&text),
+                    Kind::Calendar => crate::sources::ical::parse(&text),
+                    Kind::Contacts => crate::sources::vcard::parse(&text),
                 });
             let mut new_state = FileState {
                 etag: etag.clone(),

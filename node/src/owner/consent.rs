@@ -5,7 +5,10 @@
 //! [`Decision`]. Rules are checked in the order of [`Rule`]; the first that fails declines.
 //! ARCHITECTURE.md ("Consent") states the rules, the differencing rule among them.
 
-use crate::query::fields_read;
+use crate::owner::defaults::{
+    DEFAULT_DIFFERENCING_WINDOW_SECS, DEFAULT_MAX_GROUP_KEYS, DEFAULT_MAX_PER_DAY, DEFAULT_MIN_T,
+};
+use crate::owner::query::fields_read;
 use crate::store::{ConsentEntry, TrustEntry};
 use grove_protocol::encoding::ContributionSpec;
 use grove_protocol::query::{CmpOp, Expr, Literal, Predicate, Query};
@@ -13,18 +16,8 @@ use std::cmp::Ordering;
 
 /// Microseconds in a day: the rate limit's window.
 pub const DAY_MICROS: u64 = 86_400_000_000;
-/// Default differencing window of a trust entry, in seconds (one day).
-pub const DEFAULT_DIFFERENCING_WINDOW_SECS: u64 = 86_400;
-/// Default number of computations per day a trusted commissioner may have this node in.
-pub const DEFAULT_MAX_PER_DAY: u32 = 50;
 /// Longest differencing window, in seconds (30 days); the consent history keeps this long.
 pub const MAX_DIFFERENCING_WINDOW_SECS: u64 = 30 * 86_400;
-/// Default floor of a trust's `k_min`: the fewest contributors a released cell may count.
-pub const DEFAULT_MIN_K: u64 = 10;
-/// Default smallest threshold `t` a trust accepts.
-pub const DEFAULT_MIN_T: u8 = 3;
-/// Default most `GROUP BY` keys (or buckets) a trusted query may declare.
-pub const DEFAULT_MAX_GROUP_KEYS: u32 = 64;
 
 /// The rule that decided. Its `name` is what the audit log records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 //!
 //! A card with neither `FN` nor `N` is skipped and reported.
 
-use crate::ical::{
+use crate::sources::ical::{
     components, content_lines, insert_categories, split_unescaped, unescape, Object,
 };
 use serde_json::{Map, Value};

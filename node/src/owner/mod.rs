@@ -1,0 +1,9 @@
+//! The owner's policy: which commissioners the owner trusts and for what ([`trust`],
+//! [`defaults`]), which rule accepts or declines a request ([`consent`]), and the queries as
+//! they run on this node's stored records ([`query`]). The daemon's side of it (asking the
+//! owner, the audit) is in `daemon`; the owner's decisions are kept in `store`.
+
+pub mod consent;
+pub mod defaults;
+pub mod query;
+pub mod trust;
