@@ -33,8 +33,11 @@ pub const MAX_PUBLISHED_REQUESTS: usize = 64;
 pub const MAX_ACTIVE_REQUESTS_BYTES: usize = 4 * 1024 * 1024;
 /// Largest number of trusted commissioners looked up in one poll.
 pub const MAX_LOOKED_UP_COMMISSIONERS: usize = 16;
-/// Largest number of requests remembered as already handed to the engine.
-pub const MAX_SEEN_REQUESTS: usize = 4096;
+/// Largest number of requests remembered as already handed to the engine (so that a request
+/// found again in a commissioner's DHT record is not handed over twice). Not the engine's replay set, which is
+/// `grove_protocol::limits::MAX_SEEN_REQUESTS` and refuses a request it saw whatever this
+/// forgets; the two had one name and two values.
+pub const MAX_HANDED_REQUESTS: usize = 4096;
 /// How often a node with trusted commissioners looks for their active requests.
 pub const ACTIVE_REQUESTS_POLL: Duration = Duration::from_secs(10);
 
@@ -142,7 +145,7 @@ impl Node {
     fn mark_seen(&mut self, id: ComputationId, deadline: Micros) {
         let now = now_micros();
         self.agreement.seen.retain(|_, d| *d > now);
-        if self.agreement.seen.len() >= MAX_SEEN_REQUESTS {
+        if self.agreement.seen.len() >= MAX_HANDED_REQUESTS {
             if let Some(first) = self.agreement.seen.keys().next().copied() {
                 self.agreement.seen.remove(&first);
             }
