@@ -908,11 +908,21 @@ impl Node {
     }
 
     fn audit(&self, computation: Option<&ComputationId>, kind: &str, detail: String) {
-        self.audit_rule(computation, kind, "", detail)
+        self.write_audit(computation, kind, "", detail)
     }
 
     /// An audit entry that names the consent rule that decided.
     fn audit_rule(
+        &self,
+        computation: Option<&ComputationId>,
+        kind: &str,
+        rule: consent::Rule,
+        detail: String,
+    ) {
+        self.write_audit(computation, kind, rule.name(), detail)
+    }
+
+    fn write_audit(
         &self,
         computation: Option<&ComputationId>,
         kind: &str,
@@ -1087,7 +1097,7 @@ impl Node {
         // A declining node tells its leaf group (no value and no reason, only that it will
         // not send), so the leaf stops collecting once every node it serves has sent shares
         // or declined.
-        let decline = |node: &mut Node, rule: &str, why: String| {
+        let decline = |node: &mut Node, rule: consent::Rule, why: String| {
             node.audit_rule(
                 Some(&computation),
                 "declined",
@@ -1129,7 +1139,7 @@ impl Node {
             Err(e) => {
                 decline(
                     self,
-                    "store",
+                    consent::Rule::Store,
                     format!("the consent store is unreadable: {e}"),
                 );
                 return;
@@ -1141,18 +1151,24 @@ impl Node {
             reason,
         } = consent::decide(&info, trust.as_ref(), &history, contributed);
         if !accept {
-            decline(self, rule.name(), reason);
+            decline(self, rule, reason);
             return;
         }
         // Accepted: `decide` compiled the query already.
         let compiled = match query::compile(&info.query) {
             Ok(c) => c,
-            Err(e) => return decline(self, "query", e),
+            Err(e) => return decline(self, consent::Rule::Query, e),
         };
         let collection = compiled.query().collection.clone();
         let records = match self.store.records(&collection) {
             Ok(r) => r,
-            Err(e) => return decline(self, "store", format!("records unreadable: {e}")),
+            Err(e) => {
+                return decline(
+                    self,
+                    consent::Rule::Store,
+                    format!("records unreadable: {e}"),
+                )
+            }
         };
         // Zero used records give a vector of zeros: sent like any other, so the leaf learns
         // nothing of whether this node's records match.
@@ -1169,7 +1185,11 @@ impl Node {
         };
         let keep = consent::MAX_DIFFERENCING_WINDOW_SECS.max(86_400) * 1_000_000;
         if let Err(e) = self.store.consent_add(&commissioner, &entry, keep) {
-            return decline(self, "store", format!("cannot record the consent: {e}"));
+            return decline(
+                self,
+                consent::Rule::Store,
+                format!("cannot record the consent: {e}"),
+            );
         }
         match self.engine.handle_command(
             now_micros(),
@@ -1181,7 +1201,7 @@ impl Node {
             Ok(()) if used == 0 => self.audit_rule(
                 Some(&computation),
                 "contributed",
-                rule.name(),
+                rule,
                 format!(
                     "{reason}; no record of collection {collection:?} matches the query: sent zeros"
                 ),
@@ -1189,10 +1209,14 @@ impl Node {
             Ok(()) => self.audit_rule(
                 Some(&computation),
                 "contributed",
-                rule.name(),
+                rule,
                 format!("{reason}; {used} records of collection {collection:?} used"),
             ),
-            Err(e) => decline(self, "engine", format!("cannot contribute: {e}")),
+            Err(e) => decline(
+                self,
+                consent::Rule::Engine,
+                format!("cannot contribute: {e}"),
+            ),
         }
     }
 

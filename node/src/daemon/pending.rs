@@ -14,6 +14,7 @@
 
 use super::Node;
 use crate::clock::now_micros;
+use crate::owner::consent;
 use crate::store::{PendingRequest, TrustEntry};
 use grove_protocol::engine::Command;
 use grove_protocol::ids::{ComputationId, Micros};
@@ -57,7 +58,7 @@ impl Node {
             node.audit_rule(
                 Some(&computation),
                 "declined",
-                "ask",
+                consent::Rule::Ask,
                 format!("{why}: no share was sent"),
             );
             node.tell_leaf(computation);
@@ -94,7 +95,7 @@ impl Node {
         self.audit_rule(
             Some(&computation),
             "pending",
-            "ask",
+            consent::Rule::Ask,
             format!(
                 "every rule holds; waiting for the owner's answer until the share window closes \
                  in {} s",
@@ -131,7 +132,7 @@ impl Node {
             self.audit_rule(
                 Some(&id),
                 "approved",
-                "owner",
+                consent::Rule::Owner,
                 "the owner approved the request".into(),
             );
             self.consent_as(id, true);
@@ -143,7 +144,7 @@ impl Node {
             self.audit_rule(
                 Some(&id),
                 "declined",
-                "owner",
+                consent::Rule::Owner,
                 "the owner declined the request: no share was sent".into(),
             );
             self.tell_leaf(id);
@@ -194,7 +195,7 @@ impl Node {
         self.audit_rule(
             Some(&id),
             "declined",
-            "ask",
+            consent::Rule::Ask,
             format!("{why}: no share was sent"),
         );
         self.tell_leaf(id);

@@ -48,6 +48,16 @@ pub enum Rule {
     Differencing,
     /// Every rule passed.
     Trusted,
+    /// Trust mode "ask": the request waits for the owner's answer, or its share window ended
+    /// before the owner answered (or the queue was full).
+    Ask,
+    /// The owner answered a waiting request (approved or declined).
+    Owner,
+    /// The node's store could not be read or written while deciding (the consent history, the
+    /// records, the consent record itself): declined, never contributed on a guess.
+    Store,
+    /// The engine refused the contribution the rules accepted.
+    Engine,
 }
 
 impl Rule {
@@ -65,6 +75,10 @@ impl Rule {
             Rule::Repeat => "repeat",
             Rule::Differencing => "differencing",
             Rule::Trusted => "trusted",
+            Rule::Ask => "ask",
+            Rule::Owner => "owner",
+            Rule::Store => "store",
+            Rule::Engine => "engine",
         }
     }
 }
@@ -480,6 +494,34 @@ fn interval_of(p: &Predicate) -> Option<(&Expr, Interval)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The audit log and the console filter by these names: each rule has its own, and the
+    /// daemon's own reasons (ask, owner, store, engine) keep the names the audit always had.
+    #[test]
+    fn every_rule_has_its_own_audit_name() {
+        let all = [
+            Rule::Duplicate,
+            Rule::Untrusted,
+            Rule::Query,
+            Rule::Collection,
+            Rule::Fields,
+            Rule::GroupKeys,
+            Rule::KMin,
+            Rule::Threshold,
+            Rule::Rate,
+            Rule::Repeat,
+            Rule::Differencing,
+            Rule::Trusted,
+            Rule::Ask,
+            Rule::Owner,
+            Rule::Store,
+            Rule::Engine,
+        ];
+        let names: std::collections::BTreeSet<_> = all.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), all.len());
+        let daemon = [Rule::Ask, Rule::Owner, Rule::Store, Rule::Engine].map(Rule::name);
+        assert_eq!(daemon, ["ask", "owner", "store", "engine"]);
+    }
 
     fn q(text: &str) -> Query {
         Query::parse(text).unwrap()
