@@ -966,9 +966,15 @@ impl Engine {
         let rotation = rotation_of(&me.0, plan.g);
         let shares =
             share_vector_rotated(&contribution.vector, params, contribution.seed, rotation);
+        // Seeds first: the `t - 1` seeds leave at once and the first full vector completes
+        // `t` positions, so a contributor that dies while its full vectors upload is still
+        // included (a share counts once `t` members hold it).
+        let mut shares: Vec<(Position, CompressedShare)> = (1..).zip(shares).collect();
+        shares.sort_by_key(|(position, share)| {
+            (matches!(share, CompressedShare::Full(_)), *position)
+        });
         let mut ctx = ctx!(self);
-        for (i, share) in shares.into_iter().enumerate() {
-            let position = i as u8 + 1;
+        for (position, share) in shares {
             if only.is_some_and(|o| o != position) {
                 continue;
             }

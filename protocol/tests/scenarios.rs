@@ -777,3 +777,42 @@ fn leaves_close_once_every_node_sent_or_declined() {
     assert!(first_adoption(1) >= start.plus(window));
     assert!(c.traffic.by_kind.contains_key("decline"));
 }
+
+#[test]
+fn a_contributor_sends_its_seeds_before_its_full_vectors() {
+    // g = 5, t = 3: two seeds and three full vectors. A contributor that dies after its first
+    // t - 1 sends has handed out only seeds, so its first full vector completes t positions:
+    // the shortest time during which its death loses it.
+    let mut c = setup(60, 40, 6, 12);
+    let crashed = [1usize, 2, 3, 4, 5, 6];
+    for &n in &crashed {
+        c.crash_after_sends(n, "share", 2);
+    }
+    let id = c.launch(COMMISSIONER, &small_params());
+    run(&mut c, &id);
+    let plan = c.plan(&id).expect("plan");
+    let mut rotated = 0;
+    for &n in &crashed {
+        let me = c.node_id(n);
+        if grove_protocol::sharing::rotation_of(&me.0, plan.g) != 0 {
+            rotated += 1;
+        }
+        let held: Vec<bool> = (0..c.len())
+            .flat_map(|m| c.durable(m).iter())
+            .filter_map(|r| match r {
+                grove_protocol::record::Record::ShareHeld {
+                    contributor, share, ..
+                } if *contributor == me => Some(matches!(
+                    share,
+                    grove_protocol::sharing::CompressedShare::Seed(_)
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(held.len(), 2, "contributor {n} handed out two shares");
+        assert!(held.iter().all(|&seed| seed), "contributor {n}: {held:?}");
+    }
+    // With rotation 0 the seeds are positions 1 and 2 anyway: some crashed contributors must
+    // have another rotation for the test to tell the orders apart.
+    assert!(rotated > 0);
+}
