@@ -694,6 +694,26 @@ impl Engine {
                 comp.servers.insert(s, next);
                 true
             };
+            if drops {
+                // S&P (DISSEC's drop): the dead member is replaced, so this node's later sends
+                // to its position go to the next candidate; nothing already sent is sent
+                // again, so a child whose data it held is cut, as DISSEC cuts it.
+                let mut redirect = Vec::new();
+                if comp.contribution.is_some() {
+                    let leaf = plan.leaf_of(&self.identity.node);
+                    redirect.extend((1..=plan.g).map(|p| slot(leaf, p)));
+                }
+                for key in comp.roles.keys() {
+                    if let Some(parent) = plan.parent(key.0) {
+                        redirect.push(slot(parent, key.1));
+                    }
+                }
+                for s in redirect {
+                    if server_of(&plan, &comp.servers, s) == dead {
+                        failover(comp, s);
+                    }
+                }
+            }
             let moved: Vec<Slot> = resend_shares
                 .into_iter()
                 .filter(|s| failover(comp, *s))

@@ -95,6 +95,46 @@ enum Cmd {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// The comparison tables with DISSEC: every protocol through the same engine under one
+    /// config's models and budget, DISSEC's completeness, medians with 95% intervals, the
+    /// physical floor; `dissec` also DISSEC's published medians and, with `--dissec-own`, the
+    /// figures of DISSEC's own simulator (`scripts/dissec-own-sim.sh`).
+    Compare {
+        /// dissec, measured (this machine's costs), heavy-tail (measured costs, log-normal
+        /// latency), budget (equal nodes, several (g, t), exposure), detection (the detection
+        /// delay swept).
+        #[arg(long, default_value = "dissec")]
+        table: String,
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        /// The first seed (default: the configs' `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where dissec-2023.toml, dissec-sp.toml, dissec-highcmpl.toml and
+        /// costs-measured.toml are.
+        #[arg(long, default_value = "configs/sim")]
+        configs: PathBuf,
+        /// The CSV that scripts/dissec-own-sim.sh wrote from DISSEC's own simulator.
+        #[arg(long)]
+        dissec_own: Option<PathBuf>,
+        /// Failure rates (%/s).
+        #[arg(long, value_delimiter = ',')]
+        rates: Vec<f64>,
+        /// Detection delays (ms) of the detection table.
+        #[arg(long, value_delimiter = ',')]
+        delays: Vec<f64>,
+        /// Costs of the budget and detection tables: "dissec" (the configs') or "measured".
+        #[arg(long, default_value = "dissec")]
+        costs: String,
+        /// Only the protocols whose name contains one of these (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Also write one CSV row per run here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Print the timeouts the planner's rule gives a config's conditions and plan shape (its
     /// `g`, `t`, fan-in and contributors per leaf), as a `[protocol.timeouts]` table.
     PlannerTimeouts { config: PathBuf },
@@ -187,6 +227,31 @@ fn run_with_bar(
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Cmd::Compare {
+            table,
+            seeds,
+            seed,
+            configs,
+            dissec_own,
+            rates,
+            delays,
+            costs,
+            only,
+            csv,
+            threads: t,
+        } => compare(CompareArgs {
+            table: grove_sim::compare::TableKind::parse(&table).map_err(anyhow::Error::msg)?,
+            seeds,
+            seed,
+            configs,
+            dissec_own,
+            rates,
+            delays,
+            costs,
+            only,
+            csv,
+            threads: threads(t),
+        })?,
         Cmd::PlannerTimeouts { config } => {
             let cfg = SimConfig::from_value(load(&config)?).map_err(anyhow::Error::msg)?;
             print!("{}", grove_sim::plancheck::timeouts_table(&cfg));
@@ -476,6 +541,185 @@ fn crypto_cost(iterations: u32) {
         per_contributor_s * 1e3,
         per_contributor_s * 1e6
     );
+}
+
+struct CompareArgs {
+    table: grove_sim::compare::TableKind,
+    seeds: u64,
+    seed: Option<u64>,
+    configs: PathBuf,
+    dissec_own: Option<PathBuf>,
+    rates: Vec<f64>,
+    delays: Vec<f64>,
+    costs: String,
+    only: Vec<String>,
+    csv: Option<PathBuf>,
+    threads: usize,
+}
+
+fn compare(a: CompareArgs) -> Result<()> {
+    use grove_sim::compare::{self as cmp, Bases, TableKind};
+    use std::collections::BTreeMap;
+    let read = |name: &str| -> Result<SimConfig> {
+        let mut cfg =
+            SimConfig::from_value(load(&a.configs.join(name))?).map_err(anyhow::Error::msg)?;
+        if let Some(seed) = a.seed {
+            cfg.seed = seed;
+        }
+        Ok(cfg)
+    };
+    let measured: grove_sim::config::CpuConfig = load(&a.configs.join("costs-measured.toml"))?
+        .get("cpu")
+        .cloned()
+        .context("costs-measured.toml has no [cpu] table")?
+        .try_into()
+        .context("costs-measured.toml: [cpu]")?;
+    let bases = Bases {
+        grove: read("dissec-2023.toml")?,
+        sp: read("dissec-sp.toml")?,
+        highcmpl: read("dissec-highcmpl.toml")?,
+        measured,
+    };
+    let own = match &a.dissec_own {
+        Some(path) => Some(
+            cmp::OwnSim::parse(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let with_costs = |mut p: cmp::Protocol, measured: bool| {
+        if measured {
+            p.cfg.cpu = bases.measured;
+        }
+        p
+    };
+    let measured_costs = match a.costs.as_str() {
+        "dissec" => false,
+        "measured" => true,
+        other => bail!("--costs {other}: dissec or measured"),
+    };
+    let mut protocols: Vec<cmp::Protocol> = match a.table {
+        TableKind::Dissec => cmp::protocols(&bases),
+        TableKind::Measured => cmp::protocols(&bases)
+            .into_iter()
+            .map(|p| with_costs(p, true))
+            .collect(),
+        TableKind::HeavyTail => cmp::protocols(&bases)
+            .into_iter()
+            .map(|p| {
+                let mut p = with_costs(p, true);
+                p.cfg.latency = cmp::HEAVY_TAIL;
+                p
+            })
+            .collect(),
+        TableKind::Budget => cmp::budget_protocols(&bases)
+            .into_iter()
+            .map(|p| with_costs(p, measured_costs))
+            .collect(),
+        TableKind::Detection => cmp::protocols(&bases)
+            .into_iter()
+            .filter(|p| !p.name.contains('+'))
+            .map(|p| with_costs(p, measured_costs))
+            .collect(),
+    };
+    if !a.only.is_empty() {
+        protocols.retain(|p| a.only.iter().any(|o| p.name.contains(o.as_str())));
+    }
+    let rates = if a.rates.is_empty() {
+        match a.table {
+            TableKind::Budget | TableKind::Detection => vec![0.25, 1.0],
+            _ => vec![0.0, 0.25, 1.0],
+        }
+    } else {
+        a.rates.clone()
+    };
+    let delays = if a.delays.is_empty() {
+        vec![660.0, 1000.0, 2000.0, 5000.0, 10_000.0, 30_000.0]
+    } else {
+        a.delays.clone()
+    };
+    let mut rows = vec![CSV_HEADER.to_string()];
+    let mut run = |cfg: &SimConfig, protocol: &str, column: &str| -> Aggregate {
+        let label = format!("{protocol} @ {column}");
+        let reports = run_with_bar(cfg, a.seeds, a.threads, None, &label);
+        let agg = Aggregate::of(&reports);
+        eprintln!(
+            "{label}: {} / {}, released {}/{}, violations {}",
+            grove_sim::report::percent_with_ci(agg.completeness_median, agg.completeness_ci95),
+            grove_sim::report::seconds_with_ci(agg.latency_s_median, agg.latency_s_ci95),
+            agg.released,
+            agg.runs,
+            agg.violations
+        );
+        for r in &reports {
+            rows.push(csv_row(&protocol.replace(',', ";"), column, r));
+        }
+        agg
+    };
+    let mut violations = 0;
+    let out = match a.table {
+        TableKind::Detection => {
+            let mut cells = BTreeMap::new();
+            for (ri, &rate) in rates.iter().enumerate() {
+                for (pi, p) in protocols.iter().enumerate() {
+                    for (di, &d) in delays.iter().enumerate() {
+                        let cfg = cmp::with_detection(&cmp::at_rate(&p.cfg, rate), d);
+                        let agg = run(&cfg, &p.name, &format!("{rate} %/s, {d} ms"));
+                        violations += agg.violations;
+                        cells.insert((pi, ri, di), agg);
+                    }
+                }
+            }
+            cmp::render_detection(&rates, &delays, &protocols, &cells)
+        }
+        _ => {
+            let mut cells = BTreeMap::new();
+            for (ri, &rate) in rates.iter().enumerate() {
+                for (pi, p) in protocols.iter().enumerate() {
+                    let agg = run(&cmp::at_rate(&p.cfg, rate), &p.name, &format!("{rate} %/s"));
+                    violations += agg.violations;
+                    cells.insert((pi, ri), agg);
+                }
+            }
+            if a.table == TableKind::Budget {
+                cmp::render_budget(&rates, &protocols, &cells, 0.1)
+            } else {
+                let floor_cfg = protocols
+                    .first()
+                    .map_or(bases.grove.clone(), |p| p.cfg.clone());
+                let floor = cmp::floor(&floor_cfg);
+                let title = match a.table {
+                    TableKind::Dissec => "DISSEC's settings, models and cost constants",
+                    TableKind::Measured => "DISSEC's settings, this machine's measured costs",
+                    _ => "DISSEC's settings, measured costs, log-normal latency (median 33 ms, sigma 1)",
+                };
+                cmp::render_rates(
+                    &cmp::RatesTable {
+                        title,
+                        rates: &rates,
+                        protocols: &protocols,
+                        floor: &floor,
+                        floor_cfg: &floor_cfg,
+                        own: own.as_ref(),
+                        published: a.table == TableKind::Dissec,
+                    },
+                    &cells,
+                )
+            }
+        }
+    };
+    print!("{out}");
+    if let Some(path) = &a.csv {
+        std::fs::write(path, rows.join("\n") + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if violations > 0 {
+        bail!("{violations} run(s) with checker violations");
+    }
+    Ok(())
 }
 
 /// The median of `runs` timings of `f`, in microseconds.

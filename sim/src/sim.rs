@@ -83,9 +83,11 @@ enum Action {
     Rejoin {
         node: Ix,
     },
-    /// `failures.oracle`: the nodes that wait on `dead` learn that it failed.
+    /// `failures.oracle`: the nodes that wait on `dead` learn that it failed; `held` says
+    /// whether it held data (shares or partial sums) when it died.
     Oracle {
         dead: Ix,
+        held: bool,
     },
 }
 
@@ -157,6 +159,8 @@ struct SimNode {
     downlink_free: Micros,
     last_crash: Option<Micros>,
     busy_us: u64,
+    /// Whether this node received a share or a partial sum (it held data for a position).
+    held_data: bool,
     shares_sent: u32,
     contribution: Option<Vec<f64>>,
     kill_after_send: Option<String>,
@@ -307,6 +311,7 @@ impl Simulator {
                 downlink_free: Micros::ZERO,
                 last_crash: None,
                 busy_us: 0,
+                held_data: false,
                 shares_sent: 0,
                 contribution: None,
                 kill_after_send: None,
@@ -698,7 +703,7 @@ impl Simulator {
             }
             Action::Crash { node } => self.crash(node),
             Action::Rejoin { node } => self.rejoin(node),
-            Action::Oracle { dead } => self.oracle(dead),
+            Action::Oracle { dead, held } => self.oracle(dead, held),
         }
         Ok(())
     }
@@ -917,6 +922,12 @@ impl Simulator {
             Input::Message { from, message, ack } => {
                 if let Some(ack) = ack {
                     acked = Some(ack);
+                }
+                if matches!(
+                    message.body,
+                    Body::Share(_) | Body::Partial(_) | Body::PartialAhead(_) | Body::HealPart(_)
+                ) {
+                    self.nodes[node as usize].held_data = true;
                 }
                 let subject = self.observe(node, &message);
                 let from_id = self.nodes[from as usize].identity.node;
@@ -1269,16 +1280,20 @@ impl Simulator {
         self.counters.crashes += 1;
         if self.cfg.failures.oracle {
             let delay = (self.cfg.failures.oracle_delay_ms * 1000.0) as u64;
-            self.schedule(self.now.plus(delay), Action::Oracle { dead: node });
+            let held = self.nodes[node as usize].held_data;
+            self.schedule(self.now.plus(delay), Action::Oracle { dead: node, held });
         }
     }
 
     /// DISSEC's failure oracle: `oracle_delay_ms` after a node died, every node that waits
-    /// on it or sends to it in the plan learns it: for each position it may serve, every
-    /// candidate of the parent group (they wait for its group's partials: DISSEC's local
-    /// failure propagation), the candidates of the same position in the child groups (they
-    /// sent it theirs) and a leaf's contributors (they sent it shares).
-    fn oracle(&mut self, dead: Ix) {
+    /// on it or sends to it in the plan learns it: for each position it may serve, the
+    /// candidates of the same position in the child groups (they sent it theirs) and a leaf's
+    /// contributors (they sent it shares), and, if it held data when it died, every candidate
+    /// of the parent group (they wait for its group's partials: DISSEC's local failure
+    /// propagation). DISSEC's manager, which sees every node, replaces an aggregator that dies
+    /// before any of its children sent it data instead of cutting its subtree; a parent that
+    /// learns of such a death would cut it (S&P drops a child one of whose servers died).
+    fn oracle(&mut self, dead: Ix, held: bool) {
         let Some(plan) = self.plan.clone() else {
             return;
         };
@@ -1286,7 +1301,7 @@ impl Simulator {
         let mut to: Vec<Ix> = Vec::new();
         let slots = plan.roles_of(&id).iter().chain(plan.backup_roles_of(&id));
         for &(group, position) in slots {
-            if let Some(parent) = plan.parent(group) {
+            if let (true, Some(parent)) = (held, plan.parent(group)) {
                 for p in 1..=plan.g {
                     to.extend(
                         plan.candidates(parent, p)

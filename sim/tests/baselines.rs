@@ -121,3 +121,27 @@ fn the_failure_oracle_lets_an_sp_parent_stop_waiting_for_a_dead_child() {
     let (la, lb) = (a.latency_s.unwrap(), b.latency_s.unwrap());
     assert!(lb < la, "with the oracle {lb} s, without {la} s");
 }
+
+#[test]
+fn sp_replaces_a_member_that_dies_before_its_children_sent_it_anything() {
+    // DISSEC's S&P replaces an aggregator that dies before any of its children sent it data
+    // and cuts its subtree only if some had. A level-1 member dies at once; the oracle tells
+    // its children within 100 ms, so they send to its backup instead, long before their own
+    // timeouts (5 s) would have: nothing is cut.
+    let mut cfg = small_with(StrategyName::Sp);
+    cfg.failures.kill = vec![KillConfig {
+        level: 1,
+        index: 0,
+        position: 2,
+        at_ms: Some(1.0),
+        after_send: None,
+    }];
+    cfg.failures.oracle = true;
+    cfg.failures.oracle_delay_ms = 100.0;
+    cfg.failures.detection_delay_ms = 5000.0;
+    let r = run_one(&cfg, 3);
+    assert!(r.ok(), "{:?}", r.checks.violations);
+    assert!(r.released, "{:?}", r.failure);
+    assert_eq!(r.summary.crashes, 1);
+    assert_eq!(r.included, r.reached_threshold, "{r:?}");
+}
