@@ -9,6 +9,9 @@
 #
 #   scripts/dissec-own-sim.sh ~/src/dissec_cozy          # SEEDS=20 JOBS=2 OUT=sim-results
 #
+# COMPARE=0 stops after DISSEC's runs (OUT/dissec-own.csv); `grove-sim compare --table dissec
+# --dissec-own OUT/dissec-own.csv` prints the table later.
+#
 # It installs DISSEC's declared dependencies into the checkout with npm (from the npm
 # registry, as DISSEC's README says) and writes a small driver of ours into
 # <checkout>/simulation/grove-driver/; nothing of DISSEC's is copied into this repository.
@@ -85,6 +88,9 @@ for strategy in ONESHOT EAGER HYBRID_BLOCK; do
     done
 done
 echo "== $CSV: $(($(wc -l <"$CSV") - 1)) runs of DISSEC's simulator"
+if [ "${COMPARE:-1}" = 0 ]; then
+    exit 0
+fi
 
 cargo build --release -p grove-sim
 "$ROOT/target/release/grove-sim" compare --table dissec --seeds "$SEEDS" --dissec-own "$CSV" \

@@ -735,6 +735,18 @@ impl Engine {
             let Some(comp) = self.computations.get_mut(&id) else {
                 continue;
             };
+            // A dead node of this node's leaf will send no share: count it as declined, so
+            // the leaf stops waiting for it (DISSEC's leaf aggregators drop a dead contributor).
+            let dead_leaf = plan.leaf_of(&dead);
+            for (key, role) in comp.roles.iter_mut() {
+                if key.0 == dead_leaf
+                    && role.stage == Stage::Collecting
+                    && !role.shares.contains_key(&dead)
+                    && role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF
+                {
+                    role.declined.insert(dead);
+                }
+            }
             if drops {
                 for (key, role) in comp.roles.iter_mut() {
                     if key.0.level == 0 || role.stage != Stage::Collecting {

@@ -75,6 +75,21 @@ pub struct Bases {
     pub highcmpl: SimConfig,
     /// This machine's measured costs (`configs/sim/costs-measured.toml`).
     pub measured: CpuConfig,
+    /// Timeouts fitted under the measured costs, per strategy (the same file).
+    pub measured_timeouts: BTreeMap<String, crate::config::TimeoutsConfig>,
+}
+
+impl Bases {
+    /// A protocol's config under this machine's measured costs, with the timeouts fitted to
+    /// them for its strategy (if the file has them).
+    pub fn measured(&self, cfg: &SimConfig) -> SimConfig {
+        let mut c = cfg.clone();
+        c.cpu = self.measured;
+        if let Some(t) = self.measured_timeouts.get(&c.protocol.strategy.to_string()) {
+            c.protocol.timeouts = *t;
+        }
+        c
+    }
 }
 
 /// One protocol (a row) of a table.

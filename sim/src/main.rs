@@ -568,17 +568,29 @@ fn compare(a: CompareArgs) -> Result<()> {
         }
         Ok(cfg)
     };
-    let measured: grove_sim::config::CpuConfig = load(&a.configs.join("costs-measured.toml"))?
+    let costs = load(&a.configs.join("costs-measured.toml"))?;
+    let measured: grove_sim::config::CpuConfig = costs
         .get("cpu")
         .cloned()
         .context("costs-measured.toml has no [cpu] table")?
         .try_into()
         .context("costs-measured.toml: [cpu]")?;
+    let mut measured_timeouts = BTreeMap::new();
+    if let Some(t) = costs.get("timeouts").and_then(|t| t.as_table()) {
+        for (strategy, table) in t {
+            let timeouts: grove_sim::config::TimeoutsConfig = table
+                .clone()
+                .try_into()
+                .with_context(|| format!("costs-measured.toml: [timeouts.{strategy}]"))?;
+            measured_timeouts.insert(strategy.clone(), timeouts);
+        }
+    }
     let bases = Bases {
         grove: read("dissec-2023.toml")?,
         sp: read("dissec-sp.toml")?,
         highcmpl: read("dissec-highcmpl.toml")?,
         measured,
+        measured_timeouts,
     };
     let own = match &a.dissec_own {
         Some(path) => Some(
@@ -592,7 +604,7 @@ fn compare(a: CompareArgs) -> Result<()> {
     };
     let with_costs = |mut p: cmp::Protocol, measured: bool| {
         if measured {
-            p.cfg.cpu = bases.measured;
+            p.cfg = bases.measured(&p.cfg);
         }
         p
     };

@@ -1288,7 +1288,8 @@ impl Simulator {
     /// DISSEC's failure oracle: `oracle_delay_ms` after a node died, every node that waits
     /// on it or sends to it in the plan learns it: for each position it may serve, the
     /// candidates of the same position in the child groups (they sent it theirs) and a leaf's
-    /// contributors (they sent it shares), and, if it held data when it died, every candidate
+    /// contributors (they sent it shares), the candidates of its own leaf group (a dead
+    /// contributor sends no more shares), and, if it held data when it died, every candidate
     /// of the parent group (they wait for its group's partials: DISSEC's local failure
     /// propagation). DISSEC's manager, which sees every node, replaces an aggregator that dies
     /// before any of its children sent it data instead of cutting its subtree; a parent that
@@ -1318,6 +1319,15 @@ impl Simulator {
             if group.level == 0 {
                 to.extend(self.leaf_contributors.get(&group).into_iter().flatten());
             }
+        }
+        // Its leaf's members: a dead contributor sends no more shares (DISSEC's manager tells
+        // a dead contributor's leaf aggregators).
+        let leaf = plan.leaf_of(&id);
+        for p in 1..=plan.g {
+            to.extend(
+                plan.candidates(leaf, p)
+                    .filter_map(|n| self.index.get(&n).copied()),
+            );
         }
         to.sort_unstable();
         to.dedup();

@@ -145,3 +145,36 @@ fn sp_replaces_a_member_that_dies_before_its_children_sent_it_anything() {
     assert_eq!(r.summary.crashes, 1);
     assert_eq!(r.included, r.reached_threshold, "{r:?}");
 }
+
+#[test]
+fn a_leaf_told_of_a_dead_contributor_stops_waiting_for_its_share() {
+    // DISSEC's leaf aggregators know their contributor list and drop a contributor the oracle
+    // reports dead. Contributors die before sharing (sharing takes 2 s of CPU here); their
+    // leaves close once the others' shares are in, not at the 20 s share window.
+    let mut cfg = small_with(StrategyName::Sp);
+    cfg.failures.kill = vec![];
+    cfg.failures.oracle = true;
+    cfg.cpu = grove_sim::config::CpuConfig::Work(grove_sim::config::WorkCosts {
+        message_us: 0.0,
+        wire_ns_per_byte: 0.0,
+        envelope_us: 0.0,
+        contribute_us: 2_000_000.0,
+        share_ns_per_element: 0.0,
+        absorb_ns_per_element: 0.0,
+        expand_ns_per_element: 0.0,
+        persist_us: 0.0,
+        persist_ns_per_byte: 0.0,
+    });
+    cfg.protocol.timeouts.share_window_ms = 20_000.0;
+    cfg.protocol.timeouts.level_span_ms = 20_000.0;
+    cfg.failures.uniform.rate_percent_per_s = 1.0;
+    let r = run_one(&cfg, 5);
+    assert!(r.ok(), "{:?}", r.checks.violations);
+    assert!(r.released, "{:?}", r.failure);
+    assert!(
+        r.reached_threshold < r.contributors,
+        "a contributor died first"
+    );
+    let latency = r.latency_s.expect("released");
+    assert!(latency < 10.0, "latency {latency} s");
+}
