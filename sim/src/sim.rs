@@ -161,6 +161,8 @@ struct SimNode {
     busy_us: u64,
     /// Whether this node received a share or a partial sum (it held data for a position).
     held_data: bool,
+    /// Whether a share or a partial sum was sent to it (its children finished their work).
+    data_sent_to: bool,
     shares_sent: u32,
     contribution: Option<Vec<f64>>,
     kill_after_send: Option<String>,
@@ -312,6 +314,7 @@ impl Simulator {
                 last_crash: None,
                 busy_us: 0,
                 held_data: false,
+                data_sent_to: false,
                 shares_sent: 0,
                 contribution: None,
                 kill_after_send: None,
@@ -703,7 +706,12 @@ impl Simulator {
             }
             Action::Crash { node } => self.crash(node),
             Action::Rejoin { node } => self.rejoin(node),
-            Action::Oracle { dead, held } => self.oracle(dead, held),
+            Action::Oracle { dead, held } => {
+                // DISSEC cuts the subtree of a dead aggregator that held data, or whose
+                // children had sent theirs by the time its replacement looks.
+                let lost = held || self.nodes[dead as usize].data_sent_to;
+                self.oracle(dead, lost)
+            }
         }
         Ok(())
     }
@@ -1073,6 +1081,12 @@ impl Simulator {
             return cpu_at;
         };
         let carried = self.carried(message, bytes.len() as u64);
+        if matches!(
+            message.body,
+            Body::Share(_) | Body::Partial(_) | Body::PartialAhead(_) | Body::HealPart(_)
+        ) {
+            self.nodes[to as usize].data_sent_to = true;
+        }
         let kind = message.kind();
         let e = self.counters.by_kind.entry(kind).or_default();
         e.0 += 1;
@@ -1289,11 +1303,12 @@ impl Simulator {
     /// on it or sends to it in the plan learns it: for each position it may serve, the
     /// candidates of the same position in the child groups (they sent it theirs) and a leaf's
     /// contributors (they sent it shares), the candidates of its own leaf group (a dead
-    /// contributor sends no more shares), and, if it held data when it died, every candidate
-    /// of the parent group (they wait for its group's partials: DISSEC's local failure
-    /// propagation). DISSEC's manager, which sees every node, replaces an aggregator that dies
-    /// before any of its children sent it data instead of cutting its subtree; a parent that
-    /// learns of such a death would cut it (S&P drops a child one of whose servers died).
+    /// contributor sends no more shares), and, if data was lost with it (it held some when it
+    /// died, or a child has sent it some since), every candidate of the parent group (they wait
+    /// for its group's partials: DISSEC's local failure propagation). DISSEC's manager, which
+    /// sees every node, replaces an aggregator whose children have not sent it anything instead
+    /// of cutting its subtree; a parent that learns of such a death would cut it (S&P drops a
+    /// child one of whose servers died).
     fn oracle(&mut self, dead: Ix, held: bool) {
         let Some(plan) = self.plan.clone() else {
             return;
