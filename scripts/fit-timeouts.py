@@ -3,9 +3,10 @@
 
 Coordinate search: for each timeout in turn, try a few multiples of its current value, run
 the config at each failure rate over SEEDS seeds starting at SEED (default 1001; reported
-figures use seeds 1 to 20), and keep the value that gives the lowest mean median latency
-among the values whose mean median completeness (included over all contributors) is within
-TOLERANCE points of the best. Prints every evaluation and, at the end, the fitted
+figures use seeds 1 to 20), and keep the value with the highest score: the mean over the
+rates of the median completeness (included over all contributors) in percentage points,
+minus the mean median latency in seconds (a second is worth a point; a run without a result
+counts as the simulated horizon, 120 s). Prints every evaluation and, at the end, the fitted
 [protocol.timeouts] table.
 
     scripts/fit-timeouts.py configs/sim/dissec-2023.toml [--set path=value ...] \
@@ -84,18 +85,18 @@ def evaluate(sim, config, sets, timeouts, rates, seeds, seed, threads):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("config")
-    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--set", action="append", default=[], help="path=value[,path=value...]")
     ap.add_argument("--rates", default="0.25,1")
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1001)
     ap.add_argument("--passes", type=int, default=1)
-    ap.add_argument("--tolerance", type=float, default=0.03, help="completeness points")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated timeouts to fit")
     ap.add_argument("--sim", default="target/release/grove-sim")
     a = ap.parse_args()
     rates = [float(r) if "." in r else int(r) for r in a.rates.split(",")]
     timeouts = read_timeouts(a.config)
+    a.set = [part for s in a.set for part in s.split(",") if part]
     for s in a.set:
         k, v = s.split("=", 1)
         if k.startswith("protocol.timeouts."):
@@ -116,11 +117,9 @@ def main():
                     continue
                 print(f"pass {p + 1} {name} = {trial[name]:.0f}: completeness {r[0]*100:.3f}%, latency {r[1]:.3f} s", flush=True)
                 results.append((trial[name], r))
-            top = max(r[1][0] for r in results)
-            keep = [r for r in results if r[1][0] >= top - a.tolerance / 100]
-            value, best = min(keep, key=lambda r: r[1][1])
+            value, best = max(results, key=lambda r: r[1][0] * 100 - r[1][1])
             timeouts[name] = value
-            print(f"  -> {name} = {value:.0f} (completeness {best[0]*100:.3f}%, latency {best[1]:.3f} s)", flush=True)
+            print(f"  -> {name} = {value:.0f} (completeness {best[0]*100:.3f}%, latency {best[1]:.3f} s, score {best[0]*100 - best[1]:.3f})", flush=True)
     print("[protocol.timeouts]")
     for k in TIMEOUTS:
         print(f"{k} = {timeouts[k]:.1f}")
