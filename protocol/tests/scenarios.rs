@@ -254,7 +254,7 @@ fn a_contributor_restarting_resends_identical_shares() {
 }
 
 #[test]
-fn more_than_g_minus_t_failures_in_one_group_exclude_only_that_subtree() {
+fn more_than_g_minus_t_failures_in_one_group_cost_at_most_that_subtree() {
     let mut c = setup(60, 40, 6, 9);
     let id = c.launch(COMMISSIONER, &small_params());
     let victims: Vec<usize> = (1..=3).map(|p| member(&c, &id, leaf(1), p)).collect();
@@ -264,9 +264,17 @@ fn more_than_g_minus_t_failures_in_one_group_exclude_only_that_subtree() {
     let o = run(&mut c, &id);
     let lost = leaf_contributors(&c, &id, leaf(1), &o.contributors);
     assert!(!lost.is_empty());
-    let expected: BTreeSet<_> = o.finished_sending.difference(&lost).copied().collect();
-    assert_eq!(o.included, expected);
-    assert_eq!(released(&o).version.count, expected.len() as u64);
+    // Nobody outside the leaf that lost more than g - t members is left out, and nobody is
+    // included who did not finish sending.
+    let outside: BTreeSet<_> = o.finished_sending.difference(&lost).copied().collect();
+    assert!(o.included.is_superset(&outside));
+    assert!(o.included.is_subset(&o.finished_sending));
+    assert_eq!(released(&o).version.count, o.included.len() as u64);
+    // In this run the leaf is not lost at all: with only two of its five members alive and
+    // t = 3, the dead positions' backups took them over and were given the leaf's shares.
+    // (With the contributors' earlier send order, full vectors before seeds, this same run
+    // excluded the whole leaf: the test asserted exactly that until the seeds went first.)
+    assert_eq!(o.included, o.finished_sending);
 }
 
 #[test]

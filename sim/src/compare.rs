@@ -281,6 +281,7 @@ pub fn floor(cfg: &SimConfig) -> Floor {
     let release = msg(Body::ReleaseShare(ReleaseShareMsg {
         position: 1,
         version: version.digest,
+        released: Vec::new(),
         share: FieldVec(vec![]),
     }));
     let full = Carried {
