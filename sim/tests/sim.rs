@@ -180,27 +180,30 @@ fn dissec() -> SimConfig {
     SimConfig::from_toml(include_str!("../../configs/sim/dissec-2023.toml")).expect("parses")
 }
 
-/// DISSEC's settings at 0.25 %/s, one seed, in CI: completeness as DISSEC defines it (included
-/// over every contributor, those that died before their shares left included), within a few
-/// contributors of what any protocol can reach (those at least `t` of whose shares left).
+/// DISSEC's settings at 0.25 and 1 %/s, seed 1, in CI: completeness as DISSEC defines it
+/// (included over every contributor, those that died before their shares left included), and
+/// at least the contributors this commit includes (4,091 and 4,042 of the 4,096; 4,091 and
+/// 4,054 reached `t`):
+/// the check fails when the metric regresses (contributors sending full vectors before their
+/// seeds include 2 fewer at 0.25 %/s). Lower a figure only with the reason in the commit.
 #[test]
 fn dissec_settings_count_every_contributor() {
-    let mut cfg = dissec();
-    cfg.failures.uniform.rate_percent_per_s = 0.25;
-    let r = run_one(&cfg, 1);
-    assert!(r.ok(), "{:?}", r.checks.violations);
-    assert!(r.released, "{:?}", r.failure);
-    assert!(r.summary.crashes > 0);
-    assert_eq!(r.contributors, 4096);
-    assert_eq!(r.completeness, r.included as f64 / 4096.0);
-    assert!(r.included <= r.reached_threshold);
-    assert!(
-        r.reached_threshold - r.included <= 4,
-        "included {} of the {} contributors that reached t",
-        r.included,
-        r.reached_threshold
-    );
-    assert!(r.completeness >= 0.995, "completeness {}", r.completeness);
+    for (rate, least) in [(0.25, 4091), (1.0, 4042)] {
+        let mut cfg = dissec();
+        cfg.failures.uniform.rate_percent_per_s = rate;
+        let r = run_one(&cfg, 1);
+        assert!(r.ok(), "{:?}", r.checks.violations);
+        assert!(r.released, "{:?}", r.failure);
+        assert!(r.summary.crashes > 0);
+        assert_eq!(r.contributors, 4096);
+        assert_eq!(r.completeness, r.included as f64 / 4096.0);
+        assert!(r.included <= r.reached_threshold);
+        assert!(
+            r.included >= least,
+            "rate {rate}: {} contributors included, {least} before",
+            r.included
+        );
+    }
 }
 
 /// The DISSEC settings over a few seeds at each of DISSEC's failure rates. Takes minutes in
