@@ -694,6 +694,26 @@ impl Engine {
                 comp.servers.insert(s, next);
                 true
             };
+            if drops {
+                // S&P (DISSEC's drop): the dead member is replaced, so this node's later sends
+                // to its position go to the next candidate; nothing already sent is sent
+                // again, so a child whose data it held is cut, as DISSEC cuts it.
+                let mut redirect = Vec::new();
+                if comp.contribution.is_some() {
+                    let leaf = plan.leaf_of(&self.identity.node);
+                    redirect.extend((1..=plan.g).map(|p| slot(leaf, p)));
+                }
+                for key in comp.roles.keys() {
+                    if let Some(parent) = plan.parent(key.0) {
+                        redirect.push(slot(parent, key.1));
+                    }
+                }
+                for s in redirect {
+                    if server_of(&plan, &comp.servers, s) == dead {
+                        failover(comp, s);
+                    }
+                }
+            }
             let moved: Vec<Slot> = resend_shares
                 .into_iter()
                 .filter(|s| failover(comp, *s))
@@ -715,6 +735,18 @@ impl Engine {
             let Some(comp) = self.computations.get_mut(&id) else {
                 continue;
             };
+            // A dead node of this node's leaf will send no share: count it as declined, so
+            // the leaf stops waiting for it (DISSEC's leaf aggregators drop a dead contributor).
+            let dead_leaf = plan.leaf_of(&dead);
+            for (key, role) in comp.roles.iter_mut() {
+                if key.0 == dead_leaf
+                    && role.stage == Stage::Collecting
+                    && !role.shares.contains_key(&dead)
+                    && role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF
+                {
+                    role.declined.insert(dead);
+                }
+            }
             if drops {
                 for (key, role) in comp.roles.iter_mut() {
                     if key.0.level == 0 || role.stage != Stage::Collecting {
@@ -966,9 +998,15 @@ impl Engine {
         let rotation = rotation_of(&me.0, plan.g);
         let shares =
             share_vector_rotated(&contribution.vector, params, contribution.seed, rotation);
+        // Seeds first: the `t - 1` seeds leave at once and the first full vector completes
+        // `t` positions, so a contributor that dies while its full vectors upload is still
+        // included (a share counts once `t` members hold it).
+        let mut shares: Vec<(Position, CompressedShare)> = (1..).zip(shares).collect();
+        shares.sort_by_key(|(position, share)| {
+            (matches!(share, CompressedShare::Full(_)), *position)
+        });
         let mut ctx = ctx!(self);
-        for (i, share) in shares.into_iter().enumerate() {
-            let position = i as u8 + 1;
+        for (position, share) in shares {
             if only.is_some_and(|o| o != position) {
                 continue;
             }

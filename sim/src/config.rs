@@ -54,6 +54,14 @@ pub struct ProtocolConfig {
     /// every share is in (DISSEC's leaf aggregators know their contributor list); otherwise
     /// they wait for the share window.
     pub leaf_roster: bool,
+    /// A member that holds every item of its group sends its partial sum ahead of agreement
+    /// (`grove_protocol::engine::Strategy::send_ahead`): Grove's, and a variant of each
+    /// baseline.
+    pub send_ahead: bool,
+    /// Shares to `t - 1` positions travel as 32-byte seeds (Grove's compressed sharing). Off:
+    /// every share is charged as a full vector, as DISSEC's additive shares are. The receiver
+    /// of a seed still pays for expanding it (`cpu.expand_ns_per_element`).
+    pub seed_compression: bool,
     pub timeouts: TimeoutsConfig,
 }
 
@@ -178,16 +186,82 @@ pub enum CryptoOn {
     Payload,
 }
 
+/// What the nodes' CPUs are charged. Every message costs its sender CPU time before it leaves
+/// and its receiver CPU time before the engine sees it; a node does one thing at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "model", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CpuConfig {
+    /// Per byte on the wire: a fixed crypto cost per message and a compute cost per kB of the
+    /// message's charged bytes (so a 32-byte seed share is nearly free to its receiver).
+    PerKb {
+        /// Cost of one cryptographic operation (seal or open), in ms, paid once per message
+        /// sent and once per message received.
+        crypto_ms_per_message: f64,
+        /// Which messages pay the crypto cost.
+        crypto_on: CryptoOn,
+        /// Compute cost per kB produced or consumed (sharing, summing), in microseconds.
+        compute_us_per_kb: f64,
+    },
+    /// Per unit of work the engine really does: sharing, expanding seeds, opening and summing
+    /// vectors of the declared length, per message and per byte of transport, and a write
+    /// and fsync per batch of persisted records (see [`WorkCosts`]).
+    Work(WorkCosts),
+}
+
+/// The costs of the engine's work, by operation. An element is one 8-byte field element of
+/// the contribution vector (`payload.vector_len` of them per vector, in either payload mode).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CpuConfig {
-    /// Cost of one cryptographic operation (seal or open), in ms, paid once per message sent
-    /// and once per message received.
-    pub crypto_ms_per_message: f64,
-    /// Which messages pay the crypto cost.
-    pub crypto_on: CryptoOn,
-    /// Compute cost per kB produced or consumed (sharing, summing), in microseconds.
-    pub compute_us_per_kb: f64,
+pub struct WorkCosts {
+    /// Every message sent and every message received (framing, the transport's per-message
+    /// work), in microseconds.
+    pub message_us: f64,
+    /// Every byte sent and every byte received (the transport's encryption, the codec), in ns.
+    pub wire_ns_per_byte: f64,
+    /// A share's envelope at each end: the X25519 agreement (its authenticated encryption is
+    /// charged per byte, `wire_ns_per_byte`, on top of the transport's), in microseconds.
+    pub envelope_us: f64,
+    /// Every time a node shares its contribution (checks, key derivation), in microseconds.
+    pub contribute_us: f64,
+    /// Producing one share of one element; a contributor produces `g` shares per element.
+    pub share_ns_per_element: f64,
+    /// Taking one received vector into a sum (a share, a partial sum, a heal part, a release
+    /// share: an addition or a Lagrange multiply-add), per element, in ns.
+    pub absorb_ns_per_element: f64,
+    /// Expanding a 32-byte seed into a vector (a seed share at its receiver, a heal part's
+    /// mask at its sender), per element, in ns.
+    pub expand_ns_per_element: f64,
+    /// Writing and fsyncing one batch of records (the engine's records before a send are
+    /// committed together, as the daemon does), in microseconds.
+    pub persist_us: f64,
+    /// Per byte persisted (the records' encoding, with vectors of the declared length), in ns.
+    pub persist_ns_per_byte: f64,
+}
+
+impl CpuConfig {
+    /// The compute cost per kB (1,024 bytes) of vector handled, as the planner models it.
+    pub fn compute_us_per_kb(&self) -> f64 {
+        match *self {
+            CpuConfig::PerKb {
+                compute_us_per_kb, ..
+            } => compute_us_per_kb,
+            CpuConfig::Work(w) => {
+                (w.absorb_ns_per_element + w.expand_ns_per_element) * 128.0 / 1000.0
+                    + w.wire_ns_per_byte * 1024.0 / 1000.0
+            }
+        }
+    }
+
+    /// The cost of one cryptographic operation, in microseconds, as the planner models it.
+    pub fn crypto_us(&self) -> f64 {
+        match *self {
+            CpuConfig::PerKb {
+                crypto_ms_per_message,
+                ..
+            } => crypto_ms_per_message * 1000.0,
+            CpuConfig::Work(w) => w.envelope_us + w.message_us,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -205,12 +279,21 @@ pub struct FailureConfig {
     pub churn: ChurnConfig,
     /// Kills of chosen roles at chosen phases.
     pub kill: Vec<KillConfig>,
-    /// Delay after which a sender would learn that a message could not be delivered.
+    /// Failure detection is by timeout only: a receiver acknowledges a message once its engine
+    /// handled it (the acknowledgement travels back one latency), and a sender that has no
+    /// acknowledgement this long after the message's last byte left its uplink learns that it
+    /// was not delivered (whether the receiver is dead or only slow) and fails it over. The
+    /// failure oracle (below) uses the same delay.
     pub detection_delay_ms: f64,
-    /// DISSEC's failure oracle: `detection_delay_ms` after a node dies, the nodes that wait on
-    /// it or sent to it learn it (`Engine::handle_failure_notice`). Only the DISSEC baseline
-    /// configs set it; a deployment has no such oracle.
+    /// DISSEC's failure oracle (its model of health checks between neighbours of the tree):
+    /// `oracle_delay_ms` after a node dies, the nodes that wait on it or sent to it learn it
+    /// (`Engine::handle_failure_notice`). Only the DISSEC baseline configs set it; Grove's
+    /// daemon has no such detector, only its acknowledgement timeouts.
     pub oracle: bool,
+    /// The oracle's delay: DISSEC's `2 * maxToAverageRatio * averageLatency` = 660 ms in its
+    /// own model; equal to `detection_delay_ms` where every protocol must detect failures
+    /// with the same delay.
+    pub oracle_delay_ms: f64,
 }
 
 /// DISSEC's model: each node dies with `probability` at a uniform time in `[0, W]` after the
@@ -370,8 +453,29 @@ impl SimConfig {
                 return Err("failures.kill: set exactly one of at_ms and after_send".into());
             }
         }
-        if self.cpu.crypto_ms_per_message < 0.0 || self.cpu.compute_us_per_kb < 0.0 {
-            return Err("cpu costs must not be negative".into());
+        let costs: Vec<f64> = match self.cpu {
+            CpuConfig::PerKb {
+                crypto_ms_per_message,
+                compute_us_per_kb,
+                ..
+            } => vec![crypto_ms_per_message, compute_us_per_kb],
+            CpuConfig::Work(w) => vec![
+                w.message_us,
+                w.wire_ns_per_byte,
+                w.envelope_us,
+                w.contribute_us,
+                w.share_ns_per_element,
+                w.absorb_ns_per_element,
+                w.expand_ns_per_element,
+                w.persist_us,
+                w.persist_ns_per_byte,
+            ],
+        };
+        if costs.iter().any(|c| !(c.is_finite() && *c >= 0.0)) {
+            return Err("cpu costs must be finite and not negative".into());
+        }
+        if self.failures.detection_delay_ms <= 0.0 {
+            return Err("failures.detection_delay_ms must be positive".into());
         }
         Ok(())
     }

@@ -27,6 +27,10 @@ enum Cmd {
         /// Number of seeds: `seed`, `seed + 1`, ...
         #[arg(long, default_value_t = 1)]
         seeds: u64,
+        /// The first seed (default: the config's `seed`); fitting uses seeds disjoint from
+        /// the reported ones.
+        #[arg(long)]
+        seed: Option<u64>,
         /// Print the reports as JSON instead of the human summary.
         #[arg(long)]
         json: bool,
@@ -52,6 +56,12 @@ enum Cmd {
         values: Vec<String>,
         #[arg(long, default_value_t = 1)]
         seeds: u64,
+        /// The first seed (default: the config's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Further options set on every point: `path=value`, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        set: Vec<String>,
         /// Write one CSV row per run here.
         #[arg(long)]
         csv: Option<PathBuf>,
@@ -85,12 +95,71 @@ enum Cmd {
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// Time the engine's per-message cryptography on this machine (one core): sealing and
-    /// opening a share envelope, an X25519 public key, a request signature check. These run
-    /// inside the real engine in every simulation, so they bound its speed at scale.
+    /// The comparison tables with DISSEC: every protocol through the same engine under one
+    /// config's models and budget, DISSEC's completeness, medians with 95% intervals, the
+    /// physical floor; `dissec` also DISSEC's published medians and, with `--dissec-own`, the
+    /// figures of DISSEC's own simulator (`scripts/dissec-own-sim.sh`).
+    Compare {
+        /// dissec, measured (this machine's costs), heavy-tail (measured costs, log-normal
+        /// latency), budget (equal nodes, several (g, t), exposure), detection (the detection
+        /// delay swept).
+        #[arg(long, default_value = "dissec")]
+        table: String,
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        /// The first seed (default: the configs' `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where dissec-2023.toml, dissec-sp.toml, dissec-highcmpl.toml and
+        /// costs-measured.toml are.
+        #[arg(long, default_value = "configs/sim")]
+        configs: PathBuf,
+        /// The CSV that scripts/dissec-own-sim.sh wrote from DISSEC's own simulator.
+        #[arg(long)]
+        dissec_own: Option<PathBuf>,
+        /// Failure rates (%/s).
+        #[arg(long, value_delimiter = ',')]
+        rates: Vec<f64>,
+        /// Detection delays (ms) of the detection table.
+        #[arg(long, value_delimiter = ',')]
+        delays: Vec<f64>,
+        /// Costs of the budget and detection tables: "dissec" (the configs') or "measured".
+        #[arg(long, default_value = "dissec")]
+        costs: String,
+        /// Only the protocols whose name contains one of these (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Also write one CSV row per run here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Print the timeouts the planner's rule gives a config's conditions and plan shape (its
+    /// `g`, `t`, fan-in and contributors per leaf), as a `[protocol.timeouts]` table.
+    PlannerTimeouts { config: PathBuf },
+    /// Time the engine's work on this machine (one core): sealing and opening a share
+    /// envelope, an X25519 public key, a request signature check (these run inside the real
+    /// engine in every simulation, so they bound its speed at scale); then, per element of a
+    /// vector of `--vector-len`, sharing at `(g, t)`, expanding a seed, a multiply-add, the
+    /// authenticated encryption and the codec per byte; and a write and fsync of a file in
+    /// `--persist-dir` per batch and per byte. Prints the `[cpu]` table of the work model.
     CryptoCost {
         #[arg(long, default_value_t = 2000)]
         iterations: u32,
+        #[arg(long, default_value_t = 7)]
+        g: u8,
+        #[arg(long, default_value_t = 5)]
+        t: u8,
+        /// Elements per vector (131,072 of 8 bytes: DISSEC's 1,024 kB model).
+        #[arg(long, default_value_t = 131_072)]
+        vector_len: u32,
+        /// Vector operations are timed this many times (median).
+        #[arg(long, default_value_t = 15)]
+        vector_iterations: u32,
+        /// Where the fsync test writes its file (it is removed afterwards).
+        #[arg(long, default_value = ".")]
+        persist_dir: PathBuf,
     },
 }
 
@@ -158,7 +227,46 @@ fn run_with_bar(
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::CryptoCost { iterations } => crypto_cost(iterations.max(1)),
+        Cmd::Compare {
+            table,
+            seeds,
+            seed,
+            configs,
+            dissec_own,
+            rates,
+            delays,
+            costs,
+            only,
+            csv,
+            threads: t,
+        } => compare(CompareArgs {
+            table: grove_sim::compare::TableKind::parse(&table).map_err(anyhow::Error::msg)?,
+            seeds,
+            seed,
+            configs,
+            dissec_own,
+            rates,
+            delays,
+            costs,
+            only,
+            csv,
+            threads: threads(t),
+        })?,
+        Cmd::PlannerTimeouts { config } => {
+            let cfg = SimConfig::from_value(load(&config)?).map_err(anyhow::Error::msg)?;
+            print!("{}", grove_sim::plancheck::timeouts_table(&cfg));
+        }
+        Cmd::CryptoCost {
+            iterations,
+            g,
+            t,
+            vector_len,
+            vector_iterations,
+            persist_dir,
+        } => {
+            crypto_cost(iterations.max(1));
+            work_cost(g, t, vector_len, vector_iterations.max(1), &persist_dir)?;
+        }
         Cmd::PlanCheck {
             config,
             target,
@@ -212,13 +320,17 @@ fn main() -> Result<()> {
         Cmd::Run {
             config,
             seeds,
+            seed,
             json,
             max_wall_s,
             csv,
             threads: t,
         } => {
             let value = load(&config)?;
-            let cfg = SimConfig::from_value(value).map_err(anyhow::Error::msg)?;
+            let mut cfg = SimConfig::from_value(value).map_err(anyhow::Error::msg)?;
+            if let Some(seed) = seed {
+                cfg.seed = seed;
+            }
             let name = config.display().to_string();
             let budget = max_wall_s.map(Duration::from_secs_f64);
             let reports = run_with_bar(&cfg, seeds, threads(t), budget, &name);
@@ -248,6 +360,8 @@ fn main() -> Result<()> {
             param,
             values,
             seeds,
+            seed,
+            set,
             csv,
             plot,
             json,
@@ -256,7 +370,17 @@ fn main() -> Result<()> {
             if values.is_empty() {
                 bail!("--values needs at least one value");
             }
-            let base = load(&config)?;
+            let mut base = load(&config)?;
+            for s in &set {
+                let (path, raw) = s
+                    .split_once('=')
+                    .with_context(|| format!("--set {s}: expected path=value"))?;
+                SimConfig::set_param(&mut base, path, raw).map_err(anyhow::Error::msg)?;
+            }
+            if let Some(seed) = seed {
+                SimConfig::set_param(&mut base, "seed", &seed.to_string())
+                    .map_err(anyhow::Error::msg)?;
+            }
             let mut rows = vec![CSV_HEADER.to_string()];
             let mut points = Vec::new();
             let mut all = Vec::new();
@@ -273,12 +397,15 @@ fn main() -> Result<()> {
                 }
                 if !json {
                     println!(
-                        "{param} = {v}: median completeness {:.3}% (min {:.3}%), median latency {}, released {}/{}, violations {}",
-                        agg.completeness_median * 100.0,
+                        "{param} = {v}: median completeness {} (min {:.3}%; of finished senders {:.3}%; ceiling {:.3}%), median latency {}, released {}/{}, spurious timeouts {}, violations {}",
+                        grove_sim::report::percent_with_ci(agg.completeness_median, agg.completeness_ci95),
                         agg.completeness_min * 100.0,
-                        agg.latency_s_median.map_or("-".into(), |l| format!("{l:.3} s")),
+                        agg.completeness_of_finished_median * 100.0,
+                        agg.ceiling_median * 100.0,
+                        grove_sim::report::seconds_with_ci(agg.latency_s_median, agg.latency_s_ci95),
                         agg.released,
                         agg.runs,
+                        agg.spurious_timeouts_median,
                         agg.violations
                     );
                 }
@@ -414,6 +541,351 @@ fn crypto_cost(iterations: u32) {
         per_contributor_s * 1e3,
         per_contributor_s * 1e6
     );
+}
+
+struct CompareArgs {
+    table: grove_sim::compare::TableKind,
+    seeds: u64,
+    seed: Option<u64>,
+    configs: PathBuf,
+    dissec_own: Option<PathBuf>,
+    rates: Vec<f64>,
+    delays: Vec<f64>,
+    costs: String,
+    only: Vec<String>,
+    csv: Option<PathBuf>,
+    threads: usize,
+}
+
+fn compare(a: CompareArgs) -> Result<()> {
+    use grove_sim::compare::{self as cmp, Bases, TableKind};
+    use std::collections::BTreeMap;
+    let read = |name: &str| -> Result<SimConfig> {
+        let mut cfg =
+            SimConfig::from_value(load(&a.configs.join(name))?).map_err(anyhow::Error::msg)?;
+        if let Some(seed) = a.seed {
+            cfg.seed = seed;
+        }
+        Ok(cfg)
+    };
+    let costs = load(&a.configs.join("costs-measured.toml"))?;
+    let measured: grove_sim::config::CpuConfig = costs
+        .get("cpu")
+        .cloned()
+        .context("costs-measured.toml has no [cpu] table")?
+        .try_into()
+        .context("costs-measured.toml: [cpu]")?;
+    let mut measured_timeouts = BTreeMap::new();
+    if let Some(t) = costs.get("timeouts").and_then(|t| t.as_table()) {
+        for (strategy, table) in t {
+            let timeouts: grove_sim::config::TimeoutsConfig = table
+                .clone()
+                .try_into()
+                .with_context(|| format!("costs-measured.toml: [timeouts.{strategy}]"))?;
+            measured_timeouts.insert(strategy.clone(), timeouts);
+        }
+    }
+    let bases = Bases {
+        grove: read("dissec-2023.toml")?,
+        sp: read("dissec-sp.toml")?,
+        highcmpl: read("dissec-highcmpl.toml")?,
+        measured,
+        measured_timeouts,
+    };
+    let own = match &a.dissec_own {
+        Some(path) => Some(
+            cmp::OwnSim::parse(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let with_costs = |mut p: cmp::Protocol, measured: bool| {
+        if measured {
+            p.cfg = bases.measured(&p.cfg);
+        }
+        p
+    };
+    let measured_costs = match a.costs.as_str() {
+        "dissec" => false,
+        "measured" => true,
+        other => bail!("--costs {other}: dissec or measured"),
+    };
+    let mut protocols: Vec<cmp::Protocol> = match a.table {
+        TableKind::Dissec => cmp::protocols(&bases),
+        TableKind::Measured => cmp::protocols(&bases)
+            .into_iter()
+            .map(|p| with_costs(p, true))
+            .collect(),
+        TableKind::HeavyTail => cmp::protocols(&bases)
+            .into_iter()
+            .map(|p| {
+                let mut p = with_costs(p, true);
+                p.cfg.latency = cmp::HEAVY_TAIL;
+                p
+            })
+            .collect(),
+        TableKind::Budget => cmp::budget_protocols(&bases)
+            .into_iter()
+            .map(|p| with_costs(p, measured_costs))
+            .collect(),
+        TableKind::Detection => cmp::protocols(&bases)
+            .into_iter()
+            .filter(|p| !p.name.contains('+'))
+            .map(|p| with_costs(p, measured_costs))
+            .collect(),
+    };
+    if !a.only.is_empty() {
+        protocols.retain(|p| a.only.iter().any(|o| p.name.contains(o.as_str())));
+    }
+    let rates = if a.rates.is_empty() {
+        match a.table {
+            TableKind::Budget | TableKind::Detection => vec![0.25, 1.0],
+            _ => vec![0.0, 0.25, 1.0],
+        }
+    } else {
+        a.rates.clone()
+    };
+    let delays = if a.delays.is_empty() {
+        vec![660.0, 1000.0, 2000.0, 5000.0, 10_000.0, 30_000.0]
+    } else {
+        a.delays.clone()
+    };
+    let mut rows = vec![CSV_HEADER.to_string()];
+    let mut run = |cfg: &SimConfig, protocol: &str, column: &str| -> Aggregate {
+        let label = format!("{protocol} @ {column}");
+        let reports = run_with_bar(cfg, a.seeds, a.threads, None, &label);
+        let agg = Aggregate::of(&reports);
+        eprintln!(
+            "{label}: {} / {}, released {}/{}, violations {}",
+            grove_sim::report::percent_with_ci(agg.completeness_median, agg.completeness_ci95),
+            grove_sim::report::seconds_with_ci(agg.latency_s_median, agg.latency_s_ci95),
+            agg.released,
+            agg.runs,
+            agg.violations
+        );
+        for r in &reports {
+            rows.push(csv_row(&protocol.replace(',', ";"), column, r));
+        }
+        agg
+    };
+    let mut violations = 0;
+    let out = match a.table {
+        TableKind::Detection => {
+            let mut cells = BTreeMap::new();
+            for (ri, &rate) in rates.iter().enumerate() {
+                for (pi, p) in protocols.iter().enumerate() {
+                    for (di, &d) in delays.iter().enumerate() {
+                        let cfg = cmp::with_detection(&cmp::at_rate(&p.cfg, rate), d);
+                        let agg = run(&cfg, &p.name, &format!("{rate} %/s, {d} ms"));
+                        violations += agg.violations;
+                        cells.insert((pi, ri, di), agg);
+                    }
+                }
+            }
+            cmp::render_detection(&rates, &delays, &protocols, &cells)
+        }
+        _ => {
+            let mut cells = BTreeMap::new();
+            for (ri, &rate) in rates.iter().enumerate() {
+                for (pi, p) in protocols.iter().enumerate() {
+                    let agg = run(&cmp::at_rate(&p.cfg, rate), &p.name, &format!("{rate} %/s"));
+                    violations += agg.violations;
+                    cells.insert((pi, ri), agg);
+                }
+            }
+            if a.table == TableKind::Budget {
+                cmp::render_budget(&rates, &protocols, &cells, 0.1)
+            } else {
+                let floor_cfg = protocols
+                    .first()
+                    .map_or(bases.grove.clone(), |p| p.cfg.clone());
+                let floor = cmp::floor(&floor_cfg);
+                let title = match a.table {
+                    TableKind::Dissec => "DISSEC's settings, models and cost constants",
+                    TableKind::Measured => "DISSEC's settings, this machine's measured costs",
+                    _ => "DISSEC's settings, measured costs, log-normal latency (median 33 ms, sigma 1)",
+                };
+                cmp::render_rates(
+                    &cmp::RatesTable {
+                        title,
+                        rates: &rates,
+                        protocols: &protocols,
+                        floor: &floor,
+                        floor_cfg: &floor_cfg,
+                        own: own.as_ref(),
+                        published: a.table == TableKind::Dissec,
+                    },
+                    &cells,
+                )
+            }
+        }
+    };
+    print!("{out}");
+    if let Some(path) = &a.csv {
+        std::fs::write(path, rows.join("\n") + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if violations > 0 {
+        bail!("{violations} run(s) with checker violations");
+    }
+    Ok(())
+}
+
+/// The median of `runs` timings of `f`, in microseconds.
+fn median_us(runs: u32, f: &mut dyn FnMut()) -> f64 {
+    let mut v: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times the engine's vector work and a write and fsync, and prints the work model's costs.
+fn work_cost(g: u8, t: u8, len: u32, runs: u32, persist_dir: &Path) -> Result<()> {
+    use grove_protocol::codec;
+    use grove_protocol::field::{mul_add_assign_vec, random_vec, FieldVec, Fp};
+    use grove_protocol::ids::{ComputationId, Digest, GroupId, Version};
+    use grove_protocol::message::{Body, Message, PartialMsg};
+    use grove_protocol::seal;
+    use grove_protocol::sharing::{share_vector_rotated, CompressedShare, SharingParams};
+    use rand_chacha::rand_core::SeedableRng;
+    use std::hint::black_box;
+    use std::io::Write as _;
+    let params = SharingParams::new(g, t).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n = len as usize;
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed([5; 32]);
+    let secret = random_vec(&mut rng, n);
+    let other = random_vec(&mut rng, n);
+    // Rotation 1 takes the general path (rotation 0 is the plain compressed sharing).
+    let share_us = median_us(runs, &mut || {
+        black_box(share_vector_rotated(black_box(&secret), params, [7; 32], 1));
+    });
+    let expand_us = median_us(runs, &mut || {
+        black_box(CompressedShare::Seed([3; 32]).expand(n));
+    });
+    let mut acc = secret.clone();
+    let absorb_us = median_us(runs, &mut || {
+        mul_add_assign_vec(black_box(&mut acc), Fp::new(3), black_box(&other));
+    });
+    // A share envelope of the vector's bytes: X25519 plus ChaCha20-Poly1305 over them.
+    let secret_key = grove_protocol::ids::hash_parts("grove-sim/work-cost", &[b"recipient"]);
+    let public = seal::x25519_public(&secret_key);
+    let big = FieldVec(secret.clone()).to_bytes();
+    let small = vec![7u8; 100];
+    let seal_big_us = median_us(runs, &mut || {
+        black_box(seal::seal(&public, black_box(&big), [9; 32]).ok());
+    });
+    let seal_small_us = median_us(runs.max(200), &mut || {
+        black_box(seal::seal(&public, black_box(&small), [9; 32]).ok());
+    });
+    let sealed = seal::seal(&public, &big, [9; 32]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let open_big_us = median_us(runs, &mut || {
+        black_box(seal::open(&secret_key, black_box(&sealed)).ok());
+    });
+    let sealed_small = seal::seal(&public, &small, [9; 32]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let open_small_us = median_us(runs.max(200), &mut || {
+        black_box(seal::open(&secret_key, black_box(&sealed_small)).ok());
+    });
+    let aead_ns_per_byte = ((seal_big_us - seal_small_us) + (open_big_us - open_small_us)) / 2.0
+        * 1000.0
+        / big.len() as f64;
+    let envelope_us = (seal_small_us + open_small_us) / 2.0;
+    // The codec of a partial sum, per byte, and of a small message.
+    let partial = Message {
+        computation: ComputationId([1; 32]),
+        round: 0,
+        body: Body::Partial(PartialMsg {
+            child: GroupId { level: 0, index: 1 },
+            position: 1,
+            version: Version {
+                digest: Digest([2; 32]),
+                count: 8,
+            },
+            sum: FieldVec(secret.clone()),
+        }),
+        to: None,
+    };
+    let encoded = codec::encode(&partial).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let codec_big_us = median_us(runs, &mut || {
+        let bytes = codec::encode(black_box(&partial)).unwrap_or_default();
+        black_box(codec::decode(&bytes).ok());
+    });
+    let small_message = Message {
+        computation: ComputationId([1; 32]),
+        round: 0,
+        body: Body::RootQuery,
+        to: None,
+    };
+    let message_us = median_us(runs.max(200), &mut || {
+        let bytes = codec::encode(black_box(&small_message)).unwrap_or_default();
+        black_box(codec::decode(&bytes).ok());
+    });
+    let codec_ns_per_byte = (codec_big_us - message_us).max(0.0) * 1000.0 / encoded.len() as f64;
+    // A write and fsync of a record batch, as a plain file (the daemon commits a redb
+    // transaction, which writes and syncs at least this).
+    let path = persist_dir.join(format!("grove-sim-fsync-{}.tmp", std::process::id()));
+    let mut file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut fsync_us = |bytes: &[u8]| -> Result<f64> {
+        let mut v = Vec::new();
+        for _ in 0..runs.max(20) {
+            let start = std::time::Instant::now();
+            file.write_all(bytes)?;
+            file.sync_data()?;
+            v.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        v.sort_by(f64::total_cmp);
+        Ok(v[v.len() / 2])
+    };
+    let small_record = vec![1u8; 128];
+    let persist_small_us = fsync_us(&small_record)?;
+    let persist_big_us = fsync_us(&big)?;
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    let persist_ns_per_byte =
+        (persist_big_us - persist_small_us).max(0.0) * 1000.0 / (big.len() - 128) as f64;
+    let per_element = |us: f64| us * 1000.0 / n as f64;
+    let kb = big.len() as f64 / 1024.0;
+    println!();
+    println!("vector work, {len} elements ({kb:.0} kB), median of {runs}:");
+    println!("share at (g, t) = ({g}, {t})          {share_us:>10.1} us  ({:.2} ns per element per share)", per_element(share_us) / f64::from(g));
+    println!(
+        "expand a seed                    {expand_us:>10.1} us  ({:.2} ns per element)",
+        per_element(expand_us)
+    );
+    println!(
+        "multiply-add into a sum          {absorb_us:>10.1} us  ({:.2} ns per element)",
+        per_element(absorb_us)
+    );
+    println!("seal / open the vector           {seal_big_us:>10.1} / {open_big_us:.1} us  ({aead_ns_per_byte:.3} ns per byte over 100 B)");
+    println!("encode + decode a partial sum    {codec_big_us:>10.1} us  ({codec_ns_per_byte:.3} ns per byte); a small message {message_us:.2} us");
+    println!("write + fsync 128 B / {kb:.0} kB       {persist_small_us:>10.1} / {persist_big_us:.1} us  ({persist_ns_per_byte:.3} ns per byte) in {}", persist_dir.display());
+    println!();
+    println!("[cpu]   # work model, measured by `grove-sim crypto-cost --g {g} --t {t} --vector-len {len}`");
+    println!("model = \"work\"");
+    println!("message_us = {message_us:.2}");
+    println!(
+        "wire_ns_per_byte = {:.3}",
+        aead_ns_per_byte + codec_ns_per_byte
+    );
+    println!("envelope_us = {envelope_us:.1}");
+    println!("contribute_us = 0.0   # the request's signature check: see above");
+    println!(
+        "share_ns_per_element = {:.3}",
+        per_element(share_us) / f64::from(g)
+    );
+    println!("absorb_ns_per_element = {:.3}", per_element(absorb_us));
+    println!("expand_ns_per_element = {:.3}", per_element(expand_us));
+    println!("persist_us = {persist_small_us:.1}");
+    println!("persist_ns_per_byte = {persist_ns_per_byte:.3}");
+    Ok(())
 }
 
 fn sample_request(key: &ed25519_dalek::SigningKey) -> grove_protocol::request::Request {

@@ -1,8 +1,10 @@
 //! Random draws and cost models. Every draw comes from the run's single ChaCha20 stream.
 
-use crate::config::{CpuConfig, CryptoOn, LatencyModel, PayloadConfig, PayloadMode};
+use crate::config::{CpuConfig, CryptoOn, LatencyModel, PayloadConfig, PayloadMode, WorkCosts};
 use grove_protocol::message::{Body, Message};
+use grove_protocol::record::Record;
 use grove_protocol::seal;
+use grove_protocol::sharing::CompressedShare;
 use grove_protocol::sharing::{carries_full_vector, rotation_of, SharingParams};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -140,9 +142,9 @@ pub fn charged_bytes(
     encoded_len + extra
 }
 
-/// Whether a message pays the crypto cost.
-pub fn pays_crypto(message: &Message, cpu: &CpuConfig) -> bool {
-    match cpu.crypto_on {
+/// Whether a message pays the crypto cost (the per-kB model).
+pub fn pays_crypto(message: &Message, crypto_on: CryptoOn) -> bool {
+    match crypto_on {
         CryptoOn::All => true,
         CryptoOn::Payload => matches!(
             message.body,
@@ -155,14 +157,130 @@ pub fn pays_crypto(message: &Message, cpu: &CpuConfig) -> bool {
     }
 }
 
-/// CPU time to produce (send) or consume (receive) one message, in microseconds.
-pub fn cpu_us(message: &Message, charged: u64, cpu: &CpuConfig) -> u64 {
-    let crypto = if pays_crypto(message, cpu) {
-        cpu.crypto_ms_per_message * 1000.0
+/// What a message carries, for the CPU model: its charged bytes and how many vectors of the
+/// declared length it carries in full (a seed share carries none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Carried {
+    pub bytes: u64,
+    pub full_vectors: u64,
+    /// Elements of a vector of the declared length (`payload.vector_len`).
+    pub elements: u64,
+}
+
+fn ns_to_us(ns: f64) -> f64 {
+    ns / 1000.0
+}
+
+/// Work on one message's vector at its receiver: a share is opened and taken into the sum
+/// (and expanded first if it is a seed); a partial sum, heal part or release share is taken
+/// into a sum.
+fn absorb_us(message: &Message, c: &Carried, w: &WorkCosts) -> f64 {
+    let n = c.elements as f64;
+    match &message.body {
+        Body::Share(_) => {
+            let expand = if c.full_vectors == 0 {
+                w.expand_ns_per_element * n
+            } else {
+                0.0
+            };
+            w.envelope_us
+                + ns_to_us(w.wire_ns_per_byte * c.bytes as f64)
+                + ns_to_us(w.absorb_ns_per_element * n + expand)
+        }
+        Body::Partial(_) | Body::PartialAhead(_) | Body::HealPart(_) | Body::ReleaseShare(_) => {
+            ns_to_us(w.absorb_ns_per_element * n)
+        }
+        _ => 0.0,
+    }
+}
+
+/// CPU time to produce (send) one message, in microseconds. The contribution's sharing is
+/// charged separately ([`contribute_us`]), once per drain that sends shares.
+pub fn send_us(message: &Message, c: &Carried, cpu: &CpuConfig) -> u64 {
+    match *cpu {
+        CpuConfig::PerKb { .. } => per_kb_us(message, c.bytes, cpu),
+        CpuConfig::Work(w) => {
+            let n = c.elements as f64;
+            let own = match &message.body {
+                // Sealing the envelope: X25519 and the encryption of its bytes.
+                Body::Share(_) => w.envelope_us + ns_to_us(w.wire_ns_per_byte * c.bytes as f64),
+                // A helper's masked Lagrange term: a mask expanded and a multiply-add.
+                Body::HealPart(_) => {
+                    ns_to_us((w.expand_ns_per_element + w.absorb_ns_per_element) * n)
+                }
+                _ => 0.0,
+            };
+            (w.message_us + ns_to_us(w.wire_ns_per_byte * c.bytes as f64) + own).round() as u64
+        }
+    }
+}
+
+/// CPU time to consume (receive) one message before its engine sees it, in microseconds.
+pub fn receive_us(message: &Message, c: &Carried, cpu: &CpuConfig) -> u64 {
+    match *cpu {
+        CpuConfig::PerKb { .. } => per_kb_us(message, c.bytes, cpu),
+        CpuConfig::Work(w) => (w.message_us
+            + ns_to_us(w.wire_ns_per_byte * c.bytes as f64)
+            + absorb_us(message, c, &w))
+        .round() as u64,
+    }
+}
+
+/// CPU time of sharing a contribution of `elements` elements into `g` shares (work model; the
+/// per-kB model charges it on the share messages' bytes instead).
+pub fn contribute_us(g: u8, elements: u64, cpu: &CpuConfig) -> u64 {
+    match *cpu {
+        CpuConfig::PerKb { .. } => 0,
+        CpuConfig::Work(w) => (w.contribute_us
+            + ns_to_us(w.share_ns_per_element * f64::from(g) * elements as f64))
+        .round() as u64,
+    }
+}
+
+/// CPU time of writing and fsyncing one batch of `bytes` of records (work model only).
+pub fn persist_us(bytes: u64, cpu: &CpuConfig) -> u64 {
+    match *cpu {
+        CpuConfig::PerKb { .. } => 0,
+        CpuConfig::Work(w) => {
+            (w.persist_us + ns_to_us(w.persist_ns_per_byte * bytes as f64)).round() as u64
+        }
+    }
+}
+
+/// The bytes a record takes in the store: its encoding (as the daemon writes it), with every
+/// vector it holds at the declared length in size-only mode.
+pub fn record_bytes(record: &Record, payload: &PayloadConfig) -> u64 {
+    // Invariant: postcard serialises these plain data types without error.
+    let encoded = postcard::to_allocvec(record).map_or(0, |b| b.len()) as u64;
+    if payload.mode == PayloadMode::Full {
+        return encoded;
+    }
+    let declared = u64::from(payload.vector_len) * 8;
+    let vector_extra = declared - 8 + varint_len(declared) - varint_len(8);
+    let vectors = match record {
+        Record::Contribution { .. } | Record::ChildHeld { .. } | Record::Released { .. } => 1,
+        Record::ShareHeld { share, .. } => u64::from(matches!(share, CompressedShare::Full(_))),
+        _ => 0,
+    };
+    encoded + vectors * vector_extra
+}
+
+/// The per-kB model: crypto per message, compute per kB of charged bytes.
+fn per_kb_us(message: &Message, charged: u64, cpu: &CpuConfig) -> u64 {
+    let CpuConfig::PerKb {
+        crypto_ms_per_message,
+        crypto_on,
+        compute_us_per_kb,
+    } = *cpu
+    else {
+        return 0;
+    };
+    let crypto = if pays_crypto(message, crypto_on) {
+        crypto_ms_per_message * 1000.0
     } else {
         0.0
     };
-    let compute = cpu.compute_us_per_kb * charged as f64 / 1024.0;
+    let compute = compute_us_per_kb * charged as f64 / 1024.0;
     (crypto + compute).round() as u64
 }
 

@@ -124,14 +124,46 @@ pub fn conditions_of(cfg: &SimConfig, target: f64) -> Conditions {
         } else {
             LinkModel::PerLink
         },
-        compute_us_per_kb: cfg.cpu.compute_us_per_kb / kib,
-        crypto_us: cfg.cpu.crypto_ms_per_message * 1000.0,
+        compute_us_per_kb: cfg.cpu.compute_us_per_kb() / kib,
+        crypto_us: cfg.cpu.crypto_us(),
         failure_per_s: cfg.failures.uniform.rate_percent_per_s / 100.0
             * cfg.failures.uniform.probability,
         min_threshold: cfg.protocol.t,
         completeness_target: target,
         k_min: cfg.protocol.k_min,
     }
+}
+
+/// The planner's timeouts for a config's own conditions and plan shape, in milliseconds.
+pub fn planner_timeouts(cfg: &SimConfig) -> crate::config::TimeoutsConfig {
+    let conditions = conditions_of(cfg, 0.99);
+    let p = &cfg.protocol;
+    let to = conditions.timeouts(p.g, p.t, p.fan_in, p.contributors_per_leaf);
+    let ms = |us: u64| us as f64 / 1000.0;
+    crate::config::TimeoutsConfig {
+        share_window_ms: ms(to.share_window),
+        collect_window_ms: ms(to.collect_window),
+        level_span_ms: ms(to.level_span),
+        report_window_ms: ms(to.report_window),
+        manifest_timeout_ms: ms(to.manifest_timeout),
+        heal_attempt_ms: ms(to.heal_attempt),
+        release_window_ms: ms(to.release_window),
+    }
+}
+
+/// [`planner_timeouts`] as a `[protocol.timeouts]` TOML table.
+pub fn timeouts_table(cfg: &SimConfig) -> String {
+    let t = planner_timeouts(cfg);
+    format!(
+        "[protocol.timeouts]\nshare_window_ms = {:.1}\ncollect_window_ms = {:.1}\nlevel_span_ms = {:.1}\nreport_window_ms = {:.1}\nmanifest_timeout_ms = {:.1}\nheal_attempt_ms = {:.1}\nrelease_window_ms = {:.1}\n",
+        t.share_window_ms,
+        t.collect_window_ms,
+        t.level_span_ms,
+        t.report_window_ms,
+        t.manifest_timeout_ms,
+        t.heal_attempt_ms,
+        t.release_window_ms
+    )
 }
 
 /// The config with a plan shape and its timeouts applied.

@@ -19,8 +19,11 @@ pub struct Summary {
     pub dropped_at_dead: u64,
     /// Messages whose sender died before their last byte left.
     pub dropped_sender_died: u64,
-    /// Failure notices that would go back to senders once the engine can take them.
+    /// Acknowledgement timeouts: messages their senders were told were not delivered.
     pub unreachable_notices: u64,
+    /// Of those, timeouts whose receiver was alive (it had not handled the message yet): the
+    /// sender failed over a message that was delivered.
+    pub spurious_timeouts: u64,
     /// Failure notices the oracle (`failures.oracle`) delivered to live nodes.
     pub oracle_notices: u64,
     pub crashes: u64,
@@ -50,10 +53,20 @@ pub struct RunReport {
     pub contributors: u64,
     /// Contributors whose `g` shares all left their uplink.
     pub finished_sending: u64,
+    /// Contributors at least `t` of whose shares left their uplink: no protocol with threshold
+    /// `t` can include any other contributor.
+    pub reached_threshold: u64,
     /// Contributors the released version covers.
     pub included: u64,
-    /// Included contributors over contributors that finished sending.
+    /// Included contributors over all contributors (DISSEC's definition; 0 without a result).
     pub completeness: f64,
+    /// Included contributors that finished sending over contributors that finished sending
+    /// (this simulator's earlier definition: a contributor that died before its last share
+    /// left does not count).
+    pub completeness_of_finished: f64,
+    /// Contributors that reached the threshold over all contributors: the ceiling of
+    /// `completeness` for this run's failures.
+    pub ceiling: f64,
     pub released: bool,
     pub failure: Option<String>,
     /// From the launch to the reconstruction at the commissioner.
@@ -126,16 +139,58 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// Medians and spreads over the seeds of one configuration.
+/// Medians and spreads over the seeds of one configuration. The 95% intervals are the
+/// distribution-free confidence intervals of the median ([`median_ci95`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
     pub runs: usize,
     pub released: usize,
+    /// Included over all contributors (DISSEC's definition).
     pub completeness_median: f64,
+    pub completeness_ci95: Option<(f64, f64)>,
     pub completeness_min: f64,
+    /// Included over contributors that finished sending (the earlier definition).
+    pub completeness_of_finished_median: f64,
+    pub completeness_of_finished_min: f64,
+    /// Contributors that reached the threshold, over all contributors.
+    pub ceiling_median: f64,
+    /// Over the released runs.
     pub latency_s_median: Option<f64>,
+    pub latency_s_ci95: Option<(f64, f64)>,
     pub latency_s_max: Option<f64>,
+    pub spurious_timeouts_median: f64,
     pub violations: usize,
+}
+
+/// `P[Bin(n, 1/2) <= k]`.
+fn binomial_half_cdf(n: usize, k: usize) -> f64 {
+    let mut coef = 1.0f64;
+    let mut total = 0.0;
+    for i in 0..=k.min(n) {
+        if i > 0 {
+            coef = coef * (n - i + 1) as f64 / i as f64;
+        }
+        total += coef;
+    }
+    total / 2f64.powi(n as i32)
+}
+
+/// The distribution-free 95% confidence interval of the median of `n` samples: the order
+/// statistics `x(k)` and `x(n + 1 - k)` (1-based) with the largest `k` such that
+/// `P[Bin(n, 1/2) <= k - 1] <= 0.025` (their coverage is at least 95%; for 20 samples,
+/// `x(6)` and `x(15)`, 95.9%). `None` below 6 samples, where no such `k` exists.
+pub fn median_ci95(values: &[f64]) -> Option<(f64, f64)> {
+    let n = values.len();
+    let mut k = 0;
+    while k < n / 2 && binomial_half_cdf(n, k) <= 0.025 {
+        k += 1;
+    }
+    if k == 0 {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    Some((v[k - 1], v[n - k]))
 }
 
 fn median(v: &mut [f64]) -> Option<f64> {
@@ -154,14 +209,27 @@ fn median(v: &mut [f64]) -> Option<f64> {
 impl Aggregate {
     pub fn of(runs: &[RunReport]) -> Aggregate {
         let mut completeness: Vec<f64> = runs.iter().map(|r| r.completeness).collect();
+        let mut of_finished: Vec<f64> = runs.iter().map(|r| r.completeness_of_finished).collect();
+        let mut ceiling: Vec<f64> = runs.iter().map(|r| r.ceiling).collect();
         let mut latency: Vec<f64> = runs.iter().filter_map(|r| r.latency_s).collect();
+        let mut spurious: Vec<f64> = runs
+            .iter()
+            .map(|r| r.summary.spurious_timeouts as f64)
+            .collect();
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         Aggregate {
             runs: runs.len(),
             released: runs.iter().filter(|r| r.released).count(),
-            completeness_min: completeness.iter().copied().fold(f64::INFINITY, f64::min),
+            completeness_min: min(&completeness),
+            completeness_ci95: median_ci95(&completeness),
             completeness_median: median(&mut completeness).unwrap_or(0.0),
+            completeness_of_finished_min: min(&of_finished),
+            completeness_of_finished_median: median(&mut of_finished).unwrap_or(0.0),
+            ceiling_median: median(&mut ceiling).unwrap_or(0.0),
             latency_s_max: latency.iter().copied().reduce(f64::max),
+            latency_s_ci95: median_ci95(&latency),
             latency_s_median: median(&mut latency),
+            spurious_timeouts_median: median(&mut spurious).unwrap_or(0.0),
             violations: runs.iter().filter(|r| !r.ok()).count(),
         }
     }
@@ -178,19 +246,23 @@ pub fn human(name: &str, mode: &str, runs: &[RunReport]) -> String {
             .map_or("no result".to_string(), |l| format!("{l:.3} s"));
         let _ = writeln!(
             s,
-            "  seed {:>4}: completeness {:>7.3}% ({}/{} finished senders, {} contributors), latency {latency}, \
-             {} msgs, {:.1} MiB, busy median {:.1} ms max {:.1} ms, {} crashes, {} heals, {} events in {:.2} s ({:.0}/s), trace {}{}",
+            "  seed {:>4}: completeness {:>7.3}% ({} of {} contributors; {:.3}% of the {} finished senders; ceiling {:.3}%), latency {latency}, \
+             {} msgs, {:.1} MiB, busy median {:.1} ms max {:.1} ms, {} crashes, {} heals, {} timeouts ({} spurious), {} events in {:.2} s ({:.0}/s), trace {}{}",
             r.seed,
             r.completeness * 100.0,
             r.included,
-            r.finished_sending,
             r.contributors,
+            r.completeness_of_finished * 100.0,
+            r.finished_sending,
+            r.ceiling * 100.0,
             r.summary.messages,
             r.summary.bytes as f64 / (1024.0 * 1024.0),
             r.busy_ms_median,
             r.busy_ms_max,
             r.summary.crashes,
             r.summary.heals_done,
+            r.summary.unreachable_notices,
+            r.summary.spurious_timeouts,
             r.events,
             r.wall_s,
             r.events_per_s,
@@ -242,11 +314,13 @@ pub fn human(name: &str, mode: &str, runs: &[RunReport]) -> String {
     }
     let _ = writeln!(
         s,
-        "  median completeness {:.3}% (min {:.3}%), median latency {}, released {}/{}, runs with violations {}, peak memory {:.0} MiB",
-        agg.completeness_median * 100.0,
+        "  median completeness {} (min {:.3}%; of finished senders {:.3}%, min {:.3}%; ceiling {:.3}%), median latency {}, released {}/{}, runs with violations {}, peak memory {:.0} MiB",
+        percent_with_ci(agg.completeness_median, agg.completeness_ci95),
         agg.completeness_min * 100.0,
-        agg.latency_s_median
-            .map_or("-".to_string(), |l| format!("{l:.3} s")),
+        agg.completeness_of_finished_median * 100.0,
+        agg.completeness_of_finished_min * 100.0,
+        agg.ceiling_median * 100.0,
+        seconds_with_ci(agg.latency_s_median, agg.latency_s_ci95),
         agg.released,
         agg.runs,
         agg.violations,
@@ -255,24 +329,51 @@ pub fn human(name: &str, mode: &str, runs: &[RunReport]) -> String {
     s
 }
 
+/// `99.951% [99.902, 100.000]`: a median completeness and its 95% interval.
+pub fn percent_with_ci(median: f64, ci: Option<(f64, f64)>) -> String {
+    match ci {
+        Some((lo, hi)) => format!(
+            "{:.3}% [{:.3}, {:.3}]",
+            median * 100.0,
+            lo * 100.0,
+            hi * 100.0
+        ),
+        None => format!("{:.3}%", median * 100.0),
+    }
+}
+
+/// `4.123 s [4.010, 4.251]`: a median latency and its 95% interval.
+pub fn seconds_with_ci(median: Option<f64>, ci: Option<(f64, f64)>) -> String {
+    match (median, ci) {
+        (Some(m), Some((lo, hi))) => format!("{m:.3} s [{lo:.3}, {hi:.3}]"),
+        (Some(m), None) => format!("{m:.3} s"),
+        (None, _) => "-".to_string(),
+    }
+}
+
 /// The CSV header of sweep rows.
-pub const CSV_HEADER: &str = "param,value,seed,released,completeness,latency_s,contributors,finished_sending,included,messages,bytes,crashes,heals_done,busy_ms_median,busy_ms_max,events,wall_s,events_per_s,peak_rss_mib,violations,trace_hash";
+pub const CSV_HEADER: &str = "param,value,seed,released,completeness,completeness_of_finished,ceiling,latency_s,contributors,finished_sending,reached_threshold,included,messages,bytes,crashes,heals_done,unreachable_notices,spurious_timeouts,busy_ms_median,busy_ms_max,events,wall_s,events_per_s,peak_rss_mib,violations,trace_hash";
 
 /// One CSV row of a sweep.
 pub fn csv_row(param: &str, value: &str, r: &RunReport) -> String {
     format!(
-        "{param},{value},{},{},{:.6},{},{},{},{},{},{},{},{},{:.3},{:.3},{},{:.3},{:.0},{:.1},{},{}",
+        "{param},{value},{},{},{:.6},{:.6},{:.6},{},{},{},{},{},{},{},{},{},{},{},{:.3},{:.3},{},{:.3},{:.0},{:.1},{},{}",
         r.seed,
         r.released,
         r.completeness,
+        r.completeness_of_finished,
+        r.ceiling,
         r.latency_s.map_or(String::new(), |l| format!("{l:.6}")),
         r.contributors,
         r.finished_sending,
+        r.reached_threshold,
         r.included,
         r.summary.messages,
         r.summary.bytes,
         r.summary.crashes,
         r.summary.heals_done,
+        r.summary.unreachable_notices,
+        r.summary.spurious_timeouts,
         r.busy_ms_median,
         r.busy_ms_max,
         r.events,
@@ -293,8 +394,11 @@ impl RunReport {
             nodes: 0,
             contributors: 0,
             finished_sending: 0,
+            reached_threshold: 0,
             included: 0,
             completeness: 0.0,
+            completeness_of_finished: 0.0,
+            ceiling: 0.0,
             released: false,
             failure: Some(error.clone()),
             latency_s: None,
@@ -323,5 +427,22 @@ impl RunReport {
                 violations: vec![format!("setup: {error}")],
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_interval_is_the_usual_order_statistics() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        // For 20 samples, x(6) and x(15): coverage 95.9%.
+        assert_eq!(median_ci95(&v), Some((6.0, 15.0)));
+        let v: Vec<f64> = (1..=21).rev().map(f64::from).collect();
+        assert_eq!(median_ci95(&v), Some((6.0, 16.0)));
+        assert_eq!(median_ci95(&[1.0, 2.0, 3.0, 4.0, 5.0]), None);
+        assert!(median_ci95(&[1.0; 6]).is_some());
+        assert!(binomial_half_cdf(20, 5) <= 0.025 && binomial_half_cdf(20, 6) > 0.025);
     }
 }

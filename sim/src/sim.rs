@@ -11,8 +11,11 @@
 //! expiries go through the same CPU queue at no cost, so a busy node also handles its timers
 //! late, like a real single-threaded node.
 
-use crate::config::{PayloadMode, SimConfig, StrategyName};
-use crate::models::{charged_bytes, cpu_us, transfer_us, SimRng};
+use crate::config::{PayloadMode, SimConfig};
+use crate::models::{
+    charged_bytes, contribute_us, persist_us, receive_us, record_bytes, send_us, transfer_us,
+    vectors_carried, Carried, SimRng,
+};
 use crate::queue::RadixQueue;
 use crate::report::{Checks, Outcome, RoleTraffic, RunReport, Summary};
 use ed25519_dalek::SigningKey;
@@ -54,9 +57,10 @@ enum Action {
     Received {
         msg: u32,
     },
-    /// The sender of message `msg` learns that its receiver is dead.
-    Notice {
-        msg: u32,
+    /// The sender of the message of acknowledgement slot `ack` gives up waiting for the
+    /// acknowledgement, unless it came.
+    AckDeadline {
+        ack: u32,
     },
     /// The node finished the CPU work of the input at the head of its queue.
     CpuDone {
@@ -79,9 +83,11 @@ enum Action {
     Rejoin {
         node: Ix,
     },
-    /// `failures.oracle`: the nodes that wait on `dead` learn that it failed.
+    /// `failures.oracle`: the nodes that wait on `dead` learn that it failed; `held` says
+    /// whether it held data (shares or partial sums) when it died.
     Oracle {
         dead: Ix,
+        held: bool,
     },
 }
 
@@ -91,20 +97,41 @@ struct InFlight {
     to: Ix,
     /// The real codec encoding (shared between the receivers of a broadcast).
     bytes: Arc<[u8]>,
-    /// Bytes charged on the links (the declared vector length in size-only mode).
-    charged: u64,
-    /// When the sender handed it to its uplink, and when its last byte left.
-    queued_at: Micros,
+    /// Bytes charged on the links (the declared vector length in size-only mode), and the
+    /// vectors the CPU model charges.
+    carried: Carried,
+    /// When the sender's engine produced it (its CPU then works on it first, then its uplink
+    /// carries it), and when its last byte left. A sender that dies in between never sends it.
+    created_at: Micros,
     up_end: Micros,
     /// When its last byte would be in at the receiver if the downlink were free.
     wire_end: Micros,
     kind: &'static str,
+    /// The acknowledgement slot of a unicast message, and its generation.
+    ack: Option<(u32, u32)>,
+}
+
+/// A unicast message whose sender waits for an acknowledgement (failure detection by timeout).
+struct Ack {
+    from: Ix,
+    to: Ix,
+    from_incarnation: u32,
+    bytes: Arc<[u8]>,
+    /// Bumped when the slot is reused, so that a late acknowledgement of an earlier message
+    /// cannot mark a later one.
+    generation: u32,
+    /// The acknowledgement's way back: the forward message's latency draw.
+    back_us: u64,
+    /// When the acknowledgement reaches the sender.
+    acked_at: Option<Micros>,
 }
 
 enum Input {
     Message {
         from: Ix,
         message: Message,
+        /// The acknowledgement slot and generation (unicast messages).
+        ack: Option<(u32, u32)>,
     },
     /// The transport tells the sender that `message` could not be delivered to `to`.
     Unreachable {
@@ -132,6 +159,10 @@ struct SimNode {
     downlink_free: Micros,
     last_crash: Option<Micros>,
     busy_us: u64,
+    /// Whether this node received a share or a partial sum (it held data for a position).
+    held_data: bool,
+    /// Whether a share or a partial sum was sent to it (its children finished their work).
+    data_sent_to: bool,
     shares_sent: u32,
     contribution: Option<Vec<f64>>,
     kill_after_send: Option<String>,
@@ -152,6 +183,9 @@ struct Counters {
     dropped_at_dead: u64,
     dropped_sender_died: u64,
     unreachable_notices: u64,
+    /// Timeouts that fired although the receiver was alive (it had not handled the message
+    /// yet): the sender failed over a message that was delivered.
+    spurious_timeouts: u64,
     oracle_notices: u64,
     crashes: u64,
     rejoins: u64,
@@ -179,6 +213,8 @@ pub struct Simulator {
     plans: Arc<CachedPlans<SortedDirectory>>,
     in_flight: Vec<Option<InFlight>>,
     free_slots: Vec<u32>,
+    acks: Vec<Ack>,
+    free_acks: Vec<u32>,
     commissioner_key: SigningKey,
     request: Option<Request>,
     plan: Option<Arc<Plan>>,
@@ -277,6 +313,8 @@ impl Simulator {
                 downlink_free: Micros::ZERO,
                 last_crash: None,
                 busy_us: 0,
+                held_data: false,
+                data_sent_to: false,
                 shares_sent: 0,
                 contribution: None,
                 kill_after_send: None,
@@ -330,6 +368,8 @@ impl Simulator {
             plans,
             in_flight: Vec::new(),
             free_slots: Vec::new(),
+            acks: Vec::new(),
+            free_acks: Vec::new(),
             commissioner_key,
             request: None,
             plan: None,
@@ -346,7 +386,8 @@ impl Simulator {
             debug_trace: std::env::var_os("GROVE_SIM_TRACE").is_some(),
             gossip_hops,
             engine_len,
-            strategy: Strategy::new(cfg.protocol.strategy.kind()),
+            strategy: Strategy::new(cfg.protocol.strategy.kind())
+                .with_send_ahead(cfg.protocol.send_ahead),
             fixed_id: None,
             envelope,
             verified,
@@ -644,7 +685,7 @@ impl Simulator {
             Action::Launch => self.launch()?,
             Action::Arrive { msg } => self.arrive(msg),
             Action::Received { msg } => self.received(msg),
-            Action::Notice { msg } => self.notice(msg),
+            Action::AckDeadline { ack } => self.ack_deadline(ack),
             Action::CpuDone { node, incarnation } => {
                 if self.nodes[node as usize].incarnation == incarnation {
                     self.cpu_done(node);
@@ -665,7 +706,12 @@ impl Simulator {
             }
             Action::Crash { node } => self.crash(node),
             Action::Rejoin { node } => self.rejoin(node),
-            Action::Oracle { dead } => self.oracle(dead),
+            Action::Oracle { dead, held } => {
+                // DISSEC cuts the subtree of a dead aggregator that held data, or whose
+                // children had sent theirs by the time its replacement looks.
+                let lost = held || self.nodes[dead as usize].data_sent_to;
+                self.oracle(dead, lost)
+            }
         }
         Ok(())
     }
@@ -692,20 +738,12 @@ impl Simulator {
         };
         let to = f.to as usize;
         if self.nodes[to].engine.is_none() {
-            // Failure notice: the sender learns after the detection delay that the receiver is
-            // dead, and its engine fails the message over to the position's next candidate.
+            // Nobody acknowledges it: its sender learns at its acknowledgement deadline.
             self.counters.dropped_at_dead += 1;
-            self.counters.unreachable_notices += 1;
             // The share left its sender even though nobody received it.
-            if let Some(f) = self.in_flight[msg as usize].as_ref() {
-                let f = InFlight {
-                    bytes: f.bytes.clone(),
-                    ..*f
-                };
+            if let Some(f) = self.take(msg) {
                 self.count_share_sent(&f);
             }
-            let delay = (self.cfg.failures.detection_delay_ms * 1000.0) as u64;
-            self.schedule(self.now.plus(delay), Action::Notice { msg });
             return;
         }
         if !self.cfg.bandwidth.charge_downlink {
@@ -713,7 +751,7 @@ impl Simulator {
             self.schedule(f.wire_end, Action::Received { msg });
             return;
         }
-        let down = transfer_us(f.charged, self.cfg.bandwidth.download_kb_per_s);
+        let down = transfer_us(f.carried.bytes, self.cfg.bandwidth.download_kb_per_s);
         let start = self.now.max(self.nodes[to].downlink_free);
         let end = start.plus(down).max(f.wire_end);
         self.nodes[to].downlink_free = end;
@@ -731,7 +769,7 @@ impl Simulator {
     fn sender_died_mid_send(&self, f: &InFlight) -> bool {
         self.nodes[f.from as usize]
             .last_crash
-            .is_some_and(|c| c >= f.queued_at && c < f.up_end)
+            .is_some_and(|c| c >= f.created_at && c < f.up_end)
     }
 
     fn received(&mut self, msg: u32) {
@@ -744,10 +782,8 @@ impl Simulator {
             return;
         }
         if self.nodes[f.to as usize].engine.is_none() {
-            // The receiver died while the message came in: a failure notice, as in `arrive`.
+            // The receiver died while the message came in: no acknowledgement, as in `arrive`.
             self.counters.dropped_at_dead += 1;
-            self.counters.unreachable_notices += 1;
-            self.notify_sender(f);
             return;
         }
         self.trace.update(self.now.0.to_le_bytes());
@@ -756,10 +792,11 @@ impl Simulator {
         self.trace.update(&f.bytes[..]);
         match codec::decode(&f.bytes) {
             Ok(message) => {
-                let cost = cpu_us(&message, f.charged, &self.cfg.cpu);
+                let cost = receive_us(&message, &f.carried, &self.cfg.cpu);
                 let input = Input::Message {
                     from: f.from,
                     message,
+                    ack: f.ack,
                 };
                 self.enqueue(f.to, input, cost);
             }
@@ -767,22 +804,80 @@ impl Simulator {
         }
     }
 
-    fn notice(&mut self, msg: u32) {
-        if let Some(f) = self.take(msg) {
-            self.notify_sender(f);
+    /// Opens an acknowledgement slot for a unicast message; returns it and its generation.
+    fn open_ack(&mut self, from: Ix, to: Ix, bytes: Arc<[u8]>, back_us: u64) -> (u32, u32) {
+        let from_incarnation = self.nodes[from as usize].incarnation;
+        if let Some(i) = self.free_acks.pop() {
+            let a = &mut self.acks[i as usize];
+            let generation = a.generation.wrapping_add(1);
+            *a = Ack {
+                from,
+                to,
+                from_incarnation,
+                bytes,
+                generation,
+                back_us,
+                acked_at: None,
+            };
+            (i, generation)
+        } else {
+            self.acks.push(Ack {
+                from,
+                to,
+                from_incarnation,
+                bytes,
+                generation: 0,
+                back_us,
+                acked_at: None,
+            });
+            ((self.acks.len() - 1) as u32, 0)
         }
     }
 
-    /// Hands an undeliverable message back to its sender's engine (a broadcast needs no
-    /// failover: it is not addressed to a position).
-    fn notify_sender(&mut self, f: InFlight) {
-        if self.nodes[f.from as usize].engine.is_none() || f.kind == "request" || f.kind == "finish"
-        {
+    /// The receiver's engine handled the message, and its drain ended at `done`: the
+    /// acknowledgement leaves then and reaches the sender one latency later.
+    fn acknowledge(&mut self, ack: (u32, u32), done: Micros) {
+        let a = &mut self.acks[ack.0 as usize];
+        if a.generation == ack.1 && a.acked_at.is_none() {
+            a.acked_at = Some(done.plus(a.back_us));
+        }
+    }
+
+    /// A sender's wait for an acknowledgement ends: if none came, the transport reports the
+    /// message undeliverable to the sender's engine, which fails it over to the position's
+    /// next candidate (a broadcast needs no failover: it is not addressed to a position).
+    fn ack_deadline(&mut self, ack: u32) {
+        let a = &mut self.acks[ack as usize];
+        let (from, to, incarnation) = (a.from, a.to, a.from_incarnation);
+        let acked = a.acked_at.is_some_and(|at| at <= self.now);
+        let bytes = std::mem::replace(&mut a.bytes, Arc::from(Vec::new()));
+        a.generation = a.generation.wrapping_add(1);
+        self.free_acks.push(ack);
+        if acked {
             return;
         }
-        if let Ok(message) = codec::decode(&f.bytes) {
+        let sender = &self.nodes[from as usize];
+        if sender.engine.is_none() || sender.incarnation != incarnation {
+            return; // nobody waits any more
+        }
+        self.counters.unreachable_notices += 1;
+        if self.nodes[to as usize].engine.is_some() {
+            self.counters.spurious_timeouts += 1;
+        }
+        if self.debug_trace {
+            eprintln!(
+                "T {:.3} {from} timeout to {to}{}",
+                self.now.0 as f64 / 1e6,
+                if self.nodes[to as usize].engine.is_some() {
+                    " (alive: spurious)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if let Ok(message) = codec::decode(&bytes) {
             if message.to.is_some() {
-                self.enqueue(f.from, Input::Unreachable { to: f.to, message }, 0);
+                self.enqueue(from, Input::Unreachable { to, message }, 0);
             }
         }
     }
@@ -813,6 +908,7 @@ impl Simulator {
         let Some(input) = self.nodes[node as usize].current.take() else {
             return;
         };
+        let mut acked = None;
         match input {
             Input::Timer => {
                 if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
@@ -831,7 +927,16 @@ impl Simulator {
                     engine.handle_unreachable(now, to_id, message);
                 }
             }
-            Input::Message { from, message } => {
+            Input::Message { from, message, ack } => {
+                if let Some(ack) = ack {
+                    acked = Some(ack);
+                }
+                if matches!(
+                    message.body,
+                    Body::Share(_) | Body::Partial(_) | Body::PartialAhead(_) | Body::HealPart(_)
+                ) {
+                    self.nodes[node as usize].held_data = true;
+                }
                 let subject = self.observe(node, &message);
                 let from_id = self.nodes[from as usize].identity.node;
                 if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
@@ -843,6 +948,12 @@ impl Simulator {
             }
         }
         let free_at = self.drain(node, now);
+        if let Some(ack) = acked {
+            // Acknowledged once handled and whatever it caused persisted (as the daemon does).
+            if self.nodes[node as usize].engine.is_some() {
+                self.acknowledge(ack, free_at);
+            }
+        }
         let n = &mut self.nodes[node as usize];
         if n.engine.is_none() {
             return;
@@ -860,11 +971,28 @@ impl Simulator {
     /// `now`; returns when the node's CPU is free again.
     fn drain(&mut self, node: Ix, now: Micros) -> Micros {
         let mut cpu_at = now;
+        // Records waiting to be committed (before the next send, or at idle), and whether this
+        // drain already paid for sharing the node's contribution.
+        let mut unpersisted = 0u64;
+        let mut shared = false;
+        let work = matches!(self.cfg.cpu, crate::config::CpuConfig::Work(_));
         loop {
             let Some(engine) = self.nodes[node as usize].engine.as_mut() else {
                 return cpu_at;
             };
-            match engine.poll_output() {
+            let output = engine.poll_output();
+            if unpersisted > 0
+                && matches!(
+                    output,
+                    Output::Idle { .. } | Output::Send { .. } | Output::Broadcast { .. }
+                )
+            {
+                let cost = persist_us(unpersisted, &self.cfg.cpu);
+                cpu_at = cpu_at.plus(cost);
+                self.nodes[node as usize].busy_us += cost;
+                unpersisted = 0;
+            }
+            match output {
                 Output::Idle { next_deadline } => {
                     if let Some(d) = next_deadline {
                         let d = d.max(now);
@@ -878,12 +1006,39 @@ impl Simulator {
                     return cpu_at;
                 }
                 Output::Persist(record) => {
+                    if work {
+                        unpersisted += record_bytes(&record, &self.cfg.payload).max(1);
+                    }
                     if self.keep_records {
                         self.nodes[node as usize].durable.push(record);
                     }
                 }
                 Output::Send { to, message } => {
                     let kind = message.kind();
+                    if let Body::Share(s) = &message.body {
+                        if !shared && s.contributor == self.nodes[node as usize].identity.node {
+                            // The engine shares the whole vector before it sends any share.
+                            shared = true;
+                            let cost = contribute_us(
+                                self.cfg.protocol.g,
+                                u64::from(self.cfg.payload.vector_len),
+                                &self.cfg.cpu,
+                            );
+                            cpu_at = cpu_at.plus(cost);
+                            self.nodes[node as usize].busy_us += cost;
+                            // A contributor serving a position of its own leaf hands itself that
+                            // share inside its engine (drivers never see a send to oneself).
+                            if let Some(plan) = &self.plan {
+                                let me = s.contributor;
+                                let own = plan
+                                    .roles_of(&me)
+                                    .iter()
+                                    .filter(|(group, _)| *group == s.group)
+                                    .count() as u32;
+                                self.nodes[node as usize].shares_sent += own;
+                            }
+                        }
+                    }
                     if self.debug_trace && kind != "share" && kind != "decline" {
                         let to = self.index.get(&to);
                         let at = self.now.0 as f64 / 1e6;
@@ -925,46 +1080,68 @@ impl Simulator {
         let Some(bytes) = self.encode(from, message) else {
             return cpu_at;
         };
-        // DISSEC's baselines share additively: every share is a full vector (charged as if
-        // `t = 1`, in size-only mode); Grove's positions below `t` receive 32-byte seeds.
-        let t = match self.cfg.protocol.strategy {
-            StrategyName::Grove => self.cfg.protocol.t,
-            StrategyName::Sp | StrategyName::Highcmpl => 1,
+        let carried = self.carried(message, bytes.len() as u64);
+        if matches!(
+            message.body,
+            Body::Share(_) | Body::Partial(_) | Body::PartialAhead(_) | Body::HealPart(_)
+        ) {
+            self.nodes[to as usize].data_sent_to = true;
+        }
+        let kind = message.kind();
+        let e = self.counters.by_kind.entry(kind).or_default();
+        e.0 += 1;
+        e.1 += carried.bytes;
+        let cost = send_us(message, &carried, &self.cfg.cpu);
+        let ready = cpu_at.plus(cost);
+        self.nodes[from as usize].busy_us += cost;
+        let bytes: Arc<[u8]> = bytes.into();
+        let (up_end, first_byte, wire_end, ack) = if from == to {
+            (ready, ready, ready, None)
+        } else {
+            let up = transfer_us(carried.bytes, self.cfg.bandwidth.upload_kb_per_s);
+            let start = ready.max(self.nodes[from as usize].uplink_free);
+            let up_end = start.plus(up);
+            self.nodes[from as usize].uplink_free = up_end;
+            let latency = self.rng.latency_us(&self.cfg.latency);
+            // The sender waits for the acknowledgement from the moment its last byte left.
+            let ack = self.open_ack(from, to, bytes.clone(), latency);
+            let timeout = (self.cfg.failures.detection_delay_ms * 1000.0) as u64;
+            self.schedule(up_end.plus(timeout), Action::AckDeadline { ack: ack.0 });
+            (up_end, start.plus(latency), up_end.plus(latency), Some(ack))
+        };
+        let msg = self.slot(InFlight {
+            from,
+            to,
+            bytes,
+            carried,
+            created_at: self.now,
+            up_end,
+            wire_end,
+            kind,
+            ack,
+        });
+        self.schedule(first_byte, Action::Arrive { msg });
+        ready
+    }
+
+    /// What a message is charged: its bytes on the links and the vectors it carries. Without
+    /// seed compression (DISSEC's additive shares) every share is charged as a full vector, as
+    /// if `t = 1`; with it, the positions below `t` receive 32-byte seeds.
+    fn carried(&self, message: &Message, encoded_len: u64) -> Carried {
+        let t = if self.cfg.protocol.seed_compression {
+            self.cfg.protocol.t
+        } else {
+            1
         };
         let params = grove_protocol::sharing::SharingParams {
             g: self.cfg.protocol.g,
             t,
         };
-        let charged = charged_bytes(message, bytes.len() as u64, params, &self.cfg.payload);
-        let kind = message.kind();
-        let e = self.counters.by_kind.entry(kind).or_default();
-        e.0 += 1;
-        e.1 += charged;
-        let cost = cpu_us(message, charged, &self.cfg.cpu);
-        let ready = cpu_at.plus(cost);
-        self.nodes[from as usize].busy_us += cost;
-        let (queued_at, up_end, first_byte, wire_end) = if from == to {
-            (ready, ready, ready, ready)
-        } else {
-            let up = transfer_us(charged, self.cfg.bandwidth.upload_kb_per_s);
-            let start = ready.max(self.nodes[from as usize].uplink_free);
-            let up_end = start.plus(up);
-            self.nodes[from as usize].uplink_free = up_end;
-            let latency = self.rng.latency_us(&self.cfg.latency);
-            (ready, up_end, start.plus(latency), up_end.plus(latency))
-        };
-        let msg = self.slot(InFlight {
-            from,
-            to,
-            bytes: bytes.into(),
-            charged,
-            queued_at,
-            up_end,
-            wire_end,
-            kind,
-        });
-        self.schedule(first_byte, Action::Arrive { msg });
-        ready
+        Carried {
+            bytes: charged_bytes(message, encoded_len, params, &self.cfg.payload),
+            full_vectors: vectors_carried(message, params),
+            elements: u64::from(self.cfg.payload.vector_len),
+        }
     }
 
     /// Gossip: every other node gets the message after `gossip_hops` latency draws; no uplink
@@ -973,17 +1150,13 @@ impl Simulator {
         let Some(bytes) = self.encode(from, message) else {
             return;
         };
-        let params = grove_protocol::sharing::SharingParams {
-            g: self.cfg.protocol.g,
-            t: self.cfg.protocol.t,
-        };
-        let charged = charged_bytes(message, bytes.len() as u64, params, &self.cfg.payload);
+        let carried = self.carried(message, bytes.len() as u64);
         let bytes: Arc<[u8]> = bytes.into();
         let kind = message.kind();
         let n = self.nodes.len() as Ix;
         let e = self.counters.by_kind.entry(kind).or_default();
         e.0 += u64::from(n - 1);
-        e.1 += charged * u64::from(n - 1);
+        e.1 += carried.bytes * u64::from(n - 1);
         for to in 0..n {
             if to == from {
                 continue;
@@ -997,11 +1170,12 @@ impl Simulator {
                 from,
                 to,
                 bytes: bytes.clone(),
-                charged,
-                queued_at: self.now,
+                carried,
+                created_at: self.now,
                 up_end: self.now,
                 wire_end: at,
                 kind,
+                ack: None,
             });
             self.schedule(at, Action::Arrive { msg });
         }
@@ -1097,7 +1271,16 @@ impl Simulator {
             return;
         }
         if self.debug_trace {
-            eprintln!("T {:.3} {node} crash", self.now.0 as f64 / 1e6);
+            eprintln!(
+                "T {:.3} {node} crash{} after {} shares",
+                self.now.0 as f64 / 1e6,
+                if n.contribution.is_some() {
+                    " (contributor)"
+                } else {
+                    ""
+                },
+                n.shares_sent
+            );
         }
         n.engine = None;
         n.incarnation += 1;
@@ -1110,17 +1293,23 @@ impl Simulator {
         n.downlink_free = self.now;
         self.counters.crashes += 1;
         if self.cfg.failures.oracle {
-            let delay = (self.cfg.failures.detection_delay_ms * 1000.0) as u64;
-            self.schedule(self.now.plus(delay), Action::Oracle { dead: node });
+            let delay = (self.cfg.failures.oracle_delay_ms * 1000.0) as u64;
+            let held = self.nodes[node as usize].held_data;
+            self.schedule(self.now.plus(delay), Action::Oracle { dead: node, held });
         }
     }
 
-    /// DISSEC's failure oracle: `detection_delay_ms` after a node died, every node that waits
-    /// on it or sends to it in the plan learns it: for each position it may serve, every
-    /// candidate of the parent group (they wait for its group's partials: DISSEC's local
-    /// failure propagation), the candidates of the same position in the child groups (they
-    /// sent it theirs) and a leaf's contributors (they sent it shares).
-    fn oracle(&mut self, dead: Ix) {
+    /// DISSEC's failure oracle: `oracle_delay_ms` after a node died, every node that waits
+    /// on it or sends to it in the plan learns it: for each position it may serve, the
+    /// candidates of the same position in the child groups (they sent it theirs) and a leaf's
+    /// contributors (they sent it shares), the candidates of its own leaf group (a dead
+    /// contributor sends no more shares), and, if data was lost with it (it held some when it
+    /// died, or a child has sent it some since), every candidate of the parent group (they wait
+    /// for its group's partials: DISSEC's local failure propagation). DISSEC's manager, which
+    /// sees every node, replaces an aggregator whose children have not sent it anything instead
+    /// of cutting its subtree; a parent that learns of such a death would cut it (S&P drops a
+    /// child one of whose servers died).
+    fn oracle(&mut self, dead: Ix, held: bool) {
         let Some(plan) = self.plan.clone() else {
             return;
         };
@@ -1128,7 +1317,7 @@ impl Simulator {
         let mut to: Vec<Ix> = Vec::new();
         let slots = plan.roles_of(&id).iter().chain(plan.backup_roles_of(&id));
         for &(group, position) in slots {
-            if let Some(parent) = plan.parent(group) {
+            if let (true, Some(parent)) = (held, plan.parent(group)) {
                 for p in 1..=plan.g {
                     to.extend(
                         plan.candidates(parent, p)
@@ -1145,6 +1334,15 @@ impl Simulator {
             if group.level == 0 {
                 to.extend(self.leaf_contributors.get(&group).into_iter().flatten());
             }
+        }
+        // Its leaf's members: a dead contributor sends no more shares (DISSEC's manager tells
+        // a dead contributor's leaf aggregators).
+        let leaf = plan.leaf_of(&id);
+        for p in 1..=plan.g {
+            to.extend(
+                plan.candidates(leaf, p)
+                    .filter_map(|n| self.index.get(&n).copied()),
+            );
         }
         to.sort_unstable();
         to.dedup();
@@ -1252,6 +1450,12 @@ impl Simulator {
             .filter(|n| n.contribution.is_some())
             .count() as u64;
         let g = u32::from(self.cfg.protocol.g);
+        let t = u32::from(self.cfg.protocol.t);
+        let reached_threshold = self
+            .nodes
+            .iter()
+            .filter(|n| n.contribution.is_some() && n.shares_sent >= t)
+            .count() as u64;
         let finished: Vec<NodeId> = self
             .nodes
             .iter()
@@ -1299,14 +1503,18 @@ impl Simulator {
                 checks.sum_ok = Some(self.sum_matches(&set, &r.sum, &mut checks.violations));
             }
         }
-        let completeness = if finished.is_empty() {
-            if self.released.is_some() {
-                1.0
-            } else {
-                0.0
-            }
+        let released = self.released.is_some();
+        let fraction = |part: u64, whole: u64| match (whole, released) {
+            (0, true) => 1.0,
+            (_, false) => 0.0,
+            _ => part as f64 / whole as f64,
+        };
+        let completeness = fraction(included, contributors);
+        let completeness_of_finished = fraction(included_finished, finished.len() as u64);
+        let ceiling = if contributors == 0 {
+            1.0
         } else {
-            included_finished as f64 / finished.len() as f64
+            reached_threshold as f64 / contributors as f64
         };
         let mut busy: Vec<u64> = self
             .nodes
@@ -1342,8 +1550,11 @@ impl Simulator {
             nodes: self.nodes.len() as u64,
             contributors,
             finished_sending: finished.len() as u64,
+            reached_threshold,
             included,
             completeness,
+            completeness_of_finished,
+            ceiling,
             released: self.released.is_some(),
             failure: self.failure.clone().or(setup_error),
             latency_s,
@@ -1357,6 +1568,7 @@ impl Simulator {
                 dropped_at_dead: self.counters.dropped_at_dead,
                 dropped_sender_died: self.counters.dropped_sender_died,
                 unreachable_notices: self.counters.unreachable_notices,
+                spurious_timeouts: self.counters.spurious_timeouts,
                 oracle_notices: self.counters.oracle_notices,
                 crashes: self.counters.crashes,
                 rejoins: self.counters.rejoins,

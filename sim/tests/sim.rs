@@ -118,8 +118,11 @@ fn failure_free_latency_fits_the_latency_model() {
     // contributor's hop and the release round trip, and should not take hundreds of hops.
     let mut cfg = small();
     cfg.latency = LatencyModel::Fixed { ms: 33.0 };
-    cfg.cpu.crypto_ms_per_message = 0.0;
-    cfg.cpu.compute_us_per_kb = 0.0;
+    cfg.cpu = grove_sim::config::CpuConfig::PerKb {
+        crypto_ms_per_message: 0.0,
+        crypto_on: grove_sim::config::CryptoOn::Payload,
+        compute_us_per_kb: 0.0,
+    };
     let r = run_one(&cfg, 6);
     let latency = r.latency_s.expect("a failure-free run releases");
     // The plan of `small` has 15 leaf groups and fan-in 4: depth 3.
@@ -130,9 +133,10 @@ fn failure_free_latency_fits_the_latency_model() {
 
 #[test]
 fn shipped_configs_parse_and_have_the_documented_shape() {
-    let dissec =
-        SimConfig::from_toml(include_str!("../../configs/sim/dissec-2023.toml")).expect("parses");
+    let dissec = dissec();
     assert_eq!(dissec.contributors(), 4096);
+    assert_eq!(dissec.network.nodes, 7607);
+    assert_eq!(dissec.latency, LatencyModel::Fixed { ms: 33.0 });
     assert_eq!(dissec.leaf_groups(), 512);
     assert_eq!((dissec.protocol.g, dissec.protocol.t), (7, 5));
     assert_eq!(dissec.payload.vector_len * 8, 1024 * 1024);
@@ -172,8 +176,40 @@ fn churn_with_rejoin_restores_engines_and_stays_correct() {
     assert!(r.released, "{:?}", r.failure);
 }
 
+fn dissec() -> SimConfig {
+    SimConfig::from_toml(include_str!("../../configs/sim/dissec-2023.toml")).expect("parses")
+}
+
+/// DISSEC's settings at 0.25 and 1 %/s, seed 1, in CI: completeness as DISSEC defines it
+/// (included over every contributor, those that died before their shares left included), and
+/// at least the contributors this commit includes (4,091 and 4,042 of the 4,096; 4,091 and
+/// 4,054 reached `t`):
+/// the check fails when the metric regresses (contributors sending full vectors before their
+/// seeds include 2 fewer at 0.25 %/s). Lower a figure only with the reason in the commit.
+#[test]
+fn dissec_settings_count_every_contributor() {
+    for (rate, least) in [(0.25, 4091), (1.0, 4042)] {
+        let mut cfg = dissec();
+        cfg.failures.uniform.rate_percent_per_s = rate;
+        let r = run_one(&cfg, 1);
+        assert!(r.ok(), "{:?}", r.checks.violations);
+        assert!(r.released, "{:?}", r.failure);
+        assert!(r.summary.crashes > 0);
+        assert_eq!(r.contributors, 4096);
+        assert_eq!(r.completeness, r.included as f64 / 4096.0);
+        assert!(r.included <= r.reached_threshold);
+        assert!(
+            r.included >= least,
+            "rate {rate}: {} contributors included, {least} before",
+            r.included
+        );
+    }
+}
+
 /// The DISSEC settings over a few seeds at each of DISSEC's failure rates. Takes minutes in
 /// release mode: runs only with `GROVE_SIM_LARGE=1` (seeds from `GROVE_SIM_SEEDS`, default 2).
+/// Checks DISSEC's completeness against the ceiling of each run and the goals where
+/// DISSEC's cost constants allow them (sim/README.md, "Comparison with DISSEC").
 #[test]
 fn dissec_settings_over_seeds_when_asked() {
     if std::env::var_os("GROVE_SIM_LARGE").is_none() {
@@ -183,9 +219,8 @@ fn dissec_settings_over_seeds_when_asked() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
-    let mut cfg =
-        SimConfig::from_toml(include_str!("../../configs/sim/dissec-2023.toml")).expect("parses");
-    for rate in [0.0, 0.25, 1.0] {
+    let mut cfg = dissec();
+    for (rate, least) in [(0.0, 1.0), (0.25, 0.995), (1.0, 0.98)] {
         cfg.failures.uniform.rate_percent_per_s = rate;
         let progress = grove_sim::Progress::default();
         let runs = grove_sim::run_seeds(&cfg, seeds, 2, None, &progress, |_| {});
@@ -193,6 +228,10 @@ fn dissec_settings_over_seeds_when_asked() {
         eprintln!("rate {rate} %/s: {agg:?}");
         assert_eq!(agg.violations, 0, "rate {rate}");
         assert_eq!(agg.released, agg.runs, "rate {rate}");
+        assert!(agg.completeness_median >= least, "rate {rate}: {agg:?}");
+        for r in &runs {
+            assert_eq!(r.completeness, r.included as f64 / r.contributors as f64);
+        }
     }
 }
 
@@ -233,4 +272,148 @@ fn the_privacy_checker_catches_a_threshold_of_one() {
     let r = run_one(&cfg, 2);
     assert!(!r.ok());
     assert!(!r.released);
+}
+
+fn work(cfg: &mut SimConfig, contribute_us: f64, absorb_ns: f64) {
+    cfg.cpu = grove_sim::config::CpuConfig::Work(grove_sim::config::WorkCosts {
+        message_us: 0.0,
+        wire_ns_per_byte: 0.0,
+        envelope_us: 0.0,
+        contribute_us,
+        share_ns_per_element: 0.0,
+        absorb_ns_per_element: absorb_ns,
+        expand_ns_per_element: 0.0,
+        persist_us: 0.0,
+        persist_ns_per_byte: 0.0,
+    });
+}
+
+#[test]
+fn completeness_counts_every_contributor_and_the_old_figure_stays_beside_it() {
+    let mut cfg = small();
+    cfg.failures.uniform.rate_percent_per_s = 5.0;
+    let r = run_one(&cfg, 31);
+    assert!(r.ok() && r.released, "{:?} {:?}", r.checks, r.failure);
+    assert!(r.summary.crashes > 0);
+    // DISSEC's definition: included over all contributors.
+    assert_eq!(r.completeness, r.included as f64 / r.contributors as f64);
+    // The earlier figure leaves out contributors that died before their last share left.
+    assert!(r.finished_sending < r.contributors, "{r:?}");
+    assert!(r.completeness_of_finished >= r.completeness);
+    // Nobody includes a contributor fewer than t of whose shares left.
+    assert!(r.included <= r.reached_threshold);
+    assert_eq!(
+        r.ceiling,
+        r.reached_threshold as f64 / r.contributors as f64
+    );
+}
+
+#[test]
+fn a_contributor_dying_while_it_shares_sends_nothing() {
+    // Sharing takes 3 s of CPU before any share leaves; at 2 %/s about 6% of the contributors
+    // die meanwhile. Their engines produced the shares at once, but the shares would only have
+    // left after the CPU work: none of them may arrive.
+    let mut cfg = small();
+    work(&mut cfg, 3_000_000.0, 0.0);
+    cfg.protocol.timeouts.share_window_ms = 4000.0;
+    cfg.failures.uniform.rate_percent_per_s = 2.0;
+    let r = run_one(&cfg, 32);
+    assert!(r.ok() && r.released, "{:?} {:?}", r.checks, r.failure);
+    assert!(r.ceiling < 0.98, "ceiling {}", r.ceiling);
+    assert!(r.included <= r.reached_threshold);
+}
+
+#[test]
+fn senders_learn_of_a_dead_receiver_by_timeout_only() {
+    // A leaf member dies while its contributors' 800 kB shares are on their way to it (each
+    // takes 80 ms to leave at 10,000 kB/s). Its senders learn only when their timeout
+    // expires, however early the receiver died: with a timeout longer than the run, none of
+    // them is ever told, although their messages reached a dead node.
+    let mut cfg = small();
+    cfg.payload.mode = PayloadMode::SizeOnly;
+    cfg.payload.vector_len = 100_000;
+    cfg.cpu = grove_sim::config::CpuConfig::PerKb {
+        crypto_ms_per_message: 0.0,
+        crypto_on: grove_sim::config::CryptoOn::Payload,
+        compute_us_per_kb: 0.0,
+    };
+    cfg.protocol.timeouts.share_window_ms = 3000.0;
+    cfg.failures.kill = vec![KillConfig {
+        level: 0,
+        index: 0,
+        position: 1,
+        at_ms: Some(100.0),
+        after_send: None,
+    }];
+    let run = |delay: f64| {
+        let mut c = cfg.clone();
+        c.failures.detection_delay_ms = delay;
+        let r = run_one(&c, 33);
+        assert!(r.ok() && r.released, "{:?} {:?}", r.checks, r.failure);
+        r
+    };
+    let long = run(60_000.0);
+    assert!(long.summary.dropped_at_dead > 0);
+    assert_eq!(long.summary.unreachable_notices, 0);
+    let short = run(500.0);
+    assert!(short.summary.unreachable_notices > 0);
+}
+
+#[test]
+fn a_slow_receiver_times_out_too() {
+    // Every received vector costs 30 ms of CPU: a leaf member with several shares to open
+    // acknowledges late, and a sender with a short timeout fails over although it is alive
+    // (counted as spurious). The result stays correct; a long timeout never fires.
+    let mut cfg = small();
+    work(&mut cfg, 0.0, 30_000_000.0 / 16.0);
+    cfg.protocol.timeouts.share_window_ms = 3000.0;
+    cfg.protocol.timeouts.collect_window_ms = 2000.0;
+    cfg.failures.detection_delay_ms = 100.0;
+    let short = run_one(&cfg, 34);
+    assert!(short.ok() && short.released, "{:?}", short.checks);
+    assert!(short.summary.spurious_timeouts > 0);
+    assert_eq!(short.summary.crashes, 0);
+    cfg.failures.detection_delay_ms = 20_000.0;
+    let long = run_one(&cfg, 34);
+    assert!(long.ok() && long.released, "{:?}", long.checks);
+    assert_eq!(long.summary.unreachable_notices, 0);
+}
+
+#[test]
+fn the_work_model_charges_a_seed_share_its_expansion_and_persisting_its_fsync() {
+    let mut cfg = small();
+    cfg.payload.mode = PayloadMode::SizeOnly;
+    cfg.payload.vector_len = 100_000;
+    // Windows long enough that no leaf misses a share (no heal, whose parts cost work too).
+    cfg.protocol.timeouts.share_window_ms = 3000.0;
+    cfg.protocol.timeouts.collect_window_ms = 2000.0;
+    let mut costs = grove_sim::config::WorkCosts {
+        message_us: 0.0,
+        wire_ns_per_byte: 0.0,
+        envelope_us: 0.0,
+        contribute_us: 0.0,
+        share_ns_per_element: 0.0,
+        absorb_ns_per_element: 0.0,
+        expand_ns_per_element: 0.0,
+        persist_us: 0.0,
+        persist_ns_per_byte: 0.0,
+    };
+    let busy = |costs: grove_sim::config::WorkCosts| {
+        let mut c = cfg.clone();
+        c.cpu = grove_sim::config::CpuConfig::Work(costs);
+        let r = run_one(&c, 35);
+        assert!(r.ok() && r.released, "{:?}", r.checks);
+        r.busy_ms_mean
+    };
+    let free = busy(costs);
+    assert_eq!(free, 0.0, "nothing costs anything");
+    costs.expand_ns_per_element = 1000.0;
+    let expand = busy(costs);
+    // 119 contributors, each with t - 1 = 2 seed shares of 100,000 elements at 1 us each.
+    // About 238 x 100 ms over some 200 busy nodes.
+    assert!(expand > free + 60.0, "{free} ms then {expand} ms");
+    costs.expand_ns_per_element = 0.0;
+    costs.persist_us = 1000.0;
+    let persist = busy(costs);
+    assert!(persist > free + 1.0, "{free} ms then {persist} ms");
 }
