@@ -78,6 +78,9 @@ backups = 2
 lifetime_s = {lifetime}.0
 strategy = "grove"
 leaf_roster = false
+# As the daemon runs the engine.
+send_ahead = true
+seed_compression = true
 [protocol.timeouts]
 share_window_ms = {sw}
 collect_window_ms = {cw}
@@ -99,6 +102,7 @@ upload_kb_per_s = 100000.0
 download_kb_per_s = 100000.0
 charge_downlink = true
 [cpu]
+model = "per-kb"
 crypto_ms_per_message = 0.1
 crypto_on = "payload"
 compute_us_per_kb = 1.0
@@ -107,6 +111,7 @@ fanout = 8
 [failures]
 detection_delay_ms = 20.0
 oracle = false
+oracle_delay_ms = 20.0
 [[failures.kill]]
 level = 0
 index = {index}
