@@ -62,6 +62,7 @@ pub struct Column {
 pub struct CompiledQuery {
     query: Query,
     spec: ContributionSpec,
+    l2_sensitivity: f64,
     records_per_contributor: u32,
     rows: Vec<String>,
     columns: Vec<Column>,
@@ -239,16 +240,29 @@ impl Query {
                 }
             }
         }
+        let scale_digits = self.scale.unwrap_or(DEFAULT_SCALE_DIGITS);
+        let l2 = super::privacy::l2_sensitivity(
+            self,
+            rows.len(),
+            width as usize,
+            n,
+            10f64.powi(i32::from(scale_digits)),
+            range_of,
+            norm_of,
+        );
+        // At most MAX_VECTOR_LEN, checked above.
+        let noise = super::privacy::noise(self, l2, length as u32).map_err(layout_error)?;
         let spec = ContributionSpec {
             // At most MAX_VECTOR_LEN, checked above.
             length: length as u32,
             bounds,
-            scale_digits: self.scale.unwrap_or(DEFAULT_SCALE_DIGITS),
+            scale_digits,
             // At most MAX_VECTOR_LEN, checked above.
             cells: CellLayout {
                 width: width as u32,
                 cells,
             },
+            noise,
         };
         // Structure only (one contributor): bounds too large for a single value are refused
         // here; the request checks the budget for its max_contributors.
@@ -258,6 +272,7 @@ impl Query {
         Ok(CompiledQuery {
             query: self.clone(),
             spec,
+            l2_sensitivity: l2,
             records_per_contributor: n,
             rows,
             columns,
@@ -464,6 +479,11 @@ impl CompiledQuery {
     /// The request's contribution spec: length, run-length bounds, scale.
     pub fn spec(&self) -> &ContributionSpec {
         &self.spec
+    }
+    /// The L2 sensitivity of the contribution vector in encoded units, for one owner's
+    /// records replaced by others (`query/privacy.rs`).
+    pub fn l2_sensitivity(&self) -> f64 {
+        self.l2_sensitivity
     }
     /// At most this many records of one contributor are used (`LIMIT PER CONTRIBUTOR`).
     pub fn records_per_contributor(&self) -> u32 {

@@ -27,10 +27,11 @@ mod ast;
 mod compile;
 mod lexer;
 mod parser;
+mod privacy;
 mod result;
 mod value;
 
-pub use ast::{Aggregate, Clip, CmpOp, Expr, GroupBy, Literal, Predicate, Query};
+pub use ast::{Aggregate, Clip, CmpOp, Expr, GroupBy, Literal, Predicate, Privacy, Query};
 pub use compile::{Column, ColumnKind, CompiledQuery};
 pub use parser::KEYWORDS;
 pub use result::{Cell, ResultRow, ResultTable};
