@@ -61,32 +61,45 @@ pub const MAX_SIGMA: f64 = 1_099_511_627_776.0;
 /// The noise each contributor adds, as the signed request carries it (part of the
 /// contribution spec, so a node contributes only if it is exactly what the query's privacy
 /// clause compiles to).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoiseSpec {
-    /// Standard deviation of each contributor's discrete Gaussian noise per element, in
-    /// encoded units (`value * 10^scale`), times [`SIGMA_DENOMINATOR`].
-    pub sigma_milli: u64,
+    /// Per column of a block (`cells.width` entries; element `e` is column `e % width`): the
+    /// standard deviation of each contributor's discrete Gaussian noise, in encoded units
+    /// (`value * 10^scale`), times [`SIGMA_DENOMINATOR`].
+    pub sigma_milli: Vec<u64>,
     /// The guarantee holds while at least this many summed contributors added their noise:
     /// the root releases nothing of a version that sums fewer contributors.
     pub honest_sources: u32,
 }
 
 impl NoiseSpec {
-    /// The per-contributor standard deviation, in encoded units.
-    pub fn sigma(&self) -> f64 {
-        self.sigma_milli as f64 / SIGMA_DENOMINATOR as f64
+    /// The per-contributor standard deviation of element `e`, in encoded units.
+    pub fn sigma(&self, e: usize) -> f64 {
+        let w = self.sigma_milli.len().max(1);
+        self.sigma_milli.get(e % w).copied().unwrap_or(0) as f64 / SIGMA_DENOMINATOR as f64
     }
 
-    /// The largest absolute noise one contributor adds to one element, in encoded units.
+    /// The largest absolute noise one contributor adds to any element, in encoded units.
     pub fn tail(&self) -> u64 {
-        (self.sigma_milli.saturating_mul(NOISE_TAIL)).div_ceil(SIGMA_DENOMINATOR)
+        let max = self.sigma_milli.iter().copied().max().unwrap_or(0);
+        (max.saturating_mul(NOISE_TAIL)).div_ceil(SIGMA_DENOMINATOR)
     }
 
-    /// The standard deviation of the noise in a sum over `sources` contributors, in encoded
-    /// units (each adds an independent `N_Z(0, s^2)`, whose variance is at most `s^2`).
-    pub fn total_sigma(&self, sources: u64) -> f64 {
-        self.sigma() * (sources as f64).sqrt()
+    /// The standard deviation of element `e`'s noise in a sum over `sources` contributors, in
+    /// encoded units (each adds an independent `N_Z(0, s^2)`, whose variance is at most
+    /// `s^2`).
+    pub fn total_sigma(&self, e: usize, sources: u64) -> f64 {
+        self.sigma(e) * (sources as f64).sqrt()
     }
+}
+
+/// One part of a block whose sensitivity is bounded on its own (one aggregate's columns, or
+/// a row's hidden indicator): its columns and the L2 bound of a change to them, in encoded
+/// units.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part {
+    pub columns: std::ops::Range<usize>,
+    pub l2: f64,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -123,8 +136,8 @@ pub fn tau(sigma: f64, n: u32) -> f64 {
     let s2 = sigma * sigma;
     let mut t = 0.0;
     for j in 1..n {
-        let term = (-2.0 * std::f64::consts::PI.powi(2) * s2 * f64::from(j) / f64::from(j + 1))
-            .exp();
+        let term =
+            (-2.0 * std::f64::consts::PI.powi(2) * s2 * f64::from(j) / f64::from(j + 1)).exp();
         t += term;
         if term == 0.0 {
             break; // every later term is smaller still
@@ -133,18 +146,36 @@ pub fn tau(sigma: f64, n: u32) -> f64 {
     10.0 * t
 }
 
-/// The zCDP `rho` that the sum of `honest` contributors' noise of scale `sigma` gives a
-/// vector of `dimensions` elements with L2 sensitivity `l2` (all in encoded units).
-pub fn rho_of(l2: f64, dimensions: u32, sigma: f64, honest: u32) -> f64 {
+/// The zCDP `rho` that the sum of `honest` contributors' noise gives one part of `dims`
+/// elements with L2 sensitivity `l2` and per-source scale `sigma` (Kairouz, Liu, Steinke,
+/// Theorem 1, in `rho = eps^2 / 2` form).
+pub fn rho_of(l2: f64, dims: u32, sigma: f64, honest: u32) -> f64 {
     let h = f64::from(honest.max(1));
-    (l2 * l2 / (h * sigma * sigma) + tau(sigma, honest) * f64::from(dimensions) / 2.0) / 2.0
+    (l2 * l2 / (h * sigma * sigma) + tau(sigma, honest) * f64::from(dims) / 2.0) / 2.0
 }
 
-/// The noise a query's privacy clause asks for: the smallest per-contributor scale (in
-/// thousandths, rounded up) whose honest part alone is `rho_for(epsilon, delta)`-zCDP.
+/// The zCDP `rho` of a whole vector: its parts' noise is independent, so their `rho`s add
+/// (each part holds `rows` blocks' worth of its columns).
+pub fn rho_of_parts(parts: &[Part], rows: u32, sigma_milli: &[u64], honest: u32) -> f64 {
+    parts
+        .iter()
+        .map(|p| {
+            let s = sigma_milli.get(p.columns.start).copied().unwrap_or(0) as f64
+                / SIGMA_DENOMINATOR as f64;
+            rho_of(p.l2, rows * p.columns.len() as u32, s, honest)
+        })
+        .sum()
+}
+
+/// The noise a query's privacy clause asks for. The budget `rho = rho_for(epsilon, delta)`
+/// is split evenly over the `parts` (zCDP composes by adding), and each part gets the
+/// smallest per-source scale, proportional to its own sensitivity, whose honest sum meets
+/// its share: so a count is not drowned in the noise a sum of large values needs. Scales
+/// are in thousandths, rounded up.
 pub fn calibrate(
-    l2: f64,
-    dimensions: u32,
+    parts: &[Part],
+    width: usize,
+    rows: u32,
     epsilon: f64,
     delta: f64,
     honest: u32,
@@ -153,30 +184,45 @@ pub fn calibrate(
     if honest == 0 {
         return Err(DpError::Invalid("HONEST SOURCES must be at least 1".into()));
     }
-    if !(l2.is_finite() && l2 > 0.0) {
-        return Err(DpError::Invalid(format!(
-            "the query's sensitivity {l2} is not a positive number"
-        )));
+    if parts.is_empty() || parts.iter().any(|p| !(p.l2.is_finite() && p.l2 > 0.0)) {
+        return Err(DpError::Invalid(
+            "every part of the vector needs a positive, finite sensitivity".into(),
+        ));
     }
+    let share = rho / parts.len() as f64;
     let h = f64::from(honest);
-    // Without tau's term: the Gaussian mechanism's scale, split over the honest sources.
-    let mut sigma = l2 / (2.0 * rho * h).sqrt();
+    // Without tau's term: each part's Gaussian mechanism, split over the honest sources.
+    let mut factor = 1.0 / (2.0 * share * h).sqrt();
     for _ in 0..64 {
-        if sigma > MAX_SIGMA {
+        let mut sigma_milli = vec![0u64; width];
+        let mut too_large = false;
+        for p in parts {
+            let s = p.l2 * factor;
+            too_large |= s > MAX_SIGMA;
+            let milli = (s * SIGMA_DENOMINATOR as f64).ceil().clamp(1.0, 1e18) as u64;
+            for c in p.columns.clone() {
+                if let Some(x) = sigma_milli.get_mut(c) {
+                    *x = milli;
+                }
+            }
+        }
+        if too_large {
             break;
         }
-        let milli = (sigma * SIGMA_DENOMINATOR as f64).ceil().max(1.0);
-        let s = milli / SIGMA_DENOMINATOR as f64;
-        if rho_of(l2, dimensions, s, honest) <= rho {
+        if sigma_milli.contains(&0) {
+            return Err(DpError::Invalid(
+                "a column of the vector has no noise".into(),
+            ));
+        }
+        if rho_of_parts(parts, rows, &sigma_milli, honest) <= rho {
             return Ok(NoiseSpec {
-                // At most MAX_SIGMA * 1000 < 2^50, checked above.
-                sigma_milli: milli as u64,
+                sigma_milli,
                 honest_sources: honest,
             });
         }
-        // tau's term is too large: the noise per source is too fine (about one encoded
-        // unit or less); a larger scale makes tau vanish.
-        sigma = (sigma * 1.25).max(s + 1.0 / SIGMA_DENOMINATOR as f64);
+        // tau's term is too large: some part's noise per source is too fine (about one
+        // encoded unit or less); larger scales make tau vanish.
+        factor *= 1.25;
     }
     Err(DpError::Invalid(format!(
         "no noise scale meets EPSILON {epsilon} DELTA {delta:e} over {honest} honest sources \
@@ -201,8 +247,8 @@ impl rand_core_010::TryRng for Stream {
     }
 }
 
-/// `len` independent samples of `N_Z(0, s^2)` (each redrawn beyond the tail), from a
-/// stream derived from `seed` alone: the same seed gives the same noise.
+/// `len` independent samples, element `e` of `N_Z(0, s_e^2)` (each redrawn beyond the
+/// tail), from a stream derived from `seed` alone: the same seed gives the same noise.
 pub fn noise(seed: &[u8; 32], spec: &NoiseSpec, len: usize) -> Vec<i64> {
     use rand_010::distr::Distribution;
     let key: [u8; 32] = Sha256::new()
@@ -211,22 +257,27 @@ pub fn noise(seed: &[u8; 32], spec: &NoiseSpec, len: usize) -> Vec<i64> {
         .finalize()
         .into();
     let mut rng = Stream(ChaCha20Rng::from_seed(key));
-    let sigma = prio::dp::Rational::from_unsigned(spec.sigma_milli, SIGMA_DENOMINATOR);
-    let (Ok(sigma), true) = (sigma, spec.sigma_milli > 0) else {
-        return vec![0; len];
-    };
-    let Ok(gauss) = prio::dp::distributions::DiscreteGaussian::new(sigma) else {
-        return vec![0; len];
-    };
+    let samplers: Vec<Option<prio::dp::distributions::DiscreteGaussian>> = spec
+        .sigma_milli
+        .iter()
+        .map(|m| {
+            let sigma = prio::dp::Rational::from_unsigned(*m, SIGMA_DENOMINATOR).ok()?;
+            prio::dp::distributions::DiscreteGaussian::new(sigma).ok()
+        })
+        .collect();
     let tail = i64::try_from(spec.tail()).unwrap_or(i64::MAX);
+    let width = samplers.len().max(1);
     (0..len)
-        .map(|_| loop {
-            let z = gauss.sample(&mut rng);
-            if let Ok(z) = i64::try_from(z) {
-                if z.abs() <= tail {
-                    break z;
+        .map(|e| match samplers.get(e % width) {
+            Some(Some(gauss)) => loop {
+                let z = gauss.sample(&mut rng);
+                if let Ok(z) = i64::try_from(z) {
+                    if z.abs() <= tail {
+                        break z;
+                    }
                 }
-            }
+            },
+            _ => 0,
         })
         .collect()
 }
@@ -260,19 +311,27 @@ mod tests {
     #[test]
     fn calibration_meets_the_budget_with_the_honest_part_alone() {
         for (l2, honest) in [(200.0, 1u32), (200.0, 900), (2.0, 900), (1e6, 90_000)] {
-            let spec = calibrate(l2, 10, 1.0, 1e-9, honest).unwrap();
+            let parts = [
+                Part {
+                    columns: 0..1,
+                    l2: 3.0,
+                },
+                Part { columns: 1..3, l2 },
+            ];
+            let spec = calibrate(&parts, 3, 4, 1.0, 1e-9, honest).unwrap();
             let rho = rho_for(1.0, 1e-9).unwrap();
-            assert!(rho_of(l2, 10, spec.sigma(), honest) <= rho);
-            // Not needlessly large: one thousandth less would not do (or tau forced more).
-            let less = (spec.sigma_milli - 1) as f64 / 1000.0;
-            assert!(rho_of(l2, 10, less, honest) > rho || tau(less, honest) > 0.0);
+            assert!(rho_of_parts(&parts, 4, &spec.sigma_milli, honest) <= rho);
+            // Each part's noise follows its own sensitivity.
+            assert_eq!(spec.sigma_milli[1], spec.sigma_milli[2]);
+            let ratio = spec.sigma(1) / spec.sigma(0);
+            assert!((ratio - l2 / 3.0).abs() / (l2 / 3.0) < 0.01 || spec.sigma(0) < 2.0);
         }
     }
 
     #[test]
     fn noise_is_a_function_of_the_seed() {
         let spec = NoiseSpec {
-            sigma_milli: 5_500,
+            sigma_milli: vec![5_500, 700],
             honest_sources: 1,
         };
         assert_eq!(noise(&[1; 32], &spec, 50), noise(&[1; 32], &spec, 50));

@@ -338,10 +338,17 @@ impl ContributionSpec {
         let noise_tail = match &self.noise {
             None => 0.0,
             Some(n) => {
-                if n.sigma_milli == 0 || n.sigma() > crate::dp::MAX_SIGMA {
+                if n.sigma_milli.len() != self.cells.width as usize {
                     return invalid(format!(
-                        "noise scale {} is not in (0, {}]",
-                        n.sigma(),
+                        "{} noise scales for blocks of {} elements",
+                        n.sigma_milli.len(),
+                        self.cells.width
+                    ));
+                }
+                let max = crate::dp::MAX_SIGMA * crate::dp::SIGMA_DENOMINATOR as f64;
+                if n.sigma_milli.iter().any(|s| *s == 0 || *s as f64 > max) {
+                    return invalid(format!(
+                        "a noise scale is not in (0, {}]",
                         crate::dp::MAX_SIGMA
                     ));
                 }

@@ -375,6 +375,7 @@ fn send_release_share(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
     // the noise was sized for carries less noise than the guarantee needs; nothing leaves.
     let enough_noise = spec
         .noise
+        .as_ref()
         .is_none_or(|n| adopted.version.count >= u64::from(n.honest_sources));
     let cells: Vec<bool> = counts
         .iter()

@@ -62,7 +62,7 @@ pub struct Column {
 pub struct CompiledQuery {
     query: Query,
     spec: ContributionSpec,
-    l2_sensitivity: f64,
+    privacy_parts: Vec<crate::dp::Part>,
     records_per_contributor: u32,
     rows: Vec<String>,
     columns: Vec<Column>,
@@ -241,17 +241,17 @@ impl Query {
             }
         }
         let scale_digits = self.scale.unwrap_or(DEFAULT_SCALE_DIGITS);
-        let l2 = super::privacy::l2_sensitivity(
+        let parts = super::privacy::parts(
             self,
+            &columns,
             rows.len(),
-            width as usize,
             n,
             10f64.powi(i32::from(scale_digits)),
             range_of,
             norm_of,
         );
-        // At most MAX_VECTOR_LEN, checked above.
-        let noise = super::privacy::noise(self, l2, length as u32).map_err(layout_error)?;
+        let noise = super::privacy::noise(self, &parts, width as usize, rows.len())
+            .map_err(layout_error)?;
         let spec = ContributionSpec {
             // At most MAX_VECTOR_LEN, checked above.
             length: length as u32,
@@ -272,7 +272,7 @@ impl Query {
         Ok(CompiledQuery {
             query: self.clone(),
             spec,
-            l2_sensitivity: l2,
+            privacy_parts: parts,
             records_per_contributor: n,
             rows,
             columns,
@@ -480,10 +480,10 @@ impl CompiledQuery {
     pub fn spec(&self) -> &ContributionSpec {
         &self.spec
     }
-    /// The L2 sensitivity of the contribution vector in encoded units, for one owner's
-    /// records replaced by others (`query/privacy.rs`).
-    pub fn l2_sensitivity(&self) -> f64 {
-        self.l2_sensitivity
+    /// The parts of a block with their L2 sensitivity in encoded units, for one owner's
+    /// records replaced by others (`query/privacy.rs`); the noise is calibrated on them.
+    pub fn privacy_parts(&self) -> &[crate::dp::Part] {
+        &self.privacy_parts
     }
     /// At most this many records of one contributor are used (`LIMIT PER CONTRIBUTOR`).
     pub fn records_per_contributor(&self) -> u32 {

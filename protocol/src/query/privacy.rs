@@ -3,13 +3,14 @@
 //! clause asks of each contributor (`dp::calibrate`).
 
 use super::ast::{Aggregate, Query};
-use crate::dp::{self, NoiseSpec};
+use super::compile::Column;
+use crate::dp::{self, NoiseSpec, Part};
 
-/// The L2 sensitivity of a contributor's encoded vector (in encoded units, `value *
-/// 10^scale`) when one owner's records are replaced by any others: `2 max ||x||_2` over the
-/// vectors `x` a contributor can send (triangle inequality), where a contributor uses at most
-/// `n` records and so touches at most `r = min(rows, n)` rows. Per aggregate (real units,
-/// `m = max(|a|, |b|)` of its clip):
+/// The parts of a block (each aggregate's columns, and the row's hidden indicator) with the
+/// L2 sensitivity of each, in encoded units (`value * 10^scale`), when one owner's records are
+/// replaced by any others: `2 max ||x||_2` over what a contributor can send to the part
+/// (triangle inequality), where a contributor uses at most `n` records and so touches at most
+/// `r = min(rows, n)` rows. Per aggregate (real units, `m = max(|a|, |b|)` of its clip):
 ///
 /// | aggregate | `max ||x||_2` |
 /// |---|---|
@@ -21,57 +22,74 @@ use crate::dp::{self, NoiseSpec};
 /// | `histogram(f, k buckets)` | `sqrt(n^2 + min(k rows, n))` (counts, then indicators) |
 /// | `sum_vector(f, d)`, `CLIP NORM f TO c` | `c sqrt(r)` |
 ///
-/// The aggregates' norms add in squares. Rounding to the fixed point moves each element by at
-/// most 1/2 encoded unit: `0.5 sqrt(r width)` more.
-pub(super) fn l2_sensitivity(
+/// Rounding to the fixed point moves each element by at most 1/2 encoded unit: `0.5
+/// sqrt(r columns)` more per part.
+pub(super) fn parts(
     q: &Query,
+    columns: &[Column],
     rows: usize,
-    width: usize,
     n: u32,
     scale: f64,
     range_of: impl Fn(&str) -> (f64, f64),
     norm_of: impl Fn(&str) -> f64,
-) -> f64 {
+) -> Vec<Part> {
     let n = f64::from(n);
     let r = (rows as f64).min(n);
     let m = |f: &str| {
         let (a, b) = range_of(f);
         a.abs().max(b.abs())
     };
-    let mut squares = 0.0;
-    let mut selects_contributors = false;
-    for a in &q.aggregates {
-        squares += match a {
-            Aggregate::Count => n * n,
-            Aggregate::CountContributors => {
-                selects_contributors = true;
-                r
-            }
-            Aggregate::Sum(f) => (n * m(f)).powi(2),
-            Aggregate::Avg(f) => (n * m(f)).powi(2) + n * n,
-            Aggregate::Var(f) | Aggregate::Stddev(f) => {
-                (n * m(f)).powi(2) + (n * m(f) * m(f)).powi(2) + n * n
-            }
-            Aggregate::Histogram { edges, .. } => {
-                let k = (edges.len() - 1) as f64;
-                n * n + (k * rows as f64).min(n)
-            }
-            Aggregate::SumVector { field, .. } => norm_of(field).powi(2) * r,
-        };
+    let norm = |a: Option<&Aggregate>| match a {
+        None | Some(Aggregate::CountContributors) => r.sqrt(),
+        Some(Aggregate::Count) => n,
+        Some(Aggregate::Sum(f)) => n * m(f),
+        Some(Aggregate::Avg(f)) => ((n * m(f)).powi(2) + n * n).sqrt(),
+        Some(Aggregate::Var(f)) | Some(Aggregate::Stddev(f)) => {
+            ((n * m(f)).powi(2) + (n * m(f) * m(f)).powi(2) + n * n).sqrt()
+        }
+        Some(Aggregate::Histogram { edges, .. }) => {
+            let k = (edges.len() - 1) as f64;
+            (n * n + (k * rows as f64).min(n)).sqrt()
+        }
+        Some(Aggregate::SumVector { field, .. }) => norm_of(field) * r.sqrt(),
+    };
+    let mut out: Vec<Part> = Vec::new();
+    let mut start = 0;
+    while start < columns.len() {
+        let which = columns[start].aggregate;
+        let mut end = start + 1;
+        while end < columns.len() && columns[end].aggregate == which {
+            end += 1;
+        }
+        let width = (end - start) as f64;
+        let a = which.and_then(|i| q.aggregates.get(i));
+        out.push(Part {
+            columns: start..end,
+            l2: 2.0 * (norm(a) * scale + 0.5 * (r * width).sqrt()),
+        });
+        start = end;
     }
-    if !selects_contributors {
-        squares += r;
-    }
-    2.0 * (squares.sqrt() * scale + 0.5 * (r * width as f64).sqrt())
+    out
 }
 
-/// The noise of a query's privacy clause over a vector of `length` elements with L2
-/// sensitivity `l2`, or why none fits.
-pub(super) fn noise(q: &Query, l2: f64, length: u32) -> Result<Option<NoiseSpec>, String> {
+/// The noise of a query's privacy clause, or why none fits.
+pub(super) fn noise(
+    q: &Query,
+    parts: &[Part],
+    width: usize,
+    rows: usize,
+) -> Result<Option<NoiseSpec>, String> {
     let Some(p) = &q.privacy else {
         return Ok(None);
     };
-    dp::calibrate(l2, length, p.epsilon, p.delta, p.honest_sources)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    dp::calibrate(
+        parts,
+        width,
+        rows as u32,
+        p.epsilon,
+        p.delta,
+        p.honest_sources,
+    )
+    .map(Some)
+    .map_err(|e| e.to_string())
 }
