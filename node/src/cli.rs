@@ -229,6 +229,11 @@ pub enum TrustCmd {
         /// its share window, for `grove requests approve` (or the console).
         #[arg(long)]
         ask: bool,
+        /// A privacy budget: the epsilon (at delta 1e-9, by zCDP composition) this
+        /// commissioner may spend on this node's records per 30 days; it then gets only
+        /// queries WITH PRIVACY, and none once the budget is spent.
+        #[arg(long)]
+        epsilon_per_month: Option<f64>,
     },
     List,
     Remove {
@@ -261,6 +266,14 @@ fn trust_limits(e: &serde_json::Value) -> Vec<String> {
             }
         ),
         format!("mode: {}", e["mode"].as_str().unwrap_or("auto")),
+        match e["epsilon_per_month_milli"].as_u64() {
+            None => "privacy budget: none".into(),
+            Some(m) => format!(
+                "privacy budget: epsilon {} per 30 days; spent: {}",
+                m as f64 / 1000.0,
+                e["privacy_spent"].as_str().unwrap_or("nothing yet")
+            ),
+        },
     ]
 }
 
@@ -442,6 +455,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     max_group_keys,
                     allow_repeats,
                     ask,
+                    epsilon_per_month,
                 } => ControlRequest::TrustAdd {
                     key: key.clone(),
                     collections: collections.clone(),
@@ -459,6 +473,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         } else {
                             crate::store::TrustMode::Auto
                         }),
+                        epsilon_per_month: *epsilon_per_month,
                     },
                 },
                 TrustCmd::List => ControlRequest::TrustList,

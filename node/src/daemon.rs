@@ -1023,6 +1023,12 @@ impl Node {
                         .zip(&r.released)
                         .map(|(v, open)| open.then_some(*v))
                         .collect();
+                    // Differential privacy: each noisy cell's deviation and 95% interval.
+                    let accuracy = w.compiled.accuracy(&r.values, &r.released, contributors);
+                    let text = match &accuracy {
+                        Some(a) => format!("{table}\n{}", a.to_string().trim_end()),
+                        None => table.to_string(),
+                    };
                     let completeness = if w.directory_peers == 0 {
                         0.0
                     } else {
@@ -1032,7 +1038,8 @@ impl Node {
                         "computation": r.computation.to_string(),
                         "query": w.compiled.query().to_string(),
                         "table": table,
-                        "text": table.to_string(),
+                        "text": text,
+                        "accuracy": accuracy,
                         "values": values,
                         "contributors": contributors,
                         "directory_peers": w.directory_peers,
@@ -1296,7 +1303,23 @@ impl Node {
                 }
             }
             ControlRequest::TrustList => match self.store.trust_list() {
-                Ok(list) => answer(json!({ "trusted": list })),
+                Ok(list) => {
+                    // With each budget, what its commissioner spent (`budget.rs`).
+                    let now = now_micros().0;
+                    let list: Vec<serde_json::Value> = list
+                        .iter()
+                        .map(|t| {
+                            let mut v = serde_json::to_value(t).unwrap_or_default();
+                            if t.epsilon_per_month_milli.is_some() {
+                                let history = self.store.consents(&t.key).unwrap_or_default();
+                                let spent = crate::budget::spent(&history, now);
+                                v["privacy_spent"] = json!(crate::budget::describe(spent));
+                            }
+                            v
+                        })
+                        .collect();
+                    answer(json!({ "trusted": list }))
+                }
                 Err(e) => fail(e.to_string()),
             },
             ControlRequest::TrustRemove { key } => match self.store.trust_remove(&key) {

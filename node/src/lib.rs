@@ -23,6 +23,7 @@
 //!   export, a Nextcloud account over WebDAV, the local ingest endpoint).
 //! - [`procs`], [`demo`]: local clusters of real processes.
 
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod consent;

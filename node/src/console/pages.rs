@@ -624,6 +624,9 @@ impl TrustForm {
                 max_group_keys: Some(number(&self.max_group_keys, "the GROUP BY keys")?),
                 allow_repeats: self.repeats(),
                 mode: Some(mode),
+                // The console's form has no privacy budget field yet (`grove trust add
+                // --epsilon-per-month` sets one).
+                epsilon_per_month: None,
             },
         })
     }

@@ -485,6 +485,10 @@ impl CompiledQuery {
     pub fn privacy_parts(&self) -> &[crate::dp::Part] {
         &self.privacy_parts
     }
+    /// Per aggregate, the block offset of its first column; and the row indicator's offset.
+    pub(super) fn offsets(&self) -> (&[usize], usize) {
+        (&self.offsets, self.row_indicator)
+    }
     /// At most this many records of one contributor are used (`LIMIT PER CONTRIBUTOR`).
     pub fn records_per_contributor(&self) -> u32 {
         self.records_per_contributor

@@ -23,6 +23,7 @@
 //! queries") has the grammar, the layout, the per-contributor bounds rule and the overflow
 //! budget.
 
+mod accuracy;
 mod ast;
 mod compile;
 mod lexer;
@@ -31,6 +32,7 @@ mod privacy;
 mod result;
 mod value;
 
+pub use accuracy::{Accuracy, CellAccuracy};
 pub use ast::{Aggregate, Clip, CmpOp, Expr, GroupBy, Literal, Predicate, Privacy, Query};
 pub use compile::{Column, ColumnKind, CompiledQuery};
 pub use parser::KEYWORDS;
