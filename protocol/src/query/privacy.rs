@@ -8,9 +8,12 @@ use crate::dp::{self, NoiseSpec, Part};
 
 /// The parts of a block (each aggregate's columns, and the row's hidden indicator) with the
 /// L2 sensitivity of each, in encoded units (`value * 10^scale`), when one owner's records are
-/// replaced by any others: `2 max ||x||_2` over what a contributor can send to the part
-/// (triangle inequality), where a contributor uses at most `n` records and so touches at most
-/// `r = min(rows, n)` rows. Per aggregate (real units, `m = max(|a|, |b|)` of its clip):
+/// replaced by any others: `f M` with `M = max ||x||_2` over what a contributor can send to
+/// the part, where a contributor uses at most `n` records and so touches at most
+/// `r = min(rows, n)` rows. `f = 2` in general (triangle inequality); for a part whose
+/// elements are never negative `|x_e - x'_e| <= max(x_e, x'_e)`, so `f = sqrt(2)`, and `f = 1`
+/// if the part is a single element of the whole vector. Per aggregate (real units,
+/// `m = max(|a|, |b|)` of its clip):
 ///
 /// | aggregate | `max ||x||_2` |
 /// |---|---|
@@ -23,7 +26,8 @@ use crate::dp::{self, NoiseSpec, Part};
 /// | `sum_vector(f, d)`, `CLIP NORM f TO c` | `c sqrt(r)` |
 ///
 /// Rounding to the fixed point moves each element by at most 1/2 encoded unit: `0.5
-/// sqrt(r columns)` more per part.
+/// sqrt(r columns)` more per part (`M` grows by that), except for counts and indicators,
+/// whole numbers that encode exactly.
 pub(super) fn parts(
     q: &Query,
     columns: &[Column],
@@ -63,9 +67,24 @@ pub(super) fn parts(
         }
         let width = (end - start) as f64;
         let a = which.and_then(|i| q.aggregates.get(i));
+        let whole = matches!(
+            a,
+            None | Some(Aggregate::Count)
+                | Some(Aggregate::CountContributors)
+                | Some(Aggregate::Histogram { .. })
+        );
+        let rounding = if whole { 0.0 } else { 0.5 * (r * width).sqrt() };
+        let non_negative = columns[start..end].iter().all(|c| c.min >= 0.0);
+        let f = if !non_negative {
+            2.0
+        } else if rows == 1 && end - start == 1 {
+            1.0
+        } else {
+            std::f64::consts::SQRT_2
+        };
         out.push(Part {
             columns: start..end,
-            l2: 2.0 * (norm(a) * scale + 0.5 * (r * width).sqrt()),
+            l2: f * (norm(a) * scale + rounding),
         });
         start = end;
     }
