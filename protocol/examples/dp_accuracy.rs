@@ -11,6 +11,11 @@
 //! exactly for the central mechanism (its deviation; a discrete Gaussian's is slightly below
 //! its parameter, so the ratio is slightly conservative for Grove).
 //!
+//! The queries keep the default `SCALE 2`: each source's noise must be about one encoded
+//! unit or more for the sum of discrete Gaussians to be as private as one (Kairouz, Liu,
+//! Steinke's `tau`), and at `SCALE 0` a count over 1,000 contributors would need about four
+//! times the central noise for that alone.
+//!
 //! Run: `cargo run --profile test -p grove-protocol --example dp_accuracy [TRIALS]`.
 
 use grove_protocol::dp;
@@ -24,23 +29,23 @@ fn main() {
     let rho = dp::rho_for(1.0, 1e-9).expect("valid budget");
     println!("epsilon 1, delta 1e-9 (zCDP rho {rho:.5}); 10% of noise sources colluding");
     println!(
-        "{:<48} {:>9} {:>12} {:>12} {:>7}",
-        "query (element)", "n", "central RMSE", "grove RMSE", "ratio"
+        "{:<44} {:>7} {:>9} {:>5} {:>12} {:>12} {:>7}",
+        "query (element)", "n", "L2 sens.", "parts", "central RMSE", "grove RMSE", "ratio"
     );
     for n in [1_000u64, 100_000] {
         let h = (n * 9 / 10) as u32;
         for (name, text) in [
             (
                 "count(DISTINCT CONTRIBUTOR)",
-                "SELECT count(DISTINCT CONTRIBUTOR) FROM t LIMIT PER CONTRIBUTOR 1 SCALE 0",
+                "SELECT count(DISTINCT CONTRIBUTOR) FROM t LIMIT PER CONTRIBUTOR 1",
             ),
             (
                 "count(*) (with the row's hidden indicator)",
-                "SELECT count(*) FROM t LIMIT PER CONTRIBUTOR 1 SCALE 0",
+                "SELECT count(*) FROM t LIMIT PER CONTRIBUTOR 1",
             ),
             (
                 "sum(x), x in [0, 100] (with the indicator)",
-                "SELECT sum(x) FROM t CLIP x TO [0, 100] LIMIT PER CONTRIBUTOR 1 SCALE 0",
+                "SELECT sum(x) FROM t CLIP x TO [0, 100] LIMIT PER CONTRIBUTOR 1",
             ),
         ] {
             let q = Query::parse(&format!(
@@ -53,7 +58,8 @@ fn main() {
             let noise = q.spec().noise.clone().expect("noise");
             // Element 0: the selected aggregate.
             let part = parts.iter().find(|p| p.columns.contains(&0)).expect("part");
-            let central = part.l2 / (2.0 * rho / parts.len() as f64).sqrt();
+            let unit = 10f64.powi(i32::from(q.spec().scale_digits));
+            let central = part.l2 / (2.0 * rho / parts.len() as f64).sqrt() / unit;
             // Trials cost n samples each: fewer at 100,000.
             let t = if n > 10_000 { trials / 10 } else { trials }.max(5);
             let mut squares = 0.0;
@@ -67,11 +73,13 @@ fn main() {
                 }
                 squares += (total as f64).powi(2);
             }
-            let rmse = (squares / t as f64).sqrt();
+            let rmse = (squares / t as f64).sqrt() / unit;
             println!(
-                "{:<48} {:>9} {:>12.2} {:>12.2} {:>7.3}   ({t} trials)",
+                "{:<44} {:>7} {:>9} {:>5} {:>12.3} {:>12.3} {:>7.3}   ({t} trials)",
                 name,
                 n,
+                part.l2 / unit,
+                parts.len(),
                 central,
                 rmse,
                 rmse / central
