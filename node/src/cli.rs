@@ -249,7 +249,7 @@ fn trust_limits(e: &serde_json::Value) -> Vec<String> {
             .map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(","))
             .unwrap_or_else(|| all.into())
     };
-    vec![
+    let mut lines = vec![
         format!("collections: {}", list(&e["collections"], "all")),
         format!("fields: {}", list(&e["fields"], "all")),
         format!("k_min >= {}", e["min_contributors"]),
@@ -266,15 +266,16 @@ fn trust_limits(e: &serde_json::Value) -> Vec<String> {
             }
         ),
         format!("mode: {}", e["mode"].as_str().unwrap_or("auto")),
-        match e["epsilon_per_month_milli"].as_u64() {
-            None => "privacy budget: none".into(),
-            Some(m) => format!(
-                "privacy budget: epsilon {} per 30 days; spent: {}",
-                m as f64 / 1000.0,
-                e["privacy_spent"].as_str().unwrap_or("nothing yet")
-            ),
-        },
-    ]
+    ];
+    // Only a trust with a privacy budget has this line (`budget.rs`).
+    if let Some(m) = e["epsilon_per_month_milli"].as_u64() {
+        lines.push(format!(
+            "privacy budget: epsilon {} per 30 days; spent: {}",
+            m as f64 / 1000.0,
+            e["privacy_spent"].as_str().unwrap_or("nothing yet")
+        ));
+    }
+    lines
 }
 
 fn data_dir(cli: &Cli) -> anyhow::Result<&Path> {
