@@ -229,6 +229,11 @@ pub enum TrustCmd {
         /// its share window, for `grove requests approve` (or the console).
         #[arg(long)]
         ask: bool,
+        /// A privacy budget: the epsilon (at delta 1e-9, by zCDP composition) this
+        /// commissioner may spend on this node's records per 30 days; it then gets only
+        /// queries WITH PRIVACY, and none once the budget is spent.
+        #[arg(long)]
+        epsilon_per_month: Option<f64>,
     },
     List,
     Remove {
@@ -244,7 +249,7 @@ fn trust_limits(e: &serde_json::Value) -> Vec<String> {
             .map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(","))
             .unwrap_or_else(|| all.into())
     };
-    vec![
+    let mut lines = vec![
         format!("collections: {}", list(&e["collections"], "all")),
         format!("fields: {}", list(&e["fields"], "all")),
         format!("k_min >= {}", e["min_contributors"]),
@@ -261,7 +266,16 @@ fn trust_limits(e: &serde_json::Value) -> Vec<String> {
             }
         ),
         format!("mode: {}", e["mode"].as_str().unwrap_or("auto")),
-    ]
+    ];
+    // Only a trust with a privacy budget has this line (`owner/budget.rs`).
+    if let Some(m) = e["epsilon_per_month_milli"].as_u64() {
+        lines.push(format!(
+            "privacy budget: epsilon {} per 30 days; spent: {}",
+            m as f64 / 1000.0,
+            e["privacy_spent"].as_str().unwrap_or("nothing yet")
+        ));
+    }
+    lines
 }
 
 fn data_dir(cli: &Cli) -> anyhow::Result<&Path> {
@@ -442,6 +456,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     max_group_keys,
                     allow_repeats,
                     ask,
+                    epsilon_per_month,
                 } => ControlRequest::TrustAdd {
                     key: key.clone(),
                     collections: collections.clone(),
@@ -459,6 +474,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         } else {
                             crate::store::TrustMode::Auto
                         }),
+                        epsilon_per_month: *epsilon_per_month,
                     },
                 },
                 TrustCmd::List => ControlRequest::TrustList,

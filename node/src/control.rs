@@ -82,6 +82,8 @@ pub struct TrustLimits {
     pub allow_repeats: bool,
     /// Answer at once (`auto`, the default) or ask the owner first (`ask`).
     pub mode: Option<crate::store::TrustMode>,
+    /// The privacy budget per 30 days, in epsilon (`owner/budget.rs`); `None`: no budget.
+    pub epsilon_per_month: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -402,7 +402,10 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
         }
         println!(
             "\n{} (computed in {elapsed_ms} ms; total demo {} ms)",
-            if exact {
+            if compiled.query().privacy.is_some() {
+                "differential privacy: the plaintext answer plus the contributors' noise (each \
+                 cell's 95% interval above)"
+            } else if exact {
                 "exact: the aggregate equals the plaintext answer"
             } else {
                 "differs: the result covers only the contributors it reports"

@@ -114,6 +114,10 @@ pub struct TrustEntry {
     /// Whether a request that passes every rule is answered at once or waits for the owner.
     #[serde(default)]
     pub mode: TrustMode,
+    /// The privacy budget per 30 days, in thousandths of epsilon (`owner/budget.rs`); `None`: no
+    /// budget (queries with or without a privacy clause are not limited by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon_per_month_milli: Option<u64>,
 }
 
 /// How a trusted commissioner's requests are answered once every consent rule holds.
@@ -954,6 +958,7 @@ mod tests {
                 max_group_keys: crate::owner::defaults::DEFAULT_MAX_GROUP_KEYS,
                 allow_repeats: false,
                 mode: TrustMode::Auto,
+                epsilon_per_month_milli: None,
             }
         );
         assert_eq!(store.trust_list().unwrap(), vec![entry]);

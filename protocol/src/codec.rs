@@ -106,6 +106,7 @@ pub fn sample_messages() -> Vec<Message> {
                     len: 3,
                 }],
             },
+            noise: None,
         },
         max_contributors: 100,
         privacy: PrivacyParams {

@@ -6,6 +6,7 @@
 //! below `(P - 1) / 2`, which [`ContributionSpec::validate`] guarantees for a given number of
 //! contributors.
 
+use crate::dp::NoiseSpec;
 use crate::field::{Fp, P};
 use crate::limits;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,9 @@ pub struct ContributionSpec {
     pub scale_digits: u8,
     /// The cells of the released result, each with the element that counts its contributors.
     pub cells: CellLayout,
+    /// Differential privacy: the discrete Gaussian noise each contributor adds to every
+    /// element before sharing (`dp.rs`); `None` for an exact sum.
+    pub noise: Option<NoiseSpec>,
 }
 
 /// One cell of the released result, as offsets in a block of the vector: `indicator` is the
@@ -101,6 +105,7 @@ impl ContributionSpec {
             }],
             scale_digits,
             cells: CellLayout::none(length.max(1)),
+            noise: None,
         }
     }
 
@@ -134,6 +139,7 @@ impl ContributionSpec {
                     len: length,
                 }],
             },
+            noise: None,
         }
     }
 
@@ -327,11 +333,36 @@ impl ContributionSpec {
         }
         let scale = scale_factor(self.scale_digits);
         let contributors = max_contributors.max(1) as u128;
+        // Each contributor's noise is at most its tail per element (`dp::noise` redraws
+        // beyond it), so it is budgeted like part of the value.
+        let noise_tail = match &self.noise {
+            None => 0.0,
+            Some(n) => {
+                if n.sigma_milli.len() != self.cells.width as usize {
+                    return invalid(format!(
+                        "{} noise scales for blocks of {} elements",
+                        n.sigma_milli.len(),
+                        self.cells.width
+                    ));
+                }
+                let max = crate::dp::MAX_SIGMA * crate::dp::SIGMA_DENOMINATOR as f64;
+                if n.sigma_milli.iter().any(|s| *s == 0 || *s as f64 > max) {
+                    return invalid(format!(
+                        "a noise scale is not in (0, {}]",
+                        crate::dp::MAX_SIGMA
+                    ));
+                }
+                if n.honest_sources == 0 {
+                    return invalid("the noise needs at least one honest source".into());
+                }
+                n.tail() as f64
+            }
+        };
         let mut index = 0usize;
         for b in &self.bounds {
             if b.count > 0 {
                 let magnitude = b.min.abs().max(b.max.abs());
-                let worst = (magnitude * scale).ceil();
+                let worst = (magnitude * scale).ceil() + noise_tail;
                 // Anything at or above 2^64 is far beyond the budget; below, the cast is exact
                 // enough because the budget comparison happens in integers.
                 let fits = worst < 18_446_744_073_709_551_616.0
@@ -429,6 +460,7 @@ mod tests {
             ],
             scale_digits: 2,
             cells: CellLayout::none(5),
+            noise: None,
         };
         spec.validate(1000).unwrap();
         let enc = spec.encode(&[-5.0, 0.125, -0.125, 1e9, 12.345]).unwrap();
@@ -466,6 +498,7 @@ mod tests {
             }],
             scale_digits: 0,
             cells: CellLayout::none(3),
+            noise: None,
         };
         assert!(matches!(
             short.encode(&[0.0; 3]),
@@ -513,6 +546,7 @@ mod tests {
             ],
             scale_digits: 0,
             cells: CellLayout::none(1),
+            noise: None,
         };
         assert!(many.validate(1).is_err());
     }
@@ -551,6 +585,7 @@ mod tests {
             ],
             scale_digits: 0,
             cells: CellLayout::none(10),
+            noise: None,
         };
         assert!(spec.validate(500_000_000).is_ok()); // 1e18 < 1.15e18
         assert_eq!(
@@ -650,6 +685,7 @@ mod tests {
                     },
                 ],
             },
+            noise: None,
         };
         assert_eq!(spec.validate_cells(), Ok(()));
         assert_eq!(spec.indicator_elements(), vec![0, 1, 4, 5]);

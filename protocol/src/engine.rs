@@ -936,9 +936,15 @@ impl Engine {
         if comp.contribution.is_some() {
             return Err(CommandError::AlreadyContributed(id));
         }
-        let vector = comp.request().contribution.encode(values)?;
+        let spec = &comp.request().contribution;
+        let mut vector = spec.encode(values)?;
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
+        if let Some(noise) = &spec.noise {
+            // Differential privacy: this contributor's own noise, from its persisted seed,
+            // enters the vector before it is shared (`dp.rs`).
+            crate::dp::add_noise(&mut vector, &seed, noise);
+        }
         self.record(Record::Contribution {
             computation: id,
             seed,

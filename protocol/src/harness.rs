@@ -733,14 +733,31 @@ impl Cluster {
 
     /// The true count of contributors of each cell of a version (from the plaintext
     /// contributions of the contributors it expands to), as field sums of the indicators.
+    /// What node `i` contributed to `id`, encoded: its values' encoding, or, for a request
+    /// with differential privacy, the vector it persisted (its values plus its own noise), which
+    /// is what the protocol must sum exactly.
+    pub fn encoded_contribution(&self, id: &ComputationId, i: usize) -> Option<Vec<Fp>> {
+        let spec = &self.requests.get(id)?.contribution;
+        if spec.noise.is_some() {
+            return self.nodes[i].durable.iter().find_map(|r| match r {
+                Record::Contribution {
+                    computation,
+                    vector,
+                    ..
+                } if computation == id => Some(vector.0.clone()),
+                _ => None,
+            });
+        }
+        spec.encode(self.contributions.get(&i)?).ok()
+    }
+
     pub fn true_cell_counts(&self, id: &ComputationId, digest: &Digest) -> Option<Vec<Fp>> {
         let request = self.requests.get(id)?;
         let spec = &request.contribution;
         let mut counts = vec![Fp::ZERO; spec.cell_count()];
         let indicators = spec.indicator_elements();
         for c in self.expand(digest) {
-            let values = self.contributions.get(self.index.get(&c)?)?;
-            let v = spec.encode(values).ok()?;
+            let v = self.encoded_contribution(id, *self.index.get(&c)?)?;
             for (k, e) in indicators.iter().enumerate() {
                 counts[k] += v[*e];
             }
@@ -1073,14 +1090,9 @@ impl Cluster {
                     .index
                     .get(c)
                     .ok_or("included a node outside the cluster")?;
-                let values = self
-                    .contributions
-                    .get(&i)
+                let v = self
+                    .encoded_contribution(id, i)
                     .ok_or("included a node that did not contribute")?;
-                let v = request
-                    .contribution
-                    .encode(values)
-                    .map_err(|e| e.to_string())?;
                 add_assign_vec(&mut expected, &v);
             }
             // Released are exactly the cells that count `k_min` contributors, and each is exact.

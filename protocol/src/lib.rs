@@ -8,6 +8,8 @@
 //! Layers, bottom to top:
 //! - [`field`]: arithmetic in GF(2^61 - 1).
 //! - [`encoding`]: signed fixed-point values, clipping and the overflow budget.
+//! - [`dp`]: differential privacy: calibration, each contributor's discrete Gaussian noise,
+//!   zCDP accounting.
 //! - [`sharing`]: vector Shamir sharing, seed-compressed shares, Lagrange coefficients.
 //! - [`ids`]: identifiers and domain-separated hashing.
 //! - [`request`]: the signed computation request and its validation.
@@ -21,6 +23,7 @@
 //! - [`limits`]: every named bound in one place.
 
 pub mod codec;
+pub mod dp;
 pub mod encoding;
 pub mod engine;
 pub mod field;

@@ -67,3 +67,7 @@ pub const MAX_QUERY_IDENTIFIER_BYTES: usize = 128;
 pub const MAX_QUERY_TEXT_BYTES: usize = 1024;
 /// Largest `LIMIT PER CONTRIBUTOR`: records one contributor may feed into one computation.
 pub const MAX_RECORDS_PER_CONTRIBUTOR: u32 = 1_000_000;
+
+/// Largest `HONEST SOURCES` a privacy clause may name (the most contributors a request can
+/// declare, `max_contributors`, is capped at 10^6 by the node).
+pub const MAX_HONEST_SOURCES: u32 = 10_000_000;

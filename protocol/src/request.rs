@@ -371,6 +371,7 @@ mod tests {
                         len: 4,
                     }],
                 },
+                noise: None,
             },
             max_contributors: 1000,
             privacy: PrivacyParams {

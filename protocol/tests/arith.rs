@@ -476,6 +476,7 @@ fn overflow_budget_rejects_wrapping_and_accepts_safe() {
         ],
         scale_digits: 0,
         cells: grove_protocol::encoding::CellLayout::none(7),
+        noise: None,
     };
     assert_eq!(
         mixed.validate(2),

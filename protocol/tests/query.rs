@@ -225,6 +225,7 @@ fn query() -> impl Strategy<Value = Query> {
                     clips,
                     limit_per_contributor: limit,
                     scale,
+                    privacy: None,
                 }
             },
         )

@@ -26,6 +26,10 @@
 //! - `oracle` (protocol harness, real engines) and `oracle_processes` (real processes):
 //!   random queries over random records equal the reference evaluation of [`oracle`], rows
 //!   and histogram buckets below `k_min` suppressed.
+//!   `oracle` also checks that released differentially private cells lie in their reported
+//!   95% intervals at the reported rate.
+//! - `privacy_budget`: a node whose budget for a commissioner is spent declines with the rule
+//!   `privacy_budget` in its audit, still after a SIGKILL and restart, and shows the spend.
 //! - `release_rules`: owners at `--min-k 5` and a commissioner that ignores `k_min`
 //!   ([`SKIP_K_MIN_ENV`]): the `GROUP BY id` attack gets nothing, a row of one contributor is
 //!   suppressed beside an exact one, a node matching nothing sends zeros and says so, an

@@ -484,6 +484,7 @@ struct TrustRow {
     window: u64,
     max_group_keys: u32,
     repeats: &'static str,
+    budget: String,
     added: String,
 }
 
@@ -508,6 +509,9 @@ pub(super) struct TrustForm {
     window: String,
     #[serde(default)]
     max_group_keys: String,
+    /// The privacy budget in epsilon per 30 days; empty: none.
+    #[serde(default)]
+    epsilon_per_month: String,
     /// `1` when the checkbox is ticked (absent otherwise).
     #[serde(default)]
     allow_repeats: String,
@@ -542,6 +546,10 @@ impl TrustForm {
             max_per_day: e.max_per_day.to_string(),
             window: e.differencing_window_secs.to_string(),
             max_group_keys: e.max_group_keys.to_string(),
+            epsilon_per_month: e
+                .epsilon_per_month_milli
+                .map(|m| (m as f64 / 1000.0).to_string())
+                .unwrap_or_default(),
             allow_repeats: if e.allow_repeats {
                 "1".into()
             } else {
@@ -593,6 +601,13 @@ impl TrustForm {
                 max_group_keys: Some(number(&self.max_group_keys, "the GROUP BY keys")?),
                 allow_repeats: self.repeats(),
                 mode: Some(mode),
+                // Empty: no budget; the range is the daemon's check.
+                epsilon_per_month: match self.epsilon_per_month.trim() {
+                    "" => None,
+                    v => Some(v.parse().map_err(|_| {
+                        format!("the privacy budget must be a number (epsilon), not {v:?}")
+                    })?),
+                },
             },
         })
     }
@@ -656,6 +671,10 @@ async fn trust_page(
             } else {
                 "declined"
             },
+            budget: e
+                .epsilon_per_month_milli
+                .map(|m| format!("ε {} / 30 days", m as f64 / 1000.0))
+                .unwrap_or_else(|| "none".into()),
             added: utc(e.added_at_micros),
         })
         .collect();
@@ -1457,6 +1476,41 @@ pub(super) async fn run_json(
 mod tests {
     use super::*;
     use grove_protocol::query::ResultRow;
+
+    /// Editing a trust in the console keeps every limit, the privacy budget included (a form
+    /// without the field would save the trust without its budget).
+    #[test]
+    fn editing_a_trust_keeps_its_privacy_budget() {
+        let entry = TrustEntry {
+            key: "ab".into(),
+            collections: vec!["c".into()],
+            label: "city".into(),
+            added_at_micros: 5,
+            min_contributors: 7,
+            fields: vec!["x".into()],
+            max_per_day: 3,
+            min_t: 4,
+            differencing_window_secs: 60,
+            max_group_keys: 9,
+            allow_repeats: true,
+            mode: TrustMode::Ask,
+            epsilon_per_month_milli: Some(2_500),
+        };
+        let Ok(ControlRequest::TrustAdd { limits, .. }) = TrustForm::of(&entry).request() else {
+            panic!("the form of a stored trust is a valid request");
+        };
+        assert_eq!(limits.epsilon_per_month, Some(2.5));
+        assert_eq!(limits.max_group_keys, Some(9));
+        let mut none = entry.clone();
+        none.epsilon_per_month_milli = None;
+        let Ok(ControlRequest::TrustAdd { limits, .. }) = TrustForm::of(&none).request() else {
+            panic!("the form of a stored trust is a valid request");
+        };
+        assert_eq!(limits.epsilon_per_month, None);
+        let mut form = TrustForm::of(&entry);
+        form.epsilon_per_month = "lots".into();
+        assert!(form.request().unwrap_err().contains("privacy budget"));
+    }
 
     #[test]
     fn a_query_error_is_placed_at_its_line_and_column() {

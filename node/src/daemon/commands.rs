@@ -7,7 +7,7 @@ use super::{lock, pending, Node, Waiter, MAX_LISTED_RECORDS, MAX_WAITERS};
 use crate::clock::now_micros;
 use crate::config::{self};
 use crate::control::{ComputeParams, ControlReply, ControlRequest, Incoming};
-use crate::owner::query;
+use crate::owner::{budget, query};
 use grove_protocol::engine::{sign_finish, Command};
 use grove_protocol::ids::{hex, ComputationId};
 use grove_protocol::request::{CommissionerKey, SignedRequest};
@@ -112,7 +112,23 @@ impl Node {
                 }
             }
             ControlRequest::TrustList => match self.store.trust_list() {
-                Ok(list) => answer(json!({ "trusted": list })),
+                Ok(list) => {
+                    // With each budget, what its commissioner spent (`owner::budget`).
+                    let now = now_micros().0;
+                    let list: Vec<serde_json::Value> = list
+                        .iter()
+                        .map(|t| {
+                            let mut v = serde_json::to_value(t).unwrap_or_default();
+                            if t.epsilon_per_month_milli.is_some() {
+                                let history = self.store.consents(&t.key).unwrap_or_default();
+                                let spent = budget::spent(&history, now);
+                                v["privacy_spent"] = json!(budget::describe(spent));
+                            }
+                            v
+                        })
+                        .collect();
+                    answer(json!({ "trusted": list }))
+                }
                 Err(e) => fail(e.to_string()),
             },
             ControlRequest::TrustRemove { key } => match self.store.trust_remove(&key) {

@@ -990,6 +990,12 @@ impl Node {
                         .zip(&r.released)
                         .map(|(v, open)| open.then_some(*v))
                         .collect();
+                    // Differential privacy: each noisy cell's deviation and 95% interval.
+                    let accuracy = w.compiled.accuracy(&r.values, &r.released, contributors);
+                    let text = match &accuracy {
+                        Some(a) => format!("{table}\n{}", a.to_string().trim_end()),
+                        None => table.to_string(),
+                    };
                     let completeness = if w.directory_peers == 0 {
                         0.0
                     } else {
@@ -999,7 +1005,8 @@ impl Node {
                         "computation": r.computation.to_string(),
                         "query": w.compiled.query().to_string(),
                         "table": table,
-                        "text": table.to_string(),
+                        "text": text,
+                        "accuracy": accuracy,
                         "values": values,
                         "contributors": contributors,
                         "directory_peers": w.directory_peers,

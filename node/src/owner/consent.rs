@@ -46,6 +46,9 @@ pub enum Rule {
     /// The request differs from one this node contributed to, within the window, only by a
     /// narrowing or widening `WHERE` (see [`differencing_pair`]).
     Differencing,
+    /// The trust has a privacy budget and the query would overspend it, or asks for no
+    /// differential privacy (`owner/budget.rs`).
+    PrivacyBudget,
     /// Every rule passed.
     Trusted,
     /// Trust mode "ask": the request waits for the owner's answer, or its share window ended
@@ -74,6 +77,7 @@ impl Rule {
             Rule::Rate => "rate",
             Rule::Repeat => "repeat",
             Rule::Differencing => "differencing",
+            Rule::PrivacyBudget => "privacy_budget",
             Rule::Trusted => "trusted",
             Rule::Ask => "ask",
             Rule::Owner => "owner",
@@ -111,6 +115,9 @@ pub fn trust_entry(
         max_group_keys: limits.max_group_keys.unwrap_or(DEFAULT_MAX_GROUP_KEYS),
         allow_repeats: limits.allow_repeats,
         mode: limits.mode.unwrap_or_default(),
+        epsilon_per_month_milli: limits
+            .epsilon_per_month
+            .map(|e| (e * 1000.0).round() as u64),
     }
 }
 
@@ -278,10 +285,22 @@ pub fn decide(
             );
         }
     }
+    let mut spend = String::new();
+    if let Some(milli) = trust.epsilon_per_month_milli {
+        match crate::owner::budget::check(
+            milli as f64 / 1000.0,
+            &query,
+            history,
+            request.now_micros,
+        ) {
+            Ok(status) => spend = format!("; {status}"),
+            Err(reason) => return decline(Rule::PrivacyBudget, reason),
+        }
+    }
     Decision {
         accept: true,
         rule: Rule::Trusted,
-        reason: format!("commissioner {who} is trusted and every limit holds"),
+        reason: format!("commissioner {who} is trusted and every limit holds{spend}"),
     }
 }
 
@@ -632,7 +651,46 @@ mod tests {
             max_group_keys: 3,
             allow_repeats: false,
             mode: Default::default(),
+            epsilon_per_month_milli: None,
         }
+    }
+
+    /// A trust with a privacy budget takes queries WITH PRIVACY until the budget is spent
+    /// (the history is the ledger), and no query without one.
+    #[test]
+    fn the_privacy_budget_rule() {
+        let now = 50 * DAY_MICROS;
+        let t = TrustEntry {
+            epsilon_per_month_milli: Some(2000),
+            max_per_day: 100,
+            allow_repeats: true,
+            ..trust()
+        };
+        let dp = "SELECT count(*) FROM bank.operations LIMIT PER CONTRIBUTOR 1 \
+                  WITH PRIVACY EPSILON 1 DELTA 1e-9";
+        let plain = "SELECT count(*) FROM bank.operations";
+        let d = decide(&request(dp, now), Some(&t), &[], false);
+        assert_eq!(d.rule, Rule::Trusted, "{}", d.reason);
+        assert!(d.reason.contains("privacy budget"), "{}", d.reason);
+        let d = decide(&request(plain, now), Some(&t), &[], false);
+        assert_eq!(d.rule, Rule::PrivacyBudget);
+        let spent: Vec<ConsentEntry> = (0..3)
+            .map(|i| ConsentEntry {
+                computation: format!("c{i}"),
+                at_micros: now - 1000 - i,
+                query: dp.into(),
+            })
+            .collect();
+        let d = decide(&request(dp, now), Some(&t), &spent[..2], false);
+        assert_eq!(d.rule, Rule::Trusted, "{}", d.reason);
+        let d = decide(&request(dp, now), Some(&t), &spent, false);
+        assert_eq!(d.rule, Rule::PrivacyBudget, "{}", d.reason);
+        assert!(d.reason.contains("privacy budget spent"), "{}", d.reason);
+        // Without a budget, neither is limited by it.
+        assert_eq!(
+            decide(&request(plain, now), Some(&trust()), &[], false).rule,
+            Rule::Trusted
+        );
     }
 
     fn request(query: &str, now: u64) -> RequestInfo {

@@ -79,6 +79,17 @@ pub fn entry(
     for f in &limits.fields {
         validate_field_name(f)?;
     }
+    if let Some(e) = limits.epsilon_per_month {
+        let (lo, hi) = (
+            crate::owner::budget::MIN_BUDGET_EPSILON,
+            crate::owner::budget::MAX_BUDGET_EPSILON,
+        );
+        if !(lo..=hi).contains(&e) {
+            return Err(format!(
+                "a privacy budget is an epsilon from {lo} to {hi} per 30 days, not {e}"
+            ));
+        }
+    }
     Ok(consent::trust_entry(
         key,
         collections,

@@ -371,7 +371,16 @@ fn send_release_share(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
     if *opened != adopted.version.digest {
         return;
     }
-    let cells: Vec<bool> = counts.iter().map(|c| spec.cell_meets(*c, k_min)).collect();
+    // Differential privacy: a version summing fewer contributors than the honest sources
+    // the noise was sized for carries less noise than the guarantee needs; nothing leaves.
+    let enough_noise = spec
+        .noise
+        .as_ref()
+        .is_none_or(|n| adopted.version.count >= u64::from(n.honest_sources));
+    let cells: Vec<bool> = counts
+        .iter()
+        .map(|c| enough_noise && spec.cell_meets(*c, k_min))
+        .collect();
     let elements = spec.released_elements(&cells);
     let share: Vec<Fp> = sum
         .iter()

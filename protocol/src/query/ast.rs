@@ -23,6 +23,18 @@ pub struct Query {
     pub limit_per_contributor: Option<u32>,
     /// `SCALE n`: fixed-point digits of the encoding.
     pub scale: Option<u8>,
+    /// `WITH PRIVACY EPSILON e DELTA d [HONEST SOURCES h]`: differential privacy (`dp.rs`).
+    pub privacy: Option<Privacy>,
+}
+
+/// A query's privacy clause: the released vector is `(epsilon, delta)`-differentially private
+/// for one owner's records as long as `honest_sources` of the summed contributors added their
+/// noise (1 when the clause does not say: then every contributor adds the whole noise).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Privacy {
+    pub epsilon: f64,
+    pub delta: f64,
+    pub honest_sources: u32,
 }
 
 /// One item of the `SELECT` list.
@@ -360,6 +372,13 @@ impl fmt::Display for Query {
         }
         if let Some(s) = self.scale {
             write!(f, "\nSCALE {s}")?;
+        }
+        if let Some(p) = &self.privacy {
+            f.write_str("\nWITH PRIVACY EPSILON ")?;
+            write_number(f, p.epsilon)?;
+            f.write_str(" DELTA ")?;
+            write_number(f, p.delta)?;
+            write!(f, " HONEST SOURCES {}", p.honest_sources)?;
         }
         Ok(())
     }

@@ -62,6 +62,7 @@ pub struct Column {
 pub struct CompiledQuery {
     query: Query,
     spec: ContributionSpec,
+    privacy_parts: Vec<crate::dp::Part>,
     records_per_contributor: u32,
     rows: Vec<String>,
     columns: Vec<Column>,
@@ -239,16 +240,29 @@ impl Query {
                 }
             }
         }
+        let scale_digits = self.scale.unwrap_or(DEFAULT_SCALE_DIGITS);
+        let parts = super::privacy::parts(
+            self,
+            &columns,
+            rows.len(),
+            n,
+            10f64.powi(i32::from(scale_digits)),
+            range_of,
+            norm_of,
+        );
+        let noise = super::privacy::noise(self, &parts, width as usize, rows.len())
+            .map_err(layout_error)?;
         let spec = ContributionSpec {
             // At most MAX_VECTOR_LEN, checked above.
             length: length as u32,
             bounds,
-            scale_digits: self.scale.unwrap_or(DEFAULT_SCALE_DIGITS),
+            scale_digits,
             // At most MAX_VECTOR_LEN, checked above.
             cells: CellLayout {
                 width: width as u32,
                 cells,
             },
+            noise,
         };
         // Structure only (one contributor): bounds too large for a single value are refused
         // here; the request checks the budget for its max_contributors.
@@ -258,6 +272,7 @@ impl Query {
         Ok(CompiledQuery {
             query: self.clone(),
             spec,
+            privacy_parts: parts,
             records_per_contributor: n,
             rows,
             columns,
@@ -464,6 +479,15 @@ impl CompiledQuery {
     /// The request's contribution spec: length, run-length bounds, scale.
     pub fn spec(&self) -> &ContributionSpec {
         &self.spec
+    }
+    /// The parts of a block with their L2 sensitivity in encoded units, for one owner's
+    /// records replaced by others (`query/privacy.rs`); the noise is calibrated on them.
+    pub fn privacy_parts(&self) -> &[crate::dp::Part] {
+        &self.privacy_parts
+    }
+    /// Per aggregate, the block offset of its first column; and the row indicator's offset.
+    pub(super) fn offsets(&self) -> (&[usize], usize) {
+        (&self.offsets, self.row_indicator)
     }
     /// At most this many records of one contributor are used (`LIMIT PER CONTRIBUTOR`).
     pub fn records_per_contributor(&self) -> u32 {

@@ -23,14 +23,17 @@
 //! queries") has the grammar, the layout, the per-contributor bounds rule and the overflow
 //! budget.
 
+mod accuracy;
 mod ast;
 mod compile;
 mod lexer;
 mod parser;
+mod privacy;
 mod result;
 mod value;
 
-pub use ast::{Aggregate, Clip, CmpOp, Expr, GroupBy, Literal, Predicate, Query};
+pub use accuracy::{Accuracy, CellAccuracy};
+pub use ast::{Aggregate, Clip, CmpOp, Expr, GroupBy, Literal, Predicate, Privacy, Query};
 pub use compile::{Column, ColumnKind, CompiledQuery};
 pub use parser::KEYWORDS;
 pub use result::{Cell, ResultRow, ResultTable};

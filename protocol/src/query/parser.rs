@@ -27,6 +27,12 @@ pub const KEYWORDS: &[&str] = &[
     "LIMIT",
     "PER",
     "SCALE",
+    "WITH",
+    "PRIVACY",
+    "EPSILON",
+    "DELTA",
+    "HONEST",
+    "SOURCES",
     "TRUE",
     "FALSE",
     "NULL",
@@ -342,12 +348,18 @@ impl Parser {
         } else {
             None
         };
+        let with_at = self.here();
+        let privacy = if self.eat_keyword("WITH") {
+            Some(self.privacy(with_at, limit_per_contributor.is_some())?)
+        } else {
+            None
+        };
         if self.peek().tok != Tok::End {
             let what = if filter.is_none() && group_by.is_none() && clips.is_empty() {
-                "WHERE, GROUP BY, CLIP, LIMIT, SCALE or the end of the query"
+                "WHERE, GROUP BY, CLIP, LIMIT, SCALE, WITH PRIVACY or the end of the query"
             } else {
-                "CLIP, LIMIT, SCALE or the end of the query (clauses come in the order SELECT, \
-                 FROM, WHERE, GROUP BY, CLIP, LIMIT, SCALE)"
+                "CLIP, LIMIT, SCALE, WITH PRIVACY or the end of the query (clauses come in the \
+                 order SELECT, FROM, WHERE, GROUP BY, CLIP, LIMIT, SCALE, WITH PRIVACY)"
             };
             return self.expected(what);
         }
@@ -359,9 +371,49 @@ impl Parser {
             clips,
             limit_per_contributor,
             scale,
+            privacy,
         };
         check_clips(&q, &agg_pos, &clip_pos)?;
         Ok(q)
+    }
+
+    /// `PRIVACY EPSILON e DELTA d [HONEST SOURCES h]`, after `WITH` (at `with_at`). A
+    /// contributor's influence, and so the noise, is bounded only with an explicit `LIMIT
+    /// PER CONTRIBUTOR`: without one the query's sensitivity is refused as unbounded.
+    fn privacy(&mut self, with_at: Pos, limited: bool) -> Result<Privacy, QueryError> {
+        self.keyword("PRIVACY")?;
+        self.keyword("EPSILON")?;
+        let eps_at = self.here();
+        let epsilon = self.number()?;
+        self.keyword("DELTA")?;
+        let delta_at = self.here();
+        let delta = self.number()?;
+        let honest_sources = if self.eat_keyword("HONEST") {
+            self.keyword("SOURCES")?;
+            // In range by the check.
+            self.integer("HONEST SOURCES", 1, u64::from(limits::MAX_HONEST_SOURCES))? as u32
+        } else {
+            1
+        };
+        if let Err(e) = crate::dp::rho_for(epsilon, 0.5 * crate::dp::MAX_DELTA) {
+            return self.err_at(eps_at, e.to_string());
+        }
+        if let Err(e) = crate::dp::rho_for(1.0, delta) {
+            return self.err_at(delta_at, e.to_string());
+        }
+        if !limited {
+            return self.err_at(
+                with_at,
+                "a query WITH PRIVACY needs LIMIT PER CONTRIBUTOR: without it one \
+                 contributor's influence, and so the noise, is unbounded"
+                    .into(),
+            );
+        }
+        Ok(Privacy {
+            epsilon,
+            delta,
+            honest_sources,
+        })
     }
 
     fn aggregate(&mut self) -> Result<Aggregate, QueryError> {

@@ -26,6 +26,7 @@ mod pdms_e2e;
 mod phase_kill_inner;
 mod phase_kill_leaf;
 mod phase_kill_root;
+mod privacy_budget;
 mod release_rules;
 mod replay_after_close;
 mod untrusted;

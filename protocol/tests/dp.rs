@@ -1,0 +1,272 @@
+//! Differential privacy (`dp.rs`, `query/privacy.rs`): the noise each contributor adds is the
+//! discrete Gaussian of the scale the request states, it reaches the released sum, what is
+//! left after colluders remove their own noise still meets the guarantee, and the root
+//! releases nothing of a version that sums fewer contributors than the honest sources.
+//!
+//! The goodness-of-fit tests use fixed seeds: each is a chi-square test at a false-alarm rate
+//! of 0.1% (for a random seed, a correct sampler fails it with probability 0.001); with
+//! the seeds fixed the outcome is deterministic.
+
+use grove_protocol::dp::{self, NoiseSpec};
+use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
+use grove_protocol::query::{CompiledQuery, Query, Record, Value};
+
+/// The probabilities of `N_Z(0, s^2)` over `-w..=w`, `w = 40 s` (the rest is below e^-800).
+fn pmf(s: f64) -> (i64, Vec<f64>) {
+    let w = (40.0 * s).ceil() as i64 + 1;
+    let weights: Vec<f64> = (-w..=w)
+        .map(|x| (-(x as f64).powi(2) / (2.0 * s * s)).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    (w, weights.into_iter().map(|p| p / total).collect())
+}
+
+/// Pearson's chi-square of `samples` against `N_Z(0, s^2)`, adjacent bins merged until each
+/// expects at least 5: (statistic, degrees of freedom).
+fn chi_square(samples: &[i64], s: f64) -> (f64, usize) {
+    let (w, p) = pmf(s);
+    let n = samples.len() as f64;
+    let mut observed = vec![0u64; p.len()];
+    for z in samples {
+        let i = (z + w).clamp(0, 2 * w) as usize;
+        observed[i] += 1;
+    }
+    let mut bins: Vec<(f64, f64)> = Vec::new();
+    let (mut o, mut e) = (0.0, 0.0);
+    for (obs, prob) in observed.iter().zip(&p) {
+        o += *obs as f64;
+        e += prob * n;
+        if e >= 5.0 {
+            bins.push((o, e));
+            o = 0.0;
+            e = 0.0;
+        }
+    }
+    if let Some(last) = bins.last_mut() {
+        last.0 += o;
+        last.1 += e;
+    }
+    let stat = bins.iter().map(|(o, e)| (o - e).powi(2) / e).sum();
+    (stat, bins.len() - 1)
+}
+
+/// The chi-square quantile at 1 - 0.001 (Wilson and Hilferty's approximation, accurate to
+/// well under 1% from 5 degrees of freedom up).
+fn chi_square_critical(dof: usize) -> f64 {
+    let k = dof as f64;
+    let z = 3.090_232_306; // the standard normal's 0.999 quantile
+    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
+}
+
+fn seed(i: u64) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&i.to_le_bytes());
+    s[31] = 7;
+    s
+}
+
+fn spec(sigma: f64, honest_sources: u32) -> NoiseSpec {
+    NoiseSpec {
+        sigma_milli: vec![(sigma * 1000.0).round() as u64],
+        honest_sources,
+    }
+}
+
+/// Each contributor's noise (one element from each of 20,000 seeds, as 20,000 contributors
+/// would draw it) fits `N_Z(0, s^2)` at three scales, from below one unit to tens.
+#[test]
+fn each_contributors_noise_is_the_discrete_gaussian_of_the_stated_scale() {
+    for (k, sigma) in [0.8, 3.7, 41.3].into_iter().enumerate() {
+        let n = spec(sigma, 1);
+        let samples: Vec<i64> = (0..20_000u64)
+            .map(|i| dp::noise(&seed(i + 100_000 * k as u64), &n, 1)[0])
+            .collect();
+        let (stat, dof) = chi_square(&samples, sigma);
+        let critical = chi_square_critical(dof);
+        assert!(
+            stat < critical,
+            "sigma {sigma}: chi-square {stat:.1} over {dof} degrees of freedom, critical {critical:.1}"
+        );
+    }
+}
+
+/// A query with a privacy clause: counts and sums of `x` in `[0, 100]`, one record each.
+fn dp_query(epsilon: f64, honest: u32) -> CompiledQuery {
+    Query::parse(&format!(
+        "SELECT count(*), sum(x) FROM t CLIP x TO [0, 100] LIMIT PER CONTRIBUTOR 1 SCALE 0 \
+         WITH PRIVACY EPSILON {epsilon} DELTA 1e-9 HONEST SOURCES {honest}"
+    ))
+    .unwrap()
+    .compile()
+    .unwrap()
+}
+
+/// The noise that colluders cannot remove: `m` contributors, of whom `m - h` collude and
+/// subtract their own noise from the result, leave the sum of `h` honest sources' noise. Its
+/// zCDP bound (Kairouz, Liu, Steinke) is within the query's budget, and over 4,000 seeded
+/// results its deviation is at least the central Gaussian mechanism's for the same
+/// sensitivity and budget (which is what the guarantee needs), and it fits the normal of
+/// variance `h s^2` (chi-square at 0.1%).
+#[test]
+fn what_colluders_cannot_remove_still_meets_the_guarantee() {
+    let (h, m) = (90u32, 100u32);
+    let q = dp_query(1.0, h);
+    let noise = q
+        .spec()
+        .noise
+        .clone()
+        .expect("a privacy clause compiles to noise");
+    assert_eq!(noise.honest_sources, h);
+    let parts = q.privacy_parts();
+    let rho = dp::rho_for(1.0, 1e-9).unwrap();
+    let honest_rho = dp::rho_of_parts(parts, 1, &noise.sigma_milli, h);
+    assert!(
+        honest_rho <= rho,
+        "the honest part alone gives rho {honest_rho}, over the budget {rho}"
+    );
+    // Element 1 is the sum; the central mechanism with the same split of the budget over
+    // the parts adds N(0, central_sigma^2) to it once.
+    let sum_part = parts.iter().find(|p| p.columns.contains(&1)).unwrap();
+    let central_sigma = sum_part.l2 / (2.0 * rho / parts.len() as f64).sqrt();
+    let trials = 4_000u64;
+    let mut remaining = Vec::with_capacity(trials as usize);
+    for trial in 0..trials {
+        // Contributors h..m collude: their noise is known to them and subtracted.
+        let honest: i64 = (0..u64::from(h))
+            .map(|c| dp::noise(&seed(trial * 1000 + c), &noise, 2)[1])
+            .sum();
+        remaining.push(honest);
+    }
+    let var = remaining.iter().map(|z| (*z as f64).powi(2)).sum::<f64>() / trials as f64;
+    assert!(
+        var.sqrt() >= 0.97 * central_sigma,
+        "{} colluders of {m} leave a deviation of {:.1}, below the central mechanism's {central_sigma:.1}",
+        m - h,
+        var.sqrt()
+    );
+    // The sum of h discrete Gaussians of scale s is close to N_Z(0, h s^2).
+    let (stat, dof) = chi_square(&remaining, noise.total_sigma(1, u64::from(h)));
+    assert!(
+        stat < chi_square_critical(dof),
+        "chi-square {stat:.1}, {dof} dof"
+    );
+}
+
+fn records(x: f64) -> Vec<Record> {
+    vec![[("x".to_string(), Value::Number(x))].into_iter().collect()]
+}
+
+/// Runs the DP query at epsilon 10 (so that 20 contributors' noisy counts stay well above
+/// `k_min = 1`) on 40 nodes, `contributors` of them contributing one record each.
+fn run_dp(
+    honest: u32,
+    contributors: usize,
+    seed: u64,
+) -> (Cluster, grove_protocol::harness::Outcome, CompiledQuery) {
+    let q = dp_query(10.0, honest);
+    let mut c = Cluster::new(HarnessConfig::new(40, seed));
+    for i in 1..=contributors {
+        c.set_contribution(i, q.evaluate(&records(i as f64)));
+    }
+    let mut p = LaunchParams::new(5, 3, 4, 2, 1);
+    p.spec = q.spec().clone();
+    p.max_contributors = 100;
+    let id = c.launch(0, &p);
+    let outcome = c.run_checked(&id);
+    (c, outcome, q)
+}
+
+/// Through the engines: every contributor persisted its values plus its own noise, the root
+/// released exactly the sum of those noisy vectors (the harness's result check), and the
+/// released count and sum differ from the plain ones by a plausible amount of noise.
+#[test]
+fn the_released_sum_carries_every_contributors_noise() {
+    let (c, outcome, q) = run_dp(10, 20, 5);
+    let released = outcome
+        .released
+        .clone()
+        .unwrap_or_else(|| panic!("{:?}", outcome.failures));
+    assert_eq!(released.version.count, 20);
+    let noise = q.spec().noise.clone().unwrap();
+    let plain: Vec<f64> = vec![20.0, (1..=20).sum::<usize>() as f64, 20.0];
+    let mut noisy_elements = 0;
+    for (e, (got, want)) in released.values.iter().zip(&plain).enumerate() {
+        let z = (got - want) / noise.total_sigma(e, 20);
+        assert!(
+            z.abs() < 6.0,
+            "element {e}: {got} is {z:.1} deviations from {want}"
+        );
+        if got != want {
+            noisy_elements += 1;
+        }
+    }
+    assert!(
+        noisy_elements >= 2,
+        "{:?} is the plain sum {plain:?}",
+        released.values
+    );
+    // Each contributor's persisted vector is its encoding plus noise.
+    let id = released.computation;
+    let with_noise = (1..=20)
+        .filter(|i| {
+            let v = c.encoded_contribution(&id, *i).unwrap();
+            v != q.contribution(&records(*i as f64)).unwrap()
+        })
+        .count();
+    assert_eq!(with_noise, 20);
+}
+
+/// A version summing fewer contributors than the honest sources the noise was sized for
+/// carries less noise than the guarantee needs: the root members release nothing of it.
+#[test]
+fn fewer_contributors_than_honest_sources_release_nothing() {
+    let (_, outcome, _) = run_dp(25, 20, 6);
+    assert!(
+        outcome
+            .released
+            .as_ref()
+            .is_none_or(|r| r.released.iter().all(|x| !x)),
+        "released {:?}",
+        outcome.released.map(|r| r.values)
+    );
+    let (_, enough, _) = run_dp(20, 20, 6);
+    assert!(enough
+        .released
+        .is_some_and(|r| r.released.iter().all(|x| *x)));
+}
+
+/// The privacy clause prints canonically, and a query whose sensitivity is unbounded (no
+/// `LIMIT PER CONTRIBUTOR`) or whose budget is out of range is refused at the clause.
+#[test]
+fn the_privacy_clause_is_canonical_and_checked() {
+    let q = Query::parse(
+        "select sum(x) from t clip x to [0, 10] limit per contributor 3 \
+         with privacy epsilon 0.5 delta 1e-9",
+    )
+    .unwrap();
+    let text = q.to_string();
+    assert!(
+        text.ends_with("WITH PRIVACY EPSILON 0.5 DELTA 0.000000001 HONEST SOURCES 1"),
+        "{text}"
+    );
+    assert_eq!(Query::parse(&text).unwrap(), q);
+    let e =
+        Query::parse("SELECT sum(x) FROM t CLIP x TO [0, 10]\nWITH PRIVACY EPSILON 1 DELTA 1e-9")
+            .unwrap_err();
+    assert_eq!((e.line, e.column), (2, 1), "{e}");
+    assert!(e.to_string().contains("unbounded"), "{e}");
+    let e = Query::parse(
+        "SELECT count(*) FROM t LIMIT PER CONTRIBUTOR 1 WITH PRIVACY EPSILON 0 DELTA 1e-9",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.column), (1, 69), "{e}");
+    let e = Query::parse(
+        "SELECT count(*) FROM t LIMIT PER CONTRIBUTOR 1 WITH PRIVACY EPSILON 1 DELTA 0.5",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("DELTA"), "{e}");
+    // Without the clause, no noise; with it, the request's spec carries the noise.
+    let plain = Query::parse("SELECT count(*) FROM t LIMIT PER CONTRIBUTOR 1").unwrap();
+    assert!(plain.compile().unwrap().spec().noise.is_none());
+    assert!(dp_query(1.0, 1).spec().noise.is_some());
+}
