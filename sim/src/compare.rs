@@ -306,7 +306,7 @@ pub fn floor(cfg: &SimConfig) -> Floor {
     };
     let request_s = f64::from(hops) * lat;
     // Sharing into t shares, sealing t - 1 seeds and one full vector, uploading the vector.
-    let contributor_s = us(models::contribute_us(t, n, cpu))
+    let contributor_s = us(models::contribute_us(t, n, cpu, cfg.privacy.as_ref()))
         + f64::from(t - 1) * us(models::send_us(&share, &seed, cpu))
         + us(models::send_us(&share, &full, cpu))
         + upload(declared)

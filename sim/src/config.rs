@@ -1,6 +1,7 @@
 //! The simulation config, read from TOML. Every option is required in the file (no hidden
 //! defaults), so a config under `configs/sim/` states every assumption it makes.
 
+use grove_protocol::dp::{self, NoiseSpec, Part};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -20,6 +21,31 @@ pub struct SimConfig {
     pub failures: FailureConfig,
     pub checks: ChecksConfig,
     pub run: RunConfig,
+    /// Differential privacy: absent, the request asks for an exact sum; present, for the noise
+    /// its `(epsilon, delta, honest_sources)` calibrate to (see [`PrivacyConfig`]).
+    #[serde(default)]
+    pub privacy: Option<PrivacyConfig>,
+}
+
+/// A DP query, as `WITH PRIVACY EPSILON e DELTA d HONEST SOURCES h` asks for it: the request
+/// carries the `NoiseSpec` that `grove_protocol::dp::calibrate` gives for the simulated vector,
+/// so every contributor's engine adds its discrete Gaussian noise before sharing, as the
+/// daemon's does. The sensitivity follows from the payload's clip: one owner's vector (an
+/// indicator, then `vector_len - 1` integers in `[-value_max_abs, value_max_abs]`) replaced by
+/// any other moves the values by at most `2 value_max_abs sqrt(vector_len - 1)` in L2 (the
+/// query language's `sum_vector` under `CLIP NORM`), the indicator by 1.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    pub epsilon: f64,
+    pub delta: f64,
+    /// The guarantee holds while the root sums at least this many contributors' noise; the
+    /// root releases nothing of a version summing fewer.
+    pub honest_sources: u32,
+    /// CPU time a contributor spends sampling one element's noise (charged per declared
+    /// element in the work model, in either payload mode), in ns; `grove-sim crypto-cost`
+    /// measures it.
+    pub noise_ns_per_element: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -474,6 +500,12 @@ impl SimConfig {
         if costs.iter().any(|c| !(c.is_finite() && *c >= 0.0)) {
             return Err("cpu costs must be finite and not negative".into());
         }
+        if let Some(p) = &self.privacy {
+            if !(p.noise_ns_per_element.is_finite() && p.noise_ns_per_element >= 0.0) {
+                return Err("privacy.noise_ns_per_element must be finite and not negative".into());
+            }
+            self.noise_spec(self.payload.vector_len)?;
+        }
         if self.failures.detection_delay_ms <= 0.0 {
             return Err("failures.detection_delay_ms must be positive".into());
         }
@@ -483,6 +515,45 @@ impl SimConfig {
     /// Contributors: the selected fraction of the nodes other than the commissioner.
     pub fn contributors(&self) -> u32 {
         ((self.network.nodes - 1) as f64 * self.network.selectivity).round() as u32
+    }
+
+    /// The noise of the `[privacy]` section for a simulated vector of `length` elements (the
+    /// engine's length: the declared one, or 1 in size-only mode), calibrated by the protocol's
+    /// `dp::calibrate`; `None` without the section.
+    pub fn noise_spec(&self, length: u32) -> Result<Option<NoiseSpec>, String> {
+        let Some(p) = &self.privacy else {
+            return Ok(None);
+        };
+        let length = length.max(1) as usize;
+        dp::calibrate(
+            &self.dp_parts(length as u32),
+            length,
+            1,
+            p.epsilon,
+            p.delta,
+            p.honest_sources,
+        )
+        .map(Some)
+        .map_err(|e| format!("privacy: {e}"))
+    }
+
+    /// The parts of a simulated vector of `length` elements with their L2 sensitivity (see
+    /// [`PrivacyConfig`]): the indicator, then the values.
+    pub fn dp_parts(&self, length: u32) -> Vec<Part> {
+        let length = length.max(1) as usize;
+        let mut parts = vec![Part {
+            columns: 0..1,
+            l2: 1.0,
+        }];
+        if length > 1 {
+            // The request's clip (`sim::declared_spec`).
+            let bound = self.payload.value_max_abs.max(1.0);
+            parts.push(Part {
+                columns: 1..length,
+                l2: 2.0 * bound * ((length - 1) as f64).sqrt(),
+            });
+        }
+        parts
     }
 
     /// Leaf groups of the tree for the expected number of contributors.

@@ -852,6 +852,22 @@ fn work_cost(g: u8, t: u8, len: u32, runs: u32, persist_dir: &Path) -> Result<()
     let persist_ns_per_byte =
         (persist_big_us - persist_small_us).max(0.0) * 1000.0 / (big.len() - 128) as f64;
     let per_element = |us: f64| us * 1000.0 / n as f64;
+    // Differential privacy: sampling each element's discrete Gaussian noise (`dp::noise`,
+    // prio's exact sampler), whose cost grows slowly with the scale; up to 16,384 elements.
+    let noise_len = n.min(16_384);
+    let noise_ns: Vec<(f64, f64)> = [1.0, 1e3, 1e5]
+        .into_iter()
+        .map(|sigma| {
+            let spec = grove_protocol::dp::NoiseSpec {
+                sigma_milli: vec![(sigma * grove_protocol::dp::SIGMA_DENOMINATOR as f64) as u64],
+                honest_sources: 1,
+            };
+            let us = median_us(runs.min(5), &mut || {
+                black_box(grove_protocol::dp::noise(&[4; 32], &spec, noise_len));
+            });
+            (sigma, us * 1000.0 / noise_len as f64)
+        })
+        .collect();
     let kb = big.len() as f64 / 1024.0;
     println!();
     println!("vector work, {len} elements ({kb:.0} kB), median of {runs}:");
@@ -867,6 +883,11 @@ fn work_cost(g: u8, t: u8, len: u32, runs: u32, persist_dir: &Path) -> Result<()
     println!("seal / open the vector           {seal_big_us:>10.1} / {open_big_us:.1} us  ({aead_ns_per_byte:.3} ns per byte over 100 B)");
     println!("encode + decode a partial sum    {codec_big_us:>10.1} us  ({codec_ns_per_byte:.3} ns per byte); a small message {message_us:.2} us");
     println!("write + fsync 128 B / {kb:.0} kB       {persist_small_us:>10.1} / {persist_big_us:.1} us  ({persist_ns_per_byte:.3} ns per byte) in {}", persist_dir.display());
+    for (sigma, ns) in &noise_ns {
+        println!(
+            "DP noise at sigma {sigma:<8}         {ns:>10.1} ns per element (over {noise_len})"
+        );
+    }
     println!();
     println!("[cpu]   # work model, measured by `grove-sim crypto-cost --g {g} --t {t} --vector-len {len}`");
     println!("model = \"work\"");
@@ -885,6 +906,9 @@ fn work_cost(g: u8, t: u8, len: u32, runs: u32, persist_dir: &Path) -> Result<()
     println!("expand_ns_per_element = {:.3}", per_element(expand_us));
     println!("persist_us = {persist_small_us:.1}");
     println!("persist_ns_per_byte = {persist_ns_per_byte:.3}");
+    // Invariant: three scales were timed.
+    let dp_ns = noise_ns.last().map_or(0.0, |(_, ns)| *ns);
+    println!("# [privacy] noise_ns_per_element = {dp_ns:.1}   # at sigma 1e5 encoded units");
     Ok(())
 }
 

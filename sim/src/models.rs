@@ -1,6 +1,8 @@
 //! Random draws and cost models. Every draw comes from the run's single ChaCha20 stream.
 
-use crate::config::{CpuConfig, CryptoOn, LatencyModel, PayloadConfig, PayloadMode, WorkCosts};
+use crate::config::{
+    CpuConfig, CryptoOn, LatencyModel, PayloadConfig, PayloadMode, PrivacyConfig, WorkCosts,
+};
 use grove_protocol::message::{Body, Message};
 use grove_protocol::record::Record;
 use grove_protocol::seal;
@@ -228,11 +230,18 @@ pub fn receive_us(message: &Message, c: &Carried, cpu: &CpuConfig) -> u64 {
 
 /// CPU time of sharing a contribution of `elements` elements into `g` shares (work model; the
 /// per-kB model charges it on the share messages' bytes instead).
-pub fn contribute_us(g: u8, elements: u64, cpu: &CpuConfig) -> u64 {
+pub fn contribute_us(
+    g: u8,
+    elements: u64,
+    cpu: &CpuConfig,
+    privacy: Option<&PrivacyConfig>,
+) -> u64 {
+    // With differential privacy the contributor first samples each element's noise.
+    let noise_ns = privacy.map_or(0.0, |p| p.noise_ns_per_element);
     match *cpu {
         CpuConfig::PerKb { .. } => 0,
         CpuConfig::Work(w) => (w.contribute_us
-            + ns_to_us(w.share_ns_per_element * f64::from(g) * elements as f64))
+            + ns_to_us((w.share_ns_per_element * f64::from(g) + noise_ns) * elements as f64))
         .round() as u64,
     }
 }

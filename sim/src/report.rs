@@ -43,6 +43,26 @@ pub struct Checks {
     pub privacy_checked: bool,
     /// Every violation found (privacy, agreement, result, setup); empty on a clean run.
     pub violations: Vec<String>,
+    /// Differential privacy's collusion bound on the released version (`None`: no DP, or
+    /// nothing released).
+    #[serde(default)]
+    pub dp: Option<DpCheck>,
+}
+
+/// What the released version's noise still guarantees when the largest tolerated coalition
+/// of its contributors removes its own noise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DpCheck {
+    /// `HONEST SOURCES`: the guarantee needs this many contributors' noise.
+    pub honest_sources: u32,
+    /// Contributors whose vectors (each with its own noise) the released version sums.
+    pub noise_sources: u64,
+    /// `noise_sources - honest_sources`: contributors that may collude and subtract their noise.
+    pub colluders_tolerated: u64,
+    /// The zCDP `rho` of the noise the other `honest_sources` contributors added alone
+    /// (`dp::rho_of_parts`), and the query's budget `rho_for(epsilon, delta)`.
+    pub rho_left: f64,
+    pub rho_budget: f64,
 }
 
 /// One run with one seed.
@@ -297,6 +317,13 @@ pub fn human(name: &str, mode: &str, runs: &[RunReport]) -> String {
                 levels.join(", ")
             );
         }
+        if let Some(dp) = &r.checks.dp {
+            let _ = writeln!(
+                s,
+                "    differential privacy: the release sums {} contributors' noise, {} honest sources needed, up to {} colluders tolerated; rho of the honest noise {:.6} (budget {:.6})",
+                dp.noise_sources, dp.honest_sources, dp.colluders_tolerated, dp.rho_left, dp.rho_budget
+            );
+        }
         for v in r.checks.violations.iter().take(5) {
             let _ = writeln!(s, "    VIOLATION: {v}");
         }
@@ -425,6 +452,7 @@ impl RunReport {
                 sum_ok: None,
                 privacy_checked: false,
                 violations: vec![format!("setup: {error}")],
+                dp: None,
             },
         }
     }

@@ -17,9 +17,10 @@ use crate::models::{
     vectors_carried, Carried, SimRng,
 };
 use crate::queue::RadixQueue;
-use crate::report::{Checks, Outcome, RoleTraffic, RunReport, Summary};
+use crate::report::{Checks, DpCheck, Outcome, RoleTraffic, RunReport, Summary};
 use ed25519_dalek::SigningKey;
 use grove_protocol::codec;
+use grove_protocol::dp;
 use grove_protocol::encoding::ContributionSpec;
 use grove_protocol::engine::{sign_finish, Command, Engine, Event, Identity, Output, Strategy};
 use grove_protocol::field::{add_assign_vec, Fp};
@@ -165,6 +166,9 @@ struct SimNode {
     data_sent_to: bool,
     shares_sent: u32,
     contribution: Option<Vec<f64>>,
+    /// The seed and vector of its `Record::Contribution` (its values plus, with differential
+    /// privacy, its own noise): what the protocol must sum exactly.
+    persisted: Option<([u8; 32], Vec<Fp>)>,
     kill_after_send: Option<String>,
 }
 
@@ -246,6 +250,8 @@ pub struct Simulator {
     setup_cpu_s: f64,
     /// Contributors per leaf group (for the failure oracle's notices).
     leaf_contributors: HashMap<GroupId, Vec<Ix>>,
+    /// The most contributors a version the root group adopted sums.
+    root_count: Option<u64>,
 }
 
 /// A network given from outside instead of drawn from the seed: the parity test runs the
@@ -317,6 +323,7 @@ impl Simulator {
                 data_sent_to: false,
                 shares_sent: 0,
                 contribution: None,
+                persisted: None,
                 kill_after_send: None,
             });
         }
@@ -374,6 +381,7 @@ impl Simulator {
             request: None,
             plan: None,
             leaf_contributors: HashMap::new(),
+            root_count: None,
             versions: HashMap::new(),
             adopted: HashMap::new(),
             holdings: HashMap::new(),
@@ -514,6 +522,9 @@ impl Simulator {
         let id = self.fixed_id.unwrap_or(ComputationId(id));
         let max_contributors = u64::from(self.cfg.contributors()).max(1);
         let bound = self.cfg.payload.value_max_abs.max(1.0);
+        let mut contribution = declared_spec(self.engine_len, bound);
+        // Invariant: `SimConfig::check` (run by `new`) calibrated this same noise already.
+        contribution.noise = self.cfg.noise_spec(self.engine_len).unwrap_or(None);
         Request {
             id,
             commissioner: CommissionerKey(self.commissioner_key.verifying_key().to_bytes()),
@@ -522,7 +533,7 @@ impl Simulator {
             created_at: self.now,
             deadline: self.now.plus((p.lifetime_s * 1e6) as u64),
             query: String::new(),
-            contribution: declared_spec(self.engine_len, bound),
+            contribution,
             max_contributors,
             privacy: PrivacyParams {
                 g: p.g,
@@ -1006,6 +1017,12 @@ impl Simulator {
                     return cpu_at;
                 }
                 Output::Persist(record) => {
+                    if let Record::Contribution { seed, vector, .. } = &record {
+                        let n = &mut self.nodes[node as usize];
+                        if n.persisted.is_none() {
+                            n.persisted = Some((*seed, vector.0.clone()));
+                        }
+                    }
                     if work {
                         unpersisted += record_bytes(&record, &self.cfg.payload).max(1);
                     }
@@ -1023,6 +1040,7 @@ impl Simulator {
                                 self.cfg.protocol.g,
                                 u64::from(self.cfg.payload.vector_len),
                                 &self.cfg.cpu,
+                                self.cfg.privacy.as_ref(),
                             );
                             cpu_at = cpu_at.plus(cost);
                             self.nodes[node as usize].busy_us += cost;
@@ -1216,6 +1234,9 @@ impl Simulator {
                 ..
             } => {
                 let now = self.now;
+                if self.plan.as_ref().is_some_and(|p| p.root() == group) {
+                    self.root_count = self.root_count.max(Some(version.count));
+                }
                 let span = self
                     .counters
                     .adopted_at
@@ -1466,6 +1487,7 @@ impl Simulator {
             sum_ok: None,
             privacy_checked: self.cfg.checks.privacy,
             violations: self.violations.clone(),
+            dp: None,
         };
         if let Some(e) = &setup_error {
             checks.violations.push(format!("setup: {e}"));
@@ -1502,6 +1524,7 @@ impl Simulator {
             if self.cfg.checks.sum {
                 checks.sum_ok = Some(self.sum_matches(&set, &r.sum, &mut checks.violations));
             }
+            checks.dp = self.dp_check(included, &mut checks.violations);
         }
         let released = self.released.is_some();
         let fraction = |part: u64, whole: u64| match (whole, released) {
@@ -1619,6 +1642,24 @@ impl Simulator {
         if self.released.is_some() || !over {
             return None;
         }
+        // Differential privacy: fewer contributors than its honest sources finished sharing, or
+        // the root's versions sum fewer (late shares missed their windows), so no version
+        // carries the noise the guarantee needs, and the root members rightly release nothing.
+        if let Some(noise) = &request.contribution.noise {
+            let h = u64::from(noise.honest_sources);
+            if self.root_count.is_some_and(|c| c < h) {
+                return None;
+            }
+            let g = u32::from(self.cfg.protocol.g);
+            let finished = self
+                .nodes
+                .iter()
+                .filter(|n| n.contribution.is_some() && n.shares_sent >= g)
+                .count() as u64;
+            if finished < h {
+                return None;
+            }
+        }
         let tolerated = usize::from(plan.g - plan.t);
         let worst = plan
             .groups()
@@ -1642,7 +1683,40 @@ impl Simulator {
         })
     }
 
-    /// The released sum against the plaintext sum over the reported set.
+    /// Differential privacy's collusion bound on a released version of `included`
+    /// contributors: it must sum at least `HONEST SOURCES` contributors' noise, and the noise of
+    /// any `honest_sources` of them alone (what is left when the other `included - h`
+    /// collude and subtract theirs) must meet the query's zCDP budget.
+    fn dp_check(&self, included: u64, violations: &mut Vec<String>) -> Option<DpCheck> {
+        let (p, request) = (self.cfg.privacy.as_ref()?, self.request.as_ref()?);
+        let noise = request.contribution.noise.as_ref()?;
+        let h = noise.honest_sources;
+        if included < u64::from(h) {
+            violations.push(format!(
+                "differential privacy: the commissioner received a version summing {included} contributors' noise, fewer than the {h} honest sources its guarantee needs"
+            ));
+        }
+        let parts = self.cfg.dp_parts(self.engine_len);
+        let rho_left = dp::rho_of_parts(&parts, 1, &noise.sigma_milli, h);
+        let rho_budget = dp::rho_for(p.epsilon, p.delta).unwrap_or(0.0);
+        if rho_left.is_nan() || rho_left > rho_budget {
+            violations.push(format!(
+                "differential privacy: {h} honest sources' noise gives rho {rho_left:.6}, above the budget {rho_budget:.6}"
+            ));
+        }
+        Some(DpCheck {
+            honest_sources: h,
+            noise_sources: included,
+            colluders_tolerated: included.saturating_sub(u64::from(h)),
+            rho_left,
+            rho_budget,
+        })
+    }
+
+    /// The released sum against the plaintext sum over the reported set; with differential
+    /// privacy, against the sum of the vectors the contributors persisted, each of which must
+    /// be its values plus exactly its own noise of the request's scale (`dp::add_noise` from
+    /// its persisted seed): the engine added it before sharing.
     fn sum_matches(&self, set: &[NodeId], sum: &[Fp], violations: &mut Vec<String>) -> bool {
         let Some(request) = &self.request else {
             return false;
@@ -1657,17 +1731,38 @@ impl Simulator {
                 violations.push(format!("the result includes {c}, who did not contribute"));
                 return false;
             };
-            match request.contribution.encode(values) {
-                Ok(v) => add_assign_vec(&mut expected, &v),
+            let mut v = match request.contribution.encode(values) {
+                Ok(v) => v,
                 Err(e) => {
                     violations.push(format!("cannot encode a contribution: {e}"));
                     return false;
                 }
+            };
+            if let Some(noise) = &request.contribution.noise {
+                let persisted = self
+                    .index
+                    .get(c)
+                    .and_then(|&i| self.nodes[i as usize].persisted.as_ref());
+                let Some((seed, vector)) = persisted else {
+                    violations.push(format!("the result includes {c}, who persisted no vector"));
+                    return false;
+                };
+                dp::add_noise(&mut v, seed, noise);
+                if v != *vector {
+                    violations.push(format!(
+                        "differential privacy: {c} shared a vector other than its values plus its own noise"
+                    ));
+                    return false;
+                }
             }
+            add_assign_vec(&mut expected, &v);
         }
         if expected != sum {
-            violations
-                .push("released sum differs from the plaintext sum over the reported set".into());
+            violations.push(if request.contribution.noise.is_some() {
+                "released sum differs from the sum of the reported set's noisy vectors".into()
+            } else {
+                "released sum differs from the plaintext sum over the reported set".into()
+            });
             return false;
         }
         true

@@ -417,3 +417,96 @@ fn the_work_model_charges_a_seed_share_its_expansion_and_persisting_its_fsync() 
     let persist = busy(costs);
     assert!(persist > free + 1.0, "{free} ms then {persist} ms");
 }
+
+fn with_dp(cfg: &mut SimConfig, honest_sources: u32) {
+    cfg.privacy = Some(grove_sim::config::PrivacyConfig {
+        epsilon: 1.0,
+        delta: 1e-9,
+        honest_sources,
+        noise_ns_per_element: 0.0,
+    });
+}
+
+fn kill_leaf_zero(cfg: &mut SimConfig) {
+    cfg.failures.kill = (1..=cfg.protocol.g)
+        .map(|position| KillConfig {
+            level: 0,
+            index: 0,
+            position,
+            at_ms: Some(0.0),
+            after_send: None,
+        })
+        .collect();
+}
+
+#[test]
+fn a_dp_run_releases_the_sum_of_each_contributors_values_plus_its_own_noise() {
+    // The sum checker accepts the release only if it is the sum of the included contributors'
+    // persisted vectors and each of those is its values plus exactly its own noise of the
+    // request's scale: an engine that shared without noise fails it.
+    let mut cfg = small();
+    with_dp(&mut cfg, 100);
+    let r = run_one(&cfg, 3);
+    assert!(r.released, "{:?}", r.failure);
+    assert!(r.ok(), "{:?}", r.checks.violations);
+    assert_eq!(r.checks.sum_ok, Some(true));
+    let dp = r.checks.dp.expect("a DP run reports its collusion bound");
+    assert_eq!(dp.noise_sources, r.included);
+    assert_eq!(dp.colluders_tolerated, r.included - 100);
+    assert!(dp.rho_left <= dp.rho_budget, "{dp:?}");
+}
+
+#[test]
+fn a_dp_version_summing_fewer_contributors_than_the_honest_sources_releases_nothing() {
+    // Leaf 0 killed whole: the root's version sums 107 of 119 contributors (seed 3). With 100
+    // honest sources it is released; with 110 the root members release nothing of it, as
+    // 110 - 107 of the guarantee's noise sources are missing.
+    let mut cfg = small();
+    kill_leaf_zero(&mut cfg);
+    with_dp(&mut cfg, 100);
+    let r = run_one(&cfg, 3);
+    assert!(
+        r.released && r.ok(),
+        "{:?} {:?}",
+        r.failure,
+        r.checks.violations
+    );
+    assert!(r.included < 110 && r.included >= 100, "{}", r.included);
+    with_dp(&mut cfg, 110);
+    let r = run_one(&cfg, 3);
+    assert!(r.checks.violations.is_empty(), "{:?}", r.checks.violations);
+    assert!(
+        !r.released,
+        "released a version of {} contributors",
+        r.included
+    );
+}
+
+#[test]
+fn sampling_the_noise_is_charged_and_late_shares_leave_too_few_noise_sources() {
+    // The work model charges each contributor its sampling per declared element before it
+    // shares: at 40 ms per element (16 elements) every share misses the 600 ms share window,
+    // the root's version sums fewer than the 100 honest sources and nothing is released; the
+    // liveness checker accepts that (the root members rightly withhold), and nothing else fires.
+    let mut cfg = small();
+    work(&mut cfg, 0.0, 0.0);
+    with_dp(&mut cfg, 100);
+    let r = run_one(&cfg, 3);
+    assert!(
+        r.released && r.ok(),
+        "{:?} {:?}",
+        r.failure,
+        r.checks.violations
+    );
+    if let Some(p) = cfg.privacy.as_mut() {
+        p.noise_ns_per_element = 40e6;
+    }
+    let r = run_one(&cfg, 3);
+    assert!(
+        !r.released,
+        "released a version of {} contributors",
+        r.included
+    );
+    assert!(r.checks.violations.is_empty(), "{:?}", r.checks.violations);
+    assert!(r.busy_ms_median >= 640.0, "{}", r.busy_ms_median);
+}
