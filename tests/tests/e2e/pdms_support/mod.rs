@@ -4,7 +4,7 @@
 //!
 //! The server is `tests/fixtures/webdav/serve.py` run by the Python of `GROVE_WEBDAV_PYTHON`,
 //! else of the virtual environment `target/webdav-venv` (which `.ci/run` makes, and which the
-//! tests make themselves on a fresh checkout when python3 and PyPI are reachable), else
+//! tests make themselves on a fresh checkout when python3 and the Python package index are reachable), else
 //! `python3`. If wsgidav cannot be imported the test fails and says how to install it.
 
 #![allow(dead_code)]
@@ -60,7 +60,7 @@ fn python() -> PathBuf {
         return venv;
     }
     // A fresh checkout: make the virtual environment `.ci/run` would make (needs python3 with
-    // its venv module and access to PyPI). If that fails, `DavServer::start` says how to fix it.
+    // its venv module and access to the Python package index). If that fails, `DavServer::start` says how to fix it.
     eprintln!("installing the WebDAV test server into {}", root.display());
     let made = Command::new("python3")
         .arg("-m")
