@@ -216,7 +216,7 @@ impl ContributionSpec {
         let bad = |m: String| Err(EncodingError::InvalidCells(m));
         let CellLayout { width, cells } = &self.cells;
         let width = *width;
-        if width == 0 || self.length == 0 || self.length % width != 0 {
+        if width == 0 || self.length == 0 || !self.length.is_multiple_of(width) {
             return bad(format!(
                 "a block of {width} elements does not divide a vector of {}",
                 self.length

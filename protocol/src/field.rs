@@ -355,7 +355,7 @@ impl FieldVec {
     /// Parses 8 little-endian bytes per element; `None` for a length that is not a multiple
     /// of 8 or a non-canonical element.
     pub fn from_bytes(bytes: &[u8]) -> Option<FieldVec> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return None;
         }
         let mut out = Vec::with_capacity(bytes.len() / 8);
@@ -384,7 +384,7 @@ struct FieldVecVisitor;
 
 impl FieldVecVisitor {
     fn parse<E: serde::de::Error>(bytes: &[u8]) -> Result<FieldVec, E> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return Err(E::invalid_length(
                 bytes.len(),
                 &"a multiple of 8 bytes (8 little-endian bytes per element)",

@@ -257,7 +257,7 @@ pub fn share_vector_rotated(
     rotation: u8,
 ) -> Vec<CompressedShare> {
     check_params(params);
-    if params.t == 1 || rotation % params.g == 0 {
+    if params.t == 1 || rotation.is_multiple_of(params.g) {
         return share_vector_compressed(secret, params, seed);
     }
     let n = secret.len();

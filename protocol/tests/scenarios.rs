@@ -542,7 +542,7 @@ fn messages_naming_groups_and_positions_outside_the_plan_are_rejected_not_fatal(
                 let mut m: Message = sample.clone();
                 m.computation = id;
                 // Half go without a destination, so the handlers themselves see them.
-                m.to = (k % 2 == 0).then_some(Slot { group, position });
+                m.to = k.is_multiple_of(2).then_some(Slot { group, position });
                 match &mut m.body {
                     Body::Share(x) => (x.group, x.position) = (group, position),
                     Body::ShareQuery(x) => (x.group, x.position) = (group, position),

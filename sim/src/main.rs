@@ -204,7 +204,7 @@ fn run_with_bar(
                 ));
                 bar.tick();
                 ticks += 1;
-                if bar.is_hidden() && ticks % 50 == 0 {
+                if bar.is_hidden() && ticks.is_multiple_of(50) {
                     // Not a terminal (a log file): a plain line every ten seconds.
                     eprintln!(
                         "[{:.0} s] {label}: seeds {}/{seeds}, {e} events, simulated {sim_s:.2} s, peak {:.0} MiB",

@@ -654,7 +654,7 @@ impl Simulator {
             }
             self.now = self.now.max(at);
             self.counters.events += 1;
-            if self.counters.events % 65_536 == 0 {
+            if self.counters.events.is_multiple_of(65_536) {
                 progress(self.counters.events, self.now);
                 if wall_deadline.is_some_and(|d| Instant::now() >= d) {
                     stopped = Some(format!(

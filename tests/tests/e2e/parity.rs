@@ -169,7 +169,9 @@ async fn the_simulator_and_real_processes_agree_on_one_seeded_scenario() -> anyh
         exponent.swap(i, j);
     }
     // Node 0 is the commissioner: it never contributes (as in the sim).
-    let contributes: Vec<bool> = (0..NODES).map(|i| i != 0 && rng.next() % 4 != 0).collect();
+    let contributes: Vec<bool> = (0..NODES)
+        .map(|i| i != 0 && !rng.next().is_multiple_of(4))
+        .collect();
     let values: Vec<Option<u64>> = (0..NODES)
         .map(|i| contributes[i].then(|| 1u64 << exponent[i]))
         .collect();
