@@ -6,7 +6,7 @@
 
 use crate::config::{CpuConfig, LatencyModel, SimConfig, StrategyName};
 use crate::models::{self, Carried};
-use crate::report::{median_ci95, percent_with_ci, seconds_with_ci, Aggregate};
+use crate::report::{median, median_ci95, percent_with_ci, seconds_with_ci, Aggregate};
 use grove_protocol::field::FieldVec;
 use grove_protocol::ids::{ComputationId, Digest, GroupId, NodeId, Version};
 use grove_protocol::message::{Body, Message, PartialMsg, ReleaseShareMsg, ShareMsg};
@@ -418,20 +418,6 @@ impl OwnSim {
         let (c, l) = self.runs.get(&(name.to_string(), rate_key(rate)))?;
         Some((c.len(), c.clone(), l.clone()))
     }
-}
-
-fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
 }
 
 /// One measured cell of a table.

@@ -213,10 +213,12 @@ pub fn median_ci95(values: &[f64]) -> Option<(f64, f64)> {
     Some((v[k - 1], v[n - k]))
 }
 
-fn median(v: &mut [f64]) -> Option<f64> {
-    if v.is_empty() {
+/// The median of `values` (the mean of the middle two for an even count); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
         return None;
     }
+    let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
     Some(if n % 2 == 1 {
@@ -228,11 +230,11 @@ fn median(v: &mut [f64]) -> Option<f64> {
 
 impl Aggregate {
     pub fn of(runs: &[RunReport]) -> Aggregate {
-        let mut completeness: Vec<f64> = runs.iter().map(|r| r.completeness).collect();
-        let mut of_finished: Vec<f64> = runs.iter().map(|r| r.completeness_of_finished).collect();
-        let mut ceiling: Vec<f64> = runs.iter().map(|r| r.ceiling).collect();
-        let mut latency: Vec<f64> = runs.iter().filter_map(|r| r.latency_s).collect();
-        let mut spurious: Vec<f64> = runs
+        let completeness: Vec<f64> = runs.iter().map(|r| r.completeness).collect();
+        let of_finished: Vec<f64> = runs.iter().map(|r| r.completeness_of_finished).collect();
+        let ceiling: Vec<f64> = runs.iter().map(|r| r.ceiling).collect();
+        let latency: Vec<f64> = runs.iter().filter_map(|r| r.latency_s).collect();
+        let spurious: Vec<f64> = runs
             .iter()
             .map(|r| r.summary.spurious_timeouts as f64)
             .collect();
@@ -242,14 +244,14 @@ impl Aggregate {
             released: runs.iter().filter(|r| r.released).count(),
             completeness_min: min(&completeness),
             completeness_ci95: median_ci95(&completeness),
-            completeness_median: median(&mut completeness).unwrap_or(0.0),
+            completeness_median: median(&completeness).unwrap_or(0.0),
             completeness_of_finished_min: min(&of_finished),
-            completeness_of_finished_median: median(&mut of_finished).unwrap_or(0.0),
-            ceiling_median: median(&mut ceiling).unwrap_or(0.0),
+            completeness_of_finished_median: median(&of_finished).unwrap_or(0.0),
+            ceiling_median: median(&ceiling).unwrap_or(0.0),
             latency_s_max: latency.iter().copied().reduce(f64::max),
             latency_s_ci95: median_ci95(&latency),
-            latency_s_median: median(&mut latency),
-            spurious_timeouts_median: median(&mut spurious).unwrap_or(0.0),
+            latency_s_median: median(&latency),
+            spurious_timeouts_median: median(&spurious).unwrap_or(0.0),
             violations: runs.iter().filter(|r| !r.ok()).count(),
         }
     }
