@@ -655,6 +655,32 @@ mod tests {
         }
     }
 
+    /// A commissioner cannot shrink or drop the noise its query asks for: the request's noise
+    /// is part of the spec, which must be exactly what the query compiles to.
+    #[test]
+    fn a_request_with_less_noise_than_its_query_asks_is_refused() {
+        let now = 50 * DAY_MICROS;
+        let dp = "SELECT count(*) FROM bank.operations LIMIT PER CONTRIBUTOR 1 \
+                  WITH PRIVACY EPSILON 1 DELTA 1e-9";
+        let honest = request(dp, now);
+        assert!(honest.spec.noise.is_some(), "the DP query asks for noise");
+        assert_eq!(
+            decide(&honest, Some(&trust()), &[], false).rule,
+            Rule::Trusted
+        );
+        let mut smaller = request(dp, now);
+        if let Some(n) = smaller.spec.noise.as_mut() {
+            n.sigma_milli.iter_mut().for_each(|s| *s /= 10);
+        }
+        assert_eq!(
+            decide(&smaller, Some(&trust()), &[], false).rule,
+            Rule::Query
+        );
+        let mut none = request(dp, now);
+        none.spec.noise = None;
+        assert_eq!(decide(&none, Some(&trust()), &[], false).rule, Rule::Query);
+    }
+
     /// A trust with a privacy budget takes queries WITH PRIVACY until the budget is spent
     /// (the history is the ledger), and no query without one.
     #[test]
