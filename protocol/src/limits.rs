@@ -71,3 +71,10 @@ pub const MAX_RECORDS_PER_CONTRIBUTOR: u32 = 1_000_000;
 /// Largest `HONEST SOURCES` a privacy clause may name (the most contributors a request can
 /// declare, `max_contributors`, is capped at 10^6 by the node).
 pub const MAX_HONEST_SOURCES: u32 = 10_000_000;
+
+// Randomness beacon (`beacon`).
+
+/// Largest BLS signature of a beacon round, in bytes (a compressed G2 point).
+pub const MAX_BEACON_SIGNATURE_BYTES: usize = 96;
+/// Longest wait between a request's creation and the beacon round it names, in microseconds.
+pub const MAX_BEACON_LEAD_MICROS: u64 = 10 * 60 * 1_000_000;
