@@ -420,3 +420,72 @@ fn selection_is_identical_across_nodes_and_never_picks_unadmitted_or_young_ident
     assert_ne!(other, this);
     assert!(hits.len() > 40);
 }
+
+/// A commissioner with 10% admitted colluders grinds request ids to put colluders in one leaf
+/// group. The seed depends on a beacon round published after the request is signed, so the
+/// best it can do is grind against a guess of the randomness: its real placements are no
+/// better than chance. (Were the seed a hash of the request alone, the grinding would work:
+/// the same search against the true seed finds leaves full of colluders.)
+#[test]
+fn grinding_request_ids_gets_no_better_placement_than_chance() {
+    use crate::beacon::{plan_seed, Beacon, Randomness, Scheme, TestChain};
+    let n = 200u32;
+    let net = Net::new(n, 0);
+    let view = &net.nodes[0];
+    let colluders: BTreeSet<NodeId> = (0..n / 10).map(node).collect();
+    let chain = TestChain::new(Scheme::BlsUnchainedG1Rfc9380, b"grind", 1_700_000_000, 3);
+    let info = chain.info();
+    let beacon = Beacon::new(info.clone()).unwrap();
+    let g = 5u64;
+    let epoch = 5;
+    let in_leaf = |seed: &[u8; 32]| {
+        (0..g)
+            .filter(|i| {
+                view.select(seed, *i, epoch)
+                    .is_some_and(|x| colluders.contains(&x))
+            })
+            .count() as u64
+    };
+    let (trials, tries) = (100u64, 100u64);
+    let (mut real, mut ground) = (0u64, 0u64);
+    for trial in 0..trials {
+        let round = 10 + trial;
+        // The commissioner's search, before the round exists: a guessed randomness.
+        let guess = Randomness([0; 32]);
+        let best = (0..tries)
+            .max_by_key(|k| {
+                let req = [trial.to_be_bytes(), k.to_be_bytes()].concat();
+                in_leaf(&plan_seed(&req, &info.chain_hash, round, &guess))
+            })
+            .unwrap();
+        let req = [trial.to_be_bytes(), best.to_be_bytes()].concat();
+        let randomness = beacon.verify(round, &chain.round(round)).unwrap();
+        real += in_leaf(&plan_seed(&req, &info.chain_hash, round, &randomness));
+        // What the same search achieves when the seed is known at signing.
+        ground += (0..tries)
+            .map(|k| {
+                let req = [trial.to_be_bytes(), k.to_be_bytes()].concat();
+                in_leaf(&plan_seed(&req, &info.chain_hash, round, &randomness))
+            })
+            .max()
+            .unwrap();
+    }
+    let real_fraction = real as f64 / (trials * g) as f64;
+    let ground_fraction = ground as f64 / (trials * g) as f64;
+    eprintln!("colluders per leaf seat: grinding blind {real_fraction:.3}, grinding a known seed {ground_fraction:.3}");
+    // Chance: the colluders' share of the ring (about 0.10), measured over unground seeds.
+    let chance = (0..2_000u64)
+        .map(|k| in_leaf(&crate::ids::hash_parts("chance", &[&k.to_be_bytes()])))
+        .sum::<u64>() as f64
+        / (2_000 * g) as f64;
+    eprintln!("chance {chance:.3}");
+    // 500 seats: one standard deviation is about 0.014; allow four.
+    assert!(
+        real_fraction < chance + 0.056,
+        "grinding helped: {real_fraction} against {chance}"
+    );
+    assert!(
+        ground_fraction > 0.3,
+        "the search itself is weak: {ground_fraction}"
+    );
+}
