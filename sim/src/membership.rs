@@ -143,6 +143,8 @@ pub fn run(cfg: &MembershipRun) -> MembershipReport {
             .collect(),
         cfg.min_age_epochs,
     )
+    // Invariant: ten issuers (under MAX_ISSUERS) and a quota of nodes/10 + 1, under
+    // MAX_ISSUER_QUOTA for any network below ten million nodes.
     .expect("ten issuers within the limits");
     let epoch_micros = cfg.config.epoch_micros;
     let start = Micros(START_EPOCH * epoch_micros);
