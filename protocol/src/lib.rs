@@ -15,6 +15,9 @@
 //! - [`request`]: the signed computation request and its validation.
 //! - [`query`]: the declarative query language: parser, printer, layout, local evaluation,
 //!   decoding of the result.
+//! - [`beacon`]: drand beacon rounds (BLS, verified with `drand-verify`) and the plan seed.
+//! - [`membership`]: admission certificates, the replicated membership view, selection from a
+//!   beacon seed and the candidate-set rule.
 //! - [`plan`]: the deterministic tree of groups derived from a request and a peer directory.
 //! - [`planner`]: chooses group size, threshold, fan-in and timeouts from network conditions.
 //! - [`message`], [`codec`], [`seal`]: what travels between nodes, and how it is framed and sealed.
@@ -22,6 +25,7 @@
 //! - [`engine`]: the state machine of every role (contributor, aggregator, commissioner).
 //! - [`limits`]: every named bound in one place.
 
+pub mod beacon;
 pub mod codec;
 pub mod dp;
 pub mod encoding;
@@ -29,6 +33,7 @@ pub mod engine;
 pub mod field;
 pub mod ids;
 pub mod limits;
+pub mod membership;
 pub mod message;
 pub mod plan;
 pub mod planner;

@@ -71,3 +71,35 @@ pub const MAX_RECORDS_PER_CONTRIBUTOR: u32 = 1_000_000;
 /// Largest `HONEST SOURCES` a privacy clause may name (the most contributors a request can
 /// declare, `max_contributors`, is capped at 10^6 by the node).
 pub const MAX_HONEST_SOURCES: u32 = 10_000_000;
+
+// Randomness beacon (`beacon`).
+
+/// Largest BLS signature of a beacon round, in bytes (a compressed G2 point).
+pub const MAX_BEACON_SIGNATURE_BYTES: usize = 96;
+/// Longest wait between a request's creation and the beacon round it names, in microseconds.
+pub const MAX_BEACON_LEAD_MICROS: u64 = 10 * 60 * 1_000_000;
+
+// Membership (`membership`).
+
+/// Largest number of admission issuers a node's policy names.
+pub const MAX_ISSUERS: usize = 1024;
+/// Largest quota of one issuer: the serial numbers it may use are `0..quota`.
+pub const MAX_ISSUER_QUOTA: u32 = 1 << 20;
+/// Largest number of admitted identities a node keeps (checkpoint plus recent entries); a
+/// certificate beyond it is refused. A million nodes at about 150 bytes each: ~150 MB.
+pub const MAX_MEMBERSHIP_ENTRIES: usize = 2_000_000;
+/// Largest number of certificates in one membership message.
+pub const MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE: usize = 1024;
+/// Number of buckets the anti-entropy summary splits the recent entries into.
+pub const MEMBERSHIP_BUCKETS: usize = 64;
+/// Largest number of peers in a node's routing set (the peers it gossips with).
+pub const MAX_ROUTING_PEERS: usize = 32;
+/// Largest number of membership messages waiting to be sent; beyond it gossip sends are
+/// dropped (and counted): anti-entropy repairs what they would have carried.
+pub const MAX_MEMBERSHIP_OUTPUTS: usize = 4096;
+/// Largest number of (issuer, serial) pairs remembered as equivocated.
+pub const MAX_EQUIVOCATIONS: usize = 1 << 16;
+/// Largest number of identities a request's explicit candidate set may list.
+pub const MAX_CANDIDATES: usize = 100_000;
+/// Largest number of ineligible entries selection skips before it gives up on a position.
+pub const MAX_SELECTION_SCAN: usize = 4096;

@@ -19,6 +19,7 @@
 
 pub mod compare;
 pub mod config;
+pub mod membership;
 pub mod models;
 pub mod plancheck;
 pub mod queue;

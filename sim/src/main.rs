@@ -138,6 +138,21 @@ enum Cmd {
     /// Print the timeouts the planner's rule gives a config's conditions and plan shape (its
     /// `g`, `t`, fan-in and contributors per leaf), as a `[protocol.timeouts]` table.
     PlannerTimeouts { config: PathBuf },
+    /// Run the membership layer alone (one machine per node) and print its costs per node:
+    /// traffic at rest, traffic and convergence time of a burst of joins, placement agreement.
+    Membership {
+        /// Comma-separated network sizes.
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
+        nodes: Vec<u32>,
+        /// New nodes joining in the burst.
+        #[arg(long, default_value_t = 20)]
+        joins: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Percent of membership messages lost.
+        #[arg(long, default_value_t = 1)]
+        loss_percent: u32,
+    },
     /// Time the engine's work on this machine (one core): sealing and opening a share
     /// envelope, an X25519 public key, a request signature check (these run inside the real
     /// engine in every simulation, so they bound its speed at scale); then, per element of a
@@ -252,6 +267,20 @@ fn main() -> Result<()> {
             csv,
             threads: threads(t),
         })?,
+        Cmd::Membership {
+            nodes,
+            joins,
+            seed,
+            loss_percent,
+        } => {
+            println!("{}", grove_sim::membership::TABLE_HEADER);
+            for n in nodes {
+                let mut run = grove_sim::membership::MembershipRun::new(n, joins, seed);
+                run.loss_percent = loss_percent;
+                let r = grove_sim::membership::run(&run);
+                println!("{}", grove_sim::membership::table_row(&r));
+            }
+        }
         Cmd::PlannerTimeouts { config } => {
             let cfg = SimConfig::from_value(load(&config)?).map_err(anyhow::Error::msg)?;
             print!("{}", grove_sim::plancheck::timeouts_table(&cfg));

@@ -1,0 +1,491 @@
+use super::*;
+use crate::limits::{MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE, MAX_ROUTING_PEERS};
+use ed25519_dalek::SigningKey;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+const EPOCH: u64 = 120_000_000;
+
+fn issuer(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+fn node(n: u32) -> NodeId {
+    NodeId::from_public_bytes(&n.to_be_bytes())
+}
+
+fn policy(quota: u32, min_age: u64) -> AdmissionPolicy {
+    let mut issuers = BTreeMap::new();
+    issuers.insert(IssuerKey(issuer(1).verifying_key().to_bytes()), quota);
+    issuers.insert(IssuerKey(issuer(2).verifying_key().to_bytes()), quota);
+    AdmissionPolicy::new(issuers, min_age).unwrap()
+}
+
+fn cert(n: u32, epoch: u64) -> Certificate {
+    Certificate::issue(&issuer(1), node(n), n, epoch)
+}
+
+fn at_epoch(e: u64) -> Micros {
+    Micros(e * EPOCH + 1)
+}
+
+/// A network of `n` nodes sharing a checkpoint of nodes `0..n` (epoch 0), delivering messages
+/// in order, with a switch to drop everything sent to some nodes.
+struct Net {
+    nodes: Vec<Membership>,
+    index: BTreeMap<NodeId, usize>,
+    queue: VecDeque<(NodeId, NodeId, MemberMessage)>,
+    deaf: BTreeSet<NodeId>,
+    sent_to: BTreeMap<NodeId, BTreeSet<NodeId>>,
+    now: Micros,
+}
+
+impl Net {
+    fn new(n: u32, min_age: u64) -> Net {
+        let cp = Arc::new(Checkpoint::new(0, (0..n).map(|i| cert(i, 0))));
+        let mut nodes = Vec::new();
+        let mut index = BTreeMap::new();
+        for i in 0..n {
+            let mut seed = [0u8; 32];
+            seed[..4].copy_from_slice(&i.to_be_bytes());
+            index.insert(node(i), nodes.len());
+            nodes.push(Membership::new(
+                node(i),
+                policy(1_000, min_age),
+                MembershipConfig::default(),
+                cp.clone(),
+                seed,
+                at_epoch(5),
+            ));
+        }
+        Net {
+            nodes,
+            index,
+            queue: VecDeque::new(),
+            deaf: BTreeSet::new(),
+            sent_to: BTreeMap::new(),
+            now: at_epoch(5),
+        }
+    }
+
+    fn collect(&mut self, i: usize) {
+        let from = self.nodes[i].me();
+        while let Some(out) = self.nodes[i].poll_output() {
+            if let MemberOutput::Send { to, message } = out {
+                self.sent_to.entry(from).or_default().insert(to);
+                self.queue.push_back((from, to, message));
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let mut steps = 0;
+        while let Some((from, to, msg)) = self.queue.pop_front() {
+            steps += 1;
+            assert!(steps < 10_000_000, "gossip does not quiesce");
+            if self.deaf.contains(&to) {
+                continue;
+            }
+            let Some(&i) = self.index.get(&to) else {
+                continue;
+            };
+            let _ = self.nodes[i].handle_message(from, msg, self.now);
+            self.collect(i);
+        }
+    }
+
+    fn anti_entropy_round(&mut self) {
+        self.now = self
+            .now
+            .plus(MembershipConfig::default().anti_entropy_micros);
+        for i in 0..self.nodes.len() {
+            self.nodes[i].handle_timeout(self.now);
+            self.collect(i);
+        }
+        self.run();
+    }
+
+    fn knowing(&self, n: &NodeId) -> usize {
+        self.nodes
+            .iter()
+            .filter(|m| m.certificate(n).is_some())
+            .count()
+    }
+}
+
+#[test]
+fn certificates_from_unknown_issuers_over_quota_forged_or_from_the_future_are_refused() {
+    let p = policy(10, 0);
+    assert_eq!(p.check(&cert(3, 4), 4), Ok(()));
+    let stranger = Certificate::issue(&issuer(9), node(3), 3, 4);
+    assert_eq!(p.check(&stranger, 4), Err(AdmissionError::UnknownIssuer));
+    assert_eq!(
+        p.check(&cert(10, 4), 4),
+        Err(AdmissionError::OverQuota {
+            serial: 10,
+            quota: 10
+        })
+    );
+    let mut forged = cert(3, 4);
+    forged.node = node(4);
+    assert_eq!(p.check(&forged, 4), Err(AdmissionError::BadSignature));
+    assert!(matches!(
+        p.check(&cert(3, 6), 4),
+        Err(AdmissionError::FromTheFuture { .. })
+    ));
+}
+
+#[test]
+fn an_issuer_that_reuses_a_serial_loses_both_identities() {
+    let mut net = Net::new(30, 0);
+    let a = Certificate::issue(&issuer(2), node(1000), 7, 5);
+    let b = Certificate::issue(&issuer(2), node(1001), 7, 5);
+    net.nodes[0].announce(a, net.now).unwrap();
+    net.collect(0);
+    net.run();
+    for _ in 0..10 {
+        net.anti_entropy_round();
+    }
+    assert_eq!(net.knowing(&node(1000)), 30);
+    // Node 5's own push of the second certificate is what an issuer's second customer sends.
+    net.queue.push_back((
+        node(1001),
+        node(5),
+        MemberMessage::Push { entries: vec![b] },
+    ));
+    net.run();
+    for _ in 0..10 {
+        net.anti_entropy_round();
+    }
+    // The evidence travels: no node admits either identity any more.
+    assert_eq!(net.knowing(&node(1000)), 0);
+    assert_eq!(net.knowing(&node(1001)), 0);
+}
+
+#[test]
+fn an_identity_is_selected_only_once_old_enough() {
+    let net = Net::new(2, 3);
+    let m = &net.nodes[0];
+    let c = cert(0, 0);
+    assert!(!m.policy().eligible(&c, 2));
+    assert!(m.policy().eligible(&c, 3));
+    assert!(!m.is_eligible(&node(0), 2));
+    assert!(m.is_eligible(&node(0), 3));
+}
+
+#[test]
+fn a_new_certificate_reaches_every_node_without_anyone_talking_to_everyone() {
+    let n = 200;
+    let mut net = Net::new(n, 0);
+    for j in 0..5u32 {
+        let c = Certificate::issue(&issuer(2), node(10_000 + j), j, 5);
+        let at = (j as usize * 37) % n as usize;
+        net.nodes[at].announce(c, net.now).unwrap();
+        net.collect(at);
+    }
+    net.run();
+    for _ in 0..10 {
+        net.anti_entropy_round();
+    }
+    for j in 0..5u32 {
+        assert_eq!(net.knowing(&node(10_000 + j)), n as usize, "join {j}");
+    }
+    let widest = net.sent_to.values().map(|s| s.len()).max().unwrap();
+    // Its own routing peers plus the peers whose routing sets hold it (they open anti-entropy).
+    eprintln!("widest fan-out: {widest} peers");
+    assert!(
+        widest <= 2 * MAX_ROUTING_PEERS,
+        "a node sent to {widest} peers"
+    );
+    for m in &net.nodes {
+        assert!(m.routing_peers().len() <= MAX_ROUTING_PEERS);
+    }
+}
+
+#[test]
+fn anti_entropy_repairs_what_gossip_missed() {
+    let n = 60;
+    let mut net = Net::new(n, 0);
+    let deaf: Vec<NodeId> = (0..10).map(node).collect();
+    net.deaf.extend(deaf.iter().copied());
+    let c = Certificate::issue(&issuer(2), node(20_000), 1, 5);
+    net.nodes[30].announce(c, net.now).unwrap();
+    net.collect(30);
+    net.run();
+    for d in &deaf {
+        assert!(net.nodes[net.index[d]].certificate(&node(20_000)).is_none());
+    }
+    net.deaf.clear();
+    for _ in 0..60 {
+        net.anti_entropy_round();
+    }
+    // Without anti-entropy (no Summary/Buckets/Pull) the deaf nodes would never learn it.
+    assert_eq!(net.knowing(&node(20_000)), n as usize);
+}
+
+#[test]
+fn hostile_membership_messages_are_typed_errors() {
+    let mut net = Net::new(3, 0);
+    let now = net.now;
+    let m = &mut net.nodes[0];
+    let many = vec![cert(1, 0); MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE + 1];
+    assert!(matches!(
+        m.handle_message(node(1), MemberMessage::Push { entries: many }, now),
+        Err(MembershipError::TooManyEntries { .. })
+    ));
+    let from_epoch = 1;
+    assert!(matches!(
+        m.handle_message(
+            node(1),
+            MemberMessage::Buckets {
+                from_epoch,
+                digests: vec![1; 3]
+            },
+            now
+        ),
+        Err(MembershipError::BadBuckets { .. })
+    ));
+    assert!(matches!(
+        m.handle_message(
+            node(1),
+            MemberMessage::Pull {
+                from_epoch,
+                buckets: vec![u16::MAX]
+            },
+            now
+        ),
+        Err(MembershipError::BadBuckets { .. })
+    ));
+    assert!(matches!(
+        m.handle_message(
+            node(1),
+            MemberMessage::Summary {
+                from_epoch: 1_000,
+                count: 0,
+                digest: 0
+            },
+            now
+        ),
+        Err(MembershipError::WindowOutOfRange { .. })
+    ));
+    // A forged certificate in a push is refused, not admitted.
+    let mut forged = cert(50, 0);
+    forged.node = node(51);
+    m.handle_message(
+        node(1),
+        MemberMessage::Push {
+            entries: vec![forged],
+        },
+        now,
+    )
+    .unwrap();
+    assert!(m.certificate(&node(51)).is_none());
+    assert_eq!(m.stats().refused_certificates, 1);
+}
+
+// The candidate-set rule.
+
+const MIN_KNOWN_PPM: u32 = 900_000;
+
+fn all(n: u32) -> Vec<NodeId> {
+    (0..n).map(node).collect()
+}
+
+#[test]
+fn an_honest_candidate_set_is_accepted() {
+    let net = Net::new(20, 0);
+    for m in &net.nodes {
+        assert_eq!(m.check_candidates(&all(20), net.now, MIN_KNOWN_PPM), Ok(()));
+    }
+}
+
+#[test]
+fn a_snapshot_of_only_the_commissioners_own_identities_is_refused_by_every_honest_node() {
+    let net = Net::new(20, 0);
+    // Admitted colluders 0..3 (the commissioner's own nodes).
+    let own: Vec<NodeId> = (0..3).map(node).collect();
+    for m in net.nodes.iter().skip(3) {
+        assert!(m.check_candidates(&own, net.now, MIN_KNOWN_PPM).is_err());
+    }
+    // Unadmitted Sybils.
+    let sybils: Vec<NodeId> = (500..520).map(node).collect();
+    for m in &net.nodes {
+        assert!(matches!(
+            m.check_candidates(&sybils, net.now, MIN_KNOWN_PPM),
+            Err(CandidateRefusal::NotAdmitted { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_set_that_omits_the_node_itself_is_refused() {
+    let net = Net::new(20, 0);
+    let without_5: Vec<NodeId> = all(20).into_iter().filter(|n| *n != node(5)).collect();
+    // 18 of 19 known peers: above the fraction, so only the self rule refuses it.
+    assert_eq!(
+        net.nodes[5].check_candidates(&without_5, net.now, MIN_KNOWN_PPM),
+        Err(CandidateRefusal::OmitsSelf)
+    );
+    assert_eq!(
+        net.nodes[6].check_candidates(&without_5, net.now, MIN_KNOWN_PPM),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_set_that_drops_too_many_known_peers_is_refused() {
+    let net = Net::new(40, 0);
+    // Keeps node 0 and 30 of the other 39: 77% < 90%.
+    let thin: Vec<NodeId> = all(31);
+    assert!(matches!(
+        net.nodes[0].check_candidates(&thin, net.now, MIN_KNOWN_PPM),
+        Err(CandidateRefusal::OmitsKnownPeers {
+            known: 39,
+            included: 30,
+            required: 36
+        })
+    ));
+    // 36 of 39 is enough.
+    assert_eq!(
+        net.nodes[0].check_candidates(&all(37), net.now, MIN_KNOWN_PPM),
+        Ok(())
+    );
+}
+
+#[test]
+fn peers_learnt_after_the_request_do_not_count_against_it() {
+    let mut net = Net::new(10, 0);
+    let created = net.now;
+    net.now = net.now.plus(1);
+    for j in 0..5u32 {
+        let c = Certificate::issue(&issuer(2), node(30_000 + j), j, 5);
+        net.nodes[0].announce(c, net.now).unwrap();
+    }
+    net.collect(0);
+    net.run();
+    // The request, created before the five joined, lists only the ten it could know.
+    assert_eq!(
+        net.nodes[0].check_candidates(&all(10), created, MIN_KNOWN_PPM),
+        Ok(())
+    );
+}
+
+#[test]
+fn young_identities_cannot_be_candidates() {
+    let mut net = Net::new(10, 2);
+    let c = Certificate::issue(&issuer(2), node(40_000), 0, 5);
+    net.nodes[0].announce(c, net.now).unwrap();
+    let mut with_young = all(10);
+    with_young.push(node(40_000));
+    assert_eq!(
+        net.nodes[0].check_candidates(&with_young, net.now, MIN_KNOWN_PPM),
+        Err(CandidateRefusal::NotAdmitted { node: node(40_000) })
+    );
+    assert_eq!(
+        net.nodes[0].check_candidates(&with_young, at_epoch(7), MIN_KNOWN_PPM),
+        Ok(())
+    );
+}
+
+// Selection.
+
+#[test]
+fn selection_is_identical_across_nodes_and_never_picks_unadmitted_or_young_identities() {
+    let mut net = Net::new(50, 2);
+    let young = Certificate::issue(&issuer(2), node(50_000), 0, 5);
+    net.nodes[0].announce(young, net.now).unwrap();
+    net.collect(0);
+    net.run();
+    let seed = [7u8; 32];
+    let epoch = 5;
+    let mut hits = BTreeMap::new();
+    for index in 0..2_000u64 {
+        let first = net.nodes[0].select(&seed, index, epoch).unwrap();
+        for m in &net.nodes[1..] {
+            assert_eq!(m.select(&seed, index, epoch), Some(first));
+        }
+        assert!(first != node(50_000), "a too young identity was selected");
+        assert!(net.nodes[0].is_eligible(&first, epoch));
+        *hits.entry(first).or_insert(0u32) += 1;
+    }
+    // Once old enough, it can be selected.
+    assert!((0..2_000u64).any(|i| net.nodes[0].select(&seed, i, 7) == Some(node(50_000))));
+    // Another seed, another placement.
+    let other: Vec<_> = (0..50u64)
+        .map(|i| net.nodes[0].select(&[8; 32], i, epoch))
+        .collect();
+    let this: Vec<_> = (0..50u64)
+        .map(|i| net.nodes[0].select(&seed, i, epoch))
+        .collect();
+    assert_ne!(other, this);
+    assert!(hits.len() > 40);
+}
+
+/// A commissioner with 10% admitted colluders grinds request ids to put colluders in one leaf
+/// group. The seed depends on a beacon round published after the request is signed, so the
+/// best it can do is grind against a guess of the randomness: its real placements are no
+/// better than chance. (Were the seed a hash of the request alone, the grinding would work:
+/// the same search against the true seed finds leaves full of colluders.)
+#[test]
+fn grinding_request_ids_gets_no_better_placement_than_chance() {
+    use crate::beacon::{plan_seed, Beacon, Randomness, Scheme, TestChain};
+    let n = 200u32;
+    let net = Net::new(n, 0);
+    let view = &net.nodes[0];
+    let colluders: BTreeSet<NodeId> = (0..n / 10).map(node).collect();
+    let chain = TestChain::new(Scheme::BlsUnchainedG1Rfc9380, b"grind", 1_700_000_000, 3);
+    let info = chain.info();
+    let beacon = Beacon::new(info.clone()).unwrap();
+    let g = 5u64;
+    let epoch = 5;
+    let in_leaf = |seed: &[u8; 32]| {
+        (0..g)
+            .filter(|i| {
+                view.select(seed, *i, epoch)
+                    .is_some_and(|x| colluders.contains(&x))
+            })
+            .count() as u64
+    };
+    let (trials, tries) = (100u64, 100u64);
+    let (mut real, mut ground) = (0u64, 0u64);
+    for trial in 0..trials {
+        let round = 10 + trial;
+        // The commissioner's search, before the round exists: a guessed randomness.
+        let guess = Randomness([0; 32]);
+        let best = (0..tries)
+            .max_by_key(|k| {
+                let req = [trial.to_be_bytes(), k.to_be_bytes()].concat();
+                in_leaf(&plan_seed(&req, &info.chain_hash, round, &guess))
+            })
+            .unwrap();
+        let req = [trial.to_be_bytes(), best.to_be_bytes()].concat();
+        let randomness = beacon.verify(round, &chain.round(round)).unwrap();
+        real += in_leaf(&plan_seed(&req, &info.chain_hash, round, &randomness));
+        // What the same search achieves when the seed is known at signing.
+        ground += (0..tries)
+            .map(|k| {
+                let req = [trial.to_be_bytes(), k.to_be_bytes()].concat();
+                in_leaf(&plan_seed(&req, &info.chain_hash, round, &randomness))
+            })
+            .max()
+            .unwrap();
+    }
+    let real_fraction = real as f64 / (trials * g) as f64;
+    let ground_fraction = ground as f64 / (trials * g) as f64;
+    eprintln!("colluders per leaf seat: grinding blind {real_fraction:.3}, grinding a known seed {ground_fraction:.3}");
+    // Chance: the colluders' share of the ring (about 0.10), measured over unground seeds.
+    let chance = (0..2_000u64)
+        .map(|k| in_leaf(&crate::ids::hash_parts("chance", &[&k.to_be_bytes()])))
+        .sum::<u64>() as f64
+        / (2_000 * g) as f64;
+    eprintln!("chance {chance:.3}");
+    // 500 seats: one standard deviation is about 0.014; allow four.
+    assert!(
+        real_fraction < chance + 0.056,
+        "grinding helped: {real_fraction} against {chance}"
+    );
+    assert!(
+        ground_fraction > 0.3,
+        "the search itself is weak: {ground_fraction}"
+    );
+}
