@@ -535,9 +535,17 @@ impl Engine {
         Some(CommissionerProgress {
             root_reports: c.ready.len(),
             best_version_holders: commissioner::best_version(&c.ready).map_or(0, |(_, n)| n),
-            version_chosen: c.chosen.is_some(),
-            root_shares: c.shares.len(),
-            done: c.done,
+            version_chosen: match &c.phase {
+                Phase::Waiting { .. } => false,
+                Phase::Releasing(_) => true,
+                Phase::Done { chosen, .. } => *chosen,
+            },
+            root_shares: match &c.phase {
+                Phase::Waiting { .. } => 0,
+                Phase::Releasing(r) => r.shares.len(),
+                Phase::Done { shares, .. } => *shares,
+            },
+            done: c.is_done(),
         })
     }
 
@@ -675,7 +683,7 @@ impl Engine {
                     }
                 }
                 for (key, role) in &comp.roles {
-                    let sends_up = role.adopted.as_ref().is_some_and(|a| a.sum.is_some());
+                    let sends_up = role.adopted().is_some_and(|a| a.sum.is_some());
                     if let (true, Some(parent)) = (sends_up, plan.parent(key.0)) {
                         if server_of(&plan, &comp.servers, slot(parent, key.1)) == dead {
                             resend_up.push((*key, slot(parent, key.1)));
@@ -740,7 +748,7 @@ impl Engine {
             let dead_leaf = plan.leaf_of(&dead);
             for (key, role) in comp.roles.iter_mut() {
                 if key.0 == dead_leaf
-                    && role.stage == Stage::Collecting
+                    && matches!(role.stage, Stage::Collecting)
                     && !role.shares.contains_key(&dead)
                     && role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF
                 {
@@ -749,7 +757,7 @@ impl Engine {
             }
             if drops {
                 for (key, role) in comp.roles.iter_mut() {
-                    if key.0.level == 0 || role.stage != Stage::Collecting {
+                    if key.0.level == 0 || !matches!(role.stage, Stage::Collecting) {
                         continue;
                     }
                     for child in plan.children(key.0) {
@@ -1100,12 +1108,12 @@ impl Engine {
             };
             // A root member that lost the count shares it held asks for them again.
             role.counts_sent = true;
-            if role.adopted.is_some() {
+            if role.adopted().is_some() {
                 send_up(comp, key, &mut ctx);
             }
         }
         // A commissioner without a result lost the root reports it had: ask for them again.
-        if comp.commissioner.as_ref().is_some_and(|c| !c.done) {
+        if comp.commissioner.as_ref().is_some_and(|c| !c.is_done()) {
             let root = comp.plan.root();
             for p in 1..=comp.plan.g {
                 ctx.send_slot(
@@ -1227,7 +1235,7 @@ impl Engine {
             let Some(role) = comp.roles.get(&key) else {
                 return;
             };
-            if role.adopted.is_some() {
+            if role.adopted().is_some() {
                 return;
             }
         }
@@ -1242,7 +1250,7 @@ impl Engine {
         };
         let mut ctx = ctx!(self);
         if let Some(role) = comp.roles.get(&key) {
-            if let Some(adopted) = role.adopted.as_ref() {
+            if let Some(adopted) = role.adopted() {
                 ctx.event(adopted.event(id, key));
                 if announce {
                     // The leader counted the quorum: its adopted report makes the others adopt.
@@ -1278,14 +1286,15 @@ impl Engine {
         for id in expired {
             if let Some(comp) = self.computations.get(&id) {
                 if let Some(commissioner) = &comp.commissioner {
-                    if !commissioner.done {
-                        let best_holders = best_version(&commissioner.ready).map_or(0, |(_, h)| h);
-                        let reason = match commissioner.chosen {
-                            Some(_) => Failure::SharesMissing {
-                                received: commissioner.shares.len(),
-                            },
-                            None => Failure::NoQuorum { best_holders },
-                        };
+                    let best_holders = best_version(&commissioner.ready).map_or(0, |(_, h)| h);
+                    let reason = match &commissioner.phase {
+                        Phase::Done { .. } => None,
+                        Phase::Releasing(r) => Some(Failure::SharesMissing {
+                            received: r.shares.len(),
+                        }),
+                        Phase::Waiting { .. } => Some(Failure::NoQuorum { best_holders }),
+                    };
+                    if let Some(reason) = reason {
                         self.out.push_back(Output::Event(Event::Failed {
                             computation: id,
                             reason,
@@ -1340,15 +1349,13 @@ impl Engine {
             }
             if let Some(c) = &comp.commissioner {
                 let window = req.tree.timeouts.release_window;
-                if !c.done && c.chosen.is_none() && !c.window_over {
-                    if let Some(first) = c.first_ready {
-                        consider(first.plus(window));
-                    }
-                }
-                if !c.done && c.chosen.is_some() {
-                    if let Some(asked) = c.asked_at {
-                        consider(asked.plus(window));
-                    }
+                match &c.phase {
+                    Phase::Waiting {
+                        first_ready: Some(first),
+                        window_over: false,
+                    } => consider(first.plus(window)),
+                    Phase::Releasing(r) => consider(r.asked_at.plus(window)),
+                    _ => {}
                 }
             }
         }
@@ -1443,12 +1450,11 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
                 .ok_or("manifest for a role this node does not hold")?;
             let version = version_of(&id, *group, manifest);
             let sum = sum_items(role, manifest, len);
-            role.adopted = Some(Adopted {
+            role.stage = Stage::Adopted(Adopted {
                 manifest: manifest.clone(),
                 version,
                 sum,
             });
-            role.stage = Stage::Adopted;
         }
         Record::ManifestPromised {
             group,
@@ -1480,7 +1486,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
         }
         Record::Released { .. } => {
             if let Some(c) = comp.commissioner.as_mut() {
-                c.done = true;
+                c.finish();
             }
         }
         Record::Takeover {

@@ -7,7 +7,6 @@ pub(super) struct HeldPartial {
     pub(super) sum: Vec<Fp>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Stage {
     /// Receiving shares or partial sums.
     Collecting,
@@ -15,8 +14,9 @@ pub(super) enum Stage {
     Healing,
     /// Report sent to the leader of `round`, waiting for a manifest since `since`.
     Reporting { since: Micros },
-    /// Manifest adopted: the member's part in agreement is over.
-    Adopted,
+    /// Manifest adopted: the member's part in agreement is over; the adopted manifest, its
+    /// version and the member's sum live here and nowhere else.
+    Adopted(Adopted),
 }
 
 pub(super) struct Adopted {
@@ -150,7 +150,6 @@ pub(super) struct Role {
     pub(super) votes: BTreeMap<u32, (Manifest, BTreeSet<NodeId>)>,
     /// Heal queries to answer once this member's sum is ready: target position -> requester.
     pub(super) pending_queries: BTreeMap<Position, NodeId>,
-    pub(super) adopted: Option<Adopted>,
     /// A missing manifest item was healed after adoption: the sum is ready to send up.
     pub(super) completed_late: bool,
     /// A leaf position's server asked the manifest's contributors for the shares it lacks.
@@ -184,6 +183,14 @@ pub(super) struct Role {
 }
 
 impl Role {
+    /// The manifest this member adopted, if it did.
+    pub(super) fn adopted(&self) -> Option<&Adopted> {
+        match &self.stage {
+            Stage::Adopted(a) => Some(a),
+            _ => None,
+        }
+    }
+
     pub(super) fn new(group: GroupId, member: bool) -> Role {
         Role {
             group,
@@ -197,7 +204,6 @@ impl Role {
             member,
             votes: BTreeMap::new(),
             pending_queries: BTreeMap::new(),
-            adopted: None,
             completed_late: false,
             asked_contributors: false,
             dropped: BTreeSet::new(),
@@ -225,13 +231,13 @@ impl Role {
     /// After a late item arrived: if the adopted manifest's sum can now be computed, compute it
     /// and mark it ready to send up.
     pub(super) fn complete_if_possible(&mut self, len: usize) {
-        let Some(adopted) = self.adopted.as_ref().filter(|a| a.sum.is_none()) else {
+        let Some(adopted) = self.adopted().filter(|a| a.sum.is_none()) else {
             return;
         };
         let sum = sum_items(self, &adopted.manifest, len);
         if sum.is_some() {
             self.completed_late = true;
-            if let Some(a) = self.adopted.as_mut() {
+            if let Stage::Adopted(a) = &mut self.stage {
                 a.sum = sum;
             }
         }
@@ -312,7 +318,7 @@ pub(super) fn role_deadline(comp: &Computation, role: &Role) -> Option<Micros> {
                 consider(since.plus(to.manifest_timeout));
             }
         }
-        Stage::Adopted => {
+        Stage::Adopted(_) => {
             for heal in role.heals.values() {
                 if heal.state == HealState::Running {
                     consider(heal.since.plus(to.heal_attempt));
@@ -321,7 +327,7 @@ pub(super) fn role_deadline(comp: &Computation, role: &Role) -> Option<Micros> {
         }
     }
     if let Some(l) = &role.leader {
-        if role.adopted.is_none()
+        if role.adopted().is_none()
             && !l.window_over
             && !l.proposed
             && comp
@@ -362,7 +368,7 @@ pub(super) fn advance_role(
         return;
     };
 
-    if role.stage == Stage::Collecting {
+    if matches!(role.stage, Stage::Collecting) {
         let done = if key.0.level == 0 {
             now >= leaf_deadline
                 || strategy.leaf_complete(key.0, role.shares.len())
@@ -415,7 +421,7 @@ pub(super) fn advance_role(
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
-    if role.stage == Stage::Healing {
+    if matches!(role.stage, Stage::Healing) {
         drive_heal_timeouts(comp, key, ctx);
         let Some(role) = comp.roles.get_mut(&key) else {
             return;
@@ -441,11 +447,9 @@ pub(super) fn advance_role(
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
-    if role.stage == Stage::Adopted {
+    if let Stage::Adopted(adopted) = &role.stage {
         if std::mem::take(&mut role.completed_late) {
-            if let Some(adopted) = &role.adopted {
-                ctx.event(adopted.event(id, key));
-            }
+            ctx.event(adopted.event(id, key));
             send_up(comp, key, ctx);
             return;
         }
@@ -466,7 +470,7 @@ pub(super) fn advance_role(
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
-    if role.adopted.is_some() {
+    if role.adopted().is_some() {
         return;
     }
     let Some(lead) = role.leader.as_mut() else {
@@ -571,7 +575,7 @@ fn count_vote(
     let Some(role) = comp.roles.get_mut(&key) else {
         return true;
     };
-    if role.adopted.is_some() {
+    if role.adopted().is_some() {
         return true;
     }
     let (m, voters) = role
@@ -642,9 +646,12 @@ fn ask_contributors(comp: &mut Computation, key: (GroupId, Position), ctx: &mut 
     if role.asked_contributors {
         return;
     }
-    let Some(adopted) = role.adopted.as_ref().filter(|a| a.sum.is_none()) else {
+    let Stage::Adopted(adopted) = &role.stage else {
         return;
     };
+    if adopted.sum.is_some() {
+        return;
+    }
     role.asked_contributors = true;
     for item in &adopted.manifest.items {
         if let Item::Contributor(c) = item {
@@ -730,7 +737,7 @@ fn send_ahead(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
-    if role.adopted.is_some() || role.ahead_sent.is_some() {
+    if role.adopted().is_some() || role.ahead_sent.is_some() {
         return;
     }
     let complete = if key.0.level == 0 {
@@ -776,7 +783,7 @@ pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
-    let Some(adopted) = &role.adopted else {
+    let Stage::Adopted(adopted) = &role.stage else {
         return;
     };
     let Some(sum) = &adopted.sum else {
@@ -862,7 +869,9 @@ pub(super) fn on_decline(
     }
     for key in keys {
         if let Some(role) = comp.roles.get_mut(&key) {
-            if role.stage == Stage::Collecting && role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF {
+            if matches!(role.stage, Stage::Collecting)
+                && role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF
+            {
                 role.declined.insert(from);
             }
         }
@@ -894,10 +903,10 @@ pub(super) fn on_share(
     if role.shares.contains_key(&m.contributor) {
         return Ok(()); // a re-sent share
     }
-    let wanted = role.adopted.as_ref().is_some_and(|a| {
+    let wanted = role.adopted().is_some_and(|a| {
         a.sum.is_none() && a.manifest.items.contains(&Item::Contributor(m.contributor))
     });
-    if role.stage != Stage::Collecting && !wanted {
+    if !matches!(role.stage, Stage::Collecting) && !wanted {
         return Err("share arrived after collection ended".into());
     }
     if role.shares.len() >= MAX_CONTRIBUTORS_PER_LEAF {
@@ -1055,7 +1064,7 @@ fn hold_partial(
         .roles
         .get_mut(&key)
         .ok_or("partial for a role this node does not hold")?;
-    if let Some(adopted) = &role.adopted {
+    if let Some(adopted) = role.adopted() {
         let wanted = Item::Child {
             group: m.child,
             version: m.version,
@@ -1182,7 +1191,7 @@ pub(super) fn on_report(
     let g = comp.plan.g;
     let key = my_role_in(comp, m.group).ok_or("report for a group this node is not in")?;
     let role = comp.roles.get(&key).ok_or("no role")?;
-    if let Some(adopted) = &role.adopted {
+    if let Some(adopted) = role.adopted() {
         // Already adopted: tell the sender, unless it told us (no echo between adopters).
         if m.adopted.is_none() {
             ctx.send_to(
@@ -1272,7 +1281,7 @@ pub(super) fn on_solicit(
             adopted,
         })
     };
-    if let Some(adopted) = role.and_then(|r| r.adopted.as_ref()) {
+    if let Some(adopted) = role.and_then(|r| r.adopted()) {
         let body = report(
             role.map(|r| r.items()).unwrap_or_default(),
             true,
@@ -1364,7 +1373,7 @@ pub(super) fn on_manifest(
     let key = my_role_in(comp, m.group);
     if let Some(key) = key {
         let role = comp.roles.get(&key).ok_or("no role")?;
-        if let Some(adopted) = &role.adopted {
+        if let Some(adopted) = role.adopted() {
             // Tell the leader what was adopted, so that it stops waiting.
             ctx.send_to(
                 from,

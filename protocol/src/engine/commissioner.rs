@@ -10,16 +10,34 @@ pub(super) struct Commissioner {
     pub(super) ready: BTreeMap<Position, Version>,
     /// The node that reported each root position.
     pub(super) ready_from: BTreeMap<Position, NodeId>,
-    pub(super) first_ready: Option<Micros>,
-    pub(super) window_over: bool,
-    pub(super) chosen: Option<Version>,
+    pub(super) phase: Phase,
+}
+
+/// Where the commissioner is in the release; each phase owns what only it needs.
+pub(super) enum Phase {
+    /// Waiting for `t` root positions to report one version. `first_ready`: when the
+    /// commissioner first saw a report (the release window runs from it); `window_over`: the
+    /// window passed without such a version, so it chooses as soon as one appears.
+    Waiting {
+        first_ready: Option<Micros>,
+        window_over: bool,
+    },
+    /// A version is chosen and its holders are asked for their shares.
+    Releasing(Release),
+    /// Released (or failed for want of `k_min`): nothing more to do. Keeps what the progress
+    /// shows: whether a version had been chosen in this run and how many shares arrived.
+    Done { chosen: bool, shares: usize },
+}
+
+/// The release of one chosen version.
+pub(super) struct Release {
+    pub(super) version: Version,
     /// When the holders of the chosen version were last asked for their shares.
-    pub(super) asked_at: Option<Micros>,
+    pub(super) asked_at: Micros,
     /// Root positions asked for their share of the chosen version since `asked_at`.
     pub(super) asked: BTreeSet<Position>,
     /// Each root position's share of the released elements, with its cell mask.
     pub(super) shares: BTreeMap<Position, (Vec<bool>, Vec<Fp>)>,
-    pub(super) done: bool,
 }
 
 impl Commissioner {
@@ -28,14 +46,33 @@ impl Commissioner {
             finish_signature,
             ready: BTreeMap::new(),
             ready_from: BTreeMap::new(),
-            first_ready: None,
-            window_over: false,
-            chosen: None,
-            asked_at: None,
-            asked: BTreeSet::new(),
-            shares: BTreeMap::new(),
-            done: false,
+            phase: Phase::Waiting {
+                first_ready: None,
+                window_over: false,
+            },
         }
+    }
+
+    pub(super) fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done { .. })
+    }
+
+    /// Ends the release (the result is out, or nothing can be).
+    pub(super) fn finish(&mut self) {
+        let (chosen, shares) = match &self.phase {
+            Phase::Done { .. } => return,
+            Phase::Releasing(r) => (true, r.shares.len()),
+            Phase::Waiting { .. } => (false, 0),
+        };
+        self.phase = Phase::Done { chosen, shares };
+    }
+
+    /// The node that reported root position `p`, else the position's member.
+    fn reporter(&self, plan: &Plan, p: Position) -> NodeId {
+        self.ready_from
+            .get(&p)
+            .copied()
+            .unwrap_or_else(|| plan.member(plan.root(), p))
     }
 }
 
@@ -78,6 +115,22 @@ pub(super) fn best_version(ready: &BTreeMap<Position, Version>) -> Option<(Versi
 }
 
 pub(super) fn advance_commissioner(comp: &mut Computation, ctx: &mut Ctx) {
+    let Some(c) = comp.commissioner.as_ref() else {
+        return;
+    };
+    if c.ready.is_empty() {
+        return;
+    }
+    match c.phase {
+        Phase::Done { .. } => {}
+        Phase::Releasing(_) => advance_release(comp, ctx),
+        Phase::Waiting { .. } => choose_version(comp, ctx),
+    }
+}
+
+/// Waiting: chooses the version to release once `t` root positions report it (at once if no
+/// other report can change the choice, else after the release window) and asks its holders.
+fn choose_version(comp: &mut Computation, ctx: &mut Ctx) {
     let id = comp.id();
     let g = comp.plan.g as usize;
     let t = comp.plan.t as usize;
@@ -87,119 +140,97 @@ pub(super) fn advance_commissioner(comp: &mut Computation, ctx: &mut Ctx) {
     let Some(c) = comp.commissioner.as_mut() else {
         return;
     };
-    if c.done || c.ready.is_empty() {
+    let Phase::Waiting {
+        first_ready,
+        window_over,
+    } = &mut c.phase
+    else {
         return;
-    }
-    if let Some(chosen) = c.chosen {
-        // A holder of the chosen version that reported after the choice is asked at once: its
-        // share may complete the `t` sooner than a slower holder's.
-        let late: Vec<(Position, NodeId)> = c
-            .ready
-            .iter()
-            .filter(|(p, v)| **v == chosen && !c.asked.contains(p) && !c.shares.contains_key(p))
-            .map(|(p, _)| {
-                (
-                    *p,
-                    c.ready_from
-                        .get(p)
-                        .copied()
-                        .unwrap_or_else(|| plan.member(root, *p)),
-                )
-            })
-            .collect();
-        for (p, to) in late {
-            c.asked.insert(p);
-            ctx.send_to(
-                to,
-                id,
-                0,
-                Body::ReleaseAsk(ReleaseAskMsg {
-                    version: chosen.digest,
-                }),
-                Some(slot(root, p)),
-            );
-        }
-        // Shares missing after a release window: a holder died or lost the message. Ask the
-        // root positions to report again (dead members fail over to their backups, which take
-        // the positions over), and ask again every holder of the best version known now.
-        let Some(asked) = c.asked_at else {
-            return;
-        };
-        if ctx.now < asked.plus(window) {
-            return;
-        }
-        let best = best_version(&c.ready)
-            .filter(|(_, h)| *h >= t)
-            .map(|(v, _)| v);
-        let version = match best {
-            Some(v) if v != chosen => {
-                c.shares.clear();
-                v
-            }
-            _ => chosen,
-        };
-        c.chosen = Some(version);
-        c.asked_at = Some(ctx.now);
-        c.asked.clear();
-        let holders: Vec<Position> = c
-            .ready
-            .iter()
-            .filter(|(_, v)| **v == version)
-            .map(|(p, _)| *p)
-            .collect();
-        for p in 1..=plan.g {
-            ctx.send_slot(&plan, &comp.servers, id, slot(root, p), 0, Body::RootQuery);
-        }
-        for p in holders {
-            c.asked.insert(p);
-            ctx.send_slot(
-                &plan,
-                &comp.servers,
-                id,
-                slot(root, p),
-                0,
-                Body::ReleaseAsk(ReleaseAskMsg {
-                    version: version.digest,
-                }),
-            );
-        }
-        return;
-    }
-    let first = *c.first_ready.get_or_insert(ctx.now);
+    };
+    let first = *first_ready.get_or_insert(ctx.now);
     let Some((version, holders)) = best_version(&c.ready) else {
         return;
     };
     // A root group adopts at most one manifest (Paxos), so a version that `t` positions report
     // is the only one any position can report: waiting for the others (a straggler that is
     // still healing, or a dead member's backup) cannot change the choice.
-    if holders < t && c.ready.len() < g && ctx.now < first.plus(window) && !c.window_over {
+    if holders < t && c.ready.len() < g && ctx.now < first.plus(window) && !*window_over {
         return;
     }
     if holders < t {
-        c.window_over = true;
+        *window_over = true;
         return;
     }
     // No check of `version.count` here: a manifest's count is an inner leader's word. The
     // root members decide what is released, from the counts in the shared data.
-    c.chosen = Some(version);
-    c.asked_at = Some(ctx.now);
+    let mut release = Release {
+        version,
+        asked_at: ctx.now,
+        asked: BTreeSet::new(),
+        shares: BTreeMap::new(),
+    };
     for (p, v) in &c.ready {
         if *v == version {
-            c.asked.insert(*p);
-            let to = c
-                .ready_from
-                .get(p)
-                .copied()
-                .unwrap_or_else(|| plan.member(root, *p));
-            ctx.send_to(
-                to,
-                id,
-                0,
-                Body::ReleaseAsk(ReleaseAskMsg {
-                    version: version.digest,
-                }),
-                Some(slot(root, *p)),
-            );
+            release.asked.insert(*p);
+            let body = Body::ReleaseAsk(ReleaseAskMsg {
+                version: version.digest,
+            });
+            ctx.send_to(c.reporter(&plan, *p), id, 0, body, Some(slot(root, *p)));
+        }
+    }
+    c.phase = Phase::Releasing(release);
+}
+
+/// Releasing: a holder of the chosen version that reported after the choice is asked at once
+/// (its share may complete the `t` sooner than a slower holder's). Shares missing after a
+/// release window (a holder died or lost the message): asks the root positions to report
+/// again (dead members fail over to their backups, which take the positions over), and asks
+/// again every holder of the best version known now.
+fn advance_release(comp: &mut Computation, ctx: &mut Ctx) {
+    let id = comp.id();
+    let t = comp.plan.t as usize;
+    let window = comp.request().tree.timeouts.release_window;
+    let root = comp.plan.root();
+    let plan = comp.plan.clone();
+    let Some(c) = comp.commissioner.as_mut() else {
+        return;
+    };
+    let reporters: Vec<(Position, NodeId)> =
+        (1..=plan.g).map(|p| (p, c.reporter(&plan, p))).collect();
+    let Phase::Releasing(r) = &mut c.phase else {
+        return;
+    };
+    let chosen = r.version;
+    for (p, to) in reporters {
+        let late = c.ready.get(&p) == Some(&chosen);
+        if late && !r.asked.contains(&p) && !r.shares.contains_key(&p) {
+            r.asked.insert(p);
+            let body = Body::ReleaseAsk(ReleaseAskMsg {
+                version: chosen.digest,
+            });
+            ctx.send_to(to, id, 0, body, Some(slot(root, p)));
+        }
+    }
+    if ctx.now < r.asked_at.plus(window) {
+        return;
+    }
+    if let Some((v, _)) = best_version(&c.ready).filter(|(v, h)| *h >= t && *v != chosen) {
+        r.shares.clear();
+        r.version = v;
+    }
+    let version = r.version;
+    r.asked_at = ctx.now;
+    r.asked.clear();
+    for p in 1..=plan.g {
+        ctx.send_slot(&plan, &comp.servers, id, slot(root, p), 0, Body::RootQuery);
+    }
+    for (p, v) in &c.ready {
+        if *v == version {
+            r.asked.insert(*p);
+            let body = Body::ReleaseAsk(ReleaseAskMsg {
+                version: version.digest,
+            });
+            ctx.send_slot(&plan, &comp.servers, id, slot(root, *p), 0, body);
         }
     }
 }
@@ -225,7 +256,7 @@ pub(super) fn finish(comp: &mut Computation, ctx: &mut Ctx, pending: &mut Vec<Pe
 /// This root member's share of the cells' counts (the indicator elements of its sum), if it
 /// holds the sum of an adopted version.
 fn own_count_share(comp: &Computation, key: (GroupId, Position)) -> Option<(Digest, Vec<Fp>)> {
-    let adopted = comp.roles.get(&key)?.adopted.as_ref()?;
+    let adopted = comp.roles.get(&key)?.adopted()?;
     let sum = adopted.sum.as_ref()?;
     let counts = comp
         .request()
@@ -362,7 +393,7 @@ fn send_release_share(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
     let Some(role) = comp.roles.get(&key) else {
         return;
     };
-    let Some(adopted) = role.adopted.as_ref() else {
+    let Some(adopted) = role.adopted() else {
         return;
     };
     let (Some(sum), Some((opened, counts))) = (adopted.sum.as_ref(), role.counts.as_ref()) else {
@@ -411,8 +442,7 @@ pub(super) fn on_release_ask(
     let key = my_role_in(comp, root).ok_or("release asked of a node not in the root group")?;
     let role = comp.roles.get_mut(&key).ok_or("no role")?;
     let holds = role
-        .adopted
-        .as_ref()
+        .adopted()
         .is_some_and(|a| a.sum.is_some() && a.version.digest == m.version);
     if !holds {
         return Ok(());
@@ -453,16 +483,17 @@ pub(super) fn on_release_share(
     let Some(c) = comp.commissioner.as_mut() else {
         return Err("release share to a node that is not the commissioner".into());
     };
-    let Some(version) = c.chosen else {
-        return Ok(());
+    let Phase::Releasing(r) = &mut c.phase else {
+        return Ok(()); // nothing chosen yet, or done
     };
-    if c.done || version.digest != m.version {
+    let version = r.version;
+    if version.digest != m.version {
         return Ok(());
     }
-    c.shares.insert(m.position, (cells.clone(), m.share.0));
+    r.shares.insert(m.position, (cells.clone(), m.share.0));
     // Honest root members open the same counts, so they send the same mask; `t` shares of one
     // mask reconstruct.
-    let shares: Vec<(u8, &[Fp])> = c
+    let shares: Vec<(u8, &[Fp])> = r
         .shares
         .iter()
         .filter(|(_, (mask, _))| *mask == cells)
@@ -495,7 +526,7 @@ pub(super) fn on_release_share(
             *x = Fp::ZERO;
         }
     }
-    c.done = true;
+    c.finish();
     if !released.iter().any(|r| *r) {
         ctx.event(Event::Failed {
             computation: id,
@@ -555,7 +586,7 @@ pub(super) fn on_root_query(
     if comp
         .roles
         .get(&key)
-        .is_some_and(|r| r.adopted.as_ref().is_some_and(|a| a.sum.is_some()))
+        .is_some_and(|r| r.adopted().is_some_and(|a| a.sum.is_some()))
     {
         send_up(comp, key, ctx);
     }

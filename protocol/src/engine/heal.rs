@@ -39,7 +39,7 @@ pub(super) fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
-    let Some(adopted) = role.adopted.as_ref().filter(|a| a.sum.is_none()) else {
+    let Some(adopted) = role.adopted().filter(|a| a.sum.is_none()) else {
         return;
     };
     let mut start = Vec::new();
@@ -99,7 +99,7 @@ pub(super) fn on_heal_query(
     let parent = check_parent_sender(comp, m.child, m.target, &from, "heal query")?;
     let key = my_role_in(comp, m.child).ok_or("heal query for a group this node is not in")?;
     let role = comp.roles.get_mut(&key).ok_or("no role")?;
-    match &role.adopted {
+    match role.adopted() {
         Some(Adopted {
             version,
             sum: Some(_),
@@ -376,7 +376,7 @@ pub(super) fn on_heal_go(
         version,
         sum: Some(sum),
         ..
-    }) = &role.adopted
+    }) = role.adopted()
     else {
         return Ok(()); // nothing to heal from (yet)
     };
