@@ -269,7 +269,7 @@ struct Computation {
     signed: Arc<SignedRequest>,
     plan: Arc<Plan>,
     contribution: Option<Contribution>,
-    roles: BTreeMap<(GroupId, Position), Role>,
+    roles: BTreeMap<Slot, Role>,
     commissioner: Option<Commissioner>,
     /// X25519 shared secrets with other members, for heal masks.
     dh: BTreeMap<NodeId, [u8; 32]>,
@@ -380,19 +380,13 @@ impl Ctx<'_> {
 
     /// Sends `body` to every position of `key`'s group but `key`'s own, each to whoever
     /// serves it.
-    fn send_to_group(
-        &mut self,
-        comp: &Computation,
-        key: (GroupId, Position),
-        round: u32,
-        body: Body,
-    ) {
-        for p in (1..=comp.plan.g).filter(|p| *p != key.1) {
+    fn send_to_group(&mut self, comp: &Computation, key: Slot, round: u32, body: Body) {
+        for p in (1..=comp.plan.g).filter(|p| *p != key.position) {
             self.send_slot(
                 &comp.plan,
                 &comp.servers,
                 comp.id(),
-                slot(key.0, p),
+                slot(key.group, p),
                 round,
                 body.clone(),
             );
@@ -684,9 +678,9 @@ impl Engine {
                 }
                 for (key, role) in &comp.roles {
                     let sends_up = role.adopted().is_some_and(|a| a.sum.is_some());
-                    if let (true, Some(parent)) = (sends_up, plan.parent(key.0)) {
-                        if server_of(&plan, &comp.servers, slot(parent, key.1)) == dead {
-                            resend_up.push((*key, slot(parent, key.1)));
+                    if let (true, Some(parent)) = (sends_up, plan.parent(key.group)) {
+                        if server_of(&plan, &comp.servers, slot(parent, key.position)) == dead {
+                            resend_up.push((*key, slot(parent, key.position)));
                         }
                     }
                 }
@@ -712,8 +706,8 @@ impl Engine {
                     redirect.extend((1..=plan.g).map(|p| slot(leaf, p)));
                 }
                 for key in comp.roles.keys() {
-                    if let Some(parent) = plan.parent(key.0) {
-                        redirect.push(slot(parent, key.1));
+                    if let Some(parent) = plan.parent(key.group) {
+                        redirect.push(slot(parent, key.position));
                     }
                 }
                 for s in redirect {
@@ -747,7 +741,7 @@ impl Engine {
             // the leaf stops waiting for it (DISSEC's leaf aggregators drop a dead contributor).
             let dead_leaf = plan.leaf_of(&dead);
             for (key, role) in comp.roles.iter_mut() {
-                if key.0 == dead_leaf
+                if key.group == dead_leaf
                     && matches!(role.stage, Stage::Collecting)
                     && !role.shares.contains_key(&dead)
                     && role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF
@@ -757,10 +751,10 @@ impl Engine {
             }
             if drops {
                 for (key, role) in comp.roles.iter_mut() {
-                    if key.0.level == 0 || !matches!(role.stage, Stage::Collecting) {
+                    if key.group.level == 0 || !matches!(role.stage, Stage::Collecting) {
                         continue;
                     }
-                    for child in plan.children(key.0) {
+                    for child in plan.children(key.group) {
                         let lost = (1..=plan.g)
                             .any(|p| server_of(&plan, &comp.servers, slot(child, p)) == dead);
                         if lost && !role.children.contains_key(&child) {
@@ -816,7 +810,7 @@ impl Engine {
             .map_err(|e| e.to_string())?;
         let mut roles = BTreeMap::new();
         for &(group, position) in plan.roles_of(&self.identity.node) {
-            roles.insert((group, position), Role::new(group, true));
+            roles.insert(slot(group, position), Role::new(group, true));
         }
         self.computations.insert(
             id,
@@ -1156,7 +1150,7 @@ impl Engine {
                 }
                 // A backup takes the position over when a message for it arrives: a sender
                 // found the member (or an earlier backup) unreachable.
-                Some(rank) if rank > 0 && !comp.roles.contains_key(&(to.group, to.position)) => {
+                Some(rank) if rank > 0 && !comp.roles.contains_key(&to) => {
                     self.record(Record::Takeover {
                         computation: id,
                         group: to.group,
@@ -1221,13 +1215,7 @@ impl Engine {
         }
     }
 
-    fn adopt(
-        &mut self,
-        id: ComputationId,
-        key: (GroupId, Position),
-        manifest: Manifest,
-        announce: bool,
-    ) {
+    fn adopt(&mut self, id: ComputationId, key: Slot, manifest: Manifest, announce: bool) {
         {
             let Some(comp) = self.computations.get(&id) else {
                 return;
@@ -1241,8 +1229,8 @@ impl Engine {
         }
         self.record(Record::ManifestAdopted {
             computation: id,
-            group: key.0,
-            position: key.1,
+            group: key.group,
+            position: key.position,
             manifest,
         });
         let Some(comp) = self.computations.get_mut(&id) else {
@@ -1368,7 +1356,7 @@ enum Pending {
     Record(Record),
     Adopt {
         id: ComputationId,
-        key: (GroupId, Position),
+        key: Slot,
         manifest: Manifest,
         /// This position counted the quorum of votes itself (it leads the round): it tells
         /// every other position, which adopts on its word.
@@ -1406,7 +1394,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
         } => {
             let role = comp
                 .roles
-                .get_mut(&(*group, *position))
+                .get_mut(&slot(*group, *position))
                 .ok_or("share for a role this node does not hold")?;
             role.shares.insert(*contributor, share.clone());
             role.complete_if_possible(len);
@@ -1421,7 +1409,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
         } => {
             let role = comp
                 .roles
-                .get_mut(&(*group, *position))
+                .get_mut(&slot(*group, *position))
                 .ok_or("partial for a role this node does not hold")?;
             role.children.entry(*child).or_default().insert(
                 version.digest,
@@ -1446,7 +1434,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             let id = comp.id();
             let role = comp
                 .roles
-                .get_mut(&(*group, *position))
+                .get_mut(&slot(*group, *position))
                 .ok_or("manifest for a role this node does not hold")?;
             let version = version_of(&id, *group, manifest);
             let sum = sum_items(role, manifest, len);
@@ -1465,7 +1453,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             check_acceptor(comp, *group, *position)?;
             let a = comp.acceptors.entry(*group).or_default();
             a.promised = a.promised.max(*round);
-            if let Some(role) = comp.roles.get_mut(&(*group, *position)) {
+            if let Some(role) = comp.roles.get_mut(&slot(*group, *position)) {
                 role.round = role.round.max(*round);
             }
         }
@@ -1480,7 +1468,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             let a = comp.acceptors.entry(*group).or_default();
             a.promised = a.promised.max(*round);
             a.accepted = Some((*round, manifest.clone()));
-            if let Some(role) = comp.roles.get_mut(&(*group, *position)) {
+            if let Some(role) = comp.roles.get_mut(&slot(*group, *position)) {
                 role.round = role.round.max(*round);
             }
         }
@@ -1496,7 +1484,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
                 return Err("takeover of a position outside the plan".into());
             }
             comp.roles
-                .entry((*group, *position))
+                .entry(slot(*group, *position))
                 .or_insert_with(|| Role::new(*group, false));
         }
         Record::CountsOpened {
@@ -1511,7 +1499,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             }
             let role = comp
                 .roles
-                .get_mut(&(*group, *position))
+                .get_mut(&slot(*group, *position))
                 .ok_or("counts for a role this node does not hold")?;
             role.counts = Some((*version, counts.0.clone()));
         }

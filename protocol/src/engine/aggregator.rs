@@ -28,11 +28,11 @@ pub(super) struct Adopted {
 
 impl Adopted {
     /// The event that tells the driver (and the harness's version map) about this adoption.
-    pub(super) fn event(&self, computation: ComputationId, key: (GroupId, Position)) -> Event {
+    pub(super) fn event(&self, computation: ComputationId, key: Slot) -> Event {
         Event::ManifestAdopted {
             computation,
-            group: key.0,
-            position: key.1,
+            group: key.group,
+            position: key.position,
             version: self.version,
             manifest: self.manifest.clone(),
             complete: self.sum.is_some(),
@@ -95,14 +95,14 @@ pub(super) fn quorum(plan: &Plan, group: GroupId) -> usize {
 /// manifest it adopted, so that its reader stops waiting for it.
 pub(super) fn adopted_report(
     comp: &Computation,
-    key: (GroupId, Position),
+    key: Slot,
     role: &Role,
     adopted: &Adopted,
 ) -> Body {
-    let (_, accepted) = acceptor_state(comp, key.0);
+    let (_, accepted) = acceptor_state(comp, key.group);
     Body::Report(ReportMsg {
-        group: key.0,
-        position: key.1,
+        group: key.group,
+        position: key.position,
         serving: true,
         items: role.items(),
         accepted,
@@ -350,7 +350,7 @@ pub(super) fn level_deadline(req: &Request, level: u8) -> Micros {
 
 pub(super) fn advance_role(
     comp: &mut Computation,
-    key: (GroupId, Position),
+    key: Slot,
     ctx: &mut Ctx,
     pending: &mut Vec<Pending>,
 ) {
@@ -360,18 +360,18 @@ pub(super) fn advance_role(
     let g = comp.plan.g;
     let t = comp.plan.t as usize;
     let leaf_deadline = comp.request().created_at.plus(to.share_window);
-    let leaf_size = comp.plan.leaf_size(key.0);
-    let level_cap = level_deadline(comp.request(), key.0.level);
-    let children = comp.plan.children(key.0);
+    let leaf_size = comp.plan.leaf_size(key.group);
+    let level_cap = level_deadline(comp.request(), key.group.level);
+    let children = comp.plan.children(key.group);
     let strategy = comp.strategy.clone();
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
 
     if matches!(role.stage, Stage::Collecting) {
-        let done = if key.0.level == 0 {
+        let done = if key.group.level == 0 {
             now >= leaf_deadline
-                || strategy.leaf_complete(key.0, role.shares.len())
+                || strategy.leaf_complete(key.group, role.shares.len())
                 || role.leaf_accounted(leaf_size)
         } else {
             let all = children
@@ -409,7 +409,7 @@ pub(super) fn advance_role(
                             0,
                             Body::HealQuery(HealQueryMsg {
                                 child: *child,
-                                target: key.1,
+                                target: key.position,
                             }),
                         );
                     }
@@ -453,7 +453,7 @@ pub(super) fn advance_role(
             send_up(comp, key, ctx);
             return;
         }
-        if key.0.level == 0 {
+        if key.group.level == 0 {
             if strategy.recollects_shares() {
                 ask_contributors(comp, key, ctx);
             }
@@ -465,8 +465,8 @@ pub(super) fn advance_role(
     }
 
     // Leadership: propose the round's manifest once the reports are in.
-    let (promised, own_accepted) = acceptor_state(comp, key.0);
-    let quorum = quorum(&comp.plan, key.0);
+    let (promised, own_accepted) = acceptor_state(comp, key.group);
+    let quorum = quorum(&comp.plan, key.group);
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
     };
@@ -524,7 +524,7 @@ pub(super) fn advance_role(
 /// acceptor and counts its own vote.
 fn propose(
     comp: &mut Computation,
-    key: (GroupId, Position),
+    key: Slot,
     round: u32,
     manifest: Manifest,
     ctx: &mut Ctx,
@@ -536,22 +536,22 @@ fn propose(
         ctx,
         Record::ManifestAccepted {
             computation: id,
-            group: key.0,
-            position: key.1,
+            group: key.group,
+            position: key.position,
             round,
             manifest: manifest.clone(),
         },
     );
     let me = ctx.me.node;
-    for node in acceptors(&comp.plan, key.0) {
+    for node in acceptors(&comp.plan, key.group) {
         if node != me {
             ctx.send_to(
                 node,
                 id,
                 round,
                 Body::Manifest(ManifestMsg {
-                    group: key.0,
-                    leader: key.1,
+                    group: key.group,
+                    leader: key.position,
                     manifest: manifest.clone(),
                 }),
                 None,
@@ -564,14 +564,14 @@ fn propose(
 /// Files one acceptor's vote of `round`; adopts the round's manifest once a quorum voted.
 fn count_vote(
     comp: &mut Computation,
-    key: (GroupId, Position),
+    key: Slot,
     round: u32,
     voter: NodeId,
     manifest: Manifest,
     pending: &mut Vec<Pending>,
 ) -> bool {
     let id = comp.id();
-    let quorum = quorum(&comp.plan, key.0);
+    let quorum = quorum(&comp.plan, key.group);
     let Some(role) = comp.roles.get_mut(&key) else {
         return true;
     };
@@ -601,9 +601,9 @@ fn count_vote(
 /// already leads that round, and files its own promise. A leader that starts a round above 0
 /// (by its own timeout or because a member's report of that round reached it first) asks every
 /// acceptor for its promise.
-fn lead_round(comp: &mut Computation, key: (GroupId, Position), round: u32, ctx: &mut Ctx) {
-    promise(comp, ctx, key.0, key.1, round);
-    let (_, accepted) = acceptor_state(comp, key.0);
+fn lead_round(comp: &mut Computation, key: Slot, round: u32, ctx: &mut Ctx) {
+    promise(comp, ctx, key.group, key.position, round);
+    let (_, accepted) = acceptor_state(comp, key.group);
     let me = ctx.me.node;
     let id = comp.id();
     let Some(role) = comp.roles.get_mut(&key) else {
@@ -617,15 +617,15 @@ fn lead_round(comp: &mut Computation, key: (GroupId, Position), round: u32, ctx:
         lead.promises.insert(me, accepted);
     }
     if fresh && round > 0 {
-        for node in acceptors(&comp.plan, key.0) {
+        for node in acceptors(&comp.plan, key.group) {
             if node != me {
                 ctx.send_to(
                     node,
                     id,
                     round,
                     Body::Solicit(SolicitMsg {
-                        group: key.0,
-                        leader: key.1,
+                        group: key.group,
+                        leader: key.position,
                     }),
                     None,
                 );
@@ -638,7 +638,7 @@ fn lead_round(comp: &mut Computation, key: (GroupId, Position), round: u32, ctx:
 /// that took the position over after its member died holding them) asks those contributors
 /// once to send their share for this position again. Contributors that went offline do not
 /// answer; the position then stays silent and the parent heals it if it can.
-fn ask_contributors(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+fn ask_contributors(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let id = comp.id();
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
@@ -661,8 +661,8 @@ fn ask_contributors(comp: &mut Computation, key: (GroupId, Position), ctx: &mut 
                     id,
                     0,
                     Body::ShareQuery(ShareQueryMsg {
-                        group: key.0,
-                        position: key.1,
+                        group: key.group,
+                        position: key.position,
                     }),
                 );
             }
@@ -672,7 +672,7 @@ fn ask_contributors(comp: &mut Computation, key: (GroupId, Position), ctx: &mut 
 
 /// Sends this member's report to the leader of its round (or files it locally when it is the
 /// leader), after promising the round, and makes it leader when the round says so.
-pub(super) fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+pub(super) fn send_report(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let id = comp.id();
     let g = comp.plan.g;
     let Some(role) = comp.roles.get(&key) else {
@@ -680,19 +680,19 @@ pub(super) fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx:
     };
     let round = role.round;
     let leader = leader_of(round, g);
-    if leader == key.1 {
+    if leader == key.position {
         if !role.member {
             return; // a backup never leads: the round passes without a leader
         }
         let items = role.items();
         lead_round(comp, key, round, ctx);
         if let Some(lead) = comp.roles.get_mut(&key).and_then(|r| r.leader.as_mut()) {
-            keep_larger_report(&mut lead.reports, key.1, items);
+            keep_larger_report(&mut lead.reports, key.position, items);
         }
         return;
     }
-    promise(comp, ctx, key.0, key.1, round);
-    let (_, accepted) = acceptor_state(comp, key.0);
+    promise(comp, ctx, key.group, key.position, round);
+    let (_, accepted) = acceptor_state(comp, key.group);
     let Some(role) = comp.roles.get(&key) else {
         return;
     };
@@ -700,11 +700,11 @@ pub(super) fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx:
         &comp.plan,
         &comp.servers,
         id,
-        slot(key.0, leader),
+        slot(key.group, leader),
         round,
         Body::Report(ReportMsg {
-            group: key.0,
-            position: key.1,
+            group: key.group,
+            position: key.position,
             serving: true,
             items: role.items(),
             accepted,
@@ -721,18 +721,18 @@ pub(super) fn send_report(comp: &mut Computation, key: (GroupId, Position), ctx:
 /// agreement instead of following it. The parent counts the partial only once confirmed; if the
 /// group adopts another version the member sends that partial as usual. The parent position
 /// learns at most one extra value, its own point of a subtree's sum, as it would from a heal.
-fn send_ahead(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+fn send_ahead(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     if !comp.strategy.sends_ahead() {
         return;
     }
-    let Some(parent) = comp.plan.parent(key.0) else {
+    let Some(parent) = comp.plan.parent(key.group) else {
         return;
     };
     let id = comp.id();
     let len = comp.len();
-    let leaf_size = comp.plan.leaf_size(key.0);
-    let children = comp.plan.children(key.0);
-    let to = slot(parent, key.1);
+    let leaf_size = comp.plan.leaf_size(key.group);
+    let children = comp.plan.children(key.group);
+    let to = slot(parent, key.position);
     let server = server_of(&comp.plan, &comp.servers, to);
     let Some(role) = comp.roles.get_mut(&key) else {
         return;
@@ -740,7 +740,7 @@ fn send_ahead(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
     if role.adopted().is_some() || role.ahead_sent.is_some() {
         return;
     }
-    let complete = if key.0.level == 0 {
+    let complete = if key.group.level == 0 {
         !role.shares.is_empty() && role.leaf_accounted(leaf_size)
     } else {
         !children.is_empty()
@@ -757,7 +757,7 @@ fn send_ahead(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
     let Some(sum) = sum_items(role, &manifest, len) else {
         return;
     };
-    let version = version_of(&id, key.0, &manifest);
+    let version = version_of(&id, key.group, &manifest);
     role.ahead_sent = Some((version, server));
     ctx.send_slot(
         &comp.plan,
@@ -766,8 +766,8 @@ fn send_ahead(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
         to,
         0,
         Body::PartialAhead(PartialMsg {
-            child: key.0,
-            position: key.1,
+            child: key.group,
+            position: key.position,
             version,
             sum: FieldVec(sum),
         }),
@@ -776,7 +776,7 @@ fn send_ahead(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
 
 /// After adoption: a complete member sends its partial sum to the same position of the parent
 /// (or its readiness to the commissioner, at the root) and answers pending heal queries.
-pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+pub(super) fn send_up(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let id = comp.id();
     let plan = comp.plan.clone();
     let commissioner = comp.request().commissioner_node;
@@ -789,21 +789,21 @@ pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
     let Some(sum) = &adopted.sum else {
         return; // lacks an item: stays silent; the parent heals this position
     };
-    match plan.parent(key.0) {
+    match plan.parent(key.group) {
         Some(parent) => {
             // The same version went ahead to the node that serves the slot still: confirm it.
-            let to = slot(parent, key.1);
+            let to = slot(parent, key.position);
             let server = server_of(&plan, &comp.servers, to);
             let body = if role.ahead_sent.take() == Some((adopted.version, server)) {
                 Body::PartialConfirm(PartialConfirmMsg {
-                    child: key.0,
-                    position: key.1,
+                    child: key.group,
+                    position: key.position,
                     version: adopted.version,
                 })
             } else {
                 Body::Partial(PartialMsg {
-                    child: key.0,
-                    position: key.1,
+                    child: key.group,
+                    position: key.position,
                     version: adopted.version,
                     sum: FieldVec(sum.clone()),
                 })
@@ -815,9 +815,9 @@ pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
                     id,
                     0,
                     Body::HealOffer(HealOfferMsg {
-                        child: key.0,
+                        child: key.group,
                         target,
-                        helper: key.1,
+                        helper: key.position,
                         version: adopted.version,
                     }),
                     Some(slot(parent, target)),
@@ -830,7 +830,7 @@ pub(super) fn send_up(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
                 id,
                 0,
                 Body::RootReady(RootReadyMsg {
-                    position: key.1,
+                    position: key.position,
                     version: adopted.version,
                 }),
             );
@@ -858,10 +858,10 @@ pub(super) fn on_decline(
     if m.group.level != 0 || !comp.plan.contains(m.group) || comp.plan.leaf_of(&from) != m.group {
         return Err("decline for a group that is not the sender's leaf".into());
     }
-    let keys: Vec<(GroupId, Position)> = comp
+    let keys: Vec<Slot> = comp
         .roles
         .keys()
-        .filter(|(g, _)| *g == m.group)
+        .filter(|s| s.group == m.group)
         .copied()
         .collect();
     if keys.is_empty() {
@@ -887,7 +887,7 @@ pub(super) fn on_share(
     records: &mut Vec<Pending>,
 ) -> Result<(), String> {
     check_position(comp, m.position)?;
-    let key = (m.group, m.position);
+    let key = slot(m.group, m.position);
     if from != m.contributor {
         return Err("share not sent by its contributor".into());
     }
@@ -1012,11 +1012,7 @@ pub(super) fn on_partial_confirm(
 }
 
 /// Checks a partial's sender, length and count; returns the role it is for.
-fn check_partial(
-    comp: &Computation,
-    from: NodeId,
-    m: &PartialMsg,
-) -> Result<(GroupId, Position), String> {
+fn check_partial(comp: &Computation, from: NodeId, m: &PartialMsg) -> Result<Slot, String> {
     let key = check_child_sender(comp, from, m.child, m.position, m.version)?;
     let len = comp.len();
     if m.sum.0.len() != len {
@@ -1036,7 +1032,7 @@ fn check_child_sender(
     child: GroupId,
     position: Position,
     version: Version,
-) -> Result<(GroupId, Position), String> {
+) -> Result<Slot, String> {
     check_position(comp, position)?;
     let parent = comp
         .plan
@@ -1048,13 +1044,13 @@ fn check_child_sender(
     if version.count > comp.request().max_contributors {
         return Err("partial covers more contributors than the request allows".into());
     }
-    Ok((parent, position))
+    Ok(slot(parent, position))
 }
 
 /// Holds a child's partial of one version (persisted first), unless it is too late to matter.
 fn hold_partial(
     comp: &mut Computation,
-    key: (GroupId, Position),
+    key: Slot,
     m: PartialMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
@@ -1085,8 +1081,8 @@ fn hold_partial(
     }
     records.push(Pending::Record(Record::ChildHeld {
         computation: id,
-        group: key.0,
-        position: key.1,
+        group: key.group,
+        position: key.position,
         child: m.child,
         version: m.version,
         sum: m.sum,
@@ -1168,8 +1164,8 @@ fn keep_larger_report(
     }
 }
 
-pub(super) fn my_role_in(comp: &Computation, group: GroupId) -> Option<(GroupId, Position)> {
-    comp.roles.keys().find(|(g, _)| *g == group).copied()
+pub(super) fn my_role_in(comp: &Computation, group: GroupId) -> Option<Slot> {
+    comp.roles.keys().find(|s| s.group == group).copied()
 }
 
 pub(super) fn on_report(
@@ -1206,7 +1202,7 @@ pub(super) fn on_report(
     }
     if let Some(manifest) = m.adopted.clone() {
         // A quorum accepted it in one round: it is the group's only manifest.
-        check_manifest(comp, key.0, &manifest)?;
+        check_manifest(comp, key.group, &manifest)?;
         records.push(Pending::Adopt {
             id,
             key,
@@ -1216,10 +1212,10 @@ pub(super) fn on_report(
         return Ok(());
     }
     if let Some((_, manifest)) = &m.accepted {
-        check_manifest(comp, key.0, manifest)?;
+        check_manifest(comp, key.group, manifest)?;
     }
-    let (promised, _) = acceptor_state(comp, key.0);
-    if leader_of(round, g) != key.1 || !role.member || round < promised {
+    let (promised, _) = acceptor_state(comp, key.group);
+    if leader_of(round, g) != key.position || !role.member || round < promised {
         return Ok(()); // for another round's leader, or a round this member promised past
     }
     if role.leader.as_ref().is_some_and(|l| round < l.round) {
@@ -1241,7 +1237,7 @@ pub(super) fn on_report(
             keep_larger_report(&mut lead.reports, m.position, m.items);
         }
         if let Some(own) = own {
-            keep_larger_report(&mut lead.reports, key.1, own);
+            keep_larger_report(&mut lead.reports, key.position, own);
         }
     }
     Ok(())
@@ -1408,7 +1404,7 @@ pub(super) fn on_manifest(
     // The vote goes to the round's leader alone, which counts the quorum and tells every
     // other position (its adopted report): 2g messages a round instead of g per acceptor.
     let leader = leader_of(round, comp.plan.g);
-    if key.is_none_or(|k| k.1 != leader) {
+    if key.is_none_or(|k| k.position != leader) {
         ctx.send_slot(
             &comp.plan,
             &comp.servers,

@@ -255,7 +255,7 @@ pub(super) fn finish(comp: &mut Computation, ctx: &mut Ctx, pending: &mut Vec<Pe
 
 /// This root member's share of the cells' counts (the indicator elements of its sum), if it
 /// holds the sum of an adopted version.
-fn own_count_share(comp: &Computation, key: (GroupId, Position)) -> Option<(Digest, Vec<Fp>)> {
+fn own_count_share(comp: &Computation, key: Slot) -> Option<(Digest, Vec<Fp>)> {
     let adopted = comp.roles.get(&key)?.adopted()?;
     let sum = adopted.sum.as_ref()?;
     let counts = comp
@@ -270,12 +270,7 @@ fn own_count_share(comp: &Computation, key: (GroupId, Position)) -> Option<(Dige
 
 /// A root member sends its share of the cells' counts to every other root position (`ask`:
 /// and asks for theirs). Counts are what the root group opens, and only they.
-pub(super) fn send_count_share(
-    comp: &mut Computation,
-    key: (GroupId, Position),
-    ctx: &mut Ctx,
-    ask: bool,
-) {
+pub(super) fn send_count_share(comp: &mut Computation, key: Slot, ctx: &mut Ctx, ask: bool) {
     let opened = comp.roles.get(&key).is_some_and(|r| r.counts.is_some());
     let Some((version, counts)) = own_count_share(comp, key).filter(|_| !opened) else {
         return;
@@ -284,7 +279,7 @@ pub(super) fn send_count_share(
         role.counts_sent = true;
     }
     let body = Body::CountShare(CountShareMsg {
-        position: key.1,
+        position: key.position,
         version,
         counts: FieldVec(counts),
         ask,
@@ -303,7 +298,7 @@ pub(super) fn on_count_share(
     let root = comp.plan.root();
     check_sender(comp, root, m.position, from, "count share")?;
     let key = my_role_in(comp, root).ok_or("count share to a node not in the root group")?;
-    if m.position == key.1 {
+    if m.position == key.position {
         return Err("count share from this node's own position".into());
     }
     if m.counts.0.len() != comp.request().contribution.cell_count() {
@@ -320,7 +315,7 @@ pub(super) fn on_count_share(
                     comp.id(),
                     0,
                     Body::CountShare(CountShareMsg {
-                        position: key.1,
+                        position: key.position,
                         version,
                         counts: FieldVec(counts),
                         ask: false,
@@ -336,7 +331,7 @@ pub(super) fn on_count_share(
 
 /// Opens the cells' counts once this member holds its own share and `t - 1` others of its
 /// version; persists them before anything that depends on them is sent (its release share).
-pub(super) fn open_counts(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+pub(super) fn open_counts(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let t = comp.plan.t;
     let Some(role) = comp.roles.get(&key) else {
         return;
@@ -347,11 +342,11 @@ pub(super) fn open_counts(comp: &mut Computation, key: (GroupId, Position), ctx:
     let Some((version, own)) = own_count_share(comp, key) else {
         return;
     };
-    let mut shares: Vec<(u8, &[Fp])> = vec![(key.1, own.as_slice())];
+    let mut shares: Vec<(u8, &[Fp])> = vec![(key.position, own.as_slice())];
     shares.extend(
         role.count_shares
             .iter()
-            .filter(|(p, (v, _))| **p != key.1 && *v == version)
+            .filter(|(p, (v, _))| **p != key.position && *v == version)
             .map(|(p, (_, c))| (*p, c.as_slice()))
             .take(t as usize - 1),
     );
@@ -372,8 +367,8 @@ pub(super) fn open_counts(comp: &mut Computation, key: (GroupId, Position), ctx:
         ctx,
         Record::CountsOpened {
             computation: id,
-            group: key.0,
-            position: key.1,
+            group: key.group,
+            position: key.position,
             version,
             counts: FieldVec(counts),
         },
@@ -386,7 +381,7 @@ pub(super) fn open_counts(comp: &mut Computation, key: (GroupId, Position), ctx:
 /// Sends the commissioner this member's share of the cells that count at least `k_min`
 /// contributors, with the mask of those cells; nothing of a cell below `k_min` leaves. Sends
 /// nothing unless the counts of the member's adopted version are open.
-fn send_release_share(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+fn send_release_share(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let commissioner = comp.request().commissioner_node;
     let k_min = comp.request().privacy.k_min;
     let spec = &comp.signed.request.contribution;
@@ -420,7 +415,7 @@ fn send_release_share(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
         .map(|(x, _)| *x)
         .collect();
     let body = Body::ReleaseShare(ReleaseShareMsg {
-        position: key.1,
+        position: key.position,
         version: adopted.version.digest,
         released: cell_bits(&cells),
         share: FieldVec(share),

@@ -33,7 +33,7 @@ pub(super) struct Heal {
 
 /// An adopted member that lacks child versions the manifest names heals exactly those
 /// versions, then sends up (instead of staying silent and leaving the heal to the parent).
-pub(super) fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+pub(super) fn heal_missing_items(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let id = comp.id();
     let plan = comp.plan.clone();
     let Some(role) = comp.roles.get_mut(&key) else {
@@ -82,7 +82,7 @@ pub(super) fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position
                 0,
                 Body::HealQuery(HealQueryMsg {
                     child,
-                    target: key.1,
+                    target: key.position,
                 }),
             );
         }
@@ -111,7 +111,7 @@ pub(super) fn on_heal_query(
             Body::HealOffer(HealOfferMsg {
                 child: m.child,
                 target: m.target,
-                helper: key.1,
+                helper: key.position,
                 version: *version,
             }),
             Some(slot(parent, m.target)),
@@ -130,11 +130,10 @@ pub(super) fn my_role_as_parent_of(
     comp: &Computation,
     child: GroupId,
     target: Position,
-) -> Option<(GroupId, Position)> {
+) -> Option<Slot> {
     let parent = comp.plan.parent(child)?;
-    comp.roles
-        .contains_key(&(parent, target))
-        .then_some((parent, target))
+    let key = slot(parent, target);
+    comp.roles.contains_key(&key).then_some(key)
 }
 
 pub(super) fn on_heal_offer(
@@ -161,12 +160,7 @@ pub(super) fn on_heal_offer(
 }
 
 /// Starts a heal attempt when `t` helpers offer one version.
-pub(super) fn try_heal_go(
-    comp: &mut Computation,
-    key: (GroupId, Position),
-    child: GroupId,
-    ctx: &mut Ctx,
-) {
+pub(super) fn try_heal_go(comp: &mut Computation, key: Slot, child: GroupId, ctx: &mut Ctx) {
     let id = comp.id();
     let t = comp.plan.t as usize;
     let plan = comp.plan.clone();
@@ -211,7 +205,7 @@ pub(super) fn try_heal_go(
     heal.since = ctx.now;
     // Every attempt gets its own id, carried as the round of the go and of its parts: parts of
     // an earlier attempt (other helpers, other masks), even from before a restart, never mix in.
-    let go_id = heal_go_id(ctx.me.node, &id, child, key.1, heal.attempt, ctx.now);
+    let go_id = heal_go_id(ctx.me.node, &id, child, key.position, heal.attempt, ctx.now);
     for (p, node) in helpers.iter().zip(&helper_nodes) {
         ctx.send_to(
             *node,
@@ -219,7 +213,7 @@ pub(super) fn try_heal_go(
             go_id,
             Body::HealGo(HealGoMsg {
                 child,
-                target: key.1,
+                target: key.position,
                 version: version.digest,
                 helpers: helpers.clone(),
                 helper_nodes: helper_nodes.clone(),
@@ -237,7 +231,7 @@ pub(super) fn try_heal_go(
 }
 
 /// Retries timed-out heal attempts with fresh masks and other helpers, or gives up.
-pub(super) fn drive_heal_timeouts(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+pub(super) fn drive_heal_timeouts(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let id = comp.id();
     let to = comp.request().tree.timeouts;
     let plan = comp.plan.clone();
@@ -264,7 +258,7 @@ pub(super) fn drive_heal_timeouts(comp: &mut Computation, key: (GroupId, Positio
             ctx.event(Event::HealGaveUp {
                 computation: id,
                 child: *child,
-                target: key.1,
+                target: key.position,
             });
             continue;
         }
@@ -279,7 +273,7 @@ pub(super) fn drive_heal_timeouts(comp: &mut Computation, key: (GroupId, Positio
                     heal.attempt,
                     Body::HealQuery(HealQueryMsg {
                         child: *child,
-                        target: key.1,
+                        target: key.position,
                     }),
                 );
             }
@@ -364,7 +358,7 @@ pub(super) fn on_heal_go(
         check_position(comp, *p)?;
     }
     let key = my_role_in(comp, m.child).ok_or("heal go for a group this node is not in")?;
-    let Some(index) = m.helpers.iter().position(|p| *p == key.1) else {
+    let Some(index) = m.helpers.iter().position(|p| *p == key.position) else {
         return Err("heal go does not name this member".into());
     };
     if m.helper_nodes[index] != ctx.me.node {
@@ -387,7 +381,7 @@ pub(super) fn on_heal_go(
     let mut value = vec![Fp::ZERO; len];
     mul_add_assign_vec(&mut value, lambdas[index], sum);
     for (other, peer) in m.helpers.iter().zip(&m.helper_nodes) {
-        if *other == key.1 {
+        if *other == key.position {
             continue;
         }
         let peer = *peer;
@@ -406,7 +400,7 @@ pub(super) fn on_heal_go(
             &shared, &id, m.child, m.target, &m.version, attempt, &m.helpers,
         );
         let mask = random_vec(&mut ChaCha20Rng::from_seed(seed), len);
-        if key.1 < *other {
+        if key.position < *other {
             add_assign_vec(&mut value, &mask);
         } else {
             sub_assign_vec(&mut value, &mask);
@@ -419,7 +413,7 @@ pub(super) fn on_heal_go(
         Body::HealPart(HealPartMsg {
             child: m.child,
             target: m.target,
-            helper: key.1,
+            helper: key.position,
             version: m.version,
             value: FieldVec(value),
         }),
@@ -485,8 +479,8 @@ pub(super) fn on_heal_part(
     });
     records.push(Pending::Record(Record::ChildHeld {
         computation: id,
-        group: key.0,
-        position: key.1,
+        group: key.group,
+        position: key.position,
         child: m.child,
         version,
         sum: FieldVec(sum),
