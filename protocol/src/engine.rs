@@ -6,37 +6,56 @@
 //! the next deadline. Apply [`Output::Persist`] records durably before performing any later
 //! [`Output::Send`]. Time and randomness are passed in; the same inputs give the same outputs.
 
+use crate::encoding::EncodingError;
+use crate::field::Fp;
+use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position, Version};
+use crate::limits::{MAX_COMPUTATIONS, MAX_CONTRIBUTORS_PER_LEAF, MAX_EARLY_MESSAGES};
+use crate::message::{Body, Manifest, Message, Slot};
+use crate::plan::{Plan, PlanError, PlanProvider};
+use crate::record::Record;
+use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
+use crate::seal::{Envelope, NoiseEnvelope};
+use aggregator::{
+    advance_role, role_deadline, send_up, sum_items, Adopted, HeldPartial, Role, Stage,
+};
+use agreement::{adopted_report, on_manifest, on_report, on_solicit, on_vote, Acceptor};
+use collection::{on_decline, on_partial, on_partial_ahead, on_partial_confirm, on_share};
+use commissioner::{
+    advance_commissioner, best_version, on_count_share, on_finish, on_release_ask,
+    on_release_share, on_root_query, on_root_ready, Commissioner, Phase,
+};
+use contributor::Contribution;
+use heal::{on_heal_go, on_heal_offer, on_heal_part, on_heal_query, HealState};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// The output sink of the engine for one input, borrowing only the fields it needs (so a
+/// computation can be borrowed mutably beside it).
+macro_rules! ctx {
+    ($engine:expr) => {
+        Ctx {
+            me: &$engine.identity,
+            envelope: $engine.envelope.as_ref(),
+            now: $engine.now,
+            out: &mut $engine.out,
+        }
+    };
+}
+
 mod aggregator;
+mod agreement;
+mod collection;
 mod commissioner;
+mod contributor;
 mod heal;
 pub mod manifest;
 mod strategy;
 
-use crate::encoding::EncodingError;
-use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
-use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
-use crate::limits::*;
-use crate::message::*;
-use crate::plan::{Plan, PlanError, PlanProvider};
-use crate::record::Record;
-use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
-use crate::seal::{self, Envelope, NoiseEnvelope};
-use crate::sharing::{
-    lagrange_coefficients, reconstruct, rotation_of, share_vector_rotated, CompressedShare,
-    SharingParams,
-};
-use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha20Rng;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
-use thiserror::Error;
-
 pub use manifest::{choose_manifest, version_of};
 pub use strategy::{Strategy, StrategyKind};
-
-use aggregator::*;
-use commissioner::*;
-use heal::*;
 
 /// Who this node is: its id in plans and the secret of its static X25519 key.
 #[derive(Clone)]
@@ -260,11 +279,6 @@ pub fn sign_finish(computation: &ComputationId, key: &ed25519_dalek::SigningKey)
         .to_vec()
 }
 
-struct Contribution {
-    seed: [u8; 32],
-    vector: Vec<Fp>,
-}
-
 struct Computation {
     signed: Arc<SignedRequest>,
     plan: Arc<Plan>,
@@ -315,19 +329,6 @@ fn persist(comp: &mut Computation, ctx: &mut Ctx, record: Record) {
             ctx.reject(me, "record", reason);
         }
     }
-}
-
-/// The output sink of the engine for one input, borrowing only the fields it needs (so a
-/// computation can be borrowed mutably beside it).
-macro_rules! ctx {
-    ($engine:expr) => {
-        Ctx {
-            me: &$engine.identity,
-            envelope: $engine.envelope.as_ref(),
-            now: $engine.now,
-            out: &mut $engine.out,
-        }
-    };
 }
 
 /// Output sink and clock for one input.
@@ -930,164 +931,6 @@ impl Engine {
         }
     }
 
-    fn contribute(&mut self, id: ComputationId, values: &[f64]) -> Result<(), CommandError> {
-        let comp = self
-            .computations
-            .get(&id)
-            .ok_or(CommandError::UnknownComputation(id))?;
-        if comp.contribution.is_some() {
-            return Err(CommandError::AlreadyContributed(id));
-        }
-        let spec = &comp.request().contribution;
-        let mut vector = spec.encode(values)?;
-        let mut seed = [0u8; 32];
-        self.rng.fill_bytes(&mut seed);
-        if let Some(noise) = &spec.noise {
-            // Differential privacy: this contributor's own noise, from its persisted seed,
-            // enters the vector before it is shared (`dp.rs`).
-            crate::dp::add_noise(&mut vector, &seed, noise);
-        }
-        self.record(Record::Contribution {
-            computation: id,
-            seed,
-            vector: FieldVec(vector),
-        });
-        self.send_shares(id);
-        Ok(())
-    }
-
-    /// Tells each position of this node's leaf group that it will not contribute. Nothing is
-    /// persisted: a lost decline only makes the leaf wait for its share window.
-    fn decline(&mut self, id: ComputationId) -> Result<(), CommandError> {
-        let comp = self
-            .computations
-            .get(&id)
-            .ok_or(CommandError::UnknownComputation(id))?;
-        if comp.contribution.is_some() {
-            return Ok(()); // it contributed: its shares speak for it
-        }
-        let plan = &comp.plan;
-        let leaf = plan.leaf_of(&self.identity.node);
-        let mut ctx = ctx!(self);
-        for position in 1..=plan.g {
-            let server = server_of(plan, &comp.servers, slot(leaf, position));
-            ctx.send_to(
-                server,
-                id,
-                0,
-                Body::Decline(DeclineMsg { group: leaf }),
-                None,
-            );
-        }
-        Ok(())
-    }
-
-    /// Sends (or re-sends, identically) this node's shares to its leaf group.
-    fn send_shares(&mut self, id: ComputationId) {
-        self.send_shares_to(id, None);
-    }
-
-    /// Sends this node's share for one position (or all), sealed to the node serving it.
-    fn send_shares_to(&mut self, id: ComputationId, only: Option<Position>) {
-        let Some(comp) = self.computations.get(&id) else {
-            return;
-        };
-        let Some(contribution) = &comp.contribution else {
-            return;
-        };
-        let plan = &comp.plan;
-        let me = self.identity.node;
-        let leaf = plan.leaf_of(&me);
-        let params = SharingParams {
-            g: plan.g,
-            t: plan.t,
-        };
-        // Which positions get seeds rotates with the contributor, spreading the full vectors.
-        let rotation = rotation_of(&me.0, plan.g);
-        let shares =
-            share_vector_rotated(&contribution.vector, params, contribution.seed, rotation);
-        // Seeds first: the `t - 1` seeds leave at once and the first full vector completes
-        // `t` positions, so a contributor that dies while its full vectors upload is still
-        // included (a share counts once `t` members hold it).
-        let mut shares: Vec<(Position, CompressedShare)> = (1..).zip(shares).collect();
-        shares.sort_by_key(|(position, share)| {
-            (matches!(share, CompressedShare::Full(_)), *position)
-        });
-        let mut ctx = ctx!(self);
-        for (position, share) in shares {
-            if only.is_some_and(|o| o != position) {
-                continue;
-            }
-            let member = server_of(plan, &comp.servers, slot(leaf, position));
-            let payload = SharePayload {
-                computation: id,
-                group: leaf,
-                position,
-                contributor: me,
-                share,
-            };
-            // Invariant: postcard serialises these plain data types without error.
-            let bytes = postcard::to_allocvec(&payload).expect("share payload serialises");
-            let Some(key) = plan.x25519_key(&member) else {
-                continue;
-            };
-            let eph = hash_parts(
-                "grove/share-ephemeral",
-                &[&contribution.seed, &[position], &member.0],
-            );
-            match self.envelope.seal(&key, &bytes, eph) {
-                Ok(sealed) => ctx.send_to(
-                    member,
-                    id,
-                    0,
-                    Body::Share(ShareMsg {
-                        group: leaf,
-                        position,
-                        contributor: me,
-                        sealed,
-                    }),
-                    Some(slot(leaf, position)),
-                ),
-                Err(e) => ctx.reject(me, "share", format!("cannot seal share: {e}")),
-            }
-        }
-        if only.is_none() {
-            ctx.event(Event::Contributed {
-                computation: id,
-                group: leaf,
-            });
-        }
-    }
-
-    /// A node serving a position of this contributor's leaf group (a backup that took it over
-    /// after the member died holding shares) asks for this node's share again.
-    fn on_share_query(
-        &mut self,
-        from: NodeId,
-        id: ComputationId,
-        m: &ShareQueryMsg,
-    ) -> Result<(), String> {
-        let me = self.identity.node;
-        let comp = self
-            .computations
-            .get_mut(&id)
-            .ok_or("share query for an unknown computation")?;
-        if comp.contribution.is_none() {
-            return Err("share query to a node that did not contribute".into());
-        }
-        if comp.plan.leaf_of(&me) != m.group {
-            return Err("share query for another leaf group".into());
-        }
-        let rank = comp
-            .plan
-            .candidate_rank(m.group, m.position, &from)
-            .ok_or("share query from a node that cannot serve the position")?;
-        // The asker serves the position now: seal the share to it, and keep sending there.
-        comp.servers.insert(slot(m.group, m.position), rank);
-        self.send_shares_to(id, Some(m.position));
-        Ok(())
-    }
-
     /// Re-sends after a restore what the persisted state implies.
     fn resume(&mut self, id: ComputationId) {
         self.send_shares(id);
@@ -1242,7 +1085,7 @@ impl Engine {
                 ctx.event(adopted.event(id, key));
                 if announce {
                     // The leader counted the quorum: its adopted report makes the others adopt.
-                    let body = aggregator::adopted_report(comp, key, role, adopted);
+                    let body = adopted_report(comp, key, role, adopted);
                     ctx.send_to_group(comp, key, role.round, body);
                 }
             }

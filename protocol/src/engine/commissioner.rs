@@ -3,7 +3,21 @@
 //! commissioner picks the root version, collects `t` root shares with one cell mask,
 //! reconstructs, checks the counts it received, and closes the computation.
 
-use super::*;
+use super::aggregator::{check_position, check_sender, is_candidate, my_role_in, send_up};
+use super::{
+    finish_signing_bytes, persist, slot, Computation, Ctx, Event, Failure, Output, Pending,
+    Released,
+};
+use crate::field::{FieldVec, Fp};
+use crate::ids::{Digest, Micros, NodeId, Position, Version};
+use crate::message::{
+    cell_bits, cell_flags, Body, CountShareMsg, FinishMsg, Message, ReleaseAskMsg, ReleaseShareMsg,
+    RootReadyMsg, Slot,
+};
+use crate::plan::Plan;
+use crate::record::Record;
+use crate::sharing::reconstruct;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) struct Commissioner {
     pub(super) finish_signature: Vec<u8>,

@@ -1,7 +1,20 @@
 //! Healing: rebuilding a parent position's missing value from `t` masked Lagrange terms of
 //! the child's members.
 
-use super::*;
+use super::aggregator::{
+    check_parent_sender, check_position, check_sender, is_candidate, my_role_in, Adopted,
+};
+use super::{slot, Computation, Ctx, Event, Pending};
+use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
+use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
+use crate::limits::{MAX_HEAL_ATTEMPTS, MAX_PENDING_HEAL_QUERIES};
+use crate::message::{Body, HealGoMsg, HealOfferMsg, HealPartMsg, HealQueryMsg, Item, Slot};
+use crate::record::Record;
+use crate::seal;
+use crate::sharing::lagrange_coefficients;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum HealState {
@@ -34,9 +47,7 @@ pub(super) struct Heal {
 /// An adopted member that lacks child versions the manifest names heals exactly those
 /// versions, then sends up (instead of staying silent and leaving the heal to the parent).
 pub(super) fn heal_missing_items(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
-    let id = comp.id();
-    let plan = comp.plan.clone();
-    let Some(role) = comp.roles.get_mut(&key) else {
+    let Some(role) = comp.roles.get(&key) else {
         return;
     };
     let Some(adopted) = role.adopted().filter(|a| a.sum.is_none()) else {
@@ -60,32 +71,47 @@ pub(super) fn heal_missing_items(comp: &mut Computation, key: Slot, ctx: &mut Ct
     }
     for (child, version) in start {
         // Attempt numbers keep counting across the replaced heal, so go ids never repeat.
-        let attempt = role.heals.get(&child).map_or(0, |h| h.attempt + 1);
-        role.heals.insert(
+        let attempt = comp
+            .roles
+            .get(&key)
+            .and_then(|r| r.heals.get(&child))
+            .map_or(0, |h| h.attempt + 1);
+        start_heal(comp, key, child, Some(version), attempt, ctx);
+    }
+}
+
+/// Starts healing `child` for the member at `key` (`want`: the version a manifest names, if
+/// any; `attempt`: where its attempt numbers go on) and asks every position of the child.
+pub(super) fn start_heal(
+    comp: &mut Computation,
+    key: Slot,
+    child: GroupId,
+    want: Option<Digest>,
+    attempt: u32,
+    ctx: &mut Ctx,
+) {
+    let id = comp.id();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    role.heals.insert(
+        child,
+        Heal {
+            want,
+            attempt,
+            since: ctx.now,
+            offers: BTreeMap::new(),
+            go: None,
+            excluded: BTreeSet::new(),
+            state: HealState::Running,
+        },
+    );
+    for p in 1..=comp.plan.g {
+        let body = Body::HealQuery(HealQueryMsg {
             child,
-            Heal {
-                want: Some(version),
-                attempt,
-                since: ctx.now,
-                offers: BTreeMap::new(),
-                go: None,
-                excluded: BTreeSet::new(),
-                state: HealState::Running,
-            },
-        );
-        for p in 1..=plan.g {
-            ctx.send_slot(
-                &plan,
-                &comp.servers,
-                id,
-                slot(child, p),
-                0,
-                Body::HealQuery(HealQueryMsg {
-                    child,
-                    target: key.position,
-                }),
-            );
-        }
+            target: key.position,
+        });
+        ctx.send_slot(&comp.plan, &comp.servers, id, slot(child, p), 0, body);
     }
 }
 
