@@ -9,20 +9,26 @@
 use crate::encoding::EncodingError;
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position, Version};
-use crate::limits::{MAX_COMPUTATIONS, MAX_CONTRIBUTORS_PER_LEAF, MAX_EARLY_MESSAGES};
+use crate::limits::{MAX_COMPUTATIONS, MAX_EARLY_MESSAGES};
 use crate::message::{Body, Manifest, Message, Slot};
 use crate::plan::{Plan, PlanError, PlanProvider};
 use crate::record::Record;
 use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
 use crate::seal::{Envelope, NoiseEnvelope};
 use aggregator::{
-    advance_role, role_deadline, send_up, sum_items, Adopted, HeldPartial, Role, Stage,
+    advance_role, apply_adopted, apply_takeover, role_deadline, send_up, Role, Stage,
 };
-use agreement::{adopted_report, on_manifest, on_report, on_solicit, on_vote, Acceptor};
-use collection::{on_decline, on_partial, on_partial_ahead, on_partial_confirm, on_share};
+use agreement::{
+    adopted_report, apply_accepted, apply_promised, on_manifest, on_report, on_solicit, on_vote,
+    Acceptor,
+};
+use collection::{
+    apply_child_held, apply_share_held, on_decline, on_partial, on_partial_ahead,
+    on_partial_confirm, on_share,
+};
 use commissioner::{
-    advance_commissioner, best_version, on_count_share, on_finish, on_release_ask,
-    on_release_share, on_root_query, on_root_ready, Commissioner, Phase,
+    advance_commissioner, apply_counts_opened, best_version, on_count_share, on_finish,
+    on_release_ask, on_release_share, on_root_query, on_root_ready, Commissioner, Phase,
 };
 use contributor::Contribution;
 use heal::{on_heal_go, on_heal_offer, on_heal_part, on_heal_query, HealState};
@@ -50,6 +56,7 @@ mod agreement;
 mod collection;
 mod commissioner;
 mod contributor;
+mod failover;
 mod heal;
 pub mod manifest;
 mod strategy;
@@ -660,111 +667,7 @@ impl Engine {
         self.now = self.now.max(now);
         let ids: Vec<ComputationId> = self.computations.keys().copied().collect();
         for id in ids {
-            let Some(comp) = self.computations.get_mut(&id) else {
-                continue;
-            };
-            let drops = !comp.strategy.heals();
-            let plan = comp.plan.clone();
-            // Slots this node sends to, served by `dead` as far as it knows.
-            let mut resend_shares = Vec::new();
-            let mut resend_up = Vec::new();
-            if !drops {
-                if comp.contribution.is_some() {
-                    let leaf = plan.leaf_of(&self.identity.node);
-                    for p in 1..=plan.g {
-                        if server_of(&plan, &comp.servers, slot(leaf, p)) == dead {
-                            resend_shares.push(slot(leaf, p));
-                        }
-                    }
-                }
-                for (key, role) in &comp.roles {
-                    let sends_up = role.adopted().is_some_and(|a| a.sum.is_some());
-                    if let (true, Some(parent)) = (sends_up, plan.parent(key.group)) {
-                        if server_of(&plan, &comp.servers, slot(parent, key.position)) == dead {
-                            resend_up.push((*key, slot(parent, key.position)));
-                        }
-                    }
-                }
-            }
-            let failover = |comp: &mut Computation, s: Slot| -> bool {
-                let Some(rank) = plan.candidate_rank(s.group, s.position, &dead) else {
-                    return false;
-                };
-                let next = comp.servers.get(&s).copied().unwrap_or(0).max(rank + 1);
-                if plan.candidates(s.group, s.position).nth(next).is_none() {
-                    return false;
-                }
-                comp.servers.insert(s, next);
-                true
-            };
-            if drops {
-                // S&P (DISSEC's drop): the dead member is replaced, so this node's later sends
-                // to its position go to the next candidate; nothing already sent is sent
-                // again, so a child whose data it held is cut, as DISSEC cuts it.
-                let mut redirect = Vec::new();
-                if comp.contribution.is_some() {
-                    let leaf = plan.leaf_of(&self.identity.node);
-                    redirect.extend((1..=plan.g).map(|p| slot(leaf, p)));
-                }
-                for key in comp.roles.keys() {
-                    if let Some(parent) = plan.parent(key.group) {
-                        redirect.push(slot(parent, key.position));
-                    }
-                }
-                for s in redirect {
-                    if server_of(&plan, &comp.servers, s) == dead {
-                        failover(comp, s);
-                    }
-                }
-            }
-            let moved: Vec<Slot> = resend_shares
-                .into_iter()
-                .filter(|s| failover(comp, *s))
-                .collect();
-            for s in moved {
-                self.send_shares_to(id, Some(s.position));
-            }
-            let Some(comp) = self.computations.get_mut(&id) else {
-                continue;
-            };
-            if !resend_up.is_empty() {
-                let mut ctx = ctx!(self);
-                for (key, s) in resend_up {
-                    if failover(comp, s) {
-                        send_up(comp, key, &mut ctx);
-                    }
-                }
-            }
-            let Some(comp) = self.computations.get_mut(&id) else {
-                continue;
-            };
-            // A dead node of this node's leaf will send no share: count it as declined, so
-            // the leaf stops waiting for it (DISSEC's leaf aggregators drop a dead contributor).
-            let dead_leaf = plan.leaf_of(&dead);
-            for (key, role) in comp.roles.iter_mut() {
-                if key.group == dead_leaf
-                    && matches!(role.stage, Stage::Collecting)
-                    && !role.shares.contains_key(&dead)
-                    && role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF
-                {
-                    role.declined.insert(dead);
-                }
-            }
-            if drops {
-                for (key, role) in comp.roles.iter_mut() {
-                    if key.group.level == 0 || !matches!(role.stage, Stage::Collecting) {
-                        continue;
-                    }
-                    for child in plan.children(key.group) {
-                        let lost = (1..=plan.g)
-                            .any(|p| server_of(&plan, &comp.servers, slot(child, p)) == dead);
-                        if lost && !role.children.contains_key(&child) {
-                            role.dropped.insert(child);
-                        }
-                    }
-                }
-            }
-            self.advance(id);
+            self.on_failure_notice(id, dead);
         }
     }
 
@@ -1210,23 +1113,16 @@ enum Pending {
     },
 }
 
-/// Agreement records are only ever about a group and position of the plan.
-fn check_acceptor(comp: &Computation, group: GroupId, position: Position) -> Result<(), String> {
-    if comp.plan.contains(group) && (1..=comp.plan.g).contains(&position) {
-        Ok(())
-    } else {
-        Err("agreement record for a position outside the plan".into())
-    }
-}
-
+/// Applies one record of a computation to its state (live, right before the record is
+/// emitted, and on restore); each kind of record is applied by the file of its topic.
 fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), String> {
-    let len = comp.len();
     match record {
         Record::Contribution { seed, vector, .. } => {
             comp.contribution = Some(Contribution {
                 seed: *seed,
                 vector: vector.0.clone(),
             });
+            Ok(())
         }
         Record::ShareHeld {
             group,
@@ -1234,14 +1130,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             contributor,
             share,
             ..
-        } => {
-            let role = comp
-                .roles
-                .get_mut(&slot(*group, *position))
-                .ok_or("share for a role this node does not hold")?;
-            role.shares.insert(*contributor, share.clone());
-            role.complete_if_possible(len);
-        }
+        } => apply_share_held(comp, slot(*group, *position), *contributor, share),
         Record::ChildHeld {
             group,
             position,
@@ -1249,104 +1138,42 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             version,
             sum,
             ..
-        } => {
-            let role = comp
-                .roles
-                .get_mut(&slot(*group, *position))
-                .ok_or("partial for a role this node does not hold")?;
-            role.children.entry(*child).or_default().insert(
-                version.digest,
-                HeldPartial {
-                    version: *version,
-                    sum: sum.0.clone(),
-                },
-            );
-            if let Some(heal) = role.heals.get_mut(child) {
-                if heal.want.is_none_or(|w| w == version.digest) {
-                    heal.state = HealState::Done;
-                }
-            }
-            role.complete_if_possible(len);
-        }
+        } => apply_child_held(comp, slot(*group, *position), *child, *version, &sum.0),
         Record::ManifestAdopted {
             group,
             position,
             manifest,
             ..
-        } => {
-            let id = comp.id();
-            let role = comp
-                .roles
-                .get_mut(&slot(*group, *position))
-                .ok_or("manifest for a role this node does not hold")?;
-            let version = version_of(&id, *group, manifest);
-            let sum = sum_items(role, manifest, len);
-            role.stage = Stage::Adopted(Adopted {
-                manifest: manifest.clone(),
-                version,
-                sum,
-            });
-        }
+        } => apply_adopted(comp, slot(*group, *position), manifest),
         Record::ManifestPromised {
             group,
             position,
             round,
             ..
-        } => {
-            check_acceptor(comp, *group, *position)?;
-            let a = comp.acceptors.entry(*group).or_default();
-            a.promised = a.promised.max(*round);
-            if let Some(role) = comp.roles.get_mut(&slot(*group, *position)) {
-                role.round = role.round.max(*round);
-            }
-        }
+        } => apply_promised(comp, slot(*group, *position), *round),
         Record::ManifestAccepted {
             group,
             position,
             round,
             manifest,
             ..
-        } => {
-            check_acceptor(comp, *group, *position)?;
-            let a = comp.acceptors.entry(*group).or_default();
-            a.promised = a.promised.max(*round);
-            a.accepted = Some((*round, manifest.clone()));
-            if let Some(role) = comp.roles.get_mut(&slot(*group, *position)) {
-                role.round = role.round.max(*round);
-            }
-        }
+        } => apply_accepted(comp, slot(*group, *position), *round, manifest),
         Record::Released { .. } => {
             if let Some(c) = comp.commissioner.as_mut() {
                 c.finish();
             }
+            Ok(())
         }
         Record::Takeover {
             group, position, ..
-        } => {
-            if !comp.plan.contains(*group) || *position == 0 || *position > comp.plan.g {
-                return Err("takeover of a position outside the plan".into());
-            }
-            comp.roles
-                .entry(slot(*group, *position))
-                .or_insert_with(|| Role::new(*group, false));
-        }
+        } => apply_takeover(comp, slot(*group, *position)),
         Record::CountsOpened {
             group,
             position,
             version,
             counts,
             ..
-        } => {
-            if counts.0.len() != comp.request().contribution.cell_count() {
-                return Err("counts of the wrong number of cells".into());
-            }
-            let role = comp
-                .roles
-                .get_mut(&slot(*group, *position))
-                .ok_or("counts for a role this node does not hold")?;
-            role.counts = Some((*version, counts.0.clone()));
-        }
-        Record::Accepted { .. } | Record::Launched { .. } | Record::Closed { .. } => {}
+        } => apply_counts_opened(comp, slot(*group, *position), *version, &counts.0),
+        Record::Accepted { .. } | Record::Launched { .. } | Record::Closed { .. } => Ok(()),
     }
-    Ok(())
 }

@@ -6,7 +6,7 @@ use super::agreement::{next_round_on_timeout, propose_when_ready, send_report, L
 use super::collection::{ask_contributors, end_collection, send_ahead};
 use super::commissioner::{open_counts, send_count_share};
 use super::heal::{drive_heal_timeouts, heal_missing_items, Heal, HealState};
-use super::{server_of, slot, Computation, Ctx, Event, Pending};
+use super::{server_of, slot, version_of, Computation, Ctx, Event, Pending};
 use crate::field::{add_assign_vec, FieldVec, Fp};
 use crate::ids::{ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
 use crate::limits::MAX_AGREE_ROUNDS;
@@ -467,4 +467,38 @@ pub(super) fn is_candidate(
 
 pub(super) fn my_role_in(comp: &Computation, group: GroupId) -> Option<Slot> {
     comp.roles.keys().find(|s| s.group == group).copied()
+}
+
+/// Applies `Record::ManifestAdopted`: the member at `key` adopts `manifest` (and sums it, if
+/// it holds every item).
+pub(super) fn apply_adopted(
+    comp: &mut Computation,
+    key: Slot,
+    manifest: &Manifest,
+) -> Result<(), String> {
+    let id = comp.id();
+    let len = comp.len();
+    let role = comp
+        .roles
+        .get_mut(&key)
+        .ok_or("manifest for a role this node does not hold")?;
+    let version = version_of(&id, key.group, manifest);
+    let sum = sum_items(role, manifest, len);
+    role.stage = Stage::Adopted(Adopted {
+        manifest: manifest.clone(),
+        version,
+        sum,
+    });
+    Ok(())
+}
+
+/// Applies `Record::Takeover`: this node (a backup) serves `key` from now on.
+pub(super) fn apply_takeover(comp: &mut Computation, key: Slot) -> Result<(), String> {
+    if !comp.plan.contains(key.group) || key.position == 0 || key.position > comp.plan.g {
+        return Err("takeover of a position outside the plan".into());
+    }
+    comp.roles
+        .entry(key)
+        .or_insert_with(|| Role::new(key.group, false));
+    Ok(())
 }

@@ -658,3 +658,41 @@ pub(super) fn on_vote(
     }
     Ok(())
 }
+
+/// Agreement records are only ever about a group and position of the plan.
+fn check_acceptor(comp: &Computation, key: Slot) -> Result<(), String> {
+    if comp.plan.contains(key.group) && (1..=comp.plan.g).contains(&key.position) {
+        Ok(())
+    } else {
+        Err("agreement record for a position outside the plan".into())
+    }
+}
+
+/// Applies `Record::ManifestPromised`: this node, a candidate of `key`, promised `round`.
+pub(super) fn apply_promised(comp: &mut Computation, key: Slot, round: u32) -> Result<(), String> {
+    check_acceptor(comp, key)?;
+    let a = comp.acceptors.entry(key.group).or_default();
+    a.promised = a.promised.max(round);
+    if let Some(role) = comp.roles.get_mut(&key) {
+        role.round = role.round.max(round);
+    }
+    Ok(())
+}
+
+/// Applies `Record::ManifestAccepted`: this node, a candidate of `key`, accepted `manifest`
+/// in `round` (which promises the round too).
+pub(super) fn apply_accepted(
+    comp: &mut Computation,
+    key: Slot,
+    round: u32,
+    manifest: &Manifest,
+) -> Result<(), String> {
+    check_acceptor(comp, key)?;
+    let a = comp.acceptors.entry(key.group).or_default();
+    a.promised = a.promised.max(round);
+    a.accepted = Some((round, manifest.clone()));
+    if let Some(role) = comp.roles.get_mut(&key) {
+        role.round = role.round.max(round);
+    }
+    Ok(())
+}

@@ -5,8 +5,8 @@ use super::aggregator::{
     check_position, is_candidate, level_deadline, sum_items, HeldPartial, Role, Stage,
 };
 use super::heal::start_heal;
-use super::{server_of, slot, version_of, Computation, Ctx, Pending};
-use crate::field::FieldVec;
+use super::{server_of, slot, version_of, Computation, Ctx, HealState, Pending};
+use crate::field::{FieldVec, Fp};
 use crate::ids::{GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VERSIONS_PER_CHILD};
 use crate::message::{
@@ -398,4 +398,51 @@ pub(super) fn end_collection(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     for child in missing {
         start_heal(comp, key, child, None, 0, ctx);
     }
+}
+
+/// Applies `Record::ShareHeld`: the member at `key` holds `contributor`'s share.
+pub(super) fn apply_share_held(
+    comp: &mut Computation,
+    key: Slot,
+    contributor: NodeId,
+    share: &CompressedShare,
+) -> Result<(), String> {
+    let len = comp.len();
+    let role = comp
+        .roles
+        .get_mut(&key)
+        .ok_or("share for a role this node does not hold")?;
+    role.shares.insert(contributor, share.clone());
+    role.complete_if_possible(len);
+    Ok(())
+}
+
+/// Applies `Record::ChildHeld`: the member at `key` holds `child`'s partial of `version`
+/// (sent, or healed: a heal of that version is then done).
+pub(super) fn apply_child_held(
+    comp: &mut Computation,
+    key: Slot,
+    child: GroupId,
+    version: Version,
+    sum: &[Fp],
+) -> Result<(), String> {
+    let len = comp.len();
+    let role = comp
+        .roles
+        .get_mut(&key)
+        .ok_or("partial for a role this node does not hold")?;
+    role.children.entry(child).or_default().insert(
+        version.digest,
+        HeldPartial {
+            version,
+            sum: sum.to_vec(),
+        },
+    );
+    if let Some(heal) = role.heals.get_mut(&child) {
+        if heal.want.is_none_or(|w| w == version.digest) {
+            heal.state = HealState::Done;
+        }
+    }
+    role.complete_if_possible(len);
+    Ok(())
 }

@@ -601,3 +601,22 @@ pub(super) fn on_root_query(
     }
     Ok(())
 }
+
+/// Applies `Record::CountsOpened`: the root member at `key` opened the cells' counts of
+/// `version`.
+pub(super) fn apply_counts_opened(
+    comp: &mut Computation,
+    key: Slot,
+    version: Digest,
+    counts: &[Fp],
+) -> Result<(), String> {
+    if counts.len() != comp.request().contribution.cell_count() {
+        return Err("counts of the wrong number of cells".into());
+    }
+    let role = comp
+        .roles
+        .get_mut(&key)
+        .ok_or("counts for a role this node does not hold")?;
+    role.counts = Some((version, counts.to_vec()));
+    Ok(())
+}
