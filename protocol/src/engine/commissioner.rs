@@ -8,6 +8,7 @@ use super::{
     finish_signing_bytes, persist, slot, Computation, Ctx, Event, Failure, Output, Pending,
     Released,
 };
+use crate::encoding::ContributionSpec;
 use crate::field::{FieldVec, Fp};
 use crate::ids::{Digest, Micros, NodeId, Position, Version};
 use crate::message::{
@@ -476,7 +477,6 @@ pub(super) fn on_release_share(
     check_k_min: bool,
 ) -> Result<(), String> {
     check_position(comp, m.position)?;
-    let id = comp.id();
     let t = comp.plan.t;
     let k_min = comp.request().privacy.k_min;
     let root = comp.plan.root();
@@ -512,6 +512,23 @@ pub(super) fn on_release_share(
         return Ok(());
     }
     let opened = reconstruct(&shares, t).map_err(|e| e.to_string())?;
+    c.finish();
+    let (sum, cells) = open_release(&spec, opened, cells, check_k_min.then_some(k_min));
+    publish(comp, ctx, records, version, sum, cells);
+    Ok(())
+}
+
+/// The sum at every element from the reconstructed released elements, and the cells shown:
+/// with `k_min`, the commissioner's own check drops a cell released with fewer than `k_min`
+/// contributors (root members that lie); the root members' rule does not rest on it. Elements
+/// of cells not shown are zero.
+fn open_release(
+    spec: &ContributionSpec,
+    opened: Vec<Fp>,
+    mut cells: Vec<bool>,
+    k_min: Option<u64>,
+) -> (Vec<Fp>, Vec<bool>) {
+    let elements = spec.released_elements(&cells);
     let mut sum = vec![Fp::ZERO; elements.len()];
     let mut next = opened.into_iter();
     for (x, released) in sum.iter_mut().zip(&elements) {
@@ -519,10 +536,7 @@ pub(super) fn on_release_share(
             *x = next.next().unwrap_or(Fp::ZERO);
         }
     }
-    // The commissioner's own check: a cell released with fewer than `k_min` contributors
-    // (root members that lie) is not shown. The root members' rule does not rest on it.
-    let mut cells = cells;
-    if check_k_min {
+    if let Some(k_min) = k_min {
         for (flag, e) in cells.iter_mut().zip(spec.indicator_elements()) {
             if *flag && !spec.cell_meets(sum[e], k_min) {
                 *flag = false;
@@ -535,17 +549,31 @@ pub(super) fn on_release_share(
             *x = Fp::ZERO;
         }
     }
-    c.finish();
+    (sum, cells)
+}
+
+/// Shows the result (or fails for want of a cell meeting `k_min`), persists it and closes.
+fn publish(
+    comp: &mut Computation,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+    version: Version,
+    sum: Vec<Fp>,
+    cells: Vec<bool>,
+) {
+    let id = comp.id();
+    let spec = &comp.signed.request.contribution;
+    let released = spec.released_elements(&cells);
     if !released.iter().any(|r| *r) {
         ctx.event(Event::Failed {
             computation: id,
             reason: Failure::KMinNotMet {
-                k_min,
+                k_min: comp.request().privacy.k_min,
                 cells: cells.len(),
             },
         });
         finish(comp, ctx, records);
-        return Ok(());
+        return;
     }
     let values = spec.decode_sum(&sum);
     ctx.event(Event::Released(Box::new(Released {
@@ -562,7 +590,6 @@ pub(super) fn on_release_share(
         sum: FieldVec(sum),
     }));
     finish(comp, ctx, records);
-    Ok(())
 }
 
 pub(super) fn on_finish(

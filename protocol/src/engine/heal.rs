@@ -4,11 +4,12 @@
 use super::aggregator::{
     check_parent_sender, check_position, check_sender, is_candidate, my_role_in, Adopted,
 };
-use super::{slot, Computation, Ctx, Event, Pending};
+use super::{slot, Computation, Ctx, Event, Identity, Pending};
 use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_HEAL_ATTEMPTS, MAX_PENDING_HEAL_QUERIES};
 use crate::message::{Body, HealGoMsg, HealOfferMsg, HealPartMsg, HealQueryMsg, Item, Slot};
+use crate::plan::Plan;
 use crate::record::Record;
 use crate::seal;
 use crate::sharing::lagrange_coefficients;
@@ -366,8 +367,54 @@ pub(super) fn on_heal_go(
     ctx: &mut Ctx,
 ) -> Result<(), String> {
     let id = comp.id();
+    let (parent, key, index) = check_heal_go(comp, from, &m, ctx.me.node)?;
+    let plan = comp.plan.clone();
+    let role = comp.roles.get(&key).ok_or("no role")?;
+    let Some(Adopted {
+        version,
+        sum: Some(sum),
+        ..
+    }) = role.adopted()
+    else {
+        return Ok(()); // nothing to heal from (yet)
+    };
+    if version.digest != m.version {
+        return Ok(()); // another version: cannot help this attempt
+    }
+    let go = HealGo {
+        id,
+        attempt,
+        m: &m,
+        index,
+        position: key.position,
+    };
+    let value = masked_part(&mut comp.dh, &plan, ctx.me, &go, sum)?;
+    ctx.send_to(
+        from,
+        id,
+        attempt,
+        Body::HealPart(HealPartMsg {
+            child: m.child,
+            target: m.target,
+            helper: key.position,
+            version: m.version,
+            value: FieldVec(value),
+        }),
+        Some(slot(parent, m.target)),
+    );
+    Ok(())
+}
+
+/// Checks a heal go: sent by the parent member at its target, naming exactly `t` distinct
+/// sorted helpers that can serve their positions, this node among them. Returns the parent,
+/// this node's role in the child and its index among the helpers.
+fn check_heal_go(
+    comp: &Computation,
+    from: NodeId,
+    m: &HealGoMsg,
+    me: NodeId,
+) -> Result<(GroupId, Slot, usize), String> {
     let t = comp.plan.t as usize;
-    let len = comp.len();
     let parent = check_parent_sender(comp, m.child, m.target, &from, "heal go")?;
     if m.helpers.len() != t
         || m.helper_nodes.len() != t
@@ -387,65 +434,63 @@ pub(super) fn on_heal_go(
     let Some(index) = m.helpers.iter().position(|p| *p == key.position) else {
         return Err("heal go does not name this member".into());
     };
-    if m.helper_nodes[index] != ctx.me.node {
+    if m.helper_nodes[index] != me {
         return Err("heal go names another node for this position".into());
     }
-    let plan = comp.plan.clone();
-    let role = comp.roles.get(&key).ok_or("no role")?;
-    let Some(Adopted {
-        version,
-        sum: Some(sum),
-        ..
-    }) = role.adopted()
-    else {
-        return Ok(()); // nothing to heal from (yet)
-    };
-    if version.digest != m.version {
-        return Ok(()); // another version: cannot help this attempt
-    }
+    Ok((parent, key, index))
+}
+
+/// One heal attempt as a helper sees it.
+struct HealGo<'a> {
+    id: ComputationId,
+    attempt: u32,
+    m: &'a HealGoMsg,
+    /// This helper's index among `m.helpers`.
+    index: usize,
+    position: Position,
+}
+
+/// This helper's Lagrange term of the target's value, masked pairwise with every other helper
+/// (the masks cancel in the sum of the `t` parts, so the parent learns only that sum).
+fn masked_part(
+    dh: &mut BTreeMap<NodeId, [u8; 32]>,
+    plan: &Plan,
+    me: &Identity,
+    go: &HealGo,
+    sum: &[Fp],
+) -> Result<Vec<Fp>, String> {
+    let m = go.m;
+    let len = sum.len();
     let lambdas = lagrange_coefficients(&m.helpers, m.target).map_err(|e| e.to_string())?;
     let mut value = vec![Fp::ZERO; len];
-    mul_add_assign_vec(&mut value, lambdas[index], sum);
+    mul_add_assign_vec(&mut value, lambdas[go.index], sum);
     for (other, peer) in m.helpers.iter().zip(&m.helper_nodes) {
-        if *other == key.position {
+        if *other == go.position {
             continue;
         }
         let peer = *peer;
-        let shared = match comp.dh.get(&peer) {
+        let shared = match dh.get(&peer) {
             Some(s) => *s,
             None => {
                 let Some(public) = plan.x25519_key(&peer) else {
                     return Err("no key for a helper".into());
                 };
-                let s = seal::x25519_shared(&ctx.me.x25519_secret, &public);
-                comp.dh.insert(peer, s);
+                let s = seal::x25519_shared(&me.x25519_secret, &public);
+                dh.insert(peer, s);
                 s
             }
         };
         let seed = heal_mask_seed(
-            &shared, &id, m.child, m.target, &m.version, attempt, &m.helpers,
+            &shared, &go.id, m.child, m.target, &m.version, go.attempt, &m.helpers,
         );
         let mask = random_vec(&mut ChaCha20Rng::from_seed(seed), len);
-        if key.position < *other {
+        if go.position < *other {
             add_assign_vec(&mut value, &mask);
         } else {
             sub_assign_vec(&mut value, &mask);
         }
     }
-    ctx.send_to(
-        from,
-        id,
-        attempt,
-        Body::HealPart(HealPartMsg {
-            child: m.child,
-            target: m.target,
-            helper: key.position,
-            version: m.version,
-            value: FieldVec(value),
-        }),
-        Some(slot(parent, m.target)),
-    );
-    Ok(())
+    Ok(value)
 }
 
 pub(super) fn on_heal_part(
