@@ -15,12 +15,9 @@ use crate::plan::{Plan, PlanError, PlanProvider};
 use crate::record::Record;
 use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
 use crate::seal::{Envelope, NoiseEnvelope};
-use aggregator::{
-    advance_role, apply_adopted, apply_takeover, role_deadline, send_up, Role, Stage,
-};
+use aggregator::{advance_role, on_root_query, role_deadline, send_up};
 use agreement::{
     adopted_report, apply_accepted, apply_promised, on_manifest, on_report, on_solicit, on_vote,
-    Acceptor,
 };
 use collection::{
     apply_child_held, apply_share_held, on_decline, on_partial, on_partial_ahead,
@@ -28,12 +25,13 @@ use collection::{
 };
 use commissioner::{
     advance_commissioner, apply_counts_opened, best_version, on_count_share, on_finish,
-    on_release_ask, on_release_share, on_root_query, on_root_ready, Commissioner, Phase,
+    on_release_ask, on_release_share, on_root_ready, Commissioner, Phase,
 };
 use contributor::Contribution;
-use heal::{on_heal_go, on_heal_offer, on_heal_part, on_heal_query, HealState};
+use heal::{on_heal_go, on_heal_offer, on_heal_part, on_heal_query};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use role::{apply_adopted, apply_takeover, Acceptor, Role};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use thiserror::Error;
@@ -47,6 +45,7 @@ macro_rules! ctx {
             envelope: $engine.envelope.as_ref(),
             now: $engine.now,
             out: &mut $engine.out,
+            rejections: &mut $engine.rejections,
         }
     };
 }
@@ -59,9 +58,12 @@ mod contributor;
 mod failover;
 mod heal;
 pub mod manifest;
+mod rejection;
+mod role;
 mod strategy;
 
 pub use manifest::{choose_manifest, version_of};
+pub use rejection::Rejection;
 pub use strategy::{Strategy, StrategyKind};
 
 /// Who this node is: its id in plans and the secret of its static X25519 key.
@@ -326,6 +328,11 @@ fn slot(group: GroupId, position: Position) -> Slot {
     Slot { group, position }
 }
 
+fn count_rejection(counts: &mut BTreeMap<Rejection, u64>, reason: Rejection) {
+    let n = counts.entry(reason).or_default();
+    *n = n.saturating_add(1);
+}
+
 /// Applies a record of one computation and emits it at once, so that sends queued after it
 /// depend on durable state (the persist-before-send rule, for handlers that send).
 fn persist(comp: &mut Computation, ctx: &mut Ctx, record: Record) {
@@ -344,6 +351,7 @@ struct Ctx<'a> {
     envelope: &'a dyn Envelope,
     now: Micros,
     out: &'a mut VecDeque<Output>,
+    rejections: &'a mut BTreeMap<Rejection, u64>,
 }
 
 impl Ctx<'_> {
@@ -403,11 +411,13 @@ impl Ctx<'_> {
     fn event(&mut self, event: Event) {
         self.out.push_back(Output::Event(event));
     }
-    fn reject(&mut self, from: NodeId, kind: &'static str, reason: impl Into<String>) {
+    /// Refuses input (counted by reason) and tells the driver.
+    fn reject(&mut self, from: NodeId, kind: &'static str, reason: Rejection) {
+        count_rejection(self.rejections, reason);
         self.event(Event::MessageRejected {
             from,
             kind,
-            reason: reason.into(),
+            reason: reason.to_string(),
         });
     }
 }
@@ -428,6 +438,8 @@ pub struct Engine {
     /// The commissioner checks the counts of the cells it reconstructs (always, but in tests
     /// that play a commissioner ignoring the rule: [`Engine::skipping_k_min_check`]).
     check_k_min: bool,
+    /// Input refused since this engine started, by reason (at most one entry per variant).
+    rejections: BTreeMap<Rejection, u64>,
 }
 
 impl Engine {
@@ -445,6 +457,7 @@ impl Engine {
             envelope: Arc::new(NoiseEnvelope),
             strategy: Strategy::default(),
             check_k_min: true,
+            rejections: BTreeMap::new(),
         }
     }
 
@@ -500,11 +513,7 @@ impl Engine {
         for record in records {
             if let Err(reason) = engine.apply_record(&record) {
                 let me = engine.identity.node;
-                engine.out.push_back(Output::Event(Event::MessageRejected {
-                    from: me,
-                    kind: "record",
-                    reason,
-                }));
+                engine.reject(me, "record", reason);
             }
         }
         let ids: Vec<ComputationId> = engine.computations.keys().copied().collect();
@@ -513,6 +522,21 @@ impl Engine {
         }
         engine.advance_all();
         engine
+    }
+
+    /// How many messages (and records) this engine refused since it started, by reason.
+    pub fn rejections(&self) -> &BTreeMap<Rejection, u64> {
+        &self.rejections
+    }
+
+    /// Refuses input (counted by reason) and tells the driver.
+    fn reject(&mut self, from: NodeId, kind: &'static str, reason: Rejection) {
+        count_rejection(&mut self.rejections, reason);
+        self.out.push_back(Output::Event(Event::MessageRejected {
+            from,
+            kind,
+            reason: reason.to_string(),
+        }));
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -673,7 +697,7 @@ impl Engine {
 
     /// Applies one persisted record to the state. Used live (right before the record is
     /// emitted) and on restore, so both paths build the same state.
-    fn apply_record(&mut self, record: &Record) -> Result<(), String> {
+    fn apply_record(&mut self, record: &Record) -> Result<(), Rejection> {
         match record {
             Record::Accepted { request } => self.install((**request).clone(), None),
             Record::Launched {
@@ -692,13 +716,13 @@ impl Engine {
                 let comp = self
                     .computations
                     .get_mut(&other.computation())
-                    .ok_or("record for an unknown computation")?;
+                    .ok_or(Rejection::UnknownComputation)?;
                 apply_to_computation(comp, other)
             }
         }
     }
 
-    fn install(&mut self, signed: SignedRequest, finish: Option<Vec<u8>>) -> Result<(), String> {
+    fn install(&mut self, signed: SignedRequest, finish: Option<Vec<u8>>) -> Result<(), Rejection> {
         let id = signed.request.id;
         self.validator.remember(id, signed.request.deadline);
         if let Some(comp) = self.computations.get_mut(&id) {
@@ -711,7 +735,7 @@ impl Engine {
         let plan = self
             .plans
             .plan_for(&signed.request)
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| Rejection::PlanUnavailable)?;
         let mut roles = BTreeMap::new();
         for &(group, position) in plan.roles_of(&self.identity.node) {
             roles.insert(slot(group, position), Role::new(group, true));
@@ -740,11 +764,7 @@ impl Engine {
             Err(reason) => {
                 // Only reachable if the caller checked nothing; keep the node running.
                 let me = self.identity.node;
-                self.out.push_back(Output::Event(Event::MessageRejected {
-                    from: me,
-                    kind: "record",
-                    reason,
-                }));
+                self.reject(me, "record", reason);
             }
         }
     }
@@ -873,11 +893,7 @@ impl Engine {
         let me = self.identity.node;
         if let Body::ShareQuery(m) = &message.body {
             if let Err(reason) = self.on_share_query(from, id, m) {
-                self.out.push_back(Output::Event(Event::MessageRejected {
-                    from,
-                    kind: "share-query",
-                    reason,
-                }));
+                self.reject(from, "share-query", reason);
             }
             return;
         }
@@ -887,11 +903,7 @@ impl Engine {
             };
             match comp.plan.candidate_rank(to.group, to.position, &me) {
                 None => {
-                    self.out.push_back(Output::Event(Event::MessageRejected {
-                        from,
-                        kind: message.kind(),
-                        reason: "addressed to a position this node cannot serve".into(),
-                    }));
+                    self.reject(from, message.kind(), Rejection::NotServable);
                     return;
                 }
                 // A backup takes the position over when a message for it arrives: a sender
@@ -1115,7 +1127,7 @@ enum Pending {
 
 /// Applies one record of a computation to its state (live, right before the record is
 /// emitted, and on restore); each kind of record is applied by the file of its topic.
-fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), String> {
+fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), Rejection> {
     match record {
         Record::Contribution { seed, vector, .. } => {
             comp.contribution = Some(Contribution {

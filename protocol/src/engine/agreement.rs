@@ -2,54 +2,17 @@
 //! group's candidates: reports, promises, proposals, votes), so that every position sums the
 //! same items.
 
-use super::aggregator::{
-    check_position, check_sender, group_member_position, my_role_in, Adopted, Role, Stage,
+use super::role::{
+    check_position, check_sender, group_member_position, my_role_in, Adopted, Leadership, Role,
+    Stage,
 };
-use super::{choose_manifest, persist, slot, Computation, Ctx, Pending};
-use crate::ids::{GroupId, Micros, NodeId, Position};
+use super::{choose_manifest, persist, slot, Computation, Ctx, Pending, Rejection};
+use crate::ids::{GroupId, NodeId, Position};
 use crate::limits::{MAX_AGREE_ROUNDS, MAX_MANIFEST_ITEMS};
 use crate::message::{Body, Item, Manifest, ManifestMsg, ReportMsg, Slot, SolicitMsg, VoteMsg};
 use crate::plan::Plan;
 use crate::record::Record;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// A node's acceptor state for one group (Paxos' acceptor): every candidate of the group, its
-/// members and their backups, is an acceptor, so that agreement survives members dying.
-#[derive(Default)]
-pub(super) struct Acceptor {
-    /// The highest round promised (persisted as `ManifestPromised`).
-    pub(super) promised: u32,
-    /// The manifest accepted last and its round (persisted as `ManifestAccepted`).
-    pub(super) accepted: Option<(u32, Manifest)>,
-}
-
-/// A member leading one agreement round (Paxos' proposer of that round).
-pub(super) struct Leadership {
-    pub(super) round: u32,
-    pub(super) since: Micros,
-    /// What each position reported holding in this round.
-    pub(super) reports: BTreeMap<Position, Vec<Item>>,
-    /// Acceptors that promised this round, with the manifest each accepted last. A report of
-    /// another round is no promise of this one.
-    pub(super) promises: BTreeMap<NodeId, Option<(u32, Manifest)>>,
-    /// The report window passed without enough reports: propose as soon as they arrive.
-    pub(super) window_over: bool,
-    /// The round's manifest was proposed (at most one per round).
-    pub(super) proposed: bool,
-}
-
-impl Leadership {
-    fn new(round: u32, since: Micros) -> Leadership {
-        Leadership {
-            round,
-            since,
-            reports: BTreeMap::new(),
-            promises: BTreeMap::new(),
-            window_over: false,
-            proposed: false,
-        }
-    }
-}
 
 /// Every acceptor of a group: the candidates (member, then backups) of each position.
 pub(super) fn acceptors(plan: &Plan, group: GroupId) -> Vec<NodeId> {
@@ -390,18 +353,18 @@ pub(super) fn on_report(
     m: ReportMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
-    check_sender(comp, m.group, m.position, from, "report")?;
+) -> Result<(), Rejection> {
+    check_sender(comp, m.group, m.position, from)?;
     if m.items.len() > MAX_MANIFEST_ITEMS || (!m.serving && !m.items.is_empty()) {
-        return Err("report too long".into());
+        return Err(Rejection::ReportTooLong);
     }
     if round >= MAX_AGREE_ROUNDS {
-        return Err("report of a round past the limit".into());
+        return Err(Rejection::RoundPastLimit);
     }
     let id = comp.id();
     let g = comp.plan.g;
-    let key = my_role_in(comp, m.group).ok_or("report for a group this node is not in")?;
-    let role = comp.roles.get(&key).ok_or("no role")?;
+    let key = my_role_in(comp, m.group).ok_or(Rejection::NotInGroup)?;
+    let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
     if let Some(adopted) = role.adopted() {
         // Already adopted: tell the sender, unless it told us (no echo between adopters).
         if m.adopted.is_none() {
@@ -438,7 +401,7 @@ pub(super) fn on_report(
     }
     let was = role.round;
     lead_round(comp, key, round, ctx);
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     role.round = role.round.max(round);
     let following = round > was && matches!(role.stage, Stage::Reporting { .. });
     if following {
@@ -465,20 +428,19 @@ pub(super) fn on_solicit(
     m: SolicitMsg,
     ctx: &mut Ctx,
     _records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.leader)?;
     if !comp.plan.contains(m.group)
         || comp.plan.member(m.group, m.leader) != from
         || leader_of(round, comp.plan.g) != m.leader
     {
-        return Err("solicit not sent by the leader of its round".into());
+        return Err(Rejection::NotFromLeader);
     }
     if round >= MAX_AGREE_ROUNDS {
-        return Err("solicit of a round past the limit".into());
+        return Err(Rejection::RoundPastLimit);
     }
     let id = comp.id();
-    let mine = group_member_position(comp, m.group, ctx.me.node)
-        .ok_or("solicit for a group this node is no candidate of")?;
+    let mine = group_member_position(comp, m.group, ctx.me.node).ok_or(Rejection::NotCandidate)?;
     let key = my_role_in(comp, m.group);
     let role = key.and_then(|k| comp.roles.get(&k));
     let (promised, accepted) = acceptor_state(comp, m.group);
@@ -529,27 +491,27 @@ pub(super) fn check_manifest(
     comp: &Computation,
     group: GroupId,
     manifest: &Manifest,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     if manifest.items.len() > MAX_MANIFEST_ITEMS {
-        return Err("manifest too long".into());
+        return Err(Rejection::ManifestTooLong);
     }
     if !manifest.items.windows(2).all(|w| w[0] < w[1]) {
-        return Err("manifest items not sorted and unique".into());
+        return Err(Rejection::ManifestUnsorted);
     }
     let mut last_child = None;
     for item in &manifest.items {
         match item {
             Item::Contributor(c) => {
                 if group.level != 0 || comp.plan.leaf_of(c) != group {
-                    return Err("manifest lists a contributor of another group".into());
+                    return Err(Rejection::ManifestForeignContributor);
                 }
             }
             Item::Child { group: child, .. } => {
                 if !comp.plan.is_child_of(*child, group) {
-                    return Err("manifest lists a group that is not a child".into());
+                    return Err(Rejection::ManifestNotAChild);
                 }
                 if last_child == Some(*child) {
-                    return Err("manifest lists two versions of one child".into());
+                    return Err(Rejection::ManifestTwoVersions);
                 }
                 last_child = Some(*child);
             }
@@ -565,25 +527,24 @@ pub(super) fn on_manifest(
     m: ManifestMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.leader)?;
     if !comp.plan.contains(m.group)
         || comp.plan.member(m.group, m.leader) != from
         || leader_of(round, comp.plan.g) != m.leader
     {
-        return Err("manifest not sent by the leader of its round".into());
+        return Err(Rejection::NotFromLeader);
     }
     if round >= MAX_AGREE_ROUNDS {
-        return Err("manifest of a round past the limit".into());
+        return Err(Rejection::RoundPastLimit);
     }
     check_manifest(comp, m.group, &m.manifest)?;
     let id = comp.id();
     let me = ctx.me.node;
-    let mine = group_member_position(comp, m.group, me)
-        .ok_or("manifest for a group this node is no candidate of")?;
+    let mine = group_member_position(comp, m.group, me).ok_or(Rejection::NotCandidate)?;
     let key = my_role_in(comp, m.group);
     if let Some(key) = key {
-        let role = comp.roles.get(&key).ok_or("no role")?;
+        let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
         if let Some(adopted) = role.adopted() {
             // Tell the leader what was adopted, so that it stops waiting.
             ctx.send_to(
@@ -597,7 +558,7 @@ pub(super) fn on_manifest(
         }
         // The leader's proposal is also its vote.
         if !count_vote(comp, key, round, from, m.manifest.clone(), records) {
-            return Err("two manifests proposed in one round".into());
+            return Err(Rejection::ConflictingManifest);
         }
     }
     let (promised, accepted) = acceptor_state(comp, m.group);
@@ -646,30 +607,34 @@ pub(super) fn on_vote(
     m: VoteMsg,
     _ctx: &mut Ctx,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
-    check_sender(comp, m.group, m.position, from, "vote")?;
+) -> Result<(), Rejection> {
+    check_sender(comp, m.group, m.position, from)?;
     if round >= MAX_AGREE_ROUNDS {
-        return Err("vote of a round past the limit".into());
+        return Err(Rejection::RoundPastLimit);
     }
     check_manifest(comp, m.group, &m.manifest)?;
-    let key = my_role_in(comp, m.group).ok_or("vote for a group this node is not in")?;
+    let key = my_role_in(comp, m.group).ok_or(Rejection::NotInGroup)?;
     if !count_vote(comp, key, round, from, m.manifest, records) {
-        return Err("a vote for another manifest than its round's".into());
+        return Err(Rejection::ConflictingManifest);
     }
     Ok(())
 }
 
 /// Agreement records are only ever about a group and position of the plan.
-fn check_acceptor(comp: &Computation, key: Slot) -> Result<(), String> {
+fn check_acceptor(comp: &Computation, key: Slot) -> Result<(), Rejection> {
     if comp.plan.contains(key.group) && (1..=comp.plan.g).contains(&key.position) {
         Ok(())
     } else {
-        Err("agreement record for a position outside the plan".into())
+        Err(Rejection::OutsidePlan)
     }
 }
 
 /// Applies `Record::ManifestPromised`: this node, a candidate of `key`, promised `round`.
-pub(super) fn apply_promised(comp: &mut Computation, key: Slot, round: u32) -> Result<(), String> {
+pub(super) fn apply_promised(
+    comp: &mut Computation,
+    key: Slot,
+    round: u32,
+) -> Result<(), Rejection> {
     check_acceptor(comp, key)?;
     let a = comp.acceptors.entry(key.group).or_default();
     a.promised = a.promised.max(round);
@@ -686,7 +651,7 @@ pub(super) fn apply_accepted(
     key: Slot,
     round: u32,
     manifest: &Manifest,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_acceptor(comp, key)?;
     let a = comp.acceptors.entry(key.group).or_default();
     a.promised = a.promised.max(round);

@@ -1,11 +1,11 @@
 //! Collection: a member receives its leaf's shares (or its children's partial sums, sent
 //! after agreement or ahead of it), declines, and decides when collection is over.
 
-use super::aggregator::{
-    check_position, is_candidate, level_deadline, sum_items, HeldPartial, Role, Stage,
-};
 use super::heal::start_heal;
-use super::{server_of, slot, version_of, Computation, Ctx, HealState, Pending};
+use super::role::{
+    check_position, is_candidate, level_deadline, sum_items, HealState, HeldPartial, Role, Stage,
+};
+use super::{server_of, slot, version_of, Computation, Ctx, Pending, Rejection};
 use crate::field::{FieldVec, Fp};
 use crate::ids::{GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VERSIONS_PER_CHILD};
@@ -20,9 +20,9 @@ pub(super) fn on_decline(
     comp: &mut Computation,
     from: NodeId,
     m: DeclineMsg,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     if m.group.level != 0 || !comp.plan.contains(m.group) || comp.plan.leaf_of(&from) != m.group {
-        return Err("decline for a group that is not the sender's leaf".into());
+        return Err(Rejection::DeclineForOtherLeaf);
     }
     let keys: Vec<Slot> = comp
         .roles
@@ -31,7 +31,7 @@ pub(super) fn on_decline(
         .copied()
         .collect();
     if keys.is_empty() {
-        return Err("decline for a group this node does not serve".into());
+        return Err(Rejection::NotInGroup);
     }
     for key in keys {
         if let Some(role) = comp.roles.get_mut(&key) {
@@ -51,21 +51,18 @@ pub(super) fn on_share(
     m: ShareMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.position)?;
     let key = slot(m.group, m.position);
     if from != m.contributor {
-        return Err("share not sent by its contributor".into());
+        return Err(Rejection::ShareNotFromContributor);
     }
     if !comp.plan.contains(m.group) || comp.plan.leaf_of(&m.contributor) != m.group {
-        return Err("share for a group that is not the contributor's leaf".into());
+        return Err(Rejection::ShareForOtherLeaf);
     }
     let len = comp.len();
     let id = comp.id();
-    let role = comp
-        .roles
-        .get_mut(&key)
-        .ok_or("share for a role this node does not hold")?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     if role.shares.contains_key(&m.contributor) {
         return Ok(()); // a re-sent share
     }
@@ -73,26 +70,27 @@ pub(super) fn on_share(
         a.sum.is_none() && a.manifest.items.contains(&Item::Contributor(m.contributor))
     });
     if !matches!(role.stage, Stage::Collecting) && !wanted {
-        return Err("share arrived after collection ended".into());
+        return Err(Rejection::ShareAfterCollection);
     }
     if role.shares.len() >= MAX_CONTRIBUTORS_PER_LEAF {
-        return Err("leaf member is full".into());
+        return Err(Rejection::LeafFull);
     }
     let bytes = ctx
         .envelope
         .open(&ctx.me.x25519_secret, &m.sealed)
-        .map_err(|e| e.to_string())?;
-    let payload: SharePayload = postcard::from_bytes(&bytes).map_err(|e| e.to_string())?;
+        .map_err(|_| Rejection::ShareDoesNotOpen)?;
+    let payload: SharePayload =
+        postcard::from_bytes(&bytes).map_err(|_| Rejection::ShareDoesNotDecode)?;
     if payload.computation != id
         || payload.group != m.group
         || payload.position != m.position
         || payload.contributor != m.contributor
     {
-        return Err("sealed share does not match its envelope".into());
+        return Err(Rejection::ShareMismatch);
     }
     if let CompressedShare::Full(v) = &payload.share {
         if v.0.len() != len {
-            return Err(format!("share has {} elements, expected {len}", v.0.len()));
+            return Err(Rejection::WrongLength);
         }
     }
     records.push(Pending::Record(Record::ShareHeld {
@@ -111,7 +109,7 @@ pub(super) fn on_partial(
     m: PartialMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let key = check_partial(comp, from, &m)?;
     hold_partial(comp, key, m, ctx, records)
 }
@@ -124,12 +122,9 @@ pub(super) fn on_partial_ahead(
     m: PartialMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let key = check_partial(comp, from, &m)?;
-    let role = comp
-        .roles
-        .get_mut(&key)
-        .ok_or("partial for a role this node does not hold")?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     if role.confirmed.get(&m.child) == Some(&m.version) {
         role.confirmed.remove(&m.child);
         return hold_partial(comp, key, m, ctx, records);
@@ -151,12 +146,9 @@ pub(super) fn on_partial_confirm(
     m: PartialConfirmMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let key = check_child_sender(comp, from, m.child, m.position, m.version)?;
-    let role = comp
-        .roles
-        .get_mut(&key)
-        .ok_or("confirm for a role this node does not hold")?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     match role.ahead.remove(&m.child) {
         Some(held) if held.version == m.version => hold_partial(
             comp,
@@ -178,14 +170,11 @@ pub(super) fn on_partial_confirm(
 }
 
 /// Checks a partial's sender, length and count; returns the role it is for.
-fn check_partial(comp: &Computation, from: NodeId, m: &PartialMsg) -> Result<Slot, String> {
+fn check_partial(comp: &Computation, from: NodeId, m: &PartialMsg) -> Result<Slot, Rejection> {
     let key = check_child_sender(comp, from, m.child, m.position, m.version)?;
     let len = comp.len();
     if m.sum.0.len() != len {
-        return Err(format!(
-            "partial has {} elements, expected {len}",
-            m.sum.0.len()
-        ));
+        return Err(Rejection::WrongLength);
     }
     Ok(key)
 }
@@ -198,17 +187,14 @@ fn check_child_sender(
     child: GroupId,
     position: Position,
     version: Version,
-) -> Result<Slot, String> {
+) -> Result<Slot, Rejection> {
     check_position(comp, position)?;
-    let parent = comp
-        .plan
-        .parent(child)
-        .ok_or("partial from a group with no parent")?;
+    let parent = comp.plan.parent(child).ok_or(Rejection::NoParent)?;
     if !is_candidate(comp, child, position, &from) {
-        return Err("partial not sent by the member at its position".into());
+        return Err(Rejection::NotFromPosition);
     }
     if version.count > comp.request().max_contributors {
-        return Err("partial covers more contributors than the request allows".into());
+        return Err(Rejection::CountOverRequest);
     }
     Ok(slot(parent, position))
 }
@@ -220,12 +206,9 @@ fn hold_partial(
     m: PartialMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let id = comp.id();
-    let role = comp
-        .roles
-        .get_mut(&key)
-        .ok_or("partial for a role this node does not hold")?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     if let Some(adopted) = role.adopted() {
         let wanted = Item::Child {
             group: m.child,
@@ -240,7 +223,7 @@ fn hold_partial(
         return Ok(());
     }
     if versions.len() >= MAX_VERSIONS_PER_CHILD {
-        return Err("too many versions of one child".into());
+        return Err(Rejection::TooManyVersions);
     }
     if role.first_item_at.is_none() {
         role.first_item_at = Some(ctx.now);
@@ -406,12 +389,9 @@ pub(super) fn apply_share_held(
     key: Slot,
     contributor: NodeId,
     share: &CompressedShare,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let len = comp.len();
-    let role = comp
-        .roles
-        .get_mut(&key)
-        .ok_or("share for a role this node does not hold")?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     role.shares.insert(contributor, share.clone());
     role.complete_if_possible(len);
     Ok(())
@@ -425,12 +405,9 @@ pub(super) fn apply_child_held(
     child: GroupId,
     version: Version,
     sum: &[Fp],
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let len = comp.len();
-    let role = comp
-        .roles
-        .get_mut(&key)
-        .ok_or("partial for a role this node does not hold")?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     role.children.entry(child).or_default().insert(
         version.digest,
         HeldPartial {

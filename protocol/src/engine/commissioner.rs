@@ -3,10 +3,10 @@
 //! commissioner picks the root version, collects `t` root shares with one cell mask,
 //! reconstructs, checks the counts it received, and closes the computation.
 
-use super::aggregator::{check_position, check_sender, is_candidate, my_role_in, send_up};
+use super::role::{check_position, check_sender, is_candidate, my_role_in};
 use super::{
     finish_signing_bytes, persist, slot, Computation, Ctx, Event, Failure, Output, Pending,
-    Released,
+    Rejection, Released,
 };
 use crate::encoding::ContributionSpec;
 use crate::field::{FieldVec, Fp};
@@ -95,15 +95,15 @@ pub(super) fn on_root_ready(
     comp: &mut Computation,
     from: NodeId,
     m: RootReadyMsg,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.position)?;
     let root = comp.plan.root();
     if !is_candidate(comp, root, m.position, &from) {
-        return Err("root report not sent by the root member at its position".into());
+        return Err(Rejection::NotFromPosition);
     }
     let rank = comp.plan.candidate_rank(root, m.position, &from);
     let Some(c) = comp.commissioner.as_mut() else {
-        return Err("root report to a node that is not the commissioner".into());
+        return Err(Rejection::NotTheCommissioner);
     };
     // The latest report of a position wins: a backup that took the position over reports
     // after its member died. Later messages to the position go to whoever reported.
@@ -309,17 +309,17 @@ pub(super) fn on_count_share(
     from: NodeId,
     m: CountShareMsg,
     ctx: &mut Ctx,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let root = comp.plan.root();
-    check_sender(comp, root, m.position, from, "count share")?;
-    let key = my_role_in(comp, root).ok_or("count share to a node not in the root group")?;
+    check_sender(comp, root, m.position, from)?;
+    let key = my_role_in(comp, root).ok_or(Rejection::NotInGroup)?;
     if m.position == key.position {
-        return Err("count share from this node's own position".into());
+        return Err(Rejection::CountShareFromSelf);
     }
     if m.counts.0.len() != comp.request().contribution.cell_count() {
-        return Err("count share has the wrong number of cells".into());
+        return Err(Rejection::WrongCellCount);
     }
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     role.count_shares
         .insert(m.position, (m.version, m.counts.0));
     if m.ask {
@@ -370,9 +370,9 @@ pub(super) fn open_counts(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     }
     let counts = match reconstruct(&shares, t) {
         Ok(c) => c,
-        Err(e) => {
+        Err(_) => {
             let me = ctx.me.node;
-            ctx.reject(me, "count-share", format!("cannot open the counts: {e}"));
+            ctx.reject(me, "count-share", Rejection::CountsDoNotOpen);
             return;
         }
     };
@@ -444,13 +444,13 @@ pub(super) fn on_release_ask(
     from: NodeId,
     m: ReleaseAskMsg,
     ctx: &mut Ctx,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     if from != comp.request().commissioner_node {
-        return Err("release asked by a node that is not the commissioner".into());
+        return Err(Rejection::NotFromCommissioner);
     }
     let root = comp.plan.root();
-    let key = my_role_in(comp, root).ok_or("release asked of a node not in the root group")?;
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let key = my_role_in(comp, root).ok_or(Rejection::NotInGroup)?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let holds = role
         .adopted()
         .is_some_and(|a| a.sum.is_some() && a.version.digest == m.version);
@@ -475,22 +475,22 @@ pub(super) fn on_release_share(
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
     check_k_min: bool,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.position)?;
     let t = comp.plan.t;
     let k_min = comp.request().privacy.k_min;
     let root = comp.plan.root();
     if !is_candidate(comp, root, m.position, &from) {
-        return Err("release share not sent by the root member at its position".into());
+        return Err(Rejection::NotFromPosition);
     }
     let spec = comp.signed.request.contribution.clone();
-    let cells = cell_flags(&m.released, spec.cell_count()).ok_or("malformed cell mask")?;
+    let cells = cell_flags(&m.released, spec.cell_count()).ok_or(Rejection::MalformedCellMask)?;
     let elements = spec.released_elements(&cells);
     if m.share.0.len() != elements.iter().filter(|r| **r).count() {
-        return Err("release share does not match its cell mask".into());
+        return Err(Rejection::ReleaseShareMismatch);
     }
     let Some(c) = comp.commissioner.as_mut() else {
-        return Err("release share to a node that is not the commissioner".into());
+        return Err(Rejection::NotTheCommissioner);
     };
     let Phase::Releasing(r) = &mut c.phase else {
         return Ok(()); // nothing chosen yet, or done
@@ -511,7 +511,7 @@ pub(super) fn on_release_share(
     if shares.len() < t as usize {
         return Ok(());
     }
-    let opened = reconstruct(&shares, t).map_err(|e| e.to_string())?;
+    let opened = reconstruct(&shares, t).map_err(|_| Rejection::ReleaseDoesNotOpen)?;
     c.finish();
     let (sum, cells) = open_release(&spec, opened, cells, check_k_min.then_some(k_min));
     publish(comp, ctx, records, version, sum, cells);
@@ -597,35 +597,15 @@ pub(super) fn on_finish(
     _from: NodeId,
     m: FinishMsg,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     use ed25519_dalek::{Signature, VerifyingKey};
     let key = VerifyingKey::from_bytes(&comp.request().commissioner.0)
-        .map_err(|_| "bad commissioner key")?;
-    let sig = Signature::from_slice(&m.signature).map_err(|_| "malformed finish signature")?;
+        .map_err(|_| Rejection::BadCommissionerKey)?;
+    let sig =
+        Signature::from_slice(&m.signature).map_err(|_| Rejection::MalformedFinishSignature)?;
     key.verify_strict(&finish_signing_bytes(&comp.id()), &sig)
-        .map_err(|_| "finish signature does not verify")?;
+        .map_err(|_| Rejection::FinishSignatureInvalid)?;
     records.push(Pending::Close { id: comp.id() });
-    Ok(())
-}
-
-/// A restarted commissioner asks again: a complete root member repeats its report.
-pub(super) fn on_root_query(
-    comp: &mut Computation,
-    from: NodeId,
-    ctx: &mut Ctx,
-) -> Result<(), String> {
-    if from != comp.request().commissioner_node {
-        return Err("root query from a node that is not the commissioner".into());
-    }
-    let root = comp.plan.root();
-    let key = my_role_in(comp, root).ok_or("root query to a node not in the root group")?;
-    if comp
-        .roles
-        .get(&key)
-        .is_some_and(|r| r.adopted().is_some_and(|a| a.sum.is_some()))
-    {
-        send_up(comp, key, ctx);
-    }
     Ok(())
 }
 
@@ -636,14 +616,11 @@ pub(super) fn apply_counts_opened(
     key: Slot,
     version: Digest,
     counts: &[Fp],
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     if counts.len() != comp.request().contribution.cell_count() {
-        return Err("counts of the wrong number of cells".into());
+        return Err(Rejection::WrongCellCount);
     }
-    let role = comp
-        .roles
-        .get_mut(&key)
-        .ok_or("counts for a role this node does not hold")?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     role.counts = Some((version, counts.to_vec()));
     Ok(())
 }

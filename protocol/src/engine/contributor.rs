@@ -2,7 +2,7 @@
 //! (seeds first), sealed to whoever serves each position, sent again on request; or its
 //! decline.
 
-use super::{server_of, slot, CommandError, Ctx, Engine, Event};
+use super::{server_of, slot, CommandError, Ctx, Engine, Event, Rejection};
 use crate::field::{FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, NodeId, Position};
 use crate::message::{Body, DeclineMsg, ShareMsg, SharePayload, ShareQueryMsg};
@@ -139,7 +139,7 @@ impl Engine {
                     }),
                     Some(slot(leaf, position)),
                 ),
-                Err(e) => ctx.reject(me, "share", format!("cannot seal share: {e}")),
+                Err(_) => ctx.reject(me, "share", Rejection::SealFailed),
             }
         }
         if only.is_none() {
@@ -157,22 +157,22 @@ impl Engine {
         from: NodeId,
         id: ComputationId,
         m: &ShareQueryMsg,
-    ) -> Result<(), String> {
+    ) -> Result<(), Rejection> {
         let me = self.identity.node;
         let comp = self
             .computations
             .get_mut(&id)
-            .ok_or("share query for an unknown computation")?;
+            .ok_or(Rejection::UnknownComputation)?;
         if comp.contribution.is_none() {
-            return Err("share query to a node that did not contribute".into());
+            return Err(Rejection::ShareQueryWithoutContribution);
         }
         if comp.plan.leaf_of(&me) != m.group {
-            return Err("share query for another leaf group".into());
+            return Err(Rejection::ShareQueryForOtherLeaf);
         }
         let rank = comp
             .plan
             .candidate_rank(m.group, m.position, &from)
-            .ok_or("share query from a node that cannot serve the position")?;
+            .ok_or(Rejection::NotFromPosition)?;
         // The asker serves the position now: seal the share to it, and keep sending there.
         comp.servers.insert(slot(m.group, m.position), rank);
         self.send_shares_to(id, Some(m.position));

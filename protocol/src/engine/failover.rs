@@ -2,7 +2,9 @@
 //! re-sends what a dead node held to the position's next candidate, and a waiter stops waiting
 //! for what the dead node would have sent (see `Engine::handle_failure_notice`).
 
-use super::{send_up, server_of, slot, Computation, Ctx, Engine, Stage};
+use super::aggregator::send_up;
+use super::role::Stage;
+use super::{server_of, slot, Computation, Ctx, Engine};
 use crate::ids::{ComputationId, NodeId};
 use crate::limits::MAX_CONTRIBUTORS_PER_LEAF;
 use crate::message::Slot;

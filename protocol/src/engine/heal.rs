@@ -1,10 +1,11 @@
 //! Healing: rebuilding a parent position's missing value from `t` masked Lagrange terms of
 //! the child's members.
 
-use super::aggregator::{
-    check_parent_sender, check_position, check_sender, is_candidate, my_role_in, Adopted,
+use super::role::{
+    check_parent_sender, check_position, check_sender, is_candidate, my_role_in, Adopted, Heal,
+    HealAttempt, HealState,
 };
-use super::{slot, Computation, Ctx, Event, Identity, Pending};
+use super::{slot, Computation, Ctx, Event, Identity, Pending, Rejection};
 use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_HEAL_ATTEMPTS, MAX_PENDING_HEAL_QUERIES};
@@ -16,34 +17,6 @@ use crate::sharing::lagrange_coefficients;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, BTreeSet};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum HealState {
-    Running,
-    Done,
-    GaveUp,
-}
-
-pub(super) struct HealAttempt {
-    /// Unique id of this attempt (the round of its messages).
-    pub(super) id: u32,
-    pub(super) version: Version,
-    pub(super) helpers: Vec<Position>,
-    pub(super) helper_nodes: Vec<NodeId>,
-    pub(super) parts: BTreeMap<Position, Vec<Fp>>,
-}
-
-pub(super) struct Heal {
-    /// The version to heal, once a manifest names it; before that, any version `t` offer.
-    pub(super) want: Option<Digest>,
-    pub(super) attempt: u32,
-    pub(super) since: Micros,
-    /// Offers by helper position: the version and the node serving that position.
-    pub(super) offers: BTreeMap<Position, (Version, NodeId)>,
-    pub(super) go: Option<HealAttempt>,
-    pub(super) excluded: BTreeSet<Position>,
-    pub(super) state: HealState,
-}
 
 /// An adopted member that lacks child versions the manifest names heals exactly those
 /// versions, then sends up (instead of staying silent and leaving the heal to the parent).
@@ -121,11 +94,11 @@ pub(super) fn on_heal_query(
     from: NodeId,
     m: HealQueryMsg,
     ctx: &mut Ctx,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let id = comp.id();
-    let parent = check_parent_sender(comp, m.child, m.target, &from, "heal query")?;
-    let key = my_role_in(comp, m.child).ok_or("heal query for a group this node is not in")?;
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let parent = check_parent_sender(comp, m.child, m.target, &from)?;
+    let key = my_role_in(comp, m.child).ok_or(Rejection::NotInGroup)?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     match role.adopted() {
         Some(Adopted {
             version,
@@ -168,13 +141,12 @@ pub(super) fn on_heal_offer(
     from: NodeId,
     m: HealOfferMsg,
     ctx: &mut Ctx,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.helper)?;
     check_position(comp, m.target)?;
-    check_sender(comp, m.child, m.helper, from, "heal offer")?;
-    let key = my_role_as_parent_of(comp, m.child, m.target)
-        .ok_or("heal offer for a role this node does not hold")?;
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    check_sender(comp, m.child, m.helper, from)?;
+    let key = my_role_as_parent_of(comp, m.child, m.target).ok_or(Rejection::NoRole)?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let Some(heal) = role.heals.get_mut(&m.child) else {
         return Ok(());
     };
@@ -365,11 +337,11 @@ pub(super) fn on_heal_go(
     attempt: u32,
     m: HealGoMsg,
     ctx: &mut Ctx,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let id = comp.id();
     let (parent, key, index) = check_heal_go(comp, from, &m, ctx.me.node)?;
     let plan = comp.plan.clone();
-    let role = comp.roles.get(&key).ok_or("no role")?;
+    let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
     let Some(Adopted {
         version,
         sum: Some(sum),
@@ -413,29 +385,29 @@ fn check_heal_go(
     from: NodeId,
     m: &HealGoMsg,
     me: NodeId,
-) -> Result<(GroupId, Slot, usize), String> {
+) -> Result<(GroupId, Slot, usize), Rejection> {
     let t = comp.plan.t as usize;
-    let parent = check_parent_sender(comp, m.child, m.target, &from, "heal go")?;
+    let parent = check_parent_sender(comp, m.child, m.target, &from)?;
     if m.helpers.len() != t
         || m.helper_nodes.len() != t
         || !m.helpers.windows(2).all(|w| w[0] < w[1])
     {
-        return Err("heal go must name exactly t distinct sorted helpers".into());
+        return Err(Rejection::HealGoHelpers);
     }
     for (p, node) in m.helpers.iter().zip(&m.helper_nodes) {
         if !is_candidate(comp, m.child, *p, node) {
-            return Err("heal go names a helper that cannot serve its position".into());
+            return Err(Rejection::HealGoBadHelper);
         }
     }
     for p in &m.helpers {
         check_position(comp, *p)?;
     }
-    let key = my_role_in(comp, m.child).ok_or("heal go for a group this node is not in")?;
+    let key = my_role_in(comp, m.child).ok_or(Rejection::NotInGroup)?;
     let Some(index) = m.helpers.iter().position(|p| *p == key.position) else {
-        return Err("heal go does not name this member".into());
+        return Err(Rejection::HealGoWithoutMe);
     };
     if m.helper_nodes[index] != me {
-        return Err("heal go names another node for this position".into());
+        return Err(Rejection::HealGoOtherNode);
     }
     Ok((parent, key, index))
 }
@@ -458,10 +430,11 @@ fn masked_part(
     me: &Identity,
     go: &HealGo,
     sum: &[Fp],
-) -> Result<Vec<Fp>, String> {
+) -> Result<Vec<Fp>, Rejection> {
     let m = go.m;
     let len = sum.len();
-    let lambdas = lagrange_coefficients(&m.helpers, m.target).map_err(|e| e.to_string())?;
+    let lambdas =
+        lagrange_coefficients(&m.helpers, m.target).map_err(|_| Rejection::HealGoHelpers)?;
     let mut value = vec![Fp::ZERO; len];
     mul_add_assign_vec(&mut value, lambdas[go.index], sum);
     for (other, peer) in m.helpers.iter().zip(&m.helper_nodes) {
@@ -473,7 +446,7 @@ fn masked_part(
             Some(s) => *s,
             None => {
                 let Some(public) = plan.x25519_key(&peer) else {
-                    return Err("no key for a helper".into());
+                    return Err(Rejection::NoHelperKey);
                 };
                 let s = seal::x25519_shared(&me.x25519_secret, &public);
                 dh.insert(peer, s);
@@ -500,18 +473,17 @@ pub(super) fn on_heal_part(
     m: HealPartMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.helper)?;
     check_position(comp, m.target)?;
     let id = comp.id();
     let len = comp.len();
-    check_sender(comp, m.child, m.helper, from, "heal part")?;
+    check_sender(comp, m.child, m.helper, from)?;
     if m.value.0.len() != len {
-        return Err("heal part has the wrong length".into());
+        return Err(Rejection::WrongLength);
     }
-    let key = my_role_as_parent_of(comp, m.child, m.target)
-        .ok_or("heal part for a role this node does not hold")?;
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let key = my_role_as_parent_of(comp, m.child, m.target).ok_or(Rejection::NoRole)?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let Some(heal) = role.heals.get_mut(&m.child) else {
         return Ok(());
     };
