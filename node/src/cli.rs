@@ -534,7 +534,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .as_array()
                     .map_or(0, |a| a.len());
                 format!(
-                    "peer id:            {}\nnode id:            {}\nlisten:             {}\nconnected peers:    {}\ndirectory peers:    {}\ncomputations:       {inflight} in flight\ncommissioner key:   {}\nmessages sent:      {}\nmessages received:  {}",
+                    "peer id:            {}\nnode id:            {}\nlisten:             {}\nconnected peers:    {}\ndirectory peers:    {}\ncomputations:       {inflight} in flight\ncommissioner key:   {}\nmessages sent:      {}\nmessages received:  {}\nmessages refused:   {}",
                     str_of(&d["peer_id"]),
                     str_of(&d["node_id"]),
                     d["listen"].as_array().map(|a| a.iter().map(str_of).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
@@ -543,6 +543,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     str_of(&d["commissioner_key"]),
                     d["sent"],
                     d["received"],
+                    d["rejected"],
                 )
             });
             Ok(())

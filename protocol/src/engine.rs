@@ -6,37 +6,65 @@
 //! the next deadline. Apply [`Output::Persist`] records durably before performing any later
 //! [`Output::Send`]. Time and randomness are passed in; the same inputs give the same outputs.
 
-mod aggregator;
-mod commissioner;
-mod heal;
-pub mod manifest;
-mod strategy;
-
 use crate::encoding::EncodingError;
-use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
-use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
-use crate::limits::*;
-use crate::message::*;
+use crate::field::Fp;
+use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position, Version};
+use crate::limits::{MAX_COMPUTATIONS, MAX_EARLY_MESSAGES};
+use crate::message::{Body, Manifest, Message, Slot};
 use crate::plan::{Plan, PlanError, PlanProvider};
 use crate::record::Record;
 use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
-use crate::seal::{self, Envelope, NoiseEnvelope};
-use crate::sharing::{
-    lagrange_coefficients, reconstruct, rotation_of, share_vector_rotated, CompressedShare,
-    SharingParams,
+use crate::seal::{Envelope, NoiseEnvelope};
+use aggregator::{advance_role, on_root_query, role_deadline, send_up};
+use agreement::{
+    adopted_report, apply_accepted, apply_promised, on_manifest, on_report, on_solicit, on_vote,
 };
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use collection::{
+    apply_child_held, apply_share_held, on_decline, on_partial, on_partial_ahead,
+    on_partial_confirm, on_share,
+};
+use commissioner::{
+    advance_commissioner, apply_counts_opened, best_version, on_count_share, on_finish,
+    on_release_ask, on_release_share, on_root_ready, Commissioner, Phase,
+};
+use contributor::Contribution;
+use heal::{on_heal_go, on_heal_offer, on_heal_part, on_heal_query};
+use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use role::{apply_adopted, apply_takeover, Acceptor, Role};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use thiserror::Error;
 
-pub use manifest::{choose_manifest, version_of};
-pub use strategy::{Strategy, StrategyKind};
+/// The output sink of the engine for one input, borrowing only the fields it needs (so a
+/// computation can be borrowed mutably beside it).
+macro_rules! ctx {
+    ($engine:expr) => {
+        Ctx {
+            me: &$engine.identity,
+            envelope: $engine.envelope.as_ref(),
+            now: $engine.now,
+            out: &mut $engine.out,
+            rejections: &mut $engine.rejections,
+        }
+    };
+}
 
-use aggregator::*;
-use commissioner::*;
-use heal::*;
+mod aggregator;
+mod agreement;
+mod collection;
+mod commissioner;
+mod contributor;
+mod failover;
+mod heal;
+pub mod manifest;
+mod rejection;
+mod role;
+mod strategy;
+
+pub use manifest::{choose_manifest, version_of};
+pub use rejection::Rejection;
+pub use strategy::{Strategy, StrategyKind};
 
 /// Who this node is: its id in plans and the secret of its static X25519 key.
 #[derive(Clone)]
@@ -260,16 +288,11 @@ pub fn sign_finish(computation: &ComputationId, key: &ed25519_dalek::SigningKey)
         .to_vec()
 }
 
-struct Contribution {
-    seed: [u8; 32],
-    vector: Vec<Fp>,
-}
-
 struct Computation {
     signed: Arc<SignedRequest>,
     plan: Arc<Plan>,
     contribution: Option<Contribution>,
-    roles: BTreeMap<(GroupId, Position), Role>,
+    roles: BTreeMap<Slot, Role>,
     commissioner: Option<Commissioner>,
     /// X25519 shared secrets with other members, for heal masks.
     dh: BTreeMap<NodeId, [u8; 32]>,
@@ -305,6 +328,11 @@ fn slot(group: GroupId, position: Position) -> Slot {
     Slot { group, position }
 }
 
+fn count_rejection(counts: &mut BTreeMap<Rejection, u64>, reason: Rejection) {
+    let n = counts.entry(reason).or_default();
+    *n = n.saturating_add(1);
+}
+
 /// Applies a record of one computation and emits it at once, so that sends queued after it
 /// depend on durable state (the persist-before-send rule, for handlers that send).
 fn persist(comp: &mut Computation, ctx: &mut Ctx, record: Record) {
@@ -317,25 +345,13 @@ fn persist(comp: &mut Computation, ctx: &mut Ctx, record: Record) {
     }
 }
 
-/// The output sink of the engine for one input, borrowing only the fields it needs (so a
-/// computation can be borrowed mutably beside it).
-macro_rules! ctx {
-    ($engine:expr) => {
-        Ctx {
-            me: &$engine.identity,
-            envelope: $engine.envelope.as_ref(),
-            now: $engine.now,
-            out: &mut $engine.out,
-        }
-    };
-}
-
 /// Output sink and clock for one input.
 struct Ctx<'a> {
     me: &'a Identity,
     envelope: &'a dyn Envelope,
     now: Micros,
     out: &'a mut VecDeque<Output>,
+    rejections: &'a mut BTreeMap<Rejection, u64>,
 }
 
 impl Ctx<'_> {
@@ -380,19 +396,13 @@ impl Ctx<'_> {
 
     /// Sends `body` to every position of `key`'s group but `key`'s own, each to whoever
     /// serves it.
-    fn send_to_group(
-        &mut self,
-        comp: &Computation,
-        key: (GroupId, Position),
-        round: u32,
-        body: Body,
-    ) {
-        for p in (1..=comp.plan.g).filter(|p| *p != key.1) {
+    fn send_to_group(&mut self, comp: &Computation, key: Slot, round: u32, body: Body) {
+        for p in (1..=comp.plan.g).filter(|p| *p != key.position) {
             self.send_slot(
                 &comp.plan,
                 &comp.servers,
                 comp.id(),
-                slot(key.0, p),
+                slot(key.group, p),
                 round,
                 body.clone(),
             );
@@ -401,11 +411,13 @@ impl Ctx<'_> {
     fn event(&mut self, event: Event) {
         self.out.push_back(Output::Event(event));
     }
-    fn reject(&mut self, from: NodeId, kind: &'static str, reason: impl Into<String>) {
+    /// Refuses input (counted by reason) and tells the driver.
+    fn reject(&mut self, from: NodeId, kind: &'static str, reason: Rejection) {
+        count_rejection(self.rejections, reason);
         self.event(Event::MessageRejected {
             from,
             kind,
-            reason: reason.into(),
+            reason: reason.to_string(),
         });
     }
 }
@@ -426,6 +438,8 @@ pub struct Engine {
     /// The commissioner checks the counts of the cells it reconstructs (always, but in tests
     /// that play a commissioner ignoring the rule: [`Engine::skipping_k_min_check`]).
     check_k_min: bool,
+    /// Input refused since this engine started, by reason (at most one entry per variant).
+    rejections: BTreeMap<Rejection, u64>,
 }
 
 impl Engine {
@@ -443,6 +457,7 @@ impl Engine {
             envelope: Arc::new(NoiseEnvelope),
             strategy: Strategy::default(),
             check_k_min: true,
+            rejections: BTreeMap::new(),
         }
     }
 
@@ -498,11 +513,7 @@ impl Engine {
         for record in records {
             if let Err(reason) = engine.apply_record(&record) {
                 let me = engine.identity.node;
-                engine.out.push_back(Output::Event(Event::MessageRejected {
-                    from: me,
-                    kind: "record",
-                    reason,
-                }));
+                engine.reject(me, "record", reason);
             }
         }
         let ids: Vec<ComputationId> = engine.computations.keys().copied().collect();
@@ -511,6 +522,21 @@ impl Engine {
         }
         engine.advance_all();
         engine
+    }
+
+    /// How many messages (and records) this engine refused since it started, by reason.
+    pub fn rejections(&self) -> &BTreeMap<Rejection, u64> {
+        &self.rejections
+    }
+
+    /// Refuses input (counted by reason) and tells the driver.
+    fn reject(&mut self, from: NodeId, kind: &'static str, reason: Rejection) {
+        count_rejection(&mut self.rejections, reason);
+        self.out.push_back(Output::Event(Event::MessageRejected {
+            from,
+            kind,
+            reason: reason.to_string(),
+        }));
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -535,9 +561,17 @@ impl Engine {
         Some(CommissionerProgress {
             root_reports: c.ready.len(),
             best_version_holders: commissioner::best_version(&c.ready).map_or(0, |(_, n)| n),
-            version_chosen: c.chosen.is_some(),
-            root_shares: c.shares.len(),
-            done: c.done,
+            version_chosen: match &c.phase {
+                Phase::Waiting { .. } => false,
+                Phase::Releasing(_) => true,
+                Phase::Done { chosen, .. } => *chosen,
+            },
+            root_shares: match &c.phase {
+                Phase::Waiting { .. } => 0,
+                Phase::Releasing(r) => r.shares.len(),
+                Phase::Done { shares, .. } => *shares,
+            },
+            done: c.is_done(),
         })
     }
 
@@ -657,117 +691,13 @@ impl Engine {
         self.now = self.now.max(now);
         let ids: Vec<ComputationId> = self.computations.keys().copied().collect();
         for id in ids {
-            let Some(comp) = self.computations.get_mut(&id) else {
-                continue;
-            };
-            let drops = !comp.strategy.heals();
-            let plan = comp.plan.clone();
-            // Slots this node sends to, served by `dead` as far as it knows.
-            let mut resend_shares = Vec::new();
-            let mut resend_up = Vec::new();
-            if !drops {
-                if comp.contribution.is_some() {
-                    let leaf = plan.leaf_of(&self.identity.node);
-                    for p in 1..=plan.g {
-                        if server_of(&plan, &comp.servers, slot(leaf, p)) == dead {
-                            resend_shares.push(slot(leaf, p));
-                        }
-                    }
-                }
-                for (key, role) in &comp.roles {
-                    let sends_up = role.adopted.as_ref().is_some_and(|a| a.sum.is_some());
-                    if let (true, Some(parent)) = (sends_up, plan.parent(key.0)) {
-                        if server_of(&plan, &comp.servers, slot(parent, key.1)) == dead {
-                            resend_up.push((*key, slot(parent, key.1)));
-                        }
-                    }
-                }
-            }
-            let failover = |comp: &mut Computation, s: Slot| -> bool {
-                let Some(rank) = plan.candidate_rank(s.group, s.position, &dead) else {
-                    return false;
-                };
-                let next = comp.servers.get(&s).copied().unwrap_or(0).max(rank + 1);
-                if plan.candidates(s.group, s.position).nth(next).is_none() {
-                    return false;
-                }
-                comp.servers.insert(s, next);
-                true
-            };
-            if drops {
-                // S&P (DISSEC's drop): the dead member is replaced, so this node's later sends
-                // to its position go to the next candidate; nothing already sent is sent
-                // again, so a child whose data it held is cut, as DISSEC cuts it.
-                let mut redirect = Vec::new();
-                if comp.contribution.is_some() {
-                    let leaf = plan.leaf_of(&self.identity.node);
-                    redirect.extend((1..=plan.g).map(|p| slot(leaf, p)));
-                }
-                for key in comp.roles.keys() {
-                    if let Some(parent) = plan.parent(key.0) {
-                        redirect.push(slot(parent, key.1));
-                    }
-                }
-                for s in redirect {
-                    if server_of(&plan, &comp.servers, s) == dead {
-                        failover(comp, s);
-                    }
-                }
-            }
-            let moved: Vec<Slot> = resend_shares
-                .into_iter()
-                .filter(|s| failover(comp, *s))
-                .collect();
-            for s in moved {
-                self.send_shares_to(id, Some(s.position));
-            }
-            let Some(comp) = self.computations.get_mut(&id) else {
-                continue;
-            };
-            if !resend_up.is_empty() {
-                let mut ctx = ctx!(self);
-                for (key, s) in resend_up {
-                    if failover(comp, s) {
-                        send_up(comp, key, &mut ctx);
-                    }
-                }
-            }
-            let Some(comp) = self.computations.get_mut(&id) else {
-                continue;
-            };
-            // A dead node of this node's leaf will send no share: count it as declined, so
-            // the leaf stops waiting for it (DISSEC's leaf aggregators drop a dead contributor).
-            let dead_leaf = plan.leaf_of(&dead);
-            for (key, role) in comp.roles.iter_mut() {
-                if key.0 == dead_leaf
-                    && role.stage == Stage::Collecting
-                    && !role.shares.contains_key(&dead)
-                    && role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF
-                {
-                    role.declined.insert(dead);
-                }
-            }
-            if drops {
-                for (key, role) in comp.roles.iter_mut() {
-                    if key.0.level == 0 || role.stage != Stage::Collecting {
-                        continue;
-                    }
-                    for child in plan.children(key.0) {
-                        let lost = (1..=plan.g)
-                            .any(|p| server_of(&plan, &comp.servers, slot(child, p)) == dead);
-                        if lost && !role.children.contains_key(&child) {
-                            role.dropped.insert(child);
-                        }
-                    }
-                }
-            }
-            self.advance(id);
+            self.on_failure_notice(id, dead);
         }
     }
 
     /// Applies one persisted record to the state. Used live (right before the record is
     /// emitted) and on restore, so both paths build the same state.
-    fn apply_record(&mut self, record: &Record) -> Result<(), String> {
+    fn apply_record(&mut self, record: &Record) -> Result<(), Rejection> {
         match record {
             Record::Accepted { request } => self.install((**request).clone(), None),
             Record::Launched {
@@ -786,13 +716,13 @@ impl Engine {
                 let comp = self
                     .computations
                     .get_mut(&other.computation())
-                    .ok_or("record for an unknown computation")?;
+                    .ok_or(Rejection::UnknownComputation)?;
                 apply_to_computation(comp, other)
             }
         }
     }
 
-    fn install(&mut self, signed: SignedRequest, finish: Option<Vec<u8>>) -> Result<(), String> {
+    fn install(&mut self, signed: SignedRequest, finish: Option<Vec<u8>>) -> Result<(), Rejection> {
         let id = signed.request.id;
         self.validator.remember(id, signed.request.deadline);
         if let Some(comp) = self.computations.get_mut(&id) {
@@ -805,10 +735,10 @@ impl Engine {
         let plan = self
             .plans
             .plan_for(&signed.request)
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| Rejection::PlanUnavailable)?;
         let mut roles = BTreeMap::new();
         for &(group, position) in plan.roles_of(&self.identity.node) {
-            roles.insert((group, position), Role::new(group, true));
+            roles.insert(slot(group, position), Role::new(group, true));
         }
         self.computations.insert(
             id,
@@ -834,11 +764,7 @@ impl Engine {
             Err(reason) => {
                 // Only reachable if the caller checked nothing; keep the node running.
                 let me = self.identity.node;
-                self.out.push_back(Output::Event(Event::MessageRejected {
-                    from: me,
-                    kind: "record",
-                    reason,
-                }));
+                self.reject(me, "record", reason);
             }
         }
     }
@@ -928,164 +854,6 @@ impl Engine {
         }
     }
 
-    fn contribute(&mut self, id: ComputationId, values: &[f64]) -> Result<(), CommandError> {
-        let comp = self
-            .computations
-            .get(&id)
-            .ok_or(CommandError::UnknownComputation(id))?;
-        if comp.contribution.is_some() {
-            return Err(CommandError::AlreadyContributed(id));
-        }
-        let spec = &comp.request().contribution;
-        let mut vector = spec.encode(values)?;
-        let mut seed = [0u8; 32];
-        self.rng.fill_bytes(&mut seed);
-        if let Some(noise) = &spec.noise {
-            // Differential privacy: this contributor's own noise, from its persisted seed,
-            // enters the vector before it is shared (`dp.rs`).
-            crate::dp::add_noise(&mut vector, &seed, noise);
-        }
-        self.record(Record::Contribution {
-            computation: id,
-            seed,
-            vector: FieldVec(vector),
-        });
-        self.send_shares(id);
-        Ok(())
-    }
-
-    /// Tells each position of this node's leaf group that it will not contribute. Nothing is
-    /// persisted: a lost decline only makes the leaf wait for its share window.
-    fn decline(&mut self, id: ComputationId) -> Result<(), CommandError> {
-        let comp = self
-            .computations
-            .get(&id)
-            .ok_or(CommandError::UnknownComputation(id))?;
-        if comp.contribution.is_some() {
-            return Ok(()); // it contributed: its shares speak for it
-        }
-        let plan = &comp.plan;
-        let leaf = plan.leaf_of(&self.identity.node);
-        let mut ctx = ctx!(self);
-        for position in 1..=plan.g {
-            let server = server_of(plan, &comp.servers, slot(leaf, position));
-            ctx.send_to(
-                server,
-                id,
-                0,
-                Body::Decline(DeclineMsg { group: leaf }),
-                None,
-            );
-        }
-        Ok(())
-    }
-
-    /// Sends (or re-sends, identically) this node's shares to its leaf group.
-    fn send_shares(&mut self, id: ComputationId) {
-        self.send_shares_to(id, None);
-    }
-
-    /// Sends this node's share for one position (or all), sealed to the node serving it.
-    fn send_shares_to(&mut self, id: ComputationId, only: Option<Position>) {
-        let Some(comp) = self.computations.get(&id) else {
-            return;
-        };
-        let Some(contribution) = &comp.contribution else {
-            return;
-        };
-        let plan = &comp.plan;
-        let me = self.identity.node;
-        let leaf = plan.leaf_of(&me);
-        let params = SharingParams {
-            g: plan.g,
-            t: plan.t,
-        };
-        // Which positions get seeds rotates with the contributor, spreading the full vectors.
-        let rotation = rotation_of(&me.0, plan.g);
-        let shares =
-            share_vector_rotated(&contribution.vector, params, contribution.seed, rotation);
-        // Seeds first: the `t - 1` seeds leave at once and the first full vector completes
-        // `t` positions, so a contributor that dies while its full vectors upload is still
-        // included (a share counts once `t` members hold it).
-        let mut shares: Vec<(Position, CompressedShare)> = (1..).zip(shares).collect();
-        shares.sort_by_key(|(position, share)| {
-            (matches!(share, CompressedShare::Full(_)), *position)
-        });
-        let mut ctx = ctx!(self);
-        for (position, share) in shares {
-            if only.is_some_and(|o| o != position) {
-                continue;
-            }
-            let member = server_of(plan, &comp.servers, slot(leaf, position));
-            let payload = SharePayload {
-                computation: id,
-                group: leaf,
-                position,
-                contributor: me,
-                share,
-            };
-            // Invariant: postcard serialises these plain data types without error.
-            let bytes = postcard::to_allocvec(&payload).expect("share payload serialises");
-            let Some(key) = plan.x25519_key(&member) else {
-                continue;
-            };
-            let eph = hash_parts(
-                "grove/share-ephemeral",
-                &[&contribution.seed, &[position], &member.0],
-            );
-            match self.envelope.seal(&key, &bytes, eph) {
-                Ok(sealed) => ctx.send_to(
-                    member,
-                    id,
-                    0,
-                    Body::Share(ShareMsg {
-                        group: leaf,
-                        position,
-                        contributor: me,
-                        sealed,
-                    }),
-                    Some(slot(leaf, position)),
-                ),
-                Err(e) => ctx.reject(me, "share", format!("cannot seal share: {e}")),
-            }
-        }
-        if only.is_none() {
-            ctx.event(Event::Contributed {
-                computation: id,
-                group: leaf,
-            });
-        }
-    }
-
-    /// A node serving a position of this contributor's leaf group (a backup that took it over
-    /// after the member died holding shares) asks for this node's share again.
-    fn on_share_query(
-        &mut self,
-        from: NodeId,
-        id: ComputationId,
-        m: &ShareQueryMsg,
-    ) -> Result<(), String> {
-        let me = self.identity.node;
-        let comp = self
-            .computations
-            .get_mut(&id)
-            .ok_or("share query for an unknown computation")?;
-        if comp.contribution.is_none() {
-            return Err("share query to a node that did not contribute".into());
-        }
-        if comp.plan.leaf_of(&me) != m.group {
-            return Err("share query for another leaf group".into());
-        }
-        let rank = comp
-            .plan
-            .candidate_rank(m.group, m.position, &from)
-            .ok_or("share query from a node that cannot serve the position")?;
-        // The asker serves the position now: seal the share to it, and keep sending there.
-        comp.servers.insert(slot(m.group, m.position), rank);
-        self.send_shares_to(id, Some(m.position));
-        Ok(())
-    }
-
     /// Re-sends after a restore what the persisted state implies.
     fn resume(&mut self, id: ComputationId) {
         self.send_shares(id);
@@ -1100,12 +868,12 @@ impl Engine {
             };
             // A root member that lost the count shares it held asks for them again.
             role.counts_sent = true;
-            if role.adopted.is_some() {
+            if role.adopted().is_some() {
                 send_up(comp, key, &mut ctx);
             }
         }
         // A commissioner without a result lost the root reports it had: ask for them again.
-        if comp.commissioner.as_ref().is_some_and(|c| !c.done) {
+        if comp.commissioner.as_ref().is_some_and(|c| !c.is_done()) {
             let root = comp.plan.root();
             for p in 1..=comp.plan.g {
                 ctx.send_slot(
@@ -1125,11 +893,7 @@ impl Engine {
         let me = self.identity.node;
         if let Body::ShareQuery(m) = &message.body {
             if let Err(reason) = self.on_share_query(from, id, m) {
-                self.out.push_back(Output::Event(Event::MessageRejected {
-                    from,
-                    kind: "share-query",
-                    reason,
-                }));
+                self.reject(from, "share-query", reason);
             }
             return;
         }
@@ -1139,16 +903,12 @@ impl Engine {
             };
             match comp.plan.candidate_rank(to.group, to.position, &me) {
                 None => {
-                    self.out.push_back(Output::Event(Event::MessageRejected {
-                        from,
-                        kind: message.kind(),
-                        reason: "addressed to a position this node cannot serve".into(),
-                    }));
+                    self.reject(from, message.kind(), Rejection::NotServable);
                     return;
                 }
                 // A backup takes the position over when a message for it arrives: a sender
                 // found the member (or an earlier backup) unreachable.
-                Some(rank) if rank > 0 && !comp.roles.contains_key(&(to.group, to.position)) => {
+                Some(rank) if rank > 0 && !comp.roles.contains_key(&to) => {
                     self.record(Record::Takeover {
                         computation: id,
                         group: to.group,
@@ -1213,13 +973,7 @@ impl Engine {
         }
     }
 
-    fn adopt(
-        &mut self,
-        id: ComputationId,
-        key: (GroupId, Position),
-        manifest: Manifest,
-        announce: bool,
-    ) {
+    fn adopt(&mut self, id: ComputationId, key: Slot, manifest: Manifest, announce: bool) {
         {
             let Some(comp) = self.computations.get(&id) else {
                 return;
@@ -1227,14 +981,14 @@ impl Engine {
             let Some(role) = comp.roles.get(&key) else {
                 return;
             };
-            if role.adopted.is_some() {
+            if role.adopted().is_some() {
                 return;
             }
         }
         self.record(Record::ManifestAdopted {
             computation: id,
-            group: key.0,
-            position: key.1,
+            group: key.group,
+            position: key.position,
             manifest,
         });
         let Some(comp) = self.computations.get_mut(&id) else {
@@ -1242,11 +996,11 @@ impl Engine {
         };
         let mut ctx = ctx!(self);
         if let Some(role) = comp.roles.get(&key) {
-            if let Some(adopted) = role.adopted.as_ref() {
+            if let Some(adopted) = role.adopted() {
                 ctx.event(adopted.event(id, key));
                 if announce {
                     // The leader counted the quorum: its adopted report makes the others adopt.
-                    let body = aggregator::adopted_report(comp, key, role, adopted);
+                    let body = adopted_report(comp, key, role, adopted);
                     ctx.send_to_group(comp, key, role.round, body);
                 }
             }
@@ -1278,14 +1032,15 @@ impl Engine {
         for id in expired {
             if let Some(comp) = self.computations.get(&id) {
                 if let Some(commissioner) = &comp.commissioner {
-                    if !commissioner.done {
-                        let best_holders = best_version(&commissioner.ready).map_or(0, |(_, h)| h);
-                        let reason = match commissioner.chosen {
-                            Some(_) => Failure::SharesMissing {
-                                received: commissioner.shares.len(),
-                            },
-                            None => Failure::NoQuorum { best_holders },
-                        };
+                    let best_holders = best_version(&commissioner.ready).map_or(0, |(_, h)| h);
+                    let reason = match &commissioner.phase {
+                        Phase::Done { .. } => None,
+                        Phase::Releasing(r) => Some(Failure::SharesMissing {
+                            received: r.shares.len(),
+                        }),
+                        Phase::Waiting { .. } => Some(Failure::NoQuorum { best_holders }),
+                    };
+                    if let Some(reason) = reason {
                         self.out.push_back(Output::Event(Event::Failed {
                             computation: id,
                             reason,
@@ -1340,15 +1095,13 @@ impl Engine {
             }
             if let Some(c) = &comp.commissioner {
                 let window = req.tree.timeouts.release_window;
-                if !c.done && c.chosen.is_none() && !c.window_over {
-                    if let Some(first) = c.first_ready {
-                        consider(first.plus(window));
-                    }
-                }
-                if !c.done && c.chosen.is_some() {
-                    if let Some(asked) = c.asked_at {
-                        consider(asked.plus(window));
-                    }
+                match &c.phase {
+                    Phase::Waiting {
+                        first_ready: Some(first),
+                        window_over: false,
+                    } => consider(first.plus(window)),
+                    Phase::Releasing(r) => consider(r.asked_at.plus(window)),
+                    _ => {}
                 }
             }
         }
@@ -1361,7 +1114,7 @@ enum Pending {
     Record(Record),
     Adopt {
         id: ComputationId,
-        key: (GroupId, Position),
+        key: Slot,
         manifest: Manifest,
         /// This position counted the quorum of votes itself (it leads the round): it tells
         /// every other position, which adopts on its word.
@@ -1372,23 +1125,16 @@ enum Pending {
     },
 }
 
-/// Agreement records are only ever about a group and position of the plan.
-fn check_acceptor(comp: &Computation, group: GroupId, position: Position) -> Result<(), String> {
-    if comp.plan.contains(group) && (1..=comp.plan.g).contains(&position) {
-        Ok(())
-    } else {
-        Err("agreement record for a position outside the plan".into())
-    }
-}
-
-fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), String> {
-    let len = comp.len();
+/// Applies one record of a computation to its state (live, right before the record is
+/// emitted, and on restore); each kind of record is applied by the file of its topic.
+fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), Rejection> {
     match record {
         Record::Contribution { seed, vector, .. } => {
             comp.contribution = Some(Contribution {
                 seed: *seed,
                 vector: vector.0.clone(),
             });
+            Ok(())
         }
         Record::ShareHeld {
             group,
@@ -1396,14 +1142,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             contributor,
             share,
             ..
-        } => {
-            let role = comp
-                .roles
-                .get_mut(&(*group, *position))
-                .ok_or("share for a role this node does not hold")?;
-            role.shares.insert(*contributor, share.clone());
-            role.complete_if_possible(len);
-        }
+        } => apply_share_held(comp, slot(*group, *position), *contributor, share),
         Record::ChildHeld {
             group,
             position,
@@ -1411,105 +1150,42 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), S
             version,
             sum,
             ..
-        } => {
-            let role = comp
-                .roles
-                .get_mut(&(*group, *position))
-                .ok_or("partial for a role this node does not hold")?;
-            role.children.entry(*child).or_default().insert(
-                version.digest,
-                HeldPartial {
-                    version: *version,
-                    sum: sum.0.clone(),
-                },
-            );
-            if let Some(heal) = role.heals.get_mut(child) {
-                if heal.want.is_none_or(|w| w == version.digest) {
-                    heal.state = HealState::Done;
-                }
-            }
-            role.complete_if_possible(len);
-        }
+        } => apply_child_held(comp, slot(*group, *position), *child, *version, &sum.0),
         Record::ManifestAdopted {
             group,
             position,
             manifest,
             ..
-        } => {
-            let id = comp.id();
-            let role = comp
-                .roles
-                .get_mut(&(*group, *position))
-                .ok_or("manifest for a role this node does not hold")?;
-            let version = version_of(&id, *group, manifest);
-            let sum = sum_items(role, manifest, len);
-            role.adopted = Some(Adopted {
-                manifest: manifest.clone(),
-                version,
-                sum,
-            });
-            role.stage = Stage::Adopted;
-        }
+        } => apply_adopted(comp, slot(*group, *position), manifest),
         Record::ManifestPromised {
             group,
             position,
             round,
             ..
-        } => {
-            check_acceptor(comp, *group, *position)?;
-            let a = comp.acceptors.entry(*group).or_default();
-            a.promised = a.promised.max(*round);
-            if let Some(role) = comp.roles.get_mut(&(*group, *position)) {
-                role.round = role.round.max(*round);
-            }
-        }
+        } => apply_promised(comp, slot(*group, *position), *round),
         Record::ManifestAccepted {
             group,
             position,
             round,
             manifest,
             ..
-        } => {
-            check_acceptor(comp, *group, *position)?;
-            let a = comp.acceptors.entry(*group).or_default();
-            a.promised = a.promised.max(*round);
-            a.accepted = Some((*round, manifest.clone()));
-            if let Some(role) = comp.roles.get_mut(&(*group, *position)) {
-                role.round = role.round.max(*round);
-            }
-        }
+        } => apply_accepted(comp, slot(*group, *position), *round, manifest),
         Record::Released { .. } => {
             if let Some(c) = comp.commissioner.as_mut() {
-                c.done = true;
+                c.finish();
             }
+            Ok(())
         }
         Record::Takeover {
             group, position, ..
-        } => {
-            if !comp.plan.contains(*group) || *position == 0 || *position > comp.plan.g {
-                return Err("takeover of a position outside the plan".into());
-            }
-            comp.roles
-                .entry((*group, *position))
-                .or_insert_with(|| Role::new(*group, false));
-        }
+        } => apply_takeover(comp, slot(*group, *position)),
         Record::CountsOpened {
             group,
             position,
             version,
             counts,
             ..
-        } => {
-            if counts.0.len() != comp.request().contribution.cell_count() {
-                return Err("counts of the wrong number of cells".into());
-            }
-            let role = comp
-                .roles
-                .get_mut(&(*group, *position))
-                .ok_or("counts for a role this node does not hold")?;
-            role.counts = Some((*version, counts.0.clone()));
-        }
-        Record::Accepted { .. } | Record::Launched { .. } | Record::Closed { .. } => {}
+        } => apply_counts_opened(comp, slot(*group, *position), *version, &counts.0),
+        Record::Accepted { .. } | Record::Launched { .. } | Record::Closed { .. } => Ok(()),
     }
-    Ok(())
 }

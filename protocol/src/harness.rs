@@ -368,6 +368,11 @@ impl Cluster {
         self.nodes[i].engine.is_some()
     }
 
+    /// Node `i`'s engine, while it runs (tests read its counters).
+    pub fn engine(&self, i: usize) -> Option<&Engine> {
+        self.nodes[i].engine.as_ref()
+    }
+
     /// How many times node `i` restarted from its records.
     pub fn restarts(&self, i: usize) -> u32 {
         self.nodes[i].restarts

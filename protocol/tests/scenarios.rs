@@ -429,6 +429,55 @@ fn hostile_messages_from_a_member_never_panic_and_never_corrupt_the_result() {
 }
 
 #[test]
+fn every_refused_message_is_counted_by_its_typed_reason() {
+    use grove_protocol::codec;
+    use grove_protocol::engine::Rejection;
+    use grove_protocol::message::Message;
+    use std::collections::BTreeMap;
+    let mut c = setup(60, 40, 6, 13);
+    let id = c.launch(COMMISSIONER, &small_params());
+    // A node that is no member of any group sends every kind of message to every node.
+    let evil = 5;
+    let mut k = 0u64;
+    for sample in &codec::sample_messages() {
+        for to in (0..c.len()).filter(|to| *to != evil) {
+            let mut m: Message = sample.clone();
+            m.computation = id;
+            k += 1;
+            c.inject(evil, to, &m, k % 40_000);
+        }
+    }
+    run(&mut c, &id);
+    let mut counted: BTreeMap<Rejection, u64> = BTreeMap::new();
+    for i in 0..c.len() {
+        let engine = c.engine(i).expect("no node crashes in this run");
+        for (reason, n) in engine.rejections() {
+            *counted.entry(*reason).or_default() += n;
+        }
+    }
+    // Every rejection the engines reported as an event is in their counts, under its reason
+    // (the harness reports its own refusals of commands and bytes under other kinds).
+    let mut reported: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, _, e) in &c.events {
+        if let Event::MessageRejected { kind, reason, .. } = e {
+            if !["contribute", "launch", "bytes"].contains(kind) {
+                *reported.entry(reason.clone()).or_default() += 1;
+            }
+        }
+    }
+    let counted_text: BTreeMap<String, u64> =
+        counted.iter().map(|(r, n)| (r.to_string(), *n)).collect();
+    assert_eq!(counted_text, reported);
+    assert!(
+        counted
+            .get(&Rejection::NotFromPosition)
+            .is_some_and(|n| *n > 0),
+        "{counted:?}"
+    );
+    assert!(counted.len() >= 3, "{counted:?}");
+}
+
+#[test]
 fn with_lost_messages_the_result_stays_exact_over_its_reported_set() {
     // 2% of all messages vanish silently (no unreachable notice): heals, re-election and
     // solicitation must still produce an exact result over the set it reports.

@@ -222,6 +222,13 @@ impl Node {
             .map(|a| format!("{a}/p2p/{}", self.peer_id))
             .collect();
         let computations: Vec<String> = self.engine.computations().map(|c| c.to_string()).collect();
+        // Messages (and records) the engine refused, by reason: a broken or hostile peer shows.
+        let rejected: serde_json::Map<String, serde_json::Value> = self
+            .engine
+            .rejections()
+            .iter()
+            .map(|(reason, n)| (format!("{reason:?}"), json!(n)))
+            .collect();
         json!({
             "peer_id": self.peer_id.to_base58(),
             "node_id": self.me.to_string(),
@@ -234,6 +241,7 @@ impl Node {
             "network": self.agreement.stats,
             "directory_digest": dir.digest().to_string(),
             "received": self.received_by_kind,
+            "rejected": rejected,
             "uptime_ms": self.started.elapsed().as_millis() as u64,
         })
     }

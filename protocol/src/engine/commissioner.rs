@@ -3,23 +3,56 @@
 //! commissioner picks the root version, collects `t` root shares with one cell mask,
 //! reconstructs, checks the counts it received, and closes the computation.
 
-use super::*;
+use super::role::{check_position, check_sender, is_candidate, my_role_in};
+use super::{
+    finish_signing_bytes, persist, slot, Computation, Ctx, Event, Failure, Output, Pending,
+    Rejection, Released,
+};
+use crate::encoding::ContributionSpec;
+use crate::field::{FieldVec, Fp};
+use crate::ids::{Digest, Micros, NodeId, Position, Version};
+use crate::message::{
+    cell_bits, cell_flags, Body, CountShareMsg, FinishMsg, Message, ReleaseAskMsg, ReleaseShareMsg,
+    RootReadyMsg, Slot,
+};
+use crate::plan::Plan;
+use crate::record::Record;
+use crate::sharing::reconstruct;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) struct Commissioner {
     pub(super) finish_signature: Vec<u8>,
     pub(super) ready: BTreeMap<Position, Version>,
     /// The node that reported each root position.
     pub(super) ready_from: BTreeMap<Position, NodeId>,
-    pub(super) first_ready: Option<Micros>,
-    pub(super) window_over: bool,
-    pub(super) chosen: Option<Version>,
+    pub(super) phase: Phase,
+}
+
+/// Where the commissioner is in the release; each phase owns what only it needs.
+pub(super) enum Phase {
+    /// Waiting for `t` root positions to report one version. `first_ready`: when the
+    /// commissioner first saw a report (the release window runs from it); `window_over`: the
+    /// window passed without such a version, so it chooses as soon as one appears.
+    Waiting {
+        first_ready: Option<Micros>,
+        window_over: bool,
+    },
+    /// A version is chosen and its holders are asked for their shares.
+    Releasing(Release),
+    /// Released (or failed for want of `k_min`): nothing more to do. Keeps what the progress
+    /// shows: whether a version had been chosen in this run and how many shares arrived.
+    Done { chosen: bool, shares: usize },
+}
+
+/// The release of one chosen version.
+pub(super) struct Release {
+    pub(super) version: Version,
     /// When the holders of the chosen version were last asked for their shares.
-    pub(super) asked_at: Option<Micros>,
+    pub(super) asked_at: Micros,
     /// Root positions asked for their share of the chosen version since `asked_at`.
     pub(super) asked: BTreeSet<Position>,
     /// Each root position's share of the released elements, with its cell mask.
     pub(super) shares: BTreeMap<Position, (Vec<bool>, Vec<Fp>)>,
-    pub(super) done: bool,
 }
 
 impl Commissioner {
@@ -28,14 +61,33 @@ impl Commissioner {
             finish_signature,
             ready: BTreeMap::new(),
             ready_from: BTreeMap::new(),
-            first_ready: None,
-            window_over: false,
-            chosen: None,
-            asked_at: None,
-            asked: BTreeSet::new(),
-            shares: BTreeMap::new(),
-            done: false,
+            phase: Phase::Waiting {
+                first_ready: None,
+                window_over: false,
+            },
         }
+    }
+
+    pub(super) fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done { .. })
+    }
+
+    /// Ends the release (the result is out, or nothing can be).
+    pub(super) fn finish(&mut self) {
+        let (chosen, shares) = match &self.phase {
+            Phase::Done { .. } => return,
+            Phase::Releasing(r) => (true, r.shares.len()),
+            Phase::Waiting { .. } => (false, 0),
+        };
+        self.phase = Phase::Done { chosen, shares };
+    }
+
+    /// The node that reported root position `p`, else the position's member.
+    fn reporter(&self, plan: &Plan, p: Position) -> NodeId {
+        self.ready_from
+            .get(&p)
+            .copied()
+            .unwrap_or_else(|| plan.member(plan.root(), p))
     }
 }
 
@@ -43,15 +95,15 @@ pub(super) fn on_root_ready(
     comp: &mut Computation,
     from: NodeId,
     m: RootReadyMsg,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.position)?;
     let root = comp.plan.root();
     if !is_candidate(comp, root, m.position, &from) {
-        return Err("root report not sent by the root member at its position".into());
+        return Err(Rejection::NotFromPosition);
     }
     let rank = comp.plan.candidate_rank(root, m.position, &from);
     let Some(c) = comp.commissioner.as_mut() else {
-        return Err("root report to a node that is not the commissioner".into());
+        return Err(Rejection::NotTheCommissioner);
     };
     // The latest report of a position wins: a backup that took the position over reports
     // after its member died. Later messages to the position go to whoever reported.
@@ -78,6 +130,22 @@ pub(super) fn best_version(ready: &BTreeMap<Position, Version>) -> Option<(Versi
 }
 
 pub(super) fn advance_commissioner(comp: &mut Computation, ctx: &mut Ctx) {
+    let Some(c) = comp.commissioner.as_ref() else {
+        return;
+    };
+    if c.ready.is_empty() {
+        return;
+    }
+    match c.phase {
+        Phase::Done { .. } => {}
+        Phase::Releasing(_) => advance_release(comp, ctx),
+        Phase::Waiting { .. } => choose_version(comp, ctx),
+    }
+}
+
+/// Waiting: chooses the version to release once `t` root positions report it (at once if no
+/// other report can change the choice, else after the release window) and asks its holders.
+fn choose_version(comp: &mut Computation, ctx: &mut Ctx) {
     let id = comp.id();
     let g = comp.plan.g as usize;
     let t = comp.plan.t as usize;
@@ -87,119 +155,97 @@ pub(super) fn advance_commissioner(comp: &mut Computation, ctx: &mut Ctx) {
     let Some(c) = comp.commissioner.as_mut() else {
         return;
     };
-    if c.done || c.ready.is_empty() {
+    let Phase::Waiting {
+        first_ready,
+        window_over,
+    } = &mut c.phase
+    else {
         return;
-    }
-    if let Some(chosen) = c.chosen {
-        // A holder of the chosen version that reported after the choice is asked at once: its
-        // share may complete the `t` sooner than a slower holder's.
-        let late: Vec<(Position, NodeId)> = c
-            .ready
-            .iter()
-            .filter(|(p, v)| **v == chosen && !c.asked.contains(p) && !c.shares.contains_key(p))
-            .map(|(p, _)| {
-                (
-                    *p,
-                    c.ready_from
-                        .get(p)
-                        .copied()
-                        .unwrap_or_else(|| plan.member(root, *p)),
-                )
-            })
-            .collect();
-        for (p, to) in late {
-            c.asked.insert(p);
-            ctx.send_to(
-                to,
-                id,
-                0,
-                Body::ReleaseAsk(ReleaseAskMsg {
-                    version: chosen.digest,
-                }),
-                Some(slot(root, p)),
-            );
-        }
-        // Shares missing after a release window: a holder died or lost the message. Ask the
-        // root positions to report again (dead members fail over to their backups, which take
-        // the positions over), and ask again every holder of the best version known now.
-        let Some(asked) = c.asked_at else {
-            return;
-        };
-        if ctx.now < asked.plus(window) {
-            return;
-        }
-        let best = best_version(&c.ready)
-            .filter(|(_, h)| *h >= t)
-            .map(|(v, _)| v);
-        let version = match best {
-            Some(v) if v != chosen => {
-                c.shares.clear();
-                v
-            }
-            _ => chosen,
-        };
-        c.chosen = Some(version);
-        c.asked_at = Some(ctx.now);
-        c.asked.clear();
-        let holders: Vec<Position> = c
-            .ready
-            .iter()
-            .filter(|(_, v)| **v == version)
-            .map(|(p, _)| *p)
-            .collect();
-        for p in 1..=plan.g {
-            ctx.send_slot(&plan, &comp.servers, id, slot(root, p), 0, Body::RootQuery);
-        }
-        for p in holders {
-            c.asked.insert(p);
-            ctx.send_slot(
-                &plan,
-                &comp.servers,
-                id,
-                slot(root, p),
-                0,
-                Body::ReleaseAsk(ReleaseAskMsg {
-                    version: version.digest,
-                }),
-            );
-        }
-        return;
-    }
-    let first = *c.first_ready.get_or_insert(ctx.now);
+    };
+    let first = *first_ready.get_or_insert(ctx.now);
     let Some((version, holders)) = best_version(&c.ready) else {
         return;
     };
     // A root group adopts at most one manifest (Paxos), so a version that `t` positions report
     // is the only one any position can report: waiting for the others (a straggler that is
     // still healing, or a dead member's backup) cannot change the choice.
-    if holders < t && c.ready.len() < g && ctx.now < first.plus(window) && !c.window_over {
+    if holders < t && c.ready.len() < g && ctx.now < first.plus(window) && !*window_over {
         return;
     }
     if holders < t {
-        c.window_over = true;
+        *window_over = true;
         return;
     }
     // No check of `version.count` here: a manifest's count is an inner leader's word. The
     // root members decide what is released, from the counts in the shared data.
-    c.chosen = Some(version);
-    c.asked_at = Some(ctx.now);
+    let mut release = Release {
+        version,
+        asked_at: ctx.now,
+        asked: BTreeSet::new(),
+        shares: BTreeMap::new(),
+    };
     for (p, v) in &c.ready {
         if *v == version {
-            c.asked.insert(*p);
-            let to = c
-                .ready_from
-                .get(p)
-                .copied()
-                .unwrap_or_else(|| plan.member(root, *p));
-            ctx.send_to(
-                to,
-                id,
-                0,
-                Body::ReleaseAsk(ReleaseAskMsg {
-                    version: version.digest,
-                }),
-                Some(slot(root, *p)),
-            );
+            release.asked.insert(*p);
+            let body = Body::ReleaseAsk(ReleaseAskMsg {
+                version: version.digest,
+            });
+            ctx.send_to(c.reporter(&plan, *p), id, 0, body, Some(slot(root, *p)));
+        }
+    }
+    c.phase = Phase::Releasing(release);
+}
+
+/// Releasing: a holder of the chosen version that reported after the choice is asked at once
+/// (its share may complete the `t` sooner than a slower holder's). Shares missing after a
+/// release window (a holder died or lost the message): asks the root positions to report
+/// again (dead members fail over to their backups, which take the positions over), and asks
+/// again every holder of the best version known now.
+fn advance_release(comp: &mut Computation, ctx: &mut Ctx) {
+    let id = comp.id();
+    let t = comp.plan.t as usize;
+    let window = comp.request().tree.timeouts.release_window;
+    let root = comp.plan.root();
+    let plan = comp.plan.clone();
+    let Some(c) = comp.commissioner.as_mut() else {
+        return;
+    };
+    let reporters: Vec<(Position, NodeId)> =
+        (1..=plan.g).map(|p| (p, c.reporter(&plan, p))).collect();
+    let Phase::Releasing(r) = &mut c.phase else {
+        return;
+    };
+    let chosen = r.version;
+    for (p, to) in reporters {
+        let late = c.ready.get(&p) == Some(&chosen);
+        if late && !r.asked.contains(&p) && !r.shares.contains_key(&p) {
+            r.asked.insert(p);
+            let body = Body::ReleaseAsk(ReleaseAskMsg {
+                version: chosen.digest,
+            });
+            ctx.send_to(to, id, 0, body, Some(slot(root, p)));
+        }
+    }
+    if ctx.now < r.asked_at.plus(window) {
+        return;
+    }
+    if let Some((v, _)) = best_version(&c.ready).filter(|(v, h)| *h >= t && *v != chosen) {
+        r.shares.clear();
+        r.version = v;
+    }
+    let version = r.version;
+    r.asked_at = ctx.now;
+    r.asked.clear();
+    for p in 1..=plan.g {
+        ctx.send_slot(&plan, &comp.servers, id, slot(root, p), 0, Body::RootQuery);
+    }
+    for (p, v) in &c.ready {
+        if *v == version {
+            r.asked.insert(*p);
+            let body = Body::ReleaseAsk(ReleaseAskMsg {
+                version: version.digest,
+            });
+            ctx.send_slot(&plan, &comp.servers, id, slot(root, *p), 0, body);
         }
     }
 }
@@ -224,8 +270,8 @@ pub(super) fn finish(comp: &mut Computation, ctx: &mut Ctx, pending: &mut Vec<Pe
 
 /// This root member's share of the cells' counts (the indicator elements of its sum), if it
 /// holds the sum of an adopted version.
-fn own_count_share(comp: &Computation, key: (GroupId, Position)) -> Option<(Digest, Vec<Fp>)> {
-    let adopted = comp.roles.get(&key)?.adopted.as_ref()?;
+fn own_count_share(comp: &Computation, key: Slot) -> Option<(Digest, Vec<Fp>)> {
+    let adopted = comp.roles.get(&key)?.adopted()?;
     let sum = adopted.sum.as_ref()?;
     let counts = comp
         .request()
@@ -239,12 +285,7 @@ fn own_count_share(comp: &Computation, key: (GroupId, Position)) -> Option<(Dige
 
 /// A root member sends its share of the cells' counts to every other root position (`ask`:
 /// and asks for theirs). Counts are what the root group opens, and only they.
-pub(super) fn send_count_share(
-    comp: &mut Computation,
-    key: (GroupId, Position),
-    ctx: &mut Ctx,
-    ask: bool,
-) {
+pub(super) fn send_count_share(comp: &mut Computation, key: Slot, ctx: &mut Ctx, ask: bool) {
     let opened = comp.roles.get(&key).is_some_and(|r| r.counts.is_some());
     let Some((version, counts)) = own_count_share(comp, key).filter(|_| !opened) else {
         return;
@@ -253,7 +294,7 @@ pub(super) fn send_count_share(
         role.counts_sent = true;
     }
     let body = Body::CountShare(CountShareMsg {
-        position: key.1,
+        position: key.position,
         version,
         counts: FieldVec(counts),
         ask,
@@ -268,17 +309,17 @@ pub(super) fn on_count_share(
     from: NodeId,
     m: CountShareMsg,
     ctx: &mut Ctx,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let root = comp.plan.root();
-    check_sender(comp, root, m.position, from, "count share")?;
-    let key = my_role_in(comp, root).ok_or("count share to a node not in the root group")?;
-    if m.position == key.1 {
-        return Err("count share from this node's own position".into());
+    check_sender(comp, root, m.position, from)?;
+    let key = my_role_in(comp, root).ok_or(Rejection::NotInGroup)?;
+    if m.position == key.position {
+        return Err(Rejection::CountShareFromSelf);
     }
     if m.counts.0.len() != comp.request().contribution.cell_count() {
-        return Err("count share has the wrong number of cells".into());
+        return Err(Rejection::WrongCellCount);
     }
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     role.count_shares
         .insert(m.position, (m.version, m.counts.0));
     if m.ask {
@@ -289,7 +330,7 @@ pub(super) fn on_count_share(
                     comp.id(),
                     0,
                     Body::CountShare(CountShareMsg {
-                        position: key.1,
+                        position: key.position,
                         version,
                         counts: FieldVec(counts),
                         ask: false,
@@ -305,7 +346,7 @@ pub(super) fn on_count_share(
 
 /// Opens the cells' counts once this member holds its own share and `t - 1` others of its
 /// version; persists them before anything that depends on them is sent (its release share).
-pub(super) fn open_counts(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+pub(super) fn open_counts(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let t = comp.plan.t;
     let Some(role) = comp.roles.get(&key) else {
         return;
@@ -316,11 +357,11 @@ pub(super) fn open_counts(comp: &mut Computation, key: (GroupId, Position), ctx:
     let Some((version, own)) = own_count_share(comp, key) else {
         return;
     };
-    let mut shares: Vec<(u8, &[Fp])> = vec![(key.1, own.as_slice())];
+    let mut shares: Vec<(u8, &[Fp])> = vec![(key.position, own.as_slice())];
     shares.extend(
         role.count_shares
             .iter()
-            .filter(|(p, (v, _))| **p != key.1 && *v == version)
+            .filter(|(p, (v, _))| **p != key.position && *v == version)
             .map(|(p, (_, c))| (*p, c.as_slice()))
             .take(t as usize - 1),
     );
@@ -329,9 +370,9 @@ pub(super) fn open_counts(comp: &mut Computation, key: (GroupId, Position), ctx:
     }
     let counts = match reconstruct(&shares, t) {
         Ok(c) => c,
-        Err(e) => {
+        Err(_) => {
             let me = ctx.me.node;
-            ctx.reject(me, "count-share", format!("cannot open the counts: {e}"));
+            ctx.reject(me, "count-share", Rejection::CountsDoNotOpen);
             return;
         }
     };
@@ -341,8 +382,8 @@ pub(super) fn open_counts(comp: &mut Computation, key: (GroupId, Position), ctx:
         ctx,
         Record::CountsOpened {
             computation: id,
-            group: key.0,
-            position: key.1,
+            group: key.group,
+            position: key.position,
             version,
             counts: FieldVec(counts),
         },
@@ -355,14 +396,14 @@ pub(super) fn open_counts(comp: &mut Computation, key: (GroupId, Position), ctx:
 /// Sends the commissioner this member's share of the cells that count at least `k_min`
 /// contributors, with the mask of those cells; nothing of a cell below `k_min` leaves. Sends
 /// nothing unless the counts of the member's adopted version are open.
-fn send_release_share(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+fn send_release_share(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let commissioner = comp.request().commissioner_node;
     let k_min = comp.request().privacy.k_min;
     let spec = &comp.signed.request.contribution;
     let Some(role) = comp.roles.get(&key) else {
         return;
     };
-    let Some(adopted) = role.adopted.as_ref() else {
+    let Some(adopted) = role.adopted() else {
         return;
     };
     let (Some(sum), Some((opened, counts))) = (adopted.sum.as_ref(), role.counts.as_ref()) else {
@@ -389,7 +430,7 @@ fn send_release_share(comp: &mut Computation, key: (GroupId, Position), ctx: &mu
         .map(|(x, _)| *x)
         .collect();
     let body = Body::ReleaseShare(ReleaseShareMsg {
-        position: key.1,
+        position: key.position,
         version: adopted.version.digest,
         released: cell_bits(&cells),
         share: FieldVec(share),
@@ -403,16 +444,15 @@ pub(super) fn on_release_ask(
     from: NodeId,
     m: ReleaseAskMsg,
     ctx: &mut Ctx,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     if from != comp.request().commissioner_node {
-        return Err("release asked by a node that is not the commissioner".into());
+        return Err(Rejection::NotFromCommissioner);
     }
     let root = comp.plan.root();
-    let key = my_role_in(comp, root).ok_or("release asked of a node not in the root group")?;
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let key = my_role_in(comp, root).ok_or(Rejection::NotInGroup)?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let holds = role
-        .adopted
-        .as_ref()
+        .adopted()
         .is_some_and(|a| a.sum.is_some() && a.version.digest == m.version);
     if !holds {
         return Ok(());
@@ -435,34 +475,34 @@ pub(super) fn on_release_share(
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
     check_k_min: bool,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.position)?;
-    let id = comp.id();
     let t = comp.plan.t;
     let k_min = comp.request().privacy.k_min;
     let root = comp.plan.root();
     if !is_candidate(comp, root, m.position, &from) {
-        return Err("release share not sent by the root member at its position".into());
+        return Err(Rejection::NotFromPosition);
     }
     let spec = comp.signed.request.contribution.clone();
-    let cells = cell_flags(&m.released, spec.cell_count()).ok_or("malformed cell mask")?;
+    let cells = cell_flags(&m.released, spec.cell_count()).ok_or(Rejection::MalformedCellMask)?;
     let elements = spec.released_elements(&cells);
     if m.share.0.len() != elements.iter().filter(|r| **r).count() {
-        return Err("release share does not match its cell mask".into());
+        return Err(Rejection::ReleaseShareMismatch);
     }
     let Some(c) = comp.commissioner.as_mut() else {
-        return Err("release share to a node that is not the commissioner".into());
+        return Err(Rejection::NotTheCommissioner);
     };
-    let Some(version) = c.chosen else {
-        return Ok(());
+    let Phase::Releasing(r) = &mut c.phase else {
+        return Ok(()); // nothing chosen yet, or done
     };
-    if c.done || version.digest != m.version {
+    let version = r.version;
+    if version.digest != m.version {
         return Ok(());
     }
-    c.shares.insert(m.position, (cells.clone(), m.share.0));
+    r.shares.insert(m.position, (cells.clone(), m.share.0));
     // Honest root members open the same counts, so they send the same mask; `t` shares of one
     // mask reconstruct.
-    let shares: Vec<(u8, &[Fp])> = c
+    let shares: Vec<(u8, &[Fp])> = r
         .shares
         .iter()
         .filter(|(_, (mask, _))| *mask == cells)
@@ -471,7 +511,24 @@ pub(super) fn on_release_share(
     if shares.len() < t as usize {
         return Ok(());
     }
-    let opened = reconstruct(&shares, t).map_err(|e| e.to_string())?;
+    let opened = reconstruct(&shares, t).map_err(|_| Rejection::ReleaseDoesNotOpen)?;
+    c.finish();
+    let (sum, cells) = open_release(&spec, opened, cells, check_k_min.then_some(k_min));
+    publish(comp, ctx, records, version, sum, cells);
+    Ok(())
+}
+
+/// The sum at every element from the reconstructed released elements, and the cells shown:
+/// with `k_min`, the commissioner's own check drops a cell released with fewer than `k_min`
+/// contributors (root members that lie); the root members' rule does not rest on it. Elements
+/// of cells not shown are zero.
+fn open_release(
+    spec: &ContributionSpec,
+    opened: Vec<Fp>,
+    mut cells: Vec<bool>,
+    k_min: Option<u64>,
+) -> (Vec<Fp>, Vec<bool>) {
+    let elements = spec.released_elements(&cells);
     let mut sum = vec![Fp::ZERO; elements.len()];
     let mut next = opened.into_iter();
     for (x, released) in sum.iter_mut().zip(&elements) {
@@ -479,10 +536,7 @@ pub(super) fn on_release_share(
             *x = next.next().unwrap_or(Fp::ZERO);
         }
     }
-    // The commissioner's own check: a cell released with fewer than `k_min` contributors
-    // (root members that lie) is not shown. The root members' rule does not rest on it.
-    let mut cells = cells;
-    if check_k_min {
+    if let Some(k_min) = k_min {
         for (flag, e) in cells.iter_mut().zip(spec.indicator_elements()) {
             if *flag && !spec.cell_meets(sum[e], k_min) {
                 *flag = false;
@@ -495,17 +549,31 @@ pub(super) fn on_release_share(
             *x = Fp::ZERO;
         }
     }
-    c.done = true;
+    (sum, cells)
+}
+
+/// Shows the result (or fails for want of a cell meeting `k_min`), persists it and closes.
+fn publish(
+    comp: &mut Computation,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+    version: Version,
+    sum: Vec<Fp>,
+    cells: Vec<bool>,
+) {
+    let id = comp.id();
+    let spec = &comp.signed.request.contribution;
+    let released = spec.released_elements(&cells);
     if !released.iter().any(|r| *r) {
         ctx.event(Event::Failed {
             computation: id,
             reason: Failure::KMinNotMet {
-                k_min,
+                k_min: comp.request().privacy.k_min,
                 cells: cells.len(),
             },
         });
         finish(comp, ctx, records);
-        return Ok(());
+        return;
     }
     let values = spec.decode_sum(&sum);
     ctx.event(Event::Released(Box::new(Released {
@@ -522,7 +590,6 @@ pub(super) fn on_release_share(
         sum: FieldVec(sum),
     }));
     finish(comp, ctx, records);
-    Ok(())
 }
 
 pub(super) fn on_finish(
@@ -530,34 +597,30 @@ pub(super) fn on_finish(
     _from: NodeId,
     m: FinishMsg,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     use ed25519_dalek::{Signature, VerifyingKey};
     let key = VerifyingKey::from_bytes(&comp.request().commissioner.0)
-        .map_err(|_| "bad commissioner key")?;
-    let sig = Signature::from_slice(&m.signature).map_err(|_| "malformed finish signature")?;
+        .map_err(|_| Rejection::BadCommissionerKey)?;
+    let sig =
+        Signature::from_slice(&m.signature).map_err(|_| Rejection::MalformedFinishSignature)?;
     key.verify_strict(&finish_signing_bytes(&comp.id()), &sig)
-        .map_err(|_| "finish signature does not verify")?;
+        .map_err(|_| Rejection::FinishSignatureInvalid)?;
     records.push(Pending::Close { id: comp.id() });
     Ok(())
 }
 
-/// A restarted commissioner asks again: a complete root member repeats its report.
-pub(super) fn on_root_query(
+/// Applies `Record::CountsOpened`: the root member at `key` opened the cells' counts of
+/// `version`.
+pub(super) fn apply_counts_opened(
     comp: &mut Computation,
-    from: NodeId,
-    ctx: &mut Ctx,
-) -> Result<(), String> {
-    if from != comp.request().commissioner_node {
-        return Err("root query from a node that is not the commissioner".into());
+    key: Slot,
+    version: Digest,
+    counts: &[Fp],
+) -> Result<(), Rejection> {
+    if counts.len() != comp.request().contribution.cell_count() {
+        return Err(Rejection::WrongCellCount);
     }
-    let root = comp.plan.root();
-    let key = my_role_in(comp, root).ok_or("root query to a node not in the root group")?;
-    if comp
-        .roles
-        .get(&key)
-        .is_some_and(|r| r.adopted.as_ref().is_some_and(|a| a.sum.is_some()))
-    {
-        send_up(comp, key, ctx);
-    }
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    role.counts = Some((version, counts.to_vec()));
     Ok(())
 }

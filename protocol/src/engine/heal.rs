@@ -1,45 +1,30 @@
 //! Healing: rebuilding a parent position's missing value from `t` masked Lagrange terms of
 //! the child's members.
 
-use super::*;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum HealState {
-    Running,
-    Done,
-    GaveUp,
-}
-
-pub(super) struct HealAttempt {
-    /// Unique id of this attempt (the round of its messages).
-    pub(super) id: u32,
-    pub(super) version: Version,
-    pub(super) helpers: Vec<Position>,
-    pub(super) helper_nodes: Vec<NodeId>,
-    pub(super) parts: BTreeMap<Position, Vec<Fp>>,
-}
-
-pub(super) struct Heal {
-    /// The version to heal, once a manifest names it; before that, any version `t` offer.
-    pub(super) want: Option<Digest>,
-    pub(super) attempt: u32,
-    pub(super) since: Micros,
-    /// Offers by helper position: the version and the node serving that position.
-    pub(super) offers: BTreeMap<Position, (Version, NodeId)>,
-    pub(super) go: Option<HealAttempt>,
-    pub(super) excluded: BTreeSet<Position>,
-    pub(super) state: HealState,
-}
+use super::role::{
+    check_parent_sender, check_position, check_sender, is_candidate, my_role_in, Adopted, Heal,
+    HealAttempt, HealState,
+};
+use super::{slot, Computation, Ctx, Event, Identity, Pending, Rejection};
+use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
+use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
+use crate::limits::{MAX_HEAL_ATTEMPTS, MAX_PENDING_HEAL_QUERIES};
+use crate::message::{Body, HealGoMsg, HealOfferMsg, HealPartMsg, HealQueryMsg, Item, Slot};
+use crate::plan::Plan;
+use crate::record::Record;
+use crate::seal;
+use crate::sharing::lagrange_coefficients;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// An adopted member that lacks child versions the manifest names heals exactly those
 /// versions, then sends up (instead of staying silent and leaving the heal to the parent).
-pub(super) fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
-    let id = comp.id();
-    let plan = comp.plan.clone();
-    let Some(role) = comp.roles.get_mut(&key) else {
+pub(super) fn heal_missing_items(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
+    let Some(role) = comp.roles.get(&key) else {
         return;
     };
-    let Some(adopted) = role.adopted.as_ref().filter(|a| a.sum.is_none()) else {
+    let Some(adopted) = role.adopted().filter(|a| a.sum.is_none()) else {
         return;
     };
     let mut start = Vec::new();
@@ -60,32 +45,47 @@ pub(super) fn heal_missing_items(comp: &mut Computation, key: (GroupId, Position
     }
     for (child, version) in start {
         // Attempt numbers keep counting across the replaced heal, so go ids never repeat.
-        let attempt = role.heals.get(&child).map_or(0, |h| h.attempt + 1);
-        role.heals.insert(
+        let attempt = comp
+            .roles
+            .get(&key)
+            .and_then(|r| r.heals.get(&child))
+            .map_or(0, |h| h.attempt + 1);
+        start_heal(comp, key, child, Some(version), attempt, ctx);
+    }
+}
+
+/// Starts healing `child` for the member at `key` (`want`: the version a manifest names, if
+/// any; `attempt`: where its attempt numbers go on) and asks every position of the child.
+pub(super) fn start_heal(
+    comp: &mut Computation,
+    key: Slot,
+    child: GroupId,
+    want: Option<Digest>,
+    attempt: u32,
+    ctx: &mut Ctx,
+) {
+    let id = comp.id();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    role.heals.insert(
+        child,
+        Heal {
+            want,
+            attempt,
+            since: ctx.now,
+            offers: BTreeMap::new(),
+            go: None,
+            excluded: BTreeSet::new(),
+            state: HealState::Running,
+        },
+    );
+    for p in 1..=comp.plan.g {
+        let body = Body::HealQuery(HealQueryMsg {
             child,
-            Heal {
-                want: Some(version),
-                attempt,
-                since: ctx.now,
-                offers: BTreeMap::new(),
-                go: None,
-                excluded: BTreeSet::new(),
-                state: HealState::Running,
-            },
-        );
-        for p in 1..=plan.g {
-            ctx.send_slot(
-                &plan,
-                &comp.servers,
-                id,
-                slot(child, p),
-                0,
-                Body::HealQuery(HealQueryMsg {
-                    child,
-                    target: key.1,
-                }),
-            );
-        }
+            target: key.position,
+        });
+        ctx.send_slot(&comp.plan, &comp.servers, id, slot(child, p), 0, body);
     }
 }
 
@@ -94,12 +94,12 @@ pub(super) fn on_heal_query(
     from: NodeId,
     m: HealQueryMsg,
     ctx: &mut Ctx,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let id = comp.id();
-    let parent = check_parent_sender(comp, m.child, m.target, &from, "heal query")?;
-    let key = my_role_in(comp, m.child).ok_or("heal query for a group this node is not in")?;
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
-    match &role.adopted {
+    let parent = check_parent_sender(comp, m.child, m.target, &from)?;
+    let key = my_role_in(comp, m.child).ok_or(Rejection::NotInGroup)?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    match role.adopted() {
         Some(Adopted {
             version,
             sum: Some(_),
@@ -111,7 +111,7 @@ pub(super) fn on_heal_query(
             Body::HealOffer(HealOfferMsg {
                 child: m.child,
                 target: m.target,
-                helper: key.1,
+                helper: key.position,
                 version: *version,
             }),
             Some(slot(parent, m.target)),
@@ -130,11 +130,10 @@ pub(super) fn my_role_as_parent_of(
     comp: &Computation,
     child: GroupId,
     target: Position,
-) -> Option<(GroupId, Position)> {
+) -> Option<Slot> {
     let parent = comp.plan.parent(child)?;
-    comp.roles
-        .contains_key(&(parent, target))
-        .then_some((parent, target))
+    let key = slot(parent, target);
+    comp.roles.contains_key(&key).then_some(key)
 }
 
 pub(super) fn on_heal_offer(
@@ -142,13 +141,12 @@ pub(super) fn on_heal_offer(
     from: NodeId,
     m: HealOfferMsg,
     ctx: &mut Ctx,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.helper)?;
     check_position(comp, m.target)?;
-    check_sender(comp, m.child, m.helper, from, "heal offer")?;
-    let key = my_role_as_parent_of(comp, m.child, m.target)
-        .ok_or("heal offer for a role this node does not hold")?;
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    check_sender(comp, m.child, m.helper, from)?;
+    let key = my_role_as_parent_of(comp, m.child, m.target).ok_or(Rejection::NoRole)?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let Some(heal) = role.heals.get_mut(&m.child) else {
         return Ok(());
     };
@@ -161,12 +159,7 @@ pub(super) fn on_heal_offer(
 }
 
 /// Starts a heal attempt when `t` helpers offer one version.
-pub(super) fn try_heal_go(
-    comp: &mut Computation,
-    key: (GroupId, Position),
-    child: GroupId,
-    ctx: &mut Ctx,
-) {
+pub(super) fn try_heal_go(comp: &mut Computation, key: Slot, child: GroupId, ctx: &mut Ctx) {
     let id = comp.id();
     let t = comp.plan.t as usize;
     let plan = comp.plan.clone();
@@ -211,7 +204,7 @@ pub(super) fn try_heal_go(
     heal.since = ctx.now;
     // Every attempt gets its own id, carried as the round of the go and of its parts: parts of
     // an earlier attempt (other helpers, other masks), even from before a restart, never mix in.
-    let go_id = heal_go_id(ctx.me.node, &id, child, key.1, heal.attempt, ctx.now);
+    let go_id = heal_go_id(ctx.me.node, &id, child, key.position, heal.attempt, ctx.now);
     for (p, node) in helpers.iter().zip(&helper_nodes) {
         ctx.send_to(
             *node,
@@ -219,7 +212,7 @@ pub(super) fn try_heal_go(
             go_id,
             Body::HealGo(HealGoMsg {
                 child,
-                target: key.1,
+                target: key.position,
                 version: version.digest,
                 helpers: helpers.clone(),
                 helper_nodes: helper_nodes.clone(),
@@ -237,7 +230,7 @@ pub(super) fn try_heal_go(
 }
 
 /// Retries timed-out heal attempts with fresh masks and other helpers, or gives up.
-pub(super) fn drive_heal_timeouts(comp: &mut Computation, key: (GroupId, Position), ctx: &mut Ctx) {
+pub(super) fn drive_heal_timeouts(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let id = comp.id();
     let to = comp.request().tree.timeouts;
     let plan = comp.plan.clone();
@@ -264,7 +257,7 @@ pub(super) fn drive_heal_timeouts(comp: &mut Computation, key: (GroupId, Positio
             ctx.event(Event::HealGaveUp {
                 computation: id,
                 child: *child,
-                target: key.1,
+                target: key.position,
             });
             continue;
         }
@@ -279,7 +272,7 @@ pub(super) fn drive_heal_timeouts(comp: &mut Computation, key: (GroupId, Positio
                     heal.attempt,
                     Body::HealQuery(HealQueryMsg {
                         child: *child,
-                        target: key.1,
+                        target: key.position,
                     }),
                 );
             }
@@ -344,74 +337,30 @@ pub(super) fn on_heal_go(
     attempt: u32,
     m: HealGoMsg,
     ctx: &mut Ctx,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let id = comp.id();
-    let t = comp.plan.t as usize;
-    let len = comp.len();
-    let parent = check_parent_sender(comp, m.child, m.target, &from, "heal go")?;
-    if m.helpers.len() != t
-        || m.helper_nodes.len() != t
-        || !m.helpers.windows(2).all(|w| w[0] < w[1])
-    {
-        return Err("heal go must name exactly t distinct sorted helpers".into());
-    }
-    for (p, node) in m.helpers.iter().zip(&m.helper_nodes) {
-        if !is_candidate(comp, m.child, *p, node) {
-            return Err("heal go names a helper that cannot serve its position".into());
-        }
-    }
-    for p in &m.helpers {
-        check_position(comp, *p)?;
-    }
-    let key = my_role_in(comp, m.child).ok_or("heal go for a group this node is not in")?;
-    let Some(index) = m.helpers.iter().position(|p| *p == key.1) else {
-        return Err("heal go does not name this member".into());
-    };
-    if m.helper_nodes[index] != ctx.me.node {
-        return Err("heal go names another node for this position".into());
-    }
+    let (parent, key, index) = check_heal_go(comp, from, &m, ctx.me.node)?;
     let plan = comp.plan.clone();
-    let role = comp.roles.get(&key).ok_or("no role")?;
+    let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
     let Some(Adopted {
         version,
         sum: Some(sum),
         ..
-    }) = &role.adopted
+    }) = role.adopted()
     else {
         return Ok(()); // nothing to heal from (yet)
     };
     if version.digest != m.version {
         return Ok(()); // another version: cannot help this attempt
     }
-    let lambdas = lagrange_coefficients(&m.helpers, m.target).map_err(|e| e.to_string())?;
-    let mut value = vec![Fp::ZERO; len];
-    mul_add_assign_vec(&mut value, lambdas[index], sum);
-    for (other, peer) in m.helpers.iter().zip(&m.helper_nodes) {
-        if *other == key.1 {
-            continue;
-        }
-        let peer = *peer;
-        let shared = match comp.dh.get(&peer) {
-            Some(s) => *s,
-            None => {
-                let Some(public) = plan.x25519_key(&peer) else {
-                    return Err("no key for a helper".into());
-                };
-                let s = seal::x25519_shared(&ctx.me.x25519_secret, &public);
-                comp.dh.insert(peer, s);
-                s
-            }
-        };
-        let seed = heal_mask_seed(
-            &shared, &id, m.child, m.target, &m.version, attempt, &m.helpers,
-        );
-        let mask = random_vec(&mut ChaCha20Rng::from_seed(seed), len);
-        if key.1 < *other {
-            add_assign_vec(&mut value, &mask);
-        } else {
-            sub_assign_vec(&mut value, &mask);
-        }
-    }
+    let go = HealGo {
+        id,
+        attempt,
+        m: &m,
+        index,
+        position: key.position,
+    };
+    let value = masked_part(&mut comp.dh, &plan, ctx.me, &go, sum)?;
     ctx.send_to(
         from,
         id,
@@ -419,13 +368,102 @@ pub(super) fn on_heal_go(
         Body::HealPart(HealPartMsg {
             child: m.child,
             target: m.target,
-            helper: key.1,
+            helper: key.position,
             version: m.version,
             value: FieldVec(value),
         }),
         Some(slot(parent, m.target)),
     );
     Ok(())
+}
+
+/// Checks a heal go: sent by the parent member at its target, naming exactly `t` distinct
+/// sorted helpers that can serve their positions, this node among them. Returns the parent,
+/// this node's role in the child and its index among the helpers.
+fn check_heal_go(
+    comp: &Computation,
+    from: NodeId,
+    m: &HealGoMsg,
+    me: NodeId,
+) -> Result<(GroupId, Slot, usize), Rejection> {
+    let t = comp.plan.t as usize;
+    let parent = check_parent_sender(comp, m.child, m.target, &from)?;
+    if m.helpers.len() != t
+        || m.helper_nodes.len() != t
+        || !m.helpers.windows(2).all(|w| w[0] < w[1])
+    {
+        return Err(Rejection::HealGoHelpers);
+    }
+    for (p, node) in m.helpers.iter().zip(&m.helper_nodes) {
+        if !is_candidate(comp, m.child, *p, node) {
+            return Err(Rejection::HealGoBadHelper);
+        }
+    }
+    for p in &m.helpers {
+        check_position(comp, *p)?;
+    }
+    let key = my_role_in(comp, m.child).ok_or(Rejection::NotInGroup)?;
+    let Some(index) = m.helpers.iter().position(|p| *p == key.position) else {
+        return Err(Rejection::HealGoWithoutMe);
+    };
+    if m.helper_nodes[index] != me {
+        return Err(Rejection::HealGoOtherNode);
+    }
+    Ok((parent, key, index))
+}
+
+/// One heal attempt as a helper sees it.
+struct HealGo<'a> {
+    id: ComputationId,
+    attempt: u32,
+    m: &'a HealGoMsg,
+    /// This helper's index among `m.helpers`.
+    index: usize,
+    position: Position,
+}
+
+/// This helper's Lagrange term of the target's value, masked pairwise with every other helper
+/// (the masks cancel in the sum of the `t` parts, so the parent learns only that sum).
+fn masked_part(
+    dh: &mut BTreeMap<NodeId, [u8; 32]>,
+    plan: &Plan,
+    me: &Identity,
+    go: &HealGo,
+    sum: &[Fp],
+) -> Result<Vec<Fp>, Rejection> {
+    let m = go.m;
+    let len = sum.len();
+    let lambdas =
+        lagrange_coefficients(&m.helpers, m.target).map_err(|_| Rejection::HealGoHelpers)?;
+    let mut value = vec![Fp::ZERO; len];
+    mul_add_assign_vec(&mut value, lambdas[go.index], sum);
+    for (other, peer) in m.helpers.iter().zip(&m.helper_nodes) {
+        if *other == go.position {
+            continue;
+        }
+        let peer = *peer;
+        let shared = match dh.get(&peer) {
+            Some(s) => *s,
+            None => {
+                let Some(public) = plan.x25519_key(&peer) else {
+                    return Err(Rejection::NoHelperKey);
+                };
+                let s = seal::x25519_shared(&me.x25519_secret, &public);
+                dh.insert(peer, s);
+                s
+            }
+        };
+        let seed = heal_mask_seed(
+            &shared, &go.id, m.child, m.target, &m.version, go.attempt, &m.helpers,
+        );
+        let mask = random_vec(&mut ChaCha20Rng::from_seed(seed), len);
+        if go.position < *other {
+            add_assign_vec(&mut value, &mask);
+        } else {
+            sub_assign_vec(&mut value, &mask);
+        }
+    }
+    Ok(value)
 }
 
 pub(super) fn on_heal_part(
@@ -435,18 +473,17 @@ pub(super) fn on_heal_part(
     m: HealPartMsg,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     check_position(comp, m.helper)?;
     check_position(comp, m.target)?;
     let id = comp.id();
     let len = comp.len();
-    check_sender(comp, m.child, m.helper, from, "heal part")?;
+    check_sender(comp, m.child, m.helper, from)?;
     if m.value.0.len() != len {
-        return Err("heal part has the wrong length".into());
+        return Err(Rejection::WrongLength);
     }
-    let key = my_role_as_parent_of(comp, m.child, m.target)
-        .ok_or("heal part for a role this node does not hold")?;
-    let role = comp.roles.get_mut(&key).ok_or("no role")?;
+    let key = my_role_as_parent_of(comp, m.child, m.target).ok_or(Rejection::NoRole)?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let Some(heal) = role.heals.get_mut(&m.child) else {
         return Ok(());
     };
@@ -485,8 +522,8 @@ pub(super) fn on_heal_part(
     });
     records.push(Pending::Record(Record::ChildHeld {
         computation: id,
-        group: key.0,
-        position: key.1,
+        group: key.group,
+        position: key.position,
         child: m.child,
         version,
         sum: FieldVec(sum),

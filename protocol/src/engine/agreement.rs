@@ -1,0 +1,663 @@
+//! Agreement: the members of a group agree on one manifest (single-decree Paxos over the
+//! group's candidates: reports, promises, proposals, votes), so that every position sums the
+//! same items.
+
+use super::role::{
+    check_position, check_sender, group_member_position, my_role_in, Adopted, Leadership, Role,
+    Stage,
+};
+use super::{choose_manifest, persist, slot, Computation, Ctx, Pending, Rejection};
+use crate::ids::{GroupId, NodeId, Position};
+use crate::limits::{MAX_AGREE_ROUNDS, MAX_MANIFEST_ITEMS};
+use crate::message::{Body, Item, Manifest, ManifestMsg, ReportMsg, Slot, SolicitMsg, VoteMsg};
+use crate::plan::Plan;
+use crate::record::Record;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Every acceptor of a group: the candidates (member, then backups) of each position.
+pub(super) fn acceptors(plan: &Plan, group: GroupId) -> Vec<NodeId> {
+    (1..=plan.g)
+        .flat_map(|p| plan.candidates(group, p).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Acceptors that must accept a manifest in one round before it is adopted: a majority of the
+/// group's acceptors, so that any two such sets share one.
+pub(super) fn quorum(plan: &Plan, group: GroupId) -> usize {
+    acceptors(plan, group).len() / 2 + 1
+}
+
+/// The report of a position that already adopted: what it holds, what it accepted and the
+/// manifest it adopted, so that its reader stops waiting for it.
+pub(super) fn adopted_report(
+    comp: &Computation,
+    key: Slot,
+    role: &Role,
+    adopted: &Adopted,
+) -> Body {
+    let (_, accepted) = acceptor_state(comp, key.group);
+    Body::Report(ReportMsg {
+        group: key.group,
+        position: key.position,
+        serving: true,
+        items: role.items(),
+        accepted,
+        adopted: Some(adopted.manifest.clone()),
+    })
+}
+
+pub(super) fn acceptor_state(comp: &Computation, group: GroupId) -> (u32, Option<(u32, Manifest)>) {
+    comp.acceptors
+        .get(&group)
+        .map_or((0, None), |a| (a.promised, a.accepted.clone()))
+}
+
+/// Persists this node's promise of `round` in `group` (at `position`, the one it is a
+/// candidate of) if it promised less so far.
+pub(super) fn promise(
+    comp: &mut Computation,
+    ctx: &mut Ctx,
+    group: GroupId,
+    position: Position,
+    round: u32,
+) {
+    if round > acceptor_state(comp, group).0 {
+        let id = comp.id();
+        persist(
+            comp,
+            ctx,
+            Record::ManifestPromised {
+                computation: id,
+                group,
+                position,
+                round,
+            },
+        );
+    }
+}
+
+pub(super) fn leader_of(round: u32, g: u8) -> Position {
+    (round % g as u32) as u8 + 1
+}
+
+/// Reporting: a round whose manifest did not come within the manifest timeout gives way to the
+/// next round (up to the limit), and the member reports again.
+pub(super) fn next_round_on_timeout(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
+    let to = comp.request().tree.timeouts;
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    if let Stage::Reporting { since } = role.stage {
+        if ctx.now >= since.plus(to.manifest_timeout) && role.round + 1 < MAX_AGREE_ROUNDS {
+            role.round += 1;
+            role.stage = Stage::Reporting { since: ctx.now };
+            send_report(comp, key, ctx);
+        }
+    }
+}
+
+/// Leadership: proposes the round's manifest once the reports are in (or the report window
+/// passed).
+pub(super) fn propose_when_ready(
+    comp: &mut Computation,
+    key: Slot,
+    ctx: &mut Ctx,
+    pending: &mut Vec<Pending>,
+) {
+    let to = comp.request().tree.timeouts;
+    let g = comp.plan.g;
+    let t = comp.plan.t as usize;
+    let (promised, own_accepted) = acceptor_state(comp, key.group);
+    let quorum = quorum(&comp.plan, key.group);
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    if role.adopted().is_some() {
+        return;
+    }
+    let Some(lead) = role.leader.as_mut() else {
+        return;
+    };
+    // A member that promised a later round may not propose in this one. A leader whose own
+    // report is not ready (it is still collecting or healing) does not hold its group back: it
+    // proposes from the others' reports once the window passed, as it would without a report
+    // of any other member, and heals what it lacks after adoption like any member.
+    if lead.proposed || promised > lead.round {
+        return;
+    }
+    let round = lead.round;
+    let all_in = lead.reports.len() == g as usize;
+    if !all_in && ctx.now < lead.since.plus(to.report_window) {
+        return;
+    }
+    let Some(manifest) = proposal(lead, own_accepted, quorum, t) else {
+        lead.window_over = true;
+        return;
+    };
+    lead.proposed = true;
+    propose(comp, key, round, manifest, ctx, pending);
+}
+
+/// What the leader of `lead.round` may propose (Paxos' rule), or `None` while it cannot yet.
+pub(super) fn proposal(
+    lead: &Leadership,
+    own_accepted: Option<(u32, Manifest)>,
+    quorum: usize,
+    t: usize,
+) -> Option<Manifest> {
+    let round = lead.round;
+    // The manifest of the highest round an acceptor of the quorum accepted, if any: it may
+    // have been adopted, so it is the only value this round may propose.
+    let prior = lead
+        .promises
+        .values()
+        .flatten()
+        .max_by_key(|(r, _)| *r)
+        .map(|(_, m)| m.clone());
+    match (own_accepted, prior) {
+        // Proposed in this round before a restart: the same manifest again.
+        (Some((r, m)), _) if r == round => Some(m),
+        // Round 0 is the first: nothing can have been accepted before it.
+        _ if round > 0 && lead.promises.len() < quorum => None,
+        (_, Some(m)) if round > 0 => Some(m),
+        _ if lead.reports.len() < t => None,
+        _ => {
+            let reports: Vec<(Position, &[Item])> = lead
+                .reports
+                .iter()
+                .map(|(p, items)| (*p, items.as_slice()))
+                .collect();
+            choose_manifest(&reports, t)
+        }
+    }
+}
+
+/// The leader of `round` accepts its proposal (persisted first), sends it to every other
+/// acceptor and counts its own vote.
+pub(super) fn propose(
+    comp: &mut Computation,
+    key: Slot,
+    round: u32,
+    manifest: Manifest,
+    ctx: &mut Ctx,
+    pending: &mut Vec<Pending>,
+) {
+    let id = comp.id();
+    persist(
+        comp,
+        ctx,
+        Record::ManifestAccepted {
+            computation: id,
+            group: key.group,
+            position: key.position,
+            round,
+            manifest: manifest.clone(),
+        },
+    );
+    let me = ctx.me.node;
+    for node in acceptors(&comp.plan, key.group) {
+        if node != me {
+            ctx.send_to(
+                node,
+                id,
+                round,
+                Body::Manifest(ManifestMsg {
+                    group: key.group,
+                    leader: key.position,
+                    manifest: manifest.clone(),
+                }),
+                None,
+            );
+        }
+    }
+    count_vote(comp, key, round, me, manifest, pending);
+}
+
+/// Files one acceptor's vote of `round`; adopts the round's manifest once a quorum voted.
+pub(super) fn count_vote(
+    comp: &mut Computation,
+    key: Slot,
+    round: u32,
+    voter: NodeId,
+    manifest: Manifest,
+    pending: &mut Vec<Pending>,
+) -> bool {
+    let id = comp.id();
+    let quorum = quorum(&comp.plan, key.group);
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return true;
+    };
+    if role.adopted().is_some() {
+        return true;
+    }
+    let (m, voters) = role
+        .votes
+        .entry(round)
+        .or_insert_with(|| (manifest.clone(), BTreeSet::new()));
+    if *m != manifest {
+        return false; // one proposal per round: only a broken acceptor votes otherwise
+    }
+    voters.insert(voter);
+    if voters.len() >= quorum {
+        pending.push(Pending::Adopt {
+            id,
+            key,
+            manifest,
+            announce: true,
+        });
+    }
+    true
+}
+
+/// Makes the member at `key` lead `round` (after promising it), keeping what it collected if it
+/// already leads that round, and files its own promise. A leader that starts a round above 0
+/// (by its own timeout or because a member's report of that round reached it first) asks every
+/// acceptor for its promise.
+pub(super) fn lead_round(comp: &mut Computation, key: Slot, round: u32, ctx: &mut Ctx) {
+    promise(comp, ctx, key.group, key.position, round);
+    let (_, accepted) = acceptor_state(comp, key.group);
+    let me = ctx.me.node;
+    let id = comp.id();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    let fresh = role.leader.as_ref().is_none_or(|l| l.round < round);
+    if fresh {
+        role.leader = Some(Leadership::new(round, ctx.now));
+    }
+    if let Some(lead) = role.leader.as_mut() {
+        lead.promises.insert(me, accepted);
+    }
+    if fresh && round > 0 {
+        for node in acceptors(&comp.plan, key.group) {
+            if node != me {
+                ctx.send_to(
+                    node,
+                    id,
+                    round,
+                    Body::Solicit(SolicitMsg {
+                        group: key.group,
+                        leader: key.position,
+                    }),
+                    None,
+                );
+            }
+        }
+    }
+}
+
+/// Sends this member's report to the leader of its round (or files it locally when it is the
+/// leader), after promising the round, and makes it leader when the round says so.
+pub(super) fn send_report(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
+    let id = comp.id();
+    let g = comp.plan.g;
+    let Some(role) = comp.roles.get(&key) else {
+        return;
+    };
+    let round = role.round;
+    let leader = leader_of(round, g);
+    if leader == key.position {
+        if !role.member {
+            return; // a backup never leads: the round passes without a leader
+        }
+        let items = role.items();
+        lead_round(comp, key, round, ctx);
+        if let Some(lead) = comp.roles.get_mut(&key).and_then(|r| r.leader.as_mut()) {
+            keep_larger_report(&mut lead.reports, key.position, items);
+        }
+        return;
+    }
+    promise(comp, ctx, key.group, key.position, round);
+    let (_, accepted) = acceptor_state(comp, key.group);
+    let Some(role) = comp.roles.get(&key) else {
+        return;
+    };
+    ctx.send_slot(
+        &comp.plan,
+        &comp.servers,
+        id,
+        slot(key.group, leader),
+        round,
+        Body::Report(ReportMsg {
+            group: key.group,
+            position: key.position,
+            serving: true,
+            items: role.items(),
+            accepted,
+            adopted: None,
+        }),
+    );
+}
+
+/// Records a position's report for the manifest. Two candidates can serve one position (a
+/// member, and a backup a contributor failed over to while the member looked unreachable);
+/// the manifest can only count on the one holding more, and a later, smaller report must not
+/// replace it: that once cut a whole leaf's contributors down to the backup's one share.
+pub(super) fn keep_larger_report(
+    reports: &mut BTreeMap<Position, Vec<Item>>,
+    position: Position,
+    items: Vec<Item>,
+) {
+    match reports.get(&position) {
+        Some(held) if held.len() >= items.len() => {}
+        _ => {
+            reports.insert(position, items);
+        }
+    }
+}
+
+pub(super) fn on_report(
+    comp: &mut Computation,
+    from: NodeId,
+    round: u32,
+    m: ReportMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), Rejection> {
+    check_sender(comp, m.group, m.position, from)?;
+    if m.items.len() > MAX_MANIFEST_ITEMS || (!m.serving && !m.items.is_empty()) {
+        return Err(Rejection::ReportTooLong);
+    }
+    if round >= MAX_AGREE_ROUNDS {
+        return Err(Rejection::RoundPastLimit);
+    }
+    let id = comp.id();
+    let g = comp.plan.g;
+    let key = my_role_in(comp, m.group).ok_or(Rejection::NotInGroup)?;
+    let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
+    if let Some(adopted) = role.adopted() {
+        // Already adopted: tell the sender, unless it told us (no echo between adopters).
+        if m.adopted.is_none() {
+            ctx.send_to(
+                from,
+                id,
+                round,
+                adopted_report(comp, key, role, adopted),
+                None,
+            );
+        }
+        return Ok(());
+    }
+    if let Some(manifest) = m.adopted.clone() {
+        // A quorum accepted it in one round: it is the group's only manifest.
+        check_manifest(comp, key.group, &manifest)?;
+        records.push(Pending::Adopt {
+            id,
+            key,
+            manifest,
+            announce: false,
+        });
+        return Ok(());
+    }
+    if let Some((_, manifest)) = &m.accepted {
+        check_manifest(comp, key.group, manifest)?;
+    }
+    let (promised, _) = acceptor_state(comp, key.group);
+    if leader_of(round, g) != key.position || !role.member || round < promised {
+        return Ok(()); // for another round's leader, or a round this member promised past
+    }
+    if role.leader.as_ref().is_some_and(|l| round < l.round) {
+        return Ok(()); // stale
+    }
+    let was = role.round;
+    lead_round(comp, key, round, ctx);
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    role.round = role.round.max(round);
+    let following = round > was && matches!(role.stage, Stage::Reporting { .. });
+    if following {
+        // A member that is already reporting to an older round follows the leader's round.
+        role.stage = Stage::Reporting { since: ctx.now };
+    }
+    let own = following.then(|| role.items());
+    if let Some(lead) = role.leader.as_mut() {
+        lead.promises.insert(from, m.accepted);
+        if m.serving {
+            keep_larger_report(&mut lead.reports, m.position, m.items);
+        }
+        if let Some(own) = own {
+            keep_larger_report(&mut lead.reports, key.position, own);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn on_solicit(
+    comp: &mut Computation,
+    from: NodeId,
+    round: u32,
+    m: SolicitMsg,
+    ctx: &mut Ctx,
+    _records: &mut Vec<Pending>,
+) -> Result<(), Rejection> {
+    check_position(comp, m.leader)?;
+    if !comp.plan.contains(m.group)
+        || comp.plan.member(m.group, m.leader) != from
+        || leader_of(round, comp.plan.g) != m.leader
+    {
+        return Err(Rejection::NotFromLeader);
+    }
+    if round >= MAX_AGREE_ROUNDS {
+        return Err(Rejection::RoundPastLimit);
+    }
+    let id = comp.id();
+    let mine = group_member_position(comp, m.group, ctx.me.node).ok_or(Rejection::NotCandidate)?;
+    let key = my_role_in(comp, m.group);
+    let role = key.and_then(|k| comp.roles.get(&k));
+    let (promised, accepted) = acceptor_state(comp, m.group);
+    let report = |items: Vec<Item>, serving: bool, accepted, adopted| {
+        Body::Report(ReportMsg {
+            group: m.group,
+            position: mine,
+            serving,
+            items,
+            accepted,
+            adopted,
+        })
+    };
+    if let Some(adopted) = role.and_then(|r| r.adopted()) {
+        let body = report(
+            role.map(|r| r.items()).unwrap_or_default(),
+            true,
+            accepted,
+            Some(adopted.manifest.clone()),
+        );
+        ctx.send_to(from, id, round, body, None);
+        return Ok(());
+    }
+    if round < promised {
+        return Ok(()); // promised a later round already
+    }
+    promise(comp, ctx, m.group, mine, round);
+    let (_, accepted) = acceptor_state(comp, m.group);
+    match key.and_then(|k| comp.roles.get_mut(&k)) {
+        // A backup that serves no position of the group: its promise only.
+        None => ctx.send_to(from, id, round, report(vec![], false, accepted, None), None),
+        Some(role) => {
+            let moved = round > role.round;
+            role.round = role.round.max(round);
+            if let Stage::Reporting { .. } = role.stage {
+                if moved {
+                    role.stage = Stage::Reporting { since: ctx.now };
+                }
+                let body = report(role.items(), true, accepted, None);
+                ctx.send_to(from, id, round, body, None);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn check_manifest(
+    comp: &Computation,
+    group: GroupId,
+    manifest: &Manifest,
+) -> Result<(), Rejection> {
+    if manifest.items.len() > MAX_MANIFEST_ITEMS {
+        return Err(Rejection::ManifestTooLong);
+    }
+    if !manifest.items.windows(2).all(|w| w[0] < w[1]) {
+        return Err(Rejection::ManifestUnsorted);
+    }
+    let mut last_child = None;
+    for item in &manifest.items {
+        match item {
+            Item::Contributor(c) => {
+                if group.level != 0 || comp.plan.leaf_of(c) != group {
+                    return Err(Rejection::ManifestForeignContributor);
+                }
+            }
+            Item::Child { group: child, .. } => {
+                if !comp.plan.is_child_of(*child, group) {
+                    return Err(Rejection::ManifestNotAChild);
+                }
+                if last_child == Some(*child) {
+                    return Err(Rejection::ManifestTwoVersions);
+                }
+                last_child = Some(*child);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn on_manifest(
+    comp: &mut Computation,
+    from: NodeId,
+    round: u32,
+    m: ManifestMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), Rejection> {
+    check_position(comp, m.leader)?;
+    if !comp.plan.contains(m.group)
+        || comp.plan.member(m.group, m.leader) != from
+        || leader_of(round, comp.plan.g) != m.leader
+    {
+        return Err(Rejection::NotFromLeader);
+    }
+    if round >= MAX_AGREE_ROUNDS {
+        return Err(Rejection::RoundPastLimit);
+    }
+    check_manifest(comp, m.group, &m.manifest)?;
+    let id = comp.id();
+    let me = ctx.me.node;
+    let mine = group_member_position(comp, m.group, me).ok_or(Rejection::NotCandidate)?;
+    let key = my_role_in(comp, m.group);
+    if let Some(key) = key {
+        let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
+        if let Some(adopted) = role.adopted() {
+            // Tell the leader what was adopted, so that it stops waiting.
+            ctx.send_to(
+                from,
+                id,
+                round,
+                adopted_report(comp, key, role, adopted),
+                None,
+            );
+            return Ok(());
+        }
+        // The leader's proposal is also its vote.
+        if !count_vote(comp, key, round, from, m.manifest.clone(), records) {
+            return Err(Rejection::ConflictingManifest);
+        }
+    }
+    let (promised, accepted) = acceptor_state(comp, m.group);
+    let duplicate = accepted.as_ref().is_some_and(|(r, _)| *r == round);
+    if round < promised || duplicate {
+        return Ok(()); // a round this acceptor promised past, or a repeat
+    }
+    persist(
+        comp,
+        ctx,
+        Record::ManifestAccepted {
+            computation: id,
+            group: m.group,
+            position: mine,
+            round,
+            manifest: m.manifest.clone(),
+        },
+    );
+    // The vote goes to the round's leader alone, which counts the quorum and tells every
+    // other position (its adopted report): 2g messages a round instead of g per acceptor.
+    let leader = leader_of(round, comp.plan.g);
+    if key.is_none_or(|k| k.position != leader) {
+        ctx.send_slot(
+            &comp.plan,
+            &comp.servers,
+            id,
+            slot(m.group, leader),
+            round,
+            Body::Vote(VoteMsg {
+                group: m.group,
+                position: mine,
+                manifest: m.manifest.clone(),
+            }),
+        );
+    }
+    if let Some(key) = key {
+        count_vote(comp, key, round, me, m.manifest, records);
+    }
+    Ok(())
+}
+
+pub(super) fn on_vote(
+    comp: &mut Computation,
+    from: NodeId,
+    round: u32,
+    m: VoteMsg,
+    _ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), Rejection> {
+    check_sender(comp, m.group, m.position, from)?;
+    if round >= MAX_AGREE_ROUNDS {
+        return Err(Rejection::RoundPastLimit);
+    }
+    check_manifest(comp, m.group, &m.manifest)?;
+    let key = my_role_in(comp, m.group).ok_or(Rejection::NotInGroup)?;
+    if !count_vote(comp, key, round, from, m.manifest, records) {
+        return Err(Rejection::ConflictingManifest);
+    }
+    Ok(())
+}
+
+/// Agreement records are only ever about a group and position of the plan.
+fn check_acceptor(comp: &Computation, key: Slot) -> Result<(), Rejection> {
+    if comp.plan.contains(key.group) && (1..=comp.plan.g).contains(&key.position) {
+        Ok(())
+    } else {
+        Err(Rejection::OutsidePlan)
+    }
+}
+
+/// Applies `Record::ManifestPromised`: this node, a candidate of `key`, promised `round`.
+pub(super) fn apply_promised(
+    comp: &mut Computation,
+    key: Slot,
+    round: u32,
+) -> Result<(), Rejection> {
+    check_acceptor(comp, key)?;
+    let a = comp.acceptors.entry(key.group).or_default();
+    a.promised = a.promised.max(round);
+    if let Some(role) = comp.roles.get_mut(&key) {
+        role.round = role.round.max(round);
+    }
+    Ok(())
+}
+
+/// Applies `Record::ManifestAccepted`: this node, a candidate of `key`, accepted `manifest`
+/// in `round` (which promises the round too).
+pub(super) fn apply_accepted(
+    comp: &mut Computation,
+    key: Slot,
+    round: u32,
+    manifest: &Manifest,
+) -> Result<(), Rejection> {
+    check_acceptor(comp, key)?;
+    let a = comp.acceptors.entry(key.group).or_default();
+    a.promised = a.promised.max(round);
+    a.accepted = Some((round, manifest.clone()));
+    if let Some(role) = comp.roles.get_mut(&key) {
+        role.round = role.round.max(round);
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The contributor role: a node's own values, shared among the positions of its leaf group
+//! (seeds first), sealed to whoever serves each position, sent again on request; or its
+//! decline.
+
+use super::{server_of, slot, CommandError, Ctx, Engine, Event, Rejection};
+use crate::field::{FieldVec, Fp};
+use crate::ids::{hash_parts, ComputationId, NodeId, Position};
+use crate::message::{Body, DeclineMsg, ShareMsg, SharePayload, ShareQueryMsg};
+use crate::record::Record;
+use crate::sharing::{rotation_of, share_vector_rotated, CompressedShare, SharingParams};
+use rand_chacha::rand_core::RngCore;
+
+/// This node's contribution to one computation (persisted as `Record::Contribution`).
+pub(super) struct Contribution {
+    pub(super) seed: [u8; 32],
+    pub(super) vector: Vec<Fp>,
+}
+
+impl Engine {
+    pub(super) fn contribute(
+        &mut self,
+        id: ComputationId,
+        values: &[f64],
+    ) -> Result<(), CommandError> {
+        let comp = self
+            .computations
+            .get(&id)
+            .ok_or(CommandError::UnknownComputation(id))?;
+        if comp.contribution.is_some() {
+            return Err(CommandError::AlreadyContributed(id));
+        }
+        let spec = &comp.request().contribution;
+        let mut vector = spec.encode(values)?;
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        if let Some(noise) = &spec.noise {
+            // Differential privacy: this contributor's own noise, from its persisted seed,
+            // enters the vector before it is shared (`dp.rs`).
+            crate::dp::add_noise(&mut vector, &seed, noise);
+        }
+        self.record(Record::Contribution {
+            computation: id,
+            seed,
+            vector: FieldVec(vector),
+        });
+        self.send_shares(id);
+        Ok(())
+    }
+
+    /// Tells each position of this node's leaf group that it will not contribute. Nothing is
+    /// persisted: a lost decline only makes the leaf wait for its share window.
+    pub(super) fn decline(&mut self, id: ComputationId) -> Result<(), CommandError> {
+        let comp = self
+            .computations
+            .get(&id)
+            .ok_or(CommandError::UnknownComputation(id))?;
+        if comp.contribution.is_some() {
+            return Ok(()); // it contributed: its shares speak for it
+        }
+        let plan = &comp.plan;
+        let leaf = plan.leaf_of(&self.identity.node);
+        let mut ctx = ctx!(self);
+        for position in 1..=plan.g {
+            let server = server_of(plan, &comp.servers, slot(leaf, position));
+            ctx.send_to(
+                server,
+                id,
+                0,
+                Body::Decline(DeclineMsg { group: leaf }),
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends (or re-sends, identically) this node's shares to its leaf group.
+    pub(super) fn send_shares(&mut self, id: ComputationId) {
+        self.send_shares_to(id, None);
+    }
+
+    /// Sends this node's share for one position (or all), sealed to the node serving it.
+    pub(super) fn send_shares_to(&mut self, id: ComputationId, only: Option<Position>) {
+        let Some(comp) = self.computations.get(&id) else {
+            return;
+        };
+        let Some(contribution) = &comp.contribution else {
+            return;
+        };
+        let plan = &comp.plan;
+        let me = self.identity.node;
+        let leaf = plan.leaf_of(&me);
+        let params = SharingParams {
+            g: plan.g,
+            t: plan.t,
+        };
+        // Which positions get seeds rotates with the contributor, spreading the full vectors.
+        let rotation = rotation_of(&me.0, plan.g);
+        let shares =
+            share_vector_rotated(&contribution.vector, params, contribution.seed, rotation);
+        // Seeds first: the `t - 1` seeds leave at once and the first full vector completes
+        // `t` positions, so a contributor that dies while its full vectors upload is still
+        // included (a share counts once `t` members hold it).
+        let mut shares: Vec<(Position, CompressedShare)> = (1..).zip(shares).collect();
+        shares.sort_by_key(|(position, share)| {
+            (matches!(share, CompressedShare::Full(_)), *position)
+        });
+        let mut ctx = ctx!(self);
+        for (position, share) in shares {
+            if only.is_some_and(|o| o != position) {
+                continue;
+            }
+            let member = server_of(plan, &comp.servers, slot(leaf, position));
+            let payload = SharePayload {
+                computation: id,
+                group: leaf,
+                position,
+                contributor: me,
+                share,
+            };
+            // Invariant: postcard serialises these plain data types without error.
+            let bytes = postcard::to_allocvec(&payload).expect("share payload serialises");
+            let Some(key) = plan.x25519_key(&member) else {
+                continue;
+            };
+            let eph = hash_parts(
+                "grove/share-ephemeral",
+                &[&contribution.seed, &[position], &member.0],
+            );
+            match self.envelope.seal(&key, &bytes, eph) {
+                Ok(sealed) => ctx.send_to(
+                    member,
+                    id,
+                    0,
+                    Body::Share(ShareMsg {
+                        group: leaf,
+                        position,
+                        contributor: me,
+                        sealed,
+                    }),
+                    Some(slot(leaf, position)),
+                ),
+                Err(_) => ctx.reject(me, "share", Rejection::SealFailed),
+            }
+        }
+        if only.is_none() {
+            ctx.event(Event::Contributed {
+                computation: id,
+                group: leaf,
+            });
+        }
+    }
+
+    /// A node serving a position of this contributor's leaf group (a backup that took it over
+    /// after the member died holding shares) asks for this node's share again.
+    pub(super) fn on_share_query(
+        &mut self,
+        from: NodeId,
+        id: ComputationId,
+        m: &ShareQueryMsg,
+    ) -> Result<(), Rejection> {
+        let me = self.identity.node;
+        let comp = self
+            .computations
+            .get_mut(&id)
+            .ok_or(Rejection::UnknownComputation)?;
+        if comp.contribution.is_none() {
+            return Err(Rejection::ShareQueryWithoutContribution);
+        }
+        if comp.plan.leaf_of(&me) != m.group {
+            return Err(Rejection::ShareQueryForOtherLeaf);
+        }
+        let rank = comp
+            .plan
+            .candidate_rank(m.group, m.position, &from)
+            .ok_or(Rejection::NotFromPosition)?;
+        // The asker serves the position now: seal the share to it, and keep sending there.
+        comp.servers.insert(slot(m.group, m.position), rank);
+        self.send_shares_to(id, Some(m.position));
+        Ok(())
+    }
+}
