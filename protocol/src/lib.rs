@@ -22,6 +22,7 @@
 //! - [`planner`]: chooses group size, threshold, fan-in and timeouts from network conditions.
 //! - [`message`], [`codec`], [`seal`]: what travels between nodes, and how it is framed and sealed.
 //! - [`record`]: what a node persists so that it can resume after a crash.
+//! - [`validity`]: fully linear validity proofs (prio's FLPs) checked on Shamir shares.
 //! - [`engine`]: the state machine of every role (contributor, aggregator, commissioner).
 //! - [`limits`]: every named bound in one place.
 
@@ -42,6 +43,7 @@ pub mod record;
 pub mod request;
 pub mod seal;
 pub mod sharing;
+pub mod validity;
 
 #[cfg(feature = "test-util")]
 pub mod harness;

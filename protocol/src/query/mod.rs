@@ -25,6 +25,7 @@
 
 mod accuracy;
 mod ast;
+mod circuit;
 mod compile;
 mod lexer;
 mod parser;
@@ -34,6 +35,7 @@ mod value;
 
 pub use accuracy::{Accuracy, CellAccuracy};
 pub use ast::{Aggregate, Clip, CmpOp, Expr, GroupBy, Literal, Predicate, Privacy, Query};
+pub use circuit::{Check, ValidityCircuit};
 pub use compile::{Column, ColumnKind, CompiledQuery};
 pub use parser::KEYWORDS;
 pub use result::{Cell, ResultRow, ResultTable};

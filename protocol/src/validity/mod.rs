@@ -1,0 +1,316 @@
+//! Validity proofs on Shamir shares: a contributor proves that its encoded vector satisfies a
+//! validity circuit, and a leaf group checks the proof on shares without learning the vector.
+//!
+//! The proof system is prio's fully linear proofs (`prio::flp`, the FLPs of Boneh, Boyle,
+//! Corrigan-Gibbs, Gilboa and Ishai, as used by Prio3); this module only moves them from
+//! additive shares between two servers to Shamir shares inside a group of `g` with threshold `t`:
+//!
+//! 1. The contributor encodes its measurement, derives the joint randomness from blinded
+//!    commitments to its input shares, proves as a single party (`num_shares = 1`), and
+//!    Shamir-shares the input and the proof ([`prove_and_share`]).
+//! 2. Each member checks its own commitment, then runs the FLP query on its input and proof
+//!    shares with `num_shares = 1` ([`verifier_share`]). The query is an affine map of
+//!    (input, proof) for fixed randomness, with its constants added in full; the Lagrange
+//!    coefficients to position 0 sum to 1, so the Lagrange combination of the members' verifier
+//!    shares is exactly the query of the shared input and proof.
+//! 3. Any `t` verifier shares are combined ([`decide`]) and prio's `decide` runs on the result.
+//!    Shares beyond `t` must lie on the same polynomial, so a member that lies about its
+//!    verifier share while others speak is noticed.
+//!
+//! Randomness. The *query* randomness must be unknown to the contributor (and to any member it
+//! colludes with) when it proves: it is expanded from a `query_seed` that the caller must take
+//! from a beacon round drawn after the share window closes. The *joint* randomness is used by
+//! the prover, so it is bound to the input instead (Prio3's derivation): it is a hash of blinded
+//! commitments to every input share, which every member receives and checks for its own share.
+//! Both are bound to a `context` (the request and the contributor) so that a proof cannot be
+//! replayed elsewhere.
+
+pub mod shamir;
+
+#[cfg(test)]
+mod tests;
+
+use crate::sharing::{SharingError, SharingParams};
+use prio::field::FieldElement;
+use prio::flp::{FlpError, Type};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use thiserror::Error;
+
+const COMMIT_DOMAIN: &str = "grove/validity/commit";
+const BLIND_DOMAIN: &str = "grove/validity/blind";
+const JOINT_DOMAIN: &str = "grove/validity/joint-rand";
+const QUERY_DOMAIN: &str = "grove/validity/query-rand";
+const PROVE_DOMAIN: &str = "grove/validity/prove-rand";
+const INPUT_DOMAIN: &str = "grove/validity/input-seed";
+const PROOF_DOMAIN: &str = "grove/validity/proof-seed";
+
+#[derive(Debug, Error)]
+pub enum ValidityError {
+    #[error(transparent)]
+    Sharing(#[from] SharingError),
+    #[error("proof system: {0}")]
+    Flp(#[from] FlpError),
+    #[error("{what} has length {got}, expected {expected}")]
+    Length {
+        what: &'static str,
+        got: usize,
+        expected: usize,
+    },
+    #[error("position {0} is outside the group")]
+    Position(u8),
+    #[error("the input share of position {0} does not match its commitment")]
+    Commitment(u8),
+    #[error("verifier shares disagree (positions {0:?} are off the polynomial of the first t)")]
+    Disagreement(Vec<u8>),
+}
+
+/// What one member (at `position`) receives from a contributor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberShare<F> {
+    pub position: u8,
+    pub input: Vec<F>,
+    pub proof: Vec<F>,
+    /// The blinding of this member's commitment (sent to this member only).
+    pub blind: [u8; 32],
+    /// The commitments to every position's input share, index 0 is position 1 (the same
+    /// list goes to every member).
+    pub commitments: Vec<[u8; 32]>,
+}
+
+/// A contributor's shared input and proof: `shares[i]` goes to position `i + 1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedContribution<F> {
+    pub shares: Vec<MemberShare<F>>,
+}
+
+/// One member's verifier share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifierShare<F> {
+    pub position: u8,
+    pub verifier: Vec<F>,
+    /// Hash of the commitment list the member used: all members must have used the same.
+    pub commitments_digest: [u8; 32],
+}
+
+fn expand<F: FieldElement>(seed: [u8; 32], len: usize) -> Vec<F> {
+    shamir::random_vector(&mut ChaCha20Rng::from_seed(seed), len)
+}
+
+fn encode_vec<F: FieldElement>(v: &[F]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * F::ENCODED_SIZE);
+    for x in v {
+        // Encoding a field element into a Vec cannot fail.
+        x.encode(&mut out).unwrap_or_default();
+    }
+    out
+}
+
+/// The commitment to the input share of `position`.
+fn commitment<F: FieldElement>(position: u8, blind: &[u8; 32], input: &[F]) -> [u8; 32] {
+    crate::ids::hash_parts(COMMIT_DOMAIN, &[&[position], blind, &encode_vec(input)])
+}
+
+fn commitments_digest(context: &[u8], commitments: &[[u8; 32]]) -> [u8; 32] {
+    let mut parts: Vec<&[u8]> = vec![context];
+    parts.extend(commitments.iter().map(|c| c.as_slice()));
+    crate::ids::hash_parts(JOINT_DOMAIN, &parts)
+}
+
+/// The joint randomness of a contribution, from its commitments.
+fn joint_rand<T: Type>(typ: &T, digest: [u8; 32]) -> Vec<T::Field> {
+    expand(digest, typ.joint_rand_len())
+}
+
+/// The query randomness for a contribution: `query_seed` must be drawn after the
+/// contributor's shares are fixed (a beacon round after the share window).
+fn query_rand<T: Type>(typ: &T, query_seed: &[u8; 32], context: &[u8]) -> Vec<T::Field> {
+    let seed = crate::ids::hash_parts(QUERY_DOMAIN, &[query_seed, context]);
+    expand(seed, typ.query_rand_len())
+}
+
+/// Encodes `measurement`, proves it valid and shares input and proof (see the module text).
+/// Deterministic in `seed`, which must be secret and fresh for every contribution.
+pub fn prove_and_share<T: Type>(
+    typ: &T,
+    measurement: &T::Measurement,
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    let input = typ.encode_measurement(measurement)?;
+    prove_encoded_and_share(typ, &input, params, context, seed)
+}
+
+/// [`prove_and_share`] of an already encoded input. Proving an input that does not satisfy the
+/// circuit succeeds, and gives a proof that the group rejects.
+pub fn prove_encoded_and_share<T: Type>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    let params = SharingParams::new(params.g, params.t)?;
+    if input.len() != typ.input_len() {
+        return Err(ValidityError::Length {
+            what: "input",
+            got: input.len(),
+            expected: typ.input_len(),
+        });
+    }
+    let input_shares = shamir::share(
+        input,
+        params,
+        &crate::ids::hash_parts(INPUT_DOMAIN, &[seed]),
+    );
+    let blinds: Vec<[u8; 32]> = (1..=params.g)
+        .map(|p| crate::ids::hash_parts(BLIND_DOMAIN, &[seed, &[p]]))
+        .collect();
+    let commitments: Vec<[u8; 32]> = input_shares
+        .iter()
+        .zip(&blinds)
+        .zip(1..=params.g)
+        .map(|((x, b), p)| commitment(p, b, x))
+        .collect();
+    let joint = joint_rand(typ, commitments_digest(context, &commitments));
+    let prove_rand = expand(
+        crate::ids::hash_parts(PROVE_DOMAIN, &[seed]),
+        typ.prove_rand_len(),
+    );
+    let proof = typ.prove(input, &prove_rand, &joint)?;
+    let proof_shares = shamir::share(
+        &proof,
+        params,
+        &crate::ids::hash_parts(PROOF_DOMAIN, &[seed]),
+    );
+    let shares = input_shares
+        .into_iter()
+        .zip(proof_shares)
+        .zip(blinds)
+        .zip(1..=params.g)
+        .map(|(((input, proof), blind), position)| MemberShare {
+            position,
+            input,
+            proof,
+            blind,
+            commitments: commitments.clone(),
+        })
+        .collect();
+    Ok(SharedContribution { shares })
+}
+
+/// A member's verifier share of the contribution it holds `share` of: checks its own
+/// commitment and the lengths, then queries its input and proof shares.
+pub fn verifier_share<T: Type>(
+    typ: &T,
+    params: SharingParams,
+    share: &MemberShare<T::Field>,
+    context: &[u8],
+    query_seed: &[u8; 32],
+) -> Result<VerifierShare<T::Field>, ValidityError> {
+    if share.position == 0 || share.position > params.g {
+        return Err(ValidityError::Position(share.position));
+    }
+    for (what, got, expected) in [
+        ("input share", share.input.len(), typ.input_len()),
+        ("proof share", share.proof.len(), typ.proof_len()),
+        (
+            "commitment list",
+            share.commitments.len(),
+            params.g as usize,
+        ),
+    ] {
+        if got != expected {
+            return Err(ValidityError::Length {
+                what,
+                got,
+                expected,
+            });
+        }
+    }
+    let own = commitment(share.position, &share.blind, &share.input);
+    if share.commitments[share.position as usize - 1] != own {
+        return Err(ValidityError::Commitment(share.position));
+    }
+    let digest = commitments_digest(context, &share.commitments);
+    let joint = joint_rand(typ, digest);
+    let query = query_rand(typ, query_seed, context);
+    let verifier = query_share(typ, &share.input, &share.proof, &query, &joint)?;
+    Ok(VerifierShare {
+        position: share.position,
+        verifier,
+        commitments_digest: digest,
+    })
+}
+
+/// The FLP query of one member's input and proof shares.
+fn query_share<T: Type>(
+    typ: &T,
+    input: &[T::Field],
+    proof: &[T::Field],
+    query: &[T::Field],
+    joint: &[T::Field],
+) -> Result<Vec<T::Field>, ValidityError> {
+    // num_shares = 1: every Shamir share carries the circuit's constants in full (module text).
+    Ok(typ.query(input, proof, query, joint, 1)?)
+}
+
+/// Combines verifier shares (at least `t`, distinct positions of the group) and decides.
+///
+/// The first `t` shares are combined; every further share must lie on the same polynomial and
+/// every share must name the same commitments, otherwise the shares disagree and nothing is
+/// decided. Fewer than `t` shares decide nothing.
+pub fn decide<T: Type>(
+    typ: &T,
+    params: SharingParams,
+    shares: &[VerifierShare<T::Field>],
+) -> Result<bool, ValidityError> {
+    let t = params.t as usize;
+    if shares.len() < t {
+        return Err(SharingError::NotEnoughShares {
+            needed: t,
+            got: shares.len(),
+        }
+        .into());
+    }
+    for s in shares {
+        if s.position == 0 || s.position > params.g {
+            return Err(ValidityError::Position(s.position));
+        }
+        if s.verifier.len() != typ.verifier_len() {
+            return Err(ValidityError::Length {
+                what: "verifier share",
+                got: s.verifier.len(),
+                expected: typ.verifier_len(),
+            });
+        }
+    }
+    let digest = shares[0].commitments_digest;
+    let other_digest: Vec<u8> = shares
+        .iter()
+        .filter(|s| s.commitments_digest != digest)
+        .map(|s| s.position)
+        .collect();
+    if !other_digest.is_empty() {
+        return Err(ValidityError::Disagreement(other_digest));
+    }
+    let pairs: Vec<(u8, &[T::Field])> = shares
+        .iter()
+        .map(|s| (s.position, s.verifier.as_slice()))
+        .collect();
+    let points: Vec<u8> = pairs[..t].iter().map(|(p, _)| *p).collect();
+    let first: Vec<&[T::Field]> = pairs[..t].iter().map(|(_, v)| *v).collect();
+    let mut off = Vec::new();
+    for (p, v) in &pairs[t..] {
+        let coeffs = shamir::lagrange::<T::Field>(&points, *p)?;
+        if shamir::combine(&coeffs, &first) != *v {
+            off.push(*p);
+        }
+    }
+    if !off.is_empty() {
+        return Err(ValidityError::Disagreement(off));
+    }
+    let verifier = shamir::reconstruct(&pairs, params.t)?;
+    Ok(typ.decide(&verifier)?)
+}

@@ -1,0 +1,130 @@
+//! Shamir sharing of vectors over prio's fields, for inputs, proofs and verifier messages.
+//!
+//! This is the plain construction, not the difference-table kernel of [`crate::sharing`]: the
+//! values at positions `1..t-1` are drawn from per-position seeds, and positions `t..=g` are the
+//! Lagrange extension of the polynomial through `0` (the secret) and `1..t-1`. So the shares of
+//! positions `1..t-1` depend only on the seed, never on the secret, and the polynomial is uniform
+//! among those of degree `< t` with the secret at `0` (the same argument as
+//! [`crate::sharing::share_vector_compressed`]).
+
+use crate::sharing::{SharingError, SharingParams};
+use prio::field::FieldElement;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+/// Domain of the per-position seeds of a validity sharing.
+const SEED_DOMAIN: &str = "grove/validity/share-seed";
+
+/// `x` as a field element (`x` is a small position, at most 255).
+pub(crate) fn small<F: FieldElement>(x: u8) -> F {
+    let mut acc = F::zero();
+    for _ in 0..x {
+        acc += F::one();
+    }
+    acc
+}
+
+/// A uniform element drawn from `rng` by rejection on the encoded size.
+pub(crate) fn random_element<F: FieldElement>(rng: &mut impl RngCore) -> F {
+    let mut buf = vec![0u8; F::ENCODED_SIZE];
+    loop {
+        rng.fill_bytes(&mut buf);
+        // `try_from` rejects exactly the encodings at or above the modulus.
+        if let Ok(x) = F::try_from(&buf[..]) {
+            return x;
+        }
+    }
+}
+
+/// `len` uniform elements drawn from `rng`.
+pub(crate) fn random_vector<F: FieldElement>(rng: &mut impl RngCore, len: usize) -> Vec<F> {
+    (0..len).map(|_| random_element(rng)).collect()
+}
+
+/// Coefficients that carry the values at `points` to the value at `target` (distinct points,
+/// zero allowed; `target = 0` reconstructs the secret).
+pub fn lagrange<F: FieldElement>(points: &[u8], target: u8) -> Result<Vec<F>, SharingError> {
+    let mut seen = [false; 256];
+    for &p in points {
+        if seen[p as usize] {
+            return Err(SharingError::BadPoint(p));
+        }
+        seen[p as usize] = true;
+    }
+    let tx: F = small(target);
+    let mut out = Vec::with_capacity(points.len());
+    for (i, &pi) in points.iter().enumerate() {
+        let xi: F = small(pi);
+        let (mut num, mut den) = (F::one(), F::one());
+        for (j, &pj) in points.iter().enumerate() {
+            if i != j {
+                let xj: F = small(pj);
+                num *= tx - xj;
+                den *= xi - xj;
+            }
+        }
+        // Distinct points below 256 and a modulus above 2^32: `den` is not zero.
+        out.push(num * den.inv());
+    }
+    Ok(out)
+}
+
+/// `sum_k coeffs[k] * vecs[k]` (equal lengths).
+pub(crate) fn combine<F: FieldElement>(coeffs: &[F], vecs: &[&[F]]) -> Vec<F> {
+    let n = vecs.first().map_or(0, |v| v.len());
+    let mut out = vec![F::zero(); n];
+    for (c, v) in coeffs.iter().zip(vecs) {
+        for (o, x) in out.iter_mut().zip(v.iter()) {
+            *o += *c * *x;
+        }
+    }
+    out
+}
+
+/// Shares `secret` at positions `1..=g` (index 0 is position 1); deterministic in `seed`.
+pub fn share<F: FieldElement>(secret: &[F], params: SharingParams, seed: &[u8; 32]) -> Vec<Vec<F>> {
+    let (g, t) = (params.g, params.t);
+    let n = secret.len();
+    let mut points = vec![0u8];
+    let mut values: Vec<Vec<F>> = vec![secret.to_vec()];
+    for p in 1..t {
+        let sub = crate::ids::hash_parts(SEED_DOMAIN, &[seed, &[p]]);
+        values.push(random_vector(&mut ChaCha20Rng::from_seed(sub), n));
+        points.push(p);
+    }
+    let refs: Vec<&[F]> = values.iter().map(|v| v.as_slice()).collect();
+    let mut out: Vec<Vec<F>> = values[1..].to_vec();
+    for p in t.max(1)..=g {
+        // The points 0..t-1 are distinct, so the coefficients exist.
+        let coeffs = lagrange::<F>(&points, p).unwrap_or_default();
+        out.push(combine(&coeffs, &refs));
+    }
+    out
+}
+
+/// The value at 0 of the polynomial through the first `t` of `shares` (`(position, share)`,
+/// positions distinct and non-zero, equal lengths).
+pub fn reconstruct<F: FieldElement>(shares: &[(u8, &[F])], t: u8) -> Result<Vec<F>, SharingError> {
+    let t = t as usize;
+    if t == 0 {
+        return Err(SharingError::InvalidParams { g: 0, t: 0 });
+    }
+    if shares.len() < t {
+        return Err(SharingError::NotEnoughShares {
+            needed: t,
+            got: shares.len(),
+        });
+    }
+    let used = &shares[..t];
+    if used.iter().any(|(p, _)| *p == 0) {
+        return Err(SharingError::BadPoint(0));
+    }
+    let n = used[0].1.len();
+    if used.iter().any(|(_, s)| s.len() != n) {
+        return Err(SharingError::LengthMismatch);
+    }
+    let points: Vec<u8> = used.iter().map(|(p, _)| *p).collect();
+    let coeffs = lagrange::<F>(&points, 0)?;
+    let vecs: Vec<&[F]> = used.iter().map(|(_, s)| *s).collect();
+    Ok(combine(&coeffs, &vecs))
+}
