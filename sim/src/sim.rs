@@ -354,15 +354,7 @@ impl Simulator {
                 .collect();
             nodes[c as usize].contribution = Some(ContributionSpec::counted_values(&values));
         }
-        let gossip_hops = {
-            let mut hops = 1u32;
-            let mut reach = u64::from(cfg.gossip.fanout);
-            while reach < n as u64 {
-                reach = reach.saturating_mul(u64::from(cfg.gossip.fanout));
-                hops += 1;
-            }
-            hops
-        };
+        let gossip_hops = grove_protocol::planner::gossip_hops(n as u64, cfg.gossip.fanout);
         let mut sim = Simulator {
             cfg: cfg.clone(),
             seed,
