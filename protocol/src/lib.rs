@@ -21,6 +21,8 @@
 //! - [`record`]: what a node persists so that it can resume after a crash.
 //! - [`engine`]: the state machine of every role (contributor, aggregator, commissioner).
 //! - [`limits`]: every named bound in one place.
+//! - `check` and `harness` (feature `test-util`): the checkers of a run (privacy, agreement,
+//!   exactness, liveness) and the in-process cluster the tests run on; the simulator uses both.
 
 pub mod codec;
 pub mod dp;
@@ -38,5 +40,7 @@ pub mod request;
 pub mod seal;
 pub mod sharing;
 
+#[cfg(feature = "test-util")]
+pub mod check;
 #[cfg(feature = "test-util")]
 pub mod harness;

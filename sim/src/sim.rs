@@ -19,13 +19,16 @@ use crate::models::{
 use crate::queue::RadixQueue;
 use crate::report::{Checks, DpCheck, Outcome, RoleTraffic, RunReport, Summary};
 use ed25519_dalek::SigningKey;
+use grove_protocol::check::{self, Holdings, Subject, Versions};
 use grove_protocol::codec;
 use grove_protocol::dp;
 use grove_protocol::encoding::ContributionSpec;
-use grove_protocol::engine::{sign_finish, Command, Engine, Event, Identity, Output, Strategy};
-use grove_protocol::field::{add_assign_vec, Fp};
+use grove_protocol::engine::{
+    sign_finish, Command, Engine, Event, Identity, Output, Released, Strategy,
+};
+use grove_protocol::field::Fp;
 use grove_protocol::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
-use grove_protocol::message::{Body, Item, Manifest, Message};
+use grove_protocol::message::{Body, Message};
 use grove_protocol::plan::{CachedPlans, Plan, PlanProvider, SortedDirectory};
 use grove_protocol::record::Record;
 use grove_protocol::request::{
@@ -34,7 +37,7 @@ use grove_protocol::request::{
 };
 use grove_protocol::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope, SealError};
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -172,13 +175,6 @@ struct SimNode {
     kill_after_send: Option<String>,
 }
 
-/// A subject whose shares must never gather `t` at one node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Subject {
-    Contributor(NodeId),
-    Subtree(GroupId, Digest),
-}
-
 /// Counters of one run.
 #[derive(Default)]
 struct Counters {
@@ -222,10 +218,10 @@ pub struct Simulator {
     commissioner_key: SigningKey,
     request: Option<Request>,
     plan: Option<Arc<Plan>>,
-    versions: HashMap<Digest, Manifest>,
-    /// The version each group's members adopted: every position must agree.
-    adopted: HashMap<GroupId, Digest>,
-    holdings: HashMap<Ix, HashMap<Subject, u32>>,
+    /// Manifests adopted, and the agreement checker: every position of a group must adopt
+    /// the same one.
+    versions: Versions,
+    holdings: Holdings,
     violations: Vec<String>,
     released: Option<grove_protocol::engine::Released>,
     failure: Option<String>,
@@ -374,9 +370,8 @@ impl Simulator {
             plan: None,
             leaf_contributors: HashMap::new(),
             root_count: None,
-            versions: HashMap::new(),
-            adopted: HashMap::new(),
-            holdings: HashMap::new(),
+            versions: Versions::default(),
+            holdings: Holdings::default(),
             violations: Vec::new(),
             released: None,
             failure: None,
@@ -1218,12 +1213,12 @@ impl Simulator {
                 }
             }
             Event::ManifestAdopted {
+                computation,
                 group,
                 position,
                 version,
                 manifest,
                 complete,
-                ..
             } => {
                 let now = self.now;
                 if self.plan.as_ref().is_some_and(|p| p.root() == group) {
@@ -1235,16 +1230,15 @@ impl Simulator {
                     .entry(group.level)
                     .or_insert((now, now));
                 span.1 = span.1.max(now);
-                let first = *self.adopted.entry(group).or_insert(version.digest);
-                if first != version.digest && self.violations.len() < 100 {
-                    self.violations.push(format!(
-                        "agreement: position {position} of {group:?} adopted {:?}, another position {first:?}",
-                        version.digest
-                    ));
+                let adopted = self
+                    .versions
+                    .adopt(computation, group, position, &version, manifest);
+                if let Err(violation) = adopted {
+                    self.violation(violation);
                 }
-                self.versions.insert(version.digest, manifest);
                 if complete {
-                    self.hold(node, Subject::Subtree(group, version.digest), position);
+                    let subject = Subject::Subtree(computation, group, version.digest);
+                    self.hold(node, subject, position);
                 }
             }
             Event::HealDone { .. } => self.counters.heals_done += 1,
@@ -1399,61 +1393,35 @@ impl Simulator {
         if !self.cfg.checks.privacy {
             return None;
         }
-        match &m.body {
-            Body::Share(s) => Some((Subject::Contributor(s.contributor), s.position)),
-            Body::Partial(p) | Body::PartialAhead(p) => {
-                Some((Subject::Subtree(p.child, p.version.digest), p.position))
-            }
-            Body::HealPart(h) => Some((Subject::Subtree(h.child, h.version), h.target)),
-            Body::ReleaseShare(r) if to != COMMISSIONER => {
-                let root = self.plan.as_ref()?.root();
-                Some((Subject::Subtree(root, r.version), r.position))
-            }
-            _ => None,
-        }
+        check::learned(m, to == COMMISSIONER, || {
+            self.plan.as_ref().map(|plan| plan.root())
+        })
     }
 
     fn hold(&mut self, node: Ix, subject: Subject, position: Position) {
-        if !self.cfg.checks.privacy || position == 0 || position > 32 {
+        if !self.cfg.checks.privacy {
             return;
         }
-        let t = u32::from(
-            self.cfg
-                .checks
-                .exposure_shares
-                .unwrap_or(self.cfg.protocol.t),
-        );
-        let held = self
-            .holdings
-            .entry(node)
-            .or_default()
-            .entry(subject)
-            .or_default();
-        *held |= 1 << (position - 1);
-        if held.count_ones() >= t && self.violations.len() < 100 {
-            let count = held.count_ones();
-            self.violations
-                .push(format!("node {node} holds {count} shares of {subject:?}"));
+        let t = self
+            .cfg
+            .checks
+            .exposure_shares
+            .unwrap_or(self.cfg.protocol.t);
+        if let Err(violation) = self.holdings.hold(node as usize, subject, position, t) {
+            self.violation(violation);
+        }
+    }
+
+    /// Keeps the first 100 violations of a run.
+    fn violation(&mut self, violation: String) {
+        if self.violations.len() < 100 {
+            self.violations.push(violation);
         }
     }
 
     /// Contributors covered by a version, expanded through the adopted manifests.
-    fn expand(&self, digest: &Digest) -> Vec<NodeId> {
-        let mut out = Vec::new();
-        let mut stack = vec![*digest];
-        while let Some(d) = stack.pop() {
-            if let Some(m) = self.versions.get(&d) {
-                for item in &m.items {
-                    match item {
-                        Item::Contributor(c) => out.push(*c),
-                        Item::Child { version, .. } => stack.push(version.digest),
-                    }
-                }
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        out
+    fn expand(&self, digest: &Digest) -> BTreeSet<NodeId> {
+        self.versions.expand(digest)
     }
 
     fn report(self, wall_s: f64, setup_error: Option<String>) -> RunReport {
@@ -1514,7 +1482,7 @@ impl Simulator {
                 .count() as u64;
             latency_s = Some(r.at.as_secs_f64() - LAUNCH_AT.as_secs_f64());
             if self.cfg.checks.sum {
-                checks.sum_ok = Some(self.sum_matches(&set, &r.sum, &mut checks.violations));
+                checks.sum_ok = Some(self.sum_matches(&set, r, &mut checks.violations));
             }
             checks.dp = self.dp_check(included, &mut checks.violations);
         }
@@ -1652,27 +1620,13 @@ impl Simulator {
                 return None;
             }
         }
-        let tolerated = usize::from(plan.g - plan.t);
-        let worst = plan
-            .groups()
-            .map(|group| {
-                plan.members(group)
-                    .iter()
-                    .filter(|m| {
-                        self.index
-                            .get(*m)
-                            .is_some_and(|&i| self.nodes[i as usize].last_crash.is_some())
-                    })
-                    .count()
-            })
-            .max()
-            .unwrap_or(0);
-        (worst <= tolerated).then(|| {
-            format!(
-                "liveness: no result although no group lost more than {tolerated} members (worst lost {worst}); {}",
-                self.failure.as_deref().unwrap_or("no failure reported")
-            )
-        })
+        let lost = |m: &NodeId| {
+            self.index
+                .get(m)
+                .is_some_and(|&i| self.nodes[i as usize].last_crash.is_some())
+        };
+        let failure = self.failure.as_deref().unwrap_or("no failure reported");
+        check::liveness(plan, lost, failure)
     }
 
     /// Differential privacy's collusion bound on a released version of `included`
@@ -1709,55 +1663,31 @@ impl Simulator {
     /// privacy, against the sum of the vectors the contributors persisted, each of which must
     /// be its values plus exactly its own noise of the request's scale (`dp::add_noise` from
     /// its persisted seed): the engine added it before sharing.
-    fn sum_matches(&self, set: &[NodeId], sum: &[Fp], violations: &mut Vec<String>) -> bool {
+    fn sum_matches(
+        &self,
+        set: &BTreeSet<NodeId>,
+        released: &Released,
+        violations: &mut Vec<String>,
+    ) -> bool {
         let Some(request) = &self.request else {
             return false;
         };
-        let mut expected = vec![Fp::ZERO; request.contribution.length as usize];
-        for c in set {
-            let Some(values) = self
-                .index
-                .get(c)
-                .and_then(|&i| self.nodes[i as usize].contribution.as_ref())
-            else {
-                violations.push(format!("the result includes {c}, who did not contribute"));
-                return false;
+        let spec = &request.contribution;
+        let checked = check::sum_of(spec, set, |c| {
+            let node = self.index.get(c).map(|&i| &self.nodes[i as usize]);
+            let Some(values) = node.and_then(|n| n.contribution.as_ref()) else {
+                return Err(format!("the result includes {c}, who did not contribute"));
             };
-            let mut v = match request.contribution.encode(values) {
-                Ok(v) => v,
-                Err(e) => {
-                    violations.push(format!("cannot encode a contribution: {e}"));
-                    return false;
-                }
-            };
-            if let Some(noise) = &request.contribution.noise {
-                let persisted = self
-                    .index
-                    .get(c)
-                    .and_then(|&i| self.nodes[i as usize].persisted.as_ref());
-                let Some((seed, vector)) = persisted else {
-                    violations.push(format!("the result includes {c}, who persisted no vector"));
-                    return false;
-                };
-                dp::add_noise(&mut v, seed, noise);
-                if v != *vector {
-                    violations.push(format!(
-                        "differential privacy: {c} shared a vector other than its values plus its own noise"
-                    ));
-                    return false;
-                }
+            check::contributed(spec, c, values, node.and_then(|n| n.persisted.as_ref()))
+        })
+        .and_then(|expected| check::exact(spec, request.privacy.k_min, released, expected));
+        match checked {
+            Ok(()) => true,
+            Err(violation) => {
+                violations.push(violation);
+                false
             }
-            add_assign_vec(&mut expected, &v);
         }
-        if expected != sum {
-            violations.push(if request.contribution.noise.is_some() {
-                "released sum differs from the sum of the reported set's noisy vectors".into()
-            } else {
-                "released sum differs from the plaintext sum over the reported set".into()
-            });
-            return false;
-        }
-        true
     }
 }
 
