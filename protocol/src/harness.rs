@@ -8,8 +8,9 @@
 
 use crate::check::{self, Holdings, Subject, Versions};
 use crate::codec;
+use crate::drain::{self, Effects};
 use crate::encoding::ContributionSpec;
-use crate::engine::{sign_finish, Command, Engine, Event, Failure, Identity, Output, Released};
+use crate::engine::{sign_finish, Command, Engine, Event, Failure, Identity, Released};
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use crate::message::{Body, Message};
@@ -763,44 +764,25 @@ impl Cluster {
         }
     }
 
+    /// Drains node `n`'s engine (the drain rule, [`drain::drain`]) and arms its timer; a
+    /// crash triggered by one of its sends ([`Cluster::crash_after_sends`]) stops the drain.
     fn drain(&mut self, n: usize) {
-        loop {
-            let Some(engine) = self.nodes[n].engine.as_mut() else {
-                return;
-            };
-            match engine.poll_output() {
-                Output::Idle { next_deadline } => {
-                    if let Some(d) = next_deadline {
-                        let d = d.max(self.now);
-                        if self.nodes[n].timer != Some(d) {
-                            self.nodes[n].timer = Some(d);
-                            self.schedule(d, Action::Timer { node: n, at: d });
-                        }
-                    }
-                    return;
-                }
-                Output::Persist(record) => self.nodes[n].durable.push(record),
-                Output::Send { to, message } => {
-                    let kind = message.kind();
-                    if let Some(&to_i) = self.index.get(&to) {
-                        self.transmit(n, to_i, &message);
-                    }
-                    let count = self.nodes[n].sends_by_kind.entry(kind).or_default();
-                    *count += 1;
-                    if self.crash_after.get(&(n, kind)) == Some(count) {
-                        self.crash(n);
-                        return;
+        let Some(mut engine) = self.nodes[n].engine.take() else {
+            return;
+        };
+        let drained = drain::drain(&mut engine, &mut HarnessEffects { cluster: self, n });
+        self.nodes[n].engine = Some(engine);
+        match drained {
+            Ok(next_deadline) => {
+                if let Some(d) = next_deadline {
+                    let d = d.max(self.now);
+                    if self.nodes[n].timer != Some(d) {
+                        self.nodes[n].timer = Some(d);
+                        self.schedule(d, Action::Timer { node: n, at: d });
                     }
                 }
-                Output::Broadcast { message } => {
-                    for to in 0..self.nodes.len() {
-                        if to != n {
-                            self.transmit(n, to, &message);
-                        }
-                    }
-                }
-                Output::Event(event) => self.on_event(n, event),
             }
+            Err(Crashed) => self.crash(n),
         }
     }
 
@@ -855,7 +837,7 @@ impl Cluster {
         m
     }
 
-    fn on_event(&mut self, n: usize, event: Event) {
+    fn on_event(&mut self, n: usize, engine: &mut Engine, event: Event) {
         match &event {
             // Emitted after the contributor's last share left (a crash mid-drain cuts it off).
             Event::Contributed { computation, .. } => {
@@ -872,22 +854,18 @@ impl Cluster {
                         computation: *computation,
                     },
                 };
-                {
-                    let now = self.now;
-                    if let Some(engine) = self.nodes[n].engine.as_mut() {
-                        if let Err(e) = engine.handle_command(now, command) {
-                            let me = self.nodes[n].identity.node;
-                            self.events.push((
-                                now,
-                                n,
-                                Event::MessageRejected {
-                                    from: me,
-                                    kind: "contribute",
-                                    reason: e.to_string(),
-                                },
-                            ));
-                        }
-                    }
+                let now = self.now;
+                if let Err(e) = engine.handle_command(now, command) {
+                    let me = self.nodes[n].identity.node;
+                    self.events.push((
+                        now,
+                        n,
+                        Event::MessageRejected {
+                            from: me,
+                            kind: "contribute",
+                            reason: e.to_string(),
+                        },
+                    ));
                 }
             }
             Event::ManifestAdopted {
@@ -1043,5 +1021,52 @@ impl Cluster {
             .iter()
             .filter(move |(_, i, _)| *i == n)
             .map(|(_, _, e)| e)
+    }
+}
+
+/// A node crashed in the middle of its drain ([`Cluster::crash_after_sends`]).
+struct Crashed;
+
+/// Node `n`'s effects on the virtual network: records join its durable log, sends and
+/// broadcasts cross the codec to the other engines, events go to the checkers.
+struct HarnessEffects<'a> {
+    cluster: &'a mut Cluster,
+    n: usize,
+}
+
+impl Effects for HarnessEffects<'_> {
+    type Error = Crashed;
+
+    fn persist(&mut self, records: Vec<Record>) -> Result<(), Crashed> {
+        self.cluster.nodes[self.n].durable.extend(records);
+        Ok(())
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) -> Result<(), Crashed> {
+        let (c, n) = (&mut *self.cluster, self.n);
+        let kind = message.kind();
+        if let Some(&to_i) = c.index.get(&to) {
+            c.transmit(n, to_i, &message);
+        }
+        let count = c.nodes[n].sends_by_kind.entry(kind).or_default();
+        *count += 1;
+        if c.crash_after.get(&(n, kind)) == Some(count) {
+            return Err(Crashed);
+        }
+        Ok(())
+    }
+
+    fn broadcast(&mut self, message: Message) -> Result<(), Crashed> {
+        for to in 0..self.cluster.nodes.len() {
+            if to != self.n {
+                self.cluster.transmit(self.n, to, &message);
+            }
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, engine: &mut Engine, event: Event) -> Result<(), Crashed> {
+        self.cluster.on_event(self.n, engine, event);
+        Ok(())
     }
 }

@@ -20,12 +20,14 @@
 //! - [`message`], [`codec`], [`seal`]: what travels between nodes, and how it is framed and sealed.
 //! - [`record`]: what a node persists so that it can resume after a crash.
 //! - [`engine`]: the state machine of every role (contributor, aggregator, commissioner).
+//! - [`drain`]: the drain rule (persist before send), written once for every driver.
 //! - [`limits`]: every named bound in one place.
 //! - `check` and `harness` (feature `test-util`): the checkers of a run (privacy, agreement,
 //!   exactness, liveness) and the in-process cluster the tests run on; the simulator uses both.
 
 pub mod codec;
 pub mod dp;
+pub mod drain;
 pub mod encoding;
 pub mod engine;
 pub mod field;

@@ -22,10 +22,9 @@ use ed25519_dalek::SigningKey;
 use grove_protocol::check::{self, Holdings, Subject, Versions};
 use grove_protocol::codec;
 use grove_protocol::dp;
+use grove_protocol::drain::{self, Effects};
 use grove_protocol::encoding::ContributionSpec;
-use grove_protocol::engine::{
-    sign_finish, Command, Engine, Event, Identity, Output, Released, Strategy,
-};
+use grove_protocol::engine::{sign_finish, Command, Engine, Event, Identity, Released, Strategy};
 use grove_protocol::field::Fp;
 use grove_protocol::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use grove_protocol::message::{Body, Message};
@@ -965,108 +964,37 @@ impl Simulator {
         }
     }
 
-    /// Drains the node's engine (the drain rule). Sends cost CPU one after the other from
-    /// `now`; returns when the node's CPU is free again.
+    /// Drains the node's engine (the drain rule, [`drain::drain`]) and arms its timer. Its
+    /// effects cost CPU one after the other from `now` ([`SimEffects`]); returns when the
+    /// node's CPU is free again. A `failures.kill` after a send stops the drain.
     fn drain(&mut self, node: Ix, now: Micros) -> Micros {
-        let mut cpu_at = now;
-        // Records waiting to be committed (before the next send, or at idle), and whether this
-        // drain already paid for sharing the node's contribution.
-        let mut unpersisted = 0u64;
-        let mut shared = false;
-        let work = matches!(self.cfg.cpu, crate::config::CpuConfig::Work(_));
-        loop {
-            let Some(engine) = self.nodes[node as usize].engine.as_mut() else {
-                return cpu_at;
-            };
-            let output = engine.poll_output();
-            if unpersisted > 0
-                && matches!(
-                    output,
-                    Output::Idle { .. } | Output::Send { .. } | Output::Broadcast { .. }
-                )
-            {
-                let cost = persist_us(unpersisted, &self.cfg.cpu);
-                cpu_at = cpu_at.plus(cost);
-                self.nodes[node as usize].busy_us += cost;
-                unpersisted = 0;
+        let Some(mut engine) = self.nodes[node as usize].engine.take() else {
+            return now;
+        };
+        let mut effects = SimEffects {
+            sim: self,
+            node,
+            cpu_at: now,
+            shared: false,
+        };
+        let drained = drain::drain(&mut engine, &mut effects);
+        let cpu_at = effects.cpu_at;
+        self.nodes[node as usize].engine = Some(engine);
+        match drained {
+            Ok(next_deadline) => {
+                if let Some(d) = next_deadline {
+                    let d = d.max(now);
+                    let n = &mut self.nodes[node as usize];
+                    if n.timer != Some(d) {
+                        n.timer = Some(d);
+                        let incarnation = n.incarnation;
+                        self.schedule(d, Action::Timer { node, incarnation });
+                    }
+                }
             }
-            match output {
-                Output::Idle { next_deadline } => {
-                    if let Some(d) = next_deadline {
-                        let d = d.max(now);
-                        let n = &mut self.nodes[node as usize];
-                        if n.timer != Some(d) {
-                            n.timer = Some(d);
-                            let incarnation = n.incarnation;
-                            self.schedule(d, Action::Timer { node, incarnation });
-                        }
-                    }
-                    return cpu_at;
-                }
-                Output::Persist(record) => {
-                    if let Record::Contribution { seed, vector, .. } = &record {
-                        let n = &mut self.nodes[node as usize];
-                        if n.persisted.is_none() {
-                            n.persisted = Some((*seed, vector.0.clone()));
-                        }
-                    }
-                    if work {
-                        unpersisted += record_bytes(&record, &self.cfg.payload).max(1);
-                    }
-                    if self.keep_records {
-                        self.nodes[node as usize].durable.push(record);
-                    }
-                }
-                Output::Send { to, message } => {
-                    let kind = message.kind();
-                    if let Body::Share(s) = &message.body {
-                        if !shared && s.contributor == self.nodes[node as usize].identity.node {
-                            // The engine shares the whole vector before it sends any share.
-                            shared = true;
-                            let cost = contribute_us(
-                                self.cfg.protocol.g,
-                                u64::from(self.cfg.payload.vector_len),
-                                &self.cfg.cpu,
-                                self.cfg.privacy.as_ref(),
-                            );
-                            cpu_at = cpu_at.plus(cost);
-                            self.nodes[node as usize].busy_us += cost;
-                            // A contributor serving a position of its own leaf hands itself that
-                            // share inside its engine (drivers never see a send to oneself).
-                            if let Some(plan) = &self.plan {
-                                let me = s.contributor;
-                                let own = plan
-                                    .roles_of(&me)
-                                    .iter()
-                                    .filter(|(group, _)| *group == s.group)
-                                    .count() as u32;
-                                self.nodes[node as usize].shares_sent += own;
-                            }
-                        }
-                    }
-                    if self.debug_trace && kind != "share" && kind != "decline" {
-                        let to = self.index.get(&to);
-                        let at = self.now.0 as f64 / 1e6;
-                        eprintln!(
-                            "T {at:.3} {node} send {kind} to {to:?} slot {:?}",
-                            message.to
-                        );
-                    }
-                    match self.index.get(&to) {
-                        Some(&to) => cpu_at = self.transmit(node, to, &message, cpu_at),
-                        None => self.reject(format!("node {node} sent to an unknown node")),
-                    }
-                    let kill = self.nodes[node as usize].kill_after_send.as_deref();
-                    if kill.is_some_and(|k| k.split('|').any(|k| k == kind)) {
-                        self.nodes[node as usize].kill_after_send = None;
-                        self.crash(node);
-                        return cpu_at;
-                    }
-                }
-                Output::Broadcast { message } => self.broadcast(node, &message),
-                Output::Event(event) => self.on_event(node, event),
-            }
+            Err(Killed) => self.crash(node),
         }
+        cpu_at
     }
 
     fn encode(&mut self, node: Ix, message: &Message) -> Option<Vec<u8>> {
@@ -1186,7 +1114,7 @@ impl Simulator {
         }
     }
 
-    fn on_event(&mut self, node: Ix, event: Event) {
+    fn on_event(&mut self, node: Ix, engine: &mut Engine, event: Event) {
         if self.debug_trace
             && !matches!(
                 event,
@@ -1205,11 +1133,8 @@ impl Simulator {
                     },
                     None => Command::Decline { computation },
                 };
-                let now = self.now;
-                if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
-                    if let Err(e) = engine.handle_command(now, command) {
-                        self.reject(format!("node {node}: contribute or decline: {e}"));
-                    }
+                if let Err(e) = engine.handle_command(self.now, command) {
+                    self.reject(format!("node {node}: contribute or decline: {e}"));
                 }
             }
             Event::ManifestAdopted {
@@ -1688,6 +1613,116 @@ impl Simulator {
                 false
             }
         }
+    }
+}
+
+/// A node killed in the middle of its drain (`failures.kill` with `after_send`).
+struct Killed;
+
+/// A node's effects in the simulation, each charged its CPU time one after the other from
+/// the drain's start: a batch of records one write and fsync (`persist_us`, work model), the
+/// contribution's sharing before its first share leaves, each send its CPU and uplink
+/// ([`Simulator::transmit`]).
+struct SimEffects<'a> {
+    sim: &'a mut Simulator,
+    node: Ix,
+    /// When the node's CPU is free of the work charged so far.
+    cpu_at: Micros,
+    /// Whether this drain already paid for sharing the node's contribution.
+    shared: bool,
+}
+
+impl SimEffects<'_> {
+    fn charge(&mut self, cost: u64) {
+        self.cpu_at = self.cpu_at.plus(cost);
+        self.sim.nodes[self.node as usize].busy_us += cost;
+    }
+}
+
+impl Effects for SimEffects<'_> {
+    type Error = Killed;
+
+    fn persist(&mut self, records: Vec<Record>) -> Result<(), Killed> {
+        let work = matches!(self.sim.cfg.cpu, crate::config::CpuConfig::Work(_));
+        let keep = self.sim.keep_records;
+        let mut bytes = 0u64;
+        for record in records {
+            let n = &mut self.sim.nodes[self.node as usize];
+            if let Record::Contribution { seed, vector, .. } = &record {
+                if n.persisted.is_none() {
+                    n.persisted = Some((*seed, vector.0.clone()));
+                }
+            }
+            if work {
+                bytes += record_bytes(&record, &self.sim.cfg.payload).max(1);
+            }
+            if keep {
+                n.durable.push(record);
+            }
+        }
+        if bytes > 0 {
+            let cost = persist_us(bytes, &self.sim.cfg.cpu);
+            self.charge(cost);
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) -> Result<(), Killed> {
+        let node = self.node;
+        let kind = message.kind();
+        if let Body::Share(s) = &message.body {
+            if !self.shared && s.contributor == self.sim.nodes[node as usize].identity.node {
+                // The engine shares the whole vector before it sends any share.
+                self.shared = true;
+                let cfg = &self.sim.cfg;
+                let cost = contribute_us(
+                    cfg.protocol.g,
+                    u64::from(cfg.payload.vector_len),
+                    &cfg.cpu,
+                    cfg.privacy.as_ref(),
+                );
+                self.charge(cost);
+                // A contributor serving a position of its own leaf hands itself that share
+                // inside its engine (drivers never see a send to oneself).
+                if let Some(plan) = &self.sim.plan {
+                    let own = plan
+                        .roles_of(&s.contributor)
+                        .iter()
+                        .filter(|(group, _)| *group == s.group)
+                        .count() as u32;
+                    self.sim.nodes[node as usize].shares_sent += own;
+                }
+            }
+        }
+        let sim = &mut *self.sim;
+        if sim.debug_trace && kind != "share" && kind != "decline" {
+            let to = sim.index.get(&to);
+            let at = sim.now.0 as f64 / 1e6;
+            eprintln!(
+                "T {at:.3} {node} send {kind} to {to:?} slot {:?}",
+                message.to
+            );
+        }
+        match sim.index.get(&to) {
+            Some(&to) => self.cpu_at = sim.transmit(node, to, &message, self.cpu_at),
+            None => sim.reject(format!("node {node} sent to an unknown node")),
+        }
+        let kill = sim.nodes[node as usize].kill_after_send.as_deref();
+        if kill.is_some_and(|k| k.split('|').any(|k| k == kind)) {
+            sim.nodes[node as usize].kill_after_send = None;
+            return Err(Killed);
+        }
+        Ok(())
+    }
+
+    fn broadcast(&mut self, message: Message) -> Result<(), Killed> {
+        self.sim.broadcast(self.node, &message);
+        Ok(())
+    }
+
+    fn event(&mut self, engine: &mut Engine, event: Event) -> Result<(), Killed> {
+        self.sim.on_event(self.node, engine, event);
+        Ok(())
     }
 }
 
