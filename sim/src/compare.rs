@@ -444,7 +444,7 @@ pub fn render_rates(t: &RatesTable, cells: &BTreeMap<(usize, usize), Aggregate>)
     for (ri, &rate) in rates.iter().enumerate() {
         let _ = writeln!(
             s,
-            "| {rate} | physical floor (balanced plan, t = {}, no agreement) | ceiling {:.3}% | | {:.3} s | 1.00 | |",
+            "| {rate} | physical floor of latency, ceiling of completeness (balanced plan, t = {}, no agreement) | ceiling {:.3}% | | floor {:.3} s | 1.00 | |",
             protocols.first().map_or(0, |p| p.cfg.protocol.t),
             ceiling_of(rate) * 100.0,
             floor.total_s
