@@ -6,12 +6,14 @@
 //!
 //! Enabled by the `test-util` feature; the simulator builds its models on top of the same idea.
 
+use crate::check::{self, Holdings, Subject, Versions};
 use crate::codec;
+use crate::drain::{self, Effects};
 use crate::encoding::ContributionSpec;
-use crate::engine::{sign_finish, Command, Engine, Event, Failure, Identity, Output, Released};
-use crate::field::{add_assign_vec, Fp};
+use crate::engine::{sign_finish, Command, Engine, Event, Failure, Identity, Released};
+use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
-use crate::message::{Body, Item, Manifest, Message};
+use crate::message::{Body, Message};
 use crate::plan::{CachedPlans, Plan, PlanProvider, SortedDirectory};
 use crate::record::Record;
 use crate::request::{
@@ -156,13 +158,6 @@ struct Slot {
     sends_by_kind: BTreeMap<&'static str, usize>,
 }
 
-/// A subject whose shares must never gather `t` at one node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Subject {
-    Contributor(ComputationId, NodeId),
-    Subtree(ComputationId, GroupId, Digest),
-}
-
 /// Counters of what crossed the network.
 #[derive(Clone, Debug, Default)]
 pub struct Traffic {
@@ -215,12 +210,15 @@ pub struct Cluster {
     launched_by: BTreeMap<ComputationId, usize>,
     /// Every event, with when and where it happened.
     pub events: Vec<(Micros, usize, Event)>,
-    versions: BTreeMap<Digest, Manifest>,
+    /// Manifests adopted, and the agreement checker.
+    versions: Versions,
+    /// The first agreement violation of each computation (its result check fails).
+    disagreements: BTreeMap<ComputationId, String>,
     crash_after: BTreeMap<(usize, &'static str), usize>,
     slow: BTreeMap<(usize, &'static str), u64>,
     cut: BTreeSet<(usize, usize)>,
     crash_on_receive: Option<(BTreeSet<usize>, &'static str, usize)>,
-    holdings: BTreeMap<usize, BTreeMap<Subject, BTreeSet<Position>>>,
+    holdings: Holdings,
     privacy_violations: Vec<String>,
     /// Nodes whose engine, as commissioner, ignores `k_min` (`Engine::skipping_k_min_check`).
     skip_k_min: BTreeSet<usize>,
@@ -284,12 +282,13 @@ impl Cluster {
             requests: BTreeMap::new(),
             launched_by: BTreeMap::new(),
             events: Vec::new(),
-            versions: BTreeMap::new(),
+            versions: Versions::default(),
+            disagreements: BTreeMap::new(),
             crash_after: BTreeMap::new(),
             slow: BTreeMap::new(),
             cut: BTreeSet::new(),
             crash_on_receive: None,
-            holdings: BTreeMap::new(),
+            holdings: Holdings::default(),
             privacy_violations: Vec::new(),
             skip_k_min: BTreeSet::new(),
             count_lies: BTreeMap::new(),
@@ -706,34 +705,12 @@ impl Cluster {
 
     /// What the receiver learns from a message, for the privacy checker.
     fn observe_delivery(&self, to: usize, m: &Message) -> Option<(Subject, Position)> {
-        match &m.body {
-            Body::Share(s) => Some((
-                Subject::Contributor(m.computation, s.contributor),
-                s.position,
-            )),
-            Body::Partial(p) | Body::PartialAhead(p) => Some((
-                Subject::Subtree(m.computation, p.child, p.version.digest),
-                p.position,
-            )),
-            Body::HealPart(h) => Some((
-                Subject::Subtree(m.computation, h.child, h.version),
-                h.target,
-            )),
-            Body::ReleaseShare(r) => {
-                // The commissioner is meant to reconstruct the root: that is the result, of
-                // cells that count at least `k_min` contributors only.
-                if self.launched_by.get(&m.computation) == Some(&to) {
-                    None
-                } else {
-                    let plan = self.plan(&m.computation)?;
-                    Some((
-                        Subject::Subtree(m.computation, plan.root(), r.version),
-                        r.position,
-                    ))
-                }
-            }
-            _ => None,
-        }
+        // The commissioner is meant to reconstruct the root: that is the result, of cells
+        // that count at least `k_min` contributors only.
+        let to_commissioner = self.launched_by.get(&m.computation) == Some(&to);
+        check::learned(m, to_commissioner, || {
+            self.plan(&m.computation).map(|plan| plan.root())
+        })
     }
 
     /// The true count of contributors of each cell of a version (from the plaintext
@@ -772,96 +749,45 @@ impl Cluster {
 
     /// A release share reaching the commissioner: it must carry no cell below `k_min`.
     fn check_release_share(&mut self, m: &Message) {
-        let Body::ReleaseShare(r) = &m.body else {
-            return;
-        };
         let Some(request) = self.requests.get(&m.computation) else {
             return;
         };
-        let spec = request.contribution.clone();
-        let k_min = request.privacy.k_min;
-        let Some(cells) = crate::message::cell_flags(&r.released, spec.cell_count()) else {
-            return;
-        };
-        let Some(counts) = self.true_cell_counts(&m.computation, &r.version) else {
-            self.privacy_violations.push(format!(
-                "a release share of an unknown version {:?} reached the commissioner",
-                r.version
-            ));
-            return;
-        };
-        for (c, (released, count)) in cells.iter().zip(&counts).enumerate() {
-            if *released && !spec.cell_meets(*count, k_min) {
-                self.privacy_violations.push(format!(
-                    "the commissioner received root position {}'s share of cell {c}, which counts {} contributors, below k_min = {k_min}",
-                    r.position,
-                    count.to_i64_centered()
-                ));
-            }
-        }
+        let (spec, k_min) = (&request.contribution, request.privacy.k_min);
+        let violations = check::release_share(m, spec, k_min, |version| {
+            self.true_cell_counts(&m.computation, version)
+        });
+        self.privacy_violations.extend(violations);
     }
 
     fn hold(&mut self, node: usize, subject: Subject, position: Position) {
-        let t = match subject {
-            Subject::Contributor(c, _) | Subject::Subtree(c, _, _) => {
-                self.requests.get(&c).map(|r| r.privacy.t)
-            }
+        let (Subject::Contributor(c, _) | Subject::Subtree(c, _, _)) = subject;
+        let Some(t) = self.requests.get(&c).map(|r| r.privacy.t) else {
+            return;
         };
-        let held = self
-            .holdings
-            .entry(node)
-            .or_default()
-            .entry(subject)
-            .or_default();
-        held.insert(position);
-        if let Some(t) = t {
-            if held.len() >= t as usize {
-                self.privacy_violations.push(format!(
-                    "node {node} holds {} shares of {subject:?}: {held:?}",
-                    held.len()
-                ));
-            }
+        if let Err(violation) = self.holdings.hold(node, subject, position, t) {
+            self.privacy_violations.push(violation);
         }
     }
 
+    /// Drains node `n`'s engine (the drain rule, [`drain::drain`]) and arms its timer; a
+    /// crash triggered by one of its sends ([`Cluster::crash_after_sends`]) stops the drain.
     fn drain(&mut self, n: usize) {
-        loop {
-            let Some(engine) = self.nodes[n].engine.as_mut() else {
-                return;
-            };
-            match engine.poll_output() {
-                Output::Idle { next_deadline } => {
-                    if let Some(d) = next_deadline {
-                        let d = d.max(self.now);
-                        if self.nodes[n].timer != Some(d) {
-                            self.nodes[n].timer = Some(d);
-                            self.schedule(d, Action::Timer { node: n, at: d });
-                        }
-                    }
-                    return;
-                }
-                Output::Persist(record) => self.nodes[n].durable.push(record),
-                Output::Send { to, message } => {
-                    let kind = message.kind();
-                    if let Some(&to_i) = self.index.get(&to) {
-                        self.transmit(n, to_i, &message);
-                    }
-                    let count = self.nodes[n].sends_by_kind.entry(kind).or_default();
-                    *count += 1;
-                    if self.crash_after.get(&(n, kind)) == Some(count) {
-                        self.crash(n);
-                        return;
+        let Some(mut engine) = self.nodes[n].engine.take() else {
+            return;
+        };
+        let drained = drain::drain(&mut engine, &mut HarnessEffects { cluster: self, n });
+        self.nodes[n].engine = Some(engine);
+        match drained {
+            Ok(next_deadline) => {
+                if let Some(d) = next_deadline {
+                    let d = d.max(self.now);
+                    if self.nodes[n].timer != Some(d) {
+                        self.nodes[n].timer = Some(d);
+                        self.schedule(d, Action::Timer { node: n, at: d });
                     }
                 }
-                Output::Broadcast { message } => {
-                    for to in 0..self.nodes.len() {
-                        if to != n {
-                            self.transmit(n, to, &message);
-                        }
-                    }
-                }
-                Output::Event(event) => self.on_event(n, event),
             }
+            Err(Crashed) => self.crash(n),
         }
     }
 
@@ -916,7 +842,7 @@ impl Cluster {
         m
     }
 
-    fn on_event(&mut self, n: usize, event: Event) {
+    fn on_event(&mut self, n: usize, engine: &mut Engine, event: Event) {
         match &event {
             // Emitted after the contributor's last share left (a crash mid-drain cuts it off).
             Event::Contributed { computation, .. } => {
@@ -933,22 +859,18 @@ impl Cluster {
                         computation: *computation,
                     },
                 };
-                {
-                    let now = self.now;
-                    if let Some(engine) = self.nodes[n].engine.as_mut() {
-                        if let Err(e) = engine.handle_command(now, command) {
-                            let me = self.nodes[n].identity.node;
-                            self.events.push((
-                                now,
-                                n,
-                                Event::MessageRejected {
-                                    from: me,
-                                    kind: "contribute",
-                                    reason: e.to_string(),
-                                },
-                            ));
-                        }
-                    }
+                let now = self.now;
+                if let Err(e) = engine.handle_command(now, command) {
+                    let me = self.nodes[n].identity.node;
+                    self.events.push((
+                        now,
+                        n,
+                        Event::MessageRejected {
+                            from: me,
+                            kind: "contribute",
+                            reason: e.to_string(),
+                        },
+                    ));
                 }
             }
             Event::ManifestAdopted {
@@ -959,7 +881,12 @@ impl Cluster {
                 manifest,
                 complete,
             } => {
-                self.versions.insert(version.digest, manifest.clone());
+                let adopted =
+                    self.versions
+                        .adopt(*computation, *group, *position, version, manifest.clone());
+                if let Err(violation) = adopted {
+                    self.disagreements.entry(*computation).or_insert(violation);
+                }
                 if *complete {
                     self.hold(
                         n,
@@ -975,21 +902,7 @@ impl Cluster {
 
     /// Contributors covered by a version, expanded through the manifests seen.
     pub fn expand(&self, digest: &Digest) -> BTreeSet<NodeId> {
-        let mut out = BTreeSet::new();
-        let mut stack = vec![*digest];
-        while let Some(d) = stack.pop() {
-            if let Some(m) = self.versions.get(&d) {
-                for item in &m.items {
-                    match item {
-                        Item::Contributor(c) => {
-                            out.insert(*c);
-                        }
-                        Item::Child { version, .. } => stack.push(version.digest),
-                    }
-                }
-            }
-        }
-        out
+        self.versions.expand(digest)
     }
 
     pub fn privacy_violations(&self) -> &[String] {
@@ -1028,26 +941,8 @@ impl Cluster {
             }
         }
         // Agreement: every position of a group that adopts a manifest adopts the same one.
-        let mut adopted: BTreeMap<GroupId, (Position, Digest)> = BTreeMap::new();
-        for (_, _, e) in &self.events {
-            if let Event::ManifestAdopted {
-                computation,
-                group,
-                position,
-                version,
-                ..
-            } = e
-            {
-                if computation != id {
-                    continue;
-                }
-                let (p0, first) = *adopted.entry(*group).or_insert((*position, version.digest));
-                if first != version.digest {
-                    return Err(format!(
-                        "agreement: positions {p0} and {position} of {group:?} adopted different manifests"
-                    ));
-                }
-            }
+        if let Some(violation) = self.disagreements.get(id) {
+            return Err(violation.clone());
         }
         // Root members opened the true counts of their version's cells (their indicators'
         // sums, and nothing else of the vector).
@@ -1082,44 +977,19 @@ impl Cluster {
         let mut included = BTreeSet::new();
         if let Some(r) = &released {
             included = self.expand(&r.version.digest);
-            if included.len() as u64 != r.version.count && self.count_lies.is_empty() {
-                return Err(format!(
-                    "version counts {} contributors but expands to {}",
-                    r.version.count,
-                    included.len()
-                ));
+            if self.count_lies.is_empty() {
+                check::count(&r.version, included.len())?;
             }
-            let mut expected = vec![Fp::ZERO; request.contribution.length as usize];
-            for c in &included {
+            let spec = &request.contribution;
+            let expected = check::sum_of(spec, &included, |c| {
                 let i = *self
                     .index
                     .get(c)
                     .ok_or("included a node outside the cluster")?;
-                let v = self
-                    .encoded_contribution(id, i)
-                    .ok_or("included a node that did not contribute")?;
-                add_assign_vec(&mut expected, &v);
-            }
-            // Released are exactly the cells that count `k_min` contributors, and each is exact.
-            let spec = &request.contribution;
-            let cells: Vec<bool> = spec
-                .indicator_elements()
-                .into_iter()
-                .map(|e| spec.cell_meets(expected[e], request.privacy.k_min))
-                .collect();
-            if spec.released_elements(&cells) != r.released {
-                return Err("released cells differ from the cells that count k_min".into());
-            }
-            for (x, open) in expected.iter_mut().zip(&r.released) {
-                if !*open {
-                    *x = Fp::ZERO;
-                }
-            }
-            if expected != r.sum {
-                return Err(
-                    "released sum differs from the plaintext sum over the reported set".into(),
-                );
-            }
+                self.encoded_contribution(id, i)
+                    .ok_or_else(|| "included a node that did not contribute".to_string())
+            })?;
+            check::exact(spec, request.privacy.k_min, r, expected)?;
         }
         Ok(Outcome {
             released,
@@ -1156,5 +1026,52 @@ impl Cluster {
             .iter()
             .filter(move |(_, i, _)| *i == n)
             .map(|(_, _, e)| e)
+    }
+}
+
+/// A node crashed in the middle of its drain ([`Cluster::crash_after_sends`]).
+struct Crashed;
+
+/// Node `n`'s effects on the virtual network: records join its durable log, sends and
+/// broadcasts cross the codec to the other engines, events go to the checkers.
+struct HarnessEffects<'a> {
+    cluster: &'a mut Cluster,
+    n: usize,
+}
+
+impl Effects for HarnessEffects<'_> {
+    type Error = Crashed;
+
+    fn persist(&mut self, records: Vec<Record>) -> Result<(), Crashed> {
+        self.cluster.nodes[self.n].durable.extend(records);
+        Ok(())
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) -> Result<(), Crashed> {
+        let (c, n) = (&mut *self.cluster, self.n);
+        let kind = message.kind();
+        if let Some(&to_i) = c.index.get(&to) {
+            c.transmit(n, to_i, &message);
+        }
+        let count = c.nodes[n].sends_by_kind.entry(kind).or_default();
+        *count += 1;
+        if c.crash_after.get(&(n, kind)) == Some(count) {
+            return Err(Crashed);
+        }
+        Ok(())
+    }
+
+    fn broadcast(&mut self, message: Message) -> Result<(), Crashed> {
+        for to in 0..self.cluster.nodes.len() {
+            if to != self.n {
+                self.cluster.transmit(self.n, to, &message);
+            }
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, engine: &mut Engine, event: Event) -> Result<(), Crashed> {
+        self.cluster.on_event(self.n, engine, event);
+        Ok(())
     }
 }

@@ -24,11 +24,15 @@
 //! - [`record`]: what a node persists so that it can resume after a crash.
 //! - [`validity`]: fully linear validity proofs (prio's FLPs) checked on Shamir shares.
 //! - [`engine`]: the state machine of every role (contributor, aggregator, commissioner).
+//! - [`drain`]: the drain rule (persist before send), written once for every driver.
 //! - [`limits`]: every named bound in one place.
+//! - `check` and `harness` (feature `test-util`): the checkers of a run (privacy, agreement,
+//!   exactness, liveness) and the in-process cluster the tests run on; the simulator uses both.
 
 pub mod beacon;
 pub mod codec;
 pub mod dp;
+pub mod drain;
 pub mod encoding;
 pub mod engine;
 pub mod field;
@@ -45,5 +49,7 @@ pub mod seal;
 pub mod sharing;
 pub mod validity;
 
+#[cfg(feature = "test-util")]
+pub mod check;
 #[cfg(feature = "test-util")]
 pub mod harness;

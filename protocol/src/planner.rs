@@ -264,10 +264,8 @@ pub fn plan(conditions: &Conditions) -> Result<Choice, PlannerError> {
             for &leaf_size in &LEAF_SIZES {
                 let (latency, completeness, depth) = conditions.predict(g, t, fan_in, leaf_size);
                 let leaves = conditions.expected_contributors.div_ceil(leaf_size as u64);
-                let groups = total_groups(leaves, fan_in as u64);
-                // Members must be distinct, and every position needs a backup outside its
-                // neighbourhood: keep the plan within half of the available nodes.
-                if groups.saturating_mul(g as u64) * 2 > conditions.available_nodes.max(1) {
+                let (groups, _) = tree_size(leaves, fan_in as u64);
+                if !tree_fits(groups, g, conditions.available_nodes) {
                     continue;
                 }
                 let meets = completeness >= conditions.completeness_target;
@@ -339,19 +337,68 @@ impl Conditions {
     }
 }
 
-fn total_groups(leaves: u64, fan_in: u64) -> u64 {
-    let mut total = leaves;
-    let mut level = leaves;
+/// The shape of a tree of `leaf_groups` leaf groups and fan-in `fan_in` (at least 2): its
+/// groups over every level, leaves to root, and its depth in levels (1 for a single leaf
+/// group). The plan's `level_sizes` without its limits; the planner, the simulator's
+/// comparison and its planner check all count trees with it.
+pub fn tree_size(leaf_groups: u64, fan_in: u64) -> (u64, u32) {
+    let mut level = leaf_groups;
+    let mut groups = level;
+    let mut depth = 1;
     while level > 1 {
         level = level.div_ceil(fan_in);
-        total += level;
+        groups += level;
+        depth += 1;
     }
-    total
+    (groups, depth)
+}
+
+/// Whether a tree of `groups` groups of `g` members fits the network: members must be
+/// distinct and every position needs a backup outside its neighbourhood, so the planner keeps
+/// the plan within half of the available nodes.
+pub fn tree_fits(groups: u64, g: u8, available_nodes: u64) -> bool {
+    groups.saturating_mul(u64::from(g)).saturating_mul(2) <= available_nodes.max(1)
+}
+
+/// Gossip hops for a broadcast to reach all `nodes` with fan-out `fanout` (at least 2):
+/// `ceil(log_fanout(nodes))`, and at least 1. The simulator delays a broadcast by that many
+/// latency draws; the planner's `Conditions::broadcast_hops` is this number.
+pub fn gossip_hops(nodes: u64, fanout: u32) -> u32 {
+    let mut hops = 1u32;
+    let mut reach = u64::from(fanout);
+    while reach < nodes {
+        reach = reach.saturating_mul(u64::from(fanout));
+        hops += 1;
+    }
+    hops
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tree_size_counts_the_plans_levels() {
+        for leaves in 1..300u32 {
+            for fan_in in 2..12u32 {
+                let levels = crate::plan::level_sizes(leaves, fan_in).unwrap();
+                let groups = levels.iter().map(|&s| u64::from(s)).sum::<u64>();
+                assert_eq!(
+                    tree_size(u64::from(leaves), u64::from(fan_in)),
+                    (groups, levels.len() as u32)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gossip_hops_is_the_ceiling_of_the_log() {
+        assert_eq!(gossip_hops(1, 8), 1);
+        assert_eq!(gossip_hops(8, 8), 1);
+        assert_eq!(gossip_hops(9, 8), 2);
+        assert_eq!(gossip_hops(7607, 8), 5);
+        assert_eq!(gossip_hops(7607, 100_000), 1);
+    }
 
     fn dissec() -> Conditions {
         Conditions {

@@ -159,24 +159,19 @@ pub fn with_detection(cfg: &SimConfig, delay_ms: f64) -> SimConfig {
 
 /// Groups of the plan: leaves, then each level up to the root.
 pub fn groups(cfg: &SimConfig) -> u64 {
-    let mut level = u64::from(cfg.leaf_groups());
-    let mut total = level;
-    while level > 1 {
-        level = level.div_ceil(u64::from(cfg.protocol.fan_in.max(2)));
-        total += level;
-    }
-    total
+    tree_shape(cfg).0
 }
 
 /// Levels of the plan (1 for a single leaf group).
 pub fn depth(cfg: &SimConfig) -> u32 {
-    let mut level = u64::from(cfg.leaf_groups());
-    let mut depth = 1;
-    while level > 1 {
-        level = level.div_ceil(u64::from(cfg.protocol.fan_in.max(2)));
-        depth += 1;
-    }
-    depth
+    tree_shape(cfg).1
+}
+
+fn tree_shape(cfg: &SimConfig) -> (u64, u32) {
+    grove_protocol::planner::tree_size(
+        u64::from(cfg.leaf_groups()),
+        u64::from(cfg.protocol.fan_in.max(2)),
+    )
 }
 
 /// `P[Bin(n, p) >= k]`.
@@ -295,15 +290,8 @@ pub fn floor(cfg: &SimConfig) -> Floor {
         elements: n,
     };
     let cpu = &cfg.cpu;
-    let hops = {
-        let mut hops = 1u32;
-        let mut reach = u64::from(cfg.gossip.fanout);
-        while reach < u64::from(cfg.network.nodes) {
-            reach = reach.saturating_mul(u64::from(cfg.gossip.fanout));
-            hops += 1;
-        }
-        hops
-    };
+    let hops =
+        grove_protocol::planner::gossip_hops(u64::from(cfg.network.nodes), cfg.gossip.fanout);
     let request_s = f64::from(hops) * lat;
     // Sharing into t shares, sealing t - 1 seeds and one full vector, uploading the vector.
     let contributor_s = us(models::contribute_us(t, n, cpu, cfg.privacy.as_ref()))
@@ -456,7 +444,7 @@ pub fn render_rates(t: &RatesTable, cells: &BTreeMap<(usize, usize), Aggregate>)
     for (ri, &rate) in rates.iter().enumerate() {
         let _ = writeln!(
             s,
-            "| {rate} | physical floor (balanced plan, t = {}, no agreement) | ceiling {:.3}% | | {:.3} s | 1.00 | |",
+            "| {rate} | physical floor of latency, ceiling of completeness (balanced plan, t = {}, no agreement) | ceiling {:.3}% | | floor {:.3} s | 1.00 | |",
             protocols.first().map_or(0, |p| p.cfg.protocol.t),
             ceiling_of(rate) * 100.0,
             floor.total_s

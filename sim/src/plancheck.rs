@@ -117,7 +117,7 @@ pub fn conditions_of(cfg: &SimConfig, target: f64) -> Conditions {
         available_nodes: u64::from(cfg.network.nodes),
         vector_len: cfg.payload.vector_len,
         latency_us: (latency_ms * 1000.0).round() as u64,
-        broadcast_hops: gossip_hops(cfg.network.nodes, cfg.gossip.fanout),
+        broadcast_hops: planner::gossip_hops(u64::from(cfg.network.nodes), cfg.gossip.fanout),
         bandwidth_kb_per_s: cfg.bandwidth.upload_kb_per_s * kib,
         link_model: if cfg.bandwidth.charge_downlink {
             LinkModel::PerNode
@@ -231,8 +231,9 @@ pub fn check(
                     && leaf_size == planned.leaf_size;
                 let choice = conditions.choice(g, t, fan_in, leaf_size);
                 // Same feasibility rule as the planner: the tree fits in half the nodes.
-                let groups = total_groups(choice.tree.leaf_groups as u64, fan_in as u64);
-                if groups * u64::from(g) * 2 > conditions.available_nodes {
+                let (groups, _) =
+                    planner::tree_size(u64::from(choice.tree.leaf_groups), u64::from(fan_in));
+                if !planner::tree_fits(groups, g, conditions.available_nodes) {
                     continue;
                 }
                 if same {
@@ -268,27 +269,6 @@ pub fn check(
         ratio,
         grid: points,
     })
-}
-
-/// Gossip hops to reach every node, as the simulator counts them.
-fn gossip_hops(nodes: u32, fanout: u32) -> u32 {
-    let mut hops = 1u32;
-    let mut reach = u64::from(fanout);
-    while reach < u64::from(nodes) {
-        reach = reach.saturating_mul(u64::from(fanout));
-        hops += 1;
-    }
-    hops
-}
-
-fn total_groups(leaves: u64, fan_in: u64) -> u64 {
-    let mut total = leaves;
-    let mut level = leaves;
-    while level > 1 {
-        level = level.div_ceil(fan_in);
-        total += level;
-    }
-    total
 }
 
 /// Sets a dotted option, creating it in its table if absent (a latency model switch brings

@@ -19,13 +19,15 @@ use crate::models::{
 use crate::queue::RadixQueue;
 use crate::report::{Checks, DpCheck, Outcome, RoleTraffic, RunReport, Summary};
 use ed25519_dalek::SigningKey;
+use grove_protocol::check::{self, Holdings, Subject, Versions};
 use grove_protocol::codec;
 use grove_protocol::dp;
+use grove_protocol::drain::{self, Effects};
 use grove_protocol::encoding::ContributionSpec;
-use grove_protocol::engine::{sign_finish, Command, Engine, Event, Identity, Output, Strategy};
-use grove_protocol::field::{add_assign_vec, Fp};
+use grove_protocol::engine::{sign_finish, Command, Engine, Event, Identity, Released, Strategy};
+use grove_protocol::field::Fp;
 use grove_protocol::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
-use grove_protocol::message::{Body, Item, Manifest, Message};
+use grove_protocol::message::{Body, Message};
 use grove_protocol::plan::{CachedPlans, Plan, PlanProvider, SortedDirectory};
 use grove_protocol::record::Record;
 use grove_protocol::request::{
@@ -34,7 +36,7 @@ use grove_protocol::request::{
 };
 use grove_protocol::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope, SealError};
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -172,13 +174,6 @@ struct SimNode {
     kill_after_send: Option<String>,
 }
 
-/// A subject whose shares must never gather `t` at one node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Subject {
-    Contributor(NodeId),
-    Subtree(GroupId, Digest),
-}
-
 /// Counters of one run.
 #[derive(Default)]
 struct Counters {
@@ -222,10 +217,10 @@ pub struct Simulator {
     commissioner_key: SigningKey,
     request: Option<Request>,
     plan: Option<Arc<Plan>>,
-    versions: HashMap<Digest, Manifest>,
-    /// The version each group's members adopted: every position must agree.
-    adopted: HashMap<GroupId, Digest>,
-    holdings: HashMap<Ix, HashMap<Subject, u32>>,
+    /// Manifests adopted, and the agreement checker: every position of a group must adopt
+    /// the same one.
+    versions: Versions,
+    holdings: Holdings,
     violations: Vec<String>,
     released: Option<grove_protocol::engine::Released>,
     failure: Option<String>,
@@ -354,15 +349,7 @@ impl Simulator {
                 .collect();
             nodes[c as usize].contribution = Some(ContributionSpec::counted_values(&values));
         }
-        let gossip_hops = {
-            let mut hops = 1u32;
-            let mut reach = u64::from(cfg.gossip.fanout);
-            while reach < n as u64 {
-                reach = reach.saturating_mul(u64::from(cfg.gossip.fanout));
-                hops += 1;
-            }
-            hops
-        };
+        let gossip_hops = grove_protocol::planner::gossip_hops(n as u64, cfg.gossip.fanout);
         let mut sim = Simulator {
             cfg: cfg.clone(),
             seed,
@@ -382,9 +369,8 @@ impl Simulator {
             plan: None,
             leaf_contributors: HashMap::new(),
             root_count: None,
-            versions: HashMap::new(),
-            adopted: HashMap::new(),
-            holdings: HashMap::new(),
+            versions: Versions::default(),
+            holdings: Holdings::default(),
             violations: Vec::new(),
             released: None,
             failure: None,
@@ -978,108 +964,37 @@ impl Simulator {
         }
     }
 
-    /// Drains the node's engine (the drain rule). Sends cost CPU one after the other from
-    /// `now`; returns when the node's CPU is free again.
+    /// Drains the node's engine (the drain rule, [`drain::drain`]) and arms its timer. Its
+    /// effects cost CPU one after the other from `now` ([`SimEffects`]); returns when the
+    /// node's CPU is free again. A `failures.kill` after a send stops the drain.
     fn drain(&mut self, node: Ix, now: Micros) -> Micros {
-        let mut cpu_at = now;
-        // Records waiting to be committed (before the next send, or at idle), and whether this
-        // drain already paid for sharing the node's contribution.
-        let mut unpersisted = 0u64;
-        let mut shared = false;
-        let work = matches!(self.cfg.cpu, crate::config::CpuConfig::Work(_));
-        loop {
-            let Some(engine) = self.nodes[node as usize].engine.as_mut() else {
-                return cpu_at;
-            };
-            let output = engine.poll_output();
-            if unpersisted > 0
-                && matches!(
-                    output,
-                    Output::Idle { .. } | Output::Send { .. } | Output::Broadcast { .. }
-                )
-            {
-                let cost = persist_us(unpersisted, &self.cfg.cpu);
-                cpu_at = cpu_at.plus(cost);
-                self.nodes[node as usize].busy_us += cost;
-                unpersisted = 0;
+        let Some(mut engine) = self.nodes[node as usize].engine.take() else {
+            return now;
+        };
+        let mut effects = SimEffects {
+            sim: self,
+            node,
+            cpu_at: now,
+            shared: false,
+        };
+        let drained = drain::drain(&mut engine, &mut effects);
+        let cpu_at = effects.cpu_at;
+        self.nodes[node as usize].engine = Some(engine);
+        match drained {
+            Ok(next_deadline) => {
+                if let Some(d) = next_deadline {
+                    let d = d.max(now);
+                    let n = &mut self.nodes[node as usize];
+                    if n.timer != Some(d) {
+                        n.timer = Some(d);
+                        let incarnation = n.incarnation;
+                        self.schedule(d, Action::Timer { node, incarnation });
+                    }
+                }
             }
-            match output {
-                Output::Idle { next_deadline } => {
-                    if let Some(d) = next_deadline {
-                        let d = d.max(now);
-                        let n = &mut self.nodes[node as usize];
-                        if n.timer != Some(d) {
-                            n.timer = Some(d);
-                            let incarnation = n.incarnation;
-                            self.schedule(d, Action::Timer { node, incarnation });
-                        }
-                    }
-                    return cpu_at;
-                }
-                Output::Persist(record) => {
-                    if let Record::Contribution { seed, vector, .. } = &record {
-                        let n = &mut self.nodes[node as usize];
-                        if n.persisted.is_none() {
-                            n.persisted = Some((*seed, vector.0.clone()));
-                        }
-                    }
-                    if work {
-                        unpersisted += record_bytes(&record, &self.cfg.payload).max(1);
-                    }
-                    if self.keep_records {
-                        self.nodes[node as usize].durable.push(record);
-                    }
-                }
-                Output::Send { to, message } => {
-                    let kind = message.kind();
-                    if let Body::Share(s) = &message.body {
-                        if !shared && s.contributor == self.nodes[node as usize].identity.node {
-                            // The engine shares the whole vector before it sends any share.
-                            shared = true;
-                            let cost = contribute_us(
-                                self.cfg.protocol.g,
-                                u64::from(self.cfg.payload.vector_len),
-                                &self.cfg.cpu,
-                                self.cfg.privacy.as_ref(),
-                            );
-                            cpu_at = cpu_at.plus(cost);
-                            self.nodes[node as usize].busy_us += cost;
-                            // A contributor serving a position of its own leaf hands itself that
-                            // share inside its engine (drivers never see a send to oneself).
-                            if let Some(plan) = &self.plan {
-                                let me = s.contributor;
-                                let own = plan
-                                    .roles_of(&me)
-                                    .iter()
-                                    .filter(|(group, _)| *group == s.group)
-                                    .count() as u32;
-                                self.nodes[node as usize].shares_sent += own;
-                            }
-                        }
-                    }
-                    if self.debug_trace && kind != "share" && kind != "decline" {
-                        let to = self.index.get(&to);
-                        let at = self.now.0 as f64 / 1e6;
-                        eprintln!(
-                            "T {at:.3} {node} send {kind} to {to:?} slot {:?}",
-                            message.to
-                        );
-                    }
-                    match self.index.get(&to) {
-                        Some(&to) => cpu_at = self.transmit(node, to, &message, cpu_at),
-                        None => self.reject(format!("node {node} sent to an unknown node")),
-                    }
-                    let kill = self.nodes[node as usize].kill_after_send.as_deref();
-                    if kill.is_some_and(|k| k.split('|').any(|k| k == kind)) {
-                        self.nodes[node as usize].kill_after_send = None;
-                        self.crash(node);
-                        return cpu_at;
-                    }
-                }
-                Output::Broadcast { message } => self.broadcast(node, &message),
-                Output::Event(event) => self.on_event(node, event),
-            }
+            Err(Killed) => self.crash(node),
         }
+        cpu_at
     }
 
     fn encode(&mut self, node: Ix, message: &Message) -> Option<Vec<u8>> {
@@ -1199,7 +1114,7 @@ impl Simulator {
         }
     }
 
-    fn on_event(&mut self, node: Ix, event: Event) {
+    fn on_event(&mut self, node: Ix, engine: &mut Engine, event: Event) {
         if self.debug_trace
             && !matches!(
                 event,
@@ -1218,20 +1133,17 @@ impl Simulator {
                     },
                     None => Command::Decline { computation },
                 };
-                let now = self.now;
-                if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
-                    if let Err(e) = engine.handle_command(now, command) {
-                        self.reject(format!("node {node}: contribute or decline: {e}"));
-                    }
+                if let Err(e) = engine.handle_command(self.now, command) {
+                    self.reject(format!("node {node}: contribute or decline: {e}"));
                 }
             }
             Event::ManifestAdopted {
+                computation,
                 group,
                 position,
                 version,
                 manifest,
                 complete,
-                ..
             } => {
                 let now = self.now;
                 if self.plan.as_ref().is_some_and(|p| p.root() == group) {
@@ -1243,16 +1155,15 @@ impl Simulator {
                     .entry(group.level)
                     .or_insert((now, now));
                 span.1 = span.1.max(now);
-                let first = *self.adopted.entry(group).or_insert(version.digest);
-                if first != version.digest && self.violations.len() < 100 {
-                    self.violations.push(format!(
-                        "agreement: position {position} of {group:?} adopted {:?}, another position {first:?}",
-                        version.digest
-                    ));
+                let adopted = self
+                    .versions
+                    .adopt(computation, group, position, &version, manifest);
+                if let Err(violation) = adopted {
+                    self.violation(violation);
                 }
-                self.versions.insert(version.digest, manifest);
                 if complete {
-                    self.hold(node, Subject::Subtree(group, version.digest), position);
+                    let subject = Subject::Subtree(computation, group, version.digest);
+                    self.hold(node, subject, position);
                 }
             }
             Event::HealDone { .. } => self.counters.heals_done += 1,
@@ -1407,61 +1318,35 @@ impl Simulator {
         if !self.cfg.checks.privacy {
             return None;
         }
-        match &m.body {
-            Body::Share(s) => Some((Subject::Contributor(s.contributor), s.position)),
-            Body::Partial(p) | Body::PartialAhead(p) => {
-                Some((Subject::Subtree(p.child, p.version.digest), p.position))
-            }
-            Body::HealPart(h) => Some((Subject::Subtree(h.child, h.version), h.target)),
-            Body::ReleaseShare(r) if to != COMMISSIONER => {
-                let root = self.plan.as_ref()?.root();
-                Some((Subject::Subtree(root, r.version), r.position))
-            }
-            _ => None,
-        }
+        check::learned(m, to == COMMISSIONER, || {
+            self.plan.as_ref().map(|plan| plan.root())
+        })
     }
 
     fn hold(&mut self, node: Ix, subject: Subject, position: Position) {
-        if !self.cfg.checks.privacy || position == 0 || position > 32 {
+        if !self.cfg.checks.privacy {
             return;
         }
-        let t = u32::from(
-            self.cfg
-                .checks
-                .exposure_shares
-                .unwrap_or(self.cfg.protocol.t),
-        );
-        let held = self
-            .holdings
-            .entry(node)
-            .or_default()
-            .entry(subject)
-            .or_default();
-        *held |= 1 << (position - 1);
-        if held.count_ones() >= t && self.violations.len() < 100 {
-            let count = held.count_ones();
-            self.violations
-                .push(format!("node {node} holds {count} shares of {subject:?}"));
+        let t = self
+            .cfg
+            .checks
+            .exposure_shares
+            .unwrap_or(self.cfg.protocol.t);
+        if let Err(violation) = self.holdings.hold(node as usize, subject, position, t) {
+            self.violation(violation);
+        }
+    }
+
+    /// Keeps the first 100 violations of a run.
+    fn violation(&mut self, violation: String) {
+        if self.violations.len() < 100 {
+            self.violations.push(violation);
         }
     }
 
     /// Contributors covered by a version, expanded through the adopted manifests.
-    fn expand(&self, digest: &Digest) -> Vec<NodeId> {
-        let mut out = Vec::new();
-        let mut stack = vec![*digest];
-        while let Some(d) = stack.pop() {
-            if let Some(m) = self.versions.get(&d) {
-                for item in &m.items {
-                    match item {
-                        Item::Contributor(c) => out.push(*c),
-                        Item::Child { version, .. } => stack.push(version.digest),
-                    }
-                }
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        out
+    fn expand(&self, digest: &Digest) -> BTreeSet<NodeId> {
+        self.versions.expand(digest)
     }
 
     fn report(self, wall_s: f64, setup_error: Option<String>) -> RunReport {
@@ -1522,7 +1407,7 @@ impl Simulator {
                 .count() as u64;
             latency_s = Some(r.at.as_secs_f64() - LAUNCH_AT.as_secs_f64());
             if self.cfg.checks.sum {
-                checks.sum_ok = Some(self.sum_matches(&set, &r.sum, &mut checks.violations));
+                checks.sum_ok = Some(self.sum_matches(&set, r, &mut checks.violations));
             }
             checks.dp = self.dp_check(included, &mut checks.violations);
         }
@@ -1660,27 +1545,13 @@ impl Simulator {
                 return None;
             }
         }
-        let tolerated = usize::from(plan.g - plan.t);
-        let worst = plan
-            .groups()
-            .map(|group| {
-                plan.members(group)
-                    .iter()
-                    .filter(|m| {
-                        self.index
-                            .get(*m)
-                            .is_some_and(|&i| self.nodes[i as usize].last_crash.is_some())
-                    })
-                    .count()
-            })
-            .max()
-            .unwrap_or(0);
-        (worst <= tolerated).then(|| {
-            format!(
-                "liveness: no result although no group lost more than {tolerated} members (worst lost {worst}); {}",
-                self.failure.as_deref().unwrap_or("no failure reported")
-            )
-        })
+        let lost = |m: &NodeId| {
+            self.index
+                .get(m)
+                .is_some_and(|&i| self.nodes[i as usize].last_crash.is_some())
+        };
+        let failure = self.failure.as_deref().unwrap_or("no failure reported");
+        check::liveness(plan, lost, failure)
     }
 
     /// Differential privacy's collusion bound on a released version of `included`
@@ -1717,55 +1588,141 @@ impl Simulator {
     /// privacy, against the sum of the vectors the contributors persisted, each of which must
     /// be its values plus exactly its own noise of the request's scale (`dp::add_noise` from
     /// its persisted seed): the engine added it before sharing.
-    fn sum_matches(&self, set: &[NodeId], sum: &[Fp], violations: &mut Vec<String>) -> bool {
+    fn sum_matches(
+        &self,
+        set: &BTreeSet<NodeId>,
+        released: &Released,
+        violations: &mut Vec<String>,
+    ) -> bool {
         let Some(request) = &self.request else {
             return false;
         };
-        let mut expected = vec![Fp::ZERO; request.contribution.length as usize];
-        for c in set {
-            let Some(values) = self
-                .index
-                .get(c)
-                .and_then(|&i| self.nodes[i as usize].contribution.as_ref())
-            else {
-                violations.push(format!("the result includes {c}, who did not contribute"));
-                return false;
+        let spec = &request.contribution;
+        let checked = check::sum_of(spec, set, |c| {
+            let node = self.index.get(c).map(|&i| &self.nodes[i as usize]);
+            let Some(values) = node.and_then(|n| n.contribution.as_ref()) else {
+                return Err(format!("the result includes {c}, who did not contribute"));
             };
-            let mut v = match request.contribution.encode(values) {
-                Ok(v) => v,
-                Err(e) => {
-                    violations.push(format!("cannot encode a contribution: {e}"));
-                    return false;
-                }
-            };
-            if let Some(noise) = &request.contribution.noise {
-                let persisted = self
-                    .index
-                    .get(c)
-                    .and_then(|&i| self.nodes[i as usize].persisted.as_ref());
-                let Some((seed, vector)) = persisted else {
-                    violations.push(format!("the result includes {c}, who persisted no vector"));
-                    return false;
-                };
-                dp::add_noise(&mut v, seed, noise);
-                if v != *vector {
-                    violations.push(format!(
-                        "differential privacy: {c} shared a vector other than its values plus its own noise"
-                    ));
-                    return false;
+            check::contributed(spec, c, values, node.and_then(|n| n.persisted.as_ref()))
+        })
+        .and_then(|expected| check::exact(spec, request.privacy.k_min, released, expected));
+        match checked {
+            Ok(()) => true,
+            Err(violation) => {
+                violations.push(violation);
+                false
+            }
+        }
+    }
+}
+
+/// A node killed in the middle of its drain (`failures.kill` with `after_send`).
+struct Killed;
+
+/// A node's effects in the simulation, each charged its CPU time one after the other from
+/// the drain's start: a batch of records one write and fsync (`persist_us`, work model), the
+/// contribution's sharing before its first share leaves, each send its CPU and uplink
+/// ([`Simulator::transmit`]).
+struct SimEffects<'a> {
+    sim: &'a mut Simulator,
+    node: Ix,
+    /// When the node's CPU is free of the work charged so far.
+    cpu_at: Micros,
+    /// Whether this drain already paid for sharing the node's contribution.
+    shared: bool,
+}
+
+impl SimEffects<'_> {
+    fn charge(&mut self, cost: u64) {
+        self.cpu_at = self.cpu_at.plus(cost);
+        self.sim.nodes[self.node as usize].busy_us += cost;
+    }
+}
+
+impl Effects for SimEffects<'_> {
+    type Error = Killed;
+
+    fn persist(&mut self, records: Vec<Record>) -> Result<(), Killed> {
+        let work = matches!(self.sim.cfg.cpu, crate::config::CpuConfig::Work(_));
+        let keep = self.sim.keep_records;
+        let mut bytes = 0u64;
+        for record in records {
+            let n = &mut self.sim.nodes[self.node as usize];
+            if let Record::Contribution { seed, vector, .. } = &record {
+                if n.persisted.is_none() {
+                    n.persisted = Some((*seed, vector.0.clone()));
                 }
             }
-            add_assign_vec(&mut expected, &v);
+            if work {
+                bytes += record_bytes(&record, &self.sim.cfg.payload).max(1);
+            }
+            if keep {
+                n.durable.push(record);
+            }
         }
-        if expected != sum {
-            violations.push(if request.contribution.noise.is_some() {
-                "released sum differs from the sum of the reported set's noisy vectors".into()
-            } else {
-                "released sum differs from the plaintext sum over the reported set".into()
-            });
-            return false;
+        if bytes > 0 {
+            let cost = persist_us(bytes, &self.sim.cfg.cpu);
+            self.charge(cost);
         }
-        true
+        Ok(())
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) -> Result<(), Killed> {
+        let node = self.node;
+        let kind = message.kind();
+        if let Body::Share(s) = &message.body {
+            if !self.shared && s.contributor == self.sim.nodes[node as usize].identity.node {
+                // The engine shares the whole vector before it sends any share.
+                self.shared = true;
+                let cfg = &self.sim.cfg;
+                let cost = contribute_us(
+                    cfg.protocol.g,
+                    u64::from(cfg.payload.vector_len),
+                    &cfg.cpu,
+                    cfg.privacy.as_ref(),
+                );
+                self.charge(cost);
+                // A contributor serving a position of its own leaf hands itself that share
+                // inside its engine (drivers never see a send to oneself).
+                if let Some(plan) = &self.sim.plan {
+                    let own = plan
+                        .roles_of(&s.contributor)
+                        .iter()
+                        .filter(|(group, _)| *group == s.group)
+                        .count() as u32;
+                    self.sim.nodes[node as usize].shares_sent += own;
+                }
+            }
+        }
+        let sim = &mut *self.sim;
+        if sim.debug_trace && kind != "share" && kind != "decline" {
+            let to = sim.index.get(&to);
+            let at = sim.now.0 as f64 / 1e6;
+            eprintln!(
+                "T {at:.3} {node} send {kind} to {to:?} slot {:?}",
+                message.to
+            );
+        }
+        match sim.index.get(&to) {
+            Some(&to) => self.cpu_at = sim.transmit(node, to, &message, self.cpu_at),
+            None => sim.reject(format!("node {node} sent to an unknown node")),
+        }
+        let kill = sim.nodes[node as usize].kill_after_send.as_deref();
+        if kill.is_some_and(|k| k.split('|').any(|k| k == kind)) {
+            sim.nodes[node as usize].kill_after_send = None;
+            return Err(Killed);
+        }
+        Ok(())
+    }
+
+    fn broadcast(&mut self, message: Message) -> Result<(), Killed> {
+        self.sim.broadcast(self.node, &message);
+        Ok(())
+    }
+
+    fn event(&mut self, engine: &mut Engine, event: Event) -> Result<(), Killed> {
+        self.sim.on_event(self.node, engine, event);
+        Ok(())
     }
 }
 

@@ -19,7 +19,8 @@ use anyhow::Context;
 use directory::{node_id_of, Announcement, Directory, NodePlans, Peer};
 use futures::StreamExt;
 use grove_protocol::codec;
-use grove_protocol::engine::{Engine, Event, Failure, Identity, Output};
+use grove_protocol::drain::{drain as drain_engine, Effects};
+use grove_protocol::engine::{Engine, Event, Failure, Identity};
 use grove_protocol::ids::{hex, ComputationId, Digest, Micros, NodeId};
 use grove_protocol::message::{Body, Message};
 use grove_protocol::record::Record;
@@ -317,54 +318,6 @@ async fn stdin_closed() {
     }
 }
 
-/// Where the drain puts the engine's effects.
-pub trait Effects {
-    /// Makes records durable (in order) before returning.
-    fn persist(&mut self, records: &[Record]) -> anyhow::Result<()>;
-    fn send(&mut self, to: NodeId, message: Message);
-    fn broadcast(&mut self, message: Message);
-}
-
-/// The drain rule: polls the engine until `Idle`, committing every pending `Persist` record
-/// (consecutive ones together) before the next `Send` or `Broadcast` and at idle, and
-/// collecting events for the caller. Returns the next deadline. A failure to persist stops
-/// the drain: nothing that depends on an unwritten record may leave.
-pub fn drain_engine(
-    engine: &mut Engine,
-    effects: &mut impl Effects,
-    events: &mut Vec<Event>,
-) -> anyhow::Result<Option<Micros>> {
-    let mut persist: Vec<Record> = Vec::new();
-    loop {
-        match engine.poll_output() {
-            Output::Persist(record) => persist.push(record),
-            Output::Send { to, message } => {
-                flush(effects, &mut persist)?;
-                effects.send(to, message);
-            }
-            Output::Broadcast { message } => {
-                flush(effects, &mut persist)?;
-                effects.broadcast(message);
-            }
-            Output::Event(event) => events.push(event),
-            Output::Idle { next_deadline } => {
-                flush(effects, &mut persist)?;
-                return Ok(next_deadline);
-            }
-        }
-    }
-}
-
-fn flush(effects: &mut impl Effects, persist: &mut Vec<Record>) -> anyhow::Result<()> {
-    if !persist.is_empty() {
-        effects
-            .persist(persist)
-            .context("cannot persist engine records; stopping before any dependent send")?;
-        persist.clear();
-    }
-    Ok(())
-}
-
 /// The daemon's effects: the store, the swarm and the loopback queue.
 struct NodeEffects<'a> {
     me: NodeId,
@@ -377,18 +330,24 @@ struct NodeEffects<'a> {
     /// Sends that could not be attempted, for the unreachable hook after the drain.
     unreachable: &'a mut Vec<(NodeId, Message, String)>,
     agreement: &'a mut agreement::State,
+    /// Events, for the daemon to handle after the drain.
+    events: &'a mut Vec<Event>,
 }
 
 impl Effects for NodeEffects<'_> {
-    fn persist(&mut self, records: &[Record]) -> anyhow::Result<()> {
-        self.store.append_engine_records(records)?;
+    type Error = anyhow::Error;
+
+    fn persist(&mut self, records: Vec<Record>) -> anyhow::Result<()> {
+        self.store
+            .append_engine_records(&records)
+            .context("cannot persist engine records; stopping before any dependent send")?;
         records
             .iter()
             .for_each(|r| hook::observe(hook::Effect::Persisted(r)));
         Ok(())
     }
 
-    fn send(&mut self, to: NodeId, message: Message) {
+    fn send(&mut self, to: NodeId, message: Message) -> anyhow::Result<()> {
         hook::observe(hook::Effect::Sending(&message));
         tracing::debug!(
             "send {} to {to}{}",
@@ -399,16 +358,16 @@ impl Effects for NodeEffects<'_> {
         if to == self.me {
             if self.loopback.len() >= MAX_LOOPBACK {
                 tracing::warn!("loopback queue full; dropping a {} message", message.kind());
-                return;
+                return Ok(());
             }
             self.loopback.push_back(message);
-            return;
+            return Ok(());
         }
         let bytes = match codec::encode(&message) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("cannot encode a {} message: {e}", message.kind());
-                return;
+                return Ok(());
             }
         };
         // The directory's addresses go with the request: the swarm dials through its
@@ -421,7 +380,7 @@ impl Effects for NodeEffects<'_> {
         let Some((peer, addrs)) = peer else {
             self.unreachable
                 .push((to, message, "the node is not in the directory".into()));
-            return;
+            return Ok(());
         };
         self.agreement.stats.bytes_sent += bytes.len() as u64;
         if matches!(message.body, Body::Share(_)) {
@@ -435,15 +394,16 @@ impl Effects for NodeEffects<'_> {
         if self.pending_sends.len() < MAX_PENDING_SENDS {
             self.pending_sends.insert(id, (to, bytes));
         }
+        Ok(())
     }
 
-    fn broadcast(&mut self, message: Message) {
+    fn broadcast(&mut self, message: Message) -> anyhow::Result<()> {
         *self.sent_by_kind.entry(message.kind()).or_default() += 1;
         let bytes = match codec::encode(&message) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("cannot encode a {} broadcast: {e}", message.kind());
-                return;
+                return Ok(());
             }
         };
         self.agreement.stats.bytes_sent += bytes.len() as u64;
@@ -456,6 +416,12 @@ impl Effects for NodeEffects<'_> {
         {
             tracing::warn!("cannot broadcast a {} message: {e}", message.kind());
         }
+        Ok(())
+    }
+
+    fn event(&mut self, _engine: &mut Engine, event: Event) -> anyhow::Result<()> {
+        self.events.push(event);
+        Ok(())
     }
 }
 
@@ -555,8 +521,9 @@ impl Node {
                 sent_by_kind: &mut self.sent_by_kind,
                 unreachable: &mut unreachable,
                 agreement: &mut self.agreement,
+                events: &mut events,
             };
-            self.next_deadline = drain_engine(&mut self.engine, &mut effects, &mut events)?;
+            self.next_deadline = drain_engine(&mut self.engine, &mut effects)?;
             self.publish_outgoing_requests();
             // Failed sends go back to the engine (which fails over to backups): drain again.
             let failed = !unreachable.is_empty();
@@ -1063,7 +1030,7 @@ mod tests {
     use super::*;
     use crate::control::ComputeParams;
     use crate::owner::query;
-    use grove_protocol::engine::{sign_finish, Command};
+    use grove_protocol::engine::{sign_finish, Command, Output};
     use grove_protocol::plan::{CachedPlans, SortedDirectory};
     use grove_protocol::request::{CommissionerKey, SignedRequest};
 
@@ -1083,23 +1050,29 @@ mod tests {
     }
 
     impl Effects for Fake {
-        fn persist(&mut self, records: &[Record]) -> anyhow::Result<()> {
+        type Error = anyhow::Error;
+        fn persist(&mut self, records: Vec<Record>) -> anyhow::Result<()> {
             anyhow::ensure!(!self.fail_persist, "disk full");
-            self.durable.extend_from_slice(records);
+            self.durable.extend(records);
             Ok(())
         }
-        fn send(&mut self, to: NodeId, message: Message) {
+        fn send(&mut self, to: NodeId, message: Message) -> anyhow::Result<()> {
             self.log.push(Effect::Out {
                 kind: message.kind(),
                 durable: self.durable.len(),
             });
             self.out.push_back((to, message));
+            Ok(())
         }
-        fn broadcast(&mut self, message: Message) {
+        fn broadcast(&mut self, message: Message) -> anyhow::Result<()> {
             self.log.push(Effect::Out {
                 kind: message.kind(),
                 durable: self.durable.len(),
             });
+            Ok(())
+        }
+        fn event(&mut self, _engine: &mut Engine, _event: Event) -> anyhow::Result<()> {
+            Ok(())
         }
     }
 
@@ -1267,8 +1240,7 @@ mod tests {
         // The same run through the daemon's drain.
         let mut fake = Fake::default();
         let finished = run(&mut |engine| {
-            let mut events = Vec::new();
-            let next = drain_engine(engine, &mut fake, &mut events).expect("persist succeeds");
+            let next = drain_engine(engine, &mut fake).expect("persist succeeds");
             (next, fake.out.drain(..).collect())
         });
         assert!(finished);
@@ -1298,8 +1270,7 @@ mod tests {
             fail_persist: true,
             ..Fake::default()
         };
-        let mut events = Vec::new();
-        assert!(drain_engine(&mut engine, &mut fake, &mut events).is_err());
+        assert!(drain_engine(&mut engine, &mut fake).is_err());
         assert!(fake.log.is_empty(), "{:?}", fake.log);
     }
 }
