@@ -16,6 +16,8 @@
 //! - [`query`]: the declarative query language: parser, printer, layout, local evaluation,
 //!   decoding of the result.
 //! - [`plan`]: the deterministic tree of groups derived from a request and a peer directory.
+//! - [`snapshot`]: a frozen peer directory and its digest, which the driver hands the engine
+//!   with each request.
 //! - [`planner`]: chooses group size, threshold, fan-in and timeouts from network conditions.
 //! - [`message`], [`codec`], [`seal`]: what travels between nodes, and how it is framed and sealed.
 //! - [`record`]: what a node persists so that it can resume after a crash.
@@ -37,6 +39,7 @@ pub mod record;
 pub mod request;
 pub mod seal;
 pub mod sharing;
+pub mod snapshot;
 
 #[cfg(feature = "test-util")]
 pub mod harness;

@@ -19,6 +19,7 @@ use crate::daemon::directory::{self, Snapshot};
 use grove_protocol::codec;
 use grove_protocol::ids::{ComputationId, Digest, Micros, NodeId};
 use grove_protocol::message::{Body, Message};
+use grove_protocol::snapshot::DirectorySnapshot;
 use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -110,12 +111,16 @@ impl Node {
             // Junk (a bad signature) never takes a place in the seen list.
             self.mark_seen(id, signed.request.deadline);
         }
+        let snapshot = self
+            .snapshots
+            .directory_for(&self.directory, &signed.request);
         let digest = match signed.request.directory {
-            Some(d) if plausible && !self.plans.can_plan(&signed.request) => d,
+            // A request the engine holds or remembers needs no snapshot (it is a duplicate or
+            // a replay); only one that could be accepted is worth a lookup.
+            Some(d) if plausible && snapshot.is_none() && !self.engine.knows_request(&id) => d,
             _ => {
                 self.count_received(&message);
-                self.engine.handle_message(now_micros(), from, message);
-                return self.drain();
+                return self.hand_request(from, message, snapshot);
             }
         };
         let parked: usize = self.agreement.parked.values().map(Vec::len).sum();
@@ -140,6 +145,21 @@ impl Node {
             self.fetch_snapshot(digest, 1);
         }
         Ok(())
+    }
+
+    /// Gives the engine a request with the directory snapshot this node holds for it (`None`:
+    /// the engine refuses it, unless it holds or remembers it).
+    fn hand_request(
+        &mut self,
+        from: NodeId,
+        message: Message,
+        snapshot: Option<DirectorySnapshot>,
+    ) -> anyhow::Result<()> {
+        if let Body::Request(signed) = message.body {
+            self.engine
+                .handle_request(now_micros(), from, *signed, snapshot);
+        }
+        self.drain()
     }
 
     fn mark_seen(&mut self, id: ComputationId, deadline: Micros) {
@@ -376,7 +396,8 @@ impl Node {
             snapshot.peers.len()
         );
         self.learn_peers(snapshot.peers.clone());
-        self.plans.add_snapshot(&snapshot);
+        self.snapshots.add(&snapshot);
+        let planned = snapshot.for_plan();
         for (from, message) in self
             .agreement
             .parked
@@ -384,8 +405,7 @@ impl Node {
             .unwrap_or_default()
         {
             self.count_received(&message);
-            self.engine.handle_message(now_micros(), from, message);
-            self.drain()?;
+            self.hand_request(from, message, Some(planned.clone()))?;
         }
         Ok(())
     }

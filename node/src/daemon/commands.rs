@@ -3,7 +3,7 @@
 //! (the commissioner's launch: plan over a frozen directory snapshot, then the engine's
 //! `Command::Start`).
 
-use super::{lock, pending, Node, Waiter, MAX_LISTED_RECORDS, MAX_WAITERS};
+use super::{pending, Node, Waiter, MAX_LISTED_RECORDS, MAX_WAITERS};
 use crate::clock::now_micros;
 use crate::config::{self};
 use crate::control::{ComputeParams, ControlReply, ControlRequest, Incoming};
@@ -215,7 +215,7 @@ impl Node {
     }
 
     pub(super) fn status(&self) -> serde_json::Value {
-        let dir = lock(&self.directory);
+        let dir = &self.directory;
         let listen: Vec<String> = self
             .listen_addrs
             .iter()
@@ -257,13 +257,14 @@ impl Node {
         }
         let id = ComputationId(config::random_id());
         // Plan over a frozen snapshot that every node can fetch by its digest.
-        if lock(&self.directory)
+        if self
+            .directory
             .get(&self.me)
             .is_none_or(|p| p.addrs.is_empty())
         {
             self.announce();
         }
-        let snapshot = lock(&self.directory).freeze();
+        let snapshot = self.directory.freeze();
         let directory_size = snapshot.entries.len();
         let mut request = match query::build_request(
             &params,
@@ -285,54 +286,17 @@ impl Node {
                 },
             );
         }
-        self.plans.add_snapshot(&snapshot);
+        self.snapshots.add(&snapshot);
+        let planned = snapshot.for_plan();
         let max_contributors = request.max_contributors;
         let signed = SignedRequest::sign(request, &self.keys.commissioner);
         let finish_signature = sign_finish(&id, &self.keys.commissioner);
-        let plan_info = match grove_protocol::plan::PlanProvider::plan_for(
-            self.plans.as_ref(),
-            &signed.request,
-        ) {
-            Ok(plan) => {
-                let dir = lock(&self.directory);
-                let groups: Vec<serde_json::Value> = plan
-                    .groups()
-                    .map(|g| {
-                        let members: Vec<String> = plan
-                            .members(g)
-                            .iter()
-                            .map(|n| {
-                                dir.get(n)
-                                    .map(|p| p.peer_id.to_base58())
-                                    .unwrap_or_default()
-                            })
-                            .collect();
-                        json!({"level": g.level, "index": g.index, "members": members})
-                    })
-                    .collect();
-                json!({
-                    "computation": id.to_string(),
-                    "g": plan.g, "t": plan.t,
-                    "leaf_groups": plan.leaf_groups(),
-                    "depth": plan.depth(),
-                    "directory_peers": directory_size,
-                    "groups": groups,
-                })
-            }
-            Err(e) => {
-                return self.reply(
-                    reply,
-                    ControlReply::Error {
-                        message: format!("no plan for this request: {e}"),
-                    },
-                )
-            }
-        };
         match self.engine.handle_command(
             now_micros(),
             Command::Launch {
                 request: Box::new(signed),
                 finish_signature,
+                directory: planned,
             },
         ) {
             Ok(()) => {
@@ -348,7 +312,7 @@ impl Node {
                     message: format!(
                         "launched computation {id} over a directory of {directory_size} peers"
                     ),
-                    data: Some(plan_info),
+                    data: Some(self.plan_info(&id, directory_size)),
                 });
                 self.waiters.insert(
                     id,
@@ -367,5 +331,36 @@ impl Node {
             }
         }
         self.drain()
+    }
+
+    /// The plan of a computation this node launched, as `grove compute` shows it.
+    fn plan_info(&self, id: &ComputationId, directory_size: usize) -> serde_json::Value {
+        let Some(plan) = self.engine.plan(id) else {
+            return json!({"computation": id.to_string()});
+        };
+        let groups: Vec<serde_json::Value> = plan
+            .groups()
+            .map(|g| {
+                let members: Vec<String> = plan
+                    .members(g)
+                    .iter()
+                    .map(|n| {
+                        self.directory
+                            .get(n)
+                            .map(|p| p.peer_id.to_base58())
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                json!({"level": g.level, "index": g.index, "members": members})
+            })
+            .collect();
+        json!({
+            "computation": id.to_string(),
+            "g": plan.g, "t": plan.t,
+            "leaf_groups": plan.leaf_groups(),
+            "depth": plan.depth(),
+            "directory_peers": directory_size,
+            "groups": groups,
+        })
     }
 }

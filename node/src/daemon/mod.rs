@@ -16,12 +16,13 @@ use crate::config::{self, Keys};
 use crate::control::{self, ControlReply, Incoming};
 use crate::store::Store;
 use anyhow::Context;
-use directory::{node_id_of, Announcement, Directory, NodePlans, Peer};
+use directory::{node_id_of, Announcement, Directory, Peer, Snapshots};
 use futures::StreamExt;
 use grove_protocol::codec;
 use grove_protocol::engine::{Engine, Event, Failure, Identity, Output};
 use grove_protocol::ids::{hex, ComputationId, Digest, Micros, NodeId};
 use grove_protocol::message::{Body, Message};
+use grove_protocol::plan::PlanCache;
 use grove_protocol::record::Record;
 use grove_protocol::seal;
 use libp2p::gossipsub::IdentTopic;
@@ -32,7 +33,7 @@ use net::{Behaviour, BehaviourEvent};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -87,8 +88,9 @@ struct Node {
     engine: Engine,
     swarm: Swarm<Behaviour>,
     store: Arc<Store>,
-    directory: Arc<Mutex<Directory>>,
-    plans: Arc<NodePlans>,
+    directory: Directory,
+    /// Snapshots a request may name, handed to the engine with it.
+    snapshots: Snapshots,
     keys: Keys,
     me: NodeId,
     peer_id: PeerId,
@@ -142,9 +144,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let me = node_id_of(&peer_id);
     let x25519_public = seal::x25519_public(&keys.x25519_secret);
 
-    let directory = Arc::new(Mutex::new(Directory::default()));
+    let mut directory = Directory::default();
     {
-        let mut d = lock(&directory);
+        let d = &mut directory;
         for bytes in store.announcements()? {
             if let Ok(peer) = directory::verify_announcement(&bytes) {
                 d.insert_signed(peer, bytes);
@@ -158,7 +160,6 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             issued_at_micros: now_micros().0,
         });
     }
-    let plans = Arc::new(NodePlans::new(directory.clone(), store.clone()));
     let records = store.engine_records()?;
     let mut contributed = std::collections::BTreeSet::new();
     for r in &records {
@@ -173,7 +174,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             x25519_secret: keys.x25519_secret,
         },
         config::engine_seed(),
-        plans.clone(),
+        Arc::new(PlanCache::default()),
         records,
         now_micros(),
     ));
@@ -199,7 +200,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     // A restarted node knows its peers from the stored directory: give the swarm their
     // addresses before the restored roles send anything, or the first sends fail to dial and
     // fail over away from live members.
-    for peer in lock(&directory).peers() {
+    for peer in directory.peers() {
         if peer.peer_id == peer_id {
             continue;
         }
@@ -253,7 +254,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         swarm,
         store,
         directory,
-        plans,
+        snapshots: Snapshots::default(),
         keys,
         me,
         peer_id,
@@ -297,11 +298,6 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let result = node.run(ctl_rx, args.exit_on_stdin_eof).await;
     let _ = std::fs::remove_file(control::socket_path(&node.data_dir));
     result
-}
-
-fn lock(d: &Mutex<Directory>) -> std::sync::MutexGuard<'_, Directory> {
-    // A poisoned lock only means a panic elsewhere while the map was consistent.
-    d.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Resolves when standard input reaches end of file (the parent that spawned us is gone).
@@ -370,7 +366,7 @@ struct NodeEffects<'a> {
     me: NodeId,
     store: &'a Store,
     swarm: &'a mut Swarm<Behaviour>,
-    directory: &'a Mutex<Directory>,
+    directory: &'a Directory,
     pending_sends: &'a mut HashMap<OutboundRequestId, (NodeId, Vec<u8>)>,
     loopback: &'a mut VecDeque<Message>,
     sent_by_kind: &'a mut BTreeMap<&'static str, u64>,
@@ -415,7 +411,8 @@ impl Effects for NodeEffects<'_> {
         // behaviours' address books, and Kademlia's routing table keeps only 20 peers per
         // distance bucket, so in a network of a few hundred nodes it lacks most of them (at 200
         // daemons, sends to never-met peers failed to dial and their slots failed over).
-        let peer = lock(self.directory)
+        let peer = self
+            .directory
             .get(&to)
             .map(|p| (p.peer_id, p.addrs.clone()));
         let Some((peer, addrs)) = peer else {
@@ -622,7 +619,7 @@ impl Node {
                 return;
             }
         };
-        lock(&self.directory).insert_signed(
+        self.directory.insert_signed(
             Peer {
                 peer_id: self.peer_id,
                 node: self.me,
@@ -745,7 +742,7 @@ impl Node {
                 self.swarm.add_peer_address(peer.peer_id, addr.clone());
             }
             let id = peer.peer_id;
-            let mut d = lock(&self.directory);
+            let d = &mut self.directory;
             let changed = d.get(&peer.node).is_some_and(|old| {
                 old.issued_at_micros < peer.issued_at_micros
                     && (old.addrs != peer.addrs || old.x25519_public != peer.x25519_public)
@@ -797,7 +794,7 @@ impl Node {
             return;
         };
         tracing::debug!("pulling the directory from {peer}");
-        let digest = lock(&self.directory).digest();
+        let digest = self.directory.digest();
         self.swarm
             .behaviour_mut()
             .sync
@@ -812,7 +809,7 @@ impl Node {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let body = directory::encode_for_sync(&lock(&self.directory), &Digest(request));
+                    let body = directory::encode_for_sync(&self.directory, &Digest(request));
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, body);
                 }
                 request_response::Message::Response { response, .. } => {
@@ -826,7 +823,7 @@ impl Node {
                     };
                     let total = announcements.len();
                     // Only what this node lacks is verified (a signature check each).
-                    let unknown = lock(&self.directory).lacking(announcements);
+                    let unknown = self.directory.lacking(announcements);
                     let peers: Vec<(Peer, Vec<u8>)> = unknown
                         .into_iter()
                         .filter_map(|a| match directory::verify_announcement(&a) {
@@ -1064,8 +1061,8 @@ mod tests {
     use crate::control::ComputeParams;
     use crate::owner::query;
     use grove_protocol::engine::{sign_finish, Command};
-    use grove_protocol::plan::{CachedPlans, SortedDirectory};
     use grove_protocol::request::{CommissionerKey, SignedRequest};
+    use grove_protocol::snapshot::DirectorySnapshot;
 
     /// What a drain did, in order.
     #[derive(Debug, PartialEq)]
@@ -1105,17 +1102,17 @@ mod tests {
 
     /// A two-node network (requests refuse `t < 2`): node A is the commissioner, a member of
     /// the one group and a contributor; node B the other member and a contributor.
-    fn engines() -> (Engine, Engine, SignedRequest, Vec<u8>) {
+    fn engines() -> (Engine, Engine, SignedRequest, Vec<u8>, DirectorySnapshot) {
         let secrets = [[3u8; 32], [8u8; 32]];
         let nodes = [NodeId([5u8; 32]), NodeId([9u8; 32])];
-        let directory = SortedDirectory::new(
+        let directory = DirectorySnapshot::new(
             nodes
                 .iter()
                 .zip(&secrets)
                 .map(|(n, s)| (*n, seal::x25519_public(s)))
                 .collect(),
         );
-        let plans = Arc::new(CachedPlans::new(Arc::new(directory)));
+        let plans = Arc::new(PlanCache::default());
         let engine = |i: usize| {
             Engine::new(
                 Identity {
@@ -1154,6 +1151,7 @@ mod tests {
             engine(1),
             SignedRequest::sign(request, &key),
             finish,
+            directory,
         )
     }
 
@@ -1163,7 +1161,7 @@ mod tests {
     /// Runs the computation to its end, draining node A through `drain` and node B by hand;
     /// the request reaches B as the broadcast would. True once A closed it.
     fn run(drain: Drain) -> bool {
-        let (mut a, mut b, request, finish) = engines();
+        let (mut a, mut b, request, finish, directory) = engines();
         let (node_a, node_b) = (a.node_id(), b.node_id());
         let mut now = Micros(1_000_000);
         let _ = a.handle_command(
@@ -1171,6 +1169,7 @@ mod tests {
             Command::Launch {
                 request: Box::new(request.clone()),
                 finish_signature: finish,
+                directory: directory.clone(),
             },
         );
         let values = vec![7.0, 1.0, 1.0];
@@ -1185,16 +1184,7 @@ mod tests {
                 }
             }
         };
-        b.handle_message(
-            now,
-            node_a,
-            Message {
-                computation: id,
-                round: 0,
-                body: Body::Request(Box::new(request)),
-                to: None,
-            },
-        );
+        b.handle_request(now, node_a, request, Some(directory));
         let _ = b.handle_command(
             now,
             Command::Contribute {
@@ -1284,13 +1274,14 @@ mod tests {
 
     #[test]
     fn a_failed_persist_stops_the_drain_before_any_send() {
-        let (mut engine, _, request, finish) = engines();
+        let (mut engine, _, request, finish, directory) = engines();
         engine
             .handle_command(
                 Micros(1_000_000),
                 Command::Launch {
                     request: Box::new(request),
                     finish_signature: finish,
+                    directory,
                 },
             )
             .expect("the launch is valid");
