@@ -883,7 +883,16 @@ impl Engine {
         directory: Option<&DirectorySnapshot>,
     ) -> Result<Arc<Plan>, PlanError> {
         let directory = directory.ok_or(PlanError::NoSnapshot(request.directory))?;
-        self.plans.plan(request, directory)
+        if let Some(expected) = request.directory {
+            if expected != directory.digest() {
+                return Err(PlanError::WrongSnapshot {
+                    expected,
+                    found: directory.digest(),
+                });
+            }
+        }
+        self.plans
+            .plan(request, directory.digest(), directory.directory())
     }
 
     /// Emits `record` after applying it.

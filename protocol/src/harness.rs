@@ -474,9 +474,11 @@ impl Cluster {
     }
 
     pub fn plan(&self, id: &ComputationId) -> Option<Arc<Plan>> {
-        self.requests
-            .get(id)
-            .and_then(|r| self.plans.plan(r, &self.directory).ok())
+        self.requests.get(id).and_then(|r| {
+            self.plans
+                .plan(r, self.directory.digest(), self.directory.directory())
+                .ok()
+        })
     }
 
     pub fn crash_at(&mut self, node: usize, at: Micros) {

@@ -10,7 +10,6 @@
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, NodeId, Position};
 use crate::limits::{MAX_BACKUPS, MAX_CACHED_PLANS, MAX_PLAN_GROUPS};
 use crate::request::Request;
-use crate::snapshot::DirectorySnapshot;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -544,29 +543,23 @@ pub struct PlanCache {
 }
 
 impl PlanCache {
-    /// The plan of `request` over `snapshot`. The snapshot must be the one the request names,
-    /// if it names one.
+    /// The plan of `request` over `directory`, whose digest is `digest` (the key of the memo:
+    /// a `snapshot::DirectorySnapshot` carries both). The caller checks that it is the
+    /// directory the request names, if it names one.
     pub fn plan(
         &self,
         request: &Request,
-        snapshot: &DirectorySnapshot,
+        digest: Digest,
+        directory: &dyn PeerDirectory,
     ) -> Result<Arc<Plan>, PlanError> {
-        if let Some(expected) = request.directory {
-            if expected != snapshot.digest() {
-                return Err(PlanError::WrongSnapshot {
-                    expected,
-                    found: snapshot.digest(),
-                });
-            }
-        }
-        let key = (request.id, snapshot.digest());
+        let key = (request.id, digest);
         // A poisoned lock only means another thread panicked while inserting; the map itself
         // is still consistent (insertions are atomic), so recover it.
         let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(plan) = plans.get(&key) {
             return Ok(plan.clone());
         }
-        let plan = Arc::new(Plan::build(request, snapshot.directory())?);
+        let plan = Arc::new(Plan::build(request, directory)?);
         if plans.len() >= MAX_CACHED_PLANS {
             if let Some(first) = plans.keys().next().copied() {
                 plans.remove(&first);

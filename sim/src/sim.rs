@@ -567,7 +567,11 @@ impl Simulator {
         let request = self.build_request();
         let plan = self
             .plans
-            .plan(&request, &self.directory)
+            .plan(
+                &request,
+                self.directory.digest(),
+                self.directory.directory(),
+            )
             .map_err(|e| format!("plan: {e}"))?;
         for kill in self.cfg.failures.kill.clone() {
             let group = GroupId {
