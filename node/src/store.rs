@@ -5,7 +5,7 @@
 //! durability fsyncs on commit) before the method returns, so a caller that acknowledges after
 //! a successful return never acknowledges something a crash could lose.
 
-use grove_protocol::ids::{ComputationId, NodeId};
+use grove_protocol::ids::ComputationId;
 use grove_protocol::record::Record;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,6 @@ const TRUST: TableDefinition<&str, &str> = TableDefinition::new("trust");
 /// Sequence -> postcard bytes of one `grove_protocol::record::Record`, in emission order.
 const ENGINE_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("engine_log");
 /// Computation id -> postcard bytes of the directory snapshot its plan was built from.
-const PLAN_SNAPSHOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("plan_snapshots");
 /// PeerId (base58) -> the peer's signed announcement bytes, as received.
 const DIRECTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("directory");
 /// Sequence -> audit entry as JSON.
@@ -301,9 +300,6 @@ pub fn revision_is_newer(new: &str, old: &str) -> bool {
     }
 }
 
-/// A directory snapshot: every peer's node id and X25519 public key.
-pub type Snapshot = Vec<(NodeId, [u8; 32])>;
-
 pub fn validate_collection_name(name: &str) -> Result<(), StoreError> {
     if name.is_empty() || name.len() > MAX_COLLECTION_NAME_BYTES {
         return Err(StoreError::Invalid(format!(
@@ -348,7 +344,6 @@ impl Store {
             txn.open_table(RECORDS)?;
             txn.open_table(TRUST)?;
             txn.open_table(ENGINE_LOG)?;
-            txn.open_table(PLAN_SNAPSHOTS)?;
             txn.open_table(DIRECTORY)?;
             txn.open_table(AUDIT)?;
             txn.open_table(META)?;
@@ -770,8 +765,9 @@ impl Store {
     // ---- engine log
 
     /// Appends engine records in order, in one committed transaction. A `Closed` record
-    /// compacts the log in the same transaction: every other record of that computation, and
-    /// its plan snapshot, go (the `Closed` record stays, for replay protection on restore).
+    /// compacts the log in the same transaction: every other record of that computation (its
+    /// directory snapshot among them) goes (the `Closed` record stays, for replay protection on
+    /// restore).
     pub fn append_engine_records(&self, records: &[Record]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
@@ -806,10 +802,6 @@ impl Store {
                 for k in dead {
                     table.remove(k)?;
                 }
-                let mut snapshots = txn.open_table(PLAN_SNAPSHOTS)?;
-                for id in &closed {
-                    snapshots.remove(id.0.as_slice())?;
-                }
             }
         }
         txn.commit()?;
@@ -830,35 +822,7 @@ impl Store {
         Ok(out)
     }
 
-    // ---- plan snapshots and directory
-
-    pub fn plan_snapshot(
-        &self,
-        computation: &ComputationId,
-    ) -> Result<Option<Snapshot>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(PLAN_SNAPSHOTS)?;
-        match table.get(computation.0.as_slice())? {
-            None => Ok(None),
-            Some(v) => postcard::from_bytes(v.value())
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("plan snapshot: {e}"))),
-        }
-    }
-
-    pub fn put_plan_snapshot(
-        &self,
-        computation: &ComputationId,
-        peers: &[(NodeId, [u8; 32])],
-    ) -> Result<(), StoreError> {
-        let bytes = postcard::to_allocvec(peers)
-            .map_err(|e| StoreError::Invalid(format!("plan snapshot: {e}")))?;
-        let txn = self.db.begin_write()?;
-        txn.open_table(PLAN_SNAPSHOTS)?
-            .insert(computation.0.as_slice(), bytes.as_slice())?;
-        txn.commit()?;
-        Ok(())
-    }
+    // ---- directory
 
     /// Stores peers' signed announcements (peer id in base58, bytes) in one transaction: a
     /// directory pull of a hundred peers costs one durable write, not a hundred.
@@ -1166,9 +1130,16 @@ mod tests {
             seed: [0; 32],
             vector: FieldVec(vec![]),
         };
-        store.put_plan_snapshot(&a, &[]).unwrap();
+        // The directory snapshot the engine recorded with the request goes with the rest.
+        let snapshot = Record::Directory {
+            computation: a,
+            snapshot: grove_protocol::snapshot::DirectorySnapshot::new(vec![(
+                grove_protocol::ids::NodeId([3; 32]),
+                [4; 32],
+            )]),
+        };
         store
-            .append_engine_records(&[contribution(a), contribution(b)])
+            .append_engine_records(&[snapshot, contribution(a), contribution(b)])
             .unwrap();
         let closed = Record::Closed {
             computation: a,
@@ -1181,7 +1152,6 @@ mod tests {
             store.engine_records().unwrap(),
             vec![contribution(b), closed]
         );
-        assert_eq!(store.plan_snapshot(&a).unwrap(), None);
     }
 
     #[test]

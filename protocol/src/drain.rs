@@ -70,8 +70,9 @@ mod tests {
     use crate::engine::{sign_finish, Command, Identity};
     use crate::harness::LaunchParams;
     use crate::ids::ComputationId;
-    use crate::plan::{CachedPlans, SortedDirectory};
+    use crate::plan::PlanCache;
     use crate::request::{CommissionerKey, PrivacyParams, Request, SignedRequest, TreeParams};
+    use crate::snapshot::DirectorySnapshot;
     use std::sync::Arc;
 
     /// What a drain did, in order: a batch of records, or an effect with the number of
@@ -126,14 +127,14 @@ mod tests {
     fn launched() -> Engine {
         let secrets = [[3u8; 32], [8u8; 32]];
         let nodes = [NodeId([5u8; 32]), NodeId([9u8; 32])];
-        let directory = SortedDirectory::new(
+        let directory = DirectorySnapshot::new(
             nodes
                 .iter()
                 .zip(&secrets)
                 .map(|(n, s)| (*n, crate::seal::x25519_public(s)))
                 .collect(),
         );
-        let plans = Arc::new(CachedPlans::new(Arc::new(directory)));
+        let plans = Arc::new(PlanCache::default());
         let identity = Identity {
             node: nodes[0],
             x25519_secret: secrets[0],
@@ -166,6 +167,7 @@ mod tests {
         let command = Command::Launch {
             request: Box::new(SignedRequest::sign(request, &key)),
             finish_signature: sign_finish(&id, &key),
+            directory,
         };
         engine
             .handle_command(Micros(1_000_000), command)

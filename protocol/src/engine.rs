@@ -11,10 +11,11 @@ use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_COMPUTATIONS, MAX_EARLY_MESSAGES};
 use crate::message::{Body, Manifest, Message, Slot};
-use crate::plan::{Plan, PlanError, PlanProvider};
+use crate::plan::{Plan, PlanCache, PlanError};
 use crate::record::Record;
 use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
 use crate::seal::{Envelope, NoiseEnvelope};
+use crate::snapshot::DirectorySnapshot;
 use aggregator::{advance_role, on_root_query, role_deadline, send_up};
 use agreement::{
     adopted_report, apply_accepted, apply_promised, on_manifest, on_report, on_solicit, on_vote,
@@ -90,6 +91,8 @@ pub enum Command {
     Launch {
         request: Box<SignedRequest>,
         finish_signature: Vec<u8>,
+        /// The directory to plan over (the one the request names, if it names one).
+        directory: DirectorySnapshot,
     },
     /// Contribute these values (the owner consented) to a known computation.
     Contribute {
@@ -426,7 +429,10 @@ impl Ctx<'_> {
 pub struct Engine {
     identity: Identity,
     rng: ChaCha20Rng,
-    plans: Arc<dyn PlanProvider>,
+    plans: Arc<PlanCache>,
+    /// Snapshots recorded for requests not installed yet: a `Directory` record waits here for
+    /// the `Accepted` or `Launched` record that follows it.
+    directories: BTreeMap<ComputationId, DirectorySnapshot>,
     validator: RequestValidator,
     /// Boxed: a map node holds room for eleven entries, and most engines hold one.
     computations: BTreeMap<ComputationId, Box<Computation>>,
@@ -444,11 +450,13 @@ pub struct Engine {
 
 impl Engine {
     /// A fresh engine. `seed` feeds its CSPRNG (sharing seeds, envelope ephemerals).
-    pub fn new(identity: Identity, seed: [u8; 32], plans: Arc<dyn PlanProvider>) -> Engine {
+    /// `plans` memoises plans (pass a fresh one, or share one among the engines of a process).
+    pub fn new(identity: Identity, seed: [u8; 32], plans: Arc<PlanCache>) -> Engine {
         Engine {
             identity,
             rng: ChaCha20Rng::from_seed(seed),
             plans,
+            directories: BTreeMap::new(),
             validator: RequestValidator::new(),
             computations: BTreeMap::new(),
             early: VecDeque::new(),
@@ -504,7 +512,7 @@ impl Engine {
     pub fn restore(
         identity: Identity,
         seed: [u8; 32],
-        plans: Arc<dyn PlanProvider>,
+        plans: Arc<PlanCache>,
         records: impl IntoIterator<Item = Record>,
         now: Micros,
     ) -> Engine {
@@ -516,6 +524,8 @@ impl Engine {
                 engine.reject(me, "record", reason);
             }
         }
+        // A snapshot whose request record never made it to the store plans nothing.
+        engine.directories.clear();
         let ids: Vec<ComputationId> = engine.computations.keys().copied().collect();
         for id in ids {
             engine.resume(id);
@@ -552,6 +562,11 @@ impl Engine {
     /// clock and replay checked) and holds state for: what an owner's consent must read.
     pub fn request(&self, id: &ComputationId) -> Option<&SignedRequest> {
         self.computations.get(id).map(|c| c.signed.as_ref())
+    }
+
+    /// The plan of a computation this engine holds state for.
+    pub fn plan(&self, id: &ComputationId) -> Option<&Plan> {
+        self.computations.get(id).map(|c| c.plan.as_ref())
     }
 
     /// The commissioner's view of a computation this node launched; `None` if this node is not
@@ -608,7 +623,8 @@ impl Engine {
             Command::Launch {
                 request,
                 finish_signature,
-            } => self.launch(*request, finish_signature),
+                directory,
+            } => self.launch(*request, finish_signature, directory),
             Command::Contribute {
                 computation,
                 values,
@@ -624,7 +640,9 @@ impl Engine {
         self.now = self.now.max(now);
         let id = message.computation;
         if let Body::Request(signed) = message.body {
-            self.on_request(from, *signed);
+            // A request comes with its directory snapshot (`handle_request`); without one the
+            // engine cannot plan it, and refuses it unless it already holds it.
+            self.on_request(from, *signed, None);
             self.advance_all();
             return;
         }
@@ -640,6 +658,30 @@ impl Engine {
         }
         self.dispatch(from, message);
         self.advance(id);
+    }
+
+    /// A signed request (broadcast by its commissioner, authenticated by the transport as
+    /// coming from `from`), with the directory snapshot the driver holds for it: the one the
+    /// request names (`Request::directory`), or the driver's own directory if it names none.
+    /// `None` if the driver has no such snapshot: the engine then refuses the request, unless
+    /// it already holds it (a duplicate) or remembers it (a replay). The engine records the
+    /// snapshot before the request and builds the plan from it.
+    pub fn handle_request(
+        &mut self,
+        now: Micros,
+        from: NodeId,
+        signed: SignedRequest,
+        directory: Option<DirectorySnapshot>,
+    ) {
+        self.now = self.now.max(now);
+        self.on_request(from, signed, directory);
+        self.advance_all();
+    }
+
+    /// Whether this engine holds or remembers the computation (its request needs no snapshot
+    /// to be handled: a duplicate is dropped, a replay refused).
+    pub fn knows_request(&self, id: &ComputationId) -> bool {
+        self.computations.contains_key(id) || self.validator.seen(id)
     }
 
     /// A message this node sent could not be delivered to `to` (the transport reports a dial
@@ -704,6 +746,13 @@ impl Engine {
                 request,
                 finish_signature,
             } => self.install((**request).clone(), Some(finish_signature.clone())),
+            Record::Directory {
+                computation,
+                snapshot,
+            } => {
+                self.directories.insert(*computation, snapshot.clone());
+                Ok(())
+            }
             Record::Closed {
                 computation,
                 deadline,
@@ -725,6 +774,7 @@ impl Engine {
     fn install(&mut self, signed: SignedRequest, finish: Option<Vec<u8>>) -> Result<(), Rejection> {
         let id = signed.request.id;
         self.validator.remember(id, signed.request.deadline);
+        let directory = self.directories.remove(&id);
         if let Some(comp) = self.computations.get_mut(&id) {
             if let Some(sig) = finish {
                 comp.commissioner
@@ -733,8 +783,7 @@ impl Engine {
             return Ok(());
         }
         let plan = self
-            .plans
-            .plan_for(&signed.request)
+            .plan_of(&signed.request, directory.as_ref())
             .map_err(|_| Rejection::PlanUnavailable)?;
         let mut roles = BTreeMap::new();
         for &(group, position) in plan.roles_of(&self.identity.node) {
@@ -757,6 +806,25 @@ impl Engine {
         Ok(())
     }
 
+    /// The plan of `request` over the snapshot handed in with it (`None`: no snapshot came).
+    fn plan_of(
+        &self,
+        request: &Request,
+        directory: Option<&DirectorySnapshot>,
+    ) -> Result<Arc<Plan>, PlanError> {
+        let directory = directory.ok_or(PlanError::NoSnapshot(request.directory))?;
+        if let Some(expected) = request.directory {
+            if expected != directory.digest() {
+                return Err(PlanError::WrongSnapshot {
+                    expected,
+                    found: directory.digest(),
+                });
+            }
+        }
+        self.plans
+            .plan(request, directory.digest(), directory.directory())
+    }
+
     /// Emits `record` after applying it.
     fn record(&mut self, record: Record) {
         match self.apply_record(&record) {
@@ -773,6 +841,7 @@ impl Engine {
         &mut self,
         signed: SignedRequest,
         finish_signature: Vec<u8>,
+        directory: DirectorySnapshot,
     ) -> Result<(), CommandError> {
         let id = signed.request.id;
         if self.computations.len() >= MAX_COMPUTATIONS {
@@ -784,9 +853,12 @@ impl Engine {
         self.validator
             .accept(&signed, self.now)
             .map_err(|e| CommandError::Refused(e.into()))?;
-        self.plans
-            .plan_for(&signed.request)
+        self.plan_of(&signed.request, Some(&directory))
             .map_err(|e| CommandError::Refused(e.into()))?;
+        self.record(Record::Directory {
+            computation: id,
+            snapshot: directory,
+        });
         self.record(Record::Launched {
             request: Box::new(signed.clone()),
             finish_signature,
@@ -808,7 +880,12 @@ impl Engine {
         Ok(())
     }
 
-    fn on_request(&mut self, _from: NodeId, signed: SignedRequest) {
+    fn on_request(
+        &mut self,
+        _from: NodeId,
+        signed: SignedRequest,
+        directory: Option<DirectorySnapshot>,
+    ) {
         let id = signed.request.id;
         if let Some(comp) = self.computations.get(&id) {
             if *comp.signed == signed {
@@ -822,7 +899,7 @@ impl Engine {
             })
         } else if let Err(e) = self.validator.accept(&signed, self.now) {
             Some(e.into())
-        } else if let Err(e) = self.plans.plan_for(&signed.request) {
+        } else if let Err(e) = self.plan_of(&signed.request, directory.as_ref()) {
             Some(e.into())
         } else {
             None
@@ -833,6 +910,12 @@ impl Engine {
                 reason,
             }));
             return;
+        }
+        if let Some(snapshot) = directory {
+            self.record(Record::Directory {
+                computation: id,
+                snapshot,
+            });
         }
         self.record(Record::Accepted {
             request: Box::new(signed),
@@ -1186,6 +1269,9 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), R
             counts,
             ..
         } => apply_counts_opened(comp, slot(*group, *position), *version, &counts.0),
-        Record::Accepted { .. } | Record::Launched { .. } | Record::Closed { .. } => Ok(()),
+        Record::Accepted { .. }
+        | Record::Launched { .. }
+        | Record::Closed { .. }
+        | Record::Directory { .. } => Ok(()),
     }
 }

@@ -14,12 +14,13 @@ use crate::engine::{sign_finish, Command, Engine, Event, Failure, Identity, Rele
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use crate::message::{Body, Message};
-use crate::plan::{CachedPlans, Plan, PlanProvider, SortedDirectory};
+use crate::plan::{Plan, PlanCache};
 use crate::record::Record;
 use crate::request::{
     CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
 };
 use crate::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope};
+use crate::snapshot::DirectorySnapshot;
 use ed25519_dalek::SigningKey;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -203,7 +204,9 @@ pub struct Cluster {
     next_msg: usize,
     seq: u64,
     rng: ChaCha20Rng,
-    plans: Arc<CachedPlans<SortedDirectory>>,
+    plans: Arc<PlanCache>,
+    /// Every node's id and key: the directory every request is planned over.
+    directory: DirectorySnapshot,
     commissioner_key: SigningKey,
     contributions: BTreeMap<usize, Vec<f64>>,
     requests: BTreeMap<ComputationId, Request>,
@@ -262,7 +265,8 @@ impl Cluster {
             .enumerate()
             .map(|(i, (id, _))| (*id, i))
             .collect();
-        let plans = Arc::new(CachedPlans::new(Arc::new(SortedDirectory::new(peers))));
+        let directory = DirectorySnapshot::new(peers);
+        let plans = Arc::new(PlanCache::default());
         let mut key_seed = [0u8; 32];
         rng.fill_bytes(&mut key_seed);
         let commissioner_key = SigningKey::from_bytes(&key_seed);
@@ -277,6 +281,7 @@ impl Cluster {
             seq: 0,
             rng,
             plans,
+            directory,
             commissioner_key,
             contributions: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -442,6 +447,7 @@ impl Cluster {
                 Command::Launch {
                     request: Box::new(signed),
                     finish_signature,
+                    directory: self.directory.clone(),
                 },
             ) {
                 self.events.push((
@@ -472,9 +478,11 @@ impl Cluster {
     }
 
     pub fn plan(&self, id: &ComputationId) -> Option<Arc<Plan>> {
-        self.requests
-            .get(id)
-            .and_then(|r| self.plans.plan_for(r).ok())
+        self.requests.get(id).and_then(|r| {
+            self.plans
+                .plan(r, self.directory.digest(), self.directory.directory())
+                .ok()
+        })
     }
 
     pub fn crash_at(&mut self, node: usize, at: Micros) {
@@ -629,7 +637,16 @@ impl Cluster {
                             self.check_release_share(&message);
                         }
                         let engine = self.nodes[to].engine.as_mut().expect("checked alive above");
-                        engine.handle_message(now, from_id, message);
+                        match message.body {
+                            // The driver hands the engine its directory with each request.
+                            Body::Request(signed) => engine.handle_request(
+                                now,
+                                from_id,
+                                *signed,
+                                Some(self.directory.clone()),
+                            ),
+                            _ => engine.handle_message(now, from_id, message),
+                        }
                         if let Some((s, p)) = subject {
                             self.hold(to, s, p);
                         }

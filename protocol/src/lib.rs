@@ -19,6 +19,8 @@
 //! - [`membership`]: admission certificates, the replicated membership view, selection from a
 //!   beacon seed and the candidate-set rule.
 //! - [`plan`]: the deterministic tree of groups derived from a request and a peer directory.
+//! - [`snapshot`]: a frozen peer directory and its digest, which the driver hands the engine
+//!   with each request.
 //! - [`planner`]: chooses group size, threshold, fan-in and timeouts from network conditions.
 //! - [`message`], [`codec`], [`seal`]: what travels between nodes, and how it is framed and sealed.
 //! - [`record`]: what a node persists so that it can resume after a crash.
@@ -47,6 +49,7 @@ pub mod record;
 pub mod request;
 pub mod seal;
 pub mod sharing;
+pub mod snapshot;
 pub mod validity;
 
 #[cfg(feature = "test-util")]

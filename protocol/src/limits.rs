@@ -21,6 +21,8 @@ pub const MAX_CONTRIBUTORS_PER_LEAF: usize = MAX_MANIFEST_ITEMS;
 pub const MAX_VERSIONS_PER_CHILD: usize = 4;
 /// Largest number of computations a node holds state for at once.
 pub const MAX_COMPUTATIONS: usize = 1024;
+/// Largest number of plans a [`crate::plan::PlanCache`] keeps (one per computation in flight).
+pub const MAX_CACHED_PLANS: usize = MAX_COMPUTATIONS;
 /// Largest number of messages buffered for computations whose request has not arrived yet.
 pub const MAX_EARLY_MESSAGES: usize = 4096;
 /// Largest number of request ids remembered for replay protection.

@@ -7,8 +7,8 @@
 //! level and positions in order; the next closest unused peers are its ordered backups. A
 //! contributor's leaf group is `H(request id, contributor id) mod leaf_groups`.
 
-use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
-use crate::limits::{MAX_BACKUPS, MAX_PLAN_GROUPS};
+use crate::ids::{hash_parts, ComputationId, Digest, GroupId, NodeId, Position};
+use crate::limits::{MAX_BACKUPS, MAX_CACHED_PLANS, MAX_PLAN_GROUPS};
 use crate::request::Request;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,10 @@ pub enum PlanError {
     InvalidTree(String),
     #[error("peer {0} has no X25519 key in the directory")]
     MissingKey(NodeId),
+    #[error("the directory snapshot {} the request names is not on this node", .0.unwrap_or_default())]
+    NoSnapshot(Option<Digest>),
+    #[error("the directory snapshot has digest {found}, not the {expected} the request names")]
+    WrongSnapshot { expected: Digest, found: Digest },
 }
 
 /// The source of candidate peers: the node answers from its DHT view, the harness and the
@@ -31,12 +35,6 @@ pub trait PeerDirectory: Send + Sync {
     fn for_each_closest(&self, key: &[u8; 32], visit: &mut dyn FnMut(NodeId) -> bool);
     /// The static X25519 key a peer receives sealed shares under.
     fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]>;
-}
-
-/// Gives engines the plan of a request. Implementations cache plans so that the engines of one
-/// process (the harness, the simulator) share one copy.
-pub trait PlanProvider: Send + Sync {
-    fn plan_for(&self, request: &Request) -> Result<Arc<Plan>, PlanError>;
 }
 
 /// A directory held entirely in memory, sorted by id, with an XOR-closest walk in
@@ -70,6 +68,11 @@ impl SortedDirectory {
 
     pub fn is_empty(&self) -> bool {
         self.peers.is_empty()
+    }
+
+    /// The peers and their keys, sorted by id.
+    pub fn entries(&self) -> &[(NodeId, [u8; 32])] {
+        &self.peers
     }
 
     /// Walks the implicit binary trie of the sorted ids: at each bit, the half of the range
@@ -530,35 +533,39 @@ pub fn position_key(id: &ComputationId, group: GroupId, position: Position) -> [
     )
 }
 
-/// A plan provider over a fixed directory that builds each computation's plan once.
-pub struct CachedPlans<D: PeerDirectory> {
-    directory: Arc<D>,
-    cache: Mutex<BTreeMap<ComputationId, Arc<Plan>>>,
+/// Builds each computation's plan once per directory snapshot: a memo of a pure function
+/// (no IO), that the engines of one process (the harness, the simulator) may share; a node's
+/// engine holds its own. Past [`MAX_CACHED_PLANS`] the plan with the smallest key goes (it is
+/// built again from the same snapshot if it is asked for again; engines keep their own `Arc`).
+#[derive(Default)]
+pub struct PlanCache {
+    plans: Mutex<BTreeMap<(ComputationId, Digest), Arc<Plan>>>,
 }
 
-impl<D: PeerDirectory> CachedPlans<D> {
-    pub fn new(directory: Arc<D>) -> CachedPlans<D> {
-        CachedPlans {
-            directory,
-            cache: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    pub fn directory(&self) -> &Arc<D> {
-        &self.directory
-    }
-}
-
-impl<D: PeerDirectory> PlanProvider for CachedPlans<D> {
-    fn plan_for(&self, request: &Request) -> Result<Arc<Plan>, PlanError> {
+impl PlanCache {
+    /// The plan of `request` over `directory`, whose digest is `digest` (the key of the memo:
+    /// a `snapshot::DirectorySnapshot` carries both). The caller checks that it is the
+    /// directory the request names, if it names one.
+    pub fn plan(
+        &self,
+        request: &Request,
+        digest: Digest,
+        directory: &dyn PeerDirectory,
+    ) -> Result<Arc<Plan>, PlanError> {
+        let key = (request.id, digest);
         // A poisoned lock only means another thread panicked while inserting; the map itself
         // is still consistent (insertions are atomic), so recover it.
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(plan) = cache.get(&request.id) {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(plan) = plans.get(&key) {
             return Ok(plan.clone());
         }
-        let plan = Arc::new(Plan::build(request, self.directory.as_ref())?);
-        cache.insert(request.id, plan.clone());
+        let plan = Arc::new(Plan::build(request, directory)?);
+        if plans.len() >= MAX_CACHED_PLANS {
+            if let Some(first) = plans.keys().next().copied() {
+                plans.remove(&first);
+            }
+        }
+        plans.insert(key, plan.clone());
         Ok(plan)
     }
 }

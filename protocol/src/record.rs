@@ -11,6 +11,7 @@ use crate::ids::{ComputationId, Digest, GroupId, Micros, NodeId, Position, Versi
 use crate::message::Manifest;
 use crate::request::SignedRequest;
 use crate::sharing::CompressedShare;
+use crate::snapshot::DirectorySnapshot;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,6 +101,12 @@ pub enum Record {
         /// Each cell's indicator sum, in cell order.
         counts: FieldVec,
     },
+    /// The directory snapshot the driver handed in with a request, recorded right before the
+    /// request's `Accepted` or `Launched`: the plan is built from it, live and on restore.
+    Directory {
+        computation: ComputationId,
+        snapshot: DirectorySnapshot,
+    },
 }
 
 impl Record {
@@ -115,7 +122,8 @@ impl Record {
             | Record::CountsOpened { computation, .. }
             | Record::Takeover { computation, .. }
             | Record::Released { computation, .. }
-            | Record::Closed { computation, .. } => *computation,
+            | Record::Closed { computation, .. }
+            | Record::Directory { computation, .. } => *computation,
         }
     }
 }

@@ -28,13 +28,14 @@ use grove_protocol::engine::{sign_finish, Command, Engine, Event, Identity, Rele
 use grove_protocol::field::Fp;
 use grove_protocol::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use grove_protocol::message::{Body, Message};
-use grove_protocol::plan::{CachedPlans, Plan, PlanProvider, SortedDirectory};
+use grove_protocol::plan::{Plan, PlanCache};
 use grove_protocol::record::Record;
 use grove_protocol::request::{
     CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
     VerifiedSignatures,
 };
 use grove_protocol::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope, SealError};
+use grove_protocol::snapshot::DirectorySnapshot;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -209,7 +210,10 @@ pub struct Simulator {
     rng: SimRng,
     nodes: Vec<SimNode>,
     index: HashMap<NodeId, Ix>,
-    plans: Arc<CachedPlans<SortedDirectory>>,
+    /// One memo of plans for every engine (they plan the same request over the same directory).
+    plans: Arc<PlanCache>,
+    /// Every node's id and key: the directory the request is planned over.
+    directory: DirectorySnapshot,
     in_flight: Vec<Option<InFlight>>,
     free_slots: Vec<u32>,
     acks: Vec<Ack>,
@@ -280,9 +284,9 @@ impl Simulator {
         let mut key_seed = [0u8; 32];
         rng.fill(&mut key_seed);
         let commissioner_key = SigningKey::from_bytes(&key_seed);
-        let plans = Arc::new(CachedPlans::new(Arc::new(SortedDirectory::new(
-            peers.iter().map(|(id, public, _)| (*id, *public)).collect(),
-        ))));
+        let directory =
+            DirectorySnapshot::new(peers.iter().map(|(id, public, _)| (*id, *public)).collect());
+        let plans = Arc::new(PlanCache::default());
         let keep_records = cfg.failures.churn.mean_up_s > 0.0 && cfg.failures.churn.rejoin;
         let envelope: Arc<dyn Envelope> = match cfg.payload.mode {
             PayloadMode::Full => Arc::new(NoiseEnvelope),
@@ -360,6 +364,7 @@ impl Simulator {
             nodes,
             index,
             plans,
+            directory,
             in_flight: Vec::new(),
             free_slots: Vec::new(),
             acks: Vec::new(),
@@ -437,7 +442,8 @@ impl Simulator {
         if sim.index.len() != n {
             return Err("the fixture names a node twice".into());
         }
-        sim.plans = Arc::new(CachedPlans::new(Arc::new(SortedDirectory::new(directory))));
+        sim.directory = DirectorySnapshot::new(directory);
+        sim.plans = Arc::new(PlanCache::default());
         for (i, values) in fixture.values.iter().enumerate() {
             let engine = Engine::new(
                 sim.nodes[i].identity.clone(),
@@ -547,7 +553,11 @@ impl Simulator {
         let request = self.build_request();
         let plan = self
             .plans
-            .plan_for(&request)
+            .plan(
+                &request,
+                self.directory.digest(),
+                self.directory.directory(),
+            )
             .map_err(|e| format!("plan: {e}"))?;
         for kill in self.cfg.failures.kill.clone() {
             let group = GroupId {
@@ -613,6 +623,7 @@ impl Simulator {
                 Command::Launch {
                     request: Box::new(signed),
                     finish_signature,
+                    directory: self.directory.clone(),
                 },
             )
             .map_err(|e| format!("launch refused: {e}"))?;
@@ -937,7 +948,16 @@ impl Simulator {
                 let subject = self.observe(node, &message);
                 let from_id = self.nodes[from as usize].identity.node;
                 if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
-                    engine.handle_message(now, from_id, message);
+                    match message.body {
+                        // The driver hands the engine its directory with each request.
+                        Body::Request(signed) => engine.handle_request(
+                            now,
+                            from_id,
+                            *signed,
+                            Some(self.directory.clone()),
+                        ),
+                        _ => engine.handle_message(now, from_id, message),
+                    }
                 }
                 if let Some((s, p)) = subject {
                     self.hold(node, s, p);
@@ -1653,7 +1673,10 @@ impl Effects for SimEffects<'_> {
                     n.persisted = Some((*seed, vector.0.clone()));
                 }
             }
-            if work {
+            // The directory snapshot is not in the work model (a daemon writes it once per
+            // computation, as it did before the engine recorded it; the model charged it
+            // nothing then either).
+            if work && !matches!(record, Record::Directory { .. }) {
                 bytes += record_bytes(&record, &self.sim.cfg.payload).max(1);
             }
             if keep {

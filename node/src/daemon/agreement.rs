@@ -19,6 +19,7 @@ use crate::daemon::directory::{self, Snapshot};
 use grove_protocol::codec;
 use grove_protocol::ids::{ComputationId, Digest, Micros, NodeId};
 use grove_protocol::message::{Body, Message};
+use grove_protocol::snapshot::DirectorySnapshot;
 use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -110,15 +111,26 @@ impl Node {
             // Junk (a bad signature) never takes a place in the seen list.
             self.mark_seen(id, signed.request.deadline);
         }
+        let snapshot = self
+            .membership
+            .snapshots
+            .directory_for(&self.membership.directory, &signed.request);
         let digest = match signed.request.directory {
-            Some(d) if plausible && !self.plans.can_plan(&signed.request) => d,
+            // A request the engine holds or remembers needs no snapshot (it is a duplicate or
+            // a replay); only one that could be accepted is worth a lookup.
+            Some(d) if plausible && snapshot.is_none() && !self.engine.knows_request(&id) => d,
             _ => {
                 self.count_received(&message);
-                self.engine.handle_message(now_micros(), from, message);
-                return self.drain();
+                return self.hand_request(from, message, snapshot);
             }
         };
-        let parked: usize = self.agreement.parked.values().map(Vec::len).sum();
+        let parked: usize = self
+            .membership
+            .agreement
+            .parked
+            .values()
+            .map(Vec::len)
+            .sum();
         if parked >= MAX_PARKED_REQUESTS {
             self.audit(
                 Some(&id),
@@ -130,8 +142,9 @@ impl Node {
             return Ok(());
         }
         tracing::info!("computation {id}: fetching directory snapshot {digest} from the DHT");
-        let first = !self.agreement.parked.contains_key(&digest);
-        self.agreement
+        let first = !self.membership.agreement.parked.contains_key(&digest);
+        self.membership
+            .agreement
             .parked
             .entry(digest)
             .or_default()
@@ -142,21 +155,39 @@ impl Node {
         Ok(())
     }
 
+    /// Gives the engine a request with the directory snapshot this node holds for it (`None`:
+    /// the engine refuses it, unless it holds or remembers it).
+    fn hand_request(
+        &mut self,
+        from: NodeId,
+        message: Message,
+        snapshot: Option<DirectorySnapshot>,
+    ) -> anyhow::Result<()> {
+        if let Body::Request(signed) = message.body {
+            self.engine
+                .handle_request(now_micros(), from, *signed, snapshot);
+        }
+        self.drain()
+    }
+
     fn mark_seen(&mut self, id: ComputationId, deadline: Micros) {
         let now = now_micros();
-        self.agreement.seen.retain(|_, d| *d > now);
-        if self.agreement.seen.len() >= MAX_HANDED_REQUESTS {
-            if let Some(first) = self.agreement.seen.keys().next().copied() {
-                self.agreement.seen.remove(&first);
+        self.membership.agreement.seen.retain(|_, d| *d > now);
+        if self.membership.agreement.seen.len() >= MAX_HANDED_REQUESTS {
+            if let Some(first) = self.membership.agreement.seen.keys().next().copied() {
+                self.membership.agreement.seen.remove(&first);
             }
         }
-        self.agreement.seen.insert(id, deadline);
+        self.membership.agreement.seen.insert(id, deadline);
     }
 
     fn fetch_snapshot(&mut self, digest: Digest, attempt: u32) {
         let key = RecordKey::new(&directory::snapshot_record_key(&digest));
-        let q = self.swarm.behaviour_mut().kad.get_record(key);
-        self.agreement.fetches.insert(q, (digest, attempt));
+        let q = self.transport.swarm.behaviour_mut().kad.get_record(key);
+        self.membership
+            .agreement
+            .fetches
+            .insert(q, (digest, attempt));
     }
 
     /// Stores a frozen snapshot in the DHT (the node keeps it in its own record store too, so
@@ -175,28 +206,32 @@ impl Node {
         })?;
         let mut record = Record::new(directory::snapshot_record_key(&snapshot.digest), bytes);
         record.expires = Some(expiry(deadline));
-        self.swarm
+        self.transport
+            .swarm
             .behaviour_mut()
             .kad
             .put_record(record, Quorum::One)
             .map_err(|e| anyhow::anyhow!("cannot store the directory snapshot: {e}"))?;
-        self.agreement.stats.snapshots_published += 1;
+        self.membership.agreement.stats.snapshots_published += 1;
         Ok(())
     }
 
     /// Publishes the requests this node broadcast in the last drain.
     pub(super) fn publish_outgoing_requests(&mut self) {
-        if self.agreement.outgoing.is_empty() {
+        if self.membership.agreement.outgoing.is_empty() {
             return;
         }
         let mine = self.keys.commissioner.verifying_key().to_bytes();
-        for (id, deadline, bytes) in std::mem::take(&mut self.agreement.outgoing) {
+        for (id, deadline, bytes) in std::mem::take(&mut self.membership.agreement.outgoing) {
             // Only this node's own requests: it may relay others' in the future.
             let own = codec::decode(&bytes).is_ok_and(
                 |m| matches!(&m.body, Body::Request(s) if s.request.commissioner.0 == mine),
             );
             if own {
-                self.agreement.published.insert(id, (deadline, bytes));
+                self.membership
+                    .agreement
+                    .published
+                    .insert(id, (deadline, bytes));
             }
         }
         self.republish_requests();
@@ -204,7 +239,7 @@ impl Node {
 
     /// Drops a finished computation from this node's active requests.
     pub(super) fn unpublish_request(&mut self, id: &ComputationId) {
-        if self.agreement.published.remove(id).is_some() {
+        if self.membership.agreement.published.remove(id).is_some() {
             self.republish_requests();
         }
     }
@@ -212,7 +247,7 @@ impl Node {
     /// Puts this node's active requests in the DHT again (they change, and records expire).
     pub(super) fn republish_requests(&mut self) {
         let now = now_micros();
-        let published = &mut self.agreement.published;
+        let published = &mut self.membership.agreement.published;
         published.retain(|_, (deadline, _)| *deadline > now);
         while published.len() > MAX_PUBLISHED_REQUESTS {
             // Keep the ones that end last.
@@ -227,7 +262,8 @@ impl Node {
         let mine = self.keys.commissioner.verifying_key().to_bytes();
         let key = directory::active_requests_key(&mine);
         let Some(last) = published.values().map(|(d, _)| *d).max() else {
-            self.swarm
+            self.transport
+                .swarm
                 .behaviour_mut()
                 .kad
                 .remove_record(&RecordKey::new(&key));
@@ -244,6 +280,7 @@ impl Node {
         let mut record = Record::new(key, value);
         record.expires = Some(expiry(last));
         if let Err(e) = self
+            .transport
             .swarm
             .behaviour_mut()
             .kad
@@ -266,22 +303,29 @@ impl Node {
             let Some(key) = parse_key(&entry.key) else {
                 continue;
             };
-            if self.agreement.lookups.values().any(|k| *k == key) {
+            if self
+                .membership
+                .agreement
+                .lookups
+                .values()
+                .any(|k| *k == key)
+            {
                 continue;
             }
             let q = self
+                .transport
                 .swarm
                 .behaviour_mut()
                 .kad
                 .get_record(RecordKey::new(&directory::active_requests_key(&key)));
-            self.agreement.lookups.insert(q, key);
+            self.membership.agreement.lookups.insert(q, key);
         }
-        self.agreement.looked_up = true;
+        self.membership.agreement.looked_up = true;
     }
 
     /// The first lookup of active requests happens once the routing table has a peer.
     pub(super) fn on_routing_updated(&mut self) {
-        if !self.agreement.looked_up {
+        if !self.membership.agreement.looked_up {
             self.look_for_requests();
         }
     }
@@ -292,14 +336,16 @@ impl Node {
                 id, result, step, ..
             } => match result {
                 QueryResult::GetRecord(result) => {
-                    if let Some((digest, attempt)) = self.agreement.fetches.get(&id).copied() {
+                    if let Some((digest, attempt)) =
+                        self.membership.agreement.fetches.get(&id).copied()
+                    {
                         self.on_snapshot_progress(id, digest, attempt, result, step.last)?;
-                    } else if let Some(key) = self.agreement.lookups.get(&id).copied() {
+                    } else if let Some(key) = self.membership.agreement.lookups.get(&id).copied() {
                         if let Ok(GetRecordOk::FoundRecord(r)) = result {
                             self.on_active_requests(&key, &r.record.value)?;
                         }
                         if step.last {
-                            self.agreement.lookups.remove(&id);
+                            self.membership.agreement.lookups.remove(&id);
                         }
                     }
                 }
@@ -330,8 +376,9 @@ impl Node {
             Ok(GetRecordOk::FoundRecord(r)) => {
                 match directory::verify_snapshot(&r.record.value, &digest) {
                     Ok(snapshot) => {
-                        self.agreement.fetches.remove(&id);
-                        if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        self.membership.agreement.fetches.remove(&id);
+                        if let Some(mut q) = self.transport.swarm.behaviour_mut().kad.query_mut(&id)
+                        {
                             q.finish();
                         }
                         return self.on_snapshot(snapshot);
@@ -347,14 +394,20 @@ impl Node {
             tracing::debug!("snapshot {digest}: {why}");
             return Ok(());
         }
-        self.agreement.fetches.remove(&id);
+        self.membership.agreement.fetches.remove(&id);
         if attempt < SNAPSHOT_FETCH_ATTEMPTS {
             tracing::info!("snapshot {digest}: {why}; looking again");
             self.fetch_snapshot(digest, attempt + 1);
             return Ok(());
         }
-        self.agreement.stats.snapshot_fetch_failures += 1;
-        for (_, message) in self.agreement.parked.remove(&digest).unwrap_or_default() {
+        self.membership.agreement.stats.snapshot_fetch_failures += 1;
+        for (_, message) in self
+            .membership
+            .agreement
+            .parked
+            .remove(&digest)
+            .unwrap_or_default()
+        {
             self.audit(
                 Some(&message.computation),
                 "declined",
@@ -369,23 +422,24 @@ impl Node {
     /// A verified snapshot: its peers join the directory (with their addresses, so the node
     /// can reach them), and the requests that waited for it go to the engine.
     fn on_snapshot(&mut self, snapshot: Snapshot) -> anyhow::Result<()> {
-        self.agreement.stats.snapshots_fetched += 1;
+        self.membership.agreement.stats.snapshots_fetched += 1;
         tracing::info!(
             "fetched directory snapshot {} ({} peers)",
             snapshot.digest,
             snapshot.peers.len()
         );
         self.learn_peers(snapshot.peers.clone());
-        self.plans.add_snapshot(&snapshot);
+        self.membership.snapshots.add(&snapshot);
+        let planned = snapshot.for_plan();
         for (from, message) in self
+            .membership
             .agreement
             .parked
             .remove(&snapshot.digest)
             .unwrap_or_default()
         {
             self.count_received(&message);
-            self.engine.handle_message(now_micros(), from, message);
-            self.drain()?;
+            self.hand_request(from, message, Some(planned.clone()))?;
         }
         Ok(())
     }
@@ -410,13 +464,13 @@ impl Node {
             let r = &signed.request;
             if r.commissioner.0 != *commissioner
                 || r.deadline <= now
-                || self.agreement.seen.contains_key(&r.id)
+                || self.membership.agreement.seen.contains_key(&r.id)
                 || self.engine.request(&r.id).is_some()
             {
                 continue;
             }
             tracing::info!("computation {}: request found in the DHT", r.id);
-            self.agreement.stats.requests_found_in_dht += 1;
+            self.membership.agreement.stats.requests_found_in_dht += 1;
             let from = r.commissioner_node;
             self.on_request_message(from, message)?;
         }

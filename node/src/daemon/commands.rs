@@ -3,182 +3,231 @@
 //! (the commissioner's launch: plan over a frozen directory snapshot, then the engine's
 //! `Command::Start`).
 
-use super::{lock, pending, Node, Waiter, MAX_LISTED_RECORDS, MAX_WAITERS};
+use super::{pending, Node, Waiter, MAX_LISTED_RECORDS, MAX_WAITERS};
 use crate::clock::now_micros;
-use crate::config::{self};
+use crate::config;
 use crate::control::{ComputeParams, ControlReply, ControlRequest, Incoming};
 use crate::owner::{budget, query};
+use crate::store::{SourcedRecords, SyncUpdate, TrustEntry};
 use grove_protocol::engine::{sign_finish, Command};
 use grove_protocol::ids::{hex, ComputationId};
-use grove_protocol::request::{CommissionerKey, SignedRequest};
+use grove_protocol::request::{CommissionerKey, Request, SignedRequest};
+use grove_protocol::snapshot::DirectorySnapshot;
 use serde_json::json;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
 impl Node {
+    /// One local command: answered here, but `compute` (answered as it progresses) and the
+    /// owner's answer to a waiting request (whose outputs are drained).
     pub(super) fn on_control(&mut self, incoming: Incoming) -> anyhow::Result<()> {
         let Incoming { request, reply } = incoming;
-        let answer = |data: serde_json::Value| ControlReply::Ok { data };
-        let fail = |message: String| ControlReply::Error { message };
+        let now = now_micros().0;
         let result = match request {
             ControlRequest::Import {
                 collection,
                 records,
-            } => match self
-                .store
-                .import_records(&collection, &records, now_micros().0)
-            {
-                Ok(n) => {
-                    self.audit(
-                        None,
-                        "imported",
-                        format!("{n} records into collection {collection:?}"),
-                    );
-                    answer(json!({ "imported": n, "collection": collection }))
-                }
-                Err(e) => fail(e.to_string()),
-            },
-            ControlRequest::ImportSources { items, sync } => {
-                match self.store.upsert_sources(&items, &sync, now_micros().0) {
-                    Ok(summary) => {
-                        if summary.records_written + summary.records_removed > 0 {
-                            self.audit(
-                                None,
-                                "imported",
-                                format!(
-                                    "{} records written, {} removed, from {} keyed sources",
-                                    summary.records_written,
-                                    summary.records_removed,
-                                    items.len()
-                                ),
-                            );
-                        }
-                        answer(serde_json::to_value(&summary).unwrap_or_default())
-                    }
-                    Err(e) => fail(e.to_string()),
-                }
-            }
-            ControlRequest::SyncState { account } => match self.store.sync_state(&account) {
-                Ok(files) => answer(json!({ "files": files })),
-                Err(e) => fail(e.to_string()),
-            },
-            ControlRequest::ListRecords { collection } => match collection {
-                Some(c) => match self.store.records(&c) {
-                    Ok(r) => {
-                        let total = r.len();
-                        let shown: Vec<_> = r.into_iter().take(MAX_LISTED_RECORDS).collect();
-                        answer(json!({ "collection": c, "total": total, "records": shown }))
-                    }
-                    Err(e) => fail(e.to_string()),
-                },
-                None => match self.store.collection_overview() {
-                    Ok(cs) => answer(json!({ "collections": cs })),
-                    Err(e) => fail(e.to_string()),
-                },
-            },
+            } => self.import(&collection, &records),
+            ControlRequest::ImportSources { items, sync } => self.import_sources(&items, &sync),
+            ControlRequest::SyncState { account } => answer_or_fail(
+                self.store
+                    .sync_state(&account)
+                    .map(|f| json!({ "files": f })),
+            ),
+            ControlRequest::ListRecords { collection } => self.list_records(collection),
             ControlRequest::TrustAdd {
                 key,
                 collections,
                 label,
                 min_contributors,
                 limits,
-            } => {
-                match crate::owner::trust::entry(
-                    &key,
-                    collections,
-                    label,
-                    min_contributors,
-                    limits,
-                    now_micros().0,
-                ) {
-                    Err(e) => fail(e),
-                    Ok(entry) => match self.store.trust_add(&entry) {
-                        Ok(()) => {
-                            self.audit(
-                                None,
-                                "trust",
-                                format!(
-                                    "trusted commissioner {} (mode {})",
-                                    entry.key,
-                                    entry.mode.name()
-                                ),
-                            );
-                            // Its computations already under way may still take shares.
-                            self.look_for_requests();
-                            answer(serde_json::to_value(&entry).unwrap_or_default())
-                        }
-                        Err(e) => fail(e.to_string()),
-                    },
-                }
-            }
-            ControlRequest::TrustList => match self.store.trust_list() {
-                Ok(list) => {
-                    // With each budget, what its commissioner spent (`owner::budget`).
-                    let now = now_micros().0;
-                    let list: Vec<serde_json::Value> = list
-                        .iter()
-                        .map(|t| {
-                            let mut v = serde_json::to_value(t).unwrap_or_default();
-                            if t.epsilon_per_month_milli.is_some() {
-                                let history = self.store.consents(&t.key).unwrap_or_default();
-                                let spent = budget::spent(&history, now);
-                                v["privacy_spent"] = json!(budget::describe(spent));
-                            }
-                            v
-                        })
-                        .collect();
-                    answer(json!({ "trusted": list }))
-                }
-                Err(e) => fail(e.to_string()),
+            } => self.trust_add(crate::owner::trust::entry(
+                &key,
+                collections,
+                label,
+                min_contributors,
+                limits,
+                now,
+            )),
+            ControlRequest::TrustList => self.trust_list(),
+            ControlRequest::TrustRemove { key } => self.trust_remove(&key),
+            ControlRequest::Status => ControlReply::Ok {
+                data: self.status(),
             },
-            ControlRequest::TrustRemove { key } => match self.store.trust_remove(&key) {
-                Ok(true) => {
-                    self.audit(
-                        None,
-                        "trust",
-                        format!("no longer trusts commissioner {key}"),
-                    );
-                    answer(json!({ "removed": key }))
-                }
-                Ok(false) => fail(format!("commissioner {key} was not trusted")),
-                Err(e) => fail(e.to_string()),
-            },
-            ControlRequest::Status => answer(self.status()),
-            ControlRequest::Audit => match self.store.audit_entries() {
-                Ok(entries) => answer(json!({ "entries": entries })),
-                Err(e) => fail(e.to_string()),
-            },
+            ControlRequest::Audit => answer_or_fail(
+                self.store
+                    .audit_entries()
+                    .map(|entries| json!({ "entries": entries })),
+            ),
             ControlRequest::Compute(params) => return self.on_compute(params, reply),
-            ControlRequest::Progress { computation } => answer(self.progress(&computation)),
-            ControlRequest::RequestsList => match self.store.pending_list() {
-                Ok(list) => answer(json!({ "pending": list })),
-                Err(e) => fail(e.to_string()),
+            ControlRequest::Progress { computation } => ControlReply::Ok {
+                data: self.progress(&computation),
             },
+            ControlRequest::RequestsList => answer_or_fail(
+                self.store
+                    .pending_list()
+                    .map(|list| json!({ "pending": list })),
+            ),
             ControlRequest::RequestAnswer {
                 computation,
                 approve,
             } => {
                 let result = match self.answer_pending(&computation, approve) {
-                    Ok(data) => answer(data),
-                    Err(e) => fail(e),
+                    Ok(data) => ControlReply::Ok { data },
+                    Err(message) => ControlReply::Error { message },
                 };
                 self.reply(reply, result)?;
                 return self.drain();
             }
-            ControlRequest::ConsoleLink => match &self.console {
-                Some(console) => answer(json!({ "link": console.login_link() })),
-                None => fail(
-                    "the console is off: set console_listen in the config or start the daemon \
-                     with --console"
-                        .into(),
-                ),
-            },
+            ControlRequest::ConsoleLink => self.console_link(),
             ControlRequest::Shutdown => {
-                self.shutdown = true;
-                answer(json!({ "shutting_down": true }))
+                self.control.shutdown = true;
+                ControlReply::Ok {
+                    data: json!({ "shutting_down": true }),
+                }
             }
         };
         self.reply(reply, result)
+    }
+
+    fn import(
+        &mut self,
+        collection: &str,
+        records: &[serde_json::Map<String, serde_json::Value>],
+    ) -> ControlReply {
+        let n = match self
+            .store
+            .import_records(collection, records, now_micros().0)
+        {
+            Ok(n) => n,
+            Err(e) => return fail(e),
+        };
+        self.audit(
+            None,
+            "imported",
+            format!("{n} records into collection {collection:?}"),
+        );
+        ControlReply::Ok {
+            data: json!({ "imported": n, "collection": collection }),
+        }
+    }
+
+    fn import_sources(&mut self, items: &[SourcedRecords], sync: &[SyncUpdate]) -> ControlReply {
+        let summary = match self.store.upsert_sources(items, sync, now_micros().0) {
+            Ok(summary) => summary,
+            Err(e) => return fail(e),
+        };
+        if summary.records_written + summary.records_removed > 0 {
+            self.audit(
+                None,
+                "imported",
+                format!(
+                    "{} records written, {} removed, from {} keyed sources",
+                    summary.records_written,
+                    summary.records_removed,
+                    items.len()
+                ),
+            );
+        }
+        ControlReply::Ok {
+            data: serde_json::to_value(&summary).unwrap_or_default(),
+        }
+    }
+
+    fn list_records(&self, collection: Option<String>) -> ControlReply {
+        let Some(c) = collection else {
+            return answer_or_fail(
+                self.store
+                    .collection_overview()
+                    .map(|cs| json!({ "collections": cs })),
+            );
+        };
+        answer_or_fail(self.store.records(&c).map(|r| {
+            let total = r.len();
+            let shown: Vec<_> = r.into_iter().take(MAX_LISTED_RECORDS).collect();
+            json!({ "collection": c, "total": total, "records": shown })
+        }))
+    }
+
+    fn trust_add(&mut self, entry: Result<TrustEntry, String>) -> ControlReply {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(message) => return ControlReply::Error { message },
+        };
+        if let Err(e) = self.store.trust_add(&entry) {
+            return fail(e);
+        }
+        self.audit(
+            None,
+            "trust",
+            format!(
+                "trusted commissioner {} (mode {})",
+                entry.key,
+                entry.mode.name()
+            ),
+        );
+        // Its computations already under way may still take shares.
+        self.look_for_requests();
+        ControlReply::Ok {
+            data: serde_json::to_value(&entry).unwrap_or_default(),
+        }
+    }
+
+    /// The trusted commissioners, each budget with what its commissioner spent
+    /// (`owner::budget`).
+    fn trust_list(&self) -> ControlReply {
+        let list = match self.store.trust_list() {
+            Ok(list) => list,
+            Err(e) => return fail(e),
+        };
+        let now = now_micros().0;
+        let list: Vec<serde_json::Value> = list
+            .iter()
+            .map(|t| {
+                let mut v = serde_json::to_value(t).unwrap_or_default();
+                if t.epsilon_per_month_milli.is_some() {
+                    let history = self.store.consents(&t.key).unwrap_or_default();
+                    let spent = budget::spent(&history, now);
+                    v["privacy_spent"] = json!(budget::describe(spent));
+                }
+                v
+            })
+            .collect();
+        ControlReply::Ok {
+            data: json!({ "trusted": list }),
+        }
+    }
+
+    fn trust_remove(&mut self, key: &str) -> ControlReply {
+        match self.store.trust_remove(key) {
+            Ok(true) => {
+                self.audit(
+                    None,
+                    "trust",
+                    format!("no longer trusts commissioner {key}"),
+                );
+                ControlReply::Ok {
+                    data: json!({ "removed": key }),
+                }
+            }
+            Ok(false) => ControlReply::Error {
+                message: format!("commissioner {key} was not trusted"),
+            },
+            Err(e) => fail(e),
+        }
+    }
+
+    fn console_link(&self) -> ControlReply {
+        match &self.control.console {
+            Some(console) => ControlReply::Ok {
+                data: json!({ "link": console.login_link() }),
+            },
+            None => ControlReply::Error {
+                message: "the console is off: set console_listen in the config or start the \
+                          daemon with --console"
+                    .into(),
+            },
+        }
     }
 
     pub(super) fn reply(
@@ -215,8 +264,9 @@ impl Node {
     }
 
     pub(super) fn status(&self) -> serde_json::Value {
-        let dir = lock(&self.directory);
+        let dir = &self.membership.directory;
         let listen: Vec<String> = self
+            .membership
             .listen_addrs
             .iter()
             .map(|a| format!("{a}/p2p/{}", self.peer_id))
@@ -233,16 +283,16 @@ impl Node {
             "peer_id": self.peer_id.to_base58(),
             "node_id": self.me.to_string(),
             "listen": listen,
-            "connected_peers": self.swarm.connected_peers().count(),
+            "connected_peers": self.transport.swarm.connected_peers().count(),
             "directory_peers": dir.len(),
             "computations_in_flight": computations,
             "commissioner_key": hex(&self.keys.commissioner.verifying_key().to_bytes()),
-            "sent": self.sent_by_kind,
-            "network": self.agreement.stats,
+            "sent": self.transport.sent_by_kind,
+            "network": self.membership.agreement.stats,
             "directory_digest": dir.digest().to_string(),
-            "received": self.received_by_kind,
+            "received": self.transport.received_by_kind,
             "rejected": rejected,
-            "uptime_ms": self.started.elapsed().as_millis() as u64,
+            "uptime_ms": self.control.started.elapsed().as_millis() as u64,
         })
     }
 
@@ -255,7 +305,7 @@ impl Node {
             Ok(c) => c,
             Err(message) => return self.reply(reply, ControlReply::Error { message }),
         };
-        if self.waiters.len() >= MAX_WAITERS {
+        if self.control.waiters.len() >= MAX_WAITERS {
             return self.reply(
                 reply,
                 ControlReply::Error {
@@ -263,84 +313,21 @@ impl Node {
                 },
             );
         }
-        let id = ComputationId(config::random_id());
-        // Plan over a frozen snapshot that every node can fetch by its digest.
-        if lock(&self.directory)
-            .get(&self.me)
-            .is_none_or(|p| p.addrs.is_empty())
-        {
-            self.announce();
-        }
-        let snapshot = lock(&self.directory).freeze();
-        let directory_size = snapshot.entries.len();
-        let mut request = match query::build_request(
-            &params,
-            id,
-            CommissionerKey(self.keys.commissioner.verifying_key().to_bytes()),
-            self.me,
-            now_micros(),
-            directory_size,
-        ) {
+        let (request, planned) = match self.request_over_snapshot(&params) {
             Ok(r) => r,
             Err(message) => return self.reply(reply, ControlReply::Error { message }),
         };
-        request.directory = Some(snapshot.digest);
-        if let Err(e) = self.publish_snapshot(&snapshot, request.deadline) {
-            return self.reply(
-                reply,
-                ControlReply::Error {
-                    message: e.to_string(),
-                },
-            );
-        }
-        self.plans.add_snapshot(&snapshot);
+        let id = request.id;
+        let directory_size = planned.len();
         let max_contributors = request.max_contributors;
         let signed = SignedRequest::sign(request, &self.keys.commissioner);
         let finish_signature = sign_finish(&id, &self.keys.commissioner);
-        let plan_info = match grove_protocol::plan::PlanProvider::plan_for(
-            self.plans.as_ref(),
-            &signed.request,
-        ) {
-            Ok(plan) => {
-                let dir = lock(&self.directory);
-                let groups: Vec<serde_json::Value> = plan
-                    .groups()
-                    .map(|g| {
-                        let members: Vec<String> = plan
-                            .members(g)
-                            .iter()
-                            .map(|n| {
-                                dir.get(n)
-                                    .map(|p| p.peer_id.to_base58())
-                                    .unwrap_or_default()
-                            })
-                            .collect();
-                        json!({"level": g.level, "index": g.index, "members": members})
-                    })
-                    .collect();
-                json!({
-                    "computation": id.to_string(),
-                    "g": plan.g, "t": plan.t,
-                    "leaf_groups": plan.leaf_groups(),
-                    "depth": plan.depth(),
-                    "directory_peers": directory_size,
-                    "groups": groups,
-                })
-            }
-            Err(e) => {
-                return self.reply(
-                    reply,
-                    ControlReply::Error {
-                        message: format!("no plan for this request: {e}"),
-                    },
-                )
-            }
-        };
         match self.engine.handle_command(
             now_micros(),
             Command::Launch {
                 request: Box::new(signed),
                 finish_signature,
+                directory: planned,
             },
         ) {
             Ok(()) => {
@@ -356,9 +343,9 @@ impl Node {
                     message: format!(
                         "launched computation {id} over a directory of {directory_size} peers"
                     ),
-                    data: Some(plan_info),
+                    data: Some(self.plan_info(&id, directory_size)),
                 });
-                self.waiters.insert(
+                self.control.waiters.insert(
                     id,
                     Waiter {
                         reply,
@@ -375,5 +362,81 @@ impl Node {
             }
         }
         self.drain()
+    }
+
+    /// A new request over a frozen snapshot of this node's directory, which every node can
+    /// fetch by the digest the request names (stored in the DHT here, and kept for the
+    /// engine).
+    fn request_over_snapshot(
+        &mut self,
+        params: &ComputeParams,
+    ) -> Result<(Request, DirectorySnapshot), String> {
+        if self
+            .membership
+            .directory
+            .get(&self.me)
+            .is_none_or(|p| p.addrs.is_empty())
+        {
+            self.announce();
+        }
+        let snapshot = self.membership.directory.freeze();
+        let mut request = query::build_request(
+            params,
+            ComputationId(config::random_id()),
+            CommissionerKey(self.keys.commissioner.verifying_key().to_bytes()),
+            self.me,
+            now_micros(),
+            snapshot.entries.len(),
+        )?;
+        request.directory = Some(snapshot.digest);
+        self.publish_snapshot(&snapshot, request.deadline)
+            .map_err(|e| e.to_string())?;
+        self.membership.snapshots.add(&snapshot);
+        Ok((request, snapshot.for_plan()))
+    }
+
+    /// The plan of a computation this node launched, as `grove compute` shows it.
+    fn plan_info(&self, id: &ComputationId, directory_size: usize) -> serde_json::Value {
+        let Some(plan) = self.engine.plan(id) else {
+            return json!({"computation": id.to_string()});
+        };
+        let groups: Vec<serde_json::Value> = plan
+            .groups()
+            .map(|g| {
+                let members: Vec<String> = plan
+                    .members(g)
+                    .iter()
+                    .map(|n| {
+                        self.membership
+                            .directory
+                            .get(n)
+                            .map(|p| p.peer_id.to_base58())
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                json!({"level": g.level, "index": g.index, "members": members})
+            })
+            .collect();
+        json!({
+            "computation": id.to_string(),
+            "g": plan.g, "t": plan.t,
+            "leaf_groups": plan.leaf_groups(),
+            "depth": plan.depth(),
+            "directory_peers": directory_size,
+            "groups": groups,
+        })
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ControlReply {
+    ControlReply::Error {
+        message: e.to_string(),
+    }
+}
+
+fn answer_or_fail<E: std::fmt::Display>(r: Result<serde_json::Value, E>) -> ControlReply {
+    match r {
+        Ok(data) => ControlReply::Ok { data },
+        Err(e) => fail(e),
     }
 }

@@ -1,4 +1,4 @@
-//! The peer directory, its frozen snapshots, and the node's plan provider.
+//! The peer directory and its frozen snapshots.
 //!
 //! Each node announces `(PeerId, X25519 public key, listen addresses)` signed by its libp2p
 //! key on the directory gossipsub topic when it joins, when it learns of a new peer, and
@@ -10,23 +10,22 @@
 //! signed announcements it holds), stores it in Kademlia under its digest
 //! ([`snapshot_record_key`]), and names the digest in the signed request
 //! (`Request::directory`). The digest covers only what the plan reads: the sorted
-//! `(NodeId, X25519 key)` pairs ([`snapshot_digest`]). A node whose own directory has that
+//! `(NodeId, X25519 key)` pairs (`grove_protocol::snapshot::snapshot_digest`). A node whose own directory has that
 //! digest plans over it; any other node first fetches the snapshot from the DHT, checks every
 //! announcement's signature and the digest ([`verify_snapshot`]), adds the peers it lacked to
 //! its directory, and plans over the snapshot. A node that cannot fetch it declines and says
 //! why in its audit log.
 //!
-//! Each computation's plan is built once from a snapshot, and the snapshot is stored before
-//! the plan is used, so a restarted node rebuilds exactly the same plan.
+//! The daemon hands the engine the snapshot with the request ([`Snapshots::directory_for`]);
+//! the engine records it before the request and builds the plan from it, so a restarted node
+//! rebuilds exactly the same plan from its own records.
 
-use crate::store::Store;
-use grove_protocol::ids::{ComputationId, Digest, NodeId};
-use grove_protocol::plan::{Plan, PlanError, PlanProvider, SortedDirectory};
+use grove_protocol::ids::{Digest, NodeId};
 use grove_protocol::request::Request;
+use grove_protocol::snapshot::{snapshot_digest, DirectorySnapshot};
 use libp2p::{identity, Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 /// Domain tag of announcement signatures.
@@ -37,14 +36,10 @@ pub const MAX_ANNOUNCEMENT_BYTES: usize = 8 * 1024;
 pub const MAX_ANNOUNCED_ADDRS: usize = 16;
 /// Largest number of peers in the directory.
 pub const MAX_DIRECTORY_PEERS: usize = 100_000;
-/// Largest number of plans kept in memory.
-pub const MAX_CACHED_PLANS: usize = grove_protocol::limits::MAX_COMPUTATIONS;
 /// Largest encoded directory snapshot (about 250 bytes per peer: some 16,000 peers).
 pub const MAX_SNAPSHOT_BYTES: usize = 4 * 1024 * 1024;
-/// Largest number of fetched snapshots kept in memory (plans keep their own stored copy).
+/// Largest number of fetched snapshots kept in memory (the engine records its own copy).
 pub const MAX_CACHED_SNAPSHOTS: usize = 64;
-/// Domain tag of snapshot digests.
-const SNAPSHOT_DOMAIN: &str = "grove/directory-snapshot/v1";
 
 #[derive(Debug, Error)]
 pub enum AnnouncementError {
@@ -146,17 +141,6 @@ pub fn verify_announcement(bytes: &[u8]) -> Result<Peer, AnnouncementError> {
     })
 }
 
-/// The digest of a directory as the plan sees it: the `(NodeId, X25519 key)` pairs in node
-/// order (the order of a `BTreeMap` over node ids, which [`Directory::snapshot`] returns).
-pub fn snapshot_digest(entries: &[(NodeId, [u8; 32])]) -> Digest {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(entries.len() * 2);
-    for (node, key) in entries {
-        parts.push(&node.0);
-        parts.push(key);
-    }
-    Digest::of(SNAPSHOT_DOMAIN, &parts)
-}
-
 /// The Kademlia key of the snapshot with this digest.
 pub fn snapshot_record_key(digest: &Digest) -> Vec<u8> {
     let mut k = b"grove/directory-snapshot/".to_vec();
@@ -196,6 +180,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot as the engine plans over it.
+    pub fn for_plan(&self) -> DirectorySnapshot {
+        DirectorySnapshot::new(self.entries.clone())
+    }
+
     /// Encodes the snapshot for the DHT; `None` if it is over [`MAX_SNAPSHOT_BYTES`].
     pub fn encode(&self) -> Option<Vec<u8>> {
         let body = SnapshotBody {
@@ -276,7 +265,7 @@ pub fn verify_snapshot(bytes: &[u8], expected: &Digest) -> Result<Snapshot, Snap
     })
 }
 
-/// The node's view of the directory, shared by the event loop and the plan provider.
+/// The node's view of the directory (the event loop's alone).
 #[derive(Default)]
 pub struct Directory {
     peers: BTreeMap<NodeId, Peer>,
@@ -379,103 +368,41 @@ impl Directory {
     }
 }
 
-/// A directory as the plan reads it: `(NodeId, X25519 key)` in node order.
-type Entries = Vec<(NodeId, [u8; 32])>;
-
-/// Plans from directory snapshots, each stored before its first use.
-pub struct NodePlans {
-    directory: Arc<Mutex<Directory>>,
-    store: Arc<Store>,
-    cache: Mutex<BTreeMap<ComputationId, Arc<Plan>>>,
-    /// Snapshots this node froze (as commissioner) or fetched, by digest.
-    snapshots: Mutex<BTreeMap<Digest, Entries>>,
+/// The snapshots a request may name: the ones this node froze (as commissioner) or fetched.
+#[derive(Default)]
+pub struct Snapshots {
+    by_digest: BTreeMap<Digest, DirectorySnapshot>,
 }
 
-impl NodePlans {
-    pub fn new(directory: Arc<Mutex<Directory>>, store: Arc<Store>) -> NodePlans {
-        NodePlans {
-            directory,
-            store,
-            cache: Mutex::new(BTreeMap::new()),
-            snapshots: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// Keeps a snapshot a request may name (the oldest one goes past the limit).
-    pub fn add_snapshot(&self, snapshot: &Snapshot) {
-        let mut s = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
-        if s.len() >= MAX_CACHED_SNAPSHOTS && !s.contains_key(&snapshot.digest) {
-            if let Some(first) = s.keys().next().copied() {
-                s.remove(&first);
+impl Snapshots {
+    /// Keeps a snapshot a request may name (the one with the smallest digest goes past the
+    /// limit).
+    pub fn add(&mut self, snapshot: &Snapshot) {
+        if self.by_digest.len() >= MAX_CACHED_SNAPSHOTS
+            && !self.by_digest.contains_key(&snapshot.digest)
+        {
+            if let Some(first) = self.by_digest.keys().next().copied() {
+                self.by_digest.remove(&first);
             }
         }
-        s.insert(snapshot.digest, snapshot.entries.clone());
+        self.by_digest.insert(snapshot.digest, snapshot.for_plan());
     }
 
-    /// Whether this node can plan the request now: it already has the request's plan
-    /// snapshot, the request names no directory, or the directory it names is here.
-    pub fn can_plan(&self, request: &Request) -> bool {
-        self.directory_for(request).is_some()
-            || matches!(self.store.plan_snapshot(&request.id), Ok(Some(_)))
-    }
-
-    /// The directory the request's plan is built over, if this node has it.
-    fn directory_for(&self, request: &Request) -> Option<Vec<(NodeId, [u8; 32])>> {
-        let own = lock_directory(&self.directory).snapshot();
+    /// The directory the request's plan is built over, if this node has it: its own
+    /// `directory` when the request names none or names that one, else a kept snapshot.
+    pub fn directory_for(
+        &self,
+        directory: &Directory,
+        request: &Request,
+    ) -> Option<DirectorySnapshot> {
+        let own = || DirectorySnapshot::new(directory.snapshot());
         let Some(digest) = request.directory else {
-            return Some(own);
+            return Some(own());
         };
-        if snapshot_digest(&own) == digest {
-            return Some(own);
+        if let Some(kept) = self.by_digest.get(&digest) {
+            return Some(kept.clone());
         }
-        self.snapshots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&digest)
-            .cloned()
-    }
-}
-
-fn lock_directory(d: &Mutex<Directory>) -> std::sync::MutexGuard<'_, Directory> {
-    // A poisoned lock only means a panic elsewhere while the map was consistent.
-    d.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl PlanProvider for NodePlans {
-    fn plan_for(&self, request: &Request) -> Result<Arc<Plan>, PlanError> {
-        // A poisoned lock only means a panic elsewhere while the map was consistent.
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(plan) = cache.get(&request.id) {
-            return Ok(plan.clone());
-        }
-        let stored = self
-            .store
-            .plan_snapshot(&request.id)
-            .map_err(|e| PlanError::InvalidTree(format!("plan snapshot unreadable: {e}")))?;
-        let snapshot = match stored {
-            Some(s) => s,
-            None => {
-                let s = self.directory_for(request).ok_or_else(|| {
-                    PlanError::InvalidTree(format!(
-                        "the directory snapshot {} the request names is not on this node",
-                        request.directory.unwrap_or_default()
-                    ))
-                })?;
-                self.store.put_plan_snapshot(&request.id, &s).map_err(|e| {
-                    PlanError::InvalidTree(format!("plan snapshot unwritable: {e}"))
-                })?;
-                s
-            }
-        };
-        let plan = Arc::new(Plan::build(request, &SortedDirectory::new(snapshot))?);
-        if cache.len() >= MAX_CACHED_PLANS {
-            // Plans are rebuilt from their stored snapshot when needed again.
-            if let Some(first) = cache.keys().next().copied() {
-                cache.remove(&first);
-            }
-        }
-        cache.insert(request.id, plan.clone());
-        Ok(plan)
+        (directory.digest() == digest).then(own)
     }
 }
 

@@ -74,6 +74,7 @@ pub fn record_kind(record: &Record) -> &'static str {
         Record::Released { .. } => "Released",
         Record::CountsOpened { .. } => "CountsOpened",
         Record::Closed { .. } => "Closed",
+        Record::Directory { .. } => "Directory",
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::Node;
 use crate::clock::now_micros;
-use crate::owner::consent::{self, Decision, RequestInfo};
+use crate::owner::consent::{self, RequestInfo};
 use crate::owner::query;
 use crate::store::{AuditEntry, ConsentEntry, TrustMode};
 use grove_protocol::engine::Command;
@@ -66,33 +66,15 @@ impl Node {
     /// [`Node::consent`]; `owner_approved`: the owner approved this request (trust mode
     /// "ask"), so it is not parked again once every rule holds.
     pub(super) fn consent_as(&mut self, computation: ComputationId, owner_approved: bool) {
-        // A declining node tells its leaf group (no value and no reason, only that it will
-        // not send), so the leaf stops collecting once every node it serves has sent shares
-        // or declined.
-        let decline = |node: &mut Node, rule: consent::Rule, why: String| {
-            node.audit_rule(
-                Some(&computation),
-                "declined",
-                rule,
-                format!("{why}: no share was sent"),
-            );
-            if let Err(e) = node
-                .engine
-                .handle_command(now_micros(), Command::Decline { computation })
-            {
-                tracing::debug!("cannot tell the leaf group of {computation}: {e}");
-            }
-        };
         let Some(signed) = self.engine.request(&computation) else {
             // The engine holds no state for it (closed or expired): nothing to decide.
             tracing::debug!("computation {computation}: no request to decide on");
             return;
         };
         let request = &signed.request;
-        let commissioner = hex(&request.commissioner.0);
         let info = RequestInfo {
             computation: computation.to_string(),
-            commissioner: commissioner.clone(),
+            commissioner: hex(&request.commissioner.0),
             query: request.query.clone(),
             spec: request.contribution.clone(),
             k_min: request.privacy.k_min,
@@ -101,45 +83,33 @@ impl Node {
         };
         let lookups = (|| {
             Ok::<_, crate::store::StoreError>((
-                self.store.trust_get(&commissioner)?,
-                self.store.consents(&commissioner)?,
+                self.store.trust_get(&info.commissioner)?,
+                self.store.consents(&info.commissioner)?,
                 self.store.consented_to(&info.computation)?,
             ))
         })();
         let (trust, history, contributed) = match lookups {
             Ok(x) => x,
             Err(e) => {
-                decline(
-                    self,
-                    consent::Rule::Store,
-                    format!("the consent store is unreadable: {e}"),
-                );
-                return;
+                let why = format!("the consent store is unreadable: {e}");
+                return self.decline(computation, consent::Rule::Store, why);
             }
         };
-        let Decision {
-            accept,
-            rule,
-            reason,
-        } = consent::decide(&info, trust.as_ref(), &history, contributed);
-        if !accept {
-            decline(self, rule, reason);
-            return;
+        let decision = consent::decide(&info, trust.as_ref(), &history, contributed);
+        if !decision.accept {
+            return self.decline(computation, decision.rule, decision.reason);
         }
         // Accepted: `decide` compiled the query already.
         let compiled = match query::compile(&info.query) {
             Ok(c) => c,
-            Err(e) => return decline(self, consent::Rule::Query, e),
+            Err(e) => return self.decline(computation, consent::Rule::Query, e),
         };
         let collection = compiled.query().collection.clone();
         let records = match self.store.records(&collection) {
             Ok(r) => r,
             Err(e) => {
-                return decline(
-                    self,
-                    consent::Rule::Store,
-                    format!("records unreadable: {e}"),
-                )
+                let why = format!("records unreadable: {e}");
+                return self.decline(computation, consent::Rule::Store, why);
             }
         };
         // Zero used records give a vector of zeros: sent like any other, so the leaf learns
@@ -150,18 +120,38 @@ impl Node {
         if let Some(trust) = trust.filter(|t| t.mode == TrustMode::Ask && !owner_approved) {
             return self.ask_owner(computation, &trust, &collection, used);
         }
+        let why = match used {
+            0 => format!(
+                "{}; no record of collection {collection:?} matches the query: sent zeros",
+                decision.reason
+            ),
+            n => format!(
+                "{}; {n} records of collection {collection:?} used",
+                decision.reason
+            ),
+        };
+        self.contribute(computation, &info, values, decision.rule, why);
+    }
+
+    /// Records the consent in the history (committed before the contribution's outputs are
+    /// drained), then contributes `values`.
+    fn contribute(
+        &mut self,
+        computation: ComputationId,
+        info: &RequestInfo,
+        values: Vec<f64>,
+        rule: consent::Rule,
+        why: String,
+    ) {
         let entry = ConsentEntry {
             computation: info.computation.clone(),
             at_micros: info.now_micros,
             query: info.query.clone(),
         };
         let keep = consent::MAX_DIFFERENCING_WINDOW_SECS.max(86_400) * 1_000_000;
-        if let Err(e) = self.store.consent_add(&commissioner, &entry, keep) {
-            return decline(
-                self,
-                consent::Rule::Store,
-                format!("cannot record the consent: {e}"),
-            );
+        if let Err(e) = self.store.consent_add(&info.commissioner, &entry, keep) {
+            let why = format!("cannot record the consent: {e}");
+            return self.decline(computation, consent::Rule::Store, why);
         }
         match self.engine.handle_command(
             now_micros(),
@@ -170,25 +160,30 @@ impl Node {
                 values,
             },
         ) {
-            Ok(()) if used == 0 => self.audit_rule(
-                Some(&computation),
-                "contributed",
-                rule,
-                format!(
-                    "{reason}; no record of collection {collection:?} matches the query: sent zeros"
-                ),
-            ),
-            Ok(()) => self.audit_rule(
-                Some(&computation),
-                "contributed",
-                rule,
-                format!("{reason}; {used} records of collection {collection:?} used"),
-            ),
-            Err(e) => decline(
-                self,
+            Ok(()) => self.audit_rule(Some(&computation), "contributed", rule, why),
+            Err(e) => self.decline(
+                computation,
                 consent::Rule::Engine,
                 format!("cannot contribute: {e}"),
             ),
+        }
+    }
+
+    /// A declining node tells its leaf group (no value and no reason, only that it will not
+    /// send), so the leaf stops collecting once every node it serves has sent shares or
+    /// declined; the audit log says which rule decided.
+    fn decline(&mut self, computation: ComputationId, rule: consent::Rule, why: String) {
+        self.audit_rule(
+            Some(&computation),
+            "declined",
+            rule,
+            format!("{why}: no share was sent"),
+        );
+        if let Err(e) = self
+            .engine
+            .handle_command(now_micros(), Command::Decline { computation })
+        {
+            tracing::debug!("cannot tell the leaf group of {computation}: {e}");
         }
     }
 }

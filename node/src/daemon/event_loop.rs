@@ -1,0 +1,90 @@
+//! The event loop: one `select!` over the swarm, the control queue, the engine's next deadline,
+//! the periodic ticks (announce and pull, republish and look up requests) and the shutdown
+//! signals; after each input, the loopback queue.
+
+use super::{agreement, Node};
+use super::{ANNOUNCE_TICK, REPUBLISH_INTERVAL};
+use crate::clock::now_micros;
+use crate::control::Incoming;
+use futures::StreamExt;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Resolves when standard input reaches end of file (the parent that spawned us is gone).
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    loop {
+        match stdin.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+impl Node {
+    pub(super) async fn run(
+        &mut self,
+        mut ctl_rx: mpsc::Receiver<Incoming>,
+        exit_on_stdin_eof: bool,
+    ) -> anyhow::Result<()> {
+        let mut announce_tick = tokio::time::interval(ANNOUNCE_TICK);
+        let mut republish_tick = tokio::time::interval(REPUBLISH_INTERVAL);
+        let mut requests_tick = tokio::time::interval(agreement::ACTIVE_REQUESTS_POLL);
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stdin_eof = async {
+            if exit_on_stdin_eof {
+                stdin_closed().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::pin!(stdin_eof);
+        while !self.control.shutdown {
+            let sleep = match self.next_deadline {
+                Some(d) => {
+                    let wait = d.0.saturating_sub(now_micros().0);
+                    tokio::time::sleep(Duration::from_micros(wait))
+                }
+                None => tokio::time::sleep(Duration::from_secs(3600)),
+            };
+            tokio::select! {
+                event = self.transport.swarm.select_next_some() => self.on_swarm_event(event)?,
+                Some(incoming) = ctl_rx.recv() => self.on_control(incoming)?,
+                _ = sleep => {
+                    if self.next_deadline.is_some() {
+                        self.engine.handle_timeout(now_micros());
+                        self.drain()?;
+                    }
+                }
+                _ = announce_tick.tick() => {
+                    self.maybe_announce();
+                    self.maybe_sync();
+                    self.expire_pending()?;
+                }
+                _ = republish_tick.tick() => self.republish_requests(),
+                _ = requests_tick.tick() => self.look_for_requests(),
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("interrupted; shutting down");
+                    break;
+                }
+                _ = sigterm.recv() => {
+                    tracing::info!("terminated; shutting down");
+                    break;
+                }
+                _ = &mut stdin_eof => {
+                    tracing::info!("standard input closed; shutting down");
+                    break;
+                }
+            }
+            self.run_loopback()?;
+        }
+        if self.control.shutdown {
+            // Let the control connection that asked for the stop write its answer.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! The swarm's events: gossip (requests, completion notes, announcements), the request-response
+//! messages (delivery, acknowledgement, failure) and the traffic counters.
+
+use super::directory::node_id_of;
+use super::net::{self, BehaviourEvent};
+use super::{hook, Node};
+use crate::clock::now_micros;
+use grove_protocol::codec;
+use grove_protocol::message::{Body, Message};
+use libp2p::gossipsub::IdentTopic;
+use libp2p::request_response;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify};
+
+/// ` for (level, index) position p`, for debug traces of addressed messages.
+pub(super) fn slot_text(slot: Option<&grove_protocol::message::Slot>) -> String {
+    slot.map(|s| {
+        format!(
+            " for ({}, {}) position {}",
+            s.group.level, s.group.index, s.position
+        )
+    })
+    .unwrap_or_default()
+}
+
+impl Node {
+    pub(super) fn on_swarm_event(
+        &mut self,
+        event: SwarmEvent<BehaviourEvent>,
+    ) -> anyhow::Result<()> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!("listening on {address}/p2p/{}", self.peer_id);
+                self.membership.listen_addrs.push(address);
+                self.membership.announce_due = true;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.on_gossip(e)?,
+            SwarmEvent::Behaviour(BehaviourEvent::Messages(e)) => self.on_messages(e)?,
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.transport
+                        .swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e)?,
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                tracing::debug!("connected to {peer_id}");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                tracing::debug!("connection to {peer_id} closed: {cause:?}");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_gossip(&mut self, event: gossipsub::Event) -> anyhow::Result<()> {
+        let gossipsub::Event::Message { message, .. } = event else {
+            return Ok(());
+        };
+        let directory_topic = IdentTopic::new(net::TOPIC_DIRECTORY).hash();
+        if message.topic == directory_topic {
+            self.on_announcement(&message.data);
+            return Ok(());
+        }
+        let Some(source) = message.source else {
+            return Ok(());
+        };
+        self.membership.agreement.stats.bytes_received += message.data.len() as u64;
+        match codec::decode(&message.data) {
+            Ok(m) if matches!(m.body, Body::Request(_)) => {
+                self.on_request_message(node_id_of(&source), m)?;
+            }
+            Ok(m) => {
+                self.count_received(&m);
+                self.engine
+                    .handle_message(now_micros(), node_id_of(&source), m);
+                self.drain()?;
+            }
+            Err(e) => tracing::debug!("undecodable broadcast from {source}: {e}"),
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_messages(
+        &mut self,
+        event: request_response::Event<Vec<u8>, ()>,
+    ) -> anyhow::Result<()> {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    self.membership.agreement.stats.bytes_received += request.len() as u64;
+                    match codec::decode(&request) {
+                        Ok(m) => {
+                            hook::observe(hook::Effect::Received(&m));
+                            tracing::debug!(
+                                "received {} from {}{}",
+                                m.kind(),
+                                node_id_of(&peer),
+                                slot_text(m.to.as_ref())
+                            );
+                            self.count_received(&m);
+                            self.engine
+                                .handle_message(now_micros(), node_id_of(&peer), m);
+                            self.drain()?;
+                        }
+                        Err(e) => tracing::debug!("undecodable message from {peer}: {e}"),
+                    }
+                    // Acknowledged once handled (and whatever it caused is persisted).
+                    let _ = self
+                        .transport
+                        .swarm
+                        .behaviour_mut()
+                        .messages
+                        .send_response(channel, ());
+                }
+                request_response::Message::Response { request_id, .. } => {
+                    self.transport.pending_sends.remove(&request_id);
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => match self.transport.pending_sends.remove(&request_id) {
+                Some((to, bytes)) => match codec::decode(&bytes) {
+                    Ok(message) => {
+                        self.on_unreachable(to, message, &format!("{peer}: {error}"));
+                        self.drain()?;
+                    }
+                    Err(e) => tracing::warn!("send to {peer} failed ({error}); {e}"),
+                },
+                None => tracing::warn!("a send to {peer} failed: {error}"),
+            },
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!("inbound message from {peer} failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn count_received(&mut self, message: &Message) {
+        *self
+            .transport
+            .received_by_kind
+            .entry(message.kind())
+            .or_default() += 1;
+    }
+}
