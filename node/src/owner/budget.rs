@@ -18,11 +18,10 @@ use crate::store::ConsentEntry;
 use grove_protocol::dp;
 use grove_protocol::query::Query;
 
-/// The period over which a budget is spent, in seconds (a rolling 30 days).
+/// The period over which a budget is spent, in seconds (a rolling 30 days). The consent
+/// history (the ledger) must be kept at least this long: `consent.rs` asserts it where it
+/// sets how long the history is kept.
 pub const PERIOD_SECS: u64 = 30 * 86_400;
-
-// The consent history (the ledger) is kept as long as the differencing window's maximum.
-const _: () = assert!(PERIOD_SECS <= super::consent::MAX_DIFFERENCING_WINDOW_SECS);
 
 /// The smallest and largest budget a trust may state, in epsilon per period.
 pub const MIN_BUDGET_EPSILON: f64 = dp::MIN_EPSILON;

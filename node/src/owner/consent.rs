@@ -5,6 +5,7 @@
 //! [`Decision`]. Rules are checked in the order of [`Rule`]; the first that fails declines.
 //! ARCHITECTURE.md ("Consent") states the rules, the differencing rule among them.
 
+use crate::owner::budget;
 use crate::owner::defaults::{
     DEFAULT_DIFFERENCING_WINDOW_SECS, DEFAULT_MAX_GROUP_KEYS, DEFAULT_MAX_PER_DAY, DEFAULT_MIN_T,
 };
@@ -18,6 +19,10 @@ use std::cmp::Ordering;
 pub const DAY_MICROS: u64 = 86_400_000_000;
 /// Longest differencing window, in seconds (30 days); the consent history keeps this long.
 pub const MAX_DIFFERENCING_WINDOW_SECS: u64 = 30 * 86_400;
+
+// The consent history is also the privacy budget's ledger: keeping it this long keeps every
+// contribution of the budget's period.
+const _: () = assert!(budget::PERIOD_SECS <= MAX_DIFFERENCING_WINDOW_SECS);
 
 /// The rule that decided. Its `name` is what the audit log records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,12 +292,7 @@ pub fn decide(
     }
     let mut spend = String::new();
     if let Some(milli) = trust.epsilon_per_month_milli {
-        match crate::owner::budget::check(
-            milli as f64 / 1000.0,
-            &query,
-            history,
-            request.now_micros,
-        ) {
+        match budget::check(milli as f64 / 1000.0, &query, history, request.now_micros) {
             Ok(status) => spend = format!("; {status}"),
             Err(reason) => return decline(Rule::PrivacyBudget, reason),
         }

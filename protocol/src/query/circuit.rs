@@ -21,7 +21,8 @@
 //!   no circuit for it: it needs a custom `Type`, sum of squares then a range by bits).
 
 use super::ast::{Aggregate, GroupBy};
-use super::compile::{ColumnKind, CompiledQuery};
+use super::column::ColumnKind;
+use super::compile::CompiledQuery;
 use crate::field::Fp;
 
 /// One check of a [`ValidityCircuit`]; indices are into the contribution vector.

@@ -26,6 +26,7 @@
 mod accuracy;
 mod ast;
 mod circuit;
+mod column;
 mod compile;
 mod lexer;
 mod parser;
@@ -36,7 +37,8 @@ mod value;
 pub use accuracy::{Accuracy, CellAccuracy};
 pub use ast::{Aggregate, Clip, CmpOp, Expr, GroupBy, Literal, Predicate, Privacy, Query};
 pub use circuit::{Check, ValidityCircuit};
-pub use compile::{Column, ColumnKind, CompiledQuery};
+pub use column::{Column, ColumnKind};
+pub use compile::CompiledQuery;
 pub use parser::KEYWORDS;
 pub use result::{Cell, ResultRow, ResultTable};
 pub use value::{Date, Record, Value};

@@ -3,7 +3,7 @@
 //! clause asks of each contributor (`dp::calibrate`).
 
 use super::ast::{Aggregate, Query};
-use super::compile::Column;
+use super::column::Column;
 use crate::dp::{self, NoiseSpec, Part};
 
 /// The parts of a block (each aggregate's columns, and the row's hidden indicator) with the
