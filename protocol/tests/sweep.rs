@@ -23,6 +23,8 @@ struct Run {
     finished: usize,
     crashed: usize,
     latency: Micros,
+    /// The first bytes of the harness's trace hash, in hex: same seed and code, same trace.
+    trace: String,
 }
 
 fn run_seed(
@@ -76,6 +78,10 @@ fn run_seed(
         finished: o.finished_sending.len(),
         crashed: victims.len(),
         latency: Micros(released.at.0 - start.0),
+        trace: c.trace_hash()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
     }
 }
 
@@ -90,13 +96,14 @@ fn sweep_2000_contributors_10_percent_crashes_g7_t5() {
     for seed in 0..seeds {
         let r = run_seed(1000 + seed, contributors, 0.10, window, None);
         eprintln!(
-            "seed {:>4}: {} crashed, {}/{} included ({:.2}%), latency {:.2} s",
+            "seed {:>4}: {} crashed, {}/{} included ({:.2}%), latency {:.2} s, trace {}",
             r.seed,
             r.crashed,
             r.included,
             r.finished,
             100.0 * r.completeness,
-            r.latency.as_secs_f64()
+            r.latency.as_secs_f64(),
+            r.trace
         );
         worst = worst.min(r.completeness);
         assert!(
@@ -120,12 +127,13 @@ fn sweep_crashed_nodes_restarting_from_their_records_lose_nothing_they_acknowled
     for seed in 0..seeds {
         let r = run_seed(2000 + seed, 1000, 0.10, 1_800_000, Some(300_000));
         eprintln!(
-            "restart seed {:>4}: {}/{} included ({:.2}%), latency {:.2} s",
+            "restart seed {:>4}: {}/{} included ({:.2}%), latency {:.2} s, trace {}",
             r.seed,
             r.included,
             r.finished,
             100.0 * r.completeness,
-            r.latency.as_secs_f64()
+            r.latency.as_secs_f64(),
+            r.trace
         );
         assert!(
             r.completeness >= 0.99,
