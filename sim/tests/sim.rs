@@ -510,3 +510,29 @@ fn sampling_the_noise_is_charged_and_late_shares_leave_too_few_noise_sources() {
     assert!(r.checks.violations.is_empty(), "{:?}", r.checks.violations);
     assert!(r.busy_ms_median >= 640.0, "{}", r.busy_ms_median);
 }
+
+/// Every shipped config parses: the README and sim/README name them as commands to run, and a
+/// config that stops parsing when the model gains a field is found here, not by a reader.
+#[test]
+fn every_shipped_config_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("configs/sim exists")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        // Not a config: the measured costs and fitted timeouts `compare` lays over one.
+        .filter(|p| !p.ends_with("costs-measured.toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 7, "{names:?}");
+    let failures: Vec<String> = names
+        .iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(p).expect("readable");
+            SimConfig::from_toml(&text)
+                .err()
+                .map(|e| format!("{}: {e}", p.display()))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
