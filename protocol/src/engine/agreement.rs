@@ -421,6 +421,28 @@ pub(super) fn on_report(
     Ok(())
 }
 
+/// A solicit or a manifest must come from the member at the position that leads `round` of
+/// its group, and the round must be within the limit.
+fn check_from_leader(
+    comp: &Computation,
+    from: NodeId,
+    round: u32,
+    group: GroupId,
+    leader: Position,
+) -> Result<(), Rejection> {
+    check_position(comp, leader)?;
+    if !comp.plan.contains(group)
+        || comp.plan.member(group, leader) != from
+        || leader_of(round, comp.plan.g) != leader
+    {
+        return Err(Rejection::NotFromLeader);
+    }
+    if round >= MAX_AGREE_ROUNDS {
+        return Err(Rejection::RoundPastLimit);
+    }
+    Ok(())
+}
+
 pub(super) fn on_solicit(
     comp: &mut Computation,
     from: NodeId,
@@ -429,16 +451,7 @@ pub(super) fn on_solicit(
     ctx: &mut Ctx,
     _records: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
-    check_position(comp, m.leader)?;
-    if !comp.plan.contains(m.group)
-        || comp.plan.member(m.group, m.leader) != from
-        || leader_of(round, comp.plan.g) != m.leader
-    {
-        return Err(Rejection::NotFromLeader);
-    }
-    if round >= MAX_AGREE_ROUNDS {
-        return Err(Rejection::RoundPastLimit);
-    }
+    check_from_leader(comp, from, round, m.group, m.leader)?;
     let id = comp.id();
     let mine = group_member_position(comp, m.group, ctx.me.node).ok_or(Rejection::NotCandidate)?;
     let key = my_role_in(comp, m.group);
@@ -528,16 +541,7 @@ pub(super) fn on_manifest(
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
-    check_position(comp, m.leader)?;
-    if !comp.plan.contains(m.group)
-        || comp.plan.member(m.group, m.leader) != from
-        || leader_of(round, comp.plan.g) != m.leader
-    {
-        return Err(Rejection::NotFromLeader);
-    }
-    if round >= MAX_AGREE_ROUNDS {
-        return Err(Rejection::RoundPastLimit);
-    }
+    check_from_leader(comp, from, round, m.group, m.leader)?;
     check_manifest(comp, m.group, &m.manifest)?;
     let id = comp.id();
     let me = ctx.me.node;
