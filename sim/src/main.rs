@@ -718,7 +718,11 @@ fn compare(a: CompareArgs) -> Result<()> {
             agg.violations
         );
         for r in &reports {
-            rows.push(csv_row(&protocol.replace(',', ";"), column, r));
+            rows.push(csv_row(
+                &protocol.replace(',', ";"),
+                &column.replace(',', ";"),
+                r,
+            ));
         }
         agg
     };
