@@ -26,7 +26,8 @@ sweep depth network.nodes 951,7607,60848
 sweep group-size protocol.g 5,6,7,8,9
 # Vector length in elements of 8 bytes: 8 kB, 128 kB, 1,024 kB, 8,192 kB. Every point runs
 # with the planner's timeouts for its own vector length (`--planner-timeouts`: chosen by rule,
-# tuned on no seed) and the daemon's 30 s request timeout as its detection delay. With a 1 or
+# tuned on no seed) and a 30 s detection delay (the daemon's former timeout; its 10 s gave the
+# same at 8,192 kB, sim/README.md). With a 1 or
 # 2 s delay an 8,192 kB run collapses (about 1% included, seed 1, with the planner's windows):
 # a member's queue of 8,192 kB vectors to open at DISSEC's 391 ns per element holds its
 # acknowledgements back for seconds, and senders fail live members over (sim/README.md,
