@@ -72,6 +72,11 @@ enum Cmd {
         json: bool,
         #[arg(long)]
         threads: Option<usize>,
+        /// At every point, replace the config's `[protocol.timeouts]` by the planner's rule for
+        /// that point's conditions and plan shape (as `planner-timeouts` prints them): windows
+        /// chosen without any seed, so none of the reported seeds tuned them.
+        #[arg(long)]
+        planner_timeouts: bool,
     },
     /// Validate the adaptive planner: for each set of network conditions (the base config with
     /// one change each: latency, bandwidth, failure rate, network size), simulate the planner's
@@ -395,6 +400,7 @@ fn main() -> Result<()> {
             plot,
             json,
             threads: t,
+            planner_timeouts,
         } => {
             if values.is_empty() {
                 bail!("--values needs at least one value");
@@ -417,7 +423,23 @@ fn main() -> Result<()> {
             for v in &values {
                 let mut value = base.clone();
                 SimConfig::set_param(&mut value, &param, v).map_err(anyhow::Error::msg)?;
-                let cfg = SimConfig::from_value(value).map_err(anyhow::Error::msg)?;
+                let mut cfg = SimConfig::from_value(value).map_err(anyhow::Error::msg)?;
+                if planner_timeouts {
+                    cfg.protocol.timeouts = grove_sim::plancheck::planner_timeouts(&cfg);
+                    if !json {
+                        let to = &cfg.protocol.timeouts;
+                        println!(
+                            "{param} = {v}: the planner's timeouts (ms): share window {:.0}, collect window {:.0}, level span {:.0}, report window {:.0}, manifest timeout {:.0}, heal attempt {:.0}, release window {:.0}",
+                            to.share_window_ms,
+                            to.collect_window_ms,
+                            to.level_span_ms,
+                            to.report_window_ms,
+                            to.manifest_timeout_ms,
+                            to.heal_attempt_ms,
+                            to.release_window_ms
+                        );
+                    }
+                }
                 let reports = run_with_bar(&cfg, seeds, threads(t), None, &format!("{param}={v}"));
                 let agg = Aggregate::of(&reports);
                 violations += agg.violations;
@@ -696,7 +718,11 @@ fn compare(a: CompareArgs) -> Result<()> {
             agg.violations
         );
         for r in &reports {
-            rows.push(csv_row(&protocol.replace(',', ";"), column, r));
+            rows.push(csv_row(
+                &protocol.replace(',', ";"),
+                &column.replace(',', ";"),
+                r,
+            ));
         }
         agg
     };

@@ -536,3 +536,42 @@ fn every_shipped_config_parses() {
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// `costs-measured.toml` is the overlay `grove-sim compare` lays over the configs: its `[cpu]`
+/// must be a work model and every `[timeouts.*]` table a full set of timeouts for a strategy
+/// the configs name (a typo would silently leave a strategy on its DISSEC-cost timeouts).
+#[test]
+fn the_measured_costs_overlay_parses() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/costs-measured.toml");
+    let text = std::fs::read_to_string(path).expect("readable");
+    let value: toml::Value = toml::from_str(&text).expect("TOML");
+    let cpu: grove_sim::config::CpuConfig = value
+        .get("cpu")
+        .cloned()
+        .expect("a [cpu] table")
+        .try_into()
+        .expect("a [cpu] table the work model reads");
+    assert!(
+        matches!(cpu, grove_sim::config::CpuConfig::Work(_)),
+        "{cpu:?}"
+    );
+    let mut seen = 0;
+    for (strategy, table) in value
+        .get("timeouts")
+        .and_then(|t| t.as_table())
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            ["grove", "sp", "highcmpl"].contains(&strategy.as_str()),
+            "[timeouts.{strategy}]"
+        );
+        let _: grove_sim::config::TimeoutsConfig = table
+            .clone()
+            .try_into()
+            .unwrap_or_else(|e| panic!("[timeouts.{strategy}]: {e}"));
+        seen += 1;
+    }
+    assert!(seen >= 3, "{seen} timeout tables");
+}

@@ -41,8 +41,16 @@ pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
 /// 29 GB. Our broadcasts are few (requests, completion notes, announcements); a forward that
 /// finds the queue full is dropped, and gossip or a directory pull repairs it.
 pub const GOSSIP_QUEUE_LEN: usize = 256;
-/// How long one request-response exchange may take before it counts as failed.
+/// How long one directory pull (a request-response exchange of up to a 4 MB snapshot) may
+/// take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a protocol message may wait for its ack before the engine hears it unreachable
+/// and fails it over (the failure detector): upload, the receiver's queue and handling, and
+/// the ack. 10 s is the simulator's choice (sim/README.md, "Detection delay"): the shortest
+/// delay that never fired on a live receiver (1 and 2 s collapse 8,192 kB runs on busy live
+/// members, 5 s still fires on them), with 30 s's completeness at 0.25 %/s and a narrower
+/// completeness interval than 30 s at 1 %/s (ARCHITECTURE.md, "Decisions").
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one Kademlia query may take.
 pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest Kademlia message and record value: a directory snapshot must fit.
@@ -192,7 +200,7 @@ impl Behaviour {
         let messages = request_response::Behaviour::new(
             [(MESSAGE_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
-                .with_request_timeout(REQUEST_TIMEOUT)
+                .with_request_timeout(MESSAGE_TIMEOUT)
                 .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
         );
         let sync = request_response::Behaviour::new(
