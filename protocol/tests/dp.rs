@@ -8,6 +8,7 @@
 //! the seeds fixed the outcome is deterministic.
 
 use grove_protocol::dp::{self, NoiseSpec};
+use grove_protocol::engine::Failure;
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
 use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 
@@ -163,6 +164,16 @@ fn run_dp(
     contributors: usize,
     seed: u64,
 ) -> (Cluster, grove_protocol::harness::Outcome, CompiledQuery) {
+    run_dp_k(honest, contributors, seed, 1)
+}
+
+/// [`run_dp`] with the request's `k_min`.
+fn run_dp_k(
+    honest: u32,
+    contributors: usize,
+    seed: u64,
+    k_min: u64,
+) -> (Cluster, grove_protocol::harness::Outcome, CompiledQuery) {
     let q = dp_query(10.0, honest);
     let mut c = Cluster::new(HarnessConfig::new(40, seed));
     for i in 1..=contributors {
@@ -171,6 +182,7 @@ fn run_dp(
     let mut p = LaunchParams::new(5, 3, 4, 2, 1);
     p.spec = q.spec().clone();
     p.max_contributors = 100;
+    p.k_min = k_min;
     let id = c.launch(0, &p);
     let outcome = c.run_checked(&id);
     (c, outcome, q)
@@ -217,7 +229,9 @@ fn the_released_sum_carries_every_contributors_noise() {
 }
 
 /// A version summing fewer contributors than the honest sources the noise was sized for
-/// carries less noise than the guarantee needs: the root members release nothing of it.
+/// carries less noise than the guarantee needs: the root members release nothing of it, and
+/// the commissioner's failure says why (too few noise sources, not `k_min`: the 20
+/// contributors' noisy counts are far above `k_min = 1`).
 #[test]
 fn fewer_contributors_than_honest_sources_release_nothing() {
     let (_, outcome, _) = run_dp(25, 20, 6);
@@ -229,10 +243,34 @@ fn fewer_contributors_than_honest_sources_release_nothing() {
         "released {:?}",
         outcome.released.map(|r| r.values)
     );
+    assert_eq!(
+        outcome.failures,
+        vec![Failure::TooFewNoiseSources {
+            summed: 20,
+            honest_sources: 25
+        }]
+    );
     let (_, enough, _) = run_dp(20, 20, 6);
+    assert!(enough.failures.is_empty(), "{:?}", enough.failures);
     assert!(enough
         .released
         .is_some_and(|r| r.released.iter().all(|x| *x)));
+}
+
+/// With enough noise sources, a DP query whose cells miss `k_min` still fails for `k_min`:
+/// the new reason is not reported where the old one is the truth.
+#[test]
+fn enough_noise_sources_but_too_few_contributors_for_k_min_is_k_min() {
+    let (_, outcome, _) = run_dp_k(20, 20, 6, 1_000);
+    assert!(outcome.released.is_none(), "{:?}", outcome.released);
+    assert!(
+        matches!(
+            outcome.failures.as_slice(),
+            [Failure::KMinNotMet { k_min: 1_000, .. }]
+        ),
+        "{:?}",
+        outcome.failures
+    );
 }
 
 /// The privacy clause prints canonically, and a query whose sensitivity is unbounded (no

@@ -480,6 +480,14 @@ fn a_dp_version_summing_fewer_contributors_than_the_honest_sources_releases_noth
         "released a version of {} contributors",
         r.included
     );
+    // The commissioner says why: too few noise sources, not k_min (k_min is 1).
+    assert!(
+        r.failure
+            .as_deref()
+            .is_some_and(|f| f.starts_with("TooFewNoiseSources")),
+        "{:?}",
+        r.failure
+    );
 }
 
 #[test]
