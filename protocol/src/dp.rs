@@ -6,8 +6,9 @@
 //! least `h` of the contributors whose vectors the root sums added their noise honestly.
 //! Every contributor adds, to every element of its encoded vector and before sharing it, an
 //! independent sample of the discrete Gaussian `N_Z(0, s^2)` (Canonne, Kamath, Steinke 2020:
-//! "The Discrete Gaussian for Differential Privacy", sampled by `prio::dp`, which follows
-//! their algorithm). The noise is an integer added in the field; no floating point ever
+//! "The Discrete Gaussian for Differential Privacy", Algorithm 3, sampled in 128-bit integers
+//! by `dp/sampler.rs` where every intermediate value provably fits, by `prio::dp` otherwise). The
+//! noise is an integer added in the field; no floating point ever
 //! touches a share. A coalition of colluding contributors (and the commissioner, and any
 //! member) can subtract at most its own noise; what remains is the sum of at least `h`
 //! independent `N_Z(0, s^2)`, which is post-processed by any further honest noise.
@@ -35,6 +36,8 @@ use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+
+mod sampler;
 
 /// A contributor's noise sample is redrawn if it lies beyond `NOISE_TAIL` standard
 /// deviations (probability below `exp(-800)`), so that the overflow budget can count it.
@@ -247,37 +250,106 @@ impl rand_core_010::TryRng for Stream {
     }
 }
 
-/// `len` independent samples, element `e` of `N_Z(0, s_e^2)` (each redrawn beyond the
-/// tail), from a stream derived from `seed` alone: the same seed gives the same noise.
-pub fn noise(seed: &[u8; 32], spec: &NoiseSpec, len: usize) -> Vec<i64> {
-    use rand_010::distr::Distribution;
-    let key: [u8; 32] = Sha256::new()
-        .chain_update(b"grove/dp-noise/v1")
-        .chain_update(seed)
-        .finalize()
-        .into();
-    let mut rng = Stream(ChaCha20Rng::from_seed(key));
-    let samplers: Vec<Option<prio::dp::distributions::DiscreteGaussian>> = spec
-        .sigma_milli
-        .iter()
-        .map(|m| {
-            let sigma = prio::dp::Rational::from_unsigned(*m, SIGMA_DENOMINATOR).ok()?;
-            prio::dp::distributions::DiscreteGaussian::new(sigma).ok()
-        })
-        .collect();
-    let tail = i64::try_from(spec.tail()).unwrap_or(i64::MAX);
-    let width = samplers.len().max(1);
-    (0..len)
-        .map(|e| match samplers.get(e % width) {
-            Some(Some(gauss)) => loop {
-                let z = gauss.sample(&mut rng);
+/// One column's sampler: the fixed-width exact one where its bounds allow, prio's otherwise.
+enum Sampler {
+    Zero,
+    Exact(sampler::Exact),
+    Prio(prio::dp::distributions::DiscreteGaussian),
+}
+
+impl Sampler {
+    fn new(sigma_milli: u64, tail: u64) -> Sampler {
+        if sigma_milli == 0 {
+            return Sampler::Zero;
+        }
+        if let Some(exact) = sampler::Exact::new(sigma_milli, SIGMA_DENOMINATOR, tail) {
+            return Sampler::Exact(exact);
+        }
+        prio::dp::Rational::from_unsigned(sigma_milli, SIGMA_DENOMINATOR)
+            .ok()
+            .and_then(|sigma| prio::dp::distributions::DiscreteGaussian::new(sigma).ok())
+            .map_or(Sampler::Zero, Sampler::Prio)
+    }
+
+    /// One sample within `tail` (prio's is redrawn beyond it; the exact sampler rejects such
+    /// proposals itself: the same law, `N_Z(0, s^2)` conditioned on `|z| <= tail`).
+    fn sample(&self, rng: &mut Stream, tail: i64) -> i64 {
+        use rand_010::distr::Distribution;
+        match self {
+            Sampler::Zero => 0,
+            Sampler::Exact(exact) => exact.sample(&mut rng.0),
+            Sampler::Prio(gauss) => loop {
+                let z = gauss.sample(rng);
                 if let Ok(z) = i64::try_from(z) {
                     if z.abs() <= tail {
                         break z;
                     }
                 }
             },
-            _ => 0,
+        }
+    }
+}
+
+/// `len` independent samples, element `e` of `N_Z(0, s_e^2)` (each redrawn beyond the
+/// tail), from a stream derived from `seed` alone: the same seed gives the same noise.
+pub fn noise(seed: &[u8; 32], spec: &NoiseSpec, len: usize) -> Vec<i64> {
+    let key: [u8; 32] = Sha256::new()
+        .chain_update(b"grove/dp-noise/v2")
+        .chain_update(seed)
+        .finalize()
+        .into();
+    let mut rng = Stream(ChaCha20Rng::from_seed(key));
+    let tail_units = spec.tail();
+    let samplers: Vec<Sampler> = spec
+        .sigma_milli
+        .iter()
+        .map(|m| Sampler::new(*m, tail_units))
+        .collect();
+    let tail = i64::try_from(tail_units).unwrap_or(i64::MAX);
+    let width = samplers.len().max(1);
+    (0..len)
+        .map(|e| {
+            samplers
+                .get(e % width)
+                .map_or(0, |s| s.sample(&mut rng, tail))
+        })
+        .collect()
+}
+
+/// Whether column `c`'s noise is drawn by the fixed-width exact sampler (`dp/sampler.rs`)
+/// rather than prio's: every intermediate value fits 128 bits at its scale and tail.
+pub fn fixed_width(spec: &NoiseSpec, c: usize) -> bool {
+    let m = spec.sigma_milli.get(c).copied().unwrap_or(0);
+    matches!(Sampler::new(m, spec.tail()), Sampler::Exact(_))
+}
+
+/// `len` samples as [`noise`] drew them before the fixed-width sampler: prio's sampler for
+/// every column. Kept for the measurement of both (`grove-sim crypto-cost`) and the test
+/// that both draw the same law.
+pub fn noise_prio(seed: &[u8; 32], spec: &NoiseSpec, len: usize) -> Vec<i64> {
+    let key: [u8; 32] = Sha256::new()
+        .chain_update(b"grove/dp-noise/prio")
+        .chain_update(seed)
+        .finalize()
+        .into();
+    let mut rng = Stream(ChaCha20Rng::from_seed(key));
+    let samplers: Vec<Sampler> = spec
+        .sigma_milli
+        .iter()
+        .map(|m| {
+            prio::dp::Rational::from_unsigned(*m, SIGMA_DENOMINATOR)
+                .ok()
+                .and_then(|sigma| prio::dp::distributions::DiscreteGaussian::new(sigma).ok())
+                .map_or(Sampler::Zero, Sampler::Prio)
+        })
+        .collect();
+    let tail = i64::try_from(spec.tail()).unwrap_or(i64::MAX);
+    let width = samplers.len().max(1);
+    (0..len)
+        .map(|e| {
+            samplers
+                .get(e % width)
+                .map_or(0, |s| s.sample(&mut rng, tail))
         })
         .collect()
 }

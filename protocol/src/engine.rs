@@ -166,6 +166,10 @@ pub enum Failure {
     /// No element of the result lies only in cells that count `k_min` contributors (for a
     /// query: no row does): the root members released nothing of its `cells` cells.
     KMinNotMet { k_min: u64, cells: usize },
+    /// Differential privacy: the chosen version sums `summed` contributors, fewer than the
+    /// `honest_sources` the query's noise was sized for, so it carries less noise than the
+    /// guarantee needs and the root members released nothing of it (whatever its cells count).
+    TooFewNoiseSources { summed: u64, honest_sources: u32 },
     /// No version was held by `t` root positions before the deadline.
     NoQuorum { best_holders: usize },
     /// A version held by `t` root positions was chosen, but fewer than `t` of its shares

@@ -8,27 +8,31 @@
 //! the seeds fixed the outcome is deterministic.
 
 use grove_protocol::dp::{self, NoiseSpec};
+use grove_protocol::engine::Failure;
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
 use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 
-/// The probabilities of `N_Z(0, s^2)` over `-w..=w`, `w = 40 s` (the rest is below e^-800).
-fn pmf(s: f64) -> (i64, Vec<f64>) {
-    let w = (40.0 * s).ceil() as i64 + 1;
-    let weights: Vec<f64> = (-w..=w)
-        .map(|x| (-(x as f64).powi(2) / (2.0 * s * s)).exp())
-        .collect();
-    let total: f64 = weights.iter().sum();
-    (w, weights.into_iter().map(|p| p / total).collect())
+/// The probabilities of `N_Z(0, s^2)` over `-w..=w`, `w = 10 s + 1` (the rest is below
+/// e^-50), in bins of `b = ceil(s / 8)` consecutive integers: (w, b, per bin).
+fn pmf(s: f64) -> (i64, i64, Vec<f64>) {
+    let w = (10.0 * s).ceil() as i64 + 1;
+    let b = (s / 8.0).ceil().max(1.0) as i64;
+    let mut bins = vec![0.0; ((2 * w) / b + 1) as usize];
+    for x in -w..=w {
+        bins[((x + w) / b) as usize] += (-(x as f64).powi(2) / (2.0 * s * s)).exp();
+    }
+    let total: f64 = bins.iter().sum();
+    (w, b, bins.into_iter().map(|p| p / total).collect())
 }
 
 /// Pearson's chi-square of `samples` against `N_Z(0, s^2)`, adjacent bins merged until each
 /// expects at least 5: (statistic, degrees of freedom).
 fn chi_square(samples: &[i64], s: f64) -> (f64, usize) {
-    let (w, p) = pmf(s);
+    let (w, b, p) = pmf(s);
     let n = samples.len() as f64;
     let mut observed = vec![0u64; p.len()];
     for z in samples {
-        let i = (z + w).clamp(0, 2 * w) as usize;
+        let i = ((z + w).clamp(0, 2 * w) / b) as usize;
         observed[i] += 1;
     }
     let mut bins: Vec<(f64, f64)> = Vec::new();
@@ -73,13 +77,37 @@ fn spec(sigma: f64, honest_sources: u32) -> NoiseSpec {
 }
 
 /// Each contributor's noise (one element from each of 20,000 seeds, as 20,000 contributors
-/// would draw it) fits `N_Z(0, s^2)` at three scales, from below one unit to tens.
+/// would draw it) fits `N_Z(0, s^2)` at five scales, from below one unit to DISSEC's
+/// settings (about 1.1e5 units per source), drawn by the fixed-width exact sampler; and at a
+/// scale beyond its bounds, drawn by prio's.
 #[test]
 fn each_contributors_noise_is_the_discrete_gaussian_of_the_stated_scale() {
-    for (k, sigma) in [0.8, 3.7, 41.3].into_iter().enumerate() {
+    for (k, sigma) in [0.8, 3.7, 41.3, 2_500.417, 110_341.003, 1_000_000.007]
+        .into_iter()
+        .enumerate()
+    {
         let n = spec(sigma, 1);
+        assert_eq!(dp::fixed_width(&n, 0), sigma < 500_000.0, "sigma {sigma}");
         let samples: Vec<i64> = (0..20_000u64)
             .map(|i| dp::noise(&seed(i + 100_000 * k as u64), &n, 1)[0])
+            .collect();
+        let (stat, dof) = chi_square(&samples, sigma);
+        let critical = chi_square_critical(dof);
+        assert!(
+            stat < critical,
+            "sigma {sigma}: chi-square {stat:.1} over {dof} degrees of freedom, critical {critical:.1}"
+        );
+    }
+}
+
+/// One contributor's whole vector (2,000 elements from one seed, as a contributor draws
+/// them) fits too: the elements of one stream are independent draws, not only the first.
+#[test]
+fn the_elements_of_one_vector_are_independent_draws_of_the_scale() {
+    for (k, sigma) in [1.3, 77.7].into_iter().enumerate() {
+        let n = spec(sigma, 1);
+        let samples: Vec<i64> = (0..10u64)
+            .flat_map(|i| dp::noise(&seed(i + 7_000_000 * (k as u64 + 1)), &n, 2_000))
             .collect();
         let (stat, dof) = chi_square(&samples, sigma);
         let critical = chi_square_critical(dof);
@@ -163,6 +191,16 @@ fn run_dp(
     contributors: usize,
     seed: u64,
 ) -> (Cluster, grove_protocol::harness::Outcome, CompiledQuery) {
+    run_dp_k(honest, contributors, seed, 1)
+}
+
+/// [`run_dp`] with the request's `k_min`.
+fn run_dp_k(
+    honest: u32,
+    contributors: usize,
+    seed: u64,
+    k_min: u64,
+) -> (Cluster, grove_protocol::harness::Outcome, CompiledQuery) {
     let q = dp_query(10.0, honest);
     let mut c = Cluster::new(HarnessConfig::new(40, seed));
     for i in 1..=contributors {
@@ -171,6 +209,7 @@ fn run_dp(
     let mut p = LaunchParams::new(5, 3, 4, 2, 1);
     p.spec = q.spec().clone();
     p.max_contributors = 100;
+    p.k_min = k_min;
     let id = c.launch(0, &p);
     let outcome = c.run_checked(&id);
     (c, outcome, q)
@@ -217,7 +256,9 @@ fn the_released_sum_carries_every_contributors_noise() {
 }
 
 /// A version summing fewer contributors than the honest sources the noise was sized for
-/// carries less noise than the guarantee needs: the root members release nothing of it.
+/// carries less noise than the guarantee needs: the root members release nothing of it, and
+/// the commissioner's failure says why (too few noise sources, not `k_min`: the 20
+/// contributors' noisy counts are far above `k_min = 1`).
 #[test]
 fn fewer_contributors_than_honest_sources_release_nothing() {
     let (_, outcome, _) = run_dp(25, 20, 6);
@@ -229,10 +270,34 @@ fn fewer_contributors_than_honest_sources_release_nothing() {
         "released {:?}",
         outcome.released.map(|r| r.values)
     );
+    assert_eq!(
+        outcome.failures,
+        vec![Failure::TooFewNoiseSources {
+            summed: 20,
+            honest_sources: 25
+        }]
+    );
     let (_, enough, _) = run_dp(20, 20, 6);
+    assert!(enough.failures.is_empty(), "{:?}", enough.failures);
     assert!(enough
         .released
         .is_some_and(|r| r.released.iter().all(|x| *x)));
+}
+
+/// With enough noise sources, a DP query whose cells miss `k_min` still fails for `k_min`:
+/// the new reason is not reported where the old one is the truth.
+#[test]
+fn enough_noise_sources_but_too_few_contributors_for_k_min_is_k_min() {
+    let (_, outcome, _) = run_dp_k(20, 20, 6, 1_000);
+    assert!(outcome.released.is_none(), "{:?}", outcome.released);
+    assert!(
+        matches!(
+            outcome.failures.as_slice(),
+            [Failure::KMinNotMet { k_min: 1_000, .. }]
+        ),
+        "{:?}",
+        outcome.failures
+    );
 }
 
 /// The privacy clause prints canonically, and a query whose sensitivity is unbounded (no

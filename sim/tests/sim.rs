@@ -480,6 +480,14 @@ fn a_dp_version_summing_fewer_contributors_than_the_honest_sources_releases_noth
         "released a version of {} contributors",
         r.included
     );
+    // The commissioner says why: too few noise sources, not k_min (k_min is 1).
+    assert!(
+        r.failure
+            .as_deref()
+            .is_some_and(|f| f.starts_with("TooFewNoiseSources")),
+        "{:?}",
+        r.failure
+    );
 }
 
 #[test]
@@ -524,7 +532,16 @@ fn every_shipped_config_parses() {
         .filter(|p| !p.ends_with("costs-measured.toml"))
         .collect();
     names.sort();
-    assert!(names.len() >= 7, "{names:?}");
+    assert!(names.len() >= 8, "{names:?}");
+    // The DP query at DISSEC's settings is among them, and asks for differential privacy.
+    let dp = dir.join("dissec-2023-dp.toml");
+    assert!(names.contains(&dp), "{names:?}");
+    let text = std::fs::read_to_string(&dp).expect("readable");
+    let cfg = SimConfig::from_toml(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        cfg.privacy.is_some(),
+        "dissec-2023-dp.toml has no [privacy]"
+    );
     let failures: Vec<String> = names
         .iter()
         .filter_map(|p| {

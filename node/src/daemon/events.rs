@@ -128,6 +128,9 @@ fn failure_text(reason: &Failure) -> String {
         Failure::KMinNotMet { k_min, cells } => format!(
             "none of the {cells} cells of the result counts k_min = {k_min} contributors: the root group released nothing"
         ),
+        Failure::TooFewNoiseSources { summed, honest_sources } => format!(
+            "the root's version sums {summed} contributors, fewer than the {honest_sources} honest sources its noise was sized for: the root group released nothing (differential privacy)"
+        ),
         Failure::NoQuorum { best_holders } => format!(
             "no version reached the threshold of root positions before the deadline (best: {best_holders})"
         ),

@@ -565,12 +565,21 @@ fn publish(
     let spec = &comp.signed.request.contribution;
     let released = spec.released_elements(&cells);
     if !released.iter().any(|r| *r) {
-        ctx.event(Event::Failed {
-            computation: id,
-            reason: Failure::KMinNotMet {
+        // The root members withhold a version whose count is below the honest sources (the
+        // rule of `send_release_share`) whatever its cells count: say so, not k_min.
+        let reason = match spec.noise.as_ref() {
+            Some(n) if version.count < u64::from(n.honest_sources) => Failure::TooFewNoiseSources {
+                summed: version.count,
+                honest_sources: n.honest_sources,
+            },
+            _ => Failure::KMinNotMet {
                 k_min: comp.request().privacy.k_min,
                 cells: cells.len(),
             },
+        };
+        ctx.event(Event::Failed {
+            computation: id,
+            reason,
         });
         finish(comp, ctx, records);
         return;
