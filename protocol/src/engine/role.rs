@@ -78,11 +78,12 @@ pub(super) struct Role {
     /// The version this member sent ahead to its parent position, and the node serving that
     /// position it went to (never persisted: after a restart the member sends the full partial).
     pub(super) ahead_sent: Option<(Version, NodeId)>,
-    /// Partials children sent ahead of their agreement, one per child, not yet confirmed
+    /// Partials children sent ahead of their agreement, one per child, not yet confirmed, still
+    /// sealed (`seal::seal_ahead`: unreadable until the confirm reveals the key)
     /// (never persisted: lost on a restart, the child is then healed like a silent one).
     pub(super) ahead: BTreeMap<GroupId, HeldPartial>,
-    /// Confirms that arrived before the partial they confirm.
-    pub(super) confirmed: BTreeMap<GroupId, Version>,
+    /// Confirms that arrived before the partial they confirm, with the key that opens it.
+    pub(super) confirmed: BTreeMap<GroupId, (Version, [u8; 32])>,
     /// Root members: the other root positions' shares of the cells' counts, one per position
     /// with the version it is of (never persisted: after a restart the member asks again).
     pub(super) count_shares: BTreeMap<Position, (Digest, Vec<Fp>)>,
