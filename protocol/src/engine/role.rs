@@ -63,6 +63,9 @@ pub(super) struct Role {
     pub(super) member: bool,
     /// Votes heard, per round: the round's manifest and the acceptors that accepted it.
     pub(super) votes: BTreeMap<u32, (Manifest, BTreeSet<NodeId>)>,
+    /// Heal gos this member answered, per target position of the parent (at most
+    /// `MAX_HEAL_GO_ANSWERS` each; never persisted: a restart starts the count again).
+    pub(super) heal_go_answers: BTreeMap<Position, u32>,
     /// Heal queries to answer once this member's sum is ready: target position -> requester.
     pub(super) pending_queries: BTreeMap<Position, NodeId>,
     /// A missing manifest item was healed after adoption: the sum is ready to send up.
@@ -119,6 +122,7 @@ impl Role {
             leader: None,
             member,
             votes: BTreeMap::new(),
+            heal_go_answers: BTreeMap::new(),
             pending_queries: BTreeMap::new(),
             completed_late: false,
             asked_contributors: false,
