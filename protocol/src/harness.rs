@@ -803,9 +803,9 @@ impl Cluster {
         let Some(plan) = self.plan(&c) else {
             return;
         };
-        let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.identity.node).collect();
+        let nodes = &self.nodes;
         let groups = |n: usize| -> BTreeSet<GroupId> {
-            let id = &ids[n];
+            let id = &nodes[n].identity.node;
             let roles = plan.roles_of(id).iter().chain(plan.backup_roles_of(id));
             roles.map(|(g, _)| *g).collect()
         };
