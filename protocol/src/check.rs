@@ -34,7 +34,11 @@ pub fn learned(
     let c = m.computation;
     match &m.body {
         Body::Share(s) => Some((Subject::Contributor(c, s.contributor), s.position)),
-        Body::Partial(p) | Body::PartialAhead(p) => {
+        Body::Partial(p) => Some((Subject::Subtree(c, p.child, p.version.digest), p.position)),
+        // A partial sent ahead is sealed under a key only its confirm reveals: the receiver
+        // learns the point of the confirmed version then, and nothing of another version.
+        Body::PartialAhead(_) => None,
+        Body::PartialConfirm(p) => {
             Some((Subject::Subtree(c, p.child, p.version.digest), p.position))
         }
         Body::HealPart(h) => Some((Subject::Subtree(c, h.child, h.version), h.target)),
@@ -152,6 +156,11 @@ impl Versions {
             ));
         }
         Ok(())
+    }
+
+    /// A version's manifest, known although no position adopted it (a partial sent ahead).
+    pub fn know(&mut self, version: &Version, manifest: Manifest) {
+        self.manifests.entry(version.digest).or_insert(manifest);
     }
 
     /// Contributors covered by a version, expanded through the manifests adopted.
@@ -272,4 +281,123 @@ pub fn liveness(plan: &Plan, lost: impl Fn(&NodeId) -> bool, failure: &str) -> O
             "liveness: no result although no group lost more than {tolerated} members (worst lost {worst}); {failure}"
         )
     })
+}
+
+/// Cap on the sums one node is tracked holding at one position of one computation (the checker
+/// stops deriving past it; a run that reaches it is far outside what the harness builds).
+const MAX_TRACKED_SUMS: usize = 256;
+
+/// The privacy checker across versions and messages. A position `p` of a computation carries
+/// points of one polynomial per set of contributors: a node that holds the point at `p` of the
+/// sum over `A` and of the sum over `B ⊂ A` also holds, by subtraction, the point at `p` of the
+/// sum over `A \ B`. Every such difference, and every single contributor's share, is a
+/// *sensitive* combination: only its leaf group may ever hold `t` of its points. A coalition
+/// the threat model allows holds fewer than `t` members of any one group (a node counts in
+/// every group it is a candidate of); a sensitive combination is exposed when such a
+/// coalition can pick `t` points of it: one node holds two of them, or two of its holders
+/// share no group (the checker tests pairs: it would miss a coalition every two of whose
+/// members share a group while all of them share none).
+#[derive(Default)]
+pub struct Combinations {
+    /// (node, computation, position) -> the sums of contributor sets that node holds there.
+    sums: HashMap<(usize, ComputationId, Position), BTreeSet<BTreeSet<NodeId>>>,
+    /// (computation, sensitive set) -> position -> nodes holding its point there.
+    sensitive: HashMap<(ComputationId, BTreeSet<NodeId>), HashMap<Position, BTreeSet<usize>>>,
+    /// Sensitive combinations already reported (each once).
+    flagged: BTreeSet<(ComputationId, BTreeSet<NodeId>)>,
+}
+
+impl Combinations {
+    /// Node `node` learns the point at `position` of the sum over `set` (one contributor's share
+    /// when `set` has one element). `groups(n)`: the groups node `n` is a candidate of; `t`:
+    /// the threshold. Returns each exposure this makes possible.
+    pub fn learn(
+        &mut self,
+        node: usize,
+        computation: ComputationId,
+        position: Position,
+        set: BTreeSet<NodeId>,
+        t: u8,
+        groups: impl Fn(usize) -> BTreeSet<GroupId>,
+    ) -> Vec<String> {
+        if set.is_empty() || position == 0 {
+            return Vec::new();
+        }
+        let held = self.sums.entry((node, computation, position)).or_default();
+        if held.contains(&set) || held.len() >= MAX_TRACKED_SUMS {
+            return Vec::new();
+        }
+        let mut sensitive = Vec::new();
+        if set.len() == 1 {
+            sensitive.push(set.clone());
+        } else {
+            // A difference with a sum held before: a combination no message carries.
+            for other in held.iter().filter(|o| o.len() > 1) {
+                if other.is_subset(&set) && other.len() < set.len() {
+                    sensitive.push(set.difference(other).copied().collect());
+                } else if set.is_subset(other) && set.len() < other.len() {
+                    sensitive.push(other.difference(&set).copied().collect());
+                }
+            }
+        }
+        held.insert(set);
+        let mut out = Vec::new();
+        for s in sensitive {
+            let key = (computation, s);
+            self.sensitive
+                .entry(key.clone())
+                .or_default()
+                .entry(position)
+                .or_default()
+                .insert(node);
+            if self.flagged.contains(&key) {
+                continue;
+            }
+            if let Some(how) = exposed(&self.sensitive[&key], t, &groups) {
+                out.push(format!(
+                    "a coalition below the threshold of every group can combine {t} points of the sum over {:?} of {:?}: {how}",
+                    key.1, key.0
+                ));
+                self.flagged.insert(key);
+            }
+        }
+        out
+    }
+}
+
+/// Whether a coalition with fewer than `t` members in every group can pick `t` points of a
+/// combination held as `holders` (position -> nodes); if so, how.
+fn exposed(
+    holders: &HashMap<Position, BTreeSet<usize>>,
+    t: u8,
+    groups: &impl Fn(usize) -> BTreeSet<GroupId>,
+) -> Option<String> {
+    if holders.len() < usize::from(t) || t < 2 {
+        return None;
+    }
+    let mut positions: Vec<(&Position, &BTreeSet<usize>)> = holders.iter().collect();
+    positions.sort();
+    let mut seen: std::collections::BTreeMap<usize, Position> = std::collections::BTreeMap::new();
+    for (p, nodes) in &positions {
+        for n in *nodes {
+            if let Some(q) = seen.insert(*n, **p) {
+                return Some(format!("node {n} holds positions {q} and {p}"));
+            }
+        }
+    }
+    for (i, (p, a)) in positions.iter().enumerate() {
+        for (q, b) in &positions[i + 1..] {
+            for x in *a {
+                for y in *b {
+                    if groups(*x).is_disjoint(&groups(*y)) {
+                        return Some(format!(
+                            "node {x} (position {p}) and node {y} (position {q}) share no group, with {} positions held",
+                            positions.len()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    None
 }

@@ -206,6 +206,7 @@ pub fn sample_messages() -> Vec<Message> {
             child: leaf,
             position: 3,
             version,
+            key: [5; 32],
         }),
         Body::HealOffer(HealOfferMsg {
             child: leaf,

@@ -242,6 +242,15 @@ pub enum Event {
         /// Whether this member holds every item (and so sends up).
         complete: bool,
     },
+    /// A member sent its partial sum ahead of its group's agreement, of this version and
+    /// manifest (which its group may never adopt: the harness's privacy checker needs it).
+    SentAhead {
+        computation: ComputationId,
+        group: GroupId,
+        position: Position,
+        version: Version,
+        manifest: Manifest,
+    },
     HealDone {
         computation: ComputationId,
         child: GroupId,

@@ -6,7 +6,7 @@
 //!
 //! Enabled by the `test-util` feature; the simulator builds its models on top of the same idea.
 
-use crate::check::{self, Holdings, Subject, Versions};
+use crate::check::{self, Combinations, Holdings, Subject, Versions};
 use crate::codec;
 use crate::drain::{self, Effects};
 use crate::encoding::ContributionSpec;
@@ -222,6 +222,7 @@ pub struct Cluster {
     cut: BTreeSet<(usize, usize)>,
     crash_on_receive: Option<(BTreeSet<usize>, &'static str, usize)>,
     holdings: Holdings,
+    combinations: Combinations,
     privacy_violations: Vec<String>,
     /// Nodes whose engine, as commissioner, ignores `k_min` (`Engine::skipping_k_min_check`).
     skip_k_min: BTreeSet<usize>,
@@ -294,6 +295,7 @@ impl Cluster {
             cut: BTreeSet::new(),
             crash_on_receive: None,
             holdings: Holdings::default(),
+            combinations: Combinations::default(),
             privacy_violations: Vec::new(),
             skip_k_min: BTreeSet::new(),
             count_lies: BTreeMap::new(),
@@ -632,7 +634,12 @@ impl Cluster {
                                 now.0, message.round, message.body
                             );
                         }
-                        let subject = self.observe_delivery(to, &message);
+                        let subject = self
+                            .observe_delivery(to, &message)
+                            // A share from anyone but its contributor carries none of its data.
+                            .filter(
+                                |(s, _)| !matches!(s, Subject::Contributor(_, x) if *x != from_id),
+                            );
                         if self.launched_by.get(&message.computation) == Some(&to) {
                             self.check_release_share(&message);
                         }
@@ -784,6 +791,26 @@ impl Cluster {
         if let Err(violation) = self.holdings.hold(node, subject, position, t) {
             self.privacy_violations.push(violation);
         }
+        self.combine(node, subject, position, t);
+    }
+
+    /// The privacy checker across versions: what `node` can now combine with what it held.
+    fn combine(&mut self, node: usize, subject: Subject, position: Position, t: u8) {
+        let (c, set) = match subject {
+            Subject::Contributor(c, x) => (c, BTreeSet::from([x])),
+            Subject::Subtree(c, _, digest) => (c, self.expand(&digest)),
+        };
+        let Some(plan) = self.plan(&c) else {
+            return;
+        };
+        let nodes = &self.nodes;
+        let groups = |n: usize| -> BTreeSet<GroupId> {
+            let id = &nodes[n].identity.node;
+            let roles = plan.roles_of(id).iter().chain(plan.backup_roles_of(id));
+            roles.map(|(g, _)| *g).collect()
+        };
+        let exposures = self.combinations.learn(node, c, position, set, t, groups);
+        self.privacy_violations.extend(exposures);
     }
 
     /// Drains node `n`'s engine (the drain rule, [`drain::drain`]) and arms its timer; a
@@ -890,6 +917,9 @@ impl Cluster {
                     ));
                 }
             }
+            Event::SentAhead {
+                version, manifest, ..
+            } => self.versions.know(version, manifest.clone()),
             Event::ManifestAdopted {
                 computation,
                 group,

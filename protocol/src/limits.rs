@@ -105,3 +105,7 @@ pub const MAX_EQUIVOCATIONS: usize = 1 << 16;
 pub const MAX_CANDIDATES: usize = 100_000;
 /// Largest number of ineligible entries selection skips before it gives up on a position.
 pub const MAX_SELECTION_SCAN: usize = 4096;
+/// Heal gos one child member answers for one target position of its parent (an honest parent
+/// member makes at most `MAX_HEAL_ATTEMPTS` attempts per heal, and may heal a missing version
+/// once more after adoption); past it, a go is refused (`Rejection::HealGoOverBound`).
+pub const MAX_HEAL_GO_ANSWERS: u32 = 2 * MAX_HEAL_ATTEMPTS;

@@ -69,10 +69,12 @@ pub enum Body {
     /// the directory maps to it has either sent its shares or declined.
     Decline(DeclineMsg),
     /// A member that holds every item of its group sends its partial sum over them to the same
-    /// position of the parent as soon as it reports, before agreement: the parent opens and
-    /// keeps it aside, and counts it only once a confirm names the same version.
+    /// position of the parent as soon as it reports, before agreement, sealed under a key only
+    /// the sender knows (`seal::seal_ahead`): the parent keeps it aside unopened, and opens and
+    /// counts it only once a confirm names the same version and reveals that key.
     PartialAhead(PartialMsg),
-    /// The group adopted the version of the partial sent ahead: the parent counts it as held.
+    /// The group adopted the version of the partial sent ahead: the key opens it and the parent
+    /// counts it as held.
     PartialConfirm(PartialConfirmMsg),
     /// A root member's share of the cells' counts (the indicator elements of its sum, nothing
     /// else), sent to every other root position: `t` of them open the counts, from which each
@@ -97,6 +99,9 @@ pub struct PartialConfirmMsg {
     pub child: GroupId,
     pub position: Position,
     pub version: Version,
+    /// The key that opens the partial of `version` sent ahead (`seal::ahead_key`); the key of
+    /// a version the group did not adopt is never sent.
+    pub key: [u8; 32],
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -338,8 +338,65 @@ impl Envelope for PlainEnvelope {
     }
 }
 
+/// The key of a partial sum sent ahead of agreement: derived from the sender's secret, the
+/// computation, the child group, its position and the version, so only the sender knows it
+/// before its `PartialConfirm` reveals it, a restarted sender derives the same one, and the key
+/// of one version says nothing about another's.
+pub fn ahead_key(
+    secret: &[u8; 32],
+    computation: &[u8; 32],
+    child: (u8, u32),
+    position: u8,
+    version: &[u8; 32],
+) -> [u8; 32] {
+    crate::ids::hash_parts(
+        "grove/ahead-key/v1",
+        &[
+            secret,
+            computation,
+            &[child.0],
+            &child.1.to_le_bytes(),
+            &[position],
+            version,
+        ],
+    )
+}
+
+/// Seals a partial sum sent ahead: adds a one-time pad of field elements drawn from `key`
+/// (ChaCha20), so the vector says nothing about the sum without the key.
+pub fn seal_ahead(key: &[u8; 32], sum: &mut [crate::field::Fp]) {
+    let pad = crate::field::random_vec(&mut ChaCha20Rng::from_seed(*key), sum.len());
+    crate::field::add_assign_vec(sum, &pad);
+}
+
+/// Opens a partial sum sealed by [`seal_ahead`] with the key its confirm revealed.
+pub fn open_ahead(key: &[u8; 32], sealed: &mut [crate::field::Fp]) {
+    let pad = crate::field::random_vec(&mut ChaCha20Rng::from_seed(*key), sealed.len());
+    crate::field::sub_assign_vec(sealed, &pad);
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_partial_sent_ahead_opens_only_with_its_versions_key() {
+        use crate::field::Fp;
+        let sum: Vec<Fp> = (0..64u64).map(Fp::new).collect();
+        let key = ahead_key(&[7; 32], &[1; 32], (0, 3), 2, &[9; 32]);
+        let other = ahead_key(&[7; 32], &[1; 32], (0, 3), 2, &[8; 32]);
+        assert_ne!(key, other, "each version has its own key");
+        let mut sealed = sum.clone();
+        seal_ahead(&key, &mut sealed);
+        assert!(
+            sealed.iter().zip(&sum).all(|(a, b)| a != b),
+            "no element of the sum shows through"
+        );
+        let mut wrong = sealed.clone();
+        open_ahead(&other, &mut wrong);
+        assert_ne!(wrong, sum);
+        open_ahead(&key, &mut sealed);
+        assert_eq!(sealed, sum);
+    }
     use super::*;
 
     const SECRET: [u8; 32] = [0x42; 32];

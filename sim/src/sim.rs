@@ -1206,7 +1206,7 @@ impl Simulator {
             Event::RequestRefused { reason, .. } => {
                 self.reject(format!("node {node}: request refused: {reason}"))
             }
-            Event::Contributed { .. } | Event::Closed { .. } => {}
+            Event::Contributed { .. } | Event::Closed { .. } | Event::SentAhead { .. } => {}
         }
     }
 

@@ -3,7 +3,7 @@
 //! sends its partial sum up (or, at the root, its readiness to the commissioner).
 
 use super::agreement::{next_round_on_timeout, propose_when_ready, send_report};
-use super::collection::{ask_contributors, end_collection, send_ahead};
+use super::collection::{ahead_key, ask_contributors, end_collection, send_ahead};
 use super::commissioner::{open_counts, send_count_share};
 use super::heal::{drive_heal_timeouts, heal_missing_items};
 use super::role::{level_deadline, my_role_in, HealState, Role, Stage};
@@ -159,6 +159,7 @@ pub(super) fn send_up(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
                     child: key.group,
                     position: key.position,
                     version: adopted.version,
+                    key: ahead_key(&ctx.me.x25519_secret, &id, key, &adopted.version),
                 })
             } else {
                 Body::Partial(PartialMsg {

@@ -5,7 +5,7 @@ use super::heal::start_heal;
 use super::role::{
     check_position, is_candidate, level_deadline, sum_items, HealState, HeldPartial, Role, Stage,
 };
-use super::{server_of, slot, version_of, Computation, Ctx, Pending, Rejection};
+use super::{server_of, slot, version_of, Computation, Ctx, Event, Pending, Rejection};
 use crate::field::{FieldVec, Fp};
 use crate::ids::{GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VERSIONS_PER_CHILD};
@@ -14,6 +14,7 @@ use crate::message::{
     ShareQueryMsg, Slot,
 };
 use crate::record::Record;
+use crate::seal;
 use crate::sharing::CompressedShare;
 
 pub(super) fn on_decline(
@@ -125,8 +126,11 @@ pub(super) fn on_partial_ahead(
 ) -> Result<(), Rejection> {
     let key = check_partial(comp, from, &m)?;
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
-    if role.confirmed.get(&m.child) == Some(&m.version) {
+    if let Some((_, opener)) = role.confirmed.get(&m.child).filter(|c| c.0 == m.version) {
+        let opener = *opener;
         role.confirmed.remove(&m.child);
+        let mut m = m;
+        seal::open_ahead(&opener, &mut m.sum.0);
         return hold_partial(comp, key, m, ctx, records);
     }
     role.ahead.insert(
@@ -139,7 +143,8 @@ pub(super) fn on_partial_ahead(
     Ok(())
 }
 
-/// The child adopted the version its member sent ahead: hold that partial now.
+/// The child adopted the version its member sent ahead: open that partial with the key the
+/// confirm reveals and hold it now.
 pub(super) fn on_partial_confirm(
     comp: &mut Computation,
     from: NodeId,
@@ -150,20 +155,28 @@ pub(super) fn on_partial_confirm(
     let key = check_child_sender(comp, from, m.child, m.position, m.version)?;
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     match role.ahead.remove(&m.child) {
-        Some(held) if held.version == m.version => hold_partial(
-            comp,
-            key,
-            PartialMsg {
-                child: m.child,
-                position: m.position,
-                version: m.version,
-                sum: FieldVec(held.sum),
-            },
-            ctx,
-            records,
-        ),
-        _ => {
-            role.confirmed.insert(m.child, m.version);
+        Some(held) if held.version == m.version => {
+            let mut sum = held.sum;
+            seal::open_ahead(&m.key, &mut sum);
+            hold_partial(
+                comp,
+                key,
+                PartialMsg {
+                    child: m.child,
+                    position: m.position,
+                    version: m.version,
+                    sum: FieldVec(sum),
+                },
+                ctx,
+                records,
+            )
+        }
+        other => {
+            // Another version's partial stays sealed: its key never comes.
+            if let Some(held) = other {
+                role.ahead.insert(m.child, held);
+            }
+            role.confirmed.insert(m.child, (m.version, m.key));
             Ok(())
         }
     }
@@ -280,11 +293,23 @@ pub(super) fn send_ahead(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     let mut items = role.items();
     items.sort();
     let manifest = Manifest { items };
-    let Some(sum) = sum_items(role, &manifest, len) else {
+    let Some(mut sum) = sum_items(role, &manifest, len) else {
         return;
     };
     let version = version_of(&id, key.group, &manifest);
+    // Sealed: the parent opens it only with the key a confirm of this version reveals, so a
+    // parent position never holds two versions' sums of one child (their difference would be
+    // its point of the contributors one version left out).
+    let sealing = ahead_key(&ctx.me.x25519_secret, &id, key, &version);
+    seal::seal_ahead(&sealing, &mut sum);
     role.ahead_sent = Some((version, server));
+    ctx.event(Event::SentAhead {
+        computation: id,
+        group: key.group,
+        position: key.position,
+        version,
+        manifest,
+    });
     ctx.send_slot(
         &comp.plan,
         &comp.servers,
@@ -298,6 +323,22 @@ pub(super) fn send_ahead(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
             sum: FieldVec(sum),
         }),
     );
+}
+
+/// The key of the partial this member (at `key`) sends ahead of `version` ([`seal::ahead_key`]).
+pub(super) fn ahead_key(
+    secret: &[u8; 32],
+    id: &crate::ids::ComputationId,
+    key: Slot,
+    version: &Version,
+) -> [u8; 32] {
+    seal::ahead_key(
+        secret,
+        &id.0,
+        (key.group.level, key.group.index),
+        key.position,
+        &version.digest.0,
+    )
 }
 
 /// A leaf member that adopted a manifest naming contributors whose shares it lacks (a backup

@@ -151,7 +151,12 @@ impl Engine {
     }
 
     /// A node serving a position of this contributor's leaf group (a backup that took it over
-    /// after the member died holding shares) asks for this node's share again.
+    /// after the member died holding shares) asks for this node's share again. It gets it only
+    /// if this contributor's own failover already routes the position to it: the asker's word
+    /// that the member is gone is not enough (else every backup could pull each point while
+    /// the member lives, exposing it to `b + 1` nodes). Otherwise the contributor re-sends the
+    /// identical share to the node it serves (a duplicate a live member ignores); if that node
+    /// is unreachable, the transport says so and the contributor fails over by itself.
     pub(super) fn on_share_query(
         &mut self,
         from: NodeId,
@@ -173,9 +178,15 @@ impl Engine {
             .plan
             .candidate_rank(m.group, m.position, &from)
             .ok_or(Rejection::NotFromPosition)?;
-        // The asker serves the position now: seal the share to it, and keep sending there.
-        comp.servers.insert(slot(m.group, m.position), rank);
+        let current = comp
+            .servers
+            .get(&slot(m.group, m.position))
+            .copied()
+            .unwrap_or(0);
         self.send_shares_to(id, Some(m.position));
+        if rank != current {
+            return Err(Rejection::ShareQueryNotFailedOver);
+        }
         Ok(())
     }
 }

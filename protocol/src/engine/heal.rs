@@ -5,10 +5,10 @@ use super::role::{
     check_parent_sender, check_position, check_sender, is_candidate, my_role_in, Adopted, Heal,
     HealAttempt, HealState,
 };
-use super::{slot, Computation, Ctx, Event, Identity, Pending, Rejection};
+use super::{server_of, slot, Computation, Ctx, Event, Identity, Pending, Rejection};
 use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
-use crate::limits::{MAX_HEAL_ATTEMPTS, MAX_PENDING_HEAL_QUERIES};
+use crate::limits::{MAX_HEAL_ATTEMPTS, MAX_HEAL_GO_ANSWERS, MAX_PENDING_HEAL_QUERIES};
 use crate::message::{Body, HealGoMsg, HealOfferMsg, HealPartMsg, HealQueryMsg, Item, Slot};
 use crate::plan::Plan;
 use crate::record::Record;
@@ -353,6 +353,16 @@ pub(super) fn on_heal_go(
     if version.digest != m.version {
         return Ok(()); // another version: cannot help this attempt
     }
+    // Each answer gives the requester one masked term: a bound per target keeps a parent
+    // member from asking again and again with other helper sets.
+    let answered = role.heal_go_answers.get(&m.target).copied().unwrap_or(0);
+    if answered >= MAX_HEAL_GO_ANSWERS {
+        return Err(Rejection::HealGoOverBound);
+    }
+    let sum = sum.clone();
+    if let Some(role) = comp.roles.get_mut(&key) {
+        role.heal_go_answers.insert(m.target, answered + 1);
+    }
     let go = HealGo {
         id,
         attempt,
@@ -360,7 +370,7 @@ pub(super) fn on_heal_go(
         index,
         position: key.position,
     };
-    let value = masked_part(&mut comp.dh, &plan, ctx.me, &go, sum)?;
+    let value = masked_part(&mut comp.dh, &plan, ctx.me, &go, &sum)?;
     ctx.send_to(
         from,
         id,
@@ -397,6 +407,15 @@ fn check_heal_go(
     for (p, node) in m.helpers.iter().zip(&m.helper_nodes) {
         if !is_candidate(comp, m.child, *p, node) {
             return Err(Rejection::HealGoBadHelper);
+        }
+    }
+    // The other helpers must be the nodes this member sees serving their positions (the member,
+    // unless this node itself found it unreachable), not whoever the requester names: a parent
+    // member naming backups that collude with it would learn their pairwise masks and unmask
+    // this member's term, one honest helper at a time.
+    for (p, node) in m.helpers.iter().zip(&m.helper_nodes) {
+        if *node != me && server_of(&comp.plan, &comp.servers, slot(m.child, *p)) != *node {
+            return Err(Rejection::HealGoNotServing);
         }
     }
     for p in &m.helpers {

@@ -57,6 +57,8 @@ pub enum Rejection {
     ShareQueryWithoutContribution,
     #[error("share query for another leaf group")]
     ShareQueryForOtherLeaf,
+    #[error("share query from a node this contributor did not fail over to")]
+    ShareQueryNotFailedOver,
     // Partial sums.
     #[error("a vector of the wrong length")]
     WrongLength,
@@ -90,6 +92,10 @@ pub enum Rejection {
     HealGoOtherNode,
     #[error("no key for a helper")]
     NoHelperKey,
+    #[error("heal go names a helper node this member has not seen serving its position")]
+    HealGoNotServing,
+    #[error("heal go past the bound of answers per target")]
+    HealGoOverBound,
     // Release.
     #[error("count share from this node's own position")]
     CountShareFromSelf,

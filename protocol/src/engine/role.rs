@@ -63,6 +63,9 @@ pub(super) struct Role {
     pub(super) member: bool,
     /// Votes heard, per round: the round's manifest and the acceptors that accepted it.
     pub(super) votes: BTreeMap<u32, (Manifest, BTreeSet<NodeId>)>,
+    /// Heal gos this member answered, per target position of the parent (at most
+    /// `MAX_HEAL_GO_ANSWERS` each; never persisted: a restart starts the count again).
+    pub(super) heal_go_answers: BTreeMap<Position, u32>,
     /// Heal queries to answer once this member's sum is ready: target position -> requester.
     pub(super) pending_queries: BTreeMap<Position, NodeId>,
     /// A missing manifest item was healed after adoption: the sum is ready to send up.
@@ -78,11 +81,12 @@ pub(super) struct Role {
     /// The version this member sent ahead to its parent position, and the node serving that
     /// position it went to (never persisted: after a restart the member sends the full partial).
     pub(super) ahead_sent: Option<(Version, NodeId)>,
-    /// Partials children sent ahead of their agreement, one per child, not yet confirmed
+    /// Partials children sent ahead of their agreement, one per child, not yet confirmed, still
+    /// sealed (`seal::seal_ahead`: unreadable until the confirm reveals the key)
     /// (never persisted: lost on a restart, the child is then healed like a silent one).
     pub(super) ahead: BTreeMap<GroupId, HeldPartial>,
-    /// Confirms that arrived before the partial they confirm.
-    pub(super) confirmed: BTreeMap<GroupId, Version>,
+    /// Confirms that arrived before the partial they confirm, with the key that opens it.
+    pub(super) confirmed: BTreeMap<GroupId, (Version, [u8; 32])>,
     /// Root members: the other root positions' shares of the cells' counts, one per position
     /// with the version it is of (never persisted: after a restart the member asks again).
     pub(super) count_shares: BTreeMap<Position, (Digest, Vec<Fp>)>,
@@ -118,6 +122,7 @@ impl Role {
             leader: None,
             member,
             votes: BTreeMap::new(),
+            heal_go_answers: BTreeMap::new(),
             pending_queries: BTreeMap::new(),
             completed_late: false,
             asked_contributors: false,
