@@ -115,6 +115,8 @@ pub enum BeaconError {
     BadSignature,
     #[error("round 0 does not exist")]
     RoundZero,
+    #[error("this node has no beacon chain configured")]
+    NotConfigured,
     #[error("round {round} is published at {published:?}, not after the request's creation {created_at:?}")]
     RoundNotInFuture {
         round: u64,

@@ -80,6 +80,7 @@ pub fn sample_messages() -> Vec<Message> {
         commissioner: CommissionerKey(key.verifying_key().to_bytes()),
         commissioner_node: NodeId([2u8; 32]),
         directory: None,
+        beacon: None,
         created_at: Micros(1_000_000),
         deadline: Micros(61_000_000),
         query: "SELECT sum(x) FROM local".into(),

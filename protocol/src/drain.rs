@@ -147,6 +147,7 @@ mod tests {
             commissioner: CommissionerKey(key.verifying_key().to_bytes()),
             commissioner_node: nodes[0],
             directory: None,
+            beacon: None,
             created_at: Micros(1_000_000),
             deadline: Micros(61_000_000),
             query: String::new(),

@@ -6,12 +6,17 @@
 //! the next deadline. Apply [`Output::Persist`] records durably before performing any later
 //! [`Output::Send`]. Time and randomness are passed in; the same inputs give the same outputs.
 
+use crate::beacon::{Beacon, BeaconError, Randomness, Round};
 use crate::encoding::EncodingError;
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position, Version};
-use crate::limits::{MAX_COMPUTATIONS, MAX_EARLY_MESSAGES};
+use crate::limits::{
+    MAX_AWAITING_BEACON, MAX_BEACON_ROUNDS, MAX_CLOCK_SKEW_MICROS, MAX_COMPUTATIONS,
+    MAX_EARLY_MESSAGES,
+};
+use crate::membership::CandidateRule;
 use crate::message::{Body, Manifest, Message, Slot};
-use crate::plan::{Plan, PlanCache, PlanError};
+use crate::plan::{request_seed, Plan, PlanCache, PlanError};
 use crate::record::Record;
 use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
 use crate::seal::{Envelope, NoiseEnvelope};
@@ -133,6 +138,13 @@ pub enum RefusalKind {
     Replayed,
     Plan,
     Busy,
+    /// The request names no beacon round, another chain, a round not in its future, or one
+    /// already published before the request arrived; or this engine has no beacon to verify
+    /// the round it names.
+    Beacon,
+    /// The candidate set (the snapshot the request names) breaks the candidate-set rule
+    /// (`membership::CandidateRule`).
+    Candidates,
 }
 
 impl From<RequestError> for Refusal {
@@ -459,6 +471,25 @@ pub struct Engine {
     check_k_min: bool,
     /// Input refused since this engine started, by reason (at most one entry per variant).
     rejections: BTreeMap<Rejection, u64>,
+    /// The beacon chain whose rounds seed plans (`None`: requests must name no round, and
+    /// plans are seeded by the request id).
+    beacon: Option<Arc<Beacon>>,
+    /// Verified rounds, by number (at most `MAX_BEACON_ROUNDS`).
+    rounds: BTreeMap<u64, Randomness>,
+    /// Validated requests waiting for the round they name (at most `MAX_AWAITING_BEACON`).
+    awaiting: BTreeMap<ComputationId, Awaiting>,
+    /// Beacon records applied for requests not installed yet (like `directories`).
+    seeds: BTreeMap<ComputationId, Randomness>,
+    /// The candidate-set rule applied at request intake (`None`: no membership view).
+    candidate_rule: Option<Arc<dyn CandidateRule>>,
+}
+
+/// A validated request waiting for its beacon round.
+struct Awaiting {
+    signed: SignedRequest,
+    directory: Option<DirectorySnapshot>,
+    /// Set if this node launched it: the commissioner's finish signature.
+    finish: Option<Vec<u8>>,
 }
 
 impl Engine {
@@ -479,7 +510,78 @@ impl Engine {
             strategy: Strategy::default(),
             check_k_min: true,
             rejections: BTreeMap::new(),
+            beacon: None,
+            rounds: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
+            seeds: BTreeMap::new(),
+            candidate_rule: None,
         }
+    }
+
+    /// Seeds every plan from the beacon chain `beacon`: a request must name a future round of
+    /// it, and is planned only once that round arrives (`handle_beacon`) and verifies.
+    pub fn with_beacon(mut self, beacon: Arc<Beacon>) -> Engine {
+        self.beacon = Some(beacon);
+        self
+    }
+
+    /// Applies `rule` to every request's candidate set (the snapshot it comes with) before
+    /// accepting it, and to the members of this node's leaf before it contributes.
+    pub fn with_candidate_rule(mut self, rule: Arc<dyn CandidateRule>) -> Engine {
+        self.candidate_rule = Some(rule);
+        self
+    }
+
+    /// The beacon rounds this engine waits for (requests that name them are held): a driver
+    /// fetches them when they are published and hands them in with `handle_beacon`.
+    pub fn awaited_rounds(&self) -> Vec<u64> {
+        let rounds: std::collections::BTreeSet<u64> = self
+            .awaiting
+            .values()
+            .filter_map(|a| a.signed.request.beacon.map(|b| b.round))
+            .collect();
+        rounds.into_iter().collect()
+    }
+
+    /// A beacon round, as a relay (or the test chain) served it. It is verified against the
+    /// configured chain's key; a round that does not verify (a bad signature, another chain's
+    /// round) is refused and counted (`Rejection::BadBeaconRound`). A verified round plans
+    /// every request waiting for it.
+    pub fn handle_beacon(&mut self, now: Micros, round: Round) -> Result<(), BeaconError> {
+        self.now = self.now.max(now);
+        let Some(beacon) = self.beacon.clone() else {
+            return Err(BeaconError::NotConfigured);
+        };
+        let randomness = match beacon.verify(round.round, &round) {
+            Ok(r) => r,
+            Err(e) => {
+                let me = self.identity.node;
+                self.reject(me, "beacon", Rejection::BadBeaconRound);
+                return Err(e);
+            }
+        };
+        if self.rounds.len() >= MAX_BEACON_ROUNDS && !self.rounds.contains_key(&round.round) {
+            self.rounds.pop_first();
+        }
+        self.rounds.insert(round.round, randomness);
+        let ready: Vec<ComputationId> = self
+            .awaiting
+            .iter()
+            .filter(|(_, a)| {
+                a.signed
+                    .request
+                    .beacon
+                    .is_some_and(|b| b.round == round.round)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            if let Some(a) = self.awaiting.remove(&id) {
+                self.admit(a.signed, a.directory, a.finish, Some(randomness), None);
+            }
+        }
+        self.advance_all();
+        Ok(())
     }
 
     /// Test only: a commissioner that ignores `k_min` (it shows every cell it can
@@ -660,7 +762,7 @@ impl Engine {
             return;
         }
         if !self.computations.contains_key(&id) {
-            if !self.validator.seen(&id) {
+            if !self.validator.seen(&id) || self.awaiting.contains_key(&id) {
                 // The request may still be on its way: keep a bounded number of early messages.
                 if self.early.len() >= MAX_EARLY_MESSAGES {
                     self.early.pop_front();
@@ -766,6 +868,31 @@ impl Engine {
                 self.directories.insert(*computation, snapshot.clone());
                 Ok(())
             }
+            Record::BeaconRound {
+                computation,
+                randomness,
+                ..
+            } => {
+                self.seeds.insert(*computation, *randomness);
+                Ok(())
+            }
+            Record::Launching {
+                request,
+                finish_signature,
+                snapshot,
+            } => {
+                let id = request.request.id;
+                self.validator.remember(id, request.request.deadline);
+                self.awaiting.insert(
+                    id,
+                    Awaiting {
+                        signed: (**request).clone(),
+                        directory: Some(snapshot.clone()),
+                        finish: Some(finish_signature.clone()),
+                    },
+                );
+                Ok(())
+            }
             Record::Closed {
                 computation,
                 deadline,
@@ -788,6 +915,8 @@ impl Engine {
         let id = signed.request.id;
         self.validator.remember(id, signed.request.deadline);
         let directory = self.directories.remove(&id);
+        let randomness = self.seeds.remove(&id);
+        self.awaiting.remove(&id);
         if let Some(comp) = self.computations.get_mut(&id) {
             if let Some(sig) = finish {
                 comp.commissioner
@@ -795,8 +924,9 @@ impl Engine {
             }
             return Ok(());
         }
+        let seed = request_seed(&signed.request, randomness.as_ref());
         let plan = self
-            .plan_of(&signed.request, directory.as_ref())
+            .plan_of(&signed.request, directory.as_ref(), &seed)
             .map_err(|_| Rejection::PlanUnavailable)?;
         let mut roles = BTreeMap::new();
         for &(group, position) in plan.roles_of(&self.identity.node) {
@@ -819,11 +949,13 @@ impl Engine {
         Ok(())
     }
 
-    /// The plan of `request` over the snapshot handed in with it (`None`: no snapshot came).
+    /// The plan of `request` from `seed` over the snapshot handed in with it (`None`: no
+    /// snapshot came).
     fn plan_of(
         &self,
         request: &Request,
         directory: Option<&DirectorySnapshot>,
+        seed: &[u8; 32],
     ) -> Result<Arc<Plan>, PlanError> {
         let directory = directory.ok_or(PlanError::NoSnapshot(request.directory))?;
         if let Some(expected) = request.directory {
@@ -835,7 +967,131 @@ impl Engine {
             }
         }
         self.plans
-            .plan(request, directory.digest(), directory.directory())
+            .plan(request, seed, directory.digest(), directory.directory())
+    }
+
+    /// The beacon and candidate-set checks of a validated request: it names a future round of
+    /// this engine's chain that was not out before the request arrived (or names none, if this
+    /// engine has no beacon), and its candidate set passes the candidate rule.
+    fn check_selection(
+        &self,
+        request: &Request,
+        directory: Option<&DirectorySnapshot>,
+    ) -> Result<(), Refusal> {
+        let refuse = |kind: RefusalKind, detail: String| Err(Refusal { kind, detail });
+        match (&self.beacon, &request.beacon) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return refuse(
+                    RefusalKind::Beacon,
+                    "the request names no beacon round".into(),
+                )
+            }
+            (None, Some(_)) => {
+                return refuse(
+                    RefusalKind::Beacon,
+                    "the request names a beacon round and this node has no beacon chain".into(),
+                )
+            }
+            (Some(beacon), Some(named)) => {
+                if named.chain_hash != beacon.info().chain_hash {
+                    return refuse(
+                        RefusalKind::Beacon,
+                        "the request names a round of another beacon chain".into(),
+                    );
+                }
+                if let Err(e) = beacon.check_named_round(request.created_at, named.round) {
+                    return refuse(RefusalKind::Beacon, e.to_string());
+                }
+                // A request first seen after its round was out may have been chosen among
+                // others by its randomness: refuse it (up to the clock skew).
+                let published = beacon.round_time(named.round);
+                if self.now > published.plus(MAX_CLOCK_SKEW_MICROS) {
+                    return refuse(
+                        RefusalKind::Beacon,
+                        format!(
+                            "round {} was published at {published:?}, before the request arrived",
+                            named.round
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(rule) = &self.candidate_rule {
+            let directory =
+                directory.ok_or(Refusal::from(PlanError::NoSnapshot(request.directory)))?;
+            let candidates: Vec<NodeId> = directory.entries().iter().map(|(n, _)| *n).collect();
+            if let Err(e) = rule.check(&candidates, request.created_at) {
+                return refuse(RefusalKind::Candidates, e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// The randomness the plan of `request` is seeded with: `Ok(None)` if it names no round,
+    /// `Err(())` if the round it names has not arrived yet.
+    fn randomness_for(&self, request: &Request) -> Result<Option<Randomness>, ()> {
+        match &request.beacon {
+            None => Ok(None),
+            Some(named) => self.rounds.get(&named.round).copied().map(Some).ok_or(()),
+        }
+    }
+
+    /// Plans a validated request whose randomness is known, records it, sends `then` (the
+    /// commissioner's broadcast, after the records), and announces it (as its commissioner if
+    /// `finish` is set). A plan that cannot be built refuses the request.
+    fn admit(
+        &mut self,
+        signed: SignedRequest,
+        directory: Option<DirectorySnapshot>,
+        finish: Option<Vec<u8>>,
+        randomness: Option<Randomness>,
+        then: Option<Output>,
+    ) {
+        let id = signed.request.id;
+        let seed = request_seed(&signed.request, randomness.as_ref());
+        if let Err(e) = self.plan_of(&signed.request, directory.as_ref(), &seed) {
+            if finish.is_some() {
+                self.out.push_back(Output::Event(Event::Failed {
+                    computation: id,
+                    reason: Failure::NoQuorum { best_holders: 0 },
+                }));
+            }
+            self.out.push_back(Output::Event(Event::RequestRefused {
+                computation: id,
+                reason: e.into(),
+            }));
+            return;
+        }
+        if let Some(snapshot) = directory {
+            self.record(Record::Directory {
+                computation: id,
+                snapshot,
+            });
+        }
+        if let (Some(named), Some(randomness)) = (signed.request.beacon, randomness) {
+            self.record(Record::BeaconRound {
+                computation: id,
+                round: named.round,
+                randomness,
+            });
+        }
+        match finish {
+            Some(finish_signature) => self.record(Record::Launched {
+                request: Box::new(signed),
+                finish_signature,
+            }),
+            None => self.record(Record::Accepted {
+                request: Box::new(signed),
+            }),
+        }
+        self.out.extend(then);
+        let roles = self.computations.get(&id).map_or(0, |c| c.roles.len());
+        self.out.push_back(Output::Event(Event::RequestAccepted {
+            computation: id,
+            roles,
+        }));
+        self.replay_early(id);
     }
 
     /// Emits `record` after applying it.
@@ -857,7 +1113,7 @@ impl Engine {
         directory: DirectorySnapshot,
     ) -> Result<(), CommandError> {
         let id = signed.request.id;
-        if self.computations.len() >= MAX_COMPUTATIONS {
+        if self.computations.len() + self.awaiting.len() >= MAX_COMPUTATIONS {
             return Err(CommandError::Refused(Refusal {
                 kind: RefusalKind::Busy,
                 detail: "too many computations in flight".into(),
@@ -866,30 +1122,37 @@ impl Engine {
         self.validator
             .accept(&signed, self.now)
             .map_err(|e| CommandError::Refused(e.into()))?;
-        self.plan_of(&signed.request, Some(&directory))
-            .map_err(|e| CommandError::Refused(e.into()))?;
-        self.record(Record::Directory {
-            computation: id,
-            snapshot: directory,
-        });
-        self.record(Record::Launched {
-            request: Box::new(signed.clone()),
-            finish_signature,
-        });
-        let roles = self.computations.get(&id).map_or(0, |c| c.roles.len());
-        self.out.push_back(Output::Broadcast {
+        self.check_selection(&signed.request, Some(&directory))
+            .map_err(CommandError::Refused)?;
+        let broadcast = Output::Broadcast {
             message: Message {
                 computation: id,
                 round: 0,
-                body: Body::Request(Box::new(signed)),
+                body: Body::Request(Box::new(signed.clone())),
                 to: None,
             },
-        });
-        self.out.push_back(Output::Event(Event::RequestAccepted {
-            computation: id,
-            roles,
-        }));
-        self.replay_early(id);
+        };
+        let Ok(randomness) = self.randomness_for(&signed.request) else {
+            // The round is not out: broadcast now (nodes refuse a request first seen after its
+            // round), plan when it arrives. Recorded first, so a restart still waits for it.
+            self.record(Record::Launching {
+                request: Box::new(signed),
+                finish_signature,
+                snapshot: directory,
+            });
+            self.out.push_back(broadcast);
+            return Ok(());
+        };
+        let seed = request_seed(&signed.request, randomness.as_ref());
+        self.plan_of(&signed.request, Some(&directory), &seed)
+            .map_err(|e| CommandError::Refused(e.into()))?;
+        self.admit(
+            signed,
+            Some(directory),
+            Some(finish_signature),
+            randomness,
+            Some(broadcast),
+        );
         Ok(())
     }
 
@@ -905,17 +1168,21 @@ impl Engine {
                 return; // the same request delivered twice by gossip
             }
         }
-        let refusal = if self.computations.len() >= MAX_COMPUTATIONS {
+        if self.awaiting.get(&id).is_some_and(|a| a.signed == signed) {
+            return; // already waiting for its round
+        }
+        let refusal = if self.computations.len() + self.awaiting.len() >= MAX_COMPUTATIONS
+            || self.awaiting.len() >= MAX_AWAITING_BEACON
+        {
             Some(Refusal {
                 kind: RefusalKind::Busy,
                 detail: "too many computations in flight".into(),
             })
         } else if let Err(e) = self.validator.accept(&signed, self.now) {
             Some(e.into())
-        } else if let Err(e) = self.plan_of(&signed.request, directory.as_ref()) {
-            Some(e.into())
         } else {
-            None
+            self.check_selection(&signed.request, directory.as_ref())
+                .err()
         };
         if let Some(reason) = refusal {
             self.out.push_back(Output::Event(Event::RequestRefused {
@@ -924,21 +1191,19 @@ impl Engine {
             }));
             return;
         }
-        if let Some(snapshot) = directory {
-            self.record(Record::Directory {
-                computation: id,
-                snapshot,
-            });
+        match self.randomness_for(&signed.request) {
+            Ok(randomness) => self.admit(signed, directory, None, randomness, None),
+            Err(()) => {
+                self.awaiting.insert(
+                    id,
+                    Awaiting {
+                        signed,
+                        directory,
+                        finish: None,
+                    },
+                );
+            }
         }
-        self.record(Record::Accepted {
-            request: Box::new(signed),
-        });
-        let roles = self.computations.get(&id).map_or(0, |c| c.roles.len());
-        self.out.push_back(Output::Event(Event::RequestAccepted {
-            computation: id,
-            roles,
-        }));
-        self.replay_early(id);
     }
 
     fn replay_early(&mut self, id: ComputationId) {
@@ -1119,6 +1384,25 @@ impl Engine {
 
     fn expire(&mut self) {
         let now = self.now;
+        let stale: Vec<ComputationId> = self
+            .awaiting
+            .iter()
+            .filter(|(_, a)| now >= a.signed.request.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            // Its round never came: a commissioner reports the failure.
+            if self
+                .awaiting
+                .remove(&id)
+                .is_some_and(|a| a.finish.is_some())
+            {
+                self.out.push_back(Output::Event(Event::Failed {
+                    computation: id,
+                    reason: Failure::NoQuorum { best_holders: 0 },
+                }));
+            }
+        }
         let expired: Vec<ComputationId> = self
             .computations
             .values()
@@ -1181,6 +1465,9 @@ impl Engine {
         let mut consider = |d: Micros| {
             next = Some(next.map_or(d, |n: Micros| n.min(d)));
         };
+        for a in self.awaiting.values() {
+            consider(a.signed.request.deadline);
+        }
         for comp in self.computations.values() {
             let req = comp.request();
             consider(req.deadline);
@@ -1285,6 +1572,8 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), R
         Record::Accepted { .. }
         | Record::Launched { .. }
         | Record::Closed { .. }
-        | Record::Directory { .. } => Ok(()),
+        | Record::Directory { .. }
+        | Record::BeaconRound { .. }
+        | Record::Launching { .. } => Ok(()),
     }
 }

@@ -29,6 +29,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
+mod selection;
+
 /// Upper bound on events one harness run may process.
 pub const MAX_STEPS: u64 = 200_000_000;
 
@@ -145,6 +147,10 @@ enum Action {
     Restart {
         node: usize,
     },
+    /// The beacon round `round` is published (`use_beacon`).
+    Beacon {
+        round: u64,
+    },
 }
 
 struct Slot {
@@ -233,6 +239,8 @@ pub struct Cluster {
     steps: u64,
     /// Print every delivery to stderr (set `GROVE_TRACE=1`).
     trace_deliveries: bool,
+    /// The test chain, once `use_beacon` turned it on.
+    beacon: Option<selection::HarnessBeacon>,
 }
 
 impl Cluster {
@@ -303,6 +311,7 @@ impl Cluster {
             trace: Sha256::new(),
             steps: 0,
             trace_deliveries: std::env::var_os("GROVE_TRACE").is_some(),
+            beacon: None,
         };
         for i in 0..cluster.nodes.len() {
             let seed = cluster.engine_seed(i);
@@ -415,6 +424,7 @@ impl Cluster {
             commissioner: CommissionerKey(self.commissioner_key.verifying_key().to_bytes()),
             commissioner_node: self.node_id(commissioner),
             directory: None,
+            beacon: None,
             created_at: self.now,
             deadline: self.now.plus(p.lifetime),
             query: String::new(),
@@ -436,7 +446,10 @@ impl Cluster {
     }
 
     /// Launches an already built request (tests that forge or tweak requests use this).
-    pub fn launch_request(&mut self, commissioner: usize, request: Request) -> ComputationId {
+    pub fn launch_request(&mut self, commissioner: usize, mut request: Request) -> ComputationId {
+        if request.beacon.is_none() {
+            request.beacon = self.name_round();
+        }
         let id = request.id;
         let signed = SignedRequest::sign(request.clone(), &self.commissioner_key);
         let finish_signature = sign_finish(&id, &self.commissioner_key);
@@ -481,8 +494,14 @@ impl Cluster {
 
     pub fn plan(&self, id: &ComputationId) -> Option<Arc<Plan>> {
         self.requests.get(id).and_then(|r| {
+            let seed = crate::plan::request_seed(r, self.randomness_of(r).as_ref());
             self.plans
-                .plan(r, self.directory.digest(), self.directory.directory())
+                .plan(
+                    r,
+                    &seed,
+                    self.directory.digest(),
+                    self.directory.directory(),
+                )
                 .ok()
         })
     }
@@ -717,8 +736,10 @@ impl Cluster {
                     engine = engine.skipping_k_min_check();
                 }
                 self.nodes[node].engine = Some(engine);
+                self.rejoin_beacon(node);
                 self.drain(node);
             }
+            Action::Beacon { round } => self.publish_round(round),
         }
     }
 

@@ -80,6 +80,12 @@ pub const MAX_HONEST_SOURCES: u32 = 10_000_000;
 pub const MAX_BEACON_SIGNATURE_BYTES: usize = 96;
 /// Longest wait between a request's creation and the beacon round it names, in microseconds.
 pub const MAX_BEACON_LEAD_MICROS: u64 = 10 * 60 * 1_000_000;
+/// Verified beacon rounds an engine keeps (the oldest goes first): at one round a second,
+/// longer than any request waits for its round.
+pub const MAX_BEACON_ROUNDS: usize = 1024;
+/// Requests an engine holds, validated, until the beacon round they name arrives (counted
+/// with the computations in flight against `MAX_COMPUTATIONS`).
+pub const MAX_AWAITING_BEACON: usize = MAX_COMPUTATIONS;
 
 // Membership (`membership`).
 

@@ -1,14 +1,19 @@
-//! The tree plan: a deterministic function of the request and a peer directory.
+//! The tree plan: a deterministic function of the request, its seed and a set of candidates.
 //!
 //! Groups sit at `(level, index)`; level 0 holds the leaf groups and the top level the single
 //! root group. Level `l + 1` has `ceil(groups(l) / fan_in)` groups and the parent of `(l, x)` is
-//! `(l + 1, x / fan_in)`. The member at position `i` of group `(l, x)` is the peer closest (XOR
-//! distance) to `H(request id, l, x, i)` that the plan has not used yet, visiting groups level by
-//! level and positions in order; the next closest unused peers are its ordered backups. A
-//! contributor's leaf group is `H(request id, contributor id) mod leaf_groups`.
+//! `(l + 1, x / fan_in)`. Position `i` of group `(l, x)` has the flat index
+//! `k = flat(l, x) * g + i - 1`; its member is the first candidate the plan has not used yet at
+//! or after the point `H("grove/select/v1", seed, k)` of the id ring (the rule of
+//! `Membership::select`, over the candidate set), visiting groups level by level and positions
+//! in order; the next unused candidates on the ring are its ordered backups. A contributor's
+//! leaf group is `H(seed, contributor id) mod leaf_groups`. The seed is [`request_seed`]: with a
+//! beacon, a hash of the signed request and the randomness of the round it names.
 
+use crate::beacon::{plan_seed, Randomness};
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, NodeId, Position};
 use crate::limits::{MAX_BACKUPS, MAX_CACHED_PLANS, MAX_PLAN_GROUPS};
+use crate::membership::{ring_key, selection_point};
 use crate::request::Request;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -28,38 +33,45 @@ pub enum PlanError {
     WrongSnapshot { expected: Digest, found: Digest },
 }
 
-/// The source of candidate peers: the node answers from its DHT view, the harness and the
-/// simulator from a global table.
+/// The seed a request's plan is drawn from. With the randomness of the beacon round the
+/// request names, `beacon::plan_seed` of the request's signing bytes (which cover the round
+/// and the chain), so no one knew it when the request was signed. Without a beacon (a request
+/// that names none, accepted only by engines configured without one) a hash of the request id,
+/// which the commissioner chooses: such plans are steerable by grinding ids.
+pub fn request_seed(request: &Request, randomness: Option<&Randomness>) -> [u8; 32] {
+    match (&request.beacon, randomness) {
+        (Some(beacon), Some(randomness)) => plan_seed(
+            &request.signing_bytes(),
+            &beacon.chain_hash,
+            beacon.round,
+            randomness,
+        ),
+        _ => hash_parts("grove/plan-seed/unbeaconed/v1", &[&request.id.0]),
+    }
+}
+
+/// The candidates a plan draws its members from: the node answers from the snapshot the
+/// request names, the harness and the simulator from a global table.
 pub trait PeerDirectory: Send + Sync {
-    /// Visits peers in increasing XOR distance from `key` until `visit` returns `false`.
-    fn for_each_closest(&self, key: &[u8; 32], visit: &mut dyn FnMut(NodeId) -> bool);
+    /// Visits every candidate once, in id order from the first at or after `point`, wrapping
+    /// around (the id ring), until `visit` returns `false`.
+    fn for_each_from(&self, point: &NodeId, visit: &mut dyn FnMut(NodeId) -> bool);
     /// The static X25519 key a peer receives sealed shares under.
     fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]>;
 }
 
-/// A directory held entirely in memory, sorted by id, with an XOR-closest walk in
-/// `O(log n + visited)`.
+/// A directory held entirely in memory, sorted by id: a ring walk starts in `O(log n)`.
 #[derive(Debug, Clone, Default)]
 pub struct SortedDirectory {
     /// Sorted by id, unique.
     peers: Vec<(NodeId, [u8; 32])>,
-    /// The first 8 bytes of each id, big-endian: the walk's splits read these, an eighth of
-    /// the memory of `peers` (a million-peer plan does close to a million walks).
-    prefixes: Vec<u64>,
-}
-
-fn prefix(id: &NodeId) -> u64 {
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&id.0[..8]);
-    u64::from_be_bytes(head)
 }
 
 impl SortedDirectory {
     pub fn new(mut peers: Vec<(NodeId, [u8; 32])>) -> SortedDirectory {
         peers.sort_by_key(|a| a.0);
         peers.dedup_by(|a, b| a.0 == b.0);
-        let prefixes = peers.iter().map(|(id, _)| prefix(id)).collect();
-        SortedDirectory { peers, prefixes }
+        SortedDirectory { peers }
     }
 
     pub fn len(&self) -> usize {
@@ -74,51 +86,17 @@ impl SortedDirectory {
     pub fn entries(&self) -> &[(NodeId, [u8; 32])] {
         &self.peers
     }
-
-    /// Walks the implicit binary trie of the sorted ids: at each bit, the half of the range
-    /// that agrees with `key` comes first, which is exactly increasing XOR distance.
-    fn walk(
-        &self,
-        key: &[u8; 32],
-        lo: usize,
-        hi: usize,
-        bit: usize,
-        visit: &mut dyn FnMut(NodeId) -> bool,
-    ) -> bool {
-        if lo >= hi {
-            return true;
-        }
-        if bit == 256 || hi - lo == 1 {
-            for (id, _) in &self.peers[lo..hi] {
-                if !visit(*id) {
-                    return false;
-                }
-            }
-            return true;
-        }
-        let byte = bit / 8;
-        let mask = 0x80u8 >> (bit % 8);
-        // Within [lo, hi) all ids share the first `bit` bits, so the ones with this bit clear
-        // come first.
-        let split = if bit < 64 {
-            let mask = 1u64 << (63 - bit);
-            lo + self.prefixes[lo..hi].partition_point(|p| p & mask == 0)
-        } else {
-            lo + self.peers[lo..hi].partition_point(|(id, _)| id.0[byte] & mask == 0)
-        };
-        let (first, second) = if key[byte] & mask == 0 {
-            ((lo, split), (split, hi))
-        } else {
-            ((split, hi), (lo, split))
-        };
-        self.walk(key, first.0, first.1, bit + 1, visit)
-            && self.walk(key, second.0, second.1, bit + 1, visit)
-    }
 }
 
 impl PeerDirectory for SortedDirectory {
-    fn for_each_closest(&self, key: &[u8; 32], visit: &mut dyn FnMut(NodeId) -> bool) {
-        self.walk(key, 0, self.peers.len(), 0, visit);
+    fn for_each_from(&self, point: &NodeId, visit: &mut dyn FnMut(NodeId) -> bool) {
+        let start = self.peers.partition_point(|(id, _)| id < point);
+        let (head, tail) = self.peers.split_at(start);
+        for (id, _) in tail.iter().chain(head) {
+            if !visit(*id) {
+                return;
+            }
+        }
     }
 
     fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]> {
@@ -159,6 +137,8 @@ pub fn level_sizes(leaf_groups: u32, fan_in: u32) -> Result<Vec<u32>, PlanError>
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub computation: ComputationId,
+    /// The seed positions and leaves are drawn from ([`request_seed`]).
+    pub seed: [u8; 32],
     pub g: u8,
     pub t: u8,
     pub fan_in: u32,
@@ -185,8 +165,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Builds the plan of `request` from `directory`.
-    pub fn build(request: &Request, directory: &dyn PeerDirectory) -> Result<Plan, PlanError> {
+    /// Builds the plan of `request` over the candidates of `directory`, drawn from `seed`
+    /// ([`request_seed`]).
+    pub fn build(
+        request: &Request,
+        seed: &[u8; 32],
+        directory: &dyn PeerDirectory,
+    ) -> Result<Plan, PlanError> {
         let g = request.privacy.g;
         let t = request.privacy.t;
         if t == 0 || t > g {
@@ -205,19 +190,22 @@ impl Plan {
         let mut members = Vec::with_capacity(positions);
         let mut backups = Vec::with_capacity(positions * backups_per_position as usize);
         let id = request.id;
+        let point = |flat: u32, position: Position| {
+            selection_point(
+                seed,
+                u64::from(flat) * u64::from(g) + u64::from(position) - 1,
+            )
+        };
+        // The candidates on the ring re-keyed by this seed: where an identity sits (and so the
+        // gap before it, which is its chance of being selected) is unknown until the round is
+        // out, so no one can choose ids that sit after large gaps.
+        let ring = Ring::new(seed, directory);
         for (level, &size) in level_sizes.iter().enumerate() {
             for index in 0..size {
                 for position in 1..=g {
-                    let key = position_key(
-                        &id,
-                        GroupId {
-                            level: level as u8,
-                            index,
-                        },
-                        position,
-                    );
+                    let key = point(level_offsets[level] + index, position);
                     let mut chosen = None;
-                    directory.for_each_closest(&key, &mut |peer| {
+                    ring.for_each_from(&key, &mut |peer| {
                         if used.contains(&peer) {
                             return true;
                         }
@@ -268,14 +256,14 @@ impl Plan {
                     }
                 }
                 for position in 1..=g {
-                    let key = position_key(&id, group, position);
+                    let key = point(flat_of(group) as u32, position);
                     let want = backups_per_position as usize;
                     let mut alternates: Vec<NodeId> = Vec::with_capacity(want);
                     for allow_members in [false, true] {
                         if alternates.len() >= want {
                             break;
                         }
-                        directory.for_each_closest(&key, &mut |peer| {
+                        ring.for_each_from(&key, &mut |peer| {
                             if excluded.contains(&peer)
                                 || (!allow_members && used.contains(&peer))
                                 || alternates.contains(&peer)
@@ -327,6 +315,7 @@ impl Plan {
         }
         let mut plan = Plan {
             computation: id,
+            seed: *seed,
             g,
             t,
             fan_in: request.tree.fan_in,
@@ -341,7 +330,7 @@ impl Plan {
             leaf_sizes: Vec::new(),
         };
         let mut leaf_sizes = vec![0u32; plan.level_sizes[0] as usize];
-        directory.for_each_closest(&[0u8; 32], &mut |peer| {
+        directory.for_each_from(&NodeId([0u8; 32]), &mut |peer| {
             leaf_sizes[plan.leaf_of(&peer).index as usize] += 1;
             true
         });
@@ -489,7 +478,7 @@ impl Plan {
 
     /// The leaf group a contributor sends its shares to.
     pub fn leaf_of(&self, contributor: &NodeId) -> GroupId {
-        let h = hash_parts("grove/leaf", &[&self.computation.0, &contributor.0]);
+        let h = hash_parts("grove/leaf", &[&self.seed, &contributor.0]);
         let x = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
         GroupId {
             level: 0,
@@ -511,6 +500,36 @@ impl Plan {
     }
 }
 
+/// The candidates in the order of their ring keys under one seed (`membership::ring_key`).
+struct Ring {
+    /// Sorted by key.
+    keys: Vec<(NodeId, NodeId)>,
+}
+
+impl Ring {
+    fn new(seed: &[u8; 32], directory: &dyn PeerDirectory) -> Ring {
+        let mut keys = Vec::new();
+        directory.for_each_from(&NodeId([0u8; 32]), &mut |peer| {
+            keys.push((ring_key(seed, &peer), peer));
+            true
+        });
+        keys.sort_unstable();
+        Ring { keys }
+    }
+
+    /// Visits every candidate once, from the first whose key is at or after `point`, wrapping
+    /// around, until `visit` returns `false`.
+    fn for_each_from(&self, point: &NodeId, visit: &mut dyn FnMut(NodeId) -> bool) {
+        let start = self.keys.partition_point(|(key, _)| key < point);
+        let (head, tail) = self.keys.split_at(start);
+        for (_, peer) in tail.iter().chain(head) {
+            if !visit(*peer) {
+                return;
+            }
+        }
+    }
+}
+
 fn group_of_flat(offsets: &[u32], sizes: &[u32], flat: u32) -> GroupId {
     let level = offsets.partition_point(|&o| o <= flat) - 1;
     debug_assert!(flat - offsets[level] < sizes[level]);
@@ -520,18 +539,8 @@ fn group_of_flat(offsets: &[u32], sizes: &[u32], flat: u32) -> GroupId {
     }
 }
 
-/// The DHT key of one position of one group.
-pub fn position_key(id: &ComputationId, group: GroupId, position: Position) -> [u8; 32] {
-    hash_parts(
-        "grove/position",
-        &[
-            &id.0,
-            &[group.level],
-            &group.index.to_le_bytes(),
-            &[position],
-        ],
-    )
-}
+/// A memoised plan's key: the computation, the snapshot's digest and the seed.
+type PlanKey = (ComputationId, Digest, [u8; 32]);
 
 /// Builds each computation's plan once per directory snapshot: a memo of a pure function
 /// (no IO), that the engines of one process (the harness, the simulator) may share; a node's
@@ -539,27 +548,28 @@ pub fn position_key(id: &ComputationId, group: GroupId, position: Position) -> [
 /// built again from the same snapshot if it is asked for again; engines keep their own `Arc`).
 #[derive(Default)]
 pub struct PlanCache {
-    plans: Mutex<BTreeMap<(ComputationId, Digest), Arc<Plan>>>,
+    plans: Mutex<BTreeMap<PlanKey, Arc<Plan>>>,
 }
 
 impl PlanCache {
-    /// The plan of `request` over `directory`, whose digest is `digest` (the key of the memo:
-    /// a `snapshot::DirectorySnapshot` carries both). The caller checks that it is the
-    /// directory the request names, if it names one.
+    /// The plan of `request` from `seed` over `directory`, whose digest is `digest` (the key
+    /// of the memo with the id and the seed: a `snapshot::DirectorySnapshot` carries both).
+    /// The caller checks that it is the directory the request names, if it names one.
     pub fn plan(
         &self,
         request: &Request,
+        seed: &[u8; 32],
         digest: Digest,
         directory: &dyn PeerDirectory,
     ) -> Result<Arc<Plan>, PlanError> {
-        let key = (request.id, digest);
+        let key = (request.id, digest, *seed);
         // A poisoned lock only means another thread panicked while inserting; the map itself
         // is still consistent (insertions are atomic), so recover it.
         let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(plan) = plans.get(&key) {
             return Ok(plan.clone());
         }
-        let plan = Arc::new(Plan::build(request, directory)?);
+        let plan = Arc::new(Plan::build(request, seed, directory)?);
         if plans.len() >= MAX_CACHED_PLANS {
             if let Some(first) = plans.keys().next().copied() {
                 plans.remove(&first);
@@ -585,56 +595,26 @@ mod tests {
             .collect()
     }
 
-    fn xor(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        for i in 0..32 {
-            out[i] = a[i] ^ b[i];
-        }
-        out
-    }
-
     #[test]
-    fn closest_walk_visits_in_increasing_xor_distance() {
+    fn ring_walk_visits_every_peer_once_from_the_point_on() {
         let dir = SortedDirectory::new(ids(500));
         for k in 0..20u64 {
-            let key = hash_parts("key", &[&k.to_le_bytes()]);
+            let point = NodeId(hash_parts("key", &[&k.to_le_bytes()]));
             let mut seen = Vec::new();
-            dir.for_each_closest(&key, &mut |id| {
+            dir.for_each_from(&point, &mut |id| {
                 seen.push(id);
                 true
             });
             assert_eq!(seen.len(), 500);
-            let mut sorted = seen.clone();
-            sorted.sort_by_key(|id| xor(&id.0, &key));
-            assert_eq!(seen, sorted);
+            // In ring order: ascending from the point, then ascending from the smallest id.
+            let wrap = seen.windows(2).filter(|w| w[1] < w[0]).count();
+            assert!(wrap <= 1);
+            assert!(seen[0] >= point || seen.iter().all(|id| *id < point));
         }
     }
 
-    #[test]
-    fn closest_walk_is_exact_when_ids_share_more_than_eight_bytes() {
-        // Half of the ids share their first 10 bytes: the walk must split on later bits.
-        let mut peers = ids(200);
-        for (i, (id, _)) in peers.iter_mut().enumerate() {
-            if i % 2 == 0 {
-                id.0[..10].copy_from_slice(&[0x5a; 10]);
-            }
-        }
-        let dir = SortedDirectory::new(peers);
-        for k in 0..20u64 {
-            let mut key = hash_parts("key", &[&k.to_le_bytes()]);
-            if k % 2 == 0 {
-                key[..10].copy_from_slice(&[0x5a; 10]);
-            }
-            let mut seen = Vec::new();
-            dir.for_each_closest(&key, &mut |id| {
-                seen.push(id);
-                true
-            });
-            assert_eq!(seen.len(), 200);
-            let mut sorted = seen.clone();
-            sorted.sort_by_key(|id| xor(&id.0, &key));
-            assert_eq!(seen, sorted);
-        }
+    fn seed(request: &Request) -> [u8; 32] {
+        request_seed(request, None)
     }
 
     fn request(id: u8, leaf_groups: u32, fan_in: u32, g: u8, t: u8, backups: u8) -> Request {
@@ -646,6 +626,7 @@ mod tests {
             commissioner: CommissionerKey([1; 32]),
             commissioner_node: NodeId([2; 32]),
             directory: None,
+            beacon: None,
             created_at: Micros(0),
             deadline: Micros(1_000_000),
             query: String::new(),
@@ -673,9 +654,10 @@ mod tests {
     fn the_plan_is_deterministic_and_every_position_has_a_distinct_member() {
         let dir = SortedDirectory::new(ids(400));
         let req = request(3, 10, 3, 7, 5, 2);
-        let a = Plan::build(&req, &dir).unwrap();
+        let a = Plan::build(&req, &seed(&req), &dir).unwrap();
         let b = Plan::build(
             &req,
+            &seed(&req),
             &SortedDirectory::new(ids(400).into_iter().rev().collect()),
         )
         .unwrap();
@@ -688,16 +670,25 @@ mod tests {
         // Another computation id gives another plan.
         assert_ne!(
             a.members(a.root()),
-            Plan::build(&request(4, 10, 3, 7, 5, 2), &dir)
-                .unwrap()
-                .members(a.root())
+            Plan::build(
+                &request(4, 10, 3, 7, 5, 2),
+                &seed(&request(4, 10, 3, 7, 5, 2)),
+                &dir
+            )
+            .unwrap()
+            .members(a.root())
         );
     }
 
     #[test]
     fn backups_never_sit_in_the_same_group_its_parent_or_its_children() {
         let dir = SortedDirectory::new(ids(300));
-        let plan = Plan::build(&request(5, 9, 3, 5, 3, 3), &dir).unwrap();
+        let plan = Plan::build(
+            &request(5, 9, 3, 5, 3, 3),
+            &seed(&request(5, 9, 3, 5, 3, 3)),
+            &dir,
+        )
+        .unwrap();
         for group in plan.groups() {
             let mut near: Vec<NodeId> = plan.members(group).to_vec();
             if let Some(p) = plan.parent(group) {
@@ -728,7 +719,12 @@ mod tests {
     #[test]
     fn parents_children_and_leaves_are_consistent() {
         let dir = SortedDirectory::new(ids(300));
-        let plan = Plan::build(&request(6, 11, 4, 3, 2, 1), &dir).unwrap();
+        let plan = Plan::build(
+            &request(6, 11, 4, 3, 2, 1),
+            &seed(&request(6, 11, 4, 3, 2, 1)),
+            &dir,
+        )
+        .unwrap();
         for group in plan.groups() {
             for c in plan.children(group) {
                 assert_eq!(plan.parent(c), Some(group));
@@ -749,7 +745,12 @@ mod tests {
     #[test]
     fn a_small_network_gets_fewer_backups_not_an_error() {
         let dir = SortedDirectory::new(ids(12));
-        let plan = Plan::build(&request(8, 2, 2, 3, 2, 2), &dir).unwrap();
+        let plan = Plan::build(
+            &request(8, 2, 2, 3, 2, 2),
+            &seed(&request(8, 2, 2, 3, 2, 2)),
+            &dir,
+        )
+        .unwrap();
         for group in plan.groups() {
             for position in 1..=plan.g {
                 let c: Vec<NodeId> = plan.candidates(group, position).collect();
@@ -766,7 +767,11 @@ mod tests {
     fn too_few_peers_is_an_error_not_a_panic() {
         let dir = SortedDirectory::new(ids(20));
         assert!(matches!(
-            Plan::build(&request(7, 8, 2, 5, 3, 1), &dir),
+            Plan::build(
+                &request(7, 8, 2, 5, 3, 1),
+                &seed(&request(7, 8, 2, 5, 3, 1)),
+                &dir
+            ),
             Err(PlanError::NotEnoughPeers { .. })
         ));
     }

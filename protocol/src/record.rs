@@ -6,6 +6,7 @@
 //! role: it applies them through the same function the live engine uses, then re-sends what
 //! its state implies (receivers ignore duplicates).
 
+use crate::beacon::Randomness;
 use crate::field::FieldVec;
 use crate::ids::{ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
 use crate::message::Manifest;
@@ -107,12 +108,28 @@ pub enum Record {
         computation: ComputationId,
         snapshot: DirectorySnapshot,
     },
+    /// The verified randomness of the beacon round the request names, recorded before its
+    /// `Accepted` or `Launched`: the plan's seed is drawn from it, live and on restore.
+    BeaconRound {
+        computation: ComputationId,
+        round: u64,
+        randomness: Randomness,
+    },
+    /// A commissioner launched a request whose beacon round is not out yet: it broadcast the
+    /// request and plans (then records `Launched`) when the round arrives, also after a restart.
+    Launching {
+        request: Box<SignedRequest>,
+        finish_signature: Vec<u8>,
+        snapshot: DirectorySnapshot,
+    },
 }
 
 impl Record {
     pub fn computation(&self) -> ComputationId {
         match self {
-            Record::Accepted { request } | Record::Launched { request, .. } => request.request.id,
+            Record::Accepted { request }
+            | Record::Launched { request, .. }
+            | Record::Launching { request, .. } => request.request.id,
             Record::Contribution { computation, .. }
             | Record::ShareHeld { computation, .. }
             | Record::ChildHeld { computation, .. }
@@ -123,7 +140,8 @@ impl Record {
             | Record::Takeover { computation, .. }
             | Record::Released { computation, .. }
             | Record::Closed { computation, .. }
-            | Record::Directory { computation, .. } => *computation,
+            | Record::Directory { computation, .. }
+            | Record::BeaconRound { computation, .. } => *computation,
         }
     }
 }

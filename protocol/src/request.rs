@@ -50,6 +50,15 @@ pub struct TreeParams {
     pub timeouts: Timeouts,
 }
 
+/// The beacon round a request names: the chain (its hash, from the chain's `info`) and the
+/// round number, which must be published after the request's creation
+/// (`Beacon::check_named_round`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeaconRef {
+    pub chain_hash: [u8; 32],
+    pub round: u64,
+}
+
 /// What a commissioner asks for. Signed as postcard bytes under a domain tag.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -61,6 +70,12 @@ pub struct Request {
     /// node whose own directory differs fetches that snapshot before building the plan. The
     /// engine and the plan never read it (the plan takes the directory as an input).
     pub directory: Option<Digest>,
+    /// The future beacon round whose randomness seeds the plan (`beacon.rs`): the plan's seed
+    /// is `plan_seed(signing bytes, chain, round, randomness)`, unknown to everyone when the
+    /// request is signed. `None`: the seed is a hash of the request id, which the commissioner
+    /// chooses; an engine configured with a beacon (`Engine::with_beacon`) refuses such a
+    /// request.
+    pub beacon: Option<BeaconRef>,
     pub created_at: Micros,
     pub deadline: Micros,
     /// The declarative query text (empty for raw vector contributions).
@@ -345,6 +360,7 @@ mod tests {
             commissioner: CommissionerKey(key.verifying_key().to_bytes()),
             commissioner_node: NodeId([2u8; 32]),
             directory: None,
+            beacon: None,
             created_at: Micros(100_000_000),
             deadline: Micros(160_000_000),
             query: "SELECT avg(x) FROM local".into(),

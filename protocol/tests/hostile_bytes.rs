@@ -156,7 +156,7 @@ fn huge_declared_lengths_fail_fast() {
     // Request: SignedRequest { Request { id, commissioner, commissioner_node, directory,
     // created_at, deadline, query: String, .. } }
     let mut req = [0x22u8; 96].to_vec();
-    req.extend([0, 1, 2]); // directory: None, created_at, deadline
+    req.extend([0, 0, 1, 2]); // directory: None, beacon: None, created_at, deadline
     prefixes.push(msg(0, &req)); // query
                                  // Share: group (level, index), position, contributor, sealed: Vec<u8>
     let mut share = vec![0, 3, 1];

@@ -39,6 +39,7 @@ fn setup(named: Option<Digest>) -> (Vec<Identity>, DirectorySnapshot, SignedRequ
         commissioner: CommissionerKey(key.verifying_key().to_bytes()),
         commissioner_node: ids[0].node,
         directory: named,
+        beacon: None,
         created_at: NOW,
         deadline: NOW.plus(p.lifetime),
         query: String::new(),

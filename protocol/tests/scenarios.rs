@@ -255,7 +255,7 @@ fn a_contributor_restarting_resends_identical_shares() {
 
 #[test]
 fn more_than_g_minus_t_failures_in_one_group_cost_at_most_that_subtree() {
-    let mut c = setup(60, 40, 6, 9);
+    let mut c = setup(60, 40, 6, 2);
     let id = c.launch(COMMISSIONER, &small_params());
     let victims: Vec<usize> = (1..=3).map(|p| member(&c, &id, leaf(1), p)).collect();
     for v in &victims {
@@ -298,7 +298,7 @@ fn k_min_not_met_releases_nothing_to_anyone() {
 
 #[test]
 fn a_heal_helper_dying_mid_heal_is_retried_with_other_helpers() {
-    let mut c = setup(60, 40, 6, 11);
+    let mut c = setup(60, 40, 6, 13);
     // Heal attempts time out quickly, and the level above waits long enough for the retry
     // (otherwise the root may heal the level above first, which is also correct).
     let mut p = small_params();
@@ -840,7 +840,7 @@ fn a_contributor_sends_its_seeds_before_its_full_vectors() {
     // g = 5, t = 3: two seeds and three full vectors. A contributor that dies after its first
     // t - 1 sends has handed out only seeds, so its first full vector completes t positions:
     // the shortest time during which its death loses it.
-    let mut c = setup(60, 40, 6, 12);
+    let mut c = setup(60, 40, 6, 9);
     let crashed = [1usize, 2, 3, 4, 5, 6];
     for &n in &crashed {
         c.crash_after_sends(n, "share", 2);

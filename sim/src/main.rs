@@ -983,6 +983,7 @@ fn sample_request(key: &ed25519_dalek::SigningKey) -> grove_protocol::request::R
         commissioner: CommissionerKey(key.verifying_key().to_bytes()),
         commissioner_node: NodeId([2; 32]),
         directory: None,
+        beacon: None,
         created_at: Micros(1_000_000),
         deadline: Micros(100_000_000),
         query: String::new(),

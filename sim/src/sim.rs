@@ -522,6 +522,7 @@ impl Simulator {
             commissioner: CommissionerKey(self.commissioner_key.verifying_key().to_bytes()),
             commissioner_node: self.nodes[COMMISSIONER as usize].identity.node,
             directory: None,
+            beacon: None,
             created_at: self.now,
             deadline: self.now.plus((p.lifetime_s * 1e6) as u64),
             query: String::new(),
@@ -555,6 +556,7 @@ impl Simulator {
             .plans
             .plan(
                 &request,
+                &grove_protocol::plan::request_seed(&request, None),
                 self.directory.digest(),
                 self.directory.directory(),
             )

@@ -168,7 +168,7 @@ fn a_leaf_told_of_a_dead_contributor_stops_waiting_for_its_share() {
     cfg.protocol.timeouts.share_window_ms = 20_000.0;
     cfg.protocol.timeouts.level_span_ms = 20_000.0;
     cfg.failures.uniform.rate_percent_per_s = 1.0;
-    let r = run_one(&cfg, 5);
+    let r = run_one(&cfg, 3);
     assert!(r.ok(), "{:?}", r.checks.violations);
     assert!(r.released, "{:?}", r.failure);
     assert!(

@@ -75,6 +75,8 @@ pub fn record_kind(record: &Record) -> &'static str {
         Record::CountsOpened { .. } => "CountsOpened",
         Record::Closed { .. } => "Closed",
         Record::Directory { .. } => "Directory",
+        Record::BeaconRound { .. } => "BeaconRound",
+        Record::Launching { .. } => "Launching",
     }
 }
 

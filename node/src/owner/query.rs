@@ -133,6 +133,7 @@ pub fn build_request(
         },
         // The commissioner's daemon names its directory snapshot after building the request.
         directory: None,
+        beacon: None,
     })
 }
 

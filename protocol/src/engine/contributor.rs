@@ -2,7 +2,7 @@
 //! (seeds first), sealed to whoever serves each position, sent again on request; or its
 //! decline.
 
-use super::{server_of, slot, CommandError, Ctx, Engine, Event, Rejection};
+use super::{server_of, slot, CommandError, Ctx, Engine, Event, Refusal, RefusalKind, Rejection};
 use crate::field::{FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, NodeId, Position};
 use crate::message::{Body, DeclineMsg, ShareMsg, SharePayload, ShareQueryMsg};
@@ -28,6 +28,24 @@ impl Engine {
             .ok_or(CommandError::UnknownComputation(id))?;
         if comp.contribution.is_some() {
             return Err(CommandError::AlreadyContributed(id));
+        }
+        // Every node that may receive this node's shares (its leaf's members and their backups)
+        // must be a candidate this node can verify: admitted and old enough.
+        if let Some(rule) = &self.candidate_rule {
+            let plan = &comp.plan;
+            let leaf = plan.leaf_of(&self.identity.node);
+            let created_at = comp.request().created_at;
+            for position in 1..=plan.g {
+                if let Some(node) = plan
+                    .candidates(leaf, position)
+                    .find(|n| !rule.verifies(n, created_at))
+                {
+                    return Err(CommandError::Refused(Refusal {
+                        kind: RefusalKind::Candidates,
+                        detail: format!("leaf member {node:?} is not an admitted candidate"),
+                    }));
+                }
+            }
         }
         let spec = &comp.request().contribution;
         let mut vector = spec.encode(values)?;

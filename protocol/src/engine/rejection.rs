@@ -36,6 +36,8 @@ pub enum Rejection {
     UnknownComputation,
     #[error("a round past the limit")]
     RoundPastLimit,
+    #[error("a beacon round that does not verify under the configured chain's key")]
+    BadBeaconRound,
     // Contributions.
     #[error("share not sent by its contributor")]
     ShareNotFromContributor,

@@ -386,6 +386,7 @@ fn a_request_must_carry_the_spec_its_query_compiles_to() {
         commissioner: CommissionerKey([2; 32]),
         commissioner_node: NodeId([3; 32]),
         directory: None,
+        beacon: None,
         created_at: Micros(1),
         deadline: Micros(2),
         query: text.into(),

@@ -261,6 +261,7 @@ async fn the_simulator_and_real_processes_agree_on_one_seeded_scenario() -> anyh
     .map_err(|e| anyhow::anyhow!(e))?;
     let rebuilt = Plan::build(
         &request,
+        &grove_protocol::plan::request_seed(&request, None),
         &SortedDirectory::new(ids.iter().map(|id| (*id, [0u8; 32])).collect()),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
