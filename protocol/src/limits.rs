@@ -105,3 +105,9 @@ pub const MAX_EQUIVOCATIONS: usize = 1 << 16;
 pub const MAX_CANDIDATES: usize = 100_000;
 /// Largest number of ineligible entries selection skips before it gives up on a position.
 pub const MAX_SELECTION_SCAN: usize = 4096;
+
+// Framed reads and early messages (`frame`, the engine's early queue).
+
+/// Smallest step by which a frame reader grows its buffer (and takes room from its budget):
+/// a claimed length buys nothing until its bytes arrive.
+pub const FRAME_CHUNK_BYTES: usize = 64 * 1024;

@@ -292,6 +292,16 @@ impl Node {
             "directory_digest": dir.digest().to_string(),
             "received": self.transport.received_by_kind,
             "rejected": rejected,
+            // Inbound streams cut by a budget (`daemon::budget`), by reason, and the room
+            // received messages hold now.
+            "inbound_rejected": self
+                .transport
+                .inbound
+                .rejections()
+                .into_iter()
+                .map(|(reason, n)| (format!("{reason:?}"), json!(n)))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
+            "inbound_bytes_held": self.transport.inbound.used(),
             "uptime_ms": self.control.started.elapsed().as_millis() as u64,
         })
     }
