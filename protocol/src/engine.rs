@@ -9,7 +9,7 @@
 use crate::encoding::EncodingError;
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position, Version};
-use crate::limits::{MAX_COMPUTATIONS, MAX_EARLY_MESSAGES};
+use crate::limits::MAX_COMPUTATIONS;
 use crate::message::{Body, Manifest, Message, Slot};
 use crate::plan::{Plan, PlanCache, PlanError};
 use crate::record::Record;
@@ -56,6 +56,7 @@ mod agreement;
 mod collection;
 mod commissioner;
 mod contributor;
+mod early;
 mod failover;
 mod heal;
 pub mod manifest;
@@ -436,7 +437,8 @@ pub struct Engine {
     validator: RequestValidator,
     /// Boxed: a map node holds room for eleven entries, and most engines hold one.
     computations: BTreeMap<ComputationId, Box<Computation>>,
-    early: VecDeque<(NodeId, Message)>,
+    /// Messages for computations whose request has not arrived yet (`early`).
+    early: early::EarlyQueue,
     out: VecDeque<Output>,
     now: Micros,
     envelope: Arc<dyn Envelope>,
@@ -459,7 +461,7 @@ impl Engine {
             directories: BTreeMap::new(),
             validator: RequestValidator::new(),
             computations: BTreeMap::new(),
-            early: VecDeque::new(),
+            early: early::EarlyQueue::default(),
             out: VecDeque::new(),
             now: Micros::ZERO,
             envelope: Arc::new(NoiseEnvelope),
@@ -648,11 +650,17 @@ impl Engine {
         }
         if !self.computations.contains_key(&id) {
             if !self.validator.seen(&id) {
-                // The request may still be on its way: keep a bounded number of early messages.
-                if self.early.len() >= MAX_EARLY_MESSAGES {
-                    self.early.pop_front();
+                // The request may still be on its way: keep it, within the early queue's
+                // bounds (count and bytes, per sender and in total).
+                let kind = message.kind();
+                for reason in self.early.push(from, message) {
+                    count_rejection(&mut self.rejections, reason);
+                    self.out.push_back(Output::Event(Event::MessageRejected {
+                        from,
+                        kind,
+                        reason: reason.to_string(),
+                    }));
                 }
-                self.early.push_back((from, message));
             }
             return;
         }
@@ -929,10 +937,7 @@ impl Engine {
     }
 
     fn replay_early(&mut self, id: ComputationId) {
-        let (mine, rest): (Vec<_>, Vec<_>) =
-            self.early.drain(..).partition(|(_, m)| m.computation == id);
-        self.early = rest.into();
-        for (from, message) in mine {
+        for (from, message) in self.early.take(id) {
             self.dispatch(from, message);
         }
     }

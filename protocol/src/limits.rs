@@ -111,3 +111,10 @@ pub const MAX_SELECTION_SCAN: usize = 4096;
 /// Smallest step by which a frame reader grows its buffer (and takes room from its budget):
 /// a claimed length buys nothing until its bytes arrive.
 pub const FRAME_CHUNK_BYTES: usize = 64 * 1024;
+/// Largest total encoded size of the messages buffered for computations whose request has not
+/// arrived yet (beside [`MAX_EARLY_MESSAGES`]): four messages of the largest size.
+pub const MAX_EARLY_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
+/// Largest number of early messages one sender may have buffered.
+pub const MAX_EARLY_MESSAGES_PER_SENDER: usize = 256;
+/// Largest total encoded size of one sender's early messages: one message of the largest size.
+pub const MAX_EARLY_BYTES_PER_SENDER: usize = MAX_MESSAGE_BYTES;

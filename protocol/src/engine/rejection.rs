@@ -116,4 +116,9 @@ pub enum Rejection {
     PlanUnavailable,
     #[error("cannot seal a share")]
     SealFailed,
+    // Budgets (`engine/early.rs`, computation slots).
+    #[error("the sender's early messages are over its quota")]
+    EarlySenderFull,
+    #[error("an early message dropped to make room")]
+    EarlyEvicted,
 }
