@@ -9,7 +9,6 @@
 use crate::encoding::EncodingError;
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position, Version};
-use crate::limits::MAX_COMPUTATIONS;
 use crate::message::{Body, Manifest, Message, Slot};
 use crate::plan::{Plan, PlanCache, PlanError};
 use crate::record::Record;
@@ -62,6 +61,7 @@ mod heal;
 pub mod manifest;
 mod rejection;
 mod role;
+mod slots;
 mod strategy;
 
 pub use manifest::{choose_manifest, version_of};
@@ -448,6 +448,8 @@ pub struct Engine {
     check_k_min: bool,
     /// Input refused since this engine started, by reason (at most one entry per variant).
     rejections: BTreeMap<Rejection, u64>,
+    /// The commissioners the owner trusts (`slots`); `None`: the driver makes no distinction.
+    trusted: Option<std::collections::BTreeSet<crate::request::CommissionerKey>>,
 }
 
 impl Engine {
@@ -468,6 +470,7 @@ impl Engine {
             strategy: Strategy::default(),
             check_k_min: true,
             rejections: BTreeMap::new(),
+            trusted: None,
         }
     }
 
@@ -635,6 +638,16 @@ impl Engine {
         };
         self.advance_all();
         result
+    }
+
+    /// The commissioners the owner trusts: those others share at most
+    /// `MAX_UNTRUSTED_COMPUTATIONS` computation slots (`engine/slots.rs`). Bounded by the
+    /// driver's trust list; the engine keeps the last set given.
+    pub fn set_trusted(
+        &mut self,
+        trusted: impl IntoIterator<Item = crate::request::CommissionerKey>,
+    ) {
+        self.trusted = Some(trusted.into_iter().collect());
     }
 
     /// One message from `from` (authenticated by the transport).
@@ -852,10 +865,13 @@ impl Engine {
         directory: DirectorySnapshot,
     ) -> Result<(), CommandError> {
         let id = signed.request.id;
-        if self.computations.len() >= MAX_COMPUTATIONS {
+        // The owner's own launch is trusted.
+        if let Err((_, detail)) =
+            slots::admit(&self.computations, None, &signed.request.commissioner)
+        {
             return Err(CommandError::Refused(Refusal {
                 kind: RefusalKind::Busy,
-                detail: "too many computations in flight".into(),
+                detail,
             }));
         }
         self.validator
@@ -900,10 +916,18 @@ impl Engine {
                 return; // the same request delivered twice by gossip
             }
         }
-        let refusal = if self.computations.len() >= MAX_COMPUTATIONS {
+        let admitted = slots::admit(
+            &self.computations,
+            self.trusted.as_ref(),
+            &signed.request.commissioner,
+        );
+        let refusal = if let Err((rejection, detail)) = admitted {
+            if let Some(r) = rejection {
+                count_rejection(&mut self.rejections, r);
+            }
             Some(Refusal {
                 kind: RefusalKind::Busy,
-                detail: "too many computations in flight".into(),
+                detail,
             })
         } else if let Err(e) = self.validator.accept(&signed, self.now) {
             Some(e.into())

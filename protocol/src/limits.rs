@@ -118,3 +118,11 @@ pub const MAX_EARLY_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
 pub const MAX_EARLY_MESSAGES_PER_SENDER: usize = 256;
 /// Largest total encoded size of one sender's early messages: one message of the largest size.
 pub const MAX_EARLY_BYTES_PER_SENDER: usize = MAX_MESSAGE_BYTES;
+
+// Computation slots (`engine/slots.rs`).
+
+/// Largest number of computations one commissioner holds on a node at once.
+pub const MAX_COMPUTATIONS_PER_COMMISSIONER: usize = MAX_COMPUTATIONS / 8;
+/// Largest number of computations all commissioners the owner does not trust hold on a node
+/// together; the other half of [`MAX_COMPUTATIONS`] stays for trusted ones.
+pub const MAX_UNTRUSTED_COMPUTATIONS: usize = MAX_COMPUTATIONS / 2;

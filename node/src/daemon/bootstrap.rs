@@ -75,6 +75,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         console,
     );
     node.load_pending()?;
+    node.refresh_trusted();
     node.drain()?;
     node.resume_consent(&contributed)?;
     let result = node.run(ctl_rx, args.exit_on_stdin_eof).await;

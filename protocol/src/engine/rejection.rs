@@ -121,4 +121,8 @@ pub enum Rejection {
     EarlySenderFull,
     #[error("an early message dropped to make room")]
     EarlyEvicted,
+    #[error("the commissioner holds its share of computation slots")]
+    CommissionerOverQuota,
+    #[error("untrusted commissioners hold their share of computation slots")]
+    UntrustedOverQuota,
 }
