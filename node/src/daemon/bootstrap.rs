@@ -220,6 +220,7 @@ impl Node {
             transport: Transport {
                 swarm,
                 inbound,
+                pulls: Default::default(),
                 pending_sends: HashMap::new(),
                 loopback: VecDeque::new(),
                 sent_by_kind: BTreeMap::new(),
