@@ -12,7 +12,6 @@ use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{
     MAX_AWAITING_BEACON, MAX_BEACON_ROUNDS, MAX_CLOCK_SKEW_MICROS, MAX_COMPUTATIONS,
-    MAX_EARLY_MESSAGES,
 };
 use crate::membership::CandidateRule;
 use crate::message::{Body, Manifest, Message, Slot};
@@ -61,11 +60,13 @@ mod agreement;
 mod collection;
 mod commissioner;
 mod contributor;
+mod early;
 mod failover;
 mod heal;
 pub mod manifest;
 mod rejection;
 mod role;
+mod slots;
 mod strategy;
 
 pub use manifest::{choose_manifest, version_of};
@@ -461,7 +462,8 @@ pub struct Engine {
     validator: RequestValidator,
     /// Boxed: a map node holds room for eleven entries, and most engines hold one.
     computations: BTreeMap<ComputationId, Box<Computation>>,
-    early: VecDeque<(NodeId, Message)>,
+    /// Messages for computations whose request has not arrived yet (`early`).
+    early: early::EarlyQueue,
     out: VecDeque<Output>,
     now: Micros,
     envelope: Arc<dyn Envelope>,
@@ -482,6 +484,8 @@ pub struct Engine {
     seeds: BTreeMap<ComputationId, Randomness>,
     /// The candidate-set rule applied at request intake (`None`: no membership view).
     candidate_rule: Option<Arc<dyn CandidateRule>>,
+    /// The commissioners the owner trusts (`slots`); `None`: the driver makes no distinction.
+    trusted: Option<std::collections::BTreeSet<crate::request::CommissionerKey>>,
 }
 
 /// A validated request waiting for its beacon round.
@@ -503,7 +507,7 @@ impl Engine {
             directories: BTreeMap::new(),
             validator: RequestValidator::new(),
             computations: BTreeMap::new(),
-            early: VecDeque::new(),
+            early: early::EarlyQueue::default(),
             out: VecDeque::new(),
             now: Micros::ZERO,
             envelope: Arc::new(NoiseEnvelope),
@@ -515,6 +519,7 @@ impl Engine {
             awaiting: BTreeMap::new(),
             seeds: BTreeMap::new(),
             candidate_rule: None,
+            trusted: None,
         }
     }
 
@@ -750,6 +755,16 @@ impl Engine {
         result
     }
 
+    /// The commissioners the owner trusts: those others share at most
+    /// `MAX_UNTRUSTED_COMPUTATIONS` computation slots (`engine/slots.rs`). Bounded by the
+    /// driver's trust list; the engine keeps the last set given.
+    pub fn set_trusted(
+        &mut self,
+        trusted: impl IntoIterator<Item = crate::request::CommissionerKey>,
+    ) {
+        self.trusted = Some(trusted.into_iter().collect());
+    }
+
     /// One message from `from` (authenticated by the transport).
     pub fn handle_message(&mut self, now: Micros, from: NodeId, message: Message) {
         self.now = self.now.max(now);
@@ -763,11 +778,17 @@ impl Engine {
         }
         if !self.computations.contains_key(&id) {
             if !self.validator.seen(&id) || self.awaiting.contains_key(&id) {
-                // The request may still be on its way: keep a bounded number of early messages.
-                if self.early.len() >= MAX_EARLY_MESSAGES {
-                    self.early.pop_front();
+                // The request may still be on its way: keep it, within the early queue's
+                // bounds (count and bytes, per sender and in total).
+                let kind = message.kind();
+                for reason in self.early.push(from, message) {
+                    count_rejection(&mut self.rejections, reason);
+                    self.out.push_back(Output::Event(Event::MessageRejected {
+                        from,
+                        kind,
+                        reason: reason.to_string(),
+                    }));
                 }
-                self.early.push_back((from, message));
             }
             return;
         }
@@ -1113,10 +1134,16 @@ impl Engine {
         directory: DirectorySnapshot,
     ) -> Result<(), CommandError> {
         let id = signed.request.id;
-        if self.computations.len() + self.awaiting.len() >= MAX_COMPUTATIONS {
+        // The owner's own launch is trusted; requests waiting for their round hold slots too.
+        let admitted = if self.computations.len() + self.awaiting.len() >= MAX_COMPUTATIONS {
+            Err((None, "too many computations in flight".to_string()))
+        } else {
+            slots::admit(&self.computations, None, &signed.request.commissioner)
+        };
+        if let Err((_, detail)) = admitted {
             return Err(CommandError::Refused(Refusal {
                 kind: RefusalKind::Busy,
-                detail: "too many computations in flight".into(),
+                detail,
             }));
         }
         self.validator
@@ -1171,12 +1198,24 @@ impl Engine {
         if self.awaiting.get(&id).is_some_and(|a| a.signed == signed) {
             return; // already waiting for its round
         }
-        let refusal = if self.computations.len() + self.awaiting.len() >= MAX_COMPUTATIONS
+        let admitted = if self.computations.len() + self.awaiting.len() >= MAX_COMPUTATIONS
             || self.awaiting.len() >= MAX_AWAITING_BEACON
         {
+            Err((None, "too many computations in flight".to_string()))
+        } else {
+            slots::admit(
+                &self.computations,
+                self.trusted.as_ref(),
+                &signed.request.commissioner,
+            )
+        };
+        let refusal = if let Err((rejection, detail)) = admitted {
+            if let Some(r) = rejection {
+                count_rejection(&mut self.rejections, r);
+            }
             Some(Refusal {
                 kind: RefusalKind::Busy,
-                detail: "too many computations in flight".into(),
+                detail,
             })
         } else if let Err(e) = self.validator.accept(&signed, self.now) {
             Some(e.into())
@@ -1207,10 +1246,7 @@ impl Engine {
     }
 
     fn replay_early(&mut self, id: ComputationId) {
-        let (mine, rest): (Vec<_>, Vec<_>) =
-            self.early.drain(..).partition(|(_, m)| m.computation == id);
-        self.early = rest.into();
-        for (from, message) in mine {
+        for (from, message) in self.early.take(id) {
             self.dispatch(from, message);
         }
     }

@@ -38,6 +38,7 @@ pub mod drain;
 pub mod encoding;
 pub mod engine;
 pub mod field;
+pub mod frame;
 pub mod ids;
 pub mod limits;
 pub mod membership;

@@ -115,3 +115,24 @@ pub const MAX_SELECTION_SCAN: usize = 4096;
 /// member makes at most `MAX_HEAL_ATTEMPTS` attempts per heal, and may heal a missing version
 /// once more after adoption); past it, a go is refused (`Rejection::HealGoOverBound`).
 pub const MAX_HEAL_GO_ANSWERS: u32 = 2 * MAX_HEAL_ATTEMPTS;
+
+// Framed reads and early messages (`frame`, the engine's early queue).
+
+/// Smallest step by which a frame reader grows its buffer (and takes room from its budget):
+/// a claimed length buys nothing until its bytes arrive.
+pub const FRAME_CHUNK_BYTES: usize = 64 * 1024;
+/// Largest total encoded size of the messages buffered for computations whose request has not
+/// arrived yet (beside [`MAX_EARLY_MESSAGES`]): four messages of the largest size.
+pub const MAX_EARLY_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
+/// Largest number of early messages one sender may have buffered.
+pub const MAX_EARLY_MESSAGES_PER_SENDER: usize = 256;
+/// Largest total encoded size of one sender's early messages: one message of the largest size.
+pub const MAX_EARLY_BYTES_PER_SENDER: usize = MAX_MESSAGE_BYTES;
+
+// Computation slots (`engine/slots.rs`).
+
+/// Largest number of computations one commissioner holds on a node at once.
+pub const MAX_COMPUTATIONS_PER_COMMISSIONER: usize = MAX_COMPUTATIONS / 8;
+/// Largest number of computations all commissioners the owner does not trust hold on a node
+/// together; the other half of [`MAX_COMPUTATIONS`] stays for trusted ones.
+pub const MAX_UNTRUSTED_COMPUTATIONS: usize = MAX_COMPUTATIONS / 2;

@@ -58,13 +58,24 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         records,
         now_micros(),
     ));
-    let swarm = build_swarm(&keys, &config, &args, &directory)?;
+    let inbound = super::budget::NodeBudget::new(super::budget::MAX_INBOUND_BYTES);
+    let swarm = build_swarm(&keys, &config, &args, &directory, inbound.clone())?;
     let (ctl_rx, console) = start_control(&dir, &config, &args).await?;
     tracing::info!(
         "grove daemon {peer_id} (node {me}) started; {restored} engine records restored"
     );
-    let mut node = Node::new(dir, &config, engine, swarm, store, directory, keys, console);
+    let mut node = Node::new(
+        dir,
+        &config,
+        engine,
+        (swarm, inbound),
+        store,
+        directory,
+        keys,
+        console,
+    );
     node.load_pending()?;
+    node.refresh_trusted();
     node.drain()?;
     node.resume_consent(&contributed)?;
     let result = node.run(ctl_rx, args.exit_on_stdin_eof).await;
@@ -102,8 +113,10 @@ fn build_swarm(
     config: &config::Config,
     args: &DaemonArgs,
     directory: &Directory,
+    inbound: std::sync::Arc<super::budget::NodeBudget>,
 ) -> anyhow::Result<Swarm<Behaviour>> {
-    let mut swarm = net::build_swarm(keys.libp2p.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let mut swarm =
+        net::build_swarm_with(keys.libp2p.clone(), inbound).map_err(|e| anyhow::anyhow!(e))?;
     let listen = if args.listen.is_empty() {
         &config.listen
     } else {
@@ -187,7 +200,7 @@ impl Node {
         data_dir: PathBuf,
         config: &config::Config,
         engine: Engine,
-        swarm: Swarm<Behaviour>,
+        (swarm, inbound): (Swarm<Behaviour>, Arc<super::budget::NodeBudget>),
         store: Arc<Store>,
         directory: Directory,
         keys: Keys,
@@ -206,6 +219,8 @@ impl Node {
             next_deadline: None,
             transport: Transport {
                 swarm,
+                inbound,
+                pulls: Default::default(),
                 pending_sends: HashMap::new(),
                 loopback: VecDeque::new(),
                 sent_by_kind: BTreeMap::new(),

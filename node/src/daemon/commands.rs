@@ -166,11 +166,37 @@ impl Node {
                 entry.mode.name()
             ),
         );
+        self.refresh_trusted();
         // Its computations already under way may still take shares.
         self.look_for_requests();
         ControlReply::Ok {
             data: serde_json::to_value(&entry).unwrap_or_default(),
         }
+    }
+
+    /// Tells the engine which commissioners the owner trusts (this node's own key and the
+    /// trust list): the others share at most `MAX_UNTRUSTED_COMPUTATIONS` computation slots.
+    pub(super) fn refresh_trusted(&mut self) {
+        let list = match self.store.trust_list() {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!("cannot read the trust list: {e}");
+                return;
+            }
+        };
+        let own = CommissionerKey(self.keys.commissioner.verifying_key().to_bytes());
+        let keys = list.iter().filter_map(|t| {
+            let bytes: Vec<u8> = (0..t.key.len() / 2)
+                .map(|i| {
+                    t.key
+                        .get(2 * i..2 * i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect::<Option<_>>()?;
+            Some(CommissionerKey(bytes.try_into().ok()?))
+        });
+        self.engine
+            .set_trusted(std::iter::once(own).chain(keys).collect::<Vec<_>>());
     }
 
     /// The trusted commissioners, each budget with what its commissioner spent
@@ -201,6 +227,7 @@ impl Node {
     fn trust_remove(&mut self, key: &str) -> ControlReply {
         match self.store.trust_remove(key) {
             Ok(true) => {
+                self.refresh_trusted();
                 self.audit(
                     None,
                     "trust",
@@ -292,6 +319,16 @@ impl Node {
             "directory_digest": dir.digest().to_string(),
             "received": self.transport.received_by_kind,
             "rejected": rejected,
+            // Inbound streams cut by a budget (`daemon::budget`), by reason, and the room
+            // received messages hold now.
+            "inbound_rejected": self
+                .transport
+                .inbound
+                .rejections()
+                .into_iter()
+                .map(|(reason, n)| (format!("{reason:?}"), json!(n)))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
+            "inbound_bytes_held": self.transport.inbound.used(),
             "uptime_ms": self.control.started.elapsed().as_millis() as u64,
         })
     }

@@ -406,6 +406,42 @@ impl Snapshots {
     }
 }
 
+/// Shortest time between two directory pulls of one peer that this node answers. An honest
+/// node pulls twice at start, `SYNC_GAP` (5 s) apart and from two peers, then one peer every
+/// `directory_sync_secs` (30 s by default): a pull of 33 bytes can ask for up to
+/// [`MAX_SNAPSHOT_BYTES`], so a peer asking faster is not answered (`PullRate` in
+/// `grove status`'s `inbound_rejected`).
+pub const MIN_PULL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Largest number of peers whose last answered pull this node remembers; beyond, the entries
+/// older than [`MIN_PULL_INTERVAL`] are forgotten, and if none is, the pull is refused.
+pub const MAX_PULL_PEERS: usize = 4096;
+
+/// When this node last answered each peer's directory pull.
+#[derive(Debug, Default)]
+pub struct PullLimiter {
+    last: BTreeMap<PeerId, std::time::Instant>,
+}
+
+impl PullLimiter {
+    /// Whether to answer `peer`'s pull at `now` (and if so, remember it).
+    pub fn allow(&mut self, peer: PeerId, now: std::time::Instant) -> bool {
+        if let Some(t) = self.last.get(&peer) {
+            if now.saturating_duration_since(*t) < MIN_PULL_INTERVAL {
+                return false;
+            }
+        }
+        if self.last.len() >= MAX_PULL_PEERS && !self.last.contains_key(&peer) {
+            self.last
+                .retain(|_, t| now.saturating_duration_since(*t) < MIN_PULL_INTERVAL);
+            if self.last.len() >= MAX_PULL_PEERS {
+                return false;
+            }
+        }
+        self.last.insert(peer, now);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,5 +516,23 @@ mod tests {
             .is_empty());
         // Garbage is an error, not a panic.
         assert!(decode_sync(&[0xff; 16]).is_err());
+    }
+
+    #[test]
+    fn a_peer_pulling_faster_than_the_interval_is_not_answered() {
+        let mut limiter = PullLimiter::default();
+        let fast = PeerId::random();
+        let other = PeerId::random();
+        let t0 = std::time::Instant::now();
+        assert!(limiter.allow(fast, t0));
+        let refused = (1..100)
+            .filter(|i| !limiter.allow(fast, t0 + std::time::Duration::from_millis(10 * i)))
+            .count();
+        assert_eq!(refused, 99, "a hundred pulls in a second: one answered");
+        assert!(
+            limiter.allow(other, t0),
+            "another peer has its own allowance"
+        );
+        assert!(limiter.allow(fast, t0 + MIN_PULL_INTERVAL));
     }
 }

@@ -94,7 +94,7 @@ impl Effects for NodeEffects<'_> {
             .swarm
             .behaviour_mut()
             .messages
-            .send_request_with_addresses(&peer, bytes.clone(), addrs);
+            .send_request_with_addresses(&peer, net::Frame::outbound(bytes.clone()), addrs);
         if self.pending_sends.len() < MAX_PENDING_SENDS {
             self.pending_sends.insert(id, (to, bytes));
         }

@@ -192,6 +192,13 @@ impl Node {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    if !self.transport.pulls.allow(peer, Instant::now()) {
+                        // Not answered: the asker sees a failed pull and asks again later.
+                        self.transport
+                            .inbound
+                            .count(super::budget::InboundRejection::PullRate);
+                        return;
+                    }
                     let body =
                         directory::encode_for_sync(&self.membership.directory, &Digest(request));
                     let _ = self

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 mod agreement;
 mod bootstrap;
+pub mod budget;
 mod commands;
 pub mod directory;
 mod drain;
@@ -108,6 +109,10 @@ struct Node {
 /// The swarm, the sends awaiting their acknowledgement, and the traffic counters.
 struct Transport {
     swarm: Swarm<Behaviour>,
+    /// The inbound budgets' node side (its codec holds the same): room in use, breaches.
+    inbound: std::sync::Arc<budget::NodeBudget>,
+    /// When this node last answered each peer's directory pull (`directory::PullLimiter`).
+    pulls: directory::PullLimiter,
     pending_sends: HashMap<OutboundRequestId, (NodeId, Vec<u8>)>,
     /// Messages the engine sent to this node itself (one node may serve two positions of a
     /// plan after a failover).

@@ -13,12 +13,20 @@
 //!   for every signed announcement it holds (when it starts, and then now and then), instead
 //!   of every node re-announcing itself to each newcomer.
 
+use super::budget::{
+    ConnectionBudget, InboundRejection, NodeBudget, Permit, MAX_CONNECTIONS_PER_PEER,
+    MAX_INBOUND_BYTES, MAX_INBOUND_BYTES_PER_CONNECTION, MAX_INBOUND_STREAMS_PER_CONNECTION,
+};
 use async_trait::async_trait;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use grove_protocol::frame::{Budget, FrameError, FrameReader, Unlimited};
 use grove_protocol::limits::MAX_MESSAGE_BYTES;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{gossipsub, identify, identity, kad, request_response, StreamProtocol, Swarm};
+use libp2p::{
+    connection_limits, gossipsub, identify, identity, kad, request_response, StreamProtocol, Swarm,
+};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The request-response protocol of Grove messages.
@@ -57,8 +65,12 @@ pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 pub const MAX_KAD_PACKET_BYTES: usize = crate::daemon::directory::MAX_SNAPSHOT_BYTES + 64 * 1024;
 /// Largest number of records a node's DHT store keeps (others' snapshots and request lists).
 pub const MAX_KAD_RECORDS: usize = 128;
-/// Largest number of concurrent streams per connection for protocol messages.
+/// Largest number of concurrent streams per connection for protocol messages, inbound and
+/// outbound together (libp2p's cap; inbound streams have their own, smaller one:
+/// `budget::MAX_INBOUND_STREAMS_PER_CONNECTION`).
 pub const MAX_CONCURRENT_STREAMS: usize = 256;
+/// Bytes read from a stream at a time (a frame grows by at least `FRAME_CHUNK_BYTES`).
+const READ_PIECE_BYTES: usize = 8 * 1024;
 const ACK: u8 = 1;
 
 /// The swarm of a Grove node (also used by tests that play a hostile peer).
@@ -70,6 +82,15 @@ const ACK: u8 = 1;
 /// DCUtR (upgrade a relayed connection to a direct one by hole punching).
 pub fn build_swarm(
     key: libp2p::identity::Keypair,
+) -> Result<Swarm<Behaviour>, Box<dyn std::error::Error + Send + Sync>> {
+    build_swarm_with(key, NodeBudget::new(MAX_INBOUND_BYTES))
+}
+
+/// [`build_swarm`] whose inbound frames take room from `inbound` (the daemon keeps it to show
+/// the breaches in `grove status`).
+pub fn build_swarm_with(
+    key: libp2p::identity::Keypair,
+    inbound: Arc<NodeBudget>,
 ) -> Result<Swarm<Behaviour>, Box<dyn std::error::Error + Send + Sync>> {
     let builder = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -84,10 +105,10 @@ pub fn build_swarm(
     let builder = builder
         .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)?
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client).map_err(Into::into)
+            Behaviour::new(key, relay_client, inbound).map_err(Into::into)
         })?;
     #[cfg(not(feature = "nat"))]
-    let builder = builder.with_behaviour(|key| Behaviour::new(key).map_err(Into::into))?;
+    let builder = builder.with_behaviour(|key| Behaviour::new(key, inbound).map_err(Into::into))?;
     Ok(builder
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build())
@@ -101,6 +122,7 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub messages: request_response::Behaviour<BytesCodec>,
     pub sync: request_response::Behaviour<SyncCodec>,
+    pub limits: connection_limits::Behaviour,
 }
 
 /// The same behaviour with NAT traversal (feature `nat`).
@@ -112,6 +134,7 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub messages: request_response::Behaviour<BytesCodec>,
     pub sync: request_response::Behaviour<SyncCodec>,
+    pub limits: connection_limits::Behaviour,
     pub autonat: libp2p::autonat::Behaviour,
     pub relay_client: libp2p::relay::client::Behaviour,
     pub relay_server: libp2p::relay::Behaviour,
@@ -120,14 +143,15 @@ pub struct Behaviour {
 
 impl Behaviour {
     #[cfg(not(feature = "nat"))]
-    pub fn new(key: &identity::Keypair) -> Result<Behaviour, String> {
-        let (kad, identify, gossipsub, messages, sync) = Self::core(key)?;
+    pub fn new(key: &identity::Keypair, inbound: Arc<NodeBudget>) -> Result<Behaviour, String> {
+        let (kad, identify, gossipsub, messages, sync) = Self::core(key, inbound)?;
         Ok(Behaviour {
             kad,
             identify,
             gossipsub,
             messages,
             sync,
+            limits: Self::limits(),
         })
     }
 
@@ -135,15 +159,17 @@ impl Behaviour {
     pub fn new(
         key: &identity::Keypair,
         relay_client: libp2p::relay::client::Behaviour,
+        inbound: Arc<NodeBudget>,
     ) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
-        let (kad, identify, gossipsub, messages, sync) = Self::core(key)?;
+        let (kad, identify, gossipsub, messages, sync) = Self::core(key, inbound)?;
         Ok(Behaviour {
             kad,
             identify,
             gossipsub,
             messages,
             sync,
+            limits: Self::limits(),
             autonat: libp2p::autonat::Behaviour::new(peer_id, Default::default()),
             relay_client,
             relay_server: libp2p::relay::Behaviour::new(peer_id, Default::default()),
@@ -151,10 +177,20 @@ impl Behaviour {
         })
     }
 
+    /// At most [`MAX_CONNECTIONS_PER_PEER`] connections per peer, so that a peer's share of
+    /// the inbound budget is bounded (`budget`).
+    fn limits() -> connection_limits::Behaviour {
+        connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+        )
+    }
+
     /// The behaviours every build has.
     #[allow(clippy::type_complexity)]
     fn core(
         key: &identity::Keypair,
+        inbound: Arc<NodeBudget>,
     ) -> Result<
         (
             kad::Behaviour<kad::store::MemoryStore>,
@@ -197,7 +233,8 @@ impl Behaviour {
             gossip_config,
         )
         .map_err(|e| format!("gossipsub: {e}"))?;
-        let messages = request_response::Behaviour::new(
+        let messages = request_response::Behaviour::with_codec(
+            BytesCodec::new(inbound),
             [(MESSAGE_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(MESSAGE_TIMEOUT)
@@ -211,24 +248,56 @@ impl Behaviour {
     }
 }
 
-/// Reads a `u32` little-endian length, checked against `limit` before anything is allocated,
-/// then that many bytes (`what` names them in the error).
-async fn read_framed<T>(io: &mut T, limit: usize, what: &str) -> io::Result<Vec<u8>>
+/// Reads one frame (`grove_protocol::frame`): a `u32` little-endian length, checked against
+/// `limit`, then that many bytes, taking room from `budget` only as they arrive (never the
+/// claimed length up front). `what` names the frame in errors.
+pub async fn read_framed<T>(
+    io: &mut T,
+    limit: usize,
+    budget: &mut impl Budget,
+    what: &str,
+) -> Result<Vec<u8>, ReadError>
 where
     T: AsyncRead + Unpin + Send,
 {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{what} of {len} bytes is over the limit"),
-        ));
+    let mut reader = FrameReader::new(limit);
+    let mut piece = [0u8; READ_PIECE_BYTES];
+    while !reader.is_complete() {
+        let want = reader.wanted().min(READ_PIECE_BYTES);
+        let n = io.read(&mut piece[..want]).await.map_err(ReadError::Io)?;
+        if n == 0 {
+            break;
+        }
+        reader
+            .feed(&piece[..n], budget)
+            .map_err(|e| ReadError::Frame(what.to_string(), e))?;
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
-    Ok(buf)
+    reader
+        .finish()
+        .map_err(|e| ReadError::Frame(what.to_string(), e))
+}
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    /// The frame was refused (what it was, and why).
+    Frame(String, FrameError),
+}
+
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> io::Error {
+        match e {
+            ReadError::Io(e) => e,
+            ReadError::Frame(what, FrameError::Truncated) => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the stream ended inside a {what}"),
+            ),
+            ReadError::Frame(what, e) => {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
+            }
+        }
+    }
 }
 
 /// Writes `bytes` (at most `limit`) after their `u32` little-endian length, and closes.
@@ -245,22 +314,109 @@ where
     io.close().await
 }
 
-/// Length-prefixed raw bytes: a `u32` little-endian length, then the protocol codec's bytes.
-/// The length is checked against `MAX_MESSAGE_BYTES` before anything is allocated.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BytesCodec;
+/// One message on the wire: the protocol codec's bytes and, for a received one, its hold on
+/// the inbound budgets (given back when the event loop drops it, once handled).
+#[derive(Debug)]
+pub struct Frame {
+    pub bytes: Vec<u8>,
+    permit: Option<Permit>,
+}
+
+impl Frame {
+    /// A message to send.
+    pub fn outbound(bytes: Vec<u8>) -> Frame {
+        Frame {
+            bytes,
+            permit: None,
+        }
+    }
+
+    /// Room this received message holds in the inbound budgets.
+    pub fn held(&self) -> usize {
+        self.permit.as_ref().map_or(0, Permit::bytes)
+    }
+}
+
+/// Length-prefixed raw bytes: a `u32` little-endian length, then the protocol codec's bytes,
+/// read incrementally within the inbound budgets (`budget`).
+///
+/// libp2p clones the behaviour's codec once per connection and that clone once per stream:
+/// the first clone of the behaviour's codec (which has no connection) gets a fresh
+/// [`ConnectionBudget`], and the streams of the connection share it.
+#[derive(Debug)]
+pub struct BytesCodec {
+    node: Arc<NodeBudget>,
+    connection: Option<Arc<ConnectionBudget>>,
+}
+
+impl BytesCodec {
+    /// The behaviour's codec (no connection yet).
+    pub fn new(node: Arc<NodeBudget>) -> BytesCodec {
+        BytesCodec {
+            node,
+            connection: None,
+        }
+    }
+}
+
+impl Clone for BytesCodec {
+    fn clone(&self) -> BytesCodec {
+        let connection = self.connection.clone().unwrap_or_else(|| {
+            ConnectionBudget::new(
+                MAX_INBOUND_BYTES_PER_CONNECTION,
+                MAX_INBOUND_STREAMS_PER_CONNECTION,
+            )
+        });
+        BytesCodec {
+            node: self.node.clone(),
+            connection: Some(connection),
+        }
+    }
+}
 
 #[async_trait]
 impl request_response::Codec for BytesCodec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
+    type Request = Frame;
     type Response = ();
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_framed(io, MAX_MESSAGE_BYTES, "message").await
+        // Only the behaviour's own codec lacks a connection, and it reads no stream.
+        let connection = self.connection.get_or_insert_with(|| {
+            ConnectionBudget::new(
+                MAX_INBOUND_BYTES_PER_CONNECTION,
+                MAX_INBOUND_STREAMS_PER_CONNECTION,
+            )
+        });
+        let Some(mut permit) = Permit::open(&self.node, connection) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "too many inbound streams on this connection",
+            ));
+        };
+        match read_framed(io, MAX_MESSAGE_BYTES, &mut permit, "message").await {
+            Ok(bytes) => Ok(Frame {
+                bytes,
+                permit: Some(permit),
+            }),
+            Err(e) => {
+                match &e {
+                    ReadError::Frame(_, FrameError::OverLimit { .. }) => {
+                        self.node.count(InboundRejection::FrameOverLimit)
+                    }
+                    ReadError::Frame(_, FrameError::OverBudget { .. }) => {
+                        if let Some(why) = permit.refused() {
+                            self.node.count(why);
+                        }
+                    }
+                    _ => {}
+                }
+                Err(e.into())
+            }
+        }
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
@@ -279,12 +435,12 @@ impl request_response::Codec for BytesCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Vec<u8>,
+        req: Frame,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_framed(io, &req, MAX_MESSAGE_BYTES, "message").await
+        write_framed(io, &req.bytes, MAX_MESSAGE_BYTES, "message").await
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, _: ()) -> io::Result<()>
@@ -335,12 +491,15 @@ impl request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_framed(
+        // The answer to this node's own pull (one at a time per peer): its length limit
+        // bounds it, and it is read incrementally too.
+        Ok(read_framed(
             io,
             crate::daemon::directory::MAX_SNAPSHOT_BYTES,
+            &mut Unlimited,
             "directory",
         )
-        .await
+        .await?)
     }
 
     async fn write_request<T>(
@@ -373,5 +532,193 @@ impl request_response::Codec for SyncCodec {
             "directory",
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::request_response::Codec;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A stream that delivers `bytes` and then waits forever (a peer that stalls mid-frame).
+    struct Stalling {
+        bytes: Vec<u8>,
+        at: usize,
+    }
+
+    impl Stalling {
+        fn new(claim: u32, sent: usize) -> Stalling {
+            let mut bytes = claim.to_le_bytes().to_vec();
+            bytes.resize(4 + sent, 7);
+            Stalling { bytes, at: 0 }
+        }
+        /// A whole frame of `n` bytes.
+        fn whole(n: usize) -> Stalling {
+            Stalling::new(n as u32, n)
+        }
+    }
+
+    impl AsyncRead for Stalling {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.bytes.len() - self.at);
+            if n == 0 {
+                return Poll::Pending;
+            }
+            let at = self.at;
+            buf[..n].copy_from_slice(&self.bytes[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    impl AsyncWrite for Stalling {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Polls a read until it has used every byte its stream delivers: `Some` if it finished.
+    async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        match futures::poll!(f) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }
+    }
+
+    type Read<'a> = Pin<Box<dyn std::future::Future<Output = io::Result<Frame>> + Send + 'a>>;
+
+    static PROTOCOL: StreamProtocol = MESSAGE_PROTOCOL;
+
+    fn read<'a>(codec: &'a mut BytesCodec, io: &'a mut Stalling) -> Read<'a> {
+        codec.read_request(&PROTOCOL, io)
+    }
+
+    /// Streams that claim the largest message and stall hold only what they sent, so an honest
+    /// message on the same connection still gets through. A reader that took room for the
+    /// claimed length (or allocated it) fails here: three claims are over the connection's room.
+    #[tokio::test]
+    async fn claims_that_stall_leave_room_for_an_honest_message() {
+        let node = NodeBudget::new(MAX_INBOUND_BYTES);
+        let root = BytesCodec::new(node.clone());
+        let conn = root.clone();
+        let (mut c1, mut c2, mut c3, mut c4) = (conn.clone(), conn.clone(), conn.clone(), conn);
+        let claim = MAX_MESSAGE_BYTES as u32;
+        let (mut s1, mut s2, mut s3) = (
+            Stalling::new(claim, 1000),
+            Stalling::new(claim, 1000),
+            Stalling::new(claim, 1000),
+        );
+        let mut r1 = read(&mut c1, &mut s1);
+        let mut r2 = read(&mut c2, &mut s2);
+        let mut r3 = read(&mut c3, &mut s3);
+        assert!(poll_once(&mut r1).await.is_none());
+        assert!(poll_once(&mut r2).await.is_none());
+        assert!(poll_once(&mut r3).await.is_none());
+        let mut honest = Stalling::whole(1000);
+        let frame = poll_once(&mut read(&mut c4, &mut honest))
+            .await
+            .expect("complete")
+            .expect("the honest message gets through");
+        assert_eq!(frame.bytes.len(), 1000);
+        assert!(node.used() <= 4 * grove_protocol::limits::FRAME_CHUNK_BYTES);
+        assert!(node.rejections().is_empty());
+    }
+
+    /// A connection stops at its room; the streams of another connection do not.
+    #[tokio::test]
+    async fn a_connection_stops_at_its_room() {
+        let node = NodeBudget::new(MAX_INBOUND_BYTES);
+        let root = BytesCodec::new(node.clone());
+        let conn = root.clone();
+        let n = MAX_MESSAGE_BYTES - 64 * 1024;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = Stalling::whole(n);
+            let frame = poll_once(&mut read(&mut conn.clone(), &mut s)).await;
+            held.push(frame.expect("complete").expect("within the room"));
+        }
+        let mut s = Stalling::whole(1 << 20);
+        let refused = poll_once(&mut read(&mut conn.clone(), &mut s)).await;
+        assert!(refused.expect("refused at once").is_err());
+        assert_eq!(
+            node.rejections(),
+            vec![(InboundRejection::ConnectionBudget, 1)]
+        );
+        let mut s = Stalling::whole(1 << 20);
+        let other = poll_once(&mut read(&mut root.clone(), &mut s)).await;
+        assert!(
+            other.expect("complete").is_ok(),
+            "another connection has its own room"
+        );
+        drop(held);
+        let mut s = Stalling::whole(1 << 20);
+        let again = poll_once(&mut read(&mut conn.clone(), &mut s)).await;
+        assert!(
+            again.expect("complete").is_ok(),
+            "handled messages give their room back"
+        );
+    }
+
+    /// All connections together stop at the node's room.
+    #[tokio::test]
+    async fn the_node_stops_at_its_room() {
+        let node = NodeBudget::new(4 << 20);
+        let root = BytesCodec::new(node.clone());
+        let mut s = Stalling::whole(3 << 20);
+        let held = poll_once(&mut read(&mut root.clone(), &mut s)).await;
+        let held = held.expect("complete").expect("within the room");
+        let mut s = Stalling::whole(2 << 20);
+        let refused = poll_once(&mut read(&mut root.clone(), &mut s)).await;
+        assert!(refused.expect("refused").is_err());
+        assert_eq!(node.rejections(), vec![(InboundRejection::NodeBudget, 1)]);
+        assert_eq!(node.used(), held.held());
+    }
+
+    /// A connection has at most `MAX_INBOUND_STREAMS_PER_CONNECTION` streams being read or
+    /// waiting to be handled; the next is cut at once.
+    #[tokio::test]
+    async fn a_connection_has_a_stream_cap() {
+        let node = NodeBudget::new(MAX_INBOUND_BYTES);
+        let conn = BytesCodec::new(node.clone()).clone();
+        let mut held = Vec::new();
+        for _ in 0..MAX_INBOUND_STREAMS_PER_CONNECTION {
+            let mut s = Stalling::whole(10);
+            let frame = poll_once(&mut read(&mut conn.clone(), &mut s)).await;
+            held.push(frame.expect("complete").expect("under the cap"));
+        }
+        let mut s = Stalling::whole(10);
+        let refused = poll_once(&mut read(&mut conn.clone(), &mut s)).await;
+        assert!(refused.expect("refused").is_err());
+        assert_eq!(node.rejections(), vec![(InboundRejection::StreamCap, 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_length_over_the_limit_is_counted() {
+        let node = NodeBudget::new(MAX_INBOUND_BYTES);
+        let conn = BytesCodec::new(node.clone()).clone();
+        let mut s = Stalling::new(MAX_MESSAGE_BYTES as u32 + 1, 0);
+        let refused = poll_once(&mut read(&mut conn.clone(), &mut s)).await;
+        assert!(refused.expect("refused").is_err());
+        assert_eq!(
+            node.rejections(),
+            vec![(InboundRejection::FrameOverLimit, 1)]
+        );
+        assert_eq!(node.used(), 0);
     }
 }

@@ -92,15 +92,16 @@ impl Node {
 
     pub(super) fn on_messages(
         &mut self,
-        event: request_response::Event<Vec<u8>, ()>,
+        event: request_response::Event<net::Frame, ()>,
     ) -> anyhow::Result<()> {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    self.membership.agreement.stats.bytes_received += request.len() as u64;
-                    match codec::decode(&request) {
+                    // `request` holds its room in the inbound budgets until this arm ends.
+                    self.membership.agreement.stats.bytes_received += request.bytes.len() as u64;
+                    match codec::decode(&request.bytes) {
                         Ok(m) => {
                             hook::observe(hook::Effect::Received(&m));
                             tracing::debug!(

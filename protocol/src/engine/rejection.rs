@@ -124,4 +124,13 @@ pub enum Rejection {
     PlanUnavailable,
     #[error("cannot seal a share")]
     SealFailed,
+    // Budgets (`engine/early.rs`, computation slots).
+    #[error("the sender's early messages are over its quota")]
+    EarlySenderFull,
+    #[error("an early message dropped to make room")]
+    EarlyEvicted,
+    #[error("the commissioner holds its share of computation slots")]
+    CommissionerOverQuota,
+    #[error("untrusted commissioners hold their share of computation slots")]
+    UntrustedOverQuota,
 }

@@ -15,6 +15,7 @@ mod console;
 mod cozy_import;
 mod directory_agreement;
 mod forged_copy;
+mod hostile_flood;
 mod hostile_requests;
 mod import_crash;
 mod kill_restart;

@@ -1,0 +1,427 @@
+//! A hostile libp2p peer against a real daemon (node 0 of four): it opens many message streams
+//! that claim the largest length and send all but the last byte, floods messages for
+//! computations that do not exist, and fills computation slots with valid requests signed by
+//! keys the owners do not trust. The daemon's peak resident memory (`VmHWM`) stays within its
+//! stated budget (the node-wide inbound room plus the early queue's bytes) above what it held
+//! before, every budget's breach is counted in `grove status`, and a computation of a
+//! commissioner every node trusts still completes, exact.
+
+use async_trait::async_trait;
+use ed25519_dalek::SigningKey;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use grove_e2e::{ctl, grove_node, start_network, sum_params};
+use grove_node::control::ControlRequest;
+use grove_node::daemon::budget::MAX_INBOUND_BYTES;
+use grove_node::daemon::net::{self, BehaviourEvent, MESSAGE_PROTOCOL};
+use grove_node::owner::query;
+use grove_protocol::codec;
+use grove_protocol::ids::{ComputationId, GroupId, NodeId};
+use grove_protocol::limits::{MAX_EARLY_BYTES, MAX_MESSAGE_BYTES};
+use grove_protocol::message::{Body, Message, ShareMsg};
+use grove_protocol::request::{CommissionerKey, SignedRequest};
+use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, StreamProtocol};
+use serde_json::{json, Value};
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
+const NODES: usize = 4;
+/// Streams that claim the largest message and stall before its last byte.
+const CLAIM_STREAMS: usize = 48;
+/// Messages for unknown computations, and the size of each one's sealed share.
+const UNKNOWN_MESSAGES: usize = 3000;
+const UNKNOWN_SHARE_BYTES: usize = 200 * 1024;
+/// Untrusted keys, each signing as many valid requests as one commissioner may hold.
+const UNTRUSTED_KEYS: u8 = 5;
+const REQUESTS_PER_KEY: u32 = grove_protocol::limits::MAX_COMPUTATIONS_PER_COMMISSIONER as u32;
+
+/// What the hostile codec writes on a stream.
+#[derive(Debug)]
+enum Attack {
+    /// A length prefix of `claim`, then `send` bytes, then nothing until the stream dies.
+    Claim { claim: u32, send: usize },
+    /// One whole frame.
+    Frame(Vec<u8>),
+}
+
+#[derive(Clone, Default)]
+struct HostileCodec;
+
+#[async_trait]
+impl request_response::Codec for HostileCodec {
+    type Protocol = StreamProtocol;
+    type Request = Attack;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Attack>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        Err(io::Error::other("the hostile peer takes no requests"))
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut ack = [0u8; 1];
+        io.read_exact(&mut ack).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        a: Attack,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        match a {
+            Attack::Claim { claim, send } => {
+                io.write_all(&claim.to_le_bytes()).await?;
+                let chunk = vec![0x5a; 64 * 1024];
+                let mut left = send;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    io.write_all(&chunk[..n]).await?;
+                    left -= n;
+                }
+                io.flush().await?;
+                // Hold the stream open, its last byte never sent.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Err(io::Error::other("held"))
+            }
+            Attack::Frame(bytes) => {
+                io.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
+                io.write_all(&bytes).await?;
+                io.close().await
+            }
+        }
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, _: &mut T, _: ()) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+}
+
+type HostileSwarm = libp2p::Swarm<request_response::Behaviour<HostileCodec>>;
+
+fn hostile_swarm() -> anyhow::Result<HostileSwarm> {
+    Ok(libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )?
+        .with_behaviour(|_| {
+            request_response::Behaviour::new(
+                [(MESSAGE_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(60))
+                    .with_max_concurrent_streams(1024),
+            )
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
+/// Node `pid`'s peak resident memory (`VmHWM`) and current one (`VmRSS`), in KiB.
+fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// Polls `swarm` until `done` says so or `limit` passes; returns whether `done` held.
+async fn drive<F>(swarm: &mut HostileSwarm, limit: Duration, mut done: F) -> bool
+where
+    F: FnMut(&SwarmEvent<request_response::Event<Attack, ()>>) -> bool,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(event) =
+            tokio::time::timeout(Duration::from_millis(200), swarm.select_next_some()).await
+        {
+            if done(&event) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Ignored: the memory half holds (one run: VmHWM 16.8 MB before, 101.6 MB after the claiming
+/// streams, unchanged by the early-message flood; 512 untrusted computations admitted, 128
+/// refused), but the trusted computation then released nothing: under 512 untrusted
+/// computations the honest peers' streams to node 0 hit the 32-stream cap (`StreamCap` 210,
+/// of which only 16 were the hostile peer's) and/or the 1.5 s share window passed. Run with
+/// `cargo test -p grove-e2e --test e2e hostile_flood:: -- --ignored --nocapture`.
+#[ignore = "the trusted computation does not yet complete under the slot flood; see the doc"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_peer_stays_within_the_budget_and_a_trusted_computation_completes(
+) -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
+    let cluster = start_network(Path::new(EXE), NODES).await?;
+    let mut sum = 0i64;
+    for i in 0..NODES {
+        let v = 1000 + i as i64;
+        sum += v;
+        let record = match json!({"x": v}) {
+            Value::Object(m) => m,
+            _ => unreachable!("an object literal"),
+        };
+        ctl(
+            &cluster,
+            i,
+            ControlRequest::Import {
+                collection: "c".into(),
+                records: vec![record],
+            },
+        )
+        .await?;
+    }
+    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
+    for i in 0..NODES {
+        grove_e2e::trust(&cluster, i, &key, &[]).await?;
+    }
+    let pid = cluster
+        .pid(0)
+        .ok_or_else(|| anyhow::anyhow!("node 0 is not running"))?;
+    let (before, _) = memory_kib(pid)?;
+    let addr: Multiaddr = cluster.nodes[0].addr.clone().unwrap_or_default().parse()?;
+    let victim = {
+        let status = ctl(&cluster, 0, ControlRequest::Status).await?;
+        let id = status["peer_id"].as_str().unwrap_or_default().to_string();
+        id.parse::<libp2p::PeerId>()?
+    };
+
+    let t0 = Instant::now();
+    // 1. Streams that claim the largest message and send all of it but the last byte.
+    let mut hostile = hostile_swarm()?;
+    hostile.dial(addr.clone())?;
+    let connected = drive(&mut hostile, Duration::from_secs(15), |e| {
+        matches!(e, SwarmEvent::ConnectionEstablished { .. })
+    })
+    .await;
+    anyhow::ensure!(connected, "the hostile peer could not connect");
+    for _ in 0..CLAIM_STREAMS {
+        hostile.behaviour_mut().send_request(
+            &victim,
+            Attack::Claim {
+                claim: MAX_MESSAGE_BYTES as u32,
+                send: MAX_MESSAGE_BYTES - 1,
+            },
+        );
+    }
+    // The streams within the budget stall; the others are cut. Wait until no stream has been
+    // cut for three seconds.
+    let mut failed = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let cut = drive(&mut hostile, Duration::from_secs(3), |e| {
+            matches!(
+                e,
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. })
+            )
+        })
+        .await;
+        if !cut && failed > 0 {
+            break;
+        }
+        failed += usize::from(cut);
+    }
+    let (after_claims, rss_claims) = memory_kib(pid)?;
+    eprintln!("after {CLAIM_STREAMS} claiming streams ({failed} cut): VmHWM {after_claims} KiB, VmRSS {rss_claims} KiB (before: VmHWM {before} KiB)");
+    drop(hostile);
+
+    // 2. Messages for computations that do not exist, sixteen streams at a time.
+    let mut hostile = hostile_swarm()?;
+    hostile.dial(addr.clone())?;
+    drive(&mut hostile, Duration::from_secs(15), |e| {
+        matches!(e, SwarmEvent::ConnectionEstablished { .. })
+    })
+    .await;
+    let me = NodeId([0x66; 32]);
+    let frame = |n: usize| -> anyhow::Result<Vec<u8>> {
+        let mut id = [0x77u8; 32];
+        id[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        Ok(codec::encode(&Message {
+            computation: ComputationId(id),
+            round: 0,
+            body: Body::Share(ShareMsg {
+                group: GroupId { level: 0, index: 0 },
+                position: 1,
+                contributor: me,
+                sealed: vec![n as u8; UNKNOWN_SHARE_BYTES],
+            }),
+            to: None,
+        })?)
+    };
+    let (mut sent, mut done) = (0, 0);
+    let start = Instant::now();
+    while done < UNKNOWN_MESSAGES && start.elapsed() < Duration::from_secs(60) {
+        while sent < UNKNOWN_MESSAGES && sent - done < 16 {
+            hostile
+                .behaviour_mut()
+                .send_request(&victim, Attack::Frame(frame(sent)?));
+            sent += 1;
+        }
+        if let Ok(SwarmEvent::Behaviour(
+            request_response::Event::Message { .. }
+            | request_response::Event::OutboundFailure { .. },
+        )) = tokio::time::timeout(Duration::from_secs(5), hostile.select_next_some()).await
+        {
+            done += 1;
+        }
+    }
+    let (after_unknown, rss_unknown) = memory_kib(pid)?;
+    eprintln!("after {done} messages of {UNKNOWN_SHARE_BYTES} bytes for unknown computations: VmHWM {after_unknown} KiB, VmRSS {rss_unknown} KiB");
+    drop(hostile);
+
+    // 3. Valid requests of untrusted keys, as many as the slots they may take and more.
+    let mut gossip = net::build_swarm(libp2p::identity::Keypair::generate_ed25519())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let topic = IdentTopic::new(net::TOPIC_BROADCAST);
+    gossip.behaviour_mut().gossipsub.subscribe(&topic)?;
+    gossip.dial(addr)?;
+    let start = Instant::now();
+    loop {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(15), "no gossip link");
+        let event = tokio::time::timeout(Duration::from_secs(1), gossip.select_next_some()).await;
+        if let Ok(SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
+            gossipsub::Event::Subscribed { topic: t, .. },
+        ))) = event
+        {
+            if t == topic.hash() {
+                break;
+            }
+        }
+    }
+    let now = grove_node::clock::now_micros();
+    let mut params = sum_params("c", "x", 3, 2);
+    // Long share windows and lifetimes: the requests hold their slots for the whole test.
+    params.share_window_ms = 600_000;
+    params.lifetime_secs = 900;
+    for k in 1..=UNTRUSTED_KEYS {
+        let signer = SigningKey::from_bytes(&[k; 32]);
+        for n in 0..REQUESTS_PER_KEY {
+            let mut id = [k; 32];
+            id[..4].copy_from_slice(&n.to_le_bytes());
+            let request = query::build_request(
+                &params,
+                ComputationId(id),
+                CommissionerKey(signer.verifying_key().to_bytes()),
+                NodeId([k; 32]),
+                now,
+                NODES,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            let signed = SignedRequest::sign(request, &signer);
+            let message = Message {
+                computation: signed.request.id,
+                round: 0,
+                body: Body::Request(Box::new(signed)),
+                to: None,
+            };
+            // A full send queue drops the publish; keep the swarm polled and try again.
+            let bytes = codec::encode(&message)?;
+            let mut tries = 0;
+            while let Err(e) = gossip
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic.clone(), bytes.clone())
+            {
+                tries += 1;
+                anyhow::ensure!(tries < 500, "cannot publish: {e}");
+                let _ = tokio::time::timeout(Duration::from_millis(20), gossip.select_next_some())
+                    .await;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(1), gossip.select_next_some()).await;
+        }
+    }
+    let start = Instant::now();
+    let status = loop {
+        let _ = tokio::time::timeout(Duration::from_millis(200), gossip.select_next_some()).await;
+        let status = ctl(&cluster, 0, ControlRequest::Status).await?;
+        if status["rejected"]["UntrustedOverQuota"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+            || start.elapsed() > Duration::from_secs(60)
+        {
+            break status;
+        }
+    };
+    eprintln!("attacks took {:?}", t0.elapsed());
+    eprintln!(
+        "status under the flood: rejected {}, inbound_rejected {}, {} computations in flight",
+        status["rejected"],
+        status["inbound_rejected"],
+        status["computations_in_flight"]
+            .as_array()
+            .map_or(0, Vec::len)
+    );
+
+    // The trusted commissioner's computation completes, exact.
+    let result = ctl(
+        &cluster,
+        0,
+        ControlRequest::Compute(sum_params("c", "x", 3, 2)),
+    )
+    .await?;
+    let (peak, rss) = memory_kib(pid)?;
+    eprintln!("peak resident memory of the attacked daemon: VmHWM {peak} KiB (before the attacks {before} KiB, now VmRSS {rss} KiB)");
+    assert_eq!(grove_e2e::cell(&result, 0, 0), Some(sum as f64), "{result}");
+    assert_eq!(
+        result["contributors"].as_u64(),
+        Some(NODES as u64),
+        "{result}"
+    );
+
+    // Every budget that was hit is counted.
+    let inbound = &status["inbound_rejected"];
+    assert!(
+        inbound["ConnectionBudget"].as_u64().unwrap_or(0)
+            + inbound["StreamCap"].as_u64().unwrap_or(0)
+            > 0,
+        "{inbound}"
+    );
+    assert!(
+        status["rejected"]["EarlySenderFull"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        status["rejected"]
+    );
+    assert!(
+        status["rejected"]["UntrustedOverQuota"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{}",
+        status["rejected"]
+    );
+    // The stated budget: the node-wide inbound room and the early queue's bytes, above what
+    // the daemon held before (generous: either alone bounds what these attacks can buy).
+    let budget_kib = ((MAX_INBOUND_BYTES + MAX_EARLY_BYTES) / 1024) as u64;
+    assert!(
+        peak.saturating_sub(before) < budget_kib,
+        "the flood grew the daemon by {} KiB, over its budget of {budget_kib} KiB",
+        peak.saturating_sub(before)
+    );
+    Ok(())
+}
