@@ -105,3 +105,8 @@ pub const MAX_EQUIVOCATIONS: usize = 1 << 16;
 pub const MAX_CANDIDATES: usize = 100_000;
 /// Largest number of ineligible entries selection skips before it gives up on a position.
 pub const MAX_SELECTION_SCAN: usize = 4096;
+
+/// `t`-subsets of the root shares the commissioner tries when it checks that they lie on one
+/// polynomial (`C(g, t)` for the group sizes in use: `C(7, 5) = 21`; past this bound it names
+/// the disagreeing positions instead of searching on).
+pub const MAX_RELEASE_DECODE_SUBSETS: usize = 4096;
