@@ -242,8 +242,9 @@ fn advance_release(
         return;
     }
     // The window passed without every holder's share: decode what came (a holder that
-    // withholds cannot stall the release once `t` others answered).
-    if r.shares.len() >= t {
+    // withholds cannot stall the release once `t + 1` others answered). `t` shares alone are
+    // never enough: nothing checks them, and a liar among them would be released.
+    if r.shares.len() > t {
         open_shares(comp, ctx, records, check_k_min, false);
         if comp.commissioner.as_ref().is_none_or(|c| c.is_done()) {
             return;
@@ -671,8 +672,9 @@ fn open_shares(
     let version = r.version;
     match decode(&r.shares, t) {
         Decoded::Wait => {}
-        Decoded::Open(_, _, excluded) if early && (!excluded.is_empty() || r.shares.len() <= t) => {
-        }
+        // `t` shares of one mask always decode, and nothing checks them.
+        Decoded::Open(_, _, _) if r.shares.len() <= t => {}
+        Decoded::Open(_, _, excluded) if early && !excluded.is_empty() => {}
         Decoded::Inconsistent(_) if early => {}
         Decoded::Open(cells, opened, excluded) => {
             c.finish();

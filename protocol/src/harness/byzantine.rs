@@ -29,8 +29,9 @@ pub struct Byzantine {
     /// It drops every message it would send (a silent member that looks alive: sends to it
     /// never come back undelivered).
     pub withhold: bool,
-    /// It sends different things to different receivers: its proposals and votes go out
-    /// honest to receivers at even node indices and as a manifest of one to the others.
+    /// It sends different things to different receivers: its proposals, votes and reports go
+    /// out honest to receivers at even node indices, and to the others as `manifest_of_one`
+    /// sends them (a manifest of one, claimed as accepted and adopted).
     pub equivocate: bool,
     /// As a root member, its release shares to the commissioner are off by one at every
     /// element (a share not on the polynomial of the others).
@@ -63,7 +64,7 @@ impl Byzantine {
         match &mut m.body {
             Body::Manifest(p) if one => p.manifest = of_one(&p.manifest),
             Body::Vote(v) if one => v.manifest = of_one(&v.manifest),
-            Body::Report(r) if self.manifest_of_one => {
+            Body::Report(r) if one => {
                 if let Some((_, accepted)) = r.accepted.as_mut() {
                     *accepted = of_one(accepted);
                 }
