@@ -133,7 +133,7 @@ pub(super) fn propose_when_ready(
     }
     let fits = |m: &Manifest| consistent(comp, Some(key), m);
     let not_in = |r: u32, m: &Manifest| members_not_accepting(&comp.plan, key.group, lead, r, m);
-    let passable = g as usize + 1 - t;
+    let passable = t;
     let chosen = proposal(lead, own_accepted, quorum, t, fits, not_in, passable);
     let Some(lead) = comp.roles.get_mut(&key).and_then(|r| r.leader.as_mut()) else {
         return;
@@ -152,8 +152,8 @@ pub(super) fn propose_when_ready(
 /// counts the group's members whose promise shows they did not accept a manifest in a round.
 /// A manifest accepted earlier that leaves out what the leader holds (a lying leader's
 /// manifest of one, accepted by backups that hold nothing to check it against) is passed over
-/// when at least `g - t + 1` members show they did not accept it: adoption needs `t` members'
-/// votes, so it cannot have been adopted.
+/// when at least `t` members show they did not accept it: adoption needs `g - t + 1`
+/// positions' votes, so it cannot have been adopted.
 pub(super) fn proposal(
     lead: &Leadership,
     own_accepted: Option<(u32, Manifest)>,
@@ -200,6 +200,11 @@ pub(super) fn proposal(
 /// filed hold (a member slow to report holds it), and such a member must still adopt. A
 /// candidate that serves no position has nothing to check against.
 pub(super) fn consistent(comp: &Computation, key: Option<Slot>, manifest: &Manifest) -> bool {
+    // With `g = t` (the simulator's DISSEC baselines, which model crashes only) an item some
+    // position lacks is always left out, and the baselines cut subtrees on purpose.
+    if comp.plan.g == comp.plan.t {
+        return true;
+    }
     let Some(role) = key.and_then(|k| comp.roles.get(&k)) else {
         return true;
     };
@@ -330,7 +335,8 @@ pub(super) fn count_vote(
     let id = comp.id();
     let quorum = quorum(&comp.plan, key.group);
     let digest = version_of(&id, key.group, &manifest).digest;
-    let t = comp.plan.t as usize;
+    // Positions that must vote: enough that `t` honest members refusing leave too few.
+    let needed = (comp.plan.g - comp.plan.t) as usize + 1;
     let members: BTreeMap<NodeId, Position> = (1..=comp.plan.g)
         .map(|p| (comp.plan.member(key.group, p), p))
         .collect();
@@ -366,13 +372,13 @@ pub(super) fn count_vote(
         .map(|(v, _)| v)
         .collect();
     // Positions whose server voted for it: every position checked the manifest against what
-    // it holds, and `t` of them must have accepted it (backups that serve no position hold
+    // it holds, and `g - t + 1` of them must have accepted it (backups that serve no position hold
     // nothing to check against, so a majority of acceptors alone is not enough).
     let positions: BTreeSet<Position> = voters
         .iter()
         .filter_map(|v| members.get(*v).or_else(|| servers.get(*v)).copied())
         .collect();
-    if voters.len() >= quorum && positions.len() >= t {
+    if voters.len() >= quorum && positions.len() >= needed {
         pending.push(Pending::Adopt {
             id,
             key,

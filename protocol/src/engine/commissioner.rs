@@ -244,7 +244,7 @@ fn advance_release(
     // The window passed without every holder's share: decode what came (a holder that
     // withholds cannot stall the release once `t + 1` others answered). `t` shares alone are
     // never enough: nothing checks them, and a liar among them would be released.
-    if r.shares.len() > t {
+    if r.shares.len() >= checked_release(t, plan.g as usize) {
         open_shares(comp, ctx, records, check_k_min, false);
         if comp.commissioner.as_ref().is_none_or(|c| c.is_done()) {
             return;
@@ -539,6 +539,13 @@ pub(super) fn on_release_share(
     Ok(())
 }
 
+/// Shares the commissioner needs before it releases: `t + 1`, so that one more than a
+/// reconstruction needs checks them, except with `g = t` (the DISSEC baselines), where no
+/// share can be checked and `t` are released as they come.
+fn checked_release(t: usize, g: usize) -> usize {
+    (t + 1).min(g)
+}
+
 /// What the shares of the chosen version, taken together, say.
 enum Decoded {
     /// Too few shares of one mask yet.
@@ -661,6 +668,7 @@ fn open_shares(
     early: bool,
 ) {
     let t = comp.plan.t as usize;
+    let g = comp.plan.g as usize;
     let k_min = comp.request().privacy.k_min;
     let spec = comp.signed.request.contribution.clone();
     let Some(c) = comp.commissioner.as_mut() else {
@@ -673,7 +681,7 @@ fn open_shares(
     match decode(&r.shares, t) {
         Decoded::Wait => {}
         // `t` shares of one mask always decode, and nothing checks them.
-        Decoded::Open(_, _, _) if r.shares.len() <= t => {}
+        Decoded::Open(_, _, _) if r.shares.len() < checked_release(t, g) => {}
         Decoded::Open(_, _, excluded) if early && !excluded.is_empty() => {}
         Decoded::Inconsistent(_) if early => {}
         Decoded::Open(cells, opened, excluded) => {
