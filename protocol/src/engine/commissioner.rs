@@ -242,9 +242,10 @@ fn advance_release(
         return;
     }
     // The window passed without every holder's share: decode what came (a holder that
-    // withholds cannot stall the release once `t + 1` others answered). `t` shares alone are
-    // never enough: nothing checks them, and a liar among them would be released.
-    if r.shares.len() >= checked_release(t, plan.g as usize) {
+    // withholds cannot stall the release). With exactly `t` shares nothing checks them: a
+    // liar among them is released (a known gap, see ARCHITECTURE.md "Root shares on one
+    // polynomial"); refusing them cost a crash-only run its result.
+    if r.shares.len() >= t {
         open_shares(comp, ctx, records, check_k_min, false);
         if comp.commissioner.as_ref().is_none_or(|c| c.is_done()) {
             return;
@@ -681,7 +682,7 @@ fn open_shares(
     match decode(&r.shares, t) {
         Decoded::Wait => {}
         // `t` shares of one mask always decode, and nothing checks them.
-        Decoded::Open(_, _, _) if r.shares.len() < checked_release(t, g) => {}
+        Decoded::Open(_, _, _) if early && r.shares.len() < checked_release(t, g) => {}
         Decoded::Open(_, _, excluded) if early && !excluded.is_empty() => {}
         Decoded::Inconsistent(_) if early => {}
         Decoded::Open(cells, opened, excluded) => {
