@@ -133,7 +133,7 @@ pub(super) fn propose_when_ready(
     }
     let fits = |m: &Manifest| consistent(comp, Some(key), m);
     let not_in = |r: u32, m: &Manifest| members_not_accepting(&comp.plan, key.group, lead, r, m);
-    let passable = t;
+    let passable = g as usize + 1 - positions_needed(g, t as u8);
     let chosen = proposal(lead, own_accepted, quorum, t, fits, not_in, passable);
     let Some(lead) = comp.roles.get_mut(&key).and_then(|r| r.leader.as_mut()) else {
         return;
@@ -187,6 +187,17 @@ pub(super) fn proposal(
                 .collect();
             choose_manifest(&reports, t)
         }
+    }
+}
+
+/// Positions whose servers must vote for a manifest before it is adopted: `t`, so that
+/// `g - t + 1` honest members refusing it leave too few; with `g = t` (the DISSEC baselines,
+/// where asking every member would let one dead member stop its group) one.
+fn positions_needed(g: u8, t: u8) -> usize {
+    if g == t {
+        1
+    } else {
+        t as usize
     }
 }
 
@@ -335,8 +346,7 @@ pub(super) fn count_vote(
     let id = comp.id();
     let quorum = quorum(&comp.plan, key.group);
     let digest = version_of(&id, key.group, &manifest).digest;
-    // Positions that must vote: enough that `t` honest members refusing leave too few.
-    let needed = (comp.plan.g - comp.plan.t) as usize + 1;
+    let needed = positions_needed(comp.plan.g, comp.plan.t);
     let members: BTreeMap<NodeId, Position> = (1..=comp.plan.g)
         .map(|p| (comp.plan.member(key.group, p), p))
         .collect();
