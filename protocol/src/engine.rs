@@ -188,6 +188,10 @@ pub enum Failure {
     /// A version held by `t` root positions was chosen, but fewer than `t` of its shares
     /// arrived before the deadline, even after asking again.
     SharesMissing { received: usize },
+    /// The root shares of the chosen version lie on no one polynomial of degree `t - 1` that
+    /// enough of them agree on to correct it: nothing is released, and these root positions
+    /// are the ones whose shares disagree with the best-supported polynomial.
+    InconsistentRootShares { positions: Vec<Position> },
 }
 
 /// The result the commissioner reconstructs.
@@ -205,6 +209,9 @@ pub struct Released {
     pub released: Vec<bool>,
     /// When the result was reconstructed.
     pub at: Micros,
+    /// Root positions whose shares did not lie on the polynomial the others agree on: left out
+    /// of the reconstruction (empty when every share agreed, or only `t` arrived).
+    pub excluded: Vec<Position>,
 }
 
 /// What the commissioner of a computation knows of its progress ([`Engine::commissioner_progress`]):
@@ -1488,7 +1495,7 @@ impl Engine {
             for key in keys {
                 advance_role(comp, key, &mut ctx, &mut pending);
             }
-            advance_commissioner(comp, &mut ctx);
+            advance_commissioner(comp, &mut ctx, &mut pending, self.check_k_min);
             if pending.is_empty() {
                 return;
             }

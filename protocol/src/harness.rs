@@ -30,6 +30,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 mod selection;
+mod byzantine;
+pub use byzantine::Byzantine;
 
 /// Upper bound on events one harness run may process.
 pub const MAX_STEPS: u64 = 200_000_000;
@@ -234,6 +236,10 @@ pub struct Cluster {
     skip_k_min: BTreeSet<usize>,
     /// Child groups whose members all lie about their version's count (to this number).
     count_lies: BTreeMap<GroupId, u64>,
+    /// Byzantine nodes and how they lie (`harness/byzantine.rs`).
+    byzantine: BTreeMap<usize, Byzantine>,
+    /// Byzantine nodes that already sent something of a computation.
+    byzantine_started: BTreeSet<(usize, ComputationId)>,
     pub traffic: Traffic,
     trace: Sha256,
     steps: u64,
@@ -307,6 +313,8 @@ impl Cluster {
             privacy_violations: Vec::new(),
             skip_k_min: BTreeSet::new(),
             count_lies: BTreeMap::new(),
+            byzantine: BTreeMap::new(),
+            byzantine_started: BTreeSet::new(),
             traffic: Traffic::default(),
             trace: Sha256::new(),
             steps: 0,
@@ -857,13 +865,37 @@ impl Cluster {
     }
 
     fn transmit(&mut self, from: usize, to: usize, message: &Message) {
-        let lied;
-        let message = if self.count_lies.is_empty() {
-            message
+        if let Some(b) = self.byzantine.get(&from).cloned() {
+            if self.byzantine_started.insert((from, message.computation)) {
+                let me = self.nodes[from].identity.node;
+                let added = self
+                    .plan(&message.computation)
+                    .map(|plan| b.on_first_send(me, message.computation, &plan))
+                    .unwrap_or_default();
+                for (to_id, m) in added {
+                    if let Some(&to_i) = self.index.get(&to_id) {
+                        self.send_bytes(from, to_i, &m);
+                    }
+                }
+            }
+            if let Some(m) = b.rewrite(to, message) {
+                self.transmit_honest(from, to, &m);
+            }
+            return;
+        }
+        self.transmit_honest(from, to, message);
+    }
+
+    fn transmit_honest(&mut self, from: usize, to: usize, message: &Message) {
+        if self.count_lies.is_empty() {
+            self.send_bytes(from, to, message);
         } else {
-            lied = self.lie(message);
-            &lied
-        };
+            let lied = self.lie(message);
+            self.send_bytes(from, to, &lied);
+        }
+    }
+
+    fn send_bytes(&mut self, from: usize, to: usize, message: &Message) {
         let bytes = match codec::encode(message) {
             Ok(b) => b,
             Err(e) => {

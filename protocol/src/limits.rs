@@ -136,3 +136,8 @@ pub const MAX_COMPUTATIONS_PER_COMMISSIONER: usize = MAX_COMPUTATIONS / 8;
 /// Largest number of computations all commissioners the owner does not trust hold on a node
 /// together; the other half of [`MAX_COMPUTATIONS`] stays for trusted ones.
 pub const MAX_UNTRUSTED_COMPUTATIONS: usize = MAX_COMPUTATIONS / 2;
+
+/// `t`-subsets of the root shares the commissioner tries when it checks that they lie on one
+/// polynomial (`C(g, t)` for the group sizes in use: `C(7, 5) = 21`; past this bound it names
+/// the disagreeing positions instead of searching on).
+pub const MAX_RELEASE_DECODE_SUBSETS: usize = 4096;

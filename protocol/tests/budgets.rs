@@ -52,6 +52,7 @@ fn request(net: &Net, key: &SigningKey, n: u32) -> SignedRequest {
         commissioner: CommissionerKey(key.verifying_key().to_bytes()),
         commissioner_node: net.ids[0].node,
         directory: None,
+        beacon: None,
         created_at: NOW,
         deadline: NOW.plus(p.lifetime),
         query: String::new(),

@@ -137,6 +137,9 @@ fn failure_text(reason: &Failure) -> String {
         Failure::SharesMissing { received } => format!(
             "the root agreed, but only {received} root shares arrived before the deadline, fewer than the threshold"
         ),
+        Failure::InconsistentRootShares { positions } => format!(
+            "the root shares lie on no one polynomial: positions {positions:?} disagree; nothing was released"
+        ),
     }
 }
 

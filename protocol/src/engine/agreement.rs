@@ -6,12 +6,13 @@ use super::role::{
     check_position, check_sender, group_member_position, my_role_in, Adopted, Leadership, Role,
     Stage,
 };
-use super::{choose_manifest, persist, slot, Computation, Ctx, Pending, Rejection};
-use crate::ids::{GroupId, NodeId, Position};
+use super::{choose_manifest, persist, slot, version_of, Computation, Ctx, Pending, Rejection};
+use crate::ids::{Digest, GroupId, NodeId, Position};
 use crate::limits::{MAX_AGREE_ROUNDS, MAX_MANIFEST_ITEMS};
 use crate::message::{Body, Item, Manifest, ManifestMsg, ReportMsg, Slot, SolicitMsg, VoteMsg};
 use crate::plan::Plan;
 use crate::record::Record;
+use crate::sharing::CompressedShare;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Every acceptor of a group: the candidates (member, then backups) of each position.
@@ -109,13 +110,13 @@ pub(super) fn propose_when_ready(
     let t = comp.plan.t as usize;
     let (promised, own_accepted) = acceptor_state(comp, key.group);
     let quorum = quorum(&comp.plan, key.group);
-    let Some(role) = comp.roles.get_mut(&key) else {
+    let Some(role) = comp.roles.get(&key) else {
         return;
     };
     if role.adopted().is_some() {
         return;
     }
-    let Some(lead) = role.leader.as_mut() else {
+    let Some(lead) = role.leader.as_ref() else {
         return;
     };
     // A member that promised a later round may not propose in this one. A leader whose own
@@ -130,7 +131,14 @@ pub(super) fn propose_when_ready(
     if !all_in && ctx.now < lead.since.plus(to.report_window) {
         return;
     }
-    let Some(manifest) = proposal(lead, own_accepted, quorum, t) else {
+    let fits = |m: &Manifest| consistent(comp, Some(key), m);
+    let not_in = |r: u32, m: &Manifest| members_not_accepting(&comp.plan, key.group, lead, r, m);
+    let passable = g as usize + 1 - positions_needed(g, t as u8);
+    let chosen = proposal(lead, own_accepted, quorum, t, fits, not_in, passable);
+    let Some(lead) = comp.roles.get_mut(&key).and_then(|r| r.leader.as_mut()) else {
+        return;
+    };
+    let Some(manifest) = chosen else {
         lead.window_over = true;
         return;
     };
@@ -139,20 +147,30 @@ pub(super) fn propose_when_ready(
 }
 
 /// What the leader of `lead.round` may propose (Paxos' rule), or `None` while it cannot yet.
+///
+/// `fits` says whether a manifest is consistent with what the leader holds; `members_not_in`
+/// counts the group's members whose promise shows they did not accept a manifest in a round.
+/// A manifest accepted earlier that leaves out what the leader holds (a lying leader's
+/// manifest of one, accepted by backups that hold nothing to check it against) is passed over
+/// when at least `t` members show they did not accept it: adoption needs `g - t + 1`
+/// positions' votes, so it cannot have been adopted.
 pub(super) fn proposal(
     lead: &Leadership,
     own_accepted: Option<(u32, Manifest)>,
     quorum: usize,
     t: usize,
+    fits: impl Fn(&Manifest) -> bool,
+    members_not_in: impl Fn(u32, &Manifest) -> usize,
+    passable: usize,
 ) -> Option<Manifest> {
     let round = lead.round;
     // The manifest of the highest round an acceptor of the quorum accepted, if any: it may
     // have been adopted, so it is the only value this round may propose.
-    let prior = lead
-        .promises
-        .values()
-        .flatten()
-        .max_by_key(|(r, _)| *r)
+    let mut accepted: Vec<&(u32, Manifest)> = lead.promises.values().flatten().collect();
+    accepted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.items.cmp(&b.1.items)));
+    let prior = accepted
+        .into_iter()
+        .find(|(r, m)| fits(m) || members_not_in(*r, m) < passable)
         .map(|(_, m)| m.clone());
     match (own_accepted, prior) {
         // Proposed in this round before a restart: the same manifest again.
@@ -170,6 +188,86 @@ pub(super) fn proposal(
             choose_manifest(&reports, t)
         }
     }
+}
+
+/// Positions whose servers must vote for a manifest before it is adopted: `t`, so that
+/// `g - t + 1` honest members refusing it leave too few; with `g = t` (the DISSEC baselines,
+/// where asking every member would let one dead member stop its group) one.
+fn positions_needed(g: u8, t: u8) -> usize {
+    if g == t {
+        1
+    } else {
+        t as usize
+    }
+}
+
+/// Whether the position `key` serves may accept or adopt `manifest`: the manifest leaves out
+/// at most half of the contributors whose full share the position holds (a contributor sends
+/// its `t - 1` seed shares first, so a full share means its shares reached `t` positions), and
+/// no child of which it holds a version (a parent position heals a missing child before it
+/// reports, so an honest manifest leaves a held child out only when its heal failed). A leader cannot drop most of what
+/// the members hold: a manifest of one where a member holds three or more full shares is
+/// refused. Not all: an honest leader leaves out an item that fewer than `t` of the reports it
+/// filed hold (a member slow to report holds it), and such a member must still adopt. A
+/// candidate that serves no position has nothing to check against.
+pub(super) fn consistent(comp: &Computation, key: Option<Slot>, manifest: &Manifest) -> bool {
+    // With `g = t` (the simulator's DISSEC baselines, which model crashes only) an item some
+    // position lacks is always left out, and the baselines cut subtrees on purpose.
+    if comp.plan.g == comp.plan.t {
+        return true;
+    }
+    let Some(role) = key.and_then(|k| comp.roles.get(&k)) else {
+        return true;
+    };
+    let full: Vec<&NodeId> = role
+        .shares
+        .iter()
+        .filter(|(_, share)| matches!(share, CompressedShare::Full(_)))
+        .map(|(c, _)| c)
+        .collect();
+    let full_left_out = full
+        .iter()
+        .filter(|c| {
+            manifest
+                .items
+                .binary_search(&Item::Contributor(***c))
+                .is_err()
+        })
+        .count();
+    let children_left_out = role
+        .children
+        .iter()
+        .filter(|(child, versions)| {
+            !versions.is_empty()
+                && !manifest
+                    .items
+                    .iter()
+                    .any(|i| matches!(i, Item::Child { group, .. } if group == *child))
+        })
+        .count();
+    2 * full_left_out <= full.len() && children_left_out == 0
+}
+
+/// Members of `group` whose promise to this leader shows they did not accept `manifest` in
+/// `round` (their last acceptance is of an earlier round, of another manifest in that round,
+/// or none).
+fn members_not_accepting(
+    plan: &Plan,
+    group: GroupId,
+    lead: &Leadership,
+    round: u32,
+    manifest: &Manifest,
+) -> usize {
+    (1..=plan.g)
+        .filter(|p| {
+            lead.promises
+                .get(&plan.member(group, *p))
+                .is_some_and(|a| match a {
+                    None => true,
+                    Some((r, m)) => *r < round || (*r == round && m != manifest),
+                })
+        })
+        .count()
 }
 
 /// The leader of `round` accepts its proposal (persisted first), sends it to every other
@@ -210,35 +308,87 @@ pub(super) fn propose(
             );
         }
     }
-    count_vote(comp, key, round, me, manifest, pending);
+    // Its own proposal cannot conflict: it proposes once per round.
+    let _ = count_vote(comp, key, round, me, manifest, VoteKind::Proposal, pending);
 }
 
-/// Files one acceptor's vote of `round`; adopts the round's manifest once a quorum voted.
+/// The votes of one round as a position hears them. Only the round leader's proposal can be
+/// adopted: a vote counts only if it names that proposal, so a candidate that votes ahead for
+/// rounds it does not lead (vote poisoning) fixes nothing. Votes that arrive before the proposal
+/// is known wait as digests, one per voter (bounded by the group's acceptors).
+#[derive(Default)]
+pub(super) struct Tally {
+    /// The round leader's proposal, once known (its own, or its `Manifest` message).
+    proposal: Option<(Digest, Manifest)>,
+    /// Each voter's vote in this round, by the digest of the manifest it named (its first).
+    votes: BTreeMap<NodeId, Digest>,
+}
+
+/// What a vote is: the leader's proposal (its own vote), or another acceptor's vote.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum VoteKind {
+    Proposal,
+    Vote,
+}
+
+/// Files one acceptor's vote of `round` (or the round leader's proposal, which is its vote);
+/// adopts the round's proposal once a quorum voted for it. A vote that names another manifest
+/// than the proposal, or a second proposal, is refused.
 pub(super) fn count_vote(
     comp: &mut Computation,
     key: Slot,
     round: u32,
     voter: NodeId,
     manifest: Manifest,
+    kind: VoteKind,
     pending: &mut Vec<Pending>,
-) -> bool {
+) -> Result<(), Rejection> {
     let id = comp.id();
     let quorum = quorum(&comp.plan, key.group);
+    let digest = version_of(&id, key.group, &manifest).digest;
+    let needed = positions_needed(comp.plan.g, comp.plan.t);
+    let members: BTreeMap<NodeId, Position> = (1..=comp.plan.g)
+        .map(|p| (comp.plan.member(key.group, p), p))
+        .collect();
     let Some(role) = comp.roles.get_mut(&key) else {
-        return true;
+        return Ok(());
     };
+    let servers = role
+        .leader
+        .as_ref()
+        .filter(|l| l.round == round)
+        .map(|l| l.servers.clone())
+        .unwrap_or_default();
     if role.adopted().is_some() {
-        return true;
+        return Ok(());
     }
-    let (m, voters) = role
+    let tally = role.votes.entry(round).or_default();
+    if kind == VoteKind::Proposal {
+        match &tally.proposal {
+            Some((d, _)) if *d != digest => return Err(Rejection::ConflictingManifest),
+            Some(_) => {}
+            None => tally.proposal = Some((digest, manifest)),
+        }
+    }
+    tally.votes.entry(voter).or_insert(digest);
+    let Some((proposed, manifest)) = tally.proposal.as_ref() else {
+        return Ok(()); // kept until the proposal is known
+    };
+    let (proposed, manifest) = (*proposed, manifest.clone());
+    let voters: Vec<&NodeId> = tally
         .votes
-        .entry(round)
-        .or_insert_with(|| (manifest.clone(), BTreeSet::new()));
-    if *m != manifest {
-        return false; // one proposal per round: only a broken acceptor votes otherwise
-    }
-    voters.insert(voter);
-    if voters.len() >= quorum {
+        .iter()
+        .filter(|(_, d)| **d == proposed)
+        .map(|(v, _)| v)
+        .collect();
+    // Positions whose server voted for it: every position checked the manifest against what
+    // it holds, and `g - t + 1` of them must have accepted it (backups that serve no position hold
+    // nothing to check against, so a majority of acceptors alone is not enough).
+    let positions: BTreeSet<Position> = voters
+        .iter()
+        .filter_map(|v| members.get(*v).or_else(|| servers.get(*v)).copied())
+        .collect();
+    if voters.len() >= quorum && positions.len() >= needed {
         pending.push(Pending::Adopt {
             id,
             key,
@@ -246,7 +396,10 @@ pub(super) fn count_vote(
             announce: true,
         });
     }
-    true
+    if digest != proposed {
+        return Err(Rejection::VoteNotForProposal);
+    }
+    Ok(())
 }
 
 /// Makes the member at `key` lead `round` (after promising it), keeping what it collected if it
@@ -379,8 +532,12 @@ pub(super) fn on_report(
         return Ok(());
     }
     if let Some(manifest) = m.adopted.clone() {
-        // A quorum accepted it in one round: it is the group's only manifest.
+        // A quorum accepted it in one round: it is the group's only manifest. A member that
+        // holds what it leaves out refuses it (a liar's word that it adopted a manifest of one).
         check_manifest(comp, key.group, &manifest)?;
+        if !consistent(comp, Some(key), &manifest) {
+            return Err(Rejection::ManifestOmitsHeldItem);
+        }
         records.push(Pending::Adopt {
             id,
             key,
@@ -389,8 +546,11 @@ pub(super) fn on_report(
         });
         return Ok(());
     }
-    if let Some((_, manifest)) = &m.accepted {
+    if let Some((accepted_in, manifest)) = &m.accepted {
         check_manifest(comp, key.group, manifest)?;
+        if *accepted_in > round {
+            return Err(Rejection::AcceptedRoundAhead); // no honest acceptor accepts ahead
+        }
     }
     let (promised, _) = acceptor_state(comp, key.group);
     if leader_of(round, g) != key.position || !role.member || round < promised {
@@ -412,6 +572,7 @@ pub(super) fn on_report(
     if let Some(lead) = role.leader.as_mut() {
         lead.promises.insert(from, m.accepted);
         if m.serving {
+            lead.servers.insert(from, m.position);
             keep_larger_report(&mut lead.reports, m.position, m.items);
         }
         if let Some(own) = own {
@@ -547,6 +708,9 @@ pub(super) fn on_manifest(
     let me = ctx.me.node;
     let mine = group_member_position(comp, m.group, me).ok_or(Rejection::NotCandidate)?;
     let key = my_role_in(comp, m.group);
+    if !consistent(comp, key, &m.manifest) {
+        return Err(Rejection::ManifestOmitsHeldItem);
+    }
     if let Some(key) = key {
         let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
         if let Some(adopted) = role.adopted() {
@@ -561,9 +725,15 @@ pub(super) fn on_manifest(
             return Ok(());
         }
         // The leader's proposal is also its vote.
-        if !count_vote(comp, key, round, from, m.manifest.clone(), records) {
-            return Err(Rejection::ConflictingManifest);
-        }
+        count_vote(
+            comp,
+            key,
+            round,
+            from,
+            m.manifest.clone(),
+            VoteKind::Proposal,
+            records,
+        )?;
     }
     let (promised, accepted) = acceptor_state(comp, m.group);
     let duplicate = accepted.as_ref().is_some_and(|(r, _)| *r == round);
@@ -599,7 +769,7 @@ pub(super) fn on_manifest(
         );
     }
     if let Some(key) = key {
-        count_vote(comp, key, round, me, m.manifest, records);
+        count_vote(comp, key, round, me, m.manifest, VoteKind::Vote, records)?;
     }
     Ok(())
 }
@@ -618,10 +788,7 @@ pub(super) fn on_vote(
     }
     check_manifest(comp, m.group, &m.manifest)?;
     let key = my_role_in(comp, m.group).ok_or(Rejection::NotInGroup)?;
-    if !count_vote(comp, key, round, from, m.manifest, records) {
-        return Err(Rejection::ConflictingManifest);
-    }
-    Ok(())
+    count_vote(comp, key, round, from, m.manifest, VoteKind::Vote, records)
 }
 
 /// Agreement records are only ever about a group and position of the plan.

@@ -9,15 +9,17 @@ use super::{
     Rejection, Released,
 };
 use crate::encoding::ContributionSpec;
+use crate::field::linear_combination;
 use crate::field::{FieldVec, Fp};
 use crate::ids::{Digest, Micros, NodeId, Position, Version};
+use crate::limits::MAX_RELEASE_DECODE_SUBSETS;
 use crate::message::{
     cell_bits, cell_flags, Body, CountShareMsg, FinishMsg, Message, ReleaseAskMsg, ReleaseShareMsg,
     RootReadyMsg, Slot,
 };
 use crate::plan::Plan;
 use crate::record::Record;
-use crate::sharing::reconstruct;
+use crate::sharing::{lagrange_coefficients, reconstruct};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) struct Commissioner {
@@ -129,7 +131,12 @@ pub(super) fn best_version(ready: &BTreeMap<Position, Version>) -> Option<(Versi
     })
 }
 
-pub(super) fn advance_commissioner(comp: &mut Computation, ctx: &mut Ctx) {
+pub(super) fn advance_commissioner(
+    comp: &mut Computation,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+    check_k_min: bool,
+) {
     let Some(c) = comp.commissioner.as_ref() else {
         return;
     };
@@ -138,7 +145,7 @@ pub(super) fn advance_commissioner(comp: &mut Computation, ctx: &mut Ctx) {
     }
     match c.phase {
         Phase::Done { .. } => {}
-        Phase::Releasing(_) => advance_release(comp, ctx),
+        Phase::Releasing(_) => advance_release(comp, ctx, records, check_k_min),
         Phase::Waiting { .. } => choose_version(comp, ctx),
     }
 }
@@ -201,7 +208,12 @@ fn choose_version(comp: &mut Computation, ctx: &mut Ctx) {
 /// release window (a holder died or lost the message): asks the root positions to report
 /// again (dead members fail over to their backups, which take the positions over), and asks
 /// again every holder of the best version known now.
-fn advance_release(comp: &mut Computation, ctx: &mut Ctx) {
+fn advance_release(
+    comp: &mut Computation,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+    check_k_min: bool,
+) {
     let id = comp.id();
     let t = comp.plan.t as usize;
     let window = comp.request().tree.timeouts.release_window;
@@ -229,6 +241,22 @@ fn advance_release(comp: &mut Computation, ctx: &mut Ctx) {
     if ctx.now < r.asked_at.plus(window) {
         return;
     }
+    // The window passed without every holder's share: decode what came (a holder that
+    // withholds cannot stall the release). With exactly `t` shares nothing checks them: a
+    // liar among them is released (a known gap, see ARCHITECTURE.md "Root shares on one
+    // polynomial"); refusing them cost a crash-only run its result.
+    if r.shares.len() >= t {
+        open_shares(comp, ctx, records, check_k_min, false);
+        if comp.commissioner.as_ref().is_none_or(|c| c.is_done()) {
+            return;
+        }
+    }
+    let Some(c) = comp.commissioner.as_mut() else {
+        return;
+    };
+    let Phase::Releasing(r) = &mut c.phase else {
+        return;
+    };
     if let Some((v, _)) = best_version(&c.ready).filter(|(v, h)| *h >= t && *v != chosen) {
         r.shares.clear();
         r.version = v;
@@ -477,8 +505,6 @@ pub(super) fn on_release_share(
     check_k_min: bool,
 ) -> Result<(), Rejection> {
     check_position(comp, m.position)?;
-    let t = comp.plan.t;
-    let k_min = comp.request().privacy.k_min;
     let root = comp.plan.root();
     if !is_candidate(comp, root, m.position, &from) {
         return Err(Rejection::NotFromPosition);
@@ -499,23 +525,181 @@ pub(super) fn on_release_share(
     if version.digest != m.version {
         return Ok(());
     }
-    r.shares.insert(m.position, (cells.clone(), m.share.0));
-    // Honest root members open the same counts, so they send the same mask; `t` shares of one
-    // mask reconstruct.
-    let shares: Vec<(u8, &[Fp])> = r
-        .shares
+    r.shares.insert(m.position, (cells, m.share.0));
+    let holders: Vec<Position> = c
+        .ready
         .iter()
-        .filter(|(_, (mask, _))| *mask == cells)
-        .map(|(p, (_, s))| (*p, s.as_slice()))
+        .filter(|(_, v)| **v == version)
+        .map(|(p, _)| *p)
         .collect();
-    if shares.len() < t as usize {
-        return Ok(());
-    }
-    let opened = reconstruct(&shares, t).map_err(|_| Rejection::ReleaseDoesNotOpen)?;
-    c.finish();
-    let (sum, cells) = open_release(&spec, opened, cells, check_k_min.then_some(k_min));
-    publish(comp, ctx, records, version, sum, cells);
+    // Every root position reported and every holder of the version answered: nothing more
+    // can come to check the shares against.
+    let all_in =
+        c.ready.len() == comp.plan.g as usize && holders.iter().all(|p| r.shares.contains_key(p));
+    open_shares(comp, ctx, records, check_k_min, !all_in);
     Ok(())
+}
+
+/// Shares the commissioner needs before it releases: `t + 1`, so that one more than a
+/// reconstruction needs checks them, except with `g = t` (the DISSEC baselines), where no
+/// share can be checked and `t` are released as they come.
+fn checked_release(t: usize, g: usize) -> usize {
+    (t + 1).min(g)
+}
+
+/// What the shares of the chosen version, taken together, say.
+enum Decoded {
+    /// Too few shares of one mask yet.
+    Wait,
+    /// The released elements, from shares that lie on one polynomial of degree `t - 1`, and the
+    /// positions whose shares do not (left out).
+    Open(Vec<bool>, Vec<Fp>, Vec<Position>),
+    /// The shares lie on no polynomial of degree `t - 1` that a majority beyond `t` agrees
+    /// on: these positions disagree with the best-supported one.
+    Inconsistent(Vec<Position>),
+}
+
+/// Decodes the release shares as a whole, independently of their arrival order: the mask
+/// most positions sent (ties: the smaller mask), then the polynomial of degree `t - 1` through
+/// a `t`-subset of them (in position order) that at least `n - floor((n - t) / 2)` of the `n`
+/// shares lie on. With `e` lying positions and `n >= t + 2e` shares the polynomial is unique
+/// and the liars are named; with `t < n < t + 2e` the lie is detected and nothing is released.
+/// With exactly `t` shares there is nothing to check against (a root member that withholds and
+/// another that lies are then not told apart from honest ones).
+fn decode(shares: &BTreeMap<Position, (Vec<bool>, Vec<Fp>)>, t: usize) -> Decoded {
+    let mut by_mask: BTreeMap<&Vec<bool>, Vec<(Position, &[Fp])>> = BTreeMap::new();
+    for (p, (mask, s)) in shares {
+        by_mask.entry(mask).or_default().push((*p, s.as_slice()));
+    }
+    let Some((mask, group)) = by_mask
+        .into_iter()
+        .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0)))
+    else {
+        return Decoded::Wait;
+    };
+    let n = group.len();
+    if n < t {
+        return Decoded::Wait;
+    }
+    let need = n - (n - t) / 2;
+    let mut best: Option<(usize, Vec<usize>)> = None;
+    for subset in subsets(n, t).take(MAX_RELEASE_DECODE_SUBSETS) {
+        let base: Vec<(u8, &[Fp])> = subset.iter().map(|i| group[*i]).collect();
+        let agree: Vec<usize> = (0..n)
+            .filter(|i| subset.contains(i) || on_polynomial(&base, group[*i]))
+            .collect();
+        if agree.len() >= need {
+            let used: Vec<(u8, &[Fp])> = subset.iter().map(|i| group[*i]).collect();
+            let Ok(opened) = reconstruct(&used, t as u8) else {
+                continue;
+            };
+            let liars = (0..n)
+                .filter(|i| !agree.contains(i))
+                .map(|i| group[i].0)
+                .collect();
+            let liars_elsewhere = shares
+                .iter()
+                .filter(|(_, (m, _))| m != mask)
+                .map(|(p, _)| *p);
+            let mut named: Vec<Position> = liars;
+            named.extend(liars_elsewhere);
+            named.sort();
+            return Decoded::Open(mask.clone(), opened, named);
+        }
+        if best.as_ref().is_none_or(|(k, _)| agree.len() > *k) {
+            best = Some((agree.len(), agree));
+        }
+    }
+    let agree = best.map(|(_, a)| a).unwrap_or_default();
+    let mut named: Vec<Position> = shares
+        .keys()
+        .copied()
+        .filter(|p| !agree.iter().any(|i| group[*i].0 == *p))
+        .collect();
+    named.sort();
+    Decoded::Inconsistent(named)
+}
+
+/// Whether `share` lies on the polynomial of degree `t - 1` through `base` (`t` shares).
+fn on_polynomial(base: &[(u8, &[Fp])], share: (u8, &[Fp])) -> bool {
+    let points: Vec<u8> = base.iter().map(|(p, _)| *p).collect();
+    let Ok(coeffs) = lagrange_coefficients(&points, share.0) else {
+        return false;
+    };
+    let vecs: Vec<&[Fp]> = base.iter().map(|(_, s)| *s).collect();
+    vecs.iter().all(|v| v.len() == share.1.len()) && linear_combination(&coeffs, &vecs) == share.1
+}
+
+/// The `k`-subsets of `0..n` in lexicographic order.
+fn subsets(n: usize, k: usize) -> impl Iterator<Item = Vec<usize>> {
+    let mut next = (k <= n).then(|| (0..k).collect::<Vec<usize>>());
+    std::iter::from_fn(move || {
+        let current = next.take()?;
+        let mut c = current.clone();
+        let mut i = k;
+        while i > 0 {
+            i -= 1;
+            if c[i] < n - k + i {
+                c[i] += 1;
+                for j in i + 1..k {
+                    c[j] = c[j - 1] + 1;
+                }
+                next = Some(c);
+                break;
+            }
+        }
+        Some(current)
+    })
+}
+
+/// Opens the chosen version from the shares received so far, if they decode (see [`decode`]):
+/// releases it, or fails naming the positions whose shares lie on no common polynomial.
+///
+/// `early`: not every holder answered yet, and the window is open. Then it opens only if at
+/// least `t + 1` shares arrived and all of them lie on one polynomial: one lying share among
+/// them cannot (the `t` honest ones fix the polynomial), so the result is the one every
+/// holder's shares would give. Two colluding liars among the first `t + 1` could agree on
+/// another polynomial; waiting for every holder would catch them, at the cost of a release
+/// window each time a root holder dies.
+fn open_shares(
+    comp: &mut Computation,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+    check_k_min: bool,
+    early: bool,
+) {
+    let t = comp.plan.t as usize;
+    let g = comp.plan.g as usize;
+    let k_min = comp.request().privacy.k_min;
+    let spec = comp.signed.request.contribution.clone();
+    let Some(c) = comp.commissioner.as_mut() else {
+        return;
+    };
+    let Phase::Releasing(r) = &mut c.phase else {
+        return;
+    };
+    let version = r.version;
+    match decode(&r.shares, t) {
+        Decoded::Wait => {}
+        // `t` shares of one mask always decode, and nothing checks them.
+        Decoded::Open(_, _, _) if early && r.shares.len() < checked_release(t, g) => {}
+        Decoded::Open(_, _, excluded) if early && !excluded.is_empty() => {}
+        Decoded::Inconsistent(_) if early => {}
+        Decoded::Open(cells, opened, excluded) => {
+            c.finish();
+            let (sum, cells) = open_release(&spec, opened, cells, check_k_min.then_some(k_min));
+            publish(comp, ctx, records, version, sum, cells, excluded);
+        }
+        Decoded::Inconsistent(positions) => {
+            c.finish();
+            let id = comp.id();
+            ctx.event(Event::Failed {
+                computation: id,
+                reason: Failure::InconsistentRootShares { positions },
+            });
+            finish(comp, ctx, records);
+        }
+    }
 }
 
 /// The sum at every element from the reconstructed released elements, and the cells shown:
@@ -560,6 +744,7 @@ fn publish(
     version: Version,
     sum: Vec<Fp>,
     cells: Vec<bool>,
+    excluded: Vec<Position>,
 ) {
     let id = comp.id();
     let spec = &comp.signed.request.contribution;
@@ -592,6 +777,7 @@ fn publish(
         values,
         released,
         at: ctx.now,
+        excluded,
     })));
     records.push(Pending::Record(Record::Released {
         computation: id,

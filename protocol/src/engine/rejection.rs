@@ -83,6 +83,12 @@ pub enum Rejection {
     ManifestTwoVersions,
     #[error("two manifests in one round")]
     ConflictingManifest,
+    #[error("a vote for another manifest than its round leader's proposal")]
+    VoteNotForProposal,
+    #[error("a manifest that leaves out an item this position holds")]
+    ManifestOmitsHeldItem,
+    #[error("a promise naming an acceptance of a later round")]
+    AcceptedRoundAhead,
     // Heals.
     #[error("heal go must name exactly t distinct sorted helpers")]
     HealGoHelpers,

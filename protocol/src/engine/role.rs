@@ -61,8 +61,9 @@ pub(super) struct Role {
     /// This node is the position's member, which alone may lead its rounds (a backup serving
     /// the position reports, accepts, learns and sends up, but never proposes).
     pub(super) member: bool,
-    /// Votes heard, per round: the round's manifest and the acceptors that accepted it.
-    pub(super) votes: BTreeMap<u32, (Manifest, BTreeSet<NodeId>)>,
+    /// Votes heard, per round: the round leader's proposal once known, and each voter's vote
+    /// (only votes for that proposal count).
+    pub(super) votes: BTreeMap<u32, super::agreement::Tally>,
     /// Heal gos this member answered, per target position of the parent (at most
     /// `MAX_HEAL_GO_ANSWERS` each; never persisted: a restart starts the count again).
     pub(super) heal_go_answers: BTreeMap<Position, u32>,
@@ -353,6 +354,8 @@ pub(super) struct Leadership {
     /// Acceptors that promised this round, with the manifest each accepted last. A report of
     /// another round is no promise of this one.
     pub(super) promises: BTreeMap<NodeId, Option<(u32, Manifest)>>,
+    /// Nodes that reported serving a position in this round, and the position.
+    pub(super) servers: BTreeMap<NodeId, Position>,
     /// The report window passed without enough reports: propose as soon as they arrive.
     pub(super) window_over: bool,
     /// The round's manifest was proposed (at most one per round).
@@ -366,6 +369,7 @@ impl Leadership {
             since,
             reports: BTreeMap::new(),
             promises: BTreeMap::new(),
+            servers: BTreeMap::new(),
             window_over: false,
             proposed: false,
         }

@@ -1,0 +1,151 @@
+//! Byzantine nodes of the harness: the engine of a Byzantine node stays honest, and its lies are
+//! made on the wire, by rewriting, dropping or adding to what it sends. A defence in the engine
+//! can thus never be switched off by the attack's own code path.
+//!
+//! Each attack is one field of [`Byzantine`]; a node may combine them, and
+//! [`Cluster::byzantine`] makes a node lie. To add an attack (a heal with chosen helpers, a
+//! share pull): add a field, rewrite or add messages in [`Byzantine::rewrite`] (called with each
+//! message the node sends, before it is encoded) or in [`Byzantine::on_first_send`] (called once
+//! per computation, at the node's first send for it), or leave the struct alone and drive the
+//! attack from a test with [`Cluster::inject`] (a message sent as if from any node).
+
+use super::Cluster;
+use crate::ids::{ComputationId, NodeId};
+use crate::limits::MAX_AGREE_ROUNDS;
+use crate::message::{Body, Manifest, Message, VoteMsg};
+use crate::plan::Plan;
+use std::collections::BTreeSet;
+
+/// How one Byzantine node lies. `Default` is honest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Byzantine {
+    /// Vote poisoning: at its first send of a computation, the node votes, for every round
+    /// `0..MAX_AGREE_ROUNDS` of every group it is a candidate of, for an empty manifest, to the
+    /// member leading that round.
+    pub pre_vote: bool,
+    /// As a round leader, it proposes a manifest of one (the first item of its honest
+    /// proposal), and every report it sends claims that manifest as accepted and adopted.
+    pub manifest_of_one: bool,
+    /// It drops every message it would send (a silent member that looks alive: sends to it
+    /// never come back undelivered).
+    pub withhold: bool,
+    /// It sends different things to different receivers: its proposals, votes and reports go
+    /// out honest to receivers at even node indices, and to the others as `manifest_of_one`
+    /// sends them (a manifest of one, claimed as accepted and adopted).
+    pub equivocate: bool,
+    /// As a root member, its release shares to the commissioner are off by one at every
+    /// element (a share not on the polynomial of the others).
+    pub bad_root_share: bool,
+}
+
+impl Byzantine {
+    /// Every attack at once.
+    pub fn all() -> Byzantine {
+        Byzantine {
+            pre_vote: true,
+            manifest_of_one: true,
+            withhold: false,
+            equivocate: true,
+            bad_root_share: true,
+        }
+    }
+
+    pub fn is_honest(&self) -> bool {
+        *self == Byzantine::default()
+    }
+
+    /// What the node sends to `to_index` instead of `message` (`None`: nothing).
+    pub(super) fn rewrite(&self, to_index: usize, message: &Message) -> Option<Message> {
+        if self.withhold {
+            return None;
+        }
+        let mut m = message.clone();
+        let one = self.manifest_of_one || (self.equivocate && to_index % 2 == 1);
+        match &mut m.body {
+            Body::Manifest(p) if one => p.manifest = of_one(&p.manifest),
+            Body::Vote(v) if one => v.manifest = of_one(&v.manifest),
+            Body::Report(r) if one => {
+                if let Some((_, accepted)) = r.accepted.as_mut() {
+                    *accepted = of_one(accepted);
+                }
+                if let Some(adopted) = r.adopted.as_mut() {
+                    *adopted = of_one(adopted);
+                } else if let Some((_, accepted)) = &r.accepted {
+                    r.adopted = Some(accepted.clone());
+                }
+            }
+            Body::ReleaseShare(s) if self.bad_root_share => {
+                for x in s.share.0.iter_mut() {
+                    *x += crate::field::Fp::ONE;
+                }
+            }
+            _ => {}
+        }
+        Some(m)
+    }
+
+    /// Messages the node adds at its first send of `computation` (as `(receiver, message)`).
+    pub(super) fn on_first_send(
+        &self,
+        me: NodeId,
+        computation: ComputationId,
+        plan: &Plan,
+    ) -> Vec<(NodeId, Message)> {
+        if !self.pre_vote || self.withhold {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for group in plan.groups() {
+            let Some(position) = (1..=plan.g).find(|p| plan.candidates(group, *p).any(|c| c == me))
+            else {
+                continue;
+            };
+            let empty = Manifest { items: Vec::new() };
+            let leaders: BTreeSet<(u32, NodeId)> = (0..MAX_AGREE_ROUNDS)
+                .map(|r| (r, plan.member(group, (r % plan.g as u32) as u8 + 1)))
+                .collect();
+            for (round, leader) in leaders {
+                if leader == me {
+                    continue;
+                }
+                out.push((
+                    leader,
+                    Message {
+                        computation,
+                        round,
+                        body: Body::Vote(VoteMsg {
+                            group,
+                            position,
+                            manifest: empty.clone(),
+                        }),
+                        to: None,
+                    },
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The first item of `m` alone (a manifest of one; empty stays empty).
+fn of_one(m: &Manifest) -> Manifest {
+    Manifest {
+        items: m.items.iter().take(1).copied().collect(),
+    }
+}
+
+impl Cluster {
+    /// Node `i` lies as `b` says from now on (see [`Byzantine`]).
+    pub fn byzantine(&mut self, i: usize, b: Byzantine) {
+        if b.is_honest() {
+            self.byzantine.remove(&i);
+        } else {
+            self.byzantine.insert(i, b);
+        }
+    }
+
+    /// The Byzantine nodes and how they lie.
+    pub fn byzantine_nodes(&self) -> impl Iterator<Item = (usize, &Byzantine)> {
+        self.byzantine.iter().map(|(i, b)| (*i, b))
+    }
+}
