@@ -409,12 +409,18 @@ fn check_heal_go(
             return Err(Rejection::HealGoBadHelper);
         }
     }
-    // The other helpers must be the nodes this member sees serving their positions (the member,
-    // unless this node itself found it unreachable), not whoever the requester names: a parent
-    // member naming backups that collude with it would learn their pairwise masks and unmask
-    // this member's term, one honest helper at a time.
+    // The other helpers must be the positions' plan members or the nodes this member sees
+    // serving them, not whoever the requester names: a parent member naming backups that
+    // collude with it would learn their pairwise masks and unmask this member's term, one
+    // honest helper at a time. The plan member is always allowed: it is the helper a run
+    // without failures has anyway, and this node's own failover may be spurious (a slow member
+    // timed out while alive still serves, offers, and is the one the parent names; refusing it
+    // left every attempt without helpers and the child unhealed).
     for (p, node) in m.helpers.iter().zip(&m.helper_nodes) {
-        if *node != me && server_of(&comp.plan, &comp.servers, slot(m.child, *p)) != *node {
+        if *node != me
+            && *node != comp.plan.member(m.child, *p)
+            && server_of(&comp.plan, &comp.servers, slot(m.child, *p)) != *node
+        {
             return Err(Rejection::HealGoNotServing);
         }
     }
