@@ -29,8 +29,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
-mod selection;
 mod byzantine;
+mod selection;
 pub use byzantine::Byzantine;
 
 /// Upper bound on events one harness run may process.
