@@ -1312,7 +1312,15 @@ impl Engine {
                 }
                 // A backup takes the position over when a message for it arrives: a sender
                 // found the member (or an earlier backup) unreachable.
-                Some(rank) if rank > 0 && !comp.roles.contains_key(&to) => {
+                // Not on a heal query: it asks what the server holds, and a backup that has not
+                // taken over holds nothing. Taking over on it (a parent's spurious timeout of a
+                // live backup) made an empty server of the position, whose empty report could
+                // reach the leader before the holder's and cut the whole leaf.
+                Some(rank)
+                    if rank > 0
+                        && !comp.roles.contains_key(&to)
+                        && !matches!(message.body, Body::HealQuery(_)) =>
+                {
                     self.record(Record::Takeover {
                         computation: id,
                         group: to.group,
