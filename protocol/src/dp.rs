@@ -305,14 +305,15 @@ pub fn noise(seed: &[u8; 32], spec: &NoiseSpec, len: usize) -> Vec<i64> {
         .iter()
         .map(|m| Sampler::new(*m, tail_units))
         .collect();
+    draw(&mut rng, &samplers, tail_units, len)
+}
+
+/// `len` samples, column `e % width` drawn by `samplers[e % width]` from `rng`.
+fn draw(rng: &mut Stream, samplers: &[Sampler], tail_units: u64, len: usize) -> Vec<i64> {
     let tail = i64::try_from(tail_units).unwrap_or(i64::MAX);
     let width = samplers.len().max(1);
     (0..len)
-        .map(|e| {
-            samplers
-                .get(e % width)
-                .map_or(0, |s| s.sample(&mut rng, tail))
-        })
+        .map(|e| samplers.get(e % width).map_or(0, |s| s.sample(rng, tail)))
         .collect()
 }
 
@@ -343,15 +344,7 @@ pub fn noise_prio(seed: &[u8; 32], spec: &NoiseSpec, len: usize) -> Vec<i64> {
                 .map_or(Sampler::Zero, Sampler::Prio)
         })
         .collect();
-    let tail = i64::try_from(spec.tail()).unwrap_or(i64::MAX);
-    let width = samplers.len().max(1);
-    (0..len)
-        .map(|e| {
-            samplers
-                .get(e % width)
-                .map_or(0, |s| s.sample(&mut rng, tail))
-        })
-        .collect()
+    draw(&mut rng, &samplers, spec.tail(), len)
 }
 
 /// Adds `seed`'s noise to an encoded vector, in the field.
