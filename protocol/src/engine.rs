@@ -10,9 +10,7 @@ use crate::beacon::{Beacon, BeaconError, Randomness, Round};
 use crate::encoding::EncodingError;
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position, Version};
-use crate::limits::{
-    MAX_AWAITING_BEACON, MAX_BEACON_ROUNDS, MAX_CLOCK_SKEW_MICROS, MAX_COMPUTATIONS,
-};
+use crate::limits::{MAX_AWAITING_BEACON, MAX_BEACON_ROUNDS, MAX_CLOCK_SKEW_MICROS};
 use crate::membership::CandidateRule;
 use crate::message::{Body, Manifest, Message, Slot};
 use crate::plan::{request_seed, Plan, PlanCache, PlanError};
@@ -1141,13 +1139,13 @@ impl Engine {
         directory: DirectorySnapshot,
     ) -> Result<(), CommandError> {
         let id = signed.request.id;
-        // The owner's own launch is trusted; requests waiting for their round hold slots too.
-        let admitted = if self.computations.len() + self.awaiting.len() >= MAX_COMPUTATIONS {
-            Err((None, "too many computations in flight".to_string()))
-        } else {
-            slots::admit(&self.computations, None, &signed.request.commissioner)
-        };
-        if let Err((_, detail)) = admitted {
+        // The owner's own launch is trusted.
+        if let Err((_, detail)) = slots::admit(
+            &self.computations,
+            self.awaiting.len(),
+            None,
+            &signed.request.commissioner,
+        ) {
             return Err(CommandError::Refused(Refusal {
                 kind: RefusalKind::Busy,
                 detail,
@@ -1205,13 +1203,12 @@ impl Engine {
         if self.awaiting.get(&id).is_some_and(|a| a.signed == signed) {
             return; // already waiting for its round
         }
-        let admitted = if self.computations.len() + self.awaiting.len() >= MAX_COMPUTATIONS
-            || self.awaiting.len() >= MAX_AWAITING_BEACON
-        {
+        let admitted = if self.awaiting.len() >= MAX_AWAITING_BEACON {
             Err((None, "too many computations in flight".to_string()))
         } else {
             slots::admit(
                 &self.computations,
+                self.awaiting.len(),
                 self.trusted.as_ref(),
                 &signed.request.commissioner,
             )

@@ -21,13 +21,15 @@ use crate::request::CommissionerKey;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Whether a request of `commissioner` may take a slot: `Ok`, or why not (the detail for the
-/// refusal, and the rejection counted). `trusted`: `None` if every commissioner is.
+/// refusal, and the rejection counted). `trusted`: `None` if every commissioner is. `waiting`:
+/// requests held for their beacon round, which hold slots too.
 pub(super) fn admit(
     computations: &BTreeMap<ComputationId, Box<Computation>>,
+    waiting: usize,
     trusted: Option<&BTreeSet<CommissionerKey>>,
     commissioner: &CommissionerKey,
 ) -> Result<(), (Option<Rejection>, String)> {
-    if computations.len() >= MAX_COMPUTATIONS {
+    if computations.len() + waiting >= MAX_COMPUTATIONS {
         return Err((None, "too many computations in flight".into()));
     }
     let is_trusted = |k: &CommissionerKey| trusted.is_none_or(|t| t.contains(k));
