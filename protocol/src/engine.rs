@@ -183,9 +183,15 @@ pub enum Failure {
     TooFewNoiseSources { summed: u64, honest_sources: u32 },
     /// No version was held by `t` root positions before the deadline.
     NoQuorum { best_holders: usize },
-    /// A version held by `t` root positions was chosen, but fewer than `t` of its shares
-    /// arrived before the deadline, even after asking again.
-    SharesMissing { received: usize },
+    /// A version held by `t` root positions was chosen, but fewer of its shares than a checked
+    /// release needs (`t + 1` of one mask; `t` when `g = t`) arrived before the deadline, even
+    /// after asking again: exactly `t` shares cannot be checked against each other, so a
+    /// lying root member among them would go unseen. `missing`: the root positions whose
+    /// share never came (dead, withholding, or never holding the version).
+    SharesMissing {
+        received: usize,
+        missing: Vec<Position>,
+    },
     /// The root shares of the chosen version lie on no one polynomial of degree `t - 1` that
     /// enough of them agree on to correct it: nothing is released, and these root positions
     /// are the ones whose shares disagree with the best-supported polynomial.
@@ -1465,6 +1471,9 @@ impl Engine {
                         Phase::Done { .. } => None,
                         Phase::Releasing(r) => Some(Failure::SharesMissing {
                             received: r.shares.len(),
+                            missing: (1..=comp.plan.g)
+                                .filter(|p| !r.shares.contains_key(p))
+                                .collect(),
                         }),
                         Phase::Waiting { .. } => Some(Failure::NoQuorum { best_holders }),
                     };

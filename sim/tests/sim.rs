@@ -362,9 +362,6 @@ fn senders_learn_of_a_dead_receiver_by_timeout_only() {
 }
 
 #[test]
-#[ignore = "regressed by the Byzantine agreement rule that adoption needs votes from t positions: \
-            with 100 ms detection and 30 ms per vector, spurious takeovers leave too few \
-            positions whose servers the leader knows, and nothing is adopted (issue 16, open)"]
 fn a_slow_receiver_times_out_too() {
     // Every received vector costs 30 ms of CPU: a leaf member with several shares to open
     // acknowledges late, and a sender with a short timeout fails over although it is alive

@@ -134,8 +134,8 @@ fn failure_text(reason: &Failure) -> String {
         Failure::NoQuorum { best_holders } => format!(
             "no version reached the threshold of root positions before the deadline (best: {best_holders})"
         ),
-        Failure::SharesMissing { received } => format!(
-            "the root agreed, but only {received} root shares arrived before the deadline, fewer than the threshold"
+        Failure::SharesMissing { received, missing } => format!(
+            "the root agreed, but only {received} root shares arrived before the deadline, fewer than a checked release needs (one more than the threshold); positions {missing:?} sent none"
         ),
         Failure::InconsistentRootShares { positions } => format!(
             "the root shares lie on no one polynomial: positions {positions:?} disagree; nothing was released"

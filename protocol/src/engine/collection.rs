@@ -126,15 +126,18 @@ pub(super) fn on_partial_ahead(
 ) -> Result<(), Rejection> {
     let key = check_partial(comp, from, &m)?;
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
-    if let Some((_, opener)) = role.confirmed.get(&m.child).filter(|c| c.0 == m.version) {
+    // Only its own sender's confirm opens a partial: each server of the child position seals
+    // under its own key (a member and its backup that took over both send).
+    let sender = (m.child, from);
+    if let Some((_, opener)) = role.confirmed.get(&sender).filter(|c| c.0 == m.version) {
         let opener = *opener;
-        role.confirmed.remove(&m.child);
+        role.confirmed.remove(&sender);
         let mut m = m;
         seal::open_ahead(&opener, &mut m.sum.0);
         return hold_partial(comp, key, m, ctx, records);
     }
     role.ahead.insert(
-        m.child,
+        sender,
         HeldPartial {
             version: m.version,
             sum: m.sum.0,
@@ -154,7 +157,8 @@ pub(super) fn on_partial_confirm(
 ) -> Result<(), Rejection> {
     let key = check_child_sender(comp, from, m.child, m.position, m.version)?;
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
-    match role.ahead.remove(&m.child) {
+    let sender = (m.child, from);
+    match role.ahead.remove(&sender) {
         Some(held) if held.version == m.version => {
             let mut sum = held.sum;
             seal::open_ahead(&m.key, &mut sum);
@@ -174,9 +178,9 @@ pub(super) fn on_partial_confirm(
         other => {
             // Another version's partial stays sealed: its key never comes.
             if let Some(held) = other {
-                role.ahead.insert(m.child, held);
+                role.ahead.insert(sender, held);
             }
-            role.confirmed.insert(m.child, (m.version, m.key));
+            role.confirmed.insert(sender, (m.version, m.key));
             Ok(())
         }
     }

@@ -242,9 +242,11 @@ fn advance_release(
         return;
     }
     // The window passed without every holder's share: decode what came (a holder that
-    // withholds cannot stall the release). With exactly `t` shares nothing checks them: a
-    // liar among them is released (a known gap, see ARCHITECTURE.md "Root shares on one
-    // polynomial"); refusing them cost a crash-only run its result.
+    // withholds cannot stall the release), but never from fewer than `t + 1` shares of one
+    // mask (`checked_release`): `t` shares always lie on one polynomial of degree `t - 1`, so
+    // one lying root member among exactly `t` would go unseen. Short of that, the root is
+    // asked again below (a dead holder's backup takes its position over) until the deadline,
+    // which reports the positions whose shares are missing.
     if r.shares.len() >= t {
         open_shares(comp, ctx, records, check_k_min, false);
         if comp.commissioner.as_ref().is_none_or(|c| c.is_done()) {
@@ -540,10 +542,11 @@ pub(super) fn on_release_share(
     Ok(())
 }
 
-/// Shares the commissioner needs before it releases: `t + 1`, so that one more than a
-/// reconstruction needs checks them, except with `g = t` (the DISSEC baselines), where no
-/// share can be checked and `t` are released as they come.
-fn checked_release(t: usize, g: usize) -> usize {
+/// Shares of one mask the commissioner needs before it releases, early or past the window:
+/// `t + 1`, so that one more than a reconstruction needs checks them (any `t` shares lie on
+/// one polynomial of degree `t - 1`, a lying one among them included), except with `g = t`
+/// (the DISSEC baselines), where no share can be checked and `t` are released as they come.
+pub(super) fn checked_release(t: usize, g: usize) -> usize {
     (t + 1).min(g)
 }
 
@@ -564,9 +567,9 @@ enum Decoded {
 /// a `t`-subset of them (in position order) that at least `n - floor((n - t) / 2)` of the `n`
 /// shares lie on. With `e` lying positions and `n >= t + 2e` shares the polynomial is unique
 /// and the liars are named; with `t < n < t + 2e` the lie is detected and nothing is released.
-/// With exactly `t` shares there is nothing to check against (a root member that withholds and
-/// another that lies are then not told apart from honest ones).
-fn decode(shares: &BTreeMap<Position, (Vec<bool>, Vec<Fp>)>, t: usize) -> Decoded {
+/// With fewer than `checked` shares of one mask it waits: exactly `t` shares always decode, and
+/// nothing checks them (a lying one among them would be released).
+fn decode(shares: &BTreeMap<Position, (Vec<bool>, Vec<Fp>)>, t: usize, checked: usize) -> Decoded {
     let mut by_mask: BTreeMap<&Vec<bool>, Vec<(Position, &[Fp])>> = BTreeMap::new();
     for (p, (mask, s)) in shares {
         by_mask.entry(mask).or_default().push((*p, s.as_slice()));
@@ -578,7 +581,7 @@ fn decode(shares: &BTreeMap<Position, (Vec<bool>, Vec<Fp>)>, t: usize) -> Decode
         return Decoded::Wait;
     };
     let n = group.len();
-    if n < t {
+    if n < t.max(checked) {
         return Decoded::Wait;
     }
     let need = n - (n - t) / 2;
@@ -679,10 +682,8 @@ fn open_shares(
         return;
     };
     let version = r.version;
-    match decode(&r.shares, t) {
+    match decode(&r.shares, t, checked_release(t, g)) {
         Decoded::Wait => {}
-        // `t` shares of one mask always decode, and nothing checks them.
-        Decoded::Open(_, _, _) if early && r.shares.len() < checked_release(t, g) => {}
         Decoded::Open(_, _, excluded) if early && !excluded.is_empty() => {}
         Decoded::Inconsistent(_) if early => {}
         Decoded::Open(cells, opened, excluded) => {

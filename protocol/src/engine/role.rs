@@ -82,12 +82,15 @@ pub(super) struct Role {
     /// The version this member sent ahead to its parent position, and the node serving that
     /// position it went to (never persisted: after a restart the member sends the full partial).
     pub(super) ahead_sent: Option<(Version, NodeId)>,
-    /// Partials children sent ahead of their agreement, one per child, not yet confirmed, still
+    /// Partials children sent ahead of their agreement, one per child and sender, not yet confirmed, still
     /// sealed (`seal::seal_ahead`: unreadable until the confirm reveals the key)
     /// (never persisted: lost on a restart, the child is then healed like a silent one).
-    pub(super) ahead: BTreeMap<GroupId, HeldPartial>,
+    /// Keyed by the child and the node that sent it: a member and a backup that took its
+    /// position over (a spurious timeout is enough) both send theirs, each sealed under its
+    /// own key, and a confirm opens only its own sender's partial.
+    pub(super) ahead: BTreeMap<(GroupId, NodeId), HeldPartial>,
     /// Confirms that arrived before the partial they confirm, with the key that opens it.
-    pub(super) confirmed: BTreeMap<GroupId, (Version, [u8; 32])>,
+    pub(super) confirmed: BTreeMap<(GroupId, NodeId), (Version, [u8; 32])>,
     /// Root members: the other root positions' shares of the cells' counts, one per position
     /// with the version it is of (never persisted: after a restart the member asks again).
     pub(super) count_shares: BTreeMap<Position, (Digest, Vec<Fp>)>,
