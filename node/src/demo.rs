@@ -268,7 +268,7 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     // What the root group releases of the plaintext at k_min: rows and buckets of fewer
     // contributors are withheld.
     let plain_released = compiled.released_at(&plain, args.k_min);
-    let plain_table = compiled.decode_released(&plain, &plain_released, plain_contributors);
+    let plain_table = compiled.decode_plain(&plain, &plain_released, plain_contributors);
     let status0 = control::call(cluster.dir(0), &ControlRequest::Status, |_, _| {}).await?;
     let key = status0["commissioner_key"]
         .as_str()

@@ -399,7 +399,7 @@ pub(crate) fn truth(p: &Predicate, r: &Record) -> Option<bool> {
 
 /// The `CLIP field TO [min, max]` of a field. The parser guarantees one for every field of
 /// `sum`, `avg`, `var` and `stddev`, the only callers' fields; `(0, 0)` otherwise.
-fn range_clip(q: &Query, field: &str) -> (f64, f64) {
+pub(super) fn range_clip(q: &Query, field: &str) -> (f64, f64) {
     q.clips
         .iter()
         .find_map(|c| match c {
@@ -631,7 +631,9 @@ impl CompiledQuery {
 
     /// Turns the released sum (decoded to real units, `spec.decode_sum`) into a table:
     /// `avg = sum / count`, `var = max(0, E[x^2] - E[x]^2)` over records, `stddev = sqrt(var)`
-    /// (null over no record), `histogram` and `sum_vector` as lists. `released` says which
+    /// (null over no record; with noise, null too where the noisy count is below
+    /// `accuracy::RATIO_MIN_DEVIATIONS` of its deviations; each clamped to what the clipped
+    /// records allow), `histogram` and `sum_vector` as lists. `released` says which
     /// elements the root group released (one flag per element): a row whose indicator was
     /// withheld is suppressed (every cell [`Cell::Suppressed`]), a histogram bucket withheld
     /// reads `None` in its list. Elements past the end of a short `sums` decode as null; extra
@@ -641,6 +643,23 @@ impl CompiledQuery {
         sums: &[f64],
         released: &[bool],
         contributors: u64,
+    ) -> ResultTable {
+        self.decode_with(sums, released, contributors, true)
+    }
+
+    /// [`decode_released`](Self::decode_released) of a plaintext reference sum (the demo's
+    /// and the oracle tests' noiseless truth): a ratio is printed wherever its count is above
+    /// zero, without the noisy count's rule, since no noise is in these sums.
+    pub fn decode_plain(&self, sums: &[f64], released: &[bool], contributors: u64) -> ResultTable {
+        self.decode_with(sums, released, contributors, false)
+    }
+
+    fn decode_with(
+        &self,
+        sums: &[f64],
+        released: &[bool],
+        contributors: u64,
+        noisy: bool,
     ) -> ResultTable {
         let width = self.columns.len();
         let offsets = &self.offsets;
@@ -666,22 +685,13 @@ impl CompiledQuery {
                     .enumerate()
                     .map(|(i, a)| {
                         let o = offsets[i];
-                        let moments = |k: usize| -> Option<(f64, f64, f64)> {
-                            let sum = at(o)?;
-                            let count = at(o + k)?;
-                            let squares = if k == 2 { at(o + 1)? } else { 0.0 };
-                            (count > 0.0).then_some((sum / count, squares / count, count))
-                        };
                         let cell = match a {
                             Aggregate::Count | Aggregate::CountContributors | Aggregate::Sum(_) => {
                                 at(o).map(Cell::Number)
                             }
-                            Aggregate::Avg(_) => moments(1).map(|(m, _, _)| Cell::Number(m)),
-                            Aggregate::Var(_) => {
-                                moments(2).map(|(m, q, _)| Cell::Number((q - m * m).max(0.0)))
-                            }
-                            Aggregate::Stddev(_) => moments(2)
-                                .map(|(m, q, _)| Cell::Number((q - m * m).max(0.0).sqrt())),
+                            Aggregate::Avg(_) | Aggregate::Var(_) | Aggregate::Stddev(_) => self
+                                .ratio(i, g, sums, contributors, noisy)
+                                .map(|r| Cell::Number(r.value)),
                             Aggregate::Histogram { edges, .. } => (0..edges.len() - 1)
                                 .map(|b| at(o + b).map(|x| open(o + b).then_some(x)))
                                 .collect::<Option<Vec<_>>>()

@@ -34,7 +34,7 @@ mod privacy;
 mod result;
 mod value;
 
-pub use accuracy::{Accuracy, CellAccuracy};
+pub use accuracy::{Accuracy, CellAccuracy, RATIO_MIN_DEVIATIONS};
 pub use ast::{Aggregate, Clip, CmpOp, Expr, GroupBy, Literal, Predicate, Privacy, Query};
 pub use circuit::{Check, ValidityCircuit};
 pub use column::{Column, ColumnKind};

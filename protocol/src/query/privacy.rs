@@ -3,7 +3,7 @@
 //! clause asks of each contributor (`dp::calibrate`).
 
 use super::ast::{Aggregate, Query};
-use super::column::Column;
+use super::column::{Column, ColumnKind};
 use crate::dp::{self, NoiseSpec, Part};
 
 /// The parts of a block (each aggregate's columns, and the row's hidden indicator) with the
@@ -20,10 +20,15 @@ use crate::dp::{self, NoiseSpec, Part};
 /// | `count(*)` | `n` (the row counts add up to at most `n`) |
 /// | `count(DISTINCT CONTRIBUTOR)`, a row's hidden indicator | `sqrt(r)` |
 /// | `sum(f)` | `n m` (the row sums' absolute values add up to at most `n m`) |
-/// | `avg(f)` | `sqrt((n m)^2 + n^2)` |
-/// | `var(f)`, `stddev(f)` | `sqrt((n m)^2 + (n m^2)^2 + n^2)` |
+/// | `avg(f)`, `var(f)`, `stddev(f)`: each column its own part | sum `n m`, sum of squares `n m^2`, count `n` |
 /// | `histogram(f, k buckets)` | `sqrt(n^2 + min(k rows, n))` (counts, then indicators) |
 /// | `sum_vector(f, d)`, `CLIP NORM f TO c` | `c sqrt(r)` |
+///
+/// Each part's noise is calibrated on its own bound (`dp::calibrate`): the parts' noises are
+/// independent, so their zCDP `rho`s add for any one change of an owner's records, each
+/// bounded by its part's worst case. A ratio's columns are parts of their own because their
+/// bounds differ by the clip's magnitude: under one joint bound the count beside a sum of
+/// amounts up to 2,000 got the sum's noise, thousands of times its own sensitivity.
 ///
 /// Rounding to the fixed point moves each element by at most 1/2 encoded unit: `0.5
 /// sqrt(r columns)` more per part (`M` grows by that), except for counts and indicators,
@@ -47,6 +52,7 @@ pub(super) fn parts(
         None | Some(Aggregate::CountContributors) => r.sqrt(),
         Some(Aggregate::Count) => n,
         Some(Aggregate::Sum(f)) => n * m(f),
+        // Split per column below; this joint bound is what the parts' bounds add up to.
         Some(Aggregate::Avg(f)) => ((n * m(f)).powi(2) + n * n).sqrt(),
         Some(Aggregate::Var(f)) | Some(Aggregate::Stddev(f)) => {
             ((n * m(f)).powi(2) + (n * m(f) * m(f)).powi(2) + n * n).sqrt()
@@ -57,16 +63,43 @@ pub(super) fn parts(
         }
         Some(Aggregate::SumVector { field, .. }) => norm_of(field) * r.sqrt(),
     };
+    // `avg`, `var` and `stddev`: one part per column, so that each column's noise follows
+    // its own sensitivity (the count beside a sum of large values is not drowned in the
+    // sum's noise, which made the ratio noise over noise).
+    let column_norm = |c: &Column, f: &str| match c.kind {
+        ColumnKind::Sum => n * m(f),
+        ColumnKind::SumOfSquares => n * m(f) * m(f),
+        _ => n,
+    };
     let mut out: Vec<Part> = Vec::new();
     let mut start = 0;
     while start < columns.len() {
         let which = columns[start].aggregate;
+        let a = which.and_then(|i| q.aggregates.get(i));
+        if let Some(Aggregate::Avg(f) | Aggregate::Var(f) | Aggregate::Stddev(f)) = a {
+            let c = &columns[start];
+            let whole = !matches!(c.kind, ColumnKind::Sum | ColumnKind::SumOfSquares);
+            let rounding = if whole { 0.0 } else { 0.5 * r.sqrt() };
+            // One element per row: `|x_e - x'_e| <= max(x_e, x'_e)` for a non-negative one.
+            let f_ = if c.min < 0.0 {
+                2.0
+            } else if rows == 1 {
+                1.0
+            } else {
+                std::f64::consts::SQRT_2
+            };
+            out.push(Part {
+                columns: start..start + 1,
+                l2: f_ * (column_norm(c, f) * scale + rounding),
+            });
+            start += 1;
+            continue;
+        }
         let mut end = start + 1;
         while end < columns.len() && columns[end].aggregate == which {
             end += 1;
         }
         let width = (end - start) as f64;
-        let a = which.and_then(|i| q.aggregates.get(i));
         let whole = matches!(
             a,
             None | Some(Aggregate::Count)
