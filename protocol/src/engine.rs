@@ -1154,7 +1154,9 @@ impl Engine {
         // The owner's own launch is trusted.
         if let Err((_, detail)) = slots::admit(
             &self.computations,
-            self.awaiting.values().map(|a| &a.signed.request.commissioner),
+            self.awaiting
+                .values()
+                .map(|a| &a.signed.request.commissioner),
             None,
             &signed.request.commissioner,
         ) {
@@ -1220,7 +1222,9 @@ impl Engine {
         } else {
             slots::admit(
                 &self.computations,
-                self.awaiting.values().map(|a| &a.signed.request.commissioner),
+                self.awaiting
+                    .values()
+                    .map(|a| &a.signed.request.commissioner),
                 self.trusted.as_ref(),
                 &signed.request.commissioner,
             )

@@ -3,6 +3,7 @@
 //! early queue bounded in bytes (`engine/early.rs`).
 
 use ed25519_dalek::SigningKey;
+use grove_protocol::beacon::{Beacon, Scheme, TestChain};
 use grove_protocol::engine::{Engine, Event, Identity, Output, RefusalKind, Rejection};
 use grove_protocol::harness::LaunchParams;
 use grove_protocol::ids::{ComputationId, GroupId, Micros, NodeId};
@@ -11,7 +12,6 @@ use grove_protocol::limits::{
 };
 use grove_protocol::message::{Body, Message, ShareMsg};
 use grove_protocol::plan::PlanCache;
-use grove_protocol::beacon::{Beacon, Scheme, TestChain};
 use grove_protocol::request::{
     BeaconRef, CommissionerKey, PrivacyParams, Request, SignedRequest, TreeParams,
 };
@@ -50,12 +50,7 @@ fn request(net: &Net, key: &SigningKey, n: u32) -> SignedRequest {
 }
 
 /// [`request`], naming beacon round `beacon` (it waits for that round before it is planned).
-fn request_naming(
-    net: &Net,
-    key: &SigningKey,
-    n: u32,
-    beacon: Option<BeaconRef>,
-) -> SignedRequest {
+fn request_naming(net: &Net, key: &SigningKey, n: u32, beacon: Option<BeaconRef>) -> SignedRequest {
     let p = LaunchParams::new(3, 2, 1, 2, 1);
     let mut id = [0u8; 32];
     id[..32].copy_from_slice(&key.verifying_key().to_bytes());
@@ -205,7 +200,11 @@ fn requests_waiting_for_their_round_count_against_their_commissioners_quota() {
             waiting += 1;
         }
     }
-    assert_eq!(e.awaited_rounds().len(), 1, "the requests wait for their round");
+    assert_eq!(
+        e.awaited_rounds().len(),
+        1,
+        "the requests wait for their round"
+    );
     assert_eq!(waiting, MAX_COMPUTATIONS_PER_COMMISSIONER);
     assert_eq!(
         e.rejections().get(&Rejection::CommissionerOverQuota),

@@ -347,7 +347,10 @@ fn shares_and_declines_from_outside_the_candidate_set_are_refused() {
         wrong.push("the outsider's contribution is in the result".to_string());
     }
     if o.included.len() != 39 {
-        wrong.push(format!("{} contributors included, not the 39 admitted", o.included.len()));
+        wrong.push(format!(
+            "{} contributors included, not the 39 admitted",
+            o.included.len()
+        ));
     }
     if refused("share") == 0 {
         wrong.push("no share refused".into());

@@ -37,7 +37,9 @@ pub(super) fn admit<'a>(
     let is_trusted = |k: &CommissionerKey| trusted.is_none_or(|t| t.contains(k));
     let mut own = 0;
     let mut untrusted = 0;
-    let planned = computations.values().map(|c| &c.signed.request.commissioner);
+    let planned = computations
+        .values()
+        .map(|c| &c.signed.request.commissioner);
     for k in planned.chain(waiting) {
         if k == commissioner {
             own += 1;
