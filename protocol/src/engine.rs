@@ -342,6 +342,10 @@ struct Computation {
     strategy: Strategy,
     /// This node's acceptor state in each group it is a candidate of (member or backup).
     acceptors: BTreeMap<GroupId, Acceptor>,
+    /// The candidate set the request was planned over (the directory snapshot it names):
+    /// only these identities may send shares or declines (`Rejection::NotACandidate`).
+    /// Cloning a snapshot shares its entries.
+    candidates: DirectorySnapshot,
 }
 
 impl Computation {
@@ -353,6 +357,11 @@ impl Computation {
     }
     fn len(&self) -> usize {
         self.signed.request.contribution.length as usize
+    }
+    /// Whether `node` is in the candidate set the request was planned over (it may
+    /// contribute or decline).
+    fn is_candidate_set_member(&self, node: &NodeId) -> bool {
+        self.candidates.directory().x25519_key(node).is_some()
     }
 }
 
@@ -960,6 +969,8 @@ impl Engine {
         let plan = self
             .plan_of(&signed.request, directory.as_ref(), &seed)
             .map_err(|_| Rejection::PlanUnavailable)?;
+        // `plan_of` plans only over a snapshot that came: it is `Some` here.
+        let candidates = directory.ok_or(Rejection::PlanUnavailable)?;
         let mut roles = BTreeMap::new();
         for &(group, position) in plan.roles_of(&self.identity.node) {
             roles.insert(slot(group, position), Role::new(group, true));
@@ -976,6 +987,7 @@ impl Engine {
                 servers: BTreeMap::new(),
                 strategy: self.strategy.clone(),
                 acceptors: BTreeMap::new(),
+                candidates,
             }),
         );
         Ok(())
@@ -1148,7 +1160,9 @@ impl Engine {
         // The owner's own launch is trusted.
         if let Err((_, detail)) = slots::admit(
             &self.computations,
-            self.awaiting.len(),
+            self.awaiting
+                .values()
+                .map(|a| &a.signed.request.commissioner),
             None,
             &signed.request.commissioner,
         ) {
@@ -1214,7 +1228,9 @@ impl Engine {
         } else {
             slots::admit(
                 &self.computations,
-                self.awaiting.len(),
+                self.awaiting
+                    .values()
+                    .map(|a| &a.signed.request.commissioner),
                 self.trusted.as_ref(),
                 &signed.request.commissioner,
             )

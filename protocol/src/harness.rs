@@ -493,6 +493,21 @@ impl Cluster {
         &self.commissioner_key
     }
 
+    /// Takes node `i` out of the directory later requests are planned over: it stays on the
+    /// network (it receives the requests and may contribute), but it is in no request's
+    /// candidate set (a peer that was never admitted). Call it before `launch`.
+    pub fn leave_out_of_directory(&mut self, i: usize) {
+        let left_out = self.nodes[i].identity.node;
+        let entries = self
+            .directory
+            .entries()
+            .iter()
+            .filter(|(n, _)| *n != left_out)
+            .copied()
+            .collect();
+        self.directory = DirectorySnapshot::new(entries);
+    }
+
     /// Delivers a message to node `to` as if sent by node `from` (hostile-input tests).
     pub fn inject(&mut self, from: usize, to: usize, message: &Message, delay: u64) {
         if let Ok(bytes) = codec::encode(message) {

@@ -3,6 +3,7 @@
 //! early queue bounded in bytes (`engine/early.rs`).
 
 use ed25519_dalek::SigningKey;
+use grove_protocol::beacon::{Beacon, Scheme, TestChain};
 use grove_protocol::engine::{Engine, Event, Identity, Output, RefusalKind, Rejection};
 use grove_protocol::harness::LaunchParams;
 use grove_protocol::ids::{ComputationId, GroupId, Micros, NodeId};
@@ -11,7 +12,9 @@ use grove_protocol::limits::{
 };
 use grove_protocol::message::{Body, Message, ShareMsg};
 use grove_protocol::plan::PlanCache;
-use grove_protocol::request::{CommissionerKey, PrivacyParams, Request, SignedRequest, TreeParams};
+use grove_protocol::request::{
+    BeaconRef, CommissionerKey, PrivacyParams, Request, SignedRequest, TreeParams,
+};
 use grove_protocol::seal;
 use grove_protocol::snapshot::DirectorySnapshot;
 use std::sync::Arc;
@@ -43,6 +46,11 @@ fn net() -> Net {
 
 /// A valid 2-of-3 request number `n` of `key`.
 fn request(net: &Net, key: &SigningKey, n: u32) -> SignedRequest {
+    request_naming(net, key, n, None)
+}
+
+/// [`request`], naming beacon round `beacon` (it waits for that round before it is planned).
+fn request_naming(net: &Net, key: &SigningKey, n: u32, beacon: Option<BeaconRef>) -> SignedRequest {
     let p = LaunchParams::new(3, 2, 1, 2, 1);
     let mut id = [0u8; 32];
     id[..32].copy_from_slice(&key.verifying_key().to_bytes());
@@ -52,7 +60,7 @@ fn request(net: &Net, key: &SigningKey, n: u32) -> SignedRequest {
         commissioner: CommissionerKey(key.verifying_key().to_bytes()),
         commissioner_node: net.ids[0].node,
         directory: None,
-        beacon: None,
+        beacon,
         created_at: NOW,
         deadline: NOW.plus(p.lifetime),
         query: String::new(),
@@ -167,4 +175,57 @@ fn a_flood_for_unknown_computations_is_held_within_its_bytes() {
         refused.unwrap_or(0) as usize >= sent - MAX_EARLY_BYTES / big,
         "{refused:?}"
     );
+}
+
+/// Requests waiting for their beacon round hold slots, and they count against their
+/// commissioner's quota: one key cannot park more than its share of requests waiting for a
+/// round (they would take every slot once the round is out), and an untrusted key no more
+/// than the untrusted share. Without the charge both keys are admitted past their quotas.
+#[test]
+fn requests_waiting_for_their_round_count_against_their_commissioners_quota() {
+    let net = net();
+    let chain = TestChain::new(Scheme::BlsUnchainedG1Rfc9380, b"grove budgets chain", 0, 1);
+    // Invariant: the test chain's key is a valid point and its period is not zero.
+    let beacon = Arc::new(Beacon::new(chain.info()).expect("the test chain's key parses"));
+    let round = BeaconRef {
+        chain_hash: beacon.info().chain_hash,
+        round: beacon.first_round_after(NOW),
+    };
+    let mut e = Engine::new(net.ids[1].clone(), [7; 32], Arc::new(PlanCache::default()))
+        .with_beacon(beacon);
+    let greedy = key(1);
+    let mut waiting = 0;
+    for n in 0..(MAX_COMPUTATIONS_PER_COMMISSIONER as u32 + 10) {
+        if offer(&mut e, &net, request_naming(&net, &greedy, n, Some(round))).is_none() {
+            waiting += 1;
+        }
+    }
+    assert_eq!(
+        e.awaited_rounds().len(),
+        1,
+        "the requests wait for their round"
+    );
+    assert_eq!(waiting, MAX_COMPUTATIONS_PER_COMMISSIONER);
+    assert_eq!(
+        e.rejections().get(&Rejection::CommissionerOverQuota),
+        Some(&10)
+    );
+    // Untrusted keys parking requests fill the untrusted share and no more.
+    e.set_trusted([CommissionerKey(key(200).verifying_key().to_bytes())]);
+    let mut untrusted = 0;
+    'fill: for k in 2..=16u8 {
+        for n in 0..MAX_COMPUTATIONS_PER_COMMISSIONER as u32 {
+            match offer(&mut e, &net, request_naming(&net, &key(k), n, Some(round))) {
+                None => untrusted += 1,
+                Some(RefusalKind::Busy) => break 'fill,
+                Some(other) => panic!("refused as {other:?}"),
+            }
+        }
+    }
+    // `greedy` is untrusted now too: its waiting requests count in the untrusted share.
+    assert_eq!(
+        untrusted + MAX_COMPUTATIONS_PER_COMMISSIONER,
+        MAX_UNTRUSTED_COMPUTATIONS
+    );
+    assert_eq!(e.rejections().get(&Rejection::UntrustedOverQuota), Some(&1));
 }

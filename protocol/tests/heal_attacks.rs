@@ -322,3 +322,41 @@ fn a_share_query_from_a_backup_while_the_member_lives_is_refused() {
     let o = c.run_checked(&id);
     assert!(o.released.is_some());
 }
+
+/// Two peers outside the request's candidate set (never admitted: not in the directory
+/// snapshot the request was planned over) see the request: one contributes, the other
+/// declines. Their leaf members refuse both (`Rejection::NotACandidate`): an outsider's share
+/// would enter the result, and its decline would count towards closing its leaf early.
+#[test]
+fn shares_and_declines_from_outside_the_candidate_set_are_refused() {
+    let mut c = setup(60, 40, 6, 31);
+    let (outsider, decliner) = (5, 50);
+    c.leave_out_of_directory(outsider);
+    c.leave_out_of_directory(decliner);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let o = c.run_checked(&id);
+    assert!(o.released.is_some(), "{:?}", o.failures);
+    let refused = |kind| {
+        (0..c.len())
+            .map(|n| rejections(&c, n, kind, "candidate set"))
+            .sum::<usize>()
+    };
+    // Every failed expectation at once, so that one mutation shows each check's effect.
+    let mut wrong = Vec::new();
+    if o.included.contains(&c.node_id(outsider)) {
+        wrong.push("the outsider's contribution is in the result".to_string());
+    }
+    if o.included.len() != 39 {
+        wrong.push(format!(
+            "{} contributors included, not the 39 admitted",
+            o.included.len()
+        ));
+    }
+    if refused("share") == 0 {
+        wrong.push("no share refused".into());
+    }
+    if refused("decline") == 0 {
+        wrong.push("no decline refused".into());
+    }
+    assert!(wrong.is_empty(), "{wrong:?}");
+}

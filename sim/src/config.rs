@@ -25,6 +25,9 @@ pub struct SimConfig {
     /// its `(epsilon, delta, honest_sources)` calibrate to (see [`PrivacyConfig`]).
     #[serde(default)]
     pub privacy: Option<PrivacyConfig>,
+    /// Byzantine aggregators (`byzantine.rs`): absent, every node is honest.
+    #[serde(default)]
+    pub byzantine: Option<crate::byzantine::ByzantineConfig>,
 }
 
 /// A DP query, as `WITH PRIVACY EPSILON e DELTA d HONEST SOURCES h` asks for it: the request
@@ -435,6 +438,9 @@ impl SimConfig {
         };
         if self.network.nodes < 2 {
             return Err("network.nodes must be at least 2".into());
+        }
+        if let Some(b) = &self.byzantine {
+            b.check()?;
         }
         if !(0.0..=1.0).contains(&self.network.selectivity) {
             return Err("network.selectivity must be in [0, 1]".into());

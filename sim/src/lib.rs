@@ -17,6 +17,7 @@
 //! both modes. Only the values of the sums differ, which is why the sum checker still works
 //! in size-only mode on the length-1 vectors.
 
+pub mod byzantine;
 pub mod compare;
 pub mod config;
 pub mod membership;

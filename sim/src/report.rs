@@ -33,6 +33,14 @@ pub struct Summary {
     /// Messages or commands an engine rejected (a few samples follow).
     pub rejected: u64,
     pub rejected_samples: Vec<String>,
+    /// Byzantine nodes (`[byzantine]`), one `index:attacks` each (letters of
+    /// `byzantine::short`).
+    #[serde(default)]
+    pub liars: Vec<String>,
+    /// Root positions the commissioner named faulty: left out of its release, or the reason
+    /// it released nothing (`Failure::InconsistentRootShares`).
+    #[serde(default)]
+    pub named_root_positions: Vec<u8>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -293,6 +301,14 @@ pub fn human(name: &str, mode: &str, runs: &[RunReport]) -> String {
                 .as_ref()
                 .map_or(String::new(), |f| format!(", FAILED: {f}")),
         );
+        if !r.summary.liars.is_empty() {
+            let _ = writeln!(
+                s,
+                "    {} Byzantine node(s); root positions named faulty: {:?}",
+                r.summary.liars.len(),
+                r.summary.named_root_positions,
+            );
+        }
         let _ = writeln!(
             s,
             "    setup {:.1} s ({:.1} s of CPU); event loop {:.1} s of CPU ({:.0} events/s of CPU); peak {:.0} MiB{}",

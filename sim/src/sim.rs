@@ -11,6 +11,7 @@
 //! expiries go through the same CPU queue at no cost, so a busy node also handles its timers
 //! late, like a real single-threaded node.
 
+use crate::byzantine;
 use crate::config::{PayloadMode, SimConfig};
 use crate::models::{
     charged_bytes, contribute_us, persist_us, receive_us, record_bytes, send_us, transfer_us,
@@ -24,8 +25,11 @@ use grove_protocol::codec;
 use grove_protocol::dp;
 use grove_protocol::drain::{self, Effects};
 use grove_protocol::encoding::ContributionSpec;
-use grove_protocol::engine::{sign_finish, Command, Engine, Event, Identity, Released, Strategy};
+use grove_protocol::engine::{
+    sign_finish, Command, Engine, Event, Failure, Identity, Released, Strategy,
+};
 use grove_protocol::field::Fp;
+use grove_protocol::harness::Byzantine;
 use grove_protocol::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use grove_protocol::message::{Body, Message};
 use grove_protocol::plan::{Plan, PlanCache};
@@ -251,6 +255,12 @@ pub struct Simulator {
     leaf_contributors: HashMap<GroupId, Vec<Ix>>,
     /// The most contributors a version the root group adopted sums.
     root_count: Option<u64>,
+    /// Byzantine nodes and how they lie (`[byzantine]`, drawn at launch; `byzantine.rs`).
+    liars: BTreeMap<Ix, Byzantine>,
+    /// Liars that made their first send (and with it their votes ahead).
+    liars_started: BTreeSet<Ix>,
+    /// Root positions the commissioner named faulty (its release's `excluded`, or its failure).
+    named_root_positions: Vec<Position>,
 }
 
 /// A network given from outside instead of drawn from the seed: the parity test runs the
@@ -374,6 +384,9 @@ impl Simulator {
             plan: None,
             leaf_contributors: HashMap::new(),
             root_count: None,
+            liars: BTreeMap::new(),
+            liars_started: BTreeSet::new(),
+            named_root_positions: Vec::new(),
             versions: Versions::default(),
             holdings: Holdings::default(),
             violations: Vec::new(),
@@ -608,6 +621,17 @@ impl Simulator {
                         .push(i as Ix);
                 }
             }
+        }
+        if let Some(b) = &self.cfg.byzantine {
+            let mut aggregators: Vec<Ix> = plan
+                .groups()
+                .flat_map(|g| (1..=plan.g).map(move |p| (g, p)))
+                .filter_map(|(g, p)| self.index.get(&plan.member(g, p)).copied())
+                .filter(|i| *i != COMMISSIONER)
+                .collect();
+            aggregators.sort_unstable();
+            aggregators.dedup();
+            self.liars = b.draw(self.seed, &aggregators).into_iter().collect();
         }
         self.plan = Some(plan);
         let id = request.id;
@@ -1031,6 +1055,29 @@ impl Simulator {
     }
 
     /// Queues one message on the sender's CPU and uplink; returns when the CPU is free.
+    /// [`Simulator::transmit`], with the lies of a Byzantine sender (`byzantine.rs`): its
+    /// votes ahead at its first send, then the message as it rewrites it, or nothing.
+    fn transmit_as(&mut self, from: Ix, to: Ix, message: &Message, cpu_at: Micros) -> Micros {
+        let Some(b) = self.liars.get(&from).cloned() else {
+            return self.transmit(from, to, message, cpu_at);
+        };
+        let mut cpu_at = cpu_at;
+        if self.liars_started.insert(from) {
+            if let Some(plan) = self.plan.clone() {
+                let me = self.nodes[from as usize].identity.node;
+                for (to_id, m) in byzantine::pre_votes(&b, me, message.computation, &plan) {
+                    if let Some(&to_ix) = self.index.get(&to_id) {
+                        cpu_at = self.transmit(from, to_ix, &m, cpu_at);
+                    }
+                }
+            }
+        }
+        match byzantine::rewrite(&b, to, message) {
+            Some(m) => self.transmit(from, to, &m, cpu_at),
+            None => cpu_at,
+        }
+    }
+
     fn transmit(&mut self, from: Ix, to: Ix, message: &Message, cpu_at: Micros) -> Micros {
         let Some(bytes) = self.encode(from, message) else {
             return cpu_at;
@@ -1177,9 +1224,15 @@ impl Simulator {
                     .entry(group.level)
                     .or_insert((now, now));
                 span.1 = span.1.max(now);
-                let adopted = self
-                    .versions
-                    .adopt(computation, group, position, &version, manifest);
+                // Agreement binds honest positions: a liar's own adoption is only learnt, for
+                // expanding versions (its engine may have adopted what other liars fed it).
+                let adopted = if self.liars.contains_key(&node) {
+                    self.versions.know(&version, manifest);
+                    Ok(())
+                } else {
+                    self.versions
+                        .adopt(computation, group, position, &version, manifest)
+                };
                 if let Err(violation) = adopted {
                     self.violation(violation);
                 }
@@ -1192,6 +1245,7 @@ impl Simulator {
             Event::HealGaveUp { .. } => self.counters.heals_given_up += 1,
             Event::Released(r) => {
                 if node == COMMISSIONER && self.released.is_none() {
+                    self.named_root_positions = r.excluded.clone();
                     self.released = Some(*r);
                 } else {
                     self.reject(format!("node {node} released a result"));
@@ -1199,6 +1253,9 @@ impl Simulator {
             }
             Event::Failed { reason, .. } => {
                 if node == COMMISSIONER {
+                    if let Failure::InconsistentRootShares { positions } = &reason {
+                        self.named_root_positions = positions.clone();
+                    }
                     self.failure = Some(format!("{reason:?}"));
                 }
             }
@@ -1506,6 +1563,12 @@ impl Simulator {
                 heals_given_up: self.counters.heals_given_up,
                 rejected: self.counters.rejected,
                 rejected_samples: self.counters.rejected_samples.clone(),
+                liars: self
+                    .liars
+                    .iter()
+                    .map(|(i, b)| format!("{i}:{}", byzantine::short(b)))
+                    .collect(),
+                named_root_positions: self.named_root_positions.clone(),
             },
             by_kind,
             by_role,
@@ -1567,10 +1630,11 @@ impl Simulator {
                 return None;
             }
         }
+        // A liar counts as lost: at worst it is a failed member (`byzantine.rs`).
         let lost = |m: &NodeId| {
-            self.index
-                .get(m)
-                .is_some_and(|&i| self.nodes[i as usize].last_crash.is_some())
+            self.index.get(m).is_some_and(|&i| {
+                self.nodes[i as usize].last_crash.is_some() || self.liars.contains_key(&i)
+            })
         };
         let failure = self.failure.as_deref().unwrap_or("no failure reported");
         check::liveness(plan, lost, failure)
@@ -1729,7 +1793,7 @@ impl Effects for SimEffects<'_> {
             );
         }
         match sim.index.get(&to) {
-            Some(&to) => self.cpu_at = sim.transmit(node, to, &message, self.cpu_at),
+            Some(&to) => self.cpu_at = sim.transmit_as(node, to, &message, self.cpu_at),
             None => sim.reject(format!("node {node} sent to an unknown node")),
         }
         let kill = sim.nodes[node as usize].kill_after_send.as_deref();

@@ -22,6 +22,9 @@ pub(super) fn on_decline(
     from: NodeId,
     m: DeclineMsg,
 ) -> Result<(), Rejection> {
+    if !comp.is_candidate_set_member(&from) {
+        return Err(Rejection::NotACandidate);
+    }
     if m.group.level != 0 || !comp.plan.contains(m.group) || comp.plan.leaf_of(&from) != m.group {
         return Err(Rejection::DeclineForOtherLeaf);
     }
@@ -57,6 +60,9 @@ pub(super) fn on_share(
     let key = slot(m.group, m.position);
     if from != m.contributor {
         return Err(Rejection::ShareNotFromContributor);
+    }
+    if !comp.is_candidate_set_member(&from) {
+        return Err(Rejection::NotACandidate);
     }
     if !comp.plan.contains(m.group) || comp.plan.leaf_of(&m.contributor) != m.group {
         return Err(Rejection::ShareForOtherLeaf);

@@ -34,6 +34,8 @@ pub enum Rejection {
     NotCandidate,
     #[error("for an unknown computation")]
     UnknownComputation,
+    #[error("a share or decline from an identity outside the request's candidate set")]
+    NotACandidate,
     #[error("a round past the limit")]
     RoundPastLimit,
     #[error("a beacon round that does not verify under the configured chain's key")]

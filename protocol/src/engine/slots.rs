@@ -22,21 +22,25 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Whether a request of `commissioner` may take a slot: `Ok`, or why not (the detail for the
 /// refusal, and the rejection counted). `trusted`: `None` if every commissioner is. `waiting`:
-/// requests held for their beacon round, which hold slots too.
-pub(super) fn admit(
-    computations: &BTreeMap<ComputationId, Box<Computation>>,
-    waiting: usize,
+/// the commissioners of the requests held for their beacon round, which hold slots too and
+/// count against their commissioner's quotas like planned ones (else one key could park any
+/// number of requests until their round comes out).
+pub(super) fn admit<'a>(
+    computations: &'a BTreeMap<ComputationId, Box<Computation>>,
+    waiting: impl ExactSizeIterator<Item = &'a CommissionerKey>,
     trusted: Option<&BTreeSet<CommissionerKey>>,
     commissioner: &CommissionerKey,
 ) -> Result<(), (Option<Rejection>, String)> {
-    if computations.len() + waiting >= MAX_COMPUTATIONS {
+    if computations.len() + waiting.len() >= MAX_COMPUTATIONS {
         return Err((None, "too many computations in flight".into()));
     }
     let is_trusted = |k: &CommissionerKey| trusted.is_none_or(|t| t.contains(k));
     let mut own = 0;
     let mut untrusted = 0;
-    for comp in computations.values() {
-        let k = &comp.signed.request.commissioner;
+    let planned = computations
+        .values()
+        .map(|c| &c.signed.request.commissioner);
+    for k in planned.chain(waiting) {
         if k == commissioner {
             own += 1;
         }
