@@ -66,6 +66,8 @@ mod rejection;
 mod role;
 mod slots;
 mod strategy;
+mod validity;
+pub use validity::ValidityLie;
 
 pub use manifest::{choose_manifest, version_of};
 pub use rejection::Rejection;
@@ -336,6 +338,9 @@ struct Computation {
     strategy: Strategy,
     /// This node's acceptor state in each group it is a candidate of (member or backup).
     acceptors: BTreeMap<GroupId, Acceptor>,
+    /// The validity statement contributions must prove (`engine/validity.rs`), if this engine
+    /// checks validity and the request has one.
+    validity: Option<Arc<validity::Statement>>,
 }
 
 impl Computation {
@@ -476,6 +481,11 @@ pub struct Engine {
     /// The commissioner checks the counts of the cells it reconstructs (always, but in tests
     /// that play a commissioner ignoring the rule: [`Engine::skipping_k_min_check`]).
     check_k_min: bool,
+    /// Test-only: the lie this node tells in its validity proofs (`validity::ValidityLie`).
+    validity_lie: Option<ValidityLie>,
+    /// Contributors prove their contributions valid and leaf members check the proofs
+    /// (`Engine::checking_validity`; off by default until the daemon runs it, issue 17).
+    check_validity: bool,
     /// Input refused since this engine started, by reason (at most one entry per variant).
     rejections: BTreeMap<Rejection, u64>,
     /// The beacon chain whose rounds seed plans (`None`: requests must name no round, and
@@ -518,6 +528,8 @@ impl Engine {
             envelope: Arc::new(NoiseEnvelope),
             strategy: Strategy::default(),
             check_k_min: true,
+            validity_lie: None,
+            check_validity: false,
             rejections: BTreeMap::new(),
             beacon: None,
             rounds: BTreeMap::new(),
@@ -597,6 +609,15 @@ impl Engine {
     /// Test only: a commissioner that ignores `k_min` (it shows every cell it can
     /// reconstruct). The root members' rule must still keep every cell below `k_min` from it.
     #[cfg(any(test, feature = "test-util"))]
+    /// Contributors send validity proofs and leaf members admit a contribution only once its
+    /// proof is accepted, for requests whose query compiles to their spec
+    /// (`engine/validity.rs`). Every node of a network must agree on it. Applies to
+    /// computations installed after the call.
+    pub fn checking_validity(mut self) -> Engine {
+        self.check_validity = true;
+        self
+    }
+
     pub fn skipping_k_min_check(mut self) -> Engine {
         self.check_k_min = false;
         self
@@ -954,6 +975,11 @@ impl Engine {
         let plan = self
             .plan_of(&signed.request, directory.as_ref(), &seed)
             .map_err(|_| Rejection::PlanUnavailable)?;
+        let validity = if self.check_validity {
+            validity::statement(&signed.request).map(Arc::new)
+        } else {
+            None
+        };
         let mut roles = BTreeMap::new();
         for &(group, position) in plan.roles_of(&self.identity.node) {
             roles.insert(slot(group, position), Role::new(group, true));
@@ -970,6 +996,7 @@ impl Engine {
                 servers: BTreeMap::new(),
                 strategy: self.strategy.clone(),
                 acceptors: BTreeMap::new(),
+                validity,
             }),
         );
         Ok(())
@@ -1358,6 +1385,12 @@ impl Engine {
             Body::Decline(m) => on_decline(comp, from, m),
             Body::PartialAhead(m) => on_partial_ahead(comp, from, m, &mut ctx, &mut records),
             Body::PartialConfirm(m) => on_partial_confirm(comp, from, m, &mut ctx, &mut records),
+            Body::ValidityShare(m) => {
+                validity::on_validity_share(comp, from, m, &mut ctx, &mut records)
+            }
+            Body::VerifierShare(m) => {
+                validity::on_verifier_share(comp, from, m, &mut ctx, &mut records)
+            }
         };
         if let Err(reason) = result {
             ctx.reject(from, kind, reason);
