@@ -76,6 +76,15 @@ enum PartType {
     Hist(Hist),
 }
 
+impl Part {
+    fn verifier_len(&self) -> usize {
+        match &self.typ {
+            PartType::Sum(t) => t.verifier_len(),
+            PartType::Hist(t) => t.verifier_len(),
+        }
+    }
+}
+
 /// One separately proven part of a statement.
 struct Part {
     typ: PartType,
@@ -456,17 +465,26 @@ pub(super) fn on_verifier_share(
         .validity
         .clone()
         .ok_or(Rejection::UnexpectedVerifierShare)?;
-    if m.parts.len() != st.parts.len() {
+    if m.parts.len() != st.parts.len()
+        || st
+            .parts
+            .iter()
+            .zip(&m.parts)
+            .any(|(part, (v, _))| v.len() != part.verifier_len())
+    {
         return Err(Rejection::UnexpectedVerifierShare);
     }
+    // At most one entry per node of the leaf when the plan knows its size (a directory).
+    let cap = match comp.plan.leaf_size(m.group) as usize {
+        0 => MAX_CONTRIBUTORS_PER_LEAF,
+        n => n.min(MAX_CONTRIBUTORS_PER_LEAF),
+    };
     let params = SharingParams {
         g: comp.plan.g,
         t: comp.plan.t,
     };
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
-    if !role.validity.heard.contains_key(&m.contributor)
-        && role.validity.heard.len() >= MAX_CONTRIBUTORS_PER_LEAF
-    {
+    if !role.validity.heard.contains_key(&m.contributor) && role.validity.heard.len() >= cap {
         return Err(Rejection::LeafFull);
     }
     role.validity
