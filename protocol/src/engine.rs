@@ -66,6 +66,8 @@ mod rejection;
 mod role;
 mod slots;
 mod strategy;
+mod validity;
+pub use validity::ValidityLie;
 
 pub use manifest::{choose_manifest, version_of};
 pub use rejection::Rejection;
@@ -346,6 +348,9 @@ struct Computation {
     /// only these identities may send shares or declines (`Rejection::NotACandidate`).
     /// Cloning a snapshot shares its entries.
     candidates: DirectorySnapshot,
+    /// The validity statement contributions must prove (`engine/validity.rs`), if this engine
+    /// checks validity and the request has one.
+    validity: Option<Arc<validity::Statement>>,
 }
 
 impl Computation {
@@ -491,6 +496,11 @@ pub struct Engine {
     /// The commissioner checks the counts of the cells it reconstructs (always, but in tests
     /// that play a commissioner ignoring the rule: [`Engine::skipping_k_min_check`]).
     check_k_min: bool,
+    /// Test-only: the lie this node tells in its validity proofs (`validity::ValidityLie`).
+    validity_lie: Option<ValidityLie>,
+    /// Contributors prove their contributions valid and leaf members check the proofs
+    /// (`Engine::checking_validity`; off by default until the daemon runs it, issue 17).
+    check_validity: bool,
     /// Input refused since this engine started, by reason (at most one entry per variant).
     rejections: BTreeMap<Rejection, u64>,
     /// The beacon chain whose rounds seed plans (`None`: requests must name no round, and
@@ -533,6 +543,8 @@ impl Engine {
             envelope: Arc::new(NoiseEnvelope),
             strategy: Strategy::default(),
             check_k_min: true,
+            validity_lie: None,
+            check_validity: false,
             rejections: BTreeMap::new(),
             beacon: None,
             rounds: BTreeMap::new(),
@@ -612,6 +624,15 @@ impl Engine {
     /// Test only: a commissioner that ignores `k_min` (it shows every cell it can
     /// reconstruct). The root members' rule must still keep every cell below `k_min` from it.
     #[cfg(any(test, feature = "test-util"))]
+    /// Contributors send validity proofs and leaf members admit a contribution only once its
+    /// proof is accepted, for requests whose query compiles to their spec
+    /// (`engine/validity.rs`). Every node of a network must agree on it. Applies to
+    /// computations installed after the call.
+    pub fn checking_validity(mut self) -> Engine {
+        self.check_validity = true;
+        self
+    }
+
     pub fn skipping_k_min_check(mut self) -> Engine {
         self.check_k_min = false;
         self
@@ -971,6 +992,11 @@ impl Engine {
             .map_err(|_| Rejection::PlanUnavailable)?;
         // `plan_of` plans only over a snapshot that came: it is `Some` here.
         let candidates = directory.ok_or(Rejection::PlanUnavailable)?;
+        let validity = if self.check_validity {
+            validity::statement(&signed.request).map(Arc::new)
+        } else {
+            None
+        };
         let mut roles = BTreeMap::new();
         for &(group, position) in plan.roles_of(&self.identity.node) {
             roles.insert(slot(group, position), Role::new(group, true));
@@ -988,6 +1014,7 @@ impl Engine {
                 strategy: self.strategy.clone(),
                 acceptors: BTreeMap::new(),
                 candidates,
+                validity,
             }),
         );
         Ok(())
@@ -1380,6 +1407,12 @@ impl Engine {
             Body::Decline(m) => on_decline(comp, from, m),
             Body::PartialAhead(m) => on_partial_ahead(comp, from, m, &mut ctx, &mut records),
             Body::PartialConfirm(m) => on_partial_confirm(comp, from, m, &mut ctx, &mut records),
+            Body::ValidityShare(m) => {
+                validity::on_validity_share(comp, from, m, &mut ctx, &mut records)
+            }
+            Body::VerifierShare(m) => {
+                validity::on_verifier_share(comp, from, m, &mut ctx, &mut records)
+            }
         };
         if let Err(reason) = result {
             ctx.reject(from, kind, reason);

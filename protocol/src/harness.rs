@@ -328,7 +328,8 @@ impl Cluster {
                 seed,
                 cluster.plans.clone(),
             )
-            .with_envelope(cluster.envelope());
+            .with_envelope(cluster.envelope())
+            .checking_validity();
             cluster.nodes[i].engine = Some(engine);
         }
         cluster
@@ -350,6 +351,14 @@ impl Cluster {
     /// not compare the released version's count with its contributors.
     pub fn lie_about_count(&mut self, child: GroupId, count: u64) {
         self.count_lies.insert(child, count);
+    }
+
+    /// Node `i`'s engine lies in its validity proofs as a contributor (not kept across a
+    /// restart).
+    pub fn lie_in_contribution(&mut self, i: usize, lie: crate::engine::ValidityLie) {
+        if let Some(engine) = self.nodes[i].engine.as_mut() {
+            engine.lie_in_contribution(lie);
+        }
     }
 
     fn envelope(&self) -> Arc<dyn Envelope> {
@@ -425,6 +434,17 @@ impl Cluster {
 
     /// Builds, signs and launches a request from node `commissioner`.
     pub fn launch(&mut self, commissioner: usize, p: &LaunchParams) -> ComputationId {
+        self.launch_query(commissioner, p, "")
+    }
+
+    /// [`Cluster::launch`] with the request's query text (`p.spec` must be its compiled spec
+    /// for the engine to check validity proofs, `engine/validity.rs`).
+    pub fn launch_query(
+        &mut self,
+        commissioner: usize,
+        p: &LaunchParams,
+        query: &str,
+    ) -> ComputationId {
         let mut id = [0u8; 32];
         self.rng.fill_bytes(&mut id);
         let request = Request {
@@ -435,7 +455,7 @@ impl Cluster {
             beacon: None,
             created_at: self.now,
             deadline: self.now.plus(p.lifetime),
-            query: String::new(),
+            query: query.to_string(),
             contribution: p.spec.clone(),
             max_contributors: p.max_contributors,
             privacy: PrivacyParams {
@@ -754,7 +774,8 @@ impl Cluster {
                     self.nodes[node].durable.clone(),
                     self.now,
                 )
-                .with_envelope(self.envelope());
+                .with_envelope(self.envelope())
+                .checking_validity();
                 if self.skip_k_min.contains(&node) {
                     engine = engine.skipping_k_min_check();
                 }

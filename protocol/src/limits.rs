@@ -141,3 +141,9 @@ pub const MAX_UNTRUSTED_COMPUTATIONS: usize = MAX_COMPUTATIONS / 2;
 /// polynomial (`C(g, t)` for the group sizes in use: `C(7, 5) = 21`; past this bound it names
 /// the disagreeing positions instead of searching on).
 pub const MAX_RELEASE_DECODE_SUBSETS: usize = 4096;
+
+/// Parts (separate proofs) of one contribution's validity statement (`engine/validity.rs`):
+/// one per range-checked element plus one per group of indicators.
+pub const MAX_VALIDITY_PARTS: usize = 4096;
+/// Elements of one part's verifier share (prio's `verifier_len`, a few for our types).
+pub const MAX_VERIFIER_LEN: usize = 64;

@@ -80,6 +80,43 @@ pub enum Body {
     /// else), sent to every other root position: `t` of them open the counts, from which each
     /// root member decides which cells it releases.
     CountShare(CountShareMsg),
+    /// A contributor's shares of its validity proof for one position of its leaf group, sealed
+    /// to that member like its share (`ShareMsg::sealed` holds postcard(`ValidityPayload`)).
+    ValidityShare(ShareMsg),
+    /// A leaf member's verifier share of one contributor's proof, sent to every other position
+    /// of the leaf: `t` of them decide whether the contribution may enter a manifest.
+    VerifierShare(VerifierShareMsg),
+}
+
+/// The plaintext inside a sealed validity share: one share of each part of the statement
+/// (`engine/validity.rs`), elements of prio's `Field64` as canonical `u64`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidityPayload {
+    pub computation: ComputationId,
+    pub group: GroupId,
+    pub position: Position,
+    pub contributor: NodeId,
+    pub parts: Vec<ValidityPart>,
+}
+
+/// One member's share of one proven part (`crate::validity::MemberShare`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidityPart {
+    pub input: Vec<u64>,
+    pub proof: Vec<u64>,
+    pub blind: [u8; 32],
+    pub commitments: Vec<[u8; 32]>,
+    pub proof_commitments: Vec<[u8; 32]>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerifierShareMsg {
+    pub group: GroupId,
+    /// The sender's position.
+    pub position: Position,
+    pub contributor: NodeId,
+    /// One verifier share per part, with the digest of the commitments it used.
+    pub parts: Vec<(Vec<u64>, [u8; 32])>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -328,6 +365,12 @@ impl Message {
             Body::Finish(m) => m.signature.len() == 64,
             Body::Vote(m) => pos_ok(m.position) && m.manifest.items.len() <= MAX_MANIFEST_ITEMS,
             Body::Decline(_) => true,
+            Body::ValidityShare(m) => pos_ok(m.position) && m.sealed.len() <= MAX_MESSAGE_BYTES,
+            Body::VerifierShare(m) => {
+                pos_ok(m.position)
+                    && m.parts.len() <= MAX_VALIDITY_PARTS
+                    && m.parts.iter().all(|(v, _)| v.len() <= MAX_VERIFIER_LEN)
+            }
         };
         if ok {
             Ok(())
@@ -360,6 +403,8 @@ impl Message {
             Body::PartialAhead(_) => "partial-ahead",
             Body::PartialConfirm(_) => "partial-confirm",
             Body::CountShare(_) => "count-share",
+            Body::ValidityShare(_) => "validity-share",
+            Body::VerifierShare(_) => "verifier-share",
         }
     }
 }

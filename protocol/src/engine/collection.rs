@@ -100,13 +100,8 @@ pub(super) fn on_share(
             return Err(Rejection::WrongLength);
         }
     }
-    records.push(Pending::Record(Record::ShareHeld {
-        computation: id,
-        group: m.group,
-        position: m.position,
-        contributor: m.contributor,
-        share: payload.share,
-    }));
+    // Held now, or once the leaf decides its contributor's validity proof (`validity.rs`).
+    super::validity::hold_share(comp, key, m.contributor, payload.share, records);
     Ok(())
 }
 

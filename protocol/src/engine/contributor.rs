@@ -49,6 +49,14 @@ impl Engine {
         }
         let spec = &comp.request().contribution;
         let mut vector = spec.encode(values)?;
+        if self.validity_lie == Some(super::ValidityLie::Unclipped) {
+            // Test-only: the values as they are, outside their bounds if they are.
+            let scale = 10f64.powi(i32::from(spec.scale_digits));
+            vector = values
+                .iter()
+                .map(|v| Fp::from_i64((v * scale).round() as i64))
+                .collect();
+        }
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
         if let Some(noise) = &spec.noise {
@@ -160,6 +168,8 @@ impl Engine {
                 Err(_) => ctx.reject(me, "share", Rejection::SealFailed),
             }
         }
+        self.send_validity_shares(id, only);
+        let mut ctx = ctx!(self);
         if only.is_none() {
             ctx.event(Event::Contributed {
                 computation: id,

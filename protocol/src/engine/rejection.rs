@@ -141,4 +141,11 @@ pub enum Rejection {
     CommissionerOverQuota,
     #[error("untrusted commissioners hold their share of computation slots")]
     UntrustedOverQuota,
+    // Validity proofs (`engine/validity.rs`).
+    #[error("a contribution whose validity proof the leaf group rejected")]
+    InvalidContribution,
+    #[error("a validity share that does not fit the request's statement or its commitments")]
+    MalformedValidityShare,
+    #[error("a verifier share for a contribution this member cannot place")]
+    UnexpectedVerifierShare,
 }

@@ -103,6 +103,8 @@ pub(super) struct Role {
     /// Root members: this member already sent its count share, so a later send asks the
     /// others for theirs (it may have lost them, or they it).
     pub(super) counts_sent: bool,
+    /// Leaf members: validity proofs of this leaf's contributors (`engine/validity.rs`).
+    pub(super) validity: super::validity::LeafValidity,
 }
 
 impl Role {
@@ -139,6 +141,7 @@ impl Role {
             counts: None,
             release_asked: false,
             counts_sent: false,
+            validity: Default::default(),
         }
     }
 

@@ -44,6 +44,9 @@ const QUERY_DOMAIN: &str = "grove/validity/query-rand";
 const PROVE_DOMAIN: &str = "grove/validity/prove-rand";
 const INPUT_DOMAIN: &str = "grove/validity/input-seed";
 const PROOF_DOMAIN: &str = "grove/validity/proof-seed";
+const PROOF_COMMIT_DOMAIN: &str = "grove/validity/proof-commit";
+const BOUND_DOMAIN: &str = "grove/validity/bound";
+const DERIVED_QUERY_DOMAIN: &str = "grove/validity/derived-query-seed";
 
 #[derive(Debug, Error)]
 pub enum ValidityError {
@@ -76,6 +79,9 @@ pub struct MemberShare<F> {
     /// The commitments to every position's input share, index 0 is position 1 (the same
     /// list goes to every member).
     pub commitments: Vec<[u8; 32]>,
+    /// The commitments to every position's proof share (same blinds, same order): they fix
+    /// the proof before any query randomness derived from them ([`derived_query_seed`]).
+    pub proof_commitments: Vec<[u8; 32]>,
 }
 
 /// A contributor's shared input and proof: `shares[i]` goes to position `i + 1`.
@@ -109,6 +115,33 @@ fn encode_vec<F: FieldElement>(v: &[F]) -> Vec<u8> {
 /// The commitment to the input share of `position`.
 fn commitment<F: FieldElement>(position: u8, blind: &[u8; 32], input: &[F]) -> [u8; 32] {
     crate::ids::hash_parts(COMMIT_DOMAIN, &[&[position], blind, &encode_vec(input)])
+}
+
+fn proof_commitment<F: FieldElement>(position: u8, blind: &[u8; 32], proof: &[F]) -> [u8; 32] {
+    crate::ids::hash_parts(
+        PROOF_COMMIT_DOMAIN,
+        &[&[position], blind, &encode_vec(proof)],
+    )
+}
+
+/// What a verifier share is bound to: the input commitments' digest and the proof commitments.
+fn bound_digest(digest: [u8; 32], proof_commitments: &[[u8; 32]]) -> [u8; 32] {
+    let mut parts: Vec<&[u8]> = vec![&digest];
+    parts.extend(proof_commitments.iter().map(|c| c.as_slice()));
+    crate::ids::hash_parts(BOUND_DOMAIN, &parts)
+}
+
+/// A query seed derived from the contribution itself (Fiat–Shamir, as Prio3 derives its joint
+/// randomness): the hash of the context and of the commitments to every input and proof share,
+/// so it is fixed only once input and proof are. The contributor can compute it, so it can
+/// grind (retry proofs until one passes for an invalid input): each try passes with the FLP's
+/// soundness error (about `2 calls / 2^64` in `Field64`). A beacon round drawn after the share
+/// window removes that; see ARCHITECTURE.md, "Validity proofs".
+pub fn derived_query_seed<F>(context: &[u8], share: &MemberShare<F>) -> [u8; 32] {
+    let mut parts: Vec<&[u8]> = vec![context];
+    parts.extend(share.commitments.iter().map(|c| c.as_slice()));
+    parts.extend(share.proof_commitments.iter().map(|c| c.as_slice()));
+    crate::ids::hash_parts(DERIVED_QUERY_DOMAIN, &parts)
 }
 
 fn commitments_digest(context: &[u8], commitments: &[[u8; 32]]) -> [u8; 32] {
@@ -151,6 +184,29 @@ pub fn prove_encoded_and_share<T: Type>(
     context: &[u8],
     seed: &[u8; 32],
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
+    share_proof(typ, input, params, context, seed, false)
+}
+
+/// Test-only: [`prove_encoded_and_share`] with a forged proof (its first element plus one),
+/// shared and committed to as an honest one is: only the proof system can reject it.
+pub fn forge_and_share<T: Type>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    share_proof(typ, input, params, context, seed, true)
+}
+
+fn share_proof<T: Type>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
+) -> Result<SharedContribution<T::Field>, ValidityError> {
     let params = SharingParams::new(params.g, params.t)?;
     if input.len() != typ.input_len() {
         return Err(ValidityError::Length {
@@ -178,12 +234,23 @@ pub fn prove_encoded_and_share<T: Type>(
         crate::ids::hash_parts(PROVE_DOMAIN, &[seed]),
         typ.prove_rand_len(),
     );
-    let proof = typ.prove(input, &prove_rand, &joint)?;
+    let mut proof = typ.prove(input, &prove_rand, &joint)?;
+    if forge {
+        if let Some(x) = proof.first_mut() {
+            *x += T::Field::one();
+        }
+    }
     let proof_shares = shamir::share(
         &proof,
         params,
         &crate::ids::hash_parts(PROOF_DOMAIN, &[seed]),
     );
+    let proof_commitments: Vec<[u8; 32]> = proof_shares
+        .iter()
+        .zip(&blinds)
+        .zip(1..=params.g)
+        .map(|((x, b), p)| proof_commitment(p, b, x))
+        .collect();
     let shares = input_shares
         .into_iter()
         .zip(proof_shares)
@@ -195,6 +262,7 @@ pub fn prove_encoded_and_share<T: Type>(
             proof,
             blind,
             commitments: commitments.clone(),
+            proof_commitments: proof_commitments.clone(),
         })
         .collect();
     Ok(SharedContribution { shares })
@@ -220,6 +288,11 @@ pub fn verifier_share<T: Type>(
             share.commitments.len(),
             params.g as usize,
         ),
+        (
+            "proof commitment list",
+            share.proof_commitments.len(),
+            params.g as usize,
+        ),
     ] {
         if got != expected {
             return Err(ValidityError::Length {
@@ -233,6 +306,10 @@ pub fn verifier_share<T: Type>(
     if share.commitments[share.position as usize - 1] != own {
         return Err(ValidityError::Commitment(share.position));
     }
+    let own = proof_commitment(share.position, &share.blind, &share.proof);
+    if share.proof_commitments[share.position as usize - 1] != own {
+        return Err(ValidityError::Commitment(share.position));
+    }
     let digest = commitments_digest(context, &share.commitments);
     let joint = joint_rand(typ, digest);
     let query = query_rand(typ, query_seed, context);
@@ -240,7 +317,7 @@ pub fn verifier_share<T: Type>(
     Ok(VerifierShare {
         position: share.position,
         verifier,
-        commitments_digest: digest,
+        commitments_digest: bound_digest(digest, &share.proof_commitments),
     })
 }
 

@@ -250,8 +250,10 @@ fn corrupted_shares_are_never_accepted() {
             }
             // Keep the commitment list consistent with the corrupted share, for everyone.
             let own = commitment(m.position, &m.blind, &m.input);
+            let own_proof = proof_commitment(m.position, &m.blind, &m.proof);
             for sh in &mut c.shares {
                 sh.commitments[who] = own;
+                sh.proof_commitments[who] = own_proof;
             }
             let v = all_verifier_shares(&typ, p, &c);
             // A t-subset holding the corrupted share: the decision is "invalid".
@@ -302,4 +304,27 @@ fn malformed_remote_input_is_an_error_not_a_panic() {
     let mut v = all_verifier_shares(&typ, p, &c);
     v[1].position = v[0].position;
     assert!(decide(&typ, p, &v[..3]).is_err());
+}
+
+/// A proof share that does not match the proof commitment every member received is refused
+/// by its member: the commitments fix the proof before the query randomness derived from them.
+#[test]
+fn a_proof_share_off_its_commitment_is_refused() {
+    let typ = Sum::<Field64>::new(100).unwrap();
+    let p = params((5, 3));
+    let c = prove_and_share(&typ, &37, p, CONTEXT, &seed(3)).unwrap();
+    let mut s = c.shares[1].clone();
+    s.proof[0] += f64_(1);
+    let query = derived_query_seed(CONTEXT, &s);
+    assert!(matches!(
+        verifier_share(&typ, p, &s, CONTEXT, &query),
+        Err(ValidityError::Commitment(2))
+    ));
+    // The derived seed changes with any commitment.
+    let mut other = c.shares[1].clone();
+    other.proof_commitments[0][0] ^= 1;
+    assert_ne!(
+        derived_query_seed(CONTEXT, &other),
+        derived_query_seed(CONTEXT, &c.shares[1])
+    );
 }

@@ -1,0 +1,666 @@
+//! Validity proofs in the engine (issue 17, first slice): a contributor proves that its
+//! contribution satisfies the query's validity circuit, each member of its leaf group computes
+//! its verifier share, the members exchange them, and `t` of them decide whether the
+//! contribution may enter a manifest (`crate::validity` has the proof system on Shamir shares).
+//!
+//! **Statement.** Validity is on for a request whose query text compiles to exactly its
+//! contribution spec, without DP noise (noise is added to the vector before sharing, and a
+//! noised vector fails the ranges; it must move outside the proven vector first). The statement
+//! is made of *parts*, each a prio type proven separately, built from
+//! [`crate::query::circuit`]'s checks:
+//! - every element of a `Range` that is not an indicator: prio's `Sum` of `value - min`, exact
+//!   bounds `[min, max]`;
+//! - the indicators that an `AtMost` with bound `one` covers (every row's contributor
+//!   indicator of a `GROUP BY` with `LIMIT PER CONTRIBUTOR 1`): one `Histogram` of those
+//!   indicators and a last "no row" slot, one-hot: each indicator in {0, 1}, at most one row;
+//! - every other indicator: a `Sum` with maximum 1 (in units of `one`).
+//!
+//! Not proven yet: `IndicatorOf` (needs a custom gadget), `AtMost` with a bound over `one`,
+//! `NormAtMost`.
+//!
+//! **The proven vector is a copy.** Grove's shares are still in GF(2^61 - 1), which cannot
+//! carry prio's proofs, so the statement is proven about a second sharing, in prio's `Field64`,
+//! of the same encoded vector: each part's input is the honest prio encoding when the value
+//! fits, otherwise a preimage of the value under the part's linear `truncate` (what the group
+//! would aggregate once shares are the proof's input, as in Prio3). Until the field switch
+//! makes the aggregated shares and the proven input one sharing, a contributor that sends a
+//! valid copy and different aggregated shares is not caught (`validity_engine.rs` keeps that
+//! case as an ignored test).
+//!
+//! **Query randomness.** Derived from the contribution (`validity::derived_query_seed`: the
+//! hash of the context and of the commitments to every input and proof share), so the members
+//! need no extra round; the contributor can grind it (ARCHITECTURE.md, "Validity proofs").
+//!
+//! **State and the drain rule.** A member keeps a contributor's share aside (`pending`) until
+//! the decision; only then is it persisted (`Record::ShareHeld`) and counted as held, so
+//! `Role::items` and the leaf's accounting see valid contributions only. The pending share,
+//! this member's verifier shares and those heard are never persisted (like count shares): a
+//! restart loses them, and the contributor is then missing from this member's report (a
+//! liveness cost, never a wrong inclusion). Verifier shares are a deterministic function of
+//! what the contributor sent, so nothing sent can contradict a later restart.
+
+use super::role::{check_position, is_candidate, my_role_in, Stage};
+use super::{slot, Computation, Ctx, Engine, Pending, Rejection};
+use crate::field::Fp;
+use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
+use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VALIDITY_PARTS};
+use crate::message::{Body, ShareMsg, ValidityPart, ValidityPayload, VerifierShareMsg};
+use crate::query::Check;
+use crate::query::Query;
+use crate::record::Record;
+use crate::request::Request;
+use crate::sharing::{CompressedShare, SharingParams};
+use crate::validity::{self, MemberShare, VerifierShare};
+use prio::field::{Field64, FieldElement};
+use prio::flp::gadgets::{Mul, ParallelSum};
+use prio::flp::types::{Histogram, Sum};
+use prio::flp::{Flp, Type};
+use std::collections::{BTreeMap, BTreeSet};
+
+type Hist = Histogram<Field64, ParallelSum<Field64, Mul>>;
+/// One member's verifier shares of a contribution, one per part: elements and digest.
+type Verifiers = Vec<(Vec<u64>, [u8; 32])>;
+
+/// A test-only lie of a contributor (`Engine::lie_in_contribution`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValidityLie {
+    /// Encodes its values without clipping them to their bounds (indicators included).
+    Unclipped,
+    /// Proves its (honest) range parts with a forged proof: its first element plus one, shared
+    /// and committed to like an honest proof (`validity::forge_and_share`).
+    ForgedProof,
+}
+
+enum PartType {
+    Sum(Sum<Field64>),
+    Hist(Hist),
+}
+
+impl Part {
+    fn verifier_len(&self) -> usize {
+        match &self.typ {
+            PartType::Sum(t) => t.verifier_len(),
+            PartType::Hist(t) => t.verifier_len(),
+        }
+    }
+}
+
+/// One separately proven part of a statement.
+struct Part {
+    typ: PartType,
+    /// The elements of the contribution it covers.
+    elements: Vec<u32>,
+    /// `Sum`: the measurement is `(value - offset) / unit`; `Hist`: each element over `unit`.
+    offset: i64,
+    unit: i64,
+}
+
+/// What a valid contribution to one request satisfies, as prio parts.
+pub(super) struct Statement {
+    parts: Vec<Part>,
+}
+
+/// The validity statement of `request`, if validity is on for it (see the module text).
+pub(super) fn statement(request: &Request) -> Option<Statement> {
+    if request.query.is_empty() || request.contribution.noise.is_some() {
+        return None;
+    }
+    let compiled = Query::parse(&request.query).ok()?.compile().ok()?;
+    if compiled.spec() != &request.contribution {
+        return None;
+    }
+    let circuit = compiled.validity_circuit();
+    let mut indicators: BTreeMap<u32, i64> = BTreeMap::new();
+    for c in &circuit.checks {
+        if let Check::Indicator { index, one } = c {
+            indicators.insert(*index, *one);
+        }
+    }
+    let mut parts = Vec::new();
+    let mut in_hist: BTreeSet<u32> = BTreeSet::new();
+    for c in &circuit.checks {
+        if let Check::AtMost { elements, max } = c {
+            let one = elements.first().and_then(|e| indicators.get(e)).copied();
+            if let Some(one) =
+                one.filter(|o| *o == *max && elements.iter().all(|e| indicators.get(e) == Some(o)))
+            {
+                let chunk = ((elements.len() + 1) as f64).sqrt().ceil() as usize;
+                let typ = Hist::new(elements.len() + 1, chunk.max(1)).ok()?;
+                in_hist.extend(elements.iter().copied());
+                parts.push(Part {
+                    typ: PartType::Hist(typ),
+                    elements: elements.clone(),
+                    offset: 0,
+                    unit: one,
+                });
+            }
+        }
+    }
+    for c in &circuit.checks {
+        match c {
+            Check::Range {
+                start,
+                len,
+                min,
+                max,
+            } => {
+                for e in *start..start + len {
+                    if indicators.contains_key(&e) || max <= min {
+                        continue;
+                    }
+                    let span = u64::try_from(max - min).ok()?;
+                    parts.push(Part {
+                        typ: PartType::Sum(Sum::new(span).ok()?),
+                        elements: vec![e],
+                        offset: *min,
+                        unit: 1,
+                    });
+                }
+            }
+            Check::Indicator { index, one } if !in_hist.contains(index) => parts.push(Part {
+                typ: PartType::Sum(Sum::new(1).ok()?),
+                elements: vec![*index],
+                offset: 0,
+                unit: *one,
+            }),
+            _ => {}
+        }
+    }
+    (parts.len() <= MAX_VALIDITY_PARTS).then_some(Statement { parts })
+}
+
+fn field(x: i64) -> Field64 {
+    let m = Field64::from(x.unsigned_abs());
+    if x < 0 {
+        -m
+    } else {
+        m
+    }
+}
+
+/// `value / unit` when it divides, else `value` itself (a lie keeps its size).
+fn in_units(value: i64, unit: i64) -> i64 {
+    if unit > 0 && value % unit == 0 {
+        value / unit
+    } else {
+        value
+    }
+}
+
+/// The input of `part` for `vector`: prio's encoding when the value fits, else a preimage of
+/// the value under the part's `truncate` (module text).
+fn input_of(part: &Part, vector: &[Fp]) -> Vec<Field64> {
+    let v = |e: u32| vector.get(e as usize).map_or(0, |x| x.to_i64_centered());
+    match &part.typ {
+        PartType::Sum(typ) => {
+            let m = in_units(v(part.elements[0]) - part.offset, part.unit);
+            if let Ok(Ok(input)) = u64::try_from(m).map(|m| typ.encode_measurement(&m)) {
+                return input;
+            }
+            let mut input = vec![Field64::zero(); typ.input_len()];
+            input[0] = field(m);
+            input
+        }
+        PartType::Hist(typ) => {
+            let ms: Vec<i64> = part
+                .elements
+                .iter()
+                .map(|e| in_units(v(*e), part.unit))
+                .collect();
+            let ones: Vec<usize> = (0..ms.len()).filter(|i| ms[*i] == 1).collect();
+            if ms.iter().all(|m| *m == 0 || *m == 1) && ones.len() <= 1 {
+                let index = ones.first().copied().unwrap_or(ms.len());
+                if let Ok(input) = typ.encode_measurement(&index) {
+                    return input;
+                }
+            }
+            let mut input: Vec<Field64> = ms.iter().map(|m| field(*m)).collect();
+            input.push(field(1 - ms.iter().sum::<i64>()));
+            input
+        }
+    }
+}
+
+fn context(id: &ComputationId, contributor: &NodeId, part: usize) -> Vec<u8> {
+    let mut c = Vec::with_capacity(72);
+    c.extend_from_slice(&id.0);
+    c.extend_from_slice(&contributor.0);
+    c.extend_from_slice(&(part as u64).to_le_bytes());
+    c
+}
+
+fn to_wire(s: MemberShare<Field64>) -> ValidityPart {
+    ValidityPart {
+        input: s.input.into_iter().map(u64::from).collect(),
+        proof: s.proof.into_iter().map(u64::from).collect(),
+        blind: s.blind,
+        commitments: s.commitments,
+        proof_commitments: s.proof_commitments,
+    }
+}
+
+/// Canonical `u64`s as `Field64` elements; `None` if one is not canonical.
+fn from_wire(v: &[u64]) -> Option<Vec<Field64>> {
+    v.iter()
+        .map(|x| Field64::try_from(x.to_le_bytes().as_slice()).ok())
+        .collect()
+}
+
+/// The contributor's validity shares of `vector`, one payload per position `1..=g`.
+fn prove(
+    st: &Statement,
+    id: ComputationId,
+    me: NodeId,
+    params: SharingParams,
+    vector: &[Fp],
+    seed: &[u8; 32],
+    lie: Option<ValidityLie>,
+) -> Option<Vec<Vec<ValidityPart>>> {
+    let mut per_position: Vec<Vec<ValidityPart>> = vec![Vec::new(); params.g as usize];
+    for (k, part) in st.parts.iter().enumerate() {
+        let input = input_of(part, vector);
+        let ctx = context(&id, &me, k);
+        let part_seed = hash_parts(
+            "grove/validity/part-seed",
+            &[seed, &(k as u64).to_le_bytes()],
+        );
+        let prove = if lie == Some(ValidityLie::ForgedProof) {
+            validity::forge_and_share
+        } else {
+            validity::prove_encoded_and_share
+        };
+        let shared = match &part.typ {
+            PartType::Sum(t) => prove(t, &input, params, &ctx, &part_seed),
+            PartType::Hist(t) => {
+                validity::prove_encoded_and_share(t, &input, params, &ctx, &part_seed)
+            }
+        }
+        .ok()?;
+        for (p, s) in shared.shares.into_iter().enumerate() {
+            per_position[p].push(to_wire(s));
+        }
+    }
+    Some(per_position)
+}
+
+/// A leaf member's validity bookkeeping for one position (`Role::validity`).
+#[derive(Default)]
+pub(super) struct LeafValidity {
+    /// Shares received whose contributor is not decided yet.
+    pending: BTreeMap<NodeId, CompressedShare>,
+    /// This member's verifier shares, per contributor (one per part).
+    own: BTreeMap<NodeId, Verifiers>,
+    /// Other positions' verifier shares, per contributor.
+    heard: BTreeMap<NodeId, BTreeMap<Position, Verifiers>>,
+    /// Decisions: `true` valid.
+    decided: BTreeMap<NodeId, bool>,
+}
+
+/// The hook of `collection::on_share`: a share that passed its checks is held (persisted) at
+/// once when validity is off for the request, or its contributor was decided valid, or it is
+/// re-sent for a manifest already adopted; kept aside until the decision otherwise; dropped
+/// if the contributor was decided invalid.
+pub(super) fn hold_share(
+    comp: &mut Computation,
+    key: crate::message::Slot,
+    contributor: NodeId,
+    share: CompressedShare,
+    records: &mut Vec<Pending>,
+) {
+    let id = comp.id();
+    let on = comp.validity.is_some();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    let collecting = matches!(role.stage, Stage::Collecting);
+    match role.validity.decided.get(&contributor) {
+        _ if !on || !collecting => {}
+        Some(true) => {}
+        Some(false) => return,
+        None => {
+            if role.validity.pending.len() < MAX_CONTRIBUTORS_PER_LEAF {
+                role.validity.pending.insert(contributor, share);
+            }
+            return;
+        }
+    }
+    records.push(Pending::Record(Record::ShareHeld {
+        computation: id,
+        group: key.group,
+        position: key.position,
+        contributor,
+        share,
+    }));
+}
+
+/// A contributor's validity share for this member's position: checked, its verifier share
+/// computed and sent to the other positions of the leaf, and a decision tried.
+pub(super) fn on_validity_share(
+    comp: &mut Computation,
+    from: NodeId,
+    m: ShareMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), Rejection> {
+    check_position(comp, m.position)?;
+    if from != m.contributor {
+        return Err(Rejection::ShareNotFromContributor);
+    }
+    if !comp.plan.contains(m.group) || comp.plan.leaf_of(&m.contributor) != m.group {
+        return Err(Rejection::ShareForOtherLeaf);
+    }
+    let key = slot(m.group, m.position);
+    let id = comp.id();
+    let st = comp
+        .validity
+        .clone()
+        .ok_or(Rejection::MalformedValidityShare)?;
+    let params = SharingParams {
+        g: comp.plan.g,
+        t: comp.plan.t,
+    };
+    {
+        let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
+        if role.validity.own.contains_key(&m.contributor)
+            || role.validity.decided.contains_key(&m.contributor)
+        {
+            return Ok(()); // re-sent
+        }
+        if !matches!(role.stage, Stage::Collecting) {
+            return Err(Rejection::ShareAfterCollection);
+        }
+        if role.validity.own.len() >= MAX_CONTRIBUTORS_PER_LEAF {
+            return Err(Rejection::LeafFull);
+        }
+    }
+    let bytes = ctx
+        .envelope
+        .open(&ctx.me.x25519_secret, &m.sealed)
+        .map_err(|_| Rejection::ShareDoesNotOpen)?;
+    let payload: ValidityPayload =
+        postcard::from_bytes(&bytes).map_err(|_| Rejection::ShareDoesNotDecode)?;
+    if payload.computation != id
+        || payload.group != m.group
+        || payload.position != m.position
+        || payload.contributor != m.contributor
+    {
+        return Err(Rejection::ShareMismatch);
+    }
+    let verifiers = verify_own(&st, id, m.contributor, m.position, params, &payload.parts);
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    let Some(verifiers) = verifiers else {
+        // Its own share does not fit: the contributor is faulty, whatever the others hold.
+        decide_now(role, key, id, m.contributor, false, ctx, records);
+        return Err(Rejection::MalformedValidityShare);
+    };
+    role.validity.own.insert(m.contributor, verifiers.clone());
+    let body = Body::VerifierShare(VerifierShareMsg {
+        group: m.group,
+        position: m.position,
+        contributor: m.contributor,
+        parts: verifiers,
+    });
+    ctx.send_to_group(comp, key, 0, body);
+    try_decide(comp, key, m.contributor, params, &st, ctx, records);
+    Ok(())
+}
+
+/// This member's verifier shares of every part, or `None` if a part does not fit.
+fn verify_own(
+    st: &Statement,
+    id: ComputationId,
+    contributor: NodeId,
+    position: Position,
+    params: SharingParams,
+    parts: &[ValidityPart],
+) -> Option<Verifiers> {
+    if parts.len() != st.parts.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(parts.len());
+    for (k, (part, w)) in st.parts.iter().zip(parts).enumerate() {
+        let share = MemberShare {
+            position,
+            input: from_wire(&w.input)?,
+            proof: from_wire(&w.proof)?,
+            blind: w.blind,
+            commitments: w.commitments.clone(),
+            proof_commitments: w.proof_commitments.clone(),
+        };
+        let ctx = context(&id, &contributor, k);
+        let seed = validity::derived_query_seed(&ctx, &share);
+        let v = match &part.typ {
+            PartType::Sum(t) => validity::verifier_share(t, params, &share, &ctx, &seed),
+            PartType::Hist(t) => validity::verifier_share(t, params, &share, &ctx, &seed),
+        }
+        .ok()?;
+        out.push((
+            v.verifier.into_iter().map(u64::from).collect(),
+            v.commitments_digest,
+        ));
+    }
+    Some(out)
+}
+
+/// Another leaf position's verifier share of a contributor.
+pub(super) fn on_verifier_share(
+    comp: &mut Computation,
+    from: NodeId,
+    m: VerifierShareMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), Rejection> {
+    check_position(comp, m.position)?;
+    if m.group.level != 0 || !is_candidate(comp, m.group, m.position, &from) {
+        return Err(Rejection::NotFromPosition);
+    }
+    if comp.plan.leaf_of(&m.contributor) != m.group {
+        return Err(Rejection::UnexpectedVerifierShare);
+    }
+    let key = my_role_in(comp, m.group).ok_or(Rejection::NotInGroup)?;
+    if key.position == m.position {
+        return Err(Rejection::UnexpectedVerifierShare);
+    }
+    let st = comp
+        .validity
+        .clone()
+        .ok_or(Rejection::UnexpectedVerifierShare)?;
+    if m.parts.len() != st.parts.len()
+        || st
+            .parts
+            .iter()
+            .zip(&m.parts)
+            .any(|(part, (v, _))| v.len() != part.verifier_len())
+    {
+        return Err(Rejection::UnexpectedVerifierShare);
+    }
+    // At most one entry per node of the leaf when the plan knows its size (a directory).
+    let cap = match comp.plan.leaf_size(m.group) as usize {
+        0 => MAX_CONTRIBUTORS_PER_LEAF,
+        n => n.min(MAX_CONTRIBUTORS_PER_LEAF),
+    };
+    let params = SharingParams {
+        g: comp.plan.g,
+        t: comp.plan.t,
+    };
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    if !role.validity.heard.contains_key(&m.contributor) && role.validity.heard.len() >= cap {
+        return Err(Rejection::LeafFull);
+    }
+    role.validity
+        .heard
+        .entry(m.contributor)
+        .or_default()
+        .entry(m.position)
+        .or_insert(m.parts);
+    try_decide(comp, key, m.contributor, params, &st, ctx, records);
+    Ok(())
+}
+
+/// Decides once this member has its own verifier share and `t - 1` others: every part must
+/// be accepted. Exactly `t` shares are combined (own first, then the lowest positions heard).
+fn try_decide(
+    comp: &mut Computation,
+    key: crate::message::Slot,
+    contributor: NodeId,
+    params: SharingParams,
+    st: &Statement,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) {
+    let id = comp.id();
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    if role.validity.decided.contains_key(&contributor) {
+        return;
+    }
+    let Some(own) = role.validity.own.get(&contributor) else {
+        return;
+    };
+    let heard = role.validity.heard.get(&contributor);
+    let mut sets: Vec<(Position, &Verifiers)> = vec![(key.position, own)];
+    if let Some(h) = heard {
+        sets.extend(h.iter().map(|(p, v)| (*p, v)));
+    }
+    if sets.len() < params.t as usize {
+        return;
+    }
+    sets.truncate(params.t as usize);
+    let valid = st.parts.iter().enumerate().all(|(k, part)| {
+        let shares: Option<Vec<VerifierShare<Field64>>> = sets
+            .iter()
+            .map(|(p, v)| {
+                let (verifier, digest) = v.get(k)?;
+                Some(VerifierShare {
+                    position: *p,
+                    verifier: from_wire(verifier)?,
+                    commitments_digest: *digest,
+                })
+            })
+            .collect();
+        let Some(shares) = shares else {
+            return false;
+        };
+        match &part.typ {
+            PartType::Sum(t) => validity::decide(t, params, &shares),
+            PartType::Hist(t) => validity::decide(t, params, &shares),
+        }
+        .unwrap_or(false)
+    });
+    decide_now(role, key, id, contributor, valid, ctx, records);
+}
+
+fn decide_now(
+    role: &mut super::role::Role,
+    key: crate::message::Slot,
+    id: ComputationId,
+    contributor: NodeId,
+    valid: bool,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) {
+    if role.validity.decided.len() >= MAX_CONTRIBUTORS_PER_LEAF {
+        return;
+    }
+    role.validity.decided.insert(contributor, valid);
+    role.validity.heard.remove(&contributor);
+    let pending = role.validity.pending.remove(&contributor);
+    if valid {
+        if let Some(share) = pending {
+            records.push(Pending::Record(Record::ShareHeld {
+                computation: id,
+                group: key.group,
+                position: key.position,
+                contributor,
+                share,
+            }));
+        }
+    } else {
+        // Accounted like a decline, so the leaf does not wait for it.
+        if role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF {
+            role.declined.insert(contributor);
+        }
+        ctx.reject(contributor, "validity", Rejection::InvalidContribution);
+    }
+}
+
+impl Engine {
+    /// Test-only: this contributor lies in its next contributions (see [`ValidityLie`]).
+    pub fn lie_in_contribution(&mut self, lie: ValidityLie) {
+        self.validity_lie = Some(lie);
+    }
+
+    /// The contributor's side: its validity shares, sealed and sent with its shares (one call
+    /// from `send_shares_to`). Nothing new is persisted: they are a deterministic function of
+    /// the persisted contribution (vector and seed).
+    pub(super) fn send_validity_shares(&mut self, id: ComputationId, only: Option<Position>) {
+        let Some(comp) = self.computations.get(&id) else {
+            return;
+        };
+        let Some(contribution) = &comp.contribution else {
+            return;
+        };
+        let Some(st) = comp.validity.clone() else {
+            return;
+        };
+        let plan = comp.plan.clone();
+        let me = self.identity.node;
+        let leaf: GroupId = plan.leaf_of(&me);
+        let params = SharingParams {
+            g: plan.g,
+            t: plan.t,
+        };
+        let seed = hash_parts("grove/validity/contribution", &[&contribution.seed]);
+        let Some(per_position) = prove(
+            &st,
+            id,
+            me,
+            params,
+            &contribution.vector,
+            &seed,
+            self.validity_lie,
+        ) else {
+            return;
+        };
+        let servers = comp.servers.clone();
+        let mut ctx = ctx!(self);
+        for (position, parts) in (1..).zip(per_position) {
+            if only.is_some_and(|o| o != position) {
+                continue;
+            }
+            let member = super::server_of(&plan, &servers, slot(leaf, position));
+            let payload = ValidityPayload {
+                computation: id,
+                group: leaf,
+                position,
+                contributor: me,
+                parts,
+            };
+            // Invariant: postcard serialises these plain data types without error.
+            let bytes = postcard::to_allocvec(&payload).expect("validity payload serialises");
+            let Some(key) = plan.x25519_key(&member) else {
+                continue;
+            };
+            let eph = hash_parts(
+                "grove/validity-ephemeral",
+                &[&contribution.seed, &[position], &member.0],
+            );
+            match self.envelope.seal(&key, &bytes, eph) {
+                Ok(sealed) => ctx.send_to(
+                    member,
+                    id,
+                    0,
+                    Body::ValidityShare(ShareMsg {
+                        group: leaf,
+                        position,
+                        contributor: me,
+                        sealed,
+                    }),
+                    Some(slot(leaf, position)),
+                ),
+                Err(_) => ctx.reject(me, "validity-share", Rejection::SealFailed),
+            }
+        }
+    }
+}
