@@ -314,6 +314,14 @@ pub struct FailureConfig {
     /// was not delivered (whether the receiver is dead or only slow) and fails it over. The
     /// failure oracle (below) uses the same delay.
     pub detection_delay_ms: f64,
+    /// Whether the detection delay runs from the moment the engine handed the message to the
+    /// transport instead of from its last byte leaving the uplink: the daemon's request
+    /// timeout (`net::MESSAGE_TIMEOUT`) starts when the request is sent, so it also covers the
+    /// message's wait for the uplink and its upload. Off (the last byte) unless a config says
+    /// so; the comparison tables leave it off, the detection-delay check of large vectors turns
+    /// it on.
+    #[serde(default)]
+    pub detection_counts_upload: bool,
     /// DISSEC's failure oracle (its model of health checks between neighbours of the tree):
     /// `oracle_delay_ms` after a node dies, the nodes that wait on it or sent to it learn it
     /// (`Engine::handle_failure_notice`). Only the DISSEC baseline configs set it; Grove's

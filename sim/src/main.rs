@@ -636,6 +636,18 @@ fn compare(a: CompareArgs) -> Result<()> {
             measured_timeouts.insert(strategy.clone(), timeouts);
         }
     }
+    // Timeouts chosen for the heavy-tailed latency on held-out seeds, per strategy; a
+    // strategy without its own keeps the ones fitted at a fixed 33 ms.
+    let mut heavy_tail_timeouts = BTreeMap::new();
+    if let Some(t) = costs.get("timeouts-heavy-tail").and_then(|t| t.as_table()) {
+        for (strategy, table) in t {
+            let timeouts: grove_sim::config::TimeoutsConfig =
+                table.clone().try_into().with_context(|| {
+                    format!("costs-measured.toml: [timeouts-heavy-tail.{strategy}]")
+                })?;
+            heavy_tail_timeouts.insert(strategy.clone(), timeouts);
+        }
+    }
     let bases = Bases {
         grove: read("dissec-2023.toml")?,
         sp: read("dissec-sp.toml")?,
@@ -675,6 +687,9 @@ fn compare(a: CompareArgs) -> Result<()> {
             .map(|p| {
                 let mut p = with_costs(p, true);
                 p.cfg.latency = cmp::HEAVY_TAIL;
+                if let Some(t) = heavy_tail_timeouts.get(&p.cfg.protocol.strategy.to_string()) {
+                    p.cfg.protocol.timeouts = *t;
+                }
                 p
             })
             .collect(),

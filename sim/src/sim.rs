@@ -1105,10 +1105,16 @@ impl Simulator {
             let up_end = start.plus(up);
             self.nodes[from as usize].uplink_free = up_end;
             let latency = self.rng.latency_us(&self.cfg.latency);
-            // The sender waits for the acknowledgement from the moment its last byte left.
+            // The sender waits for the acknowledgement from the moment its last byte left, or,
+            // as the daemon's request timeout does, from the moment it handed the message over.
             let ack = self.open_ack(from, to, bytes.clone(), latency);
             let timeout = (self.cfg.failures.detection_delay_ms * 1000.0) as u64;
-            self.schedule(up_end.plus(timeout), Action::AckDeadline { ack: ack.0 });
+            let waits_from = if self.cfg.failures.detection_counts_upload {
+                ready
+            } else {
+                up_end
+            };
+            self.schedule(waits_from.plus(timeout), Action::AckDeadline { ack: ack.0 });
             (up_end, start.plus(latency), up_end.plus(latency), Some(ack))
         };
         let msg = self.slot(InFlight {
