@@ -26,6 +26,8 @@ pub struct DemoArgs {
     pub query: Option<String>,
     /// Keep the network running afterwards with node 0's console open, until Ctrl-C.
     pub console: bool,
+    /// Run a local drand chain (a test key) and seed every plan from its rounds.
+    pub beacon: bool,
 }
 
 /// The step-count collection.
@@ -213,6 +215,24 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     if args.console {
         cluster.nodes[0].args = vec!["--console".into(), "127.0.0.1:0".into()];
     }
+    // The local beacon: a relay task of this process, serving a chain with a test key; every
+    // node's config names it.
+    let _relay = if args.beacon {
+        let (relay, section) = crate::beacon::start_local_relay(args.seed, None).await?;
+        for i in 0..n {
+            crate::config::append_beacon(cluster.dir(i), &section)?;
+        }
+        say(
+            args.json,
+            format!(
+                "local randomness beacon (test key, one round a second) at {}",
+                section.relays[0]
+            ),
+        );
+        Some(relay)
+    } else {
+        None
+    };
     cluster.start(0, &[])?;
     cluster.wait_ready(0, Duration::from_secs(20)).await?;
     let boot = cluster.nodes[0]
