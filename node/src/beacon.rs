@@ -58,7 +58,7 @@ pub struct BeaconConfig {
 }
 
 fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         bail!("not hex: odd length or non-ASCII");
     }
     (0..s.len())

@@ -154,7 +154,8 @@ pub enum Cmd {
         #[arg(long)]
         console: bool,
         /// Run without the local randomness beacon (plans seeded by the request id, which the
-        /// commissioner picks).
+        /// commissioner picks). `--kill` always runs without it (victims are picked from the
+        /// plan at launch, which a beacon round fixes only later).
         #[arg(long)]
         no_beacon: bool,
     },

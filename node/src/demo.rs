@@ -217,7 +217,15 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     }
     // The local beacon: a relay task of this process, serving a chain with a test key; every
     // node's config names it.
-    let _relay = if args.beacon {
+    // With kills the demo picks its victims from the plan the launch returns, which a beacon
+    // round only fixes later: such a demo runs without the beacon (and says so).
+    let _relay = if args.beacon && args.kill > 0 {
+        say(
+            args.json,
+            "no beacon with --kill: the victims are picked from the plan at launch",
+        );
+        None
+    } else if args.beacon {
         let (relay, section) = crate::beacon::start_local_relay(args.seed, None).await?;
         for i in 0..n {
             crate::config::append_beacon(cluster.dir(i), &section)?;
@@ -337,7 +345,15 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     });
     let plan = plan_rx.recv().await;
     let mut killed = Vec::new();
-    if let Some(plan) = &plan {
+    if let Some(plan) = plan.as_ref().filter(|p| p["groups"].is_null()) {
+        say(
+            args.json,
+            format!(
+                "computation {} launched; its plan waits for the beacon round it names",
+                plan["computation"].as_str().unwrap_or("?")
+            ),
+        );
+    } else if let Some(plan) = &plan {
         say(
             args.json,
             format!(
