@@ -153,6 +153,11 @@ pub enum Cmd {
         /// and print its login link, until Ctrl-C.
         #[arg(long)]
         console: bool,
+        /// Run without the local randomness beacon (plans seeded by the request id, which the
+        /// commissioner picks). `--kill` always runs without it (victims are picked from the
+        /// plan at launch, which a beacon round fixes only later).
+        #[arg(long)]
+        no_beacon: bool,
     },
 }
 
@@ -636,6 +641,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             query,
             query_file,
             console,
+            no_beacon,
         } => {
             if std::env::var_os("RUST_LOG").is_some() {
                 init_tracing();
@@ -660,6 +666,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 keep: *keep,
                 query,
                 console: *console,
+                beacon: !*no_beacon,
             })
             .await
         }

@@ -48,6 +48,10 @@ pub struct Config {
     /// A Nextcloud account to pull records from (`grove sync`, and every `interval_secs`).
     #[serde(default)]
     pub nextcloud: Option<NextcloudConfig>,
+    /// The drand chain whose rounds seed every plan (`crate::beacon`); `None`: no beacon, plans
+    /// are seeded by the request id the commissioner picks.
+    #[serde(default)]
+    pub beacon: Option<crate::beacon::BeaconConfig>,
 }
 
 fn default_listen() -> Vec<String> {
@@ -72,6 +76,7 @@ impl Default for Config {
             ingest_listen: None,
             console_listen: None,
             nextcloud: None,
+            beacon: None,
         }
     }
 }
@@ -120,6 +125,20 @@ directory_sync_secs = 30
 # password_file = "/home/alice/.config/grove/nextcloud-app-password"
 # folder = "Grove"
 # interval_secs = 0
+
+# The randomness beacon: a drand chain whose rounds seed the placement of aggregators, so that
+# no commissioner can choose it. A request names a round published after it is signed; every
+# node fetches that round from a relay, verifies its BLS signature under public_key and
+# refuses the request if it does not verify. Every node of a network must follow the same
+# chain (nodes without it refuse requests that name a round, and nodes with it refuse
+# requests that name none). Off when absent. drand's quicknet (values from its /info):
+# [beacon]
+# scheme = "bls-unchained-g1-rfc9380"
+# public_key = "83cf0f2896adee7eb8b5f01fcad3912212c437e0073e911fb90022d3e760183c8c4b450b6a0a6c3ac6a5776a2d1064510d1fec758c921cc22b0e17e63aaf4bcb5ed66304de9cf809bd274ca73bab4af5a6e9c76a4bc09e76eae8991ef5ece45a"
+# chain_hash = "52db9ba70e0cc0f6eaf7803dd07447a1f5477735fd3f661792ba94600c84e971"
+# genesis_time_secs = 1692803367
+# period_secs = 3
+# relays = ["https://relay.example.org"]
 "#;
 
 pub fn config_path(dir: &Path) -> PathBuf {
@@ -128,6 +147,19 @@ pub fn config_path(dir: &Path) -> PathBuf {
 
 pub fn store_path(dir: &Path) -> PathBuf {
     dir.join(STORE_FILE)
+}
+
+/// Appends a `[beacon]` section to the config file in `dir` (the demo and the tests: a node
+/// follows the local chain).
+pub fn append_beacon(dir: &Path, section: &crate::beacon::BeaconConfig) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let path = config_path(dir);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    write!(file, "\n{}", section.to_toml_section())?;
+    Ok(())
 }
 
 pub fn load_config(dir: &Path) -> anyhow::Result<Config> {

@@ -26,6 +26,8 @@ pub struct DemoArgs {
     pub query: Option<String>,
     /// Keep the network running afterwards with node 0's console open, until Ctrl-C.
     pub console: bool,
+    /// Run a local drand chain (a test key) and seed every plan from its rounds.
+    pub beacon: bool,
 }
 
 /// The step-count collection.
@@ -213,6 +215,32 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     if args.console {
         cluster.nodes[0].args = vec!["--console".into(), "127.0.0.1:0".into()];
     }
+    // The local beacon: a relay task of this process, serving a chain with a test key; every
+    // node's config names it.
+    // With kills the demo picks its victims from the plan the launch returns, which a beacon
+    // round only fixes later: such a demo runs without the beacon (and says so).
+    let _relay = if args.beacon && args.kill > 0 {
+        say(
+            args.json,
+            "no beacon with --kill: the victims are picked from the plan at launch",
+        );
+        None
+    } else if args.beacon {
+        let (relay, section) = crate::beacon::start_local_relay(args.seed, None).await?;
+        for i in 0..n {
+            crate::config::append_beacon(cluster.dir(i), &section)?;
+        }
+        say(
+            args.json,
+            format!(
+                "local randomness beacon (test key, one round a second) at {}",
+                section.relays[0]
+            ),
+        );
+        Some(relay)
+    } else {
+        None
+    };
     cluster.start(0, &[])?;
     cluster.wait_ready(0, Duration::from_secs(20)).await?;
     let boot = cluster.nodes[0]
@@ -317,7 +345,15 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     });
     let plan = plan_rx.recv().await;
     let mut killed = Vec::new();
-    if let Some(plan) = &plan {
+    if let Some(plan) = plan.as_ref().filter(|p| p["groups"].is_null()) {
+        say(
+            args.json,
+            format!(
+                "computation {} launched; its plan waits for the beacon round it names",
+                plan["computation"].as_str().unwrap_or("?")
+            ),
+        );
+    } else if let Some(plan) = &plan {
         say(
             args.json,
             format!(

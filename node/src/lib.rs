@@ -18,9 +18,12 @@
 //! - [`owner`]: the owner's policy: trust, consent rules, defaults, queries on stored records.
 //! - [`control`]: newline-delimited JSON over a Unix socket, the local commands' wire.
 //! - [`config`]: the data dir, `grove init`, keys, the config file.
+//! - [`beacon`]: the drand chain of the config, rounds fetched from relays, and the local test
+//!   chain's relay.
 //! - [`store`]: redb tables.
 //! - [`clock`]: the wall clock.
 
+pub mod beacon;
 pub mod cli;
 pub mod clock;
 pub mod config;

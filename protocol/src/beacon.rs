@@ -293,7 +293,7 @@ pub fn plan_seed(
 /// A local drand chain with a known test key: signs valid rounds so that tests, the simulator
 /// and the demo need no network. Its key is derived from a public seed: never use it for a
 /// real deployment.
-#[cfg(any(test, feature = "test-util"))]
+#[cfg(any(test, feature = "beacon-signer"))]
 pub struct TestChain {
     scheme: Scheme,
     secret: bls12_381::Scalar,
@@ -301,7 +301,7 @@ pub struct TestChain {
     period_secs: u32,
 }
 
-#[cfg(any(test, feature = "test-util"))]
+#[cfg(any(test, feature = "beacon-signer"))]
 impl TestChain {
     const DST_G2: &'static [u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_";
     const DST_G1: &'static [u8] = b"BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_";

@@ -12,6 +12,9 @@
 //! each holding [`serial`] so that one network runs at a time:
 //! - `import_crash`: SIGKILL during a stream of imports; every acknowledged record survives.
 //! - `compute_sum`: 25 processes compute an exact sum.
+//! - `beacon`: six processes following a local drand chain served by a relay task compute an
+//!   exact sum from the round the request names; a relay serving rounds signed with another
+//!   key gets them refused by every node, and no node plans or shares.
 //! - `kill_restart`: aggregators SIGKILLed mid-computation, one restarted from its data dir;
 //!   the result is exact over the contributor set it reports.
 //! - `phase_kill_leaf`, `phase_kill_inner`, `phase_kill_root`: on 20 processes (three

@@ -48,6 +48,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         })
         .collect();
     let restored = records.len();
+    let beacon = match &config.beacon {
+        Some(section) => Some(Arc::new(section.beacon()?)),
+        None => None,
+    };
     let engine = hook::setup_engine(Engine::restore(
         Identity {
             node: me,
@@ -58,6 +62,13 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         records,
         now_micros(),
     ));
+    let (engine, fetcher) = match (beacon, &config.beacon) {
+        (Some(beacon), Some(section)) => (
+            engine.with_beacon(beacon.clone()),
+            Some(crate::beacon::Fetcher::new(beacon, section.relays.clone())),
+        ),
+        _ => (engine, None),
+    };
     let inbound = super::budget::NodeBudget::new(super::budget::MAX_INBOUND_BYTES);
     let swarm = build_swarm(&keys, &config, &args, &directory, inbound.clone())?;
     let (ctl_rx, console) = start_control(&dir, &config, &args).await?;
@@ -74,6 +85,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         keys,
         console,
     );
+    node.beacon = fetcher;
     node.load_pending()?;
     node.refresh_trusted();
     node.drain()?;
@@ -248,6 +260,7 @@ impl Node {
                 started: Instant::now(),
                 shutdown: false,
             },
+            beacon: None,
         }
     }
 

@@ -330,6 +330,7 @@ impl Node {
                 .collect::<serde_json::Map<String, serde_json::Value>>(),
             "inbound_bytes_held": self.transport.inbound.used(),
             "uptime_ms": self.control.started.elapsed().as_millis() as u64,
+            "beacon": self.beacon.as_ref().map(|b| b.status()),
         })
     }
 
@@ -426,6 +427,23 @@ impl Node {
             snapshot.entries.len(),
         )?;
         request.directory = Some(snapshot.digest);
+        // With a beacon, the plan's seed is the randomness of a round no one knows yet.
+        if let Some(fetcher) = &self.beacon {
+            let round = fetcher.round_to_name(request.created_at);
+            // No node plans (nor shares) before the round is out, and the share window counts
+            // from the request's creation: it gets the wait for the round on top.
+            let wait = fetcher
+                .beacon()
+                .round_time(round)
+                .0
+                .saturating_sub(request.created_at.0);
+            let timeouts = &mut request.tree.timeouts;
+            timeouts.share_window = timeouts.share_window.saturating_add(wait);
+            request.beacon = Some(grove_protocol::request::BeaconRef {
+                chain_hash: fetcher.beacon().info().chain_hash,
+                round,
+            });
+        }
         self.publish_snapshot(&snapshot, request.deadline)
             .map_err(|e| e.to_string())?;
         self.membership.snapshots.add(&snapshot);

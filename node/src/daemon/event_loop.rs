@@ -23,7 +23,56 @@ async fn stdin_closed() {
     }
 }
 
+/// The next fetched beacon round, if this node follows a chain.
+async fn next_round(beacon: &mut Option<crate::beacon::Fetcher>) -> Option<crate::beacon::Fetched> {
+    match beacon {
+        Some(fetcher) => fetcher.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Node {
+    /// Fetches the beacon rounds held requests wait for, once published.
+    fn fetch_rounds(&mut self) {
+        if let Some(fetcher) = &mut self.beacon {
+            fetcher.poll(now_micros(), &self.engine.awaited_rounds());
+        }
+    }
+
+    /// A fetched round: to the engine, which verifies it and plans the requests that wait for
+    /// it; a refused round is logged and fetched again from the next relay.
+    fn on_round(&mut self, fetched: crate::beacon::Fetched) -> anyhow::Result<()> {
+        use crate::beacon::Outcome;
+        let outcome = match fetched.result {
+            Ok(round) => match self.engine.handle_beacon(now_micros(), round) {
+                Ok(()) => {
+                    tracing::info!(
+                        "beacon round {} verified (from {})",
+                        fetched.round,
+                        fetched.relay
+                    );
+                    Outcome::Verified
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "beacon round {} from {} refused: {e}",
+                        fetched.round,
+                        fetched.relay
+                    );
+                    Outcome::Refused
+                }
+            },
+            Err(e) => {
+                tracing::debug!("beacon round {}: {e}", fetched.round);
+                Outcome::Failed
+            }
+        };
+        if let Some(fetcher) = &mut self.beacon {
+            fetcher.finished(fetched.round, outcome);
+        }
+        self.drain()
+    }
+
     pub(super) async fn run(
         &mut self,
         mut ctl_rx: mpsc::Receiver<Incoming>,
@@ -53,6 +102,7 @@ impl Node {
             tokio::select! {
                 event = self.transport.swarm.select_next_some() => self.on_swarm_event(event)?,
                 Some(incoming) = ctl_rx.recv() => self.on_control(incoming)?,
+                Some(fetched) = next_round(&mut self.beacon) => self.on_round(fetched)?,
                 _ = sleep => {
                     if self.next_deadline.is_some() {
                         self.engine.handle_timeout(now_micros());
@@ -63,6 +113,7 @@ impl Node {
                     self.maybe_announce();
                     self.maybe_sync();
                     self.expire_pending()?;
+                    self.fetch_rounds();
                 }
                 _ = republish_tick.tick() => self.republish_requests(),
                 _ = requests_tick.tick() => self.look_for_requests(),

@@ -104,6 +104,9 @@ struct Node {
     pending: BTreeMap<ComputationId, Micros>,
     /// Local commands (`commands`, `events`).
     control: Control,
+    /// The beacon rounds this node fetches for the requests it holds (`crate::beacon`), when
+    /// the config names a chain.
+    beacon: Option<crate::beacon::Fetcher>,
 }
 
 /// The swarm, the sends awaiting their acknowledgement, and the traffic counters.

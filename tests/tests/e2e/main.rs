@@ -8,6 +8,7 @@
 
 mod pdms_support;
 
+mod beacon;
 mod cleanup;
 mod compute_sum;
 mod consent;
