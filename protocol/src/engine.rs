@@ -67,7 +67,7 @@ mod role;
 mod slots;
 mod strategy;
 
-pub use manifest::{choose_manifest, version_of};
+pub use manifest::{alone, choose_manifest, version_of};
 pub use rejection::Rejection;
 pub use strategy::{Strategy, StrategyKind};
 
