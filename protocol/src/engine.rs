@@ -69,7 +69,7 @@ mod strategy;
 mod validity;
 pub use validity::ValidityLie;
 
-pub use manifest::{choose_manifest, version_of};
+pub use manifest::{alone, choose_manifest, version_of};
 pub use rejection::Rejection;
 pub use strategy::{Strategy, StrategyKind};
 

@@ -313,6 +313,7 @@ fn sweep_10_percent_byzantine_aggregators() {
                 withhold: bits & 28 == 0, // one in eight
                 equivocate: bits & 32 != 0,
                 bad_root_share: bits & 64 != 0,
+                claim_held: false,
             };
             kinds.push(short(&b));
             c.byzantine(*l, b);

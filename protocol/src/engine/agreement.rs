@@ -6,7 +6,9 @@ use super::role::{
     check_position, check_sender, group_member_position, my_role_in, Adopted, Leadership, Role,
     Stage,
 };
-use super::{choose_manifest, persist, slot, version_of, Computation, Ctx, Pending, Rejection};
+use super::{
+    alone, choose_manifest, persist, slot, version_of, Computation, Ctx, Pending, Rejection,
+};
 use crate::ids::{Digest, GroupId, NodeId, Position};
 use crate::limits::{MAX_AGREE_ROUNDS, MAX_MANIFEST_ITEMS};
 use crate::message::{Body, Item, Manifest, ManifestMsg, ReportMsg, Slot, SolicitMsg, VoteMsg};
@@ -211,6 +213,11 @@ fn positions_needed(g: u8, t: u8) -> usize {
 /// filed hold (a member slow to report holds it), and such a member must still adopt. A
 /// candidate that serves no position has nothing to check against.
 pub(super) fn consistent(comp: &Computation, key: Option<Slot>, manifest: &Manifest) -> bool {
+    // A manifest of one contributor alone would hand its shares to the parent group as the
+    // group's partial sum (`manifest::alone`): no position sums it, whatever `g` and `t`.
+    if alone(manifest) {
+        return false;
+    }
     // With `g = t` (the simulator's DISSEC baselines, which model crashes only) an item some
     // position lacks is always left out, and the baselines cut subtrees on purpose.
     if comp.plan.g == comp.plan.t {
@@ -245,7 +252,11 @@ pub(super) fn consistent(comp: &Computation, key: Option<Slot>, manifest: &Manif
                     .any(|i| matches!(i, Item::Child { group, .. } if group == *child))
         })
         .count();
-    2 * full_left_out <= full.len() && children_left_out == 0
+    // The empty manifest stands for a manifest of one (`choose_manifest` empties it): the
+    // contributor it would have kept is not held against it.
+    let kept_alone =
+        usize::from(key.is_some_and(|k| k.group.level == 0) && manifest.items.is_empty());
+    2 * full_left_out.saturating_sub(kept_alone) <= full.len() && children_left_out == 0
 }
 
 /// Members of `group` whose promise to this leader shows they did not accept `manifest` in

@@ -5,7 +5,7 @@ use super::heal::start_heal;
 use super::role::{
     check_position, is_candidate, level_deadline, sum_items, HealState, HeldPartial, Role, Stage,
 };
-use super::{server_of, slot, version_of, Computation, Ctx, Event, Pending, Rejection};
+use super::{alone, server_of, slot, version_of, Computation, Ctx, Event, Pending, Rejection};
 use crate::field::{FieldVec, Fp};
 use crate::ids::{GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VERSIONS_PER_CHILD};
@@ -297,7 +297,11 @@ pub(super) fn send_ahead(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
     }
     let mut items = role.items();
     items.sort();
-    let manifest = Manifest { items };
+    let mut manifest = Manifest { items };
+    // As the leader would choose (`manifest::alone`): a contributor alone is left out.
+    if alone(&manifest) {
+        manifest.items.clear();
+    }
     let Some(mut sum) = sum_items(role, &manifest, len) else {
         return;
     };

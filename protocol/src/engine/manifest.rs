@@ -7,6 +7,7 @@
 //! at least `t` reporters still hold *every* item taken so far. The result is the largest set,
 //! greedily, that `t` members can sum, so the parent can always heal a missing position from
 //! members holding this version. An item held by fewer than `t` reporters is never included.
+//! A manifest that would name one contributor alone is empty instead ([`alone`]).
 
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Position, Version};
 use crate::message::{Item, Manifest};
@@ -59,7 +60,21 @@ pub fn choose_manifest(reports: &[(Position, &[Item])], t: usize) -> Option<Mani
         }
     }
     items.sort();
-    Some(Manifest { items })
+    let mut manifest = Manifest { items };
+    if alone(&manifest) {
+        manifest.items.clear();
+    }
+    Some(manifest)
+}
+
+/// Whether a manifest names one contributor and nothing else. Its partial sum is that
+/// contributor's share at each position, and the partial goes to the parent group: `t` points
+/// across leaf and parent members (a coalition below the threshold of each) would rebuild the
+/// value. So no group sums such a manifest: the leader chooses the empty manifest instead (the
+/// contributor is left out, as one whose shares never reached `t` positions), and members
+/// refuse it (`agreement::consistent`).
+pub fn alone(manifest: &Manifest) -> bool {
+    matches!(manifest.items.as_slice(), [Item::Contributor(_)])
 }
 
 /// The version a manifest names: a digest of the computation, the group and the items, and the
@@ -122,10 +137,18 @@ mod tests {
 
     #[test]
     fn an_item_held_by_fewer_than_t_is_left_out() {
+        let full = [c(1), c(2), c(3)];
+        let part = [c(1), c(3)];
+        let m = choose_manifest(&[(1, &full), (2, &part), (3, &part)], 2).unwrap();
+        assert_eq!(m.items, vec![c(1), c(3)]);
+    }
+
+    #[test]
+    fn a_contributor_alone_is_left_out() {
         let full = [c(1), c(2)];
         let part = [c(1)];
         let m = choose_manifest(&[(1, &full), (2, &part), (3, &part)], 2).unwrap();
-        assert_eq!(m.items, vec![c(1)]);
+        assert!(m.items.is_empty(), "{m:?}");
     }
 
     #[test]

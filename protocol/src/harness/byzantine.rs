@@ -36,6 +36,9 @@ pub struct Byzantine {
     /// As a root member, its release shares to the commissioner are off by one at every
     /// element (a share not on the polynomial of the others).
     pub bad_root_share: bool,
+    /// Every report it sends claims the items it holds as adopted (in a leaf of one
+    /// contributor: a manifest of that contributor alone, which no position may sum).
+    pub claim_held: bool,
 }
 
 impl Byzantine {
@@ -47,6 +50,7 @@ impl Byzantine {
             withhold: false,
             equivocate: true,
             bad_root_share: true,
+            claim_held: false,
         }
     }
 
@@ -64,6 +68,11 @@ impl Byzantine {
         match &mut m.body {
             Body::Manifest(p) if one => p.manifest = of_one(&p.manifest),
             Body::Vote(v) if one => v.manifest = of_one(&v.manifest),
+            Body::Report(r) if self.claim_held => {
+                let mut items = r.items.clone();
+                items.sort();
+                r.adopted = Some(Manifest { items });
+            }
             Body::Report(r) if one => {
                 if let Some((_, accepted)) = r.accepted.as_mut() {
                     *accepted = of_one(accepted);
