@@ -85,6 +85,7 @@ impl ByzantineConfig {
                     withhold: on("withhold") && bits & 28 == 0,
                     equivocate: on("equivocate") && bits & 32 != 0,
                     bad_root_share: on("bad-root-share") && bits & 64 != 0,
+                    claim_held: false,
                 };
                 (liar, b)
             })
