@@ -349,10 +349,12 @@ fn the_released_noise_over_many_runs_is_the_stated_discrete_gaussian() {
     let mut all: Vec<Vec<i64>> = vec![Vec::new(); 3];
     let mut honest_only: Vec<Vec<i64>> = vec![Vec::new(); 3];
     let mut spec = None;
+    let mut skipped = 0u64;
     for run in 0..RUNS {
-        // Not `run_dp`: its privacy checker flags about one seed in eight of this 40-node
-        // plan with a coalition across groups, with or without a privacy clause (left to the
-        // agreement work); this test is about the noise that is released.
+        // A run whose plan leaves a contributor alone in its leaf releases without it (no
+        // group sums a manifest of one contributor): the noise sources are then not the 20
+        // and the 10 this test states, so such a run is skipped. Which runs those are
+        // depends on the plan's draw, not on the noise, so skipping them biases nothing.
         let q = dp_query(10.0, h);
         let mut c = Cluster::new(HarnessConfig::new(40, 10_000 + run));
         for i in 1..=m {
@@ -362,12 +364,14 @@ fn the_released_noise_over_many_runs_is_the_stated_discrete_gaussian() {
         p.spec = q.spec().clone();
         p.max_contributors = 100;
         let id = c.launch(0, &p);
-        c.run(c.now.plus(60_000_000));
-        let outcome = c.outcome(&id).unwrap_or_else(|e| panic!("run {run}: {e}"));
+        let outcome = c.run_checked(&id);
         let released = outcome
             .released
             .unwrap_or_else(|| panic!("run {run}: {:?}", outcome.failures));
-        assert_eq!(released.version.count, m as u64);
+        if released.version.count != m as u64 {
+            skipped += 1;
+            continue;
+        }
         let plain: Vec<f64> = vec![m as f64, (1..=m).sum::<usize>() as f64, m as f64];
         let id = released.computation;
         // Each colluder's own noise: what it persisted minus its encoded values.
@@ -386,6 +390,10 @@ fn the_released_noise_over_many_runs_is_the_stated_discrete_gaussian() {
         }
         spec = Some(q);
     }
+    assert!(
+        skipped <= RUNS / 10,
+        "{skipped} of {RUNS} runs left a contributor out"
+    );
     let q = spec.unwrap();
     let noise = q.spec().noise.clone().unwrap();
     let rho = dp::rho_for(10.0, 1e-9).unwrap();
@@ -411,7 +419,7 @@ fn the_released_noise_over_many_runs_is_the_stated_discrete_gaussian() {
             .iter()
             .map(|z| (*z as f64).powi(2))
             .sum::<f64>()
-            / RUNS as f64)
+            / honest_only[e].len() as f64)
             .sqrt();
         assert!(
             sd >= 0.9 * central,
