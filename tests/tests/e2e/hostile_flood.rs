@@ -379,8 +379,10 @@ async fn a_flooding_peer_stays_within_the_budget_and_a_trusted_computation_compl
 
     // The trusted commissioner's computation completes, exact.
     // Its share window is longer than the default: the four honest daemons also serve the
-    // 512 untrusted computations admitted above.
-    let mut trusted = sum_params("c", "x", 3, 2);
+    // 512 untrusted computations admitted above. Four positions per group with threshold 2:
+    // a checked release needs `t + 1` root shares, so with three positions every one of
+    // them, the attacked daemon's included, would have to answer in time under the flood.
+    let mut trusted = sum_params("c", "x", 4, 2);
     trusted.share_window_ms = 10_000;
     let result = ctl(&cluster, 0, ControlRequest::Compute(trusted)).await?;
     let (peak, rss) = memory_kib(pid)?;

@@ -1,7 +1,8 @@
 //! A node that starts after the request was broadcast finds it in the DHT (its commissioner's
-//! active requests), fetches the directory snapshot the request was planned over (its own
-//! directory differs: it holds itself, the snapshot does not), and its contribution is
-//! included.
+//! active requests) and fetches the directory snapshot the request was planned over (its own
+//! directory differs: it holds itself, the snapshot does not). That snapshot is the request's
+//! candidate set, and the late node is not in it: the leaf refuses its shares
+//! (`Rejection::NotACandidate`), so the released sum covers the other contributors only.
 //!
 //! Node `i` holds the value `2^i`, so the released sum names exactly which contributors it
 //! covers.
@@ -113,13 +114,21 @@ async fn a_node_started_after_the_broadcast_joins_through_the_dht() -> anyhow::R
     let status = ctl(&cluster, late, ControlRequest::Status).await?;
     eprintln!("result {result}\nlate node {status}");
     let sum = grove_e2e::cell(&result, 0, 0).unwrap_or(-1.0);
-    // Everyone but the silent node, the late node included. (The silent node may have sent
-    // its shares before it died.)
-    let all = ((1u64 << (NODES + 1)) - 1) as f64;
+    // Everyone but the silent node and the late node, which is not a candidate of the
+    // request. (The silent node may have sent its shares before it died.)
+    let all = ((1u64 << NODES) - 1) as f64;
     let without_silent = all - (1u64 << silent) as f64;
     assert!(sum == all || sum == without_silent, "{result}");
-    let expected = if sum == all { NODES + 1 } else { NODES };
+    let expected = if sum == all { NODES } else { NODES - 1 };
     assert_eq!(result["contributors"].as_u64(), Some(expected as u64));
+    // The leaf's members refused the late node's shares as coming from outside the candidate
+    // set (without that check its value would be in the sum).
+    let mut refused = 0;
+    for i in (0..NODES).filter(|&i| i != silent) {
+        let st = ctl(&cluster, i, ControlRequest::Status).await?;
+        refused += st["rejected"]["NotACandidate"].as_u64().unwrap_or(0);
+    }
+    assert!(refused >= 1, "no node refused the late node's shares");
     let net = &status["network"];
     assert!(net["requests_found_in_dht"].as_u64() >= Some(1), "{status}");
     assert!(net["snapshots_fetched"].as_u64() >= Some(1), "{status}");
