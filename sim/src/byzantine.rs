@@ -6,20 +6,15 @@
 //! thus never be switched off by the attack's own code path, and every lie costs its sender the
 //! same CPU and uplink time as the honest message would.
 //!
-//! The attacks are the harness's, with the same meaning (the harness keeps its rewriting
-//! private to its cluster, so the few lines of it are repeated here over the simulator's node
-//! indices): votes sent ahead for every round, a manifest of one, withholding, equivocation,
-//! root shares off the polynomial. Which nodes lie, and how, is drawn at launch from a stream
+//! The attacks are the harness's, made by its own code (`Byzantine::rewrite` over the
+//! simulator's node indices, `Byzantine::on_first_send`): votes sent ahead for every round, a
+//! manifest of one, withholding, equivocation, root shares off the polynomial. Which nodes lie, and how, is drawn at launch from a stream
 //! of its own (derived from the run's seed), so the other draws of a run, its latencies and
 //! failures, are those of the same seed without Byzantine nodes: the two are like for like.
 
 use crate::models::SimRng;
-use grove_protocol::field::Fp;
 use grove_protocol::harness::Byzantine;
-use grove_protocol::ids::{hash_parts, ComputationId, NodeId};
-use grove_protocol::limits::MAX_AGREE_ROUNDS;
-use grove_protocol::message::{Body, Manifest, Message, VoteMsg};
-use grove_protocol::plan::Plan;
+use grove_protocol::ids::hash_parts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -90,86 +85,6 @@ impl ByzantineConfig {
                 (liar, b)
             })
             .collect()
-    }
-}
-
-/// What a liar sends to the node of index `to` instead of `message` (`None`: nothing).
-pub fn rewrite(b: &Byzantine, to: u32, message: &Message) -> Option<Message> {
-    if b.withhold {
-        return None;
-    }
-    let mut m = message.clone();
-    let one = b.manifest_of_one || (b.equivocate && to % 2 == 1);
-    match &mut m.body {
-        Body::Manifest(p) if one => p.manifest = of_one(&p.manifest),
-        Body::Vote(v) if one => v.manifest = of_one(&v.manifest),
-        Body::Report(r) if one => {
-            if let Some((_, accepted)) = r.accepted.as_mut() {
-                *accepted = of_one(accepted);
-            }
-            if let Some(adopted) = r.adopted.as_mut() {
-                *adopted = of_one(adopted);
-            } else if let Some((_, accepted)) = &r.accepted {
-                r.adopted = Some(accepted.clone());
-            }
-        }
-        Body::ReleaseShare(s) if b.bad_root_share => {
-            for x in s.share.0.iter_mut() {
-                *x += Fp::ONE;
-            }
-        }
-        _ => {}
-    }
-    Some(m)
-}
-
-/// The votes a pre-voting liar `me` adds at its first send of `computation`: for every round
-/// `0..MAX_AGREE_ROUNDS` of every group it is a candidate of, a vote for an empty manifest to
-/// the member leading that round.
-pub fn pre_votes(
-    b: &Byzantine,
-    me: NodeId,
-    computation: ComputationId,
-    plan: &Plan,
-) -> Vec<(NodeId, Message)> {
-    if !b.pre_vote || b.withhold {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for group in plan.groups() {
-        let Some(position) = (1..=plan.g).find(|p| plan.candidates(group, *p).any(|c| c == me))
-        else {
-            continue;
-        };
-        let leaders: BTreeSet<(u32, NodeId)> = (0..MAX_AGREE_ROUNDS)
-            .map(|r| (r, plan.member(group, (r % u32::from(plan.g)) as u8 + 1)))
-            .collect();
-        for (round, leader) in leaders {
-            if leader == me {
-                continue;
-            }
-            out.push((
-                leader,
-                Message {
-                    computation,
-                    round,
-                    body: Body::Vote(VoteMsg {
-                        group,
-                        position,
-                        manifest: Manifest { items: Vec::new() },
-                    }),
-                    to: None,
-                },
-            ));
-        }
-    }
-    out
-}
-
-/// The first item of `m` alone (a manifest of one; empty stays empty).
-fn of_one(m: &Manifest) -> Manifest {
-    Manifest {
-        items: m.items.iter().take(1).copied().collect(),
     }
 }
 

@@ -1065,14 +1065,14 @@ impl Simulator {
         if self.liars_started.insert(from) {
             if let Some(plan) = self.plan.clone() {
                 let me = self.nodes[from as usize].identity.node;
-                for (to_id, m) in byzantine::pre_votes(&b, me, message.computation, &plan) {
+                for (to_id, m) in b.on_first_send(me, message.computation, &plan) {
                     if let Some(&to_ix) = self.index.get(&to_id) {
                         cpu_at = self.transmit(from, to_ix, &m, cpu_at);
                     }
                 }
             }
         }
-        match byzantine::rewrite(&b, to, message) {
+        match b.rewrite(to as usize, message) {
             Some(m) => self.transmit(from, to, &m, cpu_at),
             None => cpu_at,
         }

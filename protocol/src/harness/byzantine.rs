@@ -58,8 +58,9 @@ impl Byzantine {
         *self == Byzantine::default()
     }
 
-    /// What the node sends to `to_index` instead of `message` (`None`: nothing).
-    pub(super) fn rewrite(&self, to_index: usize, message: &Message) -> Option<Message> {
+    /// What the node sends to `to_index` instead of `message` (`None`: nothing). Public for
+    /// the simulator's Byzantine mode, which lies the same way over its node indices.
+    pub fn rewrite(&self, to_index: usize, message: &Message) -> Option<Message> {
         if self.withhold {
             return None;
         }
@@ -94,7 +95,7 @@ impl Byzantine {
     }
 
     /// Messages the node adds at its first send of `computation` (as `(receiver, message)`).
-    pub(super) fn on_first_send(
+    pub fn on_first_send(
         &self,
         me: NodeId,
         computation: ComputationId,
