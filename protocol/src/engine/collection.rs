@@ -7,7 +7,7 @@ use super::role::{
 };
 use super::{alone, server_of, slot, version_of, Computation, Ctx, Event, Pending, Rejection};
 use crate::field::{FieldVec, Fp};
-use crate::ids::{GroupId, Micros, NodeId, Position, Version};
+use crate::ids::{ComputationId, GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VERSIONS_PER_CHILD};
 use crate::message::{
     Body, DeclineMsg, Item, Manifest, PartialConfirmMsg, PartialMsg, ShareMsg, SharePayload,
@@ -49,15 +49,15 @@ pub(super) fn on_decline(
     Ok(())
 }
 
-pub(super) fn on_share(
-    comp: &mut Computation,
+/// The checks every message a contributor seals for a leaf position passes (its share and its
+/// validity share): a position of the plan, sent by the contributor itself, a member of the
+/// request's candidate set, for the contributor's own leaf. Returns the position's slot.
+pub(super) fn check_contributor_share(
+    comp: &Computation,
     from: NodeId,
-    m: ShareMsg,
-    ctx: &mut Ctx,
-    records: &mut Vec<Pending>,
-) -> Result<(), Rejection> {
+    m: &ShareMsg,
+) -> Result<Slot, Rejection> {
     check_position(comp, m.position)?;
-    let key = slot(m.group, m.position);
     if from != m.contributor {
         return Err(Rejection::ShareNotFromContributor);
     }
@@ -67,6 +67,36 @@ pub(super) fn on_share(
     if !comp.plan.contains(m.group) || comp.plan.leaf_of(&m.contributor) != m.group {
         return Err(Rejection::ShareForOtherLeaf);
     }
+    Ok(slot(m.group, m.position))
+}
+
+/// Opens `m`'s envelope and decodes its payload, which must name the computation, group,
+/// position and contributor the message is for (`header` reads them from the payload).
+pub(super) fn open_payload<P: serde::de::DeserializeOwned>(
+    ctx: &Ctx,
+    id: ComputationId,
+    m: &ShareMsg,
+    header: impl Fn(&P) -> (ComputationId, GroupId, Position, NodeId),
+) -> Result<P, Rejection> {
+    let bytes = ctx
+        .envelope
+        .open(&ctx.me.x25519_secret, &m.sealed)
+        .map_err(|_| Rejection::ShareDoesNotOpen)?;
+    let payload: P = postcard::from_bytes(&bytes).map_err(|_| Rejection::ShareDoesNotDecode)?;
+    if header(&payload) != (id, m.group, m.position, m.contributor) {
+        return Err(Rejection::ShareMismatch);
+    }
+    Ok(payload)
+}
+
+pub(super) fn on_share(
+    comp: &mut Computation,
+    from: NodeId,
+    m: ShareMsg,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), Rejection> {
+    let key = check_contributor_share(comp, from, &m)?;
     let len = comp.len();
     let id = comp.id();
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
@@ -82,19 +112,9 @@ pub(super) fn on_share(
     if role.shares.len() >= MAX_CONTRIBUTORS_PER_LEAF {
         return Err(Rejection::LeafFull);
     }
-    let bytes = ctx
-        .envelope
-        .open(&ctx.me.x25519_secret, &m.sealed)
-        .map_err(|_| Rejection::ShareDoesNotOpen)?;
-    let payload: SharePayload =
-        postcard::from_bytes(&bytes).map_err(|_| Rejection::ShareDoesNotDecode)?;
-    if payload.computation != id
-        || payload.group != m.group
-        || payload.position != m.position
-        || payload.contributor != m.contributor
-    {
-        return Err(Rejection::ShareMismatch);
-    }
+    let payload: SharePayload = open_payload(ctx, id, &m, |p: &SharePayload| {
+        (p.computation, p.group, p.position, p.contributor)
+    })?;
     if let CompressedShare::Full(v) = &payload.share {
         if v.0.len() != len {
             return Err(Rejection::WrongLength);

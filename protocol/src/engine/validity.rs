@@ -39,6 +39,7 @@
 //! liveness cost, never a wrong inclusion). Verifier shares are a deterministic function of
 //! what the contributor sent, so nothing sent can contradict a later restart.
 
+use super::collection::{check_contributor_share, open_payload};
 use super::role::{check_position, is_candidate, my_role_in, Stage};
 use super::{slot, Computation, Ctx, Engine, Pending, Rejection};
 use crate::field::Fp;
@@ -342,14 +343,7 @@ pub(super) fn on_validity_share(
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
-    check_position(comp, m.position)?;
-    if from != m.contributor {
-        return Err(Rejection::ShareNotFromContributor);
-    }
-    if !comp.plan.contains(m.group) || comp.plan.leaf_of(&m.contributor) != m.group {
-        return Err(Rejection::ShareForOtherLeaf);
-    }
-    let key = slot(m.group, m.position);
+    let key = check_contributor_share(comp, from, &m)?;
     let id = comp.id();
     let st = comp
         .validity
@@ -373,19 +367,9 @@ pub(super) fn on_validity_share(
             return Err(Rejection::LeafFull);
         }
     }
-    let bytes = ctx
-        .envelope
-        .open(&ctx.me.x25519_secret, &m.sealed)
-        .map_err(|_| Rejection::ShareDoesNotOpen)?;
-    let payload: ValidityPayload =
-        postcard::from_bytes(&bytes).map_err(|_| Rejection::ShareDoesNotDecode)?;
-    if payload.computation != id
-        || payload.group != m.group
-        || payload.position != m.position
-        || payload.contributor != m.contributor
-    {
-        return Err(Rejection::ShareMismatch);
-    }
+    let payload: ValidityPayload = open_payload(ctx, id, &m, |p: &ValidityPayload| {
+        (p.computation, p.group, p.position, p.contributor)
+    })?;
     let verifiers = verify_own(&st, id, m.contributor, m.position, params, &payload.parts);
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let Some(verifiers) = verifiers else {
