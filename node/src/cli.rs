@@ -105,7 +105,8 @@ pub enum Cmd {
         /// Children per inner group.
         #[arg(long, default_value_t = 2)]
         fan_in: u32,
-        /// Leaf groups (default: as many as the directory can fill).
+        /// Leaf groups (default: as many as the directory can fill while each serves at least
+        /// 16 peers; a leaf left with one consenting contributor leaves it out).
         #[arg(long)]
         leaf_groups: Option<u32>,
         /// Contributors the request allows (default: the most the query's bounds allow).

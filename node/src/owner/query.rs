@@ -27,6 +27,22 @@ pub fn timeouts(share_window_ms: u64) -> Timeouts {
     }
 }
 
+/// Directory peers each leaf group serves at least when the commissioner does not name the
+/// number of leaf groups. A leaf whose consenting contributors come down to one leaves that
+/// contributor out (`manifest::alone`: its partial would be its shares), and a leaf serving `m`
+/// peers that each consent with probability `p` ends so with probability `m·p·(1 − p)^(m − 1)`:
+/// at `m = 16`, 2.4e-4 for `p = 1/2` and 1.4e-14 for `p = 0.9`; at `m = 3` (ten peers over
+/// the two leaves that fit them at `g = 3`, as before), 0.38 and 0.027.
+pub const MIN_PEERS_PER_LEAF: usize = 16;
+
+/// The number of leaf groups a request gets by default over `peers` directory peers: as many as
+/// fit ([`fitting_leaf_groups`]) while each serves at least [`MIN_PEERS_PER_LEAF`] peers, at
+/// least 1.
+pub fn default_leaf_groups(peers: usize, g: u8, fan_in: u32) -> u32 {
+    let served = u32::try_from((peers / MIN_PEERS_PER_LEAF).max(1)).unwrap_or(u32::MAX);
+    fitting_leaf_groups(peers, g, fan_in).min(served)
+}
+
 /// The largest number of leaf groups whose plan fits `peers` distinct peers (every position
 /// of every group is a distinct peer), at least 1.
 pub fn fitting_leaf_groups(peers: usize, g: u8, fan_in: u32) -> u32 {
@@ -109,7 +125,7 @@ pub fn build_request(
     })?;
     let leaf_groups = p
         .leaf_groups
-        .unwrap_or_else(|| fitting_leaf_groups(directory_size, p.g, p.fan_in));
+        .unwrap_or_else(|| default_leaf_groups(directory_size, p.g, p.fan_in));
     Ok(Request {
         id,
         commissioner,
@@ -231,6 +247,19 @@ mod tests {
         // g = 3: 3 leaves + 2 + 1 = 6 groups = 18 positions.
         assert_eq!(fitting_leaf_groups(20, 3, 2), 3);
         assert_eq!(fitting_leaf_groups(2, 5, 2), 1);
+    }
+
+    #[test]
+    fn default_leaves_serve_enough_peers_to_leave_no_one_alone() {
+        // Ten peers fit two leaves at g = 3, but a leaf of about five peers too often ends
+        // with one consenting contributor, who is then left out: one leaf.
+        assert_eq!(fitting_leaf_groups(10, 3, 2), 2);
+        assert_eq!(default_leaf_groups(10, 3, 2), 1);
+        assert_eq!(default_leaf_groups(20, 3, 2), 1);
+        assert_eq!(default_leaf_groups(40, 3, 2), 2);
+        // Large directories: as many as fit, each serving at least 16 peers.
+        assert_eq!(default_leaf_groups(1_000, 3, 2), 62);
+        assert_eq!(default_leaf_groups(0, 3, 2), 1);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! covers, and that set must have the reported count.
 
 use grove_e2e::{ctl, grove_node, start_network, sum_params};
-use grove_node::control::{self, ControlRequest};
+use grove_node::control::{self, ComputeParams, ControlRequest};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -40,7 +40,12 @@ async fn killed_aggregators_and_a_restart_still_give_an_exact_result() -> anyhow
         grove_e2e::trust(&cluster, i, &key, &[]).await?;
     }
 
-    let params = sum_params("c", "x", 3, 2);
+    // Two leaves and a root over twelve peers (the default plans one leaf for so few): the
+    // victims below are one member of each of the first two groups.
+    let params = ComputeParams {
+        leaf_groups: Some(2),
+        ..sum_params("c", "x", 3, 2)
+    };
     let share_window = Duration::from_millis(params.share_window_ms);
     let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
     let dir0 = cluster.dir(0).to_path_buf();
