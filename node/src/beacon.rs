@@ -57,7 +57,7 @@ pub struct BeaconConfig {
     pub relays: Vec<String>,
 }
 
-fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
     if !s.len().is_multiple_of(2) || !s.is_ascii() {
         bail!("not hex: odd length or non-ASCII");
     }

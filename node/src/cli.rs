@@ -1,4 +1,4 @@
-//! The command line. Every command but `init`, `daemon` and `demo` talks to the running
+//! The command line. Every command but `init`, `admit`, `daemon` and `demo` talks to the running
 //! daemon over its control socket.
 
 use crate::control::{self, ComputeParams, ControlRequest, TrustLimits};
@@ -26,6 +26,26 @@ pub struct Cli {
 pub enum Cmd {
     /// Create a node: identity keys, a commented config file and the store.
     Init,
+    /// As an issuer: admit a node by signing its certificate (the node puts the printed
+    /// certificate in its config's [admission] section), or create an issuer key.
+    Admit {
+        /// Create a new issuer key in FILE (mode 0600) and print its public key, which every
+        /// node names in [admission] issuers.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["issuer_key", "node"])]
+        new_issuer: Option<PathBuf>,
+        /// The issuer's secret key file.
+        #[arg(long, value_name = "FILE", requires = "node")]
+        issuer_key: Option<PathBuf>,
+        /// The certificate's serial: 0 up to the issuer's quota, each used once.
+        #[arg(long, default_value_t = 0)]
+        serial: u32,
+        /// The deployment's epoch length ([admission] epoch_secs).
+        #[arg(long, default_value_t = crate::admission::DEFAULT_EPOCH_SECS)]
+        epoch_secs: u64,
+        /// The node to admit: its peer id or node id.
+        #[arg(value_name = "NODE")]
+        node: Option<String>,
+    },
     /// Run the node.
     Daemon {
         /// Listen multiaddr (repeatable); overrides the config file.
@@ -341,6 +361,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "config:           {}",
                     crate::config::config_path(dir).display()
                 );
+                println!(
+                    "admission:        where the network admits identities, give the peer id to an\n                  issuer (`grove admit --issuer-key FILE --serial N {peer}`) and put the\n                  certificate it prints in [admission] of the config"
+                );
+            }
+            Ok(())
+        }
+        Cmd::Admit {
+            new_issuer,
+            issuer_key,
+            serial,
+            epoch_secs,
+            node,
+        } => {
+            if let Some(path) = new_issuer {
+                let key = crate::admission::new_issuer(path)?;
+                if cli.json {
+                    println!("{}", serde_json::json!({"issuer_key": key}));
+                } else {
+                    println!("issuer key (name it in [admission] issuers): {key}");
+                }
+                return Ok(());
+            }
+            let (Some(path), Some(node)) = (issuer_key, node) else {
+                bail!("give --new-issuer FILE, or --issuer-key FILE and the node to admit");
+            };
+            let issuer = crate::admission::load_issuer(path)?;
+            let node = crate::admission::parse_node(node)?;
+            let cert = crate::admission::admit(&issuer, node, *serial, *epoch_secs);
+            let text = crate::admission::encode_certificate(&cert);
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"node_id": node.to_string(), "serial": serial, "epoch": cert.epoch, "certificate": text})
+                );
+            } else {
+                println!("certificate = \"{text}\"");
             }
             Ok(())
         }

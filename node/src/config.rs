@@ -52,6 +52,10 @@ pub struct Config {
     /// are seeded by the request id the commissioner picks.
     #[serde(default)]
     pub beacon: Option<crate::beacon::BeaconConfig>,
+    /// The issuers whose certificates admit identities (`crate::admission`); `None`: every
+    /// announced identity may be selected.
+    #[serde(default)]
+    pub admission: Option<crate::admission::AdmissionConfig>,
 }
 
 fn default_listen() -> Vec<String> {
@@ -77,6 +81,7 @@ impl Default for Config {
             console_listen: None,
             nextcloud: None,
             beacon: None,
+            admission: None,
         }
     }
 }
@@ -139,6 +144,21 @@ directory_sync_secs = 30
 # genesis_time_secs = 1692803367
 # period_secs = 3
 # relays = ["https://relay.example.org"]
+
+# Admission: identities that cost something. Only nodes certified by an issuer named here (a
+# PDMS provider certifying its instances) are put in a candidate set; every node refuses a
+# request whose candidate set lists an identity that is not admitted, omits this node while it
+# is admitted, or omits more than 10% (min_known_ppm) of the admitted peers it knew before the
+# request. An issuer admits at most `quota` identities (serials 0..quota; a serial used twice
+# admits neither). To be admitted, give your peer id (printed by `grove init`) to an issuer,
+# who runs `grove admit --issuer-key FILE --serial N PEER_ID`, and put the certificate it
+# prints below. An issuer key is made with `grove admit --new-issuer FILE`. Off when absent.
+# [admission]
+# issuers = [{ key = "<issuer's public key, 64 hex digits>", quota = 1000 }]
+# min_age_epochs = 0
+# epoch_secs = 120
+# min_known_ppm = 900000
+# certificate = "<from grove admit>"
 "#;
 
 pub fn config_path(dir: &Path) -> PathBuf {

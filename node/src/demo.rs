@@ -241,6 +241,20 @@ async fn demo(cluster: &mut Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Admission: the demo is the network's one issuer and certifies every node (quota: the
+    // number of nodes), so every node checks every candidate set against certificates.
+    let issuer = ed25519_dalek::SigningKey::from_bytes(&crate::config::random_id());
+    for i in 0..n {
+        let quota = u32::try_from(n).context("too many nodes")?;
+        crate::admission::configure_local(cluster.dir(i), &issuer, quota, Some(i as u32))?;
+    }
+    say(
+        args.json,
+        format!(
+            "admission: the demo is the one issuer ({}), every node holds its certificate",
+            &grove_protocol::ids::hex(&issuer.verifying_key().to_bytes())[..16]
+        ),
+    );
     cluster.start(0, &[])?;
     cluster.wait_ready(0, Duration::from_secs(20)).await?;
     let boot = cluster.nodes[0]

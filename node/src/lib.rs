@@ -18,11 +18,14 @@
 //! - [`owner`]: the owner's policy: trust, consent rules, defaults, queries on stored records.
 //! - [`control`]: newline-delimited JSON over a Unix socket, the local commands' wire.
 //! - [`config`]: the data dir, `grove init`, keys, the config file.
+//! - [`admission`]: the `[admission]` section, `grove admit`, and the admitted set the engine
+//!   checks candidate sets against.
 //! - [`beacon`]: the drand chain of the config, rounds fetched from relays, and the local test
 //!   chain's relay.
 //! - [`store`]: redb tables.
 //! - [`clock`]: the wall clock.
 
+pub mod admission;
 pub mod beacon;
 pub mod cli;
 pub mod clock;

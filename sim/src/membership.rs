@@ -10,7 +10,8 @@
 //! announce themselves at random moments of the first `join_spread_s` seconds; the phase lasts
 //! until every node knows every join or `max_s` passes. Bytes are postcard-encoded message
 //! sizes (no transport framing). Deterministic: one ChaCha20 stream from the seed, events
-//! ordered by (time, sequence).
+//! ordered by (time, sequence). The placements compared are drawn from a beacon round of a
+//! local test chain (key and round from the seed), verified as a node verifies it.
 
 use ed25519_dalek::SigningKey;
 use grove_protocol::ids::{Micros, NodeId};
@@ -330,8 +331,7 @@ pub fn run(cfg: &MembershipRun) -> MembershipReport {
     let truth_node = (0..total as usize)
         .find(|i| machines[*i].recent_len() == cfg.joins as usize)
         .unwrap_or(0);
-    let mut sel_seed = [0u8; 32];
-    rng.fill_bytes(&mut sel_seed);
+    let sel_seed = beacon_seed(&mut rng);
     let truth: Vec<Option<NodeId>> = (0..cfg.agreement_positions)
         .map(|p| machines[truth_node].select(&sel_seed, p, eligible_epoch))
         .collect();
@@ -389,6 +389,25 @@ pub fn run(cfg: &MembershipRun) -> MembershipReport {
 pub const TABLE_HEADER: &str = "| nodes | joins | rest msg/node/s | rest B/node/s | burst msg/node/join | burst B/node/join | burst s | converge median s | converge max s | converged | max peers/node | agreement | eligible after s | state B/identity | events | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 /// One report as a Markdown table row.
+/// The selection seed, drawn as a deployment draws it: a round of a local drand chain (its key
+/// and the round drawn from the run's seed), verified as a node verifies it, hashed into a
+/// plan seed (`grove_protocol::beacon::plan_seed`; no request in this run: empty bytes).
+fn beacon_seed(rng: &mut ChaCha20Rng) -> [u8; 32] {
+    use grove_protocol::beacon::{plan_seed, Beacon, Scheme, TestChain};
+    let mut key = [0u8; 32];
+    rng.fill_bytes(&mut key);
+    let chain = TestChain::new(Scheme::BlsUnchainedG1Rfc9380, &key, 0, 3);
+    let info = chain.info();
+    // The test chain's own parameters describe a valid chain.
+    let beacon = Beacon::new(info.clone()).expect("a test chain's info is valid");
+    let round = 1 + rng.next_u64() % 1_000_000;
+    // A round signed with the chain's own key verifies under it.
+    let randomness = beacon
+        .verify(round, &chain.round(round))
+        .expect("the test chain's round verifies");
+    plan_seed(&[], &info.chain_hash, round, &randomness)
+}
+
 pub fn table_row(r: &MembershipReport) -> String {
     format!(
         "| {} | {} | {:.3} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {}/{} | {} | {:.5} | {:.0} | {} | {} | {:.1} |",

@@ -69,6 +69,16 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         ),
         _ => (engine, None),
     };
+    // Admission: the engine refuses candidate sets that break the rule over this node's view
+    // of the admitted set, which the announcements' certificates fill.
+    let admission = match &config.admission {
+        Some(section) => Some(crate::admission::Admission::new(section, me, now_micros())?),
+        None => None,
+    };
+    let engine = match &admission {
+        Some(a) => engine.with_candidate_rule(a.rule()),
+        None => engine,
+    };
     let inbound = super::budget::NodeBudget::new(super::budget::MAX_INBOUND_BYTES);
     let swarm = build_swarm(&keys, &config, &args, &directory, inbound.clone())?;
     let (ctl_rx, console) = start_control(&dir, &config, &args).await?;
@@ -86,6 +96,19 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         console,
     );
     node.beacon = fetcher;
+    if let Some(mut admission) = admission {
+        if let Some(problem) = admission.status(now_micros())["problem"].as_str() {
+            tracing::warn!("this node is not admitted ({problem}): it is never selected");
+        }
+        // The stored announcements' certificates: the peers known before this start.
+        let now = now_micros();
+        for peer in node.membership.directory.peers() {
+            if let Some(cert) = &peer.certificate {
+                admission.learn(peer.node, cert.clone(), now);
+            }
+        }
+        node.admission = Some(admission);
+    }
     node.load_pending()?;
     node.refresh_trusted();
     node.drain()?;
@@ -114,6 +137,7 @@ fn load_directory(
         x25519_public,
         addrs: Vec::new(),
         issued_at_micros: now_micros().0,
+        certificate: None,
     });
     Ok(directory)
 }
@@ -261,6 +285,7 @@ impl Node {
                 shutdown: false,
             },
             beacon: None,
+            admission: None,
         }
     }
 

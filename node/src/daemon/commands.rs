@@ -331,6 +331,7 @@ impl Node {
             "inbound_bytes_held": self.transport.inbound.used(),
             "uptime_ms": self.control.started.elapsed().as_millis() as u64,
             "beacon": self.beacon.as_ref().map(|b| b.status()),
+            "admission": self.admission.as_ref().map(|a| a.status(now_micros())),
         })
     }
 
@@ -417,7 +418,15 @@ impl Node {
         {
             self.announce();
         }
-        let snapshot = self.membership.directory.freeze();
+        // With admission on, only identities admitted and old enough enter the candidate set.
+        let now = now_micros();
+        let snapshot = match &self.admission {
+            Some(a) => self
+                .membership
+                .directory
+                .freeze_where(|n| a.eligible(n, now)),
+            None => self.membership.directory.freeze(),
+        };
         let mut request = query::build_request(
             params,
             ComputationId(config::random_id()),

@@ -21,6 +21,7 @@
 //! rebuilds exactly the same plan from its own records.
 
 use grove_protocol::ids::{Digest, NodeId};
+use grove_protocol::membership::Certificate;
 use grove_protocol::request::Request;
 use grove_protocol::snapshot::{snapshot_digest, DirectorySnapshot};
 use libp2p::{identity, Multiaddr, PeerId};
@@ -58,6 +59,9 @@ pub struct Announcement {
     pub addrs: Vec<String>,
     /// When it was issued (microseconds since the Unix epoch); newer replaces older.
     pub issued_at_micros: u64,
+    /// The node's admission certificate, when an issuer admitted it (`crate::admission`):
+    /// certificates travel with the announcements, by gossip and directory pulls.
+    pub certificate: Option<Certificate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +81,9 @@ pub struct Peer {
     pub x25519_public: [u8; 32],
     pub addrs: Vec<Multiaddr>,
     pub issued_at_micros: u64,
+    /// The admission certificate the announcement carries, if it is for this node (its
+    /// issuer and signature are checked by the admission view, not here).
+    pub certificate: Option<Certificate>,
 }
 
 pub fn node_id_of(peer: &PeerId) -> NodeId {
@@ -132,12 +139,15 @@ pub fn verify_announcement(bytes: &[u8]) -> Result<Peer, AnnouncementError> {
         .iter()
         .filter_map(|s| s.parse::<Multiaddr>().ok())
         .collect();
+    let node = node_id_of(&peer_id);
     Ok(Peer {
-        node: node_id_of(&peer_id),
+        node,
         peer_id,
         x25519_public: a.x25519_public,
         addrs,
         issued_at_micros: a.issued_at_micros,
+        // A certificate names the node it admits: another node's is not this peer's.
+        certificate: a.certificate.filter(|c| c.node == node),
     })
 }
 
@@ -351,9 +361,17 @@ impl Directory {
     /// Freezes the peers whose signed announcement this directory holds (every peer but,
     /// before its first announcement, the node itself).
     pub fn freeze(&self) -> Snapshot {
+        self.freeze_where(|_| true)
+    }
+
+    /// [`Directory::freeze`] over the peers `keep` accepts: with admission on, the commissioner
+    /// keeps the admitted identities old enough to be selected, so that no other enters a
+    /// request's candidate set.
+    pub fn freeze_where(&self, keep: impl Fn(&NodeId) -> bool) -> Snapshot {
         let peers: Vec<(Peer, Vec<u8>)> = self
             .peers
             .values()
+            .filter(|p| keep(&p.node))
             .filter_map(|p| self.signed.get(&p.node).map(|a| (p.clone(), a.clone())))
             .collect();
         let entries: Vec<(NodeId, [u8; 32])> = peers
@@ -454,6 +472,7 @@ mod tests {
             x25519_public: [7; 32],
             addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             issued_at_micros: 5,
+            certificate: None,
         };
         let bytes = sign_announcement(&key, &a).unwrap();
         let peer = verify_announcement(&bytes).unwrap();
@@ -484,6 +503,7 @@ mod tests {
             x25519_public: [x25519; 32],
             addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             issued_at_micros,
+            certificate: None,
         };
         let bytes = sign_announcement(&key, &a).unwrap();
         (verify_announcement(&bytes).unwrap(), bytes)

@@ -45,6 +45,7 @@ impl Node {
                 .map(|a| a.to_string())
                 .collect(),
             issued_at_micros: now,
+            certificate: self.admission.as_ref().and_then(|a| a.own().cloned()),
         };
         let bytes = match directory::sign_announcement(&self.keys.libp2p, &announcement) {
             Ok(b) => b,
@@ -60,6 +61,7 @@ impl Node {
                 x25519_public: self.x25519_public,
                 addrs: self.membership.listen_addrs.clone(),
                 issued_at_micros: now,
+                certificate: announcement.certificate.clone(),
             },
             bytes.clone(),
         );
@@ -122,10 +124,17 @@ impl Node {
                     .add_peer_address(peer.peer_id, addr.clone());
             }
             let id = peer.peer_id;
+            if let (Some(admission), Some(cert)) = (&mut self.admission, &peer.certificate) {
+                if admission.learn(peer.node, cert.clone(), now_micros()) {
+                    tracing::info!("admission: {id} is admitted");
+                }
+            }
             let d = &mut self.membership.directory;
             let changed = d.get(&peer.node).is_some_and(|old| {
                 old.issued_at_micros < peer.issued_at_micros
-                    && (old.addrs != peer.addrs || old.x25519_public != peer.x25519_public)
+                    && (old.addrs != peer.addrs
+                        || old.x25519_public != peer.x25519_public
+                        || old.certificate != peer.certificate)
             });
             let new = d.insert_signed(peer, bytes.clone());
             if new {

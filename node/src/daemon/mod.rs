@@ -107,6 +107,9 @@ struct Node {
     /// The beacon rounds this node fetches for the requests it holds (`crate::beacon`), when
     /// the config names a chain.
     beacon: Option<crate::beacon::Fetcher>,
+    /// The admitted set and this node's certificate (`crate::admission`), when the config has
+    /// an `[admission]` section: the engine's candidate rule reads the same view.
+    admission: Option<crate::admission::Admission>,
 }
 
 /// The swarm, the sends awaiting their acknowledgement, and the traffic counters.

@@ -66,6 +66,7 @@ async fn a_forged_copy_naming_a_trusted_commissioner_makes_no_node_contribute() 
             x25519_public: seal::x25519_public(&[40 + k; 32]),
             addrs: vec![],
             issued_at_micros: 1,
+            certificate: None,
         };
         let bytes = directory::sign_announcement(&key, &announcement)?;
         fake.insert_signed(directory::verify_announcement(&bytes)?, bytes);

@@ -8,6 +8,7 @@
 
 mod pdms_support;
 
+mod admission;
 mod beacon;
 mod cleanup;
 mod compute_sum;
