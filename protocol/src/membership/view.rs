@@ -285,7 +285,7 @@ impl Checkpoint {
             }
             new.push((c.node, c.issuer, c.serial, e, sig));
         }
-        new.sort_by(|a, b| a.0.cmp(&b.0));
+        new.sort_by_key(|a| a.0);
         new.dedup_by(|a, b| a.0 == b.0);
         // Issuers seen for the first time: a new sorted table and every slot's index remapped.
         let mut issuers = self.issuers.clone();
@@ -928,8 +928,10 @@ impl Membership {
     /// and learnt more than one epoch before the window's start) into the checkpoint, once
     /// there are [`MEMBERSHIP_COMPACT_AT`] of them: a node's state then costs the
     /// checkpoint's flat bytes per identity, whatever the churn since it started. A folded
-    /// identity counts as known since time zero for the candidate rule, which only judges
-    /// requests created within their lifetime, shorter than the window.
+    /// identity counts as known since time zero for the candidate rule, like a checkpoint
+    /// identity: a request this node first hears more than the window after its creation is
+    /// judged as if the node had known it then (stricter: the rule may ask for a peer the
+    /// commissioner could not have known).
     fn compact(&mut self, now: Micros) {
         let keep_from = self.window_start(now).saturating_sub(1);
         let keep_since = Micros(keep_from.saturating_mul(self.config.epoch_micros));
