@@ -5,8 +5,10 @@
 # measures it from launch to release), the contributors included, the bytes of protocol
 # messages each node sent on average (shares, partial sums, agreement, release), and the bytes
 # of shares one contributor uploaded per coordinate (from the daemons' status counters), and the
-# CPU time the daemons used during the computation, per node (user + system, from /proc). It
-# checks two elements of the result against the plaintext sum.
+# CPU time the daemons used during the computation, per node (user + system, from /proc), and
+# the connections each daemon holds right after the computation (mean and max over the nodes;
+# idle ones close after the daemon's idle timeout, 30 s). It checks two elements of the result
+# against the plaintext sum.
 #
 #   scripts/bench-e2e.sh                 # N = 50 100 200
 #   scripts/bench-e2e.sh 20 50           # other sizes
@@ -53,8 +55,9 @@ fi
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 
-printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-14s %s\n' \
-    N dim cli_ms daemon_ms contributors "bytes_sent/node" "upload B/coord" "cpu ms/node" "load"
+printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-14s %-15s %s\n' \
+    N dim cli_ms daemon_ms contributors "bytes_sent/node" "upload B/coord" "cpu ms/node" \
+    "conn mean/max" "load"
 for N in "${SIZES[@]}"; do
     RUN="$ROOT/n$N"
     mkdir -p "$RUN"
@@ -149,7 +152,8 @@ EOF
     CPU_MS=$(( (CPU1 - CPU0) * 1000 / $(getconf CLK_TCK) ))
     DAEMON_MS=$(json 'd["elapsed_ms"]' <"$RUN/result.json")
     COUNT=$(json 'd["contributors"]' <"$RUN/result.json")
-    GOT=$(json '"%.2f %.2f" % (d["values"][0], d["values"][-1])' <"$RUN/result.json")
+    # The last element of the vector (the values after it are other cells, e.g. a count).
+    GOT=$(json "\"%.2f %.2f\" % (d[\"values\"][0], d[\"values\"][$DIM - 1])" <"$RUN/result.json")
     read -r WANT_FIRST WANT_LAST <"$RUN/expected"
     if [ "$COUNT" = "$N" ] && [ "$GOT" != "$WANT_FIRST $WANT_LAST" ]; then
         echo "MISMATCH: result elements $GOT, plaintext $WANT_FIRST $WANT_LAST" >&2
@@ -157,20 +161,25 @@ EOF
     fi
     TOTAL=0
     SHARES=0
+    CONNS=0
+    CONN_MAX=0
     for i in $(seq 0 $((N - 1))); do
-        read -r b s < <("$GROVE" status --data-dir "$RUN/$i" --json |
-            json '"%d %d" % (d["network"]["bytes_sent"], d["network"]["share_bytes_sent"])')
+        read -r b s c < <("$GROVE" status --data-dir "$RUN/$i" --json |
+            json '"%d %d %d" % (d["network"]["bytes_sent"], d["network"]["share_bytes_sent"], d["connected_peers"])')
         TOTAL=$((TOTAL + b))
         SHARES=$((SHARES + s))
+        CONNS=$((CONNS + c))
+        [ "$c" -gt "$CONN_MAX" ] && CONN_MAX=$c
     done
+    CONN_MEAN=$(python3 -c "print(round($CONNS / $N, 1))")
     PER_NODE=$((TOTAL / N))
     PER_COORD=$(python3 -c "print(round($SHARES / $N / $DIM, 1))")
     if [ -n "${KEEP_LOGS:-}" ]; then
         mkdir -p "$KEEP_LOGS/n$N"
         cp "$RUN"/*.log "$RUN/result.json" "$KEEP_LOGS/n$N/"
     fi
-    printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-14s %s\n' \
+    printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-14s %-15s %s\n' \
         "$N" "$DIM" "$CLI_MS" "$DAEMON_MS" "$COUNT/$N" "$PER_NODE" "$PER_COORD" \
-        "$((CPU_MS / N))" "load $LOAD; directories converged in ${CONVERGED_S}s"
+        "$((CPU_MS / N))" "$CONN_MEAN/$CONN_MAX" "load $LOAD; directories converged in ${CONVERGED_S}s"
     cleanup
 done

@@ -94,8 +94,13 @@ pub const MAX_ISSUERS: usize = 1024;
 /// Largest quota of one issuer: the serial numbers it may use are `0..quota`.
 pub const MAX_ISSUER_QUOTA: u32 = 1 << 20;
 /// Largest number of admitted identities a node keeps (checkpoint plus recent entries); a
-/// certificate beyond it is refused. A million nodes at about 150 bytes each: ~150 MB.
+/// certificate beyond it is refused. A million nodes at 112 bytes each in the checkpoint
+/// (`membership::CHECKPOINT_BYTES_PER_ENTRY`): ~112 MB.
 pub const MAX_MEMBERSHIP_ENTRIES: usize = 2_000_000;
+/// Recent certificates (learnt since the checkpoint) older than the anti-entropy window that
+/// a node keeps as full certificates before it folds them into its checkpoint's flat arrays
+/// (about 650 bytes each as recent entries, 108 in the checkpoint).
+pub const MEMBERSHIP_COMPACT_AT: usize = 1024;
 /// Largest number of certificates in one membership message.
 pub const MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE: usize = 1024;
 /// Number of buckets the anti-entropy summary splits the recent entries into.

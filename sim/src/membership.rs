@@ -17,7 +17,7 @@ use ed25519_dalek::SigningKey;
 use grove_protocol::ids::{Micros, NodeId};
 use grove_protocol::membership::{
     AdmissionPolicy, Certificate, Checkpoint, IssuerKey, MemberMessage, MemberOutput, Membership,
-    MembershipConfig, VerifiedCertificates,
+    MembershipConfig, VerifiedCertificates, CHECKPOINT_BYTES_PER_ENTRY,
 };
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -96,15 +96,12 @@ pub struct MembershipReport {
     pub events: u64,
 }
 
-/// Bytes one admitted identity costs a node as the machine stores it: the certificate (with
-/// its 64-byte signature on the heap), the id key of the entry map, the (issuer, serial) index,
-/// and about 16 bytes of B-tree node overhead per map entry.
+/// Bytes one admitted identity costs a node as the machine stores it in its checkpoint: the
+/// flat entry, its 64-byte signature and its serial index entry
+/// (`grove_protocol::membership::CHECKPOINT_BYTES_PER_ENTRY`; `examples/membership_state.rs`
+/// measures the process's resident memory for the same).
 pub fn state_bytes_per_entry() -> u64 {
-    let cert = std::mem::size_of::<Certificate>() as u64 + 64;
-    let entry_map = std::mem::size_of::<NodeId>() as u64 + cert + 16;
-    let serial_index =
-        std::mem::size_of::<(IssuerKey, u32)>() as u64 + std::mem::size_of::<NodeId>() as u64 + 16;
-    entry_map + serial_index
+    CHECKPOINT_BYTES_PER_ENTRY as u64
 }
 
 enum Event {

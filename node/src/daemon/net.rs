@@ -49,6 +49,20 @@ pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
 /// 29 GB. Our broadcasts are few (requests, completion notes, announcements); a forward that
 /// finds the queue full is dropped, and gossip or a directory pull repairs it.
 pub const GOSSIP_QUEUE_LEN: usize = 256;
+/// How long a connection with nothing to do stays open. A node keeps connections only while
+/// some behaviour needs them: gossipsub's mesh peers (at most `mesh_n_high` per topic), a
+/// request or Kademlia query in flight; every other connection closes after this long idle, so
+/// the connections a node holds follow the peers it works with, not the size of the network.
+/// (It was an hour: every daemon ended up connected to every other, about 21,000 connections at
+/// 200 nodes.) Long enough to cover the gaps inside one computation's phases (share window,
+/// acks), short enough that the peers of a finished computation are let go.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest number of established connections, inbound and outbound together: a bound on what
+/// a flood of dialers can hold (each connection has its inbound budget, `budget`), well above
+/// what a node needs (its mesh, its routing queries and one computation's peers).
+pub const MAX_ESTABLISHED_CONNECTIONS: u32 = 256;
+/// Largest number of inbound connections still in their handshake.
+pub const MAX_PENDING_INCOMING: u32 = 64;
 /// How long one directory pull (a request-response exchange of up to a 4 MB snapshot) may
 /// take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,7 +124,7 @@ pub fn build_swarm_with(
     #[cfg(not(feature = "nat"))]
     let builder = builder.with_behaviour(|key| Behaviour::new(key, inbound).map_err(Into::into))?;
     Ok(builder
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build())
 }
 
@@ -178,11 +192,14 @@ impl Behaviour {
     }
 
     /// At most [`MAX_CONNECTIONS_PER_PEER`] connections per peer, so that a peer's share of
-    /// the inbound budget is bounded (`budget`).
+    /// the inbound budget is bounded (`budget`), at most [`MAX_ESTABLISHED_CONNECTIONS`] in
+    /// all and [`MAX_PENDING_INCOMING`] handshakes at once.
     fn limits() -> connection_limits::Behaviour {
         connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
-                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                .with_max_established(Some(MAX_ESTABLISHED_CONNECTIONS))
+                .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
         )
     }
 

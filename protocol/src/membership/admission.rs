@@ -156,6 +156,12 @@ impl AdmissionPolicy {
 
     /// Whether an admitted certificate's identity is old enough to be selected at `epoch`.
     pub fn eligible(&self, cert: &Certificate, epoch: u64) -> bool {
-        cert.epoch.saturating_add(self.min_age_epochs) <= epoch
+        self.eligible_from(cert.epoch, epoch)
+    }
+
+    /// [`AdmissionPolicy::eligible`] for an identity issued in `issued_epoch` (the view keeps
+    /// identities without their certificates).
+    pub fn eligible_from(&self, issued_epoch: u64, epoch: u64) -> bool {
+        issued_epoch.saturating_add(self.min_age_epochs) <= epoch
     }
 }

@@ -12,8 +12,8 @@ pub mod view;
 
 pub use admission::{AdmissionError, AdmissionPolicy, Certificate, IssuerKey};
 pub use view::{
-    Checkpoint, MemberMessage, MemberOutput, Membership, MembershipConfig, MembershipError,
-    MembershipStats, VerifiedCertificates,
+    Checkpoint, Member, MemberMessage, MemberOutput, Membership, MembershipConfig, MembershipError,
+    MembershipStats, VerifiedCertificates, CHECKPOINT_BYTES_PER_ENTRY,
 };
 
 use crate::ids::{hash_parts, Micros, NodeId};
@@ -105,7 +105,7 @@ impl Membership {
     pub fn select(&self, seed: &[u8; 32], index: u64, epoch: u64) -> Option<NodeId> {
         self.ring_from(selection_point(seed, index))
             .take(MAX_SELECTION_SCAN)
-            .find(|c| self.policy().eligible(c, epoch))
+            .find(|c| self.policy().eligible_from(c.epoch, epoch))
             .map(|c| c.node)
     }
 
@@ -145,7 +145,7 @@ impl Membership {
         let mut known = 0u64;
         let mut included = 0u64;
         for c in self.admitted() {
-            if c.node == self.me() || !self.policy().eligible(c, epoch) {
+            if c.node == self.me() || !self.policy().eligible_from(c.epoch, epoch) {
                 continue;
             }
             if self.known_since(&c.node).is_some_and(|t| t < created_at) {

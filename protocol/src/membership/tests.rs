@@ -489,3 +489,132 @@ fn grinding_request_ids_gets_no_better_placement_than_chance() {
         "the search itself is weak: {ground_fraction}"
     );
 }
+
+#[test]
+fn a_checkpoint_leaves_out_both_identities_of_a_reused_serial_and_keeps_the_rest() {
+    // Issuer 1 gives serial 3 to node 3 (as `cert` does) and again to node 9,003.
+    let twin = Certificate::issue(&issuer(1), node(9_003), 3, 0);
+    let cp = Checkpoint::new(0, (0..50).map(|i| cert(i, 0)).chain([twin, cert(7, 0)]));
+    assert_eq!(
+        cp.len(),
+        49,
+        "the two holders of serial 3 are out, the repeat of 7 counted once"
+    );
+    assert!(cp.certificate(&node(3)).is_none());
+    assert!(cp.certificate(&node(9_003)).is_none());
+    // What comes back is the certificate that went in, signature and all.
+    assert_eq!(cp.certificate(&node(7)), Some(cert(7, 0)));
+    assert!(cp.heap_bytes() <= 49 * CHECKPOINT_BYTES_PER_ENTRY + 2 * 32);
+}
+
+#[test]
+fn a_recent_certificate_reusing_a_checkpoint_serial_removes_both() {
+    let net = Net::new(20, 0);
+    let mut m = net.nodes.into_iter().next().unwrap();
+    // Serial 4 of issuer 1 belongs to node 4 in the checkpoint.
+    let reuse = Certificate::issue(&issuer(1), node(5_004), 4, 5);
+    m.handle_message(
+        node(1),
+        MemberMessage::Push {
+            entries: vec![reuse],
+        },
+        at_epoch(5),
+    )
+    .unwrap();
+    assert!(m.certificate(&node(4)).is_none());
+    assert!(m.certificate(&node(5_004)).is_none());
+    assert_eq!(m.stats().equivocations, 1);
+    // The evidence forwarded carries the checkpoint's certificate, which verifies.
+    let mut evidence = Vec::new();
+    while let Some(out) = m.poll_output() {
+        if let MemberOutput::Send {
+            message: MemberMessage::Push { entries },
+            ..
+        } = out
+        {
+            evidence.extend(entries);
+        }
+    }
+    assert!(evidence.contains(&cert(4, 0)));
+    assert!(m.policy().check(&cert(4, 0), 5).is_ok());
+}
+
+#[test]
+fn the_ring_walks_checkpoint_and_recent_identities_in_id_order() {
+    let net = Net::new(300, 0);
+    let mut m = net.nodes.into_iter().next().unwrap();
+    let joins: Vec<Certificate> = (1_000..1_040)
+        .map(|i| Certificate::issue(&issuer(2), node(i), i - 1_000, 5))
+        .collect();
+    m.handle_message(node(1), MemberMessage::Push { entries: joins }, at_epoch(5))
+        .unwrap();
+    let mut all: Vec<NodeId> = (0..300).chain(1_000..1_040).map(node).collect();
+    all.sort();
+    let walked: Vec<NodeId> = m.admitted().map(|c| c.node).collect();
+    assert_eq!(walked, all);
+    let start = all[123];
+    let from: Vec<NodeId> = m.ring_from(start).map(|c| c.node).collect();
+    assert_eq!(from[..], [&all[123..], &all[..123]].concat()[..]);
+    // Just past an id: the ring starts at the next one.
+    let mut past = start.0;
+    past[31] = past[31].wrapping_add(1);
+    assert_eq!(
+        m.ring_from(NodeId(past)).next().map(|c| c.node),
+        Some(all[124])
+    );
+}
+
+#[test]
+fn old_recent_certificates_fold_into_the_checkpoint_and_keep_their_meaning() {
+    let net = Net::new(20, 2);
+    let mut m = net.nodes.into_iter().next().unwrap();
+    // 1,200 joins learnt at epoch 5 (issuer 1's serials from 100, issuer 2's from 0).
+    let joins: Vec<Certificate> = (0..1_200u32)
+        .map(|j| {
+            let (who, serial) = if j < 900 { (1, 100 + j) } else { (2, j - 900) };
+            Certificate::issue(&issuer(who), node(10_000 + j), serial, 5)
+        })
+        .collect();
+    for chunk in joins.chunks(MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE) {
+        m.handle_message(
+            node(1),
+            MemberMessage::Push {
+                entries: chunk.to_vec(),
+            },
+            at_epoch(5),
+        )
+        .unwrap();
+    }
+    while m.poll_output().is_some() {}
+    let ring_before: Vec<Member> = m.admitted().collect();
+    let seed = [9u8; 32];
+    let placed_before: Vec<Option<NodeId>> = (0..500).map(|i| m.select(&seed, i, 20)).collect();
+    assert_eq!(m.recent_len(), 1_200);
+    // Within the window nothing moves; once no window can ask for them, they fold.
+    m.handle_timeout(at_epoch(8));
+    assert_eq!(m.recent_len(), 1_200);
+    m.handle_timeout(at_epoch(20));
+    assert_eq!(m.recent_len(), 0, "the old recent certificates were folded");
+    assert_eq!(m.len(), 1_220);
+    assert_eq!(m.admitted().collect::<Vec<_>>(), ring_before);
+    let placed_after: Vec<Option<NodeId>> = (0..500).map(|i| m.select(&seed, i, 20)).collect();
+    assert_eq!(placed_after, placed_before);
+    assert!(!m.is_eligible(&node(10_000), 6) && m.is_eligible(&node(10_000), 7));
+    assert_eq!(m.certificate(&node(10_950)), Some(joins[950].clone()));
+    // A second certificate for a folded identity is not new; a reuse of a folded serial
+    // still removes both identities.
+    let again = Certificate::issue(&issuer(2), node(10_950), 999, 20);
+    let reuse = Certificate::issue(&issuer(1), node(77_777), 105, 20);
+    m.handle_message(
+        node(1),
+        MemberMessage::Push {
+            entries: vec![again, reuse],
+        },
+        at_epoch(20),
+    )
+    .unwrap();
+    assert!(m.certificate(&node(10_950)).is_some());
+    assert!(m.certificate(&node(10_005)).is_none());
+    assert!(m.certificate(&node(77_777)).is_none());
+    assert_eq!(m.stats().equivocations, 1);
+}

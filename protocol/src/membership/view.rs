@@ -15,8 +15,8 @@
 use super::admission::{AdmissionError, AdmissionPolicy, Certificate, IssuerKey};
 use crate::ids::{hash_parts, Digest, Micros, NodeId};
 use crate::limits::{
-    MAX_EQUIVOCATIONS, MAX_MEMBERSHIP_ENTRIES, MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE,
-    MAX_MEMBERSHIP_OUTPUTS, MAX_ROUTING_PEERS, MEMBERSHIP_BUCKETS,
+    MAX_EQUIVOCATIONS, MAX_ISSUERS, MAX_MEMBERSHIP_ENTRIES, MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE,
+    MAX_MEMBERSHIP_OUTPUTS, MAX_ROUTING_PEERS, MEMBERSHIP_BUCKETS, MEMBERSHIP_COMPACT_AT,
 };
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -51,61 +51,351 @@ impl Default for MembershipConfig {
     }
 }
 
+/// An admitted identity as the view holds it: the certificate without its signature (which
+/// verified before the identity was admitted). What selection and the candidate rule read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub node: NodeId,
+    pub issuer: IssuerKey,
+    pub serial: u32,
+    /// The epoch its certificate was issued in (its age counts from it).
+    pub epoch: u64,
+}
+
+impl Member {
+    fn of(cert: &Certificate) -> Member {
+        Member {
+            node: cert.node,
+            issuer: cert.issuer,
+            serial: cert.serial,
+            epoch: cert.epoch,
+        }
+    }
+}
+
+/// One checkpoint entry, 44 bytes: the id, the issuer as an index into the checkpoint's issuer
+/// table, the serial and the issue epoch. Its signature sits at the same index of
+/// `Checkpoint::signatures`.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    node: NodeId,
+    epoch: u32,
+    serial: u32,
+    issuer: u16,
+}
+
+/// The bytes one identity costs a checkpoint: its slot, its 64-byte signature and its place
+/// in the serial index (no per-entry allocation: three flat arrays).
+pub const CHECKPOINT_BYTES_PER_ENTRY: usize = std::mem::size_of::<Slot>() + 64 + 4;
+
 /// The admitted set up to an epoch: built once (at genesis, or by compaction), shared.
+///
+/// Stored flat, for a million identities in about 112 MB (`CHECKPOINT_BYTES_PER_ENTRY`):
+/// entries sorted by id (the ring, searched by bisection), their signatures in a parallel
+/// array (kept so that the node can serve the checkpoint and equivocation evidence), the
+/// issuers once each, and the entries' indices sorted by (issuer, serial) for the quota check.
 #[derive(Clone, Debug, Default)]
 pub struct Checkpoint {
     pub epoch: u64,
-    entries: BTreeMap<NodeId, Certificate>,
-    by_serial: BTreeMap<(IssuerKey, u32), NodeId>,
+    issuers: Vec<IssuerKey>,
+    slots: Vec<Slot>,
+    signatures: Vec<[u8; 64]>,
+    by_serial: Vec<u32>,
 }
 
 impl Checkpoint {
     /// Builds a checkpoint from certificates already checked against the policy (the node
     /// checks every certificate of a checkpoint it fetches before it uses it). Certificates
-    /// that equivocate on a serial are left out, both of them.
+    /// that equivocate on a serial are left out, both of them; so is a second certificate for
+    /// one id, and any certificate that a checked one cannot be (a signature that is not 64
+    /// bytes, an epoch past `u32::MAX`, more than `MAX_ISSUERS` issuers, more than
+    /// `MAX_MEMBERSHIP_ENTRIES` entries).
     pub fn new(epoch: u64, certs: impl IntoIterator<Item = Certificate>) -> Checkpoint {
-        let mut entries = BTreeMap::new();
-        let mut by_serial: BTreeMap<(IssuerKey, u32), NodeId> = BTreeMap::new();
-        let mut bad = BTreeSet::new();
+        // Built in the flat arrays themselves (no wider copy of the set at any point), then
+        // sorted in place through index permutations of 4 bytes per entry.
+        let certs = certs.into_iter();
+        let hint = certs.size_hint().0.min(MAX_MEMBERSHIP_ENTRIES);
+        let mut slots: Vec<Slot> = Vec::with_capacity(hint);
+        let mut signatures: Vec<[u8; 64]> = Vec::with_capacity(hint);
+        let mut issuer_index: BTreeMap<IssuerKey, u16> = BTreeMap::new();
+        let mut seen: Vec<IssuerKey> = Vec::new();
         for c in certs {
-            let key = (c.issuer, c.serial);
-            if let Some(other) = by_serial.get(&key) {
-                if *other != c.node {
-                    bad.insert(key);
-                }
+            if slots.len() >= MAX_MEMBERSHIP_ENTRIES {
+                break;
+            }
+            let (Ok(sig), Ok(e)) = (
+                <[u8; 64]>::try_from(c.signature.as_slice()),
+                u32::try_from(c.epoch),
+            ) else {
                 continue;
-            }
-            by_serial.insert(key, c.node);
-            entries.insert(c.node, c);
+            };
+            let issuer = match issuer_index.get(&c.issuer) {
+                Some(i) => *i,
+                None if seen.len() < MAX_ISSUERS => {
+                    // At most MAX_ISSUERS (1024) issuers: the index fits a u16.
+                    let i = seen.len() as u16;
+                    issuer_index.insert(c.issuer, i);
+                    seen.push(c.issuer);
+                    i
+                }
+                None => continue,
+            };
+            slots.push(Slot {
+                node: c.node,
+                epoch: e,
+                serial: c.serial,
+                issuer,
+            });
+            signatures.push(sig);
         }
-        for key in bad {
-            if let Some(node) = by_serial.remove(&key) {
-                entries.remove(&node);
+        // The issuer table in key order, so that index order is key order.
+        let mut issuers = seen.clone();
+        issuers.sort_unstable();
+        let remap: Vec<u16> = seen
+            .iter()
+            // `issuers` holds every key of `seen`.
+            .map(|k| issuers.binary_search(k).unwrap_or(0) as u16)
+            .collect();
+        for s in &mut slots {
+            s.issuer = remap[usize::from(s.issuer)];
+        }
+        let n = slots.len();
+        let mut dropped = vec![false; n];
+        // Equivocations: a serial of one issuer held by two ids drops every holder; the
+        // repeats of one certificate keep the first.
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_unstable_by_key(|i| {
+            let s = &slots[*i as usize];
+            (s.issuer, s.serial, *i)
+        });
+        for group in order.chunk_by(|a, b| {
+            let (x, y) = (&slots[*a as usize], &slots[*b as usize]);
+            (x.issuer, x.serial) == (y.issuer, y.serial)
+        }) {
+            let first = slots[group[0] as usize].node;
+            let reused = group.iter().any(|i| slots[*i as usize].node != first);
+            for (k, i) in group.iter().enumerate() {
+                if reused || k > 0 {
+                    dropped[*i as usize] = true;
+                }
             }
         }
+        // One certificate per id: the first given stays.
+        order.sort_unstable_by_key(|i| (slots[*i as usize].node, *i));
+        for pair in order.windows(2) {
+            if slots[pair[0] as usize].node == slots[pair[1] as usize].node {
+                dropped[pair[1] as usize] = true;
+            }
+        }
+        // `order` is now the id order; keep the survivors and move both arrays into it.
+        order.retain(|i| !dropped[*i as usize]);
+        drop(dropped);
+        let mut gather: Vec<u32> = order;
+        permute(&mut slots, &mut signatures, &mut gather);
+        let kept = gather.len();
+        slots.truncate(kept);
+        signatures.truncate(kept);
+        slots.shrink_to_fit();
+        signatures.shrink_to_fit();
+        let mut by_serial: Vec<u32> = (0..kept as u32).collect();
+        by_serial.sort_unstable_by_key(|i| {
+            let s = &slots[*i as usize];
+            (s.issuer, s.serial)
+        });
         Checkpoint {
             epoch,
-            entries,
+            issuers,
+            slots,
+            signatures,
             by_serial,
         }
     }
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slots.is_empty()
+    }
+    /// Heap bytes the checkpoint holds (capacities of its arrays).
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.signatures.capacity() * 64
+            + self.by_serial.capacity() * 4
+            + self.issuers.capacity() * std::mem::size_of::<IssuerKey>()
+    }
+    fn member(&self, i: usize) -> Member {
+        let s = &self.slots[i];
+        Member {
+            node: s.node,
+            // Every slot's issuer index was taken from `issuers` when it was built.
+            issuer: self.issuers[usize::from(s.issuer)],
+            serial: s.serial,
+            epoch: u64::from(s.epoch),
+        }
+    }
+    fn position(&self, node: &NodeId) -> Result<usize, usize> {
+        self.slots.binary_search_by(|s| s.node.cmp(node))
+    }
+    fn get(&self, node: &NodeId) -> Option<Member> {
+        self.position(node).ok().map(|i| self.member(i))
+    }
+    /// The certificate of `node`, with its signature, rebuilt from the flat arrays.
+    pub fn certificate(&self, node: &NodeId) -> Option<Certificate> {
+        let i = self.position(node).ok()?;
+        let m = self.member(i);
+        Some(Certificate {
+            node: m.node,
+            issuer: m.issuer,
+            serial: m.serial,
+            epoch: m.epoch,
+            signature: self.signatures[i].to_vec(),
+        })
+    }
+    /// The id admitted under `(issuer, serial)`, if any.
+    fn by_serial(&self, issuer: &IssuerKey, serial: u32) -> Option<NodeId> {
+        let idx = self.issuers.binary_search(issuer).ok()? as u16;
+        let at = self
+            .by_serial
+            .binary_search_by(|i| {
+                let s = &self.slots[*i as usize];
+                (s.issuer, s.serial).cmp(&(idx, serial))
+            })
+            .ok()?;
+        Some(self.slots[self.by_serial[at] as usize].node)
+    }
+    /// The entries at indices `lo..hi` (in id order).
+    fn range(&self, lo: usize, hi: usize) -> impl Iterator<Item = Member> + '_ {
+        (lo..hi).map(move |i| self.member(i))
+    }
+    /// Folds certificates learnt since into the checkpoint, in place (no second copy of the
+    /// arrays: they grow by the new entries and are merged from the back). The caller passes
+    /// admitted certificates whose id and (issuer, serial) the checkpoint does not hold; any
+    /// that break this, or that [`Checkpoint::new`] would leave out, are dropped.
+    pub(super) fn absorb(&mut self, certs: Vec<Certificate>) {
+        let mut new: Vec<(NodeId, IssuerKey, u32, u32, [u8; 64])> = Vec::new();
+        for c in certs {
+            let (Ok(sig), Ok(e)) = (
+                <[u8; 64]>::try_from(c.signature.as_slice()),
+                u32::try_from(c.epoch),
+            ) else {
+                continue;
+            };
+            if self.position(&c.node).is_ok() || self.by_serial(&c.issuer, c.serial).is_some() {
+                continue;
+            }
+            new.push((c.node, c.issuer, c.serial, e, sig));
+        }
+        new.sort_by_key(|a| a.0);
+        new.dedup_by(|a, b| a.0 == b.0);
+        // Issuers seen for the first time: a new sorted table and every slot's index remapped.
+        let mut issuers = self.issuers.clone();
+        issuers.extend(new.iter().map(|n| n.1));
+        issuers.sort_unstable();
+        issuers.dedup();
+        if issuers.len() > MAX_ISSUERS {
+            issuers.retain(|k| self.issuers.binary_search(k).is_ok());
+        }
+        new.retain(|n| issuers.binary_search(&n.1).is_ok());
+        if issuers != self.issuers {
+            let remap: Vec<u16> = self
+                .issuers
+                .iter()
+                // Every old issuer is in the new table (it only grew); at most MAX_ISSUERS.
+                .map(|k| issuers.binary_search(k).unwrap_or(0) as u16)
+                .collect();
+            for s in &mut self.slots {
+                s.issuer = remap[usize::from(s.issuer)];
+            }
+            self.issuers = issuers;
+        }
+        new.truncate(MAX_MEMBERSHIP_ENTRIES.saturating_sub(self.slots.len()));
+        if new.is_empty() {
+            return;
+        }
+        // Merge from the back: both are sorted by id and no id is in both.
+        let old = self.slots.len();
+        let filler = Slot {
+            node: NodeId([0; 32]),
+            epoch: 0,
+            serial: 0,
+            issuer: 0,
+        };
+        self.slots.resize(old + new.len(), filler);
+        self.signatures.resize(old + new.len(), [0; 64]);
+        let mut i = old;
+        let mut w = self.slots.len();
+        while let Some((node, issuer, serial, epoch, sig)) = new.pop() {
+            while i > 0 && self.slots[i - 1].node > node {
+                i -= 1;
+                w -= 1;
+                self.slots[w] = self.slots[i];
+                self.signatures[w] = self.signatures[i];
+            }
+            w -= 1;
+            self.slots[w] = Slot {
+                node,
+                epoch,
+                serial,
+                // Kept above only when its issuer is in the table.
+                issuer: self.issuers.binary_search(&issuer).unwrap_or(0) as u16,
+            };
+            self.signatures[w] = sig;
+        }
+        self.by_serial.clear();
+        self.by_serial.extend(0..self.slots.len() as u32);
+        let slots = &self.slots;
+        self.by_serial.sort_unstable_by_key(|i| {
+            let s = &slots[*i as usize];
+            (s.issuer, s.serial)
+        });
     }
     /// A digest of the whole checkpoint, which names it.
     pub fn digest(&self) -> Digest {
-        let mut parts: Vec<u8> = Vec::with_capacity(self.entries.len() * 8);
-        for c in self.entries.values() {
-            parts.extend_from_slice(&c.fingerprint().to_be_bytes());
+        let mut parts: Vec<u8> = Vec::with_capacity(self.slots.len() * 8);
+        for s in &self.slots {
+            if let Some(c) = self.certificate(&s.node) {
+                parts.extend_from_slice(&c.fingerprint().to_be_bytes());
+            }
         }
         Digest::of(
             "grove/membership-checkpoint",
             &[&self.epoch.to_be_bytes(), &parts],
         )
     }
+}
+
+/// Reorders `slots` and `signatures` in place so that entry `k` becomes the one at
+/// `order[k]` (`order` lists distinct indices; entries it does not list end up past
+/// `order.len()`). Follows each cycle of the permutation once; `order` is used up.
+fn permute(slots: &mut [Slot], signatures: &mut [[u8; 64]], order: &mut Vec<u32>) {
+    let kept = order.len();
+    // Complete the partial permutation with the unlisted indices, in any order.
+    let mut listed = vec![false; slots.len()];
+    for i in order.iter() {
+        listed[*i as usize] = true;
+    }
+    order.extend((0..slots.len() as u32).filter(|i| !listed[*i as usize]));
+    drop(listed);
+    for start in 0..order.len() {
+        if order[start] as usize == start {
+            continue;
+        }
+        let (slot, sig) = (slots[start], signatures[start]);
+        let mut k = start;
+        loop {
+            let src = order[k] as usize;
+            order[k] = k as u32;
+            if src == start {
+                slots[k] = slot;
+                signatures[k] = sig;
+                break;
+            }
+            slots[k] = slots[src];
+            signatures[k] = signatures[src];
+            k = src;
+        }
+    }
+    order.truncate(kept);
 }
 
 /// What travels between membership peers.
@@ -291,46 +581,70 @@ impl Membership {
         self.recent.len()
     }
 
-    /// The certificate under which `node` is admitted, if it is.
-    pub fn certificate(&self, node: &NodeId) -> Option<&Certificate> {
-        let cert = match self.recent.get(node) {
-            Some(r) => &*r.cert,
-            None => self.checkpoint.entries.get(node)?,
+    /// The identity `node` as admitted here, unless its serial was equivocated.
+    fn member(&self, node: &NodeId) -> Option<Member> {
+        let m = match self.recent.get(node) {
+            Some(r) => Member::of(&r.cert),
+            None => self.checkpoint.get(node)?,
         };
-        if self.equivocated.contains_key(&(cert.issuer, cert.serial)) {
+        if self.equivocated.contains_key(&(m.issuer, m.serial)) {
             return None;
         }
-        Some(cert)
+        Some(m)
+    }
+
+    /// The certificate under which `node` is admitted, if it is (with its signature).
+    pub fn certificate(&self, node: &NodeId) -> Option<Certificate> {
+        self.member(node)?;
+        match self.recent.get(node) {
+            Some(r) => Some((*r.cert).clone()),
+            None => self.checkpoint.certificate(node),
+        }
     }
 
     /// Whether `node` is admitted and old enough to be selected at `epoch`.
     pub fn is_eligible(&self, node: &NodeId, epoch: u64) -> bool {
-        self.certificate(node)
-            .is_some_and(|c| self.policy.eligible(c, epoch))
+        self.member(node)
+            .is_some_and(|m| self.policy.eligible_from(m.epoch, epoch))
     }
 
     /// When this node first learnt `node`'s certificate (checkpoint entries: time zero).
     pub fn known_since(&self, node: &NodeId) -> Option<Micros> {
-        self.certificate(node)?;
+        self.member(node)?;
         Some(self.recent.get(node).map_or(Micros::ZERO, |r| r.seen_at))
     }
 
+    /// Heap bytes of this node's own part of the view (the checkpoint is shared and counted
+    /// by `Checkpoint::heap_bytes`): an estimate from the recent entries' sizes.
+    pub fn recent_heap_bytes(&self) -> usize {
+        // Per recent entry: the shared certificate with its signature, its map entry and its
+        // serial index entry, with about 16 bytes of B-tree overhead per map entry.
+        let cert = std::mem::size_of::<Certificate>() + 64 + 16;
+        let entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<Recent>() + 16;
+        let serial = std::mem::size_of::<(IssuerKey, u32)>() + std::mem::size_of::<NodeId>() + 16;
+        self.recent.len() * (cert + entry + serial)
+    }
+
     /// Every admitted identity, in id order (checkpoint and recent merged).
-    pub fn admitted(&self) -> impl Iterator<Item = &Certificate> + '_ {
-        Merged::new(self.checkpoint.entries.range(..), self.recent.range(..))
-            .filter(move |c| !self.equivocated.contains_key(&(c.issuer, c.serial)))
+    pub fn admitted(&self) -> impl Iterator<Item = Member> + '_ {
+        Merged::new(
+            self.checkpoint.range(0, self.checkpoint.len()),
+            self.recent.range(..),
+        )
+        .filter(move |c| !self.equivocated.contains_key(&(c.issuer, c.serial)))
     }
 
     /// Admitted identities from `start` on, wrapping around, in id order.
-    pub(super) fn ring_from(&self, start: NodeId) -> impl Iterator<Item = &Certificate> + '_ {
+    pub(super) fn ring_from(&self, start: NodeId) -> impl Iterator<Item = Member> + '_ {
+        let at = self
+            .checkpoint
+            .position(&start)
+            .unwrap_or_else(|insert_at| insert_at);
         let tail = Merged::new(
-            self.checkpoint.entries.range(start..),
+            self.checkpoint.range(at, self.checkpoint.len()),
             self.recent.range(start..),
         );
-        let head = Merged::new(
-            self.checkpoint.entries.range(..start),
-            self.recent.range(..start),
-        );
+        let head = Merged::new(self.checkpoint.range(0, at), self.recent.range(..start));
         tail.chain(head)
             .filter(move |c| !self.equivocated.contains_key(&(c.issuer, c.serial)))
     }
@@ -437,12 +751,13 @@ impl Membership {
         self.next_anti_entropy
     }
 
-    /// Runs an anti-entropy round when it is due.
+    /// Runs an anti-entropy round when it is due (and compacts the recent entries).
     pub fn handle_timeout(&mut self, now: Micros) {
         self.ensure_routing(now);
         if now < self.next_anti_entropy {
             return;
         }
+        self.compact(now);
         self.next_anti_entropy = now.plus(self.config.anti_entropy_micros);
         if self.routing.is_empty() {
             return;
@@ -545,9 +860,8 @@ impl Membership {
         if self.equivocated.contains_key(&key) {
             return Ok(false);
         }
-        if let Some(existing) = self.certificate(&cert.node) {
+        if self.member(&cert.node).is_some() {
             // One certificate per identity: the first one learnt stays.
-            let _ = existing;
             return Ok(false);
         }
         let shared_ok = self.verified.as_ref().is_some_and(|v| v.contains(&cert));
@@ -569,15 +883,15 @@ impl Membership {
         let other = self
             .by_serial
             .get(&key)
-            .or_else(|| self.checkpoint.by_serial.get(&key))
-            .copied();
+            .copied()
+            .or_else(|| self.checkpoint.by_serial(&key.0, key.1));
         if let Some(other) = other {
             if other != cert.node {
                 let other_cert = self
                     .recent
                     .get(&other)
                     .map(|r| (*r.cert).clone())
-                    .or_else(|| self.checkpoint.entries.get(&other).cloned());
+                    .or_else(|| self.checkpoint.certificate(&other));
                 let mut pair: Vec<Certificate> = other_cert.into_iter().collect();
                 pair.push(cert.clone());
                 self.evidence.extend(pair.iter().cloned());
@@ -608,6 +922,38 @@ impl Membership {
         );
         self.push_output(MemberOutput::Admitted { node });
         Ok(true)
+    }
+
+    /// Folds the recent certificates that no anti-entropy window can still ask for (issued
+    /// and learnt more than one epoch before the window's start) into the checkpoint, once
+    /// there are [`MEMBERSHIP_COMPACT_AT`] of them: a node's state then costs the
+    /// checkpoint's flat bytes per identity, whatever the churn since it started. A folded
+    /// identity counts as known since time zero for the candidate rule, like a checkpoint
+    /// identity: a request this node first hears more than the window after its creation is
+    /// judged as if the node had known it then (stricter: the rule may ask for a peer the
+    /// commissioner could not have known).
+    fn compact(&mut self, now: Micros) {
+        let keep_from = self.window_start(now).saturating_sub(1);
+        let keep_since = Micros(keep_from.saturating_mul(self.config.epoch_micros));
+        let old: Vec<NodeId> = self
+            .recent
+            .iter()
+            .filter(|(_, r)| r.cert.epoch < keep_from && r.seen_at < keep_since)
+            .map(|(n, _)| *n)
+            .collect();
+        if old.len() < MEMBERSHIP_COMPACT_AT {
+            return;
+        }
+        let mut certs = Vec::with_capacity(old.len());
+        for node in old {
+            if let Some(r) = self.recent.remove(&node) {
+                self.by_serial.remove(&(r.cert.issuer, r.cert.serial));
+                certs.push(Arc::unwrap_or_clone(r.cert));
+            }
+        }
+        // The checkpoint is this node's alone unless shared with other machines of one process
+        // (the simulator's genesis); then this node gets its own copy.
+        Arc::make_mut(&mut self.checkpoint).absorb(certs);
     }
 
     fn window_start(&self, now: Micros) -> u64 {
@@ -716,7 +1062,7 @@ impl Membership {
 /// Merges the checkpoint's and the recent entries' ranges in id order.
 struct Merged<'a, A, B>
 where
-    A: Iterator<Item = (&'a NodeId, &'a Certificate)>,
+    A: Iterator<Item = Member>,
     B: Iterator<Item = (&'a NodeId, &'a Recent)>,
 {
     a: std::iter::Peekable<A>,
@@ -725,7 +1071,7 @@ where
 
 impl<'a, A, B> Merged<'a, A, B>
 where
-    A: Iterator<Item = (&'a NodeId, &'a Certificate)>,
+    A: Iterator<Item = Member>,
     B: Iterator<Item = (&'a NodeId, &'a Recent)>,
 {
     fn new(a: A, b: B) -> Self {
@@ -738,16 +1084,16 @@ where
 
 impl<'a, A, B> Iterator for Merged<'a, A, B>
 where
-    A: Iterator<Item = (&'a NodeId, &'a Certificate)>,
+    A: Iterator<Item = Member>,
     B: Iterator<Item = (&'a NodeId, &'a Recent)>,
 {
-    type Item = &'a Certificate;
-    fn next(&mut self) -> Option<&'a Certificate> {
+    type Item = Member;
+    fn next(&mut self) -> Option<Member> {
         let order = match (self.a.peek(), self.b.peek()) {
             (None, None) => return None,
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+            (Some(ma), Some((kb, _))) => ma.node.cmp(kb),
         };
         if order == std::cmp::Ordering::Equal {
             // An id in both: the checkpoint's certificate stands.
@@ -755,9 +1101,9 @@ where
         }
         let take_a = order != std::cmp::Ordering::Greater;
         if take_a {
-            self.a.next().map(|(_, c)| c)
+            self.a.next()
         } else {
-            self.b.next().map(|(_, r)| &*r.cert)
+            self.b.next().map(|(_, r)| Member::of(&r.cert))
         }
     }
 }

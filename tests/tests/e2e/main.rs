@@ -32,5 +32,6 @@ mod phase_kill_root;
 mod privacy_budget;
 mod release_rules;
 mod replay_after_close;
+mod scale60;
 mod untrusted;
 mod webdav_sync;
