@@ -330,7 +330,7 @@ impl Admission {
         let epoch = view.epoch_of(now);
         let eligible = view
             .admitted()
-            .filter(|c| view.policy().eligible(c, epoch))
+            .filter(|m| view.policy().eligible_from(m.epoch, epoch))
             .count();
         serde_json::json!({
             "admitted": self.own.is_some(),
