@@ -322,6 +322,13 @@ pub struct FailureConfig {
     /// it on.
     #[serde(default)]
     pub detection_counts_upload: bool,
+    /// A size-aware deadline, the daemon's rule (`net::message_deadline`): the sender waits
+    /// `detection_delay_ms` plus the message's bytes over this rate (kB/s) for its
+    /// acknowledgement, so a large vector gets the time its upload and its receiver's work
+    /// take and a small message is detected after the fixed part alone. 0 (the default):
+    /// no size term, the same delay for every message.
+    #[serde(default)]
+    pub detection_min_kb_per_s: f64,
     /// DISSEC's failure oracle (its model of health checks between neighbours of the tree):
     /// `oracle_delay_ms` after a node dies, the nodes that wait on it or sent to it learn it
     /// (`Engine::handle_failure_notice`). Only the DISSEC baseline configs set it; Grove's
@@ -522,6 +529,9 @@ impl SimConfig {
         }
         if self.failures.detection_delay_ms <= 0.0 {
             return Err("failures.detection_delay_ms must be positive".into());
+        }
+        if !(self.failures.detection_min_kb_per_s >= 0.0) {
+            return Err("failures.detection_min_kb_per_s must be 0 (off) or positive".into());
         }
         Ok(())
     }

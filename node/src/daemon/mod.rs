@@ -47,6 +47,18 @@ pub use bootstrap::run;
 /// Largest number of sends awaiting their ack that the loop remembers (for the unreachable
 /// hook); beyond it, a failure is only logged.
 pub const MAX_PENDING_SENDS: usize = 16_384;
+/// How often the loop looks for sends past their deadline (`net::message_deadline`): a
+/// failure is heard at most this much after it.
+pub const SEND_DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A protocol message sent and not yet acknowledged.
+pub(crate) struct PendingSend {
+    to: NodeId,
+    bytes: Vec<u8>,
+    /// When it counts as undelivered: its hand-over plus `net::message_deadline` of its size.
+    deadline: std::time::Instant,
+}
+
 /// Largest number of messages the node queues to itself.
 pub const MAX_LOOPBACK: usize = 4096;
 /// Largest number of `compute` commands waiting for their result.
@@ -116,7 +128,8 @@ struct Transport {
     inbound: std::sync::Arc<budget::NodeBudget>,
     /// When this node last answered each peer's directory pull (`directory::PullLimiter`).
     pulls: directory::PullLimiter,
-    pending_sends: HashMap<OutboundRequestId, (NodeId, Vec<u8>)>,
+    /// Sends awaiting their ack, each with its deadline (`net::message_deadline`).
+    pending_sends: HashMap<OutboundRequestId, PendingSend>,
     /// Messages the engine sent to this node itself (one node may serve two positions of a
     /// plan after a failover).
     loopback: VecDeque<Message>,
