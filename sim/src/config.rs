@@ -323,10 +323,11 @@ pub struct FailureConfig {
     #[serde(default)]
     pub detection_counts_upload: bool,
     /// A size-aware deadline, the daemon's rule (`net::message_deadline`): the sender waits
-    /// `detection_delay_ms` plus the message's bytes over this rate (kB/s) for its
-    /// acknowledgement, so a large vector gets the time its upload and its receiver's work
-    /// take and a small message is detected after the fixed part alone. 0 (the default):
-    /// no size term, the same delay for every message.
+    /// `detection_delay_ms` plus, over this rate (kB/s), the bytes the message waits behind on
+    /// the sender's uplink and its own, so a large vector queued behind others gets the time
+    /// their upload takes and a small message is detected after the fixed part alone (the
+    /// daemon counts all its unacknowledged bytes ahead, an upper bound on that queue). 0 (the
+    /// default): no size term, the same delay for every message.
     #[serde(default)]
     pub detection_min_kb_per_s: f64,
     /// DISSEC's failure oracle (its model of health checks between neighbours of the tree):

@@ -6,7 +6,7 @@ use super::directory::Directory;
 use super::net::{self, Behaviour};
 use super::transport::slot_text;
 use super::{agreement, hook, Node};
-use super::{PendingSend, MAX_LOOPBACK, MAX_PENDING_SENDS};
+use super::{PendingSend, PendingSends, MAX_LOOPBACK};
 use crate::clock::now_micros;
 use crate::store::Store;
 use anyhow::Context;
@@ -17,7 +17,6 @@ use grove_protocol::ids::NodeId;
 use grove_protocol::message::{Body, Message};
 use grove_protocol::record::Record;
 use libp2p::gossipsub::IdentTopic;
-use libp2p::request_response::OutboundRequestId;
 use libp2p::Swarm;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -27,7 +26,7 @@ struct NodeEffects<'a> {
     store: &'a Store,
     swarm: &'a mut Swarm<Behaviour>,
     directory: &'a Directory,
-    pending_sends: &'a mut HashMap<OutboundRequestId, PendingSend>,
+    pending_sends: &'a mut PendingSends,
     loopback: &'a mut VecDeque<Message>,
     sent_by_kind: &'a mut BTreeMap<&'static str, u64>,
     /// Sends that could not be attempted, for the unreachable hook after the drain.
@@ -90,22 +89,23 @@ impl Effects for NodeEffects<'_> {
         if matches!(message.body, Body::Share(_)) {
             self.agreement.stats.share_bytes_sent += bytes.len() as u64;
         }
-        let deadline = std::time::Instant::now() + net::message_deadline(bytes.len());
+        // Its own bytes and those still unacknowledged ahead of it (size-aware deadline).
+        let ahead = usize::try_from(self.pending_sends.bytes()).unwrap_or(usize::MAX);
+        let deadline =
+            std::time::Instant::now() + net::message_deadline(ahead.saturating_add(bytes.len()));
         let id = self
             .swarm
             .behaviour_mut()
             .messages
             .send_request_with_addresses(&peer, net::Frame::outbound(bytes.clone()), addrs);
-        if self.pending_sends.len() < MAX_PENDING_SENDS {
-            self.pending_sends.insert(
-                id,
-                PendingSend {
-                    to,
-                    bytes,
-                    deadline,
-                },
-            );
-        }
+        self.pending_sends.insert(
+            id,
+            PendingSend {
+                to,
+                bytes,
+                deadline,
+            },
+        );
         Ok(())
     }
 
@@ -190,7 +190,7 @@ impl Node {
     /// unreachable, in deadline order (then request order: the pending map's own order never
     /// reaches the engine); a late ack or libp2p's own timeout for them finds nothing left.
     pub(super) fn expire_sends(&mut self) -> anyhow::Result<()> {
-        let expired = past_deadline(&self.transport.pending_sends, std::time::Instant::now());
+        let expired = past_deadline(&self.transport.pending_sends.map, std::time::Instant::now());
         if expired.is_empty() {
             return Ok(());
         }

@@ -51,6 +51,36 @@ pub const MAX_PENDING_SENDS: usize = 16_384;
 /// failure is heard at most this much after it.
 pub const SEND_DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// The sends awaiting their ack, and their bytes in all: a new send's deadline counts the
+/// bytes still unacknowledged ahead of it (`net::message_deadline`), an upper bound on what
+/// it waits behind on the uplink.
+#[derive(Default)]
+pub(crate) struct PendingSends {
+    map: HashMap<OutboundRequestId, PendingSend>,
+    bytes: u64,
+}
+
+impl PendingSends {
+    /// Remembers a send, unless `MAX_PENDING_SENDS` are already remembered.
+    fn insert(&mut self, id: OutboundRequestId, send: PendingSend) {
+        if self.map.len() < MAX_PENDING_SENDS {
+            self.bytes += send.bytes.len() as u64;
+            self.map.insert(id, send);
+        }
+    }
+
+    fn remove(&mut self, id: &OutboundRequestId) -> Option<PendingSend> {
+        let send = self.map.remove(id)?;
+        self.bytes = self.bytes.saturating_sub(send.bytes.len() as u64);
+        Some(send)
+    }
+
+    /// Bytes sent and not yet acknowledged.
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
 /// A protocol message sent and not yet acknowledged.
 pub(crate) struct PendingSend {
     to: NodeId,
@@ -129,7 +159,7 @@ struct Transport {
     /// When this node last answered each peer's directory pull (`directory::PullLimiter`).
     pulls: directory::PullLimiter,
     /// Sends awaiting their ack, each with its deadline (`net::message_deadline`).
-    pending_sends: HashMap<OutboundRequestId, PendingSend>,
+    pending_sends: PendingSends,
     /// Messages the engine sent to this node itself (one node may serve two positions of a
     /// plan after a failover).
     loopback: VecDeque<Message>,

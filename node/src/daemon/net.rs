@@ -61,10 +61,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// 1 %/s (ARCHITECTURE.md, "Decisions").
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The slowest uplink the failure detector allows for, in bytes per second: a message's
-/// deadline grows by its size over this rate (`message_deadline`), so a 32 MB vector, which
-/// a contributor sends `g - t + 1` times one after the other, is not failed over while it is
-/// still leaving. 1,024 kB/s, a sixth of DISSEC's 6,000 kB/s uplinks: a contributor's three
-/// full vectors leave within their own size term at 3,072 kB/s or more.
+/// deadline grows by the bytes it waits behind and its own over this rate
+/// (`message_deadline`), so a member's seven 32 MB partial sums, or a contributor's three full
+/// vectors, are not failed over while they are still leaving. 1,024 kB/s, a sixth of DISSEC's
+/// 6,000 kB/s uplinks.
 pub const MIN_SEND_BYTES_PER_S: u64 = 1024 * 1024;
 /// libp2p's own request timeout for protocol messages: the deadline of the largest message
 /// allowed, an upper bound behind the daemon's per-message deadline (which fires first).
@@ -72,8 +72,10 @@ pub const MESSAGE_TIMEOUT_CAP: Duration = message_deadline(MAX_MESSAGE_BYTES);
 
 /// How long the daemon waits for a protocol message's ack, counted from its hand-over to the
 /// transport (so its wait behind others on the uplink and its upload are inside): the fixed
-/// `MESSAGE_TIMEOUT` plus the message's bytes at `MIN_SEND_BYTES_PER_S`. The simulator models
-/// the same rule (`failures.detection_min_kb_per_s`, `detection_counts_upload`).
+/// `MESSAGE_TIMEOUT` plus `bytes` at `MIN_SEND_BYTES_PER_S`, where `bytes` is the message's
+/// own and those of the sends still unacknowledged when it is handed over (an upper bound on
+/// the queue ahead of it). The simulator models the rule with its uplink queue
+/// (`failures.detection_min_kb_per_s`, `detection_counts_upload`).
 pub const fn message_deadline(bytes: usize) -> Duration {
     let size_us = (bytes as u64).saturating_mul(1_000_000) / MIN_SEND_BYTES_PER_S;
     MESSAGE_TIMEOUT.saturating_add(Duration::from_micros(size_us))
@@ -570,6 +572,10 @@ mod tests {
             deadline > third_leaves + 1.0,
             "deadline {deadline:.1} s, third vector leaves at {third_leaves:.1} s"
         );
+        // Behind six others of the largest size (a member's partial sums to its parent's
+        // seven positions), the seventh still has the time their upload takes.
+        let seventh_leaves = 7.0 * MAX_MESSAGE_BYTES as f64 / uplink;
+        assert!(message_deadline(7 * MAX_MESSAGE_BYTES).as_secs_f64() > seventh_leaves + 1.0);
         // A small control message keeps the fixed part (within a millisecond).
         assert!(message_deadline(2_000) < MESSAGE_TIMEOUT + Duration::from_millis(2));
         assert!(message_deadline(1 << 20) > message_deadline(1 << 10));
