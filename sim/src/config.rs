@@ -531,7 +531,9 @@ impl SimConfig {
         if self.failures.detection_delay_ms <= 0.0 {
             return Err("failures.detection_delay_ms must be positive".into());
         }
-        if !(self.failures.detection_min_kb_per_s >= 0.0) {
+        if self.failures.detection_min_kb_per_s.is_nan()
+            || self.failures.detection_min_kb_per_s < 0.0
+        {
             return Err("failures.detection_min_kb_per_s must be 0 (off) or positive".into());
         }
         Ok(())
