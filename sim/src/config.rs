@@ -322,6 +322,14 @@ pub struct FailureConfig {
     /// it on.
     #[serde(default)]
     pub detection_counts_upload: bool,
+    /// A size-aware deadline, the daemon's rule (`net::message_deadline`): the sender waits
+    /// `detection_delay_ms` plus, over this rate (kB/s), the bytes the message waits behind on
+    /// the sender's uplink and its own, so a large vector queued behind others gets the time
+    /// their upload takes and a small message is detected after the fixed part alone (the
+    /// daemon counts all its unacknowledged bytes ahead, an upper bound on that queue). 0 (the
+    /// default): no size term, the same delay for every message.
+    #[serde(default)]
+    pub detection_min_kb_per_s: f64,
     /// DISSEC's failure oracle (its model of health checks between neighbours of the tree):
     /// `oracle_delay_ms` after a node dies, the nodes that wait on it or sent to it learn it
     /// (`Engine::handle_failure_notice`). Only the DISSEC baseline configs set it; Grove's
@@ -522,6 +530,11 @@ impl SimConfig {
         }
         if self.failures.detection_delay_ms <= 0.0 {
             return Err("failures.detection_delay_ms must be positive".into());
+        }
+        if self.failures.detection_min_kb_per_s.is_nan()
+            || self.failures.detection_min_kb_per_s < 0.0
+        {
+            return Err("failures.detection_min_kb_per_s must be 0 (off) or positive".into());
         }
         Ok(())
     }

@@ -75,6 +75,28 @@ pub fn transfer_us(bytes: u64, kb_per_s: f64) -> u64 {
     (bytes as f64 * 1e6 / (kb_per_s * 1024.0)).ceil() as u64
 }
 
+/// Bytes a link of `kb_per_s` carries in `us` microseconds (the inverse of `transfer_us`).
+pub fn transfer_bytes(us: u64, kb_per_s: f64) -> u64 {
+    if kb_per_s.is_finite() {
+        (us as f64 * kb_per_s * 1024.0 / 1e6) as u64
+    } else {
+        0
+    }
+}
+
+/// How long a sender waits for a message's acknowledgement: the fixed detection delay, plus,
+/// with a size-aware deadline (`detection_min_kb_per_s > 0`, the daemon's
+/// `net::message_deadline`), `bytes` (the message's and those it waits behind) over that
+/// minimum rate.
+pub fn detection_timeout_us(failures: &crate::config::FailureConfig, bytes: u64) -> u64 {
+    let fixed = (failures.detection_delay_ms * 1000.0) as u64;
+    if failures.detection_min_kb_per_s > 0.0 {
+        fixed + transfer_us(bytes, failures.detection_min_kb_per_s)
+    } else {
+        fixed
+    }
+}
+
 /// Bytes of a postcard varint holding `n`.
 fn varint_len(n: u64) -> u64 {
     let mut len = 1;

@@ -14,8 +14,8 @@
 use crate::byzantine;
 use crate::config::{PayloadMode, SimConfig};
 use crate::models::{
-    charged_bytes, contribute_us, persist_us, receive_us, record_bytes, send_us, transfer_us,
-    vectors_carried, Carried, SimRng,
+    charged_bytes, contribute_us, detection_timeout_us, persist_us, receive_us, record_bytes,
+    send_us, transfer_bytes, transfer_us, vectors_carried, Carried, SimRng,
 };
 use crate::queue::RadixQueue;
 use crate::report::{Checks, DpCheck, Outcome, RoleTraffic, RunReport, Summary};
@@ -1108,7 +1108,13 @@ impl Simulator {
             // The sender waits for the acknowledgement from the moment its last byte left, or,
             // as the daemon's request timeout does, from the moment it handed the message over.
             let ack = self.open_ack(from, to, bytes.clone(), latency);
-            let timeout = (self.cfg.failures.detection_delay_ms * 1000.0) as u64;
+            // The size-aware deadline counts the bytes the message waits behind on the
+            // uplink and its own (the daemon counts its unacknowledged bytes, an upper bound).
+            let ahead = transfer_bytes(
+                start.0.saturating_sub(ready.0),
+                self.cfg.bandwidth.upload_kb_per_s,
+            );
+            let timeout = detection_timeout_us(&self.cfg.failures, ahead + carried.bytes);
             let waits_from = if self.cfg.failures.detection_counts_upload {
                 ready
             } else {

@@ -216,4 +216,14 @@ fn the_daemons_timeout_counts_the_upload_when_asked() {
         b > 4 * a.max(1),
         "from the last byte {a}, from the hand-over {b}"
     );
+    // The daemon's size-aware deadline (`net::message_deadline`): the same 1.5 s plus the
+    // message's bytes at a minimum rate a fifth of this uplink's, still from the hand-over. A
+    // message queued behind a few others of its size now has the time their upload takes.
+    cfg.failures.detection_min_kb_per_s = 0.1;
+    let sized = run_one(&cfg, 1);
+    assert!(sized.ok(), "{:?}", sized.checks.violations);
+    assert!(sized.released, "{:?}", sized.failure);
+    let c = sized.summary.spurious_timeouts;
+    eprintln!("with the size-aware deadline: {c}");
+    assert!(4 * c < b, "size-aware {c}, fixed from the hand-over {b}");
 }

@@ -200,6 +200,10 @@ fn dissec_settings_count_every_contributor() {
         let mut cfg = dissec();
         cfg.failures.detection_delay_ms = 1000.0;
         cfg.failures.oracle_delay_ms = 1000.0;
+        // The rule the floors were set at: 1 s from the last byte, no size term (the config
+        // now has the daemon's size-aware deadline from the hand-over).
+        cfg.failures.detection_counts_upload = false;
+        cfg.failures.detection_min_kb_per_s = 0.0;
         cfg.failures.uniform.rate_percent_per_s = rate;
         let r = run_one(&cfg, 1);
         assert!(r.ok(), "{:?}", r.checks.violations);

@@ -19,7 +19,7 @@ use grove_protocol::record::Record;
 use grove_protocol::seal;
 use libp2p::gossipsub::IdentTopic;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -257,7 +257,7 @@ impl Node {
                 swarm,
                 inbound,
                 pulls: Default::default(),
-                pending_sends: HashMap::new(),
+                pending_sends: Default::default(),
                 loopback: VecDeque::new(),
                 sent_by_kind: BTreeMap::new(),
                 received_by_kind: BTreeMap::new(),

@@ -6,7 +6,7 @@ use super::directory::Directory;
 use super::net::{self, Behaviour};
 use super::transport::slot_text;
 use super::{agreement, hook, Node};
-use super::{MAX_LOOPBACK, MAX_PENDING_SENDS};
+use super::{PendingSend, PendingSends, MAX_LOOPBACK};
 use crate::clock::now_micros;
 use crate::store::Store;
 use anyhow::Context;
@@ -17,7 +17,6 @@ use grove_protocol::ids::NodeId;
 use grove_protocol::message::{Body, Message};
 use grove_protocol::record::Record;
 use libp2p::gossipsub::IdentTopic;
-use libp2p::request_response::OutboundRequestId;
 use libp2p::Swarm;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -27,7 +26,7 @@ struct NodeEffects<'a> {
     store: &'a Store,
     swarm: &'a mut Swarm<Behaviour>,
     directory: &'a Directory,
-    pending_sends: &'a mut HashMap<OutboundRequestId, (NodeId, Vec<u8>)>,
+    pending_sends: &'a mut PendingSends,
     loopback: &'a mut VecDeque<Message>,
     sent_by_kind: &'a mut BTreeMap<&'static str, u64>,
     /// Sends that could not be attempted, for the unreachable hook after the drain.
@@ -90,14 +89,23 @@ impl Effects for NodeEffects<'_> {
         if matches!(message.body, Body::Share(_)) {
             self.agreement.stats.share_bytes_sent += bytes.len() as u64;
         }
+        // Its own bytes and those still unacknowledged ahead of it (size-aware deadline).
+        let ahead = usize::try_from(self.pending_sends.bytes()).unwrap_or(usize::MAX);
+        let deadline =
+            std::time::Instant::now() + net::message_deadline(ahead.saturating_add(bytes.len()));
         let id = self
             .swarm
             .behaviour_mut()
             .messages
             .send_request_with_addresses(&peer, net::Frame::outbound(bytes.clone()), addrs);
-        if self.pending_sends.len() < MAX_PENDING_SENDS {
-            self.pending_sends.insert(id, (to, bytes));
-        }
+        self.pending_sends.insert(
+            id,
+            PendingSend {
+                to,
+                bytes,
+                deadline,
+            },
+        );
         Ok(())
     }
 
@@ -178,6 +186,26 @@ impl Node {
     /// THE place where a `Send` that could not be delivered ends up (request-response
     /// `OutboundFailure`, or a node missing from the directory): the engine re-sends it to the
     /// position's next candidate. The caller drains afterwards.
+    /// Sends past their deadline (`net::message_deadline`) go back to the engine as
+    /// unreachable, in deadline order (then request order: the pending map's own order never
+    /// reaches the engine); a late ack or libp2p's own timeout for them finds nothing left.
+    pub(super) fn expire_sends(&mut self) -> anyhow::Result<()> {
+        let expired = past_deadline(&self.transport.pending_sends.map, std::time::Instant::now());
+        if expired.is_empty() {
+            return Ok(());
+        }
+        for id in expired {
+            let Some(p) = self.transport.pending_sends.remove(&id) else {
+                continue;
+            };
+            match codec::decode(&p.bytes) {
+                Ok(message) => self.on_unreachable(p.to, message, "no ack within its deadline"),
+                Err(e) => tracing::warn!("a send past its deadline does not decode: {e}"),
+            }
+        }
+        self.drain()
+    }
+
     pub(super) fn on_unreachable(&mut self, to: NodeId, message: Message, why: &str) {
         tracing::warn!(
             "cannot deliver a {} message of computation {} to node {to}: {why}",
@@ -185,5 +213,54 @@ impl Node {
             message.computation
         );
         self.engine.handle_unreachable(now_micros(), to, message);
+    }
+}
+
+/// The sends of `pending` whose deadline is at or before `now`, in deadline order, then key
+/// order (a std `HashMap`'s own order never reaches the engine).
+pub(super) fn past_deadline<K: Ord + Copy>(
+    pending: &HashMap<K, PendingSend>,
+    now: std::time::Instant,
+) -> Vec<K> {
+    let mut expired: Vec<(std::time::Instant, K)> = pending
+        .iter()
+        .filter(|(_, p)| p.deadline <= now)
+        .map(|(id, p)| (p.deadline, *id))
+        .collect();
+    expired.sort();
+    expired.into_iter().map(|(_, id)| id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn pending(deadline: Instant) -> PendingSend {
+        PendingSend {
+            to: NodeId::from_public_bytes(&[7]),
+            bytes: Vec::new(),
+            deadline,
+        }
+    }
+
+    #[test]
+    fn sends_past_their_deadline_come_out_in_deadline_order() {
+        let t0 = Instant::now();
+        let mut map = HashMap::new();
+        // Keys in the reverse of their deadlines, so neither key order nor the map's order
+        // gives the expected one by chance.
+        for (key, ms) in [(1u64, 900u64), (2, 300), (3, 600), (4, 5_000)] {
+            map.insert(key, pending(t0 + Duration::from_millis(ms)));
+        }
+        assert_eq!(past_deadline(&map, t0), Vec::<u64>::new());
+        assert_eq!(
+            past_deadline(&map, t0 + Duration::from_millis(600)),
+            vec![2, 3]
+        );
+        assert_eq!(
+            past_deadline(&map, t0 + Duration::from_millis(1_000)),
+            vec![2, 3, 1]
+        );
     }
 }

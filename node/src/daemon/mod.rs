@@ -47,6 +47,48 @@ pub use bootstrap::run;
 /// Largest number of sends awaiting their ack that the loop remembers (for the unreachable
 /// hook); beyond it, a failure is only logged.
 pub const MAX_PENDING_SENDS: usize = 16_384;
+/// How often the loop looks for sends past their deadline (`net::message_deadline`): a
+/// failure is heard at most this much after it.
+pub const SEND_DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The sends awaiting their ack, and their bytes in all: a new send's deadline counts the
+/// bytes still unacknowledged ahead of it (`net::message_deadline`), an upper bound on what
+/// it waits behind on the uplink.
+#[derive(Default)]
+pub(crate) struct PendingSends {
+    map: HashMap<OutboundRequestId, PendingSend>,
+    bytes: u64,
+}
+
+impl PendingSends {
+    /// Remembers a send, unless `MAX_PENDING_SENDS` are already remembered.
+    fn insert(&mut self, id: OutboundRequestId, send: PendingSend) {
+        if self.map.len() < MAX_PENDING_SENDS {
+            self.bytes += send.bytes.len() as u64;
+            self.map.insert(id, send);
+        }
+    }
+
+    fn remove(&mut self, id: &OutboundRequestId) -> Option<PendingSend> {
+        let send = self.map.remove(id)?;
+        self.bytes = self.bytes.saturating_sub(send.bytes.len() as u64);
+        Some(send)
+    }
+
+    /// Bytes sent and not yet acknowledged.
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// A protocol message sent and not yet acknowledged.
+pub(crate) struct PendingSend {
+    to: NodeId,
+    bytes: Vec<u8>,
+    /// When it counts as undelivered: its hand-over plus `net::message_deadline` of its size.
+    deadline: std::time::Instant,
+}
+
 /// Largest number of messages the node queues to itself.
 pub const MAX_LOOPBACK: usize = 4096;
 /// Largest number of `compute` commands waiting for their result.
@@ -119,7 +161,8 @@ struct Transport {
     inbound: std::sync::Arc<budget::NodeBudget>,
     /// When this node last answered each peer's directory pull (`directory::PullLimiter`).
     pulls: directory::PullLimiter,
-    pending_sends: HashMap<OutboundRequestId, (NodeId, Vec<u8>)>,
+    /// Sends awaiting their ack, each with its deadline (`net::message_deadline`).
+    pending_sends: PendingSends,
     /// Messages the engine sent to this node itself (one node may serve two positions of a
     /// plan after a failover).
     loopback: VecDeque<Message>,

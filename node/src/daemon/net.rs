@@ -66,13 +66,34 @@ pub const MAX_PENDING_INCOMING: u32 = 64;
 /// How long one directory pull (a request-response exchange of up to a 4 MB snapshot) may
 /// take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a protocol message may wait for its ack before the engine hears it unreachable
-/// and fails it over (the failure detector): upload, the receiver's queue and handling, and
-/// the ack. 10 s is the simulator's choice (sim/README.md, "Detection delay"): the shortest
-/// delay that never fired on a live receiver (1 and 2 s collapse 8,192 kB runs on busy live
-/// members, 5 s still fires on them), with 30 s's completeness at 0.25 %/s and a narrower
-/// completeness interval than 30 s at 1 %/s (ARCHITECTURE.md, "Decisions").
+/// The failure detector's fixed part: how long a protocol message may wait for its ack, on
+/// top of its size term (`message_deadline`), before the engine hears it unreachable and
+/// fails it over: the receiver's queue and handling, and the ack. 10 s is the simulator's
+/// choice (sim/README.md, "Detection delay"): the shortest delay that never fired on a live
+/// receiver (1 and 2 s collapse 8,192 kB runs on busy live members, 5 s still fires on them),
+/// with 30 s's completeness at 0.25 %/s and a narrower completeness interval than 30 s at
+/// 1 %/s (ARCHITECTURE.md, "Decisions").
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The slowest uplink the failure detector allows for, in bytes per second: a message's
+/// deadline grows by the bytes it waits behind and its own over this rate
+/// (`message_deadline`), so a member's seven 32 MB partial sums, or a contributor's three full
+/// vectors, are not failed over while they are still leaving. 1,024 kB/s, a sixth of DISSEC's
+/// 6,000 kB/s uplinks.
+pub const MIN_SEND_BYTES_PER_S: u64 = 1024 * 1024;
+/// libp2p's own request timeout for protocol messages: the deadline of the largest message
+/// allowed, an upper bound behind the daemon's per-message deadline (which fires first).
+pub const MESSAGE_TIMEOUT_CAP: Duration = message_deadline(MAX_MESSAGE_BYTES);
+
+/// How long the daemon waits for a protocol message's ack, counted from its hand-over to the
+/// transport (so its wait behind others on the uplink and its upload are inside): the fixed
+/// `MESSAGE_TIMEOUT` plus `bytes` at `MIN_SEND_BYTES_PER_S`, where `bytes` is the message's
+/// own and those of the sends still unacknowledged when it is handed over (an upper bound on
+/// the queue ahead of it). The simulator models the rule with its uplink queue
+/// (`failures.detection_min_kb_per_s`, `detection_counts_upload`).
+pub const fn message_deadline(bytes: usize) -> Duration {
+    let size_us = (bytes as u64).saturating_mul(1_000_000) / MIN_SEND_BYTES_PER_S;
+    MESSAGE_TIMEOUT.saturating_add(Duration::from_micros(size_us))
+}
 /// How long one Kademlia query may take.
 pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest Kademlia message and record value: a directory snapshot must fit.
@@ -254,7 +275,7 @@ impl Behaviour {
             BytesCodec::new(inbound),
             [(MESSAGE_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
-                .with_request_timeout(MESSAGE_TIMEOUT)
+                .with_request_timeout(MESSAGE_TIMEOUT_CAP)
                 .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
         );
         let sync = request_response::Behaviour::new(
@@ -554,6 +575,30 @@ impl request_response::Codec for SyncCodec {
 
 #[cfg(test)]
 mod tests {
+    /// The size-aware deadline: a contributor hands `g - t + 1 = 3` full vectors of the
+    /// largest size to the transport at once, and the third leaves only after the first two;
+    /// on a 6,000 kB/s uplink (DISSEC's) it must not be failed over before its last byte
+    /// left. A fixed 10 s (the rule before) fails it: its upload alone takes 16.4 s.
+    #[test]
+    fn a_message_deadline_covers_the_largest_vectors_upload() {
+        assert_eq!(message_deadline(0), MESSAGE_TIMEOUT);
+        let uplink = 6000.0 * 1024.0;
+        let third_leaves = 3.0 * MAX_MESSAGE_BYTES as f64 / uplink;
+        let deadline = message_deadline(MAX_MESSAGE_BYTES).as_secs_f64();
+        assert!(
+            deadline > third_leaves + 1.0,
+            "deadline {deadline:.1} s, third vector leaves at {third_leaves:.1} s"
+        );
+        // Behind six others of the largest size (a member's partial sums to its parent's
+        // seven positions), the seventh still has the time their upload takes.
+        let seventh_leaves = 7.0 * MAX_MESSAGE_BYTES as f64 / uplink;
+        assert!(message_deadline(7 * MAX_MESSAGE_BYTES).as_secs_f64() > seventh_leaves + 1.0);
+        // A small control message keeps the fixed part (within a millisecond).
+        assert!(message_deadline(2_000) < MESSAGE_TIMEOUT + Duration::from_millis(2));
+        assert!(message_deadline(1 << 20) > message_deadline(1 << 10));
+        assert_eq!(MESSAGE_TIMEOUT_CAP, message_deadline(MAX_MESSAGE_BYTES));
+    }
+
     use super::*;
     use libp2p::request_response::Codec;
     use std::pin::Pin;

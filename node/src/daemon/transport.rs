@@ -135,14 +135,15 @@ impl Node {
                 error,
                 ..
             } => match self.transport.pending_sends.remove(&request_id) {
-                Some((to, bytes)) => match codec::decode(&bytes) {
+                Some(p) => match codec::decode(&p.bytes) {
                     Ok(message) => {
-                        self.on_unreachable(to, message, &format!("{peer}: {error}"));
+                        self.on_unreachable(p.to, message, &format!("{peer}: {error}"));
                         self.drain()?;
                     }
                     Err(e) => tracing::warn!("send to {peer} failed ({error}); {e}"),
                 },
-                None => tracing::warn!("a send to {peer} failed: {error}"),
+                // Past its deadline already (`expire_sends`), or beyond `MAX_PENDING_SENDS`.
+                None => tracing::debug!("a send to {peer} failed: {error}"),
             },
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!("inbound message from {peer} failed: {error}");
