@@ -65,7 +65,7 @@ pub(super) struct Role {
     /// (only votes for that proposal count).
     pub(super) votes: BTreeMap<u32, super::agreement::Tally>,
     /// Heal gos this member answered, per target position of the parent (at most
-    /// `MAX_HEAL_GO_ANSWERS` each; never persisted: a restart starts the count again).
+    /// `MAX_HEAL_GO_ANSWERS` each; persisted as `HealGoAnswered` before each answer).
     pub(super) heal_go_answers: BTreeMap<Position, u32>,
     /// Heal queries to answer once this member's sum is ready: target position -> requester.
     pub(super) pending_queries: BTreeMap<Position, NodeId>,
