@@ -214,6 +214,60 @@ fn one_members_claimed_adoption_does_not_split_a_position_holding_nothing() {
     assert_eq!(adopted_counts(&c, inner).len(), 1);
 }
 
+/// A lying leader proposes the empty manifest for a leaf of two contributors (and claims it
+/// as accepted and adopted). The empty leaf manifest stands for a manifest of one, and members
+/// accepted it while it left out at most one full share besides the one it stands for: most
+/// members hold one of the two full shares and a seed share of the other, so the liar dropped
+/// the whole leaf. A member holding shares of two contributors now refuses it.
+#[test]
+fn a_leader_emptying_a_leaf_of_two_contributors_is_refused() {
+    // 8 contributors over 4 leaves: the first two seeds whose plan has a leaf of exactly two.
+    let mut checked = 0;
+    for seed in 1..40 {
+        let mut c = setup(60, 8, seed);
+        let id = c.launch(COMMISSIONER, &params());
+        let plan = c.plan(&id).expect("plan");
+        let Some(group) = (0..4).map(leaf).find(|g| {
+            (1..=8)
+                .filter(|i| plan.leaf_of(&c.node_id(*i)) == *g)
+                .count()
+                == 2
+                && c.index_of(&plan.member(*g, 1)) != Some(COMMISSIONER)
+        }) else {
+            continue;
+        };
+        let liar = member(&c, &id, group, 1);
+        c.byzantine(
+            liar,
+            Byzantine {
+                propose_empty: true,
+                ..Byzantine::default()
+            },
+        );
+        let o = c.run_checked(&id);
+        assert!(
+            !adopted_counts(&c, group).contains(&0),
+            "seed {seed}: the empty manifest was adopted"
+        );
+        // Both of the leaf's contributors are in (a contributor alone in another leaf is out
+        // by design: `manifest::alone`).
+        let two: BTreeSet<_> = (1..=8)
+            .map(|i| c.node_id(i))
+            .filter(|n| plan.leaf_of(n) == group)
+            .collect();
+        assert!(
+            two.is_subset(&o.included),
+            "seed {seed}: a contributor of the leaf was dropped"
+        );
+        assert!(rejected(&c, "a manifest that leaves out an item this position holds") > 0);
+        checked += 1;
+        if checked == 2 {
+            return;
+        }
+    }
+    panic!("fewer than two seeds with a leaf of two contributors");
+}
+
 #[test]
 fn a_root_member_sending_a_share_off_the_polynomial_is_named_and_left_out() {
     let mut c = setup(60, 40, 5);
@@ -362,6 +416,7 @@ fn sweep_10_percent_byzantine_aggregators() {
                 withhold: bits & 28 == 0, // one in eight
                 equivocate: bits & 32 != 0,
                 bad_root_share: bits & 64 != 0,
+                propose_empty: false,
                 claim_held: false,
             };
             kinds.push(short(&b));

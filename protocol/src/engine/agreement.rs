@@ -252,11 +252,20 @@ pub(super) fn consistent(comp: &Computation, key: Option<Slot>, manifest: &Manif
                     .any(|i| matches!(i, Item::Child { group, .. } if group == *child))
         })
         .count();
-    // The empty manifest stands for a manifest of one (`choose_manifest` empties it): the
-    // contributor it would have kept is not held against it.
-    let kept_alone =
-        usize::from(key.is_some_and(|k| k.group.level == 0) && manifest.items.is_empty());
-    2 * full_left_out.saturating_sub(kept_alone) <= full.len() && children_left_out == 0
+    // The empty leaf manifest stands for a manifest of one (`choose_manifest` empties it), so
+    // it is accepted only where the position holds the shares of at most one contributor, the
+    // one such a manifest would have kept. Before, it was accepted where it left out at most
+    // one full share besides that one: a lying leader emptied a leaf of two contributors,
+    // since most members hold at most one full share each (`g - t + 1` of `g` positions get a
+    // contributor's full share) and a seed share of the other. Any share counts here: a seed
+    // share means the contributor's shares went out, so an honest leader keeps it unless the
+    // reports show fewer than `t` holders (the contributor was cut off mid-send, or reports
+    // are missing); the leaf would then sum nothing, and refusing loses nothing it would
+    // have summed (the group may not adopt; its parent leaves it out).
+    if key.is_some_and(|k| k.group.level == 0) && manifest.items.is_empty() {
+        return role.shares.len() <= 1;
+    }
+    2 * full_left_out <= full.len() && children_left_out == 0
 }
 
 /// Members of `group` whose promise to this leader shows they did not accept `manifest` in
