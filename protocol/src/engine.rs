@@ -1675,6 +1675,13 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), R
             counts,
             ..
         } => apply_counts_opened(comp, slot(*group, *position), *version, &counts.0),
+        Record::HealGoAnswered {
+            group,
+            position,
+            target,
+            answered,
+            ..
+        } => heal::apply_heal_go_answered(comp, slot(*group, *position), *target, *answered),
         Record::Accepted { .. }
         | Record::Launched { .. }
         | Record::Closed { .. }

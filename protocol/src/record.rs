@@ -122,6 +122,17 @@ pub enum Record {
         finish_signature: Vec<u8>,
         snapshot: DirectorySnapshot,
     },
+    /// A child member answered its `answered`-th heal go for `target`, a position of its
+    /// parent (recorded before the answer goes out), so that the bound on answers per target
+    /// (`MAX_HEAL_GO_ANSWERS`) survives a restart: a parent member cannot crash this member to
+    /// ask for more masked terms.
+    HealGoAnswered {
+        computation: ComputationId,
+        group: GroupId,
+        position: Position,
+        target: Position,
+        answered: u32,
+    },
 }
 
 impl Record {
@@ -141,7 +152,8 @@ impl Record {
             | Record::Released { computation, .. }
             | Record::Closed { computation, .. }
             | Record::Directory { computation, .. }
-            | Record::BeaconRound { computation, .. } => *computation,
+            | Record::BeaconRound { computation, .. }
+            | Record::HealGoAnswered { computation, .. } => *computation,
         }
     }
 }

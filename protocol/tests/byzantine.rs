@@ -9,7 +9,8 @@
 
 use grove_protocol::engine::{Event, Failure};
 use grove_protocol::harness::{Byzantine, Cluster, HarnessConfig, LaunchParams, Outcome};
-use grove_protocol::ids::{ComputationId, GroupId};
+use grove_protocol::ids::{ComputationId, Digest, GroupId, Version};
+use grove_protocol::message::{Body, Item, Manifest, Message, ReportMsg, Slot};
 use rand_chacha::rand_core::RngCore;
 use std::collections::BTreeSet;
 
@@ -165,6 +166,108 @@ fn a_leader_equivocating_splits_no_group() {
     assert_eq!(adopted_counts(&c, group).len(), 1);
 }
 
+/// A member's word that its group adopted a manifest reaches a position that holds nothing to
+/// check it against yet (here an inner member before any child partial; in the simulator's 5%
+/// Byzantine sweep, a backup that had just taken a position over, and a member whose children
+/// were late). It found 3 of 20 runs at 1 %/s where such a position adopted a liar's manifest
+/// of one child while the rest of its group adopted the real one. One position's word is not
+/// enough: the claim must match what this position itself accepted, or come from two
+/// positions.
+#[test]
+fn one_members_claimed_adoption_does_not_split_a_position_holding_nothing() {
+    let mut c = setup(60, 40, 2);
+    let id = c.launch(COMMISSIONER, &params());
+    let inner = GroupId { level: 1, index: 0 };
+    let liar = member(&c, &id, inner, 2);
+    let victim = member(&c, &id, inner, 3);
+    // Before any leaf adopts: the victim holds no child version.
+    c.run_until(c.now.plus(100_000));
+    let bogus = Manifest {
+        items: vec![Item::Child {
+            group: leaf(0),
+            version: Version {
+                digest: Digest([7; 32]),
+                count: 1,
+            },
+        }],
+    };
+    let claim = Message {
+        computation: id,
+        round: 0,
+        body: Body::Report(ReportMsg {
+            group: inner,
+            position: 2,
+            serving: true,
+            items: Vec::new(),
+            accepted: Some((0, bogus.clone())),
+            adopted: Some(bogus),
+        }),
+        to: Some(Slot {
+            group: inner,
+            position: 3,
+        }),
+    };
+    c.inject(liar, victim, &claim, 1_000);
+    // run_checked fails if two positions of a group adopted different manifests.
+    let o = c.run_checked(&id);
+    assert_eq!(o.included, o.contributors);
+    assert_eq!(adopted_counts(&c, inner).len(), 1);
+}
+
+/// A lying leader proposes the empty manifest for a leaf of two contributors (and claims it
+/// as accepted and adopted). The empty leaf manifest stands for a manifest of one, and members
+/// accepted it while it left out at most one full share besides the one it stands for: most
+/// members hold one of the two full shares and a seed share of the other, so the liar dropped
+/// the whole leaf. A member holding shares of two contributors now refuses it.
+#[test]
+fn a_leader_emptying_a_leaf_of_two_contributors_is_refused() {
+    // 8 contributors over 4 leaves: the first two seeds whose plan has a leaf of exactly two.
+    let mut checked = 0;
+    for seed in 1..40 {
+        let mut c = setup(60, 8, seed);
+        let id = c.launch(COMMISSIONER, &params());
+        let plan = c.plan(&id).expect("plan");
+        let Some(group) = (0..4).map(leaf).find(|g| {
+            (1..=8)
+                .filter(|i| plan.leaf_of(&c.node_id(*i)) == *g)
+                .count()
+                == 2
+                && c.index_of(&plan.member(*g, 1)) != Some(COMMISSIONER)
+        }) else {
+            continue;
+        };
+        let liar = member(&c, &id, group, 1);
+        c.byzantine(
+            liar,
+            Byzantine {
+                propose_empty: true,
+                ..Byzantine::default()
+            },
+        );
+        let o = c.run_checked(&id);
+        assert!(
+            !adopted_counts(&c, group).contains(&0),
+            "seed {seed}: the empty manifest was adopted"
+        );
+        // Both of the leaf's contributors are in (a contributor alone in another leaf is out
+        // by design: `manifest::alone`).
+        let two: BTreeSet<_> = (1..=8)
+            .map(|i| c.node_id(i))
+            .filter(|n| plan.leaf_of(n) == group)
+            .collect();
+        assert!(
+            two.is_subset(&o.included),
+            "seed {seed}: a contributor of the leaf was dropped"
+        );
+        assert!(rejected(&c, "a manifest that leaves out an item this position holds") > 0);
+        checked += 1;
+        if checked == 2 {
+            return;
+        }
+    }
+    panic!("fewer than two seeds with a leaf of two contributors");
+}
+
 #[test]
 fn a_root_member_sending_a_share_off_the_polynomial_is_named_and_left_out() {
     let mut c = setup(60, 40, 5);
@@ -313,6 +416,7 @@ fn sweep_10_percent_byzantine_aggregators() {
                 withhold: bits & 28 == 0, // one in eight
                 equivocate: bits & 32 != 0,
                 bad_root_share: bits & 64 != 0,
+                propose_empty: false,
                 claim_held: false,
             };
             kinds.push(short(&b));

@@ -282,6 +282,62 @@ fn heal_gos_past_the_bound_per_target_are_refused() {
     );
 }
 
+/// As above, with the child member restarted once it answered `MAX_HEAL_GO_ANSWERS` gos: the
+/// count is persisted before each answer (`Record::HealGoAnswered`), so a requester cannot
+/// crash the member (or wait for a restart) to get more masked terms.
+#[test]
+fn the_heal_go_bound_survives_a_restart() {
+    let mut c = setup(60, 40, 6, 22);
+    let id = c.launch(COMMISSIONER, &small_params());
+    let version = run_until_adopted(&mut c, leaf(0), 5);
+    let plan = c.plan(&id).expect("plan");
+    let parent = plan.parent(leaf(0)).expect("leaf 0 has a parent");
+    let requester = member(&c, &id, parent, 1);
+    let h = member(&c, &id, leaf(0), 2);
+    let members: Vec<(Position, NodeId)> = [2, 3, 4]
+        .iter()
+        .map(|p| (*p, plan.member(leaf(0), *p)))
+        .collect();
+    let before = heal_parts_sent(&c);
+    for round in 0..MAX_HEAL_GO_ANSWERS {
+        c.inject(
+            requester,
+            h,
+            &heal_go(id, 100 + round, leaf(0), 2, version, members.clone()),
+            1_000 + u64::from(round) * 1_000,
+        );
+    }
+    let now = c.now;
+    c.run_until(now.plus(300_000));
+    assert_eq!(heal_parts_sent(&c) - before, u64::from(MAX_HEAL_GO_ANSWERS));
+    // A restart too short for anyone to fail the member over.
+    let now = c.now;
+    c.crash_at(h, now.plus(1_000));
+    c.restart_at(h, now.plus(2_000));
+    c.run_until(now.plus(10_000));
+    assert_eq!(c.restarts(h), 1);
+    let extra = 3;
+    for round in 0..extra {
+        c.inject(
+            requester,
+            h,
+            &heal_go(id, 200 + round, leaf(0), 2, version, members.clone()),
+            1_000 + u64::from(round) * 1_000,
+        );
+    }
+    let now = c.now;
+    c.run_until(now.plus(300_000));
+    assert_eq!(
+        heal_parts_sent(&c) - before,
+        u64::from(MAX_HEAL_GO_ANSWERS),
+        "the restarted member answered past the bound"
+    );
+    assert_eq!(
+        rejections(&c, h, "heal-go", "past the bound"),
+        extra as usize
+    );
+}
+
 /// A backup of position 2 of leaf 0 pulls a contributor's share for that position while the
 /// member is alive (it holds the share). The contributor did not fail over to it, so the backup
 /// gets nothing: the point stays with the member alone.

@@ -80,6 +80,7 @@ impl ByzantineConfig {
                     withhold: on("withhold") && bits & 28 == 0,
                     equivocate: on("equivocate") && bits & 32 != 0,
                     bad_root_share: on("bad-root-share") && bits & 64 != 0,
+                    propose_empty: false,
                     claim_held: false,
                 };
                 (liar, b)

@@ -77,6 +77,7 @@ pub fn record_kind(record: &Record) -> &'static str {
         Record::Directory { .. } => "Directory",
         Record::BeaconRound { .. } => "BeaconRound",
         Record::Launching { .. } => "Launching",
+        Record::HealGoAnswered { .. } => "HealGoAnswered",
     }
 }
 
@@ -102,6 +103,9 @@ pub fn record_slot(record: &Record) -> Option<Slot> {
             group, position, ..
         }
         | Record::CountsOpened {
+            group, position, ..
+        }
+        | Record::HealGoAnswered {
             group, position, ..
         } => Some(Slot {
             group: *group,

@@ -252,11 +252,20 @@ pub(super) fn consistent(comp: &Computation, key: Option<Slot>, manifest: &Manif
                     .any(|i| matches!(i, Item::Child { group, .. } if group == *child))
         })
         .count();
-    // The empty manifest stands for a manifest of one (`choose_manifest` empties it): the
-    // contributor it would have kept is not held against it.
-    let kept_alone =
-        usize::from(key.is_some_and(|k| k.group.level == 0) && manifest.items.is_empty());
-    2 * full_left_out.saturating_sub(kept_alone) <= full.len() && children_left_out == 0
+    // The empty leaf manifest stands for a manifest of one (`choose_manifest` empties it), so
+    // it is accepted only where the position holds the shares of at most one contributor, the
+    // one such a manifest would have kept. Before, it was accepted where it left out at most
+    // one full share besides that one: a lying leader emptied a leaf of two contributors,
+    // since most members hold at most one full share each (`g - t + 1` of `g` positions get a
+    // contributor's full share) and a seed share of the other. Any share counts here: a seed
+    // share means the contributor's shares went out, so an honest leader keeps it unless the
+    // reports show fewer than `t` holders (the contributor was cut off mid-send, or reports
+    // are missing); the leaf would then sum nothing, and refusing loses nothing it would
+    // have summed (the group may not adopt; its parent leaves it out).
+    if key.is_some_and(|k| k.group.level == 0) && manifest.items.is_empty() {
+        return role.shares.len() <= 1;
+    }
+    2 * full_left_out <= full.len() && children_left_out == 0
 }
 
 /// Members of `group` whose promise to this leader shows they did not accept `manifest` in
@@ -549,13 +558,7 @@ pub(super) fn on_report(
         if !consistent(comp, Some(key), &manifest) {
             return Err(Rejection::ManifestOmitsHeldItem);
         }
-        records.push(Pending::Adopt {
-            id,
-            key,
-            manifest,
-            announce: false,
-        });
-        return Ok(());
+        return claimed_adoption(comp, key, from, m.position, manifest, ctx, records);
     }
     if let Some((accepted_in, manifest)) = &m.accepted {
         check_manifest(comp, key.group, manifest)?;
@@ -589,6 +592,67 @@ pub(super) fn on_report(
         if let Some(own) = own {
             keep_larger_report(&mut lead.reports, key.position, own);
         }
+    }
+    Ok(())
+}
+
+/// Another candidate's word that the group adopted `manifest` (consistent with what this
+/// position holds). One word is not enough when this position cannot vouch for it: a liar's
+/// claim of a manifest of one reached positions that held nothing to check it against yet (a
+/// backup that had just taken a position over, a member whose children were late) and split
+/// their groups (the simulator's 5% Byzantine sweep). The position adopts when it accepted the
+/// same manifest itself and holds something it checked it against (the round leader's
+/// announcement after a quorum voted), or when the claims of two positions name it; on the
+/// first claim of a manifest it cannot vouch for, it asks every other position, and those that
+/// adopted answer with their adopted report (`on_report`). One liar per group no longer splits
+/// it this way (two colluding liars still can: ARCHITECTURE.md, "What a group tolerates").
+fn claimed_adoption(
+    comp: &mut Computation,
+    key: Slot,
+    from: NodeId,
+    position: Position,
+    manifest: Manifest,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), Rejection> {
+    let id = comp.id();
+    let digest = version_of(&id, key.group, &manifest).digest;
+    let (_, accepted) = acceptor_state(comp, key.group);
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    let holds = role
+        .shares
+        .values()
+        .any(|s| matches!(s, CompressedShare::Full(_)))
+        || role.children.values().any(|v| !v.is_empty());
+    let vouched = holds && accepted.as_ref().is_some_and(|(_, a)| *a == manifest);
+    let first = !role.adoption_claims.values().any(|(_, d)| *d == digest);
+    role.adoption_claims
+        .entry(from)
+        .or_insert((position, digest));
+    let claimants: BTreeSet<Position> = role
+        .adoption_claims
+        .values()
+        .filter(|(_, d)| *d == digest)
+        .map(|(p, _)| *p)
+        .collect();
+    if vouched || claimants.len() >= 2 {
+        records.push(Pending::Adopt {
+            id,
+            key,
+            manifest,
+            announce: false,
+        });
+    } else if first {
+        let body = Body::Report(ReportMsg {
+            group: key.group,
+            position: key.position,
+            serving: true,
+            items: role.items(),
+            accepted,
+            adopted: None,
+        });
+        let round = role.round;
+        ctx.send_to_group(comp, key, round, body);
     }
     Ok(())
 }

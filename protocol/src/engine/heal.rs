@@ -5,7 +5,7 @@ use super::role::{
     check_parent_sender, check_position, check_sender, is_candidate, my_role_in, Adopted, Heal,
     HealAttempt, HealState,
 };
-use super::{server_of, slot, Computation, Ctx, Event, Identity, Pending, Rejection};
+use super::{persist, server_of, slot, Computation, Ctx, Event, Identity, Pending, Rejection};
 use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_HEAL_ATTEMPTS, MAX_HEAL_GO_ANSWERS, MAX_PENDING_HEAL_QUERIES};
@@ -360,9 +360,18 @@ pub(super) fn on_heal_go(
         return Err(Rejection::HealGoOverBound);
     }
     let sum = sum.clone();
-    if let Some(role) = comp.roles.get_mut(&key) {
-        role.heal_go_answers.insert(m.target, answered + 1);
-    }
+    // Persisted before the answer goes out (drain rule): a restart keeps the count.
+    persist(
+        comp,
+        ctx,
+        Record::HealGoAnswered {
+            computation: id,
+            group: key.group,
+            position: key.position,
+            target: m.target,
+            answered: answered + 1,
+        },
+    );
     let go = HealGo {
         id,
         attempt,
@@ -553,5 +562,22 @@ pub(super) fn on_heal_part(
         version,
         sum: FieldVec(sum),
     }));
+    Ok(())
+}
+
+/// Applies `Record::HealGoAnswered`: the member at `key` answered `answered` heal gos for
+/// `target` (a count only grows).
+pub(super) fn apply_heal_go_answered(
+    comp: &mut Computation,
+    key: Slot,
+    target: Position,
+    answered: u32,
+) -> Result<(), Rejection> {
+    if target == 0 || target > comp.plan.g {
+        return Err(Rejection::OutsidePlan);
+    }
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    let count = role.heal_go_answers.entry(target).or_insert(0);
+    *count = (*count).max(answered);
     Ok(())
 }

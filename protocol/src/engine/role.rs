@@ -64,8 +64,12 @@ pub(super) struct Role {
     /// Votes heard, per round: the round leader's proposal once known, and each voter's vote
     /// (only votes for that proposal count).
     pub(super) votes: BTreeMap<u32, super::agreement::Tally>,
+    /// Other candidates' word that the group adopted a manifest: each claimant's position and
+    /// the digest it named first (at most one per candidate of the group, so bounded by
+    /// `g (b + 1)`; never persisted: after a restart the position asks again).
+    pub(super) adoption_claims: BTreeMap<NodeId, (Position, Digest)>,
     /// Heal gos this member answered, per target position of the parent (at most
-    /// `MAX_HEAL_GO_ANSWERS` each; never persisted: a restart starts the count again).
+    /// `MAX_HEAL_GO_ANSWERS` each; persisted as `HealGoAnswered` before each answer).
     pub(super) heal_go_answers: BTreeMap<Position, u32>,
     /// Heal queries to answer once this member's sum is ready: target position -> requester.
     pub(super) pending_queries: BTreeMap<Position, NodeId>,
@@ -128,6 +132,7 @@ impl Role {
             leader: None,
             member,
             votes: BTreeMap::new(),
+            adoption_claims: BTreeMap::new(),
             heal_go_answers: BTreeMap::new(),
             pending_queries: BTreeMap::new(),
             completed_late: false,

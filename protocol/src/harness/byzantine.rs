@@ -36,6 +36,9 @@ pub struct Byzantine {
     /// As a root member, its release shares to the commissioner are off by one at every
     /// element (a share not on the polynomial of the others).
     pub bad_root_share: bool,
+    /// As `manifest_of_one`, with the empty manifest in place of the manifest of one: in a leaf,
+    /// the stand-in for a manifest of one (`manifest::alone`), which drops every contributor.
+    pub propose_empty: bool,
     /// Every report it sends claims the items it holds as adopted (in a leaf of one
     /// contributor: a manifest of that contributor alone, which no position may sum).
     pub claim_held: bool,
@@ -50,6 +53,7 @@ impl Byzantine {
             withhold: false,
             equivocate: true,
             bad_root_share: true,
+            propose_empty: false,
             claim_held: false,
         }
     }
@@ -65,10 +69,18 @@ impl Byzantine {
             return None;
         }
         let mut m = message.clone();
-        let one = self.manifest_of_one || (self.equivocate && to_index % 2 == 1);
+        let one =
+            self.manifest_of_one || self.propose_empty || (self.equivocate && to_index % 2 == 1);
+        let lie = |m: &Manifest| {
+            if self.propose_empty {
+                Manifest { items: Vec::new() }
+            } else {
+                of_one(m)
+            }
+        };
         match &mut m.body {
-            Body::Manifest(p) if one => p.manifest = of_one(&p.manifest),
-            Body::Vote(v) if one => v.manifest = of_one(&v.manifest),
+            Body::Manifest(p) if one => p.manifest = lie(&p.manifest),
+            Body::Vote(v) if one => v.manifest = lie(&v.manifest),
             Body::Report(r) if self.claim_held => {
                 let mut items = r.items.clone();
                 items.sort();
@@ -76,10 +88,10 @@ impl Byzantine {
             }
             Body::Report(r) if one => {
                 if let Some((_, accepted)) = r.accepted.as_mut() {
-                    *accepted = of_one(accepted);
+                    *accepted = lie(accepted);
                 }
                 if let Some(adopted) = r.adopted.as_mut() {
-                    *adopted = of_one(adopted);
+                    *adopted = lie(adopted);
                 } else if let Some((_, accepted)) = &r.accepted {
                     r.adopted = Some(accepted.clone());
                 }
