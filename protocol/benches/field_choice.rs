@@ -1,21 +1,25 @@
 //! The field decision of issue 17, measured: the sharing kernel (difference-table sharing,
 //! plain and seed-compressed, and reconstruction by Lagrange combination) on 100,000-element
-//! vectors, in three fields:
+//! vectors, in four fields:
 //!
-//! - `m61`: GF(2^61 - 1), the field Grove shares in today (`field.rs`); run both through the
-//!   crate's own kernel (`crate_*`) and through the generic copy below, so that the generic
-//!   copy's overhead is visible;
-//! - `gl`: Goldilocks, GF(2^64 - 2^32 + 1), written here with canonical values and the
-//!   `2^64 = 2^32 - 1` reduction (no Montgomery form); its values are prio's `Field64` values,
-//!   converted only for proofs;
-//! - `prio64`: prio's `Field64` (the same field, Montgomery form) used directly.
+//! - `m61`: GF(2^61 - 1), the field Grove shared in before the switch to Goldilocks, kept here
+//!   (a copy of its arithmetic: Mersenne folds, `u128` accumulation) so that the comparison can
+//!   be re-run;
+//! - `gl`: the crate's field (`field.rs`), Goldilocks `GF(2^64 - 2^32 + 1)` with canonical
+//!   values, which are prio's `Field64` values;
+//! - `prio64`: prio's `Field64` (the same field, Montgomery form) used directly;
+//! - `prio128`: prio's `Field128` (`2^128 - 28 * 2^64 + 1`, Montgomery form), the field Prio3
+//!   uses when a 64-bit soundness error is too weak; 16 bytes per element.
 //!
-//! `cargo bench -p grove-protocol --bench field_choice`; divide by 100,000 for ns per element.
+//! All four run the same generic copy of the kernel; `crate_kernel` runs the crate's own
+//! `share_vector`, `share_vector_compressed` and `reconstruct` (the `sharing` bench times the
+//! same calls). `cargo bench -p grove-protocol --bench field_choice`; divide by 100,000 for ns
+//! per element.
 
 use divan::{black_box, Bencher};
 use grove_protocol::field::{random_vec, Fp};
 use grove_protocol::sharing::{reconstruct, share_vector, share_vector_compressed, SharingParams};
-use prio::field::{Field64, FieldElement};
+use prio::field::{Field128, Field64, FieldElement};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -44,6 +48,101 @@ trait K: Copy + Send + Sync + PartialEq + std::fmt::Debug + 'static {
             for (o, x) in out.iter_mut().zip(&v[..n]) {
                 *o = Self::add(*o, Self::mul(*c, *x));
             }
+        }
+        out
+    }
+}
+
+/// GF(2^61 - 1), canonical (`< M61_P`): the arithmetic of `field.rs` before the switch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct M61(u64);
+const M61_P: u64 = (1u64 << 61) - 1;
+
+#[inline(always)]
+fn m61_sub_p_if_ge(x: u64) -> u64 {
+    let r = x.wrapping_sub(M61_P);
+    let mask = (r >> 63).wrapping_neg();
+    r.wrapping_add(mask & M61_P)
+}
+
+#[inline(always)]
+fn m61_reduce128(x: u128) -> u64 {
+    let a = (x as u64) & M61_P;
+    let b = ((x >> 61) as u64) & M61_P;
+    let c = (x >> 122) as u64;
+    let s = a + b + c;
+    m61_sub_p_if_ge((s & M61_P) + (s >> 61))
+}
+
+impl K for M61 {
+    fn zero() -> Self {
+        M61(0)
+    }
+    fn one() -> Self {
+        M61(1)
+    }
+    #[inline(always)]
+    fn add(a: Self, b: Self) -> Self {
+        M61(m61_sub_p_if_ge(a.0 + b.0))
+    }
+    #[inline(always)]
+    fn sub(a: Self, b: Self) -> Self {
+        let d = a.0.wrapping_sub(b.0);
+        let mask = (d >> 63).wrapping_neg();
+        M61(d.wrapping_add(mask & M61_P))
+    }
+    #[inline(always)]
+    fn mul(a: Self, b: Self) -> Self {
+        let x = a.0 as u128 * b.0 as u128;
+        let s = ((x as u64) & M61_P) + ((x >> 61) as u64);
+        M61(m61_sub_p_if_ge((s & M61_P) + (s >> 61)))
+    }
+    fn inv(a: Self) -> Self {
+        let (mut base, mut e, mut acc) = (a, M61_P - 2, M61(1));
+        while e > 0 {
+            if e & 1 == 1 {
+                acc = Self::mul(acc, base);
+            }
+            base = Self::mul(base, base);
+            e >>= 1;
+        }
+        acc
+    }
+    fn fill_random(rng: &mut ChaCha20Rng, out: &mut [Self]) {
+        let mut buf = [0u8; 256 * 8];
+        let mut filled = 0;
+        while filled < out.len() {
+            let n = (out.len() - filled).min(256);
+            rng.fill_bytes(&mut buf[..n * 8]);
+            let dst = &mut out[filled..filled + n];
+            let mut w = 0;
+            for word in buf[..n * 8].chunks_exact(8) {
+                let v = u64::from_le_bytes(word.try_into().unwrap()) & M61_P;
+                dst[w] = M61(v);
+                w += (v != M61_P) as usize;
+            }
+            filled += w;
+        }
+    }
+    /// Products below 2^122 summed directly in `u128` (up to 32 terms), blocks of 512.
+    fn lincomb(coeffs: &[Self], vecs: &[&[Self]]) -> Vec<Self> {
+        const BLOCK: usize = 512;
+        let n = vecs[0].len();
+        let mut out = Vec::with_capacity(n);
+        let mut acc = [0u128; BLOCK];
+        let mut start = 0;
+        while start < n {
+            let len = (n - start).min(BLOCK);
+            let acc = &mut acc[..len];
+            acc.fill(0);
+            for (c, v) in coeffs.iter().zip(vecs) {
+                let c = c.0 as u128;
+                for (a, x) in acc.iter_mut().zip(&v[start..start + len]) {
+                    *a += c * x.0 as u128;
+                }
+            }
+            out.extend(acc.iter().map(|a| M61(m61_reduce128(*a))));
+            start += len;
         }
         out
     }
@@ -79,108 +178,6 @@ impl K for Fp {
     }
 }
 
-/// Goldilocks, canonical (`< GL_P`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Gl(u64);
-const GL_P: u64 = 0xffff_ffff_0000_0001;
-/// `2^64 mod GL_P`.
-const EPS: u64 = 0xffff_ffff;
-
-#[inline(always)]
-fn gl_canon(x: u64) -> u64 {
-    let (r, borrow) = x.overflowing_sub(GL_P);
-    if borrow {
-        x
-    } else {
-        r
-    }
-}
-
-/// Any `u128` to a canonical value.
-#[inline(always)]
-fn gl_reduce(x: u128) -> u64 {
-    let lo = x as u64;
-    let hi = (x >> 64) as u64;
-    let (hh, hl) = (hi >> 32, hi & EPS);
-    // 2^96 = -1: subtract hh.
-    let (mut t0, borrow) = lo.overflowing_sub(hh);
-    t0 = t0.wrapping_sub(EPS & (borrow as u64).wrapping_neg());
-    // 2^64 = EPS: add hl * EPS (< 2^64).
-    let (t2, carry) = t0.overflowing_add(hl * EPS);
-    gl_canon(t2.wrapping_add(EPS & (carry as u64).wrapping_neg()))
-}
-
-impl K for Gl {
-    fn zero() -> Self {
-        Gl(0)
-    }
-    fn one() -> Self {
-        Gl(1)
-    }
-    #[inline(always)]
-    fn add(a: Self, b: Self) -> Self {
-        let (s, carry) = a.0.overflowing_add(b.0);
-        // a + b - 2^64 < GL_P, so adding EPS once cannot carry again.
-        Gl(gl_canon(
-            s.wrapping_add(EPS & (carry as u64).wrapping_neg()),
-        ))
-    }
-    #[inline(always)]
-    fn sub(a: Self, b: Self) -> Self {
-        let (d, borrow) = a.0.overflowing_sub(b.0);
-        Gl(d.wrapping_sub(EPS & (borrow as u64).wrapping_neg()))
-    }
-    #[inline(always)]
-    fn mul(a: Self, b: Self) -> Self {
-        Gl(gl_reduce(a.0 as u128 * b.0 as u128))
-    }
-    fn inv(a: Self) -> Self {
-        let (mut base, mut e, mut acc) = (a, GL_P - 2, Gl(1));
-        while e > 0 {
-            if e & 1 == 1 {
-                acc = Self::mul(acc, base);
-            }
-            base = Self::mul(base, base);
-            e >>= 1;
-        }
-        acc
-    }
-    fn fill_random(rng: &mut ChaCha20Rng, out: &mut [Self]) {
-        let mut buf = [0u8; 256 * 8];
-        let mut filled = 0;
-        while filled < out.len() {
-            let n = (out.len() - filled).min(256);
-            rng.fill_bytes(&mut buf[..n * 8]);
-            let dst = &mut out[filled..filled + n];
-            let mut w = 0;
-            for word in buf[..n * 8].chunks_exact(8) {
-                let v = u64::from_le_bytes(word.try_into().unwrap());
-                dst[w] = Gl(v);
-                w += (v < GL_P) as usize;
-            }
-            filled += w;
-        }
-    }
-    /// Element by element, the `t` products accumulated in registers: with `c x = H 2^64 + L`,
-    /// the sums of the `L` and of the `H` (below 2^69 each for at most 32 terms) give
-    /// `sum L + (sum H) (2^32 - 1)` (below 2^102), reduced once per element.
-    fn lincomb(coeffs: &[Self], vecs: &[&[Self]]) -> Vec<Self> {
-        let n = vecs[0].len();
-        let vecs: Vec<&[Self]> = vecs.iter().map(|v| &v[..n]).collect();
-        (0..n)
-            .map(|i| {
-                let (mut lo, mut hi) = (0u128, 0u128);
-                for (c, v) in coeffs.iter().zip(&vecs) {
-                    let p = c.0 as u128 * v[i].0 as u128;
-                    lo += p as u64 as u128;
-                    hi += p >> 64;
-                }
-                Gl(gl_reduce(lo + (hi << 32) - hi))
-            })
-            .collect()
-    }
-}
-
 impl K for Field64 {
     fn zero() -> Self {
         <Field64 as FieldElement>::zero()
@@ -211,9 +208,50 @@ impl K for Field64 {
             rng.fill_bytes(&mut buf[..n * 8]);
             for word in buf[..n * 8].chunks_exact(8) {
                 let v = u64::from_le_bytes(word.try_into().unwrap());
-                if v < GL_P && filled < out.len() {
+                if v < grove_protocol::field::P && filled < out.len() {
                     out[filled] = Field64::from(v);
                     filled += 1;
+                }
+            }
+        }
+    }
+}
+
+impl K for Field128 {
+    fn zero() -> Self {
+        <Field128 as FieldElement>::zero()
+    }
+    fn one() -> Self {
+        <Field128 as FieldElement>::one()
+    }
+    #[inline(always)]
+    fn add(a: Self, b: Self) -> Self {
+        a + b
+    }
+    #[inline(always)]
+    fn sub(a: Self, b: Self) -> Self {
+        a - b
+    }
+    #[inline(always)]
+    fn mul(a: Self, b: Self) -> Self {
+        a * b
+    }
+    fn inv(a: Self) -> Self {
+        FieldElement::inv(&a)
+    }
+    fn fill_random(rng: &mut ChaCha20Rng, out: &mut [Self]) {
+        let mut buf = [0u8; 256 * 16];
+        let mut filled = 0;
+        while filled < out.len() {
+            let n = (out.len() - filled).min(256);
+            rng.fill_bytes(&mut buf[..n * 16]);
+            for word in buf[..n * 16].chunks_exact(16) {
+                // prio's own rejection sampling (values at or above the modulus refused).
+                if let Ok(v) = Field128::try_from_random(word) {
+                    if filled < out.len() {
+                        out[filled] = v;
+                        filled += 1;
+                    }
                 }
             }
         }
@@ -402,12 +440,13 @@ macro_rules! field_benches {
     };
 }
 
-field_benches!(m61, Fp);
-field_benches!(gl, Gl);
+field_benches!(m61, M61);
+field_benches!(gl, Fp);
 field_benches!(prio64, Field64);
+field_benches!(prio128, Field128);
 
-/// The crate's own M61 kernel, for reference (the `sharing` bench times the same calls).
-mod crate_m61 {
+/// The crate's own kernel, in the crate's field (the `sharing` bench times the same calls).
+mod crate_kernel {
     use super::*;
 
     fn params((g, t): (u8, u8)) -> SharingParams {

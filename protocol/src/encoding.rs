@@ -84,7 +84,7 @@ pub enum EncodingError {
     OverflowBudget { index: usize, max_contributors: u64 },
 }
 
-/// The largest absolute value a sum may reach, exclusive: `(P - 1) / 2 = 2^60 - 1`.
+/// The largest absolute value a sum may reach, exclusive: `(P - 1) / 2 = 2^63 - 2^31`.
 pub const SUM_BUDGET: u64 = (P - 1) / 2;
 
 /// `10^digits` as an `f64` (exact for every allowed scale).
@@ -553,15 +553,15 @@ mod tests {
 
     #[test]
     fn overflow_budget() {
-        // 2^60 - 1 is the budget; (2^60 - 1) / 1000 contributors of magnitude m fit iff
-        // 1000 * m < 2^60 - 1.
+        // (P - 1) / 2 = 2^63 - 2^31 (about 9.22e18) is the budget; c contributors of
+        // magnitude m fit iff c * m < 2^63 - 2^31.
         let ok = ContributionSpec::uniform(3, -1.0e6, 1.0e6, 6);
-        assert!(ok.validate(1_000_000).is_ok()); // 1e6 * 1e6 * 1e6 = 1e18 < 1.15e18
+        assert!(ok.validate(9_000_000).is_ok()); // 9e6 * 1e6 * 1e6 = 9e18 < 9.22e18
         assert_eq!(
-            ok.validate(2_000_000),
+            ok.validate(10_000_000),
             Err(EncodingError::OverflowBudget {
                 index: 0,
-                max_contributors: 2_000_000
+                max_contributors: 10_000_000
             })
         );
         let spec = ContributionSpec {
@@ -587,19 +587,19 @@ mod tests {
             cells: CellLayout::none(10),
             noise: None,
         };
-        assert!(spec.validate(500_000_000).is_ok()); // 1e18 < 1.15e18
+        assert!(spec.validate(4_500_000_000).is_ok()); // 9e18 < 9.22e18
         assert_eq!(
-            spec.validate(600_000_000), // 1.2e18
+            spec.validate(4_700_000_000), // 9.4e18
             Err(EncodingError::OverflowBudget {
                 index: 4,
-                max_contributors: 600_000_000
+                max_contributors: 4_700_000_000
             })
         );
-        // Exactly at the edge: m * c must be strictly below 2^60 - 1.
+        // Exactly at the edge: m * c must be strictly below 2^63 - 2^31.
         let edge = ContributionSpec::uniform(1, 0.0, (SUM_BUDGET - 1) as f64, 0);
-        // (2^60 - 2) is not representable in f64; it rounds to 2^60, which is over budget.
+        // 2^63 - 2^31 - 1 is not representable in f64; it rounds to 2^63 - 2^31, the budget.
         assert!(edge.validate(1).is_err());
-        let edge = ContributionSpec::uniform(1, 0.0, (1u64 << 59) as f64, 0);
+        let edge = ContributionSpec::uniform(1, 0.0, (1u64 << 62) as f64, 0);
         assert!(edge.validate(1).is_ok());
         assert!(edge.validate(2).is_err());
         // Huge magnitudes never panic.

@@ -1,15 +1,20 @@
-//! Arithmetic in the Mersenne prime field GF(2^61 - 1).
+//! Arithmetic in the Goldilocks prime field GF(2^64 - 2^32 + 1), the field of prio's `Field64`.
 //!
-//! Elements are kept canonical (`< P`) at all times. Products go through a `u128` and are
-//! reduced with the Mersenne fold `(x & P) + (x >> 61)`; additions and subtractions use
-//! branch-free corrections built only from add, subtract, shift and mask so that the vector
-//! helpers ([`add_assign_vec`], [`sub_assign_vec`]) vectorise even on baseline x86-64.
+//! Elements are kept canonical (`< P`) at all times, as plain integers (no Montgomery form), so
+//! that an element's value is the integer prio's `Field64` holds for it: [`Fp::to_field64`] and
+//! [`Fp::from_field64`] convert without arithmetic, and a validity proof over `Field64` is a
+//! proof about the very shares Grove sums. Products go through a `u128` and are reduced with
+//! `2^64 = 2^32 - 1` and `2^96 = -1 (mod P)`; additions and subtractions use one carry and one
+//! correction by `2^32 - 1`.
 
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 
-/// The modulus, 2^61 - 1.
-pub const P: u64 = (1u64 << 61) - 1;
+/// The modulus, 2^64 - 2^32 + 1 (prio's `Field64`).
+pub const P: u64 = 0xffff_ffff_0000_0001;
+
+/// `2^64 mod P = 2^32 - 1`.
+const EPSILON: u64 = 0xffff_ffff;
 
 /// A field element, always canonical (`< P`).
 ///
@@ -17,48 +22,48 @@ pub const P: u64 = (1u64 << 61) - 1;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize)]
 pub struct Fp(u64);
 
-/// `x - P` if `x >= P`, else `x`; valid for `x < 2^63` (so `x < 2P` gives a canonical result).
+/// `x - P` if `x >= P`, else `x`: any `u64` to a canonical value (`2^64 < 2P`).
 #[inline(always)]
-fn sub_p_if_ge(x: u64) -> u64 {
-    let r = x.wrapping_sub(P);
-    // Top bit of `r` is set exactly when `x < P` (because `x < 2^63`).
-    let mask = (r >> 63).wrapping_neg();
-    r.wrapping_add(mask & P)
+fn canonical(x: u64) -> u64 {
+    let (r, borrow) = x.overflowing_sub(P);
+    if borrow {
+        x
+    } else {
+        r
+    }
 }
 
 /// Sum of two canonical values, canonical.
 #[inline(always)]
 fn add_raw(a: u64, b: u64) -> u64 {
-    sub_p_if_ge(a + b)
+    let (s, carry) = a.overflowing_add(b);
+    // With a carry, a + b - 2^64 <= 2^64 - 2^33: adding 2^64 mod P = EPSILON cannot carry,
+    // and the result (a + b - P) is already canonical.
+    canonical(s.wrapping_add(EPSILON & (carry as u64).wrapping_neg()))
 }
 
 /// Difference of two canonical values, canonical.
 #[inline(always)]
 fn sub_raw(a: u64, b: u64) -> u64 {
-    let d = a.wrapping_sub(b);
-    // Top bit of `d` is set exactly when `a < b` (both are < 2^61).
-    let mask = (d >> 63).wrapping_neg();
-    d.wrapping_add(mask & P)
+    let (d, borrow) = a.overflowing_sub(b);
+    // With a borrow, d = a - b + 2^64 > EPSILON, and d - EPSILON = a - b + P < P.
+    d.wrapping_sub(EPSILON & (borrow as u64).wrapping_neg())
 }
 
 /// Reduces any `u128` to a canonical value.
 #[inline(always)]
 fn reduce128(x: u128) -> u64 {
-    // x = a + 2^61 b + 2^122 c and 2^61 = 1 (mod P).
-    let a = (x as u64) & P;
-    let b = ((x >> 61) as u64) & P;
-    let c = (x >> 122) as u64;
-    // a + b + c < 2^62 + 64: fold once more, then one conditional subtraction.
-    let s = a + b + c;
-    sub_p_if_ge((s & P) + (s >> 61))
-}
-
-/// Reduces a product of two canonical values (`< 2^122`) to a canonical value.
-#[inline(always)]
-fn reduce_product(x: u128) -> u64 {
-    let s = ((x as u64) & P) + ((x >> 61) as u64);
-    // s < 2^62 and so (s & P) + (s >> 61) <= P + 1.
-    sub_p_if_ge((s & P) + (s >> 61))
+    // x = lo + 2^64 (hh 2^32 + hl), with 2^96 = -1 and 2^64 = EPSILON (mod P).
+    let lo = x as u64;
+    let hi = (x >> 64) as u64;
+    let (hh, hl) = (hi >> 32, hi & EPSILON);
+    let (mut t, borrow) = lo.overflowing_sub(hh);
+    // A borrow added 2^64 = EPSILON too much; t >= 2^64 - 2^32 + 1 > EPSILON then.
+    t = t.wrapping_sub(EPSILON & (borrow as u64).wrapping_neg());
+    // hl * EPSILON < 2^64; a carry is 2^64 = EPSILON, and t + hl EPSILON - 2^64 + EPSILON
+    // stays below 2^64.
+    let (s, carry) = t.overflowing_add(hl * EPSILON);
+    canonical(s.wrapping_add(EPSILON & (carry as u64).wrapping_neg()))
 }
 
 impl Fp {
@@ -67,8 +72,7 @@ impl Fp {
     /// Reduces any u64 into the field.
     #[inline]
     pub fn new(x: u64) -> Fp {
-        // (x & P) + (x >> 61) <= P + 7 < 2P.
-        Fp(sub_p_if_ge((x & P) + (x >> 61)))
+        Fp(canonical(x))
     }
     /// `Some` only for canonical values (`< P`); used on decoding remote input.
     #[inline]
@@ -100,10 +104,21 @@ impl Fp {
     #[inline]
     pub fn to_i64_centered(self) -> i64 {
         if self.0 > P / 2 {
-            self.0 as i64 - P as i64
+            // P - value <= (P - 1) / 2 < 2^63.
+            -((P - self.0) as i64)
         } else {
             self.0 as i64
         }
+    }
+    /// The same element in prio's `Field64` (the same integer; no arithmetic).
+    #[inline]
+    pub fn to_field64(self) -> prio::field::Field64 {
+        prio::field::Field64::from(self.0)
+    }
+    /// The same element as prio's `Field64` holds it (always canonical).
+    #[inline]
+    pub fn from_field64(x: prio::field::Field64) -> Fp {
+        Fp(u64::from(x))
     }
     pub fn pow(self, mut e: u64) -> Fp {
         let mut base = self;
@@ -126,12 +141,13 @@ impl Fp {
             Some(self.pow(P - 2))
         }
     }
-    /// Uniform element (rejection sampling on 61 bits).
+    /// Uniform element (rejection sampling on 64 bits: values `>= P`, a `2^-32` fraction,
+    /// are drawn again).
     #[inline]
     pub fn random(rng: &mut impl RngCore) -> Fp {
         loop {
-            let v = rng.next_u64() & P;
-            if v != P {
+            let v = rng.next_u64();
+            if v < P {
                 return Fp(v);
             }
         }
@@ -156,7 +172,7 @@ impl std::ops::Mul for Fp {
     type Output = Fp;
     #[inline(always)]
     fn mul(self, o: Fp) -> Fp {
-        Fp(reduce_product(self.0 as u128 * o.0 as u128))
+        Fp(reduce128(self.0 as u128 * o.0 as u128))
     }
 }
 impl std::ops::Neg for Fp {
@@ -194,7 +210,7 @@ impl<'de> Deserialize<'de> for Fp {
         impl<'de> serde::de::Visitor<'de> for FpVisitor {
             type Value = Fp;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a canonical element of GF(2^61 - 1)")
+                f.write_str("a canonical element of GF(2^64 - 2^32 + 1)")
             }
             fn visit_newtype_struct<D: serde::Deserializer<'de>>(
                 self,
@@ -238,19 +254,17 @@ pub fn mul_add_assign_vec(acc: &mut [Fp], c: Fp, x: &[Fp]) {
     assert_eq!(acc.len(), x.len(), "mul_add_assign_vec: length mismatch");
     let c = c.0 as u128;
     for (a, b) in acc.iter_mut().zip(x) {
-        // c * b + a < 2^122 + 2^61: the three-part fold handles it.
+        // c * b + a <= (P - 1)^2 + P - 1 < 2^128.
         a.0 = reduce128(c * b.0 as u128 + a.0 as u128);
     }
 }
 
-/// Elements per block of [`linear_combination`] (its `u128` accumulators stay in L1).
-const LINCOMB_BLOCK: usize = 512;
-
 /// `sum_i coeffs[i] * vecs[i]`, element-wise, in one pass over the output.
 ///
-/// Products are accumulated unreduced in `u128` (up to 32 terms of `< 2^122` each) and
-/// reduced once per element. Panics if `coeffs` and `vecs` differ in length or the vectors
-/// differ in length. An empty combination is an empty vector.
+/// Each element's products (each below `P^2 < 2^128`) are summed in a wrapping `u128` whose
+/// overflows are counted, and reduced once: `2^128 = -2^32 (mod P)`, so `c` overflows
+/// subtract `c 2^32` (below `P` for fewer than `2^31` terms). Panics if `coeffs` and `vecs`
+/// differ in length or the vectors differ in length. An empty combination is an empty vector.
 pub fn linear_combination(coeffs: &[Fp], vecs: &[&[Fp]]) -> Vec<Fp> {
     assert_eq!(
         coeffs.len(),
@@ -265,32 +279,18 @@ pub fn linear_combination(coeffs: &[Fp], vecs: &[&[Fp]]) -> Vec<Fp> {
         vecs.iter().all(|v| v.len() == n),
         "linear_combination: length mismatch"
     );
-    let mut out = Vec::with_capacity(n);
-    let mut acc = [0u128; LINCOMB_BLOCK];
-    let mut start = 0;
-    while start < n {
-        let len = (n - start).min(LINCOMB_BLOCK);
-        let acc = &mut acc[..len];
-        let c0 = coeffs[0].0 as u128;
-        for (a, x) in acc.iter_mut().zip(&first[start..start + len]) {
-            *a = c0 * x.0 as u128;
-        }
-        for (i, (c, v)) in coeffs.iter().zip(vecs).enumerate().skip(1) {
-            if i % 32 == 0 {
-                // 32 products of < 2^122 sum below 2^127: fold before adding more.
-                for a in acc.iter_mut() {
-                    *a = reduce128(*a) as u128;
-                }
+    assert!(coeffs.len() < 1 << 31, "linear_combination: too many terms");
+    (0..n)
+        .map(|i| {
+            let (mut acc, mut overflows) = (0u128, 0u64);
+            for (c, v) in coeffs.iter().zip(vecs) {
+                let (s, o) = acc.overflowing_add(c.0 as u128 * v[i].0 as u128);
+                acc = s;
+                overflows += o as u64;
             }
-            let c = c.0 as u128;
-            for (a, x) in acc.iter_mut().zip(&v[start..start + len]) {
-                *a += c * x.0 as u128;
-            }
-        }
-        out.extend(acc.iter().map(|a| Fp(reduce128(*a))));
-        start += len;
-    }
-    out
+            Fp(sub_raw(reduce128(acc), overflows << 32))
+        })
+        .collect()
 }
 
 /// `out.extend(a[i] + b[i])`: writes each sum once (no zero-fill first).
@@ -305,8 +305,7 @@ const RANDOM_CHUNK: usize = 256;
 /// Fills `out` with uniform elements drawn from `rng`.
 ///
 /// The draw is defined element by element, exactly like repeated [`Fp::random`] on a byte
-/// stream: every element takes the next 8 little-endian bytes, masks them to 61 bits and
-/// rejects the single value `P`. Randomness is drawn in bulk with `fill_bytes`, always in
+/// stream: every element takes the next 8 little-endian bytes and rejects values `>= P`. Randomness is drawn in bulk with `fill_bytes`, always in
 /// multiples of 8 bytes, so filling a slice in pieces gives the same result as filling it at
 /// once (for generators whose `fill_bytes` is a plain stream, such as ChaCha).
 pub fn fill_random(rng: &mut impl RngCore, out: &mut [Fp]) {
@@ -321,11 +320,11 @@ pub fn fill_random(rng: &mut impl RngCore, out: &mut [Fp]) {
         for word in bytes.chunks_exact(8) {
             let mut le = [0u8; 8];
             le.copy_from_slice(word);
-            let v = u64::from_le_bytes(le) & P;
+            let v = u64::from_le_bytes(le);
             // `w <= index of this word < n`, so the write is in bounds; a rejected draw is
-            // overwritten by the next accepted one.
+            // overwritten by the next accepted one (and is never read: `w` does not move).
             dst[w] = Fp(v);
-            w += (v != P) as usize;
+            w += (v < P) as usize;
         }
         filled += w;
     }
@@ -437,7 +436,9 @@ mod tests {
         assert_eq!(Fp::new(P), Fp::ZERO);
         assert_eq!(Fp::new(P + 1), Fp::ONE);
         assert_eq!(Fp::new(u64::MAX), Fp::new(u64::MAX % P));
+        assert_eq!(Fp::new(u64::MAX).0, EPSILON - 1);
         assert_eq!(Fp::from_canonical(P), None);
+        assert_eq!(Fp::from_canonical(u64::MAX), None);
         assert_eq!(Fp::from_canonical(P - 1), Some(Fp(P - 1)));
         let m1 = Fp(P - 1);
         assert_eq!(m1 + Fp::ONE, Fp::ZERO);
@@ -449,10 +450,11 @@ mod tests {
         assert_eq!(Fp::ZERO * m1, Fp::ZERO);
         assert_eq!(Fp::ZERO.inv(), None);
         assert_eq!(m1.inv(), Some(m1));
-        // 2^61 = 1, so 2^122 = 1 and 2^60 * 2 = 1.
-        assert_eq!(Fp(1 << 60) * Fp(2), Fp::ONE);
-        assert_eq!(Fp(2).pow(61), Fp::ONE);
-        assert_eq!(Fp(3).pow(P - 1), Fp::ONE);
+        // 2^64 = 2^32 - 1 and 2^96 = -1 (mod P); 2^192 = 1.
+        assert_eq!(Fp(1 << 63) * Fp(2), Fp(EPSILON));
+        assert_eq!(Fp(1 << 48) * Fp(1 << 48), m1);
+        assert_eq!(Fp(2).pow(192), Fp::ONE);
+        assert_eq!(Fp(7).pow(P - 1), Fp::ONE);
         assert_eq!(Fp(3).pow(0), Fp::ONE);
     }
 
@@ -462,32 +464,76 @@ mod tests {
             0u64,
             1,
             2,
+            EPSILON,
+            EPSILON + 1,
+            1 << 32,
+            1 << 63,
+            (1 << 63) - 1,
             P - 2,
             P - 1,
-            1 << 60,
-            (1 << 60) - 1,
+            P - EPSILON,
             12345678901234567,
+            0xdead_beef_cafe_f00d % P,
         ];
+        let p = P as u128;
         for &a in &samples {
             for &b in &samples {
-                let naive = ((a as u128 * b as u128) % P as u128) as u64;
-                assert_eq!((Fp(a) * Fp(b)).0, naive);
-                assert_eq!(
-                    (Fp(a) + Fp(b)).0,
-                    ((a as u128 + b as u128) % P as u128) as u64
-                );
-                assert_eq!(
-                    (Fp(a) - Fp(b)).0,
-                    ((a as u128 + P as u128 - b as u128) % P as u128) as u64
-                );
+                let naive = ((a as u128 * b as u128) % p) as u64;
+                assert_eq!((Fp(a) * Fp(b)).0, naive, "{a} * {b}");
+                assert_eq!((Fp(a) + Fp(b)).0, ((a as u128 + b as u128) % p) as u64);
+                assert_eq!((Fp(a) - Fp(b)).0, ((a as u128 + p - b as u128) % p) as u64);
                 let mut acc = [Fp(a)];
                 mul_add_assign_vec(&mut acc, Fp(b), &[Fp(b)]);
-                let naive = ((a as u128 + b as u128 * b as u128) % P as u128) as u64;
+                let naive = ((a as u128 + b as u128 * b as u128) % p) as u64;
                 assert_eq!(acc[0].0, naive);
             }
         }
-        assert_eq!(reduce128(u128::MAX), (u128::MAX % P as u128) as u64);
-        assert_eq!(reduce128((P as u128) << 64), 0);
+        for x in [
+            u128::MAX,
+            u128::MAX - 1,
+            (p - 1) * (p - 1),
+            p << 64,
+            (1u128 << 96) - 1,
+            1u128 << 96,
+            (EPSILON as u128) << 64,
+            0xffff_ffff_ffff_ffff_0000_0000_0000_0000,
+        ] {
+            assert_eq!(reduce128(x), (x % p) as u64, "{x:#x}");
+        }
+    }
+
+    /// The field is prio's `Field64`, value for value: the same integers give the same sums,
+    /// differences, products and inverses, so a proof over `Field64` speaks of Grove's shares.
+    #[test]
+    fn agrees_with_prio_field64() {
+        use prio::field::{Field64, FieldElement};
+        use rand_chacha::rand_core::SeedableRng;
+        assert_eq!(
+            <Field64 as prio::field::FieldElementWithInteger>::modulus(),
+            P
+        );
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([5; 32]);
+        let mut xs = vec![Fp::ZERO, Fp::ONE, Fp(P - 1), Fp(EPSILON), Fp(1 << 63)];
+        xs.extend(random_vec(&mut rng, 60));
+        for &a in &xs {
+            let fa = a.to_field64();
+            assert_eq!(Fp::from_field64(fa), a);
+            assert_eq!(Fp::from_field64(-fa), -a);
+            if a != Fp::ZERO {
+                assert_eq!(Fp::from_field64(fa.inv()), a.inv().unwrap());
+            }
+            for &b in &xs {
+                let fb = b.to_field64();
+                assert_eq!(Fp::from_field64(fa + fb), a + b);
+                assert_eq!(Fp::from_field64(fa - fb), a - b);
+                assert_eq!(Fp::from_field64(fa * fb), a * b);
+            }
+        }
+        for x in [0i64, 1, -1, 1 << 40, -(1 << 40), i64::MAX, i64::MIN + 1] {
+            let m = Field64::from(x.unsigned_abs());
+            let f = if x < 0 { -m } else { m };
+            assert_eq!(Fp::from_field64(f), Fp::from_i64(x));
+        }
     }
 
     #[test]
@@ -502,7 +548,7 @@ mod tests {
 
     #[test]
     fn signed_roundtrip() {
-        let half = (P / 2) as i64; // 2^60 - 1
+        let half = (P / 2) as i64; // 2^63 - 2^31
         for x in [0i64, 1, -1, 42, -42, half, -half, half - 1, -(half - 1)] {
             assert_eq!(Fp::from_i64(x).to_i64_centered(), x, "x = {x}");
         }
@@ -540,21 +586,26 @@ mod tests {
     }
 
     #[test]
-    fn random_rejects_p() {
-        // The first draw masks to P and must be rejected.
+    fn random_rejects_p_and_above() {
+        // Draws at or above P are rejected (the counter wraps from u64::MAX to 0).
         let mut rng = Constant(P);
         assert_eq!(Fp::random(&mut rng), Fp(0));
         let mut rng = Constant(P - 1);
         let v = random_vec(&mut rng, 4);
         assert_eq!(v, vec![Fp(P - 1), Fp(0), Fp(1), Fp(2)]);
+        // A rejected draw at the end of a chunk is not left behind.
+        let mut rng = Constant(u64::MAX - (RANDOM_CHUNK as u64) + 2);
+        let v = random_vec(&mut rng, RANDOM_CHUNK);
+        assert_eq!(v[0], Fp(0));
+        assert!(v.iter().all(|x| x.0 < P));
     }
 
     #[test]
     fn linear_combination_matches_mul_add() {
         use rand_chacha::rand_core::SeedableRng;
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([9; 32]);
-        // More than 32 terms (exercises the intermediate fold) and more than one block;
-        // extreme coefficients and values.
+        // More than 32 terms and more than one block; extreme coefficients and values (the
+        // u128 sum overflows, so the overflow count is exercised).
         for (terms, n) in [(1usize, 0usize), (3, 5), (40, 1100), (70, 600)] {
             let vecs: Vec<Vec<Fp>> = (0..terms)
                 .map(|k| {

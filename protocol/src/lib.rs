@@ -6,7 +6,7 @@
 //! simulator (`grove-sim`) drive this very same code.
 //!
 //! Layers, bottom to top:
-//! - [`field`]: arithmetic in GF(2^61 - 1).
+//! - [`field`]: arithmetic in Goldilocks, GF(2^64 - 2^32 + 1) (prio's `Field64`).
 //! - [`encoding`]: signed fixed-point values, clipping and the overflow budget.
 //! - [`dp`]: differential privacy: calibration, each contributor's discrete Gaussian noise,
 //!   zCDP accounting.

@@ -1,4 +1,4 @@
-//! Vector Shamir sharing over GF(2^61 - 1) with seed-compressed shares.
+//! Vector Shamir sharing over Goldilocks (`crate::field`) with seed-compressed shares.
 //!
 //! Shares sit at evaluation points `1..=g` (the positions); the secret is the value at 0.
 //!

@@ -429,7 +429,7 @@ fn encoding_rounds_half_away_from_zero() {
 #[test]
 fn overflow_budget_rejects_wrapping_and_accepts_safe() {
     // A spec that could wrap: the worst case really does wrap when summed.
-    let c = 1200u64;
+    let c = 9300u64;
     let bad = ContributionSpec::uniform(2, -1e9, 1e9, 6); // 1e15 per value
     assert_eq!(
         bad.validate(c),
@@ -443,11 +443,11 @@ fn overflow_budget_rejects_wrapping_and_accepts_safe() {
     for _ in 0..c {
         add_assign_vec(&mut sum, &enc);
     }
-    // 1.2e18 > 2^60: the decoded sum is wrong (wrapped), which is what validate prevents.
+    // 9.3e18 > (P - 1) / 2 (about 9.22e18): the decoded sum is wrong (wrapped), which is what validate prevents.
     assert!(bad.decode_sum(&sum)[0] < 0.0);
 
     // A spec that cannot wrap: the worst case with the allowed contributors decodes exactly.
-    let c = 1100u64;
+    let c = 9200u64;
     assert!(bad.validate(c).is_ok());
     for v in [1e9, -1e9] {
         let enc = bad.encode(&[v, -v]).unwrap();
@@ -478,14 +478,15 @@ fn overflow_budget_rejects_wrapping_and_accepts_safe() {
         cells: grove_protocol::encoding::CellLayout::none(7),
         noise: None,
     };
+    // 10 * 1e18 reaches (P - 1) / 2 (about 9.22e18), 9 * 1e18 does not.
     assert_eq!(
-        mixed.validate(2),
+        mixed.validate(10),
         Err(EncodingError::OverflowBudget {
             index: 5,
-            max_contributors: 2
+            max_contributors: 10
         })
     );
-    assert!(mixed.validate(1).is_ok());
+    assert!(mixed.validate(9).is_ok());
 }
 
 #[test]

@@ -852,7 +852,7 @@ fn expected_count(q: &Query, contributors: &[Vec<Record>], g: usize, f: &str) ->
 #[test]
 fn the_budget_refuses_queries_whose_sums_could_wrap() {
     // var(amount) has a sum-of-squares column; one contributor adds at most
-    // 1000 records * (10^6)^2 * 10^2 (scale) = 10^17, and (P - 1) / 2 is about 1.15 * 10^18.
+    // 1000 records * (10^6)^2 * 10^2 (scale) = 10^17, and (P - 1) / 2 is about 9.22 * 10^18.
     let q = Query::parse(
         "SELECT var(amount) FROM t CLIP amount TO [0, 1000000] LIMIT PER CONTRIBUTOR 1000",
     )
@@ -860,15 +860,15 @@ fn the_budget_refuses_queries_whose_sums_could_wrap() {
     let c = q.compile().unwrap();
     assert_eq!(c.columns()[1].kind, ColumnKind::SumOfSquares);
     assert_eq!(c.columns()[1].max, 1e15);
-    assert_eq!(c.spec().validate(11), Ok(()));
+    assert_eq!(c.spec().validate(92), Ok(()));
     assert_eq!(
-        c.spec().validate(12),
+        c.spec().validate(93),
         Err(EncodingError::OverflowBudget {
             index: 1,
-            max_contributors: 12
+            max_contributors: 93
         })
     );
-    // The bound is real: 12 worst-case contributors do wrap, 11 do not.
+    // The bound is real: 93 worst-case contributors do wrap, 92 do not.
     let worst: Vec<Record> = (0..1500)
         .map(|_| Record::from([("amount".to_string(), Value::Number(5e6))]))
         .collect();
@@ -885,8 +885,8 @@ fn the_budget_refuses_queries_whose_sums_could_wrap() {
         }
         c.spec().decode_sum(&s)
     };
-    assert_eq!(sum_of(11)[1], 1.1e16);
-    assert!(sum_of(12)[1] < 0.0, "the field sum wrapped");
+    assert_eq!(sum_of(92)[1], 9.2e16);
+    assert!(sum_of(93)[1] < 0.0, "the field sum wrapped");
     // A smaller per-contributor limit buys contributors.
     let q = Query::parse(
         "SELECT var(amount) FROM t CLIP amount TO [0, 1000000] LIMIT PER CONTRIBUTOR 10",

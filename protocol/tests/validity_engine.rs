@@ -8,9 +8,9 @@
 //! must be in no manifest any node adopted, and counted as rejected by its leaf's members;
 //! every honest contributor is included.
 //!
-//! Known gap of this slice (see the module text of `engine/validity.rs`): the proof is about a
-//! second sharing of the vector in prio's `Field64`; until the shares move to that field, a
-//! contributor that proves one vector and aggregates another is not caught.
+//! Shares live in prio's `Field64` (`field.rs`), and each proven input's sharing is tied to the
+//! aggregated shares (`engine/validity.rs`): a contributor that proves one vector and shares
+//! another is caught by every member whose share does not match its proven input's share.
 
 use grove_protocol::engine::{Rejection, ValidityLie};
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams, Outcome};
@@ -179,6 +179,22 @@ fn a_forged_proof_is_left_out() {
         let mut c = cluster(query, seed);
         let liar = 11;
         c.lie_in_contribution(liar, ValidityLie::ForgedProof);
+        let id = launch(&mut c, query);
+        let o = run(&mut c, &id);
+        assert_left_out(&c, &o, liar);
+    }
+}
+
+/// The copy gap, closed: a contributor proves its honest vector and sends a sharing of another
+/// one as its aggregated shares (its first element plus 1,000,000). The members whose share is
+/// not the one their input share implies (every full-vector position) refuse it, so fewer than
+/// `t` hold it and it is in no manifest.
+#[test]
+fn a_contributor_that_shares_another_vector_than_it_proves_is_left_out() {
+    for (query, seed) in [(SCALAR, 8), (GROUPED, 9)] {
+        let mut c = cluster(query, seed);
+        let liar = 13;
+        c.lie_in_contribution(liar, ValidityLie::SharesOther);
         let id = launch(&mut c, query);
         let o = run(&mut c, &id);
         assert_left_out(&c, &o, liar);

@@ -121,8 +121,14 @@ impl Engine {
         };
         // Which positions get seeds rotates with the contributor, spreading the full vectors.
         let rotation = rotation_of(&me.0, plan.g);
-        let shares =
-            share_vector_rotated(&contribution.vector, params, contribution.seed, rotation);
+        let mut vector = std::borrow::Cow::Borrowed(&contribution.vector);
+        if self.validity_lie == Some(super::ValidityLie::SharesOther) {
+            // Test-only: shares another vector than the one it proves (`send_validity_shares`).
+            if let Some(x) = vector.to_mut().first_mut() {
+                *x += Fp::new(1_000_000);
+            }
+        }
+        let shares = share_vector_rotated(&vector, params, contribution.seed, rotation);
         // Seeds first: the `t - 1` seeds leave at once and the first full vector completes
         // `t` positions, so a contributor that dies while its full vectors upload is still
         // included (a share counts once `t` members hold it).

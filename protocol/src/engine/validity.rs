@@ -18,14 +18,18 @@
 //! Not proven yet: `IndicatorOf` (needs a custom gadget), `AtMost` with a bound over `one`,
 //! `NormAtMost`.
 //!
-//! **The proven vector is a copy.** Grove's shares are still in GF(2^61 - 1), which cannot
-//! carry prio's proofs, so the statement is proven about a second sharing, in prio's `Field64`,
-//! of the same encoded vector: each part's input is the honest prio encoding when the value
-//! fits, otherwise a preimage of the value under the part's linear `truncate` (what the group
-//! would aggregate once shares are the proof's input, as in Prio3). Until the field switch
-//! makes the aggregated shares and the proven input one sharing, a contributor that sends a
-//! valid copy and different aggregated shares is not caught (`validity_engine.rs` keeps that
-//! case as an ignored test).
+//! **The proven vector is the aggregated one (the tie).** Grove's shares live in prio's
+//! `Field64` (`field.rs`: the same integers), and each part's input sharing is tied to the
+//! aggregated sharing: the contributor computes, at every position, the input coordinate that
+//! `truncate` maps to an aggregated element from that element's aggregated share (`Part::tie`,
+//! `validity::prove_tied_and_share`), so `unit * truncate(input share) + offset` *is* the
+//! aggregated share, position by position. Each member checks that equality on the share it
+//! holds (`Part::implied`, `LeafValidity::tie_holds`) before holding it; a contributor that
+//! proves one vector and shares another fails it at every position where the two sharings
+//! differ (at least `g - t + 1` of them, since two different polynomials of degree `< t` agree
+//! on at most `t - 1` points), so at most `t - 1` members hold its share and it is in no
+//! manifest. Each part's input is the honest prio encoding when the value fits, otherwise a
+//! preimage of the value under `truncate` (a lie keeps its size; the proof then fails).
 //!
 //! **Query randomness.** Derived from the contribution (`validity::derived_query_seed`: the
 //! hash of the context and of the commitments to every input and proof share), so the members
@@ -50,7 +54,7 @@ use crate::query::Check;
 use crate::query::Query;
 use crate::record::Record;
 use crate::request::Request;
-use crate::sharing::{CompressedShare, SharingParams};
+use crate::sharing::{rotation_of, share_vector_rotated, CompressedShare, SharingParams};
 use crate::validity::{self, MemberShare, VerifierShare};
 use prio::field::{Field64, FieldElement};
 use prio::flp::gadgets::{Mul, ParallelSum};
@@ -70,6 +74,9 @@ pub enum ValidityLie {
     /// Proves its (honest) range parts with a forged proof: its first element plus one, shared
     /// and committed to like an honest proof (`validity::forge_and_share`).
     ForgedProof,
+    /// Proves its honest vector, and sends as its aggregated shares a sharing of another one
+    /// (its first element plus 1,000,000; same seed): the gap a proof on a copy leaves open.
+    SharesOther,
 }
 
 enum PartType {
@@ -84,6 +91,64 @@ impl Part {
             PartType::Hist(t) => t.verifier_len(),
         }
     }
+
+    /// The contributor's tie (`validity::prove_tied_and_share`): overwrites the coordinates
+    /// of one position's input share that map to aggregated elements, from that position's
+    /// shares `y` of those elements (in `elements` order), so that `truncate` of the input
+    /// share, times `unit`, plus `offset`, is the aggregated share. `Sum`: coordinate 0 (its
+    /// weight `w0` is not zero); `Hist`: the coordinates of the rows.
+    fn tie(&self, y: &[Fp], input: &mut [Field64]) {
+        let unit_inv = field(self.unit).inv();
+        match &self.typ {
+            PartType::Sum(typ) => {
+                let (Some(y), Some(_)) = (y.first(), input.first()) else {
+                    return;
+                };
+                let target = (y.to_field64() - field(self.offset)) * unit_inv;
+                input[0] = Field64::zero();
+                let rest = sum_truncate(typ, input);
+                let mut e0 = vec![Field64::zero(); input.len()];
+                e0[0] = Field64::one();
+                let w0 = sum_truncate(typ, &e0);
+                input[0] = (target - rest) * w0.inv();
+            }
+            PartType::Hist(_) => {
+                for (x, y) in input.iter_mut().zip(y) {
+                    *x = y.to_field64() * unit_inv;
+                }
+            }
+        }
+    }
+
+    /// A member's check of the tie: the aggregated shares of this part's elements that this
+    /// member's input share implies, `(element, share)`.
+    fn implied(&self, input: &[Field64]) -> Vec<(u32, Fp)> {
+        let unit = field(self.unit);
+        match &self.typ {
+            PartType::Sum(typ) => {
+                let m = sum_truncate(typ, input);
+                vec![(
+                    self.elements[0],
+                    Fp::from_field64(unit * m + field(self.offset)),
+                )]
+            }
+            PartType::Hist(_) => self
+                .elements
+                .iter()
+                .zip(input)
+                .map(|(e, x)| (*e, Fp::from_field64(unit * *x)))
+                .collect(),
+        }
+    }
+}
+
+/// prio's `truncate` of a `Sum` input (linear; the value the input encodes); zero for an
+/// input of the wrong length (lengths are checked before).
+fn sum_truncate(typ: &Sum<Field64>, input: &[Field64]) -> Field64 {
+    typ.truncate(input.to_vec())
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(Field64::zero())
 }
 
 /// One separately proven part of a statement.
@@ -247,13 +312,17 @@ fn from_wire(v: &[u64]) -> Option<Vec<Field64>> {
         .collect()
 }
 
-/// The contributor's validity shares of `vector`, one payload per position `1..=g`.
+/// The contributor's validity shares of `vector`, one payload per position `1..=g`, tied to
+/// its aggregated shares: `shares[p - 1]` holds (a prefix of) the aggregated share of position
+/// `p`, covering every element a part proves.
+#[allow(clippy::too_many_arguments)]
 fn prove(
     st: &Statement,
     id: ComputationId,
     me: NodeId,
     params: SharingParams,
     vector: &[Fp],
+    shares: &[Vec<Fp>],
     seed: &[u8; 32],
     lie: Option<ValidityLie>,
 ) -> Option<Vec<Vec<ValidityPart>>> {
@@ -265,15 +334,27 @@ fn prove(
             "grove/validity/part-seed",
             &[seed, &(k as u64).to_le_bytes()],
         );
-        let prove = if lie == Some(ValidityLie::ForgedProof) {
-            validity::forge_and_share
-        } else {
-            validity::prove_encoded_and_share
+        let forge = lie == Some(ValidityLie::ForgedProof) && matches!(part.typ, PartType::Sum(_));
+        let tie = |position: u8, x: &mut [Field64]| {
+            let y: Vec<Fp> = part
+                .elements
+                .iter()
+                .map(|e| {
+                    shares
+                        .get(usize::from(position) - 1)
+                        .and_then(|s| s.get(*e as usize))
+                        .copied()
+                        .unwrap_or(Fp::ZERO)
+                })
+                .collect();
+            part.tie(&y, x);
         };
         let shared = match &part.typ {
-            PartType::Sum(t) => prove(t, &input, params, &ctx, &part_seed),
+            PartType::Sum(t) => {
+                validity::prove_tied_and_share(t, &input, params, &ctx, &part_seed, forge, tie)
+            }
             PartType::Hist(t) => {
-                validity::prove_encoded_and_share(t, &input, params, &ctx, &part_seed)
+                validity::prove_tied_and_share(t, &input, params, &ctx, &part_seed, forge, tie)
             }
         }
         .ok()?;
@@ -284,6 +365,27 @@ fn prove(
     Some(per_position)
 }
 
+/// The first `len` elements of a share (fewer if a full vector is shorter): a seed's
+/// expansion is a stream, so its prefix is the expansion of the prefix.
+fn share_prefix(share: &CompressedShare, len: usize) -> Vec<Fp> {
+    match share {
+        CompressedShare::Seed(_) => share.expand(len),
+        CompressedShare::Full(v) => v.0[..len.min(v.0.len())].to_vec(),
+    }
+}
+
+impl Statement {
+    /// One past the largest element a part proves.
+    fn elements_end(&self) -> usize {
+        self.parts
+            .iter()
+            .flat_map(|p| p.elements.iter())
+            .map(|e| *e as usize + 1)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// A leaf member's validity bookkeeping for one position (`Role::validity`).
 #[derive(Default)]
 pub(super) struct LeafValidity {
@@ -291,6 +393,9 @@ pub(super) struct LeafValidity {
     pending: BTreeMap<NodeId, CompressedShare>,
     /// This member's verifier shares, per contributor (one per part).
     own: BTreeMap<NodeId, Verifiers>,
+    /// The aggregated shares this member's input shares imply, per contributor, as
+    /// `(element, share)` (`Part::implied`): the share it holds must match them.
+    implied: BTreeMap<NodeId, Vec<(u32, Fp)>>,
     /// Other positions' verifier shares, per contributor.
     heard: BTreeMap<NodeId, BTreeMap<Position, Verifiers>>,
     /// Decisions: `true` valid.
@@ -307,22 +412,31 @@ pub(super) fn hold_share(
     contributor: NodeId,
     share: CompressedShare,
     records: &mut Vec<Pending>,
-) {
+) -> Result<(), Rejection> {
     let id = comp.id();
     let on = comp.validity.is_some();
     let Some(role) = comp.roles.get_mut(&key) else {
-        return;
+        return Ok(());
     };
     let collecting = matches!(role.stage, Stage::Collecting);
     match role.validity.decided.get(&contributor) {
         _ if !on || !collecting => {}
-        Some(true) => {}
-        Some(false) => return,
+        Some(true) => {
+            if !role.validity.tie_holds(&contributor, &share) {
+                // The proof was about another vector than this share's: not held.
+                role.validity.decided.insert(contributor, false);
+                if role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF {
+                    role.declined.insert(contributor);
+                }
+                return Err(Rejection::InvalidContribution);
+            }
+        }
+        Some(false) => return Ok(()),
         None => {
             if role.validity.pending.len() < MAX_CONTRIBUTORS_PER_LEAF {
                 role.validity.pending.insert(contributor, share);
             }
-            return;
+            return Ok(());
         }
     }
     records.push(Pending::Record(Record::ShareHeld {
@@ -332,6 +446,26 @@ pub(super) fn hold_share(
         contributor,
         share,
     }));
+    Ok(())
+}
+
+impl LeafValidity {
+    /// Whether `share` is the aggregated share that this member's input shares of
+    /// `contributor` imply (`Part::implied`); `false` if they are not known yet.
+    fn tie_holds(&self, contributor: &NodeId, share: &CompressedShare) -> bool {
+        let Some(implied) = self.implied.get(contributor) else {
+            return false;
+        };
+        let end = implied
+            .iter()
+            .map(|(e, _)| *e as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let prefix = share_prefix(share, end);
+        implied
+            .iter()
+            .all(|(e, y)| prefix.get(*e as usize) == Some(y))
+    }
 }
 
 /// A contributor's validity share for this member's position: checked, its verifier share
@@ -371,6 +505,13 @@ pub(super) fn on_validity_share(
         (p.computation, p.group, p.position, p.contributor)
     })?;
     let verifiers = verify_own(&st, id, m.contributor, m.position, params, &payload.parts);
+    let implied: Option<Vec<(u32, Fp)>> = st
+        .parts
+        .iter()
+        .zip(&payload.parts)
+        .map(|(part, w)| Some(part.implied(&from_wire(&w.input)?)))
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.concat());
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let Some(verifiers) = verifiers else {
         // Its own share does not fit: the contributor is faulty, whatever the others hold.
@@ -378,6 +519,10 @@ pub(super) fn on_validity_share(
         return Err(Rejection::MalformedValidityShare);
     };
     role.validity.own.insert(m.contributor, verifiers.clone());
+    if let Some(implied) = implied {
+        // Bounded like `own` (checked above); `verify_own` checked every input's length.
+        role.validity.implied.insert(m.contributor, implied);
+    }
     let body = Body::VerifierShare(VerifierShareMsg {
         group: m.group,
         position: m.position,
@@ -547,9 +692,15 @@ fn decide_now(
     if role.validity.decided.len() >= MAX_CONTRIBUTORS_PER_LEAF {
         return;
     }
-    role.validity.decided.insert(contributor, valid);
     role.validity.heard.remove(&contributor);
     let pending = role.validity.pending.remove(&contributor);
+    // The proof speaks of the aggregated share only if the share is the one the proven
+    // input's share implies (the tie; a share not here yet is checked in `hold_share`).
+    let valid = valid
+        && pending
+            .as_ref()
+            .is_none_or(|share| role.validity.tie_holds(&contributor, share));
+    role.validity.decided.insert(contributor, valid);
     if valid {
         if let Some(share) = pending {
             records.push(Pending::Record(Record::ShareHeld {
@@ -596,12 +747,25 @@ impl Engine {
             t: plan.t,
         };
         let seed = hash_parts("grove/validity/contribution", &[&contribution.seed]);
+        // The aggregated shares exactly as `send_shares_to` makes them (honest ones under the
+        // `SharesOther` lie, which changes only what that function sends).
+        let end = st.elements_end().min(contribution.vector.len());
+        let shares: Vec<Vec<Fp>> = share_vector_rotated(
+            &contribution.vector,
+            params,
+            contribution.seed,
+            rotation_of(&me.0, plan.g),
+        )
+        .iter()
+        .map(|s| share_prefix(s, end))
+        .collect();
         let Some(per_position) = prove(
             &st,
             id,
             me,
             params,
             &contribution.vector,
+            &shares,
             &seed,
             self.validity_lie,
         ) else {

@@ -198,8 +198,9 @@ fn compile_layout_and_bounds() {
     );
     assert_eq!(c.spec().validate_cells(), Ok(()));
     c.spec().validate(10_000).unwrap();
-    // 1000 records * 1e6 * 100 (scale) = 1e11 per contributor: 2e7 contributors would wrap.
-    assert!(c.spec().validate(20_000_000).is_err());
+    // 1000 records * 1e6 * 100 (scale) = 1e11 per contributor: 1e8 contributors would wrap
+    // (the budget is (P - 1) / 2, about 9.2e18).
+    assert!(c.spec().validate(100_000_000).is_err());
 }
 
 #[test]

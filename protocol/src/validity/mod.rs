@@ -199,6 +199,25 @@ pub fn forge_and_share<T: Type>(
     share_proof(typ, input, params, context, seed, true)
 }
 
+/// [`prove_encoded_and_share`] where the caller adjusts the input shares before they are
+/// committed to: `tie(position, share)` may overwrite coordinates of the share of `position`
+/// (1-based), and must keep the shares a sharing of `input` (every adjusted coordinate an
+/// affine function, the same at every position, of values that are themselves shares of
+/// degree `< t`, with `input`'s value at 0). This is how the proven input and the aggregated
+/// vector become one sharing (`engine/validity.rs`): the coordinate that `truncate` maps to an
+/// aggregated element is computed from that element's share. `forge` is test-only.
+pub fn prove_tied_and_share<T: Type>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
+    tie: impl FnMut(u8, &mut [T::Field]),
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    share_proof_tied(typ, input, params, context, seed, forge, tie)
+}
+
 fn share_proof<T: Type>(
     typ: &T,
     input: &[T::Field],
@@ -206,6 +225,18 @@ fn share_proof<T: Type>(
     context: &[u8],
     seed: &[u8; 32],
     forge: bool,
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    share_proof_tied(typ, input, params, context, seed, forge, |_, _| {})
+}
+
+fn share_proof_tied<T: Type>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
+    mut tie: impl FnMut(u8, &mut [T::Field]),
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     let params = SharingParams::new(params.g, params.t)?;
     if input.len() != typ.input_len() {
@@ -215,11 +246,14 @@ fn share_proof<T: Type>(
             expected: typ.input_len(),
         });
     }
-    let input_shares = shamir::share(
+    let mut input_shares = shamir::share(
         input,
         params,
         &crate::ids::hash_parts(INPUT_DOMAIN, &[seed]),
     );
+    for (position, share) in (1..).zip(input_shares.iter_mut()) {
+        tie(position, share);
+    }
     let blinds: Vec<[u8; 32]> = (1..=params.g)
         .map(|p| crate::ids::hash_parts(BLIND_DOMAIN, &[seed, &[p]]))
         .collect();
