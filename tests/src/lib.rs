@@ -167,6 +167,36 @@ pub async fn ctl(cluster: &Cluster, i: usize, request: ControlRequest) -> anyhow
     Ok(control::call(cluster.dir(i), &request, |_, _| {}).await?)
 }
 
+/// Launches `params` as a computation from node `i` and waits for its plan (the first progress
+/// message that carries data). Returns the plan and the running call, whose output is the
+/// result; when no plan comes, the call's own error says why.
+pub async fn launch(
+    cluster: &Cluster,
+    i: usize,
+    params: ComputeParams,
+) -> anyhow::Result<(
+    Value,
+    tokio::task::JoinHandle<Result<Value, control::ControlError>>,
+)> {
+    let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
+    let dir = cluster.dir(i).to_path_buf();
+    let compute = tokio::spawn(async move {
+        control::call(&dir, &ControlRequest::Compute(params), |_, data| {
+            if let Some(d) = data {
+                let _ = plan_tx.try_send(d.clone());
+            }
+        })
+        .await
+    });
+    match plan_rx.recv().await {
+        Some(plan) => Ok((plan, compute)),
+        None => match compute.await? {
+            Ok(result) => anyhow::bail!("the computation gave no plan: {result}"),
+            Err(e) => anyhow::bail!("the computation was not launched: {e}"),
+        },
+    }
+}
+
 /// Parameters of a quick computation of `query` on a small local network.
 pub fn query_params(query: &str, g: u8, t: u8) -> ComputeParams {
     ComputeParams {

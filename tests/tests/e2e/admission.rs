@@ -132,20 +132,7 @@ async fn unadmitted_daemons_are_never_selected_nor_counted_and_their_requests_ar
     //    daemons' shares are refused and the sum covers the admitted contributors exactly.
     let mut params = sum_params("c", "x", 3, 2);
     params.leaf_groups = Some(1);
-    let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
-    let dir0 = cluster.dir(0).to_path_buf();
-    let compute = tokio::spawn(async move {
-        control::call(&dir0, &ControlRequest::Compute(params), |_, data| {
-            if let Some(d) = data {
-                let _ = plan_tx.try_send(d.clone());
-            }
-        })
-        .await
-    });
-    let plan = plan_rx
-        .recv()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("the computation was not launched"))?;
+    let (plan, compute) = grove_e2e::launch(&cluster, 0, params).await?;
     let result = compute.await??;
     eprintln!("plan {plan}\nresult {result}");
     let unadmitted: Vec<String> = [UNCERTIFIED, OUTSIDER]
@@ -224,20 +211,7 @@ async fn an_admitted_daemon_left_out_of_the_candidate_set_refuses_the_request() 
     let mut params = sum_params("c", "x", 3, 2);
     params.share_window_ms = 15_000;
     params.lifetime_secs = 90;
-    let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
-    let dir0 = cluster.dir(0).to_path_buf();
-    let compute = tokio::spawn(async move {
-        control::call(&dir0, &ControlRequest::Compute(params), |_, data| {
-            if let Some(d) = data {
-                let _ = plan_tx.try_send(d.clone());
-            }
-        })
-        .await
-    });
-    let plan = plan_rx
-        .recv()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("the computation was not launched"))?;
+    let (plan, compute) = grove_e2e::launch(&cluster, 0, params).await?;
     // A leaf stops collecting once every candidate sent its shares: one candidate that serves
     // no position dies now, so the request stays active until the late node finds it.
     let positions = placed(&plan);

@@ -5,7 +5,7 @@
 //! covers, and that set must have the reported count.
 
 use grove_e2e::{ctl, grove_node, start_network, sum_params};
-use grove_node::control::{self, ComputeParams, ControlRequest};
+use grove_node::control::{ComputeParams, ControlRequest};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -47,20 +47,7 @@ async fn killed_aggregators_and_a_restart_still_give_an_exact_result() -> anyhow
         ..sum_params("c", "x", 3, 2)
     };
     let share_window = Duration::from_millis(params.share_window_ms);
-    let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
-    let dir0 = cluster.dir(0).to_path_buf();
-    let compute = tokio::spawn(async move {
-        control::call(&dir0, &ControlRequest::Compute(params), |_, data| {
-            if let Some(d) = data {
-                let _ = plan_tx.try_send(d.clone());
-            }
-        })
-        .await
-    });
-    let plan = plan_rx
-        .recv()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no plan"))?;
+    let (plan, compute) = grove_e2e::launch(&cluster, 0, params).await?;
     // One member of each of the first two groups (never the commissioner, node 0).
     let index_of = |peer: &str| {
         cluster

@@ -8,7 +8,7 @@
 //! covers.
 
 use grove_e2e::{ctl, grove_node, start_network, sum_params};
-use grove_node::control::{self, ControlRequest};
+use grove_node::control::ControlRequest;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -59,20 +59,7 @@ async fn a_node_started_after_the_broadcast_joins_through_the_dht() -> anyhow::R
     params.share_window_ms = 15_000;
     params.lifetime_secs = 90;
     params.leaf_groups = Some(1);
-    let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
-    let dir0 = cluster.dir(0).to_path_buf();
-    let compute = tokio::spawn(async move {
-        control::call(&dir0, &ControlRequest::Compute(params), |_, data| {
-            if let Some(d) = data {
-                let _ = plan_tx.try_send(d.clone());
-            }
-        })
-        .await
-    });
-    let plan = plan_rx
-        .recv()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("the computation was not launched"))?;
+    let (plan, compute) = grove_e2e::launch(&cluster, 0, params).await?;
     // A leaf stops collecting once every node of the commissioner's directory sent its shares
     // or declined, and the late node is not in that directory. One node that serves no
     // position dies now, so the leaf keeps collecting and the late node is in time.

@@ -14,7 +14,7 @@ use anyhow::Context;
 use grove_e2e::{
     ctl, exact_set, grove_node, import_and_trust, start_armed_network, sum_params, TriggerSpec,
 };
-use grove_node::control::{self, ComputeParams, ControlRequest};
+use grove_node::control::{ComputeParams, ControlRequest};
 use grove_node::daemon::directory::node_id_of;
 use grove_protocol::ids::{ComputationId, GroupId, Micros, NodeId};
 use grove_protocol::plan::{Plan, SortedDirectory};
@@ -192,17 +192,7 @@ async fn the_simulator_and_real_processes_agree_on_one_seeded_scenario() -> anyh
     }
 
     // The real run: launch, read the plan, arm the kill at the seeded position.
-    let (plan_tx, mut plan_rx) = tokio::sync::mpsc::channel::<Value>(1);
-    let dir0 = cluster.dir(0).to_path_buf();
-    let compute = tokio::spawn(async move {
-        control::call(&dir0, &ControlRequest::Compute(params()), |_, data| {
-            if let Some(d) = data {
-                let _ = plan_tx.try_send(d.clone());
-            }
-        })
-        .await
-    });
-    let plan = plan_rx.recv().await.context("no plan")?;
+    let (plan, compute) = grove_e2e::launch(&cluster, 0, params()).await?;
     let computation = ComputationId(parse_id(plan["computation"].as_str().unwrap_or_default())?);
     let members = |level: u64, index: u32| -> Vec<NodeId> {
         plan["groups"]
