@@ -76,8 +76,8 @@ fn summary(counts: &[u64]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_daemons_on_the_beacon_compute_exactly_with_bounded_connections() -> anyhow::Result<()>
-{
+async fn sixty_daemons_on_the_beacon_compute_exactly_and_print_their_connections(
+) -> anyhow::Result<()> {
     if !enabled() {
         eprintln!("scale60: skipped (set GROVE_E2E_LARGE=1)");
         return Ok(());
