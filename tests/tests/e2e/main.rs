@@ -26,6 +26,7 @@ mod oracle;
 mod oracle_processes;
 mod parity;
 mod pdms_e2e;
+mod peer_limits;
 mod phase_kill_inner;
 mod phase_kill_leaf;
 mod phase_kill_root;
