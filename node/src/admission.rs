@@ -171,14 +171,7 @@ pub fn admit(
 
 /// Appends an `[admission]` section to the config file in `dir` (the demo and the tests).
 pub fn append_admission(dir: &Path, section: &AdmissionConfig) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let path = crate::config::config_path(dir);
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    write!(file, "\n{}", section.to_toml_section())?;
-    Ok(())
+    crate::config::append_section(dir, &section.to_toml_section())
 }
 
 /// The node id of the node in `dir` (its daemon must not be running: the store is opened).

@@ -172,13 +172,18 @@ pub fn store_path(dir: &Path) -> PathBuf {
 /// Appends a `[beacon]` section to the config file in `dir` (the demo and the tests: a node
 /// follows the local chain).
 pub fn append_beacon(dir: &Path, section: &crate::beacon::BeaconConfig) -> anyhow::Result<()> {
+    append_section(dir, &section.to_toml_section())
+}
+
+/// Appends `section`, TOML text of one table, to the config file in `dir`.
+pub fn append_section(dir: &Path, section: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     let path = config_path(dir);
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    write!(file, "\n{}", section.to_toml_section())?;
+    write!(file, "\n{section}")?;
     Ok(())
 }
 
