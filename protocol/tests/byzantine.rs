@@ -214,6 +214,63 @@ fn one_members_claimed_adoption_does_not_split_a_position_holding_nothing() {
     assert_eq!(adopted_counts(&c, inner).len(), 1);
 }
 
+/// Claims a position cannot vouch for make it ask the rest of its group, once per claimant: a
+/// liar that claims adoption of a new manifest in each of many messages costs each victim one
+/// round of questions, not one per message (before, every new manifest was a "first" claim and
+/// each message made the victim report to its whole group: a liar's message bought `g - 1`).
+#[test]
+fn a_liar_claiming_many_manifests_buys_one_round_of_questions() {
+    const CLAIMS: u8 = 40;
+    let reports_with = |claims: u8| {
+        let mut c = setup(60, 40, 2);
+        let id = c.launch(COMMISSIONER, &params());
+        let inner = GroupId { level: 1, index: 0 };
+        let liar = member(&c, &id, inner, 2);
+        let victim = member(&c, &id, inner, 3);
+        c.run_until(c.now.plus(100_000));
+        for k in 0..claims {
+            let bogus = Manifest {
+                items: vec![Item::Child {
+                    group: leaf(0),
+                    version: Version {
+                        digest: Digest([k; 32]),
+                        count: 1,
+                    },
+                }],
+            };
+            let claim = Message {
+                computation: id,
+                round: 0,
+                body: Body::Report(ReportMsg {
+                    group: inner,
+                    position: 2,
+                    serving: true,
+                    items: Vec::new(),
+                    accepted: Some((0, bogus.clone())),
+                    adopted: Some(bogus),
+                }),
+                to: Some(Slot {
+                    group: inner,
+                    position: 3,
+                }),
+            };
+            c.inject(liar, victim, &claim, 1_000);
+        }
+        let o = c.run_checked(&id);
+        assert_eq!(o.included, o.contributors);
+        assert_eq!(adopted_counts(&c, inner).len(), 1);
+        c.traffic.by_kind.get("report").map_or(0, |(n, _)| *n)
+    };
+    let one = reports_with(1);
+    let many = reports_with(CLAIMS);
+    // The injected claims themselves are not sent by the engines; what is left is the
+    // victim's questions (`g - 1 = 4` reports per round of them) and timing noise.
+    assert!(
+        many <= one + 2 * 4,
+        "{CLAIMS} claims made the group send {many} reports, against {one} for one claim"
+    );
+}
+
 /// A lying leader proposes the empty manifest for a leaf of two contributors (and claims it
 /// as accepted and adopted). The empty leaf manifest stands for a manifest of one, and members
 /// accepted it while it left out at most one full share besides the one it stands for: most

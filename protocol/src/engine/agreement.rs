@@ -603,8 +603,8 @@ pub(super) fn on_report(
 /// their groups (the simulator's 5% Byzantine sweep). The position adopts when it accepted the
 /// same manifest itself and holds something it checked it against (the round leader's
 /// announcement after a quorum voted), or when the claims of two positions name it; on the
-/// first claim of a manifest it cannot vouch for, it asks every other position, and those that
-/// adopted answer with their adopted report (`on_report`). One liar per group no longer splits
+/// first claim of a manifest it cannot vouch for, it asks every other position (once per
+/// claimant), and those that adopted answer with their adopted report (`on_report`). One liar per group no longer splits
 /// it this way (two colluding liars still can: ARCHITECTURE.md, "What a group tolerates").
 fn claimed_adoption(
     comp: &mut Computation,
@@ -625,7 +625,10 @@ fn claimed_adoption(
         .any(|s| matches!(s, CompressedShare::Full(_)))
         || role.children.values().any(|v| !v.is_empty());
     let vouched = holds && accepted.as_ref().is_some_and(|(_, a)| *a == manifest);
-    let first = !role.adoption_claims.values().any(|(_, d)| *d == digest);
+    // Ask the group at most once per claimant (its first claim is the one kept): a liar's
+    // later claims of other manifests buy no more questions.
+    let new_claimant = !role.adoption_claims.contains_key(&from);
+    let first = new_claimant && !role.adoption_claims.values().any(|(_, d)| *d == digest);
     role.adoption_claims
         .entry(from)
         .or_insert((position, digest));
