@@ -184,7 +184,7 @@ pub fn prove_encoded_and_share<T: Type>(
     context: &[u8],
     seed: &[u8; 32],
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
-    share_proof(typ, input, params, context, seed, false)
+    prove_tied_and_share(typ, input, params, context, seed, false, |_, _| {})
 }
 
 /// Test-only: [`prove_encoded_and_share`] with a forged proof (its first element plus one),
@@ -196,7 +196,7 @@ pub fn forge_and_share<T: Type>(
     context: &[u8],
     seed: &[u8; 32],
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
-    share_proof(typ, input, params, context, seed, true)
+    prove_tied_and_share(typ, input, params, context, seed, true, |_, _| {})
 }
 
 /// [`prove_encoded_and_share`] where the caller adjusts the input shares before they are
@@ -207,29 +207,6 @@ pub fn forge_and_share<T: Type>(
 /// vector become one sharing (`engine/validity.rs`): the coordinate that `truncate` maps to an
 /// aggregated element is computed from that element's share. `forge` is test-only.
 pub fn prove_tied_and_share<T: Type>(
-    typ: &T,
-    input: &[T::Field],
-    params: SharingParams,
-    context: &[u8],
-    seed: &[u8; 32],
-    forge: bool,
-    tie: impl FnMut(u8, &mut [T::Field]),
-) -> Result<SharedContribution<T::Field>, ValidityError> {
-    share_proof_tied(typ, input, params, context, seed, forge, tie)
-}
-
-fn share_proof<T: Type>(
-    typ: &T,
-    input: &[T::Field],
-    params: SharingParams,
-    context: &[u8],
-    seed: &[u8; 32],
-    forge: bool,
-) -> Result<SharedContribution<T::Field>, ValidityError> {
-    share_proof_tied(typ, input, params, context, seed, forge, |_, _| {})
-}
-
-fn share_proof_tied<T: Type>(
     typ: &T,
     input: &[T::Field],
     params: SharingParams,
