@@ -630,5 +630,17 @@ fn a_ratio_over_a_count_within_its_noise_prints_nothing() {
             assert_eq!(table.rows[0].cells[2], grove_protocol::query::Cell::Null);
             assert!(ratios.is_empty(), "count at {count_sds} deviations: {acc}");
         }
+        // What `grove compute --json` carries for the table (`daemon/events.rs` serializes
+        // it as is): a suppressed ratio is `null`, a printed one a number.
+        let json = serde_json::to_value(&table).unwrap();
+        let cells = &json["rows"][0]["cells"];
+        for k in [1, 2] {
+            assert_eq!(
+                cells[k].is_null(),
+                !printed,
+                "JSON cell {k} at {count_sds} deviations: {cells}"
+            );
+            assert_eq!(cells[k].is_number(), printed, "{cells}");
+        }
     }
 }
