@@ -10,7 +10,8 @@ counts as the simulated horizon, 120 s). Prints every evaluation and, at the end
 [protocol.timeouts] table.
 
     scripts/fit-timeouts.py configs/sim/dissec-2023.toml [--set path=value ...] \
-        [--rates 0.25,1] [--seeds 8] [--seed 1001] [--passes 1]
+        [--rates 0.25,1] [--seeds 8] [--seed 1001] [--passes 1] [--only a,b] \
+        [--factors 0.5,0.7,1.4,2.0] [--sim PATH]
 
 Needs a release build of grove-sim (target/release/grove-sim).
 """
@@ -93,7 +94,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated timeouts to fit")
     ap.add_argument("--sim", default="target/release/grove-sim")
+    ap.add_argument("--factors", default=",".join(str(f) for f in FACTORS),
+                    help="comma-separated multiples of each timeout to try")
     a = ap.parse_args()
+    factors = [float(f) for f in a.factors.split(",")]
     rates = [float(r) if "." in r else int(r) for r in a.rates.split(",")]
     timeouts = read_timeouts(a.config)
     a.set = [part for s in a.set for part in s.split(",") if part]
@@ -109,7 +113,7 @@ def main():
     for p in range(a.passes):
         for name in names:
             results = [(timeouts[name], best)]
-            for f in FACTORS:
+            for f in factors:
                 trial = dict(timeouts)
                 trial[name] = round(timeouts[name] * f, -1) or 10.0
                 r = run(trial)
