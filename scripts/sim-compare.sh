@@ -13,7 +13,7 @@
 # the `test` profile (opt-level 2, shares the debug build's dependencies; the figures are the
 # same, only slower) instead of release. DISSEC_OWN=path/dissec-own.csv adds the figures of
 # DISSEC's own simulator (scripts/dissec-own-sim.sh) to the first table. Prints each table's
-# wall time. About 2 h 40 min of wall time on an idle 2-core machine at 20 seeds (sim/README.md,
+# wall time. 1,780 runs at 20 seeds, about 30 to 45 min on an idle 2-core machine (sim/README.md,
 # "Re-generating the tables"); SEEDS=2 for a quick pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
