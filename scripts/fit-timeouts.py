@@ -10,11 +10,13 @@ counts as the simulated horizon, 120 s). Prints every evaluation and, at the end
 [protocol.timeouts] table.
 
     scripts/fit-timeouts.py configs/sim/dissec-2023.toml [--set path=value ...] \
-        [--rates 0.25,1] [--seeds 8] [--seed 1001] [--passes 1]
+        [--rates 0.25,1] [--seeds 8] [--seed 1001] [--passes 1] [--only a,b] \
+        [--factors 0.5,0.7,1.4,2.0] [--sim PATH] [--jobs 2] [--start C,L]
 
 Needs a release build of grove-sim (target/release/grove-sim).
 """
 import argparse
+import concurrent.futures
 import csv
 import os
 import statistics
@@ -93,7 +95,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated timeouts to fit")
     ap.add_argument("--sim", default="target/release/grove-sim")
+    ap.add_argument("--factors", default=",".join(str(f) for f in FACTORS),
+                    help="comma-separated multiples of each timeout to try")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="evaluate a window's trial values in this many parallel runs")
+    ap.add_argument("--start", default="",
+                    help="completeness,latency of the starting timeouts if already evaluated")
     a = ap.parse_args()
+    factors = [float(f) for f in a.factors.split(",")]
     rates = [float(r) if "." in r else int(r) for r in a.rates.split(",")]
     timeouts = read_timeouts(a.config)
     a.set = [part for s in a.set for part in s.split(",") if part]
@@ -104,15 +113,19 @@ def main():
     sets = [s for s in a.set if not s.startswith("protocol.timeouts.")]
     names = [n for n in TIMEOUTS if not a.only or n in a.only.split(",")]
     run = lambda t: evaluate(a.sim, a.config, sets, t, rates, a.seeds, a.seed, a.threads)
-    best = run(timeouts)
+    best = tuple(float(x) for x in a.start.split(",")) if a.start else run(timeouts)
     print(f"start {timeouts}: completeness {best[0]*100:.3f}%, latency {best[1]:.3f} s", flush=True)
     for p in range(a.passes):
         for name in names:
             results = [(timeouts[name], best)]
-            for f in FACTORS:
+            trials = []
+            for f in factors:
                 trial = dict(timeouts)
                 trial[name] = round(timeouts[name] * f, -1) or 10.0
-                r = run(trial)
+                trials.append(trial)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as pool:
+                evaluated = list(pool.map(run, trials))
+            for trial, r in zip(trials, evaluated):
                 if r is None:
                     continue
                 print(f"pass {p + 1} {name} = {trial[name]:.0f}: completeness {r[0]*100:.3f}%, latency {r[1]:.3f} s", flush=True)
