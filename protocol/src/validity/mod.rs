@@ -25,6 +25,7 @@
 //! Both are bound to a `context` (the request and the contributor) so that a proof cannot be
 //! replayed elsewhere.
 
+pub mod circuit;
 pub mod shamir;
 
 #[cfg(test)]
@@ -213,7 +214,24 @@ pub fn prove_tied_and_share<T: Type>(
     context: &[u8],
     seed: &[u8; 32],
     forge: bool,
+    tie: impl FnMut(u8, &mut [T::Field]),
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    prove_adjusted_and_share(typ, input, params, context, seed, forge, tie, |_, _| {})
+}
+
+/// Test-only: [`prove_tied_and_share`] where `adjust_proof(position, share)` may also change
+/// the proof share of a position before it is committed to: a contributor that sends one
+/// member a proof share off the polynomial (the property tests corrupt one share this way).
+#[allow(clippy::too_many_arguments)]
+pub fn prove_adjusted_and_share<T: Type>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
     mut tie: impl FnMut(u8, &mut [T::Field]),
+    mut adjust_proof: impl FnMut(u8, &mut [T::Field]),
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     let params = SharingParams::new(params.g, params.t)?;
     if input.len() != typ.input_len() {
@@ -251,11 +269,14 @@ pub fn prove_tied_and_share<T: Type>(
             *x += T::Field::one();
         }
     }
-    let proof_shares = shamir::share(
+    let mut proof_shares = shamir::share(
         &proof,
         params,
         &crate::ids::hash_parts(PROOF_DOMAIN, &[seed]),
     );
+    for (position, share) in (1..).zip(proof_shares.iter_mut()) {
+        adjust_proof(position, share);
+    }
     let proof_commitments: Vec<[u8; 32]> = proof_shares
         .iter()
         .zip(&blinds)
