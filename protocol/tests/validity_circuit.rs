@@ -214,16 +214,33 @@ fn two_group_by_keys_for_one_record_are_rejected() {
     let mut two = v.clone();
     two.copy_within(3 * w..4 * w, 9 * w);
     assert!(!accepted(&typ, &two, 21));
-    // An indicator of 1 in key 9's row without a record there.
-    let mut lone = v.clone();
-    let ind = column(&c, grove_protocol::query::ColumnKind::Contributor);
-    set(&mut lone, 3 * w + ind, 0);
-    set(&mut lone, 9 * w + ind, 100);
-    assert!(!accepted(&typ, &lone, 22));
     // A record counted without its indicator (a count hidden from k_min).
+    let ind = column(&c, grove_protocol::query::ColumnKind::Contributor);
     let mut hidden = v.clone();
     set(&mut hidden, 3 * w + ind, 0);
     assert!(!accepted(&typ, &hidden, 23));
+}
+
+#[test]
+fn an_indicator_of_1_without_a_record_is_rejected() {
+    // Two records allowed: two indicators across rows pass the at-most check, so only
+    // "indicator 1 means a record in this row" rejects the second one.
+    let (c, typ) = compiled(
+        "SELECT count(*), sum(x) FROM t GROUP BY k IN ('a', 'b', 'c') CLIP x TO [-5, 5] \
+         LIMIT PER CONTRIBUTOR 2",
+    );
+    let w = c.columns().len();
+    let ind = column(&c, grove_protocol::query::ColumnKind::Contributor);
+    let mut v = honest(
+        &c,
+        &[rec(&[
+            ("k", Value::Text("a".into())),
+            ("x", Value::Number(1.0)),
+        ])],
+    );
+    assert!(accepted(&typ, &v, 24));
+    set(&mut v, 2 * w + ind, 100); // SCALE 2: 1 is 100
+    assert!(!accepted(&typ, &v, 25));
 }
 
 #[test]
