@@ -29,6 +29,16 @@
 //! range) are folded with powers of one more joint random element. `valid` returns the two
 //! sums; prio folds them with query randomness.
 //!
+//! **DP noise outside the proven vector** ([`CircuitType::with_noise`]). With `WITH PRIVACY` a
+//! contributor shares its vector plus its noise. The input is then the vector, the noise
+//! (`length` more elements) and the witness; the circuit proves the vector as above and each
+//! noise element inside `[-bound, bound]` (bits of `noise + bound`), and [`Type::truncate`] is
+//! `vector + noise`, the aggregated vector. So a noised contribution still validates, and a
+//! liar can hide at most `bound` per element in its noise (the honest contributor keeps its
+//! draw inside the bound: a discrete Gaussian cut at many deviations, a negligible change).
+//! The tie to the aggregated sharing ([`CircuitType::tie`]) writes the noise share as the
+//! aggregated share minus the vector share, a sharing of the noise.
+//!
 //! Soundness in `Field64`: an invalid input passes the folding with probability at most about
 //! `(chunk + linear constraints) / 2^64` per joint randomness, and the FLP's own error
 //! (`2 calls / 2^64`); see ARCHITECTURE.md, "Validity proofs", for grinding.
@@ -89,6 +99,8 @@ pub struct CircuitType {
     /// `(start, len)` of each norm's coordinates.
     norms: Vec<(u32, u32)>,
     witness: usize,
+    /// The bound of the noise part, if the contribution carries DP noise.
+    noise: Option<u64>,
     chunk: usize,
     /// Gadget calls of the quadratic constraints (each with its joint random element).
     quad_calls: usize,
@@ -132,7 +144,19 @@ fn proof_len_of(chunk: usize, calls: usize) -> usize {
 impl CircuitType {
     /// The prio type of `circuit`.
     pub fn new(circuit: &ValidityCircuit) -> Result<CircuitType, CircuitError> {
+        Self::build(circuit, None)
+    }
+
+    /// The prio type of `circuit` for a contribution that carries DP noise of at most `bound`
+    /// (field units) per element, outside the proven vector (module text).
+    pub fn with_noise(circuit: &ValidityCircuit, bound: u64) -> Result<CircuitType, CircuitError> {
+        Self::build(circuit, Some(bound))
+    }
+
+    fn build(circuit: &ValidityCircuit, noise: Option<u64>) -> Result<CircuitType, CircuitError> {
         let length = circuit.length as usize;
+        // The noise part, if any, sits between the vector and the witness.
+        let noise_len = if noise.is_some() { length } else { 0 };
         let mut bounds: std::collections::BTreeMap<u32, (i64, i64)> = Default::default();
         for c in &circuit.checks {
             if let Check::Range {
@@ -159,7 +183,7 @@ impl CircuitType {
                 terms,
                 norm,
                 span,
-                offset: length + witness,
+                offset: length + noise_len + witness,
                 bits,
             });
             witness += bits;
@@ -236,6 +260,14 @@ impl CircuitType {
                 }
             }
         }
+        if let Some(bound) = noise {
+            let k = circuit.checks.len();
+            for e in 0..noise_len {
+                let e = (length + e) as u32;
+                let b = i128::from(bound);
+                push(b, vec![(e, 1)], None, 2 * b, k)?;
+            }
+        }
         let n_quad = quads.len() + witness;
         let norm_lens: Vec<usize> = norms.iter().map(|(_, l)| *l as usize).collect();
         let largest = norm_lens
@@ -259,6 +291,7 @@ impl CircuitType {
             ranges,
             norms,
             witness,
+            noise,
             chunk,
             quad_calls: calls_of(n_quad, chunk).max(1),
             calls: calls_at(chunk),
@@ -273,6 +306,38 @@ impl CircuitType {
     /// Length of the witness (bits) after the vector.
     pub fn witness_len(&self) -> usize {
         self.witness
+    }
+
+    /// Length of the noise part (the vector's length with noise, else 0).
+    pub fn noise_len(&self) -> usize {
+        if self.noise.is_some() {
+            self.length
+        } else {
+            0
+        }
+    }
+
+    /// First index of the witness in the input.
+    fn witness_start(&self) -> usize {
+        self.length + self.noise_len()
+    }
+
+    /// The tie of one position's input share to its aggregated share (`aggregated`, this
+    /// position's share of the aggregated vector, `vector_len` elements): without noise the
+    /// vector part *is* the aggregated share; with noise, the noise part becomes the
+    /// aggregated share minus the vector share. Every position applies the same affine map to
+    /// shares of degree `< t`, so the result is a sharing of the same input
+    /// (`validity::prove_tied_and_share`); afterwards `truncate(input share)` is the
+    /// aggregated share, which a member checks before holding it.
+    pub fn tie(&self, aggregated: &[Field64], input_share: &mut [Field64]) {
+        let n = self.length.min(aggregated.len());
+        if self.noise.is_some() {
+            for e in 0..n {
+                input_share[self.length + e] = aggregated[e] - input_share[e];
+            }
+        } else {
+            input_share[..n].copy_from_slice(&aggregated[..n]);
+        }
     }
 
     /// The chunk length of the gadget.
@@ -292,7 +357,7 @@ impl CircuitType {
                 fe(i128::from(q.sign)) * input[q.b as usize] + fe(i128::from(q.constant)),
             ),
             None => {
-                let b = input[self.length + i - self.quads.len()];
+                let b = input[self.witness_start() + i - self.quads.len()];
                 (b, b - Field64::one())
             }
         }
@@ -306,14 +371,14 @@ impl CircuitType {
             .sum()
     }
 
-    /// The value of `range` on a plaintext vector.
-    fn value(&self, range: &Bits, vector: &[Field64]) -> i128 {
+    /// The value of `range` on a plaintext input (the witness is not read).
+    fn value(&self, range: &Bits, input: &[Field64]) -> i128 {
         let mut v = range.constant;
         for (e, c) in &range.terms {
-            v += i128::from(*c) * centered(vector[*e as usize]);
+            v += i128::from(*c) * centered(input[*e as usize]);
         }
         if let Some(k) = range.norm {
-            v -= self.squares(vector, k);
+            v -= self.squares(input, k);
         }
         v
     }
@@ -322,11 +387,19 @@ impl CircuitType {
     /// range value (of the value modulo `2^bits` when it is outside its range, so the proof of
     /// an invalid vector fails). Test and attack code proves invalid vectors with it.
     pub fn encode_lenient(&self, vector: &[Field64]) -> Vec<Field64> {
-        let mut input = vec![Field64::zero(); self.length + self.witness];
+        self.encode_noised_lenient(vector, &[])
+    }
+
+    /// [`Self::encode_lenient`] with a noise part (ignored without one; missing elements are
+    /// zero).
+    pub fn encode_noised_lenient(&self, vector: &[Field64], noise: &[Field64]) -> Vec<Field64> {
+        let mut input = vec![Field64::zero(); self.input_len()];
         let n = vector.len().min(self.length);
         input[..n].copy_from_slice(&vector[..n]);
+        let m = noise.len().min(self.noise_len());
+        input[self.length..self.length + m].copy_from_slice(&noise[..m]);
         for r in &self.ranges {
-            let v = self.value(r, &input[..self.length]);
+            let v = self.value(r, &input);
             let (_, last) = bit_layout(r.span);
             let mut rest = if (0..=i128::from(r.span)).contains(&v) {
                 v as u64
@@ -346,9 +419,34 @@ impl CircuitType {
         input
     }
 
+    /// The honest input of `vector` with DP `noise` (one element per vector element): fails if
+    /// the vector breaks a check or the noise leaves its bound.
+    pub fn encode_noised(
+        &self,
+        vector: &[Field64],
+        noise: &[Field64],
+    ) -> Result<Vec<Field64>, FlpError> {
+        if vector.len() != self.length || noise.len() != self.noise_len() {
+            return Err(FlpError::Encode(format!(
+                "vector of length {} and noise of length {}, expected {} and {}",
+                vector.len(),
+                noise.len(),
+                self.length,
+                self.noise_len()
+            )));
+        }
+        let input = self.encode_noised_lenient(vector, noise);
+        if !self.satisfied(&input) {
+            return Err(FlpError::Encode(
+                "the vector breaks its validity circuit or the noise its bound".into(),
+            ));
+        }
+        Ok(input)
+    }
+
     /// Whether every constraint holds on `input` (plaintext; what the proof establishes).
     pub fn satisfied(&self, input: &[Field64]) -> bool {
-        if input.len() != self.length + self.witness {
+        if input.len() != self.input_len() {
             return false;
         }
         let quads_hold = (0..self.n_quad()).all(|i| {
@@ -361,7 +459,7 @@ impl CircuitType {
                 let bits: Field64 = (0..r.bits)
                     .map(|j| fe(i128::from(weight(j, r.bits, last))) * input[r.offset + j])
                     .fold(Field64::zero(), |a, b| a + b);
-                fe(self.value(r, &input[..self.length])) == bits
+                fe(self.value(r, input)) == bits
             })
     }
 }
@@ -442,7 +540,7 @@ impl Flp for CircuitType {
     }
 
     fn input_len(&self) -> usize {
-        self.length + self.witness
+        self.witness_start() + self.witness
     }
 
     fn proof_len(&self) -> usize {
@@ -480,7 +578,7 @@ impl Type for CircuitType {
                 self.length
             )));
         }
-        let input = self.encode_lenient(vector);
+        let input = self.encode_noised_lenient(vector, &[]);
         if !self.satisfied(&input) {
             return Err(FlpError::Encode(
                 "the vector breaks its validity circuit".into(),
@@ -491,9 +589,14 @@ impl Type for CircuitType {
 
     fn truncate(&self, input: Vec<Field64>) -> Result<Vec<Field64>, FlpError> {
         self.truncate_call_check(&input)?;
-        let mut input = input;
-        input.truncate(self.length);
-        Ok(input)
+        let mut out = input[..self.length].to_vec();
+        for (o, n) in out
+            .iter_mut()
+            .zip(&input[self.length..self.witness_start()])
+        {
+            *o += *n;
+        }
+        Ok(out)
     }
 
     fn decode_result(
