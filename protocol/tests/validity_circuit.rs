@@ -296,7 +296,7 @@ fn random_query(rng: &mut ChaCha20Rng) -> (String, Vec<Record>) {
     let dim = 1 + rng.next_u32() % 5;
     let norm = 1 + rng.next_u32() % 4;
     let kind = rng.next_u32() % 5;
-    let group = if kind != 4 && rng.next_u32() % 2 == 0 {
+    let group = if kind != 4 && rng.next_u32().is_multiple_of(2) {
         let list: Vec<String> = (0..keys).map(|i| format!("'k{i}'")).collect();
         format!(" GROUP BY k IN ({})", list.join(", "))
     } else {
@@ -374,7 +374,7 @@ fn random_queries_honest_proofs_verify_and_one_corrupted_share_is_rejected() {
         // One member's share (position 1..=3, inside the first t) changed before commitment.
         let position = 1 + (rng.next_u32() % 3) as u8;
         let delta = Field64::from(1 + u64::from(rng.next_u32()));
-        let in_input = rng.next_u32() % 2 == 0;
+        let in_input = rng.next_u32().is_multiple_of(2);
         let at_input = rng.next_u32() as usize % typ.input_len();
         let at_proof = rng.next_u32() as usize % typ.proof_len();
         let bad = prove_adjusted_and_share(

@@ -162,7 +162,7 @@ fn a_member_share_off_the_proven_sharing_is_visible_to_its_member() {
     let noise = vec![Fp::ZERO; vector.len()];
     let (_, shared) = share_and_prove(&typ, &vector, &noise, 6);
     let mut other = vector.clone();
-    other[0] = other[0] + Fp::from_i64(1_000_000);
+    other[0] += Fp::from_i64(1_000_000);
     let sent: Vec<Vec<Field64>> = share_vector_compressed(&other, params(), [9; 32])
         .iter()
         .map(|s| f64s(&s.expand(other.len())))
