@@ -17,8 +17,8 @@ use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 use grove_protocol::sharing::SharingParams;
 use grove_protocol::validity::circuit::CircuitType;
 use grove_protocol::validity::{
-    decide, derived_query_seed, forge_and_share, prove_adjusted_and_share, prove_encoded_and_share,
-    verifier_share, SharedContribution,
+    decide, decide_naming, derived_query_seed, forge_and_share, prove_adjusted_and_share,
+    prove_encoded_and_share, verifier_share, SharedContribution, ValidityError,
 };
 use prio::field::{Field64, FieldElement};
 use prio::flp::{Flp, Type};
@@ -422,4 +422,76 @@ fn a_circuit_that_could_wrap_is_refused() {
         CircuitType::new(&circuit),
         Err(grove_protocol::validity::circuit::CircuitError::Norm(_))
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Members lying about their verifier shares.
+
+/// Every member's verifier share of `c` under `p`.
+fn verifier_shares(
+    typ: &CircuitType,
+    p: SharingParams,
+    c: &SharedContribution<Field64>,
+) -> Vec<grove_protocol::validity::VerifierShare<Field64>> {
+    c.shares
+        .iter()
+        .map(|s| verifier_share(typ, p, s, CONTEXT, &derived_query_seed(CONTEXT, s)).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_member_lying_about_its_verifier_share_is_named_and_cannot_flip_the_decision() {
+    let (c, typ) = compiled(
+        "SELECT count(*), sum(x) FROM t GROUP BY k IN ('a', 'b', 'c') CLIP x TO [-5, 5] \
+         LIMIT PER CONTRIBUTOR 1",
+    );
+    let good = honest(
+        &c,
+        &[rec(&[
+            ("k", Value::Text("b".into())),
+            ("x", Value::Number(2.0)),
+        ])],
+    );
+    let mut bad = good.clone();
+    bad[0] = Fp::from_i64(1_000_000).to_field64(); // a count far outside [0, 1]
+    let mut rng = ChaCha20Rng::seed_from_u64(99);
+    for (g, t) in [(5u8, 3u8), (7, 5), (7, 3)] {
+        let p = SharingParams::new(g, t).unwrap();
+        for (vector, valid) in [(&good, true), (&bad, false)] {
+            let input = typ.encode_lenient(vector);
+            let shared = prove_encoded_and_share(&typ, &input, p, CONTEXT, &seed(70)).unwrap();
+            let honest_v = verifier_shares(&typ, p, &shared);
+            assert_eq!(decide_naming(&typ, p, &honest_v).unwrap(), (valid, vec![]));
+            let correctable = (usize::from(g) - usize::from(t)) / 2;
+            for liar in 1..=g {
+                let mut v = honest_v.clone();
+                let at = rng.next_u32() as usize % v[0].verifier.len();
+                v[usize::from(liar) - 1].verifier[at] +=
+                    Field64::from(1 + u64::from(rng.next_u32()));
+                // The plain decision with the liar among the first t: wrong positions named.
+                if liar <= t && g > t {
+                    match decide(&typ, p, &v) {
+                        Err(ValidityError::Disagreement(named)) => {
+                            assert!(!named.contains(&liar))
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+                assert_eq!(
+                    decide_naming(&typ, p, &v).unwrap(),
+                    (valid, vec![liar]),
+                    "({g}, {t}) liar {liar}"
+                );
+            }
+            // More liars than can be corrected: nothing decided, nobody named.
+            let mut v = honest_v.clone();
+            for share in v.iter_mut().take(correctable + 1) {
+                share.verifier[0] += Field64::from(7u64);
+            }
+            assert!(matches!(
+                decide_naming(&typ, p, &v),
+                Err(ValidityError::Undecodable)
+            ));
+        }
+    }
 }

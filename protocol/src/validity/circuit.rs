@@ -330,13 +330,16 @@ impl CircuitType {
     /// (`validity::prove_tied_and_share`); afterwards `truncate(input share)` is the
     /// aggregated share, which a member checks before holding it.
     pub fn tie(&self, aggregated: &[Field64], input_share: &mut [Field64]) {
-        let n = self.length.min(aggregated.len());
+        // Lengths are the caller's: a short share or aggregated share ties what it has.
+        let (vector, rest) = input_share.split_at_mut(self.length.min(input_share.len()));
         if self.noise.is_some() {
-            for e in 0..n {
-                input_share[self.length + e] = aggregated[e] - input_share[e];
+            for ((n, v), a) in rest.iter_mut().zip(vector.iter()).zip(aggregated) {
+                *n = *a - *v;
             }
         } else {
-            input_share[..n].copy_from_slice(&aggregated[..n]);
+            for (v, a) in vector.iter_mut().zip(aggregated) {
+                *v = *a;
+            }
         }
     }
 
