@@ -8,7 +8,8 @@
 //! proof are rejected; every honest contribution is accepted, and the proven vector is the
 //! contribution itself (`truncate`).
 //!
-//! Properties (seeded, deterministic): for random queries and random records, the proof of the
+//! Properties (seeded, deterministic): for random queries and random records (every other case
+//! with DP noise outside the proven vector), the proof of the
 //! honest contribution is accepted by every `t`-subset; a random change of one member's input
 //! or proof share (made by the contributor before it commits) is rejected.
 
@@ -358,11 +359,26 @@ fn random_queries_honest_proofs_verify_and_one_corrupted_share_is_rejected() {
     let mut rng = ChaCha20Rng::seed_from_u64(17);
     for case in 0..cases {
         let (text, records) = random_query(&mut rng);
-        let (c, typ) = compiled(&text);
+        let (c, plain) = compiled(&text);
         let v = honest(&c, &records);
-        let input = typ
-            .encode_measurement(&v)
-            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        // Every other case carries DP noise outside the proven vector, within a random bound.
+        let (typ, input) = if case % 2 == 1 {
+            let bound = 1 + u64::from(rng.next_u32() % 1000);
+            let typ = CircuitType::with_noise(&c.validity_circuit(), bound).unwrap();
+            let noise: Vec<Field64> = (0..v.len())
+                .map(|_| {
+                    let n = i64::from(rng.next_u32()) % (2 * bound as i64 + 1) - bound as i64;
+                    Fp::from_i64(n).to_field64()
+                })
+                .collect();
+            let input = typ.encode_noised(&v, &noise).unwrap();
+            (typ, input)
+        } else {
+            let input = plain
+                .encode_measurement(&v)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            (plain, input)
+        };
         let honest_c =
             prove_encoded_and_share(&typ, &input, params(), CONTEXT, &seed(case)).unwrap();
         let d = decisions(&typ, &honest_c);
