@@ -229,16 +229,16 @@ fn main() {
         let proof_secs = median((0..g).map(|p| time(runs, || proof_member(p))).collect());
 
         println!(
-            "{:<28} {:>7} {:>8} {:>7} {:>6} | {:>9}k {:>9}k {:>5.2}x {:>9}k {:>5.2}x | {:>7.2}ms {:>7.2}ms {:>5.1}x | {:>7.1}ms",
+            "{:<28} {:>7} {:>8} {:>7} {:>6} | {:>9.1}k {:>9.1}k {:>5.2}x {:>9.1}k {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>5.0}x | {:>7.1}ms",
             name,
             l,
             w,
             proof,
             typ.chunk_len(),
-            up_plain / 1000,
-            up_full / 1000,
+            up_plain as f64 / 1000.0,
+            up_full as f64 / 1000.0,
             up_full as f64 / up_plain as f64,
-            up_compressed / 1000,
+            up_compressed as f64 / 1000.0,
             up_compressed as f64 / up_plain as f64,
             plain_secs * 1e3,
             proof_secs * 1e3,
