@@ -14,7 +14,8 @@
 //! and proof shares), and with the seed compression the aggregated shares already use
 //! (positions `1..t-1` of `validity::shamir::share` are seed expansions). Not counted in
 //! either: sealing, framing, the verifier shares members exchange (`2 + 2 chunk` elements
-//! each, listed), and the network.
+//! each; `pf@v<=64` is the proof length when the chunk is cut so that a verifier share fits
+//! `limits::MAX_VERIFIER_LEN`), and the network.
 //!
 //! CPU is the median of several runs on one core; the machine may be shared, so the load
 //! average is printed. Run (optimised like the test profile, nice):
@@ -118,12 +119,13 @@ fn main() {
     println!("validity proof costs at (g, t) = ({G}, {T}), median of {runs} runs");
     println!("load average before: {}", load());
     println!(
-        "{:<28} {:>7} {:>8} {:>7} {:>6} | {:>10} {:>10} {:>6} {:>10} {:>6} | {:>9} {:>9} {:>6} | {:>9}",
+        "{:<28} {:>7} {:>8} {:>7} {:>6} {:>8} | {:>10} {:>10} {:>6} {:>10} {:>6} | {:>9} {:>9} {:>6} | {:>9}",
         "query",
         "L",
         "witness",
         "proof",
         "chunk",
+        "pf@v<=64",
         "up plain",
         "up proof",
         "ratio",
@@ -229,12 +231,13 @@ fn main() {
         let proof_secs = median((0..g).map(|p| time(runs, || proof_member(p))).collect());
 
         println!(
-            "{:<28} {:>7} {:>8} {:>7} {:>6} | {:>9.1}k {:>9.1}k {:>5.2}x {:>9.1}k {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>5.0}x | {:>7.1}ms",
+            "{:<28} {:>7} {:>8} {:>7} {:>6} {:>8} | {:>9.1}k {:>9.1}k {:>5.2}x {:>9.1}k {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>5.0}x | {:>7.1}ms",
             name,
             l,
             w,
             proof,
             typ.chunk_len(),
+            typ.clone().with_verifier_len_at_most(64).proof_len(),
             up_plain as f64 / 1000.0,
             up_full as f64 / 1000.0,
             up_full as f64 / up_plain as f64,

@@ -511,3 +511,19 @@ fn a_member_lying_about_its_verifier_share_is_named_and_cannot_flip_the_decision
         }
     }
 }
+
+#[test]
+fn a_shorter_verifier_message_costs_a_longer_proof_and_still_decides() {
+    let (c, typ) = compiled("SELECT sum_vector(w, 300) FROM t CLIP NORM w TO 1");
+    let short = typ.clone().with_verifier_len_at_most(64);
+    assert!(typ.verifier_len() > 64 && short.verifier_len() <= 64);
+    assert!(short.proof_len() > typ.proof_len());
+    let w: Vec<f64> = (0..300).map(|i| f64::from(i % 3) / 100.0).collect();
+    let v = honest(&c, &[rec(&[("w", Value::NumberArray(w))])]);
+    assert!(accepted(&short, &v, 80));
+    let mut over = v.clone();
+    for x in over.iter_mut().take(300) {
+        *x = Fp::from_i64(100).to_field64();
+    }
+    assert!(!accepted(&short, &over, 81));
+}

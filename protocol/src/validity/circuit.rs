@@ -268,34 +268,51 @@ impl CircuitType {
                 push(b, vec![(e, 1)], None, 2 * b, k)?;
             }
         }
-        let n_quad = quads.len() + witness;
-        let norm_lens: Vec<usize> = norms.iter().map(|(_, l)| *l as usize).collect();
-        let largest = norm_lens
-            .iter()
-            .copied()
-            .chain([n_quad, 1])
-            .max()
-            .unwrap_or(1);
-        let calls_at = |chunk: usize| {
-            calls_of(n_quad, chunk).max(1)
-                + norm_lens.iter().map(|l| calls_of(*l, chunk)).sum::<usize>()
-        };
-        // The chunk length that minimises the proof (ties: the shorter chunk, a shorter
-        // verifier message).
-        let chunk = (1..=largest)
-            .min_by_key(|c| (proof_len_of(*c, calls_at(*c)), *c))
-            .unwrap_or(1);
-        Ok(CircuitType {
+        let mut typ = CircuitType {
             length,
             quads,
             ranges,
             norms,
             witness,
             noise,
-            chunk,
-            quad_calls: calls_of(n_quad, chunk).max(1),
-            calls: calls_at(chunk),
-        })
+            chunk: 1,
+            quad_calls: 1,
+            calls: 1,
+        };
+        typ.set_chunk(usize::MAX);
+        Ok(typ)
+    }
+
+    /// Chooses the chunk length, at most `max_chunk`, that minimises the proof (ties: the
+    /// shorter chunk, a shorter verifier message).
+    fn set_chunk(&mut self, max_chunk: usize) {
+        let n_quad = self.n_quad();
+        let norm_lens: Vec<usize> = self.norms.iter().map(|(_, l)| *l as usize).collect();
+        let largest = norm_lens
+            .iter()
+            .copied()
+            .chain([n_quad, 1])
+            .max()
+            .unwrap_or(1)
+            .min(max_chunk.max(1));
+        let calls_at = |chunk: usize| {
+            calls_of(n_quad, chunk).max(1)
+                + norm_lens.iter().map(|l| calls_of(*l, chunk)).sum::<usize>()
+        };
+        self.chunk = (1..=largest)
+            .min_by_key(|c| (proof_len_of(*c, calls_at(*c)), *c))
+            .unwrap_or(1);
+        self.quad_calls = calls_of(n_quad, self.chunk).max(1);
+        self.calls = calls_at(self.chunk);
+    }
+
+    /// The same circuit with a verifier message of at most `max_verifier_len` elements (at
+    /// least 4): a shorter chunk, so a longer proof. The verifier shares are what the members
+    /// of a leaf group exchange (`g - 1` per member per contributor), the proof what the
+    /// contributor uploads; the engine bounds the first (`limits::MAX_VERIFIER_LEN`).
+    pub fn with_verifier_len_at_most(mut self, max_verifier_len: usize) -> CircuitType {
+        self.set_chunk(max_verifier_len.saturating_sub(2) / 2);
+        self
     }
 
     /// Length of the contribution vector (the prefix of the input).
