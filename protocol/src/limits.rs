@@ -150,5 +150,8 @@ pub const MAX_RELEASE_DECODE_SUBSETS: usize = 4096;
 /// Parts (separate proofs) of one contribution's validity statement (`engine/validity.rs`):
 /// one per range-checked element plus one per group of indicators.
 pub const MAX_VALIDITY_PARTS: usize = 4096;
+/// `t`-subsets of verifier shares `validity::decide_naming` tries before it gives up (each a
+/// Lagrange check of the other shares; `C(g, t)` is far below this for the groups we plan).
+pub const MAX_VALIDITY_DECODE_SUBSETS: usize = 4096;
 /// Elements of one part's verifier share (prio's `verifier_len`, a few for our types).
 pub const MAX_VERIFIER_LEN: usize = 64;

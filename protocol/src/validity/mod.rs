@@ -25,6 +25,7 @@
 //! Both are bound to a `context` (the request and the contributor) so that a proof cannot be
 //! replayed elsewhere.
 
+pub mod circuit;
 pub mod shamir;
 
 #[cfg(test)]
@@ -66,6 +67,8 @@ pub enum ValidityError {
     Commitment(u8),
     #[error("verifier shares disagree (positions {0:?} are off the polynomial of the first t)")]
     Disagreement(Vec<u8>),
+    #[error("no polynomial agrees with enough verifier shares to name the liars")]
+    Undecodable,
 }
 
 /// What one member (at `position`) receives from a contributor.
@@ -213,7 +216,24 @@ pub fn prove_tied_and_share<T: Type>(
     context: &[u8],
     seed: &[u8; 32],
     forge: bool,
+    tie: impl FnMut(u8, &mut [T::Field]),
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    prove_adjusted_and_share(typ, input, params, context, seed, forge, tie, |_, _| {})
+}
+
+/// Test-only: [`prove_tied_and_share`] where `adjust_proof(position, share)` may also change
+/// the proof share of a position before it is committed to: a contributor that sends one
+/// member a proof share off the polynomial (the property tests corrupt one share this way).
+#[allow(clippy::too_many_arguments)]
+pub fn prove_adjusted_and_share<T: Type>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
     mut tie: impl FnMut(u8, &mut [T::Field]),
+    mut adjust_proof: impl FnMut(u8, &mut [T::Field]),
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     let params = SharingParams::new(params.g, params.t)?;
     if input.len() != typ.input_len() {
@@ -251,11 +271,14 @@ pub fn prove_tied_and_share<T: Type>(
             *x += T::Field::one();
         }
     }
-    let proof_shares = shamir::share(
+    let mut proof_shares = shamir::share(
         &proof,
         params,
         &crate::ids::hash_parts(PROOF_DOMAIN, &[seed]),
     );
+    for (position, share) in (1..).zip(proof_shares.iter_mut()) {
+        adjust_proof(position, share);
+    }
     let proof_commitments: Vec<[u8; 32]> = proof_shares
         .iter()
         .zip(&blinds)
@@ -401,4 +424,88 @@ pub fn decide<T: Type>(
     }
     let verifier = shamir::reconstruct(&pairs, params.t)?;
     Ok(typ.decide(&verifier)?)
+}
+
+/// The next `t`-subset of `0..k` in lexicographic order, `false` after the last.
+fn next_subset(idx: &mut [usize], k: usize) -> bool {
+    let t = idx.len();
+    for i in (0..t).rev() {
+        if idx[i] < k - t + i {
+            idx[i] += 1;
+            for j in i + 1..t {
+                idx[j] = idx[j - 1] + 1;
+            }
+            return true;
+        }
+    }
+    false
+}
+
+/// [`decide`] that survives members lying about their verifier shares, and names them.
+///
+/// Of `k` shares (distinct positions), the decision uses a polynomial through `t` of them that
+/// at least `ceil((k + t) / 2)` shares lie on (same commitments digest included): two such
+/// polynomials share `t` points, so it is unique, and it exists whenever at most
+/// `(k - t) / 2` members lie. The shares off it are returned as the liars; an honest
+/// contribution is then accepted however those members lie. With more liars nothing is
+/// decided ([`ValidityError::Undecodable`]), and nobody is named.
+pub fn decide_naming<T: Type>(
+    typ: &T,
+    params: SharingParams,
+    shares: &[VerifierShare<T::Field>],
+) -> Result<(bool, Vec<u8>), ValidityError> {
+    let t = params.t as usize;
+    let k = shares.len();
+    if k < t || t == 0 {
+        return Err(SharingError::NotEnoughShares {
+            needed: t,
+            got: shares.len(),
+        }
+        .into());
+    }
+    let mut seen = [false; 256];
+    for s in shares {
+        if s.position == 0 || s.position > params.g || seen[usize::from(s.position)] {
+            return Err(ValidityError::Position(s.position));
+        }
+        seen[usize::from(s.position)] = true;
+        if s.verifier.len() != typ.verifier_len() {
+            return Err(ValidityError::Length {
+                what: "verifier share",
+                got: s.verifier.len(),
+                expected: typ.verifier_len(),
+            });
+        }
+    }
+    let needed = (k + t).div_ceil(2);
+    let mut idx: Vec<usize> = (0..t).collect();
+    for _ in 0..crate::limits::MAX_VALIDITY_DECODE_SUBSETS {
+        let digest = shares[idx[0]].commitments_digest;
+        if idx.iter().all(|i| shares[*i].commitments_digest == digest) {
+            let points: Vec<u8> = idx.iter().map(|i| shares[*i].position).collect();
+            let first: Vec<&[T::Field]> =
+                idx.iter().map(|i| shares[*i].verifier.as_slice()).collect();
+            let mut off = Vec::new();
+            for (j, s) in shares.iter().enumerate() {
+                if idx.contains(&j) {
+                    continue;
+                }
+                let coeffs = shamir::lagrange::<T::Field>(&points, s.position)?;
+                if s.commitments_digest != digest || shamir::combine(&coeffs, &first) != s.verifier
+                {
+                    off.push(s.position);
+                }
+            }
+            if k - off.len() >= needed {
+                let pairs: Vec<(u8, &[T::Field])> = points.iter().copied().zip(first).collect();
+                let verifier = shamir::reconstruct(&pairs, params.t)?;
+                off.sort_unstable();
+                return Ok((typ.decide(&verifier)?, off));
+            }
+        }
+        if !next_subset(&mut idx, k) {
+            break;
+        }
+    }
+    Err(ValidityError::Undecodable)
 }
