@@ -85,16 +85,30 @@ fn a_candidate_voting_ahead_for_every_round_halts_no_group_the_root_included() {
     // A member of the root (position 2, not the first leader) and of a leaf pre-vote.
     let liars = [member(&c, &id, plan.root(), 2), member(&c, &id, leaf(0), 2)];
     for l in liars {
+        let b = Byzantine {
+            pre_vote: true,
+            ..Byzantine::default()
+        };
+        // The votes ahead go out right at the launch, before any leader can propose (a liar
+        // whose first send comes late votes after the real proposals), and the liar is silent
+        // otherwise: leading its own rounds honestly, it would end the attack in round 1.
+        for (to, m) in b.on_first_send(c.node_id(l), id, &plan) {
+            let to = c.index_of(&to).expect("a leader of the plan");
+            c.inject(l, to, &m, 1_000);
+        }
         c.byzantine(
             l,
             Byzantine {
-                pre_vote: true,
+                withhold: true,
                 ..Byzantine::default()
             },
         );
     }
     let o = c.run_checked(&id);
-    assert_eq!(o.included, o.contributors, "every contributor is in");
+    // A silent liar that is also a contributor sends no share: it is out.
+    let silent: BTreeSet<_> = liars.iter().map(|l| c.node_id(*l)).collect();
+    let expected: BTreeSet<_> = o.contributors.difference(&silent).copied().collect();
+    assert_eq!(o.included, expected, "every honest contributor is in");
 }
 
 #[test]
@@ -208,6 +222,56 @@ fn one_members_claimed_adoption_does_not_split_a_position_holding_nothing() {
         }),
     };
     c.inject(liar, victim, &claim, 1_000);
+    // run_checked fails if two positions of a group adopted different manifests.
+    let o = c.run_checked(&id);
+    assert_eq!(o.included, o.contributors);
+    assert_eq!(adopted_counts(&c, inner).len(), 1);
+}
+
+/// Two colluding members claim that their group adopted the same bogus manifest, to a position
+/// that holds nothing to check it against yet. With two claims enough (the rule before), the
+/// victim adopted it while the rest of the group adopted the real manifest (the simulator's 5%
+/// Byzantine sweep found this once: seed 5 at 0.25 %/s). Claims from `t` positions would be
+/// more than `t - 1` colluders can make. Open: requiring `t` claims makes this
+/// pass, but cost the crash-only DISSEC sweep too much (ARCHITECTURE.md, "What a group
+/// tolerates"), so two claims still suffice and this scenario splits the group.
+#[test]
+#[ignore = "open (issue 16): two colluding liars' claims split a position that cannot vouch; t claims cost the crash-only sweep 18 points at 1 %/s"]
+fn two_colluding_members_claiming_adoption_do_not_split_a_position_holding_nothing() {
+    let mut c = setup(60, 40, 2);
+    let id = c.launch(COMMISSIONER, &params());
+    let inner = GroupId { level: 1, index: 0 };
+    let victim = member(&c, &id, inner, 3);
+    c.run_until(c.now.plus(100_000));
+    let bogus = Manifest {
+        items: vec![Item::Child {
+            group: leaf(0),
+            version: Version {
+                digest: Digest([7; 32]),
+                count: 1,
+            },
+        }],
+    };
+    for position in [2, 4] {
+        let liar = member(&c, &id, inner, position);
+        let claim = Message {
+            computation: id,
+            round: 0,
+            body: Body::Report(ReportMsg {
+                group: inner,
+                position,
+                serving: true,
+                items: Vec::new(),
+                accepted: Some((0, bogus.clone())),
+                adopted: Some(bogus.clone()),
+            }),
+            to: Some(Slot {
+                group: inner,
+                position: 3,
+            }),
+        };
+        c.inject(liar, victim, &claim, 1_000);
+    }
     // run_checked fails if two positions of a group adopted different manifests.
     let o = c.run_checked(&id);
     assert_eq!(o.included, o.contributors);
