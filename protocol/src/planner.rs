@@ -412,7 +412,7 @@ pub fn plan_private(
     };
     let mut best: Option<Candidate> = None;
     for &t in &ts {
-        if t < 2 || t > MAX_GROUP_SIZE {
+        if !(2..=MAX_GROUP_SIZE).contains(&t) {
             return Err(PlannerError::Invalid(format!(
                 "threshold {t} outside 2..=32"
             )));
