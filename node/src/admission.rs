@@ -20,8 +20,8 @@ use crate::beacon::unhex;
 use anyhow::{bail, Context};
 use grove_protocol::ids::{hex, Micros, NodeId};
 use grove_protocol::membership::{
-    AdmissionPolicy, CandidateRule, Certificate, Checkpoint, IssuerKey, MemberMessage, Membership,
-    MembershipConfig, ViewRule, DEFAULT_MIN_KNOWN_PPM,
+    AdmissionPolicy, CandidateRefusal, CandidateRule, Certificate, Checkpoint, IssuerKey,
+    MemberMessage, Membership, MembershipConfig, ViewRule, DEFAULT_MIN_KNOWN_PPM,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -214,6 +214,28 @@ pub fn configure_local(
             certificate,
         },
     )
+}
+
+/// The candidate rule of a node that runs without `[admission]`: no identity can be checked
+/// for admission, but a candidate set that omits this node itself is refused at intake. Its
+/// shares would be refused by every leaf member (`Rejection::NotACandidate`), so consenting
+/// would spend its owner's limits (rate, differencing window, privacy budget) for nothing.
+pub struct SelfRule {
+    pub node: NodeId,
+}
+
+impl CandidateRule for SelfRule {
+    fn check(&self, candidates: &[NodeId], _created_at: Micros) -> Result<(), CandidateRefusal> {
+        if candidates.contains(&self.node) {
+            Ok(())
+        } else {
+            Err(CandidateRefusal::OmitsSelf)
+        }
+    }
+    fn verifies(&self, _node: &NodeId, _created_at: Micros) -> bool {
+        // Without issuers there is nothing to verify a leaf member against.
+        true
+    }
 }
 
 /// The daemon's admission state: the admitted set, as the engine's candidate rule sees it.

@@ -112,29 +112,37 @@ pub enum Cmd {
         /// Read the query from this file.
         #[arg(long, conflicts_with = "query")]
         file: Option<PathBuf>,
-        /// Group size.
-        #[arg(long, default_value_t = 5)]
-        g: u8,
-        /// Threshold: shares needed to reconstruct.
-        #[arg(long, default_value_t = 3)]
-        t: u8,
+        /// Group size (default: the planner's, from the network's size and round trips).
+        #[arg(long)]
+        g: Option<u8>,
+        /// Threshold: shares needed to reconstruct (default: the planner's, the cheapest
+        /// below the exposure target).
+        #[arg(long)]
+        t: Option<u8>,
         /// Fewest contributors a released cell (each GROUP BY row, each histogram bucket) may
         /// count; the root group withholds the others.
         #[arg(long, default_value_t = crate::owner::defaults::DEFAULT_MIN_K)]
         k_min: u64,
-        /// Children per inner group.
-        #[arg(long, default_value_t = 2)]
-        fan_in: u32,
-        /// Leaf groups (default: as many as the directory can fill while each serves at least
-        /// 16 peers; a leaf left with one consenting contributor leaves it out).
+        /// Children per inner group (default: the planner's).
+        #[arg(long)]
+        fan_in: Option<u32>,
+        /// Leaf groups (default: the planner's, within what the directory can fill).
         #[arg(long)]
         leaf_groups: Option<u32>,
         /// Contributors the request allows (default: the most the query's bounds allow).
         #[arg(long)]
         max_contributors: Option<u64>,
-        /// How long leaf groups collect shares, in milliseconds.
-        #[arg(long, default_value_t = 2000)]
-        share_window_ms: u64,
+        /// How long leaf groups collect shares, in milliseconds (default: the planner's, at
+        /// least 2000).
+        #[arg(long)]
+        share_window_ms: Option<u64>,
+        /// The planner's exposure target: the largest acceptable probability that one
+        /// contributor's value is revealed.
+        #[arg(long, default_value_t = grove_protocol::planner::DEFAULT_EXPOSURE_TARGET)]
+        exposure_target: f64,
+        /// The fraction of nodes the exposure target assumes colluding.
+        #[arg(long, default_value_t = grove_protocol::planner::DEFAULT_COLLUDING_FRACTION)]
+        colluding_fraction: f64,
         /// Lifetime of the computation, in seconds.
         #[arg(long, default_value_t = 60)]
         lifetime_secs: u64,
@@ -653,6 +661,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_contributors,
             share_window_ms,
             lifetime_secs,
+            exposure_target,
+            colluding_fraction,
         } => {
             let query = match (query, file) {
                 (Some(q), _) => q.clone(),
@@ -662,17 +672,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             // Errors in the query and the parameters are reported here, before anything is
             // launched.
-            crate::owner::query::compile(&query).map_err(|e| anyhow::anyhow!(e))?;
-            crate::owner::query::check_threshold(*g, *t).map_err(|e| anyhow::anyhow!(e))?;
-            let params = ComputeParams {
-                query,
+            let compiled = crate::owner::query::compile(&query).map_err(|e| anyhow::anyhow!(e))?;
+            if let (Some(g), Some(t)) = (g, t) {
+                crate::owner::query::check_threshold(*g, *t).map_err(|e| anyhow::anyhow!(e))?;
+            }
+            // The planner picks what the flags leave open, from the daemon's view of the
+            // network (its size and measured round trips).
+            let status = call(&cli, ControlRequest::Status).await?;
+            let eligible = status["admission"]["known_eligible"].as_u64().unwrap_or(0);
+            let net = crate::owner::query::NetworkEstimate {
+                nodes: if eligible > 0 {
+                    eligible
+                } else {
+                    status["directory_peers"].as_u64().unwrap_or(1)
+                },
+                rtt_us: status["latency"]["rtt_us"].as_u64(),
+                rtt_samples: status["latency"]["samples"].as_u64().unwrap_or(0),
+            };
+            let flags = crate::owner::query::PlanFlags {
                 g: *g,
                 t: *t,
-                k_min: *k_min,
-                leaf_groups: *leaf_groups,
                 fan_in: *fan_in,
-                max_contributors: *max_contributors,
+                leaf_groups: *leaf_groups,
                 share_window_ms: *share_window_ms,
+                goal: grove_protocol::planner::ExposureGoal {
+                    target: *exposure_target,
+                    colluding_fraction: *colluding_fraction,
+                },
+            };
+            let planned =
+                crate::owner::query::plan_compute(&flags, &net, compiled.spec().length, *k_min)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            for line in &planned.report {
+                eprintln!("{line}");
+            }
+            crate::owner::query::check_threshold(planned.g, planned.t)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let params = ComputeParams {
+                query,
+                g: planned.g,
+                t: planned.t,
+                k_min: *k_min,
+                leaf_groups: planned.leaf_groups,
+                fan_in: planned.fan_in,
+                max_contributors: *max_contributors,
+                share_window_ms: planned.share_window_ms,
                 lifetime_secs: *lifetime_secs,
             };
             let json = cli.json;

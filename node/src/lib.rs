@@ -34,6 +34,7 @@ pub mod console;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod latency;
 pub mod owner;
 pub mod procs;
 pub mod sources;

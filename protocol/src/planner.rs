@@ -25,9 +25,14 @@
 //! it holds data that has not moved up, a window of about one level's duration `w`, so with
 //! `q = 1 - e^{-λw}` a group survives with probability `P[Bin(g, q) <= g - t]`. A contributor is
 //! included if every group on its path survives: completeness is the product over levels.
-//! The planner enumerates `g` from `t` to `t + 4`, fan-ins and leaf sizes, and keeps the
-//! fastest choice whose predicted completeness meets the target (or the most complete one if
-//! none does).
+//! A contributor alone in its leaf is left out (`manifest::alone`): completeness is also
+//! multiplied by `1 - P(alone)`, about `1 - e^{-leaf_size}`.
+//! `plan` enumerates `g` from `t` to `t + 4`, fan-ins and leaf sizes, and keeps the fastest
+//! choice whose predicted completeness meets the target (or the most complete one if none
+//! does). `plan_private` also chooses `t`: under an exposure goal (one contributor's value
+//! exposed with probability below `1e-9` when 10% of identities collude, by default) it keeps
+//! the fastest shape below both targets, or the least exposed one when the network is too
+//! small for any.
 
 use crate::limits::{MAX_FAN_IN, MAX_GROUP_SIZE};
 use crate::request::{PrivacyParams, Timeouts, TreeParams};
@@ -236,9 +241,237 @@ impl Conditions {
         };
         let leaf_survival = survive(window_s(p.leaf_collect));
         let inner_survival = survive(window_s(p.inner_collect));
-        let completeness = leaf_survival * inner_survival.powi(depth as i32 - 1);
+        // A contributor alone in its leaf is left out (no manifest names one contributor
+        // alone: its partial would be its shares), whatever fails.
+        let not_alone = 1.0 - lone_probability(self.expected_contributors, leaves);
+        let completeness = leaf_survival * inner_survival.powi(depth as i32 - 1) * not_alone;
         (latency, completeness, depth)
     }
+}
+
+/// The probability that a given contributor is alone in its leaf, `contributors` hashing
+/// uniformly over `leaves` leaves: `(1 - 1/leaves)^(contributors - 1)`, about
+/// `e^(-leaf_size)` (1.8e-2 at 4 contributors per leaf, 3.4e-4 at 8, 1.1e-7 at 16). Such a
+/// contributor is left out of the result (`manifest::alone`).
+pub fn lone_probability(contributors: u64, leaves: u64) -> f64 {
+    if contributors <= 1 {
+        return 1.0;
+    }
+    if leaves <= 1 {
+        return 0.0;
+    }
+    let others = (contributors - 1) as f64;
+    (others * (-1.0 / leaves as f64).ln_1p()).exp()
+}
+
+/// The probability that one contributor's value is exposed: at least `t` of the `g` members
+/// of its leaf collude, each independently with probability `colluding_fraction` (positions
+/// drawn from the beacon seed over admitted identities): `sum_{k=t..g} C(g,k) f^k (1-f)^(g-k)`,
+/// summed exactly term by term. Drawing members without replacement from a finite network
+/// (hypergeometric) gives less; this is the bound for any network size.
+pub fn exposure(g: u8, t: u8, colluding_fraction: f64) -> f64 {
+    let f = colluding_fraction.clamp(0.0, 1.0);
+    if t == 0 {
+        return 1.0;
+    }
+    if t > g {
+        return 0.0;
+    }
+    let (g, t) = (u32::from(g), u32::from(t));
+    let mut total = 0.0;
+    for k in t..=g {
+        total += binomial(g, k) * f.powi(k as i32) * (1.0 - f).powi((g - k) as i32);
+    }
+    total.min(1.0)
+}
+
+/// `C(n, k)` as a float (exact for the group sizes allowed: `n <= 32`).
+fn binomial(n: u32, k: u32) -> f64 {
+    let k = k.min(n - k.min(n));
+    let mut c = 1.0f64;
+    for i in 0..k {
+        c = c * f64::from(n - i) / f64::from(i + 1);
+    }
+    c
+}
+
+/// The privacy goal of a plan: one contributor's value exposed with probability below
+/// `target` when `colluding_fraction` of the eligible identities collude.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExposureGoal {
+    pub target: f64,
+    pub colluding_fraction: f64,
+}
+
+/// The default goal: below one in a billion with 10% of the identities colluding.
+pub const DEFAULT_EXPOSURE_TARGET: f64 = 1e-9;
+/// The colluding fraction the default goal assumes.
+pub const DEFAULT_COLLUDING_FRACTION: f64 = 0.10;
+
+impl Default for ExposureGoal {
+    fn default() -> ExposureGoal {
+        ExposureGoal {
+            target: DEFAULT_EXPOSURE_TARGET,
+            colluding_fraction: DEFAULT_COLLUDING_FRACTION,
+        }
+    }
+}
+
+impl ExposureGoal {
+    /// Whether `exposure` is below the target. A margin of one part in a million keeps shapes
+    /// that sit exactly on the target (`g = t = 9` and `g = 11, t = 10` give 1e-9 at 10%) out
+    /// whichever way the float rounds.
+    pub fn met_by(&self, exposure: f64) -> bool {
+        exposure <= self.target * (1.0 - 1e-6)
+    }
+
+    fn validate(&self) -> Result<(), PlannerError> {
+        if !(self.target > 0.0 && self.target <= 1.0) {
+            return Err(PlannerError::Invalid(
+                "exposure target outside (0, 1]".into(),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.colluding_fraction) {
+            return Err(PlannerError::Invalid(
+                "colluding fraction outside [0, 1)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parameters the commissioner fixed (the planner chooses the others), and the fewest spare
+/// members (`g - t`) a chosen group keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fixed {
+    pub g: Option<u8>,
+    pub t: Option<u8>,
+    pub fan_in: Option<u32>,
+    /// `g - t` of a chosen shape is at least this (not applied when both `g` and `t` are
+    /// fixed). The failure model counts only crashes inside one level's window; a member the
+    /// failure detector wrongly times out, or one that dies while the group waits on it, costs
+    /// a group without spares its whole subtree.
+    pub min_spare: u8,
+}
+
+/// A choice under an exposure goal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrivateChoice {
+    pub choice: Choice,
+    /// The exposure of one contributor's value at the goal's colluding fraction.
+    pub exposure: f64,
+    /// Whether that is below the goal's target; when not, no shape that fits the network
+    /// (or the fixed parameters) meets it and this is the least exposed one.
+    pub meets_goal: bool,
+}
+
+/// Chooses the plan for `conditions` under the exposure `goal`, with the parameters in
+/// `fixed` as given. Candidates: every `t` from `max(min_threshold, 2)` to 32 and `g` from
+/// `t + min_spare` to `t + 4` (or the fixed ones), every fan-in and leaf size, over trees that fit the
+/// network (`tree_fits`). Among the shapes whose exposure is below the target and whose
+/// completeness meets its target, the fastest; when none is below the exposure target (a
+/// network too small for groups that large, or fixed `g, t`), the least exposed shape that
+/// meets the completeness target (then the fastest of those), and `meets_goal` is false.
+pub fn plan_private(
+    conditions: &Conditions,
+    goal: &ExposureGoal,
+    fixed: &Fixed,
+) -> Result<PrivateChoice, PlannerError> {
+    conditions.validate()?;
+    goal.validate()?;
+    let min_t = conditions.min_threshold.max(2);
+    let ts: Vec<u8> = match fixed.t {
+        Some(t) => vec![t],
+        None => (min_t..=MAX_GROUP_SIZE).collect(),
+    };
+    let fan_ins: Vec<u32> = match fixed.fan_in {
+        Some(f) => vec![f],
+        None => FAN_INS
+            .iter()
+            .copied()
+            .filter(|f| *f <= MAX_FAN_IN)
+            .collect(),
+    };
+    // (meets exposure, meets completeness, exposure, latency, completeness, g, t, fan-in, leaf)
+    type Candidate = (bool, bool, f64, f64, f64, u8, u8, u32, u32);
+    let rank = |c: &Candidate, b: &Candidate| -> bool {
+        if c.0 != b.0 {
+            return c.0;
+        }
+        if c.1 != b.1 {
+            return c.1;
+        }
+        if !c.0 && c.2 != b.2 {
+            return c.2 < b.2;
+        }
+        if c.1 {
+            c.3 < b.3
+        } else {
+            c.4 > b.4
+        }
+    };
+    let mut best: Option<Candidate> = None;
+    for &t in &ts {
+        if !(2..=MAX_GROUP_SIZE).contains(&t) {
+            return Err(PlannerError::Invalid(format!(
+                "threshold {t} outside 2..=32"
+            )));
+        }
+        let gs: Vec<u8> = match fixed.g {
+            Some(g) if g < t || g > MAX_GROUP_SIZE => {
+                return Err(PlannerError::Invalid(format!(
+                    "group size {g} outside {t}..=32"
+                )))
+            }
+            Some(g) => vec![g],
+            None => (t..=t.saturating_add(4).min(MAX_GROUP_SIZE)).collect(),
+        };
+        for &g in &gs {
+            let both_fixed = fixed.g.is_some() && fixed.t.is_some();
+            if !both_fixed && g - t < fixed.min_spare {
+                continue;
+            }
+            let exposed = exposure(g, t, goal.colluding_fraction);
+            for &fan_in in &fan_ins {
+                if fan_in < 2 {
+                    return Err(PlannerError::Invalid("fan-in below 2".into()));
+                }
+                for &leaf_size in &LEAF_SIZES {
+                    let leaves = conditions.expected_contributors.div_ceil(leaf_size as u64);
+                    let (groups, _) = tree_size(leaves, fan_in as u64);
+                    if !tree_fits(groups, g, conditions.available_nodes) {
+                        continue;
+                    }
+                    let (latency, completeness, _) = conditions.predict(g, t, fan_in, leaf_size);
+                    let c = (
+                        goal.met_by(exposed),
+                        completeness >= conditions.completeness_target,
+                        exposed,
+                        latency,
+                        completeness,
+                        g,
+                        t,
+                        fan_in,
+                        leaf_size,
+                    );
+                    if best.as_ref().is_none_or(|b| rank(&c, b)) {
+                        best = Some(c);
+                    }
+                }
+            }
+        }
+    }
+    let Some((meets_goal, _, exposure, _, _, g, t, fan_in, leaf_size)) = best else {
+        return Err(PlannerError::NoPlan(format!(
+            "{} available nodes cannot hold even the smallest tree of the allowed groups",
+            conditions.available_nodes
+        )));
+    };
+    Ok(PrivateChoice {
+        choice: conditions.choice(g, t, fan_in, leaf_size),
+        exposure,
+        meets_goal,
+    })
 }
 
 /// `P[Bin(n, q) <= k]`.
@@ -444,7 +677,10 @@ mod tests {
         c.failure_per_s = 0.0;
         let choice = plan(&c).unwrap();
         assert_eq!(choice.privacy.g, choice.privacy.t);
-        assert!((choice.predicted_completeness - 1.0).abs() < 1e-12);
+        // Only contributors alone in their leaf are missing.
+        let leaves = u64::from(choice.tree.leaf_groups);
+        let lone = lone_probability(c.expected_contributors, leaves);
+        assert!((choice.predicted_completeness - (1.0 - lone)).abs() < 1e-12);
     }
 
     #[test]
@@ -477,6 +713,180 @@ mod tests {
         let parallel = plan(&c).unwrap();
         assert!(parallel.predicted_latency_us < serial.predicted_latency_us);
         assert!(parallel.tree.fan_in >= serial.tree.fan_in);
+    }
+
+    #[test]
+    fn exposure_is_the_binomial_tail() {
+        // ARCHITECTURE.md's table, at 10% colluders.
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-3 * b;
+        assert!(
+            close(exposure(5, 3, 0.1), 8.56e-3),
+            "{}",
+            exposure(5, 3, 0.1)
+        );
+        assert!(close(exposure(12, 11, 0.1), 1.09e-10));
+        assert!(close(exposure(10, 10, 0.1), 1e-10));
+        assert!(close(exposure(16, 10, 0.1), 4.526e-7));
+        // Exactly on the default target: not below it, whichever way the float rounds.
+        let goal = ExposureGoal::default();
+        assert!(close(exposure(11, 10, 0.1), 1e-9));
+        assert!(!goal.met_by(exposure(11, 10, 0.1)) && !goal.met_by(exposure(9, 9, 0.1)));
+        assert!(goal.met_by(exposure(12, 11, 0.1)));
+        assert_eq!(exposure(3, 4, 0.5), 0.0);
+        assert!((exposure(4, 1, 0.3) - (1.0 - 0.7f64.powi(4))).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_contributor_is_alone_with_about_e_to_the_minus_leaf_size() {
+        let p = lone_probability(1_000_000, 1_000_000 / 4);
+        assert!((p - (-4.0f64).exp()).abs() < 1e-4, "{p}");
+        assert_eq!(lone_probability(10, 1), 0.0);
+        assert_eq!(lone_probability(1, 5), 1.0);
+        // The prediction carries it: with nothing failing, leaves of 4 lose about 1.8%.
+        let mut c = dissec();
+        c.failure_per_s = 0.0;
+        let (_, four, _) = c.predict(5, 5, 8, 4);
+        let (_, sixteen, _) = c.predict(5, 5, 8, 16);
+        assert!(four < 0.983 && four > 0.98, "{four}");
+        assert!(sixteen > 1.0 - 1e-6, "{sixteen}");
+        // So no plan with a 99% target takes leaves of 4.
+        c.completeness_target = 0.99;
+        assert!(plan(&c).unwrap().leaf_size > 4);
+    }
+
+    /// Every shape `plan_private` considers, with its exposure, latency and completeness.
+    fn shapes(
+        c: &Conditions,
+        goal: &ExposureGoal,
+        min_spare: u8,
+    ) -> Vec<(u8, u8, u32, u32, f64, f64, f64)> {
+        let mut out = Vec::new();
+        for t in c.min_threshold.max(2)..=MAX_GROUP_SIZE {
+            for g in (t + min_spare)..=(t + 4).min(MAX_GROUP_SIZE) {
+                for &fan_in in &FAN_INS {
+                    for &leaf in &LEAF_SIZES {
+                        let leaves = c.expected_contributors.div_ceil(u64::from(leaf));
+                        if !tree_fits(tree_size(leaves, u64::from(fan_in)).0, g, c.available_nodes)
+                        {
+                            continue;
+                        }
+                        let (latency, completeness, _) = c.predict(g, t, fan_in, leaf);
+                        let e = exposure(g, t, goal.colluding_fraction);
+                        out.push((g, t, fan_in, leaf, e, latency, completeness));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_private_plan_is_the_fastest_below_the_exposure_target() {
+        let goal = ExposureGoal::default();
+        for min_spare in [0, 1] {
+            for failure in [0.0, 0.0025, 0.01] {
+                let mut c = dissec();
+                c.min_threshold = 2;
+                c.failure_per_s = failure;
+                let rules = Fixed {
+                    min_spare,
+                    ..Fixed::default()
+                };
+                let p = plan_private(&c, &goal, &rules).unwrap();
+                assert!(p.meets_goal && p.exposure < 1e-9, "{p:?}");
+                let (g, t) = (p.choice.privacy.g, p.choice.privacy.t);
+                assert_eq!(p.exposure, exposure(g, t, 0.1));
+                assert!(g - t >= min_spare, "{p:?}");
+                assert!(p.choice.predicted_completeness >= c.completeness_target);
+                // No other shape below both targets is faster.
+                let mut rivals = 0;
+                for s in shapes(&c, &goal, min_spare) {
+                    if goal.met_by(s.4) && s.6 >= c.completeness_target {
+                        rivals += 1;
+                        assert!(
+                            s.5 >= p.choice.predicted_latency_us as f64 - 1.0,
+                            "{s:?} beats {p:?}"
+                        );
+                    }
+                }
+                assert!(rivals > 10, "{rivals}");
+            }
+        }
+        // Without failures: one full vector and the smallest threshold below 1e-9 (g = t =
+        // 10: 1e-10; 9 sits on the target). With one spare member: g = 12, t = 11 (1.1e-10;
+        // g = 11, t = 10 sits on the target), two full vectors per contributor.
+        let mut c = dissec();
+        c.min_threshold = 2;
+        c.failure_per_s = 0.0;
+        let p = plan_private(&c, &goal, &Fixed::default()).unwrap();
+        assert_eq!((p.choice.privacy.g, p.choice.privacy.t), (10, 10), "{p:?}");
+        let spare = Fixed {
+            min_spare: 1,
+            ..Fixed::default()
+        };
+        let p = plan_private(&c, &goal, &spare).unwrap();
+        assert_eq!((p.choice.privacy.g, p.choice.privacy.t), (12, 11), "{p:?}");
+        assert!((p.exposure - 1.09e-10).abs() < 1e-12, "{p:?}");
+    }
+
+    #[test]
+    fn a_network_too_small_for_the_goal_gets_the_least_exposed_plan_that_fits() {
+        let goal = ExposureGoal::default();
+        let mut c = dissec();
+        c.min_threshold = 2;
+        c.expected_contributors = 6;
+        c.available_nodes = 12;
+        let p = plan_private(&c, &goal, &Fixed::default()).unwrap();
+        assert!(!p.meets_goal, "{p:?}");
+        // One group of at most 6 members fits 12 nodes (half of them for backups).
+        let best = shapes(&c, &goal, 0)
+            .into_iter()
+            .filter(|s| s.6 >= c.completeness_target)
+            .map(|s| s.4)
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(p.exposure, best);
+        assert!(p.choice.privacy.g <= 6 && p.exposure > 1e-9, "{p:?}");
+    }
+
+    #[test]
+    fn fixed_parameters_are_kept_and_their_exposure_reported() {
+        let goal = ExposureGoal::default();
+        let mut c = dissec();
+        c.min_threshold = 2;
+        let fixed = Fixed {
+            g: Some(5),
+            t: Some(3),
+            fan_in: Some(4),
+            min_spare: 1,
+        };
+        let p = plan_private(&c, &goal, &fixed).unwrap();
+        assert_eq!((p.choice.privacy.g, p.choice.privacy.t), (5, 3));
+        assert_eq!(p.choice.tree.fan_in, 4);
+        assert!(
+            !p.meets_goal && (p.exposure - 8.56e-3).abs() < 1e-5,
+            "{p:?}"
+        );
+        // A fixed threshold alone: the planner picks g around it.
+        let fixed = Fixed {
+            t: Some(12),
+            ..Fixed::default()
+        };
+        let p = plan_private(&c, &goal, &fixed).unwrap();
+        assert_eq!(p.choice.privacy.t, 12);
+        assert!(p.meets_goal);
+        // A looser goal allows smaller groups.
+        let loose = ExposureGoal {
+            target: 1e-2,
+            colluding_fraction: 0.1,
+        };
+        let p = plan_private(&c, &loose, &Fixed::default()).unwrap();
+        assert!(p.choice.privacy.t < 10, "{p:?}");
+        let bad = Fixed {
+            g: Some(3),
+            t: Some(5),
+            ..Fixed::default()
+        };
+        assert!(plan_private(&c, &goal, &bad).is_err());
     }
 
     #[test]

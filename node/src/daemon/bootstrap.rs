@@ -70,14 +70,17 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         _ => (engine, None),
     };
     // Admission: the engine refuses candidate sets that break the rule over this node's view
-    // of the admitted set, which the announcements' certificates fill.
+    // of the admitted set, which the announcements' certificates fill. Without it, only a set
+    // that omits this node is refused (`SelfRule`).
     let admission = match &config.admission {
         Some(section) => Some(crate::admission::Admission::new(section, me, now_micros())?),
         None => None,
     };
     let engine = match &admission {
         Some(a) => engine.with_candidate_rule(a.rule()),
-        None => engine,
+        None => {
+            engine.with_candidate_rule(std::sync::Arc::new(crate::admission::SelfRule { node: me }))
+        }
     };
     let inbound = super::budget::NodeBudget::new(super::budget::MAX_INBOUND_BYTES);
     let swarm = build_swarm(&keys, &config, &args, &directory, inbound.clone())?;

@@ -332,6 +332,8 @@ impl Node {
             "uptime_ms": self.control.started.elapsed().as_millis() as u64,
             "beacon": self.beacon.as_ref().map(|b| b.status()),
             "admission": self.admission.as_ref().map(|a| a.status(now_micros())),
+            // Round trips of this node's directory pulls, for `grove compute`'s planner.
+            "latency": self.membership.sync.rtt.status(),
         })
     }
 

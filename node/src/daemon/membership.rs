@@ -186,13 +186,15 @@ impl Node {
         };
         tracing::debug!("pulling the directory from {peer}");
         let digest = self.membership.directory.digest();
-        self.transport
+        let asked = self
+            .transport
             .swarm
             .behaviour_mut()
             .sync
             .send_request(&peer, digest.0);
         self.membership.sync.first.get_or_insert(peer);
         self.membership.sync.last = Some(Instant::now());
+        self.membership.sync.asked = Some((asked, Instant::now()));
     }
 
     pub(super) fn on_sync(&mut self, event: request_response::Event<[u8; 32], Vec<u8>>) {
@@ -217,8 +219,17 @@ impl Node {
                         .sync
                         .send_response(channel, body);
                 }
-                request_response::Message::Response { response, .. } => {
+                request_response::Message::Response {
+                    response,
+                    request_id,
+                } => {
                     self.membership.sync.answered += 1;
+                    if let Some((asked, at)) = self.membership.sync.asked {
+                        if asked == request_id {
+                            self.membership.sync.rtt.record(at.elapsed());
+                            self.membership.sync.asked = None;
+                        }
+                    }
                     let announcements = match directory::decode_sync(&response) {
                         Ok(a) => a,
                         Err(e) => {

@@ -207,6 +207,10 @@ struct SyncState {
     /// The peer of the first pull (the second asks another).
     first: Option<PeerId>,
     last: Option<Instant>,
+    /// The pull in flight and when it was handed over: its answer is a round-trip sample.
+    asked: Option<(libp2p::request_response::OutboundRequestId, Instant)>,
+    /// Round trips to peers (`crate::latency`), for the planner of `grove compute`.
+    rtt: crate::latency::RttEstimate,
 }
 
 #[cfg(test)]

@@ -56,6 +56,183 @@ pub fn fitting_leaf_groups(peers: usize, g: u8, fan_in: u32) -> u32 {
     best
 }
 
+/// What `grove compute` assumes of the network where it measures nothing (the planner's
+/// other conditions): the share of directory peers that contribute (consent and `WHERE`), so
+/// that a leaf of the planner's 8 contributors serves [`MIN_PEERS_PER_LEAF`] peers.
+pub const ASSUMED_CONTRIBUTING_SHARE: f64 = 0.5;
+/// One-way latency before any round trip was measured, microseconds.
+pub const ASSUMED_LATENCY_US: u64 = 50_000;
+/// A node's link, kB/s: the failure detector's slowest uplink (`net::MIN_SEND_BYTES_PER_S`).
+pub const ASSUMED_BANDWIDTH_KB_PER_S: f64 = 1_024.0;
+/// Work per kB of vector (DISSEC's figure), microseconds.
+pub const ASSUMED_COMPUTE_US_PER_KB: f64 = 50.0;
+/// One message's cryptography and its record's commit to the store, microseconds.
+pub const ASSUMED_MESSAGE_US: f64 = 2_000.0;
+/// Nodes failing per second (one crash per node every three hours).
+pub const ASSUMED_FAILURE_PER_S: f64 = 1e-4;
+/// The fraction of contributors the plan must include (failures and lone contributors).
+pub const COMPLETENESS_TARGET: f64 = 0.99;
+/// Spare members (`g - t`) of a planned group: one slow or dead member costs a failover, not
+/// the group's subtree.
+pub const MIN_SPARE_MEMBERS: u8 = 1;
+/// The share window the daemon needs whatever the planner predicts, milliseconds: consent,
+/// evaluation and a store commit per share, on a busy machine (the former fixed default).
+pub const MIN_SHARE_WINDOW_MS: u64 = 2_000;
+/// Gossip fan-out the planner counts hops with (gossipsub's mesh degree).
+pub const GOSSIP_FANOUT: u32 = 6;
+
+/// What `grove compute` knows of the network when it plans: from `grove status`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NetworkEstimate {
+    /// Nodes that can serve and contribute: the admitted identities eligible in this node's
+    /// view with `[admission]`, else the directory's peers (this node included).
+    pub nodes: u64,
+    /// Smoothed round trip of this node's directory pulls (`crate::latency`), if measured.
+    pub rtt_us: Option<u64>,
+    pub rtt_samples: u64,
+}
+
+/// The commissioner's choices on the command line (`None`: the planner's).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PlanFlags {
+    pub g: Option<u8>,
+    pub t: Option<u8>,
+    pub fan_in: Option<u32>,
+    pub leaf_groups: Option<u32>,
+    pub share_window_ms: Option<u64>,
+    pub goal: grove_protocol::planner::ExposureGoal,
+}
+
+/// What `grove compute` launches with, and what it says about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Planned {
+    pub g: u8,
+    pub t: u8,
+    pub fan_in: u32,
+    pub leaf_groups: Option<u32>,
+    pub share_window_ms: u64,
+    /// One contributor's value exposed, at the goal's colluding fraction.
+    pub exposure: f64,
+    pub meets_goal: bool,
+    /// Lines for the commissioner: the choice, its exposure, and a warning when the goal is
+    /// not met.
+    pub report: Vec<String>,
+}
+
+/// Chooses `g`, `t`, fan-in, leaf groups and the share window of a computation over `net`
+/// for a vector of `vector_len` elements with `planner::plan_private`, keeping what `flags`
+/// fix. Without a plan that fits (a network of a few nodes), the fixed values or `g = 3,
+/// t = 2`, fan-in 2, and the directory's default leaves.
+pub fn plan_compute(
+    flags: &PlanFlags,
+    net: &NetworkEstimate,
+    vector_len: u32,
+    k_min: u64,
+) -> Result<Planned, String> {
+    use grove_protocol::planner::{self, Conditions, Fixed, LinkModel};
+    let nodes = net.nodes.max(1);
+    let latency_us = net.rtt_us.map_or(ASSUMED_LATENCY_US, |r| (r / 2).max(1));
+    let conditions = Conditions {
+        expected_contributors: ((nodes as f64 * ASSUMED_CONTRIBUTING_SHARE).ceil() as u64).max(1),
+        available_nodes: nodes,
+        vector_len: vector_len.max(1),
+        latency_us,
+        broadcast_hops: planner::gossip_hops(nodes, GOSSIP_FANOUT),
+        bandwidth_kb_per_s: ASSUMED_BANDWIDTH_KB_PER_S,
+        link_model: LinkModel::PerNode,
+        compute_us_per_kb: ASSUMED_COMPUTE_US_PER_KB,
+        crypto_us: ASSUMED_MESSAGE_US,
+        failure_per_s: ASSUMED_FAILURE_PER_S,
+        min_threshold: 2,
+        completeness_target: COMPLETENESS_TARGET,
+        k_min,
+    };
+    let fixed = Fixed {
+        g: flags.g,
+        t: flags.t,
+        fan_in: flags.fan_in,
+        min_spare: MIN_SPARE_MEMBERS,
+    };
+    let goal = flags.goal;
+    let f_pct = goal.colluding_fraction * 100.0;
+    let measured = match net.rtt_us {
+        Some(r) => format!(
+            "round trip {:.1} ms over {} pulls",
+            r as f64 / 1e3,
+            net.rtt_samples
+        ),
+        None => format!("latency assumed {} ms", ASSUMED_LATENCY_US / 1000),
+    };
+    let mut report = Vec::new();
+    let planned = match planner::plan_private(&conditions, &goal, &fixed) {
+        Ok(p) => {
+            let c = &p.choice;
+            let leaves = flags.leaf_groups.unwrap_or_else(|| {
+                let fits = fitting_leaf_groups(nodes as usize, c.privacy.g, c.tree.fan_in);
+                c.tree.leaf_groups.min(fits).max(1)
+            });
+            let window_ms = (c.tree.timeouts.share_window / 1000).max(MIN_SHARE_WINDOW_MS);
+            report.push(format!(
+                "planner: g = {}, t = {}, fan-in {}, {} leaf groups, share window {} ms                  ({} nodes, {measured}; predicted {:.0} ms, completeness {:.4})",
+                c.privacy.g,
+                c.privacy.t,
+                c.tree.fan_in,
+                leaves,
+                flags.share_window_ms.unwrap_or(window_ms),
+                nodes,
+                c.predicted_latency_us as f64 / 1e3,
+                c.predicted_completeness,
+            ));
+            Planned {
+                g: c.privacy.g,
+                t: c.privacy.t,
+                fan_in: c.tree.fan_in,
+                leaf_groups: Some(leaves),
+                share_window_ms: flags.share_window_ms.unwrap_or(window_ms),
+                exposure: p.exposure,
+                meets_goal: p.meets_goal,
+                report: Vec::new(),
+            }
+        }
+        Err(planner::PlannerError::NoPlan(why)) => {
+            let t = flags.t.unwrap_or(2);
+            let g = flags.g.unwrap_or(t.saturating_add(MIN_SPARE_MEMBERS));
+            let exposure = planner::exposure(g, t, goal.colluding_fraction);
+            report.push(format!(
+                "planner: no plan fits ({why}); g = {g}, t = {t}, fan-in {}, default leaves",
+                flags.fan_in.unwrap_or(2)
+            ));
+            Planned {
+                g,
+                t,
+                fan_in: flags.fan_in.unwrap_or(2),
+                leaf_groups: flags.leaf_groups,
+                share_window_ms: flags.share_window_ms.unwrap_or(MIN_SHARE_WINDOW_MS),
+                exposure,
+                meets_goal: goal.met_by(exposure),
+                report: Vec::new(),
+            }
+        }
+        Err(e) => return Err(format!("cannot plan: {e}")),
+    };
+    report.push(format!(
+        "exposure: one contributor's value is revealed with probability {:.2e} if {f_pct:.0}%          of the nodes collude (target {:.0e})",
+        planned.exposure, goal.target
+    ));
+    if !planned.meets_goal {
+        let why = if flags.g.is_some() && flags.t.is_some() {
+            "with the given --g and --t".to_string()
+        } else {
+            format!("{nodes} nodes are too few for groups that meet it")
+        };
+        report.push(format!(
+            "warning: exposure {:.2e} is above the target {:.0e} ({why})",
+            planned.exposure, goal.target
+        ));
+    }
+    Ok(Planned { report, ..planned })
+}
+
 /// Parses and compiles a query text; the error says where and what (line and column).
 pub fn compile(text: &str) -> Result<CompiledQuery, String> {
     Query::parse(text)
@@ -260,6 +437,75 @@ mod tests {
         // Large directories: as many as fit, each serving at least 16 peers.
         assert_eq!(default_leaf_groups(1_000, 3, 2), 62);
         assert_eq!(default_leaf_groups(0, 3, 2), 1);
+    }
+
+    fn net(nodes: u64) -> NetworkEstimate {
+        NetworkEstimate {
+            nodes,
+            rtt_us: Some(1_000),
+            rtt_samples: 3,
+        }
+    }
+
+    #[test]
+    fn compute_plans_groups_below_the_exposure_target_when_the_network_allows() {
+        let flags = PlanFlags::default();
+        // 200 nodes: g = 12, t = 11 (1.1e-10 at 10% colluders), leaves that fit.
+        let p = plan_compute(&flags, &net(200), 3, 1).unwrap();
+        assert_eq!((p.g, p.t), (12, 11), "{p:?}");
+        assert!(p.meets_goal && p.exposure < 1e-9);
+        let leaves = p.leaf_groups.unwrap();
+        assert!(leaves >= 1 && leaves <= fitting_leaf_groups(200, 12, p.fan_in));
+        assert!(p.share_window_ms >= MIN_SHARE_WINDOW_MS);
+        assert!(
+            p.report.iter().any(|l| l.contains("1.09e-10")),
+            "{:?}",
+            p.report
+        );
+        assert!(!p.report.iter().any(|l| l.starts_with("warning")));
+        // 20 nodes (the demo's): too few; the least exposed plan that fits, with a warning.
+        let p = plan_compute(&flags, &net(20), 3, 1).unwrap();
+        assert!(!p.meets_goal && p.exposure > 1e-9, "{p:?}");
+        assert_eq!((p.g, p.t), (10, 9), "{p:?}");
+        assert!(
+            p.report.iter().any(|l| l.contains("9.10e-9")),
+            "{:?}",
+            p.report
+        );
+        assert!(
+            p.report.iter().any(|l| l.starts_with("warning")),
+            "{:?}",
+            p.report
+        );
+        // Flags win, and their exposure is printed.
+        let fixed = PlanFlags {
+            g: Some(5),
+            t: Some(3),
+            fan_in: Some(2),
+            share_window_ms: Some(1500),
+            ..PlanFlags::default()
+        };
+        let p = plan_compute(&fixed, &net(200), 3, 1).unwrap();
+        assert_eq!((p.g, p.t, p.fan_in, p.share_window_ms), (5, 3, 2, 1500));
+        assert!(
+            p.report.iter().any(|l| l.contains("8.56e-3")),
+            "{:?}",
+            p.report
+        );
+        assert!(p.report.iter().any(|l| l.contains("--g and --t")));
+        // Four nodes hold no planned tree: the flags (or g = 3, t = 2) as before.
+        let p = plan_compute(&fixed, &net(4), 3, 1).unwrap();
+        assert_eq!((p.g, p.t, p.leaf_groups), (5, 3, None));
+        // A looser goal is met by 20 nodes.
+        let loose = PlanFlags {
+            goal: grove_protocol::planner::ExposureGoal {
+                target: 1e-6,
+                colluding_fraction: 0.1,
+            },
+            ..PlanFlags::default()
+        };
+        let p = plan_compute(&loose, &net(20), 3, 1).unwrap();
+        assert!(p.meets_goal, "{p:?}");
     }
 
     #[test]

@@ -162,6 +162,39 @@ async fn unadmitted_daemons_are_never_selected_nor_counted_and_their_requests_ar
         not_candidates >= 1,
         "no node refused the unadmitted daemons' shares"
     );
+    // Every daemon timed its directory pulls: the round trip `grove compute` plans with.
+    for i in 0..ADMITTED {
+        let st = ctl(&cluster, i, ControlRequest::Status).await?;
+        assert!(st["latency"]["samples"].as_u64() >= Some(1), "{st}");
+        assert!(st["latency"]["rtt_us"].as_u64() > Some(0), "{st}");
+    }
+    // `grove compute` plans over the admitted identities (5, not the 7 in the directory),
+    // keeps the given g and t, and prints their exposure with a warning.
+    let out = std::process::Command::new(EXE)
+        .arg("--data-dir")
+        .arg(cluster.dir(0))
+        .args([
+            "compute",
+            "--g",
+            "3",
+            "--t",
+            "2",
+            "--leaf-groups",
+            "1",
+            "--k-min",
+            "1",
+            "--lifetime-secs",
+            "20",
+            "SELECT sum(x) FROM c CLIP x TO [0, 1e6] SCALE 0",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    eprintln!("grove compute said:\n{said}");
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("5 available nodes"), "{said}");
+    assert!(said.contains("probability 2.80e-2 if 10%"), "{said}");
+    assert!(said.contains("warning: exposure 2.80e-2"), "{said}");
 
     // 2. A commissioner outside admission plans over every identity it knows: every admitted
     //    daemon refuses the request, and nothing is released.

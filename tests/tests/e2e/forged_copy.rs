@@ -8,6 +8,11 @@
 //!
 //! (Consent used to read the daemon's own copy of the last request seen with that id, stored
 //! before any signature check: F's, naming T. Then every node contributed to U's request.)
+//!
+//! The snapshot holds the daemons' own signed announcements, which the hostile peer pulls from
+//! them (`/grove/directory-sync/1`), and one made-up peer, so that it is a snapshot no daemon
+//! holds: a candidate set that omitted the daemons would be refused at intake (this node not
+//! among the candidates) before consent is ever asked, and the test would check nothing.
 
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
@@ -23,6 +28,7 @@ use grove_protocol::request::{CommissionerKey, SignedRequest};
 use grove_protocol::seal;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::kad::{store::RecordStore, Record, RecordKey};
+use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::Multiaddr;
 use serde_json::{json, Value};
@@ -57,54 +63,11 @@ async fn a_forged_copy_naming_a_trusted_commissioner_makes_no_node_contribute() 
         grove_e2e::trust(&cluster, i, &hex(&trusted.verifying_key().to_bytes()), &[]).await?;
     }
 
-    // A directory of three peers no node knows: the snapshot the request names.
-    let mut fake = Directory::default();
-    for k in 0..3u8 {
-        let key = libp2p::identity::Keypair::generate_ed25519();
-        let announcement = Announcement {
-            peer: key.public().to_peer_id().to_bytes(),
-            x25519_public: seal::x25519_public(&[40 + k; 32]),
-            addrs: vec![],
-            issued_at_micros: 1,
-            certificate: None,
-        };
-        let bytes = directory::sign_announcement(&key, &announcement)?;
-        fake.insert_signed(directory::verify_announcement(&bytes)?, bytes);
-    }
-    let snapshot = fake.freeze();
-    let id = ComputationId([0x5a; 32]);
-    let mut request = query::build_request(
-        &sum_params("c", "x", 2, 2),
-        id,
-        CommissionerKey(untrusted.verifying_key().to_bytes()),
-        NodeId([0x5a; 32]),
-        grove_node::clock::now_micros(),
-        snapshot.entries.len(),
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
-    request.directory = Some(snapshot.digest);
-    let real = SignedRequest::sign(request, &untrusted);
-    let mut forged = real.clone();
-    forged.request.commissioner = CommissionerKey(trusted.verifying_key().to_bytes());
-    let message = |signed: SignedRequest| Message {
-        computation: id,
-        round: 0,
-        body: Body::Request(Box::new(signed)),
-        to: None,
-    };
-
     // The hostile peer: a real libp2p node speaking Grove's gossip and serving the snapshot
     // from its DHT store.
     let mut swarm = net::build_swarm(libp2p::identity::Keypair::generate_ed25519())
         .map_err(|e| anyhow::anyhow!(e))?;
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
-    let snapshot_bytes = snapshot
-        .encode()
-        .ok_or_else(|| anyhow::anyhow!("too large"))?;
-    swarm.behaviour_mut().kad.store_mut().put(Record::new(
-        RecordKey::new(&directory::snapshot_record_key(&snapshot.digest)),
-        snapshot_bytes,
-    ))?;
     let topic = IdentTopic::new(net::TOPIC_BROADCAST);
     swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
     for i in 0..NODES {
@@ -130,6 +93,86 @@ async fn a_forged_copy_naming_a_trusted_commissioner_makes_no_node_contribute() 
     while settle.elapsed() < Duration::from_secs(2) {
         let _ = tokio::time::timeout(Duration::from_millis(100), swarm.select_next_some()).await;
     }
+    // The snapshot the request names: the daemons' own announcements, pulled from each of
+    // them, and one made-up peer.
+    let mut fake = Directory::default();
+    for peer in &subscribed {
+        swarm.behaviour_mut().sync.send_request(peer, [0u8; 32]);
+    }
+    let mut answered = 0;
+    let start = Instant::now();
+    while answered < NODES {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "no directory pulled"
+        );
+        let event = tokio::time::timeout(Duration::from_secs(1), swarm.select_next_some()).await;
+        if let Ok(SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+            message: request_response::Message::Response { response, .. },
+            ..
+        }))) = event
+        {
+            answered += 1;
+            for bytes in directory::decode_sync(&response)? {
+                fake.insert_signed(directory::verify_announcement(&bytes)?, bytes);
+            }
+        }
+    }
+    for i in 0..NODES {
+        let peer: libp2p::PeerId = cluster.nodes[i]
+            .peer_id
+            .clone()
+            .unwrap_or_default()
+            .parse()?;
+        anyhow::ensure!(
+            fake.get(&directory::node_id_of(&peer)).is_some(),
+            "daemon {i}'s announcement was not pulled"
+        );
+    }
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let made_up = Announcement {
+        peer: key.public().to_peer_id().to_bytes(),
+        x25519_public: seal::x25519_public(&[40; 32]),
+        addrs: vec![],
+        issued_at_micros: 1,
+        certificate: None,
+    };
+    let bytes = directory::sign_announcement(&key, &made_up)?;
+    fake.insert_signed(directory::verify_announcement(&bytes)?, bytes);
+    let snapshot = fake.freeze();
+    anyhow::ensure!(
+        snapshot.entries.len() == NODES + 1,
+        "{:?}",
+        snapshot.entries
+    );
+    let snapshot_bytes = snapshot
+        .encode()
+        .ok_or_else(|| anyhow::anyhow!("too large"))?;
+    swarm.behaviour_mut().kad.store_mut().put(Record::new(
+        RecordKey::new(&directory::snapshot_record_key(&snapshot.digest)),
+        snapshot_bytes,
+    ))?;
+    let id = ComputationId([0x5a; 32]);
+    let mut request = query::build_request(
+        &sum_params("c", "x", 2, 2),
+        id,
+        CommissionerKey(untrusted.verifying_key().to_bytes()),
+        NodeId([0x5a; 32]),
+        grove_node::clock::now_micros(),
+        snapshot.entries.len(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    request.directory = Some(snapshot.digest);
+    let real = SignedRequest::sign(request, &untrusted);
+    let mut forged = real.clone();
+    forged.request.commissioner = CommissionerKey(trusted.verifying_key().to_bytes());
+    let message = |signed: SignedRequest| Message {
+        computation: id,
+        round: 0,
+        body: Body::Request(Box::new(signed)),
+        to: None,
+    };
+
     // The real request, then the forged copy right behind it on the same link.
     swarm
         .behaviour_mut()
