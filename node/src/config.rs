@@ -75,7 +75,7 @@ fn default_directory_sync() -> u64 {
 }
 
 fn default_connection_target() -> usize {
-    32
+    256
 }
 
 impl Default for Config {
@@ -120,8 +120,9 @@ directory_sync_secs = 30
 
 # Above this many connected peers the daemon closes, every 2 seconds, the connections to peers
 # that are neither its gossipsub mesh peers, nor awaiting a message of it, nor used in the last
-# 10 seconds (least recently used first); they are dialed again when needed.
-connection_target = 32
+# 10 seconds (least recently used first); they are dialed again when needed. 256 (the cap on
+# established connections) closes nothing; 32 keeps a 60-node network at about 30 per node.
+connection_target = 256
 
 # The local ingest endpoint, where a personal-cloud app pushes records as JSON over HTTP with
 # the token in DIR/ingest.token (see the README). Loopback addresses only; off when absent.

@@ -27,9 +27,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// Connections a node keeps when it has nothing else to keep them for (the config's
-/// `connection_target` overrides it). Mesh peers of two topics (at most 24, about 6 to 12
-/// usually) and one computation's peers fit; issue 15's goal is at most 64 per node.
-pub const CONNECTION_TARGET: usize = 32;
+/// `connection_target` overrides it). The default is `net::MAX_ESTABLISHED_CONNECTIONS`, so
+/// nothing is closed: with a target of 32, `scale60` computed exactly (mean 29 connections per
+/// node once idle), but `scripts/bench-e2e.sh 200` failed twice ("no version reached the
+/// threshold of root positions") where the same binary without closing completed 200/200; until
+/// that is understood, closing is opt-in. Issue 15's goal is at most 64 per node.
+pub const CONNECTION_TARGET: usize = super::net::MAX_ESTABLISHED_CONNECTIONS as usize;
 /// How often the daemon closes the connections it does not need.
 pub const PRUNE_TICK: Duration = Duration::from_secs(2);
 /// How long a peer stays needed after its last message, pull or connection: longer than a
