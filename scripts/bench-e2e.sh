@@ -16,6 +16,11 @@
 #   GROVE=target/debug/grove-e2e-node scripts/bench-e2e.sh 50   # a binary already built
 #   KEEP_LOGS=DIR scripts/bench-e2e.sh 50   # keep every daemon's log in DIR/nN/
 #   PERF_OUT=DIR scripts/bench-e2e.sh 100   # `perf record -a -g` during the computation only
+#   CONNECTION_TARGET=100000 scripts/bench-e2e.sh 50   # the daemons' `connection_target`
+#                                         # (a huge one turns the closing of unneeded connections off)
+#
+# The last line compares the CPU per node of the largest size with the smallest's (issue 15's
+# goal: within 1.3 times; and at most 64 connections per node).
 #
 # Every process (each daemon in its own process group) and every temporary directory is
 # removed when the script ends, fails or is interrupted. Not a test: figures depend on the load.
@@ -31,6 +36,7 @@ SIZES=("$@")
 
 ROOT=$(mktemp -d -t grove-bench-XXXXXX)
 PIDS=()
+CPU_PER_NODE=()
 cleanup() {
     local pid
     for pid in "${PIDS[@]:-}"; do
@@ -63,6 +69,9 @@ for N in "${SIZES[@]}"; do
     mkdir -p "$RUN"
     for i in $(seq 0 $((N - 1))); do
         "$GROVE" init --data-dir "$RUN/$i" >/dev/null
+        if [ -n "${CONNECTION_TARGET:-}" ]; then
+            sed -i "s/^connection_target = .*/connection_target = $CONNECTION_TARGET/" "$RUN/$i/config.toml"
+        fi
     done
     start() { # node index, bootstrap address (may be empty)
         local args=(daemon --data-dir "$RUN/$1" --listen /ip4/127.0.0.1/tcp/0)
@@ -181,5 +190,11 @@ EOF
     printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-14s %-15s %s\n' \
         "$N" "$DIM" "$CLI_MS" "$DAEMON_MS" "$COUNT/$N" "$PER_NODE" "$PER_COORD" \
         "$((CPU_MS / N))" "$CONN_MEAN/$CONN_MAX" "load $LOAD; directories converged in ${CONVERGED_S}s"
+    CPU_PER_NODE+=("$N:$((CPU_MS / N))")
     cleanup
 done
+if [ ${#CPU_PER_NODE[@]} -gt 1 ]; then
+    FIRST=${CPU_PER_NODE[0]}
+    LAST=${CPU_PER_NODE[${#CPU_PER_NODE[@]} - 1]}
+    python3 -c "f, l = '$FIRST'.split(':'), '$LAST'.split(':'); print(f'cpu ms/node at N={l[0]} / at N={f[0]}: {int(l[1]) / max(1, int(f[1])):.2f}')"
+fi

@@ -39,6 +39,10 @@ pub struct Config {
     /// the two pulls at start; 0 turns pulls off.
     #[serde(default = "default_directory_sync")]
     pub directory_sync_secs: u64,
+    /// Connected peers above which the daemon closes connections it does not need
+    /// (`daemon::connections`, whose `CONNECTION_TARGET` is the default).
+    #[serde(default = "default_connection_target")]
+    pub connection_target: usize,
     /// Address of the local ingest endpoint (loopback only); `None` turns it off.
     #[serde(default)]
     pub ingest_listen: Option<String>,
@@ -70,6 +74,10 @@ fn default_directory_sync() -> u64 {
     30
 }
 
+fn default_connection_target() -> usize {
+    256
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -77,6 +85,7 @@ impl Default for Config {
             bootstrap: Vec::new(),
             announce_interval_secs: default_announce_interval(),
             directory_sync_secs: default_directory_sync(),
+            connection_target: default_connection_target(),
             ingest_listen: None,
             console_listen: None,
             nextcloud: None,
@@ -108,6 +117,12 @@ announce_interval_secs = 1800
 # few bytes while both directories are the same). 0: no pulls; the node learns peers only from
 # announcements, which reach it only while it is connected.
 directory_sync_secs = 30
+
+# Above this many connected peers the daemon closes, every 2 seconds, the connections to peers
+# that are neither its gossipsub mesh peers, nor awaiting a message of it, nor used in the last
+# 10 seconds (least recently used first); they are dialed again when needed. 256 (the cap on
+# established connections) closes nothing; 32 keeps a 60-node network at about 30 per node.
+connection_target = 256
 
 # The local ingest endpoint, where a personal-cloud app pushes records as JSON over HTTP with
 # the token in DIR/ingest.token (see the README). Loopback addresses only; off when absent.

@@ -342,9 +342,18 @@ impl Node {
                         self.on_snapshot_progress(id, digest, attempt, result, step.last)?;
                     } else if let Some(key) = self.membership.agreement.lookups.get(&id).copied() {
                         if let Ok(GetRecordOk::FoundRecord(r)) = result {
+                            // One copy is enough: the next poll asks again. Every node polls
+                            // every trusted commissioner's key, and a lookup that went on to
+                            // every holder made each holder answer (and, with connections
+                            // that follow the work, be dialed by) every node every poll.
+                            self.membership.agreement.lookups.remove(&id);
+                            if let Some(mut q) =
+                                self.transport.swarm.behaviour_mut().kad.query_mut(&id)
+                            {
+                                q.finish();
+                            }
                             self.on_active_requests(&key, &r.record.value)?;
-                        }
-                        if step.last {
+                        } else if step.last {
                             self.membership.agreement.lookups.remove(&id);
                         }
                     }

@@ -264,6 +264,7 @@ impl Node {
                 loopback: VecDeque::new(),
                 sent_by_kind: BTreeMap::new(),
                 received_by_kind: BTreeMap::new(),
+                connections: super::connections::Connections::new(config.connection_target),
             },
             membership: Membership {
                 directory,

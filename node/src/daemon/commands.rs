@@ -311,6 +311,13 @@ impl Node {
             "node_id": self.me.to_string(),
             "listen": listen,
             "connected_peers": self.transport.swarm.connected_peers().count(),
+            // Connections that follow the work (`daemon::connections`): the target above which
+            // unneeded ones close, the peers closed so far, and the gossipsub mesh peers.
+            "connections": {
+                "target": self.transport.connections.target,
+                "pruned": self.transport.connections.pruned,
+                "mesh_peers": self.transport.swarm.behaviour().gossipsub.all_mesh_peers().count(),
+            },
             "directory_peers": dir.len(),
             "computations_in_flight": computations,
             "commissioner_key": hex(&self.keys.commissioner.verifying_key().to_bytes()),

@@ -82,6 +82,7 @@ impl Node {
         let mut republish_tick = tokio::time::interval(REPUBLISH_INTERVAL);
         let mut requests_tick = tokio::time::interval(agreement::ACTIVE_REQUESTS_POLL);
         let mut sends_tick = tokio::time::interval(super::SEND_DEADLINE_TICK);
+        let mut prune_tick = tokio::time::interval(super::connections::PRUNE_TICK);
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let stdin_eof = async {
@@ -119,6 +120,7 @@ impl Node {
                 _ = republish_tick.tick() => self.republish_requests(),
                 _ = requests_tick.tick() => self.look_for_requests(),
                 _ = sends_tick.tick() => self.expire_sends()?,
+                _ = prune_tick.tick() => self.prune_connections(),
                 _ = tokio::signal::ctrl_c() => {
                     tracing::info!("interrupted; shutting down");
                     break;

@@ -31,6 +31,7 @@ mod agreement;
 mod bootstrap;
 pub mod budget;
 mod commands;
+pub mod connections;
 pub mod directory;
 mod drain;
 mod event_loop;
@@ -78,6 +79,11 @@ impl PendingSends {
     /// Bytes sent and not yet acknowledged.
     fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// The nodes with a send awaiting its ack.
+    fn destinations(&self) -> std::collections::BTreeSet<NodeId> {
+        self.map.values().map(|p| p.to).collect()
     }
 }
 
@@ -168,6 +174,8 @@ struct Transport {
     loopback: VecDeque<Message>,
     sent_by_kind: BTreeMap<&'static str, u64>,
     received_by_kind: BTreeMap<&'static str, u64>,
+    /// When each peer was last used, for closing the connections not needed (`connections`).
+    connections: connections::Connections,
 }
 
 /// The peer directory, this node's announcements, directory pulls, and the snapshots and

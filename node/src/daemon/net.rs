@@ -49,13 +49,11 @@ pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
 /// 29 GB. Our broadcasts are few (requests, completion notes, announcements); a forward that
 /// finds the queue full is dropped, and gossip or a directory pull repairs it.
 pub const GOSSIP_QUEUE_LEN: usize = 256;
-/// How long a connection with nothing to do stays open. A node keeps connections only while
-/// some behaviour needs them: gossipsub's mesh peers (at most `mesh_n_high` per topic), a
-/// request or Kademlia query in flight; every other connection closes after this long idle, so
-/// the connections a node holds follow the peers it works with, not the size of the network.
-/// (It was an hour: every daemon ended up connected to every other, about 21,000 connections at
-/// 200 nodes.) Long enough to cover the gaps inside one computation's phases (share window,
-/// acks), short enough that the peers of a finished computation are let go.
+/// How long a connection with no open stream stays open. (It was an hour.) It is not enough
+/// by itself: gossipsub keeps a stream open on every connection to a subscriber, so a daemon's
+/// connections to other daemons never go idle; `connections` closes those the node does not
+/// need, so that the connections a node holds follow the peers it works with, not the size of
+/// the network.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest number of established connections, inbound and outbound together: a bound on what
 /// a flood of dialers can hold (each connection has its inbound budget, `budget`), well above

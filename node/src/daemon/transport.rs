@@ -6,11 +6,13 @@ use super::net::{self, BehaviourEvent};
 use super::{hook, Node};
 use crate::clock::now_micros;
 use grove_protocol::codec;
+use grove_protocol::ids::NodeId;
 use grove_protocol::message::{Body, Message};
 use libp2p::gossipsub::IdentTopic;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{gossipsub, identify};
+use libp2p::{gossipsub, identify, PeerId};
+use std::collections::BTreeSet;
 
 /// ` for (level, index) position p`, for debug traces of addressed messages.
 pub(super) fn slot_text(slot: Option<&grove_protocol::message::Slot>) -> String {
@@ -24,6 +26,38 @@ pub(super) fn slot_text(slot: Option<&grove_protocol::message::Slot>) -> String 
 }
 
 impl Node {
+    /// Closes the connections this node does not need (`connections`): above its target, those
+    /// to peers that are not gossipsub mesh peers, have no send awaiting its ack and were not
+    /// used lately.
+    pub(super) fn prune_connections(&mut self) {
+        let swarm = &mut self.transport.swarm;
+        let connected: BTreeSet<PeerId> = swarm.connected_peers().copied().collect();
+        if connected.len() <= self.transport.connections.target {
+            return;
+        }
+        let awaiting: BTreeSet<NodeId> = self.transport.pending_sends.destinations();
+        let mut keep: BTreeSet<PeerId> = swarm
+            .behaviour()
+            .gossipsub
+            .all_mesh_peers()
+            .copied()
+            .collect();
+        keep.extend(
+            connected
+                .iter()
+                .filter(|p| awaiting.contains(&node_id_of(p)))
+                .copied(),
+        );
+        let close =
+            self.transport
+                .connections
+                .to_close(&connected, &keep, std::time::Instant::now());
+        for peer in close {
+            tracing::debug!("closing the connection to {peer}: not needed");
+            let _ = swarm.disconnect_peer_id(peer);
+        }
+    }
+
     pub(super) fn on_swarm_event(
         &mut self,
         event: SwarmEvent<BehaviourEvent>,
@@ -36,7 +70,14 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.on_gossip(e)?,
             SwarmEvent::Behaviour(BehaviourEvent::Messages(e)) => self.on_messages(e)?,
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => {
+                if let request_response::Event::Message { peer, .. } = &e {
+                    self.transport
+                        .connections
+                        .used(*peer, std::time::Instant::now());
+                }
+                self.on_sync(e)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -53,6 +94,9 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e)?,
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 tracing::debug!("connected to {peer_id}");
+                self.transport
+                    .connections
+                    .used(peer_id, std::time::Instant::now());
             }
             SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
                 tracing::debug!("connection to {peer_id} closed: {cause:?}");
@@ -99,6 +143,9 @@ impl Node {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    self.transport
+                        .connections
+                        .used(peer, std::time::Instant::now());
                     // `request` holds its room in the inbound budgets until this arm ends.
                     self.membership.agreement.stats.bytes_received += request.bytes.len() as u64;
                     match codec::decode(&request.bytes) {
@@ -126,6 +173,9 @@ impl Node {
                         .send_response(channel, ());
                 }
                 request_response::Message::Response { request_id, .. } => {
+                    self.transport
+                        .connections
+                        .used(peer, std::time::Instant::now());
                     self.transport.pending_sends.remove(&request_id);
                 }
             },

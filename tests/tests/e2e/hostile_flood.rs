@@ -11,9 +11,12 @@ use ed25519_dalek::SigningKey;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use grove_e2e::{ctl, grove_node, start_network, sum_params};
 use grove_node::control::ControlRequest;
-use grove_node::daemon::budget::MAX_INBOUND_BYTES;
+use grove_node::daemon::budget::{
+    MAX_INBOUND_BYTES, MAX_INBOUND_BYTES_PER_CONNECTION, MAX_INBOUND_STREAMS_PER_CONNECTION,
+};
 use grove_node::daemon::net::{self, BehaviourEvent, MESSAGE_PROTOCOL};
 use grove_node::owner::query;
+use grove_node::procs::Cluster;
 use grove_protocol::codec;
 use grove_protocol::ids::{ComputationId, GroupId, NodeId};
 use grove_protocol::limits::{MAX_EARLY_BYTES, MAX_MESSAGE_BYTES};
@@ -42,8 +45,13 @@ const REQUESTS_PER_KEY: u32 = grove_protocol::limits::MAX_COMPUTATIONS_PER_COMMI
 /// What the hostile codec writes on a stream.
 #[derive(Debug)]
 enum Attack {
-    /// A length prefix of `claim`, then `send` bytes, then nothing until the stream dies.
-    Claim { claim: u32, send: usize },
+    /// A length prefix of `claim`, then `send` bytes, then nothing for `hold` (or until the
+    /// stream dies).
+    Claim {
+        claim: u32,
+        send: usize,
+        hold: Duration,
+    },
     /// One whole frame.
     Frame(Vec<u8>),
 }
@@ -82,7 +90,7 @@ impl request_response::Codec for HostileCodec {
         T: AsyncWrite + Unpin + Send,
     {
         match a {
-            Attack::Claim { claim, send } => {
+            Attack::Claim { claim, send, hold } => {
                 io.write_all(&claim.to_le_bytes()).await?;
                 let chunk = vec![0x5a; 64 * 1024];
                 let mut left = send;
@@ -93,7 +101,7 @@ impl request_response::Codec for HostileCodec {
                 }
                 io.flush().await?;
                 // Hold the stream open, its last byte never sent.
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                tokio::time::sleep(hold).await;
                 Err(io::Error::other("held"))
             }
             Attack::Frame(bytes) => {
@@ -148,6 +156,35 @@ fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((field("VmHWM:")?, field("VmRSS:")?))
 }
 
+/// Four daemons, each holding one record `{"x": 1000 + i}` and trusting node 0's commissioner
+/// key; returns the cluster and the plain sum.
+async fn trusted_network() -> anyhow::Result<(Cluster, i64)> {
+    let cluster = start_network(Path::new(EXE), NODES).await?;
+    let mut sum = 0i64;
+    for i in 0..NODES {
+        let v = 1000 + i as i64;
+        sum += v;
+        let record = match json!({"x": v}) {
+            Value::Object(m) => m,
+            _ => unreachable!("an object literal"),
+        };
+        ctl(
+            &cluster,
+            i,
+            ControlRequest::Import {
+                collection: "c".into(),
+                records: vec![record],
+            },
+        )
+        .await?;
+    }
+    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
+    for i in 0..NODES {
+        grove_e2e::trust(&cluster, i, &key, &[]).await?;
+    }
+    Ok((cluster, sum))
+}
+
 /// Polls `swarm` until `done` says so or `limit` passes; returns whether `done` held.
 async fn drive<F>(swarm: &mut HostileSwarm, limit: Duration, mut done: F) -> bool
 where
@@ -176,29 +213,7 @@ where
 async fn a_flooding_peer_stays_within_the_budget_and_a_trusted_computation_completes(
 ) -> anyhow::Result<()> {
     let _serial = grove_e2e::serial().await;
-    let cluster = start_network(Path::new(EXE), NODES).await?;
-    let mut sum = 0i64;
-    for i in 0..NODES {
-        let v = 1000 + i as i64;
-        sum += v;
-        let record = match json!({"x": v}) {
-            Value::Object(m) => m,
-            _ => unreachable!("an object literal"),
-        };
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::Import {
-                collection: "c".into(),
-                records: vec![record],
-            },
-        )
-        .await?;
-    }
-    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
-    for i in 0..NODES {
-        grove_e2e::trust(&cluster, i, &key, &[]).await?;
-    }
+    let (cluster, sum) = trusted_network().await?;
     let pid = cluster
         .pid(0)
         .ok_or_else(|| anyhow::anyhow!("node 0 is not running"))?;
@@ -225,6 +240,7 @@ async fn a_flooding_peer_stays_within_the_budget_and_a_trusted_computation_compl
             Attack::Claim {
                 claim: MAX_MESSAGE_BYTES as u32,
                 send: MAX_MESSAGE_BYTES - 1,
+                hold: Duration::from_secs(30),
             },
         );
     }
@@ -439,5 +455,133 @@ async fn a_flooding_peer_stays_within_the_budget_and_a_trusted_computation_compl
         "the flood grew the daemon by {} KiB, over its budget of {budget_kib} KiB",
         peak.saturating_sub(before)
     );
+    Ok(())
+}
+
+/// Streams the hostile peer opens on one connection: more than the per-connection cap, fewer
+/// than libp2p's own cap (`net::MAX_CONCURRENT_STREAMS`, 256), so the daemon's cap alone
+/// decides which are refused.
+const CAP_STREAMS: usize = MAX_INBOUND_STREAMS_PER_CONNECTION + 72;
+/// Bytes each of those streams sends of a frame that claims the largest length: small enough
+/// that all of them together stay within the connection's byte budget, so only the stream cap
+/// can refuse them.
+const CAP_STREAM_BYTES: usize = 128 * 1024;
+
+/// A hostile peer opens `CAP_STREAMS` message streams on one connection and holds them, each
+/// with part of a frame that claims the largest length. The daemon reads at most
+/// `MAX_INBOUND_STREAMS_PER_CONNECTION` of them and refuses the others (`StreamCap` in
+/// `grove status`, and no byte budget refused anything), its peak resident memory grows by less
+/// than one connection's byte budget, and a trusted computation completes exactly while the
+/// streams are held (the cap is per connection: honest peers' connections keep theirs).
+/// One run (this machine, 2 cores): see the figures printed with `--nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_opening_more_streams_than_the_cap_is_refused_the_excess_and_a_computation_completes(
+) -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
+    let (cluster, sum) = trusted_network().await?;
+    let pid = cluster
+        .pid(0)
+        .ok_or_else(|| anyhow::anyhow!("node 0 is not running"))?;
+    let (before, _) = memory_kib(pid)?;
+    let addr: Multiaddr = cluster.nodes[0].addr.clone().unwrap_or_default().parse()?;
+    let victim = {
+        let status = ctl(&cluster, 0, ControlRequest::Status).await?;
+        let id = status["peer_id"].as_str().unwrap_or_default().to_string();
+        id.parse::<libp2p::PeerId>()?
+    };
+    let mut hostile = hostile_swarm()?;
+    hostile.dial(addr)?;
+    let connected = drive(&mut hostile, Duration::from_secs(15), |e| {
+        matches!(e, SwarmEvent::ConnectionEstablished { .. })
+    })
+    .await;
+    anyhow::ensure!(connected, "the hostile peer could not connect");
+    for _ in 0..CAP_STREAMS {
+        hostile.behaviour_mut().send_request(
+            &victim,
+            Attack::Claim {
+                claim: MAX_MESSAGE_BYTES as u32,
+                send: CAP_STREAM_BYTES,
+                hold: Duration::from_secs(120),
+            },
+        );
+    }
+    // Let the streams open; the refused ones fail at once, the others stall.
+    let expected = (CAP_STREAMS - MAX_INBOUND_STREAMS_PER_CONNECTION) as u64;
+    let mut cut = 0usize;
+    let start = Instant::now();
+    let mut refused = 0;
+    while start.elapsed() < Duration::from_secs(30) {
+        drive(&mut hostile, Duration::from_secs(1), |e| {
+            cut += usize::from(matches!(
+                e,
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. })
+            ));
+            false
+        })
+        .await;
+        let status = ctl(&cluster, 0, ControlRequest::Status).await?;
+        let now = status["inbound_rejected"]["StreamCap"]
+            .as_u64()
+            .unwrap_or(0);
+        if now >= expected || (now > 0 && now == refused) {
+            refused = now;
+            break;
+        }
+        refused = now;
+    }
+    let (after_streams, rss_streams) = memory_kib(pid)?;
+    eprintln!(
+        "after {CAP_STREAMS} held streams of {CAP_STREAM_BYTES} bytes on one connection: \
+         {refused} refused by the stream cap ({cut} failures seen by the peer); \
+         VmHWM {after_streams} KiB, VmRSS {rss_streams} KiB (before: VmHWM {before} KiB)"
+    );
+    // The hostile connection keeps its held streams while the computation runs.
+    let holder = tokio::spawn(async move {
+        loop {
+            let _ = hostile.select_next_some().await;
+        }
+    });
+
+    let mut trusted = sum_params("c", "x", 4, 2);
+    trusted.share_window_ms = 5_000;
+    let result = ctl(&cluster, 0, ControlRequest::Compute(trusted)).await;
+    let (peak, rss) = memory_kib(pid)?;
+    let status = ctl(&cluster, 0, ControlRequest::Status).await?;
+    holder.abort();
+    let result = result?;
+    eprintln!(
+        "peak resident memory of the attacked daemon: VmHWM {peak} KiB (before {before} KiB, \
+         now VmRSS {rss} KiB); inbound_rejected {}; trusted computation: {} of {NODES} \
+         contributors",
+        status["inbound_rejected"], result["contributors"]
+    );
+
+    let inbound = &status["inbound_rejected"];
+    assert!(
+        inbound["StreamCap"].as_u64().unwrap_or(0) >= expected,
+        "the daemon read more than {MAX_INBOUND_STREAMS_PER_CONNECTION} streams of one \
+         connection: {inbound}"
+    );
+    for budget in ["ConnectionBudget", "NodeBudget"] {
+        assert_eq!(
+            inbound[budget].as_u64().unwrap_or(0),
+            0,
+            "only the stream cap refuses here: {inbound}"
+        );
+    }
+    let budget_kib = (MAX_INBOUND_BYTES_PER_CONNECTION / 1024) as u64;
+    assert!(
+        peak.saturating_sub(before) < budget_kib,
+        "the held streams grew the daemon by {} KiB, over one connection's budget of \
+         {budget_kib} KiB",
+        peak.saturating_sub(before)
+    );
+    assert_eq!(
+        result["contributors"].as_u64(),
+        Some(NODES as u64),
+        "{result}"
+    );
+    assert_eq!(grove_e2e::cell(&result, 0, 0), Some(sum as f64), "{result}");
     Ok(())
 }

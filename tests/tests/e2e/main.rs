@@ -12,6 +12,7 @@ mod admission;
 mod beacon;
 mod cleanup;
 mod compute_sum;
+mod connection_target;
 mod consent;
 mod console;
 mod cozy_import;

@@ -1,0 +1,119 @@
+//! Connections that follow the work (`grove_node::daemon::connections`): sixteen daemons with a
+//! connection target of 2 compute an exact sum; once the computation's connections are past
+//! their linger, every connection a daemon holds beyond the target is one of its gossipsub mesh
+//! peers (give or take `SLACK` lookups in flight) and the mean is at most `MEAN_BOUND`. Without
+//! the pruning every daemon holds one to each of the 15 others (gossipsub keeps a stream open
+//! on each) while its mesh has 6 to 12. A second computation, whose peers must be dialed
+//! again, is exact too.
+//!
+//! One run (2-core machine, loaded): 15 connections per node right after the first
+//! computation; after the linger, connections equal to mesh peers on every node (6 to 12, mean
+//! 8.1); 59 peers pruned in all.
+
+use grove_e2e::{ctl, grove_node, sum_params};
+use grove_node::control::ControlRequest;
+use grove_node::daemon::connections::{CONNECTION_LINGER, PRUNE_TICK};
+use grove_node::procs::Cluster;
+use serde_json::{json, Value};
+use std::path::Path;
+
+const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
+const NODES: usize = 16;
+const TARGET: usize = 2;
+/// Connections beyond the target and the mesh a daemon may hold once idle (a Kademlia lookup
+/// or a directory pull in flight).
+const SLACK: u64 = 2;
+/// Mean connections per daemon once idle: the mesh peers of two topics (6 to 12 each,
+/// overlapping), well below the 15 of a full mesh.
+const MEAN_BOUND: f64 = 12.0;
+
+async fn connections(cluster: &Cluster) -> anyhow::Result<Vec<(u64, u64)>> {
+    let mut out = Vec::with_capacity(NODES);
+    for i in 0..NODES {
+        let status = ctl(cluster, i, ControlRequest::Status).await?;
+        out.push((
+            status["connected_peers"].as_u64().unwrap_or(0),
+            status["connections"]["mesh_peers"].as_u64().unwrap_or(0),
+        ));
+    }
+    Ok(out)
+}
+
+async fn compute(cluster: &Cluster, plain: i64) -> anyhow::Result<()> {
+    let mut params = sum_params("money", "balance", 3, 2);
+    params.share_window_ms = 3_000;
+    let result = ctl(cluster, 0, ControlRequest::Compute(params)).await?;
+    assert_eq!(
+        grove_e2e::cell(&result, 0, 0),
+        Some(plain as f64),
+        "{result}"
+    );
+    assert_eq!(
+        result["contributors"].as_u64(),
+        Some(NODES as u64),
+        "{result}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_down_to_the_target_and_computations_still_complete(
+) -> anyhow::Result<()> {
+    let _serial = grove_e2e::serial().await;
+    let mut cluster = Cluster::new(Path::new(EXE))?;
+    for i in 0..NODES {
+        cluster.add_node()?;
+        grove_e2e::set_config(&cluster, i, "connection_target", &TARGET.to_string())?;
+    }
+    grove_e2e::start_all(&mut cluster).await?;
+    let mut plain = 0i64;
+    for i in 0..NODES {
+        let v = (i as i64 + 1) * 11;
+        plain += v;
+        let Value::Object(record) = json!({"balance": v}) else {
+            unreachable!("an object literal")
+        };
+        ctl(
+            &cluster,
+            i,
+            ControlRequest::Import {
+                collection: "money".into(),
+                records: vec![record],
+            },
+        )
+        .await?;
+    }
+    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
+    for i in 0..NODES {
+        grove_e2e::trust(&cluster, i, &key, &["money"]).await?;
+    }
+    compute(&cluster, plain).await?;
+    let right_after = connections(&cluster).await?;
+    tokio::time::sleep(CONNECTION_LINGER + 3 * PRUNE_TICK).await;
+    let idle = connections(&cluster).await?;
+    let mut pruned = 0;
+    for i in 0..NODES {
+        let status = ctl(&cluster, i, ControlRequest::Status).await?;
+        pruned += status["connections"]["pruned"].as_u64().unwrap_or(0);
+    }
+    eprintln!(
+        "connection_target: (connected, mesh) per node right after the computation {right_after:?}, \
+         after the linger {idle:?}; {pruned} peers pruned in all"
+    );
+    for (i, (c, mesh)) in idle.iter().enumerate() {
+        let bound = (TARGET as u64).max(*mesh) + SLACK;
+        assert!(
+            *c <= bound,
+            "node {i} holds {c} connections once idle, {mesh} of them mesh peers: {idle:?}"
+        );
+    }
+    let mean = idle.iter().map(|(c, _)| *c as f64).sum::<f64>() / NODES as f64;
+    assert!(
+        mean <= MEAN_BOUND,
+        "{mean:.1} connections per node once idle: {idle:?}"
+    );
+    assert!(pruned > 0, "no connection was closed");
+    // The peers of the next computation are dialed again.
+    compute(&cluster, plain).await?;
+    Ok(())
+}
