@@ -1380,6 +1380,7 @@ impl Engine {
             return;
         };
         let check_k_min = self.check_k_min;
+        let validity_lie = self.validity_lie;
         let mut ctx = ctx!(self);
         let round = message.round;
         let kind = message.kind();
@@ -1408,7 +1409,7 @@ impl Engine {
             Body::PartialAhead(m) => on_partial_ahead(comp, from, m, &mut ctx, &mut records),
             Body::PartialConfirm(m) => on_partial_confirm(comp, from, m, &mut ctx, &mut records),
             Body::ValidityShare(m) => {
-                validity::on_validity_share(comp, from, m, &mut ctx, &mut records)
+                validity::on_validity_share(comp, from, m, validity_lie, &mut ctx, &mut records)
             }
             Body::VerifierShare(m) => {
                 validity::on_verifier_share(comp, from, m, &mut ctx, &mut records)

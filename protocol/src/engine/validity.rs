@@ -48,7 +48,7 @@ use super::role::{check_position, is_candidate, my_role_in, Stage};
 use super::{slot, Computation, Ctx, Engine, Pending, Rejection};
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
-use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VALIDITY_PARTS};
+use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VALIDITY_DECODE_SUBSETS, MAX_VALIDITY_PARTS};
 use crate::message::{Body, ShareMsg, ValidityPart, ValidityPayload, VerifierShareMsg};
 use crate::query::Check;
 use crate::query::Query;
@@ -77,6 +77,9 @@ pub enum ValidityLie {
     /// Proves its honest vector, and sends as its aggregated shares a sharing of another one
     /// (its first element plus 1,000,000; same seed): the gap a proof on a copy leaves open.
     SharesOther,
+    /// As a leaf member: sends the other positions verifier shares off by one at their first
+    /// element (its own decisions stay honest), to get honest contributions rejected.
+    WrongVerifierShare,
 }
 
 enum PartType {
@@ -396,8 +399,8 @@ pub(super) struct LeafValidity {
     /// The aggregated shares this member's input shares imply, per contributor, as
     /// `(element, share)` (`Part::implied`): the share it holds must match them.
     implied: BTreeMap<NodeId, Vec<(u32, Fp)>>,
-    /// Other positions' verifier shares, per contributor.
-    heard: BTreeMap<NodeId, BTreeMap<Position, Verifiers>>,
+    /// Other positions' verifier shares, per contributor, with the node that sent each.
+    heard: BTreeMap<NodeId, BTreeMap<Position, (NodeId, Verifiers)>>,
     /// Decisions: `true` valid.
     decided: BTreeMap<NodeId, bool>,
 }
@@ -474,6 +477,7 @@ pub(super) fn on_validity_share(
     comp: &mut Computation,
     from: NodeId,
     m: ShareMsg,
+    lie: Option<ValidityLie>,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
@@ -523,14 +527,22 @@ pub(super) fn on_validity_share(
         // Bounded like `own` (checked above); `verify_own` checked every input's length.
         role.validity.implied.insert(m.contributor, implied);
     }
+    let mut parts = verifiers;
+    if lie == Some(ValidityLie::WrongVerifierShare) {
+        for (v, _) in &mut parts {
+            if let Some(x) = v.first_mut() {
+                *x = u64::from(from_wire(&[*x]).map_or(Field64::one(), |f| f[0] + Field64::one()));
+            }
+        }
+    }
     let body = Body::VerifierShare(VerifierShareMsg {
         group: m.group,
         position: m.position,
         contributor: m.contributor,
-        parts: verifiers,
+        parts,
     });
     ctx.send_to_group(comp, key, 0, body);
-    try_decide(comp, key, m.contributor, params, &st, ctx, records);
+    try_decide(comp, key, m.contributor, params, &st, false, ctx, records);
     Ok(())
 }
 
@@ -621,19 +633,126 @@ pub(super) fn on_verifier_share(
         .entry(m.contributor)
         .or_default()
         .entry(m.position)
-        .or_insert(m.parts);
-    try_decide(comp, key, m.contributor, params, &st, ctx, records);
+        .or_insert((from, m.parts));
+    try_decide(comp, key, m.contributor, params, &st, false, ctx, records);
     Ok(())
 }
 
-/// Decides once this member has its own verifier share and `t - 1` others: every part must
-/// be accepted. Exactly `t` shares are combined (own first, then the lowest positions heard).
+/// At the end of a leaf's collection (the share window, or every contributor accounted for):
+/// decides every contributor this member verified with the verifier shares heard so far, if
+/// at least `t` (before then a decision waits for all `g`, see [`try_decide`]). One call from
+/// `aggregator::advance_role`, before the collection ends.
+pub(super) fn decide_at_collection_end(
+    comp: &mut Computation,
+    key: crate::message::Slot,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) {
+    let Some(st) = comp.validity.clone() else {
+        return;
+    };
+    let Some(role) = comp.roles.get(&key) else {
+        return;
+    };
+    if key.group.level != 0
+        || !matches!(role.stage, Stage::Collecting)
+        || !super::collection::collection_over(comp, key, role, ctx.now)
+    {
+        return;
+    }
+    let open: Vec<NodeId> = role
+        .validity
+        .own
+        .keys()
+        .filter(|c| !role.validity.decided.contains_key(*c))
+        .copied()
+        .collect();
+    let params = SharingParams {
+        g: comp.plan.g,
+        t: comp.plan.t,
+    };
+    for contributor in open {
+        try_decide(comp, key, contributor, params, &st, true, ctx, records);
+    }
+}
+
+/// One part's decision from every verifier share heard (see [`try_decide`]).
+enum PartDecision {
+    /// Decided on the shares that lie on one polynomial; `off` are the positions whose
+    /// shares do not (they lied, or their contributor sent them an inconsistent share).
+    Decided { valid: bool, off: Vec<Position> },
+    /// No polynomial of degree `< t` passes through enough of the shares to tell which are
+    /// wrong: more liars than the shares heard can correct, or an inconsistent sharing.
+    Undecidable,
+}
+
+/// Decides one part on all its verifier shares: when they lie on one polynomial (the common
+/// case, one check), prio's decision on it; otherwise the polynomial through at least
+/// `n - (n - t) / 2` of the `n` shares (unique when it exists: two such polynomials would
+/// share `t` points), searched over `t`-subsets, and the positions off it.
+fn decide_part<T: Type<Field = Field64>>(
+    typ: &T,
+    params: SharingParams,
+    shares: &[VerifierShare<Field64>],
+) -> PartDecision {
+    if let Ok(valid) = validity::decide(typ, params, shares) {
+        return PartDecision::Decided {
+            valid,
+            off: Vec::new(),
+        };
+    }
+    let (n, t) = (shares.len(), params.t as usize);
+    if n < t {
+        return PartDecision::Undecidable;
+    }
+    let need = n - (n - t) / 2;
+    for subset in super::commissioner::subsets(n, t).take(MAX_VALIDITY_DECODE_SUBSETS) {
+        let base: Vec<&VerifierShare<Field64>> = subset.iter().map(|i| &shares[*i]).collect();
+        let digest = base[0].commitments_digest;
+        if base.iter().any(|s| s.commitments_digest != digest) {
+            continue;
+        }
+        let points: Vec<u8> = base.iter().map(|s| s.position).collect();
+        let vectors: Vec<&[Field64]> = base.iter().map(|s| s.verifier.as_slice()).collect();
+        let on = |s: &VerifierShare<Field64>| {
+            s.commitments_digest == digest
+                && validity::shamir::lagrange::<Field64>(&points, s.position)
+                    .is_ok_and(|c| validity::shamir::combine(&c, &vectors) == s.verifier)
+        };
+        let (mut agree, mut off) = (Vec::new(), Vec::new());
+        for (i, s) in shares.iter().enumerate() {
+            if subset.contains(&i) || on(s) {
+                agree.push(s.clone());
+            } else {
+                off.push(s.position);
+            }
+        }
+        if agree.len() >= need {
+            return PartDecision::Decided {
+                valid: validity::decide(typ, params, &agree).unwrap_or(false),
+                off,
+            };
+        }
+    }
+    PartDecision::Undecidable
+}
+
+/// Decides on every verifier share heard, not the first `t`: once this member has its own
+/// and those of all `g - 1` other positions, or (`at_end`) at the end of collection with at
+/// least `t`. Every part must be accepted. A part whose shares do not lie on one polynomial is
+/// decided on the polynomial most of them lie on ([`decide_part`]), and each position off it is
+/// named (`Rejection::WrongVerifierShare`, counted against the node serving it): a member lying
+/// about its verifier share cannot get an honest contribution rejected unnamed while the
+/// shares heard can correct it (`n >= t + 2e` for `e` liars). Beyond that the contribution is
+/// rejected, and the disagreement counted (`Rejection::VerifierSharesDisagree`).
+#[allow(clippy::too_many_arguments)]
 fn try_decide(
     comp: &mut Computation,
     key: crate::message::Slot,
     contributor: NodeId,
     params: SharingParams,
     st: &Statement,
+    at_end: bool,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) {
@@ -648,18 +767,20 @@ fn try_decide(
         return;
     };
     let heard = role.validity.heard.get(&contributor);
-    let mut sets: Vec<(Position, &Verifiers)> = vec![(key.position, own)];
+    let mut sets: Vec<(Position, Option<NodeId>, &Verifiers)> = vec![(key.position, None, own)];
     if let Some(h) = heard {
-        sets.extend(h.iter().map(|(p, v)| (*p, v)));
+        sets.extend(h.iter().map(|(p, (n, v))| (*p, Some(*n), v)));
     }
-    if sets.len() < params.t as usize {
+    if sets.len() < params.t as usize || (!at_end && sets.len() < params.g as usize) {
         return;
     }
-    sets.truncate(params.t as usize);
-    let valid = st.parts.iter().enumerate().all(|(k, part)| {
+    let mut valid = true;
+    let mut undecidable = false;
+    let mut off: BTreeSet<Position> = BTreeSet::new();
+    for (k, part) in st.parts.iter().enumerate() {
         let shares: Option<Vec<VerifierShare<Field64>>> = sets
             .iter()
-            .map(|(p, v)| {
+            .map(|(p, _, v)| {
                 let (verifier, digest) = v.get(k)?;
                 Some(VerifierShare {
                     position: *p,
@@ -668,15 +789,33 @@ fn try_decide(
                 })
             })
             .collect();
-        let Some(shares) = shares else {
-            return false;
+        let decision = match (shares, &part.typ) {
+            (None, _) => PartDecision::Undecidable,
+            (Some(s), PartType::Sum(t)) => decide_part(t, params, &s),
+            (Some(s), PartType::Hist(t)) => decide_part(t, params, &s),
         };
-        match &part.typ {
-            PartType::Sum(t) => validity::decide(t, params, &shares),
-            PartType::Hist(t) => validity::decide(t, params, &shares),
+        match decision {
+            PartDecision::Decided { valid: v, off: o } => {
+                valid &= v;
+                off.extend(o);
+            }
+            PartDecision::Undecidable => {
+                valid = false;
+                undecidable = true;
+            }
         }
-        .unwrap_or(false)
-    });
+    }
+    let named: Vec<NodeId> = sets
+        .iter()
+        .filter(|(p, _, _)| off.contains(p))
+        .filter_map(|(_, n, _)| *n)
+        .collect();
+    for node in named {
+        ctx.reject(node, "verifier-share", Rejection::WrongVerifierShare);
+    }
+    if undecidable {
+        ctx.reject(contributor, "validity", Rejection::VerifierSharesDisagree);
+    }
     decide_now(role, key, id, contributor, valid, ctx, records);
 }
 
