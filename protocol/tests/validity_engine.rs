@@ -255,3 +255,25 @@ fn a_leaf_member_lying_about_its_verifier_share_is_named_and_rejects_no_honest_c
         assert_eq!(named, (plan.g as usize - 1) * in_leaf, "{query}");
     }
 }
+
+/// The query randomness is unknown to the contributor when it proves. A contributor with a
+/// value of 1,000 over its `CLIP` of 100 forges, for its range part, a proof that prio's
+/// decision accepts at the randomness it would know if that randomness were fixed with the
+/// request (`ValidityLie::KnowsQueryRandomness`: the verifier is affine in the proof, so two
+/// proof coordinates solve it). Members derive their randomness from the commitments to every
+/// input and proof share (`validity::derived_query_seed`), so the forged proof is opened at
+/// other points and rejected. With the members' seed fixed at request time the same liar is
+/// included.
+#[test]
+fn a_contributor_that_knows_the_query_randomness_when_it_proves_is_left_out() {
+    let q = compiled(SCALAR);
+    let mut c = cluster(SCALAR, 12);
+    let liar = 5;
+    let mut v = q.evaluate(&[record(liar)]);
+    v[column(&q, ColumnKind::Sum)] = 1_000.0;
+    c.set_contribution(liar, v);
+    c.lie_in_contribution(liar, ValidityLie::KnowsQueryRandomness);
+    let id = launch(&mut c, SCALAR);
+    let o = run(&mut c, &id);
+    assert_left_out(&c, &o, liar);
+}

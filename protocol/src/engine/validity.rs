@@ -1,7 +1,8 @@
 //! Validity proofs in the engine (issue 17, first slice): a contributor proves that its
 //! contribution satisfies the query's validity circuit, each member of its leaf group computes
-//! its verifier share, the members exchange them, and `t` of them decide whether the
-//! contribution may enter a manifest (`crate::validity` has the proof system on Shamir shares).
+//! its verifier share, the members exchange them, and every share heard (all `g`, or at least
+//! `t` when collection ends) decides whether the contribution may enter a manifest, a member
+//! off the polynomial most of them lie on being named ([`try_decide`]) (`crate::validity` has the proof system on Shamir shares).
 //!
 //! **Statement.** Validity is on for a request whose query text compiles to exactly its
 //! contribution spec, without DP noise (noise is added to the vector before sharing, and a
@@ -80,6 +81,16 @@ pub enum ValidityLie {
     /// As a leaf member: sends the other positions verifier shares off by one at their first
     /// element (its own decisions stay honest), to get honest contributions rejected.
     WrongVerifierShare,
+    /// Multiplies every element of its encoded vector by this factor before sharing and
+    /// proving (an honest proof of the inflated vector): a `GROUP BY` cell's contributor
+    /// indicator of `n` lifts that cell towards `k_min` beside a single honest owner.
+    Inflate(u32),
+    /// Encodes its values unclipped (as `Unclipped`) and, for every range part, forges a proof
+    /// that passes at the query randomness it would know if that randomness were fixed when
+    /// the request is (`request_time_seed`): it solves the verifier's affine equations for
+    /// two coordinates of its proof (`forge_at`). It fails when the randomness comes after
+    /// its proof is fixed, as it does (`validity::derived_query_seed`).
+    KnowsQueryRandomness,
 }
 
 enum PartType {
@@ -352,11 +363,20 @@ fn prove(
                 .collect();
             part.tie(&y, x);
         };
-        let shared = match &part.typ {
-            PartType::Sum(t) => {
+        let shared = match (&part.typ, lie) {
+            (PartType::Sum(t), Some(ValidityLie::KnowsQueryRandomness)) => {
+                // Test-only: a proof made for the randomness it expects (see `forge_at`).
+                let known = validity::query_randomness(t, &request_time_seed(&ctx), &ctx);
+                let fixed = FixedProof {
+                    inner: t.clone(),
+                    proof: forge_at(t, &input, &known)?,
+                };
+                validity::prove_tied_and_share(&fixed, &input, params, &ctx, &part_seed, false, tie)
+            }
+            (PartType::Sum(t), _) => {
                 validity::prove_tied_and_share(t, &input, params, &ctx, &part_seed, forge, tie)
             }
-            PartType::Hist(t) => {
+            (PartType::Hist(t), _) => {
                 validity::prove_tied_and_share(t, &input, params, &ctx, &part_seed, forge, tie)
             }
         }
@@ -366,6 +386,128 @@ fn prove(
         }
     }
     Some(per_position)
+}
+
+/// The query seed a contributor would know when it proves if the query randomness were fixed
+/// when the request is (a function of the request and the contributor only). Grove does not
+/// use it: members derive theirs after the proof is fixed (`validity::derived_query_seed`).
+/// Only the test lie `KnowsQueryRandomness` computes it.
+fn request_time_seed(ctx: &[u8]) -> [u8; 32] {
+    hash_parts("grove/validity/request-time-query-seed", &[ctx])
+}
+
+/// Test-only: a proof of `input` (invalid) that prio's decision accepts at the query
+/// randomness `query`, for a `Sum` (no joint randomness). For fixed randomness the verifier
+/// is an affine map of the proof; among the proof's coordinates that move only the circuit's
+/// output (entry 0) and the gadget check (last entry), not the wire checks, it takes two and
+/// solves the 2x2 system that makes the output zero and the gadget check equal the gadget of
+/// the wires. `None` if no such pair is found.
+fn forge_at(typ: &Sum<Field64>, input: &[Field64], query: &[Field64]) -> Option<Vec<Field64>> {
+    let prove_rand = vec![Field64::one(); typ.prove_rand_len()];
+    let p0 = typ.prove(input, &prove_rand, &[]).ok()?;
+    let v0 = typ.query(input, &p0, query, &[], 1).ok()?;
+    let last = v0.len().checked_sub(1)?;
+    let wires = v0.get(1..last)?.to_vec();
+    let g0 = typ.gadget().first_mut()?.eval(&wires).ok()?;
+    let mut cols = Vec::new();
+    for j in 0..p0.len() {
+        let mut p = p0.clone();
+        p[j] += Field64::one();
+        let v = typ.query(input, &p, query, &[], 1).ok()?;
+        let d: Vec<Field64> = v.iter().zip(&v0).map(|(a, b)| *a - *b).collect();
+        if d[1..last].iter().all(|x| *x == Field64::zero()) {
+            cols.push((j, d[0], d[last]));
+        }
+    }
+    let (e1, e2) = (-v0[0], g0 - v0[last]);
+    for (a, &(j1, o1, l1)) in cols.iter().enumerate() {
+        for &(j2, o2, l2) in &cols[a + 1..] {
+            let det = o1 * l2 - o2 * l1;
+            if det == Field64::zero() {
+                continue;
+            }
+            let x = (e1 * l2 - o2 * e2) * det.inv();
+            let y = (o1 * e2 - e1 * l1) * det.inv();
+            let mut p = p0.clone();
+            p[j1] += x;
+            p[j2] += y;
+            let v = typ.query(input, &p, query, &[], 1).ok()?;
+            if typ.decide(&v).ok()? {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// Test-only: a prio type that proves with a given proof (`forge_at`'s), so that
+/// `validity::prove_tied_and_share` shares and commits to it as to an honest one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FixedProof {
+    inner: Sum<Field64>,
+    proof: Vec<Field64>,
+}
+
+impl Flp for FixedProof {
+    type Field = Field64;
+    fn gadget(&self) -> Vec<Box<dyn prio::flp::Gadget<Field64>>> {
+        self.inner.gadget()
+    }
+    fn num_gadgets(&self) -> usize {
+        self.inner.num_gadgets()
+    }
+    fn valid(
+        &self,
+        gadgets: &mut Vec<Box<dyn prio::flp::Gadget<Field64>>>,
+        input: &[Field64],
+        joint_rand: &[Field64],
+        num_shares: usize,
+    ) -> Result<Vec<Field64>, prio::flp::FlpError> {
+        self.inner.valid(gadgets, input, joint_rand, num_shares)
+    }
+    fn input_len(&self) -> usize {
+        self.inner.input_len()
+    }
+    fn proof_len(&self) -> usize {
+        self.inner.proof_len()
+    }
+    fn verifier_len(&self) -> usize {
+        self.inner.verifier_len()
+    }
+    fn joint_rand_len(&self) -> usize {
+        self.inner.joint_rand_len()
+    }
+    fn eval_output_len(&self) -> usize {
+        self.inner.eval_output_len()
+    }
+    fn prove_rand_len(&self) -> usize {
+        self.inner.prove_rand_len()
+    }
+    fn prove(
+        &self,
+        _input: &[Field64],
+        _prove_rand: &[Field64],
+        _joint_rand: &[Field64],
+    ) -> Result<Vec<Field64>, prio::flp::FlpError> {
+        Ok(self.proof.clone())
+    }
+}
+
+impl Type for FixedProof {
+    type Measurement = u64;
+    type AggregateResult = u64;
+    fn encode_measurement(&self, m: &u64) -> Result<Vec<Field64>, prio::flp::FlpError> {
+        self.inner.encode_measurement(m)
+    }
+    fn truncate(&self, input: Vec<Field64>) -> Result<Vec<Field64>, prio::flp::FlpError> {
+        self.inner.truncate(input)
+    }
+    fn decode_result(&self, data: &[Field64], n: usize) -> Result<u64, prio::flp::FlpError> {
+        self.inner.decode_result(data, n)
+    }
+    fn output_len(&self) -> usize {
+        self.inner.output_len()
+    }
 }
 
 /// The first `len` elements of a share (fewer if a full vector is shorter): a seed's
