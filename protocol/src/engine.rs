@@ -499,7 +499,7 @@ pub struct Engine {
     /// Test-only: the lie this node tells in its validity proofs (`validity::ValidityLie`).
     validity_lie: Option<ValidityLie>,
     /// Contributors prove their contributions valid and leaf members check the proofs
-    /// (`Engine::checking_validity`; off by default until the daemon runs it, issue 17).
+    /// (`Engine::checking_validity`; the daemon and the harness set it, issue 17).
     check_validity: bool,
     /// Input refused since this engine started, by reason (at most one entry per variant).
     rejections: BTreeMap<Rejection, u64>,
@@ -621,18 +621,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Test only: a commissioner that ignores `k_min` (it shows every cell it can
-    /// reconstruct). The root members' rule must still keep every cell below `k_min` from it.
-    #[cfg(any(test, feature = "test-util"))]
     /// Contributors send validity proofs and leaf members admit a contribution only once its
     /// proof is accepted, for requests whose query compiles to their spec
     /// (`engine/validity.rs`). Every node of a network must agree on it. Applies to
-    /// computations installed after the call.
+    /// computations installed after the call: set it before [`Engine::replay`].
     pub fn checking_validity(mut self) -> Engine {
         self.check_validity = true;
         self
     }
 
+    /// Test only: a commissioner that ignores `k_min` (it shows every cell it can
+    /// reconstruct). The root members' rule must still keep every cell below `k_min` from it.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn skipping_k_min_check(mut self) -> Engine {
         self.check_k_min = false;
         self
@@ -677,7 +677,14 @@ impl Engine {
         records: impl IntoIterator<Item = Record>,
         now: Micros,
     ) -> Engine {
-        let mut engine = Engine::new(identity, seed, plans);
+        Engine::new(identity, seed, plans).replay(records, now)
+    }
+
+    /// Rebuilds this fresh engine's state from its durable records (what [`Engine::restore`]
+    /// does), after options that shape computations (`checking_validity`) are set, so that a
+    /// restarted node checks validity exactly as its peers do.
+    pub fn replay(self, records: impl IntoIterator<Item = Record>, now: Micros) -> Engine {
+        let mut engine = self;
         engine.now = now;
         for record in records {
             if let Err(reason) = engine.apply_record(&record) {
@@ -1380,6 +1387,7 @@ impl Engine {
             return;
         };
         let check_k_min = self.check_k_min;
+        let validity_lie = self.validity_lie;
         let mut ctx = ctx!(self);
         let round = message.round;
         let kind = message.kind();
@@ -1408,7 +1416,7 @@ impl Engine {
             Body::PartialAhead(m) => on_partial_ahead(comp, from, m, &mut ctx, &mut records),
             Body::PartialConfirm(m) => on_partial_confirm(comp, from, m, &mut ctx, &mut records),
             Body::ValidityShare(m) => {
-                validity::on_validity_share(comp, from, m, &mut ctx, &mut records)
+                validity::on_validity_share(comp, from, m, validity_lie, &mut ctx, &mut records)
             }
             Body::VerifierShare(m) => {
                 validity::on_verifier_share(comp, from, m, &mut ctx, &mut records)

@@ -767,15 +767,12 @@ impl Cluster {
                 }
                 self.nodes[node].restarts += 1;
                 let seed = self.engine_seed(node);
-                let mut engine = Engine::restore(
-                    self.nodes[node].identity.clone(),
-                    seed,
-                    self.plans.clone(),
-                    self.nodes[node].durable.clone(),
-                    self.now,
-                )
-                .with_envelope(self.envelope())
-                .checking_validity();
+                // Validity on before the replay, so restored computations check it too.
+                let mut engine =
+                    Engine::new(self.nodes[node].identity.clone(), seed, self.plans.clone())
+                        .checking_validity()
+                        .replay(self.nodes[node].durable.clone(), self.now)
+                        .with_envelope(self.envelope());
                 if self.skip_k_min.contains(&node) {
                     engine = engine.skipping_k_min_check();
                 }

@@ -155,3 +155,7 @@ pub const MAX_VALIDITY_PARTS: usize = 4096;
 pub const MAX_VALIDITY_DECODE_SUBSETS: usize = 4096;
 /// Elements of one part's verifier share (prio's `verifier_len`, a few for our types).
 pub const MAX_VERIFIER_LEN: usize = 64;
+/// `t`-subsets of one part's verifier shares a leaf member tries when they do not lie on one
+/// polynomial (`engine/validity.rs`, `decide_part`; `C(5, 3) = 10`, `C(7, 5) = 21`); past it
+/// the contribution is undecidable and rejected.
+pub const MAX_VALIDITY_DECODE_SUBSETS: usize = 4096;

@@ -12,9 +12,9 @@
 //! aggregated shares (`engine/validity.rs`): a contributor that proves one vector and shares
 //! another is caught by every member whose share does not match its proven input's share.
 
-use grove_protocol::engine::{Rejection, ValidityLie};
+use grove_protocol::engine::{Event, Rejection, ValidityLie};
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams, Outcome};
-use grove_protocol::ids::{ComputationId, NodeId};
+use grove_protocol::ids::{ComputationId, GroupId, NodeId};
 use grove_protocol::message::Item;
 use grove_protocol::query::{ColumnKind, CompiledQuery, Query, Record, Value};
 use grove_protocol::record::Record as Durable;
@@ -199,4 +199,81 @@ fn a_contributor_that_shares_another_vector_than_it_proves_is_left_out() {
         let o = run(&mut c, &id);
         assert_left_out(&c, &o, liar);
     }
+}
+
+/// Verifier shares heard by the members of `leaf` that named `liar` (the node serving the
+/// lying position) as off the polynomial, counted over those members.
+fn named_by_leaf(
+    c: &Cluster,
+    plan: &grove_protocol::plan::Plan,
+    leaf: GroupId,
+    liar: NodeId,
+) -> usize {
+    (1..=plan.g)
+        .filter_map(|p| c.index_of(&plan.member(leaf, p)))
+        .filter(|n| c.node_id(*n) != liar)
+        .map(|n| {
+            c.events_at(n)
+                .filter(|e| {
+                    matches!(e, Event::MessageRejected { from, kind, reason }
+                        if *from == liar && *kind == "verifier-share"
+                            && *reason == Rejection::WrongVerifierShare.to_string())
+                })
+                .count()
+        })
+        .sum()
+}
+
+/// A leaf member that lies about its verifier share (off by one, to every other position, for
+/// every contributor of its leaf) cannot get an honest contribution rejected: its leaf decides
+/// on all five verifier shares, the four honest ones lie on one polynomial, so every member
+/// accepts every honest contribution and names the liar (`Rejection::WrongVerifierShare`,
+/// counted against the node that sent it). Deciding on the first `t` shares heard instead
+/// rejects the contributions of that leaf whenever the liar is among them, unnamed.
+#[test]
+fn a_leaf_member_lying_about_its_verifier_share_is_named_and_rejects_no_honest_contribution() {
+    for (query, seed) in [(SCALAR, 10), (GROUPED, 11)] {
+        let mut c = cluster(query, seed);
+        let id = launch(&mut c, query);
+        let plan = c.plan(&id).expect("plan");
+        let leaf = plan.leaf_of(&c.node_id(1));
+        let liar = c.index_of(&plan.member(leaf, 1)).expect("member");
+        assert_ne!(liar, COMMISSIONER);
+        c.lie_in_contribution(liar, ValidityLie::WrongVerifierShare);
+        let o = run(&mut c, &id);
+        assert_eq!(
+            o.included.len(),
+            CONTRIBUTORS,
+            "{query}: an honest contribution was left out"
+        );
+        assert_eq!(rejected(&c), 0, "{query}");
+        let in_leaf = (1..=CONTRIBUTORS)
+            .filter(|i| plan.leaf_of(&c.node_id(*i)) == leaf)
+            .count();
+        // Every other member of the leaf names the liar once per contributor of the leaf.
+        let named = named_by_leaf(&c, &plan, leaf, c.node_id(liar));
+        assert_eq!(named, (plan.g as usize - 1) * in_leaf, "{query}");
+    }
+}
+
+/// The query randomness is unknown to the contributor when it proves. A contributor with a
+/// value of 1,000 over its `CLIP` of 100 forges, for its range part, a proof that prio's
+/// decision accepts at the randomness it would know if that randomness were fixed with the
+/// request (`ValidityLie::KnowsQueryRandomness`: the verifier is affine in the proof, so two
+/// proof coordinates solve it). Members derive their randomness from the commitments to every
+/// input and proof share (`validity::derived_query_seed`), so the forged proof is opened at
+/// other points and rejected. With the members' seed fixed at request time the same liar is
+/// included.
+#[test]
+fn a_contributor_that_knows_the_query_randomness_when_it_proves_is_left_out() {
+    let q = compiled(SCALAR);
+    let mut c = cluster(SCALAR, 12);
+    let liar = 5;
+    let mut v = q.evaluate(&[record(liar)]);
+    v[column(&q, ColumnKind::Sum)] = 1_000.0;
+    c.set_contribution(liar, v);
+    c.lie_in_contribution(liar, ValidityLie::KnowsQueryRandomness);
+    let id = launch(&mut c, SCALAR);
+    let o = run(&mut c, &id);
+    assert_left_out(&c, &o, liar);
 }

@@ -278,6 +278,10 @@ pub const TRIGGERS_ENV: &str = "GROVE_E2E_TRIGGERS";
 /// `k_min`: whatever the root group releases to it, it shows.
 pub const SKIP_K_MIN_ENV: &str = "GROVE_E2E_SKIP_K_MIN";
 
+/// Set to a number `n` for a daemon of the e2e binary that inflates its contributions `n`
+/// times, indicators included (`ValidityLie::Inflate`; `inflate`).
+pub const INFLATE_ENV: &str = "GROVE_E2E_INFLATE";
+
 /// A kill point: `WHEN KIND LEVEL [POSITION [PID]]` (see `src/bin/grove-e2e-node.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TriggerSpec {

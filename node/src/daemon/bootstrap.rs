@@ -52,16 +52,21 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         Some(section) => Some(Arc::new(section.beacon()?)),
         None => None,
     };
-    let engine = hook::setup_engine(Engine::restore(
-        Identity {
-            node: me,
-            x25519_secret: keys.x25519_secret,
-        },
-        config::engine_seed(),
-        Arc::new(PlanCache::default()),
-        records,
-        now_micros(),
-    ));
+    // Validity proofs on (issue 17): every query is compiled with its validity circuit and a
+    // contribution counts only once its leaf accepts its proof. Set before the replay, so a
+    // restarted node checks the computations it resumes as its peers do.
+    let engine = hook::setup_engine(
+        Engine::new(
+            Identity {
+                node: me,
+                x25519_secret: keys.x25519_secret,
+            },
+            config::engine_seed(),
+            Arc::new(PlanCache::default()),
+        )
+        .checking_validity()
+        .replay(records, now_micros()),
+    );
     let (engine, fetcher) = match (beacon, &config.beacon) {
         (Some(beacon), Some(section)) => (
             engine.with_beacon(beacon.clone()),

@@ -79,6 +79,7 @@ pub(super) fn advance_role(
     if !comp.roles.contains_key(&key) {
         return;
     }
+    super::validity::decide_at_collection_end(comp, key, ctx, pending);
     end_collection(comp, key, ctx);
     end_healing(comp, key, ctx);
     next_round_on_timeout(comp, key, ctx);

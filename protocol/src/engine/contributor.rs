@@ -49,13 +49,21 @@ impl Engine {
         }
         let spec = &comp.request().contribution;
         let mut vector = spec.encode(values)?;
-        if self.validity_lie == Some(super::ValidityLie::Unclipped) {
+        if matches!(
+            self.validity_lie,
+            Some(super::ValidityLie::Unclipped | super::ValidityLie::KnowsQueryRandomness)
+        ) {
             // Test-only: the values as they are, outside their bounds if they are.
             let scale = 10f64.powi(i32::from(spec.scale_digits));
             vector = values
                 .iter()
                 .map(|v| Fp::from_i64((v * scale).round() as i64))
                 .collect();
+        }
+        if let Some(super::ValidityLie::Inflate(n)) = self.validity_lie {
+            // Test-only: every element, indicators included, `n` times its honest value.
+            let n = Fp::from_i64(i64::from(n));
+            vector = vector.iter().map(|x| *x * n).collect();
         }
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);

@@ -148,4 +148,8 @@ pub enum Rejection {
     MalformedValidityShare,
     #[error("a verifier share for a contribution this member cannot place")]
     UnexpectedVerifierShare,
+    #[error("a verifier share off the polynomial most of its leaf's verifier shares lie on")]
+    WrongVerifierShare,
+    #[error("verifier shares of a contribution that no polynomial of degree below t fits")]
+    VerifierSharesDisagree,
 }

@@ -1,7 +1,8 @@
 //! Validity proofs in the engine (issue 17, first slice): a contributor proves that its
 //! contribution satisfies the query's validity circuit, each member of its leaf group computes
-//! its verifier share, the members exchange them, and `t` of them decide whether the
-//! contribution may enter a manifest (`crate::validity` has the proof system on Shamir shares).
+//! its verifier share, the members exchange them, and every share heard (all `g`, or at least
+//! `t` when collection ends) decides whether the contribution may enter a manifest, a member
+//! off the polynomial most of them lie on being named ([`try_decide`]) (`crate::validity` has the proof system on Shamir shares).
 //!
 //! **Statement.** Validity is on for a request whose query text compiles to exactly its
 //! contribution spec, without DP noise (noise is added to the vector before sharing, and a
@@ -48,7 +49,7 @@ use super::role::{check_position, is_candidate, my_role_in, Stage};
 use super::{slot, Computation, Ctx, Engine, Pending, Rejection};
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
-use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VALIDITY_PARTS};
+use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VALIDITY_DECODE_SUBSETS, MAX_VALIDITY_PARTS};
 use crate::message::{Body, ShareMsg, ValidityPart, ValidityPayload, VerifierShareMsg};
 use crate::query::Check;
 use crate::query::Query;
@@ -77,6 +78,19 @@ pub enum ValidityLie {
     /// Proves its honest vector, and sends as its aggregated shares a sharing of another one
     /// (its first element plus 1,000,000; same seed): the gap a proof on a copy leaves open.
     SharesOther,
+    /// As a leaf member: sends the other positions verifier shares off by one at their first
+    /// element (its own decisions stay honest), to get honest contributions rejected.
+    WrongVerifierShare,
+    /// Multiplies every element of its encoded vector by this factor before sharing and
+    /// proving (an honest proof of the inflated vector): a `GROUP BY` cell's contributor
+    /// indicator of `n` lifts that cell towards `k_min` beside a single honest owner.
+    Inflate(u32),
+    /// Encodes its values unclipped (as `Unclipped`) and, for every range part, forges a proof
+    /// that passes at the query randomness it would know if that randomness were fixed when
+    /// the request is (`request_time_seed`): it solves the verifier's affine equations for
+    /// two coordinates of its proof (`forge_at`). It fails when the randomness comes after
+    /// its proof is fixed, as it does (`validity::derived_query_seed`).
+    KnowsQueryRandomness,
 }
 
 enum PartType {
@@ -349,11 +363,20 @@ fn prove(
                 .collect();
             part.tie(&y, x);
         };
-        let shared = match &part.typ {
-            PartType::Sum(t) => {
+        let shared = match (&part.typ, lie) {
+            (PartType::Sum(t), Some(ValidityLie::KnowsQueryRandomness)) => {
+                // Test-only: a proof made for the randomness it expects (see `forge_at`).
+                let known = validity::query_randomness(t, &request_time_seed(&ctx), &ctx);
+                let fixed = FixedProof {
+                    inner: t.clone(),
+                    proof: forge_at(t, &input, &known)?,
+                };
+                validity::prove_tied_and_share(&fixed, &input, params, &ctx, &part_seed, false, tie)
+            }
+            (PartType::Sum(t), _) => {
                 validity::prove_tied_and_share(t, &input, params, &ctx, &part_seed, forge, tie)
             }
-            PartType::Hist(t) => {
+            (PartType::Hist(t), _) => {
                 validity::prove_tied_and_share(t, &input, params, &ctx, &part_seed, forge, tie)
             }
         }
@@ -363,6 +386,128 @@ fn prove(
         }
     }
     Some(per_position)
+}
+
+/// The query seed a contributor would know when it proves if the query randomness were fixed
+/// when the request is (a function of the request and the contributor only). Grove does not
+/// use it: members derive theirs after the proof is fixed (`validity::derived_query_seed`).
+/// Only the test lie `KnowsQueryRandomness` computes it.
+fn request_time_seed(ctx: &[u8]) -> [u8; 32] {
+    hash_parts("grove/validity/request-time-query-seed", &[ctx])
+}
+
+/// Test-only: a proof of `input` (invalid) that prio's decision accepts at the query
+/// randomness `query`, for a `Sum` (no joint randomness). For fixed randomness the verifier
+/// is an affine map of the proof; among the proof's coordinates that move only the circuit's
+/// output (entry 0) and the gadget check (last entry), not the wire checks, it takes two and
+/// solves the 2x2 system that makes the output zero and the gadget check equal the gadget of
+/// the wires. `None` if no such pair is found.
+fn forge_at(typ: &Sum<Field64>, input: &[Field64], query: &[Field64]) -> Option<Vec<Field64>> {
+    let prove_rand = vec![Field64::one(); typ.prove_rand_len()];
+    let p0 = typ.prove(input, &prove_rand, &[]).ok()?;
+    let v0 = typ.query(input, &p0, query, &[], 1).ok()?;
+    let last = v0.len().checked_sub(1)?;
+    let wires = v0.get(1..last)?.to_vec();
+    let g0 = typ.gadget().first_mut()?.eval(&wires).ok()?;
+    let mut cols = Vec::new();
+    for j in 0..p0.len() {
+        let mut p = p0.clone();
+        p[j] += Field64::one();
+        let v = typ.query(input, &p, query, &[], 1).ok()?;
+        let d: Vec<Field64> = v.iter().zip(&v0).map(|(a, b)| *a - *b).collect();
+        if d[1..last].iter().all(|x| *x == Field64::zero()) {
+            cols.push((j, d[0], d[last]));
+        }
+    }
+    let (e1, e2) = (-v0[0], g0 - v0[last]);
+    for (a, &(j1, o1, l1)) in cols.iter().enumerate() {
+        for &(j2, o2, l2) in &cols[a + 1..] {
+            let det = o1 * l2 - o2 * l1;
+            if det == Field64::zero() {
+                continue;
+            }
+            let x = (e1 * l2 - o2 * e2) * det.inv();
+            let y = (o1 * e2 - e1 * l1) * det.inv();
+            let mut p = p0.clone();
+            p[j1] += x;
+            p[j2] += y;
+            let v = typ.query(input, &p, query, &[], 1).ok()?;
+            if typ.decide(&v).ok()? {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// Test-only: a prio type that proves with a given proof (`forge_at`'s), so that
+/// `validity::prove_tied_and_share` shares and commits to it as to an honest one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FixedProof {
+    inner: Sum<Field64>,
+    proof: Vec<Field64>,
+}
+
+impl Flp for FixedProof {
+    type Field = Field64;
+    fn gadget(&self) -> Vec<Box<dyn prio::flp::Gadget<Field64>>> {
+        self.inner.gadget()
+    }
+    fn num_gadgets(&self) -> usize {
+        self.inner.num_gadgets()
+    }
+    fn valid(
+        &self,
+        gadgets: &mut Vec<Box<dyn prio::flp::Gadget<Field64>>>,
+        input: &[Field64],
+        joint_rand: &[Field64],
+        num_shares: usize,
+    ) -> Result<Vec<Field64>, prio::flp::FlpError> {
+        self.inner.valid(gadgets, input, joint_rand, num_shares)
+    }
+    fn input_len(&self) -> usize {
+        self.inner.input_len()
+    }
+    fn proof_len(&self) -> usize {
+        self.inner.proof_len()
+    }
+    fn verifier_len(&self) -> usize {
+        self.inner.verifier_len()
+    }
+    fn joint_rand_len(&self) -> usize {
+        self.inner.joint_rand_len()
+    }
+    fn eval_output_len(&self) -> usize {
+        self.inner.eval_output_len()
+    }
+    fn prove_rand_len(&self) -> usize {
+        self.inner.prove_rand_len()
+    }
+    fn prove(
+        &self,
+        _input: &[Field64],
+        _prove_rand: &[Field64],
+        _joint_rand: &[Field64],
+    ) -> Result<Vec<Field64>, prio::flp::FlpError> {
+        Ok(self.proof.clone())
+    }
+}
+
+impl Type for FixedProof {
+    type Measurement = u64;
+    type AggregateResult = u64;
+    fn encode_measurement(&self, m: &u64) -> Result<Vec<Field64>, prio::flp::FlpError> {
+        self.inner.encode_measurement(m)
+    }
+    fn truncate(&self, input: Vec<Field64>) -> Result<Vec<Field64>, prio::flp::FlpError> {
+        self.inner.truncate(input)
+    }
+    fn decode_result(&self, data: &[Field64], n: usize) -> Result<u64, prio::flp::FlpError> {
+        self.inner.decode_result(data, n)
+    }
+    fn output_len(&self) -> usize {
+        self.inner.output_len()
+    }
 }
 
 /// The first `len` elements of a share (fewer if a full vector is shorter): a seed's
@@ -396,8 +541,8 @@ pub(super) struct LeafValidity {
     /// The aggregated shares this member's input shares imply, per contributor, as
     /// `(element, share)` (`Part::implied`): the share it holds must match them.
     implied: BTreeMap<NodeId, Vec<(u32, Fp)>>,
-    /// Other positions' verifier shares, per contributor.
-    heard: BTreeMap<NodeId, BTreeMap<Position, Verifiers>>,
+    /// Other positions' verifier shares, per contributor, with the node that sent each.
+    heard: BTreeMap<NodeId, BTreeMap<Position, (NodeId, Verifiers)>>,
     /// Decisions: `true` valid.
     decided: BTreeMap<NodeId, bool>,
 }
@@ -474,6 +619,7 @@ pub(super) fn on_validity_share(
     comp: &mut Computation,
     from: NodeId,
     m: ShareMsg,
+    lie: Option<ValidityLie>,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
@@ -523,14 +669,22 @@ pub(super) fn on_validity_share(
         // Bounded like `own` (checked above); `verify_own` checked every input's length.
         role.validity.implied.insert(m.contributor, implied);
     }
+    let mut parts = verifiers;
+    if lie == Some(ValidityLie::WrongVerifierShare) {
+        for (v, _) in &mut parts {
+            if let Some(x) = v.first_mut() {
+                *x = u64::from(from_wire(&[*x]).map_or(Field64::one(), |f| f[0] + Field64::one()));
+            }
+        }
+    }
     let body = Body::VerifierShare(VerifierShareMsg {
         group: m.group,
         position: m.position,
         contributor: m.contributor,
-        parts: verifiers,
+        parts,
     });
     ctx.send_to_group(comp, key, 0, body);
-    try_decide(comp, key, m.contributor, params, &st, ctx, records);
+    try_decide(comp, key, m.contributor, params, &st, false, ctx, records);
     Ok(())
 }
 
@@ -621,19 +775,126 @@ pub(super) fn on_verifier_share(
         .entry(m.contributor)
         .or_default()
         .entry(m.position)
-        .or_insert(m.parts);
-    try_decide(comp, key, m.contributor, params, &st, ctx, records);
+        .or_insert((from, m.parts));
+    try_decide(comp, key, m.contributor, params, &st, false, ctx, records);
     Ok(())
 }
 
-/// Decides once this member has its own verifier share and `t - 1` others: every part must
-/// be accepted. Exactly `t` shares are combined (own first, then the lowest positions heard).
+/// At the end of a leaf's collection (the share window, or every contributor accounted for):
+/// decides every contributor this member verified with the verifier shares heard so far, if
+/// at least `t` (before then a decision waits for all `g`, see [`try_decide`]). One call from
+/// `aggregator::advance_role`, before the collection ends.
+pub(super) fn decide_at_collection_end(
+    comp: &mut Computation,
+    key: crate::message::Slot,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) {
+    let Some(st) = comp.validity.clone() else {
+        return;
+    };
+    let Some(role) = comp.roles.get(&key) else {
+        return;
+    };
+    if key.group.level != 0
+        || !matches!(role.stage, Stage::Collecting)
+        || !super::collection::collection_over(comp, key, role, ctx.now)
+    {
+        return;
+    }
+    let open: Vec<NodeId> = role
+        .validity
+        .own
+        .keys()
+        .filter(|c| !role.validity.decided.contains_key(*c))
+        .copied()
+        .collect();
+    let params = SharingParams {
+        g: comp.plan.g,
+        t: comp.plan.t,
+    };
+    for contributor in open {
+        try_decide(comp, key, contributor, params, &st, true, ctx, records);
+    }
+}
+
+/// One part's decision from every verifier share heard (see [`try_decide`]).
+enum PartDecision {
+    /// Decided on the shares that lie on one polynomial; `off` are the positions whose
+    /// shares do not (they lied, or their contributor sent them an inconsistent share).
+    Decided { valid: bool, off: Vec<Position> },
+    /// No polynomial of degree `< t` passes through enough of the shares to tell which are
+    /// wrong: more liars than the shares heard can correct, or an inconsistent sharing.
+    Undecidable,
+}
+
+/// Decides one part on all its verifier shares: when they lie on one polynomial (the common
+/// case, one check), prio's decision on it; otherwise the polynomial through at least
+/// `n - (n - t) / 2` of the `n` shares (unique when it exists: two such polynomials would
+/// share `t` points), searched over `t`-subsets, and the positions off it.
+fn decide_part<T: Type<Field = Field64>>(
+    typ: &T,
+    params: SharingParams,
+    shares: &[VerifierShare<Field64>],
+) -> PartDecision {
+    if let Ok(valid) = validity::decide(typ, params, shares) {
+        return PartDecision::Decided {
+            valid,
+            off: Vec::new(),
+        };
+    }
+    let (n, t) = (shares.len(), params.t as usize);
+    if n < t {
+        return PartDecision::Undecidable;
+    }
+    let need = n - (n - t) / 2;
+    for subset in super::commissioner::subsets(n, t).take(MAX_VALIDITY_DECODE_SUBSETS) {
+        let base: Vec<&VerifierShare<Field64>> = subset.iter().map(|i| &shares[*i]).collect();
+        let digest = base[0].commitments_digest;
+        if base.iter().any(|s| s.commitments_digest != digest) {
+            continue;
+        }
+        let points: Vec<u8> = base.iter().map(|s| s.position).collect();
+        let vectors: Vec<&[Field64]> = base.iter().map(|s| s.verifier.as_slice()).collect();
+        let on = |s: &VerifierShare<Field64>| {
+            s.commitments_digest == digest
+                && validity::shamir::lagrange::<Field64>(&points, s.position)
+                    .is_ok_and(|c| validity::shamir::combine(&c, &vectors) == s.verifier)
+        };
+        let (mut agree, mut off) = (Vec::new(), Vec::new());
+        for (i, s) in shares.iter().enumerate() {
+            if subset.contains(&i) || on(s) {
+                agree.push(s.clone());
+            } else {
+                off.push(s.position);
+            }
+        }
+        if agree.len() >= need {
+            return PartDecision::Decided {
+                valid: validity::decide(typ, params, &agree).unwrap_or(false),
+                off,
+            };
+        }
+    }
+    PartDecision::Undecidable
+}
+
+/// Decides on every verifier share heard, not the first `t`: once this member has its own
+/// and those of all `g - 1` other positions, or (`at_end`) at the end of collection with at
+/// least `t`. Every part must be accepted. A part whose shares do not lie on one polynomial is
+/// decided on the polynomial most of them lie on ([`decide_part`]), and each position off it is
+/// named (`Rejection::WrongVerifierShare`, counted against the node serving it): a member lying
+/// about its verifier share cannot get an honest contribution rejected unnamed while the
+/// shares heard can correct it (`n >= t + 2e` for `e` liars). Beyond that the contribution is
+/// rejected, and the disagreement counted (`Rejection::VerifierSharesDisagree`).
+#[allow(clippy::too_many_arguments)]
 fn try_decide(
     comp: &mut Computation,
     key: crate::message::Slot,
     contributor: NodeId,
     params: SharingParams,
     st: &Statement,
+    at_end: bool,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) {
@@ -648,18 +909,20 @@ fn try_decide(
         return;
     };
     let heard = role.validity.heard.get(&contributor);
-    let mut sets: Vec<(Position, &Verifiers)> = vec![(key.position, own)];
+    let mut sets: Vec<(Position, Option<NodeId>, &Verifiers)> = vec![(key.position, None, own)];
     if let Some(h) = heard {
-        sets.extend(h.iter().map(|(p, v)| (*p, v)));
+        sets.extend(h.iter().map(|(p, (n, v))| (*p, Some(*n), v)));
     }
-    if sets.len() < params.t as usize {
+    if sets.len() < params.t as usize || (!at_end && sets.len() < params.g as usize) {
         return;
     }
-    sets.truncate(params.t as usize);
-    let valid = st.parts.iter().enumerate().all(|(k, part)| {
+    let mut valid = true;
+    let mut undecidable = false;
+    let mut off: BTreeSet<Position> = BTreeSet::new();
+    for (k, part) in st.parts.iter().enumerate() {
         let shares: Option<Vec<VerifierShare<Field64>>> = sets
             .iter()
-            .map(|(p, v)| {
+            .map(|(p, _, v)| {
                 let (verifier, digest) = v.get(k)?;
                 Some(VerifierShare {
                     position: *p,
@@ -668,15 +931,33 @@ fn try_decide(
                 })
             })
             .collect();
-        let Some(shares) = shares else {
-            return false;
+        let decision = match (shares, &part.typ) {
+            (None, _) => PartDecision::Undecidable,
+            (Some(s), PartType::Sum(t)) => decide_part(t, params, &s),
+            (Some(s), PartType::Hist(t)) => decide_part(t, params, &s),
         };
-        match &part.typ {
-            PartType::Sum(t) => validity::decide(t, params, &shares),
-            PartType::Hist(t) => validity::decide(t, params, &shares),
+        match decision {
+            PartDecision::Decided { valid: v, off: o } => {
+                valid &= v;
+                off.extend(o);
+            }
+            PartDecision::Undecidable => {
+                valid = false;
+                undecidable = true;
+            }
         }
-        .unwrap_or(false)
-    });
+    }
+    let named: Vec<NodeId> = sets
+        .iter()
+        .filter(|(p, _, _)| off.contains(p))
+        .filter_map(|(_, n, _)| *n)
+        .collect();
+    for node in named {
+        ctx.reject(node, "verifier-share", Rejection::WrongVerifierShare);
+    }
+    if undecidable {
+        ctx.reject(contributor, "validity", Rejection::VerifierSharesDisagree);
+    }
     decide_now(role, key, id, contributor, valid, ctx, records);
 }
 

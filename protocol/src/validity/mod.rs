@@ -165,6 +165,13 @@ fn query_rand<T: Type>(typ: &T, query_seed: &[u8; 32], context: &[u8]) -> Vec<T:
     expand(seed, typ.query_rand_len())
 }
 
+/// The query randomness members expand from `query_seed` for `context` (what
+/// [`verifier_share`] uses): public so that a test can play a contributor that knows it when
+/// it proves (`engine/validity.rs`, `ValidityLie::KnowsQueryRandomness`).
+pub fn query_randomness<T: Type>(typ: &T, query_seed: &[u8; 32], context: &[u8]) -> Vec<T::Field> {
+    query_rand(typ, query_seed, context)
+}
+
 /// Encodes `measurement`, proves it valid and shares input and proof (see the module text).
 /// Deterministic in `seed`, which must be secret and fresh for every contribution.
 pub fn prove_and_share<T: Type>(

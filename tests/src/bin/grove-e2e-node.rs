@@ -17,9 +17,15 @@
 //! If `GROVE_E2E_SKIP_K_MIN` is set, the daemon's engine, as commissioner, ignores `k_min`
 //! (`Engine::skipping_k_min_check`): it shows whatever it can reconstruct, so a test sees
 //! exactly what the root group released to it.
+//!
+//! If `GROVE_E2E_INFLATE` holds a number `n`, the daemon lies as a contributor: every element of
+//! its encoded vector is `n` times its honest value (`ValidityLie::Inflate`), indicators
+//! included, and it proves that inflated vector. Only this test binary reads it; the `grove`
+//! binary has no such switch.
 
 use grove_e2e::grove_node::daemon::hook::{self, Effect};
-use grove_e2e::{TriggerSpec, SKIP_K_MIN_ENV, TRIGGERS_ENV};
+use grove_e2e::{TriggerSpec, INFLATE_ENV, SKIP_K_MIN_ENV, TRIGGERS_ENV};
+use grove_protocol::engine::ValidityLie;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;
@@ -30,8 +36,20 @@ fn main() -> ExitCode {
         let dir = PathBuf::from(dir);
         hook::install(move |effect| check(&dir, effect));
     }
-    if std::env::var_os(SKIP_K_MIN_ENV).is_some() {
-        hook::install_engine_setup(|engine| engine.skipping_k_min_check());
+    let skip_k_min = std::env::var_os(SKIP_K_MIN_ENV).is_some();
+    let inflate: Option<u32> = std::env::var(INFLATE_ENV).ok().and_then(|n| n.parse().ok());
+    if skip_k_min || inflate.is_some() {
+        hook::install_engine_setup(move |engine| {
+            let mut engine = if skip_k_min {
+                engine.skipping_k_min_check()
+            } else {
+                engine
+            };
+            if let Some(n) = inflate {
+                engine.lie_in_contribution(ValidityLie::Inflate(n));
+            }
+            engine
+        });
     }
     match grove_e2e::grove_node::cli::main() {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,6 +21,7 @@ mod forged_copy;
 mod hostile_flood;
 mod hostile_requests;
 mod import_crash;
+mod inflate;
 mod kill_restart;
 mod late_join;
 mod oracle;
