@@ -151,11 +151,9 @@ pub const MAX_RELEASE_DECODE_SUBSETS: usize = 4096;
 /// one per range-checked element plus one per group of indicators.
 pub const MAX_VALIDITY_PARTS: usize = 4096;
 /// `t`-subsets of verifier shares `validity::decide_naming` tries before it gives up (each a
-/// Lagrange check of the other shares; `C(g, t)` is far below this for the groups we plan).
+/// Lagrange check of the other shares; `C(5, 3) = 10`, `C(7, 5) = 21`, far below this for the
+/// groups we plan); past it a leaf member's part is undecidable and the contribution rejected
+/// (`engine/validity.rs`, `decide_part`).
 pub const MAX_VALIDITY_DECODE_SUBSETS: usize = 4096;
 /// Elements of one part's verifier share (prio's `verifier_len`, a few for our types).
 pub const MAX_VERIFIER_LEN: usize = 64;
-/// `t`-subsets of one part's verifier shares a leaf member tries when they do not lie on one
-/// polynomial (`engine/validity.rs`, `decide_part`; `C(5, 3) = 10`, `C(7, 5) = 21`); past it
-/// the contribution is undecidable and rejected.
-pub const MAX_VALIDITY_DECODE_SUBSETS: usize = 4096;

@@ -634,7 +634,7 @@ fn on_polynomial(base: &[(u8, &[Fp])], share: (u8, &[Fp])) -> bool {
 }
 
 /// The `k`-subsets of `0..n` in lexicographic order.
-pub(super) fn subsets(n: usize, k: usize) -> impl Iterator<Item = Vec<usize>> {
+fn subsets(n: usize, k: usize) -> impl Iterator<Item = Vec<usize>> {
     let mut next = (k <= n).then(|| (0..k).collect::<Vec<usize>>());
     std::iter::from_fn(move || {
         let current = next.take()?;

@@ -49,7 +49,7 @@ use super::role::{check_position, is_candidate, my_role_in, Stage};
 use super::{slot, Computation, Ctx, Engine, Pending, Rejection};
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
-use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VALIDITY_DECODE_SUBSETS, MAX_VALIDITY_PARTS};
+use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VALIDITY_PARTS};
 use crate::message::{Body, ShareMsg, ValidityPart, ValidityPayload, VerifierShareMsg};
 use crate::query::Check;
 use crate::query::Query;
@@ -828,55 +828,20 @@ enum PartDecision {
     Undecidable,
 }
 
-/// Decides one part on all its verifier shares: when they lie on one polynomial (the common
-/// case, one check), prio's decision on it; otherwise the polynomial through at least
-/// `n - (n - t) / 2` of the `n` shares (unique when it exists: two such polynomials would
-/// share `t` points), searched over `t`-subsets, and the positions off it.
+/// Decides one part on all its verifier shares ([`validity::decide_naming`]): prio's decision
+/// on the polynomial through at least `ceil((n + t) / 2)` of the `n` shares (unique when it
+/// exists: two such polynomials would share `t` points), and the positions off it. When none
+/// exists (more liars than the shares heard correct, or an inconsistent sharing) the part is
+/// undecidable.
 fn decide_part<T: Type<Field = Field64>>(
     typ: &T,
     params: SharingParams,
     shares: &[VerifierShare<Field64>],
 ) -> PartDecision {
-    if let Ok(valid) = validity::decide(typ, params, shares) {
-        return PartDecision::Decided {
-            valid,
-            off: Vec::new(),
-        };
+    match validity::decide_naming(typ, params, shares) {
+        Ok((valid, off)) => PartDecision::Decided { valid, off },
+        Err(_) => PartDecision::Undecidable,
     }
-    let (n, t) = (shares.len(), params.t as usize);
-    if n < t {
-        return PartDecision::Undecidable;
-    }
-    let need = n - (n - t) / 2;
-    for subset in super::commissioner::subsets(n, t).take(MAX_VALIDITY_DECODE_SUBSETS) {
-        let base: Vec<&VerifierShare<Field64>> = subset.iter().map(|i| &shares[*i]).collect();
-        let digest = base[0].commitments_digest;
-        if base.iter().any(|s| s.commitments_digest != digest) {
-            continue;
-        }
-        let points: Vec<u8> = base.iter().map(|s| s.position).collect();
-        let vectors: Vec<&[Field64]> = base.iter().map(|s| s.verifier.as_slice()).collect();
-        let on = |s: &VerifierShare<Field64>| {
-            s.commitments_digest == digest
-                && validity::shamir::lagrange::<Field64>(&points, s.position)
-                    .is_ok_and(|c| validity::shamir::combine(&c, &vectors) == s.verifier)
-        };
-        let (mut agree, mut off) = (Vec::new(), Vec::new());
-        for (i, s) in shares.iter().enumerate() {
-            if subset.contains(&i) || on(s) {
-                agree.push(s.clone());
-            } else {
-                off.push(s.position);
-            }
-        }
-        if agree.len() >= need {
-            return PartDecision::Decided {
-                valid: validity::decide(typ, params, &agree).unwrap_or(false),
-                off,
-            };
-        }
-    }
-    PartDecision::Undecidable
 }
 
 /// Decides on every verifier share heard, not the first `t`: once this member has its own
