@@ -423,16 +423,11 @@ pub async fn seed_powers_of_two(cluster: &Cluster) -> anyhow::Result<()> {
     import_and_trust(cluster, &values).await
 }
 
-/// Imports `{"x": values[i]}` into collection `c` of node `i` (none for `None`) and makes every
-/// node trust node 0's commissioner key (a node without records then declines to contribute).
 /// Node `i` imports `{"x": values[i]}` into collection `c` and trusts node 0, if it holds a
 /// value; a node without one trusts no one (so it declines, as a simulated non-contributor
 /// does, rather than sending zeros).
 pub async fn import_and_trust(cluster: &Cluster, values: &[Option<u64>]) -> anyhow::Result<()> {
-    let key = ctl(cluster, 0, ControlRequest::Status).await?["commissioner_key"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    let key = commissioner_key(cluster, 0).await?;
     for (i, value) in values.iter().enumerate() {
         if let Some(v) = value {
             let mut record = serde_json::Map::new();

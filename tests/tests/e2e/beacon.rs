@@ -49,10 +49,7 @@ async fn network(
         )
         .await?;
     }
-    let key = ctl(&cluster, 0, ControlRequest::Status).await?["commissioner_key"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
     for i in 0..NODES {
         ctl(
             &cluster,

@@ -14,7 +14,6 @@ use grove_e2e::{ctl, grove_node, sum_params};
 use grove_node::control::ControlRequest;
 use grove_node::daemon::connections::{CONNECTION_LINGER, PRUNE_TICK};
 use grove_node::procs::Cluster;
-use serde_json::{json, Value};
 use std::path::Path;
 
 const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
@@ -39,8 +38,8 @@ async fn connections(cluster: &Cluster) -> anyhow::Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
-async fn compute(cluster: &Cluster, plain: i64) -> anyhow::Result<()> {
-    let mut params = sum_params("money", "balance", 3, 2);
+async fn compute(cluster: &Cluster, plain: u64) -> anyhow::Result<()> {
+    let mut params = sum_params("c", "x", 3, 2);
     params.share_window_ms = 3_000;
     let result = ctl(cluster, 0, ControlRequest::Compute(params)).await?;
     assert_eq!(
@@ -66,27 +65,9 @@ async fn idle_connections_close_down_to_the_target_and_computations_still_comple
         grove_e2e::set_config(&cluster, i, "connection_target", &TARGET.to_string())?;
     }
     grove_e2e::start_all(&mut cluster).await?;
-    let mut plain = 0i64;
-    for i in 0..NODES {
-        let v = (i as i64 + 1) * 11;
-        plain += v;
-        let Value::Object(record) = json!({"balance": v}) else {
-            unreachable!("an object literal")
-        };
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::Import {
-                collection: "money".into(),
-                records: vec![record],
-            },
-        )
-        .await?;
-    }
-    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
-    for i in 0..NODES {
-        grove_e2e::trust(&cluster, i, &key, &["money"]).await?;
-    }
+    let values: Vec<Option<u64>> = (0..NODES as u64).map(|i| Some((i + 1) * 11)).collect();
+    let plain: u64 = values.iter().flatten().sum();
+    grove_e2e::import_and_trust(&cluster, &values).await?;
     compute(&cluster, plain).await?;
     let right_after = connections(&cluster).await?;
     tokio::time::sleep(CONNECTION_LINGER + 3 * PRUNE_TICK).await;

@@ -50,10 +50,7 @@ async fn an_inflated_group_by_indicator_is_rejected_and_its_cell_stays_suppresse
         .env
         .push((INFLATE_ENV.to_string(), "5".to_string()));
     start_all(&mut cluster).await?;
-    let key = ctl(&cluster, 0, ControlRequest::Status).await?["commissioner_key"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
     for i in OWNERS {
         ctl(
             &cluster,

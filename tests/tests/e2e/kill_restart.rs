@@ -32,10 +32,7 @@ async fn killed_aggregators_and_a_restart_still_give_an_exact_result() -> anyhow
         )
         .await?;
     }
-    let key = ctl(&cluster, 0, ControlRequest::Status).await?["commissioner_key"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
     for i in 0..NODES {
         grove_e2e::trust(&cluster, i, &key, &[]).await?;
     }

@@ -31,10 +31,7 @@ async fn a_node_started_after_the_broadcast_joins_through_the_dht() -> anyhow::R
     let _serial = grove_e2e::serial().await;
     let mut cluster = start_network(Path::new(EXE), NODES).await?;
     let late = cluster.add_node()?;
-    let key = ctl(&cluster, 0, ControlRequest::Status).await?["commissioner_key"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
     let trust = ControlRequest::TrustAdd {
         key,
         collections: vec![],

@@ -110,10 +110,7 @@ async fn owners_floors_hold_at_the_root_against_a_commissioner_ignoring_them() -
         .env
         .push((SKIP_K_MIN_ENV.to_string(), "1".to_string()));
     start_all(&mut cluster).await?;
-    let key = ctl(&cluster, 0, ControlRequest::Status).await?["commissioner_key"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
     for i in OWNERS {
         ctl(
             &cluster,

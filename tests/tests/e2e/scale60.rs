@@ -22,7 +22,6 @@ use grove_node::beacon::start_local_relay;
 use grove_node::control::ControlRequest;
 use grove_node::daemon::net::IDLE_CONNECTION_TIMEOUT;
 use grove_node::procs::Cluster;
-use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -111,27 +110,9 @@ async fn sixty_daemons_on_the_beacon_compute_exactly_and_print_their_connections
         started.elapsed().as_secs_f64()
     );
 
-    let mut plain = 0i64;
-    for i in 0..NODES {
-        let v = (i as i64 + 1) * 7;
-        plain += v;
-        let Value::Object(record) = json!({"balance": v}) else {
-            unreachable!("an object literal")
-        };
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::Import {
-                collection: "money".into(),
-                records: vec![record],
-            },
-        )
-        .await?;
-    }
-    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
-    for i in 0..NODES {
-        grove_e2e::trust(&cluster, i, &key, &["money"]).await?;
-    }
+    let values: Vec<Option<u64>> = (0..NODES as u64).map(|i| Some((i + 1) * 7)).collect();
+    let plain: u64 = values.iter().flatten().sum();
+    grove_e2e::import_and_trust(&cluster, &values).await?;
 
     let before = connections(&cluster).await?;
     let ticks = ticks_per_s();
@@ -139,7 +120,7 @@ async fn sixty_daemons_on_the_beacon_compute_exactly_and_print_their_connections
     assert_eq!(pids.len(), NODES, "every daemon runs");
     let cpu0: u64 = pids.iter().map(|p| cpu_ms(*p, ticks)).sum();
     let t0 = Instant::now();
-    let mut params = sum_params("money", "balance", 5, 3);
+    let mut params = sum_params("c", "x", 5, 3);
     params.lifetime_secs = 180;
     params.share_window_ms = 5_000;
     let result = ctl(&cluster, 0, ControlRequest::Compute(params)).await?;

@@ -41,10 +41,7 @@ async fn untrusted_commissioner_gets_no_share() -> anyhow::Result<()> {
         )
         .await?;
     }
-    let key = ctl(&cluster, 0, ControlRequest::Status).await?["commissioner_key"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no commissioner key"))?;
+    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
     for &i in &TRUSTING {
         grove_e2e::trust(&cluster, i, &key, &[]).await?;
     }
