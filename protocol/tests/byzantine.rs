@@ -73,6 +73,37 @@ fn leaf(index: u32) -> GroupId {
     GroupId { level: 0, index }
 }
 
+/// A report from `position` of group `inner` to its position 3 claiming that the group accepted
+/// and adopted a manifest naming one made-up version of leaf 0 (digest bytes `digest`): what a
+/// lying member sends to make a position that cannot vouch adopt it.
+fn adoption_claim(id: ComputationId, inner: GroupId, position: u8, digest: u8) -> Message {
+    let bogus = Manifest {
+        items: vec![Item::Child {
+            group: leaf(0),
+            version: Version {
+                digest: Digest([digest; 32]),
+                count: 1,
+            },
+        }],
+    };
+    Message {
+        computation: id,
+        round: 0,
+        body: Body::Report(ReportMsg {
+            group: inner,
+            position,
+            serving: true,
+            items: Vec::new(),
+            accepted: Some((0, bogus.clone())),
+            adopted: Some(bogus),
+        }),
+        to: Some(Slot {
+            group: inner,
+            position: 3,
+        }),
+    }
+}
+
 fn released(o: &Outcome) -> &grove_protocol::engine::Released {
     o.released.as_ref().expect("a result was released")
 }
@@ -196,31 +227,7 @@ fn one_members_claimed_adoption_does_not_split_a_position_holding_nothing() {
     let victim = member(&c, &id, inner, 3);
     // Before any leaf adopts: the victim holds no child version.
     c.run_until(c.now.plus(100_000));
-    let bogus = Manifest {
-        items: vec![Item::Child {
-            group: leaf(0),
-            version: Version {
-                digest: Digest([7; 32]),
-                count: 1,
-            },
-        }],
-    };
-    let claim = Message {
-        computation: id,
-        round: 0,
-        body: Body::Report(ReportMsg {
-            group: inner,
-            position: 2,
-            serving: true,
-            items: Vec::new(),
-            accepted: Some((0, bogus.clone())),
-            adopted: Some(bogus),
-        }),
-        to: Some(Slot {
-            group: inner,
-            position: 3,
-        }),
-    };
+    let claim = adoption_claim(id, inner, 2, 7);
     c.inject(liar, victim, &claim, 1_000);
     // run_checked fails if two positions of a group adopted different manifests.
     let o = c.run_checked(&id);
@@ -243,34 +250,9 @@ fn two_colluding_members_claiming_adoption_do_not_split_a_position_holding_nothi
     let inner = GroupId { level: 1, index: 0 };
     let victim = member(&c, &id, inner, 3);
     c.run_until(c.now.plus(100_000));
-    let bogus = Manifest {
-        items: vec![Item::Child {
-            group: leaf(0),
-            version: Version {
-                digest: Digest([7; 32]),
-                count: 1,
-            },
-        }],
-    };
     for position in [2, 4] {
         let liar = member(&c, &id, inner, position);
-        let claim = Message {
-            computation: id,
-            round: 0,
-            body: Body::Report(ReportMsg {
-                group: inner,
-                position,
-                serving: true,
-                items: Vec::new(),
-                accepted: Some((0, bogus.clone())),
-                adopted: Some(bogus.clone()),
-            }),
-            to: Some(Slot {
-                group: inner,
-                position: 3,
-            }),
-        };
-        c.inject(liar, victim, &claim, 1_000);
+        c.inject(liar, victim, &adoption_claim(id, inner, position, 7), 1_000);
     }
     // run_checked fails if two positions of a group adopted different manifests.
     let o = c.run_checked(&id);
@@ -293,32 +275,7 @@ fn a_liar_claiming_many_manifests_buys_one_round_of_questions() {
         let victim = member(&c, &id, inner, 3);
         c.run_until(c.now.plus(100_000));
         for k in 0..claims {
-            let bogus = Manifest {
-                items: vec![Item::Child {
-                    group: leaf(0),
-                    version: Version {
-                        digest: Digest([k; 32]),
-                        count: 1,
-                    },
-                }],
-            };
-            let claim = Message {
-                computation: id,
-                round: 0,
-                body: Body::Report(ReportMsg {
-                    group: inner,
-                    position: 2,
-                    serving: true,
-                    items: Vec::new(),
-                    accepted: Some((0, bogus.clone())),
-                    adopted: Some(bogus),
-                }),
-                to: Some(Slot {
-                    group: inner,
-                    position: 3,
-                }),
-            };
-            c.inject(liar, victim, &claim, 1_000);
+            c.inject(liar, victim, &adoption_claim(id, inner, 2, k), 1_000);
         }
         let o = c.run_checked(&id);
         assert_eq!(o.included, o.contributors);
