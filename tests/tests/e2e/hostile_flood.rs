@@ -185,6 +185,31 @@ async fn trusted_network() -> anyhow::Result<(Cluster, i64)> {
     Ok((cluster, sum))
 }
 
+/// The attacked daemon, node 0: its process, its peak resident memory before any attack
+/// (KiB), its address and its peer id.
+struct Target {
+    pid: u32,
+    before: u64,
+    addr: Multiaddr,
+    victim: libp2p::PeerId,
+}
+
+async fn target(cluster: &Cluster) -> anyhow::Result<Target> {
+    let pid = cluster
+        .pid(0)
+        .ok_or_else(|| anyhow::anyhow!("node 0 is not running"))?;
+    let (before, _) = memory_kib(pid)?;
+    let addr: Multiaddr = cluster.nodes[0].addr.clone().unwrap_or_default().parse()?;
+    let status = ctl(cluster, 0, ControlRequest::Status).await?;
+    let id = status["peer_id"].as_str().unwrap_or_default().to_string();
+    Ok(Target {
+        pid,
+        before,
+        addr,
+        victim: id.parse::<libp2p::PeerId>()?,
+    })
+}
+
 /// Polls `swarm` until `done` says so or `limit` passes; returns whether `done` held.
 async fn drive<F>(swarm: &mut HostileSwarm, limit: Duration, mut done: F) -> bool
 where
@@ -214,16 +239,12 @@ async fn a_flooding_peer_stays_within_the_budget_and_a_trusted_computation_compl
 ) -> anyhow::Result<()> {
     let _serial = grove_e2e::serial().await;
     let (cluster, sum) = trusted_network().await?;
-    let pid = cluster
-        .pid(0)
-        .ok_or_else(|| anyhow::anyhow!("node 0 is not running"))?;
-    let (before, _) = memory_kib(pid)?;
-    let addr: Multiaddr = cluster.nodes[0].addr.clone().unwrap_or_default().parse()?;
-    let victim = {
-        let status = ctl(&cluster, 0, ControlRequest::Status).await?;
-        let id = status["peer_id"].as_str().unwrap_or_default().to_string();
-        id.parse::<libp2p::PeerId>()?
-    };
+    let Target {
+        pid,
+        before,
+        addr,
+        victim,
+    } = target(&cluster).await?;
 
     let t0 = Instant::now();
     // 1. Streams that claim the largest message and send all of it but the last byte.
@@ -479,16 +500,12 @@ async fn a_peer_opening_more_streams_than_the_cap_is_refused_the_excess_and_a_co
 ) -> anyhow::Result<()> {
     let _serial = grove_e2e::serial().await;
     let (cluster, sum) = trusted_network().await?;
-    let pid = cluster
-        .pid(0)
-        .ok_or_else(|| anyhow::anyhow!("node 0 is not running"))?;
-    let (before, _) = memory_kib(pid)?;
-    let addr: Multiaddr = cluster.nodes[0].addr.clone().unwrap_or_default().parse()?;
-    let victim = {
-        let status = ctl(&cluster, 0, ControlRequest::Status).await?;
-        let id = status["peer_id"].as_str().unwrap_or_default().to_string();
-        id.parse::<libp2p::PeerId>()?
-    };
+    let Target {
+        pid,
+        before,
+        addr,
+        victim,
+    } = target(&cluster).await?;
     let mut hostile = hostile_swarm()?;
     hostile.dial(addr)?;
     let connected = drive(&mut hostile, Duration::from_secs(15), |e| {
