@@ -26,7 +26,6 @@ use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, StreamProtocol};
-use serde_json::{json, Value};
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -160,29 +159,9 @@ fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
 /// key; returns the cluster and the plain sum.
 async fn trusted_network() -> anyhow::Result<(Cluster, i64)> {
     let cluster = start_network(Path::new(EXE), NODES).await?;
-    let mut sum = 0i64;
-    for i in 0..NODES {
-        let v = 1000 + i as i64;
-        sum += v;
-        let record = match json!({"x": v}) {
-            Value::Object(m) => m,
-            _ => unreachable!("an object literal"),
-        };
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::Import {
-                collection: "c".into(),
-                records: vec![record],
-            },
-        )
-        .await?;
-    }
-    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
-    for i in 0..NODES {
-        grove_e2e::trust(&cluster, i, &key, &[]).await?;
-    }
-    Ok((cluster, sum))
+    let values: Vec<Option<u64>> = (0..NODES as u64).map(|i| Some(1000 + i)).collect();
+    grove_e2e::import_and_trust(&cluster, &values).await?;
+    Ok((cluster, values.iter().flatten().sum::<u64>() as i64))
 }
 
 /// The attacked daemon, node 0: its process, its peak resident memory before any attack
