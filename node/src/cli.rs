@@ -679,16 +679,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // The planner picks what the flags leave open, from the daemon's view of the
             // network (its size and measured round trips).
             let status = call(&cli, ControlRequest::Status).await?;
-            let eligible = status["admission"]["known_eligible"].as_u64().unwrap_or(0);
-            let net = crate::owner::query::NetworkEstimate {
-                nodes: if eligible > 0 {
-                    eligible
-                } else {
-                    status["directory_peers"].as_u64().unwrap_or(1)
-                },
-                rtt_us: status["latency"]["rtt_us"].as_u64(),
-                rtt_samples: status["latency"]["samples"].as_u64().unwrap_or(0),
-            };
+            let net = crate::owner::query::NetworkEstimate::from_status(&status);
             let flags = crate::owner::query::PlanFlags {
                 g: *g,
                 t: *t,

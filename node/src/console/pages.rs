@@ -947,7 +947,8 @@ pub(super) async fn audit(
 
 // ---- the commissioner's page
 
-/// The launch form as typed.
+/// The launch form as typed. `g`, `t`, fan-in, leaf groups and the share window left empty
+/// are the planner's choice, as `grove compute` makes it when its flags leave them open.
 #[derive(Clone, Deserialize)]
 pub(super) struct ComputeForm {
     #[serde(default)]
@@ -966,44 +967,81 @@ pub(super) struct ComputeForm {
     share_window_ms: String,
     #[serde(default)]
     lifetime_secs: String,
+    #[serde(default)]
+    exposure_target: String,
+    #[serde(default)]
+    colluding_fraction: String,
 }
 
 impl Default for ComputeForm {
     fn default() -> ComputeForm {
         let d = ComputeParams::default();
+        let goal = grove_protocol::planner::ExposureGoal::default();
         ComputeForm {
             query: String::new(),
-            g: d.g.to_string(),
-            t: d.t.to_string(),
+            g: String::new(),
+            t: String::new(),
             k_min: d.k_min.to_string(),
-            fan_in: d.fan_in.to_string(),
+            fan_in: String::new(),
             leaf_groups: String::new(),
-            share_window_ms: d.share_window_ms.to_string(),
+            share_window_ms: String::new(),
             lifetime_secs: d.lifetime_secs.to_string(),
+            exposure_target: goal.target.to_string(),
+            colluding_fraction: goal.colluding_fraction.to_string(),
         }
     }
 }
 
+/// What the form fixes: the planner's flags, `k_min` and the lifetime.
+#[derive(Debug)]
+struct LaunchChoices {
+    flags: crate::owner::query::PlanFlags,
+    k_min: u64,
+    lifetime_secs: u64,
+}
+
 impl ComputeForm {
-    fn params(&self) -> Result<ComputeParams, String> {
+    fn choices(&self) -> Result<LaunchChoices, String> {
         fn number<T: std::str::FromStr>(v: &str, what: &str) -> Result<T, String> {
             v.trim()
                 .parse()
                 .map_err(|_| format!("{what} must be a whole number, not {v:?}"))
         }
-        Ok(ComputeParams {
-            query: self.query.clone(),
-            g: number(&self.g, "g")?,
-            t: number(&self.t, "t")?,
-            k_min: number(&self.k_min, "k_min")?,
-            leaf_groups: if self.leaf_groups.trim().is_empty() {
-                None
+        fn optional<T: std::str::FromStr>(v: &str, what: &str) -> Result<Option<T>, String> {
+            if v.trim().is_empty() {
+                Ok(None)
             } else {
-                Some(number(&self.leaf_groups, "leaf groups")?)
+                number(v, what).map(Some)
+            }
+        }
+        fn fraction(v: &str, what: &str) -> Result<f64, String> {
+            match v.trim().parse::<f64>() {
+                Ok(x) if x > 0.0 && x < 1.0 => Ok(x),
+                _ => Err(format!(
+                    "{what} must be a number between 0 and 1, not {v:?}"
+                )),
+            }
+        }
+        let (g, t) = (optional(&self.g, "g")?, optional(&self.t, "t")?);
+        if let (Some(g), Some(t)) = (g, t) {
+            crate::owner::query::check_threshold(g, t)?;
+        }
+        Ok(LaunchChoices {
+            flags: crate::owner::query::PlanFlags {
+                g,
+                t,
+                fan_in: optional(&self.fan_in, "fan-in")?,
+                leaf_groups: optional(&self.leaf_groups, "leaf groups")?,
+                share_window_ms: optional(&self.share_window_ms, "the share window")?,
+                goal: grove_protocol::planner::ExposureGoal {
+                    target: fraction(&self.exposure_target, "the exposure target")?,
+                    colluding_fraction: fraction(
+                        &self.colluding_fraction,
+                        "the colluding fraction",
+                    )?,
+                },
             },
-            fan_in: number(&self.fan_in, "fan-in")?,
-            max_contributors: None,
-            share_window_ms: number(&self.share_window_ms, "the share window")?,
+            k_min: number(&self.k_min, "k_min")?,
             lifetime_secs: number(&self.lifetime_secs, "the lifetime")?,
         })
     }
@@ -1128,11 +1166,40 @@ pub(super) async fn compute_launch(
         Ok(c) => c,
         Err(e) => return compute_page(frame, &shared, form, Some(e)),
     };
-    let params = match form.params() {
+    let choices = match form.choices() {
+        Ok(c) => c,
+        Err(e) => return compute_page(frame, &shared, form, Some(e)),
+    };
+    // The planner picks what the form leaves open, from the daemon's view of the network,
+    // exactly as `grove compute` does.
+    let status = match ask(&shared, ControlRequest::Status).await {
+        Ok(s) => s,
+        Err(e) => return compute_page(frame, &shared, form, Some(e)),
+    };
+    let net = crate::owner::query::NetworkEstimate::from_status(&status);
+    let planned = match crate::owner::query::plan_compute(
+        &choices.flags,
+        &net,
+        compiled.spec().length,
+        choices.k_min,
+    )
+    .and_then(|p| crate::owner::query::check_threshold(p.g, p.t).map(|()| p))
+    {
         Ok(p) => p,
         Err(e) => return compute_page(frame, &shared, form, Some(e)),
     };
-    match runs::launch(&shared, params, compiled).await {
+    let params = ComputeParams {
+        query: form.query.clone(),
+        g: planned.g,
+        t: planned.t,
+        k_min: choices.k_min,
+        leaf_groups: planned.leaf_groups,
+        fan_in: planned.fan_in,
+        max_contributors: None,
+        share_window_ms: planned.share_window_ms,
+        lifetime_secs: choices.lifetime_secs,
+    };
+    match runs::launch(&shared, params, compiled, planned.report).await {
         Ok(id) => Redirect::to(&format!("/runs/{id}")).into_response(),
         Err(e) => compute_page(frame, &shared, form, Some(e)),
     }
@@ -1170,6 +1237,17 @@ struct RunPage {
     phases: Vec<Phase>,
     result: Option<ResultView>,
     failure: Option<String>,
+}
+
+/// One line of the planner's report (`owner::query::Planned::report`) as a row of the plan:
+/// its leading word ("planner", "exposure", "warning") as the heading.
+fn planner_row(line: &str) -> (&'static str, String) {
+    match line.split_once(": ") {
+        Some(("planner", rest)) => ("planner's choice", rest.to_string()),
+        Some(("exposure", rest)) => ("exposure", rest.to_string()),
+        Some(("warning", rest)) => ("warning", rest.to_string()),
+        _ => ("planner", line.to_string()),
+    }
 }
 
 fn table_of(run: &runs::Run, data: &Value) -> ResultTable {
@@ -1242,7 +1320,10 @@ pub(super) async fn run(State(shared): App, owner: Owner, Path(id): Path<String>
                 ),
             ),
             ("lifetime", format!("{} s", run.params.lifetime_secs)),
-        ];
+        ]
+        .into_iter()
+        .chain(run.planner.iter().map(|line| planner_row(line)))
+        .collect();
         let groups = p["groups"]
             .as_array()
             .map(|gs| {
@@ -1476,6 +1557,44 @@ pub(super) async fn run_json(
 mod tests {
     use super::*;
     use grove_protocol::query::ResultRow;
+
+    /// The launch form as first shown leaves the tree's shape to the planner, with the CLI's
+    /// exposure goal; what is typed is kept, and a threshold below 2 or a fraction outside
+    /// (0, 1) is refused before anything is launched.
+    #[test]
+    fn the_launch_form_leaves_the_shape_to_the_planner() {
+        let form = ComputeForm::default();
+        let c = form.choices().expect("the default form is valid");
+        assert_eq!(c.flags.g, None);
+        assert_eq!(c.flags.t, None);
+        assert_eq!(c.flags.fan_in, None);
+        assert_eq!(c.flags.share_window_ms, None);
+        assert_eq!(
+            c.flags.goal,
+            grove_protocol::planner::ExposureGoal::default()
+        );
+        let typed = ComputeForm {
+            g: "7".into(),
+            t: " 5 ".into(),
+            ..ComputeForm::default()
+        };
+        let c = typed.choices().expect("g = 7, t = 5 is valid");
+        assert_eq!((c.flags.g, c.flags.t), (Some(7), Some(5)));
+        let low = ComputeForm {
+            g: "3".into(),
+            t: "1".into(),
+            ..ComputeForm::default()
+        };
+        assert!(low.choices().unwrap_err().contains("t = 1 is refused"));
+        let everyone = ComputeForm {
+            colluding_fraction: "1.5".into(),
+            ..ComputeForm::default()
+        };
+        assert!(everyone
+            .choices()
+            .unwrap_err()
+            .contains("colluding fraction"));
+    }
 
     /// Editing a trust in the console keeps every limit, the privacy budget included (a form
     /// without the field would save the trust without its budget).

@@ -21,6 +21,8 @@ pub(super) struct Run {
     pub(super) launched_at_micros: u64,
     /// What the daemon said of the plan at launch (groups, levels, members).
     pub(super) plan: Value,
+    /// What the planner chose and why, and its exposure (`owner::query::Planned::report`).
+    pub(super) planner: Vec<String>,
     /// The released result (the `compute` answer), or why there is none.
     pub(super) outcome: Option<Result<Value, String>>,
 }
@@ -71,6 +73,7 @@ pub(super) async fn launch(
     shared: &Arc<Shared>,
     params: ComputeParams,
     compiled: CompiledQuery,
+    planner: Vec<String>,
 ) -> Result<String, String> {
     let (tx, mut rx) = mpsc::channel(REPLY_QUEUE);
     shared
@@ -100,6 +103,7 @@ pub(super) async fn launch(
         params,
         launched_at_micros: crate::clock::now_micros().0,
         plan,
+        planner,
         outcome: None,
     });
     let shared = shared.clone();
@@ -129,6 +133,7 @@ mod tests {
             params: ComputeParams::default(),
             launched_at_micros: 0,
             plan: Value::Null,
+            planner: Vec::new(),
             outcome: finished.then_some(Ok(Value::Null)),
         }
     }

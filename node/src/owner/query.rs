@@ -92,6 +92,23 @@ pub struct NetworkEstimate {
     pub rtt_samples: u64,
 }
 
+impl NetworkEstimate {
+    /// The estimate from the daemon's `status` answer: the admitted identities it counts
+    /// eligible, else its directory's peers, and its measured round trip.
+    pub fn from_status(status: &serde_json::Value) -> NetworkEstimate {
+        let eligible = status["admission"]["known_eligible"].as_u64().unwrap_or(0);
+        NetworkEstimate {
+            nodes: if eligible > 0 {
+                eligible
+            } else {
+                status["directory_peers"].as_u64().unwrap_or(1)
+            },
+            rtt_us: status["latency"]["rtt_us"].as_u64(),
+            rtt_samples: status["latency"]["samples"].as_u64().unwrap_or(0),
+        }
+    }
+}
+
 /// The commissioner's choices on the command line (`None`: the planner's).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PlanFlags {

@@ -624,14 +624,9 @@ async fn a_query_run_from_the_page_reads_as_the_cli_prints_it() -> anyhow::Resul
     );
     browser.screenshot("compute-error").await?;
 
-    // A query from the examples, launched from the page.
+    // A query from the examples, launched from the page; the planner chooses g and t.
     browser.goto(&format!("{base}/compute?example=0")).await?;
-    for (name, value) in [
-        ("g", "3"),
-        ("t", "2"),
-        ("k_min", "2"),
-        ("share_window_ms", "1500"),
-    ] {
+    for (name, value) in [("k_min", "2"), ("share_window_ms", "1500")] {
         browser.type_into("#compute-form", name, value).await?;
     }
     browser.screenshot("compute").await?;
@@ -649,6 +644,13 @@ async fn a_query_run_from_the_page_reads_as_the_cli_prints_it() -> anyhow::Resul
     }
     browser.screenshot("run").await?;
     let page_text = browser.text("#cli-text").await?;
+    // The run page says what the planner chose and the exposure it gives, as the CLI does.
+    let plan = browser.text("#plan").await?;
+    assert!(plan.contains("planner's choice"), "{plan}");
+    assert!(
+        plan.contains("one contributor's value is revealed with probability"),
+        "{plan}"
+    );
 
     // The CLI runs the same query: the same table, the same contributors.
     let out = cli(
