@@ -597,12 +597,12 @@ mod tests {
         assert!(u.leaves_steered >= 10, "{u:?}");
     }
 
-    /// The million-contributor run (release build, minutes): `cargo test --release -p
+    /// The million-contributor run (about a minute in an optimised build): `cargo test -p
     /// grove-sim --lib adversary_over_a_million -- --ignored --nocapture`. Thirteen
     /// computations on 100,000 identities (the largest candidate set a node accepts,
     /// `MAX_CANDIDATES`), about 80,000 contributors each.
     #[test]
-    #[ignore = "minutes in a release build; run with --ignored"]
+    #[ignore = "a million contributors: about a minute; run with --ignored"]
     fn an_adversary_over_a_million_contributors() {
         let cfg = AdversaryRun::new(100_000, 13, 1);
         let r = run(&cfg).unwrap();
