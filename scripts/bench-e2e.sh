@@ -147,10 +147,21 @@ EOF
     fi
     S=$(date +%s%N)
     # Each element is in [-1, 1], so a vector's L2 norm is at most sqrt(DIM): the clip keeps it.
-    "$GROVE" compute --data-dir "$RUN/0" --json \
+    keep_logs() {
+        if [ -n "${KEEP_LOGS:-}" ]; then
+            mkdir -p "$KEEP_LOGS/n$N"
+            cp "$RUN"/*.log "$RUN/result.json" "$KEEP_LOGS/n$N/" 2>/dev/null || true
+        fi
+    }
+    if ! "$GROVE" compute --data-dir "$RUN/0" --json \
         "SELECT sum_vector(v, $DIM) FROM vec CLIP NORM v TO $DIM SCALE 2" \
         --g "$G" --t "$T" --share-window-ms "$SHARE_WINDOW_MS" \
-        --lifetime-secs 120 >"$RUN/result.json"
+        --lifetime-secs 120 >"$RUN/result.json"; then
+        # The logs of a failed computation are the ones worth keeping.
+        keep_logs
+        echo "the computation at N = $N failed" >&2
+        exit 1
+    fi
     E=$(date +%s%N)
     CPU1=$(cpu_ticks)
     if [ -n "$PERF_PID" ]; then
@@ -183,10 +194,7 @@ EOF
     CONN_MEAN=$(python3 -c "print(round($CONNS / $N, 1))")
     PER_NODE=$((TOTAL / N))
     PER_COORD=$(python3 -c "print(round($SHARES / $N / $DIM, 1))")
-    if [ -n "${KEEP_LOGS:-}" ]; then
-        mkdir -p "$KEEP_LOGS/n$N"
-        cp "$RUN"/*.log "$RUN/result.json" "$KEEP_LOGS/n$N/"
-    fi
+    keep_logs
     printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-14s %-15s %s\n' \
         "$N" "$DIM" "$CLI_MS" "$DAEMON_MS" "$COUNT/$N" "$PER_NODE" "$PER_COORD" \
         "$((CPU_MS / N))" "$CONN_MEAN/$CONN_MAX" "load $LOAD; directories converged in ${CONVERGED_S}s"

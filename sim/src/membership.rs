@@ -13,6 +13,8 @@
 //! ordered by (time, sequence). The placements compared are drawn from a beacon round of a
 //! local test chain (key and round from the seed), verified as a node verifies it.
 
+pub mod adversary;
+
 use ed25519_dalek::SigningKey;
 use grove_protocol::ids::{Micros, NodeId};
 use grove_protocol::membership::{
@@ -385,18 +387,30 @@ pub fn run(cfg: &MembershipRun) -> MembershipReport {
 /// The header of [`table_row`]'s Markdown table.
 pub const TABLE_HEADER: &str = "| nodes | joins | rest msg/node/s | rest B/node/s | burst msg/node/join | burst B/node/join | burst s | converge median s | converge max s | converged | max peers/node | agreement | eligible after s | state B/identity | events | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
-/// One report as a Markdown table row.
+/// A local drand chain (quicknet's scheme, a round every 3 s from time zero) with its key
+/// drawn from the run's stream, and the `Beacon` a node verifies its rounds with.
+fn test_beacon(
+    rng: &mut ChaCha20Rng,
+) -> (
+    grove_protocol::beacon::TestChain,
+    grove_protocol::beacon::Beacon,
+) {
+    use grove_protocol::beacon::{Beacon, Scheme, TestChain};
+    let mut key = [0u8; 32];
+    rng.fill_bytes(&mut key);
+    let chain = TestChain::new(Scheme::BlsUnchainedG1Rfc9380, &key, 0, 3);
+    // The test chain's own parameters describe a valid chain.
+    let beacon = Beacon::new(chain.info()).expect("a test chain's info is valid");
+    (chain, beacon)
+}
+
 /// The selection seed, drawn as a deployment draws it: a round of a local drand chain (its key
 /// and the round drawn from the run's seed), verified as a node verifies it, hashed into a
 /// plan seed (`grove_protocol::beacon::plan_seed`; no request in this run: empty bytes).
 fn beacon_seed(rng: &mut ChaCha20Rng) -> [u8; 32] {
-    use grove_protocol::beacon::{plan_seed, Beacon, Scheme, TestChain};
-    let mut key = [0u8; 32];
-    rng.fill_bytes(&mut key);
-    let chain = TestChain::new(Scheme::BlsUnchainedG1Rfc9380, &key, 0, 3);
-    let info = chain.info();
-    // The test chain's own parameters describe a valid chain.
-    let beacon = Beacon::new(info.clone()).expect("a test chain's info is valid");
+    use grove_protocol::beacon::plan_seed;
+    let (chain, beacon) = test_beacon(rng);
+    let info = beacon.info().clone();
     let round = 1 + rng.next_u64() % 1_000_000;
     // A round signed with the chain's own key verifies under it.
     let randomness = beacon
@@ -405,6 +419,7 @@ fn beacon_seed(rng: &mut ChaCha20Rng) -> [u8; 32] {
     plan_seed(&[], &info.chain_hash, round, &randomness)
 }
 
+/// One report as a Markdown table row.
 pub fn table_row(r: &MembershipReport) -> String {
     format!(
         "| {} | {} | {:.3} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {}/{} | {} | {:.5} | {:.0} | {} | {} | {:.1} |",
