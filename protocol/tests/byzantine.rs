@@ -293,7 +293,12 @@ fn two_colluding_members_claiming_adoption_do_not_split_a_position_holding_nothi
     let o = c.run_checked(&id);
     assert_eq!(o.included, o.contributors);
     assert_eq!(adopted_counts(&c, inner).len(), 1);
-    assert!(rejected(&c, "a claimed adoption without a certificate of accepts from a quorum and t positions") >= 2);
+    assert!(
+        rejected(
+            &c,
+            "a claimed adoption without a certificate of accepts from a quorum and t positions"
+        ) >= 2
+    );
 }
 
 /// A liar pads its certificate with accepts in the names of every other candidate of the group
@@ -318,12 +323,20 @@ fn a_certificate_with_accepts_forged_in_honest_names_is_refused() {
         })
         .collect();
     let cert = AdoptionCertificate { round: 0, accepts };
-    c.inject(liar, victim, &adoption_claim(id, inner, 2, manifest, Some(cert)), 1_000);
+    c.inject(
+        liar,
+        victim,
+        &adoption_claim(id, inner, 2, manifest, Some(cert)),
+        1_000,
+    );
     let o = c.run_checked(&id);
     assert_eq!(o.included, o.contributors);
     assert_eq!(adopted_counts(&c, inner).len(), 1);
     assert_eq!(
-        rejected(&c, "an accept whose signature does not verify under its voter's key"),
+        rejected(
+            &c,
+            "an accept whose signature does not verify under its voter's key"
+        ),
         1
     );
 }
@@ -346,7 +359,12 @@ fn a_liar_claiming_many_manifests_buys_one_round_of_questions() {
         for k in 0..claims {
             let manifest = bogus(k);
             let cert = liars_certificate(&c, id, inner, &[2], &manifest);
-            c.inject(liar, victim, &adoption_claim(id, inner, 2, manifest, Some(cert)), 1_000);
+            c.inject(
+                liar,
+                victim,
+                &adoption_claim(id, inner, 2, manifest, Some(cert)),
+                1_000,
+            );
         }
         let o = c.run_checked(&id);
         assert_eq!(o.included, o.contributors);

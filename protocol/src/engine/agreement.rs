@@ -2,6 +2,7 @@
 //! group's candidates: reports, promises, proposals, votes), so that every position sums the
 //! same items.
 
+use super::certificate;
 use super::role::{
     check_position, check_sender, group_member_position, my_role_in, Adopted, Leadership, Role,
     Stage,
@@ -11,7 +12,6 @@ use super::{
 };
 use crate::ids::{Digest, GroupId, NodeId, Position};
 use crate::limits::{MAX_AGREE_ROUNDS, MAX_MANIFEST_ITEMS};
-use super::certificate;
 use crate::message::{
     AdoptionCertificate, Body, Item, Manifest, ManifestMsg, ReportMsg, SignedAccept, Slot,
     SolicitMsg, VoteMsg,
