@@ -169,6 +169,15 @@ pub fn sample_messages() -> Vec<Message> {
             items: manifest.items.clone(),
             accepted: Some((2, manifest.clone())),
             adopted: Some(manifest.clone()),
+            certificate: Some(AdoptionCertificate {
+                round: 2,
+                accepts: vec![SignedAccept {
+                    voter: NodeId([6u8; 32]),
+                    position: 3,
+                    serving: true,
+                    signature: vec![0x5A; 64],
+                }],
+            }),
         }),
         Body::Report(ReportMsg {
             group: inner,
@@ -177,6 +186,7 @@ pub fn sample_messages() -> Vec<Message> {
             items: vec![],
             accepted: None,
             adopted: None,
+            certificate: None,
         }),
         Body::Solicit(SolicitMsg {
             group: inner,
@@ -191,6 +201,8 @@ pub fn sample_messages() -> Vec<Message> {
             group: inner,
             position: 6,
             manifest,
+            serving: false,
+            signature: vec![0xA5; 64],
         }),
         Body::HealQuery(HealQueryMsg {
             child: leaf,

@@ -12,7 +12,7 @@ use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_AWAITING_BEACON, MAX_BEACON_ROUNDS, MAX_CLOCK_SKEW_MICROS};
 use crate::membership::CandidateRule;
-use crate::message::{Body, Manifest, Message, Slot};
+use crate::message::{AdoptionCertificate, Body, Manifest, Message, Slot};
 use crate::plan::{request_seed, Plan, PlanCache, PlanError};
 use crate::record::Record;
 use crate::request::{Request, RequestError, RequestValidator, SignedRequest};
@@ -55,6 +55,7 @@ macro_rules! ctx {
 
 mod aggregator;
 mod agreement;
+pub mod certificate;
 mod collection;
 mod commissioner;
 mod contributor;
@@ -1439,13 +1440,21 @@ impl Engine {
                     key,
                     manifest,
                     announce,
-                } => self.adopt(id, key, manifest, announce),
+                    certificate,
+                } => self.adopt(id, key, manifest, announce, certificate),
                 Pending::Close { id } => self.close(id),
             }
         }
     }
 
-    fn adopt(&mut self, id: ComputationId, key: Slot, manifest: Manifest, announce: bool) {
+    fn adopt(
+        &mut self,
+        id: ComputationId,
+        key: Slot,
+        manifest: Manifest,
+        announce: bool,
+        certificate: Option<AdoptionCertificate>,
+    ) {
         {
             let Some(comp) = self.computations.get(&id) else {
                 return;
@@ -1466,6 +1475,9 @@ impl Engine {
         let Some(comp) = self.computations.get_mut(&id) else {
             return;
         };
+        if let Some(role) = comp.roles.get_mut(&key) {
+            role.certificate = certificate;
+        }
         let mut ctx = ctx!(self);
         if let Some(role) = comp.roles.get(&key) {
             if let Some(adopted) = role.adopted() {
@@ -1616,6 +1628,9 @@ enum Pending {
         /// This position counted the quorum of votes itself (it leads the round): it tells
         /// every other position, which adopts on its word.
         announce: bool,
+        /// The signed accepts it adopted on (`engine/certificate.rs`), which its adopted
+        /// reports carry.
+        certificate: Option<AdoptionCertificate>,
     },
     Close {
         id: ComputationId,

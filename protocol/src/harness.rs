@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 mod byzantine;
 mod selection;
-pub use byzantine::Byzantine;
+pub use byzantine::{sign_votes, Byzantine};
 
 /// Upper bound on events one harness run may process.
 pub const MAX_STEPS: u64 = 200_000_000;
@@ -905,13 +905,15 @@ impl Cluster {
                     .plan(&message.computation)
                     .map(|plan| b.on_first_send(me, message.computation, &plan))
                     .unwrap_or_default();
-                for (to_id, m) in added {
+                for (to_id, mut m) in added {
+                    byzantine::sign_votes(&self.nodes[from].identity, &mut m);
                     if let Some(&to_i) = self.index.get(&to_id) {
                         self.send_bytes(from, to_i, &m);
                     }
                 }
             }
-            if let Some(m) = b.rewrite(to, message) {
+            if let Some(mut m) = b.rewrite(to, message) {
+                byzantine::sign_votes(&self.nodes[from].identity, &mut m);
                 self.transmit_honest(from, to, &m);
             }
             return;

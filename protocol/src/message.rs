@@ -207,8 +207,30 @@ pub struct ReportMsg {
     /// the one of the highest round among a quorum of promises (Paxos' promise).
     pub accepted: Option<(u32, Manifest)>,
     /// The manifest this member adopted (a quorum accepted it in one round), if any: the
-    /// receiver may adopt it at once.
+    /// receiver may adopt it at once, on the certificate below.
     pub adopted: Option<Manifest>,
+    /// The evidence for `adopted`: the signed accepts of one round that made the round's
+    /// leader adopt it (`engine/certificate.rs`). A claimed adoption without one is refused.
+    pub certificate: Option<AdoptionCertificate>,
+}
+
+/// One acceptor's signed word that it accepted a manifest in a round, as the position it is a
+/// candidate of (and whether it serves that position).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedAccept {
+    pub voter: NodeId,
+    pub position: Position,
+    pub serving: bool,
+    /// 64 bytes: the voter's signature (`certificate::sign_accept`) under its X25519 key.
+    pub signature: Vec<u8>,
+}
+
+/// The accepts of one round for one manifest, from a quorum of the group's acceptors and the
+/// servers of `t` positions: what a position needs to adopt on another's word.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptionCertificate {
+    pub round: u32,
+    pub accepts: Vec<SignedAccept>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -230,6 +252,11 @@ pub struct VoteMsg {
     /// The position the voter is a candidate of.
     pub position: Position,
     pub manifest: Manifest,
+    /// The voter serves `position` (its member, or a backup that took it over).
+    pub serving: bool,
+    /// The voter's signature of its accept (`certificate::sign_accept`): the leader puts it
+    /// in its adoption certificate.
+    pub signature: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

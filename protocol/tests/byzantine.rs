@@ -10,7 +10,9 @@
 use grove_protocol::engine::{Event, Failure};
 use grove_protocol::harness::{Byzantine, Cluster, HarnessConfig, LaunchParams, Outcome};
 use grove_protocol::ids::{ComputationId, Digest, GroupId, Version};
-use grove_protocol::message::{Body, Item, Manifest, Message, ReportMsg, Slot};
+use grove_protocol::message::{
+    AdoptionCertificate, Body, Item, Manifest, Message, ReportMsg, Slot,
+};
 use rand_chacha::rand_core::RngCore;
 use std::collections::BTreeSet;
 
@@ -73,11 +75,9 @@ fn leaf(index: u32) -> GroupId {
     GroupId { level: 0, index }
 }
 
-/// A report from `position` of group `inner` to its position 3 claiming that the group accepted
-/// and adopted a manifest naming one made-up version of leaf 0 (digest bytes `digest`): what a
-/// lying member sends to make a position that cannot vouch adopt it.
-fn adoption_claim(id: ComputationId, inner: GroupId, position: u8, digest: u8) -> Message {
-    let bogus = Manifest {
+/// A manifest naming one made-up version of leaf 0 (digest bytes `digest`).
+fn bogus(digest: u8) -> Manifest {
+    Manifest {
         items: vec![Item::Child {
             group: leaf(0),
             version: Version {
@@ -85,7 +85,19 @@ fn adoption_claim(id: ComputationId, inner: GroupId, position: u8, digest: u8) -
                 count: 1,
             },
         }],
-    };
+    }
+}
+
+/// A report from `position` of group `inner` to its position 3 claiming that the group accepted
+/// and adopted `manifest`, with `certificate` as its evidence: what a lying member sends to
+/// make a position that cannot vouch adopt it.
+fn adoption_claim(
+    id: ComputationId,
+    inner: GroupId,
+    position: u8,
+    manifest: Manifest,
+    certificate: Option<AdoptionCertificate>,
+) -> Message {
     Message {
         computation: id,
         round: 0,
@@ -94,13 +106,32 @@ fn adoption_claim(id: ComputationId, inner: GroupId, position: u8, digest: u8) -
             position,
             serving: true,
             items: Vec::new(),
-            accepted: Some((0, bogus.clone())),
-            adopted: Some(bogus),
+            accepted: Some((0, manifest.clone())),
+            adopted: Some(manifest),
+            certificate,
         }),
         to: Some(Slot {
             group: inner,
             position: 3,
         }),
+    }
+}
+
+/// The certificate the liars at `positions` of `inner` can make for `manifest` in round 0:
+/// their own signed accepts (each claims to serve its position).
+fn liars_certificate(
+    c: &Cluster,
+    id: ComputationId,
+    inner: GroupId,
+    positions: &[u8],
+    manifest: &Manifest,
+) -> AdoptionCertificate {
+    AdoptionCertificate {
+        round: 0,
+        accepts: positions
+            .iter()
+            .map(|p| c.signed_accept(member(c, &id, inner, *p), id, inner, 0, manifest, *p, true))
+            .collect(),
     }
 }
 
@@ -216,8 +247,8 @@ fn a_leader_equivocating_splits_no_group() {
 /// Byzantine sweep, a backup that had just taken a position over, and a member whose children
 /// were late). It found 3 of 20 runs at 1 %/s where such a position adopted a liar's manifest
 /// of one child while the rest of its group adopted the real one. One position's word is not
-/// enough: the claim must match what this position itself accepted, or come from two
-/// positions.
+/// enough: the claim must carry a certificate of signed accepts from a quorum and `t`
+/// positions, and the liar can sign only its own.
 #[test]
 fn one_members_claimed_adoption_does_not_split_a_position_holding_nothing() {
     let mut c = setup(60, 40, 2);
@@ -227,7 +258,9 @@ fn one_members_claimed_adoption_does_not_split_a_position_holding_nothing() {
     let victim = member(&c, &id, inner, 3);
     // Before any leaf adopts: the victim holds no child version.
     c.run_until(c.now.plus(100_000));
-    let claim = adoption_claim(id, inner, 2, 7);
+    let manifest = bogus(7);
+    let cert = liars_certificate(&c, id, inner, &[2], &manifest);
+    let claim = adoption_claim(id, inner, 2, manifest, Some(cert));
     c.inject(liar, victim, &claim, 1_000);
     // run_checked fails if two positions of a group adopted different manifests.
     let o = c.run_checked(&id);
@@ -236,34 +269,83 @@ fn one_members_claimed_adoption_does_not_split_a_position_holding_nothing() {
 }
 
 /// Two colluding members claim that their group adopted the same bogus manifest, to a position
-/// that holds nothing to check it against yet. With two claims enough (the rule before), the
-/// victim adopted it while the rest of the group adopted the real manifest (the simulator's 5%
-/// Byzantine sweep found this once: seed 5 at 0.25 %/s). Claims from `t` positions would be
-/// more than `t - 1` colluders can make. Open: requiring `t` claims makes this
-/// pass, but cost the crash-only DISSEC sweep too much (ARCHITECTURE.md, "What a group
-/// tolerates"), so two claims still suffice and this scenario splits the group.
+/// that holds nothing to check it against yet, each claim carrying the certificate the two can
+/// make: their own signed accepts. With two claims enough (the rule before), the victim adopted
+/// it while the rest of the group adopted the real manifest (the simulator's 5% Byzantine sweep
+/// found this once: seed 5 at 0.25 %/s). A position now adopts on another's word only with a
+/// certificate of signed accepts from a quorum of acceptors and the servers of `t` positions,
+/// which `t - 1` colluders cannot make.
 #[test]
-#[ignore = "open (issue 16): two colluding liars' claims split a position that cannot vouch; t claims cost the crash-only sweep 18 points at 1 %/s"]
 fn two_colluding_members_claiming_adoption_do_not_split_a_position_holding_nothing() {
     let mut c = setup(60, 40, 2);
     let id = c.launch(COMMISSIONER, &params());
     let inner = GroupId { level: 1, index: 0 };
     let victim = member(&c, &id, inner, 3);
     c.run_until(c.now.plus(100_000));
+    let manifest = bogus(7);
+    let cert = liars_certificate(&c, id, inner, &[2, 4], &manifest);
     for position in [2, 4] {
         let liar = member(&c, &id, inner, position);
-        c.inject(liar, victim, &adoption_claim(id, inner, position, 7), 1_000);
+        let claim = adoption_claim(id, inner, position, manifest.clone(), Some(cert.clone()));
+        c.inject(liar, victim, &claim, 1_000);
     }
     // run_checked fails if two positions of a group adopted different manifests.
     let o = c.run_checked(&id);
     assert_eq!(o.included, o.contributors);
     assert_eq!(adopted_counts(&c, inner).len(), 1);
+    assert!(
+        rejected(
+            &c,
+            "a claimed adoption without a certificate of accepts from a quorum and t positions"
+        ) >= 2
+    );
 }
 
-/// Claims a position cannot vouch for make it ask the rest of its group, once per claimant: a
-/// liar that claims adoption of a new manifest in each of many messages costs each victim one
-/// round of questions, not one per message (before, every new manifest was a "first" claim and
-/// each message made the victim report to its whole group: a liar's message bought `g - 1`).
+/// A liar pads its certificate with accepts in the names of every other candidate of the group
+/// (signed with its own key: it has no other), so that it counts a quorum and every position.
+/// The signatures do not verify under the named voters' keys, and the claim is refused.
+#[test]
+fn a_certificate_with_accepts_forged_in_honest_names_is_refused() {
+    let mut c = setup(60, 40, 2);
+    let id = c.launch(COMMISSIONER, &params());
+    let inner = GroupId { level: 1, index: 0 };
+    let liar = member(&c, &id, inner, 2);
+    let victim = member(&c, &id, inner, 3);
+    c.run_until(c.now.plus(100_000));
+    let manifest = bogus(7);
+    let plan = c.plan(&id).unwrap();
+    let accepts = (1..=plan.g)
+        .flat_map(|p| plan.candidates(inner, p).map(move |n| (p, n)))
+        .map(|(p, n)| {
+            let mut a = c.signed_accept(liar, id, inner, 0, &manifest, p, true);
+            a.voter = n;
+            a
+        })
+        .collect();
+    let cert = AdoptionCertificate { round: 0, accepts };
+    c.inject(
+        liar,
+        victim,
+        &adoption_claim(id, inner, 2, manifest, Some(cert)),
+        1_000,
+    );
+    let o = c.run_checked(&id);
+    assert_eq!(o.included, o.contributors);
+    assert_eq!(adopted_counts(&c, inner).len(), 1);
+    assert_eq!(
+        rejected(
+            &c,
+            "an accept whose signature does not verify under its voter's key"
+        ),
+        1
+    );
+}
+
+/// A liar that claims adoption of a new manifest in each of many messages buys no work from
+/// its victim beyond checking each claim's certificate: the victim sends no question per claim
+/// (before certificates, every new manifest was a "first" claim and each message made the
+/// victim report to its whole group: a liar's message bought `g - 1`; then one round of
+/// questions per claimant).
 #[test]
 fn a_liar_claiming_many_manifests_buys_one_round_of_questions() {
     const CLAIMS: u8 = 40;
@@ -275,7 +357,14 @@ fn a_liar_claiming_many_manifests_buys_one_round_of_questions() {
         let victim = member(&c, &id, inner, 3);
         c.run_until(c.now.plus(100_000));
         for k in 0..claims {
-            c.inject(liar, victim, &adoption_claim(id, inner, 2, k), 1_000);
+            let manifest = bogus(k);
+            let cert = liars_certificate(&c, id, inner, &[2], &manifest);
+            c.inject(
+                liar,
+                victim,
+                &adoption_claim(id, inner, 2, manifest, Some(cert)),
+                1_000,
+            );
         }
         let o = c.run_checked(&id);
         assert_eq!(o.included, o.contributors);
@@ -284,8 +373,8 @@ fn a_liar_claiming_many_manifests_buys_one_round_of_questions() {
     };
     let one = reports_with(1);
     let many = reports_with(CLAIMS);
-    // The injected claims themselves are not sent by the engines; what is left is the
-    // victim's questions (`g - 1 = 4` reports per round of them) and timing noise.
+    // The injected claims themselves are not sent by the engines; what is left is timing
+    // noise (a round of questions would be `g - 1 = 4` reports).
     assert!(
         many <= one + 2 * 4,
         "{CLAIMS} claims made the group send {many} reports, against {one} for one claim"

@@ -29,7 +29,7 @@ use grove_protocol::engine::{
     sign_finish, Command, Engine, Event, Failure, Identity, Released, Strategy,
 };
 use grove_protocol::field::Fp;
-use grove_protocol::harness::Byzantine;
+use grove_protocol::harness::{sign_votes, Byzantine};
 use grove_protocol::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use grove_protocol::message::{Body, Message};
 use grove_protocol::plan::{Plan, PlanCache};
@@ -1065,7 +1065,8 @@ impl Simulator {
         if self.liars_started.insert(from) {
             if let Some(plan) = self.plan.clone() {
                 let me = self.nodes[from as usize].identity.node;
-                for (to_id, m) in b.on_first_send(me, message.computation, &plan) {
+                for (to_id, mut m) in b.on_first_send(me, message.computation, &plan) {
+                    sign_votes(&self.nodes[from as usize].identity, &mut m);
                     if let Some(&to_ix) = self.index.get(&to_id) {
                         cpu_at = self.transmit(from, to_ix, &m, cpu_at);
                     }
@@ -1073,7 +1074,11 @@ impl Simulator {
             }
         }
         match b.rewrite(to as usize, message) {
-            Some(m) => self.transmit(from, to, &m, cpu_at),
+            Some(mut m) => {
+                // A liar signs its rewritten votes: they are refused as lies, not as forgeries.
+                sign_votes(&self.nodes[from as usize].identity, &mut m);
+                self.transmit(from, to, &m, cpu_at)
+            }
             None => cpu_at,
         }
     }

@@ -2,6 +2,7 @@
 //! group's candidates: reports, promises, proposals, votes), so that every position sums the
 //! same items.
 
+use super::certificate;
 use super::role::{
     check_position, check_sender, group_member_position, my_role_in, Adopted, Leadership, Role,
     Stage,
@@ -11,11 +12,14 @@ use super::{
 };
 use crate::ids::{Digest, GroupId, NodeId, Position};
 use crate::limits::{MAX_AGREE_ROUNDS, MAX_MANIFEST_ITEMS};
-use crate::message::{Body, Item, Manifest, ManifestMsg, ReportMsg, Slot, SolicitMsg, VoteMsg};
+use crate::message::{
+    AdoptionCertificate, Body, Item, Manifest, ManifestMsg, ReportMsg, SignedAccept, Slot,
+    SolicitMsg, VoteMsg,
+};
 use crate::plan::Plan;
 use crate::record::Record;
 use crate::sharing::CompressedShare;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Every acceptor of a group: the candidates (member, then backups) of each position.
 pub(super) fn acceptors(plan: &Plan, group: GroupId) -> Vec<NodeId> {
@@ -46,6 +50,7 @@ pub(super) fn adopted_report(
         items: role.items(),
         accepted,
         adopted: Some(adopted.manifest.clone()),
+        certificate: role.certificate.clone(),
     })
 }
 
@@ -195,7 +200,7 @@ pub(super) fn proposal(
 /// Positions whose servers must vote for a manifest before it is adopted: `t`, so that
 /// `g - t + 1` honest members refusing it leave too few; with `g = t` (the DISSEC baselines,
 /// where asking every member would let one dead member stop its group) one.
-fn positions_needed(g: u8, t: u8) -> usize {
+pub(super) fn positions_needed(g: u8, t: u8) -> usize {
     if g == t {
         1
     } else {
@@ -328,8 +333,42 @@ pub(super) fn propose(
             );
         }
     }
+    let accept = sign_own_accept(comp, ctx, key.group, round, &manifest, key.position, true);
     // Its own proposal cannot conflict: it proposes once per round.
-    let _ = count_vote(comp, key, round, me, manifest, VoteKind::Proposal, pending);
+    let _ = count_vote(
+        comp,
+        key,
+        round,
+        me,
+        manifest,
+        VoteKind::Proposal,
+        Some(accept),
+        pending,
+    );
+}
+
+/// This node's signed accept of `manifest` in `round` of `group`, as a candidate of `position`.
+fn sign_own_accept(
+    comp: &Computation,
+    ctx: &Ctx,
+    group: GroupId,
+    round: u32,
+    manifest: &Manifest,
+    position: Position,
+    serving: bool,
+) -> SignedAccept {
+    let id = comp.id();
+    let digest = version_of(&id, group, manifest).digest;
+    certificate::sign_accept(
+        &ctx.me.x25519_secret,
+        ctx.me.node,
+        &id,
+        group,
+        round,
+        &digest,
+        position,
+        serving,
+    )
 }
 
 /// The votes of one round as a position hears them. Only the round leader's proposal can be
@@ -340,8 +379,10 @@ pub(super) fn propose(
 pub(super) struct Tally {
     /// The round leader's proposal, once known (its own, or its `Manifest` message).
     proposal: Option<(Digest, Manifest)>,
-    /// Each voter's vote in this round, by the digest of the manifest it named (its first).
-    votes: BTreeMap<NodeId, Digest>,
+    /// Each voter's vote in this round, by the digest of the manifest it named (its first),
+    /// with its signed accept (none for a proposal heard from the leader's `Manifest`, which
+    /// carries no signature: the leader counts its own signed accept).
+    votes: BTreeMap<NodeId, (Digest, Option<SignedAccept>)>,
 }
 
 /// What a vote is: the leader's proposal (its own vote), or another acceptor's vote.
@@ -351,9 +392,12 @@ pub(super) enum VoteKind {
     Vote,
 }
 
-/// Files one acceptor's vote of `round` (or the round leader's proposal, which is its vote);
-/// adopts the round's proposal once a quorum voted for it. A vote that names another manifest
-/// than the proposal, or a second proposal, is refused.
+/// Files one acceptor's vote of `round` (or the round leader's proposal, which is its vote)
+/// with its signed accept (already verified); adopts the round's proposal once the signed
+/// accepts for it make a certificate (`certificate::complete`: a quorum of acceptors and the
+/// servers of `t` positions). A vote that names another manifest than the proposal, or a
+/// second proposal, is refused.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn count_vote(
     comp: &mut Computation,
     key: Slot,
@@ -361,24 +405,15 @@ pub(super) fn count_vote(
     voter: NodeId,
     manifest: Manifest,
     kind: VoteKind,
+    accept: Option<SignedAccept>,
     pending: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
     let id = comp.id();
-    let quorum = quorum(&comp.plan, key.group);
     let digest = version_of(&id, key.group, &manifest).digest;
-    let needed = positions_needed(comp.plan.g, comp.plan.t);
-    let members: BTreeMap<NodeId, Position> = (1..=comp.plan.g)
-        .map(|p| (comp.plan.member(key.group, p), p))
-        .collect();
+    let plan = comp.plan.clone();
     let Some(role) = comp.roles.get_mut(&key) else {
         return Ok(());
     };
-    let servers = role
-        .leader
-        .as_ref()
-        .filter(|l| l.round == round)
-        .map(|l| l.servers.clone())
-        .unwrap_or_default();
     if role.adopted().is_some() {
         return Ok(());
     }
@@ -390,30 +425,30 @@ pub(super) fn count_vote(
             None => tally.proposal = Some((digest, manifest)),
         }
     }
-    tally.votes.entry(voter).or_insert(digest);
+    let filed = tally.votes.entry(voter).or_insert((digest, None));
+    if filed.0 == digest && filed.1.is_none() {
+        filed.1 = accept; // the leader's own signed accept after its proposal was heard
+    }
     let Some((proposed, manifest)) = tally.proposal.as_ref() else {
         return Ok(()); // kept until the proposal is known
     };
     let (proposed, manifest) = (*proposed, manifest.clone());
-    let voters: Vec<&NodeId> = tally
-        .votes
-        .iter()
-        .filter(|(_, d)| **d == proposed)
-        .map(|(v, _)| v)
-        .collect();
     // Positions whose server voted for it: every position checked the manifest against what
-    // it holds, and `g - t + 1` of them must have accepted it (backups that serve no position hold
+    // it holds, and `t` of them must have accepted it (backups that serve no position hold
     // nothing to check against, so a majority of acceptors alone is not enough).
-    let positions: BTreeSet<Position> = voters
-        .iter()
-        .filter_map(|v| members.get(*v).or_else(|| servers.get(*v)).copied())
+    let accepts: Vec<SignedAccept> = tally
+        .votes
+        .values()
+        .filter(|(d, _)| *d == proposed)
+        .filter_map(|(_, a)| a.clone())
         .collect();
-    if voters.len() >= quorum && positions.len() >= needed {
+    if certificate::complete(&plan, key.group, &accepts) {
         pending.push(Pending::Adopt {
             id,
             key,
             manifest,
             announce: true,
+            certificate: Some(AdoptionCertificate { round, accepts }),
         });
     }
     if digest != proposed {
@@ -498,6 +533,7 @@ pub(super) fn send_report(comp: &mut Computation, key: Slot, ctx: &mut Ctx) {
             items: role.items(),
             accepted,
             adopted: None,
+            certificate: None,
         }),
     );
 }
@@ -558,7 +594,7 @@ pub(super) fn on_report(
         if !consistent(comp, Some(key), &manifest) {
             return Err(Rejection::ManifestOmitsHeldItem);
         }
-        return claimed_adoption(comp, key, from, m.position, manifest, ctx, records);
+        return claimed_adoption(comp, key, manifest, m.certificate, records);
     }
     if let Some((accepted_in, manifest)) = &m.accepted {
         check_manifest(comp, key.group, manifest)?;
@@ -586,7 +622,6 @@ pub(super) fn on_report(
     if let Some(lead) = role.leader.as_mut() {
         lead.promises.insert(from, m.accepted);
         if m.serving {
-            lead.servers.insert(from, m.position);
             keep_larger_report(&mut lead.reports, m.position, m.items);
         }
         if let Some(own) = own {
@@ -597,66 +632,29 @@ pub(super) fn on_report(
 }
 
 /// Another candidate's word that the group adopted `manifest` (consistent with what this
-/// position holds). One word is not enough when this position cannot vouch for it: a liar's
-/// claim of a manifest of one reached positions that held nothing to check it against yet (a
-/// backup that had just taken a position over, a member whose children were late) and split
-/// their groups (the simulator's 5% Byzantine sweep). The position adopts when it accepted the
-/// same manifest itself and holds something it checked it against (the round leader's
-/// announcement after a quorum voted), or when the claims of two positions name it; on the
-/// first claim of a manifest it cannot vouch for, it asks every other position (once per
-/// claimant), and those that adopted answer with their adopted report (`on_report`). One liar per group no longer splits
-/// it this way (two colluding liars still can: ARCHITECTURE.md, "What a group tolerates").
+/// position holds): the position adopts it only on a valid certificate, the signed accepts of
+/// one round from a quorum of acceptors and the servers of `t` positions (`certificate.rs`).
+/// A claim without one is refused (`AdoptionUnproven`): before, a position that could not
+/// vouch for a claim adopted on the claims of two positions, and two colluding members split
+/// their group (`two_colluding_members_claiming_adoption_do_not_split_a_position_holding_nothing`).
 fn claimed_adoption(
     comp: &mut Computation,
     key: Slot,
-    from: NodeId,
-    position: Position,
     manifest: Manifest,
-    ctx: &mut Ctx,
+    cert: Option<AdoptionCertificate>,
     records: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
     let id = comp.id();
+    let cert = cert.ok_or(Rejection::AdoptionUnproven)?;
     let digest = version_of(&id, key.group, &manifest).digest;
-    let (_, accepted) = acceptor_state(comp, key.group);
-    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
-    let holds = role
-        .shares
-        .values()
-        .any(|s| matches!(s, CompressedShare::Full(_)))
-        || role.children.values().any(|v| !v.is_empty());
-    let vouched = holds && accepted.as_ref().is_some_and(|(_, a)| *a == manifest);
-    // Ask the group at most once per claimant (its first claim is the one kept): a liar's
-    // later claims of other manifests buy no more questions.
-    let new_claimant = !role.adoption_claims.contains_key(&from);
-    let first = new_claimant && !role.adoption_claims.values().any(|(_, d)| *d == digest);
-    role.adoption_claims
-        .entry(from)
-        .or_insert((position, digest));
-    let claimants: BTreeSet<Position> = role
-        .adoption_claims
-        .values()
-        .filter(|(_, d)| *d == digest)
-        .map(|(p, _)| *p)
-        .collect();
-    if vouched || claimants.len() >= 2 {
-        records.push(Pending::Adopt {
-            id,
-            key,
-            manifest,
-            announce: false,
-        });
-    } else if first {
-        let body = Body::Report(ReportMsg {
-            group: key.group,
-            position: key.position,
-            serving: true,
-            items: role.items(),
-            accepted,
-            adopted: None,
-        });
-        let round = role.round;
-        ctx.send_to_group(comp, key, round, body);
-    }
+    certificate::check(&comp.plan, &id, key.group, &digest, &cert)?;
+    records.push(Pending::Adopt {
+        id,
+        key,
+        manifest,
+        announce: false,
+        certificate: Some(cert),
+    });
     Ok(())
 }
 
@@ -695,7 +693,7 @@ pub(super) fn on_solicit(
     let mine = group_member_position(comp, m.group, ctx.me.node).ok_or(Rejection::NotCandidate)?;
     let key = my_role_in(comp, m.group);
     let role = key.and_then(|k| comp.roles.get(&k));
-    let (promised, accepted) = acceptor_state(comp, m.group);
+    let (promised, _) = acceptor_state(comp, m.group);
     let report = |items: Vec<Item>, serving: bool, accepted, adopted| {
         Body::Report(ReportMsg {
             group: m.group,
@@ -704,17 +702,15 @@ pub(super) fn on_solicit(
             items,
             accepted,
             adopted,
+            certificate: None,
         })
     };
-    if let Some(adopted) = role.and_then(|r| r.adopted()) {
-        let body = report(
-            role.map(|r| r.items()).unwrap_or_default(),
-            true,
-            accepted,
-            Some(adopted.manifest.clone()),
-        );
-        ctx.send_to(from, id, round, body, None);
-        return Ok(());
+    if let (Some(key), Some(role)) = (key, role) {
+        if let Some(adopted) = role.adopted() {
+            let body = adopted_report(comp, key, role, adopted);
+            ctx.send_to(from, id, round, body, None);
+            return Ok(());
+        }
     }
     if round < promised {
         return Ok(()); // promised a later round already
@@ -802,7 +798,7 @@ pub(super) fn on_manifest(
             );
             return Ok(());
         }
-        // The leader's proposal is also its vote.
+        // The leader's proposal is also its vote (its signed accept reaches only itself).
         count_vote(
             comp,
             key,
@@ -810,6 +806,7 @@ pub(super) fn on_manifest(
             from,
             m.manifest.clone(),
             VoteKind::Proposal,
+            None,
             records,
         )?;
     }
@@ -830,7 +827,9 @@ pub(super) fn on_manifest(
         },
     );
     // The vote goes to the round's leader alone, which counts the quorum and tells every
-    // other position (its adopted report): 2g messages a round instead of g per acceptor.
+    // other position (its adopted report, with the signed accepts it counted): 2g messages a
+    // round instead of g per acceptor.
+    let accept = sign_own_accept(comp, ctx, m.group, round, &m.manifest, mine, key.is_some());
     let leader = leader_of(round, comp.plan.g);
     if key.is_none_or(|k| k.position != leader) {
         ctx.send_slot(
@@ -843,11 +842,22 @@ pub(super) fn on_manifest(
                 group: m.group,
                 position: mine,
                 manifest: m.manifest.clone(),
+                serving: accept.serving,
+                signature: accept.signature.clone(),
             }),
         );
     }
     if let Some(key) = key {
-        count_vote(comp, key, round, me, m.manifest, VoteKind::Vote, records)?;
+        count_vote(
+            comp,
+            key,
+            round,
+            me,
+            m.manifest,
+            VoteKind::Vote,
+            Some(accept),
+            records,
+        )?;
     }
     Ok(())
 }
@@ -866,7 +876,36 @@ pub(super) fn on_vote(
     }
     check_manifest(comp, m.group, &m.manifest)?;
     let key = my_role_in(comp, m.group).ok_or(Rejection::NotInGroup)?;
-    count_vote(comp, key, round, from, m.manifest, VoteKind::Vote, records)
+    if comp.roles.get(&key).is_none_or(|r| r.adopted().is_some()) {
+        return Ok(()); // counted no more: no signature to check
+    }
+    // Verified on receipt: the leader's certificate carries it, and one bad signature in it
+    // would make every position refuse the certificate.
+    let id = comp.id();
+    let digest = version_of(&id, m.group, &m.manifest).digest;
+    let accept = SignedAccept {
+        voter: from,
+        position: m.position,
+        serving: m.serving,
+        signature: m.signature,
+    };
+    let public = comp
+        .plan
+        .x25519_key(&from)
+        .ok_or(Rejection::AcceptSignatureInvalid)?;
+    if !certificate::accept_verifies(&public, &id, m.group, round, &digest, &accept) {
+        return Err(Rejection::AcceptSignatureInvalid);
+    }
+    count_vote(
+        comp,
+        key,
+        round,
+        from,
+        m.manifest,
+        VoteKind::Vote,
+        Some(accept),
+        records,
+    )
 }
 
 /// Agreement records are only ever about a group and position of the plan.

@@ -91,6 +91,10 @@ pub enum Rejection {
     ManifestOmitsHeldItem,
     #[error("a promise naming an acceptance of a later round")]
     AcceptedRoundAhead,
+    #[error("a claimed adoption without a certificate of accepts from a quorum and t positions")]
+    AdoptionUnproven,
+    #[error("an accept whose signature does not verify under its voter's key")]
+    AcceptSignatureInvalid,
     // Heals.
     #[error("heal go must name exactly t distinct sorted helpers")]
     HealGoHelpers,

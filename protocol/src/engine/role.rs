@@ -64,10 +64,11 @@ pub(super) struct Role {
     /// Votes heard, per round: the round leader's proposal once known, and each voter's vote
     /// (only votes for that proposal count).
     pub(super) votes: BTreeMap<u32, super::agreement::Tally>,
-    /// Other candidates' word that the group adopted a manifest: each claimant's position and
-    /// the digest it named first (at most one per candidate of the group, so bounded by
-    /// `g (b + 1)`; never persisted: after a restart the position asks again).
-    pub(super) adoption_claims: BTreeMap<NodeId, (Position, Digest)>,
+    /// The certificate of the manifest this position adopted (`engine/certificate.rs`): the
+    /// signed accepts it counted as the round's leader, or those it adopted on. Its adopted
+    /// reports carry it. Never persisted: a restarted adopter's reports carry none, and the
+    /// positions it tells adopt on the leader's word or a later round's instead.
+    pub(super) certificate: Option<crate::message::AdoptionCertificate>,
     /// Heal gos this member answered, per target position of the parent (at most
     /// `MAX_HEAL_GO_ANSWERS` each; persisted as `HealGoAnswered` before each answer).
     pub(super) heal_go_answers: BTreeMap<Position, u32>,
@@ -132,7 +133,7 @@ impl Role {
             leader: None,
             member,
             votes: BTreeMap::new(),
-            adoption_claims: BTreeMap::new(),
+            certificate: None,
             heal_go_answers: BTreeMap::new(),
             pending_queries: BTreeMap::new(),
             completed_late: false,
@@ -365,8 +366,6 @@ pub(super) struct Leadership {
     /// Acceptors that promised this round, with the manifest each accepted last. A report of
     /// another round is no promise of this one.
     pub(super) promises: BTreeMap<NodeId, Option<(u32, Manifest)>>,
-    /// Nodes that reported serving a position in this round, and the position.
-    pub(super) servers: BTreeMap<NodeId, Position>,
     /// The report window passed without enough reports: propose as soon as they arrive.
     pub(super) window_over: bool,
     /// The round's manifest was proposed (at most one per round).
@@ -380,7 +379,6 @@ impl Leadership {
             since,
             reports: BTreeMap::new(),
             promises: BTreeMap::new(),
-            servers: BTreeMap::new(),
             window_over: false,
             proposed: false,
         }

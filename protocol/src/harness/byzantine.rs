@@ -10,9 +10,11 @@
 //! attack from a test with [`Cluster::inject`] (a message sent as if from any node).
 
 use super::Cluster;
-use crate::ids::{ComputationId, NodeId};
+use crate::engine::certificate::sign_accept;
+use crate::engine::{version_of, Identity};
+use crate::ids::{ComputationId, GroupId, NodeId, Position};
 use crate::limits::MAX_AGREE_ROUNDS;
-use crate::message::{Body, Manifest, Message, VoteMsg};
+use crate::message::{Body, Manifest, Message, SignedAccept, VoteMsg};
 use crate::plan::Plan;
 use std::collections::BTreeSet;
 
@@ -139,6 +141,8 @@ impl Byzantine {
                             group,
                             position,
                             manifest: empty.clone(),
+                            serving: true,
+                            signature: Vec::new(),
                         }),
                         to: None,
                     },
@@ -146,6 +150,27 @@ impl Byzantine {
             }
         }
         out
+    }
+}
+
+/// A liar signs what it sends with its own key, lies included: a vote it rewrote or sent ahead
+/// carries its valid signature of what it names (`engine/certificate.rs`), so that the
+/// defences are tested against signed lies, not refused for a stale signature. The simulator's
+/// Byzantine mode calls it too.
+pub fn sign_votes(identity: &Identity, m: &mut Message) {
+    if let Body::Vote(v) = &mut m.body {
+        let digest = version_of(&m.computation, v.group, &v.manifest).digest;
+        v.signature = sign_accept(
+            &identity.x25519_secret,
+            identity.node,
+            &m.computation,
+            v.group,
+            m.round,
+            &digest,
+            v.position,
+            v.serving,
+        )
+        .signature;
     }
 }
 
@@ -169,5 +194,33 @@ impl Cluster {
     /// The Byzantine nodes and how they lie.
     pub fn byzantine_nodes(&self) -> impl Iterator<Item = (usize, &Byzantine)> {
         self.byzantine.iter().map(|(i, b)| (*i, b))
+    }
+
+    /// Node `i`'s signed accept of `manifest` in `round` of `group`, as a candidate of
+    /// `position`: what a liar can sign itself (its own accepts of anything), for tests that
+    /// forge adoption certificates.
+    #[allow(clippy::too_many_arguments)]
+    pub fn signed_accept(
+        &self,
+        i: usize,
+        computation: ComputationId,
+        group: GroupId,
+        round: u32,
+        manifest: &Manifest,
+        position: Position,
+        serving: bool,
+    ) -> SignedAccept {
+        let me = &self.nodes[i].identity;
+        let digest = version_of(&computation, group, manifest).digest;
+        sign_accept(
+            &me.x25519_secret,
+            me.node,
+            &computation,
+            group,
+            round,
+            &digest,
+            position,
+            serving,
+        )
     }
 }
