@@ -268,5 +268,8 @@ fn the_daemons_deadline_counts_the_receivers_vectors() {
     eprintln!("timeouts of live receivers: the sender's queue only {a}, the daemon's rule {b}");
     assert!(whole.ok(), "{:?}", whole.checks.violations);
     assert!(whole.released, "{:?}", whole.failure);
-    assert!(a > 4 * b.max(1), "the sender's queue only {a}, the daemon's rule {b}");
+    assert!(
+        a > 4 * b.max(1),
+        "the sender's queue only {a}, the daemon's rule {b}"
+    );
 }

@@ -111,9 +111,9 @@ impl Effects for NodeEffects<'_> {
             .get(&message.computation)
             .copied()
             .unwrap_or(0);
-        let deadline =
-            self.pending_sends
-                .deadline(std::time::Instant::now(), bytes.len(), vector);
+        let deadline = self
+            .pending_sends
+            .deadline(std::time::Instant::now(), bytes.len(), vector);
         let id = self
             .swarm
             .behaviour_mut()

@@ -607,9 +607,14 @@ mod tests {
         // Behind six others of the largest size (a member's partial sums to its parent's
         // seven positions), the seventh still has the time their upload takes.
         let seventh_leaves = 7.0 * MAX_MESSAGE_BYTES as f64 / uplink;
-        assert!(message_deadline(7 * MAX_MESSAGE_BYTES, largest).as_secs_f64() > seventh_leaves + 1.0);
+        assert!(
+            message_deadline(7 * MAX_MESSAGE_BYTES, largest).as_secs_f64() > seventh_leaves + 1.0
+        );
         assert!(message_deadline(1 << 20, 0) > message_deadline(1 << 10, 0));
-        assert_eq!(MESSAGE_TIMEOUT_CAP, message_deadline(MAX_MESSAGE_BYTES, largest));
+        assert_eq!(
+            MESSAGE_TIMEOUT_CAP,
+            message_deadline(MAX_MESSAGE_BYTES, largest)
+        );
     }
 
     /// The receiver's term: a receiver acknowledges after it handled and persisted a message,
