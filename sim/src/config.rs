@@ -547,6 +547,11 @@ impl SimConfig {
         {
             return Err("failures.detection_min_kb_per_s must be 0 (off) or positive".into());
         }
+        if self.failures.detection_counts_vector && self.failures.detection_min_kb_per_s <= 0.0 {
+            return Err(
+                "failures.detection_counts_vector needs a positive detection_min_kb_per_s".into(),
+            );
+        }
         Ok(())
     }
 
