@@ -46,7 +46,7 @@ pub enum TableKind {
     /// Equal total nodes, Grove at several `(g, t)` beside the baselines, with each
     /// configuration's exposure to random colluders.
     Budget,
-    /// The detection delay swept from DISSEC's 660 ms to the daemon's request timeout.
+    /// The detection rule's fixed part swept from DISSEC's 660 ms to 10 s (the daemon's is 2 s).
     Detection,
 }
 

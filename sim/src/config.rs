@@ -330,6 +330,17 @@ pub struct FailureConfig {
     /// default): no size term, the same delay for every message.
     #[serde(default)]
     pub detection_min_kb_per_s: f64,
+    /// The daemon's whole rule (`net::message_deadline`), with `detection_counts_upload` and a
+    /// size term: the bytes ahead are the queue of a virtual uplink of the minimum rate fed
+    /// with every send of the node (the daemon's count, an upper bound on the real queue of
+    /// any uplink at least that fast), and the deadline also counts one
+    /// vector of the computation's length at `detection_min_kb_per_s`: the receiver
+    /// acknowledges after handling and persisting the message, so a message waits behind the
+    /// vectors its receiver is still handling, and a fixed part short enough for 1,024 kB
+    /// vectors fires on busy live receivers of 8,192 kB ones (sim/README.md, "Detection
+    /// delay"). Off by default (the earlier rule).
+    #[serde(default)]
+    pub detection_counts_vector: bool,
     /// DISSEC's failure oracle (its model of health checks between neighbours of the tree):
     /// `oracle_delay_ms` after a node dies, the nodes that wait on it or sent to it learn it
     /// (`Engine::handle_failure_notice`). Only the DISSEC baseline configs set it; Grove's
@@ -535,6 +546,11 @@ impl SimConfig {
             || self.failures.detection_min_kb_per_s < 0.0
         {
             return Err("failures.detection_min_kb_per_s must be 0 (off) or positive".into());
+        }
+        if self.failures.detection_counts_vector && self.failures.detection_min_kb_per_s <= 0.0 {
+            return Err(
+                "failures.detection_counts_vector needs a positive detection_min_kb_per_s".into(),
+            );
         }
         Ok(())
     }

@@ -716,8 +716,9 @@ fn compare(a: CompareArgs) -> Result<()> {
         a.rates.clone()
     };
     let delays = if a.delays.is_empty() {
-        // From DISSEC's 660 ms to the fixed part of the daemon's deadline (10 s); the
-        // configs' size term (`detection_min_kb_per_s`) is added to each.
+        // From DISSEC's 660 ms to 10 s, around the fixed part of the daemon's deadline (2 s);
+        // the configs' size and vector terms (`detection_min_kb_per_s`,
+        // `detection_counts_vector`) are added to each.
         vec![660.0, 1000.0, 2000.0, 5000.0, 10_000.0]
     } else {
         a.delays.clone()

@@ -86,12 +86,22 @@ pub fn transfer_bytes(us: u64, kb_per_s: f64) -> u64 {
 
 /// How long a sender waits for a message's acknowledgement: the fixed detection delay, plus,
 /// with a size-aware deadline (`detection_min_kb_per_s > 0`, the daemon's
-/// `net::message_deadline`), `bytes` (the message's and those it waits behind) over that
-/// minimum rate.
-pub fn detection_timeout_us(failures: &crate::config::FailureConfig, bytes: u64) -> u64 {
+/// `net::message_deadline`), `bytes` (the message's and those it waits behind) and, with
+/// `detection_counts_vector`, one vector of `vector_bytes` (the computation's length: the
+/// receiver's work ahead of the acknowledgement) over that minimum rate.
+pub fn detection_timeout_us(
+    failures: &crate::config::FailureConfig,
+    bytes: u64,
+    vector_bytes: u64,
+) -> u64 {
     let fixed = (failures.detection_delay_ms * 1000.0) as u64;
     if failures.detection_min_kb_per_s > 0.0 {
-        fixed + transfer_us(bytes, failures.detection_min_kb_per_s)
+        let vector = if failures.detection_counts_vector {
+            vector_bytes
+        } else {
+            0
+        };
+        fixed + transfer_us(bytes + vector, failures.detection_min_kb_per_s)
     } else {
         fixed
     }

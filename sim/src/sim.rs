@@ -165,6 +165,10 @@ struct SimNode {
     cpu_busy: bool,
     uplink_free: Micros,
     downlink_free: Micros,
+    /// When the bytes it handed over so far would have left an uplink of the detection's
+    /// minimum rate: the daemon's count of the bytes ahead of a new send
+    /// (`detection_counts_vector`, `PendingSends::deadline`).
+    virtual_uplink_free: Micros,
     last_crash: Option<Micros>,
     busy_us: u64,
     /// Whether this node received a share or a partial sum (it held data for a position).
@@ -326,6 +330,7 @@ impl Simulator {
                 cpu_busy: false,
                 uplink_free: Micros::ZERO,
                 downlink_free: Micros::ZERO,
+                virtual_uplink_free: Micros::ZERO,
                 last_crash: None,
                 busy_us: 0,
                 held_data: false,
@@ -1113,13 +1118,24 @@ impl Simulator {
             // The sender waits for the acknowledgement from the moment its last byte left, or,
             // as the daemon's request timeout does, from the moment it handed the message over.
             let ack = self.open_ack(from, to, bytes.clone(), latency);
-            // The size-aware deadline counts the bytes the message waits behind on the
-            // uplink and its own (the daemon counts its unacknowledged bytes, an upper bound).
-            let ahead = transfer_bytes(
-                start.0.saturating_sub(ready.0),
-                self.cfg.bandwidth.upload_kb_per_s,
-            );
-            let timeout = detection_timeout_us(&self.cfg.failures, ahead + carried.bytes);
+            // The size-aware deadline counts the bytes the message waits behind and its own:
+            // the uplink's queue, or under the daemon's whole rule, as the daemon does, the
+            // queue of a virtual uplink of the rule's minimum rate fed with every send.
+            let ahead = if self.cfg.failures.detection_counts_vector {
+                let rate = self.cfg.failures.detection_min_kb_per_s;
+                let n = &mut self.nodes[from as usize];
+                let start = ready.max(n.virtual_uplink_free);
+                n.virtual_uplink_free = start.plus(transfer_us(carried.bytes, rate));
+                transfer_bytes(start.0 - ready.0, rate)
+            } else {
+                transfer_bytes(
+                    start.0.saturating_sub(ready.0),
+                    self.cfg.bandwidth.upload_kb_per_s,
+                )
+            };
+            let vector_bytes = u64::from(self.cfg.payload.vector_len) * 8;
+            let timeout =
+                detection_timeout_us(&self.cfg.failures, ahead + carried.bytes, vector_bytes);
             let waits_from = if self.cfg.failures.detection_counts_upload {
                 ready
             } else {
@@ -1319,6 +1335,7 @@ impl Simulator {
         n.last_crash = Some(self.now);
         n.uplink_free = self.now;
         n.downlink_free = self.now;
+        n.virtual_uplink_free = self.now;
         self.counters.crashes += 1;
         if self.cfg.failures.oracle {
             let delay = (self.cfg.failures.oracle_delay_ms * 1000.0) as u64;

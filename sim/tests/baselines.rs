@@ -227,3 +227,49 @@ fn the_daemons_timeout_counts_the_upload_when_asked() {
     eprintln!("with the size-aware deadline: {c}");
     assert!(4 * c < b, "size-aware {c}, fixed from the hand-over {b}");
 }
+
+#[test]
+fn the_daemons_deadline_counts_the_receivers_vectors() {
+    // A receiver acknowledges a message only after it handled and persisted it, so a message
+    // of any size waits there behind the vectors other senders sent. With vectors of 1,024 kB
+    // at DISSEC's cost of taking one in (51 ms each), a short fixed part plus the sender's own
+    // queue times out live receivers; the daemon's whole rule (`net::message_deadline`) adds
+    // one vector of the computation at the same minimum rate and the sender's unacknowledged
+    // bytes ahead, and they no longer fire (sim/README.md, "Detection delay").
+    let mut cfg =
+        SimConfig::from_toml(include_str!("../../configs/sim/small.toml")).expect("parses");
+    cfg.payload.mode = grove_sim::config::PayloadMode::SizeOnly;
+    cfg.payload.vector_len = 1 << 17;
+    cfg.bandwidth.upload_kb_per_s = 6000.0;
+    cfg.bandwidth.download_kb_per_s = 6000.0;
+    let dissec =
+        SimConfig::from_toml(include_str!("../../configs/sim/dissec-2023.toml")).expect("parses");
+    cfg.cpu = dissec.cpu;
+    let t = &mut cfg.protocol.timeouts;
+    t.share_window_ms = 5_000.0;
+    t.collect_window_ms = 2_000.0;
+    t.level_span_ms = 10_000.0;
+    t.report_window_ms = 1_000.0;
+    t.manifest_timeout_ms = 3_000.0;
+    t.heal_attempt_ms = 3_000.0;
+    t.release_window_ms = 3_000.0;
+    cfg.run.max_sim_s = 120.0;
+    cfg.failures.detection_delay_ms = 100.0;
+    cfg.failures.detection_counts_upload = true;
+    cfg.failures.detection_min_kb_per_s = 1024.0;
+    cfg.failures.detection_counts_vector = false;
+    let queue_only = run_one(&cfg, 1);
+    cfg.failures.detection_counts_vector = true;
+    let whole = run_one(&cfg, 1);
+    let (a, b) = (
+        queue_only.summary.spurious_timeouts,
+        whole.summary.spurious_timeouts,
+    );
+    eprintln!("timeouts of live receivers: the sender's queue only {a}, the daemon's rule {b}");
+    assert!(whole.ok(), "{:?}", whole.checks.violations);
+    assert!(whole.released, "{:?}", whole.failure);
+    assert!(
+        a > 4 * b.max(1),
+        "the sender's queue only {a}, the daemon's rule {b}"
+    );
+}

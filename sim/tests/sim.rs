@@ -230,6 +230,7 @@ fn dissec_settings_at_a_one_second_delay_keep_their_contributors() {
         cfg.failures.oracle_delay_ms = 1000.0;
         cfg.failures.detection_counts_upload = false;
         cfg.failures.detection_min_kb_per_s = 0.0;
+        cfg.failures.detection_counts_vector = false;
         cfg.failures.uniform.rate_percent_per_s = rate;
         let r = run_one(&cfg, 1);
         assert!(r.ok(), "{:?}", r.checks.violations);

@@ -13,7 +13,7 @@ use anyhow::Context;
 use grove_protocol::codec;
 use grove_protocol::drain::{drain as drain_engine, Effects};
 use grove_protocol::engine::{Engine, Event};
-use grove_protocol::ids::NodeId;
+use grove_protocol::ids::{ComputationId, NodeId};
 use grove_protocol::message::{Body, Message};
 use grove_protocol::record::Record;
 use libp2p::gossipsub::IdentTopic;
@@ -32,8 +32,23 @@ struct NodeEffects<'a> {
     /// Sends that could not be attempted, for the unreachable hook after the drain.
     unreachable: &'a mut Vec<(NodeId, Message, String)>,
     agreement: &'a mut agreement::State,
+    /// Each known computation's vector size in bytes, for the sends' deadlines
+    /// (`net::message_deadline`).
+    vector_bytes: &'a BTreeMap<ComputationId, usize>,
     /// Events, for the daemon to handle after the drain.
     events: &'a mut Vec<Event>,
+}
+
+/// Each computation the engine knows, with its vector's size in bytes (8 per element): the
+/// receiver's share of a send's deadline (`net::message_deadline`).
+fn vector_bytes(engine: &Engine) -> BTreeMap<ComputationId, usize> {
+    engine
+        .computations()
+        .filter_map(|id| {
+            let r = engine.request(id)?;
+            Some((*id, net::vector_bytes(r.request.contribution.length)))
+        })
+        .collect()
 }
 
 impl Effects for NodeEffects<'_> {
@@ -89,10 +104,16 @@ impl Effects for NodeEffects<'_> {
         if matches!(message.body, Body::Share(_)) {
             self.agreement.stats.share_bytes_sent += bytes.len() as u64;
         }
-        // Its own bytes and those still unacknowledged ahead of it (size-aware deadline).
-        let ahead = usize::try_from(self.pending_sends.bytes()).unwrap_or(usize::MAX);
-        let deadline =
-            std::time::Instant::now() + net::message_deadline(ahead.saturating_add(bytes.len()));
+        // Its own bytes, those queued ahead of it, and its computation's vector (the
+        // receiver's work before it acknowledges): the size-aware deadline.
+        let vector = self
+            .vector_bytes
+            .get(&message.computation)
+            .copied()
+            .unwrap_or(0);
+        let deadline = self
+            .pending_sends
+            .deadline(std::time::Instant::now(), bytes.len(), vector);
         let id = self
             .swarm
             .behaviour_mut()
@@ -155,6 +176,7 @@ impl Node {
         loop {
             let mut events = Vec::new();
             let mut unreachable = Vec::new();
+            let vector_bytes = vector_bytes(&self.engine);
             let mut effects = NodeEffects {
                 me: self.me,
                 store: &self.store,
@@ -165,6 +187,7 @@ impl Node {
                 sent_by_kind: &mut self.transport.sent_by_kind,
                 unreachable: &mut unreachable,
                 agreement: &mut self.membership.agreement,
+                vector_bytes: &vector_bytes,
                 events: &mut events,
             };
             self.next_deadline = drain_engine(&mut self.engine, &mut effects)?;

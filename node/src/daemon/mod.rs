@@ -52,33 +52,40 @@ pub const MAX_PENDING_SENDS: usize = 16_384;
 /// failure is heard at most this much after it.
 pub const SEND_DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// The sends awaiting their ack, and their bytes in all: a new send's deadline counts the
-/// bytes still unacknowledged ahead of it (`net::message_deadline`), an upper bound on what
-/// it waits behind on the uplink.
+/// The sends awaiting their ack, and the virtual uplink their deadlines count: a new send's
+/// deadline (`PendingSends::deadline`) counts the bytes still queued ahead of it on an uplink of
+/// `net::MIN_SEND_BYTES_PER_S` fed with every send.
 #[derive(Default)]
 pub(crate) struct PendingSends {
     map: HashMap<OutboundRequestId, PendingSend>,
-    bytes: u64,
+    /// When the bytes handed over so far would have left the virtual uplink.
+    virtual_uplink_free: Option<Instant>,
 }
 
 impl PendingSends {
     /// Remembers a send, unless `MAX_PENDING_SENDS` are already remembered.
     fn insert(&mut self, id: OutboundRequestId, send: PendingSend) {
         if self.map.len() < MAX_PENDING_SENDS {
-            self.bytes += send.bytes.len() as u64;
             self.map.insert(id, send);
         }
     }
 
     fn remove(&mut self, id: &OutboundRequestId) -> Option<PendingSend> {
-        let send = self.map.remove(id)?;
-        self.bytes = self.bytes.saturating_sub(send.bytes.len() as u64);
-        Some(send)
+        self.map.remove(id)
     }
 
-    /// Bytes sent and not yet acknowledged.
-    fn bytes(&self) -> u64 {
-        self.bytes
+    /// The deadline of a send of `bytes` handed over at `now` in a computation of vectors of
+    /// `vector_bytes` (`net::message_deadline`): the bytes ahead of it are the queue of a
+    /// virtual uplink of `net::MIN_SEND_BYTES_PER_S` fed with every send, an upper bound on the
+    /// queue of any uplink at least that fast. Unlike the bytes still unacknowledged (the rule
+    /// before), it does not grow while dead receivers hold their acks back, which delayed the
+    /// detection of every later dead receiver by the sends to the earlier ones (sim/README.md,
+    /// "Detection delay"). The simulator models the same queue (`detection_counts_vector`).
+    fn deadline(&mut self, now: Instant, bytes: usize, vector_bytes: usize) -> Instant {
+        let start = self.virtual_uplink_free.map_or(now, |free| free.max(now));
+        let left = start + net::upload_time(bytes);
+        self.virtual_uplink_free = Some(left);
+        left + net::message_deadline(0, vector_bytes)
     }
 
     /// The nodes with a send awaiting its ack.
@@ -235,6 +242,29 @@ mod tests {
     use grove_protocol::request::{CommissionerKey, SignedRequest};
     use grove_protocol::seal;
     use grove_protocol::snapshot::DirectorySnapshot;
+
+    /// A send's deadline counts the bytes queued ahead of it on the virtual uplink, which
+    /// drains at `net::MIN_SEND_BYTES_PER_S` whether or not the earlier sends were acknowledged:
+    /// three vectors handed over at once leave one after the other, and a control message
+    /// handed over once they would have left gets the fixed part and its computation's vector
+    /// only, although none of the three was acknowledged (their receivers may be dead). Counting
+    /// the unacknowledged bytes instead (the rule before) gives it three vectors more.
+    #[test]
+    fn a_sends_deadline_counts_the_virtual_uplinks_queue() {
+        let vector = net::vector_bytes(1 << 17);
+        let mut pending = PendingSends::default();
+        let now = Instant::now();
+        let first = pending.deadline(now, vector, vector);
+        let third = {
+            pending.deadline(now, vector, vector);
+            pending.deadline(now, vector, vector)
+        };
+        assert_eq!(first - now, net::message_deadline(vector, vector));
+        assert_eq!(third - now, net::message_deadline(3 * vector, vector));
+        let later = now + 3 * net::upload_time(vector) + Duration::from_secs(1);
+        let control = pending.deadline(later, 2_000, vector);
+        assert_eq!(control - later, net::message_deadline(2_000, vector));
+    }
 
     /// What a drain did, in order.
     #[derive(Debug, PartialEq)]
