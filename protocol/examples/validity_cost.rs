@@ -71,7 +71,12 @@ fn rec(fields: Vec<(&str, Value)>) -> Record {
 
 /// Bytes the engine sent per contributor for `text`, with proofs (`with_text`) or without:
 /// `(share, validity-share, verifier-share)` summed over the run, over `CONTRIBUTORS`.
-fn engine_bytes(compiled: &CompiledQuery, text: &str, record: &Record, with_text: bool) -> [f64; 3] {
+fn engine_bytes(
+    compiled: &CompiledQuery,
+    text: &str,
+    record: &Record,
+    with_text: bool,
+) -> [f64; 3] {
     // Enough nodes that no contributor serves a position of its own leaf (a share it hands
     // itself is no message): checked below.
     let mut c = Cluster::new(HarnessConfig::new(60, 17));
@@ -243,7 +248,11 @@ fn main() {
             add_assign_vec(&mut sum, &held(p));
             sum
         };
-        let plain_secs = median((0..usize::from(G)).map(|p| time(runs, || plain_member(p))).collect());
+        let plain_secs = median(
+            (0..usize::from(G))
+                .map(|p| time(runs, || plain_member(p)))
+                .collect(),
+        );
 
         // With proofs: the same, then its verifier share, the tie, the decision on all g.
         let verifiers: Vec<_> = contribution
@@ -270,11 +279,17 @@ fn main() {
             let implied = typ.truncate(s.input).expect("truncates");
             let tie = held(p).iter().map(|x| x.to_field64()).eq(implied);
             let (ok, off) = decide_naming(&typ, params, &verifiers).expect("decides");
-            assert!(ok && tie && off.is_empty(), "the honest contribution was rejected");
+            assert!(
+                ok && tie && off.is_empty(),
+                "the honest contribution was rejected"
+            );
             (sum, v)
         };
-        let proof_secs =
-            median((0..usize::from(G)).map(|p| time(runs, || proof_member(p))).collect());
+        let proof_secs = median(
+            (0..usize::from(G))
+                .map(|p| time(runs, || proof_member(p)))
+                .collect(),
+        );
 
         println!(
             "{:<28} {:>7} {:>8} {:>6} {:>5} {:>5} | {:>9.1}k {:>9.1}k {:>5.2}x {:>8.1}k | {:>7.3}ms {:>7.3}ms {:>5.0}x | {:>7.1}ms",

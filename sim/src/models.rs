@@ -409,8 +409,8 @@ pub fn measure_validity(
     runs: usize,
 ) -> Result<ValidityConfig, String> {
     use grove_protocol::field::Fp;
-    use grove_protocol::validity::{decide_naming, derived_query_seed, prove_tied_and_share};
     use grove_protocol::validity::verifier_share;
+    use grove_protocol::validity::{decide_naming, derived_query_seed, prove_tied_and_share};
     use std::time::Instant;
     let params = SharingParams::new(g, t).map_err(|e| e.to_string())?;
     let typ = declared_circuit(vector_len, value_max_abs)?;

@@ -68,7 +68,7 @@ pub enum ValidityLie {
     /// Encodes its values without clipping them to their bounds (indicators included).
     Unclipped,
     /// Proves its (honest) vector with a forged proof: its first element plus one, shared and
-    /// committed to like an honest proof (`validity::forge_and_share`).
+    /// committed to like an honest proof (`validity::prove_tied_and_share` with `forge`).
     ForgedProof,
     /// Proves its honest vector, and sends as its aggregated shares a sharing of another one
     /// (its first element plus 1,000,000; same seed): the gap a proof on a copy leaves open.

@@ -303,7 +303,9 @@ impl CircuitType {
     }
 
     /// Chooses the chunk length, at most `max_chunk` (and [`MAX_VALIDITY_CHUNK`]), that
-    /// minimises the proof (ties: the shorter chunk, a shorter verifier message).
+    /// minimises the proof (ties: the shorter chunk, a shorter verifier message). The verifier
+    /// shares members exchange are `2 + 2 chunk` elements, the proof about
+    /// `2 chunk + 2 calls`.
     fn set_chunk(&mut self, max_chunk: usize) {
         let n_quad = self.n_quad();
         let norm_lens: Vec<usize> = self.norms.iter().map(|(_, l)| *l as usize).collect();
@@ -323,16 +325,6 @@ impl CircuitType {
             .unwrap_or(1);
         self.quad_calls = calls_of(n_quad, self.chunk).max(1);
         self.calls = calls_at(self.chunk);
-    }
-
-    /// The same circuit with a verifier message of at most `max_verifier_len` elements (at
-    /// least 4): a shorter chunk, so a longer proof. The verifier shares are what the members
-    /// of a leaf group exchange (`g - 1` per member per contributor), the proof what the
-    /// contributor uploads. The engine runs the proof-minimising chunk (bounded by
-    /// `limits::MAX_VALIDITY_CHUNK`); this is for the cost comparison.
-    pub fn with_verifier_len_at_most(mut self, max_verifier_len: usize) -> CircuitType {
-        self.set_chunk(max_verifier_len.saturating_sub(2) / 2);
-        self
     }
 
     /// Length of the contribution vector (the prefix of the input).
