@@ -1,40 +1,43 @@
-//! The cost of validity proofs (issue 17): upload per contributor and CPU per leaf member, with
-//! and without proofs, at `(g, t) = (5, 3)`, for a scalar query, a 16-key `GROUP BY`, and
-//! `sum_vector` of 10,000 and 131,072 coordinates (`CLIP NORM 1`, default `SCALE 2`, so every
-//! coordinate is in `[-100, 100]`).
+//! The cost of validity proofs (issue 17) on the engine's path: upload per contributor and CPU
+//! per leaf member, with and without proofs, at `(g, t) = (5, 3)`, for a scalar query, a
+//! 16-key `GROUP BY`, and `sum_vector` of 10,000 and 131,072 coordinates (`CLIP NORM 1`,
+//! default `SCALE 2`, so every coordinate is in `[-100, 100]`).
 //!
-//! Without proofs a contributor uploads its compressed sharing (`t - 1` positions get a 32-byte
-//! seed, `g - t + 1` the full vector of 8-byte elements) and a leaf member expands or decodes
-//! its share and adds it to its sum. With proofs (`validity::circuit::CircuitType`, the whole
-//! circuit in one prio proof) the contributor also uploads, per position, its shares of the
-//! witness bits and of the proof (the vector prefix of the proven input is the aggregated
-//! sharing itself, not sent twice), its blind and the `2 g` commitments; a leaf member also
-//! checks its commitments, computes its verifier share and decides from `t` of them. Two
-//! upload figures: as `validity::MemberShare` travels today (every position gets full witness
-//! and proof shares), and with the seed compression the aggregated shares already use
-//! (positions `1..t-1` of `validity::shamir::share` are seed expansions). Not counted in
-//! either: sealing, framing, the verifier shares members exchange (`2 + 2 chunk` elements
-//! each; `pf@v<=64` is the proof length when the chunk is cut so that a verifier share fits
-//! `limits::MAX_VERIFIER_LEN`), and the network.
+//! **Upload** is what the engine sends, counted by the harness (`Cluster::traffic`): the same
+//! query launched with its text (validity on: `share` and `validity-share` messages) and
+//! without (the same spec, no proofs: `share` only), `CONTRIBUTORS` contributors, divided by
+//! them. Every byte is an encoded message: sealed payloads, envelopes, headers. The
+//! `verifier-share` column is what one leaf member sends per contributor (its verifier share
+//! to the `g - 1` others).
 //!
-//! CPU is the median of several runs on one core; the machine may be shared, so the load
-//! average is printed. Run (optimised like the test profile, nice):
+//! **CPU per leaf member** replays, on one core, what a member does per contributor. Without
+//! proofs: expand its seed share or decode its full share, add it to its sum. With proofs, also
+//! (as `engine/validity.rs`): decode its validity share, check its commitments and compute its
+//! verifier share (`validity::verifier_share`), `truncate` its input share and compare it with
+//! the aggregated share it holds (the tie), and decide on all `g` verifier shares
+//! (`validity::decide_naming`). Sealing and opening are not in either (they are per byte, in
+//! the upload ratio). Median of several runs; the machine may be shared, so the load average
+//! is printed. Run (optimised like the test profile, nice):
 //! `nice cargo run --profile test -p grove-protocol --example validity_cost [RUNS]`.
 
 use grove_protocol::field::{add_assign_vec, FieldVec, Fp};
-use grove_protocol::query::{Query, Record, Value};
+use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
+use grove_protocol::message::ValidityPart;
+use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 use grove_protocol::sharing::{share_vector_compressed, CompressedShare, SharingParams};
 use grove_protocol::validity::circuit::CircuitType;
 use grove_protocol::validity::{
-    decide, derived_query_seed, prove_adjusted_and_share, verifier_share,
+    decide_naming, derived_query_seed, prove_tied_and_share, verifier_share, MemberShare,
 };
 use prio::field::Field64;
-use prio::flp::Flp;
+use prio::flp::Type;
 use std::time::Instant;
 
 const G: u8 = 5;
 const T: u8 = 3;
 const CONTEXT: &[u8] = b"cost / contributor";
+/// Contributors of the harness runs that count the engine's bytes.
+const CONTRIBUTORS: usize = 3;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -64,6 +67,42 @@ fn rec(fields: Vec<(&str, Value)>) -> Record {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+}
+
+/// Bytes the engine sent per contributor for `text`, with proofs (`with_text`) or without:
+/// `(share, validity-share, verifier-share)` summed over the run, over `CONTRIBUTORS`.
+fn engine_bytes(
+    compiled: &CompiledQuery,
+    text: &str,
+    record: &Record,
+    with_text: bool,
+) -> [f64; 3] {
+    // Enough nodes that no contributor serves a position of its own leaf (a share it hands
+    // itself is no message): checked below.
+    let mut c = Cluster::new(HarnessConfig::new(60, 17));
+    let values = compiled.evaluate(std::slice::from_ref(record));
+    for i in 1..=CONTRIBUTORS {
+        c.set_contribution(i, values.clone());
+    }
+    let mut p = LaunchParams::new(G, T, 1, 2, 1);
+    p.spec = compiled.spec().clone();
+    let id = c.launch_query(0, &p, if with_text { text } else { "" });
+    let o = c.run_checked(&id);
+    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    assert_eq!(o.included.len(), CONTRIBUTORS, "a contributor was left out");
+    let sent = |kind: &str| c.traffic.by_kind.get(kind).copied().unwrap_or_default();
+    assert_eq!(
+        sent("share").0,
+        (CONTRIBUTORS * usize::from(G)) as u64,
+        "a contributor served its own leaf"
+    );
+    let bytes = |kind: &str| sent(kind).1 as f64;
+    let n = CONTRIBUTORS as f64;
+    [
+        bytes("share") / n,
+        bytes("validity-share") / n,
+        bytes("verifier-share") / n,
+    ]
 }
 
 fn main() {
@@ -119,18 +158,17 @@ fn main() {
     println!("validity proof costs at (g, t) = ({G}, {T}), median of {runs} runs");
     println!("load average before: {}", load());
     println!(
-        "{:<28} {:>7} {:>8} {:>7} {:>6} {:>8} | {:>10} {:>10} {:>6} {:>10} {:>6} | {:>9} {:>9} {:>6} | {:>9}",
+        "{:<28} {:>7} {:>8} {:>6} {:>5} {:>5} | {:>10} {:>10} {:>6} {:>9} | {:>9} {:>9} {:>6} | {:>9}",
         "query",
         "L",
         "witness",
         "proof",
         "chunk",
-        "pf@v<=64",
+        "verif",
         "up plain",
-        "up proof",
+        "up proofs",
         "ratio",
-        "up cmpr.",
-        "ratio",
+        "verif/ctr",
         "leaf plain",
         "leaf proof",
         "ratio",
@@ -141,76 +179,82 @@ fn main() {
             .expect("query parses")
             .compile()
             .expect("query compiles");
-        let circuit = compiled.validity_circuit();
-        let typ = CircuitType::new(&circuit).expect("circuit fits");
+        // The engine's statement (`engine/validity.rs`): the whole circuit, one proof.
+        let typ = CircuitType::new(&compiled.validity_circuit()).expect("circuit fits");
+        let lengths = typ.lengths();
         let vector = compiled
             .contribution(std::slice::from_ref(record))
             .expect("contribution encodes");
         let l = vector.len();
-        let w = typ.witness_len();
-        let proof = typ.proof_len();
-        let (g, t) = (usize::from(G), usize::from(T));
+        let t = usize::from(T);
 
-        // Upload without proofs: t - 1 seeds and g - t + 1 full vectors.
-        let up_plain = (t - 1) * 32 + (g - t + 1) * l * 8;
-        // With proofs, per position: witness and proof shares, blind, 2 g commitments.
-        let per_position_extra = 32 + 2 * g * 32;
-        let up_full = up_plain + g * ((w + proof) * 8 + per_position_extra);
-        let up_compressed =
-            up_plain + (g - t + 1) * (w + proof) * 8 + (t - 1) * 32 + g * per_position_extra;
+        let plain = engine_bytes(&compiled, text, record, false);
+        let proofs = engine_bytes(&compiled, text, record, true);
+        let up_plain = plain[0];
+        let up_proofs = proofs[0] + proofs[1];
+        let verifier_per_member = proofs[2] / f64::from(G);
 
-        // The contributor's work.
+        // The contributor's proof, tied to its aggregated shares as the engine ties it.
         let seed = [9u8; 32];
         let f64v: Vec<Field64> = vector.iter().map(|x| x.to_field64()).collect();
         let shares = share_vector_compressed(&vector, params, seed);
-        let aggregated: Vec<Vec<Fp>> = shares.iter().map(|s| s.expand(l)).collect();
-        let input = {
-            use prio::flp::Type;
-            typ.encode_measurement(&f64v).expect("honest vector")
-        };
+        let aggregated: Vec<Vec<Field64>> = shares
+            .iter()
+            .map(|s| s.expand(l).iter().map(|x| x.to_field64()).collect())
+            .collect();
+        let input = typ.encode_measurement(&f64v).expect("honest vector");
         let prove = || {
-            prove_adjusted_and_share(
-                &typ,
-                &input,
-                params,
-                CONTEXT,
-                &seed,
-                false,
-                |p, share| {
-                    // The tie: the vector prefix is the aggregated share of that position.
-                    for (x, y) in share.iter_mut().zip(&aggregated[usize::from(p) - 1]) {
-                        *x = y.to_field64();
-                    }
-                },
-                |_, _| {},
-            )
+            prove_tied_and_share(&typ, &input, params, CONTEXT, &seed, false, |p, share| {
+                typ.tie(&aggregated[usize::from(p) - 1], share)
+            })
             .expect("proves")
         };
         let prove_secs = time(runs.min(3), prove);
         let contribution = prove();
+        // Each position's validity share as the engine's wire carries it.
+        let wire: Vec<Vec<u8>> = contribution
+            .shares
+            .iter()
+            .map(|s| {
+                postcard::to_allocvec(&ValidityPart {
+                    input: s.input.iter().map(|x| u64::from(*x)).collect(),
+                    proof: s.proof.iter().map(|x| u64::from(*x)).collect(),
+                    blind: s.blind,
+                    commitments: s.commitments.clone(),
+                    proof_commitments: s.proof_commitments.clone(),
+                })
+                .expect("encodes")
+            })
+            .collect();
 
         // A leaf member without proofs: expand or decode its share, add it to its sum.
-        let wire: Vec<Vec<u8>> = shares
+        let share_wire: Vec<Vec<u8>> = shares
             .iter()
             .map(|s| match s {
                 CompressedShare::Seed(x) => x.to_vec(),
                 CompressedShare::Full(v) => v.to_bytes(),
             })
             .collect();
-        let plain_member = |p: usize| {
-            let mut sum = vec![Fp::ZERO; l];
-            let share = if p < t - 1 {
-                let s: [u8; 32] = wire[p].as_slice().try_into().expect("a seed");
+        let held = |p: usize| {
+            if p < t - 1 {
+                let s: [u8; 32] = share_wire[p].as_slice().try_into().expect("a seed");
                 CompressedShare::Seed(s).expand(l)
             } else {
-                FieldVec::from_bytes(&wire[p]).expect("canonical").0
-            };
-            add_assign_vec(&mut sum, &share);
+                FieldVec::from_bytes(&share_wire[p]).expect("canonical").0
+            }
+        };
+        let plain_member = |p: usize| {
+            let mut sum = vec![Fp::ZERO; l];
+            add_assign_vec(&mut sum, &held(p));
             sum
         };
-        let plain_secs = median((0..g).map(|p| time(runs, || plain_member(p))).collect());
+        let plain_secs = median(
+            (0..usize::from(G))
+                .map(|p| time(runs, || plain_member(p)))
+                .collect(),
+        );
 
-        // With proofs: the same, then its verifier share, then the decision from t of them.
+        // With proofs: the same, then its verifier share, the tie, the decision on all g.
         let verifiers: Vec<_> = contribution
             .shares
             .iter()
@@ -219,30 +263,46 @@ fn main() {
                     .expect("verifier share")
             })
             .collect();
-        assert!(decide(&typ, params, &verifiers[..t]).expect("decides"));
         let proof_member = |p: usize| {
             let sum = plain_member(p);
-            let s = &contribution.shares[p];
-            let v = verifier_share(&typ, params, s, CONTEXT, &derived_query_seed(CONTEXT, s))
+            let part: ValidityPart = postcard::from_bytes(&wire[p]).expect("decodes");
+            let s = MemberShare {
+                position: contribution.shares[p].position,
+                input: part.input.into_iter().map(Field64::from).collect(),
+                proof: part.proof.into_iter().map(Field64::from).collect(),
+                blind: part.blind,
+                commitments: part.commitments,
+                proof_commitments: part.proof_commitments,
+            };
+            let v = verifier_share(&typ, params, &s, CONTEXT, &derived_query_seed(CONTEXT, &s))
                 .expect("verifier share");
-            let ok = decide(&typ, params, &verifiers[..t]).expect("decides");
-            (sum, v, ok)
+            let implied = typ.truncate(s.input).expect("truncates");
+            let tie = held(p).iter().map(|x| x.to_field64()).eq(implied);
+            let (ok, off) = decide_naming(&typ, params, &verifiers).expect("decides");
+            assert!(
+                ok && tie && off.is_empty(),
+                "the honest contribution was rejected"
+            );
+            (sum, v)
         };
-        let proof_secs = median((0..g).map(|p| time(runs, || proof_member(p))).collect());
+        let proof_secs = median(
+            (0..usize::from(G))
+                .map(|p| time(runs, || proof_member(p)))
+                .collect(),
+        );
 
         println!(
-            "{:<28} {:>7} {:>8} {:>7} {:>6} {:>8} | {:>9.1}k {:>9.1}k {:>5.2}x {:>9.1}k {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>5.0}x | {:>7.1}ms",
+            "{:<28} {:>7} {:>8} {:>6} {:>5} {:>5} | {:>9.1}k {:>9.1}k {:>5.2}x {:>8.1}k | {:>7.3}ms {:>7.3}ms {:>5.0}x | {:>7.1}ms",
             name,
             l,
-            w,
-            proof,
+            typ.witness_len(),
+            lengths.proof,
             typ.chunk_len(),
-            typ.clone().with_verifier_len_at_most(64).proof_len(),
-            up_plain as f64 / 1000.0,
-            up_full as f64 / 1000.0,
-            up_full as f64 / up_plain as f64,
-            up_compressed as f64 / 1000.0,
-            up_compressed as f64 / up_plain as f64,
+            lengths.verifier,
+            up_plain / 1000.0,
+            up_proofs / 1000.0,
+            up_proofs / up_plain,
+            verifier_per_member / 1000.0,
             plain_secs * 1e3,
             proof_secs * 1e3,
             proof_secs / plain_secs,

@@ -148,12 +148,27 @@ pub const MAX_UNTRUSTED_COMPUTATIONS: usize = MAX_COMPUTATIONS / 2;
 pub const MAX_RELEASE_DECODE_SUBSETS: usize = 4096;
 
 /// Parts (separate proofs) of one contribution's validity statement (`engine/validity.rs`):
-/// one per range-checked element plus one per group of indicators.
-pub const MAX_VALIDITY_PARTS: usize = 4096;
+/// one, since the whole validity circuit of a query is one proof
+/// (`validity::circuit::CircuitType`).
+pub const MAX_VALIDITY_PARTS: usize = 1;
+/// Largest validity share (input and proof elements) of one contribution at one position
+/// (`CircuitType::input_len() + proof_len()`; the circuit refuses a query above it): what one
+/// sealed message carries, at most 10 bytes per element in postcard (a `u64` varint), in the
+/// room of a message of the largest vector.
+pub const MAX_VALIDITY_SHARE_LEN: usize = (MAX_VECTOR_LEN as usize) * 8 / 10;
+/// Largest gadget chunk of a validity circuit (`CircuitType` chooses the chunk that minimises
+/// its proof, at most this). The proof of `n` gadget items is about `2 chunk + 2 n / chunk`
+/// elements (calls rounded up to a power of two), least near `chunk = sqrt(n)`; a circuit has
+/// at most `2 MAX_VALIDITY_SHARE_LEN` items (the input's quadratic checks and a norm's
+/// squares), and the cap is twice the square root of that (5,180), above the best chunk of the
+/// largest circuit (3,279): it lengthens no proof, and bounds the verifier shares a member
+/// accepts.
+pub const MAX_VALIDITY_CHUNK: usize = 2 * (2 * MAX_VALIDITY_SHARE_LEN).isqrt();
+/// Elements of one verifier share (`2 + 2 chunk`): 10,362 for the largest circuit, 712 for a
+/// `sum_vector` of 10,000 coordinates, 6 for a scalar `sum`.
+pub const MAX_VERIFIER_LEN: usize = 2 + 2 * MAX_VALIDITY_CHUNK;
 /// `t`-subsets of verifier shares `validity::decide_naming` tries before it gives up (each a
 /// Lagrange check of the other shares; `C(5, 3) = 10`, `C(7, 5) = 21`, far below this for the
-/// groups we plan); past it a leaf member's part is undecidable and the contribution rejected
-/// (`engine/validity.rs`, `decide_part`).
+/// groups we plan); past it a leaf member's decision is undecidable and the contribution
+/// rejected (`engine/validity.rs`, `decide_part`).
 pub const MAX_VALIDITY_DECODE_SUBSETS: usize = 4096;
-/// Elements of one part's verifier share (prio's `verifier_len`, a few for our types).
-pub const MAX_VERIFIER_LEN: usize = 64;

@@ -512,18 +512,25 @@ fn a_member_lying_about_its_verifier_share_is_named_and_cannot_flip_the_decision
     }
 }
 
+/// The limits the engine bounds validity messages with derive from the circuit: the chunk
+/// that minimises the proof of the largest query is under `MAX_VALIDITY_CHUNK`, so its
+/// verifier share fits `MAX_VERIFIER_LEN`; a query whose validity share would be over
+/// `MAX_VALIDITY_SHARE_LEN` has no circuit.
 #[test]
-fn a_shorter_verifier_message_costs_a_longer_proof_and_still_decides() {
-    let (c, typ) = compiled("SELECT sum_vector(w, 300) FROM t CLIP NORM w TO 1");
-    let short = typ.clone().with_verifier_len_at_most(64);
-    assert!(typ.verifier_len() > 64 && short.verifier_len() <= 64);
-    assert!(short.proof_len() > typ.proof_len());
-    let w: Vec<f64> = (0..300).map(|i| f64::from(i % 3) / 100.0).collect();
-    let v = honest(&c, &[rec(&[("w", Value::NumberArray(w))])]);
-    assert!(accepted(&short, &v, 80));
-    let mut over = v.clone();
-    for x in over.iter_mut().take(300) {
-        *x = Fp::from_i64(100).to_field64();
-    }
-    assert!(!accepted(&short, &over, 81));
+fn validity_limits_hold_the_largest_queries_and_refuse_larger_ones() {
+    use grove_protocol::limits::{MAX_VALIDITY_CHUNK, MAX_VALIDITY_SHARE_LEN, MAX_VERIFIER_LEN};
+    use grove_protocol::validity::circuit::CircuitError;
+    let (_, typ) = compiled("SELECT sum_vector(w, 131072) FROM t CLIP NORM w TO 1");
+    assert!(typ.chunk_len() < MAX_VALIDITY_CHUNK);
+    assert!(typ.verifier_len() <= MAX_VERIFIER_LEN);
+    assert!(typ.input_len() + typ.proof_len() <= MAX_VALIDITY_SHARE_LEN);
+    // 400,000 coordinates of 8 bits: 3.6 million input elements.
+    let c = Query::parse("SELECT sum_vector(w, 400000) FROM t CLIP NORM w TO 1")
+        .unwrap()
+        .compile()
+        .unwrap();
+    assert!(matches!(
+        CircuitType::new(&c.validity_circuit()),
+        Err(CircuitError::TooLarge(n)) if n > MAX_VALIDITY_SHARE_LEN
+    ));
 }

@@ -28,6 +28,9 @@ pub struct SimConfig {
     /// Byzantine aggregators (`byzantine.rs`): absent, every node is honest.
     #[serde(default)]
     pub byzantine: Option<crate::byzantine::ByzantineConfig>,
+    /// Validity proofs' costs (`models::ValidityConfig`): absent, contributions are unproven.
+    #[serde(default)]
+    pub validity: Option<crate::models::ValidityConfig>,
 }
 
 /// A DP query, as `WITH PRIVACY EPSILON e DELTA d HONEST SOURCES h` asks for it: the request

@@ -990,6 +990,13 @@ fn work_cost(g: u8, t: u8, len: u32, runs: u32, persist_dir: &Path) -> Result<()
     // The scale of DISSEC's settings with 90% honest sources (the third one timed).
     let dp_ns = noise_ns.get(2).map_or(0.0, |(_, ns, _)| *ns);
     println!("# [privacy] noise_ns_per_element = {dp_ns:.1}   # at sigma 1.1e5 encoded units");
+    // Validity proofs (`models::measure_validity`), on a vector of at most 16,384 elements.
+    let v =
+        grove_sim::models::measure_validity(g, t, len.min(16_384), 1000.0, runs.min(5) as usize)
+            .map_err(anyhow::Error::msg)?;
+    println!("[validity]   # per element of the proven input; values in [-1000, 1000]");
+    println!("prove_ns_per_element = {:.1}", v.prove_ns_per_element);
+    println!("verify_ns_per_element = {:.1}", v.verify_ns_per_element);
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use grove_protocol::sharing::CompressedShare;
 use grove_protocol::sharing::{carries_full_vector, rotation_of, SharingParams};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use serde::{Deserialize, Serialize};
 
 /// The run's one source of randomness.
 pub struct SimRng(ChaCha20Rng);
@@ -323,6 +324,147 @@ fn per_kb_us(message: &Message, charged: u64, cpu: &CpuConfig) -> u64 {
     };
     let compute = compute_us_per_kb * charged as f64 / 1024.0;
     (crypto + compute).round() as u64
+}
+
+/// Validity proofs (issue 17) in the cost model (`[validity]`; absent, contributions travel
+/// unproven as the simulated engines run them): every share also carries its position's
+/// validity share (input and proof shares of the declared vector's circuit, its blind and the
+/// `2 g` commitments), its contributor first proves, and each leaf member verifies it and
+/// sends its verifier share to the `g - 1` others. Sizes come from the real circuit
+/// ([`ValidityLoad::of`]); CPU per element of the proven input is measured by
+/// `grove-sim crypto-cost` ([`measure_validity`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidityConfig {
+    /// A contributor's proving and sharing of input and proof, ns per input element.
+    pub prove_ns_per_element: f64,
+    /// A leaf member's verifier share and decision on `g` verifier shares, ns per input
+    /// element.
+    pub verify_ns_per_element: f64,
+}
+
+/// Mean postcard bytes of a uniform `Field64` element sent as a `u64` varint (10 bytes at or
+/// above 2^63, 9 from 2^56: about half each).
+const FIELD_VARINT_BYTES: f64 = 9.5;
+
+/// What the validity proof of the declared vector (an indicator, then `vector_len - 1`
+/// integers in `[-value_max_abs, value_max_abs]`: the circuit `CompiledQuery::validity_circuit`
+/// gives such a `sum_vector`'s range checks) costs per contribution.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ValidityLoad {
+    /// Elements of the proven input (vector and witness bits).
+    pub input: u64,
+    /// Bytes of one position's validity share on the wire.
+    pub share_bytes: u64,
+    /// Bytes of one verifier share on the wire.
+    pub verifier_bytes: u64,
+    /// CPU of the contributor's proof, and of one member's verification, in microseconds.
+    pub prove_us: u64,
+    pub verify_us: u64,
+}
+
+impl ValidityLoad {
+    pub fn of(
+        vector_len: u32,
+        value_max_abs: f64,
+        g: u8,
+        cfg: &ValidityConfig,
+    ) -> Result<ValidityLoad, String> {
+        let typ = declared_circuit(vector_len, value_max_abs)?;
+        let l = typ.lengths();
+        let elements = |n: usize| (n as f64 * FIELD_VARINT_BYTES).round() as u64;
+        // A validity payload's ids and varint prefixes, its blind, and the 2 g commitments.
+        let fixed = 128 + 32 + 2 * u64::from(g) * 32;
+        let input = l.input as u64;
+        Ok(ValidityLoad {
+            input,
+            share_bytes: elements(l.input + l.proof) + fixed,
+            verifier_bytes: elements(l.verifier) + 96,
+            prove_us: (cfg.prove_ns_per_element * input as f64 / 1000.0).round() as u64,
+            verify_us: (cfg.verify_ns_per_element * input as f64 / 1000.0).round() as u64,
+        })
+    }
+}
+
+/// The validity circuit of the declared vector (see [`ValidityLoad`]).
+fn declared_circuit(
+    vector_len: u32,
+    value_max_abs: f64,
+) -> Result<grove_protocol::validity::circuit::CircuitType, String> {
+    use grove_protocol::query::{Check, ValidityCircuit};
+    let m = value_max_abs.round() as i64;
+    let circuit = ValidityCircuit {
+        length: vector_len,
+        checks: vec![
+            Check::Indicator { index: 0, one: 1 },
+            Check::Range {
+                start: 1,
+                len: vector_len.saturating_sub(1),
+                min: -m,
+                max: m,
+            },
+        ],
+    };
+    grove_protocol::validity::circuit::CircuitType::new(&circuit).map_err(|e| e.to_string())
+}
+
+/// Measures [`ValidityConfig`] on this machine (`grove-sim crypto-cost`): the median of `runs`
+/// proofs and verifications of the declared vector's circuit at `vector_len` elements, at
+/// `(g, t)`, per element of the proven input.
+pub fn measure_validity(
+    g: u8,
+    t: u8,
+    vector_len: u32,
+    value_max_abs: f64,
+    runs: usize,
+) -> Result<ValidityConfig, String> {
+    use grove_protocol::field::Fp;
+    use grove_protocol::validity::verifier_share;
+    use grove_protocol::validity::{decide_naming, derived_query_seed, prove_tied_and_share};
+    use std::time::Instant;
+    let params = SharingParams::new(g, t).map_err(|e| e.to_string())?;
+    let typ = declared_circuit(vector_len, value_max_abs)?;
+    let m = value_max_abs.round() as i64;
+    let vector: Vec<_> = (0..i64::from(vector_len))
+        .map(|i| Fp::from_i64(if i == 0 { 1 } else { i % (2 * m + 1) - m }).to_field64())
+        .collect();
+    let input = typ.encode_lenient(&vector);
+    let ctx = b"grove-sim/validity-cost";
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let prove = || prove_tied_and_share(&typ, &input, params, ctx, &[7; 32], false, |_, _| {});
+    let mut prove_s = Vec::new();
+    let mut verify_s = Vec::new();
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        let shared = prove().map_err(|e| e.to_string())?;
+        prove_s.push(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        let share = &shared.shares[0];
+        let own = verifier_share(&typ, params, share, ctx, &derived_query_seed(ctx, share))
+            .map_err(|e| e.to_string())?;
+        let own_s = start.elapsed().as_secs_f64();
+        let mut all = vec![own];
+        for s in &shared.shares[1..] {
+            all.push(
+                verifier_share(&typ, params, s, ctx, &derived_query_seed(ctx, s))
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let start = Instant::now();
+        let (valid, _) = decide_naming(&typ, params, &all).map_err(|e| e.to_string())?;
+        verify_s.push(own_s + start.elapsed().as_secs_f64());
+        if !valid {
+            return Err("the honest proof was rejected".into());
+        }
+    }
+    let per = |s: f64| s * 1e9 / typ.lengths().input as f64;
+    Ok(ValidityConfig {
+        prove_ns_per_element: per(median(prove_s)),
+        verify_ns_per_element: per(median(verify_s)),
+    })
 }
 
 #[cfg(test)]

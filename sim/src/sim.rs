@@ -265,6 +265,8 @@ pub struct Simulator {
     liars_started: BTreeSet<Ix>,
     /// Root positions the commissioner named faulty (its release's `excluded`, or its failure).
     named_root_positions: Vec<Position>,
+    /// Validity proofs' costs per contribution (`[validity]`), if charged.
+    validity: Option<crate::models::ValidityLoad>,
 }
 
 /// A network given from outside instead of drawn from the seed: the parity test runs the
@@ -369,6 +371,13 @@ impl Simulator {
             nodes[c as usize].contribution = Some(ContributionSpec::counted_values(&values));
         }
         let gossip_hops = grove_protocol::planner::gossip_hops(n as u64, cfg.gossip.fanout);
+        let validity = cfg
+            .validity
+            .map(|v| {
+                let p = &cfg.payload;
+                crate::models::ValidityLoad::of(p.vector_len, p.value_max_abs, cfg.protocol.g, &v)
+            })
+            .transpose()?;
         let mut sim = Simulator {
             cfg: cfg.clone(),
             seed,
@@ -392,6 +401,7 @@ impl Simulator {
             liars: BTreeMap::new(),
             liars_started: BTreeSet::new(),
             named_root_positions: Vec::new(),
+            validity,
             versions: Versions::default(),
             holdings: Holdings::default(),
             violations: Vec::new(),
@@ -831,7 +841,18 @@ impl Simulator {
         self.trace.update(&f.bytes[..]);
         match codec::decode(&f.bytes) {
             Ok(message) => {
-                let cost = receive_us(&message, &f.carried, &self.cfg.cpu);
+                let mut cost = receive_us(&message, &f.carried, &self.cfg.cpu);
+                if let (Body::Share(_), Some(v)) = (&message.body, self.validity) {
+                    // The leaf member verifies and sends its verifier share to the g - 1
+                    // others (on its uplink; the wait for theirs is not modelled).
+                    cost += v.verify_us;
+                    let up = transfer_us(
+                        v.verifier_bytes * u64::from(self.cfg.protocol.g - 1),
+                        self.cfg.bandwidth.upload_kb_per_s,
+                    );
+                    let node = &mut self.nodes[f.to as usize];
+                    node.uplink_free = node.uplink_free.max(self.now).plus(up);
+                }
                 let input = Input::Message {
                     from: f.from,
                     message,
@@ -1172,8 +1193,13 @@ impl Simulator {
             g: self.cfg.protocol.g,
             t,
         };
+        // With validity proofs each share carries its position's validity share too.
+        let proof = match (&message.body, self.validity) {
+            (Body::Share(_), Some(v)) => v.share_bytes,
+            _ => 0,
+        };
         Carried {
-            bytes: charged_bytes(message, encoded_len, params, &self.cfg.payload),
+            bytes: charged_bytes(message, encoded_len, params, &self.cfg.payload) + proof,
             full_vectors: vectors_carried(message, params),
             elements: u64::from(self.cfg.payload.vector_len),
         }
@@ -1803,7 +1829,7 @@ impl Effects for SimEffects<'_> {
                     u64::from(cfg.payload.vector_len),
                     &cfg.cpu,
                     cfg.privacy.as_ref(),
-                );
+                ) + self.sim.validity.map_or(0, |v| v.prove_us);
                 self.charge(cost);
                 // A contributor serving a position of its own leaf hands itself that share
                 // inside its engine (drivers never see a send to oneself).

@@ -1,45 +1,41 @@
-//! Validity proofs in the engine (issue 17, first slice): a contributor proves that its
-//! contribution satisfies the query's validity circuit, each member of its leaf group computes
-//! its verifier share, the members exchange them, and every share heard (all `g`, or at least
-//! `t` when collection ends) decides whether the contribution may enter a manifest, a member
-//! off the polynomial most of them lie on being named ([`try_decide`]) (`crate::validity` has the proof system on Shamir shares).
+//! Validity proofs in the engine (issue 17): a contributor proves that its contribution
+//! satisfies the query's validity circuit, each member of its leaf group computes its verifier
+//! share, the members exchange them, and every share heard (all `g`, or at least `t` when
+//! collection ends) decides whether the contribution may enter a manifest, a member off the
+//! polynomial most of them lie on being named ([`try_decide`]) (`crate::validity` has the
+//! proof system on Shamir shares).
 //!
 //! **Statement.** Validity is on for a request whose query text compiles to exactly its
-//! contribution spec, without DP noise (noise is added to the vector before sharing, and a
-//! noised vector fails the ranges; it must move outside the proven vector first). The statement
-//! is made of *parts*, each a prio type proven separately, built from
-//! [`crate::query::circuit`]'s checks:
-//! - every element of a `Range` that is not an indicator: prio's `Sum` of `value - min`, exact
-//!   bounds `[min, max]`;
-//! - the indicators that an `AtMost` with bound `one` covers (every row's contributor
-//!   indicator of a `GROUP BY` with `LIMIT PER CONTRIBUTOR 1`): one `Histogram` of those
-//!   indicators and a last "no row" slot, one-hot: each indicator in {0, 1}, at most one row;
-//! - every other indicator: a `Sum` with maximum 1 (in units of `one`).
-//!
-//! Not proven yet: `IndicatorOf` (needs a custom gadget), `AtMost` with a bound over `one`,
-//! `NormAtMost`.
+//! contribution spec. The statement is the query's whole validity circuit
+//! (`query::circuit`) as one prio type, [`CircuitType`]: one fully linear proof covers every
+//! range (by bits), indicator, `IndicatorOf`, `AtMost` (`LIMIT PER CONTRIBUTOR`, one `GROUP BY`
+//! key per record) and `NormAtMost` check. With DP noise (`WITH PRIVACY`) the contributor's
+//! noise travels as a separate part of the proven input, each element within the noise's tail
+//! (`CircuitType::with_noise(circuit, NoiseSpec::tail)`, the bound at which `dp::noise` cuts
+//! every honest draw), and the aggregated vector is the vector plus its noise.
 //!
 //! **The proven vector is the aggregated one (the tie).** Grove's shares live in prio's
-//! `Field64` (`field.rs`: the same integers), and each part's input sharing is tied to the
-//! aggregated sharing: the contributor computes, at every position, the input coordinate that
-//! `truncate` maps to an aggregated element from that element's aggregated share (`Part::tie`,
-//! `validity::prove_tied_and_share`), so `unit * truncate(input share) + offset` *is* the
-//! aggregated share, position by position. Each member checks that equality on the share it
-//! holds (`Part::implied`, `LeafValidity::tie_holds`) before holding it; a contributor that
-//! proves one vector and shares another fails it at every position where the two sharings
+//! `Field64` (`field.rs`: the same integers). The proven input starts with the contribution
+//! vector (then the noise part, then the witness bits) and its `truncate` is the aggregated
+//! vector; the contributor writes, at every position, the vector part of the input share as the
+//! aggregated share itself (with noise: the noise part as the aggregated share minus the vector
+//! share), `CircuitType::tie` through `validity::prove_tied_and_share`, so that `truncate` of
+//! the input share *is* the aggregated share, position by position. Each member checks that
+//! equality on the share it holds (`LeafValidity::tie_holds`) before holding it; a contributor
+//! that proves one vector and shares another fails it at every position where the two sharings
 //! differ (at least `g - t + 1` of them, since two different polynomials of degree `< t` agree
 //! on at most `t - 1` points), so at most `t - 1` members hold its share and it is in no
-//! manifest. Each part's input is the honest prio encoding when the value fits, otherwise a
-//! preimage of the value under `truncate` (a lie keeps its size; the proof then fails).
+//! manifest.
 //!
 //! **Query randomness.** Derived from the contribution (`validity::derived_query_seed`: the
-//! hash of the context and of the commitments to every input and proof share), so the members
-//! need no extra round; the contributor can grind it (ARCHITECTURE.md, "Validity proofs").
+//! hash of the context and of the commitments to every input and proof share, Prio3's
+//! derivation), so the members need no extra round; the contributor can grind it
+//! (ARCHITECTURE.md, "Validity proofs").
 //!
 //! **State and the drain rule.** A member keeps a contributor's share aside (`pending`) until
 //! the decision; only then is it persisted (`Record::ShareHeld`) and counted as held, so
 //! `Role::items` and the leaf's accounting see valid contributions only. The pending share,
-//! this member's verifier shares and those heard are never persisted (like count shares): a
+//! this member's verifier share and those heard are never persisted (like count shares): a
 //! restart loses them, and the contributor is then missing from this member's report (a
 //! liveness cost, never a wrong inclusion). Verifier shares are a deterministic function of
 //! what the contributor sent, so nothing sent can contradict a later restart.
@@ -47,33 +43,32 @@
 use super::collection::{check_contributor_share, open_payload};
 use super::role::{check_position, is_candidate, my_role_in, Stage};
 use super::{slot, Computation, Ctx, Engine, Pending, Rejection};
+use crate::dp::NoiseSpec;
 use crate::field::Fp;
 use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
-use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VALIDITY_PARTS};
+use crate::limits::MAX_CONTRIBUTORS_PER_LEAF;
 use crate::message::{Body, ShareMsg, ValidityPart, ValidityPayload, VerifierShareMsg};
-use crate::query::Check;
 use crate::query::Query;
 use crate::record::Record;
 use crate::request::Request;
 use crate::sharing::{rotation_of, share_vector_rotated, CompressedShare, SharingParams};
+use crate::validity::circuit::CircuitType;
 use crate::validity::{self, MemberShare, VerifierShare};
 use prio::field::{Field64, FieldElement};
-use prio::flp::gadgets::{Mul, ParallelSum};
-use prio::flp::types::{Histogram, Sum};
-use prio::flp::{Flp, Type};
-use std::collections::{BTreeMap, BTreeSet};
+use prio::flp::{Flp, FlpError, Type};
+use std::collections::BTreeMap;
 
-type Hist = Histogram<Field64, ParallelSum<Field64, Mul>>;
-/// One member's verifier shares of a contribution, one per part: elements and digest.
-type Verifiers = Vec<(Vec<u64>, [u8; 32])>;
+/// One member's verifier share of a contribution: elements and the digest of the commitments
+/// it used (on the wire, the one entry of `VerifierShareMsg::parts`).
+type Verifier = (Vec<u64>, [u8; 32]);
 
 /// A test-only lie of a contributor (`Engine::lie_in_contribution`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValidityLie {
     /// Encodes its values without clipping them to their bounds (indicators included).
     Unclipped,
-    /// Proves its (honest) range parts with a forged proof: its first element plus one, shared
-    /// and committed to like an honest proof (`validity::forge_and_share`).
+    /// Proves its (honest) vector with a forged proof: its first element plus one, shared and
+    /// committed to like an honest proof (`validity::prove_tied_and_share` with `forge`).
     ForgedProof,
     /// Proves its honest vector, and sends as its aggregated shares a sharing of another one
     /// (its first element plus 1,000,000; same seed): the gap a proof on a copy leaves open.
@@ -85,104 +80,26 @@ pub enum ValidityLie {
     /// proving (an honest proof of the inflated vector): a `GROUP BY` cell's contributor
     /// indicator of `n` lifts that cell towards `k_min` beside a single honest owner.
     Inflate(u32),
-    /// Encodes its values unclipped (as `Unclipped`) and, for every range part, forges a proof
-    /// that passes at the query randomness it would know if that randomness were fixed when
-    /// the request is (`request_time_seed`): it solves the verifier's affine equations for
-    /// two coordinates of its proof (`forge_at`). It fails when the randomness comes after
-    /// its proof is fixed, as it does (`validity::derived_query_seed`).
+    /// Encodes its values unclipped (as `Unclipped`) and forges a proof that passes at the
+    /// query randomness it would know if that randomness were fixed when the request is
+    /// (`request_time_seed`): it solves the verifier's affine equations for two coordinates of
+    /// its proof (`forge_at`). It fails when the randomness comes after its proof is fixed, as
+    /// it does (`validity::derived_query_seed`).
     KnowsQueryRandomness,
 }
 
-enum PartType {
-    Sum(Sum<Field64>),
-    Hist(Hist),
-}
-
-impl Part {
-    fn verifier_len(&self) -> usize {
-        match &self.typ {
-            PartType::Sum(t) => t.verifier_len(),
-            PartType::Hist(t) => t.verifier_len(),
-        }
-    }
-
-    /// The contributor's tie (`validity::prove_tied_and_share`): overwrites the coordinates
-    /// of one position's input share that map to aggregated elements, from that position's
-    /// shares `y` of those elements (in `elements` order), so that `truncate` of the input
-    /// share, times `unit`, plus `offset`, is the aggregated share. `Sum`: coordinate 0 (its
-    /// weight `w0` is not zero); `Hist`: the coordinates of the rows.
-    fn tie(&self, y: &[Fp], input: &mut [Field64]) {
-        let unit_inv = field(self.unit).inv();
-        match &self.typ {
-            PartType::Sum(typ) => {
-                let (Some(y), Some(_)) = (y.first(), input.first()) else {
-                    return;
-                };
-                let target = (y.to_field64() - field(self.offset)) * unit_inv;
-                input[0] = Field64::zero();
-                let rest = sum_truncate(typ, input);
-                let mut e0 = vec![Field64::zero(); input.len()];
-                e0[0] = Field64::one();
-                let w0 = sum_truncate(typ, &e0);
-                input[0] = (target - rest) * w0.inv();
-            }
-            PartType::Hist(_) => {
-                for (x, y) in input.iter_mut().zip(y) {
-                    *x = y.to_field64() * unit_inv;
-                }
-            }
-        }
-    }
-
-    /// A member's check of the tie: the aggregated shares of this part's elements that this
-    /// member's input share implies, `(element, share)`.
-    fn implied(&self, input: &[Field64]) -> Vec<(u32, Fp)> {
-        let unit = field(self.unit);
-        match &self.typ {
-            PartType::Sum(typ) => {
-                let m = sum_truncate(typ, input);
-                vec![(
-                    self.elements[0],
-                    Fp::from_field64(unit * m + field(self.offset)),
-                )]
-            }
-            PartType::Hist(_) => self
-                .elements
-                .iter()
-                .zip(input)
-                .map(|(e, x)| (*e, Fp::from_field64(unit * *x)))
-                .collect(),
-        }
-    }
-}
-
-/// prio's `truncate` of a `Sum` input (linear; the value the input encodes); zero for an
-/// input of the wrong length (lengths are checked before).
-fn sum_truncate(typ: &Sum<Field64>, input: &[Field64]) -> Field64 {
-    typ.truncate(input.to_vec())
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(Field64::zero())
-}
-
-/// One separately proven part of a statement.
-struct Part {
-    typ: PartType,
-    /// The elements of the contribution it covers.
-    elements: Vec<u32>,
-    /// `Sum`: the measurement is `(value - offset) / unit`; `Hist`: each element over `unit`.
-    offset: i64,
-    unit: i64,
-}
-
-/// What a valid contribution to one request satisfies, as prio parts.
+/// What a valid contribution to one request satisfies: the query's validity circuit as one
+/// prio type, and the DP noise the contributor adds (outside the proven vector), if any.
 pub(super) struct Statement {
-    parts: Vec<Part>,
+    typ: CircuitType,
+    noise: Option<NoiseSpec>,
 }
 
-/// The validity statement of `request`, if validity is on for it (see the module text).
+/// The validity statement of `request`, if validity is on for it (see the module text): `None`
+/// for a request without query text, or whose query does not compile to its contribution
+/// spec, or whose circuit is over the validity limits (`CircuitError::TooLarge`).
 pub(super) fn statement(request: &Request) -> Option<Statement> {
-    if request.query.is_empty() || request.contribution.noise.is_some() {
+    if request.query.is_empty() {
         return None;
     }
     let compiled = Query::parse(&request.query).ok()?.compile().ok()?;
@@ -190,122 +107,19 @@ pub(super) fn statement(request: &Request) -> Option<Statement> {
         return None;
     }
     let circuit = compiled.validity_circuit();
-    let mut indicators: BTreeMap<u32, i64> = BTreeMap::new();
-    for c in &circuit.checks {
-        if let Check::Indicator { index, one } = c {
-            indicators.insert(*index, *one);
-        }
+    let noise = request.contribution.noise.clone();
+    let typ = match &noise {
+        None => CircuitType::new(&circuit),
+        Some(n) => CircuitType::with_noise(&circuit, n.tail()),
     }
-    let mut parts = Vec::new();
-    let mut in_hist: BTreeSet<u32> = BTreeSet::new();
-    for c in &circuit.checks {
-        if let Check::AtMost { elements, max } = c {
-            let one = elements.first().and_then(|e| indicators.get(e)).copied();
-            if let Some(one) =
-                one.filter(|o| *o == *max && elements.iter().all(|e| indicators.get(e) == Some(o)))
-            {
-                let chunk = ((elements.len() + 1) as f64).sqrt().ceil() as usize;
-                let typ = Hist::new(elements.len() + 1, chunk.max(1)).ok()?;
-                in_hist.extend(elements.iter().copied());
-                parts.push(Part {
-                    typ: PartType::Hist(typ),
-                    elements: elements.clone(),
-                    offset: 0,
-                    unit: one,
-                });
-            }
-        }
-    }
-    for c in &circuit.checks {
-        match c {
-            Check::Range {
-                start,
-                len,
-                min,
-                max,
-            } => {
-                for e in *start..start + len {
-                    if indicators.contains_key(&e) || max <= min {
-                        continue;
-                    }
-                    let span = u64::try_from(max - min).ok()?;
-                    parts.push(Part {
-                        typ: PartType::Sum(Sum::new(span).ok()?),
-                        elements: vec![e],
-                        offset: *min,
-                        unit: 1,
-                    });
-                }
-            }
-            Check::Indicator { index, one } if !in_hist.contains(index) => parts.push(Part {
-                typ: PartType::Sum(Sum::new(1).ok()?),
-                elements: vec![*index],
-                offset: 0,
-                unit: *one,
-            }),
-            _ => {}
-        }
-    }
-    (parts.len() <= MAX_VALIDITY_PARTS).then_some(Statement { parts })
+    .ok()?;
+    Some(Statement { typ, noise })
 }
 
-fn field(x: i64) -> Field64 {
-    let m = Field64::from(x.unsigned_abs());
-    if x < 0 {
-        -m
-    } else {
-        m
-    }
-}
-
-/// `value / unit` when it divides, else `value` itself (a lie keeps its size).
-fn in_units(value: i64, unit: i64) -> i64 {
-    if unit > 0 && value % unit == 0 {
-        value / unit
-    } else {
-        value
-    }
-}
-
-/// The input of `part` for `vector`: prio's encoding when the value fits, else a preimage of
-/// the value under the part's `truncate` (module text).
-fn input_of(part: &Part, vector: &[Fp]) -> Vec<Field64> {
-    let v = |e: u32| vector.get(e as usize).map_or(0, |x| x.to_i64_centered());
-    match &part.typ {
-        PartType::Sum(typ) => {
-            let m = in_units(v(part.elements[0]) - part.offset, part.unit);
-            if let Ok(Ok(input)) = u64::try_from(m).map(|m| typ.encode_measurement(&m)) {
-                return input;
-            }
-            let mut input = vec![Field64::zero(); typ.input_len()];
-            input[0] = field(m);
-            input
-        }
-        PartType::Hist(typ) => {
-            let ms: Vec<i64> = part
-                .elements
-                .iter()
-                .map(|e| in_units(v(*e), part.unit))
-                .collect();
-            let ones: Vec<usize> = (0..ms.len()).filter(|i| ms[*i] == 1).collect();
-            if ms.iter().all(|m| *m == 0 || *m == 1) && ones.len() <= 1 {
-                let index = ones.first().copied().unwrap_or(ms.len());
-                if let Ok(input) = typ.encode_measurement(&index) {
-                    return input;
-                }
-            }
-            let mut input: Vec<Field64> = ms.iter().map(|m| field(*m)).collect();
-            input.push(field(1 - ms.iter().sum::<i64>()));
-            input
-        }
-    }
-}
-
-fn context(id: &ComputationId, contributor: &NodeId, part: usize) -> Vec<u8> {
-    let mut c = Vec::with_capacity(72);
+fn context(id: &ComputationId, contributor: &NodeId) -> Vec<u8> {
+    let mut c = Vec::with_capacity(64);
     c.extend_from_slice(&id.0);
     c.extend_from_slice(&contributor.0);
-    c.extend_from_slice(&(part as u64).to_le_bytes());
     c
 }
 
@@ -326,9 +140,13 @@ fn from_wire(v: &[u64]) -> Option<Vec<Field64>> {
         .collect()
 }
 
-/// The contributor's validity shares of `vector`, one payload per position `1..=g`, tied to
-/// its aggregated shares: `shares[p - 1]` holds (a prefix of) the aggregated share of position
-/// `p`, covering every element a part proves.
+fn f64s(v: &[Fp]) -> Vec<Field64> {
+    v.iter().map(|x| x.to_field64()).collect()
+}
+
+/// The contributor's validity shares, one per position `1..=g`: its proven `vector` and
+/// `noise` (empty without DP), tied to its aggregated shares (`shares[p - 1]`, the full share
+/// of position `p` of `vector + noise`).
 #[allow(clippy::too_many_arguments)]
 fn prove(
     st: &Statement,
@@ -336,56 +154,32 @@ fn prove(
     me: NodeId,
     params: SharingParams,
     vector: &[Fp],
-    shares: &[Vec<Fp>],
+    noise: &[Fp],
+    shares: &[Vec<Field64>],
     seed: &[u8; 32],
     lie: Option<ValidityLie>,
-) -> Option<Vec<Vec<ValidityPart>>> {
-    let mut per_position: Vec<Vec<ValidityPart>> = vec![Vec::new(); params.g as usize];
-    for (k, part) in st.parts.iter().enumerate() {
-        let input = input_of(part, vector);
-        let ctx = context(&id, &me, k);
-        let part_seed = hash_parts(
-            "grove/validity/part-seed",
-            &[seed, &(k as u64).to_le_bytes()],
-        );
-        let forge = lie == Some(ValidityLie::ForgedProof) && matches!(part.typ, PartType::Sum(_));
-        let tie = |position: u8, x: &mut [Field64]| {
-            let y: Vec<Fp> = part
-                .elements
-                .iter()
-                .map(|e| {
-                    shares
-                        .get(usize::from(position) - 1)
-                        .and_then(|s| s.get(*e as usize))
-                        .copied()
-                        .unwrap_or(Fp::ZERO)
-                })
-                .collect();
-            part.tie(&y, x);
+) -> Option<Vec<ValidityPart>> {
+    let typ = &st.typ;
+    let input = typ.encode_noised_lenient(&f64s(vector), &f64s(noise));
+    let ctx = context(&id, &me);
+    let tie = |position: u8, x: &mut [Field64]| {
+        if let Some(y) = shares.get(usize::from(position).wrapping_sub(1)) {
+            typ.tie(y, x);
+        }
+    };
+    let shared = if lie == Some(ValidityLie::KnowsQueryRandomness) {
+        // Test-only: a proof made for the randomness it expects (see `forge_at`).
+        let fixed = FixedProof {
+            inner: typ.clone(),
+            query: validity::query_randomness(typ, &request_time_seed(&ctx), &ctx),
         };
-        let shared = match (&part.typ, lie) {
-            (PartType::Sum(t), Some(ValidityLie::KnowsQueryRandomness)) => {
-                // Test-only: a proof made for the randomness it expects (see `forge_at`).
-                let known = validity::query_randomness(t, &request_time_seed(&ctx), &ctx);
-                let fixed = FixedProof {
-                    inner: t.clone(),
-                    proof: forge_at(t, &input, &known)?,
-                };
-                validity::prove_tied_and_share(&fixed, &input, params, &ctx, &part_seed, false, tie)
-            }
-            (PartType::Sum(t), _) => {
-                validity::prove_tied_and_share(t, &input, params, &ctx, &part_seed, forge, tie)
-            }
-            (PartType::Hist(t), _) => {
-                validity::prove_tied_and_share(t, &input, params, &ctx, &part_seed, forge, tie)
-            }
-        }
-        .ok()?;
-        for (p, s) in shared.shares.into_iter().enumerate() {
-            per_position[p].push(to_wire(s));
-        }
+        validity::prove_tied_and_share(&fixed, &input, params, &ctx, seed, false, tie)
+    } else {
+        let forge = lie == Some(ValidityLie::ForgedProof);
+        validity::prove_tied_and_share(typ, &input, params, &ctx, seed, forge, tie)
     }
-    Some(per_position)
+    .ok()?;
+    Some(shared.shares.into_iter().map(to_wire).collect())
 }
 
 /// The query seed a contributor would know when it proves if the query randomness were fixed
@@ -397,15 +191,20 @@ fn request_time_seed(ctx: &[u8]) -> [u8; 32] {
 }
 
 /// Test-only: a proof of `input` (invalid) that prio's decision accepts at the query
-/// randomness `query`, for a `Sum` (no joint randomness). For fixed randomness the verifier
-/// is an affine map of the proof; among the proof's coordinates that move only the circuit's
-/// output (entry 0) and the gadget check (last entry), not the wire checks, it takes two and
-/// solves the 2x2 system that makes the output zero and the gadget check equal the gadget of
-/// the wires. `None` if no such pair is found.
-fn forge_at(typ: &Sum<Field64>, input: &[Field64], query: &[Field64]) -> Option<Vec<Field64>> {
+/// randomness `query` and joint randomness `joint`. For fixed randomness the verifier is an
+/// affine map of the proof; among the proof's coordinates that move only the circuit's output
+/// (entry 0) and the gadget check (last entry), not the wire checks, it takes two and solves
+/// the 2x2 system that makes the output zero and the gadget check equal the gadget of the
+/// wires. `None` if no such pair is found.
+fn forge_at<T: Type<Field = Field64>>(
+    typ: &T,
+    input: &[Field64],
+    query: &[Field64],
+    joint: &[Field64],
+) -> Option<Vec<Field64>> {
     let prove_rand = vec![Field64::one(); typ.prove_rand_len()];
-    let p0 = typ.prove(input, &prove_rand, &[]).ok()?;
-    let v0 = typ.query(input, &p0, query, &[], 1).ok()?;
+    let p0 = typ.prove(input, &prove_rand, joint).ok()?;
+    let v0 = typ.query(input, &p0, query, joint, 1).ok()?;
     let last = v0.len().checked_sub(1)?;
     let wires = v0.get(1..last)?.to_vec();
     let g0 = typ.gadget().first_mut()?.eval(&wires).ok()?;
@@ -413,7 +212,7 @@ fn forge_at(typ: &Sum<Field64>, input: &[Field64], query: &[Field64]) -> Option<
     for j in 0..p0.len() {
         let mut p = p0.clone();
         p[j] += Field64::one();
-        let v = typ.query(input, &p, query, &[], 1).ok()?;
+        let v = typ.query(input, &p, query, joint, 1).ok()?;
         let d: Vec<Field64> = v.iter().zip(&v0).map(|(a, b)| *a - *b).collect();
         if d[1..last].iter().all(|x| *x == Field64::zero()) {
             cols.push((j, d[0], d[last]));
@@ -431,7 +230,7 @@ fn forge_at(typ: &Sum<Field64>, input: &[Field64], query: &[Field64]) -> Option<
             let mut p = p0.clone();
             p[j1] += x;
             p[j2] += y;
-            let v = typ.query(input, &p, query, &[], 1).ok()?;
+            let v = typ.query(input, &p, query, joint, 1).ok()?;
             if typ.decide(&v).ok()? {
                 return Some(p);
             }
@@ -440,12 +239,13 @@ fn forge_at(typ: &Sum<Field64>, input: &[Field64], query: &[Field64]) -> Option<
     None
 }
 
-/// Test-only: a prio type that proves with a given proof (`forge_at`'s), so that
-/// `validity::prove_tied_and_share` shares and commits to it as to an honest one.
+/// Test-only: a circuit that proves with `forge_at`'s proof for the query randomness `query`,
+/// so that `validity::prove_tied_and_share` shares and commits to it as to an honest one (it
+/// passes it the joint randomness of the committed input shares).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct FixedProof {
-    inner: Sum<Field64>,
-    proof: Vec<Field64>,
+    inner: CircuitType,
+    query: Vec<Field64>,
 }
 
 impl Flp for FixedProof {
@@ -462,7 +262,7 @@ impl Flp for FixedProof {
         input: &[Field64],
         joint_rand: &[Field64],
         num_shares: usize,
-    ) -> Result<Vec<Field64>, prio::flp::FlpError> {
+    ) -> Result<Vec<Field64>, FlpError> {
         self.inner.valid(gadgets, input, joint_rand, num_shares)
     }
     fn input_len(&self) -> usize {
@@ -485,24 +285,25 @@ impl Flp for FixedProof {
     }
     fn prove(
         &self,
-        _input: &[Field64],
+        input: &[Field64],
         _prove_rand: &[Field64],
-        _joint_rand: &[Field64],
-    ) -> Result<Vec<Field64>, prio::flp::FlpError> {
-        Ok(self.proof.clone())
+        joint_rand: &[Field64],
+    ) -> Result<Vec<Field64>, FlpError> {
+        forge_at(&self.inner, input, &self.query, joint_rand)
+            .ok_or_else(|| FlpError::Prove("no forgery at this randomness".into()))
     }
 }
 
 impl Type for FixedProof {
-    type Measurement = u64;
-    type AggregateResult = u64;
-    fn encode_measurement(&self, m: &u64) -> Result<Vec<Field64>, prio::flp::FlpError> {
+    type Measurement = Vec<Field64>;
+    type AggregateResult = Vec<Field64>;
+    fn encode_measurement(&self, m: &Vec<Field64>) -> Result<Vec<Field64>, FlpError> {
         self.inner.encode_measurement(m)
     }
-    fn truncate(&self, input: Vec<Field64>) -> Result<Vec<Field64>, prio::flp::FlpError> {
+    fn truncate(&self, input: Vec<Field64>) -> Result<Vec<Field64>, FlpError> {
         self.inner.truncate(input)
     }
-    fn decode_result(&self, data: &[Field64], n: usize) -> Result<u64, prio::flp::FlpError> {
+    fn decode_result(&self, data: &[Field64], n: usize) -> Result<Vec<Field64>, FlpError> {
         self.inner.decode_result(data, n)
     }
     fn output_len(&self) -> usize {
@@ -519,30 +320,18 @@ fn share_prefix(share: &CompressedShare, len: usize) -> Vec<Fp> {
     }
 }
 
-impl Statement {
-    /// One past the largest element a part proves.
-    fn elements_end(&self) -> usize {
-        self.parts
-            .iter()
-            .flat_map(|p| p.elements.iter())
-            .map(|e| *e as usize + 1)
-            .max()
-            .unwrap_or(0)
-    }
-}
-
 /// A leaf member's validity bookkeeping for one position (`Role::validity`).
 #[derive(Default)]
 pub(super) struct LeafValidity {
     /// Shares received whose contributor is not decided yet.
     pending: BTreeMap<NodeId, CompressedShare>,
-    /// This member's verifier shares, per contributor (one per part).
-    own: BTreeMap<NodeId, Verifiers>,
-    /// The aggregated shares this member's input shares imply, per contributor, as
-    /// `(element, share)` (`Part::implied`): the share it holds must match them.
-    implied: BTreeMap<NodeId, Vec<(u32, Fp)>>,
+    /// This member's verifier share, per contributor.
+    own: BTreeMap<NodeId, Verifier>,
+    /// The aggregated share this member's input share implies (`truncate` of it), per
+    /// contributor: the share it holds must be this one.
+    implied: BTreeMap<NodeId, Vec<Fp>>,
     /// Other positions' verifier shares, per contributor, with the node that sent each.
-    heard: BTreeMap<NodeId, BTreeMap<Position, (NodeId, Verifiers)>>,
+    heard: BTreeMap<NodeId, BTreeMap<Position, (NodeId, Verifier)>>,
     /// Decisions: `true` valid.
     decided: BTreeMap<NodeId, bool>,
 }
@@ -595,21 +384,14 @@ pub(super) fn hold_share(
 }
 
 impl LeafValidity {
-    /// Whether `share` is the aggregated share that this member's input shares of
-    /// `contributor` imply (`Part::implied`); `false` if they are not known yet.
+    /// Whether `share` is the aggregated share that this member's input share of
+    /// `contributor` implies (`truncate` of it); `false` if it is not known yet.
     fn tie_holds(&self, contributor: &NodeId, share: &CompressedShare) -> bool {
         let Some(implied) = self.implied.get(contributor) else {
             return false;
         };
-        let end = implied
-            .iter()
-            .map(|(e, _)| *e as usize + 1)
-            .max()
-            .unwrap_or(0);
-        let prefix = share_prefix(share, end);
-        implied
-            .iter()
-            .all(|(e, y)| prefix.get(*e as usize) == Some(y))
+        let held = share_prefix(share, implied.len());
+        held == *implied && held.len() == implied.len()
     }
 }
 
@@ -650,45 +432,36 @@ pub(super) fn on_validity_share(
     let payload: ValidityPayload = open_payload(ctx, id, &m, |p: &ValidityPayload| {
         (p.computation, p.group, p.position, p.contributor)
     })?;
-    let verifiers = verify_own(&st, id, m.contributor, m.position, params, &payload.parts);
-    let implied: Option<Vec<(u32, Fp)>> = st
-        .parts
-        .iter()
-        .zip(&payload.parts)
-        .map(|(part, w)| Some(part.implied(&from_wire(&w.input)?)))
-        .collect::<Option<Vec<_>>>()
-        .map(|v| v.concat());
+    let verified = verify_own(&st, id, m.contributor, m.position, params, &payload.parts);
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
-    let Some(verifiers) = verifiers else {
+    let Some((verifier, implied)) = verified else {
         // Its own share does not fit: the contributor is faulty, whatever the others hold.
         decide_now(role, key, id, m.contributor, false, ctx, records);
         return Err(Rejection::MalformedValidityShare);
     };
-    role.validity.own.insert(m.contributor, verifiers.clone());
-    if let Some(implied) = implied {
-        // Bounded like `own` (checked above); `verify_own` checked every input's length.
-        role.validity.implied.insert(m.contributor, implied);
-    }
-    let mut parts = verifiers;
+    role.validity.own.insert(m.contributor, verifier.clone());
+    // Bounded like `own` (checked above); `verify_own` checked the input's length.
+    role.validity.implied.insert(m.contributor, implied);
+    let mut sent = verifier;
     if lie == Some(ValidityLie::WrongVerifierShare) {
-        for (v, _) in &mut parts {
-            if let Some(x) = v.first_mut() {
-                *x = u64::from(from_wire(&[*x]).map_or(Field64::one(), |f| f[0] + Field64::one()));
-            }
+        if let Some(x) = sent.0.first_mut() {
+            *x = u64::from(from_wire(&[*x]).map_or(Field64::one(), |f| f[0] + Field64::one()));
         }
     }
     let body = Body::VerifierShare(VerifierShareMsg {
         group: m.group,
         position: m.position,
         contributor: m.contributor,
-        parts,
+        parts: vec![sent],
     });
     ctx.send_to_group(comp, key, 0, body);
     try_decide(comp, key, m.contributor, params, &st, false, ctx, records);
     Ok(())
 }
 
-/// This member's verifier shares of every part, or `None` if a part does not fit.
+/// This member's verifier share of the contribution and the aggregated share its input share
+/// implies (`truncate`), or `None` if its validity share does not fit the statement (one part,
+/// lengths, canonical elements, its own commitments).
 fn verify_own(
     st: &Statement,
     id: ComputationId,
@@ -696,33 +469,29 @@ fn verify_own(
     position: Position,
     params: SharingParams,
     parts: &[ValidityPart],
-) -> Option<Verifiers> {
-    if parts.len() != st.parts.len() {
+) -> Option<(Verifier, Vec<Fp>)> {
+    let [w] = parts else {
         return None;
-    }
-    let mut out = Vec::with_capacity(parts.len());
-    for (k, (part, w)) in st.parts.iter().zip(parts).enumerate() {
-        let share = MemberShare {
-            position,
-            input: from_wire(&w.input)?,
-            proof: from_wire(&w.proof)?,
-            blind: w.blind,
-            commitments: w.commitments.clone(),
-            proof_commitments: w.proof_commitments.clone(),
-        };
-        let ctx = context(&id, &contributor, k);
-        let seed = validity::derived_query_seed(&ctx, &share);
-        let v = match &part.typ {
-            PartType::Sum(t) => validity::verifier_share(t, params, &share, &ctx, &seed),
-            PartType::Hist(t) => validity::verifier_share(t, params, &share, &ctx, &seed),
-        }
-        .ok()?;
-        out.push((
+    };
+    let share = MemberShare {
+        position,
+        input: from_wire(&w.input)?,
+        proof: from_wire(&w.proof)?,
+        blind: w.blind,
+        commitments: w.commitments.clone(),
+        proof_commitments: w.proof_commitments.clone(),
+    };
+    let ctx = context(&id, &contributor);
+    let seed = validity::derived_query_seed(&ctx, &share);
+    let v = validity::verifier_share(&st.typ, params, &share, &ctx, &seed).ok()?;
+    let implied = st.typ.truncate(share.input).ok()?;
+    Some((
+        (
             v.verifier.into_iter().map(u64::from).collect(),
             v.commitments_digest,
-        ));
-    }
-    Some(out)
+        ),
+        implied.into_iter().map(Fp::from_field64).collect(),
+    ))
 }
 
 /// Another leaf position's verifier share of a contributor.
@@ -748,13 +517,11 @@ pub(super) fn on_verifier_share(
         .validity
         .clone()
         .ok_or(Rejection::UnexpectedVerifierShare)?;
-    if m.parts.len() != st.parts.len()
-        || st
-            .parts
-            .iter()
-            .zip(&m.parts)
-            .any(|(part, (v, _))| v.len() != part.verifier_len())
-    {
+    let verifier_len = st.typ.verifier_len();
+    // One part: the whole circuit is one proof (`limits::MAX_VALIDITY_PARTS`).
+    let [verifier] =
+        <[Verifier; 1]>::try_from(m.parts).map_err(|_| Rejection::UnexpectedVerifierShare)?;
+    if verifier.0.len() != verifier_len {
         return Err(Rejection::UnexpectedVerifierShare);
     }
     // At most one entry per node of the leaf when the plan knows its size (a directory).
@@ -775,7 +542,7 @@ pub(super) fn on_verifier_share(
         .entry(m.contributor)
         .or_default()
         .entry(m.position)
-        .or_insert((from, m.parts));
+        .or_insert((from, verifier));
     try_decide(comp, key, m.contributor, params, &st, false, ctx, records);
     Ok(())
 }
@@ -818,8 +585,8 @@ pub(super) fn decide_at_collection_end(
     }
 }
 
-/// One part's decision from every verifier share heard (see [`try_decide`]).
-enum PartDecision {
+/// The decision on every verifier share heard (see [`try_decide`]).
+enum Decision {
     /// Decided on the shares that lie on one polynomial; `off` are the positions whose
     /// shares do not (they lied, or their contributor sent them an inconsistent share).
     Decided { valid: bool, off: Vec<Position> },
@@ -828,27 +595,12 @@ enum PartDecision {
     Undecidable,
 }
 
-/// Decides one part on all its verifier shares ([`validity::decide_naming`]): prio's decision
-/// on the polynomial through at least `ceil((n + t) / 2)` of the `n` shares (unique when it
-/// exists: two such polynomials would share `t` points), and the positions off it. When none
-/// exists (more liars than the shares heard correct, or an inconsistent sharing) the part is
-/// undecidable.
-fn decide_part<T: Type<Field = Field64>>(
-    typ: &T,
-    params: SharingParams,
-    shares: &[VerifierShare<Field64>],
-) -> PartDecision {
-    match validity::decide_naming(typ, params, shares) {
-        Ok((valid, off)) => PartDecision::Decided { valid, off },
-        Err(_) => PartDecision::Undecidable,
-    }
-}
-
 /// Decides on every verifier share heard, not the first `t`: once this member has its own
 /// and those of all `g - 1` other positions, or (`at_end`) at the end of collection with at
-/// least `t`. Every part must be accepted. A part whose shares do not lie on one polynomial is
-/// decided on the polynomial most of them lie on ([`decide_part`]), and each position off it is
-/// named (`Rejection::WrongVerifierShare`, counted against the node serving it): a member lying
+/// least `t`. The decision is [`validity::decide_naming`]'s: prio's decision on the polynomial
+/// through at least `ceil((n + t) / 2)` of the `n` shares (unique when it exists: two such
+/// polynomials would share `t` points), and each position off it is named
+/// (`Rejection::WrongVerifierShare`, counted against the node serving it): a member lying
 /// about its verifier share cannot get an honest contribution rejected unnamed while the
 /// shares heard can correct it (`n >= t + 2e` for `e` liars). Beyond that the contribution is
 /// rejected, and the disagreement counted (`Rejection::VerifierSharesDisagree`).
@@ -874,44 +626,34 @@ fn try_decide(
         return;
     };
     let heard = role.validity.heard.get(&contributor);
-    let mut sets: Vec<(Position, Option<NodeId>, &Verifiers)> = vec![(key.position, None, own)];
+    let mut sets: Vec<(Position, Option<NodeId>, &Verifier)> = vec![(key.position, None, own)];
     if let Some(h) = heard {
         sets.extend(h.iter().map(|(p, (n, v))| (*p, Some(*n), v)));
     }
     if sets.len() < params.t as usize || (!at_end && sets.len() < params.g as usize) {
         return;
     }
-    let mut valid = true;
-    let mut undecidable = false;
-    let mut off: BTreeSet<Position> = BTreeSet::new();
-    for (k, part) in st.parts.iter().enumerate() {
-        let shares: Option<Vec<VerifierShare<Field64>>> = sets
-            .iter()
-            .map(|(p, _, v)| {
-                let (verifier, digest) = v.get(k)?;
-                Some(VerifierShare {
-                    position: *p,
-                    verifier: from_wire(verifier)?,
-                    commitments_digest: *digest,
-                })
+    let shares: Option<Vec<VerifierShare<Field64>>> = sets
+        .iter()
+        .map(|(p, _, (verifier, digest))| {
+            Some(VerifierShare {
+                position: *p,
+                verifier: from_wire(verifier)?,
+                commitments_digest: *digest,
             })
-            .collect();
-        let decision = match (shares, &part.typ) {
-            (None, _) => PartDecision::Undecidable,
-            (Some(s), PartType::Sum(t)) => decide_part(t, params, &s),
-            (Some(s), PartType::Hist(t)) => decide_part(t, params, &s),
-        };
-        match decision {
-            PartDecision::Decided { valid: v, off: o } => {
-                valid &= v;
-                off.extend(o);
-            }
-            PartDecision::Undecidable => {
-                valid = false;
-                undecidable = true;
-            }
+        })
+        .collect();
+    let decision = match shares.map(|s| validity::decide_naming(&st.typ, params, &s)) {
+        Some(Ok((valid, off))) => Decision::Decided { valid, off },
+        _ => Decision::Undecidable,
+    };
+    let (valid, off) = match decision {
+        Decision::Decided { valid, off } => (valid, off),
+        Decision::Undecidable => {
+            ctx.reject(contributor, "validity", Rejection::VerifierSharesDisagree);
+            (false, Vec::new())
         }
-    }
+    };
     let named: Vec<NodeId> = sets
         .iter()
         .filter(|(p, _, _)| off.contains(p))
@@ -919,9 +661,6 @@ fn try_decide(
         .collect();
     for node in named {
         ctx.reject(node, "verifier-share", Rejection::WrongVerifierShare);
-    }
-    if undecidable {
-        ctx.reject(contributor, "validity", Rejection::VerifierSharesDisagree);
     }
     decide_now(role, key, id, contributor, valid, ctx, records);
 }
@@ -993,24 +732,43 @@ impl Engine {
             t: plan.t,
         };
         let seed = hash_parts("grove/validity/contribution", &[&contribution.seed]);
+        // The proven vector is the persisted one minus its DP noise, which is a function of
+        // the persisted seed (`dp::noise`, as `contribute` added it).
+        let noise: Vec<Fp> = st.noise.as_ref().map_or_else(Vec::new, |spec| {
+            crate::dp::noise(&contribution.seed, spec, contribution.vector.len())
+                .into_iter()
+                .map(Fp::from_i64)
+                .collect()
+        });
+        let vector: Vec<Fp> = if noise.is_empty() {
+            contribution.vector.clone()
+        } else {
+            contribution
+                .vector
+                .iter()
+                .zip(&noise)
+                .map(|(x, n)| *x - *n)
+                .collect()
+        };
         // The aggregated shares exactly as `send_shares_to` makes them (honest ones under the
         // `SharesOther` lie, which changes only what that function sends).
-        let end = st.elements_end().min(contribution.vector.len());
-        let shares: Vec<Vec<Fp>> = share_vector_rotated(
+        let len = contribution.vector.len();
+        let shares: Vec<Vec<Field64>> = share_vector_rotated(
             &contribution.vector,
             params,
             contribution.seed,
             rotation_of(&me.0, plan.g),
         )
         .iter()
-        .map(|s| share_prefix(s, end))
+        .map(|s| f64s(&share_prefix(s, len)))
         .collect();
         let Some(per_position) = prove(
             &st,
             id,
             me,
             params,
-            &contribution.vector,
+            &vector,
+            &noise,
             &shares,
             &seed,
             self.validity_lie,
@@ -1019,7 +777,7 @@ impl Engine {
         };
         let servers = comp.servers.clone();
         let mut ctx = ctx!(self);
-        for (position, parts) in (1..).zip(per_position) {
+        for (position, part) in (1..).zip(per_position) {
             if only.is_some_and(|o| o != position) {
                 continue;
             }
@@ -1029,7 +787,7 @@ impl Engine {
                 group: leaf,
                 position,
                 contributor: me,
-                parts,
+                parts: vec![part],
             };
             // Invariant: postcard serialises these plain data types without error.
             let bytes = postcard::to_allocvec(&payload).expect("validity payload serialises");

@@ -26,7 +26,7 @@
 //! minimise the proof: the quadratic constraints `a b = 0` as calls on `(r^i a, b)` with one
 //! joint random `r` per call (prio's `SumVec` range check), the squares of each norm as calls
 //! on `(x, x)` whose outputs are summed. The linear constraints (`v = sum w_j b_j` of every
-//! range) are folded with powers of one more joint random element. `valid` returns the two
+//! range) are folded with one joint random element each. `valid` returns the two
 //! sums; prio folds them with query randomness.
 //!
 //! **DP noise outside the proven vector** ([`CircuitType::with_noise`]). With `WITH PRIVACY` a
@@ -40,10 +40,12 @@
 //! aggregated share minus the vector share, a sharing of the noise.
 //!
 //! Soundness in `Field64`: an invalid input passes the folding with probability at most about
-//! `(chunk + linear constraints) / 2^64` per joint randomness, and the FLP's own error
-//! (`2 calls / 2^64`); see ARCHITECTURE.md, "Validity proofs", for grinding.
+//! `chunk / 2^64` per joint randomness (powers of one element within a gadget call, one
+//! element per linear constraint), and the FLP's own error (about `2 calls / 2^64`); see
+//! ARCHITECTURE.md, "Validity proofs", for grinding.
 
 use crate::field::Fp;
+use crate::limits::{MAX_VALIDITY_CHUNK, MAX_VALIDITY_SHARE_LEN};
 use crate::query::{Check, ValidityCircuit};
 use prio::field::{Field64, FieldElement};
 use prio::flp::gadgets::{Mul, ParallelSum, ParallelSumGadget};
@@ -77,6 +79,14 @@ struct Quad {
     constant: i64,
 }
 
+/// The lengths of a [`CircuitType`]'s input, proof and verifier message, in field elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CircuitLengths {
+    pub input: usize,
+    pub proof: usize,
+    pub verifier: usize,
+}
+
 /// Why a [`ValidityCircuit`] has no [`CircuitType`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CircuitError {
@@ -88,6 +98,8 @@ pub enum CircuitError {
     CountRange(usize),
     #[error("the sum of squares of check {0} could wrap around the modulus")]
     Norm(usize),
+    #[error("a validity share of {0} elements is over the limit")]
+    TooLarge(usize),
 }
 
 /// The validity circuit of one query as a prio type (module text).
@@ -279,12 +291,21 @@ impl CircuitType {
             quad_calls: 1,
             calls: 1,
         };
-        typ.set_chunk(usize::MAX);
+        if typ.input_len() > MAX_VALIDITY_SHARE_LEN {
+            return Err(CircuitError::TooLarge(typ.input_len()));
+        }
+        typ.set_chunk(MAX_VALIDITY_CHUNK);
+        let share = typ.input_len() + typ.proof_len();
+        if share > MAX_VALIDITY_SHARE_LEN {
+            return Err(CircuitError::TooLarge(share));
+        }
         Ok(typ)
     }
 
-    /// Chooses the chunk length, at most `max_chunk`, that minimises the proof (ties: the
-    /// shorter chunk, a shorter verifier message).
+    /// Chooses the chunk length, at most `max_chunk` (and [`MAX_VALIDITY_CHUNK`]), that
+    /// minimises the proof (ties: the shorter chunk, a shorter verifier message). The verifier
+    /// shares members exchange are `2 + 2 chunk` elements, the proof about
+    /// `2 chunk + 2 calls`.
     fn set_chunk(&mut self, max_chunk: usize) {
         let n_quad = self.n_quad();
         let norm_lens: Vec<usize> = self.norms.iter().map(|(_, l)| *l as usize).collect();
@@ -294,7 +315,7 @@ impl CircuitType {
             .chain([n_quad, 1])
             .max()
             .unwrap_or(1)
-            .min(max_chunk.max(1));
+            .min(max_chunk.clamp(1, MAX_VALIDITY_CHUNK));
         let calls_at = |chunk: usize| {
             calls_of(n_quad, chunk).max(1)
                 + norm_lens.iter().map(|l| calls_of(*l, chunk)).sum::<usize>()
@@ -304,15 +325,6 @@ impl CircuitType {
             .unwrap_or(1);
         self.quad_calls = calls_of(n_quad, self.chunk).max(1);
         self.calls = calls_at(self.chunk);
-    }
-
-    /// The same circuit with a verifier message of at most `max_verifier_len` elements (at
-    /// least 4): a shorter chunk, so a longer proof. The verifier shares are what the members
-    /// of a leaf group exchange (`g - 1` per member per contributor), the proof what the
-    /// contributor uploads; the engine bounds the first (`limits::MAX_VERIFIER_LEN`).
-    pub fn with_verifier_len_at_most(mut self, max_verifier_len: usize) -> CircuitType {
-        self.set_chunk(max_verifier_len.saturating_sub(2) / 2);
-        self
     }
 
     /// Length of the contribution vector (the prefix of the input).
@@ -363,6 +375,16 @@ impl CircuitType {
     /// The chunk length of the gadget.
     pub fn chunk_len(&self) -> usize {
         self.chunk
+    }
+
+    /// What travels per contributor and position (input and proof shares) and per member
+    /// (its verifier share), in field elements: for cost models that do not run the proof.
+    pub fn lengths(&self) -> CircuitLengths {
+        CircuitLengths {
+            input: self.input_len(),
+            proof: self.proof_len(),
+            verifier: self.verifier_len(),
+        }
     }
 
     fn n_quad(&self) -> usize {
@@ -537,11 +559,11 @@ impl Flp for CircuitType {
             }
             squares.push(sum);
         }
-        // Linear constraints, folded with powers of the last joint random element.
-        let s = joint_rand[self.quad_calls];
-        let mut power = s;
+        // Linear constraints, each weighted by its own joint random element (a nonzero
+        // constraint then survives with probability 1 / p, not `ranges / p` as powers of one
+        // element would give).
         let mut linear = Field64::zero();
-        for r in &self.ranges {
+        for (r, rand) in self.ranges.iter().zip(&joint_rand[self.quad_calls..]) {
             let mut v = fe(r.constant);
             for (e, c) in &r.terms {
                 v += fe(i128::from(*c)) * input[*e as usize];
@@ -553,8 +575,7 @@ impl Flp for CircuitType {
             for j in 0..r.bits {
                 v -= fe(i128::from(weight(j, r.bits, last))) * input[r.offset + j];
             }
-            linear += power * v;
-            power *= s;
+            linear += *rand * v;
         }
         Ok(vec![quad, linear])
     }
@@ -572,7 +593,7 @@ impl Flp for CircuitType {
     }
 
     fn joint_rand_len(&self) -> usize {
-        self.quad_calls + 1
+        self.quad_calls + self.ranges.len()
     }
 
     fn eval_output_len(&self) -> usize {
