@@ -115,7 +115,9 @@ pub struct VerifierShareMsg {
     /// The sender's position.
     pub position: Position,
     pub contributor: NodeId,
-    /// One verifier share per part, with the digest of the commitments it used.
+    /// One verifier share per proven part (exactly one since the engine proves the query's
+    /// whole circuit at once, `limits::MAX_VALIDITY_PARTS`), with the digest of the
+    /// commitments it used.
     pub parts: Vec<(Vec<u64>, [u8; 32])>,
 }
 
