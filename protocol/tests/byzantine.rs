@@ -135,6 +135,19 @@ fn liars_certificate(
     }
 }
 
+/// A computation over 60 nodes run until just before any leaf adopts, so that the positions of
+/// the inner group (1, 0) hold no child version to check a claim against yet: the cluster, the
+/// computation, that group, and its members at positions 2 (the liar) and 3 (the victim).
+fn inner_group_holding_nothing() -> (Cluster, ComputationId, GroupId, usize, usize) {
+    let mut c = setup(60, 40, 2);
+    let id = c.launch(COMMISSIONER, &params());
+    let inner = GroupId { level: 1, index: 0 };
+    let liar = member(&c, &id, inner, 2);
+    let victim = member(&c, &id, inner, 3);
+    c.run_until(c.now.plus(100_000));
+    (c, id, inner, liar, victim)
+}
+
 fn released(o: &Outcome) -> &grove_protocol::engine::Released {
     o.released.as_ref().expect("a result was released")
 }
@@ -251,13 +264,8 @@ fn a_leader_equivocating_splits_no_group() {
 /// positions, and the liar can sign only its own.
 #[test]
 fn one_members_claimed_adoption_does_not_split_a_position_holding_nothing() {
-    let mut c = setup(60, 40, 2);
-    let id = c.launch(COMMISSIONER, &params());
-    let inner = GroupId { level: 1, index: 0 };
-    let liar = member(&c, &id, inner, 2);
-    let victim = member(&c, &id, inner, 3);
     // Before any leaf adopts: the victim holds no child version.
-    c.run_until(c.now.plus(100_000));
+    let (mut c, id, inner, liar, victim) = inner_group_holding_nothing();
     let manifest = bogus(7);
     let cert = liars_certificate(&c, id, inner, &[2], &manifest);
     let claim = adoption_claim(id, inner, 2, manifest, Some(cert));
@@ -277,11 +285,7 @@ fn one_members_claimed_adoption_does_not_split_a_position_holding_nothing() {
 /// which `t - 1` colluders cannot make.
 #[test]
 fn two_colluding_members_claiming_adoption_do_not_split_a_position_holding_nothing() {
-    let mut c = setup(60, 40, 2);
-    let id = c.launch(COMMISSIONER, &params());
-    let inner = GroupId { level: 1, index: 0 };
-    let victim = member(&c, &id, inner, 3);
-    c.run_until(c.now.plus(100_000));
+    let (mut c, id, inner, _, victim) = inner_group_holding_nothing();
     let manifest = bogus(7);
     let cert = liars_certificate(&c, id, inner, &[2, 4], &manifest);
     for position in [2, 4] {
@@ -306,12 +310,7 @@ fn two_colluding_members_claiming_adoption_do_not_split_a_position_holding_nothi
 /// The signatures do not verify under the named voters' keys, and the claim is refused.
 #[test]
 fn a_certificate_with_accepts_forged_in_honest_names_is_refused() {
-    let mut c = setup(60, 40, 2);
-    let id = c.launch(COMMISSIONER, &params());
-    let inner = GroupId { level: 1, index: 0 };
-    let liar = member(&c, &id, inner, 2);
-    let victim = member(&c, &id, inner, 3);
-    c.run_until(c.now.plus(100_000));
+    let (mut c, id, inner, liar, victim) = inner_group_holding_nothing();
     let manifest = bogus(7);
     let plan = c.plan(&id).unwrap();
     let accepts = (1..=plan.g)
@@ -350,12 +349,7 @@ fn a_certificate_with_accepts_forged_in_honest_names_is_refused() {
 fn a_liar_claiming_many_manifests_buys_one_round_of_questions() {
     const CLAIMS: u8 = 40;
     let reports_with = |claims: u8| {
-        let mut c = setup(60, 40, 2);
-        let id = c.launch(COMMISSIONER, &params());
-        let inner = GroupId { level: 1, index: 0 };
-        let liar = member(&c, &id, inner, 2);
-        let victim = member(&c, &id, inner, 3);
-        c.run_until(c.now.plus(100_000));
+        let (mut c, id, inner, liar, victim) = inner_group_holding_nothing();
         for k in 0..claims {
             let manifest = bogus(k);
             let cert = liars_certificate(&c, id, inner, &[2], &manifest);
