@@ -336,6 +336,12 @@ impl Node {
                 .map(|(reason, n)| (format!("{reason:?}"), json!(n)))
                 .collect::<serde_json::Map<String, serde_json::Value>>(),
             "inbound_bytes_held": self.transport.inbound.used(),
+            // Protocol sends awaiting their acks, and those waiting for room in their
+            // receiver's window (`daemon::sends`).
+            "sends": {
+                "on_wire": self.transport.pending_sends.counts().0,
+                "waiting": self.transport.pending_sends.counts().1,
+            },
             "uptime_ms": self.control.started.elapsed().as_millis() as u64,
             "beacon": self.beacon.as_ref().map(|b| b.status()),
             "admission": self.admission.as_ref().map(|a| a.status(now_micros())),

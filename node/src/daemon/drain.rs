@@ -4,9 +4,10 @@
 
 use super::directory::Directory;
 use super::net::{self, Behaviour};
+use super::sends::{Outgoing, PendingSends};
 use super::transport::slot_text;
+use super::MAX_LOOPBACK;
 use super::{agreement, hook, Node};
-use super::{PendingSend, PendingSends, MAX_LOOPBACK};
 use crate::clock::now_micros;
 use crate::store::Store;
 use anyhow::Context;
@@ -17,8 +18,8 @@ use grove_protocol::ids::{ComputationId, NodeId};
 use grove_protocol::message::{Body, Message};
 use grove_protocol::record::Record;
 use libp2p::gossipsub::IdentTopic;
-use libp2p::Swarm;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use libp2p::{PeerId, Swarm};
+use std::collections::{BTreeMap, VecDeque};
 
 /// The daemon's effects: the store, the swarm and the loopback queue.
 struct NodeEffects<'a> {
@@ -104,29 +105,26 @@ impl Effects for NodeEffects<'_> {
         if matches!(message.body, Body::Share(_)) {
             self.agreement.stats.share_bytes_sent += bytes.len() as u64;
         }
-        // Its own bytes, those queued ahead of it, and its computation's vector (the
-        // receiver's work before it acknowledges): the size-aware deadline.
-        let vector = self
+        // Its computation's vector (the receiver's work before it acknowledges) counts in
+        // the size-aware deadline, which starts when the send leaves its peer's window.
+        let vector_bytes = self
             .vector_bytes
             .get(&message.computation)
             .copied()
             .unwrap_or(0);
-        let deadline = self
-            .pending_sends
-            .deadline(std::time::Instant::now(), bytes.len(), vector);
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .messages
-            .send_request_with_addresses(&peer, net::Frame::outbound(bytes.clone()), addrs);
-        self.pending_sends.insert(
-            id,
-            PendingSend {
-                to,
-                bytes,
-                deadline,
-            },
-        );
+        let out = Outgoing {
+            to,
+            peer,
+            addrs,
+            bytes,
+            vector_bytes,
+        };
+        if !self.pending_sends.push(out) {
+            self.unreachable
+                .push((to, message, "too many sends await their acks".into()));
+            return Ok(());
+        }
+        hand_over(self.swarm, self.pending_sends, &peer);
         Ok(())
     }
 
@@ -213,18 +211,23 @@ impl Node {
     /// unreachable, in deadline order (then request order: the pending map's own order never
     /// reaches the engine); a late ack or libp2p's own timeout for them finds nothing left.
     pub(super) fn expire_sends(&mut self) -> anyhow::Result<()> {
-        let expired = past_deadline(&self.transport.pending_sends.map, std::time::Instant::now());
-        if expired.is_empty() {
+        let now = std::time::Instant::now();
+        let (failed, peers) = self.transport.pending_sends.expire(now);
+        if failed.is_empty() {
             return Ok(());
         }
-        for id in expired {
-            let Some(p) = self.transport.pending_sends.remove(&id) else {
-                continue;
-            };
-            match codec::decode(&p.bytes) {
-                Ok(message) => self.on_unreachable(p.to, message, "no ack within its deadline"),
+        for (to, bytes, why) in failed {
+            match codec::decode(&bytes) {
+                Ok(message) => self.on_unreachable(to, message, why),
                 Err(e) => tracing::warn!("a send past its deadline does not decode: {e}"),
             }
+        }
+        for peer in peers {
+            hand_over(
+                &mut self.transport.swarm,
+                &mut self.transport.pending_sends,
+                &peer,
+            );
         }
         self.drain()
     }
@@ -239,51 +242,16 @@ impl Node {
     }
 }
 
-/// The sends of `pending` whose deadline is at or before `now`, in deadline order, then key
-/// order (a std `HashMap`'s own order never reaches the engine).
-pub(super) fn past_deadline<K: Ord + Copy>(
-    pending: &HashMap<K, PendingSend>,
-    now: std::time::Instant,
-) -> Vec<K> {
-    let mut expired: Vec<(std::time::Instant, K)> = pending
-        .iter()
-        .filter(|(_, p)| p.deadline <= now)
-        .map(|(id, p)| (p.deadline, *id))
-        .collect();
-    expired.sort();
-    expired.into_iter().map(|(_, id)| id).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, Instant};
-
-    fn pending(deadline: Instant) -> PendingSend {
-        PendingSend {
-            to: NodeId::from_public_bytes(&[7]),
-            bytes: Vec::new(),
-            deadline,
-        }
-    }
-
-    #[test]
-    fn sends_past_their_deadline_come_out_in_deadline_order() {
-        let t0 = Instant::now();
-        let mut map = HashMap::new();
-        // Keys in the reverse of their deadlines, so neither key order nor the map's order
-        // gives the expected one by chance.
-        for (key, ms) in [(1u64, 900u64), (2, 300), (3, 600), (4, 5_000)] {
-            map.insert(key, pending(t0 + Duration::from_millis(ms)));
-        }
-        assert_eq!(past_deadline(&map, t0), Vec::<u64>::new());
-        assert_eq!(
-            past_deadline(&map, t0 + Duration::from_millis(600)),
-            vec![2, 3]
+/// Hands to the transport every send to `peer` that its window has room for
+/// (`sends::MAX_IN_FLIGHT_PER_PEER`); their deadlines start now.
+pub(super) fn hand_over(swarm: &mut Swarm<Behaviour>, pending: &mut PendingSends, peer: &PeerId) {
+    let now = std::time::Instant::now();
+    while let Some(out) = pending.next_ready(peer) {
+        let id = swarm.behaviour_mut().messages.send_request_with_addresses(
+            peer,
+            net::Frame::outbound(out.bytes.clone()),
+            out.addrs.clone(),
         );
-        assert_eq!(
-            past_deadline(&map, t0 + Duration::from_millis(1_000)),
-            vec![2, 3, 1]
-        );
+        pending.handed_over(id, out, now);
     }
 }

@@ -18,10 +18,9 @@ use directory::{Directory, Snapshots};
 use grove_protocol::engine::Engine;
 use grove_protocol::ids::{ComputationId, Micros, NodeId};
 use grove_protocol::message::Message;
-use libp2p::request_response::OutboundRequestId;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use net::Behaviour;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,66 +40,15 @@ mod membership;
 pub mod net;
 mod owner;
 mod pending;
+mod sends;
 mod transport;
 
 pub use bootstrap::run;
 
-/// Largest number of sends awaiting their ack that the loop remembers (for the unreachable
-/// hook); beyond it, a failure is only logged.
-pub const MAX_PENDING_SENDS: usize = 16_384;
+pub use sends::MAX_PENDING_SENDS;
 /// How often the loop looks for sends past their deadline (`net::message_deadline`): a
 /// failure is heard at most this much after it.
 pub const SEND_DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// The sends awaiting their ack, and the virtual uplink their deadlines count: a new send's
-/// deadline (`PendingSends::deadline`) counts the bytes still queued ahead of it on an uplink of
-/// `net::MIN_SEND_BYTES_PER_S` fed with every send.
-#[derive(Default)]
-pub(crate) struct PendingSends {
-    map: HashMap<OutboundRequestId, PendingSend>,
-    /// When the bytes handed over so far would have left the virtual uplink.
-    virtual_uplink_free: Option<Instant>,
-}
-
-impl PendingSends {
-    /// Remembers a send, unless `MAX_PENDING_SENDS` are already remembered.
-    fn insert(&mut self, id: OutboundRequestId, send: PendingSend) {
-        if self.map.len() < MAX_PENDING_SENDS {
-            self.map.insert(id, send);
-        }
-    }
-
-    fn remove(&mut self, id: &OutboundRequestId) -> Option<PendingSend> {
-        self.map.remove(id)
-    }
-
-    /// The deadline of a send of `bytes` handed over at `now` in a computation of vectors of
-    /// `vector_bytes` (`net::message_deadline`): the bytes ahead of it are the queue of a
-    /// virtual uplink of `net::MIN_SEND_BYTES_PER_S` fed with every send, an upper bound on the
-    /// queue of any uplink at least that fast. Unlike the bytes still unacknowledged (the rule
-    /// before), it does not grow while dead receivers hold their acks back, which delayed the
-    /// detection of every later dead receiver by the sends to the earlier ones (sim/README.md,
-    /// "Detection delay"). The simulator models the same queue (`detection_counts_vector`).
-    fn deadline(&mut self, now: Instant, bytes: usize, vector_bytes: usize) -> Instant {
-        let start = self.virtual_uplink_free.map_or(now, |free| free.max(now));
-        let left = start + net::upload_time(bytes);
-        self.virtual_uplink_free = Some(left);
-        left + net::message_deadline(0, vector_bytes)
-    }
-
-    /// The nodes with a send awaiting its ack.
-    fn destinations(&self) -> std::collections::BTreeSet<NodeId> {
-        self.map.values().map(|p| p.to).collect()
-    }
-}
-
-/// A protocol message sent and not yet acknowledged.
-pub(crate) struct PendingSend {
-    to: NodeId,
-    bytes: Vec<u8>,
-    /// When it counts as undelivered: its hand-over plus `net::message_deadline` of its size.
-    deadline: std::time::Instant,
-}
 
 /// Largest number of messages the node queues to itself.
 pub const MAX_LOOPBACK: usize = 4096;
@@ -175,7 +123,7 @@ struct Transport {
     /// When this node last answered each peer's directory pull (`directory::PullLimiter`).
     pulls: directory::PullLimiter,
     /// Sends awaiting their ack, each with its deadline (`net::message_deadline`).
-    pending_sends: PendingSends,
+    pending_sends: sends::PendingSends,
     /// Messages the engine sent to this node itself (one node may serve two positions of a
     /// plan after a failover).
     loopback: VecDeque<Message>,
@@ -242,29 +190,6 @@ mod tests {
     use grove_protocol::request::{CommissionerKey, SignedRequest};
     use grove_protocol::seal;
     use grove_protocol::snapshot::DirectorySnapshot;
-
-    /// A send's deadline counts the bytes queued ahead of it on the virtual uplink, which
-    /// drains at `net::MIN_SEND_BYTES_PER_S` whether or not the earlier sends were acknowledged:
-    /// three vectors handed over at once leave one after the other, and a control message
-    /// handed over once they would have left gets the fixed part and its computation's vector
-    /// only, although none of the three was acknowledged (their receivers may be dead). Counting
-    /// the unacknowledged bytes instead (the rule before) gives it three vectors more.
-    #[test]
-    fn a_sends_deadline_counts_the_virtual_uplinks_queue() {
-        let vector = net::vector_bytes(1 << 17);
-        let mut pending = PendingSends::default();
-        let now = Instant::now();
-        let first = pending.deadline(now, vector, vector);
-        let third = {
-            pending.deadline(now, vector, vector);
-            pending.deadline(now, vector, vector)
-        };
-        assert_eq!(first - now, net::message_deadline(vector, vector));
-        assert_eq!(third - now, net::message_deadline(3 * vector, vector));
-        let later = now + 3 * net::upload_time(vector) + Duration::from_secs(1);
-        let control = pending.deadline(later, 2_000, vector);
-        assert_eq!(control - later, net::message_deadline(2_000, vector));
-    }
 
     /// What a drain did, in order.
     #[derive(Debug, PartialEq)]

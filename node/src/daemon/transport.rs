@@ -176,7 +176,12 @@ impl Node {
                     self.transport
                         .connections
                         .used(peer, std::time::Instant::now());
-                    self.transport.pending_sends.remove(&request_id);
+                    self.transport.pending_sends.settle(&request_id);
+                    super::drain::hand_over(
+                        &mut self.transport.swarm,
+                        &mut self.transport.pending_sends,
+                        &peer,
+                    );
                 }
             },
             request_response::Event::OutboundFailure {
@@ -184,17 +189,25 @@ impl Node {
                 request_id,
                 error,
                 ..
-            } => match self.transport.pending_sends.remove(&request_id) {
-                Some(p) => match codec::decode(&p.bytes) {
-                    Ok(message) => {
-                        self.on_unreachable(p.to, message, &format!("{peer}: {error}"));
-                        self.drain()?;
-                    }
-                    Err(e) => tracing::warn!("send to {peer} failed ({error}); {e}"),
-                },
-                // Past its deadline already (`expire_sends`), or beyond `MAX_PENDING_SENDS`.
-                None => tracing::debug!("a send to {peer} failed: {error}"),
-            },
+            } => {
+                let settled = self.transport.pending_sends.settle(&request_id);
+                super::drain::hand_over(
+                    &mut self.transport.swarm,
+                    &mut self.transport.pending_sends,
+                    &peer,
+                );
+                match settled {
+                    Some(p) => match codec::decode(&p.bytes) {
+                        Ok(message) => {
+                            self.on_unreachable(p.to, message, &format!("{peer}: {error}"));
+                            self.drain()?;
+                        }
+                        Err(e) => tracing::warn!("send to {peer} failed ({error}); {e}"),
+                    },
+                    // Past its deadline already (`expire_sends`).
+                    None => tracing::debug!("a send to {peer} failed: {error}"),
+                }
+            }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!("inbound message from {peer} failed: {error}");
             }

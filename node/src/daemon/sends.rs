@@ -1,0 +1,348 @@
+//! The sends awaiting their acknowledgement: each receiver's window of streams, the sends
+//! waiting for room in it, and the failure detector's deadlines.
+//!
+//! - **A window per receiver.** At most `MAX_IN_FLIGHT_PER_PEER` sends to one peer are on the
+//!   wire at once; the others wait here, in order, and leave as acks come back. A receiver
+//!   refuses streams beyond its own caps (`budget::MAX_INBOUND_STREAMS_PER_CONNECTION`,
+//!   libp2p's `net::MAX_CONCURRENT_STREAMS`), and a refused stream is a failed send that the
+//!   engine fails over: without the window, a burst of hundreds of computations' messages to
+//!   one live peer (512 untrusted computations admitted in `hostile_flood`) failed over live
+//!   receivers and halted a trusted computation beside them.
+//! - **Deadlines from the hand-over.** A send's deadline (`net::message_deadline`) starts when
+//!   it leaves the window's queue for the transport, so a wait in the queue is not counted as
+//!   the receiver's silence. The bytes ahead of it are a virtual uplink of
+//!   `net::MIN_SEND_BYTES_PER_S` fed with every hand-over.
+//!
+//! The detector is the simulator's (`failures.detection_counts_vector`): a window's queue
+//! only delays a hand-over, which no simulated sender has enough of at once to fill.
+
+use super::net;
+use grove_protocol::ids::NodeId;
+use libp2p::request_response::OutboundRequestId;
+use libp2p::{Multiaddr, PeerId};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
+
+/// Largest number of sends awaiting their ack that the loop remembers, on the wire and
+/// waiting together; beyond it a send fails at once (`PendingSends::push`).
+pub const MAX_PENDING_SENDS: usize = 16_384;
+/// Largest number of sends to one peer on the wire at once: half the receiver's inbound
+/// stream cap (`budget::MAX_INBOUND_STREAMS_PER_CONNECTION`), which its own sends to us and
+/// a second connection also draw on.
+pub const MAX_IN_FLIGHT_PER_PEER: usize = super::budget::MAX_INBOUND_STREAMS_PER_CONNECTION / 2;
+const _: () = assert!(MAX_IN_FLIGHT_PER_PEER < super::budget::MAX_INBOUND_STREAMS_PER_CONNECTION);
+
+/// A send on its way: its receiver, how to reach it, its bytes and its computation's vector
+/// size (the receiver's share of the deadline).
+pub(crate) struct Outgoing {
+    pub to: NodeId,
+    pub peer: PeerId,
+    pub addrs: Vec<Multiaddr>,
+    pub bytes: Vec<u8>,
+    pub vector_bytes: usize,
+}
+
+/// A protocol message sent and not yet acknowledged.
+pub(crate) struct PendingSend {
+    pub to: NodeId,
+    peer: PeerId,
+    pub bytes: Vec<u8>,
+    /// When it counts as undelivered: its hand-over plus `net::message_deadline` of its size.
+    deadline: Instant,
+}
+
+/// A send that failed in this module: its receiver, its bytes and why.
+pub(crate) type Failed = (NodeId, Vec<u8>, &'static str);
+
+#[derive(Default)]
+pub(crate) struct PendingSends {
+    on_wire: HashMap<OutboundRequestId, PendingSend>,
+    in_flight: HashMap<PeerId, usize>,
+    waiting: HashMap<PeerId, VecDeque<Outgoing>>,
+    waiting_len: usize,
+    /// When the bytes handed over so far would have left the virtual uplink.
+    virtual_uplink_free: Option<Instant>,
+}
+
+impl PendingSends {
+    /// Queues `out` behind its receiver's window; false (and `out` dropped) if
+    /// `MAX_PENDING_SENDS` are already pending. The caller hands over what
+    /// [`next_ready`](Self::next_ready) gives.
+    pub fn push(&mut self, out: Outgoing) -> bool {
+        if self.on_wire.len() + self.waiting_len >= MAX_PENDING_SENDS {
+            return false;
+        }
+        self.waiting.entry(out.peer).or_default().push_back(out);
+        self.waiting_len += 1;
+        true
+    }
+
+    /// The next send to `peer` its window has room for, if any.
+    pub fn next_ready(&mut self, peer: &PeerId) -> Option<Outgoing> {
+        if self.in_flight.get(peer).copied().unwrap_or(0) >= MAX_IN_FLIGHT_PER_PEER {
+            return None;
+        }
+        let queue = self.waiting.get_mut(peer)?;
+        let out = queue.pop_front();
+        if queue.is_empty() {
+            self.waiting.remove(peer);
+        }
+        if out.is_some() {
+            self.waiting_len -= 1;
+        }
+        out
+    }
+
+    /// Records that `out` was handed to the transport at `now` as request `id`.
+    pub fn handed_over(&mut self, id: OutboundRequestId, out: Outgoing, now: Instant) {
+        let deadline = self.deadline(now, out.bytes.len(), out.vector_bytes);
+        *self.in_flight.entry(out.peer).or_default() += 1;
+        self.on_wire.insert(
+            id,
+            PendingSend {
+                to: out.to,
+                peer: out.peer,
+                bytes: out.bytes,
+                deadline,
+            },
+        );
+    }
+
+    /// The send `id` ended, acknowledged or failed in the transport. `None` if it had already
+    /// failed at its deadline. The caller hands over what its peer's window now has room for.
+    pub fn settle(&mut self, id: &OutboundRequestId) -> Option<PendingSend> {
+        let send = self.on_wire.remove(id)?;
+        self.release(&send.peer);
+        Some(send)
+    }
+
+    fn release(&mut self, peer: &PeerId) {
+        if let Some(n) = self.in_flight.get_mut(peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(peer);
+            }
+        }
+    }
+
+    /// The sends that fail at `now`, those past their deadline, in deadline order, then
+    /// request order (a `HashMap`'s own order never reaches the engine), and the peers whose
+    /// windows have room again.
+    pub fn expire(&mut self, now: Instant) -> (Vec<Failed>, BTreeSet<PeerId>) {
+        let mut due: Vec<(Instant, OutboundRequestId)> = self
+            .on_wire
+            .iter()
+            .filter(|(_, s)| s.deadline <= now)
+            .map(|(id, s)| (s.deadline, *id))
+            .collect();
+        due.sort();
+        let mut failed = Vec::new();
+        let mut peers = BTreeSet::new();
+        for (_, id) in due {
+            let Some(send) = self.on_wire.remove(&id) else {
+                continue;
+            };
+            self.release(&send.peer);
+            peers.insert(send.peer);
+            failed.push((send.to, send.bytes, "no ack within its deadline"));
+        }
+        (failed, peers)
+    }
+
+    /// The deadline of a send of `bytes` handed over at `now` in a computation of vectors of
+    /// `vector_bytes` (`net::message_deadline`): the bytes ahead of it are the queue of a
+    /// virtual uplink of `net::MIN_SEND_BYTES_PER_S` fed with every send, an upper bound on the
+    /// queue of any uplink at least that fast. Unlike the bytes still unacknowledged (the rule
+    /// before), it does not grow while dead receivers hold their acks back, which delayed the
+    /// detection of every later dead receiver by the sends to the earlier ones (sim/README.md,
+    /// "Detection delay"). The simulator models the same queue (`detection_counts_vector`).
+    pub fn deadline(&mut self, now: Instant, bytes: usize, vector_bytes: usize) -> Instant {
+        let start = self.virtual_uplink_free.map_or(now, |free| free.max(now));
+        let left = start + net::upload_time(bytes);
+        self.virtual_uplink_free = Some(left);
+        left + net::message_deadline(0, vector_bytes)
+    }
+
+    /// The nodes with a send awaiting its ack or waiting to leave.
+    pub fn destinations(&self) -> BTreeSet<NodeId> {
+        let waiting = self.waiting.values().flatten().map(|o| o.to);
+        self.on_wire.values().map(|p| p.to).chain(waiting).collect()
+    }
+
+    /// Sends on the wire and waiting for room, for `grove status`.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.on_wire.len(), self.waiting_len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn out(peer: PeerId, to: u8, n: u8) -> Outgoing {
+        Outgoing {
+            to: NodeId::from_public_bytes(&[to]),
+            peer,
+            addrs: Vec::new(),
+            bytes: vec![n; 100],
+            vector_bytes: 0,
+        }
+    }
+
+    /// Request ids come only from a swarm; a test's are those of a behaviour that never sends.
+    fn ids(n: usize) -> Vec<OutboundRequestId> {
+        let mut rr = libp2p::request_response::Behaviour::with_codec(
+            net::BytesCodec::new(Default::default()),
+            [(
+                net::MESSAGE_PROTOCOL,
+                libp2p::request_response::ProtocolSupport::Full,
+            )],
+            Default::default(),
+        );
+        let peer = PeerId::random();
+        (0..n)
+            .map(|_| rr.send_request(&peer, net::Frame::outbound(Vec::new())))
+            .collect()
+    }
+
+    /// Hands over everything `peer`'s window has room for, as the daemon does.
+    fn pump(
+        p: &mut PendingSends,
+        peer: &PeerId,
+        ids: &mut Vec<OutboundRequestId>,
+        now: Instant,
+    ) -> usize {
+        let mut n = 0;
+        while let Some(o) = p.next_ready(peer) {
+            p.handed_over(ids.pop().expect("enough ids"), o, now);
+            n += 1;
+        }
+        n
+    }
+
+    /// A burst to one peer leaves `MAX_IN_FLIGHT_PER_PEER` at a time, and each ack lets one
+    /// more go: the receiver never sees more streams than its caps allow. Without the window
+    /// all 200 go at once (over the receiver's inbound cap of 128, which refuses the rest).
+    #[test]
+    fn a_burst_to_one_peer_leaves_within_its_window() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut p = PendingSends::default();
+        let mut pool = ids(400);
+        let now = Instant::now();
+        for n in 0..200 {
+            assert!(p.push(out(a, 1, n as u8)));
+        }
+        assert!(p.push(out(b, 2, 0)));
+        assert_eq!(pump(&mut p, &a, &mut pool, now), MAX_IN_FLIGHT_PER_PEER);
+        // Another peer's window is its own.
+        assert_eq!(pump(&mut p, &b, &mut pool, now), 1);
+        assert_eq!(
+            p.counts(),
+            (MAX_IN_FLIGHT_PER_PEER + 1, 200 - MAX_IN_FLIGHT_PER_PEER)
+        );
+        let first = *p
+            .on_wire
+            .iter()
+            .find(|(_, s)| s.peer == a)
+            .expect("on the wire")
+            .0;
+        assert!(p.settle(&first).is_some());
+        assert_eq!(pump(&mut p, &a, &mut pool, now), 1);
+        assert_eq!(pump(&mut p, &a, &mut pool, now), 0);
+    }
+
+    /// A send's deadline counts from its hand-over, not from its wait in the window's queue.
+    #[test]
+    fn a_queued_send_gets_its_whole_deadline_from_its_hand_over() {
+        let a = PeerId::random();
+        let mut p = PendingSends::default();
+        let mut pool = ids(MAX_IN_FLIGHT_PER_PEER + 1);
+        let t0 = Instant::now();
+        for n in 0..=MAX_IN_FLIGHT_PER_PEER {
+            assert!(p.push(out(a, 1, n as u8)));
+        }
+        pump(&mut p, &a, &mut pool, t0);
+        let later = t0 + Duration::from_secs(1);
+        let first = *p.on_wire.keys().next().expect("on the wire");
+        p.settle(&first);
+        pump(&mut p, &a, &mut pool, later);
+        let last = p
+            .on_wire
+            .values()
+            .find(|s| s.bytes[0] == MAX_IN_FLIGHT_PER_PEER as u8)
+            .expect("handed over");
+        assert!(last.deadline >= later + net::MESSAGE_TIMEOUT);
+    }
+
+    /// The sends to a silent receiver fail at their deadlines, in deadline order; the sends that
+    /// waited for room in its window then leave, each with a deadline of its own.
+    #[test]
+    fn a_silent_receivers_sends_fail_at_their_deadlines_and_the_queue_moves_up() {
+        let silent = PeerId::random();
+        let mut p = PendingSends::default();
+        let mut pool = ids(2 * MAX_IN_FLIGHT_PER_PEER + 10);
+        let t0 = Instant::now();
+        for n in 0..MAX_IN_FLIGHT_PER_PEER + 3 {
+            assert!(p.push(out(silent, 2, n as u8)));
+        }
+        pump(&mut p, &silent, &mut pool, t0);
+        let last = p.on_wire.values().map(|s| s.deadline).max().expect("sends");
+        let (mut failed, _) = p.expire(last - Duration::from_millis(1));
+        assert!(
+            failed.len() < MAX_IN_FLIGHT_PER_PEER,
+            "the last deadline has not passed"
+        );
+        let (rest, peers) = p.expire(last);
+        failed.extend(rest);
+        assert!(failed
+            .iter()
+            .all(|f| f.0 == NodeId::from_public_bytes(&[2])));
+        // In deadline order (the virtual uplink gave each later hand-over a later deadline),
+        // although the request ids, taken from the end of the pool, run the other way.
+        let order: Vec<u8> = failed.iter().map(|f| f.1[0]).collect();
+        let expected: Vec<u8> = (0..MAX_IN_FLIGHT_PER_PEER as u8).collect();
+        assert_eq!(order, expected);
+        assert_eq!(peers, BTreeSet::from([silent]));
+        assert_eq!(p.counts(), (0, 3));
+        assert_eq!(pump(&mut p, &silent, &mut pool, last), 3);
+        let (failed, _) = p.expire(last + net::MESSAGE_TIMEOUT - Duration::from_millis(1));
+        assert!(
+            failed.is_empty(),
+            "a queued send's deadline counts from its hand-over"
+        );
+    }
+
+    #[test]
+    fn sends_beyond_the_cap_are_given_back() {
+        let a = PeerId::random();
+        let mut p = PendingSends::default();
+        for n in 0..MAX_PENDING_SENDS {
+            assert!(p.push(out(a, 1, n as u8)));
+        }
+        assert!(!p.push(out(a, 1, 0)));
+    }
+
+    /// A send's deadline counts the bytes queued ahead of it on the virtual uplink, which
+    /// drains at `net::MIN_SEND_BYTES_PER_S` whether or not the earlier sends were acknowledged:
+    /// three vectors handed over at once leave one after the other, and a control message
+    /// handed over once they would have left gets the fixed part and its computation's vector
+    /// only, although none of the three was acknowledged (their receivers may be dead). Counting
+    /// the unacknowledged bytes instead (the rule before) gives it three vectors more.
+    #[test]
+    fn a_sends_deadline_counts_the_virtual_uplinks_queue() {
+        let vector = net::vector_bytes(1 << 17);
+        let mut pending = PendingSends::default();
+        let now = Instant::now();
+        let first = pending.deadline(now, vector, vector);
+        let third = {
+            pending.deadline(now, vector, vector);
+            pending.deadline(now, vector, vector)
+        };
+        assert_eq!(first - now, net::message_deadline(vector, vector));
+        assert_eq!(third - now, net::message_deadline(3 * vector, vector));
+        let later = now + 3 * net::upload_time(vector) + Duration::from_secs(1);
+        let control = pending.deadline(later, 2_000, vector);
+        assert_eq!(control - later, net::message_deadline(2_000, vector));
+    }
+}
