@@ -119,7 +119,7 @@ impl Effects for NodeEffects<'_> {
             bytes,
             vector_bytes,
         };
-        if !self.pending_sends.push(out) {
+        if !self.pending_sends.push(out, std::time::Instant::now()) {
             self.unreachable
                 .push((to, message, "too many sends await their acks".into()));
             return Ok(());
@@ -212,7 +212,7 @@ impl Node {
     /// reaches the engine); a late ack or libp2p's own timeout for them finds nothing left.
     pub(super) fn expire_sends(&mut self) -> anyhow::Result<()> {
         let now = std::time::Instant::now();
-        let (failed, peers) = self.transport.pending_sends.expire(now);
+        let failed = self.transport.pending_sends.expire(now);
         if failed.is_empty() {
             return Ok(());
         }
@@ -221,13 +221,6 @@ impl Node {
                 Ok(message) => self.on_unreachable(to, message, why),
                 Err(e) => tracing::warn!("a send past its deadline does not decode: {e}"),
             }
-        }
-        for peer in peers {
-            hand_over(
-                &mut self.transport.swarm,
-                &mut self.transport.pending_sends,
-                &peer,
-            );
         }
         self.drain()
     }

@@ -11,7 +11,12 @@
 //! - **Deadlines from the hand-over.** A send's deadline (`net::message_deadline`) starts when
 //!   it leaves the window's queue for the transport, so a wait in the queue is not counted as
 //!   the receiver's silence. The bytes ahead of it are a virtual uplink of
-//!   `net::MIN_SEND_BYTES_PER_S` fed with every hand-over.
+//!   `net::MIN_SEND_BYTES_PER_S` fed with every hand-over. A send that fails at its deadline
+//!   keeps its place in the window until libp2p closes its stream: the receiver still holds
+//!   that stream.
+//! - **A silent receiver's queue fails too.** A send waiting for room fails once a deadline
+//!   of its size has passed since it was queued with no ack from its receiver in between: a
+//!   receiver that acknowledges nothing is not given one deadline per window of sends.
 //!
 //! The detector is the simulator's (`failures.detection_counts_vector`): a window's queue
 //! only delays a hand-over, which no simulated sender has enough of at once to fill.
@@ -57,9 +62,15 @@ pub(crate) type Failed = (NodeId, Vec<u8>, &'static str);
 #[derive(Default)]
 pub(crate) struct PendingSends {
     on_wire: HashMap<OutboundRequestId, PendingSend>,
+    /// Sends failed at their deadline whose stream libp2p has not closed yet: they still
+    /// hold a place in their receiver's window (and a stream at the receiver).
+    expired: HashMap<OutboundRequestId, PeerId>,
+    /// Streams open to each peer: sends on the wire and expired ones.
     in_flight: HashMap<PeerId, usize>,
-    waiting: HashMap<PeerId, VecDeque<Outgoing>>,
+    waiting: HashMap<PeerId, VecDeque<(Instant, Outgoing)>>,
     waiting_len: usize,
+    /// When each peer last acknowledged a send.
+    last_ack: HashMap<PeerId, Instant>,
     /// When the bytes handed over so far would have left the virtual uplink.
     virtual_uplink_free: Option<Instant>,
 }
@@ -68,11 +79,14 @@ impl PendingSends {
     /// Queues `out` behind its receiver's window; false (and `out` dropped) if
     /// `MAX_PENDING_SENDS` are already pending. The caller hands over what
     /// [`next_ready`](Self::next_ready) gives.
-    pub fn push(&mut self, out: Outgoing) -> bool {
-        if self.on_wire.len() + self.waiting_len >= MAX_PENDING_SENDS {
+    pub fn push(&mut self, out: Outgoing, now: Instant) -> bool {
+        if self.on_wire.len() + self.expired.len() + self.waiting_len >= MAX_PENDING_SENDS {
             return false;
         }
-        self.waiting.entry(out.peer).or_default().push_back(out);
+        self.waiting
+            .entry(out.peer)
+            .or_default()
+            .push_back((now, out));
         self.waiting_len += 1;
         true
     }
@@ -83,7 +97,7 @@ impl PendingSends {
             return None;
         }
         let queue = self.waiting.get_mut(peer)?;
-        let out = queue.pop_front();
+        let out = queue.pop_front().map(|(_, out)| out);
         if queue.is_empty() {
             self.waiting.remove(peer);
         }
@@ -108,12 +122,24 @@ impl PendingSends {
         );
     }
 
-    /// The send `id` ended, acknowledged or failed in the transport. `None` if it had already
-    /// failed at its deadline. The caller hands over what its peer's window now has room for.
-    pub fn settle(&mut self, id: &OutboundRequestId) -> Option<PendingSend> {
-        let send = self.on_wire.remove(id)?;
-        self.release(&send.peer);
-        Some(send)
+    /// The send `id` ended, acknowledged (`acked`) or failed in the transport: its place in
+    /// the window is free. `None` if it had already failed at its deadline. The caller hands
+    /// over what its peer's window now has room for.
+    pub fn settle(
+        &mut self,
+        id: &OutboundRequestId,
+        acked: bool,
+        now: Instant,
+    ) -> Option<PendingSend> {
+        let (peer, send) = match self.on_wire.remove(id) {
+            Some(send) => (send.peer, Some(send)),
+            None => (self.expired.remove(id)?, None),
+        };
+        self.release(&peer);
+        if acked {
+            self.last_ack.insert(peer, now);
+        }
+        send
     }
 
     fn release(&mut self, peer: &PeerId) {
@@ -125,10 +151,13 @@ impl PendingSends {
         }
     }
 
-    /// The sends that fail at `now`, those past their deadline, in deadline order, then
-    /// request order (a `HashMap`'s own order never reaches the engine), and the peers whose
-    /// windows have room again.
-    pub fn expire(&mut self, now: Instant) -> (Vec<Failed>, BTreeSet<PeerId>) {
+    /// The sends that fail at `now`: those on the wire past their deadline, in deadline
+    /// order, then request order (a `HashMap`'s own order never reaches the engine); then
+    /// those waiting for room whose receiver acknowledged nothing for a deadline's length
+    /// since they were queued, in peer and queue order. An expired send keeps its place in
+    /// the window until libp2p closes its stream (`settle`): the receiver still holds that
+    /// stream, and handing another over in its place overran the receiver's cap.
+    pub fn expire(&mut self, now: Instant) -> Vec<Failed> {
         let mut due: Vec<(Instant, OutboundRequestId)> = self
             .on_wire
             .iter()
@@ -137,16 +166,41 @@ impl PendingSends {
             .collect();
         due.sort();
         let mut failed = Vec::new();
-        let mut peers = BTreeSet::new();
         for (_, id) in due {
             let Some(send) = self.on_wire.remove(&id) else {
                 continue;
             };
-            self.release(&send.peer);
-            peers.insert(send.peer);
+            self.expired.insert(id, send.peer);
             failed.push((send.to, send.bytes, "no ack within its deadline"));
         }
-        (failed, peers)
+        let mut peers: Vec<PeerId> = self.waiting.keys().copied().collect();
+        peers.sort();
+        for peer in peers {
+            let acked = self.last_ack.get(&peer).copied();
+            let Some(queue) = self.waiting.get_mut(&peer) else {
+                continue;
+            };
+            let silent = |queued: Instant, out: &Outgoing| {
+                queued + net::message_deadline(out.bytes.len(), out.vector_bytes) <= now
+                    && acked.is_none_or(|a| a < queued)
+            };
+            let (gone, kept): (VecDeque<_>, VecDeque<_>) = queue
+                .drain(..)
+                .partition(|(queued, out)| silent(*queued, out));
+            *queue = kept;
+            if queue.is_empty() {
+                self.waiting.remove(&peer);
+            }
+            self.waiting_len -= gone.len();
+            failed.extend(gone.into_iter().map(|(_, o)| {
+                (
+                    o.to,
+                    o.bytes,
+                    "its receiver acknowledged nothing while it waited to leave",
+                )
+            }));
+        }
+        failed
     }
 
     /// The deadline of a send of `bytes` handed over at `now` in a computation of vectors of
@@ -165,13 +219,13 @@ impl PendingSends {
 
     /// The nodes with a send awaiting its ack or waiting to leave.
     pub fn destinations(&self) -> BTreeSet<NodeId> {
-        let waiting = self.waiting.values().flatten().map(|o| o.to);
+        let waiting = self.waiting.values().flatten().map(|(_, o)| o.to);
         self.on_wire.values().map(|p| p.to).chain(waiting).collect()
     }
 
-    /// Sends on the wire and waiting for room, for `grove status`.
+    /// Sends on the wire (expired ones included) and waiting for room, for `grove status`.
     pub fn counts(&self) -> (usize, usize) {
-        (self.on_wire.len(), self.waiting_len)
+        (self.on_wire.len() + self.expired.len(), self.waiting_len)
     }
 }
 
@@ -231,9 +285,9 @@ mod tests {
         let mut pool = ids(400);
         let now = Instant::now();
         for n in 0..200 {
-            assert!(p.push(out(a, 1, n as u8)));
+            assert!(p.push(out(a, 1, n as u8), now));
         }
-        assert!(p.push(out(b, 2, 0)));
+        assert!(p.push(out(b, 2, 0), now));
         assert_eq!(pump(&mut p, &a, &mut pool, now), MAX_IN_FLIGHT_PER_PEER);
         // Another peer's window is its own.
         assert_eq!(pump(&mut p, &b, &mut pool, now), 1);
@@ -247,7 +301,7 @@ mod tests {
             .find(|(_, s)| s.peer == a)
             .expect("on the wire")
             .0;
-        assert!(p.settle(&first).is_some());
+        assert!(p.settle(&first, true, now).is_some());
         assert_eq!(pump(&mut p, &a, &mut pool, now), 1);
         assert_eq!(pump(&mut p, &a, &mut pool, now), 0);
     }
@@ -259,13 +313,14 @@ mod tests {
         let mut p = PendingSends::default();
         let mut pool = ids(MAX_IN_FLIGHT_PER_PEER + 1);
         let t0 = Instant::now();
+        let now = t0;
         for n in 0..=MAX_IN_FLIGHT_PER_PEER {
-            assert!(p.push(out(a, 1, n as u8)));
+            assert!(p.push(out(a, 1, n as u8), now));
         }
         pump(&mut p, &a, &mut pool, t0);
         let later = t0 + Duration::from_secs(1);
         let first = *p.on_wire.keys().next().expect("on the wire");
-        p.settle(&first);
+        p.settle(&first, true, later);
         pump(&mut p, &a, &mut pool, later);
         let last = p
             .on_wire
@@ -275,52 +330,79 @@ mod tests {
         assert!(last.deadline >= later + net::MESSAGE_TIMEOUT);
     }
 
-    /// The sends to a silent receiver fail at their deadlines, in deadline order; the sends that
-    /// waited for room in its window then leave, each with a deadline of its own.
+    /// The sends to a silent receiver fail at their deadlines, in deadline order, and keep
+    /// their places in its window until libp2p closes their streams (the receiver holds them);
+    /// the sends that waited for room fail once a deadline has passed since they were queued
+    /// with no ack in between. A receiver that acks keeps its queue moving.
     #[test]
-    fn a_silent_receivers_sends_fail_at_their_deadlines_and_the_queue_moves_up() {
-        let silent = PeerId::random();
+    fn a_silent_receivers_sends_fail_at_their_deadlines_and_its_queue_after_them() {
+        let (silent, acking) = (PeerId::random(), PeerId::random());
         let mut p = PendingSends::default();
-        let mut pool = ids(2 * MAX_IN_FLIGHT_PER_PEER + 10);
-        let t0 = Instant::now();
+        let mut pool = ids(4 * MAX_IN_FLIGHT_PER_PEER);
+        let now = Instant::now();
         for n in 0..MAX_IN_FLIGHT_PER_PEER + 3 {
-            assert!(p.push(out(silent, 2, n as u8)));
+            assert!(p.push(out(silent, 2, n as u8), now));
+            assert!(p.push(out(acking, 3, n as u8), now));
         }
-        pump(&mut p, &silent, &mut pool, t0);
+        pump(&mut p, &silent, &mut pool, now);
+        pump(&mut p, &acking, &mut pool, now);
         let last = p.on_wire.values().map(|s| s.deadline).max().expect("sends");
-        let (mut failed, _) = p.expire(last - Duration::from_millis(1));
+        // The acking receiver acks one send just before the deadlines pass.
+        let one = *p
+            .on_wire
+            .iter()
+            .find(|(_, s)| s.peer == acking)
+            .expect("sent")
+            .0;
+        p.settle(&one, true, last - Duration::from_millis(2));
+        let mut failed = p.expire(last - Duration::from_millis(1));
         assert!(
-            failed.len() < MAX_IN_FLIGHT_PER_PEER,
+            failed.len() < 2 * MAX_IN_FLIGHT_PER_PEER - 1,
             "the last deadline has not passed"
         );
-        let (rest, peers) = p.expire(last);
-        failed.extend(rest);
-        assert!(failed
+        failed.extend(p.expire(last));
+        let silent_id = NodeId::from_public_bytes(&[2]);
+        let to_silent: Vec<u8> = failed
             .iter()
-            .all(|f| f.0 == NodeId::from_public_bytes(&[2])));
+            .filter(|f| f.0 == silent_id)
+            .map(|f| f.1[0])
+            .collect();
         // In deadline order (the virtual uplink gave each later hand-over a later deadline),
-        // although the request ids, taken from the end of the pool, run the other way.
-        let order: Vec<u8> = failed.iter().map(|f| f.1[0]).collect();
-        let expected: Vec<u8> = (0..MAX_IN_FLIGHT_PER_PEER as u8).collect();
-        assert_eq!(order, expected);
-        assert_eq!(peers, BTreeSet::from([silent]));
-        assert_eq!(p.counts(), (0, 3));
-        assert_eq!(pump(&mut p, &silent, &mut pool, last), 3);
-        let (failed, _) = p.expire(last + net::MESSAGE_TIMEOUT - Duration::from_millis(1));
-        assert!(
-            failed.is_empty(),
-            "a queued send's deadline counts from its hand-over"
+        // although the request ids, taken from the end of the pool, run the other way; then
+        // the three that waited.
+        let expected: Vec<u8> = (0..MAX_IN_FLIGHT_PER_PEER as u8 + 3).collect();
+        assert_eq!(to_silent, expected);
+        // The acking receiver's sends on the wire failed too, but not its queue: it acked one.
+        assert_eq!(
+            failed.len(),
+            MAX_IN_FLIGHT_PER_PEER + 3 + MAX_IN_FLIGHT_PER_PEER - 1
         );
+        assert_eq!(p.counts(), (2 * MAX_IN_FLIGHT_PER_PEER - 1, 3));
+        // Expired sends hold their places until their streams close.
+        assert_eq!(
+            pump(&mut p, &acking, &mut pool, last),
+            1,
+            "the ack freed one place"
+        );
+        let expired: Vec<OutboundRequestId> = p
+            .expired
+            .iter()
+            .filter(|(_, peer)| **peer == acking)
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(p.settle(&expired[0], false, last).is_none());
+        assert_eq!(pump(&mut p, &acking, &mut pool, last), 1);
     }
 
     #[test]
     fn sends_beyond_the_cap_are_given_back() {
         let a = PeerId::random();
         let mut p = PendingSends::default();
+        let now = Instant::now();
         for n in 0..MAX_PENDING_SENDS {
-            assert!(p.push(out(a, 1, n as u8)));
+            assert!(p.push(out(a, 1, n as u8), now));
         }
-        assert!(!p.push(out(a, 1, 0)));
+        assert!(!p.push(out(a, 1, 0), now));
     }
 
     /// A send's deadline counts the bytes queued ahead of it on the virtual uplink, which

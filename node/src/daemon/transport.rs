@@ -176,7 +176,8 @@ impl Node {
                     self.transport
                         .connections
                         .used(peer, std::time::Instant::now());
-                    self.transport.pending_sends.settle(&request_id);
+                    let now = std::time::Instant::now();
+                    self.transport.pending_sends.settle(&request_id, true, now);
                     super::drain::hand_over(
                         &mut self.transport.swarm,
                         &mut self.transport.pending_sends,
@@ -190,7 +191,8 @@ impl Node {
                 error,
                 ..
             } => {
-                let settled = self.transport.pending_sends.settle(&request_id);
+                let now = std::time::Instant::now();
+                let settled = self.transport.pending_sends.settle(&request_id, false, now);
                 super::drain::hand_over(
                     &mut self.transport.swarm,
                     &mut self.transport.pending_sends,
