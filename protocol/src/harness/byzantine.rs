@@ -10,8 +10,8 @@
 //! attack from a test with [`Cluster::inject`] (a message sent as if from any node).
 
 use super::Cluster;
-use crate::engine::certificate::sign_accept;
-use crate::engine::{version_of, Identity};
+use crate::engine::certificate::sign_manifest_accept;
+use crate::engine::Identity;
 use crate::ids::{ComputationId, GroupId, NodeId, Position};
 use crate::limits::MAX_AGREE_ROUNDS;
 use crate::message::{Body, Manifest, Message, SignedAccept, VoteMsg};
@@ -159,14 +159,12 @@ impl Byzantine {
 /// Byzantine mode calls it too.
 pub fn sign_votes(identity: &Identity, m: &mut Message) {
     if let Body::Vote(v) = &mut m.body {
-        let digest = version_of(&m.computation, v.group, &v.manifest).digest;
-        v.signature = sign_accept(
-            &identity.x25519_secret,
-            identity.node,
+        v.signature = sign_manifest_accept(
+            identity,
             &m.computation,
             v.group,
             m.round,
-            &digest,
+            &v.manifest,
             v.position,
             v.serving,
         )
@@ -210,15 +208,12 @@ impl Cluster {
         position: Position,
         serving: bool,
     ) -> SignedAccept {
-        let me = &self.nodes[i].identity;
-        let digest = version_of(&computation, group, manifest).digest;
-        sign_accept(
-            &me.x25519_secret,
-            me.node,
+        sign_manifest_accept(
+            &self.nodes[i].identity,
             &computation,
             group,
             round,
-            &digest,
+            manifest,
             position,
             serving,
         )
