@@ -44,6 +44,11 @@ pub struct Byzantine {
     /// Every report it sends claims the items it holds as adopted (in a leaf of one
     /// contributor: a manifest of that contributor alone, which no position may sum).
     pub claim_held: bool,
+    /// Every vote it sends carries a signature that does not verify for that vote: its own
+    /// signature of the same vote in the next round (a well-formed signature, by the right key,
+    /// of something else). A leader that counted it would put it in its certificate, and every
+    /// position would refuse the certificate.
+    pub bad_vote_signature: bool,
 }
 
 impl Byzantine {
@@ -57,6 +62,7 @@ impl Byzantine {
             bad_root_share: true,
             propose_empty: false,
             claim_held: false,
+            bad_vote_signature: false,
         }
     }
 
@@ -169,6 +175,28 @@ pub fn sign_votes(identity: &Identity, m: &mut Message) {
             v.serving,
         )
         .signature;
+    }
+}
+
+impl Byzantine {
+    /// Signs the votes in `m` as this liar sends them: validly (`sign_votes`), or, with
+    /// `bad_vote_signature`, with its signature of the same vote in the next round.
+    pub fn sign(&self, identity: &Identity, m: &mut Message) {
+        if !self.bad_vote_signature {
+            return sign_votes(identity, m);
+        }
+        if let Body::Vote(v) = &mut m.body {
+            v.signature = sign_manifest_accept(
+                identity,
+                &m.computation,
+                v.group,
+                m.round + 1,
+                &v.manifest,
+                v.position,
+                v.serving,
+            )
+            .signature;
+        }
     }
 }
 
