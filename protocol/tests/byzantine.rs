@@ -384,7 +384,9 @@ fn votes_with_bad_signatures_are_refused_by_the_leader_not_carried_in_its_certif
         })
         .collect();
     assert!(
-        refusals.iter().all(|(from, kind)| *kind == "vote" && liars.contains(from)),
+        refusals
+            .iter()
+            .all(|(from, kind)| *kind == "vote" && liars.contains(from)),
         "a signature refused elsewhere than in a liar's vote: {refusals:?}"
     );
     assert!(!refusals.is_empty(), "no liar's vote was refused");
