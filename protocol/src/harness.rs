@@ -906,14 +906,14 @@ impl Cluster {
                     .map(|plan| b.on_first_send(me, message.computation, &plan))
                     .unwrap_or_default();
                 for (to_id, mut m) in added {
-                    byzantine::sign_votes(&self.nodes[from].identity, &mut m);
+                    b.sign(&self.nodes[from].identity, &mut m);
                     if let Some(&to_i) = self.index.get(&to_id) {
                         self.send_bytes(from, to_i, &m);
                     }
                 }
             }
             if let Some(mut m) = b.rewrite(to, message) {
-                byzantine::sign_votes(&self.nodes[from].identity, &mut m);
+                b.sign(&self.nodes[from].identity, &mut m);
                 self.transmit_honest(from, to, &m);
             }
             return;

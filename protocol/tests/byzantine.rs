@@ -340,6 +340,58 @@ fn a_certificate_with_accepts_forged_in_honest_names_is_refused() {
     );
 }
 
+/// The members at positions 2 and 4 of every group (`t - 1` per group) vote for their leaders'
+/// proposals with signatures that do not verify: each their own signature of the same vote in
+/// the next round. A leader checks every vote's signature on receipt and counts none of them;
+/// one that counted them would carry them in its certificate, and its group's positions would
+/// refuse its adopted report (without the check on receipt, this run has positions refuse
+/// their honest leaders' reports). So every signature refusal is of a liar's vote, none of a
+/// report, and every contributor is in.
+#[test]
+fn votes_with_bad_signatures_are_refused_by_the_leader_not_carried_in_its_certificate() {
+    let mut c = setup(60, 40, 5);
+    let id = c.launch(COMMISSIONER, &params());
+    let plan = c.plan(&id).unwrap();
+    let mut liars = BTreeSet::new();
+    for group in plan.groups() {
+        for position in [2, 4] {
+            let l = c.index_of(&plan.member(group, position)).expect("member");
+            if l == COMMISSIONER {
+                continue;
+            }
+            liars.insert(c.node_id(l));
+            c.byzantine(
+                l,
+                Byzantine {
+                    bad_vote_signature: true,
+                    ..Byzantine::default()
+                },
+            );
+        }
+    }
+    let o = c.run_checked(&id);
+    assert_eq!(o.included, o.contributors, "no contributor was dropped");
+    let refusals: Vec<_> = c
+        .events
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            Event::MessageRejected { from, kind, reason }
+                if reason == "an accept whose signature does not verify under its voter's key" =>
+            {
+                Some((*from, *kind))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        refusals
+            .iter()
+            .all(|(from, kind)| *kind == "vote" && liars.contains(from)),
+        "a signature refused elsewhere than in a liar's vote: {refusals:?}"
+    );
+    assert!(!refusals.is_empty(), "no liar's vote was refused");
+}
+
 /// A liar that claims adoption of a new manifest in each of many messages buys no work from
 /// its victim beyond checking each claim's certificate: the victim sends no question per claim
 /// (before certificates, every new manifest was a "first" claim and each message made the
@@ -579,6 +631,7 @@ fn sweep_10_percent_byzantine_aggregators() {
                 bad_root_share: bits & 64 != 0,
                 propose_empty: false,
                 claim_held: false,
+                bad_vote_signature: false,
             };
             kinds.push(short(&b));
             c.byzantine(*l, b);

@@ -82,6 +82,7 @@ impl ByzantineConfig {
                     bad_root_share: on("bad-root-share") && bits & 64 != 0,
                     propose_empty: false,
                     claim_held: false,
+                    bad_vote_signature: false,
                 };
                 (liar, b)
             })

@@ -333,7 +333,15 @@ pub(super) fn propose(
             );
         }
     }
-    let accept = sign_own_accept(comp, ctx, key.group, round, &manifest, key.position, true);
+    let accept = certificate::sign_manifest_accept(
+        ctx.me,
+        &id,
+        key.group,
+        round,
+        &manifest,
+        key.position,
+        true,
+    );
     // Its own proposal cannot conflict: it proposes once per round.
     let _ = count_vote(
         comp,
@@ -345,30 +353,6 @@ pub(super) fn propose(
         Some(accept),
         pending,
     );
-}
-
-/// This node's signed accept of `manifest` in `round` of `group`, as a candidate of `position`.
-fn sign_own_accept(
-    comp: &Computation,
-    ctx: &Ctx,
-    group: GroupId,
-    round: u32,
-    manifest: &Manifest,
-    position: Position,
-    serving: bool,
-) -> SignedAccept {
-    let id = comp.id();
-    let digest = version_of(&id, group, manifest).digest;
-    certificate::sign_accept(
-        &ctx.me.x25519_secret,
-        ctx.me.node,
-        &id,
-        group,
-        round,
-        &digest,
-        position,
-        serving,
-    )
 }
 
 /// The votes of one round as a position hears them. Only the round leader's proposal can be
@@ -829,7 +813,15 @@ pub(super) fn on_manifest(
     // The vote goes to the round's leader alone, which counts the quorum and tells every
     // other position (its adopted report, with the signed accepts it counted): 2g messages a
     // round instead of g per acceptor.
-    let accept = sign_own_accept(comp, ctx, m.group, round, &m.manifest, mine, key.is_some());
+    let accept = certificate::sign_manifest_accept(
+        ctx.me,
+        &id,
+        m.group,
+        round,
+        &m.manifest,
+        mine,
+        key.is_some(),
+    );
     let leader = leader_of(round, comp.plan.g);
     if key.is_none_or(|k| k.position != leader) {
         ctx.send_slot(

@@ -20,10 +20,10 @@
 //! public key into that Edwards point.
 
 use super::agreement::{acceptors, positions_needed, quorum};
-use super::Rejection;
+use super::{version_of, Identity, Rejection};
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, NodeId, Position};
 use crate::limits::MAX_AGREE_ROUNDS;
-use crate::message::{AdoptionCertificate, SignedAccept};
+use crate::message::{AdoptionCertificate, Manifest, SignedAccept};
 use crate::plan::Plan;
 use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::montgomery::MontgomeryPoint;
@@ -73,6 +73,32 @@ pub fn sign_accept(
         serving,
         signature: xeddsa_sign(secret, &msg).to_vec(),
     }
+}
+
+/// `me`'s signed accept of `manifest` (its version digest in `group`) in `round`, as a
+/// candidate of `position`: what an acceptor sends with its vote, and what the harness's liars
+/// sign for the lies they send.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_manifest_accept(
+    me: &Identity,
+    computation: &ComputationId,
+    group: GroupId,
+    round: u32,
+    manifest: &Manifest,
+    position: Position,
+    serving: bool,
+) -> SignedAccept {
+    let digest = version_of(computation, group, manifest).digest;
+    sign_accept(
+        &me.x25519_secret,
+        me.node,
+        computation,
+        group,
+        round,
+        &digest,
+        position,
+        serving,
+    )
 }
 
 /// Whether `accept` is `accept.voter`'s signature (under its X25519 key `public`) of its accept

@@ -10,8 +10,8 @@
 //! attack from a test with [`Cluster::inject`] (a message sent as if from any node).
 
 use super::Cluster;
-use crate::engine::certificate::sign_accept;
-use crate::engine::{version_of, Identity};
+use crate::engine::certificate::sign_manifest_accept;
+use crate::engine::Identity;
 use crate::ids::{ComputationId, GroupId, NodeId, Position};
 use crate::limits::MAX_AGREE_ROUNDS;
 use crate::message::{Body, Manifest, Message, SignedAccept, VoteMsg};
@@ -44,6 +44,11 @@ pub struct Byzantine {
     /// Every report it sends claims the items it holds as adopted (in a leaf of one
     /// contributor: a manifest of that contributor alone, which no position may sum).
     pub claim_held: bool,
+    /// Every vote it sends carries a signature that does not verify for that vote: its own
+    /// signature of the same vote in the next round (a well-formed signature, by the right key,
+    /// of something else). A leader that counted it would put it in its certificate, and every
+    /// position would refuse the certificate.
+    pub bad_vote_signature: bool,
 }
 
 impl Byzantine {
@@ -57,6 +62,7 @@ impl Byzantine {
             bad_root_share: true,
             propose_empty: false,
             claim_held: false,
+            bad_vote_signature: false,
         }
     }
 
@@ -159,18 +165,38 @@ impl Byzantine {
 /// Byzantine mode calls it too.
 pub fn sign_votes(identity: &Identity, m: &mut Message) {
     if let Body::Vote(v) = &mut m.body {
-        let digest = version_of(&m.computation, v.group, &v.manifest).digest;
-        v.signature = sign_accept(
-            &identity.x25519_secret,
-            identity.node,
+        v.signature = sign_manifest_accept(
+            identity,
             &m.computation,
             v.group,
             m.round,
-            &digest,
+            &v.manifest,
             v.position,
             v.serving,
         )
         .signature;
+    }
+}
+
+impl Byzantine {
+    /// Signs the votes in `m` as this liar sends them: validly (`sign_votes`), or, with
+    /// `bad_vote_signature`, with its signature of the same vote in the next round.
+    pub fn sign(&self, identity: &Identity, m: &mut Message) {
+        if !self.bad_vote_signature {
+            return sign_votes(identity, m);
+        }
+        if let Body::Vote(v) = &mut m.body {
+            v.signature = sign_manifest_accept(
+                identity,
+                &m.computation,
+                v.group,
+                m.round + 1,
+                &v.manifest,
+                v.position,
+                v.serving,
+            )
+            .signature;
+        }
     }
 }
 
@@ -210,15 +236,12 @@ impl Cluster {
         position: Position,
         serving: bool,
     ) -> SignedAccept {
-        let me = &self.nodes[i].identity;
-        let digest = version_of(&computation, group, manifest).digest;
-        sign_accept(
-            &me.x25519_secret,
-            me.node,
+        sign_manifest_accept(
+            &self.nodes[i].identity,
             &computation,
             group,
             round,
-            &digest,
+            manifest,
             position,
             serving,
         )
