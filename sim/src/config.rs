@@ -94,7 +94,16 @@ pub struct ProtocolConfig {
     /// every share is charged as a full vector, as DISSEC's additive shares are. The receiver
     /// of a seed still pays for expanding it (`cpu.expand_ns_per_element`).
     pub seed_compression: bool,
+    /// The request names a round of the run's local beacon chain and every engine plans from
+    /// it, as the daemon does (`sim.rs`, `SimBeacon`); off, the plan's seed is a hash of the
+    /// request id (a request that names no round). On unless a config says otherwise.
+    #[serde(default = "beacon_on")]
+    pub beacon: bool,
     pub timeouts: TimeoutsConfig,
+}
+
+fn beacon_on() -> bool {
+    true
 }
 
 /// The engine's recovery strategy (`grove_protocol::engine::StrategyKind`).

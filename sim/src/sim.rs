@@ -20,6 +20,7 @@ use crate::models::{
 use crate::queue::RadixQueue;
 use crate::report::{Checks, DpCheck, Outcome, RoleTraffic, RunReport, Summary};
 use ed25519_dalek::SigningKey;
+use grove_protocol::beacon::{Beacon, Round, Scheme, TestChain};
 use grove_protocol::check::{self, Holdings, Subject, Versions};
 use grove_protocol::codec;
 use grove_protocol::dp;
@@ -35,7 +36,7 @@ use grove_protocol::message::{Body, Message};
 use grove_protocol::plan::{Plan, PlanCache};
 use grove_protocol::record::Record;
 use grove_protocol::request::{
-    CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
+    BeaconRef, CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
     VerifiedSignatures,
 };
 use grove_protocol::seal::{self, Envelope, NoiseEnvelope, PlainEnvelope, SealError};
@@ -97,6 +98,53 @@ enum Action {
         dead: Ix,
         held: bool,
     },
+    /// The beacon round a node's engine waits for is published: its driver fetches it.
+    RoundOut {
+        node: Ix,
+        incarnation: u32,
+    },
+}
+
+/// The randomness beacon of a run: a local drand chain (quicknet's scheme, a round every 3 s)
+/// whose key is drawn from the run's seed, its genesis at [`LAUNCH_AT`], so that the round the
+/// request names is published at the launch. Every engine verifies rounds with the one shared
+/// [`Beacon`] (which runs the pairing once per round) and plans from
+/// `plan::request_seed(request, randomness)`, as in the daemon.
+struct SimBeacon {
+    chain: TestChain,
+    beacon: Arc<Beacon>,
+    /// Rounds signed so far, by number.
+    rounds: BTreeMap<u64, Round>,
+}
+
+impl SimBeacon {
+    const PERIOD_SECS: u32 = 3;
+
+    fn new(seed: u64) -> SimBeacon {
+        // Its own stream: the run's other draws stay those of a run without a beacon.
+        let key = hash_parts("grove-sim/beacon-key", &[&seed.to_le_bytes()]);
+        let chain = TestChain::new(
+            Scheme::BlsUnchainedG1Rfc9380,
+            &key,
+            LAUNCH_AT.0 / 1_000_000,
+            Self::PERIOD_SECS,
+        );
+        // A test chain's own parameters describe a valid chain.
+        let beacon = Arc::new(Beacon::new(chain.info()).expect("a test chain's info is valid"));
+        SimBeacon {
+            chain,
+            beacon,
+            rounds: BTreeMap::new(),
+        }
+    }
+
+    fn round(&mut self, round: u64) -> Round {
+        let chain = &self.chain;
+        self.rounds
+            .entry(round)
+            .or_insert_with(|| chain.round(round))
+            .clone()
+    }
 }
 
 /// One message on its way.
@@ -253,6 +301,9 @@ pub struct Simulator {
     envelope: Arc<dyn Envelope>,
     /// Request signatures the engines already checked (see `VerifiedSignatures`).
     verified: Arc<VerifiedSignatures>,
+    /// The beacon the plan is seeded from; `None` on a [`Fixture`] (the parity test's daemons
+    /// run without one, and their request names no round).
+    beacon: Option<SimBeacon>,
     /// CPU time of `new`, over every thread it used.
     setup_cpu_s: f64,
     /// Contributors per leaf group (for the failure oracle's notices).
@@ -312,6 +363,7 @@ impl Simulator {
         };
         // Every engine checks the request's signature; the curve arithmetic runs once.
         let verified = Arc::new(VerifiedSignatures::default());
+        let beacon = SimBeacon::new(seed);
         let mut nodes = Vec::with_capacity(n);
         for (i, (node, _, secret)) in peers.into_iter().enumerate() {
             let identity = Identity {
@@ -321,6 +373,11 @@ impl Simulator {
             let engine = Engine::new(identity.clone(), engine_seed(seed, i, 0), plans.clone())
                 .with_envelope(envelope.clone())
                 .with_verified_signatures(verified.clone());
+            let engine = if cfg.protocol.beacon {
+                engine.with_beacon(beacon.beacon.clone())
+            } else {
+                engine
+            };
             nodes.push(SimNode {
                 identity,
                 engine: Some(engine),
@@ -418,6 +475,7 @@ impl Simulator {
             fixed_id: None,
             envelope,
             verified,
+            beacon: cfg.protocol.beacon.then_some(beacon),
             setup_cpu_s: 0.0,
         };
         sim.schedule(LAUNCH_AT, Action::Launch);
@@ -482,6 +540,7 @@ impl Simulator {
             sim.nodes[i].contribution = values.clone();
         }
         sim.fixed_id = Some(fixture.computation);
+        sim.beacon = None;
         Ok(sim)
     }
 
@@ -545,14 +604,31 @@ impl Simulator {
         let mut contribution = declared_spec(self.engine_len, bound);
         // Invariant: `SimConfig::check` (run by `new`) calibrated this same noise already.
         contribution.noise = self.cfg.noise_spec(self.engine_len).unwrap_or(None);
+        // With the beacon, the commissioner signs the request just before a round is out and
+        // names that round; as in the daemon, the share window gets the wait for the round
+        // (here 1 us) on top. The wait a deployment adds (up to a period) is not simulated.
+        let (created_at, beacon) = match &self.beacon {
+            Some(b) => {
+                let created_at = Micros(self.now.0.saturating_sub(1));
+                let round = b.beacon.first_round_after(created_at);
+                let wait = b.beacon.round_time(round).0.saturating_sub(created_at.0);
+                let named = BeaconRef {
+                    chain_hash: b.beacon.info().chain_hash,
+                    round,
+                };
+                (created_at, Some((named, wait)))
+            }
+            None => (self.now, None),
+        };
+        let wait = beacon.map_or(0, |(_, w)| w);
         Request {
             id,
             commissioner: CommissionerKey(self.commissioner_key.verifying_key().to_bytes()),
             commissioner_node: self.nodes[COMMISSIONER as usize].identity.node,
             directory: None,
-            beacon: None,
-            created_at: self.now,
-            deadline: self.now.plus((p.lifetime_s * 1e6) as u64),
+            beacon: beacon.map(|(named, _)| named),
+            created_at,
+            deadline: created_at.plus((p.lifetime_s * 1e6) as u64),
             query: String::new(),
             contribution,
             max_contributors,
@@ -566,7 +642,7 @@ impl Simulator {
                 fan_in: p.fan_in,
                 backups: p.backups,
                 timeouts: Timeouts {
-                    share_window: ms(to.share_window_ms),
+                    share_window: ms(to.share_window_ms) + wait,
                     collect_window: ms(to.collect_window_ms),
                     level_span: ms(to.level_span_ms),
                     report_window: ms(to.report_window_ms),
@@ -580,11 +656,23 @@ impl Simulator {
 
     fn launch(&mut self) -> Result<(), String> {
         let request = self.build_request();
+        // The seed every engine plans from: the round the request names, verified.
+        let randomness = match (&mut self.beacon, &request.beacon) {
+            (Some(b), Some(named)) => {
+                let round = b.round(named.round);
+                let randomness = b
+                    .beacon
+                    .verify(named.round, &round)
+                    .map_err(|e| format!("beacon: {e}"))?;
+                Some(randomness)
+            }
+            _ => None,
+        };
         let plan = self
             .plans
             .plan(
                 &request,
-                &grove_protocol::plan::request_seed(&request, None),
+                &grove_protocol::plan::request_seed(&request, randomness.as_ref()),
                 self.directory.digest(),
                 self.directory.directory(),
             )
@@ -755,6 +843,14 @@ impl Simulator {
             }
             Action::Crash { node } => self.crash(node),
             Action::Rejoin { node } => self.rejoin(node),
+            Action::RoundOut { node, incarnation } => {
+                // Through the CPU queue, at no cost: the driver hands the round in after the
+                // input it is working on (`drain` does, for every round then out).
+                let n = &self.nodes[node as usize];
+                if n.incarnation == incarnation && n.engine.is_some() {
+                    self.enqueue(node, Input::Timer, 0);
+                }
+            }
             Action::Oracle { dead, held } => {
                 // DISSEC cuts the subtree of a dead aggregator that held data, or whose
                 // children had sent theirs by the time its replacement looks.
@@ -1043,6 +1139,7 @@ impl Simulator {
         let Some(mut engine) = self.nodes[node as usize].engine.take() else {
             return now;
         };
+        self.hand_rounds(node, &mut engine, now);
         let mut effects = SimEffects {
             sim: self,
             node,
@@ -1067,6 +1164,30 @@ impl Simulator {
             Err(Killed) => self.crash(node),
         }
         cpu_at
+    }
+
+    /// The beacon rounds `engine` waits for, as the daemon's fetcher serves them: those
+    /// published by `now` are handed in; for a later one, the node wakes when it is out.
+    fn hand_rounds(&mut self, node: Ix, engine: &mut Engine, now: Micros) {
+        let rounds = engine.awaited_rounds();
+        let Some(b) = self.beacon.as_mut().filter(|_| !rounds.is_empty()) else {
+            return;
+        };
+        let mut later = Vec::new();
+        let mut refused = Vec::new();
+        for r in rounds {
+            let out = b.beacon.round_time(r);
+            if out > now {
+                later.push(out);
+            } else if let Err(e) = engine.handle_beacon(now, b.round(r)) {
+                refused.push(format!("node {node} refused beacon round {r}: {e}"));
+            }
+        }
+        let incarnation = self.nodes[node as usize].incarnation;
+        for out in later {
+            self.schedule(out, Action::RoundOut { node, incarnation });
+        }
+        self.violations.extend(refused);
     }
 
     fn encode(&mut self, node: Ix, message: &Message) -> Option<Vec<u8>> {
@@ -1441,6 +1562,10 @@ impl Simulator {
         .with_strategy(self.strategy.clone())
         .with_envelope(self.envelope.clone())
         .with_verified_signatures(self.verified.clone());
+        let engine = match &self.beacon {
+            Some(b) => engine.with_beacon(b.beacon.clone()),
+            None => engine,
+        };
         self.nodes[i].engine = Some(engine);
         self.counters.rejoins += 1;
         let now = self.now;

@@ -15,6 +15,9 @@
 //! - `beacon`: six processes following a local drand chain served by a relay task compute an
 //!   exact sum from the round the request names; a relay serving rounds signed with another
 //!   key gets them refused by every node, and no node plans or shares.
+//! - `late_eligible`: with an identity age of two 5-second epochs, a daemon that joins late
+//!   with a fresh certificate is admitted everywhere but left out of a computation's candidate
+//!   set until its age, then is a candidate, holds a position and is counted exactly.
 //! - `kill_restart`: aggregators SIGKILLed mid-computation, one restarted from its data dir;
 //!   the result is exact over the contributor set it reports.
 //! - `phase_kill_leaf`, `phase_kill_inner`, `phase_kill_root`: on 20 processes (three

@@ -23,6 +23,7 @@ mod hostile_requests;
 mod import_crash;
 mod inflate;
 mod kill_restart;
+mod late_eligible;
 mod late_join;
 mod oracle;
 mod oracle_processes;
