@@ -105,7 +105,60 @@ fn engine_bytes(
     ]
 }
 
+/// Peak resident memory of this process so far, in MiB (`VmHWM`).
+fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// `validity_cost build`: what a leaf member spends on the statement of the largest
+/// `sum_vector` request (`MAX_VECTOR_LEN` elements, 4 `GROUP BY` rows of 1,048,575
+/// coordinates and an indicator), whose circuit is over the validity limits: compiling the
+/// query, its validity circuit, and the prio type's build (which refuses it). Peak memory is
+/// the process's, read after each step.
+fn build_cost() {
+    let text = "SELECT sum_vector(w, 1048575) FROM t GROUP BY k IN ('a', 'b', 'c', 'd') \
+                CLIP NORM w TO 1";
+    println!("peak memory at start: {:.0} MiB", peak_mib());
+    let start = Instant::now();
+    let compiled = Query::parse(text)
+        .expect("query parses")
+        .compile()
+        .expect("query compiles");
+    println!(
+        "compile: {:.1} ms, peak {:.0} MiB ({} elements)",
+        start.elapsed().as_secs_f64() * 1e3,
+        peak_mib(),
+        compiled.spec().length
+    );
+    let start = Instant::now();
+    let circuit = compiled.validity_circuit();
+    println!(
+        "validity circuit: {:.1} ms, peak {:.0} MiB",
+        start.elapsed().as_secs_f64() * 1e3,
+        peak_mib()
+    );
+    let start = Instant::now();
+    let typ = CircuitType::new(&circuit);
+    println!(
+        "circuit type: {:.1} ms, peak {:.0} MiB: {:?}",
+        start.elapsed().as_secs_f64() * 1e3,
+        peak_mib(),
+        typ.map(|t| t.lengths())
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("build") {
+        build_cost();
+        return;
+    }
     let runs: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
