@@ -52,7 +52,7 @@ use crate::query::Query;
 use crate::record::Record;
 use crate::request::Request;
 use crate::sharing::{rotation_of, share_vector_rotated, CompressedShare, SharingParams};
-use crate::validity::circuit::CircuitType;
+use crate::validity::circuit::{CircuitError, CircuitType};
 use crate::validity::{self, MemberShare, VerifierShare};
 use prio::field::{Field64, FieldElement};
 use prio::flp::{Flp, FlpError, Type};
@@ -91,13 +91,17 @@ pub enum ValidityLie {
 /// What a valid contribution to one request satisfies: the query's validity circuit as one
 /// prio type, and the DP noise the contributor adds (outside the proven vector), if any.
 pub(super) struct Statement {
-    typ: CircuitType,
+    /// `Err` when the query requires proofs but none can be made (its circuit is over the
+    /// validity limits, `CircuitError::TooLarge`, or cannot be built): then no contribution
+    /// is held, since none could be checked ([`hold_share`]).
+    typ: Result<CircuitType, CircuitError>,
     noise: Option<NoiseSpec>,
 }
 
 /// The validity statement of `request`, if validity is on for it (see the module text): `None`
 /// for a request without query text, or whose query does not compile to its contribution
-/// spec, or whose circuit is over the validity limits (`CircuitError::TooLarge`).
+/// spec. A query that compiles to its spec requires proofs: if its circuit cannot be proven
+/// (`CircuitType::of_query` fails) the statement says so, and the leaf holds nothing.
 pub(super) fn statement(request: &Request) -> Option<Statement> {
     if request.query.is_empty() {
         return None;
@@ -106,14 +110,10 @@ pub(super) fn statement(request: &Request) -> Option<Statement> {
     if compiled.spec() != &request.contribution {
         return None;
     }
-    let circuit = compiled.validity_circuit();
-    let noise = request.contribution.noise.clone();
-    let typ = match &noise {
-        None => CircuitType::new(&circuit),
-        Some(n) => CircuitType::with_noise(&circuit, n.tail()),
-    }
-    .ok()?;
-    Some(Statement { typ, noise })
+    Some(Statement {
+        typ: CircuitType::of_query(&compiled),
+        noise: request.contribution.noise.clone(),
+    })
 }
 
 fn context(id: &ComputationId, contributor: &NodeId) -> Vec<u8> {
@@ -159,7 +159,7 @@ fn prove(
     seed: &[u8; 32],
     lie: Option<ValidityLie>,
 ) -> Option<Vec<ValidityPart>> {
-    let typ = &st.typ;
+    let typ = st.typ.as_ref().ok()?;
     let input = typ.encode_noised_lenient(&f64s(vector), &f64s(noise));
     let ctx = context(&id, &me);
     let tie = |position: u8, x: &mut [Field64]| {
@@ -349,10 +349,23 @@ pub(super) fn hold_share(
 ) -> Result<(), Rejection> {
     let id = comp.id();
     let on = comp.validity.is_some();
+    let unprovable = comp.validity.as_ref().is_some_and(|st| st.typ.is_err());
     let Some(role) = comp.roles.get_mut(&key) else {
         return Ok(());
     };
     let collecting = matches!(role.stage, Stage::Collecting);
+    if unprovable {
+        // The query requires proofs and none can be made: no contribution is held (nor can
+        // a re-sent one be, for a manifest: none names it). Accounted like a decline, so the
+        // leaf does not wait for it.
+        if role.validity.decided.len() < MAX_CONTRIBUTORS_PER_LEAF {
+            role.validity.decided.insert(contributor, false);
+        }
+        if role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF {
+            role.declined.insert(contributor);
+        }
+        return Err(Rejection::UnprovableRequest);
+    }
     match role.validity.decided.get(&contributor) {
         _ if !on || !collecting => {}
         Some(true) => {
@@ -483,8 +496,9 @@ fn verify_own(
     };
     let ctx = context(&id, &contributor);
     let seed = validity::derived_query_seed(&ctx, &share);
-    let v = validity::verifier_share(&st.typ, params, &share, &ctx, &seed).ok()?;
-    let implied = st.typ.truncate(share.input).ok()?;
+    let typ = st.typ.as_ref().ok()?;
+    let v = validity::verifier_share(typ, params, &share, &ctx, &seed).ok()?;
+    let implied = typ.truncate(share.input).ok()?;
     Some((
         (
             v.verifier.into_iter().map(u64::from).collect(),
@@ -517,7 +531,11 @@ pub(super) fn on_verifier_share(
         .validity
         .clone()
         .ok_or(Rejection::UnexpectedVerifierShare)?;
-    let verifier_len = st.typ.verifier_len();
+    let verifier_len = st
+        .typ
+        .as_ref()
+        .map_err(|_| Rejection::UnexpectedVerifierShare)?
+        .verifier_len();
     // One part: the whole circuit is one proof (`limits::MAX_VALIDITY_PARTS`).
     let [verifier] =
         <[Verifier; 1]>::try_from(m.parts).map_err(|_| Rejection::UnexpectedVerifierShare)?;
@@ -643,7 +661,10 @@ fn try_decide(
             })
         })
         .collect();
-    let decision = match shares.map(|s| validity::decide_naming(&st.typ, params, &s)) {
+    let Ok(typ) = &st.typ else {
+        return;
+    };
+    let decision = match shares.map(|s| validity::decide_naming(typ, params, &s)) {
         Some(Ok((valid, off))) => Decision::Decided { valid, off },
         _ => Decision::Undecidable,
     };
