@@ -269,9 +269,11 @@ fn main() {
             .shares
             .iter()
             .map(|s| {
+                let fixed =
+                    |v: &[Field64]| FieldVec(v.iter().map(|x| Fp::from_field64(*x)).collect());
                 postcard::to_allocvec(&ValidityPart {
-                    input: s.input.iter().map(|x| u64::from(*x)).collect(),
-                    proof: s.proof.iter().map(|x| u64::from(*x)).collect(),
+                    input: fixed(&s.input),
+                    proof: fixed(&s.proof),
                     blind: s.blind,
                     commitments: s.commitments.clone(),
                     proof_commitments: s.proof_commitments.clone(),
@@ -321,8 +323,8 @@ fn main() {
             let part: ValidityPart = postcard::from_bytes(&wire[p]).expect("decodes");
             let s = MemberShare {
                 position: contribution.shares[p].position,
-                input: part.input.into_iter().map(Field64::from).collect(),
-                proof: part.proof.into_iter().map(Field64::from).collect(),
+                input: part.input.0.iter().map(|x| x.to_field64()).collect(),
+                proof: part.proof.0.iter().map(|x| x.to_field64()).collect(),
                 blind: part.blind,
                 commitments: part.commitments,
                 proof_commitments: part.proof_commitments,

@@ -89,7 +89,8 @@ pub enum Body {
 }
 
 /// The plaintext inside a sealed validity share: one share of each part of the statement
-/// (`engine/validity.rs`), elements of prio's `Field64` as canonical `u64`.
+/// (`engine/validity.rs`), elements of prio's `Field64` (the integers of `Fp`) as 8 fixed
+/// little-endian bytes each (`FieldVec`; a varint `u64` took 9.5 bytes for a uniform element).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValidityPayload {
     pub computation: ComputationId,
@@ -102,8 +103,8 @@ pub struct ValidityPayload {
 /// One member's share of one proven part (`crate::validity::MemberShare`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValidityPart {
-    pub input: Vec<u64>,
-    pub proof: Vec<u64>,
+    pub input: FieldVec,
+    pub proof: FieldVec,
     pub blind: [u8; 32],
     pub commitments: Vec<[u8; 32]>,
     pub proof_commitments: Vec<[u8; 32]>,

@@ -44,7 +44,7 @@ use super::collection::{check_contributor_share, open_payload};
 use super::role::{check_position, is_candidate, my_role_in, Stage};
 use super::{slot, Computation, Ctx, Engine, Pending, Rejection};
 use crate::dp::NoiseSpec;
-use crate::field::Fp;
+use crate::field::{FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
 use crate::limits::MAX_CONTRIBUTORS_PER_LEAF;
 use crate::message::{Body, ShareMsg, ValidityPart, ValidityPayload, VerifierShareMsg};
@@ -124,9 +124,10 @@ fn context(id: &ComputationId, contributor: &NodeId) -> Vec<u8> {
 }
 
 fn to_wire(s: MemberShare<Field64>) -> ValidityPart {
+    let fixed = |v: Vec<Field64>| FieldVec(v.into_iter().map(Fp::from_field64).collect());
     ValidityPart {
-        input: s.input.into_iter().map(u64::from).collect(),
-        proof: s.proof.into_iter().map(u64::from).collect(),
+        input: fixed(s.input),
+        proof: fixed(s.proof),
         blind: s.blind,
         commitments: s.commitments,
         proof_commitments: s.proof_commitments,
@@ -488,8 +489,9 @@ fn verify_own(
     };
     let share = MemberShare {
         position,
-        input: from_wire(&w.input)?,
-        proof: from_wire(&w.proof)?,
+        // `FieldVec` decoding refused non-canonical elements.
+        input: f64s(&w.input.0),
+        proof: f64s(&w.proof.0),
         blind: w.blind,
         commitments: w.commitments.clone(),
         proof_commitments: w.proof_commitments.clone(),
