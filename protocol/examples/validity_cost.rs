@@ -22,15 +22,16 @@
 
 use grove_protocol::field::{add_assign_vec, FieldVec, Fp};
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
-use grove_protocol::message::ValidityPart;
+use grove_protocol::message::{ValidityPart, ValidityShare};
 use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 use grove_protocol::sharing::{share_vector_compressed, CompressedShare, SharingParams};
 use grove_protocol::validity::circuit::CircuitType;
 use grove_protocol::validity::{
-    decide_naming, derived_query_seed, prove_tied_and_share, verifier_share, MemberShare,
+    decide_naming, derived_query_seed, expand_seed_share, prove_tied_and_share, verifier_share,
+    MemberShare,
 };
 use prio::field::Field64;
-use prio::flp::Type;
+use prio::flp::{Flp, Type};
 use std::time::Instant;
 
 const G: u8 = 5;
@@ -264,16 +265,23 @@ fn main() {
         };
         let prove_secs = time(runs.min(3), prove);
         let contribution = prove();
-        // Each position's validity share as the engine's wire carries it.
+        // Each position's validity share as the engine's wire carries it: a seed for
+        // positions 1..t-1, else the input share without its tied elements and the proof.
+        let fixed = |v: &[Field64]| FieldVec(v.iter().map(|x| Fp::from_field64(*x)).collect());
         let wire: Vec<Vec<u8>> = contribution
             .shares
             .iter()
-            .map(|s| {
-                let fixed =
-                    |v: &[Field64]| FieldVec(v.iter().map(|x| Fp::from_field64(*x)).collect());
+            .enumerate()
+            .map(|(i, s)| {
+                let share = match contribution.seeds.get(i) {
+                    Some(seed) => ValidityShare::Seed(*seed),
+                    None => ValidityShare::Full {
+                        input: fixed(&typ.untied(&s.input)),
+                        proof: fixed(&s.proof),
+                    },
+                };
                 postcard::to_allocvec(&ValidityPart {
-                    input: fixed(&s.input),
-                    proof: fixed(&s.proof),
+                    share,
                     blind: s.blind,
                     commitments: s.commitments.clone(),
                     proof_commitments: s.proof_commitments.clone(),
@@ -321,10 +329,26 @@ fn main() {
         let proof_member = |p: usize| {
             let sum = plain_member(p);
             let part: ValidityPart = postcard::from_bytes(&wire[p]).expect("decodes");
+            let aggregated: Vec<Field64> = held(p).iter().map(|x| x.to_field64()).collect();
+            let (input, proof) = match part.share {
+                ValidityShare::Seed(seed) => {
+                    let (mut input, proof) =
+                        expand_seed_share(&seed, typ.input_len(), typ.proof_len());
+                    typ.tie(&aggregated, &mut input);
+                    (input, proof)
+                }
+                ValidityShare::Full { input, proof } => {
+                    let input: Vec<Field64> = input.0.iter().map(|x| x.to_field64()).collect();
+                    (
+                        typ.retie(&input, &aggregated).expect("lengths"),
+                        proof.0.iter().map(|x| x.to_field64()).collect(),
+                    )
+                }
+            };
             let s = MemberShare {
                 position: contribution.shares[p].position,
-                input: part.input.0.iter().map(|x| x.to_field64()).collect(),
-                proof: part.proof.0.iter().map(|x| x.to_field64()).collect(),
+                input,
+                proof,
                 blind: part.blind,
                 commitments: part.commitments,
                 proof_commitments: part.proof_commitments,

@@ -47,7 +47,9 @@ use crate::dp::NoiseSpec;
 use crate::field::{FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
 use crate::limits::MAX_CONTRIBUTORS_PER_LEAF;
-use crate::message::{Body, ShareMsg, ValidityPart, ValidityPayload, VerifierShareMsg};
+use crate::message::{
+    Body, ShareMsg, ValidityPart, ValidityPayload, ValidityShare, VerifierShareMsg,
+};
 use crate::query::Query;
 use crate::record::Record;
 use crate::request::Request;
@@ -123,11 +125,19 @@ fn context(id: &ComputationId, contributor: &NodeId) -> Vec<u8> {
     c
 }
 
-fn to_wire(s: MemberShare<Field64>) -> ValidityPart {
+/// Position `s.position`'s validity share as it travels: its seed if it has one (positions
+/// `1..t`), else its input share without the tied elements, and its proof share.
+fn to_wire(typ: &CircuitType, s: MemberShare<Field64>, seed: Option<[u8; 32]>) -> ValidityPart {
     let fixed = |v: Vec<Field64>| FieldVec(v.into_iter().map(Fp::from_field64).collect());
+    let share = match seed {
+        Some(seed) => ValidityShare::Seed(seed),
+        None => ValidityShare::Full {
+            input: fixed(typ.untied(&s.input)),
+            proof: fixed(s.proof),
+        },
+    };
     ValidityPart {
-        input: fixed(s.input),
-        proof: fixed(s.proof),
+        share,
         blind: s.blind,
         commitments: s.commitments,
         proof_commitments: s.proof_commitments,
@@ -180,7 +190,17 @@ fn prove(
         validity::prove_tied_and_share(typ, &input, params, &ctx, seed, forge, tie)
     }
     .ok()?;
-    Some(shared.shares.into_iter().map(to_wire).collect())
+    let seeds = shared.seeds;
+    Some(
+        shared
+            .shares
+            .into_iter()
+            .map(|sh| {
+                let seed = seeds.get(usize::from(sh.position).wrapping_sub(1)).copied();
+                to_wire(typ, sh, seed)
+            })
+            .collect(),
+    )
 }
 
 /// The query seed a contributor would know when it proves if the query randomness were fixed
@@ -326,6 +346,9 @@ fn share_prefix(share: &CompressedShare, len: usize) -> Vec<Fp> {
 pub(super) struct LeafValidity {
     /// Shares received whose contributor is not decided yet.
     pending: BTreeMap<NodeId, CompressedShare>,
+    /// Validity shares received before their contributor's aggregated share (with the lie
+    /// this member tells, test-only): verified when it comes (`hold_share`).
+    waiting: BTreeMap<NodeId, (Vec<ValidityPart>, Option<ValidityLie>)>,
     /// This member's verifier share, per contributor.
     own: BTreeMap<NodeId, Verifier>,
     /// The aggregated share this member's input share implies (`truncate` of it), per
@@ -346,6 +369,7 @@ pub(super) fn hold_share(
     key: crate::message::Slot,
     contributor: NodeId,
     share: CompressedShare,
+    ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
     let id = comp.id();
@@ -384,6 +408,10 @@ pub(super) fn hold_share(
             if role.validity.pending.len() < MAX_CONTRIBUTORS_PER_LEAF {
                 role.validity.pending.insert(contributor, share);
             }
+            // Its validity share came first: verified now that its input share can be rebuilt.
+            if let Some((parts, lie)) = role.validity.waiting.remove(&contributor) {
+                return verify_and_send(comp, key, contributor, parts, lie, ctx, records);
+            }
             return Ok(());
         }
     }
@@ -421,6 +449,54 @@ pub(super) fn on_validity_share(
 ) -> Result<(), Rejection> {
     let key = check_contributor_share(comp, from, &m)?;
     let id = comp.id();
+    if comp.validity.is_none() {
+        return Err(Rejection::MalformedValidityShare);
+    }
+    {
+        let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
+        if role.validity.own.contains_key(&m.contributor)
+            || role.validity.decided.contains_key(&m.contributor)
+            || role.validity.waiting.contains_key(&m.contributor)
+        {
+            return Ok(()); // re-sent
+        }
+        if !matches!(role.stage, Stage::Collecting) {
+            return Err(Rejection::ShareAfterCollection);
+        }
+        if role.validity.own.len() >= MAX_CONTRIBUTORS_PER_LEAF
+            || role.validity.waiting.len() >= MAX_CONTRIBUTORS_PER_LEAF
+        {
+            return Err(Rejection::LeafFull);
+        }
+    }
+    let payload: ValidityPayload = open_payload(ctx, id, &m, |p: &ValidityPayload| {
+        (p.computation, p.group, p.position, p.contributor)
+    })?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    if !role.validity.pending.contains_key(&m.contributor) {
+        // Its input share is rebuilt from the aggregated share (`CircuitType::retie`): it waits
+        // for it (bounded like `own`, checked above).
+        role.validity
+            .waiting
+            .insert(m.contributor, (payload.parts, lie));
+        return Ok(());
+    }
+    verify_and_send(comp, key, m.contributor, payload.parts, lie, ctx, records)
+}
+
+/// Computes this member's verifier share of `contributor` (whose aggregated share is pending
+/// here) from its validity share `parts`, sends it to the other positions and tries to
+/// decide; decides invalid at once if the validity share does not fit.
+fn verify_and_send(
+    comp: &mut Computation,
+    key: crate::message::Slot,
+    contributor: NodeId,
+    parts: Vec<ValidityPart>,
+    lie: Option<ValidityLie>,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), Rejection> {
+    let id = comp.id();
     let st = comp
         .validity
         .clone()
@@ -429,33 +505,25 @@ pub(super) fn on_validity_share(
         g: comp.plan.g,
         t: comp.plan.t,
     };
-    {
-        let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
-        if role.validity.own.contains_key(&m.contributor)
-            || role.validity.decided.contains_key(&m.contributor)
-        {
-            return Ok(()); // re-sent
-        }
-        if !matches!(role.stage, Stage::Collecting) {
-            return Err(Rejection::ShareAfterCollection);
-        }
-        if role.validity.own.len() >= MAX_CONTRIBUTORS_PER_LEAF {
-            return Err(Rejection::LeafFull);
-        }
-    }
-    let payload: ValidityPayload = open_payload(ctx, id, &m, |p: &ValidityPayload| {
-        (p.computation, p.group, p.position, p.contributor)
-    })?;
-    let verified = verify_own(&st, id, m.contributor, m.position, params, &payload.parts);
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    let aggregated: Option<Vec<Field64>> = match (&st.typ, role.validity.pending.get(&contributor))
+    {
+        (Ok(typ), Some(share)) => {
+            let held = share_prefix(share, typ.vector_len());
+            (held.len() == typ.vector_len()).then(|| f64s(&held))
+        }
+        _ => None,
+    };
+    let verified =
+        aggregated.and_then(|a| verify_own(&st, id, contributor, key.position, params, &parts, &a));
     let Some((verifier, implied)) = verified else {
         // Its own share does not fit: the contributor is faulty, whatever the others hold.
-        decide_now(role, key, id, m.contributor, false, ctx, records);
+        decide_now(role, key, id, contributor, false, ctx, records);
         return Err(Rejection::MalformedValidityShare);
     };
-    role.validity.own.insert(m.contributor, verifier.clone());
-    // Bounded like `own` (checked above); `verify_own` checked the input's length.
-    role.validity.implied.insert(m.contributor, implied);
+    role.validity.own.insert(contributor, verifier.clone());
+    // Bounded like `own` (checked by the caller); `verify_own` checked the input's length.
+    role.validity.implied.insert(contributor, implied);
     let mut sent = verifier;
     if lie == Some(ValidityLie::WrongVerifierShare) {
         if let Some(x) = sent.0.first_mut() {
@@ -463,13 +531,13 @@ pub(super) fn on_validity_share(
         }
     }
     let body = Body::VerifierShare(VerifierShareMsg {
-        group: m.group,
-        position: m.position,
-        contributor: m.contributor,
+        group: key.group,
+        position: key.position,
+        contributor,
         parts: vec![sent],
     });
     ctx.send_to_group(comp, key, 0, body);
-    try_decide(comp, key, m.contributor, params, &st, false, ctx, records);
+    try_decide(comp, key, contributor, params, &st, false, ctx, records);
     Ok(())
 }
 
@@ -483,22 +551,34 @@ fn verify_own(
     position: Position,
     params: SharingParams,
     parts: &[ValidityPart],
+    aggregated: &[Field64],
 ) -> Option<(Verifier, Vec<Fp>)> {
     let [w] = parts else {
         return None;
     };
+    let typ = st.typ.as_ref().ok()?;
+    let (input, proof) = match &w.share {
+        ValidityShare::Seed(seed) => {
+            let (mut input, proof) =
+                validity::expand_seed_share(seed, typ.input_len(), typ.proof_len());
+            typ.tie(aggregated, &mut input);
+            (input, proof)
+        }
+        // `FieldVec` decoding refused non-canonical elements.
+        ValidityShare::Full { input, proof } => {
+            (typ.retie(&f64s(&input.0), aggregated)?, f64s(&proof.0))
+        }
+    };
     let share = MemberShare {
         position,
-        // `FieldVec` decoding refused non-canonical elements.
-        input: f64s(&w.input.0),
-        proof: f64s(&w.proof.0),
+        input,
+        proof,
         blind: w.blind,
         commitments: w.commitments.clone(),
         proof_commitments: w.proof_commitments.clone(),
     };
     let ctx = context(&id, &contributor);
     let seed = validity::derived_query_seed(&ctx, &share);
-    let typ = st.typ.as_ref().ok()?;
     let v = validity::verifier_share(typ, params, &share, &ctx, &seed).ok()?;
     let implied = typ.truncate(share.input).ok()?;
     Some((
@@ -701,6 +781,7 @@ fn decide_now(
         return;
     }
     role.validity.heard.remove(&contributor);
+    role.validity.waiting.remove(&contributor);
     let pending = role.validity.pending.remove(&contributor);
     // The proof speaks of the aggregated share only if the share is the one the proven
     // input's share implies (the tie; a share not here yet is checked in `hold_share`).

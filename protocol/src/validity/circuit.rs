@@ -504,6 +504,39 @@ impl CircuitType {
         }
     }
 
+    /// The elements of an input share that [`Self::tie`] writes from the aggregated share (the
+    /// vector part without noise, the noise part with): a member computes them from the
+    /// aggregated share it holds, so they do not travel in the validity share.
+    pub fn tied(&self) -> std::ops::Range<usize> {
+        match self.noise {
+            Some(_) => self.length..2 * self.length,
+            None => 0..self.length,
+        }
+    }
+
+    /// What travels of an input share: the share without its [`Self::tied`] elements.
+    pub fn untied(&self, input_share: &[Field64]) -> Vec<Field64> {
+        let r = self.tied();
+        let mut out = input_share[..r.start.min(input_share.len())].to_vec();
+        out.extend_from_slice(input_share.get(r.end..).unwrap_or_default());
+        out
+    }
+
+    /// A member's input share from what travelled ([`Self::untied`]) and its share of the
+    /// aggregated vector (`vector_len` elements): the tied elements written by [`Self::tie`].
+    /// `None` if a length is wrong.
+    pub fn retie(&self, untied: &[Field64], aggregated: &[Field64]) -> Option<Vec<Field64>> {
+        let r = self.tied();
+        if untied.len() + r.len() != self.input_len() || aggregated.len() != self.length {
+            return None;
+        }
+        let mut input = untied[..r.start].to_vec();
+        input.resize(r.end, Field64::zero());
+        input.extend_from_slice(&untied[r.start..]);
+        self.tie(aggregated, &mut input);
+        Some(input)
+    }
+
     /// The chunk length of the gadget.
     pub fn chunk_len(&self) -> usize {
         self.chunk
