@@ -20,12 +20,14 @@
 //! vector; the contributor writes, at every position, the vector part of the input share as the
 //! aggregated share itself (with noise: the noise part as the aggregated share minus the vector
 //! share), `CircuitType::tie` through `validity::prove_tied_and_share`, so that `truncate` of
-//! the input share *is* the aggregated share, position by position. Each member checks that
-//! equality on the share it holds (`LeafValidity::tie_holds`) before holding it; a contributor
-//! that proves one vector and shares another fails it at every position where the two sharings
-//! differ (at least `g - t + 1` of them, since two different polynomials of degree `< t` agree
-//! on at most `t - 1` points), so at most `t - 1` members hold its share and it is in no
-//! manifest.
+//! the input share *is* the aggregated share, position by position. The tied elements do not
+//! travel: each member rebuilds them from the aggregated share it holds (`CircuitType::retie`;
+//! positions `1..t` get a seed for the rest, `validity::expand_seed_share`), so it verifies
+//! once both shares are here (a validity share that comes first waits in
+//! `LeafValidity::waiting`). A contributor that proves one vector and shares another fails its
+//! own commitment at every position where the two sharings differ (at least `g - t + 1` of
+//! them, since two different polynomials of degree `< t` agree on at most `t - 1` points), so
+//! at most `t - 1` members hold its share and it is in no manifest.
 //!
 //! **Query randomness.** Derived from the contribution (`validity::derived_query_seed`: the
 //! hash of the context and of the commitments to every input and proof share, Prio3's

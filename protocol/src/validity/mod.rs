@@ -7,7 +7,8 @@
 //!
 //! 1. The contributor encodes its measurement, derives the joint randomness from blinded
 //!    commitments to its input shares, proves as a single party (`num_shares = 1`), and
-//!    Shamir-shares the input and the proof ([`prove_and_share`]).
+//!    Shamir-shares the input and the proof ([`prove_and_share`]); positions `1..t-1` draw
+//!    both from one seed each, which can travel instead ([`SharedContribution::seeds`]).
 //! 2. Each member checks its own commitment, then runs the FLP query on its input and proof
 //!    shares with `num_shares = 1` ([`verifier_share`]). The query is an affine map of
 //!    (input, proof) for fixed randomness, with its constants added in full; the Lagrange
@@ -271,10 +272,13 @@ pub fn prove_adjusted_and_share<T: Type>(
     let seeds: Vec<[u8; 32]> = (1..params.t)
         .map(|p| shamir::position_seed(&input_seed, p))
         .collect();
-    let (randoms, proof_randoms): (Vec<Vec<T::Field>>, Vec<Vec<T::Field>>) = seeds
-        .iter()
-        .map(|s| expand_seed_share(s, typ.input_len(), typ.proof_len()))
-        .unzip();
+    let mut randoms: Vec<Vec<T::Field>> = Vec::with_capacity(seeds.len());
+    let mut proof_randoms: Vec<Vec<T::Field>> = Vec::with_capacity(seeds.len());
+    for s in &seeds {
+        let (input, proof) = expand_seed_share(s, typ.input_len(), typ.proof_len());
+        randoms.push(input);
+        proof_randoms.push(proof);
+    }
     let mut input_shares = shamir::share_with(input, params, randoms);
     for (position, share) in (1..).zip(input_shares.iter_mut()) {
         tie(position, share);
