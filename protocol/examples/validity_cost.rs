@@ -22,15 +22,16 @@
 
 use grove_protocol::field::{add_assign_vec, FieldVec, Fp};
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
-use grove_protocol::message::ValidityPart;
+use grove_protocol::message::{ValidityPart, ValidityShare};
 use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 use grove_protocol::sharing::{share_vector_compressed, CompressedShare, SharingParams};
 use grove_protocol::validity::circuit::CircuitType;
 use grove_protocol::validity::{
-    decide_naming, derived_query_seed, prove_tied_and_share, verifier_share, MemberShare,
+    decide_naming, derived_query_seed, expand_seed_share, prove_tied_and_share, verifier_share,
+    MemberShare,
 };
 use prio::field::Field64;
-use prio::flp::Type;
+use prio::flp::{Flp, Type};
 use std::time::Instant;
 
 const G: u8 = 5;
@@ -105,7 +106,60 @@ fn engine_bytes(
     ]
 }
 
+/// Peak resident memory of this process so far, in MiB (`VmHWM`).
+fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// `validity_cost build`: what a leaf member spends on the statement of the largest
+/// `sum_vector` request (`MAX_VECTOR_LEN` elements, 4 `GROUP BY` rows of 1,048,575
+/// coordinates and an indicator), whose circuit is over the validity limits: compiling the
+/// query, its validity circuit, and the prio type's build (which refuses it). Peak memory is
+/// the process's, read after each step.
+fn build_cost() {
+    let text = "SELECT sum_vector(w, 1048575) FROM t GROUP BY k IN ('a', 'b', 'c', 'd') \
+                CLIP NORM w TO 1";
+    println!("peak memory at start: {:.0} MiB", peak_mib());
+    let start = Instant::now();
+    let compiled = Query::parse(text)
+        .expect("query parses")
+        .compile()
+        .expect("query compiles");
+    println!(
+        "compile: {:.1} ms, peak {:.0} MiB ({} elements)",
+        start.elapsed().as_secs_f64() * 1e3,
+        peak_mib(),
+        compiled.spec().length
+    );
+    let start = Instant::now();
+    let circuit = compiled.validity_circuit();
+    println!(
+        "validity circuit: {:.1} ms, peak {:.0} MiB",
+        start.elapsed().as_secs_f64() * 1e3,
+        peak_mib()
+    );
+    let start = Instant::now();
+    let typ = CircuitType::new(&circuit);
+    println!(
+        "circuit type: {:.1} ms, peak {:.0} MiB: {:?}",
+        start.elapsed().as_secs_f64() * 1e3,
+        peak_mib(),
+        typ.map(|t| t.lengths())
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("build") {
+        build_cost();
+        return;
+    }
     let runs: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
@@ -211,14 +265,23 @@ fn main() {
         };
         let prove_secs = time(runs.min(3), prove);
         let contribution = prove();
-        // Each position's validity share as the engine's wire carries it.
+        // Each position's validity share as the engine's wire carries it: a seed for
+        // positions 1..t-1, else the input share without its tied elements and the proof.
+        let fixed = |v: &[Field64]| FieldVec(v.iter().map(|x| Fp::from_field64(*x)).collect());
         let wire: Vec<Vec<u8>> = contribution
             .shares
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(i, s)| {
+                let share = match contribution.seeds.get(i) {
+                    Some(seed) => ValidityShare::Seed(*seed),
+                    None => ValidityShare::Full {
+                        input: fixed(&typ.untied(&s.input)),
+                        proof: fixed(&s.proof),
+                    },
+                };
                 postcard::to_allocvec(&ValidityPart {
-                    input: s.input.iter().map(|x| u64::from(*x)).collect(),
-                    proof: s.proof.iter().map(|x| u64::from(*x)).collect(),
+                    share,
                     blind: s.blind,
                     commitments: s.commitments.clone(),
                     proof_commitments: s.proof_commitments.clone(),
@@ -266,10 +329,26 @@ fn main() {
         let proof_member = |p: usize| {
             let sum = plain_member(p);
             let part: ValidityPart = postcard::from_bytes(&wire[p]).expect("decodes");
+            let aggregated: Vec<Field64> = held(p).iter().map(|x| x.to_field64()).collect();
+            let (input, proof) = match part.share {
+                ValidityShare::Seed(seed) => {
+                    let (mut input, proof) =
+                        expand_seed_share(&seed, typ.input_len(), typ.proof_len());
+                    typ.tie(&aggregated, &mut input);
+                    (input, proof)
+                }
+                ValidityShare::Full { input, proof } => {
+                    let input: Vec<Field64> = input.0.iter().map(|x| x.to_field64()).collect();
+                    (
+                        typ.retie(&input, &aggregated).expect("lengths"),
+                        proof.0.iter().map(|x| x.to_field64()).collect(),
+                    )
+                }
+            };
             let s = MemberShare {
                 position: contribution.shares[p].position,
-                input: part.input.into_iter().map(Field64::from).collect(),
-                proof: part.proof.into_iter().map(Field64::from).collect(),
+                input,
+                proof,
                 blind: part.blind,
                 commitments: part.commitments,
                 proof_commitments: part.proof_commitments,

@@ -89,7 +89,8 @@ pub enum Body {
 }
 
 /// The plaintext inside a sealed validity share: one share of each part of the statement
-/// (`engine/validity.rs`), elements of prio's `Field64` as canonical `u64`.
+/// (`engine/validity.rs`), elements of prio's `Field64` (the integers of `Fp`) as 8 fixed
+/// little-endian bytes each (`FieldVec`; a varint `u64` took 9.5 bytes for a uniform element).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValidityPayload {
     pub computation: ComputationId,
@@ -102,11 +103,22 @@ pub struct ValidityPayload {
 /// One member's share of one proven part (`crate::validity::MemberShare`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValidityPart {
-    pub input: Vec<u64>,
-    pub proof: Vec<u64>,
+    pub share: ValidityShare,
     pub blind: [u8; 32],
     pub commitments: Vec<[u8; 32]>,
     pub proof_commitments: Vec<[u8; 32]>,
+}
+
+/// A member's input and proof shares as they travel (`engine/validity.rs`). The elements of
+/// the input share that the member's aggregated share gives (`CircuitType::tied`) never
+/// travel: it writes them itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ValidityShare {
+    /// Positions `1..t-1`: the seed the input and proof shares expand from
+    /// (`validity::expand_seed_share`), as plain shares send seeds to `t - 1` positions.
+    Seed([u8; 32]),
+    /// The other positions: the input share without its tied elements, and the proof share.
+    Full { input: FieldVec, proof: FieldVec },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -327,3 +327,44 @@ fn with_dp_noise_honest_contributors_are_included_and_a_value_outside_its_clip_i
     assert_eq!(sent("validity-share"), sent("share"));
     assert_left_out(&c, &o, liar);
 }
+
+/// A query that requires proofs but whose circuit cannot be built: the norm's square could
+/// wrap around the modulus (`CircuitError::Norm`), the cheap case of a circuit over the limits
+/// (a `sum_vector` over the size limit, `CircuitError::TooLarge`, takes the same path:
+/// `CircuitType::of_query` fails).
+const UNPROVABLE: &str =
+    "SELECT sum_vector(w, 4) FROM t CLIP NORM w TO 100000000 LIMIT PER CONTRIBUTOR 1";
+
+/// A request whose query requires validity proofs that none can make runs with no
+/// contribution held: every honest contribution's share is refused by its leaf members
+/// (`Rejection::UnprovableRequest`), no manifest names a contributor, nothing is released. A
+/// leaf that held unproven contributions would release their sum.
+#[test]
+fn a_request_whose_contributions_cannot_be_proven_holds_none() {
+    use grove_protocol::validity::circuit::CircuitType;
+    assert!(CircuitType::of_query(&compiled(UNPROVABLE)).is_err());
+    let mut c = cluster(UNPROVABLE, 31);
+    let id = launch(&mut c, UNPROVABLE);
+    c.run(c.now.plus(60_000_000));
+    for i in 1..=CONTRIBUTORS {
+        assert!(
+            !in_some_manifest(&c, c.node_id(i)),
+            "contributor {i} entered a manifest"
+        );
+    }
+    let refused: u64 = (0..c.len())
+        .filter_map(|n| c.engine(n))
+        .map(|e| {
+            e.rejections()
+                .get(&Rejection::UnprovableRequest)
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(refused >= CONTRIBUTORS as u64, "refused: {refused}");
+    let o = c.outcome(&id);
+    assert!(
+        o.as_ref().map_or(true, |o| o.released.is_none()),
+        "a result was released"
+    );
+}

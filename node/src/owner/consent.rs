@@ -13,6 +13,7 @@ use crate::owner::query::fields_read;
 use crate::store::{ConsentEntry, TrustEntry};
 use grove_protocol::encoding::ContributionSpec;
 use grove_protocol::query::{CmpOp, Expr, Literal, Predicate, Query};
+use grove_protocol::validity::circuit::CircuitType;
 use std::cmp::Ordering;
 
 /// Microseconds in a day: the rate limit's window.
@@ -33,6 +34,10 @@ pub enum Rule {
     Untrusted,
     /// The query text does not parse or compile on this node.
     Query,
+    /// No contribution to the query can be proven valid: its validity circuit is over the
+    /// validity limits (`CircuitError::TooLarge`) or cannot be built. Contributing would
+    /// let every other contributor's value in unchecked, so an honest node declines.
+    Validity,
     /// The query's collection is not one the trust allows.
     Collection,
     /// The query reads a field the trust does not allow.
@@ -74,6 +79,7 @@ impl Rule {
             Rule::Duplicate => "duplicate",
             Rule::Untrusted => "untrusted",
             Rule::Query => "query",
+            Rule::Validity => "validity",
             Rule::Collection => "collection",
             Rule::Fields => "fields",
             Rule::GroupKeys => "group_keys",
@@ -190,6 +196,13 @@ pub fn decide(
         }
         Err(e) => return decline(Rule::Query, format!("the query is not valid here: {e}")),
     };
+    // Checked from the query's shape before anything per element is built.
+    if let Err(e) = CircuitType::of_query(&compiled) {
+        return decline(
+            Rule::Validity,
+            format!("no contribution to this query can be proven valid: {e}"),
+        );
+    }
     let query = compiled.query().clone();
     if !trust.collections.is_empty() && !trust.collections.contains(&query.collection) {
         return decline(
@@ -522,6 +535,7 @@ mod tests {
             Rule::Duplicate,
             Rule::Untrusted,
             Rule::Query,
+            Rule::Validity,
             Rule::Collection,
             Rule::Fields,
             Rule::GroupKeys,
@@ -679,6 +693,27 @@ mod tests {
         let mut none = request(dp, now);
         none.spec.noise = None;
         assert_eq!(decide(&none, Some(&trust()), &[], false).rule, Rule::Query);
+    }
+
+    /// A query whose contributions cannot be proven valid (its validity circuit over the
+    /// limits) is declined by its own rule, with the reason, even from a commissioner trusted
+    /// with everything: contributing would let the other contributors in unchecked.
+    #[test]
+    fn a_query_whose_validity_circuit_is_over_the_limits_is_declined() {
+        let now = 50 * DAY_MICROS;
+        let t = TrustEntry {
+            collections: vec![],
+            ..trust()
+        };
+        let fits = request("SELECT sum_vector(w, 10000) FROM c CLIP NORM w TO 1", now);
+        assert_eq!(decide(&fits, Some(&t), &[], false).rule, Rule::Trusted);
+        // 400,000 coordinates of 8 bits each: 3.6 million input elements.
+        let over = request("SELECT sum_vector(w, 400000) FROM c CLIP NORM w TO 1", now);
+        let d = decide(&over, Some(&t), &[], false);
+        assert_eq!(d.rule, Rule::Validity, "{}", d.reason);
+        assert!(!d.accept);
+        assert!(d.reason.contains("over the limit"), "{}", d.reason);
+        assert_eq!(d.rule.name(), "validity");
     }
 
     /// A trust with a privacy budget takes queries WITH PRIVACY until the budget is spent

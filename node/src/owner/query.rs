@@ -8,6 +8,7 @@ use crate::control::ComputeParams;
 use grove_protocol::ids::{ComputationId, Micros, NodeId};
 use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 use grove_protocol::request::{CommissionerKey, PrivacyParams, Request, Timeouts, TreeParams};
+use grove_protocol::validity::circuit::CircuitType;
 
 /// The most contributors a request declares when its commissioner names no number: the
 /// request declares the largest number its overflow budget allows, up to this.
@@ -307,6 +308,15 @@ pub fn build_request(
 ) -> Result<Request, String> {
     let compiled = compile(&p.query)?;
     check_threshold(p.g, p.t)?;
+    // Honest owners decline a query whose contributions cannot be proven valid, and leaves
+    // hold none of them: refuse it here, with the reason.
+    CircuitType::of_query(&compiled).map_err(|e| {
+        format!(
+            "no contribution to this query could be proven valid ({e}): \
+             ask for fewer elements (a shorter sum_vector, fewer GROUP BY keys or buckets) \
+             or narrower bounds (CLIP, SCALE)"
+        )
+    })?;
     let max_contributors = match p.max_contributors {
         Some(n) => n,
         None => budget_contributors(&compiled, DEFAULT_MAX_CONTRIBUTORS),
@@ -617,6 +627,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("line 1, column 8"), "{e}");
+    }
+
+    /// A query whose validity circuit is over the limits is refused before it is launched,
+    /// with the reason (owners would decline it, leaves would hold no contribution).
+    #[test]
+    fn a_query_whose_contributions_cannot_be_proven_is_refused() {
+        let build = |query: &str| {
+            let p = ComputeParams {
+                query: query.into(),
+                ..ComputeParams::default()
+            };
+            build_request(
+                &p,
+                ComputationId([1; 32]),
+                CommissionerKey([2; 32]),
+                NodeId([3; 32]),
+                Micros(0),
+                10,
+            )
+        };
+        build("SELECT sum_vector(w, 10000) FROM c CLIP NORM w TO 1").unwrap();
+        let e = build("SELECT sum_vector(w, 400000) FROM c CLIP NORM w TO 1").unwrap_err();
+        assert!(
+            e.contains("could be proven valid") && e.contains("over the limit"),
+            "{e}"
+        );
     }
 
     #[test]

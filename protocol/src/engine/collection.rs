@@ -121,7 +121,7 @@ pub(super) fn on_share(
         }
     }
     // Held now, or once the leaf decides its contributor's validity proof (`validity.rs`).
-    super::validity::hold_share(comp, key, m.contributor, payload.share, records)
+    super::validity::hold_share(comp, key, m.contributor, payload.share, ctx, records)
 }
 
 pub(super) fn on_partial(

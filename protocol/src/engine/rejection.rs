@@ -148,6 +148,8 @@ pub enum Rejection {
     // Validity proofs (`engine/validity.rs`).
     #[error("a contribution whose validity proof the leaf group rejected")]
     InvalidContribution,
+    #[error("a share for a request whose query requires validity proofs none can make")]
+    UnprovableRequest,
     #[error("a validity share that does not fit the request's statement or its commitments")]
     MalformedValidityShare,
     #[error("a verifier share for a contribution this member cannot place")]

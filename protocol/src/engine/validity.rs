@@ -20,12 +20,14 @@
 //! vector; the contributor writes, at every position, the vector part of the input share as the
 //! aggregated share itself (with noise: the noise part as the aggregated share minus the vector
 //! share), `CircuitType::tie` through `validity::prove_tied_and_share`, so that `truncate` of
-//! the input share *is* the aggregated share, position by position. Each member checks that
-//! equality on the share it holds (`LeafValidity::tie_holds`) before holding it; a contributor
-//! that proves one vector and shares another fails it at every position where the two sharings
-//! differ (at least `g - t + 1` of them, since two different polynomials of degree `< t` agree
-//! on at most `t - 1` points), so at most `t - 1` members hold its share and it is in no
-//! manifest.
+//! the input share *is* the aggregated share, position by position. The tied elements do not
+//! travel: each member rebuilds them from the aggregated share it holds (`CircuitType::retie`;
+//! positions `1..t` get a seed for the rest, `validity::expand_seed_share`), so it verifies
+//! once both shares are here (a validity share that comes first waits in
+//! `LeafValidity::waiting`). A contributor that proves one vector and shares another fails its
+//! own commitment at every position where the two sharings differ (at least `g - t + 1` of
+//! them, since two different polynomials of degree `< t` agree on at most `t - 1` points), so
+//! at most `t - 1` members hold its share and it is in no manifest.
 //!
 //! **Query randomness.** Derived from the contribution (`validity::derived_query_seed`: the
 //! hash of the context and of the commitments to every input and proof share, Prio3's
@@ -44,15 +46,17 @@ use super::collection::{check_contributor_share, open_payload};
 use super::role::{check_position, is_candidate, my_role_in, Stage};
 use super::{slot, Computation, Ctx, Engine, Pending, Rejection};
 use crate::dp::NoiseSpec;
-use crate::field::Fp;
+use crate::field::{FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
 use crate::limits::MAX_CONTRIBUTORS_PER_LEAF;
-use crate::message::{Body, ShareMsg, ValidityPart, ValidityPayload, VerifierShareMsg};
+use crate::message::{
+    Body, ShareMsg, ValidityPart, ValidityPayload, ValidityShare, VerifierShareMsg,
+};
 use crate::query::Query;
 use crate::record::Record;
 use crate::request::Request;
 use crate::sharing::{rotation_of, share_vector_rotated, CompressedShare, SharingParams};
-use crate::validity::circuit::CircuitType;
+use crate::validity::circuit::{CircuitError, CircuitType};
 use crate::validity::{self, MemberShare, VerifierShare};
 use prio::field::{Field64, FieldElement};
 use prio::flp::{Flp, FlpError, Type};
@@ -91,13 +95,17 @@ pub enum ValidityLie {
 /// What a valid contribution to one request satisfies: the query's validity circuit as one
 /// prio type, and the DP noise the contributor adds (outside the proven vector), if any.
 pub(super) struct Statement {
-    typ: CircuitType,
+    /// `Err` when the query requires proofs but none can be made (its circuit is over the
+    /// validity limits, `CircuitError::TooLarge`, or cannot be built): then no contribution
+    /// is held, since none could be checked ([`hold_share`]).
+    typ: Result<CircuitType, CircuitError>,
     noise: Option<NoiseSpec>,
 }
 
 /// The validity statement of `request`, if validity is on for it (see the module text): `None`
 /// for a request without query text, or whose query does not compile to its contribution
-/// spec, or whose circuit is over the validity limits (`CircuitError::TooLarge`).
+/// spec. A query that compiles to its spec requires proofs: if its circuit cannot be proven
+/// (`CircuitType::of_query` fails) the statement says so, and the leaf holds nothing.
 pub(super) fn statement(request: &Request) -> Option<Statement> {
     if request.query.is_empty() {
         return None;
@@ -106,14 +114,10 @@ pub(super) fn statement(request: &Request) -> Option<Statement> {
     if compiled.spec() != &request.contribution {
         return None;
     }
-    let circuit = compiled.validity_circuit();
-    let noise = request.contribution.noise.clone();
-    let typ = match &noise {
-        None => CircuitType::new(&circuit),
-        Some(n) => CircuitType::with_noise(&circuit, n.tail()),
-    }
-    .ok()?;
-    Some(Statement { typ, noise })
+    Some(Statement {
+        typ: CircuitType::of_query(&compiled),
+        noise: request.contribution.noise.clone(),
+    })
 }
 
 fn context(id: &ComputationId, contributor: &NodeId) -> Vec<u8> {
@@ -123,10 +127,19 @@ fn context(id: &ComputationId, contributor: &NodeId) -> Vec<u8> {
     c
 }
 
-fn to_wire(s: MemberShare<Field64>) -> ValidityPart {
+/// Position `s.position`'s validity share as it travels: its seed if it has one (positions
+/// `1..t`), else its input share without the tied elements, and its proof share.
+fn to_wire(typ: &CircuitType, s: MemberShare<Field64>, seed: Option<[u8; 32]>) -> ValidityPart {
+    let fixed = |v: Vec<Field64>| FieldVec(v.into_iter().map(Fp::from_field64).collect());
+    let share = match seed {
+        Some(seed) => ValidityShare::Seed(seed),
+        None => ValidityShare::Full {
+            input: fixed(typ.untied(&s.input)),
+            proof: fixed(s.proof),
+        },
+    };
     ValidityPart {
-        input: s.input.into_iter().map(u64::from).collect(),
-        proof: s.proof.into_iter().map(u64::from).collect(),
+        share,
         blind: s.blind,
         commitments: s.commitments,
         proof_commitments: s.proof_commitments,
@@ -159,7 +172,7 @@ fn prove(
     seed: &[u8; 32],
     lie: Option<ValidityLie>,
 ) -> Option<Vec<ValidityPart>> {
-    let typ = &st.typ;
+    let typ = st.typ.as_ref().ok()?;
     let input = typ.encode_noised_lenient(&f64s(vector), &f64s(noise));
     let ctx = context(&id, &me);
     let tie = |position: u8, x: &mut [Field64]| {
@@ -179,7 +192,17 @@ fn prove(
         validity::prove_tied_and_share(typ, &input, params, &ctx, seed, forge, tie)
     }
     .ok()?;
-    Some(shared.shares.into_iter().map(to_wire).collect())
+    let seeds = shared.seeds;
+    Some(
+        shared
+            .shares
+            .into_iter()
+            .map(|sh| {
+                let seed = seeds.get(usize::from(sh.position).wrapping_sub(1)).copied();
+                to_wire(typ, sh, seed)
+            })
+            .collect(),
+    )
 }
 
 /// The query seed a contributor would know when it proves if the query randomness were fixed
@@ -325,6 +348,9 @@ fn share_prefix(share: &CompressedShare, len: usize) -> Vec<Fp> {
 pub(super) struct LeafValidity {
     /// Shares received whose contributor is not decided yet.
     pending: BTreeMap<NodeId, CompressedShare>,
+    /// Validity shares received before their contributor's aggregated share (with the lie
+    /// this member tells, test-only): verified when it comes (`hold_share`).
+    waiting: BTreeMap<NodeId, (Vec<ValidityPart>, Option<ValidityLie>)>,
     /// This member's verifier share, per contributor.
     own: BTreeMap<NodeId, Verifier>,
     /// The aggregated share this member's input share implies (`truncate` of it), per
@@ -345,14 +371,28 @@ pub(super) fn hold_share(
     key: crate::message::Slot,
     contributor: NodeId,
     share: CompressedShare,
+    ctx: &mut Ctx,
     records: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
     let id = comp.id();
     let on = comp.validity.is_some();
+    let unprovable = comp.validity.as_ref().is_some_and(|st| st.typ.is_err());
     let Some(role) = comp.roles.get_mut(&key) else {
         return Ok(());
     };
     let collecting = matches!(role.stage, Stage::Collecting);
+    if unprovable {
+        // The query requires proofs and none can be made: no contribution is held (nor can
+        // a re-sent one be, for a manifest: none names it). Accounted like a decline, so the
+        // leaf does not wait for it.
+        if role.validity.decided.len() < MAX_CONTRIBUTORS_PER_LEAF {
+            role.validity.decided.insert(contributor, false);
+        }
+        if role.declined.len() < MAX_CONTRIBUTORS_PER_LEAF {
+            role.declined.insert(contributor);
+        }
+        return Err(Rejection::UnprovableRequest);
+    }
     match role.validity.decided.get(&contributor) {
         _ if !on || !collecting => {}
         Some(true) => {
@@ -369,6 +409,10 @@ pub(super) fn hold_share(
         None => {
             if role.validity.pending.len() < MAX_CONTRIBUTORS_PER_LEAF {
                 role.validity.pending.insert(contributor, share);
+            }
+            // Its validity share came first: verified now that its input share can be rebuilt.
+            if let Some((parts, lie)) = role.validity.waiting.remove(&contributor) {
+                return verify_and_send(comp, key, contributor, parts, lie, ctx, records);
             }
             return Ok(());
         }
@@ -407,6 +451,54 @@ pub(super) fn on_validity_share(
 ) -> Result<(), Rejection> {
     let key = check_contributor_share(comp, from, &m)?;
     let id = comp.id();
+    if comp.validity.is_none() {
+        return Err(Rejection::MalformedValidityShare);
+    }
+    {
+        let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
+        if role.validity.own.contains_key(&m.contributor)
+            || role.validity.decided.contains_key(&m.contributor)
+            || role.validity.waiting.contains_key(&m.contributor)
+        {
+            return Ok(()); // re-sent
+        }
+        if !matches!(role.stage, Stage::Collecting) {
+            return Err(Rejection::ShareAfterCollection);
+        }
+        if role.validity.own.len() >= MAX_CONTRIBUTORS_PER_LEAF
+            || role.validity.waiting.len() >= MAX_CONTRIBUTORS_PER_LEAF
+        {
+            return Err(Rejection::LeafFull);
+        }
+    }
+    let payload: ValidityPayload = open_payload(ctx, id, &m, |p: &ValidityPayload| {
+        (p.computation, p.group, p.position, p.contributor)
+    })?;
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    if !role.validity.pending.contains_key(&m.contributor) {
+        // Its input share is rebuilt from the aggregated share (`CircuitType::retie`): it waits
+        // for it (bounded like `own`, checked above).
+        role.validity
+            .waiting
+            .insert(m.contributor, (payload.parts, lie));
+        return Ok(());
+    }
+    verify_and_send(comp, key, m.contributor, payload.parts, lie, ctx, records)
+}
+
+/// Computes this member's verifier share of `contributor` (whose aggregated share is pending
+/// here) from its validity share `parts`, sends it to the other positions and tries to
+/// decide; decides invalid at once if the validity share does not fit.
+fn verify_and_send(
+    comp: &mut Computation,
+    key: crate::message::Slot,
+    contributor: NodeId,
+    parts: Vec<ValidityPart>,
+    lie: Option<ValidityLie>,
+    ctx: &mut Ctx,
+    records: &mut Vec<Pending>,
+) -> Result<(), Rejection> {
+    let id = comp.id();
     let st = comp
         .validity
         .clone()
@@ -415,33 +507,25 @@ pub(super) fn on_validity_share(
         g: comp.plan.g,
         t: comp.plan.t,
     };
-    {
-        let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
-        if role.validity.own.contains_key(&m.contributor)
-            || role.validity.decided.contains_key(&m.contributor)
-        {
-            return Ok(()); // re-sent
-        }
-        if !matches!(role.stage, Stage::Collecting) {
-            return Err(Rejection::ShareAfterCollection);
-        }
-        if role.validity.own.len() >= MAX_CONTRIBUTORS_PER_LEAF {
-            return Err(Rejection::LeafFull);
-        }
-    }
-    let payload: ValidityPayload = open_payload(ctx, id, &m, |p: &ValidityPayload| {
-        (p.computation, p.group, p.position, p.contributor)
-    })?;
-    let verified = verify_own(&st, id, m.contributor, m.position, params, &payload.parts);
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    let aggregated: Option<Vec<Field64>> = match (&st.typ, role.validity.pending.get(&contributor))
+    {
+        (Ok(typ), Some(share)) => {
+            let held = share_prefix(share, typ.vector_len());
+            (held.len() == typ.vector_len()).then(|| f64s(&held))
+        }
+        _ => None,
+    };
+    let verified =
+        aggregated.and_then(|a| verify_own(&st, id, contributor, key.position, params, &parts, &a));
     let Some((verifier, implied)) = verified else {
         // Its own share does not fit: the contributor is faulty, whatever the others hold.
-        decide_now(role, key, id, m.contributor, false, ctx, records);
+        decide_now(role, key, id, contributor, false, ctx, records);
         return Err(Rejection::MalformedValidityShare);
     };
-    role.validity.own.insert(m.contributor, verifier.clone());
-    // Bounded like `own` (checked above); `verify_own` checked the input's length.
-    role.validity.implied.insert(m.contributor, implied);
+    role.validity.own.insert(contributor, verifier.clone());
+    // Bounded like `own` (checked by the caller); `verify_own` checked the input's length.
+    role.validity.implied.insert(contributor, implied);
     let mut sent = verifier;
     if lie == Some(ValidityLie::WrongVerifierShare) {
         if let Some(x) = sent.0.first_mut() {
@@ -449,13 +533,13 @@ pub(super) fn on_validity_share(
         }
     }
     let body = Body::VerifierShare(VerifierShareMsg {
-        group: m.group,
-        position: m.position,
-        contributor: m.contributor,
+        group: key.group,
+        position: key.position,
+        contributor,
         parts: vec![sent],
     });
     ctx.send_to_group(comp, key, 0, body);
-    try_decide(comp, key, m.contributor, params, &st, false, ctx, records);
+    try_decide(comp, key, contributor, params, &st, false, ctx, records);
     Ok(())
 }
 
@@ -469,22 +553,36 @@ fn verify_own(
     position: Position,
     params: SharingParams,
     parts: &[ValidityPart],
+    aggregated: &[Field64],
 ) -> Option<(Verifier, Vec<Fp>)> {
     let [w] = parts else {
         return None;
     };
+    let typ = st.typ.as_ref().ok()?;
+    let (input, proof) = match &w.share {
+        ValidityShare::Seed(seed) => {
+            let (mut input, proof) =
+                validity::expand_seed_share(seed, typ.input_len(), typ.proof_len());
+            typ.tie(aggregated, &mut input);
+            (input, proof)
+        }
+        // `FieldVec` decoding refused non-canonical elements.
+        ValidityShare::Full { input, proof } => {
+            (typ.retie(&f64s(&input.0), aggregated)?, f64s(&proof.0))
+        }
+    };
     let share = MemberShare {
         position,
-        input: from_wire(&w.input)?,
-        proof: from_wire(&w.proof)?,
+        input,
+        proof,
         blind: w.blind,
         commitments: w.commitments.clone(),
         proof_commitments: w.proof_commitments.clone(),
     };
     let ctx = context(&id, &contributor);
     let seed = validity::derived_query_seed(&ctx, &share);
-    let v = validity::verifier_share(&st.typ, params, &share, &ctx, &seed).ok()?;
-    let implied = st.typ.truncate(share.input).ok()?;
+    let v = validity::verifier_share(typ, params, &share, &ctx, &seed).ok()?;
+    let implied = typ.truncate(share.input).ok()?;
     Some((
         (
             v.verifier.into_iter().map(u64::from).collect(),
@@ -517,7 +615,11 @@ pub(super) fn on_verifier_share(
         .validity
         .clone()
         .ok_or(Rejection::UnexpectedVerifierShare)?;
-    let verifier_len = st.typ.verifier_len();
+    let verifier_len = st
+        .typ
+        .as_ref()
+        .map_err(|_| Rejection::UnexpectedVerifierShare)?
+        .verifier_len();
     // One part: the whole circuit is one proof (`limits::MAX_VALIDITY_PARTS`).
     let [verifier] =
         <[Verifier; 1]>::try_from(m.parts).map_err(|_| Rejection::UnexpectedVerifierShare)?;
@@ -643,7 +745,10 @@ fn try_decide(
             })
         })
         .collect();
-    let decision = match shares.map(|s| validity::decide_naming(&st.typ, params, &s)) {
+    let Ok(typ) = &st.typ else {
+        return;
+    };
+    let decision = match shares.map(|s| validity::decide_naming(typ, params, &s)) {
         Some(Ok((valid, off))) => Decision::Decided { valid, off },
         _ => Decision::Undecidable,
     };
@@ -678,6 +783,7 @@ fn decide_now(
         return;
     }
     role.validity.heard.remove(&contributor);
+    role.validity.waiting.remove(&contributor);
     let pending = role.validity.pending.remove(&contributor);
     // The proof speaks of the aggregated share only if the share is the one the proven
     // input's share implies (the tie; a share not here yet is checked in `hold_share`).

@@ -153,6 +153,150 @@ fn proof_len_of(chunk: usize, calls: usize) -> usize {
     chunk * 2 + 2 * ((1 + calls).next_power_of_two() - 1) + 1
 }
 
+/// The chunk length, at most `max_chunk` (and [`MAX_VALIDITY_CHUNK`]), that minimises the
+/// proof of `n_quad` quadratic constraints and norms of `norm_lens` coordinates (ties: the
+/// shorter chunk, a shorter verifier message), with the gadget calls of the quadratic
+/// constraints and of all: `(chunk, quad_calls, calls)`. The verifier shares members exchange
+/// are `2 + 2 chunk` elements, the proof about `2 chunk + 2 calls`.
+fn chunk_for(n_quad: usize, norm_lens: &[usize], max_chunk: usize) -> (usize, usize, usize) {
+    let largest = norm_lens
+        .iter()
+        .copied()
+        .chain([n_quad, 1])
+        .max()
+        .unwrap_or(1)
+        .min(max_chunk.clamp(1, MAX_VALIDITY_CHUNK));
+    let calls_at = |chunk: usize| {
+        calls_of(n_quad, chunk).max(1)
+            + norm_lens.iter().map(|l| calls_of(*l, chunk)).sum::<usize>()
+    };
+    let chunk = (1..=largest)
+        .min_by_key(|c| (proof_len_of(*c, calls_at(*c)), *c))
+        .unwrap_or(1);
+    (chunk, calls_of(n_quad, chunk).max(1), calls_at(chunk))
+}
+
+/// The `Range` runs of a circuit by first element, for the bounds of one element without a
+/// map entry per element. The compiler's runs do not overlap; of overlapping runs, an element
+/// takes the bounds of the last run starting at or before it, if that run holds it.
+struct Runs(std::collections::BTreeMap<u32, (u32, i64, i64)>);
+
+impl Runs {
+    fn of(circuit: &ValidityCircuit) -> Runs {
+        let mut runs = std::collections::BTreeMap::new();
+        for c in &circuit.checks {
+            if let Check::Range {
+                start,
+                len,
+                min,
+                max,
+            } = c
+            {
+                runs.insert(*start, (start.saturating_add(*len), *min, *max));
+            }
+        }
+        Runs(runs)
+    }
+
+    /// `(min, max)` of element `e`, if a run holds it.
+    fn bounds(&self, e: u32) -> Option<(i64, i64)> {
+        let (_, (end, min, max)) = self.0.range(..=e).next_back()?;
+        (e < *end).then_some((*min, *max))
+    }
+}
+
+/// What [`CircuitType::build`] makes of a circuit, counted from its checks alone (no walk over
+/// the elements of a run): the size limit is checked on it before anything per element is
+/// built. The element, span and count checks here are the build's own, on whole runs.
+struct Shape {
+    /// Vector and noise elements.
+    prefix: usize,
+    witness: usize,
+    n_quad: usize,
+    norm_lens: Vec<usize>,
+}
+
+impl Shape {
+    fn input_len(&self) -> usize {
+        self.prefix + self.witness
+    }
+
+    fn of(circuit: &ValidityCircuit, noise: Option<u64>) -> Result<Shape, CircuitError> {
+        let length = circuit.length as usize;
+        let runs = Runs::of(circuit);
+        let mut witness = 0usize;
+        let mut quads = 0usize;
+        let mut norm_lens = Vec::new();
+        let bits = |span: i128, k: usize| -> Result<usize, CircuitError> {
+            let span = u64::try_from(span).map_err(|_| CircuitError::Span(k))?;
+            Ok(bit_layout(span).0)
+        };
+        let inside = |start: u32, len: u32, k: usize| {
+            if u64::from(start) + u64::from(len) <= length as u64 {
+                Ok(())
+            } else {
+                Err(CircuitError::Element(k))
+            }
+        };
+        for (k, c) in circuit.checks.iter().enumerate() {
+            match c {
+                Check::Range {
+                    start,
+                    len,
+                    min,
+                    max,
+                } => {
+                    if max < min {
+                        return Err(CircuitError::Span(k));
+                    }
+                    inside(*start, *len, k)?;
+                    let span = i128::from(*max) - i128::from(*min);
+                    witness =
+                        witness.saturating_add((*len as usize).saturating_mul(bits(span, k)?));
+                }
+                Check::Indicator { index, .. } => {
+                    inside(*index, 1, k)?;
+                    quads += 1;
+                }
+                Check::IndicatorOf {
+                    indicator, count, ..
+                } => {
+                    inside(*indicator, 1, k)?;
+                    inside(*count, 1, k)?;
+                    quads += 1;
+                    let (_, cmax) = runs.bounds(*count).ok_or(CircuitError::CountRange(k))?;
+                    witness = witness.saturating_add(bits(i128::from(cmax), k)?);
+                }
+                Check::AtMost { elements, max } => {
+                    for e in elements {
+                        inside(*e, 1, k)?;
+                    }
+                    witness = witness.saturating_add(bits(i128::from(*max), k)?);
+                }
+                Check::NormAtMost { start, len, bound } => {
+                    inside(*start, *len, k)?;
+                    let b2 = i128::from(*bound) * i128::from(*bound);
+                    witness = witness.saturating_add(bits(b2, k)?);
+                    norm_lens.push(*len as usize);
+                }
+            }
+        }
+        let mut prefix = length;
+        if let Some(bound) = noise {
+            let k = circuit.checks.len();
+            prefix = 2 * length;
+            witness =
+                witness.saturating_add(length.saturating_mul(bits(2 * i128::from(bound), k)?));
+        }
+        Ok(Shape {
+            prefix,
+            witness,
+            n_quad: quads.saturating_add(witness),
+            norm_lens,
+        })
+    }
+}
+
 impl CircuitType {
     /// The prio type of `circuit`.
     pub fn new(circuit: &ValidityCircuit) -> Result<CircuitType, CircuitError> {
@@ -165,24 +309,36 @@ impl CircuitType {
         Self::build(circuit, Some(bound))
     }
 
+    /// The prio type a contribution to `compiled` proves: its validity circuit, with the
+    /// request's DP noise outside the proven vector if it has any (bounded by the noise's
+    /// tail, `dp::NoiseSpec::tail`, where `dp::noise` cuts every honest draw). An error means
+    /// no contribution to this query can be proven: the engine holds none, honest owners
+    /// decline it, and commissioners refuse to launch it.
+    pub fn of_query(compiled: &crate::query::CompiledQuery) -> Result<CircuitType, CircuitError> {
+        let circuit = compiled.validity_circuit();
+        match &compiled.spec().noise {
+            None => Self::new(&circuit),
+            Some(n) => Self::with_noise(&circuit, n.tail()),
+        }
+    }
+
     fn build(circuit: &ValidityCircuit, noise: Option<u64>) -> Result<CircuitType, CircuitError> {
+        // The size first, from the checks alone: a request's circuit is built by every member
+        // of every leaf, and the walk below costs a range per element.
+        let shape = Shape::of(circuit, noise)?;
+        if shape.input_len() > MAX_VALIDITY_SHARE_LEN {
+            return Err(CircuitError::TooLarge(shape.input_len()));
+        }
+        let (chunk, quad_calls, calls) =
+            chunk_for(shape.n_quad, &shape.norm_lens, MAX_VALIDITY_CHUNK);
+        let share = shape.input_len() + proof_len_of(chunk, calls);
+        if share > MAX_VALIDITY_SHARE_LEN {
+            return Err(CircuitError::TooLarge(share));
+        }
         let length = circuit.length as usize;
         // The noise part, if any, sits between the vector and the witness.
         let noise_len = if noise.is_some() { length } else { 0 };
-        let mut bounds: std::collections::BTreeMap<u32, (i64, i64)> = Default::default();
-        for c in &circuit.checks {
-            if let Check::Range {
-                start,
-                len,
-                min,
-                max,
-            } = c
-            {
-                for e in *start..start.saturating_add(*len) {
-                    bounds.insert(e, (*min, *max));
-                }
-            }
-        }
+        let runs = Runs::of(circuit);
         let mut quads = Vec::new();
         let mut ranges = Vec::new();
         let mut norms = Vec::new();
@@ -190,6 +346,8 @@ impl CircuitType {
         let mut push = |constant: i128, terms: Vec<(u32, i64)>, norm, span: i128, k: usize| {
             let span = u64::try_from(span).map_err(|_| CircuitError::Span(k))?;
             let (bits, _) = bit_layout(span);
+            #[cfg(test)]
+            tests::WALKED.with(|w| w.set(w.get() + 1));
             ranges.push(Bits {
                 constant,
                 terms,
@@ -243,8 +401,8 @@ impl CircuitType {
                         sign: -1,
                         constant: *one,
                     });
-                    let (_, cmax) = bounds.get(&c).ok_or(CircuitError::CountRange(k))?;
-                    push(0, vec![(c, 1), (i, -1)], None, i128::from(*cmax), k)?;
+                    let (_, cmax) = runs.bounds(c).ok_or(CircuitError::CountRange(k))?;
+                    push(0, vec![(c, 1), (i, -1)], None, i128::from(cmax), k)?;
                 }
                 Check::AtMost { elements, max } => {
                     let terms = elements
@@ -257,8 +415,8 @@ impl CircuitType {
                     let mut worst: i128 = 0;
                     for e in *start..start.saturating_add(*len) {
                         inside(e)?;
-                        let (lo, hi) = bounds.get(&e).ok_or(CircuitError::Norm(k))?;
-                        let m = i128::from(*lo).abs().max(i128::from(*hi).abs());
+                        let (lo, hi) = runs.bounds(e).ok_or(CircuitError::Norm(k))?;
+                        let m = i128::from(lo).abs().max(i128::from(hi).abs());
                         worst += m * m;
                     }
                     let b2 = i128::from(*bound) * i128::from(*bound);
@@ -280,51 +438,25 @@ impl CircuitType {
                 push(b, vec![(e, 1)], None, 2 * b, k)?;
             }
         }
-        let mut typ = CircuitType {
+        let typ = CircuitType {
             length,
             quads,
             ranges,
             norms,
             witness,
             noise,
-            chunk: 1,
-            quad_calls: 1,
-            calls: 1,
+            chunk,
+            quad_calls,
+            calls,
         };
-        if typ.input_len() > MAX_VALIDITY_SHARE_LEN {
-            return Err(CircuitError::TooLarge(typ.input_len()));
-        }
-        typ.set_chunk(MAX_VALIDITY_CHUNK);
-        let share = typ.input_len() + typ.proof_len();
-        if share > MAX_VALIDITY_SHARE_LEN {
-            return Err(CircuitError::TooLarge(share));
+        // `Shape::of` counts what this walk builds (of overlapping runs, which the compiler does
+        // not emit, the count may differ: the limit holds on what was built).
+        debug_assert_eq!(typ.input_len(), shape.input_len());
+        debug_assert_eq!(typ.n_quad(), shape.n_quad);
+        if typ.input_len() + typ.proof_len() > MAX_VALIDITY_SHARE_LEN {
+            return Err(CircuitError::TooLarge(typ.input_len() + typ.proof_len()));
         }
         Ok(typ)
-    }
-
-    /// Chooses the chunk length, at most `max_chunk` (and [`MAX_VALIDITY_CHUNK`]), that
-    /// minimises the proof (ties: the shorter chunk, a shorter verifier message). The verifier
-    /// shares members exchange are `2 + 2 chunk` elements, the proof about
-    /// `2 chunk + 2 calls`.
-    fn set_chunk(&mut self, max_chunk: usize) {
-        let n_quad = self.n_quad();
-        let norm_lens: Vec<usize> = self.norms.iter().map(|(_, l)| *l as usize).collect();
-        let largest = norm_lens
-            .iter()
-            .copied()
-            .chain([n_quad, 1])
-            .max()
-            .unwrap_or(1)
-            .min(max_chunk.clamp(1, MAX_VALIDITY_CHUNK));
-        let calls_at = |chunk: usize| {
-            calls_of(n_quad, chunk).max(1)
-                + norm_lens.iter().map(|l| calls_of(*l, chunk)).sum::<usize>()
-        };
-        self.chunk = (1..=largest)
-            .min_by_key(|c| (proof_len_of(*c, calls_at(*c)), *c))
-            .unwrap_or(1);
-        self.quad_calls = calls_of(n_quad, self.chunk).max(1);
-        self.calls = calls_at(self.chunk);
     }
 
     /// Length of the contribution vector (the prefix of the input).
@@ -370,6 +502,39 @@ impl CircuitType {
                 *v = *a;
             }
         }
+    }
+
+    /// The elements of an input share that [`Self::tie`] writes from the aggregated share (the
+    /// vector part without noise, the noise part with): a member computes them from the
+    /// aggregated share it holds, so they do not travel in the validity share.
+    pub fn tied(&self) -> std::ops::Range<usize> {
+        match self.noise {
+            Some(_) => self.length..2 * self.length,
+            None => 0..self.length,
+        }
+    }
+
+    /// What travels of an input share: the share without its [`Self::tied`] elements.
+    pub fn untied(&self, input_share: &[Field64]) -> Vec<Field64> {
+        let r = self.tied();
+        let mut out = input_share[..r.start.min(input_share.len())].to_vec();
+        out.extend_from_slice(input_share.get(r.end..).unwrap_or_default());
+        out
+    }
+
+    /// A member's input share from what travelled ([`Self::untied`]) and its share of the
+    /// aggregated vector (`vector_len` elements): the tied elements written by [`Self::tie`].
+    /// `None` if a length is wrong.
+    pub fn retie(&self, untied: &[Field64], aggregated: &[Field64]) -> Option<Vec<Field64>> {
+        let r = self.tied();
+        if untied.len() + r.len() != self.input_len() || aggregated.len() != self.length {
+            return None;
+        }
+        let mut input = untied[..r.start].to_vec();
+        input.resize(r.end, Field64::zero());
+        input.extend_from_slice(&untied[r.start..]);
+        self.tie(aggregated, &mut input);
+        Some(input)
     }
 
     /// The chunk length of the gadget.
@@ -650,5 +815,80 @@ impl Type for CircuitType {
 
     fn output_len(&self) -> usize {
         self.length
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::Query;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Ranges the build made on this thread (one per element of a `Range` run).
+        pub(super) static WALKED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// `MAX_VECTOR_LEN` elements: 4 rows of the largest `sum_vector` and its indicator.
+    pub(crate) const LARGEST: &str = "SELECT sum_vector(w, 1048575) FROM t \
+        GROUP BY k IN ('a', 'b', 'c', 'd') CLIP NORM w TO 1";
+
+    fn walked_by<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        WALKED.with(|w| w.set(0));
+        let r = f();
+        (r, WALKED.with(|w| w.get()))
+    }
+
+    /// The largest `sum_vector` contribution (`MAX_VECTOR_LEN` elements: the largest
+    /// dimension in 4 `GROUP BY` rows) is refused from the query's shape, before a single range
+    /// is built (the walk would build one per coordinate, a large allocation at every leaf
+    /// member for every such request).
+    #[test]
+    fn a_circuit_over_the_limit_is_refused_before_anything_per_element_is_built() {
+        let c = Query::parse(LARGEST).unwrap().compile().unwrap();
+        assert_eq!(c.spec().length, crate::limits::MAX_VECTOR_LEN);
+        let circuit = c.validity_circuit();
+        let (r, walked) = walked_by(|| CircuitType::new(&circuit));
+        assert!(
+            matches!(r, Err(CircuitError::TooLarge(n)) if n > MAX_VALIDITY_SHARE_LEN),
+            "{r:?}"
+        );
+        assert_eq!(walked, 0);
+        // Just under the limit, the build walks every coordinate, and the shape counted
+        // exactly what it built.
+        let c = Query::parse("SELECT sum_vector(w, 300000) FROM t CLIP NORM w TO 1")
+            .unwrap()
+            .compile()
+            .unwrap();
+        let circuit = c.validity_circuit();
+        let (typ, walked) = walked_by(|| CircuitType::new(&circuit).unwrap());
+        assert!(walked > 300_000);
+        let shape = Shape::of(&circuit, None).unwrap();
+        assert_eq!(shape.input_len(), typ.input_len());
+    }
+
+    /// The shape counts exactly what the build makes, for every aggregate kind, with and
+    /// without noise.
+    #[test]
+    fn the_shape_counts_what_the_build_makes() {
+        for text in [
+            "SELECT sum(x) FROM t CLIP x TO [0, 100] LIMIT PER CONTRIBUTOR 1",
+            "SELECT count(*), sum(a), avg(a), var(a), histogram(a, [0, 10, 50, 100]), \
+             count(DISTINCT CONTRIBUTOR), sum_vector(w, 3) FROM t \
+             GROUP BY m IN ('x', 'y', 'z') CLIP a TO [-20, 80] CLIP NORM w TO 5 \
+             LIMIT PER CONTRIBUTOR 3",
+        ] {
+            let circuit = Query::parse(text)
+                .unwrap()
+                .compile()
+                .unwrap()
+                .validity_circuit();
+            for noise in [None, Some(1000)] {
+                let typ = CircuitType::build(&circuit, noise).unwrap();
+                let shape = Shape::of(&circuit, noise).unwrap();
+                assert_eq!(shape.input_len(), typ.input_len(), "{text}");
+                assert_eq!(shape.n_quad, typ.n_quad(), "{text}");
+            }
+        }
     }
 }

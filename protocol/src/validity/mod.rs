@@ -7,7 +7,8 @@
 //!
 //! 1. The contributor encodes its measurement, derives the joint randomness from blinded
 //!    commitments to its input shares, proves as a single party (`num_shares = 1`), and
-//!    Shamir-shares the input and the proof ([`prove_and_share`]).
+//!    Shamir-shares the input and the proof ([`prove_and_share`]); positions `1..t-1` draw
+//!    both from one seed each, which can travel instead ([`SharedContribution::seeds`]).
 //! 2. Each member checks its own commitment, then runs the FLP query on its input and proof
 //!    shares with `num_shares = 1` ([`verifier_share`]). The query is an affine map of
 //!    (input, proof) for fixed randomness, with its constants added in full; the Lagrange
@@ -44,7 +45,6 @@ const JOINT_DOMAIN: &str = "grove/validity/joint-rand";
 const QUERY_DOMAIN: &str = "grove/validity/query-rand";
 const PROVE_DOMAIN: &str = "grove/validity/prove-rand";
 const INPUT_DOMAIN: &str = "grove/validity/input-seed";
-const PROOF_DOMAIN: &str = "grove/validity/proof-seed";
 const PROOF_COMMIT_DOMAIN: &str = "grove/validity/proof-commit";
 const BOUND_DOMAIN: &str = "grove/validity/bound";
 const DERIVED_QUERY_DOMAIN: &str = "grove/validity/derived-query-seed";
@@ -91,6 +91,22 @@ pub struct MemberShare<F> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharedContribution<F> {
     pub shares: Vec<MemberShare<F>>,
+    /// `seeds[p - 1]` for positions `p` in `1..t`: the seed that position's input share
+    /// (before the tie) and proof share expand from ([`expand_seed_share`]), so that it can
+    /// travel instead of them (seed compression, as plain shares travel).
+    pub seeds: Vec<[u8; 32]>,
+}
+
+/// The input share (before any tie) and proof share of a position that received a seed
+/// ([`SharedContribution::seeds`]): one stream, the input's elements then the proof's.
+pub fn expand_seed_share<F: FieldElement>(
+    seed: &[u8; 32],
+    input_len: usize,
+    proof_len: usize,
+) -> (Vec<F>, Vec<F>) {
+    let mut input = shamir::expand_position::<F>(seed, input_len + proof_len);
+    let proof = input.split_off(input_len);
+    (input, proof)
 }
 
 /// One member's verifier share.
@@ -250,11 +266,20 @@ pub fn prove_adjusted_and_share<T: Type>(
             expected: typ.input_len(),
         });
     }
-    let mut input_shares = shamir::share(
-        input,
-        params,
-        &crate::ids::hash_parts(INPUT_DOMAIN, &[seed]),
-    );
+    // Positions 1..t-1 draw their input share and then their proof share from one seed
+    // each (uniform and independent of the secret, as `shamir::share` draws them).
+    let input_seed = crate::ids::hash_parts(INPUT_DOMAIN, &[seed]);
+    let seeds: Vec<[u8; 32]> = (1..params.t)
+        .map(|p| shamir::position_seed(&input_seed, p))
+        .collect();
+    let mut randoms: Vec<Vec<T::Field>> = Vec::with_capacity(seeds.len());
+    let mut proof_randoms: Vec<Vec<T::Field>> = Vec::with_capacity(seeds.len());
+    for s in &seeds {
+        let (input, proof) = expand_seed_share(s, typ.input_len(), typ.proof_len());
+        randoms.push(input);
+        proof_randoms.push(proof);
+    }
+    let mut input_shares = shamir::share_with(input, params, randoms);
     for (position, share) in (1..).zip(input_shares.iter_mut()) {
         tie(position, share);
     }
@@ -278,11 +303,14 @@ pub fn prove_adjusted_and_share<T: Type>(
             *x += T::Field::one();
         }
     }
-    let mut proof_shares = shamir::share(
-        &proof,
-        params,
-        &crate::ids::hash_parts(PROOF_DOMAIN, &[seed]),
-    );
+    if proof.len() != typ.proof_len() {
+        return Err(ValidityError::Length {
+            what: "proof",
+            got: proof.len(),
+            expected: typ.proof_len(),
+        });
+    }
+    let mut proof_shares = shamir::share_with(&proof, params, proof_randoms);
     for (position, share) in (1..).zip(proof_shares.iter_mut()) {
         adjust_proof(position, share);
     }
@@ -306,7 +334,7 @@ pub fn prove_adjusted_and_share<T: Type>(
             proof_commitments: proof_commitments.clone(),
         })
         .collect();
-    Ok(SharedContribution { shares })
+    Ok(SharedContribution { shares, seeds })
 }
 
 /// A member's verifier share of the contribution it holds `share` of: checks its own

@@ -81,15 +81,40 @@ pub(crate) fn combine<F: FieldElement>(coeffs: &[F], vecs: &[&[F]]) -> Vec<F> {
     out
 }
 
+/// The seed of position `p` (`1..t`) of a sharing under `seed`: that position's share is
+/// its expansion ([`expand_position`]).
+pub fn position_seed(seed: &[u8; 32], p: u8) -> [u8; 32] {
+    crate::ids::hash_parts(SEED_DOMAIN, &[seed, &[p]])
+}
+
+/// The `len` elements a position's seed expands to. A stream: the expansion to `n` elements
+/// is the prefix of the expansion to more, so one seed can carry several shares in a row
+/// (`validity::prove_tied_and_share` draws a position's input share, then its proof share).
+pub fn expand_position<F: FieldElement>(position_seed: &[u8; 32], len: usize) -> Vec<F> {
+    random_vector(&mut ChaCha20Rng::from_seed(*position_seed), len)
+}
+
 /// Shares `secret` at positions `1..=g` (index 0 is position 1); deterministic in `seed`.
 pub fn share<F: FieldElement>(secret: &[F], params: SharingParams, seed: &[u8; 32]) -> Vec<Vec<F>> {
+    let randoms: Vec<Vec<F>> = (1..params.t)
+        .map(|p| expand_position(&position_seed(seed, p), secret.len()))
+        .collect();
+    share_with(secret, params, randoms)
+}
+
+/// Shares `secret` with the shares of positions `1..t-1` given (`randoms[p - 1]`, uniform and
+/// independent of the secret, as long as it): positions `t..=g` are the Lagrange extension of
+/// the polynomial through `0` (the secret) and `1..t-1`.
+pub fn share_with<F: FieldElement>(
+    secret: &[F],
+    params: SharingParams,
+    randoms: Vec<Vec<F>>,
+) -> Vec<Vec<F>> {
     let (g, t) = (params.g, params.t);
-    let n = secret.len();
     let mut points = vec![0u8];
     let mut values: Vec<Vec<F>> = vec![secret.to_vec()];
-    for p in 1..t {
-        let sub = crate::ids::hash_parts(SEED_DOMAIN, &[seed, &[p]]);
-        values.push(random_vector(&mut ChaCha20Rng::from_seed(sub), n));
+    for (p, r) in (1..t).zip(randoms) {
+        values.push(r);
         points.push(p);
     }
     let refs: Vec<&[F]> = values.iter().map(|v| v.as_slice()).collect();

@@ -328,3 +328,25 @@ fn a_proof_share_off_its_commitment_is_refused() {
         derived_query_seed(CONTEXT, &c.shares[1])
     );
 }
+
+/// Positions `1..t-1` can receive their seed instead of their shares: it expands to exactly
+/// their input and proof shares (so the wire's seed compression loses nothing), the others
+/// get none, and the seeds do not depend on the value (another value, same seed: same seeds).
+#[test]
+fn the_seed_of_a_position_below_t_expands_to_its_input_and_proof_shares() {
+    let typ = Vec128::new(4, 3, 2).unwrap();
+    for gt in GROUPS {
+        let p = params(gt);
+        let a = prove_and_share(&typ, &vec![1, 0, 1], p, CONTEXT, &seed(5)).unwrap();
+        let b = prove_and_share(&typ, &vec![0, 1, 0], p, CONTEXT, &seed(5)).unwrap();
+        assert_eq!(a.seeds.len(), usize::from(p.t) - 1);
+        assert_eq!(a.seeds, b.seeds);
+        for (s, share) in a.seeds.iter().zip(&a.shares) {
+            let (input, proof) = expand_seed_share(s, typ.input_len(), typ.proof_len());
+            assert_eq!((input, proof), (share.input.clone(), share.proof.clone()));
+        }
+        // The honest contribution is still accepted (the proof shares of the seeded
+        // positions are the stream's continuation).
+        assert!(decisions(&typ, p, &a).iter().all(|d| *d));
+    }
+}
