@@ -123,3 +123,59 @@ fn backups_of_dead_root_members_adopt_the_root_manifest_over_a_late_child() {
         .all(|(_, _, n)| *n == count));
     assert!(root_adoptions.len() >= 7, "the backups adopted too");
 }
+
+/// Level-1 group 0 (g = 5, t = 3) adopts; then three of its members (positions 2, 3, 4: the
+/// round-0 leader stays) die before their partial sums reach the root (their confirms are slow
+/// and never arrive before the crash matters). Root positions 2, 3 and 4 hold only the sealed
+/// partials sent ahead and heal the child: its two live members offer, and the backups of the
+/// three dead positions never served them.
+fn child_loses_three_members_after_adopting(
+    seed: u64,
+    crash_at: Micros,
+) -> (Cluster, ComputationId, Outcome) {
+    let mut c = setup(60, 30, 6, seed);
+    let id = c.launch(COMMISSIONER, &LaunchParams::new(5, 3, 4, 2, 6));
+    let child = GroupId { level: 1, index: 0 };
+    for p in [2, 3, 4] {
+        let m = member(&c, &id, child, p);
+        c.slow_sends(m, "partial-confirm", 200_000_000);
+        c.slow_sends(m, "partial", 200_000_000);
+        c.crash_at(m, crash_at);
+    }
+    c.run(c.now.plus(150_000_000));
+    let o = c.outcome(&id).expect("outcome");
+    (c, id, o)
+}
+
+/// Without the backups, the child's heal at root positions 2, 3 and 4 has two helpers of the
+/// three it needs, every attempt fails, and the root adopts without the child: its ten
+/// contributors are lost although the child adopted them. The backups the heal queries fail
+/// over to ask the child's other positions for the adopted manifest, take their positions over
+/// on its certificate, heal their own values from the leaves, and serve the heal.
+#[test]
+fn backups_of_a_child_that_lost_three_members_after_adopting_serve_its_heal() {
+    let child = GroupId { level: 1, index: 0 };
+    let (c, id, o) = child_loses_three_members_after_adopting(11, Micros(1_500_000));
+    let plan = c.plan(&id).expect("plan");
+    // The shape: the child's five members adopted before the three died.
+    let members: Vec<_> = adoptions(&c, child)
+        .into_iter()
+        .filter(|(_, at, _)| *at < Micros(1_500_000))
+        .collect();
+    assert_eq!(members.len(), 5, "the child adopted before the crash");
+    let took_over = (2..=4u8)
+        .filter(|p| {
+            plan.backups(child, *p).iter().any(|b| {
+                c.index_of(b).is_some_and(|i| {
+                    c.durable(i).iter().any(|r| {
+                        matches!(r, Record::Takeover { computation, group, position }
+                            if *computation == id && *group == child && position == p)
+                    })
+                })
+            })
+        })
+        .count();
+    assert_eq!(took_over, 3, "a backup took each dead position over");
+    assert!(o.released.is_some(), "nothing released");
+    assert_eq!(o.included, o.finished_sending, "a contributor was lost");
+}
