@@ -31,7 +31,7 @@ use commissioner::{
     on_release_ask, on_release_share, on_root_ready, Commissioner, Phase,
 };
 use contributor::Contribution;
-use heal::{on_heal_go, on_heal_offer, on_heal_part, on_heal_query};
+use heal::{on_heal_go, on_heal_offer, on_heal_part, on_heal_query, take_over_adopted};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use role::{apply_adopted, apply_takeover, Acceptor, Role};
@@ -352,6 +352,9 @@ struct Computation {
     /// The validity statement contributions must prove (`engine/validity.rs`), if this engine
     /// checks validity and the request has one.
     validity: Option<Arc<validity::Statement>>,
+    /// Groups whose adopted manifest this backup asked for after a heal query for a position it
+    /// did not serve, and when (`heal::ask_for_adoption`; never persisted).
+    adoption_asked: BTreeMap<GroupId, Micros>,
 }
 
 impl Computation {
@@ -1023,6 +1026,7 @@ impl Engine {
                 acceptors: BTreeMap::new(),
                 candidates,
                 validity,
+                adoption_asked: BTreeMap::new(),
             }),
         );
         Ok(())
@@ -1397,7 +1401,12 @@ impl Engine {
             Body::Request(_) | Body::ShareQuery(_) => Ok(()),
             Body::Share(m) => on_share(comp, from, m, &mut ctx, &mut records),
             Body::Partial(m) => on_partial(comp, from, m, &mut ctx, &mut records),
-            Body::Report(m) => on_report(comp, from, round, m, &mut ctx, &mut records),
+            // A backup that asked for its group's adopted manifest (a heal query for a position
+            // it did not serve) takes the position over on a certified answer.
+            Body::Report(m) => match take_over_adopted(comp, from, &m, me, &mut records) {
+                Ok(false) => on_report(comp, from, round, m, &mut ctx, &mut records),
+                done => done.map(|_| ()),
+            },
             Body::Solicit(m) => on_solicit(comp, from, round, m, &mut ctx, &mut records),
             Body::Manifest(m) => on_manifest(comp, from, round, m, &mut ctx, &mut records),
             Body::HealQuery(m) => on_heal_query(comp, from, m, &mut ctx),

@@ -104,7 +104,7 @@ fn a_contributor_alone_in_its_leaf_is_left_out_and_exposed_to_no_coalition() {
 
 /// A member that claims in its reports to have adopted what it holds (a manifest of the
 /// lone contributor) is refused by every honest position, which would otherwise adopt it on
-/// its word and send the contributor's shares to the parent.
+/// its word and send the contributor's shares to the parent: the claim carries no certificate.
 #[test]
 fn a_member_claiming_a_manifest_of_a_lone_contributor_is_refused() {
     let (mut c, id) = setup(20_011);
@@ -130,5 +130,15 @@ fn a_member_claiming_a_manifest_of_a_lone_contributor_is_refused() {
         !o.included.contains(&contributor),
         "the lone contributor was summed"
     );
-    assert!(refused(&c) > 0, "no claim was refused");
+    // Refused for want of a certificate: no honest position accepts a manifest of one, so no
+    // quorum signs one (a certified claim is adopted without checking what the position holds).
+    let unproven = c
+        .events
+        .iter()
+        .filter(|(_, _, e)| {
+            matches!(e, Event::MessageRejected { reason, .. }
+                if reason == "a claimed adoption without a certificate of accepts from a quorum and t positions")
+        })
+        .count();
+    assert!(unproven > 0, "no claim was refused");
 }

@@ -1,15 +1,21 @@
 //! Healing: rebuilding a parent position's missing value from `t` masked Lagrange terms of
 //! the child's members.
 
+use super::agreement::{acceptor_state, check_manifest};
+use super::certificate;
 use super::role::{
-    check_parent_sender, check_position, check_sender, is_candidate, my_role_in, Adopted, Heal,
-    HealAttempt, HealState,
+    check_parent_sender, check_position, check_sender, group_member_position, is_candidate,
+    my_role_in, Adopted, Heal, HealAttempt, HealState,
 };
-use super::{persist, server_of, slot, Computation, Ctx, Event, Identity, Pending, Rejection};
+use super::{
+    persist, server_of, slot, version_of, Computation, Ctx, Event, Identity, Pending, Rejection,
+};
 use crate::field::{add_assign_vec, mul_add_assign_vec, random_vec, sub_assign_vec, FieldVec, Fp};
 use crate::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position, Version};
 use crate::limits::{MAX_HEAL_ATTEMPTS, MAX_HEAL_GO_ANSWERS, MAX_PENDING_HEAL_QUERIES};
-use crate::message::{Body, HealGoMsg, HealOfferMsg, HealPartMsg, HealQueryMsg, Item, Slot};
+use crate::message::{
+    Body, HealGoMsg, HealOfferMsg, HealPartMsg, HealQueryMsg, Item, ReportMsg, Slot,
+};
 use crate::plan::Plan;
 use crate::record::Record;
 use crate::seal;
@@ -97,7 +103,12 @@ pub(super) fn on_heal_query(
 ) -> Result<(), Rejection> {
     let id = comp.id();
     let parent = check_parent_sender(comp, m.child, m.target, &from)?;
-    let key = my_role_in(comp, m.child).ok_or(Rejection::NotInGroup)?;
+    let Some(key) = my_role_in(comp, m.child) else {
+        let mine =
+            group_member_position(comp, m.child, ctx.me.node).ok_or(Rejection::NotInGroup)?;
+        ask_for_adoption(comp, slot(m.child, mine), ctx);
+        return Ok(());
+    };
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     match role.adopted() {
         Some(Adopted {
@@ -124,6 +135,93 @@ pub(super) fn on_heal_query(
         }
     }
     Ok(())
+}
+
+/// A heal query reached this backup for a position of `to.group` it does not serve: the parent
+/// found the member unreachable. A child that adopted and then lost members this way never
+/// re-sends anything to their backups, so without them fewer than `t` positions can offer and
+/// every heal of the child fails (`MAX_HEAL_ATTEMPTS` later the parent gives up, and a parent
+/// that lost it refuses manifests that leave it out). The backup does not take the position
+/// over on the query itself (an empty server's report, if the group is still agreeing, could
+/// reach the leader before the holder's and cut the group); it asks the group's other
+/// positions' servers for the manifest they adopted (a report naming no items and no new
+/// promise: its acceptor state as it is), at most once per `heal_attempt`, and takes the
+/// position over only on a certified adoption (`take_over_adopted`).
+pub(super) fn ask_for_adoption(comp: &mut Computation, to: Slot, ctx: &mut Ctx) {
+    let id = comp.id();
+    let attempt = comp.request().tree.timeouts.heal_attempt;
+    if comp.roles.keys().any(|s| s.group == to.group) {
+        return;
+    }
+    if comp
+        .adoption_asked
+        .get(&to.group)
+        .is_some_and(|at| ctx.now < at.plus(attempt))
+    {
+        return;
+    }
+    comp.adoption_asked.insert(to.group, ctx.now);
+    let (promised, accepted) = acceptor_state(comp, to.group);
+    for p in (1..=comp.plan.g).filter(|p| *p != to.position) {
+        let body = Body::Report(ReportMsg {
+            group: to.group,
+            position: to.position,
+            serving: false,
+            items: Vec::new(),
+            accepted: accepted.clone(),
+            adopted: None,
+            certificate: None,
+        });
+        // Without a slot: a dead server's backup must not take its position over on this ask
+        // (the takeover rule of `Engine::dispatch`), which would make another empty server.
+        let server = server_of(&comp.plan, &comp.servers, slot(to.group, p));
+        ctx.send_to(server, id, promised, body, None);
+    }
+}
+
+/// The answer to `ask_for_adoption`: another position's report of the manifest the group
+/// adopted, with its certificate (the signed accepts of a quorum, `certificate.rs`). This
+/// backup takes its position of the group over (`Takeover`, persisted first) and adopts the
+/// manifest at once, then heals exactly the child versions it names (`heal_missing_items`)
+/// or, in a leaf, asks the manifest's contributors (`ShareQuery`, answered only by those whose
+/// own failover routes to it), and answers the parent's heal queries once its sum is ready.
+/// `Ok(false)`: not such an answer (the report goes the usual way).
+pub(super) fn take_over_adopted(
+    comp: &mut Computation,
+    from: NodeId,
+    m: &ReportMsg,
+    me: NodeId,
+    records: &mut Vec<Pending>,
+) -> Result<bool, Rejection> {
+    let Some(manifest) = m.adopted.as_ref() else {
+        return Ok(false);
+    };
+    if !comp.adoption_asked.contains_key(&m.group) || my_role_in(comp, m.group).is_some() {
+        return Ok(false);
+    }
+    let Some(position) = group_member_position(comp, m.group, me) else {
+        return Ok(false);
+    };
+    check_sender(comp, m.group, m.position, from)?;
+    check_manifest(comp, m.group, manifest)?;
+    let cert = m.certificate.clone().ok_or(Rejection::AdoptionUnproven)?;
+    let id = comp.id();
+    let digest = version_of(&id, m.group, manifest).digest;
+    certificate::check(&comp.plan, &id, m.group, &digest, &cert)?;
+    comp.adoption_asked.remove(&m.group);
+    records.push(Pending::Record(Record::Takeover {
+        computation: id,
+        group: m.group,
+        position,
+    }));
+    records.push(Pending::Adopt {
+        id,
+        key: slot(m.group, position),
+        manifest: manifest.clone(),
+        announce: false,
+        certificate: Some(cert),
+    });
+    Ok(true)
 }
 
 pub(super) fn my_role_as_parent_of(
