@@ -434,9 +434,7 @@ pub fn validity_share_message_bytes(
     position: u8,
 ) -> u64 {
     use grove_protocol::field::{FieldVec, Fp};
-    use grove_protocol::message::{
-        ShareMsg, Slot, ValidityPart, ValidityPayload, ValidityShare,
-    };
+    use grove_protocol::message::{ShareMsg, Slot, ValidityPart, ValidityPayload, ValidityShare};
     let (computation, group, contributor) = wire_ids();
     let l = typ.lengths();
     let share = if position < params.t {
@@ -653,7 +651,10 @@ mod tests {
         assert_eq!(o.included.len(), contributors);
         let sent = |kind: &str| c.traffic.by_kind.get(kind).copied().unwrap_or_default();
         assert_eq!(sent("share").0, (contributors * usize::from(g)) as u64);
-        assert_eq!(sent("validity-share").0, (contributors * usize::from(g)) as u64);
+        assert_eq!(
+            sent("validity-share").0,
+            (contributors * usize::from(g)) as u64
+        );
         let cfg = ValidityConfig {
             prove_ns_per_element: 0.0,
             verify_ns_per_element: 0.0,
