@@ -328,11 +328,12 @@ fn per_kb_us(message: &Message, charged: u64, cpu: &CpuConfig) -> u64 {
 
 /// Validity proofs (issue 17) in the cost model (`[validity]`; absent, contributions travel
 /// unproven as the simulated engines run them): every share also carries its position's
-/// validity share (input and proof shares of the declared vector's circuit, its blind and the
-/// `2 g` commitments), its contributor first proves, and each leaf member verifies it and
-/// sends its verifier share to the `g - 1` others. Sizes come from the real circuit
-/// ([`ValidityLoad::of`]); CPU per element of the proven input is measured by
-/// `grove-sim crypto-cost` ([`measure_validity`]).
+/// validity share message (as `engine/validity.rs` sends it: a 32-byte seed for positions
+/// `1..t-1`, the untied input share and the proof share at 8 bytes per element for the others,
+/// with the blind and the `2 g` commitments), its contributor first proves, and each leaf
+/// member verifies it and sends its verifier share to the `g - 1` others. Sizes are the
+/// encoded messages of the real circuit ([`ValidityLoad::of_type`]); CPU per element of the
+/// proven input is measured by `grove-sim crypto-cost` ([`measure_validity`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidityConfig {
@@ -344,7 +345,8 @@ pub struct ValidityConfig {
 }
 
 /// Mean postcard bytes of a uniform `Field64` element sent as a `u64` varint (10 bytes at or
-/// above 2^63, 9 from 2^56: about half each).
+/// above 2^63, 9 from 2^56: about half each): the verifier share's elements
+/// (`VerifierShareMsg::parts`) still travel so.
 const FIELD_VARINT_BYTES: f64 = 9.5;
 
 /// What the validity proof of the declared vector (an indicator, then `vector_len - 1`
@@ -352,9 +354,14 @@ const FIELD_VARINT_BYTES: f64 = 9.5;
 /// gives such a `sum_vector`'s range checks) costs per contribution.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ValidityLoad {
-    /// Elements of the proven input (vector and witness bits).
+    /// Elements of the proven input (vector, noise and witness bits).
     pub input: u64,
-    /// Bytes of one position's validity share on the wire.
+    /// Bytes of one contributor's `g` validity share messages on the wire.
+    pub upload_bytes: u64,
+    /// Bytes charged on each of the `g` shares (`upload_bytes / g`, rounded up): the sim adds
+    /// the validity share to its position's share, so the contributor's upload is right but
+    /// its split is even, where the engine sends seeds to `1..t-1` and full shares to the
+    /// rest.
     pub share_bytes: u64,
     /// Bytes of one verifier share on the wire.
     pub verifier_bytes: u64,
@@ -364,26 +371,130 @@ pub struct ValidityLoad {
 }
 
 impl ValidityLoad {
+    /// The load of the declared vector's circuit ([`declared_circuit`]).
     pub fn of(
         vector_len: u32,
         value_max_abs: f64,
-        g: u8,
+        params: SharingParams,
         cfg: &ValidityConfig,
     ) -> Result<ValidityLoad, String> {
         let typ = declared_circuit(vector_len, value_max_abs)?;
-        let l = typ.lengths();
-        let elements = |n: usize| (n as f64 * FIELD_VARINT_BYTES).round() as u64;
-        // A validity payload's ids and varint prefixes, its blind, and the 2 g commitments.
-        let fixed = 128 + 32 + 2 * u64::from(g) * 32;
-        let input = l.input as u64;
-        Ok(ValidityLoad {
+        Ok(Self::of_type(&typ, params, cfg))
+    }
+
+    /// The load of contributions proving `typ` at `params`: the bytes are those of the
+    /// messages `ValidityShare` and `VerifierShare` the engine encodes
+    /// ([`validity_share_message_bytes`], [`verifier_share_message_bytes`]).
+    pub fn of_type(
+        typ: &grove_protocol::validity::circuit::CircuitType,
+        params: SharingParams,
+        cfg: &ValidityConfig,
+    ) -> ValidityLoad {
+        let upload_bytes: u64 = (1..=params.g)
+            .map(|p| validity_share_message_bytes(typ, params, p))
+            .sum();
+        let input = typ.lengths().input as u64;
+        ValidityLoad {
             input,
-            share_bytes: elements(l.input + l.proof) + fixed,
-            verifier_bytes: elements(l.verifier) + 96,
+            upload_bytes,
+            share_bytes: upload_bytes.div_ceil(u64::from(params.g)),
+            verifier_bytes: verifier_share_message_bytes(typ),
             prove_us: (cfg.prove_ns_per_element * input as f64 / 1000.0).round() as u64,
             verify_us: (cfg.verify_ns_per_element * input as f64 / 1000.0).round() as u64,
-        })
+        }
     }
+}
+
+/// Identifiers of the size the engine's are (fixed 32 bytes; a leaf's `GroupId` index is a
+/// varint, taken at 1,000, two bytes, as in the large plans).
+fn wire_ids() -> (
+    grove_protocol::ids::ComputationId,
+    grove_protocol::ids::GroupId,
+    grove_protocol::ids::NodeId,
+) {
+    use grove_protocol::ids::{ComputationId, GroupId, NodeId};
+    (
+        ComputationId([0xa5; 32]),
+        GroupId {
+            level: 0,
+            index: 1000,
+        },
+        NodeId([0x5a; 32]),
+    )
+}
+
+/// The encoded bytes of the validity share message position `position` receives, built as
+/// `engine/validity.rs` (`to_wire`, `send_validity_shares`) builds it: a
+/// `ValidityShare::Seed` for positions `1..t` (`SharedContribution::seeds`), else the input
+/// share without its tied elements (`CircuitType::untied`) and the proof share; sealed
+/// (`seal::sealed_len`) and encoded (`codec::encode`).
+pub fn validity_share_message_bytes(
+    typ: &grove_protocol::validity::circuit::CircuitType,
+    params: SharingParams,
+    position: u8,
+) -> u64 {
+    use grove_protocol::field::{FieldVec, Fp};
+    use grove_protocol::message::{ShareMsg, Slot, ValidityPart, ValidityPayload, ValidityShare};
+    let (computation, group, contributor) = wire_ids();
+    let l = typ.lengths();
+    let share = if position < params.t {
+        ValidityShare::Seed([0; 32])
+    } else {
+        let zeros = |n: usize| FieldVec(vec![Fp::from_i64(0); n]);
+        ValidityShare::Full {
+            input: zeros(l.input - typ.tied().len()),
+            proof: zeros(l.proof),
+        }
+    };
+    let g = usize::from(params.g);
+    let payload = ValidityPayload {
+        computation,
+        group,
+        position,
+        contributor,
+        parts: vec![ValidityPart {
+            share,
+            blind: [0; 32],
+            commitments: vec![[0; 32]; g],
+            proof_commitments: vec![[0; 32]; g],
+        }],
+    };
+    // Invariant: postcard serialises these plain data types without error.
+    let plain = postcard::to_allocvec(&payload).map_or(0, |b| b.len());
+    let message = Message {
+        computation,
+        round: 0,
+        body: Body::ValidityShare(ShareMsg {
+            group,
+            position,
+            contributor,
+            sealed: vec![0; seal::sealed_len(plain)],
+        }),
+        to: Some(Slot { group, position }),
+    };
+    grove_protocol::codec::encode(&message).map_or(0, |b| b.len()) as u64
+}
+
+/// The encoded bytes of one verifier share message (`VerifierShareMsg`, one part): its
+/// elements are `u64` varints, charged at [`FIELD_VARINT_BYTES`] (uniform elements) instead
+/// of the 1 byte of the zeros encoded here.
+pub fn verifier_share_message_bytes(typ: &grove_protocol::validity::circuit::CircuitType) -> u64 {
+    use grove_protocol::message::VerifierShareMsg;
+    let (computation, group, contributor) = wire_ids();
+    let n = typ.lengths().verifier;
+    let message = Message {
+        computation,
+        round: 0,
+        body: Body::VerifierShare(VerifierShareMsg {
+            group,
+            position: 1,
+            contributor,
+            parts: vec![(vec![0; n], [0; 32])],
+        }),
+        to: Some(grove_protocol::message::Slot { group, position: 2 }),
+    };
+    let zeros = grove_protocol::codec::encode(&message).map_or(0, |b| b.len()) as f64;
+    (zeros + (FIELD_VARINT_BYTES - 1.0) * n as f64).round() as u64
 }
 
 /// The validity circuit of the declared vector (see [`ValidityLoad`]).
@@ -506,6 +617,66 @@ mod tests {
         let median_ms = draws[50_000] as f64 / 1000.0;
         assert!((median_ms - 33.0).abs() < 0.4, "median {median_ms}");
         assert_eq!(draws[100_000], 80_000);
+    }
+
+    /// The validity bytes the model charges per contributor are those the engine sends: a
+    /// small `sum_vector` query run by the protocol harness at `(g, t) = (5, 3)`, its
+    /// `validity-share` and `verifier-share` bytes counted by the harness against
+    /// [`ValidityLoad::of_type`] of the query's circuit. A change of the validity wire breaks it.
+    #[test]
+    fn validity_bytes_match_the_engine() {
+        use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
+        use grove_protocol::query::{Query, Record, Value};
+        use grove_protocol::validity::circuit::CircuitType;
+        let (g, t, contributors) = (5u8, 3u8, 3usize);
+        let text = "SELECT sum_vector(w, 200) FROM t CLIP NORM w TO 1";
+        let compiled = Query::parse(text).unwrap().compile().unwrap();
+        let record: Record = [(
+            "w".to_string(),
+            Value::NumberArray((0..200).map(|i| f64::from(i % 7 - 3) / 100.0).collect()),
+        )]
+        .into_iter()
+        .collect();
+        // Enough nodes that no contributor serves a position of its own leaf.
+        let mut c = Cluster::new(HarnessConfig::new(60, 17));
+        let values = compiled.evaluate(std::slice::from_ref(&record));
+        for i in 1..=contributors {
+            c.set_contribution(i, values.clone());
+        }
+        let mut p = LaunchParams::new(g, t, 1, 2, 1);
+        p.spec = compiled.spec().clone();
+        let id = c.launch_query(0, &p, text);
+        let o = c.run_checked(&id);
+        assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+        assert_eq!(o.included.len(), contributors);
+        let sent = |kind: &str| c.traffic.by_kind.get(kind).copied().unwrap_or_default();
+        assert_eq!(sent("share").0, (contributors * usize::from(g)) as u64);
+        assert_eq!(
+            sent("validity-share").0,
+            (contributors * usize::from(g)) as u64
+        );
+        let cfg = ValidityConfig {
+            prove_ns_per_element: 0.0,
+            verify_ns_per_element: 0.0,
+        };
+        let typ = CircuitType::of_query(&compiled).unwrap();
+        let load = ValidityLoad::of_type(&typ, SharingParams { g, t }, &cfg);
+        let engine = sent("validity-share").1 / contributors as u64;
+        // The ids' varints may differ by a byte or two per message (leaf index, round).
+        let slack = 4 * u64::from(g);
+        assert!(
+            load.upload_bytes.abs_diff(engine) <= slack,
+            "model {} bytes per contributor, engine {engine}",
+            load.upload_bytes
+        );
+        assert!(load.share_bytes * u64::from(g) - load.upload_bytes < u64::from(g));
+        let verifier = sent("verifier-share");
+        let per_message = verifier.1 as f64 / verifier.0 as f64;
+        assert!(
+            (load.verifier_bytes as f64 - per_message).abs() <= 8.0,
+            "model {} bytes per verifier share, engine {per_message}",
+            load.verifier_bytes
+        );
     }
 
     #[test]

@@ -432,7 +432,11 @@ impl Simulator {
             .validity
             .map(|v| {
                 let p = &cfg.payload;
-                crate::models::ValidityLoad::of(p.vector_len, p.value_max_abs, cfg.protocol.g, &v)
+                let params = grove_protocol::sharing::SharingParams {
+                    g: cfg.protocol.g,
+                    t: cfg.protocol.t,
+                };
+                crate::models::ValidityLoad::of(p.vector_len, p.value_max_abs, params, &v)
             })
             .transpose()?;
         let mut sim = Simulator {
