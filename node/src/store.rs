@@ -1135,7 +1135,10 @@ mod tests {
             computation: a,
             snapshot: grove_protocol::snapshot::DirectorySnapshot::new(vec![(
                 grove_protocol::ids::NodeId([3; 32]),
-                [4; 32],
+                grove_protocol::plan::PeerKeys {
+                    x25519: [4; 32],
+                    ed25519: [5; 32],
+                },
             )]),
         };
         store

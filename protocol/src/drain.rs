@@ -127,18 +127,19 @@ mod tests {
     fn launched() -> Engine {
         let secrets = [[3u8; 32], [8u8; 32]];
         let nodes = [NodeId([5u8; 32]), NodeId([9u8; 32])];
-        let directory = DirectorySnapshot::new(
-            nodes
-                .iter()
-                .zip(&secrets)
-                .map(|(n, s)| (*n, crate::seal::x25519_public(s)))
-                .collect(),
-        );
+        let identities: Vec<Identity> = nodes
+            .iter()
+            .zip(&secrets)
+            .map(|(n, s)| Identity {
+                node: *n,
+                x25519_secret: *s,
+                ed25519_secret: [s[0] + 1; 32],
+            })
+            .collect();
+        let directory =
+            DirectorySnapshot::new(identities.iter().map(|i| (i.node, i.keys())).collect());
         let plans = Arc::new(PlanCache::default());
-        let identity = Identity {
-            node: nodes[0],
-            x25519_secret: secrets[0],
-        };
+        let identity = identities[0].clone();
         let mut engine = Engine::new(identity, [1u8; 32], plans);
         let key = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
         let id = ComputationId([6u8; 32]);

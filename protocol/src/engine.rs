@@ -74,11 +74,26 @@ pub use manifest::{alone, choose_manifest, version_of};
 pub use rejection::Rejection;
 pub use strategy::{Strategy, StrategyKind};
 
-/// Who this node is: its id in plans and the secret of its static X25519 key.
+/// Who this node is: its id in plans, the secret of its static X25519 key, and the secret
+/// (seed) of its Ed25519 key, which signs its accepts and votes (the node's libp2p identity
+/// key).
 #[derive(Clone)]
 pub struct Identity {
     pub node: NodeId,
     pub x25519_secret: [u8; 32],
+    pub ed25519_secret: [u8; 32],
+}
+
+impl Identity {
+    /// The public keys a directory snapshot lists for this node.
+    pub fn keys(&self) -> crate::plan::PeerKeys {
+        crate::plan::PeerKeys {
+            x25519: crate::seal::x25519_public(&self.x25519_secret),
+            ed25519: ed25519_dalek::SigningKey::from_bytes(&self.ed25519_secret)
+                .verifying_key()
+                .to_bytes(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Identity {

@@ -261,12 +261,17 @@ impl Cluster {
             );
             let public = seal::x25519_public(&secret);
             let node = NodeId::from_public_bytes(&public);
-            peers.push((node, public));
+            let identity = Identity {
+                node,
+                x25519_secret: secret,
+                ed25519_secret: hash_parts(
+                    "harness/ed25519",
+                    &[&cfg.seed.to_le_bytes(), &(i as u64).to_le_bytes()],
+                ),
+            };
+            peers.push((node, identity.keys()));
             nodes.push(Slot {
-                identity: Identity {
-                    node,
-                    x25519_secret: secret,
-                },
+                identity,
                 engine: None,
                 durable: Vec::new(),
                 timer: None,

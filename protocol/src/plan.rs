@@ -25,7 +25,7 @@ pub enum PlanError {
     NotEnoughPeers { needed: usize, found: usize },
     #[error("tree parameters are invalid: {0}")]
     InvalidTree(String),
-    #[error("peer {0} has no X25519 key in the directory")]
+    #[error("peer {0} has no keys in the directory")]
     MissingKey(NodeId),
     #[error("the directory snapshot {} the request names is not on this node", .0.unwrap_or_default())]
     NoSnapshot(Option<Digest>),
@@ -50,25 +50,42 @@ pub fn request_seed(request: &Request, randomness: Option<&Randomness>) -> [u8; 
     }
 }
 
+/// A peer's public keys as a directory snapshot lists them: the static X25519 key it receives
+/// sealed shares under, and the Ed25519 key (its libp2p identity key, which its node id
+/// hashes) it signs its accepts and votes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PeerKeys {
+    pub x25519: [u8; 32],
+    pub ed25519: [u8; 32],
+}
+
 /// The candidates a plan draws its members from: the node answers from the snapshot the
 /// request names, the harness and the simulator from a global table.
 pub trait PeerDirectory: Send + Sync {
     /// Visits every candidate once, in id order from the first at or after `point`, wrapping
     /// around (the id ring), until `visit` returns `false`.
     fn for_each_from(&self, point: &NodeId, visit: &mut dyn FnMut(NodeId) -> bool);
+    /// A peer's public keys.
+    fn keys(&self, node: &NodeId) -> Option<PeerKeys>;
     /// The static X25519 key a peer receives sealed shares under.
-    fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]>;
+    fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]> {
+        self.keys(node).map(|k| k.x25519)
+    }
+    /// The Ed25519 key a peer signs its accepts and votes with.
+    fn ed25519_key(&self, node: &NodeId) -> Option<[u8; 32]> {
+        self.keys(node).map(|k| k.ed25519)
+    }
 }
 
 /// A directory held entirely in memory, sorted by id: a ring walk starts in `O(log n)`.
 #[derive(Debug, Clone, Default)]
 pub struct SortedDirectory {
     /// Sorted by id, unique.
-    peers: Vec<(NodeId, [u8; 32])>,
+    peers: Vec<(NodeId, PeerKeys)>,
 }
 
 impl SortedDirectory {
-    pub fn new(mut peers: Vec<(NodeId, [u8; 32])>) -> SortedDirectory {
+    pub fn new(mut peers: Vec<(NodeId, PeerKeys)>) -> SortedDirectory {
         peers.sort_by_key(|a| a.0);
         peers.dedup_by(|a, b| a.0 == b.0);
         SortedDirectory { peers }
@@ -83,7 +100,7 @@ impl SortedDirectory {
     }
 
     /// The peers and their keys, sorted by id.
-    pub fn entries(&self) -> &[(NodeId, [u8; 32])] {
+    pub fn entries(&self) -> &[(NodeId, PeerKeys)] {
         &self.peers
     }
 }
@@ -99,7 +116,7 @@ impl PeerDirectory for SortedDirectory {
         }
     }
 
-    fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]> {
+    fn keys(&self, node: &NodeId) -> Option<PeerKeys> {
         self.peers
             .binary_search_by(|(id, _)| id.cmp(node))
             .ok()
@@ -151,10 +168,10 @@ pub struct Plan {
     backups_per_position: u8,
     /// `backups[(flat(group) * g + position - 1) * backups_per_position + k]`.
     backups: Vec<NodeId>,
-    /// X25519 keys of every member and backup. The maps keyed by node are only looked up,
+    /// Keys of every member and backup. The maps keyed by node are only looked up,
     /// never iterated, so their order never reaches an output; hashing beats a B-tree's
     /// dozen 32-byte comparisons when a million engines share one plan.
-    keys: HashMap<NodeId, [u8; 32]>,
+    keys: HashMap<NodeId, PeerKeys>,
     /// Every (group, position) each peer holds, members only.
     roles: HashMap<NodeId, Vec<(GroupId, Position)>>,
     /// Every (group, position) each peer is a backup for.
@@ -287,9 +304,7 @@ impl Plan {
         let mut keys = HashMap::new();
         for peer in members.iter().chain(backups.iter()) {
             if !keys.contains_key(peer) {
-                let key = directory
-                    .x25519_key(peer)
-                    .ok_or(PlanError::MissingKey(*peer))?;
+                let key = directory.keys(peer).ok_or(PlanError::MissingKey(*peer))?;
                 keys.insert(*peer, key);
             }
         }
@@ -435,7 +450,12 @@ impl Plan {
     }
 
     pub fn x25519_key(&self, node: &NodeId) -> Option<[u8; 32]> {
-        self.keys.get(node).copied()
+        self.keys.get(node).map(|k| k.x25519)
+    }
+
+    /// The Ed25519 key `node` signs its accepts and votes with.
+    pub fn ed25519_key(&self, node: &NodeId) -> Option<[u8; 32]> {
+        self.keys.get(node).map(|k| k.ed25519)
     }
 
     /// The (group, position) pairs `node` holds, in plan order.
@@ -584,12 +604,15 @@ impl PlanCache {
 mod tests {
     use super::*;
 
-    fn ids(n: usize) -> Vec<(NodeId, [u8; 32])> {
+    fn ids(n: usize) -> Vec<(NodeId, PeerKeys)> {
         (0..n)
             .map(|i| {
                 (
                     NodeId(hash_parts("test", &[&(i as u64).to_le_bytes()])),
-                    [i as u8; 32],
+                    PeerKeys {
+                        x25519: [i as u8; 32],
+                        ed25519: [!(i as u8); 32],
+                    },
                 )
             })
             .collect()

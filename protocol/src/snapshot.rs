@@ -9,25 +9,27 @@
 //! directory.
 
 use crate::ids::{Digest, NodeId};
-use crate::plan::{PeerDirectory, SortedDirectory};
+use crate::plan::{PeerDirectory, PeerKeys, SortedDirectory};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::Arc;
 
 /// Domain tag of snapshot digests.
-const SNAPSHOT_DOMAIN: &str = "grove/directory-snapshot/v1";
+/// (v2: each entry holds the peer's Ed25519 key after its X25519 key.)
+const SNAPSHOT_DOMAIN: &str = "grove/directory-snapshot/v2";
 
-/// The digest of a directory as the plan sees it: the `(NodeId, X25519 key)` pairs in node
-/// order.
-pub fn snapshot_digest(entries: &[(NodeId, [u8; 32])]) -> Digest {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(entries.len() * 2);
-    for (node, key) in entries {
+/// The digest of a directory as the plan sees it: the `(NodeId, X25519 key, Ed25519 key)`
+/// triples in node order.
+pub fn snapshot_digest(entries: &[(NodeId, PeerKeys)]) -> Digest {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(entries.len() * 3);
+    for (node, keys) in entries {
         parts.push(&node.0);
-        parts.push(key);
+        parts.push(&keys.x25519);
+        parts.push(&keys.ed25519);
     }
     Digest::of(SNAPSHOT_DOMAIN, &parts)
 }
 
-/// The `(NodeId, X25519 key)` pairs of a directory, in node order (one entry per node), with
+/// The `(NodeId, PeerKeys)` pairs of a directory, in node order (one entry per node), with
 /// their digest. Cloning shares the entries: the engines of one process (a simulator of a
 /// million nodes) hold one copy, and so do their records.
 #[derive(Clone)]
@@ -40,7 +42,7 @@ struct Inner {
 
 impl DirectorySnapshot {
     /// Sorts the entries by node and keeps the first of each node's.
-    pub fn new(entries: Vec<(NodeId, [u8; 32])>) -> DirectorySnapshot {
+    pub fn new(entries: Vec<(NodeId, PeerKeys)>) -> DirectorySnapshot {
         let directory = SortedDirectory::new(entries);
         let digest = snapshot_digest(directory.entries());
         DirectorySnapshot(Arc::new(Inner { digest, directory }))
@@ -51,7 +53,7 @@ impl DirectorySnapshot {
     }
 
     /// The entries, in node order.
-    pub fn entries(&self) -> &[(NodeId, [u8; 32])] {
+    pub fn entries(&self) -> &[(NodeId, PeerKeys)] {
         self.0.directory.entries()
     }
 
@@ -97,7 +99,7 @@ impl Serialize for DirectorySnapshot {
 
 impl<'de> Deserialize<'de> for DirectorySnapshot {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<DirectorySnapshot, D::Error> {
-        Vec::<(NodeId, [u8; 32])>::deserialize(deserializer).map(DirectorySnapshot::new)
+        Vec::<(NodeId, PeerKeys)>::deserialize(deserializer).map(DirectorySnapshot::new)
     }
 }
 
@@ -106,9 +108,15 @@ mod tests {
     use super::*;
     use crate::ids::hash_parts;
 
-    fn entries(n: u64) -> Vec<(NodeId, [u8; 32])> {
+    fn entries(n: u64) -> Vec<(NodeId, PeerKeys)> {
         (0..n)
-            .map(|i| (NodeId(hash_parts("t", &[&i.to_le_bytes()])), [i as u8; 32]))
+            .map(|i| {
+                let keys = PeerKeys {
+                    x25519: [i as u8; 32],
+                    ed25519: [!(i as u8); 32],
+                };
+                (NodeId(hash_parts("t", &[&i.to_le_bytes()])), keys)
+            })
             .collect()
     }
 
@@ -123,7 +131,10 @@ mod tests {
         in_order.sort_by_key(|a| a.0);
         assert_eq!(sorted.digest(), snapshot_digest(&in_order));
         // Another key for one node is another directory.
-        in_order[3].1 = [0xee; 32];
+        let mut other_x = in_order.clone();
+        other_x[3].1.x25519 = [0xee; 32];
+        assert_ne!(DirectorySnapshot::new(other_x).digest(), sorted.digest());
+        in_order[3].1.ed25519 = [0xee; 32];
         assert_ne!(DirectorySnapshot::new(in_order).digest(), sorted.digest());
         let bytes = postcard::to_allocvec(&sorted).unwrap();
         let back: DirectorySnapshot = postcard::from_bytes(&bytes).unwrap();

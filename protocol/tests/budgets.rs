@@ -26,6 +26,7 @@ fn identity(i: u8) -> Identity {
     Identity {
         node: NodeId::from_public_bytes(&seal::x25519_public(&secret)),
         x25519_secret: secret,
+        ed25519_secret: [i.wrapping_add(100); 32],
     }
 }
 
@@ -36,11 +37,7 @@ struct Net {
 
 fn net() -> Net {
     let ids: Vec<Identity> = (1..=3).map(identity).collect();
-    let directory = DirectorySnapshot::new(
-        ids.iter()
-            .map(|i| (i.node, seal::x25519_public(&i.x25519_secret)))
-            .collect(),
-    );
+    let directory = DirectorySnapshot::new(ids.iter().map(|i| (i.node, i.keys())).collect());
     Net { ids, directory }
 }
 

@@ -21,17 +21,14 @@ fn identity(i: u8) -> Identity {
     Identity {
         node: NodeId::from_public_bytes(&seal::x25519_public(&secret)),
         x25519_secret: secret,
+        ed25519_secret: [i.wrapping_add(100); 32],
     }
 }
 
 /// Three nodes, and a signed 2-of-3 request over one group of them that names `named`.
 fn setup(named: Option<Digest>) -> (Vec<Identity>, DirectorySnapshot, SignedRequest, SigningKey) {
     let ids: Vec<Identity> = (1..=3).map(identity).collect();
-    let directory = DirectorySnapshot::new(
-        ids.iter()
-            .map(|i| (i.node, seal::x25519_public(&i.x25519_secret)))
-            .collect(),
-    );
+    let directory = DirectorySnapshot::new(ids.iter().map(|i| (i.node, i.keys())).collect());
     let p = LaunchParams::new(3, 2, 1, 2, 1);
     let key = SigningKey::from_bytes(&[9; 32]);
     let request = Request {

@@ -15,7 +15,7 @@ use grove_protocol::membership::{
     AdmissionPolicy, Certificate, Checkpoint, IssuerKey, MemberMessage, Membership,
     MembershipConfig, ViewRule, DEFAULT_MIN_KNOWN_PPM,
 };
-use grove_protocol::plan::{request_seed, Plan, PlanCache, SortedDirectory};
+use grove_protocol::plan::{request_seed, PeerKeys, Plan, PlanCache, SortedDirectory};
 use grove_protocol::request::{
     BeaconRef, CommissionerKey, PrivacyParams, Request, SignedRequest, TreeParams,
 };
@@ -48,11 +48,12 @@ fn identity(i: u64) -> Identity {
     Identity {
         node: NodeId::from_public_bytes(&seal::x25519_public(&secret)),
         x25519_secret: secret,
+        ed25519_secret: grove_protocol::ids::hash_parts("selection/ed25519", &[&i.to_le_bytes()]),
     }
 }
 
-fn entry(id: &Identity) -> (NodeId, [u8; 32]) {
-    (id.node, seal::x25519_public(&id.x25519_secret))
+fn entry(id: &Identity) -> (NodeId, PeerKeys) {
+    (id.node, id.keys())
 }
 
 fn issuer(n: u8) -> SigningKey {
@@ -122,7 +123,7 @@ impl Net {
             }))
     }
 
-    fn everyone(&self) -> Vec<(NodeId, [u8; 32])> {
+    fn everyone(&self) -> Vec<(NodeId, PeerKeys)> {
         self.honest
             .iter()
             .chain(&self.colluding)
@@ -373,7 +374,7 @@ fn a_commissioner_planning_over_only_its_own_identities_is_refused_by_every_hone
 #[test]
 fn a_snapshot_leaving_out_more_than_the_stated_fraction_of_known_peers_is_refused() {
     let net = Net::new(40, 4);
-    let keep = |dropped: usize| -> Vec<(NodeId, [u8; 32])> {
+    let keep = |dropped: usize| -> Vec<(NodeId, PeerKeys)> {
         net.honest[dropped..]
             .iter()
             .chain(&net.colluding)

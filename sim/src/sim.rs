@@ -33,7 +33,7 @@ use grove_protocol::field::Fp;
 use grove_protocol::harness::{sign_votes, Byzantine};
 use grove_protocol::ids::{hash_parts, ComputationId, Digest, GroupId, Micros, NodeId, Position};
 use grove_protocol::message::{Body, Message};
-use grove_protocol::plan::{Plan, PlanCache};
+use grove_protocol::plan::{PeerKeys, Plan, PlanCache};
 use grove_protocol::record::Record;
 use grove_protocol::request::{
     BeaconRef, CommissionerKey, PrivacyParams, Request, SignedRequest, Timeouts, TreeParams,
@@ -343,7 +343,7 @@ impl Simulator {
         let index: HashMap<NodeId, Ix> = peers
             .iter()
             .enumerate()
-            .map(|(i, (id, _, _))| (*id, i as Ix))
+            .map(|(i, (id, _))| (id.node, i as Ix))
             .collect();
         if index.len() != n {
             return Err("two nodes drew the same id".into());
@@ -352,24 +352,22 @@ impl Simulator {
         rng.fill(&mut key_seed);
         let commissioner_key = SigningKey::from_bytes(&key_seed);
         let directory =
-            DirectorySnapshot::new(peers.iter().map(|(id, public, _)| (*id, *public)).collect());
+            DirectorySnapshot::new(peers.iter().map(|(id, keys)| (id.node, *keys)).collect());
         let plans = Arc::new(PlanCache::default());
         let keep_records = cfg.failures.churn.mean_up_s > 0.0 && cfg.failures.churn.rejoin;
         let envelope: Arc<dyn Envelope> = match cfg.payload.mode {
             PayloadMode::Full => Arc::new(NoiseEnvelope),
             PayloadMode::SizeOnly => Arc::new(SimEnvelope::new(
-                peers.iter().map(|(_, public, secret)| (*secret, *public)),
+                peers
+                    .iter()
+                    .map(|(id, keys)| (id.x25519_secret, keys.x25519)),
             )),
         };
         // Every engine checks the request's signature; the curve arithmetic runs once.
         let verified = Arc::new(VerifiedSignatures::default());
         let beacon = SimBeacon::new(seed);
         let mut nodes = Vec::with_capacity(n);
-        for (i, (node, _, secret)) in peers.into_iter().enumerate() {
-            let identity = Identity {
-                node,
-                x25519_secret: secret,
-            };
+        for (i, (identity, _)) in peers.into_iter().enumerate() {
             let engine = Engine::new(identity.clone(), engine_seed(seed, i, 0), plans.clone())
                 .with_envelope(envelope.clone())
                 .with_verified_signatures(verified.clone());
@@ -520,8 +518,7 @@ impl Simulator {
         let mut directory = Vec::with_capacity(n);
         for (i, node) in fixture.nodes.iter().enumerate() {
             sim.nodes[i].identity.node = *node;
-            let public = seal::x25519_public(&sim.nodes[i].identity.x25519_secret);
-            directory.push((*node, public));
+            directory.push((*node, sim.nodes[i].identity.keys()));
         }
         sim.index = fixture
             .nodes
@@ -2071,10 +2068,10 @@ fn engine_seed(seed: u64, i: usize, incarnation: u32) -> [u8; 32] {
     )
 }
 
-/// A node's id, X25519 public key and secret.
-type Peer = (NodeId, [u8; 32], [u8; 32]);
+/// A node's identity (id and secrets) and its public keys.
+type Peer = (Identity, PeerKeys);
 
-/// Node ids, X25519 public keys and secrets, derived from the seed, and the CPU time of the
+/// Node identities (ids, X25519 and Ed25519 secrets) and public keys, derived from the seed, and the CPU time of the
 /// helper threads. The scalar multiplications run on every core (the result does not depend
 /// on how they are split).
 fn identities(seed: u64, n: usize) -> (Vec<Peer>, f64) {
@@ -2084,7 +2081,16 @@ fn identities(seed: u64, n: usize) -> (Vec<Peer>, f64) {
             &[&seed.to_le_bytes(), &(i as u64).to_le_bytes()],
         );
         let public = seal::x25519_public(&secret);
-        (NodeId::from_public_bytes(&public), public, secret)
+        let identity = Identity {
+            node: NodeId::from_public_bytes(&public),
+            x25519_secret: secret,
+            ed25519_secret: hash_parts(
+                "grove-sim/ed25519",
+                &[&seed.to_le_bytes(), &(i as u64).to_le_bytes()],
+            ),
+        };
+        let keys = identity.keys();
+        (identity, keys)
     };
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
     if n < 4096 || threads < 2 {

@@ -38,7 +38,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let peer_id = keys.libp2p.public().to_peer_id();
     let me = node_id_of(&peer_id);
     let x25519_public = seal::x25519_public(&keys.x25519_secret);
-    let directory = load_directory(&store, peer_id, x25519_public)?;
+    let ed25519_secret = super::directory::ed25519_secret(&keys.libp2p)
+        .context("the libp2p key is not an Ed25519 key, which the engine signs with")?;
+    let directory = load_directory(&store, peer_id, x25519_public, &keys.libp2p)?;
     let records = store.engine_records()?;
     let contributed: BTreeSet<ComputationId> = records
         .iter()
@@ -60,6 +62,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             Identity {
                 node: me,
                 x25519_secret: keys.x25519_secret,
+                ed25519_secret,
             },
             config::engine_seed(),
             Arc::new(PlanCache::default()),
@@ -132,6 +135,7 @@ fn load_directory(
     store: &Store,
     peer_id: PeerId,
     x25519_public: [u8; 32],
+    libp2p: &libp2p::identity::Keypair,
 ) -> anyhow::Result<Directory> {
     let mut directory = Directory::default();
     for bytes in store.announcements()? {
@@ -143,6 +147,8 @@ fn load_directory(
         peer_id,
         node: node_id_of(&peer_id),
         x25519_public,
+        ed25519_public: super::directory::ed25519_public(&libp2p.public())
+            .context("the libp2p key is not an Ed25519 key")?,
         addrs: Vec::new(),
         issued_at_micros: now_micros().0,
         certificate: None,
@@ -257,6 +263,8 @@ impl Node {
             me: node_id_of(&peer_id),
             peer_id,
             x25519_public: seal::x25519_public(&keys.x25519_secret),
+            ed25519_public: super::directory::ed25519_public(&keys.libp2p.public())
+                .unwrap_or_default(),
             keys,
             engine,
             store,

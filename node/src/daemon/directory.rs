@@ -1,7 +1,7 @@
 //! The peer directory and its frozen snapshots.
 //!
 //! Each node announces `(PeerId, X25519 public key, listen addresses)` signed by its libp2p
-//! key on the directory gossipsub topic when it joins, when it learns of a new peer, and
+//! key (an Ed25519 key: the engine signs its accepts and votes with it) on the directory gossipsub topic when it joins, when it learns of a new peer, and
 //! periodically. The directory is the set of valid announcements received (and the node's
 //! own), kept in memory and in the store.
 //!
@@ -10,7 +10,7 @@
 //! signed announcements it holds), stores it in Kademlia under its digest
 //! ([`snapshot_record_key`]), and names the digest in the signed request
 //! (`Request::directory`). The digest covers only what the plan reads: the sorted
-//! `(NodeId, X25519 key)` pairs (`grove_protocol::snapshot::snapshot_digest`). A node whose own directory has that
+//! `(NodeId, X25519 key, Ed25519 key)` entries (`grove_protocol::snapshot::snapshot_digest`). A node whose own directory has that
 //! digest plans over it; any other node first fetches the snapshot from the DHT, checks every
 //! announcement's signature and the digest ([`verify_snapshot`]), adds the peers it lacked to
 //! its directory, and plans over the snapshot. A node that cannot fetch it declines and says
@@ -22,6 +22,7 @@
 
 use grove_protocol::ids::{Digest, NodeId};
 use grove_protocol::membership::Certificate;
+use grove_protocol::plan::PeerKeys;
 use grove_protocol::request::Request;
 use grove_protocol::snapshot::{snapshot_digest, DirectorySnapshot};
 use libp2p::{identity, Multiaddr, PeerId};
@@ -79,11 +80,37 @@ pub struct Peer {
     pub peer_id: PeerId,
     pub node: NodeId,
     pub x25519_public: [u8; 32],
+    /// The libp2p public key (Ed25519), which the peer id encodes: the key the peer's accepts
+    /// and votes are signed with.
+    pub ed25519_public: [u8; 32],
     pub addrs: Vec<Multiaddr>,
     pub issued_at_micros: u64,
     /// The admission certificate the announcement carries, if it is for this node (its
     /// issuer and signature are checked by the admission view, not here).
     pub certificate: Option<Certificate>,
+}
+
+impl Peer {
+    /// The keys a directory snapshot lists for this peer.
+    pub fn keys(&self) -> PeerKeys {
+        PeerKeys {
+            x25519: self.x25519_public,
+            ed25519: self.ed25519_public,
+        }
+    }
+}
+
+/// The Ed25519 public key of a libp2p key; `None` for another kind of key (Grove nodes sign
+/// their accepts and votes with their libp2p key, so only Ed25519 ones take part).
+pub fn ed25519_public(key: &identity::PublicKey) -> Option<[u8; 32]> {
+    key.clone().try_into_ed25519().ok().map(|k| k.to_bytes())
+}
+
+/// The Ed25519 secret (seed) of a libp2p key pair, which the engine signs with; `None` for
+/// another kind of key.
+pub fn ed25519_secret(key: &identity::Keypair) -> Option<[u8; 32]> {
+    let pair = key.clone().try_into_ed25519().ok()?;
+    pair.secret().as_ref().try_into().ok()
 }
 
 pub fn node_id_of(peer: &PeerId) -> NodeId {
@@ -131,6 +158,8 @@ pub fn verify_announcement(bytes: &[u8]) -> Result<Peer, AnnouncementError> {
     if peer_id != public.to_peer_id() {
         return Err(AnnouncementError::BadSignature);
     }
+    let ed25519_public = ed25519_public(&public)
+        .ok_or_else(|| AnnouncementError::Malformed("the key is not an Ed25519 key".into()))?;
     if a.addrs.len() > MAX_ANNOUNCED_ADDRS {
         return Err(AnnouncementError::Malformed("too many addresses".into()));
     }
@@ -144,6 +173,7 @@ pub fn verify_announcement(bytes: &[u8]) -> Result<Peer, AnnouncementError> {
         node,
         peer_id,
         x25519_public: a.x25519_public,
+        ed25519_public,
         addrs,
         issued_at_micros: a.issued_at_micros,
         // A certificate names the node it admits: another node's is not this peer's.
@@ -185,7 +215,7 @@ pub struct SnapshotBody {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub digest: Digest,
-    pub entries: Vec<(NodeId, [u8; 32])>,
+    pub entries: Vec<(NodeId, PeerKeys)>,
     pub peers: Vec<(Peer, Vec<u8>)>,
 }
 
@@ -257,10 +287,7 @@ pub fn verify_snapshot(bytes: &[u8], expected: &Digest) -> Result<Snapshot, Snap
         }
     }
     let peers: Vec<(Peer, Vec<u8>)> = peers.into_values().collect();
-    let entries: Vec<(NodeId, [u8; 32])> = peers
-        .iter()
-        .map(|(p, _)| (p.node, p.x25519_public))
-        .collect();
+    let entries: Vec<(NodeId, PeerKeys)> = peers.iter().map(|(p, _)| (p.node, p.keys())).collect();
     let digest = snapshot_digest(&entries);
     if digest != *expected {
         return Err(SnapshotError::WrongDigest {
@@ -346,11 +373,8 @@ impl Directory {
         self.peers.values()
     }
 
-    pub fn snapshot(&self) -> Vec<(NodeId, [u8; 32])> {
-        self.peers
-            .values()
-            .map(|p| (p.node, p.x25519_public))
-            .collect()
+    pub fn snapshot(&self) -> Vec<(NodeId, PeerKeys)> {
+        self.peers.values().map(|p| (p.node, p.keys())).collect()
     }
 
     /// The digest of [`Directory::snapshot`].
@@ -374,10 +398,8 @@ impl Directory {
             .filter(|p| keep(&p.node))
             .filter_map(|p| self.signed.get(&p.node).map(|a| (p.clone(), a.clone())))
             .collect();
-        let entries: Vec<(NodeId, [u8; 32])> = peers
-            .iter()
-            .map(|(p, _)| (p.node, p.x25519_public))
-            .collect();
+        let entries: Vec<(NodeId, PeerKeys)> =
+            peers.iter().map(|(p, _)| (p.node, p.keys())).collect();
         Snapshot {
             digest: snapshot_digest(&entries),
             entries,
@@ -478,6 +500,11 @@ mod tests {
         let peer = verify_announcement(&bytes).unwrap();
         assert_eq!(peer.peer_id, key.public().to_peer_id());
         assert_eq!(peer.x25519_public, [7; 32]);
+        // The key the engine verifies the peer's accepts under is the announcement's key.
+        let pair = key.clone().try_into_ed25519().unwrap();
+        assert_eq!(peer.ed25519_public, pair.public().to_bytes());
+        let signer = ed25519_dalek::SigningKey::from_bytes(&ed25519_secret(&key).unwrap());
+        assert_eq!(signer.verifying_key().to_bytes(), peer.ed25519_public);
         assert_eq!(peer.addrs.len(), 1);
         for i in 0..bytes.len() {
             let mut b = bytes.clone();

@@ -59,6 +59,7 @@ impl Node {
                 peer_id: self.peer_id,
                 node: self.me,
                 x25519_public: self.x25519_public,
+                ed25519_public: self.ed25519_public,
                 addrs: self.membership.listen_addrs.clone(),
                 issued_at_micros: now,
                 certificate: announcement.certificate.clone(),

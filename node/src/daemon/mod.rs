@@ -93,6 +93,8 @@ struct Node {
     me: NodeId,
     peer_id: PeerId,
     x25519_public: [u8; 32],
+    /// The libp2p key's Ed25519 public key, which the directory lists beside the X25519 key.
+    ed25519_public: [u8; 32],
     engine: Engine,
     store: Arc<Store>,
     /// The engine's next deadline (`event_loop` sleeps until it).
@@ -188,7 +190,6 @@ mod tests {
     use grove_protocol::plan::PlanCache;
     use grove_protocol::record::Record;
     use grove_protocol::request::{CommissionerKey, SignedRequest};
-    use grove_protocol::seal;
     use grove_protocol::snapshot::DirectorySnapshot;
 
     /// What a drain did, in order.
@@ -238,24 +239,20 @@ mod tests {
     fn engines() -> (Engine, Engine, SignedRequest, Vec<u8>, DirectorySnapshot) {
         let secrets = [[3u8; 32], [8u8; 32]];
         let nodes = [NodeId([5u8; 32]), NodeId([9u8; 32])];
-        let directory = DirectorySnapshot::new(
-            nodes
-                .iter()
-                .zip(&secrets)
-                .map(|(n, s)| (*n, seal::x25519_public(s)))
-                .collect(),
-        );
+        let identities: Vec<Identity> = nodes
+            .iter()
+            .zip(&secrets)
+            .map(|(n, s)| Identity {
+                node: *n,
+                x25519_secret: *s,
+                ed25519_secret: [s[0] + 1; 32],
+            })
+            .collect();
+        let directory =
+            DirectorySnapshot::new(identities.iter().map(|i| (i.node, i.keys())).collect());
         let plans = Arc::new(PlanCache::default());
-        let engine = |i: usize| {
-            Engine::new(
-                Identity {
-                    node: nodes[i],
-                    x25519_secret: secrets[i],
-                },
-                [1u8 + i as u8; 32],
-                plans.clone(),
-            )
-        };
+        let engine =
+            |i: usize| Engine::new(identities[i].clone(), [1u8 + i as u8; 32], plans.clone());
         let key = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
         let params = ComputeParams {
             query: "SELECT sum(f), count(*) FROM c CLIP f TO [0, 1000] SCALE 0".into(),

@@ -888,7 +888,7 @@ pub(super) fn on_vote(
     };
     let public = comp
         .plan
-        .x25519_key(&from)
+        .ed25519_key(&from)
         .ok_or(Rejection::AcceptSignatureInvalid)?;
     if !certificate::accept_verifies(&public, &id, m.group, round, &digest, &accept) {
         return Err(Rejection::AcceptSignatureInvalid);

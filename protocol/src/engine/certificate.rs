@@ -12,12 +12,9 @@
 //! server, and an honest server accepts only its round leader's proposal after checking it
 //! against what it holds.
 //!
-//! Signatures are XEdDSA (Signal's scheme, deterministic nonce) under the node's static X25519
-//! key, the one the signed directory already binds to its node id and the plan already holds:
-//! no new key to distribute. The X25519 secret gives the Edwards key pair whose public point
-//! has sign bit 0; the signature is an Ed25519 signature under that point, so
-//! `ed25519-dalek` verifies it (`verify_strict`) once the verifier has turned the Montgomery
-//! public key into that Edwards point.
+//! Signatures are Ed25519 (`ed25519-dalek`, verified with `verify_strict`) under the node's
+//! libp2p identity key, the key its node id hashes; the directory snapshot lists it beside the
+//! node's X25519 key, and the plan holds both.
 
 use super::agreement::{acceptors, positions_needed, quorum};
 use super::{version_of, Identity, Rejection};
@@ -25,10 +22,7 @@ use crate::ids::{hash_parts, ComputationId, Digest, GroupId, NodeId, Position};
 use crate::limits::MAX_AGREE_ROUNDS;
 use crate::message::{AdoptionCertificate, Manifest, SignedAccept};
 use crate::plan::Plan;
-use curve25519_dalek::edwards::EdwardsPoint;
-use curve25519_dalek::montgomery::MontgomeryPoint;
-use curve25519_dalek::scalar::{clamp_integer, Scalar};
-use sha2::{Digest as _, Sha512};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use std::collections::BTreeSet;
 
 /// What an acceptor signs: it accepted the manifest of version digest `digest` in `round`, as
@@ -71,7 +65,7 @@ pub fn sign_accept(
         voter,
         position,
         serving,
-        signature: xeddsa_sign(secret, &msg).to_vec(),
+        signature: SigningKey::from_bytes(secret).sign(&msg).to_vec(),
     }
 }
 
@@ -90,7 +84,7 @@ pub fn sign_manifest_accept(
 ) -> SignedAccept {
     let digest = version_of(computation, group, manifest).digest;
     sign_accept(
-        &me.x25519_secret,
+        &me.ed25519_secret,
         me.node,
         computation,
         group,
@@ -101,7 +95,7 @@ pub fn sign_manifest_accept(
     )
 }
 
-/// Whether `accept` is `accept.voter`'s signature (under its X25519 key `public`) of its accept
+/// Whether `accept` is `accept.voter`'s signature (under its Ed25519 key `public`) of its accept
 /// of `digest` in `round`.
 pub(super) fn accept_verifies(
     public: &[u8; 32],
@@ -119,7 +113,13 @@ pub(super) fn accept_verifies(
         accept.position,
         accept.serving,
     );
-    xeddsa_verify(public, &msg, &accept.signature)
+    let Ok(signature) = Signature::from_slice(&accept.signature) else {
+        return false;
+    };
+    let Ok(key) = VerifyingKey::from_bytes(public) else {
+        return false;
+    };
+    key.verify_strict(&msg, &signature).is_ok()
 }
 
 /// Whether these accepts (signatures not checked here) make a certificate: `q` distinct
@@ -168,7 +168,7 @@ pub(super) fn check(
     }
     for a in &cert.accepts {
         let key = plan
-            .x25519_key(&a.voter)
+            .ed25519_key(&a.voter)
             .ok_or(Rejection::AcceptSignatureInvalid)?;
         if !accept_verifies(&key, computation, group, cert.round, digest, a) {
             return Err(Rejection::AcceptSignatureInvalid);
@@ -177,89 +177,40 @@ pub(super) fn check(
     Ok(())
 }
 
-/// The Edwards key pair of an X25519 secret with the public point's sign bit 0 (XEdDSA's
-/// `calculate_key_pair`): the scalar, negated if `k B` has sign bit 1, and the point's bytes.
-fn key_pair(secret: &[u8; 32]) -> (Scalar, [u8; 32]) {
-    let k = Scalar::from_bytes_mod_order(clamp_integer(*secret));
-    let mut public = EdwardsPoint::mul_base(&k).compress().to_bytes();
-    let negate = public[31] & 0x80 != 0;
-    public[31] &= 0x7f;
-    (if negate { -k } else { k }, public)
-}
-
-fn wide(h: Sha512) -> Scalar {
-    let mut bytes = [0u8; 64];
-    bytes.copy_from_slice(&h.finalize());
-    Scalar::from_bytes_mod_order_wide(&bytes)
-}
-
-/// An XEdDSA signature of `msg` under the X25519 secret `secret` (`R || s`), with the nonce
-/// derived from the secret scalar and the message (XEdDSA's `hash_1` prefix, without its
-/// random input: the engine has no randomness, and a deterministic nonce is Ed25519's).
-fn xeddsa_sign(secret: &[u8; 32], msg: &[u8]) -> [u8; 64] {
-    let (a, public) = key_pair(secret);
-    let mut h = Sha512::new();
-    h.update([0xFE]);
-    h.update([0xFF; 31]);
-    h.update(a.as_bytes());
-    h.update(msg);
-    let r = wide(h);
-    let big_r = EdwardsPoint::mul_base(&r).compress().to_bytes();
-    let mut h = Sha512::new();
-    h.update(big_r);
-    h.update(public);
-    h.update(msg);
-    let s = r + wide(h) * a;
-    let mut sig = [0u8; 64];
-    sig[..32].copy_from_slice(&big_r);
-    sig[32..].copy_from_slice(s.as_bytes());
-    sig
-}
-
-/// Verifies an XEdDSA signature against the X25519 public key `public`: the Edwards point of
-/// sign bit 0 with that Montgomery `u`, then Ed25519's strict verification.
-fn xeddsa_verify(public: &[u8; 32], msg: &[u8], sig: &[u8]) -> bool {
-    let Ok(sig) = ed25519_dalek::Signature::from_slice(sig) else {
-        return false;
-    };
-    if public[31] & 0x80 != 0 {
-        return false; // not a canonical u
-    }
-    let Some(point) = MontgomeryPoint(*public).to_edwards(0) else {
-        return false;
-    };
-    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&point.compress().to_bytes()) else {
-        return false;
-    };
-    key.verify_strict(msg, &sig).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seal::x25519_public;
+
+    fn public(secret: &[u8; 32]) -> [u8; 32] {
+        SigningKey::from_bytes(secret).verifying_key().to_bytes()
+    }
 
     #[test]
-    fn a_signature_verifies_under_the_x25519_public_key_and_nothing_else() {
-        for i in 0..32u8 {
-            let secret = hash_parts("test/xeddsa", &[&[i]]);
-            let public = x25519_public(&secret);
-            let sig = xeddsa_sign(&secret, b"accept");
-            assert!(xeddsa_verify(&public, b"accept", &sig), "key {i}");
-            assert!(!xeddsa_verify(&public, b"accepT", &sig));
-            let other = x25519_public(&hash_parts("test/xeddsa", &[&[i, 1]]));
-            assert!(!xeddsa_verify(&other, b"accept", &sig));
-            let mut bad = sig;
-            bad[40] ^= 1;
-            assert!(!xeddsa_verify(&public, b"accept", &bad));
-            assert!(!xeddsa_verify(&public, b"accept", &sig[..63]));
+    fn an_accept_verifies_under_its_signers_key_and_no_other() {
+        let id = ComputationId([1; 32]);
+        let g = GroupId { level: 1, index: 0 };
+        let d = Digest([5; 32]);
+        for i in 0..8u8 {
+            let secret = hash_parts("test/ed25519", &[&[i]]);
+            let a = sign_accept(&secret, NodeId([3; 32]), &id, g, 2, &d, 4, true);
+            assert!(
+                accept_verifies(&public(&secret), &id, g, 2, &d, &a),
+                "key {i}"
+            );
+            let other = public(&hash_parts("test/ed25519", &[&[i, 1]]));
+            assert!(!accept_verifies(&other, &id, g, 2, &d, &a));
+            let mut bad = a.clone();
+            bad.signature[40] ^= 1;
+            assert!(!accept_verifies(&public(&secret), &id, g, 2, &d, &bad));
+            bad.signature = a.signature[..63].to_vec();
+            assert!(!accept_verifies(&public(&secret), &id, g, 2, &d, &bad));
         }
     }
 
     #[test]
     fn an_accept_is_bound_to_its_round_manifest_position_and_serving() {
         let secret = [9u8; 32];
-        let public = x25519_public(&secret);
+        let public = public(&secret);
         let id = ComputationId([1; 32]);
         let g = GroupId { level: 1, index: 0 };
         let d = Digest([5; 32]);

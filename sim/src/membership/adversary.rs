@@ -43,7 +43,7 @@ use grove_protocol::membership::{
     selection_point, AdmissionPolicy, CandidateRefusal, Certificate, Checkpoint, IssuerKey,
     MemberMessage, Membership, MembershipConfig, VerifiedCertificates, DEFAULT_MIN_KNOWN_PPM,
 };
-use grove_protocol::plan::{request_seed, Plan};
+use grove_protocol::plan::{request_seed, PeerKeys, Plan};
 use grove_protocol::request::{BeaconRef, CommissionerKey, PrivacyParams, Request, TreeParams};
 use grove_protocol::snapshot::DirectorySnapshot;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -327,7 +327,13 @@ pub fn run(cfg: &AdversaryRun) -> Result<AdversaryReport, String> {
         let snapshot = DirectorySnapshot::new(
             candidates
                 .iter()
-                .map(|n| (*n, hash_parts("grove-sim/adversary/x25519", &[&n.0])))
+                .map(|n| {
+                    let keys = PeerKeys {
+                        x25519: hash_parts("grove-sim/adversary/x25519", &[&n.0]),
+                        ed25519: hash_parts("grove-sim/adversary/ed25519", &[&n.0]),
+                    };
+                    (*n, keys)
+                })
                 .collect(),
         );
         request.directory = Some(snapshot.digest());

@@ -17,7 +17,7 @@ use grove_e2e::{
 use grove_node::control::{ComputeParams, ControlRequest};
 use grove_node::daemon::directory::node_id_of;
 use grove_protocol::ids::{ComputationId, GroupId, Micros, NodeId};
-use grove_protocol::plan::{Plan, SortedDirectory};
+use grove_protocol::plan::{PeerKeys, Plan, SortedDirectory};
 use grove_protocol::request::CommissionerKey;
 use grove_sim::config::SimConfig;
 use grove_sim::sim::Fixture;
@@ -252,7 +252,7 @@ async fn the_simulator_and_real_processes_agree_on_one_seeded_scenario() -> anyh
     let rebuilt = Plan::build(
         &request,
         &grove_protocol::plan::request_seed(&request, None),
-        &SortedDirectory::new(ids.iter().map(|id| (*id, [0u8; 32])).collect()),
+        &SortedDirectory::new(ids.iter().map(|id| (*id, PeerKeys::default())).collect()),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let groups: Vec<GroupId> = rebuilt.groups().collect();
