@@ -6,7 +6,7 @@ use grove_protocol::engine::Event;
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
 use grove_protocol::ids::{ComputationId, GroupId, NodeId, Position, Version};
 use grove_protocol::limits::MAX_HEAL_GO_ANSWERS;
-use grove_protocol::message::{Body, HealGoMsg, Message, ShareQueryMsg, Slot};
+use grove_protocol::message::{Body, HealGoMsg, HealQueryMsg, Message, ShareQueryMsg, Slot};
 use grove_protocol::record::Record;
 use rand_chacha::rand_core::RngCore;
 use std::collections::BTreeMap;
@@ -415,4 +415,49 @@ fn shares_and_declines_from_outside_the_candidate_set_are_refused() {
         wrong.push("no decline refused".into());
     }
     assert!(wrong.is_empty(), "{wrong:?}");
+}
+
+/// A parent member floods a backup of a child position with heal queries. The backup serves
+/// no position of the child, so each query would make it ask the child's other `g - 1`
+/// positions for their adopted manifest (`heal::ask_for_adoption`); it asks at most once per
+/// `heal_attempt`, so 50 queries within one attempt cost what one costs. Measured as the
+/// difference between two identical runs, one with a single query and one with 50.
+#[test]
+fn heal_queries_flooding_a_backup_make_it_ask_once_per_attempt() {
+    let reports_after = |queries: u32| {
+        let mut c = setup(60, 40, 6, 23);
+        let id = c.launch(COMMISSIONER, &small_params());
+        run_until_adopted(&mut c, leaf(0), 5);
+        let plan = c.plan(&id).expect("plan");
+        let parent = plan.parent(leaf(0)).expect("leaf 0 has a parent");
+        let requester = member(&c, &id, parent, 1);
+        let backup = plan
+            .backups(leaf(0), 2)
+            .iter()
+            .find(|n| (1..=5).all(|p| plan.member(leaf(0), p) != **n))
+            .and_then(|n| c.index_of(n))
+            .expect("a backup of position 2 serving no position of the leaf");
+        for q in 0..queries {
+            let query = Message {
+                computation: id,
+                round: 0,
+                to: Some(Slot {
+                    group: leaf(0),
+                    position: 2,
+                }),
+                body: Body::HealQuery(HealQueryMsg {
+                    child: leaf(0),
+                    target: 1,
+                }),
+            };
+            c.inject(requester, backup, &query, 1_000 + u64::from(q) * 100);
+        }
+        let now = c.now;
+        c.run_until(now.plus(300_000));
+        c.traffic.by_kind.get("report").map_or(0, |k| k.0)
+    };
+    let one = reports_after(1);
+    let many = reports_after(50);
+    assert!(one > 0);
+    assert_eq!(many, one, "50 queries cost more reports than one");
 }
