@@ -184,6 +184,10 @@ impl PendingSends {
                 queued + net::message_deadline(out.bytes.len(), out.vector_bytes) <= now
                     && acked.is_none_or(|a| a < queued)
             };
+            // Every tick looks; only a queue with a send due is rebuilt.
+            if !queue.iter().any(|(queued, out)| silent(*queued, out)) {
+                continue;
+            }
             let (gone, kept): (VecDeque<_>, VecDeque<_>) = queue
                 .drain(..)
                 .partition(|(queued, out)| silent(*queued, out));
