@@ -1,7 +1,7 @@
 //! The cost of validity proofs (issue 17) on the engine's path: upload per contributor and CPU
 //! per leaf member, with and without proofs, at `(g, t) = (5, 3)`, for a scalar query, a
 //! 16-key `GROUP BY`, and `sum_vector` of 10,000 and 131,072 coordinates (`CLIP NORM 1`,
-//! default `SCALE 2`, so every coordinate is in `[-100, 100]`).
+//! default `SCALE 2`: a norm of at most 100 field units plus the rounding slack).
 //!
 //! **Upload** is what the engine sends, counted by the harness (`Cluster::traffic`): the same
 //! query launched with its text (validity on: `share` and `validity-share` messages) and
@@ -13,25 +13,37 @@
 //! **CPU per leaf member** replays, on one core, what a member does per contributor. Without
 //! proofs: expand its seed share or decode its full share, add it to its sum. With proofs, also
 //! (as `engine/validity.rs`): decode its validity share, check its commitments and compute its
-//! verifier share (`validity::verifier_share`), `truncate` its input share and compare it with
+//! verifier share (`validity::verifier_share_staged`: for a `CLIP NORM` vector, the
+//! wraparound projections of its input share too), `truncate` its input share and compare it with
 //! the aggregated share it holds (the tie), and decide on all `g` verifier shares
-//! (`validity::decide_naming`). Sealing and opening are not in either (they are per byte, in
-//! the upload ratio). Median of several runs; the machine may be shared, so the load average
-//! is printed. Run (optimised like the test profile, nice):
+//! (`validity::decide_naming`). Sealing and opening are not in these two columns (`leaf plain`,
+//! `leaf proof`): the plain one is the bare arithmetic floor, a few ns per element.
+//!
+//! **A member's whole work per contributor** (`member`, `member+pf`, like for like): without
+//! proofs, opening the sealed share (`seal::open`, the engine's Noise envelope), decoding it
+//! (postcard, as `collection::open_payload`), expanding or reading it and adding it; with
+//! proofs, the same plus opening and decoding the sealed validity part and all of the
+//! `leaf proof` work. Persisting the held share (`Record::ShareHeld`, the same in both) is in
+//! neither, nor are message headers. Median of several runs; the machine may be shared, so
+//! the load average is printed. Run (optimised like the test profile, nice):
 //! `nice cargo run --profile test -p grove-protocol --example validity_cost [RUNS]`.
 
 use grove_protocol::field::{add_assign_vec, FieldVec, Fp};
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
 use grove_protocol::message::{ValidityPart, ValidityShare};
 use grove_protocol::query::{CompiledQuery, Query, Record, Value};
+use grove_protocol::seal;
 use grove_protocol::sharing::{share_vector_compressed, CompressedShare, SharingParams};
 use grove_protocol::validity::circuit::CircuitType;
+use grove_protocol::validity::circuit::WRAP_CHECKS;
 use grove_protocol::validity::{
-    decide_naming, derived_query_seed, expand_seed_share, prove_tied_and_share, verifier_share,
-    MemberShare,
+    decide_naming, derived_query_seed, expand_seed_share, prove_staged_and_share,
+    verifier_share_staged, wraparound_seed, MemberShare, Staged,
 };
 use prio::field::Field64;
 use prio::flp::{Flp, Type};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use std::time::Instant;
 
 const G: u8 = 5;
@@ -212,7 +224,7 @@ fn main() {
     println!("validity proof costs at (g, t) = ({G}, {T}), median of {runs} runs");
     println!("load average before: {}", load());
     println!(
-        "{:<28} {:>7} {:>8} {:>6} {:>5} {:>5} | {:>10} {:>10} {:>6} {:>9} | {:>9} {:>9} {:>6} | {:>9}",
+        "{:<28} {:>7} {:>8} {:>6} {:>5} {:>5} | {:>10} {:>10} {:>6} {:>9} | {:>9} {:>9} {:>6} | {:>9} {:>9} {:>6} | {:>9}",
         "query",
         "L",
         "witness",
@@ -226,8 +238,12 @@ fn main() {
         "leaf plain",
         "leaf proof",
         "ratio",
+        "member",
+        "member+pf",
+        "ratio",
         "prove",
     );
+    let mut breakdown = Vec::new();
     for (name, text, record) in &cases {
         let compiled = Query::parse(text)
             .expect("query parses")
@@ -258,7 +274,7 @@ fn main() {
             .collect();
         let input = typ.encode_measurement(&f64v).expect("honest vector");
         let prove = || {
-            prove_tied_and_share(&typ, &input, params, CONTEXT, &seed, false, |p, share| {
+            prove_staged_and_share(&typ, &input, params, CONTEXT, &seed, false, |p, share| {
                 typ.tie(&aggregated[usize::from(p) - 1], share)
             })
             .expect("proves")
@@ -322,14 +338,15 @@ fn main() {
             .shares
             .iter()
             .map(|s| {
-                verifier_share(&typ, params, s, CONTEXT, &derived_query_seed(CONTEXT, s))
+                verifier_share_staged(&typ, params, s, CONTEXT, &derived_query_seed(CONTEXT, s))
                     .expect("verifier share")
             })
             .collect();
-        let proof_member = |p: usize| {
-            let sum = plain_member(p);
-            let part: ValidityPart = postcard::from_bytes(&wire[p]).expect("decodes");
-            let aggregated: Vec<Field64> = held(p).iter().map(|x| x.to_field64()).collect();
+        // What a member adds with proofs, from its validity part's bytes and the aggregated
+        // share it holds: its verifier share, the tie, the decision on all g.
+        let proof_work = |p: usize, part: &[u8], held: &[Fp]| {
+            let part: ValidityPart = postcard::from_bytes(part).expect("decodes");
+            let aggregated: Vec<Field64> = held.iter().map(|x| x.to_field64()).collect();
             let (input, proof) = match part.share {
                 ValidityShare::Seed(seed) => {
                     let (mut input, proof) =
@@ -353,16 +370,21 @@ fn main() {
                 commitments: part.commitments,
                 proof_commitments: part.proof_commitments,
             };
-            let v = verifier_share(&typ, params, &s, CONTEXT, &derived_query_seed(CONTEXT, &s))
-                .expect("verifier share");
+            let v =
+                verifier_share_staged(&typ, params, &s, CONTEXT, &derived_query_seed(CONTEXT, &s))
+                    .expect("verifier share");
             let implied = typ.truncate(s.input).expect("truncates");
-            let tie = held(p).iter().map(|x| x.to_field64()).eq(implied);
+            let tie = aggregated.into_iter().eq(implied);
             let (ok, off) = decide_naming(&typ, params, &verifiers).expect("decides");
             assert!(
                 ok && tie && off.is_empty(),
                 "the honest contribution was rejected"
             );
-            (sum, v)
+            v
+        };
+        let proof_member = |p: usize| {
+            let sum = plain_member(p);
+            (sum, proof_work(p, &wire[p], &held(p)))
         };
         let proof_secs = median(
             (0..usize::from(G))
@@ -370,8 +392,79 @@ fn main() {
                 .collect(),
         );
 
+        // The member's whole work per contributor, as the engine does it: open the sealed
+        // share (`seal::open`, the Noise envelope), decode the payload (postcard), expand or
+        // read the share, add it; with proofs, also open and decode the sealed validity
+        // part, then the work above. Persisting is in neither.
+        let secret = [3u8; 32];
+        let public = seal::x25519_public(&secret);
+        let sealed_shares: Vec<Vec<u8>> = shares
+            .iter()
+            .zip(0u8..)
+            .map(|(s, i)| {
+                let bytes = postcard::to_allocvec(s).expect("encodes");
+                seal::seal(&public, &bytes, [i; 32]).expect("seals")
+            })
+            .collect();
+        let sealed_parts: Vec<Vec<u8>> = wire
+            .iter()
+            .zip(100u8..)
+            .map(|(w, i)| seal::seal(&public, w, [i; 32]).expect("seals"))
+            .collect();
+        let whole_plain = |p: usize| {
+            let bytes = seal::open(&secret, &sealed_shares[p]).expect("opens");
+            let share: CompressedShare = postcard::from_bytes(&bytes).expect("decodes");
+            let held = share.expand(l);
+            let mut sum = vec![Fp::ZERO; l];
+            add_assign_vec(&mut sum, &held);
+            (sum, held)
+        };
+        let whole_proof = |p: usize| {
+            let (sum, held) = whole_plain(p);
+            let part = seal::open(&secret, &sealed_parts[p]).expect("opens");
+            (sum, proof_work(p, &part, &held))
+        };
+        let whole_plain_secs = median(
+            (0..usize::from(G))
+                .map(|p| time(runs, || whole_plain(p)))
+                .collect(),
+        );
+        let whole_proof_secs = median(
+            (0..usize::from(G))
+                .map(|p| time(runs, || whole_proof(p)))
+                .collect(),
+        );
+
+        // Where a member's proof work goes, for a norm: its whole verifier share, the
+        // wraparound projections inside it, the ChaCha20 stream they read alone (2 bits per
+        // check and coordinate), and the decision.
+        if typ.has_wraparound() {
+            let s = &contribution.shares[usize::from(G) - 1];
+            let query_seed = derived_query_seed(CONTEXT, s);
+            let verify = time(runs, || {
+                verifier_share_staged(&typ, params, s, CONTEXT, &query_seed).expect("verifies")
+            });
+            let staged = typ.staged(&wraparound_seed(CONTEXT, &s.commitments[..usize::from(G)]));
+            let projections = time(runs, || staged.wraparound_projections(&s.input));
+            let mut stream = vec![0u8; l.div_ceil(8) * 2 * WRAP_CHECKS];
+            let chacha = time(runs, || {
+                ChaCha20Rng::from_seed([1; 32]).fill_bytes(&mut stream);
+                stream[0]
+            });
+            let decide = time(runs, || decide_naming(&typ, params, &verifiers));
+            breakdown.push(format!(
+                "{name}: verifier share {:.3} ms, of which projections {:.3} ms (their ChaCha20 \
+                 stream alone {:.3} ms, {} bytes); decision on {G} shares {:.3} ms",
+                verify * 1e3,
+                projections * 1e3,
+                chacha * 1e3,
+                stream.len(),
+                decide * 1e3
+            ));
+        }
+
         println!(
-            "{:<28} {:>7} {:>8} {:>6} {:>5} {:>5} | {:>9.1}k {:>9.1}k {:>5.2}x {:>8.1}k | {:>7.3}ms {:>7.3}ms {:>5.0}x | {:>7.1}ms",
+            "{:<28} {:>7} {:>8} {:>6} {:>5} {:>5} | {:>9.1}k {:>9.1}k {:>5.2}x {:>8.1}k | {:>7.3}ms {:>7.3}ms {:>5.0}x | {:>7.3}ms {:>7.3}ms {:>5.1}x | {:>7.1}ms",
             name,
             l,
             typ.witness_len(),
@@ -385,8 +478,14 @@ fn main() {
             plain_secs * 1e3,
             proof_secs * 1e3,
             proof_secs / plain_secs,
+            whole_plain_secs * 1e3,
+            whole_proof_secs * 1e3,
+            whole_proof_secs / whole_plain_secs,
             prove_secs * 1e3,
         );
+    }
+    for line in &breakdown {
+        println!("{line}");
     }
     println!("load average after: {}", load());
 }

@@ -164,7 +164,7 @@ pub const MAX_VALIDITY_SHARE_LEN: usize = (MAX_VECTOR_LEN as usize) * 8 / 10;
 /// largest circuit (3,279): it lengthens no proof, and bounds the verifier shares a member
 /// accepts.
 pub const MAX_VALIDITY_CHUNK: usize = 2 * (2 * MAX_VALIDITY_SHARE_LEN).isqrt();
-/// Elements of one verifier share (`2 + 2 chunk`): 10,362 for the largest circuit, 712 for a
+/// Elements of one verifier share (`2 + 2 chunk`): 10,362 for the largest circuit, 184 for a
 /// `sum_vector` of 10,000 coordinates, 6 for a scalar `sum`.
 pub const MAX_VERIFIER_LEN: usize = 2 + 2 * MAX_VALIDITY_CHUNK;
 /// `t`-subsets of verifier shares `validity::decide_naming` tries before it gives up (each a

@@ -447,6 +447,9 @@ pub fn validity_share_message_bytes(
         }
     };
     let g = usize::from(params.g);
+    // A circuit with a norm commits to the vector's shares first (the wraparound seed's
+    // stage, `validity::prove_staged_and_share`): `g` more commitments.
+    let stages = if typ.has_wraparound() { 2 } else { 1 };
     let payload = ValidityPayload {
         computation,
         group,
@@ -455,7 +458,7 @@ pub fn validity_share_message_bytes(
         parts: vec![ValidityPart {
             share,
             blind: [0; 32],
-            commitments: vec![[0; 32]; g],
+            commitments: vec![[0; 32]; stages * g],
             proof_commitments: vec![[0; 32]; g],
         }],
     };

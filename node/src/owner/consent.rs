@@ -707,8 +707,12 @@ mod tests {
         };
         let fits = request("SELECT sum_vector(w, 10000) FROM c CLIP NORM w TO 1", now);
         assert_eq!(decide(&fits, Some(&t), &[], false).rule, Rule::Trusted);
-        // 400,000 coordinates of 8 bits each: 3.6 million input elements.
-        let over = request("SELECT sum_vector(w, 400000) FROM c CLIP NORM w TO 1", now);
+        // 4 rows of 1,000,000 coordinates: 4 million input elements.
+        let over = request(
+            "SELECT sum_vector(w, 1000000) FROM c GROUP BY k IN ('a', 'b', 'c', 'd') \
+             CLIP NORM w TO 1",
+            now,
+        );
         let d = decide(&over, Some(&t), &[], false);
         assert_eq!(d.rule, Rule::Validity, "{}", d.reason);
         assert!(!d.accept);

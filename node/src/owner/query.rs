@@ -648,7 +648,12 @@ mod tests {
             )
         };
         build("SELECT sum_vector(w, 10000) FROM c CLIP NORM w TO 1").unwrap();
-        let e = build("SELECT sum_vector(w, 400000) FROM c CLIP NORM w TO 1").unwrap_err();
+        // 4 rows of 1,000,000 coordinates: 4 million input elements.
+        let e = build(
+            "SELECT sum_vector(w, 1000000) FROM c GROUP BY k IN ('a', 'b', 'c', 'd') \
+             CLIP NORM w TO 1",
+        )
+        .unwrap_err();
         assert!(
             e.contains("could be proven valid") && e.contains("over the limit"),
             "{e}"

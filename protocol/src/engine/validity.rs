@@ -9,8 +9,10 @@
 //! contribution spec. The statement is the query's whole validity circuit
 //! (`query::circuit`) as one prio type, [`CircuitType`]: one fully linear proof covers every
 //! range (by bits), indicator, `IndicatorOf`, `AtMost` (`LIMIT PER CONTRIBUTOR`, one `GROUP BY`
-//! key per record) and `NormAtMost` check. With DP noise (`WITH PRIVACY`) the contributor's
-//! noise travels as a separate part of the proven input, each element within the noise's tail
+//! key per record) and `NormAtMost` check (a norm without a per-coordinate witness: its
+//! wraparound checks draw their projections from a seed derived from commitments to the
+//! vector's shares, `validity::prove_staged_and_share` and `verifier_share_staged`). With DP
+//! noise (`WITH PRIVACY`) the contributor's noise travels as a separate part of the proven input, each element within the noise's tail
 //! (`CircuitType::with_noise(circuit, NoiseSpec::tail)`, the bound at which `dp::noise` cuts
 //! every honest draw), and the aggregated vector is the vector plus its noise.
 //!
@@ -19,7 +21,7 @@
 //! vector (then the noise part, then the witness bits) and its `truncate` is the aggregated
 //! vector; the contributor writes, at every position, the vector part of the input share as the
 //! aggregated share itself (with noise: the noise part as the aggregated share minus the vector
-//! share), `CircuitType::tie` through `validity::prove_tied_and_share`, so that `truncate` of
+//! share), `CircuitType::tie` through `validity::prove_staged_and_share`, so that `truncate` of
 //! the input share *is* the aggregated share, position by position. The tied elements do not
 //! travel: each member rebuilds them from the aggregated share it holds (`CircuitType::retie`;
 //! positions `1..t` get a seed for the rest, `validity::expand_seed_share`), so it verifies
@@ -72,7 +74,7 @@ pub enum ValidityLie {
     /// Encodes its values without clipping them to their bounds (indicators included).
     Unclipped,
     /// Proves its (honest) vector with a forged proof: its first element plus one, shared and
-    /// committed to like an honest proof (`validity::prove_tied_and_share` with `forge`).
+    /// committed to like an honest proof (`validity::prove_staged_and_share` with `forge`).
     ForgedProof,
     /// Proves its honest vector, and sends as its aggregated shares a sharing of another one
     /// (its first element plus 1,000,000; same seed): the gap a proof on a copy leaves open.
@@ -186,10 +188,10 @@ fn prove(
             inner: typ.clone(),
             query: validity::query_randomness(typ, &request_time_seed(&ctx), &ctx),
         };
-        validity::prove_tied_and_share(&fixed, &input, params, &ctx, seed, false, tie)
+        validity::prove_staged_and_share(&fixed, &input, params, &ctx, seed, false, tie)
     } else {
         let forge = lie == Some(ValidityLie::ForgedProof);
-        validity::prove_tied_and_share(typ, &input, params, &ctx, seed, forge, tie)
+        validity::prove_staged_and_share(typ, &input, params, &ctx, seed, forge, tie)
     }
     .ok()?;
     let seeds = shared.seeds;
@@ -263,7 +265,7 @@ fn forge_at<T: Type<Field = Field64>>(
 }
 
 /// Test-only: a circuit that proves with `forge_at`'s proof for the query randomness `query`,
-/// so that `validity::prove_tied_and_share` shares and commits to it as to an honest one (it
+/// so that `validity::prove_staged_and_share` shares and commits to it as to an honest one (it
 /// passes it the joint randomness of the committed input shares).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct FixedProof {
@@ -314,6 +316,21 @@ impl Flp for FixedProof {
     ) -> Result<Vec<Field64>, FlpError> {
         forge_at(&self.inner, input, &self.query, joint_rand)
             .ok_or_else(|| FlpError::Prove("no forgery at this randomness".into()))
+    }
+}
+
+impl validity::Staged for FixedProof {
+    fn stage_len(&self) -> usize {
+        self.inner.stage_len()
+    }
+    fn staged(&self, seed: &[u8; 32]) -> FixedProof {
+        FixedProof {
+            inner: self.inner.staged(seed),
+            query: self.query.clone(),
+        }
+    }
+    fn complete(&self, input: &mut [Field64]) {
+        self.inner.complete(input)
     }
 }
 
@@ -581,7 +598,7 @@ fn verify_own(
     };
     let ctx = context(&id, &contributor);
     let seed = validity::derived_query_seed(&ctx, &share);
-    let v = validity::verifier_share(typ, params, &share, &ctx, &seed).ok()?;
+    let v = validity::verifier_share_staged(typ, params, &share, &ctx, &seed).ok()?;
     let implied = typ.truncate(share.input).ok()?;
     Some((
         (

@@ -8,7 +8,8 @@
 //!
 //! - [`Check::Range`]: each element of a run is an integer in `[min, max]`: `value - min` by
 //!   bits (prio's `Sum`, or `SumVec` for a run). Sums of clipped values (`CLIP` bounds times
-//!   `LIMIT PER CONTRIBUTOR`), counts, squares, histogram counts, `sum_vector` coordinates.
+//!   `LIMIT PER CONTRIBUTOR`), counts, squares, histogram counts (not `sum_vector`
+//!   coordinates: their norm bounds each).
 //! - [`Check::Indicator`]: an element is `0` or `one` (`10^scale_digits`): every row's
 //!   contributor indicator, every histogram bucket's (prio's `Count`).
 //! - [`Check::IndicatorOf`]: an indicator is `one` exactly when a count in the same block is
@@ -18,7 +19,8 @@
 //!   BY` key each), and a histogram's buckets in a row (one bucket per record; with a limit of
 //!   1, prio's `Histogram` one-hot check).
 //! - [`Check::NormAtMost`]: a `sum_vector` run has L2 norm at most its `CLIP NORM` (prio 0.18 has
-//!   no circuit for it: it needs a custom `Type`, sum of squares then a range by bits).
+//!   no circuit for it: `validity::circuit` proves it after the PINE draft, the sum of squares
+//!   by the gadget, its slack by bits, and random projections against the field's wraparound).
 
 use super::ast::{Aggregate, GroupBy};
 use super::column::ColumnKind;
@@ -86,6 +88,12 @@ impl CompiledQuery {
             let mut c = 0usize;
             while c < columns.len() {
                 let col = &columns[c];
+                // A `sum_vector`'s coordinates have no range of their own: the norm bounds
+                // each (`|x_i| <= ||x||`), and its proof has nothing per coordinate.
+                if matches!(col.kind, ColumnKind::Coordinate(_)) {
+                    c += 1;
+                    continue;
+                }
                 if matches!(
                     col.kind,
                     ColumnKind::Contributor | ColumnKind::BucketContributor(_)
@@ -103,7 +111,9 @@ impl CompiledQuery {
                     && columns[end].max == col.max
                     && !matches!(
                         columns[end].kind,
-                        ColumnKind::Contributor | ColumnKind::BucketContributor(_)
+                        ColumnKind::Contributor
+                            | ColumnKind::BucketContributor(_)
+                            | ColumnKind::Coordinate(_)
                     )
                 {
                     end += 1;

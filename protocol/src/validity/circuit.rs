@@ -18,9 +18,16 @@
 //!   to at least `one`), span the count's maximum;
 //! - [`Check::AtMost`] `sum x <= max` (of non-negative elements): bits of `max - sum x`, span
 //!   `max`;
-//! - [`Check::NormAtMost`] `sum x^2 <= bound^2` (coordinates range-checked, so the sum of
-//!   squares cannot wrap around the modulus; checked at construction): bits of
-//!   `bound^2 - sum x^2`, span `bound^2`.
+//! - [`Check::NormAtMost`] `sum x^2 <= bound^2`, after the PINE draft: bits of
+//!   `bound^2 - sum x^2` (span `bound^2`), the squares computed by the gadget on the
+//!   coordinates themselves; and [`WRAP_CHECKS`] *wraparound checks* that the field's sum of
+//!   squares did not wrap around the modulus: projections `y_j = <z_j, x>` with `z_j` in
+//!   {-1, 0, 1} drawn from the *wraparound seed* (fixed after the vector's shares are
+//!   committed to: [`crate::validity::Staged`]), each claimed in the witness with the bits of
+//!   `y_j + W - 1` and a success bit `g_j`: `y_j` equal to the projection (linear),
+//!   `g_j (y_j - v_j + W - 1) = 0`, and [`WRAP_SUCCESSES`] success bits set. Nothing is per
+//!   coordinate but the gadget's squares and the projections (ARCHITECTURE.md, "Validity
+//!   proofs", for the parameters, soundness and grinding).
 //!
 //! All products run through one prio gadget, `ParallelSum<Mul>` with a chunk length chosen to
 //! minimise the proof: the quadratic constraints `a b = 0` as calls on `(r^i a, b)` with one
@@ -51,6 +58,9 @@ use prio::field::{Field64, FieldElement};
 use prio::flp::gadgets::{Mul, ParallelSum, ParallelSumGadget};
 use prio::flp::{Flp, FlpError, Gadget, Type};
 
+/// Domain of the `{-1, 0, 1}` projection vectors, drawn from the wraparound seed.
+const WRAP_Z_DOMAIN: &str = "grove/validity/wraparound-z";
+
 /// The one gadget of a [`CircuitType`].
 type Gadget64 = ParallelSum<Field64, Mul>;
 
@@ -77,6 +87,52 @@ struct Quad {
     b: u32,
     sign: i64,
     constant: i64,
+}
+
+/// PINE's wraparound checks (module text): `alpha`, the number of random projections and the
+/// number that must succeed (the CFRG draft's values, draft-chen-cfrg-vdaf-pine).
+pub const WRAP_ALPHA: f64 = 8.7;
+pub const WRAP_CHECKS: usize = 100;
+pub const WRAP_SUCCESSES: usize = 100;
+
+/// The wraparound checks of one norm: `WRAP_CHECKS` projections `y_j = <z_j, x>`, each with
+/// the bits of `v_j = y_j + bound - 1` (`vbits` of them, plain binary weights, so `v_j` in
+/// `[0, 2 bound - 1]`) and a success bit `g_j` at `bits + j (vbits + 1)` (the bits after
+/// `v_j`'s), and the claimed projection `y_j` at `results + j`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Wrap {
+    norm: usize,
+    /// The projection bound `W`, a power of two: a check succeeds when `y_j` is in
+    /// `[-(W - 1), W]`.
+    bound: u64,
+    vbits: usize,
+    bits: usize,
+    results: usize,
+}
+
+/// The projection bound of a norm bound (`W = 2^ceil(log2(ceil(alpha bound) + 1))`, as the
+/// draft), and its bits; `None` if the field cannot hold the checks (the draft's requirements:
+/// `3 bound^2 + 2 < p` for the norm's range, `p / W >= 2600` for the projections).
+fn wrap_bound(bound: i64) -> Option<(u64, usize)> {
+    let b = i128::from(bound);
+    if b < 0 || 3 * b * b + 2 >= P {
+        return None;
+    }
+    let w = ((WRAP_ALPHA * bound as f64).ceil() as u64 + 1).checked_next_power_of_two()?;
+    if (P as u64) / w < 2600 {
+        return None;
+    }
+    Some((w, (64 - (2 * w - 1).leading_zeros()) as usize))
+}
+
+/// Where one wraparound check sits in a [`CircuitType`]'s input
+/// ([`CircuitType::wraparound_positions`]), and its projection bound `W`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrapPositions {
+    pub v_bits: std::ops::Range<usize>,
+    pub success: usize,
+    pub projection: usize,
+    pub bound: u64,
 }
 
 /// The lengths of a [`CircuitType`]'s input, proof and verifier message, in field elements.
@@ -110,7 +166,13 @@ pub struct CircuitType {
     ranges: Vec<Bits>,
     /// `(start, len)` of each norm's coordinates.
     norms: Vec<(u32, u32)>,
+    wraps: Vec<Wrap>,
+    /// The bits of the witness (every one proven in {0, 1}).
     witness: usize,
+    /// The claimed projections after the bits (`WRAP_CHECKS` per norm).
+    results: usize,
+    /// The wraparound randomness the projections are drawn from (`Staged::staged`).
+    wrap_seed: [u8; 32],
     /// The bound of the noise part, if the contribution carries DP noise.
     noise: Option<u64>,
     chunk: usize,
@@ -142,6 +204,16 @@ fn weight(j: usize, bits: usize, last: u64) -> u64 {
     } else {
         1u64 << j
     }
+}
+
+/// `v_j` of wraparound check `j` from its bits (plain binary weights).
+fn wrap_v(input: &[Field64], w: &Wrap, j: usize) -> Field64 {
+    let first = w.bits + j * (w.vbits + 1);
+    let mut v = Field64::zero();
+    for b in input[first..first + w.vbits].iter().rev() {
+        v = v + v + *b;
+    }
+    v
 }
 
 /// Calls of `n` items in chunks of `chunk`.
@@ -212,19 +284,21 @@ struct Shape {
     /// Vector and noise elements.
     prefix: usize,
     witness: usize,
+    results: usize,
     n_quad: usize,
     norm_lens: Vec<usize>,
 }
 
 impl Shape {
     fn input_len(&self) -> usize {
-        self.prefix + self.witness
+        self.prefix + self.witness + self.results
     }
 
     fn of(circuit: &ValidityCircuit, noise: Option<u64>) -> Result<Shape, CircuitError> {
         let length = circuit.length as usize;
         let runs = Runs::of(circuit);
         let mut witness = 0usize;
+        let mut results = 0usize;
         let mut quads = 0usize;
         let mut norm_lens = Vec::new();
         let bits = |span: i128, k: usize| -> Result<usize, CircuitError> {
@@ -275,8 +349,13 @@ impl Shape {
                 }
                 Check::NormAtMost { start, len, bound } => {
                     inside(*start, *len, k)?;
+                    let (_, vbits) = wrap_bound(*bound).ok_or(CircuitError::Norm(k))?;
                     let b2 = i128::from(*bound) * i128::from(*bound);
-                    witness = witness.saturating_add(bits(b2, k)?);
+                    witness = witness
+                        .saturating_add(bits(b2, k)?)
+                        .saturating_add(WRAP_CHECKS * (vbits + 1));
+                    results += WRAP_CHECKS;
+                    quads += WRAP_CHECKS;
                     norm_lens.push(*len as usize);
                 }
             }
@@ -291,6 +370,7 @@ impl Shape {
         Ok(Shape {
             prefix,
             witness,
+            results,
             n_quad: quads.saturating_add(witness),
             norm_lens,
         })
@@ -342,6 +422,7 @@ impl CircuitType {
         let mut quads = Vec::new();
         let mut ranges = Vec::new();
         let mut norms = Vec::new();
+        let mut wraps: Vec<Wrap> = Vec::new();
         let mut witness = 0usize;
         let mut push = |constant: i128, terms: Vec<(u32, i64)>, norm, span: i128, k: usize| {
             let span = u64::try_from(span).map_err(|_| CircuitError::Span(k))?;
@@ -412,21 +493,23 @@ impl CircuitType {
                     push(i128::from(*max), terms, None, i128::from(*max), k)?;
                 }
                 Check::NormAtMost { start, len, bound } => {
-                    let mut worst: i128 = 0;
-                    for e in *start..start.saturating_add(*len) {
-                        inside(e)?;
-                        let (lo, hi) = runs.bounds(e).ok_or(CircuitError::Norm(k))?;
-                        let m = i128::from(lo).abs().max(i128::from(hi).abs());
-                        worst += m * m;
+                    // No walk over the coordinates: nothing of the proof is per coordinate
+                    // but the gadget's squares and the projections.
+                    inside(*start)?;
+                    if *len > 0 {
+                        inside(start.saturating_add(*len - 1))?;
                     }
+                    let (w, vbits) = wrap_bound(*bound).ok_or(CircuitError::Norm(k))?;
                     let b2 = i128::from(*bound) * i128::from(*bound);
-                    // Squares at most `worst`, the bound at most `b2`: their difference must
-                    // not reach half the modulus, or a sum of squares could wrap.
-                    if worst.max(b2) >= P / 2 {
-                        return Err(CircuitError::Norm(k));
-                    }
                     norms.push((*start, *len));
                     push(b2, vec![], Some(norms.len() - 1), b2, k)?;
+                    wraps.push(Wrap {
+                        norm: norms.len() - 1,
+                        bound: w,
+                        vbits,
+                        bits: 0,
+                        results: 0,
+                    });
                 }
             }
         }
@@ -438,12 +521,25 @@ impl CircuitType {
                 push(b, vec![(e, 1)], None, 2 * b, k)?;
             }
         }
+        // The wraparound bits after every range's, then the claimed projections.
+        let mut results = 0;
+        for w in &mut wraps {
+            w.bits = length + noise_len + witness;
+            witness += WRAP_CHECKS * (w.vbits + 1);
+        }
+        for w in &mut wraps {
+            w.results = length + noise_len + witness + results;
+            results += WRAP_CHECKS;
+        }
         let typ = CircuitType {
             length,
             quads,
             ranges,
             norms,
+            wraps,
             witness,
+            results,
+            wrap_seed: [0; 32],
             noise,
             chunk,
             quad_calls,
@@ -464,9 +560,31 @@ impl CircuitType {
         self.length
     }
 
-    /// Length of the witness (bits) after the vector.
+    /// Length of the witness after the vector (and noise): its bits, then the claimed
+    /// projections of the wraparound checks.
     pub fn witness_len(&self) -> usize {
-        self.witness
+        self.witness + self.results
+    }
+
+    /// Where wraparound check `j` of norm `norm` sits in the input: the bits of `v_j`, the
+    /// success bit `g_j` and the claimed projection `y_j` (test and attack code forges them).
+    pub fn wraparound_positions(&self, norm: usize, j: usize) -> Option<WrapPositions> {
+        let w = self.wraps.get(norm)?;
+        (j < WRAP_CHECKS).then(|| {
+            let first = w.bits + j * (w.vbits + 1);
+            WrapPositions {
+                v_bits: first..first + w.vbits,
+                success: first + w.vbits,
+                projection: w.results + j,
+                bound: w.bound,
+            }
+        })
+    }
+
+    /// Whether the circuit has wraparound checks (a `NormAtMost`), so its input is fixed in
+    /// two stages (`validity::Staged`).
+    pub fn has_wraparound(&self) -> bool {
+        !self.wraps.is_empty()
     }
 
     /// Length of the noise part (the vector's length with noise, else 0).
@@ -553,29 +671,118 @@ impl CircuitType {
     }
 
     fn n_quad(&self) -> usize {
-        self.quads.len() + self.witness
+        self.quads.len() + self.witness + self.wraps.len() * WRAP_CHECKS
     }
 
-    /// The `i`-th quadratic constraint's two factors.
+    /// The `i`-th quadratic constraint's two factors: the circuit's own, then every bit of
+    /// the witness in {0, 1}, then every wraparound check's `g_j (y_j - (v_j - (W - 1))) = 0`
+    /// (a success bit of 1 forces the claimed projection into `[-(W - 1), W]`).
     fn quad_pair(&self, input: &[Field64], i: usize) -> (Field64, Field64) {
-        match self.quads.get(i) {
-            Some(q) => (
+        if let Some(q) = self.quads.get(i) {
+            return (
                 input[q.a as usize],
                 fe(i128::from(q.sign)) * input[q.b as usize] + fe(i128::from(q.constant)),
-            ),
-            None => {
-                let b = input[self.witness_start() + i - self.quads.len()];
-                (b, b - Field64::one())
-            }
+            );
         }
+        let i = i - self.quads.len();
+        if i < self.witness {
+            let b = input[self.witness_start() + i];
+            return (b, b - Field64::one());
+        }
+        let i = i - self.witness;
+        let (w, j) = (&self.wraps[i / WRAP_CHECKS], i % WRAP_CHECKS);
+        let v = wrap_v(input, w, j);
+        let y = input[w.results + j];
+        (
+            y - v + fe(i128::from(w.bound) - 1),
+            input[w.bits + j * (w.vbits + 1) + w.vbits],
+        )
     }
 
-    /// The sum of squares of norm `k` of a plaintext vector (integers, centered).
+    /// The wraparound projections of every norm of `input` at this type's wraparound seed (what
+    /// a member computes on its input share inside its query): for cost reports.
+    pub fn wraparound_projections(&self, input: &[Field64]) -> Vec<Vec<Field64>> {
+        if input.len() != self.input_len() {
+            return Vec::new();
+        }
+        self.wraps
+            .iter()
+            .map(|w| self.projections(input, w))
+            .collect()
+    }
+
+    /// The projections `<z_j, x>` of norm `w`'s coordinates of `input` (shares or plaintext:
+    /// a linear map), `z_j` in {-1, 0, 1} with probabilities 1/4, 1/2, 1/4 from the
+    /// wraparound seed: `z_j,i = l + h - 1` for two independent bits. The ChaCha20 stream
+    /// keyed by the seed (and the norm's index) gives, for each group of 8 coordinates and
+    /// each check `j`, a byte of the 8 `l` bits then a byte of the 8 `h` bits (bit `k` for
+    /// coordinate `8 group + k`).
+    ///
+    /// `<z, x> = <l, x> + <h, x> - sum x`: per group, the 256 subset sums of its 8 values are
+    /// tabulated once, and each check adds two of them (a lookup instead of 8 multiply-adds).
+    /// Values below 2^64 are split into 32-bit halves summed in `u64` (at most
+    /// `2^(32 + 4) n / 8` each, no overflow below `2^25` coordinates).
+    fn projections(&self, input: &[Field64], w: &Wrap) -> Vec<Field64> {
+        use rand_chacha::rand_core::{RngCore, SeedableRng};
+        let (start, len) = self.norms[w.norm];
+        let index = (w.norm as u64).to_le_bytes();
+        let key = crate::ids::hash_parts(WRAP_Z_DOMAIN, &[&self.wrap_seed, &index]);
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed(key);
+        let mut lo = [0u64; WRAP_CHECKS];
+        let mut hi = [0u64; WRAP_CHECKS];
+        let mut total = 0u128;
+        let mut bytes = [0u8; 2 * WRAP_CHECKS];
+        let mut table_lo = [0u64; 256];
+        let mut table_hi = [0u64; 256];
+        let coords = &input[start as usize..(start + len) as usize];
+        for group in coords.chunks(8) {
+            rng.fill_bytes(&mut bytes);
+            let mut xs = [0u64; 8];
+            for (v, x) in xs.iter_mut().zip(group) {
+                *v = u64::from(*x);
+                total += u128::from(*v);
+            }
+            // Built by doubling: the sums with coordinate `k` are those without it plus `x_k`,
+            // independent additions over contiguous halves (vectorised; a build by
+            // `m & (m - 1)` waits on the entry it has just stored).
+            for (k, x) in xs.iter().enumerate() {
+                let half = 1usize << k;
+                let (lo_done, lo_new) = table_lo.split_at_mut(half);
+                for (n, d) in lo_new[..half].iter_mut().zip(lo_done.iter()) {
+                    *n = *d + (x & 0xffff_ffff);
+                }
+                let (hi_done, hi_new) = table_hi.split_at_mut(half);
+                for (n, d) in hi_new[..half].iter_mut().zip(hi_done.iter()) {
+                    *n = *d + (x >> 32);
+                }
+            }
+            for ((l, h), b) in lo.iter_mut().zip(hi.iter_mut()).zip(bytes.chunks_exact(2)) {
+                let (a, c) = (usize::from(b[0]), usize::from(b[1]));
+                *l += table_lo[a] + table_lo[c];
+                *h += table_hi[a] + table_hi[c];
+            }
+        }
+        let p = P as u128;
+        let total = Field64::from((total % p) as u64);
+        lo.iter()
+            .zip(&hi)
+            .map(|(l, h)| {
+                let sum = u128::from(*l) + (u128::from(*h) << 32);
+                Field64::from((sum % p) as u64) - total
+            })
+            .collect()
+    }
+
+    /// The sum of squares of norm `k` of a plaintext vector, computed in the field (as the
+    /// circuit computes it) and centered: for a vector whose squares wrap around the modulus
+    /// this is what a liar writes in bits, and only the wraparound checks reject it.
     fn squares(&self, vector: &[Field64], k: usize) -> i128 {
         let (start, len) = self.norms[k];
-        (start..start + len)
-            .map(|e| centered(vector[e as usize]).pow(2))
-            .sum()
+        centered(
+            vector[start as usize..(start + len) as usize]
+                .iter()
+                .fold(Field64::zero(), |a, x| a + *x * *x),
+        )
     }
 
     /// The value of `range` on a plaintext input (the witness is not read).
@@ -623,6 +830,28 @@ impl CircuitType {
                 }
             }
         }
+        // The wraparound checks at this type's wraparound seed: every projection claimed as
+        // it is; a check inside `[-(W - 1), W]` succeeds (until `WRAP_SUCCESSES` have) with
+        // the bits of `y + W - 1`, any other has a success bit of 0 and bits of 0.
+        for w in &self.wraps {
+            let mut successes = 0;
+            for (j, y) in self.projections(&input, w).into_iter().enumerate() {
+                input[w.results + j] = y;
+                let c = centered(y);
+                let bound = i128::from(w.bound);
+                if (-(bound - 1)..=bound).contains(&c) && successes < WRAP_SUCCESSES {
+                    successes += 1;
+                    let first = w.bits + j * (w.vbits + 1);
+                    let v = (c + bound - 1) as u64;
+                    for b in 0..w.vbits {
+                        if v >> b & 1 == 1 {
+                            input[first + b] = Field64::one();
+                        }
+                    }
+                    input[first + w.vbits] = Field64::one();
+                }
+            }
+        }
         input
     }
 
@@ -660,7 +889,19 @@ impl CircuitType {
             let (a, b) = self.quad_pair(input, i);
             a * b == Field64::zero()
         });
+        let wraps_hold = self.wraps.iter().all(|w| {
+            let projections = self.projections(input, w);
+            let successes = (0..WRAP_CHECKS)
+                .map(|j| input[w.bits + j * (w.vbits + 1) + w.vbits])
+                .fold(Field64::zero(), |a, b| a + b);
+            successes == fe(WRAP_SUCCESSES as i128)
+                && projections
+                    .iter()
+                    .enumerate()
+                    .all(|(j, y)| input[w.results + j] == *y)
+        });
         quads_hold
+            && wraps_hold
             && self.ranges.iter().all(|r| {
                 let (_, last) = bit_layout(r.span);
                 let bits: Field64 = (0..r.bits)
@@ -668,6 +909,34 @@ impl CircuitType {
                     .fold(Field64::zero(), |a, b| a + b);
                 fe(self.value(r, input)) == bits
             })
+    }
+}
+
+/// The vector (and noise) part is fixed first; the wraparound seed is derived from its
+/// commitments; the witness, projections included, is then computed at that seed
+/// (`validity::prove_staged_and_share`). Without a norm there is no first stage.
+impl crate::validity::Staged for CircuitType {
+    fn stage_len(&self) -> usize {
+        if self.wraps.is_empty() {
+            0
+        } else {
+            self.witness_start()
+        }
+    }
+
+    fn staged(&self, seed: &[u8; 32]) -> CircuitType {
+        let mut t = self.clone();
+        t.wrap_seed = *seed;
+        t
+    }
+
+    fn complete(&self, input: &mut [Field64]) {
+        if input.len() != self.input_len() {
+            return;
+        }
+        let start = self.witness_start();
+        let full = self.encode_noised_lenient(&input[..self.length], &input[self.length..start]);
+        input.copy_from_slice(&full);
     }
 }
 
@@ -742,11 +1011,25 @@ impl Flp for CircuitType {
             }
             linear += *rand * v;
         }
+        // Wraparound checks: every claimed projection is the projection of the vector
+        // (linear), and exactly `WRAP_SUCCESSES` success bits are set.
+        let mut rands = joint_rand[self.quad_calls + self.ranges.len()..].iter();
+        for w in &self.wraps {
+            for (j, dot) in self.projections(input, w).into_iter().enumerate() {
+                let r = rands.next().copied().unwrap_or_default();
+                linear += r * (input[w.results + j] - dot);
+            }
+            let successes = (0..WRAP_CHECKS)
+                .map(|j| input[w.bits + j * (w.vbits + 1) + w.vbits])
+                .fold(Field64::zero(), |a, b| a + b);
+            let r = rands.next().copied().unwrap_or_default();
+            linear += r * (successes - fe(WRAP_SUCCESSES as i128));
+        }
         Ok(vec![quad, linear])
     }
 
     fn input_len(&self) -> usize {
-        self.witness_start() + self.witness
+        self.witness_start() + self.witness + self.results
     }
 
     fn proof_len(&self) -> usize {
@@ -758,7 +1041,7 @@ impl Flp for CircuitType {
     }
 
     fn joint_rand_len(&self) -> usize {
-        self.quad_calls + self.ranges.len()
+        self.quad_calls + self.ranges.len() + self.wraps.len() * (WRAP_CHECKS + 1)
     }
 
     fn eval_output_len(&self) -> usize {
@@ -854,17 +1137,63 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(walked, 0);
-        // Just under the limit, the build walks every coordinate, and the shape counted
-        // exactly what it built.
+        // Just under the limit, the build walks nothing per coordinate (a norm's proof has no
+        // per-coordinate witness: the squares are gadget calls, the wraparound checks
+        // projections), and the shape counts exactly what it built.
         let c = Query::parse("SELECT sum_vector(w, 300000) FROM t CLIP NORM w TO 1")
             .unwrap()
             .compile()
             .unwrap();
         let circuit = c.validity_circuit();
         let (typ, walked) = walked_by(|| CircuitType::new(&circuit).unwrap());
-        assert!(walked > 300_000);
+        assert!(walked < 10, "{walked}");
         let shape = Shape::of(&circuit, None).unwrap();
         assert_eq!(shape.input_len(), typ.input_len());
+        assert!(typ.witness_len() < 2_000, "{}", typ.witness_len());
+    }
+
+    /// The tabulated projections are the plain sums `sum_i z_j,i x_i` of the stream's
+    /// definition (bit `k` of a group's two bytes per check), on plaintext vectors with
+    /// negative coordinates, field-wide values and a partial last group.
+    #[test]
+    fn projections_are_the_streams_sums() {
+        use crate::validity::Staged;
+        use rand_chacha::rand_core::{RngCore, SeedableRng};
+        let c = Query::parse("SELECT sum_vector(w, 21) FROM t CLIP NORM w TO 1")
+            .unwrap()
+            .compile()
+            .unwrap();
+        let typ = CircuitType::new(&c.validity_circuit())
+            .unwrap()
+            .staged(&[7; 32]);
+        let w = &typ.wraps[0];
+        let mut input = vec![Field64::zero(); typ.input_len()];
+        for (i, x) in input[..21].iter_mut().enumerate() {
+            *x = match i % 3 {
+                0 => fe(-(i as i128) - 1),
+                1 => Field64::from(u64::MAX - (P as u64) + (P as u64 - 1)),
+                _ => fe(i as i128 * 1_000_003),
+            };
+        }
+        let key = crate::ids::hash_parts(WRAP_Z_DOMAIN, &[&[7u8; 32], &0u64.to_le_bytes()]);
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed(key);
+        let mut expected = vec![Field64::zero(); WRAP_CHECKS];
+        for g in 0..21usize.div_ceil(8) {
+            let mut bytes = [0u8; 2 * WRAP_CHECKS];
+            rng.fill_bytes(&mut bytes);
+            for k in 0..8 {
+                let Some(x) = input[..21].get(8 * g + k) else {
+                    continue;
+                };
+                for (j, e) in expected.iter_mut().enumerate() {
+                    let z = i128::from(bytes[2 * j] >> k & 1)
+                        + i128::from(bytes[2 * j + 1] >> k & 1)
+                        - 1;
+                    *e += fe(z) * *x;
+                }
+            }
+        }
+        assert_eq!(typ.projections(&input, w), expected);
     }
 
     /// The shape counts exactly what the build makes, for every aggregate kind, with and

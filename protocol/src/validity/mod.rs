@@ -48,6 +48,40 @@ const INPUT_DOMAIN: &str = "grove/validity/input-seed";
 const PROOF_COMMIT_DOMAIN: &str = "grove/validity/proof-commit";
 const BOUND_DOMAIN: &str = "grove/validity/bound";
 const DERIVED_QUERY_DOMAIN: &str = "grove/validity/derived-query-seed";
+const STAGE_COMMIT_DOMAIN: &str = "grove/validity/stage-commit";
+const STAGE_DOMAIN: &str = "grove/validity/wraparound-seed";
+
+/// A type whose input is fixed in two stages (PINE's wraparound joint randomness): the first
+/// `stage_len` elements (the vector) are shared and committed to first, a *wraparound seed*
+/// is derived from those commitments, and only then is the rest of the input (the witness)
+/// computed, at that seed. [`prove_staged_and_share`] and [`verifier_share_staged`] run it;
+/// with `stage_len() == 0` they are [`prove_tied_and_share`] and [`verifier_share`].
+pub trait Staged: Type + Sized {
+    /// Elements of the input fixed before the wraparound seed (0: one stage).
+    fn stage_len(&self) -> usize;
+    /// This type at wraparound seed `seed` (what proves and queries).
+    fn staged(&self, seed: &[u8; 32]) -> Self;
+    /// Writes the input after the first stage from the first stage (the honest witness).
+    fn complete(&self, input: &mut [Self::Field]);
+}
+
+/// The commitment to the first stage of the input share of `position`.
+fn stage_commitment<F: FieldElement>(position: u8, blind: &[u8; 32], prefix: &[F]) -> [u8; 32] {
+    crate::ids::hash_parts(
+        STAGE_COMMIT_DOMAIN,
+        &[&[position], blind, &encode_vec(prefix)],
+    )
+}
+
+/// The wraparound seed of a contribution: the hash of the context and of the commitments to
+/// every position's first stage, so it is fixed once the vector is, and known to the
+/// contributor when it computes its witness (it can grind it; ARCHITECTURE.md, "Validity
+/// proofs").
+pub fn wraparound_seed(context: &[u8], stage_commitments: &[[u8; 32]]) -> [u8; 32] {
+    let mut parts: Vec<&[u8]> = vec![context];
+    parts.extend(stage_commitments.iter().map(|c| c.as_slice()));
+    crate::ids::hash_parts(STAGE_DOMAIN, &parts)
+}
 
 #[derive(Debug, Error)]
 pub enum ValidityError {
@@ -255,11 +289,90 @@ pub fn prove_adjusted_and_share<T: Type>(
     context: &[u8],
     seed: &[u8; 32],
     forge: bool,
+    tie: impl FnMut(u8, &mut [T::Field]),
+    adjust_proof: impl FnMut(u8, &mut [T::Field]),
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    prove_in_stages(
+        typ,
+        input,
+        params,
+        context,
+        seed,
+        forge,
+        tie,
+        adjust_proof,
+        0,
+        |_, _| None,
+    )
+}
+
+/// [`prove_tied_and_share`] of a [`Staged`] type: the first `stage_len` elements of `input`
+/// are shared, tied and committed to first, the wraparound seed derived from those
+/// commitments ([`wraparound_seed`]), the rest of the input computed at that seed
+/// ([`Staged::complete`]), and the whole input shared, committed to and proven at that seed.
+/// The commitment list is then the first stage's `g` commitments followed by the whole
+/// input's `g`.
+pub fn prove_staged_and_share<T: Staged>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
+    tie: impl FnMut(u8, &mut [T::Field]),
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    prove_staged_with(typ, input, params, context, seed, forge, tie, |t, x| {
+        t.complete(x)
+    })
+}
+
+/// Test-only: [`prove_staged_and_share`] where `witness(staged type, input)` computes the
+/// second stage instead of [`Staged::complete`] (a contributor that forges its witness at the
+/// seed it learnt).
+#[allow(clippy::too_many_arguments)]
+pub fn prove_staged_with<T: Staged>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
+    tie: impl FnMut(u8, &mut [T::Field]),
+    witness: impl FnOnce(&T, &mut [T::Field]),
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    prove_in_stages(
+        typ,
+        input,
+        params,
+        context,
+        seed,
+        forge,
+        tie,
+        |_, _| {},
+        typ.stage_len(),
+        |wrap, x| {
+            let staged = typ.staged(wrap);
+            witness(&staged, x);
+            Some(staged)
+        },
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn prove_in_stages<T: Type>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
     mut tie: impl FnMut(u8, &mut [T::Field]),
     mut adjust_proof: impl FnMut(u8, &mut [T::Field]),
+    stage_len: usize,
+    stage: impl FnOnce(&[u8; 32], &mut [T::Field]) -> Option<T>,
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     let params = SharingParams::new(params.g, params.t)?;
-    if input.len() != typ.input_len() {
+    if input.len() != typ.input_len() || stage_len > input.len() {
         return Err(ValidityError::Length {
             what: "input",
             got: input.len(),
@@ -279,25 +392,47 @@ pub fn prove_adjusted_and_share<T: Type>(
         randoms.push(input);
         proof_randoms.push(proof);
     }
-    let mut input_shares = shamir::share_with(input, params, randoms);
-    for (position, share) in (1..).zip(input_shares.iter_mut()) {
-        tie(position, share);
-    }
     let blinds: Vec<[u8; 32]> = (1..=params.g)
         .map(|p| crate::ids::hash_parts(BLIND_DOMAIN, &[seed, &[p]]))
         .collect();
-    let commitments: Vec<[u8; 32]> = input_shares
-        .iter()
-        .zip(&blinds)
-        .zip(1..=params.g)
-        .map(|((x, b), p)| commitment(p, b, x))
-        .collect();
+    let mut input = input.to_vec();
+    let mut commitments: Vec<[u8; 32]> = Vec::new();
+    let mut staged = None;
+    if stage_len > 0 {
+        // The first stage: its shares are the prefixes of the whole input's (same randoms),
+        // tied as the whole shares will be.
+        let prefixes: Vec<Vec<T::Field>> =
+            randoms.iter().map(|r| r[..stage_len].to_vec()).collect();
+        let mut first = shamir::share_with(&input[..stage_len], params, prefixes);
+        for (position, share) in (1..).zip(first.iter_mut()) {
+            tie(position, share);
+        }
+        commitments = first
+            .iter()
+            .zip(&blinds)
+            .zip(1..=params.g)
+            .map(|((x, b), p)| stage_commitment(p, b, x))
+            .collect();
+        staged = stage(&wraparound_seed(context, &commitments), &mut input);
+    }
+    let typ = staged.as_ref().unwrap_or(typ);
+    let mut input_shares = shamir::share_with(&input, params, randoms);
+    for (position, share) in (1..).zip(input_shares.iter_mut()) {
+        tie(position, share);
+    }
+    commitments.extend(
+        input_shares
+            .iter()
+            .zip(&blinds)
+            .zip(1..=params.g)
+            .map(|((x, b), p)| commitment(p, b, x)),
+    );
     let joint = joint_rand(typ, commitments_digest(context, &commitments));
     let prove_rand = expand(
         crate::ids::hash_parts(PROVE_DOMAIN, &[seed]),
         typ.prove_rand_len(),
     );
-    let mut proof = typ.prove(input, &prove_rand, &joint)?;
+    let mut proof = typ.prove(&input, &prove_rand, &joint)?;
     if forge {
         if let Some(x) = proof.first_mut() {
             *x += T::Field::one();
@@ -346,6 +481,52 @@ pub fn verifier_share<T: Type>(
     context: &[u8],
     query_seed: &[u8; 32],
 ) -> Result<VerifierShare<T::Field>, ValidityError> {
+    verifier_share_at(typ, params, share, context, query_seed, 0)
+}
+
+/// [`verifier_share`] of a [`Staged`] type: checks this member's commitment to the first
+/// stage of its input share (the first `g` commitments of the list), derives the wraparound
+/// seed from those commitments, and queries at that seed.
+pub fn verifier_share_staged<T: Staged>(
+    typ: &T,
+    params: SharingParams,
+    share: &MemberShare<T::Field>,
+    context: &[u8],
+    query_seed: &[u8; 32],
+) -> Result<VerifierShare<T::Field>, ValidityError> {
+    let stage_len = typ.stage_len();
+    if stage_len == 0 {
+        return verifier_share(typ, params, share, context, query_seed);
+    }
+    let g = params.g as usize;
+    if share.position == 0 || share.position > params.g {
+        return Err(ValidityError::Position(share.position));
+    }
+    if share.commitments.len() != 2 * g || share.input.len() != typ.input_len() {
+        return Err(ValidityError::Length {
+            what: "commitment list or input share",
+            got: share.commitments.len(),
+            expected: 2 * g,
+        });
+    }
+    let p = usize::from(share.position);
+    let own = stage_commitment(share.position, &share.blind, &share.input[..stage_len]);
+    if share.commitments[p - 1] != own {
+        return Err(ValidityError::Commitment(share.position));
+    }
+    let staged = typ.staged(&wraparound_seed(context, &share.commitments[..g]));
+    verifier_share_at(&staged, params, share, context, query_seed, g)
+}
+
+/// [`verifier_share`] with `offset` commitments (of a first stage) before the input's.
+fn verifier_share_at<T: Type>(
+    typ: &T,
+    params: SharingParams,
+    share: &MemberShare<T::Field>,
+    context: &[u8],
+    query_seed: &[u8; 32],
+    offset: usize,
+) -> Result<VerifierShare<T::Field>, ValidityError> {
     if share.position == 0 || share.position > params.g {
         return Err(ValidityError::Position(share.position));
     }
@@ -355,7 +536,7 @@ pub fn verifier_share<T: Type>(
         (
             "commitment list",
             share.commitments.len(),
-            params.g as usize,
+            offset + params.g as usize,
         ),
         (
             "proof commitment list",
@@ -372,7 +553,7 @@ pub fn verifier_share<T: Type>(
         }
     }
     let own = commitment(share.position, &share.blind, &share.input);
-    if share.commitments[share.position as usize - 1] != own {
+    if share.commitments[offset + share.position as usize - 1] != own {
         return Err(ValidityError::Commitment(share.position));
     }
     let own = proof_commitment(share.position, &share.blind, &share.proof);
