@@ -119,9 +119,10 @@ announce_interval_secs = 1800
 directory_sync_secs = 30
 
 # Above this many connected peers the daemon closes, every 2 seconds, the connections to peers
-# that are neither its gossipsub mesh peers, nor awaiting a message of it, nor used in the last
-# 10 seconds (least recently used first); they are dialed again when needed. 256 (the cap on
-# established connections) closes nothing; 32 keeps a 60-node network at about 30 per node.
+# that are neither its gossipsub mesh peers, nor awaiting a message of it, nor peers of a
+# computation it takes part in, nor used in the last 10 seconds (least recently used first);
+# they are dialed again when needed. 256 (the cap on established connections) closes nothing;
+# 48 keeps a 50-node network at about 47 per node.
 connection_target = 256
 
 # The local ingest endpoint, where a personal-cloud app pushes records as JSON over HTTP with

@@ -431,4 +431,22 @@ mod tests {
         let control = pending.deadline(later, 2_000, vector);
         assert_eq!(control - later, net::message_deadline(2_000, vector));
     }
+
+    /// The pruning keeps the receivers of sends waiting for room in their window as well as
+    /// those of sends on the wire (`PendingSends::destinations`): closing a connection a
+    /// queued send is about to use made it dial again.
+    #[test]
+    fn the_receivers_of_queued_sends_are_destinations() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut p = PendingSends::default();
+        let mut pool = ids(MAX_IN_FLIGHT_PER_PEER);
+        let now = Instant::now();
+        for n in 0..MAX_IN_FLIGHT_PER_PEER {
+            assert!(p.push(out(a, 1, n as u8), now));
+        }
+        pump(&mut p, &a, &mut pool, now);
+        assert!(p.push(out(b, 2, 0), now));
+        let expected: BTreeSet<NodeId> = [1, 2].map(|n| NodeId::from_public_bytes(&[n])).into();
+        assert_eq!(p.destinations(), expected);
+    }
 }

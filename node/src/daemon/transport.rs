@@ -27,31 +27,33 @@ pub(super) fn slot_text(slot: Option<&grove_protocol::message::Slot>) -> String 
 
 impl Node {
     /// Closes the connections this node does not need (`connections`): above its target, those
-    /// to peers that are not gossipsub mesh peers, have no send awaiting its ack and were not
-    /// used lately.
+    /// to peers that are not gossipsub mesh peers, have no send of it awaiting its ack or
+    /// waiting to leave, are no peers of a computation in progress and were not used lately.
     pub(super) fn prune_connections(&mut self) {
         let swarm = &mut self.transport.swarm;
         let connected: BTreeSet<PeerId> = swarm.connected_peers().copied().collect();
         if connected.len() <= self.transport.connections.target {
             return;
         }
+        let engine = &self.engine;
+        let connections = &mut self.transport.connections;
+        connections.follow_work(
+            &engine.node_id(),
+            engine.computations().filter_map(|id| {
+                let request = engine.request(id)?;
+                Some((*id, engine.plan(id)?, request.request.commissioner_node))
+            }),
+        );
         let awaiting: BTreeSet<NodeId> = self.transport.pending_sends.destinations();
-        let mut keep: BTreeSet<PeerId> = swarm
+        let mesh: BTreeSet<PeerId> = swarm
             .behaviour()
             .gossipsub
             .all_mesh_peers()
             .copied()
             .collect();
-        keep.extend(
-            connected
-                .iter()
-                .filter(|p| awaiting.contains(&node_id_of(p)))
-                .copied(),
-        );
-        let close =
-            self.transport
-                .connections
-                .to_close(&connected, &keep, std::time::Instant::now());
+        let keep = |p: &PeerId| mesh.contains(p) || awaiting.contains(&node_id_of(p));
+        let now = std::time::Instant::now();
+        let close = connections.to_close(&connected, keep, |id| engine.plan(id), now);
         for peer in close {
             tracing::debug!("closing the connection to {peer}: not needed");
             let _ = swarm.disconnect_peer_id(peer);
@@ -191,6 +193,9 @@ impl Node {
                 error,
                 ..
             } => {
+                if matches!(error, request_response::OutboundFailure::ConnectionClosed) {
+                    self.transport.connections.sends_cut += 1;
+                }
                 let now = std::time::Instant::now();
                 let settled = self.transport.pending_sends.settle(&request_id, false, now);
                 super::drain::hand_over(

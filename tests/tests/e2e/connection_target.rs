@@ -4,7 +4,9 @@
 //! peers (give or take `SLACK` lookups in flight) and the mean is at most `MEAN_BOUND`. Without
 //! the pruning every daemon holds one to each of the 15 others (gossipsub keeps a stream open
 //! on each) while its mesh has 6 to 12. A second computation, whose peers must be dialed
-//! again, is exact too.
+//! again, is exact too. No send of either fails because its connection closed under it
+//! (`sends_cut`): no daemon stops, so each such failure is a connection the pruning closed
+//! while a peer of the computation was sending on it.
 //!
 //! One run (2-core machine, loaded): 15 connections per node right after the first
 //! computation; after the linger, connections equal to mesh peers on every node (6 to 12, mean
@@ -72,11 +74,7 @@ async fn idle_connections_close_down_to_the_target_and_computations_still_comple
     let right_after = connections(&cluster).await?;
     tokio::time::sleep(CONNECTION_LINGER + 3 * PRUNE_TICK).await;
     let idle = connections(&cluster).await?;
-    let mut pruned = 0;
-    for i in 0..NODES {
-        let status = ctl(&cluster, i, ControlRequest::Status).await?;
-        pruned += status["connections"]["pruned"].as_u64().unwrap_or(0);
-    }
+    let (pruned, _) = pruned_and_cut(&cluster).await?;
     eprintln!(
         "connection_target: (connected, mesh) per node right after the computation {right_after:?}, \
          after the linger {idle:?}; {pruned} peers pruned in all"
@@ -96,5 +94,21 @@ async fn idle_connections_close_down_to_the_target_and_computations_still_comple
     assert!(pruned > 0, "no connection was closed");
     // The peers of the next computation are dialed again.
     compute(&cluster, plain).await?;
+    let (_, cut) = pruned_and_cut(&cluster).await?;
+    assert_eq!(
+        cut, 0,
+        "sends failed because their connection was closed under them"
+    );
     Ok(())
+}
+
+/// Peers pruned and sends cut by a closing connection, summed over the daemons.
+async fn pruned_and_cut(cluster: &Cluster) -> anyhow::Result<(u64, u64)> {
+    let (mut pruned, mut cut) = (0, 0);
+    for i in 0..NODES {
+        let status = ctl(cluster, i, ControlRequest::Status).await?;
+        pruned += status["connections"]["pruned"].as_u64().unwrap_or(0);
+        cut += status["connections"]["sends_cut"].as_u64().unwrap_or(0);
+    }
+    Ok((pruned, cut))
 }
