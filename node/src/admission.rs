@@ -13,18 +13,23 @@
 //! fraction of the admitted peers this node knew before the request, is refused (audited as
 //! `refused`). A commissioner freezes only admitted identities into the snapshot it names.
 //!
-//! The view's own gossip messages are not sent: the announcements already carry the
-//! certificates to every node (its outputs are drained and dropped).
+//! The view's own gossip runs between daemons (`daemon::membership`): its pushes, forwards and
+//! anti-entropy rounds travel on the message protocol, each certificate inside its node's
+//! signed announcement, so that a peer learnt by gossip can also be dialed and planned over.
+//! Certificates learnt otherwise (a directory pull, a fetched snapshot, the stored
+//! announcements at start) enter the view without being forwarded ([`Admission::learn`]):
+//! those are repairs of what every node already has.
 
 use crate::beacon::unhex;
 use anyhow::{bail, Context};
 use grove_protocol::ids::{hex, Micros, NodeId};
 use grove_protocol::membership::{
     AdmissionPolicy, CandidateRefusal, CandidateRule, Certificate, Checkpoint, IssuerKey,
-    MemberMessage, Membership, MembershipConfig, ViewRule, DEFAULT_MIN_KNOWN_PPM,
+    MemberMessage, MemberOutput, Membership, MembershipConfig, MembershipError, ViewRule,
+    DEFAULT_MIN_KNOWN_PPM,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -248,6 +253,11 @@ pub struct Admission {
     own_problem: Option<String>,
     /// Certificates from announcements that the policy refused.
     refused: u64,
+    /// The view's gossip sends, for the daemon to carry ([`Admission::take_outputs`]).
+    outputs: VecDeque<MemberOutput>,
+    /// Gossip messages the view refused (oversized, wrong bucket counts, windows out of
+    /// range).
+    refused_messages: u64,
 }
 
 impl Admission {
@@ -287,6 +297,8 @@ impl Admission {
             own,
             own_problem,
             refused: 0,
+            outputs: VecDeque::new(),
+            refused_messages: 0,
         })
     }
 
@@ -309,8 +321,58 @@ impl Admission {
         self.own.as_ref()
     }
 
-    /// A certificate carried by `from`'s announcement: checked and, if the policy admits it,
-    /// added to the view. True if it was new and admitted.
+    /// One gossip message from `from`: to the view, whose sends (forwards of new
+    /// certificates, anti-entropy answers) wait in [`Admission::take_outputs`]. A message the
+    /// view refuses is counted and changes nothing.
+    pub fn handle(
+        &mut self,
+        from: NodeId,
+        message: MemberMessage,
+        now: Micros,
+    ) -> Result<(), MembershipError> {
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let before = view.stats().refused_certificates;
+        let result = view.handle_message(from, message, now);
+        let refused = view.stats().refused_certificates - before;
+        while let Some(o) = view.poll_output() {
+            self.outputs.push_back(o);
+        }
+        drop(view);
+        self.refused += refused;
+        if result.is_err() {
+            self.refused_messages += 1;
+        }
+        result
+    }
+
+    /// The view's timer (anti-entropy rounds, the routing set's draw), when due.
+    pub fn tick(&mut self, now: Micros) {
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        if now >= view.poll_timeout() {
+            view.handle_timeout(now);
+        }
+        while let Some(o) = view.poll_output() {
+            self.outputs.push_back(o);
+        }
+    }
+
+    /// The gossip sends waiting for the daemon.
+    pub fn take_outputs(&mut self) -> Vec<MemberOutput> {
+        self.outputs.drain(..).collect()
+    }
+
+    /// This node's routing peers at `now` (it pushes its own announcement to them).
+    pub fn routing_peers(&mut self, now: Micros) -> Vec<NodeId> {
+        self.view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .routing_at(now)
+            .to_vec()
+    }
+
+    /// A certificate carried by `from`'s announcement, learnt from a directory pull, a fetched
+    /// snapshot or the store: checked and, if the policy admits it, added to the view, not
+    /// forwarded (see the module doc). True if it was new and admitted.
     pub fn learn(&mut self, from: NodeId, cert: Certificate, now: Micros) -> bool {
         let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         let before = view.stats().refused_certificates;
@@ -330,6 +392,11 @@ impl Admission {
         drop(view);
         self.refused += refused;
         admitted
+    }
+
+    /// Whether `node` is admitted (its certificate is in the view, not equivocated).
+    pub fn admits(&self, node: &NodeId) -> bool {
+        self.view().certificate(node).is_some()
     }
 
     /// Whether `node` is admitted and old enough to be selected at `time`.
@@ -354,6 +421,8 @@ impl Admission {
             "known_admitted": view.len(),
             "known_eligible": eligible,
             "certificates_refused": self.refused,
+            "gossip_messages_refused": self.refused_messages,
+            "routing_peers": view.routing_peers().len(),
             "equivocations": view.stats().equivocations,
             "min_known_ppm": self.min_known_ppm,
         })

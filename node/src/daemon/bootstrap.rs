@@ -293,6 +293,7 @@ impl Node {
                     ..SyncState::default()
                 },
                 agreement: agreement::State::default(),
+                gossip: Default::default(),
             },
             pending: BTreeMap::new(),
             control: Control {

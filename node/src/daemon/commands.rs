@@ -316,6 +316,7 @@ impl Node {
             "connections": {
                 "target": self.transport.connections.target,
                 "pruned": self.transport.connections.pruned,
+                "sends_cut": self.transport.connections.sends_cut,
                 "mesh_peers": self.transport.swarm.behaviour().gossipsub.all_mesh_peers().count(),
             },
             "directory_peers": dir.len(),
@@ -323,6 +324,7 @@ impl Node {
             "commissioner_key": hex(&self.keys.commissioner.verifying_key().to_bytes()),
             "sent": self.transport.sent_by_kind,
             "network": self.membership.agreement.stats,
+            "membership_traffic": self.membership.gossip.traffic,
             "directory_digest": dir.digest().to_string(),
             "received": self.transport.received_by_kind,
             "rejected": rejected,

@@ -3,7 +3,10 @@
 //! Each node announces `(PeerId, X25519 public key, listen addresses)` signed by its libp2p
 //! key (an Ed25519 key: the engine signs its accepts and votes with it) on the directory gossipsub topic when it joins, when it learns of a new peer, and
 //! periodically. The directory is the set of valid announcements received (and the node's
-//! own), kept in memory and in the store.
+//! own), kept in memory and in the store. A node whose `[admission]` certificate admits it does
+//! not use the topic for that: its announcement travels with its certificate in the admission
+//! view's gossip, to its routing set and onwards (`daemon::membership`), and it pulls whole
+//! directories only at start.
 //!
 //! **Agreement.** A plan is a function of the request *and the directory*, so every node must
 //! plan over the same directory. The commissioner freezes a snapshot of its directory (the
@@ -367,6 +370,11 @@ impl Directory {
             .into_iter()
             .filter(|a| peek_announcement(a).is_none_or(|(node, at)| !self.holds(&node, at)))
             .collect()
+    }
+
+    /// The signed announcement `node`'s entry came from, if this directory holds one.
+    pub fn signed(&self, node: &NodeId) -> Option<&[u8]> {
+        self.signed.get(node).map(Vec::as_slice)
     }
 
     pub fn peers(&self) -> impl Iterator<Item = &Peer> {

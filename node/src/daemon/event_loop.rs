@@ -102,7 +102,12 @@ impl Node {
                 None => tokio::time::sleep(Duration::from_secs(3600)),
             };
             tokio::select! {
-                event = self.transport.swarm.select_next_some() => self.on_swarm_event(event)?,
+                event = self.transport.swarm.select_next_some() => {
+                    // Membership gossip shares the message protocol (`membership`).
+                    if let Some(event) = self.intercept_gossip(event) {
+                        self.on_swarm_event(event)?;
+                    }
+                }
                 Some(incoming) = ctl_rx.recv() => self.on_control(incoming)?,
                 Some(fetched) = next_round(&mut self.beacon) => self.on_round(fetched)?,
                 _ = sleep => {
@@ -114,6 +119,7 @@ impl Node {
                 _ = announce_tick.tick() => {
                     self.maybe_announce();
                     self.maybe_sync();
+                    self.gossip_tick();
                     self.expire_pending()?;
                     self.fetch_rounds();
                 }

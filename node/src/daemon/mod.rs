@@ -36,7 +36,7 @@ mod drain;
 mod event_loop;
 mod events;
 pub mod hook;
-mod membership;
+pub mod membership;
 pub mod net;
 mod owner;
 mod pending;
@@ -151,6 +151,8 @@ struct Membership {
     sync: SyncState,
     /// Directory agreement and late joining through Kademlia (`agreement`).
     agreement: agreement::State,
+    /// The admission view's gossip in flight and the bytes membership costs (`membership`).
+    gossip: membership::Gossip,
 }
 
 /// The commissioner's waiting `compute` commands, the console, and the daemon's lifetime.

@@ -566,6 +566,12 @@ impl Membership {
     pub fn routing_peers(&self) -> &[NodeId] {
         &self.routing
     }
+    /// The routing set at `now`: drawn again when the epoch turned or the set is short of
+    /// `routing_peers` (a driver pushes its own announcement to it).
+    pub fn routing_at(&mut self, now: Micros) -> &[NodeId] {
+        self.ensure_routing(now);
+        &self.routing
+    }
     pub fn epoch_of(&self, time: Micros) -> u64 {
         time.0 / self.config.epoch_micros
     }

@@ -1,0 +1,397 @@
+//! The admission view's own gossip between real daemons (`grove_node::daemon::membership`),
+//! in place of the directory topic's all-to-all announcements.
+//!
+//! - A late admitted node becomes known to every daemon, admitted and eligible, and is placed
+//!   and counted by a computation, while no daemon publishes or receives a single announcement
+//!   on the directory topic: its announcement went to its routing set and was forwarded, its
+//!   view came from one bootstrap pull.
+//! - A hostile libp2p peer sends membership messages to a daemon: an oversized one, a push of
+//!   too many announcements, a forged announcement (signed by another key), an announcement
+//!   without a certificate, one whose certificate an unknown issuer signed, and anti-entropy
+//!   digests of the wrong shape. Each is refused and counted; the daemon's directory and view
+//!   are unchanged; a valid push from the same peer is then admitted (the path is live).
+//! - `background_bytes_at_rest` (ignored; `GROVE_REST_NODES`, `GROVE_REST_SECS`,
+//!   `GROVE_REST_ADMISSION=0` for the directory topic alone) prints what membership costs each
+//!   daemon per second once the network is idle.
+
+use ed25519_dalek::SigningKey;
+use futures::StreamExt;
+use grove_e2e::{ctl, grove_node, start_all, sum_params};
+use grove_node::admission::{admit, configure_local, DEFAULT_EPOCH_SECS};
+use grove_node::control::ControlRequest;
+use grove_node::daemon::directory::{self, node_id_of, Announcement};
+use grove_node::daemon::membership::{encode_gossip, GossipWire, GOSSIP_MAGIC, GOSSIP_VERSION};
+use grove_node::daemon::net::{self, BehaviourEvent, Frame};
+use grove_node::procs::Cluster;
+use libp2p::request_response;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
+
+fn issuer() -> SigningKey {
+    SigningKey::from_bytes(&[0x6d; 32])
+}
+
+/// Adds `n` nodes admitted by [`issuer`] (serials `first..first + n`, quota `quota`).
+fn add_admitted(cluster: &mut Cluster, n: usize, quota: u32) -> anyhow::Result<()> {
+    for _ in 0..n {
+        let i = cluster.add_node()?;
+        configure_local(cluster.dir(i), &issuer(), quota, Some(i as u32))?;
+    }
+    Ok(())
+}
+
+async fn status(cluster: &Cluster, i: usize) -> anyhow::Result<Value> {
+    ctl(cluster, i, ControlRequest::Status).await
+}
+
+/// Waits until every running node knows `n` peers in its directory and `n` eligible
+/// identities in its view.
+async fn wait_known(cluster: &Cluster, n: u64, timeout: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + timeout;
+    loop {
+        let mut lagging = Vec::new();
+        for i in 0..cluster.nodes.len() {
+            let s = status(cluster, i).await?;
+            let peers = s["directory_peers"].as_u64();
+            let eligible = s["admission"]["known_eligible"].as_u64();
+            if peers != Some(n) || eligible != Some(n) {
+                lagging.push((i, peers, eligible));
+            }
+        }
+        if lagging.is_empty() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "not every node knows {n} eligible peers: (node, directory, eligible) {lagging:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn placed(plan: &Value) -> Vec<String> {
+    plan["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["members"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m.as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_node_is_known_and_eligible_by_gossip_alone() -> anyhow::Result<()> {
+    const ON_TIME: usize = 6;
+    let _serial = grove_e2e::serial().await;
+    let mut cluster = Cluster::new(Path::new(EXE))?;
+    add_admitted(&mut cluster, ON_TIME, (ON_TIME + 1) as u32)?;
+    start_all(&mut cluster).await?;
+    let mut values: Vec<Option<u64>> = (0..ON_TIME).map(|i| Some(1 << i)).collect();
+    grove_e2e::import_and_trust(&cluster, &values).await?;
+
+    add_admitted(&mut cluster, 1, (ON_TIME + 1) as u32)?;
+    let late = ON_TIME;
+    let boot = grove_e2e::boot_addr(&cluster)?;
+    cluster.start(late, &[boot])?;
+    cluster.wait_ready(late, Duration::from_secs(20)).await?;
+    wait_known(&cluster, (ON_TIME + 1) as u64, Duration::from_secs(30)).await?;
+    values.push(Some(1 << late));
+    let mut late_only = vec![None; ON_TIME];
+    late_only.push(Some(1 << late));
+    grove_e2e::import_and_trust(&cluster, &late_only).await?;
+    let late_peer = cluster.nodes[late]
+        .peer_id
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the late node has no peer id"))?;
+
+    // Nothing travelled on the directory topic: the late node is known by gossip alone.
+    for i in 0..=late {
+        let t = &status(&cluster, i).await?["membership_traffic"];
+        eprintln!("node {i}: {t}");
+        assert_eq!(t["topic_published"], 0, "node {i}: {t}");
+        assert_eq!(t["topic_received"], 0, "node {i}: {t}");
+        if i == late {
+            // It pushed its announcement; it learnt the others from its bootstrap pull.
+            assert!(t["gossip_sent"].as_u64() > Some(0), "node {i}: {t}");
+        } else {
+            assert!(t["gossip_received"].as_u64() > Some(0), "node {i}: {t}");
+        }
+    }
+    let t = &status(&cluster, late).await?["membership_traffic"];
+    assert!(
+        t["pulls_sent"].as_u64() <= Some(3),
+        "the late node pulled its bootstrap set about twice, no more: {t}"
+    );
+
+    // Eligible and selected: one group of every node, all of them placed and counted.
+    let mut params = sum_params("c", "x", (ON_TIME + 1) as u8, 2);
+    params.leaf_groups = Some(1);
+    params.lifetime_secs = 30;
+    let (plan, compute) = grove_e2e::launch(&cluster, 0, params).await?;
+    let result = compute.await??;
+    eprintln!("plan {plan}\nresult {result}");
+    assert_eq!(
+        plan["directory_peers"].as_u64(),
+        Some((ON_TIME + 1) as u64),
+        "{plan}"
+    );
+    assert!(placed(&plan).contains(&late_peer), "{plan}");
+    let set = grove_e2e::exact_set(&result, late + 1)?;
+    assert_eq!(set, (1 << (late + 1)) - 1, "{result}");
+    // Every node's directory equalled the commissioner's snapshot: none fetched it.
+    for i in 0..=late {
+        let s = status(&cluster, i).await?;
+        eprintln!(
+            "node {i}: snapshots fetched {}",
+            s["network"]["snapshots_fetched"]
+        );
+    }
+    Ok(())
+}
+
+/// A libp2p peer that speaks the message protocol, connected to `addr`.
+async fn hostile_peer(addr: &str) -> anyhow::Result<(libp2p::Swarm<net::Behaviour>, PeerId)> {
+    let mut swarm = net::build_swarm(libp2p::identity::Keypair::generate_ed25519())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    let addr: Multiaddr = addr.parse()?;
+    swarm.dial(addr)?;
+    let start = Instant::now();
+    loop {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(20), "no connection");
+        if let Ok(SwarmEvent::ConnectionEstablished { peer_id, .. }) =
+            tokio::time::timeout(Duration::from_secs(1), swarm.select_next_some()).await
+        {
+            return Ok((swarm, peer_id));
+        }
+    }
+}
+
+/// Sends `bytes` on the message protocol and waits for the daemon's acknowledgement (it
+/// acknowledges once the message is handled, refused or not).
+async fn send(
+    swarm: &mut libp2p::Swarm<net::Behaviour>,
+    to: PeerId,
+    bytes: Vec<u8>,
+) -> anyhow::Result<()> {
+    let id = swarm
+        .behaviour_mut()
+        .messages
+        .send_request(&to, Frame::outbound(bytes));
+    let start = Instant::now();
+    loop {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(20), "no answer");
+        let event = tokio::time::timeout(Duration::from_secs(1), swarm.select_next_some()).await;
+        match event {
+            Ok(SwarmEvent::Behaviour(BehaviourEvent::Messages(
+                request_response::Event::Message {
+                    message: request_response::Message::Response { request_id, .. },
+                    ..
+                },
+            ))) if request_id == id => return Ok(()),
+            Ok(SwarmEvent::Behaviour(BehaviourEvent::Messages(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            ))) if request_id == id => anyhow::bail!("send failed: {error}"),
+            _ => {}
+        }
+    }
+}
+
+/// A signed announcement of a fresh key (its peer id and node id returned), with `cert`.
+fn announcement(
+    cert_for: impl FnOnce(
+        grove_protocol::ids::NodeId,
+    ) -> Option<grove_protocol::membership::Certificate>,
+) -> anyhow::Result<(Vec<u8>, PeerId)> {
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let peer = key.public().to_peer_id();
+    let a = Announcement {
+        peer: peer.to_bytes(),
+        x25519_public: [9; 32],
+        addrs: vec!["/ip4/127.0.0.1/tcp/9".into()],
+        issued_at_micros: 1,
+        certificate: cert_for(node_id_of(&peer)),
+    };
+    Ok((directory::sign_announcement(&key, &a)?, peer))
+}
+
+fn push(announcements: Vec<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
+    encode_gossip(&GossipWire::Push(announcements)).ok_or_else(|| anyhow::anyhow!("too large"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_membership_messages_are_refused() -> anyhow::Result<()> {
+    const NODES: usize = 3;
+    const QUOTA: u32 = 8;
+    let _serial = grove_e2e::serial().await;
+    let mut cluster = Cluster::new(Path::new(EXE))?;
+    add_admitted(&mut cluster, NODES, QUOTA)?;
+    start_all(&mut cluster).await?;
+    wait_known(&cluster, NODES as u64, Duration::from_secs(30)).await?;
+    let (mut hostile, victim) = hostile_peer(&grove_e2e::boot_addr(&cluster)?).await?;
+    let before = status(&cluster, 0).await?;
+    let refused = |s: &Value, what: &str| s["membership_traffic"][what].as_u64().unwrap_or(0);
+
+    // Whole messages refused: oversized, too many announcements, malformed, wrong bucket count.
+    let mut oversized = GOSSIP_MAGIC.to_vec();
+    oversized.push(GOSSIP_VERSION);
+    oversized.resize(grove_node::daemon::membership::MAX_GOSSIP_BYTES + 1, 0);
+    send(&mut hostile, victim, oversized).await?;
+    // Encoding checks only the size; the daemon checks the count.
+    let many = push(vec![
+        vec![0; 8];
+        grove_node::daemon::membership::MAX_GOSSIP_ANNOUNCEMENTS
+            + 1
+    ])?;
+    send(&mut hostile, victim, many).await?;
+    let mut garbage = GOSSIP_MAGIC.to_vec();
+    garbage.extend([GOSSIP_VERSION, 0xff, 0xff, 0xff]);
+    send(&mut hostile, victim, garbage).await?;
+    let epoch =
+        grove_node::admission::epoch_at(grove_node::clock::now_micros(), DEFAULT_EPOCH_SECS);
+    let buckets = GossipWire::Buckets {
+        from_epoch: epoch.saturating_sub(4),
+        digests: vec![1; 3],
+    };
+    send(
+        &mut hostile,
+        victim,
+        encode_gossip(&buckets).ok_or_else(|| anyhow::anyhow!("too large"))?,
+    )
+    .await?;
+
+    // Announcements refused one by one: forged, uncertified, certified by a stranger.
+    let (genuine, _) =
+        announcement(|node| Some(admit(&issuer(), node, QUOTA - 1, DEFAULT_EPOCH_SECS)))?;
+    let mut forged = genuine.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let (uncertified, _) = announcement(|_| None)?;
+    let stranger = SigningKey::from_bytes(&[0x77; 32]);
+    let (strangers, _) = announcement(|node| Some(admit(&stranger, node, 0, DEFAULT_EPOCH_SECS)))?;
+    send(
+        &mut hostile,
+        victim,
+        push(vec![forged, uncertified, strangers])?,
+    )
+    .await?;
+
+    let after = status(&cluster, 0).await?;
+    eprintln!(
+        "before {}\nafter {}",
+        before["membership_traffic"], after["membership_traffic"]
+    );
+    assert_eq!(
+        refused(&after, "gossip_refused") - refused(&before, "gossip_refused"),
+        4,
+        "{after}"
+    );
+    assert_eq!(
+        refused(&after, "announcements_refused") - refused(&before, "announcements_refused"),
+        3,
+        "{after}"
+    );
+    assert_eq!(after["directory_peers"], NODES, "{after}");
+    assert_eq!(after["admission"]["known_admitted"], NODES, "{after}");
+    assert!(
+        after["admission"]["certificates_refused"].as_u64()
+            > before["admission"]["certificates_refused"].as_u64(),
+        "{after}"
+    );
+
+    // The same path admits a genuine push: the refusals above were not a dead path.
+    let (genuine_peer, genuine_id) = {
+        let (bytes, peer) =
+            announcement(|node| Some(admit(&issuer(), node, QUOTA - 2, DEFAULT_EPOCH_SECS)))?;
+        (bytes, peer)
+    };
+    send(&mut hostile, victim, push(vec![genuine_peer])?).await?;
+    let after = status(&cluster, 0).await?;
+    assert_eq!(after["directory_peers"], NODES + 1, "{after}");
+    assert_eq!(after["admission"]["known_admitted"], NODES + 1, "{after}");
+    eprintln!("admitted {genuine_id}");
+    Ok(())
+}
+
+/// Bytes of membership traffic (gossip, directory topic, pulls), sent and received.
+fn bytes(s: &Value) -> (u64, u64) {
+    let t = &s["membership_traffic"];
+    let get = |k: &str| t[k].as_u64().unwrap_or(0);
+    (
+        get("gossip_bytes_sent") + get("topic_bytes_published") + get("pull_bytes_sent"),
+        get("gossip_bytes_received") + get("topic_bytes_received") + get("pull_bytes_received"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: GROVE_REST_NODES daemons idle for GROVE_REST_SECS"]
+async fn background_bytes_at_rest() -> anyhow::Result<()> {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env("GROVE_REST_NODES", 20) as usize;
+    let secs = env("GROVE_REST_SECS", 120);
+    let admission = env("GROVE_REST_ADMISSION", 1) == 1;
+    let _serial = grove_e2e::serial().await;
+    let mut cluster = Cluster::new(Path::new(EXE))?;
+    if admission {
+        add_admitted(&mut cluster, n, n as u32)?;
+    } else {
+        for _ in 0..n {
+            cluster.add_node()?;
+        }
+    }
+    // `start_all`, with more time to converge (60 daemons on a loaded machine).
+    cluster.start(0, &[])?;
+    cluster.wait_ready(0, Duration::from_secs(60)).await?;
+    let boot = grove_e2e::boot_addr(&cluster)?;
+    for i in 1..n {
+        cluster.start(i, std::slice::from_ref(&boot))?;
+    }
+    for i in 1..n {
+        cluster.wait_ready(i, Duration::from_secs(60)).await?;
+    }
+    cluster.wait_directory(n, Duration::from_secs(180)).await?;
+    if admission {
+        wait_known(&cluster, n as u64, Duration::from_secs(120)).await?;
+    }
+    // Past the start-up pulls and pushes.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let mut first = Vec::new();
+    for i in 0..n {
+        first.push(bytes(&status(&cluster, i).await?));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let mut sent = 0u64;
+    let mut received = 0u64;
+    let mut fetched = 0u64;
+    for (i, (s0, r0)) in first.iter().enumerate() {
+        let s = status(&cluster, i).await?;
+        let (s1, r1) = bytes(&s);
+        sent += s1 - s0;
+        received += r1 - r0;
+        fetched += s["network"]["snapshots_fetched"].as_u64().unwrap_or(0);
+        if i == 0 {
+            eprintln!("node 0: {}", s["membership_traffic"]);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let per = |b: u64| b as f64 / n as f64 / elapsed;
+    println!(
+        "membership at rest: {n} daemons, admission {admission}, {elapsed:.0} s: {:.2} B/s sent, {:.2} B/s received per node; snapshots fetched {fetched}",
+        per(sent),
+        per(received)
+    );
+    Ok(())
+}
