@@ -5,22 +5,24 @@
 # measures it from launch to release), the contributors included, the bytes of protocol
 # messages each node sent on average (shares, partial sums, agreement, release), and the bytes
 # of shares one contributor uploaded per coordinate (from the daemons' status counters), and the
-# CPU time the daemons used during the computation, per node (user + system, from /proc), and
-# the connections each daemon holds right after the computation (mean and max over the nodes;
-# idle ones close after the daemon's idle timeout, 30 s). It checks two elements of the result
-# against the plaintext sum.
+# CPU time the daemons used during the computation, per node (user + system, from /proc), the
+# CPU time an idle daemon uses per second (over IDLE_SECS, 5, just before the computation:
+# what every node pays for the network's background, gossip heartbeats, announcements, pulls),
+# and the connections each daemon holds right after the computation and again once its
+# connections are past their linger (`connections::CONNECTION_LINGER`, 10 s; mean and max over
+# the nodes). It checks two elements of the result against the plaintext sum.
 #
 #   scripts/bench-e2e.sh                 # N = 50 100 200
 #   scripts/bench-e2e.sh 20 50           # other sizes
-#   DIM=10000 SHARE_WINDOW_MS=500 scripts/bench-e2e.sh
+#   DIM=10000 SHARE_WINDOW_MS=500 scripts/bench-e2e.sh   # a share window shorter than the default 2000 ms
 #   GROVE=target/debug/grove-e2e-node scripts/bench-e2e.sh 50   # a binary already built
 #   KEEP_LOGS=DIR scripts/bench-e2e.sh 50   # keep every daemon's log in DIR/nN/
 #   PERF_OUT=DIR scripts/bench-e2e.sh 100   # `perf record -a -g` during the computation only
 #   CONNECTION_TARGET=100000 scripts/bench-e2e.sh 50   # the daemons' `connection_target`
 #                                         # (a huge one turns the closing of unneeded connections off)
 #
-# The last line compares the CPU per node of the largest size with the smallest's (issue 15's
-# goal: within 1.3 times; and at most 64 connections per node).
+# The last lines compare the CPU per node of the largest size with the smallest's (issue 15's
+# goal: within 1.3 times) and give the connections per node at the largest (goal: at most 64).
 #
 # Every process (each daemon in its own process group) and every temporary directory is
 # removed when the script ends, fails or is interrupted. Not a test: figures depend on the load.
@@ -30,15 +32,24 @@ cd "$(dirname "$0")/.."
 DIM=${DIM:-10000}
 G=${G:-5}
 T=${T:-3}
-SHARE_WINDOW_MS=${SHARE_WINDOW_MS:-500}
+SHARE_WINDOW_MS=${SHARE_WINDOW_MS:-2000}
+IDLE_SECS=${IDLE_SECS:-5}
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(50 100 200)
 
 ROOT=$(mktemp -d -t grove-bench-XXXXXX)
 PIDS=()
 CPU_PER_NODE=()
+CONN_AT=()
+PERF_PID=""
 cleanup() {
     local pid
+    # A failed computation exits before `perf record` is stopped.
+    if [ -n "$PERF_PID" ]; then
+        kill -INT "$PERF_PID" 2>/dev/null || true
+        wait "$PERF_PID" 2>/dev/null || true
+        PERF_PID=""
+    fi
     for pid in "${PIDS[@]:-}"; do
         [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
     done
@@ -61,9 +72,9 @@ fi
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 
-printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-14s %-15s %s\n' \
+printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-12s %-12s %-15s %-15s %s\n' \
     N dim cli_ms daemon_ms contributors "bytes_sent/node" "upload B/coord" "cpu ms/node" \
-    "conn mean/max" "load"
+    "idle ms/n/s" "conn mean/max" "idle mean/max" "load"
 for N in "${SIZES[@]}"; do
     RUN="$ROOT/n$N"
     mkdir -p "$RUN"
@@ -137,6 +148,11 @@ EOF
         done
         echo "$total"
     }
+    # The background: CPU per idle daemon per second.
+    IDLE0=$(cpu_ticks)
+    sleep "$IDLE_SECS"
+    IDLE1=$(cpu_ticks)
+    IDLE_MS=$(python3 -c "print(round(($IDLE1 - $IDLE0) * 1000 / $(getconf CLK_TCK) / $N / $IDLE_SECS, 2))")
     CPU0=$(cpu_ticks)
     PERF_PID=""
     if [ -n "${PERF_OUT:-}" ]; then
@@ -167,6 +183,7 @@ EOF
     if [ -n "$PERF_PID" ]; then
         kill -INT "$PERF_PID"
         wait "$PERF_PID" || true
+        PERF_PID=""
     fi
     CLI_MS=$(( (E - S) / 1000000 ))
     CPU_MS=$(( (CPU1 - CPU0) * 1000 / $(getconf CLK_TCK) ))
@@ -181,28 +198,46 @@ EOF
     fi
     TOTAL=0
     SHARES=0
+    PRUNED=0
+    CUT=0
     CONNS=0
     CONN_MAX=0
     for i in $(seq 0 $((N - 1))); do
-        read -r b s c < <("$GROVE" status --data-dir "$RUN/$i" --json |
-            json '"%d %d %d" % (d["network"]["bytes_sent"], d["network"]["share_bytes_sent"], d["connected_peers"])')
+        read -r b s c p x < <("$GROVE" status --data-dir "$RUN/$i" --json |
+            json '"%d %d %d %d %d" % (d["network"]["bytes_sent"], d["network"]["share_bytes_sent"], d["connected_peers"], d["connections"]["pruned"], d["connections"]["sends_cut"])')
+        PRUNED=$((PRUNED + p))
+        CUT=$((CUT + x))
         TOTAL=$((TOTAL + b))
         SHARES=$((SHARES + s))
         CONNS=$((CONNS + c))
         [ "$c" -gt "$CONN_MAX" ] && CONN_MAX=$c
     done
     CONN_MEAN=$(python3 -c "print(round($CONNS / $N, 1))")
+    # Once the computation's connections are past their linger (10 s) and two prune ticks.
+    sleep 14
+    IDLE_CONNS=0
+    IDLE_MAX=0
+    for i in $(seq 0 $((N - 1))); do
+        c=$("$GROVE" status --data-dir "$RUN/$i" --json | json 'd["connected_peers"]')
+        IDLE_CONNS=$((IDLE_CONNS + c))
+        [ "$c" -gt "$IDLE_MAX" ] && IDLE_MAX=$c
+    done
+    IDLE_MEAN=$(python3 -c "print(round($IDLE_CONNS / $N, 1))")
     PER_NODE=$((TOTAL / N))
     PER_COORD=$(python3 -c "print(round($SHARES / $N / $DIM, 1))")
     keep_logs
-    printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-14s %-15s %s\n' \
+    printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-12s %-12s %-15s %-15s %s\n' \
         "$N" "$DIM" "$CLI_MS" "$DAEMON_MS" "$COUNT/$N" "$PER_NODE" "$PER_COORD" \
-        "$((CPU_MS / N))" "$CONN_MEAN/$CONN_MAX" "load $LOAD; directories converged in ${CONVERGED_S}s"
+        "$((CPU_MS / N))" "$IDLE_MS" "$CONN_MEAN/$CONN_MAX" "$IDLE_MEAN/$IDLE_MAX" \
+        "load $LOAD; directories converged in ${CONVERGED_S}s"
+    echo "      N = $N: $PRUNED connections closed as unneeded, $CUT sends failed because their connection closed"
     CPU_PER_NODE+=("$N:$((CPU_MS / N))")
+    CONN_AT=("$N" "$CONN_MEAN" "$CONN_MAX" "$IDLE_MEAN" "$IDLE_MAX")
     cleanup
 done
 if [ ${#CPU_PER_NODE[@]} -gt 1 ]; then
     FIRST=${CPU_PER_NODE[0]}
     LAST=${CPU_PER_NODE[${#CPU_PER_NODE[@]} - 1]}
-    python3 -c "f, l = '$FIRST'.split(':'), '$LAST'.split(':'); print(f'cpu ms/node at N={l[0]} / at N={f[0]}: {int(l[1]) / max(1, int(f[1])):.2f}')"
+    python3 -c "f, l = '$FIRST'.split(':'), '$LAST'.split(':'); print(f'cpu ms/node at N={l[0]} / at N={f[0]}: {int(l[1]) / max(1, int(f[1])):.2f} (goal: at most 1.3)')"
 fi
+echo "connections per node at N=${CONN_AT[0]}: mean ${CONN_AT[1]}, max ${CONN_AT[2]} right after the computation; mean ${CONN_AT[3]}, max ${CONN_AT[4]} once idle (goal: at most 64)"
