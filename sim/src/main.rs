@@ -990,11 +990,21 @@ fn work_cost(g: u8, t: u8, len: u32, runs: u32, persist_dir: &Path) -> Result<()
     // The scale of DISSEC's settings with 90% honest sources (the third one timed).
     let dp_ns = noise_ns.get(2).map_or(0.0, |(_, ns, _)| *ns);
     println!("# [privacy] noise_ns_per_element = {dp_ns:.1}   # at sigma 1.1e5 encoded units");
-    // Validity proofs (`models::measure_validity`), on a vector of at most 16,384 elements.
-    let v =
-        grove_sim::models::measure_validity(g, t, len.min(16_384), 1000.0, runs.min(5) as usize)
-            .map_err(anyhow::Error::msg)?;
-    println!("[validity]   # per element of the proven input; values in [-1000, 1000]");
+    // Validity proofs (`models::measure_validity`): the circuit the simulator charges for the
+    // declared vector (a `sum_vector` under `CLIP NORM`), at the vector's length.
+    let vlen = len.clamp(2, 131_072);
+    let v = grove_sim::models::measure_validity(g, t, vlen, 1000.0, runs.min(5) as usize)
+        .map_err(anyhow::Error::msg)?;
+    let typ =
+        grove_sim::models::declared_circuit(vlen, 1000.0, None).map_err(anyhow::Error::msg)?;
+    let l = typ.lengths();
+    println!(
+        "[validity]   # per element of the proven input ({} for {vlen} elements, proof {}, verifier {}): `{}`",
+        l.input,
+        l.proof,
+        l.verifier,
+        grove_sim::models::declared_query(vlen, 1000.0)
+    );
     println!("prove_ns_per_element = {:.1}", v.prove_ns_per_element);
     println!("verify_ns_per_element = {:.1}", v.verify_ns_per_element);
     Ok(())

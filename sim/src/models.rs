@@ -330,17 +330,21 @@ fn per_kb_us(message: &Message, charged: u64, cpu: &CpuConfig) -> u64 {
 /// unproven as the simulated engines run them): every share also carries its position's
 /// validity share message (as `engine/validity.rs` sends it: a 32-byte seed for positions
 /// `1..t-1`, the untied input share and the proof share at 8 bytes per element for the others,
-/// with the blind and the `2 g` commitments), its contributor first proves, and each leaf
-/// member verifies it and sends its verifier share to the `g - 1` others. Sizes are the
-/// encoded messages of the real circuit ([`ValidityLoad::of_type`]); CPU per element of the
-/// proven input is measured by `grove-sim crypto-cost` ([`measure_validity`]).
+/// with the blind and the commitments), its contributor first proves, and each leaf member
+/// verifies it and sends its verifier share to the `g - 1` others. The statement is the real
+/// circuit of the query the declared vector stands for ([`declared_query`]: a `sum_vector`
+/// under `CLIP NORM`, proven PINE-style); sizes are the encoded messages of that circuit
+/// ([`ValidityLoad::of_type`]), CPU per element of its proven input is measured on the same
+/// circuit by `grove-sim crypto-cost` ([`measure_validity`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidityConfig {
-    /// A contributor's proving and sharing of input and proof, ns per input element.
+    /// A contributor's proving and sharing of input and proof (both stages: the vector's
+    /// shares and commitments, then its witness at the wraparound seed, with the
+    /// projections), ns per input element.
     pub prove_ns_per_element: f64,
-    /// A leaf member's verifier share and decision on `g` verifier shares, ns per input
-    /// element.
+    /// A leaf member's verifier share (commitment checks, the wraparound projections of its
+    /// input share, the FLP query) and decision on `g` verifier shares, ns per input element.
     pub verify_ns_per_element: f64,
 }
 
@@ -349,12 +353,12 @@ pub struct ValidityConfig {
 /// (`VerifierShareMsg::parts`) still travel so.
 const FIELD_VARINT_BYTES: f64 = 9.5;
 
-/// What the validity proof of the declared vector (an indicator, then `vector_len - 1`
-/// integers in `[-value_max_abs, value_max_abs]`: the circuit `CompiledQuery::validity_circuit`
-/// gives such a `sum_vector`'s range checks) costs per contribution.
+/// What the validity proof of the declared vector costs per contribution: the circuit of
+/// [`declared_query`] (an indicator and a norm, no range per coordinate; with `[privacy]`, the
+/// noise part and its ranges, as `CircuitType::of_query` builds it).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ValidityLoad {
-    /// Elements of the proven input (vector, noise and witness bits).
+    /// Elements of the proven input (vector, noise and witness).
     pub input: u64,
     /// Bytes of one contributor's `g` validity share messages on the wire.
     pub upload_bytes: u64,
@@ -371,14 +375,16 @@ pub struct ValidityLoad {
 }
 
 impl ValidityLoad {
-    /// The load of the declared vector's circuit ([`declared_circuit`]).
+    /// The load of the declared vector's circuit ([`declared_circuit`]), with the DP noise of
+    /// `noise` outside the proven vector if the request has any.
     pub fn of(
         vector_len: u32,
         value_max_abs: f64,
+        noise: Option<&grove_protocol::dp::NoiseSpec>,
         params: SharingParams,
         cfg: &ValidityConfig,
     ) -> Result<ValidityLoad, String> {
-        let typ = declared_circuit(vector_len, value_max_abs)?;
+        let typ = declared_circuit(vector_len, value_max_abs, noise)?;
         Ok(Self::of_type(&typ, params, cfg))
     }
 
@@ -500,31 +506,59 @@ pub fn verifier_share_message_bytes(typ: &grove_protocol::validity::circuit::Cir
     (zeros + (FIELD_VARINT_BYTES - 1.0) * n as f64).round() as u64
 }
 
-/// The validity circuit of the declared vector (see [`ValidityLoad`]).
-fn declared_circuit(
+/// The query the declared vector stands for: `sum_vector` of its `vector_len - 1` values
+/// under `CLIP NORM` at the largest norm they reach (`value_max_abs` each:
+/// `value_max_abs sqrt(vector_len - 1)`, the norm `config::PrivacyConfig`'s sensitivity
+/// assumes), in integers (`SCALE 0`); its compiled vector is the values and the contributor's
+/// indicator, `vector_len` elements.
+pub fn declared_query(vector_len: u32, value_max_abs: f64) -> String {
+    let dims = vector_len.saturating_sub(1).max(1);
+    let norm = value_max_abs.max(1.0) * f64::from(dims).sqrt();
+    format!("SELECT sum_vector(w, {dims}) FROM t CLIP NORM w TO {norm:.3} SCALE 0")
+}
+
+/// [`declared_query`] compiled by the query compiler.
+pub fn declared_compiled(
     vector_len: u32,
     value_max_abs: f64,
+) -> Result<grove_protocol::query::CompiledQuery, String> {
+    use grove_protocol::query::Query;
+    let text = declared_query(vector_len, value_max_abs);
+    let compiled = Query::parse(&text)
+        .and_then(|q| q.compile())
+        .map_err(|e| format!("validity: {text}: {e}"))?;
+    if compiled.spec().length != vector_len.max(2) {
+        return Err(format!(
+            "validity: {text} compiles to {} elements, the payload declares {vector_len}",
+            compiled.spec().length
+        ));
+    }
+    Ok(compiled)
+}
+
+/// The validity circuit of the declared vector, as the engine builds it for
+/// [`declared_query`] (`CircuitType::of_query`: the compiler's validity circuit, with the
+/// request's DP noise outside the proven vector, bounded by its tail, if it has any).
+pub fn declared_circuit(
+    vector_len: u32,
+    value_max_abs: f64,
+    noise: Option<&grove_protocol::dp::NoiseSpec>,
 ) -> Result<grove_protocol::validity::circuit::CircuitType, String> {
-    use grove_protocol::query::{Check, ValidityCircuit};
-    let m = value_max_abs.round() as i64;
-    let circuit = ValidityCircuit {
-        length: vector_len,
-        checks: vec![
-            Check::Indicator { index: 0, one: 1 },
-            Check::Range {
-                start: 1,
-                len: vector_len.saturating_sub(1),
-                min: -m,
-                max: m,
-            },
-        ],
-    };
-    grove_protocol::validity::circuit::CircuitType::new(&circuit).map_err(|e| e.to_string())
+    use grove_protocol::validity::circuit::CircuitType;
+    let circuit = declared_compiled(vector_len, value_max_abs)?.validity_circuit();
+    match noise {
+        None => CircuitType::new(&circuit),
+        Some(n) => CircuitType::with_noise(&circuit, n.tail()),
+    }
+    .map_err(|e| format!("validity: {e}"))
 }
 
 /// Measures [`ValidityConfig`] on this machine (`grove-sim crypto-cost`): the median of `runs`
-/// proofs and verifications of the declared vector's circuit at `vector_len` elements, at
-/// `(g, t)`, per element of the proven input.
+/// proofs and verifications of the declared vector's circuit ([`declared_circuit`], no noise)
+/// at `vector_len` elements, at `(g, t)`, per element of the proven input. The engine's
+/// calls: `validity::prove_staged_and_share` (both stages) for the contributor;
+/// `verifier_share_staged` of one member's share and `decide_naming` on the `g` verifier
+/// shares for a member.
 pub fn measure_validity(
     g: u8,
     t: u8,
@@ -532,23 +566,45 @@ pub fn measure_validity(
     value_max_abs: f64,
     runs: usize,
 ) -> Result<ValidityConfig, String> {
-    use grove_protocol::field::Fp;
-    use grove_protocol::validity::verifier_share;
-    use grove_protocol::validity::{decide_naming, derived_query_seed, prove_tied_and_share};
+    use grove_protocol::query::{Record, Value};
+    use grove_protocol::validity::{
+        decide_naming, derived_query_seed, prove_staged_and_share, verifier_share_staged,
+        MemberShare,
+    };
     use std::time::Instant;
     let params = SharingParams::new(g, t).map_err(|e| e.to_string())?;
-    let typ = declared_circuit(vector_len, value_max_abs)?;
-    let m = value_max_abs.round() as i64;
-    let vector: Vec<_> = (0..i64::from(vector_len))
-        .map(|i| Fp::from_i64(if i == 0 { 1 } else { i % (2 * m + 1) - m }).to_field64())
+    let compiled = declared_compiled(vector_len, value_max_abs)?;
+    let typ = declared_circuit(vector_len, value_max_abs, None)?;
+    // Values spread over `[-value_max_abs, value_max_abs]`, inside the norm.
+    let m = value_max_abs.round().max(1.0) as i64;
+    let record: Record = [(
+        "w".to_string(),
+        Value::NumberArray(
+            (0..i64::from(vector_len.saturating_sub(1).max(1)))
+                .map(|i| (i % (2 * m + 1) - m) as f64)
+                .collect(),
+        ),
+    )]
+    .into_iter()
+    .collect();
+    let vector: Vec<_> = compiled
+        .contribution(std::slice::from_ref(&record))
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|x| x.to_field64())
         .collect();
+    // The honest input (`encode_lenient` of a valid vector; the proof redoes the witness at
+    // its wraparound seed).
     let input = typ.encode_lenient(&vector);
     let ctx = b"grove-sim/validity-cost";
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let prove = || prove_tied_and_share(&typ, &input, params, ctx, &[7; 32], false, |_, _| {});
+    let prove = || prove_staged_and_share(&typ, &input, params, ctx, &[7; 32], false, |_, _| {});
+    let verify = |s: &MemberShare<_>| {
+        verifier_share_staged(&typ, params, s, ctx, &derived_query_seed(ctx, s))
+    };
     let mut prove_s = Vec::new();
     let mut verify_s = Vec::new();
     for _ in 0..runs.max(1) {
@@ -556,16 +612,11 @@ pub fn measure_validity(
         let shared = prove().map_err(|e| e.to_string())?;
         prove_s.push(start.elapsed().as_secs_f64());
         let start = Instant::now();
-        let share = &shared.shares[0];
-        let own = verifier_share(&typ, params, share, ctx, &derived_query_seed(ctx, share))
-            .map_err(|e| e.to_string())?;
+        let own = verify(&shared.shares[0]).map_err(|e| e.to_string())?;
         let own_s = start.elapsed().as_secs_f64();
         let mut all = vec![own];
         for s in &shared.shares[1..] {
-            all.push(
-                verifier_share(&typ, params, s, ctx, &derived_query_seed(ctx, s))
-                    .map_err(|e| e.to_string())?,
-            );
+            all.push(verify(s).map_err(|e| e.to_string())?);
         }
         let start = Instant::now();
         let (valid, _) = decide_naming(&typ, params, &all).map_err(|e| e.to_string())?;
@@ -622,21 +673,25 @@ mod tests {
         assert_eq!(draws[100_000], 80_000);
     }
 
-    /// The validity bytes the model charges per contributor are those the engine sends: a
-    /// small `sum_vector` query run by the protocol harness at `(g, t) = (5, 3)`, its
-    /// `validity-share` and `verifier-share` bytes counted by the harness against
-    /// [`ValidityLoad::of_type`] of the query's circuit. A change of the validity wire breaks it.
+    /// The validity bytes the simulator charges per contributor ([`ValidityLoad::of`], the
+    /// call `sim.rs` makes for its declared vector) are those the engine sends for the query
+    /// that vector stands for: [`declared_query`] (a `sum_vector` of 2,000 values in
+    /// `[-1000, 1000]` under `CLIP NORM`, proven PINE-style) run by the protocol harness at
+    /// `(g, t) = (5, 3)`, its `validity-share` and `verifier-share` bytes counted by the harness.
+    /// A change of the validity wire breaks it, and so does a model back on a range per
+    /// coordinate (11 bits each here: about 22,000 more input elements per full share).
     #[test]
     fn validity_bytes_match_the_engine() {
         use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
         use grove_protocol::query::{Query, Record, Value};
-        use grove_protocol::validity::circuit::CircuitType;
         let (g, t, contributors) = (5u8, 3u8, 3usize);
-        let text = "SELECT sum_vector(w, 200) FROM t CLIP NORM w TO 1";
-        let compiled = Query::parse(text).unwrap().compile().unwrap();
+        let (vector_len, max_abs) = (2001u32, 1000.0);
+        let text = declared_query(vector_len, max_abs);
+        let compiled = Query::parse(&text).unwrap().compile().unwrap();
+        assert_eq!(compiled.spec().length, vector_len);
         let record: Record = [(
             "w".to_string(),
-            Value::NumberArray((0..200).map(|i| f64::from(i % 7 - 3) / 100.0).collect()),
+            Value::NumberArray((0..2000).map(|i| f64::from(i - 1000)).collect()),
         )]
         .into_iter()
         .collect();
@@ -648,7 +703,7 @@ mod tests {
         }
         let mut p = LaunchParams::new(g, t, 1, 2, 1);
         p.spec = compiled.spec().clone();
-        let id = c.launch_query(0, &p, text);
+        let id = c.launch_query(0, &p, &text);
         let o = c.run_checked(&id);
         assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
         assert_eq!(o.included.len(), contributors);
@@ -662,8 +717,8 @@ mod tests {
             prove_ns_per_element: 0.0,
             verify_ns_per_element: 0.0,
         };
-        let typ = CircuitType::of_query(&compiled).unwrap();
-        let load = ValidityLoad::of_type(&typ, SharingParams { g, t }, &cfg);
+        let load =
+            ValidityLoad::of(vector_len, max_abs, None, SharingParams { g, t }, &cfg).unwrap();
         let engine = sent("validity-share").1 / contributors as u64;
         // The ids' varints may differ by a byte or two per message (leaf index, round).
         let slack = 4 * u64::from(g);

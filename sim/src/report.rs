@@ -296,7 +296,8 @@ pub fn human(name: &str, mode: &str, runs: &[RunReport]) -> String {
             r.events,
             r.wall_s,
             r.events_per_s,
-            &r.trace_hash[..16],
+            // A run that failed in its setup has no trace.
+            r.trace_hash.get(..16).unwrap_or(&r.trace_hash),
             r.failure
                 .as_ref()
                 .map_or(String::new(), |f| format!(", FAILED: {f}")),

@@ -434,7 +434,16 @@ impl Simulator {
                     g: cfg.protocol.g,
                     t: cfg.protocol.t,
                 };
-                crate::models::ValidityLoad::of(p.vector_len, p.value_max_abs, params, &v)
+                // The engine proves the declared vector's noise too, at the declared length
+                // (in size-only mode the engines' own vectors are one element long).
+                let noise = cfg.noise_spec(p.vector_len)?;
+                crate::models::ValidityLoad::of(
+                    p.vector_len,
+                    p.value_max_abs,
+                    noise.as_ref(),
+                    params,
+                    &v,
+                )
             })
             .transpose()?;
         let mut sim = Simulator {

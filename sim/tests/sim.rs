@@ -698,3 +698,42 @@ fn byzantine_aggregators_are_survived_or_named() {
     // The lies reached the engines: some were refused (a lie nobody sees tests nothing).
     assert!(rejected > 0, "no lie was refused; liars {attacks}");
 }
+
+/// With `[validity]` every share carries its position's share of the validity messages the
+/// engine sends for the declared vector's query (`models::ValidityLoad::of`: a `CLIP NORM`
+/// `sum_vector`, whose circuit has nothing per coordinate): the bytes charged on `share`
+/// messages grow by exactly that per share, so `src/sim.rs` charges the model the byte test
+/// of `src/models.rs` checks against the engine. At 2,001 elements of `[-1000, 1000]` a range
+/// per coordinate would charge about 22,000 input elements more per full share.
+#[test]
+fn validity_proofs_charge_the_norm_circuit_on_every_share() {
+    let mut plain = small();
+    plain.payload.mode = PayloadMode::SizeOnly;
+    plain.payload.vector_len = 2001;
+    plain.payload.value_max_abs = 1000.0;
+    let mut proven = plain.clone();
+    proven.validity = Some(grove_sim::models::ValidityConfig {
+        prove_ns_per_element: 0.0,
+        verify_ns_per_element: 0.0,
+    });
+    let a = run_one(&plain, 4);
+    let b = run_one(&proven, 4);
+    assert!(a.released && b.released, "{:?} {:?}", a.failure, b.failure);
+    let (sa, sb) = (&a.by_kind["share"], &b.by_kind["share"]);
+    assert_eq!(sa.messages, sb.messages);
+    let params = grove_protocol::sharing::SharingParams {
+        g: plain.protocol.g,
+        t: plain.protocol.t,
+    };
+    let load = grove_sim::models::ValidityLoad::of(
+        2001,
+        1000.0,
+        None,
+        params,
+        proven.validity.as_ref().unwrap(),
+    )
+    .unwrap();
+    // The declared circuit: the vector, the norm's bits and projections; no bits per value.
+    assert!(load.input < 2001 + 3_000, "input {}", load.input);
+    assert_eq!(sb.bytes - sa.bytes, sb.messages * load.share_bytes);
+}
