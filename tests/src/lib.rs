@@ -49,6 +49,9 @@
 //!   closed are refused as a replay, audited, and cause no share.
 //! - `parity`: one seeded scenario with a kill gives the same result and included set in real
 //!   processes and in `grove-sim`.
+//! - `scale60` (only with `GROVE_E2E_LARGE=1`): 60 daemons with admission on and a local
+//!   beacon, then a late 61st, known and eligible at every daemon by gossip; one computation
+//!   counts all 61 exactly; connections and CPU per node printed.
 //! - `cleanup`: a test that panics while its daemons run leaves no process and no directory.
 //! - `console`: the owner's console in headless Chromium ([`browser`]): login, trust,
 //!   forged changes, the trust mode "ask", the audit, a query from the commissioner's page.
