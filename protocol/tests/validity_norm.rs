@@ -316,6 +316,27 @@ fn a_stage_commitment_that_does_not_match_the_share_is_refused() {
     assert!(
         verifier_share_staged(&typ, p, first, CONTEXT, &derived_query_seed(CONTEXT, first)).is_ok()
     );
+    // The vector part is hashed once, by the stage commitment; the input commitment binds the
+    // rest (the witness): a share whose vector or witness differs from what its commitments
+    // name is refused, each by its own commitment.
+    let last = typ.input_len() - 1;
+    for i in [0, DIM as usize - 1, typ.vector_len(), last] {
+        let mut other = c.shares[0].clone();
+        other.input[i] += Field64::one();
+        assert!(
+            matches!(
+                verifier_share_staged(
+                    &typ,
+                    p,
+                    &other,
+                    CONTEXT,
+                    &derived_query_seed(CONTEXT, &other)
+                ),
+                Err(grove_protocol::validity::ValidityError::Commitment(1))
+            ),
+            "element {i}"
+        );
+    }
     for s in &mut c.shares {
         s.commitments[0][0] ^= 1;
     }

@@ -67,10 +67,31 @@ pub trait Staged: Type + Sized {
 
 /// The commitment to the first stage of the input share of `position`.
 fn stage_commitment<F: FieldElement>(position: u8, blind: &[u8; 32], prefix: &[F]) -> [u8; 32] {
-    crate::ids::hash_parts(
-        STAGE_COMMIT_DOMAIN,
-        &[&[position], blind, &encode_vec(prefix)],
-    )
+    hash_with_elements(STAGE_COMMIT_DOMAIN, &[&[position], blind], prefix)
+}
+
+/// `ids::hash_parts(domain, parts ++ [encoding of elements])`, without the encoding's copy:
+/// the elements are encoded and hashed a block at a time.
+fn hash_with_elements<F: FieldElement>(domain: &str, parts: &[&[u8]], elements: &[F]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((domain.len() as u32).to_le_bytes());
+    h.update(domain.as_bytes());
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.update(((elements.len() * F::ENCODED_SIZE) as u64).to_le_bytes());
+    let mut buf = Vec::with_capacity(512 * F::ENCODED_SIZE);
+    for block in elements.chunks(512) {
+        buf.clear();
+        for x in block {
+            // Encoding a field element into a Vec cannot fail.
+            x.encode(&mut buf).unwrap_or_default();
+        }
+        h.update(&buf);
+    }
+    h.finalize().into()
 }
 
 /// The wraparound seed of a contribution: the hash of the context and of the commitments to
@@ -156,25 +177,14 @@ fn expand<F: FieldElement>(seed: [u8; 32], len: usize) -> Vec<F> {
     shamir::random_vector(&mut ChaCha20Rng::from_seed(seed), len)
 }
 
-fn encode_vec<F: FieldElement>(v: &[F]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * F::ENCODED_SIZE);
-    for x in v {
-        // Encoding a field element into a Vec cannot fail.
-        x.encode(&mut out).unwrap_or_default();
-    }
-    out
-}
-
-/// The commitment to the input share of `position`.
+/// The commitment to the input share of `position` (of a [`Staged`] type: to the input share
+/// after its first stage, which the stage commitment binds).
 fn commitment<F: FieldElement>(position: u8, blind: &[u8; 32], input: &[F]) -> [u8; 32] {
-    crate::ids::hash_parts(COMMIT_DOMAIN, &[&[position], blind, &encode_vec(input)])
+    hash_with_elements(COMMIT_DOMAIN, &[&[position], blind], input)
 }
 
 fn proof_commitment<F: FieldElement>(position: u8, blind: &[u8; 32], proof: &[F]) -> [u8; 32] {
-    crate::ids::hash_parts(
-        PROOF_COMMIT_DOMAIN,
-        &[&[position], blind, &encode_vec(proof)],
-    )
+    hash_with_elements(PROOF_COMMIT_DOMAIN, &[&[position], blind], proof)
 }
 
 /// What a verifier share is bound to: the input commitments' digest and the proof commitments.
@@ -309,9 +319,10 @@ pub fn prove_adjusted_and_share<T: Type>(
 /// [`prove_tied_and_share`] of a [`Staged`] type: the first `stage_len` elements of `input`
 /// are shared, tied and committed to first, the wraparound seed derived from those
 /// commitments ([`wraparound_seed`]), the rest of the input computed at that seed
-/// ([`Staged::complete`]), and the whole input shared, committed to and proven at that seed.
-/// The commitment list is then the first stage's `g` commitments followed by the whole
-/// input's `g`.
+/// ([`Staged::complete`]), and the whole input shared and proven at that seed. The commitment
+/// list is then the first stage's `g` commitments followed by `g` commitments to the rest of
+/// each input share (after the first stage, which its stage commitment already binds: the
+/// vector part is hashed once).
 pub fn prove_staged_and_share<T: Staged>(
     typ: &T,
     input: &[T::Field],
@@ -425,7 +436,7 @@ fn prove_in_stages<T: Type>(
             .iter()
             .zip(&blinds)
             .zip(1..=params.g)
-            .map(|((x, b), p)| commitment(p, b, x)),
+            .map(|((x, b), p)| commitment(p, b, &x[stage_len..])),
     );
     let joint = joint_rand(typ, commitments_digest(context, &commitments));
     let prove_rand = expand(
@@ -481,7 +492,7 @@ pub fn verifier_share<T: Type>(
     context: &[u8],
     query_seed: &[u8; 32],
 ) -> Result<VerifierShare<T::Field>, ValidityError> {
-    verifier_share_at(typ, params, share, context, query_seed, 0)
+    verifier_share_at(typ, params, share, context, query_seed, 0, 0)
 }
 
 /// [`verifier_share`] of a [`Staged`] type: checks this member's commitment to the first
@@ -515,10 +526,11 @@ pub fn verifier_share_staged<T: Staged>(
         return Err(ValidityError::Commitment(share.position));
     }
     let staged = typ.staged(&wraparound_seed(context, &share.commitments[..g]));
-    verifier_share_at(&staged, params, share, context, query_seed, g)
+    verifier_share_at(&staged, params, share, context, query_seed, g, stage_len)
 }
 
-/// [`verifier_share`] with `offset` commitments (of a first stage) before the input's.
+/// [`verifier_share`] with `offset` commitments (of a first stage) before the input's, and
+/// the first `stage_len` elements of the input share bound by those (not hashed again).
 fn verifier_share_at<T: Type>(
     typ: &T,
     params: SharingParams,
@@ -526,6 +538,7 @@ fn verifier_share_at<T: Type>(
     context: &[u8],
     query_seed: &[u8; 32],
     offset: usize,
+    stage_len: usize,
 ) -> Result<VerifierShare<T::Field>, ValidityError> {
     if share.position == 0 || share.position > params.g {
         return Err(ValidityError::Position(share.position));
@@ -552,7 +565,7 @@ fn verifier_share_at<T: Type>(
             });
         }
     }
-    let own = commitment(share.position, &share.blind, &share.input);
+    let own = commitment(share.position, &share.blind, &share.input[stage_len..]);
     if share.commitments[offset + share.position as usize - 1] != own {
         return Err(ValidityError::Commitment(share.position));
     }
