@@ -29,8 +29,8 @@
 //!   coordinate but the gadget's squares and the projections (ARCHITECTURE.md, "Validity
 //!   proofs", for the parameters, soundness and grinding).
 //!
-//! All products run through one prio gadget, `ParallelSum<Mul>` with a chunk length chosen to
-//! minimise the proof: the quadratic constraints `a b = 0` as calls on `(r^i a, b)` with one
+//! All products run through one prio gadget, `ParallelSum<Mul>` with a chunk length chosen for
+//! a short proof and a cheap query (`chunk_for`): the quadratic constraints `a b = 0` as calls on `(r^i a, b)` with one
 //! joint random `r` per call (prio's `SumVec` range check), the squares of each norm as calls
 //! on `(x, x)` whose outputs are summed. The linear constraints (`v = sum w_j b_j` of every
 //! range) are folded with one joint random element each. `valid` returns the two
@@ -89,11 +89,25 @@ struct Quad {
     constant: i64,
 }
 
-/// PINE's wraparound checks (module text): `alpha`, the number of random projections and the
-/// number that must succeed (the CFRG draft's values, draft-chen-cfrg-vdaf-pine).
+/// PINE's wraparound checks (module text): `alpha` (the CFRG draft's, draft-chen-cfrg-vdaf-pine),
+/// the number of random projections and the number that must succeed (all of them).
+///
+/// Error bounds (the draft's analysis, its Lemma 4.3 and Claim 4.9 of the PINE paper):
+/// - *Soundness*: a vector whose sum of squares wraps around the modulus passes one check with
+///   probability at most 1/2 over `z`, so all `WRAP_CHECKS` with at most `2^-64` per wraparound
+///   seed. That is below the FLP's own soundness error per try in `Field64` (about
+///   `(2 (L - 1) + chunk) / 2^64` for wire polynomials of `L` points: `2^-55` for a
+///   `sum_vector` of 10,000, `2^-52` for 131,072; ARCHITECTURE.md, "Validity proofs"), which
+///   bounds the whole proof's: more checks would not make the proof harder to cheat. The
+///   draft's 100 checks (`2^-100`) cost a member about 1.6 times the projections and their
+///   stream for no gain in `Field64`.
+/// - *Completeness*: an honest vector (`||x|| <= c`) fails one check with probability at most
+///   `2 exp(-alpha^2)` = `2^-108` (its projection is sub-Gaussian with variance proxy `c^2 / 2`,
+///   and `W - 1 >= alpha c`), so an honest contributor cannot prove with probability at most
+///   `WRAP_CHECKS 2^-108` = `2^-102`.
 pub const WRAP_ALPHA: f64 = 8.7;
-pub const WRAP_CHECKS: usize = 100;
-pub const WRAP_SUCCESSES: usize = 100;
+pub const WRAP_CHECKS: usize = 64;
+pub const WRAP_SUCCESSES: usize = WRAP_CHECKS;
 
 /// The wraparound checks of one norm: `WRAP_CHECKS` projections `y_j = <z_j, x>`, each with
 /// the bits of `v_j = y_j + bound - 1` (`vbits` of them, plain binary weights, so `v_j` in
@@ -225,25 +239,51 @@ fn proof_len_of(chunk: usize, calls: usize) -> usize {
     chunk * 2 + 2 * ((1 + calls).next_power_of_two() - 1) + 1
 }
 
-/// The chunk length, at most `max_chunk` (and [`MAX_VALIDITY_CHUNK`]), that minimises the
-/// proof of `n_quad` quadratic constraints and norms of `norm_lens` coordinates (ties: the
-/// shorter chunk, a shorter verifier message), with the gadget calls of the quadratic
-/// constraints and of all: `(chunk, quad_calls, calls)`. The verifier shares members exchange
-/// are `2 + 2 chunk` elements, the proof about `2 chunk + 2 calls`.
+/// The cap on wire polynomial points of [`chunk_for`] is never below this.
+const MIN_WIRE_POINTS_CAP: usize = 32;
+
+/// The chunk length, at most `max_chunk` (and [`MAX_VALIDITY_CHUNK`]), for `n_quad` quadratic
+/// constraints and norms of `norm_lens` coordinates, with the gadget calls of the quadratic
+/// constraints and of all: `(chunk, quad_calls, calls)`. The proof is about `2 chunk + 2 L`
+/// elements and the verifier shares members exchange `2 + 2 chunk`, for wire polynomials of
+/// `L = (calls + 1).next_power_of_two()` points.
+///
+/// A member's query costs `O(n)` for `n` gadget inputs whatever the chunk (the circuit, and
+/// the wire polynomials' `2 chunk L` points), plus prio's extension of the gadget polynomial
+/// to a power of two (`QueryShimGadget::new`), `O(L^2)` multiplications: about `4 L^2`, which
+/// at `L = 1024` (a `sum_vector` of 131,072 at the shortest proof) is 4 million, more than all
+/// the rest. So `L` is capped at the largest power of two whose square is at most `n` (the
+/// query's `O(L^2)` then at most its `O(n)`; never below [`MIN_WIRE_POINTS_CAP`], where it
+/// costs microseconds), and the chunk minimises the proof under that cap (ties: the shorter
+/// chunk, a shorter verifier share). The proof stays near the shortest (`2 chunk + 2 L` with
+/// `chunk L` about `n`, both about `sqrt n`). If no chunk up to `max_chunk` meets the cap, the
+/// chunk minimises the proof.
 fn chunk_for(n_quad: usize, norm_lens: &[usize], max_chunk: usize) -> (usize, usize, usize) {
+    let cap = max_chunk.clamp(1, MAX_VALIDITY_CHUNK);
     let largest = norm_lens
         .iter()
         .copied()
         .chain([n_quad, 1])
         .max()
         .unwrap_or(1)
-        .min(max_chunk.clamp(1, MAX_VALIDITY_CHUNK));
+        .min(cap);
     let calls_at = |chunk: usize| {
         calls_of(n_quad, chunk).max(1)
             + norm_lens.iter().map(|l| calls_of(*l, chunk)).sum::<usize>()
     };
-    let chunk = (1..=largest)
-        .min_by_key(|c| (proof_len_of(*c, calls_at(*c)), *c))
+    let inputs = n_quad + norm_lens.iter().sum::<usize>();
+    let mut points = 1usize;
+    while (2 * points) * (2 * points) <= inputs.max(1) {
+        points *= 2;
+    }
+    let points = points.max(MIN_WIRE_POINTS_CAP);
+    let shortest = |admit: &dyn Fn(usize) -> bool| {
+        (1..=largest)
+            .filter(|c| admit(*c))
+            .min_by_key(|c| (proof_len_of(*c, calls_at(*c)), *c))
+    };
+    let chunk = shortest(&|c| (1 + calls_at(c)).next_power_of_two() <= points)
+        .or_else(|| shortest(&|_| true))
         .unwrap_or(1);
     (chunk, calls_of(n_quad, chunk).max(1), calls_at(chunk))
 }
