@@ -759,7 +759,8 @@ impl CircuitType {
     /// coordinate `8 group + k`).
     ///
     /// `<z, x> = <l, x> + <h, x> - sum x`: per group, the 256 subset sums of its 8 values are
-    /// tabulated once, and each check adds two of them (a lookup instead of 8 multiply-adds).
+    /// tabulated once (from the 16 subset sums of each nibble's 4 values, row by row), and each
+    /// check adds two of them (a lookup instead of 8 multiply-adds).
     /// Values below 2^64 are split into 32-bit halves summed in `u64` (at most
     /// `2^(32 + 4) n / 8` each, no overflow below `2^25` coordinates).
     fn projections(&self, input: &[Field64], w: &Wrap) -> Vec<Field64> {
@@ -782,18 +783,35 @@ impl CircuitType {
                 *v = u64::from(*x);
                 total += u128::from(*v);
             }
-            // Built by doubling: the sums with coordinate `k` are those without it plus `x_k`,
-            // independent additions over contiguous halves (vectorised; a build by
-            // `m & (m - 1)` waits on the entry it has just stored).
-            for (k, x) in xs.iter().enumerate() {
-                let half = 1usize << k;
-                let (lo_done, lo_new) = table_lo.split_at_mut(half);
-                for (n, d) in lo_new[..half].iter_mut().zip(lo_done.iter()) {
-                    *n = *d + (x & 0xffff_ffff);
+            // The subset sums of each nibble's 4 coordinates (16 entries each), then every byte's
+            // as the sum of its nibbles', row by row of 16 (fixed-length independent additions,
+            // which the compiler vectorises; a build entry by entry waits on the entry it has
+            // just stored).
+            let mut nibbles = [[0u64; 16]; 4];
+            for (half, n) in nibbles.iter_mut().enumerate() {
+                let (shift, mask) = if half % 2 == 0 {
+                    (0, 0xffff_ffff)
+                } else {
+                    (32, u64::MAX)
+                };
+                let part = &xs[4 * (half / 2)..4 * (half / 2) + 4];
+                for m in 1..16usize {
+                    let k = m.trailing_zeros() as usize;
+                    n[m] = n[m & (m - 1)] + ((part[k] >> shift) & mask);
                 }
-                let (hi_done, hi_new) = table_hi.split_at_mut(half);
-                for (n, d) in hi_new[..half].iter_mut().zip(hi_done.iter()) {
-                    *n = *d + (x >> 32);
+            }
+            let [low_lo, low_hi, high_lo, high_hi] = &nibbles;
+            for (h, (row_lo, row_hi)) in table_lo
+                .chunks_exact_mut(16)
+                .zip(table_hi.chunks_exact_mut(16))
+                .enumerate()
+            {
+                let (add_lo, add_hi) = (high_lo[h], high_hi[h]);
+                for (t, a) in row_lo.iter_mut().zip(low_lo) {
+                    *t = a + add_lo;
+                }
+                for (t, a) in row_hi.iter_mut().zip(low_hi) {
+                    *t = a + add_hi;
                 }
             }
             for ((l, h), b) in lo.iter_mut().zip(hi.iter_mut()).zip(bytes.chunks_exact(2)) {
