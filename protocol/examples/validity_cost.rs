@@ -27,6 +27,18 @@
 //! neither, nor are message headers. Median of several runs; the machine may be shared, so
 //! the load average is printed. Run (optimised like the test profile, nice):
 //! `nice cargo run --profile test -p grove-protocol --example validity_cost [RUNS]`.
+//!
+//! **Measured** (session 16, `validity_cost 9`, three runs alternating with the binary
+//! before the session's changes, load 6; ms per contributor, `member` / `member+pf` / ratio;
+//! ARCHITECTURE.md, "Validity proofs", "Costs", for the table and the floor):
+//! - scalar `sum`: 0.058-0.065 / 0.125-0.135 / 2.1-2.2x (before 0.130-0.140, 2.1-2.2x);
+//! - 16-key `GROUP BY`: 0.058-0.065 / 0.173-0.190 / 2.8-3.0x (before 2.9-3.1x);
+//! - `sum_vector` 10,000: 0.22-0.25 / 0.93-1.04 / 4.2-4.3x (before 1.55-1.67, 6.3-6.7x);
+//!   upload 278 kB against 241 kB plain, 1.15x (before 289 kB, 1.20x); verifier share
+//!   0.56-0.64 (before 1.10-1.15), of which the wraparound projections 0.29-0.32 (before
+//!   0.48-0.53) and their ChaCha20 stream 0.09-0.10 (before 0.14-0.16);
+//! - `sum_vector` 131,072: 1.27-1.44 / 16-25 / 12.5-18x (before 40-43, 31-33x; runs this
+//!   long are preempted at that load); upload 3,212 kB against 3,148 kB, 1.02x.
 
 use grove_protocol::field::{add_assign_vec, FieldVec, Fp};
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};

@@ -48,7 +48,8 @@
 //!
 //! Soundness in `Field64`: an invalid input passes the folding with probability at most about
 //! `chunk / 2^64` per joint randomness (powers of one element within a gadget call, one
-//! element per linear constraint), and the FLP's own error (about `2 calls / 2^64`); see
+//! element per linear constraint), and the FLP's own error (about `2 (L - 1) / 2^64` for wire
+//! polynomials of `L` points, a power of two above the gadget calls); see
 //! ARCHITECTURE.md, "Validity proofs", for grinding.
 
 use crate::field::Fp;
@@ -92,15 +93,15 @@ struct Quad {
 /// PINE's wraparound checks (module text): `alpha` (the CFRG draft's, draft-chen-cfrg-vdaf-pine),
 /// the number of random projections and the number that must succeed (all of them).
 ///
-/// Error bounds (the draft's analysis, its Lemma 4.3 and Claim 4.9 of the PINE paper):
+/// Error bounds (the draft's analysis, after Lemma 4.3 and Claim 4.9 of the PINE paper):
 /// - *Soundness*: a vector whose sum of squares wraps around the modulus passes one check with
 ///   probability at most 1/2 over `z`, so all `WRAP_CHECKS` with at most `2^-64` per wraparound
 ///   seed. That is below the FLP's own soundness error per try in `Field64` (about
-///   `(2 (L - 1) + chunk) / 2^64` for wire polynomials of `L` points: `2^-55` for a
-///   `sum_vector` of 10,000, `2^-52` for 131,072; ARCHITECTURE.md, "Validity proofs"), which
+///   `(2 (L - 1) + chunk) / 2^64` for wire polynomials of `L` points: `2^-55.8` for a
+///   `sum_vector` of 10,000, `2^-54` for 131,072; ARCHITECTURE.md, "Validity proofs"), which
 ///   bounds the whole proof's: more checks would not make the proof harder to cheat. The
-///   draft's 100 checks (`2^-100`) cost a member about 1.6 times the projections and their
-///   stream for no gain in `Field64`.
+///   draft's 100 checks (`2^-100`) cost a member about 1.6 times the lookups and the stream of
+///   these for no gain in `Field64`.
 /// - *Completeness*: an honest vector (`||x|| <= c`) fails one check with probability at most
 ///   `2 exp(-alpha^2)` = `2^-108` (its projection is sub-Gaussian with variance proxy `c^2 / 2`,
 ///   and `W - 1 >= alpha c`), so an honest contributor cannot prove with probability at most

@@ -198,7 +198,8 @@ fn bound_digest(digest: [u8; 32], proof_commitments: &[[u8; 32]]) -> [u8; 32] {
 /// randomness): the hash of the context and of the commitments to every input and proof share,
 /// so it is fixed only once input and proof are. The contributor can compute it, so it can
 /// grind (retry proofs until one passes for an invalid input): each try passes with the FLP's
-/// soundness error (about `2 calls / 2^64` in `Field64`). A beacon round drawn after the share
+/// soundness error (about `(2 (L - 1) + chunk) / 2^64` in `Field64`, `L` the wire polynomials'
+/// points: `2^-54` to `2^-60`, `validity::circuit::WRAP_CHECKS`). A beacon round drawn after the share
 /// window removes that; see ARCHITECTURE.md, "Validity proofs".
 pub fn derived_query_seed<F>(context: &[u8], share: &MemberShare<F>) -> [u8; 32] {
     let mut parts: Vec<&[u8]> = vec![context];
