@@ -999,6 +999,18 @@ impl crate::validity::Staged for CircuitType {
     }
 }
 
+/// The tie of [`CircuitType::tie`]: the vector part (without noise) or the noise part (with)
+/// of an input share is written from the aggregated share.
+impl crate::validity::Tied for CircuitType {
+    fn tied(&self) -> std::ops::Range<usize> {
+        CircuitType::tied(self)
+    }
+
+    fn tie(&self, aggregated: &[Field64], input_share: &mut [Field64]) {
+        CircuitType::tie(self, aggregated, input_share)
+    }
+}
+
 impl Flp for CircuitType {
     type Field = Field64;
 

@@ -37,6 +37,7 @@ use prio::field::FieldElement;
 use prio::flp::{FlpError, Type};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use std::ops::Range;
 use thiserror::Error;
 
 const COMMIT_DOMAIN: &str = "grove/validity/commit";
@@ -159,8 +160,29 @@ pub fn expand_seed_share<F: FieldElement>(
     input_len: usize,
     proof_len: usize,
 ) -> (Vec<F>, Vec<F>) {
-    let mut input = shamir::expand_position::<F>(seed, input_len + proof_len);
-    let proof = input.split_off(input_len);
+    expand_seed_share_untied(seed, input_len, proof_len, 0..0)
+}
+
+/// [`expand_seed_share`] of a contribution proven with [`prove_staged_tied_and_share`]: the
+/// stream holds the input share without its `tied` elements (zeros here, which the tie then
+/// writes), then the proof share.
+pub fn expand_seed_share_untied<F: FieldElement>(
+    seed: &[u8; 32],
+    input_len: usize,
+    proof_len: usize,
+    tied: Range<usize>,
+) -> (Vec<F>, Vec<F>) {
+    let tied = tied.start.min(input_len)..tied.end.min(input_len);
+    let drawn = input_len - tied.len();
+    let mut stream = shamir::expand_position::<F>(seed, drawn + proof_len);
+    let proof = stream.split_off(drawn);
+    if tied.is_empty() {
+        return (stream, proof);
+    }
+    let mut input = Vec::with_capacity(input_len);
+    input.extend_from_slice(&stream[..tied.start]);
+    input.resize(tied.end, F::zero());
+    input.extend_from_slice(&stream[tied.start..]);
     (input, proof)
 }
 
@@ -314,6 +336,7 @@ pub fn prove_adjusted_and_share<T: Type>(
         adjust_proof,
         0,
         |_, _| None,
+        0..0,
     )
 }
 
@@ -367,6 +390,60 @@ pub fn prove_staged_with<T: Staged>(
             witness(&staged, x);
             Some(staged)
         },
+        0..0,
+    )
+}
+
+/// A [`Staged`] type whose input shares are tied to aggregated shares by a fixed rule: `tie`
+/// overwrites exactly the elements `tied()` of an input share (at every position the same
+/// affine map of the position's aggregated share and its other elements, as
+/// [`prove_tied_and_share`] requires).
+pub trait Tied: Staged {
+    /// The elements of an input share that [`Tied::tie`] overwrites.
+    fn tied(&self) -> Range<usize>;
+    /// Writes the tied elements of `input_share` from `aggregated`, this position's share of
+    /// the aggregated vector.
+    fn tie(&self, aggregated: &[Self::Field], input_share: &mut [Self::Field]);
+}
+
+/// [`prove_staged_and_share`] with the type's own tie to `aggregated` (`aggregated[p - 1]` is
+/// position `p`'s aggregated share). The elements the tie overwrites are never drawn: the seed
+/// of a position below `t` expands to the rest of its input share only
+/// ([`expand_seed_share_untied`] with [`Tied::tied`]), so neither the contributor nor that
+/// member draws randomness that the tie then discards. Every position's tied elements are
+/// then its aggregated share's (a sharing of degree `< t`), so the sharing stays uniform.
+pub fn prove_staged_tied_and_share<T: Tied>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
+    aggregated: &[Vec<T::Field>],
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    if aggregated.len() != usize::from(params.g) {
+        return Err(ValidityError::Length {
+            what: "aggregated shares",
+            got: aggregated.len(),
+            expected: usize::from(params.g),
+        });
+    }
+    prove_in_stages(
+        typ,
+        input,
+        params,
+        context,
+        seed,
+        forge,
+        |p, share| typ.tie(&aggregated[usize::from(p) - 1], share),
+        |_, _| {},
+        typ.stage_len(),
+        |wrap, x| {
+            let staged = typ.staged(wrap);
+            staged.complete(x);
+            Some(staged)
+        },
+        typ.tied(),
     )
 }
 
@@ -382,9 +459,10 @@ fn prove_in_stages<T: Type>(
     mut adjust_proof: impl FnMut(u8, &mut [T::Field]),
     stage_len: usize,
     stage: impl FnOnce(&[u8; 32], &mut [T::Field]) -> Option<T>,
+    tied: Range<usize>,
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     let params = SharingParams::new(params.g, params.t)?;
-    if input.len() != typ.input_len() || stage_len > input.len() {
+    if input.len() != typ.input_len() || stage_len > input.len() || tied.end > input.len() {
         return Err(ValidityError::Length {
             what: "input",
             got: input.len(),
@@ -400,7 +478,8 @@ fn prove_in_stages<T: Type>(
     let mut randoms: Vec<Vec<T::Field>> = Vec::with_capacity(seeds.len());
     let mut proof_randoms: Vec<Vec<T::Field>> = Vec::with_capacity(seeds.len());
     for s in &seeds {
-        let (input, proof) = expand_seed_share(s, typ.input_len(), typ.proof_len());
+        let (input, proof) =
+            expand_seed_share_untied(s, typ.input_len(), typ.proof_len(), tied.clone());
         randoms.push(input);
         proof_randoms.push(proof);
     }
