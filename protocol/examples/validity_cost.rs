@@ -27,6 +27,18 @@
 //! neither, nor are message headers. Median of several runs; the machine may be shared, so
 //! the load average is printed. Run (optimised like the test profile, nice):
 //! `nice cargo run --profile test -p grove-protocol --example validity_cost [RUNS]`.
+//!
+//! **Measured** (session 16, `validity_cost 9`, three runs alternating with the binary
+//! before the session's changes, load 6; ms per contributor, `member` / `member+pf` / ratio;
+//! ARCHITECTURE.md, "Validity proofs", "Costs", for the table and the floor):
+//! - scalar `sum`: 0.058-0.065 / 0.125-0.135 / 2.1-2.2x (before 0.130-0.140, 2.1-2.2x);
+//! - 16-key `GROUP BY`: 0.058-0.065 / 0.173-0.190 / 2.8-3.0x (before 2.9-3.1x);
+//! - `sum_vector` 10,000: 0.22-0.25 / 0.93-1.04 / 4.2-4.3x (before 1.55-1.67, 6.3-6.7x);
+//!   upload 278 kB against 241 kB plain, 1.15x (before 289 kB, 1.20x); verifier share
+//!   0.56-0.64 (before 1.10-1.15), of which the wraparound projections 0.29-0.32 (before
+//!   0.48-0.53) and their ChaCha20 stream 0.09-0.10 (before 0.14-0.16);
+//! - `sum_vector` 131,072: 1.27-1.44 / 16-25 / 12.5-18x (before 40-43, 31-33x; runs this
+//!   long are preempted at that load); upload 3,212 kB against 3,148 kB, 1.02x.
 
 use grove_protocol::field::{add_assign_vec, FieldVec, Fp};
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
@@ -37,7 +49,7 @@ use grove_protocol::sharing::{share_vector_compressed, CompressedShare, SharingP
 use grove_protocol::validity::circuit::CircuitType;
 use grove_protocol::validity::circuit::WRAP_CHECKS;
 use grove_protocol::validity::{
-    decide_naming, derived_query_seed, expand_seed_share, prove_staged_and_share,
+    decide_naming, derived_query_seed, expand_seed_share_untied, prove_staged_tied_and_share,
     verifier_share_staged, wraparound_seed, MemberShare, Staged,
 };
 use prio::field::Field64;
@@ -274,10 +286,8 @@ fn main() {
             .collect();
         let input = typ.encode_measurement(&f64v).expect("honest vector");
         let prove = || {
-            prove_staged_and_share(&typ, &input, params, CONTEXT, &seed, false, |p, share| {
-                typ.tie(&aggregated[usize::from(p) - 1], share)
-            })
-            .expect("proves")
+            prove_staged_tied_and_share(&typ, &input, params, CONTEXT, &seed, false, &aggregated)
+                .expect("proves")
         };
         let prove_secs = time(runs.min(3), prove);
         let contribution = prove();
@@ -349,8 +359,12 @@ fn main() {
             let aggregated: Vec<Field64> = held.iter().map(|x| x.to_field64()).collect();
             let (input, proof) = match part.share {
                 ValidityShare::Seed(seed) => {
-                    let (mut input, proof) =
-                        expand_seed_share(&seed, typ.input_len(), typ.proof_len());
+                    let (mut input, proof) = expand_seed_share_untied(
+                        &seed,
+                        typ.input_len(),
+                        typ.proof_len(),
+                        typ.tied(),
+                    );
                     typ.tie(&aggregated, &mut input);
                     (input, proof)
                 }
@@ -386,11 +400,10 @@ fn main() {
             let sum = plain_member(p);
             (sum, proof_work(p, &wire[p], &held(p)))
         };
-        let proof_secs = median(
-            (0..usize::from(G))
-                .map(|p| time(runs, || proof_member(p)))
-                .collect(),
-        );
+        let per_position: Vec<f64> = (0..usize::from(G))
+            .map(|p| time(runs, || proof_member(p)))
+            .collect();
+        let proof_secs = median(per_position.clone());
 
         // The member's whole work per contributor, as the engine does it: open the sealed
         // share (`seal::open`, the Noise envelope), decode the payload (postcard), expand or
@@ -439,6 +452,17 @@ fn main() {
         // wraparound projections inside it, the ChaCha20 stream they read alone (2 bits per
         // check and coordinate), and the decision.
         if typ.has_wraparound() {
+            // Positions below `t` receive a seed (their input share is expanded, its vector
+            // part written by the tie), the others their full share.
+            breakdown.push(format!(
+                "{name}: leaf proof by position (seed positions 1..{}): {}",
+                t - 1,
+                per_position
+                    .iter()
+                    .map(|s| format!("{:.3} ms", s * 1e3))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
             let s = &contribution.shares[usize::from(G) - 1];
             let query_seed = derived_query_seed(CONTEXT, s);
             let verify = time(runs, || {

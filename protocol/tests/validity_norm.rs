@@ -316,6 +316,27 @@ fn a_stage_commitment_that_does_not_match_the_share_is_refused() {
     assert!(
         verifier_share_staged(&typ, p, first, CONTEXT, &derived_query_seed(CONTEXT, first)).is_ok()
     );
+    // The vector part is hashed once, by the stage commitment; the input commitment binds the
+    // rest (the witness): a share whose vector or witness differs from what its commitments
+    // name is refused, each by its own commitment.
+    let last = typ.input_len() - 1;
+    for i in [0, DIM as usize - 1, typ.vector_len(), last] {
+        let mut other = c.shares[0].clone();
+        other.input[i] += Field64::one();
+        assert!(
+            matches!(
+                verifier_share_staged(
+                    &typ,
+                    p,
+                    &other,
+                    CONTEXT,
+                    &derived_query_seed(CONTEXT, &other)
+                ),
+                Err(grove_protocol::validity::ValidityError::Commitment(1))
+            ),
+            "element {i}"
+        );
+    }
     for s in &mut c.shares {
         s.commitments[0][0] ^= 1;
     }
@@ -324,4 +345,47 @@ fn a_stage_commitment_that_does_not_match_the_share_is_refused() {
         verifier_share_staged(&typ, p, first, CONTEXT, &derived_query_seed(CONTEXT, first)),
         Err(grove_protocol::validity::ValidityError::Commitment(1))
     ));
+}
+
+/// With the type's own tie (`prove_staged_tied_and_share`, the engine's path), a position
+/// below `t` gets a seed that expands to its input share without the tied vector part
+/// (`expand_seed_share_untied`), which the tie then writes from its aggregated share: the
+/// member rebuilds exactly the share that was committed to, every position's vector part is
+/// its aggregated share, and the honest contribution is accepted.
+#[test]
+fn a_seed_position_expands_only_what_the_tie_does_not_write() {
+    use grove_protocol::validity::{
+        decide, expand_seed_share_untied, prove_staged_tied_and_share, verifier_share_staged,
+    };
+    let (typ, _) = typ();
+    let p = params();
+    let mut input = vec![Field64::zero(); typ.input_len()];
+    input[..DIM as usize + 1].copy_from_slice(&vector(&[1; DIM as usize]));
+    let sharing = grove_protocol::validity::shamir::share(&input[..typ.vector_len()], p, &seed(9));
+    let c =
+        prove_staged_tied_and_share(&typ, &input, p, CONTEXT, &seed(8), false, &sharing).unwrap();
+    assert_eq!(c.seeds.len(), 2);
+    for (s, (share, aggregated)) in c.seeds.iter().zip(c.shares.iter().zip(&sharing)) {
+        let (mut rebuilt, proof) =
+            expand_seed_share_untied(s, typ.input_len(), typ.proof_len(), typ.tied());
+        assert!(rebuilt[typ.tied()].iter().all(|x| *x == Field64::zero()));
+        typ.tie(aggregated, &mut rebuilt);
+        assert_eq!((&rebuilt, &proof), (&share.input, &share.proof));
+    }
+    for (share, aggregated) in c.shares.iter().zip(&sharing) {
+        assert_eq!(&share.input[typ.tied()], aggregated.as_slice());
+    }
+    let v: Vec<_> = c
+        .shares
+        .iter()
+        .map(|s| {
+            verifier_share_staged(&typ, p, s, CONTEXT, &derived_query_seed(CONTEXT, s)).unwrap()
+        })
+        .collect();
+    assert!(decide(&typ, p, &v).unwrap());
+    // The wrong number of aggregated shares is refused.
+    assert!(
+        prove_staged_tied_and_share(&typ, &input, p, CONTEXT, &seed(8), false, &sharing[1..])
+            .is_err()
+    );
 }

@@ -11,7 +11,7 @@
 //! range (by bits), indicator, `IndicatorOf`, `AtMost` (`LIMIT PER CONTRIBUTOR`, one `GROUP BY`
 //! key per record) and `NormAtMost` check (a norm without a per-coordinate witness: its
 //! wraparound checks draw their projections from a seed derived from commitments to the
-//! vector's shares, `validity::prove_staged_and_share` and `verifier_share_staged`). With DP
+//! vector's shares, `validity::prove_staged_tied_and_share` and `verifier_share_staged`). With DP
 //! noise (`WITH PRIVACY`) the contributor's noise travels as a separate part of the proven input, each element within the noise's tail
 //! (`CircuitType::with_noise(circuit, NoiseSpec::tail)`, the bound at which `dp::noise` cuts
 //! every honest draw), and the aggregated vector is the vector plus its noise.
@@ -21,10 +21,11 @@
 //! vector (then the noise part, then the witness bits) and its `truncate` is the aggregated
 //! vector; the contributor writes, at every position, the vector part of the input share as the
 //! aggregated share itself (with noise: the noise part as the aggregated share minus the vector
-//! share), `CircuitType::tie` through `validity::prove_staged_and_share`, so that `truncate` of
+//! share), `CircuitType::tie` through `validity::prove_staged_tied_and_share`, so that `truncate` of
 //! the input share *is* the aggregated share, position by position. The tied elements do not
 //! travel: each member rebuilds them from the aggregated share it holds (`CircuitType::retie`;
-//! positions `1..t` get a seed for the rest, `validity::expand_seed_share`), so it verifies
+//! positions `1..t` get a seed for the rest, `validity::expand_seed_share_untied`: the tied
+//! elements are never drawn), so it verifies
 //! once both shares are here (a validity share that comes first waits in
 //! `LeafValidity::waiting`). A contributor that proves one vector and shares another fails its
 //! own commitment at every position where the two sharings differ (at least `g - t + 1` of
@@ -74,7 +75,7 @@ pub enum ValidityLie {
     /// Encodes its values without clipping them to their bounds (indicators included).
     Unclipped,
     /// Proves its (honest) vector with a forged proof: its first element plus one, shared and
-    /// committed to like an honest proof (`validity::prove_staged_and_share` with `forge`).
+    /// committed to like an honest proof (`validity::prove_staged_tied_and_share` with `forge`).
     ForgedProof,
     /// Proves its honest vector, and sends as its aggregated shares a sharing of another one
     /// (its first element plus 1,000,000; same seed): the gap a proof on a copy leaves open.
@@ -177,21 +178,16 @@ fn prove(
     let typ = st.typ.as_ref().ok()?;
     let input = typ.encode_noised_lenient(&f64s(vector), &f64s(noise));
     let ctx = context(&id, &me);
-    let tie = |position: u8, x: &mut [Field64]| {
-        if let Some(y) = shares.get(usize::from(position).wrapping_sub(1)) {
-            typ.tie(y, x);
-        }
-    };
     let shared = if lie == Some(ValidityLie::KnowsQueryRandomness) {
         // Test-only: a proof made for the randomness it expects (see `forge_at`).
         let fixed = FixedProof {
             inner: typ.clone(),
             query: validity::query_randomness(typ, &request_time_seed(&ctx), &ctx),
         };
-        validity::prove_staged_and_share(&fixed, &input, params, &ctx, seed, false, tie)
+        validity::prove_staged_tied_and_share(&fixed, &input, params, &ctx, seed, false, shares)
     } else {
         let forge = lie == Some(ValidityLie::ForgedProof);
-        validity::prove_staged_and_share(typ, &input, params, &ctx, seed, forge, tie)
+        validity::prove_staged_tied_and_share(typ, &input, params, &ctx, seed, forge, shares)
     }
     .ok()?;
     let seeds = shared.seeds;
@@ -265,7 +261,7 @@ fn forge_at<T: Type<Field = Field64>>(
 }
 
 /// Test-only: a circuit that proves with `forge_at`'s proof for the query randomness `query`,
-/// so that `validity::prove_staged_and_share` shares and commits to it as to an honest one (it
+/// so that `validity::prove_staged_tied_and_share` shares and commits to it as to an honest one (it
 /// passes it the joint randomness of the committed input shares).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct FixedProof {
@@ -331,6 +327,15 @@ impl validity::Staged for FixedProof {
     }
     fn complete(&self, input: &mut [Field64]) {
         self.inner.complete(input)
+    }
+}
+
+impl validity::Tied for FixedProof {
+    fn tied(&self) -> std::ops::Range<usize> {
+        self.inner.tied()
+    }
+    fn tie(&self, aggregated: &[Field64], input_share: &mut [Field64]) {
+        self.inner.tie(aggregated, input_share)
     }
 }
 
@@ -578,8 +583,12 @@ fn verify_own(
     let typ = st.typ.as_ref().ok()?;
     let (input, proof) = match &w.share {
         ValidityShare::Seed(seed) => {
-            let (mut input, proof) =
-                validity::expand_seed_share(seed, typ.input_len(), typ.proof_len());
+            let (mut input, proof) = validity::expand_seed_share_untied(
+                seed,
+                typ.input_len(),
+                typ.proof_len(),
+                typ.tied(),
+            );
             typ.tie(aggregated, &mut input);
             (input, proof)
         }

@@ -29,8 +29,8 @@
 //!   coordinate but the gadget's squares and the projections (ARCHITECTURE.md, "Validity
 //!   proofs", for the parameters, soundness and grinding).
 //!
-//! All products run through one prio gadget, `ParallelSum<Mul>` with a chunk length chosen to
-//! minimise the proof: the quadratic constraints `a b = 0` as calls on `(r^i a, b)` with one
+//! All products run through one prio gadget, `ParallelSum<Mul>` with a chunk length chosen for
+//! a short proof and a cheap query (`chunk_for`): the quadratic constraints `a b = 0` as calls on `(r^i a, b)` with one
 //! joint random `r` per call (prio's `SumVec` range check), the squares of each norm as calls
 //! on `(x, x)` whose outputs are summed. The linear constraints (`v = sum w_j b_j` of every
 //! range) are folded with one joint random element each. `valid` returns the two
@@ -48,7 +48,8 @@
 //!
 //! Soundness in `Field64`: an invalid input passes the folding with probability at most about
 //! `chunk / 2^64` per joint randomness (powers of one element within a gadget call, one
-//! element per linear constraint), and the FLP's own error (about `2 calls / 2^64`); see
+//! element per linear constraint), and the FLP's own error (about `2 (L - 1) / 2^64` for wire
+//! polynomials of `L` points, a power of two above the gadget calls); see
 //! ARCHITECTURE.md, "Validity proofs", for grinding.
 
 use crate::field::Fp;
@@ -89,11 +90,25 @@ struct Quad {
     constant: i64,
 }
 
-/// PINE's wraparound checks (module text): `alpha`, the number of random projections and the
-/// number that must succeed (the CFRG draft's values, draft-chen-cfrg-vdaf-pine).
+/// PINE's wraparound checks (module text): `alpha` (the CFRG draft's, draft-chen-cfrg-vdaf-pine),
+/// the number of random projections and the number that must succeed (all of them).
+///
+/// Error bounds (the draft's analysis, after Lemma 4.3 and Claim 4.9 of the PINE paper):
+/// - *Soundness*: a vector whose sum of squares wraps around the modulus passes one check with
+///   probability at most 1/2 over `z`, so all `WRAP_CHECKS` with at most `2^-64` per wraparound
+///   seed. That is below the FLP's own soundness error per try in `Field64` (about
+///   `(2 (L - 1) + chunk) / 2^64` for wire polynomials of `L` points: `2^-55.8` for a
+///   `sum_vector` of 10,000, `2^-54` for 131,072; ARCHITECTURE.md, "Validity proofs"), which
+///   bounds the whole proof's: more checks would not make the proof harder to cheat. The
+///   draft's 100 checks (`2^-100`) cost a member about 1.6 times the lookups and the stream of
+///   these for no gain in `Field64`.
+/// - *Completeness*: an honest vector (`||x|| <= c`) fails one check with probability at most
+///   `2 exp(-alpha^2)` = `2^-108` (its projection is sub-Gaussian with variance proxy `c^2 / 2`,
+///   and `W - 1 >= alpha c`), so an honest contributor cannot prove with probability at most
+///   `WRAP_CHECKS 2^-108` = `2^-102`.
 pub const WRAP_ALPHA: f64 = 8.7;
-pub const WRAP_CHECKS: usize = 100;
-pub const WRAP_SUCCESSES: usize = 100;
+pub const WRAP_CHECKS: usize = 64;
+pub const WRAP_SUCCESSES: usize = WRAP_CHECKS;
 
 /// The wraparound checks of one norm: `WRAP_CHECKS` projections `y_j = <z_j, x>`, each with
 /// the bits of `v_j = y_j + bound - 1` (`vbits` of them, plain binary weights, so `v_j` in
@@ -225,25 +240,51 @@ fn proof_len_of(chunk: usize, calls: usize) -> usize {
     chunk * 2 + 2 * ((1 + calls).next_power_of_two() - 1) + 1
 }
 
-/// The chunk length, at most `max_chunk` (and [`MAX_VALIDITY_CHUNK`]), that minimises the
-/// proof of `n_quad` quadratic constraints and norms of `norm_lens` coordinates (ties: the
-/// shorter chunk, a shorter verifier message), with the gadget calls of the quadratic
-/// constraints and of all: `(chunk, quad_calls, calls)`. The verifier shares members exchange
-/// are `2 + 2 chunk` elements, the proof about `2 chunk + 2 calls`.
+/// The cap on wire polynomial points of [`chunk_for`] is never below this.
+const MIN_WIRE_POINTS_CAP: usize = 32;
+
+/// The chunk length, at most `max_chunk` (and [`MAX_VALIDITY_CHUNK`]), for `n_quad` quadratic
+/// constraints and norms of `norm_lens` coordinates, with the gadget calls of the quadratic
+/// constraints and of all: `(chunk, quad_calls, calls)`. The proof is about `2 chunk + 2 L`
+/// elements and the verifier shares members exchange `2 + 2 chunk`, for wire polynomials of
+/// `L = (calls + 1).next_power_of_two()` points.
+///
+/// A member's query costs `O(n)` for `n` gadget inputs whatever the chunk (the circuit, and
+/// the wire polynomials' `2 chunk L` points), plus prio's extension of the gadget polynomial
+/// to a power of two (`QueryShimGadget::new`), `O(L^2)` multiplications: about `4 L^2`, which
+/// at `L = 1024` (a `sum_vector` of 131,072 at the shortest proof) is 4 million, more than all
+/// the rest. So `L` is capped at the largest power of two whose square is at most `n` (the
+/// query's `O(L^2)` then at most its `O(n)`; never below [`MIN_WIRE_POINTS_CAP`], where it
+/// costs microseconds), and the chunk minimises the proof under that cap (ties: the shorter
+/// chunk, a shorter verifier share). The proof stays near the shortest (`2 chunk + 2 L` with
+/// `chunk L` about `n`, both about `sqrt n`). If no chunk up to `max_chunk` meets the cap, the
+/// chunk minimises the proof.
 fn chunk_for(n_quad: usize, norm_lens: &[usize], max_chunk: usize) -> (usize, usize, usize) {
+    let cap = max_chunk.clamp(1, MAX_VALIDITY_CHUNK);
     let largest = norm_lens
         .iter()
         .copied()
         .chain([n_quad, 1])
         .max()
         .unwrap_or(1)
-        .min(max_chunk.clamp(1, MAX_VALIDITY_CHUNK));
+        .min(cap);
     let calls_at = |chunk: usize| {
         calls_of(n_quad, chunk).max(1)
             + norm_lens.iter().map(|l| calls_of(*l, chunk)).sum::<usize>()
     };
-    let chunk = (1..=largest)
-        .min_by_key(|c| (proof_len_of(*c, calls_at(*c)), *c))
+    let inputs = n_quad + norm_lens.iter().sum::<usize>();
+    let mut points = 1usize;
+    while (2 * points) * (2 * points) <= inputs.max(1) {
+        points *= 2;
+    }
+    let points = points.max(MIN_WIRE_POINTS_CAP);
+    let shortest = |admit: &dyn Fn(usize) -> bool| {
+        (1..=largest)
+            .filter(|c| admit(*c))
+            .min_by_key(|c| (proof_len_of(*c, calls_at(*c)), *c))
+    };
+    let chunk = shortest(&|c| (1 + calls_at(c)).next_power_of_two() <= points)
+        .or_else(|| shortest(&|_| true))
         .unwrap_or(1);
     (chunk, calls_of(n_quad, chunk).max(1), calls_at(chunk))
 }
@@ -719,7 +760,8 @@ impl CircuitType {
     /// coordinate `8 group + k`).
     ///
     /// `<z, x> = <l, x> + <h, x> - sum x`: per group, the 256 subset sums of its 8 values are
-    /// tabulated once, and each check adds two of them (a lookup instead of 8 multiply-adds).
+    /// tabulated once (from the 16 subset sums of each nibble's 4 values, row by row), and each
+    /// check adds two of them (a lookup instead of 8 multiply-adds).
     /// Values below 2^64 are split into 32-bit halves summed in `u64` (at most
     /// `2^(32 + 4) n / 8` each, no overflow below `2^25` coordinates).
     fn projections(&self, input: &[Field64], w: &Wrap) -> Vec<Field64> {
@@ -742,18 +784,35 @@ impl CircuitType {
                 *v = u64::from(*x);
                 total += u128::from(*v);
             }
-            // Built by doubling: the sums with coordinate `k` are those without it plus `x_k`,
-            // independent additions over contiguous halves (vectorised; a build by
-            // `m & (m - 1)` waits on the entry it has just stored).
-            for (k, x) in xs.iter().enumerate() {
-                let half = 1usize << k;
-                let (lo_done, lo_new) = table_lo.split_at_mut(half);
-                for (n, d) in lo_new[..half].iter_mut().zip(lo_done.iter()) {
-                    *n = *d + (x & 0xffff_ffff);
+            // The subset sums of each nibble's 4 coordinates (16 entries each), then every byte's
+            // as the sum of its nibbles', row by row of 16 (fixed-length independent additions,
+            // which the compiler vectorises; a build entry by entry waits on the entry it has
+            // just stored).
+            let mut nibbles = [[0u64; 16]; 4];
+            for (half, n) in nibbles.iter_mut().enumerate() {
+                let (shift, mask) = if half % 2 == 0 {
+                    (0, 0xffff_ffff)
+                } else {
+                    (32, u64::MAX)
+                };
+                let part = &xs[4 * (half / 2)..4 * (half / 2) + 4];
+                for m in 1..16usize {
+                    let k = m.trailing_zeros() as usize;
+                    n[m] = n[m & (m - 1)] + ((part[k] >> shift) & mask);
                 }
-                let (hi_done, hi_new) = table_hi.split_at_mut(half);
-                for (n, d) in hi_new[..half].iter_mut().zip(hi_done.iter()) {
-                    *n = *d + (x >> 32);
+            }
+            let [low_lo, low_hi, high_lo, high_hi] = &nibbles;
+            for (h, (row_lo, row_hi)) in table_lo
+                .chunks_exact_mut(16)
+                .zip(table_hi.chunks_exact_mut(16))
+                .enumerate()
+            {
+                let (add_lo, add_hi) = (high_lo[h], high_hi[h]);
+                for (t, a) in row_lo.iter_mut().zip(low_lo) {
+                    *t = a + add_lo;
+                }
+                for (t, a) in row_hi.iter_mut().zip(low_hi) {
+                    *t = a + add_hi;
                 }
             }
             for ((l, h), b) in lo.iter_mut().zip(hi.iter_mut()).zip(bytes.chunks_exact(2)) {
@@ -937,6 +996,18 @@ impl crate::validity::Staged for CircuitType {
         let start = self.witness_start();
         let full = self.encode_noised_lenient(&input[..self.length], &input[self.length..start]);
         input.copy_from_slice(&full);
+    }
+}
+
+/// The tie of [`CircuitType::tie`]: the vector part (without noise) or the noise part (with)
+/// of an input share is written from the aggregated share.
+impl crate::validity::Tied for CircuitType {
+    fn tied(&self) -> std::ops::Range<usize> {
+        CircuitType::tied(self)
+    }
+
+    fn tie(&self, aggregated: &[Field64], input_share: &mut [Field64]) {
+        CircuitType::tie(self, aggregated, input_share)
     }
 }
 

@@ -37,6 +37,7 @@ use prio::field::FieldElement;
 use prio::flp::{FlpError, Type};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use std::ops::Range;
 use thiserror::Error;
 
 const COMMIT_DOMAIN: &str = "grove/validity/commit";
@@ -67,10 +68,31 @@ pub trait Staged: Type + Sized {
 
 /// The commitment to the first stage of the input share of `position`.
 fn stage_commitment<F: FieldElement>(position: u8, blind: &[u8; 32], prefix: &[F]) -> [u8; 32] {
-    crate::ids::hash_parts(
-        STAGE_COMMIT_DOMAIN,
-        &[&[position], blind, &encode_vec(prefix)],
-    )
+    hash_with_elements(STAGE_COMMIT_DOMAIN, &[&[position], blind], prefix)
+}
+
+/// `ids::hash_parts(domain, parts ++ [encoding of elements])`, without the encoding's copy:
+/// the elements are encoded and hashed a block at a time.
+fn hash_with_elements<F: FieldElement>(domain: &str, parts: &[&[u8]], elements: &[F]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((domain.len() as u32).to_le_bytes());
+    h.update(domain.as_bytes());
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.update(((elements.len() * F::ENCODED_SIZE) as u64).to_le_bytes());
+    let mut buf = Vec::with_capacity(512 * F::ENCODED_SIZE);
+    for block in elements.chunks(512) {
+        buf.clear();
+        for x in block {
+            // Encoding a field element into a Vec cannot fail.
+            x.encode(&mut buf).unwrap_or_default();
+        }
+        h.update(&buf);
+    }
+    h.finalize().into()
 }
 
 /// The wraparound seed of a contribution: the hash of the context and of the commitments to
@@ -138,8 +160,29 @@ pub fn expand_seed_share<F: FieldElement>(
     input_len: usize,
     proof_len: usize,
 ) -> (Vec<F>, Vec<F>) {
-    let mut input = shamir::expand_position::<F>(seed, input_len + proof_len);
-    let proof = input.split_off(input_len);
+    expand_seed_share_untied(seed, input_len, proof_len, 0..0)
+}
+
+/// [`expand_seed_share`] of a contribution proven with [`prove_staged_tied_and_share`]: the
+/// stream holds the input share without its `tied` elements (zeros here, which the tie then
+/// writes), then the proof share.
+pub fn expand_seed_share_untied<F: FieldElement>(
+    seed: &[u8; 32],
+    input_len: usize,
+    proof_len: usize,
+    tied: Range<usize>,
+) -> (Vec<F>, Vec<F>) {
+    let tied = tied.start.min(input_len)..tied.end.min(input_len);
+    let drawn = input_len - tied.len();
+    let mut stream = shamir::expand_position::<F>(seed, drawn + proof_len);
+    let proof = stream.split_off(drawn);
+    if tied.is_empty() {
+        return (stream, proof);
+    }
+    let mut input = Vec::with_capacity(input_len);
+    input.extend_from_slice(&stream[..tied.start]);
+    input.resize(tied.end, F::zero());
+    input.extend_from_slice(&stream[tied.start..]);
     (input, proof)
 }
 
@@ -156,25 +199,14 @@ fn expand<F: FieldElement>(seed: [u8; 32], len: usize) -> Vec<F> {
     shamir::random_vector(&mut ChaCha20Rng::from_seed(seed), len)
 }
 
-fn encode_vec<F: FieldElement>(v: &[F]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * F::ENCODED_SIZE);
-    for x in v {
-        // Encoding a field element into a Vec cannot fail.
-        x.encode(&mut out).unwrap_or_default();
-    }
-    out
-}
-
-/// The commitment to the input share of `position`.
+/// The commitment to the input share of `position` (of a [`Staged`] type: to the input share
+/// after its first stage, which the stage commitment binds).
 fn commitment<F: FieldElement>(position: u8, blind: &[u8; 32], input: &[F]) -> [u8; 32] {
-    crate::ids::hash_parts(COMMIT_DOMAIN, &[&[position], blind, &encode_vec(input)])
+    hash_with_elements(COMMIT_DOMAIN, &[&[position], blind], input)
 }
 
 fn proof_commitment<F: FieldElement>(position: u8, blind: &[u8; 32], proof: &[F]) -> [u8; 32] {
-    crate::ids::hash_parts(
-        PROOF_COMMIT_DOMAIN,
-        &[&[position], blind, &encode_vec(proof)],
-    )
+    hash_with_elements(PROOF_COMMIT_DOMAIN, &[&[position], blind], proof)
 }
 
 /// What a verifier share is bound to: the input commitments' digest and the proof commitments.
@@ -188,7 +220,8 @@ fn bound_digest(digest: [u8; 32], proof_commitments: &[[u8; 32]]) -> [u8; 32] {
 /// randomness): the hash of the context and of the commitments to every input and proof share,
 /// so it is fixed only once input and proof are. The contributor can compute it, so it can
 /// grind (retry proofs until one passes for an invalid input): each try passes with the FLP's
-/// soundness error (about `2 calls / 2^64` in `Field64`). A beacon round drawn after the share
+/// soundness error (about `(2 (L - 1) + chunk) / 2^64` in `Field64`, `L` the wire polynomials'
+/// points: `2^-54` to `2^-60`, `validity::circuit::WRAP_CHECKS`). A beacon round drawn after the share
 /// window removes that; see ARCHITECTURE.md, "Validity proofs".
 pub fn derived_query_seed<F>(context: &[u8], share: &MemberShare<F>) -> [u8; 32] {
     let mut parts: Vec<&[u8]> = vec![context];
@@ -303,15 +336,17 @@ pub fn prove_adjusted_and_share<T: Type>(
         adjust_proof,
         0,
         |_, _| None,
+        0..0,
     )
 }
 
 /// [`prove_tied_and_share`] of a [`Staged`] type: the first `stage_len` elements of `input`
 /// are shared, tied and committed to first, the wraparound seed derived from those
 /// commitments ([`wraparound_seed`]), the rest of the input computed at that seed
-/// ([`Staged::complete`]), and the whole input shared, committed to and proven at that seed.
-/// The commitment list is then the first stage's `g` commitments followed by the whole
-/// input's `g`.
+/// ([`Staged::complete`]), and the whole input shared and proven at that seed. The commitment
+/// list is then the first stage's `g` commitments followed by `g` commitments to the rest of
+/// each input share (after the first stage, which its stage commitment already binds: the
+/// vector part is hashed once).
 pub fn prove_staged_and_share<T: Staged>(
     typ: &T,
     input: &[T::Field],
@@ -355,6 +390,60 @@ pub fn prove_staged_with<T: Staged>(
             witness(&staged, x);
             Some(staged)
         },
+        0..0,
+    )
+}
+
+/// A [`Staged`] type whose input shares are tied to aggregated shares by a fixed rule: `tie`
+/// overwrites exactly the elements `tied()` of an input share (at every position the same
+/// affine map of the position's aggregated share and its other elements, as
+/// [`prove_tied_and_share`] requires).
+pub trait Tied: Staged {
+    /// The elements of an input share that [`Tied::tie`] overwrites.
+    fn tied(&self) -> Range<usize>;
+    /// Writes the tied elements of `input_share` from `aggregated`, this position's share of
+    /// the aggregated vector.
+    fn tie(&self, aggregated: &[Self::Field], input_share: &mut [Self::Field]);
+}
+
+/// [`prove_staged_and_share`] with the type's own tie to `aggregated` (`aggregated[p - 1]` is
+/// position `p`'s aggregated share). The elements the tie overwrites are never drawn: the seed
+/// of a position below `t` expands to the rest of its input share only
+/// ([`expand_seed_share_untied`] with [`Tied::tied`]), so neither the contributor nor that
+/// member draws randomness that the tie then discards. Every position's tied elements are
+/// then its aggregated share's (a sharing of degree `< t`), so the sharing stays uniform.
+pub fn prove_staged_tied_and_share<T: Tied>(
+    typ: &T,
+    input: &[T::Field],
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
+    aggregated: &[Vec<T::Field>],
+) -> Result<SharedContribution<T::Field>, ValidityError> {
+    if aggregated.len() != usize::from(params.g) {
+        return Err(ValidityError::Length {
+            what: "aggregated shares",
+            got: aggregated.len(),
+            expected: usize::from(params.g),
+        });
+    }
+    prove_in_stages(
+        typ,
+        input,
+        params,
+        context,
+        seed,
+        forge,
+        |p, share| typ.tie(&aggregated[usize::from(p) - 1], share),
+        |_, _| {},
+        typ.stage_len(),
+        |wrap, x| {
+            let staged = typ.staged(wrap);
+            staged.complete(x);
+            Some(staged)
+        },
+        typ.tied(),
     )
 }
 
@@ -370,9 +459,10 @@ fn prove_in_stages<T: Type>(
     mut adjust_proof: impl FnMut(u8, &mut [T::Field]),
     stage_len: usize,
     stage: impl FnOnce(&[u8; 32], &mut [T::Field]) -> Option<T>,
+    tied: Range<usize>,
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     let params = SharingParams::new(params.g, params.t)?;
-    if input.len() != typ.input_len() || stage_len > input.len() {
+    if input.len() != typ.input_len() || stage_len > input.len() || tied.end > input.len() {
         return Err(ValidityError::Length {
             what: "input",
             got: input.len(),
@@ -388,7 +478,8 @@ fn prove_in_stages<T: Type>(
     let mut randoms: Vec<Vec<T::Field>> = Vec::with_capacity(seeds.len());
     let mut proof_randoms: Vec<Vec<T::Field>> = Vec::with_capacity(seeds.len());
     for s in &seeds {
-        let (input, proof) = expand_seed_share(s, typ.input_len(), typ.proof_len());
+        let (input, proof) =
+            expand_seed_share_untied(s, typ.input_len(), typ.proof_len(), tied.clone());
         randoms.push(input);
         proof_randoms.push(proof);
     }
@@ -425,7 +516,7 @@ fn prove_in_stages<T: Type>(
             .iter()
             .zip(&blinds)
             .zip(1..=params.g)
-            .map(|((x, b), p)| commitment(p, b, x)),
+            .map(|((x, b), p)| commitment(p, b, &x[stage_len..])),
     );
     let joint = joint_rand(typ, commitments_digest(context, &commitments));
     let prove_rand = expand(
@@ -481,7 +572,7 @@ pub fn verifier_share<T: Type>(
     context: &[u8],
     query_seed: &[u8; 32],
 ) -> Result<VerifierShare<T::Field>, ValidityError> {
-    verifier_share_at(typ, params, share, context, query_seed, 0)
+    verifier_share_at(typ, params, share, context, query_seed, 0, 0)
 }
 
 /// [`verifier_share`] of a [`Staged`] type: checks this member's commitment to the first
@@ -515,10 +606,11 @@ pub fn verifier_share_staged<T: Staged>(
         return Err(ValidityError::Commitment(share.position));
     }
     let staged = typ.staged(&wraparound_seed(context, &share.commitments[..g]));
-    verifier_share_at(&staged, params, share, context, query_seed, g)
+    verifier_share_at(&staged, params, share, context, query_seed, g, stage_len)
 }
 
-/// [`verifier_share`] with `offset` commitments (of a first stage) before the input's.
+/// [`verifier_share`] with `offset` commitments (of a first stage) before the input's, and
+/// the first `stage_len` elements of the input share bound by those (not hashed again).
 fn verifier_share_at<T: Type>(
     typ: &T,
     params: SharingParams,
@@ -526,6 +618,7 @@ fn verifier_share_at<T: Type>(
     context: &[u8],
     query_seed: &[u8; 32],
     offset: usize,
+    stage_len: usize,
 ) -> Result<VerifierShare<T::Field>, ValidityError> {
     if share.position == 0 || share.position > params.g {
         return Err(ValidityError::Position(share.position));
@@ -552,7 +645,7 @@ fn verifier_share_at<T: Type>(
             });
         }
     }
-    let own = commitment(share.position, &share.blind, &share.input);
+    let own = commitment(share.position, &share.blind, &share.input[stage_len..]);
     if share.commitments[offset + share.position as usize - 1] != own {
         return Err(ValidityError::Commitment(share.position));
     }

@@ -24,7 +24,9 @@ pub(crate) fn small<F: FieldElement>(x: u8) -> F {
     acc
 }
 
-/// A uniform element drawn from `rng` by rejection on the encoded size.
+/// A uniform element drawn from `rng` by rejection on the encoded size (the definition
+/// [`random_vector`] draws by blocks).
+#[cfg(test)]
 pub(crate) fn random_element<F: FieldElement>(rng: &mut impl RngCore) -> F {
     let mut buf = vec![0u8; F::ENCODED_SIZE];
     loop {
@@ -36,9 +38,25 @@ pub(crate) fn random_element<F: FieldElement>(rng: &mut impl RngCore) -> F {
     }
 }
 
-/// `len` uniform elements drawn from `rng`.
+/// `len` uniform elements drawn from `rng`: the same elements as `len` calls of
+/// [`random_element`] (the stream is read in blocks, then parsed `ENCODED_SIZE` bytes at a
+/// time; a rejected encoding, probability below `2^-32` in `Field64`, is skipped and the next
+/// bytes of the stream tried, exactly as the call by call draw does).
 pub(crate) fn random_vector<F: FieldElement>(rng: &mut impl RngCore, len: usize) -> Vec<F> {
-    (0..len).map(|_| random_element(rng)).collect()
+    let size = F::ENCODED_SIZE;
+    let mut out = Vec::with_capacity(len);
+    let mut buf = vec![0u8; size * len.min(4096)];
+    while out.len() < len {
+        let want = (len - out.len()).min(buf.len() / size);
+        let bytes = &mut buf[..want * size];
+        rng.fill_bytes(bytes);
+        for chunk in bytes.chunks_exact(size) {
+            if let Ok(x) = F::try_from(chunk) {
+                out.push(x);
+            }
+        }
+    }
+    out
 }
 
 /// Coefficients that carry the values at `points` to the value at `target` (distinct points,
@@ -152,4 +170,66 @@ pub fn reconstruct<F: FieldElement>(shares: &[(u8, &[F])], t: u8) -> Result<Vec<
     let coeffs = lagrange::<F>(&points, 0)?;
     let vecs: Vec<&[F]> = used.iter().map(|(_, s)| *s).collect();
     Ok(combine(&coeffs, &vecs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prio::field::Field64;
+
+    /// A stream of fixed bytes, then ChaCha20's (rejections on demand).
+    struct Scripted {
+        head: Vec<u8>,
+        rest: ChaCha20Rng,
+    }
+
+    impl RngCore for Scripted {
+        fn next_u32(&mut self) -> u32 {
+            let mut b = [0u8; 4];
+            self.fill_bytes(&mut b);
+            u32::from_le_bytes(b)
+        }
+        fn next_u64(&mut self) -> u64 {
+            let mut b = [0u8; 8];
+            self.fill_bytes(&mut b);
+            u64::from_le_bytes(b)
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            let n = dest.len().min(self.head.len());
+            dest[..n].copy_from_slice(&self.head[..n]);
+            self.head.drain(..n);
+            self.rest.fill_bytes(&mut dest[n..]);
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_chacha::rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+
+    /// Drawing by blocks gives the elements of drawing one at a time, rejected encodings (at
+    /// or above the modulus) included, for lengths around the block size.
+    #[test]
+    fn a_vector_drawn_by_blocks_is_the_elements_drawn_one_at_a_time() {
+        let mut head = Vec::new();
+        for k in 0..4u64 {
+            head.extend_from_slice(&(u64::MAX - k).to_le_bytes()); // rejected
+            head.extend_from_slice(&(k * 1_000_003).to_le_bytes());
+        }
+        for len in [0, 1, 7, 4095, 4096, 4097, 9000] {
+            let scripted = || Scripted {
+                head: head.clone(),
+                rest: ChaCha20Rng::from_seed([len as u8; 32]),
+            };
+            let mut one = scripted();
+            let expected: Vec<Field64> = (0..len).map(|_| random_element(&mut one)).collect();
+            let mut blocks = scripted();
+            assert_eq!(
+                random_vector::<Field64>(&mut blocks, len),
+                expected,
+                "{len}"
+            );
+            // Both read the stream to the same point.
+            assert_eq!(one.next_u64(), blocks.next_u64(), "{len}");
+        }
+    }
 }
