@@ -736,7 +736,8 @@ impl Membership {
         let admitted = self.member(&from).is_some();
         match message {
             MemberMessage::Push { entries } => {
-                if !admitted && !(entries.len() == 1 && entries[0].node == from) {
+                let own_alone = entries.len() == 1 && entries[0].node == from;
+                if !admitted && !own_alone {
                     self.stats.refused_unadmitted += 1;
                     return Err(MembershipError::NotOwnCertificate { from });
                 }
