@@ -48,16 +48,29 @@ pub enum InboundRejection {
     StreamCap,
     /// A directory pull over the per-peer rate (`directory::MIN_PULL_INTERVAL`).
     PullRate,
+    /// Membership gossip over its sender's rate (`membership::GossipPeers`, and the view's
+    /// one anti-entropy answer per kind per interval), or pushed announcements past the
+    /// sender's budget of signature checks.
+    GossipRate,
+    /// Membership gossip from a peer the view does not admit: anti-entropy, or a push that is
+    /// not its own announcement alone.
+    GossipUnadmitted,
+    /// A push cut at an announcement no honest peer sends, and every gossip message of its
+    /// sender for a window from then (`membership::GOSSIP_WINDOW`).
+    GossipMisbehaving,
 }
 
 impl InboundRejection {
     /// Every variant, in the order of the counters.
-    pub const ALL: [InboundRejection; 5] = [
+    pub const ALL: [InboundRejection; 8] = [
         InboundRejection::FrameOverLimit,
         InboundRejection::ConnectionBudget,
         InboundRejection::NodeBudget,
         InboundRejection::StreamCap,
         InboundRejection::PullRate,
+        InboundRejection::GossipRate,
+        InboundRejection::GossipUnadmitted,
+        InboundRejection::GossipMisbehaving,
     ];
 }
 

@@ -257,8 +257,9 @@ pub fn encode_for_sync(directory: &Directory, asker: &Digest) -> Vec<u8> {
 }
 
 /// The node and issue time an announcement claims, read without checking its signature: only
-/// to skip verifying one the directory already holds (or a newer one).
-fn peek_announcement(bytes: &[u8]) -> Option<(NodeId, u64)> {
+/// to skip verifying one the directory already holds (or a newer one), or one that a gossip
+/// push may not carry (`membership::GossipPeers`).
+pub fn peek_announcement(bytes: &[u8]) -> Option<(NodeId, u64)> {
     let signed: SignedAnnouncement = postcard::from_bytes(bytes).ok()?;
     let a: Announcement = postcard::from_bytes(&signed.body).ok()?;
     let peer_id = PeerId::from_bytes(&a.peer).ok()?;

@@ -12,7 +12,11 @@
 //! certificate alone names no key to dial, seal to or verify under; the announcement is signed
 //! by the node itself (its addresses and keys can change without its issuer), and it carries
 //! the certificate, which the issuer signed. A pushed announcement enters the directory only if
-//! its certificate is admitted by the view.
+//! its certificate is admitted by the view. What one peer's gossip may cost this node is
+//! bounded per peer: [`GossipPeers`] (pushes: who may push what, signature checks per window,
+//! a bad announcement silences its sender), [`InFlight`] (sends awaiting one peer's
+//! acknowledgement), and the view's own rule for anti-entropy (admitted peers only, one answer
+//! per kind per interval).
 //!
 //! What gossip replaces: an admitted node does not re-announce itself on the directory topic
 //! (its first announcement goes to its routing set; the topic carries only a later change of
@@ -20,21 +24,23 @@
 //! (its bootstrap set, verified announcement by announcement), then relies on anti-entropy.
 //! Nodes without `[admission]`, or without a certificate, announce and pull as before.
 
+use super::budget::InboundRejection;
 use super::directory::{self, Announcement, Peer};
 use super::net::{self, BehaviourEvent, Frame};
 use super::Node;
 use super::{ANNOUNCE_MIN_GAP, SYNC_GAP};
 use crate::clock::now_micros;
 use grove_protocol::ids::{Digest, NodeId};
-use grove_protocol::membership::{MemberMessage, MemberOutput};
+use grove_protocol::membership::{MemberMessage, MemberOutput, MembershipError};
 use libp2p::gossipsub;
 use libp2p::gossipsub::IdentTopic;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::time::{Duration, Instant};
 
 /// First bytes of a membership gossip message on the message protocol (the engine's messages
 /// start with `grove_protocol::codec::MAGIC`, `GRV\0`).
@@ -49,6 +55,26 @@ pub const MAX_GOSSIP_ANNOUNCEMENTS: usize = 256;
 /// Largest number of gossip sends awaiting their acknowledgement; past it, sends are dropped
 /// and counted (anti-entropy repairs them).
 pub const MAX_GOSSIP_IN_FLIGHT: usize = 1024;
+/// Largest number of gossip sends to one peer awaiting their acknowledgement: a peer that
+/// asks for answers and never acknowledges them (libp2p gives up on a request only after
+/// `net::MESSAGE_TIMEOUT_CAP`) holds at most this share of [`MAX_GOSSIP_IN_FLIGHT`], so
+/// honest gossip to the others keeps its room. 32 pushes carry 8,192 announcements, more than
+/// an anti-entropy answer between honest peers holds.
+pub const MAX_GOSSIP_IN_FLIGHT_PER_PEER: usize = 32;
+/// Span of a peer's gossip budgets ([`GossipPeers`]): the anti-entropy period.
+pub const GOSSIP_WINDOW: Duration = Duration::from_secs(10);
+/// Largest number of pushed announcements this node verifies for one admitted peer per
+/// [`GOSSIP_WINDOW`]; past it, that peer's announcements are skipped (counted, not verified)
+/// until the window ends. Only announcements the directory lacks count. A signature check
+/// costs about 50 us (two with the certificate's): a peer gets at most about 0.1 s of this
+/// node's CPU per window, whatever it sends. An honest peer forwards each new certificate
+/// once and answers a pull with the window's certificates this node lacks: more than this
+/// only after a partition, and what is skipped comes back in later anti-entropy rounds.
+pub const MAX_VERIFIES_PER_PEER: usize = 1024;
+/// Largest number of peers whose gossip budgets this node holds at once; past it, the
+/// budgets of ended windows are forgotten, and if none has ended, pushes from new peers are
+/// refused.
+pub const MAX_GOSSIP_PEERS: usize = 4096;
 
 /// A membership message as it travels: the view's [`MemberMessage`], with certificates inside
 /// their nodes' signed announcements.
@@ -144,7 +170,14 @@ pub struct Traffic {
     pub gossip_refused: u64,
     /// Pushed announcements refused (bad signature, no certificate, certificate not admitted).
     pub announcements_refused: u64,
-    /// Gossip sends dropped: no address for the peer, or too many in flight.
+    /// Pushed announcements not verified: over their sender's budget
+    /// ([`MAX_VERIFIES_PER_PEER`]).
+    pub announcements_skipped: u64,
+    /// Pushes cut at an announcement no honest peer sends (malformed, badly signed, without
+    /// a certificate); their senders' gossip is refused for a [`GOSSIP_WINDOW`].
+    pub gossip_misbehaving: u64,
+    /// Gossip sends dropped: no address for the peer, or too many in flight (in all, or to
+    /// that peer).
     pub gossip_dropped: u64,
     pub topic_published: u64,
     pub topic_bytes_published: u64,
@@ -156,16 +189,236 @@ pub struct Traffic {
     pub pull_bytes_received: u64,
 }
 
-/// The gossip sends in flight, the traffic counters and whether this node's first
-/// announcement went to its routing set.
+/// The gossip sends in flight, the peers' budgets, the traffic counters and whether this
+/// node's first announcement went to its routing set.
 #[derive(Default)]
 pub(super) struct Gossip {
     pub traffic: Traffic,
-    in_flight: HashSet<OutboundRequestId>,
+    in_flight: InFlight<OutboundRequestId>,
+    peers: GossipPeers,
     announced: bool,
     /// This node's first announcement while it waits for a routing set, with the listen
     /// addresses it was signed for.
     own: Option<(Vec<libp2p::Multiaddr>, Vec<u8>)>,
+}
+
+/// Gossip sends awaiting their acknowledgement, by receiver: at most [`MAX_GOSSIP_IN_FLIGHT`]
+/// in all and [`MAX_GOSSIP_IN_FLIGHT_PER_PEER`] to one peer.
+#[derive(Debug)]
+pub(super) struct InFlight<K> {
+    receivers: HashMap<K, PeerId>,
+    per_peer: HashMap<PeerId, usize>,
+}
+
+impl<K> Default for InFlight<K> {
+    fn default() -> Self {
+        InFlight {
+            receivers: HashMap::new(),
+            per_peer: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq> InFlight<K> {
+    /// Whether one more send to `peer` fits.
+    fn has_room(&self, peer: &PeerId) -> bool {
+        self.receivers.len() < MAX_GOSSIP_IN_FLIGHT
+            && self.per_peer.get(peer).copied().unwrap_or(0) < MAX_GOSSIP_IN_FLIGHT_PER_PEER
+    }
+
+    fn insert(&mut self, id: K, peer: PeerId) {
+        if self.receivers.insert(id, peer).is_none() {
+            *self.per_peer.entry(peer).or_default() += 1;
+        }
+    }
+
+    fn contains(&self, id: &K) -> bool {
+        self.receivers.contains_key(id)
+    }
+
+    /// The send `id` is over (acknowledged or failed).
+    fn remove(&mut self, id: &K) {
+        let Some(peer) = self.receivers.remove(id) else {
+            return;
+        };
+        if let Some(n) = self.per_peer.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&peer);
+            }
+        }
+    }
+}
+
+/// Why a push was refused whole, before any signature check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushRefusal {
+    /// From a peer the view does not admit, and not its own announcement alone.
+    NotOwn,
+    /// A second push in one [`GOSSIP_WINDOW`] from a peer the view does not admit, or too
+    /// many peers with budgets ([`MAX_GOSSIP_PEERS`]).
+    TooSoon,
+    /// From a peer that sent a bad announcement in this window.
+    Misbehaving,
+}
+
+impl PushRefusal {
+    fn rejection(self) -> InboundRejection {
+        match self {
+            PushRefusal::NotOwn => InboundRejection::GossipUnadmitted,
+            PushRefusal::TooSoon => InboundRejection::GossipRate,
+            PushRefusal::Misbehaving => InboundRejection::GossipMisbehaving,
+        }
+    }
+}
+
+/// One peer's gossip budget in its current [`GOSSIP_WINDOW`].
+#[derive(Clone, Copy, Debug)]
+struct PeerBudget {
+    since: Instant,
+    verified: usize,
+    own_pushed: bool,
+    misbehaving: bool,
+}
+
+/// The work a push from one peer may cost (who sends it, what if they lie, what if they send
+/// a million):
+/// - a peer the view does not admit may push only its own announcement, alone, once per
+///   window: that is how a new node joins (`Membership::handle_message` applies the same rule
+///   to certificates), and anything else from it is refused before a signature is checked;
+/// - an admitted peer gets at most [`MAX_VERIFIES_PER_PEER`] signature checks per window,
+///   counted over the announcements the directory lacks, repeats of one node dropped;
+/// - verification stops at the first announcement no honest peer sends (malformed, badly
+///   signed, or without a certificate: a node forwards only announcements it verified and
+///   whose certificate it admitted), and that peer's gossip is refused for a window from
+///   then. A certificate the view refuses is not held against its sender: views of honest
+///   nodes can differ (clocks, equivocations learnt, configuration changes).
+///
+/// Anti-entropy (who may ask, how often) is the view's rule (`Membership::handle_message`).
+#[derive(Debug, Default)]
+pub struct GossipPeers {
+    peers: BTreeMap<PeerId, PeerBudget>,
+}
+
+/// The announcements of a push to verify, and how many were skipped for the sender's budget.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Screened {
+    pub verify: Vec<Vec<u8>>,
+    pub skipped: usize,
+}
+
+impl GossipPeers {
+    /// `peer`'s budget at `now` (a fresh one when its window ended), or `None` if no room.
+    fn budget(&mut self, peer: PeerId, now: Instant) -> Option<&mut PeerBudget> {
+        let live = |b: &PeerBudget| now.saturating_duration_since(b.since) < GOSSIP_WINDOW;
+        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_GOSSIP_PEERS {
+            self.forget(now);
+            if self.peers.len() >= MAX_GOSSIP_PEERS {
+                return None;
+            }
+        }
+        let fresh = PeerBudget {
+            since: now,
+            verified: 0,
+            own_pushed: false,
+            misbehaving: false,
+        };
+        let b = self.peers.entry(peer).or_insert(fresh);
+        if !live(b) {
+            *b = fresh;
+        }
+        Some(b)
+    }
+
+    /// Forgets the budgets whose window ended.
+    pub fn forget(&mut self, now: Instant) {
+        self.peers
+            .retain(|_, b| now.saturating_duration_since(b.since) < GOSSIP_WINDOW);
+    }
+
+    /// Whether `peer` sent a bad announcement less than a [`GOSSIP_WINDOW`] ago (its gossip
+    /// is refused).
+    pub fn misbehaving(&self, peer: &PeerId, now: Instant) -> bool {
+        self.peers.get(peer).is_some_and(|b| {
+            b.misbehaving && now.saturating_duration_since(b.since) < GOSSIP_WINDOW
+        })
+    }
+
+    /// Which of the announcements `peer` pushed to verify. `admitted`: whether the view admits
+    /// `peer`; `lacking`: the directory's filter of the announcements it does not hold yet.
+    pub fn screen_push(
+        &mut self,
+        peer: PeerId,
+        admitted: bool,
+        announcements: Vec<Vec<u8>>,
+        lacking: impl FnOnce(Vec<Vec<u8>>) -> Vec<Vec<u8>>,
+        now: Instant,
+    ) -> Result<Screened, PushRefusal> {
+        let Some(budget) = self.budget(peer, now) else {
+            return Err(PushRefusal::TooSoon);
+        };
+        if budget.misbehaving {
+            return Err(PushRefusal::Misbehaving);
+        }
+        if !admitted {
+            let own = directory::node_id_of(&peer);
+            let claims = announcements
+                .first()
+                .and_then(|a| directory::peek_announcement(a));
+            if announcements.len() != 1 || claims.is_none_or(|(node, _)| node != own) {
+                return Err(PushRefusal::NotOwn);
+            }
+            if budget.own_pushed {
+                return Err(PushRefusal::TooSoon);
+            }
+            budget.own_pushed = true;
+        }
+        // One announcement per node (the first); an unreadable one stays, to be refused.
+        let mut seen = std::collections::BTreeSet::new();
+        let distinct: Vec<Vec<u8>> = announcements
+            .into_iter()
+            .filter(|a| directory::peek_announcement(a).is_none_or(|(node, _)| seen.insert(node)))
+            .collect();
+        let mut verify = lacking(distinct);
+        let room = MAX_VERIFIES_PER_PEER.saturating_sub(budget.verified);
+        let skipped = verify.len().saturating_sub(room);
+        verify.truncate(room);
+        budget.verified += verify.len();
+        Ok(Screened { verify, skipped })
+    }
+
+    /// Verifies the screened announcements in order, stopping at the first one no honest
+    /// peer sends; then `peer` is misbehaving for a [`GOSSIP_WINDOW`] from `now`. Returns the peers
+    /// verified before it, each with its certificate, and what was wrong, if anything.
+    pub fn verify_push(
+        &mut self,
+        peer: PeerId,
+        announcements: Vec<Vec<u8>>,
+        now: Instant,
+    ) -> (Vec<(Peer, Vec<u8>)>, Option<String>) {
+        let mut good = Vec::with_capacity(announcements.len());
+        for a in announcements {
+            let wrong = match directory::verify_announcement(&a) {
+                Ok(p) if p.certificate.is_some() => {
+                    good.push((p, a));
+                    continue;
+                }
+                Ok(_) => "an announcement without a certificate".to_string(),
+                Err(e) => e.to_string(),
+            };
+            // Silent for a whole window from now.
+            if let Some(b) = self.budget(peer, now) {
+                *b = PeerBudget {
+                    since: now,
+                    verified: MAX_VERIFIES_PER_PEER,
+                    own_pushed: true,
+                    misbehaving: true,
+                };
+            }
+            return (good, Some(wrong));
+        }
+        (good, None)
+    }
 }
 
 impl Node {
@@ -543,10 +796,12 @@ impl Node {
         }
     }
 
-    /// One membership message from `peer`. Pushed announcements are verified (only those the
-    /// directory lacks), their certificates go to the view, and only the announcements whose
-    /// certificate the view then admits join the directory; the view's answers and forwards
-    /// leave at once.
+    /// One membership message from `peer`. A push is screened first ([`GossipPeers`]: what
+    /// its sender may push and how much of it this node verifies), its announcements are
+    /// verified (only those the directory lacks, up to the first bad one), their certificates
+    /// go to the view, and only the announcements whose certificate the view then admits join
+    /// the directory; the view decides who it answers and how often, and its answers and
+    /// forwards leave at once.
     fn on_gossip_message(&mut self, peer: PeerId, bytes: &[u8]) {
         let traffic = &mut self.membership.gossip.traffic;
         traffic.gossip_received += 1;
@@ -565,25 +820,49 @@ impl Node {
         };
         let from = directory::node_id_of(&peer);
         let now = now_micros();
+        let at = Instant::now();
+        if self.membership.gossip.peers.misbehaving(&peer, at) {
+            self.refuse_gossip(InboundRejection::GossipMisbehaving);
+            return;
+        }
+        let admitted = self.admission.as_ref().is_some_and(|a| a.admits(&from));
         let (message, peers) = match wire {
             GossipWire::Push(announcements) => {
-                let mut certs = Vec::new();
-                let mut peers = Vec::new();
-                for a in self.membership.directory.lacking(announcements) {
-                    match directory::verify_announcement(&a) {
-                        Ok(p) => match p.certificate.clone() {
-                            Some(cert) => {
-                                certs.push(cert);
-                                peers.push((p, a));
-                            }
-                            None => self.membership.gossip.traffic.announcements_refused += 1,
-                        },
-                        Err(e) => {
-                            tracing::debug!("refused a pushed announcement from {peer}: {e}");
-                            self.membership.gossip.traffic.announcements_refused += 1;
-                        }
+                let membership = &mut self.membership;
+                let directory = &membership.directory;
+                let screened = membership.gossip.peers.screen_push(
+                    peer,
+                    admitted,
+                    announcements,
+                    |a| directory.lacking(a),
+                    at,
+                );
+                let screened = match screened {
+                    Ok(s) => s,
+                    Err(refusal) => {
+                        tracing::debug!("refused a push from {peer}: {refusal:?}");
+                        self.refuse_gossip(refusal.rejection());
+                        return;
                     }
+                };
+                let gossip = &mut self.membership.gossip;
+                if screened.skipped > 0 {
+                    gossip.traffic.announcements_skipped += screened.skipped as u64;
+                    self.transport.inbound.count(InboundRejection::GossipRate);
                 }
+                let (peers, wrong) = gossip.peers.verify_push(peer, screened.verify, at);
+                if let Some(wrong) = wrong {
+                    tracing::debug!("refused a pushed announcement from {peer}: {wrong}");
+                    gossip.traffic.announcements_refused += 1;
+                    gossip.traffic.gossip_misbehaving += 1;
+                    self.transport
+                        .inbound
+                        .count(InboundRejection::GossipMisbehaving);
+                }
+                let certs: Vec<_> = peers
+                    .iter()
+                    .filter_map(|(p, _)| p.certificate.clone())
+                    .collect();
                 if certs.is_empty() {
                     return;
                 }
@@ -628,6 +907,16 @@ impl Node {
         if let Err(e) = admission.handle(from, message, now) {
             self.membership.gossip.traffic.gossip_refused += 1;
             tracing::debug!("the view refused a membership message from {peer}: {e}");
+            let why = match e {
+                MembershipError::NotAdmitted { .. } | MembershipError::NotOwnCertificate { .. } => {
+                    Some(InboundRejection::GossipUnadmitted)
+                }
+                MembershipError::TooSoon { .. } => Some(InboundRejection::GossipRate),
+                _ => None,
+            };
+            if let Some(why) = why {
+                self.transport.inbound.count(why);
+            }
         }
         let (admitted, refused): (Vec<_>, Vec<_>) = peers
             .into_iter()
@@ -639,8 +928,15 @@ impl Node {
         self.flush_gossip(Some((from, peer)));
     }
 
+    /// A gossip message refused whole, counted with its reason.
+    fn refuse_gossip(&mut self, why: InboundRejection) {
+        self.membership.gossip.traffic.gossip_refused += 1;
+        self.transport.inbound.count(why);
+    }
+
     /// The view's timer, then its sends (on the announce tick).
     pub(super) fn gossip_tick(&mut self) {
+        self.membership.gossip.peers.forget(Instant::now());
         if let Some(admission) = &mut self.admission {
             admission.tick(now_micros());
             self.flush_gossip(None);
@@ -726,7 +1022,7 @@ impl Node {
             gossip.traffic.gossip_dropped += 1;
             return;
         };
-        if gossip.in_flight.len() >= MAX_GOSSIP_IN_FLIGHT {
+        if !gossip.in_flight.has_room(&peer) {
             gossip.traffic.gossip_dropped += 1;
             return;
         }
@@ -738,13 +1034,194 @@ impl Node {
             .behaviour_mut()
             .messages
             .send_request(&peer, Frame::outbound(bytes));
-        self.membership.gossip.in_flight.insert(id);
+        self.membership.gossip.in_flight.insert(id, peer);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use grove_protocol::membership::Certificate;
+    use libp2p::identity::Keypair;
+
+    fn key(n: u8) -> Keypair {
+        Keypair::ed25519_from_bytes([n; 32]).unwrap()
+    }
+
+    /// A signed announcement of `key`, with a certificate for it unless `certified` is false.
+    fn announcement(key: &Keypair, certified: bool) -> Vec<u8> {
+        let peer = key.public().to_peer_id();
+        let issuer = ed25519_dalek::SigningKey::from_bytes(&[0x42; 32]);
+        let a = Announcement {
+            peer: peer.to_bytes(),
+            x25519_public: [9; 32],
+            addrs: vec!["/ip4/127.0.0.1/tcp/9".into()],
+            issued_at_micros: 1,
+            certificate: certified
+                .then(|| Certificate::issue(&issuer, directory::node_id_of(&peer), 1, 0)),
+        };
+        directory::sign_announcement(key, &a).unwrap()
+    }
+
+    fn all(a: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        a
+    }
+
+    #[test]
+    fn an_unadmitted_peer_may_push_its_own_announcement_alone_once_per_window() {
+        let mut peers = GossipPeers::default();
+        let newcomer = key(1);
+        let peer = newcomer.public().to_peer_id();
+        let own = announcement(&newcomer, true);
+        let other = announcement(&key(2), true);
+        let t0 = Instant::now();
+        // Another node's announcement, or its own with another: refused before any check.
+        for push in [
+            vec![other.clone()],
+            vec![own.clone(), other.clone()],
+            vec![],
+        ] {
+            assert_eq!(
+                peers.screen_push(peer, false, push, all, t0),
+                Err(PushRefusal::NotOwn)
+            );
+        }
+        let screened = peers.screen_push(peer, false, vec![own.clone()], all, t0);
+        assert_eq!(
+            screened,
+            Ok(Screened {
+                verify: vec![own.clone()],
+                skipped: 0
+            })
+        );
+        // A million pushes of it cost one signature check per window.
+        for _ in 0..1_000 {
+            assert_eq!(
+                peers.screen_push(peer, false, vec![own.clone()], all, t0),
+                Err(PushRefusal::TooSoon)
+            );
+        }
+        assert!(peers
+            .screen_push(peer, false, vec![own.clone()], all, t0 + GOSSIP_WINDOW)
+            .is_ok());
+        // Once admitted, it pushes what it forwards.
+        assert!(peers
+            .screen_push(peer, true, vec![own, other], all, t0 + GOSSIP_WINDOW)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_peer_gets_at_most_its_budget_of_signature_checks_per_window() {
+        let mut peers = GossipPeers::default();
+        let (a, b) = (key(1).public().to_peer_id(), key(2).public().to_peer_id());
+        let t0 = Instant::now();
+        // Unreadable announcements each count (each would be checked, and refused).
+        let push: Vec<Vec<u8>> = (0..MAX_GOSSIP_ANNOUNCEMENTS)
+            .map(|i| (i as u32).to_be_bytes().to_vec())
+            .collect();
+        let mut verified = 0;
+        let mut skipped = 0;
+        for _ in 0..2 * MAX_VERIFIES_PER_PEER / MAX_GOSSIP_ANNOUNCEMENTS {
+            let s = peers.screen_push(a, true, push.clone(), all, t0).unwrap();
+            verified += s.verify.len();
+            skipped += s.skipped;
+        }
+        assert_eq!(verified, MAX_VERIFIES_PER_PEER);
+        assert_eq!(skipped, MAX_VERIFIES_PER_PEER);
+        // Another peer keeps its own budget; the next window gives `a` its budget back.
+        let s = peers.screen_push(b, true, push.clone(), all, t0).unwrap();
+        assert_eq!(s.verify.len(), MAX_GOSSIP_ANNOUNCEMENTS);
+        let s = peers
+            .screen_push(a, true, push, all, t0 + GOSSIP_WINDOW)
+            .unwrap();
+        assert_eq!(s.verify.len(), MAX_GOSSIP_ANNOUNCEMENTS);
+        // Repeats of one node's announcement are checked once; those the directory holds not
+        // at all, nor do they count.
+        let one = announcement(&key(3), true);
+        let later = t0 + 2 * GOSSIP_WINDOW;
+        let s = peers
+            .screen_push(
+                a,
+                true,
+                vec![one.clone(); MAX_GOSSIP_ANNOUNCEMENTS],
+                all,
+                later,
+            )
+            .unwrap();
+        assert_eq!(s.verify, vec![one.clone()]);
+        let s = peers
+            .screen_push(a, true, vec![one; 8], |_| Vec::new(), later)
+            .unwrap();
+        assert!(s.verify.is_empty());
+    }
+
+    #[test]
+    fn verification_stops_at_the_first_bad_announcement_and_silences_its_sender() {
+        let t0 = Instant::now();
+        let sender = key(1).public().to_peer_id();
+        let good = announcement(&key(2), true);
+        let later = announcement(&key(3), true);
+        let mut forged = announcement(&key(4), true);
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let uncertified = announcement(&key(5), false);
+        for bad in [forged, uncertified, vec![0xff; 8]] {
+            let mut peers = GossipPeers::default();
+            let push = vec![good.clone(), bad, later.clone()];
+            let screened = peers.screen_push(sender, true, push, all, t0).unwrap();
+            assert_eq!(screened.verify.len(), 3);
+            let (verified, wrong) = peers.verify_push(sender, screened.verify, t0);
+            assert!(wrong.is_some());
+            // The one before it stands; the one after it is never checked.
+            let nodes: Vec<PeerId> = verified.iter().map(|(p, _)| p.peer_id).collect();
+            assert_eq!(nodes, vec![key(2).public().to_peer_id()]);
+            // The sender is silenced for a window, and only the sender.
+            assert!(peers.misbehaving(&sender, t0));
+            assert_eq!(
+                peers.screen_push(sender, true, vec![later.clone()], all, t0),
+                Err(PushRefusal::Misbehaving)
+            );
+            let other = key(6).public().to_peer_id();
+            assert!(!peers.misbehaving(&other, t0));
+            assert!(!peers.misbehaving(&sender, t0 + GOSSIP_WINDOW));
+            assert!(peers
+                .screen_push(sender, true, vec![later.clone()], all, t0 + GOSSIP_WINDOW)
+                .is_ok());
+        }
+        // An honest push verifies whole.
+        let mut peers = GossipPeers::default();
+        let (verified, wrong) = peers.verify_push(sender, vec![good, later], t0);
+        assert_eq!((verified.len(), wrong), (2, None));
+        assert!(!peers.misbehaving(&sender, t0));
+    }
+
+    #[test]
+    fn one_peer_cannot_hold_every_gossip_send_in_flight() {
+        let mut in_flight: InFlight<u64> = InFlight::default();
+        let hog = key(1).public().to_peer_id();
+        let mut id = 0u64;
+        while in_flight.has_room(&hog) {
+            in_flight.insert(id, hog);
+            id += 1;
+        }
+        assert_eq!(id as usize, MAX_GOSSIP_IN_FLIGHT_PER_PEER);
+        // Everyone else still has room, up to the node's total.
+        let mut others = 0;
+        for n in 2..=u8::MAX {
+            let p = key(n).public().to_peer_id();
+            while in_flight.has_room(&p) {
+                in_flight.insert(id, p);
+                id += 1;
+                others += 1;
+            }
+        }
+        assert_eq!(others, MAX_GOSSIP_IN_FLIGHT - MAX_GOSSIP_IN_FLIGHT_PER_PEER);
+        // An acknowledgement gives its room back to its receiver.
+        assert!(in_flight.contains(&0));
+        in_flight.remove(&0);
+        assert!(!in_flight.contains(&0));
+        assert!(in_flight.has_room(&hog));
+    }
 
     #[test]
     fn gossip_round_trips_and_hostile_bytes_are_typed_errors() {

@@ -283,6 +283,218 @@ fn hostile_membership_messages_are_typed_errors() {
     assert_eq!(m.stats().refused_certificates, 1);
 }
 
+/// Sends of `m` waiting, by kind: (pushes, bucket digests, pulls, summaries).
+fn drained(m: &mut Membership) -> (usize, usize, usize, usize) {
+    let mut out = (0, 0, 0, 0);
+    while let Some(o) = m.poll_output() {
+        match o {
+            MemberOutput::Send {
+                message: MemberMessage::Push { .. },
+                ..
+            } => out.0 += 1,
+            MemberOutput::Send {
+                message: MemberMessage::Buckets { .. },
+                ..
+            } => out.1 += 1,
+            MemberOutput::Send {
+                message: MemberMessage::Pull { .. },
+                ..
+            } => out.2 += 1,
+            MemberOutput::Send {
+                message: MemberMessage::Summary { .. },
+                ..
+            } => out.3 += 1,
+            MemberOutput::Admitted { .. } => {}
+        }
+    }
+    out
+}
+
+/// Node 0 of a network of `n`, with five recent certificates in its anti-entropy window (what
+/// a pull asks for), its sends drained.
+fn answering_node(n: u32) -> (Membership, Micros) {
+    let net = Net::new(n, 0);
+    let now = net.now;
+    let mut m = net.nodes.into_iter().next().unwrap();
+    for j in 0..5u32 {
+        let c = Certificate::issue(&issuer(2), node(30_000 + j), j, 5);
+        m.announce(c, now).unwrap();
+    }
+    drained(&mut m);
+    (m, now)
+}
+
+fn window(m: &Membership, now: Micros) -> u64 {
+    m.epoch_of(now)
+        .saturating_sub(MembershipConfig::default().recent_epochs)
+}
+
+fn summary(from_epoch: u64) -> MemberMessage {
+    MemberMessage::Summary {
+        from_epoch,
+        count: 0,
+        digest: 1,
+    }
+}
+
+fn pull_all(from_epoch: u64) -> MemberMessage {
+    MemberMessage::Pull {
+        from_epoch,
+        buckets: (0..crate::limits::MEMBERSHIP_BUCKETS as u16).collect(),
+    }
+}
+
+#[test]
+fn anti_entropy_from_an_unadmitted_peer_is_refused_and_answered_with_nothing() {
+    let (mut m, now) = answering_node(3);
+    let w = window(&m, now);
+    let stranger = node(999);
+    let digests = vec![7; crate::limits::MEMBERSHIP_BUCKETS];
+    for message in [
+        summary(w),
+        MemberMessage::Buckets {
+            from_epoch: w,
+            digests: digests.clone(),
+        },
+        pull_all(w),
+    ] {
+        assert_eq!(
+            m.handle_message(stranger, message, now),
+            Err(MembershipError::NotAdmitted { from: stranger })
+        );
+    }
+    assert_eq!(drained(&mut m), (0, 0, 0, 0), "a stranger is sent nothing");
+    assert_eq!(m.stats().refused_unadmitted, 3);
+    // The same three from an admitted peer are answered (the refusals are the rule, not a
+    // dead path).
+    m.handle_message(node(1), summary(w), now).unwrap();
+    m.handle_message(
+        node(1),
+        MemberMessage::Buckets {
+            from_epoch: w,
+            digests,
+        },
+        now,
+    )
+    .unwrap();
+    m.handle_message(node(1), pull_all(w), now).unwrap();
+    let (pushes, buckets, pulls, _) = drained(&mut m);
+    assert_eq!((buckets, pulls), (1, 1));
+    assert_eq!(
+        pushes, 2,
+        "the window's certificates, for the digests and for the pull"
+    );
+}
+
+#[test]
+fn an_unadmitted_peer_may_push_its_own_certificate_alone() {
+    let (mut m, now) = answering_node(3);
+    let newcomer = node(999);
+    let own = Certificate::issue(&issuer(2), newcomer, 99, 5);
+    let other = Certificate::issue(&issuer(2), node(998), 98, 5);
+    // Another node's certificate, or its own with others: refused whole, nothing verified.
+    for entries in [vec![other.clone()], vec![own.clone(), other.clone()]] {
+        assert_eq!(
+            m.handle_message(newcomer, MemberMessage::Push { entries }, now),
+            Err(MembershipError::NotOwnCertificate { from: newcomer })
+        );
+    }
+    assert!(m.certificate(&node(998)).is_none());
+    assert!(m.certificate(&newcomer).is_none());
+    assert_eq!(m.stats().refused_unadmitted, 2);
+    // Its own certificate alone: admitted, and it may now take part in anti-entropy.
+    m.handle_message(newcomer, MemberMessage::Push { entries: vec![own] }, now)
+        .unwrap();
+    assert!(m.certificate(&newcomer).is_some());
+    drained(&mut m);
+    m.handle_message(newcomer, summary(window(&m, now)), now)
+        .unwrap();
+    assert_eq!(drained(&mut m).1, 1, "its summary is answered");
+    // Once admitted, it forwards others' certificates like any peer.
+    m.handle_message(
+        newcomer,
+        MemberMessage::Push {
+            entries: vec![other],
+        },
+        now,
+    )
+    .unwrap();
+    assert!(m.certificate(&node(998)).is_some());
+}
+
+#[test]
+fn anti_entropy_is_answered_once_per_interval_per_peer_and_kind() {
+    let (mut m, now) = answering_node(4);
+    let w = window(&m, now);
+    let interval = m.answer_interval();
+    assert_eq!(
+        interval,
+        MembershipConfig::default().anti_entropy_micros / 2
+    );
+    // A million-fold flood in one interval gets one answer of each kind.
+    let mut refused = 0;
+    for _ in 0..1_000 {
+        for message in [summary(w), pull_all(w)] {
+            if m.handle_message(node(1), message, now).is_err() {
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 1_998);
+    assert_eq!(m.stats().refused_too_soon, 1_998);
+    let (pushes, buckets, _, _) = drained(&mut m);
+    assert_eq!(
+        (pushes, buckets),
+        (1, 1),
+        "one answer to the summary, one to the pull"
+    );
+    // Another peer is not held back by the first one's flood.
+    m.handle_message(node(2), pull_all(w), now).unwrap();
+    assert_eq!(drained(&mut m).0, 1);
+    // Just before the interval is over: still refused; at its end, answered again.
+    let almost = Micros(now.0 + interval - 1);
+    assert_eq!(
+        m.handle_message(node(1), pull_all(w), almost),
+        Err(MembershipError::TooSoon { from: node(1) })
+    );
+    m.handle_message(node(1), pull_all(w), Micros(now.0 + interval))
+        .unwrap();
+    assert_eq!(drained(&mut m).0, 1);
+}
+
+#[test]
+fn the_answer_times_held_are_bounded_and_forgotten() {
+    use super::view::MAX_ANSWERED_PEERS;
+    let n = MAX_ANSWERED_PEERS as u32 + 2;
+    let cp = Arc::new(Checkpoint::new(0, (0..n).map(|i| cert(i, 0))));
+    let now = at_epoch(5);
+    let mut m = Membership::new(
+        node(0),
+        policy(n, 0),
+        MembershipConfig::default(),
+        cp,
+        [0; 32],
+        now,
+    );
+    let w = window(&m, now);
+    let empty = m.recent_heap_bytes();
+    for i in 1..=MAX_ANSWERED_PEERS as u32 {
+        m.handle_message(node(i), summary(w), now).unwrap();
+    }
+    // Full of answers within the interval: the next peer waits.
+    let last = node(MAX_ANSWERED_PEERS as u32 + 1);
+    assert_eq!(
+        m.handle_message(last, summary(w), now),
+        Err(MembershipError::TooSoon { from: last })
+    );
+    assert!(m.recent_heap_bytes() > empty);
+    // Past the interval the old answers make room, and the timer forgets them.
+    let later = Micros(now.0 + m.answer_interval());
+    m.handle_message(last, summary(w), later).unwrap();
+    m.handle_timeout(Micros(later.0 + m.answer_interval()));
+    assert_eq!(m.recent_heap_bytes(), empty);
+}
+
 // The candidate-set rule.
 
 const MIN_KNOWN_PPM: u32 = 900_000;

@@ -10,7 +10,9 @@
 //! digest) of the certificates of the last `recent_epochs` epochs; on a mismatch the two
 //! exchange per-bucket digests and then the certificates of the buckets that differ. No node
 //! connects to more than `MAX_ROUTING_PEERS` peers for membership, and no message carries the
-//! whole set.
+//! whole set. Anti-entropy is answered only for admitted peers, once per kind per
+//! [`Membership::answer_interval`] each, and a peer not admitted may push only its own
+//! certificate ([`Membership::handle_message`]).
 
 use super::admission::{AdmissionError, AdmissionPolicy, Certificate, IssuerKey};
 use crate::ids::{hash_parts, Digest, Micros, NodeId};
@@ -438,6 +440,16 @@ pub enum MembershipError {
     WindowOutOfRange { from_epoch: u64 },
     #[error("membership view is full ({limit} entries)")]
     ViewFull { limit: usize },
+    /// Anti-entropy (summary, bucket digests, pull) from a peer this view does not admit.
+    #[error("anti-entropy from {from:?}, which this view does not admit")]
+    NotAdmitted { from: NodeId },
+    /// A push from a peer this view does not admit that is not exactly its own certificate.
+    #[error("{from:?} is not admitted here and may push only its own certificate")]
+    NotOwnCertificate { from: NodeId },
+    /// An anti-entropy message of a kind this node answered for the same peer less than
+    /// [`Membership::answer_interval`] ago (or too many peers answered within it).
+    #[error("anti-entropy from {from:?} sooner than one answer per interval")]
+    TooSoon { from: NodeId },
 }
 
 /// Counters a driver can print or the simulator can sum.
@@ -446,6 +458,27 @@ pub struct MembershipStats {
     pub refused_certificates: u64,
     pub equivocations: u64,
     pub dropped_sends: u64,
+    /// Anti-entropy messages from peers not admitted here, and pushes from such peers that
+    /// were not exactly their own certificate ([`MembershipError::NotAdmitted`],
+    /// [`MembershipError::NotOwnCertificate`]).
+    pub refused_unadmitted: u64,
+    /// Anti-entropy messages over a peer's rate ([`MembershipError::TooSoon`]).
+    pub refused_too_soon: u64,
+}
+
+/// Largest number of peers whose last anti-entropy answers a node remembers at once. Entries
+/// older than the answer interval are forgotten at every timer; while it is full of recent
+/// ones, anti-entropy from other peers is refused ([`MembershipError::TooSoon`]). An honest
+/// node hears from about one peer per period (each of the peers whose routing set holds it
+/// opens one round per period with one of its routing peers).
+pub const MAX_ANSWERED_PEERS: usize = 4096;
+
+/// The anti-entropy message kinds that make a node answer, one rate slot each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AnswerKind {
+    Summary = 0,
+    Buckets = 1,
+    Pull = 2,
 }
 
 #[derive(Clone, Debug)]
@@ -509,6 +542,9 @@ pub struct Membership {
     evidence: Vec<Certificate>,
     /// Evidence of equivocations already known, for the sender of a certificate that uses one.
     reply_evidence: Vec<Certificate>,
+    /// When this node last answered each peer's anti-entropy messages, by kind
+    /// ([`Membership::answer_interval`]); at most [`MAX_ANSWERED_PEERS`] peers.
+    answered: BTreeMap<NodeId, [Option<Micros>; 3]>,
 }
 
 impl Membership {
@@ -546,6 +582,7 @@ impl Membership {
             stats: MembershipStats::default(),
             evidence: Vec::new(),
             reply_evidence: Vec::new(),
+            answered: BTreeMap::new(),
         }
     }
 
@@ -628,7 +665,10 @@ impl Membership {
         let cert = std::mem::size_of::<Certificate>() + 64 + 16;
         let entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<Recent>() + 16;
         let serial = std::mem::size_of::<(IssuerKey, u32)>() + std::mem::size_of::<NodeId>() + 16;
-        self.recent.len() * (cert + entry + serial)
+        // The anti-entropy answer times of the peers heard within the last interval.
+        let answered =
+            std::mem::size_of::<NodeId>() + std::mem::size_of::<[Option<Micros>; 3]>() + 16;
+        self.recent.len() * (cert + entry + serial) + self.answered.len() * answered
     }
 
     /// Every admitted identity, in id order (checkpoint and recent merged).
@@ -674,6 +714,18 @@ impl Membership {
     }
 
     /// One message from a peer. Remote input: typed errors, never a panic.
+    ///
+    /// Who may send what (`from` is the sender's authenticated identity):
+    /// - anti-entropy (`Summary`, `Buckets`, `Pull`) only from a peer this view admits, and
+    ///   each kind answered at most once per [`Membership::answer_interval`] per peer: a
+    ///   summary of a few bytes asks for 64 bucket digests and a pull for every certificate of
+    ///   the window (a thousand times its size and more), so an unadmitted or fast asker is
+    ///   refused ([`MembershipError::NotAdmitted`], [`MembershipError::TooSoon`]) and is sent
+    ///   nothing. An honest peer opens one round per `anti_entropy_micros` with one of its
+    ///   routing peers, and a round makes each side answer each kind at most once;
+    /// - a push from any admitted peer (forwards, repairs, evidence), but from a peer not
+    ///   admitted here only its own certificate, alone ([`MembershipError::NotOwnCertificate`]):
+    ///   that is how a new node joins, and it is all a newcomer has to say.
     pub fn handle_message(
         &mut self,
         from: NodeId,
@@ -681,14 +733,27 @@ impl Membership {
         now: Micros,
     ) -> Result<(), MembershipError> {
         self.ensure_routing(now);
+        let admitted = self.member(&from).is_some();
         match message {
-            MemberMessage::Push { entries } => self.on_push(from, entries, now),
+            MemberMessage::Push { entries } => {
+                let own_alone = entries.len() == 1 && entries[0].node == from;
+                if !admitted && !own_alone {
+                    self.stats.refused_unadmitted += 1;
+                    return Err(MembershipError::NotOwnCertificate { from });
+                }
+                self.on_push(from, entries, now)
+            }
+            _ if !admitted => {
+                self.stats.refused_unadmitted += 1;
+                Err(MembershipError::NotAdmitted { from })
+            }
             MemberMessage::Summary {
                 from_epoch,
                 count,
                 digest,
             } => {
                 self.check_window(from_epoch, now)?;
+                self.may_answer(from, AnswerKind::Summary, now)?;
                 let (my_count, my_digest) = self.summary(from_epoch);
                 if (my_count, my_digest) != (count, digest) {
                     let digests = self.bucket_digests(from_epoch);
@@ -713,6 +778,7 @@ impl Membership {
                         want: MEMBERSHIP_BUCKETS,
                     });
                 }
+                self.may_answer(from, AnswerKind::Buckets, now)?;
                 let mine = self.bucket_digests(from_epoch);
                 let differing: Vec<u16> = (0..MEMBERSHIP_BUCKETS)
                     .filter(|b| mine[*b] != digests[*b])
@@ -746,10 +812,44 @@ impl Membership {
                         want: MEMBERSHIP_BUCKETS,
                     });
                 }
+                self.may_answer(from, AnswerKind::Pull, now)?;
                 self.push_buckets(from, from_epoch, &buckets);
                 Ok(())
             }
         }
+    }
+
+    /// Shortest time between two answers to one peer's anti-entropy messages of one kind:
+    /// half the anti-entropy period (5 s by default), so that an honest peer, which opens a
+    /// round at most once per period, is always answered, with room for delays.
+    pub fn answer_interval(&self) -> u64 {
+        (self.config.anti_entropy_micros / 2).max(1)
+    }
+
+    /// Whether to answer `from`'s anti-entropy message of `kind` at `now` (and if so, takes
+    /// its slot).
+    fn may_answer(
+        &mut self,
+        from: NodeId,
+        kind: AnswerKind,
+        now: Micros,
+    ) -> Result<(), MembershipError> {
+        let interval = self.answer_interval();
+        let recent = |t: &Option<Micros>| t.is_some_and(|t| now.0.saturating_sub(t.0) < interval);
+        if let Some(slots) = self.answered.get(&from) {
+            if recent(&slots[kind as usize]) {
+                self.stats.refused_too_soon += 1;
+                return Err(MembershipError::TooSoon { from });
+            }
+        } else if self.answered.len() >= MAX_ANSWERED_PEERS {
+            self.answered.retain(|_, slots| slots.iter().any(recent));
+            if self.answered.len() >= MAX_ANSWERED_PEERS {
+                self.stats.refused_too_soon += 1;
+                return Err(MembershipError::TooSoon { from });
+            }
+        }
+        self.answered.entry(from).or_default()[kind as usize] = Some(now);
+        Ok(())
     }
 
     /// The next time [`Membership::handle_timeout`] wants to run.
@@ -764,6 +864,12 @@ impl Membership {
             return;
         }
         self.compact(now);
+        let interval = self.answer_interval();
+        self.answered.retain(|_, slots| {
+            slots
+                .iter()
+                .any(|t| t.is_some_and(|t| now.0.saturating_sub(t.0) < interval))
+        });
         self.next_anti_entropy = now.plus(self.config.anti_entropy_micros);
         if self.routing.is_empty() {
             return;

@@ -6,10 +6,12 @@
 //!   on the directory topic: its announcement went to its routing set and was forwarded, its
 //!   view came from one bootstrap pull.
 //! - A hostile libp2p peer sends membership messages to a daemon: an oversized one, a push of
-//!   too many announcements, a forged announcement (signed by another key), an announcement
-//!   without a certificate, one whose certificate an unknown issuer signed, and anti-entropy
-//!   digests of the wrong shape. Each is refused and counted; the daemon's directory and view
-//!   are unchanged; a valid push from the same peer is then admitted (the path is live).
+//!   too many announcements, garbage; while not admitted, anti-entropy and a push of another
+//!   node's announcement. Each is refused and counted; the daemon's directory and view are
+//!   unchanged. Its own certified announcement is then admitted (how a node joins); admitted,
+//!   its flood of anti-entropy is answered at most once per kind per interval, and a push of
+//!   an announcement with a stranger's certificate, a forged one and a genuine one is refused
+//!   up to the forged one (the genuine one is never checked) and silences it.
 //! - `background_bytes_at_rest` (ignored; `GROVE_REST_NODES`, `GROVE_REST_SECS`,
 //!   `GROVE_REST_ADMISSION=0` for the directory topic alone) prints what membership costs each
 //!   daemon per second once the network is idle.
@@ -154,10 +156,12 @@ async fn a_late_node_is_known_and_eligible_by_gossip_alone() -> anyhow::Result<(
     Ok(())
 }
 
-/// A libp2p peer that speaks the message protocol, connected to `addr`.
-async fn hostile_peer(addr: &str) -> anyhow::Result<(libp2p::Swarm<net::Behaviour>, PeerId)> {
-    let mut swarm = net::build_swarm(libp2p::identity::Keypair::generate_ed25519())
-        .map_err(|e| anyhow::anyhow!(e))?;
+/// A libp2p peer of `key` that speaks the message protocol, connected to `addr`.
+async fn hostile_peer(
+    key: libp2p::identity::Keypair,
+    addr: &str,
+) -> anyhow::Result<(libp2p::Swarm<net::Behaviour>, PeerId)> {
+    let mut swarm = net::build_swarm(key).map_err(|e| anyhow::anyhow!(e))?;
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
     let addr: Multiaddr = addr.parse()?;
     swarm.dial(addr)?;
@@ -173,7 +177,8 @@ async fn hostile_peer(addr: &str) -> anyhow::Result<(libp2p::Swarm<net::Behaviou
 }
 
 /// Sends `bytes` on the message protocol and waits for the daemon's acknowledgement (it
-/// acknowledges once the message is handled, refused or not).
+/// acknowledges once the message is handled, refused or not). The daemon's own messages to
+/// this peer meanwhile are acknowledged.
 async fn send(
     swarm: &mut libp2p::Swarm<net::Behaviour>,
     to: PeerId,
@@ -199,18 +204,26 @@ async fn send(
                     request_id, error, ..
                 },
             ))) if request_id == id => anyhow::bail!("send failed: {error}"),
+            Ok(SwarmEvent::Behaviour(BehaviourEvent::Messages(
+                request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                },
+            ))) => {
+                let _ = swarm.behaviour_mut().messages.send_response(channel, ());
+            }
             _ => {}
         }
     }
 }
 
-/// A signed announcement of a fresh key (its peer id and node id returned), with `cert`.
-fn announcement(
+/// A signed announcement of `key` with `cert` (its peer id returned).
+fn announcement_of(
+    key: &libp2p::identity::Keypair,
     cert_for: impl FnOnce(
         grove_protocol::ids::NodeId,
     ) -> Option<grove_protocol::membership::Certificate>,
 ) -> anyhow::Result<(Vec<u8>, PeerId)> {
-    let key = libp2p::identity::Keypair::generate_ed25519();
     let peer = key.public().to_peer_id();
     let a = Announcement {
         peer: peer.to_bytes(),
@@ -219,27 +232,48 @@ fn announcement(
         issued_at_micros: 1,
         certificate: cert_for(node_id_of(&peer)),
     };
-    Ok((directory::sign_announcement(&key, &a)?, peer))
+    Ok((directory::sign_announcement(key, &a)?, peer))
+}
+
+/// A signed announcement of a fresh key (its peer id and node id returned), with `cert`.
+fn announcement(
+    cert_for: impl FnOnce(
+        grove_protocol::ids::NodeId,
+    ) -> Option<grove_protocol::membership::Certificate>,
+) -> anyhow::Result<(Vec<u8>, PeerId)> {
+    announcement_of(&libp2p::identity::Keypair::generate_ed25519(), cert_for)
 }
 
 fn push(announcements: Vec<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
     encode_gossip(&GossipWire::Push(announcements)).ok_or_else(|| anyhow::anyhow!("too large"))
 }
 
+fn wire(w: &GossipWire) -> anyhow::Result<Vec<u8>> {
+    encode_gossip(w).ok_or_else(|| anyhow::anyhow!("too large"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_membership_messages_are_refused() -> anyhow::Result<()> {
     const NODES: usize = 3;
     const QUOTA: u32 = 8;
+    const FLOOD: u64 = 50;
     let _serial = grove_e2e::serial().await;
     let mut cluster = Cluster::new(Path::new(EXE))?;
     add_admitted(&mut cluster, NODES, QUOTA)?;
     start_all(&mut cluster).await?;
     wait_known(&cluster, NODES as u64, Duration::from_secs(30)).await?;
-    let (mut hostile, victim) = hostile_peer(&grove_e2e::boot_addr(&cluster)?).await?;
+    let hostile_key = libp2p::identity::Keypair::generate_ed25519();
+    let (mut hostile, victim) =
+        hostile_peer(hostile_key.clone(), &grove_e2e::boot_addr(&cluster)?).await?;
     let before = status(&cluster, 0).await?;
-    let refused = |s: &Value, what: &str| s["membership_traffic"][what].as_u64().unwrap_or(0);
+    let count = |s: &Value, what: &str| s["membership_traffic"][what].as_u64().unwrap_or(0);
+    let rejected = |s: &Value, why: &str| s["inbound_rejected"][why].as_u64().unwrap_or(0);
+    let delta = |after: &Value, what: &str| count(after, what) - count(&before, what);
+    let epoch =
+        grove_node::admission::epoch_at(grove_node::clock::now_micros(), DEFAULT_EPOCH_SECS);
+    let from_epoch = epoch.saturating_sub(4);
 
-    // Whole messages refused: oversized, too many announcements, malformed, wrong bucket count.
+    // Whole messages refused: oversized, too many announcements, malformed.
     let mut oversized = GOSSIP_MAGIC.to_vec();
     oversized.push(GOSSIP_VERSION);
     oversized.resize(grove_node::daemon::membership::MAX_GOSSIP_BYTES + 1, 0);
@@ -254,69 +288,113 @@ async fn forged_membership_messages_are_refused() -> anyhow::Result<()> {
     let mut garbage = GOSSIP_MAGIC.to_vec();
     garbage.extend([GOSSIP_VERSION, 0xff, 0xff, 0xff]);
     send(&mut hostile, victim, garbage).await?;
-    let epoch =
-        grove_node::admission::epoch_at(grove_node::clock::now_micros(), DEFAULT_EPOCH_SECS);
-    let buckets = GossipWire::Buckets {
-        from_epoch: epoch.saturating_sub(4),
-        digests: vec![1; 3],
+    // From a peer the view does not admit: no anti-entropy (a summary would be answered with
+    // bucket digests, a pull with every certificate of the window), and no push but its own
+    // announcement (here, another node's genuine one).
+    let summary = GossipWire::Summary {
+        from_epoch,
+        count: 0,
+        digest: 1,
     };
-    send(
-        &mut hostile,
-        victim,
-        encode_gossip(&buckets).ok_or_else(|| anyhow::anyhow!("too large"))?,
-    )
-    .await?;
-
-    // Announcements refused one by one: forged, uncertified, certified by a stranger.
-    let (genuine, _) =
-        announcement(|node| Some(admit(&issuer(), node, QUOTA - 1, DEFAULT_EPOCH_SECS)))?;
-    let mut forged = genuine.clone();
-    let last = forged.len() - 1;
-    forged[last] ^= 1;
-    let (uncertified, _) = announcement(|_| None)?;
-    let stranger = SigningKey::from_bytes(&[0x77; 32]);
-    let (strangers, _) = announcement(|node| Some(admit(&stranger, node, 0, DEFAULT_EPOCH_SECS)))?;
-    send(
-        &mut hostile,
-        victim,
-        push(vec![forged, uncertified, strangers])?,
-    )
-    .await?;
-
+    send(&mut hostile, victim, wire(&summary)?).await?;
+    let pull = GossipWire::Pull {
+        from_epoch,
+        buckets: (0..grove_protocol::limits::MEMBERSHIP_BUCKETS as u16).collect(),
+    };
+    send(&mut hostile, victim, wire(&pull)?).await?;
+    let (someone_elses, _) =
+        announcement(|node| Some(admit(&issuer(), node, QUOTA - 2, DEFAULT_EPOCH_SECS)))?;
+    send(&mut hostile, victim, push(vec![someone_elses.clone()])?).await?;
     let after = status(&cluster, 0).await?;
     eprintln!(
         "before {}\nafter {}",
         before["membership_traffic"], after["membership_traffic"]
     );
+    assert_eq!(delta(&after, "gossip_refused"), 6, "{after}");
     assert_eq!(
-        refused(&after, "gossip_refused") - refused(&before, "gossip_refused"),
-        4,
-        "{after}"
-    );
-    assert_eq!(
-        refused(&after, "announcements_refused") - refused(&before, "announcements_refused"),
+        rejected(&after, "GossipUnadmitted") - rejected(&before, "GossipUnadmitted"),
         3,
         "{after}"
     );
     assert_eq!(after["directory_peers"], NODES, "{after}");
     assert_eq!(after["admission"]["known_admitted"], NODES, "{after}");
+
+    // Its own announcement, certified: admitted (how a new node joins).
+    let (own, _) = announcement_of(&hostile_key, |node| {
+        Some(admit(&issuer(), node, QUOTA - 1, DEFAULT_EPOCH_SECS))
+    })?;
+    send(&mut hostile, victim, push(vec![own])?).await?;
+    let after = status(&cluster, 0).await?;
+    assert_eq!(after["directory_peers"], NODES + 1, "{after}");
+    assert_eq!(after["admission"]["known_admitted"], NODES + 1, "{after}");
+
+    // Admitted, it floods anti-entropy: each kind is answered at most once per interval
+    // (half the 10 s anti-entropy period).
+    let flood_before = status(&cluster, 0).await?;
+    let start = Instant::now();
+    for _ in 0..FLOOD {
+        send(&mut hostile, victim, wire(&summary)?).await?;
+        send(&mut hostile, victim, wire(&pull)?).await?;
+    }
+    let intervals = start.elapsed().as_secs() / 5 + 2;
+    let after = status(&cluster, 0).await?;
+    let refused = rejected(&after, "GossipRate") - rejected(&flood_before, "GossipRate");
+    eprintln!(
+        "flood of {} in {:?}: {refused} refused",
+        2 * FLOOD,
+        start.elapsed()
+    );
+    assert!(
+        refused >= 2 * FLOOD - 2 * intervals.min(FLOOD),
+        "at most one answer of each kind per interval: {after}"
+    );
+
+    // Announcements refused one by one: certified by a stranger (the view refuses it; honest
+    // views can differ, so no fault), then a forged one, which no honest peer sends:
+    // verification stops there (the genuine one after it is never checked).
+    let stranger = SigningKey::from_bytes(&[0x77; 32]);
+    let (strangers, _) = announcement(|node| Some(admit(&stranger, node, 0, DEFAULT_EPOCH_SECS)))?;
+    let mut forged = someone_elses;
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let (genuine, _) =
+        announcement(|node| Some(admit(&issuer(), node, QUOTA - 3, DEFAULT_EPOCH_SECS)))?;
+    let before = status(&cluster, 0).await?;
+    let bad_at = Instant::now();
+    send(
+        &mut hostile,
+        victim,
+        push(vec![strangers, forged, genuine.clone()])?,
+    )
+    .await?;
+    let after = status(&cluster, 0).await?;
+    assert_eq!(
+        count(&after, "announcements_refused") - count(&before, "announcements_refused"),
+        2,
+        "{after}"
+    );
+    assert_eq!(
+        count(&after, "gossip_misbehaving") - count(&before, "gossip_misbehaving"),
+        1,
+        "{after}"
+    );
     assert!(
         after["admission"]["certificates_refused"].as_u64()
             > before["admission"]["certificates_refused"].as_u64(),
         "{after}"
     );
-
-    // The same path admits a genuine push: the refusals above were not a dead path.
-    let (genuine_peer, genuine_id) = {
-        let (bytes, peer) =
-            announcement(|node| Some(admit(&issuer(), node, QUOTA - 2, DEFAULT_EPOCH_SECS)))?;
-        (bytes, peer)
-    };
-    send(&mut hostile, victim, push(vec![genuine_peer])?).await?;
-    let after = status(&cluster, 0).await?;
     assert_eq!(after["directory_peers"], NODES + 1, "{after}");
-    assert_eq!(after["admission"]["known_admitted"], NODES + 1, "{after}");
-    eprintln!("admitted {genuine_id}");
+    // Its next push within the window is refused unread.
+    send(&mut hostile, victim, push(vec![genuine])?).await?;
+    let after = status(&cluster, 0).await?;
+    if bad_at.elapsed() < grove_node::daemon::membership::GOSSIP_WINDOW {
+        assert_eq!(
+            rejected(&after, "GossipMisbehaving") - rejected(&before, "GossipMisbehaving"),
+            2,
+            "{after}"
+        );
+        assert_eq!(after["directory_peers"], NODES + 1, "{after}");
+    }
     Ok(())
 }
 
