@@ -10,7 +10,10 @@
 # what every node pays for the network's background, gossip heartbeats, announcements, pulls),
 # and the connections each daemon holds right after the computation and again once its
 # connections are past their linger (`connections::CONNECTION_LINGER`, 10 s; mean and max over
-# the nodes). It checks two elements of the result against the plaintext sum.
+# the nodes), with the connections closed as unneeded, the sends cut by a closing connection and
+# the connections the daemons dialed by cause (a send, a Kademlia query, Kademlia's liveness
+# check of a full bucket, other), of them the re-dials of peers whose connection had closed
+# within a minute. It checks two elements of the result against the plaintext sum.
 #
 #   scripts/bench-e2e.sh                 # N = 50 100 200
 #   scripts/bench-e2e.sh 20 50           # other sizes
@@ -19,7 +22,8 @@
 #   KEEP_LOGS=DIR scripts/bench-e2e.sh 50   # keep every daemon's log in DIR/nN/
 #   PERF_OUT=DIR scripts/bench-e2e.sh 100   # `perf record -a -g` during the computation only
 #   CONNECTION_TARGET=100000 scripts/bench-e2e.sh 50   # the daemons' `connection_target`
-#                                         # (a huge one turns the closing of unneeded connections off)
+#                                         # (default 48; a huge one turns the closing of
+#                                         # unneeded connections off)
 #
 # The last lines compare the CPU per node of the largest size with the smallest's (issue 15's
 # goal: within 1.3 times) and give the connections per node at the largest (goal: at most 64).
@@ -202,9 +206,11 @@ EOF
     CUT=0
     CONNS=0
     CONN_MAX=0
+    : >"$RUN/dials"
     for i in $(seq 0 $((N - 1))); do
-        read -r b s c p x < <("$GROVE" status --data-dir "$RUN/$i" --json |
-            json '"%d %d %d %d %d" % (d["network"]["bytes_sent"], d["network"]["share_bytes_sent"], d["connected_peers"], d["connections"]["pruned"], d["connections"]["sends_cut"])')
+        "$GROVE" status --data-dir "$RUN/$i" --json >"$RUN/status.json"
+        python3 -c 'import json,sys; c=json.load(sys.stdin)["connections"]; print(json.dumps([c.get("dials", {}), c.get("redials", {})]))' <"$RUN/status.json" >>"$RUN/dials"
+        read -r b s c p x < <(json '"%d %d %d %d %d" % (d["network"]["bytes_sent"], d["network"]["share_bytes_sent"], d["connected_peers"], d["connections"]["pruned"], d["connections"]["sends_cut"])' <"$RUN/status.json")
         PRUNED=$((PRUNED + p))
         CUT=$((CUT + x))
         TOTAL=$((TOTAL + b))
@@ -231,6 +237,18 @@ EOF
         "$((CPU_MS / N))" "$IDLE_MS" "$CONN_MEAN/$CONN_MAX" "$IDLE_MEAN/$IDLE_MAX" \
         "load $LOAD; directories converged in ${CONVERGED_S}s"
     echo "      N = $N: $PRUNED connections closed as unneeded, $CUT sends failed because their connection closed"
+    # Connections the daemons dialed since start-up, by cause, and of those the re-dials (to a
+    # peer whose connection had closed within the last 60 s): what dials back the closed peers.
+    python3 -c '
+import json, sys
+total = [{}, {}]
+for line in open(sys.argv[1]):
+    for t, part in zip(total, json.loads(line)):
+        for k, v in part.items():
+            t[k] = t.get(k, 0) + v
+fmt = lambda d: ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
+print(f"      dials by cause: {fmt(total[0])}; re-dials: {fmt(total[1])}")
+' "$RUN/dials"
     CPU_PER_NODE+=("$N:$((CPU_MS / N))")
     CONN_AT=("$N" "$CONN_MEAN" "$CONN_MAX" "$IDLE_MEAN" "$IDLE_MAX")
     cleanup

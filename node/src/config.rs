@@ -75,7 +75,7 @@ fn default_directory_sync() -> u64 {
 }
 
 fn default_connection_target() -> usize {
-    256
+    48
 }
 
 impl Default for Config {
@@ -121,9 +121,8 @@ directory_sync_secs = 30
 # Above this many connected peers the daemon closes, every 2 seconds, the connections to peers
 # that are neither its gossipsub mesh peers, nor awaiting a message of it, nor peers of a
 # computation it takes part in, nor used in the last 10 seconds (least recently used first);
-# they are dialed again when needed. 256 (the cap on established connections) closes nothing;
-# 48 keeps a 50-node network at about 47 per node.
-connection_target = 256
+# they are dialed again when needed. 256 (the cap on established connections) closes nothing.
+connection_target = 48
 
 # The local ingest endpoint, where a personal-cloud app pushes records as JSON over HTTP with
 # the token in DIR/ingest.token (see the README). Loopback addresses only; off when absent.

@@ -191,7 +191,7 @@ fn build_swarm(
             .parse()
             .with_context(|| format!("bad bootstrap address {b}"))?;
         if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
-            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            net::add_routing_address(&mut swarm.behaviour_mut().kad, &peer, addr.clone());
             swarm.add_peer_address(peer, addr.clone());
         }
         if let Err(e) = swarm.dial(addr) {
@@ -208,10 +208,7 @@ fn seed_addresses(swarm: &mut Swarm<Behaviour>, directory: &Directory) {
     let own = *swarm.local_peer_id();
     for peer in directory.peers().filter(|p| p.peer_id != own) {
         for addr in &peer.addrs {
-            swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer.peer_id, addr.clone());
+            net::add_routing_address(&mut swarm.behaviour_mut().kad, &peer.peer_id, addr.clone());
             swarm.add_peer_address(peer.peer_id, addr.clone());
         }
     }

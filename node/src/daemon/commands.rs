@@ -317,6 +317,8 @@ impl Node {
                 "target": self.transport.connections.target,
                 "pruned": self.transport.connections.pruned,
                 "sends_cut": self.transport.connections.sends_cut,
+                "dials": self.transport.connections.dials,
+                "redials": self.transport.connections.redials,
                 "mesh_peers": self.transport.swarm.behaviour().gossipsub.all_mesh_peers().count(),
             },
             "directory_peers": dir.len(),

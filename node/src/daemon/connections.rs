@@ -38,19 +38,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// Connections a node keeps when it has nothing else to keep them for (the config's
-/// `connection_target` overrides it). The default is `net::MAX_ESTABLISHED_CONNECTIONS`, so
-/// nothing is closed: with a target of 48 (and the peers of computations in progress kept),
-/// `scripts/bench-e2e.sh 50` computed 50/50 at 47.5 connections per node, but at 200 nodes the
-/// computation failed twice with it, with more failed sends (and dial failures) than the one
-/// run with closing off, which failed too on this loaded 2-core machine (ARCHITECTURE.md,
-/// "What remains to wire it in"). Issue 15's goal is at most 64 per node.
-pub const CONNECTION_TARGET: usize = super::net::MAX_ESTABLISHED_CONNECTIONS as usize;
+/// `connection_target` overrides it): above it, the pruning closes what the node does not
+/// need. Its mesh peers (6 to 12 per topic, two topics) and a computation's peers are kept
+/// whatever the target. Issue 15's goal is at most 64 per node at 200 nodes.
+pub const CONNECTION_TARGET: usize = 48;
 /// How often the daemon closes the connections it does not need.
 pub const PRUNE_TICK: Duration = Duration::from_secs(2);
 /// How long a peer stays needed after its last message, pull or connection: longer than a
 /// Kademlia query or a directory pull on a live network, and than the gaps between one
 /// computation's phases on a small one.
 pub const CONNECTION_LINGER: Duration = Duration::from_secs(10);
+/// How long after a connection to a peer closed a new connection this node dials to it counts
+/// as a re-dial (`Connections::redials`): the pruning's own cost, when something dials back
+/// the peers it let go.
+pub const REDIAL_WINDOW: Duration = Duration::from_secs(60);
 /// Largest number of peers whose last use is remembered; beyond, the oldest is forgotten
 /// (a forgotten peer is only the first to be let go).
 pub const MAX_USE_RECORDS: usize = 4_096;
@@ -70,6 +71,42 @@ pub struct Connections {
     /// (`grove status`): on a network where no node stops, each is a connection closed
     /// under a send, by this node or by its peer.
     pub sends_cut: u64,
+    /// When the last connection to each peer closed (at most `MAX_USE_RECORDS`).
+    closed: BTreeMap<PeerId, Instant>,
+    /// Why each dial in progress was started ([`DialCause`]), until it succeeds or fails.
+    dialing: BTreeMap<PeerId, DialCause>,
+    /// Connections this node dialed, by cause (`grove status`).
+    pub dials: BTreeMap<&'static str, u64>,
+    /// Of those, the ones to a peer whose connection closed within [`REDIAL_WINDOW`], by
+    /// cause (`grove status`): what dials back the peers the pruning let go.
+    pub redials: BTreeMap<&'static str, u64>,
+}
+
+/// Why the daemon dialed a peer, as it can tell when the swarm reports the dial (libp2p does
+/// not say which behaviour asked): the first that holds, in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialCause {
+    /// A protocol message of this node awaits its hand-over or ack to the peer.
+    Send,
+    /// The peer's Kademlia bucket has a pending entry: Kademlia dials a bucket's least recently
+    /// connected entry, when it is disconnected, to see whether a newcomer may replace it.
+    KademliaLivenessCheck,
+    /// A Kademlia query (a lookup of requests or of a snapshot, a put, a bootstrap) is in
+    /// progress: it dials the peers closest to its key.
+    KademliaQuery,
+    /// Anything else: a bootstrap address, the membership gossip, a directory pull.
+    Other,
+}
+
+impl DialCause {
+    pub fn name(self) -> &'static str {
+        match self {
+            DialCause::Send => "send",
+            DialCause::KademliaLivenessCheck => "kademlia_liveness_check",
+            DialCause::KademliaQuery => "kademlia_query",
+            DialCause::Other => "other",
+        }
+    }
 }
 
 impl Connections {
@@ -80,7 +117,59 @@ impl Connections {
             work: BTreeMap::new(),
             pruned: 0,
             sends_cut: 0,
+            closed: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            dials: BTreeMap::new(),
+            redials: BTreeMap::new(),
         }
+    }
+
+    /// The swarm started dialing `peer` for `cause`.
+    pub fn dialing(&mut self, peer: PeerId, cause: DialCause) {
+        if self.dialing.len() >= MAX_USE_RECORDS && !self.dialing.contains_key(&peer) {
+            self.dialing.pop_first();
+        }
+        self.dialing.insert(peer, cause);
+    }
+
+    /// A dial to `peer` failed.
+    pub fn dial_failed(&mut self, peer: &PeerId) {
+        self.dialing.remove(peer);
+    }
+
+    /// A connection to `peer` was established at `now` (`dialed`: by this node): it counts as
+    /// a use. Returns the dial's cause if it is a re-dial (the peer's last connection closed
+    /// within [`REDIAL_WINDOW`]), with how long ago that was.
+    pub fn established(
+        &mut self,
+        peer: PeerId,
+        dialed: bool,
+        now: Instant,
+    ) -> Option<(DialCause, Duration)> {
+        self.used(peer, now);
+        let cause = self.dialing.remove(&peer);
+        let closed = self.closed.remove(&peer);
+        if !dialed {
+            return None;
+        }
+        let cause = cause.unwrap_or(DialCause::Other);
+        *self.dials.entry(cause.name()).or_default() += 1;
+        let ago = now.saturating_duration_since(closed?);
+        if ago >= REDIAL_WINDOW {
+            return None;
+        }
+        *self.redials.entry(cause.name()).or_default() += 1;
+        Some((cause, ago))
+    }
+
+    /// The last connection to `peer` closed at `now`.
+    pub fn closed(&mut self, peer: PeerId, now: Instant) {
+        self.closed
+            .retain(|_, t| now.saturating_duration_since(*t) < REDIAL_WINDOW);
+        if self.closed.len() >= MAX_USE_RECORDS && !self.closed.contains_key(&peer) {
+            self.closed.pop_first();
+        }
+        self.closed.insert(peer, now);
     }
 
     /// Brings the peers of computations in progress up to date: `computations` are those

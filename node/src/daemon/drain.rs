@@ -106,7 +106,8 @@ impl Effects for NodeEffects<'_> {
             self.agreement.stats.share_bytes_sent += bytes.len() as u64;
         }
         // Its computation's vector (the receiver's work before it acknowledges) counts in
-        // the size-aware deadline, which starts when the send leaves its peer's window.
+        // the size-aware deadline, which starts when the send leaves its peer's window and
+        // its connection is up.
         let vector_bytes = self
             .vector_bytes
             .get(&message.computation)
@@ -236,15 +237,17 @@ impl Node {
 }
 
 /// Hands to the transport every send to `peer` that its window has room for
-/// (`sends::MAX_IN_FLIGHT_PER_PEER`); their deadlines start now.
+/// (`sends::MAX_IN_FLIGHT_PER_PEER`); their deadlines start now if the peer is connected,
+/// else when its connection is up (`PendingSends::connected`).
 pub(super) fn hand_over(swarm: &mut Swarm<Behaviour>, pending: &mut PendingSends, peer: &PeerId) {
     let now = std::time::Instant::now();
     while let Some(out) = pending.next_ready(peer) {
+        let connected = swarm.is_connected(peer);
         let id = swarm.behaviour_mut().messages.send_request_with_addresses(
             peer,
             net::Frame::outbound(out.bytes.clone()),
             out.addrs.clone(),
         );
-        pending.handed_over(id, out, now);
+        pending.handed_over(id, out, connected, now);
     }
 }

@@ -584,11 +584,8 @@ impl Node {
                 continue;
             }
             for addr in &peer.addrs {
-                self.transport
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer.peer_id, addr.clone());
+                let kad = &mut self.transport.swarm.behaviour_mut().kad;
+                net::add_routing_address(kad, &peer.peer_id, addr.clone());
                 self.transport
                     .swarm
                     .add_peer_address(peer.peer_id, addr.clone());

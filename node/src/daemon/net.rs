@@ -23,7 +23,8 @@ use grove_protocol::frame::{Budget, FrameError, FrameReader, Unlimited};
 use grove_protocol::limits::{MAX_MESSAGE_BYTES, MAX_VECTOR_LEN};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, gossipsub, identify, identity, kad, request_response, StreamProtocol, Swarm,
+    connection_limits, gossipsub, identify, identity, kad, request_response, Multiaddr, PeerId,
+    StreamProtocol, Swarm,
 };
 use std::io;
 use std::sync::Arc;
@@ -108,10 +109,40 @@ pub const fn message_deadline(bytes: usize, vector_bytes: usize) -> Duration {
 pub const fn upload_time(bytes: usize) -> Duration {
     Duration::from_micros((bytes as u64).saturating_mul(1_000_000) / MIN_SEND_BYTES_PER_S)
 }
+/// How long a protocol message handed over to a peer not connected yet may wait for its
+/// connection (the dial, the Noise and Yamux handshakes) before it counts as undelivered; its
+/// ack deadline (`message_deadline`) starts once the connection is up (`sends`). A dial that
+/// fails ends it sooner (libp2p reports the failure).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one Kademlia query may take.
 pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest Kademlia message and record value: a directory snapshot must fit.
 pub const MAX_KAD_PACKET_BYTES: usize = crate::daemon::directory::MAX_SNAPSHOT_BYTES + 64 * 1024;
+/// Adds `addr` of `peer` to Kademlia's routing table if `peer` is in it already or its bucket
+/// has room (fewer than `kad::K_VALUE` entries); true if it was added. Every address the node
+/// learns (identify, announcements, directory pulls, the stored directory) goes through here.
+///
+/// Kademlia's own `add_address` into a full bucket whose least recently connected entry is
+/// disconnected makes that entry pending and *dials* the disconnected peer to see whether it
+/// is alive. With the pruning of unneeded connections (`connections`), the disconnected
+/// entries are the peers just let go: at 100 and 200 nodes every identify and announcement
+/// re-dialed a pruned peer, whose new connection's identify re-dialed another, so closing
+/// connections raised their number. The routing set is bounded instead (at most `K_VALUE`
+/// per distance bucket, about `K_VALUE * log2(N)` peers, most of them disconnected), and
+/// filled first come, first kept; a peer whose address fails is dropped by Kademlia and
+/// makes room for the next one learned.
+pub fn add_routing_address(
+    kad: &mut kad::Behaviour<kad::store::MemoryStore>,
+    peer: &PeerId,
+    addr: Multiaddr,
+) -> bool {
+    let room = kad.kbucket(*peer).is_some_and(|bucket| {
+        bucket.num_entries() < kad::K_VALUE.get()
+            || bucket.iter().any(|e| e.node.key.preimage() == peer)
+    });
+    room && kad.add_address(peer, addr) == kad::RoutingUpdate::Success
+}
+
 /// Largest number of records a node's DHT store keeps (others' snapshots and request lists).
 pub const MAX_KAD_RECORDS: usize = 128;
 /// Largest number of concurrent streams per connection for protocol messages, inbound and
@@ -254,19 +285,7 @@ impl Behaviour {
         String,
     > {
         let peer_id = key.public().to_peer_id();
-        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-        kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
-        // Directory snapshots travel as DHT records (see `directory`).
-        kad_config.set_max_packet_size(MAX_KAD_PACKET_BYTES);
-        let store = kad::store::MemoryStore::with_config(
-            peer_id,
-            kad::store::MemoryStoreConfig {
-                max_records: MAX_KAD_RECORDS,
-                max_value_bytes: MAX_KAD_PACKET_BYTES,
-                ..Default::default()
-            },
-        );
-        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+        let mut kad = kademlia(peer_id);
         // Local networks have no confirmed external address; answer DHT queries anyway.
         kad.set_mode(Some(kad::Mode::Server));
         let identify = identify::Behaviour::new(identify::Config::new(
@@ -303,6 +322,28 @@ impl Behaviour {
         );
         Ok((kad, identify, gossipsub, messages, sync))
     }
+}
+
+/// The Kademlia behaviour of a node (its mode is set by the caller).
+fn kademlia(peer_id: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
+    // Directory snapshots travel as DHT records (see `directory`).
+    kad_config.set_max_packet_size(MAX_KAD_PACKET_BYTES);
+    let store = kad::store::MemoryStore::with_config(
+        peer_id,
+        kad::store::MemoryStoreConfig {
+            max_records: MAX_KAD_RECORDS,
+            max_value_bytes: MAX_KAD_PACKET_BYTES,
+            ..Default::default()
+        },
+    );
+    // The routing table is filled only through `add_routing_address`, which adds a peer
+    // only while its bucket has room: a peer that connects is not inserted by Kademlia
+    // itself, and no insertion into a full bucket makes Kademlia dial its least recently
+    // connected entry to check it is alive (see `add_routing_address`).
+    kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
+    kad::Behaviour::with_config(peer_id, store, kad_config)
 }
 
 /// Reads one frame (`grove_protocol::frame`): a `u32` little-endian length, checked against
@@ -644,6 +685,97 @@ mod tests {
 
     use super::*;
     use libp2p::request_response::Codec;
+
+    /// `n` peers (from fixed keys) in the farthest bucket of `local`'s routing table.
+    fn peers_in_top_bucket(local: PeerId, n: usize) -> Vec<PeerId> {
+        let me = kad::KBucketKey::from(local);
+        (0u32..)
+            .map(|i| {
+                let mut seed = [7u8; 32];
+                seed[..4].copy_from_slice(&i.to_le_bytes());
+                identity::Keypair::ed25519_from_bytes(seed)
+                    .expect("a key")
+                    .public()
+                    .to_peer_id()
+            })
+            .filter(|p| me.distance(&kad::KBucketKey::from(*p)).ilog2() == Some(255))
+            .take(n)
+            .collect()
+    }
+
+    /// Every dial Kademlia has queued (a behaviour outside a swarm hands its events to `poll`).
+    fn dials_queued(kad: &mut kad::Behaviour<kad::store::MemoryStore>) -> Vec<PeerId> {
+        use libp2p::swarm::{NetworkBehaviour, ToSwarm};
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        let mut dials = Vec::new();
+        while let Poll::Ready(event) = kad.poll(&mut cx) {
+            if let ToSwarm::Dial { opts } = event {
+                dials.extend(opts.get_peer_id());
+            }
+        }
+        dials
+    }
+
+    /// The routing set is bounded and adding to it dials no one: a peer whose bucket is full
+    /// is not added. Kademlia's own `add_address` into a full bucket makes its least recently
+    /// connected entry pending and dials that entry, disconnected, to check it is alive: with
+    /// the pruning, the peers just let go, dialed back by every identify and announcement (at
+    /// 100 and 200 nodes, closing connections raised their number). Fails if
+    /// `add_routing_address` adds into a full bucket.
+    #[test]
+    fn a_full_bucket_takes_no_new_peer_and_dials_no_one() {
+        let local = identity::Keypair::ed25519_from_bytes([9; 32])
+            .expect("a key")
+            .public()
+            .to_peer_id();
+        let mut kad = kademlia(local);
+        let k = kad::K_VALUE.get();
+        let peers = peers_in_top_bucket(local, k + 2);
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().expect("an address");
+        for p in &peers[..k] {
+            assert!(add_routing_address(&mut kad, p, addr.clone()));
+        }
+        assert!(dials_queued(&mut kad).is_empty());
+        // A known peer's new address is taken; a newcomer to the full bucket is not, even
+        // connected (identify hands over the addresses of every new connection's peer).
+        let other: Multiaddr = "/ip4/127.0.0.1/tcp/10".parse().expect("an address");
+        assert!(add_routing_address(&mut kad, &peers[0], other));
+        connect(&mut kad, peers[k]);
+        assert!(!add_routing_address(&mut kad, &peers[k], addr.clone()));
+        assert_eq!(
+            dials_queued(&mut kad),
+            Vec::<PeerId>::new(),
+            "no one dialed"
+        );
+        let top = kad.kbucket(peers[0]).expect("the bucket");
+        assert_eq!(top.num_entries(), k);
+        assert!(!top.has_pending());
+        // What it avoids: Kademlia's own insertion of a connected newcomer dials the least
+        // recently connected entry, disconnected.
+        connect(&mut kad, peers[k + 1]);
+        kad.add_address(&peers[k + 1], addr);
+        assert_eq!(dials_queued(&mut kad), vec![peers[0]]);
+    }
+
+    /// Tells `kad` that `peer` connected (inbound), as the swarm would.
+    fn connect(kad: &mut kad::Behaviour<kad::store::MemoryStore>, peer: PeerId) {
+        use libp2p::core::ConnectedPoint;
+        use libp2p::swarm::behaviour::ConnectionEstablished;
+        use libp2p::swarm::{ConnectionId, FromSwarm, NetworkBehaviour};
+        let local_addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().expect("an address");
+        let endpoint = ConnectedPoint::Listener {
+            local_addr: local_addr.clone(),
+            send_back_addr: local_addr,
+        };
+        kad.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: peer,
+            connection_id: ConnectionId::new_unchecked(1),
+            endpoint: &endpoint,
+            failed_addresses: &[],
+            other_established: 0,
+        }));
+        dials_queued(kad);
+    }
     use std::pin::Pin;
     use std::task::{Context, Poll};
 

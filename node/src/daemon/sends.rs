@@ -8,10 +8,14 @@
 //!   engine fails over: without the window, a burst of hundreds of computations' messages to
 //!   one live peer (512 untrusted computations admitted in `hostile_flood`) failed over live
 //!   receivers and halted a trusted computation beside them.
-//! - **Deadlines from the hand-over.** A send's deadline (`net::message_deadline`) starts when
-//!   it leaves the window's queue for the transport, so a wait in the queue is not counted as
-//!   the receiver's silence. The bytes ahead of it are a virtual uplink of
-//!   `net::MIN_SEND_BYTES_PER_S` fed with every hand-over. A send that fails at its deadline
+//! - **Deadlines from the hand-over, or from the connection.** A send's deadline
+//!   (`net::message_deadline`) starts when it leaves the window's queue for the transport, so a
+//!   wait in the queue is not counted as the receiver's silence; a send handed over to a peer
+//!   not connected yet starts it when its connection is up, so the dial is not counted either
+//!   (on a loaded machine a dial and its handshakes took the whole 2 s, and the contribution
+//!   was failed over and lost at 200 daemons). Until then it has `net::CONNECT_TIMEOUT` for the
+//!   connection; a dial that fails fails it at once (libp2p's `DialFailure`). The bytes ahead
+//!   of it are a virtual uplink of `net::MIN_SEND_BYTES_PER_S` fed as each deadline starts. A send that fails at its deadline
 //!   keeps its place in the window until libp2p closes its stream: the receiver still holds
 //!   that stream.
 //! - **A silent receiver's queue fails too.** A send waiting for room fails once a deadline
@@ -52,8 +56,14 @@ pub(crate) struct PendingSend {
     pub to: NodeId,
     peer: PeerId,
     pub bytes: Vec<u8>,
-    /// When it counts as undelivered: its hand-over plus `net::message_deadline` of its size.
+    /// Its computation's vector size (for its deadline once its connection is up).
+    vector_bytes: usize,
+    /// When it counts as undelivered: once its connection is up, its hand-over (or the
+    /// connection, if later) plus `net::message_deadline` of its size; before, its hand-over
+    /// plus `net::CONNECT_TIMEOUT`.
     deadline: Instant,
+    /// Whether its connection was up, at its hand-over or since.
+    connected: bool,
 }
 
 /// A send that failed in this module: its receiver, its bytes and why.
@@ -71,6 +81,8 @@ pub(crate) struct PendingSends {
     waiting_len: usize,
     /// When each peer last acknowledged a send.
     last_ack: HashMap<PeerId, Instant>,
+    /// When the connection of each peer whose sends waited for it came up.
+    last_up: HashMap<PeerId, Instant>,
     /// When the bytes handed over so far would have left the virtual uplink.
     virtual_uplink_free: Option<Instant>,
 }
@@ -107,9 +119,21 @@ impl PendingSends {
         out
     }
 
-    /// Records that `out` was handed to the transport at `now` as request `id`.
-    pub fn handed_over(&mut self, id: OutboundRequestId, out: Outgoing, now: Instant) {
-        let deadline = self.deadline(now, out.bytes.len(), out.vector_bytes);
+    /// Records that `out` was handed to the transport at `now` as request `id`; `connected`:
+    /// whether the swarm was connected to its peer then (if not, its deadline starts when the
+    /// connection is up, [`connected`](Self::connected)).
+    pub fn handed_over(
+        &mut self,
+        id: OutboundRequestId,
+        out: Outgoing,
+        connected: bool,
+        now: Instant,
+    ) {
+        let deadline = if connected {
+            self.deadline(now, out.bytes.len(), out.vector_bytes)
+        } else {
+            now + net::CONNECT_TIMEOUT
+        };
         *self.in_flight.entry(out.peer).or_default() += 1;
         self.on_wire.insert(
             id,
@@ -117,9 +141,46 @@ impl PendingSends {
                 to: out.to,
                 peer: out.peer,
                 bytes: out.bytes,
+                vector_bytes: out.vector_bytes,
                 deadline,
+                connected,
             },
         );
+    }
+
+    /// A connection to `peer` is up at `now`: the sends handed over while it was being dialed
+    /// get their deadlines from now, in hand-over order (then request order).
+    pub fn connected(&mut self, peer: &PeerId, now: Instant) {
+        let mut waited: Vec<(Instant, OutboundRequestId)> = self
+            .on_wire
+            .iter()
+            .filter(|(_, s)| s.peer == *peer && !s.connected)
+            .map(|(id, s)| (s.deadline, *id))
+            .collect();
+        if waited.is_empty() {
+            return;
+        }
+        waited.sort();
+        self.last_up.insert(*peer, now);
+        for (_, id) in waited {
+            let Some((len, vector)) = self
+                .on_wire
+                .get(&id)
+                .map(|s| (s.bytes.len(), s.vector_bytes))
+            else {
+                continue;
+            };
+            let deadline = self.deadline(now, len, vector);
+            if let Some(send) = self.on_wire.get_mut(&id) {
+                send.deadline = deadline;
+                send.connected = true;
+            }
+        }
+    }
+
+    /// Whether a send to `peer` is on the wire or waiting for room.
+    pub fn has_peer(&self, peer: &PeerId) -> bool {
+        self.waiting.contains_key(peer) || self.in_flight.contains_key(peer)
     }
 
     /// The send `id` ended, acknowledged (`acked`) or failed in the transport: its place in
@@ -171,17 +232,34 @@ impl PendingSends {
                 continue;
             };
             self.expired.insert(id, send.peer);
-            failed.push((send.to, send.bytes, "no ack within its deadline"));
+            let why = if send.connected {
+                "no ack within its deadline"
+            } else {
+                "its connection was not up within its deadline"
+            };
+            failed.push((send.to, send.bytes, why));
         }
+        // A receiver still being dialed is not silent: its dial decides.
+        let dialing: BTreeSet<PeerId> = self
+            .on_wire
+            .values()
+            .filter(|s| !s.connected)
+            .map(|s| s.peer)
+            .collect();
         let mut peers: Vec<PeerId> = self.waiting.keys().copied().collect();
         peers.sort();
         for peer in peers {
+            if dialing.contains(&peer) {
+                continue;
+            }
             let acked = self.last_ack.get(&peer).copied();
+            let up = self.last_up.get(&peer).copied();
             let Some(queue) = self.waiting.get_mut(&peer) else {
                 continue;
             };
             let silent = |queued: Instant, out: &Outgoing| {
-                queued + net::message_deadline(out.bytes.len(), out.vector_bytes) <= now
+                let since = up.map_or(queued, |u| u.max(queued));
+                since + net::message_deadline(out.bytes.len(), out.vector_bytes) <= now
                     && acked.is_none_or(|a| a < queued)
             };
             // Every tick looks; only a queue with a send due is rebuilt.
@@ -273,7 +351,7 @@ mod tests {
     ) -> usize {
         let mut n = 0;
         while let Some(o) = p.next_ready(peer) {
-            p.handed_over(ids.pop().expect("enough ids"), o, now);
+            p.handed_over(ids.pop().expect("enough ids"), o, true, now);
             n += 1;
         }
         n
@@ -448,5 +526,56 @@ mod tests {
         assert!(p.push(out(b, 2, 0), now));
         let expected: BTreeSet<NodeId> = [1, 2].map(|n| NodeId::from_public_bytes(&[n])).into();
         assert_eq!(p.destinations(), expected);
+    }
+
+    /// A send handed over while its peer was still being dialed gets its whole deadline from
+    /// the moment its connection is up: on a loaded machine the dial alone took the 2 s, and
+    /// counting from the hand-over failed the contribution over before a byte left. Until the
+    /// connection is up it has `net::CONNECT_TIMEOUT`, and a peer being dialed is not silent:
+    /// its queue waits too.
+    #[test]
+    fn a_sends_deadline_starts_when_its_connection_is_up() {
+        let a = PeerId::random();
+        let mut p = PendingSends::default();
+        let mut pool = ids(MAX_IN_FLIGHT_PER_PEER + 1);
+        let t0 = Instant::now();
+        for n in 0..=MAX_IN_FLIGHT_PER_PEER {
+            assert!(p.push(out(a, 1, n as u8), t0));
+        }
+        while let Some(o) = p.next_ready(&a) {
+            p.handed_over(pool.pop().expect("enough ids"), o, false, t0);
+        }
+        let whole = net::message_deadline(100, 0);
+        // The dial takes three deadlines; nothing fails meanwhile, queued or on the wire.
+        let up = t0 + 3 * whole;
+        assert!(p.expire(up).is_empty(), "failed while its peer was dialed");
+        p.connected(&a, up);
+        assert!(
+            p.expire(up + whole - Duration::from_millis(1)).is_empty(),
+            "failed before a whole deadline since its connection came up"
+        );
+        let failed = p.expire(up + whole + net::upload_time(100 * (MAX_IN_FLIGHT_PER_PEER + 1)));
+        assert_eq!(failed.len(), MAX_IN_FLIGHT_PER_PEER + 1, "then they fail");
+        assert!(failed[..MAX_IN_FLIGHT_PER_PEER]
+            .iter()
+            .all(|f| f.2 == "no ack within its deadline"));
+    }
+
+    /// A send whose connection never comes up fails after `net::CONNECT_TIMEOUT`.
+    #[test]
+    fn a_send_whose_connection_never_comes_up_fails() {
+        let a = PeerId::random();
+        let mut p = PendingSends::default();
+        let mut pool = ids(1);
+        let t0 = Instant::now();
+        assert!(p.push(out(a, 1, 0), t0));
+        let o = p.next_ready(&a).expect("room");
+        p.handed_over(pool.pop().expect("an id"), o, false, t0);
+        assert!(p
+            .expire(t0 + net::CONNECT_TIMEOUT - Duration::from_millis(1))
+            .is_empty());
+        let failed = p.expire(t0 + net::CONNECT_TIMEOUT);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].2, "its connection was not up within its deadline");
     }
 }

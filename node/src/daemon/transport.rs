@@ -60,6 +60,24 @@ impl Node {
         }
     }
 
+    /// Why the swarm is dialing `peer` (`connections::DialCause`), as far as this node can
+    /// tell: a send of its own to the peer, Kademlia's check of a full bucket's entry, a
+    /// Kademlia query, or something else.
+    fn dial_cause(&mut self, peer: &PeerId) -> super::connections::DialCause {
+        use super::connections::DialCause;
+        if self.transport.pending_sends.has_peer(peer) {
+            return DialCause::Send;
+        }
+        let kad = &mut self.transport.swarm.behaviour_mut().kad;
+        if kad.kbucket(*peer).is_some_and(|b| b.has_pending()) {
+            DialCause::KademliaLivenessCheck
+        } else if kad.iter_queries().next().is_some() {
+            DialCause::KademliaQuery
+        } else {
+            DialCause::Other
+        }
+    }
+
     pub(super) fn on_swarm_event(
         &mut self,
         event: SwarmEvent<BehaviourEvent>,
@@ -86,22 +104,53 @@ impl Node {
                 ..
             })) => {
                 for addr in info.listen_addrs {
-                    self.transport
-                        .swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, addr);
+                    let kad = &mut self.transport.swarm.behaviour_mut().kad;
+                    net::add_routing_address(kad, &peer_id, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e)?,
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                tracing::debug!("connected to {peer_id}");
-                self.transport
-                    .connections
-                    .used(peer_id, std::time::Instant::now());
+            SwarmEvent::Dialing {
+                peer_id: Some(peer),
+                ..
+            } => {
+                let cause = self.dial_cause(&peer);
+                tracing::debug!("dialing {peer}: {}", cause.name());
+                self.transport.connections.dialing(peer, cause);
             }
-            SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                ..
+            } => self.transport.connections.dial_failed(&peer),
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                tracing::debug!("connected to {peer_id}");
+                let now = std::time::Instant::now();
+                let connections = &mut self.transport.connections;
+                if let Some((cause, ago)) =
+                    connections.established(peer_id, endpoint.is_dialer(), now)
+                {
+                    tracing::debug!(
+                        "re-dialed {peer_id} {} ms after its connection closed: {}",
+                        ago.as_millis(),
+                        cause.name()
+                    );
+                }
+                // A send handed over before its connection was up starts its deadline now.
+                self.transport.pending_sends.connected(&peer_id, now);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                cause,
+                num_established,
+                ..
+            } => {
                 tracing::debug!("connection to {peer_id} closed: {cause:?}");
+                if num_established == 0 {
+                    self.transport
+                        .connections
+                        .closed(peer_id, std::time::Instant::now());
+                }
             }
             _ => {}
         }
