@@ -28,7 +28,7 @@ use super::budget::InboundRejection;
 use super::directory::{self, Announcement, Peer};
 use super::net::{self, BehaviourEvent, Frame};
 use super::Node;
-use super::{ANNOUNCE_MIN_GAP, SYNC_GAP};
+use super::ANNOUNCE_MIN_GAP;
 use crate::clock::now_micros;
 use grove_protocol::ids::{Digest, NodeId};
 use grove_protocol::membership::{MemberMessage, MemberOutput, MembershipError};
@@ -620,40 +620,27 @@ impl Node {
         new_peers
     }
 
-    /// Pulls the directory from a connected peer: twice after the start, [`SYNC_GAP`] apart
-    /// and from different peers, then (without `[admission]`, whose gossip repairs instead)
-    /// from a random one every `directory_sync_secs`. The
-    /// request carries this node's directory digest, so a pull between equal directories
-    /// costs a few bytes.
+    /// Pulls the directory from a connected peer: [`SYNC_GAP`](super::SYNC_GAP) apart, from a random peer other
+    /// than the last one asked, until two pulls in a row brought nothing new; then, for a
+    /// node not admitted, from a random one every `directory_sync_secs` (an admitted node
+    /// stops: its view's gossip repairs instead; `SyncState::gap`). The request carries this
+    /// node's directory digest, so a pull between equal directories costs a few bytes.
     pub(super) fn maybe_sync(&mut self) {
-        let Some(every) = self.membership.sync.every else {
+        let Some(gap) = self.membership.sync.gap(self.gossip_announces()) else {
             return;
-        };
-        if self.admission.is_some() && self.membership.sync.answered >= 2 {
-            // The bootstrap set is in; the view's anti-entropy repairs what gossip missed.
-            return;
-        }
-        let gap = if self.membership.sync.answered < 2 {
-            SYNC_GAP
-        } else {
-            every
         };
         if self.membership.sync.last.is_some_and(|t| t.elapsed() < gap) {
             return;
         }
-        let peer = if self.membership.sync.answered < 2 {
-            self.transport
-                .swarm
-                .connected_peers()
-                .find(|p| self.membership.sync.first != Some(**p))
-                .copied()
-        } else {
+        let peer = {
             use rand::seq::IteratorRandom;
-            self.transport
-                .swarm
-                .connected_peers()
+            let last = self.membership.sync.last_peer;
+            let connected = self.transport.swarm.connected_peers();
+            let others: Vec<PeerId> = connected.filter(|p| Some(**p) != last).copied().collect();
+            others
+                .into_iter()
                 .choose(&mut rand::thread_rng())
-                .copied()
+                .or(last.filter(|p| self.transport.swarm.is_connected(p)))
         };
         let Some(peer) = peer else {
             return;
@@ -668,7 +655,7 @@ impl Node {
             .send_request(&peer, digest.0);
         self.membership.gossip.traffic.pulls_sent += 1;
         self.membership.gossip.traffic.pull_bytes_sent += 1 + digest.0.len() as u64;
-        self.membership.sync.first.get_or_insert(peer);
+        self.membership.sync.last_peer = Some(peer);
         self.membership.sync.last = Some(Instant::now());
         self.membership.sync.asked = Some((asked, Instant::now()));
     }
@@ -701,7 +688,6 @@ impl Node {
                     response,
                     request_id,
                 } => {
-                    self.membership.sync.answered += 1;
                     self.membership.gossip.traffic.pull_bytes_received += response.len() as u64;
                     if let Some((asked, at)) = self.membership.sync.asked {
                         if asked == request_id {
@@ -730,6 +716,7 @@ impl Node {
                         })
                         .collect();
                     let new = self.learn_peers(peers);
+                    self.membership.sync.answered(new);
                     tracing::debug!("pulled {total} peers from {peer}, {new} of them new");
                 }
             },

@@ -169,10 +169,11 @@ struct Control {
 struct SyncState {
     /// `directory_sync_secs`; `None`: no pulls.
     every: Option<Duration>,
-    /// Pulls answered so far.
+    /// Pulls answered since the last one that brought a peer this node lacked (a pull that
+    /// brings news sets it back to 1, so the next pull comes soon: [`SyncState::gap`]).
     answered: u64,
-    /// The peer of the first pull (the second asks another).
-    first: Option<PeerId>,
+    /// The peer of the last pull (the next asks another if it can).
+    last_peer: Option<PeerId>,
     last: Option<Instant>,
     /// The pull in flight and when it was handed over: its answer is a round-trip sample.
     asked: Option<(libp2p::request_response::OutboundRequestId, Instant)>,
@@ -180,9 +181,62 @@ struct SyncState {
     rtt: crate::latency::RttEstimate,
 }
 
+impl SyncState {
+    /// How long after the last pull the next one is due, or `None` if this node pulls no
+    /// more. A node pulls [`SYNC_GAP`] apart until two pulls in a row brought nothing new
+    /// (at the start, and again after any pull that brought news: while directories are still
+    /// filling, a peer asked early may not know everyone yet); then, if it is admitted
+    /// (`gossip_repairs`: its view's gossip and anti-entropy repair what it misses) it stops,
+    /// and otherwise it pulls every `directory_sync_secs`. A node that is not admitted must
+    /// keep pulling: admitted peers refuse its anti-entropy, and they announce by gossip to
+    /// admitted peers only.
+    fn gap(&self, gossip_repairs: bool) -> Option<Duration> {
+        let every = self.every?;
+        match (self.answered < 2, gossip_repairs) {
+            (true, _) => Some(SYNC_GAP),
+            (false, true) => None,
+            (false, false) => Some(every),
+        }
+    }
+
+    /// Counts an answered pull that brought `new` peers this node lacked.
+    fn answered(&mut self, new: usize) {
+        self.answered = if new > 0 { 1 } else { self.answered + 1 };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pulls stay [`SYNC_GAP`] apart while they bring news, and only an admitted node stops
+    /// after two quiet ones. Fails if a node that is not admitted stops pulling (its
+    /// anti-entropy is refused, so it would never learn an admitted node that announced only
+    /// by gossip), or if news does not bring the next pull forward (a peer pulled early, its
+    /// own directory still filling, left a node 30 s short of the network).
+    #[test]
+    fn pulls_come_soon_while_they_bring_news_and_only_admitted_nodes_stop() {
+        let every = Duration::from_secs(30);
+        let mut s = SyncState {
+            every: Some(every),
+            ..SyncState::default()
+        };
+        assert_eq!(s.gap(true), Some(SYNC_GAP));
+        s.answered(3);
+        s.answered(2);
+        assert_eq!(s.gap(true), Some(SYNC_GAP), "the last pull brought news");
+        assert_eq!(s.gap(false), Some(SYNC_GAP));
+        s.answered(0);
+        assert_eq!(s.gap(true), None, "admitted: gossip repairs from here");
+        assert_eq!(s.gap(false), Some(every), "not admitted: pulls go on");
+        s.answered(1);
+        assert_eq!(
+            s.gap(false),
+            Some(SYNC_GAP),
+            "news brings the next pull forward"
+        );
+        assert_eq!(SyncState::default().gap(false), None, "no pulls configured");
+    }
     use crate::control::ComputeParams;
     use crate::owner::query;
     use grove_protocol::drain::{drain as drain_engine, Effects};
