@@ -169,8 +169,8 @@ struct Control {
 struct SyncState {
     /// `directory_sync_secs`; `None`: no pulls.
     every: Option<Duration>,
-    /// Pulls answered since the last one that brought a peer this node lacked (a pull that
-    /// brings news sets it back to 1, so the next pull comes soon: [`SyncState::gap`]).
+    /// Pulls answered in a row that brought no peer this node lacked (a pull that brings news
+    /// sets it back to 0, so the next two pulls come soon: [`SyncState::gap`]).
     answered: u64,
     /// The peer of the last pull (the next asks another if it can).
     last_peer: Option<PeerId>,
@@ -201,7 +201,7 @@ impl SyncState {
 
     /// Counts an answered pull that brought `new` peers this node lacked.
     fn answered(&mut self, new: usize) {
-        self.answered = if new > 0 { 1 } else { self.answered + 1 };
+        self.answered = if new > 0 { 0 } else { self.answered + 1 };
     }
 }
 
@@ -226,6 +226,9 @@ mod tests {
         s.answered(2);
         assert_eq!(s.gap(true), Some(SYNC_GAP), "the last pull brought news");
         assert_eq!(s.gap(false), Some(SYNC_GAP));
+        s.answered(0);
+        // One quiet pull may have asked a peer that knows no more than this node.
+        assert_eq!(s.gap(false), Some(SYNC_GAP), "one quiet pull is not enough");
         s.answered(0);
         assert_eq!(s.gap(true), None, "admitted: gossip repairs from here");
         assert_eq!(s.gap(false), Some(every), "not admitted: pulls go on");
