@@ -603,6 +603,7 @@ impl PlanCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::sample_request as request;
 
     fn ids(n: usize) -> Vec<(NodeId, PeerKeys)> {
         (0..n)
@@ -638,39 +639,6 @@ mod tests {
 
     fn seed(request: &Request) -> [u8; 32] {
         request_seed(request, None)
-    }
-
-    fn request(id: u8, leaf_groups: u32, fan_in: u32, g: u8, t: u8, backups: u8) -> Request {
-        use crate::encoding::ContributionSpec;
-        use crate::ids::Micros;
-        use crate::request::{CommissionerKey, PrivacyParams, Timeouts, TreeParams};
-        Request {
-            id: ComputationId([id; 32]),
-            commissioner: CommissionerKey([1; 32]),
-            commissioner_node: NodeId([2; 32]),
-            directory: None,
-            beacon: None,
-            created_at: Micros(0),
-            deadline: Micros(1_000_000),
-            query: String::new(),
-            contribution: ContributionSpec::uniform(1, 0.0, 1.0, 0),
-            max_contributors: 100,
-            privacy: PrivacyParams { g, t, k_min: 1 },
-            tree: TreeParams {
-                leaf_groups,
-                fan_in,
-                backups,
-                timeouts: Timeouts {
-                    share_window: 1,
-                    collect_window: 1,
-                    level_span: 1,
-                    report_window: 1,
-                    manifest_timeout: 1,
-                    heal_attempt: 1,
-                    release_window: 1,
-                },
-            },
-        }
     }
 
     #[test]

@@ -342,6 +342,41 @@ impl RequestValidator {
     }
 }
 
+/// A request of the given shape (for tests that need a plan or a request, not its contents):
+/// computation id `[id; 32]`, commissioner key `[1; 32]` on node `[2; 32]`, one value in
+/// `[0, 1]`, at most 100 contributors, `k_min` 1 and every timeout 1 microsecond. Tests
+/// change what they need with struct update syntax.
+#[cfg(any(test, feature = "test-util"))]
+pub fn sample_request(id: u8, leaf_groups: u32, fan_in: u32, g: u8, t: u8, backups: u8) -> Request {
+    Request {
+        id: ComputationId([id; 32]),
+        commissioner: CommissionerKey([1; 32]),
+        commissioner_node: NodeId([2; 32]),
+        directory: None,
+        beacon: None,
+        created_at: Micros(0),
+        deadline: Micros(1_000_000),
+        query: String::new(),
+        contribution: ContributionSpec::uniform(1, 0.0, 1.0, 0),
+        max_contributors: 100,
+        privacy: PrivacyParams { g, t, k_min: 1 },
+        tree: TreeParams {
+            leaf_groups,
+            fan_in,
+            backups,
+            timeouts: Timeouts {
+                share_window: 1,
+                collect_window: 1,
+                level_span: 1,
+                report_window: 1,
+                manifest_timeout: 1,
+                heal_attempt: 1,
+                release_window: 1,
+            },
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,7 +66,7 @@ use grove_node::control::{self, ComputeParams, ControlRequest, TrustLimits};
 use grove_node::procs::Cluster;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use grove_node;
 
@@ -201,6 +201,79 @@ pub async fn launch(
             Err(e) => anyhow::bail!("the computation was not launched: {e}"),
         },
     }
+}
+
+/// Waits until `seen(status)` is `want` at every node of `nodes` that runs; past `until`, fails
+/// naming each node that lags and what it saw.
+pub async fn wait_status<T: PartialEq + std::fmt::Debug>(
+    cluster: &Cluster,
+    nodes: std::ops::Range<usize>,
+    until: Instant,
+    want: T,
+    seen: impl Fn(&Value) -> T,
+) -> anyhow::Result<()> {
+    loop {
+        let mut lagging = Vec::new();
+        for i in nodes.clone().filter(|i| cluster.is_running(*i)) {
+            let got = seen(&ctl(cluster, i, ControlRequest::Status).await?);
+            if got != want {
+                lagging.push((i, got));
+            }
+        }
+        if lagging.is_empty() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "not every node sees {want:?}: (node, what it sees) {lagging:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until every running node holds `n` peers in its directory and `n` eligible identities
+/// in its admission view (itself included in both); past `until`, fails naming the nodes that
+/// lag, with (directory, eligible) of each.
+pub async fn wait_eligible(cluster: &Cluster, n: u64, until: Instant) -> anyhow::Result<()> {
+    wait_status(
+        cluster,
+        0..cluster.nodes.len(),
+        until,
+        (Some(n), Some(n)),
+        |s| {
+            (
+                s["directory_peers"].as_u64(),
+                s["admission"]["known_eligible"].as_u64(),
+            )
+        },
+    )
+    .await
+}
+
+/// The peer ids the plan of a launch reply places.
+pub fn placed(plan: &Value) -> Vec<String> {
+    plan["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["members"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Launches `params` from node 0 over values seeded as powers of two ([`exact_set`]) on a
+/// network of `nodes`, and waits for the result: returns the plan, the result and the set of
+/// contributors it covers exactly.
+pub async fn launch_exact(
+    cluster: &Cluster,
+    params: ComputeParams,
+    nodes: usize,
+) -> anyhow::Result<(Value, Value, u64)> {
+    let (plan, compute) = launch(cluster, 0, params).await?;
+    let result = compute.await??;
+    eprintln!("plan {plan}\nresult {result}");
+    let set = exact_set(&result, nodes)?;
+    Ok((plan, result, set))
 }
 
 /// Parameters of a quick computation of `query` on a small local network.

@@ -290,7 +290,7 @@ impl Node {
         }
     }
 
-    /// Looks up the active requests of every commissioner this node trusts.
+    /// Looks up the active requests of every commissioner this node trusts, itself excepted.
     pub(super) fn look_for_requests(&mut self) {
         let trusted = match self.store.trust_list() {
             Ok(t) => t,
@@ -299,10 +299,17 @@ impl Node {
                 return;
             }
         };
+        let mine = self.keys.commissioner.verifying_key().to_bytes();
         for entry in trusted.iter().take(MAX_LOOKED_UP_COMMISSIONERS) {
             let Some(key) = parse_key(&entry.key) else {
                 continue;
             };
+            if key == mine {
+                // A node that trusts its own key holds its own requests: once its record is
+                // gone from its store (the computation closed), looking it up dialed the peers
+                // closest to the key every poll for nothing.
+                continue;
+            }
             if self
                 .membership
                 .agreement

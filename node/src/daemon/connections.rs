@@ -387,42 +387,11 @@ mod tests {
 
     /// The plan of a request over `peers`: 4 leaves, fan-in 2, `g = 5`, one backup each.
     fn plan_over(peers: &[PeerId], commissioner: NodeId) -> Plan {
-        use grove_protocol::encoding::ContributionSpec;
-        use grove_protocol::ids::Micros;
         use grove_protocol::plan::{PeerKeys, SortedDirectory};
-        use grove_protocol::request::{
-            CommissionerKey, PrivacyParams, Request, Timeouts, TreeParams,
-        };
+        use grove_protocol::request::{sample_request, Request};
         let request = Request {
-            id: ComputationId([7; 32]),
-            commissioner: CommissionerKey([1; 32]),
             commissioner_node: commissioner,
-            directory: None,
-            beacon: None,
-            created_at: Micros(0),
-            deadline: Micros(1_000_000),
-            query: String::new(),
-            contribution: ContributionSpec::uniform(1, 0.0, 1.0, 0),
-            max_contributors: 100,
-            privacy: PrivacyParams {
-                g: 5,
-                t: 3,
-                k_min: 1,
-            },
-            tree: TreeParams {
-                leaf_groups: 4,
-                fan_in: 2,
-                backups: 1,
-                timeouts: Timeouts {
-                    share_window: 1,
-                    collect_window: 1,
-                    level_span: 1,
-                    report_window: 1,
-                    manifest_timeout: 1,
-                    heal_attempt: 1,
-                    release_window: 1,
-                },
-            },
+            ..sample_request(7, 4, 2, 5, 3, 1)
         };
         let directory = SortedDirectory::new(
             peers

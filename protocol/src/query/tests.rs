@@ -378,40 +378,12 @@ fn built_queries_are_checked_through_the_parser() {
 
 #[test]
 fn a_request_must_carry_the_spec_its_query_compiles_to() {
-    use crate::ids::{ComputationId, Micros, NodeId};
-    use crate::request::*;
     let text = "SELECT avg(amount) FROM bank.operations CLIP amount TO [0, 100]";
     let compiled = Query::parse(text).unwrap().compile().unwrap();
-    let mut request = Request {
-        id: ComputationId([1; 32]),
-        commissioner: CommissionerKey([2; 32]),
-        commissioner_node: NodeId([3; 32]),
-        directory: None,
-        beacon: None,
-        created_at: Micros(1),
-        deadline: Micros(2),
+    let mut request = crate::request::Request {
         query: text.into(),
         contribution: compiled.spec().clone(),
-        max_contributors: 1000,
-        privacy: PrivacyParams {
-            g: 5,
-            t: 3,
-            k_min: 10,
-        },
-        tree: TreeParams {
-            leaf_groups: 1,
-            fan_in: 2,
-            backups: 0,
-            timeouts: Timeouts {
-                share_window: 1,
-                collect_window: 1,
-                level_span: 1,
-                report_window: 1,
-                manifest_timeout: 1,
-                heal_attempt: 1,
-                release_window: 1,
-            },
-        },
+        ..crate::request::sample_request(1, 1, 2, 5, 3, 0)
     };
     assert_eq!(CompiledQuery::for_request(&request), Ok(compiled));
     request.contribution.scale_digits = 3;

@@ -72,17 +72,6 @@ async fn refused(cluster: &Cluster, i: usize, why: &str) -> anyhow::Result<bool>
         .any(|e| e["kind"] == "refused" && e["detail"].as_str().unwrap_or_default().contains(why)))
 }
 
-/// The peer ids the plan of a launch reply places.
-fn placed(plan: &Value) -> Vec<String> {
-    plan["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["members"].as_array().cloned().unwrap_or_default())
-        .filter_map(|m| m.as_str().map(str::to_string))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unadmitted_daemons_are_never_selected_nor_counted_and_their_requests_are_refused(
 ) -> anyhow::Result<()> {
@@ -109,22 +98,13 @@ async fn unadmitted_daemons_are_never_selected_nor_counted_and_their_requests_ar
     let all: Vec<usize> = (0..=OUTSIDER).collect();
     seed(&cluster, &all, &[0, OUTSIDER]).await?;
     // Every admitted daemon learnt the others' certificates from their announcements.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for i in 0..ADMITTED {
-        loop {
-            let status = ctl(&cluster, i, ControlRequest::Status).await?;
-            let eligible = status["admission"]["known_eligible"].as_u64();
-            if eligible == Some(ADMITTED as u64) {
-                assert_eq!(status["admission"]["admitted"], true, "{status}");
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "node {i} knows {eligible:?} admitted peers: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    let until = Instant::now() + Duration::from_secs(30);
+    let admission = |s: &Value| {
+        let a = &s["admission"];
+        (a["known_eligible"].as_u64(), a["admitted"].as_bool())
+    };
+    let want = (Some(ADMITTED as u64), Some(true));
+    grove_e2e::wait_status(&cluster, 0..ADMITTED, until, want, admission).await?;
     let uncertified = ctl(&cluster, UNCERTIFIED, ControlRequest::Status).await?;
     assert_eq!(uncertified["admission"]["admitted"], false, "{uncertified}");
 
@@ -140,7 +120,7 @@ async fn unadmitted_daemons_are_never_selected_nor_counted_and_their_requests_ar
         .filter_map(|&i| cluster.nodes[i].peer_id.clone())
         .collect();
     assert_eq!(unadmitted.len(), 2);
-    let positions = placed(&plan);
+    let positions = grove_e2e::placed(&plan);
     assert!(!positions.is_empty(), "{plan}");
     for p in &unadmitted {
         assert!(!positions.contains(p), "unadmitted {p} is placed: {plan}");
@@ -247,7 +227,7 @@ async fn an_admitted_daemon_left_out_of_the_candidate_set_refuses_the_request() 
     let (plan, compute) = grove_e2e::launch(&cluster, 0, params).await?;
     // A leaf stops collecting once every candidate sent its shares: one candidate that serves
     // no position dies now, so the request stays active until the late node finds it.
-    let positions = placed(&plan);
+    let positions = grove_e2e::placed(&plan);
     let silent = (1..ADMITTED)
         .rev()
         .find(|&i| {

@@ -61,41 +61,6 @@ fn admit(cluster: &Cluster, i: usize, epoch: u64) -> anyhow::Result<()> {
     )
 }
 
-/// The peer ids the plan of a launch reply places.
-fn placed(plan: &Value) -> Vec<String> {
-    plan["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["members"].as_array().cloned().unwrap_or_default())
-        .filter_map(|m| m.as_str().map(str::to_string))
-        .collect()
-}
-
-/// Waits until node `i` knows `admitted` admitted identities, `eligible` of them eligible.
-async fn wait_admission(
-    cluster: &Cluster,
-    i: usize,
-    admitted: u64,
-    eligible: u64,
-    until: Instant,
-) -> anyhow::Result<()> {
-    loop {
-        let status = ctl(cluster, i, ControlRequest::Status).await?;
-        let a = &status["admission"];
-        if a["known_admitted"].as_u64() == Some(admitted)
-            && a["known_eligible"].as_u64() == Some(eligible)
-        {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < until,
-            "node {i} does not know {admitted} admitted, {eligible} eligible: {a}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_node_becomes_eligible_at_its_age_and_is_then_selected() -> anyhow::Result<()> {
     let _serial = grove_e2e::serial().await;
@@ -134,9 +99,19 @@ async fn a_late_node_becomes_eligible_at_its_age_and_is_then_selected() -> anyho
 
     // 1. Admitted by everyone, eligible to no one yet.
     let until = Instant::now() + Duration::from_secs(20);
-    for i in 0..=late {
-        wait_admission(&cluster, i, (ON_TIME + 1) as u64, ON_TIME as u64, until).await?;
-    }
+    let admission = |s: &Value| {
+        let a = &s["admission"];
+        (a["known_admitted"].as_u64(), a["known_eligible"].as_u64())
+    };
+    let (admitted, eligible) = (Some((ON_TIME + 1) as u64), Some(ON_TIME as u64));
+    grove_e2e::wait_status(
+        &cluster,
+        0..late + 1,
+        until,
+        (admitted, eligible),
+        admission,
+    )
+    .await?;
     anyhow::ensure!(
         unix_now() + Duration::from_secs(1) < eligible_at,
         "the late node reached its age before the first computation could start"
@@ -144,16 +119,14 @@ async fn a_late_node_becomes_eligible_at_its_age_and_is_then_selected() -> anyho
     let mut params = sum_params("c", "x", 5, 2);
     params.leaf_groups = Some(1);
     params.lifetime_secs = 30;
-    let (plan, compute) = grove_e2e::launch(&cluster, 0, params).await?;
-    let result = compute.await??;
-    eprintln!("before its age: plan {plan}\nresult {result}");
+    eprintln!("before its age:");
+    let (plan, result, set) = grove_e2e::launch_exact(&cluster, params, late + 1).await?;
     assert_eq!(
         plan["directory_peers"].as_u64(),
         Some(ON_TIME as u64),
         "{plan}"
     );
-    assert!(!placed(&plan).contains(&late_peer), "{plan}");
-    let set = grove_e2e::exact_set(&result, late + 1)?;
+    assert!(!grove_e2e::placed(&plan).contains(&late_peer), "{plan}");
     assert_eq!(set, (1 << ON_TIME) - 1, "{result}");
 
     // 2. Past its age: eligible everywhere, a candidate, placed, and counted.
@@ -161,29 +134,18 @@ async fn a_late_node_becomes_eligible_at_its_age_and_is_then_selected() -> anyho
     eprintln!("waiting {wait:?} for the late node's age");
     tokio::time::sleep(wait + Duration::from_millis(200)).await;
     let until = Instant::now() + Duration::from_secs(10);
-    for i in 0..=late {
-        wait_admission(
-            &cluster,
-            i,
-            (ON_TIME + 1) as u64,
-            (ON_TIME + 1) as u64,
-            until,
-        )
-        .await?;
-    }
+    grove_e2e::wait_eligible(&cluster, (ON_TIME + 1) as u64, until).await?;
     let mut params = sum_params("c", "x", 6, 2);
     params.leaf_groups = Some(1);
     params.lifetime_secs = 30;
-    let (plan, compute) = grove_e2e::launch(&cluster, 0, params).await?;
-    let result = compute.await??;
-    eprintln!("after its age: plan {plan}\nresult {result}");
+    eprintln!("after its age:");
+    let (plan, result, set) = grove_e2e::launch_exact(&cluster, params, late + 1).await?;
     assert_eq!(
         plan["directory_peers"].as_u64(),
         Some((ON_TIME + 1) as u64),
         "{plan}"
     );
-    assert!(placed(&plan).contains(&late_peer), "{plan}");
-    let set = grove_e2e::exact_set(&result, late + 1)?;
+    assert!(grove_e2e::placed(&plan).contains(&late_peer), "{plan}");
     assert_eq!(set, (1 << (late + 1)) - 1, "{result}");
     let audit = ctl(&cluster, late, ControlRequest::Audit).await?;
     assert!(

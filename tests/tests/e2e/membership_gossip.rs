@@ -51,41 +51,6 @@ async fn status(cluster: &Cluster, i: usize) -> anyhow::Result<Value> {
     ctl(cluster, i, ControlRequest::Status).await
 }
 
-/// Waits until every running node knows `n` peers in its directory and `n` eligible
-/// identities in its view.
-async fn wait_known(cluster: &Cluster, n: u64, timeout: Duration) -> anyhow::Result<()> {
-    let until = Instant::now() + timeout;
-    loop {
-        let mut lagging = Vec::new();
-        for i in 0..cluster.nodes.len() {
-            let s = status(cluster, i).await?;
-            let peers = s["directory_peers"].as_u64();
-            let eligible = s["admission"]["known_eligible"].as_u64();
-            if peers != Some(n) || eligible != Some(n) {
-                lagging.push((i, peers, eligible));
-            }
-        }
-        if lagging.is_empty() {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < until,
-            "not every node knows {n} eligible peers: (node, directory, eligible) {lagging:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn placed(plan: &Value) -> Vec<String> {
-    plan["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["members"].as_array().cloned().unwrap_or_default())
-        .filter_map(|m| m.as_str().map(str::to_string))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_node_is_known_and_eligible_by_gossip_alone() -> anyhow::Result<()> {
     const ON_TIME: usize = 6;
@@ -101,7 +66,8 @@ async fn a_late_node_is_known_and_eligible_by_gossip_alone() -> anyhow::Result<(
     let boot = grove_e2e::boot_addr(&cluster)?;
     cluster.start(late, &[boot])?;
     cluster.wait_ready(late, Duration::from_secs(20)).await?;
-    wait_known(&cluster, (ON_TIME + 1) as u64, Duration::from_secs(30)).await?;
+    let until = Instant::now() + Duration::from_secs(30);
+    grove_e2e::wait_eligible(&cluster, (ON_TIME + 1) as u64, until).await?;
     values.push(Some(1 << late));
     let mut late_only = vec![None; ON_TIME];
     late_only.push(Some(1 << late));
@@ -134,16 +100,13 @@ async fn a_late_node_is_known_and_eligible_by_gossip_alone() -> anyhow::Result<(
     let mut params = sum_params("c", "x", (ON_TIME + 1) as u8, 2);
     params.leaf_groups = Some(1);
     params.lifetime_secs = 30;
-    let (plan, compute) = grove_e2e::launch(&cluster, 0, params).await?;
-    let result = compute.await??;
-    eprintln!("plan {plan}\nresult {result}");
+    let (plan, result, set) = grove_e2e::launch_exact(&cluster, params, late + 1).await?;
     assert_eq!(
         plan["directory_peers"].as_u64(),
         Some((ON_TIME + 1) as u64),
         "{plan}"
     );
-    assert!(placed(&plan).contains(&late_peer), "{plan}");
-    let set = grove_e2e::exact_set(&result, late + 1)?;
+    assert!(grove_e2e::placed(&plan).contains(&late_peer), "{plan}");
     assert_eq!(set, (1 << (late + 1)) - 1, "{result}");
     // Every node's directory equalled the commissioner's snapshot: none fetched it.
     for i in 0..=late {
@@ -261,7 +224,8 @@ async fn forged_membership_messages_are_refused() -> anyhow::Result<()> {
     let mut cluster = Cluster::new(Path::new(EXE))?;
     add_admitted(&mut cluster, NODES, QUOTA)?;
     start_all(&mut cluster).await?;
-    wait_known(&cluster, NODES as u64, Duration::from_secs(30)).await?;
+    let until = Instant::now() + Duration::from_secs(30);
+    grove_e2e::wait_eligible(&cluster, NODES as u64, until).await?;
     let hostile_key = libp2p::identity::Keypair::generate_ed25519();
     let (mut hostile, victim) =
         hostile_peer(hostile_key.clone(), &grove_e2e::boot_addr(&cluster)?).await?;
@@ -441,7 +405,8 @@ async fn background_bytes_at_rest() -> anyhow::Result<()> {
     }
     cluster.wait_directory(n, Duration::from_secs(180)).await?;
     if admission {
-        wait_known(&cluster, n as u64, Duration::from_secs(120)).await?;
+        let until = Instant::now() + Duration::from_secs(120);
+        grove_e2e::wait_eligible(&cluster, n as u64, until).await?;
     }
     // Past the start-up pulls and pushes.
     tokio::time::sleep(Duration::from_secs(15)).await;

@@ -96,35 +96,6 @@ fn summary(counts: &[u64]) -> String {
     format!("mean {mean:.1}, max {max}")
 }
 
-/// Waits until every running daemon holds `n` peers in its directory and `n` eligible
-/// identities in its admission view (itself included in both).
-async fn wait_known(cluster: &Cluster, n: u64, deadline: Duration) -> anyhow::Result<()> {
-    let until = Instant::now() + deadline;
-    loop {
-        let mut lagging = Vec::new();
-        for i in 0..cluster.nodes.len() {
-            if !cluster.is_running(i) {
-                continue;
-            }
-            let s = ctl(cluster, i, ControlRequest::Status).await?;
-            let peers = s["directory_peers"].as_u64();
-            let eligible = s["admission"]["known_eligible"].as_u64();
-            if peers != Some(n) || eligible != Some(n) {
-                lagging.push((i, peers, eligible));
-            }
-        }
-        if lagging.is_empty() {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < until,
-            "not every daemon knows {n} eligible peers within {deadline:?}: \
-             (node, directory, eligible) {lagging:?}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 /// Adds a node certified by [`issuer`] with serial `i` (its index), on the beacon, closing
 /// connections down to 32.
 fn add_admitted(
@@ -162,7 +133,7 @@ async fn sixty_admitted_daemons_on_the_beacon_and_a_late_one_compute_exactly() -
     for i in 1..NODES {
         cluster.wait_ready(i, DEADLINE).await?;
     }
-    wait_known(&cluster, NODES as u64, DEADLINE).await?;
+    grove_e2e::wait_eligible(&cluster, NODES as u64, Instant::now() + DEADLINE).await?;
     eprintln!(
         "scale60: {NODES} admitted daemons up, every one known and eligible everywhere after \
          {:.1} s (load {})",
@@ -175,7 +146,7 @@ async fn sixty_admitted_daemons_on_the_beacon_and_a_late_one_compute_exactly() -
     let joined = Instant::now();
     cluster.start(late, std::slice::from_ref(&boot))?;
     cluster.wait_ready(late, DEADLINE).await?;
-    wait_known(&cluster, ALL as u64, DEADLINE).await?;
+    grove_e2e::wait_eligible(&cluster, ALL as u64, Instant::now() + DEADLINE).await?;
     eprintln!(
         "scale60: the late daemon is known and eligible at all {ALL} after {:.1} s (load {})",
         joined.elapsed().as_secs_f64(),
