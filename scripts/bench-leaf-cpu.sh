@@ -46,6 +46,7 @@ DIM=${DIM:-10000}
 G=${G:-5}
 T=${T:-3}
 LEAF_GROUPS=${LEAF_GROUPS:-2}
+FAN_IN=${FAN_IN:-$(( LEAF_GROUPS > 2 ? LEAF_GROUPS : 2 ))}
 SHARE_WINDOW_MS=${SHARE_WINDOW_MS:-2000}
 IDLE_SECS=${IDLE_SECS:-3}
 SETTLE_SECS=${SETTLE_SECS:-2}
@@ -199,7 +200,7 @@ run_one() { # mode, query, rep
     c0=$(ticks "$mode")
     s=$(date +%s%N)
     if ! "$GROVE" compute --data-dir "$run/0" --json "$(query_text "$q")" \
-        --g "$G" --t "$T" --leaf-groups "$LEAF_GROUPS" --fan-in "$LEAF_GROUPS" \
+        --g "$G" --t "$T" --leaf-groups "$LEAF_GROUPS" --fan-in "$FAN_IN" \
         --share-window-ms "$SHARE_WINDOW_MS" --lifetime-secs 120 >"$ROOT/$tag.result" \
         2>"$ROOT/$tag.err"; then
         echo "$tag: the computation failed:" >&2
@@ -291,7 +292,7 @@ import json, sys
 fig, n, g, t, leaves, dim = sys.argv[1], *sys.argv[2:]
 runs = [json.loads(l) for l in open(fig)]
 mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
-print(f"N = {n}, g = {g}, t = {t}, {leaves} leaf groups under one root, DIM = {dim}; "
+print(f"N = {n}, g = {g}, t = {t}, {leaves} leaf group(s) (1: the leaf is the root), DIM = {dim}; "
       f"per computation, mean over the role's nodes; [min-max over {max(r['rep'] for r in runs)} reps]")
 print(f"{'query':8} {'role':8} {'proofs ms':>20} {'plain ms':>20} {'ratio':>6}  (net of idle: proofs, plain, ratio)")
 for q in dict.fromkeys(r["query"] for r in runs):
