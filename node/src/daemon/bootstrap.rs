@@ -56,20 +56,23 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     };
     // Validity proofs on (issue 17): every query is compiled with its validity circuit and a
     // contribution counts only once its leaf accepts its proof. Set before the replay, so a
-    // restarted node checks the computations it resumes as its peers do.
-    let engine = hook::setup_engine(
-        Engine::new(
-            Identity {
-                node: me,
-                x25519_secret: keys.x25519_secret,
-                ed25519_secret,
-            },
-            config::engine_seed(),
-            Arc::new(PlanCache::default()),
-        )
-        .checking_validity()
-        .replay(records, now_micros()),
+    // restarted node checks the computations it resumes as its peers do. Off only in the
+    // end-to-end test binary's cost benchmark (`hook::install_without_validity`).
+    let engine = Engine::new(
+        Identity {
+            node: me,
+            x25519_secret: keys.x25519_secret,
+            ed25519_secret,
+        },
+        config::engine_seed(),
+        Arc::new(PlanCache::default()),
     );
+    let engine = if hook::checking_validity() {
+        engine.checking_validity()
+    } else {
+        engine
+    };
+    let engine = hook::setup_engine(engine.replay(records, now_micros()));
     let (engine, fetcher) = match (beacon, &config.beacon) {
         (Some(beacon), Some(section)) => (
             engine.with_beacon(beacon.clone()),

@@ -10,6 +10,7 @@
 use grove_protocol::engine::Engine;
 use grove_protocol::message::{Message, Slot};
 use grove_protocol::record::Record;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// One effect of the daemon, as the observer sees it.
@@ -57,6 +58,25 @@ pub(crate) fn setup_engine(engine: Engine) -> Engine {
         Some(setup) => setup(engine),
         None => engine,
     }
+}
+
+static WITHOUT_VALIDITY: AtomicBool = AtomicBool::new(false);
+
+/// Turns validity proofs off in this process's daemon: its engine is built without
+/// `Engine::checking_validity`, so as a contributor it sends no proof and as a leaf member it
+/// admits shares unchecked. Every node of a network must agree on it (a node that checks waits
+/// for proofs that never come). Call it before the daemon starts. The `grove` binary never
+/// calls it and reads no switch for it; the end-to-end test binary calls it when
+/// `GROVE_TEST_NO_VALIDITY` is set, so that `scripts/bench-leaf-cpu.sh` can measure what proofs
+/// cost a whole daemon (networking, storage, decoding, verifying) like for like.
+pub fn install_without_validity() {
+    WITHOUT_VALIDITY.store(true, Ordering::Relaxed);
+}
+
+/// Whether the daemon's engine proves and checks validity (always, unless this process's
+/// test binary called [`install_without_validity`]).
+pub(crate) fn checking_validity() -> bool {
+    !WITHOUT_VALIDITY.load(Ordering::Relaxed)
 }
 
 /// The name of a record's kind (`"ShareHeld"`, `"ManifestAdopted"`, ...).
@@ -112,5 +132,17 @@ pub fn record_slot(record: &Record) -> Option<Slot> {
             position: *position,
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The switch is the test binary's alone: this library, which the `grove` binary runs,
+    /// reads no environment for it, so a released daemon checks validity whatever its
+    /// environment holds (fails if `checking_validity` honours the variable itself).
+    #[test]
+    fn the_library_ignores_the_test_switch() {
+        std::env::set_var("GROVE_TEST_NO_VALIDITY", "1");
+        assert!(super::checking_validity());
     }
 }

@@ -22,6 +22,11 @@
 //! its encoded vector is `n` times its honest value (`ValidityLie::Inflate`), indicators
 //! included, and it proves that inflated vector. Only this test binary reads it; the `grove`
 //! binary has no such switch.
+//!
+//! If `GROVE_TEST_NO_VALIDITY` is set, the daemon neither proves nor checks validity
+//! (`hook::install_without_validity`): set on every node of a network, it runs the protocol as
+//! before issue 17, so that `scripts/bench-leaf-cpu.sh` can compare whole daemons with proofs
+//! and without. The `grove` binary has no such switch.
 
 use grove_e2e::grove_node::daemon::hook::{self, Effect};
 use grove_e2e::{TriggerSpec, INFLATE_ENV, SKIP_K_MIN_ENV, TRIGGERS_ENV};
@@ -31,7 +36,13 @@ use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Set on every node: no validity proofs (see the crate docs).
+const NO_VALIDITY_ENV: &str = "GROVE_TEST_NO_VALIDITY";
+
 fn main() -> ExitCode {
+    if std::env::var_os(NO_VALIDITY_ENV).is_some() {
+        hook::install_without_validity();
+    }
     if let Some(dir) = std::env::var_os(TRIGGERS_ENV) {
         let dir = PathBuf::from(dir);
         hook::install(move |effect| check(&dir, effect));
