@@ -830,7 +830,7 @@ impl Membership {
             return;
         };
         let holds = match message {
-            MemberMessage::Push { entries } => entries.iter().any(|c| *c == own.cert),
+            MemberMessage::Push { entries } => entries.contains(&own.cert),
             MemberMessage::Summary { .. }
             | MemberMessage::Buckets { .. }
             | MemberMessage::Pull { .. } => true,
