@@ -394,6 +394,13 @@ impl Admission {
         admitted
     }
 
+    /// How many times this node pushed its own certificate to its routing set, and whether an
+    /// admitted peer has shown that it holds it (`Membership::own_confirmed`).
+    pub fn own_push_state(&self) -> (u32, bool) {
+        let view = self.view();
+        (view.own_pushes(), view.own_confirmed())
+    }
+
     /// Whether `node` is admitted (its certificate is in the view, not equivocated).
     pub fn admits(&self, node: &NodeId) -> bool {
         self.view().certificate(node).is_some()

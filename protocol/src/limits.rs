@@ -101,8 +101,10 @@ pub const MAX_MEMBERSHIP_ENTRIES: usize = 2_000_000;
 /// a node keeps as full certificates before it folds them into its checkpoint's flat arrays
 /// (about 650 bytes each as recent entries, 108 in the checkpoint).
 pub const MEMBERSHIP_COMPACT_AT: usize = 1024;
-/// Largest number of certificates in one membership message.
-pub const MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE: usize = 1024;
+/// Largest number of certificates in one membership message, and so in one anti-entropy
+/// answer (an answer is one push; what it leaves out comes in later rounds). The daemon's
+/// `MAX_GOSSIP_ANNOUNCEMENTS` is the same number: one answer, one message.
+pub const MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE: usize = 256;
 /// Number of buckets the anti-entropy summary splits the recent entries into.
 pub const MEMBERSHIP_BUCKETS: usize = 64;
 /// Largest number of peers in a node's routing set (the peers it gossips with).

@@ -71,10 +71,44 @@ pub const GOSSIP_WINDOW: Duration = Duration::from_secs(10);
 /// once and answers a pull with the window's certificates this node lacks: more than this
 /// only after a partition, and what is skipped comes back in later anti-entropy rounds.
 pub const MAX_VERIFIES_PER_PEER: usize = 1024;
+/// Largest number of pushes this node screens in for verification from peers its view does
+/// not admit, all of them together, per [`GOSSIP_WINDOW`] (each may push its own announcement
+/// once per window): fresh identities cost nothing to make, so without a shared budget a
+/// million of them could make this node check a million signatures per window. Honest
+/// newcomers push to about 16 routing peers each, once (then again with backoff if no peer
+/// confirms: `Membership::announce`), so 64 per 10 s is several joins per second at every
+/// node; a push refused for this budget is pushed again by its newcomer.
+pub const MAX_UNADMITTED_PUSHES_PER_WINDOW: usize = 64;
 /// Largest number of peers whose gossip budgets this node holds at once; past it, the
 /// budgets of ended windows are forgotten, and if none has ended, pushes from new peers are
 /// refused.
 pub const MAX_GOSSIP_PEERS: usize = 4096;
+
+/// One push as it travels: as many of `announcements` as fit one message of at most
+/// [`MAX_GOSSIP_ANNOUNCEMENTS`] and [`MAX_GOSSIP_BYTES`], in order, and how many were left out
+/// (none unless the announcements are unusually large: the view's pushes, its anti-entropy
+/// answers included, hold at most `MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE` = 256 certificates,
+/// about 600 bytes each in their announcements). So an answer is one message whatever the
+/// window holds; what is left out comes in later anti-entropy rounds.
+pub fn pack_push(announcements: Vec<Vec<u8>>) -> (Option<GossipWire>, usize) {
+    // Postcard: magic and version, the variant, the list's length, each one's length (a
+    // varint of at most 5 bytes each).
+    let mut size = GOSSIP_MAGIC.len() + 1 + 1 + 5;
+    let total = announcements.len();
+    let mut kept = Vec::new();
+    for a in announcements {
+        if kept.len() >= MAX_GOSSIP_ANNOUNCEMENTS || size + a.len() + 5 > MAX_GOSSIP_BYTES {
+            break;
+        }
+        size += a.len() + 5;
+        kept.push(a);
+    }
+    let left_out = total - kept.len();
+    (
+        (!kept.is_empty()).then_some(GossipWire::Push(kept)),
+        left_out,
+    )
+}
 
 /// A membership message as it travels: the view's [`MemberMessage`], with certificates inside
 /// their nodes' signed announcements.
@@ -286,6 +320,7 @@ struct PeerBudget {
 /// - a peer the view does not admit may push only its own announcement, alone, once per
 ///   window: that is how a new node joins (`Membership::handle_message` applies the same rule
 ///   to certificates), and anything else from it is refused before a signature is checked;
+///   all such peers together get [`MAX_UNADMITTED_PUSHES_PER_WINDOW`] pushes per window;
 /// - an admitted peer gets at most [`MAX_VERIFIES_PER_PEER`] signature checks per window,
 ///   counted over the announcements the directory lacks, repeats of one node dropped;
 /// - verification stops at the first announcement no honest peer sends (malformed, badly
@@ -298,6 +333,9 @@ struct PeerBudget {
 #[derive(Debug, Default)]
 pub struct GossipPeers {
     peers: BTreeMap<PeerId, PeerBudget>,
+    /// The pushes screened in from unadmitted peers in the current window, all together
+    /// ([`MAX_UNADMITTED_PUSHES_PER_WINDOW`]): when the window started, and how many.
+    unadmitted: Option<(Instant, usize)>,
 }
 
 /// The announcements of a push to verify, and how many were skipped for the sender's budget.
@@ -354,6 +392,18 @@ impl GossipPeers {
         lacking: impl FnOnce(Vec<Vec<u8>>) -> Vec<Vec<u8>>,
         now: Instant,
     ) -> Result<Screened, PushRefusal> {
+        if !admitted {
+            // The shared budget of all unadmitted peers, checked before any peer's own entry
+            // is made (a flood of fresh identities fills no table either).
+            let window = self
+                .unadmitted
+                .filter(|(since, _)| now.saturating_duration_since(*since) < GOSSIP_WINDOW);
+            if window.is_some_and(|(_, n)| n >= MAX_UNADMITTED_PUSHES_PER_WINDOW)
+                && !self.misbehaving(&peer, now)
+            {
+                return Err(PushRefusal::TooSoon);
+            }
+        }
         let Some(budget) = self.budget(peer, now) else {
             return Err(PushRefusal::TooSoon);
         };
@@ -384,6 +434,14 @@ impl GossipPeers {
         let skipped = verify.len().saturating_sub(room);
         verify.truncate(room);
         budget.verified += verify.len();
+        if !admitted {
+            match &mut self.unadmitted {
+                Some((since, n)) if now.saturating_duration_since(*since) < GOSSIP_WINDOW => {
+                    *n += 1
+                }
+                other => *other = Some((now, 1)),
+            }
+        }
         Ok(Screened { verify, skipped })
     }
 
@@ -533,20 +591,22 @@ impl Node {
         }
     }
 
-    /// Pushes this node's signed announcement to its routing set, if it has one yet.
-    fn push_own(&mut self, bytes: Vec<u8>) {
+    /// Has the view push this node's certificate, in the signed announcement the directory
+    /// now holds, to its routing set, if it has one yet. The view pushes it again, with
+    /// backoff, until an admitted peer shows that it holds it (`Membership::announce`): a
+    /// newcomer whose first push was lost everywhere would otherwise stay unknown (its
+    /// anti-entropy is refused while no peer admits it).
+    fn push_own(&mut self, _bytes: Vec<u8>) {
         let Some(admission) = &mut self.admission else {
             return;
         };
-        let routing = admission.routing_peers(now_micros());
-        if routing.is_empty() {
+        // The view's timer: its first push is due from the start, once it has routing peers.
+        admission.tick(now_micros());
+        let (pushes, _) = admission.own_push_state();
+        self.flush_gossip(None);
+        if pushes == 0 {
             self.membership.announce_due = true;
             return;
-        }
-        for node in routing {
-            if let Some(peer) = self.membership.directory.get(&node).map(|p| p.peer_id) {
-                self.send_gossip(peer, &GossipWire::Push(vec![bytes.clone()]));
-            }
         }
         tracing::debug!("announced to the routing set");
         self.membership.gossip.announced = true;
@@ -632,16 +692,12 @@ impl Node {
         if self.membership.sync.last.is_some_and(|t| t.elapsed() < gap) {
             return;
         }
-        let peer = {
-            use rand::seq::IteratorRandom;
-            let last = self.membership.sync.last_peer;
-            let connected = self.transport.swarm.connected_peers();
-            let others: Vec<PeerId> = connected.filter(|p| Some(**p) != last).copied().collect();
-            others
-                .into_iter()
-                .choose(&mut rand::thread_rng())
-                .or(last.filter(|p| self.transport.swarm.is_connected(p)))
-        };
+        let connected: Vec<PeerId> = self.transport.swarm.connected_peers().copied().collect();
+        let peer = self.membership.sync.choose(
+            connected.into_iter(),
+            Instant::now(),
+            &mut rand::thread_rng(),
+        );
         let Some(peer) = peer else {
             return;
         };
@@ -698,7 +754,9 @@ impl Node {
                     let announcements = match directory::decode_sync(&response) {
                         Ok(a) => a,
                         Err(e) => {
+                            // Not asked again for a while (`SyncState::undecodable`).
                             tracing::warn!("bad directory from {peer}: {e}");
+                            self.membership.sync.undecodable(peer, Instant::now());
                             return;
                         }
                     };
@@ -812,6 +870,17 @@ impl Node {
         let admitted = self.admission.as_ref().is_some_and(|a| a.admits(&from));
         let (message, peers) = match wire {
             GossipWire::Push(announcements) => {
+                // Its own announcement alone, from a peer admitted here: if it is one the
+                // directory holds already (a newcomer pushing again, its first push having
+                // reached this node or another), the view still hears it, to tell the
+                // newcomer that it is known (`Membership::handle_message`); no signature is
+                // checked for it.
+                let known_own = (admitted && announcements.len() == 1)
+                    .then(|| directory::peek_announcement(&announcements[0]))
+                    .flatten()
+                    .filter(|(node, _)| *node == from)
+                    .and_then(|_| self.membership.directory.get(&from))
+                    .and_then(|p| p.certificate.clone());
                 let membership = &mut self.membership;
                 let directory = &membership.directory;
                 let screened = membership.gossip.peers.screen_push(
@@ -835,7 +904,7 @@ impl Node {
                     self.transport.inbound.count(InboundRejection::GossipRate);
                 }
                 let (peers, wrong) = gossip.peers.verify_push(peer, screened.verify, at);
-                if let Some(wrong) = wrong {
+                if let Some(wrong) = &wrong {
                     tracing::debug!("refused a pushed announcement from {peer}: {wrong}");
                     gossip.traffic.announcements_refused += 1;
                     gossip.traffic.gossip_misbehaving += 1;
@@ -843,12 +912,15 @@ impl Node {
                         .inbound
                         .count(InboundRejection::GossipMisbehaving);
                 }
-                let certs: Vec<_> = peers
+                let mut certs: Vec<_> = peers
                     .iter()
                     .filter_map(|(p, _)| p.certificate.clone())
                     .collect();
                 if certs.is_empty() {
-                    return;
+                    match known_own {
+                        Some(cert) if wrong.is_none() => certs.push(cert),
+                        _ => return,
+                    }
                 }
                 (MemberMessage::Push { entries: certs }, peers)
             }
@@ -955,7 +1027,7 @@ impl Node {
 
     /// The view's message as it travels: a push's certificates replaced by the signed
     /// announcements that carry them (a certificate whose announcement this directory does
-    /// not hold with that certificate is left out), split to fit [`MAX_GOSSIP_ANNOUNCEMENTS`].
+    /// not hold with that certificate is left out), in one message ([`pack_push`]).
     fn to_wire(&self, message: MemberMessage) -> Vec<GossipWire> {
         match message {
             MemberMessage::Push { entries } => {
@@ -969,10 +1041,11 @@ impl Node {
                     })
                     .filter_map(|c| directory.signed(&c.node).map(<[u8]>::to_vec))
                     .collect();
-                announcements
-                    .chunks(MAX_GOSSIP_ANNOUNCEMENTS)
-                    .map(|c| GossipWire::Push(c.to_vec()))
-                    .collect()
+                let (wire, left_out) = pack_push(announcements);
+                if left_out > 0 {
+                    tracing::debug!("{left_out} announcements left out of a push (size limit)");
+                }
+                wire.into_iter().collect()
             }
             MemberMessage::Summary {
                 from_epoch,
@@ -1094,6 +1167,55 @@ mod tests {
             .is_ok());
     }
 
+    /// Fresh identities, each pushing its own announcement once, get
+    /// `MAX_UNADMITTED_PUSHES_PER_WINDOW` signature checks per window all together, not one
+    /// each; admitted peers are not held back by them, and the next window has room again.
+    /// Fails without the shared budget (every fresh identity is screened in).
+    #[test]
+    fn fresh_identities_share_one_budget_of_pushes_per_window() {
+        let mut peers = GossipPeers::default();
+        let t0 = Instant::now();
+        let keys: Vec<Keypair> = (0..3 * MAX_UNADMITTED_PUSHES_PER_WINDOW)
+            .map(|i| {
+                let mut secret = [1u8; 32];
+                secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                Keypair::ed25519_from_bytes(secret).unwrap()
+            })
+            .collect();
+        let mut screened = 0;
+        for k in &keys {
+            let peer = k.public().to_peer_id();
+            match peers.screen_push(peer, false, vec![announcement(k, true)], all, t0) {
+                Ok(s) => screened += s.verify.len(),
+                Err(r) => assert_eq!(r, PushRefusal::TooSoon),
+            }
+        }
+        assert_eq!(screened, MAX_UNADMITTED_PUSHES_PER_WINDOW);
+        assert!(
+            peers.peers.len() <= MAX_UNADMITTED_PUSHES_PER_WINDOW,
+            "refused identities hold no budget entry"
+        );
+        // An admitted peer still pushes.
+        let admitted = key(200).public().to_peer_id();
+        let s = peers
+            .screen_push(admitted, true, vec![announcement(&key(201), true)], all, t0)
+            .unwrap();
+        assert_eq!(s.verify.len(), 1);
+        // The next window: room again (for those refused before).
+        let later = t0 + GOSSIP_WINDOW;
+        let last = keys.last().unwrap();
+        let s = peers
+            .screen_push(
+                last.public().to_peer_id(),
+                false,
+                vec![announcement(last, true)],
+                all,
+                later,
+            )
+            .unwrap();
+        assert_eq!(s.verify.len(), 1);
+    }
+
     #[test]
     fn a_peer_gets_at_most_its_budget_of_signature_checks_per_window() {
         let mut peers = GossipPeers::default();
@@ -1205,6 +1327,43 @@ mod tests {
         in_flight.remove(&0);
         assert!(!in_flight.contains(&0));
         assert!(in_flight.has_room(&hog));
+    }
+
+    /// A push (an anti-entropy answer included) leaves as one message within the size and
+    /// count limits, whatever the size of the announcements it carries: counted by number
+    /// alone, 256 announcements of 2 kB made a message over `MAX_GOSSIP_BYTES`, which is not
+    /// sent at all (nor decoded by the receiver).
+    #[test]
+    fn a_push_is_one_message_within_the_limits() {
+        let big: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| {
+                let mut a = vec![0u8; 2_000];
+                a[..4].copy_from_slice(&i.to_be_bytes());
+                a
+            })
+            .collect();
+        let (wire, left_out) = pack_push(big.clone());
+        let wire = wire.expect("a message");
+        let bytes = encode_gossip(&wire).expect("within MAX_GOSSIP_BYTES");
+        let GossipWire::Push(kept) = decode_gossip(&bytes).expect("the receiver decodes it") else {
+            panic!("not a push");
+        };
+        assert_eq!(kept.len() + left_out, 300);
+        assert_eq!(kept[..], big[..kept.len()], "in order");
+        assert!(
+            kept.len() >= MAX_GOSSIP_BYTES / 2_010 - 1,
+            "the message is filled"
+        );
+        // Small ones: the count limit.
+        let (wire, left_out) = pack_push(vec![vec![1; 500]; 300]);
+        let Some(GossipWire::Push(kept)) = wire else {
+            panic!("not a push");
+        };
+        assert_eq!(
+            (kept.len(), left_out),
+            (MAX_GOSSIP_ANNOUNCEMENTS, 300 - 256)
+        );
+        assert_eq!(pack_push(Vec::new()), (None, 0));
     }
 
     #[test]

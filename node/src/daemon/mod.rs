@@ -164,6 +164,12 @@ struct Control {
     shutdown: bool,
 }
 
+/// How long a peer that answered a directory pull with bytes that do not decode is not asked
+/// again (`SyncState::undecodable`).
+const PULL_PENALTY: Duration = Duration::from_secs(30 * 60);
+/// Largest number of peers held as penalised; beyond it the oldest penalty is forgotten.
+const MAX_PENALISED_PULL_PEERS: usize = 1024;
+
 /// The directory pulls of [`Node::maybe_sync`].
 #[derive(Default)]
 struct SyncState {
@@ -179,6 +185,8 @@ struct SyncState {
     asked: Option<(libp2p::request_response::OutboundRequestId, Instant)>,
     /// Round trips to peers (`crate::latency`), for the planner of `grove compute`.
     rtt: crate::latency::RttEstimate,
+    /// Peers whose answer did not decode, and when: not asked again for [`PULL_PENALTY`].
+    penalised: BTreeMap<PeerId, Instant>,
 }
 
 impl SyncState {
@@ -202,6 +210,52 @@ impl SyncState {
     /// Counts an answered pull that brought `new` peers this node lacked.
     fn answered(&mut self, new: usize) {
         self.answered = if new > 0 { 0 } else { self.answered + 1 };
+    }
+
+    /// `peer` answered a pull with bytes that do not decode (an honest node sends what
+    /// `directory::encode_for_sync` makes): it is not asked again for [`PULL_PENALTY`]. Its
+    /// answer neither brings news nor counts as quiet, so a hostile peer cannot end this
+    /// node's start-up pulls early; and since it is not asked again, it cannot keep this node
+    /// pulling either (a node whose only peers answer so stops pulling, [`SyncState::choose`]).
+    fn undecodable(&mut self, peer: PeerId, now: Instant) {
+        self.asked = None;
+        self.penalised
+            .retain(|_, at| now.saturating_duration_since(*at) < PULL_PENALTY);
+        if self.penalised.len() >= MAX_PENALISED_PULL_PEERS && !self.penalised.contains_key(&peer) {
+            if let Some(oldest) = self
+                .penalised
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(p, _)| *p)
+            {
+                self.penalised.remove(&oldest);
+            }
+        }
+        self.penalised.insert(peer, now);
+    }
+
+    /// The peer to pull from among the `connected` ones: a random one other than the last
+    /// asked, else the last one; never a peer penalised less than [`PULL_PENALTY`] ago.
+    fn choose(
+        &self,
+        connected: impl Iterator<Item = PeerId>,
+        now: Instant,
+        rng: &mut impl rand::Rng,
+    ) -> Option<PeerId> {
+        use rand::seq::IteratorRandom;
+        let penalised = |p: &PeerId| {
+            self.penalised
+                .get(p)
+                .is_some_and(|at| now.saturating_duration_since(*at) < PULL_PENALTY)
+        };
+        let allowed: Vec<PeerId> = connected.filter(|p| !penalised(p)).collect();
+        let last = self.last_peer.filter(|p| allowed.contains(p));
+        allowed
+            .iter()
+            .filter(|p| Some(**p) != self.last_peer)
+            .copied()
+            .choose(rng)
+            .or(last)
     }
 }
 
@@ -239,6 +293,54 @@ mod tests {
             "news brings the next pull forward"
         );
         assert_eq!(SyncState::default().gap(false), None, "no pulls configured");
+    }
+
+    /// A peer that answers a pull with bytes that do not decode is not asked again: a node
+    /// whose only peer answers so pulls once, not every `SYNC_GAP` for ever; with other peers,
+    /// it asks them, and the penalty ends after `PULL_PENALTY`. Fails if the undecodable answer
+    /// is ignored (the peer is asked again at the next gap).
+    #[test]
+    fn a_peer_answering_undecodable_bytes_is_not_asked_again() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let hostile = PeerId::random();
+        let honest: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let mut s = SyncState {
+            every: Some(Duration::from_secs(30)),
+            ..SyncState::default()
+        };
+        let t0 = Instant::now();
+        // Its only connected peer answers garbage.
+        let only = || std::iter::once(hostile);
+        assert_eq!(s.choose(only(), t0, &mut rng), Some(hostile));
+        s.last_peer = Some(hostile);
+        s.undecodable(hostile, t0);
+        let mut pulls = 0;
+        for k in 1..=100u32 {
+            let at = t0 + SYNC_GAP * k;
+            if s.choose(only(), at, &mut rng).is_some() {
+                pulls += 1;
+            }
+        }
+        assert_eq!(pulls, 0, "kept pulling from the peer that answered garbage");
+        // With others connected it asks only them.
+        for k in 1..=100u32 {
+            let at = t0 + SYNC_GAP * k;
+            let peers = honest.iter().copied().chain(only());
+            let p = s.choose(peers, at, &mut rng).expect("a peer");
+            assert_ne!(p, hostile);
+            s.last_peer = Some(p);
+        }
+        // The garbage did not count as a quiet answer: two honest quiet ones are still due.
+        assert_eq!(s.gap(true), Some(SYNC_GAP));
+        // After the penalty it may be asked again.
+        s.last_peer = None;
+        assert_eq!(s.choose(only(), t0 + PULL_PENALTY, &mut rng), Some(hostile));
+        // The penalties held are bounded.
+        for _ in 0..2 * MAX_PENALISED_PULL_PEERS {
+            s.undecodable(PeerId::random(), t0);
+        }
+        assert_eq!(s.penalised.len(), MAX_PENALISED_PULL_PEERS);
     }
     use crate::control::ComputeParams;
     use crate::owner::query;

@@ -79,9 +79,12 @@ pub(crate) struct PendingSends {
     in_flight: HashMap<PeerId, usize>,
     waiting: HashMap<PeerId, VecDeque<(Instant, Outgoing)>>,
     waiting_len: usize,
-    /// When each peer last acknowledged a send.
+    /// When each peer last acknowledged a send. Read only for the sends waiting for room
+    /// (`expire`: an ack since a send was queued), so kept only for peers with sends waiting
+    /// (and for the current instant): pruned at every `expire`.
     last_ack: HashMap<PeerId, Instant>,
-    /// When the connection of each peer whose sends waited for it came up.
+    /// When the connection of each peer whose sends waited for it came up. Read, and kept,
+    /// like `last_ack`.
     last_up: HashMap<PeerId, Instant>,
     /// When the bytes handed over so far would have left the virtual uplink.
     virtual_uplink_free: Option<Instant>,
@@ -282,7 +285,21 @@ impl PendingSends {
                 )
             }));
         }
+        self.prune(now);
         failed
+    }
+
+    /// Forgets the acks and connection times no send can read any more. They are read only
+    /// against the sends waiting for room (an ack or a connection since a send was queued), and
+    /// a send queued from now on was queued at or after `now`, so a time before `now` says
+    /// nothing about it: an entry stays only while its peer has sends waiting, or if it is
+    /// from `now`. Without this, both maps held an entry for every peer ever sent to.
+    fn prune(&mut self, now: Instant) {
+        let waiting = &self.waiting;
+        self.last_ack
+            .retain(|peer, at| waiting.contains_key(peer) || *at >= now);
+        self.last_up
+            .retain(|peer, at| waiting.contains_key(peer) || *at >= now);
     }
 
     /// The deadline of a send of `bytes` handed over at `now` in a computation of vectors of
@@ -559,6 +576,53 @@ mod tests {
         assert!(failed[..MAX_IN_FLIGHT_PER_PEER]
             .iter()
             .all(|f| f.2 == "no ack within its deadline"));
+    }
+
+    /// The acks and connection times of peers with no send waiting are forgotten at the next
+    /// `expire`: a peer's entry is read only against its sends waiting for room. A peer with a
+    /// send waiting keeps its entries, and its queue keeps moving on them.
+    #[test]
+    fn acks_and_connection_times_are_kept_only_while_they_can_be_read() {
+        let mut p = PendingSends::default();
+        let t0 = Instant::now();
+        let peers: Vec<PeerId> = (0..200).map(|_| PeerId::random()).collect();
+        let mut pool = ids(peers.len() + MAX_IN_FLIGHT_PER_PEER + 1);
+        for (n, peer) in peers.iter().enumerate() {
+            assert!(p.push(out(*peer, 1, n as u8), t0));
+            let o = p.next_ready(peer).expect("room");
+            p.handed_over(pool.pop().expect("an id"), o, false, t0);
+            p.connected(peer, t0);
+        }
+        let acks: Vec<OutboundRequestId> = p.on_wire.keys().copied().collect();
+        for id in acks {
+            assert!(p.settle(&id, true, t0).is_some());
+        }
+        assert_eq!((p.last_ack.len(), p.last_up.len()), (200, 200));
+        // One peer has a window full and a send waiting, acked just now.
+        let busy = PeerId::random();
+        for n in 0..=MAX_IN_FLIGHT_PER_PEER {
+            assert!(p.push(out(busy, 2, n as u8), t0));
+        }
+        pump(&mut p, &busy, &mut pool, t0);
+        let t1 = t0 + Duration::from_millis(1);
+        let one = *p
+            .on_wire
+            .iter()
+            .find(|(_, s)| s.peer == busy)
+            .expect("sent")
+            .0;
+        p.settle(&one, true, t1);
+        let later = t1 + Duration::from_millis(1);
+        assert!(p.expire(later).is_empty());
+        assert_eq!(p.last_ack.len(), 1, "only the peer with a send waiting");
+        assert!(p.last_ack.contains_key(&busy));
+        assert!(p.last_up.is_empty());
+        // Its waiting send is not failed as silent: the ack since it was queued still counts.
+        let past = t0 + 2 * net::message_deadline(100, 0);
+        let failed = p.expire(past);
+        assert!(failed
+            .iter()
+            .all(|f| f.2 != "its receiver acknowledged nothing while it waited to leave"));
     }
 
     /// A send whose connection never comes up fails after `net::CONNECT_TIMEOUT`.

@@ -38,12 +38,13 @@ struct Net {
     deaf: BTreeSet<NodeId>,
     sent_to: BTreeMap<NodeId, BTreeSet<NodeId>>,
     now: Micros,
+    checkpoint: Arc<Checkpoint>,
 }
 
 impl Net {
     fn new(n: u32, min_age: u64) -> Net {
         let cp = Arc::new(Checkpoint::new(0, (0..n).map(|i| cert(i, 0))));
-        let mut nodes = Vec::new();
+        let mut nodes: Vec<Membership> = Vec::new();
         let mut index = BTreeMap::new();
         for i in 0..n {
             let mut seed = [0u8; 32];
@@ -65,7 +66,26 @@ impl Net {
             deaf: BTreeSet::new(),
             sent_to: BTreeMap::new(),
             now: at_epoch(5),
+            checkpoint: cp,
         }
+    }
+
+    /// A newcomer `n` that knows the network (it pulled it), not yet known by anyone: its
+    /// index.
+    fn add_newcomer(&mut self, n: u32) -> usize {
+        let mut seed = [7u8; 32];
+        seed[..4].copy_from_slice(&n.to_be_bytes());
+        let m = Membership::new(
+            node(n),
+            policy(1_000, 0),
+            MembershipConfig::default(),
+            self.checkpoint.clone(),
+            seed,
+            self.now,
+        );
+        self.index.insert(node(n), self.nodes.len());
+        self.nodes.push(m);
+        self.nodes.len() - 1
     }
 
     fn collect(&mut self, i: usize) {
@@ -829,4 +849,189 @@ fn old_recent_certificates_fold_into_the_checkpoint_and_keep_their_meaning() {
     assert!(m.certificate(&node(10_005)).is_none());
     assert!(m.certificate(&node(77_777)).is_none());
     assert_eq!(m.stats().equivocations, 1);
+}
+
+// A newcomer's own certificate.
+
+fn newcomer_cert(n: u32) -> Certificate {
+    Certificate::issue(&issuer(2), node(n), n, 5)
+}
+
+/// A newcomer whose first push is lost at every routing peer pushes again (the next anti-
+/// entropy period) and is known to everyone a few rounds later; then it stops. Without the
+/// re-push no peer ever learns it: its own anti-entropy is refused while no peer admits it,
+/// and nobody else has its certificate to spread.
+#[test]
+fn a_newcomer_whose_first_push_is_lost_everywhere_pushes_again_until_it_is_known() {
+    let n = 20;
+    let mut net = Net::new(n, 0);
+    let me = net.add_newcomer(500);
+    // Every push of the first announcement is lost.
+    net.deaf.extend((0..n).map(node));
+    net.nodes[me].announce(newcomer_cert(500), net.now).unwrap();
+    net.collect(me);
+    net.run();
+    net.deaf.clear();
+    assert_eq!(net.knowing(&node(500)), 1, "only the newcomer holds it");
+    assert_eq!(net.nodes[me].own_pushes(), 1);
+    assert!(!net.nodes[me].own_confirmed());
+    for _ in 0..6 {
+        net.anti_entropy_round();
+    }
+    assert_eq!(
+        net.knowing(&node(500)),
+        n as usize + 1,
+        "every node knows the newcomer a minute later"
+    );
+    assert!(net.nodes[me].own_confirmed());
+    // Confirmed: no more pushes, however long it runs.
+    let pushes = net.nodes[me].own_pushes();
+    assert_eq!(pushes, 2, "one re-push was enough");
+    for _ in 0..100 {
+        net.anti_entropy_round();
+    }
+    assert_eq!(net.nodes[me].own_pushes(), pushes);
+}
+
+/// A peer that admits a newcomer's own certificate tells it so (a summary of its window), so
+/// a newcomer whose first push went through is confirmed at once and pushes no more. Without
+/// that answer, nothing reaches the newcomer until a peer draws it into its routing set (the
+/// next epoch), and it would push again meanwhile.
+#[test]
+fn a_peer_that_admits_a_newcomer_tells_it_and_the_newcomer_stops_pushing() {
+    let mut net = Net::new(20, 0);
+    let me = net.add_newcomer(500);
+    net.nodes[me].announce(newcomer_cert(500), net.now).unwrap();
+    net.collect(me);
+    net.run();
+    assert!(
+        net.nodes[me].own_confirmed(),
+        "confirmed by the first answer"
+    );
+    assert_eq!(net.nodes[me].own_pushes(), 1);
+    // The welcome is rate-limited like an answer: a flood of the same push gets one.
+    let peer = net.nodes[me].routing_peers()[0];
+    let p = net.index[&peer];
+    drained(&mut net.nodes[p]);
+    let now = net.now;
+    for _ in 0..100 {
+        net.nodes[p]
+            .handle_message(
+                node(500),
+                MemberMessage::Push {
+                    entries: vec![newcomer_cert(500)],
+                },
+                now,
+            )
+            .unwrap();
+    }
+    assert_eq!(
+        drained(&mut net.nodes[p]).3,
+        0,
+        "welcomed within the interval"
+    );
+}
+
+/// A newcomer whose pushes are all lost pushes at growing intervals and stops after
+/// `MAX_OWN_PUSHES`: a bounded cost, whatever happens to it.
+#[test]
+fn a_newcomer_that_is_never_confirmed_pushes_a_bounded_number_of_times() {
+    use super::view::MAX_OWN_PUSHES;
+    let n = 20;
+    let mut net = Net::new(n, 0);
+    let me = net.add_newcomer(500);
+    net.deaf.extend((0..n).map(node));
+    net.nodes[me].announce(newcomer_cert(500), net.now).unwrap();
+    assert_eq!(net.nodes[me].own_pushes(), 1);
+    let start = net.now;
+    let mut at = vec![0];
+    for _ in 0..400 {
+        net.anti_entropy_round();
+        while at.len() < net.nodes[me].own_pushes() as usize {
+            at.push((net.now.0 - start.0) / 1_000_000);
+        }
+    }
+    assert_eq!(net.nodes[me].own_pushes(), MAX_OWN_PUSHES);
+    // 10, 20, 40, 80, 80 ... seconds apart (on the 10-second rounds of this network).
+    assert_eq!(&at[..6], &[0, 10, 30, 70, 150, 230]);
+    assert!(
+        net.nodes[me].poll_timeout() > net.now.plus(1),
+        "no timer left for it"
+    );
+}
+
+// Anti-entropy answers are bounded in size.
+
+/// Certificates of `count` identities whose ids all fall into anti-entropy bucket 0.
+fn one_bucket(count: usize) -> Vec<Certificate> {
+    (1_000_000u32..)
+        .filter(|i| usize::from(node(*i).0[0]) % crate::limits::MEMBERSHIP_BUCKETS == 0)
+        .take(count)
+        .enumerate()
+        .map(|(serial, i)| Certificate::issue(&issuer(2), node(i), serial as u32, 5))
+        .collect()
+}
+
+/// A pull for a window of 400 certificates is answered with one push of at most
+/// `MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE`; a push over that size is refused whole; and a
+/// lagging peer still gets every certificate over a few rounds, even when they all sit in
+/// one bucket (each truncated answer starts at a random point of what differs: always the
+/// same first entries would never bring it the rest).
+#[test]
+fn anti_entropy_answers_are_one_bounded_push_and_still_bring_everything() {
+    let cap = MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE;
+    let mut net = Net::new(2, 0);
+    let certs = one_bucket(400);
+    let now = net.now;
+    for c in &certs {
+        net.nodes[0]
+            .handle_message(
+                node(1),
+                MemberMessage::Push {
+                    entries: vec![c.clone()],
+                },
+                now,
+            )
+            .unwrap();
+    }
+    drained(&mut net.nodes[0]);
+    let w = window(&net.nodes[0], now);
+    net.nodes[0]
+        .handle_message(node(1), pull_all(w), now)
+        .unwrap();
+    let mut answers = Vec::new();
+    while let Some(o) = net.nodes[0].poll_output() {
+        if let MemberOutput::Send {
+            message: MemberMessage::Push { entries },
+            ..
+        } = o
+        {
+            answers.push(entries.len());
+        }
+    }
+    assert_eq!(
+        answers,
+        vec![cap],
+        "one push of the cap, not the whole window"
+    );
+    assert_eq!(net.nodes[0].stats().answers_truncated, 1);
+    // The receiver refuses a push over the cap whole.
+    let over = MemberMessage::Push {
+        entries: certs[..cap + 1].to_vec(),
+    };
+    assert_eq!(
+        net.nodes[1].handle_message(node(0), over, now),
+        Err(MembershipError::TooManyEntries {
+            count: cap + 1,
+            limit: cap
+        })
+    );
+    assert_eq!(net.knowing(&certs[0].node), 1);
+    // Rounds of anti-entropy bring node 1 everything, a bounded answer at a time.
+    for _ in 0..40 {
+        net.anti_entropy_round();
+    }
+    for c in &certs {
+        assert!(net.nodes[1].certificate(&c.node).is_some());
+    }
 }

@@ -464,6 +464,9 @@ pub struct MembershipStats {
     pub refused_unadmitted: u64,
     /// Anti-entropy messages over a peer's rate ([`MembershipError::TooSoon`]).
     pub refused_too_soon: u64,
+    /// Anti-entropy answers cut to one push of [`MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE`]
+    /// certificates.
+    pub answers_truncated: u64,
 }
 
 /// Largest number of peers whose last anti-entropy answers a node remembers at once. Entries
@@ -473,12 +476,42 @@ pub struct MembershipStats {
 /// opens one round per period with one of its routing peers).
 pub const MAX_ANSWERED_PEERS: usize = 4096;
 
+/// Largest number of times a node pushes its own certificate to its routing set while no
+/// admitted peer has shown that it holds it ([`Membership::own_confirmed`]): the first push
+/// and the re-pushes, [`Membership::own_push_delay`] apart. About 12 minutes in all at the
+/// defaults, then the node stops (its next announcement starts again).
+pub const MAX_OWN_PUSHES: u32 = 12;
+
 /// The anti-entropy message kinds that make a node answer, one rate slot each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AnswerKind {
     Summary = 0,
     Buckets = 1,
     Pull = 2,
+    /// The summary a node sends a peer that pushed its own certificate, which this node now
+    /// holds: the newcomer's sign that an admitted peer has it ([`Membership::own_confirmed`]).
+    Welcome = 3,
+}
+
+/// Answer kinds, one rate slot each.
+const ANSWER_KINDS: usize = 4;
+
+/// This node's own certificate while it pushes it ([`Membership::announce`]).
+#[derive(Clone, Debug)]
+struct OwnPush {
+    cert: Certificate,
+    /// Pushes to the routing set so far.
+    pushes: u32,
+    /// When the next push is due (if not confirmed by then).
+    next: Micros,
+    /// An admitted peer showed that it holds the certificate.
+    confirmed: bool,
+}
+
+impl OwnPush {
+    fn pending(&self) -> bool {
+        !self.confirmed && self.pushes < MAX_OWN_PUSHES
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -544,7 +577,9 @@ pub struct Membership {
     reply_evidence: Vec<Certificate>,
     /// When this node last answered each peer's anti-entropy messages, by kind
     /// ([`Membership::answer_interval`]); at most [`MAX_ANSWERED_PEERS`] peers.
-    answered: BTreeMap<NodeId, [Option<Micros>; 3]>,
+    answered: BTreeMap<NodeId, [Option<Micros>; ANSWER_KINDS]>,
+    /// This node's own certificate, pushed again until an admitted peer shows it holds it.
+    own: Option<OwnPush>,
 }
 
 impl Membership {
@@ -583,6 +618,7 @@ impl Membership {
             evidence: Vec::new(),
             reply_evidence: Vec::new(),
             answered: BTreeMap::new(),
+            own: None,
         }
     }
 
@@ -666,8 +702,9 @@ impl Membership {
         let entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<Recent>() + 16;
         let serial = std::mem::size_of::<(IssuerKey, u32)>() + std::mem::size_of::<NodeId>() + 16;
         // The anti-entropy answer times of the peers heard within the last interval.
-        let answered =
-            std::mem::size_of::<NodeId>() + std::mem::size_of::<[Option<Micros>; 3]>() + 16;
+        let answered = std::mem::size_of::<NodeId>()
+            + std::mem::size_of::<[Option<Micros>; ANSWER_KINDS]>()
+            + 16;
         self.recent.len() * (cert + entry + serial) + self.answered.len() * answered
     }
 
@@ -695,11 +732,29 @@ impl Membership {
             .filter(move |c| !self.equivocated.contains_key(&(c.issuer, c.serial)))
     }
 
-    /// Admits this node's own certificate and pushes it to every routing peer.
+    /// Admits this node's own certificate and pushes it to every routing peer; then pushes it
+    /// again, [`Membership::own_push_delay`] apart and at most [`MAX_OWN_PUSHES`] times in
+    /// all, until an admitted peer shows that it holds it ([`Membership::own_confirmed`]): a
+    /// newcomer whose first push was lost everywhere is otherwise known to no one (its own
+    /// anti-entropy is refused while no peer admits it). A routing set still empty (no peer
+    /// known yet) delays the first push to the first timer that has one.
+    /// (A certificate of another node is admitted and pushed once, as before.)
     pub fn announce(&mut self, cert: Certificate, now: Micros) -> Result<(), AdmissionError> {
         self.ensure_routing(now);
         let fresh = self.accept(cert.clone(), now)?;
         self.reply_evidence.clear();
+        if cert.node == self.me {
+            if fresh || self.own.as_ref().is_none_or(|o| o.cert != cert) {
+                self.own = Some(OwnPush {
+                    cert,
+                    pushes: 0,
+                    next: now,
+                    confirmed: false,
+                });
+            }
+            self.push_own_if_due(now);
+            return Ok(());
+        }
         if fresh {
             for to in self.routing.clone() {
                 self.send(
@@ -711,6 +766,97 @@ impl Membership {
             }
         }
         Ok(())
+    }
+
+    /// Whether an admitted peer has shown that it holds this node's own certificate: it sent
+    /// this node anti-entropy (only admitted peers are answered, and a node opens rounds only
+    /// with peers it admits), or a push that carries the certificate.
+    pub fn own_confirmed(&self) -> bool {
+        self.own.as_ref().is_some_and(|o| o.confirmed)
+    }
+
+    /// How many times this node pushed its own certificate to its routing set.
+    pub fn own_pushes(&self) -> u32 {
+        self.own.as_ref().map_or(0, |o| o.pushes)
+    }
+
+    /// The wait after the `pushes`-th push of this node's own certificate before the next: the
+    /// anti-entropy period, doubled with each push, at most 8 periods (10, 20, 40, 80, 80 ...
+    /// seconds at the defaults).
+    pub fn own_push_delay(&self, pushes: u32) -> u64 {
+        let doublings = pushes.saturating_sub(1).min(3);
+        self.config
+            .anti_entropy_micros
+            .saturating_mul(1 << doublings)
+    }
+
+    /// Pushes this node's own certificate to its routing set if a push is due.
+    fn push_own_if_due(&mut self, now: Micros) {
+        let Some(own) = &self.own else {
+            return;
+        };
+        if !own.pending() || now < own.next {
+            return;
+        }
+        if self.routing.is_empty() {
+            // Nobody to push to yet: look again one period later (not counted as a push).
+            let next = now.plus(self.config.anti_entropy_micros);
+            if let Some(own) = &mut self.own {
+                own.next = next;
+            }
+            return;
+        }
+        let cert = own.cert.clone();
+        let pushes = own.pushes + 1;
+        let next = now.plus(self.own_push_delay(pushes));
+        for to in self.routing.clone() {
+            self.send(
+                to,
+                MemberMessage::Push {
+                    entries: vec![cert.clone()],
+                },
+            );
+        }
+        if let Some(own) = &mut self.own {
+            own.pushes = pushes;
+            own.next = next;
+        }
+    }
+
+    /// Notes what `message` from `from` (admitted here) says about this node's own
+    /// certificate: anti-entropy, or a push that carries it, means `from` holds it.
+    fn note_confirmation(&mut self, message: &MemberMessage) {
+        let Some(own) = &mut self.own else {
+            return;
+        };
+        let holds = match message {
+            MemberMessage::Push { entries } => entries.contains(&own.cert),
+            MemberMessage::Summary { .. }
+            | MemberMessage::Buckets { .. }
+            | MemberMessage::Pull { .. } => true,
+        };
+        if holds {
+            own.confirmed = true;
+        }
+    }
+
+    /// Tells a peer that pushed its own certificate, which this node now holds, that it does:
+    /// a summary of this node's window (an anti-entropy opening, so the newcomer can also
+    /// repair its window), at most once per [`Membership::answer_interval`] per peer.
+    fn welcome(&mut self, to: NodeId, now: Micros) {
+        if to == self.me || !self.take_slot(to, AnswerKind::Welcome, now) {
+            return;
+        }
+        let from_epoch = self.window_start(now);
+        let (count, digest) = self.summary(from_epoch);
+        self.send(
+            to,
+            MemberMessage::Summary {
+                from_epoch,
+                count,
+                digest,
+            },
+        );
     }
 
     /// One message from a peer. Remote input: typed errors, never a panic.
@@ -734,6 +880,9 @@ impl Membership {
     ) -> Result<(), MembershipError> {
         self.ensure_routing(now);
         let admitted = self.member(&from).is_some();
+        if admitted && from != self.me {
+            self.note_confirmation(&message);
+        }
         match message {
             MemberMessage::Push { entries } => {
                 let own_alone = entries.len() == 1 && entries[0].node == from;
@@ -741,7 +890,11 @@ impl Membership {
                     self.stats.refused_unadmitted += 1;
                     return Err(MembershipError::NotOwnCertificate { from });
                 }
-                self.on_push(from, entries, now)
+                self.on_push(from, entries, now)?;
+                if own_alone && self.member(&from).is_some() {
+                    self.welcome(from, now);
+                }
+                Ok(())
             }
             _ if !admitted => {
                 self.stats.refused_unadmitted += 1;
@@ -834,32 +987,46 @@ impl Membership {
         kind: AnswerKind,
         now: Micros,
     ) -> Result<(), MembershipError> {
+        if self.take_slot(from, kind, now) {
+            Ok(())
+        } else {
+            self.stats.refused_too_soon += 1;
+            Err(MembershipError::TooSoon { from })
+        }
+    }
+
+    /// Takes `from`'s slot of `kind` at `now`, unless it was taken less than an interval ago
+    /// (or [`MAX_ANSWERED_PEERS`] peers have recent slots).
+    fn take_slot(&mut self, from: NodeId, kind: AnswerKind, now: Micros) -> bool {
         let interval = self.answer_interval();
         let recent = |t: &Option<Micros>| t.is_some_and(|t| now.0.saturating_sub(t.0) < interval);
         if let Some(slots) = self.answered.get(&from) {
             if recent(&slots[kind as usize]) {
-                self.stats.refused_too_soon += 1;
-                return Err(MembershipError::TooSoon { from });
+                return false;
             }
         } else if self.answered.len() >= MAX_ANSWERED_PEERS {
             self.answered.retain(|_, slots| slots.iter().any(recent));
             if self.answered.len() >= MAX_ANSWERED_PEERS {
-                self.stats.refused_too_soon += 1;
-                return Err(MembershipError::TooSoon { from });
+                return false;
             }
         }
         self.answered.entry(from).or_default()[kind as usize] = Some(now);
-        Ok(())
+        true
     }
 
     /// The next time [`Membership::handle_timeout`] wants to run.
     pub fn poll_timeout(&self) -> Micros {
-        self.next_anti_entropy
+        match &self.own {
+            Some(own) if own.pending() => self.next_anti_entropy.min(own.next),
+            _ => self.next_anti_entropy,
+        }
     }
 
-    /// Runs an anti-entropy round when it is due (and compacts the recent entries).
+    /// Pushes this node's own certificate again when due, and runs an anti-entropy round
+    /// when it is due (and compacts the recent entries).
     pub fn handle_timeout(&mut self, now: Micros) {
         self.ensure_routing(now);
+        self.push_own_if_due(now);
         if now < self.next_anti_entropy {
             return;
         }
@@ -1110,21 +1277,34 @@ impl Membership {
         digests
     }
 
+    /// Answers with the window's certificates of `buckets`: one push of at most
+    /// [`MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE`], whatever the window holds (a pull of a few
+    /// bytes must not ask for the whole window). When more differ, a run of them from a random
+    /// point is sent (the rest come in later rounds: the asker cannot say which of a bucket's
+    /// entries it lacks, so a fixed choice could resend the same ones every round).
     fn push_buckets(&mut self, to: NodeId, from_epoch: u64, buckets: &[u16]) {
         let wanted: BTreeSet<usize> = buckets.iter().map(|b| usize::from(*b)).collect();
+        let matching = |c: &&Certificate| wanted.contains(&Self::bucket_of(&c.node));
+        let n = self.in_window(from_epoch).filter(matching).count();
+        if n == 0 {
+            return;
+        }
+        let cap = MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE;
+        let start = if n > cap {
+            self.stats.answers_truncated += 1;
+            (self.rng.next_u64() % n as u64) as usize
+        } else {
+            0
+        };
+        // The entries at positions start.. (wrapping), `cap` of them.
         let entries: Vec<Certificate> = self
             .in_window(from_epoch)
-            .filter(|c| wanted.contains(&Self::bucket_of(&c.node)))
-            .cloned()
+            .filter(matching)
+            .enumerate()
+            .filter(|(i, _)| (i + n - start) % n < cap)
+            .map(|(_, c)| c.clone())
             .collect();
-        for chunk in entries.chunks(MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE) {
-            self.send(
-                to,
-                MemberMessage::Push {
-                    entries: chunk.to_vec(),
-                },
-            );
-        }
+        self.send(to, MemberMessage::Push { entries });
     }
 
     /// Draws the routing set once per epoch: peers at random points of the id ring.
