@@ -551,7 +551,10 @@ fn binomial_cdf(n: u32, q: f64, k: u32) -> f64 {
 pub fn plan(conditions: &Conditions) -> Result<Choice, PlannerError> {
     conditions.validate()?;
     let t = conditions.min_threshold;
-    let mut best: Option<(bool, f64, f64, u8, u32, u32, u8, bool, f64)> = None;
+    // (meets completeness, latency, completeness, g, fan-in, leaf, depth, within the
+    // connection budget, leaf member connections)
+    type Candidate = (bool, f64, f64, u8, u32, u32, u8, bool, f64);
+    let mut best: Option<Candidate> = None;
     for g in t..=(t.saturating_add(4)).min(MAX_GROUP_SIZE) {
         for &fan_in in FAN_INS.iter().filter(|f| **f <= MAX_FAN_IN) {
             for &leaf_size in &LEAF_SIZES {

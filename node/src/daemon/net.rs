@@ -75,6 +75,12 @@ pub const MAX_ESTABLISHED_CONNECTIONS: u32 = 256;
 /// goal holds a full budget and a Kademlia round of `K_VALUE` dialers with room, and is still
 /// a small, fixed cost per node.
 pub const MAX_PENDING_INCOMING: u32 = 128;
+// A leaf member's plan peers (at most the default target) dial it at once while Kademlia
+// queries of up to `K_VALUE` peers go on: the build fails if the limit cannot hold both.
+const _: () = assert!(
+    MAX_PENDING_INCOMING as usize >= super::connections::CONNECTION_TARGET + kad::K_VALUE.get()
+        && MAX_PENDING_INCOMING <= MAX_ESTABLISHED_CONNECTIONS
+);
 /// How long one directory pull (a request-response exchange of up to a 4 MB snapshot) may
 /// take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -648,14 +654,6 @@ impl request_response::Codec for SyncCodec {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_handshake_limit_holds_a_leafs_burst_and_a_kademlia_round() {
-        // A leaf member's plan peers (at most the default target) dial it at once, while
-        // Kademlia queries of up to K_VALUE peers go on.
-        let burst = super::super::connections::CONNECTION_TARGET + libp2p::kad::K_VALUE.get();
-        assert!(super::MAX_PENDING_INCOMING as usize >= burst);
-        assert!(super::MAX_PENDING_INCOMING <= super::MAX_ESTABLISHED_CONNECTIONS);
-    }
 
     /// The size-aware deadline: a contributor hands `g - t + 1 = 3` full vectors of the
     /// largest size to the transport at once, and the third leaves only after the first two;
