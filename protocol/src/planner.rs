@@ -27,6 +27,11 @@
 //! included if every group on its path survives: completeness is the product over levels.
 //! A contributor alone in its leaf is left out (`manifest::alone`): completeness is also
 //! multiplied by `1 - P(alone)`, about `1 - e^{-leaf_size}`.
+//!
+//! Connections: a leaf member holds one to every node its leaf serves (each sends shares or
+//! declines), to its group and to its parent group (`leaf_member_connections`). With a
+//! connection budget (the daemon's `connection_target`), shapes beyond it are chosen only
+//! when none within it exists (or, under an exposure goal, none below the goal's target).
 //! `plan` enumerates `g` from `t` to `t + 4`, fan-ins and leaf sizes, and keeps the fastest
 //! choice whose predicted completeness meets the target (or the most complete one if none
 //! does). `plan_private` also chooses `t`: under an exposure goal (one contributor's value
@@ -68,6 +73,12 @@ pub struct Conditions {
     pub completeness_target: f64,
     /// Minimum contributors for a release.
     pub k_min: u64,
+    /// The connections a node can hold for a computation's work (the daemon's
+    /// `connection_target`): no shape whose leaf members would hold more
+    /// ([`Conditions::leaf_member_connections`]) is chosen while one within it exists. `None`:
+    /// no bound (the simulator models no connections).
+    #[serde(default)]
+    pub connection_budget: Option<u32>,
 }
 
 /// How bandwidth is shared.
@@ -103,6 +114,13 @@ pub enum PlannerError {
 }
 
 const LEAF_SIZES: [u32; 6] = [4, 8, 16, 32, 64, 128];
+/// Standard deviations above its mean at which the planner counts the nodes one leaf serves
+/// (`Conditions::leaf_member_connections`). Nodes hash uniformly over the leaves, so a leaf's
+/// count is binomial; one leaf in several hundred goes beyond three standard deviations
+/// (about one computation in 30 with 13 leaves has such a leaf), and then only by a few
+/// nodes, which the pruning keeps while the computation lasts (a node's 64-connection goal
+/// leaves 16 above the default target of 48).
+pub const LEAF_SPREAD_SD: f64 = 3.0;
 const FAN_INS: [u32; 7] = [2, 4, 8, 16, 32, 64, 128];
 /// Timeouts are the predicted duration of their phase times this factor (and at least
 /// `MIN_TIMEOUT_US`), so that ordinary jitter never fires them.
@@ -163,6 +181,31 @@ impl Conditions {
 
     fn compute_us(&self) -> f64 {
         self.vector_kb() * self.compute_us_per_kb
+    }
+
+    /// The connections one leaf member holds for a plan of groups of `g` and `leaf_size`
+    /// expected contributors per leaf, counted high: one to every node its leaf serves (each
+    /// sends its shares or a decline; the `available_nodes` hash uniformly over the leaves,
+    /// counted at the binomial mean plus [`LEAF_SPREAD_SD`] standard deviations), to the other
+    /// `g - 1` members of its group, to the `g` members of the parent group and to the
+    /// commissioner. Counting contributors only would miss the decliners: a single leaf of
+    /// 200 nodes (the planner's choice for 100 expected contributors at a 537 ms round trip)
+    /// had all 199 others dial its 5 members at once.
+    pub fn leaf_member_connections(&self, g: u8, leaf_size: u32) -> f64 {
+        let leaves = self
+            .expected_contributors
+            .div_ceil(u64::from(leaf_size.max(1)))
+            .max(1) as f64;
+        let nodes = self.available_nodes.max(1) as f64;
+        let p = 1.0 / leaves;
+        let served = nodes * p + LEAF_SPREAD_SD * (nodes * p * (1.0 - p)).sqrt();
+        served + 2.0 * f64::from(g)
+    }
+
+    /// Whether a shape's leaf members stay within the connection budget (always, without one).
+    pub fn fits_connections(&self, g: u8, leaf_size: u32) -> bool {
+        self.connection_budget
+            .is_none_or(|b| self.leaf_member_connections(g, leaf_size) <= f64::from(b))
     }
 
     /// Phase times of a plan with these parameters.
@@ -368,10 +411,15 @@ pub struct PrivateChoice {
 /// Chooses the plan for `conditions` under the exposure `goal`, with the parameters in
 /// `fixed` as given. Candidates: every `t` from `max(min_threshold, 2)` to 32 and `g` from
 /// `t + min_spare` to `t + 4` (or the fixed ones), every fan-in and leaf size, over trees that fit the
-/// network (`tree_fits`). Among the shapes whose exposure is below the target and whose
+/// network (`tree_fits`). Among the shapes whose exposure is below the target, whose leaf
+/// members stay within the connection budget (`Conditions::fits_connections`) and whose
 /// completeness meets its target, the fastest; when none is below the exposure target (a
-/// network too small for groups that large, or fixed `g, t`), the least exposed shape that
-/// meets the completeness target (then the fastest of those), and `meets_goal` is false.
+/// network too small for groups that large, or fixed `g, t`), the least exposed shape within
+/// the budget that meets the completeness target (then the fastest of those), and
+/// `meets_goal` is false. The exposure goal comes before the budget: when no shape below the
+/// target fits the budget (groups of 12 need leaves of at least 24 nodes to fit the network,
+/// and 24 + 23 connections to their group and parent, before any spread, fill a budget of 48),
+/// the shape below the target with the fewest leaf member connections.
 pub fn plan_private(
     conditions: &Conditions,
     goal: &ExposureGoal,
@@ -392,11 +440,18 @@ pub fn plan_private(
             .filter(|f| *f <= MAX_FAN_IN)
             .collect(),
     };
-    // (meets exposure, meets completeness, exposure, latency, completeness, g, t, fan-in, leaf)
-    type Candidate = (bool, bool, f64, f64, f64, u8, u8, u32, u32);
+    // (meets exposure, meets completeness, exposure, latency, completeness, g, t, fan-in, leaf,
+    // within the connection budget, leaf member connections)
+    type Candidate = (bool, bool, f64, f64, f64, u8, u8, u32, u32, bool, f64);
     let rank = |c: &Candidate, b: &Candidate| -> bool {
         if c.0 != b.0 {
             return c.0;
+        }
+        if c.9 != b.9 {
+            return c.9;
+        }
+        if !c.9 && c.10 != b.10 {
+            return c.10 < b.10;
         }
         if c.1 != b.1 {
             return c.1;
@@ -453,6 +508,8 @@ pub fn plan_private(
                         t,
                         fan_in,
                         leaf_size,
+                        conditions.fits_connections(g, leaf_size),
+                        conditions.leaf_member_connections(g, leaf_size),
                     );
                     if best.as_ref().is_none_or(|b| rank(&c, b)) {
                         best = Some(c);
@@ -461,7 +518,7 @@ pub fn plan_private(
             }
         }
     }
-    let Some((meets_goal, _, exposure, _, _, g, t, fan_in, leaf_size)) = best else {
+    let Some((meets_goal, _, exposure, _, _, g, t, fan_in, leaf_size, _, _)) = best else {
         return Err(PlannerError::NoPlan(format!(
             "{} available nodes cannot hold even the smallest tree of the allowed groups",
             conditions.available_nodes
@@ -487,11 +544,17 @@ fn binomial_cdf(n: u32, q: f64, k: u32) -> f64 {
     total.min(1.0)
 }
 
-/// Chooses the plan for `conditions`.
+/// Chooses the plan for `conditions` at `t = min_threshold`: among the shapes that fit the
+/// network and the connection budget, the fastest that meets the completeness target (else
+/// the most complete); without a shape within the budget, the one with the fewest leaf member
+/// connections.
 pub fn plan(conditions: &Conditions) -> Result<Choice, PlannerError> {
     conditions.validate()?;
     let t = conditions.min_threshold;
-    let mut best: Option<(bool, f64, f64, u8, u32, u32, u8)> = None;
+    // (meets completeness, latency, completeness, g, fan-in, leaf, depth, within the
+    // connection budget, leaf member connections)
+    type Candidate = (bool, f64, f64, u8, u32, u32, u8, bool, f64);
+    let mut best: Option<Candidate> = None;
     for g in t..=(t.saturating_add(4)).min(MAX_GROUP_SIZE) {
         for &fan_in in FAN_INS.iter().filter(|f| **f <= MAX_FAN_IN) {
             for &leaf_size in &LEAF_SIZES {
@@ -502,9 +565,23 @@ pub fn plan(conditions: &Conditions) -> Result<Choice, PlannerError> {
                     continue;
                 }
                 let meets = completeness >= conditions.completeness_target;
-                let candidate = (meets, latency, completeness, g, fan_in, leaf_size, depth);
+                let fits = conditions.fits_connections(g, leaf_size);
+                let held = conditions.leaf_member_connections(g, leaf_size);
+                let candidate = (
+                    meets,
+                    latency,
+                    completeness,
+                    g,
+                    fan_in,
+                    leaf_size,
+                    depth,
+                    fits,
+                    held,
+                );
                 let better = match &best {
                     None => true,
+                    Some(b) if fits != b.7 => fits,
+                    Some(b) if !fits && held != b.8 => held < b.8,
                     Some(b) => match (meets, b.0) {
                         (true, false) => true,
                         (false, true) => false,
@@ -518,7 +595,7 @@ pub fn plan(conditions: &Conditions) -> Result<Choice, PlannerError> {
             }
         }
     }
-    let Some((_, _, _, g, fan_in, leaf_size, _)) = best else {
+    let Some((_, _, _, g, fan_in, leaf_size, _, _, _)) = best else {
         return Err(PlannerError::NoPlan(format!(
             "{} available nodes cannot hold even the smallest tree",
             conditions.available_nodes
@@ -648,6 +725,104 @@ mod tests {
             min_threshold: 5,
             completeness_target: 0.995,
             k_min: 100,
+            connection_budget: None,
+        }
+    }
+
+    /// What `grove compute` told the planner in the failed 200-node benchmark: 200 nodes, a
+    /// measured round trip of 537 ms, the node's default assumptions, a budget of 48.
+    fn bench200(contributors: u64) -> Conditions {
+        Conditions {
+            expected_contributors: contributors,
+            available_nodes: 200,
+            vector_len: 1000,
+            latency_us: 268_500,
+            broadcast_hops: gossip_hops(200, 6),
+            bandwidth_kb_per_s: 1_024.0,
+            link_model: LinkModel::PerNode,
+            compute_us_per_kb: 50.0,
+            crypto_us: 2_000.0,
+            failure_per_s: 1e-4,
+            min_threshold: 2,
+            completeness_target: 0.99,
+            k_min: 1,
+            connection_budget: Some(48),
+        }
+    }
+
+    #[test]
+    fn leaf_members_hold_no_more_connections_than_the_budget() {
+        let bench = Fixed {
+            g: Some(5),
+            t: Some(3),
+            fan_in: None,
+            min_spare: 1,
+        };
+        let loose = ExposureGoal {
+            target: 1e-2,
+            colluding_fraction: 0.1,
+        };
+        for contributors in [100, 200] {
+            let c = bench200(contributors);
+            for (fixed, goal) in [(bench, ExposureGoal::default()), (Fixed::default(), loose)] {
+                let p = plan_private(&c, &goal, &fixed).unwrap().choice;
+                let (g, leaf) = (p.privacy.g, p.leaf_size);
+                let held = c.leaf_member_connections(g, leaf);
+                assert!(held <= 48.0, "{held} connections: {p:?}");
+                assert!(p.tree.leaf_groups > 1, "{p:?}");
+                assert!(p.predicted_completeness >= c.completeness_target, "{p:?}");
+            }
+            let p = plan(&c).unwrap();
+            assert!(c.leaf_member_connections(p.privacy.g, p.leaf_size) <= 48.0);
+            // Without the bound the same conditions give larger leaves: for 100 expected
+            // contributors (what `grove compute` assumes of 200 nodes) one leaf, whose 5
+            // members would hold a connection to each of the 200 nodes; for 200, 7 leaves.
+            let free = Conditions {
+                connection_budget: None,
+                ..c
+            };
+            let p = plan_private(&free, &ExposureGoal::default(), &bench).unwrap();
+            assert!(
+                free.leaf_member_connections(5, p.choice.leaf_size) > 48.0,
+                "{p:?}"
+            );
+            if contributors == 100 {
+                assert_eq!(p.choice.tree.leaf_groups, 1, "{p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn leaf_member_connections_count_the_served_nodes_their_spread_and_two_groups() {
+        let c = bench200(100);
+        // One leaf: every node, no spread, plus 2g.
+        assert!((c.leaf_member_connections(5, 128) - 210.0).abs() < 1e-9);
+        // 13 leaves of 200 nodes: 15.4 on average, sd 3.7.
+        let p: f64 = 1.0 / 13.0;
+        let want = 200.0 * p + 3.0 * (200.0 * p * (1.0 - p)).sqrt() + 10.0;
+        assert!((c.leaf_member_connections(5, 8) - want).abs() < 1e-9);
+        assert!(c.fits_connections(5, 8) && !c.fits_connections(5, 16));
+        let unbounded = Conditions {
+            connection_budget: None,
+            ..c
+        };
+        assert!(unbounded.fits_connections(5, 128));
+    }
+
+    #[test]
+    fn the_exposure_goal_comes_before_the_connection_budget() {
+        // Groups of 12 fit 200 nodes only with leaves of 24 nodes or more: no shape below
+        // 1e-9 fits a budget of 48; the planner keeps the goal and the fewest connections.
+        let c = bench200(100);
+        let p = plan_private(&c, &ExposureGoal::default(), &Fixed::default()).unwrap();
+        assert!(p.meets_goal, "{p:?}");
+        let (g, leaf) = (p.choice.privacy.g, p.choice.leaf_size);
+        let held = c.leaf_member_connections(g, leaf);
+        assert!(held > 48.0, "{p:?}");
+        for s in shapes(&c, &ExposureGoal::default(), 0) {
+            if ExposureGoal::default().met_by(s.4) {
+                assert!(c.leaf_member_connections(s.0, s.3) >= held - 1e-9, "{s:?}");
+            }
         }
     }
 

@@ -535,6 +535,7 @@ fn the_planners_choice_runs_exactly_under_crashes() {
         min_threshold: 3,
         completeness_target: 0.99,
         k_min: 10,
+        connection_budget: None,
     })
     .expect("a plan");
     let mut c = setup(400, 300, 6, 16);

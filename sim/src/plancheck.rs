@@ -131,6 +131,8 @@ pub fn conditions_of(cfg: &SimConfig, target: f64) -> Conditions {
         min_threshold: cfg.protocol.t,
         completeness_target: target,
         k_min: cfg.protocol.k_min,
+        // The simulator models no connections (a message costs the same to any peer).
+        connection_budget: None,
     }
 }
 

@@ -60,8 +60,27 @@ pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// a flood of dialers can hold (each connection has its inbound budget, `budget`), well above
 /// what a node needs (its mesh, its routing queries and one computation's peers).
 pub const MAX_ESTABLISHED_CONNECTIONS: u32 = 256;
-/// Largest number of inbound connections still in their handshake.
-pub const MAX_PENDING_INCOMING: u32 = 64;
+/// Largest number of inbound connections still in their handshake (a flood of dialers costs
+/// at most this many noise handshakes at once; beyond it, a dial is refused and its sender
+/// fails the send or retries). The burst a computation brings: when a request arrives, every
+/// node a leaf serves dials the leaf's members at about the same moment (shares or a
+/// decline), and the group's and the parent's members dial each other; the planner keeps all
+/// of them within the connection budget (`planner::Conditions::leaf_member_connections`, at
+/// most `connection_target`, 48 by default, counted at three standard deviations of the
+/// leaf's spread). On top of that burst, other nodes' Kademlia queries walk through this one
+/// (every node looks up its commissioners' active requests every 10 s) and gossipsub grafts
+/// mesh peers. 64 held the burst of 48 with 16 to spare for the rest, and none at all when a
+/// loaded machine slows the handshakes (200 nodes at load 155 to 205, where a single leaf's 5
+/// members took 199 dials each at once: about 2,300 "Failed to dial"); twice the 64-connection
+/// goal holds a full budget and a Kademlia round of `K_VALUE` dialers with room, and is still
+/// a small, fixed cost per node.
+pub const MAX_PENDING_INCOMING: u32 = 128;
+// A leaf member's plan peers (at most the default target) dial it at once while Kademlia
+// queries of up to `K_VALUE` peers go on: the build fails if the limit cannot hold both.
+const _: () = assert!(
+    MAX_PENDING_INCOMING as usize >= super::connections::CONNECTION_TARGET + kad::K_VALUE.get()
+        && MAX_PENDING_INCOMING <= MAX_ESTABLISHED_CONNECTIONS
+);
 /// How long one directory pull (a request-response exchange of up to a 4 MB snapshot) may
 /// take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -635,6 +654,7 @@ impl request_response::Codec for SyncCodec {
 
 #[cfg(test)]
 mod tests {
+
     /// The size-aware deadline: a contributor hands `g - t + 1 = 3` full vectors of the
     /// largest size to the transport at once, and the third leaves only after the first two;
     /// on a 6,000 kB/s uplink (DISSEC's) it must not be failed over before its last byte

@@ -91,6 +91,9 @@ pub struct NetworkEstimate {
     /// Smoothed round trip of this node's directory pulls (`crate::latency`), if measured.
     pub rtt_us: Option<u64>,
     pub rtt_samples: u64,
+    /// The connections a node holds before it closes those it does not need (this node's
+    /// `connection_target`): the planner keeps a leaf member's connections within it.
+    pub connection_budget: u32,
 }
 
 impl NetworkEstimate {
@@ -106,6 +109,10 @@ impl NetworkEstimate {
             },
             rtt_us: status["latency"]["rtt_us"].as_u64(),
             rtt_samples: status["latency"]["samples"].as_u64().unwrap_or(0),
+            connection_budget: status["connections"]["target"]
+                .as_u64()
+                .and_then(|t| u32::try_from(t).ok())
+                .unwrap_or(crate::daemon::connections::CONNECTION_TARGET as u32),
         }
     }
 }
@@ -164,6 +171,7 @@ pub fn plan_compute(
         min_threshold: 2,
         completeness_target: COMPLETENESS_TARGET,
         k_min,
+        connection_budget: Some(net.connection_budget),
     };
     let fixed = Fixed {
         g: flags.g,
@@ -191,7 +199,8 @@ pub fn plan_compute(
             });
             let window_ms = (c.tree.timeouts.share_window / 1000).max(MIN_SHARE_WINDOW_MS);
             report.push(format!(
-                "planner: g = {}, t = {}, fan-in {}, {} leaf groups, share window {} ms                  ({} nodes, {measured}; predicted {:.0} ms, completeness {:.4})",
+                "planner: g = {}, t = {}, fan-in {}, {} leaf groups, share window {} ms \
+                 ({} nodes, {measured}; predicted {:.0} ms, completeness {:.4})",
                 c.privacy.g,
                 c.privacy.t,
                 c.tree.fan_in,
@@ -200,6 +209,21 @@ pub fn plan_compute(
                 nodes,
                 c.predicted_latency_us as f64 / 1e3,
                 c.predicted_completeness,
+            ));
+            // For the planner's leaves (a --leaf-groups flag may give others).
+            let held = conditions.leaf_member_connections(c.privacy.g, c.leaf_size);
+            let within = held <= f64::from(net.connection_budget);
+            report.push(format!(
+                "connections: a leaf member holds up to {held:.0} (about {:.0} nodes per leaf, \
+                 {} in its group and its parent's), budget {}{}",
+                nodes as f64 / f64::from(c.tree.leaf_groups.max(1)),
+                2 * u32::from(c.privacy.g),
+                net.connection_budget,
+                if within {
+                    ""
+                } else {
+                    " (above it: no shape within it meets the exposure target)"
+                },
             ));
             Planned {
                 g: c.privacy.g,
@@ -234,7 +258,8 @@ pub fn plan_compute(
         Err(e) => return Err(format!("cannot plan: {e}")),
     };
     report.push(format!(
-        "exposure: one contributor's value is revealed with probability {:.2e} if {f_pct:.0}%          of the nodes collude (target {:.0e})",
+        "exposure: one contributor's value is revealed with probability {:.2e} if {f_pct:.0}% \
+         of the nodes collude (target {:.0e})",
         planned.exposure, goal.target
     ));
     if !planned.meets_goal {
@@ -471,6 +496,7 @@ mod tests {
             nodes,
             rtt_us: Some(1_000),
             rtt_samples: 3,
+            connection_budget: 48,
         }
     }
 
