@@ -737,7 +737,7 @@ impl Membership {
     /// all, until an admitted peer shows that it holds it ([`Membership::own_confirmed`]): a
     /// newcomer whose first push was lost everywhere is otherwise known to no one (its own
     /// anti-entropy is refused while no peer admits it). A routing set still empty (no peer
-    /// known yet) delays the first push to the first timer that has one.
+    /// known yet) delays the first push to the first call (a timer, or the daemon's retry) that has one.
     /// (A certificate of another node is admitted and pushed once, as before.)
     pub fn announce(&mut self, cert: Certificate, now: Micros) -> Result<(), AdmissionError> {
         self.ensure_routing(now);
@@ -799,11 +799,10 @@ impl Membership {
             return;
         }
         if self.routing.is_empty() {
-            // Nobody to push to yet: look again one period later (not counted as a push).
-            let next = now.plus(self.config.anti_entropy_micros);
-            if let Some(own) = &mut self.own {
-                own.next = next;
-            }
+            // Nobody to push to yet: the push stays due, so the first call that finds a
+            // routing peer (the daemon retries at every tick until it has pushed) makes it.
+            // Moving it one period later delayed a newcomer's first push by up to 10 s after
+            // its first directory pull, long enough for it to become known by that pull alone.
             return;
         }
         let cert = own.cert.clone();
