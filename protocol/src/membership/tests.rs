@@ -1035,3 +1035,39 @@ fn anti_entropy_answers_are_one_bounded_push_and_still_bring_everything() {
         assert!(net.nodes[1].certificate(&c.node).is_some());
     }
 }
+
+/// A newcomer that announces before it knows any peer (its routing set empty, as a daemon's
+/// is before its first directory pull answers) pushes at the first call that finds a routing
+/// peer, not an anti-entropy period later. Fails if the empty routing set moves the push a
+/// period later: the newcomer then becomes known by its pull alone before it pushes (CI saw
+/// that in the e2e test `membership_gossip`).
+#[test]
+fn a_newcomer_that_announces_before_it_knows_a_peer_pushes_as_soon_as_it_knows_one() {
+    let now = at_epoch(5);
+    let mut m = Membership::new(
+        node(500),
+        policy(1_000, 0),
+        MembershipConfig::default(),
+        Arc::new(Checkpoint::new(0, std::iter::empty())),
+        [9u8; 32],
+        now,
+    );
+    m.announce(newcomer_cert(500), now).unwrap();
+    assert_eq!(m.own_pushes(), 0, "no routing peer, no push yet");
+    // A second later its pull brings the network in, then the daemon's next tick.
+    let later = Micros(now.0 + 1_000_000);
+    for i in 0..5 {
+        m.announce(cert(i, 0), later).unwrap();
+    }
+    m.handle_timeout(later);
+    assert_eq!(
+        m.own_pushes(),
+        1,
+        "pushed at the first call with routing peers"
+    );
+    let pushed_own = std::iter::from_fn(|| m.poll_output()).any(|out| {
+        matches!(out, MemberOutput::Send { message: MemberMessage::Push { entries }, .. }
+            if entries == vec![newcomer_cert(500)])
+    });
+    assert!(pushed_own, "its own certificate went out");
+}
