@@ -32,6 +32,8 @@
 # removed when the script ends, fails or is interrupted. Not a test: figures depend on the load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib-daemons.sh
+. scripts/lib-daemons.sh
 
 DIM=${DIM:-10000}
 G=${G:-5}
@@ -42,25 +44,17 @@ SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(50 100 200)
 
 ROOT=$(mktemp -d -t grove-bench-XXXXXX)
-PIDS=()
 CPU_PER_NODE=()
 CONN_AT=()
 PERF_PID=""
 cleanup() {
-    local pid
     # A failed computation exits before `perf record` is stopped.
     if [ -n "$PERF_PID" ]; then
         kill -INT "$PERF_PID" 2>/dev/null || true
         wait "$PERF_PID" 2>/dev/null || true
         PERF_PID=""
     fi
-    for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
+    kill_daemons
     rm -rf "$ROOT"
 }
 trap cleanup EXIT
@@ -74,8 +68,6 @@ if [ -z "${GROVE:-}" ]; then
 fi
 [ -x "$GROVE" ] || { echo "no grove binary at $GROVE" >&2; exit 1; }
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
-
 printf '%-5s %-7s %-10s %-10s %-13s %-16s %-16s %-12s %-12s %-15s %-15s %s\n' \
     N dim cli_ms daemon_ms contributors "bytes_sent/node" "upload B/coord" "cpu ms/node" \
     "idle ms/n/s" "conn mean/max" "idle mean/max" "load"
@@ -88,38 +80,14 @@ for N in "${SIZES[@]}"; do
             sed -i "s/^connection_target = .*/connection_target = $CONNECTION_TARGET/" "$RUN/$i/config.toml"
         fi
     done
-    start() { # node index, bootstrap address (may be empty)
-        local args=(daemon --data-dir "$RUN/$1" --listen /ip4/127.0.0.1/tcp/0)
-        [ -n "${2:-}" ] && args+=(--bootstrap "$2")
-        setsid "$GROVE" "${args[@]}" >"$RUN/$1.log" 2>&1 </dev/null &
-        PIDS+=($!)
-    }
-    start 0 ""
-    BOOT=""
-    for _ in $(seq 1 300); do
-        BOOT=$("$GROVE" status --data-dir "$RUN/0" --json 2>/dev/null | json 'd["listen"][0]' 2>/dev/null || true)
-        [ -n "$BOOT" ] && break
-        sleep 0.1
-    done
+    start_daemon "$RUN" 0 ""
+    BOOT=$(listen_address "$RUN/0")
     [ -n "$BOOT" ] || { echo "node 0 did not start; see its log" >&2; cat "$RUN/0.log" >&2; exit 1; }
     T0=$(date +%s.%N)
-    for i in $(seq 1 $((N - 1))); do start "$i" "$BOOT"; done
-    # Every directory must hold every node (the plan is over the commissioner's snapshot,
-    # but a node lacking peers would have to fetch it).
-    # A node that holds every peer keeps them, so only the lagging ones are asked again (each
-    # ask is two processes: at N = 200, asking everyone every second kept both cores busy).
-    LAGGING=$(seq 0 $((N - 1)))
-    for _ in $(seq 1 600); do
-        STILL=""
-        for i in $LAGGING; do
-            p=$("$GROVE" status --data-dir "$RUN/$i" --json 2>/dev/null | json 'd["directory_peers"]' 2>/dev/null || echo 0)
-            [ "$p" -ge "$N" ] || STILL="$STILL $i"
-        done
-        LAGGING=$STILL
-        lagging=$(echo $LAGGING | wc -w)
-        [ "$lagging" -eq 0 ] && break
-        sleep 1
-    done
+    for i in $(seq 1 $((N - 1))); do start_daemon "$RUN" "$i" "$BOOT"; done
+    # Every directory must hold every node.
+    await_directories "$RUN" "$N"
+    lagging=$(echo "$LAGGING" | wc -w)
     CONVERGED_S=$(python3 -c "import time; print(round(time.time() - $T0, 1))")
     [ "$lagging" -eq 0 ] || echo "warning: $lagging directories still incomplete" >&2
     KEY=$("$GROVE" status --data-dir "$RUN/0" --json | json 'd["commissioner_key"]')
@@ -145,10 +113,9 @@ EOF
     LOAD=$(cut -d' ' -f1 /proc/loadavg)
     # CPU time (user + system, clock ticks) of every daemon, before and after the computation.
     cpu_ticks() {
-        local pid total=0
-        for pid in "${PIDS[@]}"; do
-            read -r -a f <"/proc/$pid/stat" 2>/dev/null || continue
-            total=$((total + f[13] + f[14]))
+        local t total=0
+        for t in $(pid_ticks "${PIDS[@]}"); do
+            total=$((total + t))
         done
         echo "$total"
     }

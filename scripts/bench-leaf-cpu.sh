@@ -39,6 +39,8 @@
 # ends, fails or is interrupted. Not a test: figures depend on the load, which it prints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib-daemons.sh
+. scripts/lib-daemons.sh
 
 N=${N:-20}
 REPS=${REPS:-3}
@@ -55,16 +57,8 @@ GROVE=${GROVE:-$(pwd)/target/release/grove-e2e-node}
 [ -x "$GROVE" ] || { echo "no binary at $GROVE: cargo build --release --workspace --bins" >&2; exit 1; }
 
 ROOT=$(mktemp -d -t grove-leafcpu-XXXXXX)
-PIDS=()
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
+    kill_daemons
     if [ -n "${KEEP:-}" ]; then
         mkdir -p "$KEEP"
         cp -r "$ROOT"/. "$KEEP"/ 2>/dev/null || true
@@ -73,8 +67,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 
 # The records: node i has one vector (v, DIM values in [-1, 1], seeded by i), one integer x
 # in [0, 100] in collection s, and one (k, x) in collection kv with k = k(i mod 2).
@@ -125,34 +117,16 @@ start_network() { # mode (proofs | plain)
         "$GROVE" init --data-dir "$run/$i" >/dev/null
     done
     start() { # node index, bootstrap address (may be empty)
-        local args=(daemon --data-dir "$run/$1" --listen /ip4/127.0.0.1/tcp/0)
-        [ -n "${2:-}" ] && args+=(--bootstrap "$2")
-        setsid "${env[@]}" "$GROVE" "${args[@]}" >"$run/$1.log" 2>&1 </dev/null &
-        PIDS+=($!)
-        pids+=($!)
+        start_daemon "$run" "$1" "${2:-}" "${env[@]}"
+        pids+=("${PIDS[-1]}")
     }
     start 0 ""
-    for _ in $(seq 1 300); do
-        boot=$("$GROVE" status --data-dir "$run/0" --json 2>/dev/null | json 'd["listen"][0]' 2>/dev/null || true)
-        [ -n "$boot" ] && break
-        sleep 0.1
-    done
+    boot=$(listen_address "$run/0")
     [ -n "$boot" ] || { echo "$mode: node 0 did not start" >&2; cat "$run/0.log" >&2; exit 1; }
     for i in $(seq 1 $((N - 1))); do start "$i" "$boot"; done
     NET_PIDS[$mode]="${pids[*]}"
-    local lagging still p
-    lagging=$(seq 0 $((N - 1)))
-    for _ in $(seq 1 600); do
-        still=""
-        for i in $lagging; do
-            p=$("$GROVE" status --data-dir "$run/$i" --json 2>/dev/null | json 'd["directory_peers"]' 2>/dev/null || echo 0)
-            [ "$p" -ge "$N" ] || still="$still $i"
-        done
-        lagging=$still
-        [ -z "$lagging" ] && break
-        sleep 1
-    done
-    [ -z "$lagging" ] || echo "warning: $mode: directories of$lagging still incomplete" >&2
+    await_directories "$run" "$N"
+    [ -z "$LAGGING" ] || echo "warning: $mode: directories of$LAGGING still incomplete" >&2
     local key
     key=$("$GROVE" status --data-dir "$run/0" --json | json 'd["commissioner_key"]')
     for i in $(seq 0 $((N - 1))); do
@@ -166,12 +140,8 @@ start_network() { # mode (proofs | plain)
 
 # user + system ticks of each daemon of a network, one line "t0 t1 ...".
 ticks() { # mode
-    local pid out=()
-    for pid in ${NET_PIDS[$1]}; do
-        read -r -a f <"/proc/$pid/stat"
-        out+=($((f[13] + f[14])))
-    done
-    echo "${out[*]}"
+    # shellcheck disable=SC2086 # the pids are words
+    pid_ticks ${NET_PIDS[$1]}
 }
 statuses() { # mode, output file (one JSON per line, node order)
     local i

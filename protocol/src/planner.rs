@@ -408,6 +408,88 @@ pub struct PrivateChoice {
     pub meets_goal: bool,
 }
 
+/// One plan shape the planners consider, with what `Conditions::predict` gives for it and
+/// where it stands against the connection budget.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    g: u8,
+    t: u8,
+    fan_in: u32,
+    leaf_size: u32,
+    /// Predicted failure-free latency, microseconds.
+    latency: f64,
+    /// Predicted fraction of contributors included.
+    completeness: f64,
+    /// `completeness` reaches the conditions' target.
+    meets_completeness: bool,
+    /// Its leaf members stay within the connection budget (`Conditions::fits_connections`).
+    within_budget: bool,
+    /// The connections one of its leaf members holds (`Conditions::leaf_member_connections`).
+    connections: f64,
+}
+
+impl Candidate {
+    fn new(conditions: &Conditions, g: u8, t: u8, fan_in: u32, leaf_size: u32) -> Candidate {
+        let (latency, completeness, _) = conditions.predict(g, t, fan_in, leaf_size);
+        Candidate {
+            g,
+            t,
+            fan_in,
+            leaf_size,
+            latency,
+            completeness,
+            meets_completeness: completeness >= conditions.completeness_target,
+            within_budget: conditions.fits_connections(g, leaf_size),
+            connections: conditions.leaf_member_connections(g, leaf_size),
+        }
+    }
+
+    /// The connection-budget rule, the same in `plan` and `plan_private`: a shape within the
+    /// budget comes before one beyond it, and of two beyond it the one whose leaf members hold
+    /// fewer connections. `Some(true)` if it puts `self` before `other`, `Some(false)` if
+    /// after, `None` if it does not tell them apart.
+    fn budget_order(&self, other: &Candidate) -> Option<bool> {
+        if self.within_budget != other.within_budget {
+            return Some(self.within_budget);
+        }
+        if !self.within_budget && self.connections != other.connections {
+            return Some(self.connections < other.connections);
+        }
+        None
+    }
+
+    /// A shape that meets the completeness target comes before one that does not (as
+    /// `budget_order`).
+    fn completeness_order(&self, other: &Candidate) -> Option<bool> {
+        (self.meets_completeness != other.meets_completeness).then_some(self.meets_completeness)
+    }
+
+    /// Whether `self` comes before `other`, both meeting the completeness target or neither:
+    /// the faster if both do, else the more complete.
+    fn speed_order(&self, other: &Candidate) -> bool {
+        if self.meets_completeness {
+            self.latency < other.latency
+        } else {
+            self.completeness > other.completeness
+        }
+    }
+
+    /// The full choice for this shape.
+    fn choice(&self, conditions: &Conditions) -> Choice {
+        conditions.choice(self.g, self.t, self.fan_in, self.leaf_size)
+    }
+}
+
+/// A shape `plan_private` considers: its `Candidate` and its exposure under the goal.
+#[derive(Clone, Copy, Debug)]
+struct PrivateCandidate {
+    shape: Candidate,
+    /// The exposure of one contributor's value at the goal's colluding fraction.
+    exposure: f64,
+    /// `exposure` is below the goal's target.
+    meets_goal: bool,
+}
+
 /// Chooses the plan for `conditions` under the exposure `goal`, with the parameters in
 /// `fixed` as given. Candidates: every `t` from `max(min_threshold, 2)` to 32 and `g` from
 /// `t + min_spare` to `t + 4` (or the fixed ones), every fan-in and leaf size, over trees that fit the
@@ -440,32 +522,21 @@ pub fn plan_private(
             .filter(|f| *f <= MAX_FAN_IN)
             .collect(),
     };
-    // (meets exposure, meets completeness, exposure, latency, completeness, g, t, fan-in, leaf,
-    // within the connection budget, leaf member connections)
-    type Candidate = (bool, bool, f64, f64, f64, u8, u8, u32, u32, bool, f64);
-    let rank = |c: &Candidate, b: &Candidate| -> bool {
-        if c.0 != b.0 {
-            return c.0;
-        }
-        if c.9 != b.9 {
-            return c.9;
-        }
-        if !c.9 && c.10 != b.10 {
-            return c.10 < b.10;
-        }
-        if c.1 != b.1 {
-            return c.1;
-        }
-        if !c.0 && c.2 != b.2 {
-            return c.2 < b.2;
-        }
-        if c.1 {
-            c.3 < b.3
-        } else {
-            c.4 > b.4
-        }
+    // Whether `c` comes before `b`: below the exposure target first, then the connection
+    // budget, then the completeness target, then (both above the exposure target) the less
+    // exposed, then the faster or the more complete.
+    let rank = |c: &PrivateCandidate, b: &PrivateCandidate| -> bool {
+        let (cs, bs) = (&c.shape, &b.shape);
+        (c.meets_goal != b.meets_goal)
+            .then_some(c.meets_goal)
+            .or_else(|| cs.budget_order(bs))
+            .or_else(|| cs.completeness_order(bs))
+            .or_else(|| {
+                (!c.meets_goal && c.exposure != b.exposure).then_some(c.exposure < b.exposure)
+            })
+            .unwrap_or_else(|| cs.speed_order(bs))
     };
-    let mut best: Option<Candidate> = None;
+    let mut best: Option<PrivateCandidate> = None;
     for &t in &ts {
         if !(2..=MAX_GROUP_SIZE).contains(&t) {
             return Err(PlannerError::Invalid(format!(
@@ -497,20 +568,11 @@ pub fn plan_private(
                     if !tree_fits(groups, g, conditions.available_nodes) {
                         continue;
                     }
-                    let (latency, completeness, _) = conditions.predict(g, t, fan_in, leaf_size);
-                    let c = (
-                        goal.met_by(exposed),
-                        completeness >= conditions.completeness_target,
-                        exposed,
-                        latency,
-                        completeness,
-                        g,
-                        t,
-                        fan_in,
-                        leaf_size,
-                        conditions.fits_connections(g, leaf_size),
-                        conditions.leaf_member_connections(g, leaf_size),
-                    );
+                    let c = PrivateCandidate {
+                        shape: Candidate::new(conditions, g, t, fan_in, leaf_size),
+                        exposure: exposed,
+                        meets_goal: goal.met_by(exposed),
+                    };
                     if best.as_ref().is_none_or(|b| rank(&c, b)) {
                         best = Some(c);
                     }
@@ -518,16 +580,16 @@ pub fn plan_private(
             }
         }
     }
-    let Some((meets_goal, _, exposure, _, _, g, t, fan_in, leaf_size, _, _)) = best else {
+    let Some(best) = best else {
         return Err(PlannerError::NoPlan(format!(
             "{} available nodes cannot hold even the smallest tree of the allowed groups",
             conditions.available_nodes
         )));
     };
     Ok(PrivateChoice {
-        choice: conditions.choice(g, t, fan_in, leaf_size),
-        exposure,
-        meets_goal,
+        choice: best.shape.choice(conditions),
+        exposure: best.exposure,
+        meets_goal: best.meets_goal,
     })
 }
 
@@ -551,57 +613,36 @@ fn binomial_cdf(n: u32, q: f64, k: u32) -> f64 {
 pub fn plan(conditions: &Conditions) -> Result<Choice, PlannerError> {
     conditions.validate()?;
     let t = conditions.min_threshold;
-    // (meets completeness, latency, completeness, g, fan-in, leaf, depth, within the
-    // connection budget, leaf member connections)
-    type Candidate = (bool, f64, f64, u8, u32, u32, u8, bool, f64);
     let mut best: Option<Candidate> = None;
     for g in t..=(t.saturating_add(4)).min(MAX_GROUP_SIZE) {
         for &fan_in in FAN_INS.iter().filter(|f| **f <= MAX_FAN_IN) {
             for &leaf_size in &LEAF_SIZES {
-                let (latency, completeness, depth) = conditions.predict(g, t, fan_in, leaf_size);
                 let leaves = conditions.expected_contributors.div_ceil(leaf_size as u64);
                 let (groups, _) = tree_size(leaves, fan_in as u64);
                 if !tree_fits(groups, g, conditions.available_nodes) {
                     continue;
                 }
-                let meets = completeness >= conditions.completeness_target;
-                let fits = conditions.fits_connections(g, leaf_size);
-                let held = conditions.leaf_member_connections(g, leaf_size);
-                let candidate = (
-                    meets,
-                    latency,
-                    completeness,
-                    g,
-                    fan_in,
-                    leaf_size,
-                    depth,
-                    fits,
-                    held,
-                );
-                let better = match &best {
-                    None => true,
-                    Some(b) if fits != b.7 => fits,
-                    Some(b) if !fits && held != b.8 => held < b.8,
-                    Some(b) => match (meets, b.0) {
-                        (true, false) => true,
-                        (false, true) => false,
-                        (true, true) => latency < b.1,
-                        (false, false) => completeness > b.2,
-                    },
-                };
+                let c = Candidate::new(conditions, g, t, fan_in, leaf_size);
+                // The connection budget, then the completeness target, then the faster or the
+                // more complete.
+                let better = best.as_ref().is_none_or(|b| {
+                    c.budget_order(b)
+                        .or_else(|| c.completeness_order(b))
+                        .unwrap_or_else(|| c.speed_order(b))
+                });
                 if better {
-                    best = Some(candidate);
+                    best = Some(c);
                 }
             }
         }
     }
-    let Some((_, _, _, g, fan_in, leaf_size, _, _, _)) = best else {
+    let Some(best) = best else {
         return Err(PlannerError::NoPlan(format!(
             "{} available nodes cannot hold even the smallest tree",
             conditions.available_nodes
         )));
     };
-    Ok(conditions.choice(g, t, fan_in, leaf_size))
+    Ok(best.choice(conditions))
 }
 
 impl Conditions {

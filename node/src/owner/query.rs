@@ -212,7 +212,7 @@ pub fn plan_compute(
             ));
             // For the planner's leaves (a --leaf-groups flag may give others).
             let held = conditions.leaf_member_connections(c.privacy.g, c.leaf_size);
-            let within = held <= f64::from(net.connection_budget);
+            let within = conditions.fits_connections(c.privacy.g, c.leaf_size);
             report.push(format!(
                 "connections: a leaf member holds up to {held:.0} (about {:.0} nodes per leaf, \
                  {} in its group and its parent's), budget {}{}",
