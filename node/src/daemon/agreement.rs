@@ -75,6 +75,10 @@ pub struct Stats {
     pub snapshot_fetch_failures: u64,
     /// Requests found in the DHT that this node had not received by gossip.
     pub requests_found_in_dht: u64,
+    /// Lookups of trusted commissioners' active requests this node started.
+    pub request_lookups: u64,
+    /// Record lookups (of active requests or snapshots) other peers asked this node.
+    pub record_lookups_answered: u64,
 }
 
 impl State {
@@ -326,6 +330,7 @@ impl Node {
                 .kad
                 .get_record(RecordKey::new(&directory::active_requests_key(&key)));
             self.membership.agreement.lookups.insert(q, key);
+            self.membership.agreement.stats.request_lookups += 1;
         }
         self.membership.agreement.looked_up = true;
     }
@@ -371,6 +376,9 @@ impl Node {
                 }
                 _ => {}
             },
+            kad::Event::InboundRequest {
+                request: kad::InboundRequest::GetRecord { .. },
+            } => self.membership.agreement.stats.record_lookups_answered += 1,
             kad::Event::RoutingUpdated { peer, .. } => {
                 tracing::debug!("kademlia routing table now has {peer}");
                 self.on_routing_updated();
