@@ -52,6 +52,10 @@
 //! - `scale60` (only with `GROVE_E2E_LARGE=1`): 60 daemons with admission on and a local
 //!   beacon, then a late 61st, known and eligible at every daemon by gossip; one computation
 //!   counts all 61 exactly; connections and CPU per node printed.
+//! - `lookups_at_rest`: 16 daemons at rest trusting one commissioner back off their lookups
+//!   of its active requests (none active), within the documented schedule; a computation
+//!   afterwards still reaches every node. `GROVE_REST_NODES` and `GROVE_REST_SECS` scale it up
+//!   for a measurement.
 //! - `cleanup`: a test that panics while its daemons run leaves no process and no directory.
 //! - `console`: the owner's console in headless Chromium ([`browser`]): login, trust,
 //!   forged changes, the trust mode "ask", the audit, a query from the commissioner's page.

@@ -7,9 +7,11 @@
 //!   replay check would refuse it later) while the snapshot is fetched; it is then handed to
 //!   the engine, or, if the snapshot cannot be fetched, declined with a reason in the audit log.
 //!   Messages of the computation that arrive meanwhile wait in the engine's early queue.
-//! - A node looks up the active requests of the commissioners it trusts when it starts, when
-//!   it trusts a new one, and every [`ACTIVE_REQUESTS_POLL`], so a node that starts after the
-//!   gossip broadcast still finds and joins a computation while its share window is open.
+//! - A node looks up the active requests of the commissioners it trusts when it starts and
+//!   when it trusts a new one, so a node that starts after the gossip broadcast still finds
+//!   and joins a computation while its share window is open; then on a back-off ([`Poll`]:
+//!   from [`ACTIVE_REQUESTS_POLL`], doubled by each lookup that brings nothing new, up to
+//!   [`poll_cap`]), for the requests gossip missed.
 //!   Kademlia values are not authenticated, but every request in them is signed and goes
 //!   through the engine's checks: a forged value can hide requests, never forge one.
 
@@ -39,8 +41,79 @@ pub const MAX_LOOKED_UP_COMMISSIONERS: usize = 16;
 /// `grove_protocol::limits::MAX_SEEN_REQUESTS` and refuses a request it saw whatever this
 /// forgets; the two had one name and two values.
 pub const MAX_HANDED_REQUESTS: usize = 4096;
-/// How often a node with trusted commissioners looks for their active requests.
+/// The wait before the second lookup of a trusted commissioner's active requests (the first
+/// is at once): each lookup that brings no request this node lacked doubles the wait, up to
+/// [`poll_cap`]; one that brings one sets it back to this.
 pub const ACTIVE_REQUESTS_POLL: Duration = Duration::from_secs(10);
+/// The longest wait between two lookups of one commissioner's requests, whatever the network.
+pub const MIN_POLL_CAP: Duration = Duration::from_secs(60);
+/// The longest wait between two lookups of one commissioner's requests on a large network:
+/// the bound on how late the lookups find a request this node missed by gossip.
+pub const MAX_POLL_CAP: Duration = Duration::from_secs(600);
+/// Peers of the directory per second of the cap: with every node polling one commissioner at
+/// the cap, the peers closest to its key answer about one lookup per second each (a lookup
+/// that finds nothing asks all of them), up to `MAX_POLL_CAP` seconds' worth of peers.
+pub const PEERS_PER_CAP_SECOND: usize = 1;
+/// How often the daemon looks up the commissioners whose lookup is due.
+pub const LOOKUP_TICK: Duration = Duration::from_secs(2);
+
+/// The longest wait between two lookups of one commissioner's requests on a network whose
+/// directory holds `peers` peers: `peers` seconds, within [`MIN_POLL_CAP`] and
+/// [`MAX_POLL_CAP`].
+pub fn poll_cap(peers: usize) -> Duration {
+    let secs = (peers / PEERS_PER_CAP_SECOND) as u64;
+    Duration::from_secs(secs).clamp(MIN_POLL_CAP, MAX_POLL_CAP)
+}
+
+/// When a node looks up one trusted commissioner's active requests next.
+///
+/// A lookup of a key with no record (no request active: a network at rest) asks all the ~20
+/// peers closest to the key, dialing those it is not connected to, and every node asks the
+/// same peers; at a fixed 10 s that kept every node's connections above its target and made
+/// each of those peers answer N/10 lookups per second. Gossip is how requests reach running
+/// nodes; the lookups are for the nodes it missed. So the wait doubles while lookups bring
+/// nothing new, and each wait is drawn from its second half, so that nodes started together
+/// do not ask at the same moments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Poll {
+    /// The wait after the next lookup, before jitter.
+    pub wait: Duration,
+    /// When the next lookup is due.
+    pub next: Instant,
+}
+
+impl Poll {
+    /// A commissioner to look up at `now` (newly trusted, or the node just started).
+    pub fn due(now: Instant) -> Poll {
+        Poll {
+            wait: ACTIVE_REQUESTS_POLL,
+            next: now,
+        }
+    }
+
+    /// A lookup starts at `now`: the next is due after the current wait, drawn in its second
+    /// half by `jitter` (in `[0, 1)`), and the wait after it doubles, up to `cap`.
+    pub fn started(self, now: Instant, cap: Duration, jitter: f64) -> Poll {
+        Poll {
+            wait: (self.wait * 2).min(cap).max(ACTIVE_REQUESTS_POLL),
+            next: now + jittered(self.wait.min(cap), jitter),
+        }
+    }
+
+    /// A lookup brought a request this node had not seen (gossip missed it): the next is due
+    /// within [`ACTIVE_REQUESTS_POLL`], and the waits start over from there.
+    pub fn found_new(self, now: Instant, jitter: f64) -> Poll {
+        Poll {
+            wait: ACTIVE_REQUESTS_POLL * 2,
+            next: self.next.min(now + jittered(ACTIVE_REQUESTS_POLL, jitter)),
+        }
+    }
+}
+
+/// `wait` drawn in its second half: `wait * (1 + jitter) / 2`, `jitter` in `[0, 1)`.
+pub fn jittered(wait: Duration, jitter: f64) -> Duration {
+    wait.mul_f64((1.0 + jitter.clamp(0.0, 1.0)) / 2.0)
+}
 
 /// The node's Kademlia agreement state and its traffic counters.
 #[derive(Default)]
@@ -59,6 +132,8 @@ pub struct State {
     seen: BTreeMap<ComputationId, Micros>,
     /// Whether the first lookup of active requests was made.
     looked_up: bool,
+    /// When each trusted commissioner is looked up next.
+    polls: BTreeMap<[u8; 32], Poll>,
     pub(super) stats: Stats,
 }
 
@@ -75,6 +150,10 @@ pub struct Stats {
     pub snapshot_fetch_failures: u64,
     /// Requests found in the DHT that this node had not received by gossip.
     pub requests_found_in_dht: u64,
+    /// Lookups of trusted commissioners' active requests this node started.
+    pub request_lookups: u64,
+    /// Record lookups (of active requests or snapshots) other peers asked this node.
+    pub record_lookups_answered: u64,
 }
 
 impl State {
@@ -290,8 +369,15 @@ impl Node {
         }
     }
 
-    /// Looks up the active requests of every commissioner this node trusts, itself excepted.
+    /// Looks up the active requests of every commissioner this node trusts, itself excepted,
+    /// now (the node started, or trusts a new one), and starts their waits over.
     pub(super) fn look_for_requests(&mut self) {
+        self.poll_requests(true);
+    }
+
+    /// Looks up the active requests of the trusted commissioners whose lookup is due
+    /// ([`Poll`]); `all`: of every one, now.
+    pub(super) fn poll_requests(&mut self, all: bool) {
         let trusted = match self.store.trust_list() {
             Ok(t) => t,
             Err(e) => {
@@ -300,32 +386,41 @@ impl Node {
             }
         };
         let mine = self.keys.commissioner.verifying_key().to_bytes();
-        for entry in trusted.iter().take(MAX_LOOKED_UP_COMMISSIONERS) {
-            let Some(key) = parse_key(&entry.key) else {
-                continue;
-            };
-            if key == mine {
-                // A node that trusts its own key holds its own requests: once its record is
-                // gone from its store (the computation closed), looking it up dialed the peers
-                // closest to the key every poll for nothing.
+        let now = Instant::now();
+        let cap = poll_cap(self.membership.directory.len());
+        let keys: Vec<[u8; 32]> = trusted
+            .iter()
+            .take(MAX_LOOKED_UP_COMMISSIONERS)
+            .filter_map(|entry| parse_key(&entry.key))
+            // A node that trusts its own key holds its own requests: once its record is
+            // gone from its store (the computation closed), looking it up dialed the peers
+            // closest to the key every poll for nothing.
+            .filter(|key| *key != mine)
+            .collect();
+        self.membership
+            .agreement
+            .polls
+            .retain(|k, _| keys.contains(k));
+        for key in keys {
+            let agreement = &mut self.membership.agreement;
+            let in_flight = agreement.lookups.values().any(|k| *k == key);
+            let poll = agreement.polls.entry(key).or_insert_with(|| Poll::due(now));
+            if all {
+                *poll = Poll::due(now);
+            }
+            if poll.next > now || in_flight {
                 continue;
             }
-            if self
-                .membership
-                .agreement
-                .lookups
-                .values()
-                .any(|k| *k == key)
-            {
-                continue;
-            }
+            *poll = poll.started(now, cap, rand::random());
             let q = self
                 .transport
                 .swarm
                 .behaviour_mut()
                 .kad
                 .get_record(RecordKey::new(&directory::active_requests_key(&key)));
-            self.membership.agreement.lookups.insert(q, key);
+            let agreement = &mut self.membership.agreement;
+            agreement.lookups.insert(q, key);
+            agreement.stats.request_lookups += 1;
         }
         self.membership.agreement.looked_up = true;
     }
@@ -359,7 +454,13 @@ impl Node {
                             {
                                 q.finish();
                             }
-                            self.on_active_requests(&key, &r.record.value)?;
+                            // A request gossip missed: look again soon, there may be others.
+                            if self.on_active_requests(&key, &r.record.value)? > 0 {
+                                let agreement = &mut self.membership.agreement;
+                                if let Some(poll) = agreement.polls.get_mut(&key) {
+                                    *poll = poll.found_new(Instant::now(), rand::random());
+                                }
+                            }
                         } else if step.last {
                             self.membership.agreement.lookups.remove(&id);
                         }
@@ -371,6 +472,9 @@ impl Node {
                 }
                 _ => {}
             },
+            kad::Event::InboundRequest {
+                request: kad::InboundRequest::GetRecord { .. },
+            } => self.membership.agreement.stats.record_lookups_answered += 1,
             kad::Event::RoutingUpdated { peer, .. } => {
                 tracing::debug!("kademlia routing table now has {peer}");
                 self.on_routing_updated();
@@ -461,14 +565,22 @@ impl Node {
     }
 
     /// A commissioner's active requests: the ones this node has not seen go the gossip way.
-    fn on_active_requests(&mut self, commissioner: &[u8; 32], value: &[u8]) -> anyhow::Result<()> {
+    /// Returns how many of them carry their commissioner's valid signature: each brings the
+    /// next lookup closer ([`Poll::found_new`]), and a forged record must not (it could
+    /// otherwise hold every node that reads it at the shortest wait).
+    fn on_active_requests(
+        &mut self,
+        commissioner: &[u8; 32],
+        value: &[u8],
+    ) -> anyhow::Result<usize> {
         if value.len() > MAX_ACTIVE_REQUESTS_BYTES {
-            return Ok(());
+            return Ok(0);
         }
         let Ok(list) = postcard::from_bytes::<Vec<Vec<u8>>>(value) else {
             tracing::debug!("an undecodable active-requests record");
-            return Ok(());
+            return Ok(0);
         };
+        let mut new = 0;
         let now = now_micros();
         for bytes in list.iter().take(MAX_PUBLISHED_REQUESTS) {
             let Ok(message) = codec::decode(bytes) else {
@@ -487,10 +599,13 @@ impl Node {
             }
             tracing::info!("computation {}: request found in the DHT", r.id);
             self.membership.agreement.stats.requests_found_in_dht += 1;
+            if signed.verify_signature().is_ok() {
+                new += 1;
+            }
             let from = r.commissioner_node;
             self.on_request_message(from, message)?;
         }
-        Ok(())
+        Ok(new)
     }
 }
 
@@ -503,4 +618,93 @@ fn parse_key(hex: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The waits between the lookups of one commissioner from `t0`, each drawn with `jitter`,
+    /// none bringing a new request.
+    fn waits(peers: usize, jitter: f64, n: usize) -> Vec<Duration> {
+        let t0 = Instant::now();
+        let mut poll = Poll::due(t0);
+        let mut at = t0;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            assert!(poll.next >= at);
+            at = poll.next;
+            poll = poll.started(at, poll_cap(peers), jitter);
+            out.push(poll.next - at);
+        }
+        out
+    }
+
+    /// Lookups that find nothing double their wait up to the cap: at 16 peers 10, 20, 40, then
+    /// 60 s (before jitter). At a fixed 10 s every node of a network at rest asked the ~20
+    /// peers closest to the commissioner's key, dialing them, every 10 s.
+    #[test]
+    fn lookups_that_find_nothing_back_off_to_the_cap() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            waits(16, 1.0, 6),
+            vec![s(10), s(20), s(40), s(60), s(60), s(60)]
+        );
+        assert_eq!(
+            waits(300, 1.0, 7),
+            vec![s(10), s(20), s(40), s(80), s(160), s(300), s(300)]
+        );
+        // The shortest draw is half the wait.
+        assert_eq!(waits(16, 0.0, 5), vec![s(5), s(10), s(20), s(30), s(30)]);
+    }
+
+    /// The cap follows the directory (a second per peer), within its bounds: the lookups of
+    /// all nodes at the cap ask each peer near the key about once a second, and a request that
+    /// gossip missed is found within 10 minutes at most.
+    #[test]
+    fn the_cap_grows_with_the_network_within_bounds() {
+        assert_eq!(poll_cap(0), MIN_POLL_CAP);
+        assert_eq!(poll_cap(16), MIN_POLL_CAP);
+        assert_eq!(poll_cap(200), Duration::from_secs(200));
+        assert_eq!(poll_cap(100_000), MAX_POLL_CAP);
+        for peers in [60, 200, 600] {
+            // Mean wait at the cap is three quarters of it (jitter uniform in its second half).
+            let per_node = 1.0 / (0.75 * poll_cap(peers).as_secs_f64());
+            let at_key = peers as f64 * per_node;
+            assert!(at_key <= 1.34, "{peers} peers: {at_key} lookups per second");
+        }
+    }
+
+    /// A lookup that brings a request gossip missed makes the next one due within the base
+    /// wait, and the waits start over; an earlier due lookup is not put off.
+    #[test]
+    fn a_missed_request_starts_the_waits_over() {
+        let t0 = Instant::now();
+        let cap = poll_cap(16);
+        let mut poll = Poll::due(t0);
+        for _ in 0..5 {
+            let at = poll.next;
+            poll = poll.started(at, cap, 1.0);
+        }
+        let now = poll.next - Duration::from_secs(50);
+        let found = poll.found_new(now, 1.0);
+        assert_eq!(found.next, now + ACTIVE_REQUESTS_POLL);
+        let after = found.started(found.next, cap, 1.0);
+        assert_eq!(after.next - found.next, 2 * ACTIVE_REQUESTS_POLL);
+        // Due sooner already: kept.
+        let soon = Poll {
+            wait: cap,
+            next: now + Duration::from_secs(1),
+        };
+        assert_eq!(soon.found_new(now, 1.0).next, soon.next);
+    }
+
+    #[test]
+    fn jitter_draws_in_the_second_half() {
+        let w = Duration::from_secs(40);
+        assert_eq!(jittered(w, 0.0), Duration::from_secs(20));
+        assert_eq!(jittered(w, 0.5), Duration::from_secs(30));
+        assert_eq!(jittered(w, 1.0), w);
+        assert_eq!(jittered(w, 7.0), w);
+    }
 }

@@ -80,7 +80,7 @@ impl Node {
     ) -> anyhow::Result<()> {
         let mut announce_tick = tokio::time::interval(ANNOUNCE_TICK);
         let mut republish_tick = tokio::time::interval(REPUBLISH_INTERVAL);
-        let mut requests_tick = tokio::time::interval(agreement::ACTIVE_REQUESTS_POLL);
+        let mut requests_tick = tokio::time::interval(agreement::LOOKUP_TICK);
         let mut sends_tick = tokio::time::interval(super::SEND_DEADLINE_TICK);
         let mut prune_tick = tokio::time::interval(super::connections::PRUNE_TICK);
         let mut sigterm =
@@ -124,7 +124,7 @@ impl Node {
                     self.fetch_rounds();
                 }
                 _ = republish_tick.tick() => self.republish_requests(),
-                _ = requests_tick.tick() => self.look_for_requests(),
+                _ = requests_tick.tick() => self.poll_requests(false),
                 _ = sends_tick.tick() => self.expire_sends()?,
                 _ = prune_tick.tick() => self.prune_connections(),
                 _ = tokio::signal::ctrl_c() => {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-mod agreement;
+pub mod agreement;
 mod bootstrap;
 pub mod budget;
 mod commands;

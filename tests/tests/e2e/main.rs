@@ -25,6 +25,7 @@ mod inflate;
 mod kill_restart;
 mod late_eligible;
 mod late_join;
+mod lookups_at_rest;
 mod membership_gossip;
 mod oracle;
 mod oracle_processes;
