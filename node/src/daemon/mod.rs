@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-pub mod agreement;
+mod agreement;
 mod bootstrap;
 pub mod budget;
 mod commands;

@@ -1,5 +1,5 @@
 //! A network at rest (no computation) whose nodes all trust one commissioner: every node looks
-//! up the commissioner's active requests in the DHT (`grove_node::daemon::agreement`). No
+//! up the commissioner's active requests in the DHT (the daemon's `agreement` module). No
 //! request is active, so each lookup finds no record and asks the peers closest to the key,
 //! dialing them, and every node asks the same peers. At a fixed 10 s that was 15 lookups per
 //! node in 150 s, each answered by every other node of 16 (and, on a large network, the ~20
