@@ -577,7 +577,7 @@ fn verify_and_send(
 }
 
 /// Verifier elements at which a leaf member sends its batch at once (about 650 kB on the
-/// wire): 355 contributors of a `sum_vector` of 10,000 coordinates, 6 of the largest circuit.
+/// wire): 356 contributors of a `sum_vector` of 10,000 coordinates, 6 of the largest circuit.
 const BATCH_FLUSH_LEN: usize = if MAX_VERIFIER_BATCH_LEN < 1 << 16 {
     MAX_VERIFIER_BATCH_LEN
 } else {
