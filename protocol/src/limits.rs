@@ -169,6 +169,11 @@ pub const MAX_VALIDITY_CHUNK: usize = 2 * (2 * MAX_VALIDITY_SHARE_LEN).isqrt();
 /// Elements of one verifier share (`2 + 2 chunk`): 10,362 for the largest circuit, 184 for a
 /// `sum_vector` of 10,000 coordinates, 6 for a scalar `sum`.
 pub const MAX_VERIFIER_LEN: usize = 2 + 2 * MAX_VALIDITY_CHUNK;
+/// Verifier elements in one `VerifierShareMsg` (all its entries): at most 10 bytes each (a
+/// `u64` varint), 21 MB, plus at most `MAX_CONTRIBUTORS_PER_LEAF` entries of about 70 bytes
+/// of identifiers and digest, within `MAX_MESSAGE_BYTES`. A leaf member flushes its batch
+/// well before (`engine/validity.rs`, `BATCH_FLUSH_LEN`).
+pub const MAX_VERIFIER_BATCH_LEN: usize = (MAX_VECTOR_LEN as usize) / 2;
 /// `t`-subsets of verifier shares `validity::decide_naming` tries before it gives up (each a
 /// Lagrange check of the other shares; `C(5, 3) = 10`, `C(7, 5) = 21`, far below this for the
 /// groups we plan); past it a leaf member's decision is undecidable and the contribution

@@ -121,11 +121,22 @@ pub enum ValidityShare {
     Full { input: FieldVec, proof: FieldVec },
 }
 
+/// A leaf member's verifier shares of the contributors it evaluated since its last such
+/// message to the group (`engine/validity.rs`, "Batching"): one message per peer position
+/// carries many contributors, instead of one acknowledged message per contributor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VerifierShareMsg {
     pub group: GroupId,
     /// The sender's position.
     pub position: Position,
+    /// At most `limits::MAX_CONTRIBUTORS_PER_LEAF` entries, `limits::MAX_VERIFIER_BATCH_LEN`
+    /// verifier elements in all.
+    pub entries: Vec<VerifierEntry>,
+}
+
+/// One contributor's verifier share in a [`VerifierShareMsg`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerifierEntry {
     pub contributor: NodeId,
     /// One verifier share per proven part (exactly one since the engine proves the query's
     /// whole circuit at once, `limits::MAX_VALIDITY_PARTS`), with the digest of the
@@ -409,8 +420,17 @@ impl Message {
             Body::ValidityShare(m) => pos_ok(m.position) && m.sealed.len() <= MAX_MESSAGE_BYTES,
             Body::VerifierShare(m) => {
                 pos_ok(m.position)
-                    && m.parts.len() <= MAX_VALIDITY_PARTS
-                    && m.parts.iter().all(|(v, _)| v.len() <= MAX_VERIFIER_LEN)
+                    && m.entries.len() <= MAX_CONTRIBUTORS_PER_LEAF
+                    && m.entries.iter().all(|e| {
+                        e.parts.len() <= MAX_VALIDITY_PARTS
+                            && e.parts.iter().all(|(v, _)| v.len() <= MAX_VERIFIER_LEN)
+                    })
+                    && m.entries
+                        .iter()
+                        .flat_map(|e| &e.parts)
+                        .map(|(v, _)| v.len())
+                        .sum::<usize>()
+                        <= MAX_VERIFIER_BATCH_LEN
             }
         };
         if ok {

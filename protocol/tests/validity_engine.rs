@@ -133,6 +133,40 @@ fn honest_contributors_are_all_included_and_the_result_is_exact() {
     }
 }
 
+/// A leaf member batches its verifier shares (`engine/validity.rs`, "Batching"): it sends each
+/// other member of its leaf a message carrying the shares of every contributor it verified
+/// since its last one, not one message per contributor. 20 contributors in 3 leaves of 5
+/// members: at most 2 messages per ordered pair of members (120 in all), where one per
+/// contributor per pair is 400. With one contributor late (its shares 150 ms slower than the
+/// others', within the 400 ms share window), the others' batch leaves on its delay and the
+/// late one's in another: at most 3 per pair, and it is included.
+#[test]
+fn verifier_shares_travel_in_batches_not_one_message_per_contributor() {
+    let (groups, g) = (3u64, 5u64);
+    let pairs = groups * g * (g - 1);
+    for (query, seed, late) in [(SCALAR, 11, false), (VECTOR, 12, false), (SCALAR, 13, true)] {
+        let mut c = cluster(query, seed);
+        if late {
+            c.slow_sends(CONTRIBUTORS, "share", 150_000);
+            c.slow_sends(CONTRIBUTORS, "validity-share", 150_000);
+        }
+        let id = launch(&mut c, query);
+        let o = run(&mut c, &id);
+        assert_eq!(o.included.len(), CONTRIBUTORS, "{query}");
+        assert_eq!(rejected(&c), 0, "{query}");
+        let sent = |kind| c.traffic.by_kind.get(kind).map_or(0, |k| k.0);
+        let verifier = sent("verifier-share");
+        assert!(
+            verifier >= pairs,
+            "{query}: {verifier} verifier-share messages"
+        );
+        assert!(
+            verifier <= if late { 3 } else { 2 } * pairs,
+            "{query}: {verifier} verifier-share messages for {pairs} member pairs"
+        );
+    }
+}
+
 #[test]
 fn a_value_outside_its_clip_bounds_is_left_out() {
     let q = compiled(SCALAR);

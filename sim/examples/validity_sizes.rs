@@ -1,7 +1,8 @@
 //! Prints what `[validity]` charges per contributor for the declared vector
 //! (`models::declared_circuit`, no noise): the circuit's lengths, the encoded validity share
-//! message of every position (`models::validity_share_message_bytes`), their total, and one
-//! verifier share (`models::verifier_share_message_bytes`). Sizes only, no timing: a debug
+//! message of every position (`models::validity_share_message_bytes`), their total, and what
+//! one verifier share adds to a member's batch (`models::verifier_entry_bytes`) with the
+//! batch's header (`models::verifier_batch_header_bytes`). Sizes only, no timing: a debug
 //! build gives the same figures.
 //!
 //! ```sh
@@ -42,8 +43,9 @@ fn main() -> Result<(), String> {
     }
     println!("per contributor: {total} bytes");
     println!(
-        "verifier share: {} bytes",
-        models::verifier_share_message_bytes(&typ)
+        "verifier share: {} bytes in a batch, whose header is {} bytes",
+        models::verifier_entry_bytes(&typ),
+        models::verifier_batch_header_bytes(&typ)
     );
     Ok(())
 }

@@ -350,7 +350,7 @@ pub struct ValidityConfig {
 
 /// Mean postcard bytes of a uniform `Field64` element sent as a `u64` varint (10 bytes at or
 /// above 2^63, 9 from 2^56: about half each): the verifier share's elements
-/// (`VerifierShareMsg::parts`) still travel so.
+/// (`VerifierEntry::parts`) still travel so.
 const FIELD_VARINT_BYTES: f64 = 9.5;
 
 /// What the validity proof of the declared vector costs per contribution: the circuit of
@@ -367,7 +367,9 @@ pub struct ValidityLoad {
     /// its split is even, where the engine sends seeds to `1..t-1` and full shares to the
     /// rest.
     pub share_bytes: u64,
-    /// Bytes of one verifier share on the wire.
+    /// Bytes one verifier share adds to a leaf member's batch to each other member (its
+    /// entry in a `VerifierShareMsg`; the batch's header is shared by many contributors and
+    /// not charged).
     pub verifier_bytes: u64,
     /// CPU of the contributor's proof, and of one member's verification, in microseconds.
     pub prove_us: u64,
@@ -390,7 +392,7 @@ impl ValidityLoad {
 
     /// The load of contributions proving `typ` at `params`: the bytes are those of the
     /// messages `ValidityShare` and `VerifierShare` the engine encodes
-    /// ([`validity_share_message_bytes`], [`verifier_share_message_bytes`]).
+    /// ([`validity_share_message_bytes`], [`verifier_entry_bytes`]).
     pub fn of_type(
         typ: &grove_protocol::validity::circuit::CircuitType,
         params: SharingParams,
@@ -404,7 +406,7 @@ impl ValidityLoad {
             input,
             upload_bytes,
             share_bytes: upload_bytes.div_ceil(u64::from(params.g)),
-            verifier_bytes: verifier_share_message_bytes(typ),
+            verifier_bytes: verifier_entry_bytes(typ),
             prove_us: (cfg.prove_ns_per_element * input as f64 / 1000.0).round() as u64,
             verify_us: (cfg.verify_ns_per_element * input as f64 / 1000.0).round() as u64,
         }
@@ -484,11 +486,13 @@ pub fn validity_share_message_bytes(
     grove_protocol::codec::encode(&message).map_or(0, |b| b.len()) as u64
 }
 
-/// The encoded bytes of one verifier share message (`VerifierShareMsg`, one part): its
-/// elements are `u64` varints, charged at [`FIELD_VARINT_BYTES`] (uniform elements) instead
-/// of the 1 byte of the zeros encoded here.
-pub fn verifier_share_message_bytes(typ: &grove_protocol::validity::circuit::CircuitType) -> u64 {
-    use grove_protocol::message::VerifierShareMsg;
+/// The encoded bytes of a batch of `entries` verifier shares (`VerifierShareMsg`, one part
+/// each, `engine/validity.rs` "Batching") of zeros: 1 byte per element.
+fn verifier_batch_zeros(
+    typ: &grove_protocol::validity::circuit::CircuitType,
+    entries: usize,
+) -> u64 {
+    use grove_protocol::message::{VerifierEntry, VerifierShareMsg};
     let (computation, group, contributor) = wire_ids();
     let n = typ.lengths().verifier;
     let message = Message {
@@ -497,13 +501,33 @@ pub fn verifier_share_message_bytes(typ: &grove_protocol::validity::circuit::Cir
         body: Body::VerifierShare(VerifierShareMsg {
             group,
             position: 1,
-            contributor,
-            parts: vec![(vec![0; n], [0; 32])],
+            entries: vec![
+                VerifierEntry {
+                    contributor,
+                    parts: vec![(vec![0; n], [0; 32])],
+                };
+                entries
+            ],
         }),
         to: Some(grove_protocol::message::Slot { group, position: 2 }),
     };
-    let zeros = grove_protocol::codec::encode(&message).map_or(0, |b| b.len()) as f64;
-    (zeros + (FIELD_VARINT_BYTES - 1.0) * n as f64).round() as u64
+    grove_protocol::codec::encode(&message).map_or(0, |b| b.len()) as u64
+}
+
+/// The bytes one contributor's verifier share adds to a leaf member's batch
+/// (`VerifierShareMsg`): its entry, whose elements are `u64` varints, charged at
+/// [`FIELD_VARINT_BYTES`] (uniform elements) instead of the 1 byte of the zeros encoded here.
+pub fn verifier_entry_bytes(typ: &grove_protocol::validity::circuit::CircuitType) -> u64 {
+    let n = typ.lengths().verifier;
+    let entry = verifier_batch_zeros(typ, 2).saturating_sub(verifier_batch_zeros(typ, 1)) as f64;
+    (entry + (FIELD_VARINT_BYTES - 1.0) * n as f64).round() as u64
+}
+
+/// The bytes of a batch's message around its entries (identifiers, routing, framing).
+pub fn verifier_batch_header_bytes(typ: &grove_protocol::validity::circuit::CircuitType) -> u64 {
+    let one = verifier_batch_zeros(typ, 1);
+    let entry = verifier_batch_zeros(typ, 2).saturating_sub(one);
+    one.saturating_sub(entry)
 }
 
 /// The query the declared vector stands for: `sum_vector` of its `vector_len - 1` values
@@ -677,7 +701,8 @@ mod tests {
     /// call `sim.rs` makes for its declared vector) are those the engine sends for the query
     /// that vector stands for: [`declared_query`] (a `sum_vector` of 2,000 values in
     /// `[-1000, 1000]` under `CLIP NORM`, proven PINE-style) run by the protocol harness at
-    /// `(g, t) = (5, 3)`, its `validity-share` and `verifier-share` bytes counted by the harness.
+    /// `(g, t) = (5, 3)`, its `validity-share` and `verifier-share` bytes counted by the harness
+    /// (the latter batched: the messages' headers apart, the entries' bytes).
     /// A change of the validity wire breaks it, and so does a model back on a range per
     /// coordinate (11 bits each here: about 22,000 more input elements per full share).
     #[test]
@@ -728,11 +753,18 @@ mod tests {
             load.upload_bytes
         );
         assert!(load.share_bytes * u64::from(g) - load.upload_bytes < u64::from(g));
+        // Batched: each member sends its peers a few messages, not one per contributor, so
+        // the model charges the entries and not the messages' headers.
         let verifier = sent("verifier-share");
-        let per_message = verifier.1 as f64 / verifier.0 as f64;
+        let pairs = u64::from(g) * u64::from(g - 1);
+        assert!(verifier.0 <= 2 * pairs, "{} verifier messages", verifier.0);
+        let typ = declared_circuit(vector_len, max_abs, None).unwrap();
+        let headers = verifier.0 * verifier_batch_header_bytes(&typ);
+        let entries = contributors as u64 * pairs;
+        let per_entry = verifier.1.saturating_sub(headers) as f64 / entries as f64;
         assert!(
-            (load.verifier_bytes as f64 - per_message).abs() <= 8.0,
-            "model {} bytes per verifier share, engine {per_message}",
+            (load.verifier_bytes as f64 - per_entry).abs() <= 8.0,
+            "model {} bytes per verifier share, engine {per_entry}",
             load.verifier_bytes
         );
     }

@@ -950,7 +950,9 @@ impl Simulator {
                 let mut cost = receive_us(&message, &f.carried, &self.cfg.cpu);
                 if let (Body::Share(_), Some(v)) = (&message.body, self.validity) {
                     // The leaf member verifies and sends its verifier share to the g - 1
-                    // others (on its uplink; the wait for theirs is not modelled).
+                    // others, in its batches (`VerifierShareMsg`: the entry's bytes; the
+                    // batches' headers, shared by many contributors, and the wait for the
+                    // others' shares are not modelled).
                     cost += v.verify_us;
                     let up = transfer_us(
                         v.verifier_bytes * u64::from(self.cfg.protocol.g - 1),

@@ -52,6 +52,9 @@ pub(super) fn role_deadline(comp: &Computation, role: &Role) -> Option<Micros> {
             }
         }
     }
+    if let Some(d) = super::validity::flush_deadline(comp, role) {
+        consider(d);
+    }
     if let Some(l) = &role.leader {
         if role.adopted().is_none()
             && !l.window_over
@@ -79,6 +82,7 @@ pub(super) fn advance_role(
     if !comp.roles.contains_key(&key) {
         return;
     }
+    super::validity::flush_verifier_shares(comp, key, ctx);
     super::validity::decide_at_collection_end(comp, key, ctx, pending);
     end_collection(comp, key, ctx);
     end_healing(comp, key, ctx);

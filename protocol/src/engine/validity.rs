@@ -50,10 +50,10 @@ use super::role::{check_position, is_candidate, my_role_in, Stage};
 use super::{slot, Computation, Ctx, Engine, Pending, Rejection};
 use crate::dp::NoiseSpec;
 use crate::field::{FieldVec, Fp};
-use crate::ids::{hash_parts, ComputationId, GroupId, NodeId, Position};
-use crate::limits::MAX_CONTRIBUTORS_PER_LEAF;
+use crate::ids::{hash_parts, ComputationId, GroupId, Micros, NodeId, Position};
+use crate::limits::{MAX_CONTRIBUTORS_PER_LEAF, MAX_VERIFIER_BATCH_LEN};
 use crate::message::{
-    Body, ShareMsg, ValidityPart, ValidityPayload, ValidityShare, VerifierShareMsg,
+    Body, ShareMsg, ValidityPart, ValidityPayload, ValidityShare, VerifierEntry, VerifierShareMsg,
 };
 use crate::query::Query;
 use crate::record::Record;
@@ -382,6 +382,13 @@ pub(super) struct LeafValidity {
     heard: BTreeMap<NodeId, BTreeMap<Position, (NodeId, Verifier)>>,
     /// Decisions: `true` valid.
     decided: BTreeMap<NodeId, bool>,
+    /// Verifier shares computed and not sent yet (the batch, as sent: with this member's
+    /// test-only lie), in the order computed; at most one per contributor, since `own` is.
+    unsent: Vec<(NodeId, Verifier)>,
+    /// Verifier elements in `unsent`.
+    unsent_len: usize,
+    /// When the oldest entry of `unsent` was computed.
+    unsent_since: Option<Micros>,
 }
 
 /// The hook of `collection::on_share`: a share that passed its checks is held (persisted) at
@@ -554,15 +561,125 @@ fn verify_and_send(
             *x = u64::from(from_wire(&[*x]).map_or(Field64::one(), |f| f[0] + Field64::one()));
         }
     }
+    // Batched (see [`flush_verifier_shares`]): a full batch leaves first, so that no message
+    // exceeds `MAX_VERIFIER_BATCH_LEN` (one share is far below it, `MAX_VERIFIER_LEN`).
+    if role.validity.unsent_len + sent.0.len() > BATCH_FLUSH_LEN {
+        send_batch(comp, key, ctx);
+    }
+    if let Some(role) = comp.roles.get_mut(&key) {
+        let v = &mut role.validity;
+        v.unsent_len += sent.0.len();
+        v.unsent.push((contributor, sent));
+        v.unsent_since.get_or_insert(ctx.now);
+    }
+    try_decide(comp, key, contributor, params, &st, false, ctx, records);
+    Ok(())
+}
+
+/// Verifier elements at which a leaf member sends its batch at once (about 650 kB on the
+/// wire): 356 contributors of a `sum_vector` of 10,000 coordinates, 6 of the largest circuit.
+const BATCH_FLUSH_LEN: usize = if MAX_VERIFIER_BATCH_LEN < 1 << 16 {
+    MAX_VERIFIER_BATCH_LEN
+} else {
+    1 << 16
+};
+
+/// How long a verifier share waits for others to share its message: 100 ms, or a tenth of
+/// the share window if that is shorter.
+fn batch_delay(comp: &Computation) -> u64 {
+    (comp.request().tree.timeouts.share_window / 10).min(100_000)
+}
+
+/// When this member's batch of verifier shares leaves if nothing sends it earlier (the
+/// oldest unsent share plus [`batch_delay`]); `None` with nothing unsent. For
+/// `aggregator::role_deadline`.
+pub(super) fn flush_deadline(comp: &Computation, role: &super::role::Role) -> Option<Micros> {
+    role.validity
+        .unsent_since
+        .map(|since| since.plus(batch_delay(comp)))
+}
+
+/// **Batching.** A leaf member sends the verifier shares it computed since its last batch in
+/// one `VerifierShareMsg` per other position of its leaf, instead of one per contributor: an
+/// acknowledged, persisted message over Noise costs more than the share it carries. The
+/// batch leaves at the first of:
+///
+/// - the oldest share in it waited [`batch_delay`];
+/// - nothing more is expected here: every node the directory maps to the leaf was verified,
+///   decided or declined at this member (so the last contributor's decision is not delayed);
+/// - the leaf's collection is over (the share window ended, or the role left `Collecting`):
+///   it leaves before `decide_at_collection_end`, like the shares sent at once did;
+/// - it reached `BATCH_FLUSH_LEN` elements (in `verify_and_send`).
+///
+/// A batch is sent once, like a single share was (the driver's acknowledged delivery re-sends
+/// it and fails it over to a position's next candidate whole); each entry is checked and
+/// counted on its own by the receiver (`on_verifier_share`), so one bad entry costs only
+/// itself, and the decision rule (every share heard, each off the polynomial named) is the
+/// one the shares had one by one. Batches are not persisted, as the shares were not: a
+/// restart loses the unsent ones with the verifier shares they come from.
+pub(super) fn flush_verifier_shares(
+    comp: &mut Computation,
+    key: crate::message::Slot,
+    ctx: &mut Ctx,
+) {
+    let Some(role) = comp.roles.get(&key) else {
+        return;
+    };
+    let Some(since) = role.validity.unsent_since else {
+        return;
+    };
+    let due = ctx.now >= since.plus(batch_delay(comp))
+        || !matches!(role.stage, Stage::Collecting)
+        || super::collection::collection_over(comp, key, role, ctx.now)
+        || nothing_more_expected(comp, key, role);
+    if due {
+        send_batch(comp, key, ctx);
+    }
+}
+
+/// Whether every node the directory maps to `key`'s leaf was verified, decided or declined
+/// at this member (never without a directory: the leaf's size is unknown).
+fn nothing_more_expected(
+    comp: &Computation,
+    key: crate::message::Slot,
+    role: &super::role::Role,
+) -> bool {
+    let size = comp.plan.leaf_size(key.group) as usize;
+    if size == 0 {
+        return false;
+    }
+    let v = &role.validity;
+    let mut seen: std::collections::BTreeSet<&NodeId> = v.own.keys().collect();
+    seen.extend(v.decided.keys());
+    seen.extend(role.declined.iter());
+    seen.extend(role.shares.keys());
+    seen.len() >= size
+}
+
+/// Sends this member's unsent verifier shares, one message to each other position.
+fn send_batch(comp: &mut Computation, key: crate::message::Slot, ctx: &mut Ctx) {
+    let Some(role) = comp.roles.get_mut(&key) else {
+        return;
+    };
+    let v = &mut role.validity;
+    let entries: Vec<VerifierEntry> = std::mem::take(&mut v.unsent)
+        .into_iter()
+        .map(|(contributor, verifier)| VerifierEntry {
+            contributor,
+            parts: vec![verifier],
+        })
+        .collect();
+    v.unsent_len = 0;
+    v.unsent_since = None;
+    if entries.is_empty() {
+        return;
+    }
     let body = Body::VerifierShare(VerifierShareMsg {
         group: key.group,
         position: key.position,
-        contributor,
-        parts: vec![sent],
+        entries,
     });
     ctx.send_to_group(comp, key, 0, body);
-    try_decide(comp, key, contributor, params, &st, false, ctx, records);
-    Ok(())
 }
 
 /// This member's verifier share of the contribution and the aggregated share its input share
@@ -618,7 +735,11 @@ fn verify_own(
     ))
 }
 
-/// Another leaf position's verifier share of a contributor.
+/// Another leaf position's batch of verifier shares (see [`flush_verifier_shares`]). The
+/// message's sender and position are checked once; each entry on its own: one whose
+/// contributor is not of this leaf, or whose share has the wrong shape, is refused and counted
+/// (`Rejection::UnexpectedVerifierShare`) and the others count. The first share heard from a
+/// position for a contributor is kept (a re-sent batch changes nothing).
 pub(super) fn on_verifier_share(
     comp: &mut Computation,
     from: NodeId,
@@ -629,9 +750,6 @@ pub(super) fn on_verifier_share(
     check_position(comp, m.position)?;
     if m.group.level != 0 || !is_candidate(comp, m.group, m.position, &from) {
         return Err(Rejection::NotFromPosition);
-    }
-    if comp.plan.leaf_of(&m.contributor) != m.group {
-        return Err(Rejection::UnexpectedVerifierShare);
     }
     let key = my_role_in(comp, m.group).ok_or(Rejection::NotInGroup)?;
     if key.position == m.position {
@@ -646,12 +764,6 @@ pub(super) fn on_verifier_share(
         .as_ref()
         .map_err(|_| Rejection::UnexpectedVerifierShare)?
         .verifier_len();
-    // One part: the whole circuit is one proof (`limits::MAX_VALIDITY_PARTS`).
-    let [verifier] =
-        <[Verifier; 1]>::try_from(m.parts).map_err(|_| Rejection::UnexpectedVerifierShare)?;
-    if verifier.0.len() != verifier_len {
-        return Err(Rejection::UnexpectedVerifierShare);
-    }
     // At most one entry per node of the leaf when the plan knows its size (a directory).
     let cap = match comp.plan.leaf_size(m.group) as usize {
         0 => MAX_CONTRIBUTORS_PER_LEAF,
@@ -661,17 +773,33 @@ pub(super) fn on_verifier_share(
         g: comp.plan.g,
         t: comp.plan.t,
     };
-    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
-    if !role.validity.heard.contains_key(&m.contributor) && role.validity.heard.len() >= cap {
-        return Err(Rejection::LeafFull);
+    for entry in m.entries {
+        let contributor = entry.contributor;
+        if comp.plan.leaf_of(&contributor) != m.group {
+            ctx.reject(from, "verifier-share", Rejection::UnexpectedVerifierShare);
+            continue;
+        }
+        // One part: the whole circuit is one proof (`limits::MAX_VALIDITY_PARTS`).
+        let verifier = match <[Verifier; 1]>::try_from(entry.parts) {
+            Ok([v]) if v.0.len() == verifier_len => v,
+            _ => {
+                ctx.reject(from, "verifier-share", Rejection::UnexpectedVerifierShare);
+                continue;
+            }
+        };
+        let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+        if !role.validity.heard.contains_key(&contributor) && role.validity.heard.len() >= cap {
+            ctx.reject(from, "verifier-share", Rejection::LeafFull);
+            continue;
+        }
+        role.validity
+            .heard
+            .entry(contributor)
+            .or_default()
+            .entry(m.position)
+            .or_insert((from, verifier));
+        try_decide(comp, key, contributor, params, &st, false, ctx, records);
     }
-    role.validity
-        .heard
-        .entry(m.contributor)
-        .or_default()
-        .entry(m.position)
-        .or_insert((from, verifier));
-    try_decide(comp, key, m.contributor, params, &st, false, ctx, records);
     Ok(())
 }
 
