@@ -374,24 +374,39 @@ impl Admission {
     /// snapshot or the store: checked and, if the policy admits it, added to the view, not
     /// forwarded (see the module doc). True if it was new and admitted.
     pub fn learn(&mut self, from: NodeId, cert: Certificate, now: Micros) -> bool {
+        if cert.node != from {
+            return false;
+        }
         let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         let before = view.stats().refused_certificates;
-        let node = cert.node;
-        let known = view.certificate(&node).is_some();
-        // Remote input: a message the view refuses (full view) changes nothing.
-        let _ = view.handle_message(
-            from,
-            MemberMessage::Push {
-                entries: vec![cert],
-            },
-            now,
-        );
+        // Asked for by this node: not charged to the newcomers' push budget, not forwarded.
+        let admitted = view.learn(cert, now);
         while view.poll_output().is_some() {}
         let refused = view.stats().refused_certificates - before;
-        let admitted = !known && view.certificate(&node).is_some();
         drop(view);
         self.refused += refused;
         admitted
+    }
+
+    /// A push of `cert` by `from`, a peer the view does not admit, screened before any
+    /// signature is checked (`Membership::screen_newcomer`: its own certificate, passing every
+    /// check but the signatures, within the newcomers' push budget).
+    pub fn screen_newcomer(
+        &mut self,
+        from: NodeId,
+        cert: &Certificate,
+        now: Micros,
+    ) -> Result<(), MembershipError> {
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let before = view.stats().refused_certificates;
+        let result = view.screen_newcomer(from, cert, now);
+        let refused = view.stats().refused_certificates - before;
+        drop(view);
+        self.refused += refused;
+        if result.is_err() {
+            self.refused_messages += 1;
+        }
+        result
     }
 
     /// How many times this node pushed its own certificate to its routing set, and whether an

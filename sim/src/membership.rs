@@ -85,6 +85,9 @@ pub struct MembershipReport {
     pub joins_converged: u32,
     /// Most distinct peers one node sent to during the whole run.
     pub max_peers_per_node: usize,
+    /// Newcomers' pushes refused over the push budget, all nodes together (the view's rule,
+    /// `Membership::screen_newcomer`, which the daemon applies too).
+    pub pushes_over_budget: u64,
     /// Fraction of (node, position) placements equal to the placement over the full set,
     /// once the joins are old enough to be eligible.
     pub agreement: f64,
@@ -375,6 +378,7 @@ pub fn run(cfg: &MembershipRun) -> MembershipReport {
         converge_max_s: times.last().copied().unwrap_or(f64::NAN),
         joins_converged: times.len() as u32,
         max_peers_per_node: peers.iter().map(|p| p.len()).max().unwrap_or(0),
+        pushes_over_budget: machines.iter().map(|m| m.stats().refused_over_budget).sum(),
         agreement: same as f64 / compared.max(1) as f64,
         eligible_after_s,
         state_bytes_per_entry: state_bytes_per_entry(),
@@ -385,7 +389,7 @@ pub fn run(cfg: &MembershipRun) -> MembershipReport {
 }
 
 /// The header of [`table_row`]'s Markdown table.
-pub const TABLE_HEADER: &str = "| nodes | joins | rest msg/node/s | rest B/node/s | burst msg/node/join | burst B/node/join | burst s | converge median s | converge max s | converged | max peers/node | agreement | eligible after s | state B/identity | events | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+pub const TABLE_HEADER: &str = "| nodes | joins | rest msg/node/s | rest B/node/s | burst msg/node/join | burst B/node/join | burst s | converge median s | converge max s | converged | max peers/node | over budget | agreement | eligible after s | state B/identity | events | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 /// A local drand chain (quicknet's scheme, a round every 3 s from time zero) with its key
 /// drawn from the run's stream, and the `Beacon` a node verifies its rounds with.
@@ -422,7 +426,7 @@ fn beacon_seed(rng: &mut ChaCha20Rng) -> [u8; 32] {
 /// One report as a Markdown table row.
 pub fn table_row(r: &MembershipReport) -> String {
     format!(
-        "| {} | {} | {:.3} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {}/{} | {} | {:.5} | {:.0} | {} | {} | {:.1} |",
+        "| {} | {} | {:.3} | {:.1} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {}/{} | {} | {} | {:.5} | {:.0} | {} | {} | {:.1} |",
         r.nodes,
         r.joins,
         r.rest_messages_per_node_s,
@@ -435,6 +439,7 @@ pub fn table_row(r: &MembershipReport) -> String {
         r.joins_converged,
         r.joins,
         r.max_peers_per_node,
+        r.pushes_over_budget,
         r.agreement,
         r.eligible_after_s,
         r.state_bytes_per_entry,

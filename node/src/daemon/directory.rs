@@ -266,6 +266,16 @@ pub fn peek_announcement(bytes: &[u8]) -> Option<(NodeId, u64)> {
     Some((node_id_of(&peer_id), a.issued_at_micros))
 }
 
+/// The node and the certificate an announcement claims, read without checking its signature:
+/// what a push from a peer the view does not admit is screened by before any signature is
+/// checked (`membership::newcomer_certificate`).
+pub fn peek_certificate(bytes: &[u8]) -> Option<(NodeId, Option<Certificate>)> {
+    let signed: SignedAnnouncement = postcard::from_bytes(bytes).ok()?;
+    let a: Announcement = postcard::from_bytes(&signed.body).ok()?;
+    let peer_id = PeerId::from_bytes(&a.peer).ok()?;
+    Some((node_id_of(&peer_id), a.certificate))
+}
+
 /// The announcements of a directory pull's answer or of a snapshot, within the size and
 /// count limits, not yet verified (each goes through [`verify_announcement`]).
 pub fn decode_sync(bytes: &[u8]) -> Result<Vec<Vec<u8>>, SnapshotError> {

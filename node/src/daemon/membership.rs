@@ -13,10 +13,12 @@
 //! by the node itself (its addresses and keys can change without its issuer), and it carries
 //! the certificate, which the issuer signed. A pushed announcement enters the directory only if
 //! its certificate is admitted by the view. What one peer's gossip may cost this node is
-//! bounded per peer: [`GossipPeers`] (pushes: who may push what, signature checks per window,
-//! a bad announcement silences its sender), [`InFlight`] (sends awaiting one peer's
-//! acknowledgement), and the view's own rule for anti-entropy (admitted peers only, one answer
-//! per kind per interval).
+//! bounded per peer: the view's screen of a newcomer's push (`Membership::screen_newcomer`:
+//! its own certificate only, checked but for signatures before any signature is, once per
+//! window, within its issuer's push budget), [`GossipPeers`] (signature checks per admitted
+//! peer and window, a bad announcement silences its sender), [`InFlight`] (sends awaiting one
+//! peer's acknowledgement), and the view's own rule for anti-entropy (admitted peers only, one
+//! answer per kind per interval).
 //!
 //! What gossip replaces: an admitted node does not re-announce itself on the directory topic
 //! (its first announcement goes to its routing set; the topic carries only a later change of
@@ -31,7 +33,7 @@ use super::Node;
 use super::ANNOUNCE_MIN_GAP;
 use crate::clock::now_micros;
 use grove_protocol::ids::{Digest, NodeId};
-use grove_protocol::membership::{MemberMessage, MemberOutput, MembershipError};
+use grove_protocol::membership::{Certificate, MemberMessage, MemberOutput, MembershipError};
 use libp2p::gossipsub;
 use libp2p::gossipsub::IdentTopic;
 use libp2p::request_response::{self, OutboundRequestId};
@@ -71,14 +73,6 @@ pub const GOSSIP_WINDOW: Duration = Duration::from_secs(10);
 /// once and answers a pull with the window's certificates this node lacks: more than this
 /// only after a partition, and what is skipped comes back in later anti-entropy rounds.
 pub const MAX_VERIFIES_PER_PEER: usize = 1024;
-/// Largest number of pushes this node screens in for verification from peers its view does
-/// not admit, all of them together, per [`GOSSIP_WINDOW`] (each may push its own announcement
-/// once per window): fresh identities cost nothing to make, so without a shared budget a
-/// million of them could make this node check a million signatures per window. Honest
-/// newcomers push to about 16 routing peers each, once (then again with backoff if no peer
-/// confirms: `Membership::announce`), so 64 per 10 s is several joins per second at every
-/// node; a push refused for this budget is pushed again by its newcomer.
-pub const MAX_UNADMITTED_PUSHES_PER_WINDOW: usize = 64;
 /// Largest number of peers whose gossip budgets this node holds at once; past it, the
 /// budgets of ended windows are forgotten, and if none has ended, pushes from new peers are
 /// refused.
@@ -231,9 +225,9 @@ pub(super) struct Gossip {
     in_flight: InFlight<OutboundRequestId>,
     peers: GossipPeers,
     announced: bool,
-    /// This node's first announcement while it waits for a routing set, with the listen
-    /// addresses it was signed for.
-    own: Option<(Vec<libp2p::Multiaddr>, Vec<u8>)>,
+    /// While this node's first announcement waits for a routing set: the listen addresses it
+    /// was signed for (the directory holds it, and the view pushes it from there).
+    own_addrs: Option<Vec<libp2p::Multiaddr>>,
 }
 
 /// Gossip sends awaiting their acknowledgement, by receiver: at most [`MAX_GOSSIP_IN_FLIGHT`]
@@ -287,10 +281,9 @@ impl<K: Hash + Eq> InFlight<K> {
 /// Why a push was refused whole, before any signature check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PushRefusal {
-    /// From a peer the view does not admit, and not its own announcement alone.
+    /// From a peer the view does not admit, and not its own certified announcement alone.
     NotOwn,
-    /// A second push in one [`GOSSIP_WINDOW`] from a peer the view does not admit, or too
-    /// many peers with budgets ([`MAX_GOSSIP_PEERS`]).
+    /// Too many peers with budgets ([`MAX_GOSSIP_PEERS`]).
     TooSoon,
     /// From a peer that sent a bad announcement in this window.
     Misbehaving,
@@ -311,16 +304,15 @@ impl PushRefusal {
 struct PeerBudget {
     since: Instant,
     verified: usize,
-    own_pushed: bool,
     misbehaving: bool,
 }
 
 /// The work a push from one peer may cost (who sends it, what if they lie, what if they send
 /// a million):
-/// - a peer the view does not admit may push only its own announcement, alone, once per
-///   window: that is how a new node joins (`Membership::handle_message` applies the same rule
-///   to certificates), and anything else from it is refused before a signature is checked;
-///   all such peers together get [`MAX_UNADMITTED_PUSHES_PER_WINDOW`] pushes per window;
+/// - a peer the view does not admit may push only its own certified announcement, alone
+///   ([`newcomer_certificate`]), and the view screens its certificate before any signature is
+///   checked (`Membership::screen_newcomer`: every check but the signatures, once per window,
+///   the newcomers' push budget per issuer): that is how a new node joins;
 /// - an admitted peer gets at most [`MAX_VERIFIES_PER_PEER`] signature checks per window,
 ///   counted over the announcements the directory lacks, repeats of one node dropped;
 /// - verification stops at the first announcement no honest peer sends (malformed, badly
@@ -333,9 +325,23 @@ struct PeerBudget {
 #[derive(Debug, Default)]
 pub struct GossipPeers {
     peers: BTreeMap<PeerId, PeerBudget>,
-    /// The pushes screened in from unadmitted peers in the current window, all together
-    /// ([`MAX_UNADMITTED_PUSHES_PER_WINDOW`]): when the window started, and how many.
-    unadmitted: Option<(Instant, usize)>,
+}
+
+/// The certificate of a push from `peer`, which the view does not admit: it may push only its
+/// own announcement, alone, carrying a certificate (read without checking a signature; the
+/// view screens the certificate next, `Membership::screen_newcomer`, and only then is any
+/// signature checked).
+pub fn newcomer_certificate(
+    peer: &PeerId,
+    announcements: &[Vec<u8>],
+) -> Result<Certificate, PushRefusal> {
+    let [only] = announcements else {
+        return Err(PushRefusal::NotOwn);
+    };
+    match directory::peek_certificate(only) {
+        Some((node, Some(cert))) if node == directory::node_id_of(peer) => Ok(cert),
+        _ => Err(PushRefusal::NotOwn),
+    }
 }
 
 /// The announcements of a push to verify, and how many were skipped for the sender's budget.
@@ -358,7 +364,6 @@ impl GossipPeers {
         let fresh = PeerBudget {
             since: now,
             verified: 0,
-            own_pushed: false,
             misbehaving: false,
         };
         let b = self.peers.entry(peer).or_insert(fresh);
@@ -382,46 +387,22 @@ impl GossipPeers {
         })
     }
 
-    /// Which of the announcements `peer` pushed to verify. `admitted`: whether the view admits
-    /// `peer`; `lacking`: the directory's filter of the announcements it does not hold yet.
+    /// Which of the announcements `peer` pushed to verify. `lacking`: the directory's filter
+    /// of the announcements it does not hold yet. (A push from a peer the view does not admit
+    /// comes here only once the view screened it in: [`newcomer_certificate`],
+    /// `Membership::screen_newcomer`.)
     pub fn screen_push(
         &mut self,
         peer: PeerId,
-        admitted: bool,
         announcements: Vec<Vec<u8>>,
         lacking: impl FnOnce(Vec<Vec<u8>>) -> Vec<Vec<u8>>,
         now: Instant,
     ) -> Result<Screened, PushRefusal> {
-        if !admitted {
-            // The shared budget of all unadmitted peers, checked before any peer's own entry
-            // is made (a flood of fresh identities fills no table either).
-            let window = self
-                .unadmitted
-                .filter(|(since, _)| now.saturating_duration_since(*since) < GOSSIP_WINDOW);
-            if window.is_some_and(|(_, n)| n >= MAX_UNADMITTED_PUSHES_PER_WINDOW)
-                && !self.misbehaving(&peer, now)
-            {
-                return Err(PushRefusal::TooSoon);
-            }
-        }
         let Some(budget) = self.budget(peer, now) else {
             return Err(PushRefusal::TooSoon);
         };
         if budget.misbehaving {
             return Err(PushRefusal::Misbehaving);
-        }
-        if !admitted {
-            let own = directory::node_id_of(&peer);
-            let claims = announcements
-                .first()
-                .and_then(|a| directory::peek_announcement(a));
-            if announcements.len() != 1 || claims.is_none_or(|(node, _)| node != own) {
-                return Err(PushRefusal::NotOwn);
-            }
-            if budget.own_pushed {
-                return Err(PushRefusal::TooSoon);
-            }
-            budget.own_pushed = true;
         }
         // One announcement per node (the first); an unreadable one stays, to be refused.
         let mut seen = std::collections::BTreeSet::new();
@@ -434,14 +415,6 @@ impl GossipPeers {
         let skipped = verify.len().saturating_sub(room);
         verify.truncate(room);
         budget.verified += verify.len();
-        if !admitted {
-            match &mut self.unadmitted {
-                Some((since, n)) if now.saturating_duration_since(*since) < GOSSIP_WINDOW => {
-                    *n += 1
-                }
-                other => *other = Some((now, 1)),
-            }
-        }
         Ok(Screened { verify, skipped })
     }
 
@@ -469,13 +442,23 @@ impl GossipPeers {
                 *b = PeerBudget {
                     since: now,
                     verified: MAX_VERIFIES_PER_PEER,
-                    own_pushed: true,
                     misbehaving: true,
                 };
             }
             return (good, Some(wrong));
         }
         (good, None)
+    }
+}
+
+/// How a refusal of the view counts in `inbound_rejected`: a peer that is not admitted, or
+/// that pushes what it may not, is `GossipUnadmitted`; over a rate or budget, `GossipRate`.
+fn view_rejection(e: &MembershipError) -> InboundRejection {
+    match e {
+        MembershipError::TooSoon { .. } | MembershipError::PushBudget { .. } => {
+            InboundRejection::GossipRate
+        }
+        _ => InboundRejection::GossipUnadmitted,
     }
 }
 
@@ -513,13 +496,11 @@ impl Node {
         // holds a peer (after the first directory pull); it is signed and served to pulls
         // meanwhile.
         let first_push = self.gossip_announces() && !self.membership.gossip.announced;
-        if first_push {
-            if let Some((addrs, bytes)) = self.membership.gossip.own.clone() {
-                if addrs == self.membership.listen_addrs {
-                    self.push_own(bytes);
-                    return;
-                }
-            }
+        if first_push
+            && self.membership.gossip.own_addrs.as_ref() == Some(&self.membership.listen_addrs)
+        {
+            self.push_own();
+            return;
         }
         let now = now_micros().0;
         let announcement = Announcement {
@@ -555,9 +536,8 @@ impl Node {
             bytes.clone(),
         );
         if first_push {
-            self.membership.gossip.own =
-                Some((self.membership.listen_addrs.clone(), bytes.clone()));
-            self.push_own(bytes);
+            self.membership.gossip.own_addrs = Some(self.membership.listen_addrs.clone());
+            self.push_own();
             return;
         }
         let published = bytes.len() as u64;
@@ -596,7 +576,7 @@ impl Node {
     /// backoff, until an admitted peer shows that it holds it (`Membership::announce`): a
     /// newcomer whose first push was lost everywhere would otherwise stay unknown (its
     /// anti-entropy is refused while no peer admits it).
-    fn push_own(&mut self, _bytes: Vec<u8>) {
+    fn push_own(&mut self) {
         let Some(admission) = &mut self.admission else {
             return;
         };
@@ -610,7 +590,7 @@ impl Node {
         }
         tracing::debug!("announced to the routing set");
         self.membership.gossip.announced = true;
-        self.membership.gossip.own = None;
+        self.membership.gossip.own_addrs = None;
         self.membership.last_announce = Some(Instant::now());
         self.membership.announce_due = false;
     }
@@ -881,11 +861,29 @@ impl Node {
                     .filter(|(node, _)| *node == from)
                     .and_then(|_| self.membership.directory.get(&from))
                     .and_then(|p| p.certificate.clone());
+                if !admitted {
+                    // A newcomer's own announcement: the view screens its certificate before
+                    // any signature is checked (the newcomers' push budget is the view's rule,
+                    // the simulator's too).
+                    let screen = match newcomer_certificate(&peer, &announcements) {
+                        Err(refusal) => Err(refusal.rejection()),
+                        Ok(cert) => match self.admission.as_mut() {
+                            Some(admission) => admission
+                                .screen_newcomer(from, &cert, now)
+                                .map_err(|e| view_rejection(&e)),
+                            None => Err(InboundRejection::GossipUnadmitted),
+                        },
+                    };
+                    if let Err(why) = screen {
+                        tracing::debug!("refused a push from {peer}, not admitted: {why:?}");
+                        self.refuse_gossip(why);
+                        return;
+                    }
+                }
                 let membership = &mut self.membership;
                 let directory = &membership.directory;
                 let screened = membership.gossip.peers.screen_push(
                     peer,
-                    admitted,
                     announcements,
                     |a| directory.lacking(a),
                     at,
@@ -963,15 +961,13 @@ impl Node {
         if let Err(e) = admission.handle(from, message, now) {
             self.membership.gossip.traffic.gossip_refused += 1;
             tracing::debug!("the view refused a membership message from {peer}: {e}");
-            let why = match e {
-                MembershipError::NotAdmitted { .. } | MembershipError::NotOwnCertificate { .. } => {
-                    Some(InboundRejection::GossipUnadmitted)
-                }
-                MembershipError::TooSoon { .. } => Some(InboundRejection::GossipRate),
-                _ => None,
-            };
-            if let Some(why) = why {
-                self.transport.inbound.count(why);
+            if let MembershipError::NotAdmitted { .. }
+            | MembershipError::NotOwnCertificate { .. }
+            | MembershipError::RefusedCertificate { .. }
+            | MembershipError::TooSoon { .. }
+            | MembershipError::PushBudget { .. } = e
+            {
+                self.transport.inbound.count(view_rejection(&e));
             }
         }
         let (admitted, refused): (Vec<_>, Vec<_>) = peers
@@ -1124,96 +1120,28 @@ mod tests {
         a
     }
 
+    /// A peer the view does not admit may push only its own announcement, alone, carrying a
+    /// certificate: anything else is refused before any signature is checked, and its
+    /// certificate then goes to the view's screen (`Membership::screen_newcomer`, tested in
+    /// the protocol: once per window, the newcomers' push budget per issuer).
     #[test]
-    fn an_unadmitted_peer_may_push_its_own_announcement_alone_once_per_window() {
-        let mut peers = GossipPeers::default();
+    fn an_unadmitted_peer_may_push_only_its_own_certified_announcement_alone() {
         let newcomer = key(1);
         let peer = newcomer.public().to_peer_id();
         let own = announcement(&newcomer, true);
+        let uncertified = announcement(&newcomer, false);
         let other = announcement(&key(2), true);
-        let t0 = Instant::now();
-        // Another node's announcement, or its own with another: refused before any check.
         for push in [
             vec![other.clone()],
-            vec![own.clone(), other.clone()],
+            vec![own.clone(), other],
             vec![],
+            vec![uncertified],
+            vec![vec![0xff; 8]],
         ] {
-            assert_eq!(
-                peers.screen_push(peer, false, push, all, t0),
-                Err(PushRefusal::NotOwn)
-            );
+            assert_eq!(newcomer_certificate(&peer, &push), Err(PushRefusal::NotOwn));
         }
-        let screened = peers.screen_push(peer, false, vec![own.clone()], all, t0);
-        assert_eq!(
-            screened,
-            Ok(Screened {
-                verify: vec![own.clone()],
-                skipped: 0
-            })
-        );
-        // A million pushes of it cost one signature check per window.
-        for _ in 0..1_000 {
-            assert_eq!(
-                peers.screen_push(peer, false, vec![own.clone()], all, t0),
-                Err(PushRefusal::TooSoon)
-            );
-        }
-        assert!(peers
-            .screen_push(peer, false, vec![own.clone()], all, t0 + GOSSIP_WINDOW)
-            .is_ok());
-        // Once admitted, it pushes what it forwards.
-        assert!(peers
-            .screen_push(peer, true, vec![own, other], all, t0 + GOSSIP_WINDOW)
-            .is_ok());
-    }
-
-    /// Fresh identities, each pushing its own announcement once, get
-    /// `MAX_UNADMITTED_PUSHES_PER_WINDOW` signature checks per window all together, not one
-    /// each; admitted peers are not held back by them, and the next window has room again.
-    /// Fails without the shared budget (every fresh identity is screened in).
-    #[test]
-    fn fresh_identities_share_one_budget_of_pushes_per_window() {
-        let mut peers = GossipPeers::default();
-        let t0 = Instant::now();
-        let keys: Vec<Keypair> = (0..3 * MAX_UNADMITTED_PUSHES_PER_WINDOW)
-            .map(|i| {
-                let mut secret = [1u8; 32];
-                secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
-                Keypair::ed25519_from_bytes(secret).unwrap()
-            })
-            .collect();
-        let mut screened = 0;
-        for k in &keys {
-            let peer = k.public().to_peer_id();
-            match peers.screen_push(peer, false, vec![announcement(k, true)], all, t0) {
-                Ok(s) => screened += s.verify.len(),
-                Err(r) => assert_eq!(r, PushRefusal::TooSoon),
-            }
-        }
-        assert_eq!(screened, MAX_UNADMITTED_PUSHES_PER_WINDOW);
-        assert!(
-            peers.peers.len() <= MAX_UNADMITTED_PUSHES_PER_WINDOW,
-            "refused identities hold no budget entry"
-        );
-        // An admitted peer still pushes.
-        let admitted = key(200).public().to_peer_id();
-        let s = peers
-            .screen_push(admitted, true, vec![announcement(&key(201), true)], all, t0)
-            .unwrap();
-        assert_eq!(s.verify.len(), 1);
-        // The next window: room again (for those refused before).
-        let later = t0 + GOSSIP_WINDOW;
-        let last = keys.last().unwrap();
-        let s = peers
-            .screen_push(
-                last.public().to_peer_id(),
-                false,
-                vec![announcement(last, true)],
-                all,
-                later,
-            )
-            .unwrap();
-        assert_eq!(s.verify.len(), 1);
+        let cert = newcomer_certificate(&peer, &[own]).unwrap();
+        assert_eq!(cert.node, directory::node_id_of(&peer));
     }
 
     #[test]
@@ -1228,35 +1156,27 @@ mod tests {
         let mut verified = 0;
         let mut skipped = 0;
         for _ in 0..2 * MAX_VERIFIES_PER_PEER / MAX_GOSSIP_ANNOUNCEMENTS {
-            let s = peers.screen_push(a, true, push.clone(), all, t0).unwrap();
+            let s = peers.screen_push(a, push.clone(), all, t0).unwrap();
             verified += s.verify.len();
             skipped += s.skipped;
         }
         assert_eq!(verified, MAX_VERIFIES_PER_PEER);
         assert_eq!(skipped, MAX_VERIFIES_PER_PEER);
         // Another peer keeps its own budget; the next window gives `a` its budget back.
-        let s = peers.screen_push(b, true, push.clone(), all, t0).unwrap();
+        let s = peers.screen_push(b, push.clone(), all, t0).unwrap();
         assert_eq!(s.verify.len(), MAX_GOSSIP_ANNOUNCEMENTS);
-        let s = peers
-            .screen_push(a, true, push, all, t0 + GOSSIP_WINDOW)
-            .unwrap();
+        let s = peers.screen_push(a, push, all, t0 + GOSSIP_WINDOW).unwrap();
         assert_eq!(s.verify.len(), MAX_GOSSIP_ANNOUNCEMENTS);
         // Repeats of one node's announcement are checked once; those the directory holds not
         // at all, nor do they count.
         let one = announcement(&key(3), true);
         let later = t0 + 2 * GOSSIP_WINDOW;
         let s = peers
-            .screen_push(
-                a,
-                true,
-                vec![one.clone(); MAX_GOSSIP_ANNOUNCEMENTS],
-                all,
-                later,
-            )
+            .screen_push(a, vec![one.clone(); MAX_GOSSIP_ANNOUNCEMENTS], all, later)
             .unwrap();
         assert_eq!(s.verify, vec![one.clone()]);
         let s = peers
-            .screen_push(a, true, vec![one; 8], |_| Vec::new(), later)
+            .screen_push(a, vec![one; 8], |_| Vec::new(), later)
             .unwrap();
         assert!(s.verify.is_empty());
     }
@@ -1274,7 +1194,7 @@ mod tests {
         for bad in [forged, uncertified, vec![0xff; 8]] {
             let mut peers = GossipPeers::default();
             let push = vec![good.clone(), bad, later.clone()];
-            let screened = peers.screen_push(sender, true, push, all, t0).unwrap();
+            let screened = peers.screen_push(sender, push, all, t0).unwrap();
             assert_eq!(screened.verify.len(), 3);
             let (verified, wrong) = peers.verify_push(sender, screened.verify, t0);
             assert!(wrong.is_some());
@@ -1284,14 +1204,14 @@ mod tests {
             // The sender is silenced for a window, and only the sender.
             assert!(peers.misbehaving(&sender, t0));
             assert_eq!(
-                peers.screen_push(sender, true, vec![later.clone()], all, t0),
+                peers.screen_push(sender, vec![later.clone()], all, t0),
                 Err(PushRefusal::Misbehaving)
             );
             let other = key(6).public().to_peer_id();
             assert!(!peers.misbehaving(&other, t0));
             assert!(!peers.misbehaving(&sender, t0 + GOSSIP_WINDOW));
             assert!(peers
-                .screen_push(sender, true, vec![later.clone()], all, t0 + GOSSIP_WINDOW)
+                .screen_push(sender, vec![later.clone()], all, t0 + GOSSIP_WINDOW)
                 .is_ok());
         }
         // An honest push verifies whole.

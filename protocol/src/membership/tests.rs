@@ -1071,3 +1071,216 @@ fn a_newcomer_that_announces_before_it_knows_a_peer_pushes_as_soon_as_it_knows_o
     });
     assert!(pushed_own, "its own certificate went out");
 }
+
+/// One lying peer cannot stop a newcomer's re-push. The newcomer's first push is lost at every
+/// routing peer; one of them (admitted, in its routing set) then opens anti-entropy with it,
+/// as if it held the certificate, and another admitted peer it never pushed to does the same.
+/// Neither stops the re-push (the first is one confirmer of the two asked for, the second was
+/// not pushed to), so the honest routing peers get the certificate and everyone learns it.
+/// Fails with one confirmation from any admitted peer: the newcomer stops and stays unknown.
+#[test]
+fn one_lying_peer_cannot_stop_a_newcomers_re_push() {
+    let n = 20;
+    let mut net = Net::new(n, 0);
+    let me = net.add_newcomer(500);
+    net.deaf.extend((0..n).map(node));
+    net.nodes[me].announce(newcomer_cert(500), net.now).unwrap();
+    net.collect(me);
+    net.run();
+    let routing = net.nodes[me].routing_peers().to_vec();
+    let liar = routing[0];
+    let outsider = (0..n)
+        .map(node)
+        .find(|p| !routing.contains(p))
+        .expect("a peer outside the routing set");
+    let w = window(&net.nodes[me], net.now);
+    for from in [liar, outsider] {
+        net.nodes[me]
+            .handle_message(
+                from,
+                MemberMessage::Summary {
+                    from_epoch: w,
+                    count: 0,
+                    digest: 0,
+                },
+                net.now,
+            )
+            .unwrap();
+    }
+    assert!(
+        !net.nodes[me].own_confirmed(),
+        "one routing peer and one outsider are not two confirmers"
+    );
+    net.collect(me);
+    // The liar keeps dropping the newcomer's pushes; the others hear them from now on.
+    net.deaf.clear();
+    net.deaf.insert(liar);
+    net.run();
+    for _ in 0..6 {
+        net.anti_entropy_round();
+    }
+    assert_eq!(
+        net.knowing(&node(500)),
+        n as usize,
+        "every node but the liar knows the newcomer"
+    );
+    assert!(net.nodes[me].own_confirmed());
+    assert_eq!(net.nodes[me].own_pushes(), 2);
+}
+
+/// In a network of two, the one other admitted peer is enough to confirm (no second exists);
+/// once the newcomer's view grows, two are asked for again and it pushes on.
+#[test]
+fn a_newcomer_that_knows_one_peer_is_confirmed_by_it_until_it_knows_more() {
+    let mut net = Net::new(1, 0);
+    let me = net.add_newcomer(500);
+    net.nodes[me].announce(newcomer_cert(500), net.now).unwrap();
+    net.collect(me);
+    net.run();
+    assert!(net.nodes[me].own_confirmed(), "its only peer welcomed it");
+    // It learns more of the network: one confirmer is no longer enough.
+    let now = net.now;
+    for i in 1..10 {
+        net.nodes[me].announce(cert(i, 0), now).unwrap();
+    }
+    assert!(!net.nodes[me].own_confirmed());
+}
+
+// Newcomers' pushes: what a flood of them may cost, and who it may hold back.
+
+fn own_push(cert: &Certificate) -> MemberMessage {
+    MemberMessage::Push {
+        entries: vec![cert.clone()],
+    }
+}
+
+/// `cert` with a signature that does not verify (a forger's: it names a configured issuer and
+/// a serial within its quota, which is all a forger can get right).
+fn forged(mut cert: Certificate) -> Certificate {
+    cert.signature[0] ^= 1;
+    cert
+}
+
+/// A flood of pushes from fresh identities whose certificates fail a check that needs no
+/// signature (issuer not named, serial over its quota, epoch ahead) uses no push budget, so
+/// an honest newcomer still gets in; forgeries that name issuer 1 hold back only issuer 1's
+/// newcomers, at this node, for the window. This is the rule `handle_message` applies (the
+/// simulator's) and the daemon screens with before it checks a signature. Fails with one
+/// budget for every newcomer charged before the cheap checks (the daemon's rule before).
+#[test]
+fn a_flood_of_pushes_from_fresh_identities_does_not_hold_back_an_honest_newcomer() {
+    use super::view::MAX_NEWCOMER_PUSHES_PER_ISSUER;
+    let (mut m, now) = answering_node(3);
+    let flood = 4 * MAX_NEWCOMER_PUSHES_PER_ISSUER as u32;
+    for i in 0..flood {
+        let from = node(100_000 + i);
+        let cert = match i % 3 {
+            0 => Certificate::issue(&issuer(9), from, i, 5),
+            1 => Certificate::issue(&issuer(1), from, 5_000 + i, 5),
+            _ => Certificate::issue(&issuer(1), from, i, 1_000),
+        };
+        assert!(matches!(
+            m.handle_message(from, own_push(&cert), now),
+            Err(MembershipError::RefusedCertificate { .. })
+        ));
+    }
+    // Forgeries naming issuer 1, from as many fresh identities: its budget, then refused.
+    let mut over = 0;
+    for i in 0..flood {
+        let from = node(200_000 + i);
+        let cert = forged(Certificate::issue(&issuer(1), from, 100 + i, 5));
+        match m.handle_message(from, own_push(&cert), now) {
+            Ok(()) => assert!(m.certificate(&from).is_none()),
+            Err(MembershipError::PushBudget { .. }) => over += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(over, flood - MAX_NEWCOMER_PUSHES_PER_ISSUER as u32);
+    assert_eq!(m.stats().refused_over_budget, u64::from(over));
+    // An honest newcomer of issuer 2 gets in.
+    let honest = Certificate::issue(&issuer(2), node(999), 99, 5);
+    m.handle_message(node(999), own_push(&honest), now).unwrap();
+    assert!(
+        m.certificate(&node(999)).is_some(),
+        "admitted under the flood"
+    );
+    // Issuer 1's newcomer is held back for the window, and gets in with its next push.
+    let held = Certificate::issue(&issuer(1), node(998), 998, 5);
+    assert_eq!(
+        m.handle_message(node(998), own_push(&held), now),
+        Err(MembershipError::PushBudget { from: node(998) })
+    );
+    let next = now.plus(MembershipConfig::default().anti_entropy_micros);
+    m.handle_message(node(998), own_push(&held), next).unwrap();
+    assert!(m.certificate(&node(998)).is_some());
+}
+
+/// Forgeries naming many issuers: at most `MAX_NEWCOMER_PUSHES_PER_WINDOW` signature checks
+/// per window at one node, all issuers together. Fails without the total (every issuer's
+/// budget in full).
+#[test]
+fn newcomers_pushes_are_checked_at_most_a_total_per_window() {
+    use super::view::{MAX_NEWCOMER_PUSHES_PER_ISSUER, MAX_NEWCOMER_PUSHES_PER_WINDOW};
+    let issuers = (MAX_NEWCOMER_PUSHES_PER_WINDOW / MAX_NEWCOMER_PUSHES_PER_ISSUER + 4) as u8;
+    let keys: BTreeMap<IssuerKey, u32> = (1..=issuers)
+        .map(|i| (IssuerKey(issuer(i).verifying_key().to_bytes()), 1_000))
+        .collect();
+    let now = at_epoch(5);
+    let mut m = Membership::new(
+        node(0),
+        AdmissionPolicy::new(keys, 0).unwrap(),
+        MembershipConfig::default(),
+        Arc::new(Checkpoint::new(0, (0..3).map(|i| cert(i, 0)))),
+        [3u8; 32],
+        now,
+    );
+    let mut checked = 0;
+    for k in 1..=issuers {
+        for s in 0..MAX_NEWCOMER_PUSHES_PER_ISSUER as u32 {
+            let from = node(100_000 + u32::from(k) * 1_000 + s);
+            let cert = forged(Certificate::issue(&issuer(k), from, s, 5));
+            if m.handle_message(from, own_push(&cert), now).is_ok() {
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, MAX_NEWCOMER_PUSHES_PER_WINDOW);
+    assert_eq!(
+        m.stats().refused_certificates,
+        MAX_NEWCOMER_PUSHES_PER_WINDOW as u64,
+        "one signature refused per push checked"
+    );
+}
+
+/// A newcomer's push is charged once per window: a driver that screens it first (the daemon,
+/// before it checks the announcement's signature) and then hands it to `handle_message` is
+/// not charged twice; a second push in the window is refused, whether screened or handed
+/// straight in; the next window takes it again.
+#[test]
+fn a_newcomers_push_is_charged_once_per_window() {
+    let (mut m, now) = answering_node(3);
+    let a = Certificate::issue(&issuer(2), node(999), 99, 5);
+    m.screen_newcomer(node(999), &a, now).unwrap();
+    m.handle_message(node(999), own_push(&a), now).unwrap();
+    assert!(m.certificate(&node(999)).is_some());
+    let b = forged(Certificate::issue(&issuer(2), node(998), 98, 5));
+    m.handle_message(node(998), own_push(&b), now).unwrap();
+    assert!(m.certificate(&node(998)).is_none());
+    assert_eq!(
+        m.screen_newcomer(node(998), &b, now),
+        Err(MembershipError::PushBudget { from: node(998) })
+    );
+    assert_eq!(
+        m.handle_message(node(998), own_push(&b), now),
+        Err(MembershipError::PushBudget { from: node(998) })
+    );
+    // Not its own: refused before anything else.
+    assert_eq!(
+        m.screen_newcomer(node(997), &b, now),
+        Err(MembershipError::NotOwnCertificate { from: node(997) })
+    );
+    let next = now.plus(MembershipConfig::default().anti_entropy_micros);
+    let b = Certificate::issue(&issuer(2), node(998), 98, 5);
+    m.handle_message(node(998), own_push(&b), next).unwrap();
+    assert!(m.certificate(&node(998)).is_some());
+}

@@ -446,6 +446,19 @@ pub enum MembershipError {
     /// A push from a peer this view does not admit that is not exactly its own certificate.
     #[error("{from:?} is not admitted here and may push only its own certificate")]
     NotOwnCertificate { from: NodeId },
+    /// A newcomer's push whose certificate fails a check that needs no signature (issuer not
+    /// named, serial over its quota, epoch ahead): refused before any signature is checked,
+    /// and it uses no push budget ([`Membership::screen_newcomer`]).
+    #[error("{from:?} pushed a certificate this view refuses: {reason}")]
+    RefusedCertificate {
+        from: NodeId,
+        reason: AdmissionError,
+    },
+    /// A newcomer's push over the push budget: its second in one window, or over its issuer's
+    /// or the node's budget for the window ([`Membership::screen_newcomer`]). Its newcomer
+    /// pushes again.
+    #[error("push from {from:?}, not admitted here, over the newcomers' push budget")]
+    PushBudget { from: NodeId },
     /// An anti-entropy message of a kind this node answered for the same peer less than
     /// [`Membership::answer_interval`] ago (or too many peers answered within it).
     #[error("anti-entropy from {from:?} sooner than one answer per interval")]
@@ -467,6 +480,8 @@ pub struct MembershipStats {
     /// Anti-entropy answers cut to one push of [`MAX_MEMBERSHIP_ENTRIES_PER_MESSAGE`]
     /// certificates.
     pub answers_truncated: u64,
+    /// Newcomers' pushes over the push budget ([`MembershipError::PushBudget`]).
+    pub refused_over_budget: u64,
 }
 
 /// Largest number of peers whose last anti-entropy answers a node remembers at once. Entries
@@ -475,6 +490,23 @@ pub struct MembershipStats {
 /// node hears from about one peer per period (each of the peers whose routing set holds it
 /// opens one round per period with one of its routing peers).
 pub const MAX_ANSWERED_PEERS: usize = 4096;
+
+/// Largest number of pushes from peers this view does not admit (newcomers pushing their own
+/// certificates) that one issuer's certificates may bring in for a signature check per
+/// window ([`Membership::screen_newcomer`]; the window is the anti-entropy period, 10 s). A
+/// push is charged only once its certificate passed every check that needs no signature
+/// (its sender's own, issuer named, serial within the quota, epoch not ahead): a flood of
+/// pushes of made-up identities, strangers' certificates or over-quota serials costs nothing
+/// and blocks no one; a forger must name a configured issuer and a serial within its quota,
+/// and then holds back only that issuer's newcomers, at this node, for the window (they push
+/// again). Honest newcomers push to about 16 routing peers each, so 64 per issuer and 10 s is
+/// several joins per second of one issuer at every node.
+pub const MAX_NEWCOMER_PUSHES_PER_ISSUER: usize = 64;
+
+/// Largest number of newcomers' pushes one node checks per window, all issuers together: a
+/// bound on the signature checks a flood of forgeries naming many issuers costs (1,024 per
+/// 10 s, about 0.1 s of CPU at two checks of 50 us; sixteen issuers' budgets).
+pub const MAX_NEWCOMER_PUSHES_PER_WINDOW: usize = 1024;
 
 /// Largest number of times a node pushes its own certificate to its routing set while no
 /// admitted peer has shown that it holds it ([`Membership::own_confirmed`]): the first push
@@ -496,6 +528,26 @@ enum AnswerKind {
 /// Answer kinds, one rate slot each.
 const ANSWER_KINDS: usize = 4;
 
+/// How many distinct admitted peers, each one this node pushed its own certificate to, must
+/// show that they hold it before the node stops pushing it ([`Membership::own_confirmed`]):
+/// with one, a single lying peer of the routing set (it answers "I hold it" and drops it)
+/// stops the re-push and keeps the newcomer unknown; with two, both confirmers must lie, and
+/// the routing set is drawn at random points of the ring by the newcomer itself.
+pub const OWN_CONFIRMATIONS: usize = 2;
+
+/// The newcomers' pushes checked in the current window ([`Membership::screen_newcomer`]).
+#[derive(Clone, Debug, Default)]
+struct NewcomerBudget {
+    /// When the window began.
+    since: Micros,
+    per_issuer: BTreeMap<IssuerKey, usize>,
+    total: usize,
+    /// The peers whose push was screened in this window (at most
+    /// [`MAX_NEWCOMER_PUSHES_PER_WINDOW`]), and whether it was handled since
+    /// ([`Membership::handle_message`] does not charge a push its driver screened first).
+    peers: BTreeMap<NodeId, bool>,
+}
+
 /// This node's own certificate while it pushes it ([`Membership::announce`]).
 #[derive(Clone, Debug)]
 struct OwnPush {
@@ -504,14 +556,11 @@ struct OwnPush {
     pushes: u32,
     /// When the next push is due (if not confirmed by then).
     next: Micros,
-    /// An admitted peer showed that it holds the certificate.
-    confirmed: bool,
-}
-
-impl OwnPush {
-    fn pending(&self) -> bool {
-        !self.confirmed && self.pushes < MAX_OWN_PUSHES
-    }
+    /// The peers this node pushed the certificate to (only they can confirm it): at most
+    /// `MAX_ROUTING_PEERS` per push, `MAX_OWN_PUSHES` pushes.
+    pushed_to: BTreeSet<NodeId>,
+    /// The admitted peers among them that showed they hold it.
+    confirmers: BTreeSet<NodeId>,
 }
 
 #[derive(Clone, Debug)]
@@ -578,8 +627,10 @@ pub struct Membership {
     /// When this node last answered each peer's anti-entropy messages, by kind
     /// ([`Membership::answer_interval`]); at most [`MAX_ANSWERED_PEERS`] peers.
     answered: BTreeMap<NodeId, [Option<Micros>; ANSWER_KINDS]>,
-    /// This node's own certificate, pushed again until an admitted peer shows it holds it.
+    /// This node's own certificate, pushed again until admitted peers show they hold it.
     own: Option<OwnPush>,
+    /// What newcomers' pushes may cost this node in the current window.
+    newcomers: NewcomerBudget,
 }
 
 impl Membership {
@@ -619,6 +670,7 @@ impl Membership {
             reply_evidence: Vec::new(),
             answered: BTreeMap::new(),
             own: None,
+            newcomers: NewcomerBudget::default(),
         }
     }
 
@@ -749,7 +801,8 @@ impl Membership {
                     cert,
                     pushes: 0,
                     next: now,
-                    confirmed: false,
+                    pushed_to: BTreeSet::new(),
+                    confirmers: BTreeSet::new(),
                 });
             }
             self.push_own_if_due(now);
@@ -768,11 +821,37 @@ impl Membership {
         Ok(())
     }
 
-    /// Whether an admitted peer has shown that it holds this node's own certificate: it sent
-    /// this node anti-entropy (only admitted peers are answered, and a node opens rounds only
-    /// with peers it admits), or a push that carries the certificate.
+    /// Admits a certificate this node's driver learnt from elsewhere than gossip (a directory
+    /// pull it asked for, a fetched snapshot, its store), after checking it like any other:
+    /// not forwarded, not charged to the push budget (the driver asked for it). True if it
+    /// was new and admitted.
+    pub fn learn(&mut self, cert: Certificate, now: Micros) -> bool {
+        self.ensure_routing(now);
+        let fresh = matches!(self.accept(cert, now), Ok(true));
+        self.evidence.clear();
+        self.reply_evidence.clear();
+        fresh
+    }
+
+    /// Whether [`OWN_CONFIRMATIONS`] distinct admitted peers, each one this node pushed its
+    /// own certificate to, have shown that they hold it: each sent this node anti-entropy (only
+    /// admitted peers are answered, and a node opens rounds only with peers it admits; a peer
+    /// that admits a pushed own certificate answers with a summary) or a push that carries the
+    /// certificate. Fewer are asked for when this node knows fewer other admitted peers (a
+    /// network of two); the count is taken again as the view grows, so a peer that was alone
+    /// in a newcomer's first view cannot confirm it by itself for good.
     pub fn own_confirmed(&self) -> bool {
-        self.own.as_ref().is_some_and(|o| o.confirmed)
+        let needed = OWN_CONFIRMATIONS.min(self.len().saturating_sub(1)).max(1);
+        self.own
+            .as_ref()
+            .is_some_and(|o| o.confirmers.len() >= needed)
+    }
+
+    /// Whether this node still pushes its own certificate (not confirmed, pushes left).
+    fn own_pending(&self) -> bool {
+        self.own
+            .as_ref()
+            .is_some_and(|o| o.pushes < MAX_OWN_PUSHES && !self.own_confirmed())
     }
 
     /// How many times this node pushed its own certificate to its routing set.
@@ -795,7 +874,7 @@ impl Membership {
         let Some(own) = &self.own else {
             return;
         };
-        if !own.pending() || now < own.next {
+        if !self.own_pending() || now < own.next {
             return;
         }
         if self.routing.is_empty() {
@@ -816,18 +895,24 @@ impl Membership {
                 },
             );
         }
+        let routing = self.routing.clone();
         if let Some(own) = &mut self.own {
             own.pushes = pushes;
             own.next = next;
+            own.pushed_to.extend(routing);
         }
     }
 
     /// Notes what `message` from `from` (admitted here) says about this node's own
-    /// certificate: anti-entropy, or a push that carries it, means `from` holds it.
-    fn note_confirmation(&mut self, message: &MemberMessage) {
+    /// certificate: anti-entropy, or a push that carries it, means `from` holds it. Counts
+    /// only from a peer this node pushed it to ([`Membership::own_confirmed`]).
+    fn note_confirmation(&mut self, from: NodeId, message: &MemberMessage) {
         let Some(own) = &mut self.own else {
             return;
         };
+        if !own.pushed_to.contains(&from) {
+            return;
+        }
         let holds = match message {
             MemberMessage::Push { entries } => entries.contains(&own.cert),
             MemberMessage::Summary { .. }
@@ -835,7 +920,7 @@ impl Membership {
             | MemberMessage::Pull { .. } => true,
         };
         if holds {
-            own.confirmed = true;
+            own.confirmers.insert(from);
         }
     }
 
@@ -846,6 +931,12 @@ impl Membership {
         if to == self.me || !self.take_slot(to, AnswerKind::Welcome, now) {
             return;
         }
+        self.send_summary(to, now);
+    }
+
+    /// Sends `to` the count and digest of this node's anti-entropy window at `now` (an
+    /// anti-entropy opening, or a welcome).
+    fn send_summary(&mut self, to: NodeId, now: Micros) {
         let from_epoch = self.window_start(now);
         let (count, digest) = self.summary(from_epoch);
         self.send(
@@ -880,7 +971,7 @@ impl Membership {
         self.ensure_routing(now);
         let admitted = self.member(&from).is_some();
         if admitted && from != self.me {
-            self.note_confirmation(&message);
+            self.note_confirmation(from, &message);
         }
         match message {
             MemberMessage::Push { entries } => {
@@ -888,6 +979,9 @@ impl Membership {
                 if !admitted && !own_alone {
                     self.stats.refused_unadmitted += 1;
                     return Err(MembershipError::NotOwnCertificate { from });
+                }
+                if !admitted {
+                    self.charge_newcomer(from, &entries[0], now)?;
                 }
                 self.on_push(from, entries, now)?;
                 if own_alone && self.member(&from).is_some() {
@@ -971,6 +1065,80 @@ impl Membership {
         }
     }
 
+    /// Whether this node checks the push of `cert` by `from`, a peer it does not admit, at
+    /// `now` (and if so, charges it to the push budget). A driver that checks signatures of its
+    /// own before it hands a push to [`Membership::handle_message`] (the daemon verifies the
+    /// announcement that carries the certificate) calls this first, and `handle_message` then
+    /// does not charge the same push again; a driver that does not (the simulator) leaves it to
+    /// `handle_message`. In order, cheapest first, nothing signed checked:
+    /// - the certificate must be `from`'s own ([`MembershipError::NotOwnCertificate`]);
+    /// - it must pass every check that needs no signature: issuer named, serial within its
+    ///   quota, epoch not ahead ([`MembershipError::RefusedCertificate`]); such a refusal uses
+    ///   no budget, so a flood of them holds back no one;
+    /// - `from` gets one push per window (the anti-entropy period), and the pushes of one
+    ///   issuer's certificates at most [`MAX_NEWCOMER_PUSHES_PER_ISSUER`], all of them at most
+    ///   [`MAX_NEWCOMER_PUSHES_PER_WINDOW`] ([`MembershipError::PushBudget`]); a refused
+    ///   push leaves no entry behind.
+    pub fn screen_newcomer(
+        &mut self,
+        from: NodeId,
+        cert: &Certificate,
+        now: Micros,
+    ) -> Result<(), MembershipError> {
+        if cert.node != from {
+            self.stats.refused_unadmitted += 1;
+            return Err(MembershipError::NotOwnCertificate { from });
+        }
+        let window = self.config.anti_entropy_micros;
+        if now.0.saturating_sub(self.newcomers.since.0) >= window || now < self.newcomers.since {
+            self.newcomers = NewcomerBudget {
+                since: now,
+                ..NewcomerBudget::default()
+            };
+        }
+        if self.newcomers.peers.contains_key(&from) {
+            self.stats.refused_over_budget += 1;
+            return Err(MembershipError::PushBudget { from });
+        }
+        if let Err(reason) = self
+            .policy
+            .check_without_signature(cert, self.epoch_of(now))
+        {
+            self.stats.refused_certificates += 1;
+            return Err(MembershipError::RefusedCertificate { from, reason });
+        }
+        let issuer = self.newcomers.per_issuer.get(&cert.issuer).copied();
+        if issuer.unwrap_or(0) >= MAX_NEWCOMER_PUSHES_PER_ISSUER
+            || self.newcomers.total >= MAX_NEWCOMER_PUSHES_PER_WINDOW
+        {
+            self.stats.refused_over_budget += 1;
+            return Err(MembershipError::PushBudget { from });
+        }
+        *self.newcomers.per_issuer.entry(cert.issuer).or_default() += 1;
+        self.newcomers.total += 1;
+        self.newcomers.peers.insert(from, false);
+        Ok(())
+    }
+
+    /// Charges a push of `from`, not admitted here, to the push budget unless its driver
+    /// screened it in this window and it was not handled yet.
+    fn charge_newcomer(
+        &mut self,
+        from: NodeId,
+        cert: &Certificate,
+        now: Micros,
+    ) -> Result<(), MembershipError> {
+        let in_window = now.0.saturating_sub(self.newcomers.since.0)
+            < self.config.anti_entropy_micros
+            && now >= self.newcomers.since;
+        let screened = in_window && self.newcomers.peers.get(&from) == Some(&false);
+        if !screened {
+            self.screen_newcomer(from, cert, now)?;
+        }
+        self.newcomers.peers.insert(from, true);
+        Ok(())
+    }
+
     /// Shortest time between two answers to one peer's anti-entropy messages of one kind:
     /// half the anti-entropy period (5 s by default), so that an honest peer, which opens a
     /// round at most once per period, is always answered, with room for delays.
@@ -1016,7 +1184,7 @@ impl Membership {
     /// The next time [`Membership::handle_timeout`] wants to run.
     pub fn poll_timeout(&self) -> Micros {
         match &self.own {
-            Some(own) if own.pending() => self.next_anti_entropy.min(own.next),
+            Some(own) if self.own_pending() => self.next_anti_entropy.min(own.next),
             _ => self.next_anti_entropy,
         }
     }
@@ -1041,16 +1209,7 @@ impl Membership {
             return;
         }
         let peer = self.routing[(self.rng.next_u64() % self.routing.len() as u64) as usize];
-        let from_epoch = self.window_start(now);
-        let (count, digest) = self.summary(from_epoch);
-        self.send(
-            peer,
-            MemberMessage::Summary {
-                from_epoch,
-                count,
-                digest,
-            },
-        );
+        self.send_summary(peer, now);
     }
 
     pub fn poll_output(&mut self) -> Option<MemberOutput> {
@@ -1314,7 +1473,10 @@ impl Membership {
         }
         self.routing_epoch = Some(epoch);
         let mut chosen = BTreeSet::new();
-        let want = self.config.routing_peers.min(self.len().saturating_sub(1));
+        // The other admitted identities (before a newcomer admits its own certificate, all of
+        // them: counting itself there left a newcomer that knows one peer with no routing set).
+        let me = usize::from(self.member(&self.me).is_some());
+        let want = self.config.routing_peers.min(self.len().saturating_sub(me));
         let mut attempts = 0;
         while chosen.len() < want && attempts < 4 * MAX_ROUTING_PEERS {
             attempts += 1;
