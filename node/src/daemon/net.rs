@@ -124,7 +124,7 @@ pub const fn vector_bytes(length: u32) -> usize {
 /// How long the daemon waits for a protocol message's ack, counted from its hand-over to the
 /// transport (so its wait behind others on the uplink and its upload are inside): the fixed
 /// `MESSAGE_TIMEOUT` (in the daemon, the adapted fixed part, `sends::AckDelay`) plus, at `MIN_SEND_BYTES_PER_S`, `bytes` (the message's own and those
-/// queued ahead of it on a virtual uplink of that rate, `PendingSends::deadline`) and
+/// queued ahead of it on a virtual uplink of that rate, `PendingSends::size_terms`) and
 /// `vector_bytes`, one vector of its computation: the receiver acknowledges only after
 /// it handled and persisted the message, so a message of any size may wait there behind the
 /// vectors other senders sent (a control message behind a level's partial sums). The
