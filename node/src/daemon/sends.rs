@@ -96,7 +96,7 @@ impl AckDelay {
                 self.rttvar = r / 2;
             }
             Some(srtt) => {
-                let deviation = if srtt > r { srtt - r } else { r - srtt };
+                let deviation = srtt.abs_diff(r);
                 self.rttvar = (self.rttvar * 3 + deviation) / 4;
                 self.srtt = Some((srtt * 7 + r) / 8);
             }
