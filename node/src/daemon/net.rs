@@ -84,14 +84,23 @@ const _: () = assert!(
 /// How long one directory pull (a request-response exchange of up to a 4 MB snapshot) may
 /// take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// The failure detector's fixed part: how long a protocol message may wait for its ack, on
-/// top of its size terms (`message_deadline`), before the engine hears it unreachable and
-/// fails it over: the network's round trip, the receiver's handling of small messages and
+/// The failure detector's fixed part, at least: how long a protocol message may wait for its
+/// ack, on top of its size terms (`message_deadline`), before the engine hears it unreachable
+/// and fails it over: the network's round trip, the receiver's handling of small messages and
 /// the write and fsync before the ack. 2 s is the simulator's choice (sim/README.md,
 /// "Detection delay", ARCHITECTURE.md, "Decisions"): with the vector term below it releases
 /// every run at 1,024 kB and 1 %/s where a fixed 10 s lost two in 20, and at 8,192 kB it gives
-/// every message at least the 10 s that never fired on a live receiver there.
+/// every message at least the 10 s that never fired on a live receiver there. The daemon
+/// waits longer when the acks it gets say so: the fixed part is
+/// `max(MESSAGE_TIMEOUT, srtt + 4 rttvar)` of the acks' measured delays, at most
+/// [`ACK_TIMEOUT_MAX`] (`sends::AckDelay`, RFC 6298's retransmission timeout).
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most the adapted fixed part of the failure detector may reach (`sends::AckDelay`):
+/// 15 times `MESSAGE_TIMEOUT`. On a machine starved of CPU (200 daemons proving at once on
+/// 2 cores) acks took seconds, and each one missed started a heal that added load; however
+/// far the estimate grows, a receiver that stops acknowledging is still failed over within
+/// this (plus the size terms), and one that acknowledges later than this is treated as dead.
+pub const ACK_TIMEOUT_MAX: Duration = Duration::from_secs(30);
 /// The slowest rate the failure detector allows for, in bytes per second, both for the
 /// sender's uplink and for the receiver's work: a message's deadline grows by the bytes it
 /// waits behind, its own, and one vector of its computation (`message_deadline`), so a
@@ -101,10 +110,11 @@ pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
 /// receiver's rate at DISSEC's 50 us per kB.
 pub const MIN_SEND_BYTES_PER_S: u64 = 1024 * 1024;
 /// libp2p's own request timeout for protocol messages: the deadline of the largest message
-/// of the largest computation allowed, an upper bound behind the daemon's per-message
-/// deadline (which fires first).
-pub const MESSAGE_TIMEOUT_CAP: Duration =
-    message_deadline(MAX_MESSAGE_BYTES, vector_bytes(MAX_VECTOR_LEN));
+/// of the largest computation allowed, with the fixed part at its most (`ACK_TIMEOUT_MAX`),
+/// an upper bound behind the daemon's per-message deadline (which fires first).
+pub const MESSAGE_TIMEOUT_CAP: Duration = ACK_TIMEOUT_MAX.saturating_add(upload_time(
+    MAX_MESSAGE_BYTES.saturating_add(vector_bytes(MAX_VECTOR_LEN)),
+));
 
 /// Bytes of a computation's vector of `length` elements (8 per element).
 pub const fn vector_bytes(length: u32) -> usize {
@@ -113,8 +123,8 @@ pub const fn vector_bytes(length: u32) -> usize {
 
 /// How long the daemon waits for a protocol message's ack, counted from its hand-over to the
 /// transport (so its wait behind others on the uplink and its upload are inside): the fixed
-/// `MESSAGE_TIMEOUT` plus, at `MIN_SEND_BYTES_PER_S`, `bytes` (the message's own and those
-/// queued ahead of it on a virtual uplink of that rate, `PendingSends::deadline`) and
+/// `MESSAGE_TIMEOUT` (in the daemon, the adapted fixed part, `sends::AckDelay`) plus, at `MIN_SEND_BYTES_PER_S`, `bytes` (the message's own and those
+/// queued ahead of it on a virtual uplink of that rate, `PendingSends::size_terms`) and
 /// `vector_bytes`, one vector of its computation: the receiver acknowledges only after
 /// it handled and persisted the message, so a message of any size may wait there behind the
 /// vectors other senders sent (a control message behind a level's partial sums). The
@@ -679,7 +689,7 @@ mod tests {
         assert!(message_deadline(1 << 20, 0) > message_deadline(1 << 10, 0));
         assert_eq!(
             MESSAGE_TIMEOUT_CAP,
-            message_deadline(MAX_MESSAGE_BYTES, largest)
+            message_deadline(MAX_MESSAGE_BYTES, largest) - MESSAGE_TIMEOUT + ACK_TIMEOUT_MAX
         );
     }
 
