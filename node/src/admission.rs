@@ -330,15 +330,14 @@ impl Admission {
         message: MemberMessage,
         now: Micros,
     ) -> Result<(), MembershipError> {
-        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
-        let before = view.stats().refused_certificates;
-        let result = view.handle_message(from, message, now);
-        let refused = view.stats().refused_certificates - before;
-        while let Some(o) = view.poll_output() {
-            self.outputs.push_back(o);
-        }
-        drop(view);
-        self.refused += refused;
+        let outputs = &mut self.outputs;
+        let result = counting_refusals(&self.view, &mut self.refused, |view| {
+            let result = view.handle_message(from, message, now);
+            while let Some(o) = view.poll_output() {
+                outputs.push_back(o);
+            }
+            result
+        });
         if result.is_err() {
             self.refused_messages += 1;
         }
@@ -377,15 +376,12 @@ impl Admission {
         if cert.node != from {
             return false;
         }
-        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
-        let before = view.stats().refused_certificates;
         // Asked for by this node: not charged to the newcomers' push budget, not forwarded.
-        let admitted = view.learn(cert, now);
-        while view.poll_output().is_some() {}
-        let refused = view.stats().refused_certificates - before;
-        drop(view);
-        self.refused += refused;
-        admitted
+        counting_refusals(&self.view, &mut self.refused, |view| {
+            let admitted = view.learn(cert, now);
+            while view.poll_output().is_some() {}
+            admitted
+        })
     }
 
     /// A push of `cert` by `from`, a peer the view does not admit, screened before any
@@ -397,12 +393,9 @@ impl Admission {
         cert: &Certificate,
         now: Micros,
     ) -> Result<(), MembershipError> {
-        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
-        let before = view.stats().refused_certificates;
-        let result = view.screen_newcomer(from, cert, now);
-        let refused = view.stats().refused_certificates - before;
-        drop(view);
-        self.refused += refused;
+        let result = counting_refusals(&self.view, &mut self.refused, |view| {
+            view.screen_newcomer(from, cert, now)
+        });
         if result.is_err() {
             self.refused_messages += 1;
         }
@@ -449,6 +442,19 @@ impl Admission {
             "min_known_ppm": self.min_known_ppm,
         })
     }
+}
+
+/// Runs `f` on the shared view and adds the certificates it refused meanwhile to `refused`.
+fn counting_refusals<R>(
+    view: &Mutex<Membership>,
+    refused: &mut u64,
+    f: impl FnOnce(&mut Membership) -> R,
+) -> R {
+    let mut view = view.lock().unwrap_or_else(|e| e.into_inner());
+    let before = view.stats().refused_certificates;
+    let result = f(&mut view);
+    *refused += view.stats().refused_certificates - before;
+    result
 }
 
 #[cfg(test)]

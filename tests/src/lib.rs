@@ -312,6 +312,18 @@ pub fn cell(result: &Value, row: usize, column: usize) -> Option<f64> {
     result["table"]["rows"][row]["cells"][column].as_f64()
 }
 
+/// Asserts that a `compute` result is exact: its first cell is `sum` and it counts
+/// `contributors` contributors (the whole result in the message otherwise).
+#[track_caller]
+pub fn assert_exact(result: &Value, sum: f64, contributors: usize) {
+    assert_eq!(cell(result, 0, 0), Some(sum), "{result}");
+    assert_eq!(
+        result["contributors"].as_u64(),
+        Some(contributors as u64),
+        "{result}"
+    );
+}
+
 /// The trust limits of the tests' small networks: `t >= 2` (the requests use `g = 3, t = 2`
 /// and few contributors) and repeats allowed (the phase tests run one query per phase on one
 /// network; `release_rules` tests the repeat rule with the CLI's defaults), every other limit

@@ -49,16 +49,7 @@ async fn compute(cluster: &Cluster, plain: u64) -> anyhow::Result<()> {
     // closest to the key, dialing them. The idle check comes well before that.
     params.lifetime_secs = 120;
     let result = ctl(cluster, 0, ControlRequest::Compute(params)).await?;
-    assert_eq!(
-        grove_e2e::cell(&result, 0, 0),
-        Some(plain as f64),
-        "{result}"
-    );
-    assert_eq!(
-        result["contributors"].as_u64(),
-        Some(NODES as u64),
-        "{result}"
-    );
+    grove_e2e::assert_exact(&result, plain as f64, NODES);
     Ok(())
 }
 

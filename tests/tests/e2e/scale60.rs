@@ -174,16 +174,7 @@ async fn sixty_admitted_daemons_on_the_beacon_and_a_late_one_compute_exactly() -
     let after = connections(&cluster).await?;
     // Exact over every daemon, the late one included: a share from an identity outside the
     // candidate set is refused, so the late daemon's value counts only if it was eligible.
-    assert_eq!(
-        grove_e2e::cell(&result, 0, 0),
-        Some(plain as f64),
-        "{result}"
-    );
-    assert_eq!(
-        result["contributors"].as_u64(),
-        Some(ALL as u64),
-        "{result}"
-    );
+    grove_e2e::assert_exact(&result, plain as f64, ALL);
     let cpu: Vec<u64> = cpu0.iter().zip(&cpu1).map(|(a, b)| b - a).collect();
 
     // Let the computation's connections go idle and close.
