@@ -857,6 +857,17 @@ fn newcomer_cert(n: u32) -> Certificate {
     Certificate::issue(&issuer(2), node(n), n, 5)
 }
 
+/// A network of `n` admitted nodes and a newcomer (500) that has announced itself while
+/// every push is lost (every admitted node is deaf); returns the network and the newcomer's
+/// index.
+fn newcomer_unheard(n: u32) -> (Net, usize) {
+    let mut net = Net::new(n, 0);
+    let me = net.add_newcomer(500);
+    net.deaf.extend((0..n).map(node));
+    net.nodes[me].announce(newcomer_cert(500), net.now).unwrap();
+    (net, me)
+}
+
 /// A newcomer whose first push is lost at every routing peer pushes again (the next anti-
 /// entropy period) and is known to everyone a few rounds later; then it stops. Without the
 /// re-push no peer ever learns it: its own anti-entropy is refused while no peer admits it,
@@ -864,11 +875,8 @@ fn newcomer_cert(n: u32) -> Certificate {
 #[test]
 fn a_newcomer_whose_first_push_is_lost_everywhere_pushes_again_until_it_is_known() {
     let n = 20;
-    let mut net = Net::new(n, 0);
-    let me = net.add_newcomer(500);
     // Every push of the first announcement is lost.
-    net.deaf.extend((0..n).map(node));
-    net.nodes[me].announce(newcomer_cert(500), net.now).unwrap();
+    let (mut net, me) = newcomer_unheard(n);
     net.collect(me);
     net.run();
     net.deaf.clear();
@@ -938,10 +946,7 @@ fn a_peer_that_admits_a_newcomer_tells_it_and_the_newcomer_stops_pushing() {
 fn a_newcomer_that_is_never_confirmed_pushes_a_bounded_number_of_times() {
     use super::view::MAX_OWN_PUSHES;
     let n = 20;
-    let mut net = Net::new(n, 0);
-    let me = net.add_newcomer(500);
-    net.deaf.extend((0..n).map(node));
-    net.nodes[me].announce(newcomer_cert(500), net.now).unwrap();
+    let (mut net, me) = newcomer_unheard(n);
     assert_eq!(net.nodes[me].own_pushes(), 1);
     let start = net.now;
     let mut at = vec![0];
@@ -1081,10 +1086,7 @@ fn a_newcomer_that_announces_before_it_knows_a_peer_pushes_as_soon_as_it_knows_o
 #[test]
 fn one_lying_peer_cannot_stop_a_newcomers_re_push() {
     let n = 20;
-    let mut net = Net::new(n, 0);
-    let me = net.add_newcomer(500);
-    net.deaf.extend((0..n).map(node));
-    net.nodes[me].announce(newcomer_cert(500), net.now).unwrap();
+    let (mut net, me) = newcomer_unheard(n);
     net.collect(me);
     net.run();
     let routing = net.nodes[me].routing_peers().to_vec();
