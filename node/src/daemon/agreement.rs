@@ -573,40 +573,62 @@ impl Node {
         commissioner: &[u8; 32],
         value: &[u8],
     ) -> anyhow::Result<usize> {
-        if value.len() > MAX_ACTIVE_REQUESTS_BYTES {
-            return Ok(0);
-        }
-        let Ok(list) = postcard::from_bytes::<Vec<Vec<u8>>>(value) else {
-            tracing::debug!("an undecodable active-requests record");
-            return Ok(0);
-        };
+        let agreement = &self.membership.agreement;
+        let engine = &self.engine;
+        let unseen = unseen_requests(commissioner, value, now_micros(), |id| {
+            agreement.seen.contains_key(id) || engine.request(id).is_some()
+        });
         let mut new = 0;
-        let now = now_micros();
-        for bytes in list.iter().take(MAX_PUBLISHED_REQUESTS) {
-            let Ok(message) = codec::decode(bytes) else {
+        for (message, signed) in unseen {
+            let Body::Request(request) = &message.body else {
                 continue;
             };
-            let Body::Request(signed) = &message.body else {
-                continue;
-            };
-            let r = &signed.request;
-            if r.commissioner.0 != *commissioner
-                || r.deadline <= now
-                || self.membership.agreement.seen.contains_key(&r.id)
-                || self.engine.request(&r.id).is_some()
-            {
-                continue;
-            }
-            tracing::info!("computation {}: request found in the DHT", r.id);
+            let from = request.request.commissioner_node;
+            tracing::info!(
+                "computation {}: request found in the DHT",
+                request.request.id
+            );
             self.membership.agreement.stats.requests_found_in_dht += 1;
-            if signed.verify_signature().is_ok() {
-                new += 1;
-            }
-            let from = r.commissioner_node;
+            new += usize::from(signed);
             self.on_request_message(from, message)?;
         }
         Ok(new)
     }
+}
+
+/// The requests of an active-requests record (`value`, bounded) that are `commissioner`'s,
+/// not past their deadline at `now` and not `known` to this node, each with whether its
+/// signature is valid (only those count as new for the back-off: the caller still hands
+/// every one to the gossip path, which refuses a forgery).
+fn unseen_requests(
+    commissioner: &[u8; 32],
+    value: &[u8],
+    now: Micros,
+    known: impl Fn(&ComputationId) -> bool,
+) -> Vec<(Message, bool)> {
+    if value.len() > MAX_ACTIVE_REQUESTS_BYTES {
+        return Vec::new();
+    }
+    let Ok(list) = postcard::from_bytes::<Vec<Vec<u8>>>(value) else {
+        tracing::debug!("an undecodable active-requests record");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for bytes in list.iter().take(MAX_PUBLISHED_REQUESTS) {
+        let Ok(message) = codec::decode(bytes) else {
+            continue;
+        };
+        let Body::Request(signed) = &message.body else {
+            continue;
+        };
+        let r = &signed.request;
+        if r.commissioner.0 != *commissioner || r.deadline <= now || known(&r.id) {
+            continue;
+        }
+        let valid = signed.verify_signature().is_ok();
+        out.push((message, valid));
+    }
+    out
 }
 
 fn parse_key(hex: &str) -> Option<[u8; 32]> {
@@ -697,6 +719,54 @@ mod tests {
             next: now + Duration::from_secs(1),
         };
         assert_eq!(soon.found_new(now, 1.0).next, soon.next);
+    }
+
+    /// A record's requests count as new for the back-off only with their commissioner's
+    /// valid signature: a forged one (here, a signature byte flipped) is still handed on (the
+    /// gossip path refuses it) but does not reset the waits. Fails with every unseen request
+    /// counted.
+    #[test]
+    fn only_validly_signed_unseen_requests_count_as_new() {
+        use grove_protocol::encoding::ContributionSpec;
+        use grove_protocol::request::{sample_request, CommissionerKey, SignedRequest};
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let commissioner = key.verifying_key().to_bytes();
+        let message = |id: u8, forge: bool, deadline: u64| {
+            let request = grove_protocol::request::Request {
+                commissioner: CommissionerKey(commissioner),
+                deadline: Micros(deadline),
+                contribution: ContributionSpec::counted(1, 0.0, 1.0, 0),
+                ..sample_request(id, 1, 2, 3, 2, 0)
+            };
+            let mut signed = SignedRequest::sign(request, &key);
+            if forge {
+                signed.signature[0] ^= 1;
+            }
+            let message = Message {
+                computation: ComputationId([id; 32]),
+                round: 0,
+                body: Body::Request(Box::new(signed)),
+                to: None,
+            };
+            codec::encode(&message).unwrap()
+        };
+        let now = Micros(1_000);
+        let list = vec![
+            message(1, false, 5_000), // valid and unseen: new
+            message(2, true, 5_000),  // forged: handed on, not new
+            message(3, false, 5_000), // valid but known
+            message(4, false, 500),   // valid but past its deadline
+        ];
+        let value = postcard::to_allocvec(&list).unwrap();
+        let known = |id: &ComputationId| *id == ComputationId([3; 32]);
+        let unseen = unseen_requests(&commissioner, &value, now, known);
+        let got: Vec<(u8, bool)> = unseen
+            .iter()
+            .map(|(m, valid)| (m.computation.0[0], *valid))
+            .collect();
+        assert_eq!(got, vec![(1, true), (2, false)]);
+        // Another commissioner's record brings nothing.
+        assert!(unseen_requests(&[9; 32], &value, now, known).is_empty());
     }
 
     #[test]
