@@ -372,6 +372,14 @@ fn kademlia(peer_id: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
     // itself, and no insertion into a full bucket makes Kademlia dial its least recently
     // connected entry to check it is alive (see `add_routing_address`).
     kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
+    // No periodic bootstrap (libp2p's default is every 5 minutes): the routing table is filled
+    // from the directory, which holds every announced peer (`add_routing_address`), not from
+    // lookups. A bootstrap is a lookup of the node's own key and of a random key in each bucket
+    // beyond its closest peer, each dialing the ~20 peers closest to its key, most of them let
+    // go by the pruning (`connections`): at 200 nodes that grew with the network and was most
+    // of the Kademlia-query dials. libp2p still bootstraps on its own while the table holds
+    // fewer than `K_VALUE` peers (a node that has only its bootstrap peer yet).
+    kad_config.set_periodic_bootstrap_interval(None);
     kad::Behaviour::with_config(peer_id, store, kad_config)
 }
 

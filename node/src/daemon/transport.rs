@@ -64,17 +64,30 @@ impl Node {
     /// tell: a send of its own to the peer, Kademlia's check of a full bucket's entry, a
     /// Kademlia query, or something else.
     fn dial_cause(&mut self, peer: &PeerId) -> super::connections::DialCause {
-        use super::connections::DialCause;
+        use super::connections::{DialCause, QueryKind};
+        use super::directory::{ACTIVE_REQUESTS, SNAPSHOTS};
+        use libp2p::kad::QueryInfo;
         if self.transport.pending_sends.has_peer(peer) {
             return DialCause::Send;
         }
         let kad = &mut self.transport.swarm.behaviour_mut().kad;
         if kad.kbucket(*peer).is_some_and(|b| b.has_pending()) {
-            DialCause::KademliaLivenessCheck
-        } else if kad.iter_queries().next().is_some() {
-            DialCause::KademliaQuery
-        } else {
-            DialCause::Other
+            return DialCause::KademliaLivenessCheck;
+        }
+        let kinds = kad.iter_queries().map(|q| match q.info() {
+            QueryInfo::Bootstrap { .. } => QueryKind::Bootstrap,
+            QueryInfo::GetRecord { key, .. } if key.as_ref().starts_with(ACTIVE_REQUESTS) => {
+                QueryKind::RequestLookup
+            }
+            QueryInfo::GetRecord { key, .. } if key.as_ref().starts_with(SNAPSHOTS) => {
+                QueryKind::SnapshotFetch
+            }
+            QueryInfo::PutRecord { .. } => QueryKind::PutRecord,
+            _ => QueryKind::Other,
+        });
+        match QueryKind::of(kinds) {
+            Some(kind) => DialCause::KademliaQuery(kind),
+            None => DialCause::Other,
         }
     }
 
