@@ -42,6 +42,11 @@ use std::time::{Duration, Instant};
 /// need. Its mesh peers (6 to 12 per topic, two topics) and a computation's peers are kept
 /// whatever the target. Issue 15's goal is at most 64 per node at 200 nodes.
 pub const CONNECTION_TARGET: usize = 48;
+/// How often a node with no connection at all dials its routing table's peers again (its
+/// bootstrap peers first of all): a newcomer whose only connection was closed before it
+/// learned anyone (its bootstrap peer, flooded by newcomers, let it go) waited for Kademlia's
+/// periodic bootstrap, 5 minutes, which is off now (`net`).
+pub const REJOIN_INTERVAL: Duration = Duration::from_secs(5);
 /// Connections a node holds at most for peers it does not work with: above it, the pruning
 /// closes even those used within [`CONNECTION_LINGER`] (Kademlia queries, pulls, inbound
 /// connections of other nodes' queries), least recently used first; only mesh peers, peers
@@ -80,6 +85,8 @@ pub struct Connections {
     pub sends_cut: u64,
     /// When the last connection to each peer closed (at most `MAX_USE_RECORDS`).
     closed: BTreeMap<PeerId, Instant>,
+    /// When this node, with no connection, last dialed its routing table's peers again.
+    last_rejoin: Option<Instant>,
     /// Why each dial in progress was started ([`DialCause`]), until it succeeds or fails.
     dialing: BTreeMap<PeerId, DialCause>,
     /// Connections this node dialed, by cause (`grove status`).
@@ -170,7 +177,22 @@ impl Connections {
             dials: BTreeMap::new(),
             redials: BTreeMap::new(),
             query_dials: BTreeMap::new(),
+            last_rejoin: None,
         }
+    }
+
+    /// Whether a node holding `connected` connections should dial its routing table's peers
+    /// again at `now`: it holds none, and its last attempt was [`REJOIN_INTERVAL`] ago or more
+    /// (the attempt is recorded).
+    pub fn rejoin_due(&mut self, connected: usize, now: Instant) -> bool {
+        let due = connected == 0
+            && self
+                .last_rejoin
+                .is_none_or(|t| now.saturating_duration_since(t) >= REJOIN_INTERVAL);
+        if due {
+            self.last_rejoin = Some(now);
+        }
+        due
     }
 
     /// The swarm started dialing `peer` for `cause`.
@@ -285,6 +307,21 @@ impl Connections {
         plan: impl Fn(&ComputationId) -> Option<&'a Plan>,
         now: Instant,
     ) -> Vec<PeerId> {
+        self.to_close_known(connected, keep, plan, |_| true, now)
+    }
+
+    /// [`Connections::to_close`] where only the peers `known` (in this node's directory) may
+    /// go within their linger above the ceiling: a newcomer that dialed this node to join
+    /// (its directory pull, its identify, its first announcement) keeps its connection for
+    /// the linger, as below the ceiling.
+    pub fn to_close_known<'a>(
+        &mut self,
+        connected: &BTreeSet<PeerId>,
+        keep: impl Fn(&PeerId) -> bool,
+        plan: impl Fn(&ComputationId) -> Option<&'a Plan>,
+        known: impl Fn(&PeerId) -> bool,
+        now: Instant,
+    ) -> Vec<PeerId> {
         let recent = |t: &Instant| now.saturating_duration_since(*t) < CONNECTION_LINGER;
         self.last_used
             .retain(|p, t| connected.contains(p) || recent(t));
@@ -304,6 +341,12 @@ impl Connections {
             .iter()
             .filter(|(t, _)| !t.as_ref().is_some_and(recent))
             .count();
+        // Recent peers go above the ceiling only if known; the idle ones come first.
+        let mut at = 0;
+        free.retain(|(t, p)| {
+            at += 1;
+            at <= idle || !t.as_ref().is_some_and(recent) || known(p)
+        });
         let over_ceiling = connected
             .len()
             .saturating_sub(self.target.max(CONNECTION_CEILING));
@@ -478,6 +521,31 @@ mod tests {
         // A target above the ceiling raises it.
         let mut c = Connections::new(n);
         assert!(c.to_close(&connected, |_| false, no_plan, now).is_empty());
+        // Peers not in the directory (newcomers joining through this node) stay within
+        // their linger; idle ones go first whatever they are.
+        let mut c = Connections::new(8);
+        for (i, peer) in p.iter().enumerate().skip(1) {
+            c.used(*peer, now - Duration::from_millis(n as u64 - i as u64));
+        }
+        let known = |q: &PeerId| p[40..].contains(q);
+        let closed = c.to_close_known(&connected, |_| false, no_plan, known, now);
+        let mut want = vec![p[0]];
+        want.extend(&p[40..59]);
+        assert_eq!(closed, want);
+    }
+
+    /// A node with no connection dials again, at most every `REJOIN_INTERVAL`; a connected
+    /// one does not. Without it, a newcomer whose bootstrap peer let it go before it learned
+    /// anyone stayed alone (at 200 nodes, 40 directories of 200 stayed incomplete).
+    #[test]
+    fn an_isolated_node_dials_again_at_intervals() {
+        let mut c = Connections::new(8);
+        let t0 = Instant::now();
+        assert!(!c.rejoin_due(3, t0));
+        assert!(c.rejoin_due(0, t0));
+        assert!(!c.rejoin_due(0, t0 + REJOIN_INTERVAL / 2));
+        assert!(c.rejoin_due(0, t0 + REJOIN_INTERVAL));
+        assert!(!c.rejoin_due(1, t0 + REJOIN_INTERVAL * 3));
     }
 
     /// `n` peers from fixed keys (their node ids are those of the directory).

@@ -32,6 +32,13 @@ impl Node {
     pub(super) fn prune_connections(&mut self) {
         let swarm = &mut self.transport.swarm;
         let connected: BTreeSet<PeerId> = swarm.connected_peers().copied().collect();
+        let now = std::time::Instant::now();
+        if self.transport.connections.rejoin_due(connected.len(), now) {
+            // Alone: dial the routing table's peers (the bootstrap peers among them) again.
+            if swarm.behaviour_mut().kad.bootstrap().is_ok() {
+                tracing::info!("no connection: dialing the routing table's peers again");
+            }
+        }
         if connected.len() <= self.transport.connections.target {
             return;
         }
@@ -52,8 +59,9 @@ impl Node {
             .copied()
             .collect();
         let keep = |p: &PeerId| mesh.contains(p) || awaiting.contains(&node_id_of(p));
-        let now = std::time::Instant::now();
-        let close = connections.to_close(&connected, keep, |id| engine.plan(id), now);
+        let directory = &self.membership.directory;
+        let known = |p: &PeerId| directory.get(&node_id_of(p)).is_some();
+        let close = connections.to_close_known(&connected, keep, |id| engine.plan(id), known, now);
         for peer in close {
             tracing::debug!("closing the connection to {peer}: not needed");
             let _ = swarm.disconnect_peer_id(peer);
