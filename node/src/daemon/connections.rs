@@ -23,7 +23,10 @@
 //!   within [`CONNECTION_LINGER`] (a computation's peers, a Kademlia query or a pull in
 //!   progress).
 //!
-//! The least recently used go first, down to the target. A peer let go is dialed again on
+//! The least recently used go first, down to the target. Above [`CONNECTION_CEILING`] (64),
+//! peers of the directory used within the linger go too, down to the ceiling (newcomers not
+//! in the directory yet keep their linger: they join through this node). A node left with no
+//! connection at all dials its routing table again every [`REJOIN_INTERVAL`]. A peer let go is dialed again on
 //! demand: every send carries the directory's addresses of its peer (`drain.rs`), Kademlia
 //! dials from its routing table (which keeps disconnected peers), and gossipsub grafts a new
 //! mesh peer among the connected subscribers when its mesh falls below `mesh_n_low`.
