@@ -13,7 +13,8 @@
 # the nodes), with the connections closed as unneeded, the sends cut by a closing connection and
 # the connections the daemons dialed by cause (a send, a Kademlia query, Kademlia's liveness
 # check of a full bucket, other), of them the re-dials of peers whose connection had closed
-# within a minute. It checks two elements of the result against the plaintext sum.
+# within a minute, and the Kademlia-query dials by the kind of query in progress (bootstrap,
+# request lookup, snapshot fetch, record put, other, mixed when several kinds). It checks two elements of the result against the plaintext sum.
 #
 #   scripts/bench-e2e.sh                 # N = 50 100 200
 #   scripts/bench-e2e.sh 20 50           # other sizes
@@ -63,7 +64,9 @@ trap 'exit 130' INT TERM
 # GROVE=path uses an already built grove CLI (any binary running grove_node::cli::main).
 if [ -z "${GROVE:-}" ]; then
     echo "building grove (release)..." >&2
-    cargo build --release -q -p grove-node
+    # The whole workspace's binaries: a build of one package (`-p`) resolves the dependencies'
+    # features for it alone and rebuilds them.
+    cargo build --release -q --workspace --bins
     GROVE=$(pwd)/target/release/grove
 fi
 [ -x "$GROVE" ] || { echo "no grove binary at $GROVE" >&2; exit 1; }
@@ -176,7 +179,7 @@ EOF
     : >"$RUN/dials"
     for i in $(seq 0 $((N - 1))); do
         "$GROVE" status --data-dir "$RUN/$i" --json >"$RUN/status.json"
-        python3 -c 'import json,sys; c=json.load(sys.stdin)["connections"]; print(json.dumps([c.get("dials", {}), c.get("redials", {})]))' <"$RUN/status.json" >>"$RUN/dials"
+        python3 -c 'import json,sys; c=json.load(sys.stdin)["connections"]; print(json.dumps([c.get("dials", {}), c.get("redials", {}), c.get("query_dials", {})]))' <"$RUN/status.json" >>"$RUN/dials"
         read -r b s c p x < <(json '"%d %d %d %d %d" % (d["network"]["bytes_sent"], d["network"]["share_bytes_sent"], d["connected_peers"], d["connections"]["pruned"], d["connections"]["sends_cut"])' <"$RUN/status.json")
         PRUNED=$((PRUNED + p))
         CUT=$((CUT + x))
@@ -208,13 +211,14 @@ EOF
     # peer whose connection had closed within the last 60 s): what dials back the closed peers.
     python3 -c '
 import json, sys
-total = [{}, {}]
+total = [{}, {}, {}]
 for line in open(sys.argv[1]):
     for t, part in zip(total, json.loads(line)):
         for k, v in part.items():
             t[k] = t.get(k, 0) + v
 fmt = lambda d: ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
 print(f"      dials by cause: {fmt(total[0])}; re-dials: {fmt(total[1])}")
+print(f"      kademlia_query dials by the kind of query in progress: {fmt(total[2])}")
 ' "$RUN/dials"
     CPU_PER_NODE+=("$N:$((CPU_MS / N))")
     CONN_AT=("$N" "$CONN_MEAN" "$CONN_MAX" "$IDLE_MEAN" "$IDLE_MAX")

@@ -319,6 +319,7 @@ impl Node {
                 "sends_cut": self.transport.connections.sends_cut,
                 "dials": self.transport.connections.dials,
                 "redials": self.transport.connections.redials,
+                "query_dials": self.transport.connections.query_dials,
                 "mesh_peers": self.transport.swarm.behaviour().gossipsub.all_mesh_peers().count(),
             },
             "directory_peers": dir.len(),

@@ -23,7 +23,10 @@
 //!   within [`CONNECTION_LINGER`] (a computation's peers, a Kademlia query or a pull in
 //!   progress).
 //!
-//! The least recently used go first, down to the target. A peer let go is dialed again on
+//! The least recently used go first, down to the target. Above [`CONNECTION_CEILING`] (64),
+//! peers of the directory used within the linger go too, down to the ceiling (newcomers not
+//! in the directory yet keep their linger: they join through this node). A node left with no
+//! connection at all dials its routing table again every [`REJOIN_INTERVAL`]. A peer let go is dialed again on
 //! demand: every send carries the directory's addresses of its peer (`drain.rs`), Kademlia
 //! dials from its routing table (which keeps disconnected peers), and gossipsub grafts a new
 //! mesh peer among the connected subscribers when its mesh falls below `mesh_n_low`.
@@ -42,6 +45,18 @@ use std::time::{Duration, Instant};
 /// need. Its mesh peers (6 to 12 per topic, two topics) and a computation's peers are kept
 /// whatever the target. Issue 15's goal is at most 64 per node at 200 nodes.
 pub const CONNECTION_TARGET: usize = 48;
+/// How often a node with no connection at all dials its routing table's peers again (its
+/// bootstrap peers first of all): a newcomer whose only connection was closed before it
+/// learned anyone (its bootstrap peer, flooded by newcomers, let it go) waited for Kademlia's
+/// periodic bootstrap, 5 minutes, which is off now (`net`).
+pub const REJOIN_INTERVAL: Duration = Duration::from_secs(5);
+/// Connections a node holds at most for peers it does not work with: above it, the pruning
+/// closes even those used within [`CONNECTION_LINGER`] (Kademlia queries, pulls, inbound
+/// connections of other nodes' queries), least recently used first; only mesh peers, peers
+/// awaited and a computation's peers stay beyond it. Issue 15's goal, 64 per node. Without it,
+/// the linger kept every connection of a burst of queries: at 200 nodes a node held up to 166
+/// once idle. A target above it (`connection_target`) raises it to the target.
+pub const CONNECTION_CEILING: usize = 64;
 /// How often the daemon closes the connections it does not need.
 pub const PRUNE_TICK: Duration = Duration::from_secs(2);
 /// How long a peer stays needed after its last message, pull or connection: longer than a
@@ -73,6 +88,8 @@ pub struct Connections {
     pub sends_cut: u64,
     /// When the last connection to each peer closed (at most `MAX_USE_RECORDS`).
     closed: BTreeMap<PeerId, Instant>,
+    /// When this node, with no connection, last dialed its routing table's peers again.
+    last_rejoin: Option<Instant>,
     /// Why each dial in progress was started ([`DialCause`]), until it succeeds or fails.
     dialing: BTreeMap<PeerId, DialCause>,
     /// Connections this node dialed, by cause (`grove status`).
@@ -80,6 +97,47 @@ pub struct Connections {
     /// Of those, the ones to a peer whose connection closed within [`REDIAL_WINDOW`], by
     /// cause (`grove status`): what dials back the peers the pruning let go.
     pub redials: BTreeMap<&'static str, u64>,
+    /// The `kademlia_query` dials by the kind of query in progress when each started
+    /// ([`QueryKind`], `grove status`).
+    pub query_dials: BTreeMap<&'static str, u64>,
+}
+
+/// Which Kademlia queries were in progress when a dial started (libp2p does not say which
+/// query asked for it): the kind of all of them when they are of one kind, else `Mixed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryKind {
+    /// Kademlia's bootstrap (a lookup of the node's own key and of a random key per bucket).
+    Bootstrap,
+    /// A lookup of a trusted commissioner's active requests (`agreement::Poll`).
+    RequestLookup,
+    /// A lookup of a directory snapshot a request names.
+    SnapshotFetch,
+    /// A put of a record (a snapshot, this node's active requests).
+    PutRecord,
+    /// Any other query.
+    Other,
+    /// Queries of more than one kind.
+    Mixed,
+}
+
+impl QueryKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            QueryKind::Bootstrap => "bootstrap",
+            QueryKind::RequestLookup => "request_lookup",
+            QueryKind::SnapshotFetch => "snapshot_fetch",
+            QueryKind::PutRecord => "put_record",
+            QueryKind::Other => "other",
+            QueryKind::Mixed => "mixed",
+        }
+    }
+
+    /// The kind of the queries `kinds` (none: `None`).
+    pub fn of(kinds: impl IntoIterator<Item = QueryKind>) -> Option<QueryKind> {
+        kinds
+            .into_iter()
+            .reduce(|a, b| if a == b { a } else { QueryKind::Mixed })
+    }
 }
 
 /// Why the daemon dialed a peer, as it can tell when the swarm reports the dial (libp2p does
@@ -92,8 +150,8 @@ pub enum DialCause {
     /// connected entry, when it is disconnected, to see whether a newcomer may replace it.
     KademliaLivenessCheck,
     /// A Kademlia query (a lookup of requests or of a snapshot, a put, a bootstrap) is in
-    /// progress: it dials the peers closest to its key.
-    KademliaQuery,
+    /// progress: it dials the peers closest to its key. The kind of the queries in progress.
+    KademliaQuery(QueryKind),
     /// Anything else: a bootstrap address, the membership gossip, a directory pull.
     Other,
 }
@@ -103,7 +161,7 @@ impl DialCause {
         match self {
             DialCause::Send => "send",
             DialCause::KademliaLivenessCheck => "kademlia_liveness_check",
-            DialCause::KademliaQuery => "kademlia_query",
+            DialCause::KademliaQuery(_) => "kademlia_query",
             DialCause::Other => "other",
         }
     }
@@ -121,7 +179,23 @@ impl Connections {
             dialing: BTreeMap::new(),
             dials: BTreeMap::new(),
             redials: BTreeMap::new(),
+            query_dials: BTreeMap::new(),
+            last_rejoin: None,
         }
+    }
+
+    /// Whether a node holding `connected` connections should dial its routing table's peers
+    /// again at `now`: it holds none, and its last attempt was [`REJOIN_INTERVAL`] ago or more
+    /// (the attempt is recorded).
+    pub fn rejoin_due(&mut self, connected: usize, now: Instant) -> bool {
+        let due = connected == 0
+            && self
+                .last_rejoin
+                .is_none_or(|t| now.saturating_duration_since(t) >= REJOIN_INTERVAL);
+        if due {
+            self.last_rejoin = Some(now);
+        }
+        due
     }
 
     /// The swarm started dialing `peer` for `cause`.
@@ -154,6 +228,9 @@ impl Connections {
         }
         let cause = cause.unwrap_or(DialCause::Other);
         *self.dials.entry(cause.name()).or_default() += 1;
+        if let DialCause::KademliaQuery(kind) = cause {
+            *self.query_dials.entry(kind.name()).or_default() += 1;
+        }
         let ago = now.saturating_duration_since(closed?);
         if ago >= REDIAL_WINDOW {
             return None;
@@ -223,13 +300,29 @@ impl Connections {
     /// [`CONNECTION_LINGER`], not kept by the
     /// caller (`keep`: mesh peers, peers awaited) and no peers of a computation in progress
     /// (`plan` gives each computation's plan), least recently used first, as many as
-    /// `connected` exceeds the target by. Forgets the uses of peers no longer connected and
-    /// out of the linger.
+    /// `connected` exceeds the target by; and above [`CONNECTION_CEILING`] (or the target if
+    /// higher), recently used ones too, least recently used first, down to it. Forgets the
+    /// uses of peers no longer connected and out of the linger.
     pub fn to_close<'a>(
         &mut self,
         connected: &BTreeSet<PeerId>,
         keep: impl Fn(&PeerId) -> bool,
         plan: impl Fn(&ComputationId) -> Option<&'a Plan>,
+        now: Instant,
+    ) -> Vec<PeerId> {
+        self.to_close_known(connected, keep, plan, |_| true, now)
+    }
+
+    /// [`Connections::to_close`] where only the peers `known` (in this node's directory) may
+    /// go within their linger above the ceiling: a newcomer that dialed this node to join
+    /// (its directory pull, its identify, its first announcement) keeps its connection for
+    /// the linger, as below the ceiling.
+    pub fn to_close_known<'a>(
+        &mut self,
+        connected: &BTreeSet<PeerId>,
+        keep: impl Fn(&PeerId) -> bool,
+        plan: impl Fn(&ComputationId) -> Option<&'a Plan>,
+        known: impl Fn(&PeerId) -> bool,
         now: Instant,
     ) -> Vec<PeerId> {
         let recent = |t: &Instant| now.saturating_duration_since(*t) < CONNECTION_LINGER;
@@ -239,16 +332,30 @@ impl Connections {
         if excess == 0 {
             return Vec::new();
         }
-        let mut idle: Vec<(Option<Instant>, PeerId)> = connected
+        // Never used first, then the least recently used: the idle ones come before the
+        // recent ones.
+        let mut free: Vec<(Option<Instant>, PeerId)> = connected
             .iter()
             .map(|p| (self.last_used.get(p).copied(), *p))
-            .filter(|(t, _)| !t.as_ref().is_some_and(recent))
             .filter(|(_, p)| !keep(p) && !self.works_with(&node_id_of(p), &plan))
             .collect();
-        idle.sort();
-        idle.truncate(excess);
-        self.pruned += idle.len() as u64;
-        idle.into_iter().map(|(_, p)| p).collect()
+        free.sort();
+        let idle = free
+            .iter()
+            .filter(|(t, _)| !t.as_ref().is_some_and(recent))
+            .count();
+        // Recent peers go above the ceiling only if known; the idle ones come first.
+        let mut at = 0;
+        free.retain(|(t, p)| {
+            at += 1;
+            at <= idle || !t.as_ref().is_some_and(recent) || known(p)
+        });
+        let over_ceiling = connected
+            .len()
+            .saturating_sub(self.target.max(CONNECTION_CEILING));
+        free.truncate(excess.min(idle).max(over_ceiling));
+        self.pruned += free.len() as u64;
+        free.into_iter().map(|(_, p)| p).collect()
     }
 }
 
@@ -312,6 +419,29 @@ mod tests {
         v
     }
 
+    /// A dial during queries of one kind counts for that kind, during several for `mixed`,
+    /// and only Kademlia-query dials are broken down.
+    #[test]
+    fn query_dials_are_counted_by_kind() {
+        use QueryKind::*;
+        assert_eq!(QueryKind::of([]), None);
+        assert_eq!(QueryKind::of([Bootstrap, Bootstrap]), Some(Bootstrap));
+        assert_eq!(QueryKind::of([RequestLookup, PutRecord]), Some(Mixed));
+        let mut c = Connections::new(4);
+        let now = Instant::now();
+        let p = peers(3);
+        c.dialing(p[0], DialCause::KademliaQuery(Bootstrap));
+        c.dialing(p[1], DialCause::KademliaQuery(RequestLookup));
+        c.dialing(p[2], DialCause::Send);
+        for q in &p {
+            c.established(*q, true, now);
+        }
+        assert_eq!(c.dials.get("kademlia_query"), Some(&2));
+        assert_eq!(c.query_dials.get("bootstrap"), Some(&1));
+        assert_eq!(c.query_dials.get("request_lookup"), Some(&1));
+        assert_eq!(c.query_dials.values().sum::<u64>(), 2);
+    }
+
     #[test]
     fn the_config_default_is_the_target() {
         assert_eq!(
@@ -373,6 +503,52 @@ mod tests {
         }
         assert_eq!(c.last_used.len(), MAX_USE_RECORDS);
         assert!(!c.last_used.contains_key(&first), "the oldest is forgotten");
+    }
+
+    /// Above the ceiling, peers used within the linger go too, least recently used first,
+    /// down to the ceiling; kept ones stay. Without the ceiling the linger kept all of a burst
+    /// of query connections (a node held 166 once idle at 200 nodes).
+    #[test]
+    fn recent_peers_go_above_the_ceiling() {
+        let n = CONNECTION_CEILING + 20;
+        let p = peers(n);
+        let mut c = Connections::new(8);
+        let now = Instant::now() + Duration::from_secs(100);
+        for (i, peer) in p.iter().enumerate() {
+            c.used(*peer, now - Duration::from_millis(n as u64 - i as u64));
+        }
+        let connected: BTreeSet<PeerId> = p.iter().copied().collect();
+        let closed = c.to_close(&connected, |q| *q == p[0], no_plan, now);
+        // p0 is kept; the 20 least recently used of the others go (p1..p20).
+        assert_eq!(closed, p[1..=20].to_vec());
+        // A target above the ceiling raises it.
+        let mut c = Connections::new(n);
+        assert!(c.to_close(&connected, |_| false, no_plan, now).is_empty());
+        // Peers not in the directory (newcomers joining through this node) stay within
+        // their linger; idle ones go first whatever they are.
+        let mut c = Connections::new(8);
+        for (i, peer) in p.iter().enumerate().skip(1) {
+            c.used(*peer, now - Duration::from_millis(n as u64 - i as u64));
+        }
+        let known = |q: &PeerId| p[40..].contains(q);
+        let closed = c.to_close_known(&connected, |_| false, no_plan, known, now);
+        let mut want = vec![p[0]];
+        want.extend(&p[40..59]);
+        assert_eq!(closed, want);
+    }
+
+    /// A node with no connection dials again, at most every `REJOIN_INTERVAL`; a connected
+    /// one does not. Without it, a newcomer whose bootstrap peer let it go before it learned
+    /// anyone stayed alone (at 200 nodes, 40 directories of 200 stayed incomplete).
+    #[test]
+    fn an_isolated_node_dials_again_at_intervals() {
+        let mut c = Connections::new(8);
+        let t0 = Instant::now();
+        assert!(!c.rejoin_due(3, t0));
+        assert!(c.rejoin_due(0, t0));
+        assert!(!c.rejoin_due(0, t0 + REJOIN_INTERVAL / 2));
+        assert!(c.rejoin_due(0, t0 + REJOIN_INTERVAL));
+        assert!(!c.rejoin_due(1, t0 + REJOIN_INTERVAL * 3));
     }
 
     /// `n` peers from fixed keys (their node ids are those of the directory).

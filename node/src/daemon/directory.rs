@@ -186,14 +186,19 @@ pub fn verify_announcement(bytes: &[u8]) -> Result<Peer, AnnouncementError> {
 
 /// The Kademlia key of the snapshot with this digest.
 pub fn snapshot_record_key(digest: &Digest) -> Vec<u8> {
-    let mut k = b"grove/directory-snapshot/".to_vec();
+    let mut k = SNAPSHOTS.to_vec();
     k.extend_from_slice(&digest.0);
     k
 }
 
+/// The prefix of the Kademlia keys of directory snapshots.
+pub const SNAPSHOTS: &[u8] = b"grove/directory-snapshot/";
+/// The prefix of the Kademlia keys of commissioners' active requests.
+pub const ACTIVE_REQUESTS: &[u8] = b"grove/active-requests/";
+
 /// The Kademlia key under which a commissioner keeps its active requests.
 pub fn active_requests_key(commissioner: &[u8; 32]) -> Vec<u8> {
-    let mut k = b"grove/active-requests/".to_vec();
+    let mut k = ACTIVE_REQUESTS.to_vec();
     k.extend_from_slice(commissioner);
     k
 }

@@ -355,10 +355,6 @@ impl Behaviour {
 
 /// The Kademlia behaviour of a node (its mode is set by the caller).
 fn kademlia(peer_id: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
-    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-    kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
-    // Directory snapshots travel as DHT records (see `directory`).
-    kad_config.set_max_packet_size(MAX_KAD_PACKET_BYTES);
     let store = kad::store::MemoryStore::with_config(
         peer_id,
         kad::store::MemoryStoreConfig {
@@ -367,12 +363,29 @@ fn kademlia(peer_id: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
             ..Default::default()
         },
     );
+    kad::Behaviour::with_config(peer_id, store, kad_config())
+}
+
+/// The configuration of a node's Kademlia behaviour.
+fn kad_config() -> kad::Config {
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
+    // Directory snapshots travel as DHT records (see `directory`).
+    kad_config.set_max_packet_size(MAX_KAD_PACKET_BYTES);
     // The routing table is filled only through `add_routing_address`, which adds a peer
     // only while its bucket has room: a peer that connects is not inserted by Kademlia
     // itself, and no insertion into a full bucket makes Kademlia dial its least recently
     // connected entry to check it is alive (see `add_routing_address`).
     kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
-    kad::Behaviour::with_config(peer_id, store, kad_config)
+    // No periodic bootstrap (libp2p's default is every 5 minutes): the routing table is filled
+    // from the directory, which holds every announced peer (`add_routing_address`), not from
+    // lookups. A bootstrap is a lookup of the node's own key and of a random key in each bucket
+    // beyond its closest peer, each dialing the ~20 peers closest to its key, most of them let
+    // go by the pruning (`connections`), so more buckets, more dials, as the network grows.
+    // libp2p still bootstraps on its own while the table holds fewer than `K_VALUE` peers (a
+    // node that knows only its bootstrap peer yet).
+    kad_config.set_periodic_bootstrap_interval(None);
+    kad_config
 }
 
 /// Reads one frame (`grove_protocol::frame`): a `u32` little-endian length, checked against
@@ -785,6 +798,20 @@ mod tests {
         connect(&mut kad, peers[k + 1]);
         kad.add_address(&peers[k + 1], addr);
         assert_eq!(dials_queued(&mut kad), vec![peers[0]]);
+    }
+
+    /// No periodic Kademlia bootstrap: libp2p's default (every 5 minutes, a lookup of the
+    /// node's own key and of a random key per bucket, each dialing the peers closest to its
+    /// key) dials the peers the pruning let go, over and over. The routing table comes from
+    /// the directory. libp2p's `Config` can be read only through its
+    /// `Debug` form; fails with libp2p's default interval.
+    #[test]
+    fn kademlia_does_not_bootstrap_periodically() {
+        let config = format!("{:?}", kad_config());
+        assert!(
+            config.contains("periodic_bootstrap_interval: None"),
+            "{config}"
+        );
     }
 
     /// Tells `kad` that `peer` connected (inbound), as the swarm would.

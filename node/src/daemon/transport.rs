@@ -32,6 +32,13 @@ impl Node {
     pub(super) fn prune_connections(&mut self) {
         let swarm = &mut self.transport.swarm;
         let connected: BTreeSet<PeerId> = swarm.connected_peers().copied().collect();
+        let now = std::time::Instant::now();
+        if self.transport.connections.rejoin_due(connected.len(), now) {
+            // Alone: dial the routing table's peers (the bootstrap peers among them) again.
+            if swarm.behaviour_mut().kad.bootstrap().is_ok() {
+                tracing::info!("no connection: dialing the routing table's peers again");
+            }
+        }
         if connected.len() <= self.transport.connections.target {
             return;
         }
@@ -52,8 +59,9 @@ impl Node {
             .copied()
             .collect();
         let keep = |p: &PeerId| mesh.contains(p) || awaiting.contains(&node_id_of(p));
-        let now = std::time::Instant::now();
-        let close = connections.to_close(&connected, keep, |id| engine.plan(id), now);
+        let directory = &self.membership.directory;
+        let known = |p: &PeerId| directory.get(&node_id_of(p)).is_some();
+        let close = connections.to_close_known(&connected, keep, |id| engine.plan(id), known, now);
         for peer in close {
             tracing::debug!("closing the connection to {peer}: not needed");
             let _ = swarm.disconnect_peer_id(peer);
@@ -64,17 +72,30 @@ impl Node {
     /// tell: a send of its own to the peer, Kademlia's check of a full bucket's entry, a
     /// Kademlia query, or something else.
     fn dial_cause(&mut self, peer: &PeerId) -> super::connections::DialCause {
-        use super::connections::DialCause;
+        use super::connections::{DialCause, QueryKind};
+        use super::directory::{ACTIVE_REQUESTS, SNAPSHOTS};
+        use libp2p::kad::QueryInfo;
         if self.transport.pending_sends.has_peer(peer) {
             return DialCause::Send;
         }
         let kad = &mut self.transport.swarm.behaviour_mut().kad;
         if kad.kbucket(*peer).is_some_and(|b| b.has_pending()) {
-            DialCause::KademliaLivenessCheck
-        } else if kad.iter_queries().next().is_some() {
-            DialCause::KademliaQuery
-        } else {
-            DialCause::Other
+            return DialCause::KademliaLivenessCheck;
+        }
+        let kinds = kad.iter_queries().map(|q| match q.info() {
+            QueryInfo::Bootstrap { .. } => QueryKind::Bootstrap,
+            QueryInfo::GetRecord { key, .. } if key.as_ref().starts_with(ACTIVE_REQUESTS) => {
+                QueryKind::RequestLookup
+            }
+            QueryInfo::GetRecord { key, .. } if key.as_ref().starts_with(SNAPSHOTS) => {
+                QueryKind::SnapshotFetch
+            }
+            QueryInfo::PutRecord { .. } => QueryKind::PutRecord,
+            _ => QueryKind::Other,
+        });
+        match QueryKind::of(kinds) {
+            Some(kind) => DialCause::KademliaQuery(kind),
+            None => DialCause::Other,
         }
     }
 
