@@ -540,6 +540,7 @@ mod tests {
                         durable: persisted,
                     }),
                     Output::Event(_) => {}
+                    Output::Work(job) => engine.run_job_inline(job),
                     Output::Idle { next_deadline } => return (next_deadline, sent),
                 }
             }
