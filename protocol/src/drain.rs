@@ -6,7 +6,7 @@
 //! network whose CPU model charges each effect its time) all drain through it, so persist
 //! before send holds the same way in all three.
 
-use crate::engine::{Engine, Event, Output};
+use crate::engine::{Engine, Event, Job, Output};
 use crate::ids::{Micros, NodeId};
 use crate::message::Message;
 use crate::record::Record;
@@ -30,6 +30,15 @@ pub trait Effects {
     /// An event, in order with the effects around it; `engine` is the engine being drained,
     /// for a driver that answers it at once (a command's outputs join the same drain).
     fn event(&mut self, engine: &mut Engine, event: Event) -> Result<(), Self::Error>;
+
+    /// CPU work the engine asks for (a contributor's proof): the driver runs it and hands
+    /// the result back with `Engine::handle_job_done`, now or as a later input. By default it
+    /// runs inline and its outputs join this drain (the harness and the simulator); the daemon
+    /// runs it off its event loop.
+    fn work(&mut self, engine: &mut Engine, job: Job) -> Result<(), Self::Error> {
+        engine.run_job_inline(job);
+        Ok(())
+    }
 }
 
 /// The drain rule: polls `engine` until `Idle`, committing the pending records before each
@@ -48,6 +57,7 @@ pub fn drain<E: Effects>(engine: &mut Engine, effects: &mut E) -> Result<Option<
                 effects.broadcast(message)?;
             }
             Output::Event(event) => effects.event(engine, event)?,
+            Output::Work(job) => effects.work(engine, job)?,
             Output::Idle { next_deadline } => {
                 commit(effects, &mut pending)?;
                 return Ok(next_deadline);

@@ -327,10 +327,56 @@ pub enum Output {
     },
     Persist(Record),
     Event(Event),
+    /// CPU work for the driver to run (a contributor's validity proof): a pure job that owns
+    /// its inputs, run on any thread ([`Job::run`]) or inline, whose result comes back as a
+    /// later input ([`Engine::handle_job_done`]). Nothing waits for it: the engine goes on
+    /// handling other inputs meanwhile.
+    Work(Job),
     /// Nothing more until the next input; call `handle_timeout` at `next_deadline`.
     Idle {
         next_deadline: Option<Micros>,
     },
+}
+
+/// A pure, self-contained piece of CPU work the engine hands its driver ([`Output::Work`]):
+/// it owns its inputs and borrows no engine state, so a driver may run it on another thread.
+/// Nothing about it is persisted: it is a deterministic function of persisted state, and the
+/// engine asks for it again after a restart (see `engine/validity.rs`, "The proof as a job").
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job(JobKind);
+
+#[derive(Clone, Debug, PartialEq)]
+enum JobKind {
+    Prove(Box<validity::ProveJob>),
+}
+
+/// A [`Job`]'s result, for [`Engine::handle_job_done`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobDone(DoneKind);
+
+#[derive(Clone, Debug, PartialEq)]
+enum DoneKind {
+    Proved(Box<validity::Proved>),
+}
+
+impl Job {
+    fn prove(job: validity::ProveJob) -> Job {
+        Job(JobKind::Prove(Box::new(job)))
+    }
+
+    /// Does the work (milliseconds to about a hundred: a proof at the largest vectors).
+    pub fn run(self) -> JobDone {
+        match self.0 {
+            JobKind::Prove(job) => JobDone(DoneKind::Proved(Box::new(job.run()))),
+        }
+    }
+
+    /// The computation it works for.
+    pub fn computation(&self) -> ComputationId {
+        match &self.0 {
+            JobKind::Prove(job) => job.computation(),
+        }
+    }
 }
 
 /// The bytes a commissioner signs to close a computation.
@@ -830,6 +876,23 @@ impl Engine {
         trusted: impl IntoIterator<Item = crate::request::CommissionerKey>,
     ) {
         self.trusted = Some(trusted.into_iter().collect());
+    }
+
+    /// The result of a job this engine emitted ([`Output::Work`]), whenever it is done: the
+    /// sends it was for leave now. A result the engine no longer waits for (its computation
+    /// ended, or it is not the job of this engine's contribution) changes nothing.
+    pub fn handle_job_done(&mut self, now: Micros, done: JobDone) {
+        self.now = self.now.max(now);
+        match done.0 {
+            DoneKind::Proved(proved) => self.on_proved(*proved),
+        }
+    }
+
+    /// Runs `job` here and now and takes its result: the harness's and the simulator's way
+    /// (the default of `drain::Effects::work`), where a job's outputs join the same drain.
+    pub fn run_job_inline(&mut self, job: Job) {
+        let now = self.now;
+        self.handle_job_done(now, job.run());
     }
 
     /// One message from `from` (authenticated by the transport).
@@ -1669,6 +1732,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), R
             comp.contribution = Some(Contribution {
                 seed: *seed,
                 vector: vector.0.clone(),
+                proving: None,
             });
             Ok(())
         }

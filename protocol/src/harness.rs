@@ -153,6 +153,10 @@ enum Action {
     Beacon {
         round: u64,
     },
+    /// A job deferred by `defer_jobs` is done.
+    JobDone {
+        job: usize,
+    },
 }
 
 struct Slot {
@@ -247,6 +251,12 @@ pub struct Cluster {
     trace_deliveries: bool,
     /// The test chain, once `use_beacon` turned it on.
     beacon: Option<selection::HarnessBeacon>,
+    /// `defer_jobs`: how long after it is emitted a job's result comes back (`None`: jobs
+    /// run inline, in the drain that emits them).
+    job_delay: Option<u64>,
+    /// Deferred jobs out: node, its restarts when the job was emitted, and the job.
+    jobs: BTreeMap<usize, (usize, u32, crate::engine::Job)>,
+    next_job: usize,
 }
 
 impl Cluster {
@@ -325,6 +335,9 @@ impl Cluster {
             steps: 0,
             trace_deliveries: std::env::var_os("GROVE_TRACE").is_some(),
             beacon: None,
+            job_delay: None,
+            jobs: BTreeMap::new(),
+            next_job: 0,
         };
         for i in 0..cluster.nodes.len() {
             let seed = cluster.engine_seed(i);
@@ -552,6 +565,19 @@ impl Cluster {
                 )
                 .ok()
         })
+    }
+
+    /// Runs every engine job (`Output::Work`) as the daemon does, off the drain: its result
+    /// comes back as an input `delay` microseconds after the job is emitted, and the node
+    /// handles every other input meanwhile. A crash loses the node's jobs (their results never
+    /// come). By default jobs run inline, in the drain that emits them.
+    pub fn defer_jobs(&mut self, delay: u64) {
+        self.job_delay = Some(delay);
+    }
+
+    /// Node `n`'s deferred jobs whose results have not come back yet (`defer_jobs`).
+    pub fn jobs_out(&self, n: usize) -> usize {
+        self.jobs.values().filter(|(node, _, _)| *node == n).count()
     }
 
     pub fn crash_at(&mut self, node: usize, at: Micros) {
@@ -786,12 +812,27 @@ impl Cluster {
                 self.drain(node);
             }
             Action::Beacon { round } => self.publish_round(round),
+            Action::JobDone { job } => {
+                let Some((node, restarts, job)) = self.jobs.remove(&job) else {
+                    return;
+                };
+                if self.nodes[node].restarts != restarts {
+                    return; // emitted before a crash: lost with the process
+                }
+                let now = self.now;
+                let Some(engine) = self.nodes[node].engine.as_mut() else {
+                    return;
+                };
+                engine.handle_job_done(now, job.run());
+                self.drain(node);
+            }
         }
     }
 
     fn crash(&mut self, node: usize) {
         self.nodes[node].engine = None;
         self.nodes[node].timer = None;
+        self.jobs.retain(|_, (n, _, _)| *n != node);
     }
 
     /// What the receiver learns from a message, for the privacy checker.
@@ -1212,6 +1253,19 @@ impl Effects for HarnessEffects<'_> {
 
     fn event(&mut self, engine: &mut Engine, event: Event) -> Result<(), Crashed> {
         self.cluster.on_event(self.n, engine, event);
+        Ok(())
+    }
+
+    fn work(&mut self, engine: &mut Engine, job: crate::engine::Job) -> Result<(), Crashed> {
+        let c = &mut *self.cluster;
+        let Some(delay) = c.job_delay else {
+            engine.run_job_inline(job);
+            return Ok(());
+        };
+        let id = c.next_job;
+        c.next_job += 1;
+        c.jobs.insert(id, (self.n, c.nodes[self.n].restarts, job));
+        c.schedule(c.now.plus(delay), Action::JobDone { job: id });
         Ok(())
     }
 }

@@ -304,6 +304,7 @@ impl Node {
             },
             beacon: None,
             admission: None,
+            jobs: Default::default(),
         }
     }
 

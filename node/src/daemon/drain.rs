@@ -3,6 +3,7 @@
 //! unreachable hook (a send that failed goes back to the engine).
 
 use super::directory::Directory;
+use super::jobs::Jobs;
 use super::net::{self, Behaviour};
 use super::sends::{Outgoing, PendingSends};
 use super::transport::slot_text;
@@ -13,7 +14,7 @@ use crate::store::Store;
 use anyhow::Context;
 use grove_protocol::codec;
 use grove_protocol::drain::{drain as drain_engine, Effects};
-use grove_protocol::engine::{Engine, Event};
+use grove_protocol::engine::{Engine, Event, Job, JobDone};
 use grove_protocol::ids::{ComputationId, NodeId};
 use grove_protocol::message::{Body, Message};
 use grove_protocol::record::Record;
@@ -38,6 +39,8 @@ struct NodeEffects<'a> {
     vector_bytes: &'a BTreeMap<ComputationId, usize>,
     /// Events, for the daemon to handle after the drain.
     events: &'a mut Vec<Event>,
+    /// The engine's CPU work, run off the event loop (`jobs`).
+    jobs: &'a mut Jobs,
 }
 
 /// Each computation the engine knows, with its vector's size in bytes (8 per element): the
@@ -155,9 +158,26 @@ impl Effects for NodeEffects<'_> {
         self.events.push(event);
         Ok(())
     }
+
+    /// Off the event loop: its result comes back as an input (`Node::on_job_done`).
+    fn work(&mut self, _engine: &mut Engine, job: Job) -> anyhow::Result<()> {
+        self.jobs.submit(job);
+        Ok(())
+    }
 }
 
 impl Node {
+    /// A job's result (`jobs`), handed to the engine like any other input; the next waiting
+    /// job starts.
+    pub(super) fn on_job_done(&mut self, done: Option<JobDone>) -> anyhow::Result<()> {
+        self.jobs.finished();
+        let Some(done) = done else {
+            return Ok(());
+        };
+        self.engine.handle_job_done(now_micros(), done);
+        self.drain()
+    }
+
     /// Messages the engine sent to this very node, handled like any other input.
     pub(super) fn run_loopback(&mut self) -> anyhow::Result<()> {
         while let Some(message) = self.transport.loopback.pop_front() {
@@ -188,6 +208,7 @@ impl Node {
                 agreement: &mut self.membership.agreement,
                 vector_bytes: &vector_bytes,
                 events: &mut events,
+                jobs: &mut self.jobs,
             };
             self.next_deadline = drain_engine(&mut self.engine, &mut effects)?;
             self.publish_outgoing_requests();

@@ -1,6 +1,7 @@
 //! The event loop: one `select!` over the swarm, the control queue, the engine's next deadline,
 //! the periodic ticks (announce and pull, republish and look up requests) and the shutdown
-//! signals; after each input, the loopback queue.
+//! signals and the results of the engine's jobs (`jobs`); after each input, the loopback
+//! queue.
 
 use super::{agreement, Node};
 use super::{ANNOUNCE_TICK, REPUBLISH_INTERVAL};
@@ -110,6 +111,7 @@ impl Node {
                 }
                 Some(incoming) = ctl_rx.recv() => self.on_control(incoming)?,
                 Some(fetched) = next_round(&mut self.beacon) => self.on_round(fetched)?,
+                done = self.jobs.next_done() => self.on_job_done(done)?,
                 _ = sleep => {
                     if self.next_deadline.is_some() {
                         self.engine.handle_timeout(now_micros());

@@ -36,6 +36,7 @@ mod drain;
 mod event_loop;
 mod events;
 pub mod hook;
+mod jobs;
 pub mod membership;
 pub mod net;
 mod owner;
@@ -115,6 +116,8 @@ struct Node {
     /// The admitted set and this node's certificate (`crate::admission`), when the config has
     /// an `[admission]` section: the engine's candidate rule reads the same view.
     admission: Option<crate::admission::Admission>,
+    /// The engine's CPU work (a contributor's proof), run off the event loop (`jobs`).
+    jobs: jobs::Jobs,
 }
 
 /// The swarm, the sends awaiting their acknowledgement, and the traffic counters.
@@ -540,6 +543,7 @@ mod tests {
                         durable: persisted,
                     }),
                     Output::Event(_) => {}
+                    Output::Work(job) => engine.run_job_inline(job),
                     Output::Idle { next_deadline } => return (next_deadline, sent),
                 }
             }

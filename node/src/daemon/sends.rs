@@ -66,8 +66,13 @@ const _: () = assert!(MAX_IN_FLIGHT_PER_PEER < super::budget::MAX_INBOUND_STREAM
 ///   their loops), and a node sends a given peer a few messages per computation: a per-peer
 ///   estimate would meet each new peer with the bare 2 s, which is what failed. A dead peer
 ///   acknowledges nothing, so it adds no sample and does not slow the detection of others.
-///   A live receiver that acks late on purpose does raise its sender's deadlines for every
-///   peer, at most to the ceiling (slower detection, not a wrong result).
+/// - **One peer alone cannot raise it (`PendingSends::settle`).** A sample counts at most as
+///   the latest sample of another peer among the last [`SAMPLED_PEERS`] that acked: a live
+///   receiver that acks late on purpose, however often, raises its sender's deadlines for the
+///   other peers only as far as some other peer's acks already went (alone, with no other peer
+///   sampled yet, it counts whole). A slow network raises it from its second slow peer on; two
+///   colluding receivers can still raise it, at most to the ceiling (slower detection, not a
+///   wrong result).
 /// - **A late ack counts (the back-off).** A send failed at its deadline keeps its stream
 ///   until libp2p closes it, and its ack, if it comes, is that stream's answer: unlike TCP's
 ///   retransmissions (Karn's rule), a request-response ack names its request, so the sample
@@ -85,6 +90,42 @@ pub(crate) struct AckDelay {
 }
 
 const _: () = assert!(net::MESSAGE_TIMEOUT.as_nanos() <= net::ACK_TIMEOUT_MAX.as_nanos());
+
+/// How many peers' latest ack delays bound a sample (`PeerSamples`): the most recent ones.
+pub const SAMPLED_PEERS: usize = 64;
+
+/// The latest ack delay of each of the last [`SAMPLED_PEERS`] peers that acked, with when it
+/// was taken: what bounds one peer's sample (see [`AckDelay`]).
+#[derive(Debug, Default, Clone)]
+struct PeerSamples {
+    latest: HashMap<PeerId, (Instant, Duration)>,
+}
+
+impl PeerSamples {
+    /// `delay`, sampled from `peer` at `now`, as the estimate may take it: at most the largest
+    /// latest delay of the other peers (whole if no other peer was sampled); then remembered as
+    /// `peer`'s latest, the oldest peer forgotten beyond [`SAMPLED_PEERS`].
+    fn bound(&mut self, peer: PeerId, delay: Duration, now: Instant) -> Duration {
+        let others = self
+            .latest
+            .iter()
+            .filter(|(p, _)| **p != peer)
+            .map(|(_, (_, d))| *d)
+            .max();
+        self.latest.insert(peer, (now, delay));
+        if self.latest.len() > SAMPLED_PEERS {
+            let oldest = self
+                .latest
+                .iter()
+                .min_by_key(|(p, (at, _))| (*at, p.to_bytes()))
+                .map(|(p, _)| *p);
+            if let Some(p) = oldest {
+                self.latest.remove(&p);
+            }
+        }
+        others.map_or(delay, |o| delay.min(o))
+    }
+}
 
 impl AckDelay {
     /// Takes one ack's delay (beyond its send's size terms) into the estimate.
@@ -184,6 +225,8 @@ pub(crate) struct PendingSends {
     virtual_uplink_free: Option<Instant>,
     /// The acks' delays, and the deadlines' fixed part drawn from them.
     ack: AckDelay,
+    /// Each recent peer's latest ack delay, which bounds another's sample (`AckDelay`).
+    sampled: PeerSamples,
 }
 
 impl PendingSends {
@@ -309,8 +352,9 @@ impl PendingSends {
         if acked {
             self.last_ack.insert(peer, now);
             if let Some((start, size)) = timing {
-                self.ack
-                    .sample(now.saturating_duration_since(start).saturating_sub(size));
+                let delay = now.saturating_duration_since(start).saturating_sub(size);
+                let bounded = self.sampled.bound(peer, delay, now);
+                self.ack.sample(bounded);
             }
         }
         send
@@ -888,6 +932,49 @@ mod tests {
         assert!(p
             .settle(&second, true, t0 + Duration::from_millis(4_500))
             .is_some());
+    }
+
+    /// A receiver that acks late on purpose, again and again, among others that ack at once,
+    /// does not raise the deadlines: its samples count at most as the others' delays. Without
+    /// the bound (`PeerSamples`) its 20 late acks take the fixed part to its ceiling, and every
+    /// dead peer is detected 15 times later.
+    #[test]
+    fn one_receiver_acking_late_on_purpose_does_not_raise_the_deadlines() {
+        let mut p = PendingSends::default();
+        let mut pool = ids(30);
+        let t0 = Instant::now();
+        for n in 1..=5u8 {
+            let id = send_one(&mut p, PeerId::random(), n, &mut pool, t0);
+            assert!(p.settle(&id, true, t0 + Duration::from_millis(5)).is_some());
+        }
+        let liar = PeerId::random();
+        for n in 0..20u8 {
+            let at = t0 + Duration::from_secs(1) + Duration::from_secs(60) * u32::from(n);
+            let id = send_one(&mut p, liar, n, &mut pool, at);
+            p.expire(at + Duration::from_secs(600));
+            p.settle(&id, true, at + Duration::from_secs(600));
+        }
+        assert_eq!(p.fixed_part(), net::MESSAGE_TIMEOUT, "{:?}", p.ack);
+        // A second slow peer is a slow network: from then on the estimate follows.
+        let t1 = t0 + Duration::from_secs(2_000);
+        let id = send_one(&mut p, PeerId::random(), 30, &mut pool, t1);
+        p.settle(&id, true, t1 + Duration::from_secs(3));
+        assert!(p.fixed_part() > Duration::from_secs(3), "{:?}", p.ack);
+    }
+
+    /// Only the last `SAMPLED_PEERS` peers are remembered.
+    #[test]
+    fn the_peers_samples_are_bounded() {
+        let mut s = PeerSamples::default();
+        let t0 = Instant::now();
+        for n in 0..(SAMPLED_PEERS as u32 + 10) {
+            s.bound(
+                PeerId::random(),
+                Duration::from_millis(10),
+                t0 + Duration::from_millis(u64::from(n)),
+            );
+        }
+        assert_eq!(s.latest.len(), SAMPLED_PEERS);
     }
 
     /// A dead receiver gives no sample: among live receivers that ack at once, its send fails

@@ -14,6 +14,10 @@ use rand_chacha::rand_core::RngCore;
 pub(super) struct Contribution {
     pub(super) seed: [u8; 32],
     pub(super) vector: Vec<Fp>,
+    /// Its validity proof is out as a job (`Output::Work`), and the positions whose validity
+    /// shares leave when it is done (`engine/validity.rs`). Never persisted: a restart loses
+    /// the job, and restoring asks for it again.
+    pub(super) proving: Option<super::validity::Wanted>,
 }
 
 impl Engine {

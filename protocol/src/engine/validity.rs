@@ -97,6 +97,7 @@ pub enum ValidityLie {
 
 /// What a valid contribution to one request satisfies: the query's validity circuit as one
 /// prio type, and the DP noise the contributor adds (outside the proven vector), if any.
+#[derive(Debug, PartialEq)]
 pub(super) struct Statement {
     /// `Err` when the query requires proofs but none can be made (its circuit is over the
     /// validity limits, `CircuitError::TooLarge`, or cannot be built): then no contribution
@@ -362,6 +363,128 @@ fn share_prefix(share: &CompressedShare, len: usize) -> Vec<Fp> {
     match share {
         CompressedShare::Seed(_) => share.expand(len),
         CompressedShare::Full(v) => v.0[..len.min(v.0.len())].to_vec(),
+    }
+}
+
+/// Which positions' validity shares leave when the proof job is done
+/// (`Contribution::proving`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Wanted {
+    All,
+    Only(std::collections::BTreeSet<Position>),
+}
+
+impl Wanted {
+    fn of(only: Option<Position>) -> Wanted {
+        match only {
+            None => Wanted::All,
+            Some(p) => Wanted::Only([p].into()),
+        }
+    }
+
+    /// Adds `only`'s positions (every position if `None`).
+    fn add(&mut self, only: Option<Position>) {
+        match (&mut *self, only) {
+            (Wanted::All, _) => {}
+            (Wanted::Only(_), None) => *self = Wanted::All,
+            (Wanted::Only(set), Some(p)) => {
+                set.insert(p);
+            }
+        }
+    }
+
+    fn contains(&self, position: Position) -> bool {
+        match self {
+            Wanted::All => true,
+            Wanted::Only(set) => set.contains(&position),
+        }
+    }
+}
+
+/// **The proof as a job.** A contributor's proof is CPU work (tens of milliseconds at the
+/// largest vectors) that the engine does not do while it handles an input: it emits it as a
+/// job (`Output::Work`) that owns its inputs, the driver runs it (the daemon off its event
+/// loop, the harness and the simulator inline), and its result comes back as an input
+/// (`Engine::handle_job_done`), whose validity shares then leave. Meanwhile the engine handles
+/// every other input; the shares themselves leave at once (a member keeps one pending until
+/// its validity share comes). At most one job per contribution is out (`Contribution::
+/// proving`): a re-send asked for meanwhile (a share query, a failover) only adds its position
+/// to those the job is for. Nothing is persisted: a restart loses the job, and restoring
+/// re-sends the shares, which asks for the proof again; a result for a computation that ended
+/// or for another contribution is dropped (`on_proved`).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct ProveJob {
+    st: std::sync::Arc<Statement>,
+    id: ComputationId,
+    me: NodeId,
+    params: SharingParams,
+    /// The contributor's rotation of the positions that get seeds (`sharing::rotation_of`).
+    rotation: u8,
+    /// The persisted contribution: its vector (with its DP noise) and seed.
+    vector: Vec<Fp>,
+    seed: [u8; 32],
+    lie: Option<ValidityLie>,
+}
+
+/// A proof job's result: the validity shares of every position, `None` if none could be made.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Proved {
+    id: ComputationId,
+    /// The seed of the contribution it proves.
+    seed: [u8; 32],
+    parts: Option<Vec<ValidityPart>>,
+}
+
+impl ProveJob {
+    pub(super) fn computation(&self) -> ComputationId {
+        self.id
+    }
+
+    /// The proof: the validity shares of every position, tied to the aggregated shares.
+    pub(super) fn run(self) -> Proved {
+        let st = &self.st;
+        let proof_seed = hash_parts("grove/validity/contribution", &[&self.seed]);
+        // The proven vector is the persisted one minus its DP noise, which is a function of
+        // the persisted seed (`dp::noise`, as `contribute` added it).
+        let noise: Vec<Fp> = st.noise.as_ref().map_or_else(Vec::new, |spec| {
+            crate::dp::noise(&self.seed, spec, self.vector.len())
+                .into_iter()
+                .map(Fp::from_i64)
+                .collect()
+        });
+        let vector: Vec<Fp> = if noise.is_empty() {
+            self.vector.clone()
+        } else {
+            self.vector
+                .iter()
+                .zip(&noise)
+                .map(|(x, n)| *x - *n)
+                .collect()
+        };
+        // The aggregated shares exactly as `send_shares_to` makes them (honest ones under the
+        // `SharesOther` lie, which changes only what that function sends).
+        let len = self.vector.len();
+        let shares: Vec<Vec<Field64>> =
+            share_vector_rotated(&self.vector, self.params, self.seed, self.rotation)
+                .iter()
+                .map(|s| f64s(&share_prefix(s, len)))
+                .collect();
+        let parts = prove(
+            st,
+            self.id,
+            self.me,
+            self.params,
+            &vector,
+            &noise,
+            &shares,
+            &proof_seed,
+            self.lie,
+        );
+        Proved {
+            id: self.id,
+            seed: self.seed,
+            parts,
+        }
     }
 }
 
@@ -972,73 +1095,74 @@ impl Engine {
     }
 
     /// The contributor's side: its validity shares, sealed and sent with its shares (one call
-    /// from `send_shares_to`). Nothing new is persisted: they are a deterministic function of
-    /// the persisted contribution (vector and seed).
+    /// from `send_shares_to`) once its proof is done. The proof is a job (`Output::Work`, see
+    /// "The proof as a job" above): this asks for it, or, if it is already out, adds `only`'s
+    /// positions to those it is for. Nothing new is persisted: the proof is a deterministic
+    /// function of the persisted contribution (vector and seed).
     pub(super) fn send_validity_shares(&mut self, id: ComputationId, only: Option<Position>) {
-        let Some(comp) = self.computations.get(&id) else {
-            return;
-        };
-        let Some(contribution) = &comp.contribution else {
+        let me = self.identity.node;
+        let lie = self.validity_lie;
+        let Some(comp) = self.computations.get_mut(&id) else {
             return;
         };
         let Some(st) = comp.validity.clone() else {
             return;
         };
         let plan = comp.plan.clone();
-        let me = self.identity.node;
-        let leaf: GroupId = plan.leaf_of(&me);
-        let params = SharingParams {
-            g: plan.g,
-            t: plan.t,
-        };
-        let seed = hash_parts("grove/validity/contribution", &[&contribution.seed]);
-        // The proven vector is the persisted one minus its DP noise, which is a function of
-        // the persisted seed (`dp::noise`, as `contribute` added it).
-        let noise: Vec<Fp> = st.noise.as_ref().map_or_else(Vec::new, |spec| {
-            crate::dp::noise(&contribution.seed, spec, contribution.vector.len())
-                .into_iter()
-                .map(Fp::from_i64)
-                .collect()
-        });
-        let vector: Vec<Fp> = if noise.is_empty() {
-            contribution.vector.clone()
-        } else {
-            contribution
-                .vector
-                .iter()
-                .zip(&noise)
-                .map(|(x, n)| *x - *n)
-                .collect()
-        };
-        // The aggregated shares exactly as `send_shares_to` makes them (honest ones under the
-        // `SharesOther` lie, which changes only what that function sends).
-        let len = contribution.vector.len();
-        let shares: Vec<Vec<Field64>> = share_vector_rotated(
-            &contribution.vector,
-            params,
-            contribution.seed,
-            rotation_of(&me.0, plan.g),
-        )
-        .iter()
-        .map(|s| f64s(&share_prefix(s, len)))
-        .collect();
-        let Some(per_position) = prove(
-            &st,
-            id,
-            me,
-            params,
-            &vector,
-            &noise,
-            &shares,
-            &seed,
-            self.validity_lie,
-        ) else {
+        let Some(contribution) = comp.contribution.as_mut() else {
             return;
         };
+        if let Some(wanted) = &mut contribution.proving {
+            wanted.add(only);
+            return;
+        }
+        contribution.proving = Some(Wanted::of(only));
+        let job = ProveJob {
+            st,
+            id,
+            me,
+            params: SharingParams {
+                g: plan.g,
+                t: plan.t,
+            },
+            rotation: rotation_of(&me.0, plan.g),
+            vector: contribution.vector.clone(),
+            seed: contribution.seed,
+            lie,
+        };
+        self.out
+            .push_back(super::Output::Work(super::Job::prove(job)));
+    }
+
+    /// A proof job's result (`Engine::handle_job_done`): the validity shares of the positions
+    /// it was for, sealed to whoever serves each now, and sent. Dropped if this engine no
+    /// longer waits for it: its computation ended, this node holds no contribution to it, or
+    /// the proof is of another contribution than the one held (a seed that differs).
+    pub(super) fn on_proved(&mut self, proved: Proved) {
+        let Some(comp) = self.computations.get_mut(&proved.id) else {
+            return;
+        };
+        let Some(contribution) = comp.contribution.as_mut() else {
+            return;
+        };
+        if proved.seed != contribution.seed {
+            return;
+        }
+        let Some(wanted) = contribution.proving.take() else {
+            return;
+        };
+        let Some(per_position) = proved.parts else {
+            return;
+        };
+        let id = proved.id;
+        let seed = contribution.seed;
+        let plan = comp.plan.clone();
         let servers = comp.servers.clone();
+        let me = self.identity.node;
+        let leaf: GroupId = plan.leaf_of(&me);
         let mut ctx = ctx!(self);
         for (position, part) in (1..).zip(per_position) {
-            if only.is_some_and(|o| o != position) {
+            if !wanted.contains(position) {
                 continue;
             }
             let member = super::server_of(&plan, &servers, slot(leaf, position));
@@ -1054,11 +1178,8 @@ impl Engine {
             let Some(key) = plan.x25519_key(&member) else {
                 continue;
             };
-            let eph = hash_parts(
-                "grove/validity-ephemeral",
-                &[&contribution.seed, &[position], &member.0],
-            );
-            match self.envelope.seal(&key, &bytes, eph) {
+            let eph = hash_parts("grove/validity-ephemeral", &[&seed, &[position], &member.0]);
+            match ctx.envelope.seal(&key, &bytes, eph) {
                 Ok(sealed) => ctx.send_to(
                     member,
                     id,
