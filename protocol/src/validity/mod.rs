@@ -494,7 +494,9 @@ fn prove_in_stages<T: Type>(
         // tied as the whole shares will be.
         let prefixes: Vec<Vec<T::Field>> =
             randoms.iter().map(|r| r[..stage_len].to_vec()).collect();
-        let mut first = shamir::share_with(&input[..stage_len], params, prefixes);
+        // The tied elements are left to the tie (every position's are overwritten).
+        let mut first =
+            shamir::share_with_except(&input[..stage_len], params, prefixes, tied.clone());
         for (position, share) in (1..).zip(first.iter_mut()) {
             tie(position, share);
         }
@@ -507,7 +509,7 @@ fn prove_in_stages<T: Type>(
         staged = stage(&wraparound_seed(context, &commitments), &mut input);
     }
     let typ = staged.as_ref().unwrap_or(typ);
-    let mut input_shares = shamir::share_with(&input, params, randoms);
+    let mut input_shares = shamir::share_with_except(&input, params, randoms, tied.clone());
     for (position, share) in (1..).zip(input_shares.iter_mut()) {
         tie(position, share);
     }
