@@ -696,6 +696,26 @@ impl CircuitType {
         Some(input)
     }
 
+    /// [`Self::retie`] that takes the aggregated share by value: without noise the input share
+    /// begins with it, so its allocation is the input share's (no copy of the vector part).
+    pub fn retie_owned(
+        &self,
+        untied: &[Field64],
+        aggregated: Vec<Field64>,
+    ) -> Option<Vec<Field64>> {
+        if self.noise.is_some() {
+            return self.retie(untied, &aggregated);
+        }
+        if untied.len() + self.length != self.input_len() || aggregated.len() != self.length {
+            return None;
+        }
+        // Without noise the tied part is the vector (`0..length`), which the tie sets to
+        // `aggregated`: the input share is `aggregated` followed by what travelled.
+        let mut input = aggregated;
+        input.extend_from_slice(untied);
+        Some(input)
+    }
+
     /// The chunk length of the gadget.
     pub fn chunk_len(&self) -> usize {
         self.chunk
@@ -1265,6 +1285,41 @@ mod tests {
             }
         }
         assert_eq!(typ.projections(&input, w), expected);
+    }
+
+    /// The input share a member rebuilds from what travelled and its aggregated share implies
+    /// exactly that aggregated share (`truncate`), with and without noise, and taking the
+    /// aggregated share by value rebuilds the same share: `engine/validity.rs` keeps the
+    /// aggregated share instead of computing `truncate` of every input share.
+    #[test]
+    fn a_retied_input_share_implies_its_aggregated_share() {
+        use rand_chacha::rand_core::SeedableRng;
+        let c = Query::parse("SELECT sum_vector(w, 6) FROM t CLIP NORM w TO 1")
+            .unwrap()
+            .compile()
+            .unwrap()
+            .validity_circuit();
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
+        for typ in [
+            CircuitType::new(&c).unwrap(),
+            CircuitType::with_noise(&c, 1000).unwrap(),
+        ] {
+            let share: Vec<Field64> =
+                crate::validity::shamir::random_vector(&mut rng, typ.input_len());
+            let aggregated: Vec<Field64> =
+                crate::validity::shamir::random_vector(&mut rng, typ.vector_len());
+            let untied = typ.untied(&share);
+            let input = typ.retie(&untied, &aggregated).unwrap();
+            assert_eq!(
+                typ.retie_owned(&untied, aggregated.clone()),
+                Some(input.clone())
+            );
+            assert_eq!(typ.truncate(input).unwrap(), aggregated);
+            // Wrong lengths are refused by both.
+            assert_eq!(typ.retie(&untied[1..], &aggregated), None);
+            assert_eq!(typ.retie_owned(&untied[1..], aggregated.clone()), None);
+            assert_eq!(typ.retie_owned(&untied, aggregated[1..].to_vec()), None);
+        }
     }
 
     /// The shape counts exactly what the build makes, for every aggregate kind, with and
