@@ -1365,7 +1365,6 @@ mod tests {
     fn the_provers_shortcuts_change_no_share_and_no_proof() {
         use crate::sharing::SharingParams;
         use crate::validity::{prove_staged_tied_and_share, Staged};
-        use prio::flp::Type;
         let c = Query::parse("SELECT sum_vector(w, 40) FROM t CLIP NORM w TO 1 SCALE 2")
             .unwrap()
             .compile()
