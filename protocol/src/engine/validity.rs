@@ -177,7 +177,7 @@ fn prove(
     lie: Option<ValidityLie>,
 ) -> Option<Vec<ValidityPart>> {
     let typ = st.typ.as_ref().ok()?;
-    let input = typ.encode_noised_lenient(&f64s(vector), &f64s(noise));
+    let input = typ.encode_for_proof(&f64s(vector), &f64s(noise));
     let ctx = context(&id, &me);
     let shared = if lie == Some(ValidityLie::KnowsQueryRandomness) {
         // Test-only: a proof made for the randomness it expects (see `forge_at`).
@@ -467,7 +467,7 @@ impl ProveJob {
         let shares: Vec<Vec<Field64>> =
             share_vector_rotated(&self.vector, self.params, self.seed, self.rotation)
                 .iter()
-                .map(|s| f64s(&share_prefix(s, len)))
+                .map(|s| share_prefix_f64(s, len))
                 .collect();
         let parts = prove(
             st,
@@ -488,6 +488,29 @@ impl ProveJob {
     }
 }
 
+/// [`share_prefix`] in prio's field, converted without an intermediate copy (a seed's
+/// expansion is converted in place).
+fn share_prefix_f64(share: &CompressedShare, len: usize) -> Vec<Field64> {
+    match share {
+        CompressedShare::Seed(_) => share.expand(len).into_iter().map(Fp::to_field64).collect(),
+        CompressedShare::Full(v) => f64s(&v.0[..len.min(v.0.len())]),
+    }
+}
+
+/// Whether `a` and `b` have the same first `len` elements (both at least that long, or
+/// equally short): equal shares without expanding them.
+fn same_prefix(a: &CompressedShare, b: &CompressedShare, len: usize) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a, b) {
+        (CompressedShare::Full(x), CompressedShare::Full(y)) => {
+            x.0[..len.min(x.0.len())] == y.0[..len.min(y.0.len())]
+        }
+        _ => share_prefix(a, len) == share_prefix(b, len),
+    }
+}
+
 /// A leaf member's validity bookkeeping for one position (`Role::validity`).
 #[derive(Default)]
 pub(super) struct LeafValidity {
@@ -498,9 +521,12 @@ pub(super) struct LeafValidity {
     waiting: BTreeMap<NodeId, (Vec<ValidityPart>, Option<ValidityLie>)>,
     /// This member's verifier share, per contributor.
     own: BTreeMap<NodeId, Verifier>,
-    /// The aggregated share this member's input share implies (`truncate` of it), per
-    /// contributor: the share it holds must be this one.
-    implied: BTreeMap<NodeId, Vec<Fp>>,
+    /// The aggregated share this member's input share was rebuilt from, with its length (the
+    /// vector's), per contributor: the share it holds must be this one. Its input share
+    /// implies exactly it (`truncate` of the retied input share is the aggregated share it was
+    /// tied to, `CircuitType::retie`), so the share is kept instead of the implied vector:
+    /// comparing a seed is 32 bytes, not an expansion.
+    implied: BTreeMap<NodeId, (CompressedShare, usize)>,
     /// Other positions' verifier shares, per contributor, with the node that sent each.
     heard: BTreeMap<NodeId, BTreeMap<Position, (NodeId, Verifier)>>,
     /// Decisions: `true` valid.
@@ -583,11 +609,10 @@ impl LeafValidity {
     /// Whether `share` is the aggregated share that this member's input share of
     /// `contributor` implies (`truncate` of it); `false` if it is not known yet.
     fn tie_holds(&self, contributor: &NodeId, share: &CompressedShare) -> bool {
-        let Some(implied) = self.implied.get(contributor) else {
+        let Some((implied, len)) = self.implied.get(contributor) else {
             return false;
         };
-        let held = share_prefix(share, implied.len());
-        held == *implied && held.len() == implied.len()
+        same_prefix(share, implied, *len)
     }
 }
 
@@ -660,16 +685,18 @@ fn verify_and_send(
         t: comp.plan.t,
     };
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
-    let aggregated: Option<Vec<Field64>> = match (&st.typ, role.validity.pending.get(&contributor))
-    {
-        (Ok(typ), Some(share)) => {
-            let held = share_prefix(share, typ.vector_len());
-            (held.len() == typ.vector_len()).then(|| f64s(&held))
-        }
-        _ => None,
-    };
-    let verified =
-        aggregated.and_then(|a| verify_own(&st, id, contributor, key.position, params, &parts, &a));
+    let aggregated: Option<(Vec<Field64>, CompressedShare)> =
+        match (&st.typ, role.validity.pending.get(&contributor)) {
+            (Ok(typ), Some(share)) => {
+                let held = share_prefix_f64(share, typ.vector_len());
+                (held.len() == typ.vector_len()).then(|| (held, share.clone()))
+            }
+            _ => None,
+        };
+    let verified = aggregated.and_then(|(a, share)| {
+        let len = a.len();
+        verify_own(&st, id, contributor, key.position, params, &parts, a).map(|v| (v, (share, len)))
+    });
     let Some((verifier, implied)) = verified else {
         // Its own share does not fit: the contributor is faulty, whatever the others hold.
         decide_now(role, key, id, contributor, false, ctx, records);
@@ -805,9 +832,10 @@ fn send_batch(comp: &mut Computation, key: crate::message::Slot, ctx: &mut Ctx) 
     ctx.send_to_group(comp, key, 0, body);
 }
 
-/// This member's verifier share of the contribution and the aggregated share its input share
-/// implies (`truncate`), or `None` if its validity share does not fit the statement (one part,
-/// lengths, canonical elements, its own commitments).
+/// This member's verifier share of the contribution whose aggregated share here is
+/// `aggregated`, or `None` if its validity share does not fit the statement (one part, lengths,
+/// canonical elements, its own commitments). Its input share is rebuilt from `aggregated`
+/// (`CircuitType::retie`), so that it implies (`truncate`) exactly `aggregated`.
 fn verify_own(
     st: &Statement,
     id: ComputationId,
@@ -815,8 +843,8 @@ fn verify_own(
     position: Position,
     params: SharingParams,
     parts: &[ValidityPart],
-    aggregated: &[Field64],
-) -> Option<(Verifier, Vec<Fp>)> {
+    aggregated: Vec<Field64>,
+) -> Option<Verifier> {
     let [w] = parts else {
         return None;
     };
@@ -829,13 +857,14 @@ fn verify_own(
                 typ.proof_len(),
                 typ.tied(),
             );
-            typ.tie(aggregated, &mut input);
+            typ.tie(&aggregated, &mut input);
             (input, proof)
         }
         // `FieldVec` decoding refused non-canonical elements.
-        ValidityShare::Full { input, proof } => {
-            (typ.retie(&f64s(&input.0), aggregated)?, f64s(&proof.0))
-        }
+        ValidityShare::Full { input, proof } => (
+            typ.retie_owned(&f64s(&input.0), aggregated)?,
+            f64s(&proof.0),
+        ),
     };
     let share = MemberShare {
         position,
@@ -848,13 +877,9 @@ fn verify_own(
     let ctx = context(&id, &contributor);
     let seed = validity::derived_query_seed(&ctx, &share);
     let v = validity::verifier_share_staged(typ, params, &share, &ctx, &seed).ok()?;
-    let implied = typ.truncate(share.input).ok()?;
     Some((
-        (
-            v.verifier.into_iter().map(u64::from).collect(),
-            v.commitments_digest,
-        ),
-        implied.into_iter().map(Fp::from_field64).collect(),
+        v.verifier.into_iter().map(u64::from).collect(),
+        v.commitments_digest,
     ))
 }
 

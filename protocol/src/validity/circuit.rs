@@ -188,6 +188,10 @@ pub struct CircuitType {
     results: usize,
     /// The wraparound randomness the projections are drawn from (`Staged::staged`).
     wrap_seed: [u8; 32],
+    /// Set only on the type `validity::prove_in_stages` proves with (`Staged::for_proving`):
+    /// `valid` then skips the wraparound projections, whose linear check does not call the
+    /// gadget and whose output prio's `prove` discards. Never set on a type that queries.
+    proving: bool,
     /// The bound of the noise part, if the contribution carries DP noise.
     noise: Option<u64>,
     chunk: usize,
@@ -581,6 +585,7 @@ impl CircuitType {
             witness,
             results,
             wrap_seed: [0; 32],
+            proving: false,
             noise,
             chunk,
             quad_calls,
@@ -693,6 +698,26 @@ impl CircuitType {
         input.resize(r.end, Field64::zero());
         input.extend_from_slice(&untied[r.start..]);
         self.tie(aggregated, &mut input);
+        Some(input)
+    }
+
+    /// [`Self::retie`] that takes the aggregated share by value: without noise the input share
+    /// begins with it, so its allocation is the input share's (no copy of the vector part).
+    pub fn retie_owned(
+        &self,
+        untied: &[Field64],
+        aggregated: Vec<Field64>,
+    ) -> Option<Vec<Field64>> {
+        if self.noise.is_some() {
+            return self.retie(untied, &aggregated);
+        }
+        if untied.len() + self.length != self.input_len() || aggregated.len() != self.length {
+            return None;
+        }
+        // Without noise the tied part is the vector (`0..length`), which the tie sets to
+        // `aggregated`: the input share is `aggregated` followed by what travelled.
+        let mut input = aggregated;
+        input.extend_from_slice(untied);
         Some(input)
     }
 
@@ -914,6 +939,25 @@ impl CircuitType {
         input
     }
 
+    /// What a contributor passes to `validity::prove_staged_tied_and_share` for `vector` and
+    /// `noise`: with wraparound checks only the first stage (vector and noise, the witness
+    /// zero), since the prover computes the witness at the wraparound seed
+    /// (`Staged::complete`) and an encoding at the unstaged seed is discarded (its projections
+    /// cost as much as a member's); without, [`Self::encode_noised_lenient`]. The shares and
+    /// proof are the same either way.
+    pub fn encode_for_proof(&self, vector: &[Field64], noise: &[Field64]) -> Vec<Field64> {
+        use crate::validity::Staged;
+        if self.stage_len() == 0 {
+            return self.encode_noised_lenient(vector, noise);
+        }
+        let mut input = vec![Field64::zero(); self.input_len()];
+        let n = vector.len().min(self.length);
+        input[..n].copy_from_slice(&vector[..n]);
+        let m = noise.len().min(self.noise_len());
+        input[self.length..self.length + m].copy_from_slice(&noise[..m]);
+        input
+    }
+
     /// The honest input of `vector` with DP `noise` (one element per vector element): fails if
     /// the vector breaks a check or the noise leaves its bound.
     pub fn encode_noised(
@@ -986,6 +1030,13 @@ impl crate::validity::Staged for CircuitType {
     fn staged(&self, seed: &[u8; 32]) -> CircuitType {
         let mut t = self.clone();
         t.wrap_seed = *seed;
+        t.proving = false;
+        t
+    }
+
+    fn for_proving(&self) -> CircuitType {
+        let mut t = self.clone();
+        t.proving = true;
         t
     }
 
@@ -1085,7 +1136,10 @@ impl Flp for CircuitType {
         // Wraparound checks: every claimed projection is the projection of the vector
         // (linear), and exactly `WRAP_SUCCESSES` success bits are set.
         let mut rands = joint_rand[self.quad_calls + self.ranges.len()..].iter();
-        for w in &self.wraps {
+        // Proving (`Staged::for_proving`): prio discards this output, and what follows calls
+        // no gadget.
+        let wraps: &[Wrap] = if self.proving { &[] } else { &self.wraps };
+        for w in wraps {
             for (j, dot) in self.projections(input, w).into_iter().enumerate() {
                 let r = rands.next().copied().unwrap_or_default();
                 linear += r * (input[w.results + j] - dot);
@@ -1265,6 +1319,99 @@ mod tests {
             }
         }
         assert_eq!(typ.projections(&input, w), expected);
+    }
+
+    /// The input share a member rebuilds from what travelled and its aggregated share implies
+    /// exactly that aggregated share (`truncate`), with and without noise, and taking the
+    /// aggregated share by value rebuilds the same share: `engine/validity.rs` keeps the
+    /// aggregated share instead of computing `truncate` of every input share.
+    #[test]
+    fn a_retied_input_share_implies_its_aggregated_share() {
+        use rand_chacha::rand_core::SeedableRng;
+        let c = Query::parse("SELECT sum_vector(w, 6) FROM t CLIP NORM w TO 1")
+            .unwrap()
+            .compile()
+            .unwrap()
+            .validity_circuit();
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
+        for typ in [
+            CircuitType::new(&c).unwrap(),
+            CircuitType::with_noise(&c, 1000).unwrap(),
+        ] {
+            let share: Vec<Field64> =
+                crate::validity::shamir::random_vector(&mut rng, typ.input_len());
+            let aggregated: Vec<Field64> =
+                crate::validity::shamir::random_vector(&mut rng, typ.vector_len());
+            let untied = typ.untied(&share);
+            let input = typ.retie(&untied, &aggregated).unwrap();
+            assert_eq!(
+                typ.retie_owned(&untied, aggregated.clone()),
+                Some(input.clone())
+            );
+            assert_eq!(typ.truncate(input).unwrap(), aggregated);
+            // Wrong lengths are refused by both.
+            assert_eq!(typ.retie(&untied[1..], &aggregated), None);
+            assert_eq!(typ.retie_owned(&untied[1..], aggregated.clone()), None);
+            assert_eq!(typ.retie_owned(&untied, aggregated[1..].to_vec()), None);
+        }
+    }
+
+    /// The prover's shortcuts change no share and no proof: proving with the type that skips
+    /// the projections in `valid` (`Staged::for_proving`, what `prove_staged_tied_and_share`
+    /// uses) gives the proof of the type that computes them, and proving from
+    /// `encode_for_proof` (first stage only) the shares of proving from the full encoding. (The
+    /// skipped check is still a member's: `validity_norm`'s `a_forged_witness_is_rejected`.)
+    #[test]
+    fn the_provers_shortcuts_change_no_share_and_no_proof() {
+        use crate::sharing::SharingParams;
+        use crate::validity::{prove_staged_tied_and_share, Staged};
+        let c = Query::parse("SELECT sum_vector(w, 40) FROM t CLIP NORM w TO 1 SCALE 2")
+            .unwrap()
+            .compile()
+            .unwrap()
+            .validity_circuit();
+        let params = SharingParams::new(5, 3).unwrap();
+        for (typ, noise) in [
+            (CircuitType::new(&c).unwrap(), vec![]),
+            (
+                CircuitType::with_noise(&c, 1000).unwrap(),
+                (0..40).map(|i| fe(i - 20)).collect::<Vec<_>>(),
+            ),
+        ] {
+            let vector: Vec<Field64> = (0..40).map(|i| fe(i % 3 - 1)).collect();
+            let staged = typ.staged(&[5; 32]);
+            let input = staged.encode_noised_lenient(&vector, &noise);
+            let joint: Vec<Field64> = (0..staged.joint_rand_len())
+                .map(|i| fe(i as i128 * 7 + 3))
+                .collect();
+            let prove_rand: Vec<Field64> = (0..staged.prove_rand_len())
+                .map(|i| fe(i as i128 * 11 + 5))
+                .collect();
+            assert_eq!(
+                staged
+                    .for_proving()
+                    .prove(&input, &prove_rand, &joint)
+                    .unwrap(),
+                staged.prove(&input, &prove_rand, &joint).unwrap()
+            );
+            let aggregated: Vec<Vec<Field64>> = (1..=5u8)
+                .map(|p| (0..40).map(|i| fe(i128::from(p) * 1000 + i)).collect())
+                .collect();
+            let prove = |input: &[Field64]| {
+                prove_staged_tied_and_share(
+                    &typ,
+                    input,
+                    params,
+                    b"ctx",
+                    &[8; 32],
+                    false,
+                    &aggregated,
+                )
+                .unwrap()
+            };
+            let full = prove(&typ.encode_noised_lenient(&vector, &noise));
+            assert_eq!(prove(&typ.encode_for_proof(&vector, &noise)), full);
+        }
     }
 
     /// The shape counts exactly what the build makes, for every aggregate kind, with and

@@ -64,6 +64,14 @@ pub trait Staged: Type + Sized {
     fn staged(&self, seed: &[u8; 32]) -> Self;
     /// Writes the input after the first stage from the first stage (the honest witness).
     fn complete(&self, input: &mut [Self::Field]);
+    /// This type for proving only: prio's `prove` runs `valid` to record the gadget's inputs
+    /// and discards its output, so a type may skip there what does not call the gadget
+    /// (`CircuitType`: the wraparound projections, a linear check). The proof is the same
+    /// ([`prove_in_stages`] proves with it and never queries with it; queries use
+    /// [`Staged::staged`], which checks everything).
+    fn for_proving(&self) -> Self {
+        self.clone()
+    }
 }
 
 /// The commitment to the first stage of the input share of `position`.
@@ -441,7 +449,7 @@ pub fn prove_staged_tied_and_share<T: Tied>(
         |wrap, x| {
             let staged = typ.staged(wrap);
             staged.complete(x);
-            Some(staged)
+            Some(staged.for_proving())
         },
         typ.tied(),
     )
@@ -494,7 +502,9 @@ fn prove_in_stages<T: Type>(
         // tied as the whole shares will be.
         let prefixes: Vec<Vec<T::Field>> =
             randoms.iter().map(|r| r[..stage_len].to_vec()).collect();
-        let mut first = shamir::share_with(&input[..stage_len], params, prefixes);
+        // The tied elements are left to the tie (every position's are overwritten).
+        let mut first =
+            shamir::share_with_except(&input[..stage_len], params, prefixes, tied.clone());
         for (position, share) in (1..).zip(first.iter_mut()) {
             tie(position, share);
         }
@@ -507,7 +517,7 @@ fn prove_in_stages<T: Type>(
         staged = stage(&wraparound_seed(context, &commitments), &mut input);
     }
     let typ = staged.as_ref().unwrap_or(typ);
-    let mut input_shares = shamir::share_with(&input, params, randoms);
+    let mut input_shares = shamir::share_with_except(&input, params, randoms, tied.clone());
     for (position, share) in (1..).zip(input_shares.iter_mut()) {
         tie(position, share);
     }

@@ -128,21 +128,57 @@ pub fn share_with<F: FieldElement>(
     params: SharingParams,
     randoms: Vec<Vec<F>>,
 ) -> Vec<Vec<F>> {
+    share_with_except(secret, params, randoms, 0..0)
+}
+
+/// [`share_with`] that leaves the elements `skip` of positions `t..=g` zero, for a caller that
+/// overwrites them at every position afterwards (`validity::prove_staged_tied_and_share`: the
+/// tie writes them from the aggregated shares): the Lagrange extension is computed only where it
+/// is kept. Positions `1..t-1` are `randoms` as given, `skip` included.
+pub fn share_with_except<F: FieldElement>(
+    secret: &[F],
+    params: SharingParams,
+    randoms: Vec<Vec<F>>,
+    skip: std::ops::Range<usize>,
+) -> Vec<Vec<F>> {
     let (g, t) = (params.g, params.t);
-    let mut points = vec![0u8];
-    let mut values: Vec<Vec<F>> = vec![secret.to_vec()];
-    for (p, r) in (1..t).zip(randoms) {
-        values.push(r);
-        points.push(p);
-    }
-    let refs: Vec<&[F]> = values.iter().map(|v| v.as_slice()).collect();
-    let mut out: Vec<Vec<F>> = values[1..].to_vec();
-    for p in t.max(1)..=g {
-        // The points 0..t-1 are distinct, so the coefficients exist.
-        let coeffs = lagrange::<F>(&points, p).unwrap_or_default();
-        out.push(combine(&coeffs, &refs));
-    }
+    let n = secret.len();
+    let skip = skip.start.min(n)..skip.end.min(n).max(skip.start.min(n));
+    let mut out: Vec<Vec<F>> = randoms;
+    out.truncate(usize::from(t.saturating_sub(1)));
+    // Position 0 (the secret) and the positions given, as `share_with` always had them.
+    let points: Vec<u8> = (0..=out.len() as u8).collect();
+    let extended: Vec<Vec<F>> = {
+        let mut refs: Vec<&[F]> = vec![secret];
+        refs.extend(out.iter().map(|v| v.as_slice()));
+        (t.max(1)..=g)
+            .map(|p| {
+                // The points 0..t-1 are distinct, so the coefficients exist.
+                let coeffs = lagrange::<F>(&points, p).unwrap_or_default();
+                let mut share = vec![F::zero(); n];
+                for range in [0..skip.start, skip.end..n] {
+                    combine_into(&coeffs, &refs, &mut share[range.clone()], range);
+                }
+                share
+            })
+            .collect()
+    };
+    out.extend(extended);
     out
+}
+
+/// `out = sum_k coeffs[k] * vecs[k][range]` (`out` as long as `range`, every vector long enough).
+fn combine_into<F: FieldElement>(
+    coeffs: &[F],
+    vecs: &[&[F]],
+    out: &mut [F],
+    range: std::ops::Range<usize>,
+) {
+    for (c, v) in coeffs.iter().zip(vecs) {
+        for (o, x) in out.iter_mut().zip(v.get(range.clone()).unwrap_or_default()) {
+            *o += *c * *x;
+        }
+    }
 }
 
 /// The value at 0 of the polynomial through the first `t` of `shares` (`(position, share)`,
@@ -203,6 +239,42 @@ mod tests {
         fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_chacha::rand_core::Error> {
             self.fill_bytes(dest);
             Ok(())
+        }
+    }
+
+    /// Leaving a range to the caller changes nothing outside it, and leaves it zero at the
+    /// extended positions (the given ones keep their randoms): the shares outside the range
+    /// are still those of the secret.
+    #[test]
+    fn a_sharing_that_skips_a_range_is_the_sharing_outside_it() {
+        let params = SharingParams::new(5, 3).unwrap();
+        let secret: Vec<Field64> = (0..40u64).map(|i| Field64::from(i * 7 + 1)).collect();
+        let randoms: Vec<Vec<Field64>> = (1..3u8)
+            .map(|p| expand_position(&position_seed(&[4; 32], p), secret.len()))
+            .collect();
+        let full = share_with(&secret, params, randoms.clone());
+        for skip in [0..0, 0..40, 10..25, 30..60, 35..35] {
+            let part = share_with_except(&secret, params, randoms.clone(), skip.clone());
+            assert_eq!(part.len(), full.len());
+            for (p, (a, b)) in part.iter().zip(&full).enumerate() {
+                assert_eq!(a.len(), b.len());
+                for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                    if p >= 2 && skip.contains(&i) {
+                        assert_eq!(*x, Field64::zero(), "{skip:?} {p} {i}");
+                    } else {
+                        assert_eq!(x, y, "{skip:?} {p} {i}");
+                    }
+                }
+            }
+            // Outside the range any t shares give the secret back.
+            let pairs: Vec<(u8, &[Field64])> =
+                [(3u8, part[2].as_slice()), (1, &part[0]), (5, &part[4])].to_vec();
+            let back = reconstruct(&pairs, 3).unwrap();
+            for (i, (x, y)) in back.iter().zip(&secret).enumerate() {
+                if !skip.contains(&i) {
+                    assert_eq!(x, y);
+                }
+            }
         }
     }
 
