@@ -1733,6 +1733,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), R
                 seed: *seed,
                 vector: vector.0.clone(),
                 proving: None,
+                proved: None,
             });
             Ok(())
         }

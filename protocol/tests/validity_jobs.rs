@@ -4,8 +4,10 @@
 //! daemon does (`Cluster::defer_jobs`: the result comes back later, while the node handles
 //! other inputs), and every scenario runs its result and privacy checks.
 
+use grove_protocol::engine::Event;
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
 use grove_protocol::ids::{ComputationId, Micros};
+use grove_protocol::message::{Body, Message, ShareQueryMsg};
 use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 use grove_protocol::record::Record as Durable;
 
@@ -114,4 +116,108 @@ fn a_proof_back_after_its_computation_ended_sends_nothing() {
         .filter(|r| matches!(r, Durable::ShareHeld { .. }))
         .count();
     assert_eq!(held, 0);
+}
+
+/// Node `n`'s rejections of messages of `kind` whose reason contains `reason`.
+fn rejections(c: &Cluster, n: usize, kind: &str, reason: &str) -> usize {
+    c.events_at(n)
+        .filter(|e| {
+            matches!(e, Event::MessageRejected { kind: k, reason: r, .. }
+                if *k == kind && r.contains(reason))
+        })
+        .count()
+}
+
+/// Once every proof is back: the contributor, the leaf group it shares to, and the candidates
+/// of position 2 there (the member first, then its backups), as cluster indices.
+fn after_the_proofs(seed: u64) -> (Cluster, ComputationId, usize, ShareQueryMsg, Vec<usize>) {
+    let (mut c, id, at) = launched(seed);
+    c.run_until(at.plus(250_000));
+    assert!(
+        (0..NODES).all(|n| c.jobs_out(n) == 0),
+        "a proof is still out"
+    );
+    let contributor = 1;
+    let plan = c.plan(&id).expect("plan");
+    let leaf = plan.leaf_of(&c.node_id(contributor));
+    let candidates = plan
+        .candidates(leaf, 2)
+        .map(|n| c.index_of(&n).expect("in the cluster"))
+        .collect();
+    let query = ShareQueryMsg {
+        group: leaf,
+        position: 2,
+    };
+    (c, id, contributor, query, candidates)
+}
+
+fn share_query(id: ComputationId, m: &ShareQueryMsg) -> Message {
+    Message {
+        computation: id,
+        round: 0,
+        to: None,
+        body: Body::ShareQuery(m.clone()),
+    }
+}
+
+/// A flood of share queries from the node serving a position, after the contributor's proof:
+/// each is answered with the share and the validity share kept since the proof, sealed again;
+/// none asks for another proof (before, each query after the proof cost a whole one, tens of
+/// milliseconds at the largest vectors). The contributor is still included.
+#[test]
+fn share_queries_after_the_proof_are_answered_without_proving_again() {
+    let (mut c, id, contributor, query, candidates) = after_the_proofs(24);
+    let member = candidates[0];
+    let (shares, validity) = (sent(&c, "share"), sent(&c, "validity-share"));
+    const QUERIES: u64 = 10;
+    for k in 0..QUERIES {
+        c.inject(
+            member,
+            contributor,
+            &share_query(id, &query),
+            1_000 + k * 1_000,
+        );
+    }
+    let now = c.now;
+    // Every query answered, well before a proof asked for now could come back.
+    c.run_until(now.plus(PROOF_DELAY / 2));
+    assert_eq!(c.jobs_out(contributor), 0, "a query asked for a proof");
+    assert_eq!(sent(&c, "share") - shares, QUERIES);
+    assert_eq!(sent(&c, "validity-share") - validity, QUERIES);
+    let o = c.run_checked(&id);
+    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    assert!(o.included.contains(&c.node_id(contributor)));
+    assert_eq!(o.included.len(), CONTRIBUTORS);
+}
+
+/// A share query from a backup while the member serving the position lives (the contributor
+/// did not fail over to it) gets nothing: no proof, no validity share, and only the identical
+/// aggregated share re-sent to the member (it ignores it; were the member gone, that send
+/// would fail the contributor over to the backup).
+#[test]
+fn a_share_query_from_a_node_not_serving_the_position_costs_no_proof_and_no_validity_share() {
+    let (mut c, id, contributor, query, candidates) = after_the_proofs(25);
+    let backup = candidates[1];
+    let (shares, validity) = (sent(&c, "share"), sent(&c, "validity-share"));
+    const QUERIES: u64 = 5;
+    for k in 0..QUERIES {
+        c.inject(
+            backup,
+            contributor,
+            &share_query(id, &query),
+            1_000 + k * 1_000,
+        );
+    }
+    let now = c.now;
+    c.run_until(now.plus(PROOF_DELAY / 2));
+    assert_eq!(
+        rejections(&c, contributor, "share-query", "did not fail over"),
+        QUERIES as usize
+    );
+    assert_eq!(c.jobs_out(contributor), 0, "a query asked for a proof");
+    assert_eq!(sent(&c, "validity-share") - validity, 0);
+    assert_eq!(sent(&c, "share") - shares, QUERIES);
+    let o = c.run_checked(&id);
+    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    assert_eq!(o.included.len(), CONTRIBUTORS);
 }

@@ -409,9 +409,12 @@ impl Wanted {
 /// every other input; the shares themselves leave at once (a member keeps one pending until
 /// its validity share comes). At most one job per contribution is out (`Contribution::
 /// proving`): a re-send asked for meanwhile (a share query, a failover) only adds its position
-/// to those the job is for. Nothing is persisted: a restart loses the job, and restoring
-/// re-sends the shares, which asks for the proof again; a result for a computation that ended
-/// or for another contribution is dropped (`on_proved`).
+/// to those the job is for. Its validity shares are kept in memory once it is done
+/// (`Contribution::proved`), so a later re-send seals them again and proves nothing: a flood
+/// of share queries or failovers costs no proof. Nothing is persisted: a restart loses the job
+/// and the kept shares, and restoring re-sends the shares, which asks for the proof once
+/// again; a result for a computation that ended or for another contribution is dropped
+/// (`on_proved`).
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct ProveJob {
     st: std::sync::Arc<Statement>,
@@ -1122,8 +1125,10 @@ impl Engine {
     /// The contributor's side: its validity shares, sealed and sent with its shares (one call
     /// from `send_shares_to`) once its proof is done. The proof is a job (`Output::Work`, see
     /// "The proof as a job" above): this asks for it, or, if it is already out, adds `only`'s
-    /// positions to those it is for. Nothing new is persisted: the proof is a deterministic
-    /// function of the persisted contribution (vector and seed).
+    /// positions to those it is for; once it is done, its validity shares are kept
+    /// (`Contribution::proved`) and sealed again from there, without another proof. Nothing
+    /// new is persisted: the proof is a deterministic function of the persisted contribution
+    /// (vector and seed).
     pub(super) fn send_validity_shares(&mut self, id: ComputationId, only: Option<Position>) {
         let me = self.identity.node;
         let lie = self.validity_lie;
@@ -1137,6 +1142,10 @@ impl Engine {
         let Some(contribution) = comp.contribution.as_mut() else {
             return;
         };
+        if contribution.proved.is_some() {
+            self.seal_validity_shares(id, &Wanted::of(only));
+            return;
+        }
         if let Some(wanted) = &mut contribution.proving {
             wanted.add(only);
             return;
@@ -1159,10 +1168,11 @@ impl Engine {
             .push_back(super::Output::Work(super::Job::prove(job)));
     }
 
-    /// A proof job's result (`Engine::handle_job_done`): the validity shares of the positions
-    /// it was for, sealed to whoever serves each now, and sent. Dropped if this engine no
-    /// longer waits for it: its computation ended, this node holds no contribution to it, or
-    /// the proof is of another contribution than the one held (a seed that differs).
+    /// A proof job's result (`Engine::handle_job_done`): kept (`Contribution::proved`), and
+    /// the validity shares of the positions it was for sealed to whoever serves each now, and
+    /// sent. Dropped if this engine no longer waits for it: its computation ended, this node
+    /// holds no contribution to it, or the proof is of another contribution than the one held
+    /// (a seed that differs).
     pub(super) fn on_proved(&mut self, proved: Proved) {
         let Some(comp) = self.computations.get_mut(&proved.id) else {
             return;
@@ -1176,13 +1186,24 @@ impl Engine {
         let Some(wanted) = contribution.proving.take() else {
             return;
         };
-        let Some(per_position) = proved.parts else {
+        contribution.proved = Some(proved.parts.unwrap_or_default());
+        self.seal_validity_shares(proved.id, &wanted);
+    }
+
+    /// Seals the kept validity shares (`Contribution::proved`) of the `wanted` positions to
+    /// whoever serves each now, and sends them.
+    fn seal_validity_shares(&mut self, id: ComputationId, wanted: &Wanted) {
+        let Some(comp) = self.computations.get(&id) else {
             return;
         };
-        let id = proved.id;
+        let Some(contribution) = comp.contribution.as_ref() else {
+            return;
+        };
+        let Some(per_position) = contribution.proved.as_ref() else {
+            return;
+        };
         let seed = contribution.seed;
-        let plan = comp.plan.clone();
-        let servers = comp.servers.clone();
+        let plan = &comp.plan;
         let me = self.identity.node;
         let leaf: GroupId = plan.leaf_of(&me);
         let mut ctx = ctx!(self);
@@ -1190,13 +1211,13 @@ impl Engine {
             if !wanted.contains(position) {
                 continue;
             }
-            let member = super::server_of(&plan, &servers, slot(leaf, position));
+            let member = super::server_of(plan, &comp.servers, slot(leaf, position));
             let payload = ValidityPayload {
                 computation: id,
                 group: leaf,
                 position,
                 contributor: me,
-                parts: vec![part],
+                parts: vec![part.clone()],
             };
             // Invariant: postcard serialises these plain data types without error.
             let bytes = postcard::to_allocvec(&payload).expect("validity payload serialises");
