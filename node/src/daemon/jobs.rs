@@ -126,6 +126,14 @@ mod tests {
         }
     }
 
+    /// The daemon's kind of runtime: single-threaded, with timers and I/O.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
     fn held(n: u32) -> (Held, std_mpsc::Sender<()>) {
         let (tx, go) = std_mpsc::channel();
         (Held { n, go }, tx)
@@ -138,11 +146,7 @@ mod tests {
     /// would wait for the whole job: the job would end first.
     #[test]
     fn while_a_job_runs_the_loop_handles_other_inputs() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        rt.block_on(async {
+        runtime().block_on(async {
             let mut jobs: Jobs<Held> = Jobs::with_limit(1);
             let (job, go) = held(7);
             let (input_tx, mut input_rx) = mpsc::unbounded_channel::<&str>();
@@ -164,11 +168,7 @@ mod tests {
     /// At most `limit` jobs run; the others wait, in order, and start as each ends.
     #[test]
     fn jobs_beyond_the_limit_wait_their_turn() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        rt.block_on(async {
+        runtime().block_on(async {
             let mut jobs: Jobs<Held> = Jobs::with_limit(2);
             let mut gos = Vec::new();
             for n in 0..5 {
