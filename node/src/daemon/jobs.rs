@@ -1,13 +1,14 @@
-//! The engine's CPU work off the event loop: a contributor's validity proof (`Output::Work`)
-//! runs on tokio's blocking pool, and its result comes back to the loop as an input
+//! The engine's CPU work off the event loop: a contributor's validity proof and a leaf
+//! member's verification of one contributor (`Output::Work`) run on tokio's blocking pool, and its result comes back to the loop as an input
 //! (`Engine::handle_job_done`, then the drain). Meanwhile the loop handles and acknowledges
 //! other messages: on one thread (the daemon's runtime is single-threaded) a proof of 76 ms
 //! at `sum_vector` 131,072 held back every ack behind it, and at 200 daemons on 2 cores the
 //! sends to busy receivers missed their deadlines and were failed over.
 //!
 //! - **Bounded.** At most [`running_limit`] jobs run at once; the others wait here in order.
-//!   The engine bounds how many it emits (one proof per contribution it holds, a job asked for
-//!   again only once it is done), so the queue is bounded by the computations the engine holds.
+//!   The engine bounds how many it emits (one proof per contribution it holds, one
+//!   verification per contributor of each leaf role it holds, a job asked for again only once
+//!   it is done), so the queue is bounded by the computations and roles the engine holds.
 //! - **Nothing persisted.** A job is a function of persisted state; a restart loses the jobs
 //!   and the restored engine asks for them again. A result whose computation ended meanwhile
 //!   is dropped by the engine.
