@@ -691,7 +691,10 @@ fn start_verify(
     };
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let Some(share) = role.validity.pending.get(&contributor).cloned() else {
-        return Ok(()); // the callers verify only a contributor whose share is pending
+        // No aggregated share to rebuild its input share from (the pending ones were at their
+        // bound): decided invalid at once, as the inline verification did.
+        decide_now(role, key, id, contributor, false, ctx, &mut Vec::new());
+        return Err(Rejection::MalformedValidityShare);
     };
     if role.validity.verifying.contains_key(&contributor) {
         return Ok(());
