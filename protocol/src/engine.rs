@@ -327,10 +327,11 @@ pub enum Output {
     },
     Persist(Record),
     Event(Event),
-    /// CPU work for the driver to run (a contributor's validity proof): a pure job that owns
-    /// its inputs, run on any thread ([`Job::run`]) or inline, whose result comes back as a
-    /// later input ([`Engine::handle_job_done`]). Nothing waits for it: the engine goes on
-    /// handling other inputs meanwhile.
+    /// CPU work for the driver to run (a contributor's validity proof, a leaf member's
+    /// verification of one contributor): a pure job that owns its inputs, run on any thread
+    /// ([`Job::run`]) or inline, whose result comes back as a later input
+    /// ([`Engine::handle_job_done`]). Nothing waits for it: the engine goes on handling other
+    /// inputs meanwhile.
     Work(Job),
     /// Nothing more until the next input; call `handle_timeout` at `next_deadline`.
     Idle {
@@ -348,6 +349,7 @@ pub struct Job(JobKind);
 #[derive(Clone, Debug, PartialEq)]
 enum JobKind {
     Prove(Box<validity::ProveJob>),
+    Verify(Box<validity::VerifyJob>),
 }
 
 /// A [`Job`]'s result, for [`Engine::handle_job_done`].
@@ -357,6 +359,7 @@ pub struct JobDone(DoneKind);
 #[derive(Clone, Debug, PartialEq)]
 enum DoneKind {
     Proved(Box<validity::Proved>),
+    Verified(Box<validity::Verified>),
 }
 
 impl Job {
@@ -364,10 +367,24 @@ impl Job {
         Job(JobKind::Prove(Box::new(job)))
     }
 
+    fn verify(job: validity::VerifyJob) -> Job {
+        Job(JobKind::Verify(Box::new(job)))
+    }
+
     /// Does the work (milliseconds to about a hundred: a proof at the largest vectors).
     pub fn run(self) -> JobDone {
         match self.0 {
             JobKind::Prove(job) => JobDone(DoneKind::Proved(Box::new(job.run()))),
+            JobKind::Verify(job) => JobDone(DoneKind::Verified(Box::new(job.run()))),
+        }
+    }
+
+    /// What it does: `"prove"` (a contributor's validity proof) or `"verify"` (a leaf
+    /// member's verifier share of one contributor).
+    pub fn kind(&self) -> &'static str {
+        match &self.0 {
+            JobKind::Prove(_) => "prove",
+            JobKind::Verify(_) => "verify",
         }
     }
 
@@ -375,6 +392,7 @@ impl Job {
     pub fn computation(&self) -> ComputationId {
         match &self.0 {
             JobKind::Prove(job) => job.computation(),
+            JobKind::Verify(job) => job.computation(),
         }
     }
 }
@@ -885,6 +903,7 @@ impl Engine {
         self.now = self.now.max(now);
         match done.0 {
             DoneKind::Proved(proved) => self.on_proved(*proved),
+            DoneKind::Verified(verified) => self.on_verified(*verified),
         }
     }
 
@@ -1504,7 +1523,7 @@ impl Engine {
             Body::PartialAhead(m) => on_partial_ahead(comp, from, m, &mut ctx, &mut records),
             Body::PartialConfirm(m) => on_partial_confirm(comp, from, m, &mut ctx, &mut records),
             Body::ValidityShare(m) => {
-                validity::on_validity_share(comp, from, m, validity_lie, &mut ctx, &mut records)
+                validity::on_validity_share(comp, from, m, validity_lie, &mut ctx)
             }
             Body::VerifierShare(m) => {
                 validity::on_verifier_share(comp, from, m, &mut ctx, &mut records)
@@ -1733,6 +1752,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), R
                 seed: *seed,
                 vector: vector.0.clone(),
                 proving: None,
+                proved: None,
             });
             Ok(())
         }

@@ -254,6 +254,8 @@ pub struct Cluster {
     /// `defer_jobs`: how long after it is emitted a job's result comes back (`None`: jobs
     /// run inline, in the drain that emits them).
     job_delay: Option<u64>,
+    /// `defer_jobs_of`: the delay of one kind of job (`Job::kind`), over `job_delay`.
+    job_delays: BTreeMap<&'static str, u64>,
     /// Deferred jobs out: node, its restarts when the job was emitted, and the job.
     jobs: BTreeMap<usize, (usize, u32, crate::engine::Job)>,
     next_job: usize,
@@ -336,6 +338,7 @@ impl Cluster {
             trace_deliveries: std::env::var_os("GROVE_TRACE").is_some(),
             beacon: None,
             job_delay: None,
+            job_delays: BTreeMap::new(),
             jobs: BTreeMap::new(),
             next_job: 0,
         };
@@ -575,9 +578,23 @@ impl Cluster {
         self.job_delay = Some(delay);
     }
 
+    /// As [`defer_jobs`](Self::defer_jobs) for the jobs of one `kind` only (`Job::kind`:
+    /// `"prove"`, `"verify"`); the others run as before.
+    pub fn defer_jobs_of(&mut self, kind: &'static str, delay: u64) {
+        self.job_delays.insert(kind, delay);
+    }
+
     /// Node `n`'s deferred jobs whose results have not come back yet (`defer_jobs`).
     pub fn jobs_out(&self, n: usize) -> usize {
         self.jobs.values().filter(|(node, _, _)| *node == n).count()
+    }
+
+    /// Node `n`'s deferred jobs of `kind` (`Job::kind`) whose results have not come back yet.
+    pub fn jobs_out_of(&self, n: usize, kind: &str) -> usize {
+        self.jobs
+            .values()
+            .filter(|(node, _, job)| *node == n && job.kind() == kind)
+            .count()
     }
 
     pub fn crash_at(&mut self, node: usize, at: Micros) {
@@ -1258,7 +1275,7 @@ impl Effects for HarnessEffects<'_> {
 
     fn work(&mut self, engine: &mut Engine, job: crate::engine::Job) -> Result<(), Crashed> {
         let c = &mut *self.cluster;
-        let Some(delay) = c.job_delay else {
+        let Some(delay) = c.job_delays.get(job.kind()).copied().or(c.job_delay) else {
             engine.run_job_inline(job);
             return Ok(());
         };

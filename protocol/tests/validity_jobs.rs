@@ -4,8 +4,10 @@
 //! daemon does (`Cluster::defer_jobs`: the result comes back later, while the node handles
 //! other inputs), and every scenario runs its result and privacy checks.
 
+use grove_protocol::engine::Event;
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
 use grove_protocol::ids::{ComputationId, Micros};
+use grove_protocol::message::{Body, Message, ShareQueryMsg};
 use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 use grove_protocol::record::Record as Durable;
 
@@ -27,11 +29,12 @@ fn record(i: usize) -> Record {
         .collect()
 }
 
-/// Nodes 1..=CONTRIBUTORS contribute; proofs come back `PROOF_DELAY` after they are asked.
+/// Nodes 1..=CONTRIBUTORS contribute; proofs come back `PROOF_DELAY` after they are asked
+/// (members verify inline).
 fn launched(seed: u64) -> (Cluster, ComputationId, Micros) {
     let q = compiled(SCALAR);
     let mut c = Cluster::new(HarnessConfig::new(NODES, seed));
-    c.defer_jobs(PROOF_DELAY);
+    c.defer_jobs_of("prove", PROOF_DELAY);
     for i in 1..=CONTRIBUTORS {
         c.set_contribution(i, q.evaluate(&[record(i)]));
     }
@@ -57,7 +60,7 @@ fn while_its_proof_is_out_a_contributors_shares_leave_and_its_validity_shares_fo
     // The request reached every node within 40 ms; no proof is back before 155 ms.
     c.run_until(at.plus(100_000));
     for i in 1..=CONTRIBUTORS {
-        assert_eq!(c.jobs_out(i), 1, "node {i}");
+        assert_eq!(c.jobs_out_of(i, "prove"), 1, "node {i}");
     }
     assert!(sent(&c, "share") > 0);
     assert_eq!(sent(&c, "validity-share"), 0);
@@ -76,13 +79,17 @@ fn a_contributor_restarted_while_its_proof_is_out_proves_again_and_is_included()
     let (mut c, id, at) = launched(22);
     let victim = 7;
     c.run_until(at.plus(100_000));
-    assert_eq!(c.jobs_out(victim), 1);
+    assert_eq!(c.jobs_out_of(victim, "prove"), 1);
     c.crash_at(victim, at.plus(100_001));
     c.restart_at(victim, at.plus(120_000));
     c.run_until(at.plus(110_000));
-    assert_eq!(c.jobs_out(victim), 0, "the crash lost the job");
+    assert_eq!(c.jobs_out_of(victim, "prove"), 0, "the crash lost the job");
     c.run_until(at.plus(130_000));
-    assert_eq!(c.jobs_out(victim), 1, "the restored engine asked again");
+    assert_eq!(
+        c.jobs_out_of(victim, "prove"),
+        1,
+        "the restored engine asked again"
+    );
     let o = c.run_checked(&id);
     assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
     assert!(o.included.contains(&c.node_id(victim)));
@@ -96,7 +103,7 @@ fn a_proof_back_after_its_computation_ended_sends_nothing() {
     let q = compiled(SCALAR);
     let mut c = Cluster::new(HarnessConfig::new(NODES, 23));
     // Proofs come back after the computation's lifetime.
-    c.defer_jobs(200_000_000);
+    c.defer_jobs_of("prove", 200_000_000);
     for i in 1..=CONTRIBUTORS {
         c.set_contribution(i, q.evaluate(&[record(i)]));
     }
@@ -114,4 +121,209 @@ fn a_proof_back_after_its_computation_ended_sends_nothing() {
         .filter(|r| matches!(r, Durable::ShareHeld { .. }))
         .count();
     assert_eq!(held, 0);
+}
+
+/// Node `n`'s rejections of messages of `kind` whose reason contains `reason`.
+fn rejections(c: &Cluster, n: usize, kind: &str, reason: &str) -> usize {
+    c.events_at(n)
+        .filter(|e| {
+            matches!(e, Event::MessageRejected { kind: k, reason: r, .. }
+                if *k == kind && r.contains(reason))
+        })
+        .count()
+}
+
+/// Once every proof is back: the contributor, the leaf group it shares to, and the candidates
+/// of position 2 there (the member first, then its backups), as cluster indices.
+fn after_the_proofs(seed: u64) -> (Cluster, ComputationId, usize, ShareQueryMsg, Vec<usize>) {
+    let (mut c, id, at) = launched(seed);
+    c.run_until(at.plus(250_000));
+    assert!(
+        (0..NODES).all(|n| c.jobs_out_of(n, "prove") == 0),
+        "a proof is still out"
+    );
+    let contributor = 1;
+    let plan = c.plan(&id).expect("plan");
+    let leaf = plan.leaf_of(&c.node_id(contributor));
+    let candidates = plan
+        .candidates(leaf, 2)
+        .map(|n| c.index_of(&n).expect("in the cluster"))
+        .collect();
+    let query = ShareQueryMsg {
+        group: leaf,
+        position: 2,
+    };
+    (c, id, contributor, query, candidates)
+}
+
+fn share_query(id: ComputationId, m: &ShareQueryMsg) -> Message {
+    Message {
+        computation: id,
+        round: 0,
+        to: None,
+        body: Body::ShareQuery(m.clone()),
+    }
+}
+
+/// A flood of share queries from the node serving a position, after the contributor's proof:
+/// each is answered with the share and the validity share kept since the proof, sealed again;
+/// none asks for another proof (before, each query after the proof cost a whole one, tens of
+/// milliseconds at the largest vectors). The contributor is still included.
+#[test]
+fn share_queries_after_the_proof_are_answered_without_proving_again() {
+    let (mut c, id, contributor, query, candidates) = after_the_proofs(24);
+    let member = candidates[0];
+    let (shares, validity) = (sent(&c, "share"), sent(&c, "validity-share"));
+    const QUERIES: u64 = 10;
+    for k in 0..QUERIES {
+        c.inject(
+            member,
+            contributor,
+            &share_query(id, &query),
+            1_000 + k * 1_000,
+        );
+    }
+    let now = c.now;
+    // Every query answered, well before a proof asked for now could come back.
+    c.run_until(now.plus(PROOF_DELAY / 2));
+    assert_eq!(
+        c.jobs_out_of(contributor, "prove"),
+        0,
+        "a query asked for a proof"
+    );
+    assert_eq!(sent(&c, "share") - shares, QUERIES);
+    assert_eq!(sent(&c, "validity-share") - validity, QUERIES);
+    let o = c.run_checked(&id);
+    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    assert!(o.included.contains(&c.node_id(contributor)));
+    assert_eq!(o.included.len(), CONTRIBUTORS);
+}
+
+/// A share query from a backup while the member serving the position lives (the contributor
+/// did not fail over to it) gets nothing: no proof, no validity share, and only the identical
+/// aggregated share re-sent to the member (it ignores it; were the member gone, that send
+/// would fail the contributor over to the backup).
+#[test]
+fn a_share_query_from_a_node_not_serving_the_position_costs_no_proof_and_no_validity_share() {
+    let (mut c, id, contributor, query, candidates) = after_the_proofs(25);
+    let backup = candidates[1];
+    let (shares, validity) = (sent(&c, "share"), sent(&c, "validity-share"));
+    const QUERIES: u64 = 5;
+    for k in 0..QUERIES {
+        c.inject(
+            backup,
+            contributor,
+            &share_query(id, &query),
+            1_000 + k * 1_000,
+        );
+    }
+    let now = c.now;
+    c.run_until(now.plus(PROOF_DELAY / 2));
+    assert_eq!(
+        rejections(&c, contributor, "share-query", "did not fail over"),
+        QUERIES as usize
+    );
+    assert_eq!(
+        c.jobs_out_of(contributor, "prove"),
+        0,
+        "a query asked for a proof"
+    );
+    assert_eq!(sent(&c, "validity-share") - validity, 0);
+    assert_eq!(sent(&c, "share") - shares, QUERIES);
+    let o = c.run_checked(&id);
+    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    assert_eq!(o.included.len(), CONTRIBUTORS);
+}
+
+/// Held shares (`Record::ShareHeld`) persisted by every node.
+fn held(c: &Cluster) -> usize {
+    (0..NODES)
+        .flat_map(|n| c.durable(n))
+        .filter(|r| matches!(r, Durable::ShareHeld { .. }))
+        .count()
+}
+
+/// A leaf member's verification of a contributor is a job too (`engine/validity.rs`, "The
+/// member's verification as a job"): while its verifications are out the member goes on
+/// handling inputs (later contributors' validity shares, each asking for its own job, so that
+/// several are out at once) and has sent no verifier share; when they come back the verifier
+/// shares leave, the members decide, and every honest contributor is included. Verified
+/// inline (before), no verification job is ever out.
+#[test]
+fn while_its_verifications_are_out_a_member_handles_other_inputs() {
+    let q = compiled(SCALAR);
+    let mut c = Cluster::new(HarnessConfig::new(NODES, 26));
+    c.defer_jobs_of("verify", 100_000);
+    for i in 1..=CONTRIBUTORS {
+        c.set_contribution(i, q.evaluate(&[record(i)]));
+    }
+    let mut p = LaunchParams::new(5, 3, 3, 2, 1);
+    p.spec = q.spec().clone();
+    let at = c.now;
+    let id = c.launch_query(COMMISSIONER, &p, SCALAR);
+    // The validity shares (proved inline) reached the members within 80 ms of the launch.
+    c.run_until(at.plus(90_000));
+    let most = (0..NODES)
+        .map(|n| c.jobs_out_of(n, "verify"))
+        .max()
+        .unwrap_or(0);
+    assert!(most >= 2, "at most {most} verification out at a member");
+    assert_eq!(sent(&c, "verifier-share"), 0);
+    assert_eq!(held(&c), 0, "a contribution was decided unverified");
+    let o = c.run_checked(&id);
+    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    assert_eq!(o.included.len(), CONTRIBUTORS);
+    assert!(sent(&c, "verifier-share") > 0);
+    assert!((0..NODES).all(|n| c.jobs_out(n) == 0));
+}
+
+/// A verification that comes back after its computation ended (its results past the
+/// computation's lifetime) sends nothing and decides nothing: the result is dropped, no
+/// verifier share leaves and no share is held.
+#[test]
+fn a_verification_back_after_its_computation_ended_sends_nothing() {
+    let q = compiled(SCALAR);
+    let mut c = Cluster::new(HarnessConfig::new(NODES, 27));
+    c.defer_jobs_of("verify", 200_000_000);
+    for i in 1..=CONTRIBUTORS {
+        c.set_contribution(i, q.evaluate(&[record(i)]));
+    }
+    let mut p = LaunchParams::new(5, 3, 3, 2, 1);
+    p.spec = q.spec().clone();
+    c.launch_query(COMMISSIONER, &p, SCALAR);
+    c.run(c.now.plus(300_000_000));
+    assert!(
+        (0..NODES).all(|n| c.jobs_out(n) == 0),
+        "every result came back"
+    );
+    assert!(sent(&c, "validity-share") > 0);
+    assert_eq!(sent(&c, "verifier-share"), 0);
+    assert_eq!(held(&c), 0);
+}
+
+/// A verification that comes back after its member's collection ended (the share window is
+/// 400 ms; the results come back at about 650 ms, while the computation lives on) is dropped:
+/// no verifier share leaves and nothing is decided from it, as a validity share arriving after
+/// the collection is refused.
+#[test]
+fn a_verification_back_after_the_collection_ended_sends_nothing() {
+    let q = compiled(SCALAR);
+    let mut c = Cluster::new(HarnessConfig::new(NODES, 28));
+    c.defer_jobs_of("verify", 600_000);
+    for i in 1..=CONTRIBUTORS {
+        c.set_contribution(i, q.evaluate(&[record(i)]));
+    }
+    let mut p = LaunchParams::new(5, 3, 3, 2, 1);
+    p.spec = q.spec().clone();
+    let at = c.now;
+    let id = c.launch_query(COMMISSIONER, &p, SCALAR);
+    c.run_until(at.plus(1_000_000));
+    assert!(
+        (0..NODES).all(|n| c.jobs_out(n) == 0),
+        "every result came back"
+    );
+    assert!(c.plan(&id).is_some());
+    assert!(sent(&c, "validity-share") > 0);
+    assert_eq!(sent(&c, "verifier-share"), 0);
+    assert_eq!(held(&c), 0);
 }

@@ -1,13 +1,14 @@
-//! The engine's CPU work off the event loop: a contributor's validity proof (`Output::Work`)
-//! runs on tokio's blocking pool, and its result comes back to the loop as an input
+//! The engine's CPU work off the event loop: a contributor's validity proof and a leaf
+//! member's verification of one contributor (`Output::Work`) run on tokio's blocking pool, and its result comes back to the loop as an input
 //! (`Engine::handle_job_done`, then the drain). Meanwhile the loop handles and acknowledges
 //! other messages: on one thread (the daemon's runtime is single-threaded) a proof of 76 ms
 //! at `sum_vector` 131,072 held back every ack behind it, and at 200 daemons on 2 cores the
 //! sends to busy receivers missed their deadlines and were failed over.
 //!
 //! - **Bounded.** At most [`running_limit`] jobs run at once; the others wait here in order.
-//!   The engine bounds how many it emits (one proof per contribution it holds, a job asked for
-//!   again only once it is done), so the queue is bounded by the computations the engine holds.
+//!   The engine bounds how many it emits (one proof per contribution it holds, one
+//!   verification per contributor of each leaf role it holds, a job asked for again only once
+//!   it is done), so the queue is bounded by the computations and roles the engine holds.
 //! - **Nothing persisted.** A job is a function of persisted state; a restart loses the jobs
 //!   and the restored engine asks for them again. A result whose computation ended meanwhile
 //!   is dropped by the engine.
@@ -126,6 +127,14 @@ mod tests {
         }
     }
 
+    /// The daemon's kind of runtime: single-threaded, with timers and I/O.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
     fn held(n: u32) -> (Held, std_mpsc::Sender<()>) {
         let (tx, go) = std_mpsc::channel();
         (Held { n, go }, tx)
@@ -138,11 +147,7 @@ mod tests {
     /// would wait for the whole job: the job would end first.
     #[test]
     fn while_a_job_runs_the_loop_handles_other_inputs() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        rt.block_on(async {
+        runtime().block_on(async {
             let mut jobs: Jobs<Held> = Jobs::with_limit(1);
             let (job, go) = held(7);
             let (input_tx, mut input_rx) = mpsc::unbounded_channel::<&str>();
@@ -164,11 +169,7 @@ mod tests {
     /// At most `limit` jobs run; the others wait, in order, and start as each ends.
     #[test]
     fn jobs_beyond_the_limit_wait_their_turn() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        rt.block_on(async {
+        runtime().block_on(async {
             let mut jobs: Jobs<Held> = Jobs::with_limit(2);
             let mut gos = Vec::new();
             for n in 0..5 {

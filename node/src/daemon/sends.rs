@@ -117,7 +117,7 @@ impl PeerSamples {
             let oldest = self
                 .latest
                 .iter()
-                .min_by_key(|(p, (at, _))| (*at, p.to_bytes()))
+                .min_by_key(|(p, (at, _))| (*at, *p))
                 .map(|(p, _)| *p);
             if let Some(p) = oldest {
                 self.latest.remove(&p);

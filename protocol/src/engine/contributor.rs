@@ -18,6 +18,10 @@ pub(super) struct Contribution {
     /// shares leave when it is done (`engine/validity.rs`). Never persisted: a restart loses
     /// the job, and restoring asks for it again.
     pub(super) proving: Option<super::validity::Wanted>,
+    /// Its validity shares once its proof is done, one per position `1..=g` (empty if none
+    /// could be made): every later send (a share query, a failover) seals them again instead
+    /// of proving again. In memory only, like `proving`: after a restart it proves once more.
+    pub(super) proved: Option<Vec<crate::message::ValidityPart>>,
 }
 
 impl Engine {
@@ -116,13 +120,34 @@ impl Engine {
         self.send_shares_to(id, None);
     }
 
-    /// Sends this node's share for one position (or all), sealed to the node serving it.
+    /// Sends this node's share for one position (or all), sealed to the node serving it, and
+    /// its validity share (`send_validity_shares`).
     pub(super) fn send_shares_to(&mut self, id: ComputationId, only: Option<Position>) {
+        if !self.send_aggregated_shares(id, only) {
+            return;
+        }
+        self.send_validity_shares(id, only);
         let Some(comp) = self.computations.get(&id) else {
             return;
         };
+        let leaf = comp.plan.leaf_of(&self.identity.node);
+        let mut ctx = ctx!(self);
+        if only.is_none() {
+            ctx.event(Event::Contributed {
+                computation: id,
+                group: leaf,
+            });
+        }
+    }
+
+    /// The aggregated shares alone of [`send_shares_to`](Self::send_shares_to); `false` if
+    /// this node holds no contribution to `id`.
+    fn send_aggregated_shares(&mut self, id: ComputationId, only: Option<Position>) -> bool {
+        let Some(comp) = self.computations.get(&id) else {
+            return false;
+        };
         let Some(contribution) = &comp.contribution else {
-            return;
+            return false;
         };
         let plan = &comp.plan;
         let me = self.identity.node;
@@ -186,23 +211,20 @@ impl Engine {
                 Err(_) => ctx.reject(me, "share", Rejection::SealFailed),
             }
         }
-        self.send_validity_shares(id, only);
-        let mut ctx = ctx!(self);
-        if only.is_none() {
-            ctx.event(Event::Contributed {
-                computation: id,
-                group: leaf,
-            });
-        }
+        true
     }
 
     /// A node serving a position of this contributor's leaf group (a backup that took it over
-    /// after the member died holding shares) asks for this node's share again. It gets it only
-    /// if this contributor's own failover already routes the position to it: the asker's word
-    /// that the member is gone is not enough (else every backup could pull each point while
-    /// the member lives, exposing it to `b + 1` nodes). Otherwise the contributor re-sends the
-    /// identical share to the node it serves (a duplicate a live member ignores); if that node
-    /// is unreachable, the transport says so and the contributor fails over by itself.
+    /// after the member died holding shares) asks for this node's share again. It gets it,
+    /// with its validity share (kept since the proof, `Contribution::proved`: a query costs no
+    /// proof), only if this contributor's own failover already routes the position to it: the
+    /// asker's word that the member is gone is not enough (else every backup could pull each
+    /// point while the member lives, exposing it to `b + 1` nodes). Otherwise the contributor
+    /// re-sends only the identical aggregated share to the node it serves (a duplicate a live
+    /// member ignores; no validity share, no proof): if that node is unreachable, the
+    /// transport says so and the contributor fails over by itself (`handle_unreachable`, which
+    /// sends both to the next candidate). Without that re-send a contributor whose shares were
+    /// all delivered before the member died would never fail over to the asking backup.
     pub(super) fn on_share_query(
         &mut self,
         from: NodeId,
@@ -229,10 +251,11 @@ impl Engine {
             .get(&slot(m.group, m.position))
             .copied()
             .unwrap_or(0);
-        self.send_shares_to(id, Some(m.position));
         if rank != current {
+            self.send_aggregated_shares(id, Some(m.position));
             return Err(Rejection::ShareQueryNotFailedOver);
         }
+        self.send_shares_to(id, Some(m.position));
         Ok(())
     }
 }

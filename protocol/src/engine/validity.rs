@@ -409,9 +409,12 @@ impl Wanted {
 /// every other input; the shares themselves leave at once (a member keeps one pending until
 /// its validity share comes). At most one job per contribution is out (`Contribution::
 /// proving`): a re-send asked for meanwhile (a share query, a failover) only adds its position
-/// to those the job is for. Nothing is persisted: a restart loses the job, and restoring
-/// re-sends the shares, which asks for the proof again; a result for a computation that ended
-/// or for another contribution is dropped (`on_proved`).
+/// to those the job is for. Its validity shares are kept in memory once it is done
+/// (`Contribution::proved`), so a later re-send seals them again and proves nothing: a flood
+/// of share queries or failovers costs no proof. Nothing is persisted: a restart loses the job
+/// and the kept shares, and restoring re-sends the shares, which asks for the proof once
+/// again; a result for a computation that ended or for another contribution is dropped
+/// (`on_proved`).
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct ProveJob {
     st: std::sync::Arc<Statement>,
@@ -519,6 +522,9 @@ pub(super) struct LeafValidity {
     /// Validity shares received before their contributor's aggregated share (with the lie
     /// this member tells, test-only): verified when it comes (`hold_share`).
     waiting: BTreeMap<NodeId, (Vec<ValidityPart>, Option<ValidityLie>)>,
+    /// Contributors whose verification is out as a job (`VerifyJob`), with the lie this
+    /// member tells (test-only): at most one job per contributor. Never persisted.
+    verifying: BTreeMap<NodeId, Option<ValidityLie>>,
     /// This member's verifier share, per contributor.
     own: BTreeMap<NodeId, Verifier>,
     /// The aggregated share this member's input share was rebuilt from, with its length (the
@@ -590,7 +596,7 @@ pub(super) fn hold_share(
             }
             // Its validity share came first: verified now that its input share can be rebuilt.
             if let Some((parts, lie)) = role.validity.waiting.remove(&contributor) {
-                return verify_and_send(comp, key, contributor, parts, lie, ctx, records);
+                return start_verify(comp, key, contributor, parts, lie, ctx);
             }
             return Ok(());
         }
@@ -616,15 +622,14 @@ impl LeafValidity {
     }
 }
 
-/// A contributor's validity share for this member's position: checked, its verifier share
-/// computed and sent to the other positions of the leaf, and a decision tried.
+/// A contributor's validity share for this member's position: checked, and its verification
+/// asked for (`start_verify`) once its aggregated share is here too.
 pub(super) fn on_validity_share(
     comp: &mut Computation,
     from: NodeId,
     m: ShareMsg,
     lie: Option<ValidityLie>,
     ctx: &mut Ctx,
-    records: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
     let key = check_contributor_share(comp, from, &m)?;
     let id = comp.id();
@@ -634,6 +639,7 @@ pub(super) fn on_validity_share(
     {
         let role = comp.roles.get(&key).ok_or(Rejection::NoRole)?;
         if role.validity.own.contains_key(&m.contributor)
+            || role.validity.verifying.contains_key(&m.contributor)
             || role.validity.decided.contains_key(&m.contributor)
             || role.validity.waiting.contains_key(&m.contributor)
         {
@@ -642,7 +648,7 @@ pub(super) fn on_validity_share(
         if !matches!(role.stage, Stage::Collecting) {
             return Err(Rejection::ShareAfterCollection);
         }
-        if role.validity.own.len() >= MAX_CONTRIBUTORS_PER_LEAF
+        if role.validity.own.len() + role.validity.verifying.len() >= MAX_CONTRIBUTORS_PER_LEAF
             || role.validity.waiting.len() >= MAX_CONTRIBUTORS_PER_LEAF
         {
             return Err(Rejection::LeafFull);
@@ -660,17 +666,176 @@ pub(super) fn on_validity_share(
             .insert(m.contributor, (payload.parts, lie));
         return Ok(());
     }
-    verify_and_send(comp, key, m.contributor, payload.parts, lie, ctx, records)
+    start_verify(comp, key, m.contributor, payload.parts, lie, ctx)
 }
 
-/// Computes this member's verifier share of `contributor` (whose aggregated share is pending
-/// here) from its validity share `parts`, sends it to the other positions and tries to
-/// decide; decides invalid at once if the validity share does not fit.
-fn verify_and_send(
+/// Asks for this member's verifier share of `contributor` (whose aggregated share is pending
+/// here) from its validity share `parts`: a job (`VerifyJob`, see "The member's verification
+/// as a job"), at most one per contributor; its result comes back to [`Engine::on_verified`].
+fn start_verify(
     comp: &mut Computation,
     key: crate::message::Slot,
     contributor: NodeId,
     parts: Vec<ValidityPart>,
+    lie: Option<ValidityLie>,
+    ctx: &mut Ctx,
+) -> Result<(), Rejection> {
+    let id = comp.id();
+    let st = comp
+        .validity
+        .clone()
+        .ok_or(Rejection::MalformedValidityShare)?;
+    let params = SharingParams {
+        g: comp.plan.g,
+        t: comp.plan.t,
+    };
+    let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
+    let Some(share) = role.validity.pending.get(&contributor).cloned() else {
+        // No aggregated share to rebuild its input share from (the pending ones were at their
+        // bound): decided invalid at once, as the inline verification did.
+        decide_now(role, key, id, contributor, false, ctx, &mut Vec::new());
+        return Err(Rejection::MalformedValidityShare);
+    };
+    if role.validity.verifying.contains_key(&contributor) {
+        return Ok(());
+    }
+    role.validity.verifying.insert(contributor, lie);
+    let job = VerifyJob {
+        st,
+        id,
+        key,
+        contributor,
+        params,
+        parts,
+        share,
+    };
+    ctx.out
+        .push_back(super::Output::Work(super::Job::verify(job)));
+    Ok(())
+}
+
+/// **The member's verification as a job.** A leaf member's verifier share of one contributor
+/// (`verify_own`: 1 to 16 ms at the largest vectors) is CPU work done off the input that
+/// brought the validity share, like the contributor's proof: `start_verify` emits it as a job
+/// that owns its inputs (the validity share and a copy of the pending aggregated share), the
+/// driver runs it, and its result comes back through `Engine::handle_job_done` to
+/// [`Engine::on_verified`], which sends the verifier share (batched) and tries the decision
+/// exactly as the inline verification did. Meanwhile the member handles every other input.
+/// At most one job per (role, contributor) is out (`LeafValidity::verifying`; a validity share
+/// re-sent meanwhile is ignored). A result is dropped if its computation ended, the role is
+/// no longer held (or no longer collecting), the contributor was decided meanwhile, or the job
+/// was not asked for by this engine since its start (a restart). Nothing is persisted: the
+/// pending share and the validity share were not either, so a restart loses them as before
+/// (the contributor is missing from this member's report unless it sends them again).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct VerifyJob {
+    st: std::sync::Arc<Statement>,
+    id: ComputationId,
+    key: crate::message::Slot,
+    contributor: NodeId,
+    params: SharingParams,
+    /// The contributor's validity share for this position.
+    parts: Vec<ValidityPart>,
+    /// The aggregated share this member holds (pending) from the contributor.
+    share: CompressedShare,
+}
+
+/// A verification job's result: this member's verifier share with the length of the vector
+/// (`None` if the validity share does not fit), and the aggregated share it was tied to.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Verified {
+    id: ComputationId,
+    key: crate::message::Slot,
+    contributor: NodeId,
+    share: CompressedShare,
+    verifier: Option<(Verifier, usize)>,
+}
+
+impl VerifyJob {
+    pub(super) fn computation(&self) -> ComputationId {
+        self.id
+    }
+
+    /// The verification: the aggregated share expanded to the vector's length, the input share
+    /// rebuilt from it, and this member's verifier share.
+    pub(super) fn run(self) -> Verified {
+        let verifier = self.st.typ.as_ref().ok().and_then(|typ| {
+            let held = share_prefix_f64(&self.share, typ.vector_len());
+            if held.len() != typ.vector_len() {
+                return None;
+            }
+            let len = held.len();
+            verify_own(
+                &self.st,
+                self.id,
+                self.contributor,
+                self.key.position,
+                self.params,
+                &self.parts,
+                held,
+            )
+            .map(|v| (v, len))
+        });
+        Verified {
+            id: self.id,
+            key: self.key,
+            contributor: self.contributor,
+            share: self.share,
+            verifier,
+        }
+    }
+}
+
+impl Engine {
+    /// A verification job's result (`Engine::handle_job_done`, see "The member's verification
+    /// as a job"): the verifier share is kept, sent (batched) and a decision tried; a validity
+    /// share that did not fit decides the contributor invalid. Dropped if this engine no longer
+    /// waits for it.
+    pub(super) fn on_verified(&mut self, v: Verified) {
+        let id = v.id;
+        let Some(comp) = self.computations.get_mut(&id) else {
+            return;
+        };
+        let Some(role) = comp.roles.get_mut(&v.key) else {
+            return;
+        };
+        let Some(lie) = role.validity.verifying.remove(&v.contributor) else {
+            return;
+        };
+        if role.validity.decided.contains_key(&v.contributor)
+            || !matches!(role.stage, Stage::Collecting)
+        {
+            return;
+        }
+        let mut ctx = ctx!(self);
+        let mut records = Vec::new();
+        let contributor = v.contributor;
+        let verified = v.verifier.map(|(verifier, len)| (verifier, (v.share, len)));
+        if let Err(reason) = finish_verify(
+            comp,
+            v.key,
+            contributor,
+            verified,
+            lie,
+            &mut ctx,
+            &mut records,
+        ) {
+            ctx.reject(contributor, "validity-share", reason);
+        }
+        self.commit(records);
+        self.advance(id);
+    }
+}
+
+/// The rest of the verification, once its job is done: keeps this member's verifier share
+/// `verified` of `contributor` (with the aggregated share its input share implies), sends it
+/// to the other positions (batched) and tries to decide; decides invalid at once if the
+/// validity share did not fit (`None`).
+fn finish_verify(
+    comp: &mut Computation,
+    key: crate::message::Slot,
+    contributor: NodeId,
+    verified: Option<(Verifier, (CompressedShare, usize))>,
     lie: Option<ValidityLie>,
     ctx: &mut Ctx,
     records: &mut Vec<Pending>,
@@ -685,25 +850,14 @@ fn verify_and_send(
         t: comp.plan.t,
     };
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
-    let aggregated: Option<(Vec<Field64>, CompressedShare)> =
-        match (&st.typ, role.validity.pending.get(&contributor)) {
-            (Ok(typ), Some(share)) => {
-                let held = share_prefix_f64(share, typ.vector_len());
-                (held.len() == typ.vector_len()).then(|| (held, share.clone()))
-            }
-            _ => None,
-        };
-    let verified = aggregated.and_then(|(a, share)| {
-        let len = a.len();
-        verify_own(&st, id, contributor, key.position, params, &parts, a).map(|v| (v, (share, len)))
-    });
     let Some((verifier, implied)) = verified else {
         // Its own share does not fit: the contributor is faulty, whatever the others hold.
         decide_now(role, key, id, contributor, false, ctx, records);
         return Err(Rejection::MalformedValidityShare);
     };
     role.validity.own.insert(contributor, verifier.clone());
-    // Bounded like `own` (checked by the caller); `verify_own` checked the input's length.
+    // Bounded like `own` (checked when the job was asked for); `verify_own` checked the
+    // input's length.
     role.validity.implied.insert(contributor, implied);
     let mut sent = verifier;
     if lie == Some(ValidityLie::WrongVerifierShare) {
@@ -759,7 +913,7 @@ pub(super) fn flush_deadline(comp: &Computation, role: &super::role::Role) -> Op
 ///   decided or declined at this member (so the last contributor's decision is not delayed);
 /// - the leaf's collection is over (the share window ended, or the role left `Collecting`):
 ///   it leaves before `decide_at_collection_end`, like the shares sent at once did;
-/// - it reached `BATCH_FLUSH_LEN` elements (in `verify_and_send`).
+/// - it reached `BATCH_FLUSH_LEN` elements (in `finish_verify`).
 ///
 /// A batch is sent once, like a single share was (the driver's acknowledged delivery re-sends
 /// it and fails it over to a position's next candidate whole); each entry is checked and
@@ -1122,8 +1276,10 @@ impl Engine {
     /// The contributor's side: its validity shares, sealed and sent with its shares (one call
     /// from `send_shares_to`) once its proof is done. The proof is a job (`Output::Work`, see
     /// "The proof as a job" above): this asks for it, or, if it is already out, adds `only`'s
-    /// positions to those it is for. Nothing new is persisted: the proof is a deterministic
-    /// function of the persisted contribution (vector and seed).
+    /// positions to those it is for; once it is done, its validity shares are kept
+    /// (`Contribution::proved`) and sealed again from there, without another proof. Nothing
+    /// new is persisted: the proof is a deterministic function of the persisted contribution
+    /// (vector and seed).
     pub(super) fn send_validity_shares(&mut self, id: ComputationId, only: Option<Position>) {
         let me = self.identity.node;
         let lie = self.validity_lie;
@@ -1137,6 +1293,10 @@ impl Engine {
         let Some(contribution) = comp.contribution.as_mut() else {
             return;
         };
+        if contribution.proved.is_some() {
+            self.seal_validity_shares(id, &Wanted::of(only));
+            return;
+        }
         if let Some(wanted) = &mut contribution.proving {
             wanted.add(only);
             return;
@@ -1159,10 +1319,11 @@ impl Engine {
             .push_back(super::Output::Work(super::Job::prove(job)));
     }
 
-    /// A proof job's result (`Engine::handle_job_done`): the validity shares of the positions
-    /// it was for, sealed to whoever serves each now, and sent. Dropped if this engine no
-    /// longer waits for it: its computation ended, this node holds no contribution to it, or
-    /// the proof is of another contribution than the one held (a seed that differs).
+    /// A proof job's result (`Engine::handle_job_done`): kept (`Contribution::proved`), and
+    /// the validity shares of the positions it was for sealed to whoever serves each now, and
+    /// sent. Dropped if this engine no longer waits for it: its computation ended, this node
+    /// holds no contribution to it, or the proof is of another contribution than the one held
+    /// (a seed that differs).
     pub(super) fn on_proved(&mut self, proved: Proved) {
         let Some(comp) = self.computations.get_mut(&proved.id) else {
             return;
@@ -1176,13 +1337,24 @@ impl Engine {
         let Some(wanted) = contribution.proving.take() else {
             return;
         };
-        let Some(per_position) = proved.parts else {
+        contribution.proved = Some(proved.parts.unwrap_or_default());
+        self.seal_validity_shares(proved.id, &wanted);
+    }
+
+    /// Seals the kept validity shares (`Contribution::proved`) of the `wanted` positions to
+    /// whoever serves each now, and sends them.
+    fn seal_validity_shares(&mut self, id: ComputationId, wanted: &Wanted) {
+        let Some(comp) = self.computations.get(&id) else {
             return;
         };
-        let id = proved.id;
+        let Some(contribution) = comp.contribution.as_ref() else {
+            return;
+        };
+        let Some(per_position) = contribution.proved.as_ref() else {
+            return;
+        };
         let seed = contribution.seed;
-        let plan = comp.plan.clone();
-        let servers = comp.servers.clone();
+        let plan = &comp.plan;
         let me = self.identity.node;
         let leaf: GroupId = plan.leaf_of(&me);
         let mut ctx = ctx!(self);
@@ -1190,13 +1362,13 @@ impl Engine {
             if !wanted.contains(position) {
                 continue;
             }
-            let member = super::server_of(&plan, &servers, slot(leaf, position));
+            let member = super::server_of(plan, &comp.servers, slot(leaf, position));
             let payload = ValidityPayload {
                 computation: id,
                 group: leaf,
                 position,
                 contributor: me,
-                parts: vec![part],
+                parts: vec![part.clone()],
             };
             // Invariant: postcard serialises these plain data types without error.
             let bytes = postcard::to_allocvec(&payload).expect("validity payload serialises");
