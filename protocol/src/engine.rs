@@ -1753,6 +1753,7 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), R
                 vector: vector.0.clone(),
                 proving: None,
                 proved: None,
+                answered: Default::default(),
             });
             Ok(())
         }

@@ -166,9 +166,11 @@ fn share_query(id: ComputationId, m: &ShareQueryMsg) -> Message {
 }
 
 /// A flood of share queries from the node serving a position, after the contributor's proof:
-/// each is answered with the share and the validity share kept since the proof, sealed again;
-/// none asks for another proof (before, each query after the proof cost a whole one, tens of
-/// milliseconds at the largest vectors). The contributor is still included.
+/// the first is answered with the share and the validity share kept since the proof, sealed
+/// again, and none asks for another proof (before, each query after the proof cost a whole
+/// one, tens of milliseconds at the largest vectors). The others, within a second of it, are
+/// refused (each answer re-sends a whole share: unbounded, a flood of 40-byte queries bought
+/// megabytes of the contributor's upload). The contributor is still included.
 #[test]
 fn share_queries_after_the_proof_are_answered_without_proving_again() {
     let (mut c, id, contributor, query, candidates) = after_the_proofs(24);
@@ -191,8 +193,12 @@ fn share_queries_after_the_proof_are_answered_without_proving_again() {
         0,
         "a query asked for a proof"
     );
-    assert_eq!(sent(&c, "share") - shares, QUERIES);
-    assert_eq!(sent(&c, "validity-share") - validity, QUERIES);
+    assert_eq!(sent(&c, "share") - shares, 1);
+    assert_eq!(sent(&c, "validity-share") - validity, 1);
+    assert_eq!(
+        rejections(&c, contributor, "share-query", "less than a second ago"),
+        QUERIES as usize - 1
+    );
     let o = c.run_checked(&id);
     assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
     assert!(o.included.contains(&c.node_id(contributor)));
@@ -202,7 +208,7 @@ fn share_queries_after_the_proof_are_answered_without_proving_again() {
 /// A share query from a backup while the member serving the position lives (the contributor
 /// did not fail over to it) gets nothing: no proof, no validity share, and only the identical
 /// aggregated share re-sent to the member (it ignores it; were the member gone, that send
-/// would fail the contributor over to the backup).
+/// would fail the contributor over to the backup), once per second however many it sends.
 #[test]
 fn a_share_query_from_a_node_not_serving_the_position_costs_no_proof_and_no_validity_share() {
     let (mut c, id, contributor, query, candidates) = after_the_proofs(25);
@@ -221,7 +227,11 @@ fn a_share_query_from_a_node_not_serving_the_position_costs_no_proof_and_no_vali
     c.run_until(now.plus(PROOF_DELAY / 2));
     assert_eq!(
         rejections(&c, contributor, "share-query", "did not fail over"),
-        QUERIES as usize
+        1
+    );
+    assert_eq!(
+        rejections(&c, contributor, "share-query", "less than a second ago"),
+        QUERIES as usize - 1
     );
     assert_eq!(
         c.jobs_out_of(contributor, "prove"),
@@ -229,7 +239,7 @@ fn a_share_query_from_a_node_not_serving_the_position_costs_no_proof_and_no_vali
         "a query asked for a proof"
     );
     assert_eq!(sent(&c, "validity-share") - validity, 0);
-    assert_eq!(sent(&c, "share") - shares, QUERIES);
+    assert_eq!(sent(&c, "share") - shares, 1);
     let o = c.run_checked(&id);
     assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
     assert_eq!(o.included.len(), CONTRIBUTORS);

@@ -22,7 +22,18 @@ pub(super) struct Contribution {
     /// could be made): every later send (a share query, a failover) seals them again instead
     /// of proving again. In memory only, like `proving`: after a restart it proves once more.
     pub(super) proved: Option<Vec<crate::message::ValidityPart>>,
+    /// When it last answered a share query for each (position, rank of the asker among that
+    /// position's candidates): a candidate gets at most one answer per `SHARE_QUERY_SPACING`,
+    /// so a flood of queries costs at most one re-sent share per candidate and spacing. In
+    /// memory only (a restart forgets it: one more answer each).
+    pub(super) answered: std::collections::BTreeMap<(Position, usize), crate::ids::Micros>,
 }
+
+/// How often one candidate of a position gets its share query answered: once per second. An
+/// honest backup asks each contributor once (`collection::ask_contributors`), again only after
+/// a restart; each answer re-sends a whole share (about 1 MB at 131,072 coordinates), so
+/// without a bound one 40-byte query bought a megabyte of the contributor's upload.
+const SHARE_QUERY_SPACING: u64 = 1_000_000;
 
 impl Engine {
     pub(super) fn contribute(
@@ -251,6 +262,18 @@ impl Engine {
             .get(&slot(m.group, m.position))
             .copied()
             .unwrap_or(0);
+        let now = self.now;
+        let Some(contribution) = comp.contribution.as_mut() else {
+            return Err(Rejection::ShareQueryWithoutContribution);
+        };
+        match contribution.answered.get(&(m.position, rank)) {
+            Some(at) if now.0 < at.0.saturating_add(SHARE_QUERY_SPACING) => {
+                return Err(Rejection::ShareQueryTooSoon);
+            }
+            _ => {
+                contribution.answered.insert((m.position, rank), now);
+            }
+        }
         if rank != current {
             self.send_aggregated_shares(id, Some(m.position));
             return Err(Rejection::ShareQueryNotFailedOver);

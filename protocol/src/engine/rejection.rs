@@ -63,6 +63,8 @@ pub enum Rejection {
     ShareQueryForOtherLeaf,
     #[error("share query from a node this contributor did not fail over to")]
     ShareQueryNotFailedOver,
+    #[error("share query from a candidate answered less than a second ago")]
+    ShareQueryTooSoon,
     // Partial sums.
     #[error("a vector of the wrong length")]
     WrongLength,
