@@ -55,12 +55,29 @@
 use crate::field::Fp;
 use crate::limits::{MAX_VALIDITY_CHUNK, MAX_VALIDITY_SHARE_LEN};
 use crate::query::{Check, ValidityCircuit};
+use aes::cipher::StreamCipher;
 use prio::field::{Field64, FieldElement};
 use prio::flp::gadgets::{Mul, ParallelSum, ParallelSumGadget};
 use prio::flp::{Flp, FlpError, Gadget, Type};
 
 /// Domain of the `{-1, 0, 1}` projection vectors, drawn from the wraparound seed.
 const WRAP_Z_DOMAIN: &str = "grove/validity/wraparound-z";
+
+/// The stream the `{-1, 0, 1}` projection vectors of norm `norm` are drawn from
+/// ([`CircuitType::projections`]): AES-256 in counter mode (128-bit big-endian counter from 0)
+/// keyed by the hash of the wraparound seed and the norm's index. A pseudorandom stream under a
+/// key fixed after the vector's shares are committed to, as ChaCha20 was before (session 20):
+/// both are full-round standard ciphers, and AES runs in hardware on the machines Grove targets
+/// (about 4 times ChaCha20's speed here, ARCHITECTURE.md, "Costs").
+fn wrap_z_stream(seed: &[u8; 32], norm: usize) -> ctr::Ctr128BE<aes::Aes256> {
+    use aes::cipher::KeyIvInit;
+    let index = (norm as u64).to_le_bytes();
+    let key = crate::ids::hash_parts(WRAP_Z_DOMAIN, &[seed, &index]);
+    ctr::Ctr128BE::<aes::Aes256>::new(&key.into(), &[0u8; 16].into())
+}
+
+/// Groups of 8 coordinates whose stream [`CircuitType::projections`] draws at once.
+const PROJECTION_BLOCK: usize = 32;
 
 /// The one gadget of a [`CircuitType`].
 type Gadget64 = ParallelSum<Field64, Mul>;
@@ -779,8 +796,8 @@ impl CircuitType {
 
     /// The projections `<z_j, x>` of norm `w`'s coordinates of `input` (shares or plaintext:
     /// a linear map), `z_j` in {-1, 0, 1} with probabilities 1/4, 1/2, 1/4 from the
-    /// wraparound seed: `z_j,i = l + h - 1` for two independent bits. The ChaCha20 stream
-    /// keyed by the seed (and the norm's index) gives, for each group of 8 coordinates and
+    /// wraparound seed: `z_j,i = l + h - 1` for two independent bits. The stream
+    /// ([`wrap_z_stream`]) keyed by the seed (and the norm's index) gives, for each group of 8 coordinates and
     /// each check `j`, a byte of the 8 `l` bits then a byte of the 8 `h` bits (bit `k` for
     /// coordinate `8 group + k`).
     ///
@@ -790,60 +807,62 @@ impl CircuitType {
     /// Values below 2^64 are split into 32-bit halves summed in `u64` (at most
     /// `2^(32 + 4) n / 8` each, no overflow below `2^25` coordinates).
     fn projections(&self, input: &[Field64], w: &Wrap) -> Vec<Field64> {
-        use rand_chacha::rand_core::{RngCore, SeedableRng};
         let (start, len) = self.norms[w.norm];
-        let index = (w.norm as u64).to_le_bytes();
-        let key = crate::ids::hash_parts(WRAP_Z_DOMAIN, &[&self.wrap_seed, &index]);
-        let mut rng = rand_chacha::ChaCha20Rng::from_seed(key);
+        let mut stream = wrap_z_stream(&self.wrap_seed, w.norm);
         let mut lo = [0u64; WRAP_CHECKS];
         let mut hi = [0u64; WRAP_CHECKS];
         let mut total = 0u128;
-        let mut bytes = [0u8; 2 * WRAP_CHECKS];
+        // The stream of `PROJECTION_BLOCK` groups at a time (AES runs several blocks at once).
+        let mut buf = [0u8; PROJECTION_BLOCK * 2 * WRAP_CHECKS];
         let mut table_lo = [0u64; 256];
         let mut table_hi = [0u64; 256];
         let coords = &input[start as usize..(start + len) as usize];
-        for group in coords.chunks(8) {
-            rng.fill_bytes(&mut bytes);
-            let mut xs = [0u64; 8];
-            for (v, x) in xs.iter_mut().zip(group) {
-                *v = u64::from(*x);
-                total += u128::from(*v);
-            }
-            // The subset sums of each nibble's 4 coordinates (16 entries each), then every byte's
-            // as the sum of its nibbles', row by row of 16 (fixed-length independent additions,
-            // which the compiler vectorises; a build entry by entry waits on the entry it has
-            // just stored).
-            let mut nibbles = [[0u64; 16]; 4];
-            for (half, n) in nibbles.iter_mut().enumerate() {
-                let (shift, mask) = if half % 2 == 0 {
-                    (0, 0xffff_ffff)
-                } else {
-                    (32, u64::MAX)
-                };
-                let part = &xs[4 * (half / 2)..4 * (half / 2) + 4];
-                for m in 1..16usize {
-                    let k = m.trailing_zeros() as usize;
-                    n[m] = n[m & (m - 1)] + ((part[k] >> shift) & mask);
+        for run in coords.chunks(8 * PROJECTION_BLOCK) {
+            let buf = &mut buf[..run.len().div_ceil(8) * 2 * WRAP_CHECKS];
+            buf.fill(0);
+            stream.apply_keystream(buf);
+            for (group, bytes) in run.chunks(8).zip(buf.chunks_exact(2 * WRAP_CHECKS)) {
+                let mut xs = [0u64; 8];
+                for (v, x) in xs.iter_mut().zip(group) {
+                    *v = u64::from(*x);
+                    total += u128::from(*v);
                 }
-            }
-            let [low_lo, low_hi, high_lo, high_hi] = &nibbles;
-            for (h, (row_lo, row_hi)) in table_lo
-                .chunks_exact_mut(16)
-                .zip(table_hi.chunks_exact_mut(16))
-                .enumerate()
-            {
-                let (add_lo, add_hi) = (high_lo[h], high_hi[h]);
-                for (t, a) in row_lo.iter_mut().zip(low_lo) {
-                    *t = a + add_lo;
+                // The subset sums of each nibble's 4 coordinates (16 entries each), then every byte's
+                // as the sum of its nibbles', row by row of 16 (fixed-length independent additions,
+                // which the compiler vectorises; a build entry by entry waits on the entry it has
+                // just stored).
+                let mut nibbles = [[0u64; 16]; 4];
+                for (half, n) in nibbles.iter_mut().enumerate() {
+                    let (shift, mask) = if half % 2 == 0 {
+                        (0, 0xffff_ffff)
+                    } else {
+                        (32, u64::MAX)
+                    };
+                    let part = &xs[4 * (half / 2)..4 * (half / 2) + 4];
+                    for m in 1..16usize {
+                        let k = m.trailing_zeros() as usize;
+                        n[m] = n[m & (m - 1)] + ((part[k] >> shift) & mask);
+                    }
                 }
-                for (t, a) in row_hi.iter_mut().zip(low_hi) {
-                    *t = a + add_hi;
+                let [low_lo, low_hi, high_lo, high_hi] = &nibbles;
+                for (h, (row_lo, row_hi)) in table_lo
+                    .chunks_exact_mut(16)
+                    .zip(table_hi.chunks_exact_mut(16))
+                    .enumerate()
+                {
+                    let (add_lo, add_hi) = (high_lo[h], high_hi[h]);
+                    for (t, a) in row_lo.iter_mut().zip(low_lo) {
+                        *t = a + add_lo;
+                    }
+                    for (t, a) in row_hi.iter_mut().zip(low_hi) {
+                        *t = a + add_hi;
+                    }
                 }
-            }
-            for ((l, h), b) in lo.iter_mut().zip(hi.iter_mut()).zip(bytes.chunks_exact(2)) {
-                let (a, c) = (usize::from(b[0]), usize::from(b[1]));
-                *l += table_lo[a] + table_lo[c];
-                *h += table_hi[a] + table_hi[c];
+                for ((l, h), b) in lo.iter_mut().zip(hi.iter_mut()).zip(bytes.chunks_exact(2)) {
+                    let (a, c) = (usize::from(b[0]), usize::from(b[1]));
+                    *l += table_lo[a] + table_lo[c];
+                    *h += table_hi[a] + table_hi[c];
+                }
             }
         }
         let p = P as u128;
@@ -1300,14 +1319,58 @@ mod tests {
                 _ => fe(i as i128 * 1_000_003),
             };
         }
-        let key = crate::ids::hash_parts(WRAP_Z_DOMAIN, &[&[7u8; 32], &0u64.to_le_bytes()]);
-        let mut rng = rand_chacha::ChaCha20Rng::from_seed(key);
+        assert_eq!(
+            typ.projections(&input, w),
+            plain_projections(&input[..21], &[7; 32])
+        );
+        // Longer vectors (several of the stream's runs of `PROJECTION_BLOCK` groups, a partial
+        // last run and group) of field-wide values, at several seeds.
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
+        for (dim, seed) in [
+            (8 * PROJECTION_BLOCK, 1u8),
+            (8 * PROJECTION_BLOCK * 3 + 13, 2),
+            (700, 3),
+        ] {
+            let c = Query::parse(&format!(
+                "SELECT sum_vector(w, {dim}) FROM t CLIP NORM w TO 1"
+            ))
+            .unwrap()
+            .compile()
+            .unwrap();
+            let typ = CircuitType::new(&c.validity_circuit())
+                .unwrap()
+                .staged(&[seed; 32]);
+            let mut input = vec![Field64::zero(); typ.input_len()];
+            for x in &mut input[..dim] {
+                *x = fe(i128::from(rng.next_u64()));
+            }
+            assert_eq!(
+                typ.projections(&input, &typ.wraps[0]),
+                plain_projections(&input[..dim], &[seed; 32])
+            );
+        }
+    }
+
+    /// `sum_i z_j,i x_i` for every check `j`, straight from the stream's definition: AES-256 in
+    /// counter mode (a 128-bit big-endian counter from 0) keyed by the hash of the seed and the
+    /// norm's index (0), 128 bytes per group of 8 coordinates, for check `j` a byte of `l` bits
+    /// then a byte of `h` bits (bit `k` for coordinate `8 group + k`), `z = l + h - 1`.
+    fn plain_projections(coords: &[Field64], seed: &[u8; 32]) -> Vec<Field64> {
+        use aes::cipher::{BlockEncrypt, KeyInit};
+        let key = crate::ids::hash_parts(WRAP_Z_DOMAIN, &[seed, &0u64.to_le_bytes()]);
+        let aes = aes::Aes256::new(&key.into());
         let mut expected = vec![Field64::zero(); WRAP_CHECKS];
-        for g in 0..21usize.div_ceil(8) {
-            let mut bytes = [0u8; 2 * WRAP_CHECKS];
-            rng.fill_bytes(&mut bytes);
+        let mut counter = 0u128;
+        for g in 0..coords.len().div_ceil(8) {
+            let mut bytes = Vec::new();
+            while bytes.len() < 2 * WRAP_CHECKS {
+                let mut b = aes::Block::from(counter.to_be_bytes());
+                aes.encrypt_block(&mut b);
+                bytes.extend_from_slice(&b);
+                counter += 1;
+            }
             for k in 0..8 {
-                let Some(x) = input[..21].get(8 * g + k) else {
+                let Some(x) = coords.get(8 * g + k) else {
                     continue;
                 };
                 for (j, e) in expected.iter_mut().enumerate() {
@@ -1318,7 +1381,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(typ.projections(&input, w), expected);
+        expected
     }
 
     /// The input share a member rebuilds from what travelled and its aggregated share implies
