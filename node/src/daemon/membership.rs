@@ -654,6 +654,11 @@ impl Node {
                 to_store.push((id.to_base58(), bytes));
             }
         }
+        if new_peers > 0 {
+            // The directory fills the routing table: a bootstrap libp2p started while it was
+            // small only dials from here on.
+            net::end_bootstrap_if_filled(&mut self.transport.swarm.behaviour_mut().kad);
+        }
         if let Err(e) = self.store.put_announcements(&to_store) {
             tracing::warn!("cannot store {} announcements: {e}", to_store.len());
         }
