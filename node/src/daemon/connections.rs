@@ -375,16 +375,13 @@ pub struct Workmates {
 
 impl Workmates {
     pub fn of(plan: &Plan, me: &NodeId, commissioner: NodeId) -> Workmates {
-        let mut groups: BTreeSet<GroupId> = plan
+        let groups: BTreeSet<GroupId> = plan
             .roles_of(me)
             .iter()
             .chain(plan.backup_roles_of(me))
             .map(|(g, _)| *g)
             .collect();
         let served_leaves = groups.iter().filter(|g| g.level == 0).copied().collect();
-        if *me == commissioner {
-            groups.insert(plan.root());
-        }
         let mut near: BTreeSet<GroupId> = BTreeSet::new();
         for g in &groups {
             near.insert(*g);
@@ -392,6 +389,12 @@ impl Workmates {
             near.extend(plan.children(*g));
         }
         near.insert(plan.leaf_of(me));
+        // The commissioner hears from the root alone, not from the root's children: taking
+        // the root in as if it served there kept every child group's candidates (at fan-in 16,
+        // up to 160 peers) open above the connection ceiling.
+        if *me == commissioner {
+            near.insert(plan.root());
+        }
         let mut nodes: BTreeSet<NodeId> = near
             .iter()
             .flat_map(|g| (1..=plan.g).flat_map(move |p| plan.candidates(*g, p)))
@@ -651,7 +654,8 @@ mod tests {
     }
 
     /// The commissioner keeps the root's candidates (they send it their reports and shares
-    /// of the result), a contributor the candidates of the leaf it sends its shares to.
+    /// of the result), but not those of the root's children, which never send to it; a
+    /// contributor keeps the candidates of the leaf it sends its shares to.
     #[test]
     fn the_commissioner_keeps_the_root_and_a_contributor_its_leaf() {
         let p = keyed_peers(120);
@@ -662,6 +666,30 @@ mod tests {
             for n in plan.candidates(plan.root(), pos) {
                 assert!(n == commissioner || mine.nodes.contains(&n));
             }
+        }
+        // Peers that are candidates of a child of the root and of nothing the commissioner
+        // works with (it serves no position here: checked, else the set is not this simple).
+        assert!(plan.roles_of(&commissioner).is_empty());
+        assert!(plan.backup_roles_of(&commissioner).is_empty());
+        let candidate_of =
+            |g: GroupId, n: &NodeId| (1..=plan.g).any(|p| plan.candidates(g, p).any(|c| c == *n));
+        let plan = &plan;
+        let root_children_only: Vec<NodeId> = plan
+            .children(plan.root())
+            .into_iter()
+            .flat_map(|g| (1..=plan.g).flat_map(move |p| plan.candidates(g, p)))
+            .filter(|n| {
+                *n != commissioner
+                    && !candidate_of(plan.root(), n)
+                    && !candidate_of(plan.leaf_of(&commissioner), n)
+            })
+            .collect();
+        assert!(!root_children_only.is_empty(), "the test needs such peers");
+        for n in &root_children_only {
+            assert!(
+                !mine.nodes.contains(n),
+                "a candidate of a child of the root only is kept"
+            );
         }
         let contributor = p
             .iter()
