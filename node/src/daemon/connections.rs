@@ -700,7 +700,7 @@ mod tests {
                     && plan.backup_roles_of(n).is_empty()
             })
             .expect("a node with no position");
-        let theirs = Workmates::of(&plan, &contributor, commissioner);
+        let theirs = Workmates::of(plan, &contributor, commissioner);
         let leaf = plan.leaf_of(&contributor);
         for pos in 1..=plan.g {
             for n in plan.candidates(leaf, pos) {
