@@ -669,6 +669,21 @@ pub(super) fn on_validity_share(
     start_verify(comp, key, m.contributor, payload.parts, lie, ctx)
 }
 
+/// The computation's validity statement (none: no validity share can fit) and its sharing.
+fn statement_and_params(
+    comp: &Computation,
+) -> Result<(std::sync::Arc<Statement>, SharingParams), Rejection> {
+    let st = comp
+        .validity
+        .clone()
+        .ok_or(Rejection::MalformedValidityShare)?;
+    let params = SharingParams {
+        g: comp.plan.g,
+        t: comp.plan.t,
+    };
+    Ok((st, params))
+}
+
 /// Asks for this member's verifier share of `contributor` (whose aggregated share is pending
 /// here) from its validity share `parts`: a job (`VerifyJob`, see "The member's verification
 /// as a job"), at most one per contributor; its result comes back to [`Engine::on_verified`].
@@ -681,14 +696,7 @@ fn start_verify(
     ctx: &mut Ctx,
 ) -> Result<(), Rejection> {
     let id = comp.id();
-    let st = comp
-        .validity
-        .clone()
-        .ok_or(Rejection::MalformedValidityShare)?;
-    let params = SharingParams {
-        g: comp.plan.g,
-        t: comp.plan.t,
-    };
+    let (st, params) = statement_and_params(comp)?;
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let Some(share) = role.validity.pending.get(&contributor).cloned() else {
         // No aggregated share to rebuild its input share from (the pending ones were at their
@@ -841,14 +849,7 @@ fn finish_verify(
     records: &mut Vec<Pending>,
 ) -> Result<(), Rejection> {
     let id = comp.id();
-    let st = comp
-        .validity
-        .clone()
-        .ok_or(Rejection::MalformedValidityShare)?;
-    let params = SharingParams {
-        g: comp.plan.g,
-        t: comp.plan.t,
-    };
+    let (st, params) = statement_and_params(comp)?;
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
     let Some((verifier, implied)) = verified else {
         // Its own share does not fit: the contributor is faulty, whatever the others hold.
