@@ -1225,6 +1225,16 @@ impl Cluster {
             .filter(move |(_, i, _)| *i == n)
             .map(|(_, _, e)| e)
     }
+
+    /// Node `n`'s rejections of messages of `kind` whose reason contains `reason`.
+    pub fn rejections(&self, n: usize, kind: &str, reason: &str) -> usize {
+        self.events_at(n)
+            .filter(|e| {
+                matches!(e, Event::MessageRejected { kind: k, reason: r, .. }
+                    if *k == kind && r.contains(reason))
+            })
+            .count()
+    }
 }
 
 /// A node crashed in the middle of its drain ([`Cluster::crash_after_sends`]).

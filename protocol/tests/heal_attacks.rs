@@ -156,15 +156,6 @@ fn heal_parts_sent(c: &Cluster) -> u64 {
     c.traffic.by_kind.get("heal-part").map_or(0, |k| k.0)
 }
 
-fn rejections(c: &Cluster, n: usize, kind: &str, reason: &str) -> usize {
-    c.events_at(n)
-        .filter(|e| {
-            matches!(e, Event::MessageRejected { kind: k, reason: r, .. }
-                if *k == kind && r.contains(reason))
-        })
-        .count()
-}
-
 fn heal_go(
     id: ComputationId,
     round: u32,
@@ -224,7 +215,7 @@ fn heal_helpers_chosen_by_the_requester_are_refused() {
         before,
         "the honest member answered a go naming colluding backups"
     );
-    assert_eq!(rejections(&c, h, "heal-go", "not seen serving"), 1);
+    assert_eq!(c.rejections(h, "heal-go", "not seen serving"), 1);
 
     // The same go naming the members that serve those positions is answered: the refusal is
     // about the helpers, not about the injected go.
@@ -276,10 +267,7 @@ fn heal_gos_past_the_bound_per_target_are_refused() {
         u64::from(MAX_HEAL_GO_ANSWERS),
         "one answer per go up to the bound"
     );
-    assert_eq!(
-        rejections(&c, h, "heal-go", "past the bound"),
-        extra as usize
-    );
+    assert_eq!(c.rejections(h, "heal-go", "past the bound"), extra as usize);
 }
 
 /// As above, with the child member restarted once it answered `MAX_HEAL_GO_ANSWERS` gos: the
@@ -332,10 +320,7 @@ fn the_heal_go_bound_survives_a_restart() {
         u64::from(MAX_HEAL_GO_ANSWERS),
         "the restarted member answered past the bound"
     );
-    assert_eq!(
-        rejections(&c, h, "heal-go", "past the bound"),
-        extra as usize
-    );
+    assert_eq!(c.rejections(h, "heal-go", "past the bound"), extra as usize);
 }
 
 /// A backup of position 2 of leaf 0 pulls a contributor's share for that position while the
@@ -371,7 +356,7 @@ fn a_share_query_from_a_backup_while_the_member_lives_is_refused() {
     });
     assert!(!pulled, "the backup holds the contributor's share");
     assert_eq!(
-        rejections(&c, contributor, "share-query", "did not fail over"),
+        c.rejections(contributor, "share-query", "did not fail over"),
         1
     );
     assert!(c.is_alive(member(&c, &id, leaf(0), 2)));
@@ -394,7 +379,7 @@ fn shares_and_declines_from_outside_the_candidate_set_are_refused() {
     assert!(o.released.is_some(), "{:?}", o.failures);
     let refused = |kind| {
         (0..c.len())
-            .map(|n| rejections(&c, n, kind, "candidate set"))
+            .map(|n| c.rejections(n, kind, "candidate set"))
             .sum::<usize>()
     };
     // Every failed expectation at once, so that one mutation shows each check's effect.

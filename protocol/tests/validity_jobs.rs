@@ -4,7 +4,6 @@
 //! daemon does (`Cluster::defer_jobs`: the result comes back later, while the node handles
 //! other inputs), and every scenario runs its result and privacy checks.
 
-use grove_protocol::engine::Event;
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
 use grove_protocol::ids::{ComputationId, Micros};
 use grove_protocol::message::{Body, Message, ShareQueryMsg};
@@ -116,21 +115,7 @@ fn a_proof_back_after_its_computation_ended_sends_nothing() {
         "every result came back"
     );
     assert_eq!(sent(&c, "validity-share"), 0);
-    let held = (0..NODES)
-        .flat_map(|n| c.durable(n))
-        .filter(|r| matches!(r, Durable::ShareHeld { .. }))
-        .count();
-    assert_eq!(held, 0);
-}
-
-/// Node `n`'s rejections of messages of `kind` whose reason contains `reason`.
-fn rejections(c: &Cluster, n: usize, kind: &str, reason: &str) -> usize {
-    c.events_at(n)
-        .filter(|e| {
-            matches!(e, Event::MessageRejected { kind: k, reason: r, .. }
-                if *k == kind && r.contains(reason))
-        })
-        .count()
+    assert_eq!(held(&c), 0);
 }
 
 /// Once every proof is back: the contributor, the leaf group it shares to, and the candidates
@@ -165,6 +150,23 @@ fn share_query(id: ComputationId, m: &ShareQueryMsg) -> Message {
     }
 }
 
+/// `n` share queries from `from` to `contributor`, a millisecond apart, run until every one
+/// is handled and well before a proof asked for now could come back.
+fn flood(
+    c: &mut Cluster,
+    from: usize,
+    contributor: usize,
+    id: ComputationId,
+    m: &ShareQueryMsg,
+    n: u64,
+) {
+    for k in 0..n {
+        c.inject(from, contributor, &share_query(id, m), 1_000 + k * 1_000);
+    }
+    let now = c.now;
+    c.run_until(now.plus(PROOF_DELAY / 2));
+}
+
 /// A flood of share queries from the node serving a position, after the contributor's proof:
 /// the first is answered with the share and the validity share kept since the proof, sealed
 /// again, and none asks for another proof (before, each query after the proof cost a whole
@@ -177,17 +179,7 @@ fn share_queries_after_the_proof_are_answered_without_proving_again() {
     let member = candidates[0];
     let (shares, validity) = (sent(&c, "share"), sent(&c, "validity-share"));
     const QUERIES: u64 = 10;
-    for k in 0..QUERIES {
-        c.inject(
-            member,
-            contributor,
-            &share_query(id, &query),
-            1_000 + k * 1_000,
-        );
-    }
-    let now = c.now;
-    // Every query answered, well before a proof asked for now could come back.
-    c.run_until(now.plus(PROOF_DELAY / 2));
+    flood(&mut c, member, contributor, id, &query, QUERIES);
     assert_eq!(
         c.jobs_out_of(contributor, "prove"),
         0,
@@ -196,7 +188,7 @@ fn share_queries_after_the_proof_are_answered_without_proving_again() {
     assert_eq!(sent(&c, "share") - shares, 1);
     assert_eq!(sent(&c, "validity-share") - validity, 1);
     assert_eq!(
-        rejections(&c, contributor, "share-query", "less than a second ago"),
+        c.rejections(contributor, "share-query", "less than a second ago"),
         QUERIES as usize - 1
     );
     let o = c.run_checked(&id);
@@ -215,22 +207,13 @@ fn a_share_query_from_a_node_not_serving_the_position_costs_no_proof_and_no_vali
     let backup = candidates[1];
     let (shares, validity) = (sent(&c, "share"), sent(&c, "validity-share"));
     const QUERIES: u64 = 5;
-    for k in 0..QUERIES {
-        c.inject(
-            backup,
-            contributor,
-            &share_query(id, &query),
-            1_000 + k * 1_000,
-        );
-    }
-    let now = c.now;
-    c.run_until(now.plus(PROOF_DELAY / 2));
+    flood(&mut c, backup, contributor, id, &query, QUERIES);
     assert_eq!(
-        rejections(&c, contributor, "share-query", "did not fail over"),
+        c.rejections(contributor, "share-query", "did not fail over"),
         1
     );
     assert_eq!(
-        rejections(&c, contributor, "share-query", "less than a second ago"),
+        c.rejections(contributor, "share-query", "less than a second ago"),
         QUERIES as usize - 1
     );
     assert_eq!(
