@@ -31,9 +31,19 @@ fn record(i: usize) -> Record {
 /// Nodes 1..=CONTRIBUTORS contribute; proofs come back `PROOF_DELAY` after they are asked
 /// (members verify inline).
 fn launched(seed: u64) -> (Cluster, ComputationId, Micros) {
+    launched_deferring(seed, "prove", PROOF_DELAY)
+}
+
+/// A scalar computation launched over every contributor, jobs of `kind` held back `delay`:
+/// the cluster, the computation and the time of the launch.
+fn launched_deferring(
+    seed: u64,
+    kind: &'static str,
+    delay: u64,
+) -> (Cluster, ComputationId, Micros) {
     let q = compiled(SCALAR);
     let mut c = Cluster::new(HarnessConfig::new(NODES, seed));
-    c.defer_jobs_of("prove", PROOF_DELAY);
+    c.defer_jobs_of(kind, delay);
     for i in 1..=CONTRIBUTORS {
         c.set_contribution(i, q.evaluate(&[record(i)]));
     }
@@ -99,16 +109,7 @@ fn a_contributor_restarted_while_its_proof_is_out_proves_again_and_is_included()
 /// result is dropped. No member held a share whose proof it had not checked.
 #[test]
 fn a_proof_back_after_its_computation_ended_sends_nothing() {
-    let q = compiled(SCALAR);
-    let mut c = Cluster::new(HarnessConfig::new(NODES, 23));
-    // Proofs come back after the computation's lifetime.
-    c.defer_jobs_of("prove", 200_000_000);
-    for i in 1..=CONTRIBUTORS {
-        c.set_contribution(i, q.evaluate(&[record(i)]));
-    }
-    let mut p = LaunchParams::new(5, 3, 3, 2, 1);
-    p.spec = q.spec().clone();
-    c.launch_query(COMMISSIONER, &p, SCALAR);
+    let (mut c, _, _) = launched_deferring(23, "prove", 200_000_000);
     c.run(c.now.plus(300_000_000));
     assert!(
         (0..NODES).all(|n| c.jobs_out(n) == 0),
@@ -244,16 +245,7 @@ fn held(c: &Cluster) -> usize {
 /// inline (before), no verification job is ever out.
 #[test]
 fn while_its_verifications_are_out_a_member_handles_other_inputs() {
-    let q = compiled(SCALAR);
-    let mut c = Cluster::new(HarnessConfig::new(NODES, 26));
-    c.defer_jobs_of("verify", 100_000);
-    for i in 1..=CONTRIBUTORS {
-        c.set_contribution(i, q.evaluate(&[record(i)]));
-    }
-    let mut p = LaunchParams::new(5, 3, 3, 2, 1);
-    p.spec = q.spec().clone();
-    let at = c.now;
-    let id = c.launch_query(COMMISSIONER, &p, SCALAR);
+    let (mut c, id, at) = launched_deferring(26, "verify", 100_000);
     // The validity shares (proved inline) reached the members within 80 ms of the launch.
     c.run_until(at.plus(90_000));
     let most = (0..NODES)
@@ -275,15 +267,7 @@ fn while_its_verifications_are_out_a_member_handles_other_inputs() {
 /// verifier share leaves and no share is held.
 #[test]
 fn a_verification_back_after_its_computation_ended_sends_nothing() {
-    let q = compiled(SCALAR);
-    let mut c = Cluster::new(HarnessConfig::new(NODES, 27));
-    c.defer_jobs_of("verify", 200_000_000);
-    for i in 1..=CONTRIBUTORS {
-        c.set_contribution(i, q.evaluate(&[record(i)]));
-    }
-    let mut p = LaunchParams::new(5, 3, 3, 2, 1);
-    p.spec = q.spec().clone();
-    c.launch_query(COMMISSIONER, &p, SCALAR);
+    let (mut c, _, _) = launched_deferring(27, "verify", 200_000_000);
     c.run(c.now.plus(300_000_000));
     assert!(
         (0..NODES).all(|n| c.jobs_out(n) == 0),
@@ -300,16 +284,7 @@ fn a_verification_back_after_its_computation_ended_sends_nothing() {
 /// the collection is refused.
 #[test]
 fn a_verification_back_after_the_collection_ended_sends_nothing() {
-    let q = compiled(SCALAR);
-    let mut c = Cluster::new(HarnessConfig::new(NODES, 28));
-    c.defer_jobs_of("verify", 600_000);
-    for i in 1..=CONTRIBUTORS {
-        c.set_contribution(i, q.evaluate(&[record(i)]));
-    }
-    let mut p = LaunchParams::new(5, 3, 3, 2, 1);
-    p.spec = q.spec().clone();
-    let at = c.now;
-    let id = c.launch_query(COMMISSIONER, &p, SCALAR);
+    let (mut c, id, at) = launched_deferring(28, "verify", 600_000);
     c.run_until(at.plus(1_000_000));
     assert!(
         (0..NODES).all(|n| c.jobs_out(n) == 0),
