@@ -1052,14 +1052,14 @@ fn verify_own(
     let typ = st.typ.as_ref().ok()?;
     let (input, proof) = match &w.share {
         ValidityShare::Seed(seed) => {
-            let (mut input, proof) = validity::expand_seed_share_untied(
-                seed,
-                typ.input_len(),
-                typ.proof_len(),
-                typ.tied(),
-            );
-            typ.tie(&aggregated, &mut input);
-            (input, proof)
+            // The stream is the input share without its tied elements, then the proof share
+            // (`expand_seed_share_untied` with nothing tied returns the two as drawn): the
+            // input share is rebuilt from it in the aggregated share's allocation, as a full
+            // position's, instead of in a zeroed buffer that the tie then overwrites.
+            let untied_len = typ.input_len().checked_sub(typ.tied().len())?;
+            let (untied, proof) =
+                validity::expand_seed_share_untied(seed, untied_len, typ.proof_len(), 0..0);
+            (typ.retie_owned(&untied, aggregated)?, proof)
         }
         // `FieldVec` decoding refused non-canonical elements.
         ValidityShare::Full { input, proof } => (
