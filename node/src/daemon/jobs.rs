@@ -10,7 +10,7 @@
 //!   verification per contributor of each leaf role it holds, a job asked for again only once
 //!   it is done), so the queue is bounded by the computations and roles the engine holds.
 //! - **Panics.** A proof or verification job that panics reports it as its result (the engine
-//!   then clears that job's entry and asks again on the next re-send); see [`Jobs::start`].
+//!   then clears that job's entry and asks again on the next re-send); see `Jobs::start`.
 //! - **Nothing persisted.** A job is a function of persisted state; a restart loses the jobs
 //!   and the restored engine asks for them again. A result whose computation ended meanwhile
 //!   is dropped by the engine.
