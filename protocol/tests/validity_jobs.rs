@@ -4,6 +4,7 @@
 //! daemon does (`Cluster::defer_jobs`: the result comes back later, while the node handles
 //! other inputs), and every scenario runs its result and privacy checks.
 
+use grove_protocol::engine::ValidityLie;
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
 use grove_protocol::ids::{ComputationId, Micros};
 use grove_protocol::message::{Body, Message, ShareQueryMsg};
@@ -41,9 +42,20 @@ fn launched_deferring(
     kind: &'static str,
     delay: u64,
 ) -> (Cluster, ComputationId, Micros) {
+    launched_deferring_with(seed, kind, delay, |_| {})
+}
+
+/// As [`launched_deferring`], with `prepare` run on the cluster before the launch.
+fn launched_deferring_with(
+    seed: u64,
+    kind: &'static str,
+    delay: u64,
+    prepare: impl FnOnce(&mut Cluster),
+) -> (Cluster, ComputationId, Micros) {
     let q = compiled(SCALAR);
     let mut c = Cluster::new(HarnessConfig::new(NODES, seed));
     c.defer_jobs_of(kind, delay);
+    prepare(&mut c);
     for i in 1..=CONTRIBUTORS {
         c.set_contribution(i, q.evaluate(&[record(i)]));
     }
@@ -128,7 +140,17 @@ fn after_the_proofs(seed: u64) -> (Cluster, ComputationId, usize, ShareQueryMsg,
         (0..NODES).all(|n| c.jobs_out_of(n, "prove") == 0),
         "a proof is still out"
     );
-    let contributor = 1;
+    let (query, candidates) = position_2_of(&c, id, 1);
+    (c, id, 1, query, candidates)
+}
+
+/// The share query for position 2 of `contributor`'s leaf, and that position's candidates
+/// (the member first, then its backups), as cluster indices.
+fn position_2_of(
+    c: &Cluster,
+    id: ComputationId,
+    contributor: usize,
+) -> (ShareQueryMsg, Vec<usize>) {
     let plan = c.plan(&id).expect("plan");
     let leaf = plan.leaf_of(&c.node_id(contributor));
     let candidates = plan
@@ -139,7 +161,7 @@ fn after_the_proofs(seed: u64) -> (Cluster, ComputationId, usize, ShareQueryMsg,
         group: leaf,
         position: 2,
     };
-    (c, id, contributor, query, candidates)
+    (query, candidates)
 }
 
 fn share_query(id: ComputationId, m: &ShareQueryMsg) -> Message {
@@ -294,4 +316,59 @@ fn a_verification_back_after_the_collection_ended_sends_nothing() {
     assert!(sent(&c, "validity-share") > 0);
     assert_eq!(sent(&c, "verifier-share"), 0);
     assert_eq!(held(&c), 0);
+}
+
+/// A proof job that panics (a bug in the proving code; here the test-only fault
+/// `ValidityLie::ProofPanics`) reports it (`Panicked`) instead of leaving the contribution's
+/// `proving` entry set: the next re-send (a share query from the member) asks for the proof
+/// again. Before, the daemon's job runner caught the panic and dropped the result, and the
+/// entry stayed set for the computation's life: no re-send ever proved again, and in the
+/// harness the panic ended the run. The faulty contributor is left out (it never proves) and
+/// every other is included, exactly.
+#[test]
+fn a_proof_job_that_panics_is_asked_for_again_by_the_next_re_send() {
+    let faulty = 1;
+    let (mut c, id, at) = launched_deferring_with(29, "prove", PROOF_DELAY, |c| {
+        c.lie_in_contribution(faulty, ValidityLie::ProofPanics)
+    });
+    c.run_until(at.plus(250_000));
+    assert!((0..NODES).all(|n| c.jobs_out_of(n, "prove") == 0));
+    let (query, candidates) = position_2_of(&c, id, faulty);
+    flood(&mut c, candidates[0], faulty, id, &query, 1);
+    assert_eq!(
+        c.jobs_out_of(faulty, "prove"),
+        1,
+        "the re-send did not ask for the proof again"
+    );
+    let o = c.run_checked(&id);
+    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    assert!(!o.included.contains(&c.node_id(faulty)));
+    assert_eq!(o.included.len(), CONTRIBUTORS - 1);
+}
+
+/// A verification job that panics (`ValidityLie::VerificationPanics` at one leaf member)
+/// reports it instead of leaving the member's `verifying` entry set: the contributor's
+/// validity share, re-sent (a share query from that member), is verified again (a new job).
+/// Before, the entry stayed set and the member ignored every re-send as a duplicate: that
+/// contributor was left out at that member for good. The other members decide without the
+/// faulty one's verifier shares, and every contributor is included, exactly.
+#[test]
+fn a_verification_job_that_panics_is_asked_for_again_by_a_re_sent_validity_share() {
+    let (mut c, id, at) = launched_deferring(30, "verify", 100_000);
+    let contributor = 1;
+    let (query, candidates) = position_2_of(&c, id, contributor);
+    let member = candidates[0];
+    c.lie_in_contribution(member, ValidityLie::VerificationPanics);
+    // The validity shares reached the members within 80 ms; their jobs are back at 180.
+    c.run_until(at.plus(250_000));
+    assert_eq!(c.jobs_out_of(member, "verify"), 0);
+    flood(&mut c, member, contributor, id, &query, 1);
+    assert_eq!(
+        c.jobs_out_of(member, "verify"),
+        1,
+        "the re-sent validity share was not verified again"
+    );
+    let o = c.run_checked(&id);
+    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    assert_eq!(o.included.len(), CONTRIBUTORS);
 }

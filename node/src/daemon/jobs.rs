@@ -9,6 +9,8 @@
 //!   The engine bounds how many it emits (one proof per contribution it holds, one
 //!   verification per contributor of each leaf role it holds, a job asked for again only once
 //!   it is done), so the queue is bounded by the computations and roles the engine holds.
+//! - **Panics.** A proof or verification job that panics reports it as its result (the engine
+//!   then clears that job's entry and asks again on the next re-send); see `Jobs::start`.
 //! - **Nothing persisted.** A job is a function of persisted state; a restart loses the jobs
 //!   and the restored engine asks for them again. A result whose computation ended meanwhile
 //!   is dropped by the engine.
@@ -76,7 +78,11 @@ impl<W: Work> Jobs<W> {
         self.running += 1;
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
-            // A job that panics gives back nothing, but frees its place.
+            // The engine's jobs catch their own panics and report them as failures that clear
+            // the engine's bookkeeping (`engine/validity.rs`, `Panicked`; before, a panicking
+            // proof or verification left its entry set and that contribution out at this node
+            // for the computation's life). This is the last resort for anything else: nothing
+            // comes back, but the place is freed.
             let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
             if done.is_err() {
                 tracing::error!("an engine job panicked");

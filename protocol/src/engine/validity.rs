@@ -93,6 +93,26 @@ pub enum ValidityLie {
     /// its proof (`forge_at`). It fails when the randomness comes after its proof is fixed, as
     /// it does (`validity::derived_query_seed`).
     KnowsQueryRandomness,
+    /// A fault, not a lie: this node's proof jobs panic (a bug in the proving code, as the
+    /// driver must survive). The job reports the failure (`Panicked`) and the contribution's
+    /// proof is asked for again by the next re-send.
+    ProofPanics,
+    /// A fault, not a lie: this node's verification jobs panic, as a leaf member. The job
+    /// reports the failure and the contributor's validity share, re-sent, is verified again.
+    VerificationPanics,
+}
+
+/// A job that panicked (a bug in the code it runs): it reports this instead of its result, so
+/// that the engine clears its bookkeeping (`Contribution::proving`, `LeafValidity::
+/// verifying`) and the work can be asked for again; without it a panicking job left that
+/// entry set for the computation's life, and the contribution out at that node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Panicked;
+
+/// Runs `work`, catching a panic (`Panicked`): the job's inputs are its own, so nothing of
+/// the engine is left half-changed by it.
+fn caught<R>(work: impl FnOnce() -> R) -> Result<R, Panicked> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|_| Panicked)
 }
 
 /// What a valid contribution to one request satisfies: the query's validity circuit as one
@@ -429,13 +449,14 @@ pub(super) struct ProveJob {
     lie: Option<ValidityLie>,
 }
 
-/// A proof job's result: the validity shares of every position, `None` if none could be made.
+/// A proof job's result: the validity shares of every position, `None` if none could be made;
+/// `Err` if the job panicked.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Proved {
     id: ComputationId,
     /// The seed of the contribution it proves.
     seed: [u8; 32],
-    parts: Option<Vec<ValidityPart>>,
+    parts: Result<Option<Vec<ValidityPart>>, Panicked>,
 }
 
 impl ProveJob {
@@ -443,8 +464,20 @@ impl ProveJob {
         self.id
     }
 
-    /// The proof: the validity shares of every position, tied to the aggregated shares.
+    /// The proof: the validity shares of every position, tied to the aggregated shares (a
+    /// panic is reported, `Panicked`).
     pub(super) fn run(self) -> Proved {
+        Proved {
+            id: self.id,
+            seed: self.seed,
+            parts: caught(|| self.parts()),
+        }
+    }
+
+    fn parts(&self) -> Option<Vec<ValidityPart>> {
+        if self.lie == Some(ValidityLie::ProofPanics) {
+            panic!("test-only fault: a proof job panics");
+        }
         let st = &self.st;
         let proof_seed = hash_parts("grove/validity/contribution", &[&self.seed]);
         // The proven vector is the persisted one minus its DP noise, which is a function of
@@ -472,7 +505,7 @@ impl ProveJob {
                 .iter()
                 .map(|s| share_prefix_f64(s, len))
                 .collect();
-        let parts = prove(
+        prove(
             st,
             self.id,
             self.me,
@@ -482,12 +515,7 @@ impl ProveJob {
             &shares,
             &proof_seed,
             self.lie,
-        );
-        Proved {
-            id: self.id,
-            seed: self.seed,
-            parts,
-        }
+        )
     }
 }
 
@@ -716,6 +744,7 @@ fn start_verify(
         params,
         parts,
         share,
+        panics: lie == Some(ValidityLie::VerificationPanics),
     };
     ctx.out
         .push_back(super::Output::Work(super::Job::verify(job)));
@@ -746,17 +775,20 @@ pub(super) struct VerifyJob {
     parts: Vec<ValidityPart>,
     /// The aggregated share this member holds (pending) from the contributor.
     share: CompressedShare,
+    /// Test-only fault (`ValidityLie::VerificationPanics`): the job panics.
+    panics: bool,
 }
 
 /// A verification job's result: this member's verifier share with the length of the vector
-/// (`None` if the validity share does not fit), and the aggregated share it was tied to.
+/// (`None` if the validity share does not fit; `Err` if the job panicked), and the aggregated
+/// share it was tied to.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Verified {
     id: ComputationId,
     key: crate::message::Slot,
     contributor: NodeId,
     share: CompressedShare,
-    verifier: Option<(Verifier, usize)>,
+    verifier: Result<Option<(Verifier, usize)>, Panicked>,
 }
 
 impl VerifyJob {
@@ -765,9 +797,23 @@ impl VerifyJob {
     }
 
     /// The verification: the aggregated share expanded to the vector's length, the input share
-    /// rebuilt from it, and this member's verifier share.
+    /// rebuilt from it, and this member's verifier share (a panic is reported, `Panicked`).
     pub(super) fn run(self) -> Verified {
-        let verifier = self.st.typ.as_ref().ok().and_then(|typ| {
+        let verifier = caught(|| self.verifier());
+        Verified {
+            id: self.id,
+            key: self.key,
+            contributor: self.contributor,
+            share: self.share,
+            verifier,
+        }
+    }
+
+    fn verifier(&self) -> Option<(Verifier, usize)> {
+        if self.panics {
+            panic!("test-only fault: a verification job panics");
+        }
+        self.st.typ.as_ref().ok().and_then(|typ| {
             let held = share_prefix_f64(&self.share, typ.vector_len());
             if held.len() != typ.vector_len() {
                 return None;
@@ -783,14 +829,7 @@ impl VerifyJob {
                 held,
             )
             .map(|v| (v, len))
-        });
-        Verified {
-            id: self.id,
-            key: self.key,
-            contributor: self.contributor,
-            share: self.share,
-            verifier,
-        }
+        })
     }
 }
 
@@ -798,7 +837,10 @@ impl Engine {
     /// A verification job's result (`Engine::handle_job_done`, see "The member's verification
     /// as a job"): the verifier share is kept, sent (batched) and a decision tried; a validity
     /// share that did not fit decides the contributor invalid. Dropped if this engine no longer
-    /// waits for it.
+    /// waits for it. A job that panicked (`Panicked`) only clears its entry: nothing is
+    /// decided (a bug here says nothing of the contributor), the aggregated share stays
+    /// pending, and the validity share, when re-sent (a share query, a failover), is verified
+    /// again.
     pub(super) fn on_verified(&mut self, v: Verified) {
         let id = v.id;
         let Some(comp) = self.computations.get_mut(&id) else {
@@ -810,6 +852,10 @@ impl Engine {
         let Some(lie) = role.validity.verifying.remove(&v.contributor) else {
             return;
         };
+        let Ok(verifier) = v.verifier else {
+            self.advance(id);
+            return;
+        };
         if role.validity.decided.contains_key(&v.contributor)
             || !matches!(role.stage, Stage::Collecting)
         {
@@ -818,7 +864,7 @@ impl Engine {
         let mut ctx = ctx!(self);
         let mut records = Vec::new();
         let contributor = v.contributor;
-        let verified = v.verifier.map(|(verifier, len)| (verifier, (v.share, len)));
+        let verified = verifier.map(|(verifier, len)| (verifier, (v.share, len)));
         if let Err(reason) = finish_verify(
             comp,
             v.key,
@@ -1006,14 +1052,14 @@ fn verify_own(
     let typ = st.typ.as_ref().ok()?;
     let (input, proof) = match &w.share {
         ValidityShare::Seed(seed) => {
-            let (mut input, proof) = validity::expand_seed_share_untied(
-                seed,
-                typ.input_len(),
-                typ.proof_len(),
-                typ.tied(),
-            );
-            typ.tie(&aggregated, &mut input);
-            (input, proof)
+            // The stream is the input share without its tied elements, then the proof share
+            // (`expand_seed_share_untied` with nothing tied returns the two as drawn): the
+            // input share is rebuilt from it in the aggregated share's allocation, as a full
+            // position's, instead of in a zeroed buffer that the tie then overwrites.
+            let untied_len = typ.input_len().checked_sub(typ.tied().len())?;
+            let (untied, proof) =
+                validity::expand_seed_share_untied(seed, untied_len, typ.proof_len(), 0..0);
+            (typ.retie_owned(&untied, aggregated)?, proof)
         }
         // `FieldVec` decoding refused non-canonical elements.
         ValidityShare::Full { input, proof } => (
@@ -1324,7 +1370,8 @@ impl Engine {
     /// the validity shares of the positions it was for sealed to whoever serves each now, and
     /// sent. Dropped if this engine no longer waits for it: its computation ended, this node
     /// holds no contribution to it, or the proof is of another contribution than the one held
-    /// (a seed that differs).
+    /// (a seed that differs). A job that panicked (`Panicked`) only clears `proving`: nothing is
+    /// kept or sent, and the next re-send (a share query, a failover) asks for the proof again.
     pub(super) fn on_proved(&mut self, proved: Proved) {
         let Some(comp) = self.computations.get_mut(&proved.id) else {
             return;
@@ -1338,7 +1385,10 @@ impl Engine {
         let Some(wanted) = contribution.proving.take() else {
             return;
         };
-        contribution.proved = Some(proved.parts.unwrap_or_default());
+        let Ok(parts) = proved.parts else {
+            return;
+        };
+        contribution.proved = Some(parts.unwrap_or_default());
         self.seal_validity_shares(proved.id, &wanted);
     }
 

@@ -76,8 +76,15 @@ fn wrap_z_stream(seed: &[u8; 32], norm: usize) -> ctr::Ctr128BE<aes::Aes256> {
     ctr::Ctr128BE::<aes::Aes256>::new(&key.into(), &[0u8; 16].into())
 }
 
-/// Groups of 8 coordinates whose stream [`CircuitType::projections`] draws at once.
+/// Groups of [`PROJECTION_GROUP`] coordinates whose stream [`CircuitType::projections`] draws
+/// at once.
 const PROJECTION_BLOCK: usize = 32;
+
+/// Coordinates per table of subset sums in [`CircuitType::projections`]: a table of
+/// `2^PROJECTION_GROUP` entries serves `2 WRAP_CHECKS` lookups, so per coordinate the work is
+/// about `(2^k + 2 WRAP_CHECKS) / k` (twice, for the two 32-bit halves): 6 has the fewest
+/// operations (session 21: 8 before).
+const PROJECTION_GROUP: usize = 6;
 
 /// The one gadget of a [`CircuitType`].
 type Gadget64 = ParallelSum<Field64, Mul>;
@@ -797,71 +804,80 @@ impl CircuitType {
     /// The projections `<z_j, x>` of norm `w`'s coordinates of `input` (shares or plaintext:
     /// a linear map), `z_j` in {-1, 0, 1} with probabilities 1/4, 1/2, 1/4 from the
     /// wraparound seed: `z_j,i = l + h - 1` for two independent bits. The stream
-    /// ([`wrap_z_stream`]) keyed by the seed (and the norm's index) gives, for each group of 8 coordinates and
-    /// each check `j`, a byte of the 8 `l` bits then a byte of the 8 `h` bits (bit `k` for
-    /// coordinate `8 group + k`).
+    /// ([`wrap_z_stream`]) keyed by the seed (and the norm's index) gives, for each group of
+    /// [`PROJECTION_GROUP`] coordinates and each check `j`, a byte of the `l` bits then a byte
+    /// of the `h` bits (bit `k` for coordinate `PROJECTION_GROUP group + k`; the bits above
+    /// are not used).
     ///
-    /// `<z, x> = <l, x> + <h, x> - sum x`: per group, the 256 subset sums of its 8 values are
-    /// tabulated once (from the 16 subset sums of each nibble's 4 values, row by row), and each
-    /// check adds two of them (a lookup instead of 8 multiply-adds).
-    /// Values below 2^64 are split into 32-bit halves summed in `u64` (at most
-    /// `2^(32 + 4) n / 8` each, no overflow below `2^25` coordinates).
+    /// `<z, x> = <l, x> + <h, x> - sum x`: per group, the `2^PROJECTION_GROUP` subset sums of
+    /// its values are tabulated once (from the subset sums of each half's 3 values, row by
+    /// row), and each check adds two of them (a lookup instead of a multiply-add per
+    /// coordinate). Values below 2^64 are split into 32-bit halves summed in `u64` (at most
+    /// `2^(32 + 3) n / 6` each, no overflow below `2^25` coordinates).
     fn projections(&self, input: &[Field64], w: &Wrap) -> Vec<Field64> {
+        self.projections_k::<PROJECTION_GROUP>(input, w)
+    }
+
+    /// [`Self::projections`] with groups of `K` coordinates (`K` at most 8): per group and
+    /// check, a byte of the stream for the `l` bits and one for the `h` bits, their low `K`
+    /// bits used; the subset sums of the group's two halves (`K / 2` and `K - K / 2` values)
+    /// tabulated first, then every subset's, row by row.
+    fn projections_k<const K: usize>(&self, input: &[Field64], w: &Wrap) -> Vec<Field64> {
         let (start, len) = self.norms[w.norm];
         let mut stream = wrap_z_stream(&self.wrap_seed, w.norm);
         let mut lo = [0u64; WRAP_CHECKS];
         let mut hi = [0u64; WRAP_CHECKS];
         let mut total = 0u128;
-        // The stream of `PROJECTION_BLOCK` groups at a time (AES runs several blocks at once).
         let mut buf = [0u8; PROJECTION_BLOCK * 2 * WRAP_CHECKS];
         let mut table_lo = [0u64; 256];
         let mut table_hi = [0u64; 256];
+        let a = K / 2;
+        let b = K - a;
+        let mask = (1usize << K) - 1;
         let coords = &input[start as usize..(start + len) as usize];
-        for run in coords.chunks(8 * PROJECTION_BLOCK) {
-            let buf = &mut buf[..run.len().div_ceil(8) * 2 * WRAP_CHECKS];
+        for run in coords.chunks(K * PROJECTION_BLOCK) {
+            let buf = &mut buf[..run.len().div_ceil(K) * 2 * WRAP_CHECKS];
             buf.fill(0);
             stream.apply_keystream(buf);
-            for (group, bytes) in run.chunks(8).zip(buf.chunks_exact(2 * WRAP_CHECKS)) {
+            for (group, bytes) in run.chunks(K).zip(buf.chunks_exact(2 * WRAP_CHECKS)) {
                 let mut xs = [0u64; 8];
                 for (v, x) in xs.iter_mut().zip(group) {
                     *v = u64::from(*x);
                     total += u128::from(*v);
                 }
-                // The subset sums of each nibble's 4 coordinates (16 entries each), then every byte's
-                // as the sum of its nibbles', row by row of 16 (fixed-length independent additions,
-                // which the compiler vectorises; a build entry by entry waits on the entry it has
-                // just stored).
-                let mut nibbles = [[0u64; 16]; 4];
-                for (half, n) in nibbles.iter_mut().enumerate() {
-                    let (shift, mask) = if half % 2 == 0 {
+                let mut parts = [[0u64; 16]; 4];
+                for (half, n) in parts.iter_mut().enumerate() {
+                    let (shift, m32) = if half % 2 == 0 {
                         (0, 0xffff_ffff)
                     } else {
                         (32, u64::MAX)
                     };
-                    let part = &xs[4 * (half / 2)..4 * (half / 2) + 4];
-                    for m in 1..16usize {
+                    let (off, cnt) = if half / 2 == 0 { (0, a) } else { (a, b) };
+                    let part = &xs[off..off + cnt];
+                    for m in 1..(1usize << cnt) {
                         let k = m.trailing_zeros() as usize;
-                        n[m] = n[m & (m - 1)] + ((part[k] >> shift) & mask);
+                        n[m] = n[m & (m - 1)] + ((part[k] >> shift) & m32);
                     }
                 }
-                let [low_lo, low_hi, high_lo, high_hi] = &nibbles;
-                for (h, (row_lo, row_hi)) in table_lo
-                    .chunks_exact_mut(16)
-                    .zip(table_hi.chunks_exact_mut(16))
+                let [low_lo, low_hi, high_lo, high_hi] = &parts;
+                let rows = 1usize << a;
+                for (h, (row_lo, row_hi)) in table_lo[..1 << K]
+                    .chunks_exact_mut(rows)
+                    .zip(table_hi[..1 << K].chunks_exact_mut(rows))
                     .enumerate()
                 {
                     let (add_lo, add_hi) = (high_lo[h], high_hi[h]);
-                    for (t, a) in row_lo.iter_mut().zip(low_lo) {
-                        *t = a + add_lo;
+                    for (t, x) in row_lo.iter_mut().zip(&low_lo[..rows]) {
+                        *t = x + add_lo;
                     }
-                    for (t, a) in row_hi.iter_mut().zip(low_hi) {
-                        *t = a + add_hi;
+                    for (t, x) in row_hi.iter_mut().zip(&low_hi[..rows]) {
+                        *t = x + add_hi;
                     }
                 }
-                for ((l, h), b) in lo.iter_mut().zip(hi.iter_mut()).zip(bytes.chunks_exact(2)) {
-                    let (a, c) = (usize::from(b[0]), usize::from(b[1]));
-                    *l += table_lo[a] + table_lo[c];
-                    *h += table_hi[a] + table_hi[c];
+                for ((l, h), bb) in lo.iter_mut().zip(hi.iter_mut()).zip(bytes.chunks_exact(2)) {
+                    let (x, c) = (usize::from(bb[0]) & mask, usize::from(bb[1]) & mask);
+                    *l += table_lo[x] + table_lo[c];
+                    *h += table_hi[x] + table_hi[c];
                 }
             }
         }
@@ -1327,8 +1343,8 @@ mod tests {
         // last run and group) of field-wide values, at several seeds.
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
         for (dim, seed) in [
-            (8 * PROJECTION_BLOCK, 1u8),
-            (8 * PROJECTION_BLOCK * 3 + 13, 2),
+            (PROJECTION_GROUP * PROJECTION_BLOCK, 1u8),
+            (PROJECTION_GROUP * PROJECTION_BLOCK * 3 + 13, 2),
             (700, 3),
         ] {
             let c = Query::parse(&format!(
@@ -1353,15 +1369,17 @@ mod tests {
 
     /// `sum_i z_j,i x_i` for every check `j`, straight from the stream's definition: AES-256 in
     /// counter mode (a 128-bit big-endian counter from 0) keyed by the hash of the seed and the
-    /// norm's index (0), 128 bytes per group of 8 coordinates, for check `j` a byte of `l` bits
-    /// then a byte of `h` bits (bit `k` for coordinate `8 group + k`), `z = l + h - 1`.
+    /// norm's index (0), 128 bytes per group of `PROJECTION_GROUP` (6) coordinates, for check
+    /// `j` a byte of `l` bits then a byte of `h` bits (bit `k` for coordinate `6 group + k`, the
+    /// two top bits unused), `z = l + h - 1`.
     fn plain_projections(coords: &[Field64], seed: &[u8; 32]) -> Vec<Field64> {
         use aes::cipher::{BlockEncrypt, KeyInit};
         let key = crate::ids::hash_parts(WRAP_Z_DOMAIN, &[seed, &0u64.to_le_bytes()]);
         let aes = aes::Aes256::new(&key.into());
         let mut expected = vec![Field64::zero(); WRAP_CHECKS];
         let mut counter = 0u128;
-        for g in 0..coords.len().div_ceil(8) {
+        const K: usize = PROJECTION_GROUP;
+        for g in 0..coords.len().div_ceil(K) {
             let mut bytes = Vec::new();
             while bytes.len() < 2 * WRAP_CHECKS {
                 let mut b = aes::Block::from(counter.to_be_bytes());
@@ -1369,8 +1387,8 @@ mod tests {
                 bytes.extend_from_slice(&b);
                 counter += 1;
             }
-            for k in 0..8 {
-                let Some(x) = coords.get(8 * g + k) else {
+            for k in 0..K {
+                let Some(x) = coords.get(K * g + k) else {
                     continue;
                 };
                 for (j, e) in expected.iter_mut().enumerate() {
@@ -1416,6 +1434,24 @@ mod tests {
             assert_eq!(typ.retie(&untied[1..], &aggregated), None);
             assert_eq!(typ.retie_owned(&untied[1..], aggregated.clone()), None);
             assert_eq!(typ.retie_owned(&untied, aggregated[1..].to_vec()), None);
+            // A seed position (`engine/validity.rs`, `verify_own`): its stream drawn without
+            // the tied elements and retied in the aggregated share's allocation is the input
+            // share expanded with zeros there and then tied.
+            let (mut tied, proof) = crate::validity::expand_seed_share_untied::<Field64>(
+                &[4; 32],
+                typ.input_len(),
+                7,
+                typ.tied(),
+            );
+            typ.tie(&aggregated, &mut tied);
+            let (drawn, proof_drawn) = crate::validity::expand_seed_share_untied::<Field64>(
+                &[4; 32],
+                typ.input_len() - typ.tied().len(),
+                7,
+                0..0,
+            );
+            assert_eq!(typ.retie_owned(&drawn, aggregated.clone()), Some(tied));
+            assert_eq!(proof_drawn, proof);
         }
     }
 
