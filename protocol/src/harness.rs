@@ -157,6 +157,14 @@ enum Action {
     JobDone {
         job: usize,
     },
+    /// A message `sender` was told it could not deliver to `to` is acknowledged after all
+    /// (`ack_late`).
+    LateAck {
+        sender: usize,
+        to: usize,
+        computation: ComputationId,
+        slot: crate::message::Slot,
+    },
 }
 
 struct Slot {
@@ -232,6 +240,7 @@ pub struct Cluster {
     crash_after: BTreeMap<(usize, &'static str), usize>,
     slow: BTreeMap<(usize, &'static str), u64>,
     cut: BTreeSet<(usize, usize)>,
+    late_acks: BTreeSet<(usize, usize)>,
     crash_on_receive: Option<(BTreeSet<usize>, &'static str, usize)>,
     holdings: Holdings,
     combinations: Combinations,
@@ -324,6 +333,7 @@ impl Cluster {
             crash_after: BTreeMap::new(),
             slow: BTreeMap::new(),
             cut: BTreeSet::new(),
+            late_acks: BTreeSet::new(),
             crash_on_receive: None,
             holdings: Holdings::default(),
             combinations: Combinations::default(),
@@ -623,6 +633,14 @@ impl Cluster {
         self.cut.insert((from, to));
     }
 
+    /// `to` acknowledges what `from` sends it too late (a receiver whose loaded machine
+    /// handles its messages after the sender's deadline): every message arrives, and its
+    /// sender also gets it back undelivered after `unreachable_delay` (`handle_unreachable`,
+    /// its failover) and, just after, its late ack (`handle_late_ack`).
+    pub fn ack_late(&mut self, from: usize, to: usize) {
+        self.late_acks.insert((from, to));
+    }
+
     /// The first of `nodes` to receive a message of `kind` crashes as it arrives, before
     /// handling it (for example a heal helper dying mid-heal).
     pub fn crash_first_receiver(
@@ -829,6 +847,19 @@ impl Cluster {
                 self.drain(node);
             }
             Action::Beacon { round } => self.publish_round(round),
+            Action::LateAck {
+                sender,
+                to,
+                computation,
+                slot,
+            } => {
+                let now = self.now;
+                let to_id = self.nodes[to].identity.node;
+                if let Some(engine) = self.nodes[sender].engine.as_mut() {
+                    engine.handle_late_ack(now, to_id, computation, slot);
+                    self.drain(sender);
+                }
+            }
             Action::JobDone { job } => {
                 let Some((node, restarts, job)) = self.jobs.remove(&job) else {
                     return;
@@ -1017,6 +1048,22 @@ impl Cluster {
         }
         let extra = self.slow.get(&(from, message.kind())).copied().unwrap_or(0);
         let delay = self.latency() + extra;
+        if self.late_acks.contains(&(from, to)) {
+            self.hand_back(from, to, bytes.clone());
+            if let Some(slot) = message.to {
+                let at = self.now.plus(self.cfg.unreachable_delay + 1);
+                let computation = message.computation;
+                self.schedule(
+                    at,
+                    Action::LateAck {
+                        sender: from,
+                        to,
+                        computation,
+                        slot,
+                    },
+                );
+            }
+        }
         self.schedule_bytes(from, to, bytes, delay);
     }
 

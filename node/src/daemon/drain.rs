@@ -5,7 +5,7 @@
 use super::directory::Directory;
 use super::jobs::Jobs;
 use super::net::{self, Behaviour};
-use super::sends::{Outgoing, PendingSends};
+use super::sends::{LateAck, Outgoing, PendingSends};
 use super::transport::slot_text;
 use super::MAX_LOOPBACK;
 use super::{agreement, hook, Node};
@@ -231,7 +231,8 @@ impl Node {
     /// position's next candidate. The caller drains afterwards.
     /// Sends past their deadline (`net::message_deadline`) go back to the engine as
     /// unreachable, in deadline order (then request order: the pending map's own order never
-    /// reaches the engine); a late ack or libp2p's own timeout for them finds nothing left.
+    /// reaches the engine); libp2p's own timeout for them finds nothing left, and their late
+    /// ack goes to the engine (`on_late_ack`).
     pub(super) fn expire_sends(&mut self) -> anyhow::Result<()> {
         let now = std::time::Instant::now();
         let failed = self.transport.pending_sends.expire(now);
@@ -245,6 +246,18 @@ impl Node {
             }
         }
         self.drain()
+    }
+
+    /// A send failed at its deadline was acknowledged after all (`sends::LateAck`): the engine
+    /// sends the position's later messages to its receiver again. It sends nothing at once.
+    pub(super) fn on_late_ack(&mut self, late: LateAck) {
+        tracing::debug!(
+            "late ack from node {} for a message of computation {}",
+            late.to,
+            late.computation
+        );
+        self.engine
+            .handle_late_ack(now_micros(), late.to, late.computation, late.slot);
     }
 
     pub(super) fn on_unreachable(&mut self, to: NodeId, message: Message, why: &str) {

@@ -36,7 +36,9 @@
 //! hand-over, which no simulated sender has enough of at once to fill.
 
 use super::net;
-use grove_protocol::ids::NodeId;
+use grove_protocol::codec;
+use grove_protocol::ids::{ComputationId, NodeId};
+use grove_protocol::message::Slot;
 use libp2p::request_response::OutboundRequestId;
 use libp2p::{Multiaddr, PeerId};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -195,10 +197,35 @@ impl PendingSend {
 }
 
 /// A send failed at its deadline whose stream libp2p has not closed yet: its receiver, and
-/// when its ack would still be a sample (`start`, `size`, if its connection was up).
+/// when its ack would still be a sample (`start`, `size`, if its connection was up), and
+/// what its ack, if it comes, tells the engine (`late`).
 struct Expired {
     peer: PeerId,
     timing: Option<(Instant, Duration)>,
+    late: Option<LateAck>,
+}
+
+/// A send to a position failed at its deadline and acknowledged after all: its receiver
+/// `to` is alive and handled it, so the engine sends the position's later messages to `to`
+/// again (`Engine::handle_late_ack`) instead of to the candidate it failed over to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LateAck {
+    pub to: NodeId,
+    pub computation: ComputationId,
+    pub slot: Slot,
+}
+
+impl LateAck {
+    /// What a late ack of `bytes` (a message to `to`) tells the engine: `None` for a message
+    /// to no position (or one that does not decode).
+    fn of(to: NodeId, bytes: &[u8]) -> Option<LateAck> {
+        let m = codec::decode(bytes).ok()?;
+        Some(LateAck {
+            to,
+            computation: m.computation,
+            slot: m.to?,
+        })
+    }
 }
 
 /// A send that failed in this module: its receiver, its bytes and why.
@@ -360,6 +387,12 @@ impl PendingSends {
         send
     }
 
+    /// What the ack of `id` tells the engine, if `id` failed at its deadline: call before
+    /// [`settle`](Self::settle) on an ack.
+    pub fn late_ack(&self, id: &OutboundRequestId) -> Option<LateAck> {
+        self.expired.get(id).and_then(|e| e.late)
+    }
+
     /// The fixed part of the deadlines now (`AckDelay`).
     #[cfg(test)]
     fn fixed_part(&self) -> Duration {
@@ -400,6 +433,7 @@ impl PendingSends {
                 Expired {
                     peer: send.peer,
                     timing: send.connected.then_some((send.start, send.size)),
+                    late: LateAck::of(send.to, &send.bytes),
                 },
             );
             let why = if send.connected {
@@ -548,6 +582,58 @@ mod tests {
             n += 1;
         }
         n
+    }
+
+    /// A send to a position that failed at its deadline and is acknowledged afterwards gives
+    /// the engine its receiver, computation and position (`LateAck`); one acknowledged in time,
+    /// or one to no position, gives nothing. Without it the daemon never told the engine that
+    /// the receiver it failed over from was alive (`late_ack` tests in protocol).
+    #[test]
+    fn a_late_ack_of_a_send_to_a_position_is_told_to_the_engine() {
+        use grove_protocol::ids::GroupId;
+        use grove_protocol::message::{Body, Message};
+        let peer = PeerId::random();
+        let mut p = PendingSends::default();
+        let mut pool = ids(3);
+        let now = Instant::now();
+        let slot = Slot {
+            group: GroupId { level: 0, index: 2 },
+            position: 3,
+        };
+        let message = |to: Option<Slot>| Message {
+            computation: ComputationId([7; 32]),
+            round: 0,
+            body: Body::RootQuery,
+            to,
+        };
+        let mut on_time = out(peer, 1, 0);
+        on_time.bytes = codec::encode(&message(Some(slot))).unwrap();
+        let mut late = out(peer, 1, 0);
+        late.bytes = on_time.bytes.clone();
+        let mut no_slot = out(peer, 1, 0);
+        no_slot.bytes = codec::encode(&message(None)).unwrap();
+        for o in [on_time, late, no_slot] {
+            assert!(p.push(o, now));
+        }
+        let handed: Vec<OutboundRequestId> = pool.clone();
+        assert_eq!(pump(&mut p, &peer, &mut pool, now), 3);
+        // `pump` hands over from the end of the pool.
+        let (no_slot_id, late_id, on_time_id) = (handed[0], handed[1], handed[2]);
+        assert!(p.settle(&on_time_id, true, now).is_some());
+        assert_eq!(p.late_ack(&on_time_id), None);
+        let failed = p.expire(now + Duration::from_secs(600));
+        assert_eq!(failed.len(), 2);
+        assert_eq!(
+            p.late_ack(&late_id),
+            Some(LateAck {
+                to: NodeId::from_public_bytes(&[1]),
+                computation: ComputationId([7; 32]),
+                slot,
+            })
+        );
+        assert_eq!(p.late_ack(&no_slot_id), None);
+        assert!(p.settle(&late_id, true, now).is_none());
+        assert_eq!(p.late_ack(&late_id), None, "settled: nothing more to tell");
     }
 
     /// A burst to one peer leaves `MAX_IN_FLIGHT_PER_PEER` at a time, and each ack lets one

@@ -249,7 +249,11 @@ impl Node {
                         .connections
                         .used(peer, std::time::Instant::now());
                     let now = std::time::Instant::now();
+                    let late = self.transport.pending_sends.late_ack(&request_id);
                     self.transport.pending_sends.settle(&request_id, true, now);
+                    if let Some(late) = late {
+                        self.on_late_ack(late);
+                    }
                     super::drain::hand_over(
                         &mut self.transport.swarm,
                         &mut self.transport.pending_sends,
