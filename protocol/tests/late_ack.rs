@@ -7,25 +7,17 @@
 //! verifier share to that member's backup, and the member, lacking them, could not decide
 //! those contributions before its share window ended (ARCHITECTURE.md, "200 nodes").
 
+mod common;
+
+use common::{compiled, scalar_record};
 use grove_protocol::engine::Event;
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
 use grove_protocol::ids::GroupId;
-use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 
 const COMMISSIONER: usize = 0;
 const NODES: usize = 30;
 const CONTRIBUTORS: usize = 24;
 const SCALAR: &str = "SELECT sum(x) FROM t CLIP x TO [0, 100] LIMIT PER CONTRIBUTOR 1 SCALE 0";
-
-fn compiled(query: &str) -> CompiledQuery {
-    Query::parse(query).unwrap().compile().unwrap()
-}
-
-fn record(i: usize) -> Record {
-    [("x".to_string(), Value::Number((i * 7 % 90) as f64))]
-        .into_iter()
-        .collect()
-}
 
 /// A member of a leaf acknowledges late everything another member sends it (the sender's own
 /// share first, then its verifier shares and its report). The sender fails the position over
@@ -44,7 +36,7 @@ fn after_a_late_ack_the_member_still_gets_what_its_leaf_sends_it() {
     cfg.unreachable_delay = 10_000;
     let mut c = Cluster::new(cfg);
     for i in 1..=CONTRIBUTORS {
-        c.set_contribution(i, q.evaluate(&[record(i)]));
+        c.set_contribution(i, q.evaluate(&[scalar_record(i)]));
     }
     let mut p = LaunchParams::new(5, 3, 2, 2, 1);
     p.spec = q.spec().clone();

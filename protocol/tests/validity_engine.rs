@@ -12,11 +12,14 @@
 //! aggregated shares (`engine/validity.rs`): a contributor that proves one vector and shares
 //! another is caught by every member whose share does not match its proven input's share.
 
+mod common;
+
+use common::compiled;
 use grove_protocol::engine::{Event, Rejection, ValidityLie};
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams, Outcome};
 use grove_protocol::ids::{ComputationId, GroupId, NodeId};
 use grove_protocol::message::Item;
-use grove_protocol::query::{ColumnKind, CompiledQuery, Query, Record, Value};
+use grove_protocol::query::{ColumnKind, CompiledQuery, Record, Value};
 use grove_protocol::record::Record as Durable;
 
 const COMMISSIONER: usize = 0;
@@ -32,10 +35,6 @@ const VECTOR: &str = "SELECT sum_vector(w, 4) FROM t CLIP NORM w TO 1 LIMIT PER 
 /// SCALAR with DP noise: the noise travels outside the proven vector.
 const NOISED: &str = "SELECT sum(x) FROM t CLIP x TO [0, 100] LIMIT PER CONTRIBUTOR 1 SCALE 0 \
                       WITH PRIVACY EPSILON 1 DELTA 1e-9 HONEST SOURCES 10";
-
-fn compiled(query: &str) -> CompiledQuery {
-    Query::parse(query).unwrap().compile().unwrap()
-}
 
 fn record(i: usize) -> Record {
     let key = ["a", "b", "c"][i % 3];

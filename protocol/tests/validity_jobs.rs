@@ -4,11 +4,13 @@
 //! daemon does (`Cluster::defer_jobs`: the result comes back later, while the node handles
 //! other inputs), and every scenario runs its result and privacy checks.
 
+mod common;
+
+use common::{compiled, scalar_record};
 use grove_protocol::engine::ValidityLie;
 use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
 use grove_protocol::ids::{ComputationId, Micros};
 use grove_protocol::message::{Body, Message, ShareQueryMsg};
-use grove_protocol::query::{CompiledQuery, Query, Record, Value};
 use grove_protocol::record::Record as Durable;
 
 const COMMISSIONER: usize = 0;
@@ -18,16 +20,6 @@ const CONTRIBUTORS: usize = 20;
 const SCALAR: &str = "SELECT sum(x) FROM t CLIP x TO [0, 100] LIMIT PER CONTRIBUTOR 1 SCALE 0";
 /// How long a proof takes to come back: within the 400 ms share window.
 const PROOF_DELAY: u64 = 150_000;
-
-fn compiled(query: &str) -> CompiledQuery {
-    Query::parse(query).unwrap().compile().unwrap()
-}
-
-fn record(i: usize) -> Record {
-    [("x".to_string(), Value::Number((i * 7 % 90) as f64))]
-        .into_iter()
-        .collect()
-}
 
 /// Nodes 1..=CONTRIBUTORS contribute; proofs come back `PROOF_DELAY` after they are asked
 /// (members verify inline).
@@ -57,7 +49,7 @@ fn launched_deferring_with(
     c.defer_jobs_of(kind, delay);
     prepare(&mut c);
     for i in 1..=CONTRIBUTORS {
-        c.set_contribution(i, q.evaluate(&[record(i)]));
+        c.set_contribution(i, q.evaluate(&[scalar_record(i)]));
     }
     let mut p = LaunchParams::new(5, 3, 3, 2, 1);
     p.spec = q.spec().clone();
