@@ -8,7 +8,7 @@ mod common;
 
 use common::{compiled, scalar_record};
 use grove_protocol::engine::ValidityLie;
-use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams};
+use grove_protocol::harness::{Cluster, HarnessConfig, LaunchParams, Outcome};
 use grove_protocol::ids::{ComputationId, Micros};
 use grove_protocol::message::{Body, Message, ShareQueryMsg};
 use grove_protocol::record::Record as Durable;
@@ -77,11 +77,10 @@ fn while_its_proof_is_out_a_contributors_shares_leave_and_its_validity_shares_fo
     }
     assert!(sent(&c, "share") > 0);
     assert_eq!(sent(&c, "validity-share"), 0);
-    let o = c.run_checked(&id);
-    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    let o = released(&mut c, &id);
     assert_eq!(o.included.len(), CONTRIBUTORS);
     assert_eq!(sent(&c, "validity-share"), sent(&c, "share"));
-    assert!((0..NODES).all(|n| c.jobs_out(n) == 0));
+    assert!(every_result_back(&c));
 }
 
 /// A contributor that crashes while its proof is out loses the job (nothing of it was
@@ -103,8 +102,7 @@ fn a_contributor_restarted_while_its_proof_is_out_proves_again_and_is_included()
         1,
         "the restored engine asked again"
     );
-    let o = c.run_checked(&id);
-    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    let o = released(&mut c, &id);
     assert!(o.included.contains(&c.node_id(victim)));
     assert_eq!(o.included.len(), CONTRIBUTORS);
 }
@@ -115,10 +113,7 @@ fn a_contributor_restarted_while_its_proof_is_out_proves_again_and_is_included()
 fn a_proof_back_after_its_computation_ended_sends_nothing() {
     let (mut c, _, _) = launched_deferring(23, "prove", 200_000_000);
     c.run(c.now.plus(300_000_000));
-    assert!(
-        (0..NODES).all(|n| c.jobs_out(n) == 0),
-        "every result came back"
-    );
+    assert!(every_result_back(&c), "every result came back");
     assert_eq!(sent(&c, "validity-share"), 0);
     assert_eq!(held(&c), 0);
 }
@@ -206,8 +201,7 @@ fn share_queries_after_the_proof_are_answered_without_proving_again() {
         c.rejections(contributor, "share-query", "less than a second ago"),
         QUERIES as usize - 1
     );
-    let o = c.run_checked(&id);
-    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    let o = released(&mut c, &id);
     assert!(o.included.contains(&c.node_id(contributor)));
     assert_eq!(o.included.len(), CONTRIBUTORS);
 }
@@ -238,9 +232,21 @@ fn a_share_query_from_a_node_not_serving_the_position_costs_no_proof_and_no_vali
     );
     assert_eq!(sent(&c, "validity-share") - validity, 0);
     assert_eq!(sent(&c, "share") - shares, 1);
-    let o = c.run_checked(&id);
-    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    let o = released(&mut c, &id);
     assert_eq!(o.included.len(), CONTRIBUTORS);
+}
+
+/// `id` run to its end (every result and privacy check of the harness): its outcome, which
+/// released a result.
+fn released(c: &mut Cluster, id: &ComputationId) -> Outcome {
+    let o = c.run_checked(id);
+    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    o
+}
+
+/// No job is out at any node: every result came back.
+fn every_result_back(c: &Cluster) -> bool {
+    (0..NODES).all(|n| c.jobs_out(n) == 0)
 }
 
 /// Held shares (`Record::ShareHeld`) persisted by every node.
@@ -269,11 +275,10 @@ fn while_its_verifications_are_out_a_member_handles_other_inputs() {
     assert!(most >= 2, "at most {most} verification out at a member");
     assert_eq!(sent(&c, "verifier-share"), 0);
     assert_eq!(held(&c), 0, "a contribution was decided unverified");
-    let o = c.run_checked(&id);
-    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    let o = released(&mut c, &id);
     assert_eq!(o.included.len(), CONTRIBUTORS);
     assert!(sent(&c, "verifier-share") > 0);
-    assert!((0..NODES).all(|n| c.jobs_out(n) == 0));
+    assert!(every_result_back(&c));
 }
 
 /// A verification that comes back after its computation ended (its results past the
@@ -283,10 +288,7 @@ fn while_its_verifications_are_out_a_member_handles_other_inputs() {
 fn a_verification_back_after_its_computation_ended_sends_nothing() {
     let (mut c, _, _) = launched_deferring(27, "verify", 200_000_000);
     c.run(c.now.plus(300_000_000));
-    assert!(
-        (0..NODES).all(|n| c.jobs_out(n) == 0),
-        "every result came back"
-    );
+    assert!(every_result_back(&c), "every result came back");
     assert!(sent(&c, "validity-share") > 0);
     assert_eq!(sent(&c, "verifier-share"), 0);
     assert_eq!(held(&c), 0);
@@ -300,10 +302,7 @@ fn a_verification_back_after_its_computation_ended_sends_nothing() {
 fn a_verification_back_after_the_collection_ended_sends_nothing() {
     let (mut c, id, at) = launched_deferring(28, "verify", 600_000);
     c.run_until(at.plus(1_000_000));
-    assert!(
-        (0..NODES).all(|n| c.jobs_out(n) == 0),
-        "every result came back"
-    );
+    assert!(every_result_back(&c), "every result came back");
     assert!(c.plan(&id).is_some());
     assert!(sent(&c, "validity-share") > 0);
     assert_eq!(sent(&c, "verifier-share"), 0);
@@ -332,8 +331,7 @@ fn a_proof_job_that_panics_is_asked_for_again_by_the_next_re_send() {
         1,
         "the re-send did not ask for the proof again"
     );
-    let o = c.run_checked(&id);
-    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    let o = released(&mut c, &id);
     assert!(!o.included.contains(&c.node_id(faulty)));
     assert_eq!(o.included.len(), CONTRIBUTORS - 1);
 }
@@ -360,7 +358,6 @@ fn a_verification_job_that_panics_is_asked_for_again_by_a_re_sent_validity_share
         1,
         "the re-sent validity share was not verified again"
     );
-    let o = c.run_checked(&id);
-    assert!(o.released.is_some(), "nothing released: {:?}", o.failures);
+    let o = released(&mut c, &id);
     assert_eq!(o.included.len(), CONTRIBUTORS);
 }
