@@ -122,6 +122,7 @@ impl Effects for NodeEffects<'_> {
             addrs,
             bytes,
             vector_bytes,
+            position: message.to.map(|slot| (message.computation, slot)),
         };
         if !self.pending_sends.push(out, std::time::Instant::now()) {
             self.unreachable

@@ -36,7 +36,6 @@
 //! hand-over, which no simulated sender has enough of at once to fill.
 
 use super::net;
-use grove_protocol::codec;
 use grove_protocol::ids::{ComputationId, NodeId};
 use grove_protocol::message::Slot;
 use libp2p::request_response::OutboundRequestId;
@@ -158,14 +157,16 @@ impl AckDelay {
     }
 }
 
-/// A send on its way: its receiver, how to reach it, its bytes and its computation's vector
-/// size (the receiver's share of the deadline).
+/// A send on its way: its receiver, how to reach it, its bytes, its computation's vector
+/// size (the receiver's share of the deadline) and the position it is for, if any (what its
+/// late ack tells the engine, `LateAck`).
 pub(crate) struct Outgoing {
     pub to: NodeId,
     pub peer: PeerId,
     pub addrs: Vec<Multiaddr>,
     pub bytes: Vec<u8>,
     pub vector_bytes: usize,
+    pub position: Option<(ComputationId, Slot)>,
 }
 
 /// A protocol message sent and not yet acknowledged.
@@ -175,6 +176,8 @@ pub(crate) struct PendingSend {
     pub bytes: Vec<u8>,
     /// Its computation's vector size (for its deadline once its connection is up).
     vector_bytes: usize,
+    /// The position it is for, if any (`Outgoing::position`).
+    position: Option<(ComputationId, Slot)>,
     /// When its deadline starts: its hand-over, or its connection coming up if later. It
     /// counts as undelivered at `start` plus `size` plus the fixed part (`AckDelay`) once its
     /// connection is up; before, at `start` plus `net::CONNECT_TIMEOUT`.
@@ -213,19 +216,6 @@ pub(crate) struct LateAck {
     pub to: NodeId,
     pub computation: ComputationId,
     pub slot: Slot,
-}
-
-impl LateAck {
-    /// What a late ack of `bytes` (a message to `to`) tells the engine: `None` for a message
-    /// to no position (or one that does not decode).
-    fn of(to: NodeId, bytes: &[u8]) -> Option<LateAck> {
-        let m = codec::decode(bytes).ok()?;
-        Some(LateAck {
-            to,
-            computation: m.computation,
-            slot: m.to?,
-        })
-    }
 }
 
 /// A send that failed in this module: its receiver, its bytes and why.
@@ -311,6 +301,7 @@ impl PendingSends {
                 peer: out.peer,
                 bytes: out.bytes,
                 vector_bytes: out.vector_bytes,
+                position: out.position,
                 start: now,
                 size,
                 connected,
@@ -433,7 +424,11 @@ impl PendingSends {
                 Expired {
                     peer: send.peer,
                     timing: send.connected.then_some((send.start, send.size)),
-                    late: LateAck::of(send.to, &send.bytes),
+                    late: send.position.map(|(computation, slot)| LateAck {
+                        to: send.to,
+                        computation,
+                        slot,
+                    }),
                 },
             );
             let why = if send.connected {
@@ -550,6 +545,7 @@ mod tests {
             addrs: Vec::new(),
             bytes: vec![n; 100],
             vector_bytes: 0,
+            position: None,
         }
     }
 
@@ -591,7 +587,6 @@ mod tests {
     #[test]
     fn a_late_ack_of_a_send_to_a_position_is_told_to_the_engine() {
         use grove_protocol::ids::GroupId;
-        use grove_protocol::message::{Body, Message};
         let peer = PeerId::random();
         let mut p = PendingSends::default();
         let mut pool = ids(3);
@@ -600,18 +595,11 @@ mod tests {
             group: GroupId { level: 0, index: 2 },
             position: 3,
         };
-        let message = |to: Option<Slot>| Message {
-            computation: ComputationId([7; 32]),
-            round: 0,
-            body: Body::RootQuery,
-            to,
-        };
         let mut on_time = out(peer, 1, 0);
-        on_time.bytes = codec::encode(&message(Some(slot))).unwrap();
+        on_time.position = Some((ComputationId([7; 32]), slot));
         let mut late = out(peer, 1, 0);
-        late.bytes = on_time.bytes.clone();
-        let mut no_slot = out(peer, 1, 0);
-        no_slot.bytes = codec::encode(&message(None)).unwrap();
+        late.position = on_time.position;
+        let no_slot = out(peer, 1, 0);
         for o in [on_time, late, no_slot] {
             assert!(p.push(o, now));
         }
