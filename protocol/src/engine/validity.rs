@@ -197,7 +197,10 @@ fn prove(
     lie: Option<ValidityLie>,
 ) -> Option<Vec<ValidityPart>> {
     let typ = st.typ.as_ref().ok()?;
-    let input = typ.encode_for_proof(&f64s(vector), &f64s(noise));
+    let input = typ.encode_for_proof_from(
+        vector.iter().map(|x| x.to_field64()),
+        noise.iter().map(|x| x.to_field64()),
+    );
     let ctx = context(&id, &me);
     let shared = if lie == Some(ValidityLie::KnowsQueryRandomness) {
         // Test-only: a proof made for the randomness it expects (see `forge_at`).
@@ -205,10 +208,12 @@ fn prove(
             inner: typ.clone(),
             query: validity::query_randomness(typ, &request_time_seed(&ctx), &ctx),
         };
-        validity::prove_staged_tied_and_share(&fixed, &input, params, &ctx, seed, false, shares)
+        validity::prove_staged_tied_and_share_owned(
+            &fixed, input, params, &ctx, seed, false, shares,
+        )
     } else {
         let forge = lie == Some(ValidityLie::ForgedProof);
-        validity::prove_staged_tied_and_share(typ, &input, params, &ctx, seed, forge, shares)
+        validity::prove_staged_tied_and_share_owned(typ, input, params, &ctx, seed, forge, shares)
     }
     .ok()?;
     let seeds = shared.seeds;
@@ -488,8 +493,8 @@ impl ProveJob {
                 .map(Fp::from_i64)
                 .collect()
         });
-        let vector: Vec<Fp> = if noise.is_empty() {
-            self.vector.clone()
+        let vector: std::borrow::Cow<[Fp]> = if noise.is_empty() {
+            std::borrow::Cow::Borrowed(&self.vector)
         } else {
             self.vector
                 .iter()

@@ -335,7 +335,7 @@ pub fn prove_adjusted_and_share<T: Type>(
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     prove_in_stages(
         typ,
-        input,
+        input.to_vec(),
         params,
         context,
         seed,
@@ -385,7 +385,7 @@ pub fn prove_staged_with<T: Staged>(
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     prove_in_stages(
         typ,
-        input,
+        input.to_vec(),
         params,
         context,
         seed,
@@ -429,6 +429,28 @@ pub fn prove_staged_tied_and_share<T: Tied>(
     forge: bool,
     aggregated: &[Vec<T::Field>],
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
+    prove_staged_tied_and_share_owned(
+        typ,
+        input.to_vec(),
+        params,
+        context,
+        seed,
+        forge,
+        aggregated,
+    )
+}
+
+/// [`prove_staged_tied_and_share`] of an input given by value (the engine's): the witness is
+/// written in it, not in a copy (1 MB at 131,072).
+pub fn prove_staged_tied_and_share_owned<T: Tied>(
+    typ: &T,
+    input: Vec<T::Field>,
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
+    aggregated: &[Vec<T::Field>],
+) -> Result<SharedContribution<T::Field>, ValidityError> {
     if aggregated.len() != usize::from(params.g) {
         return Err(ValidityError::Length {
             what: "aggregated shares",
@@ -458,7 +480,7 @@ pub fn prove_staged_tied_and_share<T: Tied>(
 #[allow(clippy::too_many_arguments)]
 fn prove_in_stages<T: Type>(
     typ: &T,
-    input: &[T::Field],
+    mut input: Vec<T::Field>,
     params: SharingParams,
     context: &[u8],
     seed: &[u8; 32],
@@ -494,33 +516,38 @@ fn prove_in_stages<T: Type>(
     let blinds: Vec<[u8; 32]> = (1..=params.g)
         .map(|p| crate::ids::hash_parts(BLIND_DOMAIN, &[seed, &[p]]))
         .collect();
-    let mut input = input.to_vec();
     let mut commitments: Vec<[u8; 32]> = Vec::new();
     let mut staged = None;
-    if stage_len > 0 {
-        // The first stage: its shares are the prefixes of the whole input's (same randoms),
-        // tied as the whole shares will be.
-        let prefixes: Vec<Vec<T::Field>> =
-            randoms.iter().map(|r| r[..stage_len].to_vec()).collect();
-        // The tied elements are left to the tie (every position's are overwritten).
-        let mut first =
-            shamir::share_with_except(&input[..stage_len], params, prefixes, tied.clone());
-        for (position, share) in (1..).zip(first.iter_mut()) {
-            tie(position, share);
-        }
-        commitments = first
-            .iter()
-            .zip(&blinds)
-            .zip(1..=params.g)
-            .map(|((x, b), p)| stage_commitment(p, b, x))
-            .collect();
-        staged = stage(&wraparound_seed(context, &commitments), &mut input);
-    }
-    let typ = staged.as_ref().unwrap_or(typ);
+    // The whole input is shared once (the tied elements are left to the tie: every position's
+    // are overwritten), and tied.
     let mut input_shares = shamir::share_with_except(&input, params, randoms, tied.clone());
     for (position, share) in (1..).zip(input_shares.iter_mut()) {
         tie(position, share);
     }
+    if stage_len > 0 {
+        // The first stage: its shares are the prefixes of the whole input's (a sharing is
+        // element by element, with the same randoms), tied as the whole shares are; they are
+        // committed to before the rest of the input is computed.
+        commitments = input_shares
+            .iter()
+            .zip(&blinds)
+            .zip(1..=params.g)
+            .map(|((x, b), p)| stage_commitment(p, b, &x[..stage_len]))
+            .collect();
+        staged = stage(&wraparound_seed(context, &commitments), &mut input);
+        // The rest of the input changed: its shares are computed again (positions `t..=g`;
+        // below `t` they are the randoms), not the whole sharing (the first stage's shares
+        // were a second sharing and tie of the vector, about 10 MB of writes for `g = 5` at
+        // 131,072). A tie that writes only inside the first stage (`Tied`) stands; any other
+        // is applied again, as on a fresh sharing.
+        shamir::reshare_range(&input, params, &mut input_shares, stage_len..input.len());
+        if tied.is_empty() || tied.end > stage_len {
+            for (position, share) in (1..).zip(input_shares.iter_mut()) {
+                tie(position, share);
+            }
+        }
+    }
+    let typ = staged.as_ref().unwrap_or(typ);
     commitments.extend(
         input_shares
             .iter()
