@@ -74,23 +74,73 @@ pub trait Staged: Type + Sized {
     }
 }
 
+/// Test-only: [`stage_commitment`], for the engine's test of [`stage_commitment_hasher`].
+#[cfg(test)]
+pub(crate) fn stage_commitment_of<F: FieldElement>(
+    position: u8,
+    blind: &[u8; 32],
+    prefix: &[F],
+) -> [u8; 32] {
+    stage_commitment(position, blind, prefix)
+}
+
 /// The commitment to the first stage of the input share of `position`.
 fn stage_commitment<F: FieldElement>(position: u8, blind: &[u8; 32], prefix: &[F]) -> [u8; 32] {
     hash_with_elements(STAGE_COMMIT_DOMAIN, &[&[position], blind], prefix)
 }
 
+/// The commitment to the first stage of the input share of `position` from the encodings of
+/// its elements, fed a block at a time ([`ElementsHash::update`]): the same hash as
+/// [`stage_commitment`] of those elements, for a caller that holds them in another form
+/// (the engine's own field, whose canonical `u64`s are `Field64`'s encodings: no conversion
+/// out of prio's Montgomery form to hash them).
+pub fn stage_commitment_hasher(position: u8, blind: &[u8; 32], encoded_len: usize) -> ElementsHash {
+    ElementsHash::new(STAGE_COMMIT_DOMAIN, &[&[position], blind], encoded_len)
+}
+
+/// `ids::hash_parts(domain, parts ++ [bytes])` where `bytes` (`encoded_len` of them, the
+/// encoding of some elements) come a block at a time.
+pub struct ElementsHash {
+    h: sha2::Sha256,
+    left: usize,
+}
+
+impl ElementsHash {
+    fn new(domain: &str, parts: &[&[u8]], encoded_len: usize) -> ElementsHash {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update((domain.len() as u32).to_le_bytes());
+        h.update(domain.as_bytes());
+        for p in parts {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        h.update((encoded_len as u64).to_le_bytes());
+        ElementsHash {
+            h,
+            left: encoded_len,
+        }
+    }
+
+    /// The next bytes of the encoding.
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        self.left = self.left.saturating_sub(bytes.len());
+        self.h.update(bytes);
+    }
+
+    /// The hash; `None` if fewer bytes came than announced (more are not noticed here: the
+    /// length is part of what is hashed, so either differs from the honest hash).
+    pub fn finish(self) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        (self.left == 0).then(|| self.h.finalize().into())
+    }
+}
+
 /// `ids::hash_parts(domain, parts ++ [encoding of elements])`, without the encoding's copy:
 /// the elements are encoded and hashed a block at a time.
 fn hash_with_elements<F: FieldElement>(domain: &str, parts: &[&[u8]], elements: &[F]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update((domain.len() as u32).to_le_bytes());
-    h.update(domain.as_bytes());
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p);
-    }
-    h.update(((elements.len() * F::ENCODED_SIZE) as u64).to_le_bytes());
+    let mut h = ElementsHash::new(domain, parts, elements.len() * F::ENCODED_SIZE);
     let mut buf = Vec::with_capacity(512 * F::ENCODED_SIZE);
     for block in elements.chunks(512) {
         buf.clear();
@@ -100,7 +150,8 @@ fn hash_with_elements<F: FieldElement>(domain: &str, parts: &[&[u8]], elements: 
         }
         h.update(&buf);
     }
-    h.finalize().into()
+    // Every byte announced came.
+    h.finish().unwrap_or_default()
 }
 
 /// The wraparound seed of a contribution: the hash of the context and of the commitments to
@@ -622,6 +673,21 @@ pub fn verifier_share_staged<T: Staged>(
     context: &[u8],
     query_seed: &[u8; 32],
 ) -> Result<VerifierShare<T::Field>, ValidityError> {
+    verifier_share_staged_committed(typ, params, share, context, query_seed, None)
+}
+
+/// [`verifier_share_staged`] given this member's own stage commitment (`own_stage`, if
+/// `Some`): the caller hashed the first stage of `share.input` itself
+/// ([`stage_commitment_hasher`], from the same elements in another form), so it is not
+/// encoded and hashed again here. It is checked against the list as the computed one is.
+pub fn verifier_share_staged_committed<T: Staged>(
+    typ: &T,
+    params: SharingParams,
+    share: &MemberShare<T::Field>,
+    context: &[u8],
+    query_seed: &[u8; 32],
+    own_stage: Option<[u8; 32]>,
+) -> Result<VerifierShare<T::Field>, ValidityError> {
     let stage_len = typ.stage_len();
     if stage_len == 0 {
         return verifier_share(typ, params, share, context, query_seed);
@@ -638,7 +704,9 @@ pub fn verifier_share_staged<T: Staged>(
         });
     }
     let p = usize::from(share.position);
-    let own = stage_commitment(share.position, &share.blind, &share.input[..stage_len]);
+    let own = own_stage.unwrap_or_else(|| {
+        stage_commitment(share.position, &share.blind, &share.input[..stage_len])
+    });
     if share.commitments[p - 1] != own {
         return Err(ValidityError::Commitment(share.position));
     }
