@@ -197,7 +197,10 @@ fn prove(
     lie: Option<ValidityLie>,
 ) -> Option<Vec<ValidityPart>> {
     let typ = st.typ.as_ref().ok()?;
-    let input = typ.encode_for_proof(&f64s(vector), &f64s(noise));
+    let input = typ.encode_for_proof_from(
+        vector.iter().map(|x| x.to_field64()),
+        noise.iter().map(|x| x.to_field64()),
+    );
     let ctx = context(&id, &me);
     let shared = if lie == Some(ValidityLie::KnowsQueryRandomness) {
         // Test-only: a proof made for the randomness it expects (see `forge_at`).
@@ -205,10 +208,12 @@ fn prove(
             inner: typ.clone(),
             query: validity::query_randomness(typ, &request_time_seed(&ctx), &ctx),
         };
-        validity::prove_staged_tied_and_share(&fixed, &input, params, &ctx, seed, false, shares)
+        validity::prove_staged_tied_and_share_owned(
+            &fixed, input, params, &ctx, seed, false, shares,
+        )
     } else {
         let forge = lie == Some(ValidityLie::ForgedProof);
-        validity::prove_staged_tied_and_share(typ, &input, params, &ctx, seed, forge, shares)
+        validity::prove_staged_tied_and_share_owned(typ, input, params, &ctx, seed, forge, shares)
     }
     .ok()?;
     let seeds = shared.seeds;
@@ -488,8 +493,8 @@ impl ProveJob {
                 .map(Fp::from_i64)
                 .collect()
         });
-        let vector: Vec<Fp> = if noise.is_empty() {
-            self.vector.clone()
+        let vector: std::borrow::Cow<[Fp]> = if noise.is_empty() {
+            std::borrow::Cow::Borrowed(&self.vector)
         } else {
             self.vector
                 .iter()
@@ -522,9 +527,55 @@ impl ProveJob {
 /// [`share_prefix`] in prio's field, converted without an intermediate copy (a seed's
 /// expansion is converted in place).
 fn share_prefix_f64(share: &CompressedShare, len: usize) -> Vec<Field64> {
+    share_prefix_f64_in(share, len, len, None)
+}
+
+/// [`share_prefix_f64`] in a vector of at least `capacity` elements: a verification appends
+/// the rest of the input share to it (`CircuitType::retie_owned`), which then needs no
+/// reallocation (a copy of the whole share, 1 MB at 131,072). A seed is expanded a block at
+/// a time into it (the same stream: `fill_random` draws its words in order, whatever the
+/// blocks), not into a vector of its own first. With `hash`, the canonical encodings of the
+/// elements are hashed into it on the way (`validity::stage_commitment_hasher`: this field's
+/// elements are canonical `u64`s, `Field64`'s encoding, so prio's elements need no conversion
+/// out of their Montgomery form to be hashed).
+fn share_prefix_f64_in(
+    share: &CompressedShare,
+    len: usize,
+    capacity: usize,
+    mut hash: Option<&mut validity::ElementsHash>,
+) -> Vec<Field64> {
+    const BLOCK: usize = 1024;
+    let mut bytes = [0u8; BLOCK * 8];
+    let mut take = |out: &mut Vec<Field64>, block: &[Fp]| {
+        out.extend(block.iter().map(|x| x.to_field64()));
+        if let Some(h) = hash.as_deref_mut() {
+            for (b, x) in bytes.chunks_exact_mut(8).zip(block) {
+                b.copy_from_slice(&x.value().to_le_bytes());
+            }
+            h.update(&bytes[..block.len() * 8]);
+        }
+    };
     match share {
-        CompressedShare::Seed(_) => share.expand(len).into_iter().map(Fp::to_field64).collect(),
-        CompressedShare::Full(v) => f64s(&v.0[..len.min(v.0.len())]),
+        CompressedShare::Seed(seed) => {
+            let mut out = Vec::with_capacity(capacity.max(len));
+            let mut rng =
+                <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(*seed);
+            let mut block = [Fp::ZERO; BLOCK];
+            while out.len() < len {
+                let n = (len - out.len()).min(BLOCK);
+                crate::field::fill_random(&mut rng, &mut block[..n]);
+                take(&mut out, &block[..n]);
+            }
+            out
+        }
+        CompressedShare::Full(v) => {
+            let v = &v.0[..len.min(v.0.len())];
+            let mut out = Vec::with_capacity(capacity.max(v.len()));
+            for block in v.chunks(BLOCK) {
+                take(&mut out, block);
+            }
+            out
+        }
     }
 }
 
@@ -814,11 +865,27 @@ impl VerifyJob {
             panic!("test-only fault: a verification job panics");
         }
         self.st.typ.as_ref().ok().and_then(|typ| {
-            let held = share_prefix_f64(&self.share, typ.vector_len());
-            if held.len() != typ.vector_len() {
+            let len = typ.vector_len();
+            // Without noise the first stage of the input share is the aggregated share itself
+            // (the tie writes it there, `CircuitType::retie_owned`): this member's stage
+            // commitment is hashed from it as it is converted.
+            let mut stage = match &self.parts[..] {
+                [w] if typ.noise_len() == 0
+                    && validity::Staged::stage_len(typ) == len
+                    && len > 0 =>
+                {
+                    Some(validity::stage_commitment_hasher(
+                        self.key.position,
+                        &w.blind,
+                        len * 8,
+                    ))
+                }
+                _ => None,
+            };
+            let held = share_prefix_f64_in(&self.share, len, typ.input_len(), stage.as_mut());
+            if held.len() != len {
                 return None;
             }
-            let len = held.len();
             verify_own(
                 &self.st,
                 self.id,
@@ -827,6 +894,7 @@ impl VerifyJob {
                 self.params,
                 &self.parts,
                 held,
+                stage.and_then(validity::ElementsHash::finish),
             )
             .map(|v| (v, len))
         })
@@ -1036,7 +1104,9 @@ fn send_batch(comp: &mut Computation, key: crate::message::Slot, ctx: &mut Ctx) 
 /// This member's verifier share of the contribution whose aggregated share here is
 /// `aggregated`, or `None` if its validity share does not fit the statement (one part, lengths,
 /// canonical elements, its own commitments). Its input share is rebuilt from `aggregated`
-/// (`CircuitType::retie`), so that it implies (`truncate`) exactly `aggregated`.
+/// (`CircuitType::retie`), so that it implies (`truncate`) exactly `aggregated`. `own_stage`:
+/// this member's stage commitment if the caller hashed it from `aggregated` already.
+#[allow(clippy::too_many_arguments)]
 fn verify_own(
     st: &Statement,
     id: ComputationId,
@@ -1045,6 +1115,7 @@ fn verify_own(
     params: SharingParams,
     parts: &[ValidityPart],
     aggregated: Vec<Field64>,
+    own_stage: Option<[u8; 32]>,
 ) -> Option<Verifier> {
     let [w] = parts else {
         return None;
@@ -1077,7 +1148,8 @@ fn verify_own(
     };
     let ctx = context(&id, &contributor);
     let seed = validity::derived_query_seed(&ctx, &share);
-    let v = validity::verifier_share_staged(typ, params, &share, &ctx, &seed).ok()?;
+    let v = validity::verifier_share_staged_committed(typ, params, &share, &ctx, &seed, own_stage)
+        .ok()?;
     Some((
         v.verifier.into_iter().map(u64::from).collect(),
         v.commitments_digest,
@@ -1442,6 +1514,58 @@ impl Engine {
                 ),
                 Err(_) => ctx.reject(me, "validity-share", Rejection::SealFailed),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The held share a verification rebuilds its input share in is the share's first `len`
+    /// elements, whether a seed (expanded a block at a time) or a full vector, in a vector
+    /// with room for the whole input share.
+    #[test]
+    fn the_held_share_is_the_shares_prefix_with_room_for_the_input() {
+        let seed = CompressedShare::Seed([7; 32]);
+        // Lengths around and across the expansion's blocks.
+        for len in [0, 1, 1023, 1024, 1025, 3000] {
+            let want: Vec<Field64> = seed.expand(len).into_iter().map(Fp::to_field64).collect();
+            let got = share_prefix_f64_in(&seed, len, len + 40, None);
+            assert_eq!(got, want, "seed, {len} elements");
+            assert!(got.capacity() >= len + 40);
+        }
+        let full = CompressedShare::Full(FieldVec((0..100).map(Fp::new).collect()));
+        let got = share_prefix_f64_in(&full, 60, 90, None);
+        assert_eq!(got, f64s(&(0..60).map(Fp::new).collect::<Vec<_>>()));
+        assert!(got.capacity() >= 90);
+        assert_eq!(share_prefix_f64_in(&full, 200, 90, None).len(), 100);
+    }
+
+    /// The stage commitment hashed from the engine's elements as they are converted is the
+    /// one the validity module computes from prio's (`verifier_share_staged`), for a seed and
+    /// a full share across the expansion's blocks; a share shorter than announced gives none.
+    #[test]
+    fn the_stage_commitment_hashed_on_the_way_is_the_modules() {
+        let blind = [9; 32];
+        for share in [
+            CompressedShare::Seed([4; 32]),
+            CompressedShare::Full(FieldVec(
+                (0..2500u64)
+                    .map(|i| Fp::new(i.wrapping_mul(u64::MAX / 7)))
+                    .collect(),
+            )),
+        ] {
+            let len = 2100;
+            let mut h = validity::stage_commitment_hasher(3, &blind, len * 8);
+            let held = share_prefix_f64_in(&share, len, len, Some(&mut h));
+            assert_eq!(
+                h.finish(),
+                Some(validity::stage_commitment_of(3, &blind, &held))
+            );
+            let mut short = validity::stage_commitment_hasher(3, &blind, 3000 * 8);
+            share_prefix_f64_in(&share, 2500, 2500, Some(&mut short));
+            assert_eq!(short.finish(), None);
         }
     }
 }

@@ -931,8 +931,15 @@ impl CircuitType {
         input[..n].copy_from_slice(&vector[..n]);
         let m = noise.len().min(self.noise_len());
         input[self.length..self.length + m].copy_from_slice(&noise[..m]);
+        self.write_witness(&mut input);
+        input
+    }
+
+    /// Writes the witness of `input` (`input_len` elements, the witness part zero) from its
+    /// vector and noise parts: the bits of every range value, then the wraparound checks.
+    fn write_witness(&self, input: &mut [Field64]) {
         for r in &self.ranges {
-            let v = self.value(r, &input);
+            let v = self.value(r, input);
             let (_, last) = bit_layout(r.span);
             let mut rest = if (0..=i128::from(r.span)).contains(&v) {
                 v as u64
@@ -954,7 +961,7 @@ impl CircuitType {
         // the bits of `y + W - 1`, any other has a success bit of 0 and bits of 0.
         for w in &self.wraps {
             let mut successes = 0;
-            for (j, y) in self.projections(&input, w).into_iter().enumerate() {
+            for (j, y) in self.projections(input, w).into_iter().enumerate() {
                 input[w.results + j] = y;
                 let c = centered(y);
                 let bound = i128::from(w.bound);
@@ -971,7 +978,6 @@ impl CircuitType {
                 }
             }
         }
-        input
     }
 
     /// What a contributor passes to `validity::prove_staged_tied_and_share` for `vector` and
@@ -981,15 +987,30 @@ impl CircuitType {
     /// cost as much as a member's); without, [`Self::encode_noised_lenient`]. The shares and
     /// proof are the same either way.
     pub fn encode_for_proof(&self, vector: &[Field64], noise: &[Field64]) -> Vec<Field64> {
+        self.encode_for_proof_from(vector.iter().copied(), noise.iter().copied())
+    }
+
+    /// [`Self::encode_for_proof`] of elements as they come (the engine converts its own
+    /// field's elements straight into the input, without a vector of them first).
+    pub fn encode_for_proof_from(
+        &self,
+        vector: impl IntoIterator<Item = Field64>,
+        noise: impl IntoIterator<Item = Field64>,
+    ) -> Vec<Field64> {
         use crate::validity::Staged;
         if self.stage_len() == 0 {
-            return self.encode_noised_lenient(vector, noise);
+            let vector: Vec<Field64> = vector.into_iter().collect();
+            let noise: Vec<Field64> = noise.into_iter().collect();
+            return self.encode_noised_lenient(&vector, &noise);
         }
         let mut input = vec![Field64::zero(); self.input_len()];
-        let n = vector.len().min(self.length);
-        input[..n].copy_from_slice(&vector[..n]);
-        let m = noise.len().min(self.noise_len());
-        input[self.length..self.length + m].copy_from_slice(&noise[..m]);
+        let (vector_part, rest) = input.split_at_mut(self.length);
+        for (x, v) in vector_part.iter_mut().zip(vector) {
+            *x = v;
+        }
+        for (x, n) in rest[..self.noise_len()].iter_mut().zip(noise) {
+            *x = n;
+        }
         input
     }
 
@@ -1079,9 +1100,10 @@ impl crate::validity::Staged for CircuitType {
         if input.len() != self.input_len() {
             return;
         }
-        let start = self.witness_start();
-        let full = self.encode_noised_lenient(&input[..self.length], &input[self.length..start]);
-        input.copy_from_slice(&full);
+        // In place: `encode_noised_lenient` of the vector and noise parts, without a new
+        // input and two copies of it (1 MB each at 131,072).
+        input[self.witness_start()..].fill(Field64::zero());
+        self.write_witness(input);
     }
 }
 
@@ -1310,6 +1332,39 @@ mod tests {
         let shape = Shape::of(&circuit, None).unwrap();
         assert_eq!(shape.input_len(), typ.input_len());
         assert!(typ.witness_len() < 2_000, "{}", typ.witness_len());
+    }
+
+    /// `complete` (in place) writes the witness `encode_noised_lenient` computes, whatever the
+    /// witness part held before, with and without noise, for a vector inside and one outside
+    /// its norm bound.
+    #[test]
+    fn completing_in_place_is_the_lenient_encoding() {
+        use crate::validity::Staged;
+        let c = Query::parse("SELECT sum_vector(w, 21) FROM t CLIP NORM w TO 3")
+            .unwrap()
+            .compile()
+            .unwrap();
+        let circuit = c.validity_circuit();
+        for typ in [
+            CircuitType::new(&circuit).unwrap(),
+            CircuitType::with_noise(&circuit, 50).unwrap(),
+        ] {
+            let typ = typ.staged(&[3; 32]);
+            for scale in [1i128, 1_000] {
+                let vector: Vec<Field64> = (0..21).map(|i| fe((i % 3 - 1) * scale)).collect();
+                let noise: Vec<Field64> = (0..typ.noise_len()).map(|i| fe(i as i128 - 4)).collect();
+                let want = typ.encode_noised_lenient(&vector, &noise);
+                // The vector and noise parts as the encoding lays them out, the witness
+                // part anything.
+                let mut input = vec![fe(5); typ.input_len()];
+                let length = typ.vector_len();
+                input[..length].fill(Field64::zero());
+                input[..21].copy_from_slice(&vector);
+                input[length..length + noise.len()].copy_from_slice(&noise);
+                typ.complete(&mut input);
+                assert_eq!(input, want, "noise {}, scale {scale}", typ.noise_len());
+            }
+        }
     }
 
     /// The tabulated projections are the plain sums `sum_i z_j,i x_i` of the stream's

@@ -74,23 +74,73 @@ pub trait Staged: Type + Sized {
     }
 }
 
+/// Test-only: [`stage_commitment`], for the engine's test of [`stage_commitment_hasher`].
+#[cfg(test)]
+pub(crate) fn stage_commitment_of<F: FieldElement>(
+    position: u8,
+    blind: &[u8; 32],
+    prefix: &[F],
+) -> [u8; 32] {
+    stage_commitment(position, blind, prefix)
+}
+
 /// The commitment to the first stage of the input share of `position`.
 fn stage_commitment<F: FieldElement>(position: u8, blind: &[u8; 32], prefix: &[F]) -> [u8; 32] {
     hash_with_elements(STAGE_COMMIT_DOMAIN, &[&[position], blind], prefix)
 }
 
+/// The commitment to the first stage of the input share of `position` from the encodings of
+/// its elements, fed a block at a time ([`ElementsHash::update`]): the same hash as
+/// [`stage_commitment`] of those elements, for a caller that holds them in another form
+/// (the engine's own field, whose canonical `u64`s are `Field64`'s encodings: no conversion
+/// out of prio's Montgomery form to hash them).
+pub fn stage_commitment_hasher(position: u8, blind: &[u8; 32], encoded_len: usize) -> ElementsHash {
+    ElementsHash::new(STAGE_COMMIT_DOMAIN, &[&[position], blind], encoded_len)
+}
+
+/// `ids::hash_parts(domain, parts ++ [bytes])` where `bytes` (`encoded_len` of them, the
+/// encoding of some elements) come a block at a time.
+pub struct ElementsHash {
+    h: sha2::Sha256,
+    left: usize,
+}
+
+impl ElementsHash {
+    fn new(domain: &str, parts: &[&[u8]], encoded_len: usize) -> ElementsHash {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update((domain.len() as u32).to_le_bytes());
+        h.update(domain.as_bytes());
+        for p in parts {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        h.update((encoded_len as u64).to_le_bytes());
+        ElementsHash {
+            h,
+            left: encoded_len,
+        }
+    }
+
+    /// The next bytes of the encoding.
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        self.left = self.left.saturating_sub(bytes.len());
+        self.h.update(bytes);
+    }
+
+    /// The hash; `None` if fewer bytes came than announced (more are not noticed here: the
+    /// length is part of what is hashed, so either differs from the honest hash).
+    pub fn finish(self) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        (self.left == 0).then(|| self.h.finalize().into())
+    }
+}
+
 /// `ids::hash_parts(domain, parts ++ [encoding of elements])`, without the encoding's copy:
 /// the elements are encoded and hashed a block at a time.
 fn hash_with_elements<F: FieldElement>(domain: &str, parts: &[&[u8]], elements: &[F]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update((domain.len() as u32).to_le_bytes());
-    h.update(domain.as_bytes());
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p);
-    }
-    h.update(((elements.len() * F::ENCODED_SIZE) as u64).to_le_bytes());
+    let mut h = ElementsHash::new(domain, parts, elements.len() * F::ENCODED_SIZE);
     let mut buf = Vec::with_capacity(512 * F::ENCODED_SIZE);
     for block in elements.chunks(512) {
         buf.clear();
@@ -100,7 +150,8 @@ fn hash_with_elements<F: FieldElement>(domain: &str, parts: &[&[u8]], elements: 
         }
         h.update(&buf);
     }
-    h.finalize().into()
+    // Every byte announced came.
+    h.finish().unwrap_or_default()
 }
 
 /// The wraparound seed of a contribution: the hash of the context and of the commitments to
@@ -335,7 +386,7 @@ pub fn prove_adjusted_and_share<T: Type>(
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     prove_in_stages(
         typ,
-        input,
+        input.to_vec(),
         params,
         context,
         seed,
@@ -385,7 +436,7 @@ pub fn prove_staged_with<T: Staged>(
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     prove_in_stages(
         typ,
-        input,
+        input.to_vec(),
         params,
         context,
         seed,
@@ -429,6 +480,28 @@ pub fn prove_staged_tied_and_share<T: Tied>(
     forge: bool,
     aggregated: &[Vec<T::Field>],
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
+    prove_staged_tied_and_share_owned(
+        typ,
+        input.to_vec(),
+        params,
+        context,
+        seed,
+        forge,
+        aggregated,
+    )
+}
+
+/// [`prove_staged_tied_and_share`] of an input given by value (the engine's): the witness is
+/// written in it, not in a copy (1 MB at 131,072).
+pub fn prove_staged_tied_and_share_owned<T: Tied>(
+    typ: &T,
+    input: Vec<T::Field>,
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
+    aggregated: &[Vec<T::Field>],
+) -> Result<SharedContribution<T::Field>, ValidityError> {
     if aggregated.len() != usize::from(params.g) {
         return Err(ValidityError::Length {
             what: "aggregated shares",
@@ -458,7 +531,7 @@ pub fn prove_staged_tied_and_share<T: Tied>(
 #[allow(clippy::too_many_arguments)]
 fn prove_in_stages<T: Type>(
     typ: &T,
-    input: &[T::Field],
+    mut input: Vec<T::Field>,
     params: SharingParams,
     context: &[u8],
     seed: &[u8; 32],
@@ -494,33 +567,38 @@ fn prove_in_stages<T: Type>(
     let blinds: Vec<[u8; 32]> = (1..=params.g)
         .map(|p| crate::ids::hash_parts(BLIND_DOMAIN, &[seed, &[p]]))
         .collect();
-    let mut input = input.to_vec();
     let mut commitments: Vec<[u8; 32]> = Vec::new();
     let mut staged = None;
-    if stage_len > 0 {
-        // The first stage: its shares are the prefixes of the whole input's (same randoms),
-        // tied as the whole shares will be.
-        let prefixes: Vec<Vec<T::Field>> =
-            randoms.iter().map(|r| r[..stage_len].to_vec()).collect();
-        // The tied elements are left to the tie (every position's are overwritten).
-        let mut first =
-            shamir::share_with_except(&input[..stage_len], params, prefixes, tied.clone());
-        for (position, share) in (1..).zip(first.iter_mut()) {
-            tie(position, share);
-        }
-        commitments = first
-            .iter()
-            .zip(&blinds)
-            .zip(1..=params.g)
-            .map(|((x, b), p)| stage_commitment(p, b, x))
-            .collect();
-        staged = stage(&wraparound_seed(context, &commitments), &mut input);
-    }
-    let typ = staged.as_ref().unwrap_or(typ);
+    // The whole input is shared once (the tied elements are left to the tie: every position's
+    // are overwritten), and tied.
     let mut input_shares = shamir::share_with_except(&input, params, randoms, tied.clone());
     for (position, share) in (1..).zip(input_shares.iter_mut()) {
         tie(position, share);
     }
+    if stage_len > 0 {
+        // The first stage: its shares are the prefixes of the whole input's (a sharing is
+        // element by element, with the same randoms), tied as the whole shares are; they are
+        // committed to before the rest of the input is computed.
+        commitments = input_shares
+            .iter()
+            .zip(&blinds)
+            .zip(1..=params.g)
+            .map(|((x, b), p)| stage_commitment(p, b, &x[..stage_len]))
+            .collect();
+        staged = stage(&wraparound_seed(context, &commitments), &mut input);
+        // The rest of the input changed: its shares are computed again (positions `t..=g`;
+        // below `t` they are the randoms), not the whole sharing (the first stage's shares
+        // were a second sharing and tie of the vector, about 10 MB of writes for `g = 5` at
+        // 131,072). A tie that writes only inside the first stage (`Tied`) stands; any other
+        // is applied again, as on a fresh sharing.
+        shamir::reshare_range(&input, params, &mut input_shares, stage_len..input.len());
+        if tied.is_empty() || tied.end > stage_len {
+            for (position, share) in (1..).zip(input_shares.iter_mut()) {
+                tie(position, share);
+            }
+        }
+    }
+    let typ = staged.as_ref().unwrap_or(typ);
     commitments.extend(
         input_shares
             .iter()
@@ -595,6 +673,21 @@ pub fn verifier_share_staged<T: Staged>(
     context: &[u8],
     query_seed: &[u8; 32],
 ) -> Result<VerifierShare<T::Field>, ValidityError> {
+    verifier_share_staged_committed(typ, params, share, context, query_seed, None)
+}
+
+/// [`verifier_share_staged`] given this member's own stage commitment (`own_stage`, if
+/// `Some`): the caller hashed the first stage of `share.input` itself
+/// ([`stage_commitment_hasher`], from the same elements in another form), so it is not
+/// encoded and hashed again here. It is checked against the list as the computed one is.
+pub fn verifier_share_staged_committed<T: Staged>(
+    typ: &T,
+    params: SharingParams,
+    share: &MemberShare<T::Field>,
+    context: &[u8],
+    query_seed: &[u8; 32],
+    own_stage: Option<[u8; 32]>,
+) -> Result<VerifierShare<T::Field>, ValidityError> {
     let stage_len = typ.stage_len();
     if stage_len == 0 {
         return verifier_share(typ, params, share, context, query_seed);
@@ -611,7 +704,9 @@ pub fn verifier_share_staged<T: Staged>(
         });
     }
     let p = usize::from(share.position);
-    let own = stage_commitment(share.position, &share.blind, &share.input[..stage_len]);
+    let own = own_stage.unwrap_or_else(|| {
+        stage_commitment(share.position, &share.blind, &share.input[..stage_len])
+    });
     if share.commitments[p - 1] != own {
         return Err(ValidityError::Commitment(share.position));
     }

@@ -167,6 +167,31 @@ pub fn share_with_except<F: FieldElement>(
     out
 }
 
+/// Recomputes the elements `range` of positions `t..=g` of `shares` (a sharing of `secret`
+/// by [`share_with_except`], positions `1..t-1` as drawn) after `secret` changed there: the
+/// same values as sharing the new `secret` with the same randoms, without sharing it again
+/// (`validity::prove_in_stages`: the witness is computed after the first stage is shared).
+pub fn reshare_range<F: FieldElement>(
+    secret: &[F],
+    params: SharingParams,
+    shares: &mut [Vec<F>],
+    range: std::ops::Range<usize>,
+) {
+    let given = usize::from(params.t.saturating_sub(1)).min(shares.len());
+    let points: Vec<u8> = (0..=given as u8).collect();
+    let (randoms, extended) = shares.split_at_mut(given);
+    let mut refs: Vec<&[F]> = vec![secret];
+    refs.extend(randoms.iter().map(|v| v.as_slice()));
+    for (p, share) in (params.t.max(1)..=params.g).zip(extended.iter_mut()) {
+        // The points 0..t-1 are distinct, so the coefficients exist.
+        let coeffs = lagrange::<F>(&points, p).unwrap_or_default();
+        if let Some(out) = share.get_mut(range.clone()) {
+            out.fill(F::zero());
+            combine_into(&coeffs, &refs, out, range.clone());
+        }
+    }
+}
+
 /// `out = sum_k coeffs[k] * vecs[k][range]` (`out` as long as `range`, every vector long enough).
 fn combine_into<F: FieldElement>(
     coeffs: &[F],
