@@ -33,8 +33,8 @@ async fn next_round(beacon: &mut Option<crate::beacon::Fetcher>) -> Option<crate
 }
 
 /// The first instant of the grid `start + k * ANNOUNCE_TICK` at or after `at`: the
-/// housekeeping runs on the same instants as a fixed tick would, only not on those where it
-/// has nothing to do.
+/// housekeeping and the sends' deadlines are looked at on the same instants as a fixed tick
+/// would, only not on those where there is nothing to do.
 fn tick_at_or_after(start: Instant, at: Instant) -> Instant {
     let tick = ANNOUNCE_TICK.as_nanos();
     let since = at.saturating_duration_since(start).as_nanos();
@@ -156,7 +156,13 @@ impl Node {
             // No polling: the loop wakes at the first send deadline (`sends`) and at the
             // housekeeping's next due tick, or for an event.
             let far = Instant::now() + Duration::from_secs(3600);
-            let send_deadline = self.transport.pending_sends.next_deadline().unwrap_or(far);
+            // On the grid too: a send fails on the first tick at or after its deadline, as
+            // with the fixed tick before (the same slack for a late ack, no earlier failover).
+            let send_deadline = self
+                .transport
+                .pending_sends
+                .next_deadline()
+                .map_or(far, |d| tick_at_or_after(start, d));
             let housekeeping_at = match housekept {
                 None => start,
                 Some(last) => {
