@@ -355,6 +355,16 @@ impl Admission {
         }
     }
 
+    /// When [`tick`](Self::tick) next has something to do: at once if sends wait, else at the
+    /// view's timer. The daemon sleeps until then instead of ticking.
+    pub fn next_due(&self) -> Micros {
+        let view = self.view();
+        if !self.outputs.is_empty() || view.has_output() {
+            return Micros(0);
+        }
+        view.poll_timeout()
+    }
+
     /// The gossip sends waiting for the daemon.
     pub fn take_outputs(&mut self) -> Vec<MemberOutput> {
         self.outputs.drain(..).collect()

@@ -303,6 +303,7 @@ impl Node {
                 shutdown: false,
             },
             beacon: None,
+            rounds_awaited: false,
             admission: None,
             jobs: Default::default(),
         }

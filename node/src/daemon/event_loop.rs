@@ -8,7 +8,7 @@ use super::{ANNOUNCE_TICK, REPUBLISH_INTERVAL};
 use crate::clock::now_micros;
 use crate::control::Incoming;
 use futures::StreamExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Resolves when standard input reaches end of file (the parent that spawned us is gone).
@@ -32,12 +32,59 @@ async fn next_round(beacon: &mut Option<crate::beacon::Fetcher>) -> Option<crate
     }
 }
 
+/// The first instant of the grid `start + k * ANNOUNCE_TICK` at or after `at`: the
+/// housekeeping and the sends' deadlines are looked at on the same instants as a fixed tick
+/// would, only not on those where there is nothing to do.
+fn tick_at_or_after(start: Instant, at: Instant) -> Instant {
+    let tick = ANNOUNCE_TICK.as_nanos();
+    let since = at.saturating_duration_since(start).as_nanos();
+    let ticks = since.div_ceil(tick);
+    // Beyond a few centuries the sleep is as good as none.
+    let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
+    start + ANNOUNCE_TICK * ticks
+}
+
 impl Node {
     /// Fetches the beacon rounds held requests wait for, once published.
     fn fetch_rounds(&mut self) {
         if let Some(fetcher) = &mut self.beacon {
-            fetcher.poll(now_micros(), &self.engine.awaited_rounds());
+            let awaited = self.engine.awaited_rounds();
+            fetcher.poll(now_micros(), &awaited);
+            self.rounds_awaited = !awaited.is_empty();
         }
+    }
+
+    /// The housekeeping of the announce tick: announcements, directory pulls, the view's
+    /// gossip, the owner's expired requests and beacon rounds.
+    fn housekeeping(&mut self) -> anyhow::Result<()> {
+        self.maybe_announce();
+        self.maybe_sync();
+        self.gossip_tick();
+        self.expire_pending()?;
+        self.fetch_rounds();
+        Ok(())
+    }
+
+    /// When [`housekeeping`](Self::housekeeping) next has something to do, as things stand
+    /// (`None`: nothing until an event changes it). Each part's own condition: membership
+    /// (`membership_due`), the end of the earliest share window the owner has not answered,
+    /// and every tick while a beacon round is awaited (and the tick after, which lets the
+    /// fetcher forget its retries). The gossip budgets' clean-up (`GossipPeers::forget`) waits
+    /// for the next run: an ended window's budget is renewed on use anyway.
+    fn housekeeping_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let pending = self
+            .pending
+            .values()
+            .min()
+            .map(|end| now + Duration::from_micros(end.0.saturating_sub(now_micros().0)));
+        let rounds = (self.beacon.is_some()
+            && (self.rounds_awaited || !self.engine.awaited_rounds().is_empty()))
+        .then_some(now);
+        [self.membership_due(), pending, rounds]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// A fetched round: to the engine, which verifies it and plans the requests that wait for
@@ -79,13 +126,17 @@ impl Node {
         mut ctl_rx: mpsc::Receiver<Incoming>,
         exit_on_stdin_eof: bool,
     ) -> anyhow::Result<()> {
-        let mut announce_tick = tokio::time::interval(ANNOUNCE_TICK);
+        // The housekeeping's grid (it runs at once, then on the tick after each run whose
+        // work is due) and the last instant it ran.
+        let start = Instant::now();
+        let mut housekept: Option<Instant> = None;
         let mut republish_tick = tokio::time::interval(REPUBLISH_INTERVAL);
         let mut requests_tick = tokio::time::interval(agreement::LOOKUP_TICK);
-        let mut sends_tick = tokio::time::interval(super::SEND_DEADLINE_TICK);
         let mut prune_tick = tokio::time::interval(super::connections::PRUNE_TICK);
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // Made once: `tokio::signal::ctrl_c()` registered a new listener at every pass.
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let stdin_eof = async {
             if exit_on_stdin_eof {
                 stdin_closed().await
@@ -101,6 +152,23 @@ impl Node {
                     tokio::time::sleep(Duration::from_micros(wait))
                 }
                 None => tokio::time::sleep(Duration::from_secs(3600)),
+            };
+            // No polling: the loop wakes at the first send deadline (`sends`) and at the
+            // housekeeping's next due tick, or for an event.
+            let far = Instant::now() + Duration::from_secs(3600);
+            // On the grid too: a send fails on the first tick at or after its deadline, as
+            // with the fixed tick before (the same slack for a late ack, no earlier failover).
+            let send_deadline = self
+                .transport
+                .pending_sends
+                .next_deadline()
+                .map_or(far, |d| tick_at_or_after(start, d));
+            let housekeeping_at = match housekept {
+                None => start,
+                Some(last) => {
+                    let due = self.housekeeping_due().unwrap_or(far);
+                    tick_at_or_after(start, due.max(last + ANNOUNCE_TICK))
+                }
             };
             tokio::select! {
                 event = self.transport.swarm.select_next_some() => {
@@ -118,18 +186,15 @@ impl Node {
                         self.drain()?;
                     }
                 }
-                _ = announce_tick.tick() => {
-                    self.maybe_announce();
-                    self.maybe_sync();
-                    self.gossip_tick();
-                    self.expire_pending()?;
-                    self.fetch_rounds();
+                _ = tokio::time::sleep_until(housekeeping_at.into()) => {
+                    housekept = Some(housekeeping_at);
+                    self.housekeeping()?;
                 }
+                _ = tokio::time::sleep_until(send_deadline.into()) => self.expire_sends()?,
                 _ = republish_tick.tick() => self.republish_requests(),
                 _ = requests_tick.tick() => self.poll_requests(false),
-                _ = sends_tick.tick() => self.expire_sends()?,
                 _ = prune_tick.tick() => self.prune_connections(),
-                _ = tokio::signal::ctrl_c() => {
+                _ = sigint.recv() => {
                     tracing::info!("interrupted; shutting down");
                     break;
                 }

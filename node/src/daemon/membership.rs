@@ -485,6 +485,32 @@ impl Node {
         }
     }
 
+    /// When [`maybe_announce`](Self::maybe_announce), [`maybe_sync`](Self::maybe_sync) or
+    /// [`gossip_tick`](Self::gossip_tick) next has something to do, as things stand (`None`:
+    /// never, until an event changes it): exactly their own conditions, so the event loop
+    /// wakes for them only then (`event_loop`). Now when one is due already (e.g. a pull
+    /// with no peer connected to ask: it waits for its next tick, as before).
+    pub(super) fn membership_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let m = &self.membership;
+        let after = |gap: Duration| m.last_announce.map_or(now, |t| t + gap);
+        let mut due = Vec::with_capacity(4);
+        if m.announce_due {
+            due.push(after(ANNOUNCE_MIN_GAP));
+        }
+        if !self.gossip_announces() {
+            due.push(after(m.next_announce_gap.max(ANNOUNCE_MIN_GAP)));
+        }
+        if let Some(gap) = m.sync.gap(self.gossip_announces()) {
+            due.push(m.sync.last.map_or(now, |t| t + gap));
+        }
+        if let Some(admission) = &self.admission {
+            let wait = admission.next_due().0.saturating_sub(now_micros().0);
+            due.push(now + Duration::from_micros(wait));
+        }
+        due.into_iter().min()
+    }
+
     /// Whether this node spreads its announcement by the view's gossip: it has `[admission]`
     /// and its certificate admits it.
     fn gossip_announces(&self) -> bool {

@@ -47,9 +47,6 @@ mod transport;
 pub use bootstrap::run;
 
 pub use sends::MAX_PENDING_SENDS;
-/// How often the loop looks for sends past their deadline (`net::message_deadline`): a
-/// failure is heard at most this much after it.
-pub const SEND_DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Largest number of messages the node queues to itself.
 pub const MAX_LOOPBACK: usize = 4096;
@@ -57,7 +54,9 @@ pub const MAX_LOOPBACK: usize = 4096;
 pub const MAX_WAITERS: usize = grove_protocol::limits::MAX_COMPUTATIONS;
 /// Largest number of records returned by `records list --collection`.
 pub const MAX_LISTED_RECORDS: usize = 10_000;
-/// How often the loop checks whether to announce itself.
+/// The grid the loop's housekeeping (announcements, pulls, the view's timer, expired owner
+/// requests, beacon rounds) runs on: at most this long after its work is due, and only then
+/// (`event_loop`).
 const ANNOUNCE_TICK: Duration = Duration::from_millis(250);
 /// Shortest gap between two announcements.
 const ANNOUNCE_MIN_GAP: Duration = Duration::from_secs(3);
@@ -113,6 +112,9 @@ struct Node {
     /// The beacon rounds this node fetches for the requests it holds (`crate::beacon`), when
     /// the config names a chain.
     beacon: Option<crate::beacon::Fetcher>,
+    /// Whether a beacon round was awaited at the last fetch (the next housekeeping runs even
+    /// if none is awaited any more: the fetcher then forgets its retries).
+    rounds_awaited: bool,
     /// The admitted set and this node's certificate (`crate::admission`), when the config has
     /// an `[admission]` section: the engine's candidate rule reads the same view.
     admission: Option<crate::admission::Admission>,

@@ -199,6 +199,19 @@ impl PendingSend {
     }
 }
 
+/// When a send queued at `queued` behind its receiver's window fails if the receiver
+/// acknowledges nothing meanwhile: a deadline's length after it was queued, or after its
+/// receiver's connection came up (`up`) if later.
+fn waiting_deadline(
+    queued: Instant,
+    out: &Outgoing,
+    up: Option<Instant>,
+    fixed: Duration,
+) -> Instant {
+    let since = up.map_or(queued, |u| u.max(queued));
+    since + net::upload_time(out.bytes.len() + out.vector_bytes) + fixed
+}
+
 /// A send failed at its deadline whose stream libp2p has not closed yet: its receiver, and
 /// when its ack would still be a sample (`start`, `size`, if its connection was up), and
 /// what its ack, if it comes, tells the engine (`late`).
@@ -439,12 +452,7 @@ impl PendingSends {
             failed.push((send.to, send.bytes, why));
         }
         // A receiver still being dialed is not silent: its dial decides.
-        let dialing: BTreeSet<PeerId> = self
-            .on_wire
-            .values()
-            .filter(|s| !s.connected)
-            .map(|s| s.peer)
-            .collect();
+        let dialing = self.dialing();
         let mut peers: Vec<PeerId> = self.waiting.keys().copied().collect();
         peers.sort();
         for peer in peers {
@@ -457,11 +465,9 @@ impl PendingSends {
                 continue;
             };
             let silent = |queued: Instant, out: &Outgoing| {
-                let since = up.map_or(queued, |u| u.max(queued));
-                since + net::upload_time(out.bytes.len() + out.vector_bytes) + fixed <= now
-                    && acked.is_none_or(|a| a < queued)
+                waiting_deadline(queued, out, up, fixed) <= now && acked.is_none_or(|a| a < queued)
             };
-            // Every tick looks; only a queue with a send due is rebuilt.
+            // Every look reads every queue; only a queue with a send due is rebuilt.
             if !queue.iter().any(|(queued, out)| silent(*queued, out)) {
                 continue;
             }
@@ -491,6 +497,43 @@ impl PendingSends {
             );
         }
         failed
+    }
+
+    /// The earliest instant at which [`expire`](Self::expire) fails a send, as things stand
+    /// (an ack, a connection or another send may change it; the caller asks again after each),
+    /// or `None` if no send can fail: the event loop sleeps until then instead of looking
+    /// every tick. Exactly `expire`'s rule, so that a wake-up at it fails at least one send.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.on_wire.is_empty() && self.waiting.is_empty() {
+            return None;
+        }
+        let fixed = self.ack.fixed_part();
+        let on_wire = self.on_wire.values().map(|s| s.deadline(fixed)).min();
+        let dialing = self.dialing();
+        let waiting = self
+            .waiting
+            .iter()
+            .filter(|(peer, _)| !dialing.contains(peer))
+            .filter_map(|(peer, queue)| {
+                let acked = self.last_ack.get(peer).copied();
+                let up = self.last_up.get(peer).copied();
+                queue
+                    .iter()
+                    .filter(|(queued, _)| acked.is_none_or(|a| a < *queued))
+                    .map(|(queued, out)| waiting_deadline(*queued, out, up, fixed))
+                    .min()
+            })
+            .min();
+        on_wire.into_iter().chain(waiting).min()
+    }
+
+    /// The receivers still being dialed for a send on the wire (not silent: the dial decides).
+    fn dialing(&self) -> BTreeSet<PeerId> {
+        self.on_wire
+            .values()
+            .filter(|s| !s.connected)
+            .map(|s| s.peer)
+            .collect()
     }
 
     /// Forgets the acks and connection times no send can read any more. They are read only
@@ -749,6 +792,63 @@ mod tests {
             .collect();
         assert!(p.settle(&expired[0], false, last).is_none());
         assert_eq!(pump(&mut p, &acking, &mut pool, last), 1);
+    }
+
+    /// The event loop does not look every tick: it sleeps until `next_deadline`. At each
+    /// next deadline at least one send fails and none before it, and once there is none no
+    /// send can fail any more: a silent receiver's sends on the wire and in its queue, those
+    /// of a receiver still being dialed and its queue, and an acking receiver's sends on the
+    /// wire (its queue never fails).
+    #[test]
+    fn waking_only_at_each_next_deadline_fails_every_send_a_tick_would() {
+        let (silent, dialed, acking) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut p = PendingSends::default();
+        let mut pool = ids(6 * MAX_IN_FLIGHT_PER_PEER);
+        let now = Instant::now();
+        for n in 0..MAX_IN_FLIGHT_PER_PEER + 3 {
+            for (peer, to) in [(silent, 2), (dialed, 3), (acking, 4)] {
+                assert!(p.push(out(peer, to, n as u8), now));
+            }
+        }
+        pump(&mut p, &silent, &mut pool, now);
+        pump(&mut p, &acking, &mut pool, now);
+        while let Some(o) = p.next_ready(&dialed) {
+            p.handed_over(pool.pop().expect("enough ids"), o, false, now);
+        }
+        let one = *p
+            .on_wire
+            .iter()
+            .find(|(_, s)| s.peer == acking)
+            .expect("sent")
+            .0;
+        p.settle(&one, true, now);
+        let mut failed = 0;
+        let mut wakes = 0;
+        while let Some(at) = p.next_deadline() {
+            assert!(
+                p.expire(at - Duration::from_millis(1)).is_empty(),
+                "nothing fails before the next deadline"
+            );
+            let n = p.expire(at).len();
+            assert!(n > 0, "a wake-up at the next deadline fails a send");
+            failed += n;
+            wakes += 1;
+            if wakes == 1 {
+                // Two more to the silent receiver, whose window its sends still hold: they
+                // wait for room, with no send on the wire behind them to wake the loop.
+                for n in 0..2 {
+                    assert!(p.push(out(silent, 2, 100 + n), at));
+                }
+                assert_eq!(pump(&mut p, &silent, &mut pool, at), 0);
+            }
+        }
+        assert!(wakes > 1, "the deadlines are staggered");
+        assert_eq!(failed, 3 * (MAX_IN_FLIGHT_PER_PEER + 3) - 4 + 2);
+        assert!(
+            p.expire(now + Duration::from_secs(3600)).is_empty(),
+            "no deadline left, no send left to fail"
+        );
+        assert_eq!(p.counts().1, 3, "the acking receiver's queue waits");
     }
 
     #[test]

@@ -1212,6 +1212,11 @@ impl Membership {
         self.send_summary(peer, now);
     }
 
+    /// Whether an output waits for [`poll_output`](Self::poll_output).
+    pub fn has_output(&self) -> bool {
+        !self.outputs.is_empty()
+    }
+
     pub fn poll_output(&mut self) -> Option<MemberOutput> {
         self.outputs.pop_front()
     }
