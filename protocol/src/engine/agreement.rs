@@ -136,7 +136,8 @@ pub(super) fn propose_when_ready(
     }
     let round = lead.round;
     let all_in = lead.reports.len() == g as usize;
-    if !all_in && !settled(lead, g, t) && ctx.now < lead.since.plus(to.report_window) {
+    let early = key.group.level == 0 && settled(lead, g, t);
+    if !all_in && !early && ctx.now < lead.since.plus(to.report_window) {
         return;
     }
     let fits = |m: &Manifest| consistent(comp, Some(key), m);
@@ -162,7 +163,11 @@ pub(super) fn propose_when_ready(
 /// can have been accepted, so the proposal is the fresh manifest (or, after a restart, the one
 /// the leader accepted in round 0, proposed again whatever the reports). In a later round the
 /// leader needs a quorum of promises and may have to pass over an accepted manifest by counting
-/// members' promises (`proposal`), which more replies can change: it keeps the window. Not a
+/// members' promises (`proposal`), which more replies can change: it keeps the window. Only
+/// leaves (the caller): a missing inner member is usually waiting for a child's partial, and
+/// adopting without it turns that wait into a heal (the scenario
+/// `partials_sent_ahead_count_once_confirmed_in_either_order` saw one, a 250 ms slow partial
+/// sent ahead, then healed). Not a
 /// new power for a lying leader: members check a proposal against what they hold
 /// (`consistent`), never against when it came, and a lying leader could always propose at
 /// once; no member check depends on the leader having waited, so no defence changes.
