@@ -170,17 +170,21 @@ pub(super) fn propose_when_ready(
 /// sent ahead, then healed). Not a
 /// new power for a lying leader: members check a proposal against what they hold
 /// (`consistent`), never against when it came, and a lying leader could always propose at
-/// once; no member check depends on the leader having waited, so no defence changes.
+/// once. A member still collecting holds nothing to check against, which is why at most
+/// `t - 2` reports may be missing (`settled_manifest`).
 fn settled(lead: &Leadership, g: u8, t: usize) -> bool {
     if lead.round != 0 {
         return false;
     }
-    let reports: Vec<(Position, &[Item])> = lead
-        .reports
+    settled_manifest(&reports_of(lead), g as usize, t).is_some()
+}
+
+/// The reports a leader holds, as the manifest rules take them.
+fn reports_of(lead: &Leadership) -> Vec<(Position, &[Item])> {
+    lead.reports
         .iter()
         .map(|(p, items)| (*p, items.as_slice()))
-        .collect();
-    settled_manifest(&reports, g as usize, t).is_some()
+        .collect()
 }
 
 /// What the leader of `lead.round` may propose (Paxos' rule), or `None` while it cannot yet.
@@ -216,14 +220,7 @@ pub(super) fn proposal(
         _ if round > 0 && lead.promises.len() < quorum => None,
         (_, Some(m)) if round > 0 => Some(m),
         _ if lead.reports.len() < t => None,
-        _ => {
-            let reports: Vec<(Position, &[Item])> = lead
-                .reports
-                .iter()
-                .map(|(p, items)| (*p, items.as_slice()))
-                .collect();
-            choose_manifest(&reports, t)
-        }
+        _ => choose_manifest(&reports_of(lead), t),
     }
 }
 

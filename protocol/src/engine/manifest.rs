@@ -36,13 +36,21 @@ fn holders_of(reports: &[(Position, &[Item])]) -> BTreeMap<Item, BTreeSet<Positi
 /// The manifest for these reports, or `None` with fewer than `t` reports.
 pub fn choose_manifest(reports: &[(Position, &[Item])], t: usize) -> Option<Manifest> {
     let reporters: BTreeSet<Position> = reports.iter().map(|(p, _)| *p).collect();
+    choose_from(reporters, &holders_of(reports), t)
+}
+
+/// [`choose_manifest`] of the reports of `reporters` whose items are held as `holders` says.
+fn choose_from(
+    reporters: BTreeSet<Position>,
+    holders: &BTreeMap<Item, BTreeSet<Position>>,
+    t: usize,
+) -> Option<Manifest> {
     if reporters.len() < t || t == 0 {
         return None;
     }
-    let holders = holders_of(reports);
     // One version per child: the most held.
     let mut best_child: BTreeMap<GroupId, Rank> = BTreeMap::new();
-    for (item, hs) in &holders {
+    for (item, hs) in holders {
         if let Item::Child { group, version } = item {
             let r = rank(hs.len(), version);
             let e = best_child.entry(*group).or_insert(r);
@@ -112,7 +120,6 @@ pub fn choose_manifest(reports: &[(Position, &[Item])], t: usize) -> Option<Mani
 /// emptied by [`alone`] is never settled here (its contributor would fail the check): such a
 /// leaf waits for its window as before.
 pub fn settled_manifest(reports: &[(Position, &[Item])], g: usize, t: usize) -> Option<Manifest> {
-    let manifest = choose_manifest(reports, t)?;
     let reporters: BTreeSet<Position> = reports.iter().map(|(p, _)| *p).collect();
     let missing = g.checked_sub(reporters.len())?;
     // `m < t` is what the argument above needs; `m <= t - 2` also keeps a lying leader that
@@ -121,6 +128,7 @@ pub fn settled_manifest(reports: &[(Position, &[Item])], g: usize, t: usize) -> 
         return None;
     }
     let holders = holders_of(reports);
+    let manifest = choose_from(reporters, &holders, t)?;
     let named = |item: &Item| manifest.items.binary_search(item).is_ok();
     for (item, hs) in &holders {
         let reach = hs.len() + missing;
