@@ -623,6 +623,17 @@ mod tests {
         n
     }
 
+    /// Acknowledges one of the sends on the wire to `peer`.
+    fn ack_one(p: &mut PendingSends, peer: &PeerId, now: Instant) {
+        let one = *p
+            .on_wire
+            .iter()
+            .find(|(_, s)| s.peer == *peer)
+            .expect("sent")
+            .0;
+        p.settle(&one, true, now);
+    }
+
     /// A send to a position that failed at its deadline and is acknowledged afterwards gives
     /// the engine its receiver, computation and position (`LateAck`); one acknowledged in time,
     /// or one to no position, gives nothing. Without it the daemon never told the engine that
@@ -740,13 +751,7 @@ mod tests {
         pump(&mut p, &acking, &mut pool, now);
         // The acking receiver acks one send at once (a delay of nothing: the fixed part stays
         // `net::MESSAGE_TIMEOUT`).
-        let one = *p
-            .on_wire
-            .iter()
-            .find(|(_, s)| s.peer == acking)
-            .expect("sent")
-            .0;
-        p.settle(&one, true, now);
+        ack_one(&mut p, &acking, now);
         assert_eq!(p.fixed_part(), net::MESSAGE_TIMEOUT);
         let fixed = p.fixed_part();
         let last = p
@@ -815,13 +820,7 @@ mod tests {
         while let Some(o) = p.next_ready(&dialed) {
             p.handed_over(pool.pop().expect("enough ids"), o, false, now);
         }
-        let one = *p
-            .on_wire
-            .iter()
-            .find(|(_, s)| s.peer == acking)
-            .expect("sent")
-            .0;
-        p.settle(&one, true, now);
+        ack_one(&mut p, &acking, now);
         let mut failed = 0;
         let mut wakes = 0;
         while let Some(at) = p.next_deadline() {
