@@ -784,6 +784,29 @@ pub(super) fn check_manifest(
     Ok(())
 }
 
+/// Whether the position `role` serves may accept a proposal: only once its collection is
+/// over (it reported, or is healing the children it lacks after its collection window), so
+/// that it holds what `consistent` checks a proposal against. A member still collecting holds
+/// nothing, and accepted whatever a leader proposed: a lying round-0 leader that proposed at
+/// once got its nearly empty manifest accepted by every member, no later leader could pass
+/// over it (`proposal`: so many acceptances may mean it was adopted), and the members, once
+/// they held shares, refused it, so the group never adopted (`tests/accept_after_report.rs`).
+///
+/// A proposal that comes early is refused, not kept to be answered after the report. An
+/// honest leader proposes from `t` reports (`proposal`; with `g = t`, from all `g`), or in a
+/// later round from a quorum of promises, which only reporting members and backups send: the
+/// members whose reports it counted accept, so it gets its `t` positions without the late
+/// ones, and those learn the adoption from the leader's certificate like any position that
+/// did not vote. Keeping the proposal would add state a liar fills (one per round) and an
+/// answer after the report that only the round's timeout would otherwise give, for no
+/// adoption the refusal loses; a round that still fails (a proposal from promises of fewer
+/// than `t` members) times out, and the members that since reported accept the next round's.
+/// Backups that serve no position keep accepting (they hold nothing to check at any time;
+/// their accepts alone make no certificate, `certificate::complete`).
+fn collection_over(role: &Role) -> bool {
+    !matches!(role.stage, Stage::Collecting)
+}
+
 pub(super) fn on_manifest(
     comp: &mut Computation,
     from: NodeId,
@@ -813,6 +836,9 @@ pub(super) fn on_manifest(
                 None,
             );
             return Ok(());
+        }
+        if !collection_over(role) {
+            return Ok(()); // nothing to check it against yet: refused (`collection_over`)
         }
         // The leader's proposal is also its vote (its signed accept reaches only itself).
         count_vote(
