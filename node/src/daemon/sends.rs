@@ -954,8 +954,7 @@ mod tests {
             p.expire(up + patient - Duration::from_millis(1)).is_empty(),
             "failed before a whole deadline since its connection came up"
         );
-        let failed =
-            p.expire(up + patient + net::upload_time(100 * (MAX_IN_FLIGHT_PER_PEER + 1)));
+        let failed = p.expire(up + patient + net::upload_time(100 * (MAX_IN_FLIGHT_PER_PEER + 1)));
         assert_eq!(failed.len(), MAX_IN_FLIGHT_PER_PEER + 1, "then they fail");
         assert!(failed[..MAX_IN_FLIGHT_PER_PEER]
             .iter()
@@ -1229,7 +1228,9 @@ mod tests {
         let acked = t0 + net::message_deadline(100, 0) + Duration::from_millis(1_900);
         let failed = p.expire(acked);
         assert!(
-            failed.iter().all(|f| f.0 != NodeId::from_public_bytes(&[1])),
+            failed
+                .iter()
+                .all(|f| f.0 != NodeId::from_public_bytes(&[1])),
             "failed over a busy receiver: {failed:?}"
         );
         assert_eq!(p.late_ack(&busy), None);
