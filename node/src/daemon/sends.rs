@@ -36,9 +36,9 @@
 //!   failover made a backup take a position over.
 //!
 //! The detector is the simulator's (`failures.detection_counts_vector`) with a fixed part of
-//! `net::MESSAGE_TIMEOUT` and without the grace: the simulator does not adapt it (its receivers' delays are drawn
-//! from the configured costs, not from a shared CPU). A window's queue only delays a
-//! hand-over, which no simulated sender has enough of at once to fill.
+//! `net::MESSAGE_TIMEOUT` and without the grace: the simulator does not adapt it (its
+//! receivers' delays are drawn from the configured costs, not from a shared CPU). A window's
+//! queue only delays a hand-over, which no simulated sender has enough of at once to fill.
 
 use super::net;
 use grove_protocol::ids::{ComputationId, NodeId};
@@ -184,8 +184,9 @@ pub(crate) struct PendingSend {
     /// The position it is for, if any (`Outgoing::position`).
     position: Option<(ComputationId, Slot)>,
     /// When its deadline starts: its hand-over, or its connection coming up if later. It
-    /// counts as undelivered at `start` plus `size` plus the fixed part (`AckDelay`) once its
-    /// connection is up; before, at `start` plus `net::CONNECT_TIMEOUT`.
+    /// counts as undelivered at `start` plus `size` plus the receiver's [`patience`] (twice
+    /// the fixed part, `AckDelay`) once its connection is up; before, at `start` plus
+    /// `net::CONNECT_TIMEOUT`.
     start: Instant,
     /// Its deadline's size terms (`PendingSends::size_terms`), set once its connection is up.
     size: Duration,
@@ -1213,9 +1214,9 @@ mod tests {
     /// part at its 2 s floor), and a busy receiver that keeps its connection acknowledges
     /// 1.9 s past the bare fixed part. Its send is not failed over: the ack settles it on the
     /// wire, with no late ack for the engine. A receiver that stays silent still fails, at
-    /// twice the fixed part (grown by that ack) past its size terms and not a moment before. Without the grace the
-    /// busy receiver's send fails at 2 s and a backup takes its position over, as 220 sends did
-    /// in two traced runs, every one of them acknowledged afterwards.
+    /// twice the fixed part (grown by that ack) past its size terms and not a moment before.
+    /// Without the grace the busy receiver's send fails at 2 s and a backup takes its position
+    /// over, as 220 sends did in two traced runs, every one of them acknowledged afterwards.
     #[test]
     fn a_busy_receiver_keeping_its_connection_gets_a_grace_before_failover() {
         let mut p = PendingSends::default();
