@@ -533,8 +533,7 @@ fn share_prefix_f64(share: &CompressedShare, len: usize) -> Vec<Field64> {
 /// [`share_prefix_f64`] in a vector of at least `capacity` elements: a verification appends
 /// the rest of the input share to it (`CircuitType::retie_owned`), which then needs no
 /// reallocation (a copy of the whole share, 1 MB at 131,072). A seed is expanded a block at
-/// a time into it (the same stream: `fill_random` draws its words in order, whatever the
-/// blocks), not into a vector of its own first. With `hash`, the canonical encodings of the
+/// a time into it (`CompressedShare::for_each_block`), not into a vector of its own first. With `hash`, the canonical encodings of the
 /// elements are hashed into it on the way (`validity::stage_commitment_hasher`: this field's
 /// elements are canonical `u64`s, `Field64`'s encoding, so prio's elements need no conversion
 /// out of their Montgomery form to be hashed).
@@ -544,9 +543,13 @@ fn share_prefix_f64_in(
     capacity: usize,
     mut hash: Option<&mut validity::ElementsHash>,
 ) -> Vec<Field64> {
-    const BLOCK: usize = 1024;
-    let mut bytes = [0u8; BLOCK * 8];
-    let mut take = |out: &mut Vec<Field64>, block: &[Fp]| {
+    let mut bytes = [0u8; crate::sharing::EXPAND_BLOCK * 8];
+    let full_len = match share {
+        CompressedShare::Seed(_) => len,
+        CompressedShare::Full(v) => len.min(v.0.len()),
+    };
+    let mut out = Vec::with_capacity(capacity.max(full_len));
+    share.for_each_block(len, |block| {
         out.extend(block.iter().map(|x| x.to_field64()));
         if let Some(h) = hash.as_deref_mut() {
             for (b, x) in bytes.chunks_exact_mut(8).zip(block) {
@@ -554,29 +557,8 @@ fn share_prefix_f64_in(
             }
             h.update(&bytes[..block.len() * 8]);
         }
-    };
-    match share {
-        CompressedShare::Seed(seed) => {
-            let mut out = Vec::with_capacity(capacity.max(len));
-            let mut rng =
-                <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(*seed);
-            let mut block = [Fp::ZERO; BLOCK];
-            while out.len() < len {
-                let n = (len - out.len()).min(BLOCK);
-                crate::field::fill_random(&mut rng, &mut block[..n]);
-                take(&mut out, &block[..n]);
-            }
-            out
-        }
-        CompressedShare::Full(v) => {
-            let v = &v.0[..len.min(v.0.len())];
-            let mut out = Vec::with_capacity(capacity.max(v.len()));
-            for block in v.chunks(BLOCK) {
-                take(&mut out, block);
-            }
-            out
-        }
-    }
+    });
+    out
 }
 
 /// Whether `a` and `b` have the same first `len` elements (both at least that long, or
