@@ -195,6 +195,7 @@ fn prove(
     shares: &[Vec<Field64>],
     seed: &[u8; 32],
     lie: Option<ValidityLie>,
+    stage_commitments: Option<Vec<[u8; 32]>>,
 ) -> Option<Vec<ValidityPart>> {
     let typ = st.typ.as_ref().ok()?;
     let input = typ.encode_for_proof_from(
@@ -208,12 +209,28 @@ fn prove(
             inner: typ.clone(),
             query: validity::query_randomness(typ, &request_time_seed(&ctx), &ctx),
         };
-        validity::prove_staged_tied_and_share_owned(
-            &fixed, input, params, &ctx, seed, false, shares,
+        validity::prove_staged_tied_and_share_committed(
+            &fixed,
+            input,
+            params,
+            &ctx,
+            seed,
+            false,
+            shares,
+            stage_commitments,
         )
     } else {
         let forge = lie == Some(ValidityLie::ForgedProof);
-        validity::prove_staged_tied_and_share_owned(typ, input, params, &ctx, seed, forge, shares)
+        validity::prove_staged_tied_and_share_committed(
+            typ,
+            input,
+            params,
+            &ctx,
+            seed,
+            forge,
+            shares,
+            stage_commitments,
+        )
     }
     .ok()?;
     let seeds = shared.seeds;
@@ -505,11 +522,32 @@ impl ProveJob {
         // The aggregated shares exactly as `send_shares_to` makes them (honest ones under the
         // `SharesOther` lie, which changes only what that function sends).
         let len = self.vector.len();
+        // Without noise the first stage of every position's input share is its aggregated
+        // share (the tie writes it there): its stage commitment is hashed from the engine's
+        // canonical elements as they are converted, as a member's own is
+        // (`validity::prove_staged_tied_and_share_committed`).
+        let hash_stages = noise.is_empty()
+            && len > 0
+            && st.typ.as_ref().is_ok_and(|typ| {
+                validity::Staged::stage_len(typ) == len && validity::Tied::tied(typ) == (0..len)
+            });
+        let mut stages = Vec::new();
         let shares: Vec<Vec<Field64>> =
             share_vector_rotated(&self.vector, self.params, self.seed, self.rotation)
                 .iter()
-                .map(|s| share_prefix_f64(s, len))
+                .zip(1..)
+                .map(|(s, position)| {
+                    if !hash_stages {
+                        return share_prefix_f64(s, len);
+                    }
+                    let blind = validity::blind(&proof_seed, position);
+                    let mut h = validity::stage_commitment_hasher(position, &blind, len * 8);
+                    let share = share_prefix_f64_in(s, len, len, Some(&mut h));
+                    stages.push(h.finish());
+                    share
+                })
                 .collect();
+        let stages: Option<Vec<[u8; 32]>> = stages.into_iter().collect();
         prove(
             st,
             self.id,
@@ -520,6 +558,7 @@ impl ProveJob {
             &shares,
             &proof_seed,
             self.lie,
+            stages.filter(|s| hash_stages && s.len() == shares.len()),
         )
     }
 }
@@ -1522,6 +1561,63 @@ mod tests {
         assert_eq!(got, f64s(&(0..60).map(Fp::new).collect::<Vec<_>>()));
         assert!(got.capacity() >= 90);
         assert_eq!(share_prefix_f64_in(&full, 200, 90, None).len(), 100);
+    }
+
+    /// A proof job hashes its shares' first-stage commitments from the engine's elements as it
+    /// converts its aggregated shares (`validity::prove_staged_tied_and_share_committed`): its
+    /// validity shares are those the module makes when it commits itself, with the seeds at
+    /// positions 1..t-1 and rotated.
+    #[test]
+    fn a_proof_with_its_stage_commitments_hashed_on_the_way_is_the_modules() {
+        let q = Query::parse("SELECT sum_vector(v, 1500) FROM t CLIP NORM v TO 1 SCALE 2")
+            .unwrap()
+            .compile()
+            .unwrap();
+        let st = std::sync::Arc::new(Statement {
+            typ: CircuitType::of_query(&q),
+            noise: None,
+        });
+        // A first stage, the vector (1,500 coordinates and the row's indicator): the
+        // commitments hashed on the way are used.
+        let typ = st.typ.as_ref().unwrap();
+        let len = typ.vector_len();
+        assert_eq!(validity::Staged::stage_len(typ), len);
+        assert_eq!(validity::Tied::tied(typ), 0..len);
+        let params = SharingParams::new(5, 3).unwrap();
+        let vector: Vec<Fp> = (0..len as u64).map(|i| Fp::new(i % 2)).collect();
+        for rotation in [0, 2] {
+            let job = ProveJob {
+                st: st.clone(),
+                id: ComputationId([1; 32]),
+                me: NodeId([2; 32]),
+                params,
+                rotation,
+                vector: vector.clone(),
+                seed: [3; 32],
+                lie: None,
+            };
+            let got = job.parts().expect("a proof");
+            let proof_seed = hash_parts("grove/validity/contribution", &[&job.seed]);
+            let shares: Vec<Vec<Field64>> =
+                share_vector_rotated(&vector, params, job.seed, rotation)
+                    .iter()
+                    .map(|s| share_prefix_f64(s, len))
+                    .collect();
+            let want = prove(
+                &st,
+                job.id,
+                job.me,
+                params,
+                &vector,
+                &[],
+                &shares,
+                &proof_seed,
+                None,
+                None,
+            )
+            .expect("a proof");
+            assert_eq!(got, want, "rotation {rotation}");
+        }
     }
 
     /// The stage commitment hashed from the engine's elements as they are converted is the
