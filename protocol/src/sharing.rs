@@ -77,14 +77,46 @@ impl CompressedShare {
     /// themselves.
     pub fn expand(&self, len: usize) -> Vec<Fp> {
         match self {
-            CompressedShare::Seed(s) => {
-                let mut rng = ChaCha20Rng::from_seed(*s);
-                crate::field::random_vec(&mut rng, len)
+            CompressedShare::Seed(_) => {
+                let mut v = Vec::with_capacity(len);
+                self.for_each_block(len, |block| v.extend_from_slice(block));
+                v
             }
             CompressedShare::Full(v) => v.0.clone(),
         }
     }
+
+    /// Calls `f` on the share's first `len` elements in order, in blocks of at most
+    /// [`EXPAND_BLOCK`], without a vector of the whole share: a consumer that converts, hashes
+    /// or adds the elements needs no buffer of its own (a seed's expansion is 1 MB at 131,072
+    /// elements). A `Seed` gives the elements [`Self::expand`] returns: its stream is drawn a
+    /// block at a time from one `ChaCha20Rng`, and [`fill_random`] draws its words in order
+    /// whatever the blocks. A `Full` share gives its first `len` elements, or all of them if
+    /// it is shorter.
+    pub fn for_each_block(&self, len: usize, mut f: impl FnMut(&[Fp])) {
+        match self {
+            CompressedShare::Seed(s) => {
+                let mut rng = ChaCha20Rng::from_seed(*s);
+                let mut block = [Fp::ZERO; EXPAND_BLOCK];
+                let mut done = 0;
+                while done < len {
+                    let n = (len - done).min(EXPAND_BLOCK);
+                    fill_random(&mut rng, &mut block[..n]);
+                    f(&block[..n]);
+                    done += n;
+                }
+            }
+            CompressedShare::Full(v) => {
+                for block in v.0[..len.min(v.0.len())].chunks(EXPAND_BLOCK) {
+                    f(block);
+                }
+            }
+        }
+    }
 }
+
+/// The most elements [`CompressedShare::for_each_block`] gives at a time (8 KB on the stack).
+pub const EXPAND_BLOCK: usize = 1024;
 
 /// Panics on parameters that [`SharingParams::new`] would reject; public functions take
 /// `SharingParams` by value and its fields are public, so check once at the entry.
@@ -364,6 +396,36 @@ mod tests {
         assert!(SharingParams::new(33, 3).is_err());
         assert!(SharingParams::new(3, 0).is_err());
         assert!(SharingParams::new(3, 4).is_err());
+    }
+
+    #[test]
+    fn a_seed_expands_block_by_block_to_its_whole_stream() {
+        // The definition: `len` elements of `fill_random` over one `ChaCha20Rng` from the
+        // seed, drawn at once. Lengths across block edges; a seed whose stream rejects words
+        // is as likely as any (about 1 in 2^61 per word), so the draw order is what is tested.
+        for (i, len) in [0, 1, 1023, 1024, 1025, 2 * EXPAND_BLOCK + 17, 5000]
+            .into_iter()
+            .enumerate()
+        {
+            let seed = [i as u8 + 9; 32];
+            let want = crate::field::random_vec(&mut ChaCha20Rng::from_seed(seed), len);
+            let share = CompressedShare::Seed(seed);
+            let mut got = Vec::new();
+            share.for_each_block(len, |b| {
+                assert!(!b.is_empty() && b.len() <= EXPAND_BLOCK);
+                got.extend_from_slice(b);
+            });
+            assert_eq!(got, want, "len {len}");
+            assert_eq!(share.expand(len), want, "len {len}");
+            // A full share gives its prefix, or all of it when shorter.
+            let full = CompressedShare::Full(FieldVec(want.clone()));
+            let mut prefix = Vec::new();
+            full.for_each_block(len / 2, |b| prefix.extend_from_slice(b));
+            assert_eq!(prefix, want[..len / 2]);
+            prefix.clear();
+            full.for_each_block(len + 5, |b| prefix.extend_from_slice(b));
+            assert_eq!(prefix, want);
+        }
     }
 
     #[test]

@@ -195,6 +195,7 @@ fn prove(
     shares: &[Vec<Field64>],
     seed: &[u8; 32],
     lie: Option<ValidityLie>,
+    stage_commitments: Option<Vec<[u8; 32]>>,
 ) -> Option<Vec<ValidityPart>> {
     let typ = st.typ.as_ref().ok()?;
     let input = typ.encode_for_proof_from(
@@ -208,12 +209,28 @@ fn prove(
             inner: typ.clone(),
             query: validity::query_randomness(typ, &request_time_seed(&ctx), &ctx),
         };
-        validity::prove_staged_tied_and_share_owned(
-            &fixed, input, params, &ctx, seed, false, shares,
+        validity::prove_staged_tied_and_share_committed(
+            &fixed,
+            input,
+            params,
+            &ctx,
+            seed,
+            false,
+            shares,
+            stage_commitments,
         )
     } else {
         let forge = lie == Some(ValidityLie::ForgedProof);
-        validity::prove_staged_tied_and_share_owned(typ, input, params, &ctx, seed, forge, shares)
+        validity::prove_staged_tied_and_share_committed(
+            typ,
+            input,
+            params,
+            &ctx,
+            seed,
+            forge,
+            shares,
+            stage_commitments,
+        )
     }
     .ok()?;
     let seeds = shared.seeds;
@@ -505,11 +522,32 @@ impl ProveJob {
         // The aggregated shares exactly as `send_shares_to` makes them (honest ones under the
         // `SharesOther` lie, which changes only what that function sends).
         let len = self.vector.len();
+        // Without noise the first stage of every position's input share is its aggregated
+        // share (the tie writes it there): its stage commitment is hashed from the engine's
+        // canonical elements as they are converted, as a member's own is
+        // (`validity::prove_staged_tied_and_share_committed`).
+        let hash_stages = noise.is_empty()
+            && len > 0
+            && st.typ.as_ref().is_ok_and(|typ| {
+                validity::Staged::stage_len(typ) == len && validity::Tied::tied(typ) == (0..len)
+            });
+        let mut stages = Vec::new();
         let shares: Vec<Vec<Field64>> =
             share_vector_rotated(&self.vector, self.params, self.seed, self.rotation)
                 .iter()
-                .map(|s| share_prefix_f64(s, len))
+                .zip(1..)
+                .map(|(s, position)| {
+                    if !hash_stages {
+                        return share_prefix_f64(s, len);
+                    }
+                    let blind = validity::blind(&proof_seed, position);
+                    let mut h = validity::stage_commitment_hasher(position, &blind, len * 8);
+                    let share = share_prefix_f64_in(s, len, len, Some(&mut h));
+                    stages.push(h.finish());
+                    share
+                })
                 .collect();
+        let stages: Option<Vec<[u8; 32]>> = stages.into_iter().collect();
         prove(
             st,
             self.id,
@@ -520,6 +558,7 @@ impl ProveJob {
             &shares,
             &proof_seed,
             self.lie,
+            stages.filter(|s| hash_stages && s.len() == shares.len()),
         )
     }
 }
@@ -533,8 +572,7 @@ fn share_prefix_f64(share: &CompressedShare, len: usize) -> Vec<Field64> {
 /// [`share_prefix_f64`] in a vector of at least `capacity` elements: a verification appends
 /// the rest of the input share to it (`CircuitType::retie_owned`), which then needs no
 /// reallocation (a copy of the whole share, 1 MB at 131,072). A seed is expanded a block at
-/// a time into it (the same stream: `fill_random` draws its words in order, whatever the
-/// blocks), not into a vector of its own first. With `hash`, the canonical encodings of the
+/// a time into it (`CompressedShare::for_each_block`), not into a vector of its own first. With `hash`, the canonical encodings of the
 /// elements are hashed into it on the way (`validity::stage_commitment_hasher`: this field's
 /// elements are canonical `u64`s, `Field64`'s encoding, so prio's elements need no conversion
 /// out of their Montgomery form to be hashed).
@@ -544,9 +582,13 @@ fn share_prefix_f64_in(
     capacity: usize,
     mut hash: Option<&mut validity::ElementsHash>,
 ) -> Vec<Field64> {
-    const BLOCK: usize = 1024;
-    let mut bytes = [0u8; BLOCK * 8];
-    let mut take = |out: &mut Vec<Field64>, block: &[Fp]| {
+    let mut bytes = [0u8; crate::sharing::EXPAND_BLOCK * 8];
+    let full_len = match share {
+        CompressedShare::Seed(_) => len,
+        CompressedShare::Full(v) => len.min(v.0.len()),
+    };
+    let mut out = Vec::with_capacity(capacity.max(full_len));
+    share.for_each_block(len, |block| {
         out.extend(block.iter().map(|x| x.to_field64()));
         if let Some(h) = hash.as_deref_mut() {
             for (b, x) in bytes.chunks_exact_mut(8).zip(block) {
@@ -554,29 +596,8 @@ fn share_prefix_f64_in(
             }
             h.update(&bytes[..block.len() * 8]);
         }
-    };
-    match share {
-        CompressedShare::Seed(seed) => {
-            let mut out = Vec::with_capacity(capacity.max(len));
-            let mut rng =
-                <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(*seed);
-            let mut block = [Fp::ZERO; BLOCK];
-            while out.len() < len {
-                let n = (len - out.len()).min(BLOCK);
-                crate::field::fill_random(&mut rng, &mut block[..n]);
-                take(&mut out, &block[..n]);
-            }
-            out
-        }
-        CompressedShare::Full(v) => {
-            let v = &v.0[..len.min(v.0.len())];
-            let mut out = Vec::with_capacity(capacity.max(v.len()));
-            for block in v.chunks(BLOCK) {
-                take(&mut out, block);
-            }
-            out
-        }
-    }
+    });
+    out
 }
 
 /// Whether `a` and `b` have the same first `len` elements (both at least that long, or
@@ -1540,6 +1561,63 @@ mod tests {
         assert_eq!(got, f64s(&(0..60).map(Fp::new).collect::<Vec<_>>()));
         assert!(got.capacity() >= 90);
         assert_eq!(share_prefix_f64_in(&full, 200, 90, None).len(), 100);
+    }
+
+    /// A proof job hashes its shares' first-stage commitments from the engine's elements as it
+    /// converts its aggregated shares (`validity::prove_staged_tied_and_share_committed`): its
+    /// validity shares are those the module makes when it commits itself, with the seeds at
+    /// positions 1..t-1 and rotated.
+    #[test]
+    fn a_proof_with_its_stage_commitments_hashed_on_the_way_is_the_modules() {
+        let q = Query::parse("SELECT sum_vector(v, 1500) FROM t CLIP NORM v TO 1 SCALE 2")
+            .unwrap()
+            .compile()
+            .unwrap();
+        let st = std::sync::Arc::new(Statement {
+            typ: CircuitType::of_query(&q),
+            noise: None,
+        });
+        // A first stage, the vector (1,500 coordinates and the row's indicator): the
+        // commitments hashed on the way are used.
+        let typ = st.typ.as_ref().unwrap();
+        let len = typ.vector_len();
+        assert_eq!(validity::Staged::stage_len(typ), len);
+        assert_eq!(validity::Tied::tied(typ), 0..len);
+        let params = SharingParams::new(5, 3).unwrap();
+        let vector: Vec<Fp> = (0..len as u64).map(|i| Fp::new(i % 2)).collect();
+        for rotation in [0, 2] {
+            let job = ProveJob {
+                st: st.clone(),
+                id: ComputationId([1; 32]),
+                me: NodeId([2; 32]),
+                params,
+                rotation,
+                vector: vector.clone(),
+                seed: [3; 32],
+                lie: None,
+            };
+            let got = job.parts().expect("a proof");
+            let proof_seed = hash_parts("grove/validity/contribution", &[&job.seed]);
+            let shares: Vec<Vec<Field64>> =
+                share_vector_rotated(&vector, params, job.seed, rotation)
+                    .iter()
+                    .map(|s| share_prefix_f64(s, len))
+                    .collect();
+            let want = prove(
+                &st,
+                job.id,
+                job.me,
+                params,
+                &vector,
+                &[],
+                &shares,
+                &proof_seed,
+                None,
+                None,
+            )
+            .expect("a proof");
+            assert_eq!(got, want, "rotation {rotation}");
+        }
     }
 
     /// The stage commitment hashed from the engine's elements as they are converted is the

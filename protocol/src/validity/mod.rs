@@ -89,6 +89,13 @@ fn stage_commitment<F: FieldElement>(position: u8, blind: &[u8; 32], prefix: &[F
     hash_with_elements(STAGE_COMMIT_DOMAIN, &[&[position], blind], prefix)
 }
 
+/// The blind of `position`'s commitments in a contribution proven from `seed` (the one the
+/// prover draws): for a caller that hashes that position's stage commitment itself
+/// ([`stage_commitment_hasher`], [`prove_staged_tied_and_share_committed`]).
+pub fn blind(seed: &[u8; 32], position: u8) -> [u8; 32] {
+    crate::ids::hash_parts(BLIND_DOMAIN, &[seed, &[position]])
+}
+
 /// The commitment to the first stage of the input share of `position` from the encodings of
 /// its elements, fed a block at a time ([`ElementsHash::update`]): the same hash as
 /// [`stage_commitment`] of those elements, for a caller that holds them in another form
@@ -396,6 +403,7 @@ pub fn prove_adjusted_and_share<T: Type>(
         0,
         |_, _| None,
         0..0,
+        None,
     )
 }
 
@@ -450,6 +458,7 @@ pub fn prove_staged_with<T: Staged>(
             Some(staged)
         },
         0..0,
+        None,
     )
 }
 
@@ -502,6 +511,30 @@ pub fn prove_staged_tied_and_share_owned<T: Tied>(
     forge: bool,
     aggregated: &[Vec<T::Field>],
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
+    prove_staged_tied_and_share_committed(
+        typ, input, params, context, seed, forge, aggregated, None,
+    )
+}
+
+/// [`prove_staged_tied_and_share_owned`] given the first stage's `g` commitments
+/// (`stage_commitments[p - 1]` of position `p`, [`stage_commitment_hasher`] at [`blind`]`(seed,
+/// p)` over the encodings of its aggregated share), for a type whose first stage is exactly its
+/// tied elements (`tied() == 0..stage_len()`, a norm without noise): each position's first
+/// stage is then its aggregated share, which the caller hashed while it held it in another
+/// form (the engine's field, whose canonical `u64`s are `Field64`'s encodings: no conversion
+/// out of prio's Montgomery form, 131,072 elements per position). The same result as without
+/// them; for any other type, or a list of another length, they are not used.
+#[allow(clippy::too_many_arguments)]
+pub fn prove_staged_tied_and_share_committed<T: Tied>(
+    typ: &T,
+    input: Vec<T::Field>,
+    params: SharingParams,
+    context: &[u8],
+    seed: &[u8; 32],
+    forge: bool,
+    aggregated: &[Vec<T::Field>],
+    stage_commitments: Option<Vec<[u8; 32]>>,
+) -> Result<SharedContribution<T::Field>, ValidityError> {
     if aggregated.len() != usize::from(params.g) {
         return Err(ValidityError::Length {
             what: "aggregated shares",
@@ -525,6 +558,7 @@ pub fn prove_staged_tied_and_share_owned<T: Tied>(
             Some(staged.for_proving())
         },
         typ.tied(),
+        stage_commitments,
     )
 }
 
@@ -541,6 +575,7 @@ fn prove_in_stages<T: Type>(
     stage_len: usize,
     stage: impl FnOnce(&[u8; 32], &mut [T::Field]) -> Option<T>,
     tied: Range<usize>,
+    stage_commitments: Option<Vec<[u8; 32]>>,
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
     let params = SharingParams::new(params.g, params.t)?;
     if input.len() != typ.input_len() || stage_len > input.len() || tied.end > input.len() {
@@ -564,9 +599,7 @@ fn prove_in_stages<T: Type>(
         randoms.push(input);
         proof_randoms.push(proof);
     }
-    let blinds: Vec<[u8; 32]> = (1..=params.g)
-        .map(|p| crate::ids::hash_parts(BLIND_DOMAIN, &[seed, &[p]]))
-        .collect();
+    let blinds: Vec<[u8; 32]> = (1..=params.g).map(|p| blind(seed, p)).collect();
     let mut commitments: Vec<[u8; 32]> = Vec::new();
     let mut staged = None;
     // The whole input is shared once (the tied elements are left to the tie: every position's
@@ -579,12 +612,17 @@ fn prove_in_stages<T: Type>(
         // The first stage: its shares are the prefixes of the whole input's (a sharing is
         // element by element, with the same randoms), tied as the whole shares are; they are
         // committed to before the rest of the input is computed.
-        commitments = input_shares
-            .iter()
-            .zip(&blinds)
-            .zip(1..=params.g)
-            .map(|((x, b), p)| stage_commitment(p, b, &x[..stage_len]))
-            .collect();
+        // Given by the caller only when each position's first stage is its tied elements,
+        // that is its aggregated share (`prove_staged_tied_and_share_committed`).
+        commitments = match stage_commitments {
+            Some(given) if tied == (0..stage_len) && given.len() == input_shares.len() => given,
+            _ => input_shares
+                .iter()
+                .zip(&blinds)
+                .zip(1..=params.g)
+                .map(|((x, b), p)| stage_commitment(p, b, &x[..stage_len]))
+                .collect(),
+        };
         staged = stage(&wraparound_seed(context, &commitments), &mut input);
         // The rest of the input changed: its shares are computed again (positions `t..=g`;
         // below `t` they are the randoms), not the whole sharing (the first stage's shares
