@@ -489,7 +489,7 @@ pub fn prove_staged_tied_and_share<T: Tied>(
     forge: bool,
     aggregated: &[Vec<T::Field>],
 ) -> Result<SharedContribution<T::Field>, ValidityError> {
-    prove_staged_tied_and_share_owned(
+    prove_staged_tied_and_share_committed(
         typ,
         input.to_vec(),
         params,
@@ -497,33 +497,20 @@ pub fn prove_staged_tied_and_share<T: Tied>(
         seed,
         forge,
         aggregated,
+        None,
     )
 }
 
-/// [`prove_staged_tied_and_share`] of an input given by value (the engine's): the witness is
-/// written in it, not in a copy (1 MB at 131,072).
-pub fn prove_staged_tied_and_share_owned<T: Tied>(
-    typ: &T,
-    input: Vec<T::Field>,
-    params: SharingParams,
-    context: &[u8],
-    seed: &[u8; 32],
-    forge: bool,
-    aggregated: &[Vec<T::Field>],
-) -> Result<SharedContribution<T::Field>, ValidityError> {
-    prove_staged_tied_and_share_committed(
-        typ, input, params, context, seed, forge, aggregated, None,
-    )
-}
-
-/// [`prove_staged_tied_and_share_owned`] given the first stage's `g` commitments
-/// (`stage_commitments[p - 1]` of position `p`, [`stage_commitment_hasher`] at [`blind`]`(seed,
-/// p)` over the encodings of its aggregated share), for a type whose first stage is exactly its
-/// tied elements (`tied() == 0..stage_len()`, a norm without noise): each position's first
-/// stage is then its aggregated share, which the caller hashed while it held it in another
-/// form (the engine's field, whose canonical `u64`s are `Field64`'s encodings: no conversion
-/// out of prio's Montgomery form, 131,072 elements per position). The same result as without
-/// them; for any other type, or a list of another length, they are not used.
+/// [`prove_staged_tied_and_share`] of an input given by value (the engine's: the witness is
+/// written in it, not in a copy, 1 MB at 131,072), optionally given the first stage's `g`
+/// commitments (`stage_commitments[p - 1]` of position `p`, [`stage_commitment_hasher`] at
+/// [`blind`]`(seed, p)` over the encodings of its aggregated share), for a type whose first
+/// stage is exactly its tied elements (`tied() == 0..stage_len()`, a norm without noise):
+/// each position's first stage is then its aggregated share, which the caller hashed while
+/// it held it in another form (the engine's field, whose canonical `u64`s are `Field64`'s
+/// encodings: no conversion out of prio's Montgomery form, 131,072 elements per position).
+/// The same result as without them; for any other type, or a list of another length, they
+/// are not used.
 #[allow(clippy::too_many_arguments)]
 pub fn prove_staged_tied_and_share_committed<T: Tied>(
     typ: &T,
