@@ -537,17 +537,18 @@ impl ProveJob {
                 .iter()
                 .zip(1..)
                 .map(|(s, position)| {
-                    if !hash_stages {
-                        return share_prefix_f64(s, len);
-                    }
-                    let blind = validity::blind(&proof_seed, position);
-                    let mut h = validity::stage_commitment_hasher(position, &blind, len * 8);
-                    let share = share_prefix_f64_in(s, len, len, Some(&mut h));
-                    stages.push(h.finish());
+                    let mut h = hash_stages.then(|| {
+                        let blind = validity::blind(&proof_seed, position);
+                        validity::stage_commitment_hasher(position, &blind, len * 8)
+                    });
+                    let share = share_prefix_f64_in(s, len, len, h.as_mut());
+                    stages.extend(h.map(validity::ElementsHash::finish));
                     share
                 })
                 .collect();
-        let stages: Option<Vec<[u8; 32]>> = stages.into_iter().collect();
+        // One commitment per position when hashed, `None` if a share was short.
+        let stages: Option<Vec<[u8; 32]>> =
+            hash_stages.then(|| stages.into_iter().collect()).flatten();
         prove(
             st,
             self.id,
@@ -558,7 +559,7 @@ impl ProveJob {
             &shares,
             &proof_seed,
             self.lie,
-            stages.filter(|s| hash_stages && s.len() == shares.len()),
+            stages,
         )
     }
 }
