@@ -564,19 +564,15 @@ impl ProveJob {
     }
 }
 
-/// [`share_prefix`] in prio's field, converted without an intermediate copy (a seed's
-/// expansion is converted in place).
-fn share_prefix_f64(share: &CompressedShare, len: usize) -> Vec<Field64> {
-    share_prefix_f64_in(share, len, len, None)
-}
-
-/// [`share_prefix_f64`] in a vector of at least `capacity` elements: a verification appends
-/// the rest of the input share to it (`CircuitType::retie_owned`), which then needs no
-/// reallocation (a copy of the whole share, 1 MB at 131,072). A seed is expanded a block at
-/// a time into it (`CompressedShare::for_each_block`), not into a vector of its own first. With `hash`, the canonical encodings of the
-/// elements are hashed into it on the way (`validity::stage_commitment_hasher`: this field's
-/// elements are canonical `u64`s, `Field64`'s encoding, so prio's elements need no conversion
-/// out of their Montgomery form to be hashed).
+/// [`share_prefix`] in prio's field, converted without an intermediate copy, in a vector of
+/// at least `capacity` elements: a verification appends the rest of the input share to it
+/// (`CircuitType::retie_owned`), which then needs no reallocation (a copy of the whole share,
+/// 1 MB at 131,072). A seed is expanded a block at a time into it
+/// (`CompressedShare::for_each_block`), not into a vector of its own first. With `hash`, the
+/// canonical encodings of the elements are hashed into it on the way
+/// (`validity::stage_commitment_hasher`: this field's elements are canonical `u64`s,
+/// `Field64`'s encoding, so prio's elements need no conversion out of their Montgomery form
+/// to be hashed).
 fn share_prefix_f64_in(
     share: &CompressedShare,
     len: usize,
@@ -1602,7 +1598,7 @@ mod tests {
             let shares: Vec<Vec<Field64>> =
                 share_vector_rotated(&vector, params, job.seed, rotation)
                     .iter()
-                    .map(|s| share_prefix_f64(s, len))
+                    .map(|s| share_prefix_f64_in(s, len, len, None))
                     .collect();
             let want = prove(
                 &st,
