@@ -339,9 +339,9 @@ fn per_kb_us(message: &Message, charged: u64, cpu: &CpuConfig) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidityConfig {
-    /// A contributor's proving and sharing of input and proof (both stages: the vector's
-    /// shares and commitments, then its witness at the wraparound seed, with the
-    /// projections), ns per input element.
+    /// A contributor's proof job (the vector's aggregated shares again, then proving and
+    /// sharing input and proof, both stages: the vector's shares and commitments, then its
+    /// witness at the wraparound seed, with the projections), ns per input element.
     pub prove_ns_per_element: f64,
     /// A leaf member's verifier share (commitment checks, the wraparound projections of its
     /// input share, the FLP query) and decision on `g` verifier shares, ns per input element.
@@ -580,9 +580,13 @@ pub fn declared_circuit(
 /// Measures [`ValidityConfig`] on this machine (`grove-sim crypto-cost`): the median of `runs`
 /// proofs and verifications of the declared vector's circuit ([`declared_circuit`], no noise)
 /// at `vector_len` elements, at `(g, t)`, per element of the proven input. The engine's
-/// calls: `validity::prove_staged_and_share` (both stages) for the contributor;
-/// `verifier_share_staged` of one member's share and `decide_naming` on the `g` verifier
-/// shares for a member.
+/// calls, as its proof job makes them (`engine/validity.rs`, `ProveJob`): the vector's
+/// aggregated shares again (`sharing::share_vector_rotated`), each converted into prio's field
+/// with its first-stage commitment hashed on the way, then
+/// `validity::prove_staged_tied_and_share_committed` (both stages, tied to those shares) for
+/// the contributor; `verifier_share_staged` of one member's share and `decide_naming` on the
+/// `g` verifier shares for a member (the engine hashes the member's own stage commitment
+/// while it converts the held share; here `verifier_share_staged` hashes it).
 pub fn measure_validity(
     g: u8,
     t: u8,
@@ -591,9 +595,10 @@ pub fn measure_validity(
     runs: usize,
 ) -> Result<ValidityConfig, String> {
     use grove_protocol::query::{Record, Value};
+    use grove_protocol::sharing::share_vector_rotated;
     use grove_protocol::validity::{
-        decide_naming, derived_query_seed, prove_staged_and_share, verifier_share_staged,
-        MemberShare,
+        blind, decide_naming, derived_query_seed, prove_staged_tied_and_share_committed,
+        stage_commitment_hasher, verifier_share_staged, MemberShare,
     };
     use std::time::Instant;
     let params = SharingParams::new(g, t).map_err(|e| e.to_string())?;
@@ -611,21 +616,49 @@ pub fn measure_validity(
     )]
     .into_iter()
     .collect();
-    let vector: Vec<_> = compiled
+    let vector = compiled
         .contribution(std::slice::from_ref(&record))
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|x| x.to_field64())
-        .collect();
-    // The honest input (`encode_lenient` of a valid vector; the proof redoes the witness at
-    // its wraparound seed).
-    let input = typ.encode_lenient(&vector);
+        .map_err(|e| e.to_string())?;
+    let len = vector.len();
     let ctx = b"grove-sim/validity-cost";
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let prove = || prove_staged_and_share(&typ, &input, params, ctx, &[7; 32], false, |_, _| {});
+    // The proof job's work (`ProveJob::run` without DP noise): the aggregated shares as the
+    // contributor sent them, converted with their stage commitments hashed, the input
+    // encoded straight from the engine's elements, the tied proof.
+    let seed = [7; 32];
+    let prove = || {
+        let mut stages = Vec::with_capacity(usize::from(g));
+        let shares: Vec<Vec<_>> = share_vector_rotated(&vector, params, seed, 0)
+            .iter()
+            .zip(1..)
+            .map(|(s, position)| {
+                let mut h = stage_commitment_hasher(position, &blind(&seed, position), len * 8);
+                let mut out = Vec::with_capacity(len);
+                s.for_each_block(len, |block| {
+                    out.extend(block.iter().map(|x| x.to_field64()));
+                    let bytes: Vec<u8> =
+                        block.iter().flat_map(|x| x.value().to_le_bytes()).collect();
+                    h.update(&bytes);
+                });
+                stages.extend(h.finish());
+                out
+            })
+            .collect();
+        let input = typ.encode_for_proof_from(vector.iter().map(|x| x.to_field64()), []);
+        prove_staged_tied_and_share_committed(
+            &typ,
+            input,
+            params,
+            ctx,
+            &seed,
+            false,
+            &shares,
+            Some(stages),
+        )
+    };
     let verify = |s: &MemberShare<_>| {
         verifier_share_staged(&typ, params, s, ctx, &derived_query_seed(ctx, s))
     };
