@@ -24,6 +24,9 @@
 //!   levels), an aggregator of that level SIGKILLs itself at an exact point of collection,
 //!   agreement (leader and member) and heal ([`phase`]); every result is exact over the set
 //!   it reports, and its completeness is printed.
+//! - `silent_member`: a leaf member SIGSTOPped right after the launch keeps its connections
+//!   but acknowledges nothing; its peers fail it over after the receiver's grace and the
+//!   result is exact, every other node included.
 //! - `untrusted`: nodes that do not trust the commissioner send no share and audit why.
 //! - `hostile_requests`: forged, expired and future requests from a hostile libp2p peer are
 //!   refused and audited.

@@ -39,5 +39,6 @@ mod privacy_budget;
 mod release_rules;
 mod replay_after_close;
 mod scale60;
+mod silent_member;
 mod untrusted;
 mod webdav_sync;
