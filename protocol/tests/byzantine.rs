@@ -1,9 +1,9 @@
 //! Byzantine aggregators on the cluster harness (`harness/byzantine.rs`): members that vote
 //! ahead, propose manifests of one, withhold, equivocate and send root shares off the
 //! polynomial. Each scenario asserts what its defence guarantees, and a seeded sweep mixes the
-//! attacks at random places. Every run is checked by the harness: the released sum is exact
-//! over the contributor set its version names, no two positions of a group adopt different
-//! manifests, and the privacy checker records no exposure.
+//! attacks at random places (within what a group tolerates). Every run is checked by the
+//! harness: the released sum is exact over the contributor set its version names, no two
+//! positions of a group adopt different manifests, and the privacy checker records no exposure.
 //!
 //! `GROVE_BYZANTINE_SEEDS` sets the number of sweep seeds (default 20).
 
@@ -595,6 +595,19 @@ struct SweepRun {
 /// 20 seeds, 10% of the plan's aggregators Byzantine at random places with a random mix of
 /// attacks: every run releases the exact sum over its reported set or names the faulty root
 /// positions, and the privacy checker records nothing.
+///
+/// The places are drawn within what ARCHITECTURE.md ("What a group tolerates") says a group
+/// tolerates, so that every seed asserts the full property: at most `min(g - t, t - 1)` lying
+/// members per group (agreement against claims needs at most `t - 1`, liveness at most
+/// `min(g - t, t - 1)`), and at most one root member sending shares off the polynomial
+/// (release). Seed 1055 (index 55) drew two `bad_root_share` liars into the root, and a wrong
+/// sum was released ("released sum differs from the plaintext sum over the reported set"): past
+/// the release bound, two liars whose shares are off by the same amount lie, with two honest
+/// shares, on one other polynomial (for some positions of `g = 5`), which is 4 of 5 shares, as
+/// many as a release needs. Past the bounds, only privacy must still hold; asserting that alone
+/// would test less than redrawing the places (a liar that would exceed a group's bound is
+/// drawn again; a second root liar keeps its other attacks, not `bad_root_share`, shown as
+/// "(s dropped)").
 #[test]
 fn sweep_10_percent_byzantine_aggregators() {
     let seeds: u64 = std::env::var("GROVE_BYZANTINE_SEEDS")
@@ -615,15 +628,37 @@ fn sweep_10_percent_byzantine_aggregators() {
         aggregators.sort();
         aggregators.dedup();
         let n = aggregators.len().div_ceil(10);
+        // The members of each group (a node serving two positions of one group counts twice),
+        // and the most lying members a group tolerates.
+        let groups: Vec<Vec<usize>> = plan
+            .groups()
+            .map(|g| {
+                (1..=plan.g)
+                    .filter_map(|p| c.index_of(&plan.member(g, p)))
+                    .collect()
+            })
+            .collect();
+        let tolerated = usize::from((plan.g - plan.t).min(plan.t - 1));
         let mut liars = BTreeSet::new();
         while liars.len() < n {
             let k = (c.rng().next_u64() % aggregators.len() as u64) as usize;
-            liars.insert(aggregators[k]);
+            let mut with = liars.clone();
+            with.insert(aggregators[k]);
+            if groups
+                .iter()
+                .all(|m| m.iter().filter(|i| with.contains(i)).count() <= tolerated)
+            {
+                liars = with;
+            }
         }
+        let root_members: BTreeSet<usize> = (1..=plan.g)
+            .filter_map(|p| c.index_of(&plan.member(plan.root(), p)))
+            .collect();
+        let mut bad_root_shares = 0;
         let mut kinds = Vec::new();
         for l in &liars {
             let bits = c.rng().next_u64();
-            let b = Byzantine {
+            let mut b = Byzantine {
                 pre_vote: bits & 1 != 0,
                 manifest_of_one: bits & 2 != 0,
                 withhold: bits & 28 == 0, // one in eight
@@ -633,7 +668,16 @@ fn sweep_10_percent_byzantine_aggregators() {
                 claim_held: false,
                 bad_vote_signature: false,
             };
-            kinds.push(short(&b));
+            // One root member off the polynomial at most (the release bound).
+            let mut kind = String::new();
+            if b.bad_root_share && root_members.contains(l) {
+                bad_root_shares += 1;
+                if bad_root_shares > 1 {
+                    b.bad_root_share = false;
+                    kind.push_str("(s dropped)");
+                }
+            }
+            kinds.push(short(&b) + &kind);
             c.byzantine(*l, b);
         }
         let o = c.run_checked(&id);
@@ -666,6 +710,19 @@ fn sweep_10_percent_byzantine_aggregators() {
             r.seed, r.liars, r.included, r.contributors, r.outcome, r.attacks
         );
     }
+    let count = |prefix: &str| {
+        runs.iter()
+            .filter(|r| r.outcome.starts_with(prefix))
+            .count()
+    };
+    println!(
+        "{} seeds: {} released ({} of them naming a root position), {} named, {} missing",
+        runs.len(),
+        count("released"),
+        count("released, named"),
+        count("named"),
+        count("missing")
+    );
 }
 
 /// The attacks of one node, one letter each (v: pre-vote, 1: manifest of one, w: withhold,
