@@ -11,7 +11,7 @@ use super::role::{
 use super::{
     alone, choose_manifest, persist, slot, version_of, Computation, Ctx, Pending, Rejection,
 };
-use crate::ids::{Digest, GroupId, NodeId, Position};
+use crate::ids::{Digest, GroupId, Micros, NodeId, Position};
 use crate::limits::{MAX_AGREE_ROUNDS, MAX_MANIFEST_ITEMS};
 use crate::message::{
     AdoptionCertificate, Body, Item, Manifest, ManifestMsg, ReportMsg, SignedAccept, Slot,
@@ -82,7 +82,42 @@ pub(super) fn promise(
                 round,
             },
         );
+        promised_now(comp, group, round, ctx.now);
     }
+}
+
+/// Notes when this node's promise in `group` rose to `round` (`round_in_reach`).
+fn promised_now(comp: &mut Computation, group: GroupId, round: u32, now: Micros) {
+    if let Some(a) = comp.acceptors.get_mut(&group) {
+        if a.promised == round {
+            a.promised_at = Some(now);
+        }
+    }
+}
+
+/// Whether this acceptor may promise (or accept in) `round` of `group` at another candidate's
+/// request (a solicit, a proposal, a member's report that would make it lead): one round past
+/// its promise at once, and one more per manifest timeout since that promise (since the
+/// request's creation if it promised nothing while running). An honest round starts on a
+/// member's manifest timeout in the round before it (or on its leader's), so a round `k` past
+/// the promise comes `k - 1` timeouts after it at the earliest. Without the bound, a lying
+/// member asked for promises of the last round it leads (63, for position 4 of 5): the honest
+/// acceptors promised it and refused every lower round's leader, and no member's timeout goes
+/// past `MAX_AGREE_ROUNDS`, so its group never adopted; so did its proposal in that round, and
+/// its reports to each member in that member's last round (`liar_jumping_ahead`, three
+/// scenarios in `tests/byzantine.rs`).
+fn round_in_reach(comp: &Computation, group: GroupId, round: u32, now: Micros) -> bool {
+    let acceptor = comp.acceptors.get(&group);
+    let promised = acceptor.map_or(0, |a| a.promised);
+    if round <= promised.saturating_add(1) {
+        return true;
+    }
+    let since = acceptor
+        .and_then(|a| a.promised_at)
+        .unwrap_or(comp.request().created_at);
+    let timeout = comp.request().tree.timeouts.manifest_timeout.max(1);
+    let timeouts = now.0.saturating_sub(since.0) / timeout;
+    u64::from(round) <= u64::from(promised) + 1 + timeouts
 }
 
 pub(super) fn leader_of(round: u32, g: u8) -> Position {
@@ -625,6 +660,9 @@ pub(super) fn on_report(
     if role.leader.as_ref().is_some_and(|l| round < l.round) {
         return Ok(()); // stale
     }
+    if !round_in_reach(comp, key.group, round, ctx.now) {
+        return Err(Rejection::RoundPastLimit);
+    }
     let was = role.round;
     lead_round(comp, key, round, ctx);
     let role = comp.roles.get_mut(&key).ok_or(Rejection::NoRole)?;
@@ -731,6 +769,9 @@ pub(super) fn on_solicit(
     if round < promised {
         return Ok(()); // promised a later round already
     }
+    if !round_in_reach(comp, m.group, round, ctx.now) {
+        return Err(Rejection::RoundPastLimit);
+    }
     promise(comp, ctx, m.group, mine, round);
     let (_, accepted) = acceptor_state(comp, m.group);
     match key.and_then(|k| comp.roles.get_mut(&k)) {
@@ -817,6 +858,9 @@ pub(super) fn on_manifest(
 ) -> Result<(), Rejection> {
     check_from_leader(comp, from, round, m.group, m.leader)?;
     check_manifest(comp, m.group, &m.manifest)?;
+    if !round_in_reach(comp, m.group, round, ctx.now) {
+        return Err(Rejection::RoundPastLimit);
+    }
     let id = comp.id();
     let me = ctx.me.node;
     let mine = group_member_position(comp, m.group, me).ok_or(Rejection::NotCandidate)?;
@@ -868,6 +912,9 @@ pub(super) fn on_manifest(
             manifest: m.manifest.clone(),
         },
     );
+    if round > promised {
+        promised_now(comp, m.group, round, ctx.now);
+    }
     // The vote goes to the round's leader alone, which counts the quorum and tells every
     // other position (its adopted report, with the signed accepts it counted): 2g messages a
     // round instead of g per acceptor.

@@ -355,6 +355,9 @@ pub(super) struct Acceptor {
     pub(super) promised: u32,
     /// The manifest accepted last and its round (persisted as `ManifestAccepted`).
     pub(super) accepted: Option<(u32, Manifest)>,
+    /// When `promised` last rose while this engine ran (never persisted: after a restart, the
+    /// request's creation stands for it; `agreement::round_in_reach`).
+    pub(super) promised_at: Option<Micros>,
 }
 
 /// A member leading one agreement round (Paxos' proposer of that round).
