@@ -25,7 +25,11 @@
 //!
 //! The least recently used go first, down to the target. Above [`CONNECTION_CEILING`] (64),
 //! peers of the directory used within the linger go too, down to the ceiling (newcomers not
-//! in the directory yet keep their linger: they join through this node). A node left with no
+//! in the directory yet keep their linger: they join through this node). A connection that
+//! takes the node above the ceiling prunes at once, not at the next tick
+//! ([`Connections::over_ceiling`]): a Kademlia lookup of a hot key dials its ~20 closest peers
+//! within milliseconds, and the nodes closest to it take every node's lookups, so between two
+//! ticks a node stood up to 17 above the ceiling (81 at 200 nodes, once idle). A node left with no
 //! connection at all dials its routing table again every [`REJOIN_INTERVAL`]. A peer let go is dialed again on
 //! demand: every send carries the directory's addresses of its peer (`drain.rs`), Kademlia
 //! dials from its routing table (which keeps disconnected peers), and gossipsub grafts a new
@@ -281,6 +285,21 @@ impl Connections {
         })
     }
 
+    /// The connections a node holds at most for peers it does not work with:
+    /// [`CONNECTION_CEILING`], or the target if higher.
+    pub fn ceiling(&self) -> usize {
+        self.target.max(CONNECTION_CEILING)
+    }
+
+    /// Whether a node that holds `connected` connections, one of them just established,
+    /// prunes at once rather than at the next [`PRUNE_TICK`]: it is above the ceiling. Between
+    /// ticks, a burst of Kademlia dials (this node's lookup) or of inbound connections (other
+    /// nodes' lookups of a key close to it) otherwise stood above it: at 200 nodes, a node held
+    /// 79 two seconds after its own lookup of a commissioner's requests had dialed 15 peers.
+    pub fn over_ceiling(&self, connected: usize) -> bool {
+        connected > self.ceiling()
+    }
+
     /// `peer` was used (a message, a pull, a new connection) at `now`.
     pub fn used(&mut self, peer: PeerId, now: Instant) {
         if self.last_used.len() >= MAX_USE_RECORDS && !self.last_used.contains_key(&peer) {
@@ -350,9 +369,7 @@ impl Connections {
             at += 1;
             at <= idle || !t.as_ref().is_some_and(recent) || known(p)
         });
-        let over_ceiling = connected
-            .len()
-            .saturating_sub(self.target.max(CONNECTION_CEILING));
+        let over_ceiling = connected.len().saturating_sub(self.ceiling());
         free.truncate(excess.min(idle).max(over_ceiling));
         self.pruned += free.len() as u64;
         free.into_iter().map(|(_, p)| p).collect()
@@ -538,6 +555,55 @@ mod tests {
         let mut want = vec![p[0]];
         want.extend(&p[40..59]);
         assert_eq!(closed, want);
+    }
+
+    /// A burst of new connections (a Kademlia lookup's dials, or other nodes' lookups) never
+    /// stands above the ceiling when each prunes at once above it (`over_ceiling`): the idle
+    /// peers go first, then the least recently used of the others, and the burst's own peers
+    /// stay. Pruned only at the tick, a node of 64 that dialed 20 peers held 84 until it.
+    #[test]
+    fn a_burst_of_connections_never_stands_above_the_ceiling() {
+        let p = keyed_peers(CONNECTION_CEILING as u8 + 20);
+        let (held, burst) = p.split_at(CONNECTION_CEILING);
+        let mut c = Connections::new(CONNECTION_TARGET);
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(100);
+        // Of the 64 held: 12 mesh peers, 30 idle, 22 used within the linger.
+        let mesh: BTreeSet<PeerId> = held[..12].iter().copied().collect();
+        for (i, peer) in held.iter().enumerate() {
+            let t = if i < 42 {
+                t0
+            } else {
+                now - Duration::from_secs(1)
+            };
+            c.used(*peer, t + Duration::from_millis(i as u64));
+        }
+        let mut connected: BTreeSet<PeerId> = held.iter().copied().collect();
+        let mut most = connected.len();
+        for (i, peer) in burst.iter().enumerate() {
+            let at = now + Duration::from_millis(i as u64);
+            c.established(*peer, true, at);
+            connected.insert(*peer);
+            if c.over_ceiling(connected.len()) {
+                let close = c.to_close(&connected, |q| mesh.contains(q), no_plan, at);
+                for q in close {
+                    connected.remove(&q);
+                }
+            }
+            most = most.max(connected.len());
+        }
+        assert!(
+            most <= CONNECTION_CEILING,
+            "{most} connections held during the burst, above the ceiling {CONNECTION_CEILING}"
+        );
+        assert!(mesh.is_subset(&connected), "a mesh peer was closed");
+        assert!(
+            burst.iter().all(|q| connected.contains(q)),
+            "a peer of the burst was closed while idle ones were held"
+        );
+        // A target above the ceiling raises it.
+        assert!(!Connections::new(100).over_ceiling(100));
+        assert!(Connections::new(8).over_ceiling(CONNECTION_CEILING + 1));
     }
 
     /// A node with no connection dials again, at most every `REJOIN_INTERVAL`; a connected

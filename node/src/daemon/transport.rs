@@ -159,6 +159,12 @@ impl Node {
                 }
                 // A send handed over before its connection was up starts its deadline now.
                 self.transport.pending_sends.connected(&peer_id, now);
+                // Above the ceiling, prune now: a burst of dials or of inbound connections
+                // stood above it until the next tick (`Connections::over_ceiling`).
+                let connected = self.transport.swarm.connected_peers().count();
+                if self.transport.connections.over_ceiling(connected) {
+                    self.prune_connections();
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
