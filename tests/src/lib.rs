@@ -315,6 +315,60 @@ pub fn cell(result: &Value, row: usize, column: usize) -> Option<f64> {
     result["table"]["rows"][row]["cells"][column].as_f64()
 }
 
+/// Starts `n` daemons where node `i` holds one record `{"x": 2^i}` in collection `c` and every
+/// node trusts node 0 as commissioner: a released sum names exactly which nodes it covers
+/// ([`included_powers_of_two`]).
+pub async fn powers_of_two_network(exe: &Path, n: usize) -> anyhow::Result<Cluster> {
+    let cluster = start_network(exe, n).await?;
+    for i in 0..n {
+        let mut record = serde_json::Map::new();
+        record.insert("x".into(), Value::from(1u64 << i));
+        ctl(
+            &cluster,
+            i,
+            ControlRequest::Import {
+                collection: "c".into(),
+                records: vec![record],
+            },
+        )
+        .await?;
+    }
+    let key = commissioner_key(&cluster, 0).await?;
+    for i in 0..n {
+        trust(&cluster, i, &key, &[]).await?;
+    }
+    Ok(cluster)
+}
+
+/// The nodes a `SELECT sum(x), count(*)` result over [`powers_of_two_network`] of `n` nodes
+/// covers, as a bit set; asserts that the sum is exact over that set: an integer below `2^n`
+/// with as many bits as the result reports contributors, and the count cell agrees.
+#[track_caller]
+pub fn included_powers_of_two(result: &Value, n: usize) -> u64 {
+    let sum = cell(result, 0, 0).unwrap_or(-1.0);
+    let contributors = result["contributors"].as_u64().unwrap_or(0);
+    assert!(
+        sum >= 0.0 && sum.fract() == 0.0 && sum < (1u64 << n) as f64,
+        "{result}"
+    );
+    let included = sum as u64;
+    assert_eq!(
+        u64::from(included.count_ones()),
+        contributors,
+        "the sum {included:#b} does not match the reported count {contributors}"
+    );
+    assert_eq!(cell(result, 0, 1), Some(contributors as f64), "{result}");
+    included
+}
+
+/// The index in `cluster` of the node whose peer id is `peer`.
+pub fn index_of_peer(cluster: &Cluster, peer: &str) -> Option<usize> {
+    cluster
+        .nodes
+        .iter()
+        .position(|n| n.peer_id.as_deref() == Some(peer))
+}
+
 /// Asserts that a `compute` result is exact: its first cell is `sum` and it counts
 /// `contributors` contributors (the whole result in the message otherwise).
 #[track_caller]

@@ -4,9 +4,8 @@
 //! Node `i` holds the value `2^i`, so the released sum names exactly which contributors it
 //! covers, and that set must have the reported count.
 
-use grove_e2e::{ctl, grove_node, start_network, sum_params};
-use grove_node::control::{ComputeParams, ControlRequest};
-use serde_json::{json, Value};
+use grove_e2e::{grove_node, sum_params};
+use grove_node::control::ComputeParams;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,26 +15,7 @@ const NODES: usize = 12;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_aggregators_and_a_restart_still_give_an_exact_result() -> anyhow::Result<()> {
     let _serial = grove_e2e::serial().await;
-    let mut cluster = start_network(Path::new(EXE), NODES).await?;
-    for i in 0..NODES {
-        let record = match json!({"x": 1u64 << i}) {
-            Value::Object(m) => m,
-            _ => unreachable!("an object literal"),
-        };
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::Import {
-                collection: "c".into(),
-                records: vec![record],
-            },
-        )
-        .await?;
-    }
-    let key = grove_e2e::commissioner_key(&cluster, 0).await?;
-    for i in 0..NODES {
-        grove_e2e::trust(&cluster, i, &key, &[]).await?;
-    }
+    let mut cluster = grove_e2e::powers_of_two_network(Path::new(EXE), NODES).await?;
 
     // Two leaves and a root over twelve peers (the default plans one leaf for so few): the
     // victims below are one member of each of the first two groups.
@@ -46,12 +26,7 @@ async fn killed_aggregators_and_a_restart_still_give_an_exact_result() -> anyhow
     let share_window = Duration::from_millis(params.share_window_ms);
     let (plan, compute) = grove_e2e::launch(&cluster, 0, params).await?;
     // One member of each of the first two groups (never the commissioner, node 0).
-    let index_of = |peer: &str| {
-        cluster
-            .nodes
-            .iter()
-            .position(|n| n.peer_id.as_deref() == Some(peer))
-    };
+    let index_of = |peer: &str| grove_e2e::index_of_peer(&cluster, peer);
     let groups = plan["groups"].as_array().cloned().unwrap_or_default();
     assert!(groups.len() >= 3, "expected an inner level: {plan}");
     let mut victims = Vec::new();
@@ -78,19 +53,8 @@ async fn killed_aggregators_and_a_restart_still_give_an_exact_result() -> anyhow
         .await?;
 
     let result = compute.await??;
-    let sum = grove_e2e::cell(&result, 0, 0).unwrap_or(-1.0);
-    let contributors = result["contributors"].as_u64().unwrap_or(0);
-    assert!(
-        sum >= 0.0 && sum.fract() == 0.0 && sum < (1u64 << NODES) as f64,
-        "{result}"
-    );
-    let included = sum as u64;
-    assert_eq!(
-        u64::from(included.count_ones()),
-        contributors,
-        "the sum {included:#b} does not match the reported count {contributors}"
-    );
-    assert_eq!(grove_e2e::cell(&result, 0, 1), Some(contributors as f64));
+    let included = grove_e2e::included_powers_of_two(&result, NODES);
+    let contributors = u64::from(included.count_ones());
     assert!(
         contributors >= (NODES - victims.len()) as u64,
         "too few contributors: {result}"
