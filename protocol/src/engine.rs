@@ -68,7 +68,7 @@ mod role;
 mod slots;
 mod strategy;
 mod validity;
-pub use validity::ValidityLie;
+pub use validity::{aggregated_shares_for_proof, ValidityLie};
 
 pub use manifest::{alone, choose_manifest, version_of};
 pub use rejection::Rejection;

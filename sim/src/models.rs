@@ -581,8 +581,8 @@ pub fn declared_circuit(
 /// proofs and verifications of the declared vector's circuit ([`declared_circuit`], no noise)
 /// at `vector_len` elements, at `(g, t)`, per element of the proven input. The engine's
 /// calls, as its proof job makes them (`engine/validity.rs`, `ProveJob`): the vector's
-/// aggregated shares again (`sharing::share_vector_rotated`), each converted into prio's field
-/// with its first-stage commitment hashed on the way, then
+/// aggregated shares again, each converted into prio's field with its first-stage commitment
+/// hashed on the way (`engine::aggregated_shares_for_proof`, the job's own function), then
 /// `validity::prove_staged_tied_and_share_committed` (both stages, tied to those shares) for
 /// the contributor; `verifier_share_staged` of one member's share and `decide_naming` on the
 /// `g` verifier shares for a member (the engine hashes the member's own stage commitment
@@ -594,11 +594,11 @@ pub fn measure_validity(
     value_max_abs: f64,
     runs: usize,
 ) -> Result<ValidityConfig, String> {
+    use grove_protocol::engine::aggregated_shares_for_proof;
     use grove_protocol::query::{Record, Value};
-    use grove_protocol::sharing::share_vector_rotated;
     use grove_protocol::validity::{
-        blind, decide_naming, derived_query_seed, prove_staged_tied_and_share_committed,
-        stage_commitment_hasher, verifier_share_staged, MemberShare,
+        decide_naming, derived_query_seed, prove_staged_tied_and_share_committed,
+        verifier_share_staged, MemberShare,
     };
     use std::time::Instant;
     let params = SharingParams::new(g, t).map_err(|e| e.to_string())?;
@@ -619,7 +619,6 @@ pub fn measure_validity(
     let vector = compiled
         .contribution(std::slice::from_ref(&record))
         .map_err(|e| e.to_string())?;
-    let len = vector.len();
     let ctx = b"grove-sim/validity-cost";
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -630,33 +629,10 @@ pub fn measure_validity(
     // encoded straight from the engine's elements, the tied proof.
     let seed = [7; 32];
     let prove = || {
-        let mut stages = Vec::with_capacity(usize::from(g));
-        let shares: Vec<Vec<_>> = share_vector_rotated(&vector, params, seed, 0)
-            .iter()
-            .zip(1..)
-            .map(|(s, position)| {
-                let mut h = stage_commitment_hasher(position, &blind(&seed, position), len * 8);
-                let mut out = Vec::with_capacity(len);
-                s.for_each_block(len, |block| {
-                    out.extend(block.iter().map(|x| x.to_field64()));
-                    let bytes: Vec<u8> =
-                        block.iter().flat_map(|x| x.value().to_le_bytes()).collect();
-                    h.update(&bytes);
-                });
-                stages.extend(h.finish());
-                out
-            })
-            .collect();
+        let (shares, stages) = aggregated_shares_for_proof(&vector, params, seed, 0, Some(&seed));
         let input = typ.encode_for_proof_from(vector.iter().map(|x| x.to_field64()), []);
         prove_staged_tied_and_share_committed(
-            &typ,
-            input,
-            params,
-            ctx,
-            &seed,
-            false,
-            &shares,
-            Some(stages),
+            &typ, input, params, ctx, &seed, false, &shares, stages,
         )
     };
     let verify = |s: &MemberShare<_>| {

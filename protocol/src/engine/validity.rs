@@ -531,24 +531,13 @@ impl ProveJob {
             && st.typ.as_ref().is_ok_and(|typ| {
                 validity::Staged::stage_len(typ) == len && validity::Tied::tied(typ) == (0..len)
             });
-        let mut stages = Vec::new();
-        let shares: Vec<Vec<Field64>> =
-            share_vector_rotated(&self.vector, self.params, self.seed, self.rotation)
-                .iter()
-                .zip(1..)
-                .map(|(s, position)| {
-                    let mut h = hash_stages.then(|| {
-                        let blind = validity::blind(&proof_seed, position);
-                        validity::stage_commitment_hasher(position, &blind, len * 8)
-                    });
-                    let share = share_prefix_f64_in(s, len, len, h.as_mut());
-                    stages.extend(h.map(validity::ElementsHash::finish));
-                    share
-                })
-                .collect();
-        // One commitment per position when hashed, `None` if a share was short.
-        let stages: Option<Vec<[u8; 32]>> =
-            hash_stages.then(|| stages.into_iter().collect()).flatten();
+        let (shares, stages) = aggregated_shares_for_proof(
+            &self.vector,
+            self.params,
+            self.seed,
+            self.rotation,
+            hash_stages.then_some(&proof_seed),
+        );
         prove(
             st,
             self.id,
@@ -562,6 +551,37 @@ impl ProveJob {
             stages,
         )
     }
+}
+
+/// A contributor's aggregated shares of `vector` exactly as `send_shares_to` makes them (from
+/// `seed`, at `rotation`), each in prio's field, for its proof (the proof job's first step;
+/// `grove-sim crypto-cost` times it with the proof). With `stage_blind_seed`, each position's
+/// first-stage commitment is hashed from the engine's canonical elements on the way
+/// (`validity::stage_commitment_hasher` at `validity::blind(stage_blind_seed, p)`): one per
+/// position, `None` if a share was short or without the seed.
+pub fn aggregated_shares_for_proof(
+    vector: &[Fp],
+    params: SharingParams,
+    seed: [u8; 32],
+    rotation: u8,
+    stage_blind_seed: Option<&[u8; 32]>,
+) -> (Vec<Vec<Field64>>, Option<Vec<[u8; 32]>>) {
+    let len = vector.len();
+    let mut stages = Vec::new();
+    let shares = share_vector_rotated(vector, params, seed, rotation)
+        .iter()
+        .zip(1..)
+        .map(|(s, position)| {
+            let mut h = stage_blind_seed.map(|b| {
+                validity::stage_commitment_hasher(position, &validity::blind(b, position), len * 8)
+            });
+            let share = share_prefix_f64_in(s, len, len, h.as_mut());
+            stages.extend(h.map(validity::ElementsHash::finish));
+            share
+        })
+        .collect();
+    let stages = stage_blind_seed.and_then(|_| stages.into_iter().collect());
+    (shares, stages)
 }
 
 /// [`share_prefix`] in prio's field, converted without an intermediate copy, in a vector of
