@@ -180,6 +180,27 @@ pub async fn ctl(cluster: &Cluster, i: usize, request: ControlRequest) -> anyhow
     Ok(control::call(cluster.dir(i), &request, |_, _| {}).await?)
 }
 
+/// Node `i` imports `record` (a JSON object) into `collection`.
+pub async fn import(
+    cluster: &Cluster,
+    i: usize,
+    collection: &str,
+    record: Value,
+) -> anyhow::Result<Value> {
+    let Value::Object(record) = record else {
+        anyhow::bail!("a record is a JSON object, not {record}");
+    };
+    ctl(
+        cluster,
+        i,
+        ControlRequest::Import {
+            collection: collection.into(),
+            records: vec![record],
+        },
+    )
+    .await
+}
+
 /// Launches `params` as a computation from node `i` and waits for its plan (the first progress
 /// message that carries data). Returns the plan and the running call, whose output is the
 /// result; when no plan comes, the call's own error says why.
@@ -313,52 +334,6 @@ pub fn sum_params(collection: &str, field: &str, g: u8, t: u8) -> ComputeParams 
 /// The number in row `row`, column `column` of a `compute` result's table.
 pub fn cell(result: &Value, row: usize, column: usize) -> Option<f64> {
     result["table"]["rows"][row]["cells"][column].as_f64()
-}
-
-/// Starts `n` daemons where node `i` holds one record `{"x": 2^i}` in collection `c` and every
-/// node trusts node 0 as commissioner: a released sum names exactly which nodes it covers
-/// ([`included_powers_of_two`]).
-pub async fn powers_of_two_network(exe: &Path, n: usize) -> anyhow::Result<Cluster> {
-    let cluster = start_network(exe, n).await?;
-    for i in 0..n {
-        let mut record = serde_json::Map::new();
-        record.insert("x".into(), Value::from(1u64 << i));
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::Import {
-                collection: "c".into(),
-                records: vec![record],
-            },
-        )
-        .await?;
-    }
-    let key = commissioner_key(&cluster, 0).await?;
-    for i in 0..n {
-        trust(&cluster, i, &key, &[]).await?;
-    }
-    Ok(cluster)
-}
-
-/// The nodes a `SELECT sum(x), count(*)` result over [`powers_of_two_network`] of `n` nodes
-/// covers, as a bit set; asserts that the sum is exact over that set: an integer below `2^n`
-/// with as many bits as the result reports contributors, and the count cell agrees.
-#[track_caller]
-pub fn included_powers_of_two(result: &Value, n: usize) -> u64 {
-    let sum = cell(result, 0, 0).unwrap_or(-1.0);
-    let contributors = result["contributors"].as_u64().unwrap_or(0);
-    assert!(
-        sum >= 0.0 && sum.fract() == 0.0 && sum < (1u64 << n) as f64,
-        "{result}"
-    );
-    let included = sum as u64;
-    assert_eq!(
-        u64::from(included.count_ones()),
-        contributors,
-        "the sum {included:#b} does not match the reported count {contributors}"
-    );
-    assert_eq!(cell(result, 0, 1), Some(contributors as f64), "{result}");
-    included
 }
 
 /// The index in `cluster` of the node whose peer id is `peer`.
@@ -582,17 +557,7 @@ pub async fn import_and_trust(cluster: &Cluster, values: &[Option<u64>]) -> anyh
     let key = commissioner_key(cluster, 0).await?;
     for (i, value) in values.iter().enumerate() {
         if let Some(v) = value {
-            let mut record = serde_json::Map::new();
-            record.insert("x".into(), Value::from(*v));
-            ctl(
-                cluster,
-                i,
-                ControlRequest::Import {
-                    collection: "c".into(),
-                    records: vec![record],
-                },
-            )
-            .await?;
+            import(cluster, i, "c", serde_json::json!({ "x": v })).await?;
             trust(cluster, i, &key, &[]).await?;
         }
     }

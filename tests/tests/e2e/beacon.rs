@@ -35,19 +35,7 @@ async fn network(
     for i in 0..NODES {
         let v = (i as i64 + 1) * 101;
         plain += v;
-        let record = match json!({"balance": v}) {
-            Value::Object(m) => m,
-            _ => unreachable!("an object literal"),
-        };
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::Import {
-                collection: "money".into(),
-                records: vec![record],
-            },
-        )
-        .await?;
+        grove_e2e::import(&cluster, i, "money", json!({"balance": v})).await?;
     }
     let key = grove_e2e::commissioner_key(&cluster, 0).await?;
     for i in 0..NODES {

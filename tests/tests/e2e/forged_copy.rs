@@ -31,7 +31,7 @@ use libp2p::kad::{store::RecordStore, Record, RecordKey};
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::Multiaddr;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -47,19 +47,7 @@ async fn a_forged_copy_naming_a_trusted_commissioner_makes_no_node_contribute() 
     let trusted = SigningKey::from_bytes(&[9u8; 32]);
     let untrusted = SigningKey::from_bytes(&[7u8; 32]);
     for i in 0..NODES {
-        let record = match json!({"x": 5}) {
-            Value::Object(m) => m,
-            _ => unreachable!("an object literal"),
-        };
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::Import {
-                collection: "c".into(),
-                records: vec![record],
-            },
-        )
-        .await?;
+        grove_e2e::import(&cluster, i, "c", json!({"x": 5})).await?;
         grove_e2e::trust(&cluster, i, &hex(&trusted.verifying_key().to_bytes()), &[]).await?;
     }
 

@@ -14,7 +14,7 @@ use grove_protocol::request::{CommissionerKey, Request, SignedRequest};
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::swarm::SwarmEvent;
 use libp2p::Multiaddr;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -38,19 +38,7 @@ async fn forged_expired_and_future_requests_are_refused_and_audited() -> anyhow:
     let cluster = start_network(Path::new(EXE), 1).await?;
     let trusted = SigningKey::from_bytes(&[9u8; 32]);
     let impostor = SigningKey::from_bytes(&[7u8; 32]);
-    let record = match json!({"x": 5}) {
-        Value::Object(m) => m,
-        _ => unreachable!("an object literal"),
-    };
-    ctl(
-        &cluster,
-        0,
-        ControlRequest::Import {
-            collection: "c".into(),
-            records: vec![record],
-        },
-    )
-    .await?;
+    grove_e2e::import(&cluster, 0, "c", json!({"x": 5})).await?;
     ctl(
         &cluster,
         0,

@@ -3,7 +3,7 @@
 
 use grove_e2e::{ctl, grove_node, start_network, sum_params};
 use grove_node::control::ControlRequest;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 
 const EXE: &str = env!("CARGO_BIN_EXE_grove-e2e-node");
@@ -27,19 +27,7 @@ async fn untrusted_commissioner_gets_no_share() -> anyhow::Result<()> {
         if TRUSTING.contains(&i) {
             trusted_sum += v;
         }
-        let record = match json!({"x": v}) {
-            Value::Object(m) => m,
-            _ => unreachable!("an object literal"),
-        };
-        ctl(
-            &cluster,
-            i,
-            ControlRequest::Import {
-                collection: "c".into(),
-                records: vec![record],
-            },
-        )
-        .await?;
+        grove_e2e::import(&cluster, i, "c", json!({"x": v})).await?;
     }
     let key = grove_e2e::commissioner_key(&cluster, 0).await?;
     for &i in &TRUSTING {
