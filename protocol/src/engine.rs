@@ -434,6 +434,10 @@ struct Computation {
     /// Groups whose adopted manifest this backup asked for after a heal query for a position it
     /// did not serve, and when (`heal::ask_for_adoption`; never persisted).
     adoption_asked: BTreeMap<GroupId, Micros>,
+    /// When this engine installed the request, on its own clock (after a restart, when it
+    /// replayed it: never persisted). `agreement::round_in_reach` counts from it when it is
+    /// before the request's `created_at`, which is the commissioner's clock.
+    seen_at: Micros,
 }
 
 impl Computation {
@@ -1150,6 +1154,7 @@ impl Engine {
                 candidates,
                 validity,
                 adoption_asked: BTreeMap::new(),
+                seen_at: self.now,
             }),
         );
         Ok(())

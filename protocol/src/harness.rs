@@ -177,6 +177,8 @@ struct Slot {
     shares_sent: BTreeMap<ComputationId, usize>,
     /// Sends counted for crash triggers, by message kind.
     sends_by_kind: BTreeMap<&'static str, usize>,
+    /// How far this node's clock is behind the cluster's (`Cluster::set_clock_behind`).
+    clock_behind: u64,
 }
 
 /// Counters of what crossed the network.
@@ -299,6 +301,7 @@ impl Cluster {
                 restarts: 0,
                 shares_sent: BTreeMap::new(),
                 sends_by_kind: BTreeMap::new(),
+                clock_behind: 0,
             });
         }
         let index = peers
@@ -478,14 +481,15 @@ impl Cluster {
     ) -> ComputationId {
         let mut id = [0u8; 32];
         self.rng.fill_bytes(&mut id);
+        let now = self.local_now(commissioner);
         let request = Request {
             id: ComputationId(id),
             commissioner: CommissionerKey(self.commissioner_key.verifying_key().to_bytes()),
             commissioner_node: self.node_id(commissioner),
             directory: None,
             beacon: None,
-            created_at: self.now,
-            deadline: self.now.plus(p.lifetime),
+            created_at: now,
+            deadline: now.plus(p.lifetime),
             query: query.to_string(),
             contribution: p.spec.clone(),
             max_contributors: p.max_contributors,
@@ -514,7 +518,7 @@ impl Cluster {
         let finish_signature = sign_finish(&id, &self.commissioner_key);
         self.requests.insert(id, request);
         self.launched_by.insert(id, commissioner);
-        let now = self.now;
+        let now = self.local_now(commissioner);
         if let Some(engine) = self.nodes[commissioner].engine.as_mut() {
             if let Err(e) = engine.handle_command(
                 now,
@@ -525,7 +529,7 @@ impl Cluster {
                 },
             ) {
                 self.events.push((
-                    now,
+                    self.now,
                     commissioner,
                     Event::MessageRejected {
                         from: self.nodes[commissioner].identity.node,
@@ -605,6 +609,20 @@ impl Cluster {
             .values()
             .filter(|(node, _, job)| *node == n && job.kind() == kind)
             .count()
+    }
+
+    /// Node `node`'s clock reads `behind` microseconds less than the cluster's (`now`): every
+    /// time its engine is handed (messages, timers, jobs, commands, a restart) is its own, and
+    /// the deadline its engine asks for fires when its own clock reaches it. The commissioner's
+    /// clock stamps its requests' `created_at`. Beacon rounds are handed over at the cluster's
+    /// time. Set it before the node takes part in anything (its armed timer is not moved).
+    pub fn set_clock_behind(&mut self, node: usize, behind: u64) {
+        self.nodes[node].clock_behind = behind;
+    }
+
+    /// What node `n`'s clock reads now.
+    pub fn local_now(&self, n: usize) -> Micros {
+        Micros(self.now.0.saturating_sub(self.nodes[n].clock_behind))
     }
 
     pub fn crash_at(&mut self, node: usize, at: Micros) {
@@ -736,7 +754,7 @@ impl Cluster {
                 self.trace.update((from as u64).to_le_bytes());
                 self.trace.update((to as u64).to_le_bytes());
                 self.trace.update(&bytes);
-                let now = self.now;
+                let now = self.local_now(to);
                 let from_id = self.nodes[from].identity.node;
                 let Some(engine) = self.nodes[to].engine.as_mut() else {
                     self.traffic.dropped_at_dead_nodes += 1;
@@ -789,7 +807,7 @@ impl Cluster {
                     Err(e) => {
                         let _ = engine;
                         self.events.push((
-                            now,
+                            self.now,
                             to,
                             Event::MessageRejected {
                                 from: from_id,
@@ -805,7 +823,7 @@ impl Cluster {
                 let Some(bytes) = self.in_flight.remove(&msg) else {
                     return;
                 };
-                let now = self.now;
+                let now = self.local_now(sender);
                 let dead_id = self.nodes[dead].identity.node;
                 let Some(engine) = self.nodes[sender].engine.as_mut() else {
                     return;
@@ -820,10 +838,11 @@ impl Cluster {
                     return;
                 }
                 self.nodes[node].timer = None;
+                let behind = self.nodes[node].clock_behind;
                 let Some(engine) = self.nodes[node].engine.as_mut() else {
                     return;
                 };
-                engine.handle_timeout(at);
+                engine.handle_timeout(Micros(at.0.saturating_sub(behind)));
                 self.drain(node);
             }
             Action::Crash { node } => self.crash(node),
@@ -837,7 +856,7 @@ impl Cluster {
                 let mut engine =
                     Engine::new(self.nodes[node].identity.clone(), seed, self.plans.clone())
                         .checking_validity()
-                        .replay(self.nodes[node].durable.clone(), self.now)
+                        .replay(self.nodes[node].durable.clone(), self.local_now(node))
                         .with_envelope(self.envelope());
                 if self.skip_k_min.contains(&node) {
                     engine = engine.skipping_k_min_check();
@@ -853,7 +872,7 @@ impl Cluster {
                 computation,
                 slot,
             } => {
-                let now = self.now;
+                let now = self.local_now(sender);
                 let to_id = self.nodes[to].identity.node;
                 if let Some(engine) = self.nodes[sender].engine.as_mut() {
                     engine.handle_late_ack(now, to_id, computation, slot);
@@ -867,7 +886,7 @@ impl Cluster {
                 if self.nodes[node].restarts != restarts {
                     return; // emitted before a crash: lost with the process
                 }
-                let now = self.now;
+                let now = self.local_now(node);
                 let Some(engine) = self.nodes[node].engine.as_mut() else {
                     return;
                 };
@@ -980,7 +999,8 @@ impl Cluster {
         match drained {
             Ok(next_deadline) => {
                 if let Some(d) = next_deadline {
-                    let d = d.max(self.now);
+                    // The engine's deadline is on its own clock.
+                    let d = d.plus(self.nodes[n].clock_behind).max(self.now);
                     if self.nodes[n].timer != Some(d) {
                         self.nodes[n].timer = Some(d);
                         self.schedule(d, Action::Timer { node: n, at: d });
@@ -1101,11 +1121,11 @@ impl Cluster {
                         computation: *computation,
                     },
                 };
-                let now = self.now;
+                let now = self.local_now(n);
                 if let Err(e) = engine.handle_command(now, command) {
                     let me = self.nodes[n].identity.node;
                     self.events.push((
-                        now,
+                        self.now,
                         n,
                         Event::MessageRejected {
                             from: me,

@@ -97,15 +97,24 @@ fn promised_now(comp: &mut Computation, group: GroupId, round: u32, now: Micros)
 
 /// Whether this acceptor may promise (or accept in) `round` of `group` at another candidate's
 /// request (a solicit, a proposal, a member's report that would make it lead): one round past
-/// its promise at once, and one more per manifest timeout since that promise (since the
-/// request's creation if it promised nothing while running). An honest round starts on a
-/// member's manifest timeout in the round before it (or on its leader's), so a round `k` past
-/// the promise comes `k - 1` timeouts after it at the earliest. Without the bound, a lying
-/// member asked for promises of the last round it leads (63, for position 4 of 5): the honest
-/// acceptors promised it and refused every lower round's leader, and no member's timeout goes
-/// past `MAX_AGREE_ROUNDS`, so its group never adopted; so did its proposal in that round, and
-/// its reports to each member in that member's last round (`liar_jumping_ahead`, three
-/// scenarios in `tests/byzantine.rs`).
+/// its promise at once, and one more per manifest timeout since that promise (if it promised
+/// nothing while running: since the request's creation or since this engine had the request,
+/// whichever its clock puts first). An honest round starts on a member's manifest timeout in
+/// the round before it (or on its leader's), so a round `k` past the promise comes `k - 1`
+/// timeouts after it at the earliest. Without the bound, a lying member asked for promises of
+/// the last round it leads (63, for position 4 of 5): the honest acceptors promised it and
+/// refused every lower round's leader, and no member's timeout goes past `MAX_AGREE_ROUNDS`, so
+/// its group never adopted; so did its proposal in that round, and its reports to each member
+/// in that member's last round (`liar_jumping_ahead`, three scenarios in `tests/byzantine.rs`).
+///
+/// `created_at` is on the commissioner's clock, up to `MAX_CLOCK_SKEW_MICROS` ahead of this
+/// node's. Counted from it alone, an acceptor whose clock was behind the members' by more than
+/// about a share window and a manifest timeout refused every honest round past 1 for good
+/// (the rounds and the bound move on together, one per timeout): a leaf whose first two
+/// leaders were silent, with its backups 50 s behind, never adopted (`tests/clock_skew.rs`).
+/// No node has a request before it is created, so the time this engine had it is, on its own
+/// clock, no earlier than the creation: a liar can make it jump no further than on a clock
+/// that agrees with the commissioner's.
 fn round_in_reach(comp: &Computation, group: GroupId, round: u32, now: Micros) -> bool {
     let acceptor = comp.acceptors.get(&group);
     let promised = acceptor.map_or(0, |a| a.promised);
@@ -114,7 +123,7 @@ fn round_in_reach(comp: &Computation, group: GroupId, round: u32, now: Micros) -
     }
     let since = acceptor
         .and_then(|a| a.promised_at)
-        .unwrap_or(comp.request().created_at);
+        .unwrap_or(comp.request().created_at.min(comp.seen_at));
     let timeout = comp.request().tree.timeouts.manifest_timeout.max(1);
     let timeouts = now.0.saturating_sub(since.0) / timeout;
     u64::from(round) <= u64::from(promised) + 1 + timeouts

@@ -1,0 +1,187 @@
+//! Clocks that disagree within the skew a request tolerates (`MAX_CLOCK_SKEW_MICROS`: a node
+//! accepts a request created up to a minute ahead of its clock) on the cluster harness
+//! (`Cluster::set_clock_behind`). The bound on how far an acceptor's promise may jump
+//! (`agreement::round_in_reach`) counts manifest timeouts on the acceptor's own clock; an
+//! acceptor whose clock is behind the commissioner's must still keep honest rounds in reach.
+
+use grove_protocol::engine::Event;
+use grove_protocol::harness::{Byzantine, Cluster, HarnessConfig, LaunchParams};
+use grove_protocol::ids::{ComputationId, GroupId, Micros, NodeId};
+use grove_protocol::plan::Plan;
+use rand_chacha::rand_core::RngCore;
+use std::collections::BTreeSet;
+
+const COMMISSIONER: usize = 0;
+
+/// How far behind the commissioner's (and the members') clocks the others run: within the
+/// minute a request's `created_at` may be ahead of a node's clock.
+const BEHIND: u64 = 50_000_000;
+
+fn setup(nodes: usize, contributors: usize, seed: u64) -> Cluster {
+    let mut c = Cluster::new(HarnessConfig::new(nodes, seed));
+    for i in 1..=contributors {
+        let values: Vec<f64> = (0..4)
+            .map(|_| (c.rng().next_u64() % 2001) as f64 - 1000.0)
+            .collect();
+        c.set_counted_contribution(i, &values);
+    }
+    // Room below the cluster's time for clocks that are behind it.
+    c.run_until(Micros(2 * BEHIND));
+    c
+}
+
+/// Nodes that serve a position of some group.
+fn members(plan: &Plan) -> BTreeSet<NodeId> {
+    plan.groups()
+        .flat_map(|g| (1..=plan.g).map(move |p| (g, p)))
+        .map(|(g, p)| plan.member(g, p))
+        .collect()
+}
+
+fn leaf(index: u32) -> GroupId {
+    GroupId { level: 0, index }
+}
+
+fn adopted_counts(c: &Cluster, group: GroupId) -> BTreeSet<u64> {
+    c.events
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            Event::ManifestAdopted {
+                group: g, version, ..
+            } if *g == group => Some(version.count),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rejected(c: &Cluster, reason: &str) -> usize {
+    c.events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::MessageRejected { reason: r, .. } if r == reason))
+        .count()
+}
+
+/// A leaf whose first two leaders (positions 1 and 2, rounds 0 and 1) are silent members, so
+/// that it adopts in round 2 at the earliest; every node that serves no position (the leaf's
+/// backups among them) runs its clock `BEHIND` the commissioner's and the members'. Returns the
+/// cluster, the computation, the leaf, its silent members and the nodes behind.
+fn silent_leaders_and_backups_behind(
+    seed: u64,
+) -> (Cluster, ComputationId, GroupId, Vec<usize>, Vec<usize>) {
+    let mut c = setup(60, 40, seed);
+    let id = c.launch(COMMISSIONER, &LaunchParams::new(5, 3, 4, 2, 4));
+    let plan = c.plan(&id).unwrap();
+    let index = |c: &Cluster, n: &NodeId| c.index_of(n).expect("in the cluster");
+    let group = (0..4)
+        .map(leaf)
+        .find(|g| (1..=2).all(|p| index(&c, &plan.member(*g, p)) != COMMISSIONER))
+        .expect("a leaf whose first two leaders are not the commissioner");
+    let silent: Vec<usize> = (1..=2).map(|p| index(&c, &plan.member(group, p))).collect();
+    // The silent members stay within what every group they serve tolerates (2 of g = 5).
+    for g in plan.groups() {
+        let in_g = (1..=plan.g)
+            .filter(|p| silent.contains(&index(&c, &plan.member(g, *p))))
+            .count();
+        assert!(
+            in_g <= 2,
+            "pick another seed: {in_g} silent members in {g:?}"
+        );
+    }
+    for &s in &silent {
+        c.byzantine(
+            s,
+            Byzantine {
+                withhold: true,
+                ..Byzantine::default()
+            },
+        );
+    }
+    let members = members(&plan);
+    let behind: Vec<usize> = (0..c.len())
+        .filter(|&i| i != COMMISSIONER && !members.contains(&c.node_id(i)))
+        .collect();
+    for &i in &behind {
+        c.set_clock_behind(i, BEHIND);
+    }
+    // Without the backups behind, the three honest members cannot make a quorum of the leaf's
+    // acceptors: the scenario needs them.
+    let acceptors: Vec<usize> = (1..=plan.g)
+        .flat_map(|p| plan.candidates(group, p).collect::<Vec<_>>())
+        .map(|n| index(&c, &n))
+        .collect();
+    let in_time = acceptors
+        .iter()
+        .filter(|a| !silent.contains(a) && !behind.contains(a))
+        .count();
+    assert!(
+        in_time < acceptors.len() / 2 + 1,
+        "pick another seed: {in_time} acceptors of {} in time make a quorum",
+        acceptors.len()
+    );
+    (c, id, group, silent, behind)
+}
+
+/// The members' clocks agree with the commissioner's; the backups' are 50 s behind (they accept
+/// the request: it was created less than a minute ahead of their clocks). The leaf's first two
+/// leaders are silent, so it needs the backups' promises of round 2. An acceptor that never
+/// promised counted the manifest timeouts that put round 2 in reach from the request's
+/// `created_at`, 50 s ahead of its clock: it refused the honest solicits of rounds 2, 3 and 4
+/// ("a round past the limit", 27 of them; rounds 5 and 6 have silent leaders), its parent went
+/// on without the leaf, and 27 of the 40 contributors were released. Its clock would have
+/// reached `created_at` only after the members' timeouts ran out of rounds
+/// (`MAX_AGREE_ROUNDS` of 500 ms each), and the bound moves on with the rounds, one per
+/// timeout, so the leaf would never have adopted.
+#[test]
+fn backups_whose_clocks_are_behind_promise_the_honest_round_two() {
+    let (mut c, id, group, silent, _) = silent_leaders_and_backups_behind(7);
+    let o = c.run_checked(&id);
+    assert_eq!(
+        adopted_counts(&c, group).len(),
+        1,
+        "the leaf with silent first leaders adopted no manifest (or two); {} honest rounds \
+         refused as past the limit",
+        rejected(&c, "a round past the limit")
+    );
+    let silent: BTreeSet<NodeId> = silent.iter().map(|s| c.node_id(*s)).collect();
+    let honest: BTreeSet<NodeId> = o.contributors.difference(&silent).copied().collect();
+    assert!(
+        honest.is_subset(&o.included),
+        "contributors missing from the result: {:?}",
+        honest.difference(&o.included).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        rejected(&c, "a round past the limit"),
+        0,
+        "an honest round was refused"
+    );
+}
+
+/// As above, and the nodes behind crash 100 ms after the launch and restart 200 ms later, before
+/// the leaf needs round 2: a restarted engine knows nothing of when it first had the request
+/// (the time is not persisted), so it counts from its replay, still before the request's
+/// `created_at` on its clock; round 2 is two timeouts after the replay, and in reach.
+#[test]
+fn backups_whose_clocks_are_behind_promise_the_honest_round_two_after_a_restart() {
+    let (mut c, id, group, silent, behind) = silent_leaders_and_backups_behind(7);
+    let now = c.now;
+    for &i in &behind {
+        c.crash_at(i, now.plus(100_000));
+        c.restart_at(i, now.plus(300_000));
+    }
+    let o = c.run_checked(&id);
+    assert!(behind.iter().all(|&i| c.restarts(i) == 1));
+    assert_eq!(
+        adopted_counts(&c, group).len(),
+        1,
+        "the leaf with silent first leaders adopted no manifest (or two); {} honest rounds \
+         refused as past the limit",
+        rejected(&c, "a round past the limit")
+    );
+    let silent: BTreeSet<NodeId> = silent.iter().map(|s| c.node_id(*s)).collect();
+    let honest: BTreeSet<NodeId> = o.contributors.difference(&silent).copied().collect();
+    assert!(
+        honest.is_subset(&o.included),
+        "contributors missing from the result: {:?}",
+        honest.difference(&o.included).collect::<Vec<_>>()
+    );
+}
