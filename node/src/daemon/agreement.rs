@@ -54,8 +54,22 @@ pub const MAX_POLL_CAP: Duration = Duration::from_secs(600);
 /// the cap, the peers closest to its key answer about one lookup per second each (a lookup
 /// that finds nothing asks all of them), up to `MAX_POLL_CAP` seconds' worth of peers.
 pub const PEERS_PER_CAP_SECOND: usize = 1;
-/// How often the daemon looks up the commissioners whose lookup is due.
+/// The shortest gap between two passes over the trusted commissioners' lookups: a lookup
+/// still in flight when its poll is due is looked at again this much later, not at once.
 pub const LOOKUP_TICK: Duration = Duration::from_secs(2);
+
+/// When the daemon next goes over the trusted commissioners' lookups ([`Node::poll_requests`]):
+/// at the earliest poll's due time, but not within [`LOOKUP_TICK`] of the last pass
+/// (`last`); `None` with no poll (no commissioner trusted, or before the first lookup): a
+/// new trust (`look_for_requests`) makes its own pass. Until session 26 a 2 s tick woke every
+/// daemon and read the trust list from the store whether a lookup was due or not: a node at
+/// the cap (60 to 600 s) did so 30 to 300 times per lookup.
+pub fn next_pass(polls: impl IntoIterator<Item = Instant>, last: Instant) -> Option<Instant> {
+    polls
+        .into_iter()
+        .min()
+        .map(|due| due.max(last + LOOKUP_TICK))
+}
 
 /// The longest wait between two lookups of one commissioner's requests on a network whose
 /// directory holds `peers` peers: `peers` seconds, within [`MIN_POLL_CAP`] and
@@ -379,6 +393,14 @@ impl Node {
     /// now (the node started, or trusts a new one), and starts their waits over.
     pub(super) fn look_for_requests(&mut self) {
         self.poll_requests(true);
+    }
+
+    /// When [`poll_requests`](Self::poll_requests) next has a lookup to start ([`next_pass`]).
+    pub(super) fn requests_due(&self, last: Instant) -> Option<Instant> {
+        next_pass(
+            self.membership.agreement.polls.values().map(|p| p.next),
+            last,
+        )
     }
 
     /// Looks up the active requests of the trusted commissioners whose lookup is due
@@ -809,6 +831,32 @@ mod tests {
         assert_eq!(got, vec![(1, true), (2, false)]);
         // Another commissioner's record brings nothing.
         assert!(unseen_requests(&[9; 32], &value, now, known).is_empty());
+    }
+
+    /// The lookups' pass is due at the earliest poll, no sooner than a tick after the last
+    /// pass, and never with no poll: a node at rest wakes for its lookups only (fails with the
+    /// fixed 2 s tick, which woke it 30 times per minute-long wait).
+    #[test]
+    fn the_lookups_wake_the_node_only_when_one_is_due() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(next_pass([], t0), None);
+        assert_eq!(next_pass([t0 + s(90), t0 + s(45)], t0), Some(t0 + s(45)));
+        // Overdue (a lookup still in flight when its poll came due): a tick after the last pass.
+        assert_eq!(next_pass([t0], t0), Some(t0 + LOOKUP_TICK));
+        // A node at the cap of a 200-node network: one pass per wait, not one per tick.
+        let cap = poll_cap(200);
+        let mut poll = Poll::due(t0).started(t0, cap, 1.0, true);
+        let (mut last, mut passes) = (t0, 0);
+        while let Some(at) = next_pass([poll.next], last) {
+            if at >= t0 + s(600) {
+                break;
+            }
+            passes += 1;
+            poll = poll.started(at, cap, 1.0, true);
+            last = at;
+        }
+        assert_eq!(passes, 2, "{passes} passes in 10 minutes");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The event loop: one `select!` over the swarm, the control queue, the engine's next deadline,
-//! the periodic ticks (announce and pull, republish and look up requests) and the shutdown
-//! signals and the results of the engine's jobs (`jobs`); after each input, the loopback
-//! queue.
+//! the periodic ticks (announce and pull, republish), the due lookups of trusted commissioners'
+//! requests (`agreement::next_pass`), the shutdown signals and the results of the engine's
+//! jobs (`jobs`); after each input, the loopback queue.
 
-use super::{agreement, Node};
+use super::Node;
 use super::{ANNOUNCE_TICK, REPUBLISH_INTERVAL};
 use crate::clock::now_micros;
 use crate::control::Incoming;
@@ -131,7 +131,8 @@ impl Node {
         let start = Instant::now();
         let mut housekept: Option<Instant> = None;
         let mut republish_tick = tokio::time::interval(REPUBLISH_INTERVAL);
-        let mut requests_tick = tokio::time::interval(agreement::LOOKUP_TICK);
+        // The last pass over the trusted commissioners' lookups (`agreement::next_pass`).
+        let mut requests_polled = start;
         let mut prune_tick = tokio::time::interval(super::connections::PRUNE_TICK);
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -170,6 +171,7 @@ impl Node {
                     tick_at_or_after(start, due.max(last + ANNOUNCE_TICK))
                 }
             };
+            let requests_at = self.requests_due(requests_polled).unwrap_or(far);
             tokio::select! {
                 event = self.transport.swarm.select_next_some() => {
                     // Membership gossip shares the message protocol (`membership`).
@@ -192,7 +194,10 @@ impl Node {
                 }
                 _ = tokio::time::sleep_until(send_deadline.into()) => self.expire_sends()?,
                 _ = republish_tick.tick() => self.republish_requests(),
-                _ = requests_tick.tick() => self.poll_requests(false),
+                _ = tokio::time::sleep_until(requests_at.into()) => {
+                    requests_polled = Instant::now();
+                    self.poll_requests(false);
+                }
                 _ = prune_tick.tick() => self.prune_connections(),
                 _ = sigint.recv() => {
                     tracing::info!("interrupted; shutting down");
