@@ -434,9 +434,10 @@ struct Computation {
     /// Groups whose adopted manifest this backup asked for after a heal query for a position it
     /// did not serve, and when (`heal::ask_for_adoption`; never persisted).
     adoption_asked: BTreeMap<GroupId, Micros>,
-    /// When this engine installed the request, on its own clock (after a restart, when it
-    /// replayed it: never persisted). `agreement::round_in_reach` counts from it when it is
-    /// before the request's `created_at`, which is the commissioner's clock.
+    /// When this engine installed the request, on its own clock (persisted as
+    /// `Record::RequestSeen`; after a restart from a log without one, when it replayed the
+    /// request). `agreement::round_in_reach` counts from it when it is before the request's
+    /// `created_at`, which is the commissioner's clock.
     seen_at: Micros,
 }
 
@@ -1287,6 +1288,7 @@ impl Engine {
                 randomness,
             });
         }
+        let new = !self.computations.contains_key(&id);
         match finish {
             Some(finish_signature) => self.record(Record::Launched {
                 request: Box::new(signed),
@@ -1295,6 +1297,14 @@ impl Engine {
             None => self.record(Record::Accepted {
                 request: Box::new(signed),
             }),
+        }
+        if new && self.computations.contains_key(&id) {
+            // In the same drain as the request's record: a restart counts the agreement
+            // rounds in reach from this time, not from its replay.
+            self.record(Record::RequestSeen {
+                computation: id,
+                at: self.now,
+            });
         }
         self.out.extend(then);
         let roles = self.computations.get(&id).map_or(0, |c| c.roles.len());
@@ -1845,6 +1855,13 @@ fn apply_to_computation(comp: &mut Computation, record: &Record) -> Result<(), R
             answered,
             ..
         } => heal::apply_heal_go_answered(comp, slot(*group, *position), *target, *answered),
+        Record::RequestSeen { at, .. } => {
+            // Installing the request (live, or on replay) set the engine's time then; the
+            // persisted time is no later, unless the clock went back across a restart (then
+            // the earlier of the two keeps honest rounds in reach).
+            comp.seen_at = comp.seen_at.min(*at);
+            Ok(())
+        }
         Record::Accepted { .. }
         | Record::Launched { .. }
         | Record::Closed { .. }

@@ -133,6 +133,14 @@ pub enum Record {
         target: Position,
         answered: u32,
     },
+    /// When this engine installed the request (recorded right after its `Accepted` or
+    /// `Launched`), on its own clock: `agreement::round_in_reach` counts from it when it is
+    /// before the request's `created_at` (the commissioner's clock), also after a restart.
+    /// Without it (a log an older binary wrote) a restarted engine counts from its replay.
+    RequestSeen {
+        computation: ComputationId,
+        at: Micros,
+    },
 }
 
 impl Record {
@@ -153,7 +161,8 @@ impl Record {
             | Record::Closed { computation, .. }
             | Record::Directory { computation, .. }
             | Record::BeaconRound { computation, .. }
-            | Record::HealGoAnswered { computation, .. } => *computation,
+            | Record::HealGoAnswered { computation, .. }
+            | Record::RequestSeen { computation, .. } => *computation,
         }
     }
 }

@@ -98,6 +98,7 @@ pub fn record_kind(record: &Record) -> &'static str {
         Record::BeaconRound { .. } => "BeaconRound",
         Record::Launching { .. } => "Launching",
         Record::HealGoAnswered { .. } => "HealGoAnswered",
+        Record::RequestSeen { .. } => "RequestSeen",
     }
 }
 
