@@ -9,26 +9,22 @@
 //! `GROVE_BYZANTINE_SEEDS` sets the number of sweep seeds (default 20).
 
 use grove_protocol::engine::{Event, Failure};
-use grove_protocol::harness::{Byzantine, Cluster, HarnessConfig, LaunchParams, Outcome};
+use grove_protocol::harness::{Byzantine, Cluster, LaunchParams, Outcome};
 use grove_protocol::ids::{ComputationId, Digest, GroupId, Micros, NodeId, Version};
 use grove_protocol::limits::MAX_AGREE_ROUNDS;
 use grove_protocol::message::{
     AdoptionCertificate, Body, Item, Manifest, ManifestMsg, Message, ReportMsg, Slot, SolicitMsg,
 };
+mod common;
+
+use common::{adopted_counts, leaf, rejected};
 use rand_chacha::rand_core::RngCore;
 use std::collections::BTreeSet;
 
 const COMMISSIONER: usize = 0;
 
 fn setup(nodes: usize, contributors: usize, seed: u64) -> Cluster {
-    let mut c = Cluster::new(HarnessConfig::new(nodes, seed));
-    for i in 1..=contributors {
-        let values: Vec<f64> = (0..4)
-            .map(|_| (c.rng().next_u64() % 2001) as f64 - 1000.0)
-            .collect();
-        c.set_counted_contribution(i, &values);
-    }
-    c
+    common::counted_cluster(nodes, contributors, seed)
 }
 
 /// g = 5, t = 3, 4 leaf groups under fan-in 2: levels of 4, 2 and 1 groups.
@@ -51,30 +47,6 @@ fn member(c: &Cluster, id: &ComputationId, group: GroupId, position: u8) -> usiz
     let m = c.index_of(&plan.member(group, position)).expect("member");
     assert_ne!(m, COMMISSIONER, "pick another place for the liar");
     m
-}
-
-/// Rejections of one reason, over every node.
-fn rejected(c: &Cluster, reason: &str) -> usize {
-    c.events
-        .iter()
-        .filter(|(_, _, e)| matches!(e, Event::MessageRejected { reason: r, .. } if r == reason))
-        .count()
-}
-
-fn adopted_counts(c: &Cluster, group: GroupId) -> BTreeSet<u64> {
-    c.events
-        .iter()
-        .filter_map(|(_, _, e)| match e {
-            Event::ManifestAdopted {
-                group: g, version, ..
-            } if *g == group => Some(version.count),
-            _ => None,
-        })
-        .collect()
-}
-
-fn leaf(index: u32) -> GroupId {
-    GroupId { level: 0, index }
 }
 
 /// A manifest naming one made-up version of leaf 0 (digest bytes `digest`).

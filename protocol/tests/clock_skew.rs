@@ -4,11 +4,12 @@
 //! (`agreement::round_in_reach`) counts manifest timeouts on the acceptor's own clock; an
 //! acceptor whose clock is behind the commissioner's must still keep honest rounds in reach.
 
-use grove_protocol::engine::Event;
-use grove_protocol::harness::{Byzantine, Cluster, HarnessConfig, LaunchParams};
+use grove_protocol::harness::{Byzantine, Cluster, LaunchParams, Outcome};
 use grove_protocol::ids::{ComputationId, GroupId, Micros, NodeId};
 use grove_protocol::plan::Plan;
-use rand_chacha::rand_core::RngCore;
+mod common;
+
+use common::{adopted_counts, leaf, rejected};
 use std::collections::BTreeSet;
 
 const COMMISSIONER: usize = 0;
@@ -18,13 +19,7 @@ const COMMISSIONER: usize = 0;
 const BEHIND: u64 = 50_000_000;
 
 fn setup(nodes: usize, contributors: usize, seed: u64) -> Cluster {
-    let mut c = Cluster::new(HarnessConfig::new(nodes, seed));
-    for i in 1..=contributors {
-        let values: Vec<f64> = (0..4)
-            .map(|_| (c.rng().next_u64() % 2001) as f64 - 1000.0)
-            .collect();
-        c.set_counted_contribution(i, &values);
-    }
+    let mut c = common::counted_cluster(nodes, contributors, seed);
     // Room below the cluster's time for clocks that are behind it.
     c.run_until(Micros(2 * BEHIND));
     c
@@ -36,29 +31,6 @@ fn members(plan: &Plan) -> BTreeSet<NodeId> {
         .flat_map(|g| (1..=plan.g).map(move |p| (g, p)))
         .map(|(g, p)| plan.member(g, p))
         .collect()
-}
-
-fn leaf(index: u32) -> GroupId {
-    GroupId { level: 0, index }
-}
-
-fn adopted_counts(c: &Cluster, group: GroupId) -> BTreeSet<u64> {
-    c.events
-        .iter()
-        .filter_map(|(_, _, e)| match e {
-            Event::ManifestAdopted {
-                group: g, version, ..
-            } if *g == group => Some(version.count),
-            _ => None,
-        })
-        .collect()
-}
-
-fn rejected(c: &Cluster, reason: &str) -> usize {
-    c.events
-        .iter()
-        .filter(|(_, _, e)| matches!(e, Event::MessageRejected { reason: r, .. } if r == reason))
-        .count()
 }
 
 /// A leaf whose first two leaders (positions 1 and 2, rounds 0 and 1) are silent members, so
@@ -135,12 +107,23 @@ fn silent_leaders_and_backups_behind(
 fn backups_whose_clocks_are_behind_promise_the_honest_round_two() {
     let (mut c, id, group, silent, _) = silent_leaders_and_backups_behind(7);
     let o = c.run_checked(&id);
+    leaf_adopted_with_every_honest_contributor(&c, &o, group, &silent);
+}
+
+/// The leaf with silent leaders adopted one manifest, every honest contributor is in the
+/// result, and no acceptor refused an honest round as past the limit.
+fn leaf_adopted_with_every_honest_contributor(
+    c: &Cluster,
+    o: &Outcome,
+    group: GroupId,
+    silent: &[usize],
+) {
     assert_eq!(
-        adopted_counts(&c, group).len(),
+        adopted_counts(c, group).len(),
         1,
         "the leaf with silent first leaders adopted no manifest (or two); {} honest rounds \
          refused as past the limit",
-        rejected(&c, "a round past the limit")
+        rejected(c, "a round past the limit")
     );
     let silent: BTreeSet<NodeId> = silent.iter().map(|s| c.node_id(*s)).collect();
     let honest: BTreeSet<NodeId> = o.contributors.difference(&silent).copied().collect();
@@ -150,7 +133,7 @@ fn backups_whose_clocks_are_behind_promise_the_honest_round_two() {
         honest.difference(&o.included).collect::<Vec<_>>()
     );
     assert_eq!(
-        rejected(&c, "a round past the limit"),
+        rejected(c, "a round past the limit"),
         0,
         "an honest round was refused"
     );
@@ -167,25 +150,7 @@ fn restart_behind_and_check(seed: u64, restart_after: u64) {
     }
     let o = c.run_checked(&id);
     assert!(behind.iter().all(|&i| c.restarts(i) == 1));
-    assert_eq!(
-        adopted_counts(&c, group).len(),
-        1,
-        "the leaf with silent first leaders adopted no manifest (or two); {} honest rounds \
-         refused as past the limit",
-        rejected(&c, "a round past the limit")
-    );
-    let silent: BTreeSet<NodeId> = silent.iter().map(|s| c.node_id(*s)).collect();
-    let honest: BTreeSet<NodeId> = o.contributors.difference(&silent).copied().collect();
-    assert!(
-        honest.is_subset(&o.included),
-        "contributors missing from the result: {:?}",
-        honest.difference(&o.included).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        rejected(&c, "a round past the limit"),
-        0,
-        "an honest round was refused"
-    );
+    leaf_adopted_with_every_honest_contributor(&c, &o, group, &silent);
 }
 
 /// As above, and the nodes behind crash 100 ms after the launch and restart 200 ms later, before
