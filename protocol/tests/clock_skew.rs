@@ -39,6 +39,7 @@ fn members(plan: &Plan) -> BTreeSet<NodeId> {
 /// cluster, the computation, the leaf, its silent members and the nodes behind.
 fn silent_leaders_and_backups_behind(
     seed: u64,
+    behind_by: u64,
 ) -> (Cluster, ComputationId, GroupId, Vec<usize>, Vec<usize>) {
     let mut c = setup(60, 40, seed);
     let id = c.launch(COMMISSIONER, &LaunchParams::new(5, 3, 4, 2, 4));
@@ -73,7 +74,7 @@ fn silent_leaders_and_backups_behind(
         .filter(|&i| i != COMMISSIONER && !members.contains(&c.node_id(i)))
         .collect();
     for &i in &behind {
-        c.set_clock_behind(i, BEHIND);
+        c.set_clock_behind(i, behind_by);
     }
     // Without the backups behind, the three honest members cannot make a quorum of the leaf's
     // acceptors: the scenario needs them.
@@ -105,7 +106,7 @@ fn silent_leaders_and_backups_behind(
 /// timeout, so the leaf would never have adopted.
 #[test]
 fn backups_whose_clocks_are_behind_promise_the_honest_round_two() {
-    let (mut c, id, group, silent, _) = silent_leaders_and_backups_behind(7);
+    let (mut c, id, group, silent, _) = silent_leaders_and_backups_behind(7, BEHIND);
     let o = c.run_checked(&id);
     leaf_adopted_with_every_honest_contributor(&c, &o, group, &silent);
 }
@@ -141,8 +142,8 @@ fn leaf_adopted_with_every_honest_contributor(
 
 /// The backups of `silent_leaders_and_backups_behind(seed)` crash 100 ms after the launch and
 /// restart `restart_after` µs after it; the leaf must still adopt, with no honest round refused.
-fn restart_behind_and_check(seed: u64, restart_after: u64) {
-    let (mut c, id, group, silent, behind) = silent_leaders_and_backups_behind(seed);
+fn restart_behind_and_check(seed: u64, restart_after: u64, behind_by: u64) {
+    let (mut c, id, group, silent, behind) = silent_leaders_and_backups_behind(seed, behind_by);
     let now = c.now;
     for &i in &behind {
         c.crash_at(i, now.plus(100_000));
@@ -158,7 +159,7 @@ fn restart_behind_and_check(seed: u64, restart_after: u64) {
 /// (`Record::RequestSeen`), still before the request's `created_at` on its clock.
 #[test]
 fn backups_whose_clocks_are_behind_promise_the_honest_round_two_after_a_restart() {
-    restart_behind_and_check(7, 300_000);
+    restart_behind_and_check(7, 300_000, BEHIND);
 }
 
 /// As above, with the restart at 2 s, when the members already timed out of rounds 0 and 1.
@@ -169,9 +170,21 @@ fn backups_whose_clocks_are_behind_promise_the_honest_round_two_after_a_restart(
 /// silent first leaders adopted no manifest (or two); 250 honest rounds refused as past the
 /// limit"; so on every one of the 19 seeds of 1 to 24 that pass with it).
 ///
-/// Seed 1: on seeds 6, 7, 12, 17, 18 and 22 the crash of these 24 nodes for 1.9 s loses a leaf
-/// (not always this one) with `RequestSeen` too, and also with clocks that agree.
+/// Seed 1: on seed 17 the crash of these 24 nodes for 1.9 s loses three contributors whatever
+/// the clocks and the round bound (a contributor among them, its shares not all sent).
 #[test]
 fn backups_whose_clocks_are_behind_promise_the_honest_round_two_after_a_late_restart() {
-    restart_behind_and_check(1, 2_000_000);
+    restart_behind_and_check(1, 2_000_000, BEHIND);
+}
+
+/// Clocks that agree, the same crash and late restart, seed 7: a member that followed a
+/// higher round on a leader's solicit kept the timer of the round it had been in, so it left
+/// the new round on that timer, within milliseconds (round 3 to 4 19 ms after it followed),
+/// and rounds ran ahead of one per manifest timeout; the round bound, which assumes that pace,
+/// then refused them ("contributors missing from the result", 13 of them; with the bound off
+/// every honest contributor was in). On seeds 1 to 24 the follower's lost timer lost a leaf on
+/// 6, 7, 12, 18 and 22.
+#[test]
+fn a_member_that_follows_a_solicited_round_stays_in_it_a_whole_timeout() {
+    restart_behind_and_check(7, 2_000_000, 0);
 }

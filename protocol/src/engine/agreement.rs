@@ -781,13 +781,16 @@ pub(super) fn on_solicit(
     if !round_in_reach(comp, m.group, round, ctx.now) {
         return Err(Rejection::RoundPastLimit);
     }
+    // Before the promise: its record, applied at once, raises the role's round too, and a
+    // member that moved to the round must wait a whole timeout in it.
+    let was = key.and_then(|k| comp.roles.get(&k)).map_or(0, |r| r.round);
     promise(comp, ctx, m.group, mine, round);
     let (_, accepted) = acceptor_state(comp, m.group);
     match key.and_then(|k| comp.roles.get_mut(&k)) {
         // A backup that serves no position of the group: its promise only.
         None => ctx.send_to(from, id, round, report(vec![], false, accepted, None), None),
         Some(role) => {
-            let moved = round > role.round;
+            let moved = round > was;
             role.round = role.round.max(round);
             if let Stage::Reporting { .. } = role.stage {
                 if moved {
