@@ -140,8 +140,9 @@ fn leaf_adopted_with_every_honest_contributor(
     );
 }
 
-/// The backups of `silent_leaders_and_backups_behind(seed)` crash 100 ms after the launch and
-/// restart `restart_after` µs after it; the leaf must still adopt, with no honest round refused.
+/// The backups of `silent_leaders_and_backups_behind(seed, behind_by)` crash 100 ms after the
+/// launch and restart `restart_after` µs after it; the leaf must still adopt, with no honest
+/// round refused.
 fn restart_behind_and_check(seed: u64, restart_after: u64, behind_by: u64) {
     let (mut c, id, group, silent, behind) = silent_leaders_and_backups_behind(seed, behind_by);
     let now = c.now;

@@ -356,8 +356,8 @@ pub(super) struct Acceptor {
     /// The manifest accepted last and its round (persisted as `ManifestAccepted`).
     pub(super) accepted: Option<(u32, Manifest)>,
     /// When `promised` last rose while this engine ran (never persisted: after a restart, the
-    /// earlier of the request's creation and the replay stands for it;
-    /// `agreement::round_in_reach`).
+    /// earlier of the request's creation and the time the engine first had it, persisted as
+    /// `RequestSeen`, stands for it; `agreement::round_in_reach`).
     pub(super) promised_at: Option<Micros>,
 }
 
